@@ -1,0 +1,44 @@
+#!/bin/sh
+# Installs the Debian packages clipdex needs, idempotently: packages that are
+# already installed are not touched and nothing is downloaded when none is
+# missing.  Runs apt-get as root, or through sudo when available.
+#
+#   tools/deps.sh           build and test dependencies
+#   tools/deps.sh --bench   also PyTorch (the benchmarks compare against it)
+#   tools/deps.sh --tools   also what tools/*.py need to regenerate fixtures
+set -eu
+
+pkgs="build-essential clang pkg-config libfaiss-dev liblmdb-dev libturbojpeg0-dev
+libopenblas-dev libnng-dev libcjson-dev libspng-dev libexif-dev libxxhash-dev
+libcmocka-dev"
+for a in "$@"; do
+	case "$a" in
+	--bench) pkgs="$pkgs python3-torch python3-numpy" ;;
+	--tools) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-regex" ;;
+	*) echo "deps.sh: unknown option $a" >&2; exit 2 ;;
+	esac
+done
+
+missing=""
+for p in $pkgs; do
+	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	case "$st" in
+	*" installed") ;;
+	*) missing="$missing $p" ;;
+	esac
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps.sh: installing:$missing"
+if [ "$(id -u)" -eq 0 ]; then
+	SUDO=""
+elif command -v sudo >/dev/null 2>&1; then
+	SUDO="sudo"
+else
+	echo "deps.sh: need root (or sudo) to install:$missing" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing
