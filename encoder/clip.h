@@ -1,0 +1,195 @@
+/*
+ * clip.h - the CLIP encoder: tokenizer, image decoding and preprocessing,
+ * model loading, text and image encoders.  Pure C on OpenBLAS.
+ *
+ * Conventions (see common/cdx.h):
+ *  - Functions return 0 or a negative CDX_E* code; the optional last
+ *    argument `cdx_error *err` receives a message naming the problem.
+ *  - Out-parameters are untouched on failure.
+ *  - Every *_free() accepts NULL.
+ *
+ * Thread-safety:
+ *  - A clip_tokenizer and a clip_model are immutable after loading and may
+ *    be shared by any number of threads.
+ *  - A clip_ctx (scratch buffers for encoding) belongs to one thread at a
+ *    time.  Each worker creates its own.
+ *  - Image decoding and preprocessing functions are reentrant.
+ *  - OpenBLAS threads: clip_model_load() sets OpenBLAS' thread count to
+ *    params->n_threads (a process-wide setting); the encoder starts no
+ *    threads of its own beyond those.
+ */
+#ifndef CLIP_H
+#define CLIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cdx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Tokenizer -------------------------------------------------------- */
+
+#define CLIP_CONTEXT_LEN 77
+#define CLIP_TOKEN_SOT 49406
+#define CLIP_TOKEN_EOT 49407
+
+typedef struct clip_tokenizer clip_tokenizer;
+
+/* Loads the vocabulary built into the program (OpenAI's CLIP BPE merges,
+ * encoder/vocab/).  The caller owns *out; free with clip_tokenizer_free(). */
+int clip_tokenizer_load_builtin(clip_tokenizer **out, cdx_error *err);
+
+/* Loads a Hugging Face vocab.json + merges.txt pair. */
+int clip_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
+    clip_tokenizer **out, cdx_error *err);
+
+void clip_tokenizer_free(clip_tokenizer *tok);
+
+/* Tokenizes `len` bytes of UTF-8 `text` exactly as OpenAI's CLIP tokenizer
+ * does (HTML unescape, whitespace clean, lower-case, CLIP pre-tokenizer,
+ * byte-level BPE).  Fills ids[0..CLIP_CONTEXT_LEN-1]: SOT, tokens, EOT, then
+ * EOT padding (as Hugging Face pads); a text with more than 75 tokens is
+ * truncated to SOT + its first 75 tokens + EOT.  *n_tokens (may be NULL) gets
+ * the number of ids before the padding, SOT and EOT included (2..77).
+ * Errors: CDX_EUTF8 for invalid UTF-8. */
+int clip_tokenize(const clip_tokenizer *tok, const char *text, size_t len,
+    int32_t ids[CLIP_CONTEXT_LEN], int *n_tokens, cdx_error *err);
+
+/* ---- Images ----------------------------------------------------------- */
+
+enum clip_image_format {
+	CLIP_FORMAT_UNKNOWN = 0,
+	CLIP_FORMAT_JPEG = 1,
+	CLIP_FORMAT_PNG = 2,
+};
+
+/* What a file's header says, without decoding the pixels. */
+typedef struct clip_image_info {
+	int format;            /* enum clip_image_format */
+	int width, height;     /* as displayed: after EXIF orientation */
+	int orientation;       /* EXIF orientation 1..8 (1 when absent) */
+	int64_t capture_time;  /* EXIF DateTimeOriginal as seconds since the
+	                          epoch, read as UTC; INT64_MIN when absent */
+} clip_image_info;
+
+/* Detects the format by content (not by name) and reads the header.
+ * Errors: CDX_EFORMAT (not a JPEG or PNG, or a corrupt header). */
+int clip_image_probe(const void *data, size_t len, clip_image_info *out,
+    cdx_error *err);
+
+#define CLIP_DEFAULT_MAX_PIXELS (100u * 1000u * 1000u)
+
+typedef struct clip_decode_opts {
+	/* Refuse images with more pixels than this (before allocating).
+	 * 0 means CLIP_DEFAULT_MAX_PIXELS. */
+	uint64_t max_pixels;
+	/* 0: decode at full size ("exact" mode).  >0 ("fast" mode): JPEGs are
+	 * decoded at the smallest DCT scale (1/8 .. 1) that keeps the shorter
+	 * side at or above min_short.  PNGs are always decoded at full size. */
+	int min_short;
+} clip_decode_opts;
+
+/* A decoded image: interleaved 8-bit RGB, rows top to bottom, EXIF
+ * orientation applied, alpha dropped.  `rgb` is owned by the image; release
+ * it with clip_image_free(). */
+typedef struct clip_image {
+	int width, height;
+	uint8_t *rgb;          /* width * height * 3 bytes */
+	clip_image_info info;  /* header facts of the source (full size) */
+} clip_image;
+
+/* Decodes a JPEG or PNG from memory.  opts may be NULL (exact mode).
+ * Errors: CDX_EFORMAT (unknown format, corrupt or truncated data),
+ * CDX_ETOOBIG (over max_pixels), CDX_ENOMEM. */
+int clip_image_decode(const void *data, size_t len,
+    const clip_decode_opts *opts, clip_image *out, cdx_error *err);
+
+/* Reads and decodes a file.  Errors as clip_image_decode, plus CDX_ENOTFOUND,
+ * CDX_EPERM, CDX_EIO for the file itself. */
+int clip_image_load(const char *path, const clip_decode_opts *opts,
+    clip_image *out, cdx_error *err);
+
+void clip_image_free(clip_image *img);
+
+/* How a model wants its pixels, from preprocessor_config.json (CLIP's
+ * defaults when absent: shortest edge and crop = the vision config's
+ * image_size, OpenAI's mean and std). */
+typedef struct clip_preprocess_cfg {
+	int shortest_edge;     /* resize the shorter side to this */
+	int crop_width, crop_height;
+	float mean[3], std[3];
+} clip_preprocess_cfg;
+
+/* Resizes (Pillow-exact bicubic, shorter side to shortest_edge, longer side
+ * truncated as Hugging Face computes it), centre-crops, scales to [0,1] and
+ * normalises.  Writes 3 * crop_height * crop_width floats, planar (CHW), to
+ * `out`.  Errors: CDX_EINVAL, CDX_ENOMEM. */
+int clip_image_preprocess(const clip_image *img, const clip_preprocess_cfg *cfg,
+    float *out, cdx_error *err);
+
+/* ---- Model ------------------------------------------------------------ */
+
+typedef struct clip_model clip_model;
+
+typedef struct clip_model_params {
+	int n_threads;         /* OpenBLAS threads; <= 0 means 1 */
+} clip_model_params;
+
+void clip_model_default_params(clip_model_params *p);
+
+/* Dimensions and identity of a loaded model. */
+typedef struct clip_model_info {
+	char name[128];        /* the folder's name */
+	char id[160];          /* "<name>@<16 hex digits of the weights hash>" */
+	uint64_t weights_hash; /* XXH3-64 of model.safetensors */
+	int embed_dim;         /* projection_dim: length of every embedding */
+	int image_size, patch_size;
+	int vision_width, vision_layers, vision_heads, vision_mlp;
+	int text_width, text_layers, text_heads, text_mlp;
+	int vocab_size, max_positions;
+	int quick_gelu_vision, quick_gelu_text; /* 1: quick_gelu, 0: gelu */
+	clip_preprocess_cfg preprocess;
+} clip_model_info;
+
+/* Loads a Hugging Face CLIP folder: config.json, model.safetensors (F32,
+ * F16 or BF16; memory-mapped, checked completely before use), and
+ * vocab.json + merges.txt when present (else the built-in vocabulary), and
+ * preprocessor_config.json when present.  params may be NULL (defaults).
+ * Errors: CDX_ENOTFOUND (missing file), CDX_EFORMAT (malformed JSON or
+ * safetensors, missing tensor, wrong shape or dtype), CDX_EIO, CDX_ENOMEM;
+ * err names the file and the problem. */
+int clip_model_load(const char *dir, const clip_model_params *params,
+    clip_model **out, cdx_error *err);
+
+void clip_model_free(clip_model *m);
+
+const clip_model_info *clip_model_get_info(const clip_model *m);
+const clip_tokenizer *clip_model_tokenizer(const clip_model *m);
+
+/* Per-thread encoding state (scratch buffers), for batches of up to
+ * max_batch images.  Owned by the caller; one thread at a time. */
+typedef struct clip_ctx clip_ctx;
+
+int clip_ctx_new(const clip_model *m, int max_batch, clip_ctx **out,
+    cdx_error *err);
+void clip_ctx_free(clip_ctx *ctx);
+
+/* Encodes n token sequences (n * CLIP_CONTEXT_LEN ids, as clip_tokenize
+ * makes them) into n L2-normalised embeddings of embed_dim floats each.
+ * Only positions up to each sequence's first EOT are computed. */
+int clip_encode_text(clip_ctx *ctx, const int32_t *ids, int n, float *out,
+    cdx_error *err);
+
+/* Encodes n preprocessed images (n * 3 * image_size * image_size floats,
+ * CHW each, as clip_image_preprocess makes them; n <= max_batch) into n
+ * L2-normalised embeddings. */
+int clip_encode_images(clip_ctx *ctx, const float *pixels, int n, float *out,
+    cdx_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
