@@ -96,7 +96,9 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(call libs_for,bench)
 deps:
 	tools/deps.sh
 
-tests: $(TESTS) $(PROGS)
+# With T=pattern only the matching suites are built (and run).
+SEL_TESTS := $(if $(T),$(foreach t,$(TESTS),$(if $(findstring $(T),$(notdir $(t))),$(t))),$(TESTS) $(PROGS))
+tests: $(SEL_TESTS)
 
 # Installs what is missing, builds, runs every test.  T=pattern runs a subset.
 test: deps
