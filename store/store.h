@@ -1,0 +1,318 @@
+/*
+ * store.h - the clipdex image store: LMDB records + a derived FAISS index.
+ *
+ * A store is a directory holding an LMDB environment (data.mdb, lock.mdb),
+ * a lock file (store.lock) and the persisted vector index (index.faiss).
+ * LMDB is the source of truth; the FAISS index is derived state that is
+ * saved beside it and caught up (or rebuilt) from LMDB when the store is
+ * opened.  Deleting index.faiss never loses data.
+ *
+ * What is kept:
+ *   - image records (store_image): a stable 64-bit id that is never reused,
+ *     the canonical absolute path, size, mtime, a 16-byte content hash,
+ *     pixel size, capture time, time added and the L2-normalised embedding;
+ *     secondary lookups path -> id and content hash -> ids;
+ *   - failure records (store_failure): files that could not be indexed;
+ *   - a small key/value table for other modules' settings;
+ *   - metadata: schema version, embedding dimension, model identity, and a
+ *     change sequence that grows by one per image put or delete.
+ *
+ * Errors: every fallible function returns 0 or a negative CDX_E* code and,
+ * when err is not NULL, fills it with the code and a message (see
+ * common/cdx.h).  Out-parameters are untouched on failure.  LMDB errors
+ * become CDX_ESTORE (CDX_EFULL/CDX_EIO/CDX_ENOMEM where LMDB says so), FAISS
+ * errors CDX_EINDEX with FAISS's own message.
+ *
+ * Thread-safety: a store handle may be shared by any number of threads.
+ * Every function below except store_close() is thread-safe.  Writes
+ * (put/delete/save/rebuild) are serialised; searches run concurrently with
+ * each other and never see a half-applied write: a writer holds the store's
+ * lock exclusively while it commits to LMDB and applies the same change to
+ * the index.  Reads (get/foreach/search) hold it shared, so a long
+ * store_image_foreach() delays writers until it returns.  Callbacks run
+ * with that shared lock held and must not call write functions of the same
+ * store (that would deadlock); they may call read functions.
+ *
+ * Processes: one process at a time may open a store directory; a second
+ * store_open() of the same directory (from another process or the same one)
+ * fails with CDX_EBUSY.
+ */
+#ifndef CDX_STORE_H
+#define CDX_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cdx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct store store;
+
+#define STORE_HASH_LEN 16
+/* capture_time of an image whose capture time is not known. */
+#define STORE_TIME_UNKNOWN INT64_MIN
+/* Longest path a record may have, in bytes (LMDB's key limit). */
+#define STORE_PATH_MAX 511
+/* Largest supported embedding dimension. */
+#define STORE_DIM_MAX 4096
+/* Default for store_params.auto_flat_max. */
+#define STORE_AUTO_FLAT_MAX 200000
+
+typedef struct store_params {
+	/* Embedding dimension.  Required (1..STORE_DIM_MAX). */
+	int dim;
+	/* Identity of the model that makes the embeddings, e.g.
+	 * "clip-vit-base-patch32@0123456789abcdef" (name @ weights hash).
+	 * Required, at most 255 bytes.  Opening a store made with another
+	 * model_id or dim fails with CDX_EMODEL, unless reembed is set. */
+	const char *model_id;
+	/* Index kind: "auto" (default), "flat" (exact inner product),
+	 * "hnsw" (HNSW32, efSearch below), "ivf" (IVF, nlist ~ 4*sqrt(n),
+	 * nprobe below), or any FAISS index_factory description ("HNSW16",
+	 * "IVF1024,Flat", ...; the store wraps it in an IDMap2 itself).
+	 * "auto" is exact up to auto_flat_max images and "ivf" above; it is
+	 * resolved when the store is opened and on store_index_rebuild(), with
+	 * a factor-2 hysteresis so that a store near the threshold does not
+	 * rebuild on every open.  IVF kinds need training: while a store has
+	 * fewer than 39 * nlist images an IVF request is served by an exact
+	 * index; the switch happens at the next open or rebuild. */
+	const char *index_kind;
+	/* 0 (default): a model/dim mismatch fails with CDX_EMODEL.
+	 * 1: the store adopts the new model_id and dim and deletes every
+	 * image record and failure record (ids are still never reused; the
+	 * key/value table is kept), so the caller re-embeds every file. */
+	int reembed;
+	/* Threads for FAISS (OpenMP) and OpenBLAS.  0 (default): the number of
+	 * online CPUs.  Set process-wide when the store is opened. */
+	int n_threads;
+	/* Initial LMDB map size in bytes (default 1 GiB).  The map grows
+	 * automatically (doubling) when a write does not fit. */
+	size_t map_size;
+	/* Size threshold of "auto" (default STORE_AUTO_FLAT_MAX). */
+	size_t auto_flat_max;
+	/* HNSW efSearch (default 128) and IVF nprobe (default 32). */
+	int hnsw_ef_search;
+	int ivf_nprobe;
+} store_params;
+
+/* Defaults as documented above; dim and model_id must still be set. */
+store_params store_default_params(void);
+
+/* Opens (creating if needed) the store in directory dir (created if
+ * missing, parent must exist).  Loads the saved index and catches it up
+ * from LMDB's change log, or rebuilds it from LMDB when the file is
+ * missing, corrupt, truncated, older than the log, or of another kind than
+ * requested.  On success *out is a new handle the caller closes with
+ * store_close().
+ * Errors: CDX_EINVAL (bad params), CDX_EMODEL (store made with another
+ * model or dim; the message names both), CDX_EBUSY (already open),
+ * CDX_EPERM/CDX_EIO (directory not writable or unreadable),
+ * CDX_EFORMAT (not a clipdex store / other schema), CDX_ESTORE, CDX_EINDEX,
+ * CDX_ENOMEM. */
+int store_open(const char *dir, const store_params *params, store **out,
+	       cdx_error *err);
+
+/* Saves the index (as store_save) and frees the handle; NULL is a no-op.
+ * Not thread-safe: no other call on s may be running or follow.  A failure
+ * to save is only logged (the index is derived state). */
+void store_close(store *s);
+
+/* ---- image records ---- */
+
+typedef struct store_image {
+	uint64_t id;            /* set by put; never 0 */
+	const char *path;       /* canonical absolute path, <= STORE_PATH_MAX */
+	int64_t size;           /* file size in bytes */
+	int64_t mtime_ns;       /* modification time, ns since the epoch */
+	uint8_t hash[STORE_HASH_LEN]; /* content hash (XXH3-128 of the bytes) */
+	uint32_t width, height; /* pixels */
+	int64_t capture_time;   /* s since the epoch, or STORE_TIME_UNKNOWN */
+	int64_t added;          /* s since the epoch; set by put */
+	const float *embedding; /* dim floats */
+} store_image;
+
+/* Puts n images in one transaction: all or none.  A path already in the
+ * store is replaced and keeps its id (and its `added` time); a new path gets
+ * a new id.  Each embedding must be finite and non-zero; it is stored
+ * L2-normalised.  On success imgs[i].id and imgs[i].added are set (the
+ * caller's other fields and memory are only read).  If the same path occurs
+ * twice in a batch, the later one wins.  A failure record of the same path is
+ * removed.
+ * Errors: CDX_EINVAL (relative, empty or NUL-bearing path, non-finite or
+ * zero embedding, negative size; the message names the path), CDX_ETOOBIG
+ * (path longer than STORE_PATH_MAX), CDX_ESTORE/CDX_EFULL/CDX_EIO,
+ * CDX_EINDEX. */
+int store_image_put(store *s, store_image *imgs, size_t n, cdx_error *err);
+
+/* Deletes the images with the given ids (or paths) in one transaction.
+ * Ids/paths not in the store are skipped.  *n_deleted (if not NULL) is the
+ * number actually deleted.  Errors as store_image_put. */
+int store_image_delete(store *s, const uint64_t *ids, size_t n,
+		       size_t *n_deleted, cdx_error *err);
+int store_image_delete_paths(store *s, const char *const *paths, size_t n,
+			     size_t *n_deleted, cdx_error *err);
+
+/* Copies the image with this id (or path) out of the store.  On success
+ * *out is one heap block (the struct, its path and its embedding) that the
+ * caller owns and frees with store_image_free().
+ * Errors: CDX_ENOTFOUND, CDX_ENOMEM, CDX_ESTORE. */
+int store_image_get(store *s, uint64_t id, store_image **out, cdx_error *err);
+int store_image_get_by_path(store *s, const char *path, store_image **out,
+			    cdx_error *err);
+/* Frees what store_image_get*() returned; NULL is a no-op. */
+void store_image_free(store_image *img);
+
+/* Ids of the images whose content hash is `hash`, ascending.  Writes up to
+ * cap ids to ids[] and the total number found to *n (which may exceed cap).
+ * Errors: CDX_ESTORE. */
+int store_image_find_hash(store *s, const uint8_t hash[STORE_HASH_LEN],
+			  uint64_t *ids, size_t cap, size_t *n,
+			  cdx_error *err);
+
+/* Calls fn once per image, in id order, from one consistent snapshot.  img
+ * and everything it points to are borrowed: valid only during the call.
+ * A non-zero return from fn stops the iteration and is returned.
+ * Errors: CDX_ESTORE, CDX_ENOMEM. */
+typedef int (*store_image_fn)(void *user, const store_image *img);
+int store_image_foreach(store *s, store_image_fn fn, void *user,
+			cdx_error *err);
+
+/* Number of images; the change sequence (grows by one per image put or
+ * delete, survives reopen, 0 for a new store). */
+uint64_t store_image_count(store *s);
+uint64_t store_seq(store *s);
+
+/* ---- failure records (files that could not be indexed) ---- */
+
+typedef struct store_failure {
+	const char *path;   /* <= STORE_PATH_MAX bytes */
+	const char *reason; /* human-readable, truncated to 1023 bytes */
+	int64_t size;       /* of the file when it failed */
+	int64_t mtime_ns;   /* of the file when it failed */
+	int64_t when;       /* s since the epoch; set by put */
+} store_failure;
+
+/* Puts (replaces) the failure record of f->path. Errors as image put. */
+int store_failure_put(store *s, const store_failure *f, cdx_error *err);
+/* Copies a failure record out: *out is one heap block, freed with
+ * store_failure_free().  Errors: CDX_ENOTFOUND, CDX_ENOMEM, CDX_ESTORE. */
+int store_failure_get(store *s, const char *path, store_failure **out,
+		      cdx_error *err);
+void store_failure_free(store_failure *f);
+/* Deletes one failure record.  Errors: CDX_ENOTFOUND, CDX_ESTORE. */
+int store_failure_delete(store *s, const char *path, cdx_error *err);
+/* As store_image_foreach, in path order; f is borrowed for the call. */
+typedef int (*store_failure_fn)(void *user, const store_failure *f);
+int store_failure_foreach(store *s, store_failure_fn fn, void *user,
+			  cdx_error *err);
+uint64_t store_failure_count(store *s);
+
+/* ---- key/value settings (persistent, small) ---- */
+
+/* key: 1..255 bytes of text; value: up to 1 MiB.  store_kv_get returns a
+ * malloc'd copy (*val, *len) the caller frees with free(); the copy has an
+ * extra NUL byte after *len bytes so text values can be used directly.
+ * Errors: CDX_EINVAL, CDX_ETOOBIG, CDX_ENOTFOUND (get/delete), CDX_ENOMEM,
+ * CDX_ESTORE. */
+int store_kv_put(store *s, const char *key, const void *val, size_t len,
+		 cdx_error *err);
+int store_kv_get(store *s, const char *key, void **val, size_t *len,
+		 cdx_error *err);
+int store_kv_delete(store *s, const char *key, cdx_error *err);
+
+/* ---- search ---- */
+
+enum store_time_field {
+	STORE_TIME_NONE = 0,    /* no time filter */
+	STORE_TIME_CAPTURE = 1, /* capture_time; unknown times never match */
+	STORE_TIME_MTIME = 2,   /* mtime, in whole seconds (floor) */
+};
+
+typedef struct store_filter {
+	const char *path_prefix; /* NULL or "": any path; a plain byte prefix
+				    (use a trailing '/' for a directory) */
+	int time_field;          /* enum store_time_field */
+	int64_t time_min;        /* s since the epoch, inclusive */
+	int64_t time_max;        /* s since the epoch, inclusive */
+} store_filter;
+
+typedef struct store_hit {
+	uint64_t id;
+	float score;            /* cosine similarity, in [-1, 1] */
+	const char *path;       /* points into the same store_results block */
+	int64_t size;
+	int64_t mtime_ns;
+	int64_t capture_time;
+	int64_t added;
+	uint32_t width, height;
+} store_hit;
+
+typedef struct store_results {
+	size_t n;               /* number of hits, best first */
+	store_hit *hits;
+} store_results;
+
+/* The k images most similar to query (dim floats; normalised here, must be
+ * finite and non-zero) among those matching filter (NULL: all).  Exact for
+ * the flat kind; for approximate kinds the index is searched with the
+ * configured efSearch/nprobe.  With a filter, fewer than k hits are
+ * returned only when fewer than k images match it: selective filters are
+ * scored exactly over the matching images, broad ones by over-fetching
+ * from the index (doubling) until k matches are found.  On success *out is
+ * one heap block the caller frees with store_results_free().
+ * Errors: CDX_EINVAL, CDX_ENOMEM, CDX_EINDEX, CDX_ESTORE. */
+int store_search(store *s, const float *query, size_t k,
+		 const store_filter *filter, store_results **out,
+		 cdx_error *err);
+void store_results_free(store_results *r);
+
+/* All images with similarity >= min_score to each of nq queries (for
+ * near-duplicate detection).  Result of query i: ids[lims[i] .. lims[i+1]),
+ * scores alike, best first.  Exact for flat and IVF kinds' own
+ * range search (IVF: within the probed lists); HNSW (no range search in
+ * FAISS) grows a top-k search until the k-th score falls below min_score.
+ * *out is one heap block freed with store_range_free(). */
+typedef struct store_range {
+	size_t nq;
+	size_t *lims;           /* nq + 1 entries */
+	uint64_t *ids;
+	float *scores;
+} store_range;
+int store_range_search(store *s, const float *queries, size_t nq,
+		       float min_score, store_range **out, cdx_error *err);
+void store_range_free(store_range *r);
+
+/* ---- the derived index ---- */
+
+/* Writes the index with the change sequence it covers to index.faiss
+ * (temp file, fsync, rename) and trims LMDB's change log up to it.
+ * Errors: CDX_EIO/CDX_EPERM, CDX_EINDEX, CDX_ESTORE. */
+int store_save(store *s, cdx_error *err);
+
+/* Rebuilds the index from LMDB (re-resolving "auto").  Errors: as open. */
+int store_index_rebuild(store *s, cdx_error *err);
+
+/* Checks that the index holds exactly the images of LMDB (label for
+ * label, and for the flat kind vector for vector).  Errors: CDX_ECORRUPT
+ * (with what disagrees), CDX_ENOMEM, CDX_ESTORE, CDX_EINDEX. */
+int store_verify(store *s, cdx_error *err);
+
+typedef struct store_stats {
+	uint64_t images;        /* image records */
+	uint64_t failures;      /* failure records */
+	uint64_t seq;           /* change sequence */
+	uint64_t index_ntotal;  /* vectors in the index (live + dead) */
+	uint64_t index_dead;    /* deleted vectors still in an HNSW graph */
+	char index_kind[64];    /* FAISS factory string actually in use */
+	int rebuilt_on_open;    /* 1 if open rebuilt the index from LMDB */
+	uint64_t caught_up;     /* log entries applied at open */
+} store_stats;
+void store_get_stats(store *s, store_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
