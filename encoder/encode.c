@@ -1,0 +1,331 @@
+/*
+ * encode.c - the CLIP text and vision encoders over a loaded model.
+ *
+ * Both towers share one transformer (tower_run).  Every linear layer is
+ * one GEMM over all rows of the batch; attention runs per sequence and
+ * head as two GEMMs on strided views of the fused q|k|v buffer (no copies).
+ * Residual additions ride on the GEMM (beta = 1) and each pending bias is
+ * added inside the next layer norm's pass.  The last block only computes
+ * the pooled row of each sequence (class token or first end-of-text),
+ * since nothing else reaches the output.
+ */
+#include "encoder/model_internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Text sequences encoded together (one GEMM per layer for all). */
+#define TEXT_CHUNK 16
+
+struct clip_ctx {
+	const clip_model *m;
+	int max_batch;
+	int text_rows, vis_rows;   /* row capacity of the big buffers */
+	float *x, *h, *attn;       /* rows x max width */
+	float *big;                /* rows x max(3 width, mlp) */
+	float *scores;             /* max seq x max seq */
+	float *col;                /* im2col: vis_rows x 3 p p */
+	float *pooled;             /* max(max_batch, TEXT_CHUNK) x max width */
+	int *seg_off, *seg_len, *seg_pool;
+};
+
+static size_t
+max_sz(size_t a, size_t b)
+{
+	return a > b ? a : b;
+}
+
+int
+clip_ctx_new(const clip_model *m, int max_batch, clip_ctx **out,
+    cdx_error *err)
+{
+	if (m == NULL || out == NULL || max_batch < 1 || max_batch > 4096)
+		return cdx_error_set(err, CDX_EINVAL,
+		    "clip_ctx_new: need a model and 1 <= max_batch <= 4096");
+	const clip_tower_cfg *tc = &m->text.cfg, *vc = &m->vision.cfg;
+	int g = vc->image_size / vc->patch_size;
+	size_t vseq = (size_t)g * g + 1;
+	size_t tseq = CLIP_CONTEXT_LEN;
+	size_t dmax = max_sz((size_t)tc->width, (size_t)vc->width);
+	size_t text_rows = TEXT_CHUNK * tseq;
+	size_t vis_rows = (size_t)max_batch * vseq;
+	size_t rows = max_sz(text_rows, vis_rows);
+	size_t big = max_sz(text_rows * max_sz(3 * (size_t)tc->width,
+	    (size_t)tc->mlp), vis_rows * max_sz(3 * (size_t)vc->width,
+	    (size_t)vc->mlp));
+	size_t smax = max_sz(vseq, tseq);
+	size_t pp = 3 * (size_t)vc->patch_size * vc->patch_size;
+	size_t npool = max_sz((size_t)max_batch, TEXT_CHUNK);
+
+	clip_ctx *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	c->m = m;
+	c->max_batch = max_batch;
+	c->text_rows = (int)text_rows;
+	c->vis_rows = (int)vis_rows;
+	c->x = malloc(rows * dmax * sizeof(float));
+	c->h = malloc(rows * dmax * sizeof(float));
+	c->attn = malloc(rows * dmax * sizeof(float));
+	c->big = malloc(big * sizeof(float));
+	c->scores = malloc(smax * smax * sizeof(float));
+	c->col = malloc(vis_rows * pp * sizeof(float));
+	c->pooled = malloc(npool * dmax * sizeof(float));
+	c->seg_off = malloc(npool * 3 * sizeof(int));
+	if (!c->x || !c->h || !c->attn || !c->big || !c->scores || !c->col ||
+	    !c->pooled || !c->seg_off) {
+		clip_ctx_free(c);
+		return cdx_error_set(err, CDX_ENOMEM,
+		    "out of memory for a batch of %d images", max_batch);
+	}
+	c->seg_len = c->seg_off + npool;
+	c->seg_pool = c->seg_len + npool;
+	*out = c;
+	return 0;
+}
+
+void
+clip_ctx_free(clip_ctx *c)
+{
+	if (c == NULL)
+		return;
+	free(c->x);
+	free(c->h);
+	free(c->attn);
+	free(c->big);
+	free(c->scores);
+	free(c->col);
+	free(c->pooled);
+	free(c->seg_off);
+	free(c);
+}
+
+/* qkv[t][3D] += bias; the q third is then scaled by head_dim^-0.5. */
+static void
+qkv_bias_scale(float *qkv, const float *bias, int t, int d, float scale)
+{
+	for (int i = 0; i < t; i++) {
+		float *r = qkv + (size_t)i * 3 * d;
+		for (int j = 0; j < d; j++)
+			r[j] = (r[j] + bias[j]) * scale;
+		for (int j = d; j < 3 * d; j++)
+			r[j] += bias[j];
+	}
+}
+
+/*
+ * Attention of `nq` query rows starting at row q0 of a sequence whose rows
+ * start at `base` in qkv, against keys 0..nk-1 (causal: query i sees keys
+ * 0..q0+i).  Writes nq x D into out (stride D).
+ */
+static void
+attend(clip_ctx *c, const float *qkv, int d, int heads, int q0, int nq,
+    int nk, int causal, float *out)
+{
+	int hd = d / heads;
+	int ld = 3 * d;
+	for (int hh = 0; hh < heads; hh++) {
+		const float *q = qkv + (size_t)q0 * ld + hh * hd;
+		const float *k = qkv + d + hh * hd;
+		const float *v = qkv + 2 * d + hh * hd;
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd,
+		    1.0f, q, ld, k, ld, 0.0f, c->scores, nk);
+		if (causal && q0 == 0 && nq == nk) {
+			ops_softmax_rows(c->scores, nq, nk, nk, 1);
+		} else {
+			/* queries q0.. see keys 0..q0+i (all of them if not
+			 * causal); the caller passes nk accordingly. */
+			ops_softmax_rows(c->scores, nq, nk, nk, 0);
+		}
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd,
+		    nk, 1.0f, c->scores, nk, v, ld, 0.0f, out + hh * hd, d);
+	}
+}
+
+/*
+ * Runs the blocks of tower tw over x (t rows: n_seg sequences at
+ * seg_off/seg_len) and leaves in c->pooled (n_seg rows) the final layer
+ * norm of each sequence's row seg_pool[s].
+ */
+static void
+tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
+    int causal)
+{
+	const clip_tower_cfg *cfg = &tw->cfg;
+	int d = cfg->width, m = cfg->mlp, heads = cfg->heads;
+	float scale = 1.0f / sqrtf((float)(d / heads));
+	const float *pending = NULL;
+	for (int l = 0; l < cfg->layers; l++) {
+		const clip_layer *L = &tw->layers[l];
+		int last = l == cfg->layers - 1;
+		ops_layernorm(x, pending, L->ln1_w, L->ln1_b, c->h, t, d,
+		    cfg->eps);
+		ops_linear(c->h, L->qkv_w, c->big, t, 3 * d, d, 0.0f);
+		qkv_bias_scale(c->big, L->qkv_b, t, d, scale);
+		float *xs = x, *hs = c->h, *act = c->big;
+		int rows = t;
+		if (!last) {
+			for (int s = 0; s < n_seg; s++) {
+				const float *qkv = c->big +
+				    (size_t)c->seg_off[s] * 3 * d;
+				attend(c, qkv, d, heads, 0, c->seg_len[s],
+				    c->seg_len[s], causal,
+				    c->attn + (size_t)c->seg_off[s] * d);
+			}
+		} else {
+			/* Only the pooled rows matter from here on. */
+			for (int s = 0; s < n_seg; s++) {
+				const float *qkv = c->big +
+				    (size_t)c->seg_off[s] * 3 * d;
+				int r = c->seg_pool[s];
+				int nk = causal ? r + 1 : c->seg_len[s];
+				attend(c, qkv, d, heads, r, 1, nk, 0,
+				    c->attn + (size_t)s * d);
+				memcpy(c->pooled + (size_t)s * d,
+				    x + (size_t)(c->seg_off[s] + r) * d,
+				    (size_t)d * sizeof(float));
+			}
+			xs = c->pooled;
+			rows = n_seg;
+		}
+		ops_linear(c->attn, L->out_w, xs, rows, d, d, 1.0f);
+		ops_layernorm(xs, L->out_b, L->ln2_w, L->ln2_b, hs, rows, d,
+		    cfg->eps);
+		ops_linear(hs, L->fc1_w, act, rows, m, d, 0.0f);
+		ops_bias_act(act, L->fc1_b, rows, m, cfg->quick_gelu);
+		ops_linear(act, L->fc2_w, xs, rows, d, m, 1.0f);
+		pending = L->fc2_b;
+	}
+	ops_layernorm(c->pooled, pending, tw->ln_post_w, tw->ln_post_b,
+	    c->pooled, n_seg, d, cfg->eps);
+}
+
+static void
+project(const clip_tower *tw, const float *pooled, int n, int embed,
+    float *out)
+{
+	ops_linear(pooled, tw->proj, out, n, embed, tw->cfg.width, 0.0f);
+	for (int i = 0; i < n; i++)
+		ops_l2_normalize(out + (size_t)i * embed, embed);
+}
+
+int
+clip_encode_text(clip_ctx *c, const int32_t *ids, int n, float *out,
+    cdx_error *err)
+{
+	if (c == NULL || (n > 0 && (ids == NULL || out == NULL)) || n < 0)
+		return cdx_error_set(err, CDX_EINVAL,
+		    "clip_encode_text: invalid arguments");
+	const clip_model *m = c->m;
+	const clip_tower *tw = &m->text;
+	int d = tw->cfg.width, embed = m->info.embed_dim;
+	int maxlen = tw->cfg.max_positions < CLIP_CONTEXT_LEN ?
+	    tw->cfg.max_positions : CLIP_CONTEXT_LEN;
+	/* Check every sequence before computing anything. */
+	for (int i = 0; i < n; i++) {
+		const int32_t *s = ids + (size_t)i * CLIP_CONTEXT_LEN;
+		int eot = -1;
+		for (int j = 0; j < CLIP_CONTEXT_LEN && eot < 0; j++) {
+			if (s[j] < 0 || s[j] >= tw->cfg.vocab_size)
+				return cdx_error_set(err, CDX_EINVAL,
+				    "text %d: token id %d at position %d is "
+				    "outside the vocabulary (%d)", i, (int)s[j],
+				    j, tw->cfg.vocab_size);
+			if (s[j] == CLIP_TOKEN_EOT)
+				eot = j;
+		}
+		if (eot < 0)
+			return cdx_error_set(err, CDX_EINVAL,
+			    "text %d: no end-of-text token (%d)", i,
+			    CLIP_TOKEN_EOT);
+		if (eot >= maxlen)
+			return cdx_error_set(err, CDX_EINVAL,
+			    "text %d: %d tokens exceed the model's %d "
+			    "positions", i, eot + 1, maxlen);
+	}
+	for (int i0 = 0; i0 < n;) {
+		int ns = 0, t = 0;
+		while (i0 + ns < n && ns < TEXT_CHUNK) {
+			const int32_t *s = ids + (size_t)(i0 + ns) *
+			    CLIP_CONTEXT_LEN;
+			int len = 0;
+			while (s[len] != CLIP_TOKEN_EOT)
+				len++;
+			len++;
+			c->seg_off[ns] = t;
+			c->seg_len[ns] = len;
+			c->seg_pool[ns] = len - 1;
+			for (int j = 0; j < len; j++) {
+				float *r = c->x + (size_t)(t + j) * d;
+				const float *te = tw->tok_emb + (size_t)s[j] * d;
+				const float *pe = tw->pos_emb + (size_t)j * d;
+				for (int k = 0; k < d; k++)
+					r[k] = te[k] + pe[k];
+			}
+			t += len;
+			ns++;
+		}
+		tower_run(c, tw, c->x, t, ns, 1);
+		project(tw, c->pooled, ns, embed, out + (size_t)i0 * embed);
+		i0 += ns;
+	}
+	return 0;
+}
+
+int
+clip_encode_images(clip_ctx *c, const float *pixels, int n, float *out,
+    cdx_error *err)
+{
+	if (c == NULL || (n > 0 && (pixels == NULL || out == NULL)) || n < 0)
+		return cdx_error_set(err, CDX_EINVAL,
+		    "clip_encode_images: invalid arguments");
+	if (n > c->max_batch)
+		return cdx_error_set(err, CDX_EINVAL,
+		    "clip_encode_images: %d images exceed the context's batch "
+		    "of %d", n, c->max_batch);
+	if (n == 0)
+		return 0;
+	const clip_model *m = c->m;
+	const clip_tower *tw = &m->vision;
+	int d = tw->cfg.width, p = tw->cfg.patch_size;
+	int img = tw->cfg.image_size, g = img / p;
+	int seq = g * g + 1, t = n * seq;
+	int pp = 3 * p * p;
+	/* im2col: one row per patch in the conv weight's (c, y, x) order; the
+	 * class token's row is zero so one GEMM covers the batch. */
+	for (int b = 0; b < n; b++) {
+		const float *px = pixels + (size_t)b * 3 * img * img;
+		float *row = c->col + (size_t)b * seq * pp;
+		memset(row, 0, (size_t)pp * sizeof(float));
+		row += pp;
+		for (int gy = 0; gy < g; gy++) {
+			for (int gx = 0; gx < g; gx++, row += pp) {
+				for (int ch = 0; ch < 3; ch++) {
+					for (int ky = 0; ky < p; ky++) {
+						memcpy(row + (ch * p + ky) * p,
+						    px + ((size_t)ch * img +
+						    gy * p + ky) * img + gx * p,
+						    (size_t)p * sizeof(float));
+					}
+				}
+			}
+		}
+		c->seg_off[b] = b * seq;
+		c->seg_len[b] = seq;
+		c->seg_pool[b] = 0;
+	}
+	ops_linear(c->col, tw->patch_w, c->x, t, d, pp, 0.0f);
+	for (int b = 0; b < n; b++) {
+		float *x = c->x + (size_t)b * seq * d;
+		for (int k = 0; k < d; k++)
+			x[k] = tw->class_emb[k] + tw->pos_emb[k];
+		ops_bias(x + d, tw->pos_emb + d, 1, (seq - 1) * d);
+	}
+	ops_layernorm(c->x, NULL, tw->ln_pre_w, tw->ln_pre_b, c->x, t, d,
+	    tw->cfg.eps);
+	tower_run(c, tw, c->x, t, n, 0);
+	project(tw, c->pooled, n, m->info.embed_dim, out);
+	return 0;
+}

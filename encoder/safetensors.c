@@ -1,0 +1,353 @@
+/*
+ * safetensors.c - a strict reader for the safetensors format: an 8-byte
+ * little-endian header length, a JSON object naming every tensor's dtype,
+ * shape and byte range, then the data.  Nothing in the header is trusted
+ * until all of it has been checked.
+ */
+#include "encoder/model_internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A header larger than this is refused (real CLIP headers are < 100 KiB). */
+#define ST_HEADER_MAX (100u * 1024u * 1024u)
+
+static const struct {
+	const char *name;
+	int dtype;
+	int size;
+} st_dtypes[] = {
+	{"F32", ST_F32, 4}, {"F16", ST_F16, 2}, {"BF16", ST_BF16, 2},
+	{"F64", ST_F64, 8}, {"I64", ST_I64, 8}, {"I32", ST_I32, 4},
+	{"I16", ST_I16, 2}, {"I8", ST_I8, 1}, {"U64", ST_U64, 8},
+	{"U32", ST_U32, 4}, {"U16", ST_U16, 2}, {"U8", ST_U8, 1},
+	{"BOOL", ST_BOOL, 1}, {"F8_E4M3", ST_F8_E4M3, 1},
+	{"F8_E5M2", ST_F8_E5M2, 1},
+};
+
+static int
+st_dtype_lookup(const char *s, int *dtype, int *size)
+{
+	for (size_t i = 0; i < sizeof(st_dtypes) / sizeof(st_dtypes[0]); i++) {
+		if (strcmp(s, st_dtypes[i].name) == 0) {
+			*dtype = st_dtypes[i].dtype;
+			*size = st_dtypes[i].size;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static const char *
+st_dtype_name(int dtype)
+{
+	for (size_t i = 0; i < sizeof(st_dtypes) / sizeof(st_dtypes[0]); i++)
+		if (st_dtypes[i].dtype == dtype)
+			return st_dtypes[i].name;
+	return "?";
+}
+
+/* A JSON number that is a non-negative integer below 2^53. */
+static int
+st_json_uint(const cJSON *j, uint64_t *out)
+{
+	if (!cJSON_IsNumber(j))
+		return 0;
+	double d = j->valuedouble;
+	if (!(d >= 0.0 && d <= 9007199254740992.0) || floor(d) != d)
+		return 0;
+	*out = (uint64_t)d;
+	return 1;
+}
+
+static int
+st_parse_tensor(st_file *f, const cJSON *item, uint64_t data_size,
+    const uint8_t *data, st_tensor *t, cdx_error *err)
+{
+	const char *name = item->string;
+	if (!cJSON_IsObject(item))
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: header entry '%s' is not an object", f->path, name);
+	const cJSON *jd = cJSON_GetObjectItemCaseSensitive(item, "dtype");
+	const cJSON *js = cJSON_GetObjectItemCaseSensitive(item, "shape");
+	const cJSON *jo = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
+	if (!cJSON_IsString(jd) || !cJSON_IsArray(js) || !cJSON_IsArray(jo))
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: tensor '%s' lacks dtype, shape or data_offsets",
+		    f->path, name);
+	int esize;
+	if (!st_dtype_lookup(jd->valuestring, &t->dtype, &esize))
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: tensor '%s' has unknown dtype '%.32s'", f->path, name,
+		    jd->valuestring);
+	int nd = cJSON_GetArraySize(js);
+	if (nd > ST_MAX_DIMS)
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: tensor '%s' has %d dimensions (at most %d)", f->path,
+		    name, nd, ST_MAX_DIMS);
+	t->ndim = nd;
+	uint64_t numel = 1;
+	int overflow = 0;
+	for (int i = 0; i < nd; i++) {
+		uint64_t dim;
+		if (!st_json_uint(cJSON_GetArrayItem(js, i), &dim))
+			return cdx_error_set(err, CDX_EFORMAT,
+			    "%s: tensor '%s' has an invalid shape", f->path, name);
+		t->shape[i] = (int64_t)dim;
+		if (dim != 0 && numel > UINT64_MAX / dim)
+			overflow = 1;
+		else
+			numel *= dim;
+	}
+	uint64_t begin, end;
+	if (cJSON_GetArraySize(jo) != 2 ||
+	    !st_json_uint(cJSON_GetArrayItem(jo, 0), &begin) ||
+	    !st_json_uint(cJSON_GetArrayItem(jo, 1), &end) || begin > end)
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: tensor '%s' has invalid data_offsets", f->path, name);
+	if (end > data_size)
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: tensor '%s' data [%llu, %llu) lies outside the data "
+		    "region (%llu bytes; file truncated?)", f->path, name,
+		    (unsigned long long)begin, (unsigned long long)end,
+		    (unsigned long long)data_size);
+	if (overflow || numel > UINT64_MAX / (uint64_t)esize ||
+	    numel * (uint64_t)esize != end - begin)
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: tensor '%s' shape and dtype %s need a different byte "
+		    "count than its data_offsets give (%llu)", f->path, name,
+		    jd->valuestring, (unsigned long long)(end - begin));
+	t->numel = numel;
+	t->data = data + begin;
+	t->nbytes = end - begin;
+	t->name = strdup(name);
+	if (t->name == NULL)
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	return 0;
+}
+
+static int
+st_parse_header(st_file *f, const char *hdr, size_t hlen, uint64_t data_size,
+    const uint8_t *data, cdx_error *err)
+{
+	cJSON *root = cJSON_ParseWithLength(hdr, hlen);
+	int rc = 0;
+	if (root == NULL)
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: header is not valid JSON", f->path);
+	if (!cJSON_IsObject(root)) {
+		rc = cdx_error_set(err, CDX_EFORMAT,
+		    "%s: header is not a JSON object", f->path);
+		goto out_free_json;
+	}
+	size_t n = (size_t)cJSON_GetArraySize(root);
+	f->tensors = calloc(n ? n : 1, sizeof(*f->tensors));
+	if (f->tensors == NULL) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "out of memory");
+		goto out_free_json;
+	}
+	const cJSON *item;
+	cJSON_ArrayForEach(item, root) {
+		if (item->string == NULL) {
+			rc = cdx_error_set(err, CDX_EFORMAT,
+			    "%s: header entry without a name", f->path);
+			goto out_free_json;
+		}
+		if (strcmp(item->string, "__metadata__") == 0)
+			continue;
+		rc = st_parse_tensor(f, item, data_size, data,
+		    &f->tensors[f->n_tensors], err);
+		if (rc != 0)
+			goto out_free_json;
+		f->n_tensors++;
+	}
+out_free_json:
+	cJSON_Delete(root);
+	return rc;
+}
+
+int
+st_open(st_file *f, const char *path, cdx_error *err)
+{
+	memset(f, 0, sizeof(*f));
+	f->path = path;
+	int rc;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		return cdx_error_set(err, cdx_from_errno(e), "%s: %s", path,
+		    strerror(e));
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		rc = cdx_error_set(err, cdx_from_errno(e), "%s: %s", path,
+		    strerror(e));
+		goto out_close_fd;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = cdx_error_set(err, CDX_EFORMAT, "%s: not a regular file",
+		    path);
+		goto out_close_fd;
+	}
+	size_t size = (size_t)st.st_size;
+	if (size < 8) {
+		rc = cdx_error_set(err, CDX_EFORMAT,
+		    "%s: file too short for a safetensors header (%zu bytes)",
+		    path, size);
+		goto out_close_fd;
+	}
+	void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (map == MAP_FAILED) {
+		int e = errno;
+		rc = cdx_error_set(err, cdx_from_errno(e), "%s: mmap: %s", path,
+		    strerror(e));
+		goto out_close_fd;
+	}
+	close(fd);
+	f->map = map;
+	f->size = size;
+	const uint8_t *p = map;
+	uint64_t hlen = 0;
+	for (int i = 7; i >= 0; i--)
+		hlen = (hlen << 8) | p[i];
+	if (hlen > size - 8) {
+		rc = cdx_error_set(err, CDX_EFORMAT,
+		    "%s: header length %llu exceeds the file size %zu", path,
+		    (unsigned long long)hlen, size);
+		goto out_unmap;
+	}
+	if (hlen > ST_HEADER_MAX) {
+		rc = cdx_error_set(err, CDX_EFORMAT,
+		    "%s: header length %llu is over the limit", path,
+		    (unsigned long long)hlen);
+		goto out_unmap;
+	}
+	rc = st_parse_header(f, (const char *)p + 8, (size_t)hlen,
+	    size - 8 - hlen, p + 8 + hlen, err);
+	if (rc != 0)
+		goto out_unmap;
+	return 0;
+
+out_unmap:
+	st_close(f);
+	f->path = path;
+	return rc;
+out_close_fd:
+	close(fd);
+	return rc;
+}
+
+void
+st_close(st_file *f)
+{
+	if (f == NULL)
+		return;
+	for (size_t i = 0; i < f->n_tensors; i++)
+		free(f->tensors[i].name);
+	free(f->tensors);
+	if (f->map != NULL)
+		munmap((void *)f->map, f->size);
+	memset(f, 0, sizeof(*f));
+}
+
+const st_tensor *
+st_find(const st_file *f, const char *name)
+{
+	for (size_t i = 0; i < f->n_tensors; i++)
+		if (strcmp(f->tensors[i].name, name) == 0)
+			return &f->tensors[i];
+	return NULL;
+}
+
+static float
+st_half_to_float(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+	uint32_t exp = (h >> 10) & 0x1fu;
+	uint32_t man = h & 0x3ffu;
+	uint32_t bits;
+	if (exp == 0x1f) {
+		bits = sign | 0x7f800000u | (man << 13);
+	} else if (exp != 0) {
+		bits = sign | ((exp + 112u) << 23) | (man << 13);
+	} else if (man == 0) {
+		bits = sign;
+	} else {
+		/* subnormal: normalise */
+		int e = -1;
+		do {
+			e++;
+			man <<= 1;
+		} while ((man & 0x400u) == 0);
+		bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ffu) << 13);
+	}
+	float out;
+	memcpy(&out, &bits, sizeof(out));
+	return out;
+}
+
+static void
+st_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	used += (size_t)snprintf(buf, cap, "[");
+	for (int i = 0; i < ndim && used < cap; i++)
+		used += (size_t)snprintf(buf + used, cap - used, "%s%lld",
+		    i ? ", " : "", (long long)shape[i]);
+	if (used < cap)
+		snprintf(buf + used, cap - used, "]");
+}
+
+int
+st_load_f32(const st_file *f, const char *name, int ndim,
+    const int64_t *shape, float *dst, cdx_error *err)
+{
+	const st_tensor *t = st_find(f, name);
+	if (t == NULL)
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: tensor '%s' is missing", f->path, name);
+	int same = t->ndim == ndim;
+	for (int i = 0; same && i < ndim; i++)
+		same = t->shape[i] == shape[i];
+	if (!same) {
+		char want[96], got[96];
+		st_shape_str(want, sizeof(want), ndim, shape);
+		st_shape_str(got, sizeof(got), t->ndim, t->shape);
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: tensor '%s' has shape %s, config.json implies %s",
+		    f->path, name, got, want);
+	}
+	const uint8_t *p = t->data;
+	switch (t->dtype) {
+	case ST_F32:
+		memcpy(dst, p, t->numel * 4);
+		break;
+	case ST_F16:
+		for (uint64_t i = 0; i < t->numel; i++)
+			dst[i] = st_half_to_float(
+			    (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
+		break;
+	case ST_BF16:
+		for (uint64_t i = 0; i < t->numel; i++) {
+			uint32_t bits = (uint32_t)(p[2 * i] | (p[2 * i + 1] << 8))
+			    << 16;
+			memcpy(&dst[i], &bits, sizeof(float));
+		}
+		break;
+	default:
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: tensor '%s' has dtype %s (F32, F16 or BF16 needed)",
+		    f->path, name, st_dtype_name(t->dtype));
+	}
+	return 0;
+}
