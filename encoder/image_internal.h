@@ -1,0 +1,40 @@
+/*
+ * image_internal.h - private interfaces between encoder/image.c,
+ * encoder/resize.c and encoder/exif.c.  Not installed; tests may use it.
+ */
+#ifndef CLIP_IMAGE_INTERNAL_H
+#define CLIP_IMAGE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cdx.h"
+
+/* Reads Orientation (IFD0, 1..8; anything else counts as absent) and
+ * DateTimeOriginal (Exif IFD, "YYYY:MM:DD HH:MM:SS" read as UTC) from an
+ * EXIF blob: a TIFF header and its IFDs, optionally preceded by the
+ * "Exif\0\0" identifier of a JPEG APP1 segment.  Never fails: malformed
+ * data leaves *orientation = 1 and *capture_time = INT64_MIN. */
+void clip_exif_read(const uint8_t *data, size_t len, int *orientation,
+    int64_t *capture_time);
+
+/* Parses "YYYY:MM:DD HH:MM:SS" (strictly; trailing NUL/space allowed) into
+ * seconds since the epoch, UTC.  Returns INT64_MIN when malformed or out of
+ * range (a zero date included). */
+int64_t clip_exif_parse_datetime(const char *s, size_t len);
+
+/* Hugging Face's get_resize_output_image_size(default_to_square=False):
+ * the shorter side becomes shortest_edge, the longer one
+ * int(shortest_edge * long / short).  Returns CDX_EINVAL when the result
+ * does not fit an int. */
+int clip_resize_dims(int w, int h, int shortest_edge, int *new_w, int *new_h);
+
+/* Pillow-exact bicubic resize of interleaved RGB `src` (w x h) to
+ * new_w x new_h, followed by Hugging Face's centre crop to crop_w x crop_h
+ * (zero padding where the crop is larger).  Only the pixels inside the crop
+ * are computed.  Writes crop_h * crop_w * 3 bytes to `out` (HWC).
+ * Errors: CDX_EINVAL, CDX_ENOMEM. */
+int clip_resize_crop(const uint8_t *src, int w, int h, int new_w, int new_h,
+    int crop_w, int crop_h, uint8_t *out, cdx_error *err);
+
+#endif

@@ -1,0 +1,622 @@
+/*
+ * Tests of image decoding and preprocessing (encoder/image.c, resize.c,
+ * exif.c) against the Pillow reference written by tools/ref_images.py into
+ * tests/fixtures/images/ (see manifest.txt there).  Run from the repository
+ * root.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <turbojpeg.h>
+
+#include "encoder/clip.h"
+#include "encoder/image_internal.h"
+
+#define FIX "tests/fixtures/images/"
+
+static const float openai_mean[3] = { 0.48145466f, 0.4578275f, 0.40821073f };
+static const float openai_std[3] = { 0.26862954f, 0.26130258f, 0.27577711f };
+
+static uint8_t *
+read_all(const char *name, size_t *len)
+{
+	char path[512];
+	snprintf(path, sizeof(path), FIX "%s", name);
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		fail_msg("cannot open %s", path);
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	uint8_t *buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+static void
+load_ok(const char *name, const clip_decode_opts *opts, clip_image *img)
+{
+	char path[512];
+	cdx_error err = { 0, "" };
+	snprintf(path, sizeof(path), FIX "%s", name);
+	int rc = clip_image_load(path, opts, img, &err);
+	if (rc != 0)
+		fail_msg("%s: %s (%s)", name, err.msg, cdx_strerror(rc));
+}
+
+/* Calls fn(fields, n, ctx) for each manifest line of the given kind. */
+typedef void (*line_fn)(char **f, int n, void *ctx);
+
+static int
+for_each(const char *kind, line_fn fn, void *ctx)
+{
+	FILE *m = fopen(FIX "manifest.txt", "r");
+	char line[512];
+	int count = 0;
+	assert_non_null(m);
+	while (fgets(line, sizeof(line), m) != NULL) {
+		char *f[16];
+		int n = 0;
+		for (char *t = strtok(line, " \n"); t != NULL && n < 16;
+		    t = strtok(NULL, " \n"))
+			f[n++] = t;
+		if (n == 0 || strcmp(f[0], kind) != 0)
+			continue;
+		fn(f, n, ctx);
+		count++;
+	}
+	fclose(m);
+	return count;
+}
+
+static int
+compare_bytes(const char *what, const uint8_t *got, const uint8_t *want,
+    size_t n)
+{
+	size_t bad = 0, first = 0;
+	int maxd = 0;
+	for (size_t i = 0; i < n; i++) {
+		int d = abs((int)got[i] - (int)want[i]);
+		if (d != 0 && bad++ == 0)
+			first = i;
+		if (d > maxd)
+			maxd = d;
+	}
+	if (bad != 0)
+		print_error("%s: %zu of %zu bytes differ (first at %zu: %d vs "
+		    "%d, max diff %d)\n", what, bad, n, first, got[first],
+		    want[first], maxd);
+	return bad != 0;
+}
+
+/* ---- decoding equals Pillow ------------------------------------------- */
+
+static void
+check_decode(char **f, int n, void *ctx)
+{
+	int *failures = ctx;
+	clip_image img;
+	size_t len;
+	assert_int_equal(n, 5);
+	load_ok(f[1], NULL, &img);
+	uint8_t *want = read_all(f[4], &len);
+	if (img.width != atoi(f[2]) || img.height != atoi(f[3])) {
+		print_error("%s: size %d x %d, Pillow %s x %s\n", f[1],
+		    img.width, img.height, f[2], f[3]);
+		(*failures)++;
+	} else {
+		assert_int_equal(len, (size_t)img.width * img.height * 3);
+		*failures += compare_bytes(f[1], img.rgb, want, len);
+	}
+	free(want);
+	clip_image_free(&img);
+}
+
+static void
+test_decode_equals_pillow(void **state)
+{
+	int failures = 0;
+	(void)state;
+	int n = for_each("decode", check_decode, &failures);
+	assert_true(n >= 35);
+	assert_int_equal(failures, 0);
+}
+
+/* ---- exact-mode crops equal the HF processor steps -------------------- */
+
+static void
+check_crop(char **f, int n, void *ctx)
+{
+	int *failures = ctx;
+	clip_image img, ref;
+	size_t len;
+	assert_int_equal(n, 6);
+	int se = atoi(f[2]), cw = atoi(f[3]), ch = atoi(f[4]);
+	load_ok(f[1], NULL, &img);
+	int nw, nh;
+	assert_int_equal(clip_resize_dims(img.width, img.height, se, &nw, &nh),
+	    0);
+	uint8_t *got = malloc((size_t)cw * ch * 3);
+	assert_non_null(got);
+	cdx_error err;
+	assert_int_equal(clip_resize_crop(img.rgb, img.width, img.height, nw,
+	    nh, cw, ch, got, &err), 0);
+	uint8_t *want;
+	if (strstr(f[5], ".png") != NULL) {
+		load_ok(f[5], NULL, &ref);
+		assert_int_equal(ref.width, cw);
+		assert_int_equal(ref.height, ch);
+		want = ref.rgb;
+		len = (size_t)cw * ch * 3;
+	} else {
+		want = read_all(f[5], &len);
+		ref.rgb = want;
+	}
+	assert_int_equal(len, (size_t)cw * ch * 3);
+	char what[256];
+	snprintf(what, sizeof(what), "%s at %d, crop %dx%d", f[1], se, cw, ch);
+	*failures += compare_bytes(what, got, want, len);
+	free(ref.rgb);
+	free(got);
+	clip_image_free(&img);
+}
+
+static void
+test_exact_crop_equals_reference(void **state)
+{
+	int failures = 0;
+	(void)state;
+	int n = for_each("crop", check_crop, &failures);
+	assert_true(n >= 40);
+	assert_int_equal(failures, 0);
+}
+
+/* ---- normalisation --------------------------------------------------- */
+
+static void
+check_norm(char **f, int n, void *ctx)
+{
+	(void)ctx;
+	assert_int_equal(n, 6);
+	clip_image img;
+	size_t len;
+	load_ok(f[1], NULL, &img);
+	clip_preprocess_cfg cfg = { .shortest_edge = atoi(f[2]),
+		.crop_width = atoi(f[3]), .crop_height = atoi(f[4]) };
+	memcpy(cfg.mean, openai_mean, sizeof(cfg.mean));
+	memcpy(cfg.std, openai_std, sizeof(cfg.std));
+	size_t count = 3 * (size_t)cfg.crop_width * cfg.crop_height;
+	float *got = malloc(count * sizeof(float));
+	uint8_t *want = read_all(f[5], &len);
+	assert_int_equal(len, count * sizeof(float));
+	cdx_error err;
+	assert_int_equal(clip_image_preprocess(&img, &cfg, got, &err), 0);
+	double maxd = 0;
+	for (size_t i = 0; i < count; i++) {
+		float w;
+		memcpy(&w, want + 4 * i, 4);
+		double d = fabs((double)got[i] - w);
+		if (d > maxd)
+			maxd = d;
+	}
+	assert_true(maxd <= 1e-6);
+	free(want);
+	free(got);
+	clip_image_free(&img);
+}
+
+static void
+test_normalisation_equals_reference(void **state)
+{
+	(void)state;
+	assert_int_equal(for_each("norm", check_norm, NULL), 1);
+}
+
+static void
+test_preprocess_pads_and_layout(void **state)
+{
+	(void)state;
+	/* A 4 x 2 image of one colour, shortest edge 2 (no resize), crop 4 x 4:
+	 * rows 0 and 3 are padding (HF: zeros before normalisation). */
+	uint8_t px[4 * 2 * 3];
+	for (int i = 0; i < 8; i++) {
+		px[3 * i] = 255;
+		px[3 * i + 1] = 0;
+		px[3 * i + 2] = 51;
+	}
+	clip_image img = { .width = 4, .height = 2, .rgb = px };
+	clip_preprocess_cfg cfg = { .shortest_edge = 2, .crop_width = 4,
+		.crop_height = 4, .mean = { 0.5f, 0.25f, 0.0f },
+		.std = { 0.5f, 0.5f, 2.0f } };
+	float out[3 * 16];
+	assert_int_equal(clip_image_preprocess(&img, &cfg, out, NULL), 0);
+	for (int y = 0; y < 4; y++) {
+		int pad = y == 0 || y == 3;
+		for (int x = 0; x < 4; x++) {
+			assert_float_equal(out[0 * 16 + y * 4 + x],
+			    pad ? -1.0f : 1.0f, 1e-6);
+			assert_float_equal(out[1 * 16 + y * 4 + x], -0.5f, 1e-6);
+			assert_float_equal(out[2 * 16 + y * 4 + x],
+			    pad ? 0.0f : 0.1f, 1e-6);
+		}
+	}
+	/* bad configurations */
+	cdx_error err = { 0, "" };
+	cfg.std[1] = 0.0f;
+	assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err),
+	    CDX_EINVAL);
+	assert_true(strlen(err.msg) > 0);
+	cfg.std[1] = 1.0f;
+	cfg.crop_width = 0;
+	assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err),
+	    CDX_EINVAL);
+	cfg.crop_width = 4;
+	assert_int_equal(clip_image_preprocess(NULL, &cfg, out, &err),
+	    CDX_EINVAL);
+	/* 1 x 200000: the long side would be over INT_MAX at 16384 */
+	clip_image thin = { .width = 1, .height = 200000, .rgb = px };
+	cfg.shortest_edge = 16384;
+	assert_int_equal(clip_image_preprocess(&thin, &cfg, out, &err),
+	    CDX_EINVAL);
+}
+
+static void
+test_resize_dims_as_hf(void **state)
+{
+	(void)state;
+	int w, h;
+	assert_int_equal(clip_resize_dims(4000, 3000, 224, &w, &h), 0);
+	assert_int_equal(w, 298); /* int(224 * 4000 / 3000) = int(298.67) */
+	assert_int_equal(h, 224);
+	assert_int_equal(clip_resize_dims(37, 23, 64, &w, &h), 0);
+	assert_int_equal(w, 102); /* int(64 * 37 / 23) = int(102.96) */
+	assert_int_equal(h, 64);
+	assert_int_equal(clip_resize_dims(100, 300, 224, &w, &h), 0);
+	assert_int_equal(w, 224);
+	assert_int_equal(h, 672);
+	assert_int_equal(clip_resize_dims(0, 3, 224, &w, &h), CDX_EINVAL);
+}
+
+/* ---- probe ---------------------------------------------------------- */
+
+static void
+check_info(char **f, int n, void *ctx)
+{
+	int *failures = ctx;
+	size_t len;
+	clip_image_info info;
+	cdx_error err = { 0, "" };
+	assert_int_equal(n, 7);
+	uint8_t *data = read_all(f[1], &len);
+	int rc = clip_image_probe(data, len, &info, &err);
+	if (rc != 0)
+		fail_msg("%s: %s", f[1], err.msg);
+	int64_t t = strcmp(f[6], "none") == 0 ? INT64_MIN : atoll(f[6]);
+	if (info.format != atoi(f[2]) || info.width != atoi(f[3]) ||
+	    info.height != atoi(f[4]) || info.orientation != atoi(f[5]) ||
+	    info.capture_time != t) {
+		print_error("%s: format %d, %d x %d, orientation %d, time %lld;"
+		    " want %s %s x %s %s %s\n", f[1], info.format, info.width,
+		    info.height, info.orientation,
+		    (long long)info.capture_time, f[2], f[3], f[4], f[5], f[6]);
+		(*failures)++;
+	}
+	/* decoding reports the same facts and the displayed size */
+	clip_image img;
+	assert_int_equal(clip_image_decode(data, len, NULL, &img, NULL), 0);
+	assert_memory_equal(&img.info, &info, sizeof(info));
+	assert_int_equal(img.width, info.width);
+	assert_int_equal(img.height, info.height);
+	clip_image_free(&img);
+	free(data);
+}
+
+static void
+test_probe_info(void **state)
+{
+	int failures = 0;
+	(void)state;
+	assert_true(for_each("info", check_info, &failures) >= 20);
+	assert_int_equal(failures, 0);
+}
+
+static void
+test_exif_datetime_parser(void **state)
+{
+	(void)state;
+	const char *s = "2021:05:06 07:08:09";
+	assert_true(clip_exif_parse_datetime(s, 19) == 1620284889);
+	assert_true(clip_exif_parse_datetime("2021:05:06 07:08:09\0", 20) ==
+	    1620284889);
+	assert_true(clip_exif_parse_datetime("1970:01:01 00:00:00", 19) == 0);
+	assert_true(clip_exif_parse_datetime("2000:02:29 12:00:00", 19) ==
+	    951825600);
+	assert_true(clip_exif_parse_datetime("2001:02:29 12:00:00", 19) ==
+	    INT64_MIN);
+	assert_true(clip_exif_parse_datetime("0000:00:00 00:00:00", 19) ==
+	    INT64_MIN);
+	assert_true(clip_exif_parse_datetime("2021-05-06 07:08:09", 19) ==
+	    INT64_MIN);
+	assert_true(clip_exif_parse_datetime("2021:05:06 07:08", 16) ==
+	    INT64_MIN);
+	assert_true(clip_exif_parse_datetime("2021:05:06 24:08:09", 19) ==
+	    INT64_MIN);
+	assert_true(clip_exif_parse_datetime("2021:05:06 07:08:09xyz", 22) ==
+	    INT64_MIN);
+	int o;
+	int64_t t;
+	clip_exif_read(NULL, 0, &o, &t);
+	assert_int_equal(o, 1);
+	assert_true(t == INT64_MIN);
+	clip_exif_read((const uint8_t *)"Exif\0\0MM\0*\0\0\0\x08\xff\xff", 16,
+	    &o, &t);
+	assert_int_equal(o, 1);
+}
+
+/* ---- bad input -------------------------------------------------------- */
+
+static void
+check_error(char **f, int n, void *ctx)
+{
+	int *failures = ctx;
+	char path[512];
+	clip_image img = { 0, 0, NULL, { 0, 0, 0, 0, 0 } };
+	cdx_error err = { 0, "" };
+	assert_int_equal(n, 3);
+	int want = strcmp(f[2], "ETOOBIG") == 0 ? CDX_ETOOBIG : CDX_EFORMAT;
+	snprintf(path, sizeof(path), FIX "%s", f[1]);
+	int rc = clip_image_load(path, NULL, &img, &err);
+	if (rc != want || err.code != want || strlen(err.msg) < 10 ||
+	    strstr(err.msg, f[1]) == NULL || img.rgb != NULL) {
+		print_error("%s: got %d (%s), want %s\n", f[1], rc, err.msg,
+		    f[2]);
+		(*failures)++;
+	}
+}
+
+static void
+test_bad_inputs_clear_errors(void **state)
+{
+	int failures = 0;
+	(void)state;
+	assert_true(for_each("error", check_error, &failures) >= 10);
+	assert_int_equal(failures, 0);
+}
+
+static void
+test_limits(void **state)
+{
+	(void)state;
+	size_t len;
+	clip_image img;
+	clip_image_info info;
+	cdx_error err = { 0, "" };
+
+	/* the probe reports the claimed size; decoding refuses it with the
+	 * dimensions in the message, without trying to allocate 10.8 GB */
+	uint8_t *data = read_all("huge.jpg", &len);
+	assert_int_equal(clip_image_probe(data, len, &info, NULL), 0);
+	assert_int_equal(info.width, 60000);
+	assert_int_equal(info.height, 60000);
+	assert_int_equal(clip_image_decode(data, len, NULL, &img, &err),
+	    CDX_ETOOBIG);
+	assert_non_null(strstr(err.msg, "60000 x 60000"));
+	free(data);
+
+	/* a configured limit: 48 x 32 = 1536 pixels */
+	data = read_all("j_base.jpg", &len);
+	clip_decode_opts o = { .max_pixels = 1535 };
+	assert_int_equal(clip_image_decode(data, len, &o, &img, &err),
+	    CDX_ETOOBIG);
+	o.max_pixels = 1536;
+	assert_int_equal(clip_image_decode(data, len, &o, &img, &err), 0);
+	clip_image_free(&img);
+	free(data);
+	data = read_all("p_rgb.png", &len); /* 33 x 21 = 693 */
+	o.max_pixels = 692;
+	assert_int_equal(clip_image_decode(data, len, &o, &img, &err),
+	    CDX_ETOOBIG);
+	free(data);
+}
+
+static void
+test_load_errors(void **state)
+{
+	(void)state;
+	clip_image img;
+	cdx_error err = { 0, "" };
+	assert_int_equal(clip_image_load(FIX "no-such-file.jpg", NULL, &img,
+	    &err), CDX_ENOTFOUND);
+	assert_non_null(strstr(err.msg, "no-such-file.jpg"));
+	assert_int_equal(clip_image_load(FIX "j_base.jpg/x", NULL, &img, &err),
+	    CDX_ENOTFOUND);
+	assert_int_equal(clip_image_load(FIX, NULL, &img, &err), CDX_EIO);
+	assert_non_null(strstr(err.msg, "not a regular file"));
+	assert_int_equal(clip_image_load(NULL, NULL, &img, &err), CDX_EINVAL);
+	assert_int_equal(clip_image_decode(NULL, 0, NULL, &img, &err),
+	    CDX_EFORMAT);
+	assert_non_null(strstr(err.msg, "empty"));
+
+	/* a file we may not read (as root, permissions do not apply) */
+	char path[] = "/tmp/cdx_image_XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "\xff\xd8\xff", 3), 3);
+	close(fd);
+	chmod(path, 0);
+	int rc = clip_image_load(path, NULL, &img, &err);
+	assert_int_equal(rc, geteuid() == 0 ? CDX_EFORMAT : CDX_EPERM);
+	unlink(path);
+
+	clip_image_free(NULL);
+	clip_image empty = { 0, 0, NULL, { 0, 0, 0, 0, 0 } };
+	clip_image_free(&empty);
+}
+
+/* ---- fast mode --------------------------------------------------------- */
+
+/* Smallest M in 1..8 with ceil(short * M / 8) >= min_short (8 if none). */
+static int
+expected_m(int w, int h, int min_short)
+{
+	int s = w < h ? w : h;
+	for (int m = 1; m <= 8; m++)
+		if ((s * m + 7) / 8 >= min_short)
+			return m;
+	return 8;
+}
+
+static double
+crop_diff(const clip_image *a, const clip_image *b, int se, int c,
+    int *maxd)
+{
+	int aw, ah, bw, bh;
+	uint8_t *ca = malloc((size_t)c * c * 3), *cb = malloc((size_t)c * c * 3);
+	assert_int_equal(clip_resize_dims(a->width, a->height, se, &aw, &ah), 0);
+	assert_int_equal(clip_resize_dims(b->width, b->height, se, &bw, &bh), 0);
+	assert_int_equal(clip_resize_crop(a->rgb, a->width, a->height, aw, ah,
+	    c, c, ca, NULL), 0);
+	assert_int_equal(clip_resize_crop(b->rgb, b->width, b->height, bw, bh,
+	    c, c, cb, NULL), 0);
+	double sum = 0;
+	*maxd = 0;
+	for (size_t i = 0; i < (size_t)c * c * 3; i++) {
+		int d = abs((int)ca[i] - (int)cb[i]);
+		sum += d;
+		if (d > *maxd)
+			*maxd = d;
+	}
+	free(ca);
+	free(cb);
+	return sum / ((double)c * c * 3);
+}
+
+static void
+test_fast_mode(void **state)
+{
+	(void)state;
+	clip_image exact, fast;
+	static const char *names[] = { "j_big.jpg", "j_orient6.jpg",
+		"j_prog.jpg", "j_cmyk.jpg" };
+	static const int shorts[] = { 1, 8, 12, 30, 64, 90, 91, 200, 240, 500 };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		load_ok(names[i], NULL, &exact);
+		for (size_t j = 0; j < sizeof(shorts) / sizeof(shorts[0]); j++) {
+			clip_decode_opts o = { .min_short = shorts[j] };
+			load_ok(names[i], &o, &fast);
+			int m = expected_m(exact.width, exact.height, shorts[j]);
+			assert_int_equal(fast.width, (exact.width * m + 7) / 8);
+			assert_int_equal(fast.height, (exact.height * m + 7) / 8);
+			assert_memory_equal(&fast.info, &exact.info,
+			    sizeof(exact.info));
+			if (m == 8)
+				assert_memory_equal(fast.rgb, exact.rgb,
+				    (size_t)exact.width * exact.height * 3);
+			clip_image_free(&fast);
+		}
+		clip_image_free(&exact);
+	}
+
+	/* pixels: fast vs exact crop of the 320 x 240 photo at 64 and 224 */
+	load_ok("j_big.jpg", NULL, &exact);
+	clip_decode_opts o = { .min_short = 64 };
+	load_ok("j_big.jpg", &o, &fast);
+	assert_int_equal(fast.width, 120); /* 3/8 */
+	int maxd;
+	double mean = crop_diff(&exact, &fast, 64, 64, &maxd);
+	print_message("fast mode (3/8 scale) vs exact, 64 crop: mean |diff| "
+	    "%.3f, max %d\n", mean, maxd);
+	assert_true(mean < 2.0);
+	assert_true(maxd < 48);
+	clip_image_free(&fast);
+	clip_image_free(&exact);
+
+	/* PNGs are always decoded at full size */
+	load_ok("p_rgb.png", &o, &fast);
+	assert_int_equal(fast.width, 33);
+	clip_image_free(&fast);
+}
+
+/* ---- robustness --------------------------------------------------------- */
+
+static void
+test_truncations_and_mutations_never_crash(void **state)
+{
+	(void)state;
+	size_t len;
+	clip_image img;
+	cdx_error err;
+	static const char *names[] = { "j_base.jpg", "j_prog.jpg",
+		"j_orient6.jpg", "p_rgb.png", "p_interlaced16.png", "p_pal4.png",
+		"p_orient6.png", "j_cmyk.jpg" };
+	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		uint8_t *data = read_all(names[k], &len);
+		int is_jpeg = data[0] == 0xFF;
+		for (size_t cut = 0; cut < len; cut++) {
+			uint8_t *copy = malloc(cut + 1);
+			memcpy(copy, data, cut);
+			int rc = clip_image_decode(copy, cut, NULL, &img, &err);
+			if (rc == 0) {
+				/* a PNG may end after its last IDAT */
+				assert_false(is_jpeg);
+				clip_image_free(&img);
+			} else {
+				assert_int_equal(rc, CDX_EFORMAT);
+			}
+			free(copy);
+		}
+		srand(1234 + (unsigned)k);
+		for (int trial = 0; trial < 300; trial++) {
+			uint8_t *copy = malloc(len);
+			memcpy(copy, data, len);
+			int flips = 1 + rand() % 8;
+			for (int i = 0; i < flips; i++)
+				copy[rand() % len] = (uint8_t)rand();
+			clip_decode_opts o = { .max_pixels = 1u << 22,
+				.min_short = trial % 2 ? 16 : 0 };
+			int rc = clip_image_decode(copy, len, &o, &img, &err);
+			if (rc == 0) {
+				assert_true(img.width > 0 && img.height > 0);
+				clip_image_free(&img);
+			} else {
+				assert_true(rc == CDX_EFORMAT ||
+				    rc == CDX_ETOOBIG);
+			}
+			free(copy);
+		}
+		free(data);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_decode_equals_pillow),
+		cmocka_unit_test(test_exact_crop_equals_reference),
+		cmocka_unit_test(test_normalisation_equals_reference),
+		cmocka_unit_test(test_preprocess_pads_and_layout),
+		cmocka_unit_test(test_resize_dims_as_hf),
+		cmocka_unit_test(test_probe_info),
+		cmocka_unit_test(test_exif_datetime_parser),
+		cmocka_unit_test(test_bad_inputs_clear_errors),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_load_errors),
+		cmocka_unit_test(test_fast_mode),
+		cmocka_unit_test(test_truncations_and_mutations_never_crash),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
