@@ -159,16 +159,51 @@ clip_config_parse(const char *json, size_t len, const char *path,
 		    path);
 		goto out_free_json;
 	}
-	/* As CLIPConfig.__init__: *_config_dict entries override *_config. */
-	static const char *const sections[] = {
-		"text_config", "text_config_dict",
-		"vision_config", "vision_config_dict",
+	/* As CLIPConfig.__init__: *_config_dict entries override *_config
+	 * entries; the merged section is then read. */
+	static const char *const sections[2][2] = {
+		{"text_config", "text_config_dict"},
+		{"vision_config", "vision_config_dict"},
 	};
-	for (int i = 0; i < 4; i++) {
-		const cJSON *s = cJSON_GetObjectItemCaseSensitive(root,
-		    sections[i]);
-		rc = cfg_tower(s, i < 2 ? &c.text : &c.vision, i >= 2, path,
-		    sections[i], err);
+	for (int i = 0; i < 2; i++) {
+		const cJSON *base = cJSON_GetObjectItemCaseSensitive(root,
+		    sections[i][0]);
+		const cJSON *over = cJSON_GetObjectItemCaseSensitive(root,
+		    sections[i][1]);
+		const char *bad = NULL;
+		if (base != NULL && !cJSON_IsNull(base) && !cJSON_IsObject(base))
+			bad = sections[i][0];
+		if (over != NULL && !cJSON_IsNull(over) && !cJSON_IsObject(over))
+			bad = sections[i][1];
+		if (bad != NULL) {
+			rc = cdx_error_set(err, CDX_EFORMAT,
+			    "%s: %s is not an object", path, bad);
+			goto out_free_json;
+		}
+		cJSON *merged = cJSON_IsObject(base) ?
+		    cJSON_Duplicate(base, 1) : cJSON_CreateObject();
+		if (merged == NULL) {
+			rc = cdx_error_set(err, CDX_ENOMEM, "out of memory");
+			goto out_free_json;
+		}
+		const cJSON *it;
+		int oom = 0;
+		if (cJSON_IsObject(over)) {
+			cJSON_ArrayForEach(it, over) {
+				cJSON *dup = cJSON_Duplicate(it, 1);
+				if (dup == NULL) {
+					oom = 1;
+					break;
+				}
+				cJSON_DeleteItemFromObjectCaseSensitive(merged,
+				    it->string);
+				cJSON_AddItemToObject(merged, it->string, dup);
+			}
+		}
+		rc = oom ? cdx_error_set(err, CDX_ENOMEM, "out of memory") :
+		    cfg_tower(merged, i == 0 ? &c.text : &c.vision, i == 1,
+		    path, sections[i][0], err);
+		cJSON_Delete(merged);
 		if (rc != 0)
 			goto out_free_json;
 	}
