@@ -75,7 +75,10 @@ typedef struct clip_image_info {
 	                          epoch, read as UTC; INT64_MIN when absent */
 } clip_image_info;
 
-/* Detects the format by content (not by name) and reads the header.
+/* Detects the format by content (not by name) and reads the header and
+ * EXIF; reads no pixel data, so a file truncated after its header probes
+ * fine (clip_image_decode() rejects it).  No size limit applies.  Malformed
+ * EXIF counts as absent.
  * Errors: CDX_EFORMAT (not a JPEG or PNG, or a corrupt header). */
 int clip_image_probe(const void *data, size_t len, clip_image_info *out,
     cdx_error *err);
@@ -102,16 +105,29 @@ typedef struct clip_image {
 } clip_image;
 
 /* Decodes a JPEG or PNG from memory.  opts may be NULL (exact mode).
+ * The caller owns out->rgb on success (clip_image_free()); *out is untouched
+ * on failure.  Pixels equal Pillow's exif_transpose + convert("RGB"):
+ * grayscale is replicated, palettes looked up, alpha dropped without
+ * compositing, CMYK/YCCK JPEGs read as Adobe (inverted) CMYK with Pillow's
+ * conversion; 16-bit PNG samples keep their high byte (for 16-bit gray
+ * Pillow would clip instead).  max_pixels applies to the header's full size,
+ * in both modes, before any pixel buffer is allocated.  A JPEG without an
+ * end-of-image marker after its scans is truncated (CDX_EFORMAT); libjpeg
+ * warnings in a complete file (extraneous bytes, corrupt entropy data) are
+ * accepted, as Pillow accepts them.  See docs/IMAGES.md.
  * Errors: CDX_EFORMAT (unknown format, corrupt or truncated data),
  * CDX_ETOOBIG (over max_pixels), CDX_ENOMEM. */
 int clip_image_decode(const void *data, size_t len,
     const clip_decode_opts *opts, clip_image *out, cdx_error *err);
 
-/* Reads and decodes a file.  Errors as clip_image_decode, plus CDX_ENOTFOUND,
- * CDX_EPERM, CDX_EIO for the file itself. */
+/* Reads and decodes a file (with read(2), so a file that shrinks meanwhile
+ * is an error, never a signal); err->msg starts with the path.  Errors as
+ * clip_image_decode, plus CDX_ENOTFOUND, CDX_EPERM, CDX_EIO (also: not a
+ * regular file) for the file itself, CDX_ETOOBIG for files over 1 GiB. */
 int clip_image_load(const char *path, const clip_decode_opts *opts,
     clip_image *out, cdx_error *err);
 
+/* Frees img->rgb and zeroes the size; accepts NULL and freed images. */
 void clip_image_free(clip_image *img);
 
 /* How a model wants its pixels, from preprocessor_config.json (CLIP's
@@ -124,9 +140,13 @@ typedef struct clip_preprocess_cfg {
 } clip_preprocess_cfg;
 
 /* Resizes (Pillow-exact bicubic, shorter side to shortest_edge, longer side
- * truncated as Hugging Face computes it), centre-crops, scales to [0,1] and
+ * truncated as Hugging Face computes it), centre-crops (zero-padded, as HF,
+ * where the crop is larger than the resized image), scales to [0,1] and
  * normalises.  Writes 3 * crop_height * crop_width floats, planar (CHW), to
- * `out`.  Errors: CDX_EINVAL, CDX_ENOMEM. */
+ * `out`; only the cropped pixels are resampled.  Equal to the HF
+ * CLIPImageProcessor for an image decoded in exact mode.
+ * Errors: CDX_EINVAL (bad image or cfg: sizes 1..16384, std != 0, or a
+ * resized long side over INT_MAX), CDX_ENOMEM. */
 int clip_image_preprocess(const clip_image *img, const clip_preprocess_cfg *cfg,
     float *out, cdx_error *err);
 

@@ -82,10 +82,11 @@ is_sof(uint8_t m)
 }
 
 /* Walks the marker segments and skips entropy-coded data (where 0xFF is
- * followed by 0x00 or a restart marker) up to the EOI marker.  Tolerates
- * stray bytes between segments as libjpeg does. */
+ * followed by 0x00 or a restart marker) up to the EOI marker, or only up to
+ * the first scan when stop_at_sos.  Tolerates stray bytes between segments
+ * as libjpeg does. */
 static void
-jpeg_walk(const uint8_t *d, size_t n, struct jpeg_layout *L)
+jpeg_walk(const uint8_t *d, size_t n, int stop_at_sos, struct jpeg_layout *L)
 {
 	size_t p = 2;
 	int saw_sos = 0;
@@ -132,8 +133,11 @@ jpeg_walk(const uint8_t *d, size_t n, struct jpeg_layout *L)
 			L->sof_w = seg[3] << 8 | seg[4];
 			L->sof_comps = seg[5];
 		}
-		if (m == 0xDA)
+		if (m == 0xDA) {
+			if (stop_at_sos)
+				return;
 			saw_sos = 1;
+		}
 		p += 2 + len;
 	}
 }
@@ -224,7 +228,7 @@ jpeg_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 	struct jpeg_layout L;
 	int w = 0, h = 0, cmyk = 0, rc;
 
-	jpeg_walk(d, n, &L);
+	jpeg_walk(d, n, probe_only, &L);
 	info->format = CLIP_FORMAT_JPEG;
 	clip_exif_read(L.exif, L.exif_len, &info->orientation,
 	    &info->capture_time);
@@ -247,14 +251,14 @@ jpeg_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 	if ((rc = check_limit(opts, CLIP_FORMAT_JPEG, (uint64_t)w,
 	    (uint64_t)h, err)) != 0)
 		goto out_destroy;
+	if (probe_only)
+		goto out_destroy;
 	if (!L.complete) {
 		rc = cdx_error_set(err, CDX_EFORMAT,
 		    "truncated JPEG (%zu bytes): no end-of-image marker after "
 		    "the image data", n);
 		goto out_destroy;
 	}
-	if (probe_only)
-		goto out_destroy;
 
 	tjscalingfactor sf = jpeg_pick_scale(w, h,
 	    opts != NULL ? opts->min_short : 0);

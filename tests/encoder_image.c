@@ -394,6 +394,19 @@ test_bad_inputs_clear_errors(void **state)
 	(void)state;
 	assert_true(for_each("error", check_error, &failures) >= 10);
 	assert_int_equal(failures, 0);
+
+	/* the probe reads headers only: a truncated file's header is fine */
+	size_t len;
+	clip_image_info info;
+	uint8_t *data = read_all("trunc.jpg", &len);
+	assert_int_equal(clip_image_probe(data, len, &info, NULL), 0);
+	assert_int_equal(info.width, 48);
+	free(data);
+	data = read_all("text.jpg", &len);
+	cdx_error err = { 0, "" };
+	assert_int_equal(clip_image_probe(data, len, &info, &err), CDX_EFORMAT);
+	assert_non_null(strstr(err.msg, "not a JPEG or PNG"));
+	free(data);
 }
 
 static void

@@ -341,15 +341,21 @@ def main():
     png_write("p_tiny.png", photo(1, 1, 29), 8, 2)
     png_write("p_orient6.png", photo(26, 16, 30), 8, 2,
               exif=tiff_exif(6, "2010:01:02 03:04:05"))
+    # malformed eXIf chunks: ignored, the image still decodes upright
+    png_write("p_exif_bad.png", photo(20, 10, 32), 8, 2, exif=b"XXXXgarbagegarbage")
+    png_write("p_exif_bad2.png", photo(20, 10, 33), 8, 2, exif=b"II*\x00\xff\xff\xff\x7f")
     for k in ("p_rgb.png", "p_rgba.png", "p_pal.png", "p_pal_trns.png", "p_gray8.png",
               "p_la.png", "p_gray1.png", "p_gray2.png", "p_gray4.png", "p_gray16.png",
               "p_la16.png", "p_rgb16.png", "p_rgba16.png", "p_pal4.png", "p_interlaced.png",
-              "p_interlaced16.png", "p_interlaced_g2.png", "p_tiny.png", "p_orient6.png"):
+              "p_interlaced16.png", "p_interlaced_g2.png", "p_tiny.png", "p_orient6.png",
+              "p_exif_bad.png", "p_exif_bad2.png"):
         ref_decode(k)
         ref_crop(k, 16, 16, 16)
     for k in ("p_rgb.png", "p_pal.png", "p_gray16.png", "p_rgba16.png"):
         ref_info(k, 2, 1, None)
     ref_info("p_orient6.png", 2, 6, "2010:01:02 03:04:05")
+    ref_info("p_exif_bad.png", 2, 1, None)
+    ref_info("p_exif_bad2.png", 2, 1, None)
     ref_crop("p_tiny.png", 8, 8, 8)
 
     # ---- large crops (224 and 336, one non-square), stored as PNG ----

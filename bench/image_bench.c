@@ -1,0 +1,152 @@
+/*
+ * image_bench - JPEG decode + CLIP preprocessing (224 crop) in exact and
+ * fast mode, for a 12 MP and a 2 MP photo-like JPEG made in memory.
+ *
+ * Prints the median of several runs for decode only and decode+preprocess,
+ * the fast/exact ratio against the target (fast >= 5x faster than exact for
+ * the 12 MP photo), and how far fast-mode pixels are from exact mode.
+ * Single-threaded, like one indexing worker.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <turbojpeg.h>
+
+#include "encoder/clip.h"
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Smooth shapes plus sensor-like noise, so the JPEG has realistic entropy. */
+static unsigned char *
+make_jpeg(int w, int h, unsigned long *size)
+{
+	unsigned char *rgb = malloc((size_t)w * h * 3), *jpeg = NULL;
+	uint32_t seed = 12345;
+	if (rgb == NULL)
+		return NULL;
+	for (int y = 0; y < h; y++) {
+		for (int x = 0; x < w; x++) {
+			double fx = (double)x / w, fy = (double)y / h;
+			double v[3] = {
+				128 + 90 * sin(fx * 17 + 3 * fy) * cos(fy * 11),
+				40 + 180 * fx * (0.3 + 0.7 * fy),
+				128 + 100 * cos((fx + 2 * fy) * 23),
+			};
+			for (int c = 0; c < 3; c++) {
+				seed = seed * 1664525u + 1013904223u;
+				double n = (double)(seed >> 24) / 16.0 - 8.0;
+				double t = v[c] + n;
+				rgb[((size_t)y * w + x) * 3 + c] =
+				    (unsigned char)(t < 0 ? 0 : t > 255 ? 255 : t);
+			}
+		}
+	}
+	tjhandle tj = tjInitCompress();
+	if (tj == NULL || tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &jpeg, size,
+	    TJSAMP_420, 90, 0) != 0) {
+		fprintf(stderr, "image_bench: compress: %s\n",
+		    tjGetErrorStr2(tj));
+		jpeg = NULL;
+	}
+	tjDestroy(tj);
+	free(rgb);
+	return jpeg;
+}
+
+/* Median ms over `runs` of decode (+ preprocess when out != NULL). */
+static double
+time_it(const unsigned char *jpeg, unsigned long size, int min_short,
+    const clip_preprocess_cfg *cfg, float *out, int runs)
+{
+	double t[32];
+	clip_decode_opts o = { .max_pixels = 0, .min_short = min_short };
+	for (int r = 0; r < runs; r++) {
+		clip_image img;
+		cdx_error err;
+		double t0 = now_ms();
+		if (clip_image_decode(jpeg, size, &o, &img, &err) != 0 ||
+		    (out != NULL &&
+		    clip_image_preprocess(&img, cfg, out, &err) != 0)) {
+			fprintf(stderr, "image_bench: %s\n", err.msg);
+			exit(1);
+		}
+		t[r] = now_ms() - t0;
+		clip_image_free(&img);
+	}
+	qsort(t, (size_t)runs, sizeof(double), cmp_double);
+	return t[runs / 2];
+}
+
+static int
+bench(const char *label, int w, int h, int runs, const clip_preprocess_cfg *cfg,
+    int check_target)
+{
+	unsigned long size = 0;
+	unsigned char *jpeg = make_jpeg(w, h, &size);
+	if (jpeg == NULL)
+		return 1;
+	size_t n = 3 * (size_t)cfg->crop_width * cfg->crop_height;
+	float *fe = malloc(n * sizeof(float)), *ff = malloc(n * sizeof(float));
+
+	double dec_e = time_it(jpeg, size, 0, cfg, NULL, runs);
+	double dec_f = time_it(jpeg, size, cfg->shortest_edge, cfg, NULL, runs);
+	double all_e = time_it(jpeg, size, 0, cfg, fe, runs);
+	double all_f = time_it(jpeg, size, cfg->shortest_edge, cfg, ff, runs);
+
+	/* Pixel distance of fast from exact mode, in 8-bit steps. */
+	double sum = 0, sq = 0, maxd = 0;
+	for (size_t i = 0; i < n; i++) {
+		int c = (int)(i / ((size_t)cfg->crop_width * cfg->crop_height));
+		double d = fabs((double)fe[i] - ff[i]) * cfg->std[c] * 255.0;
+		sum += d;
+		sq += d * d;
+		if (d > maxd)
+			maxd = d;
+	}
+	double rmse = sqrt(sq / n);
+	printf("%s (%dx%d, %.1f MB JPEG q90 4:2:0)\n", label, w, h,
+	    size / 1e6);
+	printf("  decode only      exact %8.2f ms   fast %7.2f ms   %.1fx\n",
+	    dec_e, dec_f, dec_e / dec_f);
+	printf("  decode+preproc   exact %8.2f ms   fast %7.2f ms   %.1fx%s\n",
+	    all_e, all_f, all_e / all_f,
+	    check_target ? (all_e / all_f >= 5.0 ?
+	    "   (target >= 5x: met)" : "   (target >= 5x: NOT met)") : "");
+	printf("  fast vs exact pixels (224 crop): mean |d| %.2f, rmse %.2f, "
+	    "max %.0f (of 255), PSNR %.1f dB\n", sum / n, rmse, maxd,
+	    20 * log10(255.0 / (rmse > 0 ? rmse : 1e-9)));
+	free(fe);
+	free(ff);
+	tjFree(jpeg);
+	return 0;
+}
+
+int
+main(void)
+{
+	clip_preprocess_cfg cfg = { .shortest_edge = 224, .crop_width = 224,
+		.crop_height = 224,
+		.mean = { 0.48145466f, 0.4578275f, 0.40821073f },
+		.std = { 0.26862954f, 0.26130258f, 0.27577711f } };
+	printf("image_bench: median of runs, 1 thread, crop 224\n");
+	if (bench("12 MP photo", 4000, 3000, 5, &cfg, 1) != 0 ||
+	    bench("2 MP photo", 1920, 1080, 9, &cfg, 0) != 0)
+		return 1;
+	return 0;
+}
