@@ -96,6 +96,10 @@ typedef struct store_params {
 	/* HNSW efSearch (default 128) and IVF nprobe (default 32). */
 	int hnsw_ef_search;
 	int ivf_nprobe;
+	/* A filtered search scores the matching images exactly (reading
+	 * their embeddings from LMDB) when at most this many match, and
+	 * over-fetches from the index otherwise (default 20000). */
+	size_t exact_filter_max;
 } store_params;
 
 /* Defaults as documented above; dim and model_id must still be set. */
@@ -306,7 +310,7 @@ typedef struct store_stats {
 	uint64_t seq;           /* change sequence */
 	uint64_t index_ntotal;  /* vectors in the index (live + dead) */
 	uint64_t index_dead;    /* deleted vectors still in an HNSW graph */
-	char index_kind[64];    /* FAISS factory string actually in use */
+	char index_kind[128];   /* FAISS factory string actually in use */
 	int rebuilt_on_open;    /* 1 if open rebuilt the index from LMDB */
 	uint64_t caught_up;     /* log entries applied at open */
 } store_stats;

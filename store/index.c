@@ -1,0 +1,1422 @@
+/*
+ * index.c - the derived FAISS index: choosing its kind, building it from
+ * LMDB, persisting it (index.faiss) and catching it up from the change log,
+ * and every search.  All FAISS calls go through its C API (faiss_c.cpp).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <faiss/c_api/AutoTune_c.h>
+#include <faiss/c_api/error_c.h>
+#include <faiss/c_api/MetaIndexes_c.h>
+#include <faiss/c_api/impl/AuxIndexStructures_c.h>
+#include <faiss/c_api/index_factory_c.h>
+#include <faiss/c_api/index_io_c.h>
+#include <faiss/c_api/utils/distances_c.h>
+#include <xxhash.h>
+
+#include "store/internal.h"
+
+extern void omp_set_num_threads(int n);
+extern float cblas_sdot(const int n, const float *x, const int incx,
+			const float *y, const int incy);
+
+#define IDX_MAGIC "CDXIDX1\n"
+#define IDX_VERSION 1u
+
+typedef struct idx_file_hdr {
+	char magic[8];
+	uint32_t version, dim;
+	uint64_t seq, ntotal, live, payload_len;
+	char kind[128];
+	char model_id[256];
+	uint64_t checksum; /* XXH64 of this header (checksum 0) + payload */
+} idx_file_hdr;
+
+/* ---- kinds ---- */
+
+int
+st_parse_kind_nlist(const char *kind, long *nlist)
+{
+	const char *p = strstr(kind, "IVF");
+	if (!p)
+		return -1;
+	char *end;
+	long n = strtol(p + 3, &end, 10);
+	if (end == p + 3 || n <= 0)
+		return -1;
+	*nlist = n;
+	return 0;
+}
+
+/* nlist ~ 2 sqrt(n), a power of two in [16, 65536]. */
+static long
+ivf_nlist_for(size_t n)
+{
+	double x = 2.0 * sqrt((double)n);
+	long nl = 16;
+	while (nl < 65536 && (double)nl * 1.414 < x)
+		nl *= 2;
+	return nl;
+}
+
+static void
+ivf_kind(size_t n, char *out, size_t cap)
+{
+	long nl = ivf_nlist_for(n);
+	if (n < (size_t)(39 * nl))
+		snprintf(out, cap, "Flat");
+	else
+		snprintf(out, cap, "IVF%ld,Flat", nl);
+}
+
+/* The factory string the requested kind means for n images. */
+static void
+resolve_kind(const store *s, size_t n, char *out, size_t cap)
+{
+	const char *r = s->kind_req;
+	long nl;
+	if (strcmp(r, "flat") == 0)
+		snprintf(out, cap, "Flat");
+	else if (strcmp(r, "hnsw") == 0)
+		snprintf(out, cap, "HNSW32");
+	else if (strcmp(r, "ivf") == 0)
+		ivf_kind(n, out, cap);
+	else if (strcmp(r, "auto") == 0) {
+		if (n < s->auto_flat_max)
+			snprintf(out, cap, "Flat");
+		else
+			ivf_kind(n, out, cap);
+	} else if (st_parse_kind_nlist(r, &nl) == 0 && n < (size_t)(39 * nl))
+		snprintf(out, cap, "Flat");
+	else
+		snprintf(out, cap, "%s", r);
+}
+
+/* Whether an index of kind `have` may serve the request for n images. */
+static int
+kind_acceptable(const store *s, const char *have, size_t n)
+{
+	char want[128];
+	resolve_kind(s, n, want, sizeof(want));
+	if (strcmp(have, want) == 0)
+		return 1;
+	const char *r = s->kind_req;
+	int is_auto = strcmp(r, "auto") == 0, is_ivf = strcmp(r, "ivf") == 0;
+	long nl, ideal = ivf_nlist_for(n);
+	if (is_auto && strcmp(have, "Flat") == 0)
+		return n < 2 * s->auto_flat_max;
+	if ((is_auto || is_ivf) && st_parse_kind_nlist(have, &nl) == 0 &&
+	    strstr(want, "IVF")) {
+		if (is_auto && n < s->auto_flat_max / 2)
+			return 0;
+		return nl * 4 >= ideal && nl <= ideal * 4;
+	}
+	return 0;
+}
+
+static void
+set_search_params(store *s)
+{
+	FaissParameterSpace *ps;
+	if (faiss_ParameterSpace_new(&ps) != 0)
+		return;
+	if (strstr(s->kind, "HNSW"))
+		faiss_ParameterSpace_set_index_parameter(ps, s->index, "efSearch",
+							 s->hnsw_ef_search);
+	if (strstr(s->kind, "IVF"))
+		faiss_ParameterSpace_set_index_parameter(ps, s->index, "nprobe",
+							 s->ivf_nprobe);
+	faiss_ParameterSpace_free(ps);
+}
+
+static void
+index_set(store *s, FaissIndex *idx, const char *kind)
+{
+	if (s->index)
+		faiss_Index_free(s->index);
+	s->index = idx;
+	snprintf(s->kind, sizeof(s->kind), "%s", kind);
+	s->tombstones = strstr(kind, "HNSW") != NULL ||
+			strstr(kind, "NSG") != NULL;
+	set_search_params(s);
+	int64_t nt = faiss_Index_ntotal(idx);
+	s->dead = nt > (int64_t)s->live.n ? (uint64_t)nt - s->live.n : 0;
+}
+
+void
+idx_close(store *s)
+{
+	if (s->index)
+		faiss_Index_free(s->index);
+	s->index = NULL;
+}
+
+/* ---- building ---- */
+
+/* Reads every record into the live map, labels[] and vecs[]. */
+static int
+read_all(store *s, MDB_txn *txn, int64_t **labels_out, float **vecs_out,
+	 size_t *n_out, cdx_error *err)
+{
+	MDB_stat st;
+	MDB_cursor *c;
+	int rc = mdb_stat(txn, s->db_rec, &st);
+	if (rc)
+		return st_mdb_err(err, rc, "reading records");
+	size_t cap = st.ms_entries, n = 0, d = (size_t)s->dim;
+	int64_t *labels = malloc((cap ? cap : 1) * sizeof(*labels));
+	float *vecs = malloc((cap ? cap : 1) * d * sizeof(float));
+	if (!labels || !vecs) {
+		rc = cdx_error_set(err, CDX_ENOMEM,
+				   "rebuilding index: out of memory");
+		goto out_free;
+	}
+	live_clear(&s->live);
+	if ((rc = mdb_cursor_open(txn, s->db_rec, &c))) {
+		rc = st_mdb_err(err, rc, "reading records");
+		goto out_free;
+	}
+	MDB_val k, v;
+	int r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	while (r == 0 && n < cap) {
+		rec_hdr h;
+		const unsigned char *e;
+		if ((rc = st_rec_parse(s, &v, &h, NULL, &e, err)))
+			break;
+		memcpy(vecs + n * d, e, d * sizeof(float));
+		labels[n] = h.label;
+		int64_t ms = h.mtime_ns / 1000000000;
+		if (h.mtime_ns % 1000000000 < 0)
+			ms--;
+		if ((rc = live_add(&s->live, h.label, h.id, h.capture_time, ms))) {
+			rc = cdx_error_set(err, rc, "rebuilding index");
+			break;
+		}
+		n++;
+		r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	if (!rc && r != 0 && r != MDB_NOTFOUND)
+		rc = st_mdb_err(err, r, "reading records");
+	if (rc)
+		goto out_free;
+	*labels_out = labels;
+	*vecs_out = vecs;
+	*n_out = n;
+	return 0;
+out_free:
+	free(vecs);
+	free(labels);
+	return rc;
+}
+
+static int
+new_index(store *s, const char *kind, FaissIndex **out, cdx_error *err)
+{
+	char desc[160];
+	snprintf(desc, sizeof(desc), "IDMap2,%s", kind);
+	int rc = faiss_index_factory(out, s->dim, desc, METRIC_INNER_PRODUCT);
+	if (rc)
+		return st_faiss_err(err, rc, desc);
+	return 0;
+}
+
+int
+idx_rebuild(store *s, MDB_txn *txn, cdx_error *err)
+{
+	int64_t *labels = NULL;
+	float *vecs = NULL;
+	size_t n = 0, d = (size_t)s->dim;
+	char kind[128];
+	FaissIndex *idx;
+	omp_set_num_threads(s->n_threads);
+	int rc = read_all(s, txn, &labels, &vecs, &n, err);
+	if (rc)
+		return rc;
+	resolve_kind(s, n, kind, sizeof(kind));
+	if ((rc = new_index(s, kind, &idx, err)))
+		goto out_free;
+	if (!faiss_Index_is_trained(idx)) {
+		/* Train on an evenly spread sample of at most 64 per list. */
+		long nl = 256;
+		st_parse_kind_nlist(kind, &nl);
+		size_t nt = (size_t)nl * 64;
+		if (nt > n)
+			nt = n;
+		float *tr = malloc((nt ? nt : 1) * d * sizeof(float));
+		if (!tr) {
+			rc = cdx_error_set(err, CDX_ENOMEM, "training index");
+			goto out_free_index;
+		}
+		for (size_t i = 0; i < nt; i++)
+			memcpy(tr + i * d, vecs + (i * n / nt) * d,
+			       d * sizeof(float));
+		int r = faiss_Index_train(idx, (idx_t)nt, tr);
+		free(tr);
+		if (r) {
+			rc = st_faiss_err(err, r, "training index");
+			goto out_free_index;
+		}
+	}
+	if (n) {
+		int r = faiss_Index_add_with_ids(idx, (idx_t)n, vecs, labels);
+		if (r) {
+			rc = st_faiss_err(err, r, "building index");
+			goto out_free_index;
+		}
+	}
+	index_set(s, idx, kind);
+	s->index_seq = s->seq;
+	free(vecs);
+	free(labels);
+	return 0;
+
+out_free_index:
+	faiss_Index_free(idx);
+out_free:
+	free(vecs);
+	free(labels);
+	return rc;
+}
+
+int
+idx_apply(store *s, const int64_t *rm, size_t nrm, const int64_t *add,
+	  const float *vecs, size_t nadd, cdx_error *err)
+{
+	int r;
+	omp_set_num_threads(s->n_threads);
+	if (nrm && !s->tombstones) {
+		FaissIDSelectorBatch *sel;
+		if ((r = faiss_IDSelectorBatch_new(&sel, nrm, rm)))
+			return st_faiss_err(err, r, "removing from index");
+		size_t removed;
+		r = faiss_Index_remove_ids(s->index, (FaissIDSelector *)sel,
+					   &removed);
+		faiss_IDSelector_free((FaissIDSelector *)sel);
+		if (r) {
+			/* Kinds that cannot remove keep dead entries. */
+			cdx_log(CDX_LOG_INFO,
+				"store: index kind %s cannot remove (%s); "
+				"using tombstones",
+				s->kind, faiss_get_last_error());
+			s->tombstones = 1;
+		}
+	}
+	if (nadd && (r = faiss_Index_add_with_ids(s->index, (idx_t)nadd, vecs,
+						  add)))
+		return st_faiss_err(err, r, "adding to index");
+	int64_t nt = faiss_Index_ntotal(s->index);
+	s->dead = nt > (int64_t)s->live.n ? (uint64_t)nt - s->live.n : 0;
+	if (s->tombstones && s->dead > 1000 && s->dead > s->live.n / 2) {
+		MDB_txn *txn;
+		int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+		if (rc)
+			return st_mdb_err(err, rc, "rebuilding index");
+		rc = idx_rebuild(s, txn, err);
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	return 0;
+}
+
+/* ---- persistence ---- */
+
+static void
+idx_path(const store *s, char *buf, size_t cap, const char *suffix)
+{
+	snprintf(buf, cap, "%s/index.faiss%s", s->dir, suffix);
+}
+
+static uint64_t
+file_checksum(const idx_file_hdr *h, const void *payload, size_t len)
+{
+	idx_file_hdr c = *h;
+	c.checksum = 0;
+	XXH64_state_t *st = XXH64_createState();
+	uint64_t r = 0;
+	if (!st)
+		return 0;
+	XXH64_reset(st, 0);
+	XXH64_update(st, &c, sizeof(c));
+	XXH64_update(st, payload, len);
+	r = XXH64_digest(st);
+	XXH64_freeState(st);
+	return r;
+}
+
+static int
+write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+int
+idx_save(store *s, cdx_error *err)
+{
+	char *payload = NULL;
+	size_t plen = 0;
+	char tmp[4200], dst[4200];
+	int rc, fd;
+	FILE *mf = open_memstream(&payload, &plen);
+	if (!mf)
+		return cdx_error_set(err, CDX_ENOMEM, "saving index");
+	int r = faiss_write_index(s->index, mf);
+	if (fclose(mf) != 0 && !r) {
+		free(payload);
+		return cdx_error_set(err, CDX_ENOMEM, "saving index");
+	}
+	if (r) {
+		free(payload);
+		return st_faiss_err(err, r, "serialising index");
+	}
+	idx_file_hdr h;
+	memset(&h, 0, sizeof(h));
+	memcpy(h.magic, IDX_MAGIC, 8);
+	h.version = IDX_VERSION;
+	h.dim = (uint32_t)s->dim;
+	h.seq = s->index_seq;
+	h.ntotal = (uint64_t)faiss_Index_ntotal(s->index);
+	h.live = s->live.n;
+	h.payload_len = plen;
+	snprintf(h.kind, sizeof(h.kind), "%s", s->kind);
+	snprintf(h.model_id, sizeof(h.model_id), "%s", s->model_id);
+	h.checksum = file_checksum(&h, payload, plen);
+
+	idx_path(s, tmp, sizeof(tmp), ".tmp");
+	idx_path(s, dst, sizeof(dst), "");
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		int e = errno;
+		free(payload);
+		return cdx_error_set(err, cdx_from_errno(e),
+				     "cannot create %s: %s", tmp, strerror(e));
+	}
+	if (write_all(fd, &h, sizeof(h)) || write_all(fd, payload, plen) ||
+	    fsync(fd) != 0) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		free(payload);
+		return cdx_error_set(err, cdx_from_errno(e),
+				     "cannot write %s: %s", tmp, strerror(e));
+	}
+	close(fd);
+	free(payload);
+	if (rename(tmp, dst) != 0) {
+		int e = errno;
+		unlink(tmp);
+		return cdx_error_set(err, cdx_from_errno(e),
+				     "cannot rename %s: %s", tmp, strerror(e));
+	}
+	int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	rc = 0;
+	return rc;
+}
+
+/* Loads index.faiss: 0 and *out, or why not (a message in *why). */
+static int
+idx_load(store *s, FaissIndex **out, idx_file_hdr *h, char *why, size_t wcap)
+{
+	char path[4200];
+	idx_path(s, path, sizeof(path), "");
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, wcap, "no index file (%s)", strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	char *payload = NULL;
+	int ok = -1;
+	if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(*h)) {
+		snprintf(why, wcap, "index file is truncated");
+		goto out_close;
+	}
+	if (pread(fd, h, sizeof(*h), 0) != (ssize_t)sizeof(*h) ||
+	    memcmp(h->magic, IDX_MAGIC, 8) != 0 || h->version != IDX_VERSION) {
+		snprintf(why, wcap, "index file has a bad header");
+		goto out_close;
+	}
+	if (h->payload_len != (uint64_t)st.st_size - sizeof(*h)) {
+		snprintf(why, wcap, "index file is truncated (%lld of %llu bytes)",
+			 (long long)st.st_size,
+			 (unsigned long long)(h->payload_len + sizeof(*h)));
+		goto out_close;
+	}
+	if (h->dim != (uint32_t)s->dim ||
+	    strncmp(h->model_id, s->model_id, sizeof(h->model_id)) != 0) {
+		snprintf(why, wcap, "index file is of another model");
+		goto out_close;
+	}
+	h->kind[sizeof(h->kind) - 1] = '\0';
+	payload = malloc(h->payload_len ? h->payload_len : 1);
+	if (!payload) {
+		snprintf(why, wcap, "out of memory reading the index file");
+		goto out_close;
+	}
+	size_t got = 0;
+	while (got < h->payload_len) {
+		ssize_t r = pread(fd, payload + got, h->payload_len - got,
+				  (off_t)(sizeof(*h) + got));
+		if (r <= 0) {
+			snprintf(why, wcap, "cannot read the index file");
+			goto out_free;
+		}
+		got += (size_t)r;
+	}
+	if (file_checksum(h, payload, h->payload_len) != h->checksum) {
+		snprintf(why, wcap, "index file checksum mismatch");
+		goto out_free;
+	}
+	FILE *mf = fmemopen(payload, h->payload_len, "rb");
+	if (!mf) {
+		snprintf(why, wcap, "fmemopen failed");
+		goto out_free;
+	}
+	FaissIndex *idx = NULL;
+	int r = faiss_read_index(mf, 0, &idx);
+	fclose(mf);
+	if (r) {
+		snprintf(why, wcap, "FAISS cannot read the index file: %s",
+			 faiss_get_last_error());
+		goto out_free;
+	}
+	if (faiss_Index_d(idx) != s->dim || !faiss_IndexIDMap_cast(idx)) {
+		faiss_Index_free(idx);
+		snprintf(why, wcap, "index file holds another kind of index");
+		goto out_free;
+	}
+	*out = idx;
+	ok = 0;
+out_free:
+	free(payload);
+out_close:
+	close(fd);
+	return ok;
+}
+
+/* Fills the live map from the attr table. */
+static int
+live_load(store *s, MDB_txn *txn, cdx_error *err)
+{
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(txn, s->db_attr, &c);
+	if (rc)
+		return st_mdb_err(err, rc, "reading attributes");
+	live_clear(&s->live);
+	MDB_val k, v;
+	int r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	while (r == 0) {
+		rec_attr a;
+		uint64_t id;
+		if (v.mv_size != sizeof(a) || k.mv_size != sizeof(id)) {
+			rc = cdx_error_set(err, CDX_ECORRUPT, "bad attr entry");
+			break;
+		}
+		memcpy(&a, v.mv_data, sizeof(a));
+		memcpy(&id, k.mv_data, sizeof(id));
+		if ((rc = live_add(&s->live, a.label, id, a.ctime, a.mtime_s))) {
+			rc = cdx_error_set(err, rc, "reading attributes");
+			break;
+		}
+		r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	if (!rc && r != MDB_NOTFOUND)
+		rc = st_mdb_err(err, r, "reading attributes");
+	return rc;
+}
+
+/* Applies log entries after the loaded index's seq.  Returns 0, a CDX
+ * error, or 1 when the log does not reach back (rebuild). */
+static int
+catch_up(store *s, MDB_txn *txn, uint64_t from, cdx_error *err)
+{
+	if (from == s->seq)
+		return 0;
+	if (from > s->seq)
+		return 1;
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(txn, s->db_log, &c);
+	if (rc)
+		return st_mdb_err(err, rc, "reading change log");
+	uint64_t key = from + 1;
+	MDB_val k = { sizeof(key), &key }, v;
+	int r = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+	if (r) {
+		mdb_cursor_close(c);
+		return r == MDB_NOTFOUND ? 1 : st_mdb_err(err, r, "change log");
+	}
+	size_t d = (size_t)s->dim, cap = 1024, nrm = 0, nadd = 0;
+	int64_t *rm = malloc(cap * sizeof(*rm)), *add = NULL;
+	float *vecs = NULL;
+	size_t acap = 0;
+	if (!rm) {
+		mdb_cursor_close(c);
+		return cdx_error_set(err, CDX_ENOMEM, "catching up");
+	}
+	uint64_t expect = from + 1;
+	while (r == 0) {
+		uint64_t seq;
+		log_entry e;
+		if (k.mv_size != sizeof(seq) || v.mv_size != sizeof(e)) {
+			rc = 1;
+			break;
+		}
+		memcpy(&seq, k.mv_data, sizeof(seq));
+		memcpy(&e, v.mv_data, sizeof(e));
+		if (seq != expect) {
+			rc = 1;
+			break;
+		}
+		expect++;
+		s->caught_up++;
+		if (nrm == cap) {
+			cap *= 2;
+			int64_t *p = realloc(rm, cap * sizeof(*rm));
+			if (!p) {
+				rc = cdx_error_set(err, CDX_ENOMEM, "catching up");
+				break;
+			}
+			rm = p;
+		}
+		if (e.old_label >= 0)
+			rm[nrm++] = e.old_label;
+		int64_t label = (int64_t)seq;
+		if (e.op == LOG_PUT && live_find(&s->live, label) >= 0) {
+			MDB_val rk = { sizeof(e.id), &e.id }, rv;
+			rec_hdr h;
+			const unsigned char *emb;
+			if ((r = mdb_get(txn, s->db_rec, &rk, &rv))) {
+				rc = 1;
+				break;
+			}
+			if (st_rec_parse(s, &rv, &h, NULL, &emb, NULL) ||
+			    h.label != label) {
+				rc = 1;
+				break;
+			}
+			if (nadd == acap) {
+				acap = acap ? acap * 2 : 1024;
+				int64_t *pa = realloc(add, acap * sizeof(*add));
+				float *pv = pa ? realloc(vecs, acap * d * 4) : NULL;
+				if (pa)
+					add = pa;
+				if (!pv) {
+					rc = cdx_error_set(err, CDX_ENOMEM,
+							   "catching up");
+					break;
+				}
+				vecs = pv;
+			}
+			add[nadd] = label;
+			memcpy(vecs + nadd * d, emb, d * sizeof(float));
+			nadd++;
+		}
+		r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	if (!rc && r != MDB_NOTFOUND)
+		rc = st_mdb_err(err, r, "change log");
+	if (!rc && expect != s->seq + 1)
+		rc = 1;
+	if (!rc)
+		rc = idx_apply(s, rm, nrm, add, vecs, nadd, err);
+	free(rm);
+	free(add);
+	free(vecs);
+	return rc;
+}
+
+/* Checks the loaded index's labels against the live map. */
+static int
+labels_agree(store *s, char *why, size_t wcap)
+{
+	FaissIndexIDMap *m = faiss_IndexIDMap_cast(s->index);
+	idx_t *ids;
+	size_t n, live_seen = 0;
+	if (!m) {
+		snprintf(why, wcap, "index is not an id map");
+		return 0;
+	}
+	faiss_IndexIDMap_id_map(m, &ids, &n);
+	for (size_t i = 0; i < n; i++)
+		if (live_find(&s->live, ids[i]) >= 0)
+			live_seen++;
+	if (live_seen != s->live.n || (!s->tombstones && n != s->live.n)) {
+		snprintf(why, wcap,
+			 "index holds %zu vectors, %zu of %zu images", n,
+			 live_seen, s->live.n);
+		return 0;
+	}
+	return 1;
+}
+
+int
+idx_open(store *s, MDB_txn *txn, cdx_error *err)
+{
+	FaissIndex *idx = NULL;
+	idx_file_hdr h;
+	char why[400] = "";
+	int rc = live_load(s, txn, err);
+	if (rc)
+		return rc;
+	if (idx_load(s, &idx, &h, why, sizeof(why)) == 0) {
+		if (!kind_acceptable(s, h.kind, s->live.n)) {
+			snprintf(why, sizeof(why),
+				 "index file is of kind %s, not the one "
+				 "requested (%s)",
+				 h.kind, s->kind_req);
+			faiss_Index_free(idx);
+		} else {
+			index_set(s, idx, h.kind);
+			rc = catch_up(s, txn, h.seq, err);
+			if (rc < 0)
+				return rc;
+			if (rc == 1)
+				snprintf(why, sizeof(why),
+					 "index file (seq %llu) is older than "
+					 "the change log",
+					 (unsigned long long)h.seq);
+			else if (labels_agree(s, why, sizeof(why))) {
+				s->index_seq = s->seq;
+				return 0;
+			}
+		}
+	}
+	cdx_log(CDX_LOG_INFO, "store %s: rebuilding the index: %s", s->dir,
+		why);
+	s->rebuilt_on_open = 1;
+	return idx_rebuild(s, txn, err);
+}
+
+/* ---- public: save, rebuild, verify ---- */
+
+static int
+trim_log(store *s, uint64_t upto)
+{
+	MDB_txn *txn;
+	MDB_cursor *c;
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, s->db_log, &c))) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	MDB_val k, v;
+	int r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	while (r == 0) {
+		uint64_t seq;
+		memcpy(&seq, k.mv_data, sizeof(seq));
+		if (seq > upto)
+			break;
+		if ((r = mdb_cursor_del(c, 0)))
+			break;
+		r = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
+		if (r == EINVAL || r == MDB_NOTFOUND)
+			r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	}
+	mdb_cursor_close(c);
+	if (r && r != MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		return r;
+	}
+	return mdb_txn_commit(txn);
+}
+
+int
+store_save(store *s, cdx_error *err)
+{
+	pthread_mutex_lock(&s->save_lock);
+	pthread_rwlock_rdlock(&s->lock);
+	uint64_t seq = s->index_seq;
+	int rc = idx_save(s, err);
+	if (!rc) {
+		int r = trim_log(s, seq);
+		if (r)
+			cdx_log(CDX_LOG_WARN, "store %s: change log not trimmed: %s",
+				s->dir, mdb_strerror(r));
+	}
+	pthread_rwlock_unlock(&s->lock);
+	pthread_mutex_unlock(&s->save_lock);
+	return rc;
+}
+
+int
+store_index_rebuild(store *s, cdx_error *err)
+{
+	MDB_txn *txn;
+	pthread_rwlock_wrlock(&s->lock);
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc) {
+		rc = st_mdb_err(err, rc, "store_index_rebuild");
+	} else {
+		rc = idx_rebuild(s, txn, err);
+		mdb_txn_abort(txn);
+	}
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+int
+store_verify(store *s, cdx_error *err)
+{
+	MDB_txn *txn;
+	MDB_cursor *c;
+	size_t d = (size_t)s->dim, n = 0;
+	float *a = malloc(d * sizeof(float)), *b = malloc(d * sizeof(float));
+	char why[256];
+	int rc;
+	if (!a || !b) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "store_verify");
+		goto out_free;
+	}
+	pthread_rwlock_rdlock(&s->lock);
+	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))) {
+		rc = st_mdb_err(err, rc, "store_verify");
+		goto out_unlock;
+	}
+	if ((rc = mdb_cursor_open(txn, s->db_rec, &c))) {
+		rc = st_mdb_err(err, rc, "store_verify");
+		goto out_abort;
+	}
+	int check_vec = strstr(s->kind, "IVF") == NULL;
+	MDB_val k, v;
+	int r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	while (r == 0) {
+		rec_hdr h;
+		const unsigned char *e;
+		if ((rc = st_rec_parse(s, &v, &h, NULL, &e, err)))
+			break;
+		long slot = live_find(&s->live, h.label);
+		if (slot < 0 || s->live.id[slot] != h.id) {
+			rc = cdx_error_set(err, CDX_ECORRUPT,
+					   "image %llu (label %lld) is not live",
+					   (unsigned long long)h.id,
+					   (long long)h.label);
+			break;
+		}
+		if (check_vec) {
+			memcpy(a, e, d * sizeof(float));
+			int fr = faiss_Index_reconstruct(s->index, h.label, b);
+			if (fr) {
+				rc = st_faiss_err(err, fr, "store_verify");
+				break;
+			}
+			if (memcmp(a, b, d * sizeof(float)) != 0) {
+				rc = cdx_error_set(err, CDX_ECORRUPT,
+						   "vector of image %llu differs",
+						   (unsigned long long)h.id);
+				break;
+			}
+		}
+		n++;
+		r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	if (!rc && r != MDB_NOTFOUND)
+		rc = st_mdb_err(err, r, "store_verify");
+	if (!rc && (n != s->live.n || n != s->count))
+		rc = cdx_error_set(err, CDX_ECORRUPT,
+				   "%zu records, %zu live labels, count %llu", n,
+				   s->live.n, (unsigned long long)s->count);
+	if (!rc && !labels_agree(s, why, sizeof(why)))
+		rc = cdx_error_set(err, CDX_ECORRUPT, "%s", why);
+out_abort:
+	mdb_txn_abort(txn);
+out_unlock:
+	pthread_rwlock_unlock(&s->lock);
+out_free:
+	free(a);
+	free(b);
+	return rc;
+}
+
+/* ---- search ---- */
+
+typedef struct cand {
+	float score;
+	uint64_t id;
+} cand;
+
+/* Min-heap of the best k candidates (root = worst kept). */
+typedef struct topk {
+	cand *h;
+	size_t n, k;
+} topk;
+
+static void
+topk_push(topk *t, float score, uint64_t id)
+{
+	if (t->n < t->k) {
+		size_t i = t->n++;
+		while (i > 0) {
+			size_t p = (i - 1) / 2;
+			if (t->h[p].score <= score)
+				break;
+			t->h[i] = t->h[p];
+			i = p;
+		}
+		t->h[i] = (cand){ score, id };
+		return;
+	}
+	if (score <= t->h[0].score)
+		return;
+	size_t i = 0;
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		float ms = score;
+		if (l < t->n && t->h[l].score < ms) {
+			m = l;
+			ms = t->h[l].score;
+		}
+		if (r < t->n && t->h[r].score < ms)
+			m = r;
+		if (m == i)
+			break;
+		t->h[i] = t->h[m];
+		i = m;
+	}
+	t->h[i] = (cand){ score, id };
+}
+
+static int
+cand_cmp_desc(const void *a, const void *b)
+{
+	const cand *x = a, *y = b;
+	if (x->score != y->score)
+		return x->score < y->score ? 1 : -1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+typedef struct search_ctx {
+	store *s;
+	MDB_txn *txn;
+	const store_filter *f;
+	size_t plen;
+	int has_time;
+	const float *q;
+	float *buf; /* dim floats */
+} search_ctx;
+
+static int
+time_match(const search_ctx *c, long slot)
+{
+	if (!c->has_time)
+		return 1;
+	int64_t t = c->f->time_field == STORE_TIME_CAPTURE
+			    ? c->s->live.ctime[slot]
+			    : c->s->live.mtime_s[slot];
+	if (c->f->time_field == STORE_TIME_CAPTURE && t == STORE_TIME_UNKNOWN)
+		return 0;
+	return t >= c->f->time_min && t <= c->f->time_max;
+}
+
+/* Reads record id: 1 if it exists and its path matches, with *emb. */
+static int
+rec_match(search_ctx *c, uint64_t id, const unsigned char **emb,
+	  cdx_error *err, int *rc)
+{
+	MDB_val k = { sizeof(id), &id }, v;
+	int r = mdb_get(c->txn, c->s->db_rec, &k, &v);
+	*rc = 0;
+	if (r == MDB_NOTFOUND)
+		return 0;
+	if (r) {
+		*rc = st_mdb_err(err, r, "search");
+		return 0;
+	}
+	rec_hdr h;
+	const char *path;
+	if ((*rc = st_rec_parse(c->s, &v, &h, &path, emb, err)))
+		return 0;
+	if (c->plen && (h.path_len < c->plen ||
+			memcmp(path, c->f->path_prefix, c->plen) != 0))
+		return 0;
+	return 1;
+}
+
+static float
+dot_unaligned(search_ctx *c, const unsigned char *emb)
+{
+	memcpy(c->buf, emb, (size_t)c->s->dim * sizeof(float));
+	return cblas_sdot(c->s->dim, c->buf, 1, c->q, 1);
+}
+
+/* Exact scoring of the images matching the filter.  Candidates come from
+ * the path table when a prefix is given and few match (prefix_ok), else
+ * from the live map. */
+static int
+exact_filtered(search_ctx *c, topk *t, int from_prefix, cdx_error *err)
+{
+	int rc = 0;
+	const live_map *lm = &c->s->live;
+	if (from_prefix) {
+		MDB_cursor *cur;
+		int r = mdb_cursor_open(c->txn, c->s->db_path, &cur);
+		if (r)
+			return st_mdb_err(err, r, "search");
+		MDB_val k = { c->plen, (void *)c->f->path_prefix }, v;
+		r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		while (r == 0 && k.mv_size >= c->plen &&
+		       memcmp(k.mv_data, c->f->path_prefix, c->plen) == 0) {
+			uint64_t id;
+			const unsigned char *emb;
+			memcpy(&id, v.mv_data, sizeof(id));
+			MDB_val ak = { sizeof(id), &id }, av;
+			rec_attr a;
+			if (mdb_get(c->txn, c->s->db_attr, &ak, &av) == 0 &&
+			    av.mv_size == sizeof(a)) {
+				memcpy(&a, av.mv_data, sizeof(a));
+				long slot = live_find(lm, a.label);
+				if (slot >= 0 && time_match(c, slot) &&
+				    rec_match(c, id, &emb, err, &rc))
+					topk_push(t, dot_unaligned(c, emb), id);
+				if (rc)
+					break;
+			}
+			r = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		}
+		mdb_cursor_close(cur);
+		if (!rc && r && r != MDB_NOTFOUND)
+			rc = st_mdb_err(err, r, "search");
+		return rc;
+	}
+	for (size_t i = 0; i < lm->n && !rc; i++) {
+		const unsigned char *emb;
+		if (!time_match(c, (long)i))
+			continue;
+		if (rec_match(c, lm->id[i], &emb, err, &rc))
+			topk_push(t, dot_unaligned(c, emb), lm->id[i]);
+	}
+	return rc;
+}
+
+/* Counts path entries with the prefix, stopping above limit. */
+static size_t
+count_prefix(search_ctx *c, size_t limit)
+{
+	MDB_cursor *cur;
+	size_t n = 0;
+	if (mdb_cursor_open(c->txn, c->s->db_path, &cur))
+		return limit + 1;
+	MDB_val k = { c->plen, (void *)c->f->path_prefix }, v;
+	int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (r == 0 && n <= limit && k.mv_size >= c->plen &&
+	       memcmp(k.mv_data, c->f->path_prefix, c->plen) == 0) {
+		n++;
+		r = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	return n;
+}
+
+/* Searches the index for k' = kk, growing until k matches are found or the
+ * whole index is covered.  *complete: whether the answer is final. */
+static int
+index_filtered(search_ctx *c, topk *t, size_t k, size_t kk, int *complete,
+	       cdx_error *err)
+{
+	store *s = c->s;
+	size_t nt = (size_t)faiss_Index_ntotal(s->index);
+	int filtered = c->has_time || c->plen;
+	int rc = 0;
+	*complete = 0;
+	if (nt == 0) {
+		*complete = 1;
+		return 0;
+	}
+	for (;;) {
+		if (kk > nt)
+			kk = nt;
+		if (kk < 1)
+			kk = 1;
+		float *dis = malloc(kk * sizeof(float));
+		idx_t *lab = malloc(kk * sizeof(idx_t));
+		if (!dis || !lab) {
+			free(dis);
+			free(lab);
+			return cdx_error_set(err, CDX_ENOMEM, "search");
+		}
+		int r = faiss_Index_search(s->index, 1, c->q, (idx_t)kk, dis, lab);
+		if (r) {
+			free(dis);
+			free(lab);
+			return st_faiss_err(err, r, "search");
+		}
+		t->n = 0;
+		size_t got = 0;
+		for (size_t i = 0; i < kk && got < k && !rc; i++) {
+			if (lab[i] < 0)
+				break;
+			long slot = live_find(&s->live, lab[i]);
+			if (slot < 0 || !time_match(c, slot))
+				continue;
+			uint64_t id = s->live.id[slot];
+			const unsigned char *emb;
+			if (c->plen && !rec_match(c, id, &emb, err, &rc))
+				continue;
+			topk_push(t, dis[i], id);
+			got++;
+		}
+		free(dis);
+		free(lab);
+		if (rc)
+			return rc;
+		if (got >= k) {
+			*complete = 1;
+			return 0;
+		}
+		if (kk >= nt) {
+			/* Exact kinds have now seen everything. */
+			*complete = strcmp(s->kind, "Flat") == 0 ||
+				    (!filtered && !s->tombstones);
+			return 0;
+		}
+		kk *= 2;
+	}
+}
+
+static int
+build_results(search_ctx *c, cand *hits, size_t n, store_results **out,
+	      cdx_error *err)
+{
+	size_t total = sizeof(store_results) + n * sizeof(store_hit);
+	rec_hdr *hs = malloc((n ? n : 1) * sizeof(*hs));
+	const char **paths = malloc((n ? n : 1) * sizeof(*paths));
+	int rc = 0;
+	if (!hs || !paths) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "search");
+		goto out_free;
+	}
+	for (size_t i = 0; i < n; i++) {
+		MDB_val k = { sizeof(hits[i].id), &hits[i].id }, v;
+		int r = mdb_get(c->txn, c->s->db_rec, &k, &v);
+		if (r) {
+			rc = st_mdb_err(err, r, "search: reading a hit");
+			goto out_free;
+		}
+		if ((rc = st_rec_parse(c->s, &v, &hs[i], &paths[i], NULL, err)))
+			goto out_free;
+		total += hs[i].path_len + 1;
+	}
+	store_results *res = malloc(total);
+	if (!res) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "search");
+		goto out_free;
+	}
+	res->n = n;
+	res->hits = (store_hit *)(res + 1);
+	char *p = (char *)(res->hits + n);
+	for (size_t i = 0; i < n; i++) {
+		store_hit *h = &res->hits[i];
+		memcpy(p, paths[i], hs[i].path_len);
+		p[hs[i].path_len] = '\0';
+		h->id = hits[i].id;
+		h->score = hits[i].score;
+		h->path = p;
+		h->size = hs[i].size;
+		h->mtime_ns = hs[i].mtime_ns;
+		h->capture_time = hs[i].capture_time;
+		h->added = hs[i].added;
+		h->width = hs[i].width;
+		h->height = hs[i].height;
+		p += hs[i].path_len + 1;
+	}
+	*out = res;
+out_free:
+	free(paths);
+	free(hs);
+	return rc;
+}
+
+int
+store_search(store *s, const float *query, size_t k, const store_filter *f,
+	     store_results **out, cdx_error *err)
+{
+	size_t d = (size_t)s->dim;
+	int rc;
+	if (!query || !out)
+		return cdx_error_set(err, CDX_EINVAL, "store_search: NULL");
+	if (f && f->time_field != STORE_TIME_NONE &&
+	    f->time_field != STORE_TIME_CAPTURE &&
+	    f->time_field != STORE_TIME_MTIME)
+		return cdx_error_set(err, CDX_EINVAL,
+				     "store_search: bad time_field %d",
+				     f->time_field);
+	float *q = malloc(2 * d * sizeof(float));
+	cand *heap = malloc((k ? k : 1) * sizeof(cand));
+	if (!q || !heap) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "store_search");
+		goto out_free;
+	}
+	if (st_normalise_query(query, s->dim, q)) {
+		rc = cdx_error_set(err, CDX_EINVAL,
+				   "store_search: query is not finite or is zero");
+		goto out_free;
+	}
+	search_ctx c = { .s = s, .f = f, .q = q, .buf = q + d };
+	c.plen = f && f->path_prefix ? strlen(f->path_prefix) : 0;
+	c.has_time = f && f->time_field != STORE_TIME_NONE;
+	topk t = { heap, 0, k };
+	omp_set_num_threads(s->n_threads);
+
+	pthread_rwlock_rdlock(&s->lock);
+	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &c.txn))) {
+		rc = st_mdb_err(err, rc, "store_search");
+		goto out_unlock;
+	}
+	size_t n = s->live.n;
+	if (k > 0 && n > 0) {
+		size_t m = n;
+		int from_prefix = 0;
+		if (c.has_time) {
+			m = 0;
+			for (size_t i = 0; i < n; i++)
+				m += (size_t)time_match(&c, (long)i);
+		}
+		if (c.plen) {
+			size_t mp = count_prefix(&c, s->exact_max);
+			if (mp <= s->exact_max && mp <= m) {
+				from_prefix = 1;
+				m = mp;
+			}
+		}
+		int complete = 0;
+		if ((c.has_time || c.plen) && m <= s->exact_max) {
+			rc = exact_filtered(&c, &t, from_prefix, err);
+			complete = 1;
+		} else {
+			size_t kk = k + (s->dead ? k : 0);
+			if (c.has_time || c.plen)
+				kk = (size_t)((double)k * (double)n /
+					      (double)(m ? m : 1) * 1.5) + k;
+			rc = index_filtered(&c, &t, k, kk, &complete, err);
+		}
+		if (!rc && !complete) {
+			t.n = 0;
+			rc = exact_filtered(&c, &t, 0, err);
+		}
+	}
+	if (!rc) {
+		qsort(t.h, t.n, sizeof(cand), cand_cmp_desc);
+		rc = build_results(&c, t.h, t.n, out, err);
+	}
+	mdb_txn_abort(c.txn);
+out_unlock:
+	pthread_rwlock_unlock(&s->lock);
+out_free:
+	free(heap);
+	free(q);
+	return rc;
+}
+
+void
+store_results_free(store_results *r)
+{
+	free(r);
+}
+
+/* ---- range search ---- */
+
+typedef struct range_acc {
+	size_t n, cap;
+	cand *c;
+} range_acc;
+
+static int
+acc_push(range_acc *a, float score, uint64_t id)
+{
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 256;
+		cand *p = realloc(a->c, cap * sizeof(*p));
+		if (!p)
+			return CDX_ENOMEM;
+		a->c = p;
+		a->cap = cap;
+	}
+	a->c[a->n++] = (cand){ score, id };
+	return 0;
+}
+
+/* Top-k doubling, for kinds without range search. */
+static int
+range_by_knn(store *s, const float *q, float min_score, range_acc *a,
+	     cdx_error *err)
+{
+	size_t nt = (size_t)faiss_Index_ntotal(s->index), kk = 64;
+	if (nt == 0)
+		return 0;
+	for (;;) {
+		if (kk > nt)
+			kk = nt;
+		float *dis = malloc(kk * sizeof(float));
+		idx_t *lab = malloc(kk * sizeof(idx_t));
+		if (!dis || !lab) {
+			free(dis);
+			free(lab);
+			return cdx_error_set(err, CDX_ENOMEM, "range search");
+		}
+		int r = faiss_Index_search(s->index, 1, q, (idx_t)kk, dis, lab);
+		if (r) {
+			free(dis);
+			free(lab);
+			return st_faiss_err(err, r, "range search");
+		}
+		size_t start = a->n, last_valid = 0;
+		int more = 0;
+		for (size_t i = 0; i < kk; i++) {
+			if (lab[i] < 0)
+				break;
+			last_valid = i + 1;
+			if (dis[i] < min_score)
+				break;
+			long slot = live_find(&s->live, lab[i]);
+			if (slot >= 0 && acc_push(a, dis[i], s->live.id[slot])) {
+				free(dis);
+				free(lab);
+				return cdx_error_set(err, CDX_ENOMEM,
+						     "range search");
+			}
+		}
+		more = last_valid == kk && dis[kk - 1] >= min_score && kk < nt;
+		free(dis);
+		free(lab);
+		if (!more)
+			return 0;
+		a->n = start;
+		kk *= 2;
+	}
+}
+
+int
+store_range_search(store *s, const float *queries, size_t nq,
+		   float min_score, store_range **out, cdx_error *err)
+{
+	size_t d = (size_t)s->dim;
+	int rc = 0;
+	if (!out || (nq && !queries))
+		return cdx_error_set(err, CDX_EINVAL, "store_range_search: NULL");
+	float *q = malloc((nq ? nq : 1) * d * sizeof(float));
+	size_t *lims = calloc(nq + 1, sizeof(size_t));
+	range_acc a = { 0 };
+	if (!q || !lims) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "store_range_search");
+		goto out_free;
+	}
+	for (size_t i = 0; i < nq; i++)
+		if (st_normalise_query(queries + i * d, s->dim, q + i * d)) {
+			rc = cdx_error_set(err, CDX_EINVAL,
+					   "store_range_search: query %zu is "
+					   "not finite or is zero",
+					   i);
+			goto out_free;
+		}
+	omp_set_num_threads(s->n_threads);
+	pthread_rwlock_rdlock(&s->lock);
+	int use_knn = s->tombstones;
+	FaissRangeSearchResult *rsr = NULL;
+	if (!use_knn && nq) {
+		if ((rc = faiss_RangeSearchResult_new(&rsr, (idx_t)nq))) {
+			rc = st_faiss_err(err, rc, "range search");
+			goto out_unlock;
+		}
+		/* FAISS keeps inner products strictly above the radius. */
+		int r = faiss_Index_range_search(s->index, (idx_t)nq, q,
+						 nextafterf(min_score, -INFINITY),
+						 rsr);
+		if (r) {
+			use_knn = 1;
+		} else {
+			size_t *rl;
+			idx_t *lab;
+			float *dis;
+			faiss_RangeSearchResult_lims(rsr, &rl);
+			faiss_RangeSearchResult_labels(rsr, &lab, &dis);
+			for (size_t i = 0; i < nq && !rc; i++) {
+				size_t st = a.n;
+				for (size_t j = rl[i]; j < rl[i + 1]; j++) {
+					long slot = live_find(&s->live, lab[j]);
+					if (slot < 0 || dis[j] < min_score)
+						continue;
+					if (acc_push(&a, dis[j],
+						     s->live.id[slot])) {
+						rc = cdx_error_set(
+							err, CDX_ENOMEM,
+							"range search");
+						break;
+					}
+				}
+				qsort(a.c + st, a.n - st, sizeof(cand),
+				      cand_cmp_desc);
+				lims[i + 1] = a.n;
+			}
+		}
+		faiss_RangeSearchResult_free(rsr);
+	}
+	if (use_knn) {
+		a.n = 0;
+		for (size_t i = 0; i < nq && !rc; i++) {
+			size_t st = a.n;
+			rc = range_by_knn(s, q + i * d, min_score, &a, err);
+			if (!rc)
+				qsort(a.c + st, a.n - st, sizeof(cand),
+				      cand_cmp_desc);
+			lims[i + 1] = a.n;
+		}
+	}
+out_unlock:
+	pthread_rwlock_unlock(&s->lock);
+	if (!rc) {
+		size_t tot = sizeof(store_range) + (nq + 1) * sizeof(size_t) +
+			     a.n * (sizeof(uint64_t) + sizeof(float));
+		store_range *res = malloc(tot);
+		if (!res) {
+			rc = cdx_error_set(err, CDX_ENOMEM, "range search");
+			goto out_free;
+		}
+		res->nq = nq;
+		res->lims = (size_t *)(res + 1);
+		res->ids = (uint64_t *)(res->lims + nq + 1);
+		res->scores = (float *)(res->ids + a.n);
+		memcpy(res->lims, lims, (nq + 1) * sizeof(size_t));
+		for (size_t i = 0; i < a.n; i++) {
+			res->ids[i] = a.c[i].id;
+			res->scores[i] = a.c[i].score;
+		}
+		*out = res;
+	}
+out_free:
+	free(a.c);
+	free(lims);
+	free(q);
+	return rc;
+}
+
+void
+store_range_free(store_range *r)
+{
+	free(r);
+}

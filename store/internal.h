@@ -1,0 +1,139 @@
+/*
+ * internal.h - what store.c (LMDB records) and index.c (FAISS index,
+ * search) share.  Private to the store module.
+ *
+ * Labels: every vector in the FAISS index carries a label, the change
+ * sequence number of the put that wrote it.  A replaced image gets a new
+ * label, so an index that cannot remove vectors (HNSW) keeps the old one as
+ * a dead entry that searches skip.  The live map (label -> id and the
+ * filterable times) holds exactly the labels of the images in LMDB.
+ */
+#ifndef CDX_STORE_INTERNAL_H
+#define CDX_STORE_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include <faiss/c_api/Index_c.h>
+
+#include "common/cdx.h"
+#include "store/store.h"
+
+/* ---- live map: label -> slot in dense arrays ---- */
+
+typedef struct live_map {
+	size_t n, cap;           /* dense arrays: used, allocated */
+	int64_t *label;
+	uint64_t *id;
+	int64_t *ctime;          /* capture time (s) or STORE_TIME_UNKNOWN */
+	int64_t *mtime_s;        /* mtime in whole seconds */
+	size_t hcap;             /* power of two */
+	uint32_t *hslot;         /* slot + 1, 0 = empty */
+} live_map;
+
+void live_init(live_map *m);
+void live_free(live_map *m);
+void live_clear(live_map *m);
+/* Returns the slot of label or -1. */
+long live_find(const live_map *m, int64_t label);
+int live_add(live_map *m, int64_t label, uint64_t id, int64_t ctime,
+	     int64_t mtime_s);
+void live_remove(live_map *m, int64_t label);
+
+/* ---- LMDB layout ---- */
+
+#define REC_MAGIC 0x52584443u /* "CDXR" */
+
+/* Value of the rec table (key: id, native u64), followed by the embedding
+ * (dim floats) and the path (path_len bytes, no NUL). */
+typedef struct rec_hdr {
+	uint32_t magic;
+	uint32_t dim;
+	uint64_t id;
+	int64_t label;
+	int64_t size;
+	int64_t mtime_ns;
+	uint8_t hash[STORE_HASH_LEN];
+	uint32_t width, height;
+	int64_t capture_time;
+	int64_t added;
+	uint32_t path_len;
+	uint32_t reserved;
+} rec_hdr;
+
+/* Value of the attr table (key: id): what the live map needs. */
+typedef struct rec_attr {
+	int64_t label;
+	int64_t ctime;
+	int64_t mtime_s;
+} rec_attr;
+
+/* Value of the log table (key: seq, native u64). */
+enum { LOG_PUT = 1, LOG_DEL = 2 };
+typedef struct log_entry {
+	uint64_t id;
+	int64_t old_label;      /* put: label replaced, or -1; del: label */
+	uint32_t op;
+	uint32_t reserved;
+} log_entry;
+
+struct store {
+	char *dir;
+	int lock_fd;
+	MDB_env *env;
+	MDB_dbi db_meta, db_rec, db_attr, db_path, db_hash, db_log, db_fail,
+		db_kv;
+	size_t map_size;
+
+	/* Writers hold it exclusively, readers shared. */
+	pthread_rwlock_t lock;
+	pthread_mutex_t save_lock;
+
+	int dim;
+	char model_id[256];
+	char kind_req[128];     /* as requested */
+	size_t auto_flat_max;
+	int hnsw_ef_search, ivf_nprobe, n_threads;
+	size_t exact_max;       /* see store_params.exact_filter_max */
+
+	/* Under lock: */
+	uint64_t seq, next_id, count, fail_count;
+	FaissIndex *index;
+	char kind[128];         /* factory string in use (without IDMap2) */
+	int tombstones;         /* 1: the index cannot remove (HNSW) */
+	uint64_t dead;          /* dead vectors in a tombstone index */
+	uint64_t index_seq;     /* seq the index covers (== seq when sane) */
+	live_map live;
+	int rebuilt_on_open;
+	uint64_t caught_up;
+};
+
+/* Translates an LMDB return code, with what failed. */
+int st_mdb_err(cdx_error *err, int rc, const char *what);
+/* Translates a failed FAISS C API call: CDX_EINDEX with its message. */
+int st_faiss_err(cdx_error *err, int rc, const char *what);
+
+/* Reads and checks a rec value; *emb points into a copy only if copy_emb
+ * is given (LMDB values are not float-aligned). */
+int st_rec_parse(const store *s, const MDB_val *v, rec_hdr *h,
+		 const char **path, const unsigned char **emb,
+		 cdx_error *err);
+
+/* Checks and L2-normalises a vector: 0, or -1 if not finite or zero. */
+int st_normalise_query(const float *in, int dim, float *out);
+
+/* index.c: under the exclusive lock unless said otherwise. */
+int idx_open(store *s, MDB_txn *txn, cdx_error *err);
+int idx_rebuild(store *s, MDB_txn *txn, cdx_error *err);
+/* Applies one committed batch: removes labels, adds vectors. */
+int idx_apply(store *s, const int64_t *rm, size_t nrm, const int64_t *add,
+	      const float *vecs, size_t nadd, cdx_error *err);
+/* Writes index.faiss (shared lock held by the caller). */
+int idx_save(store *s, cdx_error *err);
+void idx_close(store *s);
+
+/* 0 or -1 */
+int st_parse_kind_nlist(const char *kind, long *nlist);
+
+#endif

@@ -1,0 +1,1457 @@
+/*
+ * store.c - the LMDB side of the store: opening, metadata, image and
+ * failure records, the key/value table, the change log.
+ *
+ * LMDB tables (named databases in one environment):
+ *   meta  text key -> value: "schema", "dim", "model", "seq", "next_id"
+ *   rec   id (u64)  -> rec_hdr, embedding, path
+ *   attr  id (u64)  -> rec_attr (label, capture time, mtime)
+ *   path  path      -> id
+ *   hash  16 bytes  -> ids (DUPSORT, fixed-size u64 duplicates)
+ *   log   seq (u64) -> log_entry: the change log the index catches up from
+ *   fail  path      -> size, mtime, when, reason
+ *   kv    key       -> value
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <faiss/c_api/error_c.h>
+
+#include "store/internal.h"
+
+#define SCHEMA_VERSION 1u
+#define KV_VALUE_MAX (1u << 20)
+#define REASON_MAX 1023
+#define DEFAULT_MAP_SIZE ((size_t)1 << 30)
+
+extern void openblas_set_num_threads(int n);
+extern void omp_set_num_threads(int n);
+
+store_params
+store_default_params(void)
+{
+	store_params p;
+	memset(&p, 0, sizeof(p));
+	p.index_kind = "auto";
+	p.map_size = DEFAULT_MAP_SIZE;
+	p.auto_flat_max = STORE_AUTO_FLAT_MAX;
+	p.hnsw_ef_search = 128;
+	p.ivf_nprobe = 32;
+	p.exact_filter_max = 20000;
+	return p;
+}
+
+int
+st_mdb_err(cdx_error *err, int rc, const char *what)
+{
+	int code = CDX_ESTORE;
+	if (rc == MDB_MAP_FULL)
+		code = CDX_EFULL;
+	else if (rc == ENOMEM)
+		code = CDX_ENOMEM;
+	else if (rc == EIO || rc == ENOSPC)
+		code = CDX_EIO;
+	else if (rc == EACCES || rc == EROFS || rc == EPERM)
+		code = CDX_EPERM;
+	else if (rc == MDB_NOTFOUND)
+		code = CDX_ENOTFOUND;
+	return cdx_error_set(err, code, "%s: %s", what, mdb_strerror(rc));
+}
+
+int
+st_faiss_err(cdx_error *err, int rc, const char *what)
+{
+	const char *m = faiss_get_last_error();
+	return cdx_error_set(err, CDX_EINDEX, "%s: FAISS error %d: %s", what,
+			     rc, m ? m : "(no message)");
+}
+
+static int64_t
+now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static int64_t
+floor_div_1e9(int64_t ns)
+{
+	int64_t q = ns / 1000000000;
+	if (ns % 1000000000 < 0)
+		q--;
+	return q;
+}
+
+int
+st_rec_parse(const store *s, const MDB_val *v, rec_hdr *h, const char **path,
+	     const unsigned char **emb, cdx_error *err)
+{
+	if (v->mv_size < sizeof(*h))
+		return cdx_error_set(err, CDX_ECORRUPT,
+				     "record too short (%zu bytes)", v->mv_size);
+	memcpy(h, v->mv_data, sizeof(*h));
+	size_t want = sizeof(*h) + (size_t)s->dim * sizeof(float) + h->path_len;
+	if (h->magic != REC_MAGIC || h->dim != (uint32_t)s->dim ||
+	    h->path_len > STORE_PATH_MAX || v->mv_size != want)
+		return cdx_error_set(err, CDX_ECORRUPT,
+				     "record %llu is malformed",
+				     (unsigned long long)h->id);
+	const unsigned char *b = v->mv_data;
+	if (emb)
+		*emb = b + sizeof(*h);
+	if (path)
+		*path = (const char *)b + sizeof(*h) +
+			(size_t)s->dim * sizeof(float);
+	return 0;
+}
+
+/* ---- meta helpers ---- */
+
+static int
+meta_get_u64(MDB_txn *txn, MDB_dbi db, const char *key, uint64_t *out)
+{
+	MDB_val k = { strlen(key), (void *)key }, v;
+	int rc = mdb_get(txn, db, &k, &v);
+	if (rc)
+		return rc;
+	if (v.mv_size != sizeof(uint64_t))
+		return MDB_CORRUPTED;
+	memcpy(out, v.mv_data, sizeof(*out));
+	return 0;
+}
+
+static int
+meta_put(MDB_txn *txn, MDB_dbi db, const char *key, const void *val,
+	 size_t len)
+{
+	MDB_val k = { strlen(key), (void *)key }, v = { len, (void *)val };
+	return mdb_put(txn, db, &k, &v, 0);
+}
+
+static int
+meta_put_u64(MDB_txn *txn, MDB_dbi db, const char *key, uint64_t val)
+{
+	return meta_put(txn, db, key, &val, sizeof(val));
+}
+
+/* ---- open / close ---- */
+
+static int
+lock_dir(store *s, cdx_error *err)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/store.lock", s->dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		int e = errno;
+		return cdx_error_set(err, cdx_from_errno(e),
+				     "cannot create %s: %s", path,
+				     strerror(e));
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		char pid[32] = "";
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+		if (n > 0)
+			pid[n] = '\0';
+		else
+			pid[0] = '\0';
+		close(fd);
+		if (e == EWOULDBLOCK)
+			return cdx_error_set(
+				err, CDX_EBUSY,
+				"store %s is already open (by process %s); "
+				"one process at a time may open a store",
+				s->dir, pid[0] ? pid : "?");
+		return cdx_error_set(err, CDX_EIO, "cannot lock %s: %s", path,
+				     strerror(e));
+	}
+	char buf[32];
+	int len = snprintf(buf, sizeof(buf), "%ld", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len) {
+		/* The pid is only informative. */
+	}
+	s->lock_fd = fd;
+	return 0;
+}
+
+/* Deletes every image and failure record (re-embedding). */
+static int
+wipe_images(store *s, MDB_txn *txn)
+{
+	int rc;
+	if ((rc = mdb_drop(txn, s->db_rec, 0)) ||
+	    (rc = mdb_drop(txn, s->db_attr, 0)) ||
+	    (rc = mdb_drop(txn, s->db_path, 0)) ||
+	    (rc = mdb_drop(txn, s->db_hash, 0)) ||
+	    (rc = mdb_drop(txn, s->db_log, 0)) ||
+	    (rc = mdb_drop(txn, s->db_fail, 0)))
+		return rc;
+	return 0;
+}
+
+static int
+check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
+{
+	MDB_val k = { 6, "schema" }, v;
+	int rc = mdb_get(txn, s->db_meta, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		uint32_t schema = SCHEMA_VERSION, dim = (uint32_t)p->dim;
+		if ((rc = meta_put(txn, s->db_meta, "schema", &schema,
+				   sizeof(schema))) ||
+		    (rc = meta_put(txn, s->db_meta, "dim", &dim, sizeof(dim))) ||
+		    (rc = meta_put(txn, s->db_meta, "model", p->model_id,
+				   strlen(p->model_id))) ||
+		    (rc = meta_put_u64(txn, s->db_meta, "seq", 0)) ||
+		    (rc = meta_put_u64(txn, s->db_meta, "next_id", 1)))
+			return st_mdb_err(err, rc, "initialising store");
+		return 0;
+	}
+	if (rc)
+		return st_mdb_err(err, rc, "reading store metadata");
+	uint32_t schema, dim;
+	if (v.mv_size != sizeof(schema))
+		return cdx_error_set(err, CDX_EFORMAT,
+				     "%s: not a clipdex store", s->dir);
+	memcpy(&schema, v.mv_data, sizeof(schema));
+	if (schema != SCHEMA_VERSION)
+		return cdx_error_set(err, CDX_EFORMAT,
+				     "%s: store schema %u, this build reads %u",
+				     s->dir, schema, SCHEMA_VERSION);
+	MDB_val kd = { 3, "dim" }, vd, km = { 5, "model" }, vm;
+	if (mdb_get(txn, s->db_meta, &kd, &vd) || vd.mv_size != sizeof(dim) ||
+	    mdb_get(txn, s->db_meta, &km, &vm) || vm.mv_size > 255)
+		return cdx_error_set(err, CDX_ECORRUPT,
+				     "%s: store metadata is damaged", s->dir);
+	memcpy(&dim, vd.mv_data, sizeof(dim));
+	char model[256];
+	memcpy(model, vm.mv_data, vm.mv_size);
+	model[vm.mv_size] = '\0';
+	if (dim == (uint32_t)p->dim && strcmp(model, p->model_id) == 0)
+		return 0;
+	if (!p->reembed)
+		return cdx_error_set(
+			err, CDX_EMODEL,
+			"%s holds embeddings of model '%s' (dim %u), not of "
+			"'%s' (dim %d); open with reembed to re-embed",
+			s->dir, model, dim, p->model_id, p->dim);
+	cdx_log(CDX_LOG_WARN,
+		"store %s: re-embedding: model '%s' (dim %u) -> '%s' (dim %d), "
+		"image records deleted",
+		s->dir, model, dim, p->model_id, p->dim);
+	dim = (uint32_t)p->dim;
+	if ((rc = wipe_images(s, txn)) ||
+	    (rc = meta_put(txn, s->db_meta, "dim", &dim, sizeof(dim))) ||
+	    (rc = meta_put(txn, s->db_meta, "model", p->model_id,
+			   strlen(p->model_id))))
+		return st_mdb_err(err, rc, "re-embedding store");
+	return 0;
+}
+
+static int
+open_dbs(store *s, MDB_txn *txn, cdx_error *err)
+{
+	struct {
+		const char *name;
+		unsigned flags;
+		MDB_dbi *dbi;
+	} t[] = {
+		{ "meta", 0, &s->db_meta },
+		{ "rec", MDB_INTEGERKEY, &s->db_rec },
+		{ "attr", MDB_INTEGERKEY, &s->db_attr },
+		{ "path", 0, &s->db_path },
+		{ "hash", MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
+		  &s->db_hash },
+		{ "log", MDB_INTEGERKEY, &s->db_log },
+		{ "fail", 0, &s->db_fail },
+		{ "kv", 0, &s->db_kv },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		int rc = mdb_dbi_open(txn, t[i].name, t[i].flags | MDB_CREATE,
+				      t[i].dbi);
+		if (rc)
+			return st_mdb_err(err, rc, t[i].name);
+	}
+	return 0;
+}
+
+static int
+validate_params(const store_params *p, cdx_error *err)
+{
+	if (!p)
+		return cdx_error_set(err, CDX_EINVAL, "store_open: no params");
+	if (p->dim < 1 || p->dim > STORE_DIM_MAX)
+		return cdx_error_set(err, CDX_EINVAL,
+				     "store_open: dim %d out of 1..%d", p->dim,
+				     STORE_DIM_MAX);
+	if (!p->model_id || !p->model_id[0] || strlen(p->model_id) > 255)
+		return cdx_error_set(err, CDX_EINVAL,
+				     "store_open: model_id must be 1..255 bytes");
+	if (p->index_kind && strlen(p->index_kind) > 100)
+		return cdx_error_set(err, CDX_EINVAL,
+				     "store_open: index_kind too long");
+	if (p->n_threads < 0 || p->hnsw_ef_search < 0 || p->ivf_nprobe < 0)
+		return cdx_error_set(err, CDX_EINVAL,
+				     "store_open: negative parameter");
+	return 0;
+}
+
+int
+store_open(const char *dir, const store_params *p, store **out,
+	   cdx_error *err)
+{
+	int rc;
+	if (!dir || !dir[0] || !out)
+		return cdx_error_set(err, CDX_EINVAL, "store_open: no directory");
+	if ((rc = validate_params(p, err)))
+		return rc;
+	store *s = calloc(1, sizeof(*s));
+	if (!s)
+		return cdx_error_set(err, CDX_ENOMEM, "store_open: out of memory");
+	s->lock_fd = -1;
+	live_init(&s->live);
+	s->dir = strdup(dir);
+	if (!s->dir) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "store_open: out of memory");
+		goto out_free_store;
+	}
+	s->dim = p->dim;
+	snprintf(s->model_id, sizeof(s->model_id), "%s", p->model_id);
+	snprintf(s->kind_req, sizeof(s->kind_req), "%s",
+		 p->index_kind && p->index_kind[0] ? p->index_kind : "auto");
+	s->auto_flat_max = p->auto_flat_max ? p->auto_flat_max
+					    : STORE_AUTO_FLAT_MAX;
+	s->hnsw_ef_search = p->hnsw_ef_search ? p->hnsw_ef_search : 128;
+	s->ivf_nprobe = p->ivf_nprobe ? p->ivf_nprobe : 32;
+	s->n_threads = p->n_threads;
+	s->exact_max = p->exact_filter_max ? p->exact_filter_max : 20000;
+	if (s->n_threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		s->n_threads = n > 0 ? (int)n : 1;
+	}
+	openblas_set_num_threads(s->n_threads);
+	omp_set_num_threads(s->n_threads);
+
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+		int e = errno;
+		rc = cdx_error_set(err, cdx_from_errno(e),
+				   "cannot create store directory %s: %s", dir,
+				   strerror(e));
+		goto out_free_dir;
+	}
+	if (access(dir, W_OK) != 0) {
+		int e = errno;
+		rc = cdx_error_set(err, cdx_from_errno(e),
+				   "store directory %s is not writable: %s",
+				   dir, strerror(e));
+		goto out_free_dir;
+	}
+	if ((rc = lock_dir(s, err)))
+		goto out_free_dir;
+	if (pthread_rwlock_init(&s->lock, NULL) != 0) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "store_open: rwlock");
+		goto out_unlock_dir;
+	}
+	pthread_mutex_init(&s->save_lock, NULL);
+
+	if ((rc = mdb_env_create(&s->env))) {
+		rc = st_mdb_err(err, rc, "mdb_env_create");
+		goto out_destroy_locks;
+	}
+	s->map_size = p->map_size ? p->map_size : DEFAULT_MAP_SIZE;
+	/* An existing bigger map is kept (LMDB adopts the file's size). */
+	mdb_env_set_mapsize(s->env, s->map_size);
+	mdb_env_set_maxdbs(s->env, 16);
+	mdb_env_set_maxreaders(s->env, 256);
+	rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0644);
+	if (rc) {
+		rc = st_mdb_err(err, rc, dir);
+		goto out_close_env;
+	}
+	MDB_envinfo info;
+	if (mdb_env_info(s->env, &info) == 0 && info.me_mapsize > s->map_size)
+		s->map_size = info.me_mapsize;
+
+	MDB_txn *txn;
+	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
+		rc = st_mdb_err(err, rc, "opening store");
+		goto out_close_env;
+	}
+	if ((rc = open_dbs(s, txn, err)) || (rc = check_meta(s, txn, p, err)))
+		goto out_abort_txn;
+	if ((rc = meta_get_u64(txn, s->db_meta, "seq", &s->seq)) ||
+	    (rc = meta_get_u64(txn, s->db_meta, "next_id", &s->next_id))) {
+		rc = st_mdb_err(err, rc, "reading store metadata");
+		goto out_abort_txn;
+	}
+	MDB_stat st;
+	if ((rc = mdb_stat(txn, s->db_rec, &st))) {
+		rc = st_mdb_err(err, rc, "mdb_stat");
+		goto out_abort_txn;
+	}
+	s->count = st.ms_entries;
+	if ((rc = mdb_stat(txn, s->db_fail, &st))) {
+		rc = st_mdb_err(err, rc, "mdb_stat");
+		goto out_abort_txn;
+	}
+	s->fail_count = st.ms_entries;
+	if ((rc = idx_open(s, txn, err)))
+		goto out_abort_txn;
+	if ((rc = mdb_txn_commit(txn))) {
+		rc = st_mdb_err(err, rc, "opening store");
+		goto out_close_index;
+	}
+	*out = s;
+	return 0;
+
+out_abort_txn:
+	mdb_txn_abort(txn);
+out_close_index:
+	idx_close(s);
+out_close_env:
+	mdb_env_close(s->env);
+out_destroy_locks:
+	pthread_mutex_destroy(&s->save_lock);
+	pthread_rwlock_destroy(&s->lock);
+out_unlock_dir:
+	close(s->lock_fd);
+out_free_dir:
+	free(s->dir);
+out_free_store:
+	live_free(&s->live);
+	free(s);
+	return rc;
+}
+
+void
+store_close(store *s)
+{
+	if (!s)
+		return;
+	cdx_error e;
+	if (store_save(s, &e) != 0)
+		cdx_log(CDX_LOG_WARN, "store %s: index not saved: %s", s->dir,
+			e.msg);
+	idx_close(s);
+	mdb_env_close(s->env);
+	pthread_mutex_destroy(&s->save_lock);
+	pthread_rwlock_destroy(&s->lock);
+	close(s->lock_fd);
+	live_free(&s->live);
+	free(s->dir);
+	free(s);
+}
+
+uint64_t
+store_image_count(store *s)
+{
+	pthread_rwlock_rdlock(&s->lock);
+	uint64_t n = s->count;
+	pthread_rwlock_unlock(&s->lock);
+	return n;
+}
+
+uint64_t
+store_seq(store *s)
+{
+	pthread_rwlock_rdlock(&s->lock);
+	uint64_t n = s->seq;
+	pthread_rwlock_unlock(&s->lock);
+	return n;
+}
+
+uint64_t
+store_failure_count(store *s)
+{
+	pthread_rwlock_rdlock(&s->lock);
+	uint64_t n = s->fail_count;
+	pthread_rwlock_unlock(&s->lock);
+	return n;
+}
+
+void
+store_get_stats(store *s, store_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	pthread_rwlock_rdlock(&s->lock);
+	st->images = s->count;
+	st->failures = s->fail_count;
+	st->seq = s->seq;
+	st->index_ntotal = s->index ? (uint64_t)faiss_Index_ntotal(s->index) : 0;
+	st->index_dead = s->dead;
+	snprintf(st->index_kind, sizeof(st->index_kind), "%s", s->kind);
+	st->rebuilt_on_open = s->rebuilt_on_open;
+	st->caught_up = s->caught_up;
+	pthread_rwlock_unlock(&s->lock);
+}
+
+/* ---- writes ---- */
+
+/* Doubles the map after MDB_MAP_FULL.  Exclusive lock held, no txn. */
+static int
+grow_map(store *s, cdx_error *err)
+{
+	size_t want = s->map_size * 2;
+	int rc = mdb_env_set_mapsize(s->env, want);
+	if (rc)
+		return st_mdb_err(err, rc, "growing the LMDB map");
+	s->map_size = want;
+	cdx_log(CDX_LOG_INFO, "store %s: LMDB map grown to %zu MiB", s->dir,
+		want >> 20);
+	return 0;
+}
+
+static int
+check_path(const char *path, const char *what, cdx_error *err)
+{
+	if (!path || path[0] != '/')
+		return cdx_error_set(err, CDX_EINVAL,
+				     "%s: path '%s' is not absolute", what,
+				     path ? path : "(null)");
+	if (strlen(path) > STORE_PATH_MAX)
+		return cdx_error_set(err, CDX_ETOOBIG,
+				     "%s: path '%.64s...' is longer than %d "
+				     "bytes",
+				     what, path, STORE_PATH_MAX);
+	return 0;
+}
+
+/* Checks and L2-normalises one embedding into out. */
+static int
+normalise(const float *in, int dim, float *out)
+{
+	double ss = 0;
+	for (int i = 0; i < dim; i++) {
+		if (!isfinite(in[i]))
+			return -1;
+		ss += (double)in[i] * in[i];
+	}
+	if (!(ss > 0) || !isfinite(ss))
+		return -1;
+	double inv = 1.0 / sqrt(ss);
+	for (int i = 0; i < dim; i++)
+		out[i] = (float)(in[i] * inv);
+	return 0;
+}
+
+int
+st_normalise_query(const float *in, int dim, float *out)
+{
+	return normalise(in, dim, out);
+}
+
+/* The state of one write batch, for idx_apply after commit. */
+typedef struct batch {
+	int64_t *rm;
+	size_t nrm;
+	int64_t *add;
+	float *vecs;
+	size_t nadd;
+	uint64_t seq, next_id;
+	int64_t count_delta, fail_delta;
+} batch;
+
+static void
+batch_free(batch *b)
+{
+	free(b->rm);
+	free(b->add);
+	free(b->vecs);
+}
+
+static int
+hash_del(MDB_txn *txn, MDB_dbi db, const uint8_t *hash, uint64_t id)
+{
+	MDB_val k = { STORE_HASH_LEN, (void *)hash }, v = { sizeof(id), &id };
+	int rc = mdb_del(txn, db, &k, &v);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int
+log_put(store *s, MDB_txn *txn, uint64_t seq, uint64_t id, int64_t old,
+	uint32_t op)
+{
+	log_entry e = { .id = id, .old_label = old, .op = op };
+	MDB_val k = { sizeof(seq), &seq }, v = { sizeof(e), &e };
+	return mdb_put(txn, s->db_log, &k, &v, MDB_APPEND);
+}
+
+/* Deletes image id inside txn; *found = 0 if it does not exist. */
+static int
+del_one(store *s, MDB_txn *txn, batch *b, uint64_t id, int *found,
+	cdx_error *err)
+{
+	MDB_val k = { sizeof(id), &id }, v;
+	int rc = mdb_get(txn, s->db_rec, &k, &v);
+	*found = 0;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return st_mdb_err(err, rc, "reading record");
+	rec_hdr h;
+	const char *path;
+	if ((rc = st_rec_parse(s, &v, &h, &path, NULL, err)))
+		return rc;
+	MDB_val pk = { h.path_len, (void *)path };
+	/* path points into the map: delete the path entry before rec. */
+	char pbuf[STORE_PATH_MAX + 1];
+	memcpy(pbuf, path, h.path_len);
+	pk.mv_data = pbuf;
+	if ((rc = mdb_del(txn, s->db_path, &pk, NULL)) && rc != MDB_NOTFOUND)
+		return st_mdb_err(err, rc, "deleting path");
+	if ((rc = hash_del(txn, s->db_hash, h.hash, id)))
+		return st_mdb_err(err, rc, "deleting hash");
+	if ((rc = mdb_del(txn, s->db_attr, &k, NULL)) && rc != MDB_NOTFOUND)
+		return st_mdb_err(err, rc, "deleting attr");
+	if ((rc = mdb_del(txn, s->db_rec, &k, NULL)))
+		return st_mdb_err(err, rc, "deleting record");
+	b->seq++;
+	if ((rc = log_put(s, txn, b->seq, id, h.label, LOG_DEL)))
+		return st_mdb_err(err, rc, "writing change log");
+	b->rm[b->nrm++] = h.label;
+	b->count_delta--;
+	*found = 1;
+	return 0;
+}
+
+static int
+put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
+	int64_t now, unsigned char *buf, cdx_error *err)
+{
+	size_t plen = strlen(img->path);
+	MDB_val pk = { plen, (void *)img->path }, pv;
+	uint64_t id;
+	int64_t old_label = -1, added = now;
+	int rc = mdb_get(txn, s->db_path, &pk, &pv);
+	if (rc == 0) {
+		if (pv.mv_size != sizeof(id))
+			return cdx_error_set(err, CDX_ECORRUPT,
+					     "path entry of %s is malformed",
+					     img->path);
+		memcpy(&id, pv.mv_data, sizeof(id));
+		MDB_val k = { sizeof(id), &id }, v;
+		rec_hdr h;
+		if ((rc = mdb_get(txn, s->db_rec, &k, &v)))
+			return st_mdb_err(err, rc, "reading replaced record");
+		if ((rc = st_rec_parse(s, &v, &h, NULL, NULL, err)))
+			return rc;
+		old_label = h.label;
+		added = h.added;
+		if ((rc = hash_del(txn, s->db_hash, h.hash, id)))
+			return st_mdb_err(err, rc, "deleting hash");
+		b->rm[b->nrm++] = old_label;
+	} else if (rc == MDB_NOTFOUND) {
+		id = b->next_id++;
+		if ((rc = mdb_put(txn, s->db_path, &pk,
+				  &(MDB_val){ sizeof(id), &id }, 0)))
+			return st_mdb_err(err, rc, "writing path");
+		b->count_delta++;
+	} else {
+		return st_mdb_err(err, rc, "looking up path");
+	}
+	b->seq++;
+	int64_t label = (int64_t)b->seq;
+	rec_hdr h = {
+		.magic = REC_MAGIC,
+		.dim = (uint32_t)s->dim,
+		.id = id,
+		.label = label,
+		.size = img->size,
+		.mtime_ns = img->mtime_ns,
+		.width = img->width,
+		.height = img->height,
+		.capture_time = img->capture_time,
+		.added = added,
+		.path_len = (uint32_t)plen,
+	};
+	memcpy(h.hash, img->hash, STORE_HASH_LEN);
+	size_t vsz = (size_t)s->dim * sizeof(float);
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), vec, vsz);
+	memcpy(buf + sizeof(h) + vsz, img->path, plen);
+	MDB_val k = { sizeof(id), &id };
+	MDB_val v = { sizeof(h) + vsz + plen, buf };
+	if ((rc = mdb_put(txn, s->db_rec, &k, &v, 0)))
+		return st_mdb_err(err, rc, "writing record");
+	rec_attr a = { label, img->capture_time, floor_div_1e9(img->mtime_ns) };
+	if ((rc = mdb_put(txn, s->db_attr, &k,
+			  &(MDB_val){ sizeof(a), &a }, 0)))
+		return st_mdb_err(err, rc, "writing attr");
+	MDB_val hk = { STORE_HASH_LEN, img->hash };
+	if ((rc = mdb_put(txn, s->db_hash, &hk,
+			  &(MDB_val){ sizeof(id), &id }, 0)) &&
+	    rc != MDB_KEYEXIST)
+		return st_mdb_err(err, rc, "writing hash");
+	if ((rc = log_put(s, txn, b->seq, id, old_label, LOG_PUT)))
+		return st_mdb_err(err, rc, "writing change log");
+	rc = mdb_del(txn, s->db_fail, &pk, NULL);
+	if (rc == 0)
+		b->fail_delta--;
+	else if (rc != MDB_NOTFOUND)
+		return st_mdb_err(err, rc, "deleting failure record");
+	b->add[b->nadd] = label;
+	memcpy(b->vecs + b->nadd * (size_t)s->dim, vec, vsz);
+	b->nadd++;
+	img->id = id;
+	img->added = added;
+	return 0;
+}
+
+/* Applies a committed batch to the live map and the index. */
+static int
+batch_apply(store *s, batch *b, int64_t *attrs_ctime, int64_t *attrs_mtime,
+	    uint64_t *ids, cdx_error *err)
+{
+	s->seq = b->seq;
+	s->next_id = b->next_id;
+	s->count = (uint64_t)((int64_t)s->count + b->count_delta);
+	s->fail_count = (uint64_t)((int64_t)s->fail_count + b->fail_delta);
+	int rc = 0;
+	for (size_t i = 0; i < b->nrm; i++)
+		live_remove(&s->live, b->rm[i]);
+	for (size_t i = 0; i < b->nadd && !rc; i++)
+		rc = live_add(&s->live, b->add[i], ids[i], attrs_ctime[i],
+			      attrs_mtime[i]);
+	/* A label replaced within the same batch never reaches the index. */
+	size_t m = 0;
+	for (size_t i = 0; i < b->nadd; i++) {
+		if (live_find(&s->live, b->add[i]) < 0)
+			continue;
+		if (m != i) {
+			b->add[m] = b->add[i];
+			memmove(b->vecs + m * (size_t)s->dim,
+				b->vecs + i * (size_t)s->dim,
+				(size_t)s->dim * sizeof(float));
+		}
+		m++;
+	}
+	if (rc)
+		rc = cdx_error_set(err, rc, "updating the live map");
+	else
+		rc = idx_apply(s, b->rm, b->nrm, b->add, b->vecs, m, err);
+	s->index_seq = s->seq;
+	if (rc) {
+		cdx_error e2;
+		cdx_log(CDX_LOG_ERROR,
+			"store %s: index update failed (%s); rebuilding", s->dir,
+			err ? err->msg : cdx_strerror(rc));
+		MDB_txn *txn;
+		if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
+			if (idx_rebuild(s, txn, &e2) == 0)
+				rc = 0;
+			mdb_txn_abort(txn);
+		}
+	}
+	return rc;
+}
+
+int
+store_image_put(store *s, store_image *imgs, size_t n, cdx_error *err)
+{
+	int rc;
+	if (n == 0)
+		return 0;
+	if (!imgs)
+		return cdx_error_set(err, CDX_EINVAL, "store_image_put: no images");
+	size_t d = (size_t)s->dim;
+	batch b = { 0 };
+	int64_t *ct = malloc(n * sizeof(*ct)), *mt = malloc(n * sizeof(*mt));
+	uint64_t *ids = malloc(n * sizeof(*ids));
+	unsigned char *buf = malloc(sizeof(rec_hdr) + d * 4 + STORE_PATH_MAX);
+	b.rm = malloc(n * sizeof(*b.rm));
+	b.add = malloc(n * sizeof(*b.add));
+	b.vecs = malloc(n * d * sizeof(float));
+	if (!ct || !mt || !ids || !buf || !b.rm || !b.add || !b.vecs) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "store_image_put: out of memory");
+		goto out_free;
+	}
+	/* Validate everything before touching LMDB. */
+	float *vecs_in = malloc(n * d * sizeof(float));
+	if (!vecs_in) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "store_image_put: out of memory");
+		goto out_free;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = check_path(imgs[i].path, "store_image_put", err)))
+			goto out_free_vecs;
+		if (imgs[i].size < 0 || !imgs[i].embedding) {
+			rc = cdx_error_set(err, CDX_EINVAL,
+					   "store_image_put: %s: negative size "
+					   "or no embedding",
+					   imgs[i].path);
+			goto out_free_vecs;
+		}
+		if (normalise(imgs[i].embedding, s->dim, vecs_in + i * d)) {
+			rc = cdx_error_set(err, CDX_EINVAL,
+					   "store_image_put: %s: embedding is "
+					   "not finite or is zero",
+					   imgs[i].path);
+			goto out_free_vecs;
+		}
+		ct[i] = imgs[i].capture_time;
+		mt[i] = floor_div_1e9(imgs[i].mtime_ns);
+	}
+	int64_t now = now_s();
+	pthread_rwlock_wrlock(&s->lock);
+	for (;;) {
+		MDB_txn *txn;
+		b.nrm = b.nadd = 0;
+		b.seq = s->seq;
+		b.next_id = s->next_id;
+		b.count_delta = b.fail_delta = 0;
+		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
+			rc = st_mdb_err(err, rc, "store_image_put");
+			break;
+		}
+		rc = 0;
+		for (size_t i = 0; i < n; i++) {
+			rc = put_one(s, txn, &b, &imgs[i], vecs_in + i * d, now,
+				     buf, err);
+			if (rc)
+				break;
+			ids[i] = imgs[i].id;
+		}
+		if (!rc) {
+			int r2 = meta_put_u64(txn, s->db_meta, "seq", b.seq);
+			if (!r2)
+				r2 = meta_put_u64(txn, s->db_meta, "next_id",
+						  b.next_id);
+			if (!r2)
+				r2 = mdb_txn_commit(txn);
+			else
+				mdb_txn_abort(txn);
+			if (r2 == MDB_MAP_FULL) {
+				if ((rc = grow_map(s, err)))
+					break;
+				continue;
+			}
+			if (r2) {
+				rc = st_mdb_err(err, r2, "store_image_put");
+				break;
+			}
+			rc = batch_apply(s, &b, ct, mt, ids, err);
+			break;
+		}
+		mdb_txn_abort(txn);
+		if (rc == CDX_EFULL) {
+			if ((rc = grow_map(s, err)))
+				break;
+			continue;
+		}
+		break;
+	}
+	pthread_rwlock_unlock(&s->lock);
+out_free_vecs:
+	free(vecs_in);
+out_free:
+	batch_free(&b);
+	free(buf);
+	free(ids);
+	free(mt);
+	free(ct);
+	return rc;
+}
+
+/* Deletes by ids (paths == NULL) or by paths. */
+static int
+delete_batch(store *s, const uint64_t *ids, const char *const *paths,
+	     size_t n, size_t *n_deleted, cdx_error *err)
+{
+	int rc;
+	if (n == 0) {
+		if (n_deleted)
+			*n_deleted = 0;
+		return 0;
+	}
+	if (!ids && !paths)
+		return cdx_error_set(err, CDX_EINVAL, "store_image_delete: none");
+	batch b = { 0 };
+	b.rm = malloc(n * sizeof(*b.rm));
+	if (!b.rm)
+		return cdx_error_set(err, CDX_ENOMEM, "store_image_delete");
+	size_t nd = 0;
+	pthread_rwlock_wrlock(&s->lock);
+	for (;;) {
+		MDB_txn *txn;
+		b.nrm = 0;
+		b.seq = s->seq;
+		b.next_id = s->next_id;
+		b.count_delta = b.fail_delta = 0;
+		nd = 0;
+		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
+			rc = st_mdb_err(err, rc, "store_image_delete");
+			break;
+		}
+		rc = 0;
+		for (size_t i = 0; i < n && !rc; i++) {
+			uint64_t id;
+			int found;
+			if (paths) {
+				if (!paths[i] || !paths[i][0] ||
+				    strlen(paths[i]) > STORE_PATH_MAX)
+					continue;
+				MDB_val pk = { strlen(paths[i]),
+					       (void *)paths[i] },
+					pv;
+				int r = mdb_get(txn, s->db_path, &pk, &pv);
+				if (r == MDB_NOTFOUND)
+					continue;
+				if (r) {
+					rc = st_mdb_err(err, r, "looking up path");
+					break;
+				}
+				if (pv.mv_size != sizeof(id)) {
+					rc = cdx_error_set(err, CDX_ECORRUPT,
+							   "bad path entry");
+					break;
+				}
+				memcpy(&id, pv.mv_data, sizeof(id));
+			} else {
+				id = ids[i];
+			}
+			rc = del_one(s, txn, &b, id, &found, err);
+			nd += (size_t)found;
+		}
+		if (!rc) {
+			int r2 = meta_put_u64(txn, s->db_meta, "seq", b.seq);
+			if (!r2)
+				r2 = mdb_txn_commit(txn);
+			else
+				mdb_txn_abort(txn);
+			if (r2 == MDB_MAP_FULL) {
+				if ((rc = grow_map(s, err)))
+					break;
+				continue;
+			}
+			if (r2) {
+				rc = st_mdb_err(err, r2, "store_image_delete");
+				break;
+			}
+			rc = batch_apply(s, &b, NULL, NULL, NULL, err);
+			break;
+		}
+		mdb_txn_abort(txn);
+		if (rc == CDX_EFULL) {
+			if ((rc = grow_map(s, err)))
+				break;
+			continue;
+		}
+		break;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	batch_free(&b);
+	if (!rc && n_deleted)
+		*n_deleted = nd;
+	return rc;
+}
+
+int
+store_image_delete(store *s, const uint64_t *ids, size_t n, size_t *n_deleted,
+		   cdx_error *err)
+{
+	return delete_batch(s, ids, NULL, n, n_deleted, err);
+}
+
+int
+store_image_delete_paths(store *s, const char *const *paths, size_t n,
+			 size_t *n_deleted, cdx_error *err)
+{
+	return delete_batch(s, NULL, paths, n, n_deleted, err);
+}
+
+/* ---- reads ---- */
+
+static int
+read_begin(store *s, MDB_txn **txn, cdx_error *err)
+{
+	pthread_rwlock_rdlock(&s->lock);
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+	if (rc) {
+		pthread_rwlock_unlock(&s->lock);
+		return st_mdb_err(err, rc, "read transaction");
+	}
+	return 0;
+}
+
+static void
+read_end(store *s, MDB_txn *txn)
+{
+	mdb_txn_abort(txn);
+	pthread_rwlock_unlock(&s->lock);
+}
+
+/* Fills a borrowed store_image from a parsed record. */
+static void
+image_from_rec(const rec_hdr *h, const char *path, const float *emb,
+	       store_image *img)
+{
+	img->id = h->id;
+	img->path = path;
+	img->size = h->size;
+	img->mtime_ns = h->mtime_ns;
+	memcpy(img->hash, h->hash, STORE_HASH_LEN);
+	img->width = h->width;
+	img->height = h->height;
+	img->capture_time = h->capture_time;
+	img->added = h->added;
+	img->embedding = emb;
+}
+
+static int
+image_copy_out(store *s, const MDB_val *v, store_image **out, cdx_error *err)
+{
+	rec_hdr h;
+	const char *path;
+	const unsigned char *emb;
+	int rc = st_rec_parse(s, v, &h, &path, &emb, err);
+	if (rc)
+		return rc;
+	size_t vsz = (size_t)s->dim * sizeof(float);
+	store_image *img = malloc(sizeof(*img) + vsz + h.path_len + 1);
+	if (!img)
+		return cdx_error_set(err, CDX_ENOMEM, "store_image_get");
+	float *e = (float *)(img + 1);
+	char *p = (char *)e + vsz;
+	memcpy(e, emb, vsz);
+	memcpy(p, path, h.path_len);
+	p[h.path_len] = '\0';
+	image_from_rec(&h, p, e, img);
+	*out = img;
+	return 0;
+}
+
+int
+store_image_get(store *s, uint64_t id, store_image **out, cdx_error *err)
+{
+	MDB_txn *txn;
+	int rc = read_begin(s, &txn, err);
+	if (rc)
+		return rc;
+	MDB_val k = { sizeof(id), &id }, v;
+	rc = mdb_get(txn, s->db_rec, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		rc = cdx_error_set(err, CDX_ENOTFOUND, "no image with id %llu",
+				   (unsigned long long)id);
+	else if (rc)
+		rc = st_mdb_err(err, rc, "store_image_get");
+	else
+		rc = image_copy_out(s, &v, out, err);
+	read_end(s, txn);
+	return rc;
+}
+
+int
+store_image_get_by_path(store *s, const char *path, store_image **out,
+			cdx_error *err)
+{
+	if (!path || !path[0] || strlen(path) > STORE_PATH_MAX)
+		return cdx_error_set(err, CDX_ENOTFOUND, "no image at that path");
+	MDB_txn *txn;
+	int rc = read_begin(s, &txn, err);
+	if (rc)
+		return rc;
+	MDB_val pk = { strlen(path), (void *)path }, pv, v;
+	rc = mdb_get(txn, s->db_path, &pk, &pv);
+	if (rc == MDB_NOTFOUND) {
+		rc = cdx_error_set(err, CDX_ENOTFOUND, "no image at %s", path);
+	} else if (rc) {
+		rc = st_mdb_err(err, rc, "store_image_get_by_path");
+	} else if (pv.mv_size != sizeof(uint64_t)) {
+		rc = cdx_error_set(err, CDX_ECORRUPT, "bad path entry for %s",
+				   path);
+	} else {
+		MDB_val k = pv;
+		rc = mdb_get(txn, s->db_rec, &k, &v);
+		if (rc)
+			rc = st_mdb_err(err, rc, "store_image_get_by_path");
+		else
+			rc = image_copy_out(s, &v, out, err);
+	}
+	read_end(s, txn);
+	return rc;
+}
+
+void
+store_image_free(store_image *img)
+{
+	free(img);
+}
+
+int
+store_image_find_hash(store *s, const uint8_t hash[STORE_HASH_LEN],
+		      uint64_t *ids, size_t cap, size_t *n, cdx_error *err)
+{
+	MDB_txn *txn;
+	MDB_cursor *c;
+	int rc = read_begin(s, &txn, err);
+	if (rc)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, s->db_hash, &c))) {
+		rc = st_mdb_err(err, rc, "store_image_find_hash");
+		goto out_end;
+	}
+	MDB_val k = { STORE_HASH_LEN, (void *)hash }, v;
+	size_t found = 0;
+	rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+	while (rc == 0) {
+		if (found < cap && ids)
+			memcpy(&ids[found], v.mv_data, sizeof(uint64_t));
+		found++;
+		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP);
+	}
+	if (rc == MDB_NOTFOUND) {
+		rc = 0;
+		*n = found;
+	} else {
+		rc = st_mdb_err(err, rc, "store_image_find_hash");
+	}
+	mdb_cursor_close(c);
+out_end:
+	read_end(s, txn);
+	return rc;
+}
+
+int
+store_image_foreach(store *s, store_image_fn fn, void *user, cdx_error *err)
+{
+	MDB_txn *txn;
+	MDB_cursor *c;
+	float *emb = malloc((size_t)s->dim * sizeof(float));
+	char path[STORE_PATH_MAX + 1];
+	if (!emb)
+		return cdx_error_set(err, CDX_ENOMEM, "store_image_foreach");
+	int rc = read_begin(s, &txn, err);
+	if (rc)
+		goto out_free;
+	if ((rc = mdb_cursor_open(txn, s->db_rec, &c))) {
+		rc = st_mdb_err(err, rc, "store_image_foreach");
+		goto out_end;
+	}
+	MDB_val k, v;
+	int r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	while (r == 0) {
+		rec_hdr h;
+		const char *p;
+		const unsigned char *e;
+		if ((rc = st_rec_parse(s, &v, &h, &p, &e, err)))
+			break;
+		memcpy(emb, e, (size_t)s->dim * sizeof(float));
+		memcpy(path, p, h.path_len);
+		path[h.path_len] = '\0';
+		store_image img;
+		image_from_rec(&h, path, emb, &img);
+		if ((rc = fn(user, &img)) != 0)
+			break;
+		r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	if (!rc && r != MDB_NOTFOUND)
+		rc = st_mdb_err(err, r, "store_image_foreach");
+	mdb_cursor_close(c);
+out_end:
+	read_end(s, txn);
+out_free:
+	free(emb);
+	return rc;
+}
+
+/* ---- failure records ---- */
+
+typedef struct fail_hdr {
+	int64_t size, mtime_ns, when;
+} fail_hdr;
+
+/* One small write transaction with map growth; fn does the work. */
+static int
+write_small(store *s, int (*fn)(store *, MDB_txn *, void *, cdx_error *),
+	    void *arg, cdx_error *err)
+{
+	int rc;
+	pthread_rwlock_wrlock(&s->lock);
+	for (;;) {
+		MDB_txn *txn;
+		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
+			rc = st_mdb_err(err, rc, "write transaction");
+			break;
+		}
+		rc = fn(s, txn, arg, err);
+		if (rc) {
+			mdb_txn_abort(txn);
+		} else {
+			int r = mdb_txn_commit(txn);
+			if (r)
+				rc = st_mdb_err(err, r, "commit");
+		}
+		if (rc == CDX_EFULL) {
+			if ((rc = grow_map(s, err)))
+				break;
+			continue;
+		}
+		break;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+struct fail_put_arg {
+	const store_failure *f;
+	int created;
+};
+
+static int
+fail_put_fn(store *s, MDB_txn *txn, void *arg, cdx_error *err)
+{
+	struct fail_put_arg *a = arg;
+	const store_failure *f = a->f;
+	size_t rlen = f->reason ? strlen(f->reason) : 0;
+	if (rlen > REASON_MAX)
+		rlen = REASON_MAX;
+	unsigned char buf[sizeof(fail_hdr) + REASON_MAX];
+	fail_hdr h = { f->size, f->mtime_ns, now_s() };
+	memcpy(buf, &h, sizeof(h));
+	if (rlen)
+		memcpy(buf + sizeof(h), f->reason, rlen);
+	MDB_val k = { strlen(f->path), (void *)f->path }, v;
+	int rc = mdb_get(txn, s->db_fail, &k, &v);
+	a->created = rc == MDB_NOTFOUND;
+	v.mv_size = sizeof(h) + rlen;
+	v.mv_data = buf;
+	if ((rc = mdb_put(txn, s->db_fail, &k, &v, 0)))
+		return st_mdb_err(err, rc, "store_failure_put");
+	return 0;
+}
+
+int
+store_failure_put(store *s, const store_failure *f, cdx_error *err)
+{
+	int rc;
+	if (!f)
+		return cdx_error_set(err, CDX_EINVAL, "store_failure_put: NULL");
+	if ((rc = check_path(f->path, "store_failure_put", err)))
+		return rc;
+	struct fail_put_arg a = { f, 0 };
+	rc = write_small(s, fail_put_fn, &a, err);
+	if (!rc && a.created) {
+		pthread_rwlock_wrlock(&s->lock);
+		s->fail_count++;
+		pthread_rwlock_unlock(&s->lock);
+	}
+	return rc;
+}
+
+static int
+fail_copy_out(const MDB_val *k, const MDB_val *v, store_failure **out,
+	      cdx_error *err)
+{
+	fail_hdr h;
+	if (v->mv_size < sizeof(h) || v->mv_size > sizeof(h) + REASON_MAX)
+		return cdx_error_set(err, CDX_ECORRUPT, "bad failure record");
+	memcpy(&h, v->mv_data, sizeof(h));
+	size_t rlen = v->mv_size - sizeof(h);
+	store_failure *f = malloc(sizeof(*f) + k->mv_size + rlen + 2);
+	if (!f)
+		return cdx_error_set(err, CDX_ENOMEM, "store_failure_get");
+	char *p = (char *)(f + 1), *r = p + k->mv_size + 1;
+	memcpy(p, k->mv_data, k->mv_size);
+	p[k->mv_size] = '\0';
+	memcpy(r, (const char *)v->mv_data + sizeof(h), rlen);
+	r[rlen] = '\0';
+	f->path = p;
+	f->reason = r;
+	f->size = h.size;
+	f->mtime_ns = h.mtime_ns;
+	f->when = h.when;
+	*out = f;
+	return 0;
+}
+
+int
+store_failure_get(store *s, const char *path, store_failure **out,
+		  cdx_error *err)
+{
+	if (!path || !path[0] || strlen(path) > STORE_PATH_MAX)
+		return cdx_error_set(err, CDX_ENOTFOUND, "no failure record");
+	MDB_txn *txn;
+	int rc = read_begin(s, &txn, err);
+	if (rc)
+		return rc;
+	MDB_val k = { strlen(path), (void *)path }, v;
+	rc = mdb_get(txn, s->db_fail, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		rc = cdx_error_set(err, CDX_ENOTFOUND,
+				   "no failure record for %s", path);
+	else if (rc)
+		rc = st_mdb_err(err, rc, "store_failure_get");
+	else
+		rc = fail_copy_out(&k, &v, out, err);
+	read_end(s, txn);
+	return rc;
+}
+
+void
+store_failure_free(store_failure *f)
+{
+	free(f);
+}
+
+static int
+fail_del_fn(store *s, MDB_txn *txn, void *arg, cdx_error *err)
+{
+	const char *path = arg;
+	MDB_val k = { strlen(path), (void *)path };
+	int rc = mdb_del(txn, s->db_fail, &k, NULL);
+	if (rc == MDB_NOTFOUND)
+		return cdx_error_set(err, CDX_ENOTFOUND,
+				     "no failure record for %s", path);
+	if (rc)
+		return st_mdb_err(err, rc, "store_failure_delete");
+	return 0;
+}
+
+int
+store_failure_delete(store *s, const char *path, cdx_error *err)
+{
+	if (!path || !path[0] || strlen(path) > STORE_PATH_MAX)
+		return cdx_error_set(err, CDX_ENOTFOUND, "no failure record");
+	int rc = write_small(s, fail_del_fn, (void *)path, err);
+	if (!rc) {
+		pthread_rwlock_wrlock(&s->lock);
+		s->fail_count--;
+		pthread_rwlock_unlock(&s->lock);
+	}
+	return rc;
+}
+
+int
+store_failure_foreach(store *s, store_failure_fn fn, void *user,
+		      cdx_error *err)
+{
+	MDB_txn *txn;
+	MDB_cursor *c;
+	int rc = read_begin(s, &txn, err);
+	if (rc)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, s->db_fail, &c))) {
+		rc = st_mdb_err(err, rc, "store_failure_foreach");
+		goto out_end;
+	}
+	MDB_val k, v;
+	int r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	while (r == 0) {
+		store_failure *f;
+		if ((rc = fail_copy_out(&k, &v, &f, err)))
+			break;
+		rc = fn(user, f);
+		free(f);
+		if (rc)
+			break;
+		r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	if (!rc && r != MDB_NOTFOUND)
+		rc = st_mdb_err(err, r, "store_failure_foreach");
+	mdb_cursor_close(c);
+out_end:
+	read_end(s, txn);
+	return rc;
+}
+
+/* ---- key/value ---- */
+
+static int
+check_key(const char *key, cdx_error *err)
+{
+	if (!key || !key[0] || strlen(key) > 255)
+		return cdx_error_set(err, CDX_EINVAL,
+				     "store kv: key must be 1..255 bytes");
+	return 0;
+}
+
+struct kv_arg {
+	const char *key;
+	const void *val;
+	size_t len;
+};
+
+static int
+kv_put_fn(store *s, MDB_txn *txn, void *arg, cdx_error *err)
+{
+	struct kv_arg *a = arg;
+	MDB_val k = { strlen(a->key), (void *)a->key },
+		v = { a->len, (void *)a->val };
+	int rc = mdb_put(txn, s->db_kv, &k, &v, 0);
+	return rc ? st_mdb_err(err, rc, "store_kv_put") : 0;
+}
+
+int
+store_kv_put(store *s, const char *key, const void *val, size_t len,
+	     cdx_error *err)
+{
+	int rc = check_key(key, err);
+	if (rc)
+		return rc;
+	if (len > KV_VALUE_MAX)
+		return cdx_error_set(err, CDX_ETOOBIG,
+				     "store_kv_put: value of %zu bytes", len);
+	if (len && !val)
+		return cdx_error_set(err, CDX_EINVAL, "store_kv_put: NULL value");
+	struct kv_arg a = { key, len ? val : "", len };
+	return write_small(s, kv_put_fn, &a, err);
+}
+
+int
+store_kv_get(store *s, const char *key, void **val, size_t *len,
+	     cdx_error *err)
+{
+	int rc = check_key(key, err);
+	if (rc)
+		return rc;
+	MDB_txn *txn;
+	if ((rc = read_begin(s, &txn, err)))
+		return rc;
+	MDB_val k = { strlen(key), (void *)key }, v;
+	rc = mdb_get(txn, s->db_kv, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		rc = cdx_error_set(err, CDX_ENOTFOUND, "no setting '%s'", key);
+	} else if (rc) {
+		rc = st_mdb_err(err, rc, "store_kv_get");
+	} else {
+		char *copy = malloc(v.mv_size + 1);
+		if (!copy) {
+			rc = cdx_error_set(err, CDX_ENOMEM, "store_kv_get");
+		} else {
+			memcpy(copy, v.mv_data, v.mv_size);
+			copy[v.mv_size] = '\0';
+			*val = copy;
+			if (len)
+				*len = v.mv_size;
+		}
+	}
+	read_end(s, txn);
+	return rc;
+}
+
+static int
+kv_del_fn(store *s, MDB_txn *txn, void *arg, cdx_error *err)
+{
+	const char *key = arg;
+	MDB_val k = { strlen(key), (void *)key };
+	int rc = mdb_del(txn, s->db_kv, &k, NULL);
+	if (rc == MDB_NOTFOUND)
+		return cdx_error_set(err, CDX_ENOTFOUND, "no setting '%s'", key);
+	return rc ? st_mdb_err(err, rc, "store_kv_delete") : 0;
+}
+
+int
+store_kv_delete(store *s, const char *key, cdx_error *err)
+{
+	int rc = check_key(key, err);
+	if (rc)
+		return rc;
+	return write_small(s, kv_del_fn, (void *)key, err);
+}

@@ -1,0 +1,114 @@
+/* Helpers shared by the tests/store_*.c suites (header-only, static). */
+#ifndef STORE_TESTUTIL_H
+#define STORE_TESTUTIL_H
+
+#include <ftw.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/store.h"
+
+/* Fails the test with the error message when rc != 0. */
+#define ASSERT_OK(rc, e)                                                  \
+	do {                                                              \
+		int rc_ = (rc);                                           \
+		if (rc_ != 0)                                             \
+			fail_msg("%s -> %d (%s): %s", #rc, rc_,           \
+				 cdx_strerror(rc_), (e).msg);             \
+	} while (0)
+
+static int
+tu_rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
+{
+	(void)sb;
+	(void)flag;
+	(void)f;
+	return remove(p);
+}
+
+static void
+tu_rmrf(const char *dir)
+{
+	nftw(dir, tu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static char *
+tu_tmpdir(void)
+{
+	char t[] = "/tmp/cdx_store_XXXXXX";
+	char *d = mkdtemp(t);
+	return d ? strdup(d) : NULL;
+}
+
+/* xorshift64* */
+static uint64_t
+tu_rand(uint64_t *st)
+{
+	uint64_t x = *st;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*st = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+static double
+tu_unif(uint64_t *st)
+{
+	return (double)(tu_rand(st) >> 11) / 9007199254740992.0;
+}
+
+static double
+tu_gauss(uint64_t *st)
+{
+	double u = tu_unif(st), v = tu_unif(st);
+	if (u < 1e-300)
+		u = 1e-300;
+	return sqrt(-2 * log(u)) * cos(2 * 3.14159265358979 * v);
+}
+
+static void
+tu_normalise(float *v, int d)
+{
+	double s = 0;
+	for (int i = 0; i < d; i++)
+		s += (double)v[i] * v[i];
+	s = 1.0 / sqrt(s);
+	for (int i = 0; i < d; i++)
+		v[i] = (float)(v[i] * s);
+}
+
+/* n normalised vectors from a mixture of nc clusters with spread in
+ * [0.1, 0.5]; centres are drawn from seed `cseed` so queries can come from
+ * the same mixture. */
+static void
+tu_clustered(float *out, size_t n, int d, int nc, uint64_t cseed,
+	     uint64_t seed)
+{
+	float *cent = malloc((size_t)nc * d * sizeof(float));
+	float *spread = malloc((size_t)nc * sizeof(float));
+	uint64_t cs = cseed | 1, st = seed | 1;
+	for (int c = 0; c < nc; c++) {
+		for (int i = 0; i < d; i++)
+			cent[(size_t)c * d + i] = (float)tu_gauss(&cs);
+		tu_normalise(cent + (size_t)c * d, d);
+		spread[c] = (float)(0.1 + 0.4 * tu_unif(&cs));
+	}
+	for (size_t j = 0; j < n; j++) {
+		int c = (int)(tu_rand(&st) % (uint64_t)nc);
+		float *v = out + j * d;
+		float sc = spread[c] / sqrtf((float)d);
+		for (int i = 0; i < d; i++)
+			v[i] = cent[(size_t)c * d + i] +
+			       sc * (float)tu_gauss(&st);
+		tu_normalise(v, d);
+	}
+	free(spread);
+	free(cent);
+}
+
+#endif
