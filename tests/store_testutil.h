@@ -41,7 +41,10 @@ tu_tmpdir(void)
 {
 	char t[] = "/tmp/cdx_store_XXXXXX";
 	char *d = mkdtemp(t);
-	return d ? strdup(d) : NULL;
+	char *r = d ? strdup(d) : NULL;
+	if (!r)
+		abort();
+	return r;
 }
 
 /* xorshift64* */
