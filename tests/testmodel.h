@@ -1,6 +1,6 @@
 /*
  * testmodel.h - header-only writer of small deterministic CLIP model
- * folders (Hugging Face layout) for tests.  Every function is static.
+ * folders (Hugging Face layout) for tests.  Every function is static inline.
  *
  * The weights are those of tools/ref_clip.py, bit for bit: element i of
  * tensor N is
@@ -51,7 +51,7 @@ typedef struct tm_recipe {
 
 /* A tiny model (fast to write and run, even under sanitizers): patch 16,
  * image 64, widths 32, 2 layers, projection 16, F16, full vocabulary. */
-static void
+static inline void
 tm_recipe_tiny(tm_recipe *r)
 {
 	memset(r, 0, sizeof(*r));
@@ -66,7 +66,7 @@ tm_recipe_tiny(tm_recipe *r)
 	    .quick_gelu = 1, .eps = 1e-5, .image_size = 64, .patch_size = 16};
 }
 
-static uint64_t
+static inline uint64_t
 tm_fnv1a64(const char *s)
 {
 	uint64_t h = 0xcbf29ce484222325ull;
@@ -77,7 +77,7 @@ tm_fnv1a64(const char *s)
 	return h;
 }
 
-static uint64_t
+static inline uint64_t
 tm_splitmix64(uint64_t x)
 {
 	x += 0x9E3779B97F4A7C15ull;
@@ -89,7 +89,7 @@ tm_splitmix64(uint64_t x)
 
 /* Fills out[0..n) with tensor `name`'s float32 values (before rounding to
  * the dtype). */
-static void
+static inline void
 tm_gen(uint64_t seed, const char *name, size_t n, float scale, float offset,
     float *out)
 {
@@ -105,7 +105,7 @@ tm_gen(uint64_t seed, const char *name, size_t n, float scale, float offset,
 	}
 }
 
-static uint16_t
+static inline uint16_t
 tm_f16_rne(float f)
 {
 	uint32_t x;
@@ -137,7 +137,7 @@ tm_f16_rne(float f)
 	return (uint16_t)(sign | q);
 }
 
-static uint16_t
+static inline uint16_t
 tm_bf16_rne(float f)
 {
 	uint32_t x;
@@ -149,13 +149,13 @@ tm_bf16_rne(float f)
 typedef void (*tm_spec_fn)(void *ctx, const char *name, int ndim,
     const int64_t *shape, float scale, float offset);
 
-static float
+static inline float
 tm_fscale(int fan_in, double gain)
 {
 	return (float)(gain / sqrt((double)fan_in));
 }
 
-static void
+static inline void
 tm_tower_specs(const char *pfx, const tm_tower *c, tm_spec_fn fn, void *ctx)
 {
 	char n[192];
@@ -195,7 +195,7 @@ tm_tower_specs(const char *pfx, const tm_tower *c, tm_spec_fn fn, void *ctx)
 }
 
 /* Calls fn for every float tensor of the recipe, in file order. */
-static void
+static inline void
 tm_specs(const tm_recipe *r, tm_spec_fn fn, void *ctx)
 {
 	int64_t d = r->text.width, e = r->projection_dim;
@@ -242,7 +242,7 @@ typedef struct tm_writer {
 	int failed;
 } tm_writer;
 
-static void
+static inline void
 tm_hdr_append(tm_writer *w, const char *s)
 {
 	size_t n = strlen(s);
@@ -260,7 +260,7 @@ tm_hdr_append(tm_writer *w, const char *s)
 	w->hlen += n;
 }
 
-static void
+static inline void
 tm_hdr_entry(tm_writer *w, const char *name, const char *dtype, int ndim,
     const int64_t *shape, uint64_t nbytes)
 {
@@ -280,7 +280,7 @@ tm_hdr_entry(tm_writer *w, const char *name, const char *dtype, int ndim,
 	w->off += nbytes;
 }
 
-static size_t
+static inline size_t
 tm_numel(int ndim, const int64_t *shape)
 {
 	size_t n = 1;
@@ -289,7 +289,7 @@ tm_numel(int ndim, const int64_t *shape)
 	return n;
 }
 
-static void
+static inline void
 tm_spec_header(void *ctx, const char *name, int ndim, const int64_t *shape,
     float scale, float offset)
 {
@@ -300,7 +300,7 @@ tm_spec_header(void *ctx, const char *name, int ndim, const int64_t *shape,
 	    tm_numel(ndim, shape) * (uint64_t)w->esize);
 }
 
-static void
+static inline void
 tm_spec_data(void *ctx, const char *name, int ndim, const int64_t *shape,
     float scale, float offset)
 {
@@ -336,7 +336,7 @@ out_free:
 }
 
 /* Writes the recipe's model.safetensors to `path`.  Returns 0 or -1. */
-static int
+static inline int
 tm_write_safetensors(const tm_recipe *r, const char *path)
 {
 	tm_writer w = {.r = r, .esize = strcmp(r->dtype, "F32") == 0 ? 4 : 2};
@@ -387,7 +387,7 @@ tm_write_safetensors(const tm_recipe *r, const char *path)
 }
 
 /* Writes `text` to dir/name.  Returns 0 or -1. */
-static int
+static inline int
 tm_write_file(const char *dir, const char *name, const char *text)
 {
 	char path[4096];
@@ -403,7 +403,7 @@ tm_write_file(const char *dir, const char *name, const char *text)
 
 /* Writes config.json in the current transformers layout (text_config,
  * vision_config) with every field spelled out. */
-static int
+static inline int
 tm_write_config(const tm_recipe *r, const char *dir)
 {
 	char buf[2048];
@@ -427,7 +427,7 @@ tm_write_config(const tm_recipe *r, const char *dir)
 }
 
 /* Writes config.json and model.safetensors into the existing folder dir. */
-static int
+static inline int
 tm_write_model(const tm_recipe *r, const char *dir)
 {
 	char path[4096];
@@ -441,7 +441,7 @@ tm_write_model(const tm_recipe *r, const char *dir)
  * tools/ref_clip.py's pixels_for: a coarse x coarse pattern per channel
  * (scale coarse_scale), nearest-upsampled, plus fine noise (scale
  * fine_scale). */
-static int
+static inline int
 tm_pixels(uint64_t seed, int j, int size, int coarse, float coarse_scale,
     float fine_scale, float *out)
 {
@@ -466,7 +466,7 @@ tm_pixels(uint64_t seed, int j, int size, int coarse, float coarse_scale,
 }
 
 /* Removes a folder tree made by a test (files and subfolders). */
-static void
+static inline void
 tm_rmtree(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -478,7 +478,9 @@ tm_rmtree(const char *dir)
 				continue;
 			char path[4096];
 			struct stat st;
-			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			if ((size_t)snprintf(path, sizeof(path), "%s/%.255s", dir,
+			    e->d_name) >= sizeof(path))
+				continue;
 			if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
 				tm_rmtree(path);
 			else
