@@ -1,0 +1,1265 @@
+/*
+ * tokenizer.c - the CLIP tokenizer, exactly as OpenAI's simple_tokenizer.py
+ * (without ftfy; see docs/TOKENIZER.md).
+ *
+ * clip_tokenize() works on arrays of code points:
+ *   strict UTF-8 decoding -> html.unescape twice -> strip, collapse \s runs,
+ *   strip -> str.lower() -> the CLIP pre-tokenizer pattern -> UTF-8 bytes of
+ *   each piece -> byte-level BPE -> ids.
+ * The Unicode facts (classes, whitespace, lower case, entities) come from
+ * the generated tables of unicode_tables.c.
+ *
+ * BPE works on vocabulary ids, not strings: a symbol's id is the id of its
+ * string, and the merge table maps a pair of ids to its rank and to the id
+ * of the joined string.  Loading checks that every string a merge can make
+ * has an id and that ids are unique, so ids and strings are interchangeable.
+ */
+#include "encoder/clip.h"
+#include "encoder/tokenizer_internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#define CLIP_MAX_TOKENS (CLIP_CONTEXT_LEN - 2)
+#define SOT_STR "<|startoftext|>"
+#define EOT_STR "<|endoftext|>"
+#define EOW_STR "</w>"
+/* Vocabulary files larger than this are refused. */
+#define MAX_VOCAB_FILE (256u << 20)
+
+typedef struct merge_slot {
+	uint64_t key;      /* (left + 1) << 32 | right; 0 marks an empty slot */
+	int32_t rank;
+	int32_t id;        /* id of the joined symbol */
+} merge_slot;
+
+struct clip_tokenizer {
+	int32_t byte_id[256];     /* a byte's symbol */
+	int32_t byte_eow_id[256]; /* a byte's symbol with "</w>" (word end) */
+	int32_t sot, eot;
+	merge_slot *slots;
+	uint64_t mask;            /* slot count - 1 (a power of two) */
+	int shift;                /* 64 - log2(slot count) */
+};
+
+/* ---- Merge table ------------------------------------------------------ */
+
+static inline uint64_t
+merge_key(int32_t a, int32_t b)
+{
+	return ((uint64_t)(uint32_t)a + 1) << 32 | (uint32_t)b;
+}
+
+static inline const merge_slot *
+merge_find(const clip_tokenizer *tok, int32_t a, int32_t b)
+{
+	uint64_t key = merge_key(a, b);
+	uint64_t i = (key * 0x9E3779B97F4A7C15ull) >> tok->shift;
+
+	for (;;) {
+		const merge_slot *s = &tok->slots[i];
+		if (s->key == key)
+			return s;
+		if (s->key == 0)
+			return NULL;
+		i = (i + 1) & tok->mask;
+	}
+}
+
+/* Inserts or replaces (a later duplicate merge wins, as in Python's dict). */
+static void
+merge_put(clip_tokenizer *tok, int32_t a, int32_t b, int32_t rank, int32_t id)
+{
+	uint64_t key = merge_key(a, b);
+	uint64_t i = (key * 0x9E3779B97F4A7C15ull) >> tok->shift;
+
+	while (tok->slots[i].key != 0 && tok->slots[i].key != key)
+		i = (i + 1) & tok->mask;
+	tok->slots[i].key = key;
+	tok->slots[i].rank = rank;
+	tok->slots[i].id = id;
+}
+
+/* ---- String -> id map (used while loading) ---------------------------- */
+
+typedef struct vmap_slot {
+	const char *s;     /* NULL marks an empty slot */
+	size_t len;
+	int32_t id;
+} vmap_slot;
+
+typedef struct vmap {
+	vmap_slot *slots;
+	size_t mask;
+} vmap;
+
+static uint64_t
+str_hash(const char *s, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+	return h ^ (h >> 29);
+}
+
+static int
+vmap_init(vmap *m, size_t n)
+{
+	size_t cap = 16;
+	while (cap < 2 * n)
+		cap *= 2;
+	m->slots = calloc(cap, sizeof(*m->slots));
+	m->mask = cap - 1;
+	return m->slots ? 0 : CDX_ENOMEM;
+}
+
+static vmap_slot *
+vmap_slot_for(const vmap *m, const char *s, size_t len)
+{
+	size_t i = str_hash(s, len) & m->mask;
+	for (;;) {
+		vmap_slot *e = &m->slots[i];
+		if (!e->s || (e->len == len && memcmp(e->s, s, len) == 0))
+			return e;
+		i = (i + 1) & m->mask;
+	}
+}
+
+/* Later entries replace earlier ones (Python's dict(zip(...))).  The string
+ * must outlive the map.  Returns the id it replaced, or -1. */
+static int32_t
+vmap_put(vmap *m, const char *s, size_t len, int32_t id)
+{
+	vmap_slot *e = vmap_slot_for(m, s, len);
+	int32_t old = e->s ? e->id : -1;
+	e->s = s;
+	e->len = len;
+	e->id = id;
+	return old;
+}
+
+static int32_t
+vmap_get(const vmap *m, const char *s, size_t len)
+{
+	const vmap_slot *e = vmap_slot_for(m, s, len);
+	return e->s ? e->id : -1;
+}
+
+/* ---- Building a tokenizer from a vocabulary and merges ---------------- */
+
+/* bytes_to_unicode(): the printable bytes stand for themselves, the others
+ * for U+0100 onwards in byte order.  order[i] is the byte of vocabulary
+ * entry i (0..255), cp[b] the code point standing for byte b. */
+static void
+byte_symbols(uint8_t order[256], uint32_t cp[256])
+{
+	int n = 0, extra = 0;
+	for (int b = 0; b < 256; b++) {
+		if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) ||
+		    (b >= 0xAE && b <= 0xFF)) {
+			order[n++] = (uint8_t)b;
+			cp[b] = (uint32_t)b;
+		}
+	}
+	for (int b = 0; b < 256; b++) {
+		if (!((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) ||
+		    (b >= 0xAE && b <= 0xFF))) {
+			order[n++] = (uint8_t)b;
+			cp[b] = 256u + (uint32_t)extra++;
+		}
+	}
+}
+
+/* Writes cp as UTF-8 into out (4 bytes at most); returns the length. */
+static size_t
+utf8_put(uint32_t cp, char *out)
+{
+	if (cp < 0x80) {
+		out[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		out[0] = (char)(0xC0 | (cp >> 6));
+		out[1] = (char)(0x80 | (cp & 0x3F));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		out[0] = (char)(0xE0 | (cp >> 12));
+		out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		out[2] = (char)(0x80 | (cp & 0x3F));
+		return 3;
+	}
+	out[0] = (char)(0xF0 | (cp >> 18));
+	out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+	out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+	out[3] = (char)(0x80 | (cp & 0x3F));
+	return 4;
+}
+
+/* One merge: two strings (not NUL-terminated) and the line it came from. */
+typedef struct merge_def {
+	const char *a, *b;
+	size_t alen, blen;
+	size_t line;
+} merge_def;
+
+/* Fills tok from a vocabulary map and the ranked merges.  `vname` and
+ * `mname` name the sources in error messages. */
+static int
+tokenizer_build(clip_tokenizer *tok, const vmap *v, const merge_def *merges,
+    size_t nmerges, const char *vname, const char *mname, cdx_error *err)
+{
+	uint8_t order[256];
+	uint32_t cp[256];
+	char buf[512];
+	size_t cap = 16;
+
+	byte_symbols(order, cp);
+	for (int b = 0; b < 256; b++) {
+		size_t n = utf8_put(cp[b], buf);
+		tok->byte_id[b] = vmap_get(v, buf, n);
+		memcpy(buf + n, EOW_STR, 4);
+		tok->byte_eow_id[b] = vmap_get(v, buf, n + 4);
+		if (tok->byte_id[b] < 0 || tok->byte_eow_id[b] < 0)
+			return cdx_error_set(err, CDX_EFORMAT,
+			    "%s: the symbol '%.*s' of byte 0x%02X is missing",
+			    vname, (int)(n + (tok->byte_id[b] < 0 ? 0 : 4)), buf,
+			    b);
+	}
+	tok->sot = vmap_get(v, SOT_STR, strlen(SOT_STR));
+	tok->eot = vmap_get(v, EOT_STR, strlen(EOT_STR));
+	if (tok->sot < 0 || tok->eot < 0)
+		return cdx_error_set(err, CDX_EFORMAT, "%s: '%s' is missing",
+		    vname, tok->sot < 0 ? SOT_STR : EOT_STR);
+
+	while (cap < 2 * nmerges)
+		cap *= 2;
+	tok->slots = calloc(cap, sizeof(*tok->slots));
+	if (!tok->slots)
+		return cdx_error_set(err, CDX_ENOMEM, "tokenizer: out of memory");
+	tok->mask = cap - 1;
+	tok->shift = 64 - __builtin_ctzll((unsigned long long)cap);
+
+	for (size_t i = 0; i < nmerges; i++) {
+		const merge_def *m = &merges[i];
+		int32_t a = vmap_get(v, m->a, m->alen);
+		int32_t b = vmap_get(v, m->b, m->blen);
+		int32_t ab = -1;
+		if (m->alen + m->blen <= sizeof(buf)) {
+			memcpy(buf, m->a, m->alen);
+			memcpy(buf + m->alen, m->b, m->blen);
+			ab = vmap_get(v, buf, m->alen + m->blen);
+		}
+		if (a < 0 || b < 0)
+			return cdx_error_set(err, CDX_EFORMAT,
+			    "%s line %zu: '%.*s' is not in %s", mname, m->line,
+			    (int)(a < 0 ? m->alen : m->blen), a < 0 ? m->a : m->b,
+			    vname);
+		if (ab < 0)
+			return cdx_error_set(err, CDX_EFORMAT,
+			    "%s line %zu: the merged '%.*s%.*s' is not in %s",
+			    mname, m->line, (int)m->alen, m->a, (int)m->blen,
+			    m->b, vname);
+		merge_put(tok, a, b, (int32_t)i, ab);
+	}
+	return 0;
+}
+
+/* Splits text into merge lines: the first line (a "#version" header) is
+ * skipped, then up to `max` lines of two fields each.  With `strict`, every
+ * remaining non-empty line must be a merge; lines after `max` are ignored. */
+static int
+merges_parse(char *text, size_t len, size_t max, const char *mname,
+    merge_def **out, size_t *nout, cdx_error *err)
+{
+	merge_def *m;
+	size_t n = 0, line = 1;
+	char *p = text, *end = text + len;
+	char *nl = memchr(p, '\n', len);
+
+	if (!nl)
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: no merges after the header line", mname);
+	m = malloc(max * sizeof(*m));
+	if (!m)
+		return cdx_error_set(err, CDX_ENOMEM, "tokenizer: out of memory");
+	p = nl + 1;
+	while (p < end && n < max) {
+		char *e = memchr(p, '\n', (size_t)(end - p));
+		char *f[3];
+		size_t flen[3];
+		int nf = 0;
+		line++;
+		if (!e)
+			e = end;
+		for (char *q = p; q < e;) {
+			while (q < e && (*q == ' ' || *q == '\t' || *q == '\r'))
+				q++;
+			if (q == e)
+				break;
+			char *s = q;
+			while (q < e && *q != ' ' && *q != '\t' && *q != '\r')
+				q++;
+			if (nf < 3) {
+				f[nf] = s;
+				flen[nf] = (size_t)(q - s);
+			}
+			nf++;
+		}
+		if (nf == 0) {
+			/* Blank lines are allowed only at the end of the file. */
+			char *q = e;
+			while (q < end && (*q == '\n' || *q == ' ' ||
+			    *q == '\t' || *q == '\r'))
+				q++;
+			if (q == end)
+				break;
+		}
+		if (nf != 2) {
+			free(m);
+			return cdx_error_set(err, CDX_EFORMAT,
+			    "%s line %zu: expected two symbols, found %d", mname,
+			    line, nf);
+		}
+		m[n].a = f[0];
+		m[n].alen = flen[0];
+		m[n].b = f[1];
+		m[n].blen = flen[1];
+		m[n].line = line;
+		n++;
+		p = e + 1;
+	}
+	*out = m;
+	*nout = n;
+	return 0;
+}
+
+/* Inflates the embedded .gz into a NUL-terminated buffer. */
+static int
+builtin_inflate(char **out, size_t *out_len, cdx_error *err)
+{
+	const unsigned char *gz;
+	size_t gzlen, cap;
+	z_stream zs;
+	char *buf;
+	int zrc;
+
+	tkn_builtin_vocab_gz(&gz, &gzlen);
+	if (gzlen < 18 || gzlen > UINT_MAX)
+		return cdx_error_set(err, CDX_EINTERNAL,
+		    "built-in vocabulary: bad embedded file (%zu bytes)", gzlen);
+	/* ISIZE, the gzip trailer's uncompressed length. */
+	cap = (size_t)gz[gzlen - 4] | (size_t)gz[gzlen - 3] << 8 |
+	    (size_t)gz[gzlen - 2] << 16 | (size_t)gz[gzlen - 1] << 24;
+	buf = malloc(cap + 1);
+	if (!buf)
+		return cdx_error_set(err, CDX_ENOMEM, "tokenizer: out of memory");
+	memset(&zs, 0, sizeof(zs));
+	if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
+		free(buf);
+		return cdx_error_set(err, CDX_ENOMEM,
+		    "built-in vocabulary: zlib initialisation failed");
+	}
+	zs.next_in = (unsigned char *)(uintptr_t)gz;
+	zs.avail_in = (unsigned)gzlen;
+	zs.next_out = (unsigned char *)buf;
+	zs.avail_out = (unsigned)cap;
+	zrc = inflate(&zs, Z_FINISH);
+	inflateEnd(&zs);
+	if (zrc != Z_STREAM_END || zs.total_out != cap) {
+		free(buf);
+		return cdx_error_set(err, CDX_EINTERNAL,
+		    "built-in vocabulary: inflate failed (zlib %d)", zrc);
+	}
+	buf[cap] = '\0';
+	*out = buf;
+	*out_len = cap;
+	return 0;
+}
+
+static clip_tokenizer *
+tokenizer_alloc(void)
+{
+	return calloc(1, sizeof(clip_tokenizer));
+}
+
+int
+clip_tokenizer_load_builtin(clip_tokenizer **out, cdx_error *err)
+{
+	static const char *const name = "built-in vocabulary";
+	clip_tokenizer *tok = NULL;
+	char *text = NULL, *strs = NULL, *sp;
+	merge_def *merges = NULL;
+	size_t len = 0, nmerges = 0, total = 0;
+	uint8_t order[256];
+	uint32_t cp[256];
+	vmap v = { 0 };
+	int32_t id = 0;
+	int rc;
+
+	if (!out)
+		return cdx_error_set(err, CDX_EINVAL, "tokenizer: out is NULL");
+	rc = builtin_inflate(&text, &len, err);
+	if (rc)
+		return rc;
+	rc = merges_parse(text, len, TKN_NMERGES, name, &merges, &nmerges, err);
+	if (rc)
+		goto out_free_text;
+	if (nmerges != TKN_NMERGES) {
+		rc = cdx_error_set(err, CDX_EINTERNAL, "%s: %zu merges, not %d",
+		    name, nmerges, TKN_NMERGES);
+		goto out_free_merges;
+	}
+
+	/* The vocabulary, in simple_tokenizer.py's order: the 256 byte
+	 * symbols, the same with "</w>", the merges' results, SOT, EOT. */
+	for (size_t i = 0; i < nmerges; i++)
+		total += merges[i].alen + merges[i].blen;
+	strs = malloc(total + 256 * 4 * 2 + 4 * 256);
+	rc = CDX_ENOMEM;
+	if (!strs || vmap_init(&v, 512 + nmerges + 2) != 0) {
+		cdx_error_set(err, rc, "tokenizer: out of memory");
+		goto out_free_strs;
+	}
+	byte_symbols(order, cp);
+	sp = strs;
+	for (int eow = 0; eow < 2; eow++) {
+		for (int i = 0; i < 256; i++) {
+			size_t n = utf8_put(cp[order[i]], sp);
+			if (eow) {
+				memcpy(sp + n, EOW_STR, 4);
+				n += 4;
+			}
+			vmap_put(&v, sp, n, id++);
+			sp += n;
+		}
+	}
+	for (size_t i = 0; i < nmerges; i++) {
+		memcpy(sp, merges[i].a, merges[i].alen);
+		memcpy(sp + merges[i].alen, merges[i].b, merges[i].blen);
+		vmap_put(&v, sp, merges[i].alen + merges[i].blen, id++);
+		sp += merges[i].alen + merges[i].blen;
+	}
+	vmap_put(&v, SOT_STR, strlen(SOT_STR), id++);
+	vmap_put(&v, EOT_STR, strlen(EOT_STR), id++);
+
+	tok = tokenizer_alloc();
+	if (!tok) {
+		cdx_error_set(err, rc, "tokenizer: out of memory");
+		goto out_free_strs;
+	}
+	rc = tokenizer_build(tok, &v, merges, nmerges, name, name, err);
+	if (rc) {
+		clip_tokenizer_free(tok);
+		goto out_free_strs;
+	}
+	*out = tok;
+out_free_strs:
+	free(v.slots);
+	free(strs);
+out_free_merges:
+	free(merges);
+out_free_text:
+	free(text);
+	return rc;
+}
+
+/* Reads a whole file into a NUL-terminated buffer. */
+static int
+read_file(const char *path, char **out, size_t *out_len, cdx_error *err)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int rc;
+
+	if (!f) {
+		int e = errno;
+		return cdx_error_set(err, cdx_from_errno(e), "%s: %s", path,
+		    strerror(e));
+	}
+	for (;;) {
+		if (cap - len < 65536) {
+			char *nb;
+			if (cap >= MAX_VOCAB_FILE) {
+				rc = cdx_error_set(err, CDX_ETOOBIG,
+				    "%s: larger than %u MiB", path,
+				    MAX_VOCAB_FILE >> 20);
+				goto out_free_buf;
+			}
+			cap = cap ? cap * 2 : 1u << 20;
+			nb = realloc(buf, cap + 1);
+			if (!nb) {
+				rc = cdx_error_set(err, CDX_ENOMEM,
+				    "%s: out of memory", path);
+				goto out_free_buf;
+			}
+			buf = nb;
+		}
+		size_t n = fread(buf + len, 1, cap - len, f);
+		len += n;
+		if (n == 0) {
+			if (ferror(f)) {
+				rc = cdx_error_set(err, CDX_EIO,
+				    "%s: read error", path);
+				goto out_free_buf;
+			}
+			break;
+		}
+	}
+	fclose(f);
+	buf[len] = '\0';
+	*out = buf;
+	*out_len = len;
+	return 0;
+out_free_buf:
+	free(buf);
+	fclose(f);
+	return rc;
+}
+
+/* Fills the map from vocab.json: an object of string -> unique id. */
+static int
+vocab_json_parse(const cJSON *root, const char *path, vmap *v,
+    cdx_error *err)
+{
+	const cJSON *it;
+	int32_t *owner;
+	size_t n = 0;
+	int rc = 0;
+
+	if (!cJSON_IsObject(root))
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: not a JSON object of token -> id", path);
+	cJSON_ArrayForEach(it, root)
+		n++;
+	if (n == 0)
+		return cdx_error_set(err, CDX_EFORMAT, "%s: empty vocabulary",
+		    path);
+	if (vmap_init(v, n) != 0)
+		return cdx_error_set(err, CDX_ENOMEM, "%s: out of memory", path);
+	/* owner[id] marks ids in use, to find ids given twice. */
+	owner = calloc(n, sizeof(*owner));
+	if (!owner)
+		return cdx_error_set(err, CDX_ENOMEM, "%s: out of memory", path);
+	cJSON_ArrayForEach(it, root) {
+		double d = it->valuedouble;
+		int32_t id;
+		if (!cJSON_IsNumber(it) || !(d >= 0 && d < (double)n) ||
+		    d != (double)(int32_t)d) {
+			rc = cdx_error_set(err, CDX_EFORMAT,
+			    "%s: the id of '%.64s' is not an integer in 0..%zu",
+			    path, it->string, n - 1);
+			goto out_free_owner;
+		}
+		id = (int32_t)d;
+		if (vmap_put(v, it->string, strlen(it->string), id) >= 0) {
+			rc = cdx_error_set(err, CDX_EFORMAT,
+			    "%s: the token '%.64s' is listed twice", path,
+			    it->string);
+			goto out_free_owner;
+		}
+		if (owner[id]) {
+			rc = cdx_error_set(err, CDX_EFORMAT,
+			    "%s: id %d is used by two tokens ('%.64s' is one)",
+			    path, id, it->string);
+			goto out_free_owner;
+		}
+		owner[id] = 1;
+	}
+out_free_owner:
+	free(owner);
+	return rc;
+}
+
+int
+clip_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
+    clip_tokenizer **out, cdx_error *err)
+{
+	clip_tokenizer *tok;
+	char *vtext = NULL, *mtext = NULL;
+	size_t vlen = 0, mlen = 0, nmerges = 0;
+	merge_def *merges = NULL;
+	cJSON *root = NULL;
+	vmap v = { 0 };
+	int rc;
+
+	if (!vocab_json || !merges_txt || !out)
+		return cdx_error_set(err, CDX_EINVAL,
+		    "tokenizer: NULL argument");
+	rc = read_file(vocab_json, &vtext, &vlen, err);
+	if (rc)
+		return rc;
+	rc = read_file(merges_txt, &mtext, &mlen, err);
+	if (rc)
+		goto out_free_vtext;
+	root = cJSON_ParseWithLength(vtext, vlen);
+	if (!root) {
+		const char *at = cJSON_GetErrorPtr();
+		rc = cdx_error_set(err, CDX_EFORMAT,
+		    "%s: malformed JSON near byte %td", vocab_json,
+		    at && at >= vtext && at <= vtext + vlen ? at - vtext :
+		    (ptrdiff_t)-1);
+		goto out_free_mtext;
+	}
+	rc = vocab_json_parse(root, vocab_json, &v, err);
+	if (rc)
+		goto out_free_json;
+	if (strncmp(mtext, "#version", 8) != 0) {
+		rc = cdx_error_set(err, CDX_EFORMAT,
+		    "%s: does not start with a '#version' line", merges_txt);
+		goto out_free_json;
+	}
+	rc = merges_parse(mtext, mlen, TKN_NMERGES, merges_txt, &merges,
+	    &nmerges, err);
+	if (rc)
+		goto out_free_json;
+	tok = tokenizer_alloc();
+	if (!tok) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "tokenizer: out of memory");
+		goto out_free_merges;
+	}
+	rc = tokenizer_build(tok, &v, merges, nmerges, vocab_json, merges_txt,
+	    err);
+	if (rc) {
+		clip_tokenizer_free(tok);
+		goto out_free_merges;
+	}
+	*out = tok;
+out_free_merges:
+	free(merges);
+out_free_json:
+	free(v.slots);
+	cJSON_Delete(root);
+out_free_mtext:
+	free(mtext);
+out_free_vtext:
+	free(vtext);
+	return rc;
+}
+
+void
+clip_tokenizer_free(clip_tokenizer *tok)
+{
+	if (!tok)
+		return;
+	free(tok->slots);
+	free(tok);
+}
+
+/* ---- Text cleaning ---------------------------------------------------- */
+
+/* Strict UTF-8 decoding (what Python's bytes.decode('utf-8') accepts). */
+static int
+utf8_decode(const unsigned char *s, size_t len, uint32_t *out, size_t *nout,
+    cdx_error *err)
+{
+	size_t i = 0, n = 0;
+
+	while (i < len) {
+		unsigned c = s[i];
+		uint32_t cp;
+		size_t need;
+		const char *why = NULL;
+
+		if (c < 0x80) {
+			out[n++] = c;
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF) {
+			need = 1;
+			cp = c & 0x1F;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			need = 2;
+			cp = c & 0x0F;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			need = 3;
+			cp = c & 0x07;
+		} else {
+			why = c >= 0x80 && c <= 0xBF ? "unexpected continuation byte" :
+			    c == 0xC0 || c == 0xC1 ? "overlong encoding" :
+			    "byte that never occurs in UTF-8";
+			return cdx_error_set(err, CDX_EUTF8,
+			    "invalid UTF-8 at byte offset %zu (0x%02X): %s", i,
+			    c, why);
+		}
+		for (size_t k = 1; k <= need; k++) {
+			if (i + k >= len || (s[i + k] & 0xC0) != 0x80)
+				return cdx_error_set(err, CDX_EUTF8,
+				    "invalid UTF-8 at byte offset %zu: truncated "
+				    "%zu-byte sequence", i, need + 1);
+			cp = cp << 6 | (s[i + k] & 0x3F);
+		}
+		if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000))
+			why = "overlong encoding";
+		else if (cp >= 0xD800 && cp <= 0xDFFF)
+			why = "surrogate code point";
+		else if (cp > TKN_MAX_CP)
+			why = "code point above U+10FFFF";
+		if (why)
+			return cdx_error_set(err, CDX_EUTF8,
+			    "invalid UTF-8 at byte offset %zu: %s", i, why);
+		out[n++] = cp;
+		i += need + 1;
+	}
+	*nout = n;
+	return 0;
+}
+
+static int
+entity_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, ((const tkn_entity *)elem)->name);
+}
+
+/* Looks up the HTML5 entity named by n code points (ASCII, else none). */
+static const tkn_entity *
+entity_find(const uint32_t *s, size_t n)
+{
+	char name[40];
+
+	if (n >= sizeof(name))
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] >= 0x80)
+			return NULL;
+		name[i] = (char)s[i];
+	}
+	name[n] = '\0';
+	return bsearch(name, tkn_entities, tkn_nentities, sizeof(tkn_entity),
+	    entity_cmp);
+}
+
+static int
+u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Writes what html.unescape makes of the numeric reference `num` (already
+ * saturated at 0x110000); returns the number of code points (0 or 1). */
+static size_t
+charref_put(uint32_t num, uint32_t *out)
+{
+	for (size_t i = 0; i < tkn_ncharrefs; i++) {
+		if (tkn_charrefs[i].num == num) {
+			*out = tkn_charrefs[i].cp;
+			return 1;
+		}
+	}
+	if ((num >= 0xD800 && num <= 0xDFFF) || num > TKN_MAX_CP) {
+		*out = 0xFFFD;
+		return 1;
+	}
+	if (bsearch(&num, tkn_dropped_cps, tkn_ndropped_cps, sizeof(uint32_t),
+	    u32_cmp))
+		return 0;
+	*out = num;
+	return 1;
+}
+
+static int
+is_digit(uint32_t c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int
+hex_val(uint32_t c)
+{
+	if (c >= '0' && c <= '9')
+		return (int)(c - '0');
+	if (c >= 'a' && c <= 'f')
+		return (int)(c - 'a' + 10);
+	if (c >= 'A' && c <= 'F')
+		return (int)(c - 'A' + 10);
+	return -1;
+}
+
+/* Python's html.unescape() on n code points; out has room for n (the result
+ * is never longer).  Returns the result's length. */
+static size_t
+html_unescape(const uint32_t *in, size_t n, uint32_t *out)
+{
+	size_t i = 0, o = 0;
+
+	while (i < n) {
+		size_t j = i + 1;
+		if (in[i] != '&' || j >= n) {
+			out[o++] = in[i++];
+			continue;
+		}
+		if (in[j] == '#') {
+			/* &#[0-9]+;? or &#[xX][0-9a-fA-F]+;? */
+			uint32_t num = 0;
+			size_t k = j + 1;
+			int base = 10;
+			if (k < n && (in[k] == 'x' || in[k] == 'X') &&
+			    k + 1 < n && hex_val(in[k + 1]) >= 0) {
+				base = 16;
+				k++;
+			} else if (!(k < n && is_digit(in[k]))) {
+				out[o++] = in[i++]; /* no match: a plain '&' */
+				continue;
+			}
+			for (; k < n; k++) {
+				int d = base == 16 ? hex_val(in[k]) :
+				    is_digit(in[k]) ? (int)(in[k] - '0') : -1;
+				if (d < 0)
+					break;
+				num = num * (uint32_t)base + (uint32_t)d;
+				if (num > TKN_MAX_CP)
+					num = TKN_MAX_CP + 1; /* saturate */
+			}
+			if (k < n && in[k] == ';')
+				k++;
+			o += charref_put(num, out + o);
+			i = k;
+			continue;
+		}
+		/* [^\t\n\f <&#;]{1,32};? : a name */
+		size_t m = 0;
+		while (j + m < n && m < 32) {
+			uint32_t c = in[j + m];
+			if (c == '\t' || c == '\n' || c == '\f' || c == ' ' ||
+			    c == '<' || c == '&' || c == '#' || c == ';')
+				break;
+			m++;
+		}
+		if (m == 0) {
+			out[o++] = in[i++];
+			continue;
+		}
+		size_t slen = m + (j + m < n && in[j + m] == ';');
+		const tkn_entity *e = entity_find(in + j, slen);
+		size_t x = slen;
+		/* Else the longest prefix that names an entity (at least 2). */
+		while (!e && --x >= 2)
+			e = entity_find(in + j, x);
+		if (e) {
+			out[o++] = e->cp[0];
+			if (e->cp[1])
+				out[o++] = e->cp[1];
+			for (size_t k = x; k < slen; k++)
+				out[o++] = in[j + k];
+		} else {
+			for (size_t k = i; k < j + slen; k++)
+				out[o++] = in[k];
+		}
+		i = j + slen;
+	}
+	return o;
+}
+
+/* basic_clean's strip() then whitespace_clean(): in place; returns the new
+ * length. */
+static size_t
+whitespace_clean(uint32_t *s, size_t n)
+{
+	size_t lo = 0, hi = n, o = 0;
+
+	for (int pass = 0; pass < 2; pass++) {
+		while (lo < hi && (tkn_prop(s[lo]) & TKN_PYSPACE))
+			lo++;
+		while (hi > lo && (tkn_prop(s[hi - 1]) & TKN_PYSPACE))
+			hi--;
+		if (pass == 1)
+			break;
+		/* re.sub(r'\s+', ' ') */
+		o = 0;
+		for (size_t i = lo; i < hi;) {
+			if (tkn_prop(s[i]) & TKN_RSPACE) {
+				while (i < hi && (tkn_prop(s[i]) & TKN_RSPACE))
+					i++;
+				s[o++] = ' ';
+			} else {
+				s[o++] = s[i++];
+			}
+		}
+		lo = 0;
+		hi = o;
+	}
+	if (lo > 0)
+		memmove(s, s + lo, (hi - lo) * sizeof(*s));
+	return hi - lo;
+}
+
+/* The lower-case mapping of cp other than U+03A3; returns its length. */
+static size_t
+lower_cp(uint32_t cp, uint32_t *out)
+{
+	size_t lo = 0, hi = tkn_lower_nruns;
+
+	if (!(tkn_prop(cp) & TKN_LOWER)) {
+		*out = cp;
+		return 1;
+	}
+	for (size_t i = 0; i < tkn_lower_nmultis; i++) {
+		if (tkn_lower_multis[i].cp == cp) {
+			for (uint32_t k = 0; k < tkn_lower_multis[i].n; k++)
+				out[k] = tkn_lower_multis[i].to[k];
+			return tkn_lower_multis[i].n;
+		}
+	}
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		const tkn_lower_run *r = &tkn_lower_runs[mid];
+		if (cp < r->first) {
+			hi = mid;
+		} else if (cp > r->last) {
+			lo = mid + 1;
+		} else {
+			if ((cp - r->first) % (uint32_t)r->stride == 0) {
+				*out = (uint32_t)((int32_t)cp + r->delta);
+				return 1;
+			}
+			break;
+		}
+	}
+	*out = cp;
+	return 1;
+}
+
+/* CPython's handle_capital_sigma(): U+03A3 lower-cases to final sigma after
+ * a cased letter, unless one follows (case-ignorable characters skipped). */
+static uint32_t
+lower_sigma(const uint32_t *s, size_t n, size_t i)
+{
+	size_t j = i;
+	int final = 0;
+
+	while (j > 0 && (tkn_prop(s[j - 1]) & TKN_CASE_IGN))
+		j--;
+	final = j > 0 && (tkn_prop(s[j - 1]) & TKN_CASED);
+	if (final) {
+		j = i + 1;
+		while (j < n && (tkn_prop(s[j]) & TKN_CASE_IGN))
+			j++;
+		final = j == n || !(tkn_prop(s[j]) & TKN_CASED);
+	}
+	return final ? 0x3C2 : 0x3C3;
+}
+
+/* str.lower(); out has room for 3 * n.  Returns the result's length. */
+static size_t
+lower_str(const uint32_t *s, size_t n, uint32_t *out)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < 0x80) {
+			out[o++] = s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i];
+		} else if (s[i] == 0x3A3) {
+			out[o++] = lower_sigma(s, n, i);
+		} else {
+			o += lower_cp(s[i], out + o);
+		}
+	}
+	return o;
+}
+
+/* ---- Pre-tokenizer ---------------------------------------------------- */
+
+/* Does c match the ASCII letter or symbol `a` under re.IGNORECASE? */
+static inline int
+ci_eq(uint32_t c, char a)
+{
+	if (c == (uint32_t)a)
+		return 1;
+	if (a >= 'a' && a <= 'z')
+		return c == (uint32_t)(a - 32) || (a == 's' && c == 0x17F);
+	return 0;
+}
+
+static int
+ci_match(const uint32_t *s, size_t n, size_t i, const char *lit)
+{
+	size_t k = 0;
+	for (; lit[k]; k++)
+		if (i + k >= n || !ci_eq(s[i + k], lit[k]))
+			return 0;
+	return 1;
+}
+
+/* The CLIP pattern at position i (re.findall scans forward from i).
+ * Returns the length of the match there, 0 if nothing matches at i. */
+static size_t
+pretok_match(const uint32_t *s, size_t n, size_t i)
+{
+	static const char *const lits[] = { SOT_STR, EOT_STR, "'s", "'t", "'re",
+		"'ve", "'m", "'ll", "'d" };
+	unsigned p;
+	size_t j;
+
+	if (s[i] == '<' || s[i] == '\'') {
+		for (size_t k = 0; k < sizeof(lits) / sizeof(lits[0]); k++)
+			if (ci_match(s, n, i, lits[k]))
+				return strlen(lits[k]);
+	}
+	p = tkn_prop(s[i]);
+	if (p & TKN_L) {
+		for (j = i + 1; j < n && (tkn_prop(s[j]) & TKN_L); j++)
+			;
+		return j - i;
+	}
+	if (p & TKN_N)
+		return 1;
+	if (p & TKN_O) {
+		for (j = i + 1; j < n && (tkn_prop(s[j]) & TKN_O); j++)
+			;
+		return j - i;
+	}
+	return 0;
+}
+
+/* Is s[0..n) exactly the ASCII string lit? */
+static int
+lit_equal(const uint32_t *s, size_t n, const char *lit)
+{
+	size_t k = 0;
+	for (; k < n && lit[k]; k++)
+		if (s[k] != (uint32_t)(unsigned char)lit[k])
+			return 0;
+	return k == n && lit[k] == '\0';
+}
+
+/* ---- BPE -------------------------------------------------------------- */
+
+typedef struct bpe_cand {
+	uint64_t key;            /* rank << 32 | position of the left symbol */
+	int32_t left, right, id; /* the pair, and the id it merges into */
+} bpe_cand;
+
+typedef struct bpe_work {
+	int32_t *sym, *next, *prev;
+	bpe_cand *heap, *defer;
+	size_t cap;              /* symbols the arrays hold */
+} bpe_work;
+
+static void
+bpe_work_free(bpe_work *w)
+{
+	free(w->sym);
+	free(w->next);
+	free(w->prev);
+	free(w->heap);
+	free(w->defer);
+}
+
+static int
+bpe_work_reserve(bpe_work *w, size_t n)
+{
+	bpe_work nw;
+	size_t cap = w->cap ? w->cap : 64;
+
+	if (n <= w->cap)
+		return 0;
+	while (cap < n)
+		cap *= 2;
+	nw.cap = cap;
+	nw.sym = malloc(cap * sizeof(int32_t));
+	nw.next = malloc(cap * sizeof(int32_t));
+	nw.prev = malloc(cap * sizeof(int32_t));
+	nw.heap = malloc(3 * cap * sizeof(bpe_cand));
+	nw.defer = malloc(2 * cap * sizeof(bpe_cand));
+	if (!nw.sym || !nw.next || !nw.prev || !nw.heap || !nw.defer) {
+		bpe_work_free(&nw);
+		return CDX_ENOMEM;
+	}
+	bpe_work_free(w);
+	*w = nw;
+	return 0;
+}
+
+static void
+heap_push(bpe_cand *h, size_t *n, bpe_cand c)
+{
+	size_t i = (*n)++;
+	while (i > 0) {
+		size_t up = (i - 1) / 2;
+		if (h[up].key <= c.key)
+			break;
+		h[i] = h[up];
+		i = up;
+	}
+	h[i] = c;
+}
+
+static bpe_cand
+heap_pop(bpe_cand *h, size_t *n)
+{
+	bpe_cand top = h[0], last = h[--*n];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= *n)
+			break;
+		if (c + 1 < *n && h[c + 1].key < h[c].key)
+			c++;
+		if (last.key <= h[c].key)
+			break;
+		h[i] = h[c];
+		i = c;
+	}
+	if (*n > 0)
+		h[i] = last;
+	return top;
+}
+
+/* The candidate merge of symbols at positions l and w->next[l], if any. */
+static int
+bpe_cand_at(const clip_tokenizer *tok, const bpe_work *w, int32_t l,
+    bpe_cand *c)
+{
+	int32_t r = w->next[l];
+	const merge_slot *m;
+
+	if (r < 0)
+		return 0;
+	m = merge_find(tok, w->sym[l], w->sym[r]);
+	if (!m)
+		return 0;
+	c->key = (uint64_t)(uint32_t)m->rank << 32 | (uint32_t)l;
+	c->left = w->sym[l];
+	c->right = w->sym[r];
+	c->id = m->id;
+	return 1;
+}
+
+/* OpenAI's bpe(): repeatedly takes the lowest-ranked adjacent pair and
+ * merges all of its occurrences left to right, until no pair has a rank.
+ * A heap ordered by (rank, position) finds the pairs; the pairs a pass
+ * creates wait until the pass is over, as in the original, which rescans
+ * after each pass.  O(n log n) for a word of n bytes.  The word's symbols
+ * are left in w->sym, linked from position 0 by w->next. */
+static void
+bpe_word(const clip_tokenizer *tok, bpe_work *w, const unsigned char *b,
+    size_t n)
+{
+	size_t nheap = 0, ndefer;
+	bpe_cand c;
+
+	for (size_t i = 0; i < n; i++) {
+		w->sym[i] = i + 1 < n ? tok->byte_id[b[i]] : tok->byte_eow_id[b[i]];
+		w->next[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
+		w->prev[i] = (int32_t)i - 1;
+	}
+	for (size_t i = 0; i + 1 < n; i++)
+		if (bpe_cand_at(tok, w, (int32_t)i, &c))
+			heap_push(w->heap, &nheap, c);
+
+	while (nheap > 0) {
+		uint64_t rank = w->heap[0].key >> 32;
+		ndefer = 0;
+		while (nheap > 0 && w->heap[0].key >> 32 == rank) {
+			bpe_cand t = heap_pop(w->heap, &nheap);
+			int32_t l = (int32_t)(uint32_t)t.key, r = w->next[l];
+			/* Stale when either symbol changed or was merged away
+			 * (a merged-away position is never a candidate's left
+			 * side again: its predecessor's next skips it). */
+			if (w->prev[l] == -2 || r < 0 || w->sym[l] != t.left ||
+			    w->sym[r] != t.right)
+				continue;
+			w->sym[l] = t.id;
+			w->next[l] = w->next[r];
+			if (w->next[r] >= 0)
+				w->prev[w->next[r]] = l;
+			w->prev[r] = -2; /* merged away */
+			if (w->prev[l] >= 0 &&
+			    bpe_cand_at(tok, w, w->prev[l], &c))
+				w->defer[ndefer++] = c;
+			if (bpe_cand_at(tok, w, l, &c))
+				w->defer[ndefer++] = c;
+		}
+		for (size_t k = 0; k < ndefer; k++)
+			heap_push(w->heap, &nheap, w->defer[k]);
+	}
+}
+
+/* ---- Tokenize --------------------------------------------------------- */
+
+int
+clip_tokenize(const clip_tokenizer *tok, const char *text, size_t len,
+    int32_t ids[CLIP_CONTEXT_LEN], int *n_tokens, cdx_error *err)
+{
+	int32_t res[CLIP_CONTEXT_LEN];
+	uint32_t *a = NULL, *b = NULL, *low = NULL;
+	unsigned char *bytes = NULL;
+	bpe_work w = { 0 };
+	size_t n = 0, nlow, nt = 0;
+	int rc;
+
+	if (!tok || !ids || (!text && len > 0))
+		return cdx_error_set(err, CDX_EINVAL,
+		    "clip_tokenize: NULL argument");
+	if (len > SIZE_MAX / (5 * sizeof(uint32_t)))
+		return cdx_error_set(err, CDX_ETOOBIG, "clip_tokenize: text "
+		    "too long");
+	a = malloc((len + 1) * sizeof(*a));
+	b = malloc((len + 1) * sizeof(*b));
+	if (!a || !b) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "clip_tokenize: out of memory");
+		goto out_free;
+	}
+	rc = utf8_decode((const unsigned char *)text, len, a, &n, err);
+	if (rc)
+		goto out_free;
+	n = html_unescape(a, n, b);
+	n = html_unescape(b, n, a);
+	n = whitespace_clean(a, n);
+	free(b);
+	b = NULL;
+	low = malloc((3 * n + 1) * sizeof(*low));
+	bytes = malloc(4 * n + 1);
+	if (!low || !bytes) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "clip_tokenize: out of memory");
+		goto out_free;
+	}
+	nlow = lower_str(a, n, low);
+
+	for (size_t i = 0; i < nlow && nt < CLIP_MAX_TOKENS;) {
+		size_t m = pretok_match(low, nlow, i), nb = 0;
+		if (m == 0) {
+			i++;
+			continue;
+		}
+		/* simple_tokenizer's cache makes the exact special strings
+		 * their own tokens (a case variant such as "<|ſtartoftext|>"
+		 * matches the pattern but goes through BPE). */
+		if (lit_equal(low + i, m, SOT_STR) || lit_equal(low + i, m, EOT_STR)) {
+			res[1 + nt++] = low[i + 2] == 's' ? tok->sot : tok->eot;
+			i += m;
+			continue;
+		}
+		for (size_t k = 0; k < m; k++)
+			nb += utf8_put(low[i + k], (char *)bytes + nb);
+		i += m;
+		if (bpe_work_reserve(&w, nb) != 0) {
+			rc = cdx_error_set(err, CDX_ENOMEM,
+			    "clip_tokenize: out of memory");
+			goto out_free;
+		}
+		bpe_word(tok, &w, bytes, nb);
+		for (int32_t p = 0; p >= 0 && nt < CLIP_MAX_TOKENS; p = w.next[p])
+			res[1 + nt++] = w.sym[p];
+	}
+	res[0] = tok->sot;
+	for (size_t k = 1 + nt; k < CLIP_CONTEXT_LEN; k++)
+		res[k] = tok->eot;
+	memcpy(ids, res, sizeof(res));
+	if (n_tokens)
+		*n_tokens = (int)nt + 2;
+out_free:
+	bpe_work_free(&w);
+	free(bytes);
+	free(low);
+	free(b);
+	free(a);
+	return rc;
+}
