@@ -207,16 +207,9 @@ load_tokenizer(clip_model *m, const char *dir, cdx_error *err)
 	char vocab[PATH_MAX], merges[PATH_MAX];
 	snprintf(vocab, sizeof(vocab), "%s/vocab.json", dir);
 	snprintf(merges, sizeof(merges), "%s/merges.txt", dir);
-#ifdef CLIP_HAVE_TOKENIZER
 	if (file_exists(vocab) && file_exists(merges))
 		return clip_tokenizer_load_files(vocab, merges, &m->tok, err);
 	return clip_tokenizer_load_builtin(&m->tok, err);
-#else
-	/* TODO: wire when encoder/tokenizer.c lands. */
-	(void)m;
-	(void)err;
-	return 0;
-#endif
 }
 
 /* ---- load --------------------------------------------------------------- */
@@ -361,9 +354,7 @@ clip_model_free(clip_model *m)
 {
 	if (m == NULL)
 		return;
-#ifdef CLIP_HAVE_TOKENIZER
 	clip_tokenizer_free(m->tok);
-#endif
 	free(m->text.layers);
 	free(m->vision.layers);
 	free(m->arena);

@@ -491,6 +491,27 @@ test_extras_accepted(void **state)
 	expect_fail(f->dir, CDX_EFORMAT, "'bad'", (char *)NULL);
 }
 
+/* A folder's own vocab.json + merges.txt are used (here: broken ones),
+ * else the built-in vocabulary. */
+static void
+test_tokenizer_files(void **state)
+{
+	fixture *f = *state;
+	clip_model *m = NULL;
+	cdx_error err = {0};
+	assert_int_equal(clip_model_load(f->dir, NULL, &m, &err), 0);
+	assert_non_null(clip_model_tokenizer(m));
+	clip_model_free(m);
+	put(f, "vocab.json", "this is not json");
+	put(f, "merges.txt", "#version: 0.2\n");
+	m = NULL;
+	int rc = clip_model_load(f->dir, NULL, &m, &err);
+	assert_int_not_equal(rc, 0);
+	assert_null(m);
+	if (strstr(err.msg, "vocab.json") == NULL)
+		fail_msg("message '%s' does not name vocab.json", err.msg);
+}
+
 int
 main(void)
 {
@@ -518,6 +539,7 @@ main(void)
 		T(test_dtype_shape_inconsistent),
 		T(test_needed_tensor_wrong_dtype),
 		T(test_extras_accepted),
+		T(test_tokenizer_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
