@@ -646,7 +646,15 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 		added = h.added;
 		if ((rc = hash_del(txn, s->db_hash, h.hash, id)))
 			return st_mdb_err(err, rc, "deleting hash");
-		b->rm[b->nrm++] = old_label;
+		if (old_label > (int64_t)s->seq) {
+			/* Written earlier in this batch: it never reaches the
+			 * live map or the index. */
+			for (size_t j = 0; j < b->nadd; j++)
+				if (b->add[j] == old_label)
+					b->add[j] = -1;
+		} else {
+			b->rm[b->nrm++] = old_label;
+		}
 	} else if (rc == MDB_NOTFOUND) {
 		id = b->next_id++;
 		if ((rc = mdb_put(txn, s->db_path, &pk,
@@ -717,12 +725,13 @@ batch_apply(store *s, batch *b, int64_t *attrs_ctime, int64_t *attrs_mtime,
 	for (size_t i = 0; i < b->nrm; i++)
 		live_remove(&s->live, b->rm[i]);
 	for (size_t i = 0; i < b->nadd && !rc; i++)
-		rc = live_add(&s->live, b->add[i], ids[i], attrs_ctime[i],
-			      attrs_mtime[i]);
-	/* A label replaced within the same batch never reaches the index. */
+		if (b->add[i] >= 0)
+			rc = live_add(&s->live, b->add[i], ids[i],
+				      attrs_ctime[i], attrs_mtime[i]);
+	/* A label replaced within the same batch (-1) is left out. */
 	size_t m = 0;
 	for (size_t i = 0; i < b->nadd; i++) {
-		if (live_find(&s->live, b->add[i]) < 0)
+		if (b->add[i] < 0)
 			continue;
 		if (m != i) {
 			b->add[m] = b->add[i];

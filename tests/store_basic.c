@@ -133,6 +133,24 @@ test_put_get_replace_delete(void **state)
 	assert_int_equal(store_image_get(s, imgs[0].id, &g, &e), CDX_ENOTFOUND);
 	ASSERT_OK(store_verify(s, &e), e);
 
+	/* The same path twice in one batch: the later one wins. */
+	store_image two[2];
+	char tp[2][64];
+	float te[2][8];
+	make_image(&two[0], tp[0], "/photos/dup.jpg", te[0], 8, 11);
+	make_image(&two[1], tp[1], "/photos/dup.jpg", te[1], 8, 12);
+	ASSERT_OK(store_image_put(s, two, 2, &e), e);
+	assert_int_equal(two[0].id, two[1].id);
+	assert_int_equal(store_image_count(s), 2);
+	ASSERT_OK(store_image_get(s, two[0].id, &g, &e), e);
+	assert_int_equal(g->width, two[1].width);
+	store_image_free(g);
+	ASSERT_OK(store_verify(s, &e), e);
+	const char *dupp = "/photos/dup.jpg";
+	ASSERT_OK(store_image_delete_paths(s, &dupp, 1, &nd, &e), e);
+	assert_int_equal(nd, 1);
+	ASSERT_OK(store_verify(s, &e), e);
+
 	/* Ids are never reused, also across reopen. */
 	uint64_t maxid = imgs[2].id;
 	store_close(s);

@@ -21,7 +21,7 @@
 				 cdx_strerror(rc_), (e).msg);             \
 	} while (0)
 
-static int
+static inline int
 tu_rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
 {
 	(void)sb;
@@ -30,13 +30,13 @@ tu_rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
 	return remove(p);
 }
 
-static void
+static inline void
 tu_rmrf(const char *dir)
 {
 	nftw(dir, tu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static char *
+static inline char *
 tu_tmpdir(void)
 {
 	char t[] = "/tmp/cdx_store_XXXXXX";
@@ -48,7 +48,7 @@ tu_tmpdir(void)
 }
 
 /* xorshift64* */
-static uint64_t
+static inline uint64_t
 tu_rand(uint64_t *st)
 {
 	uint64_t x = *st;
@@ -59,13 +59,13 @@ tu_rand(uint64_t *st)
 	return x * 0x2545F4914F6CDD1Dull;
 }
 
-static double
+static inline double
 tu_unif(uint64_t *st)
 {
 	return (double)(tu_rand(st) >> 11) / 9007199254740992.0;
 }
 
-static double
+static inline double
 tu_gauss(uint64_t *st)
 {
 	double u = tu_unif(st), v = tu_unif(st);
@@ -74,7 +74,7 @@ tu_gauss(uint64_t *st)
 	return sqrt(-2 * log(u)) * cos(2 * 3.14159265358979 * v);
 }
 
-static void
+static inline void
 tu_normalise(float *v, int d)
 {
 	double s = 0;
@@ -88,7 +88,7 @@ tu_normalise(float *v, int d)
 /* n normalised vectors from a mixture of nc clusters with spread in
  * [0.1, 0.5]; centres are drawn from seed `cseed` so queries can come from
  * the same mixture. */
-static void
+static inline void
 tu_clustered(float *out, size_t n, int d, int nc, uint64_t cseed,
 	     uint64_t seed)
 {
