@@ -34,6 +34,10 @@
 extern "C" {
 #endif
 
+/* client/clipdex.h (the installed, self-contained client header) repeats
+ * this enum under the same guard; tests/client_api.c checks they agree. */
+#ifndef CDX_ERR_ENUM_DEFINED
+#define CDX_ERR_ENUM_DEFINED
 enum cdx_err {
 	CDX_OK = 0,
 	CDX_ENOMEM = -1,    /* out of memory */
@@ -56,10 +60,10 @@ enum cdx_err {
 	CDX_ECLOSED = -18,  /* object or connection closed */
 	CDX_EINTERNAL = -19,/* internal error (a bug) */
 };
-#define CDX_ERR_MIN (-19)
-
 /* A static, never-NULL description of any code (unknown codes included). */
 const char *cdx_strerror(int code);
+#endif
+#define CDX_ERR_MIN (-19)
 
 #define CDX_ERRMSG_MAX 256
 

@@ -1,0 +1,197 @@
+/*
+ * clipdex.h - the clipdex client library (libclipdex).
+ *
+ * Talks to a running clipdexd over nng REQ/REP (docs/PROTOCOL.md).  Link
+ * with `pkg-config --libs clipdex`.  This header is self-contained and
+ * compiles as C and C++.
+ *
+ * Errors: functions return 0 or a negative CDX_E* code (cdx_strerror()
+ * names it).  The daemon's structured errors map to codes (bad_request ->
+ * CDX_EINVAL, not_found -> CDX_ENOTFOUND, forbidden/unauthorized ->
+ * CDX_EPERM, too_large -> CDX_ETOOBIG, bad_image -> CDX_EFORMAT, busy ->
+ * CDX_EBUSY, others -> CDX_EPROTO or CDX_EINTERNAL); the daemon's message,
+ * or a local one, is then available from cdx_client_errmsg().
+ * Out-parameters are untouched on failure.
+ *
+ * Ownership: result structs are allocated by the library and freed with
+ * their *_free() function; every *_free() accepts NULL.  Strings inside a
+ * result live as long as the result.
+ *
+ * Thread-safety: a cdx_client may be used by several threads at once; each
+ * call is one request on its own nng context.  cdx_client_errmsg() returns
+ * the message of the calling thread's last failed call on that client.
+ * cdx_client_close() must not race with other calls on the same client.
+ */
+#ifndef CLIPDEX_H
+#define CLIPDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef CDX_ERR_ENUM_DEFINED
+#define CDX_ERR_ENUM_DEFINED
+/* The same codes as the daemon and every clipdex module. */
+enum cdx_err {
+	CDX_OK = 0,
+	CDX_ENOMEM = -1,
+	CDX_EINVAL = -2,
+	CDX_EIO = -3,
+	CDX_ENOTFOUND = -4,
+	CDX_EEXIST = -5,
+	CDX_ECORRUPT = -6,
+	CDX_EFORMAT = -7,
+	CDX_ETOOBIG = -8,
+	CDX_EMODEL = -9,
+	CDX_EFULL = -10,
+	CDX_EBUSY = -11,
+	CDX_EPERM = -12,
+	CDX_EUTF8 = -13,
+	CDX_EINDEX = -14,
+	CDX_ESTORE = -15,
+	CDX_ETIMEDOUT = -16,
+	CDX_EPROTO = -17,
+	CDX_ECLOSED = -18,
+	CDX_EINTERNAL = -19,
+};
+const char *cdx_strerror(int code);
+#endif
+
+/* The address clients use when none is given: $CLIPDEX_URL if set, else
+ * the daemon's default, ipc://$XDG_RUNTIME_DIR/clipdex.sock (or
+ * ipc:///tmp/clipdex-<uid>.sock without XDG_RUNTIME_DIR). */
+const char *cdx_default_url(void);
+
+typedef struct cdx_client cdx_client;
+
+/* Connects to url (NULL: cdx_default_url()).  The connection is made in
+ * the background; requests wait for it up to the timeout.
+ * Errors: CDX_EINVAL (bad url), CDX_ENOMEM, CDX_EIO. */
+int cdx_client_open(const char *url, cdx_client **out);
+void cdx_client_close(cdx_client *c);
+
+/* Request timeout in milliseconds (default 30000; <= 0: wait forever). */
+void cdx_client_set_timeout(cdx_client *c, int ms);
+/* Token sent with every request (for TCP daemons that require one); the
+ * string is copied.  NULL clears it. */
+int cdx_client_set_token(cdx_client *c, const char *token);
+
+/* Message of this thread's last failed call on c ("" if none). */
+const char *cdx_client_errmsg(const cdx_client *c);
+
+/* Sends one raw JSON request and returns the raw JSON reply (malloc'd,
+ * NUL-terminated; free with free()).  Returns 0 when a reply arrived,
+ * whatever it says. */
+int cdx_request(cdx_client *c, const char *json, char **reply);
+
+/* ---- queries ---- */
+
+enum cdx_term_kind {
+	CDX_TERM_TEXT = 0,   /* text: UTF-8 */
+	CDX_TERM_IMAGE = 1,  /* data/len: JPEG or PNG bytes (uploaded) */
+	CDX_TERM_PATH = 2,   /* text: a path on the daemon's machine */
+	CDX_TERM_ID = 3,     /* id: an indexed image */
+};
+
+typedef struct cdx_term {
+	int kind;            /* enum cdx_term_kind */
+	const char *text;
+	const void *data;
+	size_t len;
+	uint64_t id;
+	float weight;        /* may be negative; 0 is treated as 1 */
+} cdx_term;
+
+enum cdx_time_field { CDX_TIME_NONE = 0, CDX_TIME_CAPTURE = 1, CDX_TIME_MTIME = 2 };
+
+typedef struct cdx_query {
+	const cdx_term *terms;
+	size_t n_terms;
+	int k;               /* 0: 10 */
+	int offset;
+	int has_min_score;
+	float min_score;
+	const char *path_prefix;  /* NULL: none */
+	int time_field;      /* enum cdx_time_field */
+	int64_t time_from, time_to;
+	float collapse;      /* 0: off */
+	int exact;           /* exact image preprocessing */
+} cdx_query;
+
+typedef struct cdx_result {
+	uint64_t id;
+	float score;
+	const char *path;
+	uint32_t width, height;
+	int64_t size;
+	int64_t mtime;
+	int64_t capture_time;   /* INT64_MIN when unknown */
+	int64_t added;
+} cdx_result;
+
+typedef struct cdx_results {
+	size_t n;
+	cdx_result *results;
+	double took_ms;
+} cdx_results;
+
+/* search: the query's terms combined; similar: the images most like the
+ * indexed image `id` (the query's terms are ignored, its options used). */
+int cdx_search(cdx_client *c, const cdx_query *q, cdx_results **out);
+int cdx_similar(cdx_client *c, uint64_t id, const cdx_query *opts,
+    cdx_results **out);
+void cdx_results_free(cdx_results *r);
+
+/* The embedding of the query's terms (combined as for search).  *out is
+ * malloc'd, *dim floats; free with free(). */
+int cdx_embed(cdx_client *c, const cdx_query *q, float **out, int *dim);
+
+/* ---- collection ---- */
+
+typedef struct cdx_add_result {
+	int64_t added, updated, unchanged, failed;
+} cdx_add_result;
+
+/* Indexes a file or folder.  wait = 0 returns once queued (res may be
+ * NULL); wait = 1 returns when done. */
+int cdx_add(cdx_client *c, const char *path, int wait, cdx_add_result *res);
+/* Forgets the image at path or every image under folder path. */
+int cdx_remove(cdx_client *c, const char *path, int64_t *removed);
+
+typedef struct cdx_status {
+	char version[32];
+	double uptime_s;
+	int64_t images, failures, seq;
+	char model_id[160];
+	int dim;
+	char index_kind[128];
+	int64_t index_vectors;
+	int64_t queue_pending, queue_done;
+	double rate;           /* images per second while indexing */
+	int64_t rss_bytes;
+} cdx_status;
+
+int cdx_get_status(cdx_client *c, cdx_status *out);
+
+typedef struct cdx_failure {
+	const char *path;
+	const char *reason;
+	int64_t size, mtime, when;
+} cdx_failure;
+
+typedef struct cdx_failures {
+	size_t n;
+	int64_t total;
+	cdx_failure *items;
+} cdx_failures;
+
+int cdx_get_failures(cdx_client *c, int limit, cdx_failures **out);
+void cdx_failures_free(cdx_failures *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
