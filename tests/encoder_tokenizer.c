@@ -603,7 +603,7 @@ expect_bad_files(const char *vocab, const char *merges, int code,
  * the special tokens (merges "a b" and "a b</w>").  The entry with id
  * `rename_id` gets another name; the one with id `dup_id` gets id 0. */
 static char *
-small_vocab(int rename_id, int dup_id)
+small_vocab_extra(int rename_id, int dup_id, const char *extra)
 {
 	int order[256];
 	uint32_t cp[256];
@@ -630,8 +630,15 @@ small_vocab(int rename_id, int dup_id)
 	sb_str(&v, "\"ab\":512,\"ab</w>\":513,\"<|startoftext|>\":514");
 	sb_str(&v, rename_id == 515 ? ",\"renamed\":515" :
 	    ",\"<|endoftext|>\":515");
+	sb_str(&v, extra);
 	sb_str(&v, "}");
 	return v.p;
+}
+
+static char *
+small_vocab(int rename_id, int dup_id)
+{
+	return small_vocab_extra(rename_id, dup_id, "");
 }
 
 static void
@@ -657,6 +664,27 @@ test_hf_files_small_and_malformed(void **state)
 	assert_int_equal(tokenize(tok, "abab", ids), 4);
 	assert_int_equal(ids[1], 512);
 	assert_int_equal(ids[2], 513);
+	clip_tokenizer_free(tok);
+
+	/* A merge list where a pair made by one pass ranks before the pass's
+	 * own pair ("ab a" before "a b").  OpenAI's bpe() finishes the pass
+	 * first; its answers, from tools/ref_tokenize.py's bpe() with these
+	 * ranks: "ababa" -> ab ab a</w>, "abab" -> aba b</w>. */
+	v = small_vocab_extra(-1, -1, ",\"aba\":516");
+	write_files(v, "#version: 0.2\nab a\na b\n");
+	free(v);
+	tok = load_hf(&err, &rc);
+	if (rc != 0)
+		fail_msg("load_files: %s: %s", cdx_strerror(rc), err.msg);
+	int32_t a_eow = (tokenize(tok, "a", ids), ids[1]);
+	int32_t b_eow = (tokenize(tok, "b", ids), ids[1]);
+	assert_int_equal(tokenize(tok, "ababa", ids), 5);
+	assert_int_equal(ids[1], 512);
+	assert_int_equal(ids[2], 512);
+	assert_int_equal(ids[3], a_eow);
+	assert_int_equal(tokenize(tok, "abab", ids), 4);
+	assert_int_equal(ids[1], 516);
+	assert_int_equal(ids[2], b_eow);
 	clip_tokenizer_free(tok);
 
 	/* vocab.json problems */
