@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -614,6 +615,71 @@ test_truncations_and_mutations_never_crash(void **state)
 	}
 }
 
+/* ---- reentrancy ----------------------------------------------------------- */
+
+struct worker {
+	const uint8_t *data;
+	size_t len;
+	const float *want;
+	int mismatches;
+};
+
+static void *
+worker_run(void *arg)
+{
+	struct worker *w = arg;
+	clip_preprocess_cfg cfg = { .shortest_edge = 64, .crop_width = 64,
+		.crop_height = 48 };
+	memcpy(cfg.mean, openai_mean, sizeof(cfg.mean));
+	memcpy(cfg.std, openai_std, sizeof(cfg.std));
+	float *out = malloc(3 * 64 * 48 * sizeof(float));
+	for (int i = 0; i < 20; i++) {
+		clip_image img;
+		clip_decode_opts o = { .min_short = i % 2 ? 64 : 0 };
+		if (clip_image_decode(w->data, w->len, &o, &img, NULL) != 0 ||
+		    clip_image_preprocess(&img, &cfg, out, NULL) != 0) {
+			w->mismatches++;
+			continue;
+		}
+		if (i % 2 == 0 &&
+		    memcmp(out, w->want, 3 * 64 * 48 * sizeof(float)) != 0)
+			w->mismatches++;
+		clip_image_free(&img);
+	}
+	free(out);
+	return NULL;
+}
+
+static void
+test_threads_share_nothing(void **state)
+{
+	(void)state;
+	size_t len;
+	uint8_t *data = read_all("j_orient6.jpg", &len);
+	clip_image img;
+	clip_preprocess_cfg cfg = { .shortest_edge = 64, .crop_width = 64,
+		.crop_height = 48 };
+	memcpy(cfg.mean, openai_mean, sizeof(cfg.mean));
+	memcpy(cfg.std, openai_std, sizeof(cfg.std));
+	float *want = malloc(3 * 64 * 48 * sizeof(float));
+	assert_int_equal(clip_image_decode(data, len, NULL, &img, NULL), 0);
+	assert_int_equal(clip_image_preprocess(&img, &cfg, want, NULL), 0);
+	clip_image_free(&img);
+	struct worker w[4];
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct worker){ data, len, want, 0 };
+		assert_int_equal(pthread_create(&t[i], NULL, worker_run, &w[i]),
+		    0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(w[i].mismatches, 0);
+	}
+	free(want);
+	free(data);
+}
+
 int
 main(void)
 {
@@ -630,6 +696,7 @@ main(void)
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_fast_mode),
 		cmocka_unit_test(test_truncations_and_mutations_never_crash),
+		cmocka_unit_test(test_threads_share_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
