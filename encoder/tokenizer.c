@@ -339,23 +339,22 @@ merges_parse(char *text, size_t len, size_t max, const char *mname,
 	return 0;
 }
 
-/* Inflates the embedded .gz into a NUL-terminated buffer. */
+/* Inflates the beginning of the embedded .gz, up to and including its
+ * first `nlines` lines (the file holds far more merges than CLIP uses),
+ * into a NUL-terminated buffer. */
 static int
-builtin_inflate(char **out, size_t *out_len, cdx_error *err)
+builtin_inflate(size_t nlines, char **out, size_t *out_len, cdx_error *err)
 {
 	const unsigned char *gz;
-	size_t gzlen, cap;
+	size_t gzlen, cap = 1u << 20, seen = 0, scanned = 0;
 	z_stream zs;
 	char *buf;
-	int zrc;
+	int zrc = Z_OK, rc = 0;
 
 	tkn_builtin_vocab_gz(&gz, &gzlen);
-	if (gzlen < 18 || gzlen > UINT_MAX)
+	if (gzlen > UINT_MAX)
 		return cdx_error_set(err, CDX_EINTERNAL,
 		    "built-in vocabulary: bad embedded file (%zu bytes)", gzlen);
-	/* ISIZE, the gzip trailer's uncompressed length. */
-	cap = (size_t)gz[gzlen - 4] | (size_t)gz[gzlen - 3] << 8 |
-	    (size_t)gz[gzlen - 2] << 16 | (size_t)gz[gzlen - 1] << 24;
 	buf = malloc(cap + 1);
 	if (!buf)
 		return cdx_error_set(err, CDX_ENOMEM, "tokenizer: out of memory");
@@ -367,19 +366,38 @@ builtin_inflate(char **out, size_t *out_len, cdx_error *err)
 	}
 	zs.next_in = (unsigned char *)(uintptr_t)gz;
 	zs.avail_in = (unsigned)gzlen;
-	zs.next_out = (unsigned char *)buf;
-	zs.avail_out = (unsigned)cap;
-	zrc = inflate(&zs, Z_FINISH);
-	inflateEnd(&zs);
-	if (zrc != Z_STREAM_END || zs.total_out != cap) {
-		free(buf);
-		return cdx_error_set(err, CDX_EINTERNAL,
-		    "built-in vocabulary: inflate failed (zlib %d)", zrc);
+	while (seen < nlines && zrc != Z_STREAM_END) {
+		if (zs.total_out == cap) {
+			char *nb = realloc(buf, 2 * cap + 1);
+			if (!nb) {
+				rc = cdx_error_set(err, CDX_ENOMEM,
+				    "tokenizer: out of memory");
+				goto out_end;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		zs.next_out = (unsigned char *)buf + zs.total_out;
+		zs.avail_out = (unsigned)(cap - zs.total_out);
+		if (zs.avail_out > 65536)
+			zs.avail_out = 65536;
+		zrc = inflate(&zs, Z_NO_FLUSH);
+		if (zrc != Z_OK && zrc != Z_STREAM_END) {
+			rc = cdx_error_set(err, CDX_EINTERNAL,
+			    "built-in vocabulary: inflate failed (zlib %d)", zrc);
+			goto out_end;
+		}
+		for (; scanned < zs.total_out && seen < nlines; scanned++)
+			seen += buf[scanned] == '\n';
 	}
-	buf[cap] = '\0';
+	buf[scanned] = '\0';
 	*out = buf;
-	*out_len = cap;
-	return 0;
+	*out_len = scanned;
+out_end:
+	inflateEnd(&zs);
+	if (rc)
+		free(buf);
+	return rc;
 }
 
 static clip_tokenizer *
@@ -404,7 +422,7 @@ clip_tokenizer_load_builtin(clip_tokenizer **out, cdx_error *err)
 
 	if (!out)
 		return cdx_error_set(err, CDX_EINVAL, "tokenizer: out is NULL");
-	rc = builtin_inflate(&text, &len, err);
+	rc = builtin_inflate(1 + TKN_NMERGES, &text, &len, err);
 	if (rc)
 		return rc;
 	rc = merges_parse(text, len, TKN_NMERGES, name, &merges, &nmerges, err);
