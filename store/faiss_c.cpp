@@ -15,6 +15,7 @@
 #include <faiss/Index.h>
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIDMap.h>
+#include <faiss/IndexIVF.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
@@ -25,6 +26,7 @@
 
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/IndexFlat_c.h>
+#include <faiss/c_api/IndexIVF_c.h>
 #include <faiss/c_api/Index_c.h>
 #include <faiss/c_api/MetaIndexes_c.h>
 #include <faiss/c_api/error_c.h>
@@ -239,6 +241,45 @@ faiss_IndexIDMap_sub_index(FaissIndexIDMap *index)
 {
 	return reinterpret_cast<FaissIndex *>(
 		reinterpret_cast<faiss::IndexIDMap *>(index)->index);
+}
+
+/* ---- IVF (holds its ids itself; never wrapped in an IDMap) ---- */
+
+FaissIndexIVF *
+faiss_IndexIVF_cast(FaissIndex *index)
+{
+	return reinterpret_cast<FaissIndexIVF *>(
+		dynamic_cast<faiss::IndexIVF *>(
+			reinterpret_cast<faiss::Index *>(index)));
+}
+
+size_t
+faiss_IndexIVF_nlist(const FaissIndexIVF *obj)
+{
+	return reinterpret_cast<const faiss::IndexIVF *>(obj)->nlist;
+}
+
+size_t
+faiss_IndexIVF_get_list_size(const FaissIndexIVF *index, size_t list_no)
+{
+	/* Out-of-range lists read as empty rather than asserting. */
+	auto idx = reinterpret_cast<const faiss::IndexIVF *>(index);
+	if (list_no >= idx->nlist || !idx->invlists)
+		return 0;
+	return idx->invlists->list_size(list_no);
+}
+
+void
+faiss_IndexIVF_invlists_get_ids(const FaissIndexIVF *index, size_t list_no,
+				idx_t *invlist)
+{
+	auto idx = reinterpret_cast<const faiss::IndexIVF *>(index);
+	if (list_no >= idx->nlist || !idx->invlists)
+		return;
+	size_t n = idx->invlists->list_size(list_no);
+	faiss::InvertedLists::ScopedIds ids(idx->invlists, list_no);
+	for (size_t i = 0; i < n; i++)
+		invlist[i] = ids[i];
 }
 
 /* ---- ParameterSpace ---- */

@@ -14,6 +14,7 @@
 
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/error_c.h>
+#include <faiss/c_api/IndexIVF_c.h>
 #include <faiss/c_api/MetaIndexes_c.h>
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
 #include <faiss/c_api/index_factory_c.h>
@@ -221,7 +222,12 @@ static int
 new_index(store *s, const char *kind, FaissIndex **out, cdx_error *err)
 {
 	char desc[160];
-	snprintf(desc, sizeof(desc), "IDMap2,%s", kind);
+	/* IVF kinds keep labels in their lists (an IDMap over IVF aborts
+	 * FAISS on remove); everything else gets an IDMap2. */
+	if (strncmp(kind, "IVF", 3) == 0)
+		snprintf(desc, sizeof(desc), "%s", kind);
+	else
+		snprintf(desc, sizeof(desc), "IDMap2,%s", kind);
 	int rc = faiss_index_factory(out, s->dim, desc, METRIC_INNER_PRODUCT);
 	if (rc)
 		return st_faiss_err(err, rc, desc);
@@ -502,7 +508,8 @@ idx_load(store *s, FaissIndex **out, idx_file_hdr *h, char *why, size_t wcap)
 			 faiss_get_last_error());
 		goto out_free;
 	}
-	if (faiss_Index_d(idx) != s->dim || !faiss_IndexIDMap_cast(idx)) {
+	if (faiss_Index_d(idx) != s->dim ||
+	    (!faiss_IndexIDMap_cast(idx) && !faiss_IndexIVF_cast(idx))) {
 		faiss_Index_free(idx);
 		snprintf(why, wcap, "index file holds another kind of index");
 		goto out_free;
@@ -654,16 +661,40 @@ static int
 labels_agree(store *s, char *why, size_t wcap)
 {
 	FaissIndexIDMap *m = faiss_IndexIDMap_cast(s->index);
+	FaissIndexIVF *ivf = faiss_IndexIVF_cast(s->index);
 	idx_t *ids;
-	size_t n, live_seen = 0;
-	if (!m) {
+	size_t n = 0, live_seen = 0;
+	if (m) {
+		faiss_IndexIDMap_id_map(m, &ids, &n);
+		for (size_t i = 0; i < n; i++)
+			if (live_find(&s->live, ids[i]) >= 0)
+				live_seen++;
+	} else if (ivf) {
+		size_t nl = faiss_IndexIVF_nlist(ivf), cap = 0;
+		ids = NULL;
+		for (size_t l = 0; l < nl; l++) {
+			size_t ls = faiss_IndexIVF_get_list_size(ivf, l);
+			if (ls > cap) {
+				idx_t *p = realloc(ids, ls * sizeof(*ids));
+				if (!p) {
+					free(ids);
+					snprintf(why, wcap, "out of memory");
+					return 0;
+				}
+				ids = p;
+				cap = ls;
+			}
+			faiss_IndexIVF_invlists_get_ids(ivf, l, ids);
+			for (size_t i = 0; i < ls; i++)
+				if (live_find(&s->live, ids[i]) >= 0)
+					live_seen++;
+			n += ls;
+		}
+		free(ids);
+	} else {
 		snprintf(why, wcap, "index is not an id map");
 		return 0;
 	}
-	faiss_IndexIDMap_id_map(m, &ids, &n);
-	for (size_t i = 0; i < n; i++)
-		if (live_find(&s->live, ids[i]) >= 0)
-			live_seen++;
 	if (live_seen != s->live.n || (!s->tombstones && n != s->live.n)) {
 		snprintf(why, wcap,
 			 "index holds %zu vectors, %zu of %zu images", n,
@@ -919,6 +950,7 @@ typedef struct search_ctx {
 	int has_time;
 	const float *q;
 	float *buf; /* dim floats */
+	int exclusive; /* the store's lock is held exclusively */
 } search_ctx;
 
 static int
@@ -1033,6 +1065,39 @@ count_prefix(search_ctx *c, size_t limit)
 	return n;
 }
 
+/* An HNSW graph explores only efSearch candidates, so a search deeper
+ * than efSearch raises it to kk for the call.  That changes the index, so
+ * it needs the exclusive lock; without it the caller gets NEED_EXCLUSIVE
+ * and retries with it. */
+#define NEED_EXCLUSIVE 1
+
+static void
+set_ef(store *s, int ef)
+{
+	FaissParameterSpace *ps;
+	if (faiss_ParameterSpace_new(&ps) != 0)
+		return;
+	faiss_ParameterSpace_set_index_parameter(ps, s->index, "efSearch", ef);
+	faiss_ParameterSpace_free(ps);
+}
+
+static int
+index_search(store *s, const float *q, size_t kk, int exclusive, float *dis,
+	     idx_t *lab, cdx_error *err)
+{
+	int deep = strstr(s->kind, "HNSW") && kk > (size_t)s->hnsw_ef_search;
+	if (deep && !exclusive)
+		return NEED_EXCLUSIVE;
+	if (deep)
+		set_ef(s, kk > INT32_MAX ? INT32_MAX : (int)kk);
+	int r = faiss_Index_search(s->index, 1, q, (idx_t)kk, dis, lab);
+	if (deep)
+		set_ef(s, s->hnsw_ef_search);
+	if (r)
+		return st_faiss_err(err, r, "search");
+	return 0;
+}
+
 /* Searches the index for k' = kk, growing until k matches are found or the
  * whole index is covered.  *complete: whether the answer is final. */
 static int
@@ -1042,7 +1107,7 @@ index_filtered(search_ctx *c, topk *t, size_t k, size_t kk, int *complete,
 	store *s = c->s;
 	size_t nt = (size_t)faiss_Index_ntotal(s->index);
 	int filtered = c->has_time || c->plen;
-	int rc = 0;
+	int rc = 0, grown = 0, extra = 0;
 	*complete = 0;
 	if (nt == 0) {
 		*complete = 1;
@@ -1060,11 +1125,11 @@ index_filtered(search_ctx *c, topk *t, size_t k, size_t kk, int *complete,
 			free(lab);
 			return cdx_error_set(err, CDX_ENOMEM, "search");
 		}
-		int r = faiss_Index_search(s->index, 1, c->q, (idx_t)kk, dis, lab);
+		int r = index_search(s, c->q, kk, c->exclusive, dis, lab, err);
 		if (r) {
 			free(dis);
 			free(lab);
-			return st_faiss_err(err, r, "search");
+			return r;
 		}
 		t->n = 0;
 		size_t got = 0;
@@ -1086,6 +1151,13 @@ index_filtered(search_ctx *c, topk *t, size_t k, size_t kk, int *complete,
 		if (rc)
 			return rc;
 		if (got >= k) {
+			/* If the estimate fell short, look once more as deep:
+			 * an approximate index's deep ranks miss some. */
+			if (grown && !extra && kk < nt && strcmp(s->kind, "Flat")) {
+				extra = 1;
+				kk *= 2;
+				continue;
+			}
 			*complete = 1;
 			return 0;
 		}
@@ -1096,6 +1168,7 @@ index_filtered(search_ctx *c, topk *t, size_t k, size_t kk, int *complete,
 			return 0;
 		}
 		kk *= 2;
+		grown = 1;
 	}
 }
 
@@ -1152,6 +1225,63 @@ out_free:
 	return rc;
 }
 
+/* The body of store_search, with the lock held as c->exclusive says. */
+static int
+search_locked(search_ctx *c, topk *t, size_t k, store_results **out,
+	      cdx_error *err)
+{
+	store *s = c->s;
+	int rc;
+	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &c->txn))) {
+		return st_mdb_err(err, rc, "store_search");
+	}
+	size_t n = s->live.n;
+	if (k > 0 && n > 0) {
+		/* How many images match: exactly for the time range (a scan
+		 * of the live map), by counting path entries for a prefix
+		 * (up to a limit), and assuming independence for both. */
+		size_t mt = n, mp = n, plim = s->exact_max > 50000
+						      ? s->exact_max
+						      : 50000;
+		if (c->has_time) {
+			mt = 0;
+			for (size_t i = 0; i < n; i++)
+				mt += (size_t)time_match(c, (long)i);
+		}
+		if (c->plen)
+			mp = count_prefix(c, plim);
+		int filtered = c->has_time || c->plen, complete = 0;
+		if (filtered && c->plen && mp <= s->exact_max && mp <= mt) {
+			rc = exact_filtered(c, t, 1, err);
+			complete = 1;
+		} else if (filtered && c->has_time && mt <= s->exact_max) {
+			rc = exact_filtered(c, t, 0, err);
+			complete = 1;
+		} else {
+			size_t kk = k + (s->dead ? k : 0);
+			if (filtered) {
+				double sel = ((double)mt / (double)n) *
+					     ((double)(mp < plim ? mp : plim) /
+					      (double)n);
+				double m = sel * (double)n;
+				kk = (size_t)((double)k * (double)n /
+					      (m >= 1 ? m : 1) * 3.0) + k;
+			}
+			rc = index_filtered(c, t, k, kk, &complete, err);
+		}
+		if (!rc && !complete) {
+			t->n = 0;
+			rc = exact_filtered(c, t, 0, err);
+		}
+	}
+	if (!rc) {
+		qsort(t->h, t->n, sizeof(cand), cand_cmp_desc);
+		rc = build_results(c, t->h, t->n, out, err);
+	}
+	mdb_txn_abort(c->txn);
+	return rc;
+}
+
 int
 store_search(store *s, const float *query, size_t k, const store_filter *f,
 	     store_results **out, cdx_error *err)
@@ -1182,51 +1312,22 @@ store_search(store *s, const float *query, size_t k, const store_filter *f,
 	c.has_time = f && f->time_field != STORE_TIME_NONE;
 	topk t = { heap, 0, k };
 	omp_set_num_threads(s->n_threads);
-
-	pthread_rwlock_rdlock(&s->lock);
-	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &c.txn))) {
-		rc = st_mdb_err(err, rc, "store_search");
-		goto out_unlock;
+	for (;;) {
+		t.n = 0;
+		if (c.exclusive)
+			pthread_rwlock_wrlock(&s->lock);
+		else
+			pthread_rwlock_rdlock(&s->lock);
+		rc = search_locked(&c, &t, k, out, err);
+		pthread_rwlock_unlock(&s->lock);
+		if (rc == NEED_EXCLUSIVE && !c.exclusive) {
+			c.exclusive = 1;
+			continue;
+		}
+		break;
 	}
-	size_t n = s->live.n;
-	if (k > 0 && n > 0) {
-		size_t m = n;
-		int from_prefix = 0;
-		if (c.has_time) {
-			m = 0;
-			for (size_t i = 0; i < n; i++)
-				m += (size_t)time_match(&c, (long)i);
-		}
-		if (c.plen) {
-			size_t mp = count_prefix(&c, s->exact_max);
-			if (mp <= s->exact_max && mp <= m) {
-				from_prefix = 1;
-				m = mp;
-			}
-		}
-		int complete = 0;
-		if ((c.has_time || c.plen) && m <= s->exact_max) {
-			rc = exact_filtered(&c, &t, from_prefix, err);
-			complete = 1;
-		} else {
-			size_t kk = k + (s->dead ? k : 0);
-			if (c.has_time || c.plen)
-				kk = (size_t)((double)k * (double)n /
-					      (double)(m ? m : 1) * 1.5) + k;
-			rc = index_filtered(&c, &t, k, kk, &complete, err);
-		}
-		if (!rc && !complete) {
-			t.n = 0;
-			rc = exact_filtered(&c, &t, 0, err);
-		}
-	}
-	if (!rc) {
-		qsort(t.h, t.n, sizeof(cand), cand_cmp_desc);
-		rc = build_results(&c, t.h, t.n, out, err);
-	}
-	mdb_txn_abort(c.txn);
-out_unlock:
-	pthread_rwlock_unlock(&s->lock);
+	if (rc == NEED_EXCLUSIVE)
+		rc = cdx_error_set(err, CDX_EINTERNAL, "search: lock upgrade");
 out_free:
 	free(heap);
 	free(q);
@@ -1262,6 +1363,7 @@ acc_push(range_acc *a, float score, uint64_t id)
 }
 
 /* Top-k doubling, for kinds without range search. */
+/* Caller holds the exclusive lock (see index_search). */
 static int
 range_by_knn(store *s, const float *q, float min_score, range_acc *a,
 	     cdx_error *err)
@@ -1279,11 +1381,11 @@ range_by_knn(store *s, const float *q, float min_score, range_acc *a,
 			free(lab);
 			return cdx_error_set(err, CDX_ENOMEM, "range search");
 		}
-		int r = faiss_Index_search(s->index, 1, q, (idx_t)kk, dis, lab);
+		int r = index_search(s, q, kk, 1, dis, lab, err);
 		if (r) {
 			free(dis);
 			free(lab);
-			return st_faiss_err(err, r, "range search");
+			return r;
 		}
 		size_t start = a->n, last_valid = 0;
 		int more = 0;
@@ -1335,7 +1437,12 @@ store_range_search(store *s, const float *queries, size_t nq,
 			goto out_free;
 		}
 	omp_set_num_threads(s->n_threads);
+	/* HNSW grows top-k searches past efSearch: exclusive lock. */
 	pthread_rwlock_rdlock(&s->lock);
+	if (s->tombstones) {
+		pthread_rwlock_unlock(&s->lock);
+		pthread_rwlock_wrlock(&s->lock);
+	}
 	int use_knn = s->tombstones;
 	FaissRangeSearchResult *rsr = NULL;
 	if (!use_knn && nq) {
@@ -1348,7 +1455,11 @@ store_range_search(store *s, const float *queries, size_t nq,
 						 nextafterf(min_score, -INFINITY),
 						 rsr);
 		if (r) {
+			/* Kinds without range search: top-k growth, which
+			 * needs the exclusive lock. */
 			use_knn = 1;
+			pthread_rwlock_unlock(&s->lock);
+			pthread_rwlock_wrlock(&s->lock);
 		} else {
 			size_t *rl;
 			idx_t *lab;

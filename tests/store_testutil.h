@@ -86,7 +86,7 @@ tu_normalise(float *v, int d)
 }
 
 /* n normalised vectors from a mixture of nc clusters with spread in
- * [0.1, 0.5]; centres are drawn from seed `cseed` so queries can come from
+ * [0.3, 1.2]; centres are drawn from seed `cseed` so queries can come from
  * the same mixture. */
 static inline void
 tu_clustered(float *out, size_t n, int d, int nc, uint64_t cseed,
@@ -99,7 +99,7 @@ tu_clustered(float *out, size_t n, int d, int nc, uint64_t cseed,
 		for (int i = 0; i < d; i++)
 			cent[(size_t)c * d + i] = (float)tu_gauss(&cs);
 		tu_normalise(cent + (size_t)c * d, d);
-		spread[c] = (float)(0.1 + 0.4 * tu_unif(&cs));
+		spread[c] = (float)(0.3 + 0.9 * tu_unif(&cs));
 	}
 	for (size_t j = 0; j < n; j++) {
 		int c = (int)(tu_rand(&st) % (uint64_t)nc);

@@ -1,0 +1,364 @@
+/* Tests of store/ with approximate index kinds (HNSW, IVF): recall against
+ * brute force on clustered data, filtered searches that still return k
+ * results, deletes and replacements (HNSW tombstones and their rebuild),
+ * range search, and reopening a saved approximate index. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "store/store.h"
+#include "tests/store_testutil.h"
+
+#define MODEL "clip-approx@1"
+#define D 48
+#define N 12000
+#define NC 200
+
+static float *g_vecs;    /* N vectors as put */
+static uint64_t *g_ids;  /* their ids */
+static int *g_alive;
+
+static store *
+open_kind(const char *dir, const char *kind, size_t exact_max)
+{
+	store_params p = store_default_params();
+	store *s;
+	cdx_error e;
+	p.dim = D;
+	p.model_id = MODEL;
+	p.index_kind = kind;
+	p.exact_filter_max = exact_max;
+	p.n_threads = 1;
+	ASSERT_OK(store_open(dir, &p, &s, &e), e);
+	return s;
+}
+
+static void
+path_of(size_t i, char *buf)
+{
+	snprintf(buf, 64, "/%s/%06zu.jpg", i % 20 == 0 ? "few" : "many", i);
+}
+
+static void
+fill(store *s)
+{
+	cdx_error e;
+	store_image *imgs = calloc(N, sizeof(*imgs));
+	char (*paths)[64] = calloc(N, 64);
+	for (size_t i = 0; i < N; i++) {
+		path_of(i, paths[i]);
+		imgs[i].path = paths[i];
+		imgs[i].embedding = g_vecs + i * D;
+		imgs[i].capture_time = (int64_t)i;
+		imgs[i].mtime_ns = (int64_t)i * 1000000000;
+	}
+	ASSERT_OK(store_image_put(s, imgs, N, &e), e);
+	for (size_t i = 0; i < N; i++) {
+		g_ids[i] = imgs[i].id;
+		g_alive[i] = 1;
+	}
+	free(paths);
+	free(imgs);
+}
+
+typedef struct sc {
+	double s;
+	size_t i;
+} sc;
+
+static int
+sc_desc(const void *a, const void *b)
+{
+	const sc *x = a, *y = b;
+	return x->s < y->s ? 1 : x->s > y->s ? -1 : 0;
+}
+
+static int
+matches(size_t i, const store_filter *f)
+{
+	if (!g_alive[i])
+		return 0;
+	if (!f)
+		return 1;
+	char p[64];
+	path_of(i, p);
+	if (f->path_prefix && strncmp(p, f->path_prefix, strlen(f->path_prefix)))
+		return 0;
+	if (f->time_field == STORE_TIME_CAPTURE &&
+	    ((int64_t)i < f->time_min || (int64_t)i > f->time_max))
+		return 0;
+	return 1;
+}
+
+/* Mean recall@k over nq queries from the same mixture; also checks that
+ * every hit matches the filter, is alive, and that k hits come back when
+ * k exist. */
+static double
+recall(store *s, size_t k, const store_filter *f, int nq)
+{
+	cdx_error e;
+	sc *all = malloc(N * sizeof(*all));
+	float q[D];
+	double tot = 0;
+	for (int t = 0; t < nq; t++) {
+		tu_clustered(q, 1, D, NC, 5, 5000 + (uint64_t)t);
+		size_t m = 0;
+		for (size_t i = 0; i < N; i++) {
+			if (!matches(i, f))
+				continue;
+			double d = 0;
+			for (int x = 0; x < D; x++)
+				d += (double)q[x] * g_vecs[i * D + x];
+			all[m++] = (sc){ d, i };
+		}
+		qsort(all, m, sizeof(*all), sc_desc);
+		store_results *r;
+		ASSERT_OK(store_search(s, q, k, f, &r, &e), e);
+		size_t want = m < k ? m : k;
+		assert_int_equal(r->n, want);
+		size_t hit = 0;
+		for (size_t j = 0; j < r->n; j++) {
+			size_t found = N;
+			for (size_t i = 0; i < N; i++)
+				if (g_ids[i] == r->hits[j].id)
+					found = i;
+			assert_true(found < N);
+			assert_true(matches(found, f));
+			for (size_t z = 0; z < want; z++)
+				if (all[z].i == found)
+					hit++;
+		}
+		tot += want ? (double)hit / (double)want : 1.0;
+		store_results_free(r);
+	}
+	free(all);
+	return tot / nq;
+}
+
+static void
+delete_every(store *s, size_t step, size_t off)
+{
+	cdx_error e;
+	uint64_t *ids = malloc(N * sizeof(*ids));
+	size_t n = 0, nd;
+	for (size_t i = off; i < N; i += step)
+		if (g_alive[i]) {
+			ids[n++] = g_ids[i];
+			g_alive[i] = 0;
+		}
+	ASSERT_OK(store_image_delete(s, ids, n, &nd, &e), e);
+	assert_int_equal(nd, n);
+	free(ids);
+}
+
+static void
+replace_some(store *s, size_t step)
+{
+	/* New vectors for some live paths: same id, new label. */
+	cdx_error e;
+	size_t cnt = 0;
+	for (size_t i = 1; i < N; i += step)
+		cnt += (size_t)g_alive[i];
+	store_image *imgs = calloc(cnt, sizeof(*imgs));
+	char (*paths)[64] = calloc(cnt, 64);
+	float *nv = malloc(cnt * D * sizeof(float));
+	tu_clustered(nv, cnt, D, NC, 5, 777);
+	size_t j = 0, *which = malloc(cnt * sizeof(size_t));
+	for (size_t i = 1; i < N; i += step) {
+		if (!g_alive[i])
+			continue;
+		which[j] = i;
+		path_of(i, paths[j]);
+		imgs[j].path = paths[j];
+		imgs[j].embedding = nv + j * D;
+		imgs[j].capture_time = (int64_t)i;
+		memcpy(g_vecs + i * D, nv + j * D, D * sizeof(float));
+		j++;
+	}
+	ASSERT_OK(store_image_put(s, imgs, cnt, &e), e);
+	for (j = 0; j < cnt; j++)
+		assert_int_equal(imgs[j].id, g_ids[which[j]]);
+	free(which);
+	free(nv);
+	free(paths);
+	free(imgs);
+}
+
+static void
+check_kind(const char *kind, const char *expect_prefix, double min_recall)
+{
+	char *dir = tu_tmpdir();
+	cdx_error e;
+	store_stats st;
+	store *s = open_kind(dir, kind, 100);
+	fill(s);
+	ASSERT_OK(store_index_rebuild(s, &e), e); /* resolve for N images */
+	store_get_stats(s, &st);
+	assert_true(strncmp(st.index_kind, expect_prefix,
+			    strlen(expect_prefix)) == 0);
+	double r = recall(s, 10, NULL, 30);
+	print_message("%s (%s): recall@10 %.3f\n", kind, st.index_kind, r);
+	assert_true(r >= min_recall);
+
+	/* Filters: broad (over-fetch), selective, and time. */
+	store_filter few = { "/few/", STORE_TIME_NONE, 0, 0 };
+	store_filter tm = { NULL, STORE_TIME_CAPTURE, 1000, 1800 };
+	store_filter both = { "/few/", STORE_TIME_CAPTURE, 0, 6000 };
+	double rf = recall(s, 10, &few, 10), rt = recall(s, 10, &tm, 10),
+	       rb = recall(s, 10, &both, 10), r100 = recall(s, 100, &few, 3);
+	print_message("%s filtered recall@10: prefix %.3f, time %.3f, both "
+		      "%.3f; prefix recall@100 %.3f\n",
+		      kind, rf, rt, rb, r100);
+	assert_true(rf >= min_recall - 0.1);
+	assert_true(rt >= min_recall - 0.1);
+	assert_true(rb >= min_recall - 0.1);
+	assert_true(r100 >= min_recall - 0.1);
+
+	/* Deletes and replacements. */
+	delete_every(s, 3, 0);
+	replace_some(s, 7);
+	ASSERT_OK(store_verify(s, &e), e);
+	r = recall(s, 10, NULL, 20);
+	print_message("%s after deletes/replacements: recall@10 %.3f\n", kind,
+		      r);
+	assert_true(r >= min_recall - 0.05);
+	assert_true(recall(s, 10, &few, 10) >= min_recall - 0.1);
+
+	/* Range search: every stored vector finds itself above 0.99. */
+	float q[3 * D];
+	size_t qi[3] = { 1, 2, 4 };
+	for (int i = 0; i < 3; i++)
+		memcpy(q + i * D, g_vecs + qi[i] * D, D * sizeof(float));
+	store_range *rr;
+	ASSERT_OK(store_range_search(s, q, 3, 0.99f, &rr, &e), e);
+	for (int i = 0; i < 3; i++) {
+		int self = 0;
+		for (size_t j = rr->lims[i]; j < rr->lims[i + 1]; j++) {
+			self |= rr->ids[j] == g_ids[qi[i]];
+			assert_true(rr->scores[j] >= 0.99f);
+		}
+		if (g_alive[qi[i]])
+			assert_true(self);
+	}
+	store_range_free(rr);
+
+	/* Reopen: the saved approximate index is used as is. */
+	store_get_stats(s, &st);
+	uint64_t ntotal = st.index_ntotal, dead = st.index_dead;
+	store_close(s);
+	s = open_kind(dir, kind, 100);
+	store_get_stats(s, &st);
+	assert_int_equal(st.rebuilt_on_open, 0);
+	assert_int_equal(st.index_ntotal, ntotal);
+	assert_int_equal(st.index_dead, dead);
+	ASSERT_OK(store_verify(s, &e), e);
+	assert_true(recall(s, 10, NULL, 10) >= min_recall - 0.05);
+	store_close(s);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+static void
+test_hnsw_recall_filters_tombstones(void **state)
+{
+	(void)state;
+	check_kind("hnsw", "HNSW32", 0.9);
+}
+
+static void
+test_ivf_recall_filters_deletes(void **state)
+{
+	(void)state;
+	check_kind("ivf", "IVF", 0.9);
+}
+
+static void
+test_hnsw_tombstones_trigger_rebuild(void **state)
+{
+	(void)state;
+	char *dir = tu_tmpdir();
+	cdx_error e;
+	store_stats st;
+	store *s = open_kind(dir, "HNSW16", 0);
+	fill(s);
+	delete_every(s, 4, 0);
+	store_get_stats(s, &st);
+	assert_int_equal(st.index_dead, N / 4);
+	assert_int_equal(st.index_ntotal, N);
+	/* Deleted images never come back from a search. */
+	assert_true(recall(s, 10, NULL, 5) >= 0.85);
+	/* When the dead outnumber half the living, the graph is rebuilt. */
+	delete_every(s, 2, 1);
+	delete_every(s, 4, 2);
+	store_get_stats(s, &st);
+	assert_true(st.index_dead < st.images / 2 + 1000);
+	assert_int_equal(st.index_ntotal, st.images + st.index_dead);
+	ASSERT_OK(store_verify(s, &e), e);
+	assert_true(recall(s, 10, NULL, 5) >= 0.85);
+	store_close(s);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+static void
+test_auto_and_small_ivf_use_exact(void **state)
+{
+	(void)state;
+	char *dir = tu_tmpdir();
+	store_stats st;
+	store *s = open_kind(dir, "IVF4096,Flat", 0);
+	fill(s); /* far too few to train 4096 lists */
+	store_get_stats(s, &st);
+	assert_string_equal(st.index_kind, "Flat");
+	assert_true(recall(s, 10, NULL, 5) > 0.999);
+	store_close(s);
+	s = open_kind(dir, "auto", 0);
+	store_get_stats(s, &st);
+	assert_string_equal(st.index_kind, "Flat");
+	store_close(s);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	g_vecs = malloc((size_t)N * D * sizeof(float));
+	g_ids = malloc(N * sizeof(*g_ids));
+	g_alive = malloc(N * sizeof(*g_alive));
+	tu_clustered(g_vecs, N, D, NC, 5, 6);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	free(g_vecs);
+	free(g_ids);
+	free(g_alive);
+	return 0;
+}
+
+static int
+reset(void **state)
+{
+	(void)state;
+	tu_clustered(g_vecs, N, D, NC, 5, 6);
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_hnsw_recall_filters_tombstones, reset),
+		cmocka_unit_test_setup(test_ivf_recall_filters_deletes, reset),
+		cmocka_unit_test_setup(test_hnsw_tombstones_trigger_rebuild, reset),
+		cmocka_unit_test_setup(test_auto_and_small_ivf_use_exact, reset),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
