@@ -24,6 +24,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define HAVE_SSE2_HPASS 1
+#endif
+
 #define PREC_BITS 22
 
 /* Bicubic convolution kernel, a = -0.5 (Keys). */
@@ -117,6 +122,7 @@ clip8(int32_t v)
 	return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
 }
 
+#ifndef HAVE_SSE2_HPASS
 /* One row, horizontal pass: out[i] for the count pixels of t. */
 static void
 hpass_row(const uint8_t *restrict in, uint8_t *restrict out,
@@ -136,6 +142,96 @@ hpass_row(const uint8_t *restrict in, uint8_t *restrict out,
 		out[3 * i + 2] = clip8(s2);
 	}
 }
+#endif
+
+#ifdef HAVE_SSE2_HPASS
+/*
+ * The horizontal pass with SSE2 pmaddwd, bit-exact with hpass_row: each
+ * 22-bit weight k is split as k = kh * 2048 + kl (kh = k >> 11, kl =
+ * k & 2047, both fit int16), so sum(p * k) = 2048 * sum(p * kh) +
+ * sum(p * kl) with every partial sum inside int32.  Pixels are first split
+ * into three int16 planes; weights are padded with zeros to kpad, a multiple
+ * of 8, and the planes with kpad zeros so that padded taps read zeros.
+ */
+struct taps16 {
+	int kpad;
+	int16_t *kh, *kl; /* count * kpad each */
+};
+
+static int
+taps16_make(struct taps16 *t16, const struct taps *t, int count)
+{
+	t16->kpad = (t->ksize + 7) / 8 * 8;
+	size_t n = (size_t)count * t16->kpad;
+	t16->kh = calloc(n, sizeof(int16_t));
+	t16->kl = calloc(n, sizeof(int16_t));
+	if (t16->kh == NULL || t16->kl == NULL) {
+		free(t16->kh);
+		free(t16->kl);
+		return CDX_ENOMEM;
+	}
+	for (int i = 0; i < count; i++)
+		for (int x = 0; x < t->n[i]; x++) {
+			int32_t k = t->k[(size_t)i * t->ksize + x];
+			t16->kh[(size_t)i * t16->kpad + x] = (int16_t)(k >> 11);
+			t16->kl[(size_t)i * t16->kpad + x] = (int16_t)(k & 2047);
+		}
+	return 0;
+}
+
+static inline int32_t
+hsum_epi32(__m128i v)
+{
+	v = _mm_add_epi32(v, _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 3, 2)));
+	v = _mm_add_epi32(v, _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 3, 0, 1)));
+	return _mm_cvtsi128_si32(v);
+}
+
+/* planes: 3 int16 planes of `plen` each holding source columns x0.. */
+static void
+hpass_row_sse2(const uint8_t *restrict in, int x0, int x1,
+    int16_t *restrict planes, size_t plen, uint8_t *restrict out,
+    const struct taps *t, const struct taps16 *t16, int count)
+{
+	int16_t *p0 = planes, *p1 = planes + plen, *p2 = planes + 2 * plen;
+	for (int x = x0; x < x1; x++) {
+		p0[x - x0] = in[3 * x];
+		p1[x - x0] = in[3 * x + 1];
+		p2[x - x0] = in[3 * x + 2];
+	}
+	for (int i = 0; i < count; i++) {
+		const int16_t *kh = t16->kh + (size_t)i * t16->kpad;
+		const int16_t *kl = t16->kl + (size_t)i * t16->kpad;
+		int off = t->start[i] - x0;
+		int nb = (t->n[i] + 7) / 8;
+		__m128i h0 = _mm_setzero_si128(), h1 = h0, h2 = h0;
+		__m128i l0 = h0, l1 = h0, l2 = h0;
+		for (int b = 0; b < nb; b++) {
+			__m128i KH = _mm_loadu_si128((const __m128i *)(kh + 8 * b));
+			__m128i KL = _mm_loadu_si128((const __m128i *)(kl + 8 * b));
+			__m128i P0 = _mm_loadu_si128(
+			    (const __m128i *)(p0 + off + 8 * b));
+			__m128i P1 = _mm_loadu_si128(
+			    (const __m128i *)(p1 + off + 8 * b));
+			__m128i P2 = _mm_loadu_si128(
+			    (const __m128i *)(p2 + off + 8 * b));
+			h0 = _mm_add_epi32(h0, _mm_madd_epi16(P0, KH));
+			l0 = _mm_add_epi32(l0, _mm_madd_epi16(P0, KL));
+			h1 = _mm_add_epi32(h1, _mm_madd_epi16(P1, KH));
+			l1 = _mm_add_epi32(l1, _mm_madd_epi16(P1, KL));
+			h2 = _mm_add_epi32(h2, _mm_madd_epi16(P2, KH));
+			l2 = _mm_add_epi32(l2, _mm_madd_epi16(P2, KL));
+		}
+		const int64_t bias = 1 << (PREC_BITS - 1);
+		int64_t s0 = (int64_t)hsum_epi32(h0) * 2048 + hsum_epi32(l0) + bias;
+		int64_t s1 = (int64_t)hsum_epi32(h1) * 2048 + hsum_epi32(l1) + bias;
+		int64_t s2 = (int64_t)hsum_epi32(h2) * 2048 + hsum_epi32(l2) + bias;
+		out[3 * i + 0] = clip8((int32_t)s0);
+		out[3 * i + 1] = clip8((int32_t)s1);
+		out[3 * i + 2] = clip8((int32_t)s2);
+	}
+}
+#endif
 
 /* One output row, vertical pass over `len` bytes: rows[j] is the j-th tap's
  * source row. */
@@ -229,9 +325,44 @@ clip_resize_crop(const uint8_t *src, int w, int h, int new_w, int new_h,
 		    "resize: no memory for %d x %d rows", nx, r1 - r0);
 		goto out_free_buffers;
 	}
+#ifdef HAVE_SSE2_HPASS
+	{
+		/* Source columns the horizontal pass reads. */
+		int x0 = th.start[0], x1 = th.start[nx - 1] + th.n[nx - 1];
+		for (int i = 0; i < nx; i++) {
+			if (th.start[i] < x0)
+				x0 = th.start[i];
+			if (th.start[i] + th.n[i] > x1)
+				x1 = th.start[i] + th.n[i];
+		}
+		struct taps16 t16;
+		if (taps16_make(&t16, &th, nx) != 0) {
+			rc = cdx_error_set(err, CDX_ENOMEM,
+			    "resize: no memory for weights");
+			goto out_free_buffers;
+		}
+		size_t plen = (size_t)(x1 - x0) + t16.kpad + 8;
+		int16_t *planes = calloc(3 * plen, sizeof(int16_t));
+		if (planes == NULL) {
+			free(t16.kh);
+			free(t16.kl);
+			rc = cdx_error_set(err, CDX_ENOMEM,
+			    "resize: no memory for a row");
+			goto out_free_buffers;
+		}
+		for (int r = r0; r < r1; r++)
+			hpass_row_sse2(src + (size_t)r * w * 3, x0, x1, planes,
+			    plen, tmp + (size_t)(r - r0) * stride, &th, &t16,
+			    nx);
+		free(planes);
+		free(t16.kh);
+		free(t16.kl);
+	}
+#else
 	for (int r = r0; r < r1; r++)
 		hpass_row(src + (size_t)r * w * 3, tmp + (size_t)(r - r0) * stride,
 		    &th, nx);
+#endif
 	for (int i = 0; i < ny; i++) {
 		vpass_row(tmp + (size_t)(tv.start[i] - r0) * stride, stride,
 		    tv.k + (size_t)i * tv.ksize, tv.n[i], acc, line, (int)stride);
