@@ -37,4 +37,8 @@ int clip_resize_dims(int w, int h, int shortest_edge, int *new_w, int *new_h);
 int clip_resize_crop(const uint8_t *src, int w, int h, int new_w, int new_h,
     int crop_w, int crop_h, uint8_t *out, cdx_error *err);
 
+/* Selects the SIMD horizontal pass (default, where built) or the portable
+ * one; both give the same bytes.  For tests: not thread-safe. */
+void clip_resize_use_simd(int on);
+
 #endif

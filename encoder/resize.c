@@ -122,7 +122,6 @@ clip8(int32_t v)
 	return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
 }
 
-#ifndef HAVE_SSE2_HPASS
 /* One row, horizontal pass: out[i] for the count pixels of t. */
 static void
 hpass_row(const uint8_t *restrict in, uint8_t *restrict out,
@@ -142,7 +141,15 @@ hpass_row(const uint8_t *restrict in, uint8_t *restrict out,
 		out[3 * i + 2] = clip8(s2);
 	}
 }
-#endif
+
+/* Tests switch the SIMD pass off to check the portable one. */
+static int resize_simd = 1;
+
+void
+clip_resize_use_simd(int on)
+{
+	resize_simd = on;
+}
 
 #ifdef HAVE_SSE2_HPASS
 /*
@@ -326,7 +333,7 @@ clip_resize_crop(const uint8_t *src, int w, int h, int new_w, int new_h,
 		goto out_free_buffers;
 	}
 #ifdef HAVE_SSE2_HPASS
-	{
+	if (resize_simd) {
 		/* Source columns the horizontal pass reads. */
 		int x0 = th.start[0], x1 = th.start[nx - 1] + th.n[nx - 1];
 		for (int i = 0; i < nx; i++) {
@@ -357,12 +364,13 @@ clip_resize_crop(const uint8_t *src, int w, int h, int new_w, int new_h,
 		free(planes);
 		free(t16.kh);
 		free(t16.kl);
-	}
-#else
-	for (int r = r0; r < r1; r++)
-		hpass_row(src + (size_t)r * w * 3, tmp + (size_t)(r - r0) * stride,
-		    &th, nx);
+	} else
 #endif
+	{
+		for (int r = r0; r < r1; r++)
+			hpass_row(src + (size_t)r * w * 3,
+			    tmp + (size_t)(r - r0) * stride, &th, nx);
+	}
 	for (int i = 0; i < ny; i++) {
 		vpass_row(tmp + (size_t)(tv.start[i] - r0) * stride, stride,
 		    tv.k + (size_t)i * tv.ksize, tv.n[i], acc, line, (int)stride);

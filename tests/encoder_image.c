@@ -183,6 +183,11 @@ test_exact_crop_equals_reference(void **state)
 	int n = for_each("crop", check_crop, &failures);
 	assert_true(n >= 40);
 	assert_int_equal(failures, 0);
+	/* the portable horizontal pass too */
+	clip_resize_use_simd(0);
+	n = for_each("crop", check_crop, &failures);
+	clip_resize_use_simd(1);
+	assert_int_equal(failures, 0);
 }
 
 /* ---- normalisation --------------------------------------------------- */
