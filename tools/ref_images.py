@@ -428,6 +428,15 @@ def main():
     with open(path("j_extraneous.jpg"), "wb") as f:
         f.write(data[:dht] + b"\x00\x11\x22" + data[dht:])
     ref_decode("j_extraneous.jpg")
+    # sampling factors TurboJPEG 2.1's header call cannot classify (Y 2x2,
+    # Cb 2x1, Cr 1x1), patched into a 4:4:4 file: the entropy data no longer
+    # matches, so the picture is garbage, but a deterministic one
+    d444 = bytearray(open(path("j_444.jpg"), "rb").read())
+    sof = d444.index(b"\xff\xc0")
+    d444[sof + 11], d444[sof + 14], d444[sof + 17] = 0x22, 0x21, 0x11
+    with open(path("j_oddsamp.jpg"), "wb") as f:
+        f.write(bytes(d444))
+    ref_decode("j_oddsamp.jpg")
     # trailing data after the end of image (as some cameras append)
     with open(path("j_trailing.jpg"), "wb") as f:
         f.write(data + b"\x00" * 16 + b"TRAILER")
