@@ -116,9 +116,10 @@ qkv_bias_scale(float *qkv, const float *bias, int t, int d, float scale)
 }
 
 /*
- * Attention of `nq` query rows starting at row q0 of a sequence whose rows
- * start at `base` in qkv, against keys 0..nk-1 (causal: query i sees keys
- * 0..q0+i).  Writes nq x D into out (stride D).
+ * Attention of `nq` query rows starting at row q0 of the sequence whose
+ * q|k|v rows start at qkv, against its keys 0..nk-1 (causal: query i sees
+ * keys 0..i; only used with q0 == 0 and nq == nk).  Writes nq x D into out
+ * (stride D), each head's hd columns in place.
  */
 static void
 attend(clip_ctx *c, const float *qkv, int d, int heads, int q0, int nq,
@@ -132,13 +133,9 @@ attend(clip_ctx *c, const float *qkv, int d, int heads, int q0, int nq,
 		const float *v = qkv + 2 * d + hh * hd;
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd,
 		    1.0f, q, ld, k, ld, 0.0f, c->scores, nk);
-		if (causal && q0 == 0 && nq == nk) {
-			ops_softmax_rows(c->scores, nq, nk, nk, 1);
-		} else {
-			/* queries q0.. see keys 0..q0+i (all of them if not
-			 * causal); the caller passes nk accordingly. */
-			ops_softmax_rows(c->scores, nq, nk, nk, 0);
-		}
+		/* causal is only asked for with q0 == 0 and nq == nk; a
+		 * single pooled query passes the keys it may see as nk. */
+		ops_softmax_rows(c->scores, nq, nk, nk, causal);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd,
 		    nk, 1.0f, c->scores, nk, v, ld, 0.0f, out + hh * hd, d);
 	}

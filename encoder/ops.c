@@ -230,14 +230,11 @@ softmax_row_avx2(float *p, int n)
 		p[j] *= 1.0f / sum;
 }
 
+/* Reads flags the runtime fills in before main(): thread-safe, cheap. */
 static int
 ops_have_avx2(void)
 {
-	static int have = -1;
-	if (have < 0)
-		have = __builtin_cpu_supports("avx2") &&
-		    __builtin_cpu_supports("fma");
-	return have;
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 #else
 static int ops_have_avx2(void) { return 0; }
