@@ -34,7 +34,7 @@ CFLAGS   += -std=c11 $(WARN) $(OPT) $(SANFLAGS) -fPIC -pthread
 CXXFLAGS += -std=c++17 $(WARN) $(OPT) $(SANFLAGS) -fPIC -pthread
 LDFLAGS  += $(SANFLAGS) -pthread
 # libfaiss.a is static and C++: it needs OpenBLAS, libgomp and libstdc++.
-LDLIBS   += -lfaiss -llmdb -lturbojpeg -lspng -lexif -lcjson -lxxhash \
+LDLIBS   += -lfaiss -llmdb -lturbojpeg -lspng -lexif -lcjson -lnng -lxxhash \
             -lopenblas -lgomp -lstdc++ -lz -lm
 
 MODULES  := common store encoder indexer daemon client
@@ -121,5 +121,54 @@ install: $(PROGS)
 
 clean:
 	rm -rf build build-*
+
+# ---- libclipdex: the installed client library ------------------------------
+# libclipdex.{a,so} hold only client/*.c (not *_main.c) and common/cdx.c: a
+# program using it needs nng and cJSON, never the encoder, store or FAISS.
+# Installed with client/clipdex.h and clipdex.pc (pkg-config).
+LIBCLIPDEX_VERSION := 0.1.0
+LIBCLIPDEX_SOMAJOR := 0
+LIBCLIPDEX_OBJS := $(call mod_objs,client) $(BUILD)/common/cdx.o
+LIBCLIPDEX_LIBS := -lnng -lcjson
+LIBCLIPDEX_SO   := $(BUILD)/libclipdex.so.$(LIBCLIPDEX_VERSION)
+LIBCLIPDEX      := $(BUILD)/libclipdex.a $(LIBCLIPDEX_SO) $(BUILD)/libclipdex.so \
+                   $(BUILD)/clipdex.pc
+LIBDIR          ?= $(PREFIX)/lib
+INCLUDEDIR      ?= $(PREFIX)/include
+
+.PHONY: libclipdex install-libclipdex
+libclipdex: $(LIBCLIPDEX)
+all tests: $(LIBCLIPDEX)
+
+$(BUILD)/libclipdex.a: $(LIBCLIPDEX_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(LIBCLIPDEX_SO): $(LIBCLIPDEX_OBJS)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libclipdex.so.$(LIBCLIPDEX_SOMAJOR) \
+	    -o $@ $^ $(LIBCLIPDEX_LIBS)
+
+$(BUILD)/libclipdex.so: $(LIBCLIPDEX_SO)
+	ln -sf $(notdir $<) $@
+
+$(BUILD)/clipdex.pc: client/clipdex.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	    -e 's|@VERSION@|$(LIBCLIPDEX_VERSION)|g' $< >$@
+
+install: install-libclipdex
+install-libclipdex: $(LIBCLIPDEX)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 $(BUILD)/libclipdex.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(LIBCLIPDEX_SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf libclipdex.so.$(LIBCLIPDEX_VERSION) \
+	    $(DESTDIR)$(LIBDIR)/libclipdex.so.$(LIBCLIPDEX_SOMAJOR)
+	ln -sf libclipdex.so.$(LIBCLIPDEX_SOMAJOR) $(DESTDIR)$(LIBDIR)/libclipdex.so
+	install -m 644 client/clipdex.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(BUILD)/clipdex.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+
+# tests/client_cli.c runs the clipdex program.
+$(BUILD)/tests/client_cli: | $(BUILD)/clipdex
+# ---- end libclipdex ----------------------------------------------------------
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

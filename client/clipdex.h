@@ -68,24 +68,45 @@ const char *cdx_default_url(void);
 typedef struct cdx_client cdx_client;
 
 /* Connects to url (NULL: cdx_default_url()).  The connection is made in
- * the background; requests wait for it up to the timeout.
- * Errors: CDX_EINVAL (bad url), CDX_ENOMEM, CDX_EIO. */
+ * the background (a daemon started later is picked up, and a restarted one
+ * is reconnected to); requests wait for it up to the connect timeout.
+ * Errors: CDX_EINVAL (bad url), CDX_ENOMEM, CDX_EIO; the message is then
+ * available from cdx_client_errmsg(NULL) on the calling thread. */
 int cdx_client_open(const char *url, cdx_client **out);
+/* Closes the connection; NULL is a no-op.  In-flight calls on other
+ * threads must have returned. */
 void cdx_client_close(cdx_client *c);
 
-/* Request timeout in milliseconds (default 30000; <= 0: wait forever). */
+/* Request timeout in milliseconds (default 30000; <= 0: wait forever).
+ * It covers sending, the daemon's work and the reply. */
 void cdx_client_set_timeout(cdx_client *c, int ms);
+/* How long a request waits for the connection to the daemon before failing
+ * with CDX_ECLOSED ("cannot connect"), in milliseconds.  Default -1: as
+ * long as the request timeout.  0: fail at once when not connected. */
+void cdx_client_set_connect_timeout(cdx_client *c, int ms);
 /* Token sent with every request (for TCP daemons that require one); the
- * string is copied.  NULL clears it. */
+ * string is copied.  NULL clears it.  Errors: CDX_ENOMEM. */
 int cdx_client_set_token(cdx_client *c, const char *token);
 
-/* Message of this thread's last failed call on c ("" if none). */
+/* Message of this thread's last failed call on c ("" if none); with c ==
+ * NULL, of this thread's last failed cdx_client_open() or cdx_query_parse().
+ * The string is valid until this thread's next call into the library. */
 const char *cdx_client_errmsg(const cdx_client *c);
 
 /* Sends one raw JSON request and returns the raw JSON reply (malloc'd,
  * NUL-terminated; free with free()).  Returns 0 when a reply arrived,
- * whatever it says. */
+ * whatever it says.  The bytes are sent as they are (even if they are not
+ * JSON), except that if a token is set and json is a JSON object without
+ * "token", the token is added.  Errors: CDX_ETIMEDOUT (no reply in time),
+ * CDX_ECLOSED (not connected within the connect timeout), CDX_ENOMEM,
+ * CDX_EIO (transport). */
 int cdx_request(cdx_client *c, const char *json, char **reply);
+
+/* Like cdx_request(), but a reply with "ok": false is an error: the
+ * daemon's error code is mapped (see the top of this file), its message is
+ * kept for cdx_client_errmsg() and *reply is untouched.  A reply that is
+ * not a JSON object with a boolean "ok" is CDX_EPROTO. */
+int cdx_call(cdx_client *c, const char *json, char **reply);
 
 /* ---- queries ---- */
 
@@ -94,6 +115,8 @@ enum cdx_term_kind {
 	CDX_TERM_IMAGE = 1,  /* data/len: JPEG or PNG bytes (uploaded) */
 	CDX_TERM_PATH = 2,   /* text: a path on the daemon's machine */
 	CDX_TERM_ID = 3,     /* id: an indexed image */
+	CDX_TERM_FILE = 4,   /* text: a local file, read by the library when
+	                        the request is made and uploaded as IMAGE */
 };
 
 typedef struct cdx_term {
@@ -116,7 +139,7 @@ typedef struct cdx_query {
 	float min_score;
 	const char *path_prefix;  /* NULL: none */
 	int time_field;      /* enum cdx_time_field */
-	int64_t time_from, time_to;
+	int64_t time_from, time_to;  /* inclusive, s since the epoch; 0: open */
 	float collapse;      /* 0: off */
 	int exact;           /* exact image preprocessing */
 } cdx_query;
@@ -143,7 +166,31 @@ typedef struct cdx_results {
 int cdx_search(cdx_client *c, const cdx_query *q, cdx_results **out);
 int cdx_similar(cdx_client *c, uint64_t id, const cdx_query *opts,
     cdx_results **out);
+/* similar by the path of an indexed image on the daemon's machine
+ * (absolute, inside the daemon's roots). */
+int cdx_similar_path(cdx_client *c, const char *path, const cdx_query *opts,
+    cdx_results **out);
+/* Frees a result list (one allocation, strings included); NULL is a no-op. */
 void cdx_results_free(cdx_results *r);
+
+/* ---- the query syntax of the command line and web page (docs/CLI.md) ----
+ *
+ * "beach - 0.7:people + 0.5:@example.jpg": terms separated by " + " or
+ * " - " (a space on each side; " - " negates the next term), each
+ * [WEIGHT:]SOURCE with SOURCE `img:FILE` or `@FILE` (CDX_TERM_FILE),
+ * `path:PATH` (CDX_TERM_PATH), `id:N` (CDX_TERM_ID) or text.  Leading and
+ * trailing spaces of a term are dropped. */
+typedef struct cdx_terms {
+	size_t n;
+	cdx_term *terms;     /* n terms; their strings live in the same block */
+} cdx_terms;
+
+/* Parses query into *out (free with cdx_terms_free()).  Needs no client
+ * and no connection; thread-safe.  Errors: CDX_EINVAL (syntax: an empty
+ * term, a weight of 0, a bad id; the message, for people, is in
+ * cdx_client_errmsg(NULL)), CDX_ENOMEM. */
+int cdx_query_parse(const char *query, cdx_terms **out);
+void cdx_terms_free(cdx_terms *t);
 
 /* The embedding of the query's terms (combined as for search).  *out is
  * malloc'd, *dim floats; free with free(). */
@@ -155,8 +202,9 @@ typedef struct cdx_add_result {
 	int64_t added, updated, unchanged, failed;
 } cdx_add_result;
 
-/* Indexes a file or folder.  wait = 0 returns once queued (res may be
- * NULL); wait = 1 returns when done. */
+/* Indexes a file or folder (an absolute path on the daemon's machine).
+ * wait = 0 returns once queued (res, if not NULL, is zeroed); wait = 1
+ * returns when done (mind the timeout for big folders). */
 int cdx_add(cdx_client *c, const char *path, int wait, cdx_add_result *res);
 /* Forgets the image at path or every image under folder path. */
 int cdx_remove(cdx_client *c, const char *path, int64_t *removed);
@@ -174,6 +222,7 @@ typedef struct cdx_status {
 	int64_t rss_bytes;
 } cdx_status;
 
+/* The daemon's status; string fields are truncated to fit. */
 int cdx_get_status(cdx_client *c, cdx_status *out);
 
 typedef struct cdx_failure {
@@ -188,7 +237,10 @@ typedef struct cdx_failures {
 	cdx_failure *items;
 } cdx_failures;
 
+/* Up to limit (<= 0: the daemon's default) recorded failures, newest
+ * first as the daemon orders them; total is the number recorded. */
 int cdx_get_failures(cdx_client *c, int limit, cdx_failures **out);
+/* Frees a failure list (one allocation); NULL is a no-op. */
 void cdx_failures_free(cdx_failures *f);
 
 #ifdef __cplusplus
