@@ -1049,10 +1049,8 @@ lit_equal(const uint32_t *s, size_t n, const char *lit)
 
 /* ---- BPE -------------------------------------------------------------- */
 
-typedef struct bpe_cand {
-	uint64_t key;            /* rank << 32 | position of the left symbol */
-	int32_t left, right, id; /* the pair, and the id it merges into */
-} bpe_cand;
+/* A candidate merge: rank << 32 | position of the pair's left symbol. */
+typedef uint64_t bpe_cand;
 
 typedef struct bpe_work {
 	int32_t *sym, *next, *prev;
@@ -1101,7 +1099,7 @@ heap_push(bpe_cand *h, size_t *n, bpe_cand c)
 	size_t i = (*n)++;
 	while (i > 0) {
 		size_t up = (i - 1) / 2;
-		if (h[up].key <= c.key)
+		if (h[up] <= c)
 			break;
 		h[i] = h[up];
 		i = up;
@@ -1118,9 +1116,9 @@ heap_pop(bpe_cand *h, size_t *n)
 		size_t c = 2 * i + 1;
 		if (c >= *n)
 			break;
-		if (c + 1 < *n && h[c + 1].key < h[c].key)
+		if (c + 1 < *n && h[c + 1] < h[c])
 			c++;
-		if (last.key <= h[c].key)
+		if (last <= h[c])
 			break;
 		h[i] = h[c];
 		i = c;
@@ -1130,24 +1128,22 @@ heap_pop(bpe_cand *h, size_t *n)
 	return top;
 }
 
-/* The candidate merge of symbols at positions l and w->next[l], if any. */
-static int
-bpe_cand_at(const clip_tokenizer *tok, const bpe_work *w, int32_t l,
-    bpe_cand *c)
+/* The merge of the symbols at positions l and w->next[l], if any. */
+static const merge_slot *
+bpe_merge_at(const clip_tokenizer *tok, const bpe_work *w, int32_t l)
 {
 	int32_t r = w->next[l];
-	const merge_slot *m;
+	return r < 0 ? NULL : merge_find(tok, w->sym[l], w->sym[r]);
+}
 
-	if (r < 0)
-		return 0;
-	m = merge_find(tok, w->sym[l], w->sym[r]);
-	if (!m)
-		return 0;
-	c->key = (uint64_t)(uint32_t)m->rank << 32 | (uint32_t)l;
-	c->left = w->sym[l];
-	c->right = w->sym[r];
-	c->id = m->id;
-	return 1;
+/* Adds the candidate at position l, if its pair merges, to c[*n]. */
+static void
+bpe_cand_add(const clip_tokenizer *tok, const bpe_work *w, int32_t l,
+    bpe_cand *c, size_t *n)
+{
+	const merge_slot *m = bpe_merge_at(tok, w, l);
+	if (m)
+		c[(*n)++] = (uint64_t)(uint32_t)m->rank << 32 | (uint32_t)l;
 }
 
 /* OpenAI's bpe(): repeatedly takes the lowest-ranked adjacent pair and
@@ -1161,39 +1157,42 @@ bpe_word(const clip_tokenizer *tok, bpe_work *w, const unsigned char *b,
     size_t n)
 {
 	size_t nheap = 0, ndefer;
-	bpe_cand c;
 
 	for (size_t i = 0; i < n; i++) {
 		w->sym[i] = i + 1 < n ? tok->byte_id[b[i]] : tok->byte_eow_id[b[i]];
 		w->next[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
 		w->prev[i] = (int32_t)i - 1;
 	}
-	for (size_t i = 0; i + 1 < n; i++)
-		if (bpe_cand_at(tok, w, (int32_t)i, &c))
+	for (size_t i = 0; i + 1 < n; i++) {
+		size_t k = 0;
+		bpe_cand c;
+		bpe_cand_add(tok, w, (int32_t)i, &c, &k);
+		if (k)
 			heap_push(w->heap, &nheap, c);
+	}
 
 	while (nheap > 0) {
-		uint64_t rank = w->heap[0].key >> 32;
+		uint64_t rank = w->heap[0] >> 32;
 		ndefer = 0;
-		while (nheap > 0 && w->heap[0].key >> 32 == rank) {
+		while (nheap > 0 && w->heap[0] >> 32 == rank) {
 			bpe_cand t = heap_pop(w->heap, &nheap);
-			int32_t l = (int32_t)(uint32_t)t.key, r = w->next[l];
-			/* Stale when either symbol changed or was merged away
-			 * (a merged-away position is never a candidate's left
-			 * side again: its predecessor's next skips it). */
-			if (w->prev[l] == -2 || r < 0 || w->sym[l] != t.left ||
-			    w->sym[r] != t.right)
+			int32_t l = (int32_t)(uint32_t)t, r = w->next[l];
+			const merge_slot *m;
+			/* Stale when the left symbol was merged away or the
+			 * pair changed (ranks are unique per pair). */
+			if (w->prev[l] == -2)
 				continue;
-			w->sym[l] = t.id;
+			m = bpe_merge_at(tok, w, l);
+			if (!m || (uint64_t)(uint32_t)m->rank != rank)
+				continue;
+			w->sym[l] = m->id;
 			w->next[l] = w->next[r];
 			if (w->next[r] >= 0)
 				w->prev[w->next[r]] = l;
 			w->prev[r] = -2; /* merged away */
-			if (w->prev[l] >= 0 &&
-			    bpe_cand_at(tok, w, w->prev[l], &c))
-				w->defer[ndefer++] = c;
-			if (bpe_cand_at(tok, w, l, &c))
-				w->defer[ndefer++] = c;
+			if (w->prev[l] >= 0)
+				bpe_cand_add(tok, w, w->prev[l], w->defer, &ndefer);
+			bpe_cand_add(tok, w, l, w->defer, &ndefer);
 		}
 		for (size_t k = 0; k < ndefer; k++)
 			heap_push(w->heap, &nheap, w->defer[k]);
