@@ -70,8 +70,9 @@ void clip_tokenizer_free(clip_tokenizer *tok);
  * A literal "<|startoftext|>" or "<|endoftext|>" in the text becomes that
  * special token, as in OpenAI's tokenizer.  ftfy is not applied (see
  * docs/TOKENIZER.md).  Thread-safe: any number of threads may share tok.
- * A few microseconds for a 77-token text; time and memory are linear in len
- * (about 20 bytes of scratch per byte of text, freed before returning).
+ * A few microseconds for a 77-token text; time is O(len log len) and the
+ * scratch memory, freed before returning, about 20 bytes per byte of text
+ * plus 52 per byte of its longest word.
  * Errors: CDX_EUTF8 for invalid UTF-8 (err gives the byte offset),
  * CDX_EINVAL (NULL tok or ids, or NULL text with len > 0), CDX_ENOMEM. */
 int clip_tokenize(const clip_tokenizer *tok, const char *text, size_t len,
