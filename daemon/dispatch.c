@@ -1,0 +1,977 @@
+/*
+ * dispatch.c - one JSON request in, one JSON reply out (docs/PROTOCOL.md).
+ * Runs on a worker thread; the same code serves nng and HTTP.
+ */
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/srv_internal.h"
+
+/* ---- replies ---- */
+
+const char *
+srv_error_code(int cdx, int *http_status)
+{
+	int st = 500;
+	const char *code = "internal";
+	switch (cdx) {
+	case CDX_EINVAL: case CDX_EUTF8: code = "bad_request"; st = 400; break;
+	case CDX_ENOTFOUND: code = "not_found"; st = 404; break;
+	case CDX_EPERM: code = "forbidden"; st = 403; break;
+	case CDX_ETOOBIG: code = "too_large"; st = 413; break;
+	case CDX_EFORMAT: code = "bad_image"; st = 422; break;
+	case CDX_EBUSY: code = "busy"; st = 503; break;
+	}
+	if (http_status != NULL)
+		*http_status = st;
+	return code;
+}
+
+static int
+status_of_code(const char *code)
+{
+	static const struct { const char *code; int st; } map[] = {
+		{ "bad_json", 400 }, { "bad_request", 400 }, { "unknown_op", 400 },
+		{ "unsupported_version", 400 }, { "too_large", 413 },
+		{ "unauthorized", 401 }, { "forbidden", 403 }, { "not_found", 404 },
+		{ "bad_image", 422 }, { "busy", 503 },
+	};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(map[i].code, code) == 0)
+			return map[i].st;
+	return 500;
+}
+
+static char *
+error_json(const char *code, const char *msg, const cJSON *tag)
+{
+	cJSON *r = cJSON_CreateObject(), *e = cJSON_CreateObject();
+	char *out = NULL;
+	if (r != NULL && e != NULL) {
+		cJSON_AddNumberToObject(r, "v", 1);
+		cJSON_AddFalseToObject(r, "ok");
+		cJSON_AddStringToObject(e, "code", code);
+		cJSON_AddStringToObject(e, "message", msg);
+		cJSON_AddItemToObject(r, "error", e);
+		e = NULL;
+		if (tag != NULL)
+			cJSON_AddItemToObject(r, "tag", cJSON_Duplicate(tag, 1));
+		out = cJSON_PrintUnformatted(r);
+	}
+	cJSON_Delete(e);
+	cJSON_Delete(r);
+	if (out == NULL)
+		out = strdup("{\"v\":1,\"ok\":false,\"error\":{\"code\":\"internal\","
+		    "\"message\":\"out of memory\"}}");
+	return out;
+}
+
+static void
+job_error_tag(srv_job *job, const cJSON *tag, const char *code,
+    const char *msg)
+{
+	char *r = error_json(code, msg, tag);
+	if (r != NULL)
+		srv_job_reply(job, r, status_of_code(code));
+	else
+		srv_job_free(job);
+}
+
+void
+srv_job_error(srv_job *job, const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	job_error_tag(job, NULL, code, msg);
+}
+
+/* Finishes a success reply object r (adds v, ok, tag) and answers. */
+static void
+job_ok(srv_job *job, cJSON *r, const cJSON *tag)
+{
+	char *out;
+	cJSON_AddNumberToObject(r, "v", 1);
+	cJSON_AddTrueToObject(r, "ok");
+	if (tag != NULL)
+		cJSON_AddItemToObject(r, "tag", cJSON_Duplicate(tag, 1));
+	out = cJSON_PrintUnformatted(r);
+	cJSON_Delete(r);
+	if (out == NULL)
+		job_error_tag(job, tag, "internal", "out of memory");
+	else
+		srv_job_reply(job, out, 200);
+}
+
+/* ---- request fields ---- */
+
+/* A request being handled: the parsed JSON and the error to report. */
+typedef struct call {
+	srv *s;
+	srv_worker *w;
+	srv_job *job;
+	cJSON *req;
+	const cJSON *tag;
+	const char *ecode;      /* protocol error code when failing */
+	char emsg[CDX_ERRMSG_MAX + 64];
+} call;
+
+static int
+fail(call *c, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int
+fail(call *c, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	c->ecode = code;
+	va_start(ap, fmt);
+	vsnprintf(c->emsg, sizeof(c->emsg), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int
+fail_cdx(call *c, int rc, const cdx_error *err)
+{
+	return fail(c, srv_error_code(rc, NULL), "%s",
+	    err != NULL && err->code == rc ? err->msg : cdx_strerror(rc));
+}
+
+/* Reads an optional integer field in [lo, hi]; absent leaves *out. */
+static int
+get_int(call *c, const cJSON *obj, const char *name, long lo, long hi,
+    const char *toobig, long *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (v == NULL || cJSON_IsNull(v))
+		return 0;
+	if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+		return fail(c, "bad_request", "'%s' must be an integer", name);
+	if (v->valuedouble > (double)hi && toobig != NULL)
+		return fail(c, "too_large", "'%s' is %.0f; %s", name,
+		    v->valuedouble, toobig);
+	if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
+		return fail(c, "bad_request", "'%s' must be in %ld..%ld", name, lo,
+		    hi);
+	*out = (long)v->valuedouble;
+	return 0;
+}
+
+static int
+get_num(call *c, const cJSON *obj, const char *name, double lo, double hi,
+    int *present, double *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (v == NULL || cJSON_IsNull(v))
+		return 0;
+	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
+	    v->valuedouble < lo || v->valuedouble > hi)
+		return fail(c, "bad_request", "'%s' must be a number in %g..%g",
+		    name, lo, hi);
+	*out = v->valuedouble;
+	if (present != NULL)
+		*present = 1;
+	return 0;
+}
+
+static int
+get_bool(const cJSON *obj, const char *name)
+{
+	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, name));
+}
+
+/* ---- base64 ---- */
+
+static int
+b64_value(unsigned char ch)
+{
+	if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+	if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+	if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+	if (ch == '+' || ch == '-') return 62;
+	if (ch == '/' || ch == '_') return 63;
+	return -1;
+}
+
+/* Decodes standard (or URL-safe) base64, padding optional, whitespace
+ * ignored.  Returns the decoded length or -1 if malformed. */
+static long
+b64_decode(const char *in, size_t len, uint8_t *out)
+{
+	uint32_t acc = 0;
+	int bits = 0, pad = 0;
+	long n = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)in[i];
+		if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t')
+			continue;
+		if (ch == '=') {
+			pad++;
+			continue;
+		}
+		int v = b64_value(ch);
+		if (v < 0 || pad > 0)
+			return -1;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[n++] = (uint8_t)(acc >> bits);
+		}
+	}
+	if (pad > 2 || bits >= 6)
+		return -1;
+	return n;
+}
+
+/* ---- query vectors ---- */
+
+enum { TERM_TEXT, TERM_IMAGE, TERM_PATH, TERM_ID };
+
+typedef struct term {
+	int kind;
+	const cJSON *src;
+	float weight;
+} term;
+
+static int
+parse_term(call *c, const cJSON *t, term *out)
+{
+	static const char *const keys[] = { "text", "image", "path", "id" };
+	int found = 0;
+	double w = 1.0;
+
+	if (!cJSON_IsObject(t))
+		return fail(c, "bad_request", "a term must be an object");
+	for (int k = 0; k < 4; k++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(t, keys[k]);
+		if (v == NULL)
+			continue;
+		if (found++)
+			return fail(c, "bad_request", "a term has exactly one of "
+			    "text, image, path, id");
+		out->kind = k;
+		out->src = v;
+		if (k == TERM_ID ? !cJSON_IsNumber(v) : !cJSON_IsString(v))
+			return fail(c, "bad_request", "'%s' must be a %s", keys[k],
+			    k == TERM_ID ? "number" : "string");
+	}
+	if (!found)
+		return fail(c, "bad_request", "a query needs text, image, path or "
+		    "id (or terms)");
+	if (get_num(c, t, "weight", -1e6, 1e6, NULL, &w) != 0)
+		return -1;
+	out->weight = (float)w;
+	return 0;
+}
+
+/* Decodes one image term into pixels for the encoder. */
+static int
+term_pixels(call *c, const term *t, int exact, float *pixels)
+{
+	const srv_config *cfg = c->s->cfg;
+	const clip_preprocess_cfg *pp = &c->s->info->preprocess;
+	clip_decode_opts dopt = { cfg->max_pixels, exact ? 0 : pp->shortest_edge };
+	clip_image img;
+	cdx_error err;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (t->kind == TERM_IMAGE) {
+		const char *b = t->src->valuestring;
+		size_t blen = strlen(b);
+		if (blen / 4 * 3 > cfg->max_image_bytes + 3)
+			return fail(c, "too_large", "the image is over the limit of "
+			    "%zu bytes", cfg->max_image_bytes);
+		data = malloc(blen / 4 * 3 + 3);
+		if (data == NULL)
+			return fail(c, "internal", "out of memory");
+		long n = b64_decode(b, blen, data);
+		if (n < 0) {
+			free(data);
+			return fail(c, "bad_request", "'image' is not valid base64");
+		}
+		len = (size_t)n;
+	} else {
+		char canon[PATH_MAX];
+		rc = srv_path_check(c->s, t->src->valuestring, canon, sizeof(canon),
+		    0);
+		if (rc == CDX_EPERM)
+			return fail(c, "forbidden", "%s is outside the daemon's roots",
+			    t->src->valuestring);
+		if (rc != 0)
+			return fail(c, rc == CDX_EINVAL ? "bad_request" : "not_found",
+			    "%s: %s", t->src->valuestring, rc == CDX_EINVAL ?
+			    "not an absolute path" : "no such file");
+		if ((rc = srv_read_file(canon, cfg->max_image_bytes, &data, &len,
+		    &err)) != 0)
+			return fail_cdx(c, rc, &err);
+	}
+	rc = clip_image_decode(data, len, &dopt, &img, &err);
+	free(data);
+	if (rc != 0)
+		return fail_cdx(c, rc, &err);
+	rc = clip_image_preprocess(&img, pp, pixels, &err);
+	clip_image_free(&img);
+	if (rc != 0)
+		return fail_cdx(c, rc, &err);
+	return 0;
+}
+
+/* Builds the normalised query vector of the request's terms into q. */
+static int
+query_vector(call *c, float *q)
+{
+	srv *s = c->s;
+	int dim = s->info->embed_dim;
+	const clip_preprocess_cfg *pp = &s->info->preprocess;
+	size_t plane = (size_t)pp->crop_width * pp->crop_height * 3;
+	const cJSON *terms = cJSON_GetObjectItemCaseSensitive(c->req, "terms");
+	term t[SRV_TERMS_MAX];
+	int n = 0, n_text = 0, n_img = 0, exact = get_bool(c->req, "exact");
+	int32_t *ids = NULL;
+	float *pixels = NULL, *emb = NULL;
+	cdx_error err;
+	int rc = -1;
+
+	if (terms != NULL) {
+		const cJSON *e;
+		if (!cJSON_IsArray(terms) || cJSON_GetArraySize(terms) == 0)
+			return fail(c, "bad_request", "'terms' must be a non-empty "
+			    "array");
+		if (cJSON_GetArraySize(terms) > SRV_TERMS_MAX)
+			return fail(c, "too_large", "at most %d terms",
+			    SRV_TERMS_MAX);
+		cJSON_ArrayForEach(e, terms)
+			if (parse_term(c, e, &t[n++]) != 0)
+				return -1;
+	} else if (parse_term(c, c->req, &t[n++]) != 0) {
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		n_text += t[i].kind == TERM_TEXT;
+		n_img += t[i].kind == TERM_IMAGE || t[i].kind == TERM_PATH;
+	}
+	ids = malloc(sizeof(*ids) * CLIP_CONTEXT_LEN * (size_t)(n_text + 1));
+	pixels = malloc(sizeof(*pixels) * plane * (size_t)(n_img + 1));
+	emb = malloc(sizeof(*emb) * (size_t)dim * (size_t)n);
+	if (ids == NULL || pixels == NULL || emb == NULL) {
+		fail(c, "internal", "out of memory");
+		goto out;
+	}
+
+	/* Texts in one batch, images in one batch, ids from the store. */
+	int ti = 0, ii = 0;
+	for (int i = 0; i < n; i++) {
+		if (t[i].kind == TERM_TEXT) {
+			const char *txt = t[i].src->valuestring;
+			if ((rc = clip_tokenize(clip_model_tokenizer(s->model), txt,
+			    strlen(txt), ids + ti++ * CLIP_CONTEXT_LEN, NULL, &err)) != 0) {
+				fail_cdx(c, rc, &err);
+				rc = -1;
+				goto out;
+			}
+		} else if (t[i].kind != TERM_ID) {
+			if ((rc = term_pixels(c, &t[i], exact, pixels + plane * ii++)) != 0)
+				goto out;
+		}
+	}
+	float *temb = emb, *iemb = emb + (size_t)n_text * dim;
+	if (n_text > 0 && (rc = clip_encode_text(c->w->ctx, ids, n_text, temb,
+	    &err)) != 0) {
+		fail_cdx(c, rc, &err);
+		rc = -1;
+		goto out;
+	}
+	if (n_img > 0 && (rc = clip_encode_images(c->w->ctx, pixels, n_img, iemb,
+	    &err)) != 0) {
+		fail_cdx(c, rc, &err);
+		rc = -1;
+		goto out;
+	}
+	memset(q, 0, sizeof(*q) * (size_t)dim);
+	ti = ii = 0;
+	for (int i = 0; i < n; i++) {
+		const float *e;
+		store_image *img = NULL;
+		if (t[i].kind == TERM_TEXT) {
+			e = temb + (size_t)ti++ * dim;
+		} else if (t[i].kind == TERM_ID) {
+			double idv = t[i].src->valuedouble;
+			if (idv < 1 || idv != floor(idv) || idv > 9007199254740992.0) {
+				fail(c, "bad_request", "'id' must be a positive integer");
+				rc = -1;
+				goto out;
+			}
+			if ((rc = store_image_get(s->st, (uint64_t)idv, &img, &err)) != 0) {
+				if (rc == CDX_ENOTFOUND)
+					fail(c, "not_found", "no image with id %.0f", idv);
+				else
+					fail_cdx(c, rc, &err);
+				rc = -1;
+				goto out;
+			}
+			e = img->embedding;
+		} else {
+			e = iemb + (size_t)ii++ * dim;
+		}
+		for (int d = 0; d < dim; d++)
+			q[d] += t[i].weight * e[d];
+		store_image_free(img);
+	}
+	double norm = 0;
+	for (int d = 0; d < dim; d++)
+		norm += (double)q[d] * q[d];
+	if (!(norm > 1e-12)) {
+		fail(c, "bad_request", "the query's terms cancel out");
+		rc = -1;
+		goto out;
+	}
+	for (int d = 0; d < dim; d++)
+		q[d] = (float)(q[d] / sqrt(norm));
+	rc = 0;
+out:
+	free(ids);
+	free(pixels);
+	free(emb);
+	return rc;
+}
+
+/* ---- search and similar ---- */
+
+typedef struct search_opts {
+	long k, offset;
+	int has_min;
+	double min_score;
+	double collapse;
+	store_filter filter;
+} search_opts;
+
+static int
+parse_search_opts(call *c, search_opts *o)
+{
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(c->req, "filter");
+	char toobig[64];
+
+	memset(o, 0, sizeof(*o));
+	o->k = 10;
+	snprintf(toobig, sizeof(toobig), "the maximum is %d", SRV_K_MAX);
+	if (get_int(c, c->req, "k", 1, SRV_K_MAX, toobig, &o->k) != 0 ||
+	    get_int(c, c->req, "offset", 0, SRV_WINDOW_MAX, "too far", &o->offset)
+	    != 0 ||
+	    get_num(c, c->req, "min_score", -1, 1, &o->has_min, &o->min_score) != 0
+	    || get_num(c, c->req, "collapse", 0, 1, NULL, &o->collapse) != 0)
+		return -1;
+	if (o->k + o->offset > SRV_WINDOW_MAX)
+		return fail(c, "too_large", "offset + k is over %d", SRV_WINDOW_MAX);
+	if (f == NULL || cJSON_IsNull(f))
+		return 0;
+	if (!cJSON_IsObject(f))
+		return fail(c, "bad_request", "'filter' must be an object");
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(f, "path_prefix");
+	if (p != NULL && !cJSON_IsNull(p)) {
+		if (!cJSON_IsString(p))
+			return fail(c, "bad_request", "'path_prefix' must be a string");
+		o->filter.path_prefix = p->valuestring;
+	}
+	const cJSON *tf = cJSON_GetObjectItemCaseSensitive(f, "time");
+	if (tf != NULL && !cJSON_IsNull(tf)) {
+		if (cJSON_IsString(tf) && strcmp(tf->valuestring, "capture") == 0)
+			o->filter.time_field = STORE_TIME_CAPTURE;
+		else if (cJSON_IsString(tf) && strcmp(tf->valuestring, "mtime") == 0)
+			o->filter.time_field = STORE_TIME_MTIME;
+		else
+			return fail(c, "bad_request", "'time' must be \"capture\" or "
+			    "\"mtime\"");
+		long from = LONG_MIN, to = LONG_MAX;
+		if (get_int(c, f, "from", LONG_MIN, LONG_MAX, NULL, &from) != 0 ||
+		    get_int(c, f, "to", LONG_MIN, LONG_MAX, NULL, &to) != 0)
+			return -1;
+		o->filter.time_min = from;
+		o->filter.time_max = to;
+	}
+	return 0;
+}
+
+static double
+dot(const float *a, const float *b, int n)
+{
+	double s = 0;
+	for (int i = 0; i < n; i++)
+		s += (double)a[i] * b[i];
+	return s;
+}
+
+static cJSON *
+hit_json(const store_hit *h)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL)
+		return NULL;
+	cJSON_AddNumberToObject(o, "id", (double)h->id);
+	cJSON_AddStringToObject(o, "path", h->path);
+	cJSON_AddNumberToObject(o, "score", (double)h->score);
+	cJSON_AddNumberToObject(o, "width", h->width);
+	cJSON_AddNumberToObject(o, "height", h->height);
+	cJSON_AddNumberToObject(o, "size", (double)h->size);
+	int64_t mt = h->mtime_ns >= 0 ? h->mtime_ns / 1000000000 :
+	    -((-h->mtime_ns + 999999999) / 1000000000);
+	cJSON_AddNumberToObject(o, "mtime", (double)mt);
+	if (h->capture_time == STORE_TIME_UNKNOWN)
+		cJSON_AddNullToObject(o, "capture_time");
+	else
+		cJSON_AddNumberToObject(o, "capture_time", (double)h->capture_time);
+	cJSON_AddNumberToObject(o, "added", (double)h->added);
+	return o;
+}
+
+/* Keeps the hits of res that survive the exclusion, min_score and
+ * collapsing, up to `want`, appending results [offset, offset + k) to arr.
+ * Returns how many were kept. */
+static size_t
+select_hits(call *c, const store_results *res, const search_opts *o,
+    uint64_t exclude, size_t want, cJSON *arr)
+{
+	int dim = c->s->info->embed_dim;
+	float *kept = NULL;
+	size_t n_kept = 0;
+
+	if (o->collapse > 0 && (kept = malloc(sizeof(float) * want *
+	    (size_t)dim)) == NULL)
+		return 0;
+	for (size_t i = 0; i < res->n && n_kept < want; i++) {
+		const store_hit *h = &res->hits[i];
+		if (h->id == exclude)
+			continue;
+		if (o->has_min && h->score < o->min_score)
+			break;          /* best first: the rest are lower */
+		if (kept != NULL) {
+			store_image *img = NULL;
+			int dup = 0;
+			if (store_image_get(c->s->st, h->id, &img, NULL) != 0)
+				continue;
+			for (size_t j = 0; j < n_kept && !dup; j++)
+				dup = dot(kept + j * dim, img->embedding, dim) >=
+				    o->collapse;
+			if (!dup)
+				memcpy(kept + n_kept * dim, img->embedding,
+				    sizeof(float) * (size_t)dim);
+			store_image_free(img);
+			if (dup)
+				continue;
+		}
+		if (n_kept++ >= (size_t)o->offset && arr != NULL)
+			cJSON_AddItemToArray(arr, hit_json(h));
+	}
+	free(kept);
+	return n_kept;
+}
+
+/* Runs the search for q and answers with results [offset, offset + k),
+ * skipping `exclude` (0: none), near-identical results (collapse) and
+ * those under min_score.  Collapsing drops hits, so it searches deeper
+ * (doubling) until enough survive or the collection is exhausted. */
+static int
+search_and_reply(call *c, const float *q, const search_opts *o,
+    uint64_t exclude, double t0)
+{
+	srv *s = c->s;
+	size_t want = (size_t)(o->k + o->offset);
+	size_t fetch = want + (exclude != 0);
+	const store_filter *f = o->filter.path_prefix || o->filter.time_field ?
+	    &o->filter : NULL;
+	store_results *res = NULL;
+	cdx_error err;
+	int rc;
+
+	if (o->collapse > 0)
+		fetch *= 2;
+	for (;;) {
+		if ((rc = store_search(s->st, q, fetch, f, &res, &err)) != 0)
+			return fail_cdx(c, rc, &err);
+		if (o->collapse <= 0 || res->n < fetch ||
+		    fetch >= 8 * (size_t)SRV_WINDOW_MAX ||
+		    select_hits(c, res, o, exclude, want, NULL) >= want)
+			break;
+		store_results_free(res);
+		fetch *= 2;
+	}
+	cJSON *r = cJSON_CreateObject();
+	select_hits(c, res, o, exclude, want,
+	    cJSON_AddArrayToObject(r, "results"));
+	store_results_free(res);
+	cJSON_AddNumberToObject(r, "took_ms", (srv_now() - t0) * 1000.0);
+	job_ok(c->job, r, c->tag);
+	c->job = NULL;
+	return 0;
+}
+
+static int
+op_search(call *c)
+{
+	double t0 = srv_now();
+	search_opts o;
+	float *q = malloc(sizeof(float) * (size_t)c->s->info->embed_dim);
+	int rc = -1;
+
+	if (q == NULL)
+		return fail(c, "internal", "out of memory");
+	if (parse_search_opts(c, &o) == 0 && query_vector(c, q) == 0)
+		rc = search_and_reply(c, q, &o, 0, t0);
+	free(q);
+	return rc;
+}
+
+static int
+op_similar(call *c)
+{
+	double t0 = srv_now();
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(c->req, "id");
+	const cJSON *path = cJSON_GetObjectItemCaseSensitive(c->req, "path");
+	store_image *img = NULL;
+	search_opts o;
+	cdx_error err;
+	int rc;
+
+	if (parse_search_opts(c, &o) != 0)
+		return -1;
+	if (cJSON_IsNumber(id) && id->valuedouble >= 1)
+		rc = store_image_get(c->s->st, (uint64_t)id->valuedouble, &img, &err);
+	else if (cJSON_IsString(path))
+		rc = store_image_get_by_path(c->s->st, path->valuestring, &img, &err);
+	else
+		return fail(c, "bad_request", "similar needs 'id' (a positive "
+		    "integer) or 'path' (of an indexed image)");
+	if (rc == CDX_ENOTFOUND)
+		return fail(c, "not_found", "that image is not in the index");
+	if (rc != 0)
+		return fail_cdx(c, rc, &err);
+	rc = search_and_reply(c, img->embedding, &o, img->id, t0);
+	store_image_free(img);
+	return rc;
+}
+
+static int
+op_embed(call *c)
+{
+	int dim = c->s->info->embed_dim;
+	float *q = malloc(sizeof(float) * (size_t)dim);
+	int rc = -1;
+
+	if (q == NULL)
+		return fail(c, "internal", "out of memory");
+	if (query_vector(c, q) == 0) {
+		cJSON *r = cJSON_CreateObject();
+		cJSON_AddNumberToObject(r, "dim", dim);
+		cJSON_AddStringToObject(r, "model", c->s->info->id);
+		cJSON_AddItemToObject(r, "embedding", cJSON_CreateFloatArray(q, dim));
+		job_ok(c->job, r, c->tag);
+		c->job = NULL;
+		rc = 0;
+	}
+	free(q);
+	return rc;
+}
+
+/* ---- collection ---- */
+
+static int
+op_add(call *c)
+{
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(c->req, "path");
+	char canon[PATH_MAX];
+	int rc;
+
+	if (!cJSON_IsString(p))
+		return fail(c, "bad_request", "add needs 'path'");
+	rc = srv_path_check(c->s, p->valuestring, canon, sizeof(canon),
+	    c->job->origin == SRV_ORIGIN_LOCAL);
+	if (rc == CDX_EPERM)
+		return fail(c, "forbidden", "%s is outside the daemon's roots "
+		    "(start clipdexd with --root, or add it over the local socket)",
+		    p->valuestring);
+	if (rc != 0)
+		return fail(c, rc == CDX_EINVAL ? "bad_request" : "not_found",
+		    "%s: %s", p->valuestring, rc == CDX_EINVAL ?
+		    "not an absolute path" : "no such file or folder");
+	if ((rc = srv_root_add(c->s, canon)) != 0)
+		return fail(c, "too_large", "too many roots");
+	if (get_bool(c->req, "wait")) {
+		/* The indexing thread answers when the work is done. */
+		srv_job *job = c->job;
+		c->job = NULL;
+		ingest_enqueue(c->s, canon, job);
+		return 0;
+	}
+	ingest_enqueue(c->s, canon, NULL);
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddTrueToObject(r, "queued");
+	job_ok(c->job, r, c->tag);
+	c->job = NULL;
+	return 0;
+}
+
+struct prefix_ids {
+	const char *prefix;
+	size_t plen;
+	uint64_t *ids;
+	size_t n, cap;
+};
+
+static int
+collect_prefix(void *user, const store_image *img)
+{
+	struct prefix_ids *p = user;
+	if (strncmp(img->path, p->prefix, p->plen) != 0 ||
+	    (img->path[p->plen] != '/' && img->path[p->plen] != '\0' &&
+	    p->prefix[p->plen - 1] != '/'))
+		return 0;
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 64;
+		uint64_t *v = realloc(p->ids, cap * sizeof(*v));
+		if (v == NULL)
+			return CDX_ENOMEM;
+		p->ids = v;
+		p->cap = cap;
+	}
+	p->ids[p->n++] = img->id;
+	return 0;
+}
+
+static int
+op_remove(call *c)
+{
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(c->req, "path");
+	struct prefix_ids pi = { 0 };
+	size_t removed = 0;
+	cdx_error err;
+	int rc, inside = 0;
+
+	if (!cJSON_IsString(p) || p->valuestring[0] != '/')
+		return fail(c, "bad_request", "remove needs an absolute 'path'");
+	/* The file may be gone already: compare the path as given (trailing
+	 * slashes dropped) with the roots, without resolving it. */
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s", p->valuestring);
+	for (size_t n = strlen(path); n > 1 && path[n - 1] == '/'; n--)
+		path[n - 1] = '\0';
+	if (strstr(path, "/../") != NULL || strstr(path, "/./") != NULL)
+		return fail(c, "bad_request", "the path must be canonical");
+	pthread_mutex_lock(&c->s->mu);
+	for (int i = 0; i < c->s->n_roots && !inside; i++) {
+		size_t n = strlen(c->s->roots[i]);
+		inside = strncmp(path, c->s->roots[i], n) == 0 &&
+		    (path[n] == '\0' || path[n] == '/' || n == 1);
+	}
+	pthread_mutex_unlock(&c->s->mu);
+	if (!inside)
+		return fail(c, "forbidden", "%s is outside the daemon's roots", path);
+	pi.prefix = path;
+	pi.plen = strlen(path);
+	if ((rc = store_image_foreach(c->s->st, collect_prefix, &pi, &err)) != 0) {
+		free(pi.ids);
+		return fail_cdx(c, rc, &err);
+	}
+	if (pi.n > 0 && (rc = store_image_delete(c->s->st, pi.ids, pi.n, &removed,
+	    &err)) != 0) {
+		free(pi.ids);
+		return fail_cdx(c, rc, &err);
+	}
+	free(pi.ids);
+	if (removed > 0)
+		cdx_log(CDX_LOG_INFO, "removed %zu images under %s", removed, path);
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddNumberToObject(r, "removed", (double)removed);
+	job_ok(c->job, r, c->tag);
+	c->job = NULL;
+	return 0;
+}
+
+/* ---- status ---- */
+
+static long long
+rss_bytes(void)
+{
+	long long pages = 0, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f == NULL)
+		return 0;
+	if (fscanf(f, "%lld %lld", &pages, &rss) != 2)
+		rss = 0;
+	fclose(f);
+	return rss * sysconf(_SC_PAGESIZE);
+}
+
+static int
+op_status(call *c)
+{
+	srv *s = c->s;
+	store_stats st;
+	cJSON *r = cJSON_CreateObject(), *m, *ix, *q, *roots;
+
+	store_get_stats(s->st, &st);
+	cJSON_AddStringToObject(r, "version", SRV_VERSION);
+	cJSON_AddNumberToObject(r, "uptime_s", srv_now() - s->started);
+	cJSON_AddNumberToObject(r, "images", (double)st.images);
+	cJSON_AddNumberToObject(r, "failures", (double)st.failures);
+	cJSON_AddNumberToObject(r, "seq", (double)st.seq);
+	m = cJSON_AddObjectToObject(r, "model");
+	cJSON_AddStringToObject(m, "id", s->info->id);
+	cJSON_AddNumberToObject(m, "dim", s->info->embed_dim);
+	ix = cJSON_AddObjectToObject(r, "index");
+	cJSON_AddStringToObject(ix, "kind", st.index_kind);
+	cJSON_AddNumberToObject(ix, "vectors", (double)(st.index_ntotal -
+	    st.index_dead));
+	q = cJSON_AddObjectToObject(r, "queue");
+	cJSON_AddNumberToObject(q, "pending", (double)s->ingest_pending);
+	cJSON_AddNumberToObject(q, "done", (double)s->ingest_done);
+	double busy = (double)s->ingest_busy_ns * 1e-9;
+	cJSON_AddNumberToObject(q, "rate", busy > 0 ?
+	    (double)s->ingest_images / busy : 0.0);
+	roots = cJSON_AddArrayToObject(r, "roots");
+	pthread_mutex_lock(&s->mu);
+	for (int i = 0; i < s->n_roots; i++)
+		cJSON_AddItemToArray(roots, cJSON_CreateString(s->roots[i]));
+	pthread_mutex_unlock(&s->mu);
+	cJSON_AddNumberToObject(r, "rss_bytes", (double)rss_bytes());
+	job_ok(c->job, r, c->tag);
+	c->job = NULL;
+	return 0;
+}
+
+struct failure_list {
+	cJSON *arr;
+	long limit;
+	long n;
+};
+
+static int
+add_failure(void *user, const store_failure *f)
+{
+	struct failure_list *l = user;
+	if (l->n++ >= l->limit)
+		return 1;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "path", f->path);
+	cJSON_AddStringToObject(o, "reason", f->reason);
+	cJSON_AddNumberToObject(o, "size", (double)f->size);
+	cJSON_AddNumberToObject(o, "mtime", (double)(f->mtime_ns / 1000000000));
+	cJSON_AddNumberToObject(o, "when", (double)f->when);
+	cJSON_AddItemToArray(l->arr, o);
+	return 0;
+}
+
+static int
+op_failures(call *c)
+{
+	struct failure_list l = { NULL, 100, 0 };
+	cdx_error err;
+	int rc;
+
+	if (get_int(c, c->req, "limit", 0, 100000, NULL, &l.limit) != 0)
+		return -1;
+	cJSON *r = cJSON_CreateObject();
+	l.arr = cJSON_AddArrayToObject(r, "failures");
+	rc = store_failure_foreach(c->s->st, add_failure, &l, &err);
+	if (rc < 0) {
+		cJSON_Delete(r);
+		return fail_cdx(c, rc, &err);
+	}
+	cJSON_AddNumberToObject(r, "total", (double)store_failure_count(c->s->st));
+	job_ok(c->job, r, c->tag);
+	c->job = NULL;
+	return 0;
+}
+
+/* ---- the dispatch ---- */
+
+static const struct {
+	const char *name;
+	int (*fn)(call *c);
+} ops[] = {
+	{ "search", op_search },
+	{ "similar", op_similar },
+	{ "embed", op_embed },
+	{ "add", op_add },
+	{ "remove", op_remove },
+	{ "status", op_status },
+	{ "failures", op_failures },
+};
+
+static int
+check_token(call *c)
+{
+	const char *want = c->s->cfg->token;
+	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(c->req, "token");
+	const char *got = c->job->auth;
+
+	if (c->job->origin != SRV_ORIGIN_REMOTE)
+		return 0;
+	if (got == NULL && cJSON_IsString(tok))
+		got = tok->valuestring;
+	if (want == NULL || got == NULL || strlen(want) != strlen(got))
+		return fail(c, "unauthorized", "a valid token is required");
+	/* Compare in constant time. */
+	unsigned char diff = 0;
+	for (size_t i = 0; want[i] != '\0'; i++)
+		diff |= (unsigned char)(want[i] ^ got[i]);
+	return diff == 0 ? 0 : fail(c, "unauthorized",
+	    "a valid token is required");
+}
+
+void
+srv_dispatch(srv *s, srv_worker *w, srv_job *job)
+{
+	call c = { .s = s, .w = w, .job = job };
+	const cJSON *op, *v;
+	int rc = -1;
+
+	if (job->req == NULL) {
+		fail(&c, "internal", "out of memory");
+		goto out;
+	}
+	c.req = cJSON_ParseWithLength(job->req, job->len);
+	if (c.req == NULL || !cJSON_IsObject(c.req)) {
+		fail(&c, "bad_json", "the request is not a JSON object");
+		goto out;
+	}
+	c.tag = cJSON_GetObjectItemCaseSensitive(c.req, "tag");
+	if (check_token(&c) != 0)
+		goto out;
+	v = cJSON_GetObjectItemCaseSensitive(c.req, "v");
+	if (v != NULL && !(cJSON_IsNumber(v) && v->valuedouble == 1)) {
+		fail(&c, "unsupported_version", "this daemon speaks protocol "
+		    "version 1");
+		goto out;
+	}
+	op = cJSON_GetObjectItemCaseSensitive(c.req, "op");
+	if (!cJSON_IsString(op)) {
+		fail(&c, "bad_request", "the request needs an 'op' string");
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		if (strcmp(ops[i].name, op->valuestring) == 0) {
+			cdx_log(CDX_LOG_DEBUG, "request %s (%zu bytes)", ops[i].name,
+			    job->len);
+			rc = ops[i].fn(&c);
+			goto out;
+		}
+	}
+	fail(&c, "unknown_op", "unknown op '%.64s'", op->valuestring);
+out:
+	if (c.job != NULL) {
+		if (rc == 0)    /* an op that neither answered nor failed: a bug */
+			fail(&c, "internal", "no reply");
+		job_error_tag(c.job, c.tag, c.ecode ? c.ecode : "internal", c.emsg);
+	}
+	cJSON_Delete(c.req);
+}

@@ -1,0 +1,753 @@
+/*
+ * server.c - the running daemon: model, store, worker pool, nng REQ/REP
+ * listeners and the HTTP server, all feeding one dispatch (dispatch.c).
+ *
+ * Each nng listener is a rep0 socket with a fixed set of work items, each a
+ * small state machine driven by its aio callback (RECV -> WAIT -> SEND).
+ * Callbacks never block: a received request is copied into a job and
+ * queued; a worker thread dispatches it and starts the send.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#include "daemon/srv_internal.h"
+
+#define WORK_ITEMS 16           /* concurrent requests per nng socket */
+#define QUEUE_MAX 1024          /* queued jobs before "busy" */
+
+double
+srv_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+const char *
+srv_default_url(void)
+{
+	static char url[PATH_MAX + 16];
+	const char *env = getenv("CLIPDEX_URL");
+	const char *rt = getenv("XDG_RUNTIME_DIR");
+
+	if (env != NULL && *env != '\0')
+		snprintf(url, sizeof(url), "%s", env);
+	else if (rt != NULL && *rt == '/')
+		snprintf(url, sizeof(url), "ipc://%s/clipdex.sock", rt);
+	else
+		snprintf(url, sizeof(url), "ipc:///tmp/clipdex-%u.sock",
+		    (unsigned)getuid());
+	return url;
+}
+
+/* ---- jobs and queues ---- */
+
+void
+srv_job_free(srv_job *job)
+{
+	if (job == NULL)
+		return;
+	free(job->req);
+	free(job->auth);
+	free(job);
+}
+
+void
+srv_job_reply(srv_job *job, char *reply, int http_status)
+{
+	job->fn(job->user, reply, strlen(reply), http_status);
+	srv_job_free(job);
+}
+
+static srv_job *
+queue_pop(srv_queue *q)
+{
+	srv_job *j = q->head;
+	if (j != NULL) {
+		q->head = j->next;
+		if (q->head == NULL)
+			q->tail = NULL;
+		q->n--;
+		j->next = NULL;
+	}
+	return j;
+}
+
+static void
+queue_push(srv_queue *q, srv_job *j)
+{
+	j->next = NULL;
+	if (q->tail != NULL)
+		q->tail->next = j;
+	else
+		q->head = j;
+	q->tail = j;
+	q->n++;
+}
+
+/* Requests that decode images go to the slow queue.  A cheap look at the
+ * raw bytes, not a parse: a wrong guess only changes which worker runs it. */
+static int
+is_slow(const char *req, size_t len)
+{
+	return memmem(req, len, "\"image\"", 7) != NULL ||
+	    memmem(req, len, "\"path\"", 6) != NULL;
+}
+
+static void
+submit(srv *s, srv_job *job)
+{
+	pthread_mutex_lock(&s->mu);
+	if (s->closing || s->fast.n + s->slow.n >= QUEUE_MAX) {
+		int closing = s->closing;
+		pthread_mutex_unlock(&s->mu);
+		srv_job_error(job, "busy", closing ? "the daemon is shutting down" :
+		    "too many queued requests; try again");
+		return;
+	}
+	queue_push(is_slow(job->req, job->len) ? &s->slow : &s->fast, job);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void
+submit_auth(srv *s, char *req, size_t len, int origin, const char *auth,
+    srv_reply_fn fn, void *user)
+{
+	srv_job *job = calloc(1, sizeof(*job));
+	if (job == NULL) {
+		static const char oom[] = "{\"v\":1,\"ok\":false,\"error\":"
+		    "{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+		char *r = strdup(oom);
+		free(req);
+		if (r != NULL)
+			fn(user, r, strlen(r), 500);
+		return;
+	}
+	job->req = req;
+	job->len = len;
+	job->origin = origin;
+	job->auth = auth ? strdup(auth) : NULL;
+	job->fn = fn;
+	job->user = user;
+	submit(s, job);
+}
+
+void
+srv_submit(srv *s, char *req, size_t len, int origin, srv_reply_fn fn,
+    void *user)
+{
+	submit_auth(s, req, len, origin, NULL, fn, user);
+}
+
+struct sync_reply {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done;
+	char *reply;
+	size_t len;
+	int status;
+};
+
+static void
+sync_reply_fn(void *user, char *reply, size_t len, int status)
+{
+	struct sync_reply *r = user;
+	pthread_mutex_lock(&r->mu);
+	r->reply = reply;
+	r->len = len;
+	r->status = status;
+	r->done = 1;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+void
+srv_handle(srv *s, const char *req, size_t len, int origin, char **reply,
+    size_t *reply_len, int *http_status)
+{
+	struct sync_reply r = { .done = 0 };
+	char *copy = malloc(len + 1);
+
+	pthread_mutex_init(&r.mu, NULL);
+	pthread_cond_init(&r.cv, NULL);
+	if (copy != NULL) {
+		memcpy(copy, req, len);
+		copy[len] = '\0';
+	}
+	/* A NULL request still gets a proper error reply from the dispatch. */
+	srv_submit(s, copy, copy ? len : 0, origin, sync_reply_fn, &r);
+	pthread_mutex_lock(&r.mu);
+	while (!r.done)
+		pthread_cond_wait(&r.cv, &r.mu);
+	pthread_mutex_unlock(&r.mu);
+	pthread_cond_destroy(&r.cv);
+	pthread_mutex_destroy(&r.mu);
+	*reply = r.reply;
+	if (reply_len != NULL)
+		*reply_len = r.len;
+	if (http_status != NULL)
+		*http_status = r.status;
+}
+
+static void *
+worker_main(void *arg)
+{
+	srv_worker *w = arg;
+	srv *s = w->s;
+
+	for (;;) {
+		srv_job *job = NULL;
+		pthread_mutex_lock(&s->mu);
+		for (;;) {
+			if (w->serves_slow)
+				job = queue_pop(&s->slow);
+			if (job == NULL)
+				job = queue_pop(&s->fast);
+			if (job != NULL || s->closing)
+				break;
+			pthread_cond_wait(&s->cv, &s->mu);
+		}
+		pthread_mutex_unlock(&s->mu);
+		if (job == NULL)
+			break;          /* closing and drained */
+		srv_dispatch(s, w, job);
+	}
+	return NULL;
+}
+
+/* ---- roots and files ---- */
+
+static int
+path_inside(const char *path, const char *root)
+{
+	size_t n = strlen(root);
+	if (strcmp(root, "/") == 0)
+		return 1;
+	return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+int
+srv_path_check(srv *s, const char *path, char *out, size_t outlen,
+    int allow_new_root)
+{
+	char canon[PATH_MAX];
+	int ok = 0;
+
+	if (path == NULL || path[0] != '/')
+		return CDX_EINVAL;
+	if (realpath(path, canon) == NULL)
+		return errno == EACCES ? CDX_EPERM : CDX_ENOTFOUND;
+	if (strlen(canon) >= outlen)
+		return CDX_ETOOBIG;
+	pthread_mutex_lock(&s->mu);
+	for (int i = 0; i < s->n_roots && !ok; i++)
+		ok = path_inside(canon, s->roots[i]);
+	pthread_mutex_unlock(&s->mu);
+	if (!ok && !allow_new_root)
+		return CDX_EPERM;
+	strcpy(out, canon);
+	return 0;
+}
+
+#define ROOTS_KEY "daemon.roots"
+
+/* Persists the roots as newline-separated text.  Called with s->mu held. */
+static void
+roots_save_locked(srv *s)
+{
+	size_t len = 0;
+	for (int i = 0; i < s->n_roots; i++)
+		len += strlen(s->roots[i]) + 1;
+	char *buf = malloc(len + 1), *p = buf;
+	if (buf == NULL)
+		return;
+	for (int i = 0; i < s->n_roots; i++)
+		p += sprintf(p, "%s\n", s->roots[i]);
+	cdx_error err;
+	if (store_kv_put(s->st, ROOTS_KEY, buf, len, &err) != 0)
+		cdx_log(CDX_LOG_WARN, "cannot save the roots: %s", err.msg);
+	free(buf);
+}
+
+static int
+root_add_locked(srv *s, const char *canon)
+{
+	for (int i = 0; i < s->n_roots; i++)
+		if (path_inside(canon, s->roots[i]))
+			return 0;       /* already covered */
+	if (s->n_roots == SRV_MAX_ROOTS)
+		return CDX_ETOOBIG;
+	char *copy = strdup(canon);
+	if (copy == NULL)
+		return CDX_ENOMEM;
+	s->roots[s->n_roots++] = copy;
+	return 1;
+}
+
+int
+srv_root_add(srv *s, const char *canon)
+{
+	pthread_mutex_lock(&s->mu);
+	int rc = root_add_locked(s, canon);
+	if (rc == 1) {
+		roots_save_locked(s);
+		cdx_log(CDX_LOG_INFO, "new root %s", canon);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+static void
+roots_load(srv *s)
+{
+	void *val;
+	size_t len;
+	for (int i = 0; i < s->cfg->n_roots; i++)
+		root_add_locked(s, s->cfg->roots[i]);
+	if (store_kv_get(s->st, ROOTS_KEY, &val, &len, NULL) != 0)
+		return;
+	char *save, *line;
+	for (line = strtok_r(val, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save))
+		if (line[0] == '/')
+			root_add_locked(s, line);
+	free(val);
+}
+
+int
+srv_read_file(const char *path, size_t max, uint8_t **data, size_t *len,
+    cdx_error *err)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint8_t *buf;
+	size_t got = 0;
+
+	if (fd < 0)
+		return cdx_error_set(err, cdx_from_errno(errno), "%s: %s", path,
+		    strerror(errno));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return cdx_error_set(err, CDX_EINVAL, "%s: not a regular file",
+		    path);
+	}
+	if ((uint64_t)st.st_size > max) {
+		close(fd);
+		return cdx_error_set(err, CDX_ETOOBIG, "%s: %lld bytes, over the "
+		    "limit of %zu", path, (long long)st.st_size, max);
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		close(fd);
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	*data = buf;
+	*len = got;
+	return 0;
+}
+
+/* ---- nng REQ/REP ---- */
+
+enum work_state { WORK_RECV, WORK_WAIT, WORK_SEND };
+
+typedef struct srv_work {
+	srv_listener *l;
+	nng_aio *aio;
+	nng_ctx ctx;
+	enum work_state state;
+} srv_work;
+
+struct srv_listener {
+	srv *s;
+	nng_socket sock;
+	int origin;
+	srv_work work[WORK_ITEMS];
+	int n_work;
+};
+
+static void work_cb(void *arg);
+
+static void
+work_reply(void *user, char *reply, size_t len, int http_status)
+{
+	srv_work *w = user;
+	nng_msg *msg;
+	(void)http_status;
+
+	if (nng_msg_alloc(&msg, 0) != 0 || nng_msg_append(msg, reply, len) != 0) {
+		/* Cannot answer: drop it; the client times out. */
+		free(reply);
+		w->state = WORK_RECV;
+		nng_ctx_recv(w->ctx, w->aio);
+		return;
+	}
+	free(reply);
+	w->state = WORK_SEND;
+	nng_aio_set_msg(w->aio, msg);
+	nng_ctx_send(w->ctx, w->aio);
+}
+
+static void
+work_cb(void *arg)
+{
+	srv_work *w = arg;
+	int rv = nng_aio_result(w->aio);
+
+	switch (w->state) {
+	case WORK_RECV: {
+		if (rv != 0) {
+			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+				return;
+			nng_ctx_recv(w->ctx, w->aio);
+			return;
+		}
+		nng_msg *msg = nng_aio_get_msg(w->aio);
+		size_t len = nng_msg_len(msg);
+		char *req = malloc(len + 1);
+		if (req != NULL) {
+			memcpy(req, nng_msg_body(msg), len);
+			req[len] = '\0';
+		}
+		nng_msg_free(msg);
+		w->state = WORK_WAIT;
+		srv_submit(w->l->s, req, req ? len : 0, w->l->origin, work_reply, w);
+		return;
+	}
+	case WORK_SEND:
+		if (rv != 0)
+			nng_msg_free(nng_aio_get_msg(w->aio));
+		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+			return;
+		w->state = WORK_RECV;
+		nng_ctx_recv(w->ctx, w->aio);
+		return;
+	case WORK_WAIT:
+		return;
+	}
+}
+
+static int
+origin_of_url(const char *url)
+{
+	if (strncmp(url, "ipc://", 6) == 0 || strncmp(url, "inproc://", 9) == 0)
+		return SRV_ORIGIN_LOCAL;
+	const char *h = strstr(url, "://");
+	h = h ? h + 3 : url;
+	if (strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost:", 10) == 0 ||
+	    strncmp(h, "[::1]", 5) == 0)
+		return SRV_ORIGIN_LOOPBACK;
+	return SRV_ORIGIN_REMOTE;
+}
+
+static int
+listener_start(srv *s, const char *url, cdx_error *err)
+{
+	srv_listener *l = calloc(1, sizeof(*l));
+	nng_listener nl;
+	int rv;
+
+	if (l == NULL)
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	l->s = s;
+	l->origin = origin_of_url(url);
+	if ((rv = nng_rep0_open(&l->sock)) != 0)
+		goto out_free;
+	nng_socket_set_size(l->sock, NNG_OPT_RECVMAXSZ, s->cfg->max_request_bytes);
+	if ((rv = nng_listener_create(&nl, l->sock, url)) != 0)
+		goto out_close;
+	if (strncmp(url, "ipc://", 6) == 0)
+		nng_listener_set_int(nl, NNG_OPT_IPC_PERMISSIONS, 0600);
+	if ((rv = nng_listener_start(nl, 0)) != 0)
+		goto out_close;
+	for (int i = 0; i < WORK_ITEMS; i++) {
+		srv_work *w = &l->work[i];
+		w->l = l;
+		if ((rv = nng_aio_alloc(&w->aio, work_cb, w)) != 0)
+			goto out_close;
+		if ((rv = nng_ctx_open(&w->ctx, l->sock)) != 0) {
+			nng_aio_free(w->aio);
+			goto out_close;
+		}
+		l->n_work++;
+	}
+	for (int i = 0; i < l->n_work; i++) {
+		l->work[i].state = WORK_RECV;
+		nng_ctx_recv(l->work[i].ctx, l->work[i].aio);
+	}
+	s->listeners[s->n_listeners++] = l;
+	cdx_log(CDX_LOG_INFO, "listening on %s", url);
+	return 0;
+
+out_close:
+	for (int i = 0; i < l->n_work; i++) {
+		nng_ctx_close(l->work[i].ctx);
+		nng_aio_free(l->work[i].aio);
+	}
+	nng_close(l->sock);
+out_free:
+	free(l);
+	return cdx_error_set(err, rv == NNG_EADDRINUSE ? CDX_EBUSY : CDX_EIO,
+	    "cannot listen on %s: %s%s", url, nng_strerror(rv),
+	    rv == NNG_EADDRINUSE ? " (is another clipdexd running? use --listen)"
+	    : "");
+}
+
+static void
+listener_stop(srv_listener *l)
+{
+	if (l == NULL)
+		return;
+	nng_close(l->sock);
+	for (int i = 0; i < l->n_work; i++)
+		nng_aio_stop(l->work[i].aio);
+	for (int i = 0; i < l->n_work; i++)
+		nng_aio_free(l->work[i].aio);
+	free(l);
+}
+
+/* ---- HTTP ---- */
+
+struct http_call {
+	nng_aio *aio;
+};
+
+static void
+http_reply(void *user, char *reply, size_t len, int status)
+{
+	struct http_call *c = user;
+	nng_http_res *res;
+
+	if (nng_http_res_alloc(&res) != 0) {
+		free(reply);
+		nng_aio_finish(c->aio, NNG_ENOMEM);
+		free(c);
+		return;
+	}
+	nng_http_res_set_status(res, (uint16_t)status);
+	nng_http_res_set_header(res, "Content-Type", "application/json");
+	nng_http_res_set_header(res, "Cache-Control", "no-store");
+	nng_http_res_set_header(res, "X-Content-Type-Options", "nosniff");
+	nng_http_res_copy_data(res, reply, len);
+	free(reply);
+	nng_aio_set_output(c->aio, 0, res);
+	nng_aio_finish(c->aio, 0);
+	free(c);
+}
+
+static void
+http_api(nng_aio *aio)
+{
+	nng_http_handler *h = nng_aio_get_input(aio, 1);
+	nng_http_req *req = nng_aio_get_input(aio, 0);
+	srv *s = nng_http_handler_get_data(h);
+	struct http_call *c = malloc(sizeof(*c));
+	const char *auth = nng_http_req_get_header(req, "Authorization");
+	void *body;
+	size_t len;
+
+	if (c == NULL) {
+		nng_aio_finish(aio, NNG_ENOMEM);
+		return;
+	}
+	c->aio = aio;
+	nng_http_req_get_data(req, &body, &len);
+	char *copy = malloc(len + 1);
+	if (copy != NULL) {
+		memcpy(copy, body, len);
+		copy[len] = '\0';
+	}
+	if (auth != NULL && strncmp(auth, "Bearer ", 7) == 0)
+		auth += 7;
+	else
+		auth = NULL;
+	submit_auth(s, copy, copy ? len : 0,
+	    origin_of_url(s->cfg->http), auth, http_reply, c);
+}
+
+static int
+http_start(srv *s, cdx_error *err)
+{
+	char urlbuf[512];
+	nng_url *url;
+	int rv;
+
+	snprintf(urlbuf, sizeof(urlbuf), "http://%s", s->cfg->http);
+	if ((rv = nng_url_parse(&url, urlbuf)) != 0)
+		return cdx_error_set(err, CDX_EINVAL, "bad --http address '%s'",
+		    s->cfg->http);
+	rv = nng_http_server_hold(&s->http, url);
+	nng_url_free(url);
+	if (rv != 0)
+		goto fail;
+	if ((rv = nng_http_handler_alloc(&s->http_handler, "/api", http_api)) != 0)
+		goto fail_release;
+	nng_http_handler_set_method(s->http_handler, "POST");
+	nng_http_handler_collect_body(s->http_handler, true,
+	    s->cfg->max_request_bytes);
+	nng_http_handler_set_data(s->http_handler, s, NULL);
+	if ((rv = nng_http_server_add_handler(s->http, s->http_handler)) != 0) {
+		nng_http_handler_free(s->http_handler);
+		s->http_handler = NULL;
+		goto fail_release;
+	}
+	if ((rv = nng_http_server_start(s->http)) != 0)
+		goto fail_release;
+	cdx_log(CDX_LOG_INFO, "HTTP API on http://%s/api", s->cfg->http);
+	return 0;
+
+fail_release:
+	nng_http_server_release(s->http);
+	s->http = NULL;
+fail:
+	return cdx_error_set(err, CDX_EIO, "cannot serve HTTP on %s: %s",
+	    s->cfg->http, nng_strerror(rv));
+}
+
+/* ---- start and stop ---- */
+
+int
+srv_start(const srv_config *c, srv **out, cdx_error *err)
+{
+	srv *s = calloc(1, sizeof(*s));
+	clip_model_params mp;
+	store_params sp;
+	int rc;
+
+	if (s == NULL)
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	s->cfg = c;
+	s->started = srv_now();
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	pthread_cond_init(&s->ingest_cv, NULL);
+
+	clip_model_default_params(&mp);
+	mp.n_threads = c->threads;
+	if ((rc = clip_model_load(c->model_dir, &mp, &s->model, err)) != 0)
+		goto fail;
+	s->info = clip_model_get_info(s->model);
+	cdx_log(CDX_LOG_INFO, "model %s: %d-d embeddings, %dx%d images",
+	    s->info->id, s->info->embed_dim, s->info->image_size,
+	    s->info->image_size);
+
+	sp = store_default_params();
+	sp.dim = s->info->embed_dim;
+	sp.model_id = s->info->id;
+	sp.index_kind = c->index_kind ? c->index_kind : "auto";
+	sp.reembed = c->reembed;
+	sp.n_threads = c->threads;
+	if ((rc = store_open(c->store_dir, &sp, &s->st, err)) != 0)
+		goto fail;
+	{
+		store_stats st;
+		store_get_stats(s->st, &st);
+		cdx_log(CDX_LOG_INFO, "store %s: %llu images, index %s%s",
+		    c->store_dir, (unsigned long long)st.images, st.index_kind,
+		    st.rebuilt_on_open ? " (rebuilt from the records)" : "");
+	}
+	/* The store sets FAISS' and OpenBLAS' threads process-wide when it
+	 * opens; the encoder's choice is the same number. */
+	if (c->threads > 0)
+		openblas_set_num_threads(c->threads);
+	roots_load(s);
+
+	s->n_workers = c->workers > 0 ? c->workers : 2;
+	s->workers = calloc((size_t)s->n_workers, sizeof(*s->workers));
+	if (s->workers == NULL) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < s->n_workers; i++) {
+		srv_worker *w = &s->workers[i];
+		w->s = s;
+		w->index = i;
+		/* Worker 0 never takes image jobs, so text queries always have a
+		 * worker; with a single worker it takes everything. */
+		w->serves_slow = i > 0 || s->n_workers == 1;
+		if ((rc = clip_ctx_new(s->model, SRV_TERMS_MAX, &w->ctx, err)) != 0)
+			goto fail;
+	}
+	for (int i = 0; i < s->n_workers; i++) {
+		if (pthread_create(&s->workers[i].thread, NULL, worker_main,
+		    &s->workers[i]) != 0) {
+			rc = cdx_error_set(err, CDX_ENOMEM, "cannot start a worker");
+			s->n_workers = i;
+			goto fail;
+		}
+	}
+	if ((rc = ingest_start(s, err)) != 0)
+		goto fail;
+
+	if (c->n_listen == 0)
+		rc = listener_start(s, srv_default_url(), err);
+	for (int i = 0; rc == 0 && i < c->n_listen; i++)
+		rc = listener_start(s, c->listen[i], err);
+	if (rc == 0 && c->http != NULL)
+		rc = http_start(s, err);
+	if (rc != 0)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	srv_stop(s);
+	return rc;
+}
+
+void
+srv_stop(srv *s)
+{
+	if (s == NULL)
+		return;
+	/* 1. Finish what the workers have; new requests are answered "busy". */
+	pthread_mutex_lock(&s->mu);
+	s->closing = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	for (int i = 0; i < s->n_workers; i++)
+		if (s->workers[i].thread)
+			pthread_join(s->workers[i].thread, NULL);
+	/* 2. Indexing: the batch in progress is committed; waiters answered. */
+	ingest_stop(s);
+	/* 3. Transports (their last replies are out). */
+	for (int i = 0; i < s->n_listeners; i++)
+		listener_stop(s->listeners[i]);
+	if (s->http != NULL) {
+		nng_http_server_stop(s->http);
+		if (s->http_handler != NULL)
+			nng_http_server_del_handler(s->http, s->http_handler);
+		nng_http_server_release(s->http);
+	}
+	/* 4. The store saves its index on close. */
+	store_close(s->st);
+	for (int i = 0; i < s->n_workers; i++)
+		clip_ctx_free(s->workers[i].ctx);
+	free(s->workers);
+	clip_model_free(s->model);
+	for (int i = 0; i < s->n_roots; i++)
+		free(s->roots[i]);
+	pthread_cond_destroy(&s->ingest_cv);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}

@@ -1,0 +1,124 @@
+/*
+ * srv_internal.h - what the daemon's files share (not installed, not for
+ * other modules).
+ */
+#ifndef CDX_SRV_INTERNAL_H
+#define CDX_SRV_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/http/http.h>
+
+#include "daemon/daemon.h"
+#include "encoder/clip.h"
+#include "store/store.h"
+
+/* One queued request. */
+typedef struct srv_job {
+	struct srv_job *next;
+	char *req;
+	size_t len;
+	int origin;
+	char *auth;             /* token from an HTTP Authorization header */
+	srv_reply_fn fn;
+	void *user;
+} srv_job;
+
+typedef struct srv_queue {
+	srv_job *head, *tail;
+	size_t n;
+} srv_queue;
+
+/* Per-worker state: its own encoder scratch. */
+typedef struct srv_worker {
+	struct srv *s;
+	int index;
+	int serves_slow;        /* takes jobs from the image queue */
+	clip_ctx *ctx;
+	pthread_t thread;
+} srv_worker;
+
+/* One add request waiting for the indexing thread. */
+typedef struct ingest_task {
+	struct ingest_task *next;
+	char *path;             /* canonical */
+	srv_job *waiter;        /* job to answer when done, or NULL */
+	int64_t added, updated, unchanged, failed;
+} ingest_task;
+
+/* A listening nng socket and its fixed set of work items. */
+typedef struct srv_listener srv_listener;
+
+struct srv {
+	const srv_config *cfg;
+	clip_model *model;
+	const clip_model_info *info;
+	store *st;
+	double started;         /* monotonic seconds */
+
+	pthread_mutex_t mu;     /* guards the queues, roots and ingest state */
+	pthread_cond_t cv;      /* workers wait here */
+	srv_queue fast, slow;
+	int closing;            /* no new jobs; workers drain and exit */
+	srv_worker *workers;
+	int n_workers;
+
+	char *roots[SRV_MAX_ROOTS];
+	int n_roots;
+
+	/* indexing */
+	pthread_t ingest_thread;
+	int ingest_started;
+	pthread_cond_t ingest_cv;
+	ingest_task *tasks_head, *tasks_tail;
+	int ingest_stop;
+	clip_ctx *ingest_ctx;
+	_Atomic int64_t ingest_pending;  /* files found, not yet done */
+	_Atomic int64_t ingest_done;
+	_Atomic int64_t ingest_busy_ns;  /* time spent indexing */
+	_Atomic int64_t ingest_images;   /* images encoded, for the rate */
+
+	srv_listener *listeners[SRV_MAX_LISTEN];
+	int n_listeners;
+	nng_http_server *http;
+	nng_http_handler *http_handler;
+};
+
+double srv_now(void);
+
+/* dispatch.c: handles one job on a worker; answers it through job->fn, or
+ * hands it to the indexing thread. Frees the job when answered. */
+void srv_dispatch(srv *s, srv_worker *w, srv_job *job);
+
+/* Answers a job with a reply built by the caller and frees the job. */
+void srv_job_reply(srv_job *job, char *reply, int http_status);
+/* Answers a job with an error reply. */
+void srv_job_error(srv_job *job, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void srv_job_free(srv_job *job);
+
+/* Maps a CDX code to a protocol error code and HTTP status. */
+const char *srv_error_code(int cdx, int *http_status);
+
+/* Path rules: canonicalises path into out (realpath) and checks that it is
+ * inside a root.  Returns 0, CDX_ENOTFOUND, or CDX_EPERM. */
+int srv_path_check(srv *s, const char *path, char *out, size_t outlen,
+    int allow_new_root);
+/* Adds a canonical root (persisted in the store). */
+int srv_root_add(srv *s, const char *canon);
+
+/* ingest.c */
+int ingest_start(srv *s, cdx_error *err);
+void ingest_stop(srv *s);
+/* Queues the indexing of a canonical path; when waiter is not NULL it is
+ * answered once done.  Takes ownership of waiter. */
+void ingest_enqueue(srv *s, const char *canon, srv_job *waiter);
+
+/* Reads a whole file (up to max bytes). */
+int srv_read_file(const char *path, size_t max, uint8_t **data, size_t *len,
+    cdx_error *err);
+
+#endif
