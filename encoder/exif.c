@@ -61,24 +61,47 @@ clip_exif_parse_datetime(const char *s, size_t len)
 	return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
 }
 
-void
+int
+clip_xmp_orientation(const char *s, size_t n)
+{
+	static const char key[] = "tiff:Orientation";
+	const size_t klen = sizeof(key) - 1;
+	const char *p = s, *end = s + n;
+
+	if (s == NULL)
+		return 0;
+	while ((p = memmem(p, (size_t)(end - p), key, klen)) != NULL) {
+		const char *q = p + klen;
+		if (end - q >= 3 && q[0] == '=' && q[1] == '"' &&
+		    q[2] >= '0' && q[2] <= '9')
+			return q[2] - '0';
+		if (end - q >= 2 && q[0] == '>' && q[1] >= '0' && q[1] <= '9')
+			return q[1] - '0';
+		p = q;
+	}
+	return 0;
+}
+
+int
 clip_exif_read(const uint8_t *data, size_t len, int *orientation,
     int64_t *capture_time)
 {
+	int has_orientation = 0;
+
 	*orientation = 1;
 	*capture_time = INT64_MIN;
 	if (data == NULL || len < 8)
-		return;
+		return 0;
 
 	/* libexif wants the APP1 identifier in front of the TIFF header. */
 	uint8_t *copy = NULL;
 	if (len < sizeof(exif_ident) ||
 	    memcmp(data, exif_ident, sizeof(exif_ident)) != 0) {
 		if (len > (size_t)1 << 26)
-			return;
+			return 0;
 		copy = malloc(len + sizeof(exif_ident));
 		if (copy == NULL)
-			return;
+			return 0;
 		memcpy(copy, exif_ident, sizeof(exif_ident));
 		memcpy(copy + sizeof(exif_ident), data, len);
 		data = copy;
@@ -97,6 +120,7 @@ clip_exif_read(const uint8_t *data, size_t len, int *orientation,
 
 	ExifEntry *e = exif_content_get_entry(ed->ifd[EXIF_IFD_0],
 	    EXIF_TAG_ORIENTATION);
+	has_orientation = e != NULL;
 	if (e != NULL && e->format == EXIF_FORMAT_SHORT &&
 	    e->components == 1 && e->data != NULL && e->size >= 2) {
 		int o = exif_get_short(e->data, bo);
@@ -111,4 +135,5 @@ clip_exif_read(const uint8_t *data, size_t len, int *orientation,
 	exif_data_unref(ed);
 out_free_copy:
 	free(copy);
+	return has_orientation;
 }

@@ -317,6 +317,27 @@ gray16_to_rgb(const uint16_t *in, uint8_t *out, size_t npix)
 	}
 }
 
+/* As Pillow's getexif(): without an EXIF Orientation tag, the last text
+ * chunk (before IDAT) keyed "XML:com.adobe.xmp" may give one. */
+static int
+png_xmp_orientation(spng_ctx *ctx)
+{
+	uint32_t n = 0;
+	int o = 0;
+	if (spng_get_text(ctx, NULL, &n) != 0 || n == 0 || n > 4096)
+		return 1;
+	struct spng_text *t = calloc(n, sizeof(*t));
+	if (t == NULL)
+		return 1;
+	if (spng_get_text(ctx, t, &n) == 0)
+		for (uint32_t i = 0; i < n; i++)
+			if (strcmp(t[i].keyword, "XML:com.adobe.xmp") == 0)
+				o = clip_xmp_orientation(t[i].text,
+				    t[i].length);
+	free(t);
+	return o >= 1 && o <= 8 ? o : 1;
+}
+
 static int
 png_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
     int probe_only, clip_image_info *info, int *ow, int *oh, uint8_t **orgb,
@@ -344,9 +365,12 @@ png_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 		    ihdr.height);
 		goto out_free_ctx;
 	}
+	int has_orientation = 0;
 	if (spng_get_exif(ctx, &exif) == 0)
-		clip_exif_read((const uint8_t *)exif.data, exif.length,
-		    &info->orientation, &info->capture_time);
+		has_orientation = clip_exif_read((const uint8_t *)exif.data,
+		    exif.length, &info->orientation, &info->capture_time);
+	if (!has_orientation)
+		info->orientation = png_xmp_orientation(ctx);
 	int w = (int)ihdr.width, h = (int)ihdr.height;
 	int swap = info->orientation >= 5;
 	info->width = swap ? h : w;

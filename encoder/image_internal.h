@@ -10,13 +10,18 @@
 
 #include "common/cdx.h"
 
-/* Reads Orientation (IFD0, 1..8; anything else counts as absent) and
+/* Reads Orientation (IFD0, 1..8; anything else counts as 1) and
  * DateTimeOriginal (Exif IFD, "YYYY:MM:DD HH:MM:SS" read as UTC) from an
  * EXIF blob: a TIFF header and its IFDs, optionally preceded by the
  * "Exif\0\0" identifier of a JPEG APP1 segment.  Never fails: malformed
- * data leaves *orientation = 1 and *capture_time = INT64_MIN. */
-void clip_exif_read(const uint8_t *data, size_t len, int *orientation,
+ * data leaves *orientation = 1 and *capture_time = INT64_MIN.  Returns 1
+ * when an Orientation tag is present (valid or not), else 0. */
+int clip_exif_read(const uint8_t *data, size_t len, int *orientation,
     int64_t *capture_time);
+
+/* Pillow's XMP fallback for PNG: the digit after the first
+ * `tiff:Orientation="` or `tiff:Orientation>` in s[0..n), or 0 if none. */
+int clip_xmp_orientation(const char *s, size_t n);
 
 /* Parses "YYYY:MM:DD HH:MM:SS" (strictly; trailing NUL/space allowed) into
  * seconds since the epoch, UTC.  Returns INT64_MIN when malformed or out of

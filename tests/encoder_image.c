@@ -340,7 +340,7 @@ test_probe_info(void **state)
 }
 
 static void
-test_exif_datetime_parser(void **state)
+test_exif_and_xmp_parsers(void **state)
 {
 	(void)state;
 	const char *s = "2021:05:06 07:08:09";
@@ -370,6 +370,19 @@ test_exif_datetime_parser(void **state)
 	clip_exif_read((const uint8_t *)"Exif\0\0MM\0*\0\0\0\x08\xff\xff", 16,
 	    &o, &t);
 	assert_int_equal(o, 1);
+
+	/* XMP: the first tiff:Orientation followed by =" or > and a digit */
+	const char *x = "<a tiff:Orientation=\"7\"/>";
+	assert_int_equal(clip_xmp_orientation(x, strlen(x)), 7);
+	x = "<tiff:Orientation>3</tiff:Orientation>";
+	assert_int_equal(clip_xmp_orientation(x, strlen(x)), 3);
+	x = "tiff:Orientation=5 tiff:Orientation>2";
+	assert_int_equal(clip_xmp_orientation(x, strlen(x)), 2);
+	x = "tiff:Orientation=\"";
+	assert_int_equal(clip_xmp_orientation(x, strlen(x)), 0);
+	x = "tiff:Orientation=\"6";
+	assert_int_equal(clip_xmp_orientation(x, strlen(x) - 1), 0);
+	assert_int_equal(clip_xmp_orientation(NULL, 0), 0);
 }
 
 /* ---- bad input -------------------------------------------------------- */
@@ -695,7 +708,7 @@ main(void)
 		cmocka_unit_test(test_preprocess_pads_and_layout),
 		cmocka_unit_test(test_resize_dims_as_hf),
 		cmocka_unit_test(test_probe_info),
-		cmocka_unit_test(test_exif_datetime_parser),
+		cmocka_unit_test(test_exif_and_xmp_parsers),
 		cmocka_unit_test(test_bad_inputs_clear_errors),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_load_errors),

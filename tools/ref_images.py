@@ -43,7 +43,7 @@ import sys
 import zlib
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, PngImagePlugin
 
 OUT = "tests/fixtures/images"
 MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -341,6 +341,20 @@ def main():
     png_write("p_tiny.png", photo(1, 1, 29), 8, 2)
     png_write("p_orient6.png", photo(26, 16, 30), 8, 2,
               exif=tiff_exif(6, "2010:01:02 03:04:05"))
+    # XMP orientation in a text chunk, which Pillow's getexif() uses when the
+    # EXIF has no Orientation tag
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description '
+           'tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    pi = PngImagePlugin.PngInfo()
+    pi.add_itxt("XML:com.adobe.xmp", xmp)
+    Image.fromarray(photo(26, 16, 34)).save(path("p_xmp6.png"), pnginfo=pi)
+    pi = PngImagePlugin.PngInfo()
+    pi.add_text("XML:com.adobe.xmp", "<tiff:Orientation>8</tiff:Orientation>", zip=True)
+    Image.fromarray(photo(26, 16, 35)).save(path("p_xmp8z.png"), pnginfo=pi)
+    pi = PngImagePlugin.PngInfo()
+    pi.add_itxt("XML:com.adobe.xmp", xmp)
+    Image.fromarray(photo(26, 16, 36)).save(path("p_xmp_exif3.png"), pnginfo=pi,
+                                            exif=tiff_exif(3))
     # malformed eXIf chunks: ignored, the image still decodes upright
     png_write("p_exif_bad.png", photo(20, 10, 32), 8, 2, exif=b"XXXXgarbagegarbage")
     png_write("p_exif_bad2.png", photo(20, 10, 33), 8, 2, exif=b"II*\x00\xff\xff\xff\x7f")
@@ -348,12 +362,16 @@ def main():
               "p_la.png", "p_gray1.png", "p_gray2.png", "p_gray4.png", "p_gray16.png",
               "p_la16.png", "p_rgb16.png", "p_rgba16.png", "p_pal4.png", "p_interlaced.png",
               "p_interlaced16.png", "p_interlaced_g2.png", "p_tiny.png", "p_orient6.png",
-              "p_exif_bad.png", "p_exif_bad2.png"):
+              "p_exif_bad.png", "p_exif_bad2.png", "p_xmp6.png", "p_xmp8z.png",
+              "p_xmp_exif3.png"):
         ref_decode(k)
         ref_crop(k, 16, 16, 16)
     for k in ("p_rgb.png", "p_pal.png", "p_gray16.png", "p_rgba16.png"):
         ref_info(k, 2, 1, None)
     ref_info("p_orient6.png", 2, 6, "2010:01:02 03:04:05")
+    ref_info("p_xmp6.png", 2, 6, None)
+    ref_info("p_xmp8z.png", 2, 8, None)
+    ref_info("p_xmp_exif3.png", 2, 3, None)
     ref_info("p_exif_bad.png", 2, 1, None)
     ref_info("p_exif_bad2.png", 2, 1, None)
     ref_crop("p_tiny.png", 8, 8, 8)
