@@ -270,9 +270,9 @@ tokenizer_build(clip_tokenizer *tok, const vmap *v, const merge_def *merges,
 	return 0;
 }
 
-/* Splits text into merge lines: the first line (a "#version" header) is
- * skipped, then up to `max` lines of two fields each.  With `strict`, every
- * remaining non-empty line must be a merge; lines after `max` are ignored. */
+/* Splits text into merges: the first line (a "#version" header) is skipped,
+ * then up to `max` lines of two symbols each are read; lines after those
+ * are ignored.  Blank lines may only end the file.  *out points into text. */
 static int
 merges_parse(char *text, size_t len, size_t max, const char *mname,
     merge_def **out, size_t *nout, cdx_error *err)
