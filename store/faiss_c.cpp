@@ -116,6 +116,15 @@ faiss_Index_train(FaissIndex *index, idx_t n, const float *x)
 }
 
 int
+faiss_Index_add(FaissIndex *index, idx_t n, const float *x)
+{
+	try {
+		reinterpret_cast<faiss::Index *>(index)->add(n, x);
+	}
+	CDX_FAISS_CATCH
+}
+
+int
 faiss_Index_add_with_ids(FaissIndex *index, idx_t n, const float *x,
 			 const idx_t *xids)
 {
@@ -241,6 +250,25 @@ faiss_IndexIDMap_sub_index(FaissIndexIDMap *index)
 {
 	return reinterpret_cast<FaissIndex *>(
 		reinterpret_cast<faiss::IndexIDMap *>(index)->index);
+}
+
+/* ---- IndexFlat ---- */
+
+FaissIndexFlat *
+faiss_IndexFlat_cast(FaissIndex *index)
+{
+	return reinterpret_cast<FaissIndexFlat *>(
+		dynamic_cast<faiss::IndexFlat *>(
+			reinterpret_cast<faiss::Index *>(index)));
+}
+
+void
+faiss_IndexFlat_xb(FaissIndexFlat *index, float **p_xb, size_t *p_size)
+{
+	auto idx = reinterpret_cast<faiss::IndexFlat *>(index);
+	*p_xb = idx->get_xb();
+	if (p_size)
+		*p_size = idx->codes.size() / sizeof(float);
 }
 
 /* ---- IVF (holds its ids itself; never wrapped in an IDMap) ---- */

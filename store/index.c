@@ -14,6 +14,7 @@
 
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/error_c.h>
+#include <faiss/c_api/IndexFlat_c.h>
 #include <faiss/c_api/IndexIVF_c.h>
 #include <faiss/c_api/MetaIndexes_c.h>
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
@@ -27,6 +28,11 @@
 extern void omp_set_num_threads(int n);
 extern float cblas_sdot(const int n, const float *x, const int incx,
 			const float *y, const int incy);
+/* OpenBLAS's cblas_sgemv, row-major (101), no transpose (111). */
+extern void cblas_sgemv(const int order, const int trans, const int m,
+			const int n, const float alpha, const float *a,
+			const int lda, const float *x, const int incx,
+			const float beta, float *y, const int incy);
 
 #define IDX_MAGIC "CDXIDX1\n"
 #define IDX_VERSION 1u
@@ -1098,11 +1104,95 @@ index_search(store *s, const float *q, size_t kk, int exclusive, float *dis,
 	return 0;
 }
 
+/* The exact kind is scanned here rather than by FAISS: one sgemv through
+ * OpenBLAS over the IndexFlat's contiguous vectors (all threads, AVX2
+ * picked at run time) runs at memory bandwidth, while Debian FAISS's own
+ * kernel is built for baseline x86-64 and its BLAS path allocates a
+ * 16 MB block per call.  The scores are computed once per search; each
+ * round of over-fetching selects the top kk of them. */
+typedef struct flat_scan {
+	const float *xb;
+	const idx_t *labels;
+	size_t n;
+	float *scores;
+} flat_scan;
+
+/* 1 if the index is IDMap2 over IndexFlat (and fills f), else 0. */
+static int
+flat_scan_init(store *s, flat_scan *f)
+{
+	FaissIndexIDMap *m = faiss_IndexIDMap_cast(s->index);
+	if (!m)
+		return 0;
+	FaissIndexFlat *fl = faiss_IndexFlat_cast(faiss_IndexIDMap_sub_index(m));
+	if (!fl)
+		return 0;
+	float *xb;
+	size_t nf, nl;
+	idx_t *labels;
+	faiss_IndexFlat_xb(fl, &xb, &nf);
+	faiss_IndexIDMap_id_map(m, &labels, &nl);
+	if (nf != nl * (size_t)s->dim)
+		return 0;
+	f->xb = xb;
+	f->labels = labels;
+	f->n = nl;
+	f->scores = NULL;
+	return 1;
+}
+
+static int
+flat_scan_scores(store *s, flat_scan *f, const float *q)
+{
+	f->scores = malloc((f->n ? f->n : 1) * sizeof(float));
+	if (!f->scores)
+		return CDX_ENOMEM;
+	/* sgemv takes int sizes: scan in slices below 2^31 elements. */
+	size_t step = ((size_t)1 << 30) / (size_t)s->dim;
+	for (size_t i = 0; i < f->n; i += step) {
+		size_t m = f->n - i < step ? f->n - i : step;
+		cblas_sgemv(101, 111, (int)m, s->dim, 1.0f,
+			    f->xb + i * (size_t)s->dim, s->dim, q, 1, 0.0f,
+			    f->scores + i, 1);
+	}
+	return 0;
+}
+
+/* The kk best scores, best first, as FAISS's search would return them. */
+static void
+flat_scan_select(const flat_scan *f, size_t kk, float *dis, idx_t *lab)
+{
+	topk t = { (cand *)NULL, 0, kk };
+	cand *h = malloc(kk * sizeof(cand));
+	size_t i;
+	if (!h) { /* fall back to a plain partial selection */
+		for (i = 0; i < kk; i++) {
+			dis[i] = -INFINITY;
+			lab[i] = -1;
+		}
+		return;
+	}
+	t.h = h;
+	for (i = 0; i < f->n; i++)
+		topk_push(&t, f->scores[i], (uint64_t)i);
+	qsort(h, t.n, sizeof(cand), cand_cmp_desc);
+	for (i = 0; i < kk; i++) {
+		if (i < t.n) {
+			dis[i] = h[i].score;
+			lab[i] = f->labels[h[i].id];
+		} else {
+			dis[i] = -INFINITY;
+			lab[i] = -1;
+		}
+	}
+	free(h);
+}
+
 /* Searches the index for k' = kk, growing until k matches are found or the
  * whole index is covered.  *complete: whether the answer is final. */
 static int
-index_filtered(search_ctx *c, topk *t, size_t k, size_t kk, int *complete,
-	       cdx_error *err)
+index_filtered_scan(search_ctx *c, topk *t, size_t k, size_t kk,
+		    int *complete, flat_scan *fs, cdx_error *err)
 {
 	store *s = c->s;
 	size_t nt = (size_t)faiss_Index_ntotal(s->index);
@@ -1113,6 +1203,8 @@ index_filtered(search_ctx *c, topk *t, size_t k, size_t kk, int *complete,
 		*complete = 1;
 		return 0;
 	}
+	if (fs && flat_scan_scores(s, fs, c->q))
+		return cdx_error_set(err, CDX_ENOMEM, "search");
 	for (;;) {
 		if (kk > nt)
 			kk = nt;
@@ -1125,7 +1217,12 @@ index_filtered(search_ctx *c, topk *t, size_t k, size_t kk, int *complete,
 			free(lab);
 			return cdx_error_set(err, CDX_ENOMEM, "search");
 		}
-		int r = index_search(s, c->q, kk, c->exclusive, dis, lab, err);
+		int r = 0;
+		if (fs)
+			flat_scan_select(fs, kk, dis, lab);
+		else
+			r = index_search(s, c->q, kk, c->exclusive, dis, lab,
+					 err);
 		if (r) {
 			free(dis);
 			free(lab);
@@ -1170,6 +1267,19 @@ index_filtered(search_ctx *c, topk *t, size_t k, size_t kk, int *complete,
 		kk *= 2;
 		grown = 1;
 	}
+}
+
+static int
+index_filtered(search_ctx *c, topk *t, size_t k, size_t kk, int *complete,
+	       cdx_error *err)
+{
+	flat_scan fs;
+	int flat = flat_scan_init(c->s, &fs);
+	int rc = index_filtered_scan(c, t, k, kk, complete, flat ? &fs : NULL,
+				     err);
+	if (flat)
+		free(fs.scores);
+	return rc;
 }
 
 static int
@@ -1311,7 +1421,9 @@ store_search(store *s, const float *query, size_t k, const store_filter *f,
 	c.plen = f && f->path_prefix ? strlen(f->path_prefix) : 0;
 	c.has_time = f && f->time_field != STORE_TIME_NONE;
 	topk t = { heap, 0, k };
-	omp_set_num_threads(s->n_threads);
+	/* FAISS parallelises over queries: one query needs one thread, and
+	 * idle spinning OpenMP workers would steal OpenBLAS's cores. */
+	omp_set_num_threads(1);
 	for (;;) {
 		t.n = 0;
 		if (c.exclusive)

@@ -1,0 +1,489 @@
+/*
+ * store_bench - figures of the store on clustered 512-d vectors.
+ *
+ *   build/bench/store_bench [--sizes 100000,1000000] [--dim 512]
+ *       [--clusters 3000] [--queries 200] [--hnsw-max 100000]
+ *       [--kinds flat,ivf,hnsw] [--threads 2] [--dir /tmp]
+ *
+ * For each size: insert throughput (batches of 1000, one LMDB transaction
+ * each), exact top-10 latency p50/p99 through the store, raw FAISS
+ * IndexFlatIP on the same vectors (its own kernel, and through BLAS), the
+ * memory-bandwidth floor (bytes scanned / a read rate measured here), the
+ * time to rebuild the exact index from LMDB, then for IVF and HNSW: build
+ * time, latency and recall@10 against exact.  Targets are printed beside
+ * the figures.  See docs/STORE.md.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/index_factory_c.h>
+#include <faiss/c_api/utils/distances_c.h>
+
+#include "store/store.h"
+
+extern float cblas_sasum(const int n, const float *x, const int incx);
+extern void openblas_set_num_threads(int n);
+extern void omp_set_num_threads(int n);
+
+static double
+now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static uint64_t
+rnd(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+static float
+unif(uint64_t *s)
+{
+	return (float)((double)(rnd(s) >> 11) / 9007199254740992.0);
+}
+
+static float
+gauss(uint64_t *s)
+{
+	float u = unif(s), v = unif(s);
+	if (u < 1e-30f)
+		u = 1e-30f;
+	return sqrtf(-2.0f * logf(u)) * cosf(6.2831853f * v);
+}
+
+static void
+normalise(float *v, int d)
+{
+	double s = 0;
+	for (int i = 0; i < d; i++)
+		s += (double)v[i] * v[i];
+	float inv = (float)(1.0 / sqrt(s));
+	for (int i = 0; i < d; i++)
+		v[i] *= inv;
+}
+
+/* A mixture of nc clusters of varying spread; centres from a fixed seed. */
+typedef struct mixture {
+	int d, nc;
+	float *cent, *spread;
+} mixture;
+
+static void
+mixture_init(mixture *m, int d, int nc)
+{
+	uint64_t s = 12345;
+	m->d = d;
+	m->nc = nc;
+	m->cent = malloc((size_t)nc * d * sizeof(float));
+	m->spread = malloc((size_t)nc * sizeof(float));
+	for (int c = 0; c < nc; c++) {
+		for (int i = 0; i < d; i++)
+			m->cent[(size_t)c * d + i] = gauss(&s);
+		normalise(m->cent + (size_t)c * d, d);
+		/* Noise norm 0.3..1.2 around a unit centre. */
+		m->spread[c] = 0.3f + 0.9f * unif(&s);
+	}
+}
+
+static void
+mixture_draw(const mixture *m, float *out, size_t n, uint64_t seed)
+{
+	uint64_t s = seed | 1;
+	int d = m->d;
+	for (size_t j = 0; j < n; j++) {
+		int c = (int)(rnd(&s) % (uint64_t)m->nc);
+		float sc = m->spread[c] / sqrtf((float)d);
+		float *v = out + j * d;
+		for (int i = 0; i < d; i++)
+			v[i] = m->cent[(size_t)c * d + i] + sc * gauss(&s);
+		normalise(v, d);
+	}
+}
+
+static long
+rss_anon_kb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kb = -1;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssAnon: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+static int
+dbl_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void
+pctl(double *t, int n, double *p50, double *p99)
+{
+	qsort(t, (size_t)n, sizeof(double), dbl_cmp);
+	*p50 = t[n / 2];
+	int i = (int)ceil(0.99 * n) - 1;
+	*p99 = t[i < 0 ? 0 : i];
+}
+
+/* Memory read rate in bytes/s: best of a few passes over buf. */
+static double
+read_rate(const float *buf, size_t nfloat)
+{
+	double best = 0;
+	volatile float sink = 0;
+	for (int r = 0; r < 5; r++) {
+		double t0 = now();
+		sink += cblas_sasum((int)nfloat, buf, 1);
+		double dt = now() - t0;
+		double rate = (double)nfloat * 4 / dt;
+		if (rate > best)
+			best = rate;
+	}
+	(void)sink;
+	return best;
+}
+
+typedef struct opts {
+	size_t sizes[8];
+	int nsizes, dim, clusters, queries, threads;
+	size_t hnsw_max;
+	int do_flat, do_ivf, do_hnsw;
+	const char *dir;
+} opts;
+
+static void
+rmrf(const char *dir)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "store_bench: cannot remove %s\n", dir);
+}
+
+static int
+die(const char *what, int rc, const cdx_error *e)
+{
+	fprintf(stderr, "store_bench: %s: %s: %s\n", what, cdx_strerror(rc),
+		e ? e->msg : "");
+	exit(1);
+}
+
+/* Times top-10 store searches; fills ids (nq x 10). */
+static void
+time_store(store *s, const float *q, int nq, int d, uint64_t *ids, double *p50,
+	   double *p99)
+{
+	double *t = malloc((size_t)nq * sizeof(double));
+	cdx_error e;
+	for (int i = 0; i < nq; i++) {
+		store_results *r;
+		double t0 = now();
+		int rc = store_search(s, q + (size_t)i * d, 10, NULL, &r, &e);
+		t[i] = now() - t0;
+		if (rc)
+			die("store_search", rc, &e);
+		for (int j = 0; j < 10; j++)
+			ids[i * 10 + j] = j < (int)r->n ? r->hits[j].id : 0;
+		store_results_free(r);
+	}
+	pctl(t, nq, p50, p99);
+	free(t);
+}
+
+static double
+recall10(const uint64_t *got, const uint64_t *truth, int nq)
+{
+	int hit = 0;
+	for (int i = 0; i < nq; i++)
+		for (int a = 0; a < 10; a++)
+			for (int b = 0; b < 10; b++)
+				hit += got[i * 10 + a] == truth[i * 10 + b] &&
+				       truth[i * 10 + b];
+	return (double)hit / (10.0 * nq);
+}
+
+static store *
+open_kind(const opts *o, const char *dir, const char *kind, double *secs)
+{
+	store_params p = store_default_params();
+	store *s;
+	cdx_error e;
+	p.dim = o->dim;
+	p.model_id = "bench@0";
+	p.index_kind = kind;
+	p.n_threads = o->threads;
+	p.map_size = (size_t)4 << 30;
+	double t0 = now();
+	int rc = store_open(dir, &p, &s, &e);
+	if (rc)
+		die("store_open", rc, &e);
+	if (secs)
+		*secs = now() - t0;
+	return s;
+}
+
+static void
+run_size(const opts *o, const mixture *m, size_t n)
+{
+	int d = o->dim, nq = o->queries;
+	char dir[512];
+	cdx_error e;
+	double p50, p99;
+	snprintf(dir, sizeof(dir), "%s/cdx_store_bench_%ld", o->dir,
+		 (long)getpid());
+	rmrf(dir);
+	printf("\n--- %zu vectors, dim %d, %d clusters, %d threads ---\n", n, d,
+	       m->nc, o->threads);
+	fflush(stdout);
+
+	float *x = malloc(n * (size_t)d * sizeof(float));
+	float *q = malloc((size_t)nq * d * sizeof(float));
+	uint64_t *truth = calloc((size_t)nq * 10, sizeof(uint64_t));
+	uint64_t *got = calloc((size_t)nq * 10, sizeof(uint64_t));
+	if (!x || !q || !truth || !got)
+		die("out of memory", CDX_ENOMEM, NULL);
+	double t0 = now();
+	mixture_draw(m, x, n, 1000 + n);
+	mixture_draw(m, q, (size_t)nq, 7);
+	printf("generated in %.1f s\n", now() - t0);
+
+	/* Memory read rate, over (up to) 256 MB of the vectors. */
+	size_t nf = n * (size_t)d;
+	if (nf > (size_t)64 << 20)
+		nf = (size_t)64 << 20;
+	double rate = read_rate(x, nf);
+	double bytes = (double)n * d * 4;
+	double floor_ms = bytes / rate * 1e3;
+	printf("memory read rate %.1f GB/s (OpenBLAS sasum, %d threads): "
+	       "bandwidth floor of one exact query %.2f ms (%.0f MB)\n",
+	       rate / 1e9, o->threads, floor_ms, bytes / 1e6);
+
+	/* Insert. */
+	store *s = open_kind(o, dir, "flat", NULL);
+	store_image *imgs = calloc(1000, sizeof(*imgs));
+	char (*paths)[40] = calloc(1000, 40);
+	t0 = now();
+	for (size_t i = 0; i < n; i += 1000) {
+		size_t b = n - i < 1000 ? n - i : 1000;
+		for (size_t j = 0; j < b; j++) {
+			snprintf(paths[j], 40, "/bench/%02zu/%09zu.jpg",
+				 (i + j) % 100, i + j);
+			imgs[j].path = paths[j];
+			imgs[j].embedding = x + (i + j) * d;
+			imgs[j].capture_time = (int64_t)(i + j);
+			imgs[j].mtime_ns = (int64_t)(i + j) * 1000000000;
+			imgs[j].size = 1000;
+		}
+		int rc = store_image_put(s, imgs, b, &e);
+		if (rc)
+			die("store_image_put", rc, &e);
+	}
+	double ins = now() - t0;
+	printf("insert: %.0f images/s (%zu in %.1f s, batches of 1000, "
+	       "exact index)\n",
+	       (double)n / ins, n, ins);
+	free(paths);
+	free(imgs);
+
+	/* Exact through the store. */
+	time_store(s, q, nq, d, truth, &p50, &p99);
+	printf("store flat top-10: p50 %.2f ms, p99 %.2f ms  "
+	       "(target p50 <= 1.3 x floor = %.2f ms: %s)\n",
+	       p50 * 1e3, p99 * 1e3, 1.3 * floor_ms,
+	       p50 * 1e3 <= 1.3 * floor_ms ? "met" : "NOT met");
+	{
+		store_filter f = { "/bench/07/", STORE_TIME_NONE, 0, 0 };
+		store_filter ft = { NULL, STORE_TIME_CAPTURE, 0,
+				    (int64_t)n / 2 };
+		double *t = malloc((size_t)nq * sizeof(double));
+		for (int pass = 0; pass < 2; pass++) {
+			for (int i = 0; i < nq; i++) {
+				store_results *r;
+				double a = now();
+				int rc = store_search(s, q + (size_t)i * d, 10,
+						      pass ? &ft : &f, &r, &e);
+				t[i] = now() - a;
+				if (rc)
+					die("store_search", rc, &e);
+				store_results_free(r);
+			}
+			pctl(t, nq, &p50, &p99);
+			printf("store flat top-10 with %s: p50 %.2f ms, p99 "
+			       "%.2f ms\n",
+			       pass ? "time filter (50%)" : "path prefix (1%)",
+			       p50 * 1e3, p99 * 1e3);
+		}
+		free(t);
+	}
+	long rss0 = rss_anon_kb();
+	double rb = now();
+	int rc = store_index_rebuild(s, &e);
+	if (rc)
+		die("rebuild", rc, &e);
+	rb = now() - rb;
+	printf("rebuild exact index from LMDB: %.2f s  (target < 60 s for "
+	       "1M: %s)\n",
+	       rb, rb * 1e6 / (double)n < 60 ? "on track" : "NOT met");
+	store_close(s);
+	(void)rss0;
+
+	/* Memory: reopen (index loaded from its file) and measure. */
+	long a0 = rss_anon_kb();
+	double ot;
+	s = open_kind(o, dir, "flat", &ot);
+	long a1 = rss_anon_kb();
+	printf("reopen with saved exact index: %.2f s; anonymous memory "
+	       "%.0f MB per million vectors (raw vectors: %.0f MB)\n",
+	       ot, (double)(a1 - a0) / 1024.0 * 1e6 / (double)n,
+	       (double)d * 4);
+	store_close(s);
+
+	/* Raw FAISS IndexFlatIP, same vectors. */
+	{
+		FaissIndex *fi;
+		if (faiss_index_factory(&fi, d, "Flat", METRIC_INNER_PRODUCT) ||
+		    faiss_Index_add(fi, (idx_t)n, x))
+			die("raw faiss", CDX_EINDEX, NULL);
+		float dis[10];
+		idx_t lab[10];
+		int nraw = nq < 20 ? nq : 20;
+		double *t = malloc((size_t)nq * sizeof(double));
+		int thr = faiss_get_distance_compute_blas_threshold();
+		for (int mode = 0; mode < 2; mode++) {
+			faiss_set_distance_compute_blas_threshold(mode ? 1 : 20);
+			int cnt = mode ? nq : nraw;
+			for (int i = 0; i < cnt; i++) {
+				double a = now();
+				faiss_Index_search(fi, 1, q + (size_t)i * d, 10,
+						   dis, lab);
+				t[i] = now() - a;
+			}
+			pctl(t, cnt, &p50, &p99);
+			printf("raw FAISS IndexFlatIP single query, %s: p50 "
+			       "%.2f ms, p99 %.2f ms\n",
+			       mode ? "through BLAS (threshold 1)"
+				    : "own kernel (default threshold 20)",
+			       p50 * 1e3, p99 * 1e3);
+		}
+		faiss_set_distance_compute_blas_threshold(thr);
+		free(t);
+		faiss_Index_free(fi);
+	}
+
+	/* Approximate kinds. */
+	const char *kinds[2] = { "ivf", "hnsw" };
+	for (int k = 0; k < 2; k++) {
+		if ((k == 0 && !o->do_ivf) || (k == 1 && !o->do_hnsw))
+			continue;
+		if (k == 1 && n > o->hnsw_max) {
+			printf("hnsw: skipped above --hnsw-max %zu\n",
+			       o->hnsw_max);
+			continue;
+		}
+		double bt;
+		long m0 = rss_anon_kb();
+		s = open_kind(o, dir, kinds[k], &bt);
+		long m1 = rss_anon_kb();
+		store_stats st;
+		store_get_stats(s, &st);
+		time_store(s, q, nq, d, got, &p50, &p99);
+		double r = recall10(got, truth, nq);
+		printf("%s (%s): build from LMDB %.1f s; top-10 p50 %.2f ms, "
+		       "p99 %.2f ms; recall@10 %.3f; %.0f MB per million  "
+		       "(target for 1M: < 5 ms at recall >= 0.95: %s)\n",
+		       kinds[k], st.index_kind, bt, p50 * 1e3, p99 * 1e3, r,
+		       (double)(m1 - m0) / 1024.0 * 1e6 / (double)n,
+		       p50 * 1e3 < 5 && r >= 0.95 ? "met" : "NOT met");
+		fflush(stdout);
+		store_close(s);
+	}
+	free(x);
+	free(q);
+	free(truth);
+	free(got);
+	rmrf(dir);
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+		"usage: store_bench [--sizes N,N] [--dim D] [--clusters C] "
+		"[--queries Q] [--hnsw-max N] [--kinds flat,ivf,hnsw] "
+		"[--threads T] [--dir DIR]\n");
+	exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+	opts o = { .sizes = { 100000, 1000000 }, .nsizes = 2, .dim = 512,
+		   .clusters = 3000, .queries = 200, .threads = 2,
+		   .hnsw_max = 100000, .do_flat = 1, .do_ivf = 1,
+		   .do_hnsw = 1, .dir = "/tmp" };
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!v)
+			usage();
+		i++;
+		if (strcmp(a, "--sizes") == 0) {
+			o.nsizes = 0;
+			for (char *p = (char *)v; *p && o.nsizes < 8;) {
+				o.sizes[o.nsizes++] = strtoull(p, &p, 10);
+				if (*p == ',')
+					p++;
+			}
+		} else if (strcmp(a, "--dim") == 0) {
+			o.dim = atoi(v);
+		} else if (strcmp(a, "--clusters") == 0) {
+			o.clusters = atoi(v);
+		} else if (strcmp(a, "--queries") == 0) {
+			o.queries = atoi(v);
+		} else if (strcmp(a, "--threads") == 0) {
+			o.threads = atoi(v);
+		} else if (strcmp(a, "--hnsw-max") == 0) {
+			o.hnsw_max = strtoull(v, NULL, 10);
+		} else if (strcmp(a, "--dir") == 0) {
+			o.dir = v;
+		} else if (strcmp(a, "--kinds") == 0) {
+			o.do_ivf = strstr(v, "ivf") != NULL;
+			o.do_hnsw = strstr(v, "hnsw") != NULL;
+		} else {
+			usage();
+		}
+	}
+	if (o.dim < 1 || o.queries < 1 || o.clusters < 1 || o.threads < 1)
+		usage();
+	openblas_set_num_threads(o.threads);
+	omp_set_num_threads(o.threads);
+	mixture m;
+	mixture_init(&m, o.dim, o.clusters);
+	printf("store_bench: clustered vectors (mixture of %d clusters, noise "
+	       "norm 0.3..1.2), queries from the same mixture\n",
+	       o.clusters);
+	for (int i = 0; i < o.nsizes; i++)
+		run_size(&o, &m, o.sizes[i]);
+	free(m.cent);
+	free(m.spread);
+	return 0;
+}
