@@ -74,7 +74,8 @@ void clip_tokenizer_free(clip_tokenizer *tok);
  * scratch memory, freed before returning, about 20 bytes per byte of text
  * plus 52 per byte of its longest word.
  * Errors: CDX_EUTF8 for invalid UTF-8 (err gives the byte offset),
- * CDX_EINVAL (NULL tok or ids, or NULL text with len > 0), CDX_ENOMEM. */
+ * CDX_EINVAL (NULL tok or ids, or NULL text with len > 0), CDX_ETOOBIG
+ * (len over 256 MiB), CDX_ENOMEM. */
 int clip_tokenize(const clip_tokenizer *tok, const char *text, size_t len,
     int32_t ids[CLIP_CONTEXT_LEN], int *n_tokens, cdx_error *err);
 

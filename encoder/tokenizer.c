@@ -29,6 +29,8 @@
 #define SOT_STR "<|startoftext|>"
 #define EOT_STR "<|endoftext|>"
 #define EOW_STR "</w>"
+/* Longest text clip_tokenize() accepts. */
+#define CLIP_MAX_TEXT (256u << 20)
 /* Vocabulary files larger than this are refused. */
 #define MAX_VOCAB_FILE (256u << 20)
 
@@ -1215,9 +1217,10 @@ clip_tokenize(const clip_tokenizer *tok, const char *text, size_t len,
 	if (!tok || !ids || (!text && len > 0))
 		return cdx_error_set(err, CDX_EINVAL,
 		    "clip_tokenize: NULL argument");
-	if (len > SIZE_MAX / (5 * sizeof(uint32_t)))
-		return cdx_error_set(err, CDX_ETOOBIG, "clip_tokenize: text "
-		    "too long");
+	/* BPE positions are int32_t: keep every word well below 2^31 bytes. */
+	if (len > CLIP_MAX_TEXT)
+		return cdx_error_set(err, CDX_ETOOBIG, "clip_tokenize: text of "
+		    "%zu bytes is over the %u MiB limit", len, CLIP_MAX_TEXT >> 20);
 	a = malloc((len + 1) * sizeof(*a));
 	b = malloc((len + 1) * sizeof(*b));
 	if (!a || !b) {

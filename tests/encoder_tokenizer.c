@@ -830,6 +830,10 @@ test_bad_arguments(void **state)
 	assert_int_equal(clip_tokenize(tok, "a", 1, NULL, NULL, &err),
 	    CDX_EINVAL);
 	assert_int_equal(clip_tokenizer_load_builtin(NULL, &err), CDX_EINVAL);
+	/* Over the 256 MiB limit: refused before the text is read. */
+	assert_int_equal(clip_tokenize(tok, "a", (size_t)257 << 20, ids, NULL,
+	    &err), CDX_ETOOBIG);
+	assert_non_null(strstr(err.msg, "256 MiB"));
 	clip_tokenizer_free(NULL);
 	clip_tokenizer_free(tok);
 }
