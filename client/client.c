@@ -36,12 +36,16 @@ struct cdx_client {
 	char *token;
 	int timeout_ms;
 	int connect_ms;
+	uint64_t serial;        /* unique per process: tells clients apart in
+	                           thread-local error messages after a free */
 };
+
+static _Atomic uint64_t next_serial = 1;
 
 /* ---- per-thread error messages ---- */
 
 static _Thread_local char tl_msg[512];
-static _Thread_local const cdx_client *tl_client;
+static _Thread_local uint64_t tl_serial;  /* 0: open/parse */
 static _Thread_local int tl_set;
 
 int
@@ -51,7 +55,7 @@ cdxi_fail(const cdx_client *c, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(tl_msg, sizeof(tl_msg), fmt, ap);
 	va_end(ap);
-	tl_client = c;
+	tl_serial = c ? c->serial : 0;
 	tl_set = 1;
 	return code;
 }
@@ -59,7 +63,7 @@ cdxi_fail(const cdx_client *c, int code, const char *fmt, ...)
 const char *
 cdx_client_errmsg(const cdx_client *c)
 {
-	return tl_set && tl_client == c ? tl_msg : "";
+	return tl_set && tl_serial == (c ? c->serial : 0) ? tl_msg : "";
 }
 
 int
@@ -152,6 +156,7 @@ cdx_client_open(const char *url, cdx_client **out)
 		return cdxi_fail(NULL, CDX_ENOMEM, "out of memory");
 	c->timeout_ms = DEFAULT_TIMEOUT_MS;
 	c->connect_ms = -1;
+	c->serial = next_serial++;
 	c->url = strdup(url);
 	if (c->url == NULL) {
 		rc = cdxi_fail(NULL, CDX_ENOMEM, "out of memory");

@@ -7,8 +7,8 @@
  *   status    a fixed status object (images 1234, model "m@1", dim 4 ...)
  *   search    k results (default 10): id 100+i, path "/p/<i>.jpg", score
  *             0.9 - 0.1*i, width 640+i, height 480, capture_time null for
- *             odd i; a first term with text "ERR:<code>" gets the error
- *             <code> with message "fake <code>"; text "SLEEP" replies after
+ *             odd i; a first term with text "ERR:<code>[ more]" gets the
+ *             error <code> with message "fake <code>[ more]"; text "SLEEP" replies after
  *             fakesrv.sleep_ms; text "EMPTY" gets zero results.
  *   similar   like search, 3 results
  *   embed     dim 4, embedding [0.5, -0.5, 0.5, -0.5]
@@ -119,9 +119,11 @@ fakesrv_answer(struct fakesrv *s, const char *body, size_t len)
 		const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(t0, "text"));
 		cJSON *k = cJSON_GetObjectItem(req, "k");
 		if (text != NULL && strncmp(text, "ERR:", 4) == 0) {
-			char msg[128];
+			char msg[128], code[64];
 			snprintf(msg, sizeof(msg), "fake %s", text + 4);
-			r = fakesrv_error(text + 4, msg);
+			snprintf(code, sizeof(code), "%.*s", (int)strcspn(text + 4, " "),
+			    text + 4);
+			r = fakesrv_error(code, msg);
 		} else {
 			if (text != NULL && strcmp(text, "SLEEP") == 0)
 				fakesrv_sleep_ms(s->sleep_ms);
