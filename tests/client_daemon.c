@@ -1,0 +1,747 @@
+/*
+ * Integration suite: starts build/clipdexd on an ipc:// socket in a
+ * temporary directory with a small generated model and generated photos,
+ * and drives it through libclipdex and the clipdex command line.  Results
+ * are checked against the encoder and the store used directly: for the
+ * exact index the daemon must return exactly the brute-force top-k over
+ * the stored embeddings.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <turbojpeg.h>
+#include <unistd.h>
+
+#include "client/clipdex.h"
+#include "common/cdx.h"
+#include "encoder/clip.h"
+#include "store/store.h"
+#include "tests/testmodel.h"
+
+#define N_PHOTOS 24
+#define K 5
+
+static char tmp[256], model_dir[300], photos[300], store_dir[300], url[320];
+static char logpath[300], bindir[256];
+static pid_t daemon_pid;
+static cdx_client *cli;
+static int http_port;
+
+/* ---- fixtures: photos ---- */
+
+static void
+write_jpeg(const char *path, int w, int h, unsigned seed)
+{
+	unsigned char *rgb = malloc((size_t)w * h * 3), *jpeg = NULL;
+	unsigned long jlen = 0;
+	tjhandle tj = tjInitCompress();
+	unsigned r0 = seed * 2654435761u;
+
+	assert_non_null(rgb);
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++) {
+			unsigned char *p = rgb + ((size_t)y * w + x) * 3;
+			int band = ((x * (int)(seed % 5 + 1)) / 17 + (y * (int)(seed % 3
+			    + 1)) / 13) & 1;
+			p[0] = (unsigned char)((r0 >> 0) + band * 90 + x);
+			p[1] = (unsigned char)((r0 >> 8) + band * 40 + y * (seed & 3));
+			p[2] = (unsigned char)((r0 >> 16) + (x ^ y) * (seed % 7));
+		}
+	assert_int_equal(tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &jpeg, &jlen,
+	    TJSAMP_420, 90, 0), 0);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(jpeg, 1, jlen, f), jlen);
+	fclose(f);
+	tjFree(jpeg);
+	tjDestroy(tj);
+	free(rgb);
+}
+
+static void
+photo_path(char *out, size_t n, int i)
+{
+	snprintf(out, n, "%s/%s/photo %02d é.jpg", photos, i % 2 ? "b" : "a", i);
+}
+
+static void
+make_photos(void)
+{
+	char p[400];
+	snprintf(p, sizeof(p), "%s/a", photos);
+	assert_int_equal(mkdir(photos, 0755), 0);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/b", photos);
+	assert_int_equal(mkdir(p, 0755), 0);
+	for (int i = 0; i < N_PHOTOS; i++) {
+		photo_path(p, sizeof(p), i);
+		write_jpeg(p, 80 + 7 * i, 64 + 5 * (i % 4), (unsigned)i + 1);
+		/* Folder a's photos are from 2001, b's from 2011. */
+		struct timespec ts[2] = { { (i % 2 ? 1300000000 : 1000000000) + i, 0 },
+		    { (i % 2 ? 1300000000 : 1000000000) + i, 0 } };
+		assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+	}
+	snprintf(p, sizeof(p), "%s/a/broken.jpg", photos);
+	FILE *f = fopen(p, "wb");
+	fputs("\xff\xd8\xff\xe0 not really a jpeg", f);
+	fclose(f);
+	snprintf(p, sizeof(p), "%s/a/notes.txt", photos);
+	f = fopen(p, "w");
+	fputs("not an image\n", f);
+	fclose(f);
+}
+
+static int
+read_all(const char *path, uint8_t **data, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		return -1;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	*data = malloc((size_t)n + 1);
+	*len = fread(*data, 1, (size_t)n, f);
+	fclose(f);
+	return 0;
+}
+
+/* ---- the daemon process ---- */
+
+static void
+start_daemon(const char *extra)
+{
+	char port[32], cmd[2048];
+	snprintf(port, sizeof(port), "127.0.0.1:%d", http_port);
+	daemon_pid = fork();
+	assert_true(daemon_pid >= 0);
+	if (daemon_pid == 0) {
+		snprintf(cmd, sizeof(cmd), "exec %s/clipdexd --model '%s' --store "
+		    "'%s' --listen '%s' --http %s --root '%s' --threads 1 "
+		    "--max-request-bytes 2097152 %s >>'%s' 2>&1", bindir, model_dir,
+		    store_dir, url, port, photos, extra ? extra : "", logpath);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	/* Ready when status answers. */
+	cdx_status st;
+	for (int i = 0; i < 400; i++) {
+		if (cdx_get_status(cli, &st) == 0)
+			return;
+		int status;
+		if (waitpid(daemon_pid, &status, WNOHANG) == daemon_pid) {
+			snprintf(cmd, sizeof(cmd), "cat '%s' >&2", logpath);
+			if (system(cmd)) {}
+			fail_msg("clipdexd exited at start (status %d)", status);
+		}
+		usleep(50000);
+	}
+	fail_msg("clipdexd did not answer within 20 s");
+}
+
+static int
+stop_daemon(void)
+{
+	int status = -1;
+	kill(daemon_pid, SIGTERM);
+	assert_int_equal(waitpid(daemon_pid, &status, 0), daemon_pid);
+	daemon_pid = 0;
+	return status;
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	const char *b = getenv("BUILD");
+	snprintf(bindir, sizeof(bindir), "%s/%s", getcwd(tmp, sizeof(tmp)),
+	    b ? b : "build");
+	snprintf(tmp, sizeof(tmp), "/tmp/cdx-daemon-XXXXXX");
+	if (mkdtemp(tmp) == NULL)
+		return -1;
+	snprintf(model_dir, sizeof(model_dir), "%s/model", tmp);
+	snprintf(photos, sizeof(photos), "%s/photos", tmp);
+	snprintf(store_dir, sizeof(store_dir), "%s/store", tmp);
+	snprintf(url, sizeof(url), "ipc://%s/d.sock", tmp);
+	snprintf(logpath, sizeof(logpath), "%s/clipdexd.log", tmp);
+	http_port = 20000 + getpid() % 20000;
+
+	tm_recipe r;
+	tm_recipe_tiny(&r);
+	mkdir(model_dir, 0755);
+	if (tm_write_model(&r, model_dir) != 0)
+		return -1;
+	make_photos();
+	if (cdx_client_open(url, &cli) != 0)
+		return -1;
+	cdx_client_set_timeout(cli, 20000);
+	start_daemon(NULL);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	if (daemon_pid > 0)
+		stop_daemon();
+	cdx_client_close(cli);
+	tm_rmtree(tmp);
+	return 0;
+}
+
+/* ---- recorded queries, checked by brute force at the end ---- */
+
+struct recorded {
+	const char *text;       /* positive text */
+	const char *neg;        /* negative text (weight -0.7) or NULL */
+	const char *prefix;     /* filter or NULL */
+	uint64_t ids[K];
+	float scores[K];
+	size_t n;
+};
+
+static struct recorded rec[] = {
+	{ "a red photo", NULL, NULL, { 0 }, { 0 }, 0 },
+	{ "stripes", "blue", NULL, { 0 }, { 0 }, 0 },
+	{ "a dog on a beach", NULL, "b/", { 0 }, { 0 }, 0 },
+};
+#define N_REC (sizeof(rec) / sizeof(rec[0]))
+
+static int
+run_recorded(struct recorded *q, cdx_results **out)
+{
+	cdx_term t[2] = {
+		{ .kind = CDX_TERM_TEXT, .text = q->text, .weight = 1 },
+		{ .kind = CDX_TERM_TEXT, .text = q->neg, .weight = -0.7f },
+	};
+	char prefix[400];
+	cdx_query qq = { .terms = t, .n_terms = q->neg ? 2 : 1, .k = K };
+	if (q->prefix != NULL) {
+		snprintf(prefix, sizeof(prefix), "%s/%s", photos, q->prefix);
+		qq.path_prefix = prefix;
+	}
+	return cdx_search(cli, &qq, out);
+}
+
+/* ---- tests ---- */
+
+static void
+test_add_folder(void **state)
+{
+	cdx_add_result ar;
+	cdx_status st;
+	(void)state;
+
+	assert_int_equal(cdx_add(cli, photos, 1, &ar), 0);
+	assert_int_equal(ar.added, N_PHOTOS);
+	assert_int_equal(ar.failed, 1);         /* broken.jpg; notes.txt skipped */
+	assert_int_equal(cdx_get_status(cli, &st), 0);
+	assert_int_equal(st.images, N_PHOTOS);
+	assert_int_equal(st.failures, 1);
+	assert_int_equal(st.index_vectors, N_PHOTOS);
+
+	/* Adding again changes nothing. */
+	assert_int_equal(cdx_add(cli, photos, 1, &ar), 0);
+	assert_int_equal(ar.added, 0);
+	assert_int_equal(ar.unchanged, N_PHOTOS + 1);
+
+	cdx_failures *f = NULL;
+	assert_int_equal(cdx_get_failures(cli, 10, &f), 0);
+	assert_int_equal(f->n, 1);
+	assert_non_null(strstr(f->items[0].path, "broken.jpg"));
+	cdx_failures_free(f);
+}
+
+static void
+test_text_searches_recorded(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < N_REC; i++) {
+		cdx_results *r = NULL;
+		assert_int_equal(run_recorded(&rec[i], &r), 0);
+		assert_int_equal(r->n, K);
+		rec[i].n = r->n;
+		for (size_t j = 0; j < r->n; j++) {
+			rec[i].ids[j] = r->results[j].id;
+			rec[i].scores[j] = r->results[j].score;
+			if (j > 0)
+				assert_true(r->results[j].score <= r->results[j - 1].score);
+			if (rec[i].prefix != NULL)
+				assert_non_null(strstr(r->results[j].path, "/photos/b/"));
+			assert_true(r->results[j].width > 0 && r->results[j].height > 0);
+		}
+		cdx_results_free(r);
+	}
+	/* The negative term changes the ranking. */
+	struct recorded pos = { "stripes", NULL, NULL, { 0 }, { 0 }, 0 };
+	cdx_results *r = NULL;
+	assert_int_equal(run_recorded(&pos, &r), 0);
+	assert_true(fabsf(r->results[0].score - rec[1].scores[0]) > 1e-4f ||
+	    r->results[0].id != rec[1].ids[0]);
+	cdx_results_free(r);
+}
+
+static void
+test_image_search_bytes_path_id(void **state)
+{
+	char p[400];
+	uint8_t *data = NULL;
+	size_t len = 0;
+	cdx_results *r = NULL;
+	(void)state;
+
+	photo_path(p, sizeof(p), 7);
+	assert_int_equal(read_all(p, &data, &len), 0);
+	cdx_term t = { .kind = CDX_TERM_IMAGE, .data = data, .len = len };
+	cdx_query q = { .terms = &t, .n_terms = 1, .k = 3 };
+	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	assert_string_equal(r->results[0].path, p);
+	assert_true(r->results[0].score > 0.9999f);
+	uint64_t id7 = r->results[0].id;
+	cdx_results_free(r);
+	free(data);
+
+	cdx_term tp = { .kind = CDX_TERM_PATH, .text = p };
+	q.terms = &tp;
+	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	assert_int_equal(r->results[0].id, id7);
+	assert_true(r->results[0].score > 0.9999f);
+	cdx_results_free(r);
+
+	cdx_term ti = { .kind = CDX_TERM_ID, .id = id7 };
+	q.terms = &ti;
+	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	assert_int_equal(r->results[0].id, id7);
+	cdx_results_free(r);
+
+	/* similar never returns the image itself */
+	cdx_query opts = { .k = 4 };
+	assert_int_equal(cdx_similar(cli, id7, &opts, &r), 0);
+	assert_int_equal(r->n, 4);
+	for (size_t i = 0; i < r->n; i++)
+		assert_true(r->results[i].id != id7);
+	cdx_results_free(r);
+
+	/* a path outside the roots is refused */
+	cdx_term te = { .kind = CDX_TERM_PATH, .text = "/etc/hostname" };
+	q.terms = &te;
+	assert_int_equal(cdx_search(cli, &q, &r), CDX_EPERM);
+}
+
+static void
+test_filters_and_paging(void **state)
+{
+	cdx_term t = { .kind = CDX_TERM_TEXT, .text = "a photo", .weight = 1 };
+	cdx_query q = { .terms = &t, .n_terms = 1, .k = 20 };
+	cdx_results *all = NULL, *r = NULL;
+	(void)state;
+
+	assert_int_equal(cdx_search(cli, &q, &all), 0);
+	assert_int_equal(all->n, 20);
+	/* offset pages through the same ranking */
+	q.k = 5;
+	q.offset = 5;
+	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	for (size_t i = 0; i < 5; i++)
+		assert_int_equal(r->results[i].id, all->results[5 + i].id);
+	cdx_results_free(r);
+	/* time filter on mtime: folder a is from 2001 */
+	q.offset = 0;
+	q.k = 50;
+	q.time_field = CDX_TIME_MTIME;
+	q.time_from = 999999999;
+	q.time_to = 1100000000;
+	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	assert_int_equal(r->n, N_PHOTOS / 2);
+	for (size_t i = 0; i < r->n; i++)
+		assert_non_null(strstr(r->results[i].path, "/photos/a/"));
+	cdx_results_free(r);
+	/* min_score cuts */
+	q.time_field = CDX_TIME_NONE;
+	q.has_min_score = 1;
+	q.min_score = all->results[3].score;
+	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	assert_true(r->n >= 4 && r->n < 20);
+	for (size_t i = 0; i < r->n; i++)
+		assert_true(r->results[i].score >= q.min_score);
+	cdx_results_free(r);
+	/* collapse 1.0 drops nothing distinct; 0 similarity collapses to 1 */
+	q.has_min_score = 0;
+	q.collapse = 0.0001f;
+	q.k = 10;
+	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	assert_true(r->n >= 1 && r->n < 10);
+	cdx_results_free(r);
+	cdx_results_free(all);
+}
+
+static void
+expect_error(const char *req, const char *code)
+{
+	char *reply = NULL;
+	assert_int_equal(cdx_request(cli, req, &reply), 0);
+	cJSON *j = cJSON_Parse(reply);
+	assert_non_null(j);
+	assert_true(cJSON_IsFalse(cJSON_GetObjectItem(j, "ok")));
+	cJSON *e = cJSON_GetObjectItem(j, "error");
+	const char *got = cJSON_GetStringValue(cJSON_GetObjectItem(e, "code"));
+	if (got == NULL || strcmp(got, code) != 0)
+		fail_msg("request %.60s: expected %s, got %s", req, code, reply);
+	assert_non_null(cJSON_GetStringValue(cJSON_GetObjectItem(e, "message")));
+	cJSON_Delete(j);
+	free(reply);
+}
+
+static void
+test_bad_input_keeps_daemon_up(void **state)
+{
+	char req[600];
+	cdx_status st;
+	(void)state;
+
+	expect_error("this is not json", "bad_json");
+	expect_error("[1,2,3]", "bad_json");
+	expect_error("{\"op\":42}", "bad_request");
+	expect_error("{\"op\":\"fly\"}", "unknown_op");
+	expect_error("{\"op\":\"search\"}", "bad_request");
+	expect_error("{\"op\":\"search\",\"text\":7}", "bad_request");
+	expect_error("{\"op\":\"search\",\"text\":\"x\",\"k\":\"ten\"}",
+	    "bad_request");
+	expect_error("{\"op\":\"search\",\"text\":\"x\",\"k\":-3}", "bad_request");
+	expect_error("{\"op\":\"search\",\"text\":\"x\",\"k\":1e12}", "too_large");
+	expect_error("{\"op\":\"search\",\"text\":\"x\",\"v\":2}",
+	    "unsupported_version");
+	expect_error("{\"op\":\"search\",\"image\":\"bm90IGFuIGltYWdl\"}",
+	    "bad_image");
+	expect_error("{\"op\":\"search\",\"image\":\"***\"}", "bad_request");
+	snprintf(req, sizeof(req), "{\"op\":\"search\",\"path\":\"%s/a/broken.jpg\"}",
+	    photos);
+	expect_error(req, "bad_image");
+	snprintf(req, sizeof(req), "{\"op\":\"search\",\"path\":\"%s/a/none.jpg\"}",
+	    photos);
+	expect_error(req, "not_found");
+	expect_error("{\"op\":\"search\",\"id\":999999}", "not_found");
+	expect_error("{\"op\":\"similar\"}", "bad_request");
+	expect_error("{\"op\":\"add\",\"path\":\"relative/dir\"}", "bad_request");
+	expect_error("{\"op\":\"search\",\"terms\":[{\"text\":\"a\"},"
+	    "{\"text\":\"a\",\"weight\":-1}]}", "bad_request");
+	expect_error("{\"op\":\"search\",\"text\":\"\xff\xfe invalid UTF-8\"}",
+	    "bad_request");
+	expect_error("{\"op\":\"search\",\"text\":\"\\udc00 lone surrogate\"}",
+	    "bad_json");
+
+	/* A request over --max-request-bytes (2 MiB) is dropped by the
+	 * transport; the client times out; the daemon stays up. */
+	size_t big = (size_t)3 << 20;
+	char *huge = malloc(big + 64);
+	assert_non_null(huge);
+	int n = sprintf(huge, "{\"op\":\"search\",\"text\":\"");
+	memset(huge + n, 'a', big);
+	strcpy(huge + n + big, "\"}");
+	char *reply = NULL;
+	cdx_client_set_timeout(cli, 1000);
+	assert_true(cdx_request(cli, huge, &reply) != 0);
+	cdx_client_set_timeout(cli, 20000);
+	free(reply);
+	free(huge);
+
+	/* ... and still answers normal queries. */
+	assert_int_equal(cdx_get_status(cli, &st), 0);
+	assert_int_equal(st.images, N_PHOTOS);
+	cdx_term t = { .kind = CDX_TERM_TEXT, .text = "still here", .weight = 1 };
+	cdx_query q = { .terms = &t, .n_terms = 1, .k = 2 };
+	cdx_results *r = NULL;
+	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	assert_int_equal(r->n, 2);
+	cdx_results_free(r);
+}
+
+struct conc {
+	int fails;
+	uint64_t first[8];
+};
+
+static void *
+conc_main(void *arg)
+{
+	struct conc *c = arg;
+	for (int i = 0; i < 10; i++) {
+		cdx_results *r = NULL;
+		if (run_recorded(&rec[0], &r) != 0) {
+			c->fails++;
+			continue;
+		}
+		for (size_t j = 0; j < r->n && j < K; j++)
+			if (r->results[j].id != rec[0].ids[j])
+				c->fails++;
+		cdx_results_free(r);
+	}
+	return NULL;
+}
+
+static void
+test_concurrent_clients(void **state)
+{
+	pthread_t th[8];
+	struct conc c[8];
+	(void)state;
+	memset(c, 0, sizeof(c));
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, conc_main, &c[i]), 0);
+	for (int i = 0; i < 8; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(c[i].fails, 0);
+	}
+}
+
+static int
+run_cli(const char *args, char *out, size_t cap)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd), "%s/clipdex --url '%s' %s 2>&1", bindir, url,
+	    args);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, cap - 1, p);
+	out[n] = '\0';
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void
+test_cli(void **state)
+{
+	char out[16384];
+	(void)state;
+
+	/* --json: one object per result, same ranking as the library */
+	assert_int_equal(run_cli("search 'a red photo' -k 5 --json", out,
+	    sizeof(out)), 0);
+	char *line = out, *nl;
+	for (size_t i = 0; i < K; i++) {
+		nl = strchr(line, '\n');
+		assert_non_null(nl);
+		*nl = '\0';
+		cJSON *j = cJSON_Parse(line);
+		assert_non_null(j);
+		assert_int_equal((uint64_t)cJSON_GetNumberValue(
+		    cJSON_GetObjectItem(j, "id")), rec[0].ids[i]);
+		assert_non_null(cJSON_GetStringValue(cJSON_GetObjectItem(j, "path")));
+		cJSON_Delete(j);
+		line = nl + 1;
+	}
+	/* negative terms in the query syntax */
+	assert_int_equal(run_cli("search 'stripes - 0.7:blue' -k 5 --json", out,
+	    sizeof(out)), 0);
+	cJSON *j = cJSON_Parse(out);
+	assert_non_null(j);
+	assert_int_equal((uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(j,
+	    "id")), rec[1].ids[0]);
+	cJSON_Delete(j);
+	/* --paths: paths only */
+	assert_int_equal(run_cli("search 'a red photo' -k 2 --paths", out,
+	    sizeof(out)), 0);
+	assert_int_equal(strncmp(out, photos, strlen(photos)), 0);
+	assert_null(strstr(out, "score"));
+	assert_int_equal(run_cli("status", out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "24"));
+	/* a daemon error is exit 1; usage 2; unreachable 4 */
+	assert_int_equal(run_cli("search 'x' -k 100000", out, sizeof(out)), 1);
+	assert_int_equal(run_cli("search", out, sizeof(out)), 2);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "%s/clipdex --url ipc://%s/nobody.sock "
+	    "--timeout 300 status >/dev/null 2>&1", bindir, tmp);
+	int st = system(cmd);
+	assert_int_equal(WEXITSTATUS(st), 4);
+}
+
+static void
+test_remove(void **state)
+{
+	char p[400];
+	int64_t removed = -1;
+	cdx_status st;
+	(void)state;
+
+	photo_path(p, sizeof(p), 0);
+	assert_int_equal(cdx_remove(cli, p, &removed), 0);
+	assert_int_equal(removed, 1);
+	assert_int_equal(cdx_get_status(cli, &st), 0);
+	assert_int_equal(st.images, N_PHOTOS - 1);
+	/* put it back so the recorded queries still hold */
+	cdx_add_result ar;
+	assert_int_equal(cdx_add(cli, p, 1, &ar), 0);
+	assert_int_equal(ar.added, 1);
+	/* removing outside the roots is refused */
+	assert_int_equal(cdx_remove(cli, "/etc", &removed), CDX_EPERM);
+}
+
+/* Brute force over the store's embeddings with the encoder used
+ * directly: the daemon's exact top-k must be the same. */
+struct brute {
+	const float *q;
+	int dim;
+	const char *prefix;
+	uint64_t ids[K];
+	float scores[K];
+	size_t n;
+};
+
+static int
+brute_visit(void *user, const store_image *img)
+{
+	struct brute *b = user;
+	if (b->prefix != NULL && strncmp(img->path, b->prefix,
+	    strlen(b->prefix)) != 0)
+		return 0;
+	float s = 0;
+	for (int d = 0; d < b->dim; d++)
+		s += b->q[d] * img->embedding[d];
+	size_t pos = b->n < K ? b->n++ : K;
+	if (pos == K && s <= b->scores[K - 1])
+		return 0;
+	if (pos == K)
+		pos = K - 1;
+	while (pos > 0 && b->scores[pos - 1] < s) {
+		b->scores[pos] = b->scores[pos - 1];
+		b->ids[pos] = b->ids[pos - 1];
+		pos--;
+	}
+	b->scores[pos] = s;
+	b->ids[pos] = img->id;
+	return 0;
+}
+
+static void
+test_restart_and_brute_force(void **state)
+{
+	clip_model *m = NULL;
+	clip_ctx *ctx = NULL;
+	store *st = NULL;
+	cdx_error err;
+	(void)state;
+
+	int status = stop_daemon();
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+
+	assert_int_equal(clip_model_load(model_dir, NULL, &m, &err), 0);
+	assert_int_equal(clip_ctx_new(m, 2, &ctx, &err), 0);
+	const clip_model_info *info = clip_model_get_info(m);
+	store_params sp = store_default_params();
+	sp.dim = info->embed_dim;
+	sp.model_id = info->id;
+	sp.n_threads = 1;
+	assert_int_equal(store_open(store_dir, &sp, &st, &err), 0);
+	assert_int_equal(store_image_count(st), N_PHOTOS);
+
+	for (size_t i = 0; i < N_REC; i++) {
+		int32_t ids[2 * CLIP_CONTEXT_LEN];
+		float e[2 * 64], q[64];
+		int dim = info->embed_dim, n = rec[i].neg ? 2 : 1;
+		char prefix[400];
+		assert_true(dim <= 64);
+		assert_int_equal(clip_tokenize(clip_model_tokenizer(m), rec[i].text,
+		    strlen(rec[i].text), ids, NULL, &err), 0);
+		if (rec[i].neg)
+			assert_int_equal(clip_tokenize(clip_model_tokenizer(m),
+			    rec[i].neg, strlen(rec[i].neg), ids + CLIP_CONTEXT_LEN,
+			    NULL, &err), 0);
+		assert_int_equal(clip_encode_text(ctx, ids, n, e, &err), 0);
+		double norm = 0;
+		for (int d = 0; d < dim; d++) {
+			q[d] = e[d] - (n == 2 ? 0.7f * e[dim + d] : 0);
+			norm += (double)q[d] * q[d];
+		}
+		for (int d = 0; d < dim; d++)
+			q[d] = (float)(q[d] / sqrt(norm));
+		struct brute b = { q, dim, NULL, { 0 }, { 0 }, 0 };
+		if (rec[i].prefix != NULL) {
+			snprintf(prefix, sizeof(prefix), "%s/%s", photos, rec[i].prefix);
+			b.prefix = prefix;
+		}
+		assert_int_equal(store_image_foreach(st, brute_visit, &b, &err), 0);
+		assert_int_equal(b.n, rec[i].n);
+		for (size_t j = 0; j < b.n; j++) {
+			assert_int_equal(b.ids[j], rec[i].ids[j]);
+			assert_true(fabsf(b.scores[j] - rec[i].scores[j]) < 1e-5f);
+		}
+	}
+	store_close(st);
+	clip_ctx_free(ctx);
+	clip_model_free(m);
+
+	/* A restart comes back with the same contents and answers. */
+	start_daemon(NULL);
+	for (size_t i = 0; i < N_REC; i++) {
+		cdx_results *r = NULL;
+		assert_int_equal(run_recorded(&rec[i], &r), 0);
+		assert_int_equal(r->n, rec[i].n);
+		for (size_t j = 0; j < r->n; j++)
+			assert_int_equal(r->results[j].id, rec[i].ids[j]);
+		cdx_results_free(r);
+	}
+}
+
+static void
+test_http_same_dispatch(void **state)
+{
+	char cmd[512], out[4096];
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "curl -s -w ' %%{http_code}' -d "
+	    "'{\"op\":\"search\",\"text\":\"a red photo\",\"k\":1}' "
+	    "http://127.0.0.1:%d/api", http_port);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	pclose(p);
+	assert_true(n > 0);     /* tools/deps.sh installs curl */
+	char want[64];
+	snprintf(want, sizeof(want), "\"id\":%llu,",
+	    (unsigned long long)rec[0].ids[0]);
+	assert_non_null(strstr(out, want));
+	assert_non_null(strstr(out, " 200"));
+	snprintf(cmd, sizeof(cmd), "curl -s -w ' %%{http_code}' -d 'garbage' "
+	    "http://127.0.0.1:%d/api", http_port);
+	p = popen(cmd, "r");
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	pclose(p);
+	assert_non_null(strstr(out, "bad_json"));
+	assert_non_null(strstr(out, " 400"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_add_folder),
+		cmocka_unit_test(test_text_searches_recorded),
+		cmocka_unit_test(test_image_search_bytes_path_id),
+		cmocka_unit_test(test_filters_and_paging),
+		cmocka_unit_test(test_bad_input_keeps_daemon_up),
+		cmocka_unit_test(test_concurrent_clients),
+		cmocka_unit_test(test_cli),
+		cmocka_unit_test(test_restart_and_brute_force),
+		cmocka_unit_test(test_http_same_dispatch),
+		cmocka_unit_test(test_remove),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
