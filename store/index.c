@@ -286,6 +286,7 @@ idx_rebuild(store *s, MDB_txn *txn, cdx_error *err)
 	}
 	index_set(s, idx, kind);
 	s->index_seq = s->seq;
+	__atomic_store_n(&s->saved_seq, UINT64_MAX, __ATOMIC_RELAXED);
 	free(vecs);
 	free(labels);
 	return 0;
@@ -738,6 +739,7 @@ idx_open(store *s, MDB_txn *txn, cdx_error *err)
 					 (unsigned long long)h.seq);
 			else if (labels_agree(s, why, sizeof(why))) {
 				s->index_seq = s->seq;
+				s->saved_seq = h.seq == s->seq ? h.seq : UINT64_MAX;
 				return 0;
 			}
 		}
@@ -789,8 +791,15 @@ store_save(store *s, cdx_error *err)
 	pthread_mutex_lock(&s->save_lock);
 	pthread_rwlock_rdlock(&s->lock);
 	uint64_t seq = s->index_seq;
+	if (seq == __atomic_load_n(&s->saved_seq, __ATOMIC_RELAXED)) {
+		/* index.faiss already holds this state. */
+		pthread_rwlock_unlock(&s->lock);
+		pthread_mutex_unlock(&s->save_lock);
+		return 0;
+	}
 	int rc = idx_save(s, err);
 	if (!rc) {
+		__atomic_store_n(&s->saved_seq, seq, __ATOMIC_RELAXED);
 		int r = trim_log(s, seq);
 		if (r)
 			cdx_log(CDX_LOG_WARN, "store %s: change log not trimmed: %s",
@@ -1406,6 +1415,9 @@ store_search(store *s, const float *query, size_t k, const store_filter *f,
 		return cdx_error_set(err, CDX_EINVAL,
 				     "store_search: bad time_field %d",
 				     f->time_field);
+	uint64_t cnt = store_image_count(s);
+	if (k > cnt)
+		k = (size_t)cnt; /* also bounds the allocation below */
 	float *q = malloc(2 * d * sizeof(float));
 	cand *heap = malloc((k ? k : 1) * sizeof(cand));
 	if (!q || !heap) {

@@ -104,6 +104,7 @@ struct store {
 	int tombstones;         /* 1: the index cannot remove (HNSW) */
 	uint64_t dead;          /* dead vectors in a tombstone index */
 	uint64_t index_seq;     /* seq the index covers (== seq when sane) */
+	uint64_t saved_seq;     /* seq of index.faiss on disk, or UINT64_MAX */
 	live_map live;
 	int rebuilt_on_open;
 	uint64_t caught_up;

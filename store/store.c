@@ -317,6 +317,7 @@ store_open(const char *dir, const store_params *p, store **out,
 	if (!s)
 		return cdx_error_set(err, CDX_ENOMEM, "store_open: out of memory");
 	s->lock_fd = -1;
+	s->saved_seq = UINT64_MAX;
 	live_init(&s->live);
 	s->dir = strdup(dir);
 	if (!s->dir) {
