@@ -733,9 +733,8 @@ srv_stop(srv *s)
 	for (int i = 0; i < s->n_listeners; i++)
 		listener_stop(s->listeners[i]);
 	if (s->http != NULL) {
+		/* The server owns its handlers and frees them with itself. */
 		nng_http_server_stop(s->http);
-		if (s->http_handler != NULL)
-			nng_http_server_del_handler(s->http, s->http_handler);
 		nng_http_server_release(s->http);
 	}
 	/* 4. The store saves its index on close. */
