@@ -1,21 +1,32 @@
 /*
- * clipdex - the command line.
+ * clipdex - the command line (docs/CLI.md).
+ *
+ * Commands that talk to clipdexd, through libclipdex (client/clipdex.h):
+ *   clipdex search QUERY... [-k N] [--json|--paths] ...
+ *   clipdex similar FILE|id:N|@FILE, add PATH..., remove PATH..., status,
+ *   failures
  *
  * Offline commands (no daemon needed):
  *   clipdex embed --model DIR [--exact] [--threads N] --image PATH ...
  *   clipdex embed --model DIR [--threads N] --text STRING ... | --text-file FILE
  *   clipdex tokenize [--model DIR] --text STRING ... | --text-file FILE
  *
- * Exit codes: 0 success, 1 some input failed, 2 usage error, 3 could not
- * load the model or vocabulary.
+ * Exit codes: 0 success, 1 some input failed or the daemon returned an
+ * error, 2 usage error, 3 could not load the model or vocabulary, 4 cannot
+ * reach the daemon.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "client/clipdex.h"
 #include "common/cdx.h"
 #include "encoder/clip.h"
 
@@ -32,7 +43,23 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: clipdex <command> [options]\n"
+	    "usage: clipdex <command> [options]    (clipdex <command> --help)\n"
+	    "\n"
+	    "Commands that ask the clipdexd daemon:\n"
+	    "  search QUERY... [-k N] [--offset N] [--min-score S] [--prefix PATH]\n"
+	    "         [--after T] [--before T] [--time capture|mtime]\n"
+	    "         [--collapse S] [--exact] [--not TEXT] [--image FILE]\n"
+	    "         [--json | --paths]\n"
+	    "      QUERY: terms joined by ' + ' or ' - ', each [WEIGHT:]SOURCE with\n"
+	    "      SOURCE text, @FILE, img:FILE, path:PATH or id:N, e.g.\n"
+	    "      \"beach - 0.7:people + 0.5:@example.jpg\"\n"
+	    "  similar FILE|id:N|@FILE [search options]\n"
+	    "  add PATH... [--wait]      index files or folders\n"
+	    "  remove PATH...            forget files or folders\n"
+	    "  status [--json]\n"
+	    "  failures [--limit N] [--json]\n"
+	    "  Options of all of them: --url URL, --timeout MS, --connect-timeout MS,\n"
+	    "  --token T (defaults: $CLIPDEX_URL, 30000, 3000, $CLIPDEX_TOKEN).\n"
 	    "\n"
 	    "Offline commands:\n"
 	    "  embed --model DIR [--exact] [--threads N] --image PATH [--image PATH ...]\n"
@@ -43,7 +70,9 @@ usage(FILE *f)
 	    "  tokenize [--model DIR] --text STRING [...] | --text-file FILE\n"
 	    "      Print one JSON array of 77 token ids per input.\n"
 	    "\n"
-	    "Exit codes: 0 ok, 1 an input failed, 2 usage, 3 model/vocabulary error.\n");
+	    "Exit codes: 0 ok (also a search that found nothing), 1 the daemon\n"
+	    "returned an error or an input failed, 2 usage, 3 model/vocabulary\n"
+	    "error, 4 cannot reach the daemon (not running, no reply in time).\n");
 }
 
 /* A growable list of borrowed or owned strings. */
@@ -401,13 +430,856 @@ out:
 	return status;
 }
 
-int
-main(int argc, char **argv)
+/* ==== commands that talk to clipdexd (through libclipdex) ==== */
+
+#define EXIT_DAEMON 1       /* the daemon refused or failed the request */
+#define EXIT_UNREACHABLE 4  /* no connection or no reply in time */
+#define CLI_CONNECT_TIMEOUT_MS 3000
+
+struct gopts {
+	const char *url;
+	const char *token;
+	int timeout_ms;
+	int connect_ms;
+};
+
+/* The options of search and similar. */
+struct sopts {
+	struct gopts g;
+	cdx_query q;
+	int json, paths, wait, limit, help;
+	int has_after, has_before;
+	int64_t after, before;
+	struct strlist words;    /* positional arguments */
+	struct strlist nots;     /* --not TEXT */
+	struct strlist images;   /* --image FILE */
+};
+
+static const char *const online_usage[] = {
+	"search",
+	"usage: clipdex search QUERY... [options]\n"
+	"\n"
+	"Finds the indexed images that best match QUERY. The words of QUERY are\n"
+	"joined by spaces and split into terms at ' + ' and ' - ' (a space on\n"
+	"each side; ' - ' subtracts the next term). Each term is [WEIGHT:]SOURCE,\n"
+	"SOURCE being text, @FILE or img:FILE (a local image, uploaded),\n"
+	"path:PATH (an image on the daemon's machine) or id:N (an indexed image).\n"
+	"  clipdex search \"a dog on the beach\"\n"
+	"  clipdex search \"beach - 0.7:people + 0.5:@example.jpg\"\n"
+	"\n"
+	"  -k N              results wanted (default 10, at most 1000)\n"
+	"  --offset N        skip the N best results first (paging)\n"
+	"  --min-score S     drop results with a cosine similarity below S\n"
+	"  --prefix PATH     only images whose path starts with PATH\n"
+	"  --after T         only images taken (or modified) at or after T\n"
+	"  --before T        ... before T; T is seconds since the epoch or\n"
+	"                    YYYY-MM-DD[THH:MM[:SS]], read as UTC\n"
+	"  --time capture|mtime  the time --after/--before test (default capture)\n"
+	"  --collapse S      show near-identical images (similarity >= S) once\n"
+	"  --exact           exact preprocessing of uploaded images\n"
+	"  --not TEXT        subtract a text term (weight -1); repeatable\n"
+	"  --image FILE      add a local image term (weight 1); repeatable\n"
+	"  --json            one JSON object per result per line\n"
+	"  --paths           only the paths, one per line\n",
+	"similar",
+	"usage: clipdex similar FILE|id:N|@FILE [options]\n"
+	"\n"
+	"The images most like one image: FILE is an indexed image on the\n"
+	"daemon's machine (made absolute here), id:N an indexed image by id,\n"
+	"@FILE (or img:FILE) a local image that is uploaded. Takes the options\n"
+	"of search except --not and --image.\n",
+	"add",
+	"usage: clipdex add PATH... [--wait] [--json]\n"
+	"\n"
+	"Indexes image files or folders (recursively). PATH is made absolute\n"
+	"and read by the daemon. Without --wait the command returns once the\n"
+	"work is queued; with --wait it prints what was added, updated,\n"
+	"unchanged and failed (mind --timeout for big folders).\n",
+	"remove",
+	"usage: clipdex remove PATH... [--json]\n"
+	"\n"
+	"Forgets the image at PATH or every image under folder PATH. Files are\n"
+	"never touched.\n",
+	"status",
+	"usage: clipdex status [--json]\n"
+	"\n"
+	"The daemon's counts, model, index, queue, uptime and memory. --json\n"
+	"prints the daemon's status object as one line.\n",
+	"failures",
+	"usage: clipdex failures [--limit N] [--json]\n"
+	"\n"
+	"Files the daemon could not index, with the reason.\n",
+	NULL,
+};
+
+static const char global_usage[] =
+	"Options of every daemon command:\n"
+	"  --url URL             daemon address (default $CLIPDEX_URL, else\n"
+	"                        ipc://$XDG_RUNTIME_DIR/clipdex.sock, else\n"
+	"                        ipc:///tmp/clipdex-<uid>.sock)\n"
+	"  --timeout MS          request timeout (default 30000; 0: none)\n"
+	"  --connect-timeout MS  how long to wait for the daemon (default 3000)\n"
+	"  --token T             access token (default $CLIPDEX_TOKEN)\n"
+	"\n"
+	"Exit codes: 0 ok (also when nothing matched), 1 the daemon returned an\n"
+	"error (or a local input could not be read), 2 usage, 4 cannot reach the\n"
+	"daemon (not running, no reply in time).\n";
+
+static void
+command_usage(FILE *f, const char *cmd)
+{
+	for (int i = 0; online_usage[i] != NULL; i += 2)
+		if (strcmp(online_usage[i], cmd) == 0)
+			fprintf(f, "%s\n%s", online_usage[i + 1], global_usage);
+}
+
+static int
+parse_int(const char *opt, const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+		fprintf(stderr, "%s: %s wants a whole number in %ld..%ld, not '%s'\n",
+		    prog, opt, lo, hi, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+parse_float(const char *opt, const char *s, double lo, double hi, float *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (end == s || *end != '\0' || !(v >= lo && v <= hi)) {
+		fprintf(stderr, "%s: %s wants a number in %g..%g, not '%s'\n", prog,
+		    opt, lo, hi, s);
+		return -1;
+	}
+	*out = (float)v;
+	return 0;
+}
+
+/* Seconds since the epoch, or YYYY-MM-DD[(T| )HH:MM[:SS]] as UTC. */
+static int
+parse_time(const char *opt, const char *s, int64_t *out)
+{
+	struct tm tm;
+	int y, mo, d, h = 0, mi = 0, se = 0, n = 0;
+	char *end;
+
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (end != s && *end == '\0' && errno == 0 && strlen(s) != 10) {
+		*out = v;
+		return 0;
+	}
+	memset(&tm, 0, sizeof(tm));
+	if ((sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) == 3 && s[n] == '\0') ||
+	    (sscanf(s, "%4d-%2d-%2d%*[T ]%2d:%2d%n", &y, &mo, &d, &h, &mi, &n) == 5 &&
+	    s[n] == '\0') ||
+	    (sscanf(s, "%4d-%2d-%2d%*[T ]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &se,
+	    &n) == 6 && s[n] == '\0')) {
+		if (mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h >= 0 && h < 24 &&
+		    mi >= 0 && mi < 60 && se >= 0 && se < 61) {
+			tm.tm_year = y - 1900;
+			tm.tm_mon = mo - 1;
+			tm.tm_mday = d;
+			tm.tm_hour = h;
+			tm.tm_min = mi;
+			tm.tm_sec = se;
+			*out = (int64_t)timegm(&tm);
+			return 0;
+		}
+	}
+	fprintf(stderr, "%s: %s wants seconds since the epoch or "
+	    "YYYY-MM-DD[THH:MM[:SS]], not '%s'\n", prog, opt, s);
+	return -1;
+}
+
+/* Makes path absolute: realpath() when it exists, else lexically (".",
+ * ".." and repeated "/" removed; a trailing "/" is kept).  Malloc'd. */
+static char *
+absolute_path(const char *path)
+{
+	size_t n = strlen(path);
+	int trailing = n > 1 && path[n - 1] == '/';
+	char *r = realpath(path, NULL);
+	if (r != NULL) {
+		if (trailing && strcmp(r, "/") != 0) {
+			char *t = realloc(r, strlen(r) + 2);
+			if (t == NULL) {
+				free(r);
+				return NULL;
+			}
+			strcat(t, "/");
+			r = t;
+		}
+		return r;
+	}
+	char cwd[4096] = "";
+	if (path[0] != '/' && getcwd(cwd, sizeof(cwd)) == NULL)
+		return NULL;
+	size_t cap = strlen(cwd) + n + 3;
+	char *joined = malloc(cap), *out = malloc(cap);
+	if (joined == NULL || out == NULL) {
+		free(joined);
+		free(out);
+		return NULL;
+	}
+	snprintf(joined, cap, "%s/%s", cwd, path);
+	size_t o = 0;
+	for (char *p = joined; *p;) {
+		while (*p == '/')
+			p++;
+		char *e = p + strcspn(p, "/");
+		size_t len = (size_t)(e - p);
+		if (len == 0 || (len == 1 && p[0] == '.')) {
+		} else if (len == 2 && p[0] == '.' && p[1] == '.') {
+			while (o > 0 && out[o - 1] != '/')
+				o--;
+			if (o > 0)
+				o--;
+		} else {
+			out[o++] = '/';
+			memcpy(out + o, p, len);
+			o += len;
+		}
+		p = e;
+	}
+	if (o == 0 || trailing)
+		out[o++] = '/';
+	out[o] = '\0';
+	free(joined);
+	return out;
+}
+
+/* Reads one global option at argv[*i]; returns 1 if it was one, 0 if not,
+ * -1 on a usage error. */
+static int
+global_opt(int argc, char **argv, int *i, struct gopts *g)
+{
+	const char *a = argv[*i];
+	static const char *names[] = { "--url", "--timeout", "--token",
+		"--connect-timeout" };
+	for (int k = 0; k < 4; k++) {
+		size_t nl = strlen(names[k]);
+		const char *val;
+		if (strncmp(a, names[k], nl) != 0 || (a[nl] != '\0' && a[nl] != '='))
+			continue;
+		if (a[nl] == '=') {
+			val = a + nl + 1;
+		} else if (*i + 1 < argc) {
+			val = argv[++*i];
+		} else {
+			fprintf(stderr, "%s: %s needs a value\n", prog, names[k]);
+			return -1;
+		}
+		long v;
+		switch (k) {
+		case 0: g->url = val; break;
+		case 1:
+			if (parse_int(names[k], val, 0, INT32_MAX, &v) != 0)
+				return -1;
+			g->timeout_ms = (int)v;
+			break;
+		case 2: g->token = val; break;
+		case 3:
+			if (parse_int(names[k], val, 0, INT32_MAX, &v) != 0)
+				return -1;
+			g->connect_ms = (int)v;
+			break;
+		}
+		return 1;
+	}
+	return 0;
+}
+
+enum { OPT_SEARCH = 1, OPT_SIMILAR = 2, OPT_ADD = 4, OPT_REMOVE = 8,
+	OPT_STATUS = 16, OPT_FAILURES = 32 };
+
+/* Parses the options of a daemon command (argv[start..]). */
+static int
+parse_online(int argc, char **argv, int start, int cmd, struct sopts *o)
+{
+	int query_cmd = cmd & (OPT_SEARCH | OPT_SIMILAR);
+	int only_positional = 0;
+
+	for (int i = start; i < argc; i++) {
+		char *a = argv[i];
+		if (only_positional || a[0] != '-' || strcmp(a, "-") == 0) {
+			if (!(cmd & (OPT_SEARCH | OPT_SIMILAR | OPT_ADD | OPT_REMOVE))) {
+				fprintf(stderr, "%s: unexpected argument '%s'\n", prog, a);
+				return EXIT_USAGE;
+			}
+			if (strlist_push(&o->words, a) != 0)
+				return EXIT_INPUT;
+			continue;
+		}
+		if (strcmp(a, "--") == 0) {
+			only_positional = 1;
+			continue;
+		}
+		int g = global_opt(argc, argv, &i, &o->g);
+		if (g < 0)
+			return EXIT_USAGE;
+		if (g > 0)
+			continue;
+		/* --name=value or -k N / -kN */
+		char name[64];
+		const char *val = NULL;
+		const char *eq = strchr(a, '=');
+		if (a[1] == 'k' && a[2] != '\0' && a[1] != '-') {
+			snprintf(name, sizeof(name), "-k");
+			val = a + 2;
+		} else if (eq != NULL && a[1] == '-') {
+			snprintf(name, sizeof(name), "%.*s", (int)(eq - a), a);
+			val = eq + 1;
+		} else {
+			snprintf(name, sizeof(name), "%s", a);
+		}
+		static const struct { const char *name; int cmds; int takes; } known[] = {
+			{ "-h", ~0, 0 }, { "--help", ~0, 0 },
+			{ "--json", ~0, 0 },
+			{ "--paths", OPT_SEARCH | OPT_SIMILAR, 0 },
+			{ "-k", OPT_SEARCH | OPT_SIMILAR, 1 },
+			{ "--offset", OPT_SEARCH | OPT_SIMILAR, 1 },
+			{ "--min-score", OPT_SEARCH | OPT_SIMILAR, 1 },
+			{ "--prefix", OPT_SEARCH | OPT_SIMILAR, 1 },
+			{ "--after", OPT_SEARCH | OPT_SIMILAR, 1 },
+			{ "--before", OPT_SEARCH | OPT_SIMILAR, 1 },
+			{ "--time", OPT_SEARCH | OPT_SIMILAR, 1 },
+			{ "--collapse", OPT_SEARCH | OPT_SIMILAR, 1 },
+			{ "--exact", OPT_SEARCH | OPT_SIMILAR, 0 },
+			{ "--not", OPT_SEARCH, 1 },
+			{ "--image", OPT_SEARCH, 1 },
+			{ "--wait", OPT_ADD, 0 },
+			{ "--limit", OPT_FAILURES, 1 },
+		};
+		int k = -1;
+		for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
+			if (strcmp(known[j].name, name) == 0 && (known[j].cmds & cmd))
+				k = (int)j;
+		if (k < 0) {
+			fprintf(stderr, "%s: unknown option '%s' (see %s %s --help)\n",
+			    prog, name, prog, argv[start - 1]);
+			return EXIT_USAGE;
+		}
+		if (known[k].takes && val == NULL) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "%s: %s needs a value\n", prog, name);
+				return EXIT_USAGE;
+			}
+			val = argv[++i];
+		} else if (!known[k].takes && val != NULL) {
+			fprintf(stderr, "%s: %s takes no value\n", prog, name);
+			return EXIT_USAGE;
+		}
+		long v;
+		int bad = 0;
+		if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0) {
+			o->help = 1;
+		} else if (strcmp(name, "--json") == 0) {
+			o->json = 1;
+		} else if (strcmp(name, "--paths") == 0) {
+			o->paths = 1;
+		} else if (strcmp(name, "-k") == 0) {
+			bad = parse_int(name, val, 1, INT32_MAX, &v);
+			o->q.k = (int)v;
+		} else if (strcmp(name, "--offset") == 0) {
+			bad = parse_int(name, val, 0, INT32_MAX, &v);
+			o->q.offset = (int)v;
+		} else if (strcmp(name, "--min-score") == 0) {
+			bad = parse_float(name, val, -1.0, 1.0, &o->q.min_score);
+			o->q.has_min_score = 1;
+		} else if (strcmp(name, "--prefix") == 0) {
+			o->q.path_prefix = val;
+		} else if (strcmp(name, "--after") == 0) {
+			bad = parse_time(name, val, &o->after);
+			o->has_after = 1;
+		} else if (strcmp(name, "--before") == 0) {
+			bad = parse_time(name, val, &o->before);
+			o->has_before = 1;
+		} else if (strcmp(name, "--time") == 0) {
+			if (strcmp(val, "capture") == 0)
+				o->q.time_field = CDX_TIME_CAPTURE;
+			else if (strcmp(val, "mtime") == 0)
+				o->q.time_field = CDX_TIME_MTIME;
+			else {
+				fprintf(stderr, "%s: --time wants capture or mtime\n", prog);
+				bad = 1;
+			}
+		} else if (strcmp(name, "--collapse") == 0) {
+			bad = parse_float(name, val, 1e-6, 1.0, &o->q.collapse);
+		} else if (strcmp(name, "--exact") == 0) {
+			o->q.exact = 1;
+		} else if (strcmp(name, "--not") == 0) {
+			bad = strlist_push(&o->nots, (char *)val) != 0;
+		} else if (strcmp(name, "--image") == 0) {
+			bad = strlist_push(&o->images, (char *)val) != 0;
+		} else if (strcmp(name, "--wait") == 0) {
+			o->wait = 1;
+		} else if (strcmp(name, "--limit") == 0) {
+			bad = parse_int(name, val, 1, INT32_MAX, &v);
+			o->limit = (int)v;
+		}
+		if (bad)
+			return EXIT_USAGE;
+	}
+	if (o->help)
+		return 0;
+	if (query_cmd) {
+		if (o->json && o->paths) {
+			fprintf(stderr, "%s: --json and --paths exclude each other\n",
+			    prog);
+			return EXIT_USAGE;
+		}
+		if (o->has_after || o->has_before) {
+			if (o->q.time_field == CDX_TIME_NONE)
+				o->q.time_field = CDX_TIME_CAPTURE;
+			/* 0 means "open" to the library: 0 itself becomes 1 s later. */
+			o->q.time_from = o->has_after ? (o->after == 0 ? 1 : o->after) : 0;
+			if (o->has_before) {
+				int64_t to = o->before - 1;   /* --before is exclusive */
+				o->q.time_to = to == 0 ? -1 : to;
+			}
+		} else if (o->q.time_field != CDX_TIME_NONE) {
+			fprintf(stderr, "%s: --time needs --after or --before\n", prog);
+			return EXIT_USAGE;
+		}
+	}
+	return 0;
+}
+
+static void
+free_sopts(struct sopts *o)
+{
+	free(o->words.v);
+	free(o->nots.v);
+	free(o->images.v);
+}
+
+/* Opens the client with the global options; prints why it could not. */
+static int
+open_client(const struct gopts *g, cdx_client **c)
+{
+	int rc = cdx_client_open(g->url, c);
+	if (rc != 0) {
+		fprintf(stderr, "%s: %s\n", prog, cdx_client_errmsg(NULL));
+		return rc == CDX_EINVAL ? EXIT_USAGE : EXIT_UNREACHABLE;
+	}
+	cdx_client_set_timeout(*c, g->timeout_ms);
+	cdx_client_set_connect_timeout(*c, g->connect_ms);
+	const char *token = g->token ? g->token : getenv("CLIPDEX_TOKEN");
+	if (token != NULL && token[0] != '\0' &&
+	    cdx_client_set_token(*c, token) != 0) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		cdx_client_close(*c);
+		return EXIT_INPUT;
+	}
+	return 0;
+}
+
+/* Reports a failed call and gives the exit status for it. */
+static int
+call_failed(cdx_client *c, const char *what, int rc)
+{
+	const char *msg = cdx_client_errmsg(c);
+	fprintf(stderr, "%s: %s: %s\n", prog, what, msg[0] ? msg :
+	    cdx_strerror(rc));
+	return rc == CDX_ECLOSED || rc == CDX_ETIMEDOUT ? EXIT_UNREACHABLE :
+	    EXIT_DAEMON;
+}
+
+static void
+print_time_field(const char *key, int64_t t)
+{
+	if (t == INT64_MIN)
+		printf(",\"%s\":null", key);
+	else
+		printf(",\"%s\":%lld", key, (long long)t);
+}
+
+static void
+print_results(const cdx_results *r, const struct sopts *o)
+{
+	if (o->paths) {
+		for (size_t i = 0; i < r->n; i++)
+			printf("%s\n", r->results[i].path);
+		return;
+	}
+	if (o->json) {
+		for (size_t i = 0; i < r->n; i++) {
+			const cdx_result *x = &r->results[i];
+			printf("{\"rank\":%zu,\"id\":%llu,\"path\":",
+			    (size_t)o->q.offset + i + 1, (unsigned long long)x->id);
+			print_json_string(x->path);
+			printf(",\"score\":%.6f,\"width\":%u,\"height\":%u,\"size\":%lld",
+			    (double)x->score, (unsigned)x->width, (unsigned)x->height,
+			    (long long)x->size);
+			print_time_field("mtime", x->mtime);
+			print_time_field("capture_time", x->capture_time);
+			print_time_field("added", x->added);
+			fputs("}\n", stdout);
+		}
+		return;
+	}
+	if (r->n == 0) {
+		fprintf(stderr, "%s: no results\n", prog);
+		return;
+	}
+	int rank_w = 1, size_w = 1;
+	for (size_t i = 0; i < r->n; i++) {
+		char buf[64];
+		int n = snprintf(buf, sizeof(buf), "%zu", (size_t)o->q.offset + i + 1);
+		if (n > rank_w)
+			rank_w = n;
+		n = snprintf(buf, sizeof(buf), "%ux%u", (unsigned)r->results[i].width,
+		    (unsigned)r->results[i].height);
+		if (n > size_w)
+			size_w = n;
+	}
+	for (size_t i = 0; i < r->n; i++) {
+		const cdx_result *x = &r->results[i];
+		char size[64];
+		snprintf(size, sizeof(size), "%ux%u", (unsigned)x->width,
+		    (unsigned)x->height);
+		printf("%*zu  %6.3f  %-*s  %s\n", rank_w, (size_t)o->q.offset + i + 1,
+		    (double)x->score, size_w, size, x->path);
+	}
+}
+
+/* Builds the terms of a search: the parsed query, then --not and --image. */
+static int
+build_terms(struct sopts *o, cdx_terms **parsed, cdx_term **terms, size_t *n)
+{
+	size_t len = 0;
+	char *joined = NULL;
+
+	*parsed = NULL;
+	if (o->words.n > 0) {
+		for (size_t i = 0; i < o->words.n; i++)
+			len += strlen(o->words.v[i]) + 1;
+		if ((joined = malloc(len)) == NULL)
+			return EXIT_INPUT;
+		joined[0] = '\0';
+		for (size_t i = 0; i < o->words.n; i++) {
+			if (i)
+				strcat(joined, " ");
+			strcat(joined, o->words.v[i]);
+		}
+		if (cdx_query_parse(joined, parsed) != 0) {
+			fprintf(stderr, "%s: bad query: %s\n", prog,
+			    cdx_client_errmsg(NULL));
+			free(joined);
+			return EXIT_USAGE;
+		}
+		free(joined);
+	}
+	size_t base = *parsed ? (*parsed)->n : 0;
+	*n = base + o->nots.n + o->images.n;
+	if (*n == 0) {
+		fprintf(stderr, "%s search: needs a QUERY, --image or --not (see "
+		    "%s search --help)\n", prog, prog);
+		return EXIT_USAGE;
+	}
+	if ((*terms = calloc(*n, sizeof(cdx_term))) == NULL)
+		return EXIT_INPUT;
+	for (size_t i = 0; i < base; i++)
+		(*terms)[i] = (*parsed)->terms[i];
+	for (size_t i = 0; i < o->nots.n; i++)
+		(*terms)[base + i] = (cdx_term){ .kind = CDX_TERM_TEXT,
+			.text = o->nots.v[i], .weight = -1.0f };
+	for (size_t i = 0; i < o->images.n; i++)
+		(*terms)[base + o->nots.n + i] = (cdx_term){ .kind = CDX_TERM_FILE,
+			.text = o->images.v[i], .weight = 1.0f };
+	return 0;
+}
+
+static int
+finish_output(void)
+{
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "%s: cannot write the output: %s\n", prog,
+		    strerror(errno));
+		return EXIT_INPUT;
+	}
+	return 0;
+}
+
+static int
+cmd_query(int argc, char **argv, int cmd)
+{
+	struct sopts o = { .g = { NULL, NULL, 30000, CLI_CONNECT_TIMEOUT_MS } };
+	const char *name = cmd == OPT_SEARCH ? "search" : "similar";
+	cdx_terms *parsed = NULL;
+	cdx_term *terms = NULL, one = { 0 };
+	cdx_results *r = NULL;
+	cdx_client *c = NULL;
+	char *abs = NULL;
+	int status, rc;
+
+	if ((status = parse_online(argc, argv, 2, cmd, &o)) != 0 || o.help) {
+		if (o.help)
+			command_usage(stdout, name);
+		goto out;
+	}
+	if (cmd == OPT_SEARCH) {
+		size_t n;
+		if ((status = build_terms(&o, &parsed, &terms, &n)) != 0)
+			goto out;
+		o.q.terms = terms;
+		o.q.n_terms = n;
+	} else if (o.words.n != 1) {
+		fprintf(stderr, "%s similar: needs one FILE, id:N or @FILE (see %s "
+		    "similar --help)\n", prog, prog);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	if ((status = open_client(&o.g, &c)) != 0)
+		goto out;
+	if (cmd == OPT_SEARCH) {
+		rc = cdx_search(c, &o.q, &r);
+	} else {
+		const char *t = o.words.v[0];
+		if (strncmp(t, "id:", 3) == 0 || t[0] == '@' ||
+		    strncmp(t, "img:", 4) == 0) {
+			if (cdx_query_parse(t, &parsed) != 0 || parsed->n != 1) {
+				fprintf(stderr, "%s: %s\n", prog, cdx_client_errmsg(NULL));
+				status = EXIT_USAGE;
+				goto out;
+			}
+			one = parsed->terms[0];
+		}
+		if (strncmp(t, "id:", 3) == 0) {
+			rc = cdx_similar(c, one.id, &o.q, &r);
+		} else if (t[0] == '@' || strncmp(t, "img:", 4) == 0) {
+			o.q.terms = &one;
+			o.q.n_terms = 1;
+			rc = cdx_search(c, &o.q, &r);
+		} else {
+			if ((abs = absolute_path(t)) == NULL) {
+				fprintf(stderr, "%s: %s: %s\n", prog, t, strerror(errno));
+				status = EXIT_INPUT;
+				goto out;
+			}
+			rc = cdx_similar_path(c, abs, &o.q, &r);
+		}
+	}
+	if (rc != 0) {
+		status = call_failed(c, name, rc);
+		goto out;
+	}
+	print_results(r, &o);
+	status = finish_output();
+out:
+	cdx_results_free(r);
+	cdx_client_close(c);
+	cdx_terms_free(parsed);
+	free(terms);
+	free(abs);
+	free_sopts(&o);
+	return status;
+}
+
+static int
+cmd_add_remove(int argc, char **argv, int cmd)
+{
+	struct sopts o = { .g = { NULL, NULL, 30000, CLI_CONNECT_TIMEOUT_MS } };
+	const char *name = cmd == OPT_ADD ? "add" : "remove";
+	cdx_client *c = NULL;
+	int status;
+
+	if ((status = parse_online(argc, argv, 2, cmd, &o)) != 0 || o.help) {
+		if (o.help)
+			command_usage(stdout, name);
+		goto out;
+	}
+	if (o.words.n == 0) {
+		fprintf(stderr, "%s %s: needs a PATH (see %s %s --help)\n", prog,
+		    name, prog, name);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	if ((status = open_client(&o.g, &c)) != 0)
+		goto out;
+	for (size_t i = 0; i < o.words.n && status == 0; i++) {
+		char *abs = absolute_path(o.words.v[i]);
+		int rc;
+		if (abs == NULL) {
+			fprintf(stderr, "%s: %s: %s\n", prog, o.words.v[i],
+			    strerror(errno));
+			status = EXIT_INPUT;
+			break;
+		}
+		if (cmd == OPT_ADD) {
+			cdx_add_result res;
+			rc = cdx_add(c, abs, o.wait, &res);
+			if (rc == 0 && o.json) {
+				fputs("{\"path\":", stdout);
+				print_json_string(abs);
+				if (o.wait)
+					printf(",\"added\":%lld,\"updated\":%lld,\"unchanged\":"
+					    "%lld,\"failed\":%lld}\n", (long long)res.added,
+					    (long long)res.updated, (long long)res.unchanged,
+					    (long long)res.failed);
+				else
+					fputs(",\"queued\":true}\n", stdout);
+			} else if (rc == 0 && o.wait) {
+				printf("%s: added %lld, updated %lld, unchanged %lld, "
+				    "failed %lld\n", abs, (long long)res.added,
+				    (long long)res.updated, (long long)res.unchanged,
+				    (long long)res.failed);
+			} else if (rc == 0) {
+				printf("%s: queued\n", abs);
+			}
+		} else {
+			int64_t removed = 0;
+			rc = cdx_remove(c, abs, &removed);
+			if (rc == 0 && o.json) {
+				fputs("{\"path\":", stdout);
+				print_json_string(abs);
+				printf(",\"removed\":%lld}\n", (long long)removed);
+			} else if (rc == 0) {
+				printf("%s: removed %lld\n", abs, (long long)removed);
+			}
+		}
+		if (rc != 0)
+			status = call_failed(c, name, rc);
+		free(abs);
+	}
+	if (status == 0)
+		status = finish_output();
+out:
+	cdx_client_close(c);
+	free_sopts(&o);
+	return status;
+}
+
+static void
+print_bytes(int64_t b)
+{
+	if (b >= (int64_t)1 << 30)
+		printf("%.1f GiB\n", (double)b / (1 << 30));
+	else
+		printf("%.1f MiB\n", (double)b / (1 << 20));
+}
+
+static int
+cmd_status(int argc, char **argv)
+{
+	struct sopts o = { .g = { NULL, NULL, 30000, CLI_CONNECT_TIMEOUT_MS } };
+	cdx_client *c = NULL;
+	int status, rc;
+
+	if ((status = parse_online(argc, argv, 2, OPT_STATUS, &o)) != 0 || o.help) {
+		if (o.help)
+			command_usage(stdout, "status");
+		goto out;
+	}
+	if ((status = open_client(&o.g, &c)) != 0)
+		goto out;
+	if (o.json) {
+		char *reply = NULL;
+		rc = cdx_call(c, "{\"op\":\"status\"}", &reply);
+		if (rc != 0) {
+			status = call_failed(c, "status", rc);
+			goto out;
+		}
+		printf("%s\n", reply);
+		free(reply);
+	} else {
+		cdx_status s;
+		rc = cdx_get_status(c, &s);
+		if (rc != 0) {
+			status = call_failed(c, "status", rc);
+			goto out;
+		}
+		printf("url       %s\n", o.g.url ? o.g.url : cdx_default_url());
+		printf("version   %s\n", s.version);
+		printf("uptime    %.0f s\n", s.uptime_s);
+		printf("images    %lld\n", (long long)s.images);
+		printf("failures  %lld\n", (long long)s.failures);
+		printf("model     %s (dim %d)\n", s.model_id, s.dim);
+		printf("index     %s, %lld vectors\n", s.index_kind,
+		    (long long)s.index_vectors);
+		printf("queue     %lld pending, %lld done, %.1f images/s\n",
+		    (long long)s.queue_pending, (long long)s.queue_done, s.rate);
+		printf("memory    ");
+		print_bytes(s.rss_bytes);
+	}
+	status = finish_output();
+out:
+	cdx_client_close(c);
+	free_sopts(&o);
+	return status;
+}
+
+static int
+cmd_failures(int argc, char **argv)
+{
+	struct sopts o = { .g = { NULL, NULL, 30000, CLI_CONNECT_TIMEOUT_MS } };
+	cdx_client *c = NULL;
+	cdx_failures *f = NULL;
+	int status, rc;
+
+	if ((status = parse_online(argc, argv, 2, OPT_FAILURES, &o)) != 0 ||
+	    o.help) {
+		if (o.help)
+			command_usage(stdout, "failures");
+		goto out;
+	}
+	if ((status = open_client(&o.g, &c)) != 0)
+		goto out;
+	if ((rc = cdx_get_failures(c, o.limit, &f)) != 0) {
+		status = call_failed(c, "failures", rc);
+		goto out;
+	}
+	for (size_t i = 0; i < f->n; i++) {
+		const cdx_failure *x = &f->items[i];
+		if (o.json) {
+			fputs("{\"path\":", stdout);
+			print_json_string(x->path);
+			fputs(",\"reason\":", stdout);
+			print_json_string(x->reason);
+			printf(",\"size\":%lld,\"mtime\":%lld,\"when\":%lld}\n",
+			    (long long)x->size, (long long)x->mtime, (long long)x->when);
+		} else {
+			printf("%s: %s\n", x->path, x->reason);
+		}
+	}
+	if (!o.json)
+		fprintf(stderr, "%s: %zu of %lld failures shown\n", prog, f->n,
+		    (long long)f->total);
+	status = finish_output();
+out:
+	cdx_failures_free(f);
+	cdx_client_close(c);
+	free_sopts(&o);
+	return status;
+}
+
+static int
+dispatch(int argc, char **argv)
 {
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	if (strcmp(argv[1], "search") == 0)
+		return cmd_query(argc, argv, OPT_SEARCH);
+	if (strcmp(argv[1], "similar") == 0)
+		return cmd_query(argc, argv, OPT_SIMILAR);
+	if (strcmp(argv[1], "add") == 0)
+		return cmd_add_remove(argc, argv, OPT_ADD);
+	if (strcmp(argv[1], "remove") == 0)
+		return cmd_add_remove(argc, argv, OPT_REMOVE);
+	if (strcmp(argv[1], "status") == 0)
+		return cmd_status(argc, argv);
+	if (strcmp(argv[1], "failures") == 0)
+		return cmd_failures(argc, argv);
 	if (strcmp(argv[1], "embed") == 0)
 		return cmd_embed(argc, argv);
 	if (strcmp(argv[1], "tokenize") == 0)
@@ -420,4 +1292,49 @@ main(int argc, char **argv)
 	fprintf(stderr, "%s: unknown command '%s'\n", prog, argv[1]);
 	usage(stderr);
 	return EXIT_USAGE;
+}
+
+int
+main(int argc, char **argv)
+{
+	char **moved = NULL;
+	int first = 1, status;
+
+	/* Global options before the command (clipdex --url U search ...) move
+	 * after it. */
+	while (first < argc && strncmp(argv[first], "--", 2) == 0 &&
+	    strcmp(argv[first], "--help") != 0) {
+		struct gopts g = { 0 };
+		int i = first, r = global_opt(argc, argv, &i, &g);
+		if (r == 0)
+			fprintf(stderr, "%s: unknown option '%s'\n", prog, argv[first]);
+		if (r <= 0)
+			return EXIT_USAGE;
+		first = i + 1;
+	}
+	if (first > 1) {
+		if (first >= argc) {
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+		if (strcmp(argv[first], "embed") == 0 ||
+		    strcmp(argv[first], "tokenize") == 0) {
+			fprintf(stderr, "%s: %s works offline: --url, --timeout, "
+			    "--connect-timeout and --token do not apply\n", prog,
+			    argv[first]);
+			return EXIT_USAGE;
+		}
+		if ((moved = malloc(sizeof(*moved) * ((size_t)argc + 1))) == NULL)
+			return EXIT_INPUT;
+		moved[0] = argv[0];
+		moved[1] = argv[first];
+		memcpy(moved + 2, argv + 1, sizeof(*moved) * (size_t)(first - 1));
+		memcpy(moved + first + 1, argv + first + 1,
+		    sizeof(*moved) * (size_t)(argc - first - 1));
+		moved[argc] = NULL;
+		argv = moved;
+	}
+	status = dispatch(argc, argv);
+	free(moved);
+	return status;
 }
