@@ -572,7 +572,7 @@ parse_time(const char *opt, const char *s, int64_t *out)
 
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
-	if (end != s && *end == '\0' && errno == 0 && strlen(s) != 10) {
+	if (end != s && *end == '\0' && errno == 0) {
 		*out = v;
 		return 0;
 	}
