@@ -211,7 +211,9 @@ const clip_model_info *clip_model_get_info(const clip_model *m);
 const clip_tokenizer *clip_model_tokenizer(const clip_model *m);
 
 /* Per-thread encoding state (scratch buffers), for batches of up to
- * max_batch images.  Owned by the caller; one thread at a time. */
+ * max_batch images (1..4096).  Owned by the caller; one thread at a time;
+ * it borrows the model, which must outlive it.  Errors: CDX_EINVAL,
+ * CDX_ENOMEM. */
 typedef struct clip_ctx clip_ctx;
 
 int clip_ctx_new(const clip_model *m, int max_batch, clip_ctx **out,
@@ -220,13 +222,18 @@ void clip_ctx_free(clip_ctx *ctx);
 
 /* Encodes n token sequences (n * CLIP_CONTEXT_LEN ids, as clip_tokenize
  * makes them) into n L2-normalised embeddings of embed_dim floats each.
- * Only positions up to each sequence's first EOT are computed. */
+ * Only positions up to each sequence's first EOT are computed; ids after it
+ * are ignored.  Any n is accepted (sequences are processed in chunks).
+ * Errors (nothing is written): CDX_EINVAL for an id outside the vocabulary,
+ * a sequence without CLIP_TOKEN_EOT, or more tokens than the model's
+ * max_positions. */
 int clip_encode_text(clip_ctx *ctx, const int32_t *ids, int n, float *out,
     cdx_error *err);
 
 /* Encodes n preprocessed images (n * 3 * image_size * image_size floats,
  * CHW each, as clip_image_preprocess makes them; n <= max_batch) into n
- * L2-normalised embeddings. */
+ * L2-normalised embeddings.  Errors: CDX_EINVAL (n > max_batch, NULL
+ * buffers). */
 int clip_encode_images(clip_ctx *ctx, const float *pixels, int n, float *out,
     cdx_error *err);
 

@@ -315,6 +315,7 @@ tm_spec_data(void *ctx, const char *name, int ndim, const int64_t *shape,
 		goto out_free;
 	}
 	tm_gen(w->r->seed, name, n, scale, offset, v);
+	int f16 = strcmp(w->r->dtype, "F16") == 0;
 	for (size_t i = 0; i < n; i++) {
 		if (w->esize == 4) {
 			uint32_t x;
@@ -322,8 +323,7 @@ tm_spec_data(void *ctx, const char *name, int ndim, const int64_t *shape,
 			for (int k = 0; k < 4; k++)
 				b[4 * i + k] = (uint8_t)(x >> (8 * k));
 		} else {
-			uint16_t h = strcmp(w->r->dtype, "F16") == 0 ?
-			    tm_f16_rne(v[i]) : tm_bf16_rne(v[i]);
+			uint16_t h = f16 ? tm_f16_rne(v[i]) : tm_bf16_rne(v[i]);
 			b[2 * i] = (uint8_t)h;
 			b[2 * i + 1] = (uint8_t)(h >> 8);
 		}
