@@ -115,6 +115,30 @@ bench: deps
 	$(MAKE) $(BENCHES) $(PROGS)
 	BUILD=$(BUILD) bench/run.sh $(B)
 
+# Fuzz targets (fuzz/<name>_fuzz.c, libFuzzer): built with clang, ASan and
+# UBSan into build-fuzz/, each run for FUZZ_SECONDS on its seed corpus.
+FUZZ_SECONDS ?= 30
+FUZZ_SRCS := $(wildcard fuzz/*_fuzz.c)
+fuzz:
+	tools/deps.sh --fuzz
+	$(MAKE) CC=clang CXX=clang++ BUILD=build-fuzz OPT="-O1 -g" \
+	    SANFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" \
+	    build-fuzz/libcdx_encoder.a build-fuzz/libcdx_common.a
+	@set -e; for f in $(FUZZ_SRCS); do \
+	    n=$$(basename $$f .c); \
+	    clang -std=c11 -D_GNU_SOURCE -I. -g -O1 \
+	        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	        -o build-fuzz/$$n $$f build-fuzz/libcdx_encoder.a \
+	        build-fuzz/libcdx_common.a $(LDLIBS); \
+	    seeds=""; case $$n in \
+	        image_*) seeds=tests/fixtures/images ;; \
+	        tokenize_*) seeds="-dict=fuzz/tokenize.dict" ;; esac; \
+	    mkdir -p build-fuzz/corpus-$$n; \
+	    echo "== $$n ($(FUZZ_SECONDS) s)"; \
+	    build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	        build-fuzz/corpus-$$n $$seeds 2>&1 | tail -3; \
+	done
+
 install: $(PROGS)
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
@@ -132,7 +156,7 @@ LIBCLIPDEX_OBJS := $(call mod_objs,client) $(BUILD)/common/cdx.o
 LIBCLIPDEX_LIBS := -lnng -lcjson
 LIBCLIPDEX_SO   := $(BUILD)/libclipdex.so.$(LIBCLIPDEX_VERSION)
 LIBCLIPDEX      := $(BUILD)/libclipdex.a $(LIBCLIPDEX_SO) $(BUILD)/libclipdex.so \
-                   $(BUILD)/clipdex.pc
+                   $(BUILD)/libclipdex.so.$(LIBCLIPDEX_SOMAJOR) $(BUILD)/clipdex.pc
 LIBDIR          ?= $(PREFIX)/lib
 INCLUDEDIR      ?= $(PREFIX)/include
 
@@ -148,7 +172,7 @@ $(LIBCLIPDEX_SO): $(LIBCLIPDEX_OBJS)
 	$(CC) -shared $(LDFLAGS) -Wl,-soname,libclipdex.so.$(LIBCLIPDEX_SOMAJOR) \
 	    -o $@ $^ $(LIBCLIPDEX_LIBS)
 
-$(BUILD)/libclipdex.so: $(LIBCLIPDEX_SO)
+$(BUILD)/libclipdex.so $(BUILD)/libclipdex.so.$(LIBCLIPDEX_SOMAJOR): $(LIBCLIPDEX_SO)
 	ln -sf $(notdir $<) $@
 
 $(BUILD)/clipdex.pc: client/clipdex.pc.in Makefile
@@ -170,5 +194,8 @@ install-libclipdex: $(LIBCLIPDEX)
 # tests/client_cli.c runs the clipdex program.
 $(BUILD)/tests/client_cli: | $(BUILD)/clipdex
 # ---- end libclipdex ----------------------------------------------------------
+
+# The tokenizer embeds the vocabulary with .incbin, which -MMD cannot see.
+$(BUILD)/encoder/tokenizer_vocab.o: encoder/vocab/bpe_simple_vocab_16e6.txt.gz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -9,6 +9,9 @@
 
 #include "client/clipdex.h"
 
+/* Not exported from libclipdex.so. */
+#pragma GCC visibility push(hidden)
+
 /* Length of the standard (RFC 4648, padded) base64 encoding of n bytes, not
  * counting a terminating NUL; (size_t)-1 if it would overflow size_t. */
 size_t cdxi_base64_len(size_t n);
@@ -26,4 +29,5 @@ int cdxi_err_from_proto(const char *code);
 int cdxi_fail(const cdx_client *c, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+#pragma GCC visibility pop
 #endif

@@ -1,0 +1,80 @@
+#!/bin/sh
+# client/clipdex.h compiles on its own as C and as C++ (warnings as errors),
+# and libclipdex (static and shared) links and runs without the encoder,
+# store or FAISS: only nng and cJSON.  Prints a cmocka-style summary for
+# tests/run.sh.
+cd "$(dirname "$0")/.." || exit 1
+BUILD=${BUILD:-build}
+CC=${CC:-cc}
+CXX=${CXX:-c++}
+# A sanitized build's objects need the sanitizer runtime at link time.
+san=""
+case "$BUILD" in
+*address*|*undefined*|*thread*|*leak*)
+	san="-fsanitize=$(echo "${BUILD#build-}" | tr - ,)" ;;
+esac
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+
+check() {
+	name=$1
+	shift
+	if "$@" >"$tmp/log" 2>&1; then
+		passed=$((passed + 1))
+		echo "[       OK ] $name"
+	else
+		failed=$((failed + 1))
+		echo "[  FAILED  ] $name"
+		sed 's/^/    /' "$tmp/log"
+	fi
+}
+
+check "header compiles as C99" \
+	"$CC" -std=c99 -pedantic -Wall -Wextra -Werror -fsyntax-only -x c client/clipdex.h
+check "header compiles as C++" \
+	"$CXX" -std=c++11 -pedantic -Wall -Wextra -Werror -fsyntax-only -x c++ client/clipdex.h
+check "header and common/cdx.h together as C++" \
+	sh -c "printf '#include \"client/clipdex.h\"\n#include \"common/cdx.h\"\n' |
+	    $CXX -std=c++17 -Wall -Wextra -Werror -fsyntax-only -I. -x c++ -"
+
+cat >"$tmp/use.cpp" <<'CPP'
+#include <clipdex.h>
+#include <cstdio>
+#include <cstring>
+
+int main()
+{
+	cdx_terms *t = nullptr;
+	if (cdx_query_parse("beach - 0.7:people + id:3", &t) != 0 || t->n != 3 ||
+	    t->terms[1].weight > -0.69f || t->terms[2].kind != CDX_TERM_ID)
+		return 1;
+	cdx_terms_free(t);
+	if (std::strcmp(cdx_strerror(CDX_ETIMEDOUT), "timed out") != 0)
+		return 2;
+	cdx_client *c = nullptr;
+	if (cdx_client_open("ipc:///nonexistent/clipdex-header-test.sock", &c) != 0)
+		return 3;
+	cdx_client_set_connect_timeout(c, 0);
+	cdx_status st;
+	int rc = cdx_get_status(c, &st);
+	cdx_client_close(c);
+	return rc == CDX_ECLOSED ? 0 : 4;
+}
+CPP
+check "C++ program links libclipdex.a (nng and cJSON only) and runs" \
+	sh -c "$CXX $san -std=c++11 -Wall -Wextra -Werror -Iclient -o $tmp/use_static \
+	    $tmp/use.cpp $BUILD/libclipdex.a -lnng -lcjson -pthread && $tmp/use_static"
+check "C++ program links libclipdex.so and runs" \
+	sh -c "$CXX $san -std=c++11 -Wall -Wextra -Werror -Iclient -o $tmp/use_shared \
+	    $tmp/use.cpp -L$BUILD -lclipdex -pthread &&
+	    LD_LIBRARY_PATH=$BUILD $tmp/use_shared"
+check "libclipdex.so exports only cdx_ names" \
+	sh -c "! nm -D --defined-only $BUILD/libclipdex.so | awk '\$2 ~ /^[TDB]\$/ {print \$3}' |
+	    grep -v '^cdx_' | grep -v '^_init\$' | grep -v '^_fini\$' | grep ."
+
+echo "[==========] $((passed + failed)) test(s) run."
+[ "$passed" -gt 0 ] && echo "[  PASSED  ] $passed test(s)."
+[ "$failed" -gt 0 ] && echo "[  FAILED  ] $failed test(s)."
+[ "$failed" -eq 0 ]
