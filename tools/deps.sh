@@ -14,6 +14,7 @@ libcmocka-dev zlib1g-dev curl"
 for a in "$@"; do
 	case "$a" in
 	--bench) pkgs="$pkgs python3-torch python3-numpy" ;;
+	--fuzz) pkgs="$pkgs libclang-rt-14-dev" ;;
 	--tools) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-regex" ;;
 	*) echo "deps.sh: unknown option $a" >&2; exit 2 ;;
 	esac
