@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -492,6 +493,95 @@ test_tiny_model(void **state)
 	tm_rmtree(dir);
 }
 
+/* ---- a shared model: chunked text batches, threads -------------------- */
+
+typedef struct shared {
+	clip_model *m;
+	int32_t ids[40 * CLIP_CONTEXT_LEN];
+	float px[3 * 3 * 64 * 64];
+	float want_text[40 * 16], want_img[3 * 16];
+	int ok;
+} shared;
+
+static void
+shared_inputs(shared *s)
+{
+	/* 40 texts of 2..41 tokens: more than one chunk of sequences */
+	for (int i = 0; i < 40; i++) {
+		int32_t *r = s->ids + i * CLIP_CONTEXT_LEN;
+		for (int j = 0; j < CLIP_CONTEXT_LEN; j++)
+			r[j] = CLIP_TOKEN_EOT;
+		r[0] = CLIP_TOKEN_SOT;
+		for (int j = 1; j <= i; j++)
+			r[j] = (int32_t)((i * 7919 + j * 104729) % 49000) + 1;
+	}
+	for (int j = 0; j < 3; j++)
+		assert_int_equal(tm_pixels(9, j, 64, 4, 1.5f, 0.5f,
+		    s->px + j * 3 * 64 * 64), 0);
+}
+
+static void *
+shared_worker(void *arg)
+{
+	shared *s = arg;
+	clip_ctx *ctx;
+	float t[40 * 16], im[3 * 16];
+	if (clip_ctx_new(s->m, 3, &ctx, NULL) != 0)
+		return NULL;
+	int ok = 1;
+	for (int rep = 0; rep < 3 && ok; rep++) {
+		ok &= clip_encode_text(ctx, s->ids, 40, t, NULL) == 0;
+		ok &= clip_encode_images(ctx, s->px, 3, im, NULL) == 0;
+		ok &= max_abs_diff(t, s->want_text, 40 * 16) < 1e-5;
+		ok &= max_abs_diff(im, s->want_img, 3 * 16) < 1e-5;
+	}
+	clip_ctx_free(ctx);
+	if (ok)
+		__atomic_add_fetch(&s->ok, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+/* Many sequences (several internal chunks) give what one-by-one gives, and
+ * threads sharing one model with their own contexts get the same results. */
+static void
+test_shared_model(void **state)
+{
+	(void)state;
+	tm_recipe r;
+	tm_recipe_tiny(&r);
+	char dir[] = "/tmp/cdx-shared-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(tm_write_model(&r, dir), 0);
+	shared *s = calloc(1, sizeof(*s));
+	assert_non_null(s);
+	cdx_error err = {0};
+	if (clip_model_load(dir, NULL, &s->m, &err) != 0)
+		fail_msg("clip_model_load: %s", err.msg);
+	shared_inputs(s);
+	clip_ctx *ctx;
+	assert_int_equal(clip_ctx_new(s->m, 3, &ctx, &err), 0);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(clip_encode_text(ctx, s->ids + i *
+		    CLIP_CONTEXT_LEN, 1, s->want_text + i * 16, &err), 0);
+	assert_int_equal(clip_encode_images(ctx, s->px, 3, s->want_img, &err),
+	    0);
+	float all[40 * 16];
+	assert_int_equal(clip_encode_text(ctx, s->ids, 40, all, &err), 0);
+	assert_true(max_abs_diff(all, s->want_text, 40 * 16) < 1e-5);
+	clip_ctx_free(ctx);
+
+	pthread_t th[3];
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, shared_worker, s),
+		    0);
+	for (int i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(s->ok, 3);
+	clip_model_free(s->m);
+	free(s);
+	tm_rmtree(dir);
+}
+
 int
 main(void)
 {
@@ -499,6 +589,7 @@ main(void)
 		cmocka_unit_test(test_sha256_known),
 		cmocka_unit_test(test_f16_rounding),
 		cmocka_unit_test(test_tiny_model),
+		cmocka_unit_test(test_shared_model),
 		cmocka_unit_test(test_b32_quick_f32),
 		cmocka_unit_test(test_b16_gelu_f16),
 		cmocka_unit_test(test_b16_mixed_bf16_336),
