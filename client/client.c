@@ -116,7 +116,7 @@ cdx_default_url(void)
 	if (e != NULL && e[0] != '\0')
 		return e;
 	e = getenv("XDG_RUNTIME_DIR");
-	if (e != NULL && e[0] != '\0' &&
+	if (e != NULL && e[0] == '/' &&
 	    (size_t)snprintf(buf, sizeof(buf), "ipc://%s/clipdex.sock", e) <
 	    sizeof(buf))
 		return buf;

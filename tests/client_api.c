@@ -117,6 +117,9 @@ test_default_url(void **state)
 	assert_string_equal(cdx_default_url(), want);
 	setenv("CLIPDEX_URL", "", 1);   /* empty: ignored */
 	assert_string_equal(cdx_default_url(), want);
+	setenv("XDG_RUNTIME_DIR", "relative", 1);   /* not absolute: ignored */
+	assert_string_equal(cdx_default_url(), want);
+	unsetenv("XDG_RUNTIME_DIR");
 	unsetenv("CLIPDEX_URL");
 }
 
