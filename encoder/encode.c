@@ -102,19 +102,6 @@ clip_ctx_free(clip_ctx *c)
 	free(c);
 }
 
-/* qkv[t][3D] += bias; the q third is then scaled by head_dim^-0.5. */
-static void
-qkv_bias_scale(float *qkv, const float *bias, int t, int d, float scale)
-{
-	for (int i = 0; i < t; i++) {
-		float *r = qkv + (size_t)i * 3 * d;
-		for (int j = 0; j < d; j++)
-			r[j] = (r[j] + bias[j]) * scale;
-		for (int j = d; j < 3 * d; j++)
-			r[j] += bias[j];
-	}
-}
-
 /*
  * Attention of `nq` query rows starting at row q0 of the sequence whose
  * q|k|v rows start at qkv, against its keys 0..nk-1 (causal: query i sees
@@ -152,7 +139,6 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 {
 	const clip_tower_cfg *cfg = &tw->cfg;
 	int d = cfg->width, m = cfg->mlp, heads = cfg->heads;
-	float scale = 1.0f / sqrtf((float)(d / heads));
 	const float *pending = NULL;
 	for (int l = 0; l < cfg->layers; l++) {
 		const clip_layer *L = &tw->layers[l];
@@ -160,7 +146,8 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 		ops_layernorm(x, pending, L->ln1_w, L->ln1_b, c->h, t, d,
 		    cfg->eps);
 		ops_linear(c->h, L->qkv_w, c->big, t, 3 * d, d, 0.0f);
-		qkv_bias_scale(c->big, L->qkv_b, t, d, scale);
+		/* q's head_dim^-0.5 is folded into its weights at load */
+		ops_bias(c->big, L->qkv_b, t, 3 * d);
 		float *xs = x, *hs = c->h, *act = c->big;
 		int rows = t;
 		if (!last) {

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,7 +197,25 @@ load_weights(clip_model *m, const st_file *st, cdx_error *err)
 	ld.used = 0;
 	ld_tower(&ld, &m->text, "text_model", 0, embed);
 	ld_tower(&ld, &m->vision, "vision_model", 1, embed);
-	return ld.rc;
+	if (ld.rc != 0)
+		return ld.rc;
+	/* Attention scales q by head_dim^-0.5: fold it into q's weights and
+	 * bias once (they are the first third of the fused q|k|v). */
+	clip_tower *towers[2] = {&m->text, &m->vision};
+	for (int i = 0; i < 2; i++) {
+		const clip_tower_cfg *c = &towers[i]->cfg;
+		size_t d = (size_t)c->width;
+		float s = 1.0f / sqrtf((float)(c->width / c->heads));
+		for (int l = 0; l < c->layers; l++) {
+			float *w = (float *)towers[i]->layers[l].qkv_w;
+			float *b = (float *)towers[i]->layers[l].qkv_b;
+			for (size_t k = 0; k < d * d; k++)
+				w[k] *= s;
+			for (size_t k = 0; k < d; k++)
+				b[k] *= s;
+		}
+	}
+	return 0;
 }
 
 /* ---- tokenizer ---------------------------------------------------------- */

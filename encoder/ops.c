@@ -198,6 +198,20 @@ bias_act_avx2(float *x, const float *bias, int t, int n, int quick_gelu)
 }
 
 AVX2 static void
+bias_avx2(float *x, const float *bias, int t, int n)
+{
+	for (int i = 0; i < t; i++) {
+		float *r = x + (size_t)i * n;
+		int j = 0;
+		for (; j + 8 <= n; j += 8)
+			_mm256_storeu_ps(r + j, _mm256_add_ps(_mm256_loadu_ps(r + j),
+			    _mm256_loadu_ps(bias + j)));
+		for (; j < n; j++)
+			r[j] += bias[j];
+	}
+}
+
+AVX2 static void
 softmax_row_avx2(float *p, int n)
 {
 	__m256 vmax = _mm256_set1_ps(-INFINITY);
@@ -276,6 +290,12 @@ ops_bias_act(float *x, const float *bias, int t, int n, int quick_gelu)
 void
 ops_bias(float *x, const float *bias, int t, int n)
 {
+#if OPS_X86
+	if (ops_have_avx2()) {
+		bias_avx2(x, bias, t, n);
+		return;
+	}
+#endif
 	for (int i = 0; i < t; i++) {
 		float *r = x + (size_t)i * n;
 		for (int j = 0; j < n; j++)
