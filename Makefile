@@ -60,7 +60,7 @@ BENCHES   := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 PROG_SRCS := $(foreach m,$(MODULES),$(wildcard $(m)/*_main.c))
 PROGS     := $(foreach s,$(PROG_SRCS),$(BUILD)/$(patsubst %_main.c,%,$(notdir $(s))))
 
-.PHONY: all test check check-asan bench fuzz install clean deps tests
+.PHONY: all test check check-asan bench fuzz install clean deps tests run
 all: $(ALL_LIBS) $(PROGS) $(TESTS) $(BENCHES)
 
 $(BUILD)/%.o: %.c
@@ -139,6 +139,11 @@ fuzz:
 	        build-fuzz/corpus-$$n $$seeds 2>&1 | tail -3; \
 	done
 
+# The main job: make run MODEL=<CLIP folder> PHOTOS=<folder> [STORE=<dir>]
+run: deps
+	$(MAKE) $(PROGS)
+	BUILD=$(BUILD) MODEL="$(MODEL)" PHOTOS="$(PHOTOS)" STORE="$(STORE)" tools/run.sh
+
 install: $(PROGS)
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
@@ -175,10 +180,10 @@ $(LIBCLIPDEX_SO): $(LIBCLIPDEX_OBJS)
 $(BUILD)/libclipdex.so $(BUILD)/libclipdex.so.$(LIBCLIPDEX_SOMAJOR): $(LIBCLIPDEX_SO)
 	ln -sf $(notdir $<) $@
 
+LIBCLIPDEX_PC_SED := sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(LIBCLIPDEX_VERSION)|g'
 $(BUILD)/clipdex.pc: client/clipdex.pc.in Makefile
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
-	    -e 's|@VERSION@|$(LIBCLIPDEX_VERSION)|g' $< >$@
+	$(LIBCLIPDEX_PC_SED) $< >$@
 
 install: install-libclipdex
 install-libclipdex: $(LIBCLIPDEX)
@@ -189,7 +194,7 @@ install-libclipdex: $(LIBCLIPDEX)
 	    $(DESTDIR)$(LIBDIR)/libclipdex.so.$(LIBCLIPDEX_SOMAJOR)
 	ln -sf libclipdex.so.$(LIBCLIPDEX_SOMAJOR) $(DESTDIR)$(LIBDIR)/libclipdex.so
 	install -m 644 client/clipdex.h $(DESTDIR)$(INCLUDEDIR)/
-	install -m 644 $(BUILD)/clipdex.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	$(LIBCLIPDEX_PC_SED) client/clipdex.pc.in >$(DESTDIR)$(LIBDIR)/pkgconfig/clipdex.pc
 
 # tests/client_cli.c runs the clipdex program.
 $(BUILD)/tests/client_cli: | $(BUILD)/clipdex

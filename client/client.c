@@ -34,8 +34,8 @@ struct cdx_client {
 	pthread_cond_t cv;      /* signalled when npipes changes */
 	int npipes;
 	char *token;
-	int timeout_ms;
-	int connect_ms;
+	_Atomic int timeout_ms; /* settable while other threads use c */
+	_Atomic int connect_ms;
 	uint64_t serial;        /* unique per process: tells clients apart in
 	                           thread-local error messages after a free */
 };

@@ -78,7 +78,9 @@ int cdx_client_open(const char *url, cdx_client **out);
 void cdx_client_close(cdx_client *c);
 
 /* Request timeout in milliseconds (default 30000; <= 0: wait forever).
- * It covers sending, the daemon's work and the reply. */
+ * It covers sending, the daemon's work and the reply.  Both timeouts may
+ * be changed while other threads use c; requests that start afterwards
+ * use the new value. */
 void cdx_client_set_timeout(cdx_client *c, int ms);
 /* How long a request waits for the connection to the daemon before failing
  * with CDX_ECLOSED ("cannot connect"), in milliseconds.  Default -1: as

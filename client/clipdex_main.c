@@ -1284,6 +1284,16 @@ dispatch(int argc, char **argv)
 		return cmd_embed(argc, argv);
 	if (strcmp(argv[1], "tokenize") == 0)
 		return cmd_tokenize(argc, argv);
+	if (strcmp(argv[1], "help") == 0 && argc > 2 &&
+	    strcmp(argv[2], "embed") != 0 && strcmp(argv[2], "tokenize") != 0) {
+		for (int i = 0; online_usage[i] != NULL; i += 2)
+			if (strcmp(online_usage[i], argv[2]) == 0) {
+				command_usage(stdout, argv[2]);
+				return 0;
+			}
+		fprintf(stderr, "%s: unknown command '%s'\n", prog, argv[2]);
+		return EXIT_USAGE;
+	}
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		usage(stdout);
