@@ -4,6 +4,7 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -718,6 +719,19 @@ get_f64(const cJSON *o, const char *name, double def)
 	return cJSON_IsNumber(v) ? v->valuedouble : def;
 }
 
+/* A double from the wire as a float, without undefined overflow. */
+static float
+to_float(double d)
+{
+	if (d != d)
+		return 0.0f;
+	if (d > FLT_MAX)
+		return FLT_MAX;
+	if (d < -FLT_MAX)
+		return -FLT_MAX;
+	return (float)d;
+}
+
 static const char *
 get_str(const cJSON *o, const char *name)
 {
@@ -765,7 +779,7 @@ parse_results(cdx_client *c, const cJSON *rep, cdx_results **out)
 		x->path = pool;
 		pool += pl;
 		x->id = (uint64_t)get_i64(it, "id", 0);
-		x->score = (float)get_f64(it, "score", 0.0);
+		x->score = to_float(get_f64(it, "score", 0.0));
 		x->width = get_u32(it, "width");
 		x->height = get_u32(it, "height");
 		x->size = get_i64(it, "size", 0);
@@ -897,7 +911,7 @@ cdx_embed(cdx_client *c, const cdx_query *q, float **out, int *dim)
 			rc = cdxi_fail(c, CDX_EPROTO, "clipdexd sent a bad \"embedding\"");
 			goto out_free_reply;
 		}
-		e[i++] = (float)it->valuedouble;
+		e[i++] = to_float(it->valuedouble);
 	}
 	*out = e;
 	*dim = n;

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -488,6 +489,90 @@ test_raw_request_call_and_token(void **state)
 	cJSON_Delete(req);
 }
 
+/* Replies are bytes from a socket: odd ones are errors, never crashes. */
+static void
+test_malformed_replies(void **state)
+{
+	struct fixture *f = *state;
+	cdx_term t = { .kind = CDX_TERM_TEXT, .text = "x" };
+	cdx_query q = { .terms = &t, .n_terms = 1 };
+	cdx_results *r = NULL;
+	cdx_failures *fl = NULL;
+	cdx_status st;
+	float *e = NULL;
+	int dim = 0;
+	static const char *bad_search[] = {
+		"", "not json", "[]", "null", "{}", "{\"ok\":\"yes\"}",
+		"{\"ok\":true}", "{\"ok\":true,\"results\":5}",
+		"{\"ok\":true,\"results\":[1]}", "{\"ok\":true,\"results\":[{},null]}",
+		"{\"ok\":true,\"results\":[", "{\"ok\":false}",
+		"{\"ok\":false,\"error\":7}",
+	};
+	for (size_t i = 0; i < sizeof(bad_search) / sizeof(bad_search[0]); i++) {
+		fakesrv_set_canned(&f->srv, bad_search[i]);
+		int rc = cdx_search(f->c, &q, &r);
+		if (rc != CDX_EPROTO)
+			fail_msg("reply '%s': %d (%s)", bad_search[i], rc,
+			    cdx_client_errmsg(f->c));
+		assert_null(r);
+		assert_string_not_equal(cdx_client_errmsg(f->c), "");
+	}
+	/* An error with a code but no message: the code is the message. */
+	fakesrv_set_canned(&f->srv, "{\"ok\":false,\"error\":{\"code\":\"busy\"}}");
+	assert_int_equal(cdx_search(f->c, &q, &r), CDX_EBUSY);
+	assert_string_equal(cdx_client_errmsg(f->c), "busy");
+
+	/* Wrong types and absurd numbers in a result: defaults, clamped. */
+	fakesrv_set_canned(&f->srv, "{\"ok\":true,\"results\":[{\"id\":\"7\","
+	    "\"path\":7,\"score\":-1e300,\"width\":1e300,\"height\":-5,"
+	    "\"size\":1e300,\"mtime\":-1e300,\"capture_time\":\"x\"}]}");
+	assert_int_equal(cdx_search(f->c, &q, &r), 0);
+	assert_int_equal(r->n, 1);
+	assert_int_equal(r->results[0].id, 0);
+	assert_string_equal(r->results[0].path, "");
+	assert_true(r->results[0].score == -FLT_MAX);
+	assert_int_equal(r->results[0].width, UINT32_MAX);
+	assert_int_equal(r->results[0].height, 0);
+	assert_true(r->results[0].size == INT64_MAX);
+	assert_true(r->results[0].mtime == INT64_MIN);
+	assert_true(r->results[0].capture_time == INT64_MIN);
+	cdx_results_free(r);
+
+	static const char *bad_embed[] = {
+		"{\"ok\":true}", "{\"ok\":true,\"embedding\":[]}",
+		"{\"ok\":true,\"dim\":3,\"embedding\":[1,2]}",
+		"{\"ok\":true,\"embedding\":[1,\"2\"]}",
+		"{\"ok\":true,\"embedding\":{\"a\":1}}",
+	};
+	for (size_t i = 0; i < sizeof(bad_embed) / sizeof(bad_embed[0]); i++) {
+		fakesrv_set_canned(&f->srv, bad_embed[i]);
+		assert_int_equal(cdx_embed(f->c, &q, &e, &dim), CDX_EPROTO);
+		assert_null(e);
+	}
+	fakesrv_set_canned(&f->srv, "{\"ok\":true,\"failures\":{}}");
+	assert_int_equal(cdx_get_failures(f->c, 0, &fl), CDX_EPROTO);
+	assert_null(fl);
+	fakesrv_set_canned(&f->srv, "{\"ok\":true,\"failures\":[5,{\"path\":1}]}");
+	assert_int_equal(cdx_get_failures(f->c, 0, &fl), 0);
+	assert_int_equal(fl->n, 2);
+	assert_int_equal(fl->total, 2);
+	assert_string_equal(fl->items[0].path, "");
+	assert_string_equal(fl->items[1].reason, "");
+	cdx_failures_free(fl);
+	/* A status of the wrong shape still fills what it can; long strings
+	 * are truncated. */
+	char big[600];
+	snprintf(big, sizeof(big), "{\"ok\":true,\"model\":5,\"index\":{\"kind\":"
+	    "\"%0300d\"},\"images\":\"many\",\"version\":\"9\"}", 0);
+	fakesrv_set_canned(&f->srv, big);
+	assert_int_equal(cdx_get_status(f->c, &st), 0);
+	assert_string_equal(st.version, "9");
+	assert_string_equal(st.model_id, "");
+	assert_int_equal(st.images, 0);
+	assert_int_equal(strlen(st.index_kind), sizeof(st.index_kind) - 1);
+	fakesrv_set_canned(&f->srv, NULL);
+}
+
 static void
 test_request_timeout(void **state)
 {
@@ -611,6 +696,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_raw_request_call_and_token,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_replies, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_request_timeout, setup,
 		    teardown),
 		cmocka_unit_test(test_daemon_started_later),

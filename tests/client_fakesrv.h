@@ -16,6 +16,7 @@
  *   remove    {"removed":7}
  *   failures  2 failures, total 5
  *   anything else: error unknown_op; bytes that are not JSON: bad_json.
+ * With fakesrv.canned set, every request gets that string as its reply.
  */
 #ifndef CLIENT_FAKESRV_H
 #define CLIENT_FAKESRV_H
@@ -39,6 +40,7 @@ struct fakesrv {
 	char *last;          /* the last request, as received */
 	int requests;
 	int sleep_ms;
+	const char *canned;  /* if set: the reply to every request, verbatim */
 };
 
 static void
@@ -183,9 +185,17 @@ fakesrv_main(void *arg)
 		s->last = copy;
 		s->requests++;
 		pthread_mutex_unlock(&s->mu);
-		cJSON *r = fakesrv_answer(s, copy, len);
-		char *out = cJSON_PrintUnformatted(r);
-		cJSON_Delete(r);
+		pthread_mutex_lock(&s->mu);
+		const char *canned = s->canned;
+		pthread_mutex_unlock(&s->mu);
+		char *out;
+		if (canned != NULL) {
+			out = strdup(canned);
+		} else {
+			cJSON *r = fakesrv_answer(s, copy, len);
+			out = cJSON_PrintUnformatted(r);
+			cJSON_Delete(r);
+		}
 		nng_msg_clear(m);
 		nng_msg_append(m, out, strlen(out));
 		free(out);
@@ -229,6 +239,14 @@ fakesrv_stop(struct fakesrv *s)
 	pthread_mutex_destroy(&s->mu);
 	free(s->last);
 	unlink(s->path);
+}
+
+static void
+fakesrv_set_canned(struct fakesrv *s, const char *reply)
+{
+	pthread_mutex_lock(&s->mu);
+	s->canned = reply;
+	pthread_mutex_unlock(&s->mu);
 }
 
 /* The last request, parsed (caller deletes). */
