@@ -2,6 +2,9 @@
  * image_fuzz - libFuzzer target for clip_image_probe / clip_image_decode /
  * clip_image_preprocess on arbitrary bytes (JPEG, PNG, EXIF parsers).
  *
+ * `make fuzz` builds and runs it (FUZZ_SECONDS, seeds tests/fixtures/images);
+ * by hand:
+ *
  *   clang -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined \
  *     fuzz/image_fuzz.c encoder/image.c encoder/resize.c encoder/exif.c \
  *     common/cdx.c -lturbojpeg -lspng -lexif -lm -o build/image_fuzz
