@@ -184,6 +184,7 @@ jget(const cJSON *j, const char *a, const char *b)
 int
 main(int argc, char **argv)
 {
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), quick = 0;
 	int torch = 1;
 	for (int i = 1; i < argc; i++) {
@@ -256,7 +257,22 @@ main(int argc, char **argv)
 	printf("model: written (F16) in %.1f s, loaded in %.2f s\n", t_write,
 	    t_load);
 
-	/* SGEMM on the vision tower's shapes at batch 32 (T = 32 x 50). */
+	clip_ctx *ctx = NULL;
+	if (clip_ctx_new(m, 32, &ctx, &err) != 0) {
+		fprintf(stderr, "clip_ctx_new: %s\n", err.msg);
+		return 1;
+	}
+	size_t per = (size_t)3 * 224 * 224;
+	float *px = malloc(32 * per * sizeof(float));
+	float *out = malloc(32 * 512 * sizeof(float));
+	if (px == NULL || out == NULL)
+		return 1;
+	for (int j = 0; j < 32; j++)
+		tm_pixels(5, j, 224, 4, 1.5f, 0.5f, px + j * per);
+
+	/* SGEMM on the vision tower's shapes at batch 32 (T = 32 x 50),
+	 * measured in turns with the batch-32 encoding so that both see the
+	 * same machine. */
 	int T = 32 * 50;
 	gemm_shape vs[] = {
 		{T, 3 * 768, 768, 12},  /* q|k|v */
@@ -275,7 +291,14 @@ main(int argc, char **argv)
 		ga.a[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
 	for (size_t i = 0; i < (size_t)3072 * 3072; i++)
 		ga.w[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
-	double t_gemm = best_time(run_gemms, &ga, quick ? 1 : 3, 0);
+	enc_arg a32 = {ctx, px, NULL, 32, out};
+	double t_gemm = INFINITY, t_32 = INFINITY;
+	for (int round = 0; round < (quick ? 1 : 3); round++) {
+		double t = best_time(run_gemms, &ga, 1, 0);
+		t_gemm = t < t_gemm ? t : t_gemm;
+		t = best_time(run_images, &a32, 1, 0);
+		t_32 = t < t_32 ? t : t_32;
+	}
 	double gflop_batch = gemm_flops(vs, nvs) / 1e9;
 	double gemm_rate = gflop_batch / t_gemm;
 	double gemm_ips = 32 / t_gemm;
@@ -286,19 +309,6 @@ main(int argc, char **argv)
 	free(ga.w);
 	free(ga.c);
 
-	clip_ctx *ctx = NULL;
-	if (clip_ctx_new(m, 32, &ctx, &err) != 0) {
-		fprintf(stderr, "clip_ctx_new: %s\n", err.msg);
-		return 1;
-	}
-	size_t per = (size_t)3 * 224 * 224;
-	float *px = malloc(32 * per * sizeof(float));
-	float *out = malloc(32 * 512 * sizeof(float));
-	if (px == NULL || out == NULL)
-		return 1;
-	for (int j = 0; j < 32; j++)
-		tm_pixels(5, j, 224, 4, 1.5f, 0.5f, px + j * per);
-
 	printf("\n%-22s %10s %12s %10s\n", "images", "ours/s", "PyTorch/s",
 	    "speed-up");
 	double ips32 = 0;
@@ -306,7 +316,7 @@ main(int argc, char **argv)
 	for (int bi = 0; bi < 3; bi++) {
 		int b = batches[bi];
 		enc_arg a = {ctx, px, NULL, b, out};
-		double t = best_time(run_images, &a, b == 32 ? 2 : 3, min_s);
+		double t = b == 32 ? t_32 : best_time(run_images, &a, 3, min_s);
 		double ips = b / t;
 		char key[8];
 		snprintf(key, sizeof(key), "%d", b);
