@@ -77,6 +77,9 @@ parse_term(const char *s, size_t len, float sign, cdx_term *t, char **pool)
 		if (w == 0.0)
 			return cdxi_fail(NULL, CDX_EINVAL, "term '%.*s': a weight of 0 "
 			    "has no effect", (int)len, s);
+		if (!(w >= -1e6 && w <= 1e6))
+			return cdxi_fail(NULL, CDX_EINVAL, "weight %s is out of range "
+			    "(at most 1e6)", buf);
 		s += wl + 1;
 		len -= wl + 1;
 		trim(&s, &len);

@@ -137,6 +137,9 @@ test_errors(void **state)
 	parse_fails("0:x", "weight of 0");
 	parse_fails("a - 0.0:b", "weight of 0");
 	parse_fails("2:", "");
+	parse_fails("5555555555555555555555555555555555555555555555555550.7:x",
+	    "out of range");
+	parse_fails("1000000.5:x", "out of range");
 	parse_fails("id:", "not an image id");
 	parse_fails("id:12x", "not an image id");
 	parse_fails("id:-1", "not an image id");
