@@ -9,9 +9,16 @@
  * names it).  The daemon's structured errors map to codes (bad_request ->
  * CDX_EINVAL, not_found -> CDX_ENOTFOUND, forbidden/unauthorized ->
  * CDX_EPERM, too_large -> CDX_ETOOBIG, bad_image -> CDX_EFORMAT, busy ->
- * CDX_EBUSY, others -> CDX_EPROTO or CDX_EINTERNAL); the daemon's message,
- * or a local one, is then available from cdx_client_errmsg().
- * Out-parameters are untouched on failure.
+ * CDX_EBUSY, internal -> CDX_EINTERNAL, bad_json, unknown_op,
+ * unsupported_version and unknown codes -> CDX_EPROTO); the daemon's
+ * message, or a local one, is then available from cdx_client_errmsg().
+ * Transport: CDX_ECLOSED when the daemon cannot be reached within the
+ * connect timeout, CDX_ETIMEDOUT when no reply came within the request
+ * timeout (a late reply is discarded).  A reply that is not the JSON the
+ * protocol promises is CDX_EPROTO.  Out-parameters are untouched on
+ * failure.
+ *
+ * Ids travel as JSON numbers: ids above 2^53 are not represented exactly.
  *
  * Ownership: result structs are allocated by the library and freed with
  * their *_free() function; every *_free() accepts NULL.  Strings inside a
