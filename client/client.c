@@ -517,7 +517,8 @@ static cJSON *
 new_request(const char *op)
 {
 	cJSON *req = cJSON_CreateObject();
-	if (req != NULL && cJSON_AddStringToObject(req, "op", op) == NULL) {
+	if (req != NULL && (cJSON_AddStringToObject(req, "op", op) == NULL ||
+	    cJSON_AddNumberToObject(req, "v", 1) == NULL)) {
 		cJSON_Delete(req);
 		return NULL;
 	}

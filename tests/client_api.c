@@ -219,6 +219,7 @@ test_status(void **state)
 	cJSON *req = fakesrv_last(&f->srv);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(req, "op")),
 	    "status");
+	assert_int_equal(cJSON_GetObjectItem(req, "v")->valueint, 1);
 	assert_null(cJSON_GetObjectItem(req, "token"));
 	cJSON_Delete(req);
 }

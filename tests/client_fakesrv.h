@@ -43,14 +43,14 @@ struct fakesrv {
 	const char *canned;  /* if set: the reply to every request, verbatim */
 };
 
-static void
+static inline void
 fakesrv_sleep_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
 	nanosleep(&ts, NULL);
 }
 
-static cJSON *
+static inline cJSON *
 fakesrv_error(const char *code, const char *msg)
 {
 	cJSON *r = cJSON_CreateObject();
@@ -62,7 +62,7 @@ fakesrv_error(const char *code, const char *msg)
 	return r;
 }
 
-static cJSON *
+static inline cJSON *
 fakesrv_results(int k)
 {
 	cJSON *r = cJSON_CreateObject();
@@ -91,7 +91,7 @@ fakesrv_results(int k)
 	return r;
 }
 
-static cJSON *
+static inline cJSON *
 fakesrv_ok(void)
 {
 	cJSON *r = cJSON_CreateObject();
@@ -100,7 +100,7 @@ fakesrv_ok(void)
 	return r;
 }
 
-static cJSON *
+static inline cJSON *
 fakesrv_answer(struct fakesrv *s, const char *body, size_t len)
 {
 	cJSON *req = cJSON_ParseWithLength(body, len), *r;
@@ -168,7 +168,7 @@ fakesrv_answer(struct fakesrv *s, const char *body, size_t len)
 	return r;
 }
 
-static void *
+static inline void *
 fakesrv_main(void *arg)
 {
 	struct fakesrv *s = arg;
@@ -206,14 +206,14 @@ fakesrv_main(void *arg)
 }
 
 /* The address a fake server numbered n will listen on. */
-static void
+static inline void
 fakesrv_address(int n, char *url, size_t size)
 {
 	snprintf(url, size, "ipc:///tmp/cdx-client-test-%d-%d.sock", (int)getpid(),
 	    n);
 }
 
-static int
+static inline int
 fakesrv_start(struct fakesrv *s, int n)
 {
 	memset(s, 0, sizeof(*s));
@@ -231,7 +231,7 @@ fakesrv_start(struct fakesrv *s, int n)
 	return pthread_create(&s->thread, NULL, fakesrv_main, s) == 0 ? 0 : -1;
 }
 
-static void
+static inline void
 fakesrv_stop(struct fakesrv *s)
 {
 	nng_close(s->sock);
@@ -241,7 +241,7 @@ fakesrv_stop(struct fakesrv *s)
 	unlink(s->path);
 }
 
-static void
+static inline void
 fakesrv_set_canned(struct fakesrv *s, const char *reply)
 {
 	pthread_mutex_lock(&s->mu);
@@ -250,7 +250,7 @@ fakesrv_set_canned(struct fakesrv *s, const char *reply)
 }
 
 /* The last request, parsed (caller deletes). */
-static cJSON *
+static inline cJSON *
 fakesrv_last(struct fakesrv *s)
 {
 	pthread_mutex_lock(&s->mu);
