@@ -1,0 +1,219 @@
+/*
+ * End to end through the encoder's public API: image files and texts in,
+ * embeddings out, against tests/fixtures/e2e/b32_quick_f32.json made by
+ * tools/ref_e2e.py with independent implementations (Pillow + the Hugging
+ * Face processor's steps + PyTorch CLIP; OpenAI's tokenizer).
+ *
+ * Required: exact mode >= 0.9999 cosine for every image kind, fast mode
+ * >= 0.99 (the large photo is decoded at a reduced DCT scale), texts
+ * >= 0.99999.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "encoder/clip.h"
+#include "tests/testmodel.h"
+
+#define FIXTURE "tests/fixtures/e2e/b32_quick_f32.json"
+
+static char dir[64];
+static clip_model *model;
+static clip_ctx *ctx;
+static cJSON *fx;
+
+static char *
+slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *s = malloc((size_t)n + 1);
+	if (s != NULL && fread(s, 1, (size_t)n, f) == (size_t)n)
+		s[n] = '\0';
+	fclose(f);
+	return s;
+}
+
+/* The recipe b32_quick_f32 of tools/ref_clip.py. */
+static int
+setup(void **state)
+{
+	tm_recipe r;
+	cdx_error err;
+	(void)state;
+
+	memset(&r, 0, sizeof(r));
+	r.seed = 1;
+	r.dtype = "F32";
+	r.position_ids = 1;
+	r.projection_dim = 48;
+	r.vocab_size = 49408;
+	r.max_positions = 77;
+	r.text = (tm_tower){ .width = 64, .layers = 2, .heads = 4, .mlp = 256,
+	    .quick_gelu = 1, .eps = 1e-5 };
+	r.vision = (tm_tower){ .width = 64, .layers = 2, .heads = 4, .mlp = 256,
+	    .quick_gelu = 1, .eps = 1e-5, .image_size = 224, .patch_size = 32 };
+	snprintf(dir, sizeof(dir), "/tmp/cdx-e2e-XXXXXX");
+	if (mkdtemp(dir) == NULL || tm_write_model(&r, dir) != 0)
+		return -1;
+	if (clip_model_load(dir, NULL, &model, &err) != 0) {
+		fprintf(stderr, "clip_model_load: %s\n", err.msg);
+		return -1;
+	}
+	if (clip_ctx_new(model, 1, &ctx, &err) != 0)
+		return -1;
+	char *text = slurp(FIXTURE);
+	if (text == NULL) {
+		fprintf(stderr, "cannot read %s (run from the repository root)\n",
+		    FIXTURE);
+		return -1;
+	}
+	fx = cJSON_Parse(text);
+	free(text);
+	return fx != NULL ? 0 : -1;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	cJSON_Delete(fx);
+	clip_ctx_free(ctx);
+	clip_model_free(model);
+	tm_rmtree(dir);
+	return 0;
+}
+
+static double
+cosine(const float *a, const cJSON *ref, int dim)
+{
+	double ab = 0, aa = 0, bb = 0;
+	assert_int_equal(cJSON_GetArraySize(ref), dim);
+	for (int i = 0; i < dim; i++) {
+		double b = cJSON_GetArrayItem(ref, i)->valuedouble;
+		ab += a[i] * b;
+		aa += (double)a[i] * a[i];
+		bb += b * b;
+	}
+	return ab / sqrt(aa * bb);
+}
+
+static double
+encode_file(const char *path, int fast, const cJSON *ref)
+{
+	const clip_model_info *info = clip_model_get_info(model);
+	const clip_preprocess_cfg *pp = &info->preprocess;
+	clip_decode_opts o = { 0, fast ? pp->shortest_edge : 0 };
+	float *px = malloc(sizeof(float) * 3 * (size_t)pp->crop_width *
+	    pp->crop_height);
+	float e[64];
+	clip_image img;
+	cdx_error err;
+
+	assert_non_null(px);
+	if (clip_image_load(path, &o, &img, &err) != 0)
+		fail_msg("%s: %s", path, err.msg);
+	assert_int_equal(clip_image_preprocess(&img, pp, px, &err), 0);
+	clip_image_free(&img);
+	assert_int_equal(clip_encode_images(ctx, px, 1, e, &err), 0);
+	free(px);
+	return cosine(e, ref, info->embed_dim);
+}
+
+static void
+test_images_exact_mode(void **state)
+{
+	const cJSON *im;
+	double worst = 1;
+	(void)state;
+	cJSON_ArrayForEach(im, cJSON_GetObjectItem(fx, "images")) {
+		const char *file = cJSON_GetObjectItem(im, "file")->valuestring;
+		double c = encode_file(file, 0, cJSON_GetObjectItem(im, "embedding"));
+		if (c < 0.9999)
+			fail_msg("%s: exact-mode cosine %.6f < 0.9999", file, c);
+		worst = c < worst ? c : worst;
+	}
+	printf("exact mode: worst cosine %.7f over %d images\n", worst,
+	    cJSON_GetArraySize(cJSON_GetObjectItem(fx, "images")));
+}
+
+static void
+test_images_fast_mode(void **state)
+{
+	const cJSON *im;
+	double worst = 1;
+	(void)state;
+	cJSON_ArrayForEach(im, cJSON_GetObjectItem(fx, "images")) {
+		const char *file = cJSON_GetObjectItem(im, "file")->valuestring;
+		double c = encode_file(file, 1, cJSON_GetObjectItem(im, "embedding"));
+		if (c < 0.99)
+			fail_msg("%s: fast-mode cosine %.6f < 0.99", file, c);
+		worst = c < worst ? c : worst;
+	}
+	printf("fast mode: worst cosine %.6f against exact\n", worst);
+}
+
+static void
+test_fast_mode_really_scales(void **state)
+{
+	clip_decode_opts o = { 0, 224 };
+	clip_image img;
+	(void)state;
+	/* 1200x900 with a 224 short side: 3/8 scale gives 450x338 >= 224. */
+	assert_int_equal(clip_image_load("tests/fixtures/e2e/photo.jpg", &o, &img,
+	    NULL), 0);
+	assert_true(img.width < 1200 && img.height >= 224 && img.height < 900);
+	assert_int_equal(img.info.width, 1200);
+	clip_image_free(&img);
+}
+
+static void
+test_texts(void **state)
+{
+	const cJSON *t;
+	const clip_model_info *info = clip_model_get_info(model);
+	double worst = 1;
+	(void)state;
+	cJSON_ArrayForEach(t, cJSON_GetObjectItem(fx, "texts")) {
+		const char *s = cJSON_GetObjectItem(t, "text")->valuestring;
+		int32_t ids[CLIP_CONTEXT_LEN];
+		float e[64];
+		cdx_error err;
+		assert_int_equal(clip_tokenize(clip_model_tokenizer(model), s,
+		    strlen(s), ids, NULL, &err), 0);
+		const cJSON *ref_ids = cJSON_GetObjectItem(t, "ids");
+		for (int i = 0; i < CLIP_CONTEXT_LEN; i++)
+			assert_int_equal(ids[i],
+			    cJSON_GetArrayItem(ref_ids, i)->valueint);
+		assert_int_equal(clip_encode_text(ctx, ids, 1, e, &err), 0);
+		double c = cosine(e, cJSON_GetObjectItem(t, "embedding"),
+		    info->embed_dim);
+		if (c < 0.99999)
+			fail_msg("'%s': cosine %.7f < 0.99999", s, c);
+		worst = c < worst ? c : worst;
+	}
+	printf("texts: worst cosine %.8f\n", worst);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_images_exact_mode),
+		cmocka_unit_test(test_images_fast_mode),
+		cmocka_unit_test(test_fast_mode_really_scales),
+		cmocka_unit_test(test_texts),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
