@@ -1,0 +1,39 @@
+#!/bin/sh
+# The main job: install what is missing, build, start clipdexd on a model
+# folder and a photo folder, index the photos, and keep serving until
+# Ctrl-C.  Used by `make run MODEL=DIR PHOTOS=DIR [STORE=DIR] [HTTP=H:P]`.
+set -eu
+: "${MODEL:?set MODEL=path/to/a Hugging Face CLIP folder (see README.md)}"
+: "${PHOTOS:?set PHOTOS=path/to/your photos}"
+STORE=${STORE:-$HOME/.local/share/clipdex/store}
+HTTP=${HTTP:-127.0.0.1:7847}
+BUILD=${BUILD:-build}
+
+mkdir -p "$(dirname "$STORE")"
+PHOTOS=$(cd "$PHOTOS" && pwd)
+URL=${CLIPDEX_URL:-ipc://${XDG_RUNTIME_DIR:-/tmp}/clipdex-run-$(id -u).sock}
+export CLIPDEX_URL="$URL"
+
+"$BUILD/clipdexd" --model "$MODEL" --store "$STORE" --root "$PHOTOS" \
+	--listen "$URL" --http "$HTTP" &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
+i=0
+until "$BUILD/clipdex" status >/dev/null 2>&1; do
+	kill -0 $pid 2>/dev/null || { echo "run: clipdexd did not start" >&2; exit 1; }
+	i=$((i + 1)); [ $i -lt 600 ] || { echo "run: clipdexd is not answering" >&2; exit 1; }
+	sleep 0.1
+done
+"$BUILD/clipdex" add "$PHOTOS" --wait
+"$BUILD/clipdex" status
+cat <<MSG
+
+clipdexd is serving $PHOTOS (store: $STORE).
+Search from another terminal:
+  export CLIPDEX_URL=$URL
+  $BUILD/clipdex search "a dog on a beach"
+  $BUILD/clipdex search "beach - people" -k 20
+  curl -s -d '{"op":"search","text":"sunset","k":5}' http://$HTTP/api
+Ctrl-C stops the daemon (the index is saved).
+MSG
+wait $pid
