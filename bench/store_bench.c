@@ -4,6 +4,7 @@
  *   build/bench/store_bench [--sizes 100000,1000000] [--dim 512]
  *       [--clusters 3000] [--queries 200] [--hnsw-max 100000]
  *       [--kinds flat,ivf,hnsw] [--threads 2] [--dir /tmp]
+ *       [--nprobe 16,64] [--ef 64,256]   (extra IVF/HNSW settings to sweep)
  *
  * For each size: insert throughput (batches of 1000, one LMDB transaction
  * each), exact top-10 latency p50/p99 through the store, raw FAISS
@@ -172,6 +173,7 @@ typedef struct opts {
 	size_t hnsw_max;
 	int do_flat, do_ivf, do_hnsw;
 	const char *dir;
+	int nprobe[8], nnprobe, ef[8], nef; /* sweeps after the default */
 } opts;
 
 static void
@@ -226,9 +228,14 @@ recall10(const uint64_t *got, const uint64_t *truth, int nq)
 }
 
 static store *
-open_kind(const opts *o, const char *dir, const char *kind, double *secs)
+open_kind_p(const opts *o, const char *dir, const char *kind, int nprobe,
+	    int ef, double *secs)
 {
 	store_params p = store_default_params();
+	if (nprobe)
+		p.ivf_nprobe = nprobe;
+	if (ef)
+		p.hnsw_ef_search = ef;
 	store *s;
 	cdx_error e;
 	p.dim = o->dim;
@@ -243,6 +250,12 @@ open_kind(const opts *o, const char *dir, const char *kind, double *secs)
 	if (secs)
 		*secs = now() - t0;
 	return s;
+}
+
+static store *
+open_kind(const opts *o, const char *dir, const char *kind, double *secs)
+{
+	return open_kind_p(o, dir, kind, 0, 0, secs);
 }
 
 static void
@@ -419,6 +432,18 @@ run_size(const opts *o, const mixture *m, size_t n)
 		       p50 * 1e3 < 5 && r >= 0.95 ? "met" : "NOT met");
 		fflush(stdout);
 		store_close(s);
+		int nsw = k == 0 ? o->nnprobe : o->nef;
+		for (int w = 0; w < nsw; w++) {
+			int v = k == 0 ? o->nprobe[w] : o->ef[w];
+			s = open_kind_p(o, dir, kinds[k], k == 0 ? v : 0,
+					k == 1 ? v : 0, NULL);
+			time_store(s, q, nq, d, got, &p50, &p99);
+			printf("  %s %d: p50 %.2f ms, p99 %.2f ms, "
+			       "recall@10 %.3f\n",
+			       k == 0 ? "nprobe" : "efSearch", v, p50 * 1e3,
+			       p99 * 1e3, recall10(got, truth, nq));
+			store_close(s);
+		}
 		char ip[600];
 		struct stat sb;
 		snprintf(ip, sizeof(ip), "%s/index.faiss", dir);
@@ -440,7 +465,7 @@ usage(void)
 	fprintf(stderr,
 		"usage: store_bench [--sizes N,N] [--dim D] [--clusters C] "
 		"[--queries Q] [--hnsw-max N] [--kinds flat,ivf,hnsw] "
-		"[--threads T] [--dir DIR]\n");
+		"[--threads T] [--dir DIR] [--nprobe 8,16] [--ef 64,256]\n");
 	exit(2);
 }
 
@@ -473,6 +498,17 @@ main(int argc, char **argv)
 			o.threads = atoi(v);
 		} else if (strcmp(a, "--hnsw-max") == 0) {
 			o.hnsw_max = strtoull(v, NULL, 10);
+		} else if (strcmp(a, "--nprobe") == 0 || strcmp(a, "--ef") == 0) {
+			int *arr = a[2] == 'n' ? o.nprobe : o.ef;
+			int *cnt = a[2] == 'n' ? &o.nnprobe : &o.nef;
+			*cnt = 0;
+			for (char *p = (char *)v; *p && *cnt < 8;) {
+				arr[(*cnt)++] = (int)strtol(p, &p, 10);
+				if (*p == ',')
+					p++;
+				else if (*p)
+					usage();
+			}
 		} else if (strcmp(a, "--dir") == 0) {
 			o.dir = v;
 		} else if (strcmp(a, "--kinds") == 0) {
@@ -484,6 +520,7 @@ main(int argc, char **argv)
 	}
 	if (o.dim < 1 || o.queries < 1 || o.clusters < 1 || o.threads < 1)
 		usage();
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	openblas_set_num_threads(o.threads);
 	omp_set_num_threads(o.threads);
 	mixture m;

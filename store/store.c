@@ -1426,6 +1426,8 @@ store_kv_get(store *s, const char *key, void **val, size_t *len,
 	int rc = check_key(key, err);
 	if (rc)
 		return rc;
+	if (!val)
+		return cdx_error_set(err, CDX_EINVAL, "store_kv_get: NULL val");
 	MDB_txn *txn;
 	if ((rc = read_begin(s, &txn, err)))
 		return rc;

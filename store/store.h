@@ -147,8 +147,11 @@ typedef struct store_image {
  * removed.
  * Errors: CDX_EINVAL (relative, empty or NUL-bearing path, non-finite or
  * zero embedding, negative size; the message names the path), CDX_ETOOBIG
- * (path longer than STORE_PATH_MAX), CDX_ESTORE/CDX_EFULL/CDX_EIO,
- * CDX_EINDEX. */
+ * (path longer than STORE_PATH_MAX), CDX_ESTORE/CDX_EFULL/CDX_EIO (nothing
+ * written), CDX_EINDEX (the records were committed to LMDB but the index
+ * could not be updated nor rebuilt, e.g. out of memory: searches may miss
+ * them until store_index_rebuild() or the next open).  imgs[i].id/added are
+ * only meaningful on success. */
 int store_image_put(store *s, store_image *imgs, size_t n, cdx_error *err);
 
 /* Deletes the images with the given ids (or paths) in one transaction.
