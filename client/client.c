@@ -297,42 +297,25 @@ remaining(int64_t deadline)
 	return left > INT32_MAX ? INT32_MAX : (nng_duration)left;
 }
 
-/* Sends body[0..len) and receives the reply into a malloc'd, NUL-terminated
- * buffer. */
+/* One request on a fresh context: sends body[0..len) and receives the
+ * reply into a malloc'd, NUL-terminated buffer.  Returns an nng code. */
 static int
-transact(cdx_client *c, const char *body, size_t len, char **reply,
-    size_t *reply_len)
+attempt(cdx_client *c, const char *body, size_t len, int64_t deadline,
+    char **reply, size_t *reply_len)
 {
-	int timeout = c->timeout_ms;
-	int64_t start = now_ms();
-	int64_t deadline = timeout > 0 ? start + timeout : -1;
-	int64_t conn_deadline = deadline;
 	nng_ctx ctx;
 	nng_aio *aio;
 	nng_msg *msg = NULL;
-	int rv, rc = 0;
-
-	if (c->connect_ms >= 0 && (deadline < 0 ||
-	    start + c->connect_ms < deadline))
-		conn_deadline = start + c->connect_ms;
-	if (!wait_connected(c, conn_deadline))
-		return cdxi_fail(c, CDX_ECLOSED, "cannot connect to clipdexd at %s "
-		    "(is it running?)", c->url);
+	int rv;
 
 	if ((rv = nng_ctx_open(&ctx, c->sock)) != 0)
-		return cdxi_fail(c, err_from_nng(rv), "nng_ctx_open: %s",
-		    nng_strerror(rv));
-	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
-		rc = cdxi_fail(c, err_from_nng(rv), "nng_aio_alloc: %s",
-		    nng_strerror(rv));
+		return rv;
+	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0)
 		goto out_close_ctx;
-	}
 	if ((rv = nng_msg_alloc(&msg, 0)) != 0 ||
 	    (rv = nng_msg_append(msg, body, len)) != 0) {
-		if (rv != 0 && msg != NULL)
+		if (msg != NULL)
 			nng_msg_free(msg);
-		rc = cdxi_fail(c, CDX_ENOMEM, "out of memory for a %zu-byte "
-		    "request", len);
 		goto out_free_aio;
 	}
 	nng_aio_set_msg(aio, msg);
@@ -341,20 +324,19 @@ transact(cdx_client *c, const char *body, size_t len, char **reply,
 	nng_aio_wait(aio);
 	if ((rv = nng_aio_result(aio)) != 0) {
 		nng_msg_free(nng_aio_get_msg(aio));
-		goto out_transport_error;
+		goto out_free_aio;
 	}
 	nng_aio_set_timeout(aio, remaining(deadline));
 	nng_ctx_recv(ctx, aio);
 	nng_aio_wait(aio);
 	if ((rv = nng_aio_result(aio)) != 0)
-		goto out_transport_error;
+		goto out_free_aio;
 	msg = nng_aio_get_msg(aio);
 	size_t n = nng_msg_len(msg);
 	char *buf = malloc(n + 1);
 	if (buf == NULL) {
 		nng_msg_free(msg);
-		rc = cdxi_fail(c, CDX_ENOMEM, "out of memory for a %zu-byte reply",
-		    n);
+		rv = NNG_ENOMEM;
 		goto out_free_aio;
 	}
 	memcpy(buf, nng_msg_body(msg), n);
@@ -363,21 +345,53 @@ transact(cdx_client *c, const char *body, size_t len, char **reply,
 	*reply = buf;
 	if (reply_len != NULL)
 		*reply_len = n;
-	goto out_free_aio;
-
-out_transport_error:
-	rc = err_from_nng(rv);
-	if (rc == CDX_ETIMEDOUT)
-		cdxi_fail(c, rc, "no reply from clipdexd at %s within %d ms", c->url,
-		    timeout);
-	else
-		cdxi_fail(c, rc, "request to %s failed: %s", c->url,
-		    nng_strerror(rv));
 out_free_aio:
 	nng_aio_free(aio);
 out_close_ctx:
 	nng_ctx_close(ctx);
-	return rc;
+	return rv;
+}
+
+/* Waits for the connection, then makes the request.  A request whose
+ * connection drops before its reply (the daemon restarted, or the pipe
+ * was stale) is made once more: every v1 operation is safe to repeat. */
+static int
+transact(cdx_client *c, const char *body, size_t len, char **reply,
+    size_t *reply_len)
+{
+	int timeout = c->timeout_ms, connect_ms = c->connect_ms;
+	int64_t start = now_ms();
+	int64_t deadline = timeout > 0 ? start + timeout : -1;
+	int64_t conn_deadline = deadline;
+	int rv, rc;
+
+	if (connect_ms >= 0 && (deadline < 0 || start + connect_ms < deadline))
+		conn_deadline = start + connect_ms;
+	if (!wait_connected(c, conn_deadline))
+		return cdxi_fail(c, CDX_ECLOSED, "cannot connect to clipdexd at %s "
+		    "(is it running?)", c->url);
+	rv = attempt(c, body, len, deadline, reply, reply_len);
+	if ((rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT) &&
+	    (deadline < 0 || now_ms() < deadline)) {
+		int64_t again = now_ms() + (connect_ms >= 0 ? connect_ms : timeout);
+		if (deadline >= 0 && (connect_ms < 0 || again > deadline))
+			again = deadline;
+		if (!wait_connected(c, timeout > 0 || connect_ms >= 0 ? again : -1))
+			return cdxi_fail(c, CDX_ECLOSED, "lost the connection to "
+			    "clipdexd at %s", c->url);
+		rv = attempt(c, body, len, deadline, reply, reply_len);
+	}
+	if (rv == 0)
+		return 0;
+	rc = err_from_nng(rv);
+	if (rc == CDX_ETIMEDOUT)
+		return cdxi_fail(c, rc, "no reply from clipdexd at %s within %d ms",
+		    c->url, timeout);
+	if (rc == CDX_ENOMEM)
+		return cdxi_fail(c, rc, "out of memory for a %zu-byte request or its "
+		    "reply", len);
+	return cdxi_fail(c, rc, "request to %s failed: %s", c->url,
+	    nng_strerror(rv));
 }
 
 /* Adds the client's token to an object request that has none. */

@@ -14,7 +14,10 @@
  * message, or a local one, is then available from cdx_client_errmsg().
  * Transport: CDX_ECLOSED when the daemon cannot be reached within the
  * connect timeout, CDX_ETIMEDOUT when no reply came within the request
- * timeout (a late reply is discarded).  A reply that is not the JSON the
+ * timeout (a late reply is discarded).  A request whose connection drops
+ * before its reply (a restarted daemon) is sent once more on the next
+ * connection, within the same timeouts: every operation of protocol v1 is
+ * safe to repeat.  A reply that is not the JSON the
  * protocol promises is CDX_EPROTO.  Out-parameters are untouched on
  * failure.
  *

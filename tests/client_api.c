@@ -616,7 +616,9 @@ test_daemon_started_later(void **state)
 	/* Restarted: reconnects. */
 	fakesrv_stop(&srv);
 	assert_int_equal(fakesrv_start(&srv, 50), 0);
-	assert_int_equal(cdx_get_status(c, &st), 0);
+	int rc = cdx_get_status(c, &st);
+	if (rc != 0)
+		fail_msg("after a restart: %s", cdx_client_errmsg(c));
 	cdx_client_close(c);
 	fakesrv_stop(&srv);
 }
