@@ -92,15 +92,16 @@ file_exists(const char *path)
 
 typedef struct loader {
 	const st_file *st;
-	float *arena;
-	size_t used, cap;  /* in floats; cap == 0 while counting */
+	float *arena;      /* NULL in the checking pass */
+	size_t used;       /* floats reserved so far */
 	cdx_error *err;
-	int rc;
+	int rc;            /* the first error */
 } loader;
 
-/* Reserves the floats of a tensor of the given shape; when loading (arena
- * set) fills them from tensor `name`, which must have that shape.  Returns
- * the slot (NULL while counting). */
+/* Reserves the floats of tensor `name`, which must have the given shape.
+ * The first pass (no arena) checks every tensor and counts, so nothing big
+ * is allocated for a file that does not match its config; the second
+ * fills the slots.  Returns the slot (NULL in the first pass). */
 static float *
 ld_take(loader *ld, const char *name, int ndim, const int64_t *shape)
 {
@@ -109,7 +110,11 @@ ld_take(loader *ld, const char *name, int ndim, const int64_t *shape)
 		numel *= (size_t)shape[i];
 	float *slot = ld->arena ? ld->arena + ld->used : NULL;
 	ld->used += numel;
-	if (ld->arena != NULL && ld->rc == 0)
+	if (ld->rc != 0)
+		return slot;
+	if (ld->arena == NULL)
+		ld->rc = st_check(ld->st, name, ndim, shape, ld->err);
+	else
 		ld->rc = st_load_f32(ld->st, name, ndim, shape, slot, ld->err);
 	return slot;
 }
@@ -179,9 +184,11 @@ load_weights(clip_model *m, const st_file *st, cdx_error *err)
 {
 	loader ld = {.st = st, .err = err};
 	int embed = m->info.embed_dim;
-	/* First pass counts, second pass loads. */
+	/* First pass checks and counts, second pass loads. */
 	ld_tower(&ld, &m->text, "text_model", 0, embed);
 	ld_tower(&ld, &m->vision, "vision_model", 1, embed);
+	if (ld.rc != 0)
+		return ld.rc;
 	size_t total = ld.used;
 	m->text.layers = calloc((size_t)m->text.cfg.layers, sizeof(clip_layer));
 	m->vision.layers = calloc((size_t)m->vision.cfg.layers,

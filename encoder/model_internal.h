@@ -48,9 +48,12 @@ int st_open(st_file *f, const char *path, cdx_error *err);
 void st_close(st_file *f);
 const st_tensor *st_find(const st_file *f, const char *name);
 
-/* Looks up `name`, checks it is F32/F16/BF16 with exactly the given shape
- * (ndim dims) and converts it to float32 into dst (numel floats).
- * Errors: CDX_EFORMAT naming the tensor. */
+/* Checks that tensor `name` exists, is F32/F16/BF16 and has exactly the
+ * given shape (ndim dims).  Errors: CDX_EFORMAT naming the tensor. */
+int st_check(const st_file *f, const char *name, int ndim,
+    const int64_t *shape, cdx_error *err);
+
+/* st_check, then converts the tensor to float32 into dst (numel floats). */
 int st_load_f32(const st_file *f, const char *name, int ndim,
     const int64_t *shape, float *dst, cdx_error *err);
 

@@ -309,8 +309,8 @@ st_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
 }
 
 int
-st_load_f32(const st_file *f, const char *name, int ndim,
-    const int64_t *shape, float *dst, cdx_error *err)
+st_check(const st_file *f, const char *name, int ndim, const int64_t *shape,
+    cdx_error *err)
 {
 	const st_tensor *t = st_find(f, name);
 	if (t == NULL)
@@ -327,9 +327,25 @@ st_load_f32(const st_file *f, const char *name, int ndim,
 		    "%s: tensor '%s' has shape %s, config.json implies %s",
 		    f->path, name, got, want);
 	}
+	if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: tensor '%s' has dtype %s (F32, F16 or BF16 needed)",
+		    f->path, name, st_dtype_name(t->dtype));
+	return 0;
+}
+
+int
+st_load_f32(const st_file *f, const char *name, int ndim,
+    const int64_t *shape, float *dst, cdx_error *err)
+{
+	int rc = st_check(f, name, ndim, shape, err);
+	if (rc != 0)
+		return rc;
+	const st_tensor *t = st_find(f, name);
 	const uint8_t *p = t->data;
 	switch (t->dtype) {
 	case ST_F32:
+		/* little-endian host (x86-64, arm64) */
 		memcpy(dst, p, t->numel * 4);
 		break;
 	case ST_F16:
@@ -345,9 +361,8 @@ st_load_f32(const st_file *f, const char *name, int ndim,
 		}
 		break;
 	default:
-		return cdx_error_set(err, CDX_EFORMAT,
-		    "%s: tensor '%s' has dtype %s (F32, F16 or BF16 needed)",
-		    f->path, name, st_dtype_name(t->dtype));
+		return cdx_error_set(err, CDX_EINTERNAL,
+		    "%s: tensor '%s': unchecked dtype", f->path, name);
 	}
 	return 0;
 }
