@@ -10,7 +10,10 @@
 #include <math.h>
 #include <string.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* Build with -DCLIP_NO_SIMD (e.g. make OPT="-O2 -DCLIP_NO_SIMD") to run
+ * the portable kernels everywhere. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(CLIP_NO_SIMD)
 #define OPS_X86 1
 #include <immintrin.h>
 #else
@@ -250,8 +253,6 @@ ops_have_avx2(void)
 {
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
-#else
-static int ops_have_avx2(void) { return 0; }
 #endif
 
 /* ---- dispatch ---------------------------------------------------------- */
