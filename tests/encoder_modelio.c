@@ -512,6 +512,52 @@ test_tokenizer_files(void **state)
 		fail_msg("message '%s' does not name vocab.json", err.msg);
 }
 
+/* A config.json as transformers 4.x dumps it (openai/clip-vit-base-patch32
+ * style): every PretrainedConfig field, nulls, nested objects, and the
+ * *_config_dict overrides; only the CLIP fields matter. */
+static void
+test_config_full_dump(void **state)
+{
+	fixture *f = *state;
+	put(f, "config.json",
+	    "{\"_name_or_path\": \"openai/clip-vit-base-patch32\","
+	    " \"architectures\": [\"CLIPModel\"], \"initializer_factor\": 1.0,"
+	    " \"logit_scale_init_value\": 2.6592, \"model_type\": \"clip\","
+	    " \"projection_dim\": 16,"
+	    " \"text_config\": {\"_name_or_path\": \"\", \"architectures\": null,"
+	    "  \"attention_dropout\": 0.0, \"bad_words_ids\": null,"
+	    "  \"bos_token_id\": 0, \"eos_token_id\": 2, \"hidden_act\":"
+	    "  \"quick_gelu\", \"hidden_size\": 512, \"id2label\": {\"0\":"
+	    "  \"LABEL_0\"}, \"intermediate_size\": 2048, \"layer_norm_eps\":"
+	    "  1e-05, \"max_length\": 20, \"max_position_embeddings\": 77,"
+	    "  \"model_type\": \"clip_text_model\", \"num_attention_heads\": 8,"
+	    "  \"num_hidden_layers\": 12, \"pruned_heads\": {}, \"projection_dim\":"
+	    "  512, \"torch_dtype\": null, \"vocab_size\": 49408},"
+	    " \"text_config_dict\": {\"hidden_size\": 32, \"intermediate_size\":"
+	    "  64, \"num_attention_heads\": 2, \"num_hidden_layers\": 1,"
+	    "  \"projection_dim\": 16},"
+	    " \"vision_config\": {\"hidden_act\": \"quick_gelu\", \"hidden_size\":"
+	    "  768, \"image_size\": 224, \"intermediate_size\": 3072,"
+	    "  \"layer_norm_eps\": 1e-05, \"num_attention_heads\": 12,"
+	    "  \"num_channels\": 3, \"num_hidden_layers\": 12, \"patch_size\": 32,"
+	    "  \"return_dict\": true, \"label2id\": {\"LABEL_0\": 0}},"
+	    " \"vision_config_dict\": {\"hidden_size\": 32, \"intermediate_size\":"
+	    "  64, \"num_attention_heads\": 2, \"num_hidden_layers\": 1,"
+	    "  \"image_size\": 64, \"patch_size\": 16, \"projection_dim\": 16},"
+	    " \"torch_dtype\": \"float32\", \"transformers_version\": null}");
+	clip_model *m = NULL;
+	cdx_error err = {0};
+	if (clip_model_load(f->dir, NULL, &m, &err) != 0)
+		fail_msg("clip_model_load: %s", err.msg);
+	const clip_model_info *in = clip_model_get_info(m);
+	assert_int_equal(in->text_width, 32);
+	assert_int_equal(in->vision_layers, 1);
+	assert_int_equal(in->patch_size, 16);
+	assert_int_equal(in->vocab_size, 49408);
+	assert_int_equal(in->embed_dim, 16);
+	clip_model_free(m);
+}
+
 int
 main(void)
 {
@@ -531,6 +577,7 @@ main(void)
 		T(test_missing_tensor),
 		T(test_wrong_shape),
 		T(test_config_defaults_apply),
+		T(test_config_full_dump),
 		T(test_preprocessor_config),
 		T(test_truncated),
 		T(test_header_length_beyond_file),
