@@ -1,0 +1,171 @@
+/* clipdexd's settings: flags, config file, checks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+
+static int
+parse(srv_config *c, cdx_error *err, ...)
+{
+	char *argv[32] = { "clipdexd" };
+	int argc = 1;
+	va_list ap;
+	va_start(ap, err);
+	for (char *a; (a = va_arg(ap, char *)) != NULL;)
+		argv[argc++] = a;
+	va_end(ap);
+	srv_config_init(c);
+	int rc = srv_config_parse_args(c, argc, argv, err);
+	if (rc == 0)
+		rc = srv_config_finish(c, err);
+	return rc;
+}
+
+static void
+test_defaults_and_flags(void **state)
+{
+	srv_config c;
+	cdx_error err;
+	(void)state;
+
+	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s", NULL),
+	    0);
+	assert_string_equal(c.model_dir, "/m");
+	assert_int_equal(c.workers, 2);
+	assert_int_equal(c.n_listen, 0);
+	assert_int_equal(c.max_request_bytes, (size_t)32 << 20);
+	srv_config_free(&c);
+
+	assert_int_equal(parse(&c, &err, "--model=/m", "--store", "/s",
+	    "--listen", "ipc:///tmp/a.sock", "--listen", "tcp://127.0.0.1:9",
+	    "--root", "/tmp/", "--threads", "3", "--log-level", "debug",
+	    "--reembed", "--max-pixels", "1000", NULL), 0);
+	assert_int_equal(c.n_listen, 2);
+	assert_string_equal(c.roots[0], "/tmp");       /* canonical */
+	assert_int_equal(c.threads, 3);
+	assert_int_equal(c.log_level, CDX_LOG_DEBUG);
+	assert_int_equal(c.reembed, 1);
+	assert_int_equal(c.max_pixels, 1000);
+	srv_config_free(&c);
+}
+
+static void
+test_errors_are_clear(void **state)
+{
+	srv_config c;
+	cdx_error err;
+	(void)state;
+
+	assert_int_equal(parse(&c, &err, "--store", "/s", NULL), CDX_EINVAL);
+	assert_non_null(strstr(err.msg, "--model"));
+	srv_config_free(&c);
+	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--threads", "zero", NULL), CDX_EINVAL);
+	assert_non_null(strstr(err.msg, "threads"));
+	srv_config_free(&c);
+	assert_int_equal(parse(&c, &err, "--model", "/m", "--colour", "red",
+	    NULL), CDX_EINVAL);
+	assert_non_null(strstr(err.msg, "colour"));
+	srv_config_free(&c);
+	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--root", "/no/such/folder", NULL), CDX_ENOTFOUND);
+	srv_config_free(&c);
+	/* Non-loopback listeners need a token. */
+	unsetenv("CLIPDEX_TOKEN");
+	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--listen", "tcp://0.0.0.0:7000", NULL), CDX_EINVAL);
+	assert_non_null(strstr(err.msg, "--token"));
+	srv_config_free(&c);
+	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--http", "0.0.0.0:7000", "--token", "s3cret", NULL), 0);
+	srv_config_free(&c);
+	setenv("CLIPDEX_TOKEN", "fromenv", 1);
+	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--http", "0.0.0.0:7000", NULL), 0);
+	assert_string_equal(c.token, "fromenv");
+	unsetenv("CLIPDEX_TOKEN");
+	srv_config_free(&c);
+	/* --help */
+	srv_config_init(&c);
+	char *argv[] = { "clipdexd", "--help", NULL };
+	assert_int_equal(srv_config_parse_args(&c, 2, argv, &err), 1);
+	assert_non_null(strstr(srv_config_help(), "--config FILE"));
+	srv_config_free(&c);
+}
+
+static void
+test_config_file_then_flags(void **state)
+{
+	char path[] = "/tmp/cdx-conf-XXXXXX";
+	srv_config c;
+	cdx_error err;
+	(void)state;
+
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char *text = "# clipdexd settings\n"
+	    "model = /models/clip\n"
+	    "store=/var/lib/clipdex   # trailing comment\n"
+	    "\n"
+	    "root = /tmp\n"
+	    "workers = 3\n"
+	    "reembed = 1\n";
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	/* flags override the file */
+	assert_int_equal(parse(&c, &err, "--config", path, "--workers", "5",
+	    NULL), 0);
+	assert_string_equal(c.model_dir, "/models/clip");
+	assert_string_equal(c.store_dir, "/var/lib/clipdex");
+	assert_int_equal(c.workers, 5);
+	assert_int_equal(c.reembed, 1);
+	assert_int_equal(c.n_roots, 1);
+	srv_config_free(&c);
+
+	FILE *f = fopen(path, "w");
+	fputs("model = /m\nthis line has no equals sign\n", f);
+	fclose(f);
+	assert_int_equal(parse(&c, &err, "--config", path, NULL), CDX_EINVAL);
+	assert_non_null(strstr(err.msg, ":2:"));
+	srv_config_free(&c);
+	assert_int_equal(parse(&c, &err, "--config", "/no/such/file", NULL),
+	    CDX_ENOTFOUND);
+	srv_config_free(&c);
+	unlink(path);
+}
+
+static void
+test_default_url(void **state)
+{
+	(void)state;
+	setenv("CLIPDEX_URL", "tcp://127.0.0.1:1234", 1);
+	assert_string_equal(srv_default_url(), "tcp://127.0.0.1:1234");
+	unsetenv("CLIPDEX_URL");
+	setenv("XDG_RUNTIME_DIR", "/run/user/1000", 1);
+	assert_string_equal(srv_default_url(), "ipc:///run/user/1000/clipdex.sock");
+	unsetenv("XDG_RUNTIME_DIR");
+	char want[64];
+	snprintf(want, sizeof(want), "ipc:///tmp/clipdex-%u.sock",
+	    (unsigned)getuid());
+	assert_string_equal(srv_default_url(), want);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_and_flags),
+		cmocka_unit_test(test_errors_are_clear),
+		cmocka_unit_test(test_config_file_then_flags),
+		cmocka_unit_test(test_default_url),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
