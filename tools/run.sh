@@ -11,11 +11,10 @@ BUILD=${BUILD:-build}
 
 mkdir -p "$(dirname "$STORE")"
 PHOTOS=$(cd "$PHOTOS" && pwd)
-URL=${CLIPDEX_URL:-ipc://${XDG_RUNTIME_DIR:-/tmp}/clipdex-run-$(id -u).sock}
-export CLIPDEX_URL="$URL"
-
+# clipdexd and clipdex agree on the default address (CLIPDEX_URL, else a
+# socket in $XDG_RUNTIME_DIR or /tmp).
 "$BUILD/clipdexd" --model "$MODEL" --store "$STORE" --root "$PHOTOS" \
-	--listen "$URL" --http "$HTTP" &
+	--http "$HTTP" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
 i=0
@@ -30,7 +29,6 @@ cat <<MSG
 
 clipdexd is serving $PHOTOS (store: $STORE).
 Search from another terminal:
-  export CLIPDEX_URL=$URL
   $BUILD/clipdex search "a dog on a beach"
   $BUILD/clipdex search "beach - people" -k 20
   curl -s -d '{"op":"search","text":"sunset","k":5}' http://$HTTP/api
