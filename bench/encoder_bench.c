@@ -243,17 +243,7 @@ main(int argc, char **argv)
 
 	/* ViT-B/32 shapes. */
 	tm_recipe r;
-	memset(&r, 0, sizeof(r));
-	r.seed = 42;
-	r.dtype = "F16";
-	r.projection_dim = 512;
-	r.vocab_size = 49408;
-	r.max_positions = 77;
-	r.text = (tm_tower){.width = 512, .layers = 12, .heads = 8,
-	    .mlp = 2048, .quick_gelu = 1, .eps = 1e-5};
-	r.vision = (tm_tower){.width = 768, .layers = 12, .heads = 12,
-	    .mlp = 3072, .quick_gelu = 1, .eps = 1e-5, .image_size = 224,
-	    .patch_size = 32};
+	tm_recipe_vit_b32(&r);
 	char dir[] = "/tmp/cdx-bench-model-XXXXXX";
 	if (mkdtemp(dir) == NULL) {
 		perror("mkdtemp");

@@ -66,6 +66,25 @@ tm_recipe_tiny(tm_recipe *r)
 	    .quick_gelu = 1, .eps = 1e-5, .image_size = 64, .patch_size = 16};
 }
 
+/* The shapes of openai/clip-vit-base-patch32 (vision 768w/12L/12H/3072,
+ * patch 32, image 224; text 512w/12L/8H/2048; projection 512), F16, random
+ * weights: for benchmarks. */
+static inline void
+tm_recipe_vit_b32(tm_recipe *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->seed = 42;
+	r->dtype = "F16";
+	r->projection_dim = 512;
+	r->vocab_size = 49408;
+	r->max_positions = 77;
+	r->text = (tm_tower){.width = 512, .layers = 12, .heads = 8,
+	    .mlp = 2048, .quick_gelu = 1, .eps = 1e-5};
+	r->vision = (tm_tower){.width = 768, .layers = 12, .heads = 12,
+	    .mlp = 3072, .quick_gelu = 1, .eps = 1e-5, .image_size = 224,
+	    .patch_size = 32};
+}
+
 static inline uint64_t
 tm_fnv1a64(const char *s)
 {
