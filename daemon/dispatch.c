@@ -93,42 +93,32 @@ srv_job_error(srv_job *job, const char *code, const char *fmt, ...)
 	job_error_tag(job, NULL, code, msg);
 }
 
-/* Finishes a success reply object r (adds v, ok, tag) and answers. */
-static void
-job_ok(srv_job *job, cJSON *r, const cJSON *tag)
+void
+srv_reply_ok(srv_call *c, cJSON *r)
 {
 	char *out;
 	cJSON_AddNumberToObject(r, "v", 1);
 	cJSON_AddTrueToObject(r, "ok");
-	if (tag != NULL)
-		cJSON_AddItemToObject(r, "tag", cJSON_Duplicate(tag, 1));
+	if (c->tag != NULL)
+		cJSON_AddItemToObject(r, "tag", cJSON_Duplicate(c->tag, 1));
 	out = cJSON_PrintUnformatted(r);
 	cJSON_Delete(r);
 	if (out == NULL)
-		job_error_tag(job, tag, "internal", "out of memory");
+		job_error_tag(c->job, c->tag, "internal", "out of memory");
 	else
-		srv_job_reply(job, out, 200);
+		srv_job_reply(c->job, out, 200);
+	c->job = NULL;
 }
 
 /* ---- request fields ---- */
 
-/* A request being handled: the parsed JSON and the error to report. */
-typedef struct call {
-	srv *s;
-	srv_worker *w;
-	srv_job *job;
-	cJSON *req;
-	const cJSON *tag;
-	const char *ecode;      /* protocol error code when failing */
-	char emsg[CDX_ERRMSG_MAX + 64];
-} call;
 
-static int
-fail(call *c, const char *code, const char *fmt, ...)
+int
+srv_fail(srv_call *c, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static int
-fail(call *c, const char *code, const char *fmt, ...)
+int
+srv_fail(srv_call *c, const char *code, const char *fmt, ...)
 {
 	va_list ap;
 	c->ecode = code;
@@ -138,35 +128,35 @@ fail(call *c, const char *code, const char *fmt, ...)
 	return -1;
 }
 
-static int
-fail_cdx(call *c, int rc, const cdx_error *err)
+int
+srv_fail_cdx(srv_call *c, int rc, const cdx_error *err)
 {
-	return fail(c, srv_error_code(rc, NULL), "%s",
+	return srv_fail(c, srv_error_code(rc, NULL), "%s",
 	    err != NULL && err->code == rc ? err->msg : cdx_strerror(rc));
 }
 
 /* Reads an optional integer field in [lo, hi]; absent leaves *out. */
-static int
-get_int(call *c, const cJSON *obj, const char *name, long lo, long hi,
+int
+srv_get_int(srv_call *c, const cJSON *obj, const char *name, long lo, long hi,
     const char *toobig, long *out)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
 	if (v == NULL || cJSON_IsNull(v))
 		return 0;
 	if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-		return fail(c, "bad_request", "'%s' must be an integer", name);
+		return srv_fail(c, "bad_request", "'%s' must be an integer", name);
 	if (v->valuedouble > (double)hi && toobig != NULL)
-		return fail(c, "too_large", "'%s' is %.0f; %s", name,
+		return srv_fail(c, "too_large", "'%s' is %.0f; %s", name,
 		    v->valuedouble, toobig);
 	if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
-		return fail(c, "bad_request", "'%s' must be in %ld..%ld", name, lo,
+		return srv_fail(c, "bad_request", "'%s' must be in %ld..%ld", name, lo,
 		    hi);
 	*out = (long)v->valuedouble;
 	return 0;
 }
 
-static int
-get_num(call *c, const cJSON *obj, const char *name, double lo, double hi,
+int
+srv_get_num(srv_call *c, const cJSON *obj, const char *name, double lo, double hi,
     int *present, double *out)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
@@ -174,7 +164,7 @@ get_num(call *c, const cJSON *obj, const char *name, double lo, double hi,
 		return 0;
 	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
 	    v->valuedouble < lo || v->valuedouble > hi)
-		return fail(c, "bad_request", "'%s' must be a number in %g..%g",
+		return srv_fail(c, "bad_request", "'%s' must be a number in %g..%g",
 		    name, lo, hi);
 	*out = v->valuedouble;
 	if (present != NULL)
@@ -182,8 +172,8 @@ get_num(call *c, const cJSON *obj, const char *name, double lo, double hi,
 	return 0;
 }
 
-static int
-get_bool(const cJSON *obj, const char *name)
+int
+srv_get_bool(const cJSON *obj, const char *name)
 {
 	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, name));
 }
@@ -243,31 +233,31 @@ typedef struct term {
 } term;
 
 static int
-parse_term(call *c, const cJSON *t, term *out)
+parse_term(srv_call *c, const cJSON *t, term *out)
 {
 	static const char *const keys[] = { "text", "image", "path", "id" };
 	int found = 0;
 	double w = 1.0;
 
 	if (!cJSON_IsObject(t))
-		return fail(c, "bad_request", "a term must be an object");
+		return srv_fail(c, "bad_request", "a term must be an object");
 	for (int k = 0; k < 4; k++) {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(t, keys[k]);
 		if (v == NULL)
 			continue;
 		if (found++)
-			return fail(c, "bad_request", "a term has exactly one of "
+			return srv_fail(c, "bad_request", "a term has exactly one of "
 			    "text, image, path, id");
 		out->kind = k;
 		out->src = v;
 		if (k == TERM_ID ? !cJSON_IsNumber(v) : !cJSON_IsString(v))
-			return fail(c, "bad_request", "'%s' must be a %s", keys[k],
+			return srv_fail(c, "bad_request", "'%s' must be a %s", keys[k],
 			    k == TERM_ID ? "number" : "string");
 	}
 	if (!found)
-		return fail(c, "bad_request", "a query needs text, image, path or "
+		return srv_fail(c, "bad_request", "a query needs text, image, path or "
 		    "id (or terms)");
-	if (get_num(c, t, "weight", -1e6, 1e6, NULL, &w) != 0)
+	if (srv_get_num(c, t, "weight", -1e6, 1e6, NULL, &w) != 0)
 		return -1;
 	out->weight = (float)w;
 	return 0;
@@ -275,7 +265,7 @@ parse_term(call *c, const cJSON *t, term *out)
 
 /* Decodes one image term into pixels for the encoder. */
 static int
-term_pixels(call *c, const term *t, int exact, float *pixels)
+term_pixels(srv_call *c, const term *t, int exact, float *pixels)
 {
 	const srv_config *cfg = c->s->cfg;
 	const clip_preprocess_cfg *pp = &c->s->info->preprocess;
@@ -290,15 +280,15 @@ term_pixels(call *c, const term *t, int exact, float *pixels)
 		const char *b = t->src->valuestring;
 		size_t blen = strlen(b);
 		if (blen / 4 * 3 > cfg->max_image_bytes + 3)
-			return fail(c, "too_large", "the image is over the limit of "
+			return srv_fail(c, "too_large", "the image is over the limit of "
 			    "%zu bytes", cfg->max_image_bytes);
 		data = malloc(blen / 4 * 3 + 3);
 		if (data == NULL)
-			return fail(c, "internal", "out of memory");
+			return srv_fail(c, "internal", "out of memory");
 		long n = b64_decode(b, blen, data);
 		if (n < 0) {
 			free(data);
-			return fail(c, "bad_request", "'image' is not valid base64");
+			return srv_fail(c, "bad_request", "'image' is not valid base64");
 		}
 		len = (size_t)n;
 	} else {
@@ -306,30 +296,30 @@ term_pixels(call *c, const term *t, int exact, float *pixels)
 		rc = srv_path_check(c->s, t->src->valuestring, canon, sizeof(canon),
 		    0);
 		if (rc == CDX_EPERM)
-			return fail(c, "forbidden", "%s is outside the daemon's roots",
+			return srv_fail(c, "forbidden", "%s is outside the daemon's roots",
 			    t->src->valuestring);
 		if (rc != 0)
-			return fail(c, rc == CDX_EINVAL ? "bad_request" : "not_found",
+			return srv_fail(c, rc == CDX_EINVAL ? "bad_request" : "not_found",
 			    "%s: %s", t->src->valuestring, rc == CDX_EINVAL ?
 			    "not an absolute path" : "no such file");
 		if ((rc = srv_read_file(canon, cfg->max_image_bytes, &data, &len,
 		    &err)) != 0)
-			return fail_cdx(c, rc, &err);
+			return srv_fail_cdx(c, rc, &err);
 	}
 	rc = clip_image_decode(data, len, &dopt, &img, &err);
 	free(data);
 	if (rc != 0)
-		return fail_cdx(c, rc, &err);
+		return srv_fail_cdx(c, rc, &err);
 	rc = clip_image_preprocess(&img, pp, pixels, &err);
 	clip_image_free(&img);
 	if (rc != 0)
-		return fail_cdx(c, rc, &err);
+		return srv_fail_cdx(c, rc, &err);
 	return 0;
 }
 
 /* Builds the normalised query vector of the request's terms into q. */
-static int
-query_vector(call *c, float *q)
+int
+srv_query_vector(srv_call *c, float *q)
 {
 	srv *s = c->s;
 	int dim = s->info->embed_dim;
@@ -337,7 +327,7 @@ query_vector(call *c, float *q)
 	size_t plane = (size_t)pp->crop_width * pp->crop_height * 3;
 	const cJSON *terms = cJSON_GetObjectItemCaseSensitive(c->req, "terms");
 	term t[SRV_TERMS_MAX];
-	int n = 0, n_text = 0, n_img = 0, exact = get_bool(c->req, "exact");
+	int n = 0, n_text = 0, n_img = 0, exact = srv_get_bool(c->req, "exact");
 	int32_t *ids = NULL;
 	float *pixels = NULL, *emb = NULL;
 	cdx_error err;
@@ -346,10 +336,10 @@ query_vector(call *c, float *q)
 	if (terms != NULL) {
 		const cJSON *e;
 		if (!cJSON_IsArray(terms) || cJSON_GetArraySize(terms) == 0)
-			return fail(c, "bad_request", "'terms' must be a non-empty "
+			return srv_fail(c, "bad_request", "'terms' must be a non-empty "
 			    "array");
 		if (cJSON_GetArraySize(terms) > SRV_TERMS_MAX)
-			return fail(c, "too_large", "at most %d terms",
+			return srv_fail(c, "too_large", "at most %d terms",
 			    SRV_TERMS_MAX);
 		cJSON_ArrayForEach(e, terms)
 			if (parse_term(c, e, &t[n++]) != 0)
@@ -365,7 +355,7 @@ query_vector(call *c, float *q)
 	pixels = malloc(sizeof(*pixels) * plane * (size_t)(n_img + 1));
 	emb = malloc(sizeof(*emb) * (size_t)dim * (size_t)n);
 	if (ids == NULL || pixels == NULL || emb == NULL) {
-		fail(c, "internal", "out of memory");
+		srv_fail(c, "internal", "out of memory");
 		goto out;
 	}
 
@@ -376,7 +366,7 @@ query_vector(call *c, float *q)
 			const char *txt = t[i].src->valuestring;
 			if ((rc = clip_tokenize(clip_model_tokenizer(s->model), txt,
 			    strlen(txt), ids + ti++ * CLIP_CONTEXT_LEN, NULL, &err)) != 0) {
-				fail_cdx(c, rc, &err);
+				srv_fail_cdx(c, rc, &err);
 				rc = -1;
 				goto out;
 			}
@@ -388,13 +378,13 @@ query_vector(call *c, float *q)
 	float *temb = emb, *iemb = emb + (size_t)n_text * dim;
 	if (n_text > 0 && (rc = clip_encode_text(c->w->ctx, ids, n_text, temb,
 	    &err)) != 0) {
-		fail_cdx(c, rc, &err);
+		srv_fail_cdx(c, rc, &err);
 		rc = -1;
 		goto out;
 	}
 	if (n_img > 0 && (rc = clip_encode_images(c->w->ctx, pixels, n_img, iemb,
 	    &err)) != 0) {
-		fail_cdx(c, rc, &err);
+		srv_fail_cdx(c, rc, &err);
 		rc = -1;
 		goto out;
 	}
@@ -408,15 +398,15 @@ query_vector(call *c, float *q)
 		} else if (t[i].kind == TERM_ID) {
 			double idv = t[i].src->valuedouble;
 			if (idv < 1 || idv != floor(idv) || idv > 9007199254740992.0) {
-				fail(c, "bad_request", "'id' must be a positive integer");
+				srv_fail(c, "bad_request", "'id' must be a positive integer");
 				rc = -1;
 				goto out;
 			}
 			if ((rc = store_image_get(s->st, (uint64_t)idv, &img, &err)) != 0) {
 				if (rc == CDX_ENOTFOUND)
-					fail(c, "not_found", "no image with id %.0f", idv);
+					srv_fail(c, "not_found", "no image with id %.0f", idv);
 				else
-					fail_cdx(c, rc, &err);
+					srv_fail_cdx(c, rc, &err);
 				rc = -1;
 				goto out;
 			}
@@ -432,7 +422,7 @@ query_vector(call *c, float *q)
 	for (int d = 0; d < dim; d++)
 		norm += (double)q[d] * q[d];
 	if (!(norm > 1e-12)) {
-		fail(c, "bad_request", "the query's terms cancel out");
+		srv_fail(c, "bad_request", "the query's terms cancel out");
 		rc = -1;
 		goto out;
 	}
@@ -448,16 +438,8 @@ out:
 
 /* ---- search and similar ---- */
 
-typedef struct search_opts {
-	long k, offset;
-	int has_min;
-	double min_score;
-	double collapse;
-	store_filter filter;
-} search_opts;
-
-static int
-parse_search_opts(call *c, search_opts *o)
+int
+srv_parse_search_opts(srv_call *c, srv_search_opts *o)
 {
 	const cJSON *f = cJSON_GetObjectItemCaseSensitive(c->req, "filter");
 	char toobig[64];
@@ -465,22 +447,22 @@ parse_search_opts(call *c, search_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->k = 10;
 	snprintf(toobig, sizeof(toobig), "the maximum is %d", SRV_K_MAX);
-	if (get_int(c, c->req, "k", 1, SRV_K_MAX, toobig, &o->k) != 0 ||
-	    get_int(c, c->req, "offset", 0, SRV_WINDOW_MAX, "too far", &o->offset)
+	if (srv_get_int(c, c->req, "k", 1, SRV_K_MAX, toobig, &o->k) != 0 ||
+	    srv_get_int(c, c->req, "offset", 0, SRV_WINDOW_MAX, "too far", &o->offset)
 	    != 0 ||
-	    get_num(c, c->req, "min_score", -1, 1, &o->has_min, &o->min_score) != 0
-	    || get_num(c, c->req, "collapse", 0, 1, NULL, &o->collapse) != 0)
+	    srv_get_num(c, c->req, "min_score", -1, 1, &o->has_min, &o->min_score) != 0
+	    || srv_get_num(c, c->req, "collapse", 0, 1, NULL, &o->collapse) != 0)
 		return -1;
 	if (o->k + o->offset > SRV_WINDOW_MAX)
-		return fail(c, "too_large", "offset + k is over %d", SRV_WINDOW_MAX);
+		return srv_fail(c, "too_large", "offset + k is over %d", SRV_WINDOW_MAX);
 	if (f == NULL || cJSON_IsNull(f))
 		return 0;
 	if (!cJSON_IsObject(f))
-		return fail(c, "bad_request", "'filter' must be an object");
+		return srv_fail(c, "bad_request", "'filter' must be an object");
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(f, "path_prefix");
 	if (p != NULL && !cJSON_IsNull(p)) {
 		if (!cJSON_IsString(p))
-			return fail(c, "bad_request", "'path_prefix' must be a string");
+			return srv_fail(c, "bad_request", "'path_prefix' must be a string");
 		o->filter.path_prefix = p->valuestring;
 	}
 	const cJSON *tf = cJSON_GetObjectItemCaseSensitive(f, "time");
@@ -490,11 +472,11 @@ parse_search_opts(call *c, search_opts *o)
 		else if (cJSON_IsString(tf) && strcmp(tf->valuestring, "mtime") == 0)
 			o->filter.time_field = STORE_TIME_MTIME;
 		else
-			return fail(c, "bad_request", "'time' must be \"capture\" or "
+			return srv_fail(c, "bad_request", "'time' must be \"capture\" or "
 			    "\"mtime\"");
 		long from = LONG_MIN, to = LONG_MAX;
-		if (get_int(c, f, "from", LONG_MIN, LONG_MAX, NULL, &from) != 0 ||
-		    get_int(c, f, "to", LONG_MIN, LONG_MAX, NULL, &to) != 0)
+		if (srv_get_int(c, f, "from", LONG_MIN, LONG_MAX, NULL, &from) != 0 ||
+		    srv_get_int(c, f, "to", LONG_MIN, LONG_MAX, NULL, &to) != 0)
 			return -1;
 		o->filter.time_min = from;
 		o->filter.time_max = to;
@@ -511,8 +493,8 @@ dot(const float *a, const float *b, int n)
 	return s;
 }
 
-static cJSON *
-hit_json(const store_hit *h)
+cJSON *
+srv_hit_json(const store_hit *h)
 {
 	cJSON *o = cJSON_CreateObject();
 	if (o == NULL)
@@ -538,7 +520,7 @@ hit_json(const store_hit *h)
  * collapsing, up to `want`, appending results [offset, offset + k) to arr.
  * Returns how many were kept. */
 static size_t
-select_hits(call *c, const store_results *res, const search_opts *o,
+select_hits(srv_call *c, const store_results *res, const srv_search_opts *o,
     uint64_t exclude, size_t want, cJSON *arr)
 {
 	int dim = c->s->info->embed_dim;
@@ -570,7 +552,7 @@ select_hits(call *c, const store_results *res, const search_opts *o,
 				continue;
 		}
 		if (n_kept++ >= (size_t)o->offset && arr != NULL)
-			cJSON_AddItemToArray(arr, hit_json(h));
+			cJSON_AddItemToArray(arr, srv_hit_json(h));
 	}
 	free(kept);
 	return n_kept;
@@ -581,7 +563,7 @@ select_hits(call *c, const store_results *res, const search_opts *o,
  * those under min_score.  Collapsing drops hits, so it searches deeper
  * (doubling) until enough survive or the collection is exhausted. */
 static int
-search_and_reply(call *c, const float *q, const search_opts *o,
+search_and_reply(srv_call *c, const float *q, const srv_search_opts *o,
     uint64_t exclude, double t0)
 {
 	srv *s = c->s;
@@ -597,7 +579,7 @@ search_and_reply(call *c, const float *q, const search_opts *o,
 		fetch *= 2;
 	for (;;) {
 		if ((rc = store_search(s->st, q, fetch, f, &res, &err)) != 0)
-			return fail_cdx(c, rc, &err);
+			return srv_fail_cdx(c, rc, &err);
 		if (o->collapse <= 0 || res->n < fetch ||
 		    fetch >= 8 * (size_t)SRV_WINDOW_MAX ||
 		    select_hits(c, res, o, exclude, want, NULL) >= want)
@@ -610,72 +592,70 @@ search_and_reply(call *c, const float *q, const search_opts *o,
 	    cJSON_AddArrayToObject(r, "results"));
 	store_results_free(res);
 	cJSON_AddNumberToObject(r, "took_ms", (srv_now() - t0) * 1000.0);
-	job_ok(c->job, r, c->tag);
-	c->job = NULL;
+	srv_reply_ok(c, r);
 	return 0;
 }
 
 static int
-op_search(call *c)
+op_search(srv_call *c)
 {
 	double t0 = srv_now();
-	search_opts o;
+	srv_search_opts o;
 	float *q = malloc(sizeof(float) * (size_t)c->s->info->embed_dim);
 	int rc = -1;
 
 	if (q == NULL)
-		return fail(c, "internal", "out of memory");
-	if (parse_search_opts(c, &o) == 0 && query_vector(c, q) == 0)
+		return srv_fail(c, "internal", "out of memory");
+	if (srv_parse_search_opts(c, &o) == 0 && srv_query_vector(c, q) == 0)
 		rc = search_and_reply(c, q, &o, 0, t0);
 	free(q);
 	return rc;
 }
 
 static int
-op_similar(call *c)
+op_similar(srv_call *c)
 {
 	double t0 = srv_now();
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(c->req, "id");
 	const cJSON *path = cJSON_GetObjectItemCaseSensitive(c->req, "path");
 	store_image *img = NULL;
-	search_opts o;
+	srv_search_opts o;
 	cdx_error err;
 	int rc;
 
-	if (parse_search_opts(c, &o) != 0)
+	if (srv_parse_search_opts(c, &o) != 0)
 		return -1;
 	if (cJSON_IsNumber(id) && id->valuedouble >= 1)
 		rc = store_image_get(c->s->st, (uint64_t)id->valuedouble, &img, &err);
 	else if (cJSON_IsString(path))
 		rc = store_image_get_by_path(c->s->st, path->valuestring, &img, &err);
 	else
-		return fail(c, "bad_request", "similar needs 'id' (a positive "
+		return srv_fail(c, "bad_request", "similar needs 'id' (a positive "
 		    "integer) or 'path' (of an indexed image)");
 	if (rc == CDX_ENOTFOUND)
-		return fail(c, "not_found", "that image is not in the index");
+		return srv_fail(c, "not_found", "that image is not in the index");
 	if (rc != 0)
-		return fail_cdx(c, rc, &err);
+		return srv_fail_cdx(c, rc, &err);
 	rc = search_and_reply(c, img->embedding, &o, img->id, t0);
 	store_image_free(img);
 	return rc;
 }
 
 static int
-op_embed(call *c)
+op_embed(srv_call *c)
 {
 	int dim = c->s->info->embed_dim;
 	float *q = malloc(sizeof(float) * (size_t)dim);
 	int rc = -1;
 
 	if (q == NULL)
-		return fail(c, "internal", "out of memory");
-	if (query_vector(c, q) == 0) {
+		return srv_fail(c, "internal", "out of memory");
+	if (srv_query_vector(c, q) == 0) {
 		cJSON *r = cJSON_CreateObject();
 		cJSON_AddNumberToObject(r, "dim", dim);
 		cJSON_AddStringToObject(r, "model", c->s->info->id);
 		cJSON_AddItemToObject(r, "embedding", cJSON_CreateFloatArray(q, dim));
-		job_ok(c->job, r, c->tag);
-		c->job = NULL;
+		srv_reply_ok(c, r);
 		rc = 0;
 	}
 	free(q);
@@ -685,27 +665,27 @@ op_embed(call *c)
 /* ---- collection ---- */
 
 static int
-op_add(call *c)
+op_add(srv_call *c)
 {
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(c->req, "path");
 	char canon[PATH_MAX];
 	int rc;
 
 	if (!cJSON_IsString(p))
-		return fail(c, "bad_request", "add needs 'path'");
+		return srv_fail(c, "bad_request", "add needs 'path'");
 	rc = srv_path_check(c->s, p->valuestring, canon, sizeof(canon),
 	    c->job->origin == SRV_ORIGIN_LOCAL);
 	if (rc == CDX_EPERM)
-		return fail(c, "forbidden", "%s is outside the daemon's roots "
+		return srv_fail(c, "forbidden", "%s is outside the daemon's roots "
 		    "(start clipdexd with --root, or add it over the local socket)",
 		    p->valuestring);
 	if (rc != 0)
-		return fail(c, rc == CDX_EINVAL ? "bad_request" : "not_found",
+		return srv_fail(c, rc == CDX_EINVAL ? "bad_request" : "not_found",
 		    "%s: %s", p->valuestring, rc == CDX_EINVAL ?
 		    "not an absolute path" : "no such file or folder");
 	if ((rc = srv_root_add(c->s, canon)) != 0)
-		return fail(c, "too_large", "too many roots");
-	if (get_bool(c->req, "wait")) {
+		return srv_fail(c, "too_large", "too many roots");
+	if (srv_get_bool(c->req, "wait")) {
 		/* The indexing thread answers when the work is done. */
 		srv_job *job = c->job;
 		c->job = NULL;
@@ -715,8 +695,7 @@ op_add(call *c)
 	ingest_enqueue(c->s, canon, NULL);
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddTrueToObject(r, "queued");
-	job_ok(c->job, r, c->tag);
-	c->job = NULL;
+	srv_reply_ok(c, r);
 	return 0;
 }
 
@@ -748,7 +727,7 @@ collect_prefix(void *user, const store_image *img)
 }
 
 static int
-op_remove(call *c)
+op_remove(srv_call *c)
 {
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(c->req, "path");
 	struct prefix_ids pi = { 0 };
@@ -757,7 +736,7 @@ op_remove(call *c)
 	int rc, inside = 0;
 
 	if (!cJSON_IsString(p) || p->valuestring[0] != '/')
-		return fail(c, "bad_request", "remove needs an absolute 'path'");
+		return srv_fail(c, "bad_request", "remove needs an absolute 'path'");
 	/* The file may be gone already: compare the path as given (trailing
 	 * slashes dropped) with the roots, without resolving it. */
 	char path[PATH_MAX];
@@ -765,7 +744,7 @@ op_remove(call *c)
 	for (size_t n = strlen(path); n > 1 && path[n - 1] == '/'; n--)
 		path[n - 1] = '\0';
 	if (strstr(path, "/../") != NULL || strstr(path, "/./") != NULL)
-		return fail(c, "bad_request", "the path must be canonical");
+		return srv_fail(c, "bad_request", "the path must be canonical");
 	pthread_mutex_lock(&c->s->mu);
 	for (int i = 0; i < c->s->n_roots && !inside; i++) {
 		size_t n = strlen(c->s->roots[i]);
@@ -774,25 +753,24 @@ op_remove(call *c)
 	}
 	pthread_mutex_unlock(&c->s->mu);
 	if (!inside)
-		return fail(c, "forbidden", "%s is outside the daemon's roots", path);
+		return srv_fail(c, "forbidden", "%s is outside the daemon's roots", path);
 	pi.prefix = path;
 	pi.plen = strlen(path);
 	if ((rc = store_image_foreach(c->s->st, collect_prefix, &pi, &err)) != 0) {
 		free(pi.ids);
-		return fail_cdx(c, rc, &err);
+		return srv_fail_cdx(c, rc, &err);
 	}
 	if (pi.n > 0 && (rc = store_image_delete(c->s->st, pi.ids, pi.n, &removed,
 	    &err)) != 0) {
 		free(pi.ids);
-		return fail_cdx(c, rc, &err);
+		return srv_fail_cdx(c, rc, &err);
 	}
 	free(pi.ids);
 	if (removed > 0)
 		cdx_log(CDX_LOG_INFO, "removed %zu images under %s", removed, path);
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddNumberToObject(r, "removed", (double)removed);
-	job_ok(c->job, r, c->tag);
-	c->job = NULL;
+	srv_reply_ok(c, r);
 	return 0;
 }
 
@@ -812,7 +790,7 @@ rss_bytes(void)
 }
 
 static int
-op_status(call *c)
+op_status(srv_call *c)
 {
 	srv *s = c->s;
 	store_stats st;
@@ -843,8 +821,7 @@ op_status(call *c)
 		cJSON_AddItemToArray(roots, cJSON_CreateString(s->roots[i]));
 	pthread_mutex_unlock(&s->mu);
 	cJSON_AddNumberToObject(r, "rss_bytes", (double)rss_bytes());
-	job_ok(c->job, r, c->tag);
-	c->job = NULL;
+	srv_reply_ok(c, r);
 	return 0;
 }
 
@@ -871,24 +848,23 @@ add_failure(void *user, const store_failure *f)
 }
 
 static int
-op_failures(call *c)
+op_failures(srv_call *c)
 {
 	struct failure_list l = { NULL, 100, 0 };
 	cdx_error err;
 	int rc;
 
-	if (get_int(c, c->req, "limit", 0, 100000, NULL, &l.limit) != 0)
+	if (srv_get_int(c, c->req, "limit", 0, 100000, NULL, &l.limit) != 0)
 		return -1;
 	cJSON *r = cJSON_CreateObject();
 	l.arr = cJSON_AddArrayToObject(r, "failures");
 	rc = store_failure_foreach(c->s->st, add_failure, &l, &err);
 	if (rc < 0) {
 		cJSON_Delete(r);
-		return fail_cdx(c, rc, &err);
+		return srv_fail_cdx(c, rc, &err);
 	}
 	cJSON_AddNumberToObject(r, "total", (double)store_failure_count(c->s->st));
-	job_ok(c->job, r, c->tag);
-	c->job = NULL;
+	srv_reply_ok(c, r);
 	return 0;
 }
 
@@ -896,7 +872,7 @@ op_failures(call *c)
 
 static const struct {
 	const char *name;
-	int (*fn)(call *c);
+	int (*fn)(srv_call *c);
 } ops[] = {
 	{ "search", op_search },
 	{ "similar", op_similar },
@@ -908,7 +884,7 @@ static const struct {
 };
 
 static int
-check_token(call *c)
+check_token(srv_call *c)
 {
 	const char *want = c->s->cfg->token;
 	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(c->req, "token");
@@ -919,29 +895,29 @@ check_token(call *c)
 	if (got == NULL && cJSON_IsString(tok))
 		got = tok->valuestring;
 	if (want == NULL || got == NULL || strlen(want) != strlen(got))
-		return fail(c, "unauthorized", "a valid token is required");
+		return srv_fail(c, "unauthorized", "a valid token is required");
 	/* Compare in constant time. */
 	unsigned char diff = 0;
 	for (size_t i = 0; want[i] != '\0'; i++)
 		diff |= (unsigned char)(want[i] ^ got[i]);
-	return diff == 0 ? 0 : fail(c, "unauthorized",
+	return diff == 0 ? 0 : srv_fail(c, "unauthorized",
 	    "a valid token is required");
 }
 
 void
 srv_dispatch(srv *s, srv_worker *w, srv_job *job)
 {
-	call c = { .s = s, .w = w, .job = job };
+	srv_call c = { .s = s, .w = w, .job = job };
 	const cJSON *op, *v;
 	int rc = -1;
 
 	if (job->req == NULL) {
-		fail(&c, "internal", "out of memory");
+		srv_fail(&c, "internal", "out of memory");
 		goto out;
 	}
 	c.req = cJSON_ParseWithLength(job->req, job->len);
 	if (c.req == NULL || !cJSON_IsObject(c.req)) {
-		fail(&c, "bad_json", "the request is not a JSON object");
+		srv_fail(&c, "bad_json", "the request is not a JSON object");
 		goto out;
 	}
 	c.tag = cJSON_GetObjectItemCaseSensitive(c.req, "tag");
@@ -949,13 +925,13 @@ srv_dispatch(srv *s, srv_worker *w, srv_job *job)
 		goto out;
 	v = cJSON_GetObjectItemCaseSensitive(c.req, "v");
 	if (v != NULL && !(cJSON_IsNumber(v) && v->valuedouble == 1)) {
-		fail(&c, "unsupported_version", "this daemon speaks protocol "
+		srv_fail(&c, "unsupported_version", "this daemon speaks protocol "
 		    "version 1");
 		goto out;
 	}
 	op = cJSON_GetObjectItemCaseSensitive(c.req, "op");
 	if (!cJSON_IsString(op)) {
-		fail(&c, "bad_request", "the request needs an 'op' string");
+		srv_fail(&c, "bad_request", "the request needs an 'op' string");
 		goto out;
 	}
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
@@ -966,11 +942,11 @@ srv_dispatch(srv *s, srv_worker *w, srv_job *job)
 			goto out;
 		}
 	}
-	fail(&c, "unknown_op", "unknown op '%.64s'", op->valuestring);
+	srv_fail(&c, "unknown_op", "unknown op '%.64s'", op->valuestring);
 out:
 	if (c.job != NULL) {
 		if (rc == 0)    /* an op that neither answered nor failed: a bug */
-			fail(&c, "internal", "no reply");
+			srv_fail(&c, "internal", "no reply");
 		job_error_tag(c.job, c.tag, c.ecode ? c.ecode : "internal", c.emsg);
 	}
 	cJSON_Delete(c.req);

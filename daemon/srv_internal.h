@@ -11,6 +11,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/supplemental/http/http.h>
+#include <cjson/cJSON.h>
 
 #include "daemon/daemon.h"
 #include "encoder/clip.h"
@@ -88,6 +89,52 @@ struct srv {
 };
 
 double srv_now(void);
+
+/* ---- dispatch.c: request handling shared by every operation ---- */
+
+/* A request being handled on a worker: the parsed JSON and, when an
+ * operation fails, the protocol error to report.  An operation either
+ * answers (srv_reply_ok, which clears job) and returns 0, hands the job on
+ * (clearing job) and returns 0, or returns -1 after srv_fail*(). */
+typedef struct srv_call {
+	srv *s;
+	srv_worker *w;          /* its clip_ctx encodes the request's terms */
+	srv_job *job;
+	cJSON *req;
+	const cJSON *tag;
+	const char *ecode;      /* protocol error code when failing */
+	char emsg[CDX_ERRMSG_MAX + 64];
+} srv_call;
+
+/* Records a protocol error (code from docs/PROTOCOL.md); returns -1. */
+int srv_fail(srv_call *c, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Records a CDX error with its message, mapped by srv_error_code(). */
+int srv_fail_cdx(srv_call *c, int rc, const cdx_error *err);
+/* Optional fields of obj: absent leaves *out; wrong type or range fails
+ * (an integer above hi fails with "too_large" when toobig is not NULL). */
+int srv_get_int(srv_call *c, const cJSON *obj, const char *name, long lo,
+    long hi, const char *toobig, long *out);
+int srv_get_num(srv_call *c, const cJSON *obj, const char *name, double lo,
+    double hi, int *present, double *out);
+int srv_get_bool(const cJSON *obj, const char *name);
+/* Answers the call with the success object r (adds v, ok, tag; takes r). */
+void srv_reply_ok(srv_call *c, cJSON *r);
+/* The normalised query vector (embed_dim floats) of the request's terms
+ * ("terms", or one text/image/path/id at the top level). */
+int srv_query_vector(srv_call *c, float *q);
+/* One search hit as the protocol's result object. */
+cJSON *srv_hit_json(const store_hit *h);
+
+/* search options: k, offset, min_score, collapse, filter */
+typedef struct srv_search_opts {
+	long k, offset;
+	int has_min;
+	double min_score;
+	double collapse;
+	store_filter filter;
+} srv_search_opts;
+int srv_parse_search_opts(srv_call *c, srv_search_opts *o);
 
 /* dispatch.c: handles one job on a worker; answers it through job->fn, or
  * hands it to the indexing thread. Frees the job when answered. */
