@@ -137,9 +137,17 @@ set_search_params(store *s)
 	if (strstr(s->kind, "HNSW"))
 		faiss_ParameterSpace_set_index_parameter(ps, s->index, "efSearch",
 							 s->hnsw_ef_search);
-	if (strstr(s->kind, "IVF"))
+	long nl;
+	if (strstr(s->kind, "IVF") && st_parse_kind_nlist(s->kind, &nl) == 0) {
+		/* Default: 1/256 of the lists, at least 8 (see STORE.md). */
+		long np = s->ivf_nprobe ? s->ivf_nprobe : nl / 256;
+		if (np < 8)
+			np = 8;
+		if (np > nl)
+			np = nl;
 		faiss_ParameterSpace_set_index_parameter(ps, s->index, "nprobe",
-							 s->ivf_nprobe);
+							 (double)np);
+	}
 	faiss_ParameterSpace_free(ps);
 }
 
@@ -1080,34 +1088,49 @@ count_prefix(search_ctx *c, size_t limit)
 	return n;
 }
 
-/* An HNSW graph explores only efSearch candidates, so a search deeper
- * than efSearch raises it to kk for the call.  That changes the index, so
- * it needs the exclusive lock; without it the caller gets NEED_EXCLUSIVE
- * and retries with it. */
+/* An HNSW graph explores only efSearch candidates and an IVF index only
+ * nprobe lists, so a deeper search raises them for the call (see
+ * index_search).  That changes the index, so it needs the exclusive lock;
+ * without it the caller gets NEED_EXCLUSIVE and retries with it. */
 #define NEED_EXCLUSIVE 1
 
 static void
-set_ef(store *s, int ef)
+set_param(store *s, const char *name, double v)
 {
 	FaissParameterSpace *ps;
 	if (faiss_ParameterSpace_new(&ps) != 0)
 		return;
-	faiss_ParameterSpace_set_index_parameter(ps, s->index, "efSearch", ef);
+	faiss_ParameterSpace_set_index_parameter(ps, s->index, name, v);
 	faiss_ParameterSpace_free(ps);
 }
 
+/* Searches kk results for a k-result request.  Deeper than usual (kk above
+ * efSearch for HNSW; kk > 2k for IVF, i.e. a filtered over-fetch whose
+ * matches lie beyond the usual lists) raises efSearch to kk, or nprobe by
+ * sqrt(kk/k), for the call. */
 static int
-index_search(store *s, const float *q, size_t kk, int exclusive, float *dis,
-	     idx_t *lab, cdx_error *err)
+index_search(store *s, const float *q, size_t k, size_t kk, int exclusive,
+	     float *dis, idx_t *lab, cdx_error *err)
 {
-	int deep = strstr(s->kind, "HNSW") && kk > (size_t)s->hnsw_ef_search;
+	long nl = 0;
+	int hnsw = strstr(s->kind, "HNSW") != NULL;
+	int ivf = !hnsw && st_parse_kind_nlist(s->kind, &nl) == 0;
+	int deep = (hnsw && kk > (size_t)s->hnsw_ef_search) ||
+		   (ivf && kk > 2 * k);
 	if (deep && !exclusive)
 		return NEED_EXCLUSIVE;
-	if (deep)
-		set_ef(s, kk > INT32_MAX ? INT32_MAX : (int)kk);
+	if (deep && hnsw)
+		set_param(s, "efSearch", kk > INT32_MAX ? INT32_MAX : (double)kk);
+	if (deep && ivf) {
+		double np = s->ivf_nprobe ? s->ivf_nprobe : nl / 256;
+		if (np < 8)
+			np = 8;
+		np *= ceil(sqrt((double)kk / (double)(k ? k : 1)));
+		set_param(s, "nprobe", np > (double)nl ? (double)nl : np);
+	}
 	int r = faiss_Index_search(s->index, 1, q, (idx_t)kk, dis, lab);
 	if (deep)
-		set_ef(s, s->hnsw_ef_search);
+		set_search_params(s);
 	if (r)
 		return st_faiss_err(err, r, "search");
 	return 0;
@@ -1230,7 +1253,7 @@ index_filtered_scan(search_ctx *c, topk *t, size_t k, size_t kk,
 		if (fs)
 			flat_scan_select(fs, kk, dis, lab);
 		else
-			r = index_search(s, c->q, kk, c->exclusive, dis, lab,
+			r = index_search(s, c->q, k, kk, c->exclusive, dis, lab,
 					 err);
 		if (r) {
 			free(dis);
@@ -1386,7 +1409,20 @@ search_locked(search_ctx *c, topk *t, size_t k, store_results **out,
 				kk = (size_t)((double)k * (double)n /
 					      (m >= 1 ? m : 1) * 3.0) + k;
 			}
-			rc = index_filtered(c, t, k, kk, &complete, err);
+			if (filtered && strcmp(s->kind, "Flat") != 0 &&
+			    kk >= n / 4) {
+				/* An approximate index asked for a large part
+				 * of itself is no faster and less exact than
+				 * scoring the matches. */
+				rc = exact_filtered(c, t,
+						    c->plen && mp < plim &&
+							    mp <= mt,
+						    err);
+				complete = 1;
+			} else {
+				rc = index_filtered(c, t, k, kk, &complete,
+						    err);
+			}
 		}
 		if (!rc && !complete) {
 			t->n = 0;
@@ -1505,7 +1541,7 @@ range_by_knn(store *s, const float *q, float min_score, range_acc *a,
 			free(lab);
 			return cdx_error_set(err, CDX_ENOMEM, "range search");
 		}
-		int r = index_search(s, q, kk, 1, dis, lab, err);
+		int r = index_search(s, q, kk, kk, 1, dis, lab, err);
 		if (r) {
 			free(dis);
 			free(lab);

@@ -45,7 +45,7 @@ store_default_params(void)
 	p.map_size = DEFAULT_MAP_SIZE;
 	p.auto_flat_max = STORE_AUTO_FLAT_MAX;
 	p.hnsw_ef_search = 128;
-	p.ivf_nprobe = 32;
+	p.ivf_nprobe = 0;
 	p.exact_filter_max = 20000;
 	return p;
 }
@@ -331,7 +331,7 @@ store_open(const char *dir, const store_params *p, store **out,
 	s->auto_flat_max = p->auto_flat_max ? p->auto_flat_max
 					    : STORE_AUTO_FLAT_MAX;
 	s->hnsw_ef_search = p->hnsw_ef_search ? p->hnsw_ef_search : 128;
-	s->ivf_nprobe = p->ivf_nprobe ? p->ivf_nprobe : 32;
+	s->ivf_nprobe = p->ivf_nprobe; /* 0: chosen from nlist */
 	s->n_threads = p->n_threads;
 	s->exact_max = p->exact_filter_max ? p->exact_filter_max : 20000;
 	if (s->n_threads == 0) {

@@ -70,8 +70,8 @@ typedef struct store_params {
 	 * model_id or dim fails with CDX_EMODEL, unless reembed is set. */
 	const char *model_id;
 	/* Index kind: "auto" (default), "flat" (exact inner product),
-	 * "hnsw" (HNSW32, efSearch below), "ivf" (IVF, nlist ~ 4*sqrt(n),
-	 * nprobe below), or any FAISS index_factory description ("HNSW16",
+	 * "hnsw" (HNSW32, efSearch below), "ivf" (IVF, nlist ~ 2*sqrt(n)
+	 * rounded to a power of two, nprobe below), or any FAISS index_factory description ("HNSW16",
 	 * "IVF1024,Flat", ...; the store wraps it in an IDMap2 itself).
 	 * "auto" is exact up to auto_flat_max images and "ivf" above; it is
 	 * resolved when the store is opened and on store_index_rebuild(), with
@@ -93,7 +93,8 @@ typedef struct store_params {
 	size_t map_size;
 	/* Size threshold of "auto" (default STORE_AUTO_FLAT_MAX). */
 	size_t auto_flat_max;
-	/* HNSW efSearch (default 128) and IVF nprobe (default 32). */
+	/* HNSW efSearch (default 128) and IVF nprobe (default 0: nlist/256,
+	 * at least 8; e.g. 8 of 2048 lists at 1M images). */
 	int hnsw_ef_search;
 	int ivf_nprobe;
 	/* A filtered search scores the matching images exactly (reading
