@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon/dupes.h"
 #include "daemon/srv_internal.h"
 
 /* ---- replies ---- */
@@ -881,6 +882,9 @@ static const struct {
 	{ "remove", op_remove },
 	{ "status", op_status },
 	{ "failures", op_failures },
+	{ "dupes", dupes_op },
+	{ "check", dupes_op_check },
+	{ "retrieve", retrieve_op },
 };
 
 static int

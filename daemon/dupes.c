@@ -1,0 +1,880 @@
+/*
+ * dupes.c - exact, near-duplicate and similar-shot groups (dupes.h), and
+ * the daemon's dupes and check operations (docs/PROTOCOL.md).
+ *
+ * Near groups: every stored embedding is a range-search query (in batches)
+ * at the threshold; each hit joins the two images in a union-find, so the
+ * groups are the connected components of the "at least T similar" graph.
+ * Only one batch of embeddings is held at a time.
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "daemon/dupes.h"
+#include "daemon/srv_internal.h"
+
+/* What the keeper rule and the grouping need of one image. */
+typedef struct img_info {
+	uint64_t id;
+	int64_t size;
+	int64_t capture;
+	uint32_t width, height;
+	uint32_t path_len;
+	uint8_t hash[STORE_HASH_LEN];
+} img_info;
+
+typedef struct collect {
+	img_info *v;
+	size_t n, cap;
+	const char *prefix;
+	size_t plen;
+} collect;
+
+static double
+mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+const char *
+dupes_reason_name(int reason)
+{
+	switch (reason) {
+	case DUPES_BY_RESOLUTION: return "largest resolution";
+	case DUPES_BY_SIZE: return "largest file";
+	case DUPES_BY_CAPTURE: return "earliest capture time";
+	case DUPES_BY_PATH: return "shortest path";
+	default: return "lowest id";
+	}
+}
+
+const char *
+dupes_kind_name(int kind)
+{
+	switch (kind) {
+	case DUPES_EXACT: return "exact";
+	case DUPES_NEAR: return "near";
+	default: return "similar";
+	}
+}
+
+/* < 0 when a is the better copy; *reason gets the deciding rule. */
+static int
+info_cmp(const img_info *a, const img_info *b, int *reason)
+{
+	uint64_t pa = (uint64_t)a->width * a->height;
+	uint64_t pb = (uint64_t)b->width * b->height;
+	int r, c;
+
+	if (pa != pb) {
+		r = DUPES_BY_RESOLUTION;
+		c = pa > pb ? -1 : 1;
+	} else if (a->size != b->size) {
+		r = DUPES_BY_SIZE;
+		c = a->size > b->size ? -1 : 1;
+	} else if (a->capture != b->capture) {
+		/* Unknown (INT64_MIN) sorts last. */
+		r = DUPES_BY_CAPTURE;
+		if (a->capture == STORE_TIME_UNKNOWN)
+			c = 1;
+		else if (b->capture == STORE_TIME_UNKNOWN)
+			c = -1;
+		else
+			c = a->capture < b->capture ? -1 : 1;
+	} else if (a->path_len != b->path_len) {
+		r = DUPES_BY_PATH;
+		c = a->path_len < b->path_len ? -1 : 1;
+	} else {
+		r = DUPES_BY_ID;
+		c = a->id < b->id ? -1 : a->id > b->id;
+	}
+	if (reason != NULL)
+		*reason = r;
+	return c;
+}
+
+static void
+info_of(const store_image *img, img_info *o)
+{
+	o->id = img->id;
+	o->size = img->size;
+	o->capture = img->capture_time;
+	o->width = img->width;
+	o->height = img->height;
+	o->path_len = (uint32_t)strlen(img->path);
+	memcpy(o->hash, img->hash, STORE_HASH_LEN);
+}
+
+int
+dupes_keeper_cmp(const store_image *a, const store_image *b, int *reason)
+{
+	img_info ia, ib;
+	info_of(a, &ia);
+	info_of(b, &ib);
+	return info_cmp(&ia, &ib, reason);
+}
+
+static int
+collect_fn(void *user, const store_image *img)
+{
+	collect *c = user;
+	if (c->plen > 0 && strncmp(img->path, c->prefix, c->plen) != 0)
+		return 0;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 1024;
+		img_info *v = realloc(c->v, cap * sizeof(*v));
+		if (v == NULL)
+			return CDX_ENOMEM;
+		c->v = v;
+		c->cap = cap;
+	}
+	info_of(img, &c->v[c->n++]);
+	return 0;
+}
+
+/* Index of id in the id-sorted v, or -1. */
+static long
+find_id(const img_info *v, size_t n, uint64_t id)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && v[lo].id == id ? (long)lo : -1;
+}
+
+/* ---- union-find ---- */
+
+static uint32_t
+uf_find(uint32_t *p, uint32_t x)
+{
+	while (p[x] != x) {
+		p[x] = p[p[x]];
+		x = p[x];
+	}
+	return x;
+}
+
+static void
+uf_union(uint32_t *p, uint32_t a, uint32_t b)
+{
+	a = uf_find(p, a);
+	b = uf_find(p, b);
+	if (a == b)
+		return;
+	/* The smaller index becomes the root: deterministic. */
+	if (a < b)
+		p[b] = a;
+	else
+		p[a] = b;
+}
+
+/* Joins every pair at least `thr` similar in uf (and, when near is not
+ * NULL, the pairs at least near_thr similar in near as well). */
+static int
+link_by_range(store *s, const img_info *v, size_t n, int dim, size_t batch,
+    float thr, uint32_t *uf, uint32_t *near, float near_thr, cdx_error *err)
+{
+	float *q = malloc(batch * (size_t)dim * sizeof(float));
+	uint32_t *qi = malloc(batch * sizeof(*qi));
+	int rc = 0;
+
+	if (q == NULL || qi == NULL) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "dupes: out of memory");
+		goto out_free;
+	}
+	for (size_t i0 = 0; i0 < n && rc == 0; i0 += batch) {
+		size_t nb = n - i0 < batch ? n - i0 : batch, nq = 0;
+		for (size_t j = 0; j < nb; j++) {
+			store_image *img = NULL;
+			int r = store_image_get(s, v[i0 + j].id, &img, err);
+			if (r == CDX_ENOTFOUND)
+				continue;       /* deleted since the snapshot */
+			if (r != 0) {
+				rc = r;
+				goto out_free;
+			}
+			memcpy(q + nq * (size_t)dim, img->embedding,
+			    (size_t)dim * sizeof(float));
+			qi[nq++] = (uint32_t)(i0 + j);
+			store_image_free(img);
+		}
+		store_range *res = NULL;
+		if (nq == 0)
+			continue;
+		if ((rc = store_range_search(s, q, nq, thr, &res, err)) != 0)
+			goto out_free;
+		for (size_t a = 0; a < nq; a++)
+			for (size_t k = res->lims[a]; k < res->lims[a + 1]; k++) {
+				long b = find_id(v, n, res->ids[k]);
+				if (b < 0 || (uint32_t)b == qi[a])
+					continue;
+				uf_union(uf, qi[a], (uint32_t)b);
+				if (near != NULL && res->scores[k] >= near_thr)
+					uf_union(near, qi[a], (uint32_t)b);
+			}
+		store_range_free(res);
+	}
+out_free:
+	free(q);
+	free(qi);
+	return rc;
+}
+
+
+static int
+hash_cmp(const img_info *v, uint32_t a, uint32_t b)
+{
+	return memcmp(v[a].hash, v[b].hash, STORE_HASH_LEN);
+}
+
+typedef struct group_desc {
+	size_t start, size;     /* in the unsorted member arrays */
+	uint32_t min_idx;
+	uint8_t reason;
+} group_desc;
+
+static int
+group_desc_cmp(const void *pa, const void *pb)
+{
+	const group_desc *a = pa, *b = pb;
+	if (a->size != b->size)
+		return a->size > b->size ? -1 : 1;
+	return a->min_idx < b->min_idx ? -1 : a->min_idx > b->min_idx;
+}
+
+typedef struct member {
+	uint64_t id;
+	float score;
+} member;
+
+static int
+member_cmp(const void *pa, const void *pb)
+{
+	const member *a = pa, *b = pb;
+	if (a->score != b->score)
+		return a->score > b->score ? -1 : 1;
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static double
+dotf(const float *a, const float *b, int n)
+{
+	double s = 0;
+	for (int i = 0; i < n; i++)
+		s += (double)a[i] * b[i];
+	return s;
+}
+
+/* Growable output: members and group descriptors. */
+typedef struct builder {
+	member *m;
+	size_t nm, capm;
+	group_desc *g;
+	size_t ng, capg;
+} builder;
+
+/* Adds the group of image indices idx[0..cnt) (cnt >= 2): picks the
+ * keeper and, unless exact, scores the members against it. */
+static int
+add_group(store *s, const img_info *v, const uint32_t *idx, size_t cnt,
+    int exact, int dim, builder *b, cdx_error *err)
+{
+	size_t best = 0, second = SIZE_MAX;
+	uint32_t min_idx = idx[0];
+	int reason = DUPES_BY_ID, rc = 0;
+
+	for (size_t i = 1; i < cnt; i++) {
+		if (idx[i] < min_idx)
+			min_idx = idx[i];
+		if (info_cmp(&v[idx[i]], &v[idx[best]], NULL) < 0) {
+			second = best;
+			best = i;
+		} else if (second == SIZE_MAX ||
+		    info_cmp(&v[idx[i]], &v[idx[second]], NULL) < 0) {
+			second = i;
+		}
+	}
+	info_cmp(&v[idx[best]], &v[idx[second]], &reason);
+	if (b->nm + cnt > b->capm) {
+		size_t cap = (b->capm ? b->capm * 2 : 256) + cnt;
+		member *m = realloc(b->m, cap * sizeof(*m));
+		if (m == NULL)
+			return cdx_error_set(err, CDX_ENOMEM, "dupes: out of memory");
+		b->m = m;
+		b->capm = cap;
+	}
+	if (b->ng == b->capg) {
+		size_t cap = b->capg ? b->capg * 2 : 64;
+		group_desc *g = realloc(b->g, cap * sizeof(*g));
+		if (g == NULL)
+			return cdx_error_set(err, CDX_ENOMEM, "dupes: out of memory");
+		b->g = g;
+		b->capg = cap;
+	}
+	member *out = b->m + b->nm;
+	store_image *keep = NULL;
+	if (!exact) {
+		rc = store_image_get(s, v[idx[best]].id, &keep, err);
+		if (rc == CDX_ENOTFOUND)
+			return 0;       /* deleted meanwhile: skip the group */
+		if (rc != 0)
+			return rc;
+	}
+	out[0].id = v[idx[best]].id;
+	out[0].score = 1.0f;
+	size_t k = 1;
+	for (size_t i = 0; i < cnt; i++) {
+		if (i == best)
+			continue;
+		out[k].id = v[idx[i]].id;
+		out[k].score = 1.0f;
+		if (!exact) {
+			store_image *img = NULL;
+			int r = store_image_get(s, out[k].id, &img, err);
+			if (r == CDX_ENOTFOUND)
+				continue;
+			if (r != 0) {
+				store_image_free(keep);
+				return r;
+			}
+			double d = dotf(keep->embedding, img->embedding, dim);
+			out[k].score = (float)(d > 1 ? 1 : d);
+			store_image_free(img);
+		}
+		k++;
+	}
+	store_image_free(keep);
+	if (k < 2)
+		return 0;
+	qsort(out + 1, k - 1, sizeof(*out), member_cmp);
+	b->g[b->ng].start = b->nm;
+	b->g[b->ng].size = k;
+	b->g[b->ng].min_idx = min_idx;
+	b->g[b->ng].reason = (uint8_t)reason;
+	b->ng++;
+	b->nm += k;
+	return 0;
+}
+
+/* Sorting indices by hash needs the info array: a thread-unsafe global
+ * would do for qsort, so a small merge sort is used instead. */
+static void
+sort_by_hash(const img_info *v, uint32_t *a, uint32_t *tmp, size_t n)
+{
+	if (n < 2)
+		return;
+	size_t h = n / 2;
+	sort_by_hash(v, a, tmp, h);
+	sort_by_hash(v, a + h, tmp, n - h);
+	size_t i = 0, j = h, k = 0;
+	while (i < h && j < n)
+		tmp[k++] = hash_cmp(v, a[j], a[i]) < 0 ? a[j++] : a[i++];
+	while (i < h)
+		tmp[k++] = a[i++];
+	while (j < n)
+		tmp[k++] = a[j++];
+	memcpy(a, tmp, n * sizeof(*a));
+}
+
+/* Number of distinct hashes among idx[0..cnt) is at least 2? */
+static int
+has_two_hashes(const img_info *v, const uint32_t *idx, size_t cnt)
+{
+	for (size_t i = 1; i < cnt; i++)
+		if (hash_cmp(v, idx[0], idx[i]) != 0)
+			return 1;
+	return 0;
+}
+
+static int
+has_two_roots(uint32_t *near, const uint32_t *idx, size_t cnt)
+{
+	uint32_t r0 = uf_find(near, idx[0]);
+	for (size_t i = 1; i < cnt; i++)
+		if (uf_find(near, idx[i]) != r0)
+			return 1;
+	return 0;
+}
+
+int
+dupes_find(store *s, const dupes_params *p, dupes_result **out,
+    cdx_error *err)
+{
+	double t0 = mono_now();
+	collect c = { 0 };
+	builder b = { 0 };
+	uint32_t *uf = NULL, *near = NULL, *order = NULL, *tmp = NULL;
+	size_t batch = p->batch ? p->batch : 1024;
+	float thr = p->threshold, near_thr = p->near_threshold;
+	uint64_t seq = store_seq(s);
+	int rc;
+
+	if (p->kind < DUPES_EXACT || p->kind > DUPES_SIMILAR || p->dim <= 0)
+		return cdx_error_set(err, CDX_EINVAL, "dupes: bad kind or dim");
+	if (thr == 0)
+		thr = p->kind == DUPES_SIMILAR ? DUPES_SIMILAR_DEFAULT :
+		    DUPES_NEAR_DEFAULT;
+	if (near_thr == 0)
+		near_thr = DUPES_NEAR_DEFAULT;
+	if (!(thr > 0 && thr <= 1) || !(near_thr > 0 && near_thr <= 1))
+		return cdx_error_set(err, CDX_EINVAL, "dupes: the threshold must be "
+		    "in (0, 1]");
+	c.prefix = p->path_prefix;
+	c.plen = p->path_prefix ? strlen(p->path_prefix) : 0;
+	if ((rc = store_image_foreach(s, collect_fn, &c, err)) != 0) {
+		if (rc == CDX_ENOMEM)
+			cdx_error_set(err, rc, "dupes: out of memory");
+		goto out_free;
+	}
+	size_t n = c.n;
+	order = malloc((n ? n : 1) * sizeof(*order));
+	tmp = malloc((n ? n : 1) * sizeof(*tmp));
+	if (order == NULL || tmp == NULL) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "dupes: out of memory");
+		goto out_free;
+	}
+	if (p->kind == DUPES_EXACT) {
+		for (size_t i = 0; i < n; i++)
+			order[i] = (uint32_t)i;
+		sort_by_hash(c.v, order, tmp, n);
+		for (size_t i = 0; i < n;) {
+			size_t j = i + 1;
+			while (j < n && hash_cmp(c.v, order[i], order[j]) == 0)
+				j++;
+			if (j - i >= 2 && (rc = add_group(s, c.v, order + i, j - i, 1,
+			    p->dim, &b, err)) != 0)
+				goto out_free;
+			i = j;
+		}
+	} else {
+		uf = malloc((n ? n : 1) * sizeof(*uf));
+		if (p->kind == DUPES_SIMILAR)
+			near = malloc((n ? n : 1) * sizeof(*near));
+		if (uf == NULL || (p->kind == DUPES_SIMILAR && near == NULL)) {
+			rc = cdx_error_set(err, CDX_ENOMEM, "dupes: out of memory");
+			goto out_free;
+		}
+		for (size_t i = 0; i < n; i++) {
+			uf[i] = (uint32_t)i;
+			if (near != NULL)
+				near[i] = (uint32_t)i;
+		}
+		if ((rc = link_by_range(s, c.v, n, p->dim, batch, thr, uf, near,
+		    near_thr, err)) != 0)
+			goto out_free;
+		/* Members of each root, in index (= id) order: counting sort. */
+		for (size_t i = 0; i < n; i++)
+			tmp[i] = 0;
+		for (size_t i = 0; i < n; i++)
+			tmp[uf_find(uf, (uint32_t)i)]++;
+		size_t acc = 0;
+		for (size_t i = 0; i < n; i++) {
+			size_t cnt = tmp[i];
+			tmp[i] = (uint32_t)acc;
+			acc += cnt;
+		}
+		for (size_t i = 0; i < n; i++)
+			order[tmp[uf_find(uf, (uint32_t)i)]++] = (uint32_t)i;
+		for (size_t i = 0; i < n;) {
+			uint32_t r = uf_find(uf, order[i]);
+			size_t j = i + 1;
+			while (j < n && uf_find(uf, order[j]) == r)
+				j++;
+			size_t cnt = j - i;
+			int keep = cnt >= 2 && has_two_hashes(c.v, order + i, cnt);
+			if (keep && near != NULL)
+				keep = has_two_roots(near, order + i, cnt);
+			if (keep && (rc = add_group(s, c.v, order + i, cnt, 0, p->dim,
+			    &b, err)) != 0)
+				goto out_free;
+			i = j;
+		}
+	}
+	qsort(b.g, b.ng, sizeof(*b.g), group_desc_cmp);
+
+	size_t tot = sizeof(dupes_result) + (b.ng + 1) * sizeof(size_t) +
+	    b.nm * (sizeof(uint64_t) + sizeof(float)) + b.ng;
+	dupes_result *r = malloc(tot);
+	if (r == NULL) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "dupes: out of memory");
+		goto out_free;
+	}
+	r->kind = p->kind;
+	r->threshold = p->kind == DUPES_EXACT ? 1.0f : thr;
+	r->seq = seq;
+	r->n_groups = b.ng;
+	r->n_images = n;
+	r->lims = (size_t *)(r + 1);
+	r->ids = (uint64_t *)(r->lims + b.ng + 1);
+	r->scores = (float *)(r->ids + b.nm);
+	r->reasons = (uint8_t *)(r->scores + b.nm);
+	r->lims[0] = 0;
+	for (size_t g = 0; g < b.ng; g++) {
+		size_t o = r->lims[g];
+		for (size_t k = 0; k < b.g[g].size; k++) {
+			r->ids[o + k] = b.m[b.g[g].start + k].id;
+			r->scores[o + k] = b.m[b.g[g].start + k].score;
+		}
+		r->lims[g + 1] = o + b.g[g].size;
+		r->reasons[g] = b.g[g].reason;
+	}
+	r->seconds = mono_now() - t0;
+	*out = r;
+	rc = 0;
+out_free:
+	free(c.v);
+	free(b.m);
+	free(b.g);
+	free(uf);
+	free(near);
+	free(order);
+	free(tmp);
+	return rc;
+}
+
+void
+dupes_result_free(dupes_result *r)
+{
+	free(r);
+}
+
+/* ---- the dupes operation ---- */
+
+/* The last grouping, kept for the following pages. */
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	store *st;
+	int kind;
+	float thr, near_thr;
+	char *prefix;
+	dupes_result *r;
+} cache;
+
+static cJSON *
+image_json(const store_image *img, float score)
+{
+	store_hit h = {
+		.id = img->id, .score = score, .path = img->path,
+		.size = img->size, .mtime_ns = img->mtime_ns,
+		.capture_time = img->capture_time, .added = img->added,
+		.width = img->width, .height = img->height,
+	};
+	return srv_hit_json(&h);
+}
+
+static int
+parse_kind(srv_call *c, int *kind)
+{
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(c->req, "kind");
+	*kind = DUPES_NEAR;
+	if (k == NULL || cJSON_IsNull(k))
+		return 0;
+	for (int i = DUPES_EXACT; i <= DUPES_SIMILAR; i++)
+		if (cJSON_IsString(k) && strcmp(k->valuestring,
+		    dupes_kind_name(i)) == 0) {
+			*kind = i;
+			return 0;
+		}
+	return srv_fail(c, "bad_request", "'kind' must be \"exact\", \"near\" "
+	    "or \"similar\"");
+}
+
+/* Appends groups [offset, offset + limit) of r to arr. */
+static int
+page_json(srv_call *c, const dupes_result *r, size_t offset, size_t limit,
+    cJSON *arr)
+{
+	for (size_t g = offset; g < r->n_groups && g < offset + limit; g++) {
+		cJSON *o = cJSON_CreateObject(), *m;
+		char reason[96];
+		if (o == NULL)
+			return srv_fail(c, "internal", "out of memory");
+		cJSON_AddItemToArray(arr, o);
+		cJSON_AddStringToObject(o, "kind", dupes_kind_name(r->kind));
+		cJSON_AddNumberToObject(o, "size", (double)(r->lims[g + 1] -
+		    r->lims[g]));
+		cJSON_AddNumberToObject(o, "keep", (double)r->ids[r->lims[g]]);
+		m = cJSON_AddArrayToObject(o, "members");
+		for (size_t k = r->lims[g]; k < r->lims[g + 1]; k++) {
+			store_image *img = NULL;
+			cdx_error err;
+			int rc = store_image_get(c->s->st, r->ids[k], &img, &err);
+			if (rc == CDX_ENOTFOUND)
+				continue;       /* removed since the grouping */
+			if (rc != 0)
+				return srv_fail_cdx(c, rc, &err);
+			cJSON *h = image_json(img, r->scores[k]);
+			if (k == r->lims[g]) {
+				cJSON_AddTrueToObject(h, "keep");
+				if (r->reasons[g] == DUPES_BY_RESOLUTION)
+					snprintf(reason, sizeof(reason), "%s (%ux%u)",
+					    dupes_reason_name(r->reasons[g]),
+					    img->width, img->height);
+				else
+					snprintf(reason, sizeof(reason), "%s",
+					    dupes_reason_name(r->reasons[g]));
+				cJSON_AddStringToObject(o, "reason", reason);
+			}
+			cJSON_AddItemToArray(m, h);
+			store_image_free(img);
+		}
+	}
+	return 0;
+}
+
+int
+dupes_op(srv_call *c)
+{
+	double t0 = srv_now();
+	dupes_params p = { .dim = c->s->info->embed_dim };
+	double thr = 0;
+	long offset = 0, limit = 100;
+	const cJSON *pre = cJSON_GetObjectItemCaseSensitive(c->req,
+	    "path_prefix");
+	dupes_result *r = NULL;
+	cdx_error err;
+	int rc;
+
+	if (parse_kind(c, &p.kind) != 0 ||
+	    srv_get_num(c, c->req, "threshold", 1e-6, 1, NULL, &thr) != 0 ||
+	    srv_get_int(c, c->req, "offset", 0, LONG_MAX, NULL, &offset) != 0 ||
+	    srv_get_int(c, c->req, "limit", 1, 1000, "the maximum is 1000",
+	    &limit) != 0)
+		return -1;
+	if (pre != NULL && !cJSON_IsNull(pre)) {
+		if (!cJSON_IsString(pre))
+			return srv_fail(c, "bad_request", "'path_prefix' must be a "
+			    "string");
+		p.path_prefix = pre->valuestring;
+	}
+	p.threshold = p.kind == DUPES_EXACT ? 0 : (float)thr;
+	if (p.threshold == 0)
+		p.threshold = p.kind == DUPES_SIMILAR ? DUPES_SIMILAR_DEFAULT :
+		    p.kind == DUPES_NEAR ? DUPES_NEAR_DEFAULT : 0;
+	p.near_threshold = DUPES_NEAR_DEFAULT;
+	const char *prefix = p.path_prefix ? p.path_prefix : "";
+
+	pthread_mutex_lock(&cache_mu);
+	if (cache.r != NULL && cache.st == c->s->st && cache.kind == p.kind &&
+	    cache.thr == p.threshold && cache.near_thr == p.near_threshold &&
+	    strcmp(cache.prefix, prefix) == 0 &&
+	    cache.r->seq == store_seq(c->s->st)) {
+		r = cache.r;
+	}
+	pthread_mutex_unlock(&cache_mu);
+	if (r == NULL) {
+		char *pc = strdup(prefix);
+		if (pc == NULL)
+			return srv_fail(c, "internal", "out of memory");
+		if ((rc = dupes_find(c->s->st, &p, &r, &err)) != 0) {
+			free(pc);
+			return srv_fail_cdx(c, rc, &err);
+		}
+		cdx_log(CDX_LOG_INFO, "dupes: %zu %s groups among %zu images in "
+		    "%.2f s", r->n_groups, dupes_kind_name(p.kind), r->n_images,
+		    r->seconds);
+		pthread_mutex_lock(&cache_mu);
+		dupes_result_free(cache.r);
+		free(cache.prefix);
+		cache.st = c->s->st;
+		cache.kind = p.kind;
+		cache.thr = p.threshold;
+		cache.near_thr = p.near_threshold;
+		cache.prefix = pc;
+		cache.r = r;
+		pthread_mutex_unlock(&cache_mu);
+	}
+
+	/* The page is built under the lock: the cached result stays alive. */
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL)
+		return srv_fail(c, "internal", "out of memory");
+	pthread_mutex_lock(&cache_mu);
+	if (cache.r != r) {
+		/* Replaced by another request meanwhile: it is as good. */
+		r = cache.r;
+	}
+	cJSON_AddStringToObject(o, "kind", dupes_kind_name(r->kind));
+	cJSON_AddNumberToObject(o, "threshold", r->threshold);
+	cJSON_AddNumberToObject(o, "seq", (double)r->seq);
+	cJSON_AddNumberToObject(o, "total_groups", (double)r->n_groups);
+	cJSON_AddNumberToObject(o, "total_images",
+	    (double)r->lims[r->n_groups]);
+	if ((size_t)offset + (size_t)limit < r->n_groups)
+		cJSON_AddNumberToObject(o, "next_offset", (double)(offset + limit));
+	else
+		cJSON_AddNullToObject(o, "next_offset");
+	rc = page_json(c, r, (size_t)offset, (size_t)limit,
+	    cJSON_AddArrayToObject(o, "groups"));
+	pthread_mutex_unlock(&cache_mu);
+	if (rc != 0) {
+		cJSON_Delete(o);
+		return -1;
+	}
+	cJSON_AddNumberToObject(o, "took_ms", (srv_now() - t0) * 1000.0);
+	srv_reply_ok(c, o);
+	return 0;
+}
+
+/* ---- the check operation ---- */
+
+static int
+b64_val(unsigned char ch)
+{
+	if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+	if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+	if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+	if (ch == '+' || ch == '-') return 62;
+	if (ch == '/' || ch == '_') return 63;
+	return -1;
+}
+
+/* Decodes base64 as the search terms do (whitespace ignored, padding
+ * optional); -1 when malformed. */
+static long
+b64_dec(const char *in, size_t len, uint8_t *out)
+{
+	uint32_t acc = 0;
+	int bits = 0, pad = 0;
+	long n = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)in[i];
+		if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t')
+			continue;
+		if (ch == '=') {
+			pad++;
+			continue;
+		}
+		int v = b64_val(ch);
+		if (v < 0 || pad > 0)
+			return -1;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[n++] = (uint8_t)(acc >> bits);
+		}
+	}
+	if (pad > 2 || bits >= 6)
+		return -1;
+	return n;
+}
+
+/* The bytes of the request's image or path. */
+static int
+check_bytes(srv_call *c, uint8_t **data, size_t *len)
+{
+	const cJSON *im = cJSON_GetObjectItemCaseSensitive(c->req, "image");
+	const cJSON *pa = cJSON_GetObjectItemCaseSensitive(c->req, "path");
+	size_t maxb = c->s->cfg->max_image_bytes;
+	cdx_error err;
+	int rc;
+
+	if (cJSON_IsString(im) && pa == NULL) {
+		size_t blen = strlen(im->valuestring);
+		if (blen / 4 * 3 > maxb + 3)
+			return srv_fail(c, "too_large", "the image is over the limit "
+			    "of %zu bytes", maxb);
+		uint8_t *d = malloc(blen / 4 * 3 + 3);
+		if (d == NULL)
+			return srv_fail(c, "internal", "out of memory");
+		long n = b64_dec(im->valuestring, blen, d);
+		if (n < 0) {
+			free(d);
+			return srv_fail(c, "bad_request", "'image' is not valid base64");
+		}
+		*data = d;
+		*len = (size_t)n;
+		return 0;
+	}
+	if (!cJSON_IsString(pa) || im != NULL)
+		return srv_fail(c, "bad_request", "check needs one of 'image' "
+		    "(base64) or 'path'");
+	char canon[PATH_MAX];
+	rc = srv_path_check(c->s, pa->valuestring, canon, sizeof(canon), 0);
+	if (rc == CDX_EPERM)
+		return srv_fail(c, "forbidden", "%s is outside the daemon's roots",
+		    pa->valuestring);
+	if (rc != 0)
+		return srv_fail(c, rc == CDX_EINVAL ? "bad_request" : "not_found",
+		    "%s: %s", pa->valuestring, rc == CDX_EINVAL ?
+		    "not an absolute path" : "no such file");
+	if ((rc = srv_read_file(canon, maxb, data, len, &err)) != 0)
+		return srv_fail_cdx(c, rc, &err);
+	return 0;
+}
+
+int
+dupes_op_check(srv_call *c)
+{
+	double t0 = srv_now(), thr = DUPES_NEAR_DEFAULT;
+	long k = 10;
+	uint8_t *data = NULL;
+	size_t len = 0, n_exact = 0;
+	uint64_t ids[64];
+	float *q = NULL;
+	store_results *res = NULL;
+	cJSON *o = NULL, *ex, *nr;
+	cdx_error err;
+	int rc;
+
+	if (srv_get_num(c, c->req, "threshold", 1e-6, 1, NULL, &thr) != 0 ||
+	    srv_get_int(c, c->req, "k", 1, SRV_K_MAX, "the maximum is 1000", &k)
+	    != 0 || check_bytes(c, &data, &len) != 0)
+		return -1;
+	rc = -1;
+	XXH128_canonical_t hc;
+	XXH128_canonicalFromHash(&hc, XXH3_128bits(data, len));
+	free(data);
+	if ((q = malloc(sizeof(float) * (size_t)c->s->info->embed_dim)) == NULL) {
+		srv_fail(c, "internal", "out of memory");
+		goto out_free;
+	}
+	/* The embedding: the request's image/path is its one query term. */
+	if (srv_query_vector(c, q) != 0)
+		goto out_free;
+	if ((rc = store_image_find_hash(c->s->st, hc.digest, ids, 64, &n_exact,
+	    &err)) != 0 || (rc = store_search(c->s->st, q, (size_t)k, NULL, &res,
+	    &err)) != 0) {
+		rc = srv_fail_cdx(c, rc, &err);
+		goto out_free;
+	}
+	o = cJSON_CreateObject();
+	ex = cJSON_AddArrayToObject(o, "exact");
+	nr = cJSON_AddArrayToObject(o, "near");
+	size_t n_found = 0;
+	for (size_t i = 0; i < n_exact && i < 64; i++) {
+		store_image *img = NULL;
+		if (store_image_get(c->s->st, ids[i], &img, NULL) != 0)
+			continue;
+		cJSON_AddItemToArray(ex, image_json(img, 1.0f));
+		store_image_free(img);
+		n_found++;
+	}
+	for (size_t i = 0; i < res->n && res->hits[i].score >= thr; i++) {
+		cJSON_AddItemToArray(nr, srv_hit_json(&res->hits[i]));
+		n_found++;
+	}
+	cJSON_AddBoolToObject(o, "duplicate", n_found > 0);
+	cJSON_AddNumberToObject(o, "threshold", thr);
+	cJSON_AddNumberToObject(o, "took_ms", (srv_now() - t0) * 1000.0);
+	srv_reply_ok(c, o);
+	rc = 0;
+out_free:
+	store_results_free(res);
+	free(q);
+	return rc;
+}
