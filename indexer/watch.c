@@ -1,0 +1,1804 @@
+/*
+ * watch.c - the indexer: folder walks and inotify on a control thread,
+ * then decode workers -> one encoder -> one store writer, joined by
+ * bounded queues (indexer/queue.h).  See indexer.h and docs/INDEXER.md.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "indexer/indexer.h"
+#include "indexer/queue.h"
+
+#define EVENT_BUF (64 * 1024)
+#define MOVE_PAIR_S 0.5         /* an unpaired IN_MOVED_FROM is a delete */
+#define WALK_STEP 256           /* entries per walk step between events */
+#define WRITE_MAX 512           /* records per store transaction */
+#define MAX_DEPTH 256
+#define WATCH_MASK (IN_CREATE | IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | \
+    IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE | IN_DELETE_SELF | IN_ONLYDIR | \
+    IN_DONT_FOLLOW | IN_EXCL_UNLINK)
+
+enum origin {
+	ORIG_SCAN = 0,          /* found by a walk: may still be being written */
+	ORIG_DONE = 1,          /* closed after writing, or renamed in */
+	ORIG_QUIET = 2,         /* unchanged for quiet_ms */
+};
+
+enum kind {
+	K_NONE = 0,
+	K_ENCODE,               /* pixels ready for the encoder */
+	K_REUSE,                /* embedding copied from a record of equal bytes */
+	K_FAIL,                 /* record the reason */
+	K_SKIP,                 /* not an image / too small: no record */
+	K_DROP,                 /* gone or changing: nothing to do now */
+};
+
+typedef struct task {
+	struct task *next;
+	char *path;
+	int live;
+	watch_done_fn fn;
+	void *user;
+	_Atomic int64_t outstanding; /* items in flight + 1 for the walk */
+	_Atomic int64_t added, updated, unchanged, failed, moved;
+	_Atomic int interrupted;
+} task;
+
+typedef struct item {
+	task *t;
+	char *path;
+	int origin;
+	int kind;
+	int is_update;
+	int64_t size, mtime_ns;
+	float *pixels;
+	float *emb;
+	uint64_t del_id;        /* record whose bytes moved here: deleted */
+	int del_path;           /* delete the record of path (now no image) */
+	uint8_t hash[STORE_HASH_LEN];
+	uint32_t width, height;
+	int64_t capture_time;
+	char reason[CDX_ERRMSG_MAX + 32];
+} item;
+
+struct wdir {
+	DIR *d;
+	char *path;
+	dev_t dev;
+	ino_t ino;
+};
+
+struct timer {
+	char *path;
+	double due;
+};
+
+struct pmove {
+	uint32_t cookie;
+	int isdir;
+	char *path;
+	double due;
+};
+
+struct devino {
+	dev_t dev;
+	ino_t ino;
+};
+
+struct watch {
+	store *st;
+	const clip_model *m;
+	const clip_model_info *info;
+	watch_params p;
+	size_t plane;
+	int dim;
+
+	int ifd;
+	int wake[2];
+	pthread_t control, encoder, writer, *decoders;
+	int n_dec, started_control, started_encoder, started_writer;
+	wq decq, encq, wrq;
+
+	pthread_mutex_t mu;     /* guards the fields down to `warning` */
+	task *tasks_head, *tasks_tail;
+	task *finished;
+	char **retry;
+	size_t n_retry, cap_retry;
+	char **roots;
+	size_t n_roots, cap_roots;
+	int stop, paused, rescan_all;
+	char warning[256];
+
+	/* control thread only */
+	char **wdpath;
+	int wdcap;
+	struct timer *timers;
+	size_t n_timers, cap_timers;
+	struct pmove *moves;
+	size_t n_moves, cap_moves;
+	item **ready;
+	size_t n_ready, cap_ready, ready_head;
+	task *cur;
+	struct wdir *stack;
+	size_t depth, cap_stack;
+	_Atomic int walking;
+	struct devino *seen;
+	size_t n_seen, cap_seen;
+	double last_tick;
+
+	_Atomic int64_t queued, done, encoded, reused, failed, skipped, renamed,
+	    deleted, overflows, watches, busy_ns, decoding;
+};
+
+/* ---- small helpers ---- */
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int64_t
+mtime_ns(const struct stat *st)
+{
+	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+static int
+grow(void **v, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap * 2 : 16;
+	while (n < need)
+		n *= 2;
+	void *p = realloc(*v, n * elem);
+	if (p == NULL)
+		return CDX_ENOMEM;
+	*v = p;
+	*cap = n;
+	return 0;
+}
+
+static char *
+join(const char *dir, const char *name)
+{
+	char *p;
+	if (asprintf(&p, "%s%s%s", dir, strcmp(dir, "/") == 0 ? "" : "/",
+	    name) < 0)
+		return NULL;
+	return p;
+}
+
+static int
+under(const char *path, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	if (strcmp(prefix, "/") == 0)
+		return path[0] == '/';
+	return strncmp(path, prefix, n) == 0 &&
+	    (path[n] == '\0' || path[n] == '/');
+}
+
+static void
+wake(watch *w)
+{
+	char c = 1;
+	if (write(w->wake[1], &c, 1) < 0) {
+		/* full pipe: the control thread is already due to wake */
+	}
+}
+
+static void
+lower_priority(watch *w)
+{
+	if (w->p.nice > 0) {
+		pid_t tid = (pid_t)syscall(SYS_gettid);
+		int cur = getpriority(PRIO_PROCESS, (id_t)tid);
+		if (setpriority(PRIO_PROCESS, (id_t)tid, cur + w->p.nice) != 0)
+			cdx_log(CDX_LOG_DEBUG, "indexer: cannot lower priority: %s",
+			    strerror(errno));
+	}
+}
+
+/* Is this name (in this path) left out by the settings? */
+static int
+excluded(const watch *w, const char *path, const char *name)
+{
+	if (!w->p.hidden && name[0] == '.')
+		return 1;
+	for (int i = 0; i < w->p.n_exclude; i++) {
+		const char *pat = w->p.exclude[i];
+		if (strchr(pat, '/') != NULL ? fnmatch(pat, path, 0) == 0 :
+		    fnmatch(pat, name, 0) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Is any component of path below its root excluded? (for events) */
+static int
+path_excluded(watch *w, const char *path)
+{
+	const char *base = strrchr(path, '/');
+	return excluded(w, path, base ? base + 1 : path);
+}
+
+/* ---- tasks and items ---- */
+
+static void
+task_release(watch *w, task *t)
+{
+	if (atomic_fetch_sub(&t->outstanding, 1) != 1)
+		return;
+	pthread_mutex_lock(&w->mu);
+	t->next = w->finished;
+	w->finished = t;
+	pthread_mutex_unlock(&w->mu);
+	wake(w);
+}
+
+static void
+task_free(task *t)
+{
+	if (t == NULL)
+		return;
+	free(t->path);
+	free(t);
+}
+
+static void
+item_free(item *it)
+{
+	if (it == NULL)
+		return;
+	free(it->path);
+	free(it->pixels);
+	free(it->emb);
+	free(it);
+}
+
+/* The end of an item's life, whatever became of it. */
+static void
+item_finish(watch *w, item *it, int interrupted)
+{
+	w->done++;
+	if (it->t != NULL) {
+		if (interrupted)
+			it->t->interrupted = 1;
+		task_release(w, it->t);
+	}
+	item_free(it);
+}
+
+static item *
+item_new(task *t, const char *path, const struct stat *st, int origin)
+{
+	item *it = calloc(1, sizeof(*it));
+	if (it == NULL || (it->path = strdup(path)) == NULL) {
+		free(it);
+		return NULL;
+	}
+	it->t = t;
+	it->origin = origin;
+	it->size = st->st_size;
+	it->mtime_ns = mtime_ns(st);
+	return it;
+}
+
+/* ---- the control thread's ready list (items waiting for the decoders) */
+
+static void
+ready_push(watch *w, item *it)
+{
+	w->queued++;
+	if (it->t != NULL)
+		it->t->outstanding++;
+	if (grow((void **)&w->ready, &w->cap_ready, w->n_ready + w->ready_head + 1,
+	    sizeof(*w->ready)) != 0) {
+		item_finish(w, it, 1);
+		return;
+	}
+	w->ready[w->ready_head + w->n_ready++] = it;
+}
+
+/* Moves ready items into the decode queue while it has room. */
+static void
+ready_flush(watch *w)
+{
+	while (w->n_ready > 0) {
+		item *it = w->ready[w->ready_head];
+		if (wq_push(&w->decq, it, 0) != 0)
+			break;
+		w->ready_head++;
+		w->n_ready--;
+	}
+	if (w->n_ready == 0)
+		w->ready_head = 0;
+}
+
+/* Decides whether a file needs the pipeline; counts it for t otherwise. */
+static void
+consider_file(watch *w, task *t, const char *path, const struct stat *st,
+    int origin)
+{
+	store_image *old = NULL;
+	store_failure *f = NULL;
+
+	if (st->st_size == 0) {
+		w->skipped++;
+		return;         /* nothing written yet: not an image (yet) */
+	}
+	if (store_image_get_by_path(w->st, path, &old, NULL) == 0) {
+		int same = old->size == st->st_size &&
+		    old->mtime_ns == mtime_ns(st);
+		store_image_free(old);
+		if (same) {
+			if (t != NULL)
+				t->unchanged++;
+			return;
+		}
+	} else if (store_failure_get(w->st, path, &f, NULL) == 0) {
+		int same = f->size == st->st_size && f->mtime_ns == mtime_ns(st);
+		store_failure_free(f);
+		if (same) {
+			if (t != NULL)
+				t->unchanged++;
+			return;
+		}
+	}
+	item *it = item_new(t, path, st, origin);
+	if (it == NULL) {
+		if (t != NULL)
+			t->interrupted = 1;
+		return;
+	}
+	ready_push(w, it);
+}
+
+/* ---- watches (control thread) ---- */
+
+static void
+set_warning(watch *w, const char *msg)
+{
+	pthread_mutex_lock(&w->mu);
+	snprintf(w->warning, sizeof(w->warning), "%s", msg);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static void
+add_inotify(watch *w, const char *path)
+{
+	int wd;
+
+	if (w->ifd < 0)
+		return;
+	if (w->p.max_watches > 0 && w->watches >= w->p.max_watches) {
+		wd = -1;
+		errno = ENOSPC;
+	} else {
+		wd = inotify_add_watch(w->ifd, path, WATCH_MASK);
+	}
+	if (wd < 0) {
+		if (errno == ENOSPC) {
+			char msg[256];
+			long lim = -1;
+			FILE *f = fopen("/proc/sys/fs/inotify/max_user_watches", "r");
+			if (f != NULL) {
+				if (fscanf(f, "%ld", &lim) != 1)
+					lim = -1;
+				fclose(f);
+			}
+			snprintf(msg, sizeof(msg), "the inotify watch limit is reached "
+			    "(fs.inotify.max_user_watches = %ld, %lld folders watched): "
+			    "changes in some folders are not seen; raise it with "
+			    "'sysctl fs.inotify.max_user_watches=524288'", lim,
+			    (long long)w->watches);
+			if (w->warning[0] == '\0')
+				cdx_log(CDX_LOG_ERROR, "indexer: %s", msg);
+			set_warning(w, msg);
+		} else {
+			cdx_log(CDX_LOG_WARN, "indexer: cannot watch %s: %s", path,
+			    strerror(errno));
+		}
+		return;
+	}
+	if (wd >= w->wdcap) {
+		int cap = w->wdcap ? w->wdcap : 64;
+		while (cap <= wd)
+			cap *= 2;
+		char **v = realloc(w->wdpath, (size_t)cap * sizeof(*v));
+		if (v == NULL) {
+			inotify_rm_watch(w->ifd, wd);
+			return;
+		}
+		memset(v + w->wdcap, 0, (size_t)(cap - w->wdcap) * sizeof(*v));
+		w->wdpath = v;
+		w->wdcap = cap;
+	}
+	char *copy = strdup(path);
+	if (copy == NULL)
+		return;
+	if (w->wdpath[wd] == NULL)
+		w->watches++;
+	free(w->wdpath[wd]);
+	w->wdpath[wd] = copy;
+}
+
+/* Stops watching path and every folder under it. */
+static void
+drop_watches_under(watch *w, const char *path)
+{
+	for (int i = 0; i < w->wdcap; i++) {
+		if (w->wdpath[i] != NULL && under(w->wdpath[i], path)) {
+			inotify_rm_watch(w->ifd, i);
+			free(w->wdpath[i]);
+			w->wdpath[i] = NULL;
+			w->watches--;
+		}
+	}
+}
+
+/* Rewrites the watched paths under from to be under to. */
+static void
+rename_watches(watch *w, const char *from, const char *to)
+{
+	size_t n = strlen(from);
+	for (int i = 0; i < w->wdcap; i++) {
+		char *p = w->wdpath[i], *q;
+		if (p == NULL || !under(p, from))
+			continue;
+		if (asprintf(&q, "%s%s", to, p + n) < 0)
+			continue;
+		free(p);
+		w->wdpath[i] = q;
+	}
+}
+
+static int
+live_under_root(watch *w, const char *path)
+{
+	int ok = 0;
+	if (!w->p.live || w->ifd < 0)
+		return 0;
+	pthread_mutex_lock(&w->mu);
+	for (size_t i = 0; i < w->n_roots && !ok; i++)
+		ok = under(path, w->roots[i]);
+	pthread_mutex_unlock(&w->mu);
+	return ok;
+}
+
+/* ---- walking (control thread) ---- */
+
+static int
+seen_dir(watch *w, const struct stat *st)
+{
+	for (size_t i = 0; i < w->depth; i++)
+		if (w->stack[i].dev == st->st_dev && w->stack[i].ino == st->st_ino)
+			return 1;
+	if (!w->p.follow_symlinks)
+		return 0;
+	for (size_t i = 0; i < w->n_seen; i++)
+		if (w->seen[i].dev == st->st_dev && w->seen[i].ino == st->st_ino)
+			return 1;
+	if (grow((void **)&w->seen, &w->cap_seen, w->n_seen + 1,
+	    sizeof(*w->seen)) == 0)
+		w->seen[w->n_seen++] = (struct devino){ st->st_dev, st->st_ino };
+	return 0;
+}
+
+static void
+walk_push(watch *w, const char *path, const struct stat *st)
+{
+	if (w->depth >= MAX_DEPTH) {
+		cdx_log(CDX_LOG_WARN, "indexer: %s is more than %d folders deep: "
+		    "skipped", path, MAX_DEPTH);
+		return;
+	}
+	if (seen_dir(w, st))
+		return;         /* a symbolic link loop, or walked already */
+	if (grow((void **)&w->stack, &w->cap_stack, w->depth + 1,
+	    sizeof(*w->stack)) != 0)
+		return;
+	if (live_under_root(w, path))
+		add_inotify(w, path);
+	DIR *d = opendir(path);
+	if (d == NULL) {
+		cdx_log(CDX_LOG_WARN, "indexer: cannot read folder %s: %s", path,
+		    strerror(errno));
+		return;
+	}
+	char *copy = strdup(path);
+	if (copy == NULL) {
+		closedir(d);
+		return;
+	}
+	w->stack[w->depth++] = (struct wdir){ d, copy, st->st_dev, st->st_ino };
+}
+
+static void
+walk_pop(watch *w)
+{
+	struct wdir *top = &w->stack[--w->depth];
+	closedir(top->d);
+	free(top->path);
+}
+
+static void
+walk_finish(watch *w)
+{
+	while (w->depth > 0)
+		walk_pop(w);
+	w->n_seen = 0;
+	if (w->cur != NULL) {
+		task_release(w, w->cur);
+		w->cur = NULL;
+	}
+	w->walking = 0;
+}
+
+static void
+walk_begin(watch *w, task *t)
+{
+	struct stat st;
+	int rc;
+
+	w->cur = t;
+	w->walking = 1;
+	rc = w->p.follow_symlinks ? stat(t->path, &st) : lstat(t->path, &st);
+	if (rc != 0) {
+		walk_finish(w);
+		return;
+	}
+	if (S_ISREG(st.st_mode))
+		consider_file(w, t, t->path, &st, ORIG_SCAN);
+	else if (S_ISDIR(st.st_mode))
+		walk_push(w, t->path, &st);
+	if (w->depth == 0)
+		walk_finish(w);
+}
+
+/* Walks up to WALK_STEP entries; stops early when the pipeline is full. */
+static void
+walk_step(watch *w)
+{
+	for (int n = 0; n < WALK_STEP && w->depth > 0; n++) {
+		if (w->n_ready >= 64)
+			return;
+		struct wdir *top = &w->stack[w->depth - 1];
+		struct dirent *e = readdir(top->d);
+		if (e == NULL) {
+			walk_pop(w);
+			continue;
+		}
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		char *child = join(top->path, e->d_name);
+		if (child == NULL)
+			continue;
+		struct stat st;
+		if (excluded(w, child, e->d_name) || lstat(child, &st) != 0) {
+			if (excluded(w, child, e->d_name))
+				w->skipped++;
+			free(child);
+			continue;
+		}
+		if (S_ISLNK(st.st_mode) && (!w->p.follow_symlinks ||
+		    stat(child, &st) != 0)) {
+			free(child);
+			continue;
+		}
+		if (S_ISDIR(st.st_mode))
+			walk_push(w, child, &st);
+		else if (S_ISREG(st.st_mode))
+			consider_file(w, w->cur, child, &st, ORIG_SCAN);
+		free(child);
+	}
+	if (w->depth == 0)
+		walk_finish(w);
+}
+
+/* ---- store changes made by the control thread ---- */
+
+struct prefix_ids {
+	const char *prefix;
+	uint64_t *ids;
+	size_t n, cap;
+	int gone_only;
+};
+
+static int
+collect_prefix(void *user, const store_image *img)
+{
+	struct prefix_ids *p = user;
+	struct stat st;
+	if (!under(img->path, p->prefix))
+		return 0;
+	if (p->gone_only && (lstat(img->path, &st) == 0 || errno != ENOENT))
+		return 0;
+	if (grow((void **)&p->ids, &p->cap, p->n + 1, sizeof(*p->ids)) != 0)
+		return CDX_ENOMEM;
+	p->ids[p->n++] = img->id;
+	return 0;
+}
+
+/* Forgets the records under prefix (all, or those whose file is gone). */
+static void
+forget_under(watch *w, const char *prefix, int gone_only)
+{
+	struct prefix_ids p = { prefix, NULL, 0, 0, gone_only };
+	size_t n = 0;
+	cdx_error err;
+
+	if (store_image_foreach(w->st, collect_prefix, &p, &err) != 0)
+		cdx_log(CDX_LOG_WARN, "indexer: cannot list %s: %s", prefix,
+		    err.msg);
+	else if (p.n > 0 && store_image_delete(w->st, p.ids, p.n, &n, &err) != 0)
+		cdx_log(CDX_LOG_WARN, "indexer: cannot forget %s: %s", prefix,
+		    err.msg);
+	if (n > 0) {
+		w->deleted += (int64_t)n;
+		cdx_log(CDX_LOG_INFO, "indexer: forgot %zu images under %s", n,
+		    prefix);
+	}
+	free(p.ids);
+}
+
+static void
+forget_path(watch *w, const char *path)
+{
+	size_t n = 0;
+	if (store_image_delete_paths(w->st, &path, 1, &n, NULL) == 0 && n > 0)
+		w->deleted += (int64_t)n;
+	store_failure_delete(w->st, path, NULL);
+}
+
+/* Gives the record of from the path to (same embedding), or queues to. */
+static void
+move_file(watch *w, const char *from, const char *to)
+{
+	store_image *old = NULL;
+	struct stat st;
+	cdx_error err;
+
+	store_failure_delete(w->st, from, NULL);
+	if (lstat(to, &st) != 0 || !S_ISREG(st.st_mode)) {
+		forget_path(w, from);
+		return;
+	}
+	if (store_image_get_by_path(w->st, from, &old, NULL) != 0 ||
+	    old->size != st.st_size || old->mtime_ns != mtime_ns(&st)) {
+		/* Not known, or changed meanwhile: read it (equal bytes still
+		 * reuse the embedding). */
+		store_image_free(old);
+		consider_file(w, NULL, to, &st, ORIG_DONE);
+		return;
+	}
+	store_image rec = *old;
+	uint64_t old_id = old->id;
+	rec.path = to;
+	if (store_image_put(w->st, &rec, 1, &err) != 0 ||
+	    store_image_delete(w->st, &old_id, 1, NULL, &err) != 0)
+		cdx_log(CDX_LOG_WARN, "indexer: cannot move %s to %s: %s", from, to,
+		    err.msg);
+	else
+		w->renamed++;
+	store_image_free(old);
+}
+
+/* Moves every record under from to the same place under to. */
+static void
+move_dir(watch *w, const char *from, const char *to)
+{
+	struct prefix_ids p = { from, NULL, 0, 0, 0 };
+	size_t flen = strlen(from);
+	cdx_error err;
+
+	if (store_image_foreach(w->st, collect_prefix, &p, &err) != 0) {
+		cdx_log(CDX_LOG_WARN, "indexer: cannot list %s: %s", from, err.msg);
+		free(p.ids);
+		return;
+	}
+	for (size_t i = 0; i < p.n; i += 64) {
+		store_image *got[64], recs[64];
+		char *paths[64];
+		uint64_t ids[64];
+		size_t n = 0, m = p.n - i < 64 ? p.n - i : 64;
+		for (size_t j = 0; j < m; j++) {
+			store_image *r;
+			if (store_image_get(w->st, p.ids[i + j], &r, NULL) != 0)
+				continue;
+			if (asprintf(&paths[n], "%s%s", to, r->path + flen) < 0) {
+				store_image_free(r);
+				continue;
+			}
+			got[n] = r;
+			recs[n] = *r;
+			recs[n].path = paths[n];
+			ids[n] = r->id;
+			n++;
+		}
+		if (n > 0 && (store_image_put(w->st, recs, n, &err) != 0 ||
+		    store_image_delete(w->st, ids, n, NULL, &err) != 0))
+			cdx_log(CDX_LOG_WARN, "indexer: moving %s to %s: %s", from, to,
+			    err.msg);
+		else
+			w->renamed += (int64_t)n;
+		for (size_t j = 0; j < n; j++) {
+			store_image_free(got[j]);
+			free(paths[j]);
+		}
+	}
+	free(p.ids);
+}
+
+/* ---- tasks (control thread) ---- */
+
+static int
+queue_task(watch *w, const char *path, int live, watch_done_fn fn,
+    void *user)
+{
+	task *t = calloc(1, sizeof(*t));
+	if (t == NULL || (t->path = strdup(path)) == NULL) {
+		free(t);
+		return CDX_ENOMEM;
+	}
+	t->live = live;
+	t->fn = fn;
+	t->user = user;
+	t->outstanding = 1;
+	if (w->tasks_tail != NULL)
+		w->tasks_tail->next = t;
+	else
+		w->tasks_head = t;
+	w->tasks_tail = t;
+	return 0;
+}
+
+static void
+complete(watch *w, task *t, int stopping)
+{
+	watch_result r = { t->added, t->updated, t->unchanged, t->failed,
+	    t->moved, t->interrupted || stopping };
+	if (!r.interrupted)
+		forget_under(w, t->path, 1);
+	if (t->fn != NULL)
+		t->fn(t->user, t->path, &r);
+	task_free(t);
+}
+
+/* ---- timers: quiet periods and unpaired moves (control thread) ---- */
+
+static void
+timer_set(watch *w, const char *path, double due)
+{
+	for (size_t i = 0; i < w->n_timers; i++) {
+		if (strcmp(w->timers[i].path, path) == 0) {
+			w->timers[i].due = due;
+			return;
+		}
+	}
+	if (grow((void **)&w->timers, &w->cap_timers, w->n_timers + 1,
+	    sizeof(*w->timers)) != 0)
+		return;
+	char *copy = strdup(path);
+	if (copy == NULL)
+		return;
+	w->timers[w->n_timers++] = (struct timer){ copy, due };
+}
+
+static void
+timer_cancel(watch *w, const char *path)
+{
+	for (size_t i = 0; i < w->n_timers; i++) {
+		if (strcmp(w->timers[i].path, path) == 0) {
+			free(w->timers[i].path);
+			w->timers[i] = w->timers[--w->n_timers];
+			return;
+		}
+	}
+}
+
+static void
+timers_cancel_under(watch *w, const char *prefix)
+{
+	for (size_t i = 0; i < w->n_timers;) {
+		if (under(w->timers[i].path, prefix)) {
+			free(w->timers[i].path);
+			w->timers[i] = w->timers[--w->n_timers];
+		} else {
+			i++;
+		}
+	}
+}
+
+static void
+dir_gone(watch *w, const char *path)
+{
+	drop_watches_under(w, path);
+	timers_cancel_under(w, path);
+	forget_under(w, path, 0);
+}
+
+static void
+timers_run(watch *w, double now)
+{
+	for (size_t i = 0; i < w->n_timers;) {
+		struct timer *tm = &w->timers[i];
+		if (tm->due > now) {
+			i++;
+			continue;
+		}
+		char *path = tm->path;
+		w->timers[i] = w->timers[--w->n_timers];
+		struct stat st;
+		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+			consider_file(w, NULL, path, &st, ORIG_QUIET);
+		free(path);
+	}
+	for (size_t i = 0; i < w->n_moves;) {
+		struct pmove *m = &w->moves[i];
+		if (m->due > now) {
+			i++;
+			continue;
+		}
+		/* Moved out of the watched folders: gone. */
+		if (m->isdir)
+			dir_gone(w, m->path);
+		else
+			forget_path(w, m->path);
+		free(m->path);
+		w->moves[i] = w->moves[--w->n_moves];
+	}
+}
+
+static double
+next_due(watch *w)
+{
+	double due = 1e300;
+	for (size_t i = 0; i < w->n_timers; i++)
+		if (w->timers[i].due < due)
+			due = w->timers[i].due;
+	for (size_t i = 0; i < w->n_moves; i++)
+		if (w->moves[i].due < due)
+			due = w->moves[i].due;
+	return due;
+}
+
+/* ---- inotify events (control thread) ---- */
+
+static void
+rescan_roots(watch *w)
+{
+	pthread_mutex_lock(&w->mu);
+	for (size_t i = 0; i < w->n_roots; i++)
+		queue_task(w, w->roots[i], 1, NULL, NULL);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static void
+on_moved_to(watch *w, const struct inotify_event *e, const char *path)
+{
+	for (size_t i = 0; i < w->n_moves; i++) {
+		struct pmove *m = &w->moves[i];
+		if (m->cookie != e->cookie)
+			continue;
+		char *from = m->path;
+		int isdir = m->isdir;
+		w->moves[i] = w->moves[--w->n_moves];
+		if (isdir) {
+			rename_watches(w, from, path);
+			timers_cancel_under(w, from);
+			move_dir(w, from, path);
+			/* Files in flight under the old name are dropped by the
+			 * writer: a scan of the new place catches them. */
+			pthread_mutex_lock(&w->mu);
+			queue_task(w, path, 1, NULL, NULL);
+			pthread_mutex_unlock(&w->mu);
+		} else {
+			timer_cancel(w, from);
+			move_file(w, from, path);
+		}
+		free(from);
+		return;
+	}
+	/* Moved in from outside the watched folders. */
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return;
+	if (S_ISDIR(st.st_mode)) {
+		pthread_mutex_lock(&w->mu);
+		queue_task(w, path, 1, NULL, NULL);
+		pthread_mutex_unlock(&w->mu);
+	} else if (S_ISREG(st.st_mode)) {
+		consider_file(w, NULL, path, &st, ORIG_DONE);
+	}
+}
+
+static void
+on_event(watch *w, const struct inotify_event *e, double now)
+{
+	if (e->wd < 0 || e->wd >= w->wdcap || w->wdpath[e->wd] == NULL)
+		return;
+	if (e->mask & IN_IGNORED) {
+		free(w->wdpath[e->wd]);
+		w->wdpath[e->wd] = NULL;
+		w->watches--;
+		return;
+	}
+	if (e->len == 0 || e->name[0] == '\0')
+		return;         /* events on the folder itself */
+	if (!live_under_root(w, w->wdpath[e->wd])) {
+		/* A root that watch_remove() dropped. */
+		inotify_rm_watch(w->ifd, e->wd);
+		return;
+	}
+	char *path = join(w->wdpath[e->wd], e->name);
+	if (path == NULL)
+		return;
+	if (path_excluded(w, path)) {
+		free(path);
+		return;
+	}
+	struct stat st;
+	if (e->mask & IN_MOVED_FROM) {
+		if (grow((void **)&w->moves, &w->cap_moves, w->n_moves + 1,
+		    sizeof(*w->moves)) == 0) {
+			w->moves[w->n_moves++] = (struct pmove){ e->cookie,
+			    (e->mask & IN_ISDIR) != 0, path, now + MOVE_PAIR_S };
+			return;
+		}
+	} else if (e->mask & IN_MOVED_TO) {
+		on_moved_to(w, e, path);
+	} else if (e->mask & IN_DELETE) {
+		if (e->mask & IN_ISDIR) {
+			dir_gone(w, path);
+		} else {
+			timer_cancel(w, path);
+			forget_path(w, path);
+		}
+	} else if ((e->mask & IN_CREATE) && (e->mask & IN_ISDIR)) {
+		pthread_mutex_lock(&w->mu);
+		queue_task(w, path, 1, NULL, NULL);
+		pthread_mutex_unlock(&w->mu);
+	} else if (e->mask & IN_CLOSE_WRITE) {
+		timer_cancel(w, path);
+		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+			consider_file(w, NULL, path, &st, ORIG_DONE);
+	} else if (e->mask & (IN_CREATE | IN_MODIFY | IN_ATTRIB)) {
+		if (!(e->mask & IN_ISDIR))
+			timer_set(w, path, now + w->p.quiet_ms * 1e-3);
+	}
+	free(path);
+}
+
+static void
+read_events(watch *w, char *buf, double now)
+{
+	for (;;) {
+		ssize_t n = read(w->ifd, buf, EVENT_BUF);
+		if (n <= 0)
+			return;
+		size_t count = 0;
+		for (char *p = buf; p < buf + n;
+		    p += sizeof(struct inotify_event) +
+		    ((struct inotify_event *)p)->len)
+			count++;
+		int overflow = w->p.event_limit > 0 &&
+		    count > (size_t)w->p.event_limit;
+		for (char *p = buf; p < buf + n && !overflow;) {
+			const struct inotify_event *e = (const void *)p;
+			if (e->mask & IN_Q_OVERFLOW)
+				overflow = 1;
+			p += sizeof(*e) + e->len;
+		}
+		if (overflow) {
+			/* Events were lost: only a walk can tell what changed. */
+			w->overflows++;
+			cdx_log(CDX_LOG_WARN, "indexer: the event queue overflowed; "
+			    "rescanning the watched folders");
+			for (char *p = buf; p < buf + n;) {
+				const struct inotify_event *e = (const void *)p;
+				if (e->mask & IN_IGNORED)
+					on_event(w, e, now);
+				p += sizeof(*e) + e->len;
+			}
+			rescan_roots(w);
+			continue;
+		}
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *e = (const void *)p;
+			on_event(w, e, now);
+			p += sizeof(*e) + e->len;
+		}
+	}
+}
+
+/* ---- the control thread ---- */
+
+static void *
+control_main(void *arg)
+{
+	watch *w = arg;
+	char *buf = malloc(EVENT_BUF);
+	double last = now_s();
+
+	lower_priority(w);
+	for (;;) {
+		task *fin, *t = NULL;
+		char **retry = NULL;
+		size_t n_retry = 0;
+		int stop, paused;
+
+		pthread_mutex_lock(&w->mu);
+		stop = w->stop;
+		paused = w->paused;
+		fin = w->finished;
+		w->finished = NULL;
+		if (w->cur == NULL && w->tasks_head != NULL && !stop) {
+			t = w->tasks_head;
+			w->tasks_head = t->next;
+			if (w->tasks_head == NULL)
+				w->tasks_tail = NULL;
+			t->next = NULL;
+		}
+		retry = w->retry;
+		n_retry = w->n_retry;
+		w->retry = NULL;
+		w->n_retry = w->cap_retry = 0;
+		pthread_mutex_unlock(&w->mu);
+
+		double now = now_s();
+		if (w->queued > w->done || w->cur != NULL)
+			w->busy_ns += (int64_t)((now - last) * 1e9);
+		last = now;
+		for (size_t i = 0; i < n_retry; i++) {
+			if (!stop)
+				timer_set(w, retry[i], now + w->p.quiet_ms * 1e-3);
+			free(retry[i]);
+		}
+		free(retry);
+		while (fin != NULL) {
+			task *next = fin->next;
+			complete(w, fin, stop);
+			fin = next;
+		}
+		if (stop)
+			break;
+		if (t != NULL)
+			walk_begin(w, t);
+		if (!paused && buf != NULL && w->ifd >= 0)
+			read_events(w, buf, now);
+		timers_run(w, now);
+		ready_flush(w);
+		if (w->cur != NULL && w->n_ready == 0)
+			walk_step(w);
+		ready_flush(w);
+
+		int timeout;
+		pthread_mutex_lock(&w->mu);
+		int more = w->finished != NULL || w->stop ||
+		    (w->cur == NULL && w->tasks_head != NULL);
+		pthread_mutex_unlock(&w->mu);
+		if (more || (w->cur != NULL && w->n_ready == 0))
+			timeout = 0;
+		else if (w->n_ready > 0)
+			timeout = 5;        /* the decoders are full */
+		else {
+			double due = next_due(w) - now_s();
+			timeout = due > 0.25 ? 250 : due < 0 ? 0 :
+			    (int)(due * 1000) + 1;
+		}
+		struct pollfd pf[2] = { { w->wake[0], POLLIN, 0 },
+		    { paused ? -1 : w->ifd, POLLIN, 0 } };
+		if (poll(pf, 2, timeout) > 0 && (pf[0].revents & POLLIN)) {
+			char drain[64];
+			while (read(w->wake[0], drain, sizeof(drain)) > 0) {
+			}
+		}
+	}
+	/* Stopping: cut the walk and drop what never reached the decoders. */
+	if (w->cur != NULL)
+		w->cur->interrupted = 1;
+	walk_finish(w);
+	for (size_t i = 0; i < w->n_ready; i++)
+		item_finish(w, w->ready[w->ready_head + i], 1);
+	w->n_ready = w->ready_head = 0;
+	free(buf);
+	return NULL;
+}
+
+/* ---- decode workers ---- */
+
+static int
+read_file(const char *path, size_t max, uint8_t **data, size_t *len,
+    struct stat *st, cdx_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	size_t got = 0;
+	uint8_t *buf;
+
+	if (fd < 0 && errno == ELOOP)
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cdx_error_set(err, cdx_from_errno(errno), "%s",
+		    strerror(errno));
+	if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+		close(fd);
+		return cdx_error_set(err, CDX_EIO, "not a regular file");
+	}
+	if ((uint64_t)st->st_size > max) {
+		close(fd);
+		return cdx_error_set(err, CDX_ETOOBIG, "%lld bytes, over the "
+		    "limit of %zu", (long long)st->st_size, max);
+	}
+	if ((buf = malloc((size_t)st->st_size + 1)) == NULL) {
+		close(fd);
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	}
+	while (got < (size_t)st->st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st->st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			close(fd);
+			free(buf);
+			return cdx_error_set(err, cdx_from_errno(e), "%s",
+			    strerror(e));
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	*data = buf;
+	*len = got;
+	return 0;
+}
+
+static void
+retry_later(watch *w, const char *path)
+{
+	pthread_mutex_lock(&w->mu);
+	if (!w->stop && grow((void **)&w->retry, &w->cap_retry, w->n_retry + 1,
+	    sizeof(*w->retry)) == 0) {
+		char *copy = strdup(path);
+		if (copy != NULL)
+			w->retry[w->n_retry++] = copy;
+	}
+	pthread_mutex_unlock(&w->mu);
+	wake(w);
+}
+
+/* A failure of a file that may still be being written is not recorded:
+ * it is looked at again after a quiet period. */
+static void
+fail_or_retry(watch *w, item *it, const char *reason, int64_t mtime)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t age_ms = ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - mtime) /
+	    1000000;
+	if (it->origin == ORIG_SCAN && age_ms < w->p.quiet_ms) {
+		retry_later(w, it->path);
+		it->kind = K_DROP;
+		return;
+	}
+	it->kind = K_FAIL;
+	snprintf(it->reason, sizeof(it->reason), "%s", reason);
+}
+
+/* Reuses the embedding of a record with the same bytes, if there is one. */
+static int
+try_reuse(watch *w, item *it, const store_image *old)
+{
+	if (old != NULL && memcmp(old->hash, it->hash, STORE_HASH_LEN) == 0) {
+		if ((it->emb = malloc(sizeof(float) * (size_t)w->dim)) == NULL)
+			return 0;
+		memcpy(it->emb, old->embedding, sizeof(float) * (size_t)w->dim);
+		it->width = old->width;
+		it->height = old->height;
+		it->capture_time = old->capture_time;
+		it->kind = K_REUSE;
+		return 1;
+	}
+	uint64_t ids[4];
+	size_t n = 0;
+	if (store_image_find_hash(w->st, it->hash, ids, 4, &n, NULL) != 0)
+		return 0;
+	for (size_t i = 0; i < n && i < 4; i++) {
+		store_image *r;
+		if (store_image_get(w->st, ids[i], &r, NULL) != 0)
+			continue;
+		if ((it->emb = malloc(sizeof(float) * (size_t)w->dim)) == NULL) {
+			store_image_free(r);
+			return 0;
+		}
+		struct stat st;
+		memcpy(it->emb, r->embedding, sizeof(float) * (size_t)w->dim);
+		it->width = r->width;
+		it->height = r->height;
+		it->capture_time = r->capture_time;
+		if (strcmp(r->path, it->path) != 0 && lstat(r->path, &st) != 0 &&
+		    errno == ENOENT)
+			it->del_id = r->id;     /* moved: forget the old place */
+		it->kind = K_REUSE;
+		store_image_free(r);
+		return 1;
+	}
+	return 0;
+}
+
+static void
+decode_item(watch *w, item *it)
+{
+	const clip_preprocess_cfg *pp = &w->info->preprocess;
+	clip_decode_opts dopt = { w->p.max_pixels,
+	    w->p.fast_decode ? pp->shortest_edge : 0 };
+	store_image *old = NULL;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	struct stat st, st2;
+	clip_image_info info;
+	clip_image img;
+	cdx_error err;
+
+	if (read_file(it->path, w->p.max_file_bytes, &data, &len, &st,
+	    &err) != 0) {
+		if (err.code == CDX_ENOTFOUND)
+			it->kind = K_DROP;
+		else
+			fail_or_retry(w, it, err.msg, it->mtime_ns);
+		return;
+	}
+	it->size = st.st_size;
+	it->mtime_ns = mtime_ns(&st);
+	if (len != (size_t)st.st_size || lstat(it->path, &st2) != 0 ||
+	    st2.st_size != st.st_size || mtime_ns(&st2) != it->mtime_ns) {
+		/* Being written: look again once it is quiet. */
+		retry_later(w, it->path);
+		it->kind = K_DROP;
+		goto out;
+	}
+	XXH128_canonical_t hc;
+	XXH128_canonicalFromHash(&hc, XXH3_128bits(data, len));
+	memcpy(it->hash, hc.digest, STORE_HASH_LEN);
+	if (store_image_get_by_path(w->st, it->path, &old, NULL) == 0)
+		it->is_update = 1;
+	if (try_reuse(w, it, old))
+		goto out;
+	if (clip_image_probe(data, len, &info, &err) != 0) {
+		if (len >= 4 && (memcmp(data, "\xff\xd8\xff", 3) == 0 ||
+		    memcmp(data, "\x89PNG", 4) == 0))
+			fail_or_retry(w, it, err.msg, it->mtime_ns);
+		else {
+			it->kind = K_SKIP;      /* not an image */
+			it->del_path = it->is_update;
+		}
+		goto out;
+	}
+	if (w->p.min_side > 0 && (info.width < w->p.min_side ||
+	    info.height < w->p.min_side)) {
+		it->kind = K_SKIP;              /* an icon */
+		it->del_path = it->is_update;
+		goto out;
+	}
+	if (clip_image_decode(data, len, &dopt, &img, &err) != 0) {
+		fail_or_retry(w, it, err.msg, it->mtime_ns);
+		goto out;
+	}
+	free(data);
+	data = NULL;
+	it->pixels = malloc(sizeof(float) * w->plane);
+	if (it->pixels == NULL) {
+		clip_image_free(&img);
+		it->kind = K_DROP;
+		goto out;
+	}
+	if (clip_image_preprocess(&img, pp, it->pixels, &err) != 0) {
+		clip_image_free(&img);
+		fail_or_retry(w, it, err.msg, it->mtime_ns);
+		goto out;
+	}
+	it->width = (uint32_t)img.info.width;
+	it->height = (uint32_t)img.info.height;
+	it->capture_time = img.info.capture_time == INT64_MIN ?
+	    STORE_TIME_UNKNOWN : img.info.capture_time;
+	clip_image_free(&img);
+	it->kind = K_ENCODE;
+out:
+	store_image_free(old);
+	free(data);
+}
+
+static void *
+decode_main(void *arg)
+{
+	watch *w = arg;
+	item *it;
+
+	lower_priority(w);
+	while ((it = wq_pop(&w->decq, -1)) != NULL) {
+		w->decoding++;
+		decode_item(w, it);
+		if (it->kind == K_SKIP && !it->del_path)
+			w->skipped++;
+		if ((it->kind == K_DROP || (it->kind == K_SKIP && !it->del_path))) {
+			w->decoding--;
+			item_finish(w, it, 0);
+			continue;
+		}
+		if (wq_push(&w->encq, it, 1) != 0)
+			item_finish(w, it, 1);
+		w->decoding--;
+	}
+	return NULL;
+}
+
+/* ---- the encoder ---- */
+
+static void *
+encode_main(void *arg)
+{
+	watch *w = arg;
+	int cap = w->p.batch;
+	item **b = calloc((size_t)cap, sizeof(*b));
+	float *pixels = malloc(sizeof(float) * w->plane * (size_t)cap);
+	float *emb = malloc(sizeof(float) * (size_t)w->dim * (size_t)cap);
+	clip_ctx *ctx = NULL;
+	cdx_error err;
+	item *it;
+
+	lower_priority(w);
+	if (b == NULL || pixels == NULL || emb == NULL ||
+	    clip_ctx_new(w->m, cap, &ctx, &err) != 0)
+		cdx_log(CDX_LOG_ERROR, "indexer: cannot start the encoder");
+	while ((it = wq_pop(&w->encq, -1)) != NULL) {
+		int n = 0;
+		for (;;) {
+			if (it != NULL) {
+				if (it->kind != K_ENCODE) {
+					if (wq_push(&w->wrq, it, 1) != 0)
+						item_finish(w, it, 1);
+				} else {
+					memcpy(pixels + w->plane * (size_t)n, it->pixels,
+					    sizeof(float) * w->plane);
+					free(it->pixels);
+					it->pixels = NULL;
+					b[n++] = it;
+				}
+			}
+			if (n == cap)
+				break;
+			/* Wait for a full batch while the decoders are busy. */
+			it = wq_pop(&w->encq, 2);
+			if (it == NULL && (wq_len(&w->decq) == 0 && w->decoding == 0))
+				break;
+		}
+		if (n == 0)
+			continue;
+		int rc = ctx ? clip_encode_images(ctx, pixels, n, emb, &err) :
+		    CDX_ENOMEM;
+		for (int i = 0; i < n; i++) {
+			item *x = b[i];
+			if (rc != 0) {
+				x->kind = K_FAIL;
+				snprintf(x->reason, sizeof(x->reason), "encoding failed: %s",
+				    rc == CDX_ENOMEM ? "out of memory" : err.msg);
+			} else if ((x->emb = malloc(sizeof(float) *
+			    (size_t)w->dim)) != NULL) {
+				memcpy(x->emb, emb + (size_t)i * w->dim,
+				    sizeof(float) * (size_t)w->dim);
+			} else {
+				x->kind = K_DROP;
+			}
+			if (wq_push(&w->wrq, x, 1) != 0)
+				item_finish(w, x, 1);
+		}
+		if (rc == 0)
+			w->encoded += n;
+	}
+	clip_ctx_free(ctx);
+	free(b);
+	free(pixels);
+	free(emb);
+	return NULL;
+}
+
+/* ---- the writer ---- */
+
+static void
+write_batch(watch *w, item **v, size_t n)
+{
+	store_image *recs = calloc(n, sizeof(*recs));
+	item **put = calloc(n, sizeof(*put));
+	uint64_t *del = calloc(n, sizeof(*del));
+	size_t np = 0, nd = 0;
+	cdx_error err;
+
+	if (recs == NULL || put == NULL || del == NULL) {
+		for (size_t i = 0; i < n; i++)
+			item_finish(w, v[i], 1);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		item *it = v[i];
+		struct stat st;
+		/* Changed or gone since it was read: a newer event or scan
+		 * takes care of it. */
+		if (it->kind == K_DROP || lstat(it->path, &st) != 0 ||
+		    st.st_size != it->size || mtime_ns(&st) != it->mtime_ns) {
+			item_finish(w, it, 0);
+			continue;
+		}
+		if (it->kind == K_FAIL) {
+			store_failure f = { it->path, it->reason, it->size,
+			    it->mtime_ns, 0 };
+			if (store_failure_put(w->st, &f, &err) != 0)
+				cdx_log(CDX_LOG_WARN, "indexer: %s: cannot record the "
+				    "failure: %s", it->path, err.msg);
+			if (it->is_update)
+				store_image_delete_paths(w->st,
+				    (const char *const *)&it->path, 1, NULL, NULL);
+			cdx_log(CDX_LOG_INFO, "cannot index %s: %s", it->path,
+			    it->reason);
+			w->failed++;
+			if (it->t != NULL)
+				it->t->failed++;
+			item_finish(w, it, 0);
+			continue;
+		}
+		if (it->kind == K_SKIP) {
+			forget_path(w, it->path);
+			w->skipped++;
+			item_finish(w, it, 0);
+			continue;
+		}
+		store_image *r = &recs[np];
+		r->path = it->path;
+		r->size = it->size;
+		r->mtime_ns = it->mtime_ns;
+		memcpy(r->hash, it->hash, STORE_HASH_LEN);
+		r->width = it->width;
+		r->height = it->height;
+		r->capture_time = it->capture_time;
+		r->embedding = it->emb;
+		if (it->del_id != 0)
+			del[nd++] = it->del_id;
+		put[np++] = it;
+	}
+	if (np > 0) {
+		int rc = store_image_put(w->st, recs, np, &err);
+		if (rc != 0 && rc != CDX_EINDEX)
+			cdx_log(CDX_LOG_ERROR, "indexer: storing %zu images failed: "
+			    "%s", np, err.msg);
+		if (rc == 0 && nd > 0)
+			store_image_delete(w->st, del, nd, NULL, NULL);
+		for (size_t i = 0; i < np; i++) {
+			item *it = put[i];
+			if ((rc == 0 || rc == CDX_EINDEX) && it->t != NULL) {
+				if (it->kind == K_REUSE && !it->is_update)
+					it->t->moved++;
+				if (it->is_update)
+					it->t->updated++;
+				else
+					it->t->added++;
+			}
+			if (it->kind == K_REUSE)
+				w->reused++;
+			item_finish(w, it, rc != 0 && rc != CDX_EINDEX);
+		}
+	}
+out:
+	free(recs);
+	free(put);
+	free(del);
+}
+
+static void *
+write_main(void *arg)
+{
+	watch *w = arg;
+	item *v[WRITE_MAX];
+	item *it;
+
+	lower_priority(w);
+	while ((it = wq_pop(&w->wrq, -1)) != NULL) {
+		size_t n = 0;
+		v[n++] = it;
+		while (n < WRITE_MAX && (it = wq_pop(&w->wrq, 0)) != NULL)
+			v[n++] = it;
+		write_batch(w, v, n);
+	}
+	return NULL;
+}
+
+/* ---- public API ---- */
+
+void
+watch_default_params(watch_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->batch = 16;
+	p->min_side = 64;
+	p->max_file_bytes = (size_t)512 << 20;
+	p->fast_decode = 1;
+	p->live = 1;
+	p->quiet_ms = 1000;
+	p->nice = 10;
+}
+
+int
+watch_start(store *st, const clip_model *m, const watch_params *p,
+    watch **out, cdx_error *err)
+{
+	watch *w;
+	int rc;
+
+	if (st == NULL || m == NULL || p == NULL || out == NULL)
+		return cdx_error_set(err, CDX_EINVAL, "watch_start: NULL argument");
+	if (p->batch < 1 || p->batch > 4096 || p->n_exclude < 0 ||
+	    p->n_exclude > WATCH_MAX_EXCLUDE || p->decode_threads < 0 ||
+	    p->decode_threads > 256 || p->quiet_ms < 0 || p->min_side < 0)
+		return cdx_error_set(err, CDX_EINVAL, "watch_start: a parameter is "
+		    "out of range");
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	w->st = st;
+	w->m = m;
+	w->info = clip_model_get_info(m);
+	w->p = *p;
+	if (w->p.max_file_bytes == 0)
+		w->p.max_file_bytes = (size_t)512 << 20;
+	w->plane = (size_t)w->info->preprocess.crop_width *
+	    (size_t)w->info->preprocess.crop_height * 3;
+	w->dim = w->info->embed_dim;
+	w->ifd = -1;
+	w->wake[0] = w->wake[1] = -1;
+	pthread_mutex_init(&w->mu, NULL);
+	w->n_dec = p->decode_threads > 0 ? p->decode_threads :
+	    (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (w->n_dec < 1)
+		w->n_dec = 1;
+	if (wq_init(&w->decq, (size_t)w->n_dec * 2) != 0 ||
+	    wq_init(&w->encq, (size_t)p->batch * 2) != 0 ||
+	    wq_init(&w->wrq, WRITE_MAX * 2) != 0 ||
+	    (w->decoders = calloc((size_t)w->n_dec, sizeof(pthread_t))) == NULL) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "out of memory");
+		goto fail;
+	}
+	if (pipe2(w->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+		rc = cdx_error_set(err, CDX_EIO, "pipe: %s", strerror(errno));
+		goto fail;
+	}
+	if (p->live) {
+		w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (w->ifd < 0) {
+			rc = cdx_error_set(err, CDX_EIO, "inotify: %s%s",
+			    strerror(errno), errno == EMFILE ? " (raise "
+			    "fs.inotify.max_user_instances)" : "");
+			goto fail;
+		}
+	}
+	if (pthread_create(&w->writer, NULL, write_main, w) != 0)
+		goto fail_thread;
+	w->started_writer = 1;
+	if (pthread_create(&w->encoder, NULL, encode_main, w) != 0)
+		goto fail_thread;
+	w->started_encoder = 1;
+	for (int i = 0; i < w->n_dec; i++) {
+		if (pthread_create(&w->decoders[i], NULL, decode_main, w) != 0) {
+			w->n_dec = i;
+			goto fail_thread;
+		}
+	}
+	if (pthread_create(&w->control, NULL, control_main, w) != 0)
+		goto fail_thread;
+	w->started_control = 1;
+	*out = w;
+	return 0;
+
+fail_thread:
+	rc = cdx_error_set(err, CDX_ENOMEM, "cannot start the indexer's threads");
+fail:
+	watch_stop(w);
+	return rc;
+}
+
+void
+watch_stop(watch *w)
+{
+	item *it;
+	task *t;
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stop = 1;
+	pthread_mutex_unlock(&w->mu);
+	if (w->wake[1] >= 0)
+		wake(w);
+	if (w->started_control)
+		pthread_join(w->control, NULL);
+	/* Queued files are dropped; decoded ones are encoded and written. */
+	if (w->decq.v != NULL)
+		wq_close(&w->decq, 1);
+	for (int i = 0; i < w->n_dec && w->decoders != NULL; i++)
+		if (w->decoders[i])
+			pthread_join(w->decoders[i], NULL);
+	if (w->decq.v != NULL)
+		while ((it = wq_take(&w->decq)) != NULL)
+			item_finish(w, it, 1);
+	if (w->encq.v != NULL)
+		wq_close(&w->encq, 0);
+	if (w->started_encoder)
+		pthread_join(w->encoder, NULL);
+	if (w->wrq.v != NULL)
+		wq_close(&w->wrq, 0);
+	if (w->started_writer)
+		pthread_join(w->writer, NULL);
+	/* Whatever finished, and what never started, is answered now. */
+	while ((t = w->finished) != NULL) {
+		w->finished = t->next;
+		complete(w, t, 1);
+	}
+	while ((t = w->tasks_head) != NULL) {
+		w->tasks_head = t->next;
+		complete(w, t, 1);
+	}
+	for (size_t i = 0; i < w->n_retry; i++)
+		free(w->retry[i]);
+	free(w->retry);
+	for (size_t i = 0; i < w->n_roots; i++)
+		free(w->roots[i]);
+	free(w->roots);
+	for (int i = 0; i < w->wdcap; i++)
+		free(w->wdpath[i]);
+	free(w->wdpath);
+	for (size_t i = 0; i < w->n_timers; i++)
+		free(w->timers[i].path);
+	free(w->timers);
+	for (size_t i = 0; i < w->n_moves; i++)
+		free(w->moves[i].path);
+	free(w->moves);
+	free(w->ready);
+	free(w->stack);
+	free(w->seen);
+	free(w->decoders);
+	wq_destroy(&w->decq);
+	wq_destroy(&w->encq);
+	wq_destroy(&w->wrq);
+	if (w->ifd >= 0)
+		close(w->ifd);
+	if (w->wake[0] >= 0)
+		close(w->wake[0]);
+	if (w->wake[1] >= 0)
+		close(w->wake[1]);
+	pthread_mutex_destroy(&w->mu);
+	free(w);
+}
+
+int
+watch_add(watch *w, const char *path, int live, watch_done_fn fn, void *user)
+{
+	struct stat st;
+	int rc = 0;
+
+	if (w == NULL || path == NULL || path[0] != '/')
+		return CDX_EINVAL;
+	live = live && w->p.live && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	pthread_mutex_lock(&w->mu);
+	if (w->stop) {
+		pthread_mutex_unlock(&w->mu);
+		return CDX_ECLOSED;
+	}
+	if (live) {
+		int have = 0;
+		for (size_t i = 0; i < w->n_roots && !have; i++)
+			have = strcmp(w->roots[i], path) == 0;
+		if (!have) {
+			char *copy = strdup(path);
+			if (copy == NULL || grow((void **)&w->roots, &w->cap_roots,
+			    w->n_roots + 1, sizeof(*w->roots)) != 0) {
+				free(copy);
+				rc = CDX_ENOMEM;
+			} else {
+				w->roots[w->n_roots++] = copy;
+			}
+		}
+	}
+	if (rc == 0)
+		rc = queue_task(w, path, live, fn, user);
+	pthread_mutex_unlock(&w->mu);
+	wake(w);
+	return rc;
+}
+
+int
+watch_remove(watch *w, const char *path)
+{
+	int found = 0;
+
+	if (w == NULL || path == NULL)
+		return CDX_EINVAL;
+	pthread_mutex_lock(&w->mu);
+	for (size_t i = 0; i < w->n_roots;) {
+		if (under(w->roots[i], path)) {
+			free(w->roots[i]);
+			w->roots[i] = w->roots[--w->n_roots];
+			found = 1;
+		} else {
+			i++;
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
+	/* Its folders' watches are dropped as their next events arrive. */
+	return found ? 0 : CDX_ENOTFOUND;
+}
+
+void
+watch_rescan(watch *w)
+{
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->mu);
+	if (!w->stop)
+		for (size_t i = 0; i < w->n_roots; i++)
+			queue_task(w, w->roots[i], 1, NULL, NULL);
+	pthread_mutex_unlock(&w->mu);
+	wake(w);
+}
+
+void
+watch_pause_events(watch *w, int paused)
+{
+	pthread_mutex_lock(&w->mu);
+	w->paused = paused;
+	pthread_mutex_unlock(&w->mu);
+	wake(w);
+}
+
+void
+watch_get_progress(watch *w, watch_progress *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->queued = w->queued;
+	out->done = w->done;
+	out->remaining = out->queued - out->done;
+	out->encoded = w->encoded;
+	out->reused = w->reused;
+	out->failed = w->failed;
+	out->skipped = w->skipped;
+	out->renamed = w->renamed;
+	out->deleted = w->deleted;
+	out->overflows = w->overflows;
+	out->watches = w->watches;
+	double busy = (double)w->busy_ns * 1e-9;
+	out->rate = busy > 0.05 ? (double)(out->encoded + out->reused) / busy :
+	    0.0;
+	out->eta_s = out->rate > 0 ? (double)out->remaining / out->rate : -1.0;
+	pthread_mutex_lock(&w->mu);
+	out->scanning = w->walking || w->tasks_head != NULL;
+	out->idle = !out->scanning && out->remaining == 0 &&
+	    w->finished == NULL && w->n_retry == 0;
+	snprintf(out->warning, sizeof(out->warning), "%s", w->warning);
+	pthread_mutex_unlock(&w->mu);
+}
