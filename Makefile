@@ -202,5 +202,7 @@ $(BUILD)/tests/client_cli: | $(BUILD)/clipdex
 
 # The tokenizer embeds the vocabulary with .incbin, which -MMD cannot see.
 $(BUILD)/encoder/tokenizer_vocab.o: encoder/vocab/bpe_simple_vocab_16e6.txt.gz
+# The web page (web/) is embedded in daemon/web.o the same way.
+$(BUILD)/daemon/web.o: web/index.html web/app.js web/app.css
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

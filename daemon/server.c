@@ -611,6 +611,8 @@ http_start(srv *s, cdx_error *err)
 		s->http_handler = NULL;
 		goto fail_release;
 	}
+	if ((rv = web_add_handlers(s)) != 0)
+		goto fail_release;
 	if ((rv = nng_http_server_start(s->http)) != 0)
 		goto fail_release;
 	cdx_log(CDX_LOG_INFO, "HTTP API on http://%s/api", s->cfg->http);
@@ -734,6 +736,7 @@ srv_stop(srv *s)
 		listener_stop(s->listeners[i]);
 	if (s->http != NULL) {
 		/* The server owns its handlers and frees them with itself. */
+		web_stop(s);    /* its queued requests answered first */
 		nng_http_server_stop(s->http);
 		nng_http_server_release(s->http);
 	}

@@ -86,6 +86,7 @@ struct srv {
 	int n_listeners;
 	nng_http_server *http;
 	nng_http_handler *http_handler;
+	struct web *web;        /* web.c: the page, thumbnails, images */
 };
 
 double srv_now(void);
@@ -156,6 +157,17 @@ int srv_path_check(srv *s, const char *path, char *out, size_t outlen,
     int allow_new_root);
 /* Adds a canonical root (persisted in the store). */
 int srv_root_add(srv *s, const char *canon);
+
+/* web.c: the web page, thumbnails and images on the HTTP server (see the
+ * top of web.c).  web_add_handlers() returns 0 or an nng error; web_stop()
+ * runs before the HTTP server stops and accepts a daemon without it. */
+int web_add_handlers(srv *s);
+void web_stop(srv *s);
+/* For tests: "<prefix>/<id>[?v=N]" -> id (0 or -1), and one thumbnail. */
+int web_parse_id(const char *uri, const char *prefix, uint64_t *id,
+    int64_t *v);
+int web_thumbnail(const uint8_t *data, size_t len, uint64_t max_pixels,
+    uint8_t **out, size_t *out_len, cdx_error *err);
 
 /* ingest.c */
 int ingest_start(srv *s, cdx_error *err);

@@ -1,0 +1,882 @@
+/*
+ * The web endpoints of clipdexd (daemon/web.c): the page's files, thumbnails
+ * and full images over a real HTTP socket, their headers, path-traversal
+ * attempts, the token rule and the thumbnail cache.  The daemon runs in
+ * this process (srv_start) with a tiny generated model and generated photos.
+ *
+ * With "--fixture DIR" the program only writes DIR/model and DIR/photos
+ * (the same generated model and photos) and exits: tests/web_browser.sh
+ * uses it to set up the browser test.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <turbojpeg.h>
+#include <unistd.h>
+
+#include "daemon/srv_internal.h"
+#include "tests/testmodel.h"
+
+#define N_SMALL 12      /* small photos, two folders */
+#define N_BIG 4         /* 12 MP photos */
+
+static char tmp[256], model_dir[300], photos[300], store_dir[300];
+static char fixtures[512];
+static int port;
+static srv_config cfg;
+static srv *daemon_srv;
+static uint64_t ids[N_SMALL + N_BIG + 1];
+static char paths[N_SMALL + N_BIG + 1][400];
+static int n_ids;
+
+/* ---- fixtures ---- */
+
+static int
+write_file(const char *path, const void *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	if (f == NULL)
+		return -1;
+	size_t n = fwrite(data, 1, len, f);
+	return fclose(f) == 0 && n == len ? 0 : -1;
+}
+
+static int
+read_all(const char *path, uint8_t **data, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		return -1;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	*data = malloc((size_t)n + 1);
+	*len = fread(*data, 1, (size_t)n, f);
+	fclose(f);
+	return 0;
+}
+
+/* A photo-like JPEG: smooth colour fields with stripes, different per
+ * seed, so that the tiny model tells them apart. */
+static int
+write_jpeg(const char *path, int w, int h, unsigned seed)
+{
+	unsigned char *rgb = malloc((size_t)w * h * 3), *jpeg = NULL;
+	unsigned long jlen = 0;
+	tjhandle tj = tjInitCompress();
+	unsigned r0 = seed * 2654435761u;
+	int rc;
+
+	if (rgb == NULL || tj == NULL)
+		return -1;
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++) {
+			unsigned char *p = rgb + ((size_t)y * w + x) * 3;
+			int xs = x * 96 / w, ys = y * 72 / h;
+			int band = ((xs * (int)(seed % 5 + 1)) / 17 +
+			    (ys * (int)(seed % 3 + 1)) / 13) & 1;
+			p[0] = (unsigned char)((r0 >> 0) + band * 90 + xs);
+			p[1] = (unsigned char)((r0 >> 8) + band * 40 + ys * (seed & 3));
+			p[2] = (unsigned char)((r0 >> 16) + (xs ^ ys) * (seed % 7));
+		}
+	rc = tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &jpeg, &jlen, TJSAMP_420,
+	    88, 0);
+	if (rc == 0)
+		rc = write_file(path, jpeg, jlen);
+	tjFree(jpeg);
+	tjDestroy(tj);
+	free(rgb);
+	return rc;
+}
+
+/* DIR/model (the tiny test model) and DIR/photos/{beach,city}/... */
+static int
+make_fixtures(const char *dir, int big)
+{
+	char p[600];
+	tm_recipe r;
+
+	snprintf(p, sizeof(p), "%s/model", dir);
+	mkdir(p, 0755);
+	tm_recipe_tiny(&r);
+	if (tm_write_model(&r, p) != 0)
+		return -1;
+	snprintf(p, sizeof(p), "%s/photos", dir);
+	mkdir(p, 0755);
+	snprintf(p, sizeof(p), "%s/photos/beach", dir);
+	mkdir(p, 0755);
+	snprintf(p, sizeof(p), "%s/photos/city", dir);
+	mkdir(p, 0755);
+	for (int i = 0; i < N_SMALL; i++) {
+		snprintf(p, sizeof(p), "%s/photos/%s/photo %02d.jpg", dir,
+		    i % 2 ? "city" : "beach", i);
+		if (write_jpeg(p, 160 + 24 * i, 120 + 16 * (i % 3), (unsigned)i + 1))
+			return -1;
+		/* beach/ is from 2001, city/ from 2011 */
+		time_t t = (i % 2 ? 1300000000 : 1000000000) + i * 86400;
+		struct timespec ts[2] = { { t, 0 }, { t, 0 } };
+		utimensat(AT_FDCWD, p, ts, 0);
+	}
+	for (int i = 0; big && i < N_BIG; i++) {
+		snprintf(p, sizeof(p), "%s/photos/city/big %d.jpg", dir, i);
+		if (write_jpeg(p, 4000, 3000, 100u + (unsigned)i))
+			return -1;
+	}
+	/* the same photo twice: a duplicate group */
+	uint8_t *d;
+	size_t n;
+	snprintf(p, sizeof(p), "%s/photos/beach/photo 00.jpg", dir);
+	if (read_all(p, &d, &n) != 0)
+		return -1;
+	snprintf(p, sizeof(p), "%s/photos/city/copy of photo 00.jpg", dir);
+	int rc = write_file(p, d, n);
+	free(d);
+	return rc;
+}
+
+/* ---- a minimal HTTP client ---- */
+
+typedef struct http_res {
+	int status;
+	char headers[4096];
+	uint8_t *body;
+	size_t len;
+} http_res;
+
+/* Sends raw request bytes to 127.0.0.1:port and reads the whole reply
+ * (the request says "Connection: close"). */
+static int
+http_raw(int p, const char *req, http_res *out)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(p) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	size_t cap = 1 << 16, got = 0;
+	uint8_t *buf = malloc(cap);
+
+	memset(out, 0, sizeof(*out));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || buf == NULL ||
+	    connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		free(buf);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+		close(fd);
+		free(buf);
+		return -1;
+	}
+	for (;;) {
+		if (got == cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+		}
+		ssize_t n = read(fd, buf + got, cap - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	uint8_t *end = memmem(buf, got, "\r\n\r\n", 4);
+	if (end == NULL || sscanf((char *)buf, "HTTP/1.1 %d", &out->status) != 1) {
+		free(buf);
+		return -1;
+	}
+	size_t hl = (size_t)(end - buf);
+	if (hl >= sizeof(out->headers))
+		hl = sizeof(out->headers) - 1;
+	memcpy(out->headers, buf, hl);
+	out->headers[hl] = '\0';
+	out->len = got - (size_t)(end + 4 - buf);
+	out->body = malloc(out->len + 1);
+	memcpy(out->body, end + 4, out->len);
+	out->body[out->len] = '\0';
+	free(buf);
+	return 0;
+}
+
+static int
+http_get(const char *path, const char *extra, http_res *out)
+{
+	char req[2048];
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+	    "Connection: close\r\n%s\r\n", path, port, extra ? extra : "");
+	return http_raw(port, req, out);
+}
+
+/* The value of a header (case-insensitive name), copied into buf. */
+static const char *
+header(const http_res *r, const char *name, char *buf, size_t n)
+{
+	size_t nl = strlen(name);
+	for (const char *l = strstr(r->headers, "\r\n"); l != NULL;
+	    l = strstr(l + 2, "\r\n")) {
+		if (strncasecmp(l + 2, name, nl) == 0 && l[2 + nl] == ':') {
+			const char *v = l + 3 + nl;
+			while (*v == ' ')
+				v++;
+			size_t vl = strcspn(v, "\r\n");
+			snprintf(buf, n, "%.*s", (int)vl, v);
+			return buf;
+		}
+	}
+	return NULL;
+}
+
+static void
+http_res_free(http_res *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+/* ---- the daemon ---- */
+
+static void
+api(const char *json, cJSON **out)
+{
+	char *reply = NULL;
+	size_t len;
+	int st;
+	srv_handle(daemon_srv, json, strlen(json), SRV_ORIGIN_LOCAL, &reply, &len,
+	    &st);
+	assert_int_equal(st, 200);
+	*out = cJSON_Parse(reply);
+	free(reply);
+	assert_non_null(*out);
+}
+
+static int
+start(const char *host, const char *token, srv **out)
+{
+	char hp[64];
+	cdx_error err;
+
+	srv_config_init(&cfg);
+	cfg.model_dir = strdup(model_dir);
+	cfg.store_dir = strdup(store_dir);
+	cfg.roots[cfg.n_roots++] = strdup(photos);
+	cfg.listen[cfg.n_listen++] = strdup("inproc://daemon-web-test");
+	cfg.threads = 1;
+	if (token != NULL)
+		cfg.token = strdup(token);
+	for (int attempt = 0; attempt < 20; attempt++) {
+		port = 20000 + (getpid() * 7 + attempt * 131) % 40000;
+		snprintf(hp, sizeof(hp), "%s:%d", host, port);
+		free(cfg.http);
+		cfg.http = strdup(hp);
+		if (srv_config_finish(&cfg, &err) != 0)
+			fail_msg("config: %s", err.msg);
+		int rc = srv_start(&cfg, out, &err);
+		if (rc == 0)
+			return 0;
+		if (strstr(err.msg, "HTTP") == NULL)
+			fail_msg("srv_start: %s", err.msg);
+	}
+	return -1;
+}
+
+static void
+stop(void)
+{
+	srv_stop(daemon_srv);
+	daemon_srv = NULL;
+	srv_config_free(&cfg);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	snprintf(tmp, sizeof(tmp), "/tmp/cdx-web-XXXXXX");
+	if (mkdtemp(tmp) == NULL)
+		return -1;
+	snprintf(model_dir, sizeof(model_dir), "%s/model", tmp);
+	snprintf(photos, sizeof(photos), "%s/photos", tmp);
+	snprintf(store_dir, sizeof(store_dir), "%s/store", tmp);
+	if (make_fixtures(tmp, 1) != 0)
+		return -1;
+	if (start("127.0.0.1", NULL, &daemon_srv) != 0)
+		return -1;
+	char req[600];
+	cJSON *r, *res;
+	snprintf(req, sizeof(req), "{\"op\":\"add\",\"path\":\"%s\",\"wait\":true}",
+	    photos);
+	api(req, &r);
+	cJSON_Delete(r);
+	/* every id and path, by a search that returns them all */
+	api("{\"op\":\"search\",\"text\":\"a photo\",\"k\":100}", &r);
+	res = cJSON_GetObjectItem(r, "results");
+	cJSON *h;
+	cJSON_ArrayForEach(h, res) {
+		if (n_ids == N_SMALL + N_BIG + 1)
+			break;
+		ids[n_ids] = (uint64_t)cJSON_GetObjectItem(h, "id")->valuedouble;
+		snprintf(paths[n_ids], sizeof(paths[0]), "%s",
+		    cJSON_GetObjectItem(h, "path")->valuestring);
+		n_ids++;
+	}
+	cJSON_Delete(r);
+	return n_ids == N_SMALL + N_BIG + 1 ? 0 : -1;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	if (daemon_srv != NULL)
+		stop();
+	tm_rmtree(tmp);
+	return 0;
+}
+
+static int
+index_of_big(void)
+{
+	for (int i = 0; i < n_ids; i++)
+		if (strstr(paths[i], "/big ") != NULL)
+			return i;
+	return -1;
+}
+
+/* ---- tests: pure functions ---- */
+
+static void
+test_parse_id(void **state)
+{
+	(void)state;
+	uint64_t id;
+	int64_t v;
+	assert_int_equal(web_parse_id("/thumb/42", "/thumb", &id, &v), 0);
+	assert_true(id == 42 && v == -1);
+	assert_int_equal(web_parse_id("/thumb/7?v=1700000000", "/thumb", &id,
+	    &v), 0);
+	assert_true(id == 7 && v == 1700000000);
+	assert_int_equal(web_parse_id("/image/18446744073709551615", "/image",
+	    &id, &v), 0);
+	assert_true(id == UINT64_MAX);
+	static const char *const bad[] = {
+		"/image/../../etc/passwd", "/image/%2e%2e/%2e%2e/etc/passwd",
+		"/image/", "/image", "/image/abc", "/image/-1", "/image/+1",
+		"/image/1.0", "/image/1/", "/image/1/../2", "/image/0",
+		"/image/18446744073709551616", "/image/99999999999999999999999",
+		"/image/000000000000000000001", "/image/ 1", "/image/1%00",
+		"/image//etc/passwd", "/imagex/1", "/thumb/1",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (web_parse_id(bad[i], "/image", &id, &v) != -1)
+			fail_msg("'%s' was accepted", bad[i]);
+}
+
+/* Decodes a JPEG to RGB: *w, *h and a malloc'd buffer. */
+static uint8_t *
+decode_jpeg(const uint8_t *d, size_t n, int *w, int *h)
+{
+	tjhandle tj = tjInitDecompress();
+	int ss, cs;
+	uint8_t *rgb = NULL;
+	if (tjDecompressHeader3(tj, d, n, w, h, &ss, &cs) == 0) {
+		rgb = malloc((size_t)*w * *h * 3);
+		if (tjDecompress2(tj, d, n, rgb, *w, 0, *h, TJPF_RGB, 0) != 0) {
+			free(rgb);
+			rgb = NULL;
+		}
+	}
+	tjDestroy(tj);
+	return rgb;
+}
+
+static double
+mean_abs_diff(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	double s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += abs((int)a[i] - (int)b[i]);
+	return s / (double)n;
+}
+
+/* EXIF orientation 6 (rotate 90 degrees): the thumbnail is upright.  The
+ * reference pixels were made by Pillow (exif_transpose + convert RGB). */
+static void
+test_thumbnail_orientation(void **state)
+{
+	(void)state;
+	uint8_t *d, *ref, *th, *px;
+	size_t n, rn, tn;
+	int w, h;
+	clip_image_info info;
+	cdx_error err;
+
+	assert_int_equal(read_all("tests/fixtures/images/j_orient6.jpg", &d, &n),
+	    0);
+	assert_int_equal(read_all("tests/fixtures/images/j_orient6_jpg.rgb",
+	    &ref, &rn), 0);
+	assert_int_equal(clip_image_probe(d, n, &info, &err), 0);
+	assert_int_equal(info.orientation, 6);
+	assert_int_equal(web_thumbnail(d, n, 0, &th, &tn, &err), 0);
+	px = decode_jpeg(th, tn, &w, &h);
+	assert_non_null(px);
+	/* the displayed size, not the stored one */
+	assert_int_equal(w, info.width);
+	assert_int_equal(h, info.height);
+	assert_int_equal(rn, (size_t)w * h * 3);
+	/* JPEG re-encoding of a tiny busy image costs a few levels; turned the
+	 * other way (the reference rotated by 180 degrees) it is far off. */
+	uint8_t *rot = malloc(rn);
+	for (size_t i = 0; i < rn / 3; i++)
+		memcpy(rot + i * 3, ref + (rn / 3 - 1 - i) * 3, 3);
+	double mad = mean_abs_diff(px, ref, rn);
+	double mad_rot = mean_abs_diff(px, rot, rn);
+	free(rot);
+	if (!(mad < 10.0 && mad * 3 < mad_rot))
+		fail_msg("mean abs diff %.2f, rotated by 180: %.2f", mad, mad_rot);
+	free(px);
+	free(th);
+	free(ref);
+	free(d);
+}
+
+/* A 12 MP JPEG becomes 320x240 and matches a box filter of the full-size
+ * decode; a PNG that already fits keeps its size. */
+static void
+test_thumbnail_sizes(void **state)
+{
+	(void)state;
+	int bi = index_of_big();
+	uint8_t *d, *th, *px;
+	size_t n, tn;
+	int w, h;
+	cdx_error err;
+	clip_image full;
+
+	assert_true(bi >= 0);
+	assert_int_equal(read_all(paths[bi], &d, &n), 0);
+	double t0 = srv_now();
+	assert_int_equal(web_thumbnail(d, n, 0, &th, &tn, &err), 0);
+	double dt = srv_now() - t0;
+	print_message("thumbnail of a 4000x3000 JPEG (%zu bytes): %.1f ms, "
+	    "%zu bytes\n", n, dt * 1e3, tn);
+	px = decode_jpeg(th, tn, &w, &h);
+	assert_non_null(px);
+	assert_int_equal(w, 320);
+	assert_int_equal(h, 240);
+	/* reference: full decode, mean over each 12.5 x 12.5 block */
+	assert_int_equal(clip_image_decode(d, n, NULL, &full, &err), 0);
+	uint8_t *ref = malloc(320 * 240 * 3);
+	for (int oy = 0; oy < 240; oy++)
+		for (int ox = 0; ox < 320; ox++)
+			for (int c = 0; c < 3; c++) {
+				double s = 0;
+				int cnt = 0;
+				for (int y = oy * 3000 / 240; y < (oy + 1) * 3000 / 240; y++)
+					for (int x = ox * 4000 / 320; x < (ox + 1) * 4000 / 320;
+					    x++, cnt++)
+						s += full.rgb[((size_t)y * 4000 + x) * 3 + c];
+				ref[((size_t)oy * 320 + ox) * 3 + c] =
+				    (uint8_t)(s / cnt + 0.5);
+			}
+	assert_true(mean_abs_diff(px, ref, 320 * 240 * 3) < 8.0);
+	clip_image_free(&full);
+	free(ref);
+	free(px);
+	free(th);
+	free(d);
+
+	/* PNG, 256x192: no upscaling */
+	assert_int_equal(read_all("tests/fixtures/images/j_big_jpg_224_256x192.png",
+	    &d, &n), 0);
+	assert_int_equal(web_thumbnail(d, n, 0, &th, &tn, &err), 0);
+	px = decode_jpeg(th, tn, &w, &h);
+	assert_non_null(px);
+	assert_int_equal(w, 256);
+	assert_int_equal(h, 192);
+	assert_int_equal(clip_image_decode(d, n, NULL, &full, &err), 0);
+	assert_true(mean_abs_diff(px, full.rgb, 256 * 192 * 3) < 6.0);
+	clip_image_free(&full);
+	free(px);
+	free(th);
+	free(d);
+
+	/* not an image, and a pixel limit */
+	assert_int_equal(web_thumbnail((const uint8_t *)"hello", 5, 0, &th, &tn,
+	    &err), CDX_EFORMAT);
+	assert_int_equal(read_all(paths[bi], &d, &n), 0);
+	assert_int_equal(web_thumbnail(d, n, 1000000, &th, &tn, &err),
+	    CDX_ETOOBIG);
+	free(d);
+}
+
+/* ---- tests: over HTTP ---- */
+
+static void
+check_security_headers(const http_res *r)
+{
+	char v[512];
+	assert_non_null(header(r, "Content-Security-Policy", v, sizeof(v)));
+	assert_non_null(strstr(v, "default-src 'self'"));
+	assert_non_null(strstr(v, "frame-ancestors 'none'"));
+	assert_non_null(header(r, "X-Content-Type-Options", v, sizeof(v)));
+	assert_string_equal(v, "nosniff");
+	assert_non_null(header(r, "Referrer-Policy", v, sizeof(v)));
+	assert_string_equal(v, "no-referrer");
+}
+
+static void
+test_page(void **state)
+{
+	(void)state;
+	http_res r;
+	char v[256], etag[64], extra[128];
+
+	assert_int_equal(http_get("/", NULL, &r), 0);
+	assert_int_equal(r.status, 200);
+	check_security_headers(&r);
+	assert_non_null(header(&r, "Content-Type", v, sizeof(v)));
+	assert_string_equal(v, "text/html; charset=utf-8");
+	assert_non_null(strstr((char *)r.body, "<!doctype html>"));
+	/* no external resources */
+	assert_null(strstr((char *)r.body, "http://"));
+	assert_null(strstr((char *)r.body, "https://"));
+	assert_non_null(header(&r, "ETag", etag, sizeof(etag)));
+	http_res_free(&r);
+
+	snprintf(extra, sizeof(extra), "If-None-Match: %s\r\n", etag);
+	assert_int_equal(http_get("/", extra, &r), 0);
+	assert_int_equal(r.status, 304);
+	assert_int_equal(r.len, 0);
+	http_res_free(&r);
+
+	assert_int_equal(http_get("/?q=beach%20-%20people", NULL, &r), 0);
+	assert_int_equal(r.status, 200);
+	http_res_free(&r);
+
+	assert_int_equal(http_get("/app.js", NULL, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(header(&r, "Content-Type", v, sizeof(v)));
+	assert_string_equal(v, "text/javascript; charset=utf-8");
+	assert_true(r.len > 1000);
+	assert_null(strstr((char *)r.body, "https://"));
+	http_res_free(&r);
+
+	assert_int_equal(http_get("/app.css", NULL, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(header(&r, "Content-Type", v, sizeof(v)));
+	assert_string_equal(v, "text/css; charset=utf-8");
+	http_res_free(&r);
+
+	assert_int_equal(http_get("/nothing-here", NULL, &r), 0);
+	assert_int_equal(r.status, 404);
+	http_res_free(&r);
+
+	/* the JSON API is still there */
+	char req[512];
+	snprintf(req, sizeof(req), "POST /api HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+	    "Connection: close\r\nContent-Length: 15\r\n\r\n{\"op\":\"status\"}",
+	    port);
+	assert_int_equal(http_raw(port, req, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr((char *)r.body, "\"ok\":true"));
+	http_res_free(&r);
+}
+
+static void
+test_thumb_and_image(void **state)
+{
+	(void)state;
+	http_res r;
+	char path[64], v[256], etag[96], extra[160];
+	struct stat st;
+	int w, h;
+
+	for (int i = 0; i < n_ids; i++) {
+		assert_int_equal(stat(paths[i], &st), 0);
+		snprintf(path, sizeof(path), "/thumb/%llu",
+		    (unsigned long long)ids[i]);
+		assert_int_equal(http_get(path, NULL, &r), 0);
+		assert_int_equal(r.status, 200);
+		check_security_headers(&r);
+		assert_non_null(header(&r, "Content-Type", v, sizeof(v)));
+		assert_string_equal(v, "image/jpeg");
+		assert_non_null(header(&r, "Cache-Control", v, sizeof(v)));
+		assert_string_equal(v, "private, no-cache");
+		uint8_t *px = decode_jpeg(r.body, r.len, &w, &h);
+		assert_non_null(px);
+		free(px);
+		assert_true(w <= 320 && h <= 320 && (w == 320 || h == 320 ||
+		    (w >= 160 && h >= 120)));
+		assert_non_null(header(&r, "ETag", etag, sizeof(etag)));
+		http_res_free(&r);
+
+		/* revalidation */
+		snprintf(extra, sizeof(extra), "If-None-Match: %s\r\n", etag);
+		assert_int_equal(http_get(path, extra, &r), 0);
+		assert_int_equal(r.status, 304);
+		http_res_free(&r);
+
+		/* ?v= the current mtime: cacheable for good */
+		snprintf(path, sizeof(path), "/thumb/%llu?v=%lld",
+		    (unsigned long long)ids[i], (long long)st.st_mtime);
+		assert_int_equal(http_get(path, NULL, &r), 0);
+		assert_int_equal(r.status, 200);
+		assert_non_null(header(&r, "Cache-Control", v, sizeof(v)));
+		assert_string_equal(v, "private, max-age=31536000, immutable");
+		http_res_free(&r);
+
+		/* the full image: the file's bytes */
+		uint8_t *d;
+		size_t n;
+		snprintf(path, sizeof(path), "/image/%llu",
+		    (unsigned long long)ids[i]);
+		assert_int_equal(http_get(path, NULL, &r), 0);
+		assert_int_equal(r.status, 200);
+		check_security_headers(&r);
+		assert_non_null(header(&r, "Content-Type", v, sizeof(v)));
+		assert_string_equal(v, "image/jpeg");
+		assert_int_equal(read_all(paths[i], &d, &n), 0);
+		assert_int_equal(r.len, n);
+		assert_memory_equal(r.body, d, n);
+		free(d);
+		http_res_free(&r);
+	}
+}
+
+struct fetch_arg {
+	uint64_t id;
+	int status;
+	size_t len;
+};
+
+static void *
+fetch_thumb(void *arg)
+{
+	struct fetch_arg *a = arg;
+	char path[64];
+	http_res r;
+	snprintf(path, sizeof(path), "/thumb/%llu", (unsigned long long)a->id);
+	if (http_get(path, NULL, &r) == 0) {
+		a->status = r.status;
+		a->len = r.len;
+		http_res_free(&r);
+	}
+	return NULL;
+}
+
+/* A changed file gets a new thumbnail (the cache is keyed by mtime and
+ * size); a page's worth of concurrent requests all succeed. */
+static void
+test_cache_and_concurrency(void **state)
+{
+	(void)state;
+	int bi = index_of_big();
+	char path[64], etag1[96], etag2[96];
+	http_res r;
+
+	snprintf(path, sizeof(path), "/thumb/%llu", (unsigned long long)ids[bi]);
+	assert_int_equal(http_get(path, NULL, &r), 0);
+	assert_int_equal(r.status, 200);
+	header(&r, "ETag", etag1, sizeof(etag1));
+	uint8_t *before = r.body;
+	size_t before_len = r.len;
+	/* the same path, other content, other mtime */
+	assert_int_equal(write_jpeg(paths[bi], 3000, 4000, 999), 0);
+	struct timespec ts[2] = { { 1500000000, 0 }, { 1500000000, 0 } };
+	assert_int_equal(utimensat(AT_FDCWD, paths[bi], ts, 0), 0);
+	assert_int_equal(http_get(path, NULL, &r), 0);
+	assert_int_equal(r.status, 200);
+	header(&r, "ETag", etag2, sizeof(etag2));
+	assert_string_not_equal(etag1, etag2);
+	int w, h;
+	uint8_t *px = decode_jpeg(r.body, r.len, &w, &h);
+	assert_non_null(px);
+	assert_int_equal(w, 240);       /* now portrait */
+	assert_int_equal(h, 320);
+	assert_true(before_len != r.len || memcmp(before, r.body, r.len) != 0);
+	free(px);
+	free(before);
+	http_res_free(&r);
+
+	/* 50 requests at once (a page of results), big photos among them */
+	enum { N = 50 };
+	pthread_t th[N];
+	struct fetch_arg a[N];
+	double t0 = srv_now();
+	for (int i = 0; i < N; i++) {
+		a[i] = (struct fetch_arg){ ids[i % n_ids], 0, 0 };
+		assert_int_equal(pthread_create(&th[i], NULL, fetch_thumb, &a[i]), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(a[i].status, 200);
+		assert_true(a[i].len > 100);
+	}
+	print_message("50 concurrent thumbnail requests (cached): %.1f ms\n",
+	    (srv_now() - t0) * 1e3);
+}
+
+static void
+test_traversal(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"/image/../../etc/passwd", "/thumb/../../etc/passwd",
+		"/image/%2e%2e/%2e%2e/etc/passwd", "/image/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd",
+		"/image/..%2f..%2fetc%2fpasswd", "/image//etc/passwd",
+		"/image/%2fetc%2fpasswd", "/image/abc", "/image/-1", "/image/1.5",
+		"/image/0", "/image/1e3", "/image/0x10",
+		"/image/99999999999999999999999999999999",
+		"/image/18446744073709551616", "/image/18446744073709551615",
+		"/thumb/4294967297", "/image/1%00.jpg", "/image/1;/etc/passwd",
+		"/image/1/../../../etc/passwd", "/image/..", "/image/.",
+		"/thumb/", "/thumb", "/image", "/etc/passwd", "/../etc/passwd",
+		"/%2e%2e/etc/passwd",
+	};
+	http_res r;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(http_get(bad[i], NULL, &r), 0);
+		if (r.status == 200 || (r.body && strstr((char *)r.body, "root:")))
+			fail_msg("%s: status %d", bad[i], r.status);
+		assert_true(r.status >= 400 && r.status < 500);
+		http_res_free(&r);
+	}
+	/* a number that is no image's id */
+	assert_int_equal(http_get("/image/123456789", NULL, &r), 0);
+	assert_int_equal(r.status, 404);
+	http_res_free(&r);
+
+	/* a foreign Host (DNS rebinding) is refused; so is another method */
+	char path[64], req[256];
+	snprintf(path, sizeof(path), "/thumb/%llu", (unsigned long long)ids[0]);
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: evil.example:%d\r\n"
+	    "Connection: close\r\n\r\n", path, port);
+	assert_int_equal(http_raw(port, req, &r), 0);
+	assert_int_equal(r.status, 403);
+	http_res_free(&r);
+	snprintf(req, sizeof(req), "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+	    "Connection: close\r\nContent-Length: 0\r\n\r\n", path);
+	assert_int_equal(http_raw(port, req, &r), 0);
+	assert_int_equal(r.status, 405);
+	http_res_free(&r);
+
+	/* an indexed file replaced by a symlink is not followed */
+	char link[512], target[512];
+	uint8_t *d;
+	size_t n;
+	snprintf(target, sizeof(target), "%s/secret.jpg", tmp);
+	assert_int_equal(read_all(paths[1], &d, &n), 0);
+	assert_int_equal(write_file(target, d, n), 0);
+	free(d);
+	snprintf(link, sizeof(link), "%s.moved", paths[1]);
+	assert_int_equal(rename(paths[1], link), 0);
+	assert_int_equal(symlink(target, paths[1]), 0);
+	snprintf(path, sizeof(path), "/image/%llu", (unsigned long long)ids[1]);
+	assert_int_equal(http_get(path, NULL, &r), 0);
+	assert_int_equal(r.status, 404);
+	http_res_free(&r);
+	unlink(paths[1]);
+	assert_int_equal(rename(link, paths[1]), 0);
+}
+
+/* On a non-loopback address the daemon has a token: images need it, the
+ * page's files do not. */
+static void
+test_token(void **state)
+{
+	(void)state;
+	char path[64], extra[128];
+	http_res r;
+	uint64_t id = ids[0];
+
+	stop();
+	assert_int_equal(start("0.0.0.0", "s3cret-token", &daemon_srv), 0);
+	snprintf(path, sizeof(path), "/thumb/%llu", (unsigned long long)id);
+	assert_int_equal(http_get(path, NULL, &r), 0);
+	assert_int_equal(r.status, 401);
+	http_res_free(&r);
+	assert_int_equal(http_get(path, "Authorization: Bearer s3cret-tokeN\r\n",
+	    &r), 0);
+	assert_int_equal(r.status, 401);
+	http_res_free(&r);
+	assert_int_equal(http_get(path, "Authorization: s3cret-token\r\n", &r),
+	    0);
+	assert_int_equal(r.status, 401);
+	http_res_free(&r);
+	snprintf(extra, sizeof(extra), "Authorization: Bearer s3cret-token\r\n");
+	assert_int_equal(http_get(path, extra, &r), 0);
+	assert_int_equal(r.status, 200);
+	http_res_free(&r);
+	snprintf(path, sizeof(path), "/image/%llu", (unsigned long long)id);
+	assert_int_equal(http_get(path, NULL, &r), 0);
+	assert_int_equal(r.status, 401);
+	http_res_free(&r);
+	assert_int_equal(http_get("/", NULL, &r), 0);
+	assert_int_equal(r.status, 200);
+	http_res_free(&r);
+	assert_int_equal(http_get("/app.js", NULL, &r), 0);
+	assert_int_equal(r.status, 200);
+	http_res_free(&r);
+}
+
+/* Stopping the daemon with thumbnail requests in flight answers them all
+ * (no hang, no leak under the sanitizers). */
+static void
+test_stop_in_flight(void **state)
+{
+	(void)state;
+	stop();
+	assert_int_equal(start("127.0.0.1", NULL, &daemon_srv), 0);
+	enum { N = 24 };
+	pthread_t th[N];
+	struct fetch_arg a[N];
+	for (int i = 0; i < N; i++) {
+		a[i] = (struct fetch_arg){ ids[i % n_ids], 0, 0 };
+		assert_int_equal(pthread_create(&th[i], NULL, fetch_thumb, &a[i]), 0);
+	}
+	usleep(20000);
+	stop();
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		/* answered, refused (503) or cut off: never stuck */
+		assert_true(a[i].status == 0 || a[i].status == 200 ||
+		    a[i].status == 503);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--fixture") == 0) {
+		snprintf(fixtures, sizeof(fixtures), "%s", argv[2]);
+		if (make_fixtures(fixtures, 0) != 0) {
+			fprintf(stderr, "cannot write the fixtures in %s\n", fixtures);
+			return 1;
+		}
+		return 0;
+	}
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_id),
+		cmocka_unit_test(test_thumbnail_orientation),
+		cmocka_unit_test(test_thumbnail_sizes),
+		cmocka_unit_test(test_page),
+		cmocka_unit_test(test_thumb_and_image),
+		cmocka_unit_test(test_cache_and_concurrency),
+		cmocka_unit_test(test_traversal),
+		cmocka_unit_test(test_token),
+		cmocka_unit_test(test_stop_in_flight),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,599 @@
+/*
+ * clipdex web page: search, duplicates and status views over clipdexd's
+ * JSON API (POST /api, docs/PROTOCOL.md).  No framework, no external
+ * resources.  Everything shown is set with textContent (never as HTML).
+ * The state of a view lives in the URL, so searches can be bookmarked.
+ */
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+let token = sessionStorage.getItem('clipdex.token') || '';
+
+/* ---- the query syntax of docs/CLI.md ---- */
+
+/* Parses a query into [{kind, value, weight}], kind one of text, file
+ * (an "@name"/"img:name" example image), path, id.  Throws Error with a
+ * message for bad syntax, as cdx_query_parse() refuses it. */
+function parseQuery(query) {
+  let s = query.trim();
+  if (s === '') throw new Error('the query is empty');
+  let sign = 1;
+  if (s.length >= 2 && (s[0] === '+' || s[0] === '-') && s[1] === ' ') {
+    sign = s[0] === '-' ? -1 : 1;
+    s = s.slice(2);
+  }
+  const isSep = (i) => i >= 1 && i + 1 < s.length && s[i - 1] === ' ' &&
+    s[i + 1] === ' ' && (s[i] === '+' || s[i] === '-');
+  const terms = [];
+  let start = 0;
+  for (let i = 0; i <= s.length; i++) {
+    if (i < s.length && !isSep(i)) continue;
+    const end = i < s.length ? i - 1 : s.length;
+    const t = s.slice(start, Math.max(start, end)).trim();
+    if (t === '')
+      throw new Error(`empty term in '${query}' (a term is missing next to a ' + ' or ' - ')`);
+    terms.push(parseTerm(t, sign));
+    if (i < s.length) {
+      sign = s[i] === '-' ? -1 : 1;
+      start = i + 2;
+      i++;
+    }
+  }
+  return terms;
+}
+
+function parseTerm(t, sign) {
+  let w = 1;
+  const m = /^([+-]?(?:\d+\.?\d*|\.\d+)):/.exec(t);
+  if (m) {
+    w = parseFloat(m[1]);
+    if (w === 0) throw new Error(`term '${t}': a weight of 0 has no effect`);
+    if (!(w >= -1e6 && w <= 1e6)) throw new Error(`weight ${m[1]} is out of range (at most 1e6)`);
+    const rest = t.slice(m[0].length).trim();
+    if (rest === '') throw new Error(`weight ${m[1]}: nothing after the ':'`);
+    t = rest;
+  }
+  const weight = sign * w;
+  if (t.startsWith('@') || t.startsWith('img:')) {
+    const name = t.slice(t[0] === '@' ? 1 : 4);
+    if (name === '') throw new Error(`'${t}' names no file`);
+    return { kind: 'file', value: name, weight };
+  }
+  if (t.startsWith('path:')) {
+    if (t.length === 5) throw new Error(`'${t}' names no file`);
+    return { kind: 'path', value: t.slice(5), weight };
+  }
+  if (t.startsWith('id:')) {
+    const d = t.slice(3);
+    if (!/^\d{1,20}$/.test(d) || BigInt(d) > 18446744073709551615n)
+      throw new Error(`'${t}' is not an image id`);
+    return { kind: 'id', value: d, weight };
+  }
+  return { kind: 'text', value: t, weight };
+}
+
+/* ---- talking to the daemon ---- */
+
+class ApiError extends Error {
+  constructor(code, message) { super(message); this.code = code; }
+}
+
+async function api(req) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (token) headers.Authorization = 'Bearer ' + token;
+  let res;
+  try {
+    res = await fetch('/api', { method: 'POST', headers, body: JSON.stringify(req) });
+  } catch (e) {
+    throw new ApiError('network', 'cannot reach clipdexd: ' + e.message);
+  }
+  let body;
+  try { body = await res.json(); } catch (e) { body = null; }
+  if (body && body.ok) return body;
+  const err = body && body.error ? body.error : { code: 'http', message: `HTTP ${res.status}` };
+  if (err.code === 'unauthorized') {
+    await askToken();
+    return api(req);
+  }
+  throw new ApiError(err.code, err.message);
+}
+
+function askToken() {
+  return new Promise((resolve) => {
+    const d = $('token-dialog');
+    $('token').value = '';
+    d.addEventListener('close', () => {
+      token = $('token').value.trim();
+      sessionStorage.setItem('clipdex.token', token);
+      resolve();
+    }, { once: true });
+    d.showModal();
+  });
+}
+
+/* An <img> of a thumbnail or image.  With a token the bytes are fetched
+ * with the Authorization header (an <img src> cannot send one). */
+function setImage(img, url) {
+  if (!token) { img.src = url; return; }
+  fetch(url, { headers: { Authorization: 'Bearer ' + token } })
+    .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(r.status))))
+    .then((b) => { img.src = URL.createObjectURL(b); })
+    .catch(() => img.classList.add('broken'));
+}
+
+function openImage(id) {
+  const url = `/image/${id}`;
+  if (!token) { window.open(url, '_blank', 'noopener'); return; }
+  fetch(url, { headers: { Authorization: 'Bearer ' + token } })
+    .then((r) => r.blob()).then((b) => window.open(URL.createObjectURL(b), '_blank'));
+}
+
+/* ---- little helpers ---- */
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function dateToEpoch(d, endOfDay) {
+  if (!d) return null;
+  const t = Date.parse(d + 'T00:00:00Z') / 1000;
+  return isNaN(t) ? null : (endOfDay ? t + 86399 : t);
+}
+
+function fmtDuration(s) {
+  if (!isFinite(s) || s < 0) return '–';
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)} h`;
+  return `${(s / 86400).toFixed(1)} days`;
+}
+
+function fmtBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1048576) return `${(n / 1024).toFixed(0)} KiB`;
+  if (n < 1073741824) return `${(n / 1048576).toFixed(1)} MiB`;
+  return `${(n / 1073741824).toFixed(2)} GiB`;
+}
+
+function fmtTime(t) {
+  return t === null || t === undefined ? '' : new Date(t * 1000).toISOString().slice(0, 10);
+}
+
+function shortPath(p) {
+  const parts = p.split('/');
+  return parts.length > 2 ? parts.slice(-2).join('/') : p;
+}
+
+/* ---- example images (search by example) ---- */
+
+const examples = [];   /* {name, b64, weight, url} */
+
+function readAsBase64(file) {
+  return new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => resolve(r.result.slice(r.result.indexOf(',') + 1));
+    r.onerror = () => reject(r.error);
+    r.readAsDataURL(file);
+  });
+}
+
+async function addExamples(files) {
+  for (const f of files) {
+    if (!/^image\/(jpeg|png)$/.test(f.type)) {
+      showMsg($('msg'), `${f.name}: only JPEG and PNG images can be searched by`, true);
+      continue;
+    }
+    const b64 = await readAsBase64(f);
+    const old = examples.findIndex((e) => e.name === f.name);
+    if (old >= 0) examples.splice(old, 1);
+    examples.push({ name: f.name, b64, weight: 1, url: URL.createObjectURL(f) });
+  }
+  renderExamples();
+  search({ push: true });
+}
+
+function renderExamples() {
+  const box = $('examples');
+  box.replaceChildren();
+  for (const ex of examples) {
+    const chip = el('div', 'chip');
+    const img = el('img');
+    img.src = ex.url;
+    img.alt = ex.name;
+    const name = el('span', 'name', '@' + ex.name);
+    name.title = 'Use @' + ex.name + ' in the query to place it; else it is added with this weight';
+    const w = el('input');
+    w.type = 'number';
+    w.step = '0.1';
+    w.value = String(ex.weight);
+    w.title = 'weight (negative: less like this)';
+    w.addEventListener('change', () => {
+      const v = parseFloat(w.value);
+      if (v) { ex.weight = v; search({ push: false }); }
+    });
+    const x = el('button', 'x', '×');
+    x.type = 'button';
+    x.title = 'remove';
+    x.addEventListener('click', () => {
+      examples.splice(examples.indexOf(ex), 1);
+      URL.revokeObjectURL(ex.url);
+      renderExamples();
+      search({ push: false });
+    });
+    chip.append(img, name, w, x);
+    box.append(chip);
+  }
+}
+
+/* ---- the search view ---- */
+
+let page = { req: null, offset: 0, seq: 0 };
+
+function showMsg(p, text, isError) {
+  p.textContent = text;
+  p.classList.toggle('error', !!isError);
+}
+
+function readForm() {
+  return {
+    q: $('q').value.trim(), folder: $('folder').value.trim(), from: $('from').value,
+    to: $('to').value, time: $('time').value, min: $('min').value.trim(), k: $('k').value,
+  };
+}
+
+function writeForm(st) {
+  $('q').value = st.q || '';
+  $('folder').value = st.folder || '';
+  $('from').value = st.from || '';
+  $('to').value = st.to || '';
+  $('time').value = st.time === 'mtime' ? 'mtime' : 'capture';
+  $('min').value = st.min || '';
+  $('k').value = ['24', '48', '96', '200'].includes(st.k) ? st.k : '48';
+  if (st.folder || st.from || st.to || st.min) $('filters').open = true;
+}
+
+function formToURL(st) {
+  const u = new URLSearchParams();
+  for (const key of ['q', 'folder', 'from', 'to', 'min']) if (st[key]) u.set(key, st[key]);
+  if ((st.from || st.to) && st.time === 'mtime') u.set('time', 'mtime');
+  if (st.k && st.k !== '48') u.set('k', st.k);
+  const s = u.toString();
+  return s ? '/?' + s : '/';
+}
+
+/* The request for the form's state, or throws Error. */
+function buildRequest(st) {
+  const terms = [];
+  const used = new Set();
+  if (st.q) {
+    for (const t of parseQuery(st.q)) {
+      if (t.kind === 'text') terms.push({ text: t.value, weight: t.weight });
+      else if (t.kind === 'id') terms.push({ id: Number(t.value), weight: t.weight });
+      else if (t.kind === 'path') terms.push({ path: t.value, weight: t.weight });
+      else {
+        const ex = examples.find((e) => e.name === t.value);
+        if (!ex) throw new Error(`@${t.value}: add that image first (drop it on the page or use "Image…")`);
+        used.add(ex);
+        terms.push({ image: ex.b64, weight: t.weight });
+      }
+    }
+  }
+  for (const ex of examples) if (!used.has(ex)) terms.push({ image: ex.b64, weight: ex.weight });
+  if (terms.length === 0) return null;
+  if (terms.length > 16) throw new Error('at most 16 terms in one query');
+  const req = { op: 'search', terms, k: parseInt(st.k, 10) || 48 };
+  const filter = {};
+  if (st.folder) filter.path_prefix = st.folder.endsWith('/') ? st.folder : st.folder + '/';
+  const from = dateToEpoch(st.from, false), to = dateToEpoch(st.to, true);
+  if (from !== null || to !== null) {
+    filter.time = st.time === 'mtime' ? 'mtime' : 'capture';
+    if (from !== null) filter.from = from;
+    if (to !== null) filter.to = to;
+  }
+  if (Object.keys(filter).length) req.filter = filter;
+  if (st.min !== '') {
+    const m = parseFloat(st.min);
+    if (!(m >= -1 && m <= 1)) throw new Error('the minimum score is a number from -1 to 1');
+    req.min_score = m;
+  }
+  return req;
+}
+
+async function search({ push }) {
+  const st = readForm();
+  const url = formToURL(st);
+  if (push && location.pathname + location.search !== url) history.pushState(null, '', url);
+  else if (!push) history.replaceState(null, '', url);
+  document.title = st.q ? `${st.q} – clipdex` : 'clipdex';
+  let req;
+  try {
+    req = buildRequest(st);
+  } catch (e) {
+    showMsg($('msg'), e.message, true);
+    return;
+  }
+  $('results').replaceChildren();
+  $('more').hidden = true;
+  $('hint').hidden = req !== null;
+  if (req === null) { showMsg($('msg'), ''); return; }
+  page = { req, offset: 0, seq: page.seq + 1 };
+  await loadPage();
+}
+
+async function loadPage() {
+  const mine = page.seq;
+  const req = Object.assign({}, page.req, { offset: page.offset });
+  showMsg($('msg'), 'Searching…');
+  $('more').hidden = true;
+  let r;
+  try {
+    r = await api(req);
+  } catch (e) {
+    if (mine === page.seq) showMsg($('msg'), e.message, true);
+    return;
+  }
+  if (mine !== page.seq) return;   /* a newer search started */
+  const grid = $('results');
+  for (const h of r.results) grid.append(tile(h, page.offset + grid.children.length + 1));
+  const n = grid.children.length;
+  showMsg($('msg'), n === 0 ? 'No results.' :
+    `${n} result${n === 1 ? '' : 's'} in ${r.took_ms.toFixed(0)} ms`);
+  page.offset += r.results.length;
+  $('more').hidden = r.results.length < req.k || page.offset + req.k > 10000;
+}
+
+function tile(h, rank) {
+  const fig = el('figure', 'tile');
+  fig.dataset.id = String(h.id);
+  const a = el('a', 'thumb');
+  a.href = '/?q=' + encodeURIComponent('id:' + h.id);
+  a.title = 'More like this';
+  const img = el('img');
+  img.loading = 'lazy';
+  img.decoding = 'async';
+  img.alt = shortPath(h.path);
+  img.width = 200;
+  img.height = 200;
+  setImage(img, `/thumb/${h.id}?v=${h.mtime}`);
+  a.append(img);
+  a.addEventListener('click', (ev) => {
+    if (ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
+    ev.preventDefault();
+    moreLikeThis(h.id);
+  });
+  const cap = el('figcaption');
+  const line = el('div', 'line');
+  const score = el('span', 'score', h.score.toFixed(3));
+  score.title = `rank ${rank}, cosine similarity`;
+  const open = el('a', 'open', 'open');
+  open.href = `/image/${h.id}`;
+  open.target = '_blank';
+  open.rel = 'noopener';
+  open.title = `Open the full image (${h.width}×${h.height}, ${fmtBytes(h.size)})`;
+  open.addEventListener('click', (ev) => { if (token) { ev.preventDefault(); openImage(h.id); } });
+  line.append(score, open);
+  const path = el('div', 'path', shortPath(h.path));
+  path.title = h.path + (h.capture_time ? `\ntaken ${fmtTime(h.capture_time)}` : '') +
+    `\nmodified ${fmtTime(h.mtime)}`;
+  cap.append(line, path);
+  fig.append(a, cap);
+  return fig;
+}
+
+function moreLikeThis(id) {
+  $('q').value = 'id:' + id;
+  window.scrollTo(0, 0);
+  search({ push: true });
+}
+
+/* ---- the duplicates view ---- */
+
+let dpage = { req: null, offset: 0, seq: 0 };
+
+function dupesFromURL(u) {
+  $('dkind').value = ['exact', 'near', 'similar'].includes(u.get('kind')) ? u.get('kind') : 'near';
+  $('dthr').value = u.get('threshold') || '';
+  $('dfolder').value = u.get('folder') || '';
+}
+
+function dupesURL() {
+  const u = new URLSearchParams({ view: 'dupes', kind: $('dkind').value });
+  if ($('dthr').value) u.set('threshold', $('dthr').value);
+  if ($('dfolder').value.trim()) u.set('folder', $('dfolder').value.trim());
+  return '/?' + u.toString();
+}
+
+async function findDupes(push) {
+  const url = dupesURL();
+  if (push && location.pathname + location.search !== url) history.pushState(null, '', url);
+  const req = { op: 'dupes', kind: $('dkind').value, limit: 50 };
+  const thr = parseFloat($('dthr').value);
+  if (thr) req.threshold = thr;
+  const folder = $('dfolder').value.trim();
+  if (folder) req.path_prefix = folder.endsWith('/') ? folder : folder + '/';
+  $('groups').replaceChildren();
+  dpage = { req, offset: 0, seq: dpage.seq + 1 };
+  await loadDupes();
+}
+
+async function loadDupes() {
+  const mine = dpage.seq;
+  showMsg($('dmsg'), 'Looking for duplicates…');
+  $('dmore').hidden = true;
+  let r;
+  try {
+    r = await api(Object.assign({}, dpage.req, { offset: dpage.offset }));
+  } catch (e) {
+    if (mine === dpage.seq) showMsg($('dmsg'), e.message, true);
+    return;
+  }
+  if (mine !== dpage.seq) return;
+  for (const g of r.groups) $('groups').append(group(g));
+  showMsg($('dmsg'), r.total_groups === 0 ? 'No duplicates found.' :
+    `${r.total_groups} group${r.total_groups === 1 ? '' : 's'}, ` +
+    `${r.total_images} images (${r.took_ms.toFixed(0)} ms)`);
+  if (r.next_offset !== null && r.next_offset !== undefined) {
+    dpage.offset = r.next_offset;
+    $('dmore').hidden = false;
+  }
+}
+
+function group(g) {
+  const box = el('section', 'group');
+  const head = el('p', 'ghead', `${g.size} ${g.kind === 'exact' ? 'identical files' :
+    g.kind === 'similar' ? 'similar shots' : 'near duplicates'} · keep: ${g.reason}`);
+  const row = el('div', 'members');
+  for (const m of g.members) {
+    const fig = el('figure', 'tile' + (m.keep ? ' keep' : ''));
+    fig.dataset.id = String(m.id);
+    const a = el('a', 'thumb');
+    a.href = `/image/${m.id}`;
+    a.target = '_blank';
+    a.rel = 'noopener';
+    a.title = 'Open the full image';
+    a.addEventListener('click', (ev) => { if (token) { ev.preventDefault(); openImage(m.id); } });
+    const img = el('img');
+    img.loading = 'lazy';
+    img.alt = shortPath(m.path);
+    img.width = 200;
+    img.height = 200;
+    setImage(img, `/thumb/${m.id}?v=${m.mtime}`);
+    a.append(img);
+    const cap = el('figcaption');
+    const line = el('div', 'line');
+    line.append(el('span', m.keep ? 'badge' : 'score', m.keep ? 'keep' : m.score.toFixed(3)),
+      el('span', 'dim', `${m.width}×${m.height} · ${fmtBytes(m.size)}`));
+    const path = el('div', 'path', shortPath(m.path));
+    path.title = m.path;
+    cap.append(line, path);
+    fig.append(a, cap);
+    row.append(fig);
+  }
+  box.append(head, row);
+  return box;
+}
+
+/* ---- the status view ---- */
+
+let statusTimer = null;
+
+async function refreshStatus() {
+  let st, fl;
+  try {
+    [st, fl] = await Promise.all([api({ op: 'status' }), api({ op: 'failures', limit: 200 })]);
+  } catch (e) {
+    $('s-details').replaceChildren(el('dd', 'error', e.message));
+    return;
+  }
+  const q = st.queue || {};
+  const pending = q.pending || 0, done = q.done || 0, rate = q.rate || 0;
+  $('s-images').textContent = st.images.toLocaleString();
+  $('s-pending').textContent = pending.toLocaleString();
+  $('s-rate').textContent = rate ? rate.toFixed(1) : '–';
+  const eta = q.eta_s !== undefined ? q.eta_s : (pending && rate ? pending / rate : 0);
+  $('s-eta').textContent = pending ? fmtDuration(eta) : 'done';
+  $('s-failures').textContent = st.failures.toLocaleString();
+  const prog = $('s-progress');
+  prog.max = Math.max(1, done + pending);
+  prog.value = done;
+  const dl = $('s-details');
+  dl.replaceChildren();
+  const row = (k, v) => dl.append(el('dt', '', k), el('dd', '', v));
+  row('Model', `${st.model.id} (${st.model.dim}-d)`);
+  row('Index', `${st.index.kind}, ${st.index.vectors.toLocaleString()} vectors`);
+  row('Folders', (st.roots || []).join('\n') || '–');
+  /* whatever else the indexer reports about its queue */
+  for (const [k, v] of Object.entries(q))
+    if (!['pending', 'done', 'rate', 'eta_s'].includes(k) && typeof v !== 'object')
+      row('Queue ' + k.replace(/_/g, ' '), String(v));
+  row('Memory', fmtBytes(st.rss_bytes || 0));
+  row('Up', fmtDuration(st.uptime_s) + ` (version ${st.version})`);
+  const tb = $('failures').tBodies[0];
+  tb.replaceChildren();
+  for (const f of fl.failures) {
+    const tr = el('tr');
+    const p = el('td', 'path', f.path);
+    tr.append(p, el('td', '', f.reason), el('td', 'nowrap', fmtTime(f.when)));
+    tb.append(tr);
+  }
+  $('failures').hidden = fl.failures.length === 0;
+  $('f-none').hidden = fl.failures.length !== 0;
+  if (fl.total > fl.failures.length) $('f-none').hidden = false, $('f-none').textContent =
+    `Showing ${fl.failures.length} of ${fl.total}.`;
+}
+
+/* ---- views and navigation ---- */
+
+function show(view) {
+  for (const v of ['search', 'dupes', 'status']) {
+    $(v + '-view').hidden = v !== view;
+    $('nav-' + v).classList.toggle('active', v === view);
+  }
+  clearInterval(statusTimer);
+  statusTimer = null;
+}
+
+function route() {
+  const u = new URLSearchParams(location.search);
+  const view = u.get('view');
+  if (view === 'dupes') {
+    show('dupes');
+    document.title = 'Duplicates – clipdex';
+    dupesFromURL(u);
+    findDupes(false);
+  } else if (view === 'status') {
+    show('status');
+    document.title = 'Status – clipdex';
+    refreshStatus();
+    statusTimer = setInterval(refreshStatus, 2000);
+  } else {
+    show('search');
+    writeForm(Object.fromEntries(u.entries()));
+    search({ push: false });
+  }
+}
+
+document.addEventListener('click', (ev) => {
+  const a = ev.target.closest('a[data-nav]');
+  if (!a || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
+  ev.preventDefault();
+  history.pushState(null, '', a.getAttribute('href'));
+  route();
+});
+window.addEventListener('popstate', route);
+
+$('search-form').addEventListener('submit', (ev) => { ev.preventDefault(); search({ push: true }); });
+for (const id of ['folder', 'from', 'to', 'time', 'min', 'k'])
+  $(id).addEventListener('change', () => search({ push: true }));
+$('more').addEventListener('click', () => loadPage());
+$('file').addEventListener('change', (ev) => { addExamples([...ev.target.files]); ev.target.value = ''; });
+$('dupes-form').addEventListener('submit', (ev) => { ev.preventDefault(); findDupes(true); });
+$('dmore').addEventListener('click', () => loadDupes());
+
+/* drop an image anywhere */
+let dragDepth = 0;
+window.addEventListener('dragenter', (ev) => {
+  if (![...ev.dataTransfer.types].includes('Files')) return;
+  dragDepth++;
+  $('drop').hidden = false;
+});
+window.addEventListener('dragleave', () => { if (--dragDepth <= 0) { dragDepth = 0; $('drop').hidden = true; } });
+window.addEventListener('dragover', (ev) => ev.preventDefault());
+window.addEventListener('drop', (ev) => {
+  ev.preventDefault();
+  dragDepth = 0;
+  $('drop').hidden = true;
+  const files = [...ev.dataTransfer.files];
+  if (files.length) {
+    show('search');
+    addExamples(files);
+  }
+});
+
+/* for tests and the console */
+window.clipdex = { parseQuery, buildRequest };
+
+route();
