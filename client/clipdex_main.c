@@ -17,6 +17,7 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "client/clipdex.h"
+#include "client/client_priv.h"
 #include "common/cdx.h"
 #include "encoder/clip.h"
 
@@ -58,6 +60,12 @@ usage(FILE *f)
 	    "  remove PATH...            forget files or folders\n"
 	    "  status [--json]\n"
 	    "  failures [--limit N] [--json]\n"
+	    "  dupes [--kind exact|near|similar] [--threshold T] [--prefix PATH]\n"
+	    "        [--json | --csv]     duplicate groups with the copy to keep\n"
+	    "  check FILE [--threshold T] [--json]   is FILE already indexed?\n"
+	    "  retrieve --prompts FILE [--example IMG] [-k N] [--min-score S]\n"
+	    "        [--negative TEXT] [--dedupe T] --out FILE.jsonl\n"
+	    "        [--copy-to DIR | --link-to DIR]   dataset retrieval\n"
 	    "  Options of all of them: --url URL, --timeout MS, --connect-timeout MS,\n"
 	    "  --token T (defaults: $CLIPDEX_URL, 30000, 3000, $CLIPDEX_TOKEN).\n"
 	    "\n"
@@ -509,6 +517,52 @@ static const char *const online_usage[] = {
 	"usage: clipdex failures [--limit N] [--json]\n"
 	"\n"
 	"Files the daemon could not index, with the reason.\n",
+	"dupes",
+	"usage: clipdex dupes [--kind exact|near|similar] [--threshold T]\n"
+	"                     [--prefix PATH] [--limit N] [--json | --csv]\n"
+	"\n"
+	"Duplicate groups in the collection, each with the copy to keep (largest\n"
+	"resolution, then largest file, then earliest capture time, then\n"
+	"shortest path) and each member's similarity to it.\n"
+	"  --kind exact      identical files (same bytes) at different paths\n"
+	"  --kind near       the same picture re-encoded, resized, cropped a\n"
+	"                    little, rotated or edited (default)\n"
+	"  --kind similar    similar shots (bursts) that are not near duplicates\n"
+	"  --threshold T     cosine similarity (near: 0.95, similar: 0.85;\n"
+	"                    see docs/DUPES.md)\n"
+	"  --prefix PATH     only images under PATH\n"
+	"  --limit N         groups per request (paging; default 100)\n"
+	"  --json            one JSON object per group per line\n"
+	"  --csv             one CSV row per image, with a header\n"
+	"The default --timeout of dupes is 600000 (a big collection takes\n"
+	"minutes).\n",
+	"check",
+	"usage: clipdex check FILE [--threshold T] [-k N] [--json]\n"
+	"\n"
+	"Is this image already in the collection? FILE is uploaded; the daemon\n"
+	"lists the indexed files with the same bytes (exact) and the near\n"
+	"duplicates (similarity >= T, default 0.95) with their similarity.\n",
+	"retrieve",
+	"usage: clipdex retrieve --prompts FILE [options] --out FILE.jsonl\n"
+	"\n"
+	"Retrieves images for many prompts at once (dataset curation). Each line\n"
+	"of the prompts file is a text prompt, or @IMAGE for an example image\n"
+	"(uploaded); blank lines and lines starting with # are skipped. Writes\n"
+	"one JSON line per result: prompt, prompt_index, rank, id, path, score,\n"
+	"width, height (and file with --copy-to/--link-to). Results are fetched\n"
+	"page by page, so any k runs in bounded memory.\n"
+	"  --example IMAGE   an example image prompt; repeatable\n"
+	"  -k N              results per prompt (default 10, at most 100000)\n"
+	"  --min-score S     stop a prompt's results below score S\n"
+	"  --negative TEXT   subtracted from every prompt; repeatable\n"
+	"  --negative-weight W  weight of the negatives (default 0.5)\n"
+	"  --dedupe T        drop results at least T similar to a result kept\n"
+	"                    before (for this prompt or an earlier one)\n"
+	"  --allow-repeats   an image may appear under several prompts\n"
+	"  --copy-to DIR     copy the files into DIR (name-1.jpg, ... when a\n"
+	"                    name is taken; nothing is overwritten)\n"
+	"  --link-to DIR     the same with symbolic links\n"
+	"The default --timeout of retrieve is 600000.\n",
 	NULL,
 };
 
@@ -1261,6 +1315,599 @@ out:
 	return status;
 }
 
+/* ---- dupes, check, retrieve (docs/DUPES.md) ---- */
+
+/* Options of dupes, check and retrieve. */
+struct copts {
+	struct gopts g;
+	int help, json, csv;
+	const char *kind;
+	float threshold;
+	long k, limit;
+	int has_min;
+	float min_score, dedupe, neg_weight;
+	int repeat;             /* retrieve --allow-repeats */
+	const char *prefix, *prompts, *out, *copy_to, *link_to;
+	struct strlist negatives, examples, words;
+};
+
+/* Parses argv[2..] for dupes/check/retrieve; returns 0 or an exit code. */
+static int
+parse_curate(int argc, char **argv, struct copts *o)
+{
+	static const char *const with_value[] = { "--threshold", "--kind",
+		"--prefix", "--limit", "-k", "--k", "--min-score", "--negative",
+		"--dedupe", "--example", "--prompts", "--out", "--copy-to",
+		"--link-to", "--negative-weight", NULL };
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i], *v = NULL;
+		int r = global_opt(argc, argv, &i, &o->g);
+		if (r < 0)
+			return EXIT_USAGE;
+		if (r > 0)
+			continue;
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			o->help = 1;
+			continue;
+		}
+		if (strcmp(a, "--json") == 0) {
+			o->json = 1;
+			continue;
+		}
+		if (strcmp(a, "--csv") == 0) {
+			o->csv = 1;
+			continue;
+		}
+		if (strcmp(a, "--allow-repeats") == 0) {
+			o->repeat = 1;
+			continue;
+		}
+		if (a[0] != '-') {
+			if (strlist_push(&o->words, argv[i]) != 0)
+				return EXIT_INPUT;
+			continue;
+		}
+		int known = 0;
+		for (int k = 0; with_value[k] != NULL; k++)
+			known |= strcmp(a, with_value[k]) == 0;
+		if (!known) {
+			fprintf(stderr, "%s: unknown option '%s'\n", prog, a);
+			return EXIT_USAGE;
+		}
+		if (i + 1 >= argc) {
+			fprintf(stderr, "%s: %s needs a value\n", prog, a);
+			return EXIT_USAGE;
+		}
+		v = argv[++i];
+		if (strcmp(a, "--threshold") == 0) {
+			if (parse_float(a, v, 1e-6, 1, &o->threshold) != 0)
+				return EXIT_USAGE;
+		} else if (strcmp(a, "--kind") == 0) {
+			if (strcmp(v, "exact") != 0 && strcmp(v, "near") != 0 &&
+			    strcmp(v, "similar") != 0) {
+				fprintf(stderr, "%s: --kind wants exact, near or similar\n",
+				    prog);
+				return EXIT_USAGE;
+			}
+			o->kind = v;
+		} else if (strcmp(a, "--prefix") == 0) {
+			o->prefix = v;
+		} else if (strcmp(a, "--limit") == 0) {
+			if (parse_int(a, v, 1, 1000, &o->limit) != 0)
+				return EXIT_USAGE;
+		} else if (strcmp(a, "-k") == 0 || strcmp(a, "--k") == 0) {
+			if (parse_int(a, v, 1, 100000, &o->k) != 0)
+				return EXIT_USAGE;
+		} else if (strcmp(a, "--min-score") == 0) {
+			if (parse_float(a, v, -1, 1, &o->min_score) != 0)
+				return EXIT_USAGE;
+			o->has_min = 1;
+		} else if (strcmp(a, "--dedupe") == 0) {
+			if (parse_float(a, v, 1e-6, 1, &o->dedupe) != 0)
+				return EXIT_USAGE;
+		} else if (strcmp(a, "--negative-weight") == 0) {
+			if (parse_float(a, v, 0, 10, &o->neg_weight) != 0)
+				return EXIT_USAGE;
+		} else if (strcmp(a, "--negative") == 0) {
+			if (strlist_push(&o->negatives, argv[i]) != 0)
+				return EXIT_INPUT;
+		} else if (strcmp(a, "--example") == 0) {
+			if (strlist_push(&o->examples, argv[i]) != 0)
+				return EXIT_INPUT;
+		} else if (strcmp(a, "--prompts") == 0) {
+			o->prompts = v;
+		} else if (strcmp(a, "--out") == 0) {
+			o->out = v;
+		} else if (strcmp(a, "--copy-to") == 0) {
+			o->copy_to = v;
+		} else if (strcmp(a, "--link-to") == 0) {
+			o->link_to = v;
+		}
+	}
+	return 0;
+}
+
+static void
+free_copts(struct copts *o)
+{
+	free(o->negatives.v);
+	free(o->examples.v);
+	free(o->words.v);
+}
+
+/* Sends req (taken) and returns the parsed reply, or NULL after
+ * reporting the failure in *status. */
+static cJSON *
+curate_call(cdx_client *c, const char *what, cJSON *req, int *status)
+{
+	char *body = cJSON_PrintUnformatted(req), *reply = NULL;
+	cJSON *r = NULL;
+	int rc;
+
+	cJSON_Delete(req);
+	if (body == NULL) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		*status = EXIT_INPUT;
+		return NULL;
+	}
+	rc = cdx_call(c, body, &reply);
+	free(body);
+	if (rc != 0) {
+		*status = call_failed(c, what, rc);
+		return NULL;
+	}
+	if ((r = cJSON_Parse(reply)) == NULL) {
+		fprintf(stderr, "%s: %s: the daemon's reply is not JSON\n", prog,
+		    what);
+		*status = EXIT_DAEMON;
+	}
+	free(reply);
+	return r;
+}
+
+static double
+jnum(const cJSON *o, const char *name, double def)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+static const char *
+jstr(const cJSON *o, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+/* Prints s as one CSV field (quoted when needed). */
+static void
+print_csv_field(const char *s)
+{
+	if (strpbrk(s, ",\"\n\r") == NULL) {
+		fputs(s, stdout);
+		return;
+	}
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"')
+			putchar('"');
+		putchar(*s);
+	}
+	putchar('"');
+}
+
+static int
+cmd_dupes(int argc, char **argv)
+{
+	struct copts o = { .g = { NULL, NULL, 600000, CLI_CONNECT_TIMEOUT_MS },
+		.limit = 100 };
+	cdx_client *c = NULL;
+	long offset = 0, group = 0;
+	int status;
+
+	if ((status = parse_curate(argc, argv, &o)) != 0 || o.help) {
+		if (o.help)
+			command_usage(stdout, "dupes");
+		goto out;
+	}
+	if (o.words.n > 0 || o.k || o.prompts || o.out || o.copy_to ||
+	    o.link_to || o.negatives.n || o.examples.n || (o.json && o.csv)) {
+		fprintf(stderr, "%s: dupes takes --kind, --threshold, --prefix, "
+		    "--limit and one of --json, --csv\n", prog);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	if ((status = open_client(&o.g, &c)) != 0)
+		goto out;
+	if (o.csv)
+		puts("group,kind,keep,id,path,score,width,height,size,"
+		    "capture_time,reason");
+	for (;;) {
+		cJSON *req = cJSON_CreateObject(), *rep;
+		cJSON_AddStringToObject(req, "op", "dupes");
+		if (o.kind != NULL)
+			cJSON_AddStringToObject(req, "kind", o.kind);
+		if (o.threshold > 0)
+			cJSON_AddNumberToObject(req, "threshold", o.threshold);
+		if (o.prefix != NULL) {
+			char *abs = absolute_path(o.prefix);
+			cJSON_AddStringToObject(req, "path_prefix", abs ? abs : o.prefix);
+			free(abs);
+		}
+		cJSON_AddNumberToObject(req, "offset", (double)offset);
+		cJSON_AddNumberToObject(req, "limit", (double)o.limit);
+		if ((rep = curate_call(c, "dupes", req, &status)) == NULL)
+			goto out;
+		const cJSON *g, *groups = cJSON_GetObjectItemCaseSensitive(rep,
+		    "groups");
+		cJSON_ArrayForEach(g, groups) {
+			const cJSON *m, *mem = cJSON_GetObjectItemCaseSensitive(g,
+			    "members");
+			group++;
+			if (o.json) {
+				char *s = cJSON_PrintUnformatted(g);
+				if (s != NULL)
+					puts(s);
+				free(s);
+				continue;
+			}
+			if (!o.csv)
+				printf("group %ld: %s, %d images, keep %s (%s)\n", group,
+				    jstr(g, "kind"), cJSON_GetArraySize(mem),
+				    jstr(cJSON_GetArrayItem(mem, 0), "path"),
+				    jstr(g, "reason"));
+			cJSON_ArrayForEach(m, mem) {
+				int keep = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m,
+				    "keep"));
+				const cJSON *ct = cJSON_GetObjectItemCaseSensitive(m,
+				    "capture_time");
+				if (o.csv) {
+					printf("%ld,%s,%d,%.0f,", group, jstr(g, "kind"), keep,
+					    jnum(m, "id", 0));
+					print_csv_field(jstr(m, "path"));
+					printf(",%.6f,%.0f,%.0f,%.0f,", jnum(m, "score", 0),
+					    jnum(m, "width", 0), jnum(m, "height", 0),
+					    jnum(m, "size", 0));
+					if (cJSON_IsNumber(ct))
+						printf("%.0f", ct->valuedouble);
+					putchar(',');
+					print_csv_field(keep ? jstr(g, "reason") : "");
+					putchar('\n');
+				} else {
+					printf("  %s %.4f %5.0fx%-5.0f %10.0f  %s\n",
+					    keep ? "keep" : "dup ", jnum(m, "score", 0),
+					    jnum(m, "width", 0), jnum(m, "height", 0),
+					    jnum(m, "size", 0), jstr(m, "path"));
+				}
+			}
+		}
+		const cJSON *next = cJSON_GetObjectItemCaseSensitive(rep,
+		    "next_offset");
+		if (!o.json && !o.csv && !cJSON_IsNumber(next))
+			fprintf(stderr, "%s: %.0f %s groups (%.0f images) among the "
+			    "collection, threshold %g\n", prog, jnum(rep,
+			    "total_groups", 0), jstr(rep, "kind"), jnum(rep,
+			    "total_images", 0), jnum(rep, "threshold", 0));
+		offset = cJSON_IsNumber(next) ? (long)next->valuedouble : -1;
+		cJSON_Delete(rep);
+		if (offset < 0)
+			break;
+	}
+	status = finish_output();
+out:
+	cdx_client_close(c);
+	free_copts(&o);
+	return status;
+}
+
+/* Adds {"image": base64 of FILE} to obj; prints why not. */
+static int
+add_file_image(cJSON *obj, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *buf = NULL;
+	char *b64 = NULL;
+	long n;
+	int rc = EXIT_INPUT;
+
+	if (f == NULL) {
+		fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+		return EXIT_INPUT;
+	}
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
+	    fseek(f, 0, SEEK_SET) != 0 || n > (64L << 20)) {
+		fprintf(stderr, "%s: %s: cannot read (or over 64 MiB)\n", prog, path);
+		goto out;
+	}
+	buf = malloc((size_t)n + 1);
+	b64 = buf ? malloc(cdxi_base64_len((size_t)n) + 1) : NULL;
+	if (b64 == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		fprintf(stderr, "%s: %s: cannot read\n", prog, path);
+		goto out;
+	}
+	cdxi_base64_encode(buf, (size_t)n, b64);
+	if (cJSON_AddStringToObject(obj, "image", b64) != NULL)
+		rc = 0;
+out:
+	free(buf);
+	free(b64);
+	fclose(f);
+	return rc;
+}
+
+static int
+cmd_check(int argc, char **argv)
+{
+	struct copts o = { .g = { NULL, NULL, 30000, CLI_CONNECT_TIMEOUT_MS } };
+	cdx_client *c = NULL;
+	cJSON *req = NULL, *rep = NULL;
+	int status;
+
+	if ((status = parse_curate(argc, argv, &o)) != 0 || o.help) {
+		if (o.help)
+			command_usage(stdout, "check");
+		goto out;
+	}
+	if (o.words.n != 1) {
+		fprintf(stderr, "%s: check takes one FILE\n", prog);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "op", "check");
+	if (o.threshold > 0)
+		cJSON_AddNumberToObject(req, "threshold", o.threshold);
+	if (o.k > 0)
+		cJSON_AddNumberToObject(req, "k", (double)(o.k > 1000 ? 1000 : o.k));
+	if ((status = add_file_image(req, o.words.v[0])) != 0 ||
+	    (status = open_client(&o.g, &c)) != 0)
+		goto out;
+	rep = curate_call(c, "check", req, &status);
+	req = NULL;
+	if (rep == NULL)
+		goto out;
+	if (o.json) {
+		char *s = cJSON_PrintUnformatted(rep);
+		if (s != NULL)
+			puts(s);
+		free(s);
+	} else {
+		const cJSON *h;
+		int any = 0;
+		cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(rep, "exact")) {
+			printf("exact  1.0000  %s\n", jstr(h, "path"));
+			any = 1;
+		}
+		cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(rep, "near")) {
+			printf("near   %.4f  %s\n", jnum(h, "score", 0), jstr(h, "path"));
+			any = 1;
+		}
+		fprintf(stderr, "%s: %s: %s\n", prog, o.words.v[0], any ?
+		    "already in the collection" : "not in the collection");
+	}
+	status = finish_output();
+out:
+	cJSON_Delete(req);
+	cJSON_Delete(rep);
+	cdx_client_close(c);
+	free_copts(&o);
+	return status;
+}
+
+/* Copies (or symlinks) src into dir under its own name, or name-1.ext,
+ * name-2.ext, ... when taken: nothing is overwritten.  The name used is
+ * written to out.  Returns 0 or -1 (errno set). */
+static int
+materialise(const char *src, const char *dir, int link, char *out,
+    size_t outlen)
+{
+	const char *base = strrchr(src, '/');
+	base = base ? base + 1 : src;
+	const char *dot = strrchr(base, '.');
+	int stem = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
+	const char *ext = dot && dot != base ? dot : "";
+
+	for (int n = 0; n < 100000; n++) {
+		if (n == 0)
+			snprintf(out, outlen, "%s/%s", dir, base);
+		else
+			snprintf(out, outlen, "%s/%.*s-%d%s", dir, stem, base, n, ext);
+		if (link) {
+			if (symlink(src, out) == 0)
+				return 0;
+			if (errno == EEXIST)
+				continue;
+			return -1;
+		}
+		int fd = open(out, O_WRONLY | O_CREAT | O_EXCL, 0644);
+		if (fd < 0 && errno == EEXIST)
+			continue;
+		if (fd < 0)
+			return -1;
+		int in = open(src, O_RDONLY);
+		char buf[65536];
+		ssize_t r = in < 0 ? -1 : 0;
+		while (in >= 0 && (r = read(in, buf, sizeof(buf))) > 0)
+			if (write(fd, buf, (size_t)r) != r) {
+				r = -1;
+				break;
+			}
+		int e = errno;
+		if (in >= 0)
+			close(in);
+		if (close(fd) != 0 && r == 0)
+			r = -1, e = errno;
+		if (r < 0) {
+			unlink(out);
+			errno = e;
+			return -1;
+		}
+		return 0;
+	}
+	errno = EEXIST;
+	return -1;
+}
+
+static int
+cmd_retrieve(int argc, char **argv)
+{
+	struct copts o = { .g = { NULL, NULL, 600000, CLI_CONNECT_TIMEOUT_MS } };
+	struct strlist lines = { 0 }, labels = { 0 };
+	cdx_client *c = NULL;
+	cJSON *req = NULL, *prompts, *negs;
+	FILE *out = NULL;
+	long offset = 0, n_written = 0, n_failed = 0;
+	int status;
+
+	if ((status = parse_curate(argc, argv, &o)) != 0 || o.help) {
+		if (o.help)
+			command_usage(stdout, "retrieve");
+		goto out;
+	}
+	if ((o.prompts == NULL && o.examples.n == 0) || o.out == NULL ||
+	    (o.copy_to && o.link_to) || o.words.n > 0) {
+		fprintf(stderr, "%s: retrieve needs --prompts FILE (or --example "
+		    "FILE) and --out FILE, and at most one of --copy-to, "
+		    "--link-to\n", prog);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	if (o.prompts != NULL && read_lines(o.prompts, &lines) != 0) {
+		status = EXIT_INPUT;
+		goto out;
+	}
+	req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "op", "retrieve");
+	prompts = cJSON_AddArrayToObject(req, "prompts");
+	/* Prompt lines: text, or @FILE for an example image; blank lines and
+	 * lines starting with '#' are skipped. */
+	for (size_t i = 0; i < lines.n + o.examples.n; i++) {
+		int ex = i >= lines.n;
+		char *l = ex ? o.examples.v[i - lines.n] : lines.v[i];
+		if (!ex && (l[0] == '\0' || l[0] == '#'))
+			continue;
+		if (ex || l[0] == '@') {
+			cJSON *p = cJSON_CreateObject();
+			cJSON_AddItemToArray(prompts, p);
+			if ((status = add_file_image(p, ex ? l : l + 1)) != 0)
+				goto out;
+		} else {
+			cJSON_AddItemToArray(prompts, cJSON_CreateString(l));
+		}
+		if (strlist_push(&labels, l) != 0) {
+			status = EXIT_INPUT;
+			goto out;
+		}
+	}
+	if (labels.n == 0) {
+		fprintf(stderr, "%s: %s has no prompts\n", prog, o.prompts);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	if (o.negatives.n > 0) {
+		negs = cJSON_AddArrayToObject(req, "negatives");
+		for (size_t i = 0; i < o.negatives.n; i++)
+			cJSON_AddItemToArray(negs, cJSON_CreateString(o.negatives.v[i]));
+	}
+	if (o.neg_weight > 0)
+		cJSON_AddNumberToObject(req, "negative_weight", o.neg_weight);
+	cJSON_AddNumberToObject(req, "k", (double)(o.k ? o.k : 10));
+	if (o.has_min)
+		cJSON_AddNumberToObject(req, "min_score", o.min_score);
+	if (o.dedupe > 0)
+		cJSON_AddNumberToObject(req, "dedupe", o.dedupe);
+	if (o.repeat)
+		cJSON_AddFalseToObject(req, "unique");
+	cJSON_AddNumberToObject(req, "limit", 500);
+	const char *dir = o.copy_to ? o.copy_to : o.link_to;
+	if (dir != NULL && mkdir(dir, 0755) != 0 && errno != EEXIST) {
+		fprintf(stderr, "%s: %s: %s\n", prog, dir, strerror(errno));
+		status = EXIT_INPUT;
+		goto out;
+	}
+	if ((out = strcmp(o.out, "-") == 0 ? stdout : fopen(o.out, "w")) == NULL) {
+		fprintf(stderr, "%s: %s: %s\n", prog, o.out, strerror(errno));
+		status = EXIT_INPUT;
+		goto out;
+	}
+	if ((status = open_client(&o.g, &c)) != 0)
+		goto out;
+	/* One page at a time: memory stays bounded whatever k is. */
+	for (;;) {
+		cJSON *rep, *page = cJSON_Duplicate(req, 1);
+		const cJSON *h;
+		if (page == NULL) {
+			status = EXIT_INPUT;
+			goto out;
+		}
+		cJSON_AddNumberToObject(page, "offset", (double)offset);
+		if ((rep = curate_call(c, "retrieve", page, &status)) == NULL)
+			goto out;
+		cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(rep,
+		    "results")) {
+			size_t pi = (size_t)jnum(h, "prompt", 0);
+			cJSON *line = cJSON_CreateObject();
+			cJSON_AddStringToObject(line, "prompt", pi < labels.n ?
+			    labels.v[pi] : "");
+			cJSON_AddNumberToObject(line, "prompt_index", (double)pi);
+			cJSON_AddNumberToObject(line, "rank", jnum(h, "rank", 0));
+			cJSON_AddNumberToObject(line, "id", jnum(h, "id", 0));
+			cJSON_AddStringToObject(line, "path", jstr(h, "path"));
+			cJSON_AddNumberToObject(line, "score", jnum(h, "score", 0));
+			cJSON_AddNumberToObject(line, "width", jnum(h, "width", 0));
+			cJSON_AddNumberToObject(line, "height", jnum(h, "height", 0));
+			if (dir != NULL) {
+				char dst[4096];
+				if (materialise(jstr(h, "path"), dir, o.link_to != NULL,
+				    dst, sizeof(dst)) == 0) {
+					cJSON_AddStringToObject(line, "file", dst);
+				} else {
+					fprintf(stderr, "%s: %s: %s\n", prog, jstr(h, "path"),
+					    strerror(errno));
+					n_failed++;
+				}
+			}
+			char *s = cJSON_PrintUnformatted(line);
+			if (s != NULL)
+				fprintf(out, "%s\n", s);
+			free(s);
+			cJSON_Delete(line);
+			n_written++;
+		}
+		const cJSON *next = cJSON_GetObjectItemCaseSensitive(rep,
+		    "next_offset");
+		offset = cJSON_IsNumber(next) ? (long)next->valuedouble : -1;
+		cJSON_Delete(rep);
+		if (offset < 0)
+			break;
+	}
+	if (out != stdout && fclose(out) != 0) {
+		out = NULL;
+		fprintf(stderr, "%s: %s: write error\n", prog, o.out);
+		status = EXIT_INPUT;
+		goto out;
+	}
+	if (out == stdout && (status = finish_output()) != 0) {
+		out = NULL;
+		goto out;
+	}
+	out = NULL;
+	fprintf(stderr, "%s: %ld results for %zu prompts written to %s\n", prog,
+	    n_written, labels.n, o.out);
+	status = n_failed > 0 ? EXIT_INPUT : 0;
+out:
+	if (out != NULL && out != stdout)
+		fclose(out);
+	cJSON_Delete(req);
+	for (size_t i = 0; i < lines.n; i++)
+		free(lines.v[i]);
+	free(lines.v);
+	free(labels.v);
+	cdx_client_close(c);
+	free_copts(&o);
+	return status;
+}
+
 static int
 dispatch(int argc, char **argv)
 {
@@ -1280,6 +1927,12 @@ dispatch(int argc, char **argv)
 		return cmd_status(argc, argv);
 	if (strcmp(argv[1], "failures") == 0)
 		return cmd_failures(argc, argv);
+	if (strcmp(argv[1], "dupes") == 0)
+		return cmd_dupes(argc, argv);
+	if (strcmp(argv[1], "check") == 0)
+		return cmd_check(argc, argv);
+	if (strcmp(argv[1], "retrieve") == 0)
+		return cmd_retrieve(argc, argv);
 	if (strcmp(argv[1], "embed") == 0)
 		return cmd_embed(argc, argv);
 	if (strcmp(argv[1], "tokenize") == 0)
