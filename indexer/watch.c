@@ -83,9 +83,12 @@ struct wdir {
 	ino_t ino;
 };
 
+/* A file to look at again after a quiet period; t (may be NULL) is the
+ * task that waits for it (a reference: outstanding counts it). */
 struct timer {
 	char *path;
 	double due;
+	task *t;
 };
 
 struct pmove {
@@ -117,7 +120,7 @@ struct watch {
 	pthread_mutex_t mu;     /* guards the fields down to `warning` */
 	task *tasks_head, *tasks_tail;
 	task *finished;
-	char **retry;
+	struct timer *retry;    /* due unused: the control thread sets it */
 	size_t n_retry, cap_retry;
 	char **roots;
 	size_t n_roots, cap_roots;
@@ -786,22 +789,41 @@ complete(watch *w, task *t, int stopping)
 
 /* ---- timers: quiet periods and unpaired moves (control thread) ---- */
 
+/* Sets (or pushes back) the timer of path; takes the reference t. */
 static void
-timer_set(watch *w, const char *path, double due)
+timer_set(watch *w, const char *path, double due, task *t)
 {
 	for (size_t i = 0; i < w->n_timers; i++) {
-		if (strcmp(w->timers[i].path, path) == 0) {
-			w->timers[i].due = due;
+		struct timer *tm = &w->timers[i];
+		if (strcmp(tm->path, path) == 0) {
+			tm->due = due;
+			if (tm->t == NULL)
+				tm->t = t;
+			else if (t != NULL)
+				task_release(w, t);
 			return;
 		}
 	}
-	if (grow((void **)&w->timers, &w->cap_timers, w->n_timers + 1,
-	    sizeof(*w->timers)) != 0)
-		return;
 	char *copy = strdup(path);
-	if (copy == NULL)
+	if (copy == NULL || grow((void **)&w->timers, &w->cap_timers,
+	    w->n_timers + 1, sizeof(*w->timers)) != 0) {
+		free(copy);
+		if (t != NULL) {
+			t->interrupted = 1;
+			task_release(w, t);
+		}
 		return;
-	w->timers[w->n_timers++] = (struct timer){ copy, due };
+	}
+	w->timers[w->n_timers++] = (struct timer){ copy, due, t };
+}
+
+static void
+timer_drop(watch *w, size_t i)
+{
+	free(w->timers[i].path);
+	if (w->timers[i].t != NULL)
+		task_release(w, w->timers[i].t);
+	w->timers[i] = w->timers[--w->n_timers];
 }
 
 static void
@@ -809,8 +831,7 @@ timer_cancel(watch *w, const char *path)
 {
 	for (size_t i = 0; i < w->n_timers; i++) {
 		if (strcmp(w->timers[i].path, path) == 0) {
-			free(w->timers[i].path);
-			w->timers[i] = w->timers[--w->n_timers];
+			timer_drop(w, i);
 			return;
 		}
 	}
@@ -820,12 +841,10 @@ static void
 timers_cancel_under(watch *w, const char *prefix)
 {
 	for (size_t i = 0; i < w->n_timers;) {
-		if (under(w->timers[i].path, prefix)) {
-			free(w->timers[i].path);
-			w->timers[i] = w->timers[--w->n_timers];
-		} else {
+		if (under(w->timers[i].path, prefix))
+			timer_drop(w, i);
+		else
 			i++;
-		}
 	}
 }
 
@@ -847,11 +866,14 @@ timers_run(watch *w, double now)
 			continue;
 		}
 		char *path = tm->path;
+		task *t = tm->t;
 		w->timers[i] = w->timers[--w->n_timers];
 		struct stat st;
 		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
-			consider_file(w, NULL, path, &st, ORIG_QUIET);
+			consider_file(w, t, path, &st, ORIG_QUIET);
 		free(path);
+		if (t != NULL)
+			task_release(w, t);
 	}
 	for (size_t i = 0; i < w->n_moves;) {
 		struct pmove *m = &w->moves[i];
@@ -984,7 +1006,7 @@ on_event(watch *w, const struct inotify_event *e, double now)
 			consider_file(w, NULL, path, &st, ORIG_DONE);
 	} else if (e->mask & (IN_CREATE | IN_MODIFY | IN_ATTRIB)) {
 		if (!(e->mask & IN_ISDIR))
-			timer_set(w, path, now + w->p.quiet_ms * 1e-3);
+			timer_set(w, path, now + w->p.quiet_ms * 1e-3, NULL);
 	}
 	free(path);
 }
@@ -1043,7 +1065,7 @@ control_main(void *arg)
 	lower_priority(w);
 	for (;;) {
 		task *fin, *t = NULL;
-		char **retry = NULL;
+		struct timer *retry = NULL;
 		size_t n_retry = 0;
 		int stop, paused;
 
@@ -1070,9 +1092,9 @@ control_main(void *arg)
 			w->busy_ns += (int64_t)((now - last) * 1e9);
 		last = now;
 		for (size_t i = 0; i < n_retry; i++) {
-			if (!stop)
-				timer_set(w, retry[i], now + w->p.quiet_ms * 1e-3);
-			free(retry[i]);
+			timer_set(w, retry[i].path, now + w->p.quiet_ms * 1e-3,
+			    retry[i].t);
+			free(retry[i].path);
 		}
 		free(retry);
 		while (fin != NULL) {
@@ -1100,7 +1122,7 @@ control_main(void *arg)
 		if (more || (w->cur != NULL && w->n_ready == 0))
 			timeout = 0;
 		else if (w->n_ready > 0)
-			timeout = 5;        /* the decoders are full */
+			timeout = 2;        /* the decoders are full */
 		else {
 			double due = next_due(w) - now_s();
 			timeout = due > 0.25 ? 250 : due < 0 ? 0 :
@@ -1117,6 +1139,11 @@ control_main(void *arg)
 	/* Stopping: cut the walk and drop what never reached the decoders. */
 	if (w->cur != NULL)
 		w->cur->interrupted = 1;
+	for (size_t i = 0; i < w->n_timers; i++)
+		if (w->timers[i].t != NULL)
+			w->timers[i].t->interrupted = 1;
+	while (w->n_timers > 0)
+		timer_drop(w, 0);
 	walk_finish(w);
 	for (size_t i = 0; i < w->n_ready; i++)
 		item_finish(w, w->ready[w->ready_head + i], 1);
@@ -1174,17 +1201,24 @@ read_file(const char *path, size_t max, uint8_t **data, size_t *len,
 	return 0;
 }
 
+/* Hands the item's path back to the control thread for a look after a
+ * quiet period; its task keeps waiting for it. */
 static void
-retry_later(watch *w, const char *path)
+retry_later(watch *w, item *it)
 {
+	char *copy = strdup(it->path);
 	pthread_mutex_lock(&w->mu);
-	if (!w->stop && grow((void **)&w->retry, &w->cap_retry, w->n_retry + 1,
-	    sizeof(*w->retry)) == 0) {
-		char *copy = strdup(path);
-		if (copy != NULL)
-			w->retry[w->n_retry++] = copy;
+	if (copy != NULL && !w->stop && grow((void **)&w->retry, &w->cap_retry,
+	    w->n_retry + 1, sizeof(*w->retry)) == 0) {
+		w->retry[w->n_retry++] = (struct timer){ copy, 0, it->t };
+		if (it->t != NULL)
+			it->t->outstanding++;
+		copy = NULL;
+	} else if (it->t != NULL) {
+		it->t->interrupted = 1;
 	}
 	pthread_mutex_unlock(&w->mu);
+	free(copy);
 	wake(w);
 }
 
@@ -1198,7 +1232,7 @@ fail_or_retry(watch *w, item *it, const char *reason, int64_t mtime)
 	int64_t age_ms = ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - mtime) /
 	    1000000;
 	if (it->origin == ORIG_SCAN && age_ms < w->p.quiet_ms) {
-		retry_later(w, it->path);
+		retry_later(w, it);
 		it->kind = K_DROP;
 		return;
 	}
@@ -1271,10 +1305,11 @@ decode_item(watch *w, item *it)
 	}
 	it->size = st.st_size;
 	it->mtime_ns = mtime_ns(&st);
-	if (len != (size_t)st.st_size || lstat(it->path, &st2) != 0 ||
+	if (len != (size_t)st.st_size || (w->p.follow_symlinks ?
+	    stat(it->path, &st2) : lstat(it->path, &st2)) != 0 ||
 	    st2.st_size != st.st_size || mtime_ns(&st2) != it->mtime_ns) {
 		/* Being written: look again once it is quiet. */
-		retry_later(w, it->path);
+		retry_later(w, it);
 		it->kind = K_DROP;
 		goto out;
 	}
@@ -1444,7 +1479,8 @@ write_batch(watch *w, item **v, size_t n)
 		struct stat st;
 		/* Changed or gone since it was read: a newer event or scan
 		 * takes care of it. */
-		if (it->kind == K_DROP || lstat(it->path, &st) != 0 ||
+		if (it->kind == K_DROP || (w->p.follow_symlinks ?
+		    stat(it->path, &st) : lstat(it->path, &st)) != 0 ||
 		    st.st_size != it->size || mtime_ns(&st) != it->mtime_ns) {
 			item_finish(w, it, 0);
 			continue;
@@ -1578,7 +1614,7 @@ watch_start(store *st, const clip_model *m, const watch_params *p,
 	    (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (w->n_dec < 1)
 		w->n_dec = 1;
-	if (wq_init(&w->decq, (size_t)w->n_dec * 2) != 0 ||
+	if (wq_init(&w->decq, 256) != 0 ||
 	    wq_init(&w->encq, (size_t)p->batch * 2) != 0 ||
 	    wq_init(&w->wrq, WRITE_MAX * 2) != 0 ||
 	    (w->decoders = calloc((size_t)w->n_dec, sizeof(pthread_t))) == NULL) {
@@ -1655,6 +1691,14 @@ watch_stop(watch *w)
 		wq_close(&w->wrq, 0);
 	if (w->started_writer)
 		pthread_join(w->writer, NULL);
+	for (size_t i = 0; i < w->n_retry; i++) {
+		free(w->retry[i].path);
+		if (w->retry[i].t != NULL) {
+			w->retry[i].t->interrupted = 1;
+			task_release(w, w->retry[i].t);
+		}
+	}
+	w->n_retry = 0;
 	/* Whatever finished, and what never started, is answered now. */
 	while ((t = w->finished) != NULL) {
 		w->finished = t->next;
@@ -1664,8 +1708,6 @@ watch_stop(watch *w)
 		w->tasks_head = t->next;
 		complete(w, t, 1);
 	}
-	for (size_t i = 0; i < w->n_retry; i++)
-		free(w->retry[i]);
 	free(w->retry);
 	for (size_t i = 0; i < w->n_roots; i++)
 		free(w->roots[i]);
@@ -1673,8 +1715,6 @@ watch_stop(watch *w)
 	for (int i = 0; i < w->wdcap; i++)
 		free(w->wdpath[i]);
 	free(w->wdpath);
-	for (size_t i = 0; i < w->n_timers; i++)
-		free(w->timers[i].path);
 	free(w->timers);
 	for (size_t i = 0; i < w->n_moves; i++)
 		free(w->moves[i].path);

@@ -1,0 +1,726 @@
+/*
+ * indexer_watch.c - the indexer against real folders: a tiny generated
+ * model, a temporary store, generated JPEGs.  After each change on disk the
+ * store must converge to the disk within a deadline, checked record by
+ * record (path, size, mtime), with embeddings kept across renames and the
+ * encoder not run again for bytes it has seen.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <turbojpeg.h>
+
+#include "indexer/indexer.h"
+#include "tests/testmodel.h"
+
+static char tmp[] = "/tmp/cdx-indexer-XXXXXX";
+static char model_dir[300];
+static clip_model *model;
+
+/* ---- fixtures ---- */
+
+static unsigned char *
+jpeg_bytes(int w, int h, unsigned seed, unsigned long *len)
+{
+	unsigned char *rgb = malloc((size_t)w * h * 3), *jpeg = NULL;
+	tjhandle tj = tjInitCompress();
+	unsigned r0 = seed * 2654435761u;
+
+	assert_non_null(rgb);
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++) {
+			unsigned char *p = rgb + ((size_t)y * w + x) * 3;
+			int band = ((x * (int)(seed % 5 + 1)) / 17 + (y * (int)(seed % 3
+			    + 1)) / 13) & 1;
+			p[0] = (unsigned char)((r0 >> 0) + band * 90 + x);
+			p[1] = (unsigned char)((r0 >> 8) + band * 40 + y * (seed & 3));
+			p[2] = (unsigned char)((r0 >> 16) + (x ^ y) * (seed % 7));
+		}
+	assert_int_equal(tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &jpeg, len,
+	    TJSAMP_420, 90, 0), 0);
+	tjDestroy(tj);
+	free(rgb);
+	return jpeg;
+}
+
+static void
+write_bytes(const char *path, const void *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void
+write_jpeg(const char *path, unsigned seed)
+{
+	unsigned long len;
+	unsigned char *j = jpeg_bytes(80, 72, seed, &len);
+	write_bytes(path, j, len);
+	tjFree(j);
+}
+
+static char *
+pathf(const char *fmt, ...)
+{
+	static char buf[8][PATH_MAX];
+	static int k;
+	char *p = buf[k++ % 8];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(p, PATH_MAX, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+static void
+rmtree(const char *dir)
+{
+	tm_rmtree(dir);
+}
+
+/* ---- the store and the indexer ---- */
+
+typedef struct env {
+	char root[PATH_MAX];
+	char store_dir[PATH_MAX];
+	store *st;
+	watch *w;
+} env;
+
+static void
+env_open_store(env *e)
+{
+	store_params sp = store_default_params();
+	const clip_model_info *info = clip_model_get_info(model);
+	cdx_error err;
+	sp.dim = info->embed_dim;
+	sp.model_id = info->id;
+	sp.n_threads = 1;
+	int rc = store_open(e->store_dir, &sp, &e->st, &err);
+	if (rc != 0)
+		fail_msg("store_open: %s", err.msg);
+}
+
+static void
+env_start(env *e, const watch_params *p)
+{
+	cdx_error err;
+	int rc = watch_start(e->st, model, p, &e->w, &err);
+	if (rc != 0)
+		fail_msg("watch_start: %s", err.msg);
+}
+
+static void
+env_init(env *e, const char *name)
+{
+	memset(e, 0, sizeof(*e));
+	snprintf(e->root, sizeof(e->root), "%s/%s", tmp, name);
+	snprintf(e->store_dir, sizeof(e->store_dir), "%s/%s-store", tmp, name);
+	assert_int_equal(mkdir(e->root, 0755), 0);
+	env_open_store(e);
+}
+
+static void
+env_free(env *e)
+{
+	watch_stop(e->w);
+	store_close(e->st);
+	rmtree(e->root);
+	rmtree(e->store_dir);
+}
+
+struct done {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int n;
+	watch_result r;
+};
+
+static void
+on_done(void *user, const char *path, const watch_result *r)
+{
+	struct done *d = user;
+	(void)path;
+	pthread_mutex_lock(&d->mu);
+	d->r = *r;
+	d->n++;
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+}
+
+/* Adds root and waits for its scan (at most 60 s). */
+static watch_result
+add_wait(env *e, const char *path, int live)
+{
+	struct done d = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+	    0, { 0 } };
+	struct timespec dl;
+	assert_int_equal(watch_add(e->w, path, live, on_done, &d), 0);
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += 60;
+	pthread_mutex_lock(&d.mu);
+	while (d.n == 0)
+		if (pthread_cond_timedwait(&d.cv, &d.mu, &dl) != 0)
+			break;
+	pthread_mutex_unlock(&d.mu);
+	assert_int_equal(d.n, 1);
+	return d.r;
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Files the indexer must have a record of: *.jpg and *.png not named
+ * broken*, not hidden, not under a hidden folder, not *.tmp. */
+static int
+expected_name(const char *name)
+{
+	size_t n = strlen(name);
+	if (name[0] == '.' || strncmp(name, "broken", 6) == 0)
+		return 0;
+	return n > 4 && (strcmp(name + n - 4, ".jpg") == 0 ||
+	    strcmp(name + n - 4, ".png") == 0);
+}
+
+struct sync_state {
+	const char *root;
+	size_t records;
+	size_t bad;
+	char why[PATH_MAX + 64];
+};
+
+static void
+walk_expected(const char *dir, struct sync_state *s, store *st)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		char path[PATH_MAX];
+		struct stat sb;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (lstat(path, &sb) != 0)
+			continue;
+		if (S_ISDIR(sb.st_mode)) {
+			walk_expected(path, s, st);
+			continue;
+		}
+		if (!S_ISREG(sb.st_mode) || !expected_name(de->d_name))
+			continue;
+		store_image *r;
+		if (store_image_get_by_path(st, path, &r, NULL) != 0) {
+			s->bad++;
+			snprintf(s->why, sizeof(s->why), "no record of %s", path);
+			continue;
+		}
+		if (r->size != sb.st_size || r->mtime_ns != (int64_t)sb.st_mtim.tv_sec
+		    * 1000000000 + sb.st_mtim.tv_nsec) {
+			s->bad++;
+			snprintf(s->why, sizeof(s->why), "stale record of %s", path);
+		}
+		store_image_free(r);
+	}
+	closedir(d);
+}
+
+static int
+count_under(void *user, const store_image *img)
+{
+	struct sync_state *s = user;
+	size_t n = strlen(s->root);
+	struct stat sb;
+	if (strncmp(img->path, s->root, n) != 0 || img->path[n] != '/')
+		return 0;
+	s->records++;
+	const char *base = strrchr(img->path, '/') + 1;
+	if (lstat(img->path, &sb) != 0 || !expected_name(base) ||
+	    strstr(img->path, "/.") != NULL) {
+		s->bad++;
+		snprintf(s->why, sizeof(s->why), "record of %s, which should not "
+		    "have one", img->path);
+	}
+	return 0;
+}
+
+/* The store holds exactly the expected files under root, up to date. */
+static int
+in_sync(env *e, char *why, size_t whylen)
+{
+	struct sync_state s = { e->root, 0, 0, "" };
+	walk_expected(e->root, &s, e->st);
+	assert_int_equal(store_image_foreach(e->st, count_under, &s, NULL), 0);
+	if (s.bad > 0 && why != NULL)
+		snprintf(why, whylen, "%s", s.why);
+	return s.bad == 0;
+}
+
+/* Polls in_sync until it holds, for at most `seconds`. */
+static void
+converge_(env *e, double seconds, const char *step)
+{
+	double end = now_s() + seconds;
+	char why[PATH_MAX + 64] = "";
+	for (;;) {
+		if (in_sync(e, why, sizeof(why)))
+			return;
+		if (now_s() > end)
+			fail_msg("%s: not in step after %.0f s: %s", step, seconds, why);
+		usleep(20000);
+	}
+}
+#define converge(e, step) converge_(e, 15.0, step)
+
+static int64_t
+encoded(env *e)
+{
+	watch_progress p;
+	watch_get_progress(e->w, &p);
+	return p.encoded;
+}
+
+static float *
+embedding_of(env *e, const char *path)
+{
+	store_image *r;
+	int dim = clip_model_get_info(model)->embed_dim;
+	if (store_image_get_by_path(e->st, path, &r, NULL) != 0)
+		fail_msg("no record of %s", path);
+	float *v = malloc(sizeof(float) * (size_t)dim);
+	memcpy(v, r->embedding, sizeof(float) * (size_t)dim);
+	store_image_free(r);
+	return v;
+}
+
+static void
+assert_embedding(env *e, const char *path, const float *want)
+{
+	int dim = clip_model_get_info(model)->embed_dim;
+	float *got = embedding_of(e, path);
+	assert_memory_equal(got, want, sizeof(float) * (size_t)dim);
+	free(got);
+}
+
+static int
+has_failure(env *e, const char *path)
+{
+	store_failure *f;
+	if (store_failure_get(e->st, path, &f, NULL) != 0)
+		return 0;
+	store_failure_free(f);
+	return 1;
+}
+
+static int
+has_record(env *e, const char *path)
+{
+	store_image *r;
+	if (store_image_get_by_path(e->st, path, &r, NULL) != 0)
+		return 0;
+	store_image_free(r);
+	return 1;
+}
+
+static void
+wait_for(int (*pred)(env *, const char *), env *e, const char *path,
+    int want, const char *what)
+{
+	double end = now_s() + 15.0;
+	while (pred(e, path) != want) {
+		if (now_s() > end)
+			fail_msg("%s: %s", what, path);
+		usleep(20000);
+	}
+}
+
+static watch_params
+test_params(void)
+{
+	watch_params p;
+	watch_default_params(&p);
+	p.batch = 4;
+	p.decode_threads = 2;
+	p.nice = 0;
+	p.quiet_ms = 1000;
+	p.exclude[p.n_exclude++] = "*.tmp";
+	return p;
+}
+
+/* ---- setup ---- */
+
+static int
+group_setup(void **state)
+{
+	tm_recipe r;
+	clip_model_params mp;
+	(void)state;
+	if (mkdtemp(tmp) == NULL)
+		return -1;
+	snprintf(model_dir, sizeof(model_dir), "%s/model", tmp);
+	mkdir(model_dir, 0755);
+	tm_recipe_tiny(&r);
+	if (tm_write_model(&r, model_dir) != 0)
+		return -1;
+	clip_model_default_params(&mp);
+	mp.n_threads = 1;
+	return clip_model_load(model_dir, &mp, &model, NULL);
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	clip_model_free(model);
+	rmtree(tmp);
+	return 0;
+}
+
+/* ---- tests ---- */
+
+static void
+test_scan_then_live(void **state)
+{
+	env e;
+	watch_params p = test_params();
+	(void)state;
+
+	env_init(&e, "live");
+	/* The initial tree. */
+	mkdir(pathf("%s/a", e.root), 0755);
+	mkdir(pathf("%s/a/deep", e.root), 0755);
+	mkdir(pathf("%s/b", e.root), 0755);
+	mkdir(pathf("%s/.hidden", e.root), 0755);
+	mkdir(pathf("%s/my folder", e.root), 0755);
+	for (int i = 0; i < 12; i++)
+		write_jpeg(pathf("%s/%s/p%d.jpg", e.root, i % 3 == 0 ? "a" :
+		    i % 3 == 1 ? "b" : "a/deep", i), 100 + i);
+	write_jpeg(pathf("%s/my folder/été photo 1.jpg", e.root), 200);
+	write_jpeg(pathf("%s/.hidden/h.jpg", e.root), 201);
+	write_jpeg(pathf("%s/.dotfile.jpg", e.root), 202);
+	write_jpeg(pathf("%s/a/skip.tmp", e.root), 203);
+	write_bytes(pathf("%s/notes.txt", e.root), "hello", 5);
+	write_bytes(pathf("%s/broken.jpg", e.root), "\xff\xd8\xff\xe0garbage", 11);
+	{       /* an icon: below min_side */
+		unsigned long len;
+		unsigned char *j = jpeg_bytes(32, 32, 7, &len);
+		write_bytes(pathf("%s/broken-icon.jpg", e.root), j, len);
+		tjFree(j);
+	}
+
+	env_start(&e, &p);
+	watch_result r = add_wait(&e, e.root, 1);
+	assert_int_equal(r.added, 13);
+	assert_int_equal(r.failed, 1);
+	assert_int_equal(r.interrupted, 0);
+	converge(&e, "initial scan");
+	assert_true(has_failure(&e, pathf("%s/broken.jpg", e.root)));
+	assert_false(has_record(&e, pathf("%s/broken-icon.jpg", e.root)));
+	assert_false(has_failure(&e, pathf("%s/notes.txt", e.root)));
+	int64_t enc = encoded(&e);
+	assert_int_equal(enc, 13);
+
+	/* Scanning again re-encodes nothing. */
+	r = add_wait(&e, e.root, 1);
+	assert_int_equal(r.added + r.updated, 0);
+	assert_int_equal(r.unchanged, 14);
+	assert_int_equal(encoded(&e), enc);
+
+	/* Create. */
+	write_jpeg(pathf("%s/b/new.jpg", e.root), 300);
+	converge(&e, "create");
+	assert_int_equal(encoded(&e), ++enc);
+
+	/* Overwrite with other bytes. */
+	float *before = embedding_of(&e, pathf("%s/b/new.jpg", e.root));
+	write_jpeg(pathf("%s/b/new.jpg", e.root), 301);
+	converge(&e, "overwrite");
+	assert_int_equal(encoded(&e), ++enc);
+	float *after = embedding_of(&e, pathf("%s/b/new.jpg", e.root));
+	assert_memory_not_equal(before, after, sizeof(float) * 16);
+	free(before);
+	free(after);
+
+	/* Copy in slowly: never recorded (nor failed) while half-written. */
+	{
+		unsigned long len;
+		unsigned char *j = jpeg_bytes(120, 100, 400, &len);
+		const char *slow = pathf("%s/a/slow copy.jpg", e.root);
+		int fd = open(slow, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		assert_true(fd >= 0);
+		size_t step = len / 8 + 1;
+		for (size_t off = 0; off < len; off += step) {
+			size_t n = len - off < step ? len - off : step;
+			assert_int_equal(write(fd, j + off, n), (ssize_t)n);
+			usleep(150000);
+			assert_false(has_failure(&e, slow));
+			assert_false(has_record(&e, slow));
+		}
+		close(fd);
+		tjFree(j);
+		converge(&e, "slow copy");
+		assert_false(has_failure(&e, slow));
+		assert_int_equal(encoded(&e), ++enc);
+	}
+
+	/* Rename in place, then move to another folder: same embedding, no
+	 * encoding. */
+	float *emb = embedding_of(&e, pathf("%s/a/p0.jpg", e.root));
+	assert_int_equal(rename(pathf("%s/a/p0.jpg", e.root),
+	    pathf("%s/a/renamed.jpg", e.root)), 0);
+	converge(&e, "rename");
+	assert_embedding(&e, pathf("%s/a/renamed.jpg", e.root), emb);
+	assert_int_equal(rename(pathf("%s/a/renamed.jpg", e.root),
+	    pathf("%s/b/moved here.jpg", e.root)), 0);
+	converge(&e, "move between folders");
+	assert_embedding(&e, pathf("%s/b/moved here.jpg", e.root), emb);
+	free(emb);
+	assert_int_equal(encoded(&e), enc);
+
+	/* Move a folder (with a subfolder): paths rewritten, embeddings kept. */
+	emb = embedding_of(&e, pathf("%s/a/deep/p2.jpg", e.root));
+	mkdir(pathf("%s/b/into", e.root), 0755);
+	assert_int_equal(rename(pathf("%s/a", e.root),
+	    pathf("%s/b/into/A", e.root)), 0);
+	converge(&e, "move a folder");
+	assert_embedding(&e, pathf("%s/b/into/A/deep/p2.jpg", e.root), emb);
+	free(emb);
+	assert_int_equal(encoded(&e), enc);
+	/* The moved folder is still watched, under its new name. */
+	write_jpeg(pathf("%s/b/into/A/deep/later.jpg", e.root), 500);
+	converge(&e, "create in a moved folder");
+	assert_int_equal(encoded(&e), ++enc);
+
+	/* Delete a file, then a folder. */
+	assert_int_equal(unlink(pathf("%s/b/p1.jpg", e.root)), 0);
+	converge(&e, "delete");
+	rmtree(pathf("%s/b/into", e.root));
+	converge(&e, "delete a folder");
+	assert_false(has_record(&e, pathf("%s/b/into/A/deep/p2.jpg", e.root)));
+
+	/* Nested folders created at once, with a file at the bottom. */
+	assert_int_equal(mkdir(pathf("%s/n1", e.root), 0755), 0);
+	assert_int_equal(mkdir(pathf("%s/n1/n2", e.root), 0755), 0);
+	assert_int_equal(mkdir(pathf("%s/n1/n2/n3", e.root), 0755), 0);
+	write_jpeg(pathf("%s/n1/n2/n3/nested.jpg", e.root), 600);
+	converge(&e, "nested folders");
+	write_jpeg(pathf("%s/n1/n2/n3/nested2.jpg", e.root), 601);
+	converge(&e, "a file in a new nested folder");
+
+	/* A corrupt file and a non-image arrive. */
+	write_bytes(pathf("%s/n1/broken2.jpg", e.root),
+	    "\x89PNG\r\n\x1a\n\0\0\0\rIHDRtruncated", 24);
+	write_bytes(pathf("%s/n1/readme.md", e.root), "# not an image\n", 15);
+	wait_for(has_failure, &e, pathf("%s/n1/broken2.jpg", e.root), 1,
+	    "a corrupt file is recorded as a failure");
+	converge(&e, "corrupt and non-image");
+	assert_false(has_failure(&e, pathf("%s/n1/readme.md", e.root)));
+
+	/* Excluded and hidden names never get records. */
+	write_jpeg(pathf("%s/n1/x.tmp", e.root), 700);
+	write_jpeg(pathf("%s/n1/.x.jpg", e.root), 701);
+	write_jpeg(pathf("%s/n1/after.jpg", e.root), 702);
+	converge(&e, "excluded");
+	assert_false(has_record(&e, pathf("%s/n1/x.tmp", e.root)));
+	assert_false(has_record(&e, pathf("%s/n1/.x.jpg", e.root)));
+
+	/* A copy of known bytes reuses the embedding. */
+	enc = encoded(&e);
+	{
+		char cmd[PATH_MAX * 2 + 32];
+		snprintf(cmd, sizeof(cmd), "cp '%s/n1/after.jpg' '%s/n1/copy.jpg'",
+		    e.root, e.root);
+		assert_int_equal(system(cmd), 0);
+	}
+	converge(&e, "copy");
+	assert_int_equal(encoded(&e), enc);
+
+	env_free(&e);
+}
+
+static void
+test_overflow(void **state)
+{
+	env e;
+	watch_params p = test_params();
+	watch_progress pr;
+	(void)state;
+
+	p.event_limit = 8;
+	env_init(&e, "overflow");
+	env_start(&e, &p);
+	add_wait(&e, e.root, 1);
+	watch_pause_events(e.w, 1);
+	for (int i = 0; i < 30; i++)
+		write_jpeg(pathf("%s/o%d.jpg", e.root, i), 1000 + i);
+	watch_pause_events(e.w, 0);
+	converge(&e, "after an overflow");
+	watch_get_progress(e.w, &pr);
+	assert_true(pr.overflows >= 1);
+	assert_int_equal(pr.encoded, 30);
+	env_free(&e);
+}
+
+static void
+test_restart_resumes(void **state)
+{
+	env e;
+	watch_params p = test_params();
+	watch_progress pr;
+	(void)state;
+
+	enum { N = 150 };
+	env_init(&e, "resume");
+	for (int i = 0; i < N; i++)
+		write_jpeg(pathf("%s/r%03d.jpg", e.root, i), 2000 + i);
+	p.decode_threads = 1;
+	p.batch = 2;
+	env_start(&e, &p);
+	assert_int_equal(watch_add(e.w, e.root, 1, NULL, NULL), 0);
+	double end = now_s() + 30;
+	while (encoded(&e) < 10 && now_s() < end)
+		usleep(1000);
+	watch_get_progress(e.w, &pr);
+	assert_true(pr.encoded >= 10);
+	assert_true(pr.encoded < N);
+	watch_stop(e.w);
+	e.w = NULL;
+	uint64_t committed = store_image_count(e.st);
+	assert_true(committed >= 10);
+	assert_true(committed < N);
+	/* Reopen everything, as a restarted daemon would. */
+	store_close(e.st);
+	env_open_store(&e);
+	assert_int_equal(store_image_count(e.st), committed);
+	env_start(&e, &p);
+	watch_result r = add_wait(&e, e.root, 1);
+	assert_int_equal(r.added, N - (int64_t)committed);
+	assert_int_equal(r.unchanged, (int64_t)committed);
+	assert_int_equal(encoded(&e), N - (int64_t)committed);
+	converge(&e, "resumed");
+	env_free(&e);
+}
+
+static void
+test_symlinks(void **state)
+{
+	env e;
+	watch_params p = test_params();
+	(void)state;
+
+	env_init(&e, "links");
+	mkdir(pathf("%s/d", e.root), 0755);
+	write_jpeg(pathf("%s/d/one.jpg", e.root), 3000);
+	assert_int_equal(symlink(".", pathf("%s/d/self", e.root)), 0);
+	assert_int_equal(symlink("..", pathf("%s/d/up", e.root)), 0);
+	assert_int_equal(symlink("one.jpg", pathf("%s/d/alias.jpg", e.root)), 0);
+
+	/* Not followed by default. */
+	env_start(&e, &p);
+	watch_result r = add_wait(&e, e.root, 0);
+	assert_int_equal(r.added, 1);
+	assert_int_equal(store_image_count(e.st), 1);
+	watch_stop(e.w);
+
+	/* Followed: every folder once, no loop. */
+	p.follow_symlinks = 1;
+	env_start(&e, &p);
+	r = add_wait(&e, e.root, 0);
+	assert_int_equal(r.unchanged, 1);
+	/* alias.jpg is a link to known bytes: recorded, embedding reused. */
+	assert_int_equal(r.added, 1);
+	assert_int_equal(encoded(&e), 0);
+	env_free(&e);
+}
+
+static void
+test_watch_limit(void **state)
+{
+	env e;
+	watch_params p = test_params();
+	watch_progress pr;
+	(void)state;
+
+	p.max_watches = 2;
+	env_init(&e, "limit");
+	for (int i = 0; i < 4; i++)
+		mkdir(pathf("%s/d%d", e.root, i), 0755);
+	env_start(&e, &p);
+	add_wait(&e, e.root, 1);
+	watch_get_progress(e.w, &pr);
+	assert_int_equal(pr.watches, 2);
+	assert_non_null(strstr(pr.warning,
+	    "sysctl fs.inotify.max_user_watches=524288"));
+	env_free(&e);
+}
+
+static void
+test_ten_thousand(void **state)
+{
+	env e;
+	watch_params p = test_params();
+	watch_progress pr;
+	(void)state;
+
+	enum { N = 10000 };
+	env_init(&e, "many");
+	double t0 = now_s();
+	for (int d = 0; d < 10; d++)
+		mkdir(pathf("%s/d%d", e.root, d), 0755);
+	for (int i = 0; i < N; i++) {
+		unsigned long len;
+		unsigned char *j = jpeg_bytes(64, 64, 5000 + i, &len);
+		write_bytes(pathf("%s/d%d/f%05d.jpg", e.root, i % 10, i), j, len);
+		tjFree(j);
+	}
+	double t1 = now_s();
+	p.batch = 32;
+	env_start(&e, &p);
+	watch_result r = add_wait(&e, e.root, 1);
+	double t2 = now_s();
+	watch_get_progress(e.w, &pr);
+	print_message("10000 files: generated in %.1f s, indexed in %.1f s "
+	    "(%.0f files/s), %lld encoded, %lld reused\n", t1 - t0, t2 - t1,
+	    N / (t2 - t1), (long long)pr.encoded, (long long)pr.reused);
+	assert_int_equal(r.added, N);
+	assert_int_equal(store_image_count(e.st), N);
+	assert_int_equal(pr.encoded + pr.reused, N);
+	assert_int_equal(pr.remaining, 0);
+	converge(&e, "10000 files");
+	env_free(&e);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_scan_then_live),
+		cmocka_unit_test(test_overflow),
+		cmocka_unit_test(test_restart_resumes),
+		cmocka_unit_test(test_symlinks),
+		cmocka_unit_test(test_watch_limit),
+		cmocka_unit_test(test_ten_thousand),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
