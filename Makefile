@@ -102,6 +102,7 @@ tests: $(SEL_TESTS)
 
 # Installs what is missing, builds, runs every test.  T=pattern runs a subset.
 test: deps
+	tools/deps.sh --web
 	$(MAKE) tests
 	BUILD=$(BUILD) tests/run.sh $(T)
 
@@ -198,6 +199,8 @@ install-libclipdex: $(LIBCLIPDEX)
 
 # tests/client_cli.c runs the clipdex program.
 $(BUILD)/tests/client_cli: | $(BUILD)/clipdex
+# tests/web_browser.sh runs clipdexd with daemon_web's fixtures.
+$(BUILD)/tests/daemon_web: | $(BUILD)/clipdexd
 # ---- end libclipdex ----------------------------------------------------------
 
 # The tokenizer embeds the vocabulary with .incbin, which -MMD cannot see.

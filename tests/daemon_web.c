@@ -136,6 +136,10 @@ make_fixtures(const char *dir, int big)
 		if (write_jpeg(p, 4000, 3000, 100u + (unsigned)i))
 			return -1;
 	}
+	/* a file that cannot be indexed: a failure with its reason */
+	snprintf(p, sizeof(p), "%s/photos/beach/broken.jpg", dir);
+	if (write_file(p, "\xff\xd8\xff\xe0 not really a jpeg", 23) != 0)
+		return -1;
 	/* the same photo twice: a duplicate group */
 	uint8_t *d;
 	size_t n;

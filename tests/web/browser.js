@@ -1,0 +1,234 @@
+/*
+ * Drives headless Chromium (Debian's /usr/bin/chromium) through clipdexd's
+ * web page.  Run by tests/web_browser.sh, which starts the daemon on the
+ * fixtures of tests/daemon_web.c --fixture:
+ *
+ *   node browser.js URL PHOTOS [SCREENSHOT.png]
+ *
+ * The photos (see make_fixtures in tests/daemon_web.c): beach/ holds
+ * "photo 00.jpg", "photo 02.jpg" ... "photo 10.jpg" (6, mtime in 2001) and
+ * broken.jpg (not an image); city/ holds "photo 01.jpg" ... "photo 11.jpg"
+ * (6, mtime in 2011) and "copy of photo 00.jpg" (a byte copy).  So 13
+ * images are indexed, 1 fails, and there is one group of identical files.
+ *
+ * Prints one cmocka-style line per check and the summary lines that
+ * tests/run.sh counts.
+ */
+'use strict';
+const { chromium } = require('playwright-core');
+
+const [url, photos, shot] = process.argv.slice(2);
+const N_IMAGES = 13;
+let passed = 0;
+const failed = [];
+
+async function check(name, fn) {
+  const t0 = Date.now();
+  console.log(`[ RUN      ] ${name}`);
+  try {
+    await fn();
+    passed++;
+    console.log(`[       OK ] ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed.push(name);
+    console.log(`[  ERROR   ] ${e && e.stack ? e.stack : e}`);
+    console.log(`[  FAILED  ] ${name}`);
+  }
+}
+
+function expect(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+/* Waits for the search to settle and returns the tiles' ids, scores and
+ * whether every thumbnail decoded. */
+async function results(page, n) {
+  await page.waitForFunction((want) => {
+    const m = document.getElementById('msg').textContent;
+    const tiles = document.querySelectorAll('#results .tile');
+    return !m.startsWith('Searching') && (want === undefined || tiles.length === want);
+  }, n, { timeout: 10000 }).catch(() => {});
+  await page.waitForFunction(() => [...document.querySelectorAll('#results img')]
+    .every((i) => i.complete), null, { timeout: 10000 });
+  return page.$$eval('#results .tile', (ts) => ts.map((t) => ({
+    id: t.dataset.id,
+    score: parseFloat(t.querySelector('.score').textContent),
+    path: t.querySelector('.path').title.split('\n')[0],
+    loaded: t.querySelector('img').naturalWidth > 0,
+  })));
+}
+
+async function search(page, q) {
+  await page.fill('#q', q);
+  await page.press('#q', 'Enter');
+}
+
+(async () => {
+  const userDir = require('fs').mkdtempSync(require('os').tmpdir() + '/cdx-chromium-');
+  /* a fresh --user-data-dir (playwright passes it from userDir) */
+  const browser = await chromium.launchPersistentContext(userDir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 860 },
+  });
+  const page = await browser.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push('console: ' + m.text()); });
+  page.on('request', (r) => {
+    if (!r.url().startsWith(url) && !r.url().startsWith('blob:') && !r.url().startsWith('data:'))
+      problems.push('external request: ' + r.url());
+  });
+
+  let all = [];
+  await check('page_loads', async () => {
+    const res = await page.goto(url + '/');
+    expect(res.status() === 200, `status ${res.status()}`);
+    const csp = res.headers()['content-security-policy'] || '';
+    expect(csp.includes("default-src 'self'"), 'no CSP: ' + csp);
+    expect(await page.isVisible('#q'), 'no search box');
+  });
+
+  await check('query_syntax', async () => {
+    /* the examples of docs/CLI.md */
+    const got = await page.evaluate(() => [
+      'a dog on the beach', 'beach - people', 'beach - 0.7:people + 0.5:@example.jpg',
+      '2:id:42 - snow', 'spider-man', '- 2:cat', '1:10:30 meeting',
+    ].map((q) => window.clipdex.parseQuery(q)));
+    const want = [
+      [{ kind: 'text', value: 'a dog on the beach', weight: 1 }],
+      [{ kind: 'text', value: 'beach', weight: 1 }, { kind: 'text', value: 'people', weight: -1 }],
+      [{ kind: 'text', value: 'beach', weight: 1 }, { kind: 'text', value: 'people', weight: -0.7 },
+        { kind: 'file', value: 'example.jpg', weight: 0.5 }],
+      [{ kind: 'id', value: '42', weight: 2 }, { kind: 'text', value: 'snow', weight: -1 }],
+      [{ kind: 'text', value: 'spider-man', weight: 1 }],
+      [{ kind: 'text', value: 'cat', weight: -2 }],
+      [{ kind: 'text', value: '10:30 meeting', weight: 1 }],
+    ];
+    expect(JSON.stringify(got) === JSON.stringify(want), 'parsed ' + JSON.stringify(got));
+    const errs = await page.evaluate(() => ['a - - b', 'a +  + b', '0:cat', '', 'id:x', '@']
+      .map((q) => { try { window.clipdex.parseQuery(q); return null; } catch (e) { return e.message; } }));
+    expect(errs.every((e) => e), 'accepted a bad query: ' + JSON.stringify(errs));
+  });
+
+  await check('search_shows_thumbnails', async () => {
+    await search(page, 'a photo');
+    all = await results(page, N_IMAGES);
+    expect(all.length === N_IMAGES, `${all.length} tiles, want ${N_IMAGES}`);
+    expect(all.every((r) => r.loaded), 'a thumbnail did not load');
+    for (let i = 1; i < all.length; i++) expect(all[i - 1].score >= all[i].score, 'not ranked');
+    const u = new URL(page.url());
+    expect(u.searchParams.get('q') === 'a photo', 'the URL has no query: ' + page.url());
+    if (shot) await page.screenshot({ path: shot });
+  });
+
+  await check('bookmark_reopens_search', async () => {
+    await page.goto(url + '/?q=' + encodeURIComponent('a photo') + '&k=24');
+    const r = await results(page, N_IMAGES);
+    expect(JSON.stringify(r.map((x) => x.id)) === JSON.stringify(all.map((x) => x.id)),
+      'different results from the bookmark');
+    expect(await page.inputValue('#q') === 'a photo', 'the box does not show the query');
+  });
+
+  await check('filters', async () => {
+    await page.goto(url + '/?q=a+photo&folder=' + encodeURIComponent(photos + '/beach'));
+    let r = await results(page, 6);
+    expect(r.length === 6 && r.every((x) => x.path.startsWith(photos + '/beach/')),
+      `folder: ${r.length} tiles`);
+    await page.goto(url + '/?q=a+photo&from=2011-01-01&to=2011-12-31&time=mtime');
+    r = await results(page, 6);
+    expect(r.length === 6 && r.every((x) => x.path.includes('/city/photo ')),
+      `dates: ${r.map((x) => x.path)}`);
+    /* a minimum score between the 5th and 6th best keeps exactly 5 */
+    const min = ((all[4].score + all[5].score) / 2).toFixed(4);
+    expect(all[4].score > min && all[5].score < min, 'scores too close for the test');
+    await page.goto(url + '/?q=a+photo&min=' + min);
+    r = await results(page, 5);
+    expect(r.length === 5, `min score ${min}: ${r.length} tiles`);
+    expect(await page.inputValue('#min') === min, 'the filter is not shown');
+  });
+
+  await check('more_like_this', async () => {
+    await page.goto(url + '/?q=a+photo');
+    await results(page, N_IMAGES);
+    const id = await page.$eval('#results .tile:nth-child(3)', (t) => t.dataset.id);
+    await page.click('#results .tile:nth-child(3) a.thumb');
+    await page.waitForFunction((want) => new URL(location.href).searchParams.get('q') === 'id:' + want, id);
+    const r = await results(page, N_IMAGES);
+    expect(r[0].id === id && r[0].score > 0.999, `first is ${r[0].id} (${r[0].score}), want ${id}`);
+    expect(r.every((x) => x.loaded), 'a thumbnail did not load');
+    await page.goBack();
+    await page.waitForFunction(() => new URL(location.href).searchParams.get('q') === 'a photo');
+  });
+
+  await check('open_full_image', async () => {
+    await page.goto(url + '/?q=a+photo');
+    await results(page, N_IMAGES);
+    const href = await page.$eval('#results .tile a.open', (a) => a.href);
+    const res = await page.request.get(href);
+    expect(res.status() === 200 && res.headers()['content-type'] === 'image/jpeg',
+      `GET ${href}: ${res.status()}`);
+  });
+
+  await check('search_by_example_upload', async () => {
+    await page.goto(url + '/');
+    const file = photos + '/city/photo 05.jpg';
+    await page.setInputFiles('#file', file);
+    await page.waitForSelector('#examples .chip');
+    const r = await results(page, N_IMAGES);
+    expect(r.length === N_IMAGES, `${r.length} tiles`);
+    expect(r[0].path === file && r[0].score > 0.99, `first is ${r[0].path} (${r[0].score})`);
+    /* with a text, referring to the example by name */
+    await search(page, 'a photo + 2:@photo 05.jpg');
+    const r2 = await results(page, N_IMAGES);
+    expect(r2[0].path === file, `first is ${r2[0].path}`);
+  });
+
+  await check('duplicates_view', async () => {
+    await page.goto(url + '/');
+    await page.click('#nav-dupes');
+    await page.selectOption('#dkind', 'exact');
+    await page.click('#dupes-form button[type=submit]');
+    await page.waitForSelector('#groups .group');
+    await page.waitForFunction(() => [...document.querySelectorAll('#groups img')].every((i) => i.complete));
+    const g = await page.$$eval('#groups .group', (gs) => gs.map((g) => [...g.querySelectorAll('.tile')]
+      .map((t) => ({ keep: t.classList.contains('keep'), path: t.querySelector('.path').title,
+        loaded: t.querySelector('img').naturalWidth > 0 }))));
+    expect(g.length === 1 && g[0].length === 2, 'groups: ' + JSON.stringify(g));
+    expect(g[0][0].keep && !g[0][1].keep, 'the keeper is not marked first');
+    expect(g[0][0].path === photos + '/beach/photo 00.jpg', 'keeper ' + g[0][0].path);
+    expect(g[0].every((m) => m.loaded), 'a thumbnail did not load');
+    expect(new URL(page.url()).searchParams.get('kind') === 'exact', 'the URL has no kind');
+  });
+
+  await check('status_view', async () => {
+    await page.click('#nav-status');
+    await page.waitForFunction((n) => document.getElementById('s-images').textContent === String(n),
+      N_IMAGES, { timeout: 5000 });
+    expect(await page.textContent('#s-failures') === '1', 'failures count');
+    const rows = await page.$$eval('#failures tbody tr', (trs) => trs.map((tr) => tr.innerText));
+    expect(rows.length === 1 && rows[0].includes('broken.jpg'), 'failures: ' + rows);
+    expect(await page.textContent('#s-eta') === 'done', 'time left');
+    expect((await page.textContent('#s-details')).includes('Model'), 'no details');
+  });
+
+  await check('no_errors_or_external_requests', async () => {
+    expect(problems.length === 0, problems.join('\n'));
+  });
+
+  await browser.close();
+  require('fs').rmSync(userDir, { recursive: true, force: true });
+  console.log(`[==========] ${passed + failed.length} test(s) run.`);
+  console.log(`[  PASSED  ] ${passed} test(s).`);
+  if (failed.length) {
+    console.log(`[  FAILED  ] ${failed.length} test(s), listed below:`);
+    for (const f of failed) console.log(`[  FAILED  ] ${f}`);
+  }
+  process.exit(failed.length ? 1 : 0);
+})().catch((e) => {
+  console.log(`[  ERROR   ] ${e && e.stack ? e.stack : e}`);
+  console.log('[  FAILED  ] 1 test(s)');
+  process.exit(1);
+});
