@@ -38,6 +38,18 @@ static const char help_text[] =
 "  --workers N            request workers (default 2; one of them only\n"
 "                         takes text and id queries)\n"
 "  --batch N              images per encoder batch when indexing (16)\n"
+"  --watch DIR            index DIR and keep it in step with the disk\n"
+"                         (inotify); repeatable; also a --root. Folders\n"
+"                         added with 'clipdex add' are watched too.\n"
+"  --exclude GLOB         leave out names (or, with a '/', paths) that\n"
+"                         match; repeatable (e.g. '*.tmp', '*/cache/*')\n"
+"  --min-side N           skip images whose shorter side is below N\n"
+"                         pixels (icons; default 64, 0: none)\n"
+"  --hidden               index hidden files and folders (.name)\n"
+"  --follow-symlinks      follow symbolic links (loops are skipped)\n"
+"  --decode-threads N     indexer decode workers (default: all cores)\n"
+"  --index-nice N         nice increment of the indexer's threads, so\n"
+"                         that queries go first (default 10, 0..19)\n"
 "  --max-request-bytes N  largest request (default 33554432)\n"
 "  --max-image-bytes N    largest uploaded or read image (default 25165824)\n"
 "  --max-pixels N         largest image in pixels (default 100000000)\n"
@@ -47,7 +59,8 @@ static const char help_text[] =
 "\n"
 "Config file: one setting per line, the long flag name without '--',\n"
 "'=' and the value (\"model = /srv/models/clip-vit-base-patch32\");\n"
-"'root' and 'listen' may repeat; reembed = 1; '#' starts a comment.\n";
+"'root', 'listen', 'watch' and 'exclude' may repeat; reembed = 1,\n"
+"hidden = 1, follow-symlinks = 1; '#' starts a comment.\n";
 
 const char *
 srv_config_help(void)
@@ -61,6 +74,8 @@ srv_config_init(srv_config *c)
 	memset(c, 0, sizeof(*c));
 	c->workers = 2;
 	c->batch = 16;
+	c->min_side = 64;
+	c->index_nice = 10;
 	c->log_level = CDX_LOG_INFO;
 	c->max_request_bytes = (size_t)32 << 20;
 	c->max_image_bytes = (size_t)24 << 20;
@@ -81,6 +96,10 @@ srv_config_free(srv_config *c)
 		free(c->roots[i]);
 	free(c->token);
 	free(c->index_kind);
+	for (int i = 0; i < c->n_watch; i++)
+		free(c->watch[i]);
+	for (int i = 0; i < c->n_exclude; i++)
+		free(c->exclude[i]);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -142,6 +161,37 @@ apply(srv_config *c, const char *key, const char *v, cdx_error *err)
 		if ((c->roots[c->n_roots] = strdup(v)) == NULL)
 			return CDX_ENOMEM;
 		c->n_roots++;
+	} else if (strcmp(key, "watch") == 0) {
+		if (c->n_watch == SRV_MAX_ROOTS)
+			return cdx_error_set(err, CDX_EINVAL, "at most %d --watch",
+			    SRV_MAX_ROOTS);
+		if ((c->watch[c->n_watch] = strdup(v)) == NULL)
+			return CDX_ENOMEM;
+		c->n_watch++;
+	} else if (strcmp(key, "exclude") == 0) {
+		if (c->n_exclude == SRV_MAX_EXCLUDE)
+			return cdx_error_set(err, CDX_EINVAL, "at most %d --exclude",
+			    SRV_MAX_EXCLUDE);
+		if ((c->exclude[c->n_exclude] = strdup(v)) == NULL)
+			return CDX_ENOMEM;
+		c->n_exclude++;
+	} else if (strcmp(key, "hidden") == 0 ||
+	    strcmp(key, "follow-symlinks") == 0) {
+		int on = v == NULL || strcmp(v, "1") == 0 ||
+		    strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+		if (key[0] == 'h')
+			c->hidden = on;
+		else
+			c->follow_symlinks = on;
+	} else if (strcmp(key, "min-side") == 0) {
+		if ((rc = parse_u64(key, v, 0, 65535, &n, err)) == 0)
+			c->min_side = (int)n;
+	} else if (strcmp(key, "decode-threads") == 0) {
+		if ((rc = parse_u64(key, v, 1, 256, &n, err)) == 0)
+			c->decode_threads = (int)n;
+	} else if (strcmp(key, "index-nice") == 0) {
+		if ((rc = parse_u64(key, v, 0, 19, &n, err)) == 0)
+			c->index_nice = (int)n;
 	} else if (strcmp(key, "reembed") == 0) {
 		c->reembed = v == NULL || strcmp(v, "1") == 0 ||
 		    strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
@@ -249,6 +299,12 @@ srv_config_parse_args(srv_config *c, int argc, char **argv, cdx_error *err)
 			c->reembed = 1;
 			continue;
 		}
+		if (strcmp(key, "hidden") == 0 ||
+		    strcmp(key, "follow-symlinks") == 0) {
+			if ((rc = apply(c, key, NULL, err)) != 0)
+				return rc;
+			continue;
+		}
 		/* --key=value or --key value */
 		char kbuf[64];
 		const char *val = strchr(key, '=');
@@ -297,6 +353,14 @@ srv_config_finish(srv_config *c, cdx_error *err)
 			return cdx_error_set(err, CDX_ENOTFOUND, "--root %s: %s",
 			    c->roots[i], strerror(errno));
 		if (set_str(&c->roots[i], canon) != 0)
+			return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	}
+	for (int i = 0; i < c->n_watch; i++) {
+		char canon[PATH_MAX];
+		if (realpath(c->watch[i], canon) == NULL)
+			return cdx_error_set(err, CDX_ENOTFOUND, "--watch %s: %s",
+			    c->watch[i], strerror(errno));
+		if (set_str(&c->watch[i], canon) != 0)
 			return cdx_error_set(err, CDX_ENOMEM, "out of memory");
 	}
 	for (int i = 0; i < c->n_listen; i++) {

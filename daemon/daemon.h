@@ -29,6 +29,7 @@ extern "C" {
 
 #define SRV_MAX_LISTEN 8
 #define SRV_MAX_ROOTS 64
+#define SRV_MAX_EXCLUDE 64
 #define SRV_VERSION "0.1.0"
 
 /* Hard protocol limits (docs/PROTOCOL.md). */
@@ -54,6 +55,16 @@ typedef struct srv_config {
 	size_t max_image_bytes;     /* decoded upload limit, default 24 MiB */
 	uint64_t max_pixels;        /* default CLIP_DEFAULT_MAX_PIXELS */
 	int batch;                  /* images per encoder batch (default 16) */
+	/* indexer (daemon/ingest.c, docs/INDEXER.md) */
+	char *watch[SRV_MAX_ROOTS]; /* folders to index and keep watching */
+	int n_watch;
+	char *exclude[SRV_MAX_EXCLUDE]; /* fnmatch patterns left out */
+	int n_exclude;
+	int min_side;               /* skip smaller images (default 64 px) */
+	int hidden;                 /* index hidden files and folders */
+	int follow_symlinks;        /* follow symbolic links (never looping) */
+	int decode_threads;         /* indexer decode workers (0: cores) */
+	int index_nice;             /* indexer threads' nice increment (10) */
 } srv_config;
 
 /* Fills c with defaults (every pointer NULL). */

@@ -755,6 +755,7 @@ op_remove(srv_call *c)
 	pthread_mutex_unlock(&c->s->mu);
 	if (!inside)
 		return srv_fail(c, "forbidden", "%s is outside the daemon's roots", path);
+	ingest_unwatch(c->s, path);  /* a watched folder stops being watched */
 	pi.prefix = path;
 	pi.plen = strlen(path);
 	if ((rc = store_image_foreach(c->s->st, collect_prefix, &pi, &err)) != 0) {
@@ -810,12 +811,9 @@ op_status(srv_call *c)
 	cJSON_AddStringToObject(ix, "kind", st.index_kind);
 	cJSON_AddNumberToObject(ix, "vectors", (double)(st.index_ntotal -
 	    st.index_dead));
-	q = cJSON_AddObjectToObject(r, "queue");
-	cJSON_AddNumberToObject(q, "pending", (double)s->ingest_pending);
-	cJSON_AddNumberToObject(q, "done", (double)s->ingest_done);
-	double busy = (double)s->ingest_busy_ns * 1e-9;
-	cJSON_AddNumberToObject(q, "rate", busy > 0 ?
-	    (double)s->ingest_images / busy : 0.0);
+	q = ingest_status_json(s);
+	if (q != NULL)
+		cJSON_AddItemToObject(r, "queue", q);
 	roots = cJSON_AddArrayToObject(r, "roots");
 	pthread_mutex_lock(&s->mu);
 	for (int i = 0; i < s->n_roots; i++)

@@ -42,14 +42,6 @@ typedef struct srv_worker {
 	pthread_t thread;
 } srv_worker;
 
-/* One add request waiting for the indexing thread. */
-typedef struct ingest_task {
-	struct ingest_task *next;
-	char *path;             /* canonical */
-	srv_job *waiter;        /* job to answer when done, or NULL */
-	int64_t added, updated, unchanged, failed;
-} ingest_task;
-
 /* A listening nng socket and its fixed set of work items. */
 typedef struct srv_listener srv_listener;
 
@@ -70,17 +62,9 @@ struct srv {
 	char *roots[SRV_MAX_ROOTS];
 	int n_roots;
 
-	/* indexing */
-	pthread_t ingest_thread;
-	int ingest_started;
-	pthread_cond_t ingest_cv;
-	ingest_task *tasks_head, *tasks_tail;
-	int ingest_stop;
-	clip_ctx *ingest_ctx;
-	_Atomic int64_t ingest_pending;  /* files found, not yet done */
-	_Atomic int64_t ingest_done;
-	_Atomic int64_t ingest_busy_ns;  /* time spent indexing */
-	_Atomic int64_t ingest_images;   /* images encoded, for the rate */
+	/* indexing (ingest.c, on indexer/indexer.h) */
+	pthread_cond_t ingest_cv;       /* unused */
+	struct watch *watch;            /* NULL until ingest_start() */
 
 	srv_listener *listeners[SRV_MAX_LISTEN];
 	int n_listeners;
@@ -169,12 +153,19 @@ int web_parse_id(const char *uri, const char *prefix, uint64_t *id,
 int web_thumbnail(const uint8_t *data, size_t len, uint64_t max_pixels,
     uint8_t **out, size_t *out_len, cdx_error *err);
 
-/* ingest.c */
+/* ingest.c: the daemon's side of the indexer (indexer/indexer.h).
+ * ingest_start() starts it and rescans every watched folder (--watch and
+ * the folders added before, kept in the store under "indexer.roots"). */
 int ingest_start(srv *s, cdx_error *err);
 void ingest_stop(srv *s);
-/* Queues the indexing of a canonical path; when waiter is not NULL it is
- * answered once done.  Takes ownership of waiter. */
+/* Queues the indexing of a canonical path (a folder becomes a watched
+ * root); when waiter is not NULL it is answered once done.  Takes
+ * ownership of waiter. */
 void ingest_enqueue(srv *s, const char *canon, srv_job *waiter);
+/* Stops watching the watched roots at or under path (remove op). */
+void ingest_unwatch(srv *s, const char *path);
+/* The "queue" object of the status reply. */
+struct cJSON *ingest_status_json(srv *s);
 
 /* Reads a whole file (up to max bytes). */
 int srv_read_file(const char *path, size_t max, uint8_t **data, size_t *len,
