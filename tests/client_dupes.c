@@ -1,0 +1,893 @@
+/*
+ * Duplicates and dataset retrieval, end to end: starts build/clipdexd with
+ * the tiny test model on generated photos with planted exact copies and
+ * transformed copies (tests/client_dupes_fixtures.h), and drives the
+ * dupes, check and retrieve operations through libclipdex and the clipdex
+ * command line.  Expected results come from the planted ground truth and
+ * from brute force over the stored embeddings (the store opened directly
+ * after the daemon stops).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "client/clipdex.h"
+#include "common/cdx.h"
+#include "encoder/clip.h"
+#include "store/store.h"
+#include "tests/client_dupes_fixtures.h"
+#include "tests/testmodel.h"
+
+/* Near threshold for the tiny random model (its calibration in
+ * docs/DUPES.md: unrelated photos reach 0.99 with it). */
+#define NEAR_T 0.99
+#define SIM_T 0.97
+#define N_ORIG 4
+#define N_DISTINCT 8
+#define MAXI 64
+
+static char tmp[256], model_dir[300], photos[300], store_dir[300], url[320];
+static char logpath[300], bindir[256];
+static pid_t daemon_pid;
+static cdx_client *cli;
+
+/* Ground truth: every file, and the picture it shows (-1: a distinct
+ * photo of its own). */
+static struct planted {
+	char path[400];
+	int picture;
+	int exact_of;           /* index of the file it is a byte copy of, -1 */
+	int w, h;
+} files[MAXI];
+static int n_files;
+
+/* What the store holds after the daemon stops (read in the last tests). */
+static struct stored {
+	uint64_t id;
+	char path[400];
+	float e[64];
+	uint32_t w, h;
+	int64_t size;
+	uint8_t hash[STORE_HASH_LEN];
+} st_img[MAXI];
+static int n_stored, dim;
+
+/* ---- fixtures ---- */
+
+static int
+add_file(const char *rel, int picture, int exact_of, int w, int h)
+{
+	assert_true(n_files < MAXI);
+	struct planted *f = &files[n_files];
+	snprintf(f->path, sizeof(f->path), "%s/%s", photos, rel);
+	f->picture = picture;
+	f->exact_of = exact_of;
+	f->w = w;
+	f->h = h;
+	return n_files++;
+}
+
+static void
+copy_file(const char *from, const char *to)
+{
+	uint8_t buf[1 << 16];
+	FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+	size_t n;
+	assert_non_null(a);
+	assert_non_null(b);
+	while ((n = fread(buf, 1, sizeof(buf), a)) > 0)
+		assert_int_equal(fwrite(buf, 1, n, b), n);
+	fclose(a);
+	assert_int_equal(fclose(b), 0);
+}
+
+static void
+make_photos(void)
+{
+	char p[400];
+	const char *sub[] = { "orig", "copies", "edits", "other" };
+	assert_int_equal(mkdir(photos, 0755), 0);
+	for (int i = 0; i < 4; i++) {
+		snprintf(p, sizeof(p), "%s/%s", photos, sub[i]);
+		assert_int_equal(mkdir(p, 0755), 0);
+	}
+	for (int o = 0; o < N_ORIG; o++) {
+		df_image a;
+		char rel[64];
+		assert_int_equal(df_photo(&a, 11 + (uint64_t)o, 320, 240), 0);
+		snprintf(rel, sizeof(rel), "orig/p%d.jpg", o);
+		int fi = add_file(rel, o, -1, 320, 240);
+		assert_int_equal(df_write_jpeg(files[fi].path, &a, 95, 1), 0);
+		/* An exact copy under a longer path (same name elsewhere too:
+		 * --copy-to must not overwrite). */
+		snprintf(rel, sizeof(rel), "copies/p%d.jpg", o);
+		int ci = add_file(rel, o, fi, 320, 240);
+		copy_file(files[fi].path, files[ci].path);
+		/* Transformed copies: smaller re-encodes and an EXIF rotation. */
+		snprintf(rel, sizeof(rel), "edits/p%d-q90.jpg", o);
+		int ti = add_file(rel, o, -1, 320, 240);
+		assert_int_equal(df_write_transform(files[ti].path, &a, DF_Q90), 0);
+		snprintf(rel, sizeof(rel), "edits/p%d-rot.jpg", o);
+		ti = add_file(rel, o, -1, 320, 240);
+		assert_int_equal(df_write_transform(files[ti].path, &a, DF_EXIF_ROT),
+		    0);
+		df_free(&a);
+	}
+	for (int i = 0; i < N_DISTINCT; i++) {
+		df_image a;
+		char rel[64];
+		assert_int_equal(df_photo(&a, 500 + (uint64_t)i, 200 + 8 * i, 150),
+		    0);
+		snprintf(rel, sizeof(rel), "other/d%d.jpg", i);
+		int fi = add_file(rel, -1, -1, 200 + 8 * i, 150);
+		assert_int_equal(df_write_jpeg(files[fi].path, &a, 90, 1), 0);
+		df_free(&a);
+	}
+}
+
+static int
+file_index(const char *path)
+{
+	for (int i = 0; i < n_files; i++)
+		if (strcmp(files[i].path, path) == 0)
+			return i;
+	return -1;
+}
+
+/* ---- the daemon ---- */
+
+static void
+start_daemon(void)
+{
+	char cmd[2048];
+	daemon_pid = fork();
+	assert_true(daemon_pid >= 0);
+	if (daemon_pid == 0) {
+		snprintf(cmd, sizeof(cmd), "exec %s/clipdexd --model '%s' --store "
+		    "'%s' --listen '%s' --root '%s' --threads 1 >>'%s' 2>&1", bindir,
+		    model_dir, store_dir, url, photos, logpath);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	cdx_status st;
+	for (int i = 0; i < 400; i++) {
+		if (cdx_get_status(cli, &st) == 0)
+			return;
+		int status;
+		if (waitpid(daemon_pid, &status, WNOHANG) == daemon_pid)
+			fail_msg("clipdexd exited at start (status %d)", status);
+		usleep(50000);
+	}
+	fail_msg("clipdexd did not answer within 20 s");
+}
+
+static void
+stop_daemon(void)
+{
+	int status = -1;
+	kill(daemon_pid, SIGTERM);
+	assert_int_equal(waitpid(daemon_pid, &status, 0), daemon_pid);
+	daemon_pid = 0;
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	const char *b = getenv("BUILD");
+	snprintf(bindir, sizeof(bindir), "%s/%s", getcwd(tmp, sizeof(tmp)),
+	    b ? b : "build");
+	snprintf(tmp, sizeof(tmp), "/tmp/cdx-dupes-XXXXXX");
+	if (mkdtemp(tmp) == NULL)
+		return -1;
+	snprintf(model_dir, sizeof(model_dir), "%s/model", tmp);
+	snprintf(photos, sizeof(photos), "%s/photos", tmp);
+	snprintf(store_dir, sizeof(store_dir), "%s/store", tmp);
+	snprintf(url, sizeof(url), "ipc://%s/d.sock", tmp);
+	snprintf(logpath, sizeof(logpath), "%s/clipdexd.log", tmp);
+	tm_recipe r;
+	tm_recipe_tiny(&r);
+	mkdir(model_dir, 0755);
+	if (tm_write_model(&r, model_dir) != 0)
+		return -1;
+	make_photos();
+	if (cdx_client_open(url, &cli) != 0)
+		return -1;
+	cdx_client_set_timeout(cli, 30000);
+	start_daemon();
+	cdx_add_result ar;
+	if (cdx_add(cli, photos, 1, &ar) != 0 || ar.added != n_files)
+		return -1;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	if (daemon_pid > 0)
+		stop_daemon();
+	cdx_client_close(cli);
+	tm_rmtree(tmp);
+	return 0;
+}
+
+static cJSON *
+call(const char *fmt, ...)
+{
+	char req[8192], *reply = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(req, sizeof(req), fmt, ap);
+	va_end(ap);
+	int rc = cdx_call(cli, req, &reply);
+	if (rc != 0)
+		fail_msg("%s: %s: %s", req, cdx_strerror(rc), cdx_client_errmsg(cli));
+	cJSON *r = cJSON_Parse(reply);
+	free(reply);
+	assert_non_null(r);
+	return r;
+}
+
+static double
+num(const cJSON *o, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	assert_true(cJSON_IsNumber(v));
+	return v->valuedouble;
+}
+
+static const char *
+str(const cJSON *o, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	assert_true(cJSON_IsString(v));
+	return v->valuestring;
+}
+
+/* Every group of one kind, all pages (limit per page). */
+static cJSON *
+all_groups(const char *kind, double thr, int limit)
+{
+	cJSON *all = cJSON_CreateArray();
+	long offset = 0;
+	for (;;) {
+		cJSON *r = thr > 0 ? call("{\"op\":\"dupes\",\"kind\":\"%s\","
+		    "\"threshold\":%.4f,\"offset\":%ld,\"limit\":%d}", kind, thr,
+		    offset, limit) : call("{\"op\":\"dupes\",\"kind\":\"%s\","
+		    "\"offset\":%ld,\"limit\":%d}", kind, offset, limit);
+		cJSON *g, *gs = cJSON_GetObjectItemCaseSensitive(r, "groups");
+		assert_true(cJSON_GetArraySize(gs) <= limit);
+		cJSON_ArrayForEach(g, gs)
+			cJSON_AddItemToArray(all, cJSON_Duplicate(g, 1));
+		const cJSON *next = cJSON_GetObjectItemCaseSensitive(r, "next_offset");
+		if (!cJSON_IsNumber(next)) {
+			assert_int_equal(num(r, "total_groups"), cJSON_GetArraySize(all));
+			cJSON_Delete(r);
+			return all;
+		}
+		offset = (long)next->valuedouble;
+		cJSON_Delete(r);
+	}
+}
+
+/* ---- tests through the daemon ---- */
+
+static void
+test_exact_groups(void **state)
+{
+	(void)state;
+	cJSON *all = all_groups("exact", 0, 2), *g;
+	int seen[MAXI] = { 0 };
+
+	/* One group per original with its byte copy; the keeper is the
+	 * shorter path (same size and resolution, no capture time). */
+	assert_int_equal(cJSON_GetArraySize(all), N_ORIG);
+	cJSON_ArrayForEach(g, all) {
+		const cJSON *mem = cJSON_GetObjectItemCaseSensitive(g, "members"), *m;
+		assert_string_equal(str(g, "kind"), "exact");
+		assert_int_equal(cJSON_GetArraySize(mem), 2);
+		const char *keep = str(cJSON_GetArrayItem(mem, 0), "path");
+		assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetArrayItem(mem, 0), "keep")));
+		assert_int_equal(num(g, "keep"), num(cJSON_GetArrayItem(mem, 0),
+		    "id"));
+		assert_non_null(strstr(keep, "/orig/"));
+		assert_string_equal(str(g, "reason"), "shortest path");
+		int pic = -2;
+		cJSON_ArrayForEach(m, mem) {
+			int fi = file_index(str(m, "path"));
+			assert_true(fi >= 0);
+			assert_true(num(m, "score") == 1.0);
+			if (pic == -2)
+				pic = files[fi].picture;
+			assert_int_equal(files[fi].picture, pic);
+			assert_true(files[fi].exact_of >= 0 ||
+			    files[file_index(str(cJSON_GetArrayItem(mem, 1), "path"))]
+			    .exact_of == fi);
+			seen[fi]++;
+		}
+	}
+	for (int i = 0; i < n_files; i++)
+		if (files[i].exact_of >= 0)
+			assert_true(seen[i] == 1 && seen[files[i].exact_of] == 1);
+	cJSON_Delete(all);
+}
+
+static void
+test_near_groups_planted(void **state)
+{
+	(void)state;
+	cJSON *all = all_groups("near", NEAR_T, 1000), *g;
+	int group_of[MAXI];
+
+	for (int i = 0; i < n_files; i++)
+		group_of[i] = -1;
+	int gi = 0;
+	cJSON_ArrayForEach(g, all) {
+		const cJSON *mem = cJSON_GetObjectItemCaseSensitive(g, "members"), *m;
+		int pic = -2;
+		float prev = 2;
+		assert_string_equal(str(g, "kind"), "near");
+		cJSON_ArrayForEach(m, mem) {
+			int fi = file_index(str(m, "path"));
+			assert_true(fi >= 0);
+			group_of[fi] = gi;
+			/* Distinct photos and different pictures never share a
+			 * group. */
+			assert_true(files[fi].picture >= 0);
+			if (pic == -2)
+				pic = files[fi].picture;
+			assert_int_equal(files[fi].picture, pic);
+			float sc = (float)num(m, "score");
+			if (m != cJSON_GetArrayItem(mem, 0))
+				assert_true(sc <= prev + 1e-6f);
+			prev = sc;
+		}
+		/* The keeper: largest resolution first; the full-size
+		 * files tie (320x240, the rotated one displays so), then
+		 * the largest file wins. */
+		int k = file_index(str(cJSON_GetArrayItem(mem, 0), "path"));
+		cJSON_ArrayForEach(m, mem) {
+			int fi = file_index(str(m, "path"));
+			assert_true((double)files[fi].w * files[fi].h <=
+			    (double)files[k].w * files[k].h);
+			if (files[fi].w * files[fi].h == files[k].w * files[k].h)
+				assert_true(num(m, "size") <= num(cJSON_GetArrayItem(mem,
+				    0), "size"));
+		}
+		gi++;
+	}
+	/* Every planted copy is with its original. */
+	for (int i = 0; i < n_files; i++) {
+		if (files[i].picture < 0)
+			continue;
+		assert_true(group_of[i] >= 0);
+		for (int j = 0; j < n_files; j++)
+			if (files[j].picture == files[i].picture)
+				assert_int_equal(group_of[j], group_of[i]);
+	}
+	assert_int_equal(gi, N_ORIG);
+	cJSON_Delete(all);
+}
+
+static void
+test_paging_is_stable(void **state)
+{
+	(void)state;
+	cJSON *a = all_groups("near", NEAR_T, 1), *b = all_groups("near", NEAR_T,
+	    1000);
+	assert_true(cJSON_Compare(a, b, 1));
+	cJSON_Delete(a);
+	cJSON_Delete(b);
+	/* Bad requests. */
+	char *reply = NULL;
+	assert_int_equal(cdx_call(cli, "{\"op\":\"dupes\",\"kind\":\"fuzzy\"}",
+	    &reply), CDX_EINVAL);
+	assert_int_equal(cdx_call(cli, "{\"op\":\"dupes\",\"threshold\":1.5}",
+	    &reply), CDX_EINVAL);
+	assert_int_equal(cdx_call(cli, "{\"op\":\"dupes\",\"limit\":5000}",
+	    &reply), CDX_ETOOBIG);
+	assert_int_equal(cdx_call(cli, "{\"op\":\"check\"}", &reply),
+	    CDX_EINVAL);
+	assert_int_equal(cdx_call(cli, "{\"op\":\"retrieve\",\"prompts\":[]}",
+	    &reply), CDX_EINVAL);
+	assert_int_equal(cdx_call(cli, "{\"op\":\"retrieve\",\"prompts\":[3]}",
+	    &reply), CDX_EINVAL);
+}
+
+/* Runs clipdex with args; returns its exit status, output in out. */
+static int
+run_cli(const char *args, char *out, size_t cap)
+{
+	char cmd[4096];
+	snprintf(cmd, sizeof(cmd), "%s/clipdex --url '%s' %s 2>&1", bindir, url,
+	    args);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, cap - 1, p);
+	out[n] = '\0';
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void
+test_cli_dupes_and_check(void **state)
+{
+	static char out[65536];
+	char args[1024];
+	(void)state;
+
+	assert_int_equal(run_cli("dupes --kind exact --csv", out, sizeof(out)), 0);
+	/* A header and two rows per exact group. */
+	int lines = 0;
+	for (char *p = out; *p; p++)
+		lines += *p == '\n';
+	assert_int_equal(lines, 1 + 2 * N_ORIG);
+	assert_non_null(strstr(out, "group,kind,keep,id,path,score"));
+	assert_non_null(strstr(out, ",shortest path\n"));
+
+	snprintf(args, sizeof(args), "dupes --threshold %.2f --json", NEAR_T);
+	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
+	lines = 0;
+	for (char *l = strtok(out, "\n"); l; l = strtok(NULL, "\n")) {
+		cJSON *g = cJSON_Parse(l);
+		assert_non_null(g);
+		assert_string_equal(str(g, "kind"), "near");
+		cJSON_Delete(g);
+		lines++;
+	}
+	assert_int_equal(lines, N_ORIG);
+	assert_int_equal(run_cli("dupes --kind blurry", out, sizeof(out)), 2);
+
+	/* check: an indexed picture is found with its byte copy; a new
+	 * picture is not. */
+	snprintf(args, sizeof(args), "check --json '%s'", files[0].path);
+	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
+	cJSON *r = cJSON_Parse(out);
+	assert_non_null(r);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r,
+	    "duplicate")));
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r,
+	    "exact")), 2);
+	const cJSON *nr = cJSON_GetObjectItemCaseSensitive(r, "near");
+	assert_true(cJSON_GetArraySize(nr) >= 2);
+	assert_true(num(cJSON_GetArrayItem(nr, 0), "score") > 0.9999);
+	cJSON_Delete(r);
+
+	char newp[400];
+	df_image a;
+	snprintf(newp, sizeof(newp), "%s/new.jpg", tmp);
+	assert_int_equal(df_photo(&a, 777, 300, 200), 0);
+	assert_int_equal(df_write_jpeg(newp, &a, 90, 1), 0);
+	df_free(&a);
+	snprintf(args, sizeof(args), "check --threshold 0.9999 '%s'", newp);
+	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "not in the collection"));
+	snprintf(args, sizeof(args), "check '%s/none.jpg'", tmp);
+	assert_int_equal(run_cli(args, out, sizeof(out)), 1);
+}
+
+/* The retrieve requests, replayed by brute force at the end. */
+static const char *prompts_txt[] = { "a red photo", "stripes", "a house" };
+#define N_PROMPTS 4             /* the texts and one example image */
+#define RK 6
+static char example_path[400];
+static char jsonl_plain[400], jsonl_dedupe[400], copy_dir[400];
+
+static void
+test_cli_retrieve_and_copy(void **state)
+{
+	static char out[65536];
+	char args[2048], pf[400], pre[500];
+	(void)state;
+
+	snprintf(pf, sizeof(pf), "%s/prompts.txt", tmp);
+	FILE *f = fopen(pf, "w");
+	assert_non_null(f);
+	fprintf(f, "# prompts\n%s\n\n%s\n%s\n@%s\n", prompts_txt[0],
+	    prompts_txt[1], prompts_txt[2], files[2].path);
+	fclose(f);
+	snprintf(example_path, sizeof(example_path), "%s", files[2].path);
+	snprintf(jsonl_plain, sizeof(jsonl_plain), "%s/plain.jsonl", tmp);
+	snprintf(jsonl_dedupe, sizeof(jsonl_dedupe), "%s/dedupe.jsonl", tmp);
+	snprintf(copy_dir, sizeof(copy_dir), "%s/picked", tmp);
+
+	/* A file already in the target folder under a result's name. */
+	assert_int_equal(mkdir(copy_dir, 0755), 0);
+	snprintf(pre, sizeof(pre), "%s/p0.jpg", copy_dir);
+	f = fopen(pre, "w");
+	fputs("mine", f);
+	fclose(f);
+
+	snprintf(args, sizeof(args), "retrieve --prompts '%s' -k %d --negative "
+	    "blue --out '%s'", pf, RK, jsonl_plain);
+	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
+	snprintf(args, sizeof(args), "retrieve --prompts '%s' -k %d --negative "
+	    "blue --dedupe %.2f --out '%s' --copy-to '%s'", pf, RK, NEAR_T,
+	    jsonl_dedupe, copy_dir);
+	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
+
+	/* Every copied file has its source's bytes; nothing overwritten. */
+	f = fopen(jsonl_dedupe, "r");
+	assert_non_null(f);
+	char line[4096];
+	int n = 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		cJSON *j = cJSON_Parse(line);
+		assert_non_null(j);
+		const char *dst = str(j, "file"), *src = str(j, "path");
+		uint8_t *a = NULL, *b = NULL;
+		FILE *fa = fopen(src, "rb"), *fb = fopen(dst, "rb");
+		assert_non_null(fa);
+		assert_non_null(fb);
+		a = malloc(1 << 20);
+		b = malloc(1 << 20);
+		size_t la = fread(a, 1, 1 << 20, fa), lb = fread(b, 1, 1 << 20, fb);
+		assert_int_equal(la, lb);
+		assert_memory_equal(a, b, la);
+		fclose(fa);
+		fclose(fb);
+		free(a);
+		free(b);
+		assert_string_not_equal(dst, pre);
+		n++;
+		cJSON_Delete(j);
+	}
+	fclose(f);
+	f = fopen(pre, "r");
+	assert_non_null(fgets(line, sizeof(line), f));
+	assert_string_equal(line, "mine");
+	fclose(f);
+	int files_in_dir = 0;
+	DIR *d = opendir(copy_dir);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		files_in_dir += de->d_name[0] != '.';
+	closedir(d);
+	assert_int_equal(files_in_dir, n + 1);
+	assert_true(n > 0);
+
+	/* A second run into the same folder adds new names only. */
+	snprintf(args, sizeof(args), "retrieve --prompts '%s' -k 2 --out - "
+	    "--link-to '%s'", pf, copy_dir);
+	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
+	d = opendir(copy_dir);
+	int after = 0;
+	while ((de = readdir(d)) != NULL)
+		after += de->d_name[0] != '.';
+	closedir(d);
+	assert_true(after > files_in_dir);
+	assert_int_equal(run_cli("retrieve --out x.jsonl", out, sizeof(out)), 2);
+}
+
+static void
+test_retrieve_paging(void **state)
+{
+	(void)state;
+	const char *body = "\"prompts\":[\"a red photo\",\"stripes\",{\"id\":1}],"
+	    "\"k\":7,\"dedupe\":0.995";
+	cJSON *one = call("{\"op\":\"retrieve\",%s,\"limit\":1000}", body);
+	const cJSON *ra = cJSON_GetObjectItemCaseSensitive(one, "results"), *h;
+	int total = (int)num(one, "total"), got = 0;
+	assert_int_equal(cJSON_GetArraySize(ra), total);
+	assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(one,
+	    "next_offset")));
+	for (long off = 0;;) {
+		cJSON *p = call("{\"op\":\"retrieve\",%s,\"offset\":%ld,\"limit\":4}",
+		    body, off);
+		cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(p,
+		    "results")) {
+			cJSON *w = cJSON_GetArrayItem(ra, got++);
+			assert_true(num(h, "id") == num(w, "id"));
+			assert_true(num(h, "prompt") == num(w, "prompt"));
+			assert_true(num(h, "rank") == num(w, "rank"));
+		}
+		const cJSON *next = cJSON_GetObjectItemCaseSensitive(p,
+		    "next_offset");
+		off = cJSON_IsNumber(next) ? (long)next->valuedouble : -1;
+		cJSON_Delete(p);
+		if (off < 0)
+			break;
+	}
+	assert_int_equal(got, total);
+	/* unique (default): no image twice across prompts. */
+	for (int i = 0; i < total; i++)
+		for (int j = i + 1; j < total; j++)
+			assert_true(num(cJSON_GetArrayItem(ra, i), "id") !=
+			    num(cJSON_GetArrayItem(ra, j), "id"));
+	cJSON_Delete(one);
+}
+
+/* ---- brute force over the stored embeddings ---- */
+
+static int
+load_visit(void *user, const store_image *img)
+{
+	(void)user;
+	assert_true(n_stored < MAXI);
+	struct stored *s = &st_img[n_stored++];
+	s->id = img->id;
+	snprintf(s->path, sizeof(s->path), "%s", img->path);
+	memcpy(s->e, img->embedding, sizeof(float) * (size_t)dim);
+	s->w = img->width;
+	s->h = img->height;
+	s->size = img->size;
+	memcpy(s->hash, img->hash, STORE_HASH_LEN);
+	return 0;
+}
+
+static float
+sim(int a, int b)
+{
+	double s = 0;
+	for (int d = 0; d < dim; d++)
+		s += (double)st_img[a].e[d] * st_img[b].e[d];
+	return (float)s;
+}
+
+static int
+uf_root(int *p, int x)
+{
+	while (p[x] != x)
+		x = p[x];
+	return x;
+}
+
+/* Groups at threshold t by brute force (uf filled), as sorted "id,id;"
+ * lists of groups with >= 2 members and >= 2 hashes. */
+static void
+brute_groups(float t, int *uf)
+{
+	for (int i = 0; i < n_stored; i++)
+		uf[i] = i;
+	for (int i = 0; i < n_stored; i++)
+		for (int j = i + 1; j < n_stored; j++)
+			if (sim(i, j) >= t) {
+				int a = uf_root(uf, i), b = uf_root(uf, j);
+				if (a != b)
+					uf[a > b ? a : b] = a < b ? a : b;
+			}
+}
+
+static cJSON *recorded_near, *recorded_similar;
+
+static void
+test_record_for_brute_force(void **state)
+{
+	(void)state;
+	recorded_near = all_groups("near", NEAR_T, 1000);
+	recorded_similar = all_groups("similar", SIM_T, 1000);
+}
+
+static void
+test_brute_force(void **state)
+{
+	store *st = NULL;
+	clip_model *m = NULL;
+	clip_ctx *ctx = NULL;
+	cdx_error err;
+	(void)state;
+
+	stop_daemon();
+	assert_int_equal(clip_model_load(model_dir, NULL, &m, &err), 0);
+	assert_int_equal(clip_ctx_new(m, 1, &ctx, &err), 0);
+	const clip_model_info *info = clip_model_get_info(m);
+	dim = info->embed_dim;
+	assert_true(dim <= 64);
+	store_params sp = store_default_params();
+	sp.dim = dim;
+	sp.model_id = info->id;
+	sp.n_threads = 1;
+	assert_int_equal(store_open(store_dir, &sp, &st, &err), 0);
+	assert_int_equal(store_image_foreach(st, load_visit, NULL, &err), 0);
+	store_close(st);
+	assert_int_equal(n_stored, n_files);
+
+	/* near and similar groups equal the brute-force components. */
+	int uf[MAXI], ufn[MAXI];
+	for (int pass = 0; pass < 2; pass++) {
+		const cJSON *rec = pass ? recorded_similar : recorded_near, *g, *mm;
+		brute_groups(pass ? SIM_T : NEAR_T, uf);
+		brute_groups(NEAR_T, ufn);
+		int expect = 0, roots_done[MAXI] = { 0 };
+		for (int i = 0; i < n_stored; i++) {
+			int r = uf_root(uf, i), cnt = 0, hashes = 0, nroots = 0;
+			if (roots_done[r]++)
+				continue;
+			int first = -1, firstn = -1;
+			for (int j = 0; j < n_stored; j++) {
+				if (uf_root(uf, j) != r)
+					continue;
+				cnt++;
+				if (first < 0)
+					first = j, hashes = 1;
+				else if (memcmp(st_img[j].hash, st_img[first].hash,
+				    STORE_HASH_LEN) != 0)
+					hashes = 2;
+				if (firstn < 0)
+					firstn = uf_root(ufn, j), nroots = 1;
+				else if (uf_root(ufn, j) != firstn)
+					nroots = 2;
+			}
+			if (cnt >= 2 && hashes == 2 && (!pass || nroots == 2)) {
+				expect++;
+				/* The daemon has a group with exactly these ids. */
+				int found = 0;
+				cJSON_ArrayForEach(g, rec) {
+					const cJSON *mem = cJSON_GetObjectItemCaseSensitive(g,
+					    "members");
+					if (cJSON_GetArraySize(mem) != cnt)
+						continue;
+					int all = 1;
+					cJSON_ArrayForEach(mm, mem) {
+						int k = -1;
+						for (int j = 0; j < n_stored; j++)
+							if ((double)st_img[j].id == num(mm, "id"))
+								k = j;
+						all &= k >= 0 && uf_root(uf, k) == r;
+					}
+					found += all;
+				}
+				assert_int_equal(found, 1);
+			}
+		}
+		assert_int_equal(cJSON_GetArraySize(rec), expect);
+		/* Scores are the similarity to the keeper. */
+		cJSON_ArrayForEach(g, rec) {
+			const cJSON *mem = cJSON_GetObjectItemCaseSensitive(g, "members");
+			int keep = -1;
+			cJSON_ArrayForEach(mm, mem) {
+				int k = -1;
+				for (int j = 0; j < n_stored; j++)
+					if ((double)st_img[j].id == num(mm, "id"))
+						k = j;
+				assert_true(k >= 0);
+				if (keep < 0)
+					keep = k;
+				assert_true(fabs(num(mm, "score") - sim(keep, k)) < 1e-4);
+			}
+		}
+	}
+
+	/* retrieve: each prompt's results are the brute-force ranking with
+	 * the images kept for earlier prompts removed (and, with dedupe,
+	 * those within NEAR_T of a kept one). */
+	float q[N_PROMPTS][64], neg[64];
+	int32_t ids[4 * CLIP_CONTEXT_LEN];
+	float e[4 * 64];
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(clip_tokenize(clip_model_tokenizer(m),
+		    prompts_txt[i], strlen(prompts_txt[i]), ids + i *
+		    CLIP_CONTEXT_LEN, NULL, &err), 0);
+	assert_int_equal(clip_tokenize(clip_model_tokenizer(m), "blue", 4, ids +
+	    3 * CLIP_CONTEXT_LEN, NULL, &err), 0);
+	assert_int_equal(clip_encode_text(ctx, ids, 4, e, &err), 0);
+	memcpy(neg, e + 3 * dim, sizeof(float) * (size_t)dim);
+	for (int i = 0; i < 3; i++)
+		memcpy(q[i], e + i * dim, sizeof(float) * (size_t)dim);
+	{
+		/* The example image, as the daemon embeds an upload (fast). */
+		clip_decode_opts dopt = { 0, info->preprocess.shortest_edge };
+		clip_image img;
+		size_t plane = 3 * (size_t)info->preprocess.crop_width *
+		    info->preprocess.crop_height;
+		float *px = malloc(sizeof(float) * plane);
+		assert_int_equal(clip_image_load(example_path, &dopt, &img, &err), 0);
+		assert_int_equal(clip_image_preprocess(&img, &info->preprocess, px,
+		    &err), 0);
+		clip_image_free(&img);
+		assert_int_equal(clip_encode_images(ctx, px, 1, q[3], &err), 0);
+		free(px);
+	}
+	for (int i = 0; i < N_PROMPTS; i++) {
+		double norm = 0;
+		for (int d = 0; d < dim; d++) {
+			q[i][d] -= 0.5f * neg[d];
+			norm += (double)q[i][d] * q[i][d];
+		}
+		for (int d = 0; d < dim; d++)
+			q[i][d] = (float)(q[i][d] / sqrt(norm));
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		FILE *f = fopen(pass ? jsonl_dedupe : jsonl_plain, "r");
+		cJSON *rows[4 * MAXI];
+		int nrows = 0, kept[MAXI], nk = 0, at = 0;
+		char line[4096];
+		assert_non_null(f);
+		while (fgets(line, sizeof(line), f) != NULL) {
+			assert_true(nrows < 4 * MAXI);
+			assert_non_null(rows[nrows++] = cJSON_Parse(line));
+		}
+		fclose(f);
+		for (int p = 0; p < N_PROMPTS; p++) {
+			/* Brute-force order of all images for prompt p; equal
+			 * scores (byte copies) may come in either order, so ties
+			 * follow the daemon's order. */
+			int order[MAXI], pos[MAXI];
+			float sc[MAXI];
+			for (int j = 0; j < n_stored; j++) {
+				double s = 0;
+				for (int d = 0; d < dim; d++)
+					s += (double)q[p][d] * st_img[j].e[d];
+				sc[j] = (float)s;
+				order[j] = j;
+				pos[j] = 1 << 20;
+				for (int r = 0; r < nrows; r++)
+					if (num(rows[r], "prompt_index") == p &&
+					    num(rows[r], "id") == (double)st_img[j].id)
+						pos[j] = r;
+			}
+			for (int a = 0; a < n_stored; a++)
+				for (int b = a + 1; b < n_stored; b++) {
+					int x = order[a], y = order[b];
+					int tie = fabsf(sc[x] - sc[y]) < 1e-6f;
+					if ((!tie && sc[y] > sc[x]) || (tie && pos[y] < pos[x])) {
+						order[a] = y;
+						order[b] = x;
+					}
+				}
+			int rank = 0;
+			for (int a = 0; a < n_stored && rank < RK; a++) {
+				int j = order[a], dup = 0;
+				for (int k = 0; k < nk; k++)
+					dup |= kept[k] == j || (pass && sim(kept[k], j) >=
+					    NEAR_T);
+				if (dup)
+					continue;
+				kept[nk++] = j;
+				assert_true(at < nrows);
+				cJSON *r = rows[at++];
+				assert_int_equal(num(r, "prompt_index"), p);
+				assert_int_equal(num(r, "rank"), rank);
+				assert_true(num(r, "id") == (double)st_img[j].id);
+				assert_string_equal(str(r, "path"), st_img[j].path);
+				assert_true(fabs(num(r, "score") - sc[j]) < 1e-4);
+				assert_int_equal(num(r, "width"), st_img[j].w);
+				assert_int_equal(num(r, "height"), st_img[j].h);
+				if (p < 3)
+					assert_string_equal(str(r, "prompt"), prompts_txt[p]);
+				else
+					assert_true(str(r, "prompt")[0] == '@');
+				rank++;
+			}
+		}
+		assert_int_equal(at, nrows);
+		for (int r = 0; r < nrows; r++)
+			cJSON_Delete(rows[r]);
+	}
+	cJSON_Delete(recorded_near);
+	cJSON_Delete(recorded_similar);
+	clip_ctx_free(ctx);
+	clip_model_free(m);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_exact_groups),
+		cmocka_unit_test(test_near_groups_planted),
+		cmocka_unit_test(test_paging_is_stable),
+		cmocka_unit_test(test_cli_dupes_and_check),
+		cmocka_unit_test(test_cli_retrieve_and_copy),
+		cmocka_unit_test(test_retrieve_paging),
+		cmocka_unit_test(test_record_for_brute_force),
+		cmocka_unit_test(test_brute_force),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
