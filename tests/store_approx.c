@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+
 #include "store/store.h"
 #include "tests/store_testutil.h"
 
@@ -323,6 +325,92 @@ test_auto_and_small_ivf_use_exact(void **state)
 }
 
 static int
+reset(void **state)
+{
+	(void)state;
+	tu_clustered(g_vecs, N, D, NC, 5, 6);
+	return 0;
+}
+
+/* Filtered searches (which deepen the index under the exclusive lock)
+ * from three threads while the main thread deletes and replaces. */
+typedef struct conc {
+	store *s;
+	int stop, errors, searches;
+} conc;
+
+static void *
+searcher(void *arg)
+{
+	conc *c = arg;
+	uint64_t seed = 9000 + (uint64_t)__atomic_fetch_add(&c->searches, 1,
+							  __ATOMIC_RELAXED);
+	store_filter fs[3] = {
+		{ "/few/", STORE_TIME_NONE, 0, 0 },
+		{ NULL, STORE_TIME_CAPTURE, 100, 4000 },
+		{ NULL, STORE_TIME_NONE, 0, 0 },
+	};
+	float q[D];
+	for (int i = 0; !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE); i++) {
+		store_results *r;
+		cdx_error e;
+		tu_clustered(q, 1, D, NC, 5, seed++);
+		const store_filter *f = &fs[i % 3];
+		if (store_search(c->s, q, 10, f, &r, &e) != 0) {
+			__atomic_add_fetch(&c->errors, 1, __ATOMIC_RELAXED);
+			continue;
+		}
+		/* k results always exist here; each must match. */
+		if (r->n != 10)
+			__atomic_add_fetch(&c->errors, 1, __ATOMIC_RELAXED);
+		for (size_t j = 0; j < r->n; j++)
+			if ((f->path_prefix &&
+			     strncmp(r->hits[j].path, "/few/", 5) != 0) ||
+			    (f->time_field == STORE_TIME_CAPTURE &&
+			     (r->hits[j].capture_time < 100 ||
+			      r->hits[j].capture_time > 4000)))
+				__atomic_add_fetch(&c->errors, 1,
+						   __ATOMIC_RELAXED);
+		store_results_free(r);
+	}
+	return NULL;
+}
+
+static void
+concurrent(const char *kind)
+{
+	char *dir = tu_tmpdir();
+	cdx_error e;
+	conc c = { open_kind(dir, kind, 100), 0, 0, 0 };
+	fill(c.s);
+	ASSERT_OK(store_index_rebuild(c.s, &e), e);
+	pthread_t th[3];
+	for (int i = 0; i < 3; i++)
+		pthread_create(&th[i], NULL, searcher, &c);
+	for (int round = 0; round < 6; round++) {
+		delete_every(c.s, 97, (size_t)round * 3 + 2);
+		replace_some(c.s, 101 + (size_t)round);
+	}
+	__atomic_store_n(&c.stop, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(c.errors, 0);
+	ASSERT_OK(store_verify(c.s, &e), e);
+	store_close(c.s);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+static void
+test_filtered_searches_beside_a_writer(void **state)
+{
+	(void)state;
+	concurrent("hnsw");
+	reset(NULL);
+	concurrent("ivf");
+}
+
+static int
 setup(void **state)
 {
 	(void)state;
@@ -343,13 +431,6 @@ teardown(void **state)
 	return 0;
 }
 
-static int
-reset(void **state)
-{
-	(void)state;
-	tu_clustered(g_vecs, N, D, NC, 5, 6);
-	return 0;
-}
 
 int
 main(void)
@@ -359,6 +440,8 @@ main(void)
 		cmocka_unit_test_setup(test_ivf_recall_filters_deletes, reset),
 		cmocka_unit_test_setup(test_hnsw_tombstones_trigger_rebuild, reset),
 		cmocka_unit_test_setup(test_auto_and_small_ivf_use_exact, reset),
+		cmocka_unit_test_setup(test_filtered_searches_beside_a_writer,
+				       reset),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
