@@ -1010,6 +1010,11 @@ cdx_get_status(cdx_client *c, cdx_status *out)
 	s.queue_pending = get_i64(queue, "pending", 0);
 	s.queue_done = get_i64(queue, "done", 0);
 	s.rate = get_f64(queue, "rate", 0.0);
+	s.queue_remaining = get_i64(queue, "remaining", s.queue_pending);
+	s.eta_s = get_f64(queue, "eta_s", -1.0);
+	s.scanning = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(queue,
+	    "scanning"));
+	snprintf(s.warning, sizeof(s.warning), "%s", get_str(queue, "warning"));
 	s.rss_bytes = get_i64(rep, "rss_bytes", 0);
 	cJSON_Delete(rep);
 	*out = s;

@@ -232,6 +232,11 @@ typedef struct cdx_status {
 	int64_t queue_pending, queue_done;
 	double rate;           /* images per second while indexing */
 	int64_t rss_bytes;
+	/* indexer progress (docs/INDEXER.md); zero from older daemons */
+	int64_t queue_remaining; /* files queued, not yet done */
+	double eta_s;          /* estimated seconds left, < 0 when unknown */
+	int scanning;          /* 1 while a folder walk is in progress */
+	char warning[256];     /* e.g. the inotify watch limit; "" if none */
 } cdx_status;
 
 /* The daemon's status; string fields are truncated to fit. */

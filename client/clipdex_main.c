@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1138,6 +1139,120 @@ out:
 	return status;
 }
 
+/* "1 h 05 min", "3 min 20 s", "12 s" (static buffer). */
+static const char *
+eta_text(double s)
+{
+	static char buf[48];
+	long t = (long)(s + 0.5);
+	if (t >= 3600)
+		snprintf(buf, sizeof(buf), "%ld h %02ld min", t / 3600,
+		    t % 3600 / 60);
+	else if (t >= 60)
+		snprintf(buf, sizeof(buf), "%ld min %02ld s", t / 60, t % 60);
+	else
+		snprintf(buf, sizeof(buf), "%ld s", t);
+	return buf;
+}
+
+/* add --wait on a terminal: a second connection polls the daemon's status
+ * and draws a progress bar on stderr until the add returns. */
+struct progress {
+	const struct gopts *g;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;
+	pthread_t thread;
+};
+
+static void *
+progress_main(void *arg)
+{
+	struct progress *p = arg;
+	cdx_client *c = NULL;
+	int drawn = 0;
+	int64_t base = -1;
+
+	if (cdx_client_open(p->g->url, &c) != 0)
+		return NULL;
+	cdx_client_set_timeout(c, 2000);
+	const char *token = p->g->token ? p->g->token : getenv("CLIPDEX_TOKEN");
+	if (token != NULL && token[0] != '\0')
+		cdx_client_set_token(c, token);
+	pthread_mutex_lock(&p->mu);
+	while (!p->stop) {
+		struct timespec dl;
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_nsec += 250000000L;
+		if (dl.tv_nsec >= 1000000000L) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&p->cv, &p->mu, &dl);
+		if (p->stop)
+			break;
+		pthread_mutex_unlock(&p->mu);
+		cdx_status s;
+		if (cdx_get_status(c, &s) == 0) {
+			if (base < 0)
+				base = s.queue_done;
+			int64_t done = s.queue_done - base, left = s.queue_remaining;
+			int64_t total = done + left;
+			int width = 30, fill = total > 0 ? (int)(width * done / total) :
+			    0;
+			char bar[64];
+			for (int i = 0; i < width; i++)
+				bar[i] = i < fill ? '#' : '.';
+			bar[width] = '\0';
+			fprintf(stderr, "\r[%s] %lld/%lld%s %.1f img/s", bar,
+			    (long long)done, (long long)total,
+			    s.scanning ? "+" : "", s.rate);
+			if (s.eta_s >= 0 && left > 0)
+				fprintf(stderr, ", %s left  ", eta_text(s.eta_s));
+			else
+				fputs("            ", stderr);
+			drawn = 1;
+		}
+		pthread_mutex_lock(&p->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (drawn)
+		fprintf(stderr, "\r%70s\r", "");
+	cdx_client_close(c);
+	return NULL;
+}
+
+static int
+progress_start(struct progress *p, const struct gopts *g)
+{
+	memset(p, 0, sizeof(*p));
+	p->g = g;
+	if (!isatty(STDERR_FILENO))
+		return 0;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	if (pthread_create(&p->thread, NULL, progress_main, p) != 0) {
+		pthread_cond_destroy(&p->cv);
+		pthread_mutex_destroy(&p->mu);
+		return 0;
+	}
+	return 1;
+}
+
+static void
+progress_stop(struct progress *p, int started)
+{
+	if (!started)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = 1;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	pthread_join(p->thread, NULL);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+}
+
 static int
 cmd_add_remove(int argc, char **argv, int cmd)
 {
@@ -1170,7 +1285,10 @@ cmd_add_remove(int argc, char **argv, int cmd)
 		}
 		if (cmd == OPT_ADD) {
 			cdx_add_result res;
+			struct progress pg;
+			int bar = o.wait && !o.json && progress_start(&pg, &o.g);
 			rc = cdx_add(c, abs, o.wait, &res);
+			progress_stop(&pg, bar);
 			if (rc == 0 && o.json) {
 				fputs("{\"path\":", stdout);
 				print_json_string(abs);
@@ -1259,8 +1377,14 @@ cmd_status(int argc, char **argv)
 		printf("model     %s (dim %d)\n", s.model_id, s.dim);
 		printf("index     %s, %lld vectors\n", s.index_kind,
 		    (long long)s.index_vectors);
-		printf("queue     %lld pending, %lld done, %.1f images/s\n",
-		    (long long)s.queue_pending, (long long)s.queue_done, s.rate);
+		printf("indexing  %lld done, %lld remaining%s, %.1f images/s",
+		    (long long)s.queue_done, (long long)s.queue_remaining,
+		    s.scanning ? " (scanning)" : "", s.rate);
+		if (s.eta_s >= 0 && s.queue_remaining > 0)
+			printf(", about %s left", eta_text(s.eta_s));
+		printf("\n");
+		if (s.warning[0] != '\0')
+			printf("warning   %s\n", s.warning);
 		printf("memory    ");
 		print_bytes(s.rss_bytes);
 	}
