@@ -640,7 +640,7 @@ dupes_op(srv_call *c)
 {
 	double t0 = srv_now();
 	dupes_params p = { .dim = c->s->info->embed_dim };
-	double thr = 0;
+	double thr = 0, near_thr = DUPES_NEAR_DEFAULT;
 	long offset = 0, limit = 100;
 	const cJSON *pre = cJSON_GetObjectItemCaseSensitive(c->req,
 	    "path_prefix");
@@ -650,6 +650,8 @@ dupes_op(srv_call *c)
 
 	if (parse_kind(c, &p.kind) != 0 ||
 	    srv_get_num(c, c->req, "threshold", 1e-6, 1, NULL, &thr) != 0 ||
+	    srv_get_num(c, c->req, "near_threshold", 1e-6, 1, NULL, &near_thr)
+	    != 0 ||
 	    srv_get_int(c, c->req, "offset", 0, LONG_MAX, NULL, &offset) != 0 ||
 	    srv_get_int(c, c->req, "limit", 1, 1000, "the maximum is 1000",
 	    &limit) != 0)
@@ -664,7 +666,7 @@ dupes_op(srv_call *c)
 	if (p.threshold == 0)
 		p.threshold = p.kind == DUPES_SIMILAR ? DUPES_SIMILAR_DEFAULT :
 		    p.kind == DUPES_NEAR ? DUPES_NEAR_DEFAULT : 0;
-	p.near_threshold = DUPES_NEAR_DEFAULT;
+	p.near_threshold = (float)near_thr;
 	const char *prefix = p.path_prefix ? p.path_prefix : "";
 
 	pthread_mutex_lock(&cache_mu);
