@@ -60,7 +60,7 @@ BENCHES   := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 PROG_SRCS := $(foreach m,$(MODULES),$(wildcard $(m)/*_main.c))
 PROGS     := $(foreach s,$(PROG_SRCS),$(BUILD)/$(patsubst %_main.c,%,$(notdir $(s))))
 
-.PHONY: all test check check-asan bench fuzz install clean deps tests run
+.PHONY: all test check check-asan bench fuzz install clean deps tests run demo
 all: $(ALL_LIBS) $(PROGS) $(TESTS) $(BENCHES)
 
 $(BUILD)/%.o: %.c
@@ -145,6 +145,24 @@ run: deps
 	$(MAKE) $(PROGS)
 	BUILD=$(BUILD) MODEL="$(MODEL)" PHOTOS="$(PHOTOS)" STORE="$(STORE)" tools/run.sh
 
+# The offline demo: make demo renders a folder of scenes (once) and serves it
+# with the small CLIP trained by tools/train_demo.py (models/demo); docs/DEMO.md.
+# make demo MODEL=<CLIP folder> PHOTOS=<folder> serves your own photos instead.
+DEMO_DIR ?= $(HOME)/.local/share/clipdex/demo
+demo: deps
+	$(if $(PHOTOS),,tools/deps.sh --demo)
+	$(MAKE) $(PROGS)
+	$(if $(PHOTOS),,[ -f "$(DEMO_DIR)/photos/scenes.json" ] || \
+	    /usr/bin/python3 tools/train_demo.py render --dir "$(DEMO_DIR)/photos" \
+	    --n 400 --dupes 20 --seed 2024)
+	@echo "Demo queries once indexed: $(BUILD)/clipdex search \"two red circles\"," \
+	    "\"a blue star in the top left\", \"a square on a striped background\";" \
+	    "duplicates: $(BUILD)/clipdex dupes.  Web page: http://$(or $(HTTP),127.0.0.1:7847)/"
+	BUILD=$(BUILD) MODEL="$(or $(MODEL),models/demo)" \
+	    PHOTOS="$(or $(PHOTOS),$(DEMO_DIR)/photos)" \
+	    STORE="$(or $(STORE),$(if $(PHOTOS),,$(DEMO_DIR)/store))" \
+	    HTTP="$(HTTP)" tools/run.sh
+
 install: $(PROGS)
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
@@ -201,6 +219,8 @@ install-libclipdex: $(LIBCLIPDEX)
 $(BUILD)/tests/client_cli: | $(BUILD)/clipdex
 # tests/web_browser.sh runs clipdexd with daemon_web's fixtures.
 $(BUILD)/tests/daemon_web: | $(BUILD)/clipdexd
+# tests/demo_e2e.c runs clipdexd and clipdex on the demo model.
+$(BUILD)/tests/demo_e2e: | $(BUILD)/clipdex $(BUILD)/clipdexd
 # ---- end libclipdex ----------------------------------------------------------
 
 # The tokenizer embeds the vocabulary with .incbin, which -MMD cannot see.

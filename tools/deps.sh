@@ -8,6 +8,7 @@
 #   tools/deps.sh --tools   also what tools/*.py need to regenerate fixtures
 #   tools/deps.sh --web     also Chromium and Node for the browser test
 #                           (tests/web_browser.sh; `make test` asks for it)
+#   tools/deps.sh --demo    also what renders the demo photos (make demo)
 set -eu
 
 pkgs="build-essential clang pkg-config libfaiss-dev liblmdb-dev libturbojpeg0-dev
@@ -15,13 +16,14 @@ libopenblas-dev libnng-dev libcjson-dev libspng-dev libexif-dev libxxhash-dev
 libcmocka-dev zlib1g-dev curl"
 for a in "$@"; do
 	case "$a" in
-	--bench) pkgs="$pkgs python3-torch python3-numpy" ;;
+	--bench) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-regex" ;;
 	--fuzz) pkgs="$pkgs libclang-rt-14-dev" ;;
 	--web) pkgs="$pkgs chromium"
 		# Node from elsewhere (e.g. NodeSource) ships its own npm.
 		command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
 		command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm" ;;
 	--tools) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-regex" ;;
+	--demo) pkgs="$pkgs python3-numpy python3-pil" ;;
 	*) echo "deps.sh: unknown option $a" >&2; exit 2 ;;
 	esac
 done
