@@ -198,7 +198,7 @@ run_scale(const opts *o)
 	free(imgs);
 	free(paths);
 	store_close(st);
-	p.index_kind = n > 100000 ? "ivf" : "flat";
+	p.index_kind = n >= 50000 ? "ivf" : "flat";
 	if (o->nprobe)
 		p.ivf_nprobe = o->nprobe;
 	t0 = now();
