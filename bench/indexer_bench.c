@@ -1,0 +1,383 @@
+/*
+ * indexer_bench.c - end-to-end indexing rate against the ideal.
+ *
+ * Writes a ViT-B/32-shaped model (random weights) and folders of
+ * photo-like JPEGs (12 MP and 2 MP, quality 90), then, in the same run:
+ *   decode  CPU seconds per image of read + decode (fast mode) + preprocess,
+ *           one thread;
+ *   encode  the encoder alone on already-decoded tensors: images per second
+ *           and CPU seconds per image (OpenBLAS on every core);
+ *   ideal   cores / (encode CPU s + decode CPU s) per image;
+ *   index   the indexer (watch_add on the folder, fresh store): images/s.
+ * and finally the resident memory at the start and end of a scan of many
+ * small files (tiny model), which should not grow with the number of files.
+ *
+ * usage: indexer_bench [N12 N2 NSMALL]   (default 12 32 20000)
+ */
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cblas.h>
+#include <turbojpeg.h>
+
+#include "indexer/indexer.h"
+#include "tests/testmodel.h"
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double
+cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double
+thread_cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static long
+rss_kib(void)
+{
+	long pages = 0, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f == NULL)
+		return 0;
+	if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+		rss = 0;
+	fclose(f);
+	return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Photo-like pixels: smooth light, a horizon, textured regions, noise. */
+static int
+write_photo(const char *path, int w, int h, unsigned seed)
+{
+	unsigned char *rgb = malloc((size_t)w * h * 3), *jpeg = NULL;
+	unsigned long len = 0;
+	tjhandle tj = tjInitCompress();
+	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+	int horizon = h / 3 + (int)(seed % 7) * h / 20;
+
+	if (rgb == NULL || tj == NULL)
+		return -1;
+	for (int y = 0; y < h; y++) {
+		for (int i = 0; i < w; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			int noise = (int)(x & 15) - 8;
+			unsigned char *p = rgb + ((size_t)y * w + i) * 3;
+			if (y < horizon) {
+				p[0] = (unsigned char)(90 + 60 * y / horizon + noise);
+				p[1] = (unsigned char)(140 + 50 * y / horizon + noise);
+				p[2] = (unsigned char)(230 - 20 * y / horizon + noise);
+			} else {
+				int t = ((i / (7 + (int)(seed % 5))) ^ (y / 9)) & 31;
+				p[0] = (unsigned char)(60 + t * 2 + (int)(seed * 13 % 60) +
+				    noise);
+				p[1] = (unsigned char)(90 + t + (i * 40 / w) + noise);
+				p[2] = (unsigned char)(40 + t / 2 + noise);
+			}
+		}
+	}
+	int rc = tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &jpeg, &len, TJSAMP_420,
+	    90, 0);
+	free(rgb);
+	tjDestroy(tj);
+	if (rc != 0)
+		return -1;
+	FILE *f = fopen(path, "wb");
+	if (f == NULL || fwrite(jpeg, 1, len, f) != len) {
+		if (f)
+			fclose(f);
+		tjFree(jpeg);
+		return -1;
+	}
+	fclose(f);
+	tjFree(jpeg);
+	return 0;
+}
+
+struct done {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int n;
+	watch_result r;
+};
+
+static void
+on_done(void *user, const char *path, const watch_result *r)
+{
+	struct done *d = user;
+	(void)path;
+	pthread_mutex_lock(&d->mu);
+	d->r = *r;
+	d->n = 1;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+}
+
+static store *
+open_store(const char *dir, const clip_model *m)
+{
+	store_params sp = store_default_params();
+	const clip_model_info *info = clip_model_get_info(m);
+	store *st = NULL;
+	cdx_error err;
+	sp.dim = info->embed_dim;
+	sp.model_id = info->id;
+	sp.n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (store_open(dir, &sp, &st, &err) != 0) {
+		fprintf(stderr, "store_open: %s\n", err.msg);
+		exit(1);
+	}
+	return st;
+}
+
+/* Indexes folder with a fresh store; returns wall seconds. */
+static double
+index_folder(const char *folder, const char *store_dir, const clip_model *m,
+    const watch_params *p, long *rss0, long *rss1, int64_t *n_out)
+{
+	store *st = open_store(store_dir, m);
+	watch *w;
+	cdx_error err;
+	struct done d = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+	    0, { 0 } };
+
+	if (watch_start(st, m, p, &w, &err) != 0) {
+		fprintf(stderr, "watch_start: %s\n", err.msg);
+		exit(1);
+	}
+	double t0 = now_s();
+	if (rss0 != NULL)
+		*rss0 = 0;
+	watch_add(w, folder, 0, on_done, &d);
+	pthread_mutex_lock(&d.mu);
+	while (!d.n) {
+		struct timespec dl;
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_nsec += 100000000L;
+		if (dl.tv_nsec >= 1000000000L) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&d.cv, &d.mu, &dl);
+		if (rss0 != NULL && *rss0 == 0) {
+			watch_progress pr;
+			watch_get_progress(w, &pr);
+			if (pr.done >= 1000)
+				*rss0 = rss_kib();
+		}
+	}
+	pthread_mutex_unlock(&d.mu);
+	double t = now_s() - t0;
+	if (rss1 != NULL)
+		*rss1 = rss_kib();
+	*n_out = d.r.added;
+	watch_stop(w);
+	store_close(st);
+	tm_rmtree(store_dir);
+	return t;
+}
+
+static int
+list_files(const char *dir, char ***out)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+	char **v = NULL;
+	while (d && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		v = realloc(v, sizeof(*v) * (size_t)(n + 1));
+		if (asprintf(&v[n], "%s/%s", dir, e->d_name) < 0)
+			exit(1);
+		n++;
+	}
+	if (d)
+		closedir(d);
+	*out = v;
+	return n;
+}
+
+static void
+run_size(const char *label, const char *folder, const char *tmp,
+    const clip_model *m, int cores)
+{
+	const clip_model_info *info = clip_model_get_info(m);
+	const clip_preprocess_cfg *pp = &info->preprocess;
+	size_t plane = (size_t)pp->crop_width * pp->crop_height * 3;
+	clip_decode_opts dopt = { 0, pp->shortest_edge };
+	char **files;
+	int n = list_files(folder, &files);
+	int batch = 16;
+	float *px = malloc(sizeof(float) * plane * (size_t)n);
+	float *emb = malloc(sizeof(float) * (size_t)info->embed_dim * batch);
+	cdx_error err;
+
+	/* decode: one thread, CPU time per image */
+	double c0 = thread_cpu_s();
+	for (int i = 0; i < n; i++) {
+		clip_image img;
+		if (clip_image_load(files[i], &dopt, &img, &err) != 0 ||
+		    clip_image_preprocess(&img, pp, px + plane * (size_t)i,
+		    &err) != 0) {
+			fprintf(stderr, "%s: %s\n", files[i], err.msg);
+			exit(1);
+		}
+		clip_image_free(&img);
+	}
+	double dec = (thread_cpu_s() - c0) / n;
+
+	/* encode alone on decoded tensors, every core */
+	clip_ctx *ctx;
+	if (clip_ctx_new(m, batch, &ctx, &err) != 0)
+		exit(1);
+	clip_encode_images(ctx, px, batch < n ? batch : n, emb, &err); /* warm */
+	double t0 = now_s(), cc0 = cpu_s();
+	int done = 0;
+	while (done + batch <= n || done == 0) {
+		int k = n - done < batch ? n - done : batch;
+		clip_encode_images(ctx, px + plane * (size_t)done, k, emb, &err);
+		done += k;
+	}
+	double enc_wall = now_s() - t0, enc = (cpu_s() - cc0) / done;
+	clip_ctx_free(ctx);
+	double ideal = cores / (enc + dec);
+	printf("%s: %d files; decode %.1f ms CPU/image; encoder alone %.2f "
+	    "images/s (%.1f ms CPU/image); ideal %.2f images/s\n", label, n,
+	    dec * 1e3, done / enc_wall, enc * 1e3, ideal);
+
+	/* the indexer, a few settings */
+	static const struct { int dec, blas; } cfgs[] = {
+		{ 0, 0 }, { 1, 0 }, { 2, 1 },
+	};
+	for (size_t i = 0; i < sizeof(cfgs) / sizeof(cfgs[0]); i++) {
+		watch_params p;
+		char store_dir[600];
+		int64_t got;
+		watch_default_params(&p);
+		p.live = 0;
+		p.nice = 0;
+		p.decode_threads = cfgs[i].dec;
+		openblas_set_num_threads(cfgs[i].blas ? cfgs[i].blas : cores);
+		snprintf(store_dir, sizeof(store_dir), "%s/store-%s-%zu", tmp, label,
+		    i);
+		double t = index_folder(folder, store_dir, m, &p, NULL, NULL, &got);
+		printf("  index (decode threads %s, OpenBLAS threads %d): "
+		    "%.2f images/s = %.0f%% of ideal%s\n", cfgs[i].dec ?
+		    (cfgs[i].dec == 1 ? "1" : "2") : "auto", cfgs[i].blas ?
+		    cfgs[i].blas : cores, got / t, 100.0 * got / t / ideal,
+		    got == n ? "" : " (MISSING FILES)");
+	}
+	openblas_set_num_threads(cores);
+	for (int i = 0; i < n; i++)
+		free(files[i]);
+	free(files);
+	free(px);
+	free(emb);
+}
+
+int
+main(int argc, char **argv)
+{
+	int n12 = argc > 1 ? atoi(argv[1]) : 12;
+	int n2 = argc > 2 ? atoi(argv[2]) : 32;
+	int nsmall = argc > 3 ? atoi(argv[3]) : 20000;
+	int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	char tmp[] = "/tmp/cdx-indexer-bench-XXXXXX";
+	char path[700], mdir[600], tdir[600], d12[600], d2[600], dsmall[600];
+	tm_recipe r;
+	clip_model *m, *tiny;
+	clip_model_params mp;
+
+	if (mkdtemp(tmp) == NULL)
+		return 1;
+	snprintf(mdir, sizeof(mdir), "%s/vit-b32", tmp);
+	snprintf(tdir, sizeof(tdir), "%s/tiny", tmp);
+	snprintf(d12, sizeof(d12), "%s/12mp", tmp);
+	snprintf(d2, sizeof(d2), "%s/2mp", tmp);
+	snprintf(dsmall, sizeof(dsmall), "%s/small", tmp);
+	mkdir(mdir, 0755);
+	mkdir(tdir, 0755);
+	mkdir(d12, 0755);
+	mkdir(d2, 0755);
+	mkdir(dsmall, 0755);
+	tm_recipe_vit_b32(&r);
+	double t0 = now_s();
+	if (tm_write_model(&r, mdir) != 0)
+		return 1;
+	for (int i = 0; i < n12; i++) {
+		snprintf(path, sizeof(path), "%s/p%03d.jpg", d12, i);
+		if (write_photo(path, 4000, 3000, (unsigned)i + 1) != 0)
+			return 1;
+	}
+	for (int i = 0; i < n2; i++) {
+		snprintf(path, sizeof(path), "%s/p%03d.jpg", d2, i);
+		if (write_photo(path, 1600, 1200, (unsigned)i + 1000) != 0)
+			return 1;
+	}
+	printf("setup (model, %d + %d photos): %.1f s; %d cores\n", n12, n2,
+	    now_s() - t0, cores);
+	clip_model_default_params(&mp);
+	mp.n_threads = cores;
+	if (clip_model_load(mdir, &mp, &m, NULL) != 0)
+		return 1;
+	if (n2 > 0)
+		run_size("2 MP", d2, tmp, m, cores);
+	if (n12 > 0)
+		run_size("12 MP", d12, tmp, m, cores);
+	clip_model_free(m);
+
+	/* Memory: a scan of many small files with the tiny model. */
+	tm_recipe_tiny(&r);
+	if (nsmall > 0 && tm_write_model(&r, tdir) == 0 &&
+	    clip_model_load(tdir, &mp, &tiny, NULL) == 0) {
+		for (int i = 0; i < nsmall; i++) {
+			if (i % 1000 == 0) {
+				snprintf(path, sizeof(path), "%s/d%03d", dsmall, i / 1000);
+				mkdir(path, 0755);
+			}
+			snprintf(path, sizeof(path), "%s/d%03d/f%06d.jpg", dsmall,
+			    i / 1000, i);
+			if (write_photo(path, 64 + i % 7, 64, (unsigned)i + 5000) != 0)
+				return 1;
+		}
+		watch_params p;
+		long rss0, rss1;
+		int64_t got;
+		char store_dir[700];
+		watch_default_params(&p);
+		p.live = 0;
+		p.nice = 0;
+		snprintf(store_dir, sizeof(store_dir), "%s/store-small", tmp);
+		double t = index_folder(dsmall, store_dir, tiny, &p, &rss0, &rss1,
+		    &got);
+		printf("memory: %lld small files in %.1f s (%.0f/s); RSS after "
+		    "1000 files %ld KiB, at the end %ld KiB\n", (long long)got, t,
+		    got / t, rss0, rss1);
+		clip_model_free(tiny);
+	}
+	tm_rmtree(tmp);
+	return 0;
+}
