@@ -30,11 +30,12 @@ fi
 
 tmp=$(cd "$(mktemp -d /tmp/cdx-webtest-XXXXXX)" && pwd -P)
 pid=""
+pid2=""
 cleanup() {
-	if [ -n "$pid" ]; then
-		kill "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	fi
+	for p in $pid $pid2; do
+		kill "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -69,9 +70,29 @@ done
 curl -sf -d "{\"op\":\"add\",\"path\":\"$tmp/photos\",\"wait\":true}" \
     "http://127.0.0.1:$port/api" >/dev/null || fail "indexing failed"
 
+# A second daemon on a non-loopback address, so with a token: the page must
+# ask for it.  (Same photos, its own store.)
+tok=webtest-token
+port2=$(( port + 1 ))
+"$BUILD/clipdexd" --model "$tmp/model" --store "$tmp/store2" \
+    --listen "ipc://$tmp/d2.sock" --http "0.0.0.0:$port2" --token "$tok" \
+    --root "$tmp/photos" --threads 1 >"$tmp/clipdexd2.log" 2>&1 &
+pid2=$!
+for i in $(seq 1 200); do
+	curl -sf -H "Authorization: Bearer $tok" -d '{"op":"status"}' \
+	    "http://127.0.0.1:$port2/api" >/dev/null 2>&1 && break
+	kill -0 "$pid2" 2>/dev/null || { cat "$tmp/clipdexd2.log"; fail "clipdexd (token) did not start"; }
+	sleep 0.1
+done
+curl -sf -H "Authorization: Bearer $tok" \
+    -d "{\"op\":\"add\",\"path\":\"$tmp/photos\",\"wait\":true}" \
+    "http://127.0.0.1:$port2/api" >/dev/null || fail "indexing (token) failed"
+
 shot=""
 [ -n "$WEB_SCREENSHOT" ] && shot="$root/$WEB_SCREENSHOT"
-timeout 120 node tests/web/browser.js "http://127.0.0.1:$port" "$tmp/photos" ${shot:+"$shot"}
+WEB_TOKEN_URL="http://127.0.0.1:$port2" WEB_TOKEN="$tok" \
+    timeout 120 node tests/web/browser.js "http://127.0.0.1:$port" "$tmp/photos" \
+    ${shot:+"$shot"}
 rc=$?
 [ $rc -eq 0 ] || sed 's/^/    clipdexd: /' "$tmp/clipdexd.log" | tail -20
 exit $rc

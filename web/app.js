@@ -494,7 +494,7 @@ async function refreshStatus() {
   $('s-pending').textContent = pending.toLocaleString();
   $('s-rate').textContent = rate ? rate.toFixed(1) : '–';
   const eta = q.eta_s !== undefined ? q.eta_s : (pending && rate ? pending / rate : 0);
-  $('s-eta').textContent = pending ? fmtDuration(eta) : 'done';
+  $('s-eta').textContent = pending ? fmtDuration(eta) : q.scanning ? 'scanning…' : 'done';
   $('s-failures').textContent = st.failures.toLocaleString();
   const prog = $('s-progress');
   prog.max = Math.max(1, done + pending);
@@ -521,8 +521,11 @@ async function refreshStatus() {
   }
   $('failures').hidden = fl.failures.length === 0;
   $('f-none').hidden = fl.failures.length !== 0;
-  if (fl.total > fl.failures.length) $('f-none').hidden = false, $('f-none').textContent =
-    `Showing ${fl.failures.length} of ${fl.total}.`;
+  $('f-none').textContent = 'None.';
+  if (fl.total > fl.failures.length) {
+    $('f-none').hidden = false;
+    $('f-none').textContent = `Showing ${fl.failures.length} of ${fl.total}.`;
+  }
 }
 
 /* ---- views and navigation ---- */

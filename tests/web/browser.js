@@ -3,7 +3,9 @@
  * web page.  Run by tests/web_browser.sh, which starts the daemon on the
  * fixtures of tests/daemon_web.c --fixture:
  *
- *   node browser.js URL PHOTOS [SCREENSHOT.png]
+ *   WEB_TOKEN_URL=URL2 WEB_TOKEN=T node browser.js URL PHOTOS [SCREENSHOT.png]
+ *
+ * URL2 is a second daemon on a non-loopback address with token T.
  *
  * The photos (see make_fixtures in tests/daemon_web.c): beach/ holds
  * "photo 00.jpg", "photo 02.jpg" ... "photo 10.jpg" (6, mtime in 2001) and
@@ -212,6 +214,26 @@ async function search(page, q) {
     expect(rows.length === 1 && rows[0].includes('broken.jpg'), 'failures: ' + rows);
     expect(await page.textContent('#s-eta') === 'done', 'time left');
     expect((await page.textContent('#s-details')).includes('Model'), 'no details');
+  });
+
+  await check('token_asked_and_sent', async () => {
+    /* a daemon on a non-loopback address: images and API need the token */
+    const base = process.env.WEB_TOKEN_URL;
+    expect(base, 'WEB_TOKEN_URL is not set');
+    const p2 = await browser.newPage();
+    p2.on('pageerror', (e) => problems.push('page error: ' + e.message));
+    const thumb = await p2.request.get(base + '/thumb/1');
+    expect(thumb.status() === 401, `thumbnail without the token: ${thumb.status()}`);
+    await p2.goto(base + '/?q=a+photo');
+    await p2.waitForSelector('#token-dialog[open]');
+    await p2.fill('#token', process.env.WEB_TOKEN);
+    await p2.press('#token', 'Enter');
+    const r = await results(p2, N_IMAGES);
+    expect(r.length === N_IMAGES, `${r.length} tiles`);
+    expect(r.every((x) => x.loaded), 'a thumbnail did not load');
+    const srcs = await p2.$$eval('#results img', (is) => is.map((i) => i.src));
+    expect(srcs.every((s) => s.startsWith('blob:')), 'thumbnails not fetched with the token');
+    await p2.close();
   });
 
   await check('no_errors_or_external_requests', async () => {
