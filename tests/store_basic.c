@@ -324,6 +324,30 @@ test_model_mismatch_and_reembed(void **state)
 }
 
 static void
+test_faiss_errors_become_cdx_eindex(void **state)
+{
+	(void)state;
+	char *dir = tu_tmpdir();
+	store_params p = store_default_params();
+	store *s = NULL;
+	cdx_error e;
+	p.dim = 8;
+	p.model_id = MODEL;
+	p.index_kind = "NoSuchIndex42";
+	/* FAISS throws on the factory string; the C API layer catches it. */
+	assert_int_equal(store_open(dir, &p, &s, &e), CDX_EINDEX);
+	assert_null(s);
+	assert_non_null(strstr(e.msg, "FAISS error -2"));
+	assert_non_null(strstr(e.msg, "NoSuchIndex42"));
+	/* The records are untouched and a valid kind opens. */
+	p.index_kind = "flat";
+	ASSERT_OK(store_open(dir, &p, &s, &e), e);
+	store_close(s);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+static void
 test_open_twice_is_busy(void **state)
 {
 	(void)state;
@@ -860,6 +884,7 @@ main(void)
 		cmocka_unit_test(test_put_rejects_bad_input_atomically),
 		cmocka_unit_test(test_failures_and_settings),
 		cmocka_unit_test(test_model_mismatch_and_reembed),
+		cmocka_unit_test(test_faiss_errors_become_cdx_eindex),
 		cmocka_unit_test(test_open_twice_is_busy),
 		cmocka_unit_test(test_unwritable_directory),
 		cmocka_unit_test(test_reopen_uses_saved_index_and_catches_up),
