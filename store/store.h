@@ -29,7 +29,11 @@
  * each other and never see a half-applied write: a writer holds the store's
  * lock exclusively while it commits to LMDB and applies the same change to
  * the index.  Reads (get/foreach/search) hold it shared, so a long
- * store_image_foreach() delays writers until it returns.  Callbacks run
+ * store_image_foreach() delays writers until it returns.  Two kinds of
+ * read take it exclusively, because FAISS 1.7.3's C API has no per-search
+ * parameters and they change the index's efSearch/nprobe for the call: a
+ * filtered search that has to look deeper than usual into an approximate
+ * index, and a range search over HNSW.  Callbacks run
  * with that shared lock held and must not call write functions of the same
  * store (that would deadlock); they may call read functions.
  *
