@@ -76,7 +76,9 @@ typedef struct store_params {
 	/* Index kind: "auto" (default), "flat" (exact inner product),
 	 * "hnsw" (HNSW32, efSearch below), "ivf" (IVF, nlist ~ 2*sqrt(n)
 	 * rounded to a power of two, nprobe below), or any FAISS index_factory description ("HNSW16",
-	 * "IVF1024,Flat", ...; the store wraps it in an IDMap2 itself).
+	 * "IVF1024,Flat", ...; the store wraps it in an IDMap2 itself, except
+	 * descriptions starting with "IVF", which keep the ids in their lists).
+	 * The metric is always inner product.
 	 * "auto" is exact up to auto_flat_max images and "ivf" above; it is
 	 * resolved when the store is opened and on store_index_rebuild(), with
 	 * a factor-2 hysteresis so that a store near the threshold does not
