@@ -11,6 +11,8 @@ BUILD=${BUILD:-build}
 
 mkdir -p "$(dirname "$STORE")"
 PHOTOS=$(cd "$PHOTOS" && pwd)
+# Idle OpenMP (FAISS) threads would spin and steal the cores OpenBLAS needs.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 # clipdexd and clipdex agree on the default address (CLIPDEX_URL, else a
 # socket in $XDG_RUNTIME_DIR or /tmp).
 "$BUILD/clipdexd" --model "$MODEL" --store "$STORE" --root "$PHOTOS" \
