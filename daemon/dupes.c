@@ -503,7 +503,8 @@ dupes_find(store *s, const dupes_params *p, dupes_result **out,
 			i = j;
 		}
 	}
-	qsort(b.g, b.ng, sizeof(*b.g), group_desc_cmp);
+	if (b.ng > 1)
+		qsort(b.g, b.ng, sizeof(*b.g), group_desc_cmp);
 
 	size_t tot = sizeof(dupes_result) + (b.ng + 1) * sizeof(size_t) +
 	    b.nm * (sizeof(uint64_t) + sizeof(float)) + b.ng;
