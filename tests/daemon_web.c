@@ -775,9 +775,20 @@ test_traversal(void **state)
 	assert_int_equal(http_raw(port, req, &r), 0);
 	assert_int_equal(r.status, 405);
 	http_res_free(&r);
+}
 
-	/* an indexed file replaced by a symlink is not followed */
-	char link[512], target[512];
+/* An indexed file replaced by a symlink is not followed.  (Last: the
+ * daemon's indexer may notice the change and forget the image, which also
+ * answers 404.) */
+static void
+test_symlink_not_followed(void **state)
+{
+	(void)state;
+	char link[512], target[512], path[64];
+	http_res r;
+
+	if (daemon_srv == NULL)
+		assert_int_equal(start("127.0.0.1", NULL, &daemon_srv), 0);
 	uint8_t *d;
 	size_t n;
 	snprintf(target, sizeof(target), "%s/secret.jpg", tmp);
@@ -793,6 +804,34 @@ test_traversal(void **state)
 	http_res_free(&r);
 	unlink(paths[1]);
 	assert_int_equal(rename(link, paths[1]), 0);
+}
+
+/* Clients that send a request and hang up at once (a page closed while
+ * its thumbnails load) leave the daemon serving the next ones. */
+static void
+test_client_hangs_up(void **state)
+{
+	(void)state;
+	char req[256];
+	http_res r;
+
+	for (int i = 0; i < 60; i++) {
+		struct sockaddr_in a = { .sin_family = AF_INET,
+		    .sin_port = htons(port) };
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		assert_true(fd >= 0);
+		assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+		snprintf(req, sizeof(req), "GET /%s/%llu HTTP/1.1\r\nHost: "
+		    "localhost\r\n\r\n", i % 3 ? "thumb" : "image",
+		    (unsigned long long)ids[i % n_ids]);
+		assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+		close(fd);
+	}
+	snprintf(req, sizeof(req), "/thumb/%llu", (unsigned long long)ids[0]);
+	assert_int_equal(http_get(req, NULL, &r), 0);
+	assert_int_equal(r.status, 200);
+	http_res_free(&r);
 }
 
 /* On a non-loopback address the daemon has a token: images need it, the
@@ -879,8 +918,10 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_thumb_and_image),
 		cmocka_unit_test(test_cache_and_concurrency),
 		cmocka_unit_test(test_traversal),
+		cmocka_unit_test(test_client_hangs_up),
 		cmocka_unit_test(test_token),
 		cmocka_unit_test(test_stop_in_flight),
+		cmocka_unit_test(test_symlink_not_followed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
