@@ -642,13 +642,46 @@ collect_prefix(void *user, const store_image *img)
 	return 0;
 }
 
-/* Forgets the records under prefix (all, or those whose file is gone). */
+struct prefix_fails {
+	const char *prefix;
+	char **paths;
+	size_t n, cap;
+	int gone_only;
+};
+
+static int
+collect_fails(void *user, const store_failure *f)
+{
+	struct prefix_fails *p = user;
+	struct stat st;
+	if (!under(f->path, p->prefix))
+		return 0;
+	if (p->gone_only && (lstat(f->path, &st) == 0 || errno != ENOENT))
+		return 0;
+	if (grow((void **)&p->paths, &p->cap, p->n + 1, sizeof(*p->paths)) != 0)
+		return CDX_ENOMEM;
+	if ((p->paths[p->n] = strdup(f->path)) == NULL)
+		return CDX_ENOMEM;
+	p->n++;
+	return 0;
+}
+
+/* Forgets the records under prefix (all, or those whose file is gone),
+ * failure records included. */
 static void
 forget_under(watch *w, const char *prefix, int gone_only)
 {
 	struct prefix_ids p = { prefix, NULL, 0, 0, gone_only };
+	struct prefix_fails pf = { prefix, NULL, 0, 0, gone_only };
 	size_t n = 0;
 	cdx_error err;
+
+	if (store_failure_foreach(w->st, collect_fails, &pf, NULL) == 0)
+		for (size_t i = 0; i < pf.n; i++)
+			store_failure_delete(w->st, pf.paths[i], NULL);
+	for (size_t i = 0; i < pf.n; i++)
+		free(pf.paths[i]);
+	free(pf.paths);
 
 	if (store_image_foreach(w->st, collect_prefix, &p, &err) != 0)
 		cdx_log(CDX_LOG_WARN, "indexer: cannot list %s: %s", prefix,
@@ -906,12 +939,24 @@ next_due(watch *w)
 
 /* ---- inotify events (control thread) ---- */
 
+/* Queues a rescan of every root that has none queued yet (w->mu held). */
+static void
+rescan_roots_locked(watch *w)
+{
+	for (size_t i = 0; i < w->n_roots; i++) {
+		int queued = 0;
+		for (task *t = w->tasks_head; t != NULL && !queued; t = t->next)
+			queued = t->fn == NULL && strcmp(t->path, w->roots[i]) == 0;
+		if (!queued)
+			queue_task(w, w->roots[i], 1, NULL, NULL);
+	}
+}
+
 static void
 rescan_roots(watch *w)
 {
 	pthread_mutex_lock(&w->mu);
-	for (size_t i = 0; i < w->n_roots; i++)
-		queue_task(w, w->roots[i], 1, NULL, NULL);
+	rescan_roots_locked(w);
 	pthread_mutex_unlock(&w->mu);
 }
 
@@ -965,8 +1010,18 @@ on_event(watch *w, const struct inotify_event *e, double now)
 		w->watches--;
 		return;
 	}
-	if (e->len == 0 || e->name[0] == '\0')
-		return;         /* events on the folder itself */
+	if (e->len == 0 || e->name[0] == '\0') {
+		/* A watched folder deleted (a root: its parent is not watched). */
+		if (e->mask & IN_DELETE_SELF) {
+			char *p = strdup(w->wdpath[e->wd]);
+			if (p != NULL) {
+				timers_cancel_under(w, p);
+				forget_under(w, p, 1);
+				free(p);
+			}
+		}
+		return;
+	}
 	if (!live_under_root(w, w->wdpath[e->wd])) {
 		/* A root that watch_remove() dropped. */
 		inotify_rm_watch(w->ifd, e->wd);
@@ -1801,8 +1856,7 @@ watch_rescan(watch *w)
 		return;
 	pthread_mutex_lock(&w->mu);
 	if (!w->stop)
-		for (size_t i = 0; i < w->n_roots; i++)
-			queue_task(w, w->roots[i], 1, NULL, NULL);
+		rescan_roots_locked(w);
 	pthread_mutex_unlock(&w->mu);
 	wake(w);
 }
