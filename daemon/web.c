@@ -50,7 +50,7 @@
 #define WEB_THUMB_QUALITY 80
 #define WEB_CACHE_BYTES (64u << 20)
 #define WEB_CACHE_BUCKETS 4096          /* power of two */
-#define WEB_FILE_MAX ((size_t)1 << 30)  /* largest file served or decoded */
+#define WEB_FILE_MAX ((size_t)256 << 20) /* largest file served or decoded */
 
 /* The page's files, embedded by the assembler from web/ (the Makefile makes
  * this object depend on them). */
@@ -708,6 +708,18 @@ web_unref(void *arg)
 	free(w);
 }
 
+/* The page's ETags: a hash of each file, once per process. */
+static pthread_once_t assets_once = PTHREAD_ONCE_INIT;
+
+static void
+assets_init(void)
+{
+	for (size_t i = 0; i < N_ASSETS; i++)
+		snprintf(assets[i].etag, sizeof(assets[i].etag), "\"%016llx\"",
+		    (unsigned long long)XXH3_64bits(assets[i].begin,
+		    (size_t)(assets[i].end - assets[i].begin)));
+}
+
 static int
 is_remote(const char *hostport)
 {
@@ -740,10 +752,7 @@ web_add_handlers(srv *s)
 	pthread_cond_init(&w->cv, NULL);
 	pthread_mutex_init(&w->cache_mu, NULL);
 	s->web = w;
-	for (size_t i = 0; i < N_ASSETS; i++)
-		snprintf(assets[i].etag, sizeof(assets[i].etag), "\"%016llx\"",
-		    (unsigned long long)XXH3_64bits(assets[i].begin,
-		    (size_t)(assets[i].end - assets[i].begin)));
+	pthread_once(&assets_once, assets_init);
 	for (int i = 0; i < WEB_THREADS; i++) {
 		if (pthread_create(&w->threads[i], NULL, pool_main, w) != 0) {
 			rv = NNG_ENOMEM;
