@@ -99,7 +99,7 @@ def sample_scene(rng):
     other = np.clip(base + rng.choice([-1, 1]) * rng.uniform(40, 80), 0, 255)
     s["tones"] = [[int(v) for v in base], [int(v) for v in other]]
     s["bgparam"] = [rng.random(), rng.random(), rng.random()]
-    r_lo, r_hi = (0.07, 0.10) if size == "small" else (0.17, 0.22)
+    r_lo, r_hi = (0.08, 0.11) if size == "small" else (0.17, 0.22)
     objs = []
     if n == 1:
         cell = rng.choice(list(POSITIONS))
@@ -615,6 +615,28 @@ def make_dataset(n, seed):
     return scenes, imgs
 
 
+def group_scenes(scenes):
+    """Indexes of scenes by colour, and of single objects by colour."""
+    g = {}
+    for i, s in enumerate(scenes):
+        g.setdefault(("colour", s["colour"]), []).append(i)
+        if s["count"] == 1:
+            g.setdefault(("single", s["colour"]), []).append(i)
+    return g
+
+
+def hard_batch(scenes, by_key, rng, n, group=8):
+    """n scene indexes in groups of `group` that share their colour (half
+    of the groups also hold single objects only): captions must then tell
+    shapes, counts, positions and backgrounds apart, not just colours."""
+    out = []
+    keys = sorted(by_key)
+    while len(out) < n:
+        members = by_key[rng.choice(keys)]
+        out.extend(rng.sample(members, min(group, len(members), n - len(out))))
+    return out
+
+
 def batch_ids(torch, texts):
     seqs = [tokenize(t) for t in texts]
     S = max(len(s) for s in seqs)
@@ -643,6 +665,7 @@ def train(args):
     rng = random.Random(args.seed + 1)
     g = torch.Generator().manual_seed(args.seed + 2)
     u8 = torch.from_numpy(imgs)
+    by_key = group_scenes(scenes)
     warm = max(1, args.steps // 20)
     log = []
     for step in range(args.steps):
@@ -650,7 +673,7 @@ def train(args):
             0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps)))
         for gr in opt.param_groups:
             gr["lr"] = lr
-        idx = rng.sample(range(len(scenes)), args.batch)
+        idx = hard_batch(scenes, by_key, rng, args.batch)
         x = pixels(torch, u8[idx])
         texts = [caption(scenes[i], rng) for i in idx]
         ids = batch_ids(torch, texts)
@@ -941,7 +964,7 @@ def main():
     ap.add_argument("--model", default=os.path.join(HERE, "..", "models",
                                                     "demo"))
     ap.add_argument("--dir")
-    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--n-train", type=int, default=30000)
