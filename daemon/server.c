@@ -566,6 +566,10 @@ http_api(nng_aio *aio)
 	void *body;
 	size_t len;
 
+	if (web_api_guard(s, aio, req) != 0) {  /* answered: a foreign site */
+		free(c);
+		return;
+	}
 	if (c == NULL) {
 		nng_aio_finish(aio, NNG_ENOMEM);
 		return;

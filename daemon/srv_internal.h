@@ -147,6 +147,10 @@ int srv_root_add(srv *s, const char *canon);
  * runs before the HTTP server stops and accepts a daemon without it. */
 int web_add_handlers(srv *s);
 void web_stop(srv *s);
+/* For POST /api: refuses (answers 403 and returns -1) a request from a
+ * browser on another site: a foreign Origin header, or on a loopback
+ * address a Host that is not loopback (DNS rebinding).  Else 0. */
+int web_api_guard(srv *s, nng_aio *aio, nng_http_req *req);
 /* For tests: "<prefix>/<id>[?v=N]" -> id (0 or -1), and one thumbnail. */
 int web_parse_id(const char *uri, const char *prefix, uint64_t *id,
     int64_t *v);

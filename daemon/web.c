@@ -222,6 +222,36 @@ check_access(web *w, nng_aio *aio, nng_http_req *req, int need_token)
 	return 0;
 }
 
+/* A browser sends Origin with every cross-site POST: it must name this
+ * server, as the Host header does ("http://" + Host). */
+static int
+origin_ok(nng_http_req *req)
+{
+	const char *origin = nng_http_req_get_header(req, "Origin");
+	const char *host = nng_http_req_get_header(req, "Host");
+
+	if (origin == NULL)
+		return 1;       /* not a browser, or same-origin GET */
+	if (host == NULL || strncmp(origin, "http://", 7) != 0)
+		return 0;
+	return strcasecmp(origin + 7, host) == 0;
+}
+
+int
+web_api_guard(srv *s, nng_aio *aio, nng_http_req *req)
+{
+	static const char body[] = "{\"v\":1,\"ok\":false,\"error\":{\"code\":"
+	    "\"forbidden\",\"message\":\"requests from other web sites are "
+	    "refused\"}}";
+	int remote = !host_is_loopback(s->cfg->http);
+
+	if (origin_ok(req) && (remote ||
+	    host_is_loopback(nng_http_req_get_header(req, "Host"))))
+		return 0;
+	respond(aio, 403, "application/json", body, sizeof(body) - 1, NULL, NULL);
+	return -1;
+}
+
 /* ---- the page's files ---- */
 
 static void

@@ -596,6 +596,31 @@ test_page(void **state)
 	assert_int_equal(r.status, 200);
 	assert_non_null(strstr((char *)r.body, "\"ok\":true"));
 	http_res_free(&r);
+
+	/* ... but not for other web sites (CSRF) or foreign host names (DNS
+	 * rebinding); the page's own origin is fine */
+	static const char *const heads[][2] = {
+		{ "127.0.0.1:%d", "Origin: http://evil.example\r\n" },
+		{ "127.0.0.1:%d", "Origin: null\r\n" },
+		{ "127.0.0.1:%d", "Origin: http://127.0.0.1:1\r\n" },
+		{ "evil.example:%d", "" },
+		{ "127.0.0.1:%d", "Origin: http://127.0.0.1:%d\r\n" },
+		{ "localhost:%d", "Origin: http://localhost:%d\r\n" },
+	};
+	for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+		char host[64], origin[96];
+		snprintf(host, sizeof(host), heads[i][0], port);
+		snprintf(origin, sizeof(origin), heads[i][1], port);
+		snprintf(req, sizeof(req), "POST /api HTTP/1.1\r\nHost: %s\r\n%s"
+		    "Connection: close\r\nContent-Type: text/plain\r\n"
+		    "Content-Length: 15\r\n\r\n{\"op\":\"status\"}", host, origin);
+		assert_int_equal(http_raw(port, req, &r), 0);
+		if (r.status != (i < 4 ? 403 : 200))
+			fail_msg("Host %s, %s: status %d", host, origin, r.status);
+		if (i < 4)
+			assert_non_null(strstr((char *)r.body, "\"forbidden\""));
+		http_res_free(&r);
+	}
 }
 
 static void
