@@ -2,10 +2,10 @@
  * dupes.c - exact, near-duplicate and similar-shot groups (dupes.h), and
  * the daemon's dupes and check operations (docs/PROTOCOL.md).
  *
- * Near groups: every stored embedding is a range-search query (in batches)
- * at the threshold; each hit joins the two images in a union-find, so the
- * groups are the connected components of the "at least T similar" graph.
- * Only one batch of embeddings is held at a time.
+ * Near groups: the pairs of stored embeddings at least T similar (scored
+ * in SGEMM tiles, all pairs or within k-means clusters) join their images
+ * in a union-find, so the groups are the connected components of the "at
+ * least T similar" graph.
  */
 #include <limits.h>
 #include <math.h>
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <cblas.h>
 #include <xxhash.h>
 
 #include "daemon/dupes.h"
@@ -31,6 +32,8 @@ typedef struct img_info {
 
 typedef struct collect {
 	img_info *v;
+	float *x;               /* n x dim embeddings, when wanted */
+	int dim;
 	size_t n, cap;
 	const char *prefix;
 	size_t plen;
@@ -134,25 +137,19 @@ collect_fn(void *user, const store_image *img)
 		if (v == NULL)
 			return CDX_ENOMEM;
 		c->v = v;
+		if (c->dim > 0) {
+			float *x = realloc(c->x, cap * (size_t)c->dim * sizeof(float));
+			if (x == NULL)
+				return CDX_ENOMEM;
+			c->x = x;
+		}
 		c->cap = cap;
 	}
+	if (c->dim > 0)
+		memcpy(c->x + c->n * (size_t)c->dim, img->embedding,
+		    sizeof(float) * (size_t)c->dim);
 	info_of(img, &c->v[c->n++]);
 	return 0;
-}
-
-/* Index of id in the id-sorted v, or -1. */
-static long
-find_id(const img_info *v, size_t n, uint64_t id)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (v[mid].id < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < n && v[lo].id == id ? (long)lo : -1;
 }
 
 /* ---- union-find ---- */
@@ -181,58 +178,271 @@ uf_union(uint32_t *p, uint32_t a, uint32_t b)
 		p[a] = b;
 }
 
-/* Joins every pair at least `thr` similar in uf (and, when near is not
- * NULL, the pairs at least near_thr similar in near as well). */
-static int
-link_by_range(store *s, const img_info *v, size_t n, int dim, size_t batch,
-    float thr, uint32_t *uf, uint32_t *near, float near_thr, cdx_error *err)
+/* ---- all pairs above a threshold ----
+ *
+ * Similarities come from SGEMM tiles (OpenBLAS), never an n x n matrix:
+ * up to DUPES_EXACT_MAX images every pair is scored (exact); above, the
+ * vectors are clustered (spherical k-means on a sample, about sqrt(n)
+ * clusters) and each image is compared with the images that have its
+ * cluster among their DUPES_SOFT nearest centroids (approximate: a pair
+ * is missed only when neither image's own cluster is among the other's
+ * nearest ones, which is rare for pairs this similar). */
+
+#define DUPES_SOFT 3
+#define DUPES_TILE 1024
+
+typedef struct linker {
+	uint32_t *uf, *near;
+	float thr, near_thr;
+} linker;
+
+/* Joins (qi[a], ci[b]) for every entry of the na x nb similarity tile
+ * at least thr (the pair once: qi[a] < ci[b]). */
+static void
+link_tile(linker *L, const float *S, size_t na, size_t nb,
+    const uint32_t *qi, const uint32_t *ci)
 {
-	float *q = malloc(batch * (size_t)dim * sizeof(float));
-	uint32_t *qi = malloc(batch * sizeof(*qi));
+	for (size_t a = 0; a < na; a++) {
+		const float *row = S + a * nb;
+		for (size_t b = 0; b < nb; b++) {
+			if (row[b] < L->thr || qi[a] >= ci[b])
+				continue;
+			uf_union(L->uf, qi[a], ci[b]);
+			if (L->near != NULL && row[b] >= L->near_thr)
+				uf_union(L->near, qi[a], ci[b]);
+		}
+	}
+}
+
+/* S = A (na x d) * B (nb x d)^T */
+static void
+gemm_nt(const float *A, size_t na, const float *B, size_t nb, int d,
+    float *S)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)na, (int)nb, d,
+	    1.0f, A, d, B, d, 0.0f, S, (int)nb);
+}
+
+static int
+link_exact(linker *L, const float *X, size_t n, int d, cdx_error *err)
+{
+	float *S = malloc(sizeof(float) * DUPES_TILE * DUPES_TILE);
+	uint32_t *idx = malloc(sizeof(uint32_t) * (n ? n : 1));
+	if (S == NULL || idx == NULL) {
+		free(S);
+		free(idx);
+		return cdx_error_set(err, CDX_ENOMEM, "dupes: out of memory");
+	}
+	for (size_t i = 0; i < n; i++)
+		idx[i] = (uint32_t)i;
+	for (size_t i0 = 0; i0 < n; i0 += DUPES_TILE) {
+		size_t na = n - i0 < DUPES_TILE ? n - i0 : DUPES_TILE;
+		for (size_t j0 = i0; j0 < n; j0 += DUPES_TILE) {
+			size_t nb = n - j0 < DUPES_TILE ? n - j0 : DUPES_TILE;
+			gemm_nt(X + i0 * d, na, X + j0 * d, nb, d, S);
+			link_tile(L, S, na, nb, idx + i0, idx + j0);
+		}
+	}
+	free(S);
+	free(idx);
+	return 0;
+}
+
+/* Index of the largest of v[0..n), and the top `m` into top[]. */
+static void
+top_m(const float *v, size_t n, int m, uint32_t *top)
+{
+	float best[DUPES_SOFT];
+	for (int k = 0; k < m; k++) {
+		best[k] = -INFINITY;
+		top[k] = 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] <= best[m - 1])
+			continue;
+		int k = m - 1;
+		while (k > 0 && v[i] > best[k - 1]) {
+			best[k] = best[k - 1];
+			top[k] = top[k - 1];
+			k--;
+		}
+		best[k] = v[i];
+		top[k] = (uint32_t)i;
+	}
+}
+
+static void
+normalise_rows(float *C, size_t n, int d)
+{
+	for (size_t c = 0; c < n; c++) {
+		double s = 0;
+		for (int k = 0; k < d; k++)
+			s += (double)C[c * d + k] * C[c * d + k];
+		if (s > 0)
+			for (int k = 0; k < d; k++)
+				C[c * d + k] = (float)(C[c * d + k] / sqrt(s));
+	}
+}
+
+static int
+link_clustered(linker *L, const float *X, size_t n, int d, cdx_error *err)
+{
+	size_t nl = 64;
+	while (nl * nl < n && nl < 4096)
+		nl *= 2;
+	size_t ns = n < 32 * nl ? n : 32 * nl;     /* training sample */
+	const size_t blk = 4096;
+	float *C = malloc(sizeof(float) * nl * (size_t)d);
+	float *acc = malloc(sizeof(float) * nl * (size_t)d);
+	float *S = malloc(sizeof(float) * blk * nl);
+	uint32_t *asg = malloc(sizeof(uint32_t) * n * DUPES_SOFT);
+	size_t *cnt = calloc(nl + 1, sizeof(size_t));
+	size_t *soft = calloc(nl + 1, sizeof(size_t));
+	uint32_t *plist = malloc(sizeof(uint32_t) * n);
+	uint32_t *slist = malloc(sizeof(uint32_t) * n * DUPES_SOFT);
+	float *Q = NULL, *Cd = NULL, *T = NULL;
+	uint64_t rs = 0x9e3779b97f4a7c15ULL;
 	int rc = 0;
 
-	if (q == NULL || qi == NULL) {
+	if (!C || !acc || !S || !asg || !cnt || !soft || !plist || !slist) {
 		rc = cdx_error_set(err, CDX_ENOMEM, "dupes: out of memory");
 		goto out_free;
 	}
-	for (size_t i0 = 0; i0 < n && rc == 0; i0 += batch) {
-		size_t nb = n - i0 < batch ? n - i0 : batch, nq = 0;
-		for (size_t j = 0; j < nb; j++) {
-			store_image *img = NULL;
-			int r = store_image_get(s, v[i0 + j].id, &img, err);
-			if (r == CDX_ENOTFOUND)
-				continue;       /* deleted since the snapshot */
-			if (r != 0) {
-				rc = r;
+	/* Spherical k-means on a strided sample, seeded with sample points. */
+	size_t stride = n / ns;
+	for (size_t c = 0; c < nl; c++)
+		memcpy(C + c * d, X + (c * (ns / nl)) * stride * d,
+		    sizeof(float) * (size_t)d);
+	for (int it = 0; it < 6; it++) {
+		memset(acc, 0, sizeof(float) * nl * (size_t)d);
+		memset(cnt, 0, sizeof(size_t) * (nl + 1));
+		for (size_t i0 = 0; i0 < ns; i0 += blk) {
+			size_t nb = ns - i0 < blk ? ns - i0 : blk;
+			/* The sample is every stride-th vector: gather a block. */
+			float *B = malloc(sizeof(float) * nb * (size_t)d);
+			if (B == NULL) {
+				rc = cdx_error_set(err, CDX_ENOMEM, "dupes: out of memory");
 				goto out_free;
 			}
-			memcpy(q + nq * (size_t)dim, img->embedding,
-			    (size_t)dim * sizeof(float));
-			qi[nq++] = (uint32_t)(i0 + j);
-			store_image_free(img);
-		}
-		store_range *res = NULL;
-		if (nq == 0)
-			continue;
-		if ((rc = store_range_search(s, q, nq, thr, &res, err)) != 0)
-			goto out_free;
-		for (size_t a = 0; a < nq; a++)
-			for (size_t k = res->lims[a]; k < res->lims[a + 1]; k++) {
-				long b = find_id(v, n, res->ids[k]);
-				if (b < 0 || (uint32_t)b == qi[a])
-					continue;
-				uf_union(uf, qi[a], (uint32_t)b);
-				if (near != NULL && res->scores[k] >= near_thr)
-					uf_union(near, qi[a], (uint32_t)b);
+			for (size_t j = 0; j < nb; j++)
+				memcpy(B + j * d, X + (i0 + j) * stride * d,
+				    sizeof(float) * (size_t)d);
+			gemm_nt(B, nb, C, nl, d, S);
+			for (size_t j = 0; j < nb; j++) {
+				uint32_t t;
+				top_m(S + j * nl, nl, 1, &t);
+				cnt[t]++;
+				for (int k = 0; k < d; k++)
+					acc[(size_t)t * d + k] += B[j * d + k];
 			}
-		store_range_free(res);
+			free(B);
+		}
+		for (size_t c = 0; c < nl; c++) {
+			if (cnt[c] == 0) {      /* empty: reseed from a random point */
+				rs = rs * 6364136223846793005ULL + 1;
+				memcpy(acc + c * d, X + ((rs >> 17) % n) * d,
+				    sizeof(float) * (size_t)d);
+			}
+		}
+		memcpy(C, acc, sizeof(float) * nl * (size_t)d);
+		normalise_rows(C, nl, d);
+	}
+	/* Every vector's DUPES_SOFT nearest centroids; the first is its own. */
+	memset(cnt, 0, sizeof(size_t) * (nl + 1));
+	for (size_t i0 = 0; i0 < n; i0 += blk) {
+		size_t nb = n - i0 < blk ? n - i0 : blk;
+		gemm_nt(X + i0 * d, nb, C, nl, d, S);
+		for (size_t j = 0; j < nb; j++) {
+			uint32_t *t = asg + (i0 + j) * DUPES_SOFT;
+			top_m(S + j * nl, nl, DUPES_SOFT, t);
+			cnt[t[0] + 1]++;
+			for (int k = 0; k < DUPES_SOFT; k++)
+				soft[t[k] + 1]++;
+		}
+	}
+	for (size_t c = 0; c < nl; c++) {
+		cnt[c + 1] += cnt[c];
+		soft[c + 1] += soft[c];
+	}
+	{
+		size_t *pp = malloc(sizeof(size_t) * nl), *sp = malloc(sizeof(size_t)
+		    * nl);
+		if (pp == NULL || sp == NULL) {
+			free(pp);
+			free(sp);
+			rc = cdx_error_set(err, CDX_ENOMEM, "dupes: out of memory");
+			goto out_free;
+		}
+		memcpy(pp, cnt, sizeof(size_t) * nl);
+		memcpy(sp, soft, sizeof(size_t) * nl);
+		for (size_t i = 0; i < n; i++) {
+			const uint32_t *t = asg + i * DUPES_SOFT;
+			plist[pp[t[0]]++] = (uint32_t)i;
+			for (int k = 0; k < DUPES_SOFT; k++)
+				slist[sp[t[k]]++] = (uint32_t)i;
+		}
+		free(pp);
+		free(sp);
+	}
+	/* Per cluster: its own images against every image near it. */
+	size_t maxp = 0, maxs = 0;
+	for (size_t c = 0; c < nl; c++) {
+		if (cnt[c + 1] - cnt[c] > maxp)
+			maxp = cnt[c + 1] - cnt[c];
+		if (soft[c + 1] - soft[c] > maxs)
+			maxs = soft[c + 1] - soft[c];
+	}
+	size_t qb = maxp < DUPES_TILE ? maxp : DUPES_TILE;
+	Q = malloc(sizeof(float) * (qb ? qb : 1) * (size_t)d);
+	Cd = malloc(sizeof(float) * (maxs ? maxs : 1) * (size_t)d);
+	T = malloc(sizeof(float) * (qb ? qb : 1) * (maxs ? maxs : 1));
+	if (Q == NULL || Cd == NULL || T == NULL) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "dupes: out of memory");
+		goto out_free;
+	}
+	for (size_t c = 0; c < nl; c++) {
+		size_t np = cnt[c + 1] - cnt[c], nsft = soft[c + 1] - soft[c];
+		const uint32_t *pi = plist + cnt[c], *si = slist + soft[c];
+		if (np == 0 || nsft < 2)
+			continue;
+		for (size_t j = 0; j < nsft; j++)
+			memcpy(Cd + j * d, X + (size_t)si[j] * d, sizeof(float) *
+			    (size_t)d);
+		for (size_t a0 = 0; a0 < np; a0 += qb) {
+			size_t na = np - a0 < qb ? np - a0 : qb;
+			for (size_t j = 0; j < na; j++)
+				memcpy(Q + j * d, X + (size_t)pi[a0 + j] * d,
+				    sizeof(float) * (size_t)d);
+			gemm_nt(Q, na, Cd, nsft, d, T);
+			/* link_tile joins each pair once (qi < ci); the pair is
+			 * also seen from the other side when that image's own
+			 * cluster is the other's neighbour: take both orders. */
+			for (size_t a = 0; a < na; a++) {
+				const float *row = T + a * nsft;
+				for (size_t b = 0; b < nsft; b++) {
+					if (row[b] < L->thr || pi[a0 + a] == si[b])
+						continue;
+					uf_union(L->uf, pi[a0 + a], si[b]);
+					if (L->near != NULL && row[b] >= L->near_thr)
+						uf_union(L->near, pi[a0 + a], si[b]);
+				}
+			}
+		}
 	}
 out_free:
-	free(q);
-	free(qi);
+	free(C);
+	free(acc);
+	free(S);
+	free(asg);
+	free(cnt);
+	free(soft);
+	free(plist);
+	free(slist);
+	free(Q);
+	free(Cd);
+	free(T);
 	return rc;
 }
-
 
 static int
 hash_cmp(const img_info *v, uint32_t a, uint32_t b)
@@ -417,7 +627,6 @@ dupes_find(store *s, const dupes_params *p, dupes_result **out,
 	collect c = { 0 };
 	builder b = { 0 };
 	uint32_t *uf = NULL, *near = NULL, *order = NULL, *tmp = NULL;
-	size_t batch = p->batch ? p->batch : 1024;
 	float thr = p->threshold, near_thr = p->near_threshold;
 	uint64_t seq = store_seq(s);
 	int rc;
@@ -433,6 +642,7 @@ dupes_find(store *s, const dupes_params *p, dupes_result **out,
 		return cdx_error_set(err, CDX_EINVAL, "dupes: the threshold must be "
 		    "in (0, 1]");
 	c.prefix = p->path_prefix;
+	c.dim = p->kind == DUPES_EXACT ? 0 : p->dim;
 	c.plen = p->path_prefix ? strlen(p->path_prefix) : 0;
 	if ((rc = store_image_foreach(s, collect_fn, &c, err)) != 0) {
 		if (rc == CDX_ENOMEM)
@@ -472,8 +682,13 @@ dupes_find(store *s, const dupes_params *p, dupes_result **out,
 			if (near != NULL)
 				near[i] = (uint32_t)i;
 		}
-		if ((rc = link_by_range(s, c.v, n, p->dim, batch, thr, uf, near,
-		    near_thr, err)) != 0)
+		linker L = { uf, near, thr, near_thr };
+		int all = p->method == DUPES_ALL_PAIRS || (p->method ==
+		    DUPES_AUTO && n <= DUPES_EXACT_MAX);
+		rc = all ?
+		    link_exact(&L, c.x, n, p->dim, err) :
+		    link_clustered(&L, c.x, n, p->dim, err);
+		if (rc != 0)
 			goto out_free;
 		/* Members of each root, in index (= id) order: counting sort. */
 		for (size_t i = 0; i < n; i++)
@@ -537,6 +752,7 @@ dupes_find(store *s, const dupes_params *p, dupes_result **out,
 	rc = 0;
 out_free:
 	free(c.v);
+	free(c.x);
 	free(b.m);
 	free(b.g);
 	free(uf);

@@ -24,6 +24,13 @@ enum dupes_kind {
 	DUPES_SIMILAR = 2, /* within the lower similar threshold, not near */
 };
 
+enum dupes_method {
+	DUPES_AUTO = 0,      /* all pairs up to DUPES_EXACT_MAX, else clustered */
+	DUPES_ALL_PAIRS = 1, /* every pair scored: exact, O(n^2 d) */
+	DUPES_CLUSTERED = 2, /* within k-means clusters: approximate */
+};
+#define DUPES_EXACT_MAX 32768
+
 /* Default thresholds (cosine similarity), calibrated in docs/DUPES.md. */
 #define DUPES_NEAR_DEFAULT 0.95f
 #define DUPES_SIMILAR_DEFAULT 0.85f
@@ -45,7 +52,7 @@ typedef struct dupes_params {
 	float near_threshold;   /* similar only: groups that are one near
 				   group are left out (0: DUPES_NEAR_DEFAULT) */
 	const char *path_prefix;/* NULL or "": every image */
-	size_t batch;           /* range-search queries per call (0: 1024) */
+	int method;             /* enum dupes_method (0: auto) */
 } dupes_params;
 
 /* Groups, largest first (then by smallest member id).  Group g has members
@@ -65,11 +72,14 @@ typedef struct dupes_result {
 } dupes_result;
 
 /* Finds the duplicate groups of store s: exact groups by content hash;
- * near and similar groups by batched range searches over every stored
- * embedding, joined transitively (union-find: A~B and B~C puts A, B and C
- * in one group).  Memory: about 40 bytes per image plus one batch of
- * embeddings, never an n x n matrix.  The search is as exact as the
- * store's range search (exact for flat; IVF: within the probed lists).
+ * near and similar groups from every pair of stored embeddings at least
+ * the threshold similar, joined transitively (union-find: A~B and B~C puts
+ * A, B and C in one group).  Pairs are scored in SGEMM tiles: all pairs up
+ * to 32768 images (exact); above, within clusters of a k-means over the
+ * embeddings, each image against the images with its cluster among their
+ * 3 nearest centroids (approximate; docs/DUPES.md has the recall).
+ * Memory: a copy of the embeddings (dim * 4 bytes per image) plus about
+ * 60 bytes per image, never an n x n matrix.
  * On success *out is freed with dupes_result_free().
  * Errors: CDX_EINVAL (bad kind/threshold), CDX_ENOMEM, CDX_ESTORE,
  * CDX_EINDEX. */

@@ -80,7 +80,7 @@ static dupes_result *
 find(store *s, int kind, float thr, const char *prefix)
 {
 	dupes_params p = { .dim = D, .kind = kind, .threshold = thr,
-		.path_prefix = prefix, .batch = 3 };
+		.path_prefix = prefix };
 	dupes_result *r = NULL;
 	cdx_error e;
 	if (dupes_find(s, &p, &r, &e) != 0)
