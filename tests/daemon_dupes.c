@@ -77,15 +77,21 @@ angle_vec(float *v, double a)
 }
 
 static dupes_result *
-find(store *s, int kind, float thr, const char *prefix)
+find_m(store *s, int kind, float thr, const char *prefix, int method)
 {
 	dupes_params p = { .dim = D, .kind = kind, .threshold = thr,
-		.path_prefix = prefix };
+		.path_prefix = prefix, .method = method };
 	dupes_result *r = NULL;
 	cdx_error e;
 	if (dupes_find(s, &p, &r, &e) != 0)
 		fail_msg("dupes_find: %s", e.msg);
 	return r;
+}
+
+static dupes_result *
+find(store *s, int kind, float thr, const char *prefix)
+{
+	return find_m(s, kind, thr, prefix, DUPES_AUTO);
 }
 
 static void
@@ -362,6 +368,41 @@ check_random(const char *kind)
 				assert_int_equal(uf_root(uf, i), root);
 			}
 		}
+		dupes_result_free(r);
+
+		/* Clustered (approximate): every group lies within one
+		 * brute-force component, and nearly every pair is found. */
+		r = find_m(s, DUPES_NEAR, thr[t], NULL, DUPES_CLUSTERED);
+		int grp[N];
+		for (int i = 0; i < N; i++)
+			grp[i] = -1;
+		for (size_t g = 0; g < r->n_groups; g++) {
+			int root = -1;
+			for (size_t k = r->lims[g]; k < r->lims[g + 1]; k++) {
+				int i = -1;
+				for (int j = 0; j < N; j++)
+					if (id[j] == r->ids[k])
+						i = j;
+				assert_true(i >= 0);
+				grp[i] = (int)g;
+				if (root < 0)
+					root = uf_root(uf, i);
+				assert_int_equal(uf_root(uf, i), root);
+			}
+		}
+		int pairs = 0, found = 0;
+		for (int i = 0; i < N; i++)
+			for (int j = i + 1; j < N; j++) {
+				float sdot = 0;
+				for (int d = 0; d < D; d++)
+					sdot += v[i][d] * v[j][d];
+				if (sdot >= thr[t]) {
+					pairs++;
+					found += grp[i] >= 0 && grp[i] == grp[j];
+				}
+			}
+		assert_true(pairs > 0);
+		assert_true(found >= pairs * 9 / 10);
 		dupes_result_free(r);
 	}
 	close_store(s);
