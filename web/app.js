@@ -493,7 +493,8 @@ async function refreshStatus() {
   $('s-images').textContent = st.images.toLocaleString();
   $('s-pending').textContent = pending.toLocaleString();
   $('s-rate').textContent = rate ? rate.toFixed(1) : '–';
-  const eta = q.eta_s !== undefined ? q.eta_s : (pending && rate ? pending / rate : 0);
+  /* the indexer's estimate when it has one, else pending / rate */
+  const eta = q.eta_s > 0 ? q.eta_s : rate > 0 ? pending / rate : NaN;
   $('s-eta').textContent = pending ? fmtDuration(eta) : q.scanning ? 'scanning…' : 'done';
   $('s-failures').textContent = st.failures.toLocaleString();
   const prog = $('s-progress');
