@@ -27,6 +27,7 @@ watched_load(srv *s)
 	return val;
 }
 
+/* Is path, or a folder above it, in the list? */
 static int
 watched_has(const char *list, const char *path)
 {
@@ -34,7 +35,8 @@ watched_has(const char *list, const char *path)
 	for (const char *p = list; *p != '\0';) {
 		const char *nl = strchr(p, '\n');
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);
-		if (len == n && memcmp(p, path, n) == 0)
+		if (len <= n && memcmp(p, path, len) == 0 &&
+		    (path[len] == '\0' || path[len] == '/' || len == 1))
 			return 1;
 		p += len + (nl != NULL);
 	}
