@@ -151,6 +151,10 @@ void web_stop(srv *s);
  * browser on another site: a foreign Origin header, or on a loopback
  * address a Host that is not loopback (DNS rebinding).  Else 0. */
 int web_api_guard(srv *s, nng_aio *aio, nng_http_req *req);
+/* The thumbnail cache's bound in bytes, read when the daemon starts
+ * (default 64 MiB), and what it holds now (for tests). */
+extern size_t web_cache_max;
+void web_cache_stats(srv *s, size_t *n, size_t *bytes);
 /* For tests: "<prefix>/<id>[?v=N]" -> id (0 or -1), and one thumbnail. */
 int web_parse_id(const char *uri, const char *prefix, uint64_t *id,
     int64_t *v);

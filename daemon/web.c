@@ -21,7 +21,7 @@
  * Threads: nng's HTTP callbacks never decode.  Thumbnail and image requests
  * are queued to a small pool of WEB_THREADS threads owned by this file
  * (the daemon's workers stay free for searches); a full queue answers 503.
- * Thumbnails are kept in an LRU cache bounded by WEB_CACHE_BYTES, keyed by
+ * Thumbnails are kept in an LRU cache bounded by web_cache_max (64 MiB), keyed by
  * id, file size and mtime, so a changed file gets a new thumbnail.
  *
  * Lifetime: web_add_handlers() starts the pool and registers the handlers;
@@ -48,7 +48,6 @@
 #define WEB_QUEUE_MAX 512
 #define WEB_THUMB_MAX 320               /* longer side of a thumbnail */
 #define WEB_THUMB_QUALITY 80
-#define WEB_CACHE_BYTES (64u << 20)
 #define WEB_CACHE_BUCKETS 4096          /* power of two */
 #define WEB_FILE_MAX ((size_t)256 << 20) /* largest file served or decoded */
 
@@ -83,6 +82,8 @@ static web_asset assets[] = {
 	    web_app_css_end, "" },
 };
 #define N_ASSETS (sizeof(assets) / sizeof(assets[0]))
+
+size_t web_cache_max = (size_t)64 << 20;
 
 enum web_kind { WEB_THUMB = 0, WEB_IMAGE = 1 };
 
@@ -121,7 +122,8 @@ typedef struct web {
 	pthread_mutex_t cache_mu;
 	web_thumb *buckets[WEB_CACHE_BUCKETS];
 	web_thumb *lru_head, *lru_tail;
-	size_t cache_bytes;
+	size_t cache_bytes, cache_max;
+	size_t cache_n;
 } web;
 
 /* ---- responses ---- */
@@ -422,6 +424,7 @@ cache_drop_locked(web *w, web_thumb *t)
 	*pp = t->hnext;
 	lru_unlink(w, t);
 	w->cache_bytes -= t->len + sizeof(*t);
+	w->cache_n--;
 	free(t->jpeg);
 	free(t);
 }
@@ -460,7 +463,7 @@ cache_put(web *w, uint64_t id, int64_t mtime_ns, int64_t size,
 	web_thumb *t = calloc(1, sizeof(*t));
 	size_t b = bucket_of(id);
 
-	if (t == NULL || len + sizeof(*t) > WEB_CACHE_BYTES / 4 ||
+	if (t == NULL || len + sizeof(*t) > w->cache_max / 4 ||
 	    (t->jpeg = malloc(len)) == NULL) {
 		free(t);
 		return;
@@ -480,8 +483,22 @@ cache_put(web *w, uint64_t id, int64_t mtime_ns, int64_t size,
 	w->buckets[b] = t;
 	lru_push_front(w, t);
 	w->cache_bytes += len + sizeof(*t);
-	while (w->cache_bytes > WEB_CACHE_BYTES && w->lru_tail != t)
+	w->cache_n++;
+	while (w->cache_bytes > w->cache_max && w->lru_tail != t)
 		cache_drop_locked(w, w->lru_tail);
+	pthread_mutex_unlock(&w->cache_mu);
+}
+
+void
+web_cache_stats(srv *s, size_t *n, size_t *bytes)
+{
+	web *w = s->web;
+	*n = *bytes = 0;
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->cache_mu);
+	*n = w->cache_n;
+	*bytes = w->cache_bytes;
 	pthread_mutex_unlock(&w->cache_mu);
 }
 
@@ -778,6 +795,7 @@ web_add_handlers(srv *s)
 	w->s = s;
 	w->refs = 1;            /* web_stop's */
 	w->remote = is_remote(s->cfg->http);
+	w->cache_max = web_cache_max;
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	pthread_mutex_init(&w->cache_mu, NULL);

@@ -831,6 +831,43 @@ test_symlink_not_followed(void **state)
 	assert_int_equal(rename(link, paths[1]), 0);
 }
 
+/* The cache keeps at most web_cache_max bytes, dropping the least recently
+ * used thumbnails; what it drops is made again. */
+static void
+test_cache_bound(void **state)
+{
+	(void)state;
+	char path[64];
+	http_res r;
+	size_t n, bytes, sizes[64] = { 0 };
+
+	stop();
+	web_cache_max = 40000;
+	int rc = start("127.0.0.1", NULL, &daemon_srv);
+	web_cache_max = (size_t)64 << 20;
+	assert_int_equal(rc, 0);
+	for (int round = 0; round < 2; round++)
+		for (int i = 0; i < n_ids; i++) {
+			snprintf(path, sizeof(path), "/thumb/%llu",
+			    (unsigned long long)ids[i]);
+			assert_int_equal(http_get(path, NULL, &r), 0);
+			assert_int_equal(r.status, 200);
+			if (round == 0)
+				sizes[i] = r.len;
+			else            /* the same thumbnail, cached or made again */
+				assert_int_equal(r.len, sizes[i]);
+			http_res_free(&r);
+			web_cache_stats(daemon_srv, &n, &bytes);
+			assert_true(bytes <= 40000);
+		}
+	/* (a thumbnail over a quarter of the bound is never kept) */
+	web_cache_stats(daemon_srv, &n, &bytes);
+	assert_true(n >= 2);
+	assert_true(n < (size_t)n_ids);     /* some were dropped */
+	print_message("cache bound 40000 bytes: %zu thumbnails, %zu bytes\n", n,
+	    bytes);
+}
+
 /* Clients that send a request and hang up at once (a page closed while
  * its thumbnails load) leave the daemon serving the next ones. */
 static void
@@ -943,6 +980,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_thumb_and_image),
 		cmocka_unit_test(test_cache_and_concurrency),
 		cmocka_unit_test(test_traversal),
+		cmocka_unit_test(test_cache_bound),
 		cmocka_unit_test(test_client_hangs_up),
 		cmocka_unit_test(test_token),
 		cmocka_unit_test(test_stop_in_flight),
