@@ -529,7 +529,7 @@ static const char *const online_usage[] = {
 	"  --kind near       the same picture re-encoded, resized, cropped a\n"
 	"                    little, rotated or edited (default)\n"
 	"  --kind similar    similar shots (bursts) that are not near duplicates\n"
-	"  --threshold T     cosine similarity (near: 0.95, similar: 0.85;\n"
+	"  --threshold T     cosine similarity (near: 0.97, similar: 0.90;\n"
 	"                    see docs/DUPES.md)\n"
 	"  --prefix PATH     only images under PATH\n"
 	"  --limit N         groups per request (paging; default 100)\n"
@@ -542,7 +542,7 @@ static const char *const online_usage[] = {
 	"\n"
 	"Is this image already in the collection? FILE is uploaded; the daemon\n"
 	"lists the indexed files with the same bytes (exact) and the near\n"
-	"duplicates (similarity >= T, default 0.95) with their similarity.\n",
+	"duplicates (similarity >= T, default 0.97) with their similarity.\n",
 	"retrieve",
 	"usage: clipdex retrieve --prompts FILE [options] --out FILE.jsonl\n"
 	"\n"

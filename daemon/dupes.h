@@ -32,8 +32,8 @@ enum dupes_method {
 #define DUPES_EXACT_MAX 32768
 
 /* Default thresholds (cosine similarity), calibrated in docs/DUPES.md. */
-#define DUPES_NEAR_DEFAULT 0.95f
-#define DUPES_SIMILAR_DEFAULT 0.85f
+#define DUPES_NEAR_DEFAULT 0.97f
+#define DUPES_SIMILAR_DEFAULT 0.90f
 
 /* Why the keeper of a group was chosen: the first rule that separates it
  * from the runner-up. */
