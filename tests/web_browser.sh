@@ -29,10 +29,12 @@ if [ ! -f "$mod" ] || [ tests/web/package-lock.json -nt "$mod" ]; then
 fi
 
 tmp=$(cd "$(mktemp -d /tmp/cdx-webtest-XXXXXX)" && pwd -P)
-pid=""
+
+tok=webtest-token
+pid1=""
 pid2=""
 cleanup() {
-	for p in $pid $pid2; do
+	for p in $pid1 $pid2; do
 		kill "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
@@ -43,56 +45,52 @@ trap 'exit 1' INT TERM
 
 "$BUILD/tests/daemon_web" --fixture "$tmp" || fail "cannot write the fixtures"
 
-# A free port: try a few until clipdexd starts.
-for attempt in 1 2 3 4 5 6 7 8; do
-	port=$(( 20000 + ($$ * 13 + attempt * 977) % 40000 ))
-	"$BUILD/clipdexd" --model "$tmp/model" --store "$tmp/store" \
-	    --listen "ipc://$tmp/d.sock" --http "127.0.0.1:$port" \
-	    --root "$tmp/photos" --threads 1 >"$tmp/clipdexd.log" 2>&1 &
-	pid=$!
-	up=0
-	for i in $(seq 1 200); do
-		if curl -sf -d '{"op":"status"}' "http://127.0.0.1:$port/api" \
-		    >/dev/null 2>&1; then
-			up=1
-			break
-		fi
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
+# start_daemon N HOST [FLAG...]: clipdexd number N (its own store) on HOST
+# and a free port, answering; sets pidN and portN.
+start_daemon() {
+	n=$1
+	host=$2
+	shift 2
+	for attempt in 1 2 3 4 5 6 7 8; do
+		p=$(( 20000 + ($$ * 13 + n * 7919 + attempt * 977) % 40000 ))
+		"$BUILD/clipdexd" --model "$tmp/model" --store "$tmp/store$n" \
+		    --listen "ipc://$tmp/d$n.sock" --http "$host:$p" \
+		    --root "$tmp/photos" --threads 1 "$@" \
+		    >"$tmp/clipdexd$n.log" 2>&1 &
+		pid=$!
+		eval "pid$n=$pid"
+		for i in $(seq 1 200); do
+			if curl -sf -H "Authorization: Bearer $tok" \
+			    -d '{"op":"status"}' "http://127.0.0.1:$p/api" \
+			    >/dev/null 2>&1; then
+				eval "port$n=$p"
+				curl -sf -H "Authorization: Bearer $tok" -d \
+				    "{\"op\":\"add\",\"path\":\"$tmp/photos\",\"wait\":true}" \
+				    "http://127.0.0.1:$p/api" >/dev/null ||
+				    fail "indexing failed (clipdexd $n)"
+				return 0
+			fi
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		eval "pid$n="
 	done
-	[ $up -eq 1 ] && break
-	kill "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	pid=""
-done
-[ -n "$pid" ] || { cat "$tmp/clipdexd.log"; fail "clipdexd did not start"; }
+	cat "$tmp/clipdexd$n.log"
+	fail "clipdexd $n did not start"
+}
 
-curl -sf -d "{\"op\":\"add\",\"path\":\"$tmp/photos\",\"wait\":true}" \
-    "http://127.0.0.1:$port/api" >/dev/null || fail "indexing failed"
-
+start_daemon 1 127.0.0.1
 # A second daemon on a non-loopback address, so with a token: the page must
-# ask for it.  (Same photos, its own store.)
-tok=webtest-token
-port2=$(( port + 1 ))
-"$BUILD/clipdexd" --model "$tmp/model" --store "$tmp/store2" \
-    --listen "ipc://$tmp/d2.sock" --http "0.0.0.0:$port2" --token "$tok" \
-    --root "$tmp/photos" --threads 1 >"$tmp/clipdexd2.log" 2>&1 &
-pid2=$!
-for i in $(seq 1 200); do
-	curl -sf -H "Authorization: Bearer $tok" -d '{"op":"status"}' \
-	    "http://127.0.0.1:$port2/api" >/dev/null 2>&1 && break
-	kill -0 "$pid2" 2>/dev/null || { cat "$tmp/clipdexd2.log"; fail "clipdexd (token) did not start"; }
-	sleep 0.1
-done
-curl -sf -H "Authorization: Bearer $tok" \
-    -d "{\"op\":\"add\",\"path\":\"$tmp/photos\",\"wait\":true}" \
-    "http://127.0.0.1:$port2/api" >/dev/null || fail "indexing (token) failed"
+# ask for it.
+start_daemon 2 0.0.0.0 --token "$tok"
 
 shot=""
 [ -n "$WEB_SCREENSHOT" ] && shot="$root/$WEB_SCREENSHOT"
 WEB_TOKEN_URL="http://127.0.0.1:$port2" WEB_TOKEN="$tok" \
-    timeout 120 node tests/web/browser.js "http://127.0.0.1:$port" "$tmp/photos" \
+    timeout 120 node tests/web/browser.js "http://127.0.0.1:$port1" "$tmp/photos" \
     ${shot:+"$shot"}
 rc=$?
-[ $rc -eq 0 ] || sed 's/^/    clipdexd: /' "$tmp/clipdexd.log" | tail -20
+[ $rc -eq 0 ] || tail -20 "$tmp/clipdexd1.log" "$tmp/clipdexd2.log"
 exit $rc
