@@ -1463,8 +1463,19 @@ parse_curate(int argc, char **argv, struct copts *o)
 		"--prefix", "--limit", "-k", "--k", "--min-score", "--negative",
 		"--dedupe", "--example", "--prompts", "--out", "--copy-to",
 		"--link-to", "--negative-weight", NULL };
+	int only_positional = 0;
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i], *v = NULL;
+		char name[32];
+		if (only_positional || strcmp(a, "-") == 0) {
+			if (strlist_push(&o->words, argv[i]) != 0)
+				return EXIT_INPUT;
+			continue;
+		}
+		if (strcmp(a, "--") == 0) {
+			only_positional = 1;
+			continue;
+		}
 		int r = global_opt(argc, argv, &i, &o->g);
 		if (r < 0)
 			return EXIT_USAGE;
@@ -1491,6 +1502,12 @@ parse_curate(int argc, char **argv, struct copts *o)
 				return EXIT_INPUT;
 			continue;
 		}
+		/* --name=value or --name value */
+		const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+		if (eq != NULL && (size_t)(eq - a) < sizeof(name)) {
+			snprintf(name, sizeof(name), "%.*s", (int)(eq - a), a);
+			a = name;
+		}
 		int known = 0;
 		for (int k = 0; with_value[k] != NULL; k++)
 			known |= strcmp(a, with_value[k]) == 0;
@@ -1498,11 +1515,14 @@ parse_curate(int argc, char **argv, struct copts *o)
 			fprintf(stderr, "%s: unknown option '%s'\n", prog, a);
 			return EXIT_USAGE;
 		}
-		if (i + 1 >= argc) {
+		if (eq != NULL) {
+			v = eq + 1;
+		} else if (i + 1 >= argc) {
 			fprintf(stderr, "%s: %s needs a value\n", prog, a);
 			return EXIT_USAGE;
+		} else {
+			v = argv[++i];
 		}
-		v = argv[++i];
 		if (strcmp(a, "--threshold") == 0) {
 			if (parse_float(a, v, 1e-6, 1, &o->threshold) != 0)
 				return EXIT_USAGE;
@@ -1533,10 +1553,10 @@ parse_curate(int argc, char **argv, struct copts *o)
 			if (parse_float(a, v, 0, 10, &o->neg_weight) != 0)
 				return EXIT_USAGE;
 		} else if (strcmp(a, "--negative") == 0) {
-			if (strlist_push(&o->negatives, argv[i]) != 0)
+			if (strlist_push(&o->negatives, (char *)v) != 0)
 				return EXIT_INPUT;
 		} else if (strcmp(a, "--example") == 0) {
-			if (strlist_push(&o->examples, argv[i]) != 0)
+			if (strlist_push(&o->examples, (char *)v) != 0)
 				return EXIT_INPUT;
 		} else if (strcmp(a, "--prompts") == 0) {
 			o->prompts = v;

@@ -453,7 +453,7 @@ test_cli_dupes_and_check(void **state)
 	assert_non_null(strstr(out, "group,kind,keep,id,path,score"));
 	assert_non_null(strstr(out, ",shortest path\n"));
 
-	snprintf(args, sizeof(args), "dupes --threshold %.2f --json", NEAR_T);
+	snprintf(args, sizeof(args), "dupes --threshold=%.2f --json", NEAR_T);
 	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
 	lines = 0;
 	for (char *l = strtok(out, "\n"); l; l = strtok(NULL, "\n")) {
