@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "daemon/dupes.h"
 #include "daemon/srv_internal.h"
 
@@ -255,85 +257,152 @@ stream_push(stream *st, uint32_t prompt, uint32_t rank, uint64_t id,
 	return 0;
 }
 
-/* Whether hit h is within `dedupe` of an image already kept: its
- * neighbours at that similarity are looked up in the kept set. */
-static int
-near_kept(srv_call *c, uint64_t id, double dedupe, const idset *kept,
-    int *dup, cdx_error *err)
-{
-	store_image *img = NULL;
-	store_range *r = NULL;
-	int rc;
+/* The embeddings of the results kept so far (for dedupe). */
+typedef struct kept_vecs {
+	float *e;
+	size_t n, cap;
+	int dim;
+} kept_vecs;
 
-	*dup = 0;
-	if ((rc = store_image_get(c->s->st, id, &img, err)) != 0)
-		return rc;
-	rc = store_range_search(c->s->st, img->embedding, 1, (float)dedupe, &r,
-	    err);
-	store_image_free(img);
-	if (rc != 0)
-		return rc;
-	for (size_t j = r->lims[0]; j < r->lims[1] && !*dup; j++)
-		*dup = r->ids[j] != id && idset_has(kept, r->ids[j]);
-	store_range_free(r);
+static int
+kept_push(kept_vecs *k, const float *e)
+{
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? k->cap * 2 : 256;
+		float *v = realloc(k->e, cap * (size_t)k->dim * sizeof(float));
+		if (v == NULL)
+			return CDX_ENOMEM;
+		k->e = v;
+		k->cap = cap;
+	}
+	memcpy(k->e + k->n * (size_t)k->dim, e, sizeof(float) * (size_t)k->dim);
+	k->n++;
 	return 0;
 }
 
-/* One prompt's kept results, appended to st. */
+#define RETRIEVE_BATCH 256
+
+/* One prompt's kept results, appended to st.  Candidates come from the
+ * index best first; with dedupe they are compared (SGEMM) with every
+ * result kept so far, then with the ones kept earlier in their batch. */
 static int
 run_prompt(srv_call *c, const ropts *o, uint32_t pi, const float *q,
-    idset *kept, stream *st, cdx_error *err)
+    idset *kept, kept_vecs *kv, stream *st, cdx_error *err)
 {
+	int dim = c->s->info->embed_dim;
 	size_t fetch = (size_t)o->k, done = 0;
 	uint32_t rank = 0;
 	idset mine = { 0 };     /* this prompt's, when repeats are allowed */
-	int rc = 0;
+	float *be = NULL, *sims = NULL;
+	size_t *bh = NULL;
+	int rc = 0, stop = 0;
 
-	if (o->dedupe > 0)
+	if (o->dedupe > 0) {
 		fetch += fetch / 2 + 8;
-	for (;;) {
+		be = malloc(sizeof(float) * RETRIEVE_BATCH * (size_t)dim);
+		bh = malloc(sizeof(size_t) * RETRIEVE_BATCH);
+		if (be == NULL || bh == NULL) {
+			rc = cdx_error_set(err, CDX_ENOMEM, "retrieve: out of memory");
+			goto out_free;
+		}
+	}
+	while (!stop && rc == 0) {
 		store_results *res = NULL;
 		if ((rc = store_search(c->s->st, q, fetch, NULL, &res, err)) != 0)
 			break;
-		size_t i;
-		int stop = 0;
-		for (i = done; i < res->n && rank < (uint32_t)o->k; i++) {
-			const store_hit *h = &res->hits[i];
+		size_t i = done;
+		while (i < res->n && rank < (uint32_t)o->k && !stop && rc == 0) {
+			/* A batch of candidates not excluded by id or min_score. */
+			size_t nb = 0;
 			const idset *seen = o->unique ? kept : &mine;
-			int dup = 0;
-			if (o->has_min && h->score < o->min_score) {
-				stop = 1;
+			for (; i < res->n && nb < (o->dedupe > 0 ? RETRIEVE_BATCH : 1);
+			    i++) {
+				const store_hit *h = &res->hits[i];
+				if (o->has_min && h->score < o->min_score) {
+					stop = 1;
+					break;
+				}
+				if (idset_has(seen, h->id))
+					continue;
+				if (o->dedupe > 0) {
+					store_image *img = NULL;
+					int g = store_image_get(c->s->st, h->id, &img, err);
+					if (g == CDX_ENOTFOUND)
+						continue;
+					if (g != 0) {
+						rc = g;
+						break;
+					}
+					memcpy(be + nb * dim, img->embedding, sizeof(float) *
+					    (size_t)dim);
+					store_image_free(img);
+					bh[nb++] = i;
+				} else {
+					if ((rc = stream_push(st, pi, rank++, h->id, h->score))
+					    != 0 || (rc = idset_add(kept, h->id)) != 0 ||
+					    (!o->unique && (rc = idset_add(&mine, h->id)) != 0)) {
+						rc = cdx_error_set(err, CDX_ENOMEM, "retrieve: out of "
+						    "memory");
+						break;
+					}
+					if (rank >= (uint32_t)o->k) {
+						i++;
+						break;
+					}
+				}
+			}
+			if (rc != 0 || nb == 0)
+				continue;
+			/* Against everything kept before this batch. */
+			size_t nk0 = kv->n;
+			free(sims);
+			sims = malloc(sizeof(float) * nb * (nk0 ? nk0 : 1));
+			if (sims == NULL) {
+				rc = cdx_error_set(err, CDX_ENOMEM, "retrieve: out of memory");
 				break;
 			}
-			if (idset_has(seen, h->id))
-				continue;
-			if (o->dedupe > 0) {
-				if ((rc = near_kept(c, h->id, o->dedupe, kept, &dup, err))
-				    == CDX_ENOTFOUND) {
-					rc = 0;
-					continue;
+			if (nk0 > 0)
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb,
+				    (int)nk0, dim, 1.0f, be, dim, kv->e, dim, 0.0f, sims,
+				    (int)nk0);
+			for (size_t a = 0; a < nb && rank < (uint32_t)o->k; a++) {
+				int dup = 0;
+				for (size_t j = 0; j < nk0 && !dup; j++)
+					dup = sims[a * nk0 + j] >= o->dedupe;
+				/* ... and the ones kept earlier in this batch. */
+				for (size_t j = nk0; j < kv->n && !dup; j++) {
+					double d = 0;
+					for (int x = 0; x < dim; x++)
+						d += (double)be[a * dim + x] * kv->e[j * dim + x];
+					dup = d >= o->dedupe;
 				}
-				if (rc != 0)
-					break;
 				if (dup)
 					continue;
-			}
-			if ((rc = stream_push(st, pi, rank++, h->id, h->score)) != 0 ||
-			    (rc = idset_add(kept, h->id)) != 0 ||
-			    (!o->unique && (rc = idset_add(&mine, h->id)) != 0)) {
-				rc = cdx_error_set(err, CDX_ENOMEM, "retrieve: out of "
-				    "memory");
-				break;
+				const store_hit *h = &res->hits[bh[a]];
+				if (stream_push(st, pi, rank++, h->id, h->score) != 0 ||
+				    idset_add(kept, h->id) != 0 ||
+				    (!o->unique && idset_add(&mine, h->id) != 0) ||
+				    kept_push(kv, be + a * dim) != 0) {
+					rc = cdx_error_set(err, CDX_ENOMEM, "retrieve: out of "
+					    "memory");
+					break;
+				}
+				if (rank >= (uint32_t)o->k)
+					i = bh[a] + 1;  /* resume after the last one used */
 			}
 		}
 		int more = res->n == fetch;
 		done = i;
 		store_results_free(res);
-		if (rc != 0 || stop || rank >= (uint32_t)o->k || !more)
+		if (rank >= (uint32_t)o->k || !more)
 			break;
 		fetch *= 2;
 	}
+out_free:
 	free(mine.v);
+	free(be);
+	free(bh);
+	free(sims);
 	return rc;
 }
 
@@ -363,6 +432,7 @@ compute_stream(srv_call *c, const ropts *o, stream *st)
 	float *pe = malloc(sizeof(float) * (size_t)dim * (size_t)np);
 	float *ne = malloc(sizeof(float) * (size_t)dim * (size_t)(nn + 1));
 	idset kept = { 0 };
+	kept_vecs kv = { .dim = dim };
 	cdx_error err;
 	int rc = -1;
 
@@ -388,7 +458,8 @@ compute_stream(srv_call *c, const ropts *o, stream *st)
 		}
 		for (int d = 0; d < dim; d++)
 			q[d] = (float)(q[d] / sqrt(norm));
-		if ((rc = run_prompt(c, o, (uint32_t)i, q, &kept, st, &err)) != 0) {
+		if ((rc = run_prompt(c, o, (uint32_t)i, q, &kept, &kv, st, &err))
+		    != 0) {
 			rc = srv_fail_cdx(c, rc, &err);
 			goto out_free;
 		}
@@ -396,6 +467,7 @@ compute_stream(srv_call *c, const ropts *o, stream *st)
 	rc = 0;
 out_free:
 	free(kept.v);
+	free(kv.e);
 	free(pe);
 	free(ne);
 	return rc;
