@@ -9,7 +9,8 @@
  * Only images in the store are served, by id: no request names a path.  The
  * id is decimal digits and nothing else (no sign, no dots, no slashes), so
  * "/image/../../etc/passwd", "%2e%2e" and the like are refused before the
- * store is asked.  The file is opened without following a final symlink.
+ * store is asked.  The file is served only while its stored (canonical)
+ * path still resolves to itself: no symlink on the way, final or not.
  *
  * Access: when the HTTP address is not loopback the daemon has a token
  * (config.c insists) and thumbnails and images need it as
@@ -650,7 +651,12 @@ serve(web *w, web_job *j)
 		respond_text(j->aio, 500, err.msg);
 		return;
 	}
-	fd = open(img->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* The stored path is canonical: if it no longer is (a folder on the
+	 * way was replaced by a symlink), the file is not the one indexed. */
+	char canon[PATH_MAX];
+	fd = -1;
+	if (realpath(img->path, canon) != NULL && strcmp(canon, img->path) == 0)
+		fd = open(img->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	store_image_free(img);
 	if (fd < 0) {
 		respond_text(j->aio, 404, "the image's file is gone");

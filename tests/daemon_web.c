@@ -829,6 +829,35 @@ test_symlink_not_followed(void **state)
 	http_res_free(&r);
 	unlink(paths[1]);
 	assert_int_equal(rename(link, paths[1]), 0);
+
+	/* ... nor a folder on the way: photos/beach -> a copy elsewhere */
+	char beach[512], moved[512], copy[300], target2[700];
+	int bi = -1;
+	for (int i = 0; i < n_ids && bi < 0; i++)
+		if (strstr(paths[i], "/beach/photo ") != NULL)
+			bi = i;
+	assert_true(bi >= 0);
+	snprintf(beach, sizeof(beach), "%s/beach", photos);
+	snprintf(moved, sizeof(moved), "%s/beach-moved", tmp);
+	snprintf(copy, sizeof(copy), "%s/elsewhere", tmp);
+	assert_int_equal(mkdir(copy, 0755), 0);
+	snprintf(target2, sizeof(target2), "%s/%s", copy,
+	    strrchr(paths[bi], '/') + 1);
+	assert_int_equal(read_all(paths[bi], &d, &n), 0);
+	assert_int_equal(write_file(target2, d, n), 0);
+	free(d);
+	assert_int_equal(rename(beach, moved), 0);
+	assert_int_equal(symlink(copy, beach), 0);
+	snprintf(path, sizeof(path), "/image/%llu", (unsigned long long)ids[bi]);
+	assert_int_equal(http_get(path, NULL, &r), 0);
+	assert_int_equal(r.status, 404);
+	http_res_free(&r);
+	snprintf(path, sizeof(path), "/thumb/%llu", (unsigned long long)ids[bi]);
+	assert_int_equal(http_get(path, NULL, &r), 0);
+	assert_int_equal(r.status, 404);
+	http_res_free(&r);
+	unlink(beach);
+	assert_int_equal(rename(moved, beach), 0);
 }
 
 /* The cache keeps at most web_cache_max bytes, dropping the least recently
