@@ -217,6 +217,8 @@ install-libclipdex: $(LIBCLIPDEX)
 
 # tests/client_cli.c runs the clipdex program.
 $(BUILD)/tests/client_cli: | $(BUILD)/clipdex
+# tests/client_dupes.c runs clipdexd and clipdex.
+$(BUILD)/tests/client_dupes: | $(BUILD)/clipdex $(BUILD)/clipdexd
 # tests/web_browser.sh runs clipdexd with daemon_web's fixtures.
 $(BUILD)/tests/daemon_web: | $(BUILD)/clipdexd
 # tests/demo_e2e.c runs clipdexd and clipdex on the demo model.
