@@ -47,8 +47,42 @@ stream_free(stream *s)
 	free(s);
 }
 
+/* The last few streams, so that clients paging through different
+ * requests at the same time do not evict each other at every page. */
+#define RETRIEVE_CACHED 4
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static stream *cached;
+static stream *cached[RETRIEVE_CACHED];     /* [0]: most recent */
+
+/* Takes the matching stream out of the cache, or NULL. */
+static stream *
+cache_take(store *st, uint64_t seq, const char *key)
+{
+	stream *r = NULL;
+	pthread_mutex_lock(&cache_mu);
+	for (int i = 0; i < RETRIEVE_CACHED && r == NULL; i++) {
+		stream *c = cached[i];
+		if (c != NULL && c->st == st && c->seq == seq &&
+		    strcmp(c->key, key) == 0) {
+			r = c;
+			memmove(cached + i, cached + i + 1, sizeof(*cached) *
+			    (size_t)(RETRIEVE_CACHED - 1 - i));
+			cached[RETRIEVE_CACHED - 1] = NULL;
+		}
+	}
+	pthread_mutex_unlock(&cache_mu);
+	return r;
+}
+
+/* Puts s first, dropping the least recently used. */
+static void
+cache_put(stream *s)
+{
+	pthread_mutex_lock(&cache_mu);
+	stream_free(cached[RETRIEVE_CACHED - 1]);
+	memmove(cached + 1, cached, sizeof(*cached) * (RETRIEVE_CACHED - 1));
+	cached[0] = s;
+	pthread_mutex_unlock(&cache_mu);
+}
 
 /* ---- a set of ids (open addressing, 0 is the empty slot) ---- */
 
@@ -504,13 +538,7 @@ retrieve_op(srv_call *c)
 	if ((key = request_key(c->req)) == NULL)
 		return srv_fail(c, "internal", "out of memory");
 	uint64_t seq = store_seq(c->s->st);
-	pthread_mutex_lock(&cache_mu);
-	if (cached != NULL && cached->st == c->s->st && cached->seq == seq &&
-	    strcmp(cached->key, key) == 0) {
-		st = cached;
-		cached = NULL;          /* ours while we read it */
-	}
-	pthread_mutex_unlock(&cache_mu);
+	st = cache_take(c->s->st, seq, key);    /* ours while we read it */
 	if (st == NULL) {
 		if ((st = calloc(1, sizeof(*st))) == NULL) {
 			free(key);
@@ -555,10 +583,7 @@ retrieve_op(srv_call *c)
 		cJSON_AddNullToObject(r, "next_offset");
 	cJSON_AddNumberToObject(r, "took_ms", (srv_now() - t0) * 1000.0);
 out_cache:
-	pthread_mutex_lock(&cache_mu);
-	stream_free(cached);
-	cached = st;
-	pthread_mutex_unlock(&cache_mu);
+	cache_put(st);
 	if (rc != 0) {
 		cJSON_Delete(r);
 		return -1;

@@ -617,6 +617,11 @@ test_retrieve_paging(void **state)
 			break;
 	}
 	assert_int_equal(got, total);
+	/* k above the collection: every image once, under some prompt. */
+	cJSON *big = call("{\"op\":\"retrieve\",\"prompts\":[\"a\",\"b\","
+	    "\"c\"],\"k\":100000,\"limit\":1000}");
+	assert_int_equal(num(big, "total"), n_files);
+	cJSON_Delete(big);
 	/* unique (default): no image twice across prompts. */
 	for (int i = 0; i < total; i++)
 		for (int j = i + 1; j < total; j++)
