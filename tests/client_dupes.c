@@ -420,6 +420,11 @@ test_paging_is_stable(void **state)
 	    &reply), CDX_EINVAL);
 	assert_int_equal(cdx_call(cli, "{\"op\":\"retrieve\",\"prompts\":[3]}",
 	    &reply), CDX_EINVAL);
+	assert_int_equal(cdx_call(cli, "{\"op\":\"retrieve\",\"prompts\":"
+	    "[\"x\",{\"id\":999999}]}", &reply), CDX_ENOTFOUND);
+	assert_non_null(strstr(cdx_client_errmsg(cli), "prompt 1"));
+	assert_int_equal(cdx_call(cli, "{\"op\":\"retrieve\",\"prompts\":"
+	    "[\"x\"],\"k\":100001}", &reply), CDX_ETOOBIG);
 }
 
 /* Runs clipdex with args; returns its exit status, output in out. */
@@ -465,6 +470,20 @@ test_cli_dupes_and_check(void **state)
 	}
 	assert_int_equal(lines, N_ORIG);
 	assert_int_equal(run_cli("dupes --kind blurry", out, sizeof(out)), 2);
+
+	/* --prefix: the originals alone have no byte copies; the whole
+	 * folder has them all. */
+	snprintf(args, sizeof(args), "dupes --kind exact --json --prefix "
+	    "'%s/orig/'", photos);
+	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+	snprintf(args, sizeof(args), "dupes --kind exact --json --prefix '%s'",
+	    photos);
+	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
+	lines = 0;
+	for (char *p = out; *p; p++)
+		lines += *p == '\n';
+	assert_int_equal(lines, N_ORIG);
 
 	/* check: an indexed picture is found with its byte copy; a new
 	 * picture is not. */
