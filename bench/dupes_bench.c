@@ -12,8 +12,9 @@
  * Calibration: synthetic photos and their transformed copies (JPEG
  * q90/q70/q50, 50 % resize, 5 % crop, EXIF rotation, brightness +8 %)
  * next to distinct photos, embedded with a model (--model DIR, else the
- * tiny random test model of tests/testmodel.h); prints the precision and
- * recall of the planted duplicate pairs per threshold.
+ * tiny random test model of tests/testmodel.h, and models/demo as well
+ * when that folder exists); prints the precision and recall of the
+ * planted duplicate pairs per threshold.
  *
  *   dupes_bench [--n 1000000] [--dim 512] [--clusters 3000] [--pairs N]
  *               [--groups N] [--threshold 0.95] [--nprobe N] [--threads 2]
@@ -489,8 +490,16 @@ main(int argc, char **argv)
 	o.pairs = set_pairs ? pairs : o.n / 200;
 	o.groups = set_groups ? groups : o.n / 1000;
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (!o.skip_cal)
+	if (!o.skip_cal) {
 		run_calibration(&o);
+		/* The demo model too, when it is there and none was given. */
+		struct stat sb;
+		if (o.model == NULL && stat("models/demo/config.json", &sb) == 0) {
+			o.model = "models/demo";
+			run_calibration(&o);
+			o.model = NULL;
+		}
+	}
 	if (!o.skip_scale)
 		run_scale(&o);
 	return 0;
