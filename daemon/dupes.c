@@ -683,7 +683,7 @@ dupes_find(store *s, const dupes_params *p, dupes_result **out,
 				near[i] = (uint32_t)i;
 		}
 		linker L = { uf, near, thr, near_thr };
-		int all = p->method == DUPES_ALL_PAIRS || (p->method ==
+		int all = p->method == DUPES_ALL_PAIRS || n < 2 || (p->method ==
 		    DUPES_AUTO && n <= DUPES_EXACT_MAX);
 		rc = all ?
 		    link_exact(&L, c.x, n, p->dim, err) :

@@ -432,6 +432,12 @@ test_empty_store(void **state)
 	assert_int_equal(r->n_images, 0);
 	assert_true(r->threshold == DUPES_NEAR_DEFAULT);
 	dupes_result_free(r);
+	for (int m = DUPES_AUTO; m <= DUPES_CLUSTERED; m++) {
+		r = find_m(s, DUPES_SIMILAR, 0, NULL, m);
+		assert_int_equal(r->n_groups, 0);
+		assert_true(r->threshold == DUPES_SIMILAR_DEFAULT);
+		dupes_result_free(r);
+	}
 	dupes_result_free(NULL);
 	close_store(s);
 }
