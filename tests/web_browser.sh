@@ -92,5 +92,5 @@ WEB_TOKEN_URL="http://127.0.0.1:$port2" WEB_TOKEN="$tok" \
     timeout 120 node tests/web/browser.js "http://127.0.0.1:$port1" "$tmp/photos" \
     ${shot:+"$shot"}
 rc=$?
-[ $rc -eq 0 ] || tail -20 "$tmp/clipdexd1.log" "$tmp/clipdexd2.log"
+[ $rc -eq 0 ] || tail -n 20 "$tmp/clipdexd1.log" "$tmp/clipdexd2.log"
 exit $rc

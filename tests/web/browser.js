@@ -50,8 +50,10 @@ async function results(page, n) {
     const tiles = document.querySelectorAll('#results .tile');
     return !m.startsWith('Searching') && (want === undefined || tiles.length === want);
   }, n, { timeout: 10000 }).catch(() => {});
+  /* (with a token, src is set once the bytes are fetched: an <img> without
+   * src counts as complete) */
   await page.waitForFunction(() => [...document.querySelectorAll('#results img')]
-    .every((i) => i.complete), null, { timeout: 10000 });
+    .every((i) => i.src && i.complete), null, { timeout: 10000 });
   return page.$$eval('#results .tile', (ts) => ts.map((t) => ({
     id: t.dataset.id,
     score: parseFloat(t.querySelector('.score').textContent),
