@@ -20,10 +20,11 @@
  * are refused, so a web site cannot read photos through DNS rebinding.
  *
  * Threads: nng's HTTP callbacks never decode.  Thumbnail and image requests
- * are queued to a small pool of WEB_THREADS threads owned by this file
- * (the daemon's workers stay free for searches); a full queue answers 503.
- * Thumbnails are kept in an LRU cache bounded by web_cache_max (64 MiB), keyed by
- * id, file size and mtime, so a changed file gets a new thumbnail.
+ * are queued to a pool of threads owned by this file (one per core, 2 to
+ * WEB_THREADS_MAX), so the daemon's workers stay free for searches; a full
+ * queue answers 503.  Thumbnails are kept in an LRU cache bounded by
+ * web_cache_max (64 MiB), keyed by id, file size and mtime, so a changed
+ * file gets a new thumbnail.
  *
  * Lifetime: web_add_handlers() starts the pool and registers the handlers;
  * web_stop() (before the HTTP server stops) answers what is queued with
@@ -45,7 +46,7 @@
 
 #include "daemon/srv_internal.h"
 
-#define WEB_THREADS 2
+#define WEB_THREADS_MAX 8
 #define WEB_QUEUE_MAX 512
 #define WEB_THUMB_MAX 320               /* longer side of a thumbnail */
 #define WEB_THUMB_QUALITY 80
@@ -117,7 +118,7 @@ typedef struct web {
 	web_job *head, *tail;
 	size_t n_queued;
 	int closing;
-	pthread_t threads[WEB_THREADS];
+	pthread_t threads[WEB_THREADS_MAX];
 	int n_threads;
 
 	pthread_mutex_t cache_mu;
@@ -807,7 +808,10 @@ web_add_handlers(srv *s)
 	pthread_mutex_init(&w->cache_mu, NULL);
 	s->web = w;
 	pthread_once(&assets_once, assets_init);
-	for (int i = 0; i < WEB_THREADS; i++) {
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int nthreads = ncpu < 2 ? 2 : ncpu > WEB_THREADS_MAX ? WEB_THREADS_MAX :
+	    (int)ncpu;
+	for (int i = 0; i < nthreads; i++) {
 		if (pthread_create(&w->threads[i], NULL, pool_main, w) != 0) {
 			rv = NNG_ENOMEM;
 			goto out_stop;
