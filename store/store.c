@@ -981,6 +981,178 @@ store_image_delete_paths(store *s, const char *const *paths, size_t n,
 	return delete_batch(s, NULL, paths, n, n_deleted, err);
 }
 
+/* ---- rename (indexer: a file moved on disk keeps its record) ---- */
+
+/* Moves the record of from to the path to inside txn: same id, hash,
+ * embedding and times, a new label (as a put of an existing path). */
+static int
+rename_one(store *s, MDB_txn *txn, batch *b, const char *from, const char *to,
+	   unsigned char *buf, int64_t *ct, int64_t *mt, uint64_t *ids,
+	   int *found, cdx_error *err)
+{
+	size_t flen = strlen(from), tlen = strlen(to);
+	MDB_val fk = { flen, (void *)from }, tk = { tlen, (void *)to }, pv;
+	uint64_t id;
+	int rc;
+
+	*found = 0;
+	rc = mdb_get(txn, s->db_path, &tk, &pv);
+	if (rc == 0)
+		return cdx_error_set(err, CDX_EEXIST,
+				     "store_image_rename: %s already has a "
+				     "record", to);
+	if (rc != MDB_NOTFOUND)
+		return st_mdb_err(err, rc, "looking up path");
+	rc = mdb_get(txn, s->db_path, &fk, &pv);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return st_mdb_err(err, rc, "looking up path");
+	if (pv.mv_size != sizeof(id))
+		return cdx_error_set(err, CDX_ECORRUPT,
+				     "path entry of %s is malformed", from);
+	memcpy(&id, pv.mv_data, sizeof(id));
+	MDB_val k = { sizeof(id), &id }, v;
+	rec_hdr h;
+	const unsigned char *emb;
+	if ((rc = mdb_get(txn, s->db_rec, &k, &v)))
+		return st_mdb_err(err, rc, "reading renamed record");
+	if ((rc = st_rec_parse(s, &v, &h, NULL, &emb, err)))
+		return rc;
+	size_t vsz = (size_t)s->dim * sizeof(float);
+	int64_t old_label = h.label;
+	/* Copy out of the map before writing to it. */
+	memcpy(b->vecs + b->nadd * (size_t)s->dim, emb, vsz);
+	if ((rc = mdb_del(txn, s->db_path, &fk, NULL)))
+		return st_mdb_err(err, rc, "deleting path");
+	if ((rc = mdb_put(txn, s->db_path, &tk,
+			  &(MDB_val){ sizeof(id), &id }, 0)))
+		return st_mdb_err(err, rc, "writing path");
+	if (old_label > (int64_t)s->seq) {
+		for (size_t j = 0; j < b->nadd; j++)
+			if (b->add[j] == old_label)
+				b->add[j] = -1;
+	} else {
+		b->rm[b->nrm++] = old_label;
+	}
+	b->seq++;
+	h.label = (int64_t)b->seq;
+	h.path_len = (uint32_t)tlen;
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), b->vecs + b->nadd * (size_t)s->dim, vsz);
+	memcpy(buf + sizeof(h) + vsz, to, tlen);
+	v = (MDB_val){ sizeof(h) + vsz + tlen, buf };
+	if ((rc = mdb_put(txn, s->db_rec, &k, &v, 0)))
+		return st_mdb_err(err, rc, "writing record");
+	rec_attr a = { h.label, h.capture_time, floor_div_1e9(h.mtime_ns) };
+	if ((rc = mdb_put(txn, s->db_attr, &k,
+			  &(MDB_val){ sizeof(a), &a }, 0)))
+		return st_mdb_err(err, rc, "writing attr");
+	if ((rc = log_put(s, txn, b->seq, id, old_label, LOG_PUT)))
+		return st_mdb_err(err, rc, "writing change log");
+	rc = mdb_del(txn, s->db_fail, &tk, NULL);
+	if (rc == 0)
+		b->fail_delta--;
+	else if (rc != MDB_NOTFOUND)
+		return st_mdb_err(err, rc, "deleting failure record");
+	ct[b->nadd] = h.capture_time;
+	mt[b->nadd] = floor_div_1e9(h.mtime_ns);
+	ids[b->nadd] = id;
+	b->add[b->nadd++] = h.label;
+	*found = 1;
+	return 0;
+}
+
+int
+store_image_rename(store *s, const char *const *from, const char *const *to,
+		   size_t n, size_t *n_renamed, cdx_error *err)
+{
+	int rc;
+	size_t done = 0;
+	if (n == 0) {
+		if (n_renamed)
+			*n_renamed = 0;
+		return 0;
+	}
+	if (!from || !to)
+		return cdx_error_set(err, CDX_EINVAL,
+				     "store_image_rename: no paths");
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = check_path(from[i], "store_image_rename", err)) ||
+		    (rc = check_path(to[i], "store_image_rename", err)))
+			return rc;
+	}
+	size_t d = (size_t)s->dim;
+	batch b = { 0 };
+	int64_t *ct = malloc(n * sizeof(*ct)), *mt = malloc(n * sizeof(*mt));
+	uint64_t *ids = malloc(n * sizeof(*ids));
+	unsigned char *buf = malloc(sizeof(rec_hdr) + d * 4 + STORE_PATH_MAX);
+	b.rm = malloc(n * sizeof(*b.rm));
+	b.add = malloc(n * sizeof(*b.add));
+	b.vecs = malloc(n * d * sizeof(float));
+	if (!ct || !mt || !ids || !buf || !b.rm || !b.add || !b.vecs) {
+		rc = cdx_error_set(err, CDX_ENOMEM,
+				   "store_image_rename: out of memory");
+		goto out_free;
+	}
+	pthread_rwlock_wrlock(&s->lock);
+	for (;;) {
+		MDB_txn *txn;
+		b.nrm = b.nadd = 0;
+		b.seq = s->seq;
+		b.next_id = s->next_id;
+		b.count_delta = b.fail_delta = 0;
+		done = 0;
+		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
+			rc = st_mdb_err(err, rc, "store_image_rename");
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			int found;
+			rc = rename_one(s, txn, &b, from[i], to[i], buf, ct, mt,
+					ids, &found, err);
+			if (rc)
+				break;
+			done += (size_t)found;
+		}
+		if (!rc) {
+			int r2 = meta_put_u64(txn, s->db_meta, "seq", b.seq);
+			if (!r2)
+				r2 = mdb_txn_commit(txn);
+			else
+				mdb_txn_abort(txn);
+			if (r2 == MDB_MAP_FULL) {
+				if ((rc = grow_map(s, err)))
+					break;
+				continue;
+			}
+			if (r2) {
+				rc = st_mdb_err(err, r2, "store_image_rename");
+				break;
+			}
+			rc = batch_apply(s, &b, ct, mt, ids, err);
+			break;
+		}
+		mdb_txn_abort(txn);
+		if (rc == CDX_EFULL) {
+			if ((rc = grow_map(s, err)))
+				break;
+			continue;
+		}
+		break;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	if ((rc == 0 || rc == CDX_EINDEX) && n_renamed)
+		*n_renamed = done;
+out_free:
+	batch_free(&b);
+	free(buf);
+	free(ids);
+	free(mt);
+	free(ct);
+	return rc;
+}
+
 /* ---- reads ---- */
 
 static int

@@ -169,6 +169,21 @@ int store_image_delete(store *s, const uint64_t *ids, size_t n,
 int store_image_delete_paths(store *s, const char *const *paths, size_t n,
 			     size_t *n_deleted, cdx_error *err);
 
+/* Moves the records of paths from[i] to paths to[i] (files renamed on
+ * disk), all in one transaction: each keeps its id, embedding, hash, size,
+ * mtime, capture time and `added`, and gets a new label like a put (the
+ * change sequence grows by one per record moved, so caches keyed by
+ * store_seq() see the new paths).  Pairs apply in order: a path moved
+ * earlier in the same call may move again.  A from path without a record
+ * is skipped; a failure record of to[i] is removed.  *n_renamed (if not
+ * NULL) is the number of records moved.
+ * Errors: CDX_EINVAL/CDX_ETOOBIG (a bad path, as put), CDX_EEXIST (a to
+ * path already has a record: nothing is written; delete it first),
+ * CDX_ESTORE/CDX_EFULL/CDX_EIO (nothing written), CDX_EINDEX as put. */
+int store_image_rename(store *s, const char *const *from,
+		       const char *const *to, size_t n, size_t *n_renamed,
+		       cdx_error *err);
+
 /* Copies the image with this id (or path) out of the store.  On success
  * *out is one heap block (the struct, its path and its embedding) that the
  * caller owns and frees with store_image_free().
