@@ -69,6 +69,7 @@ typedef struct item {
 	float *pixels;
 	float *emb;
 	uint64_t del_id;        /* record whose bytes moved here: deleted */
+	char *moved_from;       /* or renamed to path (keeping its id) */
 	int del_path;           /* delete the record of path (now no image) */
 	uint8_t hash[STORE_HASH_LEN];
 	uint32_t width, height;
@@ -281,6 +282,7 @@ item_free(item *it)
 	if (it == NULL)
 		return;
 	free(it->path);
+	free(it->moved_from);
 	free(it->pixels);
 	free(it->emb);
 	free(it);
@@ -735,62 +737,75 @@ move_file(watch *w, const char *from, const char *to)
 		consider_file(w, NULL, to, &st, ORIG_DONE);
 		return;
 	}
-	store_image rec = *old;
-	uint64_t old_id = old->id;
-	rec.path = to;
-	if (store_image_put(w->st, &rec, 1, &err) != 0 ||
-	    store_image_delete(w->st, &old_id, 1, NULL, &err) != 0)
+	/* rename(2) replaced whatever was at to. */
+	size_t n = 0;
+	store_image_delete_paths(w->st, &to, 1, NULL, NULL);
+	if (store_image_rename(w->st, &from, &to, 1, &n, &err) != 0)
 		cdx_log(CDX_LOG_WARN, "indexer: cannot move %s to %s: %s", from, to,
 		    err.msg);
 	else
-		w->renamed++;
+		w->renamed += (int64_t)n;
 	store_image_free(old);
 }
 
-/* Moves every record under from to the same place under to. */
+struct prefix_paths {
+	const char *prefix;
+	char **paths;
+	size_t n, cap;
+};
+
+static int
+collect_paths(void *user, const store_image *img)
+{
+	struct prefix_paths *p = user;
+	if (!under(img->path, p->prefix))
+		return 0;
+	if (grow((void **)&p->paths, &p->cap, p->n + 1, sizeof(*p->paths)) != 0)
+		return CDX_ENOMEM;
+	if ((p->paths[p->n] = strdup(img->path)) == NULL)
+		return CDX_ENOMEM;
+	p->n++;
+	return 0;
+}
+
+/* Moves every record under from to the same place under to (same ids). */
 static void
 move_dir(watch *w, const char *from, const char *to)
 {
-	struct prefix_ids p = { from, NULL, 0, 0, 0 };
+	struct prefix_paths p = { from, NULL, 0, 0 };
 	size_t flen = strlen(from);
 	cdx_error err;
 
-	if (store_image_foreach(w->st, collect_prefix, &p, &err) != 0) {
+	if (store_image_foreach(w->st, collect_paths, &p, &err) != 0)
 		cdx_log(CDX_LOG_WARN, "indexer: cannot list %s: %s", from, err.msg);
-		free(p.ids);
-		return;
-	}
-	for (size_t i = 0; i < p.n; i += 64) {
-		store_image *got[64], recs[64];
-		char *paths[64];
-		uint64_t ids[64];
-		size_t n = 0, m = p.n - i < 64 ? p.n - i : 64;
-		for (size_t j = 0; j < m; j++) {
-			store_image *r;
-			if (store_image_get(w->st, p.ids[i + j], &r, NULL) != 0)
-				continue;
-			if (asprintf(&paths[n], "%s%s", to, r->path + flen) < 0) {
-				store_image_free(r);
-				continue;
-			}
-			got[n] = r;
-			recs[n] = *r;
-			recs[n].path = paths[n];
-			ids[n] = r->id;
-			n++;
+	for (size_t i = 0; i < p.n; i += 256) {
+		char *dst[256];
+		size_t m = p.n - i < 256 ? p.n - i : 256, n = 0, made = 0;
+		for (; made < m; made++)
+			if (asprintf(&dst[made], "%s%s", to, p.paths[i + made] +
+			    flen) < 0)
+				break;
+		int rc = store_image_rename(w->st, (const char *const *)p.paths + i,
+		    (const char *const *)dst, made, &n, &err);
+		if (rc == CDX_EEXIST) {
+			/* Stale records at the new place: the files moved win. */
+			store_image_delete_paths(w->st, (const char *const *)dst, made,
+			    NULL, NULL);
+			rc = store_image_rename(w->st,
+			    (const char *const *)p.paths + i,
+			    (const char *const *)dst, made, &n, &err);
 		}
-		if (n > 0 && (store_image_put(w->st, recs, n, &err) != 0 ||
-		    store_image_delete(w->st, ids, n, NULL, &err) != 0))
+		if (rc != 0)
 			cdx_log(CDX_LOG_WARN, "indexer: moving %s to %s: %s", from, to,
 			    err.msg);
 		else
 			w->renamed += (int64_t)n;
-		for (size_t j = 0; j < n; j++) {
-			store_image_free(got[j]);
-			free(paths[j]);
-		}
+		for (size_t j = 0; j < made; j++)
+			free(dst[j]);
 	}
-	free(p.ids);
+	for (size_t i = 0; i < p.n; i++)
+		free(p.paths[i]);
+	free(p.paths);
 }
 
 /* ---- tasks (control thread) ---- */
@@ -1335,8 +1350,12 @@ try_reuse(watch *w, item *it, const store_image *old)
 		it->height = r->height;
 		it->capture_time = r->capture_time;
 		if (strcmp(r->path, it->path) != 0 && lstat(r->path, &st) != 0 &&
-		    errno == ENOENT)
-			it->del_id = r->id;     /* moved: forget the old place */
+		    errno == ENOENT) {
+			/* Moved: the record follows the bytes (same id). */
+			if (it->is_update || (it->moved_from = strdup(r->path)) ==
+			    NULL)
+				it->del_id = r->id;
+		}
 		it->kind = K_REUSE;
 		store_image_free(r);
 		return 1;
@@ -1583,6 +1602,16 @@ write_batch(watch *w, item **v, size_t n)
 		if (it->del_id != 0)
 			del[nd++] = it->del_id;
 		put[np++] = it;
+	}
+	for (size_t i = 0; i < np; i++) {
+		/* A record whose bytes were found at a new path moves there
+		 * first, so the put below keeps its id. */
+		item *it = put[i];
+		size_t nr = 0;
+		if (it->moved_from != NULL && store_image_rename(w->st,
+		    (const char *const *)&it->moved_from,
+		    (const char *const *)&it->path, 1, &nr, NULL) == 0 && nr == 1)
+			w->renamed++;
 	}
 	if (np > 0) {
 		int rc = store_image_put(w->st, recs, np, &err);

@@ -314,6 +314,17 @@ embedding_of(env *e, const char *path)
 	return v;
 }
 
+static uint64_t
+id_of(env *e, const char *path)
+{
+	store_image *r;
+	if (store_image_get_by_path(e->st, path, &r, NULL) != 0)
+		fail_msg("no record of %s", path);
+	uint64_t id = r->id;
+	store_image_free(r);
+	return id;
+}
+
 static void
 assert_embedding(env *e, const char *path, const float *want)
 {
@@ -487,24 +498,29 @@ test_scan_then_live(void **state)
 	/* Rename in place, then move to another folder: same embedding, no
 	 * encoding. */
 	float *emb = embedding_of(&e, pathf("%s/a/p0.jpg", e.root));
+	uint64_t id = id_of(&e, pathf("%s/a/p0.jpg", e.root));
 	assert_int_equal(rename(pathf("%s/a/p0.jpg", e.root),
 	    pathf("%s/a/renamed.jpg", e.root)), 0);
 	converge(&e, "rename");
 	assert_embedding(&e, pathf("%s/a/renamed.jpg", e.root), emb);
+	assert_int_equal(id_of(&e, pathf("%s/a/renamed.jpg", e.root)), id);
 	assert_int_equal(rename(pathf("%s/a/renamed.jpg", e.root),
 	    pathf("%s/b/moved here.jpg", e.root)), 0);
 	converge(&e, "move between folders");
 	assert_embedding(&e, pathf("%s/b/moved here.jpg", e.root), emb);
+	assert_int_equal(id_of(&e, pathf("%s/b/moved here.jpg", e.root)), id);
 	free(emb);
 	assert_int_equal(encoded(&e), enc);
 
 	/* Move a folder (with a subfolder): paths rewritten, embeddings kept. */
 	emb = embedding_of(&e, pathf("%s/a/deep/p2.jpg", e.root));
+	id = id_of(&e, pathf("%s/a/deep/p2.jpg", e.root));
 	mkdir(pathf("%s/b/into", e.root), 0755);
 	assert_int_equal(rename(pathf("%s/a", e.root),
 	    pathf("%s/b/into/A", e.root)), 0);
 	converge(&e, "move a folder");
 	assert_embedding(&e, pathf("%s/b/into/A/deep/p2.jpg", e.root), emb);
+	assert_int_equal(id_of(&e, pathf("%s/b/into/A/deep/p2.jpg", e.root)), id);
 	free(emb);
 	assert_int_equal(encoded(&e), enc);
 	/* The moved folder is still watched, under its new name. */
@@ -660,6 +676,34 @@ test_symlinks(void **state)
 	env_free(&e);
 }
 
+/* A file moved while nobody watched: the scan finds its bytes at the new
+ * path and moves the record there (same id, no encoding). */
+static void
+test_moved_while_stopped(void **state)
+{
+	env e;
+	watch_params p = test_params();
+	(void)state;
+
+	env_init(&e, "offline");
+	mkdir(pathf("%s/x", e.root), 0755);
+	write_jpeg(pathf("%s/x/a.jpg", e.root), 4000);
+	write_jpeg(pathf("%s/x/b.jpg", e.root), 4001);
+	env_start(&e, &p);
+	add_wait(&e, e.root, 1);
+	uint64_t id = id_of(&e, pathf("%s/x/a.jpg", e.root));
+	watch_stop(e.w);
+	assert_int_equal(rename(pathf("%s/x/a.jpg", e.root),
+	    pathf("%s/x/a moved.jpg", e.root)), 0);
+	env_start(&e, &p);
+	watch_result r = add_wait(&e, e.root, 1);
+	assert_int_equal(r.moved, 1);
+	assert_int_equal(encoded(&e), 0);
+	assert_int_equal(id_of(&e, pathf("%s/x/a moved.jpg", e.root)), id);
+	converge(&e, "moved while stopped");
+	env_free(&e);
+}
+
 static void
 test_watch_limit(void **state)
 {
@@ -725,6 +769,7 @@ main(void)
 		cmocka_unit_test(test_overflow),
 		cmocka_unit_test(test_restart_resumes),
 		cmocka_unit_test(test_symlinks),
+		cmocka_unit_test(test_moved_while_stopped),
 		cmocka_unit_test(test_watch_limit),
 		cmocka_unit_test(test_ten_thousand),
 	};
