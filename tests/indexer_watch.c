@@ -705,6 +705,57 @@ test_moved_while_stopped(void **state)
 }
 
 static void
+copy_file(const char *from, const char *to)
+{
+	FILE *f = fopen(from, "rb");
+	static char buf[1 << 20];
+	assert_non_null(f);
+	size_t n = fread(buf, 1, sizeof(buf), f);
+	assert_true(n > 0 && n < sizeof(buf));
+	fclose(f);
+	write_bytes(to, buf, n);
+}
+
+/* EXIF DateTimeOriginal and the displayed size are stored (expected values
+ * from tests/fixtures/images/manifest.txt, made with Pillow). */
+static void
+test_exif_capture_time(void **state)
+{
+	env e;
+	watch_params p = test_params();
+	store_image *r;
+	(void)state;
+
+	p.min_side = 0;
+	env_init(&e, "exif");
+	copy_file("tests/fixtures/images/j_orient6.jpg",
+	    pathf("%s/rotated.jpg", e.root));
+	copy_file("tests/fixtures/images/p_orient6.png",
+	    pathf("%s/rotated.png", e.root));
+	write_jpeg(pathf("%s/no exif.jpg", e.root), 9000);
+	env_start(&e, &p);
+	watch_result res = add_wait(&e, e.root, 0);
+	assert_int_equal(res.added, 3);
+	assert_int_equal(store_image_get_by_path(e.st,
+	    pathf("%s/rotated.jpg", e.root), &r, NULL), 0);
+	assert_int_equal(r->capture_time, 1620284889);
+	assert_int_equal(r->width, 24);
+	assert_int_equal(r->height, 40);
+	store_image_free(r);
+	assert_int_equal(store_image_get_by_path(e.st,
+	    pathf("%s/rotated.png", e.root), &r, NULL), 0);
+	assert_int_equal(r->capture_time, 1262401445);
+	assert_int_equal(r->width, 16);
+	assert_int_equal(r->height, 26);
+	store_image_free(r);
+	assert_int_equal(store_image_get_by_path(e.st,
+	    pathf("%s/no exif.jpg", e.root), &r, NULL), 0);
+	assert_true(r->capture_time == STORE_TIME_UNKNOWN);
+	store_image_free(r);
+	env_free(&e);
+}
+
+static void
 test_watch_limit(void **state)
 {
 	env e;
@@ -770,6 +821,7 @@ main(void)
 		cmocka_unit_test(test_restart_resumes),
 		cmocka_unit_test(test_symlinks),
 		cmocka_unit_test(test_moved_while_stopped),
+		cmocka_unit_test(test_exif_capture_time),
 		cmocka_unit_test(test_watch_limit),
 		cmocka_unit_test(test_ten_thousand),
 	};
