@@ -261,6 +261,40 @@ dec_thread(void *arg)
 	return NULL;
 }
 
+/* A text query loop at normal priority, beside the indexer. */
+struct query_arg {
+	const clip_model *m;
+	volatile int stop;
+	int n;
+	double sum, max;
+};
+
+static void *
+query_thread(void *arg)
+{
+	struct query_arg *q = arg;
+	int32_t ids[CLIP_CONTEXT_LEN];
+	float emb[4096];
+	clip_ctx *ctx;
+	const char *text = "a photo of a dog on a beach";
+	if (clip_ctx_new(q->m, 1, &ctx, NULL) != 0 ||
+	    clip_tokenize(clip_model_tokenizer(q->m), text, strlen(text), ids,
+	    NULL, NULL) != 0)
+		return NULL;
+	while (!q->stop) {
+		double t = now_s();
+		clip_encode_text(ctx, ids, 1, emb, NULL);
+		t = now_s() - t;
+		q->sum += t;
+		q->n++;
+		if (t > q->max)
+			q->max = t;
+		usleep(20000);
+	}
+	clip_ctx_free(ctx);
+	return NULL;
+}
+
 static void
 run_size(const char *label, const char *folder, const char *tmp,
     const clip_model *m, int cores)
@@ -318,6 +352,16 @@ run_size(const char *label, const char *folder, const char *tmp,
 	}
 	double enc_wall = now_s() - t0, enc = (cpu_s() - cc0) / done;
 	clip_ctx_free(ctx);
+	{
+		struct query_arg qa = { m, 0, 0, 0, 0 };
+		pthread_t qt;
+		pthread_create(&qt, NULL, query_thread, &qa);
+		usleep(1000000);
+		qa.stop = 1;
+		pthread_join(qt, NULL);
+		printf("%s: text query alone: mean %.1f ms, max %.1f ms\n", label,
+		    qa.n ? qa.sum / qa.n * 1e3 : 0.0, qa.max * 1e3);
+	}
 	double ideal = cores / (enc + dec);
 	double enc_rate = done / enc_wall;
 	double ideal_wall = 1.0 / (1.0 / enc_rate + 1.0 / dec_rate);
@@ -341,13 +385,25 @@ run_size(const char *label, const char *folder, const char *tmp,
 		openblas_set_num_threads(cfgs[i].blas ? cfgs[i].blas : cores);
 		snprintf(store_dir, sizeof(store_dir), "%s/store-%s-%zu", tmp, label,
 		    i);
+		struct query_arg qa = { m, 0, 0, 0, 0 };
+		pthread_t qt;
+		if (i == 0)
+			pthread_create(&qt, NULL, query_thread, &qa);
 		double t = index_folder(folder, store_dir, m, &p, NULL, NULL, &got);
+		if (i == 0) {
+			qa.stop = 1;
+			pthread_join(qt, NULL);
+		}
 		printf("  index (decode threads %s, OpenBLAS threads %d): "
 		    "%.2f images/s = %.0f%% of the CPU ideal, %.0f%% of the wall "
 		    "ideal%s\n", cfgs[i].dec ? (cfgs[i].dec == 1 ? "1" : "2") :
 		    "auto", cfgs[i].blas ? cfgs[i].blas : cores, got / t,
 		    100.0 * got / t / ideal, 100.0 * got / t / ideal_wall,
 		    got == n ? "" : " (MISSING FILES)");
+		if (i == 0)
+			printf("  text queries meanwhile (normal priority): %d, mean "
+			    "%.1f ms, max %.1f ms\n", qa.n, qa.n ? qa.sum / qa.n * 1e3 :
+			    0.0, qa.max * 1e3);
 	}
 	openblas_set_num_threads(cores);
 	for (int i = 0; i < n; i++)
