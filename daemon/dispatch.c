@@ -264,49 +264,63 @@ parse_term(srv_call *c, const cJSON *t, term *out)
 	return 0;
 }
 
+int
+srv_image_bytes(srv_call *c, const cJSON *image, const cJSON *path,
+    uint8_t **data, size_t *len)
+{
+	const srv_config *cfg = c->s->cfg;
+	cdx_error err;
+	int rc;
+
+	if (image != NULL) {
+		const char *b = image->valuestring;
+		size_t blen = strlen(b);
+		if (blen / 4 * 3 > cfg->max_image_bytes + 3)
+			return srv_fail(c, "too_large", "the image is over the limit of "
+			    "%zu bytes", cfg->max_image_bytes);
+		uint8_t *d = malloc(blen / 4 * 3 + 3);
+		if (d == NULL)
+			return srv_fail(c, "internal", "out of memory");
+		long n = b64_decode(b, blen, d);
+		if (n < 0) {
+			free(d);
+			return srv_fail(c, "bad_request", "'image' is not valid base64");
+		}
+		*data = d;
+		*len = (size_t)n;
+		return 0;
+	}
+	char canon[PATH_MAX];
+	rc = srv_path_check(c->s, path->valuestring, canon, sizeof(canon), 0);
+	if (rc == CDX_EPERM)
+		return srv_fail(c, "forbidden", "%s is outside the daemon's roots",
+		    path->valuestring);
+	if (rc != 0)
+		return srv_fail(c, rc == CDX_EINVAL ? "bad_request" : "not_found",
+		    "%s: %s", path->valuestring, rc == CDX_EINVAL ?
+		    "not an absolute path" : "no such file");
+	if ((rc = srv_read_file(canon, cfg->max_image_bytes, data, len, &err))
+	    != 0)
+		return srv_fail_cdx(c, rc, &err);
+	return 0;
+}
+
 /* Decodes one image term into pixels for the encoder. */
 static int
 term_pixels(srv_call *c, const term *t, int exact, float *pixels)
 {
-	const srv_config *cfg = c->s->cfg;
 	const clip_preprocess_cfg *pp = &c->s->info->preprocess;
-	clip_decode_opts dopt = { cfg->max_pixels, exact ? 0 : pp->shortest_edge };
+	clip_decode_opts dopt = { c->s->cfg->max_pixels,
+	    exact ? 0 : pp->shortest_edge };
 	clip_image img;
 	cdx_error err;
 	uint8_t *data = NULL;
 	size_t len = 0;
 	int rc;
 
-	if (t->kind == TERM_IMAGE) {
-		const char *b = t->src->valuestring;
-		size_t blen = strlen(b);
-		if (blen / 4 * 3 > cfg->max_image_bytes + 3)
-			return srv_fail(c, "too_large", "the image is over the limit of "
-			    "%zu bytes", cfg->max_image_bytes);
-		data = malloc(blen / 4 * 3 + 3);
-		if (data == NULL)
-			return srv_fail(c, "internal", "out of memory");
-		long n = b64_decode(b, blen, data);
-		if (n < 0) {
-			free(data);
-			return srv_fail(c, "bad_request", "'image' is not valid base64");
-		}
-		len = (size_t)n;
-	} else {
-		char canon[PATH_MAX];
-		rc = srv_path_check(c->s, t->src->valuestring, canon, sizeof(canon),
-		    0);
-		if (rc == CDX_EPERM)
-			return srv_fail(c, "forbidden", "%s is outside the daemon's roots",
-			    t->src->valuestring);
-		if (rc != 0)
-			return srv_fail(c, rc == CDX_EINVAL ? "bad_request" : "not_found",
-			    "%s: %s", t->src->valuestring, rc == CDX_EINVAL ?
-			    "not an absolute path" : "no such file");
-		if ((rc = srv_read_file(canon, cfg->max_image_bytes, &data, &len,
-		    &err)) != 0)
-			return srv_fail_cdx(c, rc, &err);
-	}
+	if (srv_image_bytes(c, t->kind == TERM_IMAGE ? t->src : NULL,
+	    t->kind == TERM_PATH ? t->src : NULL, &data, &len) != 0)
+		return -1;
 	rc = clip_image_decode(data, len, &dopt, &img, &err);
 	free(data);
 	if (rc != 0)

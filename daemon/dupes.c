@@ -950,90 +950,18 @@ dupes_op(srv_call *c)
 
 /* ---- the check operation ---- */
 
-static int
-b64_val(unsigned char ch)
-{
-	if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-	if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-	if (ch == '+' || ch == '-') return 62;
-	if (ch == '/' || ch == '_') return 63;
-	return -1;
-}
-
-/* Decodes base64 as the search terms do (whitespace ignored, padding
- * optional); -1 when malformed. */
-static long
-b64_dec(const char *in, size_t len, uint8_t *out)
-{
-	uint32_t acc = 0;
-	int bits = 0, pad = 0;
-	long n = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)in[i];
-		if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t')
-			continue;
-		if (ch == '=') {
-			pad++;
-			continue;
-		}
-		int v = b64_val(ch);
-		if (v < 0 || pad > 0)
-			return -1;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[n++] = (uint8_t)(acc >> bits);
-		}
-	}
-	if (pad > 2 || bits >= 6)
-		return -1;
-	return n;
-}
-
 /* The bytes of the request's image or path. */
 static int
 check_bytes(srv_call *c, uint8_t **data, size_t *len)
 {
 	const cJSON *im = cJSON_GetObjectItemCaseSensitive(c->req, "image");
 	const cJSON *pa = cJSON_GetObjectItemCaseSensitive(c->req, "path");
-	size_t maxb = c->s->cfg->max_image_bytes;
-	cdx_error err;
-	int rc;
 
-	if (cJSON_IsString(im) && pa == NULL) {
-		size_t blen = strlen(im->valuestring);
-		if (blen / 4 * 3 > maxb + 3)
-			return srv_fail(c, "too_large", "the image is over the limit "
-			    "of %zu bytes", maxb);
-		uint8_t *d = malloc(blen / 4 * 3 + 3);
-		if (d == NULL)
-			return srv_fail(c, "internal", "out of memory");
-		long n = b64_dec(im->valuestring, blen, d);
-		if (n < 0) {
-			free(d);
-			return srv_fail(c, "bad_request", "'image' is not valid base64");
-		}
-		*data = d;
-		*len = (size_t)n;
-		return 0;
-	}
-	if (!cJSON_IsString(pa) || im != NULL)
+	if (cJSON_IsString(im) == cJSON_IsString(pa) || (im != NULL &&
+	    !cJSON_IsString(im)) || (pa != NULL && !cJSON_IsString(pa)))
 		return srv_fail(c, "bad_request", "check needs one of 'image' "
 		    "(base64) or 'path'");
-	char canon[PATH_MAX];
-	rc = srv_path_check(c->s, pa->valuestring, canon, sizeof(canon), 0);
-	if (rc == CDX_EPERM)
-		return srv_fail(c, "forbidden", "%s is outside the daemon's roots",
-		    pa->valuestring);
-	if (rc != 0)
-		return srv_fail(c, rc == CDX_EINVAL ? "bad_request" : "not_found",
-		    "%s: %s", pa->valuestring, rc == CDX_EINVAL ?
-		    "not an absolute path" : "no such file");
-	if ((rc = srv_read_file(canon, maxb, data, len, &err)) != 0)
-		return srv_fail_cdx(c, rc, &err);
-	return 0;
+	return srv_image_bytes(c, im, pa, data, len);
 }
 
 int

@@ -108,6 +108,11 @@ void srv_reply_ok(srv_call *c, cJSON *r);
 /* The normalised query vector (embed_dim floats) of the request's terms
  * ("terms", or one text/image/path/id at the top level). */
 int srv_query_vector(srv_call *c, float *q);
+/* The bytes of an image given as base64 (image, a JSON string) or as a
+ * path inside the roots (path); exactly one is not NULL.  *data is
+ * malloc'd.  Fails with bad_request, too_large, forbidden or not_found. */
+int srv_image_bytes(srv_call *c, const cJSON *image, const cJSON *path,
+    uint8_t **data, size_t *len);
 /* One search hit as the protocol's result object. */
 cJSON *srv_hit_json(const store_hit *h);
 
