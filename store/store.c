@@ -553,13 +553,17 @@ st_normalise_query(const float *in, int dim, float *out)
 	return normalise(in, dim, out);
 }
 
-/* The state of one write batch, for idx_apply after commit. */
+/* The state of one write batch, for idx_apply after commit.  Owns its
+ * arrays; ctime, mtime and ids are indexed like add (image puts and
+ * renames only). */
 typedef struct batch {
 	int64_t *rm;
 	size_t nrm;
 	int64_t *add;
 	float *vecs;
 	size_t nadd;
+	int64_t *ctime, *mtime;
+	uint64_t *ids;
 	uint64_t seq, next_id;
 	int64_t count_delta, fail_delta;
 } batch;
@@ -570,6 +574,24 @@ batch_free(batch *b)
 	free(b->rm);
 	free(b->add);
 	free(b->vecs);
+	free(b->ctime);
+	free(b->mtime);
+	free(b->ids);
+}
+
+/* Allocates the arrays of a batch of n images (puts and renames). */
+static int
+batch_alloc(batch *b, size_t n, size_t dim)
+{
+	b->rm = malloc(n * sizeof(*b->rm));
+	b->add = malloc(n * sizeof(*b->add));
+	b->vecs = malloc(n * dim * sizeof(float));
+	b->ctime = malloc(n * sizeof(*b->ctime));
+	b->mtime = malloc(n * sizeof(*b->mtime));
+	b->ids = malloc(n * sizeof(*b->ids));
+	return b->rm && b->add && b->vecs && b->ctime && b->mtime && b->ids
+		       ? 0
+		       : -1;
 }
 
 static int
@@ -589,14 +611,13 @@ log_put(store *s, MDB_txn *txn, uint64_t seq, uint64_t id, int64_t old,
 	return mdb_put(txn, s->db_log, &k, &v, MDB_APPEND);
 }
 
-/* Deletes image id inside txn; *found = 0 if it does not exist. */
+/* Deletes image id inside txn, adding its label to b->rm; nothing if it
+ * does not exist. */
 static int
-del_one(store *s, MDB_txn *txn, batch *b, uint64_t id, int *found,
-	cdx_error *err)
+del_one(store *s, MDB_txn *txn, batch *b, uint64_t id, cdx_error *err)
 {
 	MDB_val k = { sizeof(id), &id }, v;
 	int rc = mdb_get(txn, s->db_rec, &k, &v);
-	*found = 0;
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc)
@@ -623,7 +644,6 @@ del_one(store *s, MDB_txn *txn, batch *b, uint64_t id, int *found,
 		return st_mdb_err(err, rc, "writing change log");
 	b->rm[b->nrm++] = h.label;
 	b->count_delta--;
-	*found = 1;
 	return 0;
 }
 
@@ -720,8 +740,7 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 
 /* Applies a committed batch to the live map and the index. */
 static int
-batch_apply(store *s, batch *b, int64_t *attrs_ctime, int64_t *attrs_mtime,
-	    uint64_t *ids, cdx_error *err)
+batch_apply(store *s, batch *b, cdx_error *err)
 {
 	s->seq = b->seq;
 	s->next_id = b->next_id;
@@ -732,8 +751,8 @@ batch_apply(store *s, batch *b, int64_t *attrs_ctime, int64_t *attrs_mtime,
 		live_remove(&s->live, b->rm[i]);
 	for (size_t i = 0; i < b->nadd && !rc; i++)
 		if (b->add[i] >= 0)
-			rc = live_add(&s->live, b->add[i], ids[i],
-				      attrs_ctime[i], attrs_mtime[i]);
+			rc = live_add(&s->live, b->add[i], b->ids[i],
+				      b->ctime[i], b->mtime[i]);
 	/* A label replaced within the same batch (-1) is left out. */
 	size_t m = 0;
 	for (size_t i = 0; i < b->nadd; i++) {
@@ -767,6 +786,94 @@ batch_apply(store *s, batch *b, int64_t *attrs_ctime, int64_t *attrs_mtime,
 	return rc;
 }
 
+/* One write transaction: the work and what errors call it.  With a batch
+ * (image records), the work adds to the change log: the batch is reset
+ * before each attempt, its seq (and next_id with put_next_id) goes to
+ * meta in the same transaction, and after the commit it is applied to the
+ * live map and the index.  Without one (failure and kv records), only the
+ * work is done. */
+typedef struct write_op {
+	/* Does item i of n inside txn.  Each attempt, in a fresh
+	 * transaction, starts over from item 0. */
+	int (*fn)(store *s, MDB_txn *txn, void *arg, size_t i, cdx_error *err);
+	void *arg;
+	size_t n;
+	batch *b;
+	int put_next_id;
+	const char *begin_what, *commit_what;
+} write_op;
+
+/* Runs op in a write transaction under the exclusive lock, held across
+ * the commit and the index update.  MDB_MAP_FULL, at commit or as
+ * CDX_EFULL from the work, doubles the map and runs op again. */
+static int
+write_txn(store *s, const write_op *op, cdx_error *err)
+{
+	batch *b = op->b;
+	int rc;
+	pthread_rwlock_wrlock(&s->lock);
+	for (;;) {
+		MDB_txn *txn;
+		if (b) {
+			b->nrm = b->nadd = 0;
+			b->seq = s->seq;
+			b->next_id = s->next_id;
+			b->count_delta = b->fail_delta = 0;
+		}
+		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
+			rc = st_mdb_err(err, rc, op->begin_what);
+			break;
+		}
+		rc = 0;
+		for (size_t i = 0; i < op->n && !rc; i++)
+			rc = op->fn(s, txn, op->arg, i, err);
+		if (!rc && b) {
+			int r = meta_put_u64(txn, s->db_meta, "seq", b->seq);
+			if (!r && op->put_next_id)
+				r = meta_put_u64(txn, s->db_meta, "next_id",
+						 b->next_id);
+			if (r)
+				rc = st_mdb_err(err, r, op->commit_what);
+		}
+		if (rc) {
+			mdb_txn_abort(txn);
+		} else {
+			int r = mdb_txn_commit(txn);
+			if (r)
+				rc = st_mdb_err(err, r, op->commit_what);
+		}
+		if (rc == CDX_EFULL) {
+			if ((rc = grow_map(s, err)))
+				break;
+			continue;
+		}
+		if (!rc && b)
+			rc = batch_apply(s, b, err);
+		break;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+struct put_arg {
+	batch b;
+	store_image *imgs;
+	const float *vecs;      /* normalised, n * dim */
+	int64_t now;
+	unsigned char *buf;     /* room for one record */
+};
+
+static int
+put_item(store *s, MDB_txn *txn, void *arg, size_t i, cdx_error *err)
+{
+	struct put_arg *a = arg;
+	int rc = put_one(s, txn, &a->b, &a->imgs[i],
+			 a->vecs + i * (size_t)s->dim, a->now, a->buf, err);
+	if (!rc)
+		a->b.ids[i] = a->imgs[i].id;
+	return rc;
+}
+
 int
 store_image_put(store *s, store_image *imgs, size_t n, cdx_error *err)
 {
@@ -776,102 +883,82 @@ store_image_put(store *s, store_image *imgs, size_t n, cdx_error *err)
 	if (!imgs)
 		return cdx_error_set(err, CDX_EINVAL, "store_image_put: no images");
 	size_t d = (size_t)s->dim;
-	batch b = { 0 };
-	int64_t *ct = malloc(n * sizeof(*ct)), *mt = malloc(n * sizeof(*mt));
-	uint64_t *ids = malloc(n * sizeof(*ids));
-	unsigned char *buf = malloc(sizeof(rec_hdr) + d * 4 + STORE_PATH_MAX);
-	b.rm = malloc(n * sizeof(*b.rm));
-	b.add = malloc(n * sizeof(*b.add));
-	b.vecs = malloc(n * d * sizeof(float));
-	if (!ct || !mt || !ids || !buf || !b.rm || !b.add || !b.vecs) {
+	struct put_arg a = { .imgs = imgs };
+	float *vecs = NULL;
+	a.buf = malloc(sizeof(rec_hdr) + d * 4 + STORE_PATH_MAX);
+	if (batch_alloc(&a.b, n, d) || !a.buf) {
 		rc = cdx_error_set(err, CDX_ENOMEM, "store_image_put: out of memory");
 		goto out_free;
 	}
 	/* Validate everything before touching LMDB. */
-	float *vecs_in = malloc(n * d * sizeof(float));
-	if (!vecs_in) {
+	vecs = malloc(n * d * sizeof(float));
+	if (!vecs) {
 		rc = cdx_error_set(err, CDX_ENOMEM, "store_image_put: out of memory");
 		goto out_free;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if ((rc = check_path(imgs[i].path, "store_image_put", err)))
-			goto out_free_vecs;
+			goto out_free;
 		if (imgs[i].size < 0 || !imgs[i].embedding) {
 			rc = cdx_error_set(err, CDX_EINVAL,
 					   "store_image_put: %s: negative size "
 					   "or no embedding",
 					   imgs[i].path);
-			goto out_free_vecs;
+			goto out_free;
 		}
-		if (normalise(imgs[i].embedding, s->dim, vecs_in + i * d)) {
+		if (normalise(imgs[i].embedding, s->dim, vecs + i * d)) {
 			rc = cdx_error_set(err, CDX_EINVAL,
 					   "store_image_put: %s: embedding is "
 					   "not finite or is zero",
 					   imgs[i].path);
-			goto out_free_vecs;
+			goto out_free;
 		}
-		ct[i] = imgs[i].capture_time;
-		mt[i] = floor_div_1e9(imgs[i].mtime_ns);
+		a.b.ctime[i] = imgs[i].capture_time;
+		a.b.mtime[i] = floor_div_1e9(imgs[i].mtime_ns);
 	}
-	int64_t now = now_s();
-	pthread_rwlock_wrlock(&s->lock);
-	for (;;) {
-		MDB_txn *txn;
-		b.nrm = b.nadd = 0;
-		b.seq = s->seq;
-		b.next_id = s->next_id;
-		b.count_delta = b.fail_delta = 0;
-		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
-			rc = st_mdb_err(err, rc, "store_image_put");
-			break;
-		}
-		rc = 0;
-		for (size_t i = 0; i < n; i++) {
-			rc = put_one(s, txn, &b, &imgs[i], vecs_in + i * d, now,
-				     buf, err);
-			if (rc)
-				break;
-			ids[i] = imgs[i].id;
-		}
-		if (!rc) {
-			int r2 = meta_put_u64(txn, s->db_meta, "seq", b.seq);
-			if (!r2)
-				r2 = meta_put_u64(txn, s->db_meta, "next_id",
-						  b.next_id);
-			if (!r2)
-				r2 = mdb_txn_commit(txn);
-			else
-				mdb_txn_abort(txn);
-			if (r2 == MDB_MAP_FULL) {
-				if ((rc = grow_map(s, err)))
-					break;
-				continue;
-			}
-			if (r2) {
-				rc = st_mdb_err(err, r2, "store_image_put");
-				break;
-			}
-			rc = batch_apply(s, &b, ct, mt, ids, err);
-			break;
-		}
-		mdb_txn_abort(txn);
-		if (rc == CDX_EFULL) {
-			if ((rc = grow_map(s, err)))
-				break;
-			continue;
-		}
-		break;
-	}
-	pthread_rwlock_unlock(&s->lock);
-out_free_vecs:
-	free(vecs_in);
+	a.vecs = vecs;
+	a.now = now_s();
+	write_op op = { .fn = put_item, .arg = &a, .n = n, .b = &a.b,
+			.put_next_id = 1,
+			.begin_what = "store_image_put",
+			.commit_what = "store_image_put" };
+	rc = write_txn(s, &op, err);
 out_free:
-	batch_free(&b);
-	free(buf);
-	free(ids);
-	free(mt);
-	free(ct);
+	free(vecs);
+	batch_free(&a.b);
+	free(a.buf);
 	return rc;
+}
+
+struct del_arg {
+	batch b;
+	const uint64_t *ids;
+	const char *const *paths;
+};
+
+static int
+del_item(store *s, MDB_txn *txn, void *arg, size_t i, cdx_error *err)
+{
+	struct del_arg *a = arg;
+	uint64_t id;
+	if (!a->paths) {
+		id = a->ids[i];
+	} else {
+		const char *p = a->paths[i];
+		if (!p || !p[0] || strlen(p) > STORE_PATH_MAX)
+			return 0;
+		MDB_val pk = { strlen(p), (void *)p }, pv;
+		int rc = mdb_get(txn, s->db_path, &pk, &pv);
+		if (rc) /* no record: nothing to delete */
+			return rc == MDB_NOTFOUND
+				       ? 0
+				       : st_mdb_err(err, rc, "looking up path");
+		if (pv.mv_size != sizeof(id))
+			return cdx_error_set(err, CDX_ECORRUPT,
+					     "bad path entry");
+		memcpy(&id, pv.mv_data, sizeof(id));
+	}
+	return del_one(s, txn, &a->b, id, err);
 }
 
 /* Deletes by ids (paths == NULL) or by paths. */
@@ -879,7 +966,6 @@ static int
 delete_batch(store *s, const uint64_t *ids, const char *const *paths,
 	     size_t n, size_t *n_deleted, cdx_error *err)
 {
-	int rc;
 	if (n == 0) {
 		if (n_deleted)
 			*n_deleted = 0;
@@ -887,83 +973,18 @@ delete_batch(store *s, const uint64_t *ids, const char *const *paths,
 	}
 	if (!ids && !paths)
 		return cdx_error_set(err, CDX_EINVAL, "store_image_delete: none");
-	batch b = { 0 };
-	b.rm = malloc(n * sizeof(*b.rm));
-	if (!b.rm)
+	struct del_arg a = { .ids = ids, .paths = paths };
+	a.b.rm = malloc(n * sizeof(*a.b.rm));
+	if (!a.b.rm)
 		return cdx_error_set(err, CDX_ENOMEM, "store_image_delete");
-	size_t nd = 0;
-	pthread_rwlock_wrlock(&s->lock);
-	for (;;) {
-		MDB_txn *txn;
-		b.nrm = 0;
-		b.seq = s->seq;
-		b.next_id = s->next_id;
-		b.count_delta = b.fail_delta = 0;
-		nd = 0;
-		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
-			rc = st_mdb_err(err, rc, "store_image_delete");
-			break;
-		}
-		rc = 0;
-		for (size_t i = 0; i < n && !rc; i++) {
-			uint64_t id;
-			int found;
-			if (paths) {
-				if (!paths[i] || !paths[i][0] ||
-				    strlen(paths[i]) > STORE_PATH_MAX)
-					continue;
-				MDB_val pk = { strlen(paths[i]),
-					       (void *)paths[i] },
-					pv;
-				int r = mdb_get(txn, s->db_path, &pk, &pv);
-				if (r == MDB_NOTFOUND)
-					continue;
-				if (r) {
-					rc = st_mdb_err(err, r, "looking up path");
-					break;
-				}
-				if (pv.mv_size != sizeof(id)) {
-					rc = cdx_error_set(err, CDX_ECORRUPT,
-							   "bad path entry");
-					break;
-				}
-				memcpy(&id, pv.mv_data, sizeof(id));
-			} else {
-				id = ids[i];
-			}
-			rc = del_one(s, txn, &b, id, &found, err);
-			nd += (size_t)found;
-		}
-		if (!rc) {
-			int r2 = meta_put_u64(txn, s->db_meta, "seq", b.seq);
-			if (!r2)
-				r2 = mdb_txn_commit(txn);
-			else
-				mdb_txn_abort(txn);
-			if (r2 == MDB_MAP_FULL) {
-				if ((rc = grow_map(s, err)))
-					break;
-				continue;
-			}
-			if (r2) {
-				rc = st_mdb_err(err, r2, "store_image_delete");
-				break;
-			}
-			rc = batch_apply(s, &b, NULL, NULL, NULL, err);
-			break;
-		}
-		mdb_txn_abort(txn);
-		if (rc == CDX_EFULL) {
-			if ((rc = grow_map(s, err)))
-				break;
-			continue;
-		}
-		break;
-	}
-	pthread_rwlock_unlock(&s->lock);
-	batch_free(&b);
+	write_op op = { .fn = del_item, .arg = &a, .n = n, .b = &a.b,
+			.begin_what = "store_image_delete",
+			.commit_what = "store_image_delete" };
+	int rc = write_txn(s, &op, err);
+	batch_free(&a.b);
+	/* Each image deleted put its label in rm. */
 	if (!rc && n_deleted)
-		*n_deleted = nd;
+		*n_deleted = a.b.nrm;
 	return rc;
 }
 
@@ -984,18 +1005,17 @@ store_image_delete_paths(store *s, const char *const *paths, size_t n,
 /* ---- rename (indexer: a file moved on disk keeps its record) ---- */
 
 /* Moves the record of from to the path to inside txn: same id, hash,
- * embedding and times, a new label (as a put of an existing path). */
+ * embedding and times, a new label (as a put of an existing path), one
+ * more entry in b->add.  Nothing if from has no record. */
 static int
 rename_one(store *s, MDB_txn *txn, batch *b, const char *from, const char *to,
-	   unsigned char *buf, int64_t *ct, int64_t *mt, uint64_t *ids,
-	   int *found, cdx_error *err)
+	   unsigned char *buf, cdx_error *err)
 {
 	size_t flen = strlen(from), tlen = strlen(to);
 	MDB_val fk = { flen, (void *)from }, tk = { tlen, (void *)to }, pv;
 	uint64_t id;
 	int rc;
 
-	*found = 0;
 	rc = mdb_get(txn, s->db_path, &tk, &pv);
 	if (rc == 0)
 		return cdx_error_set(err, CDX_EEXIST,
@@ -1055,12 +1075,24 @@ rename_one(store *s, MDB_txn *txn, batch *b, const char *from, const char *to,
 		b->fail_delta--;
 	else if (rc != MDB_NOTFOUND)
 		return st_mdb_err(err, rc, "deleting failure record");
-	ct[b->nadd] = h.capture_time;
-	mt[b->nadd] = floor_div_1e9(h.mtime_ns);
-	ids[b->nadd] = id;
+	b->ctime[b->nadd] = h.capture_time;
+	b->mtime[b->nadd] = floor_div_1e9(h.mtime_ns);
+	b->ids[b->nadd] = id;
 	b->add[b->nadd++] = h.label;
-	*found = 1;
 	return 0;
+}
+
+struct rename_arg {
+	batch b;
+	const char *const *from, *const *to;
+	unsigned char *buf;     /* room for one record */
+};
+
+static int
+rename_item(store *s, MDB_txn *txn, void *arg, size_t i, cdx_error *err)
+{
+	struct rename_arg *a = arg;
+	return rename_one(s, txn, &a->b, a->from[i], a->to[i], a->buf, err);
 }
 
 int
@@ -1068,7 +1100,6 @@ store_image_rename(store *s, const char *const *from, const char *const *to,
 		   size_t n, size_t *n_renamed, cdx_error *err)
 {
 	int rc;
-	size_t done = 0;
 	if (n == 0) {
 		if (n_renamed)
 			*n_renamed = 0;
@@ -1083,73 +1114,24 @@ store_image_rename(store *s, const char *const *from, const char *const *to,
 			return rc;
 	}
 	size_t d = (size_t)s->dim;
-	batch b = { 0 };
-	int64_t *ct = malloc(n * sizeof(*ct)), *mt = malloc(n * sizeof(*mt));
-	uint64_t *ids = malloc(n * sizeof(*ids));
-	unsigned char *buf = malloc(sizeof(rec_hdr) + d * 4 + STORE_PATH_MAX);
-	b.rm = malloc(n * sizeof(*b.rm));
-	b.add = malloc(n * sizeof(*b.add));
-	b.vecs = malloc(n * d * sizeof(float));
-	if (!ct || !mt || !ids || !buf || !b.rm || !b.add || !b.vecs) {
+	struct rename_arg a = { .from = from, .to = to };
+	a.buf = malloc(sizeof(rec_hdr) + d * 4 + STORE_PATH_MAX);
+	if (batch_alloc(&a.b, n, d) || !a.buf) {
 		rc = cdx_error_set(err, CDX_ENOMEM,
 				   "store_image_rename: out of memory");
 		goto out_free;
 	}
-	pthread_rwlock_wrlock(&s->lock);
-	for (;;) {
-		MDB_txn *txn;
-		b.nrm = b.nadd = 0;
-		b.seq = s->seq;
-		b.next_id = s->next_id;
-		b.count_delta = b.fail_delta = 0;
-		done = 0;
-		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
-			rc = st_mdb_err(err, rc, "store_image_rename");
-			break;
-		}
-		for (size_t i = 0; i < n; i++) {
-			int found;
-			rc = rename_one(s, txn, &b, from[i], to[i], buf, ct, mt,
-					ids, &found, err);
-			if (rc)
-				break;
-			done += (size_t)found;
-		}
-		if (!rc) {
-			int r2 = meta_put_u64(txn, s->db_meta, "seq", b.seq);
-			if (!r2)
-				r2 = mdb_txn_commit(txn);
-			else
-				mdb_txn_abort(txn);
-			if (r2 == MDB_MAP_FULL) {
-				if ((rc = grow_map(s, err)))
-					break;
-				continue;
-			}
-			if (r2) {
-				rc = st_mdb_err(err, r2, "store_image_rename");
-				break;
-			}
-			rc = batch_apply(s, &b, ct, mt, ids, err);
-			break;
-		}
-		mdb_txn_abort(txn);
-		if (rc == CDX_EFULL) {
-			if ((rc = grow_map(s, err)))
-				break;
-			continue;
-		}
-		break;
-	}
-	pthread_rwlock_unlock(&s->lock);
+	write_op op = { .fn = rename_item, .arg = &a, .n = n, .b = &a.b,
+			.begin_what = "store_image_rename",
+			.commit_what = "store_image_rename" };
+	rc = write_txn(s, &op, err);
+	/* Each record moved was added once (its entry in add may be -1 if
+	 * renamed again later in the batch). */
 	if ((rc == 0 || rc == CDX_EINDEX) && n_renamed)
-		*n_renamed = done;
+		*n_renamed = a.b.nadd;
 out_free:
-	batch_free(&b);
-	free(buf);
-	free(ids);
-	free(mt);
-	free(ct);
+	batch_free(&a.b);
+	free(a.buf);
 	return rc;
 }
 
@@ -1354,36 +1336,31 @@ typedef struct fail_hdr {
 	int64_t size, mtime_ns, when;
 } fail_hdr;
 
-/* One small write transaction with map growth; fn does the work. */
+typedef int (*small_fn)(store *s, MDB_txn *txn, void *arg, cdx_error *err);
+
+struct small_arg {
+	small_fn fn;
+	void *arg;
+};
+
 static int
-write_small(store *s, int (*fn)(store *, MDB_txn *, void *, cdx_error *),
-	    void *arg, cdx_error *err)
+small_item(store *s, MDB_txn *txn, void *arg, size_t i, cdx_error *err)
 {
-	int rc;
-	pthread_rwlock_wrlock(&s->lock);
-	for (;;) {
-		MDB_txn *txn;
-		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
-			rc = st_mdb_err(err, rc, "write transaction");
-			break;
-		}
-		rc = fn(s, txn, arg, err);
-		if (rc) {
-			mdb_txn_abort(txn);
-		} else {
-			int r = mdb_txn_commit(txn);
-			if (r)
-				rc = st_mdb_err(err, r, "commit");
-		}
-		if (rc == CDX_EFULL) {
-			if ((rc = grow_map(s, err)))
-				break;
-			continue;
-		}
-		break;
-	}
-	pthread_rwlock_unlock(&s->lock);
-	return rc;
+	struct small_arg *a = arg;
+	(void)i;
+	return a->fn(s, txn, a->arg, err);
+}
+
+/* One write of records outside the change log (failures, kv): fn does
+ * the work. */
+static int
+write_small(store *s, small_fn fn, void *arg, cdx_error *err)
+{
+	struct small_arg a = { fn, arg };
+	write_op op = { .fn = small_item, .arg = &a, .n = 1,
+			.begin_what = "write transaction",
+			.commit_what = "commit" };
+	return write_txn(s, &op, err);
 }
 
 struct fail_put_arg {
