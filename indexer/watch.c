@@ -74,6 +74,7 @@ typedef struct item {
 	uint8_t hash[STORE_HASH_LEN];
 	uint32_t width, height;
 	int64_t capture_time;
+	uint32_t slot;          /* its path's slot in watch.flight */
 	char reason[CDX_ERRMSG_MAX + 32];
 } item;
 
@@ -103,6 +104,9 @@ struct devino {
 	dev_t dev;
 	ino_t ino;
 };
+
+#define FLIGHT_SLOTS 65536  /* a power of two */
+#define FLIGHT_RETRY_S 0.1
 
 struct watch {
 	store *st;
@@ -147,6 +151,10 @@ struct watch {
 
 	_Atomic int64_t queued, done, encoded, reused, failed, skipped, renamed,
 	    deleted, overflows, watches, busy_ns, decoding;
+
+	/* Items in the pipeline, counted per slot of their path's hash: a
+	 * file that is already on its way is not queued a second time. */
+	_Atomic uint32_t flight[FLIGHT_SLOTS];
 };
 
 /* ---- small helpers ---- */
@@ -288,10 +296,19 @@ item_free(item *it)
 	free(it);
 }
 
+static void timer_set(watch *w, const char *path, double due, task *t);
+
+static uint32_t
+flight_slot(const char *path)
+{
+	return (uint32_t)(XXH3_64bits(path, strlen(path)) & (FLIGHT_SLOTS - 1));
+}
+
 /* The end of an item's life, whatever became of it. */
 static void
 item_finish(watch *w, item *it, int interrupted)
 {
+	w->flight[it->slot]--;
 	w->done++;
 	if (it->t != NULL) {
 		if (interrupted)
@@ -321,6 +338,8 @@ item_new(task *t, const char *path, const struct stat *st, int origin)
 static void
 ready_push(watch *w, item *it)
 {
+	it->slot = flight_slot(it->path);
+	w->flight[it->slot]++;
 	w->queued++;
 	if (it->t != NULL)
 		it->t->outstanding++;
@@ -376,6 +395,15 @@ consider_file(watch *w, task *t, const char *path, const struct stat *st,
 				t->unchanged++;
 			return;
 		}
+	}
+	if (w->flight[flight_slot(path)] > 0) {
+		/* This file (or one sharing its slot) is still on its way through
+		 * the pipeline, e.g. a close event right after a scan found it:
+		 * look again shortly, once its record is written. */
+		if (t != NULL)
+			t->outstanding++;       /* the timer's reference */
+		timer_set(w, path, now_s() + FLIGHT_RETRY_S, t);
+		return;
 	}
 	item *it = item_new(t, path, st, origin);
 	if (it == NULL) {
