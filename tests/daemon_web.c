@@ -804,7 +804,8 @@ test_traversal(void **state)
 
 /* An indexed file replaced by a symlink is not followed.  (Last: the
  * daemon's indexer may notice the change and forget the image, which also
- * answers 404.) */
+ * answers 404.  The original is moved out of the watched folder, so that
+ * the indexer cannot follow it as a rename, which keeps the id.) */
 static void
 test_symlink_not_followed(void **state)
 {
@@ -820,7 +821,7 @@ test_symlink_not_followed(void **state)
 	assert_int_equal(read_all(paths[1], &d, &n), 0);
 	assert_int_equal(write_file(target, d, n), 0);
 	free(d);
-	snprintf(link, sizeof(link), "%s.moved", paths[1]);
+	snprintf(link, sizeof(link), "%s/moved-away.jpg", tmp);
 	assert_int_equal(rename(paths[1], link), 0);
 	assert_int_equal(symlink(target, paths[1]), 0);
 	snprintf(path, sizeof(path), "/image/%llu", (unsigned long long)ids[1]);
