@@ -358,7 +358,9 @@ group_of(cJSON **groups, int n, const char *file)
 	return -1;
 }
 
-/* The default near-duplicate threshold (docs/PROTOCOL.md). */
+/* The near-duplicate threshold for the demo model, below the daemon's
+ * default (0.97, calibrated for real CLIP models in docs/DUPES.md): a
+ * cropped copy scores about 0.96 with its original here (docs/DEMO.md). */
 #define DUPES_THRESHOLD "0.95"
 
 static void
@@ -393,9 +395,9 @@ test_planted_duplicates(void **state)
 		    groups[g], "members"));
 	printf("dupes: %d groups, %d images; %d of %d planted pairs found\n", n,
 	    members, found, planted);
-	/* every planted copy found with its original; at the default
-	 * threshold the demo model also groups one pair of look-alike scenes
-	 * (measured: 7 groups, 14 images), so allow at most two more images */
+	/* every planted copy found with its original; at this threshold the
+	 * demo model also groups one pair of look-alike scenes (measured: 7
+	 * groups, 14 images), so allow at most two more images */
 	assert_int_equal(found, planted);
 	assert_true(members >= 2 * planted && members <= 2 * planted + 2);
 	for (int g = 0; g < n; g++)

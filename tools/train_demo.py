@@ -697,10 +697,18 @@ def train(args):
         lab = torch.arange(args.batch)
         loss_t = (F.cross_entropy(logits_t, lab) +
                   F.cross_entropy(logits_t.T, lab)) / 2
-        li = scale * ea @ ei[:n_aug].T
-        la = torch.arange(n_aug)
-        loss_i = (F.cross_entropy(li, la) + F.cross_entropy(li.T, la)) / 2
-        loss = loss_t + 0.5 * loss_i
+        if args.image_hard:
+            # each copy against the whole batch (its colour group-mates are
+            # hard negatives), and each original against the copies
+            li = scale * ea @ ei.T
+            la = torch.arange(n_aug)
+            loss_i = (F.cross_entropy(li, la) +
+                      F.cross_entropy(li[:, :n_aug].T, la)) / 2
+        else:
+            li = scale * ea @ ei[:n_aug].T
+            la = torch.arange(n_aug)
+            loss_i = (F.cross_entropy(li, la) + F.cross_entropy(li.T, la)) / 2
+        loss = loss_t + args.image_weight * loss_i
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -734,8 +742,13 @@ def export(W, out, args, secs, steps, loss):
                 "train --steps %d --threads %d --batch %d --lr %g --seed %d "
                 "--n-train %d%s\n" % (args.steps, args.threads, args.batch,
                                       args.lr, args.seed, args.n_train,
-                                      " --pos-groups" if args.pos_groups
-                                      else ""))
+                                      (" --pos-groups" if args.pos_groups
+                                       else "") +
+                                      (" --image-hard" if args.image_hard
+                                       else "") +
+                                      (" --image-weight %g" % args.image_weight
+                                       if args.image_weight != 0.5
+                                       else "")))
         f.write("Steps done: %d; final batch loss %.3f; %.0f s on %d CPU "
                 "thread(s), torch %s.\n" % (steps, loss, secs, args.threads,
                                             __import__("torch").__version__))
@@ -982,6 +995,8 @@ def main():
     ap.add_argument("--size", type=int, default=RENDER)
     ap.add_argument("--checkpoint", action="store_true")
     ap.add_argument("--pos-groups", action="store_true")
+    ap.add_argument("--image-hard", action="store_true")
+    ap.add_argument("--image-weight", type=float, default=0.5)
     args = ap.parse_args()
     if args.cmd == "train":
         train(args)
