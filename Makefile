@@ -161,7 +161,8 @@ demo: deps
 	BUILD=$(BUILD) MODEL="$(or $(MODEL),models/demo)" \
 	    PHOTOS="$(or $(PHOTOS),$(DEMO_DIR)/photos)" \
 	    STORE="$(or $(STORE),$(if $(PHOTOS),,$(DEMO_DIR)/store))" \
-	    HTTP="$(HTTP)" tools/run.sh
+	    HTTP="$(HTTP)" $(if $(PHOTOS),,QUERY1="two red circles" \
+	    QUERY2="a blue star - 0.5:striped background") tools/run.sh
 
 install: $(PROGS)
 	install -d $(DESTDIR)$(PREFIX)/bin

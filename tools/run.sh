@@ -7,6 +7,8 @@ set -eu
 : "${PHOTOS:?set PHOTOS=path/to/your photos}"
 STORE=${STORE:-$HOME/.local/share/clipdex/store}
 HTTP=${HTTP:-127.0.0.1:7847}
+Q1=${QUERY1:-a dog on a beach}
+Q2=${QUERY2:-beach - people}
 BUILD=${BUILD:-build}
 
 mkdir -p "$(dirname "$STORE")"
@@ -30,10 +32,11 @@ done
 cat <<MSG
 
 clipdexd is serving $PHOTOS (store: $STORE).
-Search from another terminal:
-  $BUILD/clipdex search "a dog on a beach"
-  $BUILD/clipdex search "beach - people" -k 20
-  curl -s -d '{"op":"search","text":"sunset","k":5}' http://$HTTP/api
+Search from another terminal, or open http://$HTTP/ in a browser:
+  $BUILD/clipdex search "$Q1"
+  $BUILD/clipdex search "$Q2" -k 20
+  $BUILD/clipdex dupes
+  curl -s -d '{"op":"search","text":"$Q1","k":5}' http://$HTTP/api
 Ctrl-C stops the daemon (the index is saved).
 MSG
 wait $pid
