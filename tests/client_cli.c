@@ -20,6 +20,7 @@
 #include "client/clipdex.h"
 #include "client/client_priv.h"
 #include "tests/client_fakesrv.h"
+#include "tests/testutil.h"
 
 static char clipdex_bin[PATH_MAX];
 static struct fakesrv srv;
@@ -29,22 +30,6 @@ struct run {
 	char *out, *err;
 };
 
-static char *
-slurp(int fd)
-{
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	ssize_t r;
-	lseek(fd, 0, SEEK_SET);
-	while ((r = read(fd, buf + n, cap - n - 1)) > 0) {
-		n += (size_t)r;
-		if (cap - n < 2)
-			buf = realloc(buf, cap *= 2);
-	}
-	buf[n] = '\0';
-	return buf;
-}
-
 /* Runs clipdex with the given arguments (NULL-terminated). */
 static struct run
 run_cli(const char *first, ...)
@@ -53,32 +38,18 @@ run_cli(const char *first, ...)
 	int n = 0;
 	va_list ap;
 	char outp[] = "/tmp/cdx-cli-out-XXXXXX", errp[] = "/tmp/cdx-cli-err-XXXXXX";
-	int ofd = mkstemp(outp), efd = mkstemp(errp);
+	int ofd = tu_unlinked_tmp(outp), efd = tu_unlinked_tmp(errp);
 	struct run r = { -1, NULL, NULL };
 
-	assert_true(ofd >= 0 && efd >= 0);
-	unlink(outp);
-	unlink(errp);
 	args[n++] = clipdex_bin;
 	va_start(ap, first);
 	for (const char *a = first; a != NULL && n < 63; a = va_arg(ap, const char *))
 		args[n++] = a;
 	va_end(ap);
 	args[n] = NULL;
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(ofd, 1);
-		dup2(efd, 2);
-		execv(clipdex_bin, (char *const *)args);
-		_exit(127);
-	}
-	int st;
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-	r.out = slurp(ofd);
-	r.err = slurp(efd);
+	r.status = tu_spawn(clipdex_bin, (char *const *)args, ofd, efd);
+	r.out = tu_fd_slurp(ofd);
+	r.err = tu_fd_slurp(efd);
 	close(ofd);
 	close(efd);
 	return r;

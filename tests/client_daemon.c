@@ -32,6 +32,7 @@
 #include "encoder/clip.h"
 #include "store/store.h"
 #include "tests/testmodel.h"
+#include "tests/testutil.h"
 
 #define N_PHOTOS 24
 #define K 5
@@ -47,29 +48,14 @@ static int http_port;
 static void
 write_jpeg(const char *path, int w, int h, unsigned seed)
 {
-	unsigned char *rgb = malloc((size_t)w * h * 3), *jpeg = NULL;
+	unsigned char *rgb = tu_stripes_rgb(w, h, seed, 0, 0), *jpeg;
 	unsigned long jlen = 0;
-	tjhandle tj = tjInitCompress();
-	unsigned r0 = seed * 2654435761u;
 
 	assert_non_null(rgb);
-	for (int y = 0; y < h; y++)
-		for (int x = 0; x < w; x++) {
-			unsigned char *p = rgb + ((size_t)y * w + x) * 3;
-			int band = ((x * (int)(seed % 5 + 1)) / 17 + (y * (int)(seed % 3
-			    + 1)) / 13) & 1;
-			p[0] = (unsigned char)((r0 >> 0) + band * 90 + x);
-			p[1] = (unsigned char)((r0 >> 8) + band * 40 + y * (seed & 3));
-			p[2] = (unsigned char)((r0 >> 16) + (x ^ y) * (seed % 7));
-		}
-	assert_int_equal(tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &jpeg, &jlen,
-	    TJSAMP_420, 90, 0), 0);
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(jpeg, 1, jlen, f), jlen);
-	fclose(f);
+	jpeg = tu_jpeg_encode(rgb, w, h, 90, &jlen);
+	assert_non_null(jpeg);
+	assert_int_equal(tu_write_file(path, jpeg, jlen), 0);
 	tjFree(jpeg);
-	tjDestroy(tj);
 	free(rgb);
 }
 
@@ -106,22 +92,15 @@ make_photos(void)
 	fclose(f);
 }
 
-static int
-read_all(const char *path, uint8_t **data, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (f == NULL)
-		return -1;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	*data = malloc((size_t)n + 1);
-	*len = fread(*data, 1, (size_t)n, f);
-	fclose(f);
-	return 0;
-}
-
 /* ---- the daemon process ---- */
+
+/* Ready when status answers. */
+static int
+status_answers(void *c)
+{
+	cdx_status st;
+	return cdx_get_status(c, &st) == 0;
+}
 
 static void
 start_daemon(const char *extra)
@@ -138,28 +117,13 @@ start_daemon(const char *extra)
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
-	/* Ready when status answers. */
-	cdx_status st;
-	for (int i = 0; i < 400; i++) {
-		if (cdx_get_status(cli, &st) == 0)
-			return;
-		int status;
-		if (waitpid(daemon_pid, &status, WNOHANG) == daemon_pid) {
-			snprintf(cmd, sizeof(cmd), "cat '%s' >&2", logpath);
-			if (system(cmd)) {}
-			fail_msg("clipdexd exited at start (status %d)", status);
-		}
-		usleep(50000);
-	}
-	fail_msg("clipdexd did not answer within 20 s");
+	tu_wait_ready("clipdexd", daemon_pid, status_answers, cli, logpath);
 }
 
 static int
 stop_daemon(void)
 {
-	int status = -1;
-	kill(daemon_pid, SIGTERM);
-	assert_int_equal(waitpid(daemon_pid, &status, 0), daemon_pid);
+	int status = tu_stop_child(daemon_pid);
 	daemon_pid = 0;
 	return status;
 }
@@ -168,9 +132,7 @@ static int
 setup(void **state)
 {
 	(void)state;
-	const char *b = getenv("BUILD");
-	snprintf(bindir, sizeof(bindir), "%s/%s", getcwd(tmp, sizeof(tmp)),
-	    b ? b : "build");
+	tu_bin_dir(bindir, sizeof(bindir));
 	snprintf(tmp, sizeof(tmp), "/tmp/cdx-daemon-XXXXXX");
 	if (mkdtemp(tmp) == NULL)
 		return -1;
@@ -307,7 +269,8 @@ test_image_search_bytes_path_id(void **state)
 	(void)state;
 
 	photo_path(p, sizeof(p), 7);
-	assert_int_equal(read_all(p, &data, &len), 0);
+	data = (uint8_t *)tu_read_file(p, &len);
+	assert_non_null(data);
 	cdx_term t = { .kind = CDX_TERM_IMAGE, .data = data, .len = len };
 	cdx_query q = { .terms = &t, .n_terms = 1, .k = 3 };
 	assert_int_equal(cdx_search(cli, &q, &r), 0);
@@ -516,12 +479,7 @@ run_cli(const char *args, char *out, size_t cap)
 	char cmd[2048];
 	snprintf(cmd, sizeof(cmd), "%s/clipdex --url '%s' %s 2>&1", bindir, url,
 	    args);
-	FILE *p = popen(cmd, "r");
-	assert_non_null(p);
-	size_t n = fread(out, 1, cap - 1, p);
-	out[n] = '\0';
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return tu_popen_read(cmd, out, cap);
 }
 
 static void

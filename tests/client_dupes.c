@@ -30,6 +30,7 @@
 #include "store/store.h"
 #include "tests/client_dupes_fixtures.h"
 #include "tests/testmodel.h"
+#include "tests/testutil.h"
 
 /* Near threshold for the tiny random model (its calibration in
  * docs/DUPES.md: unrelated photos reach 0.99 with it). */
@@ -160,6 +161,14 @@ file_index(const char *path)
 
 /* ---- the daemon ---- */
 
+/* Ready when status answers. */
+static int
+status_answers(void *c)
+{
+	cdx_status st;
+	return cdx_get_status(c, &st) == 0;
+}
+
 static void
 start_daemon(void)
 {
@@ -173,24 +182,13 @@ start_daemon(void)
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
-	cdx_status st;
-	for (int i = 0; i < 400; i++) {
-		if (cdx_get_status(cli, &st) == 0)
-			return;
-		int status;
-		if (waitpid(daemon_pid, &status, WNOHANG) == daemon_pid)
-			fail_msg("clipdexd exited at start (status %d)", status);
-		usleep(50000);
-	}
-	fail_msg("clipdexd did not answer within 20 s");
+	tu_wait_ready("clipdexd", daemon_pid, status_answers, cli, NULL);
 }
 
 static void
 stop_daemon(void)
 {
-	int status = -1;
-	kill(daemon_pid, SIGTERM);
-	assert_int_equal(waitpid(daemon_pid, &status, 0), daemon_pid);
+	int status = tu_stop_child(daemon_pid);
 	daemon_pid = 0;
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
@@ -199,9 +197,7 @@ static int
 setup(void **state)
 {
 	(void)state;
-	const char *b = getenv("BUILD");
-	snprintf(bindir, sizeof(bindir), "%s/%s", getcwd(tmp, sizeof(tmp)),
-	    b ? b : "build");
+	tu_bin_dir(bindir, sizeof(bindir));
 	snprintf(tmp, sizeof(tmp), "/tmp/cdx-dupes-XXXXXX");
 	if (mkdtemp(tmp) == NULL)
 		return -1;
@@ -434,12 +430,7 @@ run_cli(const char *args, char *out, size_t cap)
 	char cmd[4096];
 	snprintf(cmd, sizeof(cmd), "%s/clipdex --url '%s' %s 2>&1", bindir, url,
 	    args);
-	FILE *p = popen(cmd, "r");
-	assert_non_null(p);
-	size_t n = fread(out, 1, cap - 1, p);
-	out[n] = '\0';
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return tu_popen_read(cmd, out, cap);
 }
 
 static void

@@ -19,6 +19,7 @@
 
 #include "encoder/clip.h"
 #include "tests/testmodel.h"
+#include "tests/testutil.h"
 
 static char dir[64], bin[300];
 
@@ -50,12 +51,7 @@ run(const char *args, char *out, size_t cap)
 {
 	char cmd[2048];
 	snprintf(cmd, sizeof(cmd), "%s %s 2>/tmp/cdx-embed-stderr", bin, args);
-	FILE *p = popen(cmd, "r");
-	assert_non_null(p);
-	size_t n = fread(out, 1, cap - 1, p);
-	out[n] = '\0';
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return tu_popen_read(cmd, out, cap);
 }
 
 static void

@@ -30,6 +30,7 @@
 
 #include "daemon/srv_internal.h"
 #include "tests/testmodel.h"
+#include "tests/testutil.h"
 
 #define N_SMALL 12      /* small photos, two folders */
 #define N_BIG 4         /* 12 MP photos */
@@ -45,29 +46,12 @@ static int n_ids;
 
 /* ---- fixtures ---- */
 
-static int
-write_file(const char *path, const void *data, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-	if (f == NULL)
-		return -1;
-	size_t n = fwrite(data, 1, len, f);
-	return fclose(f) == 0 && n == len ? 0 : -1;
-}
-
+/* The whole file in *data (caller frees); 0, or -1 on error. */
 static int
 read_all(const char *path, uint8_t **data, size_t *len)
 {
-	FILE *f = fopen(path, "rb");
-	if (f == NULL)
-		return -1;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	*data = malloc((size_t)n + 1);
-	*len = fread(*data, 1, (size_t)n, f);
-	fclose(f);
-	return 0;
+	*data = (uint8_t *)tu_read_file(path, len);
+	return *data != NULL ? 0 : -1;
 }
 
 /* A photo-like JPEG: smooth colour fields with stripes, different per
@@ -75,30 +59,15 @@ read_all(const char *path, uint8_t **data, size_t *len)
 static int
 write_jpeg(const char *path, int w, int h, unsigned seed)
 {
-	unsigned char *rgb = malloc((size_t)w * h * 3), *jpeg = NULL;
+	unsigned char *rgb = tu_stripes_rgb(w, h, seed, 96, 72), *jpeg = NULL;
 	unsigned long jlen = 0;
-	tjhandle tj = tjInitCompress();
-	unsigned r0 = seed * 2654435761u;
-	int rc;
+	int rc = -1;
 
-	if (rgb == NULL || tj == NULL)
-		return -1;
-	for (int y = 0; y < h; y++)
-		for (int x = 0; x < w; x++) {
-			unsigned char *p = rgb + ((size_t)y * w + x) * 3;
-			int xs = x * 96 / w, ys = y * 72 / h;
-			int band = ((xs * (int)(seed % 5 + 1)) / 17 +
-			    (ys * (int)(seed % 3 + 1)) / 13) & 1;
-			p[0] = (unsigned char)((r0 >> 0) + band * 90 + xs);
-			p[1] = (unsigned char)((r0 >> 8) + band * 40 + ys * (seed & 3));
-			p[2] = (unsigned char)((r0 >> 16) + (xs ^ ys) * (seed % 7));
-		}
-	rc = tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &jpeg, &jlen, TJSAMP_420,
-	    88, 0);
-	if (rc == 0)
-		rc = write_file(path, jpeg, jlen);
+	if (rgb != NULL)
+		jpeg = tu_jpeg_encode(rgb, w, h, 88, &jlen);
+	if (jpeg != NULL)
+		rc = tu_write_file(path, jpeg, jlen);
 	tjFree(jpeg);
-	tjDestroy(tj);
 	free(rgb);
 	return rc;
 }
@@ -138,7 +107,7 @@ make_fixtures(const char *dir, int big)
 	}
 	/* a file that cannot be indexed: a failure with its reason */
 	snprintf(p, sizeof(p), "%s/photos/beach/broken.jpg", dir);
-	if (write_file(p, "\xff\xd8\xff\xe0 not really a jpeg", 23) != 0)
+	if (tu_write_file(p, "\xff\xd8\xff\xe0 not really a jpeg", 23) != 0)
 		return -1;
 	/* the same photo twice: a duplicate group */
 	uint8_t *d;
@@ -147,7 +116,7 @@ make_fixtures(const char *dir, int big)
 	if (read_all(p, &d, &n) != 0)
 		return -1;
 	snprintf(p, sizeof(p), "%s/photos/city/copy of photo 00.jpg", dir);
-	int rc = write_file(p, d, n);
+	int rc = tu_write_file(p, d, n);
 	free(d);
 	return rc;
 }
@@ -819,7 +788,7 @@ test_symlink_not_followed(void **state)
 	size_t n;
 	snprintf(target, sizeof(target), "%s/secret.jpg", tmp);
 	assert_int_equal(read_all(paths[1], &d, &n), 0);
-	assert_int_equal(write_file(target, d, n), 0);
+	assert_int_equal(tu_write_file(target, d, n), 0);
 	free(d);
 	snprintf(link, sizeof(link), "%s/moved-away.jpg", tmp);
 	assert_int_equal(rename(paths[1], link), 0);
@@ -845,7 +814,7 @@ test_symlink_not_followed(void **state)
 	snprintf(target2, sizeof(target2), "%s/%s", copy,
 	    strrchr(paths[bi], '/') + 1);
 	assert_int_equal(read_all(paths[bi], &d, &n), 0);
-	assert_int_equal(write_file(target2, d, n), 0);
+	assert_int_equal(tu_write_file(target2, d, n), 0);
 	free(d);
 	assert_int_equal(rename(beach, moved), 0);
 	assert_int_equal(symlink(copy, beach), 0);

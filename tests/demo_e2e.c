@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/testutil.h"
+
 static char bin_dir[PATH_MAX], model_dir[PATH_MAX], photos[PATH_MAX];
 static char tmp_dir[] = "/tmp/cdx-demo-XXXXXX";
 static char url[PATH_MAX + 16];
@@ -50,10 +52,8 @@ run(char **out, const char *prog, ...)
 	int n = 0;
 	va_list ap;
 	char outp[] = "/tmp/cdx-demo-out-XXXXXX";
-	int ofd = mkstemp(outp);
+	int ofd = tu_unlinked_tmp(outp), null = -1;
 
-	assert_true(ofd >= 0);
-	unlink(outp);
 	snprintf(path, sizeof path, "%s/%s", bin_dir, prog);
 	args[n++] = path;
 	va_start(ap, prog);
@@ -62,30 +62,15 @@ run(char **out, const char *prog, ...)
 		args[n++] = a;
 	va_end(ap);
 	args[n] = NULL;
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(ofd, 1);
-		if (quiet) {
-			int null = open("/dev/null", O_WRONLY);
-			dup2(null, 2);
-		}
-		execv(path, (char *const *)args);
-		_exit(127);
-	}
-	int st;
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	if (out) {
-		off_t len = lseek(ofd, 0, SEEK_END);
-		*out = malloc((size_t)len + 1);
-		assert_non_null(*out);
-		lseek(ofd, 0, SEEK_SET);
-		assert_int_equal(read(ofd, *out, (size_t)len), len);
-		(*out)[len] = '\0';
-	}
+	if (quiet)
+		null = open("/dev/null", O_WRONLY);
+	int st = tu_spawn(path, (char *const *)args, ofd, null);
+	if (null >= 0)
+		close(null);
+	if (out)
+		*out = tu_fd_slurp(ofd);
 	close(ofd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return st;
 }
 
 /* ---- the fixture's scenes ---------------------------------------------- */

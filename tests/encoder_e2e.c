@@ -21,6 +21,7 @@
 
 #include "encoder/clip.h"
 #include "tests/testmodel.h"
+#include "tests/testutil.h"
 
 #define FIXTURE "tests/fixtures/e2e/b32_quick_f32.json"
 
@@ -28,22 +29,6 @@ static char dir[64];
 static clip_model *model;
 static clip_ctx *ctx;
 static cJSON *fx;
-
-static char *
-slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	if (f == NULL)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *s = malloc((size_t)n + 1);
-	if (s != NULL && fread(s, 1, (size_t)n, f) == (size_t)n)
-		s[n] = '\0';
-	fclose(f);
-	return s;
-}
 
 /* The recipe b32_quick_f32 of tools/ref_clip.py. */
 static int
@@ -73,7 +58,7 @@ setup(void **state)
 	}
 	if (clip_ctx_new(model, 1, &ctx, &err) != 0)
 		return -1;
-	char *text = slurp(FIXTURE);
+	char *text = tu_read_file(FIXTURE, NULL);
 	if (text == NULL) {
 		fprintf(stderr, "cannot read %s (run from the repository root)\n",
 		    FIXTURE);
@@ -96,20 +81,6 @@ teardown(void **state)
 }
 
 static double
-cosine(const float *a, const cJSON *ref, int dim)
-{
-	double ab = 0, aa = 0, bb = 0;
-	assert_int_equal(cJSON_GetArraySize(ref), dim);
-	for (int i = 0; i < dim; i++) {
-		double b = cJSON_GetArrayItem(ref, i)->valuedouble;
-		ab += a[i] * b;
-		aa += (double)a[i] * a[i];
-		bb += b * b;
-	}
-	return ab / sqrt(aa * bb);
-}
-
-static double
 encode_file(const char *path, int fast, const cJSON *ref)
 {
 	const clip_model_info *info = clip_model_get_info(model);
@@ -128,7 +99,7 @@ encode_file(const char *path, int fast, const cJSON *ref)
 	clip_image_free(&img);
 	assert_int_equal(clip_encode_images(ctx, px, 1, e, &err), 0);
 	free(px);
-	return cosine(e, ref, info->embed_dim);
+	return tu_cosine_json(e, ref, info->embed_dim);
 }
 
 static void
@@ -197,7 +168,7 @@ test_texts(void **state)
 			assert_int_equal(ids[i],
 			    cJSON_GetArrayItem(ref_ids, i)->valueint);
 		assert_int_equal(clip_encode_text(ctx, ids, 1, e, &err), 0);
-		double c = cosine(e, cJSON_GetObjectItem(t, "embedding"),
+		double c = tu_cosine_json(e, cJSON_GetObjectItem(t, "embedding"),
 		    info->embed_dim);
 		if (c < 0.99999)
 			fail_msg("'%s': cosine %.7f < 0.99999", s, c);

@@ -22,6 +22,7 @@
 
 #include "encoder/clip.h"
 #include "tests/testmodel.h"
+#include "tests/testutil.h"
 
 #define FIXTURES "tests/fixtures/models/"
 
@@ -109,29 +110,6 @@ test_sha256_known(void **state)
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static char *
-slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (f == NULL)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *buf = malloc((size_t)n + 1);
-	if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	if (buf != NULL) {
-		buf[n] = '\0';
-		if (len != NULL)
-			*len = (size_t)n;
-	}
-	return buf;
-}
-
 static int
 jint(const cJSON *o, const char *k)
 {
@@ -154,20 +132,6 @@ tower_from_json(const cJSON *o, tm_tower *t)
 		t->image_size = jint(o, "image_size");
 		t->patch_size = jint(o, "patch_size");
 	}
-}
-
-static double
-cosine(const float *a, const cJSON *b, int n)
-{
-	assert_int_equal(cJSON_GetArraySize(b), n);
-	double dot = 0, na = 0, nb = 0;
-	for (int i = 0; i < n; i++) {
-		double y = cJSON_GetArrayItem(b, i)->valuedouble;
-		dot += a[i] * y;
-		na += (double)a[i] * a[i];
-		nb += y * y;
-	}
-	return dot / sqrt(na * nb);
 }
 
 static double
@@ -195,7 +159,7 @@ check_recipe(const char *recipe_name)
 {
 	char path[512];
 	snprintf(path, sizeof(path), FIXTURES "%s.json", recipe_name);
-	char *text = slurp(path, NULL);
+	char *text = tu_read_file(path, NULL);
 	if (text == NULL)
 		fail_msg("cannot read %s (run the tests from the repository root)",
 		    path);
@@ -231,7 +195,7 @@ check_recipe(const char *recipe_name)
 
 	/* Same bytes as the Python writer. */
 	size_t st_len;
-	char *st = slurp(st_path, &st_len);
+	char *st = tu_read_file(st_path, &st_len);
 	assert_non_null(st);
 	char hex[65];
 	sha256_hex((const uint8_t *)st, st_len, hex);
@@ -327,7 +291,7 @@ check_recipe(const char *recipe_name)
 		fail_msg("clip_encode_text: %s", err.msg);
 	double tmin = 1, imin = 1;
 	for (int i = 0; i < nt; i++) {
-		double cs = cosine(temb + i * e, cJSON_GetArrayItem(te_j, i), e);
+		double cs = tu_cosine_json(temb + i * e, cJSON_GetArrayItem(te_j, i), e);
 		tmin = fmin(tmin, cs);
 		if (!(cs >= 0.99999))
 			fail_msg("%s: text %d cosine %.7f < 0.99999", recipe_name,
@@ -358,7 +322,7 @@ check_recipe(const char *recipe_name)
 		fail_msg("clip_encode_images: %s", err.msg);
 	const cJSON *ie_j = cJSON_GetObjectItem(fx, "image_embeddings");
 	for (int j = 0; j < ni; j++) {
-		double cs = cosine(iemb + j * e, cJSON_GetArrayItem(ie_j, j), e);
+		double cs = tu_cosine_json(iemb + j * e, cJSON_GetArrayItem(ie_j, j), e);
 		imin = fmin(imin, cs);
 		if (!(cs >= 0.9999))
 			fail_msg("%s: image %d cosine %.7f < 0.9999", recipe_name,

@@ -25,6 +25,7 @@
 
 #include "indexer/indexer.h"
 #include "tests/testmodel.h"
+#include "tests/testutil.h"
 
 static char tmp[] = "/tmp/cdx-indexer-XXXXXX";
 static char model_dir[300];
@@ -35,23 +36,11 @@ static clip_model *model;
 static unsigned char *
 jpeg_bytes(int w, int h, unsigned seed, unsigned long *len)
 {
-	unsigned char *rgb = malloc((size_t)w * h * 3), *jpeg = NULL;
-	tjhandle tj = tjInitCompress();
-	unsigned r0 = seed * 2654435761u;
+	unsigned char *rgb = tu_stripes_rgb(w, h, seed, 0, 0), *jpeg;
 
 	assert_non_null(rgb);
-	for (int y = 0; y < h; y++)
-		for (int x = 0; x < w; x++) {
-			unsigned char *p = rgb + ((size_t)y * w + x) * 3;
-			int band = ((x * (int)(seed % 5 + 1)) / 17 + (y * (int)(seed % 3
-			    + 1)) / 13) & 1;
-			p[0] = (unsigned char)((r0 >> 0) + band * 90 + x);
-			p[1] = (unsigned char)((r0 >> 8) + band * 40 + y * (seed & 3));
-			p[2] = (unsigned char)((r0 >> 16) + (x ^ y) * (seed % 7));
-		}
-	assert_int_equal(tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &jpeg, len,
-	    TJSAMP_420, 90, 0), 0);
-	tjDestroy(tj);
+	jpeg = tu_jpeg_encode(rgb, w, h, 90, len);
+	assert_non_null(jpeg);
 	free(rgb);
 	return jpeg;
 }
@@ -59,10 +48,7 @@ jpeg_bytes(int w, int h, unsigned seed, unsigned long *len)
 static void
 write_bytes(const char *path, const void *data, size_t len)
 {
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
+	assert_int_equal(tu_write_file(path, data, len), 0);
 }
 
 static void
