@@ -646,7 +646,6 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 	s->started = srv_now();
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
-	pthread_cond_init(&s->ingest_cv, NULL);
 
 	clip_model_default_params(&mp);
 	mp.n_threads = c->threads;
@@ -752,7 +751,6 @@ srv_stop(srv *s)
 	clip_model_free(s->model);
 	for (int i = 0; i < s->n_roots; i++)
 		free(s->roots[i]);
-	pthread_cond_destroy(&s->ingest_cv);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 	free(s);

@@ -63,7 +63,6 @@ struct srv {
 	int n_roots;
 
 	/* indexing (ingest.c, on indexer/indexer.h) */
-	pthread_cond_t ingest_cv;       /* unused */
 	struct watch *watch;            /* NULL until ingest_start() */
 
 	srv_listener *listeners[SRV_MAX_LISTEN];
