@@ -102,37 +102,38 @@ encode_file(const char *path, int fast, const cJSON *ref)
 	return tu_cosine_json(e, ref, info->embed_dim);
 }
 
+/* Every fixture image in one mode against the exact-mode reference:
+ * each cosine at least min; prints the worst. */
+static void
+check_images(int fast, double min)
+{
+	const cJSON *im;
+	const char *mode = fast ? "fast" : "exact";
+	double worst = 1;
+	cJSON_ArrayForEach(im, cJSON_GetObjectItem(fx, "images")) {
+		const char *file = cJSON_GetObjectItem(im, "file")->valuestring;
+		double c = encode_file(file, fast,
+		    cJSON_GetObjectItem(im, "embedding"));
+		if (c < min)
+			fail_msg("%s: %s-mode cosine %.7f < %g", file, mode, c, min);
+		worst = c < worst ? c : worst;
+	}
+	printf("%s mode: worst cosine %.7f over %d images\n", mode, worst,
+	    cJSON_GetArraySize(cJSON_GetObjectItem(fx, "images")));
+}
+
 static void
 test_images_exact_mode(void **state)
 {
-	const cJSON *im;
-	double worst = 1;
 	(void)state;
-	cJSON_ArrayForEach(im, cJSON_GetObjectItem(fx, "images")) {
-		const char *file = cJSON_GetObjectItem(im, "file")->valuestring;
-		double c = encode_file(file, 0, cJSON_GetObjectItem(im, "embedding"));
-		if (c < 0.9999)
-			fail_msg("%s: exact-mode cosine %.6f < 0.9999", file, c);
-		worst = c < worst ? c : worst;
-	}
-	printf("exact mode: worst cosine %.7f over %d images\n", worst,
-	    cJSON_GetArraySize(cJSON_GetObjectItem(fx, "images")));
+	check_images(0, 0.9999);
 }
 
 static void
 test_images_fast_mode(void **state)
 {
-	const cJSON *im;
-	double worst = 1;
 	(void)state;
-	cJSON_ArrayForEach(im, cJSON_GetObjectItem(fx, "images")) {
-		const char *file = cJSON_GetObjectItem(im, "file")->valuestring;
-		double c = encode_file(file, 1, cJSON_GetObjectItem(im, "embedding"));
-		if (c < 0.99)
-			fail_msg("%s: fast-mode cosine %.6f < 0.99", file, c);
-		worst = c < worst ? c : worst;
-	}
-	printf("fast mode: worst cosine %.6f against exact\n", worst);
+	check_images(1, 0.99);
 }
 
 static void
