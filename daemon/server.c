@@ -5,7 +5,9 @@
  * Each nng listener is a rep0 socket with a fixed set of work items, each a
  * small state machine driven by its aio callback (RECV -> WAIT -> SEND).
  * Callbacks never block: a received request is copied into a job and
- * queued; a worker thread dispatches it and starts the send.
+ * queued; a worker thread dispatches it and starts the send.  A guard
+ * thread replaces IPC listeners that nng 1.5.2 leaves stuck (see "the IPC
+ * listener guard" below).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +23,9 @@
 #include <cblas.h>
 
 #include "daemon/srv_internal.h"
+
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
 
 #define WORK_ITEMS 16           /* concurrent requests per nng socket */
 #define QUEUE_MAX 1024          /* queued jobs before "busy" */
@@ -381,7 +386,11 @@ typedef struct srv_work {
 struct srv_listener {
 	srv *s;
 	nng_socket sock;
+	nng_listener nl;
+	char *url;
 	int origin;
+	atomic_uint pipes_added;        /* NNG_PIPE_EV_ADD_POST on sock */
+	uint64_t errors_seen;           /* the guard's last "other" count */
 	srv_work work[WORK_ITEMS];
 	int n_work;
 };
@@ -460,25 +469,47 @@ origin_of_url(const char *url)
 	return SRV_ORIGIN_REMOTE;
 }
 
+static void
+pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	srv_listener *l = arg;
+	(void)p;
+	(void)ev;
+	l->pipes_added++;
+}
+
+/* Creates and starts l's nng listener on l->url (ipc: owner-only). */
+static int
+listener_listen(srv_listener *l)
+{
+	int rv;
+
+	if ((rv = nng_listener_create(&l->nl, l->sock, l->url)) != 0)
+		return rv;
+	if (strncmp(l->url, "ipc://", 6) == 0)
+		nng_listener_set_int(l->nl, NNG_OPT_IPC_PERMISSIONS, 0600);
+	if ((rv = nng_listener_start(l->nl, 0)) != 0)
+		nng_listener_close(l->nl);
+	return rv;
+}
+
 static int
 listener_start(srv *s, const char *url, cdx_error *err)
 {
 	srv_listener *l = calloc(1, sizeof(*l));
-	nng_listener nl;
 	int rv;
 
-	if (l == NULL)
+	if (l == NULL || (l->url = strdup(url)) == NULL) {
+		free(l);
 		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	}
 	l->s = s;
 	l->origin = origin_of_url(url);
 	if ((rv = nng_rep0_open(&l->sock)) != 0)
 		goto out_free;
 	nng_socket_set_size(l->sock, NNG_OPT_RECVMAXSZ, s->cfg->max_request_bytes);
-	if ((rv = nng_listener_create(&nl, l->sock, url)) != 0)
-		goto out_close;
-	if (strncmp(url, "ipc://", 6) == 0)
-		nng_listener_set_int(nl, NNG_OPT_IPC_PERMISSIONS, 0600);
-	if ((rv = nng_listener_start(nl, 0)) != 0)
+	if ((rv = nng_pipe_notify(l->sock, NNG_PIPE_EV_ADD_POST, pipe_added,
+	    l)) != 0 || (rv = listener_listen(l)) != 0)
 		goto out_close;
 	for (int i = 0; i < WORK_ITEMS; i++) {
 		srv_work *w = &l->work[i];
@@ -506,6 +537,7 @@ out_close:
 	}
 	nng_close(l->sock);
 out_free:
+	free(l->url);
 	free(l);
 	return cdx_error_set(err, rv == NNG_EADDRINUSE ? CDX_EBUSY : CDX_EIO,
 	    "cannot listen on %s: %s%s", url, nng_strerror(rv),
@@ -523,7 +555,131 @@ listener_stop(srv_listener *l)
 		nng_aio_stop(l->work[i].aio);
 	for (int i = 0; i < l->n_work; i++)
 		nng_aio_free(l->work[i].aio);
+	free(l->url);
 	free(l);
+}
+
+/* ---- the IPC listener guard ----
+ *
+ * nng 1.5.2 (Debian bookworm) has a bug in its IPC transport (upstream
+ * #1518, fixed after 1.5.2): a client that disconnects before the
+ * connection handshake is done (a killed client, a probe, a second
+ * clipdexd checking whether the socket is stale) makes the handshake fail
+ * with NNG_ECLOSED, which the listener takes for its own closing.  It then
+ * never hands another connection to the socket: new clients connect and
+ * send, and wait for ever.  The listener counts that error under its
+ * "other" statistic; when the count moves, the guard dials the listener
+ * and, if no pipe reaches the socket, replaces the listener.  Connections
+ * made through the dead listener are closed with it; their clients
+ * reconnect and send their request again. */
+
+#define GUARD_PERIOD_MS 200
+#define GUARD_PROBE_MS 1000
+
+/* The scope of listener id under st.  (nng 1.5.2's own
+ * nng_stat_find_listener() returns the first listener of any id.) */
+static nng_stat *
+find_listener_stats(nng_stat *st, int id)
+{
+	for (; st != NULL; st = nng_stat_next(st)) {
+		nng_stat *c;
+		if (nng_stat_type(st) != NNG_STAT_SCOPE)
+			continue;
+		if (strcmp(nng_stat_name(st), "listener") == 0 &&
+		    (c = nng_stat_find(st, "id")) != NULL &&
+		    nng_stat_value(c) == (uint64_t)id)
+			return st;
+		if ((c = find_listener_stats(nng_stat_child(st), id)) != NULL)
+			return c;
+	}
+	return NULL;
+}
+
+static uint64_t
+listener_other_errors(nng_listener nl)
+{
+	nng_stat *all, *ls, *st;
+	uint64_t v = 0;
+
+	if (nng_stats_get(&all) != 0)
+		return 0;
+	if ((ls = find_listener_stats(all, nng_listener_id(nl))) != NULL &&
+	    (st = nng_stat_find(ls, "other")) != NULL)
+		v = nng_stat_value(st);
+	nng_stats_free(all);
+	return v;
+}
+
+/* Whether a fresh connection to l reaches its socket within the probe
+ * time. */
+static int
+listener_alive(srv_listener *l)
+{
+	unsigned before = l->pipes_added;
+	nng_socket probe;
+	int alive = 0;
+
+	if (nng_req0_open(&probe) != 0)
+		return 1;       /* cannot tell: leave it alone */
+	nng_socket_set_ms(probe, NNG_OPT_RECONNMINT, 50);
+	if (nng_dial(probe, l->url, NULL, NNG_FLAG_NONBLOCK) == 0) {
+		for (int t = 0; t < GUARD_PROBE_MS && !alive; t += 10) {
+			alive = l->pipes_added != before;
+			if (!alive)
+				nng_msleep(10);
+		}
+	}
+	nng_close(probe);
+	return alive;
+}
+
+static void
+listener_check(srv_listener *l)
+{
+	uint64_t n = listener_other_errors(l->nl);
+	int rv;
+
+	if (n == l->errors_seen)
+		return;
+	if (listener_alive(l)) {
+		l->errors_seen = n;
+		return;
+	}
+	cdx_log(CDX_LOG_WARN, "%s stopped accepting connections (nng IPC bug "
+	    "after a client left during its handshake); listening again",
+	    l->url);
+	nng_listener_close(l->nl);
+	if ((rv = listener_listen(l)) != 0) {
+		cdx_log(CDX_LOG_ERROR, "cannot listen on %s again: %s (retrying)",
+		    l->url, nng_strerror(rv));
+		return;         /* errors_seen unchanged: try again next time */
+	}
+	l->errors_seen = listener_other_errors(l->nl);
+}
+
+static void *
+guard_main(void *arg)
+{
+	srv *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	while (!s->closing) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += GUARD_PERIOD_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&s->guard_cv, &s->mu, &ts);
+		if (s->closing)
+			break;
+		pthread_mutex_unlock(&s->mu);
+		for (int i = 0; i < s->n_listeners; i++)
+			if (strncmp(s->listeners[i]->url, "ipc://", 6) == 0)
+				listener_check(s->listeners[i]);
+		pthread_mutex_lock(&s->mu);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
 }
 
 /* ---- HTTP ---- */
@@ -646,6 +802,13 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 	s->started = srv_now();
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&s->guard_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 
 	clip_model_default_params(&mp);
 	mp.n_threads = c->threads;
@@ -712,6 +875,11 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 		rc = http_start(s, err);
 	if (rc != 0)
 		goto fail;
+	if (pthread_create(&s->guard, NULL, guard_main, s) != 0) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "cannot start a thread");
+		goto fail;
+	}
+	s->guard_started = 1;
 	*out = s;
 	return 0;
 fail:
@@ -728,7 +896,10 @@ srv_stop(srv *s)
 	pthread_mutex_lock(&s->mu);
 	s->closing = 1;
 	pthread_cond_broadcast(&s->cv);
+	pthread_cond_signal(&s->guard_cv);
 	pthread_mutex_unlock(&s->mu);
+	if (s->guard_started)
+		pthread_join(s->guard, NULL);
 	for (int i = 0; i < s->n_workers; i++)
 		if (s->workers[i].thread)
 			pthread_join(s->workers[i].thread, NULL);
@@ -752,6 +923,7 @@ srv_stop(srv *s)
 	for (int i = 0; i < s->n_roots; i++)
 		free(s->roots[i]);
 	pthread_cond_destroy(&s->cv);
+	pthread_cond_destroy(&s->guard_cv);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }

@@ -67,6 +67,9 @@ struct srv {
 
 	srv_listener *listeners[SRV_MAX_LISTEN];
 	int n_listeners;
+	pthread_t guard;        /* server.c: revives stuck IPC listeners */
+	pthread_cond_t guard_cv;        /* CLOCK_MONOTONIC; under mu */
+	int guard_started;
 	nng_http_server *http;
 	nng_http_handler *http_handler;
 	struct web *web;        /* web.c: the page, thumbnails, images */
