@@ -28,12 +28,20 @@
  * is lower and configurable; this only guards the client's memory). */
 #define MAX_FILE_BYTES ((int64_t)1 << 30)
 
+/* A dialer that has not connected for this long is replaced (see
+ * wait_connected). */
+#define REDIAL_MS 1000
+
 struct cdx_client {
 	nng_socket sock;
 	char *url;
-	pthread_mutex_t mu;     /* guards npipes, token */
+	pthread_mutex_t mu;     /* guards npipes, dialed_ms, token */
 	pthread_cond_t cv;      /* signalled when npipes changes */
 	int npipes;
+	int64_t dialed_ms;      /* when the dialer last started or its pipe
+	                           came or went */
+	pthread_mutex_t dial_mu;        /* guards dialer */
+	nng_dialer dialer;
 	char *token;
 	_Atomic int timeout_ms; /* settable while other threads use c */
 	_Atomic int connect_ms;
@@ -126,6 +134,14 @@ cdx_default_url(void)
 	return buf;
 }
 
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void
 pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
@@ -136,8 +152,36 @@ pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 		c->npipes++;
 	else if (ev == NNG_PIPE_EV_REM_POST && c->npipes > 0)
 		c->npipes--;
+	c->dialed_ms = now_ms();        /* the redial clock starts again */
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
+}
+
+/* Starts a dialer for c->url in the background (it keeps redialling). */
+static int
+dial(cdx_client *c, nng_dialer *d)
+{
+	int rv;
+	if ((rv = nng_dialer_create(d, c->sock, c->url)) != 0)
+		return rv;
+	if ((rv = nng_dialer_start(*d, NNG_FLAG_NONBLOCK)) != 0)
+		nng_dialer_close(*d);
+	return rv;
+}
+
+/* Replaces c's dialer.  nng 1.5.2's dialer stops for good when the
+ * connection handshake fails with NNG_ECLOSED (the daemon closed the
+ * connection before the client wrote its header: a daemon stopping, or
+ * replacing a listener); a fresh dialer starts over. */
+static void
+redial(cdx_client *c)
+{
+	nng_dialer d;
+	pthread_mutex_lock(&c->dial_mu);
+	nng_dialer_close(c->dialer);
+	if (dial(c, &d) == 0)
+		c->dialer = d;
+	pthread_mutex_unlock(&c->dial_mu);
 }
 
 int
@@ -145,7 +189,6 @@ cdx_client_open(const char *url, cdx_client **out)
 {
 	cdx_client *c;
 	pthread_condattr_t ca;
-	nng_dialer d;
 	int rv, rc;
 
 	if (out == NULL)
@@ -168,6 +211,7 @@ cdx_client_open(const char *url, cdx_client **out)
 	pthread_cond_init(&c->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->dial_mu, NULL);
 
 	if ((rv = nng_req0_open(&c->sock)) != 0) {
 		rc = cdxi_fail(NULL, err_from_nng(rv) == CDX_ENOMEM ? CDX_ENOMEM :
@@ -184,16 +228,12 @@ cdx_client_open(const char *url, cdx_client **out)
 		rc = cdxi_fail(NULL, CDX_EIO, "nng_pipe_notify: %s", nng_strerror(rv));
 		goto out_close_socket;
 	}
-	if ((rv = nng_dialer_create(&d, c->sock, url)) != 0) {
+	c->dialed_ms = now_ms();
+	if ((rv = dial(c, &c->dialer)) != 0) {
 		rc = err_from_nng(rv);
 		if (rc != CDX_ENOMEM)
 			rc = CDX_EINVAL;
-		cdxi_fail(NULL, rc, "bad address '%s': %s", url, nng_strerror(rv));
-		goto out_close_socket;
-	}
-	if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
-		rc = cdxi_fail(NULL, err_from_nng(rv) == CDX_EINVAL ? CDX_EINVAL :
-		    CDX_EIO, "cannot dial '%s': %s", url, nng_strerror(rv));
+		cdxi_fail(NULL, rc, "cannot dial '%s': %s", url, nng_strerror(rv));
 		goto out_close_socket;
 	}
 	*out = c;
@@ -202,6 +242,7 @@ cdx_client_open(const char *url, cdx_client **out)
 out_close_socket:
 	nng_close(c->sock);
 out_free_sync:
+	pthread_mutex_destroy(&c->dial_mu);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
 	free(c->url);
@@ -216,6 +257,7 @@ cdx_client_close(cdx_client *c)
 	if (c == NULL)
 		return;
 	nng_close(c->sock);
+	pthread_mutex_destroy(&c->dial_mu);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
 	free(c->token);
@@ -254,30 +296,29 @@ cdx_client_set_token(cdx_client *c, const char *token)
 
 /* ---- one request ---- */
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits until a pipe is up or deadline (ms, CLOCK_MONOTONIC; < 0: forever)
- * passes.  Returns whether connected. */
+ * passes, replacing a dialer that has not connected for REDIAL_MS.
+ * Returns whether connected. */
 static int
 wait_connected(cdx_client *c, int64_t deadline)
 {
 	int up;
 	pthread_mutex_lock(&c->mu);
 	while (c->npipes == 0) {
-		if (deadline < 0) {
-			pthread_cond_wait(&c->cv, &c->mu);
+		int64_t now = now_ms(), until = c->dialed_ms + REDIAL_MS;
+		if (deadline >= 0 && now >= deadline)
+			break;
+		if (now >= until) {
+			c->dialed_ms = now;
+			pthread_mutex_unlock(&c->mu);
+			redial(c);
+			pthread_mutex_lock(&c->mu);
 			continue;
 		}
-		if (now_ms() >= deadline)
-			break;
-		struct timespec ts = { (time_t)(deadline / 1000),
-		    (long)(deadline % 1000) * 1000000 };
+		if (deadline >= 0 && deadline < until)
+			until = deadline;
+		struct timespec ts = { (time_t)(until / 1000),
+		    (long)(until % 1000) * 1000000 };
 		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
 	}
 	up = c->npipes > 0;
@@ -353,8 +394,11 @@ out_close_ctx:
 }
 
 /* Waits for the connection, then makes the request.  A request whose
- * connection drops before its reply (the daemon restarted, or the pipe
- * was stale) is made once more: every v1 operation is safe to repeat. */
+ * connection drops before its reply (the daemon restarted or replaced its
+ * listener, or the pipe was stale) is made again, up to ATTEMPTS times in
+ * all: every v1 operation is safe to repeat. */
+#define ATTEMPTS 4
+
 static int
 transact(cdx_client *c, const char *body, size_t len, char **reply,
     size_t *reply_len)
@@ -363,7 +407,7 @@ transact(cdx_client *c, const char *body, size_t len, char **reply,
 	int64_t start = now_ms();
 	int64_t deadline = timeout > 0 ? start + timeout : -1;
 	int64_t conn_deadline = deadline;
-	int rv, rc;
+	int rv, rc, n = 1;
 
 	if (connect_ms >= 0 && (deadline < 0 || start + connect_ms < deadline))
 		conn_deadline = start + connect_ms;
@@ -371,8 +415,8 @@ transact(cdx_client *c, const char *body, size_t len, char **reply,
 		return cdxi_fail(c, CDX_ECLOSED, "cannot connect to clipdexd at %s "
 		    "(is it running?)", c->url);
 	rv = attempt(c, body, len, deadline, reply, reply_len);
-	if ((rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT) &&
-	    (deadline < 0 || now_ms() < deadline)) {
+	for (; (rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT) && n < ATTEMPTS &&
+	    (deadline < 0 || now_ms() < deadline); n++) {
 		int64_t again = now_ms() + (connect_ms >= 0 ? connect_ms : timeout);
 		if (deadline >= 0 && (connect_ms < 0 || again > deadline))
 			again = deadline;
@@ -383,6 +427,10 @@ transact(cdx_client *c, const char *body, size_t len, char **reply,
 	}
 	if (rv == 0)
 		return 0;
+	if (rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT)
+		return cdxi_fail(c, CDX_ECLOSED, "clipdexd at %s closed the "
+		    "connection %d times before replying (is the %zu-byte request "
+		    "over its --max-request-bytes?)", c->url, n, len);
 	rc = err_from_nng(rv);
 	if (rc == CDX_ETIMEDOUT)
 		return cdxi_fail(c, rc, "no reply from clipdexd at %s within %d ms",

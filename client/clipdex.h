@@ -15,9 +15,10 @@
  * Transport: CDX_ECLOSED when the daemon cannot be reached within the
  * connect timeout, CDX_ETIMEDOUT when no reply came within the request
  * timeout (a late reply is discarded).  A request whose connection drops
- * before its reply (a restarted daemon) is sent once more on the next
- * connection, within the same timeouts: every operation of protocol v1 is
- * safe to repeat.  A reply that is not the JSON the
+ * before its reply (a restarted daemon) is sent again on the next
+ * connection, up to four times in all and within the same timeouts: every
+ * operation of protocol v1 is safe to repeat.  A request the daemon keeps
+ * dropping fails with CDX_ECLOSED.  A reply that is not the JSON the
  * protocol promises is CDX_EPROTO.  Out-parameters are untouched on
  * failure.
  *

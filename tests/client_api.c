@@ -7,9 +7,12 @@
 #include <cmocka.h>
 
 #include <float.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 
 /* Both headers together: the shared enum is defined once. */
@@ -623,6 +626,75 @@ test_daemon_started_later(void **state)
 	fakesrv_stop(&srv);
 }
 
+/* Something on the daemon's address that accepts connections and closes
+ * them at once, for ms milliseconds. */
+struct slammer {
+	char path[108];
+	int ms;
+	int accepted;
+};
+
+static void *
+slammer_main(void *arg)
+{
+	struct slammer *sl = arg;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	memcpy(sa.sun_path, sl->path, strlen(sl->path) + 1);
+	unlink(sl->path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(fd, 16) != 0)
+		return NULL;
+	for (int64_t end = ms_now() + sl->ms; ms_now() < end;) {
+		struct timeval tv = { 0, 20000 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		int c = accept(fd, NULL, NULL);
+		if (c >= 0) {
+			close(c);
+			sl->accepted++;
+		}
+	}
+	close(fd);
+	unlink(sl->path);
+	return NULL;
+}
+
+/* A client whose connections are closed during the handshake (a daemon
+ * stopping, or replacing its listener) connects once a daemon answers:
+ * nng 1.5.2's dialer gives up after such a failure, and the client
+ * replaces it (client.c, redial). */
+static void
+test_reconnects_after_handshake_failures(void **state)
+{
+	struct fakesrv srv;
+	struct slammer sl = { .ms = 800 };
+	char url[256];
+	pthread_t th;
+	cdx_client *c;
+	cdx_status st;
+	(void)state;
+
+	fakesrv_address(51, url, sizeof(url));
+	assert_true(strlen(url + 6) < sizeof(sl.path));
+	memcpy(sl.path, url + 6, strlen(url + 6) + 1);  /* after "ipc://" */
+	assert_int_equal(pthread_create(&th, NULL, slammer_main, &sl), 0);
+	usleep(50000);
+	assert_int_equal(cdx_client_open(url, &c), 0);
+	cdx_client_set_connect_timeout(c, 100);
+	assert_int_equal(cdx_get_status(c, &st), CDX_ECLOSED);
+	pthread_join(th, NULL);
+	assert_true(sl.accepted > 0);
+	assert_int_equal(fakesrv_start(&srv, 51), 0);
+	cdx_client_set_connect_timeout(c, 5000);
+	int rc = cdx_get_status(c, &st);
+	if (rc != 0)
+		fail_msg("after %d slammed connections: %s", sl.accepted,
+		    cdx_client_errmsg(c));
+	assert_int_equal(st.images, 1234);
+	cdx_client_close(c);
+	fakesrv_stop(&srv);
+}
+
 struct worker {
 	cdx_client *c;
 	int id;
@@ -704,6 +776,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_request_timeout, setup,
 		    teardown),
 		cmocka_unit_test(test_daemon_started_later),
+		cmocka_unit_test(test_reconnects_after_handshake_failures),
 		cmocka_unit_test_setup_teardown(test_threads_share_one_client, setup,
 		    teardown),
 	};
