@@ -549,7 +549,10 @@ select_hits(srv_call *c, const store_results *res, const srv_search_opts *o,
 		const store_hit *h = &res->hits[i];
 		if (h->id == exclude)
 			continue;
-		if (o->has_min && h->score < o->min_score)
+		/* Scores are float32: the bound compares as one, so a score this
+		 * daemon printed, passed back as min_score, keeps its hit (the
+		 * JSON double may be a hair above the float). */
+		if (o->has_min && h->score < (float)o->min_score)
 			break;          /* best first: the rest are lower */
 		if (kept != NULL) {
 			store_image *img = NULL;
@@ -558,7 +561,7 @@ select_hits(srv_call *c, const store_results *res, const srv_search_opts *o,
 				continue;
 			for (size_t j = 0; j < n_kept && !dup; j++)
 				dup = dot(kept + j * dim, img->embedding, dim) >=
-				    o->collapse;
+				    (float)o->collapse;
 			if (!dup)
 				memcpy(kept + n_kept * dim, img->embedding,
 				    sizeof(float) * (size_t)dim);

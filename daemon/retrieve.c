@@ -352,7 +352,8 @@ run_prompt(srv_call *c, const ropts *o, uint32_t pi, const float *q,
 			for (; i < res->n && nb < (o->dedupe > 0 ? RETRIEVE_BATCH : 1);
 			    i++) {
 				const store_hit *h = &res->hits[i];
-				if (o->has_min && h->score < o->min_score) {
+				/* float32, as in select_hits() (dispatch.c) */
+				if (o->has_min && h->score < (float)o->min_score) {
 					stop = 1;
 					break;
 				}
@@ -402,7 +403,7 @@ run_prompt(srv_call *c, const ropts *o, uint32_t pi, const float *q,
 			for (size_t a = 0; a < nb && rank < (uint32_t)o->k; a++) {
 				int dup = 0;
 				for (size_t j = 0; j < nk0 && !dup; j++)
-					dup = sims[a * nk0 + j] >= o->dedupe;
+					dup = sims[a * nk0 + j] >= (float)o->dedupe;
 				/* ... and the ones kept earlier in this batch. */
 				for (size_t j = nk0; j < kv->n && !dup; j++) {
 					double d = 0;
