@@ -112,6 +112,12 @@ is_slow(const char *req, size_t len)
 static void
 submit(srv *s, srv_job *job)
 {
+	if (job->len > s->cfg->max_request_bytes) {
+		srv_job_error(job, "too_large", "the request is %zu bytes; the "
+		    "limit is %zu (--max-request-bytes)", job->len,
+		    s->cfg->max_request_bytes);
+		return;
+	}
 	pthread_mutex_lock(&s->mu);
 	if (s->closing || s->fast.n + s->slow.n >= QUEUE_MAX) {
 		int closing = s->closing;
@@ -456,6 +462,13 @@ work_cb(void *arg)
 	}
 }
 
+static size_t
+transport_max(size_t max_request)
+{
+	return max_request > SIZE_MAX / 2 - (64 << 10) ? SIZE_MAX :
+	    2 * max_request + (64 << 10);
+}
+
 static int
 origin_of_url(const char *url)
 {
@@ -507,7 +520,11 @@ listener_start(srv *s, const char *url, cdx_error *err)
 	l->origin = origin_of_url(url);
 	if ((rv = nng_rep0_open(&l->sock)) != 0)
 		goto out_free;
-	nng_socket_set_size(l->sock, NNG_OPT_RECVMAXSZ, s->cfg->max_request_bytes);
+	/* Requests up to twice the limit are read and answered "too_large";
+	 * the transport drops bigger ones with their connection (a client
+	 * whose send is cut short that way can hang in nng 1.5.2). */
+	nng_socket_set_size(l->sock, NNG_OPT_RECVMAXSZ,
+	    transport_max(s->cfg->max_request_bytes));
 	if ((rv = nng_pipe_notify(l->sock, NNG_PIPE_EV_ADD_POST, pipe_added,
 	    l)) != 0 || (rv = listener_listen(l)) != 0)
 		goto out_close;
@@ -764,7 +781,7 @@ http_start(srv *s, cdx_error *err)
 		goto fail_release;
 	nng_http_handler_set_method(s->http_handler, "POST");
 	nng_http_handler_collect_body(s->http_handler, true,
-	    s->cfg->max_request_bytes);
+	    transport_max(s->cfg->max_request_bytes));
 	nng_http_handler_set_data(s->http_handler, s, NULL);
 	if ((rv = nng_http_server_add_handler(s->http, s->http_handler)) != 0) {
 		nng_http_handler_free(s->http_handler);

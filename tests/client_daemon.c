@@ -447,24 +447,45 @@ test_bad_input_keeps_daemon_up(void **state)
 	expect_error("{\"op\":\"search\",\"text\":\"\\udc00 lone surrogate\"}",
 	    "bad_json");
 
-	/* A request over --max-request-bytes (2 MiB) is dropped by the
-	 * transport with its connection (a client of its own here, so the
-	 * check below does not race that connection's reconnect); the sender
-	 * times out; the daemon stays up. */
+	/* A request over --max-request-bytes (2 MiB here) is answered
+	 * too_large ... */
 	size_t big = (size_t)3 << 20;
 	char *huge = malloc(big + 64);
 	assert_non_null(huge);
 	int n = sprintf(huge, "{\"op\":\"search\",\"text\":\"");
 	memset(huge + n, 'a', big);
 	strcpy(huge + n + big, "\"}");
-	char *reply = NULL;
-	cdx_client *big_cli = NULL;
-	assert_int_equal(cdx_client_open(url, &big_cli), 0);
-	cdx_client_set_timeout(big_cli, 1000);
-	assert_true(cdx_request(big_cli, huge, &reply) != 0);
-	cdx_client_close(big_cli);
-	free(reply);
+	expect_error(huge, "too_large");
 	free(huge);
+	/* ... and one over twice the limit is dropped by the transport with
+	 * its connection (spoken raw here: nng 1.5.2's client can hang when its
+	 * send is cut short). */
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *sp = url + strlen("ipc://");
+	assert_true(strlen(sp) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, sp, strlen(sp) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	unsigned char hs[8] = { 0, 'S', 'P', 0, 0, 48, 0, 0 }, frame[9] = { 1 };
+	uint64_t flen = (uint64_t)5 << 20;
+	for (int i = 0; i < 8; i++)
+		frame[1 + i] = (unsigned char)(flen >> (56 - 8 * i));
+	assert_int_equal(write(fd, hs, 8), 8);
+	assert_int_equal(write(fd, frame, 9), 9);
+	char junk[4096];
+	memset(junk, 'a', sizeof(junk));
+	ssize_t w = 0;
+	for (int i = 0; i < 16 && w >= 0; i++)
+		w = send(fd, junk, sizeof(junk), MSG_NOSIGNAL);
+	struct timeval tv = { 10, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ssize_t got;
+	do      /* the daemon's handshake header, then the end */
+		got = read(fd, junk, sizeof(junk));
+	while (got > 0);
+	assert_true(got == 0 || errno == ECONNRESET);
+	close(fd);
 
 	/* ... and still answers normal queries. */
 	assert_int_equal(cdx_get_status(cli, &st), 0);
@@ -769,6 +790,25 @@ test_http_same_dispatch(void **state)
 	pclose(p);
 	assert_non_null(strstr(out, "bad_json"));
 	assert_non_null(strstr(out, " 400"));
+	/* over --max-request-bytes (2 MiB): the JSON error, 413 */
+	char body[300];
+	snprintf(body, sizeof(body), "%s/big.json", tmp);
+	FILE *f = fopen(body, "w");
+	assert_non_null(f);
+	fputs("{\"op\":\"search\",\"text\":\"", f);
+	for (int i = 0; i < 3 << 10; i++)
+		fprintf(f, "%01024d", 0);
+	fputs("\"}", f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "curl -s -w ' %%{http_code}' --data-binary "
+	    "@%s http://127.0.0.1:%d/api", body, http_port);
+	p = popen(cmd, "r");
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	pclose(p);
+	if (strstr(out, "too_large") == NULL || strstr(out, " 413") == NULL)
+		fail_msg("a 3 MiB body: %s", out);
+	unlink(body);
 }
 
 int
