@@ -392,6 +392,22 @@ test_filters_and_paging(void **state)
 	cdx_results_free(all);
 }
 
+/* A plain socket connected to the daemon's ipc:// address, for speaking
+ * below nng. */
+static int
+raw_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *path = url + strlen("ipc://");
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_true(strlen(path) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
 static void
 expect_error(const char *req, const char *code)
 {
@@ -460,13 +476,7 @@ test_bad_input_keeps_daemon_up(void **state)
 	/* ... and one over twice the limit is dropped by the transport with
 	 * its connection (spoken raw here: nng 1.5.2's client can hang when its
 	 * send is cut short). */
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	const char *sp = url + strlen("ipc://");
-	assert_true(strlen(sp) < sizeof(sa.sun_path));
-	memcpy(sa.sun_path, sp, strlen(sp) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	assert_true(fd >= 0);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	int fd = raw_connect();
 	unsigned char hs[8] = { 0, 'S', 'P', 0, 0, 48, 0, 0 }, frame[9] = { 1 };
 	uint64_t flen = (uint64_t)5 << 20;
 	for (int i = 0; i < 8; i++)
@@ -528,18 +538,11 @@ conc_main(void *arg)
 static void
 test_handshake_dropouts(void **state)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	(void)state;
 
-	const char *path = url + strlen("ipc://");
-	assert_true(strlen(path) < sizeof(sa.sun_path));
-	memcpy(sa.sun_path, path, strlen(path) + 1);
 	for (int round = 0; round < 3; round++) {
 		for (int i = 0; i < 1 + round; i++) {
-			int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-			assert_true(fd >= 0);
-			assert_int_equal(connect(fd, (struct sockaddr *)&sa,
-			    sizeof(sa)), 0);
+			int fd = raw_connect();
 			if (round == 2)         /* half a handshake */
 				assert_int_equal(write(fd, "\0SP\0", 4), 4);
 			close(fd);
