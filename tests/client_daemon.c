@@ -774,12 +774,8 @@ test_http_same_dispatch(void **state)
 	snprintf(cmd, sizeof(cmd), "curl -s -w ' %%{http_code}' -d "
 	    "'{\"op\":\"search\",\"text\":\"a red photo\",\"k\":1}' "
 	    "http://127.0.0.1:%d/api", http_port);
-	FILE *p = popen(cmd, "r");
-	assert_non_null(p);
-	size_t n = fread(out, 1, sizeof(out) - 1, p);
-	out[n] = '\0';
-	pclose(p);
-	assert_true(n > 0);     /* tools/deps.sh installs curl */
+	tu_popen_read(cmd, out, sizeof(out));
+	assert_true(out[0] != '\0');   /* tools/deps.sh installs curl */
 	char want[64];
 	snprintf(want, sizeof(want), "\"id\":%llu,",
 	    (unsigned long long)rec[0].ids[0]);
@@ -787,10 +783,7 @@ test_http_same_dispatch(void **state)
 	assert_non_null(strstr(out, " 200"));
 	snprintf(cmd, sizeof(cmd), "curl -s -w ' %%{http_code}' -d 'garbage' "
 	    "http://127.0.0.1:%d/api", http_port);
-	p = popen(cmd, "r");
-	n = fread(out, 1, sizeof(out) - 1, p);
-	out[n] = '\0';
-	pclose(p);
+	tu_popen_read(cmd, out, sizeof(out));
 	assert_non_null(strstr(out, "bad_json"));
 	assert_non_null(strstr(out, " 400"));
 	/* over --max-request-bytes (2 MiB): the JSON error, 413 */
@@ -805,10 +798,7 @@ test_http_same_dispatch(void **state)
 	fclose(f);
 	snprintf(cmd, sizeof(cmd), "curl -s -w ' %%{http_code}' --data-binary "
 	    "@%s http://127.0.0.1:%d/api", body, http_port);
-	p = popen(cmd, "r");
-	n = fread(out, 1, sizeof(out) - 1, p);
-	out[n] = '\0';
-	pclose(p);
+	tu_popen_read(cmd, out, sizeof(out));
 	if (strstr(out, "too_large") == NULL || strstr(out, " 413") == NULL)
 		fail_msg("a 3 MiB body: %s", out);
 	unlink(body);
