@@ -1,6 +1,8 @@
 /*
- * image_bench - JPEG decode + CLIP preprocessing (224 crop) in exact and
- * fast mode, for a 12 MP and a 2 MP photo-like JPEG made in memory.
+ * image_bench - JPEG decode + preprocessing in exact and fast mode, for a
+ * 12 MP and a 2 MP photo-like JPEG made in memory: CLIP's shortest side +
+ * 224 centre crop, and SigLIP's squash (bicubic and bilinear at 224,
+ * bicubic at 384).
  *
  * Prints the median of several runs for decode only and decode+preprocess,
  * the fast/exact ratio against the target (fast >= 5x faster than exact for
@@ -93,21 +95,25 @@ time_it(const unsigned char *jpeg, unsigned long size, int min_short,
 	return t[runs / 2];
 }
 
-static int
-bench(const char *label, int w, int h, int runs, const clip_preprocess_cfg *cfg,
-    int check_target)
+/* One preprocessing setting on one photo: decode only and decode +
+ * preprocess, exact and fast (min_short from clip_preprocess_min_short),
+ * and how far fast-mode pixels are from exact mode. */
+static void
+bench_cfg(const char *label, const unsigned char *jpeg, unsigned long size,
+    int runs, const clip_preprocess_cfg *cfg, int check_target)
 {
-	unsigned long size = 0;
-	unsigned char *jpeg = make_jpeg(w, h, &size);
-	if (jpeg == NULL)
-		return 1;
 	size_t n = 3 * (size_t)cfg->crop_width * cfg->crop_height;
 	float *fe = malloc(n * sizeof(float)), *ff = malloc(n * sizeof(float));
+	int ms = clip_preprocess_min_short(cfg);
+	if (fe == NULL || ff == NULL) {
+		fprintf(stderr, "image_bench: no memory\n");
+		exit(1);
+	}
 
 	double dec_e = time_it(jpeg, size, 0, cfg, NULL, runs);
-	double dec_f = time_it(jpeg, size, cfg->shortest_edge, cfg, NULL, runs);
+	double dec_f = time_it(jpeg, size, ms, cfg, NULL, runs);
 	double all_e = time_it(jpeg, size, 0, cfg, fe, runs);
-	double all_f = time_it(jpeg, size, cfg->shortest_edge, cfg, ff, runs);
+	double all_f = time_it(jpeg, size, ms, cfg, ff, runs);
 
 	/* Pixel distance of fast from exact mode, in 8-bit steps. */
 	double sum = 0, sq = 0, maxd = 0;
@@ -120,19 +126,60 @@ bench(const char *label, int w, int h, int runs, const clip_preprocess_cfg *cfg,
 			maxd = d;
 	}
 	double rmse = sqrt(sq / n);
-	printf("%s (%dx%d, %.1f MB JPEG q90 4:2:0)\n", label, w, h,
-	    size / 1e6);
-	printf("  decode only      exact %8.2f ms   fast %7.2f ms   %.1fx\n",
+	printf("  %s (fast: min_short %d)\n", label, ms);
+	printf("    decode only      exact %8.2f ms   fast %7.2f ms   %.1fx\n",
 	    dec_e, dec_f, dec_e / dec_f);
-	printf("  decode+preproc   exact %8.2f ms   fast %7.2f ms   %.1fx%s\n",
+	printf("    decode+preproc   exact %8.2f ms   fast %7.2f ms   %.1fx%s\n",
 	    all_e, all_f, all_e / all_f,
 	    check_target ? (all_e / all_f >= 5.0 ?
 	    "   (target >= 5x: met)" : "   (target >= 5x: NOT met)") : "");
-	printf("  fast vs exact pixels (224 crop): mean |d| %.2f, rmse %.2f, "
-	    "max %.0f (of 255), PSNR %.1f dB\n", sum / n, rmse, maxd,
+	printf("    preprocess only  exact %8.2f ms   fast %7.2f ms\n",
+	    all_e - dec_e, all_f - dec_f);
+	printf("    fast vs exact pixels: mean |d| %.2f, rmse %.2f, max %.0f "
+	    "(of 255), PSNR %.1f dB\n", sum / n, rmse, maxd,
 	    20 * log10(255.0 / (rmse > 0 ? rmse : 1e-9)));
 	free(fe);
 	free(ff);
+}
+
+static int
+bench(const char *label, int w, int h, int runs, int check_target)
+{
+	/* CLIP (ViT-B/32): shortest side + centre crop; SigLIP: a squash,
+	 * bicubic (SigLIP) or bilinear (SigLIP2), at 224 and 384. */
+	static const clip_preprocess_cfg clip = {
+		.mode = CLIP_RESIZE_SHORTEST_CROP,
+		.resample = CLIP_RESAMPLE_BICUBIC, .shortest_edge = 224,
+		.crop_width = 224, .crop_height = 224,
+		.mean = { 0.48145466f, 0.4578275f, 0.40821073f },
+		.std = { 0.26862954f, 0.26130258f, 0.27577711f } };
+	static const struct {
+		const char *label;
+		int mode, resample, size;
+	} cfgs[] = {
+		{ "SigLIP squash 224 bicubic", CLIP_RESIZE_SQUASH,
+		    CLIP_RESAMPLE_BICUBIC, 224 },
+		{ "SigLIP squash 224 bilinear", CLIP_RESIZE_SQUASH,
+		    CLIP_RESAMPLE_BILINEAR, 224 },
+		{ "SigLIP squash 384 bicubic", CLIP_RESIZE_SQUASH,
+		    CLIP_RESAMPLE_BICUBIC, 384 },
+	};
+	unsigned long size = 0;
+	unsigned char *jpeg = make_jpeg(w, h, &size);
+	if (jpeg == NULL)
+		return 1;
+	printf("%s (%dx%d, %.1f MB JPEG q90 4:2:0)\n", label, w, h,
+	    size / 1e6);
+	bench_cfg("CLIP crop 224 bicubic", jpeg, size, runs, &clip,
+	    check_target);
+	for (size_t i = 0; i < sizeof(cfgs) / sizeof(cfgs[0]); i++) {
+		clip_preprocess_cfg c = {
+			.mode = cfgs[i].mode, .resample = cfgs[i].resample,
+			.crop_width = cfgs[i].size, .crop_height = cfgs[i].size,
+			.mean = { 0.5f, 0.5f, 0.5f },
+			.std = { 0.5f, 0.5f, 0.5f } };
+		bench_cfg(cfgs[i].label, jpeg, size, runs, &c, 0);
+	}
 	tjFree(jpeg);
 	return 0;
 }
@@ -140,13 +187,9 @@ bench(const char *label, int w, int h, int runs, const clip_preprocess_cfg *cfg,
 int
 main(void)
 {
-	clip_preprocess_cfg cfg = { .shortest_edge = 224, .crop_width = 224,
-		.crop_height = 224,
-		.mean = { 0.48145466f, 0.4578275f, 0.40821073f },
-		.std = { 0.26862954f, 0.26130258f, 0.27577711f } };
-	printf("image_bench: median of runs, 1 thread, crop 224\n");
-	if (bench("12 MP photo", 4000, 3000, 5, &cfg, 1) != 0 ||
-	    bench("2 MP photo", 1920, 1080, 9, &cfg, 0) != 0)
+	printf("image_bench: median of runs, 1 thread\n");
+	if (bench("12 MP photo", 4000, 3000, 5, 1) != 0 ||
+	    bench("2 MP photo", 1920, 1080, 9, 0) != 0)
 		return 1;
 	return 0;
 }

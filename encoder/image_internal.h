@@ -34,13 +34,14 @@ int64_t clip_exif_parse_datetime(const char *s, size_t len);
  * does not fit an int. */
 int clip_resize_dims(int w, int h, int shortest_edge, int *new_w, int *new_h);
 
-/* Pillow-exact bicubic resize of interleaved RGB `src` (w x h) to
- * new_w x new_h, followed by Hugging Face's centre crop to crop_w x crop_h
- * (zero padding where the crop is larger).  Only the pixels inside the crop
- * are computed.  Writes crop_h * crop_w * 3 bytes to `out` (HWC).
- * Errors: CDX_EINVAL, CDX_ENOMEM. */
+/* Pillow-exact resize (resample: an enum clip_resample) of interleaved RGB
+ * `src` (w x h) to new_w x new_h, followed by Hugging Face's centre crop to
+ * crop_w x crop_h (zero padding where the crop is larger; with the crop
+ * equal to the new size, a plain resize: the squash).  Only the pixels
+ * inside the crop are computed.  Writes crop_h * crop_w * 3 bytes to `out`
+ * (HWC).  Errors: CDX_EINVAL (also an unknown filter), CDX_ENOMEM. */
 int clip_resize_crop(const uint8_t *src, int w, int h, int new_w, int new_h,
-    int crop_w, int crop_h, uint8_t *out, cdx_error *err);
+    int crop_w, int crop_h, int resample, uint8_t *out, cdx_error *err);
 
 /* Selects the SIMD horizontal pass (default, where built) or the portable
  * one; both give the same bytes.  For tests: not thread-safe. */

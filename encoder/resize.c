@@ -1,18 +1,22 @@
 /*
- * resize.c - Pillow-exact bicubic resize, Hugging Face centre crop, and
- * normalisation into planar floats (clip_image_preprocess).
+ * resize.c - Pillow-exact resampling (bicubic and bilinear), Hugging Face's
+ * two ways to a model's input square (shortest side + centre crop, or a
+ * squash), and normalisation into planar floats (clip_image_preprocess).
  *
- * The resize reproduces Pillow 9.4's Image.resize(size, BICUBIC) with
- * reducing_gap=None (libImaging/Resample.c), written from its description:
+ * The resize reproduces Pillow 9.4's Image.resize(size, filter) with
+ * reducing_gap=None (libImaging/Resample.c, 8 bits per channel):
  *  - a separable convolution, horizontal pass first, then vertical;
- *  - for output index i, centre = (i + 0.5) * scale with scale = in / out;
- *    when downscaling the filter's support (2 for bicubic, a = -0.5) is
- *    stretched by scale, taps run from (int)(centre - support + 0.5) to
+ *  - for output index i, centre = (i + 0.5) * scale with scale = in / out
+ *    (the box edge taken as a float); when downscaling the filter's support
+ *    (1 for bilinear, 2 for bicubic with a = -0.5) is stretched by scale,
+ *    taps run from (int)(centre - support + 0.5) to
  *    (int)(centre + support + 0.5), clamped to the image, weights are
  *    filter((j - centre + 0.5) / max(scale, 1)), normalised to sum 1;
  *  - weights become fixed point with 22 fractional bits, rounded half away
  *    from zero; each pass sums from 1 << 21, shifts right by 22 (arithmetic)
  *    and clamps to 0..255.
+ * A pass whose size does not change is the identity with these weights
+ * (1 at the pixel, 0 at whole-pixel offsets), as Pillow skipping it.
  * Every output pixel depends only on its own coordinates, so only the
  * pixels inside the centre crop are computed: the same bytes, less work.
  */
@@ -31,6 +35,22 @@
 
 #define PREC_BITS 22
 
+/* Pillow's filters: the kernel and its support at scale 1. */
+struct filter {
+	double (*fn)(double x);
+	double support;
+};
+
+static double
+bilinear(double x)
+{
+	if (x < 0.0)
+		x = -x;
+	if (x < 1.0)
+		return 1.0 - x;
+	return 0.0;
+}
+
 /* Bicubic convolution kernel, a = -0.5 (Keys). */
 static double
 bicubic(double x)
@@ -43,6 +63,23 @@ bicubic(double x)
 	if (x < 2.0)
 		return (((x - 5) * x + 8) * x - 4) * a;
 	return 0.0;
+}
+
+static const struct filter filter_bilinear = { bilinear, 1.0 };
+static const struct filter filter_bicubic = { bicubic, 2.0 };
+
+/* The filter of an enum clip_resample, NULL for any other value. */
+static const struct filter *
+filter_of(int resample)
+{
+	switch (resample) {
+	case CLIP_RESAMPLE_BILINEAR:
+		return &filter_bilinear;
+	case CLIP_RESAMPLE_BICUBIC:
+		return &filter_bicubic;
+	default:
+		return NULL;
+	}
 }
 
 /* Taps of output pixels first .. first+count-1 of a resize from in_size to
@@ -62,12 +99,13 @@ taps_free(struct taps *t)
 }
 
 static int
-taps_make(struct taps *t, int in_size, int out_size, int first, int count)
+taps_make(struct taps *t, const struct filter *f, int in_size, int out_size,
+    int first, int count)
 {
 	/* Pillow takes the box edges as floats. */
 	double scale = (double)(float)in_size / out_size;
 	double filterscale = scale < 1.0 ? 1.0 : scale;
-	double support = 2.0 * filterscale;
+	double support = f->support * filterscale;
 	double ss = 1.0 / filterscale;
 
 	memset(t, 0, sizeof(*t));
@@ -99,7 +137,7 @@ taps_make(struct taps *t, int in_size, int out_size, int first, int count)
 		if (xmax > t->ksize)
 			xmax = t->ksize; /* cannot happen; keeps w[] in bounds */
 		for (int x = 0; x < xmax; x++) {
-			w[x] = bicubic((x + xmin - center + 0.5) * ss);
+			w[x] = f->fn((x + xmin - center + 0.5) * ss);
 			ww += w[x];
 		}
 		int32_t *k = t->k + (size_t)i * t->ksize;
@@ -288,10 +326,11 @@ floor_half(int v)
 
 int
 clip_resize_crop(const uint8_t *src, int w, int h, int new_w, int new_h,
-    int crop_w, int crop_h, uint8_t *out, cdx_error *err)
+    int crop_w, int crop_h, int resample, uint8_t *out, cdx_error *err)
 {
+	const struct filter *f = filter_of(resample);
 	if (src == NULL || out == NULL || w <= 0 || h <= 0 || new_w <= 0 ||
-	    new_h <= 0 || crop_w <= 0 || crop_h <= 0)
+	    new_h <= 0 || crop_w <= 0 || crop_h <= 0 || f == NULL)
 		return cdx_error_set(err, CDX_EINVAL, "resize: bad arguments");
 
 	memset(out, 0, (size_t)crop_w * crop_h * 3);
@@ -304,11 +343,11 @@ clip_resize_crop(const uint8_t *src, int w, int h, int new_w, int new_h,
 	int nx = ox1 - ox0, ny = oy1 - oy0;
 
 	struct taps th, tv;
-	int rc = taps_make(&th, w, new_w, ox0, nx);
+	int rc = taps_make(&th, f, w, new_w, ox0, nx);
 	if (rc != 0)
 		return cdx_error_set(err, rc, "resize: %d -> %d columns: %s",
 		    w, new_w, cdx_strerror(rc));
-	rc = taps_make(&tv, h, new_h, oy0, ny);
+	rc = taps_make(&tv, f, h, new_h, oy0, ny);
 	if (rc != 0) {
 		cdx_error_set(err, rc, "resize: %d -> %d rows: %s", h, new_h,
 		    cdx_strerror(rc));
@@ -389,6 +428,25 @@ out_free_th:
 }
 
 int
+clip_preprocess_min_short(const clip_preprocess_cfg *cfg)
+{
+	if (cfg == NULL)
+		return 0;
+	switch (cfg->mode) {
+	case CLIP_RESIZE_SHORTEST_CROP:
+		return cfg->shortest_edge > 0 ? cfg->shortest_edge : 0;
+	case CLIP_RESIZE_SQUASH: {
+		/* Either side of the image may become either output side. */
+		int m = cfg->crop_width > cfg->crop_height ? cfg->crop_width :
+		    cfg->crop_height;
+		return m > 0 ? m : 0;
+	}
+	default:
+		return 0;
+	}
+}
+
+int
 clip_image_preprocess(const clip_image *img, const clip_preprocess_cfg *cfg,
     float *out, cdx_error *err)
 {
@@ -396,11 +454,20 @@ clip_image_preprocess(const clip_image *img, const clip_preprocess_cfg *cfg,
 	    img->width <= 0 || img->height <= 0)
 		return cdx_error_set(err, CDX_EINVAL,
 		    "preprocess: missing image, configuration or output");
-	if (cfg->shortest_edge <= 0 || cfg->shortest_edge > 16384 ||
-	    cfg->crop_width <= 0 || cfg->crop_width > 16384 ||
-	    cfg->crop_height <= 0 || cfg->crop_height > 16384)
+	if (cfg->mode != CLIP_RESIZE_SHORTEST_CROP &&
+	    cfg->mode != CLIP_RESIZE_SQUASH)
 		return cdx_error_set(err, CDX_EINVAL,
-		    "preprocess: shortest edge %d, crop %d x %d out of range "
+		    "preprocess: unknown resize mode %d", cfg->mode);
+	if (filter_of(cfg->resample) == NULL)
+		return cdx_error_set(err, CDX_EINVAL,
+		    "preprocess: unknown resampling filter %d (2 bilinear, "
+		    "3 bicubic)", cfg->resample);
+	if (cfg->crop_width <= 0 || cfg->crop_width > 16384 ||
+	    cfg->crop_height <= 0 || cfg->crop_height > 16384 ||
+	    (cfg->mode == CLIP_RESIZE_SHORTEST_CROP &&
+	    (cfg->shortest_edge <= 0 || cfg->shortest_edge > 16384)))
+		return cdx_error_set(err, CDX_EINVAL,
+		    "preprocess: shortest edge %d, output %d x %d out of range "
 		    "(1..16384)", cfg->shortest_edge, cfg->crop_width,
 		    cfg->crop_height);
 	for (int c = 0; c < 3; c++)
@@ -409,8 +476,9 @@ clip_image_preprocess(const clip_image *img, const clip_preprocess_cfg *cfg,
 			return cdx_error_set(err, CDX_EINVAL,
 			    "preprocess: mean/std of channel %d invalid", c);
 
-	int nw, nh;
-	if (clip_resize_dims(img->width, img->height, cfg->shortest_edge,
+	int nw = cfg->crop_width, nh = cfg->crop_height;
+	if (cfg->mode == CLIP_RESIZE_SHORTEST_CROP &&
+	    clip_resize_dims(img->width, img->height, cfg->shortest_edge,
 	    &nw, &nh) != 0)
 		return cdx_error_set(err, CDX_EINVAL,
 		    "preprocess: %d x %d image resized to shortest edge %d is "
@@ -421,13 +489,13 @@ clip_image_preprocess(const clip_image *img, const clip_preprocess_cfg *cfg,
 	if (crop == NULL)
 		return cdx_error_set(err, CDX_ENOMEM, "preprocess: no memory");
 	int rc = clip_resize_crop(img->rgb, img->width, img->height, nw, nh,
-	    cfg->crop_width, cfg->crop_height, crop, err);
+	    cfg->crop_width, cfg->crop_height, cfg->resample, crop, err);
 	if (rc != 0) {
 		free(crop);
 		return rc;
 	}
-	/* As HF: x * (1/255) in double, cast to float, (x - mean) / std in
-	 * float. */
+	/* As HF's rescale and normalize: x * (1/255) in double, cast to
+	 * float, (x - mean) / std in float. */
 	for (int c = 0; c < 3; c++) {
 		float lut[256];
 		for (int v = 0; v < 256; v++) {

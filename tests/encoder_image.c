@@ -1,6 +1,7 @@
 /*
  * Tests of image decoding and preprocessing (encoder/image.c, resize.c,
- * exif.c) against the Pillow reference written by tools/ref_images.py into
+ * exif.c) and of preprocessor_config.json parsing (config.c) against the
+ * Pillow / Hugging Face reference written by tools/ref_images.py into
  * tests/fixtures/images/ (see manifest.txt there).  Run from the repository
  * root.
  */
@@ -19,9 +20,11 @@
 #include <unistd.h>
 
 #include <turbojpeg.h>
+#include <zlib.h>
 
 #include "encoder/clip.h"
 #include "encoder/image_internal.h"
+#include "encoder/model_internal.h"
 
 #define FIX "tests/fixtures/images/"
 
@@ -154,7 +157,7 @@ check_crop(char **f, int n, void *ctx)
 	assert_non_null(got);
 	cdx_error err;
 	assert_int_equal(clip_resize_crop(img.rgb, img.width, img.height, nw,
-	    nh, cw, ch, got, &err), 0);
+	    nh, cw, ch, CLIP_RESAMPLE_BICUBIC, got, &err), 0);
 	uint8_t *want;
 	if (strstr(f[5], ".png") != NULL) {
 		load_ok(f[5], NULL, &ref);
@@ -200,8 +203,9 @@ check_norm(char **f, int n, void *ctx)
 	clip_image img;
 	size_t len;
 	load_ok(f[1], NULL, &img);
-	clip_preprocess_cfg cfg = { .shortest_edge = atoi(f[2]),
-		.crop_width = atoi(f[3]), .crop_height = atoi(f[4]) };
+	clip_preprocess_cfg cfg = { .resample = CLIP_RESAMPLE_BICUBIC,
+		.shortest_edge = atoi(f[2]), .crop_width = atoi(f[3]),
+		.crop_height = atoi(f[4]) };
 	memcpy(cfg.mean, openai_mean, sizeof(cfg.mean));
 	memcpy(cfg.std, openai_std, sizeof(cfg.std));
 	size_t count = 3 * (size_t)cfg.crop_width * cfg.crop_height;
@@ -244,7 +248,8 @@ test_preprocess_pads_and_layout(void **state)
 		px[3 * i + 2] = 51;
 	}
 	clip_image img = { .width = 4, .height = 2, .rgb = px };
-	clip_preprocess_cfg cfg = { .shortest_edge = 2, .crop_width = 4,
+	clip_preprocess_cfg cfg = { .resample = CLIP_RESAMPLE_BICUBIC,
+		.shortest_edge = 2, .crop_width = 4,
 		.crop_height = 4, .mean = { 0.5f, 0.25f, 0.0f },
 		.std = { 0.5f, 0.5f, 2.0f } };
 	float out[3 * 16];
@@ -294,6 +299,461 @@ test_resize_dims_as_hf(void **state)
 	assert_int_equal(w, 224);
 	assert_int_equal(h, 672);
 	assert_int_equal(clip_resize_dims(0, 3, 224, &w, &h), CDX_EINVAL);
+}
+
+/* ---- both modes, both filters (pp, ppnorm, ppval lines) ---------------- */
+
+static int
+mode_of(const char *s)
+{
+	if (strcmp(s, "crop") == 0)
+		return CLIP_RESIZE_SHORTEST_CROP;
+	assert_string_equal(s, "squash");
+	return CLIP_RESIZE_SQUASH;
+}
+
+/* The cfg of a pp/ppnorm/ppval line: MODE RESAMPLE NAME SE W H ... */
+static clip_preprocess_cfg
+line_cfg(char **f)
+{
+	clip_preprocess_cfg cfg = { .mode = mode_of(f[1]),
+		.resample = atoi(f[2]), .shortest_edge = atoi(f[4]),
+		.crop_width = atoi(f[5]), .crop_height = atoi(f[6]),
+		.mean = { 0.5f, 0.5f, 0.5f }, .std = { 0.5f, 0.5f, 0.5f } };
+	return cfg;
+}
+
+/* The reference bytes of a pp line (a file), or NULL when it is a CRC. */
+static uint8_t *
+pp_want(const char *ref, size_t n, unsigned long *crc)
+{
+	size_t len;
+	if (strncmp(ref, "crc32:", 6) == 0) {
+		*crc = strtoul(ref + 6, NULL, 16);
+		return NULL;
+	}
+	if (strstr(ref, ".png") != NULL) {
+		clip_image png;
+		load_ok(ref, NULL, &png);
+		assert_int_equal((size_t)png.width * png.height * 3, n);
+		return png.rgb;
+	}
+	uint8_t *want = read_all(ref, &len);
+	assert_int_equal(len, n);
+	return want;
+}
+
+static int
+pp_compare(const char *what, const uint8_t *got, const uint8_t *want,
+    unsigned long crc, size_t n)
+{
+	if (want != NULL)
+		return compare_bytes(what, got, want, n);
+	unsigned long c = crc32(0L, got, (uInt)n);
+	if (c != crc) {
+		print_error("%s: crc32 %08lx, reference %08lx\n", what, c, crc);
+		return 1;
+	}
+	return 0;
+}
+
+static void
+check_pp(char **f, int n, void *ctx)
+{
+	int *failures = ctx;
+	clip_image img;
+	assert_int_equal(n, 8);
+	clip_preprocess_cfg cfg = line_cfg(f);
+	int w = cfg.crop_width, h = cfg.crop_height;
+	size_t count = (size_t)w * h;
+	load_ok(f[3], NULL, &img);
+	int nw = w, nh = h;
+	if (cfg.mode == CLIP_RESIZE_SHORTEST_CROP)
+		assert_int_equal(clip_resize_dims(img.width, img.height,
+		    cfg.shortest_edge, &nw, &nh), 0);
+	unsigned long crc = 0;
+	uint8_t *want = pp_want(f[7], count * 3, &crc);
+	uint8_t *got = malloc(count * 3);
+	assert_non_null(got);
+	cdx_error err = { 0, "" };
+	if (clip_resize_crop(img.rgb, img.width, img.height, nw, nh, w, h,
+	    cfg.resample, got, &err) != 0)
+		fail_msg("%s: %s", f[3], err.msg);
+	char what[256];
+	snprintf(what, sizeof(what), "%s %s %s at %d, %dx%d", f[1], f[2], f[3],
+	    cfg.shortest_edge, w, h);
+	*failures += pp_compare(what, got, want, crc, count * 3);
+
+	/* the public path: mean 0, std 1 leaves x / 255, planar */
+	float *px = malloc(count * 3 * sizeof(float));
+	assert_non_null(px);
+	cfg.mean[0] = cfg.mean[1] = cfg.mean[2] = 0.0f;
+	cfg.std[0] = cfg.std[1] = cfg.std[2] = 1.0f;
+	if (clip_image_preprocess(&img, &cfg, px, &err) != 0)
+		fail_msg("%s: %s", f[3], err.msg);
+	for (size_t i = 0; i < count; i++)
+		for (int c = 0; c < 3; c++)
+			got[i * 3 + c] = (uint8_t)lrintf(px[c * count + i] *
+			    255.0f);
+	snprintf(what, sizeof(what), "%s %s %s at %d, %dx%d (preprocess)", f[1],
+	    f[2], f[3], cfg.shortest_edge, w, h);
+	*failures += pp_compare(what, got, want, crc, count * 3);
+	free(px);
+	free(want);
+	free(got);
+	clip_image_free(&img);
+}
+
+static void
+test_modes_and_filters_equal_reference(void **state)
+{
+	int failures = 0;
+	(void)state;
+	int n = for_each("pp", check_pp, &failures);
+	assert_true(n >= 80);
+	assert_int_equal(failures, 0);
+	clip_resize_use_simd(0);
+	assert_int_equal(for_each("pp", check_pp, &failures), n);
+	clip_resize_use_simd(1);
+	assert_int_equal(failures, 0);
+}
+
+static void
+check_pp_norm(char **f, int n, void *ctx)
+{
+	(void)ctx;
+	assert_int_equal(n, 14);
+	clip_preprocess_cfg cfg = line_cfg(f);
+	for (int c = 0; c < 3; c++) {
+		cfg.mean[c] = strtof(f[7 + c], NULL);
+		cfg.std[c] = strtof(f[10 + c], NULL);
+	}
+	clip_image img;
+	size_t len, count = 3 * (size_t)cfg.crop_width * cfg.crop_height;
+	load_ok(f[3], NULL, &img);
+	float *got = malloc(count * sizeof(float));
+	uint8_t *want = read_all(f[13], &len);
+	assert_int_equal(len, count * sizeof(float));
+	assert_int_equal(clip_image_preprocess(&img, &cfg, got, NULL), 0);
+	double maxd = 0;
+	for (size_t i = 0; i < count; i++) {
+		float w;
+		memcpy(&w, want + 4 * i, 4);
+		double d = fabs((double)got[i] - w);
+		if (d > maxd)
+			maxd = d;
+	}
+	if (maxd > 1e-6)
+		fail_msg("%s %s: max |diff| %g", f[3], f[2], maxd);
+	free(want);
+	free(got);
+	clip_image_free(&img);
+}
+
+static void
+check_pp_value(char **f, int n, void *ctx)
+{
+	int *failures = ctx;
+	assert_int_equal(n, 9);
+	clip_preprocess_cfg cfg = line_cfg(f);
+	size_t count = 3 * (size_t)cfg.crop_width * cfg.crop_height;
+	size_t i = strtoul(f[7], NULL, 10);
+	double want = strtod(f[8], NULL);
+	assert_true(i < count);
+	clip_image img;
+	load_ok(f[3], NULL, &img);
+	float *got = malloc(count * sizeof(float));
+	assert_int_equal(clip_image_preprocess(&img, &cfg, got, NULL), 0);
+	if (fabs((double)got[i] - want) > 1e-6) {
+		print_error("%s %s %dx%d [%zu]: %.9g, reference %.9g\n", f[3],
+		    f[2], cfg.crop_width, cfg.crop_height, i, got[i], want);
+		(*failures)++;
+	}
+	free(got);
+	clip_image_free(&img);
+}
+
+static void
+test_siglip_normalisation_equals_reference(void **state)
+{
+	int failures = 0;
+	(void)state;
+	assert_int_equal(for_each("ppnorm", check_pp_norm, NULL), 2);
+	assert_true(for_each("ppval", check_pp_value, &failures) >= 10);
+	assert_int_equal(failures, 0);
+}
+
+static void
+test_squash_layout_and_bad_cfg(void **state)
+{
+	(void)state;
+	/* One colour stays that colour at any size, either filter. */
+	uint8_t px[5 * 3 * 3];
+	for (int i = 0; i < 15; i++) {
+		px[3 * i] = 200;
+		px[3 * i + 1] = 10;
+		px[3 * i + 2] = 77;
+	}
+	clip_image img = { .width = 5, .height = 3, .rgb = px };
+	clip_preprocess_cfg cfg = { .mode = CLIP_RESIZE_SQUASH,
+		.resample = CLIP_RESAMPLE_BILINEAR, .shortest_edge = 0,
+		.crop_width = 2, .crop_height = 7, .mean = { 0.5f, 0.5f, 0.5f },
+		.std = { 0.5f, 0.5f, 0.5f } };
+	float out[3 * 2 * 7];
+	for (int r = CLIP_RESAMPLE_BILINEAR; r <= CLIP_RESAMPLE_BICUBIC; r++) {
+		cfg.resample = r;
+		assert_int_equal(clip_image_preprocess(&img, &cfg, out, NULL),
+		    0);
+		for (int i = 0; i < 14; i++) {
+			assert_float_equal(out[i], 200 / 255.0 * 2 - 1, 1e-6);
+			assert_float_equal(out[14 + i], 10 / 255.0 * 2 - 1,
+			    1e-6);
+			assert_float_equal(out[28 + i], 77 / 255.0 * 2 - 1,
+			    1e-6);
+		}
+	}
+	/* a squash to the image's own size is the identity */
+	for (int i = 0; i < 15 * 3; i++)
+		px[i] = (uint8_t)(i * 37);
+	uint8_t same[5 * 3 * 3];
+	for (int r = CLIP_RESAMPLE_BILINEAR; r <= CLIP_RESAMPLE_BICUBIC; r++) {
+		assert_int_equal(clip_resize_crop(px, 5, 3, 5, 3, 5, 3, r, same,
+		    NULL), 0);
+		assert_memory_equal(same, px, sizeof(px));
+	}
+
+	/* bad configurations */
+	cdx_error err = { 0, "" };
+	cfg.resample = CLIP_RESAMPLE_BICUBIC;
+	static const int bad_filters[] = { 0, 1, 4, 5, -1 };
+	for (size_t i = 0; i < sizeof(bad_filters) / sizeof(int); i++) {
+		cfg.resample = bad_filters[i];
+		err.msg[0] = '\0';
+		assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err),
+		    CDX_EINVAL);
+		assert_non_null(strstr(err.msg, "filter"));
+		assert_int_equal(clip_resize_crop(px, 5, 3, 2, 7, 2, 7,
+		    bad_filters[i], same, NULL), CDX_EINVAL);
+	}
+	cfg.resample = CLIP_RESAMPLE_BICUBIC;
+	cfg.mode = 2;
+	assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err),
+	    CDX_EINVAL);
+	assert_non_null(strstr(err.msg, "mode"));
+	cfg.mode = -1;
+	assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err),
+	    CDX_EINVAL);
+	cfg.mode = CLIP_RESIZE_SQUASH;
+	cfg.crop_width = 0;
+	assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err),
+	    CDX_EINVAL);
+	cfg.crop_width = 16385;
+	assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err),
+	    CDX_EINVAL);
+	cfg.crop_width = 2;
+	cfg.crop_height = -3;
+	assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err),
+	    CDX_EINVAL);
+	cfg.crop_height = 7;
+	cfg.std[2] = 0.0f;
+	assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err),
+	    CDX_EINVAL);
+	cfg.std[2] = 0.5f;
+	/* shortest_edge is unused by a squash, required by a crop */
+	assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err), 0);
+	cfg.mode = CLIP_RESIZE_SHORTEST_CROP;
+	assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err),
+	    CDX_EINVAL);
+	cfg.shortest_edge = 3;
+	assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err), 0);
+}
+
+static void
+test_min_short(void **state)
+{
+	(void)state;
+	clip_preprocess_cfg cfg = { .mode = CLIP_RESIZE_SHORTEST_CROP,
+		.resample = CLIP_RESAMPLE_BICUBIC, .shortest_edge = 224,
+		.crop_width = 256, .crop_height = 192 };
+	assert_int_equal(clip_preprocess_min_short(&cfg), 224);
+	cfg.mode = CLIP_RESIZE_SQUASH;
+	assert_int_equal(clip_preprocess_min_short(&cfg), 256);
+	cfg.crop_width = 136;
+	cfg.crop_height = 200;
+	assert_int_equal(clip_preprocess_min_short(&cfg), 200);
+	cfg.mode = 7;
+	assert_int_equal(clip_preprocess_min_short(&cfg), 0);
+	assert_int_equal(clip_preprocess_min_short(NULL), 0);
+
+	/* A fast decode at that min_short is at least the output size in
+	 * both directions, whichever way the photo is turned; then the
+	 * squash is close to exact mode's. */
+	static const char *names[] = { "j_big.jpg", "j_orient6.jpg" };
+	static const int sizes[][2] = { { 136, 200 }, { 200, 136 },
+		{ 64, 64 }, { 90, 20 }, { 8, 300 } };
+	cfg.mode = CLIP_RESIZE_SQUASH;
+	for (size_t i = 0; i < 2; i++) {
+		clip_image exact, fast;
+		load_ok(names[i], NULL, &exact);
+		for (size_t j = 0; j < sizeof(sizes) / sizeof(sizes[0]); j++) {
+			cfg.crop_width = sizes[j][0];
+			cfg.crop_height = sizes[j][1];
+			clip_decode_opts o = {
+				.min_short = clip_preprocess_min_short(&cfg) };
+			load_ok(names[i], &o, &fast);
+			int need = sizes[j][0] > sizes[j][1] ? sizes[j][0] :
+			    sizes[j][1];
+			int fs = fast.width < fast.height ? fast.width :
+			    fast.height;
+			int es = exact.width < exact.height ? exact.width :
+			    exact.height;
+			assert_true(fs >= need || fs == es);
+			assert_true(fast.width <= exact.width);
+			clip_image_free(&fast);
+		}
+		clip_image_free(&exact);
+	}
+	clip_image exact, fast;
+	load_ok("j_big.jpg", NULL, &exact);
+	cfg.crop_width = 64;
+	cfg.crop_height = 40;
+	clip_decode_opts o = { .min_short = clip_preprocess_min_short(&cfg) };
+	load_ok("j_big.jpg", &o, &fast);
+	assert_int_equal(fast.width, 120); /* 3/8: 90 >= 64 */
+	uint8_t a[64 * 40 * 3], b[64 * 40 * 3];
+	assert_int_equal(clip_resize_crop(exact.rgb, exact.width, exact.height,
+	    64, 40, 64, 40, CLIP_RESAMPLE_BICUBIC, a, NULL), 0);
+	assert_int_equal(clip_resize_crop(fast.rgb, fast.width, fast.height,
+	    64, 40, 64, 40, CLIP_RESAMPLE_BICUBIC, b, NULL), 0);
+	double sum = 0;
+	int maxd = 0;
+	for (size_t i = 0; i < sizeof(a); i++) {
+		int d = abs((int)a[i] - (int)b[i]);
+		sum += d;
+		maxd = d > maxd ? d : maxd;
+	}
+	print_message("fast mode (3/8 scale) vs exact, 64x40 squash: mean "
+	    "|diff| %.3f, max %d\n", sum / sizeof(a), maxd);
+	assert_true(sum / sizeof(a) < 2.0);
+	assert_true(maxd < 48);
+	clip_image_free(&fast);
+	clip_image_free(&exact);
+}
+
+/* ---- preprocessor_config.json (config.c) -------------------------------- */
+
+static const char siglip_pp[] =
+    "{\"do_convert_rgb\": null, \"do_normalize\": true, \"do_rescale\": true,"
+    " \"do_resize\": true, \"image_mean\": [0.5, 0.5, 0.5],"
+    " \"image_processor_type\": \"SiglipImageProcessor\","
+    " \"image_std\": [0.5, 0.5, 0.5], \"processor_class\": \"SiglipProcessor\","
+    " \"resample\": %d, \"rescale_factor\": 0.00392156862745098,"
+    " \"size\": {\"height\": %d, \"width\": %d}}";
+
+/* Parses `json` over *c (SigLIP's or CLIP's defaults); on failure expects
+ * `code` and `field` in the message, and *c untouched. */
+static void
+parse_expect(const char *json, clip_preprocess_cfg *c, int code,
+    const char *field)
+{
+	cdx_error err = { 0, "" };
+	clip_preprocess_cfg before = *c;
+	int rc = clip_preprocess_parse(json, strlen(json), "dir/pp.json", c,
+	    &err);
+	if (rc != code)
+		fail_msg("%s: got %d (%s), want %d", json, rc, err.msg, code);
+	if (code != 0) {
+		assert_memory_equal(c, &before, sizeof(before));
+		if (strstr(err.msg, "dir/pp.json") == NULL ||
+		    strstr(err.msg, field) == NULL)
+			fail_msg("message '%s' lacks the file or '%s'", err.msg,
+			    field);
+	}
+}
+
+static void
+test_preprocess_config_siglip(void **state)
+{
+	(void)state;
+	/* model.c's SigLIP defaults: bicubic squash to image_size */
+	const clip_preprocess_cfg siglip = { .mode = CLIP_RESIZE_SQUASH,
+		.resample = CLIP_RESAMPLE_BICUBIC, .shortest_edge = 224,
+		.crop_width = 224, .crop_height = 224,
+		.mean = { 0.5f, 0.5f, 0.5f }, .std = { 0.5f, 0.5f, 0.5f } };
+	char json[1024];
+	clip_preprocess_cfg c = siglip;
+	snprintf(json, sizeof(json), siglip_pp, 2, 384, 256);
+	parse_expect(json, &c, 0, NULL);
+	assert_int_equal(c.mode, CLIP_RESIZE_SQUASH);
+	assert_int_equal(c.resample, CLIP_RESAMPLE_BILINEAR);
+	assert_int_equal(c.crop_width, 256);
+	assert_int_equal(c.crop_height, 384);
+	assert_true(c.mean[1] == 0.5f && c.std[2] == 0.5f);
+	assert_int_equal(clip_preprocess_min_short(&c), 384);
+
+	c = siglip;
+	snprintf(json, sizeof(json), siglip_pp, 3, 224, 224);
+	parse_expect(json, &c, 0, NULL);
+	assert_memory_equal(&c, &siglip, sizeof(c));
+
+	/* what HF's SiglipImageProcessor ignores or reads differently */
+	c = siglip;
+	parse_expect("{\"crop_size\": {\"height\": 100, \"width\": 100},"
+	    " \"do_center_crop\": false, \"image_mean\": 0.25}", &c, 0, NULL);
+	assert_int_equal(c.crop_width, 224);
+	assert_true(c.mean[0] == 0.25f && c.mean[2] == 0.25f);
+	c = siglip;
+	parse_expect("{\"size\": 384}", &c, CDX_EFORMAT, "size");
+	parse_expect("{\"size\": {\"shortest_edge\": 384}}", &c, CDX_EFORMAT,
+	    "\"height\", \"width\"");
+	parse_expect("{\"size\": {\"height\": 384}}", &c, CDX_EFORMAT, "size");
+
+	/* unsupported values */
+	parse_expect("{\"resample\": 1}", &c, CDX_EFORMAT, "resample");
+	parse_expect("{\"resample\": 0}", &c, CDX_EFORMAT, "resample");
+	parse_expect("{\"resample\": 2.5}", &c, CDX_EFORMAT, "resample");
+	parse_expect("{\"resample\": \"bicubic\"}", &c, CDX_EFORMAT,
+	    "resample");
+	parse_expect("{\"do_resize\": false}", &c, CDX_EFORMAT, "do_resize");
+	parse_expect("{\"do_rescale\": false}", &c, CDX_EFORMAT, "do_rescale");
+	parse_expect("{\"do_normalize\": false}", &c, CDX_EFORMAT,
+	    "do_normalize");
+	parse_expect("{\"do_normalize\": \"yes\"}", &c, CDX_EFORMAT,
+	    "do_normalize");
+	parse_expect("{\"rescale_factor\": 1}", &c, CDX_EFORMAT,
+	    "rescale_factor");
+	parse_expect("{\"rescale_factor\": 0.0039}", &c, CDX_EFORMAT,
+	    "rescale_factor");
+	parse_expect("{\"rescale_factor\": 0.003921568627}", &c, 0, NULL);
+	parse_expect("{\"rescale_factor\": null, \"resample\": null}", &c, 0,
+	    NULL);
+	parse_expect("{\"image_std\": [0.5, 0, 0.5]}", &c, CDX_EFORMAT,
+	    "image_std");
+	parse_expect("{\"image_mean\": [0.5, 0.5]}", &c, CDX_EFORMAT,
+	    "image_mean");
+	assert_memory_equal(&c, &siglip, sizeof(c));
+
+	/* CLIP's mode: size is the shortest edge, crop_size the output */
+	const clip_preprocess_cfg clip = { .mode = CLIP_RESIZE_SHORTEST_CROP,
+		.resample = CLIP_RESAMPLE_BICUBIC, .shortest_edge = 224,
+		.crop_width = 224, .crop_height = 224,
+		.mean = { 0.48145466f, 0.4578275f, 0.40821073f },
+		.std = { 0.26862954f, 0.26130258f, 0.27577711f } };
+	c = clip;
+	parse_expect("{\"size\": {\"shortest_edge\": 336}, \"crop_size\":"
+	    " {\"height\": 336, \"width\": 300}, \"resample\": 2,"
+	    " \"do_center_crop\": true, \"do_convert_rgb\": true}", &c, 0,
+	    NULL);
+	assert_int_equal(c.mode, CLIP_RESIZE_SHORTEST_CROP);
+	assert_int_equal(c.resample, CLIP_RESAMPLE_BILINEAR);
+	assert_int_equal(c.shortest_edge, 336);
+	assert_int_equal(c.crop_width, 300);
+	assert_int_equal(c.crop_height, 336);
+	assert_int_equal(clip_preprocess_min_short(&c), 336);
+	c = clip;
+	parse_expect("{\"do_center_crop\": false}", &c, CDX_EFORMAT,
+	    "do_center_crop");
+	parse_expect("{\"resample\": 4}", &c, CDX_EFORMAT, "resample");
 }
 
 /* ---- probe ---------------------------------------------------------- */
@@ -520,9 +980,9 @@ crop_diff(const clip_image *a, const clip_image *b, int se, int c,
 	assert_int_equal(clip_resize_dims(a->width, a->height, se, &aw, &ah), 0);
 	assert_int_equal(clip_resize_dims(b->width, b->height, se, &bw, &bh), 0);
 	assert_int_equal(clip_resize_crop(a->rgb, a->width, a->height, aw, ah,
-	    c, c, ca, NULL), 0);
+	    c, c, CLIP_RESAMPLE_BICUBIC, ca, NULL), 0);
 	assert_int_equal(clip_resize_crop(b->rgb, b->width, b->height, bw, bh,
-	    c, c, cb, NULL), 0);
+	    c, c, CLIP_RESAMPLE_BICUBIC, cb, NULL), 0);
 	double sum = 0;
 	*maxd = 0;
 	for (size_t i = 0; i < (size_t)c * c * 3; i++) {
@@ -646,8 +1106,8 @@ static void *
 worker_run(void *arg)
 {
 	struct worker *w = arg;
-	clip_preprocess_cfg cfg = { .shortest_edge = 64, .crop_width = 64,
-		.crop_height = 48 };
+	clip_preprocess_cfg cfg = { .resample = CLIP_RESAMPLE_BICUBIC,
+		.shortest_edge = 64, .crop_width = 64, .crop_height = 48 };
 	memcpy(cfg.mean, openai_mean, sizeof(cfg.mean));
 	memcpy(cfg.std, openai_std, sizeof(cfg.std));
 	float *out = malloc(3 * 64 * 48 * sizeof(float));
@@ -675,8 +1135,8 @@ test_threads_share_nothing(void **state)
 	size_t len;
 	uint8_t *data = read_all("j_orient6.jpg", &len);
 	clip_image img;
-	clip_preprocess_cfg cfg = { .shortest_edge = 64, .crop_width = 64,
-		.crop_height = 48 };
+	clip_preprocess_cfg cfg = { .resample = CLIP_RESAMPLE_BICUBIC,
+		.shortest_edge = 64, .crop_width = 64, .crop_height = 48 };
 	memcpy(cfg.mean, openai_mean, sizeof(cfg.mean));
 	memcpy(cfg.std, openai_std, sizeof(cfg.std));
 	float *want = malloc(3 * 64 * 48 * sizeof(float));
@@ -707,6 +1167,11 @@ main(void)
 		cmocka_unit_test(test_normalisation_equals_reference),
 		cmocka_unit_test(test_preprocess_pads_and_layout),
 		cmocka_unit_test(test_resize_dims_as_hf),
+		cmocka_unit_test(test_modes_and_filters_equal_reference),
+		cmocka_unit_test(test_siglip_normalisation_equals_reference),
+		cmocka_unit_test(test_squash_layout_and_bad_cfg),
+		cmocka_unit_test(test_min_short),
+		cmocka_unit_test(test_preprocess_config_siglip),
 		cmocka_unit_test(test_probe_info),
 		cmocka_unit_test(test_exif_and_xmp_parsers),
 		cmocka_unit_test(test_bad_inputs_clear_errors),

@@ -19,7 +19,23 @@ reference computed with Pillow, the independent implementation:
   *.png   the same for the large (224 / 336) crops, stored as RGB PNG to stay small
   *.f32   normalised CHW float32 (little-endian) for one image: rescale by
           1/255 in float64, cast to float32, (x - mean) / std in float32, as HF
+  pp / ppnorm / ppval lines: the resize of both modes with both filters
+          (bilinear 2, bicubic 3; see below): the uint8 result as a .u8 or
+          .png file or as crc32:XXXXXXXX of its HWC bytes (zlib's CRC-32),
+          normalised CHW float32 files, and single float values
   manifest.txt  one line per check, parsed by the test
+
+SigLIP: hf_siglip() is transformers' SiglipImageProcessor.preprocess
+(src/transformers/models/siglip/image_processing_siglip.py, commit 15ea02a2;
+image_transforms.py resize/rescale/normalize, commit 000593ad) written out
+with Pillow and numpy: image_transforms.resize(image, size=(height, width),
+resample) turns the uint8 HWC array into a PIL image (Image.fromarray) and
+calls Image.resize((width, height), resample, reducing_gap=None): a squash,
+no aspect kept, no crop; rescale multiplies by rescale_factor in float64 and
+casts to float32; normalize does (x - mean) / std with float32 mean and std,
+channels last; the result is transposed to CHW.  do_convert_rgb is null in
+SigLIP's preprocessor_config.json, so HF expects RGB input: it is given
+what the decoder produces, Pillow's exif_transpose + convert("RGB").
 
 Documented divergence from Pillow: 16-bit grayscale PNGs open in Pillow as
 mode "I" whose convert("RGB") clips to 255; clipdex takes the high byte of
@@ -48,6 +64,8 @@ from PIL import Image, ImageOps, PngImagePlugin
 OUT = "tests/fixtures/images"
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
+SIGLIP_MEAN = (0.5, 0.5, 0.5)
+SIGLIP_STD = (0.5, 0.5, 0.5)
 manifest = []
 
 
@@ -163,14 +181,14 @@ def pil_rgb(name):
     return np.array(im.convert("RGB"))
 
 
-def hf_resize_crop(rgb, shortest_edge, crop_w, crop_h):
+def hf_resize_crop(rgb, shortest_edge, crop_w, crop_h, resample=Image.BICUBIC):
     h, w = rgb.shape[:2]
     short, long = (w, h) if w <= h else (h, w)
     new_short, new_long = shortest_edge, int(shortest_edge * long / short)
     nh, nw = (new_long, new_short) if w <= h else (new_short, new_long)
     im = Image.fromarray(rgb)
     if (nw, nh) != (w, h):
-        im = im.resize((nw, nh), Image.BICUBIC, reducing_gap=None)
+        im = im.resize((nw, nh), resample, reducing_gap=None)
     a = np.array(im)
     top = (nh - crop_h) // 2
     left = (nw - crop_w) // 2
@@ -183,6 +201,64 @@ def hf_resize_crop(rgb, shortest_edge, crop_w, crop_h):
     pad[tp:tp + nh, lp:lp + nw] = a
     top, bottom, left, right = top + tp, bottom + tp, left + lp, right + lp
     return pad[max(0, top):min(new_h, bottom), max(0, left):min(new_w, right)].copy()
+
+
+def hf_siglip(rgb, height, width, resample, mean=SIGLIP_MEAN, std=SIGLIP_STD,
+              rescale_factor=1 / 255):
+    """SiglipImageProcessor.preprocess on one RGB uint8 HWC image (see the
+    module comment): returns the resized uint8 HWC array (the value HF holds
+    between resize and rescale) and the float32 CHW pixel values."""
+    # image_transforms.resize: to_pil_image(uint8) is Image.fromarray; PIL
+    # sizes are (width, height)
+    im = Image.fromarray(rgb).resize((width, height), resample=resample,
+                                     reducing_gap=None)
+    a = np.array(im)
+    assert a.shape == (height, width, 3), a.shape
+    # image_transforms.rescale(dtype=np.float32)
+    x = (a.astype(np.float64) * rescale_factor).astype(np.float32)
+    # image_transforms.normalize, channels last
+    x = (x - np.array(mean, dtype=x.dtype)) / np.array(std, dtype=x.dtype)
+    return a, x.transpose(2, 0, 1)
+
+
+def pp_ref(mode, resample, name, se, w, h):
+    """The uint8 HWC result of one mode ("crop": CLIP, "squash": SigLIP)."""
+    rgb = pil_rgb(name)
+    if mode == "crop":
+        return hf_resize_crop(rgb, se, w, h, resample)
+    return hf_siglip(rgb, h, w, resample)[0]
+
+
+def ref_pp(mode, resample, name, se, w, h, store="crc"):
+    """A resize check: store is "u8" (raw file), "png" or "crc" (CRC-32)."""
+    a = pp_ref(mode, resample, name, se, w, h)
+    assert a.shape == (h, w, 3), a.shape
+    if store == "crc":
+        ref = "crc32:%08x" % zlib.crc32(a.tobytes())
+    else:
+        ref = f"{name.replace('.', '_')}_{mode}{resample}_{se}_{w}x{h}.{store}"
+        if store == "png":
+            Image.fromarray(a).save(path(ref), optimize=True)
+        else:
+            a.tofile(path(ref))
+    manifest.append(f"pp {mode} {resample} {name} {se} {w} {h} {ref}")
+
+
+def ref_pp_norm(resample, name, w, h):
+    """SigLIP's normalised floats of a squash, as a CHW float32 file."""
+    x = hf_siglip(pil_rgb(name), h, w, resample)[1]
+    ref = f"{name.replace('.', '_')}_squash{resample}_{w}x{h}_norm.f32"
+    x.astype("<f4").tofile(path(ref))
+    m = " ".join(repr(v) for v in SIGLIP_MEAN + SIGLIP_STD)
+    manifest.append(f"ppnorm squash {resample} {name} 0 {w} {h} {m} {ref}")
+
+
+def ref_pp_values(resample, name, w, h, indices):
+    """A few of SigLIP's normalised floats (CHW index, float32 value)."""
+    x = hf_siglip(pil_rgb(name), h, w, resample)[1].reshape(-1)
+    for i in indices:
+        manifest.append(f"ppval squash {resample} {name} 0 {w} {h} {i} "
+                        f"{float(x[i])!r}")
 
 
 def ref_decode(name):
@@ -389,6 +465,32 @@ def main():
     x = (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
     x.transpose(2, 0, 1).astype("<f4").tofile(path("j_base_jpg_24_norm.f32"))
     manifest.append("norm j_base.jpg 24 24 24 j_base_jpg_24_norm.f32")
+
+    # ---- SigLIP squash and both filters (bilinear 2, bicubic 3) ----
+    # Images: landscape 320 x 240 (down and up), odd 37 x 23, portrait
+    # 24 x 40 after EXIF rotation, palette, gray, 16-bit RGBA, CMYK.
+    sq_images = ("j_big.jpg", "j_odd.jpg", "j_orient6.jpg", "p_pal.png", "p_gray8.png",
+                 "p_rgba16.png", "j_cmyk.jpg")
+    for resample in (Image.BILINEAR, Image.BICUBIC):
+        ref_pp("squash", resample, "j_big.jpg", 0, 224, 224, store="png")
+        for k in sq_images:
+            for w, h in ((224, 224), (384, 384), (136, 200)):
+                if (k, w) != ("j_big.jpg", 224):
+                    ref_pp("squash", resample, k, 0, w, h)
+            # small outputs, stored whole: strong downscaling of j_big
+            ref_pp("squash", resample, k, 0, 24, 16, store="u8")
+            ref_pp("squash", resample, k, 0, 13, 29, store="u8")
+        # CLIP's shortest side + centre crop with the same filter
+        # (bicubic as a CRC only: the "crop" lines above keep its bytes)
+        store = "u8" if resample == Image.BILINEAR else "crc"
+        ref_pp("crop", resample, "j_big.jpg", 224, 224, 224)
+        ref_pp("crop", resample, "j_odd.jpg", 16, 20, 12, store=store)
+        ref_pp("crop", resample, "j_gray.jpg", 30, 50, 31, store=store)
+        ref_pp("crop", resample, "p_pal.png", 16, 16, 16, store=store)
+        ref_pp("crop", resample, "j_orient6.jpg", 64, 64, 48, store=store)
+        ref_pp_norm(resample, "j_odd.jpg", 24, 16)
+        ref_pp_values(resample, "j_big.jpg", 384, 384,
+                      (0, 1, 384 * 200 + 17, 384 * 384 + 5000, 3 * 384 * 384 - 1))
 
     # ---- bad inputs ----
     open(path("zero.jpg"), "wb").close()
