@@ -1,6 +1,8 @@
 /*
  * tokenizer.c - the CLIP tokenizer, exactly as OpenAI's simple_tokenizer.py
- * (without ftfy; see docs/TOKENIZER.md).
+ * (without ftfy; see docs/TOKENIZER.md), and the clip_tokenizer handle that
+ * also carries the SentencePiece tokenizers of encoder/sptok.c: a
+ * clip_tokenizer of another kind passes every call on to its sptok.
  *
  * clip_tokenize() works on arrays of code points:
  *   strict UTF-8 decoding -> html.unescape twice -> strip, collapse \s runs,
@@ -15,6 +17,7 @@
  * has an id and that ids are unique, so ids and strings are interchangeable.
  */
 #include "encoder/clip.h"
+#include "encoder/sptok.h"
 #include "encoder/tokenizer_internal.h"
 
 #include <cjson/cJSON.h>
@@ -41,6 +44,11 @@ typedef struct merge_slot {
 } merge_slot;
 
 struct clip_tokenizer {
+	int kind;                 /* enum clip_tokenizer_kind */
+	int vocab_size;           /* ids are 0..vocab_size-1 */
+	sptok *sp;                /* the tokenizer, for the SentencePiece kinds;
+	                             NULL for CLIP_TOKENIZER_BPE */
+	/* CLIP_TOKENIZER_BPE only: */
 	int32_t byte_id[256];     /* a byte's symbol */
 	int32_t byte_eow_id[256]; /* a byte's symbol with "</w>" (word end) */
 	int32_t sot, eot;
@@ -177,9 +185,8 @@ byte_symbols(uint8_t order[256], uint32_t cp[256])
 	}
 }
 
-/* Writes cp as UTF-8 into out (4 bytes at most); returns the length. */
-static size_t
-utf8_put(uint32_t cp, char *out)
+size_t
+tkn_utf8_put(uint32_t cp, char *out)
 {
 	if (cp < 0x80) {
 		out[0] = (char)cp;
@@ -223,7 +230,7 @@ tokenizer_build(clip_tokenizer *tok, const vmap *v, const merge_def *merges,
 
 	byte_symbols(order, cp);
 	for (int b = 0; b < 256; b++) {
-		size_t n = utf8_put(cp[b], buf);
+		size_t n = tkn_utf8_put(cp[b], buf);
 		tok->byte_id[b] = vmap_get(v, buf, n);
 		memcpy(buf + n, EOW_STR, 4);
 		tok->byte_eow_id[b] = vmap_get(v, buf, n + 4);
@@ -405,7 +412,10 @@ out_end:
 static clip_tokenizer *
 tokenizer_alloc(void)
 {
-	return calloc(1, sizeof(clip_tokenizer));
+	clip_tokenizer *tok = calloc(1, sizeof(clip_tokenizer));
+	if (tok)
+		tok->kind = CLIP_TOKENIZER_BPE;
+	return tok;
 }
 
 int
@@ -450,7 +460,7 @@ clip_tokenizer_load_builtin(clip_tokenizer **out, cdx_error *err)
 	sp = strs;
 	for (int eow = 0; eow < 2; eow++) {
 		for (int i = 0; i < 256; i++) {
-			size_t n = utf8_put(cp[order[i]], sp);
+			size_t n = tkn_utf8_put(cp[order[i]], sp);
 			if (eow) {
 				memcpy(sp + n, EOW_STR, 4);
 				n += 4;
@@ -478,6 +488,7 @@ clip_tokenizer_load_builtin(clip_tokenizer **out, cdx_error *err)
 		clip_tokenizer_free(tok);
 		goto out_free_strs;
 	}
+	tok->vocab_size = id;
 	*out = tok;
 out_free_strs:
 	free(v.slots);
@@ -543,9 +554,10 @@ out_free_buf:
 	return rc;
 }
 
-/* Fills the map from vocab.json: an object of string -> unique id. */
+/* Fills the map from vocab.json: an object of string -> unique id; *count
+ * gets the number of entries. */
 static int
-vocab_json_parse(const cJSON *root, const char *path, vmap *v,
+vocab_json_parse(const cJSON *root, const char *path, vmap *v, size_t *count,
     cdx_error *err)
 {
 	const cJSON *it;
@@ -592,6 +604,7 @@ vocab_json_parse(const cJSON *root, const char *path, vmap *v,
 		}
 		owner[id] = 1;
 	}
+	*count = n;
 out_free_owner:
 	free(owner);
 	return rc;
@@ -603,7 +616,7 @@ clip_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
 {
 	clip_tokenizer *tok;
 	char *vtext = NULL, *mtext = NULL;
-	size_t vlen = 0, mlen = 0, nmerges = 0;
+	size_t vlen = 0, mlen = 0, nmerges = 0, nvocab = 0;
 	merge_def *merges = NULL;
 	cJSON *root = NULL;
 	vmap v = { 0 };
@@ -627,7 +640,7 @@ clip_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
 		    (ptrdiff_t)-1);
 		goto out_free_mtext;
 	}
-	rc = vocab_json_parse(root, vocab_json, &v, err);
+	rc = vocab_json_parse(root, vocab_json, &v, &nvocab, err);
 	if (rc)
 		goto out_free_json;
 	if (strncmp(mtext, "#version", 8) != 0) {
@@ -650,6 +663,7 @@ clip_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
 		clip_tokenizer_free(tok);
 		goto out_free_merges;
 	}
+	tok->vocab_size = (int)nvocab;
 	*out = tok;
 out_free_merges:
 	free(merges);
@@ -663,20 +677,64 @@ out_free_vtext:
 	return rc;
 }
 
+int
+clip_tokenizer_load_sentencepiece(const char *dir, int context_len,
+    clip_tokenizer **out, cdx_error *err)
+{
+	clip_tokenizer *tok;
+	sptok *sp = NULL;
+	int rc;
+
+	if (!dir || !out)
+		return cdx_error_set(err, CDX_EINVAL,
+		    "tokenizer: NULL argument");
+	rc = sptok_load(dir, context_len, &sp, err);
+	if (rc)
+		return rc;
+	tok = calloc(1, sizeof(*tok));
+	if (!tok) {
+		sptok_free(sp);
+		return cdx_error_set(err, CDX_ENOMEM, "tokenizer: out of memory");
+	}
+	tok->kind = sptok_kind(sp);
+	tok->vocab_size = sptok_vocab_size(sp);
+	tok->sp = sp;
+	*out = tok;
+	return 0;
+}
+
 void
 clip_tokenizer_free(clip_tokenizer *tok)
 {
 	if (!tok)
 		return;
+	sptok_free(tok->sp);
 	free(tok->slots);
 	free(tok);
 }
 
+int
+clip_tokenizer_kind(const clip_tokenizer *tok)
+{
+	return tok->kind;
+}
+
+int
+clip_tokenizer_context_len(const clip_tokenizer *tok)
+{
+	return tok->sp ? sptok_context_len(tok->sp) : CLIP_CONTEXT_LEN;
+}
+
+int
+clip_tokenizer_vocab_size(const clip_tokenizer *tok)
+{
+	return tok->vocab_size;
+}
+
 /* ---- Text cleaning ---------------------------------------------------- */
 
-/* Strict UTF-8 decoding (what Python's bytes.decode('utf-8') accepts). */
-static int
-utf8_decode(const unsigned char *s, size_t len, uint32_t *out, size_t *nout,
+int
+tkn_utf8_decode(const unsigned char *s, size_t len, uint32_t *out, size_t *nout,
     cdx_error *err)
 {
 	size_t i = 0, n = 0;
@@ -947,6 +1005,20 @@ lower_cp(uint32_t cp, uint32_t *out)
 	return 1;
 }
 
+size_t
+tkn_lower_char(uint32_t cp, uint32_t out[3])
+{
+	if (cp < 0x80) {
+		out[0] = cp >= 'A' && cp <= 'Z' ? cp + 32 : cp;
+		return 1;
+	}
+	if (cp == 0x3A3) {
+		out[0] = 0x3C3;
+		return 1;
+	}
+	return lower_cp(cp, out);
+}
+
 /* CPython's handle_capital_sigma(): U+03A3 lower-cases to final sigma after
  * a cased letter, unless one follows (case-ignorable characters skipped). */
 static uint32_t
@@ -1205,7 +1277,7 @@ bpe_word(const clip_tokenizer *tok, bpe_work *w, const unsigned char *b,
 
 int
 clip_tokenize(const clip_tokenizer *tok, const char *text, size_t len,
-    int32_t ids[CLIP_CONTEXT_LEN], int *n_tokens, cdx_error *err)
+    int32_t *ids, int *n_tokens, cdx_error *err)
 {
 	int32_t res[CLIP_CONTEXT_LEN];
 	uint32_t *a = NULL, *b = NULL, *low = NULL;
@@ -1217,6 +1289,8 @@ clip_tokenize(const clip_tokenizer *tok, const char *text, size_t len,
 	if (!tok || !ids || (!text && len > 0))
 		return cdx_error_set(err, CDX_EINVAL,
 		    "clip_tokenize: NULL argument");
+	if (tok->sp)
+		return sptok_tokenize(tok->sp, text, len, ids, n_tokens, err);
 	/* BPE positions are int32_t: keep every word well below 2^31 bytes. */
 	if (len > CLIP_MAX_TEXT)
 		return cdx_error_set(err, CDX_ETOOBIG, "clip_tokenize: text of "
@@ -1227,7 +1301,7 @@ clip_tokenize(const clip_tokenizer *tok, const char *text, size_t len,
 		rc = cdx_error_set(err, CDX_ENOMEM, "clip_tokenize: out of memory");
 		goto out_free;
 	}
-	rc = utf8_decode((const unsigned char *)text, len, a, &n, err);
+	rc = tkn_utf8_decode((const unsigned char *)text, len, a, &n, err);
 	if (rc)
 		goto out_free;
 	n = html_unescape(a, n, b);
@@ -1258,7 +1332,7 @@ clip_tokenize(const clip_tokenizer *tok, const char *text, size_t len,
 			continue;
 		}
 		for (size_t k = 0; k < m; k++)
-			nb += utf8_put(low[i + k], (char *)bytes + nb);
+			nb += tkn_utf8_put(low[i + k], (char *)bytes + nb);
 		i += m;
 		if (bpe_work_reserve(&w, nb) != 0) {
 			rc = cdx_error_set(err, CDX_ENOMEM,

@@ -13,7 +13,7 @@ set -eu
 
 pkgs="build-essential clang pkg-config libfaiss-dev liblmdb-dev libturbojpeg0-dev
 libopenblas-dev libnng-dev libcjson-dev libspng-dev libexif-dev libxxhash-dev
-libcmocka-dev zlib1g-dev curl"
+libcmocka-dev zlib1g-dev curl libsentencepiece-dev"
 for a in "$@"; do
 	case "$a" in
 	--bench) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-regex" ;;
@@ -22,7 +22,7 @@ for a in "$@"; do
 		# Node from elsewhere (e.g. NodeSource) ships its own npm.
 		command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
 		command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm" ;;
-	--tools) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-regex" ;;
+	--tools) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-regex python3-sentencepiece sentencepiece" ;;
 	--demo) pkgs="$pkgs python3-numpy python3-pil" ;;
 	*) echo "deps.sh: unknown option $a" >&2; exit 2 ;;
 	esac
