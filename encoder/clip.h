@@ -32,11 +32,25 @@ extern "C" {
 
 /* ---- Tokenizer -------------------------------------------------------- */
 
+/* The longest token context of any supported tokenizer (CLIP's 77).  A
+ * tokenizer writes clip_tokenizer_context_len() ids per text (77 for CLIP,
+ * the padded length for SigLIP: 64), never more than this, so an
+ * `int32_t ids[CLIP_CONTEXT_LEN]` holds one text of any model.  Batches of
+ * ids are laid out with the tokenizer's own context length as the stride. */
 #define CLIP_CONTEXT_LEN 77
 #define CLIP_TOKEN_SOT 49406
 #define CLIP_TOKEN_EOT 49407
 
 typedef struct clip_tokenizer clip_tokenizer;
+
+/* What a tokenizer does (clip_tokenizer_kind()). */
+enum clip_tokenizer_kind {
+	CLIP_TOKENIZER_BPE = 1,     /* OpenAI's CLIP byte-level BPE */
+	CLIP_TOKENIZER_SIGLIP = 2,  /* SentencePiece unigram, spiece.model,
+	                               SiglipTokenizer's canonicalisation */
+	CLIP_TOKENIZER_GEMMA = 3,   /* SentencePiece BPE with byte fallback,
+	                               tokenizer.model (SigLIP2), lower-cased */
+};
 
 /* Loads the vocabulary built into the program (OpenAI's CLIP BPE merges,
  * encoder/vocab/, embedded at build time: no file is read).  About 15 ms.
@@ -58,10 +72,46 @@ int clip_tokenizer_load_builtin(clip_tokenizer **out, cdx_error *err);
 int clip_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
     clip_tokenizer **out, cdx_error *err);
 
+/* Loads the SentencePiece tokenizer of a SigLIP or SigLIP2 model folder
+ * `dir`: spiece.model (SigLIP: CLIP_TOKENIZER_SIGLIP) or tokenizer.model
+ * (SigLIP2, the Gemma vocabulary: CLIP_TOKENIZER_GEMMA), with
+ * tokenizer_config.json and special_tokens_map.json when present (the
+ * special tokens, padding, BOS/EOS and model_max_length as transformers
+ * reads them).  Texts are padded (and truncated) to context_len ids
+ * (1..CLIP_CONTEXT_LEN), the model's text positions.  The model itself is
+ * read by SentencePiece (Debian's libsentencepiece).  See
+ * docs/TOKENIZER.md.  The caller owns *out.
+ * Errors: CDX_ENOTFOUND (no tokenizer model in dir), CDX_EFORMAT (a
+ * malformed or contradictory file: err names the file and field, e.g. a
+ * model_max_length other than context_len, a pad or EOS token the model
+ * lacks), CDX_EIO, CDX_EPERM, CDX_ENOMEM, CDX_EINVAL. */
+int clip_tokenizer_load_sentencepiece(const char *dir, int context_len,
+    clip_tokenizer **out, cdx_error *err);
+
+/* Loads the tokenizer of a model folder without its weights, as
+ * clip_model_load() would: reads config.json for the family and the text
+ * positions, then the files above.  The caller owns *out.  Errors: those
+ * of clip_model_load() for config.json and of the loaders above. */
+int clip_tokenizer_load_dir(const char *dir, clip_tokenizer **out,
+    cdx_error *err);
+
 /* Frees a tokenizer; NULL is a no-op. */
 void clip_tokenizer_free(clip_tokenizer *tok);
 
-/* Tokenizes `len` bytes of UTF-8 `text` exactly as OpenAI's CLIP tokenizer
+/* The tokenizer's kind (enum clip_tokenizer_kind), the number of ids
+ * clip_tokenize() writes per text, and the size of its vocabulary (every
+ * id it writes is below it).  Thread-safe. */
+int clip_tokenizer_kind(const clip_tokenizer *tok);
+int clip_tokenizer_context_len(const clip_tokenizer *tok);
+int clip_tokenizer_vocab_size(const clip_tokenizer *tok);
+
+/* Tokenizes `len` bytes of UTF-8 `text` into
+ * clip_tokenizer_context_len(tok) ids.  SentencePiece tokenizers (SigLIP,
+ * SigLIP2) do what transformers' SiglipTokenizer / the SigLIP2 processor
+ * do (docs/TOKENIZER.md): canonicalise, encode, append EOS (and BOS where
+ * the folder says so), truncate to the context and pad with the pad id;
+ * *n_tokens gets the ids before the padding.  The CLIP BPE tokenizer works
+ * exactly as OpenAI's CLIP tokenizer
  * does (HTML unescape, whitespace clean, lower-case, CLIP pre-tokenizer,
  * byte-level BPE).  Fills ids[0..CLIP_CONTEXT_LEN-1]: SOT, tokens, EOT, then
  * EOT padding (as Hugging Face pads); a text with more than 75 tokens is
@@ -77,7 +127,7 @@ void clip_tokenizer_free(clip_tokenizer *tok);
  * CDX_EINVAL (NULL tok or ids, or NULL text with len > 0), CDX_ETOOBIG
  * (len over 256 MiB), CDX_ENOMEM. */
 int clip_tokenize(const clip_tokenizer *tok, const char *text, size_t len,
-    int32_t ids[CLIP_CONTEXT_LEN], int *n_tokens, cdx_error *err);
+    int32_t *ids, int *n_tokens, cdx_error *err);
 
 /* ---- Images ----------------------------------------------------------- */
 
@@ -151,25 +201,55 @@ int clip_image_load(const char *path, const clip_decode_opts *opts,
 /* Frees img->rgb and zeroes the size; accepts NULL and freed images. */
 void clip_image_free(clip_image *img);
 
-/* How a model wants its pixels, from preprocessor_config.json (CLIP's
- * defaults when absent: shortest edge and crop = the vision config's
- * image_size, OpenAI's mean and std). */
+/* How an image becomes the model's input square. */
+enum clip_resize_mode {
+	/* CLIPImageProcessor: the shorter side to shortest_edge (aspect kept),
+	 * then a centre crop of crop_width x crop_height. */
+	CLIP_RESIZE_SHORTEST_CROP = 0,
+	/* SiglipImageProcessor: squashed to exactly crop_width x crop_height
+	 * (aspect not kept, no crop); shortest_edge is unused. */
+	CLIP_RESIZE_SQUASH = 1,
+};
+
+/* Pillow's resampling filters, by their numbers in preprocessor_config's
+ * "resample" (PIL.Image.Resampling). */
+enum clip_resample {
+	CLIP_RESAMPLE_BILINEAR = 2,
+	CLIP_RESAMPLE_BICUBIC = 3,
+};
+
+/* How a model wants its pixels, from preprocessor_config.json (defaults
+ * when absent: CLIP's are shortest edge and crop = the vision config's
+ * image_size, bicubic, OpenAI's mean and std; SigLIP's are a bicubic
+ * squash to image_size, mean and std 0.5). */
 typedef struct clip_preprocess_cfg {
-	int shortest_edge;     /* resize the shorter side to this */
-	int crop_width, crop_height;
+	int mode;              /* enum clip_resize_mode */
+	int resample;          /* enum clip_resample */
+	int shortest_edge;     /* CLIP_RESIZE_SHORTEST_CROP: the shorter side */
+	int crop_width, crop_height;  /* the output size, in both modes */
 	float mean[3], std[3];
 } clip_preprocess_cfg;
 
-/* Resizes (Pillow-exact bicubic, shorter side to shortest_edge, longer side
- * truncated as Hugging Face computes it), centre-crops (zero-padded, as HF,
- * where the crop is larger than the resized image), scales to [0,1] and
- * normalises.  Writes 3 * crop_height * crop_width floats, planar (CHW), to
- * `out`; only the cropped pixels are resampled.  Equal to the HF
- * CLIPImageProcessor for an image decoded in exact mode.
- * Errors: CDX_EINVAL (bad image or cfg: sizes 1..16384, std != 0, or a
- * resized long side over INT_MAX), CDX_ENOMEM. */
+/* Resizes (Pillow-exact, with cfg->resample) as cfg->mode says: for
+ * CLIP_RESIZE_SHORTEST_CROP the shorter side to shortest_edge, the longer
+ * side truncated as Hugging Face computes it, then a centre crop
+ * (zero-padded, as HF, where the crop is larger than the resized image);
+ * for CLIP_RESIZE_SQUASH straight to crop_width x crop_height.  Then scales
+ * to [0,1] and normalises.  Writes 3 * crop_height * crop_width floats,
+ * planar (CHW), to `out`; only the output pixels are resampled.  Equal to
+ * the HF CLIPImageProcessor / SiglipImageProcessor for an image decoded in
+ * exact mode.
+ * Errors: CDX_EINVAL (bad image or cfg: sizes 1..16384, std != 0, an
+ * unknown mode or filter, or a resized long side over INT_MAX),
+ * CDX_ENOMEM. */
 int clip_image_preprocess(const clip_image *img, const clip_preprocess_cfg *cfg,
     float *out, cdx_error *err);
+
+/* The min_short a fast-mode decode (clip_decode_opts) needs so that the
+ * DCT-scaled image is still at least as large as cfg's resize asks for in
+ * both directions: shortest_edge, or for a squash the larger output side
+ * (0 for NULL or an unknown mode). */
+int clip_preprocess_min_short(const clip_preprocess_cfg *cfg);
 
 /* ---- Model ------------------------------------------------------------ */
 
@@ -181,27 +261,72 @@ typedef struct clip_model_params {
 
 void clip_model_default_params(clip_model_params *p);
 
+/* Model families.  The family comes from config.json (model_type,
+ * architectures) and, for SigLIP2, from its tokenizer (the Gemma
+ * vocabulary); never from the folder's name. */
+enum clip_family {
+	CLIP_FAMILY_CLIP = 1,     /* OpenAI CLIP and OpenCLIP conversions */
+	CLIP_FAMILY_SIGLIP = 2,   /* SigLIP: model_type "siglip", spiece.model */
+	CLIP_FAMILY_SIGLIP2 = 3,  /* SigLIP2 FixRes: model_type "siglip",
+	                             tokenizer.model (Gemma) */
+};
+
+/* "clip", "siglip", "siglip2" ("?" for anything else). */
+const char *clip_family_name(int family);
+
+/* Activation functions of the MLPs. */
+enum clip_act {
+	CLIP_ACT_QUICK_GELU = 0,  /* x * sigmoid(1.702 x) */
+	CLIP_ACT_GELU = 1,        /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+	CLIP_ACT_GELU_TANH = 2,   /* gelu_pytorch_tanh: the tanh approximation */
+};
+
 /* Dimensions and identity of a loaded model. */
 typedef struct clip_model_info {
 	char name[128];        /* the folder's name */
 	char id[160];          /* "<name>@<16 hex digits of the weights hash>" */
 	uint64_t weights_hash; /* XXH3-64 of model.safetensors */
-	int embed_dim;         /* projection_dim: length of every embedding */
+	int family;            /* enum clip_family */
+	int embed_dim;         /* length of every embedding: projection_dim
+	                          (CLIP), the vision hidden size (SigLIP) */
 	int image_size, patch_size;
 	int vision_width, vision_layers, vision_heads, vision_mlp;
 	int text_width, text_layers, text_heads, text_mlp;
 	int vocab_size, max_positions;
-	int quick_gelu_vision, quick_gelu_text; /* 1: quick_gelu, 0: gelu */
+	int context_len;       /* ids per text (clip_tokenizer_context_len) */
+	int act_vision, act_text;  /* enum clip_act */
+	/* The model's logit_scale (the log of the temperature, as stored) and
+	 * logit_bias; has_sigmoid says the model was trained with the sigmoid
+	 * loss (SigLIP), so that clip_match_prob() is a calibrated match
+	 * probability.  CLIP's softmax loss gives no such scale. */
+	float logit_scale, logit_bias;
+	int has_sigmoid;
 	clip_preprocess_cfg preprocess;
 } clip_model_info;
 
-/* Loads a Hugging Face CLIP folder: config.json, model.safetensors (F32,
- * F16 or BF16; memory-mapped, checked completely before use), and
- * vocab.json + merges.txt when present (else the built-in vocabulary), and
- * preprocessor_config.json when present.  params may be NULL (defaults).
+/* The match probability of a text and an image whose embeddings have
+ * cosine `cos`: sigmoid(exp(logit_scale) * cos + logit_bias), for models
+ * with has_sigmoid.  Returns 0 and writes *prob, or CDX_EINVAL (writing
+ * nothing) for a model without a sigmoid head (CLIP). */
+int clip_match_prob(const clip_model_info *info, double cos, double *prob);
+
+/* The cosine whose match probability is `prob` (0 < prob < 1): the
+ * inverse of clip_match_prob, for turning a probability cut-off into a
+ * score cut-off.  Errors: CDX_EINVAL (no sigmoid head, prob out of
+ * range). */
+int clip_match_cos(const clip_model_info *info, double prob, double *cos);
+
+/* Loads a Hugging Face model folder of any supported family:
+ * config.json, model.safetensors (F32, F16 or BF16; memory-mapped, checked
+ * completely before use), preprocessor_config.json when present, and the
+ * tokenizer: for CLIP vocab.json + merges.txt when present (else the
+ * built-in vocabulary); for SigLIP/SigLIP2 clip_tokenizer_load_sentencepiece
+ * (required).  SigLIP2 NaFlex folders (model_type "siglip2") are refused
+ * with a message that names them.  params may be NULL (defaults).
  * Errors: CDX_ENOTFOUND (missing file), CDX_EFORMAT (malformed JSON or
- * safetensors, missing tensor, wrong shape or dtype), CDX_EIO, CDX_ENOMEM;
- * err names the file and the problem. */
+ * safetensors, unknown model_type, missing tensor, wrong shape or dtype, a
+ * tokenizer that disagrees with the model), CDX_EIO, CDX_ENOMEM; err names
+ * the file and the problem. */
 int clip_model_load(const char *dir, const clip_model_params *params,
     clip_model **out, cdx_error *err);
 
@@ -220,13 +345,15 @@ int clip_ctx_new(const clip_model *m, int max_batch, clip_ctx **out,
     cdx_error *err);
 void clip_ctx_free(clip_ctx *ctx);
 
-/* Encodes n token sequences (n * CLIP_CONTEXT_LEN ids, as clip_tokenize
- * makes them) into n L2-normalised embeddings of embed_dim floats each.
- * Only positions up to each sequence's first EOT are computed; ids after it
- * are ignored.  Any n is accepted (sequences are processed in chunks).
- * Errors (nothing is written): CDX_EINVAL for an id outside the vocabulary,
- * a sequence without CLIP_TOKEN_EOT, or more tokens than the model's
- * max_positions. */
+/* Encodes n token sequences (n * info.context_len ids, as clip_tokenize
+ * makes them with the model's tokenizer) into n L2-normalised embeddings
+ * of embed_dim floats each.  CLIP: only positions up to each sequence's
+ * first EOT are computed (causal attention); ids after it are ignored.
+ * SigLIP: all context_len positions are computed (attention is not causal)
+ * and the last one is pooled.  Any n is accepted (sequences are processed
+ * in chunks).  Errors (nothing is written): CDX_EINVAL for an id outside
+ * the vocabulary, a CLIP sequence without CLIP_TOKEN_EOT, or more tokens
+ * than the model's max_positions. */
 int clip_encode_text(clip_ctx *ctx, const int32_t *ids, int n, float *out,
     cdx_error *err);
 

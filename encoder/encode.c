@@ -1,13 +1,15 @@
 /*
  * encode.c - the CLIP text and vision encoders over a loaded model.
  *
- * Both towers share one transformer (tower_run).  Every linear layer is
- * one GEMM over all rows of the batch; attention runs per sequence and
- * head as two GEMMs on strided views of the fused q|k|v buffer (no copies).
- * Residual additions ride on the GEMM (beta = 1) and each pending bias is
- * added inside the next layer norm's pass.  The last block only computes
- * the pooled row of each sequence (class token or first end-of-text),
- * since nothing else reaches the output.
+ * Both towers of both families share one transformer (tower_run).  Every
+ * linear layer is one GEMM over all rows of the batch; attention runs per
+ * sequence and head as two GEMMs on strided views of the fused q|k|v
+ * buffer (no copies).  Residual additions ride on the GEMM (beta = 1) and
+ * each pending bias is added inside the next layer norm's pass.  Where one
+ * row is pooled (CLIP's class token or first end-of-text, SigLIP's last
+ * text position) the last block only computes that row, since nothing
+ * else reaches the output.  SigLIP's vision tower pools with an attention
+ * head over every token (map_head), so it runs all rows to the end.
  */
 #include "encoder/model_internal.h"
 
@@ -46,8 +48,8 @@ clip_ctx_new(const clip_model *m, int max_batch, clip_ctx **out,
 		    "clip_ctx_new: need a model and 1 <= max_batch <= 4096");
 	const clip_tower_cfg *tc = &m->text.cfg, *vc = &m->vision.cfg;
 	int g = vc->image_size / vc->patch_size;
-	size_t vseq = (size_t)g * g + 1;
-	size_t tseq = CLIP_CONTEXT_LEN;
+	size_t vseq = (size_t)g * g + (m->info.family == CLIP_FAMILY_CLIP);
+	size_t tseq = (size_t)m->info.context_len;
 	size_t dmax = max_sz((size_t)tc->width, (size_t)vc->width);
 	size_t text_rows = TEXT_CHUNK * tseq;
 	size_t vis_rows = (size_t)max_batch * vseq;
@@ -103,46 +105,43 @@ clip_ctx_free(clip_ctx *c)
 }
 
 /*
- * Attention of `nq` query rows starting at row q0 of the sequence whose
- * q|k|v rows start at qkv, against its keys 0..nk-1 (causal: query i sees
- * keys 0..i; only used with q0 == 0 and nq == nk).  Writes nq x D into out
- * (stride D), each head's hd columns in place.
+ * Attention of the nq query rows at q (stride ldq; q already scaled by
+ * head_dim^-0.5) against nk keys and values at k and v (stride ldkv), for
+ * each of `heads` heads of hd = d / heads columns.  causal: query i sees
+ * keys 0..i (only asked for with nq == nk).  Writes nq x d into out
+ * (stride d), each head's hd columns in place.
  */
 static void
-attend(clip_ctx *c, const float *qkv, int d, int heads, int q0, int nq,
-    int nk, int causal, float *out)
+attend(clip_ctx *c, const float *q, int ldq, const float *k, const float *v,
+    int ldkv, int d, int heads, int nq, int nk, int causal, float *out)
 {
 	int hd = d / heads;
-	int ld = 3 * d;
 	for (int hh = 0; hh < heads; hh++) {
-		const float *q = qkv + (size_t)q0 * ld + hh * hd;
-		const float *k = qkv + d + hh * hd;
-		const float *v = qkv + 2 * d + hh * hd;
+		int o = hh * hd;
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd,
-		    1.0f, q, ld, k, ld, 0.0f, c->scores, nk);
-		/* causal is only asked for with q0 == 0 and nq == nk; a
-		 * single pooled query passes the keys it may see as nk. */
+		    1.0f, q + o, ldq, k + o, ldkv, 0.0f, c->scores, nk);
 		ops_softmax_rows(c->scores, nq, nk, nk, causal);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd,
-		    nk, 1.0f, c->scores, nk, v, ld, 0.0f, out + hh * hd, d);
+		    nk, 1.0f, c->scores, nk, v + o, ldkv, 0.0f, out + o, d);
 	}
 }
 
 /*
  * Runs the blocks of tower tw over x (t rows: n_seg sequences at
- * seg_off/seg_len) and leaves in c->pooled (n_seg rows) the final layer
- * norm of each sequence's row seg_pool[s].
+ * seg_off/seg_len) and leaves the final layer norm of each sequence's row
+ * seg_pool[s] in c->pooled (n_seg rows), or, with pool_all, of every row
+ * in x.
  */
 static void
 tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
-    int causal)
+    int causal, int pool_all)
 {
 	const clip_tower_cfg *cfg = &tw->cfg;
 	int d = cfg->width, m = cfg->mlp, heads = cfg->heads;
 	const float *pending = NULL;
 	for (int l = 0; l < cfg->layers; l++) {
 		const clip_layer *L = &tw->layers[l];
-		int last = l == cfg->layers - 1;
+		int last = l == cfg->layers - 1 && !pool_all;
 		ops_layernorm(x, pending, L->ln1_w, L->ln1_b, c->h, t, d,
 		    cfg->eps);
 		ops_linear(c->h, L->qkv_w, c->big, t, 3 * d, d, 0.0f);
@@ -154,7 +153,8 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 			for (int s = 0; s < n_seg; s++) {
 				const float *qkv = c->big +
 				    (size_t)c->seg_off[s] * 3 * d;
-				attend(c, qkv, d, heads, 0, c->seg_len[s],
+				attend(c, qkv, 3 * d, qkv + d, qkv + 2 * d,
+				    3 * d, d, heads, c->seg_len[s],
 				    c->seg_len[s], causal,
 				    c->attn + (size_t)c->seg_off[s] * d);
 			}
@@ -165,8 +165,9 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 				    (size_t)c->seg_off[s] * 3 * d;
 				int r = c->seg_pool[s];
 				int nk = causal ? r + 1 : c->seg_len[s];
-				attend(c, qkv, d, heads, r, 1, nk, 0,
-				    c->attn + (size_t)s * d);
+				attend(c, qkv + (size_t)r * 3 * d, 3 * d,
+				    qkv + d, qkv + 2 * d, 3 * d, d, heads, 1,
+				    nk, 0, c->attn + (size_t)s * d);
 				memcpy(c->pooled + (size_t)s * d,
 				    x + (size_t)(c->seg_off[s] + r) * d,
 				    (size_t)d * sizeof(float));
@@ -178,21 +179,78 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 		ops_layernorm(xs, L->out_b, L->ln2_w, L->ln2_b, hs, rows, d,
 		    cfg->eps);
 		ops_linear(hs, L->fc1_w, act, rows, m, d, 0.0f);
-		ops_bias_act(act, L->fc1_b, rows, m, cfg->quick_gelu);
+		ops_bias_act(act, L->fc1_b, rows, m, cfg->act);
 		ops_linear(act, L->fc2_w, xs, rows, d, m, 1.0f);
 		pending = L->fc2_b;
 	}
-	ops_layernorm(c->pooled, pending, tw->ln_post_w, tw->ln_post_b,
-	    c->pooled, n_seg, d, cfg->eps);
+	if (pool_all)
+		ops_layernorm(x, pending, tw->ln_post_w, tw->ln_post_b, x, t, d,
+		    cfg->eps);
+	else
+		ops_layernorm(c->pooled, pending, tw->ln_post_w, tw->ln_post_b,
+		    c->pooled, n_seg, d, cfg->eps);
 }
 
+/*
+ * SigLIP's attention-pooling head over the n sequences of x (post-layer-
+ * normed, seq rows each): the probe's query attends over each sequence's
+ * keys and values, out_proj, then the layer norm + MLP residual.  Leaves
+ * n rows in c->pooled.
+ */
+static void
+map_head(clip_ctx *c, const clip_tower *tw, const float *x, int n, int seq)
+{
+	const clip_map_head *h = &tw->map;
+	int d = tw->cfg.width, m = tw->cfg.mlp;
+	size_t t = (size_t)n * seq;
+	float *kv = c->big;
+	ops_linear(x, h->kv_w, kv, (int)t, 2 * d, d, 0.0f);
+	ops_bias(kv, h->kv_b, (int)t, 2 * d);
+	for (int b = 0; b < n; b++) {
+		const float *kvb = kv + (size_t)b * seq * 2 * d;
+		attend(c, h->probe_q, d, kvb, kvb + d, 2 * d, d,
+		    tw->cfg.heads, 1, seq, 0, c->attn + (size_t)b * d);
+	}
+	float *o = c->pooled;
+	ops_linear(c->attn, h->out_w, o, n, d, d, 0.0f);
+	ops_bias(o, h->out_b, n, d);
+	ops_layernorm(o, NULL, h->ln_w, h->ln_b, c->h, n, d, tw->cfg.eps);
+	float *act = c->big;
+	ops_linear(c->h, h->fc1_w, act, n, m, d, 0.0f);
+	ops_bias_act(act, h->fc1_b, n, m, tw->cfg.act);
+	ops_linear(act, h->fc2_w, o, n, d, m, 1.0f);
+	ops_bias(o, h->fc2_b, n, d);
+}
+
+/* CLIP's projection, SigLIP's text head (with bias), or SigLIP's image
+ * embedding as it is; then unit length. */
 static void
 project(const clip_tower *tw, const float *pooled, int n, int embed,
     float *out)
 {
-	ops_linear(pooled, tw->proj, out, n, embed, tw->cfg.width, 0.0f);
+	const float *w = tw->proj != NULL ? tw->proj : tw->head_w;
+	if (w != NULL) {
+		ops_linear(pooled, w, out, n, embed, tw->cfg.width, 0.0f);
+		if (tw->head_b != NULL)
+			ops_bias(out, tw->head_b, n, embed);
+	} else {
+		memcpy(out, pooled, (size_t)n * embed * sizeof(float));
+	}
 	for (int i = 0; i < n; i++)
 		ops_l2_normalize(out + (size_t)i * embed, embed);
+}
+
+/* The length of text sequence s (context_len ids): CLIP's ends at its
+ * first EOT (the pooled row), SigLIP's is the whole context. */
+static int
+text_len(const clip_model *m, const int32_t *s)
+{
+	if (m->info.family != CLIP_FAMILY_CLIP)
+		return m->info.context_len;
+	int len = 0;
+	while (s[len] != CLIP_TOKEN_EOT)
+		len++;
+	return len + 1;
 }
 
 int
@@ -205,21 +263,24 @@ clip_encode_text(clip_ctx *c, const int32_t *ids, int n, float *out,
 	const clip_model *m = c->m;
 	const clip_tower *tw = &m->text;
 	int d = tw->cfg.width, embed = m->info.embed_dim;
-	int maxlen = tw->cfg.max_positions < CLIP_CONTEXT_LEN ?
-	    tw->cfg.max_positions : CLIP_CONTEXT_LEN;
+	int ctx = m->info.context_len, clip = m->info.family == CLIP_FAMILY_CLIP;
+	int maxlen = tw->cfg.max_positions < ctx ? tw->cfg.max_positions : ctx;
+	size_t esz = st_dtype_size(tw->tok_dtype);
 	/* Check every sequence before computing anything. */
 	for (int i = 0; i < n; i++) {
-		const int32_t *s = ids + (size_t)i * CLIP_CONTEXT_LEN;
+		const int32_t *s = ids + (size_t)i * ctx;
 		int eot = -1;
-		for (int j = 0; j < CLIP_CONTEXT_LEN && eot < 0; j++) {
+		for (int j = 0; j < ctx && eot < 0; j++) {
 			if (s[j] < 0 || s[j] >= tw->cfg.vocab_size)
 				return cdx_error_set(err, CDX_EINVAL,
 				    "text %d: token id %d at position %d is "
 				    "outside the vocabulary (%d)", i, (int)s[j],
 				    j, tw->cfg.vocab_size);
-			if (s[j] == CLIP_TOKEN_EOT)
+			if (clip && s[j] == CLIP_TOKEN_EOT)
 				eot = j;
 		}
+		if (!clip)
+			continue;
 		if (eot < 0)
 			return cdx_error_set(err, CDX_EINVAL,
 			    "text %d: no end-of-text token (%d)", i,
@@ -232,26 +293,21 @@ clip_encode_text(clip_ctx *c, const int32_t *ids, int n, float *out,
 	for (int i0 = 0; i0 < n;) {
 		int ns = 0, t = 0;
 		while (i0 + ns < n && ns < TEXT_CHUNK) {
-			const int32_t *s = ids + (size_t)(i0 + ns) *
-			    CLIP_CONTEXT_LEN;
-			int len = 0;
-			while (s[len] != CLIP_TOKEN_EOT)
-				len++;
-			len++;
+			const int32_t *s = ids + (size_t)(i0 + ns) * ctx;
+			int len = text_len(m, s);
 			c->seg_off[ns] = t;
 			c->seg_len[ns] = len;
 			c->seg_pool[ns] = len - 1;
 			for (int j = 0; j < len; j++) {
 				float *r = c->x + (size_t)(t + j) * d;
-				const float *te = tw->tok_emb + (size_t)s[j] * d;
-				const float *pe = tw->pos_emb + (size_t)j * d;
-				for (int k = 0; k < d; k++)
-					r[k] = te[k] + pe[k];
+				st_widen(tw->tok_dtype, tw->tok_emb +
+				    (size_t)s[j] * d * esz, (size_t)d, r);
+				ops_bias(r, tw->pos_emb + (size_t)j * d, 1, d);
 			}
 			t += len;
 			ns++;
 		}
-		tower_run(c, tw, c->x, t, ns, 1);
+		tower_run(c, tw, c->x, t, ns, clip, 0);
 		project(tw, c->pooled, ns, embed, out + (size_t)i0 * embed);
 		i0 += ns;
 	}
@@ -275,15 +331,18 @@ clip_encode_images(clip_ctx *c, const float *pixels, int n, float *out,
 	const clip_tower *tw = &m->vision;
 	int d = tw->cfg.width, p = tw->cfg.patch_size;
 	int img = tw->cfg.image_size, g = img / p;
-	int seq = g * g + 1, t = n * seq;
+	int cls = m->info.family == CLIP_FAMILY_CLIP;  /* a class token row */
+	int seq = g * g + cls, t = n * seq;
 	int pp = 3 * p * p;
 	/* im2col: one row per patch in the conv weight's (c, y, x) order; the
 	 * class token's row is zero so one GEMM covers the batch. */
 	for (int b = 0; b < n; b++) {
 		const float *px = pixels + (size_t)b * 3 * img * img;
 		float *row = c->col + (size_t)b * seq * pp;
-		memset(row, 0, (size_t)pp * sizeof(float));
-		row += pp;
+		if (cls) {
+			memset(row, 0, (size_t)pp * sizeof(float));
+			row += pp;
+		}
 		for (int gy = 0; gy < g; gy++) {
 			for (int gx = 0; gx < g; gx++, row += pp) {
 				for (int ch = 0; ch < 3; ch++) {
@@ -301,6 +360,19 @@ clip_encode_images(clip_ctx *c, const float *pixels, int n, float *out,
 		c->seg_pool[b] = 0;
 	}
 	ops_linear(c->col, tw->patch_w, c->x, t, d, pp, 0.0f);
+	if (!cls) {
+		/* SigLIP: conv bias and position embeddings, no class token,
+		 * no pre-layernorm; the head pools over every token. */
+		for (int b = 0; b < n; b++) {
+			float *x = c->x + (size_t)b * seq * d;
+			ops_bias(x, tw->patch_b, seq, d);
+			ops_bias(x, tw->pos_emb, 1, seq * d);
+		}
+		tower_run(c, tw, c->x, t, n, 0, 1);
+		map_head(c, tw, c->x, n, seq);
+		project(tw, c->pooled, n, m->info.embed_dim, out);
+		return 0;
+	}
 	for (int b = 0; b < n; b++) {
 		float *x = c->x + (size_t)b * seq * d;
 		for (int k = 0; k < d; k++)
@@ -309,7 +381,7 @@ clip_encode_images(clip_ctx *c, const float *pixels, int n, float *out,
 	}
 	ops_layernorm(c->x, NULL, tw->ln_pre_w, tw->ln_pre_b, c->x, t, d,
 	    tw->cfg.eps);
-	tower_run(c, tw, c->x, t, n, 0);
+	tower_run(c, tw, c->x, t, n, 0, 0);
 	project(tw, c->pooled, n, m->info.embed_dim, out);
 	return 0;
 }

@@ -123,35 +123,26 @@ ld_take(loader *ld, const char *name, int ndim, const int64_t *shape)
 #define TAKE1(name, a) ld_take(ld, name, 1, SHAPE(a))
 #define TAKE2(name, a, b) ld_take(ld, name, 2, SHAPE(a, b))
 
+/* Reserves n floats of scratch in the arena (values computed at load). */
+static float *
+ld_scratch(loader *ld, size_t n)
+{
+	float *slot = ld->arena ? ld->arena + ld->used : NULL;
+	ld->used += n;
+	return slot;
+}
+
 static void
-ld_tower(loader *ld, clip_tower *tw, const char *pfx, int vision,
-    int embed)
+ld_layers(loader *ld, clip_tower *tw, const char *pfx)
 {
 	const clip_tower_cfg *c = &tw->cfg;
 	int64_t d = c->width, m = c->mlp;
 	char name[192];
-#define NAME(...) (snprintf(name, sizeof(name), __VA_ARGS__), name)
-	if (vision) {
-		int64_t g = c->image_size / c->patch_size, p = c->patch_size;
-		tw->class_emb = TAKE1(NAME("%s.embeddings.class_embedding", pfx),
-		    d);
-		/* the conv weight [D][3][p][p] is the GEMM's [D][3 p p] */
-		tw->patch_w = ld_take(ld, NAME("%s.embeddings.patch_embedding."
-		    "weight", pfx), 4, SHAPE(d, 3, p, p));
-		tw->pos_emb = TAKE2(NAME("%s.embeddings.position_embedding."
-		    "weight", pfx), g * g + 1, d);
-		tw->ln_pre_w = TAKE1(NAME("%s.pre_layrnorm.weight", pfx), d);
-		tw->ln_pre_b = TAKE1(NAME("%s.pre_layrnorm.bias", pfx), d);
-	} else {
-		tw->tok_emb = TAKE2(NAME("%s.embeddings.token_embedding.weight",
-		    pfx), c->vocab_size, d);
-		tw->pos_emb = TAKE2(NAME("%s.embeddings.position_embedding."
-		    "weight", pfx), c->max_positions, d);
-	}
 	for (int i = 0; i < c->layers; i++) {
 		clip_layer dummy;
 		clip_layer *L = ld->arena ? &tw->layers[i] : &dummy;
-#define LNAME(what) NAME("%s.encoder.layers.%d.%s", pfx, i, what)
+#define LNAME(what) (snprintf(name, sizeof(name), \
+	"%s.encoder.layers.%d.%s", pfx, i, what), name)
 		L->ln1_w = TAKE1(LNAME("layer_norm1.weight"), d);
 		L->ln1_b = TAKE1(LNAME("layer_norm1.bias"), d);
 		/* q, k, v land consecutively: the fused [3D][D] and [3D] */
@@ -171,24 +162,162 @@ ld_tower(loader *ld, clip_tower *tw, const char *pfx, int vision,
 		L->fc2_b = TAKE1(LNAME("mlp.fc2.bias"), d);
 #undef LNAME
 	}
-	const char *post = vision ? "post_layernorm" : "final_layer_norm";
-	tw->ln_post_w = TAKE1(NAME("%s.%s.weight", pfx, post), d);
-	tw->ln_post_b = TAKE1(NAME("%s.%s.bias", pfx, post), d);
-	tw->proj = TAKE2(vision ? "visual_projection.weight" :
-	    "text_projection.weight", embed, d);
-#undef NAME
+}
+
+/* The vision tower: CLIP's class token, pre-layernorm and projection, or
+ * SigLIP's patch bias and attention-pooling head (modeling_siglip.py). */
+static void
+ld_vision(loader *ld, clip_tower *tw, int family, int embed)
+{
+	const clip_tower_cfg *c = &tw->cfg;
+	int64_t d = c->width, m = c->mlp, p = c->patch_size;
+	int64_t g = c->image_size / c->patch_size;
+	int siglip = family != CLIP_FAMILY_CLIP;
+	/* the conv weight [D][3][p][p] is the GEMM's [D][3 p p] */
+	tw->patch_w = ld_take(ld, "vision_model.embeddings.patch_embedding."
+	    "weight", 4, SHAPE(d, 3, p, p));
+	tw->pos_emb = TAKE2("vision_model.embeddings.position_embedding.weight",
+	    g * g + (siglip ? 0 : 1), d);
+	if (siglip) {
+		tw->patch_b = TAKE1("vision_model.embeddings.patch_embedding."
+		    "bias", d);
+	} else {
+		tw->class_emb = TAKE1("vision_model.embeddings.class_embedding",
+		    d);
+		tw->ln_pre_w = TAKE1("vision_model.pre_layrnorm.weight", d);
+		tw->ln_pre_b = TAKE1("vision_model.pre_layrnorm.bias", d);
+	}
+	ld_layers(ld, tw, "vision_model");
+	tw->ln_post_w = TAKE1("vision_model.post_layernorm.weight", d);
+	tw->ln_post_b = TAKE1("vision_model.post_layernorm.bias", d);
+	if (!siglip) {
+		tw->proj = TAKE2("visual_projection.weight", embed, d);
+		return;
+	}
+	clip_map_head *h = &tw->map;
+	/* probe, then in_proj: probe_q is computed from them at load */
+	float *probe = ld_take(ld, "vision_model.head.probe", 3,
+	    SHAPE(1, 1, d));
+	float *in_w = TAKE2("vision_model.head.attention.in_proj_weight",
+	    3 * d, d);
+	float *in_b = TAKE1("vision_model.head.attention.in_proj_bias", 3 * d);
+	h->out_w = TAKE2("vision_model.head.attention.out_proj.weight", d, d);
+	h->out_b = TAKE1("vision_model.head.attention.out_proj.bias", d);
+	h->ln_w = TAKE1("vision_model.head.layernorm.weight", d);
+	h->ln_b = TAKE1("vision_model.head.layernorm.bias", d);
+	h->fc1_w = TAKE2("vision_model.head.mlp.fc1.weight", m, d);
+	h->fc1_b = TAKE1("vision_model.head.mlp.fc1.bias", m);
+	h->fc2_w = TAKE2("vision_model.head.mlp.fc2.weight", d, m);
+	h->fc2_b = TAKE1("vision_model.head.mlp.fc2.bias", d);
+	float *q = ld_scratch(ld, (size_t)d);
+	if (ld->arena == NULL || ld->rc != 0)
+		return;
+	h->kv_w = in_w + d * d;
+	h->kv_b = in_b + d;
+	/* The probe is the same for every image, so its query is too:
+	 * q = (probe Wq^T + bq) * head_dim^-0.5, once. */
+	float s = 1.0f / sqrtf((float)(c->width / c->heads));
+	for (int64_t i = 0; i < d; i++) {
+		double acc = in_b[i];
+		for (int64_t k = 0; k < d; k++)
+			acc += (double)probe[k] * in_w[i * d + k];
+		q[i] = (float)acc * s;
+	}
+	h->probe_q = q;
+}
+
+/* The text tower but its token table (load_token_table). */
+static void
+ld_text(loader *ld, clip_tower *tw, int family, int embed)
+{
+	const clip_tower_cfg *c = &tw->cfg;
+	int64_t d = c->width;
+	tw->pos_emb = TAKE2("text_model.embeddings.position_embedding.weight",
+	    c->max_positions, d);
+	ld_layers(ld, tw, "text_model");
+	tw->ln_post_w = TAKE1("text_model.final_layer_norm.weight", d);
+	tw->ln_post_b = TAKE1("text_model.final_layer_norm.bias", d);
+	if (family == CLIP_FAMILY_CLIP) {
+		tw->proj = TAKE2("text_projection.weight", embed, d);
+	} else {
+		tw->head_w = TAKE2("text_model.head.weight", embed, d);
+		tw->head_b = TAKE1("text_model.head.bias", embed);
+	}
+}
+
+static const char tok_table_name[] =
+    "text_model.embeddings.token_embedding.weight";
+
+static int
+check_token_table(const clip_model *m, const st_file *st, cdx_error *err)
+{
+	return st_check(st, tok_table_name, 2, SHAPE(m->text.cfg.vocab_size,
+	    m->text.cfg.width), err);
+}
+
+/* The token table stays in its stored dtype: a copy of its bytes (checked
+ * by check_token_table). */
+static int
+load_token_table(clip_model *m, const st_file *st, cdx_error *err)
+{
+	clip_tower *tw = &m->text;
+	const st_tensor *t = st_find(st, tok_table_name);
+	m->tok_table = malloc(t->nbytes);
+	if (m->tok_table == NULL)
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory for the "
+		    "%llu MiB token table", (unsigned long long)(t->nbytes >>
+		    20));
+	memcpy(m->tok_table, t->data, t->nbytes);
+	m->tok_table_bytes = t->nbytes;
+	tw->tok_emb = m->tok_table;
+	tw->tok_dtype = t->dtype;
+	return 0;
+}
+
+/* logit_scale and logit_bias: one value each (shape [1], or [] as CLIP
+ * stores logit_scale).  SigLIP needs both; CLIP's are optional. */
+static int
+load_logits(clip_model *m, const st_file *st, cdx_error *err)
+{
+	static const char *const names[2] = {"logit_scale", "logit_bias"};
+	float *dst[2] = {&m->info.logit_scale, &m->info.logit_bias};
+	int siglip = m->info.family != CLIP_FAMILY_CLIP;
+	m->info.logit_scale = logf(100.0f);   /* CLIP's trained clamp */
+	m->info.logit_bias = 0.0f;
+	for (int i = 0; i < 2; i++) {
+		const st_tensor *t = st_find(st, names[i]);
+		if (t == NULL && !siglip)
+			continue;
+		if (t == NULL || t->numel != 1 || t->ndim > 1 ||
+		    st_dtype_size(t->dtype) == 0)
+			return cdx_error_set(err, CDX_EFORMAT,
+			    "%s: tensor '%s' %s (a SigLIP model needs one "
+			    "F32, F16 or BF16 value)", st->path, names[i],
+			    t == NULL ? "is missing" : "is not one value");
+		st_widen(t->dtype, t->data, 1, dst[i]);
+		if (!isfinite(*dst[i]))
+			return cdx_error_set(err, CDX_EFORMAT,
+			    "%s: tensor '%s' is not finite", st->path,
+			    names[i]);
+	}
+	m->info.has_sigmoid = siglip;
+	return 0;
 }
 
 static int
 load_weights(clip_model *m, const st_file *st, cdx_error *err)
 {
 	loader ld = {.st = st, .err = err};
-	int embed = m->info.embed_dim;
+	int embed = m->info.embed_dim, fam = m->info.family;
 	/* First pass checks and counts, second pass loads. */
-	ld_tower(&ld, &m->text, "text_model", 0, embed);
-	ld_tower(&ld, &m->vision, "vision_model", 1, embed);
+	ld.rc = check_token_table(m, st, err);
+	ld_text(&ld, &m->text, fam, embed);
+	ld_vision(&ld, &m->vision, fam, embed);
 	if (ld.rc != 0)
 		return ld.rc;
+	int rc = load_logits(m, st, err);
+	if (rc != 0)
+		return rc;
 	size_t total = ld.used;
 	m->text.layers = calloc((size_t)m->text.cfg.layers, sizeof(clip_layer));
 	m->vision.layers = calloc((size_t)m->vision.cfg.layers,
@@ -202,10 +331,13 @@ load_weights(clip_model *m, const st_file *st, cdx_error *err)
 	m->arena_floats = total;
 	ld.arena = m->arena;
 	ld.used = 0;
-	ld_tower(&ld, &m->text, "text_model", 0, embed);
-	ld_tower(&ld, &m->vision, "vision_model", 1, embed);
+	ld_text(&ld, &m->text, fam, embed);
+	ld_vision(&ld, &m->vision, fam, embed);
 	if (ld.rc != 0)
 		return ld.rc;
+	rc = load_token_table(m, st, err);
+	if (rc != 0)
+		return rc;
 	/* Attention scales q by head_dim^-0.5: fold it into q's weights and
 	 * bias once (they are the first third of the fused q|k|v). */
 	clip_tower *towers[2] = {&m->text, &m->vision};
@@ -227,15 +359,77 @@ load_weights(clip_model *m, const st_file *st, cdx_error *err)
 
 /* ---- tokenizer ---------------------------------------------------------- */
 
+/* The tokenizer of a folder whose config.json parsed as cfg: CLIP's
+ * vocab.json + merges.txt (else the built-in vocabulary), or SigLIP's
+ * SentencePiece files padded to the text positions. */
 static int
-load_tokenizer(clip_model *m, const char *dir, cdx_error *err)
+tokenizer_for(const char *dir, const clip_config *cfg, clip_tokenizer **out,
+    cdx_error *err)
 {
+	if (cfg->family != CLIP_FAMILY_CLIP)
+		return clip_tokenizer_load_sentencepiece(dir,
+		    cfg->text.max_positions, out, err);
 	char vocab[PATH_MAX], merges[PATH_MAX];
 	snprintf(vocab, sizeof(vocab), "%s/vocab.json", dir);
 	snprintf(merges, sizeof(merges), "%s/merges.txt", dir);
 	if (file_exists(vocab) && file_exists(merges))
-		return clip_tokenizer_load_files(vocab, merges, &m->tok, err);
-	return clip_tokenizer_load_builtin(&m->tok, err);
+		return clip_tokenizer_load_files(vocab, merges, out, err);
+	return clip_tokenizer_load_builtin(out, err);
+}
+
+static int
+read_config(const char *dir, clip_config *cfg, cdx_error *err)
+{
+	char path[PATH_MAX];
+	char *json;
+	size_t len;
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	int rc = read_small_file(path, &json, &len, err);
+	if (rc != 0)
+		return rc;
+	rc = clip_config_parse(json, len, path, cfg, err);
+	free(json);
+	if (rc == 0 && cfg->family != CLIP_FAMILY_CLIP &&
+	    cfg->text.max_positions > CLIP_CONTEXT_LEN)
+		rc = cdx_error_set(err, CDX_EFORMAT,
+		    "%s: text_config.max_position_embeddings %d is over the "
+		    "%d tokens supported", path, cfg->text.max_positions,
+		    CLIP_CONTEXT_LEN);
+	return rc;
+}
+
+int
+clip_tokenizer_load_dir(const char *dir, clip_tokenizer **out,
+    cdx_error *err)
+{
+	clip_config cfg;
+	if (dir == NULL || out == NULL)
+		return cdx_error_set(err, CDX_EINVAL,
+		    "clip_tokenizer_load_dir: dir and out are required");
+	int rc = read_config(dir, &cfg, err);
+	if (rc != 0)
+		return rc;
+	return tokenizer_for(dir, &cfg, out, err);
+}
+
+static int
+load_tokenizer(clip_model *m, const char *dir, const clip_config *cfg,
+    cdx_error *err)
+{
+	clip_model_info *in = &m->info;
+	int rc = tokenizer_for(dir, cfg, &m->tok, err);
+	if (rc != 0)
+		return rc;
+	if (clip_tokenizer_kind(m->tok) == CLIP_TOKENIZER_GEMMA)
+		in->family = CLIP_FAMILY_SIGLIP2;
+	in->context_len = clip_tokenizer_context_len(m->tok);
+	int nv = clip_tokenizer_vocab_size(m->tok);
+	if (nv > in->vocab_size)
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "%s: the tokenizer has %d tokens but config.json's "
+		    "text_config.vocab_size (the token table) has %d rows",
+		    dir, nv, in->vocab_size);
+	return 0;
 }
 
 /* ---- load --------------------------------------------------------------- */
@@ -256,11 +450,21 @@ info_fill(clip_model_info *in, const clip_config *c)
 	in->text_mlp = c->text.mlp;
 	in->vocab_size = c->text.vocab_size;
 	in->max_positions = c->text.max_positions;
-	in->quick_gelu_vision = c->vision.quick_gelu;
-	in->quick_gelu_text = c->text.quick_gelu;
+	in->family = c->family;
+	in->act_vision = c->vision.act;
+	in->act_text = c->text.act;
 	clip_preprocess_cfg *p = &in->preprocess;
+	p->resample = CLIP_RESAMPLE_BICUBIC;
 	p->shortest_edge = c->vision.image_size;
 	p->crop_width = p->crop_height = c->vision.image_size;
+	if (c->family != CLIP_FAMILY_CLIP) {
+		/* SiglipImageProcessor's defaults */
+		p->mode = CLIP_RESIZE_SQUASH;
+		for (int i = 0; i < 3; i++)
+			p->mean[i] = p->std[i] = 0.5f;
+		return;
+	}
+	p->mode = CLIP_RESIZE_SHORTEST_CROP;
 	static const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 	static const float std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 	memcpy(p->mean, mean, sizeof(mean));
@@ -268,23 +472,18 @@ info_fill(clip_model_info *in, const clip_config *c)
 }
 
 static int
-load_json_configs(clip_model *m, const char *dir, cdx_error *err)
+load_json_configs(clip_model *m, const char *dir, clip_config *cfg,
+    cdx_error *err)
 {
 	char path[PATH_MAX];
 	char *json;
 	size_t len;
-	clip_config cfg;
-	snprintf(path, sizeof(path), "%s/config.json", dir);
-	int rc = read_small_file(path, &json, &len, err);
+	int rc = read_config(dir, cfg, err);
 	if (rc != 0)
 		return rc;
-	rc = clip_config_parse(json, len, path, &cfg, err);
-	free(json);
-	if (rc != 0)
-		return rc;
-	m->text.cfg = cfg.text;
-	m->vision.cfg = cfg.vision;
-	info_fill(&m->info, &cfg);
+	m->text.cfg = cfg->text;
+	m->vision.cfg = cfg->vision;
+	info_fill(&m->info, cfg);
 
 	snprintf(path, sizeof(path), "%s/preprocessor_config.json", dir);
 	if (!file_exists(path))
@@ -297,11 +496,12 @@ load_json_configs(clip_model *m, const char *dir, cdx_error *err)
 	if (rc != 0)
 		return rc;
 	const clip_preprocess_cfg *p = &m->info.preprocess;
-	if (p->crop_width != cfg.vision.image_size ||
-	    p->crop_height != cfg.vision.image_size)
+	if (p->crop_width != cfg->vision.image_size ||
+	    p->crop_height != cfg->vision.image_size)
 		return cdx_error_set(err, CDX_EFORMAT,
-		    "%s: crop_size %dx%d differs from the model's image_size %d",
-		    path, p->crop_width, p->crop_height, cfg.vision.image_size);
+		    "%s: %s %dx%d differs from the model's image_size %d", path,
+		    p->mode == CLIP_RESIZE_SQUASH ? "size" : "crop_size",
+		    p->crop_width, p->crop_height, cfg->vision.image_size);
 	return 0;
 }
 
@@ -343,7 +543,8 @@ clip_model_load(const char *dir, const clip_model_params *params,
 	}
 	memcpy(m->info.name, base, strlen(base) + 1);
 
-	int rc = load_json_configs(m, real, err);
+	clip_config cfg;
+	int rc = load_json_configs(m, real, &cfg, err);
 	if (rc != 0)
 		goto out_free_model;
 
@@ -361,7 +562,7 @@ clip_model_load(const char *dir, const clip_model_params *params,
 	if (rc != 0)
 		goto out_free_model;
 
-	rc = load_tokenizer(m, real, err);
+	rc = load_tokenizer(m, real, &cfg, err);
 	if (rc != 0)
 		goto out_free_model;
 
@@ -384,7 +585,44 @@ clip_model_free(clip_model *m)
 	free(m->text.layers);
 	free(m->vision.layers);
 	free(m->arena);
+	free(m->tok_table);
 	free(m);
+}
+
+const char *
+clip_family_name(int family)
+{
+	switch (family) {
+	case CLIP_FAMILY_CLIP:
+		return "clip";
+	case CLIP_FAMILY_SIGLIP:
+		return "siglip";
+	case CLIP_FAMILY_SIGLIP2:
+		return "siglip2";
+	default:
+		return "?";
+	}
+}
+
+int
+clip_match_prob(const clip_model_info *in, double cos, double *prob)
+{
+	if (in == NULL || !in->has_sigmoid || prob == NULL)
+		return CDX_EINVAL;
+	double z = exp((double)in->logit_scale) * cos + in->logit_bias;
+	*prob = 1.0 / (1.0 + exp(-z));
+	return 0;
+}
+
+int
+clip_match_cos(const clip_model_info *in, double prob, double *cos)
+{
+	if (in == NULL || !in->has_sigmoid || cos == NULL || !(prob > 0.0 &&
+	    prob < 1.0))
+		return CDX_EINVAL;
+	*cos = (log(prob / (1.0 - prob)) - in->logit_bias) /
+	    exp((double)in->logit_scale);
+	return 0;
 }
 
 const clip_model_info *

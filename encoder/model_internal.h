@@ -57,23 +57,37 @@ int st_check(const st_file *f, const char *name, int ndim,
 int st_load_f32(const st_file *f, const char *name, int ndim,
     const int64_t *shape, float *dst, cdx_error *err);
 
+/* Widens n little-endian elements of dtype ST_F32, ST_F16 or ST_BF16 at
+ * src to float32 (the one conversion rule, used by st_load_f32 and by
+ * token tables kept in their stored dtype). */
+void st_widen(int dtype, const uint8_t *src, size_t n, float *dst);
+
+/* Bytes per element of ST_F32 / ST_F16 / ST_BF16 (0 for other dtypes). */
+size_t st_dtype_size(int dtype);
+
 /* ---- config.json (config.c) ------------------------------------------- */
 
 typedef struct clip_tower_cfg {
 	int width, layers, heads, mlp, max_positions, vocab_size;
 	int image_size, patch_size, channels;
-	int quick_gelu;
+	int act;               /* enum clip_act */
+	int projection;        /* SigLIP text: the head's output size */
 	float eps;
 } clip_tower_cfg;
 
 typedef struct clip_config {
+	int family;            /* CLIP_FAMILY_CLIP or CLIP_FAMILY_SIGLIP (the
+	                          tokenizer tells SigLIP2 apart later) */
 	clip_tower_cfg text, vision;
-	int projection_dim;
+	int projection_dim;    /* the embedding's length */
 } clip_config;
 
-/* Parses a Hugging Face CLIPConfig (text_config / vision_config, and the
- * older text_config_dict / vision_config_dict overrides) applying
- * transformers' defaults for absent fields.  `path` is for messages. */
+/* Parses a Hugging Face CLIPConfig or SiglipConfig (text_config /
+ * vision_config, and the older text_config_dict / vision_config_dict
+ * overrides) applying transformers' defaults of the family for absent
+ * fields.  The family is config.json's model_type ("clip", "siglip"; when
+ * absent, architectures; when both are absent, CLIP).  `path` is for
+ * messages. */
 int clip_config_parse(const char *json, size_t len, const char *path,
     clip_config *out, cdx_error *err);
 
@@ -92,26 +106,46 @@ typedef struct clip_layer {
 	const float *fc2_w, *fc2_b;  /* [D][M], [D] */
 } clip_layer;
 
+/* SigLIP's attention-pooling ("MAP") head: a learned probe attends over
+ * every token (torch.nn.MultiheadAttention, packed in_proj), then a layer
+ * norm + MLP residual. */
+typedef struct clip_map_head {
+	const float *probe_q;        /* [D]: (probe Wq^T + bq) * hd^-0.5,
+	                                computed once at load */
+	const float *kv_w, *kv_b;    /* in_proj's k|v rows: [2D][D], [2D] */
+	const float *out_w, *out_b;  /* [D][D], [D] */
+	const float *ln_w, *ln_b;
+	const float *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} clip_map_head;
+
 typedef struct clip_tower {
 	clip_tower_cfg cfg;
 	clip_layer *layers;
 	const float *pos_emb;        /* [positions][D] */
-	const float *ln_pre_w, *ln_pre_b;    /* vision only */
+	const float *ln_pre_w, *ln_pre_b;    /* CLIP vision only */
 	const float *ln_post_w, *ln_post_b;  /* final / post layer norm */
-	const float *proj;           /* [E][D] */
-	/* text */
-	const float *tok_emb;        /* [vocab][D] */
+	const float *proj;           /* CLIP: [E][D], no bias */
+	const float *head_w, *head_b;  /* SigLIP text: [E][D], [E] */
+	/* text: the token table, kept in its stored dtype (a Gemma table is
+	 * 256k rows) and widened a row at a time */
+	const uint8_t *tok_emb;      /* [vocab][D] elements of tok_dtype */
+	int tok_dtype;               /* ST_F32, ST_F16 or ST_BF16 */
 	/* vision */
-	const float *class_emb;      /* [D] */
+	const float *class_emb;      /* CLIP: [D] */
 	const float *patch_w;        /* [D][3 * p * p] */
+	const float *patch_b;        /* SigLIP: [D] */
+	clip_map_head map;           /* SigLIP vision */
 } clip_tower;
 
 struct clip_model {
 	clip_model_info info;
 	clip_tokenizer *tok;
 	clip_tower text, vision;
-	float *arena;                /* every weight, float32 */
+	float *arena;                /* every weight but the token table,
+	                                float32 */
 	size_t arena_floats;
+	uint8_t *tok_table;          /* the token table's bytes */
+	size_t tok_table_bytes;
 };
 
 /* ---- kernels (ops.c) -------------------------------------------------- */
@@ -125,9 +159,8 @@ void ops_linear(const float *x, const float *w, float *y, int t, int n, int k,
 void ops_layernorm(float *x, const float *bias, const float *w,
     const float *b, float *y, int t, int d, float eps);
 
-/* x[t][n] = act(x + bias); act is quick_gelu (x * sigmoid(1.702 x)) or
- * exact gelu (0.5 x (1 + erf(x / sqrt 2))). */
-void ops_bias_act(float *x, const float *bias, int t, int n, int quick_gelu);
+/* x[t][n] = act(x + bias); act is an enum clip_act. */
+void ops_bias_act(float *x, const float *bias, int t, int n, int act);
 
 /* x[t][n] += bias */
 void ops_bias(float *x, const float *bias, int t, int n);

@@ -52,12 +52,23 @@ ln_row_scalar(float *x, const float *bias, const float *w, const float *b,
 		y[j] = (x[j] - mean) * inv * w[j] + b[j];
 }
 
+/* gelu_pytorch_tanh: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3),
+ * computed as x * sigmoid(2u), which is the same function. */
+#define GELU_TANH_K 1.5957691216057308f     /* 2 sqrt(2 / pi) */
+#define GELU_TANH_C 0.044715f
+
 static float
-act_scalar(float v, int quick_gelu)
+act_scalar(float v, int act)
 {
-	if (quick_gelu)
+	switch (act) {
+	case CLIP_ACT_QUICK_GELU:
 		return v / (1.0f + expf(-1.702f * v));
-	return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+	case CLIP_ACT_GELU_TANH:
+		return v / (1.0f + expf(-GELU_TANH_K * (v + GELU_TANH_C * v *
+		    v * v)));
+	default:
+		return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+	}
 }
 
 /* ---- AVX2 + FMA versions ---------------------------------------------- */
@@ -173,10 +184,11 @@ ln_rows_avx2(float *x, const float *bias, const float *w, const float *b,
 }
 
 AVX2 static void
-bias_act_avx2(float *x, const float *bias, int t, int n, int quick_gelu)
+bias_act_avx2(float *x, const float *bias, int t, int n, int act)
 {
-	const __m256 k = _mm256_set1_ps(quick_gelu ? -1.702f :
-	    0.70710678118654752f);
+	const __m256 k = _mm256_set1_ps(act == CLIP_ACT_QUICK_GELU ? -1.702f :
+	    act == CLIP_ACT_GELU_TANH ? -GELU_TANH_K : 0.70710678118654752f);
+	const __m256 c = _mm256_set1_ps(GELU_TANH_C);
 	const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
 	for (int i = 0; i < t; i++) {
 		float *r = x + (size_t)i * n;
@@ -185,8 +197,13 @@ bias_act_avx2(float *x, const float *bias, int t, int n, int quick_gelu)
 			__m256 v = _mm256_add_ps(_mm256_loadu_ps(r + j),
 			    _mm256_loadu_ps(bias + j));
 			__m256 o;
-			if (quick_gelu) {
+			if (act == CLIP_ACT_QUICK_GELU) {
 				__m256 e = exp256(_mm256_mul_ps(v, k));
+				o = _mm256_div_ps(v, _mm256_add_ps(one, e));
+			} else if (act == CLIP_ACT_GELU_TANH) {
+				__m256 v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+				__m256 u = _mm256_fmadd_ps(c, v3, v);
+				__m256 e = exp256(_mm256_mul_ps(u, k));
 				o = _mm256_div_ps(v, _mm256_add_ps(one, e));
 			} else {
 				__m256 e = erf256(_mm256_mul_ps(v, k));
@@ -196,7 +213,7 @@ bias_act_avx2(float *x, const float *bias, int t, int n, int quick_gelu)
 			_mm256_storeu_ps(r + j, o);
 		}
 		for (; j < n; j++)
-			r[j] = act_scalar(r[j] + bias[j], quick_gelu);
+			r[j] = act_scalar(r[j] + bias[j], act);
 	}
 }
 
@@ -273,18 +290,18 @@ ops_layernorm(float *x, const float *bias, const float *w, const float *b,
 }
 
 void
-ops_bias_act(float *x, const float *bias, int t, int n, int quick_gelu)
+ops_bias_act(float *x, const float *bias, int t, int n, int act)
 {
 #if OPS_X86
 	if (ops_have_avx2()) {
-		bias_act_avx2(x, bias, t, n, quick_gelu);
+		bias_act_avx2(x, bias, t, n, act);
 		return;
 	}
 #endif
 	for (int i = 0; i < t; i++) {
 		float *r = x + (size_t)i * n;
 		for (int j = 0; j < n; j++)
-			r[j] = act_scalar(r[j] + bias[j], quick_gelu);
+			r[j] = act_scalar(r[j] + bias[j], act);
 	}
 }
 

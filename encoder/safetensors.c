@@ -334,6 +334,47 @@ st_check(const st_file *f, const char *name, int ndim, const int64_t *shape,
 	return 0;
 }
 
+size_t
+st_dtype_size(int dtype)
+{
+	switch (dtype) {
+	case ST_F32:
+		return 4;
+	case ST_F16:
+	case ST_BF16:
+		return 2;
+	default:
+		return 0;
+	}
+}
+
+void
+st_widen(int dtype, const uint8_t *p, size_t n, float *dst)
+{
+	switch (dtype) {
+	case ST_F32:
+		/* little-endian host (x86-64, arm64) */
+		memcpy(dst, p, n * 4);
+		break;
+	case ST_F16:
+		for (size_t i = 0; i < n; i++)
+			dst[i] = st_half_to_float(
+			    (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
+		break;
+	case ST_BF16:
+		for (size_t i = 0; i < n; i++) {
+			uint32_t bits = (uint32_t)(p[2 * i] | (p[2 * i + 1] << 8))
+			    << 16;
+			memcpy(&dst[i], &bits, sizeof(float));
+		}
+		break;
+	default:
+		/* st_check admits only the three above */
+		memset(dst, 0, n * sizeof(float));
+		break;
+	}
+}
+
 int
 st_load_f32(const st_file *f, const char *name, int ndim,
     const int64_t *shape, float *dst, cdx_error *err)
@@ -342,27 +383,6 @@ st_load_f32(const st_file *f, const char *name, int ndim,
 	if (rc != 0)
 		return rc;
 	const st_tensor *t = st_find(f, name);
-	const uint8_t *p = t->data;
-	switch (t->dtype) {
-	case ST_F32:
-		/* little-endian host (x86-64, arm64) */
-		memcpy(dst, p, t->numel * 4);
-		break;
-	case ST_F16:
-		for (uint64_t i = 0; i < t->numel; i++)
-			dst[i] = st_half_to_float(
-			    (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
-		break;
-	case ST_BF16:
-		for (uint64_t i = 0; i < t->numel; i++) {
-			uint32_t bits = (uint32_t)(p[2 * i] | (p[2 * i + 1] << 8))
-			    << 16;
-			memcpy(&dst[i], &bits, sizeof(float));
-		}
-		break;
-	default:
-		return cdx_error_set(err, CDX_EINTERNAL,
-		    "%s: tensor '%s': unchecked dtype", f->path, name);
-	}
+	st_widen(t->dtype, t->data, t->numel, dst);
 	return 0;
 }

@@ -36,7 +36,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.min_short = size % 2 ? 24 : 0 };
 	if (clip_image_decode(data, size, &o, &img, &err) != 0)
 		return 0;
-	clip_preprocess_cfg cfg = { .shortest_edge = 32, .crop_width = 40,
+	clip_preprocess_cfg cfg = { .mode = CLIP_RESIZE_SHORTEST_CROP,
+		.resample = CLIP_RESAMPLE_BICUBIC, .shortest_edge = 32, .crop_width = 40,
 		.crop_height = 32, .mean = { 0.5f, 0.5f, 0.5f },
 		.std = { 0.25f, 0.25f, 0.25f } };
 	if (clip_image_preprocess(&img, &cfg, out, &err) != 0)

@@ -85,8 +85,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	}
 	default: {
-		clip_preprocess_cfg p = {224, 224, 224, {0.5f, 0.5f, 0.5f},
-		    {0.5f, 0.5f, 0.5f}};
+		clip_preprocess_cfg p = {
+			.mode = (data[0] & 1) ? CLIP_RESIZE_SQUASH :
+			    CLIP_RESIZE_SHORTEST_CROP,
+			.resample = CLIP_RESAMPLE_BICUBIC, .shortest_edge = 224,
+			.crop_width = 224, .crop_height = 224,
+			.mean = {0.5f, 0.5f, 0.5f}, .std = {0.5f, 0.5f, 0.5f}};
 		int rc = clip_preprocess_parse((const char *)data + 1, size - 1,
 		    "preprocessor_config.json", &p, &err);
 		if (rc != 0 && rc != CDX_EFORMAT && rc != CDX_ENOMEM)

@@ -65,7 +65,7 @@ library_embedding(const char *image, const char *text, int exact, float *e)
 	const clip_model_info *info = clip_model_get_info(m);
 	if (image != NULL) {
 		const clip_preprocess_cfg *pp = &info->preprocess;
-		clip_decode_opts o = { 0, exact ? 0 : pp->shortest_edge };
+		clip_decode_opts o = { 0, exact ? 0 : clip_preprocess_min_short(pp) };
 		clip_image img;
 		float *px = malloc(sizeof(float) * 3 * (size_t)pp->crop_width *
 		    pp->crop_height);

@@ -85,7 +85,7 @@ encode_file(const char *path, int fast, const cJSON *ref)
 {
 	const clip_model_info *info = clip_model_get_info(model);
 	const clip_preprocess_cfg *pp = &info->preprocess;
-	clip_decode_opts o = { 0, fast ? pp->shortest_edge : 0 };
+	clip_decode_opts o = { 0, fast ? clip_preprocess_min_short(pp) : 0 };
 	float *px = malloc(sizeof(float) * 3 * (size_t)pp->crop_width *
 	    pp->crop_height);
 	float e[64];
@@ -178,6 +178,75 @@ test_texts(void **state)
 	printf("texts: worst cosine %.8f\n", worst);
 }
 
+/* The embedding of `path` under model m, in fast or exact mode. */
+static void
+embed_file(const clip_model *m, clip_ctx *c, const char *path, int fast,
+    float *e)
+{
+	const clip_preprocess_cfg *pp = &clip_model_get_info(m)->preprocess;
+	clip_decode_opts o = { 0, fast ? clip_preprocess_min_short(pp) : 0 };
+	float *px = malloc(sizeof(float) * 3 * (size_t)pp->crop_width *
+	    pp->crop_height);
+	clip_image img;
+	cdx_error err;
+	assert_non_null(px);
+	if (clip_image_load(path, &o, &img, &err) != 0)
+		fail_msg("%s: %s", path, err.msg);
+	assert_int_equal(clip_image_preprocess(&img, pp, px, &err), 0);
+	clip_image_free(&img);
+	assert_int_equal(clip_encode_images(c, px, 1, e, &err), 0);
+	free(px);
+}
+
+/* SigLIP (bicubic squash) and SigLIP2 (bilinear): fast mode within cosine
+ * 0.99 of exact mode on every fixture photo.  Exact mode itself is held to
+ * the reference by tests/encoder_image.c (pixels) and encoder_siglip.c
+ * (the graph). */
+static void
+test_siglip_fast_mode(void **state)
+{
+	static const int families[2] = { TM_FAMILY_SIGLIP, TM_FAMILY_SIGLIP2 };
+	(void)state;
+	for (int f = 0; f < 2; f++) {
+		char sdir[64];
+		tm_recipe r;
+		clip_model *m = NULL;
+		clip_ctx *c = NULL;
+		cdx_error err;
+		tm_recipe_siglip_tiny(&r, families[f]);
+		r.vision.image_size = 224;
+		snprintf(sdir, sizeof(sdir), "/tmp/cdx-e2e-siglip-XXXXXX");
+		assert_non_null(mkdtemp(sdir));
+		assert_int_equal(tm_write_model(&r, sdir), 0);
+		if (clip_model_load(sdir, NULL, &m, &err) != 0)
+			fail_msg("clip_model_load: %s", err.msg);
+		assert_int_equal(clip_ctx_new(m, 1, &c, &err), 0);
+		const clip_model_info *info = clip_model_get_info(m);
+		assert_int_equal(info->preprocess.mode, CLIP_RESIZE_SQUASH);
+		double worst = 1;
+		const cJSON *im;
+		cJSON_ArrayForEach(im, cJSON_GetObjectItem(fx, "images")) {
+			const char *file = cJSON_GetObjectItem(im,
+			    "file")->valuestring;
+			float a[64], b[64];
+			embed_file(m, c, file, 0, a);
+			embed_file(m, c, file, 1, b);
+			double ab = 0;
+			for (int i = 0; i < info->embed_dim; i++)
+				ab += (double)a[i] * b[i];
+			if (ab < 0.99)
+				fail_msg("%s: %s fast mode cosine %.5f < 0.99",
+				    file, clip_family_name(info->family), ab);
+			worst = ab < worst ? ab : worst;
+		}
+		printf("%s fast mode: worst cosine to exact %.6f\n",
+		    clip_family_name(info->family), worst);
+		clip_ctx_free(c);
+		clip_model_free(m);
+		tm_rmtree(sdir);
+	}
+}
+
 int
 main(void)
 {
@@ -186,6 +255,7 @@ main(void)
 		cmocka_unit_test(test_images_fast_mode),
 		cmocka_unit_test(test_fast_mode_really_scales),
 		cmocka_unit_test(test_texts),
+		cmocka_unit_test(test_siglip_fast_mode),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -241,8 +241,9 @@ check_recipe(const char *recipe_name)
 	assert_int_equal(in->text_mlp, r.text.mlp);
 	assert_int_equal(in->vocab_size, 49408);
 	assert_int_equal(in->max_positions, 77);
-	assert_int_equal(in->quick_gelu_text, r.text.quick_gelu);
-	assert_int_equal(in->quick_gelu_vision, r.vision.quick_gelu);
+	assert_int_equal(in->act_text == CLIP_ACT_QUICK_GELU, r.text.quick_gelu);
+	assert_int_equal(in->act_vision == CLIP_ACT_QUICK_GELU,
+	    r.vision.quick_gelu);
 
 	/* preprocessing: from preprocessor_config.json or CLIP's defaults */
 	const clip_preprocess_cfg *pc = &in->preprocess;

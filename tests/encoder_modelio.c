@@ -558,6 +558,43 @@ test_config_full_dump(void **state)
 	clip_model_free(m);
 }
 
+/* preprocessor_config.json's filter and switches on a CLIP folder: the
+ * default is a bicubic shortest-side crop; "resample" 2 picks bilinear;
+ * other filters and switched-off steps are refused, naming the field. */
+static void
+test_preprocessor_resample(void **state)
+{
+	fixture *f = *state;
+	clip_model *m = NULL;
+	cdx_error err = {0};
+	put(f, "preprocessor_config.json", "{\"do_resize\": true}");
+	if (clip_model_load(f->dir, NULL, &m, &err) != 0)
+		fail_msg("%s", err.msg);
+	const clip_preprocess_cfg *p = &clip_model_get_info(m)->preprocess;
+	assert_int_equal(p->mode, CLIP_RESIZE_SHORTEST_CROP);
+	assert_int_equal(p->resample, CLIP_RESAMPLE_BICUBIC);
+	clip_model_free(m);
+
+	put(f, "preprocessor_config.json", "{\"resample\": 2, "
+	    "\"do_center_crop\": true, \"do_normalize\": true, "
+	    "\"rescale_factor\": 0.00392156862745098}");
+	if (clip_model_load(f->dir, NULL, &m, &err) != 0)
+		fail_msg("%s", err.msg);
+	p = &clip_model_get_info(m)->preprocess;
+	assert_int_equal(p->resample, CLIP_RESAMPLE_BILINEAR);
+	clip_model_free(m);
+
+	put(f, "preprocessor_config.json", "{\"resample\": 1}");
+	expect_fail(f->dir, CDX_EFORMAT, "preprocessor_config.json",
+	    "resample", (char *)NULL);
+	put(f, "preprocessor_config.json", "{\"do_normalize\": false}");
+	expect_fail(f->dir, CDX_EFORMAT, "preprocessor_config.json",
+	    "do_normalize", (char *)NULL);
+	put(f, "preprocessor_config.json", "{\"rescale_factor\": 1.0}");
+	expect_fail(f->dir, CDX_EFORMAT, "preprocessor_config.json",
+	    "rescale_factor", (char *)NULL);
+}
+
 int
 main(void)
 {
@@ -587,6 +624,7 @@ main(void)
 		T(test_needed_tensor_wrong_dtype),
 		T(test_extras_accepted),
 		T(test_tokenizer_files),
+		T(test_preprocessor_resample),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

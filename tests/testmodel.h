@@ -1,23 +1,33 @@
 /*
- * testmodel.h - header-only writer of small deterministic CLIP model
- * folders (Hugging Face layout) for tests.  Every function is static inline.
+ * testmodel.h - header-only writer of small deterministic model folders
+ * (Hugging Face layout) of each family, CLIP, SigLIP and SigLIP2, for
+ * tests.  Every function is static inline.
  *
- * The weights are those of tools/ref_clip.py, bit for bit: element i of
+ * The weights are those of tools/ref_clip.py (CLIP) and tools/ref_siglip.py
+ * (SigLIP, SigLIP2; the same generator), bit for bit: element i of
  * tensor N is
  *     u = splitmix64((seed ^ fnv1a64(N)) + i)
  *     v = (float)(u >> 40) * 2^-23 - 1            (exact, in [-1, 1))
  *     w = v * scale + offset                       (two float32 roundings)
  * rounded to the recipe's dtype (F16, BF16: round to nearest even).  The
  * scales (tm_specs) keep activations healthy and make different inputs
- * give clearly different embeddings.  tests/encoder_model.c checks that
- * the files are byte-identical to the script's (sha256 in the fixtures).
+ * give clearly different embeddings.  tests/encoder_model.c and
+ * tests/encoder_siglip.c check that the files are byte-identical to the
+ * scripts' (sha256 in the fixtures).
+ *
+ * A SigLIP folder also gets preprocessor_config.json (when r->resample is
+ * set) and the tokenizer files, copied from tests/fixtures/spm/siglip
+ * (spiece.model) or tests/fixtures/spm/siglip2 (tokenizer.model): the
+ * tests run from the repository root.
  *
  * Typical use (any module's test):
  *     tm_recipe r;
- *     tm_recipe_tiny(&r);                  // or fill it in
+ *     tm_recipe_tiny(&r);                  // or tm_recipe_siglip_tiny()
  *     char dir[] = "/tmp/cdxmodel-XXXXXX";
  *     mkdtemp(dir);
- *     tm_write_model(&r, dir);             // config.json + model.safetensors
+ *     tm_write_model(&r, dir);             // config.json, model.safetensors
+ *                                          // (SigLIP: + preprocessor and
+ *                                          // tokenizer files)
  *     ... clip_model_load(dir, ...) ...
  *     tm_rmtree(dir);
  */
@@ -35,18 +45,40 @@
 
 typedef struct tm_tower {
 	int width, layers, heads, mlp;
-	int quick_gelu;
+	int quick_gelu;              /* CLIP: quick_gelu, else gelu; SigLIP
+	                                always gelu_pytorch_tanh */
 	double eps;
 	int image_size, patch_size;  /* vision only */
 } tm_tower;
+
+/* tm_recipe.family; 0 (a zeroed recipe) is CLIP. */
+enum tm_family {
+	TM_FAMILY_CLIP = 0,
+	TM_FAMILY_SIGLIP = 1,        /* model_type "siglip", spiece.model */
+	TM_FAMILY_SIGLIP2 = 2,       /* model_type "siglip" (FixRes), the
+	                                Gemma-like tokenizer.model */
+};
 
 typedef struct tm_recipe {
 	uint64_t seed;
 	const char *dtype;           /* "F32", "F16" or "BF16" */
 	int position_ids;            /* also write *.position_ids (I64) */
+	/* CLIP: projection_dim.  SigLIP: the text head's output size
+	 * (text_config.projection_size; 0: the text width, written nowhere);
+	 * the embedding is the vision width, so it must equal that. */
 	int projection_dim;
-	int vocab_size, max_positions;  /* 49408, 77 for the fixtures */
+	int vocab_size, max_positions;  /* CLIP fixtures 49408, 77; SigLIP
+	                                   2048, 64 */
 	tm_tower text, vision;
+	/* The fields below are SigLIP's (0 / NULL for CLIP). */
+	int family;                  /* enum tm_family */
+	float logit_scale, logit_bias;  /* the model tensors' values */
+	int resample;                /* preprocessor_config.json's resample
+	                                (3 bicubic, 2 bilinear); 0: no file */
+	const char *spm_dir;         /* tokenizer files to copy; NULL: by
+	                                family, tests/fixtures/spm/<family> */
+	const char *skip_tensor;     /* a tensor left out of the file (tests
+	                                of incomplete folders); NULL: none */
 } tm_recipe;
 
 /* A tiny model (fast to write and run, even under sanitizers): patch 16,
@@ -83,6 +115,44 @@ tm_recipe_vit_b32(tm_recipe *r)
 	r->vision = (tm_tower){.width = 768, .layers = 12, .heads = 12,
 	    .mlp = 3072, .quick_gelu = 1, .eps = 1e-5, .image_size = 224,
 	    .patch_size = 32};
+}
+
+/* A tiny SigLIP (family TM_FAMILY_SIGLIP) or SigLIP2 model: patch 16,
+ * image 64, widths 32, 2 layers, vocabulary 2048, 64 text positions, F16,
+ * logit_scale log(10), logit_bias -1, bicubic (SigLIP2: bilinear). */
+static inline void
+tm_recipe_siglip_tiny(tm_recipe *r, int family)
+{
+	memset(r, 0, sizeof(*r));
+	r->seed = 7;
+	r->dtype = "F16";
+	r->family = family;
+	r->vocab_size = 2048;
+	r->max_positions = 64;
+	r->text = (tm_tower){.width = 32, .layers = 2, .heads = 2, .mlp = 64,
+	    .eps = 1e-6};
+	r->vision = (tm_tower){.width = 32, .layers = 2, .heads = 2, .mlp = 64,
+	    .eps = 1e-6, .image_size = 64, .patch_size = 16};
+	r->logit_scale = (float)log(10.0);
+	r->logit_bias = -1.0f;
+	r->resample = family == TM_FAMILY_SIGLIP2 ? 2 : 3;
+}
+
+/* The shapes of google/siglip-base-patch16-224 (both towers 768w/12L/12H/
+ * 3072, image 224, patch 16, vocabulary 32000, 64 positions), F16, random
+ * weights, with the small test tokenizer: for benchmarks. */
+static inline void
+tm_recipe_siglip_b16(tm_recipe *r)
+{
+	tm_recipe_siglip_tiny(r, TM_FAMILY_SIGLIP);
+	r->seed = 42;
+	r->vocab_size = 32000;
+	r->text = (tm_tower){.width = 768, .layers = 12, .heads = 12,
+	    .mlp = 3072, .eps = 1e-6};
+	r->vision = (tm_tower){.width = 768, .layers = 12, .heads = 12,
+	    .mlp = 3072, .eps = 1e-6, .image_size = 224, .patch_size = 16};
+	r->logit_scale = 4.7659f;
+	r->logit_bias = -12.9f;
 }
 
 static inline uint64_t
@@ -213,10 +283,78 @@ tm_tower_specs(const char *pfx, const tm_tower *c, tm_spec_fn fn, void *ctx)
 	}
 }
 
+/* The text head's output size of a SigLIP recipe. */
+static inline int
+tm_siglip_head_out(const tm_recipe *r)
+{
+	return r->projection_dim > 0 ? r->projection_dim : r->text.width;
+}
+
+/* SigLIP's float tensors in file order (tools/ref_siglip.py's
+ * tensor_specs), named as SiglipModel.state_dict() names them. */
+static inline void
+tm_siglip_specs(const tm_recipe *r, tm_spec_fn fn, void *ctx)
+{
+	int64_t d = r->text.width, e = tm_siglip_head_out(r);
+	fn(ctx, "text_model.embeddings.token_embedding.weight", 2,
+	    (int64_t[]){r->vocab_size, d}, 1.0f, 0.0f);
+	fn(ctx, "text_model.embeddings.position_embedding.weight", 2,
+	    (int64_t[]){r->max_positions, d}, 0.5f, 0.0f);
+	tm_tower_specs("text_model", &r->text, fn, ctx);
+	fn(ctx, "text_model.final_layer_norm.weight", 1, (int64_t[]){d},
+	    0.3f, 1.0f);
+	fn(ctx, "text_model.final_layer_norm.bias", 1, (int64_t[]){d}, 0.1f,
+	    0.0f);
+	fn(ctx, "text_model.head.weight", 2, (int64_t[]){e, d},
+	    tm_fscale((int)d, 1.5), 0.0f);
+	fn(ctx, "text_model.head.bias", 1, (int64_t[]){e}, 0.1f, 0.0f);
+	int64_t dv = r->vision.width, m = r->vision.mlp;
+	int64_t p = r->vision.patch_size, g = r->vision.image_size / p;
+	fn(ctx, "vision_model.embeddings.patch_embedding.weight", 4,
+	    (int64_t[]){dv, 3, p, p}, tm_fscale((int)(3 * p * p), 1.5), 0.0f);
+	fn(ctx, "vision_model.embeddings.patch_embedding.bias", 1,
+	    (int64_t[]){dv}, 0.1f, 0.0f);
+	fn(ctx, "vision_model.embeddings.position_embedding.weight", 2,
+	    (int64_t[]){g * g, dv}, 0.5f, 0.0f);
+	tm_tower_specs("vision_model", &r->vision, fn, ctx);
+	fn(ctx, "vision_model.post_layernorm.weight", 1, (int64_t[]){dv}, 0.3f,
+	    1.0f);
+	fn(ctx, "vision_model.post_layernorm.bias", 1, (int64_t[]){dv}, 0.1f,
+	    0.0f);
+	fn(ctx, "vision_model.head.probe", 3, (int64_t[]){1, 1, dv}, 1.0f,
+	    0.0f);
+	fn(ctx, "vision_model.head.attention.in_proj_weight", 2,
+	    (int64_t[]){3 * dv, dv}, tm_fscale((int)dv, 3.0), 0.0f);
+	fn(ctx, "vision_model.head.attention.in_proj_bias", 1,
+	    (int64_t[]){3 * dv}, 0.1f, 0.0f);
+	fn(ctx, "vision_model.head.attention.out_proj.weight", 2,
+	    (int64_t[]){dv, dv}, tm_fscale((int)dv, 1.5), 0.0f);
+	fn(ctx, "vision_model.head.attention.out_proj.bias", 1,
+	    (int64_t[]){dv}, 0.1f, 0.0f);
+	fn(ctx, "vision_model.head.layernorm.weight", 1, (int64_t[]){dv}, 0.3f,
+	    1.0f);
+	fn(ctx, "vision_model.head.layernorm.bias", 1, (int64_t[]){dv}, 0.1f,
+	    0.0f);
+	fn(ctx, "vision_model.head.mlp.fc1.weight", 2, (int64_t[]){m, dv},
+	    tm_fscale((int)dv, 1.5), 0.0f);
+	fn(ctx, "vision_model.head.mlp.fc1.bias", 1, (int64_t[]){m}, 0.1f,
+	    0.0f);
+	fn(ctx, "vision_model.head.mlp.fc2.weight", 2, (int64_t[]){dv, m},
+	    tm_fscale((int)m, 1.5), 0.0f);
+	fn(ctx, "vision_model.head.mlp.fc2.bias", 1, (int64_t[]){dv}, 0.1f,
+	    0.0f);
+	fn(ctx, "logit_scale", 1, (int64_t[]){1}, 0.0f, r->logit_scale);
+	fn(ctx, "logit_bias", 1, (int64_t[]){1}, 0.0f, r->logit_bias);
+}
+
 /* Calls fn for every float tensor of the recipe, in file order. */
 static inline void
 tm_specs(const tm_recipe *r, tm_spec_fn fn, void *ctx)
 {
+	if (r->family != TM_FAMILY_CLIP) {
+		tm_siglip_specs(r, fn, ctx);
+		return;
+	}
 	int64_t d = r->text.width, e = r->projection_dim;
 	fn(ctx, "text_model.embeddings.token_embedding.weight", 2,
 	    (int64_t[]){r->vocab_size, d}, 1.0f, 0.0f);
@@ -315,6 +453,8 @@ tm_spec_header(void *ctx, const char *name, int ndim, const int64_t *shape,
 	tm_writer *w = ctx;
 	(void)scale;
 	(void)offset;
+	if (w->r->skip_tensor != NULL && strcmp(name, w->r->skip_tensor) == 0)
+		return;
 	tm_hdr_entry(w, name, w->r->dtype, ndim, shape,
 	    tm_numel(ndim, shape) * (uint64_t)w->esize);
 }
@@ -324,7 +464,8 @@ tm_spec_data(void *ctx, const char *name, int ndim, const int64_t *shape,
     float scale, float offset)
 {
 	tm_writer *w = ctx;
-	if (w->failed)
+	if (w->failed || (w->r->skip_tensor != NULL &&
+	    strcmp(name, w->r->skip_tensor) == 0))
 		return;
 	size_t n = tm_numel(ndim, shape);
 	float *v = malloc(n * sizeof(float));
@@ -360,13 +501,15 @@ tm_write_safetensors(const tm_recipe *r, const char *path)
 {
 	tm_writer w = {.r = r, .esize = strcmp(r->dtype, "F32") == 0 ? 4 : 2};
 	int g = r->vision.image_size / r->vision.patch_size;
+	/* the vision positions: CLIP's class token has one */
+	int npos = g * g + (r->family == TM_FAMILY_CLIP);
 	tm_hdr_append(&w, "{");
 	tm_specs(r, tm_spec_header, &w);
 	if (r->position_ids) {
 		tm_hdr_entry(&w, "text_model.embeddings.position_ids", "I64", 2,
 		    (int64_t[]){1, r->max_positions}, 8u * r->max_positions);
 		tm_hdr_entry(&w, "vision_model.embeddings.position_ids", "I64",
-		    2, (int64_t[]){1, g * g + 1}, 8u * (g * g + 1));
+		    2, (int64_t[]){1, npos}, 8u * npos);
 	}
 	tm_hdr_append(&w, "}");
 	while (!w.failed && w.hlen % 8 != 0)
@@ -388,7 +531,7 @@ tm_write_safetensors(const tm_recipe *r, const char *path)
 		w.failed = 1;
 	tm_specs(r, tm_spec_data, &w);
 	if (r->position_ids) {
-		int counts[2] = {r->max_positions, g * g + 1};
+		int counts[2] = {r->max_positions, npos};
 		for (int t = 0; t < 2 && !w.failed; t++) {
 			for (int64_t i = 0; i < counts[t]; i++) {
 				uint8_t b[8];
@@ -420,11 +563,45 @@ tm_write_file(const char *dir, const char *name, const char *text)
 	return ok ? 0 : -1;
 }
 
+/* SigLIP's config.json: the hub's layout (model_type "siglip",
+ * architectures SiglipModel) with every field spelled out, as
+ * tools/ref_siglip.py's config_json() writes its "full" recipes. */
+static inline int
+tm_write_siglip_config(const tm_recipe *r, const char *dir)
+{
+	char buf[2048], proj[48] = "";
+	const tm_tower *t = &r->text, *v = &r->vision;
+	const char *dt = strcmp(r->dtype, "F32") == 0 ? "float32" :
+	    strcmp(r->dtype, "F16") == 0 ? "float16" : "bfloat16";
+	if (r->projection_dim > 0)
+		snprintf(proj, sizeof(proj), ",\"projection_size\":%d",
+		    r->projection_dim);
+	snprintf(buf, sizeof(buf),
+	    "{\"architectures\":[\"SiglipModel\"],\"initializer_factor\":1.0,"
+	    "\"model_type\":\"siglip\",\"text_config\":{\"hidden_size\":%d,"
+	    "\"intermediate_size\":%d,\"num_hidden_layers\":%d,"
+	    "\"num_attention_heads\":%d,\"max_position_embeddings\":%d,"
+	    "\"vocab_size\":%d,\"hidden_act\":\"gelu_pytorch_tanh\","
+	    "\"layer_norm_eps\":%.17g,\"model_type\":\"siglip_text_model\"%s},"
+	    "\"torch_dtype\":\"%s\",\"transformers_version\":\"4.47.0\","
+	    "\"vision_config\":{\"hidden_size\":%d,\"intermediate_size\":%d,"
+	    "\"num_hidden_layers\":%d,\"num_attention_heads\":%d,"
+	    "\"num_channels\":3,\"image_size\":%d,\"patch_size\":%d,"
+	    "\"hidden_act\":\"gelu_pytorch_tanh\",\"layer_norm_eps\":%.17g,"
+	    "\"model_type\":\"siglip_vision_model\"}}\n",
+	    t->width, t->mlp, t->layers, t->heads, r->max_positions,
+	    r->vocab_size, t->eps, proj, dt, v->width, v->mlp, v->layers,
+	    v->heads, v->image_size, v->patch_size, v->eps);
+	return tm_write_file(dir, "config.json", buf);
+}
+
 /* Writes config.json in the current transformers layout (text_config,
  * vision_config) with every field spelled out. */
 static inline int
 tm_write_config(const tm_recipe *r, const char *dir)
 {
+	if (r->family != TM_FAMILY_CLIP)
+		return tm_write_siglip_config(r, dir);
 	char buf[2048];
 	const tm_tower *t = &r->text, *v = &r->vision;
 	snprintf(buf, sizeof(buf),
@@ -445,12 +622,142 @@ tm_write_config(const tm_recipe *r, const char *dir)
 	return tm_write_file(dir, "config.json", buf);
 }
 
-/* Writes config.json and model.safetensors into the existing folder dir. */
+/* Writes a SigLIP recipe's preprocessor_config.json, the hub's
+ * SiglipImageProcessor file (a squash to image_size, r->resample, mean
+ * and std 0.5); nothing when r->resample is 0.  Returns 0 or -1. */
+static inline int
+tm_write_preprocessor(const tm_recipe *r, const char *dir)
+{
+	char buf[1024];
+	if (r->resample == 0)
+		return 0;
+	snprintf(buf, sizeof(buf),
+	    "{\"do_normalize\":true,\"do_rescale\":true,\"do_resize\":true,"
+	    "\"image_mean\":[0.5,0.5,0.5],"
+	    "\"image_processor_type\":\"SiglipImageProcessor\","
+	    "\"image_std\":[0.5,0.5,0.5],"
+	    "\"processor_class\":\"SiglipProcessor\","
+	    "\"resample\":%d,\"rescale_factor\":0.00392156862745098,"
+	    "\"size\":{\"height\":%d,\"width\":%d}}\n", r->resample,
+	    r->vision.image_size, r->vision.image_size);
+	return tm_write_file(dir, "preprocessor_config.json", buf);
+}
+
+/* Copies file src to dst.  Returns 0 or -1. */
+static inline int
+tm_copy_file(const char *src, const char *dst)
+{
+	FILE *in = fopen(src, "rb");
+	if (in == NULL)
+		return -1;
+	FILE *out = fopen(dst, "wb");
+	if (out == NULL) {
+		fclose(in);
+		return -1;
+	}
+	char buf[65536];
+	size_t n;
+	int ok = 1;
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		ok &= fwrite(buf, 1, n, out) == n;
+	ok &= !ferror(in);
+	fclose(in);
+	ok &= fclose(out) == 0;
+	return ok ? 0 : -1;
+}
+
+/* The folder a SigLIP recipe's tokenizer files come from (relative to the
+ * repository root). */
+static inline const char *
+tm_spm_dir(const tm_recipe *r)
+{
+	if (r->spm_dir != NULL)
+		return r->spm_dir;
+	return r->family == TM_FAMILY_SIGLIP2 ? "tests/fixtures/spm/siglip2" :
+	    "tests/fixtures/spm/siglip";
+}
+
+/* Copies tokenizer_config.json from src to dst with its model_max_length
+ * (SigLIP's test tokenizer says 64) set to max_positions, as a folder whose
+ * model has that many text positions says; a value that is no context
+ * length (SigLIP2's Gemma files say 1e30) is kept.  Returns 0 or -1. */
+static inline int
+tm_copy_tokenizer_config(const char *src, const char *dst, int max_positions)
+{
+	FILE *in = fopen(src, "rb");
+	if (in == NULL)
+		return -1;
+	char buf[65536];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, in);
+	int ok = !ferror(in), whole = feof(in);
+	fclose(in);
+	if (!ok)
+		return -1;
+	if (!whole)                  /* too large to edit here: as it is */
+		return tm_copy_file(src, dst);
+	buf[n] = '\0';
+	char *k = strstr(buf, "\"model_max_length\"");
+	if (k == NULL)
+		return tm_copy_file(src, dst);
+	char *v = k + strlen("\"model_max_length\"");
+	v += strspn(v, " \t\r\n:");
+	char *end = v + strspn(v, "0123456789");
+	if (end == v || end - v > 6)     /* not a context length (Gemma's
+	                                    files say 1e30): as it is */
+		return tm_copy_file(src, dst);
+	FILE *out = fopen(dst, "wb");
+	if (out == NULL)
+		return -1;
+	ok = fwrite(buf, 1, (size_t)(v - buf), out) == (size_t)(v - buf);
+	ok &= fprintf(out, "%d", max_positions) > 0;
+	ok &= fputs(end, out) >= 0;
+	ok &= fclose(out) == 0;
+	return ok ? 0 : -1;
+}
+
+/* Copies every regular file of the recipe's tokenizer folder (spiece.model
+ * or tokenizer.model, tokenizer_config.json, special_tokens_map.json, ...)
+ * into dir; tokenizer_config.json's model_max_length becomes the recipe's
+ * max_positions.  Returns 0, or -1 (also when the folder holds no file). */
+static inline int
+tm_copy_tokenizer(const tm_recipe *r, const char *dir)
+{
+	const char *src = tm_spm_dir(r);
+	DIR *d = opendir(src);
+	if (d == NULL)
+		return -1;
+	int copied = 0, rc = 0;
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d)) != NULL) {
+		char from[4096], to[4096];
+		struct stat st;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(from, sizeof(from), "%s/%.255s", src, e->d_name);
+		snprintf(to, sizeof(to), "%s/%.255s", dir, e->d_name);
+		if (stat(from, &st) != 0 || !S_ISREG(st.st_mode))
+			continue;
+		if (strcmp(e->d_name, "tokenizer_config.json") == 0)
+			rc = tm_copy_tokenizer_config(from, to, r->max_positions);
+		else
+			rc = tm_copy_file(from, to);
+		copied++;
+	}
+	closedir(d);
+	return rc == 0 && copied > 0 ? 0 : -1;
+}
+
+/* Writes the recipe's folder into the existing folder dir: config.json and
+ * model.safetensors; for SigLIP also preprocessor_config.json (when
+ * r->resample is set) and the tokenizer files. */
 static inline int
 tm_write_model(const tm_recipe *r, const char *dir)
 {
 	char path[4096];
 	if (tm_write_config(r, dir) != 0)
+		return -1;
+	if (r->family != TM_FAMILY_CLIP && (tm_write_preprocessor(r, dir) != 0
+	    || tm_copy_tokenizer(r, dir) != 0))
 		return -1;
 	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
 	return tm_write_safetensors(r, path);
@@ -482,6 +789,84 @@ tm_pixels(uint64_t seed, int j, int size, int coarse, float coarse_scale,
 			}
 	free(cv);
 	return 0;
+}
+
+/* sha256 (FIPS 180-4) of data, as 64 lower-case hex digits: to compare the
+ * files written here with the reference scripts'. */
+static inline void
+tm_sha256_block(uint32_t h[8], const uint8_t *p)
+{
+	static const uint32_t k[64] = {
+		0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b,
+		0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
+		0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7,
+		0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
+		0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152,
+		0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+		0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+		0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+		0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
+		0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08,
+		0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f,
+		0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+		0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+	};
+#define TM_ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+	uint32_t w[64];
+	for (int i = 0; i < 16; i++)
+		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+		    (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+	for (int i = 16; i < 64; i++) {
+		uint32_t s0 = TM_ROR(w[i - 15], 7) ^ TM_ROR(w[i - 15], 18) ^
+		    (w[i - 15] >> 3);
+		uint32_t s1 = TM_ROR(w[i - 2], 17) ^ TM_ROR(w[i - 2], 19) ^
+		    (w[i - 2] >> 10);
+		w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+	}
+	uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5],
+	    g = h[6], hh = h[7];
+	for (int i = 0; i < 64; i++) {
+		uint32_t t1 = hh + (TM_ROR(e, 6) ^ TM_ROR(e, 11) ^
+		    TM_ROR(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
+		uint32_t t2 = (TM_ROR(a, 2) ^ TM_ROR(a, 13) ^ TM_ROR(a, 22)) +
+		    ((a & b) ^ (a & c) ^ (b & c));
+		hh = g;
+		g = f;
+		f = e;
+		e = d + t1;
+		d = c;
+		c = b;
+		b = a;
+		a = t1 + t2;
+	}
+#undef TM_ROR
+	h[0] += a; h[1] += b; h[2] += c; h[3] += d;
+	h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+}
+
+static inline void
+tm_sha256_hex(const void *data, size_t len, char hex[65])
+{
+	const uint8_t *p = data;
+	uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+	    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+	size_t i = 0;
+	for (; i + 64 <= len; i += 64)
+		tm_sha256_block(h, p + i);
+	uint8_t tail[128] = {0};
+	size_t rest = len - i;
+	if (rest > 0)
+		memcpy(tail, p + i, rest);
+	tail[rest] = 0x80;
+	size_t tl = rest + 9 <= 64 ? 64 : 128;
+	uint64_t bits = (uint64_t)len * 8;
+	for (int k = 0; k < 8; k++)
+		tail[tl - 1 - k] = (uint8_t)(bits >> (8 * k));
+	tm_sha256_block(h, tail);
+	if (tl == 128)
+		tm_sha256_block(h, tail + 64);
+	for (int k = 0; k < 8; k++)
+		snprintf(hex + 8 * k, 9, "%08x", (unsigned)h[k]);
 }
 
 /* Removes a folder tree made by a test (files and subfolders). */

@@ -121,37 +121,39 @@ def fscale(fan_in, gain=1.5):
     return float(np.float32(gain / math.sqrt(fan_in)))
 
 
+def tower_specs(specs, pfx, c):
+    """Appends the encoder layers' (name, shape, scale, offset) to specs:
+    the same names and scales in CLIP and SigLIP (tools/ref_siglip.py)."""
+    d, m = c["width"], c["mlp"]
+    for i in range(c["layers"]):
+        p = "%s.encoder.layers.%d." % (pfx, i)
+        for ln in ("layer_norm1", "layer_norm2"):
+            specs.append((p + ln + ".weight", [d], 0.3, 1.0))
+            specs.append((p + ln + ".bias", [d], 0.1, 0.0))
+        # q and k 4x larger: peaked attention, so that different
+        # inputs get clearly different embeddings
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            gain = 6.0 if proj in ("q_proj", "k_proj") else 1.5
+            specs.append((p + "self_attn." + proj + ".weight", [d, d],
+                          fscale(d, gain), 0.0))
+            specs.append((p + "self_attn." + proj + ".bias", [d],
+                          0.1, 0.0))
+        specs.append((p + "mlp.fc1.weight", [m, d], fscale(d), 0.0))
+        specs.append((p + "mlp.fc1.bias", [m], 0.1, 0.0))
+        specs.append((p + "mlp.fc2.weight", [d, m], fscale(m), 0.0))
+        specs.append((p + "mlp.fc2.bias", [d], 0.1, 0.0))
+
+
 def tensor_specs(r):
     """(name, shape, scale, offset) in file order; the C writer mirrors it."""
     t, v, e = r["text"], r["vision"], r["projection_dim"]
     specs = []
-
-    def tower(pfx, c):
-        d, m = c["width"], c["mlp"]
-        for i in range(c["layers"]):
-            p = "%s.encoder.layers.%d." % (pfx, i)
-            for ln in ("layer_norm1", "layer_norm2"):
-                specs.append((p + ln + ".weight", [d], 0.3, 1.0))
-                specs.append((p + ln + ".bias", [d], 0.1, 0.0))
-            # q and k 4x larger: peaked attention, so that different
-            # inputs get clearly different embeddings
-            for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-                gain = 6.0 if proj in ("q_proj", "k_proj") else 1.5
-                specs.append((p + "self_attn." + proj + ".weight", [d, d],
-                              fscale(d, gain), 0.0))
-                specs.append((p + "self_attn." + proj + ".bias", [d],
-                              0.1, 0.0))
-            specs.append((p + "mlp.fc1.weight", [m, d], fscale(d), 0.0))
-            specs.append((p + "mlp.fc1.bias", [m], 0.1, 0.0))
-            specs.append((p + "mlp.fc2.weight", [d, m], fscale(m), 0.0))
-            specs.append((p + "mlp.fc2.bias", [d], 0.1, 0.0))
-
     d = t["width"]
     specs.append(("text_model.embeddings.token_embedding.weight",
                   [VOCAB, d], 1.0, 0.0))
     specs.append(("text_model.embeddings.position_embedding.weight",
                   [MAXPOS, d], 0.5, 0.0))
-    tower("text_model", t)
+    tower_specs(specs, "text_model", t)
     specs.append(("text_model.final_layer_norm.weight", [d], 0.3, 1.0))
     specs.append(("text_model.final_layer_norm.bias", [d], 0.1, 0.0))
     d, p = v["width"], v["patch_size"]
@@ -163,7 +165,7 @@ def tensor_specs(r):
                   [g * g + 1, d], 0.5, 0.0))
     specs.append(("vision_model.pre_layrnorm.weight", [d], 0.3, 1.0))
     specs.append(("vision_model.pre_layrnorm.bias", [d], 0.1, 0.0))
-    tower("vision_model", v)
+    tower_specs(specs, "vision_model", v)
     specs.append(("vision_model.post_layernorm.weight", [d], 0.3, 1.0))
     specs.append(("vision_model.post_layernorm.bias", [d], 0.1, 0.0))
     specs.append(("visual_projection.weight", [e, v["width"]],
@@ -174,30 +176,30 @@ def tensor_specs(r):
     return specs
 
 
-def write_safetensors(path, r):
-    """Writes the recipe's weights; returns {name: float32 array}."""
+def write_tensors(path, seed, dtype, specs, extras=()):
+    """Writes model.safetensors: the float tensors of `specs` ((name, shape,
+    scale, offset) in file order, values from gen() rounded to `dtype`),
+    then `extras` ((name, int64 array) pairs, stored I64).  Shared with
+    tools/ref_siglip.py.  Returns {name: float32 array as stored}."""
     entries, blobs, weights = [], [], {}
     off = 0
-    for name, shape, scale, offset in tensor_specs(r):
-        raw, vals = round_dtype(gen(r["seed"], name, shape, scale, offset),
-                                r["dtype"])
+    for name, shape, scale, offset in specs:
+        raw, vals = round_dtype(gen(seed, name, shape, scale, offset), dtype)
         weights[name] = vals.reshape(shape)
         entries.append('"%s":{"dtype":"%s","shape":[%s],"data_offsets":'
-                       '[%d,%d]}' % (name, r["dtype"],
+                       '[%d,%d]}' % (name, dtype,
                                      ",".join(str(s) for s in shape),
                                      off, off + len(raw)))
         blobs.append(raw)
         off += len(raw)
-    if r["position_ids"]:
-        g = r["vision"]["image_size"] // r["vision"]["patch_size"]
-        for name, n in (("text_model.embeddings.position_ids", MAXPOS),
-                        ("vision_model.embeddings.position_ids", g * g + 1)):
-            raw = np.arange(n, dtype="<i8").tobytes()
-            entries.append('"%s":{"dtype":"I64","shape":[1,%d],'
-                           '"data_offsets":[%d,%d]}'
-                           % (name, n, off, off + len(raw)))
-            blobs.append(raw)
-            off += len(raw)
+    for name, ints in extras:
+        raw = np.ascontiguousarray(ints, dtype="<i8").tobytes()
+        entries.append('"%s":{"dtype":"I64","shape":[%s],'
+                       '"data_offsets":[%d,%d]}'
+                       % (name, ",".join(str(s) for s in ints.shape),
+                          off, off + len(raw)))
+        blobs.append(raw)
+        off += len(raw)
     header = ("{" + ",".join(entries) + "}").encode()
     header += b" " * ((8 - len(header) % 8) % 8)
     with open(path, "wb") as f:
@@ -206,6 +208,18 @@ def write_safetensors(path, r):
         for b in blobs:
             f.write(b)
     return weights
+
+
+def write_safetensors(path, r):
+    """Writes the recipe's weights; returns {name: float32 array}."""
+    extras = []
+    if r["position_ids"]:
+        g = r["vision"]["image_size"] // r["vision"]["patch_size"]
+        for name, n in (("text_model.embeddings.position_ids", MAXPOS),
+                        ("vision_model.embeddings.position_ids", g * g + 1)):
+            extras.append((name, np.arange(n, dtype=np.int64).reshape(1, n)))
+    return write_tensors(path, r["seed"], r["dtype"], tensor_specs(r),
+                         extras)
 
 
 def config_json(r):
