@@ -198,6 +198,16 @@ wipe_images(store *s, MDB_txn *txn)
 	return 0;
 }
 
+/* Records the model's family (optional param) beside its identity. */
+static int
+put_family(store *s, MDB_txn *txn, const store_params *p)
+{
+	if (p->model_family == NULL)
+		return 0;
+	return meta_put(txn, s->db_meta, "family", p->model_family,
+	    strlen(p->model_family));
+}
+
 static int
 check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 {
@@ -210,6 +220,7 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 		    (rc = meta_put(txn, s->db_meta, "dim", &dim, sizeof(dim))) ||
 		    (rc = meta_put(txn, s->db_meta, "model", p->model_id,
 				   strlen(p->model_id))) ||
+		    (rc = put_family(s, txn, p)) ||
 		    (rc = meta_put_u64(txn, s->db_meta, "seq", 0)) ||
 		    (rc = meta_put_u64(txn, s->db_meta, "next_id", 1)))
 			return st_mdb_err(err, rc, "initialising store");
@@ -235,8 +246,12 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 	char model[256];
 	memcpy(model, vm.mv_data, vm.mv_size);
 	model[vm.mv_size] = '\0';
-	if (dim == (uint32_t)p->dim && strcmp(model, p->model_id) == 0)
+	if (dim == (uint32_t)p->dim && strcmp(model, p->model_id) == 0) {
+		/* stores made before families were recorded gain it */
+		if ((rc = put_family(s, txn, p)) != 0)
+			return st_mdb_err(err, rc, "recording the model family");
 		return 0;
+	}
 	if (!p->reembed)
 		return cdx_error_set(
 			err, CDX_EMODEL,
@@ -251,7 +266,8 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 	if ((rc = wipe_images(s, txn)) ||
 	    (rc = meta_put(txn, s->db_meta, "dim", &dim, sizeof(dim))) ||
 	    (rc = meta_put(txn, s->db_meta, "model", p->model_id,
-			   strlen(p->model_id))))
+			   strlen(p->model_id))) ||
+	    (rc = put_family(s, txn, p)))
 		return st_mdb_err(err, rc, "re-embedding store");
 	return 0;
 }
@@ -292,6 +308,9 @@ validate_params(const store_params *p, cdx_error *err)
 		return cdx_error_set(err, CDX_EINVAL,
 				     "store_open: dim %d out of 1..%d", p->dim,
 				     STORE_DIM_MAX);
+	if (p->model_family != NULL && strlen(p->model_family) > 31)
+		return cdx_error_set(err, CDX_EINVAL,
+				     "store_open: model_family over 31 bytes");
 	if (!p->model_id || !p->model_id[0] || strlen(p->model_id) > 255)
 		return cdx_error_set(err, CDX_EINVAL,
 				     "store_open: model_id must be 1..255 bytes");
@@ -392,6 +411,12 @@ store_open(const char *dir, const store_params *p, store **out,
 	}
 	if ((rc = open_dbs(s, txn, err)) || (rc = check_meta(s, txn, p, err)))
 		goto out_abort_txn;
+	MDB_val kf = { 6, "family" }, vf;
+	if (mdb_get(txn, s->db_meta, &kf, &vf) == 0 &&
+	    vf.mv_size < sizeof(s->model_family)) {
+		memcpy(s->model_family, vf.mv_data, vf.mv_size);
+		s->model_family[vf.mv_size] = '\0';
+	}
 	if ((rc = meta_get_u64(txn, s->db_meta, "seq", &s->seq)) ||
 	    (rc = meta_get_u64(txn, s->db_meta, "next_id", &s->next_id))) {
 		rc = st_mdb_err(err, rc, "reading store metadata");
@@ -493,6 +518,8 @@ store_get_stats(store *s, store_stats *st)
 	st->index_ntotal = s->index ? (uint64_t)faiss_Index_ntotal(s->index) : 0;
 	st->index_dead = s->dead;
 	snprintf(st->index_kind, sizeof(st->index_kind), "%s", s->kind);
+	snprintf(st->model_family, sizeof(st->model_family), "%s",
+	    s->model_family);
 	st->rebuilt_on_open = s->rebuilt_on_open;
 	st->caught_up = s->caught_up;
 	pthread_rwlock_unlock(&s->lock);

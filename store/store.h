@@ -73,6 +73,10 @@ typedef struct store_params {
 	 * Required, at most 255 bytes.  Opening a store made with another
 	 * model_id or dim fails with CDX_EMODEL, unless reembed is set. */
 	const char *model_id;
+	/* The model's family ("clip", "siglip", "siglip2"; clip_family_name),
+	 * recorded beside model_id so that a store says what made it.
+	 * Optional (NULL: not recorded), at most 31 bytes. */
+	const char *model_family;
 	/* Index kind: "auto" (default), "flat" (exact inner product),
 	 * "hnsw" (HNSW32, efSearch below), "ivf" (IVF, nlist ~ 2*sqrt(n)
 	 * rounded to a power of two, nprobe below), or any FAISS index_factory description ("HNSW16",
@@ -336,6 +340,8 @@ typedef struct store_stats {
 	uint64_t index_ntotal;  /* vectors in the index (live + dead) */
 	uint64_t index_dead;    /* deleted vectors still in an HNSW graph */
 	char index_kind[128];   /* FAISS factory string actually in use */
+	char model_family[32];  /* recorded by store_params.model_family; ""
+				   for stores that have none */
 	int rebuilt_on_open;    /* 1 if open rebuilt the index from LMDB */
 	uint64_t caught_up;     /* log entries applied at open */
 } store_stats;

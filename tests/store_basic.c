@@ -323,6 +323,48 @@ test_model_mismatch_and_reembed(void **state)
 	free(dir);
 }
 
+/* The model's family is recorded beside its identity: a store made
+ * before families existed gains it at the next open, a re-embed replaces
+ * it, and it survives reopening without one. */
+static void
+test_model_family_recorded(void **state)
+{
+	(void)state;
+	char *dir = tu_tmpdir();
+	store *s = open_store(dir, 4, "flat");   /* no family */
+	store_stats st;
+	store_get_stats(s, &st);
+	assert_string_equal(st.model_family, "");
+	store_close(s);
+
+	store_params pp = store_default_params();
+	cdx_error e;
+	pp.dim = 4;
+	pp.model_id = MODEL;
+	pp.model_family = "clip";
+	ASSERT_OK(store_open(dir, &pp, &s, &e), e);
+	store_get_stats(s, &st);
+	assert_string_equal(st.model_family, "clip");
+	store_close(s);
+
+	pp.model_id = "siglip-test@0123";
+	pp.model_family = "siglip";
+	pp.reembed = 1;
+	ASSERT_OK(store_open(dir, &pp, &s, &e), e);
+	store_close(s);
+	pp.model_family = NULL;
+	pp.reembed = 0;
+	ASSERT_OK(store_open(dir, &pp, &s, &e), e);
+	store_get_stats(s, &st);
+	assert_string_equal(st.model_family, "siglip");
+	store_close(s);
+
+	pp.model_family = "a family name over thirty-one bytes";
+	assert_int_equal(store_open(dir, &pp, &s, &e), CDX_EINVAL);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 static void
 test_faiss_errors_become_cdx_eindex(void **state)
 {
@@ -884,6 +926,7 @@ main(void)
 		cmocka_unit_test(test_put_rejects_bad_input_atomically),
 		cmocka_unit_test(test_failures_and_settings),
 		cmocka_unit_test(test_model_mismatch_and_reembed),
+		cmocka_unit_test(test_model_family_recorded),
 		cmocka_unit_test(test_faiss_errors_become_cdx_eindex),
 		cmocka_unit_test(test_open_twice_is_busy),
 		cmocka_unit_test(test_unwritable_directory),
