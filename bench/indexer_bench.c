@@ -249,7 +249,7 @@ static void *
 dec_thread(void *arg)
 {
 	struct dec_arg *a = arg;
-	clip_decode_opts dopt = { 0, a->pp->shortest_edge };
+	clip_decode_opts dopt = { 0, clip_preprocess_min_short(a->pp) };
 	for (int i = a->from; i < a->to; i++) {
 		clip_image img;
 		if (clip_image_load(a->files[i], &dopt, &img, NULL) == 0) {
@@ -302,7 +302,7 @@ run_size(const char *label, const char *folder, const char *tmp,
 	const clip_model_info *info = clip_model_get_info(m);
 	const clip_preprocess_cfg *pp = &info->preprocess;
 	size_t plane = (size_t)pp->crop_width * pp->crop_height * 3;
-	clip_decode_opts dopt = { 0, pp->shortest_edge };
+	clip_decode_opts dopt = { 0, clip_preprocess_min_short(pp) };
 	char **files;
 	int n = list_files(folder, &files);
 	int batch = 16;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <float.h>
 #include <limits.h>
+#include <math.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
@@ -727,6 +728,9 @@ add_options(cdx_client *c, cJSON *req, const cdx_query *q)
 	if (q->has_min_score)
 		ok &= cJSON_AddNumberToObject(req, "min_score",
 		    (double)q->min_score) != NULL;
+	if (q->has_min_prob)
+		ok &= cJSON_AddNumberToObject(req, "min_prob",
+		    (double)q->min_prob) != NULL;
 	if (q->collapse != 0.0f)
 		ok &= cJSON_AddNumberToObject(req, "collapse",
 		    (double)q->collapse) != NULL;
@@ -849,6 +853,7 @@ parse_results(cdx_client *c, const cJSON *rep, cdx_results **out)
 		x->mtime = get_i64(it, "mtime", 0);
 		x->capture_time = get_i64(it, "capture_time", INT64_MIN);
 		x->added = get_i64(it, "added", 0);
+		x->prob = get_f64(it, "prob", NAN);
 	}
 	*out = r;
 	return 0;

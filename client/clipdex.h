@@ -155,6 +155,11 @@ typedef struct cdx_query {
 	int64_t time_from, time_to;  /* inclusive, s since the epoch; 0: open */
 	float collapse;      /* 0: off */
 	int exact;           /* exact image preprocessing */
+	/* Drop results whose match probability is below min_prob (0..1).
+	 * Only for text queries of a model trained with the sigmoid loss
+	 * (SigLIP); others get CDX_EINVAL (bad_request). */
+	int has_min_prob;
+	float min_prob;
 } cdx_query;
 
 typedef struct cdx_result {
@@ -166,6 +171,12 @@ typedef struct cdx_result {
 	int64_t mtime;
 	int64_t capture_time;   /* INT64_MIN when unknown */
 	int64_t added;
+	/* The calibrated probability that the image matches the text query,
+	 * sigmoid(exp(logit_scale) * score + logit_bias): present (not NAN)
+	 * for text queries of SigLIP models; NAN for CLIP models (trained
+	 * with a softmax over a batch, their scores have no absolute scale)
+	 * and for queries with image terms. */
+	double prob;
 } cdx_result;
 
 typedef struct cdx_results {

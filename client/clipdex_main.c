@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -163,15 +164,6 @@ print_embedding_line(const char *key, const char *input, size_t index,
 	fputs("]}\n", stdout);
 }
 
-static int
-file_exists(const char *dir, const char *name)
-{
-	char path[4096];
-	struct stat st;
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return stat(path, &st) == 0;
-}
-
 struct opts {
 	const char *model;
 	int exact;
@@ -248,7 +240,8 @@ embed_texts(clip_ctx *ctx, const clip_model *m, struct strlist *texts)
 	const clip_model_info *info = clip_model_get_info(m);
 	const clip_tokenizer *tok = clip_model_tokenizer(m);
 	int dim = info->embed_dim;
-	int32_t *ids = malloc(sizeof(int32_t) * CLIP_CONTEXT_LEN * TEXT_BATCH);
+	size_t ctxlen = (size_t)info->context_len;
+	int32_t *ids = malloc(sizeof(int32_t) * ctxlen * TEXT_BATCH);
 	float *emb = malloc(sizeof(float) * (size_t)dim * TEXT_BATCH);
 	size_t which[TEXT_BATCH];
 	int status = 0;
@@ -263,7 +256,7 @@ embed_texts(clip_ctx *ctx, const clip_model *m, struct strlist *texts)
 		int n = 0;
 		for (; i < texts->n && n < TEXT_BATCH; i++) {
 			const char *t = texts->v[i];
-			if (clip_tokenize(tok, t, strlen(t), ids + n * CLIP_CONTEXT_LEN,
+			if (clip_tokenize(tok, t, strlen(t), ids + n * ctxlen,
 			    NULL, &err) != 0) {
 				fprintf(stderr, "%s: text %zu: %s\n", prog, i, err.msg);
 				status = EXIT_INPUT;
@@ -299,7 +292,7 @@ embed_images(clip_ctx *ctx, const clip_model *m, struct strlist *images,
 	float *pix = malloc(sizeof(float) * 3 * plane * IMAGE_BATCH);
 	float *emb = malloc(sizeof(float) * (size_t)dim * IMAGE_BATCH);
 	size_t which[IMAGE_BATCH];
-	clip_decode_opts dopt = { 0, exact ? 0 : pp->shortest_edge };
+	clip_decode_opts dopt = { 0, exact ? 0 : clip_preprocess_min_short(pp) };
 	int status = 0;
 	cdx_error err;
 
@@ -406,12 +399,8 @@ cmd_tokenize(int argc, char **argv)
 		status = EXIT_USAGE;
 		goto out;
 	}
-	if (o.model != NULL && file_exists(o.model, "vocab.json") &&
-	    file_exists(o.model, "merges.txt")) {
-		char v[4096], mg[4096];
-		snprintf(v, sizeof(v), "%s/vocab.json", o.model);
-		snprintf(mg, sizeof(mg), "%s/merges.txt", o.model);
-		rc = clip_tokenizer_load_files(v, mg, &tok, &err);
+	if (o.model != NULL) {
+		rc = clip_tokenizer_load_dir(o.model, &tok, &err);
 	} else {
 		rc = clip_tokenizer_load_builtin(&tok, &err);
 	}
@@ -429,7 +418,7 @@ cmd_tokenize(int argc, char **argv)
 			continue;
 		}
 		putchar('[');
-		for (int j = 0; j < CLIP_CONTEXT_LEN; j++)
+		for (int j = 0; j < clip_tokenizer_context_len(tok); j++)
 			printf(j ? ",%d" : "%d", (int)ids[j]);
 		fputs("]\n", stdout);
 	}
@@ -479,6 +468,9 @@ static const char *const online_usage[] = {
 	"  -k N              results wanted (default 10, at most 1000)\n"
 	"  --offset N        skip the N best results first (paging)\n"
 	"  --min-score S     drop results with a cosine similarity below S\n"
+	"  --min-prob P      drop results whose match probability is below P\n"
+	"                    (0..1; text queries of SigLIP models, whose results\n"
+	"                    show it as a percentage beside the score)\n"
 	"  --prefix PATH     only images whose path starts with PATH\n"
 	"  --after T         only images taken (or modified) at or after T\n"
 	"  --before T        ... before T; T is seconds since the epoch or\n"
@@ -802,6 +794,7 @@ parse_online(int argc, char **argv, int start, int cmd, struct sopts *o)
 			{ "-k", OPT_SEARCH | OPT_SIMILAR, 1 },
 			{ "--offset", OPT_SEARCH | OPT_SIMILAR, 1 },
 			{ "--min-score", OPT_SEARCH | OPT_SIMILAR, 1 },
+			{ "--min-prob", OPT_SEARCH, 1 },
 			{ "--prefix", OPT_SEARCH | OPT_SIMILAR, 1 },
 			{ "--after", OPT_SEARCH | OPT_SIMILAR, 1 },
 			{ "--before", OPT_SEARCH | OPT_SIMILAR, 1 },
@@ -849,6 +842,9 @@ parse_online(int argc, char **argv, int start, int cmd, struct sopts *o)
 		} else if (strcmp(name, "--min-score") == 0) {
 			bad = parse_float(name, val, -1.0, 1.0, &o->q.min_score);
 			o->q.has_min_score = 1;
+		} else if (strcmp(name, "--min-prob") == 0) {
+			bad = parse_float(name, val, 0.0, 1.0, &o->q.min_prob);
+			o->q.has_min_prob = 1;
 		} else if (strcmp(name, "--prefix") == 0) {
 			o->q.path_prefix = val;
 		} else if (strcmp(name, "--after") == 0) {
@@ -971,8 +967,11 @@ print_results(const cdx_results *r, const struct sopts *o)
 			printf("{\"rank\":%zu,\"id\":%llu,\"path\":",
 			    (size_t)o->q.offset + i + 1, (unsigned long long)x->id);
 			print_json_string(x->path);
-			printf(",\"score\":%.6f,\"width\":%u,\"height\":%u,\"size\":%lld",
-			    (double)x->score, (unsigned)x->width, (unsigned)x->height,
+			printf(",\"score\":%.6f", (double)x->score);
+			if (!isnan(x->prob))
+				printf(",\"prob\":%.6f", x->prob);
+			printf(",\"width\":%u,\"height\":%u,\"size\":%lld",
+			    (unsigned)x->width, (unsigned)x->height,
 			    (long long)x->size);
 			print_time_field("mtime", x->mtime);
 			print_time_field("capture_time", x->capture_time);
@@ -1001,8 +1000,12 @@ print_results(const cdx_results *r, const struct sopts *o)
 		char size[64];
 		snprintf(size, sizeof(size), "%ux%u", (unsigned)x->width,
 		    (unsigned)x->height);
-		printf("%*zu  %6.3f  %-*s  %s\n", rank_w, (size_t)o->q.offset + i + 1,
-		    (double)x->score, size_w, size, x->path);
+		char prob[16] = "";
+		if (!isnan(x->prob))   /* the match probability, SigLIP */
+			snprintf(prob, sizeof(prob), "  %5.1f%%", 100.0 * x->prob);
+		printf("%*zu  %6.3f%s  %-*s  %s\n", rank_w,
+		    (size_t)o->q.offset + i + 1, (double)x->score, prob, size_w,
+		    size, x->path);
 	}
 }
 

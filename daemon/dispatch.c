@@ -311,7 +311,7 @@ term_pixels(srv_call *c, const term *t, int exact, float *pixels)
 {
 	const clip_preprocess_cfg *pp = &c->s->info->preprocess;
 	clip_decode_opts dopt = { c->s->cfg->max_pixels,
-	    exact ? 0 : pp->shortest_edge };
+	    exact ? 0 : clip_preprocess_min_short(pp) };
 	clip_image img;
 	cdx_error err;
 	uint8_t *data = NULL;
@@ -334,7 +334,7 @@ term_pixels(srv_call *c, const term *t, int exact, float *pixels)
 
 /* Builds the normalised query vector of the request's terms into q. */
 int
-srv_query_vector(srv_call *c, float *q)
+srv_query_vector(srv_call *c, float *q, int *text_only)
 {
 	srv *s = c->s;
 	int dim = s->info->embed_dim;
@@ -366,7 +366,10 @@ srv_query_vector(srv_call *c, float *q)
 		n_text += t[i].kind == TERM_TEXT;
 		n_img += t[i].kind == TERM_IMAGE || t[i].kind == TERM_PATH;
 	}
-	ids = malloc(sizeof(*ids) * CLIP_CONTEXT_LEN * (size_t)(n_text + 1));
+	if (text_only != NULL)
+		*text_only = n_text == n;
+	size_t ctx = (size_t)s->info->context_len;
+	ids = malloc(sizeof(*ids) * ctx * (size_t)(n_text + 1));
 	pixels = malloc(sizeof(*pixels) * plane * (size_t)(n_img + 1));
 	emb = malloc(sizeof(*emb) * (size_t)dim * (size_t)n);
 	if (ids == NULL || pixels == NULL || emb == NULL) {
@@ -380,7 +383,7 @@ srv_query_vector(srv_call *c, float *q)
 		if (t[i].kind == TERM_TEXT) {
 			const char *txt = t[i].src->valuestring;
 			if ((rc = clip_tokenize(clip_model_tokenizer(s->model), txt,
-			    strlen(txt), ids + ti++ * CLIP_CONTEXT_LEN, NULL, &err)) != 0) {
+			    strlen(txt), ids + ti++ * ctx, NULL, &err)) != 0) {
 				srv_fail_cdx(c, rc, &err);
 				rc = -1;
 				goto out;
@@ -466,8 +469,15 @@ srv_parse_search_opts(srv_call *c, srv_search_opts *o)
 	    srv_get_int(c, c->req, "offset", 0, SRV_WINDOW_MAX, "too far", &o->offset)
 	    != 0 ||
 	    srv_get_num(c, c->req, "min_score", -1, 1, &o->has_min, &o->min_score) != 0
+	    || srv_get_num(c, c->req, "min_prob", 0, 1, &o->has_min_prob,
+	    &o->min_prob) != 0
 	    || srv_get_num(c, c->req, "collapse", 0, 1, NULL, &o->collapse) != 0)
 		return -1;
+	if (o->has_min_prob && !c->s->info->has_sigmoid)
+		return srv_fail(c, "bad_request", "min_prob needs a model trained "
+		    "with the sigmoid loss (SigLIP); %s is %s, whose scores have "
+		    "no probability scale", c->s->info->name,
+		    clip_family_name(c->s->info->family));
 	if (o->k + o->offset > SRV_WINDOW_MAX)
 		return srv_fail(c, "too_large", "offset + k is over %d", SRV_WINDOW_MAX);
 	if (f == NULL || cJSON_IsNull(f))
@@ -509,7 +519,7 @@ dot(const float *a, const float *b, int n)
 }
 
 cJSON *
-srv_hit_json(const store_hit *h)
+srv_hit_json(const store_hit *h, double prob)
 {
 	cJSON *o = cJSON_CreateObject();
 	if (o == NULL)
@@ -517,6 +527,8 @@ srv_hit_json(const store_hit *h)
 	cJSON_AddNumberToObject(o, "id", (double)h->id);
 	cJSON_AddStringToObject(o, "path", h->path);
 	cJSON_AddNumberToObject(o, "score", (double)h->score);
+	if (!isnan(prob))
+		cJSON_AddNumberToObject(o, "prob", prob);
 	cJSON_AddNumberToObject(o, "width", h->width);
 	cJSON_AddNumberToObject(o, "height", h->height);
 	cJSON_AddNumberToObject(o, "size", (double)h->size);
@@ -554,6 +566,13 @@ select_hits(srv_call *c, const store_results *res, const srv_search_opts *o,
 		 * JSON double may be a hair above the float). */
 		if (o->has_min && h->score < (float)o->min_score)
 			break;          /* best first: the rest are lower */
+		double prob = NAN;
+		if (o->with_prob)
+			clip_match_prob(c->s->info, h->score, &prob);
+		/* prob rises with the score: the first one under the bound
+		 * ends the list too */
+		if (o->has_min_prob && !(prob >= o->min_prob))
+			break;
 		if (kept != NULL) {
 			store_image *img = NULL;
 			int dup = 0;
@@ -570,7 +589,7 @@ select_hits(srv_call *c, const store_results *res, const srv_search_opts *o,
 				continue;
 		}
 		if (n_kept++ >= (size_t)o->offset && arr != NULL)
-			cJSON_AddItemToArray(arr, srv_hit_json(h));
+			cJSON_AddItemToArray(arr, srv_hit_json(h, prob));
 	}
 	free(kept);
 	return n_kept;
@@ -624,8 +643,21 @@ op_search(srv_call *c)
 
 	if (q == NULL)
 		return srv_fail(c, "internal", "out of memory");
-	if (srv_parse_search_opts(c, &o) == 0 && srv_query_vector(c, q) == 0)
-		rc = search_and_reply(c, q, &o, 0, t0);
+	int text_only = 0;
+	if (srv_parse_search_opts(c, &o) != 0 ||
+	    srv_query_vector(c, q, &text_only) != 0)
+		goto out_free;
+	/* The sigmoid was trained on text-image pairs: an image's cosine to
+	 * another image has no such scale. */
+	o.with_prob = c->s->info->has_sigmoid && text_only;
+	if (o.has_min_prob && !o.with_prob) {
+		rc = srv_fail(c, "bad_request", "min_prob applies to text queries "
+		    "(a probability that an image matches a text); this query has "
+		    "image terms");
+		goto out_free;
+	}
+	rc = search_and_reply(c, q, &o, 0, t0);
+out_free:
 	free(q);
 	return rc;
 }
@@ -643,6 +675,9 @@ op_similar(srv_call *c)
 
 	if (srv_parse_search_opts(c, &o) != 0)
 		return -1;
+	if (o.has_min_prob)
+		return srv_fail(c, "bad_request", "min_prob applies to text queries, "
+		    "not to similar");
 	if (cJSON_IsNumber(id) && id->valuedouble >= 1)
 		rc = store_image_get(c->s->st, (uint64_t)id->valuedouble, &img, &err);
 	else if (cJSON_IsString(path))
@@ -668,7 +703,7 @@ op_embed(srv_call *c)
 
 	if (q == NULL)
 		return srv_fail(c, "internal", "out of memory");
-	if (srv_query_vector(c, q) == 0) {
+	if (srv_query_vector(c, q, NULL) == 0) {
 		cJSON *r = cJSON_CreateObject();
 		cJSON_AddNumberToObject(r, "dim", dim);
 		cJSON_AddStringToObject(r, "model", c->s->info->id);
@@ -823,6 +858,9 @@ op_status(srv_call *c)
 	cJSON_AddNumberToObject(r, "seq", (double)st.seq);
 	m = cJSON_AddObjectToObject(r, "model");
 	cJSON_AddStringToObject(m, "id", s->info->id);
+	cJSON_AddStringToObject(m, "family", clip_family_name(s->info->family));
+	cJSON_AddStringToObject(m, "store_family", st.model_family);
+	cJSON_AddBoolToObject(m, "prob", s->info->has_sigmoid);
 	cJSON_AddNumberToObject(m, "dim", s->info->embed_dim);
 	ix = cJSON_AddObjectToObject(r, "index");
 	cJSON_AddStringToObject(ix, "kind", st.index_kind);

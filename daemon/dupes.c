@@ -178,6 +178,19 @@ uf_union(uint32_t *p, uint32_t a, uint32_t b)
 		p[a] = b;
 }
 
+/* ---- default thresholds ---- */
+
+float
+dupes_default_threshold(int family, int kind)
+{
+	/* SigLIP and SigLIP2 take CLIP's values until they are calibrated
+	 * on trained weights (docs/DUPES.md: none could be had where this
+	 * was written; dupes_bench --skip-scale --model DIR does it). */
+	(void)family;
+	return kind == DUPES_SIMILAR ? DUPES_SIMILAR_DEFAULT :
+	    DUPES_NEAR_DEFAULT;
+}
+
 /* ---- all pairs above a threshold ----
  *
  * Similarities come from SGEMM tiles (OpenBLAS), never an n x n matrix:
@@ -634,10 +647,10 @@ dupes_find(store *s, const dupes_params *p, dupes_result **out,
 	if (p->kind < DUPES_EXACT || p->kind > DUPES_SIMILAR || p->dim <= 0)
 		return cdx_error_set(err, CDX_EINVAL, "dupes: bad kind or dim");
 	if (thr == 0)
-		thr = p->kind == DUPES_SIMILAR ? DUPES_SIMILAR_DEFAULT :
-		    DUPES_NEAR_DEFAULT;
+		thr = dupes_default_threshold(p->family, p->kind == DUPES_SIMILAR ?
+		    DUPES_SIMILAR : DUPES_NEAR);
 	if (near_thr == 0)
-		near_thr = DUPES_NEAR_DEFAULT;
+		near_thr = dupes_default_threshold(p->family, DUPES_NEAR);
 	if (!(thr > 0 && thr <= 1) || !(near_thr > 0 && near_thr <= 1))
 		return cdx_error_set(err, CDX_EINVAL, "dupes: the threshold must be "
 		    "in (0, 1]");
@@ -789,7 +802,7 @@ image_json(const store_image *img, float score)
 		.capture_time = img->capture_time, .added = img->added,
 		.width = img->width, .height = img->height,
 	};
-	return srv_hit_json(&h);
+	return srv_hit_json(&h, NAN);
 }
 
 static int
@@ -857,7 +870,7 @@ dupes_op(srv_call *c)
 {
 	double t0 = srv_now();
 	dupes_params p = { .dim = c->s->info->embed_dim };
-	double thr = 0, near_thr = DUPES_NEAR_DEFAULT;
+	double thr = 0, near_thr = 0;
 	long offset = 0, limit = 100;
 	const cJSON *pre = cJSON_GetObjectItemCaseSensitive(c->req,
 	    "path_prefix");
@@ -879,11 +892,12 @@ dupes_op(srv_call *c)
 			    "string");
 		p.path_prefix = pre->valuestring;
 	}
+	p.family = c->s->info->family;
 	p.threshold = p.kind == DUPES_EXACT ? 0 : (float)thr;
-	if (p.threshold == 0)
-		p.threshold = p.kind == DUPES_SIMILAR ? DUPES_SIMILAR_DEFAULT :
-		    p.kind == DUPES_NEAR ? DUPES_NEAR_DEFAULT : 0;
-	p.near_threshold = (float)near_thr;
+	if (p.threshold == 0 && p.kind != DUPES_EXACT)
+		p.threshold = dupes_default_threshold(p.family, p.kind);
+	p.near_threshold = near_thr != 0 ? (float)near_thr :
+	    dupes_default_threshold(p.family, DUPES_NEAR);
 	const char *prefix = p.path_prefix ? p.path_prefix : "";
 
 	pthread_mutex_lock(&cache_mu);
@@ -967,7 +981,8 @@ check_bytes(srv_call *c, uint8_t **data, size_t *len)
 int
 dupes_op_check(srv_call *c)
 {
-	double t0 = srv_now(), thr = DUPES_NEAR_DEFAULT;
+	double t0 = srv_now();
+	double thr = dupes_default_threshold(c->s->info->family, DUPES_NEAR);
 	long k = 10;
 	uint8_t *data = NULL;
 	size_t len = 0, n_exact = 0;
@@ -991,7 +1006,7 @@ dupes_op_check(srv_call *c)
 		goto out_free;
 	}
 	/* The embedding: the request's image/path is its one query term. */
-	if (srv_query_vector(c, q) != 0)
+	if (srv_query_vector(c, q, NULL) != 0)
 		goto out_free;
 	if ((rc = store_image_find_hash(c->s->st, hc.digest, ids, 64, &n_exact,
 	    &err)) != 0 || (rc = store_search(c->s->st, q, (size_t)k, NULL, &res,
@@ -1012,7 +1027,7 @@ dupes_op_check(srv_call *c)
 		n_found++;
 	}
 	for (size_t i = 0; i < res->n && res->hits[i].score >= thr; i++) {
-		cJSON_AddItemToArray(nr, srv_hit_json(&res->hits[i]));
+		cJSON_AddItemToArray(nr, srv_hit_json(&res->hits[i], NAN));
 		n_found++;
 	}
 	cJSON_AddBoolToObject(o, "duplicate", n_found > 0);

@@ -31,9 +31,15 @@ enum dupes_method {
 };
 #define DUPES_EXACT_MAX 32768
 
-/* Default thresholds (cosine similarity), calibrated in docs/DUPES.md. */
+/* Default thresholds (cosine similarity) of CLIP models, calibrated in
+ * docs/DUPES.md. */
 #define DUPES_NEAR_DEFAULT 0.97f
 #define DUPES_SIMILAR_DEFAULT 0.90f
+
+/* The default threshold of `kind` (near or similar) for a model family
+ * (enum clip_family; 0 means CLIP): similarities have another scale in
+ * each family.  docs/DUPES.md says how each value was found. */
+float dupes_default_threshold(int family, int kind);
 
 /* Why the keeper of a group was chosen: the first rule that separates it
  * from the runner-up. */
@@ -47,10 +53,14 @@ enum dupes_reason {
 
 typedef struct dupes_params {
 	int dim;                /* embedding dimension of the store: required */
+	int family;             /* the model's family, for the default
+				   thresholds (0: CLIP) */
 	int kind;               /* enum dupes_kind */
-	float threshold;        /* 0: the kind's default; ignored for exact */
+	float threshold;        /* 0: the kind's default for the family;
+				   ignored for exact */
 	float near_threshold;   /* similar only: groups that are one near
-				   group are left out (0: DUPES_NEAR_DEFAULT) */
+				   group are left out (0: the family's near
+				   default) */
 	const char *path_prefix;/* NULL or "": every image */
 	int method;             /* enum dupes_method (0: auto) */
 } dupes_params;

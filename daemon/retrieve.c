@@ -215,7 +215,8 @@ embed_prompts(srv_call *c, const cJSON *arr, const char *what, float *out)
 {
 	srv *s = c->s;
 	int dim = s->info->embed_dim, n = cJSON_GetArraySize(arr), nt = 0;
-	int32_t *ids = malloc(sizeof(*ids) * CLIP_CONTEXT_LEN * (size_t)n);
+	size_t ctx = (size_t)s->info->context_len;
+	int32_t *ids = malloc(sizeof(*ids) * ctx * (size_t)n);
 	int *slot = malloc(sizeof(int) * (size_t)n);
 	float *temb = malloc(sizeof(float) * (size_t)dim * (size_t)n);
 	const cJSON *p;
@@ -231,7 +232,7 @@ embed_prompts(srv_call *c, const cJSON *arr, const char *what, float *out)
 		slot[i] = -1;
 		if (t != NULL) {
 			if (clip_tokenize(clip_model_tokenizer(s->model), t, strlen(t),
-			    ids + (size_t)nt * CLIP_CONTEXT_LEN, NULL, &err) != 0) {
+			    ids + (size_t)nt * ctx, NULL, &err) != 0) {
 				srv_fail(c, "bad_request", "%s %d: %s", what, i, err.msg);
 				goto out_free;
 			}
@@ -257,7 +258,7 @@ embed_prompts(srv_call *c, const cJSON *arr, const char *what, float *out)
 		} else {
 			srv_call sub = *c;
 			sub.req = (cJSON *)p;
-			if (srv_query_vector(&sub, dst) != 0) {
+			if (srv_query_vector(&sub, dst, NULL) != 0) {
 				c->ecode = sub.ecode;
 				snprintf(c->emsg, sizeof(c->emsg), "%s %d: %.280s", what,
 				    i, sub.emsg);
@@ -517,7 +518,7 @@ entry_json(const store_image *img, const entry *e)
 		.capture_time = img->capture_time, .added = img->added,
 		.width = img->width, .height = img->height,
 	};
-	cJSON *o = srv_hit_json(&h);
+	cJSON *o = srv_hit_json(&h, NAN);
 	if (o != NULL) {
 		cJSON_AddNumberToObject(o, "prompt", e->prompt);
 		cJSON_AddNumberToObject(o, "rank", e->rank);

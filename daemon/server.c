@@ -832,13 +832,16 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 	if ((rc = clip_model_load(c->model_dir, &mp, &s->model, err)) != 0)
 		goto fail;
 	s->info = clip_model_get_info(s->model);
-	cdx_log(CDX_LOG_INFO, "model %s: %d-d embeddings, %dx%d images",
-	    s->info->id, s->info->embed_dim, s->info->image_size,
-	    s->info->image_size);
+	cdx_log(CDX_LOG_INFO, "model %s (%s): %d-d embeddings, %dx%d images, "
+	    "%d-token texts%s", s->info->id, clip_family_name(s->info->family),
+	    s->info->embed_dim, s->info->image_size, s->info->image_size,
+	    s->info->context_len, s->info->has_sigmoid ?
+	    ", match probabilities" : "");
 
 	sp = store_default_params();
 	sp.dim = s->info->embed_dim;
 	sp.model_id = s->info->id;
+	sp.model_family = clip_family_name(s->info->family);
 	sp.index_kind = c->index_kind ? c->index_kind : "auto";
 	sp.reembed = c->reembed;
 	sp.n_threads = c->threads;

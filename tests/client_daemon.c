@@ -104,21 +104,19 @@ status_answers(void *c)
 	return cdx_get_status(c, &st) == 0;
 }
 
+static tu_daemon
+daemon_paths(void)
+{
+	tu_daemon d = { bindir, model_dir, store_dir, url, photos, logpath,
+	    http_port };
+	return d;
+}
+
 static void
 start_daemon(const char *extra)
 {
-	char port[32], cmd[2048];
-	snprintf(port, sizeof(port), "127.0.0.1:%d", http_port);
-	daemon_pid = fork();
-	assert_true(daemon_pid >= 0);
-	if (daemon_pid == 0) {
-		snprintf(cmd, sizeof(cmd), "exec %s/clipdexd --model '%s' --store "
-		    "'%s' --listen '%s' --http %s --root '%s' --threads 1 "
-		    "--max-request-bytes 2097152 %s >>'%s' 2>&1", bindir, model_dir,
-		    store_dir, url, port, photos, extra ? extra : "", logpath);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
+	tu_daemon d = daemon_paths();
+	daemon_pid = tu_daemon_start(&d, extra);
 	tu_wait_ready("clipdexd", daemon_pid, status_answers, cli, logpath);
 }
 
@@ -582,13 +580,8 @@ test_concurrent_clients(void **state)
 static int
 run_cli(const char *args, char *out, size_t cap)
 {
-	char cmd[2048];
-	snprintf(cmd, sizeof(cmd), "%s/clipdex --url '%s' %s 2>&1", bindir, url,
-	    args);
-	int rc = tu_popen_read(cmd, out, cap);
-	if (rc != 0)    /* shown when a test did not expect it */
-		fprintf(stderr, "clipdex %s: exit %d: %.300s\n", args, rc, out);
-	return rc;
+	tu_daemon d = daemon_paths();
+	return tu_cli(&d, args, out, cap);
 }
 
 static void

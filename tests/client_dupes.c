@@ -810,7 +810,7 @@ test_brute_force(void **state)
 		memcpy(q[i], e + i * dim, sizeof(float) * (size_t)dim);
 	{
 		/* The example image, as the daemon embeds an upload (fast). */
-		clip_decode_opts dopt = { 0, info->preprocess.shortest_edge };
+		clip_decode_opts dopt = { 0, clip_preprocess_min_short(&info->preprocess) };
 		clip_image img;
 		size_t plane = 3 * (size_t)info->preprocess.crop_width *
 		    info->preprocess.crop_height;

@@ -249,4 +249,49 @@ tu_stop_child(pid_t pid)
 	return status;
 }
 
+/* A clipdexd for a suite: where its programs, model, store, socket, photos
+ * and log are.  http_port 0: no HTTP listener. */
+typedef struct tu_daemon {
+	const char *bindir, *model, *store, *url, *root, *log;
+	int http_port;
+} tu_daemon;
+
+/* Starts clipdexd (one thread, a 2 MiB request limit, the root, `extra`
+ * flags) with its output appended to d->log; returns its pid.  The caller
+ * waits for it (tu_wait_ready) and stops it (tu_stop_child). */
+static inline pid_t
+tu_daemon_start(const tu_daemon *d, const char *extra)
+{
+	char http[64] = "", cmd[8192];
+	if (d->http_port > 0)
+		snprintf(http, sizeof(http), "--http 127.0.0.1:%d", d->http_port);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		snprintf(cmd, sizeof(cmd), "exec %s/clipdexd --model '%s' --store "
+		    "'%s' --listen '%s' %s --root '%s' --threads 1 "
+		    "--max-request-bytes 2097152 %s >>'%s' 2>&1", d->bindir,
+		    d->model, d->store, d->url, http, d->root, extra ? extra : "",
+		    d->log);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Runs `clipdex --url URL ARGS` into out; returns its exit status, and
+ * prints the output when it is not 0 (shown when a test did not expect
+ * it). */
+static inline int
+tu_cli(const tu_daemon *d, const char *args, char *out, size_t cap)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd), "%s/clipdex --url '%s' %s 2>&1", d->bindir,
+	    d->url, args);
+	int rc = tu_popen_read(cmd, out, cap);
+	if (rc != 0)
+		fprintf(stderr, "clipdex %s: exit %d: %.300s\n", args, rc, out);
+	return rc;
+}
+
 #endif

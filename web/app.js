@@ -294,9 +294,14 @@ function buildRequest(st) {
     if (to !== null) filter.to = to;
   }
   if (Object.keys(filter).length) req.filter = filter;
-  if (st.min !== '') {
+  if (st.min !== '' && st.min.endsWith('%')) {
+    // a match probability: SigLIP models, text queries
+    const p = parseFloat(st.min.slice(0, -1));
+    if (!(p >= 0 && p <= 100)) throw new Error('the minimum probability is a percentage from 0% to 100%');
+    req.min_prob = p / 100;
+  } else if (st.min !== '') {
     const m = parseFloat(st.min);
-    if (!(m >= -1 && m <= 1)) throw new Error('the minimum score is a number from -1 to 1');
+    if (!(m >= -1 && m <= 1)) throw new Error('the minimum score is a number from -1 to 1, or a probability such as 50%');
     req.min_score = m;
   }
   return req;
@@ -368,6 +373,11 @@ function tile(h, rank) {
   const line = el('div', 'line');
   const score = el('span', 'score', h.score.toFixed(3));
   score.title = `rank ${rank}, cosine similarity`;
+  if (typeof h.prob === 'number') {
+    // SigLIP: a calibrated probability that the photo matches the text
+    score.textContent = `${(100 * h.prob).toFixed(h.prob < 0.1 ? 1 : 0)}%`;
+    score.title = `rank ${rank}, match probability ${(100 * h.prob).toFixed(2)}% (cosine ${h.score.toFixed(3)})`;
+  }
   const open = el('a', 'open', 'open');
   open.href = `/image/${h.id}`;
   open.target = '_blank';
