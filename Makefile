@@ -133,7 +133,8 @@ fuzz:
 	        build-fuzz/libcdx_common.a $(LDLIBS); \
 	    seeds=""; case $$n in \
 	        image_*) seeds=tests/fixtures/images ;; \
-	        tokenize_*) seeds="-dict=fuzz/tokenize.dict" ;; esac; \
+	        tokenize_*) seeds="-dict=fuzz/tokenize.dict" ;; \
+	        sptok_*) seeds="fuzz/sptok_seeds -dict=fuzz/sptok.dict" ;; esac; \
 	    mkdir -p build-fuzz/corpus-$$n; \
 	    echo "== $$n ($(FUZZ_SECONDS) s)"; \
 	    build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \

@@ -49,7 +49,8 @@ enum clip_tokenizer_kind {
 	CLIP_TOKENIZER_SIGLIP = 2,  /* SentencePiece unigram, spiece.model,
 	                               SiglipTokenizer's canonicalisation */
 	CLIP_TOKENIZER_GEMMA = 3,   /* SentencePiece BPE with byte fallback,
-	                               tokenizer.model (SigLIP2), lower-cased */
+	                               tokenizer.model (SigLIP2), lower-cased
+	                               character by character */
 };
 
 /* Loads the vocabulary built into the program (OpenAI's CLIP BPE merges,
@@ -76,15 +77,27 @@ int clip_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
  * `dir`: spiece.model (SigLIP: CLIP_TOKENIZER_SIGLIP) or tokenizer.model
  * (SigLIP2, the Gemma vocabulary: CLIP_TOKENIZER_GEMMA), with
  * tokenizer_config.json and special_tokens_map.json when present (the
- * special tokens, padding, BOS/EOS and model_max_length as transformers
- * reads them).  Texts are padded (and truncated) to context_len ids
- * (1..CLIP_CONTEXT_LEN), the model's text positions.  The model itself is
- * read by SentencePiece (Debian's libsentencepiece).  See
- * docs/TOKENIZER.md.  The caller owns *out.
- * Errors: CDX_ENOTFOUND (no tokenizer model in dir), CDX_EFORMAT (a
- * malformed or contradictory file: err names the file and field, e.g. a
- * model_max_length other than context_len, a pad or EOS token the model
- * lacks), CDX_EIO, CDX_EPERM, CDX_ENOMEM, CDX_EINVAL. */
+ * added and special tokens, add_bos_token/add_eos_token, do_lower_case,
+ * padding_side, truncation_side and model_max_length as transformers 4.x
+ * reads them: special_tokens_map.json only counts when
+ * tokenizer_config.json has no added_tokens_decoder).  tokenizer_config's
+ * tokenizer_class picks the kind (SiglipTokenizer; GemmaTokenizer or
+ * Siglip2Tokenizer, with or without "Fast"); without one, the model file
+ * that exists does, spiece.model first.  tokenizer.json is not read.
+ * Texts are padded (and truncated) to context_len ids (1..CLIP_CONTEXT_LEN),
+ * the model's text positions.  The model itself is read by SentencePiece
+ * (Debian's libsentencepiece).  See docs/TOKENIZER.md.  The caller owns
+ * *out.
+ * Errors: CDX_ENOTFOUND (no tokenizer model in dir, or not the one
+ * tokenizer_class needs: err names it), CDX_EFORMAT (a malformed or
+ * contradictory file: err names the file and field, e.g. a
+ * model_max_length other than context_len, a special token or an
+ * added_tokens_decoder entry that is not that piece of the model, a null
+ * pad token, an unknown tokenizer_class, a model libsentencepiece
+ * refuses), CDX_EINVAL (NULL dir or out, context_len out of range or not
+ * above the number of special tokens added per text), CDX_ETOOBIG (a
+ * model over 256 MiB, a JSON file over 16 MiB), CDX_EIO, CDX_EPERM,
+ * CDX_ENOMEM. */
 int clip_tokenizer_load_sentencepiece(const char *dir, int context_len,
     clip_tokenizer **out, cdx_error *err);
 
@@ -107,11 +120,16 @@ int clip_tokenizer_vocab_size(const clip_tokenizer *tok);
 
 /* Tokenizes `len` bytes of UTF-8 `text` into
  * clip_tokenizer_context_len(tok) ids.  SentencePiece tokenizers (SigLIP,
- * SigLIP2) do what transformers' SiglipTokenizer / the SigLIP2 processor
- * do (docs/TOKENIZER.md): canonicalise, encode, append EOS (and BOS where
- * the folder says so), truncate to the context and pad with the pad id;
- * *n_tokens gets the ids before the padding.  The CLIP BPE tokenizer works
- * exactly as OpenAI's CLIP tokenizer
+ * SigLIP2) do what transformers' SiglipTokenizer / SigLIP2's Gemma
+ * tokenizer do with padding="max_length", truncation=True (docs/
+ * TOKENIZER.md): lower-case, canonicalise (SigLIP), split on the added and
+ * special tokens, encode, truncate so that the special tokens fit, add EOS
+ * (SigLIP: unless the text ends with it; SigLIP2: add_eos_token) and BOS
+ * (add_bos_token), pad with the pad id (on the padding_side, right in the
+ * hub folders); *n_tokens gets the number of ids that are not padding
+ * (1..context length).  A literal special token in the text ("</s>",
+ * "<eos>") becomes that token, as in transformers.  The CLIP BPE tokenizer
+ * works exactly as OpenAI's CLIP tokenizer
  * does (HTML unescape, whitespace clean, lower-case, CLIP pre-tokenizer,
  * byte-level BPE).  Fills ids[0..CLIP_CONTEXT_LEN-1]: SOT, tokens, EOT, then
  * EOT padding (as Hugging Face pads); a text with more than 75 tokens is
@@ -120,12 +138,16 @@ int clip_tokenizer_vocab_size(const clip_tokenizer *tok);
  * A literal "<|startoftext|>" or "<|endoftext|>" in the text becomes that
  * special token, as in OpenAI's tokenizer.  ftfy is not applied (see
  * docs/TOKENIZER.md).  Thread-safe: any number of threads may share tok.
- * A few microseconds for a 77-token text; time is O(len log len) and the
- * scratch memory, freed before returning, about 20 bytes per byte of text
- * plus 52 per byte of its longest word.
+ * BPE: a few microseconds for a 77-token text; time is O(len log len) and
+ * the scratch memory, freed before returning, about 20 bytes per byte of
+ * text plus 52 per byte of its longest word.  SentencePiece: about 5
+ * microseconds for a short query; libsentencepiece takes 100 to 300 bytes
+ * per byte of text while it runs.
  * Errors: CDX_EUTF8 for invalid UTF-8 (err gives the byte offset),
  * CDX_EINVAL (NULL tok or ids, or NULL text with len > 0), CDX_ETOOBIG
- * (len over 256 MiB), CDX_ENOMEM. */
+ * (len over 256 MiB; over 64 KiB for the SentencePiece tokenizers, whose
+ * library's time grows with the square of a run of unknown characters),
+ * CDX_ENOMEM, CDX_EINTERNAL (libsentencepiece failed). */
 int clip_tokenize(const clip_tokenizer *tok, const char *text, size_t len,
     int32_t *ids, int *n_tokens, cdx_error *err);
 

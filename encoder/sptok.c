@@ -377,7 +377,8 @@ added_find_str(const sptok *t, const char *s)
 }
 
 /* Appends an added token (content copied).  The content must be a piece
- * of the model with that id. */
+ * of the model with that id.  Returns CDX_ENOMEM, or CDX_EFORMAT for
+ * content that is not UTF-8 (a piece of a damaged model). */
 static int
 added_push(sptok *t, const char *content, int32_t id, int lstrip,
     int rstrip, int single_word, int normalized, int special)
@@ -399,6 +400,11 @@ added_push(sptok *t, const char *content, int32_t id, int lstrip,
 	}
 	memcpy(a->content, content, len + 1);
 	a->ncps = utf8_cps(content, len, a->cps);
+	if (a->ncps == (size_t)-1 || a->ncps == 0) {
+		free(a->content);
+		free(a->cps);
+		return CDX_EFORMAT;
+	}
 	a->id = id;
 	a->lstrip = (unsigned char)lstrip;
 	a->rstrip = (unsigned char)rstrip;
@@ -539,10 +545,12 @@ load_added_decoder(sptok *t, const cJSON *dec, const char *path,
 				return cdx_error_set(err, CDX_EFORMAT,
 				    "%s: added_tokens_decoder: %ld is listed "
 				    "twice", path, id);
-		if (added_push(t, c->valuestring, (int32_t)id, lstrip, rstrip,
-		    single, norm, special))
-			return cdx_error_set(err, CDX_ENOMEM,
-			    "tokenizer: out of memory");
+		rc = added_push(t, c->valuestring, (int32_t)id, lstrip, rstrip,
+		    single, norm, special);
+		if (rc)
+			return cdx_error_set(err, rc, rc == CDX_ENOMEM ?
+			    "tokenizer: out of memory" : "%s: added_tokens_decoder: "
+			    "%ld is not UTF-8", path, id);
 	}
 	return 0;
 }
@@ -684,10 +692,12 @@ specials_add(sptok *t, const specials *s, const char *model_path,
 				return cdx_error_set(err, CDX_EFORMAT,
 				    "%s: %s '%.40s' is not a piece of %s",
 				    v->from, field, v->content, model_path);
-			if (added_push(t, v->content, id, v->lstrip, v->rstrip,
-			    v->single_word, v->normalized, 1))
-				return cdx_error_set(err, CDX_ENOMEM,
-				    "tokenizer: out of memory");
+			int rc = added_push(t, v->content, id, v->lstrip,
+			    v->rstrip, v->single_word, v->normalized, 1);
+			if (rc)
+				return cdx_error_set(err, rc, rc == CDX_ENOMEM ?
+				    "tokenizer: out of memory" : "%s: %s is not "
+				    "UTF-8", v->from, field);
 			a = (int32_t)t->nadded - 1;
 		}
 		if (!t->added[a].attr) {
@@ -1454,8 +1464,8 @@ sptok_tokenize(const sptok *t, const char *text, size_t len, int32_t *ids,
 		    "clip_tokenize: NULL argument");
 	if (len > SPTOK_MAX_TEXT)
 		return cdx_error_set(err, CDX_ETOOBIG, "clip_tokenize: text of "
-		    "%zu bytes is over the %u MiB limit of SentencePiece "
-		    "tokenizers", len, SPTOK_MAX_TEXT >> 20);
+		    "%zu bytes is over the %u KiB limit of SentencePiece "
+		    "tokenizers", len, SPTOK_MAX_TEXT >> 10);
 	a = malloc((len + 2) * sizeof(*a));
 	if (!a) {
 		rc = cdx_error_set(err, CDX_ENOMEM, "clip_tokenize: out of memory");

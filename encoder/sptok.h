@@ -23,10 +23,13 @@
 
 typedef struct sptok sptok;
 
-/* Longest text sptok_tokenize() accepts, in bytes.  SentencePiece keeps a
- * lattice of about a kilobyte per character of the text it encodes, so the
- * limit is lower than the CLIP tokenizer's. */
-#define SPTOK_MAX_TEXT (4u << 20)
+/* Longest text sptok_tokenize() accepts, in bytes.  libsentencepiece
+ * needs 100 to 300 bytes of memory per byte of text, and its unigram
+ * encoder's time grows with the square of a run of unknown characters
+ * (64 KiB of them: 0.2 s; 1 MiB: 44 s, in Python's binding too), so the
+ * limit is far below the CLIP tokenizer's.  A text keeps only its first
+ * context_len pieces anyway. */
+#define SPTOK_MAX_TEXT (64u << 10)
 
 /* Loads the tokenizer of the model folder `dir` (clip.h,
  * clip_tokenizer_load_sentencepiece(), says what is read and the errors).

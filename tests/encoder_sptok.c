@@ -649,13 +649,13 @@ test_invalid_utf8(void **state)
 	}
 }
 
-/* A megabyte of text, and one over the limit. */
+/* The longest text, and one over the limit (see SPTOK_MAX_TEXT). */
 static void
 test_long_texts(void **state)
 {
 	clip_tokenizer *toks[3] = { load(FIX "siglip", 64),
 		load(FIX "siglip2", 64), load(FIX "gemma-variant", 16) };
-	size_t len = 1u << 20;
+	size_t len = SPTOK_MAX_TEXT;
 	char *big = malloc(SPTOK_MAX_TEXT + 2);
 	(void)state;
 
@@ -670,12 +670,19 @@ test_long_texts(void **state)
 		    0);
 		assert_int_equal(n, clip_tokenizer_context_len(toks[t]));
 	}
-	memset(big, 'x', SPTOK_MAX_TEXT + 1);
+	/* The slowest kind of text: a run of characters the unigram model
+	 * does not know. */
+	memset(big, 'X', SPTOK_MAX_TEXT + 1);
 	{
 		int32_t ids[CLIP_CONTEXT_LEN];
 		cdx_error err = { 0 };
+		int n = 0;
+		assert_int_equal(clip_tokenize(toks[0], big, SPTOK_MAX_TEXT,
+		    ids, &n, &err), 0);
+		assert_int_equal(n, 3); /* "\u2581", <unk>, </s> */
 		assert_int_equal(clip_tokenize(toks[0], big, SPTOK_MAX_TEXT + 1,
 		    ids, NULL, &err), CDX_ETOOBIG);
+		assert_non_null(strstr(err.msg, "64 KiB"));
 	}
 	for (int t = 0; t < 3; t++)
 		clip_tokenizer_free(toks[t]);

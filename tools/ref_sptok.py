@@ -42,11 +42,14 @@ Fixtures written to tests/fixtures/spm/:
                   dummy prefix), the configs of the SigLIP2 hub folders
   siglip-variant/ spiece.model, a tokenizer_config.json without
                   added_tokens_decoder: do_lower_case false, 16 positions,
-                  padding on the left (class defaults for the tokens)
+                  padding on the left, split_special_tokens (class
+                  defaults for the tokens)
   gemma-variant/  tokenizer.model, legacy configs: special tokens from
                   special_tokens_map.json (EOS <end_of_turn>, pad
                   <unused0>), BOS and EOS added, 16 positions, padding and
                   truncation on the left
+  gemma-words/    tokenizer.model, added tokens with lstrip, rstrip and
+                  single_word; BOS, no EOS (GemmaTokenizer's defaults)
   corpus.jsonl    one {"hex": UTF-8 bytes, "text": ...} per line
   expected.jsonl  {"folder", "ctx", "i" (corpus line), "n", "ids"}: the
                   context_len ids clip_tokenize() must write for that text,
@@ -185,12 +188,20 @@ def train(tmp):
                               '<start_of_turn>', '<end_of_turn>'],
         num_threads=1, minloglevel=2)
     for folder, name, src in (('siglip', 'spiece.model', 'siglip'),
-                              ('siglip-variant', 'spiece.model', 'siglip'),
-                              ('siglip2', 'tokenizer.model', 'gemma'),
-                              ('gemma-variant', 'tokenizer.model', 'gemma')):
+                              ('siglip2', 'tokenizer.model', 'gemma')):
         os.makedirs(os.path.join(FIX, folder), exist_ok=True)
         shutil.copy(os.path.join(tmp, src + '.model'),
                     os.path.join(FIX, folder, name))
+
+
+def copy_models():
+    """The variants use the same models."""
+    for folder, src in (('siglip-variant', 'siglip/spiece.model'),
+                        ('gemma-variant', 'siglip2/tokenizer.model'),
+                        ('gemma-words', 'siglip2/tokenizer.model')):
+        os.makedirs(os.path.join(FIX, folder), exist_ok=True)
+        shutil.copy(os.path.join(FIX, src), os.path.join(
+            FIX, folder, os.path.basename(src)))
 
 
 # ---- The folders' configuration files ------------------------------------
@@ -271,7 +282,24 @@ def configs():
                 'do_lower_case': False,
                 'model_max_length': 16,
                 'padding_side': 'left',
+                'split_special_tokens': True,
                 'tokenizer_class': 'SiglipTokenizer',
+            },
+        },
+        'gemma-words': {
+            'tokenizer_config.json': {
+                'add_bos_token': True,
+                'added_tokens_decoder': dict(
+                    {str(i): t for i, t in gem.items() if i < 4},
+                    **{'4': dict(added('<mask>', lstrip=True,
+                                       special=False), single_word=True),
+                       '6': dict(added('<unused0>', rstrip=True),
+                                 single_word=True),
+                       '8': added('<start_of_turn>', lstrip=True,
+                                  rstrip=True)}),
+                'eos_token': '<eos>',
+                'pad_token': '<pad>',
+                'tokenizer_class': 'Siglip2Tokenizer',
             },
         },
         'gemma-variant': {
@@ -773,6 +801,9 @@ def corpus():
         '<bos> start', 'end <eos>', '<mask>', '<MASK>', 'the <mask> sat',
         '<start_of_turn>user', '<start_of_turn>user\nhi<end_of_turn>',
         '<unused0><unused1>', '[@BOS@]', '<s>', '< / s >',
+        'a<mask>b', 'word<mask> x', 'x <mask>word', '<mask><mask>',
+        'a <unused0>  b', '<unused0>x', 'x<unused0> y',
+        '  <start_of_turn>  hi  ', 'A</s>B', 'a  </s>  b  <unk>  c',
         '\u2581underline \u2581', 'under\u2581line', '\u2581</s>',
         '\u2581\u2581</s>\u2581', ' </s> ', '\t</s>\n',
         'lorem ipsum ' * 40,
@@ -812,6 +843,7 @@ RUNS = [  # (folder, kind, context lengths, which corpus lines)
     ('siglip2', 'gemma', [8], 150),
     ('siglip-variant', 'siglip', [16], 150),
     ('gemma-variant', 'gemma', [16], 150),
+    ('gemma-words', 'gemma', [16], None),
 ]
 
 
@@ -830,6 +862,7 @@ def main():
                 train('.')
             finally:
                 os.chdir(cwd)
+    copy_models()
     write_configs()
     texts = corpus()
     with open(os.path.join(FIX, 'corpus.jsonl'), 'w', encoding='utf-8') as f:
