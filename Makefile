@@ -35,7 +35,7 @@ CXXFLAGS += -std=c++17 $(WARN) $(OPT) $(SANFLAGS) -fPIC -pthread
 LDFLAGS  += $(SANFLAGS) -pthread
 # libfaiss.a is static and C++: it needs OpenBLAS, libgomp and libstdc++.
 LDLIBS   += -lfaiss -llmdb -lturbojpeg -lspng -lexif -lcjson -lnng -lxxhash \
-            -lsentencepiece -lopenblas -lgomp -lstdc++ -lz -lm
+            -lsentencepiece -ldnnl -lopenblas -lgomp -lstdc++ -lz -lm
 
 MODULES  := common store encoder indexer daemon client
 # Module -> archives it links, most dependent first.

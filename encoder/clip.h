@@ -277,8 +277,29 @@ int clip_preprocess_min_short(const clip_preprocess_cfg *cfg);
 
 typedef struct clip_model clip_model;
 
+/* The precision of the linear layers (every GEMM of both towers and the
+ * patch embedding; layer norms, softmax, GELU, residuals and attention
+ * stay float32).  docs/ENCODER.md, "Precision", has the measured cost of
+ * each. */
+enum clip_precision {
+	/* bf16 where the CPU multiplies bf16 natively (AVX512-BF16, AMX),
+	 * fp32 elsewhere: the fastest mode whose fidelity is guaranteed */
+	CLIP_PRECISION_AUTO = 0,
+	CLIP_PRECISION_FP32 = 1,   /* OpenBLAS SGEMM */
+	CLIP_PRECISION_BF16 = 2,   /* oneDNN: bf16 x bf16, fp32 accumulation */
+	CLIP_PRECISION_INT8 = 3,   /* oneDNN: s8 weights per output channel,
+	                              s8 activations per row (token); chosen
+	                              explicitly, never by auto */
+};
+
+/* "auto", "fp32", "bf16", "int8" ("?" for anything else). */
+const char *clip_precision_name(int precision);
+/* Parses one of those names into *out.  Errors: CDX_EINVAL. */
+int clip_precision_parse(const char *name, int *out);
+
 typedef struct clip_model_params {
 	int n_threads;         /* OpenBLAS threads; <= 0 means 1 */
+	int precision;         /* enum clip_precision; 0: auto */
 } clip_model_params;
 
 void clip_model_default_params(clip_model_params *p);
@@ -324,6 +345,13 @@ typedef struct clip_model_info {
 	float logit_scale, logit_bias;
 	int has_sigmoid;
 	clip_preprocess_cfg preprocess;
+	/* What runs: the precision in effect (never auto), and for bf16 and
+	 * int8 oneDNN's version, the ISA it dispatches to and the kernel its
+	 * matmul chose ("2.6.3 avx512_core_amx brg:avx512_core_amx_bf16");
+	 * "OpenBLAS" for fp32. */
+	int precision;
+	char kernels[128];
+	size_t weight_bytes;   /* resident bytes of every weight as loaded */
 } clip_model_info;
 
 /* The match probability of a text and an image whose embeddings have

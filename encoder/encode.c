@@ -23,6 +23,9 @@
 
 struct clip_ctx {
 	const clip_model *m;
+	gemm_ctx *g;               /* the GEMMs' primitives and scratch */
+	int grc;                   /* the first GEMM failure of a call */
+	cdx_error gerr;
 	int max_batch;
 	int text_rows, vis_rows;   /* row capacity of the big buffers */
 	float *x, *h, *attn;       /* rows x max width */
@@ -82,6 +85,11 @@ clip_ctx_new(const clip_model *m, int max_batch, clip_ctx **out,
 		return cdx_error_set(err, CDX_ENOMEM,
 		    "out of memory for a batch of %d images", max_batch);
 	}
+	int rc = gemm_ctx_new(m->engine, &c->g, err);
+	if (rc != 0) {
+		clip_ctx_free(c);
+		return rc;
+	}
 	c->seg_len = c->seg_off + npool;
 	c->seg_pool = c->seg_len + npool;
 	*out = c;
@@ -101,7 +109,31 @@ clip_ctx_free(clip_ctx *c)
 	free(c->col);
 	free(c->pooled);
 	free(c->seg_off);
+	gemm_ctx_free(c->g);
 	free(c);
+}
+
+/* Y[t][w.n] = X W^T + beta Y in the weight's precision; the first failure
+ * is kept for the encode call to return. */
+static void
+lin(clip_ctx *c, const float *x, const gemm_weight *w, float *y, int t,
+    float beta)
+{
+	if (c->grc == 0)
+		c->grc = gemm_run(c->g, x, w, y, t, beta, &c->gerr);
+}
+
+/* Returns the call's GEMM failure, if any, and clears it. */
+static int
+lin_status(clip_ctx *c, cdx_error *err)
+{
+	int rc = c->grc;
+	if (rc != 0) {
+		if (err != NULL)
+			*err = c->gerr;
+		c->grc = 0;
+	}
+	return rc;
 }
 
 /*
@@ -144,7 +176,7 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 		int last = l == cfg->layers - 1 && !pool_all;
 		ops_layernorm(x, pending, L->ln1_w, L->ln1_b, c->h, t, d,
 		    cfg->eps);
-		ops_linear(c->h, L->qkv_w, c->big, t, 3 * d, d, 0.0f);
+		lin(c, c->h, &L->qkv, c->big, t, 0.0f);
 		/* q's head_dim^-0.5 is folded into its weights at load */
 		ops_bias(c->big, L->qkv_b, t, 3 * d);
 		float *xs = x, *hs = c->h, *act = c->big;
@@ -175,12 +207,12 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 			xs = c->pooled;
 			rows = n_seg;
 		}
-		ops_linear(c->attn, L->out_w, xs, rows, d, d, 1.0f);
+		lin(c, c->attn, &L->out, xs, rows, 1.0f);
 		ops_layernorm(xs, L->out_b, L->ln2_w, L->ln2_b, hs, rows, d,
 		    cfg->eps);
-		ops_linear(hs, L->fc1_w, act, rows, m, d, 0.0f);
+		lin(c, hs, &L->fc1, act, rows, 0.0f);
 		ops_bias_act(act, L->fc1_b, rows, m, cfg->act);
-		ops_linear(act, L->fc2_w, xs, rows, d, m, 1.0f);
+		lin(c, act, &L->fc2, xs, rows, 1.0f);
 		pending = L->fc2_b;
 	}
 	if (pool_all)
@@ -204,7 +236,7 @@ map_head(clip_ctx *c, const clip_tower *tw, const float *x, int n, int seq)
 	int d = tw->cfg.width, m = tw->cfg.mlp;
 	size_t t = (size_t)n * seq;
 	float *kv = c->big;
-	ops_linear(x, h->kv_w, kv, (int)t, 2 * d, d, 0.0f);
+	lin(c, x, &h->kv, kv, (int)t, 0.0f);
 	ops_bias(kv, h->kv_b, (int)t, 2 * d);
 	for (int b = 0; b < n; b++) {
 		const float *kvb = kv + (size_t)b * seq * 2 * d;
@@ -212,27 +244,26 @@ map_head(clip_ctx *c, const clip_tower *tw, const float *x, int n, int seq)
 		    tw->cfg.heads, 1, seq, 0, c->attn + (size_t)b * d);
 	}
 	float *o = c->pooled;
-	ops_linear(c->attn, h->out_w, o, n, d, d, 0.0f);
+	lin(c, c->attn, &h->out, o, n, 0.0f);
 	ops_bias(o, h->out_b, n, d);
 	ops_layernorm(o, NULL, h->ln_w, h->ln_b, c->h, n, d, tw->cfg.eps);
 	float *act = c->big;
-	ops_linear(c->h, h->fc1_w, act, n, m, d, 0.0f);
+	lin(c, c->h, &h->fc1, act, n, 0.0f);
 	ops_bias_act(act, h->fc1_b, n, m, tw->cfg.act);
-	ops_linear(act, h->fc2_w, o, n, d, m, 1.0f);
+	lin(c, act, &h->fc2, o, n, 1.0f);
 	ops_bias(o, h->fc2_b, n, d);
 }
 
 /* CLIP's projection, SigLIP's text head (with bias), or SigLIP's image
  * embedding as it is; then unit length. */
 static void
-project(const clip_tower *tw, const float *pooled, int n, int embed,
-    float *out)
+project(clip_ctx *c, const clip_tower *tw, const float *pooled, int n,
+    int embed, float *out)
 {
-	const float *w = tw->proj != NULL ? tw->proj : tw->head_w;
-	if (w != NULL) {
-		ops_linear(pooled, w, out, n, embed, tw->cfg.width, 0.0f);
-		if (tw->head_b != NULL)
-			ops_bias(out, tw->head_b, n, embed);
+	if (tw->proj.n > 0) {
+		lin(c, pooled, &tw->proj, out, n, 0.0f);
+		if (tw->proj_b != NULL)
+			ops_bias(out, tw->proj_b, n, embed);
 	} else {
 		memcpy(out, pooled, (size_t)n * embed * sizeof(float));
 	}
@@ -308,10 +339,10 @@ clip_encode_text(clip_ctx *c, const int32_t *ids, int n, float *out,
 			ns++;
 		}
 		tower_run(c, tw, c->x, t, ns, clip, 0);
-		project(tw, c->pooled, ns, embed, out + (size_t)i0 * embed);
+		project(c, tw, c->pooled, ns, embed, out + (size_t)i0 * embed);
 		i0 += ns;
 	}
-	return 0;
+	return lin_status(c, err);
 }
 
 int
@@ -359,7 +390,7 @@ clip_encode_images(clip_ctx *c, const float *pixels, int n, float *out,
 		c->seg_len[b] = seq;
 		c->seg_pool[b] = 0;
 	}
-	ops_linear(c->col, tw->patch_w, c->x, t, d, pp, 0.0f);
+	lin(c, c->col, &tw->patch, c->x, t, 0.0f);
 	if (!cls) {
 		/* SigLIP: conv bias and position embeddings, no class token,
 		 * no pre-layernorm; the head pools over every token. */
@@ -370,8 +401,8 @@ clip_encode_images(clip_ctx *c, const float *pixels, int n, float *out,
 		}
 		tower_run(c, tw, c->x, t, n, 0, 1);
 		map_head(c, tw, c->x, n, seq);
-		project(tw, c->pooled, n, m->info.embed_dim, out);
-		return 0;
+		project(c, tw, c->pooled, n, m->info.embed_dim, out);
+		return lin_status(c, err);
 	}
 	for (int b = 0; b < n; b++) {
 		float *x = c->x + (size_t)b * seq * d;
@@ -382,6 +413,7 @@ clip_encode_images(clip_ctx *c, const float *pixels, int n, float *out,
 	ops_layernorm(c->x, NULL, tw->ln_pre_w, tw->ln_pre_b, c->x, t, d,
 	    tw->cfg.eps);
 	tower_run(c, tw, c->x, t, n, 0, 0);
-	project(tw, c->pooled, n, m->info.embed_dim, out);
+	project(c, tw, c->pooled, n, m->info.embed_dim, out);
+	return lin_status(c, err);
 	return 0;
 }

@@ -90,29 +90,34 @@ file_exists(const char *path)
 
 /* ---- weights ----------------------------------------------------------- */
 
+/* Parameters go to one of two float32 arenas: the linear layers' weights
+ * (LIN, packed into the model's precision after loading, then freed unless
+ * it is fp32) and everything else (PAR: norms, biases, embeddings). */
+enum { PAR = 0, LIN = 1 };
+
 typedef struct loader {
 	const st_file *st;
-	float *arena;      /* NULL in the checking pass */
-	size_t used;       /* floats reserved so far */
+	float *arena[2];   /* NULL in the checking pass */
+	size_t used[2];    /* floats reserved so far */
 	cdx_error *err;
 	int rc;            /* the first error */
 } loader;
 
-/* Reserves the floats of tensor `name`, which must have the given shape.
- * The first pass (no arena) checks every tensor and counts, so nothing big
- * is allocated for a file that does not match its config; the second
- * fills the slots.  Returns the slot (NULL in the first pass). */
+/* Reserves the floats of tensor `name` in arena a; it must have the given
+ * shape.  The first pass (no arenas) checks every tensor and counts, so
+ * nothing big is allocated for a file that does not match its config; the
+ * second fills the slots.  Returns the slot (NULL in the first pass). */
 static float *
-ld_take(loader *ld, const char *name, int ndim, const int64_t *shape)
+ld_take(loader *ld, int a, const char *name, int ndim, const int64_t *shape)
 {
 	size_t numel = 1;
 	for (int i = 0; i < ndim; i++)
 		numel *= (size_t)shape[i];
-	float *slot = ld->arena ? ld->arena + ld->used : NULL;
-	ld->used += numel;
+	float *slot = ld->arena[a] ? ld->arena[a] + ld->used[a] : NULL;
+	ld->used[a] += numel;
 	if (ld->rc != 0)
 		return slot;
-	if (ld->arena == NULL)
+	if (ld->arena[a] == NULL)
 		ld->rc = st_check(ld->st, name, ndim, shape, ld->err);
 	else
 		ld->rc = st_load_f32(ld->st, name, ndim, shape, slot, ld->err);
@@ -120,15 +125,33 @@ ld_take(loader *ld, const char *name, int ndim, const int64_t *shape)
 }
 
 #define SHAPE(...) (const int64_t[]){__VA_ARGS__}
-#define TAKE1(name, a) ld_take(ld, name, 1, SHAPE(a))
-#define TAKE2(name, a, b) ld_take(ld, name, 2, SHAPE(a, b))
+#define TAKE1(name, a) ld_take(ld, PAR, name, 1, SHAPE(a))
+#define TAKE2(name, a, b) ld_take(ld, PAR, name, 2, SHAPE(a, b))
 
-/* Reserves n floats of scratch in the arena (values computed at load). */
+/* A linear layer's weight [n][k] (tensor `name`, shape given by ndim and
+ * shape, n k floats), as float32 for now: gemm weight w. */
+static float *
+ld_lin(loader *ld, gemm_weight *w, const char *name, int ndim,
+    const int64_t *shape, int n, int k)
+{
+	float *slot = ld_take(ld, LIN, name, ndim, shape);
+	w->n = n;
+	w->k = k;
+	w->prec = GEMM_F32;
+	w->f32 = slot;
+	return slot;
+}
+
+#define LIN2(w, name, a, b) ld_lin(ld, w, name, 2, SHAPE(a, b), (int)(a), \
+	(int)(b))
+
+/* Reserves n floats of scratch in the parameter arena (values computed at
+ * load). */
 static float *
 ld_scratch(loader *ld, size_t n)
 {
-	float *slot = ld->arena ? ld->arena + ld->used : NULL;
-	ld->used += n;
+	float *slot = ld->arena[PAR] ? ld->arena[PAR] + ld->used[PAR] : NULL;
+	ld->used[PAR] += n;
 	return slot;
 }
 
@@ -140,25 +163,28 @@ ld_layers(loader *ld, clip_tower *tw, const char *pfx)
 	char name[192];
 	for (int i = 0; i < c->layers; i++) {
 		clip_layer dummy;
-		clip_layer *L = ld->arena ? &tw->layers[i] : &dummy;
+		clip_layer *L = ld->arena[PAR] ? &tw->layers[i] : &dummy;
 #define LNAME(what) (snprintf(name, sizeof(name), \
 	"%s.encoder.layers.%d.%s", pfx, i, what), name)
 		L->ln1_w = TAKE1(LNAME("layer_norm1.weight"), d);
 		L->ln1_b = TAKE1(LNAME("layer_norm1.bias"), d);
 		/* q, k, v land consecutively: the fused [3D][D] and [3D] */
-		L->qkv_w = TAKE2(LNAME("self_attn.q_proj.weight"), d, d);
-		TAKE2(LNAME("self_attn.k_proj.weight"), d, d);
-		TAKE2(LNAME("self_attn.v_proj.weight"), d, d);
+		ld_lin(ld, &L->qkv, LNAME("self_attn.q_proj.weight"), 2,
+		    SHAPE(d, d), (int)(3 * d), (int)d);
+		ld_take(ld, LIN, LNAME("self_attn.k_proj.weight"), 2,
+		    SHAPE(d, d));
+		ld_take(ld, LIN, LNAME("self_attn.v_proj.weight"), 2,
+		    SHAPE(d, d));
 		L->qkv_b = TAKE1(LNAME("self_attn.q_proj.bias"), d);
 		TAKE1(LNAME("self_attn.k_proj.bias"), d);
 		TAKE1(LNAME("self_attn.v_proj.bias"), d);
-		L->out_w = TAKE2(LNAME("self_attn.out_proj.weight"), d, d);
+		LIN2(&L->out, LNAME("self_attn.out_proj.weight"), d, d);
 		L->out_b = TAKE1(LNAME("self_attn.out_proj.bias"), d);
 		L->ln2_w = TAKE1(LNAME("layer_norm2.weight"), d);
 		L->ln2_b = TAKE1(LNAME("layer_norm2.bias"), d);
-		L->fc1_w = TAKE2(LNAME("mlp.fc1.weight"), m, d);
+		LIN2(&L->fc1, LNAME("mlp.fc1.weight"), m, d);
 		L->fc1_b = TAKE1(LNAME("mlp.fc1.bias"), m);
-		L->fc2_w = TAKE2(LNAME("mlp.fc2.weight"), d, m);
+		LIN2(&L->fc2, LNAME("mlp.fc2.weight"), d, m);
 		L->fc2_b = TAKE1(LNAME("mlp.fc2.bias"), d);
 #undef LNAME
 	}
@@ -174,8 +200,8 @@ ld_vision(loader *ld, clip_tower *tw, int family, int embed)
 	int64_t g = c->image_size / c->patch_size;
 	int siglip = family != CLIP_FAMILY_CLIP;
 	/* the conv weight [D][3][p][p] is the GEMM's [D][3 p p] */
-	tw->patch_w = ld_take(ld, "vision_model.embeddings.patch_embedding."
-	    "weight", 4, SHAPE(d, 3, p, p));
+	ld_lin(ld, &tw->patch, "vision_model.embeddings.patch_embedding."
+	    "weight", 4, SHAPE(d, 3, p, p), (int)d, (int)(3 * p * p));
 	tw->pos_emb = TAKE2("vision_model.embeddings.position_embedding.weight",
 	    g * g + (siglip ? 0 : 1), d);
 	if (siglip) {
@@ -191,28 +217,29 @@ ld_vision(loader *ld, clip_tower *tw, int family, int embed)
 	tw->ln_post_w = TAKE1("vision_model.post_layernorm.weight", d);
 	tw->ln_post_b = TAKE1("vision_model.post_layernorm.bias", d);
 	if (!siglip) {
-		tw->proj = TAKE2("visual_projection.weight", embed, d);
+		LIN2(&tw->proj, "visual_projection.weight", embed, d);
 		return;
 	}
 	clip_map_head *h = &tw->map;
 	/* probe, then in_proj: probe_q is computed from them at load */
-	float *probe = ld_take(ld, "vision_model.head.probe", 3,
+	float *probe = ld_take(ld, PAR, "vision_model.head.probe", 3,
 	    SHAPE(1, 1, d));
-	float *in_w = TAKE2("vision_model.head.attention.in_proj_weight",
-	    3 * d, d);
+	float *in_w = ld_take(ld, LIN,
+	    "vision_model.head.attention.in_proj_weight", 2, SHAPE(3 * d, d));
 	float *in_b = TAKE1("vision_model.head.attention.in_proj_bias", 3 * d);
-	h->out_w = TAKE2("vision_model.head.attention.out_proj.weight", d, d);
+	LIN2(&h->out, "vision_model.head.attention.out_proj.weight", d, d);
 	h->out_b = TAKE1("vision_model.head.attention.out_proj.bias", d);
 	h->ln_w = TAKE1("vision_model.head.layernorm.weight", d);
 	h->ln_b = TAKE1("vision_model.head.layernorm.bias", d);
-	h->fc1_w = TAKE2("vision_model.head.mlp.fc1.weight", m, d);
+	LIN2(&h->fc1, "vision_model.head.mlp.fc1.weight", m, d);
 	h->fc1_b = TAKE1("vision_model.head.mlp.fc1.bias", m);
-	h->fc2_w = TAKE2("vision_model.head.mlp.fc2.weight", d, m);
+	LIN2(&h->fc2, "vision_model.head.mlp.fc2.weight", d, m);
 	h->fc2_b = TAKE1("vision_model.head.mlp.fc2.bias", d);
 	float *q = ld_scratch(ld, (size_t)d);
-	if (ld->arena == NULL || ld->rc != 0)
+	if (ld->arena[PAR] == NULL || ld->rc != 0)
 		return;
-	h->kv_w = in_w + d * d;
+	h->kv = (gemm_weight){.n = (int)(2 * d), .k = (int)d,
+	    .prec = GEMM_F32, .f32 = in_w + d * d};
 	h->kv_b = in_b + d;
 	/* The probe is the same for every image, so its query is too:
 	 * q = (probe Wq^T + bq) * head_dim^-0.5, once. */
@@ -238,10 +265,10 @@ ld_text(loader *ld, clip_tower *tw, int family, int embed)
 	tw->ln_post_w = TAKE1("text_model.final_layer_norm.weight", d);
 	tw->ln_post_b = TAKE1("text_model.final_layer_norm.bias", d);
 	if (family == CLIP_FAMILY_CLIP) {
-		tw->proj = TAKE2("text_projection.weight", embed, d);
+		LIN2(&tw->proj, "text_projection.weight", embed, d);
 	} else {
-		tw->head_w = TAKE2("text_model.head.weight", embed, d);
-		tw->head_b = TAKE1("text_model.head.bias", embed);
+		LIN2(&tw->proj, "text_model.head.weight", embed, d);
+		tw->proj_b = TAKE1("text_model.head.bias", embed);
 	}
 }
 
@@ -304,6 +331,112 @@ load_logits(clip_model *m, const st_file *st, cdx_error *err)
 	return 0;
 }
 
+/* Calls fn on every linear layer's weight of the model (those loaded). */
+static void
+model_linears(clip_model *m, void (*fn)(gemm_weight *, void *), void *arg)
+{
+	clip_tower *towers[2] = {&m->text, &m->vision};
+	for (int i = 0; i < 2; i++) {
+		clip_tower *tw = towers[i];
+		gemm_weight *ws[6] = {&tw->proj, &tw->patch, &tw->map.kv,
+		    &tw->map.out, &tw->map.fc1, &tw->map.fc2};
+		for (int l = 0; tw->layers != NULL && l < tw->cfg.layers; l++) {
+			clip_layer *L = &tw->layers[l];
+			gemm_weight *lw[4] = {&L->qkv, &L->out, &L->fc1,
+			    &L->fc2};
+			for (int j = 0; j < 4; j++)
+				if (lw[j]->n > 0)
+					fn(lw[j], arg);
+		}
+		for (int j = 0; j < 6; j++)
+			if (ws[j]->n > 0)
+				fn(ws[j], arg);
+	}
+}
+
+/* The precision a weight is packed at under the model's precision. */
+static int
+weight_prec(int precision)
+{
+	switch (precision) {
+	case CLIP_PRECISION_BF16:
+		return GEMM_BF16;
+	case CLIP_PRECISION_INT8:
+		return GEMM_S8;
+	default:
+		return GEMM_F32;
+	}
+}
+
+struct pack_arg {
+	const gemm_engine *e;
+	int prec;
+	cdx_error *err;
+	int rc;
+};
+
+static void
+pack_one(gemm_weight *w, void *arg)
+{
+	struct pack_arg *a = arg;
+	if (a->rc == 0)
+		a->rc = gemm_weight_init(w, a->e, w->f32, w->n, w->k, a->prec,
+		    a->err);
+}
+
+static void
+add_bytes(gemm_weight *w, void *arg)
+{
+	*(size_t *)arg += w->packed_bytes + (w->scale != NULL ?
+	    (size_t)w->n * sizeof(float) : 0);
+}
+
+static void
+release_one(gemm_weight *w, void *arg)
+{
+	(void)arg;
+	gemm_weight_release(w);
+}
+
+/* Packs every linear weight at the model's precision (oneDNN for bf16 and
+ * int8) and frees their float32 copies; fp32 keeps them as they are. */
+static int
+pack_linears(clip_model *m, cdx_error *err)
+{
+	clip_model_info *in = &m->info;
+	int prec = weight_prec(in->precision);
+	if (prec == GEMM_F32) {
+		snprintf(in->kernels, sizeof(in->kernels), "OpenBLAS");
+		return 0;
+	}
+	int rc = gemm_engine_new(&m->engine, err);
+	if (rc != 0)
+		return rc;
+	struct pack_arg a = {m->engine, prec, err, 0};
+	model_linears(m, pack_one, &a);
+	if (a.rc != 0)
+		return a.rc;
+	free(m->lin);
+	m->lin = NULL;
+	m->lin_floats = 0;
+	/* Which kernel oneDNN's matmul picks for these weights. */
+	gemm_ctx *g = NULL;
+	const gemm_weight *w = &m->text.layers[0].fc1;
+	float *x = calloc((size_t)w->k, sizeof(float));
+	float *y = malloc(sizeof(float) * (size_t)w->n);
+	if (x == NULL || y == NULL)
+		rc = cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	if (rc == 0 && (rc = gemm_ctx_new(m->engine, &g, err)) == 0 &&
+	    (rc = gemm_run(g, x, w, y, 1, 0.0f, err)) == 0)
+		snprintf(in->kernels, sizeof(in->kernels), "oneDNN %s %s %s",
+		    gemm_onednn_version(), gemm_cpu_isa_name(),
+		    gemm_ctx_impl(g));
+	free(x);
+	free(y);
+	gemm_ctx_free(g);
+	return rc;
+}
+
 static int
 load_weights(clip_model *m, const st_file *st, cdx_error *err)
 {
@@ -318,19 +451,22 @@ load_weights(clip_model *m, const st_file *st, cdx_error *err)
 	int rc = load_logits(m, st, err);
 	if (rc != 0)
 		return rc;
-	size_t total = ld.used;
+	size_t total = ld.used[PAR], lin = ld.used[LIN];
 	m->text.layers = calloc((size_t)m->text.cfg.layers, sizeof(clip_layer));
 	m->vision.layers = calloc((size_t)m->vision.cfg.layers,
 	    sizeof(clip_layer));
 	m->arena = malloc(total * sizeof(float));
+	m->lin = malloc(lin * sizeof(float));
 	if (m->text.layers == NULL || m->vision.layers == NULL ||
-	    m->arena == NULL)
+	    m->arena == NULL || m->lin == NULL)
 		return cdx_error_set(err, CDX_ENOMEM,
 		    "out of memory for %zu MiB of weights",
-		    total * sizeof(float) >> 20);
+		    (total + lin) * sizeof(float) >> 20);
 	m->arena_floats = total;
-	ld.arena = m->arena;
-	ld.used = 0;
+	m->lin_floats = lin;
+	ld.arena[PAR] = m->arena;
+	ld.arena[LIN] = m->lin;
+	ld.used[PAR] = ld.used[LIN] = 0;
 	ld_text(&ld, &m->text, fam, embed);
 	ld_vision(&ld, &m->vision, fam, embed);
 	if (ld.rc != 0)
@@ -346,7 +482,7 @@ load_weights(clip_model *m, const st_file *st, cdx_error *err)
 		size_t d = (size_t)c->width;
 		float s = 1.0f / sqrtf((float)(c->width / c->heads));
 		for (int l = 0; l < c->layers; l++) {
-			float *w = (float *)towers[i]->layers[l].qkv_w;
+			float *w = (float *)towers[i]->layers[l].qkv.f32;
 			float *b = (float *)towers[i]->layers[l].qkv_b;
 			for (size_t k = 0; k < d * d; k++)
 				w[k] *= s;
@@ -354,7 +490,7 @@ load_weights(clip_model *m, const st_file *st, cdx_error *err)
 				b[k] *= s;
 		}
 	}
-	return 0;
+	return pack_linears(m, err);
 }
 
 /* ---- tokenizer ---------------------------------------------------------- */
@@ -542,6 +678,16 @@ clip_model_load(const char *dir, const clip_model_params *params,
 		    sizeof(m->info.name) - 1);
 	}
 	memcpy(m->info.name, base, strlen(base) + 1);
+	m->info.precision = params->precision;
+	if (m->info.precision == CLIP_PRECISION_AUTO)
+		m->info.precision = gemm_cpu_has_bf16() ? CLIP_PRECISION_BF16 :
+		    CLIP_PRECISION_FP32;
+	if (m->info.precision < CLIP_PRECISION_FP32 ||
+	    m->info.precision > CLIP_PRECISION_INT8) {
+		free(m);
+		return cdx_error_set(err, CDX_EINVAL, "clip_model_load: unknown "
+		    "precision %d", params->precision);
+	}
 
 	clip_config cfg;
 	int rc = load_json_configs(m, real, &cfg, err);
@@ -565,6 +711,10 @@ clip_model_load(const char *dir, const clip_model_params *params,
 	rc = load_tokenizer(m, real, &cfg, err);
 	if (rc != 0)
 		goto out_free_model;
+	size_t bytes = (m->arena_floats + m->lin_floats) * sizeof(float) +
+	    m->tok_table_bytes;
+	model_linears(m, add_bytes, &bytes);
+	m->info.weight_bytes = bytes;
 
 	openblas_set_num_threads(params->n_threads > 0 ? params->n_threads :
 	    1);
@@ -582,11 +732,43 @@ clip_model_free(clip_model *m)
 	if (m == NULL)
 		return;
 	clip_tokenizer_free(m->tok);
+	model_linears(m, release_one, NULL);
+	gemm_engine_free(m->engine);
 	free(m->text.layers);
 	free(m->vision.layers);
 	free(m->arena);
+	free(m->lin);
 	free(m->tok_table);
 	free(m);
+}
+
+const char *
+clip_precision_name(int precision)
+{
+	switch (precision) {
+	case CLIP_PRECISION_AUTO:
+		return "auto";
+	case CLIP_PRECISION_FP32:
+		return "fp32";
+	case CLIP_PRECISION_BF16:
+		return "bf16";
+	case CLIP_PRECISION_INT8:
+		return "int8";
+	default:
+		return "?";
+	}
+}
+
+int
+clip_precision_parse(const char *name, int *out)
+{
+	for (int p = CLIP_PRECISION_AUTO; p <= CLIP_PRECISION_INT8; p++) {
+		if (name != NULL && strcmp(name, clip_precision_name(p)) == 0) {
+			*out = p;
+			return 0;
+		}
+	}
+	return CDX_EINVAL;
 }
 
 const char *

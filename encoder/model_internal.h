@@ -11,6 +11,7 @@
 
 #include "common/cdx.h"
 #include "encoder/clip.h"
+#include "encoder/gemm.h"
 
 /* ---- safetensors (safetensors.c) -------------------------------------- */
 
@@ -97,13 +98,19 @@ int clip_preprocess_parse(const char *json, size_t len, const char *path,
 
 /* ---- the model (model.c) ---------------------------------------------- */
 
+/* The linear layers' weights (gemm_weight) are in the model's precision;
+ * every other parameter is float32 in the model's arena. */
 typedef struct clip_layer {
 	const float *ln1_w, *ln1_b;
-	const float *qkv_w, *qkv_b;  /* q, k, v rows stacked: [3D][D], [3D] */
-	const float *out_w, *out_b;  /* [D][D], [D] */
+	gemm_weight qkv;             /* q, k, v rows stacked: [3D][D] */
+	const float *qkv_b;          /* [3D] */
+	gemm_weight out;             /* [D][D] */
+	const float *out_b;
 	const float *ln2_w, *ln2_b;
-	const float *fc1_w, *fc1_b;  /* [M][D], [M] */
-	const float *fc2_w, *fc2_b;  /* [D][M], [D] */
+	gemm_weight fc1;             /* [M][D] */
+	const float *fc1_b;
+	gemm_weight fc2;             /* [D][M] */
+	const float *fc2_b;
 } clip_layer;
 
 /* SigLIP's attention-pooling ("MAP") head: a learned probe attends over
@@ -112,10 +119,13 @@ typedef struct clip_layer {
 typedef struct clip_map_head {
 	const float *probe_q;        /* [D]: (probe Wq^T + bq) * hd^-0.5,
 	                                computed once at load */
-	const float *kv_w, *kv_b;    /* in_proj's k|v rows: [2D][D], [2D] */
-	const float *out_w, *out_b;  /* [D][D], [D] */
+	gemm_weight kv;              /* in_proj's k|v rows: [2D][D] */
+	const float *kv_b;           /* [2D] */
+	gemm_weight out;             /* [D][D] */
+	const float *out_b;
 	const float *ln_w, *ln_b;
-	const float *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+	gemm_weight fc1, fc2;
+	const float *fc1_b, *fc2_b;
 } clip_map_head;
 
 typedef struct clip_tower {
@@ -124,15 +134,16 @@ typedef struct clip_tower {
 	const float *pos_emb;        /* [positions][D] */
 	const float *ln_pre_w, *ln_pre_b;    /* CLIP vision only */
 	const float *ln_post_w, *ln_post_b;  /* final / post layer norm */
-	const float *proj;           /* CLIP: [E][D], no bias */
-	const float *head_w, *head_b;  /* SigLIP text: [E][D], [E] */
+	gemm_weight proj;            /* CLIP's projection or SigLIP's text
+	                                head, [E][D]; n == 0: none */
+	const float *proj_b;         /* SigLIP text head's bias, or NULL */
 	/* text: the token table, kept in its stored dtype (a Gemma table is
 	 * 256k rows) and widened a row at a time */
 	const uint8_t *tok_emb;      /* [vocab][D] elements of tok_dtype */
 	int tok_dtype;               /* ST_F32, ST_F16 or ST_BF16 */
 	/* vision */
 	const float *class_emb;      /* CLIP: [D] */
-	const float *patch_w;        /* [D][3 * p * p] */
+	gemm_weight patch;           /* [D][3 * p * p] */
 	const float *patch_b;        /* SigLIP: [D] */
 	clip_map_head map;           /* SigLIP vision */
 } clip_tower;
@@ -141,18 +152,18 @@ struct clip_model {
 	clip_model_info info;
 	clip_tokenizer *tok;
 	clip_tower text, vision;
-	float *arena;                /* every weight but the token table,
-	                                float32 */
+	gemm_engine *engine;         /* oneDNN's, for bf16 and int8 */
+	float *arena;                /* the parameters other than linear
+	                                weights and the token table, float32 */
 	size_t arena_floats;
+	float *lin;                  /* the linear weights in float32: kept
+	                                for fp32, freed once packed */
+	size_t lin_floats;
 	uint8_t *tok_table;          /* the token table's bytes */
 	size_t tok_table_bytes;
 };
 
 /* ---- kernels (ops.c) -------------------------------------------------- */
-
-/* Y[T][N] = X[T][K] * W[N][K]^T + beta * Y (W is a Linear's [out][in]). */
-void ops_linear(const float *x, const float *w, float *y, int t, int n, int k,
-    float beta);
 
 /* For each of t rows of x (stride d): if bias, x += bias; then
  * y = layernorm(x) * w + b.  y may equal x. */

@@ -20,14 +20,6 @@
 #define OPS_X86 0
 #endif
 
-void
-ops_linear(const float *x, const float *w, float *y, int t, int n, int k,
-    float beta)
-{
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, n, k, 1.0f,
-	    x, k, w, k, beta, y, n);
-}
-
 /* ---- portable versions ------------------------------------------------ */
 
 static void

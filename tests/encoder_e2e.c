@@ -52,7 +52,10 @@ setup(void **state)
 	snprintf(dir, sizeof(dir), "/tmp/cdx-e2e-XXXXXX");
 	if (mkdtemp(dir) == NULL || tm_write_model(&r, dir) != 0)
 		return -1;
-	if (clip_model_load(dir, NULL, &model, &err) != 0) {
+	clip_model_params mp;
+	clip_model_default_params(&mp);
+	mp.precision = CLIP_PRECISION_FP32;   /* held to the reference */
+	if (clip_model_load(dir, &mp, &model, &err) != 0) {
 		fprintf(stderr, "clip_model_load: %s\n", err.msg);
 		return -1;
 	}

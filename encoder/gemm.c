@@ -1,0 +1,520 @@
+/*
+ * gemm.c - the linear layers' GEMMs in fp32 (OpenBLAS), bf16 and int8
+ * (oneDNN matmul; Debian's libdnnl, which picks AMX, AVX512-BF16/VNNI,
+ * AVX2 or SSE kernels at run time).
+ *
+ * Weights are packed once, at load, in the layout oneDNN's matmul chooses
+ * for a representative batch (256 rows); every later primitive is created
+ * for that layout, whatever its row count, so the packed weights serve
+ * all of them (oneDNN picks the same kernel family for any M; tested).
+ * Primitives depend on the row count, so each gemm_ctx keeps the ones it
+ * made, keyed by (precision, n, k, rows, beta): layers of one shape share
+ * them, and oneDNN's own primitive cache makes a re-creation cheap.
+ */
+#include "encoder/gemm.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The batch whose preferred weight layout is the one weights are packed
+ * in. */
+#define GEMM_PACK_ROWS 256
+/* Primitives a gemm_ctx keeps (a full cache starts over). */
+#define GEMM_CACHE 64
+
+struct gemm_engine {
+	dnnl_engine_t eng;
+};
+
+typedef struct prim_entry {
+	int prec, n, k, t, beta;
+	dnnl_primitive_t prim;
+	dnnl_memory_t src, wei, dst, pad;
+} prim_entry;
+
+struct gemm_ctx {
+	const gemm_engine *e;
+	dnnl_stream_t stream;
+	prim_entry cache[GEMM_CACHE];
+	int n_cache;
+	void *xq;               /* the activations, converted */
+	size_t xq_cap;
+	int32_t *acc;           /* s32 results */
+	size_t acc_cap;
+	float *rscale;          /* per-row activation scales */
+	size_t rscale_cap;
+	void *pad;              /* oneDNN's scratchpad */
+	size_t pad_cap;
+	char impl[64];
+};
+
+static int
+dnnl_fail(cdx_error *err, dnnl_status_t s, const char *what)
+{
+	return cdx_error_set(err, s == dnnl_out_of_memory ? CDX_ENOMEM :
+	    CDX_EINTERNAL, "oneDNN: %s failed (status %d)", what, (int)s);
+}
+
+#define DNNL_TRY(call, what) do { \
+	dnnl_status_t s_ = (call); \
+	if (s_ != dnnl_success) { \
+		rc = dnnl_fail(err, s_, what); \
+		goto out; \
+	} \
+} while (0)
+
+/* ---- the CPU ----------------------------------------------------------- */
+
+int
+gemm_cpu_has_bf16(void)
+{
+	dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+	return ((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) ==
+	    (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+}
+
+const char *
+gemm_cpu_isa_name(void)
+{
+	switch (dnnl_get_effective_cpu_isa()) {
+	case dnnl_cpu_isa_avx512_core_amx:
+		return "avx512_core_amx";
+	case dnnl_cpu_isa_avx512_core_bf16:
+		return "avx512_core_bf16";
+	case dnnl_cpu_isa_avx512_core_vnni:
+		return "avx512_core_vnni";
+	case dnnl_cpu_isa_avx512_core:
+		return "avx512_core";
+	case dnnl_cpu_isa_avx2_vnni:
+		return "avx2_vnni";
+	case dnnl_cpu_isa_avx2:
+		return "avx2";
+	case dnnl_cpu_isa_avx:
+		return "avx";
+	case dnnl_cpu_isa_sse41:
+		return "sse41";
+	default:
+		return "other";
+	}
+}
+
+const char *
+gemm_onednn_version(void)
+{
+	static char buf[32];
+	const dnnl_version_t *v = dnnl_version();
+	/* the same string every time: a benign race */
+	snprintf(buf, sizeof(buf), "%d.%d.%d", v->major, v->minor, v->patch);
+	return buf;
+}
+
+int
+gemm_engine_new(gemm_engine **out, cdx_error *err)
+{
+	gemm_engine *e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	dnnl_status_t s = dnnl_engine_create(&e->eng, dnnl_cpu, 0);
+	if (s != dnnl_success) {
+		free(e);
+		return dnnl_fail(err, s, "creating the CPU engine");
+	}
+	*out = e;
+	return 0;
+}
+
+void
+gemm_engine_free(gemm_engine *e)
+{
+	if (e == NULL)
+		return;
+	dnnl_engine_destroy(e->eng);
+	free(e);
+}
+
+/* ---- conversions ------------------------------------------------------- */
+
+/* float32 to bfloat16, rounding to nearest even. */
+static void
+to_bf16(const float *x, uint16_t *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u;
+		memcpy(&u, &x[i], sizeof(u));
+		u += 0x7fffu + ((u >> 16) & 1u);
+		y[i] = (uint16_t)(u >> 16);
+	}
+}
+
+/* Symmetric int8 of n values with scale amax / 127 (1 for a zero row):
+ * q = round(x / scale) in [-127, 127].  Returns the scale. */
+static float
+to_s8(const float *x, int8_t *q, int n)
+{
+	float amax = 0.0f;
+	for (int i = 0; i < n; i++) {
+		float a = fabsf(x[i]);
+		amax = a > amax ? a : amax;
+	}
+	float scale = amax > 0.0f ? amax / 127.0f : 1.0f;
+	float inv = 1.0f / scale;
+	for (int i = 0; i < n; i++) {
+		float v = x[i] * inv;
+		v += v >= 0.0f ? 0.5f : -0.5f;
+		v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+		q[i] = (int8_t)v;
+	}
+	return scale;
+}
+
+static dnnl_data_type_t
+src_type(int prec)
+{
+	return prec == GEMM_S8 ? dnnl_s8 : dnnl_bf16;
+}
+
+static dnnl_data_type_t
+dst_type(int prec)
+{
+	return prec == GEMM_S8 ? dnnl_s32 : dnnl_f32;
+}
+
+/* The matmul descriptor for t rows; wmd NULL asks for the layout oneDNN
+ * prefers.  Weights are K x N: the row-major [n][k] W is "ba". */
+static dnnl_status_t
+matmul_desc(dnnl_matmul_desc_t *md, int prec, int n, int k, int t,
+    const dnnl_memory_desc_t *wmd)
+{
+	dnnl_memory_desc_t a, b, c;
+	dnnl_dims_t ad = {t, k}, bd = {k, n}, cd = {t, n};
+	dnnl_status_t s;
+	if ((s = dnnl_memory_desc_init_by_tag(&a, 2, ad, src_type(prec),
+	    dnnl_ab)) != dnnl_success ||
+	    (s = dnnl_memory_desc_init_by_tag(&c, 2, cd, dst_type(prec),
+	    dnnl_ab)) != dnnl_success)
+		return s;
+	if (wmd == NULL) {
+		if ((s = dnnl_memory_desc_init_by_tag(&b, 2, bd, src_type(prec),
+		    dnnl_format_tag_any)) != dnnl_success)
+			return s;
+		wmd = &b;
+	}
+	return dnnl_matmul_desc_init(md, &a, wmd, NULL, &c);
+}
+
+/* ---- weights ----------------------------------------------------------- */
+
+int
+gemm_weight_init(gemm_weight *w, const gemm_engine *e, const float *src,
+    int n, int k, int prec, cdx_error *err)
+{
+	int rc = 0;
+	dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+	dnnl_primitive_t reorder = NULL;
+	dnnl_memory_t from = NULL, to = NULL;
+	dnnl_stream_t stream = NULL;
+	void *plain = NULL;
+
+	memset(w, 0, sizeof(*w));
+	w->n = n;
+	w->k = k;
+	w->prec = prec;
+	if (prec == GEMM_F32) {
+		w->f32 = src;
+		return 0;
+	}
+	size_t numel = (size_t)n * k, esz = prec == GEMM_S8 ? 1 : 2;
+	plain = malloc(numel * esz);
+	w->md = malloc(sizeof(dnnl_memory_desc_t));
+	if (plain == NULL || w->md == NULL || (prec == GEMM_S8 &&
+	    (w->scale = malloc(sizeof(float) * (size_t)n)) == NULL)) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "out of memory packing "
+		    "a %dx%d weight", n, k);
+		goto out;
+	}
+	if (prec == GEMM_S8) {
+		/* per output channel: row j of W */
+		for (int j = 0; j < n; j++)
+			w->scale[j] = to_s8(src + (size_t)j * k,
+			    (int8_t *)plain + (size_t)j * k, k);
+	} else {
+		to_bf16(src, plain, numel);
+	}
+	dnnl_matmul_desc_t md;
+	DNNL_TRY(matmul_desc(&md, prec, n, k, GEMM_PACK_ROWS, NULL),
+	    "matmul_desc_init");
+	DNNL_TRY(dnnl_primitive_desc_create(&pd, &md, NULL, e->eng, NULL),
+	    "matmul primitive_desc_create");
+	*(dnnl_memory_desc_t *)w->md = *dnnl_primitive_desc_query_md(pd,
+	    dnnl_query_weights_md, 0);
+	dnnl_memory_desc_t pmd;
+	dnnl_dims_t bd = {k, n};
+	DNNL_TRY(dnnl_memory_desc_init_by_tag(&pmd, 2, bd, src_type(prec),
+	    dnnl_ba), "memory_desc_init");
+	w->packed_bytes = dnnl_memory_desc_get_size(w->md);
+	w->packed = malloc(w->packed_bytes);
+	if (w->packed == NULL) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "out of memory packing "
+		    "a %dx%d weight", n, k);
+		goto out;
+	}
+	DNNL_TRY(dnnl_memory_create(&from, &pmd, e->eng, plain),
+	    "memory_create");
+	DNNL_TRY(dnnl_memory_create(&to, w->md, e->eng, w->packed),
+	    "memory_create");
+	DNNL_TRY(dnnl_reorder_primitive_desc_create(&rpd, &pmd, e->eng, w->md,
+	    e->eng, NULL), "reorder primitive_desc_create");
+	DNNL_TRY(dnnl_primitive_create(&reorder, rpd), "reorder create");
+	DNNL_TRY(dnnl_stream_create(&stream, e->eng,
+	    dnnl_stream_default_flags), "stream_create");
+	dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+	DNNL_TRY(dnnl_primitive_execute(reorder, stream, 2, args),
+	    "reorder execute");
+	DNNL_TRY(dnnl_stream_wait(stream), "stream_wait");
+out:
+	dnnl_stream_destroy(stream);
+	dnnl_primitive_destroy(reorder);
+	dnnl_primitive_desc_destroy(rpd);
+	dnnl_primitive_desc_destroy(pd);
+	dnnl_memory_destroy(from);
+	dnnl_memory_destroy(to);
+	free(plain);
+	if (rc != 0)
+		gemm_weight_release(w);
+	return rc;
+}
+
+void
+gemm_weight_release(gemm_weight *w)
+{
+	if (w == NULL)
+		return;
+	free(w->packed);
+	free(w->scale);
+	free(w->md);
+	memset(w, 0, sizeof(*w));
+}
+
+/* ---- contexts ---------------------------------------------------------- */
+
+int
+gemm_ctx_new(const gemm_engine *e, gemm_ctx **out, cdx_error *err)
+{
+	gemm_ctx *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	c->e = e;
+	if (e != NULL) {
+		dnnl_status_t s = dnnl_stream_create(&c->stream, e->eng,
+		    dnnl_stream_default_flags);
+		if (s != dnnl_success) {
+			free(c);
+			return dnnl_fail(err, s, "stream_create");
+		}
+	}
+	*out = c;
+	return 0;
+}
+
+static void
+entry_clear(prim_entry *p)
+{
+	dnnl_primitive_destroy(p->prim);
+	dnnl_memory_destroy(p->src);
+	dnnl_memory_destroy(p->wei);
+	dnnl_memory_destroy(p->dst);
+	dnnl_memory_destroy(p->pad);
+	memset(p, 0, sizeof(*p));
+}
+
+void
+gemm_ctx_free(gemm_ctx *c)
+{
+	if (c == NULL)
+		return;
+	for (int i = 0; i < c->n_cache; i++)
+		entry_clear(&c->cache[i]);
+	dnnl_stream_destroy(c->stream);
+	free(c->xq);
+	free(c->acc);
+	free(c->rscale);
+	free(c->pad);
+	free(c);
+}
+
+const char *
+gemm_ctx_impl(const gemm_ctx *c)
+{
+	return c != NULL ? c->impl : "";
+}
+
+/* Grows *buf to at least need bytes (contents not kept). */
+static int
+grow(void **buf, size_t *cap, size_t need, cdx_error *err)
+{
+	if (need <= *cap)
+		return 0;
+	void *p = malloc(need);
+	if (p == NULL)
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory for a "
+		    "%zu-byte GEMM buffer", need);
+	free(*buf);
+	*buf = p;
+	*cap = need;
+	return 0;
+}
+
+/* The primitive for (w's precision and shape, t rows, beta), made on
+ * first use; its memory objects get the call's pointers. */
+static int
+get_prim(gemm_ctx *c, const gemm_weight *w, int t, int beta,
+    prim_entry **out, cdx_error *err)
+{
+	int rc = 0;
+	for (int i = 0; i < c->n_cache; i++) {
+		prim_entry *p = &c->cache[i];
+		if (p->prec == w->prec && p->n == w->n && p->k == w->k &&
+		    p->t == t && p->beta == beta) {
+			*out = p;
+			return 0;
+		}
+	}
+	if (c->n_cache == GEMM_CACHE) {
+		for (int i = 0; i < c->n_cache; i++)
+			entry_clear(&c->cache[i]);
+		c->n_cache = 0;
+	}
+	prim_entry *p = &c->cache[c->n_cache];
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_primitive_attr_t attr = NULL;
+	dnnl_post_ops_t ops = NULL;
+	dnnl_matmul_desc_t md;
+	const gemm_engine *e = c->e;
+
+	DNNL_TRY(dnnl_primitive_attr_create(&attr), "primitive_attr_create");
+	DNNL_TRY(dnnl_primitive_attr_set_scratchpad_mode(attr,
+	    dnnl_scratchpad_mode_user), "set_scratchpad_mode");
+	if (beta && w->prec == GEMM_BF16) {
+		/* the residual: y += x W^T */
+		DNNL_TRY(dnnl_post_ops_create(&ops), "post_ops_create");
+		DNNL_TRY(dnnl_post_ops_append_sum(ops, 1.0f), "append_sum");
+		DNNL_TRY(dnnl_primitive_attr_set_post_ops(attr, ops),
+		    "set_post_ops");
+	}
+	DNNL_TRY(matmul_desc(&md, w->prec, w->n, w->k, t, w->md),
+	    "matmul_desc_init");
+	DNNL_TRY(dnnl_primitive_desc_create(&pd, &md, attr, e->eng, NULL),
+	    "matmul primitive_desc_create");
+	const char *impl = "";
+	dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+	snprintf(c->impl, sizeof(c->impl), "%s", impl);
+	const dnnl_memory_desc_t *pad = dnnl_primitive_desc_query_md(pd,
+	    dnnl_query_scratchpad_md, 0);
+	size_t pad_bytes = pad != NULL ? dnnl_memory_desc_get_size(pad) : 0;
+	if ((rc = grow(&c->pad, &c->pad_cap, pad_bytes + 64, err)) != 0)
+		goto out;
+	DNNL_TRY(dnnl_primitive_create(&p->prim, pd), "matmul create");
+	DNNL_TRY(dnnl_memory_create(&p->src, dnnl_primitive_desc_query_md(pd,
+	    dnnl_query_src_md, 0), e->eng, DNNL_MEMORY_NONE), "memory_create");
+	DNNL_TRY(dnnl_memory_create(&p->wei, w->md, e->eng, DNNL_MEMORY_NONE),
+	    "memory_create");
+	DNNL_TRY(dnnl_memory_create(&p->dst, dnnl_primitive_desc_query_md(pd,
+	    dnnl_query_dst_md, 0), e->eng, DNNL_MEMORY_NONE), "memory_create");
+	if (pad_bytes > 0)
+		DNNL_TRY(dnnl_memory_create(&p->pad, pad, e->eng,
+		    DNNL_MEMORY_NONE), "memory_create");
+	p->prec = w->prec;
+	p->n = w->n;
+	p->k = w->k;
+	p->t = t;
+	p->beta = beta;
+	c->n_cache++;
+	*out = p;
+out:
+	if (rc != 0 && p->prim != NULL)
+		entry_clear(p);
+	dnnl_primitive_desc_destroy(pd);
+	dnnl_post_ops_destroy(ops);
+	dnnl_primitive_attr_destroy(attr);
+	return rc;
+}
+
+static int
+run_prim(gemm_ctx *c, prim_entry *p, void *src, const void *wei, void *dst,
+    cdx_error *err)
+{
+	int rc = 0;
+	dnnl_exec_arg_t args[4];
+	int n = 0;
+	DNNL_TRY(dnnl_memory_set_data_handle(p->src, src), "set_data_handle");
+	DNNL_TRY(dnnl_memory_set_data_handle(p->wei, (void *)wei),
+	    "set_data_handle");
+	DNNL_TRY(dnnl_memory_set_data_handle(p->dst, dst), "set_data_handle");
+	args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, p->src};
+	args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, p->wei};
+	args[n++] = (dnnl_exec_arg_t){DNNL_ARG_DST, p->dst};
+	if (p->pad != NULL) {
+		DNNL_TRY(dnnl_memory_set_data_handle(p->pad, c->pad),
+		    "set_data_handle");
+		args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->pad};
+	}
+	DNNL_TRY(dnnl_primitive_execute(p->prim, c->stream, n, args),
+	    "matmul execute");
+	DNNL_TRY(dnnl_stream_wait(c->stream), "stream_wait");
+out:
+	return rc;
+}
+
+int
+gemm_run(gemm_ctx *c, const float *x, const gemm_weight *w, float *y, int t,
+    float beta, cdx_error *err)
+{
+	int rc, n = w->n, k = w->k;
+	size_t tk = (size_t)t * k, tn = (size_t)t * n;
+	prim_entry *p;
+
+	if (t <= 0)
+		return 0;
+	if (w->prec == GEMM_F32) {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, n, k,
+		    1.0f, x, k, w->f32, k, beta, y, n);
+		return 0;
+	}
+	if (w->prec == GEMM_BF16) {
+		if ((rc = grow(&c->xq, &c->xq_cap, tk * 2, err)) != 0 ||
+		    (rc = get_prim(c, w, t, beta != 0.0f, &p, err)) != 0)
+			return rc;
+		to_bf16(x, c->xq, tk);
+		return run_prim(c, p, c->xq, w->packed, y, err);
+	}
+	/* int8: rows quantised on the fly, s32 results dequantised with the
+	 * row's and the output channel's scales */
+	if ((rc = grow(&c->xq, &c->xq_cap, tk, err)) != 0 ||
+	    (rc = grow((void **)&c->acc, &c->acc_cap, tn * sizeof(int32_t),
+	    err)) != 0 ||
+	    (rc = grow((void **)&c->rscale, &c->rscale_cap, (size_t)t *
+	    sizeof(float), err)) != 0 ||
+	    (rc = get_prim(c, w, t, 0, &p, err)) != 0)
+		return rc;
+	for (int i = 0; i < t; i++)
+		c->rscale[i] = to_s8(x + (size_t)i * k, (int8_t *)c->xq +
+		    (size_t)i * k, k);
+	if ((rc = run_prim(c, p, c->xq, w->packed, c->acc, err)) != 0)
+		return rc;
+	for (int i = 0; i < t; i++) {
+		const int32_t *a = c->acc + (size_t)i * n;
+		float *yr = y + (size_t)i * n, s = c->rscale[i];
+		if (beta != 0.0f) {
+			for (int j = 0; j < n; j++)
+				yr[j] += (float)a[j] * s * w->scale[j];
+		} else {
+			for (int j = 0; j < n; j++)
+				yr[j] = (float)a[j] * s * w->scale[j];
+		}
+	}
+	return 0;
+}
