@@ -26,6 +26,7 @@
 #include "client/clipdex.h"
 #include "common/cdx.h"
 #include "daemon/daemon.h"
+#include "common/threads.h"
 #include "encoder/clip.h"
 #include "store/store.h"
 #include "tests/testmodel.h"
@@ -284,7 +285,7 @@ main(int argc, char **argv)
 	/* Bare: encoder + store in this process. */
 	clip_model_params mp;
 	clip_model_default_params(&mp);
-	mp.n_threads = threads;
+	cdx_threads_set(threads);
 	clip_model *m = NULL;
 	clip_ctx *ctx = NULL;
 	if (clip_model_load(model_dir, &mp, &m, &err) != 0 ||

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/threads.h"
 #include "encoder/clip.h"
 
 #define N_K 3
@@ -241,7 +242,7 @@ main(int argc, char **argv)
 
 	clip_model_params mp;
 	clip_model_default_params(&mp);
-	mp.n_threads = threads;
+	cdx_threads_set(threads);
 	clip_model *m;
 	clip_ctx *ctx;
 	cdx_error err;

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "common/cdx.h"
+#include "common/threads.h"
 #include "daemon/daemon.h"
 
 static void
@@ -56,6 +57,10 @@ main(int argc, char **argv)
 		return 2;
 	}
 	cdx_log_set(log_stderr, NULL, cfg.log_level);
+	/* The libraries' thread counts, for the whole process, before any
+	 * thread starts. */
+	int threads = cdx_threads_set(cfg.threads);
+	cdx_log(CDX_LOG_INFO, "%d threads for OpenBLAS and oneDNN", threads);
 
 	/* Every thread started from here on inherits the blocked signals; this
 	 * thread takes them with sigwait. */

@@ -47,7 +47,9 @@ typedef struct srv_config {
 	int n_roots;
 	char *token;                /* required from non-loopback TCP/HTTP */
 	char *index_kind;           /* store index kind ("auto") */
-	int threads;                /* OpenBLAS/FAISS threads (0: all cores) */
+	int threads;                /* OpenBLAS/OpenMP threads (0: all cores);
+	                               main() sets them (common/threads.h) */
+	int precision;              /* enum clip_precision (0: auto) */
 	int workers;                /* query workers (default 2) */
 	int reembed;                /* accept a store made by another model */
 	int log_level;              /* CDX_LOG_* */

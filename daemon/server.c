@@ -828,10 +828,14 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 	}
 
 	clip_model_default_params(&mp);
-	mp.n_threads = c->threads;
+	mp.precision = c->precision;
 	if ((rc = clip_model_load(c->model_dir, &mp, &s->model, err)) != 0)
 		goto fail;
 	s->info = clip_model_get_info(s->model);
+	cdx_log(CDX_LOG_INFO, "encoder: %s (asked for %s), %s, weights %.1f "
+	    "MB", clip_precision_name(s->info->precision),
+	    clip_precision_name(c->precision), s->info->kernels,
+	    (double)s->info->weight_bytes / 1e6);
 	cdx_log(CDX_LOG_INFO, "model %s (%s): %d-d embeddings, %dx%d images, "
 	    "%d-token texts%s", s->info->id, clip_family_name(s->info->family),
 	    s->info->embed_dim, s->info->image_size, s->info->image_size,
@@ -854,10 +858,6 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 		    c->store_dir, (unsigned long long)st.images, st.index_kind,
 		    st.rebuilt_on_open ? " (rebuilt from the records)" : "");
 	}
-	/* The store sets FAISS' and OpenBLAS' threads process-wide when it
-	 * opens; the encoder's choice is the same number. */
-	if (c->threads > 0)
-		openblas_set_num_threads(c->threads);
 	roots_load(s);
 
 	s->n_workers = c->workers > 0 ? c->workers : 2;

@@ -14,9 +14,9 @@
  *  - A clip_ctx (scratch buffers for encoding) belongs to one thread at a
  *    time.  Each worker creates its own.
  *  - Image decoding and preprocessing functions are reentrant.
- *  - OpenBLAS threads: clip_model_load() sets OpenBLAS' thread count to
- *    params->n_threads (a process-wide setting); the encoder starts no
- *    threads of its own beyond those.
+ *  - Threads: the encoder starts none of its own and sets no thread count;
+ *    OpenBLAS (fp32) and oneDNN on OpenMP (bf16, int8) run with the
+ *    counts the program's main() set (common/threads.h).
  */
 #ifndef CLIP_H
 #define CLIP_H
@@ -298,7 +298,6 @@ const char *clip_precision_name(int precision);
 int clip_precision_parse(const char *name, int *out);
 
 typedef struct clip_model_params {
-	int n_threads;         /* OpenBLAS threads; <= 0 means 1 */
 	int precision;         /* enum clip_precision; 0: auto */
 } clip_model_params;
 

@@ -26,7 +26,6 @@ clip_model_default_params(clip_model_params *p)
 	if (p == NULL)
 		return;
 	memset(p, 0, sizeof(*p));
-	p->n_threads = 1;
 }
 
 /* Reads a whole small file; *data is NUL-terminated and owned by the
@@ -716,8 +715,6 @@ clip_model_load(const char *dir, const clip_model_params *params,
 	model_linears(m, add_bytes, &bytes);
 	m->info.weight_bytes = bytes;
 
-	openblas_set_num_threads(params->n_threads > 0 ? params->n_threads :
-	    1);
 	*out = m;
 	return 0;
 

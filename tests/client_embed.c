@@ -55,12 +55,16 @@ run(const char *args, char *out, size_t cap)
 }
 
 static void
-library_embedding(const char *image, const char *text, int exact, float *e)
+library_embedding_at(const char *image, const char *text, int exact,
+    int precision, float *e)
 {
 	clip_model *m = NULL;
 	clip_ctx *ctx = NULL;
+	clip_model_params mp;
 	cdx_error err;
-	assert_int_equal(clip_model_load(dir, NULL, &m, &err), 0);
+	clip_model_default_params(&mp);
+	mp.precision = precision;
+	assert_int_equal(clip_model_load(dir, &mp, &m, &err), 0);
 	assert_int_equal(clip_ctx_new(m, 1, &ctx, &err), 0);
 	const clip_model_info *info = clip_model_get_info(m);
 	if (image != NULL) {
@@ -82,6 +86,12 @@ library_embedding(const char *image, const char *text, int exact, float *e)
 	}
 	clip_ctx_free(ctx);
 	clip_model_free(m);
+}
+
+static void
+library_embedding(const char *image, const char *text, int exact, float *e)
+{
+	library_embedding_at(image, text, exact, CLIP_PRECISION_AUTO, e);
 }
 
 static void
@@ -149,6 +159,57 @@ test_embed_errors(void **state)
 	assert_int_equal(run("embed --text x", out, sizeof(out)), 2);
 }
 
+static char *
+stderr_text(void)
+{
+	static char err[4096];
+	FILE *f = fopen("/tmp/cdx-embed-stderr", "r");
+	assert_non_null(f);
+	size_t n = fread(err, 1, sizeof(err) - 1, f);
+	err[n] = '\0';
+	fclose(f);
+	return err;
+}
+
+static void
+test_embed_precision(void **state)
+{
+	char args[1024], out[65536];
+	float e[16];
+	const char *a = "tests/fixtures/e2e/photo.jpg";
+	const char *b = "tests/fixtures/images/j_base.jpg";
+	(void)state;
+
+	/* --precision: the library's embedding at that precision, and what
+	 * runs named on stderr */
+	library_embedding_at(NULL, "a dog on a beach", 0, CLIP_PRECISION_INT8,
+	    e);
+	snprintf(args, sizeof(args), "embed --model %s --precision int8 "
+	    "--text 'a dog on a beach'", dir);
+	assert_int_equal(run(args, out, sizeof(out)), 0);
+	check_line(out, e, 16);
+	assert_non_null(strstr(stderr_text(), "precision int8 (oneDNN"));
+	snprintf(args, sizeof(args), "embed --model %s --precision fp16 "
+	    "--text x", dir);
+	assert_int_equal(run(args, out, sizeof(out)), 2);
+
+	/* --compare-precision: a line per input, the overlap per text, a
+	 * summary */
+	snprintf(args, sizeof(args), "embed --model %s --compare-precision "
+	    "bf16 --image %s --image %s --text 'a dog'", dir, a, b);
+	assert_int_equal(run(args, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "bf16 against fp32"));
+	char *img_a = strstr(out, a), *txt = strstr(out, "a dog");
+	assert_non_null(img_a);
+	assert_non_null(strstr(out, b));
+	assert_non_null(txt);
+	assert_non_null(strstr(out, " 2/2 "));
+	char *sum = strstr(out, "3 inputs: worst cosine ");
+	assert_non_null(sum);
+	double worst = atof(sum + strlen("3 inputs: worst cosine "));
+	assert_true(worst > 0.999 && worst <= 1.0);
+}
+
 static void
 test_tokenize_known_ids(void **state)
 {
@@ -175,6 +236,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_embed_matches_library),
 		cmocka_unit_test(test_embed_errors),
+		cmocka_unit_test(test_embed_precision),
 		cmocka_unit_test(test_tokenize_known_ids),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

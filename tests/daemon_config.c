@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "encoder/clip.h"
 
 static int
 parse(srv_config *c, cdx_error *err, ...)
@@ -40,6 +41,7 @@ test_defaults_and_flags(void **state)
 	    0);
 	assert_string_equal(c.model_dir, "/m");
 	assert_int_equal(c.workers, 2);
+	assert_int_equal(c.precision, CLIP_PRECISION_AUTO);
 	assert_int_equal(c.n_listen, 0);
 	assert_int_equal(c.max_request_bytes, (size_t)32 << 20);
 	srv_config_free(&c);
@@ -47,7 +49,9 @@ test_defaults_and_flags(void **state)
 	assert_int_equal(parse(&c, &err, "--model=/m", "--store", "/s",
 	    "--listen", "ipc:///tmp/a.sock", "--listen", "tcp://127.0.0.1:9",
 	    "--root", "/tmp/", "--threads", "3", "--log-level", "debug",
-	    "--reembed", "--max-pixels", "1000", NULL), 0);
+	    "--reembed", "--max-pixels", "1000", "--precision", "int8", NULL),
+	    0);
+	assert_int_equal(c.precision, CLIP_PRECISION_INT8);
 	assert_int_equal(c.n_listen, 2);
 	assert_string_equal(c.roots[0], "/tmp");       /* canonical */
 	assert_int_equal(c.threads, 3);
@@ -70,6 +74,10 @@ test_errors_are_clear(void **state)
 	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s",
 	    "--threads", "zero", NULL), CDX_EINVAL);
 	assert_non_null(strstr(err.msg, "threads"));
+	srv_config_free(&c);
+	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--precision", "fp16", NULL), CDX_EINVAL);
+	assert_non_null(strstr(err.msg, "precision"));
 	srv_config_free(&c);
 	assert_int_equal(parse(&c, &err, "--model", "/m", "--colour", "red",
 	    NULL), CDX_EINVAL);

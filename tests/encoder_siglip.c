@@ -242,7 +242,6 @@ check_recipe(const char *recipe_name)
 
 	clip_model_params params;
 	clip_model_default_params(&params);
-	params.n_threads = 1;
 	params.precision = CLIP_PRECISION_FP32;   /* exact: the reference */
 	clip_model *m = NULL;
 	cdx_error err = {0};

@@ -381,7 +381,6 @@ group_setup(void **state)
 	if (tm_write_model(&r, model_dir) != 0)
 		return -1;
 	clip_model_default_params(&mp);
-	mp.n_threads = 1;
 	return clip_model_load(model_dir, &mp, &model, NULL);
 }
 
