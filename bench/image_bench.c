@@ -7,6 +7,9 @@
  * Prints the median of several runs for decode only and decode+preprocess,
  * the fast/exact ratio against the target (fast >= 5x faster than exact for
  * the 12 MP photo), and how far fast-mode pixels are from exact mode.
+ * Then the same 12 MP photo saved baseline and progressive: exact mode,
+ * fast mode decoding every scan ("before": clip_jpeg_skip_scans(0)) and
+ * fast mode decoding only the scans the scaled IDCT needs ("after").
  * Single-threaded, like one indexing worker.
  */
 #include <math.h>
@@ -18,6 +21,7 @@
 #include <turbojpeg.h>
 
 #include "encoder/clip.h"
+#include "encoder/image_internal.h"
 
 static double
 now_ms(void)
@@ -36,7 +40,7 @@ cmp_double(const void *a, const void *b)
 
 /* Smooth shapes plus sensor-like noise, so the JPEG has realistic entropy. */
 static unsigned char *
-make_jpeg(int w, int h, unsigned long *size)
+make_jpeg(int w, int h, int flags, unsigned long *size)
 {
 	unsigned char *rgb = malloc((size_t)w * h * 3), *jpeg = NULL;
 	uint32_t seed = 12345;
@@ -61,7 +65,7 @@ make_jpeg(int w, int h, unsigned long *size)
 	}
 	tjhandle tj = tjInitCompress();
 	if (tj == NULL || tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &jpeg, size,
-	    TJSAMP_420, 90, 0) != 0) {
+	    TJSAMP_420, 90, flags) != 0) {
 		fprintf(stderr, "image_bench: compress: %s\n",
 		    tjGetErrorStr2(tj));
 		jpeg = NULL;
@@ -165,7 +169,7 @@ bench(const char *label, int w, int h, int runs, int check_target)
 		    CLIP_RESAMPLE_BICUBIC, 384 },
 	};
 	unsigned long size = 0;
-	unsigned char *jpeg = make_jpeg(w, h, &size);
+	unsigned char *jpeg = make_jpeg(w, h, 0, &size);
 	if (jpeg == NULL)
 		return 1;
 	printf("%s (%dx%d, %.1f MB JPEG q90 4:2:0)\n", label, w, h,
@@ -184,12 +188,95 @@ bench(const char *label, int w, int h, int runs, int check_target)
 	return 0;
 }
 
+/* Decodes once in fast mode; *out holds the image, *used and *total the
+ * scans decoded. */
+static void
+decode_once(const unsigned char *jpeg, unsigned long size, int min_short,
+    clip_image *out, int *used, int *total)
+{
+	clip_decode_opts o = { .max_pixels = 0, .min_short = min_short };
+	cdx_error err;
+	if (clip_image_decode(jpeg, size, &o, out, &err) != 0) {
+		fprintf(stderr, "image_bench: %s\n", err.msg);
+		exit(1);
+	}
+	clip_jpeg_last_scans(total, used);
+}
+
+/* Baseline against progressive, one preprocessing setting: exact, fast
+ * decoding every scan (before), fast decoding the needed scans (after). */
+static void
+bench_progressive(const unsigned char *const jpeg[2],
+    const unsigned long size[2], int runs, const clip_preprocess_cfg *cfg,
+    const char *label)
+{
+	static const char *kind[2] = { "baseline", "progressive" };
+	size_t n = 3 * (size_t)cfg->crop_width * cfg->crop_height;
+	float *out = malloc(n * sizeof(float));
+	int ms = clip_preprocess_min_short(cfg);
+	if (out == NULL)
+		exit(1);
+	printf("  %s (fast: min_short %d), decode+preproc\n", label, ms);
+	for (int k = 0; k < 2; k++) {
+		clip_image before, after;
+		int used_b, used_a, total;
+		clip_jpeg_skip_scans(0);
+		double exact = time_it(jpeg[k], size[k], 0, cfg, out, runs);
+		double fb = time_it(jpeg[k], size[k], ms, cfg, out, runs);
+		decode_once(jpeg[k], size[k], ms, &before, &used_b, &total);
+		clip_jpeg_skip_scans(1);
+		double fa = time_it(jpeg[k], size[k], ms, cfg, out, runs);
+		decode_once(jpeg[k], size[k], ms, &after, &used_a, &total);
+		int same = before.width == after.width &&
+		    before.height == after.height && memcmp(before.rgb,
+		    after.rgb, (size_t)after.width * after.height * 3) == 0;
+		printf("    %-11s  exact %7.2f ms   fast before %7.2f ms (%d of "
+		    "%d scans)   after %7.2f ms (%d of %d)   %.1fx%s\n", kind[k],
+		    exact, fb, used_b, total, fa, used_a, total, fb / fa,
+		    same ? "" : "   PIXELS DIFFER");
+		clip_image_free(&before);
+		clip_image_free(&after);
+	}
+	free(out);
+}
+
+static int
+bench_scans(int w, int h, int runs)
+{
+	static const clip_preprocess_cfg clip = {
+		.mode = CLIP_RESIZE_SHORTEST_CROP,
+		.resample = CLIP_RESAMPLE_BICUBIC, .shortest_edge = 224,
+		.crop_width = 224, .crop_height = 224,
+		.mean = { 0.48145466f, 0.4578275f, 0.40821073f },
+		.std = { 0.26862954f, 0.26130258f, 0.27577711f } };
+	static const clip_preprocess_cfg squash384 = {
+		.mode = CLIP_RESIZE_SQUASH, .resample = CLIP_RESAMPLE_BICUBIC,
+		.crop_width = 384, .crop_height = 384,
+		.mean = { 0.5f, 0.5f, 0.5f }, .std = { 0.5f, 0.5f, 0.5f } };
+	unsigned char *jpeg[2];
+	unsigned long size[2];
+	jpeg[0] = make_jpeg(w, h, 0, &size[0]);
+	jpeg[1] = make_jpeg(w, h, TJFLAG_PROGRESSIVE, &size[1]);
+	if (jpeg[0] == NULL || jpeg[1] == NULL)
+		return 1;
+	printf("12 MP photo, baseline (%.1f MB) and progressive (%.1f MB, "
+	    "libjpeg's simple progression)\n", size[0] / 1e6, size[1] / 1e6);
+	bench_progressive((const unsigned char *const *)jpeg, size, runs,
+	    &clip, "CLIP crop 224 bicubic (1/8 scale)");
+	bench_progressive((const unsigned char *const *)jpeg, size, runs,
+	    &squash384, "SigLIP squash 384 bicubic (2/8 scale)");
+	tjFree(jpeg[0]);
+	tjFree(jpeg[1]);
+	return 0;
+}
+
 int
 main(void)
 {
 	printf("image_bench: median of runs, 1 thread\n");
 	if (bench("12 MP photo", 4000, 3000, 5, 1) != 0 ||
-	    bench("2 MP photo", 1920, 1080, 9, 0) != 0)
+	    bench("2 MP photo", 1920, 1080, 9, 0) != 0 ||
+	    bench_scans(4000, 3000, 7) != 0)
 		return 1;
 	return 0;
 }

@@ -2,17 +2,22 @@
  * indexer_bench.c - end-to-end indexing rate against the ideal.
  *
  * Writes a ViT-B/32-shaped model (random weights) and folders of
- * photo-like JPEGs (12 MP and 2 MP, quality 90), then, in the same run:
+ * photo-like JPEGs (2 MP, and 12 MP saved both baseline and progressive,
+ * quality 90), then, in the same run:
  *   decode  CPU seconds per image of read + decode (fast mode) + preprocess,
- *           one thread;
+ *           one thread (progressive: also with every scan decoded, as
+ *           before scan skipping);
  *   encode  the encoder alone on already-decoded tensors: images per second
  *           and CPU seconds per image (OpenBLAS on every core);
- *   ideal   cores / (encode CPU s + decode CPU s) per image;
+ *   ideal   cores / (encode CPU s + decode CPU s) per image (CPU ideal),
+ *           and min(encoder rate, decode rate x cores), decode rate being
+ *           1 / decode CPU s (stage ideal);
  *   index   the indexer (watch_add on the folder, fresh store): images/s.
  * and finally the resident memory at the start and end of a scan of many
  * small files (tiny model), which should not grow with the number of files.
  *
- * usage: indexer_bench [N12 N2 NSMALL]   (default 12 32 20000)
+ * usage: indexer_bench [N12 N2 NSMALL [PRECISION]]
+ *        (default 12 32 20000 auto; PRECISION: auto, fp32, bf16, int8)
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -26,6 +31,8 @@
 #include <cblas.h>
 #include <turbojpeg.h>
 
+#include "common/threads.h"
+#include "encoder/image_internal.h"
 #include "indexer/indexer.h"
 #include "tests/testmodel.h"
 
@@ -79,9 +86,10 @@ rss_kib(void)
 	return rss_kib_file(NULL);
 }
 
-/* Photo-like pixels: smooth light, a horizon, textured regions, noise. */
+/* Photo-like pixels: smooth light, a horizon, textured regions, noise;
+ * flags: TurboJPEG's (0 or TJFLAG_PROGRESSIVE). */
 static int
-write_photo(const char *path, int w, int h, unsigned seed)
+write_photo(const char *path, int w, int h, unsigned seed, int flags)
 {
 	unsigned char *rgb = malloc((size_t)w * h * 3), *jpeg = NULL;
 	unsigned long len = 0;
@@ -112,7 +120,7 @@ write_photo(const char *path, int w, int h, unsigned seed)
 		}
 	}
 	int rc = tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &jpeg, &len, TJSAMP_420,
-	    90, 0);
+	    90, flags);
 	free(rgb);
 	tjDestroy(tj);
 	if (rc != 0)
@@ -295,9 +303,30 @@ query_thread(void *arg)
 	return NULL;
 }
 
+/* Read + decode + preprocess of every file on this thread: CPU seconds
+ * per image; the tensors go to px. */
+static double
+decode_cpu(char **files, int n, const clip_decode_opts *dopt,
+    const clip_preprocess_cfg *pp, float *px, size_t plane)
+{
+	cdx_error err;
+	double c0 = thread_cpu_s();
+	for (int i = 0; i < n; i++) {
+		clip_image img;
+		if (clip_image_load(files[i], dopt, &img, &err) != 0 ||
+		    clip_image_preprocess(&img, pp, px + plane * (size_t)i,
+		    &err) != 0) {
+			fprintf(stderr, "%s: %s\n", files[i], err.msg);
+			exit(1);
+		}
+		clip_image_free(&img);
+	}
+	return (thread_cpu_s() - c0) / n;
+}
+
 static void
 run_size(const char *label, const char *folder, const char *tmp,
-    const clip_model *m, int cores)
+    const clip_model *m, int cores, int progressive)
 {
 	const clip_model_info *info = clip_model_get_info(m);
 	const clip_preprocess_cfg *pp = &info->preprocess;
@@ -310,19 +339,17 @@ run_size(const char *label, const char *folder, const char *tmp,
 	float *emb = malloc(sizeof(float) * (size_t)info->embed_dim * batch);
 	cdx_error err;
 
-	/* decode: one thread, CPU time per image */
-	double c0 = thread_cpu_s();
-	for (int i = 0; i < n; i++) {
-		clip_image img;
-		if (clip_image_load(files[i], &dopt, &img, &err) != 0 ||
-		    clip_image_preprocess(&img, pp, px + plane * (size_t)i,
-		    &err) != 0) {
-			fprintf(stderr, "%s: %s\n", files[i], err.msg);
-			exit(1);
-		}
-		clip_image_free(&img);
+	/* decode: one thread, CPU time per image (progressive: also with
+	 * every scan decoded, as before scan skipping) */
+	double dec_all = 0;
+	if (progressive) {
+		clip_jpeg_skip_scans(0);
+		dec_all = decode_cpu(files, n, &dopt, pp, px, plane);
+		clip_jpeg_skip_scans(1);
 	}
-	double dec = (thread_cpu_s() - c0) / n;
+	double dec = decode_cpu(files, n, &dopt, pp, px, plane);
+	int scans_total = 0, scans_used = 0;
+	clip_jpeg_last_scans(&scans_total, &scans_used);
 
 	/* decode on every core at once: wall rate (for a loaded machine) */
 	pthread_t th[64];
@@ -365,10 +392,19 @@ run_size(const char *label, const char *folder, const char *tmp,
 	double ideal = cores / (enc + dec);
 	double enc_rate = done / enc_wall;
 	double ideal_wall = 1.0 / (1.0 / enc_rate + 1.0 / dec_rate);
+	double dec_cores = cores / dec;
+	double ideal_min = enc_rate < dec_cores ? enc_rate : dec_cores;
 	printf("%s: %d files; decode %.1f ms CPU/image (%.1f images/s on %d "
 	    "threads); encoder alone %.2f images/s (%.1f ms CPU/image); ideal "
 	    "%.2f images/s by CPU time, %.2f by the stages' wall rates\n", label,
 	    n, dec * 1e3, dec_rate, nt, enc_rate, enc * 1e3, ideal, ideal_wall);
+	if (progressive)
+		printf("  progressive: %d of %d scans decoded; decoding every "
+		    "scan would take %.1f ms CPU/image (%.1fx)\n", scans_used,
+		    scans_total, dec_all * 1e3, dec_all / dec);
+	printf("  stage ideal min(encoder %.2f, decode %.2f x %d cores = %.2f) "
+	    "= %.2f images/s\n", enc_rate, 1.0 / dec, cores, dec_cores,
+	    ideal_min);
 
 	/* the indexer, a few settings */
 	static const struct { int dec, blas; } cfgs[] = {
@@ -396,9 +432,10 @@ run_size(const char *label, const char *folder, const char *tmp,
 		}
 		printf("  index (decode threads %s, OpenBLAS threads %d): "
 		    "%.2f images/s = %.0f%% of the CPU ideal, %.0f%% of the wall "
-		    "ideal%s\n", cfgs[i].dec ? (cfgs[i].dec == 1 ? "1" : "2") :
-		    "auto", cfgs[i].blas ? cfgs[i].blas : cores, got / t,
-		    100.0 * got / t / ideal, 100.0 * got / t / ideal_wall,
+		    "ideal, %.0f%% of the stage ideal%s\n", cfgs[i].dec ?
+		    (cfgs[i].dec == 1 ? "1" : "2") : "auto", cfgs[i].blas ?
+		    cfgs[i].blas : cores, got / t, 100.0 * got / t / ideal,
+		    100.0 * got / t / ideal_wall, 100.0 * got / t / ideal_min,
 		    got == n ? "" : " (MISSING FILES)");
 		if (i == 0)
 			printf("  text queries meanwhile (normal priority): %d, mean "
@@ -421,7 +458,8 @@ main(int argc, char **argv)
 	int nsmall = argc > 3 ? atoi(argv[3]) : 20000;
 	int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	char tmp[] = "/tmp/cdx-indexer-bench-XXXXXX";
-	char path[700], mdir[600], tdir[600], d12[600], d2[600], dsmall[600];
+	char path[700], mdir[600], tdir[600], d12[600], d12p[600], d2[600];
+	char dsmall[600];
 	tm_recipe r;
 	clip_model *m, *tiny;
 	clip_model_params mp;
@@ -431,11 +469,13 @@ main(int argc, char **argv)
 	snprintf(mdir, sizeof(mdir), "%s/vit-b32", tmp);
 	snprintf(tdir, sizeof(tdir), "%s/tiny", tmp);
 	snprintf(d12, sizeof(d12), "%s/12mp", tmp);
+	snprintf(d12p, sizeof(d12p), "%s/12mp-progressive", tmp);
 	snprintf(d2, sizeof(d2), "%s/2mp", tmp);
 	snprintf(dsmall, sizeof(dsmall), "%s/small", tmp);
 	mkdir(mdir, 0755);
 	mkdir(tdir, 0755);
 	mkdir(d12, 0755);
+	mkdir(d12p, 0755);
 	mkdir(d2, 0755);
 	mkdir(dsmall, 0755);
 	tm_recipe_vit_b32(&r);
@@ -444,24 +484,37 @@ main(int argc, char **argv)
 		return 1;
 	for (int i = 0; i < n12; i++) {
 		snprintf(path, sizeof(path), "%s/p%03d.jpg", d12, i);
-		if (write_photo(path, 4000, 3000, (unsigned)i + 1) != 0)
+		if (write_photo(path, 4000, 3000, (unsigned)i + 1, 0) != 0)
+			return 1;
+		snprintf(path, sizeof(path), "%s/p%03d.jpg", d12p, i);
+		if (write_photo(path, 4000, 3000, (unsigned)i + 1,
+		    TJFLAG_PROGRESSIVE) != 0)
 			return 1;
 	}
 	for (int i = 0; i < n2; i++) {
 		snprintf(path, sizeof(path), "%s/p%03d.jpg", d2, i);
-		if (write_photo(path, 1600, 1200, (unsigned)i + 1000) != 0)
+		if (write_photo(path, 1600, 1200, (unsigned)i + 1000, 0) != 0)
 			return 1;
 	}
-	printf("setup (model, %d + %d photos): %.1f s; %d cores\n", n12, n2,
-	    now_s() - t0, cores);
+	printf("setup (model, %d x 2 + %d photos): %.1f s; %d cores\n", n12,
+	    n2, now_s() - t0, cores);
 	clip_model_default_params(&mp);
-	mp.n_threads = cores;
+	if (argc > 4 && clip_precision_parse(argv[4], &mp.precision) != 0) {
+		fprintf(stderr, "indexer_bench: unknown precision %s\n",
+		    argv[4]);
+		return 2;
+	}
+	cdx_threads_set(cores);
 	if (clip_model_load(mdir, &mp, &m, NULL) != 0)
 		return 1;
+	printf("encoder: %s (%s)\n", clip_precision_name(
+	    clip_model_get_info(m)->precision), clip_model_get_info(m)->kernels);
 	if (n2 > 0)
-		run_size("2 MP", d2, tmp, m, cores);
-	if (n12 > 0)
-		run_size("12 MP", d12, tmp, m, cores);
+		run_size("2 MP", d2, tmp, m, cores, 0);
+	if (n12 > 0) {
+		run_size("12 MP", d12, tmp, m, cores, 0);
+		run_size("12 MP progressive", d12p, tmp, m, cores, 1);
+	}
 	clip_model_free(m);
 
 	/* Memory: a scan of many small files with the tiny model. */
@@ -475,7 +528,8 @@ main(int argc, char **argv)
 			}
 			snprintf(path, sizeof(path), "%s/d%03d/f%06d.jpg", dsmall,
 			    i / 1000, i);
-			if (write_photo(path, 64 + i % 7, 64, (unsigned)i + 5000) != 0)
+			if (write_photo(path, 64 + i % 7, 64, (unsigned)i + 5000,
+			    0) != 0)
 				return 1;
 		}
 		watch_params p;

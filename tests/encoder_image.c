@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jpeglib.h>
 #include <turbojpeg.h>
 #include <zlib.h>
 
@@ -1042,6 +1043,473 @@ test_fast_mode(void **state)
 	clip_image_free(&fast);
 }
 
+
+/* ---- fast mode: progressive JPEGs decode only the scans they need -------- */
+
+/* Photo-like pixels (gradients, edges, noise) so that every coefficient of
+ * every component is nonzero somewhere; nc = 1, 3 or 4 channels. */
+static uint8_t *
+photo_pixels(int w, int h, int nc, uint32_t seed)
+{
+	uint8_t *px = malloc((size_t)w * h * nc);
+	assert_non_null(px);
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++)
+			for (int c = 0; c < nc; c++) {
+				seed = seed * 1664525u + 1013904223u;
+				double fx = (double)x / w, fy = (double)y / h;
+				double v = 128 + 80 * sin(fx * (9 + 4 * c) +
+				    fy * 5) * cos(fy * (7 + c)) +
+				    ((x / 13 + y / 11 + c) % 3 == 0 ? 30 : 0) +
+				    (double)(seed >> 27) - 16;
+				px[((size_t)y * w + x) * nc + c] =
+				    (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+			}
+	return px;
+}
+
+/* A progressive JPEG from TurboJPEG (libjpeg's simple progression: 10
+ * scans for 3 components, 6 for gray); pf TJPF_RGB, TJPF_GRAY or
+ * TJPF_CMYK.  Free with tjFree(). */
+static uint8_t *
+tj_progressive(int w, int h, int pf, int samp, size_t *len)
+{
+	int nc = tjPixelSize[pf];
+	uint8_t *px = photo_pixels(w, h, nc, (uint32_t)(w * 31 + h));
+	unsigned char *jpeg = NULL;
+	unsigned long n = 0;
+	tjhandle tj = tjInitCompress();
+	assert_non_null(tj);
+	assert_int_equal(tjCompress2(tj, px, w, 0, h, pf, &jpeg, &n, samp, 90,
+	    TJFLAG_PROGRESSIVE), 0);
+	tjDestroy(tj);
+	free(px);
+	*len = n;
+	return jpeg;
+}
+
+/* A JPEG written by the libjpeg API with the given scan script: gray
+ * (nc 1) or YCbCr (nc 3) with luma sampled hv x hv, a restart marker
+ * every `restart` MCUs (0: none).  Free with free(). */
+static uint8_t *
+scripted_jpeg_rst(int w, int h, int nc, int hv, const jpeg_scan_info *script,
+    int nscans, int restart, size_t *len)
+{
+	struct jpeg_compress_struct c;
+	struct jpeg_error_mgr e;
+	unsigned char *out = NULL;
+	unsigned long n = 0;
+	uint8_t *px = photo_pixels(w, h, nc, (uint32_t)(w + nscans));
+	c.err = jpeg_std_error(&e);
+	jpeg_create_compress(&c);
+	jpeg_mem_dest(&c, &out, &n);
+	c.image_width = (JDIMENSION)w;
+	c.image_height = (JDIMENSION)h;
+	c.input_components = nc;
+	c.in_color_space = nc == 1 ? JCS_GRAYSCALE : JCS_RGB;
+	jpeg_set_defaults(&c);
+	jpeg_set_quality(&c, 92, TRUE);
+	if (nc == 3) {
+		c.comp_info[0].h_samp_factor = c.comp_info[0].v_samp_factor = hv;
+		for (int i = 1; i < 3; i++)
+			c.comp_info[i].h_samp_factor =
+			    c.comp_info[i].v_samp_factor = 1;
+	}
+	c.scan_info = script;
+	c.num_scans = nscans;
+	c.restart_interval = (unsigned)restart;
+	jpeg_start_compress(&c, TRUE);
+	while (c.next_scanline < c.image_height) {
+		JSAMPROW row = px + (size_t)c.next_scanline * w * nc;
+		jpeg_write_scanlines(&c, &row, 1);
+	}
+	jpeg_finish_compress(&c);
+	jpeg_destroy_compress(&c);
+	free(px);
+	*len = n;
+	return out;
+}
+
+static uint8_t *
+scripted_jpeg(int w, int h, int nc, int hv, const jpeg_scan_info *script,
+    int nscans, size_t *len)
+{
+	return scripted_jpeg_rst(w, h, nc, hv, script, nscans, 0, len);
+}
+
+/* Decodes in fast mode with scan skipping on and off: the same outcome,
+ * the same pixels; returns how many scans the skipping decode used (and
+ * the file's count in *total). */
+static int
+skip_vs_full(const uint8_t *data, size_t len, int min_short, int *total)
+{
+	clip_decode_opts o = { .min_short = min_short };
+	clip_image a, b;
+	cdx_error ea = { 0, "" }, eb = { 0, "" };
+	int tf, df, ts, ds;
+	clip_jpeg_skip_scans(0);
+	int ra = clip_image_decode(data, len, &o, &a, &ea);
+	clip_jpeg_last_scans(&tf, &df);
+	clip_jpeg_skip_scans(1);
+	int rb = clip_image_decode(data, len, &o, &b, &eb);
+	clip_jpeg_last_scans(&ts, &ds);
+	assert_int_equal(ra, rb);
+	assert_int_equal(tf, df); /* without skipping, every scan */
+	assert_int_equal(ts, tf);
+	*total = ts;
+	if (ra != 0) {
+		assert_int_equal(ds, ts);
+		assert_string_equal(ea.msg, eb.msg);
+		return ds;
+	}
+	assert_int_equal(a.width, b.width);
+	assert_int_equal(a.height, b.height);
+	assert_memory_equal(&a.info, &b.info, sizeof(a.info));
+	assert_memory_equal(a.rgb, b.rgb, (size_t)a.width * a.height * 3);
+	clip_image_free(&a);
+	clip_image_free(&b);
+	return ds;
+}
+
+static void
+test_progressive_skip_equals_full(void **state)
+{
+	(void)state;
+	static const struct {
+		int w, h, pf, samp;
+		int scans_at_1_8;  /* decoded at 1/8 scale, of 10 (6 gray) */
+	} cases[] = {
+		/* 4:2:0: chroma uses the 2x2 IDCT at 1/8 (its AC is
+		 * needed), luma only the DC */
+		{ 1000, 750, TJPF_RGB, TJSAMP_420, 6 },
+		{ 999, 751, TJPF_RGB, TJSAMP_420, 6 },
+		{ 1000, 750, TJPF_RGB, TJSAMP_444, 2 },
+		{ 1000, 750, TJPF_RGB, TJSAMP_422, 2 },
+		{ 777, 333, TJPF_GRAY, TJSAMP_GRAY, 2 },
+		/* YCCK, 18 scans: Y and K need their DC only */
+		{ 640, 480, TJPF_CMYK, TJSAMP_420, 10 },
+		{ 17, 9, TJPF_RGB, TJSAMP_420, 6 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len;
+		uint8_t *jpeg = tj_progressive(cases[i].w, cases[i].h,
+		    cases[i].pf, cases[i].samp, &len);
+		int total, s = cases[i].w < cases[i].h ? cases[i].w : cases[i].h;
+		char line[128];
+		int at = snprintf(line, sizeof(line), "%dx%d pf %d samp %d, "
+		    "scans decoded at 1/8..8/8:", cases[i].w, cases[i].h,
+		    cases[i].pf, cases[i].samp);
+		for (int m = 1; m <= 8; m++) {
+			/* min_short that selects scale m/8 */
+			int ms = (s * m + 7) / 8;
+			int used = skip_vs_full(jpeg, len, ms, &total);
+			assert_int_equal(total, cases[i].pf == TJPF_GRAY ? 6 :
+			    cases[i].pf == TJPF_CMYK ? 18 : 10);
+			at += snprintf(line + at, sizeof(line) - (size_t)at,
+			    " %d", used);
+			if (m == 1 && expected_m(cases[i].w, cases[i].h, ms) == 1)
+				assert_int_equal(used, cases[i].scans_at_1_8);
+			else /* standard scripts: nothing to skip */
+				assert_int_equal(used, total);
+		}
+		print_message("%s of %d\n", line, total);
+		/* exact mode is untouched: every scan */
+		clip_image img;
+		int t, d;
+		assert_int_equal(clip_image_decode(jpeg, len, NULL, &img, NULL),
+		    0);
+		clip_jpeg_last_scans(&t, &d);
+		assert_int_equal(d, t);
+		clip_image_free(&img);
+		tjFree(jpeg);
+	}
+}
+
+/* Inserts an APP1 EXIF segment with the given orientation after SOI. */
+static uint8_t *
+with_orientation(const uint8_t *jpeg, size_t len, int o, size_t *out_len)
+{
+	static const uint8_t app1[] = {
+		0xFF, 0xE1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0,
+		'M', 'M', 0, 42, 0, 0, 0, 8,
+		0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 0, 0, 0,
+		0, 0, 0, 0,
+	};
+	uint8_t *d = malloc(len + sizeof(app1));
+	assert_non_null(d);
+	memcpy(d, jpeg, 2);
+	memcpy(d + 2, app1, sizeof(app1));
+	d[2 + 29] = (uint8_t)o; /* the SHORT's low byte */
+	memcpy(d + 2 + sizeof(app1), jpeg + 2, len - 2);
+	*out_len = len + sizeof(app1);
+	return d;
+}
+
+static void
+test_progressive_skip_orientation_and_limits(void **state)
+{
+	(void)state;
+	size_t len, olen;
+	uint8_t *jpeg = tj_progressive(800, 600, TJPF_RGB, TJSAMP_420, &len);
+	uint8_t *o6 = with_orientation(jpeg, len, 6, &olen);
+	int total;
+	assert_int_equal(skip_vs_full(o6, olen, 75, &total), 6);
+	clip_decode_opts o = { .min_short = 75 };
+	clip_image img;
+	assert_int_equal(clip_image_decode(o6, olen, &o, &img, NULL), 0);
+	assert_int_equal(img.info.orientation, 6);
+	assert_int_equal(img.width, 75);   /* 600 / 8, turned upright */
+	assert_int_equal(img.height, 100);
+	clip_image_free(&img);
+
+	/* max_pixels applies to the full size, before any scan is read */
+	cdx_error err = { 0, "" };
+	o.max_pixels = 800 * 600 - 1;
+	assert_int_equal(clip_image_decode(jpeg, len, &o, &img, &err),
+	    CDX_ETOOBIG);
+	assert_non_null(strstr(err.msg, "800 x 600"));
+	free(o6);
+	tjFree(jpeg);
+}
+
+static void
+test_progressive_skip_rule(void **state)
+{
+	(void)state;
+	/* Spectral selection only, gray: which bands each IDCT size reads.
+	 * Zigzag 3 = (2,0), 5 = (0,2), 10 = (4,0), 14 = (0,4). */
+	static const jpeg_scan_info bands[] = {
+		{ 1, { 0 }, 0, 0, 0, 0 }, { 1, { 0 }, 1, 2, 0, 0 },
+		{ 1, { 0 }, 3, 3, 0, 0 }, { 1, { 0 }, 4, 4, 0, 0 },
+		{ 1, { 0 }, 5, 5, 0, 0 }, { 1, { 0 }, 6, 9, 0, 0 },
+		{ 1, { 0 }, 10, 10, 0, 0 }, { 1, { 0 }, 11, 13, 0, 0 },
+		{ 1, { 0 }, 14, 14, 0, 0 }, { 1, { 0 }, 15, 63, 0, 0 },
+	};
+	/* scans decoded at m/8 (512 x 384: min_short 48 m selects m/8):
+	 * 1x1 reads the DC; 2x2 (jidctred.c) rows/columns 0,1,3,5,7, so not
+	 * bands 3, 5, 10, 14; 3x3 the top-left 3x3 (zigzag <= 12); 4x4 all
+	 * but row/column 4 (not 10, 14); 5x5 and up every band */
+	static const int want[9] = { 0, 1, 6, 7, 8, 10, 10, 10, 10 };
+	size_t len;
+	int total;
+	uint8_t *jpeg = scripted_jpeg(512, 384, 1, 1, bands, 10, &len);
+	for (int m = 1; m <= 8; m++)
+		assert_int_equal(skip_vs_full(jpeg, len, 48 * m, &total),
+		    want[m]);
+	free(jpeg);
+	/* the same with restart markers inside every scan */
+	jpeg = scripted_jpeg_rst(512, 384, 1, 1, bands, 10, 5, &len);
+	assert_non_null(memmem(jpeg, len, "\xff\xdd", 2)); /* DRI */
+	assert_non_null(memmem(jpeg, len, "\xff\xd7", 2)); /* RST7 */
+	for (int m = 1; m <= 8; m++)
+		assert_int_equal(skip_vs_full(jpeg, len, 48 * m, &total),
+		    want[m]);
+	free(jpeg);
+
+	/* 4:2:0 colour: at 1/8 luma needs its DC, chroma (2x2 IDCT) all but
+	 * zigzag 3 and 5 */
+	static const jpeg_scan_info chroma[] = {
+		{ 3, { 0, 1, 2 }, 0, 0, 0, 0 }, { 1, { 0 }, 1, 63, 0, 0 },
+		{ 1, { 1 }, 1, 2, 0, 0 }, { 1, { 1 }, 3, 3, 0, 0 },
+		{ 1, { 1 }, 4, 63, 0, 0 }, { 1, { 2 }, 1, 2, 0, 0 },
+		{ 1, { 2 }, 3, 3, 0, 0 }, { 1, { 2 }, 4, 63, 0, 0 },
+	};
+	jpeg = scripted_jpeg(640, 480, 3, 2, chroma, 8, &len);
+	assert_int_equal(skip_vs_full(jpeg, len, 60, &total), 5);
+	assert_int_equal(total, 8);
+	assert_int_equal(skip_vs_full(jpeg, len, 120, &total), 8);
+	free(jpeg);
+
+	/* Successive approximation, gray, at 3/8 (zigzag <= 12 needed).
+	 * Refinements per band: the 15-63 scans are skipped. */
+	static const jpeg_scan_info split[] = {
+		{ 1, { 0 }, 0, 0, 0, 1 }, { 1, { 0 }, 1, 14, 0, 1 },
+		{ 1, { 0 }, 15, 63, 0, 1 }, { 1, { 0 }, 0, 0, 1, 0 },
+		{ 1, { 0 }, 1, 14, 1, 0 }, { 1, { 0 }, 15, 63, 1, 0 },
+	};
+	jpeg = scripted_jpeg(512, 384, 1, 1, split, 6, &len);
+	assert_int_equal(skip_vs_full(jpeg, len, 144, &total), 4);
+	assert_int_equal(skip_vs_full(jpeg, len, 48, &total), 2);
+	free(jpeg);
+	/* One refinement over 1-63: parsing it needs the history of the
+	 * whole band, so the 15-63 first pass is needed too: nothing is
+	 * skipped at 3/8 (only the AC at 1/8). */
+	static const jpeg_scan_info joint[] = {
+		{ 1, { 0 }, 0, 0, 0, 1 }, { 1, { 0 }, 1, 14, 0, 1 },
+		{ 1, { 0 }, 15, 63, 0, 1 }, { 1, { 0 }, 0, 0, 1, 0 },
+		{ 1, { 0 }, 1, 63, 1, 0 },
+	};
+	jpeg = scripted_jpeg(512, 384, 1, 1, joint, 5, &len);
+	assert_int_equal(skip_vs_full(jpeg, len, 144, &total), 5);
+	assert_int_equal(skip_vs_full(jpeg, len, 48, &total), 2);
+	free(jpeg);
+	/* A file that leaves coefficients incomplete (Al = 1 at the end):
+	 * a full decode smooths blocks there, so it is decoded in full. */
+	static const jpeg_scan_info partial[] = {
+		{ 1, { 0 }, 0, 0, 0, 0 }, { 1, { 0 }, 1, 63, 0, 1 },
+	};
+	jpeg = scripted_jpeg(512, 384, 1, 1, partial, 2, &len);
+	assert_int_equal(skip_vs_full(jpeg, len, 48, &total), 2);
+	free(jpeg);
+}
+
+/* Offset of the n-th SOS marker (0-based), or 0. */
+static size_t
+nth_sos(const uint8_t *d, size_t len, int n)
+{
+	for (size_t p = 2; p + 1 < len; p++)
+		if (d[p] == 0xFF && d[p + 1] == 0xDA && n-- == 0)
+			return p;
+	return 0;
+}
+
+static void
+test_progressive_skip_damage(void **state)
+{
+	(void)state;
+	size_t len;
+	int total;
+	clip_image img;
+	cdx_error err = { 0, "" };
+	/* scans: 0 DC, 1 Y 1-5, 2 Cr, 3 Cb, 4 Y 6-63, 5 Y refine, 6 DC refine,
+	 * 7 Cr, 8 Cb, 9 Y refine; at 1/8 scans 1, 4, 5, 9 are skipped */
+	uint8_t *jpeg = tj_progressive(1000, 750, TJPF_RGB, TJSAMP_420, &len);
+	uint8_t *copy = malloc(len + 8000);
+	assert_non_null(copy);
+
+	/* Truncated anywhere (no EOI): CDX_EFORMAT in both modes, also
+	 * inside a scan that would be skipped. */
+	size_t cuts[] = { nth_sos(jpeg, len, 1) + 40, nth_sos(jpeg, len, 6) +
+		100, nth_sos(jpeg, len, 9) + 5000, len - 2 };
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+		for (int ms = 0; ms <= 94; ms += 94) {
+			clip_decode_opts o = { .min_short = ms };
+			assert_int_equal(clip_image_decode(jpeg, cuts[i], &o,
+			    &img, &err), CDX_EFORMAT);
+			assert_non_null(strstr(err.msg, "truncated"));
+		}
+	}
+
+	/* Garbage inside a scan that is decoded: the same bytes are parsed
+	 * the same way, so the same pixels. */
+	memcpy(copy, jpeg, len);
+	size_t dc = nth_sos(jpeg, len, 0) + 30;
+	memset(copy + dc, 0xA5, 200);
+	assert_int_equal(skip_vs_full(copy, len, 94, &total), 6);
+	/* A stray marker there: libjpeg warns, so the file is decoded in
+	 * full, as before. */
+	memcpy(copy, jpeg, len);
+	copy[dc] = 0xFF;
+	copy[dc + 1] = 0xD5;
+	assert_int_equal(skip_vs_full(copy, len, 94, &total), 10);
+
+	/* Damage inside a skipped scan: the scaled decode never reads it
+	 * and the pixels still equal the full decode's. */
+	memcpy(copy, jpeg, len);
+	size_t y9 = nth_sos(jpeg, len, 9) + 3000;
+	memset(copy + y9, 0x5A, 500);
+	assert_int_equal(skip_vs_full(copy, len, 94, &total), 6);
+
+	/* More than 500 scans: refused as before, in both modes. */
+	size_t last = nth_sos(jpeg, len, 9), eoi = len - 2;
+	uint8_t *many = malloc(len + 500 * 20);
+	assert_non_null(many);
+	memcpy(many, jpeg, last);
+	size_t n = last;
+	/* 491 copies of the DC refinement scan's header with no data */
+	size_t dcr = nth_sos(jpeg, len, 6);
+	size_t hdr = 2 + ((size_t)jpeg[dcr + 2] << 8 | jpeg[dcr + 3]);
+	for (int i = 0; i < 491; i++) {
+		memcpy(many + n, jpeg + dcr, hdr);
+		n += hdr;
+	}
+	memcpy(many + n, jpeg + last, eoi + 2 - last);
+	n += eoi + 2 - last;
+	for (int ms = 0; ms <= 94; ms += 94) {
+		clip_decode_opts o = { .min_short = ms };
+		assert_int_equal(clip_image_decode(many, n, &o, &img, &err),
+		    CDX_EFORMAT);
+		assert_non_null(strstr(err.msg, "500 scans"));
+	}
+	free(many);
+
+	/* Random damage: never a crash, and the two decodes agree on the
+	 * outcome wherever a decoded scan is hit. */
+	srand(99);
+	for (int trial = 0; trial < 200; trial++) {
+		memcpy(copy, jpeg, len);
+		int flips = 1 + rand() % 6;
+		for (int i = 0; i < flips; i++)
+			copy[rand() % len] = (uint8_t)rand();
+		clip_decode_opts o = { .max_pixels = 1u << 22,
+			.min_short = 50 + trial % 60 };
+		int rc = clip_image_decode(copy, len, &o, &img, &err);
+		if (rc == 0) {
+			assert_true(img.width > 0 && img.height > 0);
+			clip_image_free(&img);
+		} else {
+			assert_true(rc == CDX_EFORMAT || rc == CDX_ETOOBIG);
+		}
+	}
+	free(copy);
+	tjFree(jpeg);
+}
+
+struct skip_worker {
+	const uint8_t *data;
+	size_t len;
+	const clip_image *want;
+	int bad;
+};
+
+static void *
+skip_worker_run(void *arg)
+{
+	struct skip_worker *w = arg;
+	clip_decode_opts o = { .min_short = 94 };
+	for (int i = 0; i < 10; i++) {
+		clip_image img;
+		int total, used;
+		if (clip_image_decode(w->data, w->len, &o, &img, NULL) != 0) {
+			w->bad++;
+			continue;
+		}
+		clip_jpeg_last_scans(&total, &used);
+		if (total != 10 || used != 6 || img.width != w->want->width ||
+		    img.height != w->want->height || memcmp(img.rgb,
+		    w->want->rgb, (size_t)img.width * img.height * 3) != 0)
+			w->bad++;
+		clip_image_free(&img);
+	}
+	return NULL;
+}
+
+static void
+test_progressive_skip_threads(void **state)
+{
+	(void)state;
+	size_t len;
+	uint8_t *jpeg = tj_progressive(1000, 750, TJPF_RGB, TJSAMP_420, &len);
+	clip_decode_opts o = { .min_short = 94 };
+	clip_image want;
+	clip_jpeg_skip_scans(0);
+	assert_int_equal(clip_image_decode(jpeg, len, &o, &want, NULL), 0);
+	clip_jpeg_skip_scans(1);
+	struct skip_worker w[4];
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct skip_worker){ jpeg, len, &want, 0 };
+		assert_int_equal(pthread_create(&t[i], NULL, skip_worker_run,
+		    &w[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(w[i].bad, 0);
+	}
+	clip_image_free(&want);
+	tjFree(jpeg);
+}
+
 /* ---- robustness --------------------------------------------------------- */
 
 static void
@@ -1178,6 +1646,11 @@ main(void)
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_fast_mode),
+		cmocka_unit_test(test_progressive_skip_equals_full),
+		cmocka_unit_test(test_progressive_skip_orientation_and_limits),
+		cmocka_unit_test(test_progressive_skip_rule),
+		cmocka_unit_test(test_progressive_skip_damage),
+		cmocka_unit_test(test_progressive_skip_threads),
 		cmocka_unit_test(test_truncations_and_mutations_never_crash),
 		cmocka_unit_test(test_threads_share_nothing),
 	};
