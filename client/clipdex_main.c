@@ -80,7 +80,8 @@ usage(FILE *f)
 	    "      \"embedding\" (L2-normalised floats). Images use the fast\n"
 	    "      preprocessing (reduced-size JPEG decoding) unless --exact.\n"
 	    "      --threads: default every available core; --precision: auto\n"
-	    "      (default), fp32, bf16 or int8; what runs goes to stderr.\n"
+	    "      (default), fp32, bf16, int8 or int8-mixed; what runs goes to\n"
+	    "      stderr.\n"
 	    "  embed --model DIR --compare-precision P --image PATH [...]\n"
 	    "        [--text STRING ...]\n"
 	    "      What precision P costs on your own photos and queries: the\n"
@@ -226,8 +227,8 @@ parse_opts(int argc, char **argv, struct opts *o)
 		    strcmp(a, "--compare-precision") == 0) {
 			int p;
 			if (clip_precision_parse(val, &p) != 0) {
-				fprintf(stderr, "%s: %s wants auto, fp32, bf16 or "
-				    "int8\n", prog, a);
+				fprintf(stderr, "%s: %s wants auto, fp32, bf16, "
+				    "int8 or int8-mixed\n", prog, a);
 				return EXIT_USAGE;
 			}
 			*(a[2] == 'p' ? &o->precision : &o->compare) = p;

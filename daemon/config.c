@@ -38,7 +38,8 @@ static const char help_text[] =
 "                         cores)\n"
 "  --precision P          the encoder's linear layers: auto (default:\n"
 "                         bf16 where the CPU has native bf16, else\n"
-"                         fp32), fp32, bf16 or int8 (docs/ENCODER.md)\n"
+"                         fp32), fp32, bf16, int8 or int8-mixed\n"
+"                         (docs/ENCODER.md)\n"
 "  --workers N            request workers (default 2; one of them only\n"
 "                         takes text and id queries)\n"
 "  --batch N              images per encoder batch when indexing (16)\n"
@@ -208,7 +209,7 @@ apply(srv_config *c, const char *key, const char *v, cdx_error *err)
 	} else if (strcmp(key, "precision") == 0) {
 		if (v == NULL || clip_precision_parse(v, &c->precision) != 0)
 			return cdx_error_set(err, CDX_EINVAL, "precision: '%s' is "
-			    "not auto, fp32, bf16 or int8", v ? v : "");
+			    "not auto, fp32, bf16, int8 or int8-mixed", v ? v : "");
 	} else if (strcmp(key, "threads") == 0) {
 		if ((rc = parse_u64(key, v, 1, 256, &n, err)) == 0)
 			c->threads = (int)n;

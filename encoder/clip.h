@@ -290,9 +290,13 @@ enum clip_precision {
 	CLIP_PRECISION_INT8 = 3,   /* oneDNN: s8 weights per output channel,
 	                              s8 activations per row (token); chosen
 	                              explicitly, never by auto */
+	CLIP_PRECISION_INT8_MIXED = 4,  /* int8, but the MLPs' down-projections
+	                              (fc2, whose inputs are the GELU outputs
+	                              where outlier channels live) in bf16 */
 };
 
-/* "auto", "fp32", "bf16", "int8" ("?" for anything else). */
+/* "auto", "fp32", "bf16", "int8", "int8-mixed" ("?" for anything
+ * else). */
 const char *clip_precision_name(int precision);
 /* Parses one of those names into *out.  Errors: CDX_EINVAL. */
 int clip_precision_parse(const char *name, int *out);

@@ -330,9 +330,11 @@ load_logits(clip_model *m, const st_file *st, cdx_error *err)
 	return 0;
 }
 
-/* Calls fn on every linear layer's weight of the model (those loaded). */
+/* Calls fn on every linear layer's weight of the model (those loaded),
+ * with down = 1 for the MLPs' down-projections (fc2). */
 static void
-model_linears(clip_model *m, void (*fn)(gemm_weight *, void *), void *arg)
+model_linears(clip_model *m, void (*fn)(gemm_weight *, int down, void *),
+    void *arg)
 {
 	clip_tower *towers[2] = {&m->text, &m->vision};
 	for (int i = 0; i < 2; i++) {
@@ -345,23 +347,26 @@ model_linears(clip_model *m, void (*fn)(gemm_weight *, void *), void *arg)
 			    &L->fc2};
 			for (int j = 0; j < 4; j++)
 				if (lw[j]->n > 0)
-					fn(lw[j], arg);
+					fn(lw[j], j == 3, arg);
 		}
 		for (int j = 0; j < 6; j++)
 			if (ws[j]->n > 0)
-				fn(ws[j], arg);
+				fn(ws[j], j == 5, arg);
 	}
 }
 
-/* The precision a weight is packed at under the model's precision. */
+/* The precision a weight is packed at under the model's precision (down:
+ * an MLP down-projection). */
 static int
-weight_prec(int precision)
+weight_prec(int precision, int down)
 {
 	switch (precision) {
 	case CLIP_PRECISION_BF16:
 		return GEMM_BF16;
 	case CLIP_PRECISION_INT8:
 		return GEMM_S8;
+	case CLIP_PRECISION_INT8_MIXED:
+		return down ? GEMM_BF16 : GEMM_S8;
 	default:
 		return GEMM_F32;
 	}
@@ -369,30 +374,32 @@ weight_prec(int precision)
 
 struct pack_arg {
 	const gemm_engine *e;
-	int prec;
+	int precision;
 	cdx_error *err;
 	int rc;
 };
 
 static void
-pack_one(gemm_weight *w, void *arg)
+pack_one(gemm_weight *w, int down, void *arg)
 {
 	struct pack_arg *a = arg;
 	if (a->rc == 0)
-		a->rc = gemm_weight_init(w, a->e, w->f32, w->n, w->k, a->prec,
-		    a->err);
+		a->rc = gemm_weight_init(w, a->e, w->f32, w->n, w->k,
+		    weight_prec(a->precision, down), a->err);
 }
 
 static void
-add_bytes(gemm_weight *w, void *arg)
+add_bytes(gemm_weight *w, int down, void *arg)
 {
+	(void)down;
 	*(size_t *)arg += w->packed_bytes + (w->scale != NULL ?
 	    (size_t)w->n * sizeof(float) : 0);
 }
 
 static void
-release_one(gemm_weight *w, void *arg)
+release_one(gemm_weight *w, int down, void *arg)
 {
+	(void)down;
 	(void)arg;
 	gemm_weight_release(w);
 }
@@ -403,15 +410,14 @@ static int
 pack_linears(clip_model *m, cdx_error *err)
 {
 	clip_model_info *in = &m->info;
-	int prec = weight_prec(in->precision);
-	if (prec == GEMM_F32) {
+	if (in->precision == CLIP_PRECISION_FP32) {
 		snprintf(in->kernels, sizeof(in->kernels), "OpenBLAS");
 		return 0;
 	}
 	int rc = gemm_engine_new(&m->engine, err);
 	if (rc != 0)
 		return rc;
-	struct pack_arg a = {m->engine, prec, err, 0};
+	struct pack_arg a = {m->engine, in->precision, err, 0};
 	model_linears(m, pack_one, &a);
 	if (a.rc != 0)
 		return a.rc;
@@ -682,7 +688,7 @@ clip_model_load(const char *dir, const clip_model_params *params,
 		m->info.precision = gemm_cpu_has_bf16() ? CLIP_PRECISION_BF16 :
 		    CLIP_PRECISION_FP32;
 	if (m->info.precision < CLIP_PRECISION_FP32 ||
-	    m->info.precision > CLIP_PRECISION_INT8) {
+	    m->info.precision > CLIP_PRECISION_INT8_MIXED) {
 		free(m);
 		return cdx_error_set(err, CDX_EINVAL, "clip_model_load: unknown "
 		    "precision %d", params->precision);
@@ -751,6 +757,8 @@ clip_precision_name(int precision)
 		return "bf16";
 	case CLIP_PRECISION_INT8:
 		return "int8";
+	case CLIP_PRECISION_INT8_MIXED:
+		return "int8-mixed";
 	default:
 		return "?";
 	}
@@ -759,7 +767,8 @@ clip_precision_name(int precision)
 int
 clip_precision_parse(const char *name, int *out)
 {
-	for (int p = CLIP_PRECISION_AUTO; p <= CLIP_PRECISION_INT8; p++) {
+	for (int p = CLIP_PRECISION_AUTO; p <= CLIP_PRECISION_INT8_MIXED;
+	    p++) {
 		if (name != NULL && strcmp(name, clip_precision_name(p)) == 0) {
 			*out = p;
 			return 0;

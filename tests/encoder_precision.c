@@ -175,6 +175,7 @@ test_demo_model_fidelity(void **state)
 	static const struct { int prec; double min; } modes[] = {
 		{ CLIP_PRECISION_BF16, 0.999 },
 		{ CLIP_PRECISION_INT8, 0.99 },
+		{ CLIP_PRECISION_INT8_MIXED, 0.99 },
 	};
 	for (size_t k = 0; k < sizeof(modes) / sizeof(modes[0]); k++) {
 		embed_demo(modes[k].prec, &got);
@@ -275,8 +276,9 @@ static void
 test_precision_in_effect(void **state)
 {
 	(void)state;
-	size_t bytes[4] = { 0 };
-	for (int p = CLIP_PRECISION_FP32; p <= CLIP_PRECISION_INT8; p++) {
+	size_t bytes[5] = { 0 };
+	for (int p = CLIP_PRECISION_FP32; p <= CLIP_PRECISION_INT8_MIXED;
+	    p++) {
 		clip_model *m = load(DEMO_MODEL, p);
 		const clip_model_info *in = clip_model_get_info(m);
 		printf("%s: %s, weights %.1f MB\n", clip_precision_name(p),
@@ -293,6 +295,8 @@ test_precision_in_effect(void **state)
 	 * ViT-B/32) */
 	assert_true(bytes[CLIP_PRECISION_BF16] < bytes[CLIP_PRECISION_FP32]);
 	assert_true(bytes[CLIP_PRECISION_INT8] < bytes[CLIP_PRECISION_BF16]);
+	assert_true(bytes[CLIP_PRECISION_INT8] < bytes[CLIP_PRECISION_INT8_MIXED]);
+	assert_true(bytes[CLIP_PRECISION_INT8_MIXED] < bytes[CLIP_PRECISION_BF16]);
 
 	/* auto: bf16 where the CPU multiplies bf16 natively, else fp32 */
 	clip_model *m = load(DEMO_MODEL, CLIP_PRECISION_FP32);
@@ -307,7 +311,7 @@ test_precision_in_effect(void **state)
 	assert_int_equal(clip_model_get_info(m)->precision, want);
 	clip_model_free(m);
 
-	p.precision = 7;
+	p.precision = 9;
 	assert_int_equal(clip_model_load(DEMO_MODEL, &p, &m, &err),
 	    CDX_EINVAL);
 	int parsed = -1;
