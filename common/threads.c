@@ -26,3 +26,10 @@ cdx_threads_set(int n)
 	omp_set_num_threads(n);
 	return n;
 }
+
+void
+cdx_threads_this(int n)
+{
+	if (n > 0)
+		omp_set_num_threads(n);
+}

@@ -16,4 +16,12 @@ int cdx_threads_available(void);
  * core) and returns the count set. */
 int cdx_threads_set(int n);
 
+/* OpenMP's thread count for the parallel work the calling thread starts
+ * (oneDNN's GEMMs in bf16 and int8), n >= 1; n <= 0 leaves it.  This is
+ * the calling thread's own setting (an OpenMP per-thread variable), not
+ * process-wide: a module may call it on a thread it started, to give that
+ * thread's work its share of the cores.  Threads that never call it use
+ * OpenMP's default (every core, or $OMP_NUM_THREADS). */
+void cdx_threads_this(int n);
+
 #endif

@@ -20,8 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cblas.h>
-
+#include "common/threads.h"
 #include "daemon/srv_internal.h"
 
 #include <nng/protocol/reqrep0/req.h>
@@ -216,6 +215,10 @@ worker_main(void *arg)
 {
 	srv_worker *w = arg;
 	srv *s = w->s;
+
+	/* queries' GEMMs take --threads cores (a thread's own setting) */
+	cdx_threads_this(s->cfg->threads > 0 ? s->cfg->threads :
+	    cdx_threads_available());
 
 	for (;;) {
 		srv_job *job = NULL;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/threads.h"
 #include "indexer/indexer.h"
 #include "indexer/queue.h"
 
@@ -1513,6 +1514,7 @@ encode_main(void *arg)
 	item *it;
 
 	lower_priority(w, 0);
+	cdx_threads_this(w->p.encode_threads);
 	if (b == NULL || pixels == NULL || emb == NULL ||
 	    clip_ctx_new(w->m, cap, &ctx, &err) != 0)
 		cdx_log(CDX_LOG_ERROR, "indexer: cannot start the encoder");
@@ -1700,6 +1702,7 @@ watch_default_params(watch_params *p)
 	p->live = 1;
 	p->quiet_ms = 1000;
 	p->nice = 10;
+	p->encode_threads = 1;
 }
 
 int
