@@ -12,8 +12,11 @@
 /* The cores this process may run on (sched_getaffinity), at least 1. */
 int cdx_threads_available(void);
 
-/* Sets OpenBLAS' and OpenMP's thread counts to n (n <= 0: every available
- * core) and returns the count set. */
+/* Sets OpenBLAS' thread count (process-wide) and OpenMP's for the calling
+ * thread to n (n <= 0: every available core) and returns the count set.
+ * OpenMP (libgomp) keeps the count per thread: threads started later take
+ * OpenMP's default (every core, or $OMP_NUM_THREADS) unless they call
+ * cdx_threads_this(). */
 int cdx_threads_set(int n);
 
 /* OpenMP's thread count for the parallel work the calling thread starts
