@@ -83,26 +83,32 @@ teardown(void **state)
 	return 0;
 }
 
-static double
-encode_file(const char *path, int fast, const cJSON *ref)
+/* The embedding of `path` under model m, in fast or exact mode. */
+static void
+embed_file(const clip_model *m, clip_ctx *c, const char *path, int fast,
+    float *e)
 {
-	const clip_model_info *info = clip_model_get_info(model);
-	const clip_preprocess_cfg *pp = &info->preprocess;
+	const clip_preprocess_cfg *pp = &clip_model_get_info(m)->preprocess;
 	clip_decode_opts o = { 0, fast ? clip_preprocess_min_short(pp) : 0 };
 	float *px = malloc(sizeof(float) * 3 * (size_t)pp->crop_width *
 	    pp->crop_height);
-	float e[64];
 	clip_image img;
 	cdx_error err;
-
 	assert_non_null(px);
 	if (clip_image_load(path, &o, &img, &err) != 0)
 		fail_msg("%s: %s", path, err.msg);
 	assert_int_equal(clip_image_preprocess(&img, pp, px, &err), 0);
 	clip_image_free(&img);
-	assert_int_equal(clip_encode_images(ctx, px, 1, e, &err), 0);
+	assert_int_equal(clip_encode_images(c, px, 1, e, &err), 0);
 	free(px);
-	return tu_cosine_json(e, ref, info->embed_dim);
+}
+
+static double
+encode_file(const char *path, int fast, const cJSON *ref)
+{
+	float e[64];
+	embed_file(model, ctx, path, fast, e);
+	return tu_cosine_json(e, ref, clip_model_get_info(model)->embed_dim);
 }
 
 /* Every fixture image in one mode against the exact-mode reference:
@@ -179,26 +185,6 @@ test_texts(void **state)
 		worst = c < worst ? c : worst;
 	}
 	printf("texts: worst cosine %.8f\n", worst);
-}
-
-/* The embedding of `path` under model m, in fast or exact mode. */
-static void
-embed_file(const clip_model *m, clip_ctx *c, const char *path, int fast,
-    float *e)
-{
-	const clip_preprocess_cfg *pp = &clip_model_get_info(m)->preprocess;
-	clip_decode_opts o = { 0, fast ? clip_preprocess_min_short(pp) : 0 };
-	float *px = malloc(sizeof(float) * 3 * (size_t)pp->crop_width *
-	    pp->crop_height);
-	clip_image img;
-	cdx_error err;
-	assert_non_null(px);
-	if (clip_image_load(path, &o, &img, &err) != 0)
-		fail_msg("%s: %s", path, err.msg);
-	assert_int_equal(clip_image_preprocess(&img, pp, px, &err), 0);
-	clip_image_free(&img);
-	assert_int_equal(clip_encode_images(c, px, 1, e, &err), 0);
-	free(px);
 }
 
 /* SigLIP (bicubic squash) and SigLIP2 (bilinear): fast mode within cosine
