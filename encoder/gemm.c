@@ -150,25 +150,59 @@ to_bf16(const float *x, uint16_t *y, size_t n)
 	}
 }
 
-/* Symmetric int8 of n values with scale amax / 127 (1 for a zero row):
- * q = round(x / scale) in [-127, 127].  Returns the scale. */
+static void
+from_bf16(const uint16_t *x, float *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u = (uint32_t)x[i] << 16;
+		memcpy(&y[i], &u, sizeof(u));
+	}
+}
+
+/* Rounds n floats to the nearest bf16 values, in place. */
+static void
+round_bf16(float *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u;
+		memcpy(&u, &x[i], sizeof(u));
+		u += 0x7fffu + ((u >> 16) & 1u);
+		u &= 0xffff0000u;
+		memcpy(&x[i], &u, sizeof(u));
+	}
+}
+
+/* Symmetric int8 of n values with scale amax / qmax (1 for a zero row):
+ * q = round(x / scale) in [-qmax, qmax].  Returns the scale. */
 static float
-to_s8(const float *x, int8_t *q, int n)
+to_s8(const float *x, int8_t *q, int n, float qmax)
 {
 	float amax = 0.0f;
 	for (int i = 0; i < n; i++) {
 		float a = fabsf(x[i]);
 		amax = a > amax ? a : amax;
 	}
-	float scale = amax > 0.0f ? amax / 127.0f : 1.0f;
+	float scale = amax > 0.0f ? amax / qmax : 1.0f;
 	float inv = 1.0f / scale;
 	for (int i = 0; i < n; i++) {
 		float v = x[i] * inv;
 		v += v >= 0.0f ? 0.5f : -0.5f;
-		v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+		v = v > qmax ? qmax : v < -qmax ? -qmax : v;
 		q[i] = (int8_t)v;
 	}
 	return scale;
+}
+
+/* Without VNNI, oneDNN multiplies int8 with vpmaddubsw, which adds pairs
+ * of u8 x s8 products in a saturating 16-bit sum: weights must keep to 7
+ * bits (oneDNN's "int8 computations" guide), or the sums clip. */
+static float
+weight_qmax(void)
+{
+	unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+	unsigned v512 = (unsigned)dnnl_cpu_isa_avx512_core_vnni;
+	unsigned v256 = (unsigned)dnnl_cpu_isa_avx2_vnni;
+	return (isa & v512) == v512 || (isa & v256) == v256 ? 127.0f : 63.0f;
 }
 
 static dnnl_data_type_t
@@ -238,17 +272,34 @@ gemm_weight_init(gemm_weight *w, const gemm_engine *e, const float *src,
 	}
 	if (prec == GEMM_S8) {
 		/* per output channel: row j of W */
+		float qmax = weight_qmax();
 		for (int j = 0; j < n; j++)
 			w->scale[j] = to_s8(src + (size_t)j * k,
-			    (int8_t *)plain + (size_t)j * k, k);
+			    (int8_t *)plain + (size_t)j * k, k, qmax);
 	} else {
 		to_bf16(src, plain, numel);
 	}
 	dnnl_matmul_desc_t md;
 	DNNL_TRY(matmul_desc(&md, prec, n, k, GEMM_PACK_ROWS, NULL),
 	    "matmul_desc_init");
-	DNNL_TRY(dnnl_primitive_desc_create(&pd, &md, NULL, e->eng, NULL),
-	    "matmul primitive_desc_create");
+	dnnl_status_t st = dnnl_primitive_desc_create(&pd, &md, NULL, e->eng,
+	    NULL);
+	if (st == dnnl_unimplemented && prec == GEMM_BF16) {
+		/* no bf16 matmul on this CPU: bf16 values on OpenBLAS */
+		w->owned = malloc(sizeof(float) * numel);
+		if (w->owned == NULL) {
+			rc = cdx_error_set(err, CDX_ENOMEM, "out of memory "
+			    "packing a %dx%d weight", n, k);
+			goto out;
+		}
+		from_bf16(plain, w->owned, numel);
+		w->f32 = w->owned;
+		w->packed_bytes = numel * sizeof(float);
+		free(w->md);
+		w->md = NULL;
+		goto out;
+	}
+	DNNL_TRY(st, "matmul primitive_desc_create");
 	*(dnnl_memory_desc_t *)w->md = *dnnl_primitive_desc_query_md(pd,
 	    dnnl_query_weights_md, 0);
 	dnnl_memory_desc_t pmd;
@@ -296,6 +347,7 @@ gemm_weight_release(gemm_weight *w)
 	free(w->packed);
 	free(w->scale);
 	free(w->md);
+	free(w->owned);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -484,6 +536,17 @@ gemm_run(gemm_ctx *c, const float *x, const gemm_weight *w, float *y, int t,
 		    1.0f, x, k, w->f32, k, beta, y, n);
 		return 0;
 	}
+	if (w->prec == GEMM_BF16 && w->md == NULL) {
+		/* emulated: the activations rounded to bf16 like the weights */
+		if ((rc = grow(&c->xq, &c->xq_cap, tk * sizeof(float), err)) != 0)
+			return rc;
+		memcpy(c->xq, x, tk * sizeof(float));
+		round_bf16(c->xq, tk);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, n, k,
+		    1.0f, c->xq, k, w->f32, k, beta, y, n);
+		snprintf(c->impl, sizeof(c->impl), "bf16 emulated on OpenBLAS");
+		return 0;
+	}
 	if (w->prec == GEMM_BF16) {
 		if ((rc = grow(&c->xq, &c->xq_cap, tk * 2, err)) != 0 ||
 		    (rc = get_prim(c, w, t, beta != 0.0f, &p, err)) != 0)
@@ -502,7 +565,7 @@ gemm_run(gemm_ctx *c, const float *x, const gemm_weight *w, float *y, int t,
 		return rc;
 	for (int i = 0; i < t; i++)
 		c->rscale[i] = to_s8(x + (size_t)i * k, (int8_t *)c->xq +
-		    (size_t)i * k, k);
+		    (size_t)i * k, k, 127.0f);
 	if ((rc = run_prim(c, p, c->xq, w->packed, c->acc, err)) != 0)
 		return rc;
 	for (int i = 0; i < t; i++) {

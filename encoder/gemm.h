@@ -51,7 +51,8 @@ const char *gemm_onednn_version(void);
 typedef struct gemm_weight {
 	int n, k;
 	int prec;               /* enum gemm_prec */
-	const float *f32;       /* GEMM_F32 */
+	const float *f32;       /* GEMM_F32; GEMM_BF16 when emulated */
+	float *owned;           /* an emulated bf16 weight's values */
 	void *packed;           /* GEMM_BF16 / GEMM_S8 */
 	size_t packed_bytes;
 	float *scale;           /* GEMM_S8: n dequantisation scales */
@@ -59,7 +60,11 @@ typedef struct gemm_weight {
 } gemm_weight;
 
 /* Packs src (n x k floats, row-major) at prec.  src may be freed after
- * the call unless prec is GEMM_F32.  Errors: CDX_ENOMEM, CDX_EINTERNAL. */
+ * the call unless prec is GEMM_F32.  Where oneDNN has no bf16 matmul
+ * (2.6.3 on AVX2-only CPUs) a GEMM_BF16 weight is emulated: its values
+ * rounded to bf16, kept as float32 and multiplied by OpenBLAS with the
+ * activations rounded to bf16 too (the same numbers, fp32's speed and
+ * memory).  Errors: CDX_ENOMEM, CDX_EINTERNAL. */
 int gemm_weight_init(gemm_weight *w, const gemm_engine *e, const float *src,
     int n, int k, int prec, cdx_error *err);
 /* Frees what the weight owns; a zeroed weight is a no-op. */
