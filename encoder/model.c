@@ -4,17 +4,16 @@
  * float32, q/k/v fused), identity and tokenizer.
  */
 #include "encoder/model_internal.h"
+#include "common/file.h"
 
 #include <cblas.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 /* config.json and preprocessor_config.json larger than this are refused. */
@@ -28,55 +27,18 @@ clip_model_default_params(clip_model_params *p)
 	memset(p, 0, sizeof(*p));
 }
 
-/* Reads a whole small file; *data is NUL-terminated and owned by the
- * caller.  Errors: CDX_ENOTFOUND, CDX_EPERM, CDX_EIO, CDX_ETOOBIG. */
+/* Reads config.json or preprocessor_config.json; *data is NUL-terminated
+ * and owned by the caller.  One over MODEL_JSON_MAX is CDX_EFORMAT (as
+ * clip_model_load documents), not cdx_read_file's CDX_ETOOBIG. */
 static int
 read_small_file(const char *path, char **data, size_t *len, cdx_error *err)
 {
-	int rc;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		return cdx_error_set(err, cdx_from_errno(e), "%s: %s", path,
-		    strerror(e));
+	int rc = cdx_read_file(path, MODEL_JSON_MAX, data, len, err);
+	if (rc == CDX_ETOOBIG) {
+		rc = CDX_EFORMAT;
+		if (err != NULL)
+			err->code = rc;
 	}
-	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		rc = cdx_error_set(err, CDX_EIO, "%s: not a readable file",
-		    path);
-		goto out_close_fd;
-	}
-	if ((unsigned long long)st.st_size > MODEL_JSON_MAX) {
-		rc = cdx_error_set(err, CDX_EFORMAT, "%s: too large (%lld "
-		    "bytes)", path, (long long)st.st_size);
-		goto out_close_fd;
-	}
-	size_t n = (size_t)st.st_size;
-	char *buf = malloc(n + 1);
-	if (buf == NULL) {
-		rc = cdx_error_set(err, CDX_ENOMEM, "out of memory");
-		goto out_close_fd;
-	}
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = read(fd, buf + got, n - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			rc = cdx_error_set(err, CDX_EIO, "%s: read failed",
-			    path);
-			free(buf);
-			goto out_close_fd;
-		}
-		got += (size_t)r;
-	}
-	buf[n] = '\0';
-	close(fd);
-	*data = buf;
-	*len = n;
-	return 0;
-out_close_fd:
-	close(fd);
 	return rc;
 }
 

@@ -24,6 +24,7 @@
  */
 #include "encoder/sptok.h"
 
+#include "common/file.h"
 #include "encoder/clip.h"
 #include "encoder/spm_c.h"
 #include "encoder/tokenizer_internal.h"
@@ -106,73 +107,6 @@ path_join(const char *dir, const char *name)
 	return p;
 }
 
-/* Reads a whole file (at most max bytes) into a NUL-terminated buffer.
- * A missing file gives CDX_ENOTFOUND with *missing set (and no message,
- * for the caller to word); other errors name the file. */
-static int
-file_read(const char *path, size_t max, char **out, size_t *out_len,
-    int *missing, cdx_error *err)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
-	int rc;
-
-	*missing = 0;
-	if (!f) {
-		int e = errno;
-		if (e == ENOENT || e == ENOTDIR) {
-			*missing = 1;
-			return CDX_ENOTFOUND;
-		}
-		return cdx_error_set(err, cdx_from_errno(e), "%s: %s", path,
-		    strerror(e));
-	}
-	for (;;) {
-		size_t n;
-		if (cap - len < 4096) {
-			char *nb;
-			if (cap > max) {
-				rc = cdx_error_set(err, CDX_ETOOBIG,
-				    "%s: larger than %zu MiB", path, max >> 20);
-				goto out_free_buf;
-			}
-			cap = cap ? cap * 2 : 65536;
-			nb = realloc(buf, cap + 1);
-			if (!nb) {
-				rc = cdx_error_set(err, CDX_ENOMEM,
-				    "%s: out of memory", path);
-				goto out_free_buf;
-			}
-			buf = nb;
-		}
-		n = fread(buf + len, 1, cap - len, f);
-		len += n;
-		if (n == 0) {
-			if (ferror(f)) {
-				rc = cdx_error_set(err, CDX_EIO,
-				    "%s: read error", path);
-				goto out_free_buf;
-			}
-			break;
-		}
-	}
-	if (len > max) {
-		rc = cdx_error_set(err, CDX_ETOOBIG, "%s: larger than %zu MiB",
-		    path, max >> 20);
-		goto out_free_buf;
-	}
-	fclose(f);
-	buf[len] = '\0';
-	*out = buf;
-	*out_len = len;
-	return 0;
-out_free_buf:
-	free(buf);
-	fclose(f);
-	return rc;
-}
-
 /* Reads and parses an optional JSON file: *root stays NULL when the file
  * does not exist. */
 static int
@@ -180,12 +114,15 @@ json_read(const char *path, cJSON **root, cdx_error *err)
 {
 	char *text = NULL;
 	size_t len = 0;
-	int missing, rc;
+	cdx_error rerr;
+	int rc;
 
 	*root = NULL;
-	rc = file_read(path, MAX_CONFIG_FILE, &text, &len, &missing, err);
+	rc = cdx_read_file(path, MAX_CONFIG_FILE, &text, &len, &rerr);
+	if (rc == CDX_ENOTFOUND)
+		return 0;
 	if (rc)
-		return missing ? 0 : rc;
+		return cdx_error_set(err, rc, "%s", rerr.msg);
 	*root = cJSON_ParseWithLength(text, len);
 	if (!*root) {
 		const char *at = cJSON_GetErrorPtr();
@@ -821,7 +758,7 @@ sptok_load(const char *dir, int context_len, sptok **out, cdx_error *err)
 	specials sp = { 0 };
 	size_t model_len = 0;
 	sptok *t = NULL;
-	int missing, named = 0, nspec, rc;
+	int named = 0, nspec, rc;
 
 	if (!dir || !out)
 		return cdx_error_set(err, CDX_EINVAL, "tokenizer: NULL argument");
@@ -847,10 +784,10 @@ sptok_load(const char *dir, int context_len, sptok **out, cdx_error *err)
 	if (rc)
 		goto out_free;
 
-	rc = file_read(model_path, MAX_MODEL_FILE, &model, &model_len,
-	    &missing, err);
+	rc = cdx_read_file(model_path, MAX_MODEL_FILE, &model, &model_len,
+	    err);
 	if (rc) {
-		if (missing)
+		if (rc == CDX_ENOTFOUND)
 			cdx_error_set(err, rc, "%s: no such file%s", model_path,
 			    named ? " (tokenizer_config.json's tokenizer_class "
 			    "reads it)" : "");

@@ -16,12 +16,12 @@
  * of the joined string.  Loading checks that every string a merge can make
  * has an id and that ids are unique, so ids and strings are interchangeable.
  */
+#include "common/file.h"
 #include "encoder/clip.h"
 #include "encoder/sptok.h"
 #include "encoder/tokenizer_internal.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -500,60 +500,6 @@ out_free_text:
 	return rc;
 }
 
-/* Reads a whole file into a NUL-terminated buffer. */
-static int
-read_file(const char *path, char **out, size_t *out_len, cdx_error *err)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
-	int rc;
-
-	if (!f) {
-		int e = errno;
-		return cdx_error_set(err, cdx_from_errno(e), "%s: %s", path,
-		    strerror(e));
-	}
-	for (;;) {
-		if (cap - len < 65536) {
-			char *nb;
-			if (cap >= MAX_VOCAB_FILE) {
-				rc = cdx_error_set(err, CDX_ETOOBIG,
-				    "%s: larger than %u MiB", path,
-				    MAX_VOCAB_FILE >> 20);
-				goto out_free_buf;
-			}
-			cap = cap ? cap * 2 : 1u << 20;
-			nb = realloc(buf, cap + 1);
-			if (!nb) {
-				rc = cdx_error_set(err, CDX_ENOMEM,
-				    "%s: out of memory", path);
-				goto out_free_buf;
-			}
-			buf = nb;
-		}
-		size_t n = fread(buf + len, 1, cap - len, f);
-		len += n;
-		if (n == 0) {
-			if (ferror(f)) {
-				rc = cdx_error_set(err, CDX_EIO,
-				    "%s: read error", path);
-				goto out_free_buf;
-			}
-			break;
-		}
-	}
-	fclose(f);
-	buf[len] = '\0';
-	*out = buf;
-	*out_len = len;
-	return 0;
-out_free_buf:
-	free(buf);
-	fclose(f);
-	return rc;
-}
-
 /* Fills the map from vocab.json: an object of string -> unique id; *count
  * gets the number of entries. */
 static int
@@ -625,10 +571,10 @@ clip_tokenizer_load_files(const char *vocab_json, const char *merges_txt,
 	if (!vocab_json || !merges_txt || !out)
 		return cdx_error_set(err, CDX_EINVAL,
 		    "tokenizer: NULL argument");
-	rc = read_file(vocab_json, &vtext, &vlen, err);
+	rc = cdx_read_file(vocab_json, MAX_VOCAB_FILE, &vtext, &vlen, err);
 	if (rc)
 		return rc;
-	rc = read_file(merges_txt, &mtext, &mlen, err);
+	rc = cdx_read_file(merges_txt, MAX_VOCAB_FILE, &mtext, &mlen, err);
 	if (rc)
 		goto out_free_vtext;
 	root = cJSON_ParseWithLength(vtext, vlen);

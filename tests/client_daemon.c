@@ -26,7 +26,6 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
-#include <turbojpeg.h>
 #include <unistd.h>
 
 #include "client/clipdex.h"
@@ -48,20 +47,6 @@ static int http_port;
 /* ---- fixtures: photos ---- */
 
 static void
-write_jpeg(const char *path, int w, int h, unsigned seed)
-{
-	unsigned char *rgb = tu_stripes_rgb(w, h, seed, 0, 0), *jpeg;
-	unsigned long jlen = 0;
-
-	assert_non_null(rgb);
-	jpeg = tu_jpeg_encode(rgb, w, h, 90, &jlen);
-	assert_non_null(jpeg);
-	assert_int_equal(tu_write_file(path, jpeg, jlen), 0);
-	tjFree(jpeg);
-	free(rgb);
-}
-
-static void
 photo_path(char *out, size_t n, int i)
 {
 	snprintf(out, n, "%s/%s/photo %02d é.jpg", photos, i % 2 ? "b" : "a", i);
@@ -78,7 +63,8 @@ make_photos(void)
 	assert_int_equal(mkdir(p, 0755), 0);
 	for (int i = 0; i < N_PHOTOS; i++) {
 		photo_path(p, sizeof(p), i);
-		write_jpeg(p, 80 + 7 * i, 64 + 5 * (i % 4), (unsigned)i + 1);
+		tu_write_stripes_jpeg(p, 80 + 7 * i, 64 + 5 * (i % 4),
+		    (unsigned)i + 1);
 		/* Folder a's photos are from 2001, b's from 2011. */
 		struct timespec ts[2] = { { (i % 2 ? 1300000000 : 1000000000) + i, 0 },
 		    { (i % 2 ? 1300000000 : 1000000000) + i, 0 } };
@@ -140,22 +126,14 @@ __lsan_default_suppressions(void)
 static int
 setup(void **state)
 {
-	char supp[512], cwd[400];
 	(void)state;
 	/* ... and for the daemon and the command lines it starts. */
-	if (getcwd(cwd, sizeof(cwd)) == NULL)
+	if (tu_lsan_nng() != 0)
 		return -1;
-	snprintf(supp, sizeof(supp), "suppressions=%s/tests/lsan-nng.supp", cwd);
-	setenv("LSAN_OPTIONS", supp, 1);
 	tu_bin_dir(bindir, sizeof(bindir));
-	snprintf(tmp, sizeof(tmp), "/tmp/cdx-daemon-XXXXXX");
-	if (mkdtemp(tmp) == NULL)
+	if (tu_suite_dirs("cdx-daemon", "model", tmp, model_dir, photos,
+	    store_dir, url, logpath) != 0)
 		return -1;
-	snprintf(model_dir, sizeof(model_dir), "%s/model", tmp);
-	snprintf(photos, sizeof(photos), "%s/photos", tmp);
-	snprintf(store_dir, sizeof(store_dir), "%s/store", tmp);
-	snprintf(url, sizeof(url), "ipc://%s/d.sock", tmp);
-	snprintf(logpath, sizeof(logpath), "%s/clipdexd.log", tmp);
 	http_port = 20000 + getpid() % 20000;
 
 	tm_recipe r;

@@ -198,14 +198,9 @@ setup(void **state)
 {
 	(void)state;
 	tu_bin_dir(bindir, sizeof(bindir));
-	snprintf(tmp, sizeof(tmp), "/tmp/cdx-dupes-XXXXXX");
-	if (mkdtemp(tmp) == NULL)
+	if (tu_suite_dirs("cdx-dupes", "model", tmp, model_dir, photos,
+	    store_dir, url, logpath) != 0)
 		return -1;
-	snprintf(model_dir, sizeof(model_dir), "%s/model", tmp);
-	snprintf(photos, sizeof(photos), "%s/photos", tmp);
-	snprintf(store_dir, sizeof(store_dir), "%s/store", tmp);
-	snprintf(url, sizeof(url), "ipc://%s/d.sock", tmp);
-	snprintf(logpath, sizeof(logpath), "%s/clipdexd.log", tmp);
 	tm_recipe r;
 	tm_recipe_tiny(&r);
 	mkdir(model_dir, 0755);

@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <turbojpeg.h>
 #include <unistd.h>
 
 #include "client/clipdex.h"
@@ -70,40 +69,27 @@ write_photos(void)
 	assert_int_equal(mkdir(photos, 0755), 0);
 	for (int i = 0; i < N_PHOTOS; i++) {
 		int w = 90 + 9 * i, h = 80 + 4 * (i % 3);
-		unsigned char *rgb = tu_stripes_rgb(w, h, (unsigned)i + 3, 0, 0);
-		unsigned long jlen = 0;
-		unsigned char *jpeg = tu_jpeg_encode(rgb, w, h, 90, &jlen);
-		assert_non_null(jpeg);
 		snprintf(p, sizeof(p), "%s/p%02d.jpg", photos, i);
-		assert_int_equal(tu_write_file(p, jpeg, jlen), 0);
-		/* photo 0 twice, byte for byte: an exact duplicate */
+		tu_write_stripes_jpeg(p, w, h, (unsigned)i + 3);
+		/* photo 0 twice, byte for byte (the encoding is
+		 * deterministic): an exact duplicate */
 		if (i == 0) {
 			snprintf(p, sizeof(p), "%s/p00 copy.jpg", photos);
-			assert_int_equal(tu_write_file(p, jpeg, jlen), 0);
+			tu_write_stripes_jpeg(p, w, h, (unsigned)i + 3);
 		}
-		tjFree(jpeg);
-		free(rgb);
 	}
 }
 
 static int
 setup(void **state)
 {
-	char supp[512], cwd[400];
 	(void)state;
-	if (getcwd(cwd, sizeof(cwd)) == NULL)
+	if (tu_lsan_nng() != 0)
 		return -1;
-	snprintf(supp, sizeof(supp), "suppressions=%s/tests/lsan-nng.supp", cwd);
-	setenv("LSAN_OPTIONS", supp, 1);
 	tu_bin_dir(bindir, sizeof(bindir));
-	snprintf(tmp, sizeof(tmp), "/tmp/cdx-siglip-XXXXXX");
-	if (mkdtemp(tmp) == NULL)
+	if (tu_suite_dirs("cdx-siglip", "siglip", tmp, model_dir, photos,
+	    store_dir, url, logpath) != 0)
 		return -1;
-	snprintf(model_dir, sizeof(model_dir), "%s/siglip", tmp);
-	snprintf(photos, sizeof(photos), "%s/photos", tmp);
-	snprintf(store_dir, sizeof(store_dir), "%s/store", tmp);
-	snprintf(url, sizeof(url), "ipc://%s/d.sock", tmp);
-	snprintf(logpath, sizeof(logpath), "%s/clipdexd.log", tmp);
 	http_port = 20000 + (getpid() + 7919) % 20000;
 
 	tm_recipe r;

@@ -49,19 +49,6 @@ load(const char *dir, int ctx)
 	return tok;
 }
 
-/* Tokenizes a C string; checks that the call succeeds; returns n. */
-static int
-tokenize(const clip_tokenizer *tok, const char *text, int32_t *ids)
-{
-	cdx_error err = { 0 };
-	int n = -1;
-	int rc = clip_tokenize(tok, text, strlen(text), ids, &n, &err);
-	if (rc != 0)
-		fail_msg("tokenize(\"%s\"): %s: %s", text, cdx_strerror(rc),
-		    err.msg);
-	return n;
-}
-
 /* Loading `dir` fails with `code` and a message that contains `needle`. */
 static void
 load_fails(const char *dir, int ctx, int code, const char *needle)
@@ -83,10 +70,7 @@ static void
 copy_file(const char *from, const char *to)
 {
 	size_t len = 0;
-	char *data = tu_read_file(from, &len);
-	if (!data)
-		fail_msg("cannot read %s (run the tests from the repository "
-		    "root)", from);
+	char *data = tu_read_fixture(from, &len);
 	assert_int_equal(tu_write_file(to, data, len), 0);
 	free(data);
 }
@@ -174,33 +158,16 @@ typedef struct expect {
 static text *
 corpus_load(size_t *count)
 {
-	char *data = tu_read_file(FIX "corpus.jsonl", NULL);
+	char *data = tu_read_fixture(FIX "corpus.jsonl", NULL), *at = data;
 	text *t = NULL;
 	size_t n = 0;
-	if (!data)
-		fail_msg("cannot read " FIX "corpus.jsonl (run the tests from "
-		    "the repository root)");
-	for (char *line = data, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
-		cJSON *j, *hex;
-		size_t hl;
-		*nl = '\0';
-		j = cJSON_Parse(line);
-		assert_non_null(j);
-		hex = cJSON_GetObjectItem(j, "hex");
+	cJSON *j;
+	while ((j = tu_jsonl_next(&at)) != NULL) {
+		const cJSON *hex = cJSON_GetObjectItem(j, "hex");
 		assert_true(cJSON_IsString(hex));
-		hl = strlen(hex->valuestring);
 		t = realloc(t, (n + 1) * sizeof(*t));
 		assert_non_null(t);
-		t[n].len = hl / 2;
-		t[n].s = malloc(hl / 2 + 1);
-		assert_non_null(t[n].s);
-		for (size_t k = 0; k < hl / 2; k++) {
-			unsigned v;
-			assert_int_equal(sscanf(hex->valuestring + 2 * k, "%2x",
-			    &v), 1);
-			t[n].s[k] = (char)v;
-		}
-		t[n].s[hl / 2] = '\0';
+		t[n].s = tu_hex_decode(hex->valuestring, &t[n].len);
 		n++;
 		cJSON_Delete(j);
 	}
@@ -212,16 +179,11 @@ corpus_load(size_t *count)
 static expect *
 expected_load(size_t *count)
 {
-	char *data = tu_read_file(FIX "expected.jsonl", NULL);
+	char *data = tu_read_fixture(FIX "expected.jsonl", NULL), *at = data;
 	expect *e = NULL;
 	size_t n = 0;
-	assert_non_null(data);
-	for (char *line = data, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
-		cJSON *j, *ids, *it;
-		int k = 0;
-		*nl = '\0';
-		j = cJSON_Parse(line);
-		assert_non_null(j);
+	cJSON *j;
+	while ((j = tu_jsonl_next(&at)) != NULL) {
 		e = realloc(e, (n + 1) * sizeof(*e));
 		assert_non_null(e);
 		snprintf(e[n].folder, sizeof(e[n].folder), "%s",
@@ -229,10 +191,7 @@ expected_load(size_t *count)
 		e[n].ctx = cJSON_GetObjectItem(j, "ctx")->valueint;
 		e[n].i = cJSON_GetObjectItem(j, "i")->valueint;
 		e[n].n = cJSON_GetObjectItem(j, "n")->valueint;
-		ids = cJSON_GetObjectItem(j, "ids");
-		assert_int_equal(cJSON_GetArraySize(ids), e[n].ctx);
-		cJSON_ArrayForEach(it, ids)
-			e[n].ids[k++] = it->valueint;
+		tu_json_ids(cJSON_GetObjectItem(j, "ids"), e[n].ids, e[n].ctx);
 		n++;
 		cJSON_Delete(j);
 	}
@@ -357,7 +316,7 @@ test_padding_truncation(void **state)
 	(void)state;
 
 	/* SigLIP: pieces, EOS (</s> = 1), padding with </s>. */
-	n = tokenize(s, "A photo of a DOG.", ids);
+	n = tu_tokenize(s, "A photo of a DOG.", ids);
 	assert_int_equal(n, 6);
 	assert_int_equal(ids[5], 1);
 	for (int k = 6; k < 64; k++)
@@ -365,15 +324,15 @@ test_padding_truncation(void **state)
 	/* Canonicalisation: case, punctuation and white space do not
 	 * matter, except white space at the start, which transformers
 	 * keeps as a piece "\u2581" of its own. */
-	assert_int_equal(tokenize(s, "a, photo!! of \t a dog ", ref), 6);
+	assert_int_equal(tu_tokenize(s, "a, photo!! of \t a dog ", ref), 6);
 	assert_memory_equal(ids, ref, 64 * sizeof(int32_t));
-	assert_int_equal(tokenize(s, "  a photo of a dog", ref), 7);
+	assert_int_equal(tu_tokenize(s, "  a photo of a dog", ref), 7);
 	assert_memory_equal(ids, ref + 1, 6 * sizeof(int32_t));
 	/* A text over the context: 63 pieces and EOS, no padding. */
 	memset(big, 0, sizeof(big));
 	for (size_t k = 0; k + 4 < sizeof(big); k += 4)
 		memcpy(big + k, "dog ", 4);
-	assert_int_equal(tokenize(s, big, ids), 64);
+	assert_int_equal(tu_tokenize(s, big, ids), 64);
 	assert_int_equal(ids[63], 1);
 	assert_int_not_equal(ids[62], 1);
 	/* n_tokens may be NULL. */
@@ -381,43 +340,43 @@ test_padding_truncation(void **state)
 
 	/* SigLIP2: no BOS, EOS (<eos> = 1), padding with <pad> = 0, and a
 	 * truncated text keeps its EOS. */
-	n = tokenize(g, "a dog", ids);
+	n = tu_tokenize(g, "a dog", ids);
 	assert_true(n >= 2 && n < 8);
 	assert_int_not_equal(ids[0], 2);
 	assert_int_equal(ids[n - 1], 1);
 	for (int k = n; k < 8; k++)
 		assert_int_equal(ids[k], 0);
-	assert_int_equal(tokenize(g, big, ids), 8);
+	assert_int_equal(tu_tokenize(g, big, ids), 8);
 	assert_int_equal(ids[7], 1);
 	/* Lower-cased: */
-	assert_int_equal(tokenize(g, "A DOG", ref), n);
-	tokenize(g, "a dog", ids);
+	assert_int_equal(tu_tokenize(g, "A DOG", ref), n);
+	tu_tokenize(g, "a dog", ids);
 	assert_memory_equal(ids, ref, 8 * sizeof(int32_t));
 	/* A literal special token is that token. */
-	n = tokenize(g, "<eos>", ids);
+	n = tu_tokenize(g, "<eos>", ids);
 	assert_int_equal(n, 2);
 	assert_int_equal(ids[0], 1);
 	assert_int_equal(ids[1], 1);
 
 	/* The legacy variant: BOS 2, EOS <end_of_turn> 9, pad <unused0> 6,
 	 * on the left; truncation on the left keeps the end of the text. */
-	n = tokenize(v, "a dog", ids);
+	n = tu_tokenize(v, "a dog", ids);
 	assert_true(n >= 3 && n < 16);
 	for (int k = 0; k < 16 - n; k++)
 		assert_int_equal(ids[k], 6);
 	assert_int_equal(ids[16 - n], 2);
 	assert_int_equal(ids[15], 9);
-	assert_int_equal(tokenize(v, big, ids), 16);
+	assert_int_equal(tu_tokenize(v, big, ids), 16);
 	assert_int_equal(ids[0], 2);
 	assert_int_equal(ids[15], 9);
 	assert_int_not_equal(ids[14], 6);
 
 	/* The SigLIP variant: not lower-cased (upper case is unknown to the
 	 * model: "\u2581" and <unk> = 2), padded on the left. */
-	assert_int_equal(tokenize(sv, "dog", ids), 2);
+	assert_int_equal(tu_tokenize(sv, "dog", ids), 2);
 	assert_int_equal(ids[13], 1);
 	assert_int_equal(ids[15], 1);
-	assert_int_equal(tokenize(sv, "DOG", ref), 3);
+	assert_int_equal(tu_tokenize(sv, "DOG", ref), 3);
 	assert_int_equal(ref[14], 2);
 	assert_int_equal(ref[15], 1);
 	assert_int_not_equal(ids[14], ref[14]);
@@ -599,7 +558,7 @@ test_bad_configs(void **state)
 	{
 		clip_tokenizer *tok = load(d, 3);
 		int32_t ids[3];
-		assert_int_equal(tokenize(tok, "a dog", ids), 3);
+		assert_int_equal(tu_tokenize(tok, "a dog", ids), 3);
 		assert_int_equal(ids[0], 2);
 		assert_int_equal(ids[2], 9);
 		clip_tokenizer_free(tok);

@@ -24,6 +24,7 @@
 
 #include "encoder/clip.h"
 #include "encoder/tokenizer_internal.h"
+#include "tests/testutil.h"
 
 #define FIX "tests/fixtures/tokenizer/"
 #define NVOCAB 49408
@@ -40,43 +41,6 @@ load_builtin(void)
 		fail_msg("load_builtin: %s: %s", cdx_strerror(rc), err.msg);
 	assert_non_null(tok);
 	return tok;
-}
-
-/* Tokenizes a C string and checks that the call succeeds. */
-static int
-tokenize(const clip_tokenizer *tok, const char *text, int32_t ids[77])
-{
-	cdx_error err = { 0 };
-	int n = -1;
-	int rc = clip_tokenize(tok, text, strlen(text), ids, &n, &err);
-	if (rc != 0)
-		fail_msg("tokenize(\"%s\"): %s: %s", text, cdx_strerror(rc),
-		    err.msg);
-	return n;
-}
-
-static char *
-slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (!f)
-		fail_msg("cannot open %s (run the tests from the repository root)",
-		    path);
-	assert_int_equal(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	assert_true(n >= 0);
-	rewind(f);
-	buf = malloc((size_t)n + 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	if (len)
-		*len = (size_t)n;
-	return buf;
 }
 
 static void
@@ -99,26 +63,19 @@ typedef struct corpus_item {
 static corpus_item *
 corpus_load(size_t *count)
 {
-	char *ctext = slurp(FIX "corpus.jsonl", NULL);
-	char *etext = slurp(FIX "expected.jsonl", NULL);
+	char *ctext = tu_read_fixture(FIX "corpus.jsonl", NULL);
+	char *etext = tu_read_fixture(FIX "expected.jsonl", NULL);
 	char *cl = ctext, *el = etext;
 	corpus_item *items = NULL;
 	size_t n = 0;
 
 	for (;;) {
-		char *cn = strchr(cl, '\n'), *en = strchr(el, '\n');
-		cJSON *c, *e, *t, *h, *ids, *it;
+		cJSON *c = tu_jsonl_next(&cl), *e = tu_jsonl_next(&el), *t, *h;
 		corpus_item *ci;
-		if (!cn || !en) {
-			assert_true(!cn && !en); /* same number of lines */
+		if (!c || !e) {
+			assert_true(!c && !e); /* same number of lines */
 			break;
 		}
-		*cn = '\0';
-		*en = '\0';
-		c = cJSON_Parse(cl);
-		e = cJSON_Parse(el);
-		assert_non_null(c);
-		assert_non_null(e);
 		items = realloc(items, (n + 1) * sizeof(*items));
 		assert_non_null(items);
 		ci = &items[n++];
@@ -126,34 +83,19 @@ corpus_load(size_t *count)
 		h = cJSON_GetObjectItemCaseSensitive(c, "hex");
 		assert_true(cJSON_IsString(t));
 		if (cJSON_IsString(h)) {
-			size_t hl = strlen(h->valuestring);
-			ci->len = hl / 2;
-			ci->text = malloc(ci->len + 1);
-			assert_non_null(ci->text);
-			for (size_t i = 0; i < ci->len; i++) {
-				unsigned v;
-				assert_int_equal(sscanf(h->valuestring + 2 * i,
-				    "%2x", &v), 1);
-				ci->text[i] = (char)v;
-			}
+			ci->text = tu_hex_decode(h->valuestring, &ci->len);
 		} else {
 			ci->len = strlen(t->valuestring);
 			ci->text = malloc(ci->len + 1);
 			assert_non_null(ci->text);
-			memcpy(ci->text, t->valuestring, ci->len);
+			memcpy(ci->text, t->valuestring, ci->len + 1);
 		}
-		ci->text[ci->len] = '\0';
 		ci->n = cJSON_GetObjectItemCaseSensitive(e, "n")->valueint;
-		ids = cJSON_GetObjectItemCaseSensitive(e, "ids");
-		assert_int_equal(cJSON_GetArraySize(ids), ci->n);
 		assert_in_range(ci->n, 2, CLIP_CONTEXT_LEN);
-		int k = 0;
-		cJSON_ArrayForEach(it, ids)
-			ci->ids[k++] = (int32_t)it->valueint;
+		tu_json_ids(cJSON_GetObjectItemCaseSensitive(e, "ids"), ci->ids,
+		    ci->n);
 		cJSON_Delete(c);
 		cJSON_Delete(e);
-		cl = cn + 1;
-		el = en + 1;
 	}
 	free(ctext);
 	free(etext);
@@ -411,10 +353,10 @@ test_known_facts(void **state)
 	static const int32_t dog[] = { 49406, 320, 1929, 748, 49407 };
 	(void)state;
 
-	assert_int_equal(tokenize(tok, "a photo of a cat", ids), 7);
+	assert_int_equal(tu_tokenize(tok, "a photo of a cat", ids), 7);
 	for (int k = 0; k < 77; k++)
 		assert_int_equal(ids[k], k < 7 ? cat[k] : 49407);
-	assert_int_equal(tokenize(tok, "A Dog!!", ids), 5);
+	assert_int_equal(tu_tokenize(tok, "A Dog!!", ids), 5);
 	for (int k = 0; k < 77; k++)
 		assert_int_equal(ids[k], k < 5 ? dog[k] : 49407);
 	/* n_tokens may be NULL */
@@ -434,7 +376,7 @@ test_empty_texts(void **state)
 	(void)state;
 
 	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
-		assert_int_equal(tokenize(tok, texts[i], ids), 2);
+		assert_int_equal(tu_tokenize(tok, texts[i], ids), 2);
 		assert_int_equal(ids[0], CLIP_TOKEN_SOT);
 		for (int k = 1; k < 77; k++)
 			assert_int_equal(ids[k], CLIP_TOKEN_EOT);
@@ -456,7 +398,7 @@ test_truncation(void **state)
 	/* 100 words "a": start, 75 times 320, end. */
 	for (int i = 0; i < 100; i++)
 		strcat(text, "a ");
-	assert_int_equal(tokenize(tok, text, ids), 77);
+	assert_int_equal(tu_tokenize(tok, text, ids), 77);
 	assert_int_equal(ids[0], CLIP_TOKEN_SOT);
 	for (int k = 1; k <= 75; k++)
 		assert_int_equal(ids[k], 320);
@@ -466,10 +408,10 @@ test_truncation(void **state)
 	text[0] = '\0';
 	for (int i = 0; i < 75; i++)
 		strcat(text, "cat ");
-	assert_int_equal(tokenize(tok, text, ids), 77);
+	assert_int_equal(tu_tokenize(tok, text, ids), 77);
 	assert_int_equal(ids[75], 2368);
 	strcat(text, "dog");
-	assert_int_equal(tokenize(tok, text, ids2), 77);
+	assert_int_equal(tu_tokenize(tok, text, ids2), 77);
 	assert_memory_equal(ids, ids2, sizeof(ids));
 
 	/* A long text keeps the tokens of its beginning. */
@@ -479,12 +421,12 @@ test_truncation(void **state)
 		snprintf(w, sizeof(w), "word%d, ", i);
 		strcat(text, w);
 	}
-	int n = tokenize(tok, text, ids);
+	int n = tu_tokenize(tok, text, ids);
 	assert_true(n < 77);
 	strcat(text, "and many more words to push it well past the limit of "
 	    "seventy-five tokens: one two three four five six seven eight "
 	    "nine ten eleven twelve thirteen fourteen fifteen sixteen");
-	assert_int_equal(tokenize(tok, text, ids2), 77);
+	assert_int_equal(tu_tokenize(tok, text, ids2), 77);
 	assert_memory_equal(ids, ids2, (size_t)(n - 1) * sizeof(int32_t));
 	assert_int_equal(ids2[76], CLIP_TOKEN_EOT);
 	clip_tokenizer_free(tok);
@@ -544,7 +486,7 @@ test_hf_files_use_their_ids(void **state)
 	tok = load_hf(&err, &rc);
 	if (rc != 0)
 		fail_msg("load_files: %s: %s", cdx_strerror(rc), err.msg);
-	assert_int_equal(tokenize(tok, "a photo of a cat", ids), 7);
+	assert_int_equal(tu_tokenize(tok, "a photo of a cat", ids), 7);
 	assert_int_equal(ids[0], map[49406]);
 	assert_int_equal(ids[2], map[1125]);
 	assert_int_equal(ids[6], map[49407]);
@@ -656,12 +598,12 @@ test_hf_files_small_and_malformed(void **state)
 	write_files(good, "#version: 0.2\na b\na b</w>\n\n\n");
 	tok = load_hf(&err, &rc);
 	assert_int_equal(rc, 0);
-	assert_int_equal(tokenize(tok, "ab ab", ids), 4);
+	assert_int_equal(tu_tokenize(tok, "ab ab", ids), 4);
 	assert_int_equal(ids[0], 514);
 	assert_int_equal(ids[1], 513);
 	assert_int_equal(ids[2], 513);
 	assert_int_equal(ids[3], 515);
-	assert_int_equal(tokenize(tok, "abab", ids), 4);
+	assert_int_equal(tu_tokenize(tok, "abab", ids), 4);
 	assert_int_equal(ids[1], 512);
 	assert_int_equal(ids[2], 513);
 	clip_tokenizer_free(tok);
@@ -676,13 +618,13 @@ test_hf_files_small_and_malformed(void **state)
 	tok = load_hf(&err, &rc);
 	if (rc != 0)
 		fail_msg("load_files: %s: %s", cdx_strerror(rc), err.msg);
-	int32_t a_eow = (tokenize(tok, "a", ids), ids[1]);
-	int32_t b_eow = (tokenize(tok, "b", ids), ids[1]);
-	assert_int_equal(tokenize(tok, "ababa", ids), 5);
+	int32_t a_eow = (tu_tokenize(tok, "a", ids), ids[1]);
+	int32_t b_eow = (tu_tokenize(tok, "b", ids), ids[1]);
+	assert_int_equal(tu_tokenize(tok, "ababa", ids), 5);
 	assert_int_equal(ids[1], 512);
 	assert_int_equal(ids[2], 512);
 	assert_int_equal(ids[3], a_eow);
-	assert_int_equal(tokenize(tok, "abab", ids), 4);
+	assert_int_equal(tu_tokenize(tok, "abab", ids), 4);
 	assert_int_equal(ids[1], 516);
 	assert_int_equal(ids[2], b_eow);
 	clip_tokenizer_free(tok);
@@ -807,7 +749,7 @@ test_valid_utf8_boundaries(void **state)
 	(void)state;
 
 	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
-		int n = tokenize(tok, texts[i], ids);
+		int n = tu_tokenize(tok, texts[i], ids);
 		assert_in_range(n, 2, 6);
 	}
 	/* An embedded NUL is a character like any other. */
@@ -853,19 +795,19 @@ test_huge_inputs(void **state)
 	for (size_t i = 0; i < len; i++)
 		text[i] = "abcdefgh"[(i * 7 + i / 3) % 8];
 	text[len] = '\0';
-	assert_int_equal(tokenize(tok, text, ids), 77);
+	assert_int_equal(tu_tokenize(tok, text, ids), 77);
 	for (size_t i = 0; i < len; i++)
 		text[i] = i % 2 ? ' ' : 'z';
-	n = tokenize(tok, text, ids2);
+	n = tu_tokenize(tok, text, ids2);
 	assert_int_equal(n, 77);
-	assert_int_equal(tokenize(tok, "z", ids), 3);
+	assert_int_equal(tu_tokenize(tok, "z", ids), 3);
 	for (int k = 1; k <= 75; k++)
 		assert_int_equal(ids2[k], ids[1]);
 	/* 2^20 "&amp;" fragments unescape into "&" runs */
 	for (size_t i = 0; i + 5 <= len; i += 5)
 		memcpy(text + i, "&amp;", 5);
 	text[len - len % 5] = '\0';
-	assert_int_equal(tokenize(tok, text, ids), 77);
+	assert_int_equal(tu_tokenize(tok, text, ids), 77);
 	free(text);
 	clip_tokenizer_free(tok);
 }

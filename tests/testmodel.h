@@ -34,6 +34,7 @@
 #ifndef CDX_TESTMODEL_H
 #define CDX_TESTMODEL_H
 
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
 #include <stdint.h>
@@ -283,6 +284,23 @@ tm_tower_specs(const char *pfx, const tm_tower *c, tm_spec_fn fn, void *ctx)
 	}
 }
 
+/* The text model's tensors up to its final layer norm, the same in every
+ * family: embeddings, the tower, final_layer_norm. */
+static inline void
+tm_text_specs(const tm_recipe *r, tm_spec_fn fn, void *ctx)
+{
+	int64_t d = r->text.width;
+	fn(ctx, "text_model.embeddings.token_embedding.weight", 2,
+	    (int64_t[]){r->vocab_size, d}, 1.0f, 0.0f);
+	fn(ctx, "text_model.embeddings.position_embedding.weight", 2,
+	    (int64_t[]){r->max_positions, d}, 0.5f, 0.0f);
+	tm_tower_specs("text_model", &r->text, fn, ctx);
+	fn(ctx, "text_model.final_layer_norm.weight", 1, (int64_t[]){d},
+	    0.3f, 1.0f);
+	fn(ctx, "text_model.final_layer_norm.bias", 1, (int64_t[]){d}, 0.1f,
+	    0.0f);
+}
+
 /* The text head's output size of a SigLIP recipe. */
 static inline int
 tm_siglip_head_out(const tm_recipe *r)
@@ -296,15 +314,7 @@ static inline void
 tm_siglip_specs(const tm_recipe *r, tm_spec_fn fn, void *ctx)
 {
 	int64_t d = r->text.width, e = tm_siglip_head_out(r);
-	fn(ctx, "text_model.embeddings.token_embedding.weight", 2,
-	    (int64_t[]){r->vocab_size, d}, 1.0f, 0.0f);
-	fn(ctx, "text_model.embeddings.position_embedding.weight", 2,
-	    (int64_t[]){r->max_positions, d}, 0.5f, 0.0f);
-	tm_tower_specs("text_model", &r->text, fn, ctx);
-	fn(ctx, "text_model.final_layer_norm.weight", 1, (int64_t[]){d},
-	    0.3f, 1.0f);
-	fn(ctx, "text_model.final_layer_norm.bias", 1, (int64_t[]){d}, 0.1f,
-	    0.0f);
+	tm_text_specs(r, fn, ctx);
 	fn(ctx, "text_model.head.weight", 2, (int64_t[]){e, d},
 	    tm_fscale((int)d, 1.5), 0.0f);
 	fn(ctx, "text_model.head.bias", 1, (int64_t[]){e}, 0.1f, 0.0f);
@@ -356,15 +366,7 @@ tm_specs(const tm_recipe *r, tm_spec_fn fn, void *ctx)
 		return;
 	}
 	int64_t d = r->text.width, e = r->projection_dim;
-	fn(ctx, "text_model.embeddings.token_embedding.weight", 2,
-	    (int64_t[]){r->vocab_size, d}, 1.0f, 0.0f);
-	fn(ctx, "text_model.embeddings.position_embedding.weight", 2,
-	    (int64_t[]){r->max_positions, d}, 0.5f, 0.0f);
-	tm_tower_specs("text_model", &r->text, fn, ctx);
-	fn(ctx, "text_model.final_layer_norm.weight", 1, (int64_t[]){d},
-	    0.3f, 1.0f);
-	fn(ctx, "text_model.final_layer_norm.bias", 1, (int64_t[]){d}, 0.1f,
-	    0.0f);
+	tm_text_specs(r, fn, ctx);
 	int64_t dv = r->vision.width, p = r->vision.patch_size;
 	int64_t g = r->vision.image_size / p;
 	fn(ctx, "vision_model.embeddings.class_embedding", 1, (int64_t[]){dv},
@@ -791,82 +793,45 @@ tm_pixels(uint64_t seed, int j, int size, int coarse, float coarse_scale,
 	return 0;
 }
 
-/* sha256 (FIPS 180-4) of data, as 64 lower-case hex digits: to compare the
- * files written here with the reference scripts'. */
-static inline void
-tm_sha256_block(uint32_t h[8], const uint8_t *p)
+/* Member k of o as a number into *v: 0, or -1 when o has no such number. */
+static inline int
+tm_json_num(const cJSON *o, const char *k, double *v)
 {
-	static const uint32_t k[64] = {
-		0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b,
-		0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
-		0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7,
-		0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
-		0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152,
-		0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
-		0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-		0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-		0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
-		0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08,
-		0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f,
-		0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-		0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-	};
-#define TM_ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-	uint32_t w[64];
-	for (int i = 0; i < 16; i++)
-		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-		    (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-	for (int i = 16; i < 64; i++) {
-		uint32_t s0 = TM_ROR(w[i - 15], 7) ^ TM_ROR(w[i - 15], 18) ^
-		    (w[i - 15] >> 3);
-		uint32_t s1 = TM_ROR(w[i - 2], 17) ^ TM_ROR(w[i - 2], 19) ^
-		    (w[i - 2] >> 10);
-		w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-	}
-	uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5],
-	    g = h[6], hh = h[7];
-	for (int i = 0; i < 64; i++) {
-		uint32_t t1 = hh + (TM_ROR(e, 6) ^ TM_ROR(e, 11) ^
-		    TM_ROR(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
-		uint32_t t2 = (TM_ROR(a, 2) ^ TM_ROR(a, 13) ^ TM_ROR(a, 22)) +
-		    ((a & b) ^ (a & c) ^ (b & c));
-		hh = g;
-		g = f;
-		f = e;
-		e = d + t1;
-		d = c;
-		c = b;
-		b = a;
-		a = t1 + t2;
-	}
-#undef TM_ROR
-	h[0] += a; h[1] += b; h[2] += c; h[3] += d;
-	h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
+	if (!cJSON_IsNumber(j))
+		return -1;
+	*v = j->valuedouble;
+	return 0;
 }
 
-static inline void
-tm_sha256_hex(const void *data, size_t len, char hex[65])
+/* Fills *t from a tower of a reference script's recipe (tools/ref_clip.py,
+ * tools/ref_siglip.py): width, layers, heads, mlp, eps, CLIP's act
+ * ("quick_gelu" sets quick_gelu), the vision tower's image_size and
+ * patch_size.  Returns 0, or -1 when a field is missing (t untouched). */
+static inline int
+tm_tower_from_json(const cJSON *o, tm_tower *t)
 {
-	const uint8_t *p = data;
-	uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-	    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-	size_t i = 0;
-	for (; i + 64 <= len; i += 64)
-		tm_sha256_block(h, p + i);
-	uint8_t tail[128] = {0};
-	size_t rest = len - i;
-	if (rest > 0)
-		memcpy(tail, p + i, rest);
-	tail[rest] = 0x80;
-	size_t tl = rest + 9 <= 64 ? 64 : 128;
-	uint64_t bits = (uint64_t)len * 8;
-	for (int k = 0; k < 8; k++)
-		tail[tl - 1 - k] = (uint8_t)(bits >> (8 * k));
-	tm_sha256_block(h, tail);
-	if (tl == 128)
-		tm_sha256_block(h, tail + 64);
-	for (int k = 0; k < 8; k++)
-		snprintf(hex + 8 * k, 9, "%08x", (unsigned)h[k]);
+	double w, l, h, m, eps, is = 0, ps = 0;
+	const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, "act");
+	int vision = cJSON_GetObjectItemCaseSensitive(o, "image_size") != NULL;
+	if (tm_json_num(o, "width", &w) || tm_json_num(o, "layers", &l) ||
+	    tm_json_num(o, "heads", &h) || tm_json_num(o, "mlp", &m) ||
+	    tm_json_num(o, "eps", &eps) || (vision &&
+	    (tm_json_num(o, "image_size", &is) ||
+	    tm_json_num(o, "patch_size", &ps))))
+		return -1;
+	t->width = (int)w;
+	t->layers = (int)l;
+	t->heads = (int)h;
+	t->mlp = (int)m;
+	t->quick_gelu = cJSON_IsString(act) &&
+	    strcmp(act->valuestring, "quick_gelu") == 0;
+	t->eps = eps;
+	if (vision) {
+		t->image_size = (int)is;
+		t->patch_size = (int)ps;
+	}
+	return 0;
 }
 
 /* Removes a folder tree made by a test (files and subfolders). */

@@ -51,6 +51,78 @@
  *                                name in the message.
  *   tu_stop_child(pid)           SIGTERM to pid, then reaps it (asserts);
  *                                its wait status.
+ *   tu_write_stripes_jpeg(path, w, h, seed)
+ *                                tu_stripes_rgb(w, h, seed, 0, 0) as a
+ *                                quality 90 JPEG file (asserts).
+ *   tu_lsan_nng()                LSAN_OPTIONS for the programs a suite
+ *                                starts: tests/lsan-nng.supp (nng 1.5.2
+ *                                leaks endpoints of failed handshakes);
+ *                                0, or -1 without a working directory.
+ *   tu_suite_dirs(prefix, model_name, tmp, model, photos, store, url, log)
+ *                                a new folder /tmp/<prefix>-XXXXXX in tmp
+ *                                (256 bytes) and, in it, the paths of a
+ *                                daemon suite (300 bytes each, url 320):
+ *                                the model folder model_name, photos,
+ *                                store, the socket ipc://.../d.sock and
+ *                                clipdexd.log (nothing created but tmp);
+ *                                0, or -1 when mkdtemp fails.
+ *   tu_sha256_hex(p, n, hex)     sha256 (FIPS 180-4) of the n bytes at p as
+ *                                64 lower-case hex digits and a '\0'.
+ *
+ * Reference fixtures (tests/fixtures/, written by tools/ref_*.py; the
+ * tests run from the repository root), each asserting:
+ *   tu_read_fixture(path, &len)  tu_read_file, failing the test (with a
+ *                                hint) when the file cannot be read.
+ *   tu_read_json(path)           the parsed JSON file (cJSON_Delete it).
+ *   tu_jsonl_next(&at)           the next line of the JSON-lines text at
+ *                                *at, parsed (cJSON_Delete it); NULL when
+ *                                no newline is left.  Writes '\0' over the
+ *                                newline and moves *at past it.
+ *   tu_jget(o, k) tu_jint tu_jnum
+ *                                member k of object o (as an int, a
+ *                                double); fails the test, naming k, when
+ *                                o has none.
+ *   tu_json_ids(arr, ids, n)     the JSON array of n integers arr into
+ *                                ids[0..n-1].
+ *   tu_hex_decode(hex, &len)     the bytes that the hex string (two digits
+ *                                a byte) spells, in a malloc'd buffer with
+ *                                a '\0' after them (caller frees).
+ *   tu_write_json(dir, name, j)  j, unformatted, into the file dir/name.
+ *   tu_max_abs_diff(a, b, n)     the largest |a[i] - b[i]|.
+ *   tu_check_weights(path, fx)   the file at path has fixture fx's
+ *                                "safetensors_size" and
+ *                                "safetensors_sha256"; returns its
+ *                                XXH3-64 (the model's weights_hash).
+ *
+ * The encoder (encoder/clip.h, tests/testmodel.h), each asserting:
+ *   tu_tokenize(tok, text, ids)  clip_tokenize of the C string text; the
+ *                                number of tokens.
+ *   tu_model_load_fp32(dir)      the model folder dir loaded in float32
+ *                                (what the references compute).
+ *   tu_check_model_info(in, r, name, hash)
+ *                                in describes recipe r's folder: its name,
+ *                                id "<name>@<hash as 16 hex digits>", the
+ *                                towers' shapes, vocab_size and
+ *                                max_positions.
+ *   tu_check_ref_texts(ctx, fx, name, ctx_len, e, &b)
+ *   tu_check_ref_images(ctx, fx, name, r, e, &b)
+ *                                encode fixture fx's texts (text_ids,
+ *                                ctx_len ids each) or images (tm_pixels of
+ *                                r's seed and image size with fx's
+ *                                n_images, coarse, coarse_scale and
+ *                                pixel_scale) as one batch, then one by
+ *                                one: each embedding's cosine to fx's
+ *                                text_embeddings (image_embeddings) at
+ *                                least 0.99999 (0.9999), texts' norm 1, one
+ *                                by one within 1e-5 of the batch; name (the
+ *                                recipe) heads the messages.  b gets the
+ *                                inputs, the batch's embeddings and the
+ *                                worst cosine (tu_ref_batch_free it).
+ *   tu_check_tiny(ctx, ids, e)   two tm_pixels pictures (seed 1, 64 x 64,
+ *                                as the tiny recipes), and the two texts
+ *                                ids (two rows of context_len ids), encode
+ *                                to embeddings of e floats with a cosine
+ *                                under 0.99; a batch of no texts encodes.
  */
 #ifndef CDX_TESTUTIL_H
 #define CDX_TESTUTIL_H
@@ -66,10 +138,15 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <turbojpeg.h>
 #include <unistd.h>
+#include <xxhash.h>
+
+#include "encoder/clip.h"
+#include "tests/testmodel.h"
 
 static inline char *
 tu_read_file(const char *path, size_t *len)
@@ -247,6 +324,415 @@ tu_stop_child(pid_t pid)
 	kill(pid, SIGTERM);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	return status;
+}
+
+static inline void
+tu_sha256_block(uint32_t h[8], const uint8_t *p)
+{
+	static const uint32_t k[64] = {
+		0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b,
+		0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
+		0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7,
+		0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
+		0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152,
+		0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+		0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+		0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+		0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
+		0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08,
+		0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f,
+		0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+		0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+	};
+#define TU_ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+	uint32_t w[64];
+	for (int i = 0; i < 16; i++)
+		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+		    (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+	for (int i = 16; i < 64; i++) {
+		uint32_t s0 = TU_ROR(w[i - 15], 7) ^ TU_ROR(w[i - 15], 18) ^
+		    (w[i - 15] >> 3);
+		uint32_t s1 = TU_ROR(w[i - 2], 17) ^ TU_ROR(w[i - 2], 19) ^
+		    (w[i - 2] >> 10);
+		w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+	}
+	uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5],
+	    g = h[6], hh = h[7];
+	for (int i = 0; i < 64; i++) {
+		uint32_t t1 = hh + (TU_ROR(e, 6) ^ TU_ROR(e, 11) ^
+		    TU_ROR(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
+		uint32_t t2 = (TU_ROR(a, 2) ^ TU_ROR(a, 13) ^ TU_ROR(a, 22)) +
+		    ((a & b) ^ (a & c) ^ (b & c));
+		hh = g;
+		g = f;
+		f = e;
+		e = d + t1;
+		d = c;
+		c = b;
+		b = a;
+		a = t1 + t2;
+	}
+#undef TU_ROR
+	h[0] += a; h[1] += b; h[2] += c; h[3] += d;
+	h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+}
+
+static inline void
+tu_sha256_hex(const void *data, size_t len, char hex[65])
+{
+	const uint8_t *p = data;
+	uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+	    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+	size_t i = 0;
+	for (; i + 64 <= len; i += 64)
+		tu_sha256_block(h, p + i);
+	uint8_t tail[128] = {0};
+	size_t rest = len - i;
+	if (rest > 0)
+		memcpy(tail, p + i, rest);
+	tail[rest] = 0x80;
+	size_t tl = rest + 9 <= 64 ? 64 : 128;
+	uint64_t bits = (uint64_t)len * 8;
+	for (int k = 0; k < 8; k++)
+		tail[tl - 1 - k] = (uint8_t)(bits >> (8 * k));
+	tu_sha256_block(h, tail);
+	if (tl == 128)
+		tu_sha256_block(h, tail + 64);
+	for (int k = 0; k < 8; k++)
+		snprintf(hex + 8 * k, 9, "%08x", (unsigned)h[k]);
+}
+
+/* ---- reference fixtures ---------------------------------------------- */
+
+static inline char *
+tu_read_fixture(const char *path, size_t *len)
+{
+	char *data = tu_read_file(path, len);
+	if (data == NULL)
+		fail_msg("cannot read %s (run the tests from the repository root)",
+		    path);
+	return data;
+}
+
+static inline cJSON *
+tu_read_json(const char *path)
+{
+	char *text = tu_read_fixture(path, NULL);
+	cJSON *j = cJSON_Parse(text);
+	free(text);
+	if (j == NULL)
+		fail_msg("%s: not JSON", path);
+	return j;
+}
+
+static inline cJSON *
+tu_jsonl_next(char **at)
+{
+	char *line = *at, *nl = strchr(line, '\n');
+	if (nl == NULL)
+		return NULL;
+	*nl = '\0';
+	*at = nl + 1;
+	cJSON *j = cJSON_Parse(line);
+	if (j == NULL)
+		fail_msg("not a line of JSON: %.80s", line);
+	return j;
+}
+
+static inline const cJSON *
+tu_jget(const cJSON *o, const char *k)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
+	if (j == NULL)
+		fail_msg("fixture: no \"%s\"", k);
+	return j;
+}
+
+static inline int
+tu_jint(const cJSON *o, const char *k)
+{
+	return tu_jget(o, k)->valueint;
+}
+
+static inline double
+tu_jnum(const cJSON *o, const char *k)
+{
+	return tu_jget(o, k)->valuedouble;
+}
+
+static inline void
+tu_json_ids(const cJSON *arr, int32_t *ids, int n)
+{
+	const cJSON *it;
+	int k = 0;
+	assert_int_equal(cJSON_GetArraySize(arr), n);
+	cJSON_ArrayForEach(it, arr)
+		ids[k++] = (int32_t)it->valueint;
+}
+
+static inline char *
+tu_hex_decode(const char *hex, size_t *len)
+{
+	size_t n = strlen(hex) / 2;
+	char *out = malloc(n + 1);
+	assert_non_null(out);
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+		out[i] = (char)v;
+	}
+	out[n] = '\0';
+	*len = n;
+	return out;
+}
+
+static inline void
+tu_write_json(const char *dir, const char *name, const cJSON *j)
+{
+	char path[4096];
+	char *s = cJSON_PrintUnformatted(j);
+	assert_non_null(s);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_int_equal(tu_write_file(path, s, strlen(s)), 0);
+	free(s);
+}
+
+static inline double
+tu_max_abs_diff(const float *a, const float *b, size_t n)
+{
+	double m = 0;
+	for (size_t i = 0; i < n; i++)
+		m = fmax(m, fabs((double)a[i] - b[i]));
+	return m;
+}
+
+static inline uint64_t
+tu_check_weights(const char *path, const cJSON *fx)
+{
+	size_t len;
+	char hex[65];
+	char *data = tu_read_fixture(path, &len);
+	tu_sha256_hex(data, len, hex);
+	assert_int_equal(len, (size_t)tu_jnum(fx, "safetensors_size"));
+	assert_string_equal(hex, tu_jget(fx, "safetensors_sha256")->valuestring);
+	uint64_t h = XXH3_64bits(data, len);
+	free(data);
+	return h;
+}
+
+/* ---- the encoder ------------------------------------------------------ */
+
+static inline int
+tu_tokenize(const clip_tokenizer *tok, const char *text, int32_t *ids)
+{
+	cdx_error err = { 0 };
+	int n = -1;
+	int rc = clip_tokenize(tok, text, strlen(text), ids, &n, &err);
+	if (rc != 0)
+		fail_msg("tokenize(\"%s\"): %s: %s", text, cdx_strerror(rc),
+		    err.msg);
+	return n;
+}
+
+static inline clip_model *
+tu_model_load_fp32(const char *dir)
+{
+	clip_model_params params;
+	clip_model *m = NULL;
+	cdx_error err = { 0 };
+	clip_model_default_params(&params);
+	params.precision = CLIP_PRECISION_FP32;   /* exact: the reference */
+	if (clip_model_load(dir, &params, &m, &err) != 0)
+		fail_msg("clip_model_load: %s", err.msg);
+	return m;
+}
+
+static inline void
+tu_check_model_info(const clip_model_info *in, const tm_recipe *r,
+    const char *name, uint64_t hash)
+{
+	char want_id[200];
+	assert_string_equal(in->name, name);
+	snprintf(want_id, sizeof(want_id), "%s@%016llx", name,
+	    (unsigned long long)hash);
+	assert_string_equal(in->id, want_id);
+	assert_int_equal(in->image_size, r->vision.image_size);
+	assert_int_equal(in->patch_size, r->vision.patch_size);
+	assert_int_equal(in->vision_width, r->vision.width);
+	assert_int_equal(in->vision_layers, r->vision.layers);
+	assert_int_equal(in->vision_heads, r->vision.heads);
+	assert_int_equal(in->vision_mlp, r->vision.mlp);
+	assert_int_equal(in->text_width, r->text.width);
+	assert_int_equal(in->text_layers, r->text.layers);
+	assert_int_equal(in->text_heads, r->text.heads);
+	assert_int_equal(in->text_mlp, r->text.mlp);
+	assert_int_equal(in->vocab_size, r->vocab_size);
+	assert_int_equal(in->max_positions, r->max_positions);
+}
+
+typedef struct tu_ref_batch {
+	int n;                  /* texts or images */
+	int32_t *ids;           /* texts: n rows of ctx_len ids */
+	float *px;              /* images: n CHW pictures */
+	float *emb;             /* n embeddings, from the batch */
+	double worst;           /* the lowest cosine to the reference */
+} tu_ref_batch;
+
+static inline void
+tu_ref_batch_free(tu_ref_batch *b)
+{
+	free(b->ids);
+	free(b->px);
+	free(b->emb);
+	memset(b, 0, sizeof(*b));
+}
+
+/* Embedding i of the batch, checked against item i of ref (cosine at
+ * least min_cos); b->worst follows. */
+static inline const float *
+tu_ref_item(tu_ref_batch *b, const cJSON *ref, int i, int e,
+    const char *name, const char *what, double min_cos)
+{
+	const float *v = b->emb + (size_t)i * e;
+	double cs = tu_cosine_json(v, cJSON_GetArrayItem(ref, i), e);
+	b->worst = fmin(b->worst, cs);
+	if (!(cs >= min_cos))
+		fail_msg("%s: %s %d cosine %.7f < %g", name, what, i, cs,
+		    min_cos);
+	return v;
+}
+
+static inline void
+tu_check_ref_texts(clip_ctx *ctx, const cJSON *fx, const char *name,
+    int ctx_len, int e, tu_ref_batch *b)
+{
+	const cJSON *ids_j = tu_jget(fx, "text_ids");
+	const cJSON *ref = tu_jget(fx, "text_embeddings");
+	cdx_error err = { 0 };
+	memset(b, 0, sizeof(*b));
+	b->n = cJSON_GetArraySize(ids_j);
+	assert_true(b->n >= 4);
+	b->ids = calloc((size_t)b->n * ctx_len, sizeof(int32_t));
+	b->emb = calloc((size_t)b->n * e, sizeof(float));
+	float *one = calloc((size_t)e, sizeof(float));
+	assert_true(b->ids != NULL && b->emb != NULL && one != NULL);
+	for (int i = 0; i < b->n; i++)
+		tu_json_ids(cJSON_GetArrayItem(ids_j, i),
+		    b->ids + (size_t)i * ctx_len, ctx_len);
+	if (clip_encode_text(ctx, b->ids, b->n, b->emb, &err) != 0)
+		fail_msg("clip_encode_text: %s", err.msg);
+	b->worst = 1;
+	for (int i = 0; i < b->n; i++) {
+		const float *v = tu_ref_item(b, ref, i, e, name, "text",
+		    0.99999);
+		double norm = 0;
+		for (int k = 0; k < e; k++)
+			norm += (double)v[k] * v[k];
+		assert_true(fabs(norm - 1.0) < 1e-5);
+		assert_int_equal(clip_encode_text(ctx, b->ids + (size_t)i *
+		    ctx_len, 1, one, &err), 0);
+		assert_true(tu_max_abs_diff(one, v, (size_t)e) < 1e-5);
+	}
+	free(one);
+}
+
+static inline void
+tu_check_ref_images(clip_ctx *ctx, const cJSON *fx, const char *name,
+    const tm_recipe *r, int e, tu_ref_batch *b)
+{
+	const cJSON *ref = tu_jget(fx, "image_embeddings");
+	int size = r->vision.image_size;
+	size_t per = (size_t)3 * size * size;
+	cdx_error err = { 0 };
+	memset(b, 0, sizeof(*b));
+	b->n = tu_jint(fx, "n_images");
+	assert_int_equal(b->n, 3);
+	b->px = malloc(b->n * per * sizeof(float));
+	b->emb = calloc((size_t)b->n * e, sizeof(float));
+	float *one = calloc((size_t)e, sizeof(float));
+	assert_true(b->px != NULL && b->emb != NULL && one != NULL);
+	for (int j = 0; j < b->n; j++)
+		assert_int_equal(tm_pixels(r->seed, j, size,
+		    tu_jint(fx, "coarse"), (float)tu_jnum(fx, "coarse_scale"),
+		    (float)tu_jnum(fx, "pixel_scale"), b->px + j * per), 0);
+	if (clip_encode_images(ctx, b->px, b->n, b->emb, &err) != 0)
+		fail_msg("clip_encode_images: %s", err.msg);
+	b->worst = 1;
+	for (int j = 0; j < b->n; j++) {
+		const float *v = tu_ref_item(b, ref, j, e, name, "image",
+		    0.9999);
+		assert_int_equal(clip_encode_images(ctx, b->px + j * per, 1, one,
+		    &err), 0);
+		assert_true(tu_max_abs_diff(one, v, (size_t)e) < 1e-5);
+	}
+	free(one);
+}
+
+static inline void
+tu_check_tiny(clip_ctx *ctx, const int32_t *ids, int e)
+{
+	enum { SIZE = 64, PER = 3 * SIZE * SIZE };
+	float *px = malloc(2 * PER * sizeof(float));
+	float *emb = calloc(2 * (size_t)e, sizeof(float));
+	cdx_error err = { 0 };
+	assert_true(px != NULL && emb != NULL);
+	assert_int_equal(tm_pixels(1, 0, SIZE, 4, 1.5f, 0.5f, px), 0);
+	assert_int_equal(tm_pixels(1, 1, SIZE, 4, 1.5f, 0.5f, px + PER), 0);
+	assert_int_equal(clip_encode_images(ctx, px, 2, emb, &err), 0);
+	double dot = 0;
+	for (int k = 0; k < e; k++)
+		dot += emb[k] * emb[e + k];
+	if (!(dot < 0.99))
+		fail_msg("tiny: images too similar (cos %f)", dot);
+	assert_int_equal(clip_encode_text(ctx, ids, 2, emb, &err), 0);
+	dot = 0;
+	for (int k = 0; k < e; k++)
+		dot += emb[k] * emb[e + k];
+	assert_true(dot < 0.99);
+	assert_int_equal(clip_encode_text(ctx, ids, 0, emb, &err), 0);
+	free(px);
+	free(emb);
+}
+
+static inline void
+tu_write_stripes_jpeg(const char *path, int w, int h, unsigned seed)
+{
+	unsigned char *rgb = tu_stripes_rgb(w, h, seed, 0, 0), *jpeg;
+	unsigned long jlen = 0;
+
+	assert_non_null(rgb);
+	jpeg = tu_jpeg_encode(rgb, w, h, 90, &jlen);
+	assert_non_null(jpeg);
+	assert_int_equal(tu_write_file(path, jpeg, jlen), 0);
+	tjFree(jpeg);
+	free(rgb);
+}
+
+static inline int
+tu_lsan_nng(void)
+{
+	char supp[512], cwd[400];
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return -1;
+	snprintf(supp, sizeof(supp), "suppressions=%s/tests/lsan-nng.supp", cwd);
+	setenv("LSAN_OPTIONS", supp, 1);
+	return 0;
+}
+
+static inline int
+tu_suite_dirs(const char *prefix, const char *model_name, char tmp[256],
+    char model[300], char photos[300], char store[300], char url[320],
+    char log[300])
+{
+	snprintf(tmp, 256, "/tmp/%s-XXXXXX", prefix);
+	if (mkdtemp(tmp) == NULL)
+		return -1;
+	snprintf(model, 300, "%s/%s", tmp, model_name);
+	snprintf(photos, 300, "%s/photos", tmp);
+	snprintf(store, 300, "%s/store", tmp);
+	snprintf(url, 320, "ipc://%s/d.sock", tmp);
+	snprintf(log, 300, "%s/clipdexd.log", tmp);
+	return 0;
 }
 
 /* A clipdexd for a suite: where its programs, model, store, socket, photos

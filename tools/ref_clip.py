@@ -144,18 +144,25 @@ def tower_specs(specs, pfx, c):
         specs.append((p + "mlp.fc2.bias", [d], 0.1, 0.0))
 
 
+def text_specs(specs, t, vocab, max_positions):
+    """The text model's tensors up to its final layer norm, the same in
+    every family (tests/testmodel.h's tm_text_specs).  Shared with
+    tools/ref_siglip.py."""
+    d = t["width"]
+    specs.append(("text_model.embeddings.token_embedding.weight",
+                  [vocab, d], 1.0, 0.0))
+    specs.append(("text_model.embeddings.position_embedding.weight",
+                  [max_positions, d], 0.5, 0.0))
+    tower_specs(specs, "text_model", t)
+    specs.append(("text_model.final_layer_norm.weight", [d], 0.3, 1.0))
+    specs.append(("text_model.final_layer_norm.bias", [d], 0.1, 0.0))
+
+
 def tensor_specs(r):
     """(name, shape, scale, offset) in file order; the C writer mirrors it."""
     t, v, e = r["text"], r["vision"], r["projection_dim"]
     specs = []
-    d = t["width"]
-    specs.append(("text_model.embeddings.token_embedding.weight",
-                  [VOCAB, d], 1.0, 0.0))
-    specs.append(("text_model.embeddings.position_embedding.weight",
-                  [MAXPOS, d], 0.5, 0.0))
-    tower_specs(specs, "text_model", t)
-    specs.append(("text_model.final_layer_norm.weight", [d], 0.3, 1.0))
-    specs.append(("text_model.final_layer_norm.bias", [d], 0.1, 0.0))
+    text_specs(specs, t, VOCAB, MAXPOS)
     d, p = v["width"], v["patch_size"]
     g = v["image_size"] // p
     specs.append(("vision_model.embeddings.class_embedding", [d], 1.0, 0.0))
@@ -210,33 +217,48 @@ def write_tensors(path, seed, dtype, specs, extras=()):
     return weights
 
 
-def write_safetensors(path, r):
-    """Writes the recipe's weights; returns {name: float32 array}."""
+def write_recipe(path, r, specs, n_text, n_vision):
+    """Writes recipe r's float tensors `specs` then, when r asks for them,
+    the text and vision position_ids (1 x n_text, 1 x n_vision).  Shared
+    with tools/ref_siglip.py.  Returns {name: float32 array}."""
     extras = []
     if r["position_ids"]:
-        g = r["vision"]["image_size"] // r["vision"]["patch_size"]
-        for name, n in (("text_model.embeddings.position_ids", MAXPOS),
-                        ("vision_model.embeddings.position_ids", g * g + 1)):
+        for name, n in (("text_model.embeddings.position_ids", n_text),
+                        ("vision_model.embeddings.position_ids", n_vision)):
             extras.append((name, np.arange(n, dtype=np.int64).reshape(1, n)))
-    return write_tensors(path, r["seed"], r["dtype"], tensor_specs(r),
-                         extras)
+    return write_tensors(path, r["seed"], r["dtype"], specs, extras)
+
+
+def write_safetensors(path, r):
+    """Writes the recipe's weights; returns {name: float32 array}."""
+    g = r["vision"]["image_size"] // r["vision"]["patch_size"]
+    return write_recipe(path, r, tensor_specs(r), MAXPOS, g * g + 1)
+
+
+def text_config(t, act, max_positions, vocab, **extra):
+    """A text_config with every field spelled out, then `extra`.  Shared
+    with tools/ref_siglip.py."""
+    return dict(hidden_size=t["width"], intermediate_size=t["mlp"],
+                num_hidden_layers=t["layers"], num_attention_heads=t["heads"],
+                max_position_embeddings=max_positions, vocab_size=vocab,
+                hidden_act=act, layer_norm_eps=t["eps"], **extra)
+
+
+def vision_config(v, act, **extra):
+    """A vision_config with every field spelled out, as text_config."""
+    return dict(hidden_size=v["width"], intermediate_size=v["mlp"],
+                num_hidden_layers=v["layers"], num_attention_heads=v["heads"],
+                num_channels=3, image_size=v["image_size"],
+                patch_size=v["patch_size"], hidden_act=act,
+                layer_norm_eps=v["eps"], **extra)
 
 
 def config_json(r):
     t, v = r["text"], r["vision"]
     if r["layout"] == "full":
-        tc = dict(hidden_size=t["width"], intermediate_size=t["mlp"],
-                  num_hidden_layers=t["layers"],
-                  num_attention_heads=t["heads"],
-                  max_position_embeddings=MAXPOS, vocab_size=VOCAB,
-                  hidden_act=t["act"], layer_norm_eps=t["eps"],
-                  projection_dim=r["projection_dim"])
-        vc = dict(hidden_size=v["width"], intermediate_size=v["mlp"],
-                  num_hidden_layers=v["layers"],
-                  num_attention_heads=v["heads"], num_channels=3,
-                  image_size=v["image_size"], patch_size=v["patch_size"],
-                  hidden_act=v["act"], layer_norm_eps=v["eps"],
-                  projection_dim=r["projection_dim"])
+        tc = text_config(t, t["act"], MAXPOS, VOCAB,
+                         projection_dim=r["projection_dim"])
+        vc = vision_config(v, v["act"], projection_dim=r["projection_dim"])
         return {"architectures": ["CLIPModel"], "model_type": "clip",
                 "projection_dim": r["projection_dim"],
                 "logit_scale_init_value": 2.6592,
@@ -400,13 +422,57 @@ def max_offdiag_cos(e, skip=()):
                if i != j and (i, j) not in skip and (j, i) not in skip)
 
 
-def build(r, outdir):
+def write_hashed(write, r):
+    """Writes recipe r's model.safetensors with write(path, r) into a
+    scratch folder.  Returns what write returns (the float32 weights), the
+    file's sha256 and its size.  Shared with tools/ref_siglip.py."""
     with tempfile.TemporaryDirectory() as tmp:
         st = os.path.join(tmp, "model.safetensors")
-        W32 = write_safetensors(st, r)
+        W32 = write(st, r)
         with open(st, "rb") as f:
             sha = hashlib.sha256(f.read()).hexdigest()
             size = f.tell()
+    return W32, sha, size
+
+
+def weights_fields(sha, size):
+    """A fixture's fields from the weights' file to n_images, in order."""
+    return {
+        "safetensors_sha256": sha,
+        "safetensors_size": size,
+        "pixel_scale": PIXEL_SCALE,
+        "coarse": COARSE,
+        "coarse_scale": COARSE_SCALE,
+        "n_images": N_IMAGES,
+    }
+
+
+def embedding_fields(ids, te, ie):
+    """A fixture's text ids and both embeddings, in order."""
+    return {
+        "text_ids": ids,
+        "text_embeddings": [[float(x) for x in row] for row in te],
+        "image_embeddings": [[float(x) for x in row] for row in ie],
+    }
+
+
+def write_fixture(outdir, name, fx):
+    with open(os.path.join(outdir, name + ".json"), "w") as f:
+        json.dump(fx, f, separators=(",", ":"))
+        f.write("\n")
+
+
+def fixture_outdir(name):
+    """argv[1], else tests/fixtures/<name>: made if missing."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        here, "..", "tests", "fixtures", name)
+    os.makedirs(outdir, exist_ok=True)
+    return outdir
+
+
+def build(r, outdir):
+    W32, sha, size = write_hashed(write_safetensors, r)
     W = {k: torch.from_numpy(v.astype(np.float64)) for k, v in W32.items()}
     ids = token_sequences(r["seed"])
     te = text_forward(W, r, ids).numpy()
@@ -424,27 +490,14 @@ def build(r, outdir):
         "recipe": r,
         "config": config_json(r),
         "preprocessor_config": r["preprocessor"],
-        "safetensors_sha256": sha,
-        "safetensors_size": size,
-        "pixel_scale": PIXEL_SCALE,
-        "coarse": COARSE,
-        "coarse_scale": COARSE_SCALE,
-        "n_images": N_IMAGES,
-        "text_ids": ids,
-        "text_embeddings": [[float(x) for x in row] for row in te],
-        "image_embeddings": [[float(x) for x in row] for row in ie],
+        **weights_fields(sha, size),
+        **embedding_fields(ids, te, ie),
     }
-    path = os.path.join(outdir, r["name"] + ".json")
-    with open(path, "w") as f:
-        json.dump(fx, f, separators=(",", ":"))
-        f.write("\n")
+    write_fixture(outdir, r["name"], fx)
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        here, "..", "tests", "fixtures", "models")
-    os.makedirs(outdir, exist_ok=True)
+    outdir = fixture_outdir("models")
     torch.set_num_threads(1)
     for r in RECIPES:
         build(r, outdir)

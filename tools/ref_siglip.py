@@ -48,20 +48,20 @@ For each recipe (a small random model in Hugging Face layout) this script
 
 Run with Debian's python3-torch:  tools/ref_siglip.py [outdir]
 """
-import hashlib
 import json
 import math
 import os
 import sys
-import tempfile
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ref_clip import (fscale, max_offdiag_cos, pixels_for,  # noqa: E402
-                      tower_specs, write_tensors, N_IMAGES, PIXEL_SCALE,
-                      COARSE, COARSE_SCALE)
+from ref_clip import (embedding_fields, fixture_outdir,  # noqa: E402
+                      fscale, max_offdiag_cos, pixels_for, text_config,
+                      text_specs, tower_specs, vision_config,
+                      weights_fields, write_fixture, write_hashed,
+                      write_recipe)
 
 VOCAB = 2048          # token table rows (the tokenizers have <= 1200 pieces)
 LOG10 = math.log(10.0)
@@ -128,14 +128,8 @@ def tensor_specs(r):
     mirrors it."""
     t, v = r["text"], r["vision"]
     specs = []
+    text_specs(specs, t, VOCAB, r["max_positions"])
     d = t["width"]
-    specs.append(("text_model.embeddings.token_embedding.weight",
-                  [VOCAB, d], 1.0, 0.0))
-    specs.append(("text_model.embeddings.position_embedding.weight",
-                  [r["max_positions"], d], 0.5, 0.0))
-    tower_specs(specs, "text_model", t)
-    specs.append(("text_model.final_layer_norm.weight", [d], 0.3, 1.0))
-    specs.append(("text_model.final_layer_norm.bias", [d], 0.1, 0.0))
     specs.append(("text_model.head.weight", [head_out(r), d], fscale(d),
                   0.0))
     specs.append(("text_model.head.bias", [head_out(r)], 0.1, 0.0))
@@ -170,15 +164,8 @@ def tensor_specs(r):
 
 
 def write_safetensors(path, r):
-    extras = []
-    if r["position_ids"]:
-        g = r["vision"]["image_size"] // r["vision"]["patch_size"]
-        for name, n in (("text_model.embeddings.position_ids",
-                         r["max_positions"]),
-                        ("vision_model.embeddings.position_ids", g * g)):
-            extras.append((name, np.arange(n, dtype=np.int64).reshape(1, n)))
-    return write_tensors(path, r["seed"], r["dtype"], tensor_specs(r),
-                         extras)
+    g = r["vision"]["image_size"] // r["vision"]["patch_size"]
+    return write_recipe(path, r, tensor_specs(r), r["max_positions"], g * g)
 
 
 TORCH_DTYPE = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
@@ -187,20 +174,12 @@ TORCH_DTYPE = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 def config_json(r):
     t, v = r["text"], r["vision"]
     if r["layout"] == "full":
-        tc = dict(hidden_size=t["width"], intermediate_size=t["mlp"],
-                  num_hidden_layers=t["layers"],
-                  num_attention_heads=t["heads"],
-                  max_position_embeddings=r["max_positions"],
-                  vocab_size=VOCAB, hidden_act="gelu_pytorch_tanh",
-                  layer_norm_eps=t["eps"], model_type="siglip_text_model")
+        tc = text_config(t, "gelu_pytorch_tanh", r["max_positions"], VOCAB,
+                         model_type="siglip_text_model")
         if r["projection_size"] is not None:
             tc["projection_size"] = r["projection_size"]
-        vc = dict(hidden_size=v["width"], intermediate_size=v["mlp"],
-                  num_hidden_layers=v["layers"],
-                  num_attention_heads=v["heads"], num_channels=3,
-                  image_size=v["image_size"], patch_size=v["patch_size"],
-                  hidden_act="gelu_pytorch_tanh", layer_norm_eps=v["eps"],
-                  model_type="siglip_vision_model")
+        vc = vision_config(v, "gelu_pytorch_tanh",
+                           model_type="siglip_vision_model")
     else:
         # google/siglip-base-patch16-224's config.json: only what differs
         # from the defaults
@@ -360,12 +339,7 @@ def token_sequences(r):
 
 
 def build(r, outdir):
-    with tempfile.TemporaryDirectory() as tmp:
-        st = os.path.join(tmp, "model.safetensors")
-        W32 = write_safetensors(st, r)
-        with open(st, "rb") as f:
-            sha = hashlib.sha256(f.read()).hexdigest()
-            size = f.tell()
+    W32, sha, size = write_hashed(write_safetensors, r)
     W = {k: torch.from_numpy(v.astype(np.float64)) for k, v in W32.items()}
     ids = token_sequences(r)
     te = text_forward(W, r, ids)
@@ -394,23 +368,13 @@ def build(r, outdir):
         "config": config_json(r),
         "preprocessor_config": preprocessor_json(r),
         "tokenizer": TOKENIZERS[r["family"]],
-        "safetensors_sha256": sha,
-        "safetensors_size": size,
-        "pixel_scale": PIXEL_SCALE,
-        "coarse": COARSE,
-        "coarse_scale": COARSE_SCALE,
-        "n_images": N_IMAGES,
+        **weights_fields(sha, size),
         "logit_scale": ls,
         "logit_bias": lb,
-        "text_ids": ids,
-        "text_embeddings": [[float(x) for x in row] for row in te],
-        "image_embeddings": [[float(x) for x in row] for row in ie],
+        **embedding_fields(ids, te, ie),
         "prob": [[float(x) for x in row] for row in prob],
     }
-    path = os.path.join(outdir, r["name"] + ".json")
-    with open(path, "w") as f:
-        json.dump(fx, f, separators=(",", ":"))
-        f.write("\n")
+    write_fixture(outdir, r["name"], fx)
 
 
 def check_tokenizers(repo):
@@ -445,9 +409,7 @@ def check_tokenizers(repo):
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     check_tokenizers(os.path.join(here, ".."))
-    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        here, "..", "tests", "fixtures", "siglip")
-    os.makedirs(outdir, exist_ok=True)
+    outdir = fixture_outdir("siglip")
     torch.set_num_threads(1)
     # the tanh GELU written out above is torch's
     x = torch.linspace(-6, 6, 1001, dtype=torch.float64)
