@@ -167,10 +167,13 @@ cfg_check(const clip_tower_cfg *t, int vision, const char *path,
 			return cdx_error_set(err, CDX_EFORMAT,
 			    "%s: vision_config.num_channels %d is not supported "
 			    "(3)", path, t->channels);
-		if (t->image_size % t->patch_size != 0)
+		/* The patch convolution is "valid" with stride patch_size:
+		 * (image_size // patch_size)^2 patches, the remainder unread
+		 * (siglip-so400m-patch14-384: 27 x 27 patches of 14). */
+		if (t->image_size < t->patch_size)
 			return cdx_error_set(err, CDX_EFORMAT,
-			    "%s: vision_config.image_size %d is not a multiple "
-			    "of patch_size %d", path, t->image_size,
+			    "%s: vision_config.image_size %d is smaller than "
+			    "patch_size %d", path, t->image_size,
 			    t->patch_size);
 		int g = t->image_size / t->patch_size;
 		if ((long)g * g + 1 > 100000)

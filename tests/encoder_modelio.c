@@ -259,9 +259,9 @@ test_config_bad_dims(void **state)
 	    "\"num_attention_heads\": 4}}");
 	expect_fail(f->dir, CDX_EFORMAT, "not a multiple of num_attention_heads",
 	    (char *)NULL);
-	put(f, "config.json", "{\"vision_config\": {\"image_size\": 100, "
+	put(f, "config.json", "{\"vision_config\": {\"image_size\": 24, "
 	    "\"patch_size\": 32}}");
-	expect_fail(f->dir, CDX_EFORMAT, "image_size 100", (char *)NULL);
+	expect_fail(f->dir, CDX_EFORMAT, "image_size 24 is smaller", (char *)NULL);
 	put(f, "config.json", "{\"vision_config\": {\"num_channels\": 1}}");
 	expect_fail(f->dir, CDX_EFORMAT, "num_channels", (char *)NULL);
 	put(f, "config.json", "{\"text_config\": {\"layer_norm_eps\": -1}}");

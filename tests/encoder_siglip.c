@@ -441,6 +441,46 @@ test_tiny_siglip2(void **state)
 	check_tiny(TM_FAMILY_SIGLIP2);
 }
 
+/* An image size that is no multiple of the patch (as siglip-so400m-
+ * patch14-384's 384 / 14): the convolution reads (size // patch)^2
+ * patches and never the remainder, as PyTorch's "valid" Conv2d does. */
+static void
+test_patch_remainder(void **state)
+{
+	(void)state;
+	tm_recipe r;
+	tm_recipe_siglip_tiny(&r, TM_FAMILY_SIGLIP);
+	r.vision.image_size = 72;           /* 4 x 4 patches of 16, 8 left */
+	char dir[] = "/tmp/cdx-siglip-rem-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(tm_write_model(&r, dir), 0);
+	clip_model *m = NULL;
+	clip_ctx *ctx = NULL;
+	cdx_error err;
+	if (clip_model_load(dir, NULL, &m, &err) != 0)
+		fail_msg("clip_model_load: %s", err.msg);
+	assert_int_equal(clip_model_get_info(m)->image_size, 72);
+	assert_int_equal(clip_ctx_new(m, 2, &ctx, &err), 0);
+	static float px[2][3 * 72 * 72];
+	assert_int_equal(tm_pixels(5, 0, 72, 4, 1.5f, 0.5f, px[0]), 0);
+	memcpy(px[1], px[0], sizeof(px[0]));
+	for (int c = 0; c < 3; c++)
+		for (int y = 0; y < 72; y++)
+			for (int x = 0; x < 72; x++)
+				if (x >= 64 || y >= 64)
+					px[1][(c * 72 + y) * 72 + x] = 3.0f;
+	float e[2][64];
+	/* one at a time: the same rows through the same kernels */
+	assert_int_equal(clip_encode_images(ctx, px[0], 1, e[0], &err), 0);
+	assert_int_equal(clip_encode_images(ctx, px[1], 1, e[1], &err), 0);
+	int dim = clip_model_get_info(m)->embed_dim;
+	for (int i = 0; i < dim; i++)
+		assert_true(e[0][i] == e[1][i]);
+	clip_ctx_free(ctx);
+	clip_model_free(m);
+	tm_rmtree(dir);
+}
+
 /* ---- folders that must be refused ------------------------------------- */
 
 /* Rewrites dir/config.json with edit() applied. */
@@ -637,6 +677,7 @@ main(void)
 		cmocka_unit_test(test_siglip2_b16_256_f32),
 		cmocka_unit_test(test_tiny_siglip),
 		cmocka_unit_test(test_tiny_siglip2),
+		cmocka_unit_test(test_patch_remainder),
 		cmocka_unit_test(test_bad_model_type),
 		cmocka_unit_test(test_bad_tokenizer),
 		cmocka_unit_test(test_vocab_mismatch),
