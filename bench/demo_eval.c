@@ -3,6 +3,7 @@
  * with clipdex's C encoder, beside PyTorch's on the same F16 weights.
  *
  *   demo_eval [--model DIR] [--dir EVALDIR] [--threads N]
+ *             [--precision all|fp32|bf16|int8|int8-mixed]
  *
  * Without --dir it makes a temporary folder and runs
  * `tools/train_demo.py eval --model DIR --dir TMP` (Debian's python3 with
@@ -14,7 +15,15 @@
  * clip_tokenize, clip_encode_*), prints both tables and the least cosine
  * between the two implementations' embeddings, and fails when that is
  * below the encoder's tolerance (0.9999 images, 0.99999 texts, as
- * tests/encoder_e2e.c requires).
+ * tests/encoder_e2e.c requires).  That comparison runs at fp32, whatever
+ * --precision says (the tolerance is fp32's).
+ *
+ * Then, per precision (--precision all, the default: fp32, bf16, int8 and
+ * int8-mixed; one name: fp32 and that one), on the same files and texts:
+ * R@1/5/10 of every family, the cosine of each embedding to fp32's (worst
+ * and mean), and the mean overlap of the top 10 among the 1000 held-out
+ * scenes with fp32's top 10, over 100 of the queries (every 4.2th of the
+ * 420, so all 7 families; targets: bf16 >= 0.98, int8 >= 0.9).
  *
  * Figures: text->image R@K is the share of queries with at least one
  * relevant held-out scene (one with every attribute the query names) in the
@@ -190,11 +199,251 @@ min_cos_file(const char *path, const float *e, int n, int d)
 	return worst;
 }
 
+/* The embeddings of every file and query at one precision. */
+typedef struct run {
+	int precision;          /* as loaded */
+	float *ie, *te;         /* (n_img + n_cp) x d, n_q x d */
+	tally ft[16], ct[3];    /* text->image per family, image->image */
+} run;
+
+typedef struct eval_set {
+	const char *model_dir, *dir;
+	const char **names;     /* images then copies */
+	const char **kinds;
+	int *of;
+	const cJSON *queries;
+	int n_img, n_cp, n_q, d;
+	const char *fams[16];
+	int n_f;
+	char id[160];
+} eval_set;
+
+static const char *const CK[3] = { "jpeg", "resized", "cropped" };
+
+/* Loads the model at `precision`, encodes every file and query into r and
+ * scores them.  Returns 0 or -1 (message on stderr). */
+static int
+run_precision(eval_set *es, int precision, run *r)
+{
+	clip_model_params mp;
+	clip_model_default_params(&mp);
+	mp.precision = precision;
+	clip_model *m;
+	clip_ctx *ctx;
+	cdx_error err;
+	memset(r, 0, sizeof(*r));
+	if (clip_model_load(es->model_dir, &mp, &m, &err) != 0)
+		goto fail_msg;
+	if (clip_ctx_new(m, 16, &ctx, &err) != 0) {
+		clip_model_free(m);
+		goto fail_msg;
+	}
+	const clip_model_info *mi = clip_model_get_info(m);
+	int d = es->d = mi->embed_dim;
+	r->precision = mi->precision;
+	snprintf(es->id, sizeof(es->id), "%s", mi->id);
+	r->ie = malloc(sizeof(float) * (size_t)(es->n_img + es->n_cp) * d);
+	r->te = malloc(sizeof(float) * (size_t)es->n_q * d);
+	int rc = -1;
+	if (!r->ie || !r->te || encode_files(m, ctx, es->dir, es->names,
+	    es->n_img + es->n_cp, r->ie) != 0)
+		goto out;
+	const clip_tokenizer *tok = clip_model_tokenizer(m);
+	for (int i = 0; i < es->n_q; i++) {
+		const char *text = cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetArrayItem(es->queries, i), "text")->valuestring;
+		int32_t ids[CLIP_CONTEXT_LEN];
+		if (clip_tokenize(tok, text, strlen(text), ids, NULL, &err) != 0 ||
+		    clip_encode_text(ctx, ids, 1, r->te + (size_t)i * d,
+		        &err) != 0) {
+			fprintf(stderr, "demo_eval: '%s': %s\n", text, err.msg);
+			goto out;
+		}
+	}
+
+	/* text -> image, per family, in the order of first appearance */
+	unsigned char *rel = malloc((size_t)es->n_img);
+	if (!rel)
+		goto out;
+	for (int i = 0; i < es->n_q; i++) {
+		const cJSON *q = cJSON_GetArrayItem(es->queries, i);
+		const char *fam =
+		    cJSON_GetObjectItemCaseSensitive(q, "family")->valuestring;
+		int f = 0;
+		while (f < es->n_f && strcmp(es->fams[f], fam))
+			f++;
+		if (f == es->n_f) {
+			if (es->n_f == 16)
+				continue;
+			es->fams[es->n_f++] = fam;
+		}
+		memset(rel, 0, (size_t)es->n_img);
+		const cJSON *rr;
+		cJSON_ArrayForEach(rr, cJSON_GetObjectItemCaseSensitive(q,
+		    "relevant"))
+			if (rr->valueint >= 0 && rr->valueint < es->n_img)
+				rel[rr->valueint] = 1;
+		score_query(r->te + (size_t)i * d, r->ie, es->n_img, d, rel,
+		    &r->ft[f]);
+	}
+	for (int i = 0; i < es->n_cp; i++) {
+		int k = 0;
+		while (k < 3 && strcmp(es->kinds[i], CK[k]))
+			k++;
+		if (k == 3)
+			continue;
+		memset(rel, 0, (size_t)es->n_img);
+		rel[es->of[i]] = 1;
+		score_query(r->ie + (size_t)(es->n_img + i) * d, r->ie, es->n_img,
+		    d, rel, &r->ct[k]);
+	}
+	free(rel);
+	rc = 0;
+out:
+	clip_ctx_free(ctx);
+	clip_model_free(m);
+	return rc;
+fail_msg:
+	fprintf(stderr, "demo_eval: %s (%s)\n", err.msg,
+	    clip_precision_name(precision));
+	return -1;
+}
+
+static void
+run_free(run *r)
+{
+	free(r->ie);
+	free(r->te);
+}
+
+/* The indices of the 10 best of n_db scores of q (ties: lower index). */
+static void
+top10(const float *q, const float *db, int n_db, int d, int *top)
+{
+	float best[10];
+	int n = 0;
+	for (int j = 0; j < n_db; j++) {
+		float s = dot(q, db + (size_t)j * d, d);
+		if (n == 10 && s <= best[9])
+			continue;
+		int p = n < 10 ? n++ : 9;
+		while (p > 0 && best[p - 1] < s) {
+			best[p] = best[p - 1];
+			top[p] = top[p - 1];
+			p--;
+		}
+		best[p] = s;
+		top[p] = j;
+	}
+}
+
+static void
+cos_stats(const float *a, const float *b, int rows, int d, double *worst,
+    double *mean)
+{
+	double w = 1, sum = 0;
+	for (int i = 0; i < rows; i++) {
+		double c = 0;
+		for (int j = 0; j < d; j++)
+			c += (double)a[(size_t)i * d + j] * b[(size_t)i * d + j];
+		sum += c;
+		w = c < w ? c : w;
+	}
+	*worst = w;
+	*mean = rows ? sum / rows : 1;
+}
+
+/* Every precision beside fp32 (runs[0]). */
+static void
+print_precisions(const eval_set *es, const run *runs, int n)
+{
+	printf("\nper precision (the same files and queries; linear layers in "
+	    "that precision)\n");
+	printf("  %-12s", "text->image");
+	for (int p = 0; p < n; p++)
+		printf("  %-20s", clip_precision_name(runs[p].precision));
+	printf("\n  %-12s", "");
+	for (int p = 0; p < n; p++)
+		printf("  %6s %6s %6s ", "R@1", "R@5", "R@10");
+	printf("\n");
+	for (int f = 0; f <= es->n_f; f++) {
+		printf("  %-12s", f < es->n_f ? es->fams[f] : "all queries");
+		for (int p = 0; p < n; p++) {
+			tally t = runs[p].ft[f < es->n_f ? f : 0];
+			if (f == es->n_f)
+				for (int g = 1; g < es->n_f; g++) {
+					for (int k = 0; k < N_K; k++)
+						t.hits[k] += runs[p].ft[g].hits[k];
+					t.n += runs[p].ft[g].n;
+				}
+			printf(" ");
+			for (int k = 0; k < N_K; k++)
+				printf(" %6.3f", t.n ? t.hits[k] / t.n : NAN);
+			printf(" ");
+		}
+		printf("\n");
+	}
+	printf("  %-12s\n", "image->image");
+	for (int k = 0; k < 3; k++) {
+		if (!runs[0].ct[k].n)
+			continue;
+		printf("  %-12s", CK[k]);
+		for (int p = 0; p < n; p++) {
+			printf(" ");
+			for (int j = 0; j < N_K; j++)
+				printf(" %6.3f", runs[p].ct[k].hits[j] / runs[p].ct[k].n);
+			printf(" ");
+		}
+		printf("\n");
+	}
+
+	/* agreement with fp32 */
+	int nq = es->n_q < 100 ? es->n_q : 100, d = es->d;
+	printf("\nagreement with fp32: top-10 overlap among the %d held-out "
+	    "scenes over %d queries (all families), cosine of every embedding "
+	    "to fp32's\n", es->n_img, nq);
+	printf("  %-11s %8s %5s %-13s %12s %12s %12s %12s  %s\n", "precision",
+	    "overlap", "min", "target", "images worst", "images mean",
+	    "texts worst", "texts mean", "cosine bound");
+	for (int p = 1; p < n; p++) {
+		double sum = 0, mn = 1;
+		for (int i = 0; i < nq; i++) {
+			int q = (int)((long)i * es->n_q / nq), a[10], b[10], same = 0;
+			top10(runs[0].te + (size_t)q * d, runs[0].ie, es->n_img, d, a);
+			top10(runs[p].te + (size_t)q * d, runs[p].ie, es->n_img, d, b);
+			for (int x = 0; x < 10; x++)
+				for (int y = 0; y < 10; y++)
+					same += a[x] == b[y];
+			sum += same / 10.0;
+			mn = same / 10.0 < mn ? same / 10.0 : mn;
+		}
+		const char *nm = clip_precision_name(runs[p].precision);
+		double tgt = !strcmp(nm, "bf16") ? 0.98 : !strncmp(nm, "int8", 4) ?
+		    0.9 : NAN;
+		double iw, im, tw, tm;
+		cos_stats(runs[p].ie, runs[0].ie, es->n_img + es->n_cp, d, &iw, &im);
+		cos_stats(runs[p].te, runs[0].te, es->n_q, d, &tw, &tm);
+		/* issue 12's bounds on every input of the demo model */
+		double cb = !strcmp(nm, "bf16") ? 0.999 : !strncmp(nm, "int8", 4) ?
+		    0.99 : NAN;
+		char ts[24] = "", cs[24] = "";
+		if (!isnan(tgt))
+			snprintf(ts, sizeof ts, ">=%.2f %s", tgt,
+			    sum / nq >= tgt ? "met" : "MISSED");
+		if (!isnan(cb))
+			snprintf(cs, sizeof cs, ">=%.3f %s", cb,
+			    iw >= cb && tw >= cb ? "met" : "MISSED");
+		printf("  %-11s %8.3f %5.1f %-13s %12.6f %12.6f %12.6f %12.6f  %s\n",
+		    nm, sum / nq, mn, ts, iw, im, tw, tm, cs);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *model_dir = "models/demo", *dir = NULL;
-	int threads = 1;
+	const char *prec_arg = "all";
+	int threads = 1, pq;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--model") && i + 1 < argc)
 			model_dir = argv[++i];
@@ -202,11 +451,27 @@ main(int argc, char **argv)
 			dir = argv[++i];
 		else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			threads = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--precision") && i + 1 < argc &&
+		    (!strcmp(argv[i + 1], "all") ||
+		    clip_precision_parse(argv[i + 1], &pq) == 0))
+			prec_arg = argv[++i];
 		else {
 			fprintf(stderr, "usage: demo_eval [--model DIR] [--dir EVALDIR] "
-			    "[--threads N]\n");
+			    "[--threads N] [--precision all|fp32|bf16|int8|"
+			    "int8-mixed]\n");
 			return 2;
 		}
+	}
+	/* fp32 first: the PyTorch comparison and the reference */
+	int precs[8] = { CLIP_PRECISION_FP32 }, n_prec = 1;
+	if (!strcmp(prec_arg, "all")) {
+		const char *nm[] = { "bf16", "int8", "int8-mixed" };
+		for (int i = 0; i < 3; i++)
+			if (clip_precision_parse(nm[i], &precs[n_prec]) == 0)
+				n_prec++;
+	} else if (clip_precision_parse(prec_arg, &pq) == 0 &&
+	    pq != CLIP_PRECISION_FP32) {
+		precs[n_prec++] = pq;
 	}
 	char tmp[] = "/tmp/demo_eval.XXXXXX";
 	if (!dir) {
@@ -236,99 +501,48 @@ main(int argc, char **argv)
 	}
 	const cJSON *images = cJSON_GetObjectItemCaseSensitive(meta, "images");
 	const cJSON *copies = cJSON_GetObjectItemCaseSensitive(meta, "copies");
-	const cJSON *queries = cJSON_GetObjectItemCaseSensitive(meta, "queries");
-	int n_img = cJSON_GetArraySize(images), n_cp = cJSON_GetArraySize(copies);
-	int n_q = cJSON_GetArraySize(queries);
+	eval_set es;
+	memset(&es, 0, sizeof es);
+	es.model_dir = model_dir;
+	es.dir = dir;
+	es.queries = cJSON_GetObjectItemCaseSensitive(meta, "queries");
+	es.n_img = cJSON_GetArraySize(images);
+	es.n_cp = cJSON_GetArraySize(copies);
+	es.n_q = cJSON_GetArraySize(es.queries);
+	int n_img = es.n_img, n_cp = es.n_cp, n_q = es.n_q;
 
-	clip_model_params mp;
-	clip_model_default_params(&mp);
 	cdx_threads_set(threads);
-	clip_model *m;
-	clip_ctx *ctx;
-	cdx_error err;
-	if (clip_model_load(model_dir, &mp, &m, &err) != 0 ||
-	    clip_ctx_new(m, 16, &ctx, &err) != 0) {
-		fprintf(stderr, "demo_eval: %s\n", err.msg);
-		return 1;
-	}
-	int d = clip_model_get_info(m)->embed_dim;
-	const char **names = malloc(sizeof(char *) * (size_t)(n_img + n_cp));
-	int *of = malloc(sizeof(int) * (size_t)n_cp);
-	const char **kinds = malloc(sizeof(char *) * (size_t)n_cp);
+	es.names = malloc(sizeof(char *) * (size_t)(n_img + n_cp));
+	es.of = malloc(sizeof(int) * (size_t)n_cp);
+	es.kinds = malloc(sizeof(char *) * (size_t)n_cp);
 	for (int i = 0; i < n_img; i++)
-		names[i] = cJSON_GetArrayItem(images, i)->valuestring;
+		es.names[i] = cJSON_GetArrayItem(images, i)->valuestring;
 	for (int i = 0; i < n_cp; i++) {
 		const cJSON *c = cJSON_GetArrayItem(copies, i);
-		names[n_img + i] =
+		es.names[n_img + i] =
 		    cJSON_GetObjectItemCaseSensitive(c, "file")->valuestring;
-		of[i] = cJSON_GetObjectItemCaseSensitive(c, "of")->valueint;
-		kinds[i] = cJSON_GetObjectItemCaseSensitive(c, "kind")->valuestring;
+		es.of[i] = cJSON_GetObjectItemCaseSensitive(c, "of")->valueint;
+		es.kinds[i] =
+		    cJSON_GetObjectItemCaseSensitive(c, "kind")->valuestring;
 	}
-	float *ie = malloc(sizeof(float) * (size_t)(n_img + n_cp) * d);
-	float *te = malloc(sizeof(float) * (size_t)n_q * d);
-	if (encode_files(m, ctx, dir, names, n_img + n_cp, ie) != 0)
+	run runs[8];
+	int n_runs = 0;
+	if (run_precision(&es, precs[0], &runs[0]) != 0)
 		return 1;
-	const clip_tokenizer *tok = clip_model_tokenizer(m);
-	for (int i = 0; i < n_q; i++) {
-		const char *text = cJSON_GetObjectItemCaseSensitive(
-		    cJSON_GetArrayItem(queries, i), "text")->valuestring;
-		int32_t ids[CLIP_CONTEXT_LEN];
-		if (clip_tokenize(tok, text, strlen(text), ids, NULL, &err) != 0 ||
-		    clip_encode_text(ctx, ids, 1, te + (size_t)i * d, &err) != 0) {
-			fprintf(stderr, "demo_eval: '%s': %s\n", text, err.msg);
-			return 1;
-		}
-	}
-
-	/* text -> image, per family, in the order of first appearance */
-	unsigned char *rel = malloc((size_t)n_img);
-	const char *fams[16];
-	tally ft[16];
-	int n_f = 0;
-	for (int i = 0; i < n_q; i++) {
-		const cJSON *q = cJSON_GetArrayItem(queries, i);
-		const char *fam =
-		    cJSON_GetObjectItemCaseSensitive(q, "family")->valuestring;
-		int f = 0;
-		while (f < n_f && strcmp(fams[f], fam))
-			f++;
-		if (f == n_f) {
-			if (n_f == 16)
-				continue;
-			fams[n_f] = fam;
-			memset(&ft[n_f++], 0, sizeof(tally));
-		}
-		memset(rel, 0, (size_t)n_img);
-		const cJSON *r;
-		cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(q, "relevant"))
-			if (r->valueint >= 0 && r->valueint < n_img)
-				rel[r->valueint] = 1;
-		score_query(te + (size_t)i * d, ie, n_img, d, rel, &ft[f]);
-	}
-	const char *ck[3] = { "jpeg", "resized", "cropped" };
-	tally ct[3];
-	memset(ct, 0, sizeof ct);
-	for (int i = 0; i < n_cp; i++) {
-		int k = 0;
-		while (k < 3 && strcmp(kinds[i], ck[k]))
-			k++;
-		if (k == 3)
-			continue;
-		memset(rel, 0, (size_t)n_img);
-		rel[of[i]] = 1;
-		score_query(ie + (size_t)(n_img + i) * d, ie, n_img, d, rel, &ct[k]);
-	}
+	n_runs = 1;
+	const run *r0 = &runs[0];
+	int d = es.d;
 
 	printf("demo model %s: %d held-out scenes, %d copies, %d queries\n",
-	    clip_model_get_info(m)->id, n_img, n_cp, n_q);
-	printf("clipdex C encoder\n  %-12s %6s %6s %6s   P@10\n", "text->image",
-	    "R@1", "R@5", "R@10");
-	for (int f = 0; f < n_f; f++)
-		print_row(fams[f], &ft[f], 1);
+	    es.id, n_img, n_cp, n_q);
+	printf("clipdex C encoder (fp32)\n  %-12s %6s %6s %6s   P@10\n",
+	    "text->image", "R@1", "R@5", "R@10");
+	for (int f = 0; f < es.n_f; f++)
+		print_row(es.fams[f], &r0->ft[f], 1);
 	printf("  %-12s %6s %6s %6s\n", "image->image", "R@1", "R@5", "R@10");
 	for (int k = 0; k < 3; k++)
-		if (ct[k].n)
-			print_row(ck[k], &ct[k], 0);
+		if (r0->ct[k].n)
+			print_row(CK[k], &r0->ct[k], 0);
 
 	int status = 0;
 	snprintf(path, sizeof path, "%s/torch.json", dir);
@@ -342,9 +556,9 @@ main(int argc, char **argv)
 		snprintf(p1, sizeof p1, "%s/torch_images.f32", dir);
 		snprintf(p2, sizeof p2, "%s/torch_copies.f32", dir);
 		snprintf(p3, sizeof p3, "%s/torch_texts.f32", dir);
-		double ci = fmin(min_cos_file(p1, ie, n_img, d),
-		    min_cos_file(p2, ie + (size_t)n_img * d, n_cp, d));
-		double ct_ = min_cos_file(p3, te, n_q, d);
+		double ci = fmin(min_cos_file(p1, r0->ie, n_img, d),
+		    min_cos_file(p2, r0->ie + (size_t)n_img * d, n_cp, d));
+		double ct_ = min_cos_file(p3, r0->te, n_q, d);
 		printf("least cosine C vs PyTorch: images %.7f (tolerance 0.9999), "
 		    "texts %.7f (tolerance 0.99999)\n", ci, ct_);
 		if (!(ci >= 0.9999 && ct_ >= 0.99999)) {
@@ -355,20 +569,25 @@ main(int argc, char **argv)
 		printf("(no %s: PyTorch figures not available)\n", path);
 	}
 
+	for (int p = 1; p < n_prec; p++)
+		if (run_precision(&es, precs[p], &runs[n_runs]) == 0)
+			n_runs++;
+		else
+			status = 1;
+	if (n_runs > 1)
+		print_precisions(&es, runs, n_runs);
+
 	if (dir == tmp) {
 		char cmd[256];
 		snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
 		if (system(cmd) != 0)
 			fprintf(stderr, "demo_eval: could not remove %s\n", tmp);
 	}
-	free(rel);
-	free(te);
-	free(ie);
-	free(kinds);
-	free(of);
-	free(names);
+	for (int p = 0; p < n_runs; p++)
+		run_free(&runs[p]);
+	free(es.kinds);
+	free(es.of);
+	free(es.names);
 	cJSON_Delete(meta);
-	clip_ctx_free(ctx);
-	clip_model_free(m);
 	return status;
 }

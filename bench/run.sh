@@ -1,7 +1,10 @@
 #!/bin/sh
 # Runs every benchmark program in $BUILD/bench, or those whose names contain
 # one of the given patterns (make bench B=image).  Each prints its own
-# figures; this script stops at the first one that fails.
+# figures, then this script the seconds it took; a failure is reported and
+# the others still run (exit status 1).  The benchmarks run without
+# arguments: encoder_bench then measures every model shape at every
+# precision, demo_eval every precision against fp32.
 BUILD=${BUILD:-build}
 export BUILD
 status=0
@@ -15,7 +18,9 @@ for b in "$BUILD"/bench/*; do
 		[ $match -eq 1 ] || continue
 	fi
 	echo "== $name"
+	t0=$(date +%s)
 	"$b" || { echo "bench: $name failed" >&2; status=1; }
+	echo "== $name: $(( $(date +%s) - t0 )) s"
 	echo
 done
 exit $status

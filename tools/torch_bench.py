@@ -5,11 +5,13 @@ q/k/v/out projections, per-layer modules, float32), on a randomly
 initialised model of the shapes given, timed on the same machine with the
 same thread count.
 
-    tools/torch_bench.py --threads N [--shape b32|siglip-b16] [--quick]
+    tools/torch_bench.py --threads N [--shape b32|b16|siglip-b16] [--quick]
 
 Shapes:
   b32         CLIP ViT-B/32 (class token, pre-LN, quick_gelu, causal text
               cut at the end token, projections).
+  b16         CLIP ViT-B/16: b32 with 16-pixel patches (197 tokens); the
+              same text tower.
   siglip-b16  SigLIP-B/16 at 224 px (google/siglip-base-patch16-224): patch
               conv with bias, position embeddings, no class token, no
               pre-LN, gelu tanh approximation, post-LN, attention-pooling
@@ -44,6 +46,9 @@ SHAPES = {
     # 12 layers, 8 heads, MLP 2048; projection 512.
     "b32": dict(vw=768, vl=12, vh=12, vm=3072, tw=512, tl=12, th=8, tm=2048,
                 proj=512, image=224, patch=32, vocab=49408, pos=77),
+    # ViT-B/16: the same with 16-pixel patches (14 x 14 + 1 tokens).
+    "b16": dict(vw=768, vl=12, vh=12, vm=3072, tw=512, tl=12, th=8, tm=2048,
+                proj=512, image=224, patch=16, vocab=49408, pos=77),
     # SigLIP-B/16 at 224 px: both towers 768 wide, 12 layers, 12 heads,
     # MLP 3072; vocabulary 32000, 64 text positions, head 768 -> 768.
     "siglip-b16": dict(vw=768, vl=12, vh=12, vm=3072, tw=768, tl=12, th=12,
