@@ -15,6 +15,13 @@
 
 #include <cblas.h>
 #include <math.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define GEMM_X86 1
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,fma")))
+#else
+#define GEMM_X86 0
+#endif
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,9 +145,24 @@ gemm_engine_free(gemm_engine *e)
 
 /* ---- conversions ------------------------------------------------------- */
 
+/* The per-call conversions around oneDNN (activations to bf16 or s8, s32
+ * results to float32) are memory-bound passes over every activation: an
+ * AVX2 version of each, picked at run time (the build targets baseline
+ * x86-64), with the portable loop as the reference. */
+
+static int
+have_avx2(void)
+{
+#if GEMM_X86
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+	return 0;
+#endif
+}
+
 /* float32 to bfloat16, rounding to nearest even. */
 static void
-to_bf16(const float *x, uint16_t *y, size_t n)
+to_bf16_scalar(const float *x, uint16_t *y, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		uint32_t u;
@@ -173,9 +195,10 @@ round_bf16(float *x, size_t n)
 }
 
 /* Symmetric int8 of n values with scale amax / qmax (1 for a zero row):
- * q = round(x / scale) in [-qmax, qmax].  Returns the scale. */
+ * q = round(x / scale) (to nearest even) in [-qmax, qmax].  Returns the
+ * scale. */
 static float
-to_s8(const float *x, int8_t *q, int n, float qmax)
+to_s8_scalar(const float *x, int8_t *q, int n, float qmax)
 {
 	float amax = 0.0f;
 	for (int i = 0; i < n; i++) {
@@ -185,12 +208,137 @@ to_s8(const float *x, int8_t *q, int n, float qmax)
 	float scale = amax > 0.0f ? amax / qmax : 1.0f;
 	float inv = 1.0f / scale;
 	for (int i = 0; i < n; i++) {
-		float v = x[i] * inv;
-		v += v >= 0.0f ? 0.5f : -0.5f;
+		float v = rintf(x[i] * inv);
 		v = v > qmax ? qmax : v < -qmax ? -qmax : v;
 		q[i] = (int8_t)v;
 	}
 	return scale;
+}
+
+/* y[j] = (beta ? y[j] : 0) + a[j] * s * ws[j] */
+static void
+dequant_scalar(const int32_t *a, float s, const float *ws, float *y, int n,
+    int beta)
+{
+	for (int j = 0; j < n; j++)
+		y[j] = (beta ? y[j] : 0.0f) + (float)a[j] * s * ws[j];
+}
+
+#if GEMM_X86
+AVX2 static void
+to_bf16_avx2(const float *x, uint16_t *y, size_t n)
+{
+	const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m256i a = _mm256_castps_si256(_mm256_loadu_ps(x + i));
+		__m256i b = _mm256_castps_si256(_mm256_loadu_ps(x + i + 8));
+		a = _mm256_add_epi32(a, _mm256_add_epi32(bias, _mm256_and_si256(
+		    _mm256_srli_epi32(a, 16), one)));
+		b = _mm256_add_epi32(b, _mm256_add_epi32(bias, _mm256_and_si256(
+		    _mm256_srli_epi32(b, 16), one)));
+		a = _mm256_srli_epi32(a, 16);
+		b = _mm256_srli_epi32(b, 16);
+		/* packus works per 128-bit lane: put the halves back */
+		__m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b),
+		    0xd8);
+		_mm256_storeu_si256((__m256i *)(y + i), p);
+	}
+	to_bf16_scalar(x + i, y + i, n - i);
+}
+
+AVX2 static float
+to_s8_avx2(const float *x, int8_t *q, int n, float qmax)
+{
+	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	__m256 m = _mm256_setzero_ps();
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		m = _mm256_max_ps(m, _mm256_and_ps(absmask, _mm256_loadu_ps(x + i)));
+	float buf[8], amax = 0.0f;
+	_mm256_storeu_ps(buf, m);
+	for (int k = 0; k < 8; k++)
+		amax = buf[k] > amax ? buf[k] : amax;
+	for (; i < n; i++)
+		amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+	float scale = amax > 0.0f ? amax / qmax : 1.0f;
+	float inv = 1.0f / scale;
+	const __m256 vinv = _mm256_set1_ps(inv), hi = _mm256_set1_ps(qmax),
+	    lo = _mm256_set1_ps(-qmax);
+	const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+	for (i = 0; i + 32 <= n; i += 32) {
+		__m256i v[4];
+		for (int k = 0; k < 4; k++) {
+			__m256 f = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k),
+			    vinv);
+			f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
+			v[k] = _mm256_cvtps_epi32(f);   /* nearest even */
+		}
+		__m256i ab = _mm256_packs_epi32(v[0], v[1]);
+		__m256i cd = _mm256_packs_epi32(v[2], v[3]);
+		__m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab,
+		    cd), order);
+		_mm256_storeu_si256((__m256i *)(q + i), p);
+	}
+	for (; i < n; i++) {
+		float v = rintf(x[i] * inv);
+		v = v > qmax ? qmax : v < -qmax ? -qmax : v;
+		q[i] = (int8_t)v;
+	}
+	return scale;
+}
+
+AVX2 static void
+dequant_avx2(const int32_t *a, float s, const float *ws, float *y, int n,
+    int beta)
+{
+	const __m256 vs = _mm256_set1_ps(s);
+	int j = 0;
+	for (; j + 8 <= n; j += 8) {
+		__m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(
+		    _mm256_loadu_si256((const __m256i *)(a + j))), vs),
+		    _mm256_loadu_ps(ws + j));
+		if (beta)
+			v = _mm256_add_ps(v, _mm256_loadu_ps(y + j));
+		_mm256_storeu_ps(y + j, v);
+	}
+	dequant_scalar(a + j, s, ws + j, y + j, n - j, beta);
+}
+#endif
+
+static void
+to_bf16(const float *x, uint16_t *y, size_t n)
+{
+#if GEMM_X86
+	if (have_avx2()) {
+		to_bf16_avx2(x, y, n);
+		return;
+	}
+#endif
+	to_bf16_scalar(x, y, n);
+}
+
+static float
+to_s8(const float *x, int8_t *q, int n, float qmax)
+{
+#if GEMM_X86
+	if (have_avx2())
+		return to_s8_avx2(x, q, n, qmax);
+#endif
+	return to_s8_scalar(x, q, n, qmax);
+}
+
+static void
+dequant(const int32_t *a, float s, const float *ws, float *y, int n,
+    int beta)
+{
+#if GEMM_X86
+	if (have_avx2()) {
+		dequant_avx2(a, s, ws, y, n, beta);
+		return;
+	}
+#endif
+	dequant_scalar(a, s, ws, y, n, beta);
 }
 
 /* Without VNNI, oneDNN multiplies int8 with vpmaddubsw, which adds pairs
@@ -568,16 +716,8 @@ gemm_run(gemm_ctx *c, const float *x, const gemm_weight *w, float *y, int t,
 		    (size_t)i * k, k, 127.0f);
 	if ((rc = run_prim(c, p, c->xq, w->packed, c->acc, err)) != 0)
 		return rc;
-	for (int i = 0; i < t; i++) {
-		const int32_t *a = c->acc + (size_t)i * n;
-		float *yr = y + (size_t)i * n, s = c->rscale[i];
-		if (beta != 0.0f) {
-			for (int j = 0; j < n; j++)
-				yr[j] += (float)a[j] * s * w->scale[j];
-		} else {
-			for (int j = 0; j < n; j++)
-				yr[j] = (float)a[j] * s * w->scale[j];
-		}
-	}
+	for (int i = 0; i < t; i++)
+		dequant(c->acc + (size_t)i * n, c->rscale[i], w->scale,
+		    y + (size_t)i * n, n, beta != 0.0f);
 	return 0;
 }
