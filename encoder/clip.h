@@ -350,8 +350,9 @@ typedef struct clip_model_info {
 	clip_preprocess_cfg preprocess;
 	/* What runs: the precision in effect (never auto), and for bf16 and
 	 * int8 oneDNN's version, the ISA it dispatches to and the kernel its
-	 * matmul chose ("2.6.3 avx512_core_amx brg:avx512_core_amx_bf16");
-	 * "OpenBLAS" for fp32. */
+	 * matmul chose when the first MLP's weights were packed (for a
+	 * 256-row batch): "oneDNN 2.6.3 avx512_core_amx
+	 * brg:avx512_core_amx_bf16"; "OpenBLAS" for fp32. */
 	int precision;
 	char kernels[128];
 	size_t weight_bytes;   /* resident bytes of every weight as loaded */

@@ -245,8 +245,9 @@ map_head(clip_ctx *c, const clip_tower *tw, const float *x, int n, int seq)
 	}
 	float *o = c->pooled;
 	lin(c, c->attn, &h->out, o, n, 0.0f);
-	ops_bias(o, h->out_b, n, d);
-	ops_layernorm(o, NULL, h->ln_w, h->ln_b, c->h, n, d, tw->cfg.eps);
+	/* out_proj's bias is added inside the layer norm's pass, as in
+	 * tower_run */
+	ops_layernorm(o, h->out_b, h->ln_w, h->ln_b, c->h, n, d, tw->cfg.eps);
 	float *act = c->big;
 	lin(c, c->h, &h->fc1, act, n, 0.0f);
 	ops_bias_act(act, h->fc1_b, n, m, tw->cfg.act);

@@ -12,6 +12,7 @@
  * them, and oneDNN's own primitive cache makes a re-creation cheap.
  */
 #include "encoder/gemm.h"
+#include "encoder/model_internal.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -150,26 +151,22 @@ gemm_engine_free(gemm_engine *e)
  * AVX2 version of each, picked at run time (the build targets baseline
  * x86-64), with the portable loop as the reference. */
 
-static int
-have_avx2(void)
+/* The bits of x rounded to the nearest bfloat16 (ties to even) in the
+ * upper half; the lower half is garbage. */
+static inline uint32_t
+bf16_round_bits(float x)
 {
-#if GEMM_X86
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-	return 0;
-#endif
+	uint32_t u;
+	memcpy(&u, &x, sizeof(u));
+	return u + 0x7fffu + ((u >> 16) & 1u);
 }
 
-/* float32 to bfloat16, rounding to nearest even. */
+/* float32 to bfloat16. */
 static void
 to_bf16_scalar(const float *x, uint16_t *y, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		uint32_t u;
-		memcpy(&u, &x[i], sizeof(u));
-		u += 0x7fffu + ((u >> 16) & 1u);
-		y[i] = (uint16_t)(u >> 16);
-	}
+	for (size_t i = 0; i < n; i++)
+		y[i] = (uint16_t)(bf16_round_bits(x[i]) >> 16);
 }
 
 static void
@@ -186,17 +183,32 @@ static void
 round_bf16(float *x, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		uint32_t u;
-		memcpy(&u, &x[i], sizeof(u));
-		u += 0x7fffu + ((u >> 16) & 1u);
-		u &= 0xffff0000u;
+		uint32_t u = bf16_round_bits(x[i]) & 0xffff0000u;
 		memcpy(&x[i], &u, sizeof(u));
 	}
 }
 
-/* Symmetric int8 of n values with scale amax / qmax (1 for a zero row):
- * q = round(x / scale) (to nearest even) in [-qmax, qmax].  Returns the
- * scale. */
+/* q[i] = round(x[i] * inv) (to nearest even) clamped to [-qmax, qmax]. */
+static void
+quantize_s8(const float *x, int8_t *q, int n, float inv, float qmax)
+{
+	for (int i = 0; i < n; i++) {
+		float v = rintf(x[i] * inv);
+		v = v > qmax ? qmax : v < -qmax ? -qmax : v;
+		q[i] = (int8_t)v;
+	}
+}
+
+/* The scale of a symmetric int8 row whose largest magnitude is amax: amax
+ * / qmax (1 for a zero row). */
+static float
+s8_scale(float amax, float qmax)
+{
+	return amax > 0.0f ? amax / qmax : 1.0f;
+}
+
+/* Symmetric int8 of n values: q = round(x / scale) in [-qmax, qmax].
+ * Returns the scale. */
 static float
 to_s8_scalar(const float *x, int8_t *q, int n, float qmax)
 {
@@ -205,13 +217,8 @@ to_s8_scalar(const float *x, int8_t *q, int n, float qmax)
 		float a = fabsf(x[i]);
 		amax = a > amax ? a : amax;
 	}
-	float scale = amax > 0.0f ? amax / qmax : 1.0f;
-	float inv = 1.0f / scale;
-	for (int i = 0; i < n; i++) {
-		float v = rintf(x[i] * inv);
-		v = v > qmax ? qmax : v < -qmax ? -qmax : v;
-		q[i] = (int8_t)v;
-	}
+	float scale = s8_scale(amax, qmax);
+	quantize_s8(x, q, n, 1.0f / scale, qmax);
 	return scale;
 }
 
@@ -261,7 +268,7 @@ to_s8_avx2(const float *x, int8_t *q, int n, float qmax)
 		amax = buf[k] > amax ? buf[k] : amax;
 	for (; i < n; i++)
 		amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-	float scale = amax > 0.0f ? amax / qmax : 1.0f;
+	float scale = s8_scale(amax, qmax);
 	float inv = 1.0f / scale;
 	const __m256 vinv = _mm256_set1_ps(inv), hi = _mm256_set1_ps(qmax),
 	    lo = _mm256_set1_ps(-qmax);
@@ -280,11 +287,7 @@ to_s8_avx2(const float *x, int8_t *q, int n, float qmax)
 		    cd), order);
 		_mm256_storeu_si256((__m256i *)(q + i), p);
 	}
-	for (; i < n; i++) {
-		float v = rintf(x[i] * inv);
-		v = v > qmax ? qmax : v < -qmax ? -qmax : v;
-		q[i] = (int8_t)v;
-	}
+	quantize_s8(x + i, q + i, n - i, inv, qmax);
 	return scale;
 }
 
@@ -310,7 +313,7 @@ static void
 to_bf16(const float *x, uint16_t *y, size_t n)
 {
 #if GEMM_X86
-	if (have_avx2()) {
+	if (ops_have_avx2()) {
 		to_bf16_avx2(x, y, n);
 		return;
 	}
@@ -322,7 +325,7 @@ static float
 to_s8(const float *x, int8_t *q, int n, float qmax)
 {
 #if GEMM_X86
-	if (have_avx2())
+	if (ops_have_avx2())
 		return to_s8_avx2(x, q, n, qmax);
 #endif
 	return to_s8_scalar(x, q, n, qmax);
@@ -333,7 +336,7 @@ dequant(const int32_t *a, float s, const float *ws, float *y, int n,
     int beta)
 {
 #if GEMM_X86
-	if (have_avx2()) {
+	if (ops_have_avx2()) {
 		dequant_avx2(a, s, ws, y, n, beta);
 		return;
 	}
@@ -442,6 +445,7 @@ gemm_weight_init(gemm_weight *w, const gemm_engine *e, const float *src,
 		}
 		from_bf16(plain, w->owned, numel);
 		w->f32 = w->owned;
+		snprintf(w->impl, sizeof(w->impl), "bf16 emulated on OpenBLAS");
 		w->packed_bytes = numel * sizeof(float);
 		free(w->md);
 		w->md = NULL;
@@ -450,6 +454,9 @@ gemm_weight_init(gemm_weight *w, const gemm_engine *e, const float *src,
 	DNNL_TRY(st, "matmul primitive_desc_create");
 	*(dnnl_memory_desc_t *)w->md = *dnnl_primitive_desc_query_md(pd,
 	    dnnl_query_weights_md, 0);
+	const char *impl = "";
+	dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+	snprintf(w->impl, sizeof(w->impl), "%s", impl);
 	dnnl_memory_desc_t pmd;
 	dnnl_dims_t bd = {k, n};
 	DNNL_TRY(dnnl_memory_desc_init_by_tag(&pmd, 2, bd, src_type(prec),

@@ -57,6 +57,9 @@ typedef struct gemm_weight {
 	size_t packed_bytes;
 	float *scale;           /* GEMM_S8: n dequantisation scales */
 	void *md;               /* the packed layout (a dnnl_memory_desc_t) */
+	char impl[48];          /* the kernel oneDNN chose when packing
+	                           ("brg:avx512_core_amx_bf16"), "bf16
+	                           emulated on OpenBLAS", or "" for fp32 */
 } gemm_weight;
 
 /* Packs src (n x k floats, row-major) at prec.  src may be freed after

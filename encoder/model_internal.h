@@ -165,6 +165,11 @@ struct clip_model {
 
 /* ---- kernels (ops.c) -------------------------------------------------- */
 
+/* 1 when this CPU runs the AVX2 + FMA versions of the kernels (ops.c,
+ * gemm.c): reads flags the runtime fills in before main(), thread-safe,
+ * cheap. */
+int ops_have_avx2(void);
+
 /* For each of t rows of x (stride d): if bias, x += bias; then
  * y = layernorm(x) * w + b.  y may equal x. */
 void ops_layernorm(float *x, const float *bias, const float *w,

@@ -255,14 +255,17 @@ softmax_row_avx2(float *p, int n)
 	for (; j < n; j++)
 		p[j] *= 1.0f / sum;
 }
+#endif
 
-/* Reads flags the runtime fills in before main(): thread-safe, cheap. */
-static int
+int
 ops_have_avx2(void)
 {
+#if OPS_X86
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
+#else
+	return 0;
 #endif
+}
 
 /* ---- dispatch ---------------------------------------------------------- */
 
