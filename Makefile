@@ -173,12 +173,14 @@ clean:
 	rm -rf build build-*
 
 # ---- libclipdex: the installed client library ------------------------------
-# libclipdex.{a,so} hold only client/*.c (not *_main.c) and common/cdx.c: a
-# program using it needs nng and cJSON, never the encoder, store or FAISS.
+# libclipdex.{a,so} hold only client/*.c (not *_main.c) and common/{cdx,proto,
+# path,file}.c: a program using it needs nng and cJSON, never the encoder,
+# store or FAISS.
 # Installed with client/clipdex.h and clipdex.pc (pkg-config).
 LIBCLIPDEX_VERSION := 0.1.0
 LIBCLIPDEX_SOMAJOR := 0
-LIBCLIPDEX_OBJS := $(call mod_objs,client) $(BUILD)/common/cdx.o
+LIBCLIPDEX_OBJS := $(call mod_objs,client) $(BUILD)/common/cdx.o $(BUILD)/common/proto.o \
+                   $(BUILD)/common/path.o $(BUILD)/common/file.o
 LIBCLIPDEX_LIBS := -lnng -lcjson
 LIBCLIPDEX_SO   := $(BUILD)/libclipdex.so.$(LIBCLIPDEX_VERSION)
 LIBCLIPDEX      := $(BUILD)/libclipdex.a $(LIBCLIPDEX_SO) $(BUILD)/libclipdex.so \

@@ -1,9 +1,9 @@
 /*
  * file.h - reading a whole (small) file into memory, the one place clipdex
- * does so: configuration JSON, tokenizer vocabularies and models.
+ * does so: configuration JSON, tokenizer vocabularies, models, images
+ * and uploads.
  *
- * Thread-safety: cdx_read_file() is thread-safe (no shared state).
- * Not part of libclipdex.
+ * Thread-safety: both functions are thread-safe (no shared state).
  */
 #ifndef CDX_FILE_H
 #define CDX_FILE_H
@@ -24,8 +24,14 @@
  * directory), CDX_EPERM (permission denied), CDX_EIO (not a regular file,
  * a read error, or a short read: the file shrank while being read),
  * CDX_ETOOBIG (larger than max bytes), CDX_ENOMEM; any other open(2)
- * failure as cdx_from_errno() translates it. */
+ * or read(2) failure as cdx_from_errno() translates it. */
 int cdx_read_file(const char *path, size_t max, char **data, size_t *len,
     cdx_error *err);
+
+/* The same for a file the caller has already opened: reads fd (a regular
+ * file, from its current offset, fstat's size) and leaves it open; name
+ * only labels the error messages.  Same results and errors as above. */
+int cdx_read_fd(int fd, const char *name, size_t max, char **data,
+    size_t *len, cdx_error *err);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,33 @@ test_errors(void **state)
 	}
 }
 
+/* cdx_read_fd reads from the descriptor's offset, names the file by the
+ * label it is given, and leaves the descriptor open. */
+static void
+test_read_fd(void **state)
+{
+	char *data = NULL;
+	size_t len = 0;
+	cdx_error err;
+	int fd;
+	(void)state;
+	put("a", "abcdef", 6);
+	fd = open(path_in("a"), O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(cdx_read_fd(fd, "label", 6, &data, &len, NULL), 0);
+	assert_int_equal(len, 6);
+	assert_string_equal(data, "abcdef");
+	free(data);
+	assert_int_equal(cdx_read_fd(fd, "label", 5, &data, &len, &err),
+	    CDX_ETOOBIG);
+	assert_non_null(strstr(err.msg, "label"));
+	assert_int_equal(close(fd), 0);                  /* still open */
+	fd = open(dir, O_RDONLY | O_DIRECTORY);
+	assert_true(fd >= 0);
+	assert_int_equal(cdx_read_fd(fd, "d", 100, &data, &len, NULL), CDX_EIO);
+	close(fd);
+}
+
 static int
 setup(void **state)
 {
@@ -105,6 +133,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reads_whole_file),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_read_fd),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

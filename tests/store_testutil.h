@@ -12,14 +12,10 @@
 
 #include "store/store.h"
 
+#include "tests/cdx_assert.h"
+
 /* Fails the test with the error message when rc != 0. */
-#define ASSERT_OK(rc, e)                                                  \
-	do {                                                              \
-		int rc_ = (rc);                                           \
-		if (rc_ != 0)                                             \
-			fail_msg("%s -> %d (%s): %s", #rc, rc_,           \
-				 cdx_strerror(rc_), (e).msg);             \
-	} while (0)
+#define ASSERT_OK(rc, e) CDX_ASSERT_OK(rc, (e).msg)
 
 static inline int
 tu_rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)

@@ -146,6 +146,7 @@
 #include <xxhash.h>
 
 #include "encoder/clip.h"
+#include "tests/cdx_assert.h"
 #include "tests/testmodel.h"
 
 static inline char *
