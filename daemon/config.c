@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/access.h"
 #include "daemon/daemon.h"
 #include "encoder/clip.h"
 
@@ -335,14 +336,6 @@ srv_config_parse_args(srv_config *c, int argc, char **argv, cdx_error *err)
 	return 0;
 }
 
-static int
-is_loopback(const char *hostport)
-{
-	return strncmp(hostport, "127.", 4) == 0 ||
-	    strncmp(hostport, "localhost:", 10) == 0 ||
-	    strncmp(hostport, "[::1]:", 6) == 0;
-}
-
 int
 srv_config_finish(srv_config *c, cdx_error *err)
 {
@@ -374,12 +367,13 @@ srv_config_finish(srv_config *c, cdx_error *err)
 	}
 	for (int i = 0; i < c->n_listen; i++) {
 		const char *u = c->listen[i];
-		if (strncmp(u, "tcp://", 6) == 0 && !is_loopback(u + 6) &&
+		if (access_token_needed(access_origin_of_url(u)) &&
 		    c->token == NULL)
 			return cdx_error_set(err, CDX_EINVAL, "--listen %s is not a "
 			    "loopback address: set --token (or CLIPDEX_TOKEN)", u);
 	}
-	if (c->http != NULL && !is_loopback(c->http) && c->token == NULL)
+	if (c->http != NULL && !access_is_loopback(c->http) &&
+	    c->token == NULL)
 		return cdx_error_set(err, CDX_EINVAL, "--http %s is not a loopback "
 		    "address: set --token (or CLIPDEX_TOKEN)", c->http);
 	return 0;

@@ -67,6 +67,8 @@ typedef struct srv_config {
 	int follow_symlinks;        /* follow symbolic links (never looping) */
 	int decode_threads;         /* indexer decode workers (0: cores) */
 	int index_nice;             /* indexer threads' nice increment (10) */
+	size_t web_cache_bytes;     /* thumbnail cache bound (0: 64 MiB; no
+	                               flag: tests set it) */
 } srv_config;
 
 /* Fills c with defaults (every pointer NULL). */

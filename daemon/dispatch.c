@@ -10,174 +10,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/path.h"
+#include "daemon/access.h"
+#include "daemon/dispatch.h"
 #include "daemon/dupes.h"
+#include "daemon/ingest.h"
+#include "daemon/request.h"
+#include "daemon/roots.h"
 #include "daemon/srv_internal.h"
-
-/* ---- replies ---- */
-
-const char *
-srv_error_code(int cdx, int *http_status)
-{
-	int st = 500;
-	const char *code = "internal";
-	switch (cdx) {
-	case CDX_EINVAL: case CDX_EUTF8: code = "bad_request"; st = 400; break;
-	case CDX_ENOTFOUND: code = "not_found"; st = 404; break;
-	case CDX_EPERM: code = "forbidden"; st = 403; break;
-	case CDX_ETOOBIG: code = "too_large"; st = 413; break;
-	case CDX_EFORMAT: code = "bad_image"; st = 422; break;
-	case CDX_EBUSY: code = "busy"; st = 503; break;
-	}
-	if (http_status != NULL)
-		*http_status = st;
-	return code;
-}
-
-static int
-status_of_code(const char *code)
-{
-	static const struct { const char *code; int st; } map[] = {
-		{ "bad_json", 400 }, { "bad_request", 400 }, { "unknown_op", 400 },
-		{ "unsupported_version", 400 }, { "too_large", 413 },
-		{ "unauthorized", 401 }, { "forbidden", 403 }, { "not_found", 404 },
-		{ "bad_image", 422 }, { "busy", 503 },
-	};
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-		if (strcmp(map[i].code, code) == 0)
-			return map[i].st;
-	return 500;
-}
-
-static char *
-error_json(const char *code, const char *msg, const cJSON *tag)
-{
-	cJSON *r = cJSON_CreateObject(), *e = cJSON_CreateObject();
-	char *out = NULL;
-	if (r != NULL && e != NULL) {
-		cJSON_AddNumberToObject(r, "v", 1);
-		cJSON_AddFalseToObject(r, "ok");
-		cJSON_AddStringToObject(e, "code", code);
-		cJSON_AddStringToObject(e, "message", msg);
-		cJSON_AddItemToObject(r, "error", e);
-		e = NULL;
-		if (tag != NULL)
-			cJSON_AddItemToObject(r, "tag", cJSON_Duplicate(tag, 1));
-		out = cJSON_PrintUnformatted(r);
-	}
-	cJSON_Delete(e);
-	cJSON_Delete(r);
-	if (out == NULL)
-		out = strdup("{\"v\":1,\"ok\":false,\"error\":{\"code\":\"internal\","
-		    "\"message\":\"out of memory\"}}");
-	return out;
-}
-
-static void
-job_error_tag(srv_job *job, const cJSON *tag, const char *code,
-    const char *msg)
-{
-	char *r = error_json(code, msg, tag);
-	if (r != NULL)
-		srv_job_reply(job, r, status_of_code(code));
-	else
-		srv_job_free(job);
-}
-
-void
-srv_job_error(srv_job *job, const char *code, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	job_error_tag(job, NULL, code, msg);
-}
-
-void
-srv_reply_ok(srv_call *c, cJSON *r)
-{
-	char *out;
-	cJSON_AddNumberToObject(r, "v", 1);
-	cJSON_AddTrueToObject(r, "ok");
-	if (c->tag != NULL)
-		cJSON_AddItemToObject(r, "tag", cJSON_Duplicate(c->tag, 1));
-	out = cJSON_PrintUnformatted(r);
-	cJSON_Delete(r);
-	if (out == NULL)
-		job_error_tag(c->job, c->tag, "internal", "out of memory");
-	else
-		srv_job_reply(c->job, out, 200);
-	c->job = NULL;
-}
-
-/* ---- request fields ---- */
-
-
-int
-srv_fail(srv_call *c, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-int
-srv_fail(srv_call *c, const char *code, const char *fmt, ...)
-{
-	va_list ap;
-	c->ecode = code;
-	va_start(ap, fmt);
-	vsnprintf(c->emsg, sizeof(c->emsg), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-int
-srv_fail_cdx(srv_call *c, int rc, const cdx_error *err)
-{
-	return srv_fail(c, srv_error_code(rc, NULL), "%s",
-	    err != NULL && err->code == rc ? err->msg : cdx_strerror(rc));
-}
-
-/* Reads an optional integer field in [lo, hi]; absent leaves *out. */
-int
-srv_get_int(srv_call *c, const cJSON *obj, const char *name, long lo, long hi,
-    const char *toobig, long *out)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-	if (v == NULL || cJSON_IsNull(v))
-		return 0;
-	if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-		return srv_fail(c, "bad_request", "'%s' must be an integer", name);
-	if (v->valuedouble > (double)hi && toobig != NULL)
-		return srv_fail(c, "too_large", "'%s' is %.0f; %s", name,
-		    v->valuedouble, toobig);
-	if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
-		return srv_fail(c, "bad_request", "'%s' must be in %ld..%ld", name, lo,
-		    hi);
-	*out = (long)v->valuedouble;
-	return 0;
-}
-
-int
-srv_get_num(srv_call *c, const cJSON *obj, const char *name, double lo, double hi,
-    int *present, double *out)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-	if (v == NULL || cJSON_IsNull(v))
-		return 0;
-	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
-	    v->valuedouble < lo || v->valuedouble > hi)
-		return srv_fail(c, "bad_request", "'%s' must be a number in %g..%g",
-		    name, lo, hi);
-	*out = v->valuedouble;
-	if (present != NULL)
-		*present = 1;
-	return 0;
-}
-
-int
-srv_get_bool(const cJSON *obj, const char *name)
-{
-	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, name));
-}
 
 /* ---- base64 ---- */
 
@@ -241,22 +81,22 @@ parse_term(srv_call *c, const cJSON *t, term *out)
 	double w = 1.0;
 
 	if (!cJSON_IsObject(t))
-		return srv_fail(c, "bad_request", "a term must be an object");
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "a term must be an object");
 	for (int k = 0; k < 4; k++) {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(t, keys[k]);
 		if (v == NULL)
 			continue;
 		if (found++)
-			return srv_fail(c, "bad_request", "a term has exactly one of "
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "a term has exactly one of "
 			    "text, image, path, id");
 		out->kind = k;
 		out->src = v;
 		if (k == TERM_ID ? !cJSON_IsNumber(v) : !cJSON_IsString(v))
-			return srv_fail(c, "bad_request", "'%s' must be a %s", keys[k],
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'%s' must be a %s", keys[k],
 			    k == TERM_ID ? "number" : "string");
 	}
 	if (!found)
-		return srv_fail(c, "bad_request", "a query needs text, image, path or "
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "a query needs text, image, path or "
 		    "id (or terms)");
 	if (srv_get_num(c, t, "weight", -1e6, 1e6, NULL, &w) != 0)
 		return -1;
@@ -276,30 +116,30 @@ srv_image_bytes(srv_call *c, const cJSON *image, const cJSON *path,
 		const char *b = image->valuestring;
 		size_t blen = strlen(b);
 		if (blen / 4 * 3 > cfg->max_image_bytes + 3)
-			return srv_fail(c, "too_large", "the image is over the limit of "
+			return srv_fail(c, CDX_PROTO_TOO_LARGE, "the image is over the limit of "
 			    "%zu bytes", cfg->max_image_bytes);
 		uint8_t *d = malloc(blen / 4 * 3 + 3);
 		if (d == NULL)
-			return srv_fail(c, "internal", "out of memory");
+			return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 		long n = b64_decode(b, blen, d);
 		if (n < 0) {
 			free(d);
-			return srv_fail(c, "bad_request", "'image' is not valid base64");
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'image' is not valid base64");
 		}
 		*data = d;
 		*len = (size_t)n;
 		return 0;
 	}
 	char canon[PATH_MAX];
-	rc = srv_path_check(c->s, path->valuestring, canon, sizeof(canon), 0);
+	rc = roots_check(&c->s->roots, path->valuestring, canon, sizeof(canon), 0);
 	if (rc == CDX_EPERM)
-		return srv_fail(c, "forbidden", "%s is outside the daemon's roots",
+		return srv_fail(c, CDX_PROTO_FORBIDDEN, "%s is outside the daemon's roots",
 		    path->valuestring);
 	if (rc != 0)
-		return srv_fail(c, rc == CDX_EINVAL ? "bad_request" : "not_found",
+		return srv_fail(c, rc == CDX_EINVAL ? CDX_PROTO_BAD_REQUEST : CDX_PROTO_NOT_FOUND,
 		    "%s: %s", path->valuestring, rc == CDX_EINVAL ?
 		    "not an absolute path" : "no such file");
-	if ((rc = srv_read_file(canon, cfg->max_image_bytes, data, len, &err))
+	if ((rc = roots_read_file(canon, cfg->max_image_bytes, data, len, &err))
 	    != 0)
 		return srv_fail_cdx(c, rc, &err);
 	return 0;
@@ -351,10 +191,10 @@ srv_query_vector(srv_call *c, float *q, int *text_only)
 	if (terms != NULL) {
 		const cJSON *e;
 		if (!cJSON_IsArray(terms) || cJSON_GetArraySize(terms) == 0)
-			return srv_fail(c, "bad_request", "'terms' must be a non-empty "
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'terms' must be a non-empty "
 			    "array");
 		if (cJSON_GetArraySize(terms) > SRV_TERMS_MAX)
-			return srv_fail(c, "too_large", "at most %d terms",
+			return srv_fail(c, CDX_PROTO_TOO_LARGE, "at most %d terms",
 			    SRV_TERMS_MAX);
 		cJSON_ArrayForEach(e, terms)
 			if (parse_term(c, e, &t[n++]) != 0)
@@ -373,7 +213,7 @@ srv_query_vector(srv_call *c, float *q, int *text_only)
 	pixels = malloc(sizeof(*pixels) * plane * (size_t)(n_img + 1));
 	emb = malloc(sizeof(*emb) * (size_t)dim * (size_t)n);
 	if (ids == NULL || pixels == NULL || emb == NULL) {
-		srv_fail(c, "internal", "out of memory");
+		srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 		goto out;
 	}
 
@@ -416,13 +256,13 @@ srv_query_vector(srv_call *c, float *q, int *text_only)
 		} else if (t[i].kind == TERM_ID) {
 			double idv = t[i].src->valuedouble;
 			if (idv < 1 || idv != floor(idv) || idv > 9007199254740992.0) {
-				srv_fail(c, "bad_request", "'id' must be a positive integer");
+				srv_fail(c, CDX_PROTO_BAD_REQUEST, "'id' must be a positive integer");
 				rc = -1;
 				goto out;
 			}
 			if ((rc = store_image_get(s->st, (uint64_t)idv, &img, &err)) != 0) {
 				if (rc == CDX_ENOTFOUND)
-					srv_fail(c, "not_found", "no image with id %.0f", idv);
+					srv_fail(c, CDX_PROTO_NOT_FOUND, "no image with id %.0f", idv);
 				else
 					srv_fail_cdx(c, rc, &err);
 				rc = -1;
@@ -440,7 +280,7 @@ srv_query_vector(srv_call *c, float *q, int *text_only)
 	for (int d = 0; d < dim; d++)
 		norm += (double)q[d] * q[d];
 	if (!(norm > 1e-12)) {
-		srv_fail(c, "bad_request", "the query's terms cancel out");
+		srv_fail(c, CDX_PROTO_BAD_REQUEST, "the query's terms cancel out");
 		rc = -1;
 		goto out;
 	}
@@ -474,20 +314,20 @@ srv_parse_search_opts(srv_call *c, srv_search_opts *o)
 	    || srv_get_num(c, c->req, "collapse", 0, 1, NULL, &o->collapse) != 0)
 		return -1;
 	if (o->has_min_prob && !c->s->info->has_sigmoid)
-		return srv_fail(c, "bad_request", "min_prob needs a model trained "
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "min_prob needs a model trained "
 		    "with the sigmoid loss (SigLIP); %s is %s, whose scores have "
 		    "no probability scale", c->s->info->name,
 		    clip_family_name(c->s->info->family));
 	if (o->k + o->offset > SRV_WINDOW_MAX)
-		return srv_fail(c, "too_large", "offset + k is over %d", SRV_WINDOW_MAX);
+		return srv_fail(c, CDX_PROTO_TOO_LARGE, "offset + k is over %d", SRV_WINDOW_MAX);
 	if (f == NULL || cJSON_IsNull(f))
 		return 0;
 	if (!cJSON_IsObject(f))
-		return srv_fail(c, "bad_request", "'filter' must be an object");
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'filter' must be an object");
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(f, "path_prefix");
 	if (p != NULL && !cJSON_IsNull(p)) {
 		if (!cJSON_IsString(p))
-			return srv_fail(c, "bad_request", "'path_prefix' must be a string");
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'path_prefix' must be a string");
 		o->filter.path_prefix = p->valuestring;
 	}
 	const cJSON *tf = cJSON_GetObjectItemCaseSensitive(f, "time");
@@ -497,7 +337,7 @@ srv_parse_search_opts(srv_call *c, srv_search_opts *o)
 		else if (cJSON_IsString(tf) && strcmp(tf->valuestring, "mtime") == 0)
 			o->filter.time_field = STORE_TIME_MTIME;
 		else
-			return srv_fail(c, "bad_request", "'time' must be \"capture\" or "
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'time' must be \"capture\" or "
 			    "\"mtime\"");
 		long from = LONG_MIN, to = LONG_MAX;
 		if (srv_get_int(c, f, "from", LONG_MIN, LONG_MAX, NULL, &from) != 0 ||
@@ -642,7 +482,7 @@ op_search(srv_call *c)
 	int rc = -1;
 
 	if (q == NULL)
-		return srv_fail(c, "internal", "out of memory");
+		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 	int text_only = 0;
 	if (srv_parse_search_opts(c, &o) != 0 ||
 	    srv_query_vector(c, q, &text_only) != 0)
@@ -651,7 +491,7 @@ op_search(srv_call *c)
 	 * another image has no such scale. */
 	o.with_prob = c->s->info->has_sigmoid && text_only;
 	if (o.has_min_prob && !o.with_prob) {
-		rc = srv_fail(c, "bad_request", "min_prob applies to text queries "
+		rc = srv_fail(c, CDX_PROTO_BAD_REQUEST, "min_prob applies to text queries "
 		    "(a probability that an image matches a text); this query has "
 		    "image terms");
 		goto out_free;
@@ -676,17 +516,17 @@ op_similar(srv_call *c)
 	if (srv_parse_search_opts(c, &o) != 0)
 		return -1;
 	if (o.has_min_prob)
-		return srv_fail(c, "bad_request", "min_prob applies to text queries, "
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "min_prob applies to text queries, "
 		    "not to similar");
 	if (cJSON_IsNumber(id) && id->valuedouble >= 1)
 		rc = store_image_get(c->s->st, (uint64_t)id->valuedouble, &img, &err);
 	else if (cJSON_IsString(path))
 		rc = store_image_get_by_path(c->s->st, path->valuestring, &img, &err);
 	else
-		return srv_fail(c, "bad_request", "similar needs 'id' (a positive "
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "similar needs 'id' (a positive "
 		    "integer) or 'path' (of an indexed image)");
 	if (rc == CDX_ENOTFOUND)
-		return srv_fail(c, "not_found", "that image is not in the index");
+		return srv_fail(c, CDX_PROTO_NOT_FOUND, "that image is not in the index");
 	if (rc != 0)
 		return srv_fail_cdx(c, rc, &err);
 	rc = search_and_reply(c, img->embedding, &o, img->id, t0);
@@ -702,7 +542,7 @@ op_embed(srv_call *c)
 	int rc = -1;
 
 	if (q == NULL)
-		return srv_fail(c, "internal", "out of memory");
+		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 	if (srv_query_vector(c, q, NULL) == 0) {
 		cJSON *r = cJSON_CreateObject();
 		cJSON_AddNumberToObject(r, "dim", dim);
@@ -725,19 +565,19 @@ op_add(srv_call *c)
 	int rc;
 
 	if (!cJSON_IsString(p))
-		return srv_fail(c, "bad_request", "add needs 'path'");
-	rc = srv_path_check(c->s, p->valuestring, canon, sizeof(canon),
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "add needs 'path'");
+	rc = roots_check(&c->s->roots, p->valuestring, canon, sizeof(canon),
 	    c->job->origin == SRV_ORIGIN_LOCAL);
 	if (rc == CDX_EPERM)
-		return srv_fail(c, "forbidden", "%s is outside the daemon's roots "
+		return srv_fail(c, CDX_PROTO_FORBIDDEN, "%s is outside the daemon's roots "
 		    "(start clipdexd with --root, or add it over the local socket)",
 		    p->valuestring);
 	if (rc != 0)
-		return srv_fail(c, rc == CDX_EINVAL ? "bad_request" : "not_found",
+		return srv_fail(c, rc == CDX_EINVAL ? CDX_PROTO_BAD_REQUEST : CDX_PROTO_NOT_FOUND,
 		    "%s: %s", p->valuestring, rc == CDX_EINVAL ?
 		    "not an absolute path" : "no such file or folder");
-	if ((rc = srv_root_add(c->s, canon)) != 0)
-		return srv_fail(c, "too_large", "too many roots");
+	if ((rc = roots_add(&c->s->roots, canon)) != 0)
+		return srv_fail(c, CDX_PROTO_TOO_LARGE, "too many roots");
 	if (srv_get_bool(c->req, "wait")) {
 		/* The indexing thread answers when the work is done. */
 		srv_job *job = c->job;
@@ -763,9 +603,7 @@ static int
 collect_prefix(void *user, const store_image *img)
 {
 	struct prefix_ids *p = user;
-	if (strncmp(img->path, p->prefix, p->plen) != 0 ||
-	    (img->path[p->plen] != '/' && img->path[p->plen] != '\0' &&
-	    p->prefix[p->plen - 1] != '/'))
+	if (!cdx_path_under(img->path, p->prefix))
 		return 0;
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 64;
@@ -786,10 +624,10 @@ op_remove(srv_call *c)
 	struct prefix_ids pi = { 0 };
 	size_t removed = 0;
 	cdx_error err;
-	int rc, inside = 0;
+	int rc;
 
 	if (!cJSON_IsString(p) || p->valuestring[0] != '/')
-		return srv_fail(c, "bad_request", "remove needs an absolute 'path'");
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "remove needs an absolute 'path'");
 	/* The file may be gone already: compare the path as given (trailing
 	 * slashes dropped) with the roots, without resolving it. */
 	char path[PATH_MAX];
@@ -797,16 +635,9 @@ op_remove(srv_call *c)
 	for (size_t n = strlen(path); n > 1 && path[n - 1] == '/'; n--)
 		path[n - 1] = '\0';
 	if (strstr(path, "/../") != NULL || strstr(path, "/./") != NULL)
-		return srv_fail(c, "bad_request", "the path must be canonical");
-	pthread_mutex_lock(&c->s->mu);
-	for (int i = 0; i < c->s->n_roots && !inside; i++) {
-		size_t n = strlen(c->s->roots[i]);
-		inside = strncmp(path, c->s->roots[i], n) == 0 &&
-		    (path[n] == '\0' || path[n] == '/' || n == 1);
-	}
-	pthread_mutex_unlock(&c->s->mu);
-	if (!inside)
-		return srv_fail(c, "forbidden", "%s is outside the daemon's roots", path);
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "the path must be canonical");
+	if (!roots_contains(&c->s->roots, path))
+		return srv_fail(c, CDX_PROTO_FORBIDDEN, "%s is outside the daemon's roots", path);
 	ingest_unwatch(c->s, path);  /* a watched folder stops being watched */
 	pi.prefix = path;
 	pi.plen = strlen(path);
@@ -869,11 +700,8 @@ op_status(srv_call *c)
 	q = ingest_status_json(s);
 	if (q != NULL)
 		cJSON_AddItemToObject(r, "queue", q);
-	roots = cJSON_AddArrayToObject(r, "roots");
-	pthread_mutex_lock(&s->mu);
-	for (int i = 0; i < s->n_roots; i++)
-		cJSON_AddItemToArray(roots, cJSON_CreateString(s->roots[i]));
-	pthread_mutex_unlock(&s->mu);
+	if ((roots = roots_json(&s->roots)) != NULL)
+		cJSON_AddItemToObject(r, "roots", roots);
 	cJSON_AddNumberToObject(r, "rss_bytes", (double)rss_bytes());
 	srv_reply_ok(c, r);
 	return 0;
@@ -940,71 +768,29 @@ static const struct {
 	{ "retrieve", retrieve_op },
 };
 
-static int
-check_token(srv_call *c)
-{
-	const char *want = c->s->cfg->token;
-	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(c->req, "token");
-	const char *got = c->job->auth;
-
-	if (c->job->origin != SRV_ORIGIN_REMOTE)
-		return 0;
-	if (got == NULL && cJSON_IsString(tok))
-		got = tok->valuestring;
-	if (want == NULL || got == NULL || strlen(want) != strlen(got))
-		return srv_fail(c, "unauthorized", "a valid token is required");
-	/* Compare in constant time. */
-	unsigned char diff = 0;
-	for (size_t i = 0; want[i] != '\0'; i++)
-		diff |= (unsigned char)(want[i] ^ got[i]);
-	return diff == 0 ? 0 : srv_fail(c, "unauthorized",
-	    "a valid token is required");
-}
-
 void
 srv_dispatch(srv *s, srv_worker *w, srv_job *job)
 {
-	srv_call c = { .s = s, .w = w, .job = job };
-	const cJSON *op, *v;
+	srv_call c = { .s = s, .w = w, .job = job,
+	    .ecode = CDX_PROTO_INTERNAL };
 	int rc = -1;
 
-	if (job->req == NULL) {
-		srv_fail(&c, "internal", "out of memory");
+	if (request_parse(&c, s->cfg->token) != 0)
 		goto out;
-	}
-	c.req = cJSON_ParseWithLength(job->req, job->len);
-	if (c.req == NULL || !cJSON_IsObject(c.req)) {
-		srv_fail(&c, "bad_json", "the request is not a JSON object");
-		goto out;
-	}
-	c.tag = cJSON_GetObjectItemCaseSensitive(c.req, "tag");
-	if (check_token(&c) != 0)
-		goto out;
-	v = cJSON_GetObjectItemCaseSensitive(c.req, "v");
-	if (v != NULL && !(cJSON_IsNumber(v) && v->valuedouble == 1)) {
-		srv_fail(&c, "unsupported_version", "this daemon speaks protocol "
-		    "version 1");
-		goto out;
-	}
-	op = cJSON_GetObjectItemCaseSensitive(c.req, "op");
-	if (!cJSON_IsString(op)) {
-		srv_fail(&c, "bad_request", "the request needs an 'op' string");
-		goto out;
-	}
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-		if (strcmp(ops[i].name, op->valuestring) == 0) {
+		if (strcmp(ops[i].name, c.op) == 0) {
 			cdx_log(CDX_LOG_DEBUG, "request %s (%zu bytes)", ops[i].name,
 			    job->len);
 			rc = ops[i].fn(&c);
 			goto out;
 		}
 	}
-	srv_fail(&c, "unknown_op", "unknown op '%.64s'", op->valuestring);
+	srv_fail(&c, CDX_PROTO_UNKNOWN_OP, "unknown op '%.64s'", c.op);
 out:
 	if (c.job != NULL) {
 		if (rc == 0)    /* an op that neither answered nor failed: a bug */
-			srv_fail(&c, "internal", "no reply");
-		job_error_tag(c.job, c.tag, c.ecode ? c.ecode : "internal", c.emsg);
+			srv_fail(&c, CDX_PROTO_INTERNAL, "no reply");
+		reply_error(c.job, c.ecode, "%s", c.emsg);
 	}
 	cJSON_Delete(c.req);
 }

@@ -818,7 +818,7 @@ parse_kind(srv_call *c, int *kind)
 			*kind = i;
 			return 0;
 		}
-	return srv_fail(c, "bad_request", "'kind' must be \"exact\", \"near\" "
+	return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'kind' must be \"exact\", \"near\" "
 	    "or \"similar\"");
 }
 
@@ -831,7 +831,7 @@ page_json(srv_call *c, const dupes_result *r, size_t offset, size_t limit,
 		cJSON *o = cJSON_CreateObject(), *m;
 		char reason[96];
 		if (o == NULL)
-			return srv_fail(c, "internal", "out of memory");
+			return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 		cJSON_AddItemToArray(arr, o);
 		cJSON_AddStringToObject(o, "kind", dupes_kind_name(r->kind));
 		cJSON_AddNumberToObject(o, "size", (double)(r->lims[g + 1] -
@@ -888,7 +888,7 @@ dupes_op(srv_call *c)
 		return -1;
 	if (pre != NULL && !cJSON_IsNull(pre)) {
 		if (!cJSON_IsString(pre))
-			return srv_fail(c, "bad_request", "'path_prefix' must be a "
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'path_prefix' must be a "
 			    "string");
 		p.path_prefix = pre->valuestring;
 	}
@@ -911,7 +911,7 @@ dupes_op(srv_call *c)
 	if (r == NULL) {
 		char *pc = strdup(prefix);
 		if (pc == NULL)
-			return srv_fail(c, "internal", "out of memory");
+			return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 		if ((rc = dupes_find(c->s->st, &p, &r, &err)) != 0) {
 			free(pc);
 			return srv_fail_cdx(c, rc, &err);
@@ -934,7 +934,7 @@ dupes_op(srv_call *c)
 	/* The page is built under the lock: the cached result stays alive. */
 	cJSON *o = cJSON_CreateObject();
 	if (o == NULL)
-		return srv_fail(c, "internal", "out of memory");
+		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 	pthread_mutex_lock(&cache_mu);
 	if (cache.r != r) {
 		/* Replaced by another request meanwhile: it is as good. */
@@ -973,7 +973,7 @@ check_bytes(srv_call *c, uint8_t **data, size_t *len)
 
 	if (cJSON_IsString(im) == cJSON_IsString(pa) || (im != NULL &&
 	    !cJSON_IsString(im)) || (pa != NULL && !cJSON_IsString(pa)))
-		return srv_fail(c, "bad_request", "check needs one of 'image' "
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "check needs one of 'image' "
 		    "(base64) or 'path'");
 	return srv_image_bytes(c, im, pa, data, len);
 }
@@ -1002,7 +1002,7 @@ dupes_op_check(srv_call *c)
 	XXH128_canonicalFromHash(&hc, XXH3_128bits(data, len));
 	free(data);
 	if ((q = malloc(sizeof(float) * (size_t)c->s->info->embed_dim)) == NULL) {
-		srv_fail(c, "internal", "out of memory");
+		srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 		goto out_free;
 	}
 	/* The embedding: the request's image/path is its one query term. */

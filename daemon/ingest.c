@@ -10,6 +10,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/path.h"
+#include "daemon/ingest.h"
+#include "daemon/reply.h"
+#include "daemon/roots.h"
 #include "daemon/srv_internal.h"
 #include "indexer/indexer.h"
 
@@ -31,16 +35,14 @@ watched_load(srv *s)
 static int
 watched_has(const char *list, const char *path)
 {
-	size_t n = strlen(path);
-	for (const char *p = list; *p != '\0';) {
-		const char *nl = strchr(p, '\n');
-		size_t len = nl ? (size_t)(nl - p) : strlen(p);
-		if (len <= n && memcmp(p, path, len) == 0 &&
-		    (path[len] == '\0' || path[len] == '/' || len == 1))
-			return 1;
-		p += len + (nl != NULL);
-	}
-	return 0;
+	char *copy = strdup(list), *save;
+	int found = 0;
+
+	for (char *line = copy ? strtok_r(copy, "\n", &save) : NULL;
+	    line != NULL && !found; line = strtok_r(NULL, "\n", &save))
+		found = cdx_path_under(path, line);
+	free(copy);
+	return found;
 }
 
 /* Adds path to (add = 1) or removes paths at or under it from (add = 0)
@@ -65,8 +67,7 @@ watched_update(srv *s, const char *path, int add)
 	}
 	for (char *p = list, *save, *line = strtok_r(p, "\n", &save);
 	    line != NULL; line = strtok_r(NULL, "\n", &save)) {
-		if (!add && strncmp(line, path, n) == 0 &&
-		    (line[n] == '\0' || line[n] == '/'))
+		if (!add && cdx_path_under(line, path))
 			continue;
 		o += (size_t)sprintf(out + o, "%s\n", line);
 	}
@@ -79,38 +80,30 @@ watched_update(srv *s, const char *path, int add)
 	free(list);
 }
 
-/* Answers an add request that waited (on the indexer's control thread). */
+/* Answers an add request that waited (on the indexer's control thread);
+ * reply.c adds the request's tag. */
 static void
 answer(void *user, const char *path, const watch_result *res)
 {
 	srv_job *job = user;
+	cJSON *r;
+
 	if (job == NULL)
 		return;
 	if (res->interrupted) {
-		srv_job_error(job, "busy", "indexing of %s was interrupted by a "
-		    "shutdown after %lld files", path, (long long)(res->added +
-		    res->updated + res->unchanged + res->failed));
+		reply_error(job, CDX_PROTO_BUSY, "indexing of %s was interrupted "
+		    "by a shutdown after %lld files", path, (long long)(res->added
+		    + res->updated + res->unchanged + res->failed));
 		return;
 	}
-	cJSON *r = cJSON_CreateObject();
-	cJSON *req = cJSON_ParseWithLength(job->req, job->len);
-	cJSON *tag = req ? cJSON_DetachItemFromObject(req, "tag") : NULL;
-	cJSON_AddNumberToObject(r, "v", 1);
-	cJSON_AddTrueToObject(r, "ok");
-	cJSON_AddNumberToObject(r, "added", (double)res->added);
-	cJSON_AddNumberToObject(r, "updated", (double)res->updated);
-	cJSON_AddNumberToObject(r, "unchanged", (double)res->unchanged);
-	cJSON_AddNumberToObject(r, "failed", (double)res->failed);
-	cJSON_AddNumberToObject(r, "moved", (double)res->moved);
-	if (tag != NULL)
-		cJSON_AddItemToObject(r, "tag", tag);
-	char *out = cJSON_PrintUnformatted(r);
-	cJSON_Delete(r);
-	cJSON_Delete(req);
-	if (out != NULL)
-		srv_job_reply(job, out, 200);
-	else
-		srv_job_error(job, "internal", "out of memory");
+	if ((r = cJSON_CreateObject()) != NULL) {
+		cJSON_AddNumberToObject(r, "added", (double)res->added);
+		cJSON_AddNumberToObject(r, "updated", (double)res->updated);
+		cJSON_AddNumberToObject(r, "unchanged", (double)res->unchanged);
+		cJSON_AddNumberToObject(r, "failed", (double)res->failed);
+		cJSON_AddNumberToObject(r, "moved", (double)res->moved);
+	}
+	reply_ok(job, r);
 }
 
 int
@@ -136,7 +129,7 @@ ingest_start(srv *s, cdx_error *err)
 	/* Resume: every watched folder is scanned again (unchanged files
 	 * cost a stat and a lookup) and watched. */
 	for (int i = 0; i < c->n_watch; i++) {
-		srv_root_add(s, c->watch[i]);
+		roots_add(&s->roots, c->watch[i]);
 		pthread_mutex_lock(&s->mu);
 		watched_update(s, c->watch[i], 1);
 		pthread_mutex_unlock(&s->mu);
@@ -152,7 +145,7 @@ ingest_start(srv *s, cdx_error *err)
 			    "images are kept until it is removed", line);
 			continue;
 		}
-		srv_root_add(s, line);
+		roots_add(&s->roots, line);
 		watch_add(s->watch, line, 1, NULL, NULL);
 		cdx_log(CDX_LOG_INFO, "watching %s", line);
 	}
@@ -175,7 +168,7 @@ ingest_enqueue(srv *s, const char *canon, srv_job *waiter)
 
 	if (s->watch == NULL) {
 		if (waiter != NULL)
-			srv_job_error(waiter, "busy", "the indexer is not running");
+			reply_error(waiter, CDX_PROTO_BUSY, "the indexer is not running");
 		return;
 	}
 	if (stat(canon, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -185,7 +178,8 @@ ingest_enqueue(srv *s, const char *canon, srv_job *waiter)
 	}
 	rc = watch_add(s->watch, canon, 1, waiter ? answer : NULL, waiter);
 	if (rc != 0 && waiter != NULL)
-		srv_job_error(waiter, rc == CDX_ECLOSED ? "busy" : "internal",
+		reply_error(waiter, rc == CDX_ECLOSED ? CDX_PROTO_BUSY :
+		    CDX_PROTO_INTERNAL,
 		    "cannot index %s: %s", canon, cdx_strerror(rc));
 }
 

@@ -167,19 +167,19 @@ parse_ropts(srv_call *c, ropts *o)
 	o->prompts = cJSON_GetObjectItemCaseSensitive(c->req, "prompts");
 	o->negatives = cJSON_GetObjectItemCaseSensitive(c->req, "negatives");
 	if (!cJSON_IsArray(o->prompts) || cJSON_GetArraySize(o->prompts) == 0)
-		return srv_fail(c, "bad_request", "retrieve needs 'prompts', a "
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "retrieve needs 'prompts', a "
 		    "non-empty array");
 	if (cJSON_GetArraySize(o->prompts) > RETRIEVE_PROMPTS_MAX)
-		return srv_fail(c, "too_large", "at most %d prompts",
+		return srv_fail(c, CDX_PROTO_TOO_LARGE, "at most %d prompts",
 		    RETRIEVE_PROMPTS_MAX);
 	if (o->negatives != NULL && !cJSON_IsNull(o->negatives) &&
 	    (!cJSON_IsArray(o->negatives) ||
 	    cJSON_GetArraySize(o->negatives) > SRV_TERMS_MAX))
-		return srv_fail(c, "bad_request", "'negatives' must be an array of "
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'negatives' must be an array of "
 		    "at most %d prompts", SRV_TERMS_MAX);
 	if (u != NULL && !cJSON_IsNull(u)) {
 		if (!cJSON_IsBool(u))
-			return srv_fail(c, "bad_request", "'unique' must be a boolean");
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'unique' must be a boolean");
 		o->unique = cJSON_IsTrue(u);
 	}
 	if (srv_get_int(c, c->req, "k", 1, RETRIEVE_K_MAX, "the maximum is "
@@ -224,7 +224,7 @@ embed_prompts(srv_call *c, const cJSON *arr, const char *what, float *out)
 	int i = 0, rc = -1;
 
 	if (ids == NULL || slot == NULL || temb == NULL) {
-		srv_fail(c, "internal", "out of memory");
+		srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 		goto out_free;
 	}
 	cJSON_ArrayForEach(p, arr) {
@@ -233,12 +233,12 @@ embed_prompts(srv_call *c, const cJSON *arr, const char *what, float *out)
 		if (t != NULL) {
 			if (clip_tokenize(clip_model_tokenizer(s->model), t, strlen(t),
 			    ids + (size_t)nt * ctx, NULL, &err) != 0) {
-				srv_fail(c, "bad_request", "%s %d: %s", what, i, err.msg);
+				srv_fail(c, CDX_PROTO_BAD_REQUEST, "%s %d: %s", what, i, err.msg);
 				goto out_free;
 			}
 			slot[i] = nt++;
 		} else if (!cJSON_IsObject(p)) {
-			srv_fail(c, "bad_request", "%s %d must be a string or an object",
+			srv_fail(c, CDX_PROTO_BAD_REQUEST, "%s %d must be a string or an object",
 			    what, i);
 			goto out_free;
 		}
@@ -473,7 +473,7 @@ compute_stream(srv_call *c, const ropts *o, stream *st)
 	int rc = -1;
 
 	if (pe == NULL || ne == NULL) {
-		srv_fail(c, "internal", "out of memory");
+		srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 		goto out_free;
 	}
 	if (embed_prompts(c, o->prompts, "prompt", pe) != 0 ||
@@ -488,7 +488,7 @@ compute_stream(srv_call *c, const ropts *o, stream *st)
 		for (int d = 0; d < dim; d++)
 			norm += (double)q[d] * q[d];
 		if (!(norm > 1e-12)) {
-			srv_fail(c, "bad_request", "prompt %d is cancelled out by the "
+			srv_fail(c, CDX_PROTO_BAD_REQUEST, "prompt %d is cancelled out by the "
 			    "negatives", i);
 			goto out_free;
 		}
@@ -538,13 +538,13 @@ retrieve_op(srv_call *c)
 	if (parse_ropts(c, &o) != 0)
 		return -1;
 	if ((key = request_key(c->req)) == NULL)
-		return srv_fail(c, "internal", "out of memory");
+		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 	uint64_t seq = store_seq(c->s->st);
 	st = cache_take(c->s->st, seq, key);    /* ours while we read it */
 	if (st == NULL) {
 		if ((st = calloc(1, sizeof(*st))) == NULL) {
 			free(key);
-			return srv_fail(c, "internal", "out of memory");
+			return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 		}
 		st->key = key;
 		key = NULL;
@@ -560,7 +560,7 @@ retrieve_op(srv_call *c)
 	cJSON *r = cJSON_CreateObject(), *arr;
 	rc = 0;
 	if (r == NULL || (arr = cJSON_AddArrayToObject(r, "results")) == NULL) {
-		rc = srv_fail(c, "internal", "out of memory");
+		rc = srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 		goto out_cache;
 	}
 	for (size_t i = (size_t)o.offset; i < st->n && i < (size_t)(o.offset +

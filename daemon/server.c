@@ -20,58 +20,31 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/proto.h"
 #include "common/threads.h"
+#include "daemon/access.h"
+#include "daemon/dispatch.h"
+#include "daemon/ingest.h"
+#include "daemon/reply.h"
+#include "daemon/roots.h"
 #include "daemon/srv_internal.h"
+#include "daemon/web.h"
 
+#include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/util/platform.h>
 
 #define WORK_ITEMS 16           /* concurrent requests per nng socket */
 #define QUEUE_MAX 1024          /* queued jobs before "busy" */
 
-double
-srv_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 const char *
 srv_default_url(void)
 {
 	static char url[PATH_MAX + 16];
-	const char *env = getenv("CLIPDEX_URL");
-	const char *rt = getenv("XDG_RUNTIME_DIR");
-
-	if (env != NULL && *env != '\0')
-		snprintf(url, sizeof(url), "%s", env);
-	else if (rt != NULL && *rt == '/')
-		snprintf(url, sizeof(url), "ipc://%s/clipdex.sock", rt);
-	else
-		snprintf(url, sizeof(url), "ipc:///tmp/clipdex-%u.sock",
-		    (unsigned)getuid());
-	return url;
+	return cdx_proto_default_url(url, sizeof(url));
 }
 
 /* ---- jobs and queues ---- */
-
-void
-srv_job_free(srv_job *job)
-{
-	if (job == NULL)
-		return;
-	free(job->req);
-	free(job->auth);
-	free(job);
-}
-
-void
-srv_job_reply(srv_job *job, char *reply, int http_status)
-{
-	job->fn(job->user, reply, strlen(reply), http_status);
-	srv_job_free(job);
-}
 
 static srv_job *
 queue_pop(srv_queue *q)
@@ -112,7 +85,7 @@ static void
 submit(srv *s, srv_job *job)
 {
 	if (job->len > s->cfg->max_request_bytes) {
-		srv_job_error(job, "too_large", "the request is %zu bytes; the "
+		reply_error(job, CDX_PROTO_TOO_LARGE, "the request is %zu bytes; the "
 		    "limit is %zu (--max-request-bytes)", job->len,
 		    s->cfg->max_request_bytes);
 		return;
@@ -121,8 +94,8 @@ submit(srv *s, srv_job *job)
 	if (s->closing || s->fast.n + s->slow.n >= QUEUE_MAX) {
 		int closing = s->closing;
 		pthread_mutex_unlock(&s->mu);
-		srv_job_error(job, "busy", closing ? "the daemon is shutting down" :
-		    "too many queued requests; try again");
+		reply_error(job, CDX_PROTO_BUSY, closing ? "the daemon is "
+		    "shutting down" : "too many queued requests; try again");
 		return;
 	}
 	queue_push(is_slow(job->req, job->len) ? &s->slow : &s->fast, job);
@@ -136,12 +109,12 @@ submit_auth(srv *s, char *req, size_t len, int origin, const char *auth,
 {
 	srv_job *job = calloc(1, sizeof(*job));
 	if (job == NULL) {
-		static const char oom[] = "{\"v\":1,\"ok\":false,\"error\":"
-		    "{\"code\":\"internal\",\"message\":\"out of memory\"}}";
-		char *r = strdup(oom);
+		char *r = reply_error_json(CDX_PROTO_INTERNAL, "out of memory",
+		    NULL);
 		free(req);
 		if (r != NULL)
-			fn(user, r, strlen(r), 500);
+			fn(user, r, strlen(r),
+			    cdx_proto_err_get(CDX_PROTO_INTERNAL)->http_status);
 		return;
 	}
 	job->req = req;
@@ -240,147 +213,6 @@ worker_main(void *arg)
 	return NULL;
 }
 
-/* ---- roots and files ---- */
-
-static int
-path_inside(const char *path, const char *root)
-{
-	size_t n = strlen(root);
-	if (strcmp(root, "/") == 0)
-		return 1;
-	return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
-}
-
-int
-srv_path_check(srv *s, const char *path, char *out, size_t outlen,
-    int allow_new_root)
-{
-	char canon[PATH_MAX];
-	int ok = 0;
-
-	if (path == NULL || path[0] != '/')
-		return CDX_EINVAL;
-	if (realpath(path, canon) == NULL)
-		return errno == EACCES ? CDX_EPERM : CDX_ENOTFOUND;
-	if (strlen(canon) >= outlen)
-		return CDX_ETOOBIG;
-	pthread_mutex_lock(&s->mu);
-	for (int i = 0; i < s->n_roots && !ok; i++)
-		ok = path_inside(canon, s->roots[i]);
-	pthread_mutex_unlock(&s->mu);
-	if (!ok && !allow_new_root)
-		return CDX_EPERM;
-	strcpy(out, canon);
-	return 0;
-}
-
-#define ROOTS_KEY "daemon.roots"
-
-/* Persists the roots as newline-separated text.  Called with s->mu held. */
-static void
-roots_save_locked(srv *s)
-{
-	size_t len = 0;
-	for (int i = 0; i < s->n_roots; i++)
-		len += strlen(s->roots[i]) + 1;
-	char *buf = malloc(len + 1), *p = buf;
-	if (buf == NULL)
-		return;
-	for (int i = 0; i < s->n_roots; i++)
-		p += sprintf(p, "%s\n", s->roots[i]);
-	cdx_error err;
-	if (store_kv_put(s->st, ROOTS_KEY, buf, len, &err) != 0)
-		cdx_log(CDX_LOG_WARN, "cannot save the roots: %s", err.msg);
-	free(buf);
-}
-
-static int
-root_add_locked(srv *s, const char *canon)
-{
-	for (int i = 0; i < s->n_roots; i++)
-		if (path_inside(canon, s->roots[i]))
-			return 0;       /* already covered */
-	if (s->n_roots == SRV_MAX_ROOTS)
-		return CDX_ETOOBIG;
-	char *copy = strdup(canon);
-	if (copy == NULL)
-		return CDX_ENOMEM;
-	s->roots[s->n_roots++] = copy;
-	return 1;
-}
-
-int
-srv_root_add(srv *s, const char *canon)
-{
-	pthread_mutex_lock(&s->mu);
-	int rc = root_add_locked(s, canon);
-	if (rc == 1) {
-		roots_save_locked(s);
-		cdx_log(CDX_LOG_INFO, "new root %s", canon);
-		rc = 0;
-	}
-	pthread_mutex_unlock(&s->mu);
-	return rc;
-}
-
-static void
-roots_load(srv *s)
-{
-	void *val;
-	size_t len;
-	for (int i = 0; i < s->cfg->n_roots; i++)
-		root_add_locked(s, s->cfg->roots[i]);
-	if (store_kv_get(s->st, ROOTS_KEY, &val, &len, NULL) != 0)
-		return;
-	char *save, *line;
-	for (line = strtok_r(val, "\n", &save); line != NULL;
-	    line = strtok_r(NULL, "\n", &save))
-		if (line[0] == '/')
-			root_add_locked(s, line);
-	free(val);
-}
-
-int
-srv_read_file(const char *path, size_t max, uint8_t **data, size_t *len,
-    cdx_error *err)
-{
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	uint8_t *buf;
-	size_t got = 0;
-
-	if (fd < 0)
-		return cdx_error_set(err, cdx_from_errno(errno), "%s: %s", path,
-		    strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return cdx_error_set(err, CDX_EINVAL, "%s: not a regular file",
-		    path);
-	}
-	if ((uint64_t)st.st_size > max) {
-		close(fd);
-		return cdx_error_set(err, CDX_ETOOBIG, "%s: %lld bytes, over the "
-		    "limit of %zu", path, (long long)st.st_size, max);
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (buf == NULL) {
-		close(fd);
-		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
-	}
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	*data = buf;
-	*len = got;
-	return 0;
-}
-
 /* ---- nng REQ/REP ---- */
 
 enum work_state { WORK_RECV, WORK_WAIT, WORK_SEND };
@@ -472,19 +304,6 @@ transport_max(size_t max_request)
 	    2 * max_request + (64 << 10);
 }
 
-static int
-origin_of_url(const char *url)
-{
-	if (strncmp(url, "ipc://", 6) == 0 || strncmp(url, "inproc://", 9) == 0)
-		return SRV_ORIGIN_LOCAL;
-	const char *h = strstr(url, "://");
-	h = h ? h + 3 : url;
-	if (strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost:", 10) == 0 ||
-	    strncmp(h, "[::1]", 5) == 0)
-		return SRV_ORIGIN_LOOPBACK;
-	return SRV_ORIGIN_REMOTE;
-}
-
 static void
 pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
@@ -520,7 +339,7 @@ listener_start(srv *s, const char *url, cdx_error *err)
 		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
 	}
 	l->s = s;
-	l->origin = origin_of_url(url);
+	l->origin = access_origin_of_url(url);
 	if ((rv = nng_rep0_open(&l->sock)) != 0)
 		goto out_free;
 	/* Requests up to twice the limit are read and answered "too_large";
@@ -742,8 +561,21 @@ http_api(nng_aio *aio)
 	void *body;
 	size_t len;
 
-	if (web_api_guard(s, aio, req) != 0) {  /* answered: a foreign site */
-		free(c);
+	if (!access_http_allowed(s->cfg->http,
+	    nng_http_req_get_header(req, "Host"),
+	    nng_http_req_get_header(req, "Origin"))) {
+		/* a browser on another site, or DNS rebinding */
+		char *r = reply_error_json(CDX_PROTO_FORBIDDEN, "requests from "
+		    "other web sites are refused", NULL);
+		if (c == NULL || r == NULL) {
+			free(r);
+			free(c);
+			nng_aio_finish(aio, NNG_ENOMEM);
+			return;
+		}
+		c->aio = aio;
+		http_reply(c, r, strlen(r),
+		    cdx_proto_err_get(CDX_PROTO_FORBIDDEN)->http_status);
 		return;
 	}
 	if (c == NULL) {
@@ -754,15 +586,13 @@ http_api(nng_aio *aio)
 	nng_http_req_get_data(req, &body, &len);
 	char *copy = malloc(len + 1);
 	if (copy != NULL) {
-		memcpy(copy, body, len);
+		if (len > 0)    /* an empty body may come as NULL */
+			memcpy(copy, body, len);
 		copy[len] = '\0';
 	}
-	if (auth != NULL && strncmp(auth, "Bearer ", 7) == 0)
-		auth += 7;
-	else
-		auth = NULL;
 	submit_auth(s, copy, copy ? len : 0,
-	    origin_of_url(s->cfg->http), auth, http_reply, c);
+	    access_origin_of_url(s->cfg->http), access_bearer(auth), http_reply,
+	    c);
 }
 
 static int
@@ -861,7 +691,7 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 		    c->store_dir, (unsigned long long)st.images, st.index_kind,
 		    st.rebuilt_on_open ? " (rebuilt from the records)" : "");
 	}
-	roots_load(s);
+	roots_init(&s->roots, s->st, c);
 
 	s->n_workers = c->workers > 0 ? c->workers : 2;
 	s->workers = calloc((size_t)s->n_workers, sizeof(*s->workers));
@@ -943,8 +773,7 @@ srv_stop(srv *s)
 		clip_ctx_free(s->workers[i].ctx);
 	free(s->workers);
 	clip_model_free(s->model);
-	for (int i = 0; i < s->n_roots; i++)
-		free(s->roots[i]);
+	roots_free(&s->roots);
 	pthread_cond_destroy(&s->cv);
 	pthread_cond_destroy(&s->guard_cv);
 	pthread_mutex_destroy(&s->mu);

@@ -23,7 +23,7 @@
  * are queued to a pool of threads owned by this file (one per core, 2 to
  * WEB_THREADS_MAX), so the daemon's workers stay free for searches; a full
  * queue answers 503.  Thumbnails are kept in an LRU cache bounded by
- * web_cache_max (64 MiB), keyed by id, file size and mtime, so a changed
+ * the config's web_cache_bytes (64 MiB), keyed by id, file size and mtime, so a changed
  * file gets a new thumbnail.
  *
  * Lifetime: web_add_handlers() starts the pool and registers the handlers;
@@ -44,7 +44,10 @@
 #include <turbojpeg.h>
 #include <xxhash.h>
 
+#include "common/file.h"
+#include "daemon/access.h"
 #include "daemon/srv_internal.h"
+#include "daemon/web.h"
 
 #define WEB_THREADS_MAX 8
 #define WEB_QUEUE_MAX 512
@@ -52,6 +55,7 @@
 #define WEB_THUMB_QUALITY 80
 #define WEB_CACHE_BUCKETS 4096          /* power of two */
 #define WEB_FILE_MAX ((size_t)256 << 20) /* largest file served or decoded */
+#define WEB_CACHE_DEFAULT ((size_t)64 << 20) /* cfg->web_cache_bytes 0 */
 
 /* The page's files, embedded by the assembler from web/ (the Makefile makes
  * this object depend on them). */
@@ -84,8 +88,6 @@ static web_asset assets[] = {
 	    web_app_css_end, "" },
 };
 #define N_ASSETS (sizeof(assets) / sizeof(assets[0]))
-
-size_t web_cache_max = (size_t)64 << 20;
 
 enum web_kind { WEB_THUMB = 0, WEB_IMAGE = 1 };
 
@@ -181,79 +183,26 @@ respond_text(nng_aio *aio, int status, const char *msg)
 
 /* ---- access ---- */
 
-static int
-host_is_loopback(const char *h)
-{
-	if (h == NULL)
-		return 0;
-	size_t n = strcspn(h, ":");
-	if (h[0] == '[')
-		return strncmp(h, "[::1]", 5) == 0 && (h[5] == '\0' || h[5] == ':');
-	return (n == 9 && strncasecmp(h, "localhost", 9) == 0) ||
-	    strncmp(h, "127.", 4) == 0;
-}
-
-static int
-token_ok(const char *want, const char *auth)
-{
-	if (want == NULL || auth == NULL || strncmp(auth, "Bearer ", 7) != 0)
-		return 0;
-	auth += 7;
-	if (strlen(auth) != strlen(want))
-		return 0;
-	unsigned char diff = 0;
-	for (size_t i = 0; want[i] != '\0'; i++)
-		diff |= (unsigned char)(want[i] ^ auth[i]);
-	return diff == 0;
-}
-
-/* 0 when the request may go on; else it has been answered. */
+/* 0 when the request may go on; else it has been answered.  The rules are
+ * access.h's: the browser guard for every request, and on a non-loopback
+ * address the token for thumbnails and images. */
 static int
 check_access(web *w, nng_aio *aio, nng_http_req *req, int need_token)
 {
-	if (!w->remote &&
-	    !host_is_loopback(nng_http_req_get_header(req, "Host"))) {
-		respond_text(aio, 403, "this daemon answers loopback host names "
-		    "only");
+	if (!access_http_allowed(w->s->cfg->http,
+	    nng_http_req_get_header(req, "Host"),
+	    nng_http_req_get_header(req, "Origin"))) {
+		respond_text(aio, 403, "this daemon answers its own pages on "
+		    "loopback host names only");
 		return -1;
 	}
-	if (w->remote && need_token && !token_ok(w->s->cfg->token,
-	    nng_http_req_get_header(req, "Authorization"))) {
+	if (w->remote && need_token && !access_token_ok(w->s->cfg->token,
+	    access_bearer(nng_http_req_get_header(req, "Authorization")))) {
 		respond_text(aio, 401, "a valid token is required "
 		    "(Authorization: Bearer TOKEN)");
 		return -1;
 	}
 	return 0;
-}
-
-/* A browser sends Origin with every cross-site POST: it must name this
- * server, as the Host header does ("http://" + Host). */
-static int
-origin_ok(nng_http_req *req)
-{
-	const char *origin = nng_http_req_get_header(req, "Origin");
-	const char *host = nng_http_req_get_header(req, "Host");
-
-	if (origin == NULL)
-		return 1;       /* not a browser, or same-origin GET */
-	if (host == NULL || strncmp(origin, "http://", 7) != 0)
-		return 0;
-	return strcasecmp(origin + 7, host) == 0;
-}
-
-int
-web_api_guard(srv *s, nng_aio *aio, nng_http_req *req)
-{
-	static const char body[] = "{\"v\":1,\"ok\":false,\"error\":{\"code\":"
-	    "\"forbidden\",\"message\":\"requests from other web sites are "
-	    "refused\"}}";
-	int remote = !host_is_loopback(s->cfg->http);
-
-	if (origin_ok(req) && (remote ||
-	    host_is_loopback(nng_http_req_get_header(req, "Host"))))
-		return 0;
-	respond(aio, 403, "application/json", body, sizeof(body) - 1, NULL, NULL);
-	return -1;
 }
 
 /* ---- the page's files ---- */
@@ -600,28 +549,6 @@ out_free_image:
 
 /* ---- the pool ---- */
 
-static int
-read_fd(int fd, size_t size, uint8_t **data)
-{
-	uint8_t *buf = malloc(size ? size : 1);
-	size_t got = 0;
-
-	if (buf == NULL)
-		return CDX_ENOMEM;
-	while (got < size) {
-		ssize_t n = read(fd, buf + got, size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			free(buf);
-			return CDX_EIO;
-		}
-		got += (size_t)n;
-	}
-	*data = buf;
-	return 0;
-}
-
 static const char *
 image_type(const uint8_t *d, size_t len)
 {
@@ -639,7 +566,8 @@ serve(web *w, web_job *j)
 	cdx_error err;
 	struct stat st;
 	uint8_t *data = NULL, *out = NULL;
-	size_t out_len = 0;
+	char *buf = NULL;
+	size_t len = 0, out_len = 0;
 	char etag[96];
 	int fd, rc;
 
@@ -689,22 +617,24 @@ serve(web *w, web_job *j)
 		respond(j->aio, 200, "image/jpeg", out, out_len, etag, cache);
 		goto out_free;
 	}
-	if ((rc = read_fd(fd, (size_t)st.st_size, &data)) != 0) {
+	if ((rc = cdx_read_fd(fd, "the image", WEB_FILE_MAX, &buf, &len, &err))
+	    != 0) {
 		respond_text(j->aio, rc == CDX_ENOMEM ? 503 : 500,
 		    rc == CDX_ENOMEM ? "out of memory" : "cannot read the file");
 		goto out_close;
 	}
+	data = (uint8_t *)buf;
 	if (j->kind == WEB_IMAGE) {
-		const char *type = image_type(data, (size_t)st.st_size);
+		const char *type = image_type(data, len);
 		if (type == NULL)
 			respond_text(j->aio, 415, "the file is no longer a JPEG or "
 			    "PNG");
 		else
-			respond(j->aio, 200, type, data, (size_t)st.st_size, etag,
+			respond(j->aio, 200, type, data, len, etag,
 			    cache);
 		goto out_free;
 	}
-	rc = web_thumbnail(data, (size_t)st.st_size, w->s->cfg->max_pixels, &out,
+	rc = web_thumbnail(data, len, w->s->cfg->max_pixels, &out,
 	    &out_len, &err);
 	if (rc != 0) {
 		respond_text(j->aio, rc == CDX_ENOMEM ? 503 : 422, err.msg);
@@ -774,12 +704,6 @@ assets_init(void)
 		    (size_t)(assets[i].end - assets[i].begin)));
 }
 
-static int
-is_remote(const char *hostport)
-{
-	return !host_is_loopback(hostport);
-}
-
 int
 web_add_handlers(srv *s)
 {
@@ -801,8 +725,9 @@ web_add_handlers(srv *s)
 		return NNG_ENOMEM;
 	w->s = s;
 	w->refs = 1;            /* web_stop's */
-	w->remote = is_remote(s->cfg->http);
-	w->cache_max = web_cache_max;
+	w->remote = access_token_needed(access_origin_of_url(s->cfg->http));
+	w->cache_max = s->cfg->web_cache_bytes > 0 ? s->cfg->web_cache_bytes :
+	    WEB_CACHE_DEFAULT;
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	pthread_mutex_init(&w->cache_mu, NULL);

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "daemon/srv_internal.h"
+#include "daemon/web.h"
 #include "tests/testmodel.h"
 #include "tests/testutil.h"
 
@@ -43,6 +44,7 @@ static srv *daemon_srv;
 static uint64_t ids[N_SMALL + N_BIG + 1];
 static char paths[N_SMALL + N_BIG + 1][400];
 static int n_ids;
+static size_t cfg_cache_bytes;  /* the next start()'s web_cache_bytes */
 
 /* ---- fixtures ---- */
 
@@ -246,6 +248,7 @@ start(const char *host, const char *token, srv **out)
 	cfg.roots[cfg.n_roots++] = strdup(photos);
 	cfg.listen[cfg.n_listen++] = strdup("inproc://daemon-web-test");
 	cfg.threads = 1;
+	cfg.web_cache_bytes = cfg_cache_bytes;
 	if (token != NULL)
 		cfg.token = strdup(token);
 	for (int attempt = 0; attempt < 20; attempt++) {
@@ -841,9 +844,9 @@ test_cache_bound(void **state)
 	size_t n, bytes, sizes[64] = { 0 };
 
 	stop();
-	web_cache_max = 40000;
+	cfg_cache_bytes = 40000;
 	int rc = start("127.0.0.1", NULL, &daemon_srv);
-	web_cache_max = (size_t)64 << 20;
+	cfg_cache_bytes = 0;
 	assert_int_equal(rc, 0);
 	for (int round = 0; round < 2; round++)
 		for (int i = 0; i < n_ids; i++) {

@@ -1,0 +1,54 @@
+/*
+ * dispatch.h - the operation table: one parsed request in, one reply out
+ * (docs/PROTOCOL.md), on a worker thread, for every transport; and the
+ * helpers the operations share (query vectors, image bytes, hits).
+ * Operations live in dispatch.c, dupes.c and retrieve.c; each takes a
+ * srv_call (request.h) and follows its contract.
+ */
+#ifndef CDX_SRV_DISPATCH_H
+#define CDX_SRV_DISPATCH_H
+
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "daemon/request.h"
+#include "store/store.h"
+
+struct srv;
+struct srv_worker;
+
+/* Handles one job on worker w: answers it through job->fn (freeing it),
+ * or hands it to the indexing thread.  w may be NULL for operations that
+ * encode nothing. */
+void srv_dispatch(struct srv *s, struct srv_worker *w, srv_job *job);
+
+/* The normalised query vector (embed_dim floats) of the request's terms
+ * ("terms", or one text/image/path/id at the top level).  *text_only (may
+ * be NULL) is set to 1 when every term is a text. */
+int srv_query_vector(srv_call *c, float *q, int *text_only);
+/* The bytes of an image given as base64 (image, a JSON string) or as a
+ * path inside the roots (path); exactly one is not NULL.  *data is
+ * malloc'd.  Fails with bad_request, too_large, forbidden or not_found. */
+int srv_image_bytes(srv_call *c, const cJSON *image, const cJSON *path,
+    uint8_t **data, size_t *len);
+/* One search hit as the protocol's result object; prob (the match
+ * probability, clip_match_prob) is added unless it is NAN. */
+cJSON *srv_hit_json(const store_hit *h, double prob);
+
+/* search options: k, offset, min_score, min_prob, collapse, filter.
+ * with_prob is set by the caller once it knows the query: results carry
+ * `prob` for text queries of a model with a sigmoid head. */
+typedef struct srv_search_opts {
+	long k, offset;
+	int has_min;
+	double min_score;
+	int has_min_prob;
+	double min_prob;
+	int with_prob;
+	double collapse;
+	store_filter filter;
+} srv_search_opts;
+int srv_parse_search_opts(srv_call *c, srv_search_opts *o);
+
+#endif
