@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "tests/cdx_assert.h"
 #include "encoder/clip.h"
 
 static int
@@ -37,8 +38,8 @@ test_defaults_and_flags(void **state)
 	cdx_error err;
 	(void)state;
 
-	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s", NULL),
-	    0);
+	CDX_ASSERT_OK(parse(&c, &err, "--model", "/m", "--store", "/s", NULL),
+	    err.msg);
 	assert_string_equal(c.model_dir, "/m");
 	assert_int_equal(c.workers, 2);
 	assert_int_equal(c.precision, CLIP_PRECISION_AUTO);
@@ -46,11 +47,11 @@ test_defaults_and_flags(void **state)
 	assert_int_equal(c.max_request_bytes, (size_t)32 << 20);
 	srv_config_free(&c);
 
-	assert_int_equal(parse(&c, &err, "--model=/m", "--store", "/s",
+	CDX_ASSERT_OK(parse(&c, &err, "--model=/m", "--store", "/s",
 	    "--listen", "ipc:///tmp/a.sock", "--listen", "tcp://127.0.0.1:9",
 	    "--root", "/tmp/", "--threads", "3", "--log-level", "debug",
 	    "--reembed", "--max-pixels", "1000", "--precision", "int8", NULL),
-	    0);
+	    err.msg);
 	assert_int_equal(c.precision, CLIP_PRECISION_INT8);
 	assert_int_equal(c.n_listen, 2);
 	assert_string_equal(c.roots[0], "/tmp");       /* canonical */
@@ -92,12 +93,28 @@ test_errors_are_clear(void **state)
 	    "--listen", "tcp://0.0.0.0:7000", NULL), CDX_EINVAL);
 	assert_non_null(strstr(err.msg, "--token"));
 	srv_config_free(&c);
+	/* ... whatever the transport, and the copies' strictest loopback
+	 * rule: "LOCALHOST" is not loopback (daemon/access.h) */
 	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s",
-	    "--http", "0.0.0.0:7000", "--token", "s3cret", NULL), 0);
+	    "--listen", "ws://0.0.0.0:7000/x", NULL), CDX_EINVAL);
+	assert_non_null(strstr(err.msg, "--token"));
+	srv_config_free(&c);
+	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--http", "LOCALHOST:7000", NULL), CDX_EINVAL);
+	assert_non_null(strstr(err.msg, "--token"));
+	srv_config_free(&c);
+	CDX_ASSERT_OK(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--http", "localhost:7000", "--listen", "tcp://[::1]:7001",
+	    "--listen", "ipc:///tmp/x.sock", NULL), err.msg);
+	srv_config_free(&c);
+	CDX_ASSERT_OK(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--http", "0.0.0.0:7000", "--token", "s3cret", NULL),
+	    err.msg);
 	srv_config_free(&c);
 	setenv("CLIPDEX_TOKEN", "fromenv", 1);
-	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s",
-	    "--http", "0.0.0.0:7000", NULL), 0);
+	CDX_ASSERT_OK(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--http", "0.0.0.0:7000", NULL),
+	    err.msg);
 	assert_string_equal(c.token, "fromenv");
 	unsetenv("CLIPDEX_TOKEN");
 	srv_config_free(&c);
@@ -129,8 +146,9 @@ test_config_file_then_flags(void **state)
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
 	/* flags override the file */
-	assert_int_equal(parse(&c, &err, "--config", path, "--workers", "5",
-	    NULL), 0);
+	CDX_ASSERT_OK(parse(&c, &err, "--config", path, "--workers", "5",
+	    NULL),
+	    err.msg);
 	assert_string_equal(c.model_dir, "/models/clip");
 	assert_string_equal(c.store_dir, "/var/lib/clipdex");
 	assert_int_equal(c.workers, 5);

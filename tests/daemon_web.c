@@ -402,9 +402,9 @@ test_thumbnail_orientation(void **state)
 	    0);
 	assert_int_equal(read_all("tests/fixtures/images/j_orient6_jpg.rgb",
 	    &ref, &rn), 0);
-	assert_int_equal(clip_image_probe(d, n, &info, &err), 0);
+	CDX_ASSERT_OK(clip_image_probe(d, n, &info, &err), err.msg);
 	assert_int_equal(info.orientation, 6);
-	assert_int_equal(web_thumbnail(d, n, 0, &th, &tn, &err), 0);
+	CDX_ASSERT_OK(web_thumbnail(d, n, 0, &th, &tn, &err), err.msg);
 	px = decode_jpeg(th, tn, &w, &h);
 	assert_non_null(px);
 	/* the displayed size, not the stored one */
@@ -443,7 +443,7 @@ test_thumbnail_sizes(void **state)
 	assert_true(bi >= 0);
 	assert_int_equal(read_all(paths[bi], &d, &n), 0);
 	double t0 = srv_now();
-	assert_int_equal(web_thumbnail(d, n, 0, &th, &tn, &err), 0);
+	CDX_ASSERT_OK(web_thumbnail(d, n, 0, &th, &tn, &err), err.msg);
 	double dt = srv_now() - t0;
 	print_message("thumbnail of a 4000x3000 JPEG (%zu bytes): %.1f ms, "
 	    "%zu bytes\n", n, dt * 1e3, tn);
@@ -452,7 +452,7 @@ test_thumbnail_sizes(void **state)
 	assert_int_equal(w, 320);
 	assert_int_equal(h, 240);
 	/* reference: full decode, mean over each 12.5 x 12.5 block */
-	assert_int_equal(clip_image_decode(d, n, NULL, &full, &err), 0);
+	CDX_ASSERT_OK(clip_image_decode(d, n, NULL, &full, &err), err.msg);
 	uint8_t *ref = malloc(320 * 240 * 3);
 	for (int oy = 0; oy < 240; oy++)
 		for (int ox = 0; ox < 320; ox++)
@@ -476,12 +476,12 @@ test_thumbnail_sizes(void **state)
 	/* PNG, 256x192: no upscaling */
 	assert_int_equal(read_all("tests/fixtures/images/j_big_jpg_224_256x192.png",
 	    &d, &n), 0);
-	assert_int_equal(web_thumbnail(d, n, 0, &th, &tn, &err), 0);
+	CDX_ASSERT_OK(web_thumbnail(d, n, 0, &th, &tn, &err), err.msg);
 	px = decode_jpeg(th, tn, &w, &h);
 	assert_non_null(px);
 	assert_int_equal(w, 256);
 	assert_int_equal(h, 192);
-	assert_int_equal(clip_image_decode(d, n, NULL, &full, &err), 0);
+	CDX_ASSERT_OK(clip_image_decode(d, n, NULL, &full, &err), err.msg);
 	assert_true(mean_abs_diff(px, full.rgb, 256 * 192 * 3) < 6.0);
 	clip_image_free(&full);
 	free(px);
