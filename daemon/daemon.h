@@ -2,11 +2,17 @@
  * daemon.h - clipdexd: the warm daemon that owns one model and one store and
  * answers the JSON protocol of docs/PROTOCOL.md over nng REQ/REP and HTTP.
  *
- * Structure:
+ * Structure (each file with its header; none calls back into server.c):
  *   srv_config   flags and config file (config.c)
- *   srv          the running daemon: model, store, workers, listeners
- *                (server.c), one JSON dispatch for every transport
- *                (dispatch.c), one-shot indexing of added paths (ingest.c).
+ *   srv          the running daemon's lifecycle and transports: model,
+ *                store, workers, nng listeners, HTTP (server.c)
+ *   dispatch.c   the operation table, one for every transport
+ *   request.c    parsing and checking a request's envelope and fields
+ *   reply.c      the reply envelope (v, ok, error, tag)
+ *   roots.c      the roots, "path under a root", reading files
+ *   access.c     loopback, token and Host/Origin decisions
+ *   ingest.c     the indexer behind "add" and the watched folders
+ *   web.c        the web page, thumbnails and images over HTTP
  *
  * Errors: 0 or a negative CDX_E* code with an optional cdx_error message.
  *

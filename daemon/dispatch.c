@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "common/path.h"
-#include "daemon/access.h"
 #include "daemon/dispatch.h"
 #include "daemon/dupes.h"
 #include "daemon/ingest.h"
