@@ -938,6 +938,58 @@ test_token(void **state)
 	http_res_free(&r);
 }
 
+/* One guard for every request (daemon/access.c): a foreign Origin or a
+ * non-loopback Host is refused on the images as on /api; and a daemon on
+ * "LOCALHOST" (not loopback by the strictest rule) needs its token on
+ * /image as on /api. */
+static void
+test_one_guard(void **state)
+{
+	(void)state;
+	char path[64], req[512];
+	http_res r;
+	static const struct { const char *host, *origin; int status; } cases[] = {
+		{ "127.0.0.1:%d", "", 200 },
+		{ "localhost:%d", "Origin: http://localhost:%d\r\n", 200 },
+		{ "127.0.0.1:%d", "Origin: http://evil.example\r\n", 403 },
+		{ "LOCALHOST:%d", "", 403 },
+		/* today's "127." prefix rule; the hardening issue makes it 403 */
+		{ "127.0.0.1.evil.example:%d", "", 200 },
+	};
+
+	stop();
+	assert_int_equal(start("127.0.0.1", NULL, &daemon_srv), 0);
+	snprintf(path, sizeof(path), "/thumb/%llu", (unsigned long long)ids[0]);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char host[96], origin[96];
+		snprintf(host, sizeof(host), cases[i].host, port);
+		snprintf(origin, sizeof(origin), cases[i].origin, port);
+		snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\n%s"
+		    "Connection: close\r\n\r\n", path, host, origin);
+		assert_int_equal(http_raw(port, req, &r), 0);
+		if (r.status != cases[i].status)
+			fail_msg("Host %s, %s: status %d", host, origin, r.status);
+		http_res_free(&r);
+	}
+
+	stop();
+	assert_int_equal(start("LOCALHOST", "s3cret", &daemon_srv), 0);
+	snprintf(path, sizeof(path), "/image/%llu", (unsigned long long)ids[0]);
+	assert_int_equal(http_get(path, NULL, &r), 0);
+	assert_int_equal(r.status, 401);
+	http_res_free(&r);
+	assert_int_equal(http_get(path, "Authorization: Bearer s3cret\r\n", &r),
+	    0);
+	assert_int_equal(r.status, 200);
+	http_res_free(&r);
+	snprintf(req, sizeof(req), "POST /api HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+	    "Connection: close\r\nContent-Length: 15\r\n\r\n{\"op\":\"status\"}",
+	    port);
+	assert_int_equal(http_raw(port, req, &r), 0);
+	assert_int_equal(r.status, 401);
+	http_res_free(&r);
+}
+
 /* Stopping the daemon with thumbnail requests in flight answers them all
  * (no hang, no leak under the sanitizers). */
 static void
@@ -984,6 +1036,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_traversal),
 		cmocka_unit_test(test_cache_bound),
 		cmocka_unit_test(test_client_hangs_up),
+		cmocka_unit_test(test_one_guard),
 		cmocka_unit_test(test_token),
 		cmocka_unit_test(test_stop_in_flight),
 		cmocka_unit_test(test_symlink_not_followed),
