@@ -86,17 +86,17 @@ parse_term(srv_call *c, const cJSON *t, term *out)
 		if (v == NULL)
 			continue;
 		if (found++)
-			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "a term has exactly one of "
-			    "text, image, path, id");
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "a term has exactly one "
+			    "of text, image, path, id");
 		out->kind = k;
 		out->src = v;
 		if (k == TERM_ID ? !cJSON_IsNumber(v) : !cJSON_IsString(v))
-			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'%s' must be a %s", keys[k],
-			    k == TERM_ID ? "number" : "string");
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'%s' must be a %s",
+			    keys[k], k == TERM_ID ? "number" : "string");
 	}
 	if (!found)
-		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "a query needs text, image, path or "
-		    "id (or terms)");
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "a query needs text, image, "
+		    "path or id (or terms)");
 	if (srv_get_num(c, t, "weight", -1e6, 1e6, NULL, &w) != 0)
 		return -1;
 	out->weight = (float)w;
@@ -115,15 +115,16 @@ srv_image_bytes(srv_call *c, const cJSON *image, const cJSON *path,
 		const char *b = image->valuestring;
 		size_t blen = strlen(b);
 		if (blen / 4 * 3 > cfg->max_image_bytes + 3)
-			return srv_fail(c, CDX_PROTO_TOO_LARGE, "the image is over the limit of "
-			    "%zu bytes", cfg->max_image_bytes);
+			return srv_fail(c, CDX_PROTO_TOO_LARGE, "the image is over the "
+			    "limit of %zu bytes", cfg->max_image_bytes);
 		uint8_t *d = malloc(blen / 4 * 3 + 3);
 		if (d == NULL)
 			return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 		long n = b64_decode(b, blen, d);
 		if (n < 0) {
 			free(d);
-			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'image' is not valid base64");
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'image' is not valid "
+			    "base64");
 		}
 		*data = d;
 		*len = (size_t)n;
@@ -132,12 +133,13 @@ srv_image_bytes(srv_call *c, const cJSON *image, const cJSON *path,
 	char canon[PATH_MAX];
 	rc = roots_check(&c->s->roots, path->valuestring, canon, sizeof(canon), 0);
 	if (rc == CDX_EPERM)
-		return srv_fail(c, CDX_PROTO_FORBIDDEN, "%s is outside the daemon's roots",
-		    path->valuestring);
+		return srv_fail(c, CDX_PROTO_FORBIDDEN, "%s is outside the daemon's "
+		    "roots", path->valuestring);
 	if (rc != 0)
-		return srv_fail(c, rc == CDX_EINVAL ? CDX_PROTO_BAD_REQUEST : CDX_PROTO_NOT_FOUND,
-		    "%s: %s", path->valuestring, rc == CDX_EINVAL ?
-		    "not an absolute path" : "no such file");
+		return srv_fail(c,
+		    rc == CDX_EINVAL ? CDX_PROTO_BAD_REQUEST : CDX_PROTO_NOT_FOUND,
+		    "%s: %s", path->valuestring,
+		    rc == CDX_EINVAL ? "not an absolute path" : "no such file");
 	if ((rc = roots_read_file(canon, cfg->max_image_bytes, data, len, &err))
 	    != 0)
 		return srv_fail_cdx(c, rc, &err);
@@ -190,8 +192,8 @@ srv_query_vector(srv_call *c, float *q, int *text_only)
 	if (terms != NULL) {
 		const cJSON *e;
 		if (!cJSON_IsArray(terms) || cJSON_GetArraySize(terms) == 0)
-			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'terms' must be a non-empty "
-			    "array");
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'terms' must be a "
+			    "non-empty array");
 		if (cJSON_GetArraySize(terms) > SRV_TERMS_MAX)
 			return srv_fail(c, CDX_PROTO_TOO_LARGE, "at most %d terms",
 			    SRV_TERMS_MAX);
@@ -255,13 +257,15 @@ srv_query_vector(srv_call *c, float *q, int *text_only)
 		} else if (t[i].kind == TERM_ID) {
 			double idv = t[i].src->valuedouble;
 			if (idv < 1 || idv != floor(idv) || idv > 9007199254740992.0) {
-				srv_fail(c, CDX_PROTO_BAD_REQUEST, "'id' must be a positive integer");
+				srv_fail(c, CDX_PROTO_BAD_REQUEST, "'id' must be a positive "
+				    "integer");
 				rc = -1;
 				goto out;
 			}
 			if ((rc = store_image_get(s->st, (uint64_t)idv, &img, &err)) != 0) {
 				if (rc == CDX_ENOTFOUND)
-					srv_fail(c, CDX_PROTO_NOT_FOUND, "no image with id %.0f", idv);
+					srv_fail(c, CDX_PROTO_NOT_FOUND, "no image with id %.0f",
+					    idv);
 				else
 					srv_fail_cdx(c, rc, &err);
 				rc = -1;
@@ -313,12 +317,13 @@ srv_parse_search_opts(srv_call *c, srv_search_opts *o)
 	    || srv_get_num(c, c->req, "collapse", 0, 1, NULL, &o->collapse) != 0)
 		return -1;
 	if (o->has_min_prob && !c->s->info->has_sigmoid)
-		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "min_prob needs a model trained "
-		    "with the sigmoid loss (SigLIP); %s is %s, whose scores have "
-		    "no probability scale", c->s->info->name,
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "min_prob needs a model "
+		    "trained with the sigmoid loss (SigLIP); %s is %s, whose scores "
+		    "have no probability scale", c->s->info->name,
 		    clip_family_name(c->s->info->family));
 	if (o->k + o->offset > SRV_WINDOW_MAX)
-		return srv_fail(c, CDX_PROTO_TOO_LARGE, "offset + k is over %d", SRV_WINDOW_MAX);
+		return srv_fail(c, CDX_PROTO_TOO_LARGE, "offset + k is over %d",
+		    SRV_WINDOW_MAX);
 	if (f == NULL || cJSON_IsNull(f))
 		return 0;
 	if (!cJSON_IsObject(f))
@@ -326,7 +331,8 @@ srv_parse_search_opts(srv_call *c, srv_search_opts *o)
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(f, "path_prefix");
 	if (p != NULL && !cJSON_IsNull(p)) {
 		if (!cJSON_IsString(p))
-			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'path_prefix' must be a string");
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'path_prefix' must be a "
+			    "string");
 		o->filter.path_prefix = p->valuestring;
 	}
 	const cJSON *tf = cJSON_GetObjectItemCaseSensitive(f, "time");
@@ -336,8 +342,8 @@ srv_parse_search_opts(srv_call *c, srv_search_opts *o)
 		else if (cJSON_IsString(tf) && strcmp(tf->valuestring, "mtime") == 0)
 			o->filter.time_field = STORE_TIME_MTIME;
 		else
-			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'time' must be \"capture\" or "
-			    "\"mtime\"");
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'time' must be "
+			    "\"capture\" or \"mtime\"");
 		long from = LONG_MIN, to = LONG_MAX;
 		if (srv_get_int(c, f, "from", LONG_MIN, LONG_MAX, NULL, &from) != 0 ||
 		    srv_get_int(c, f, "to", LONG_MIN, LONG_MAX, NULL, &to) != 0)
@@ -490,9 +496,9 @@ op_search(srv_call *c)
 	 * another image has no such scale. */
 	o.with_prob = c->s->info->has_sigmoid && text_only;
 	if (o.has_min_prob && !o.with_prob) {
-		rc = srv_fail(c, CDX_PROTO_BAD_REQUEST, "min_prob applies to text queries "
-		    "(a probability that an image matches a text); this query has "
-		    "image terms");
+		rc = srv_fail(c, CDX_PROTO_BAD_REQUEST, "min_prob applies to text "
+		    "queries (a probability that an image matches a text); this query "
+		    "has image terms");
 		goto out_free;
 	}
 	rc = search_and_reply(c, q, &o, 0, t0);
@@ -515,17 +521,18 @@ op_similar(srv_call *c)
 	if (srv_parse_search_opts(c, &o) != 0)
 		return -1;
 	if (o.has_min_prob)
-		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "min_prob applies to text queries, "
-		    "not to similar");
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "min_prob applies to text "
+		    "queries, not to similar");
 	if (cJSON_IsNumber(id) && id->valuedouble >= 1)
 		rc = store_image_get(c->s->st, (uint64_t)id->valuedouble, &img, &err);
 	else if (cJSON_IsString(path))
 		rc = store_image_get_by_path(c->s->st, path->valuestring, &img, &err);
 	else
-		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "similar needs 'id' (a positive "
-		    "integer) or 'path' (of an indexed image)");
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "similar needs 'id' (a "
+		    "positive integer) or 'path' (of an indexed image)");
 	if (rc == CDX_ENOTFOUND)
-		return srv_fail(c, CDX_PROTO_NOT_FOUND, "that image is not in the index");
+		return srv_fail(c, CDX_PROTO_NOT_FOUND, "that image is not in the "
+		    "index");
 	if (rc != 0)
 		return srv_fail_cdx(c, rc, &err);
 	rc = search_and_reply(c, img->embedding, &o, img->id, t0);
@@ -568,11 +575,12 @@ op_add(srv_call *c)
 	rc = roots_check(&c->s->roots, p->valuestring, canon, sizeof(canon),
 	    c->job->origin == SRV_ORIGIN_LOCAL);
 	if (rc == CDX_EPERM)
-		return srv_fail(c, CDX_PROTO_FORBIDDEN, "%s is outside the daemon's roots "
-		    "(start clipdexd with --root, or add it over the local socket)",
-		    p->valuestring);
+		return srv_fail(c, CDX_PROTO_FORBIDDEN, "%s is outside the daemon's "
+		    "roots (start clipdexd with --root, or add it over the local "
+		    "socket)", p->valuestring);
 	if (rc != 0)
-		return srv_fail(c, rc == CDX_EINVAL ? CDX_PROTO_BAD_REQUEST : CDX_PROTO_NOT_FOUND,
+		return srv_fail(c,
+		    rc == CDX_EINVAL ? CDX_PROTO_BAD_REQUEST : CDX_PROTO_NOT_FOUND,
 		    "%s: %s", p->valuestring, rc == CDX_EINVAL ?
 		    "not an absolute path" : "no such file or folder");
 	if ((rc = roots_add(&c->s->roots, canon)) != 0)
@@ -626,7 +634,8 @@ op_remove(srv_call *c)
 	int rc;
 
 	if (!cJSON_IsString(p) || p->valuestring[0] != '/')
-		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "remove needs an absolute 'path'");
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "remove needs an absolute "
+		    "'path'");
 	/* The file may be gone already: compare the path as given (trailing
 	 * slashes dropped) with the roots, without resolving it. */
 	char path[PATH_MAX];
@@ -636,7 +645,8 @@ op_remove(srv_call *c)
 	if (strstr(path, "/../") != NULL || strstr(path, "/./") != NULL)
 		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "the path must be canonical");
 	if (!roots_contains(&c->s->roots, path))
-		return srv_fail(c, CDX_PROTO_FORBIDDEN, "%s is outside the daemon's roots", path);
+		return srv_fail(c, CDX_PROTO_FORBIDDEN, "%s is outside the daemon's "
+		    "roots", path);
 	ingest_unwatch(c->s, path);  /* a watched folder stops being watched */
 	pi.prefix = path;
 	pi.plen = strlen(path);
