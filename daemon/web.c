@@ -15,9 +15,11 @@
  * Access: when the HTTP address is not loopback the daemon has a token
  * (config.c insists) and thumbnails and images need it as
  * "Authorization: Bearer TOKEN", as /api does; the page's own files are
- * public (they hold no data and must load to ask for the token).  When the
- * address is loopback, requests whose Host header is not a loopback name
- * are refused, so a web site cannot read photos through DNS rebinding.
+ * public (they hold no data and must load to ask for the token).  Every
+ * request passes the browser guard first: a foreign Origin is refused, and
+ * on a loopback address so is a Host that is not a loopback name, so a web
+ * site cannot read photos through DNS rebinding.  These rules are
+ * access.h's, the same for /api (server.c).
  *
  * Threads: nng's HTTP callbacks never decode.  Thumbnail and image requests
  * are queued to a pool of threads owned by this file (one per core, 2 to

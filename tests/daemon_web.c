@@ -833,7 +833,7 @@ test_symlink_not_followed(void **state)
 	assert_int_equal(rename(moved, beach), 0);
 }
 
-/* The cache keeps at most web_cache_max bytes, dropping the least recently
+/* The cache keeps at most web_cache_bytes (srv_config), dropping the least recently
  * used thumbnails; what it drops is made again. */
 static void
 test_cache_bound(void **state)
