@@ -21,13 +21,17 @@
 
 #include "client/client_priv.h"
 #include "common/cdx.h"
+#include "common/file.h"
+#include "common/proto.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
+/* Connecting to a local daemon takes milliseconds: 3 s means "not running". */
+#define DEFAULT_CONNECT_TIMEOUT_MS 3000
 /* Replies bigger than this are refused by nng (a k=1000 search is ~200 KB). */
 #define MAX_REPLY_BYTES ((size_t)256 << 20)
 /* Local image files bigger than this are not read (the daemon's own limit
  * is lower and configurable; this only guards the client's memory). */
-#define MAX_FILE_BYTES ((int64_t)1 << 30)
+#define MAX_FILE_BYTES ((size_t)1 << 30)
 
 /* A dialer that has not connected for this long is replaced (see
  * wait_connected). */
@@ -76,30 +80,6 @@ cdx_client_errmsg(const cdx_client *c)
 	return tl_set && tl_serial == (c ? c->serial : 0) ? tl_msg : "";
 }
 
-int
-cdxi_err_from_proto(const char *code)
-{
-	static const struct { const char *name; int code; } map[] = {
-		{ "bad_json", CDX_EPROTO },
-		{ "bad_request", CDX_EINVAL },
-		{ "unknown_op", CDX_EPROTO },
-		{ "unsupported_version", CDX_EPROTO },
-		{ "too_large", CDX_ETOOBIG },
-		{ "unauthorized", CDX_EPERM },
-		{ "forbidden", CDX_EPERM },
-		{ "not_found", CDX_ENOTFOUND },
-		{ "bad_image", CDX_EFORMAT },
-		{ "busy", CDX_EBUSY },
-		{ "internal", CDX_EINTERNAL },
-	};
-	if (code == NULL)
-		return CDX_EPROTO;
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-		if (strcmp(code, map[i].name) == 0)
-			return map[i].code;
-	return CDX_EPROTO;
-}
-
 static int
 err_from_nng(int rv)
 {
@@ -122,17 +102,7 @@ const char *
 cdx_default_url(void)
 {
 	static _Thread_local char buf[4096 + 32];
-	const char *e = getenv("CLIPDEX_URL");
-	if (e != NULL && e[0] != '\0')
-		return e;
-	e = getenv("XDG_RUNTIME_DIR");
-	if (e != NULL && e[0] == '/' &&
-	    (size_t)snprintf(buf, sizeof(buf), "ipc://%s/clipdex.sock", e) <
-	    sizeof(buf))
-		return buf;
-	snprintf(buf, sizeof(buf), "ipc:///tmp/clipdex-%u.sock",
-	    (unsigned)getuid());
-	return buf;
+	return cdx_proto_default_url(buf, sizeof(buf));
 }
 
 static int64_t
@@ -200,7 +170,7 @@ cdx_client_open(const char *url, cdx_client **out)
 	if (c == NULL)
 		return cdxi_fail(NULL, CDX_ENOMEM, "out of memory");
 	c->timeout_ms = DEFAULT_TIMEOUT_MS;
-	c->connect_ms = -1;
+	c->connect_ms = DEFAULT_CONNECT_TIMEOUT_MS;
 	c->serial = next_serial++;
 	c->url = strdup(url);
 	if (c->url == NULL) {
@@ -480,7 +450,8 @@ check_reply(cdx_client *c, const cJSON *rep)
 	    cJSON_GetObjectItemCaseSensitive(e, "code"));
 	const char *msg = cJSON_GetStringValue(
 	    cJSON_GetObjectItemCaseSensitive(e, "message"));
-	return cdxi_fail(c, cdxi_err_from_proto(code), "%s", msg ? msg :
+	const cdx_proto_err *pe = cdx_proto_err_by_name(code);
+	return cdxi_fail(c, pe ? pe->cdx : CDX_EPROTO, "%s", msg ? msg :
 	    code ? code : "clipdexd reported an error without a code");
 }
 
@@ -590,43 +561,11 @@ new_request(const char *op)
 
 /* Reads a whole local file into a malloc'd buffer. */
 static int
-read_file(cdx_client *c, const char *path, unsigned char **buf, size_t *len)
+read_file(cdx_client *c, const char *path, char **buf, size_t *len)
 {
-	FILE *f = fopen(path, "rb");
-	struct stat st;
-	unsigned char *b;
-	size_t n;
-	int rc = 0;
-
-	if (f == NULL)
-		return cdxi_fail(c, cdx_from_errno(errno), "%s: %s", path,
-		    strerror(errno));
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-		rc = cdxi_fail(c, CDX_EINVAL, "%s: not a regular file", path);
-		goto out_close;
-	}
-	if (st.st_size > MAX_FILE_BYTES) {
-		rc = cdxi_fail(c, CDX_ETOOBIG, "%s: %lld bytes is too big to upload",
-		    path, (long long)st.st_size);
-		goto out_close;
-	}
-	b = malloc((size_t)st.st_size + 1);
-	if (b == NULL) {
-		rc = cdxi_fail(c, CDX_ENOMEM, "out of memory reading %s", path);
-		goto out_close;
-	}
-	n = fread(b, 1, (size_t)st.st_size + 1, f);
-	if (ferror(f) || n != (size_t)st.st_size) {
-		free(b);
-		rc = cdxi_fail(c, CDX_EIO, "%s: read error or file changed size",
-		    path);
-		goto out_close;
-	}
-	*buf = b;
-	*len = n;
-out_close:
-	fclose(f);
-	return rc;
+	cdx_error err;
+	int rc = cdx_read_file(path, MAX_FILE_BYTES, buf, len, &err);
+	return rc == 0 ? 0 : cdxi_fail(c, rc, "%s", err.msg);
 }
 
 /* Adds "image": base64(data) to obj. */
@@ -669,7 +608,7 @@ add_term(cdx_client *c, cJSON *terms, const cdx_term *t, size_t i)
 			return rc;
 		break;
 	case CDX_TERM_FILE: {
-		unsigned char *buf = NULL;
+		char *buf = NULL;
 		size_t len = 0;
 		if (t->text == NULL)
 			return cdxi_fail(c, CDX_EINVAL, "term %zu has no file name", i);

@@ -20,10 +20,6 @@ size_t cdxi_base64_len(size_t n);
  * hold cdxi_base64_len(n) + 1 bytes.  Returns the length written. */
 size_t cdxi_base64_encode(const void *src, size_t n, char *dst);
 
-/* Maps a protocol error code string ("bad_request", ...) to a CDX_E* code;
- * NULL or an unknown string gives CDX_EPROTO. */
-int cdxi_err_from_proto(const char *code);
-
 /* Sets the calling thread's message for client c (NULL: for open/parse),
  * returns code. */
 int cdxi_fail(const cdx_client *c, int code, const char *fmt, ...)

@@ -94,8 +94,10 @@ void cdx_client_close(cdx_client *c);
  * use the new value. */
 void cdx_client_set_timeout(cdx_client *c, int ms);
 /* How long a request waits for the connection to the daemon before failing
- * with CDX_ECLOSED ("cannot connect"), in milliseconds.  Default -1: as
- * long as the request timeout.  0: fail at once when not connected. */
+ * with CDX_ECLOSED ("cannot connect"), in milliseconds.  Default 3000 (a
+ * local daemon answers in milliseconds: 3 s means it is not running, as
+ * for the clipdex command).  -1: as long as the request timeout.  0: fail
+ * at once when not connected. */
 void cdx_client_set_connect_timeout(cdx_client *c, int ms);
 /* Token sent with every request (for TCP daemons that require one); the
  * string is copied.  NULL clears it.  Errors: CDX_ENOMEM. */
@@ -123,6 +125,10 @@ int cdx_call(cdx_client *c, const char *json, char **reply);
 
 /* ---- queries ---- */
 
+/* common/query.h repeats these types under the same guard;
+ * tests/client_header.sh checks the two copies agree. */
+#ifndef CDX_TERMS_DEFINED
+#define CDX_TERMS_DEFINED
 enum cdx_term_kind {
 	CDX_TERM_TEXT = 0,   /* text: UTF-8 */
 	CDX_TERM_IMAGE = 1,  /* data/len: JPEG or PNG bytes (uploaded) */
@@ -140,6 +146,12 @@ typedef struct cdx_term {
 	uint64_t id;
 	float weight;        /* may be negative; 0 is treated as 1 */
 } cdx_term;
+
+typedef struct cdx_terms {
+	size_t n;
+	cdx_term *terms;     /* n terms; their strings live in the same block */
+} cdx_terms;
+#endif
 
 enum cdx_time_field { CDX_TIME_NONE = 0, CDX_TIME_CAPTURE = 1, CDX_TIME_MTIME = 2 };
 
@@ -203,17 +215,15 @@ void cdx_results_free(cdx_results *r);
  * " - " (a space on each side; " - " negates the next term), each
  * [WEIGHT:]SOURCE with SOURCE `img:FILE` or `@FILE` (CDX_TERM_FILE),
  * `path:PATH` (CDX_TERM_PATH), `id:N` (CDX_TERM_ID) or text.  Leading and
- * trailing spaces of a term are dropped. */
-typedef struct cdx_terms {
-	size_t n;
-	cdx_term *terms;     /* n terms; their strings live in the same block */
-} cdx_terms;
+ * trailing spaces of a term are dropped.  The types cdx_term and cdx_terms
+ * are above.  (The parser is common/query.c, also linked by the daemon.) */
 
 /* Parses query into *out (free with cdx_terms_free()).  Needs no client
  * and no connection; thread-safe.  Errors: CDX_EINVAL (syntax: an empty
  * term, a weight of 0, a bad id; the message, for people, is in
  * cdx_client_errmsg(NULL)), CDX_ENOMEM. */
 int cdx_query_parse(const char *query, cdx_terms **out);
+/* Frees a parsed query (one allocation); NULL is a no-op. */
 void cdx_terms_free(cdx_terms *t);
 
 /* The embedding of the query's terms (combined as for search).  *out is

@@ -87,25 +87,6 @@ test_headers_define_identical_error_codes(void **state)
 }
 
 static void
-test_protocol_error_mapping(void **state)
-{
-	(void)state;
-	assert_int_equal(cdxi_err_from_proto("bad_request"), CDX_EINVAL);
-	assert_int_equal(cdxi_err_from_proto("bad_json"), CDX_EPROTO);
-	assert_int_equal(cdxi_err_from_proto("unknown_op"), CDX_EPROTO);
-	assert_int_equal(cdxi_err_from_proto("unsupported_version"), CDX_EPROTO);
-	assert_int_equal(cdxi_err_from_proto("too_large"), CDX_ETOOBIG);
-	assert_int_equal(cdxi_err_from_proto("unauthorized"), CDX_EPERM);
-	assert_int_equal(cdxi_err_from_proto("forbidden"), CDX_EPERM);
-	assert_int_equal(cdxi_err_from_proto("not_found"), CDX_ENOTFOUND);
-	assert_int_equal(cdxi_err_from_proto("bad_image"), CDX_EFORMAT);
-	assert_int_equal(cdxi_err_from_proto("busy"), CDX_EBUSY);
-	assert_int_equal(cdxi_err_from_proto("internal"), CDX_EINTERNAL);
-	assert_int_equal(cdxi_err_from_proto("whatever"), CDX_EPROTO);
-	assert_int_equal(cdxi_err_from_proto(NULL), CDX_EPROTO);
-}
-
-static void
 test_default_url(void **state)
 {
 	char want[256];
@@ -372,6 +353,34 @@ test_daemon_errors_are_mapped_with_message(void **state)
 		assert_null(r);
 		assert_string_equal(cdx_client_errmsg(f->c), msg);
 	}
+}
+
+/* Every wire name maps to the CDX_E* code of docs/PROTOCOL.md (the table
+ * in common/proto.h); an error without a code is CDX_EPROTO. */
+static void
+test_protocol_error_mapping(void **state)
+{
+	struct fixture *f = *state;
+	static const struct { const char *code; int want; } cases[] = {
+		{ "bad_request", CDX_EINVAL }, { "bad_json", CDX_EPROTO },
+		{ "unknown_op", CDX_EPROTO }, { "unsupported_version", CDX_EPROTO },
+		{ "too_large", CDX_ETOOBIG }, { "unauthorized", CDX_EPERM },
+		{ "forbidden", CDX_EPERM }, { "not_found", CDX_ENOTFOUND },
+		{ "bad_image", CDX_EFORMAT }, { "busy", CDX_EBUSY },
+		{ "internal", CDX_EINTERNAL }, { "whatever", CDX_EPROTO },
+	};
+	cdx_status st;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[64];
+		snprintf(text, sizeof(text), "ERR:%s", cases[i].code);
+		cdx_term t = { .kind = CDX_TERM_TEXT, .text = text };
+		cdx_query q = { .terms = &t, .n_terms = 1 };
+		cdx_results *r = NULL;
+		assert_int_equal(cdx_search(f->c, &q, &r), cases[i].want);
+	}
+	fakesrv_set_canned(&f->srv, "{\"v\":1,\"ok\":false,\"error\":{}}");
+	assert_int_equal(cdx_get_status(f->c, &st), CDX_EPROTO);
+	fakesrv_set_canned(&f->srv, NULL);
 }
 
 static void
@@ -756,7 +765,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_headers_define_identical_error_codes),
-		cmocka_unit_test(test_protocol_error_mapping),
+		cmocka_unit_test_setup_teardown(test_protocol_error_mapping, setup,
+		    teardown),
 		cmocka_unit_test(test_default_url),
 		cmocka_unit_test(test_open_bad_url_and_nulls),
 		cmocka_unit_test(test_no_daemon_fails_after_connect_timeout),
