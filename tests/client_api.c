@@ -19,6 +19,7 @@
 #include "client/clipdex.h"
 #include "common/cdx.h"
 #include "client/client_priv.h"
+#include "tests/cdx_assert.h"
 #include "tests/client_fakesrv.h"
 
 static int64_t
@@ -380,6 +381,121 @@ test_protocol_error_mapping(void **state)
 	}
 	fakesrv_set_canned(&f->srv, "{\"v\":1,\"ok\":false,\"error\":{}}");
 	assert_int_equal(cdx_get_status(f->c, &st), CDX_EPROTO);
+	fakesrv_set_canned(&f->srv, NULL);
+}
+
+static const char *
+jstr_of(const cJSON *o, const char *name)
+{
+	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
+}
+
+static double
+jnum_of(const cJSON *o, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	assert_true(cJSON_IsNumber(v));
+	return v->valuedouble;
+}
+
+/* dupes, check and retrieve send "v": 1 and the fields of
+ * docs/PROTOCOL.md. */
+static void
+test_curation_requests(void **state)
+{
+	struct fixture *f = *state;
+	cJSON *req;
+
+	fakesrv_set_canned(&f->srv, "{\"v\":1,\"ok\":true,\"kind\":\"similar\","
+	    "\"groups\":[],\"next_offset\":null}");
+	cdx_dupes_opts d = { .kind = CDX_DUPES_SIMILAR, .threshold = 0.9f,
+		.near_threshold = 0.95f, .offset = 7, .limit = 3,
+		.path_prefix = "/p/" };
+	cdx_dupes_page *dp = NULL;
+	CDX_ASSERT_OK(cdx_dupes(f->c, &d, &dp), cdx_client_errmsg(f->c));
+	assert_int_equal(dp->n, 0);
+	assert_int_equal(dp->next_offset, -1);
+	assert_int_equal(dp->kind, CDX_DUPES_SIMILAR);
+	cdx_dupes_page_free(dp);
+	req = fakesrv_last(&f->srv);
+	assert_string_equal(jstr_of(req, "op"), "dupes");
+	assert_int_equal(jnum_of(req, "v"), 1);
+	assert_string_equal(jstr_of(req, "kind"), "similar");
+	assert_float_equal(jnum_of(req, "threshold"), 0.9, 1e-6);
+	assert_float_equal(jnum_of(req, "near_threshold"), 0.95, 1e-6);
+	assert_int_equal(jnum_of(req, "offset"), 7);
+	assert_int_equal(jnum_of(req, "limit"), 3);
+	assert_string_equal(jstr_of(req, "path_prefix"), "/p/");
+	cJSON_Delete(req);
+
+	fakesrv_set_canned(&f->srv, "{\"v\":1,\"ok\":true,\"exact\":[],"
+	    "\"near\":[{\"id\":9,\"path\":\"/p/9.jpg\",\"score\":0.98}],"
+	    "\"duplicate\":true}");
+	cdx_term img = { .kind = CDX_TERM_IMAGE, .data = "abc", .len = 3 };
+	cdx_check_opts co = { .threshold = 0.97f, .k = 5 };
+	cdx_check_result *cr = NULL;
+	CDX_ASSERT_OK(cdx_check(f->c, &img, &co, &cr), cdx_client_errmsg(f->c));
+	assert_true(cr->duplicate);
+	assert_int_equal(cr->n_exact, 0);
+	assert_int_equal(cr->n_near, 1);
+	assert_int_equal(cr->near[0].id, 9);
+	assert_string_equal(cr->near[0].path, "/p/9.jpg");
+	cdx_check_result_free(cr);
+	req = fakesrv_last(&f->srv);
+	assert_string_equal(jstr_of(req, "op"), "check");
+	assert_int_equal(jnum_of(req, "v"), 1);
+	assert_string_equal(jstr_of(req, "image"), "YWJj");
+	assert_null(cJSON_GetObjectItem(req, "weight"));
+	assert_int_equal(jnum_of(req, "k"), 5);
+	assert_float_equal(jnum_of(req, "threshold"), 0.97, 1e-6);
+	cJSON_Delete(req);
+
+	fakesrv_set_canned(&f->srv, "{\"v\":1,\"ok\":true,\"results\":["
+	    "{\"prompt\":1,\"rank\":2,\"id\":5,\"path\":\"/p/5.jpg\","
+	    "\"score\":0.5}],\"total\":9,\"next_offset\":3}");
+	cdx_term a = { .kind = CDX_TERM_TEXT, .text = "red" };
+	cdx_term b = { .kind = CDX_TERM_ID, .id = 4 };
+	cdx_term neg = { .kind = CDX_TERM_TEXT, .text = "blurry" };
+	cdx_prompt ps[2] = { { &a, 1 }, { &b, 1 } };
+	cdx_retrieve_req rq = { .prompts = ps, .n_prompts = 2, .negatives = &neg,
+		.n_negatives = 1, .has_negative_weight = 1, .negative_weight = 0,
+		.k = 20, .has_min_score = 1, .min_score = 0.2f, .dedupe = 0.95f,
+		.allow_repeats = 1, .offset = 2, .limit = 1 };
+	cdx_retrieve_page *rp = NULL;
+	CDX_ASSERT_OK(cdx_retrieve(f->c, &rq, &rp), cdx_client_errmsg(f->c));
+	assert_int_equal(rp->n, 1);
+	assert_int_equal(rp->total, 9);
+	assert_int_equal(rp->next_offset, 3);
+	assert_int_equal(rp->hits[0].prompt, 1);
+	assert_int_equal(rp->hits[0].rank, 2);
+	assert_int_equal(rp->hits[0].result.id, 5);
+	assert_string_equal(rp->hits[0].result.path, "/p/5.jpg");
+	cdx_retrieve_page_free(rp);
+	req = fakesrv_last(&f->srv);
+	assert_string_equal(jstr_of(req, "op"), "retrieve");
+	assert_int_equal(jnum_of(req, "v"), 1);
+	cJSON *pr = cJSON_GetObjectItem(req, "prompts");
+	assert_int_equal(cJSON_GetArraySize(pr), 2);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(pr, 0)), "red");
+	assert_int_equal(jnum_of(cJSON_GetArrayItem(pr, 1), "id"), 4);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(
+	    cJSON_GetObjectItem(req, "negatives"), 0)), "blurry");
+	assert_float_equal(jnum_of(req, "negative_weight"), 0.0, 1e-9);
+	assert_int_equal(jnum_of(req, "k"), 20);
+	assert_float_equal(jnum_of(req, "min_score"), 0.2, 1e-6);
+	assert_float_equal(jnum_of(req, "dedupe"), 0.95, 1e-6);
+	assert_true(cJSON_IsFalse(cJSON_GetObjectItem(req, "unique")));
+	assert_int_equal(jnum_of(req, "offset"), 2);
+	assert_int_equal(jnum_of(req, "limit"), 1);
+	cJSON_Delete(req);
+
+	/* A reply without its array is CDX_EPROTO, the result untouched. */
+	fakesrv_set_canned(&f->srv, "{\"v\":1,\"ok\":true}");
+	rp = NULL;
+	assert_int_equal(cdx_retrieve(f->c, &rq, &rp), CDX_EPROTO);
+	assert_int_equal(cdx_check(f->c, &img, NULL, &cr), CDX_EPROTO);
+	assert_int_equal(cdx_dupes(f->c, NULL, &dp), CDX_EPROTO);
+	assert_null(rp);
 	fakesrv_set_canned(&f->srv, NULL);
 }
 
@@ -777,6 +893,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_daemon_errors_are_mapped_with_message, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_curation_requests, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_other_operations, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_raw_request_call_and_token,

@@ -418,6 +418,202 @@ test_paging_is_stable(void **state)
 	    "[\"x\"],\"k\":100001}", &reply), CDX_ETOOBIG);
 }
 
+/* ---- the same operations through libclipdex's calls ---- */
+
+/* cdx_dupes pages through the groups the raw protocol returns, field for
+ * field. */
+static void
+test_api_dupes_matches_protocol(void **state)
+{
+	(void)state;
+	cJSON *want = all_groups("near", NEAR_T, 1000);
+	cdx_dupes_opts o = { .kind = CDX_DUPES_NEAR, .threshold = (float)NEAR_T,
+		.near_threshold = (float)NEAR_T, .limit = 1 };
+	size_t gi = 0;
+	do {
+		cdx_dupes_page *p = NULL;
+		CDX_ASSERT_OK(cdx_dupes(cli, &o, &p), cdx_client_errmsg(cli));
+		assert_true(p->n <= 1);
+		assert_int_equal(p->kind, CDX_DUPES_NEAR);
+		assert_float_equal(p->threshold, (float)NEAR_T, 1e-6);
+		assert_int_equal(p->total_groups, cJSON_GetArraySize(want));
+		assert_true(p->seq > 0);
+		for (size_t i = 0; i < p->n; i++, gi++) {
+			const cdx_dupes_group *g = &p->groups[i];
+			const cJSON *wg = cJSON_GetArrayItem(want, (int)gi);
+			const cJSON *wm = cJSON_GetObjectItemCaseSensitive(wg, "members");
+			assert_non_null(wg);
+			assert_int_equal(g->kind, CDX_DUPES_NEAR);
+			assert_int_equal(g->keep, num(wg, "keep"));
+			assert_string_equal(g->reason, str(wg, "reason"));
+			assert_int_equal(g->n, cJSON_GetArraySize(wm));
+			assert_int_equal(g->members[0].id, g->keep);
+			for (size_t j = 0; j < g->n; j++) {
+				const cJSON *m = cJSON_GetArrayItem(wm, (int)j);
+				assert_int_equal(g->members[j].id, num(m, "id"));
+				assert_string_equal(g->members[j].path, str(m, "path"));
+				assert_float_equal(g->members[j].score, num(m, "score"),
+				    1e-6);
+				assert_int_equal(g->members[j].width, num(m, "width"));
+				assert_int_equal(g->members[j].size, num(m, "size"));
+			}
+		}
+		o.offset = p->next_offset;
+		cdx_dupes_page_free(p);
+	} while (o.offset >= 0);
+	assert_int_equal(gi, cJSON_GetArraySize(want));
+	assert_int_equal(gi, N_ORIG);
+	cJSON_Delete(want);
+
+	/* Exact groups: each an original and its byte copy. */
+	cdx_dupes_opts ex = { .kind = CDX_DUPES_EXACT };
+	cdx_dupes_page *p = NULL;
+	CDX_ASSERT_OK(cdx_dupes(cli, &ex, &p), cdx_client_errmsg(cli));
+	assert_int_equal(p->n, N_ORIG);
+	assert_int_equal(p->next_offset, -1);
+	for (size_t i = 0; i < p->n; i++) {
+		assert_int_equal(p->groups[i].kind, CDX_DUPES_EXACT);
+		assert_int_equal(p->groups[i].n, 2);
+		assert_non_null(strstr(p->groups[i].members[0].path, "/orig/"));
+	}
+	cdx_dupes_page_free(p);
+	/* Errors are mapped; the out-parameter stays untouched. */
+	ex.kind = 7;
+	p = (cdx_dupes_page *)(uintptr_t)1;
+	assert_int_equal(cdx_dupes(cli, &ex, &p), CDX_EINVAL);
+	ex.kind = CDX_DUPES_NEAR;
+	ex.threshold = 1.5f;
+	assert_int_equal(cdx_dupes(cli, &ex, &p), CDX_EINVAL);
+	assert_ptr_equal(p, (cdx_dupes_page *)(uintptr_t)1);
+}
+
+/* cdx_check finds a planted original's byte copy (exact) and its
+ * transformed copies (near), by upload and by path. */
+static void
+test_api_check(void **state)
+{
+	(void)state;
+	int orig = file_index(files[1].path);   /* copies/p0.jpg: exact_of 0 */
+	assert_true(files[orig].exact_of == 0);
+	cdx_term by_file = { .kind = CDX_TERM_FILE, .text = files[0].path };
+	cdx_term by_path = { .kind = CDX_TERM_PATH, .text = files[0].path };
+	cdx_check_opts o = { .threshold = (float)NEAR_T, .k = 20 };
+	for (int pass = 0; pass < 2; pass++) {
+		cdx_check_result *r = NULL;
+		CDX_ASSERT_OK(cdx_check(cli, pass ? &by_path : &by_file, &o, &r),
+		    cdx_client_errmsg(cli));
+		assert_true(r->duplicate);
+		/* Both byte-identical files are exact matches. */
+		assert_int_equal(r->n_exact, 2);
+		for (size_t i = 0; i < r->n_exact; i++) {
+			int fi = file_index(r->exact[i].path);
+			assert_true(fi == 0 || fi == orig);
+			assert_float_equal(r->exact[i].score, 1.0, 1e-6);
+		}
+		/* Near: every file of the picture but the other shot. */
+		assert_true(r->n_near >= 4);
+		for (size_t i = 0; i < r->n_near; i++) {
+			int fi = file_index(r->near[i].path);
+			assert_true(fi >= 0);
+			assert_int_equal(files[fi].picture, 0);
+			assert_true(r->near[i].score >= (float)NEAR_T - 1e-5f);
+			if (i > 0)
+				assert_true(r->near[i].score <= r->near[i - 1].score + 1e-6f);
+		}
+		cdx_check_result_free(r);
+	}
+	/* Not an image term; a file that does not exist. */
+	cdx_term id = { .kind = CDX_TERM_ID, .id = 1 };
+	cdx_check_result *r = NULL;
+	assert_int_equal(cdx_check(cli, &id, NULL, &r), CDX_EINVAL);
+	cdx_term missing = { .kind = CDX_TERM_FILE, .text = "/nonexistent.jpg" };
+	assert_int_equal(cdx_check(cli, &missing, NULL, &r), CDX_ENOTFOUND);
+	assert_null(r);
+	cdx_check_result_free(NULL);
+}
+
+/* cdx_retrieve: texts, an example image and a combined prompt; paging
+ * returns the whole stream once, prompt by prompt. */
+static void
+test_api_retrieve(void **state)
+{
+	(void)state;
+	cdx_term t0 = { .kind = CDX_TERM_TEXT, .text = "a red photo" };
+	cdx_term t1 = { .kind = CDX_TERM_FILE, .text = files[2].path };
+	cdx_term t2[2] = { { .kind = CDX_TERM_TEXT, .text = "stripes" },
+		{ .kind = CDX_TERM_TEXT, .text = "a house", .weight = 0.5f } };
+	cdx_term neg = { .kind = CDX_TERM_TEXT, .text = "blurry" };
+	cdx_prompt prompts[3] = { { &t0, 1 }, { &t1, 1 }, { t2, 2 } };
+	cdx_retrieve_req q = { .prompts = prompts, .n_prompts = 3,
+		.negatives = &neg, .n_negatives = 1, .has_negative_weight = 1,
+		.negative_weight = 0.25f, .k = 5, .limit = 4 };
+	uint64_t seen[64];
+	size_t n_seen = 0, last_prompt = 0;
+	int64_t total = -1;
+	do {
+		cdx_retrieve_page *p = NULL;
+		CDX_ASSERT_OK(cdx_retrieve(cli, &q, &p), cdx_client_errmsg(cli));
+		assert_true(p->n <= 4);
+		if (total < 0)
+			total = p->total;
+		assert_int_equal(p->total, total);
+		for (size_t i = 0; i < p->n; i++) {
+			const cdx_retrieve_hit *h = &p->hits[i];
+			assert_true(h->prompt < 3 && h->prompt >= last_prompt);
+			last_prompt = h->prompt;
+			assert_true(file_index(h->result.path) >= 0);
+			/* unique (the default): no image twice. */
+			for (size_t j = 0; j < n_seen; j++)
+				assert_true(seen[j] != h->result.id);
+			assert_true(n_seen < 64);
+			seen[n_seen++] = h->result.id;
+		}
+		q.offset = p->next_offset;
+		cdx_retrieve_page_free(p);
+	} while (q.offset >= 0);
+	assert_int_equal(n_seen, total);
+	assert_true(total > 5 && total <= 15);
+
+	/* Errors: no prompts; a prompt the daemon cannot find. */
+	cdx_retrieve_page *p = NULL;
+	q.n_prompts = 0;
+	q.offset = 0;
+	assert_int_equal(cdx_retrieve(cli, &q, &p), CDX_EINVAL);
+	cdx_term bad = { .kind = CDX_TERM_ID, .id = 999999 };
+	cdx_prompt bp = { &bad, 1 };
+	q.prompts = &bp;
+	q.n_prompts = 1;
+	assert_int_equal(cdx_retrieve(cli, &q, &p), CDX_ENOTFOUND);
+	assert_null(p);
+}
+
+/* The one-call search: with a client, and with NULL (the default address,
+ * here pointed at the test daemon by $CLIPDEX_URL). */
+static void
+test_api_search_text(void **state)
+{
+	cdx_results *r = NULL;
+	(void)state;
+	CDX_ASSERT_OK(cdx_search_text(cli, "a red photo", 3, &r),
+	    cdx_client_errmsg(cli));
+	assert_int_equal(r->n, 3);
+	uint64_t first = r->results[0].id;
+	cdx_results_free(r);
+	setenv("CLIPDEX_URL", url, 1);
+	CDX_ASSERT_OK(cdx_search_text(NULL, "a red photo", 0, &r),
+	    cdx_client_errmsg(NULL));
+	assert_int_equal(r->n, 10);
+	assert_int_equal(r->results[0].id, first);
+	cdx_results_free(r);
+	/* Nobody at the default address: the message is for NULL. */
+	setenv("CLIPDEX_URL", "ipc:///nonexistent/cdx-search-text.sock", 1);
+	r = NULL;
+	assert_int_equal(cdx_search_text(NULL, "x", 1, &r), CDX_ECLOSED);
+	assert_non_null(strstr(cdx_client_errmsg(NULL), "cannot connect"));
+	assert_null(r);
+	unsetenv("CLIPDEX_URL");
+}
+
 /* Runs clipdex with args; returns its exit status, output in out. */
 static int
 run_cli(const char *args, char *out, size_t cap)
@@ -906,6 +1102,10 @@ main(void)
 		cmocka_unit_test(test_exact_groups),
 		cmocka_unit_test(test_near_groups_planted),
 		cmocka_unit_test(test_paging_is_stable),
+		cmocka_unit_test(test_api_dupes_matches_protocol),
+		cmocka_unit_test(test_api_check),
+		cmocka_unit_test(test_api_retrieve),
+		cmocka_unit_test(test_api_search_text),
 		cmocka_unit_test(test_cli_dupes_and_check),
 		cmocka_unit_test(test_cli_retrieve_and_copy),
 		cmocka_unit_test(test_retrieve_paging),
