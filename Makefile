@@ -56,6 +56,7 @@ DEPS_test_client_daemon := client encoder store common
 DEPS_test_client_dupes  := client encoder store common
 DEPS_test_client_siglip := client encoder store common
 DEPS_test_client_embed  := client encoder common
+DEPS_test_client_errors := client encoder common
 test_libs = $(if $(DEPS_test_$(1)),$(foreach m,$(DEPS_test_$(1)),$(BUILD)/libcdx_$(m).a),$(call libs_for,$(firstword $(subst _, ,$(1)))))
 
 mod_srcs = $(filter-out %_main.c,$(wildcard $(1)/*.c)) $(wildcard $(1)/*.cpp)
@@ -241,6 +242,8 @@ install-libclipdex: $(LIBCLIPDEX)
 
 # tests/client_cli.c runs the clipdex program.
 $(BUILD)/tests/client_cli: | $(BUILD)/clipdex
+# tests/client_errors.c runs clipdexd.
+$(BUILD)/tests/client_errors: | $(BUILD)/clipdexd
 # tests/client_dupes.c runs clipdexd and clipdex.
 $(BUILD)/tests/client_dupes: | $(BUILD)/clipdex $(BUILD)/clipdexd
 # tests/web_browser.sh runs clipdexd with daemon_web's fixtures.
