@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/client_run.h"
+
 #include <float.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -908,5 +910,5 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_threads_share_one_client, setup,
 		    teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return CLIENT_RUN_TESTS(tests, NULL, NULL);
 }

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/client_run.h"
+
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
@@ -695,45 +697,59 @@ test_cli_dupes_and_check(void **state)
 	assert_int_equal(run_cli(args, out, sizeof(out)), 1);
 }
 
-/* The retrieve requests, replayed by brute force at the end. */
+/* The retrieve requests that test_brute_force replays. */
 static const char *prompts_txt[] = { "a red photo", "stripes", "a house" };
 #define N_PROMPTS 4             /* the texts and one example image */
 #define RK 6
-static char example_path[400];
-static char jsonl_plain[400], jsonl_dedupe[400], copy_dir[400];
+#define EXAMPLE 2               /* files[EXAMPLE] is the example image */
+
+/* Writes the prompts file <tmp>/<name>-prompts.txt (path in pf) and runs
+ * `clipdex retrieve` twice into <tmp>/<name>-plain.jsonl and
+ * <tmp>/<name>-dedupe.jsonl (the second with --dedupe and, if copy_dir is
+ * not NULL, --copy-to). */
+static void
+retrieve_jsonl(const char *name, char pf[400], char plain[400],
+    char dedupe[400], const char *copy_dir)
+{
+	static char out[65536];
+	char args[2048];
+
+	snprintf(pf, 400, "%s/%s-prompts.txt", tmp, name);
+	FILE *f = fopen(pf, "w");
+	assert_non_null(f);
+	fprintf(f, "# prompts\n%s\n\n%s\n%s\n@%s\n", prompts_txt[0],
+	    prompts_txt[1], prompts_txt[2], files[EXAMPLE].path);
+	fclose(f);
+	snprintf(plain, 400, "%s/%s-plain.jsonl", tmp, name);
+	snprintf(dedupe, 400, "%s/%s-dedupe.jsonl", tmp, name);
+	snprintf(args, sizeof(args), "retrieve --prompts '%s' -k %d --negative "
+	    "blue --out '%s'", pf, RK, plain);
+	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
+	snprintf(args, sizeof(args), "retrieve --prompts '%s' -k %d --negative "
+	    "blue --dedupe %.2f --out '%s'%s%s%s", pf, RK, NEAR_T, dedupe,
+	    copy_dir ? " --copy-to '" : "", copy_dir ? copy_dir : "",
+	    copy_dir ? "'" : "");
+	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
+}
 
 static void
 test_cli_retrieve_and_copy(void **state)
 {
 	static char out[65536];
-	char args[2048], pf[400], pre[500];
+	char args[2048], pf[400], pre[500], jsonl_plain[400], jsonl_dedupe[400];
+	char copy_dir[400];
+	FILE *f;
 	(void)state;
 
-	snprintf(pf, sizeof(pf), "%s/prompts.txt", tmp);
-	FILE *f = fopen(pf, "w");
-	assert_non_null(f);
-	fprintf(f, "# prompts\n%s\n\n%s\n%s\n@%s\n", prompts_txt[0],
-	    prompts_txt[1], prompts_txt[2], files[2].path);
-	fclose(f);
-	snprintf(example_path, sizeof(example_path), "%s", files[2].path);
-	snprintf(jsonl_plain, sizeof(jsonl_plain), "%s/plain.jsonl", tmp);
-	snprintf(jsonl_dedupe, sizeof(jsonl_dedupe), "%s/dedupe.jsonl", tmp);
-	snprintf(copy_dir, sizeof(copy_dir), "%s/picked", tmp);
-
 	/* A file already in the target folder under a result's name. */
+	snprintf(copy_dir, sizeof(copy_dir), "%s/picked", tmp);
 	assert_int_equal(mkdir(copy_dir, 0755), 0);
 	snprintf(pre, sizeof(pre), "%s/p0.jpg", copy_dir);
 	f = fopen(pre, "w");
 	fputs("mine", f);
 	fclose(f);
 
-	snprintf(args, sizeof(args), "retrieve --prompts '%s' -k %d --negative "
-	    "blue --out '%s'", pf, RK, jsonl_plain);
-	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
-	snprintf(args, sizeof(args), "retrieve --prompts '%s' -k %d --negative "
-	    "blue --dedupe %.2f --out '%s' --copy-to '%s'", pf, RK, NEAR_T,
-	    jsonl_dedupe, copy_dir);
-	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
+	retrieve_jsonl("cli", pf, jsonl_plain, jsonl_dedupe, copy_dir);
 
 	/* Every copied file has its source's bytes; nothing overwritten. */
 	f = fopen(jsonl_dedupe, "r");
@@ -882,16 +898,6 @@ brute_groups(float t, int *uf)
 			}
 }
 
-static cJSON *recorded_near, *recorded_similar;
-
-static void
-test_record_for_brute_force(void **state)
-{
-	(void)state;
-	recorded_near = all_groups("near", NEAR_T, 1000);
-	recorded_similar = all_groups("similar", SIM_T, 1000);
-}
-
 static void
 test_brute_force(void **state)
 {
@@ -899,9 +905,17 @@ test_brute_force(void **state)
 	clip_model *m = NULL;
 	clip_ctx *ctx = NULL;
 	cdx_error err;
+	char pf[400], jsonl_plain[400], jsonl_dedupe[400];
 	(void)state;
 
+	/* What the daemon answers ... */
+	cJSON *recorded_near = all_groups("near", NEAR_T, 1000);
+	cJSON *recorded_similar = all_groups("similar", SIM_T, 1000);
+	retrieve_jsonl("brute", pf, jsonl_plain, jsonl_dedupe, NULL);
+	/* ... against the store, read directly while the daemon is stopped
+	 * (and started again for the tests that follow). */
 	stop_daemon();
+	n_stored = 0;
 	assert_int_equal(clip_model_load(model_dir, NULL, &m, &err), 0);
 	assert_int_equal(clip_ctx_new(m, 1, &ctx, &err), 0);
 	const clip_model_info *info = clip_model_get_info(m);
@@ -1006,7 +1020,8 @@ test_brute_force(void **state)
 		size_t plane = 3 * (size_t)info->preprocess.crop_width *
 		    info->preprocess.crop_height;
 		float *px = malloc(sizeof(float) * plane);
-		assert_int_equal(clip_image_load(example_path, &dopt, &img, &err), 0);
+		assert_int_equal(clip_image_load(files[EXAMPLE].path, &dopt, &img,
+		    &err), 0);
 		assert_int_equal(clip_image_preprocess(&img, &info->preprocess, px,
 		    &err), 0);
 		clip_image_free(&img);
@@ -1093,6 +1108,7 @@ test_brute_force(void **state)
 	cJSON_Delete(recorded_similar);
 	clip_ctx_free(ctx);
 	clip_model_free(m);
+	start_daemon();
 }
 
 int
@@ -1109,8 +1125,7 @@ main(void)
 		cmocka_unit_test(test_cli_dupes_and_check),
 		cmocka_unit_test(test_cli_retrieve_and_copy),
 		cmocka_unit_test(test_retrieve_paging),
-		cmocka_unit_test(test_record_for_brute_force),
 		cmocka_unit_test(test_brute_force),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return CLIENT_RUN_TESTS(tests, setup, teardown);
 }

@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/client_run.h"
+
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -214,5 +216,5 @@ main(void)
 		cmocka_unit_test(test_unauthorized_over_tcp),
 		cmocka_unit_test(test_every_code_has_a_case),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return CLIENT_RUN_TESTS(tests, setup, teardown);
 }
