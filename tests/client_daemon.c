@@ -5,6 +5,11 @@
  * are checked against the encoder and the store used directly: for the
  * exact index the daemon must return exactly the brute-force top-k over
  * the stored embeddings.
+ *
+ * The suite's fixture (setup) starts the daemon and indexes the photos;
+ * every test starts from that state and leaves it so (test_remove puts back
+ * what it removes, the brute-force test restarts the daemon it stops), so
+ * each runs alone: CDX_TEST=test_remove build/tests/client_daemon.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -125,6 +130,8 @@ __lsan_default_suppressions(void)
 	return "leak:libnng.so\n";
 }
 
+static cdx_add_result first_add;    /* the suite's add of photos/ */
+
 static int
 setup(void **state)
 {
@@ -148,6 +155,10 @@ setup(void **state)
 		return -1;
 	cdx_client_set_timeout(cli, 20000);
 	start_daemon(NULL);
+	/* The photos indexed once for the whole suite: what the tests read
+	 * (a test that changes the collection puts it back). */
+	if (cdx_add(cli, photos, 1, &first_add) != 0)
+		return -1;
 	return 0;
 }
 
@@ -205,10 +216,10 @@ test_add_folder(void **state)
 	cdx_status st;
 	(void)state;
 
-	assert_int_equal(cdx_add(cli, photos, 1, &ar), 0);
-	assert_int_equal(ar.added, N_PHOTOS);
-	assert_int_equal(ar.failed, 1);         /* broken.jpg; notes.txt skipped */
-	assert_int_equal(cdx_get_status(cli, &st), 0);
+	/* The suite's setup added photos/ to the empty store. */
+	assert_int_equal(first_add.added, N_PHOTOS);
+	assert_int_equal(first_add.failed, 1);  /* broken.jpg; notes.txt skipped */
+	CDX_ASSERT_OK(cdx_get_status(cli, &st), cdx_client_errmsg(cli));
 	assert_int_equal(st.images, N_PHOTOS);
 	assert_int_equal(st.failures, 1);
 	assert_int_equal(st.index_vectors, N_PHOTOS);
@@ -225,10 +236,11 @@ test_add_folder(void **state)
 	cdx_failures_free(f);
 }
 
+/* Runs the recorded queries into rec[] (for the brute-force check), with
+ * what each result must satisfy. */
 static void
-test_text_searches_recorded(void **state)
+record_searches(void)
 {
-	(void)state;
 	for (size_t i = 0; i < N_REC; i++) {
 		cdx_results *r = NULL;
 		assert_int_equal(run_recorded(&rec[i], &r), 0);
@@ -245,6 +257,13 @@ test_text_searches_recorded(void **state)
 		}
 		cdx_results_free(r);
 	}
+}
+
+static void
+test_text_searches_recorded(void **state)
+{
+	(void)state;
+	record_searches();
 	/* The negative term changes the ranking. */
 	struct recorded pos = { "stripes", NULL, NULL, { 0 }, { 0 }, 0 };
 	cdx_results *r = NULL;
@@ -548,6 +567,7 @@ test_concurrent_clients(void **state)
 	pthread_t th[8];
 	struct conc c[8];
 	(void)state;
+	record_searches();      /* what every thread must get: rec[0] */
 	memset(c, 0, sizeof(c));
 	for (int i = 0; i < 8; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, conc_main, &c[i]), 0);
@@ -570,6 +590,7 @@ test_cli(void **state)
 	char out[16384];
 	(void)state;
 
+	record_searches();      /* the library's rankings: rec[] */
 	/* --json: one object per result, same ranking as the library */
 	assert_int_equal(run_cli("search 'a red photo' -k 5 --json", out,
 	    sizeof(out)), 0);
@@ -677,6 +698,7 @@ test_restart_and_brute_force(void **state)
 	cdx_error err;
 	(void)state;
 
+	record_searches();
 	int status = stop_daemon();
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
@@ -744,6 +766,7 @@ test_http_same_dispatch(void **state)
 {
 	char cmd[512], out[4096];
 	(void)state;
+	record_searches();      /* the same search over nng: rec[0] */
 	snprintf(cmd, sizeof(cmd), "curl -s -w ' %%{http_code}' -d "
 	    "'{\"op\":\"search\",\"text\":\"a red photo\",\"k\":1}' "
 	    "http://127.0.0.1:%d/api", http_port);
