@@ -135,7 +135,7 @@ test_no_daemon_fails_after_connect_timeout(void **state)
 	cdx_status st;
 	(void)state;
 	fakesrv_address(99, url, sizeof(url));
-	assert_int_equal(cdx_client_open(url, &c), 0);
+	CDX_ASSERT_OK(cdx_client_open(url, &c), cdx_client_errmsg(NULL));
 	cdx_client_set_connect_timeout(c, 200);
 	int64_t t0 = ms_now();
 	assert_int_equal(cdx_get_status(c, &st), CDX_ECLOSED);
@@ -189,7 +189,7 @@ test_status(void **state)
 {
 	struct fixture *f = *state;
 	cdx_status st;
-	assert_int_equal(cdx_get_status(f->c, &st), 0);
+	CDX_ASSERT_OK(cdx_get_status(f->c, &st), cdx_client_errmsg(f->c));
 	assert_string_equal(st.version, "0.1.0");
 	assert_float_equal(st.uptime_s, 12.5, 1e-9);
 	assert_int_equal(st.images, 1234);
@@ -226,7 +226,7 @@ test_search_request_and_results(void **state)
 		.collapse = 0.97f, .exact = 1 };
 	cdx_results *r = NULL;
 
-	assert_int_equal(cdx_search(f->c, &q, &r), 0);
+	CDX_ASSERT_OK(cdx_search(f->c, &q, &r), cdx_client_errmsg(f->c));
 	cJSON *req = fakesrv_last(&f->srv);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(req, "op")),
 	    "search");
@@ -280,7 +280,7 @@ test_search_request_and_results(void **state)
 	/* Zero results is a success with n == 0. */
 	cdx_term e = { .kind = CDX_TERM_TEXT, .text = "EMPTY" };
 	cdx_query qe = { .terms = &e, .n_terms = 1 };
-	assert_int_equal(cdx_search(f->c, &qe, &r), 0);
+	CDX_ASSERT_OK(cdx_search(f->c, &qe, &r), cdx_client_errmsg(f->c));
 	assert_int_equal(r->n, 0);
 	cdx_results_free(r);
 }
@@ -306,7 +306,7 @@ test_search_uploads_files_and_bytes(void **state)
 	};
 	cdx_query q = { .terms = terms, .n_terms = 2 };
 	cdx_results *r = NULL;
-	assert_int_equal(cdx_search(f->c, &q, &r), 0);
+	CDX_ASSERT_OK(cdx_search(f->c, &q, &r), cdx_client_errmsg(f->c));
 	cdx_results_free(r);
 	cJSON *req = fakesrv_last(&f->srv);
 	cJSON *ts = cJSON_GetObjectItem(req, "terms");
@@ -509,14 +509,16 @@ test_other_operations(void **state)
 	cdx_query opts = { .k = 3 };
 	cJSON *req;
 
-	assert_int_equal(cdx_similar(f->c, 42, &opts, &r), 0);
+	CDX_ASSERT_OK(cdx_similar(f->c, 42, &opts, &r),
+	    cdx_client_errmsg(f->c));
 	assert_int_equal(r->n, 3);
 	cdx_results_free(r);
 	req = fakesrv_last(&f->srv);
 	assert_int_equal(cJSON_GetObjectItem(req, "id")->valuedouble, 42);
 	assert_int_equal(cJSON_GetObjectItem(req, "k")->valueint, 3);
 	cJSON_Delete(req);
-	assert_int_equal(cdx_similar_path(f->c, "/photos/x.jpg", NULL, &r), 0);
+	CDX_ASSERT_OK(cdx_similar_path(f->c, "/photos/x.jpg", NULL, &r),
+	    cdx_client_errmsg(f->c));
 	cdx_results_free(r);
 	req = fakesrv_last(&f->srv);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(req, "path")),
@@ -528,14 +530,15 @@ test_other_operations(void **state)
 	cdx_query q = { .terms = &t, .n_terms = 1 };
 	float *e = NULL;
 	int dim = 0;
-	assert_int_equal(cdx_embed(f->c, &q, &e, &dim), 0);
+	CDX_ASSERT_OK(cdx_embed(f->c, &q, &e, &dim), cdx_client_errmsg(f->c));
 	assert_int_equal(dim, 4);
 	assert_float_equal(e[0], 0.5, 0);
 	assert_float_equal(e[3], -0.5, 0);
 	free(e);
 
 	cdx_add_result ar = { -1, -1, -1, -1 };
-	assert_int_equal(cdx_add(f->c, "/photos", 1, &ar), 0);
+	CDX_ASSERT_OK(cdx_add(f->c, "/photos", 1, &ar),
+	    cdx_client_errmsg(f->c));
 	assert_int_equal(ar.added, 3);
 	assert_int_equal(ar.updated, 2);
 	assert_int_equal(ar.unchanged, 1);
@@ -543,19 +546,22 @@ test_other_operations(void **state)
 	req = fakesrv_last(&f->srv);
 	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(req, "wait")));
 	cJSON_Delete(req);
-	assert_int_equal(cdx_add(f->c, "/photos", 0, &ar), 0);
+	CDX_ASSERT_OK(cdx_add(f->c, "/photos", 0, &ar),
+	    cdx_client_errmsg(f->c));
 	assert_int_equal(ar.added, 0);
-	assert_int_equal(cdx_add(f->c, "/photos", 0, NULL), 0);
+	CDX_ASSERT_OK(cdx_add(f->c, "/photos", 0, NULL),
+	    cdx_client_errmsg(f->c));
 	req = fakesrv_last(&f->srv);
 	assert_null(cJSON_GetObjectItem(req, "wait"));
 	cJSON_Delete(req);
 
 	int64_t removed = 0;
-	assert_int_equal(cdx_remove(f->c, "/photos/2020", &removed), 0);
+	CDX_ASSERT_OK(cdx_remove(f->c, "/photos/2020", &removed),
+	    cdx_client_errmsg(f->c));
 	assert_int_equal(removed, 7);
 
 	cdx_failures *fl = NULL;
-	assert_int_equal(cdx_get_failures(f->c, 10, &fl), 0);
+	CDX_ASSERT_OK(cdx_get_failures(f->c, 10, &fl), cdx_client_errmsg(f->c));
 	assert_int_equal(fl->n, 2);
 	assert_int_equal(fl->total, 5);
 	assert_string_equal(fl->items[0].path, "/a/bad.jpg");
@@ -575,7 +581,8 @@ test_raw_request_call_and_token(void **state)
 	char *reply = NULL;
 
 	/* Raw bytes go out as they are; the daemon's error is just a reply. */
-	assert_int_equal(cdx_request(f->c, "not json", &reply), 0);
+	CDX_ASSERT_OK(cdx_request(f->c, "not json", &reply),
+	    cdx_client_errmsg(f->c));
 	assert_non_null(strstr(reply, "\"bad_json\""));
 	free(reply);
 	reply = NULL;
@@ -584,8 +591,8 @@ test_raw_request_call_and_token(void **state)
 	assert_string_equal(cdx_client_errmsg(f->c),
 	    "the request is not a JSON object");
 	assert_int_equal(cdx_call(f->c, "{\"op\":\"nope\"}", &reply), CDX_EPROTO);
-	assert_int_equal(cdx_call(f->c, "{\"op\":\"status\",\"tag\":[1]}", &reply),
-	    0);
+	CDX_ASSERT_OK(cdx_call(f->c, "{\"op\":\"status\",\"tag\":[1]}", &reply),
+	    cdx_client_errmsg(f->c));
 	cJSON *j = cJSON_Parse(reply);
 	assert_int_equal(cJSON_GetObjectItem(j, "images")->valueint, 1234);
 	assert_non_null(cJSON_GetObjectItem(j, "tag"));
@@ -593,28 +600,31 @@ test_raw_request_call_and_token(void **state)
 	free(reply);
 
 	/* The token goes into every request that has none. */
-	assert_int_equal(cdx_client_set_token(f->c, "s3cret"), 0);
+	CDX_ASSERT_OK(cdx_client_set_token(f->c, "s3cret"),
+	    cdx_client_errmsg(f->c));
 	cdx_status st;
-	assert_int_equal(cdx_get_status(f->c, &st), 0);
+	CDX_ASSERT_OK(cdx_get_status(f->c, &st), cdx_client_errmsg(f->c));
 	cJSON *req = fakesrv_last(&f->srv);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(req,
 	    "token")), "s3cret");
 	cJSON_Delete(req);
-	assert_int_equal(cdx_request(f->c, "{\"op\":\"status\"}", &reply), 0);
+	CDX_ASSERT_OK(cdx_request(f->c, "{\"op\":\"status\"}", &reply),
+	    cdx_client_errmsg(f->c));
 	free(reply);
 	req = fakesrv_last(&f->srv);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(req,
 	    "token")), "s3cret");
 	cJSON_Delete(req);
-	assert_int_equal(cdx_request(f->c, "{\"op\":\"status\",\"token\":\"x\"}",
-	    &reply), 0);
+	CDX_ASSERT_OK(cdx_request(f->c, "{\"op\":\"status\",\"token\":\"x\"}",
+	    &reply), cdx_client_errmsg(f->c));
 	free(reply);
 	req = fakesrv_last(&f->srv);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(req,
 	    "token")), "x");
 	cJSON_Delete(req);
-	assert_int_equal(cdx_client_set_token(f->c, NULL), 0);
-	assert_int_equal(cdx_get_status(f->c, &st), 0);
+	CDX_ASSERT_OK(cdx_client_set_token(f->c, NULL),
+	    cdx_client_errmsg(f->c));
+	CDX_ASSERT_OK(cdx_get_status(f->c, &st), cdx_client_errmsg(f->c));
 	req = fakesrv_last(&f->srv);
 	assert_null(cJSON_GetObjectItem(req, "token"));
 	cJSON_Delete(req);
@@ -657,7 +667,7 @@ test_malformed_replies(void **state)
 	fakesrv_set_canned(&f->srv, "{\"ok\":true,\"results\":[{\"id\":\"7\","
 	    "\"path\":7,\"score\":-1e300,\"width\":1e300,\"height\":-5,"
 	    "\"size\":1e300,\"mtime\":-1e300,\"capture_time\":\"x\"}]}");
-	assert_int_equal(cdx_search(f->c, &q, &r), 0);
+	CDX_ASSERT_OK(cdx_search(f->c, &q, &r), cdx_client_errmsg(f->c));
 	assert_int_equal(r->n, 1);
 	assert_int_equal(r->results[0].id, 0);
 	assert_string_equal(r->results[0].path, "");
@@ -684,7 +694,7 @@ test_malformed_replies(void **state)
 	assert_int_equal(cdx_get_failures(f->c, 0, &fl), CDX_EPROTO);
 	assert_null(fl);
 	fakesrv_set_canned(&f->srv, "{\"ok\":true,\"failures\":[5,{\"path\":1}]}");
-	assert_int_equal(cdx_get_failures(f->c, 0, &fl), 0);
+	CDX_ASSERT_OK(cdx_get_failures(f->c, 0, &fl), cdx_client_errmsg(f->c));
 	assert_int_equal(fl->n, 2);
 	assert_int_equal(fl->total, 2);
 	assert_string_equal(fl->items[0].path, "");
@@ -696,7 +706,7 @@ test_malformed_replies(void **state)
 	snprintf(big, sizeof(big), "{\"ok\":true,\"model\":5,\"index\":{\"kind\":"
 	    "\"%0300d\"},\"images\":\"many\",\"version\":\"9\"}", 0);
 	fakesrv_set_canned(&f->srv, big);
-	assert_int_equal(cdx_get_status(f->c, &st), 0);
+	CDX_ASSERT_OK(cdx_get_status(f->c, &st), cdx_client_errmsg(f->c));
 	assert_string_equal(st.version, "9");
 	assert_string_equal(st.model_id, "");
 	assert_int_equal(st.images, 0);
@@ -722,7 +732,7 @@ test_request_timeout(void **state)
 	/* The late reply is dropped, and the next request gets its own. */
 	cdx_client_set_timeout(f->c, 5000);
 	cdx_status st;
-	assert_int_equal(cdx_get_status(f->c, &st), 0);
+	CDX_ASSERT_OK(cdx_get_status(f->c, &st), cdx_client_errmsg(f->c));
 	assert_int_equal(st.images, 1234);
 }
 
@@ -736,12 +746,12 @@ test_daemon_started_later(void **state)
 	cdx_status st;
 	(void)state;
 	fakesrv_address(50, url, sizeof(url));
-	assert_int_equal(cdx_client_open(url, &c), 0);
+	CDX_ASSERT_OK(cdx_client_open(url, &c), cdx_client_errmsg(NULL));
 	cdx_client_set_connect_timeout(c, 0);
 	assert_int_equal(cdx_get_status(c, &st), CDX_ECLOSED);
 	assert_int_equal(fakesrv_start(&srv, 50), 0);
 	cdx_client_set_connect_timeout(c, 3000);
-	assert_int_equal(cdx_get_status(c, &st), 0);
+	CDX_ASSERT_OK(cdx_get_status(c, &st), cdx_client_errmsg(c));
 	assert_int_equal(st.dim, 4);
 	/* Restarted: reconnects. */
 	fakesrv_stop(&srv);
@@ -806,7 +816,7 @@ test_reconnects_after_handshake_failures(void **state)
 	memcpy(sl.path, url + 6, strlen(url + 6) + 1);  /* after "ipc://" */
 	assert_int_equal(pthread_create(&th, NULL, slammer_main, &sl), 0);
 	usleep(50000);
-	assert_int_equal(cdx_client_open(url, &c), 0);
+	CDX_ASSERT_OK(cdx_client_open(url, &c), cdx_client_errmsg(NULL));
 	cdx_client_set_connect_timeout(c, 100);
 	assert_int_equal(cdx_get_status(c, &st), CDX_ECLOSED);
 	pthread_join(th, NULL);

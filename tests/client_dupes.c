@@ -916,8 +916,8 @@ test_brute_force(void **state)
 	 * (and started again for the tests that follow). */
 	stop_daemon();
 	n_stored = 0;
-	assert_int_equal(clip_model_load(model_dir, NULL, &m, &err), 0);
-	assert_int_equal(clip_ctx_new(m, 1, &ctx, &err), 0);
+	CDX_ASSERT_OK(clip_model_load(model_dir, NULL, &m, &err), err.msg);
+	CDX_ASSERT_OK(clip_ctx_new(m, 1, &ctx, &err), err.msg);
 	const clip_model_info *info = clip_model_get_info(m);
 	dim = info->embed_dim;
 	assert_true(dim <= 64);
@@ -925,8 +925,8 @@ test_brute_force(void **state)
 	sp.dim = dim;
 	sp.model_id = info->id;
 	sp.n_threads = 1;
-	assert_int_equal(store_open(store_dir, &sp, &st, &err), 0);
-	assert_int_equal(store_image_foreach(st, load_visit, NULL, &err), 0);
+	CDX_ASSERT_OK(store_open(store_dir, &sp, &st, &err), err.msg);
+	CDX_ASSERT_OK(store_image_foreach(st, load_visit, NULL, &err), err.msg);
 	store_close(st);
 	assert_int_equal(n_stored, n_files);
 
@@ -1004,12 +1004,12 @@ test_brute_force(void **state)
 	int32_t ids[4 * CLIP_CONTEXT_LEN];
 	float e[4 * 64];
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(clip_tokenize(clip_model_tokenizer(m),
+		CDX_ASSERT_OK(clip_tokenize(clip_model_tokenizer(m),
 		    prompts_txt[i], strlen(prompts_txt[i]), ids + i *
-		    CLIP_CONTEXT_LEN, NULL, &err), 0);
-	assert_int_equal(clip_tokenize(clip_model_tokenizer(m), "blue", 4, ids +
-	    3 * CLIP_CONTEXT_LEN, NULL, &err), 0);
-	assert_int_equal(clip_encode_text(ctx, ids, 4, e, &err), 0);
+		    CLIP_CONTEXT_LEN, NULL, &err), err.msg);
+	CDX_ASSERT_OK(clip_tokenize(clip_model_tokenizer(m), "blue", 4, ids +
+	    3 * CLIP_CONTEXT_LEN, NULL, &err), err.msg);
+	CDX_ASSERT_OK(clip_encode_text(ctx, ids, 4, e, &err), err.msg);
 	memcpy(neg, e + 3 * dim, sizeof(float) * (size_t)dim);
 	for (int i = 0; i < 3; i++)
 		memcpy(q[i], e + i * dim, sizeof(float) * (size_t)dim);
@@ -1020,12 +1020,13 @@ test_brute_force(void **state)
 		size_t plane = 3 * (size_t)info->preprocess.crop_width *
 		    info->preprocess.crop_height;
 		float *px = malloc(sizeof(float) * plane);
-		assert_int_equal(clip_image_load(files[EXAMPLE].path, &dopt, &img,
-		    &err), 0);
-		assert_int_equal(clip_image_preprocess(&img, &info->preprocess, px,
-		    &err), 0);
+		CDX_ASSERT_OK(clip_image_load(files[EXAMPLE].path, &dopt, &img,
+		    &err), err.msg);
+		CDX_ASSERT_OK(clip_image_preprocess(&img, &info->preprocess, px,
+		    &err), err.msg);
 		clip_image_free(&img);
-		assert_int_equal(clip_encode_images(ctx, px, 1, q[3], &err), 0);
+		CDX_ASSERT_OK(clip_encode_images(ctx, px, 1, q[3], &err),
+		    err.msg);
 		free(px);
 	}
 	for (int i = 0; i < N_PROMPTS; i++) {
