@@ -2,17 +2,12 @@
  * clipdex add, remove, status and failures: the collection and the
  * daemon's state (add --wait draws a progress bar on a terminal).
  */
-#include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 

@@ -5,19 +5,10 @@
  *   clipdex embed --model DIR --compare-precision P --image PATH ...
  *   clipdex tokenize [--model DIR] --text STRING ... | --text-file FILE
  */
-#include <cjson/cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "common/cdx.h"

@@ -2,18 +2,12 @@
  * clipdex search and similar: the query syntax and options into a
  * cdx_query, the results printed as text, JSON lines or paths.
  */
-#include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
