@@ -6,11 +6,12 @@
 #   make SANITIZER=address            or undefined, or address,undefined
 #   make PREFIX=/opt/clipdex install  (DESTDIR is honoured)
 #
-# Layout: each module directory (common store encoder indexer daemon client)
-# builds into one static archive $(BUILD)/libcdx_<module>.a from all of its
-# .c/.cpp files except *_main.c.  A test tests/<module>_<name>.c links the
-# archives of <module> and of what it depends on (DEPS_<module> below).
-# Programs are the *_main.c files.
+# Layout: each module directory (common store encoder indexer daemon client
+# cli) builds into one static archive $(BUILD)/libcdx_<module>.a from all of
+# its .c/.cpp files except *_main.c.  A test tests/<module>_<name>.c links
+# the archives of <module> and of what it depends on (DEPS_<module> below,
+# or DEPS_test_<module>_<name> where a test needs more).  Programs are the
+# *_main.c files; <module>/<name>_main.c links DEPS_<module>.
 
 CC       ?= cc
 CXX      ?= c++
@@ -37,16 +38,26 @@ LDFLAGS  += $(SANFLAGS) -pthread
 LDLIBS   += -lfaiss -llmdb -lturbojpeg -ljpeg -lspng -lexif -lcjson -lnng -lxxhash \
             -lsentencepiece -ldnnl -lopenblas -lgomp -lstdc++ -lz -lm
 
-MODULES  := common store encoder indexer daemon client
+MODULES  := common store encoder indexer daemon client cli
 # Module -> archives it links, most dependent first.
 DEPS_common  := common
 DEPS_store   := store common
 DEPS_encoder := encoder common
 DEPS_indexer := indexer encoder store common
 DEPS_daemon  := daemon indexer encoder store common
-DEPS_client  := client daemon indexer encoder store common
-DEPS_bench   := $(DEPS_client)
+# client: libclipdex's code (nng and cJSON only); cli: the clipdex program,
+# which embeds and tokenizes offline with the encoder.
+DEPS_client  := client common
+DEPS_cli     := cli client encoder common
+DEPS_bench   := client daemon indexer encoder store common
 libs_for = $(foreach m,$(DEPS_$(1)),$(BUILD)/libcdx_$(m).a)
+# Tests that build fixtures (models, stores) for the clipdexd they run.
+DEPS_test_client_daemon := client encoder store common
+DEPS_test_client_dupes  := client encoder store common
+DEPS_test_client_siglip := client encoder store common
+DEPS_test_client_embed  := client encoder common
+DEPS_test_client_errors := client encoder common
+test_libs = $(if $(DEPS_test_$(1)),$(foreach m,$(DEPS_test_$(1)),$(BUILD)/libcdx_$(m).a),$(call libs_for,$(firstword $(subst _, ,$(1)))))
 
 mod_srcs = $(filter-out %_main.c,$(wildcard $(1)/*.c)) $(wildcard $(1)/*.cpp)
 mod_objs = $(patsubst %,$(BUILD)/%.o,$(basename $(call mod_srcs,$(1))))
@@ -87,7 +98,7 @@ $(foreach s,$(PROG_SRCS),$(eval $(call prog_rules,$(s))))
 
 .SECONDARY:
 .SECONDEXPANSION:
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $$(call libs_for,$$(firstword $$(subst _, ,$$*)))
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $$(call test_libs,$$*)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(call libs_for,bench)
@@ -173,14 +184,16 @@ clean:
 	rm -rf build build-*
 
 # ---- libclipdex: the installed client library ------------------------------
-# libclipdex.{a,so} hold only client/*.c (not *_main.c) and common/{cdx,proto,
-# path,file}.c: a program using it needs nng and cJSON, never the encoder,
-# store or FAISS.
+# libclipdex.{a,so} hold only client/*.c and common/{cdx,proto,path,file,
+# query}.c: a program using it needs nng and cJSON, never the encoder,
+# store or FAISS.  The shared library exports exactly the functions
+# client/clipdex.h declares (a version script made from the header);
+# tests/client_lib.sh checks both.
 # Installed with client/clipdex.h and clipdex.pc (pkg-config).
 LIBCLIPDEX_VERSION := 0.1.0
 LIBCLIPDEX_SOMAJOR := 0
 LIBCLIPDEX_OBJS := $(call mod_objs,client) $(BUILD)/common/cdx.o $(BUILD)/common/proto.o \
-                   $(BUILD)/common/path.o $(BUILD)/common/file.o
+                   $(BUILD)/common/path.o $(BUILD)/common/file.o $(BUILD)/common/query.o
 LIBCLIPDEX_LIBS := -lnng -lcjson
 LIBCLIPDEX_SO   := $(BUILD)/libclipdex.so.$(LIBCLIPDEX_VERSION)
 LIBCLIPDEX      := $(BUILD)/libclipdex.a $(LIBCLIPDEX_SO) $(BUILD)/libclipdex.so \
@@ -196,9 +209,17 @@ $(BUILD)/libclipdex.a: $(LIBCLIPDEX_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-$(LIBCLIPDEX_SO): $(LIBCLIPDEX_OBJS)
+# { global: <every cdx_ function declared in clipdex.h>; local: *; }
+$(BUILD)/libclipdex.map: client/clipdex.h
+	@mkdir -p $(@D)
+	{ echo 'CLIPDEX_0 {'; echo 'global:'; \
+	  sed -n 's/^[a-z][a-z0-9_ ]*[ *]\(cdx_[a-z0-9_]*\)(.*/	\1;/p' $<; \
+	  echo 'local: *;'; echo '};'; } >$@
+
+$(LIBCLIPDEX_SO): $(LIBCLIPDEX_OBJS) $(BUILD)/libclipdex.map
 	$(CC) -shared $(LDFLAGS) -Wl,-soname,libclipdex.so.$(LIBCLIPDEX_SOMAJOR) \
-	    -o $@ $^ $(LIBCLIPDEX_LIBS)
+	    -Wl,--version-script=$(BUILD)/libclipdex.map -Wl,--no-undefined \
+	    -o $@ $(LIBCLIPDEX_OBJS) $(LIBCLIPDEX_LIBS)
 
 $(BUILD)/libclipdex.so $(BUILD)/libclipdex.so.$(LIBCLIPDEX_SOMAJOR): $(LIBCLIPDEX_SO)
 	ln -sf $(notdir $<) $@
@@ -221,6 +242,8 @@ install-libclipdex: $(LIBCLIPDEX)
 
 # tests/client_cli.c runs the clipdex program.
 $(BUILD)/tests/client_cli: | $(BUILD)/clipdex
+# tests/client_errors.c runs clipdexd.
+$(BUILD)/tests/client_errors: | $(BUILD)/clipdexd
 # tests/client_dupes.c runs clipdexd and clipdex.
 $(BUILD)/tests/client_dupes: | $(BUILD)/clipdex $(BUILD)/clipdexd
 # tests/web_browser.sh runs clipdexd with daemon_web's fixtures.

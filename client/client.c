@@ -21,13 +21,17 @@
 
 #include "client/client_priv.h"
 #include "common/cdx.h"
+#include "common/file.h"
+#include "common/proto.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
+/* Connecting to a local daemon takes milliseconds: 3 s means "not running". */
+#define DEFAULT_CONNECT_TIMEOUT_MS 3000
 /* Replies bigger than this are refused by nng (a k=1000 search is ~200 KB). */
 #define MAX_REPLY_BYTES ((size_t)256 << 20)
 /* Local image files bigger than this are not read (the daemon's own limit
  * is lower and configurable; this only guards the client's memory). */
-#define MAX_FILE_BYTES ((int64_t)1 << 30)
+#define MAX_FILE_BYTES ((size_t)1 << 30)
 
 /* A dialer that has not connected for this long is replaced (see
  * wait_connected). */
@@ -76,30 +80,6 @@ cdx_client_errmsg(const cdx_client *c)
 	return tl_set && tl_serial == (c ? c->serial : 0) ? tl_msg : "";
 }
 
-int
-cdxi_err_from_proto(const char *code)
-{
-	static const struct { const char *name; int code; } map[] = {
-		{ "bad_json", CDX_EPROTO },
-		{ "bad_request", CDX_EINVAL },
-		{ "unknown_op", CDX_EPROTO },
-		{ "unsupported_version", CDX_EPROTO },
-		{ "too_large", CDX_ETOOBIG },
-		{ "unauthorized", CDX_EPERM },
-		{ "forbidden", CDX_EPERM },
-		{ "not_found", CDX_ENOTFOUND },
-		{ "bad_image", CDX_EFORMAT },
-		{ "busy", CDX_EBUSY },
-		{ "internal", CDX_EINTERNAL },
-	};
-	if (code == NULL)
-		return CDX_EPROTO;
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-		if (strcmp(code, map[i].name) == 0)
-			return map[i].code;
-	return CDX_EPROTO;
-}
-
 static int
 err_from_nng(int rv)
 {
@@ -122,17 +102,7 @@ const char *
 cdx_default_url(void)
 {
 	static _Thread_local char buf[4096 + 32];
-	const char *e = getenv("CLIPDEX_URL");
-	if (e != NULL && e[0] != '\0')
-		return e;
-	e = getenv("XDG_RUNTIME_DIR");
-	if (e != NULL && e[0] == '/' &&
-	    (size_t)snprintf(buf, sizeof(buf), "ipc://%s/clipdex.sock", e) <
-	    sizeof(buf))
-		return buf;
-	snprintf(buf, sizeof(buf), "ipc:///tmp/clipdex-%u.sock",
-	    (unsigned)getuid());
-	return buf;
+	return cdx_proto_default_url(buf, sizeof(buf));
 }
 
 static int64_t
@@ -200,7 +170,7 @@ cdx_client_open(const char *url, cdx_client **out)
 	if (c == NULL)
 		return cdxi_fail(NULL, CDX_ENOMEM, "out of memory");
 	c->timeout_ms = DEFAULT_TIMEOUT_MS;
-	c->connect_ms = -1;
+	c->connect_ms = DEFAULT_CONNECT_TIMEOUT_MS;
 	c->serial = next_serial++;
 	c->url = strdup(url);
 	if (c->url == NULL) {
@@ -480,7 +450,8 @@ check_reply(cdx_client *c, const cJSON *rep)
 	    cJSON_GetObjectItemCaseSensitive(e, "code"));
 	const char *msg = cJSON_GetStringValue(
 	    cJSON_GetObjectItemCaseSensitive(e, "message"));
-	return cdxi_fail(c, cdxi_err_from_proto(code), "%s", msg ? msg :
+	const cdx_proto_err *pe = cdx_proto_err_by_name(code);
+	return cdxi_fail(c, pe ? pe->cdx : CDX_EPROTO, "%s", msg ? msg :
 	    code ? code : "clipdexd reported an error without a code");
 }
 
@@ -540,8 +511,8 @@ cdx_call(cdx_client *c, const char *json, char **reply)
 
 /* Sends req (consumed: deleted in every case) and returns the parsed,
  * successful reply in *out. */
-static int
-call_json(cdx_client *c, cJSON *req, cJSON **out)
+int
+cdxi_call_json(cdx_client *c, cJSON *req, cJSON **out)
 {
 	char *body, *r = NULL;
 	size_t rlen = 0;
@@ -576,8 +547,8 @@ call_json(cdx_client *c, cJSON *req, cJSON **out)
 
 /* ---- building requests ---- */
 
-static cJSON *
-new_request(const char *op)
+cJSON *
+cdxi_new_request(const char *op)
 {
 	cJSON *req = cJSON_CreateObject();
 	if (req != NULL && (cJSON_AddStringToObject(req, "op", op) == NULL ||
@@ -590,43 +561,11 @@ new_request(const char *op)
 
 /* Reads a whole local file into a malloc'd buffer. */
 static int
-read_file(cdx_client *c, const char *path, unsigned char **buf, size_t *len)
+read_file(cdx_client *c, const char *path, char **buf, size_t *len)
 {
-	FILE *f = fopen(path, "rb");
-	struct stat st;
-	unsigned char *b;
-	size_t n;
-	int rc = 0;
-
-	if (f == NULL)
-		return cdxi_fail(c, cdx_from_errno(errno), "%s: %s", path,
-		    strerror(errno));
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-		rc = cdxi_fail(c, CDX_EINVAL, "%s: not a regular file", path);
-		goto out_close;
-	}
-	if (st.st_size > MAX_FILE_BYTES) {
-		rc = cdxi_fail(c, CDX_ETOOBIG, "%s: %lld bytes is too big to upload",
-		    path, (long long)st.st_size);
-		goto out_close;
-	}
-	b = malloc((size_t)st.st_size + 1);
-	if (b == NULL) {
-		rc = cdxi_fail(c, CDX_ENOMEM, "out of memory reading %s", path);
-		goto out_close;
-	}
-	n = fread(b, 1, (size_t)st.st_size + 1, f);
-	if (ferror(f) || n != (size_t)st.st_size) {
-		free(b);
-		rc = cdxi_fail(c, CDX_EIO, "%s: read error or file changed size",
-		    path);
-		goto out_close;
-	}
-	*buf = b;
-	*len = n;
-out_close:
-	fclose(f);
-	return rc;
+	cdx_error err;
+	int rc = cdx_read_file(path, MAX_FILE_BYTES, buf, len, &err);
+	return rc == 0 ? 0 : cdxi_fail(c, rc, "%s", err.msg);
 }
 
 /* Adds "image": base64(data) to obj. */
@@ -643,8 +582,8 @@ add_image(cdx_client *c, cJSON *obj, const void *data, size_t len)
 	return s ? 0 : cdxi_fail(c, CDX_ENOMEM, "out of memory");
 }
 
-static int
-add_term(cdx_client *c, cJSON *terms, const cdx_term *t, size_t i)
+int
+cdxi_add_term(cdx_client *c, cJSON *terms, const cdx_term *t, size_t i)
 {
 	cJSON *o = cJSON_CreateObject();
 	int rc = 0;
@@ -669,7 +608,7 @@ add_term(cdx_client *c, cJSON *terms, const cdx_term *t, size_t i)
 			return rc;
 		break;
 	case CDX_TERM_FILE: {
-		unsigned char *buf = NULL;
+		char *buf = NULL;
 		size_t len = 0;
 		if (t->text == NULL)
 			return cdxi_fail(c, CDX_EINVAL, "term %zu has no file name", i);
@@ -709,7 +648,7 @@ add_terms(cdx_client *c, cJSON *req, const cdx_query *q)
 	if ((terms = cJSON_AddArrayToObject(req, "terms")) == NULL)
 		return cdxi_fail(c, CDX_ENOMEM, "out of memory");
 	for (size_t i = 0; i < q->n_terms; i++)
-		if ((rc = add_term(c, terms, &q->terms[i], i)) != 0)
+		if ((rc = cdxi_add_term(c, terms, &q->terms[i], i)) != 0)
 			return rc;
 	return 0;
 }
@@ -763,8 +702,8 @@ add_options(cdx_client *c, cJSON *req, const cdx_query *q)
 
 /* ---- reading replies ---- */
 
-static int64_t
-get_i64(const cJSON *o, const char *name, int64_t def)
+int64_t
+cdxi_get_i64(const cJSON *o, const char *name, int64_t def)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
 	if (!cJSON_IsNumber(v))
@@ -779,8 +718,8 @@ get_i64(const cJSON *o, const char *name, int64_t def)
 	return (int64_t)d;
 }
 
-static double
-get_f64(const cJSON *o, const char *name, double def)
+double
+cdxi_get_f64(const cJSON *o, const char *name, double def)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
 	return cJSON_IsNumber(v) ? v->valuedouble : def;
@@ -799,8 +738,8 @@ to_float(double d)
 	return (float)d;
 }
 
-static const char *
-get_str(const cJSON *o, const char *name)
+const char *
+cdxi_get_str(const cJSON *o, const char *name)
 {
 	const char *s = cJSON_GetStringValue(
 	    cJSON_GetObjectItemCaseSensitive(o, name));
@@ -810,8 +749,33 @@ get_str(const cJSON *o, const char *name)
 static uint32_t
 get_u32(const cJSON *o, const char *name)
 {
-	int64_t v = get_i64(o, name, 0);
+	int64_t v = cdxi_get_i64(o, name, 0);
 	return v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+size_t
+cdxi_result_strbytes(const cJSON *it)
+{
+	return strlen(cdxi_get_str(it, "path")) + 1;
+}
+
+void
+cdxi_result_fill(const cJSON *it, cdx_result *x, char **pool)
+{
+	const char *p = cdxi_get_str(it, "path");
+	size_t pl = strlen(p) + 1;
+	memcpy(*pool, p, pl);
+	x->path = *pool;
+	*pool += pl;
+	x->id = (uint64_t)cdxi_get_i64(it, "id", 0);
+	x->score = to_float(cdxi_get_f64(it, "score", 0.0));
+	x->width = get_u32(it, "width");
+	x->height = get_u32(it, "height");
+	x->size = cdxi_get_i64(it, "size", 0);
+	x->mtime = cdxi_get_i64(it, "mtime", 0);
+	x->capture_time = cdxi_get_i64(it, "capture_time", INT64_MIN);
+	x->added = cdxi_get_i64(it, "added", 0);
+	x->prob = cdxi_get_f64(it, "prob", NAN);
 }
 
 /* Turns the reply's "results" into one allocation. */
@@ -828,33 +792,18 @@ parse_results(cdx_client *c, const cJSON *rep, cdx_results **out)
 		if (!cJSON_IsObject(it))
 			return cdxi_fail(c, CDX_EPROTO, "a result is not an object");
 		n++;
-		strbytes += strlen(get_str(it, "path")) + 1;
+		strbytes += cdxi_result_strbytes(it);
 	}
 	cdx_results *r = malloc(sizeof(*r) + n * sizeof(cdx_result) + strbytes);
 	if (r == NULL)
 		return cdxi_fail(c, CDX_ENOMEM, "out of memory for %zu results", n);
 	r->n = n;
 	r->results = (cdx_result *)(r + 1);
-	r->took_ms = get_f64(rep, "took_ms", 0.0);
+	r->took_ms = cdxi_get_f64(rep, "took_ms", 0.0);
 	char *pool = (char *)(r->results + n);
 	size_t i = 0;
-	cJSON_ArrayForEach(it, arr) {
-		cdx_result *x = &r->results[i++];
-		const char *p = get_str(it, "path");
-		size_t pl = strlen(p) + 1;
-		memcpy(pool, p, pl);
-		x->path = pool;
-		pool += pl;
-		x->id = (uint64_t)get_i64(it, "id", 0);
-		x->score = to_float(get_f64(it, "score", 0.0));
-		x->width = get_u32(it, "width");
-		x->height = get_u32(it, "height");
-		x->size = get_i64(it, "size", 0);
-		x->mtime = get_i64(it, "mtime", 0);
-		x->capture_time = get_i64(it, "capture_time", INT64_MIN);
-		x->added = get_i64(it, "added", 0);
-		x->prob = get_f64(it, "prob", NAN);
-	}
+	cJSON_ArrayForEach(it, arr)
+		cdxi_result_fill(it, &r->results[i++], &pool);
 	*out = r;
 	return 0;
 }
@@ -865,7 +814,7 @@ static int
 run_results(cdx_client *c, cJSON *req, cdx_results **out)
 {
 	cJSON *rep;
-	int rc = call_json(c, req, &rep);
+	int rc = cdxi_call_json(c, req, &rep);
 	if (rc != 0)
 		return rc;
 	rc = parse_results(c, rep, out);
@@ -882,7 +831,7 @@ cdx_search(cdx_client *c, const cdx_query *q, cdx_results **out)
 	if (c == NULL || out == NULL)
 		return c ? cdxi_fail(c, CDX_EINVAL, "no place for results") :
 		    CDX_EINVAL;
-	if ((req = new_request("search")) == NULL)
+	if ((req = cdxi_new_request("search")) == NULL)
 		return cdxi_fail(c, CDX_ENOMEM, "out of memory");
 	if ((rc = add_terms(c, req, q)) != 0 || (rc = add_options(c, req, q)) != 0) {
 		cJSON_Delete(req);
@@ -901,7 +850,7 @@ similar(cdx_client *c, const char *path, uint64_t id, const cdx_query *opts,
 	if (c == NULL || out == NULL)
 		return c ? cdxi_fail(c, CDX_EINVAL, "no place for results") :
 		    CDX_EINVAL;
-	if ((req = new_request("similar")) == NULL)
+	if ((req = cdxi_new_request("similar")) == NULL)
 		return cdxi_fail(c, CDX_ENOMEM, "out of memory");
 	if (path != NULL)
 		ok = cJSON_AddStringToObject(req, "path", path) != NULL;
@@ -949,7 +898,7 @@ cdx_embed(cdx_client *c, const cdx_query *q, float **out, int *dim)
 	if (c == NULL || out == NULL || dim == NULL)
 		return c ? cdxi_fail(c, CDX_EINVAL, "no place for the embedding") :
 		    CDX_EINVAL;
-	if ((req = new_request("embed")) == NULL)
+	if ((req = cdxi_new_request("embed")) == NULL)
 		return cdxi_fail(c, CDX_ENOMEM, "out of memory");
 	if ((rc = add_terms(c, req, q)) != 0 ||
 	    (q->exact && cJSON_AddTrueToObject(req, "exact") == NULL &&
@@ -957,11 +906,11 @@ cdx_embed(cdx_client *c, const cdx_query *q, float **out, int *dim)
 		cJSON_Delete(req);
 		return rc;
 	}
-	if ((rc = call_json(c, req, &rep)) != 0)
+	if ((rc = cdxi_call_json(c, req, &rep)) != 0)
 		return rc;
 	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(rep, "embedding");
 	int n = cJSON_GetArraySize(arr);
-	int64_t d = get_i64(rep, "dim", n);
+	int64_t d = cdxi_get_i64(rep, "dim", n);
 	if (!cJSON_IsArray(arr) || n == 0 || d != n) {
 		rc = cdxi_fail(c, CDX_EPROTO, "clipdexd sent a bad \"embedding\"");
 		goto out_free_reply;
@@ -996,19 +945,19 @@ cdx_add(cdx_client *c, const char *path, int wait, cdx_add_result *res)
 
 	if (c == NULL || path == NULL)
 		return c ? cdxi_fail(c, CDX_EINVAL, "no path") : CDX_EINVAL;
-	if ((req = new_request("add")) == NULL ||
+	if ((req = cdxi_new_request("add")) == NULL ||
 	    cJSON_AddStringToObject(req, "path", path) == NULL ||
 	    (wait && cJSON_AddTrueToObject(req, "wait") == NULL)) {
 		cJSON_Delete(req);
 		return cdxi_fail(c, CDX_ENOMEM, "out of memory");
 	}
-	if ((rc = call_json(c, req, &rep)) != 0)
+	if ((rc = cdxi_call_json(c, req, &rep)) != 0)
 		return rc;
 	if (res != NULL) {
-		res->added = get_i64(rep, "added", 0);
-		res->updated = get_i64(rep, "updated", 0);
-		res->unchanged = get_i64(rep, "unchanged", 0);
-		res->failed = get_i64(rep, "failed", 0);
+		res->added = cdxi_get_i64(rep, "added", 0);
+		res->updated = cdxi_get_i64(rep, "updated", 0);
+		res->unchanged = cdxi_get_i64(rep, "unchanged", 0);
+		res->failed = cdxi_get_i64(rep, "failed", 0);
 	}
 	cJSON_Delete(rep);
 	return 0;
@@ -1022,15 +971,15 @@ cdx_remove(cdx_client *c, const char *path, int64_t *removed)
 
 	if (c == NULL || path == NULL)
 		return c ? cdxi_fail(c, CDX_EINVAL, "no path") : CDX_EINVAL;
-	if ((req = new_request("remove")) == NULL ||
+	if ((req = cdxi_new_request("remove")) == NULL ||
 	    cJSON_AddStringToObject(req, "path", path) == NULL) {
 		cJSON_Delete(req);
 		return cdxi_fail(c, CDX_ENOMEM, "out of memory");
 	}
-	if ((rc = call_json(c, req, &rep)) != 0)
+	if ((rc = cdxi_call_json(c, req, &rep)) != 0)
 		return rc;
 	if (removed != NULL)
-		*removed = get_i64(rep, "removed", 0);
+		*removed = cdxi_get_i64(rep, "removed", 0);
 	cJSON_Delete(rep);
 	return 0;
 }
@@ -1044,31 +993,31 @@ cdx_get_status(cdx_client *c, cdx_status *out)
 	if (c == NULL || out == NULL)
 		return c ? cdxi_fail(c, CDX_EINVAL, "no place for the status") :
 		    CDX_EINVAL;
-	if ((rc = call_json(c, new_request("status"), &rep)) != 0)
+	if ((rc = cdxi_call_json(c, cdxi_new_request("status"), &rep)) != 0)
 		return rc;
 	const cJSON *model = cJSON_GetObjectItemCaseSensitive(rep, "model");
 	const cJSON *index = cJSON_GetObjectItemCaseSensitive(rep, "index");
 	const cJSON *queue = cJSON_GetObjectItemCaseSensitive(rep, "queue");
 	cdx_status s;
 	memset(&s, 0, sizeof(s));
-	snprintf(s.version, sizeof(s.version), "%s", get_str(rep, "version"));
-	s.uptime_s = get_f64(rep, "uptime_s", 0.0);
-	s.images = get_i64(rep, "images", 0);
-	s.failures = get_i64(rep, "failures", 0);
-	s.seq = get_i64(rep, "seq", 0);
-	snprintf(s.model_id, sizeof(s.model_id), "%s", get_str(model, "id"));
-	s.dim = (int)get_i64(model, "dim", 0);
-	snprintf(s.index_kind, sizeof(s.index_kind), "%s", get_str(index, "kind"));
-	s.index_vectors = get_i64(index, "vectors", 0);
-	s.queue_pending = get_i64(queue, "pending", 0);
-	s.queue_done = get_i64(queue, "done", 0);
-	s.rate = get_f64(queue, "rate", 0.0);
-	s.queue_remaining = get_i64(queue, "remaining", s.queue_pending);
-	s.eta_s = get_f64(queue, "eta_s", -1.0);
+	snprintf(s.version, sizeof(s.version), "%s", cdxi_get_str(rep, "version"));
+	s.uptime_s = cdxi_get_f64(rep, "uptime_s", 0.0);
+	s.images = cdxi_get_i64(rep, "images", 0);
+	s.failures = cdxi_get_i64(rep, "failures", 0);
+	s.seq = cdxi_get_i64(rep, "seq", 0);
+	snprintf(s.model_id, sizeof(s.model_id), "%s", cdxi_get_str(model, "id"));
+	s.dim = (int)cdxi_get_i64(model, "dim", 0);
+	snprintf(s.index_kind, sizeof(s.index_kind), "%s", cdxi_get_str(index, "kind"));
+	s.index_vectors = cdxi_get_i64(index, "vectors", 0);
+	s.queue_pending = cdxi_get_i64(queue, "pending", 0);
+	s.queue_done = cdxi_get_i64(queue, "done", 0);
+	s.rate = cdxi_get_f64(queue, "rate", 0.0);
+	s.queue_remaining = cdxi_get_i64(queue, "remaining", s.queue_pending);
+	s.eta_s = cdxi_get_f64(queue, "eta_s", -1.0);
 	s.scanning = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(queue,
 	    "scanning"));
-	snprintf(s.warning, sizeof(s.warning), "%s", get_str(queue, "warning"));
-	s.rss_bytes = get_i64(rep, "rss_bytes", 0);
+	snprintf(s.warning, sizeof(s.warning), "%s", cdxi_get_str(queue, "warning"));
+	s.rss_bytes = cdxi_get_i64(rep, "rss_bytes", 0);
 	cJSON_Delete(rep);
 	*out = s;
 	return 0;
@@ -1085,12 +1034,12 @@ cdx_get_failures(cdx_client *c, int limit, cdx_failures **out)
 	if (c == NULL || out == NULL)
 		return c ? cdxi_fail(c, CDX_EINVAL, "no place for the failures") :
 		    CDX_EINVAL;
-	if ((req = new_request("failures")) == NULL ||
+	if ((req = cdxi_new_request("failures")) == NULL ||
 	    (limit > 0 && cJSON_AddNumberToObject(req, "limit", limit) == NULL)) {
 		cJSON_Delete(req);
 		return cdxi_fail(c, CDX_ENOMEM, "out of memory");
 	}
-	if ((rc = call_json(c, req, &rep)) != 0)
+	if ((rc = cdxi_call_json(c, req, &rep)) != 0)
 		return rc;
 	arr = cJSON_GetObjectItemCaseSensitive(rep, "failures");
 	if (!cJSON_IsArray(arr)) {
@@ -1099,7 +1048,7 @@ cdx_get_failures(cdx_client *c, int limit, cdx_failures **out)
 	}
 	cJSON_ArrayForEach(it, arr) {
 		n++;
-		strbytes += strlen(get_str(it, "path")) + strlen(get_str(it,
+		strbytes += strlen(cdxi_get_str(it, "path")) + strlen(cdxi_get_str(it,
 		    "reason")) + 2;
 	}
 	cdx_failures *f = malloc(sizeof(*f) + n * sizeof(cdx_failure) + strbytes);
@@ -1108,13 +1057,13 @@ cdx_get_failures(cdx_client *c, int limit, cdx_failures **out)
 		goto out_free_reply;
 	}
 	f->n = n;
-	f->total = get_i64(rep, "total", (int64_t)n);
+	f->total = cdxi_get_i64(rep, "total", (int64_t)n);
 	f->items = (cdx_failure *)(f + 1);
 	char *pool = (char *)(f->items + n);
 	size_t i = 0;
 	cJSON_ArrayForEach(it, arr) {
 		cdx_failure *x = &f->items[i++];
-		const char *p = get_str(it, "path"), *r = get_str(it, "reason");
+		const char *p = cdxi_get_str(it, "path"), *r = cdxi_get_str(it, "reason");
 		size_t pl = strlen(p) + 1, rl = strlen(r) + 1;
 		memcpy(pool, p, pl);
 		x->path = pool;
@@ -1122,9 +1071,9 @@ cdx_get_failures(cdx_client *c, int limit, cdx_failures **out)
 		memcpy(pool, r, rl);
 		x->reason = pool;
 		pool += rl;
-		x->size = get_i64(it, "size", 0);
-		x->mtime = get_i64(it, "mtime", 0);
-		x->when = get_i64(it, "when", 0);
+		x->size = cdxi_get_i64(it, "size", 0);
+		x->mtime = cdxi_get_i64(it, "mtime", 0);
+		x->when = cdxi_get_i64(it, "when", 0);
 	}
 	*out = f;
 out_free_reply:

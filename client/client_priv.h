@@ -5,7 +5,9 @@
 #ifndef CDX_CLIENT_PRIV_H
 #define CDX_CLIENT_PRIV_H
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "client/clipdex.h"
 
@@ -20,14 +22,37 @@ size_t cdxi_base64_len(size_t n);
  * hold cdxi_base64_len(n) + 1 bytes.  Returns the length written. */
 size_t cdxi_base64_encode(const void *src, size_t n, char *dst);
 
-/* Maps a protocol error code string ("bad_request", ...) to a CDX_E* code;
- * NULL or an unknown string gives CDX_EPROTO. */
-int cdxi_err_from_proto(const char *code);
-
 /* Sets the calling thread's message for client c (NULL: for open/parse),
  * returns code. */
 int cdxi_fail(const cdx_client *c, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* ---- requests and replies (client.c), for the operations of other files ---- */
+
+/* A new request {"op": op, "v": 1}; NULL when out of memory. */
+cJSON *cdxi_new_request(const char *op);
+
+/* Sends req (consumed: deleted in every case; NULL means out of memory)
+ * with the client's token and returns the parsed reply with "ok": true in
+ * *out (the caller deletes it).  A failure is mapped and its message kept
+ * (see clipdex.h). */
+int cdxi_call_json(cdx_client *c, cJSON *req, cJSON **out);
+
+/* Appends term t (number i, for messages) as an object to the array terms;
+ * CDX_TERM_FILE is read and uploaded. */
+int cdxi_add_term(cdx_client *c, cJSON *terms, const cdx_term *t, size_t i);
+
+/* Fields of a reply object: the value, or def (cdxi_get_str: "") when
+ * absent or of another type. */
+int64_t cdxi_get_i64(const cJSON *o, const char *name, int64_t def);
+double cdxi_get_f64(const cJSON *o, const char *name, double def);
+const char *cdxi_get_str(const cJSON *o, const char *name);
+
+/* A result object of the protocol as a cdx_result: cdxi_result_strbytes()
+ * is the room its strings need; cdxi_result_fill() copies them to *pool and
+ * advances it. */
+size_t cdxi_result_strbytes(const cJSON *it);
+void cdxi_result_fill(const cJSON *it, cdx_result *x, char **pool);
 
 #pragma GCC visibility pop
 #endif

@@ -94,8 +94,10 @@ void cdx_client_close(cdx_client *c);
  * use the new value. */
 void cdx_client_set_timeout(cdx_client *c, int ms);
 /* How long a request waits for the connection to the daemon before failing
- * with CDX_ECLOSED ("cannot connect"), in milliseconds.  Default -1: as
- * long as the request timeout.  0: fail at once when not connected. */
+ * with CDX_ECLOSED ("cannot connect"), in milliseconds.  Default 3000 (a
+ * local daemon answers in milliseconds: 3 s means it is not running, as
+ * for the clipdex command).  -1: as long as the request timeout.  0: fail
+ * at once when not connected. */
 void cdx_client_set_connect_timeout(cdx_client *c, int ms);
 /* Token sent with every request (for TCP daemons that require one); the
  * string is copied.  NULL clears it.  Errors: CDX_ENOMEM. */
@@ -123,6 +125,10 @@ int cdx_call(cdx_client *c, const char *json, char **reply);
 
 /* ---- queries ---- */
 
+/* common/query.h repeats these types under the same guard;
+ * tests/client_header.sh checks the two copies agree. */
+#ifndef CDX_TERMS_DEFINED
+#define CDX_TERMS_DEFINED
 enum cdx_term_kind {
 	CDX_TERM_TEXT = 0,   /* text: UTF-8 */
 	CDX_TERM_IMAGE = 1,  /* data/len: JPEG or PNG bytes (uploaded) */
@@ -140,6 +146,12 @@ typedef struct cdx_term {
 	uint64_t id;
 	float weight;        /* may be negative; 0 is treated as 1 */
 } cdx_term;
+
+typedef struct cdx_terms {
+	size_t n;
+	cdx_term *terms;     /* n terms; their strings live in the same block */
+} cdx_terms;
+#endif
 
 enum cdx_time_field { CDX_TIME_NONE = 0, CDX_TIME_CAPTURE = 1, CDX_TIME_MTIME = 2 };
 
@@ -203,17 +215,15 @@ void cdx_results_free(cdx_results *r);
  * " - " (a space on each side; " - " negates the next term), each
  * [WEIGHT:]SOURCE with SOURCE `img:FILE` or `@FILE` (CDX_TERM_FILE),
  * `path:PATH` (CDX_TERM_PATH), `id:N` (CDX_TERM_ID) or text.  Leading and
- * trailing spaces of a term are dropped. */
-typedef struct cdx_terms {
-	size_t n;
-	cdx_term *terms;     /* n terms; their strings live in the same block */
-} cdx_terms;
+ * trailing spaces of a term are dropped.  The types cdx_term and cdx_terms
+ * are above.  (The parser is common/query.c, also linked by the daemon.) */
 
 /* Parses query into *out (free with cdx_terms_free()).  Needs no client
  * and no connection; thread-safe.  Errors: CDX_EINVAL (syntax: an empty
  * term, a weight of 0, a bad id; the message, for people, is in
  * cdx_client_errmsg(NULL)), CDX_ENOMEM. */
 int cdx_query_parse(const char *query, cdx_terms **out);
+/* Frees a parsed query (one allocation); NULL is a no-op. */
 void cdx_terms_free(cdx_terms *t);
 
 /* The embedding of the query's terms (combined as for search).  *out is
@@ -271,6 +281,139 @@ typedef struct cdx_failures {
 int cdx_get_failures(cdx_client *c, int limit, cdx_failures **out);
 /* Frees a failure list (one allocation); NULL is a no-op. */
 void cdx_failures_free(cdx_failures *f);
+
+/* ---- one call ---- */
+
+/* Searches for the images most like text (taken as it is, one text term:
+ * no query syntax) and returns the best k (<= 0: 10).  c may be NULL: the
+ * call then connects to cdx_default_url() with the default timeouts,
+ * searches and disconnects, and a failure's message is available from
+ * cdx_client_errmsg(NULL).  Results as cdx_search(); same errors. */
+int cdx_search_text(cdx_client *c, const char *text, int k,
+    cdx_results **out);
+
+/* ---- curation: duplicates, "already indexed?", retrieval (docs/DUPES.md) ----
+ *
+ * The results of these calls are single allocations like cdx_results: one
+ * free function releases the struct, its arrays and their strings. */
+
+enum cdx_dupes_kind {
+	CDX_DUPES_NEAR = 0,     /* the same picture re-encoded, resized, ... */
+	CDX_DUPES_EXACT = 1,    /* identical bytes at different paths */
+	CDX_DUPES_SIMILAR = 2,  /* similar shots (bursts), not near duplicates */
+};
+
+typedef struct cdx_dupes_opts {
+	int kind;               /* enum cdx_dupes_kind */
+	float threshold;        /* cosine in (0, 1]; 0: the daemon's default
+	                           for kind; ignored for exact */
+	float near_threshold;   /* similar only: 0: the daemon's default */
+	int64_t offset;         /* the first group of the page */
+	int limit;              /* groups per page, 1..1000; 0: 100 */
+	const char *path_prefix;  /* only images under it; NULL: all */
+} cdx_dupes_opts;
+
+typedef struct cdx_dupes_group {
+	int kind;               /* enum cdx_dupes_kind */
+	uint64_t keep;          /* the suggested keeper: members[0].id */
+	const char *reason;     /* why it was chosen ("largest resolution ...") */
+	size_t n;
+	cdx_result *members;    /* the keeper first, then by decreasing score,
+	                           the similarity to the keeper */
+} cdx_dupes_group;
+
+typedef struct cdx_dupes_page {
+	int kind;               /* enum cdx_dupes_kind */
+	double threshold;       /* the threshold used */
+	int64_t seq;            /* the collection state the groups are of */
+	int64_t total_groups, total_images;
+	int64_t next_offset;    /* offset of the next page; -1 on the last */
+	double took_ms;
+	size_t n;
+	cdx_dupes_group *groups;
+} cdx_dupes_page;
+
+/* One page of duplicate groups (opts NULL: near duplicates, the first
+ * 100 groups), largest first.  Page with opts->offset = next_offset until
+ * it is -1.  Errors as for cdx_search; CDX_EINVAL for an unknown kind. */
+int cdx_dupes(cdx_client *c, const cdx_dupes_opts *opts,
+    cdx_dupes_page **out);
+/* Frees a page (one allocation); NULL is a no-op. */
+void cdx_dupes_page_free(cdx_dupes_page *p);
+
+typedef struct cdx_check_opts {
+	float threshold;        /* near-duplicate cosine; 0: as cdx_dupes */
+	int k;                  /* at most k near duplicates (1..1000); 0: 10 */
+} cdx_check_opts;
+
+typedef struct cdx_check_result {
+	int duplicate;          /* 1 when exact or near is not empty */
+	size_t n_exact;
+	cdx_result *exact;      /* indexed images with identical bytes */
+	size_t n_near;
+	cdx_result *near;       /* indexed images at least threshold similar,
+	                           best first (exact copies included) */
+} cdx_check_result;
+
+/* Is the image already in the collection?  image is one term of kind
+ * CDX_TERM_IMAGE (bytes), CDX_TERM_FILE (a local file, uploaded) or
+ * CDX_TERM_PATH (a file on the daemon's machine, inside its roots); the
+ * image need not be indexed.  opts may be NULL.  Errors as for
+ * cdx_search; CDX_EINVAL for another kind of term. */
+int cdx_check(cdx_client *c, const cdx_term *image,
+    const cdx_check_opts *opts, cdx_check_result **out);
+/* Frees a check result (one allocation); NULL is a no-op. */
+void cdx_check_result_free(cdx_check_result *r);
+
+/* One prompt of a retrieval: its terms combined as in search.  A single
+ * text term of weight 1 is sent as a plain string (so that text prompts
+ * are encoded in one batch). */
+typedef struct cdx_prompt {
+	const cdx_term *terms;
+	size_t n_terms;
+} cdx_prompt;
+
+typedef struct cdx_retrieve_req {
+	const cdx_prompt *prompts;  /* 1..1000 */
+	size_t n_prompts;
+	const cdx_term *negatives;  /* subtracted from every prompt; may be 0 */
+	size_t n_negatives;
+	int has_negative_weight;
+	float negative_weight;  /* 0..10; without it the daemon's 0.5 */
+	int k;                  /* results per prompt, 1..100000; 0: 10 */
+	int has_min_score;
+	float min_score;        /* a prompt's results stop below it */
+	float dedupe;           /* in (0, 1]: drop results this similar to one
+	                           already kept; 0: off */
+	int allow_repeats;      /* 1: an image may appear under several
+	                           prompts (the protocol's "unique": false) */
+	int64_t offset;         /* the page of the result stream */
+	int limit;              /* results per page, 1..1000; 0: 500 */
+} cdx_retrieve_req;
+
+typedef struct cdx_retrieve_hit {
+	size_t prompt;          /* index in prompts */
+	int64_t rank;           /* position within the prompt's kept results,
+	                           as the daemon numbers it */
+	cdx_result result;
+} cdx_retrieve_hit;
+
+typedef struct cdx_retrieve_page {
+	int64_t total;          /* results in the whole stream */
+	int64_t next_offset;    /* offset of the next page; -1 on the last */
+	double took_ms;
+	size_t n;
+	cdx_retrieve_hit *hits; /* prompt by prompt, best first */
+} cdx_retrieve_page;
+
+/* One page of the results of many prompts at once (dataset curation):
+ * send the same request with offset = next_offset until it is -1; the
+ * daemon computes the stream once and keeps it for the following pages.
+ * Errors as for cdx_search. */
+int cdx_retrieve(cdx_client *c, const cdx_retrieve_req *req,
+    cdx_retrieve_page **out);
+/* Frees a page (one allocation); NULL is a no-op. */
+void cdx_retrieve_page_free(cdx_retrieve_page *p);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,7 @@
 /*
  * query_fuzz - libFuzzer target for cdx_query_parse(), the query syntax of
- * the command line and web page (client/query.c, compiled in here so that
- * the target needs neither nng nor a daemon).
+ * the command line and web page (common/query.c, compiled in here with
+ * common/cdx.c so that the target needs neither nng nor a daemon).
  *
  *   clang -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined \
  *     fuzz/query_fuzz.c -o build/query_fuzz
@@ -19,20 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/query.c"
-
-static char fuzz_msg[512];
-
-int
-cdxi_fail(const cdx_client *c, int code, const char *fmt, ...)
-{
-	va_list ap;
-	(void)c;
-	va_start(ap, fmt);
-	vsnprintf(fuzz_msg, sizeof(fuzz_msg), fmt, ap);
-	va_end(ap);
-	return code;
-}
+#include "common/cdx.c"
+#include "common/query.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -49,10 +37,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(q, data, size);
 	q[size] = '\0';
-	fuzz_msg[0] = '\0';
-	rc = cdx_query_parse(q, &t);
+	cdx_error err = { 0, "" };
+	rc = cdx_query_syntax_parse(q, &t, &err);
 	if (rc != 0) {
-		if ((rc != CDX_EINVAL && rc != CDX_ENOMEM) || fuzz_msg[0] == '\0' ||
+		if ((rc != CDX_EINVAL && rc != CDX_ENOMEM) || err.msg[0] == '\0' ||
 		    t != NULL)
 			abort();
 		free(q);

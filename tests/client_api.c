@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/client_run.h"
+
 #include <float.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 #include "client/clipdex.h"
 #include "common/cdx.h"
 #include "client/client_priv.h"
+#include "tests/cdx_assert.h"
 #include "tests/client_fakesrv.h"
 
 static int64_t
@@ -87,25 +90,6 @@ test_headers_define_identical_error_codes(void **state)
 }
 
 static void
-test_protocol_error_mapping(void **state)
-{
-	(void)state;
-	assert_int_equal(cdxi_err_from_proto("bad_request"), CDX_EINVAL);
-	assert_int_equal(cdxi_err_from_proto("bad_json"), CDX_EPROTO);
-	assert_int_equal(cdxi_err_from_proto("unknown_op"), CDX_EPROTO);
-	assert_int_equal(cdxi_err_from_proto("unsupported_version"), CDX_EPROTO);
-	assert_int_equal(cdxi_err_from_proto("too_large"), CDX_ETOOBIG);
-	assert_int_equal(cdxi_err_from_proto("unauthorized"), CDX_EPERM);
-	assert_int_equal(cdxi_err_from_proto("forbidden"), CDX_EPERM);
-	assert_int_equal(cdxi_err_from_proto("not_found"), CDX_ENOTFOUND);
-	assert_int_equal(cdxi_err_from_proto("bad_image"), CDX_EFORMAT);
-	assert_int_equal(cdxi_err_from_proto("busy"), CDX_EBUSY);
-	assert_int_equal(cdxi_err_from_proto("internal"), CDX_EINTERNAL);
-	assert_int_equal(cdxi_err_from_proto("whatever"), CDX_EPROTO);
-	assert_int_equal(cdxi_err_from_proto(NULL), CDX_EPROTO);
-}
-
-static void
 test_default_url(void **state)
 {
 	char want[256];
@@ -151,7 +135,7 @@ test_no_daemon_fails_after_connect_timeout(void **state)
 	cdx_status st;
 	(void)state;
 	fakesrv_address(99, url, sizeof(url));
-	assert_int_equal(cdx_client_open(url, &c), 0);
+	CDX_ASSERT_OK(cdx_client_open(url, &c), cdx_client_errmsg(NULL));
 	cdx_client_set_connect_timeout(c, 200);
 	int64_t t0 = ms_now();
 	assert_int_equal(cdx_get_status(c, &st), CDX_ECLOSED);
@@ -205,7 +189,7 @@ test_status(void **state)
 {
 	struct fixture *f = *state;
 	cdx_status st;
-	assert_int_equal(cdx_get_status(f->c, &st), 0);
+	CDX_ASSERT_OK(cdx_get_status(f->c, &st), cdx_client_errmsg(f->c));
 	assert_string_equal(st.version, "0.1.0");
 	assert_float_equal(st.uptime_s, 12.5, 1e-9);
 	assert_int_equal(st.images, 1234);
@@ -242,7 +226,7 @@ test_search_request_and_results(void **state)
 		.collapse = 0.97f, .exact = 1 };
 	cdx_results *r = NULL;
 
-	assert_int_equal(cdx_search(f->c, &q, &r), 0);
+	CDX_ASSERT_OK(cdx_search(f->c, &q, &r), cdx_client_errmsg(f->c));
 	cJSON *req = fakesrv_last(&f->srv);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(req, "op")),
 	    "search");
@@ -296,7 +280,7 @@ test_search_request_and_results(void **state)
 	/* Zero results is a success with n == 0. */
 	cdx_term e = { .kind = CDX_TERM_TEXT, .text = "EMPTY" };
 	cdx_query qe = { .terms = &e, .n_terms = 1 };
-	assert_int_equal(cdx_search(f->c, &qe, &r), 0);
+	CDX_ASSERT_OK(cdx_search(f->c, &qe, &r), cdx_client_errmsg(f->c));
 	assert_int_equal(r->n, 0);
 	cdx_results_free(r);
 }
@@ -322,7 +306,7 @@ test_search_uploads_files_and_bytes(void **state)
 	};
 	cdx_query q = { .terms = terms, .n_terms = 2 };
 	cdx_results *r = NULL;
-	assert_int_equal(cdx_search(f->c, &q, &r), 0);
+	CDX_ASSERT_OK(cdx_search(f->c, &q, &r), cdx_client_errmsg(f->c));
 	cdx_results_free(r);
 	cJSON *req = fakesrv_last(&f->srv);
 	cJSON *ts = cJSON_GetObjectItem(req, "terms");
@@ -374,6 +358,149 @@ test_daemon_errors_are_mapped_with_message(void **state)
 	}
 }
 
+/* Every wire name maps to the CDX_E* code of docs/PROTOCOL.md (the table
+ * in common/proto.h); an error without a code is CDX_EPROTO. */
+static void
+test_protocol_error_mapping(void **state)
+{
+	struct fixture *f = *state;
+	static const struct { const char *code; int want; } cases[] = {
+		{ "bad_request", CDX_EINVAL }, { "bad_json", CDX_EPROTO },
+		{ "unknown_op", CDX_EPROTO }, { "unsupported_version", CDX_EPROTO },
+		{ "too_large", CDX_ETOOBIG }, { "unauthorized", CDX_EPERM },
+		{ "forbidden", CDX_EPERM }, { "not_found", CDX_ENOTFOUND },
+		{ "bad_image", CDX_EFORMAT }, { "busy", CDX_EBUSY },
+		{ "internal", CDX_EINTERNAL }, { "whatever", CDX_EPROTO },
+	};
+	cdx_status st;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[64];
+		snprintf(text, sizeof(text), "ERR:%s", cases[i].code);
+		cdx_term t = { .kind = CDX_TERM_TEXT, .text = text };
+		cdx_query q = { .terms = &t, .n_terms = 1 };
+		cdx_results *r = NULL;
+		assert_int_equal(cdx_search(f->c, &q, &r), cases[i].want);
+	}
+	fakesrv_set_canned(&f->srv, "{\"v\":1,\"ok\":false,\"error\":{}}");
+	assert_int_equal(cdx_get_status(f->c, &st), CDX_EPROTO);
+	fakesrv_set_canned(&f->srv, NULL);
+}
+
+static const char *
+jstr_of(const cJSON *o, const char *name)
+{
+	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
+}
+
+static double
+jnum_of(const cJSON *o, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	assert_true(cJSON_IsNumber(v));
+	return v->valuedouble;
+}
+
+/* dupes, check and retrieve send "v": 1 and the fields of
+ * docs/PROTOCOL.md. */
+static void
+test_curation_requests(void **state)
+{
+	struct fixture *f = *state;
+	cJSON *req;
+
+	fakesrv_set_canned(&f->srv, "{\"v\":1,\"ok\":true,\"kind\":\"similar\","
+	    "\"groups\":[],\"next_offset\":null}");
+	cdx_dupes_opts d = { .kind = CDX_DUPES_SIMILAR, .threshold = 0.9f,
+		.near_threshold = 0.95f, .offset = 7, .limit = 3,
+		.path_prefix = "/p/" };
+	cdx_dupes_page *dp = NULL;
+	CDX_ASSERT_OK(cdx_dupes(f->c, &d, &dp), cdx_client_errmsg(f->c));
+	assert_int_equal(dp->n, 0);
+	assert_int_equal(dp->next_offset, -1);
+	assert_int_equal(dp->kind, CDX_DUPES_SIMILAR);
+	cdx_dupes_page_free(dp);
+	req = fakesrv_last(&f->srv);
+	assert_string_equal(jstr_of(req, "op"), "dupes");
+	assert_int_equal(jnum_of(req, "v"), 1);
+	assert_string_equal(jstr_of(req, "kind"), "similar");
+	assert_float_equal(jnum_of(req, "threshold"), 0.9, 1e-6);
+	assert_float_equal(jnum_of(req, "near_threshold"), 0.95, 1e-6);
+	assert_int_equal(jnum_of(req, "offset"), 7);
+	assert_int_equal(jnum_of(req, "limit"), 3);
+	assert_string_equal(jstr_of(req, "path_prefix"), "/p/");
+	cJSON_Delete(req);
+
+	fakesrv_set_canned(&f->srv, "{\"v\":1,\"ok\":true,\"exact\":[],"
+	    "\"near\":[{\"id\":9,\"path\":\"/p/9.jpg\",\"score\":0.98}],"
+	    "\"duplicate\":true}");
+	cdx_term img = { .kind = CDX_TERM_IMAGE, .data = "abc", .len = 3 };
+	cdx_check_opts co = { .threshold = 0.97f, .k = 5 };
+	cdx_check_result *cr = NULL;
+	CDX_ASSERT_OK(cdx_check(f->c, &img, &co, &cr), cdx_client_errmsg(f->c));
+	assert_true(cr->duplicate);
+	assert_int_equal(cr->n_exact, 0);
+	assert_int_equal(cr->n_near, 1);
+	assert_int_equal(cr->near[0].id, 9);
+	assert_string_equal(cr->near[0].path, "/p/9.jpg");
+	cdx_check_result_free(cr);
+	req = fakesrv_last(&f->srv);
+	assert_string_equal(jstr_of(req, "op"), "check");
+	assert_int_equal(jnum_of(req, "v"), 1);
+	assert_string_equal(jstr_of(req, "image"), "YWJj");
+	assert_null(cJSON_GetObjectItem(req, "weight"));
+	assert_int_equal(jnum_of(req, "k"), 5);
+	assert_float_equal(jnum_of(req, "threshold"), 0.97, 1e-6);
+	cJSON_Delete(req);
+
+	fakesrv_set_canned(&f->srv, "{\"v\":1,\"ok\":true,\"results\":["
+	    "{\"prompt\":1,\"rank\":2,\"id\":5,\"path\":\"/p/5.jpg\","
+	    "\"score\":0.5}],\"total\":9,\"next_offset\":3}");
+	cdx_term a = { .kind = CDX_TERM_TEXT, .text = "red" };
+	cdx_term b = { .kind = CDX_TERM_ID, .id = 4 };
+	cdx_term neg = { .kind = CDX_TERM_TEXT, .text = "blurry" };
+	cdx_prompt ps[2] = { { &a, 1 }, { &b, 1 } };
+	cdx_retrieve_req rq = { .prompts = ps, .n_prompts = 2, .negatives = &neg,
+		.n_negatives = 1, .has_negative_weight = 1, .negative_weight = 0,
+		.k = 20, .has_min_score = 1, .min_score = 0.2f, .dedupe = 0.95f,
+		.allow_repeats = 1, .offset = 2, .limit = 1 };
+	cdx_retrieve_page *rp = NULL;
+	CDX_ASSERT_OK(cdx_retrieve(f->c, &rq, &rp), cdx_client_errmsg(f->c));
+	assert_int_equal(rp->n, 1);
+	assert_int_equal(rp->total, 9);
+	assert_int_equal(rp->next_offset, 3);
+	assert_int_equal(rp->hits[0].prompt, 1);
+	assert_int_equal(rp->hits[0].rank, 2);
+	assert_int_equal(rp->hits[0].result.id, 5);
+	assert_string_equal(rp->hits[0].result.path, "/p/5.jpg");
+	cdx_retrieve_page_free(rp);
+	req = fakesrv_last(&f->srv);
+	assert_string_equal(jstr_of(req, "op"), "retrieve");
+	assert_int_equal(jnum_of(req, "v"), 1);
+	cJSON *pr = cJSON_GetObjectItem(req, "prompts");
+	assert_int_equal(cJSON_GetArraySize(pr), 2);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(pr, 0)), "red");
+	assert_int_equal(jnum_of(cJSON_GetArrayItem(pr, 1), "id"), 4);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(
+	    cJSON_GetObjectItem(req, "negatives"), 0)), "blurry");
+	assert_float_equal(jnum_of(req, "negative_weight"), 0.0, 1e-9);
+	assert_int_equal(jnum_of(req, "k"), 20);
+	assert_float_equal(jnum_of(req, "min_score"), 0.2, 1e-6);
+	assert_float_equal(jnum_of(req, "dedupe"), 0.95, 1e-6);
+	assert_true(cJSON_IsFalse(cJSON_GetObjectItem(req, "unique")));
+	assert_int_equal(jnum_of(req, "offset"), 2);
+	assert_int_equal(jnum_of(req, "limit"), 1);
+	cJSON_Delete(req);
+
+	/* A reply without its array is CDX_EPROTO, the result untouched. */
+	fakesrv_set_canned(&f->srv, "{\"v\":1,\"ok\":true}");
+	rp = NULL;
+	assert_int_equal(cdx_retrieve(f->c, &rq, &rp), CDX_EPROTO);
+	assert_int_equal(cdx_check(f->c, &img, NULL, &cr), CDX_EPROTO);
+	assert_int_equal(cdx_dupes(f->c, NULL, &dp), CDX_EPROTO);
+	assert_null(rp);
+	fakesrv_set_canned(&f->srv, NULL);
+}
+
 static void
 test_other_operations(void **state)
 {
@@ -382,14 +509,16 @@ test_other_operations(void **state)
 	cdx_query opts = { .k = 3 };
 	cJSON *req;
 
-	assert_int_equal(cdx_similar(f->c, 42, &opts, &r), 0);
+	CDX_ASSERT_OK(cdx_similar(f->c, 42, &opts, &r),
+	    cdx_client_errmsg(f->c));
 	assert_int_equal(r->n, 3);
 	cdx_results_free(r);
 	req = fakesrv_last(&f->srv);
 	assert_int_equal(cJSON_GetObjectItem(req, "id")->valuedouble, 42);
 	assert_int_equal(cJSON_GetObjectItem(req, "k")->valueint, 3);
 	cJSON_Delete(req);
-	assert_int_equal(cdx_similar_path(f->c, "/photos/x.jpg", NULL, &r), 0);
+	CDX_ASSERT_OK(cdx_similar_path(f->c, "/photos/x.jpg", NULL, &r),
+	    cdx_client_errmsg(f->c));
 	cdx_results_free(r);
 	req = fakesrv_last(&f->srv);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(req, "path")),
@@ -401,14 +530,15 @@ test_other_operations(void **state)
 	cdx_query q = { .terms = &t, .n_terms = 1 };
 	float *e = NULL;
 	int dim = 0;
-	assert_int_equal(cdx_embed(f->c, &q, &e, &dim), 0);
+	CDX_ASSERT_OK(cdx_embed(f->c, &q, &e, &dim), cdx_client_errmsg(f->c));
 	assert_int_equal(dim, 4);
 	assert_float_equal(e[0], 0.5, 0);
 	assert_float_equal(e[3], -0.5, 0);
 	free(e);
 
 	cdx_add_result ar = { -1, -1, -1, -1 };
-	assert_int_equal(cdx_add(f->c, "/photos", 1, &ar), 0);
+	CDX_ASSERT_OK(cdx_add(f->c, "/photos", 1, &ar),
+	    cdx_client_errmsg(f->c));
 	assert_int_equal(ar.added, 3);
 	assert_int_equal(ar.updated, 2);
 	assert_int_equal(ar.unchanged, 1);
@@ -416,19 +546,22 @@ test_other_operations(void **state)
 	req = fakesrv_last(&f->srv);
 	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(req, "wait")));
 	cJSON_Delete(req);
-	assert_int_equal(cdx_add(f->c, "/photos", 0, &ar), 0);
+	CDX_ASSERT_OK(cdx_add(f->c, "/photos", 0, &ar),
+	    cdx_client_errmsg(f->c));
 	assert_int_equal(ar.added, 0);
-	assert_int_equal(cdx_add(f->c, "/photos", 0, NULL), 0);
+	CDX_ASSERT_OK(cdx_add(f->c, "/photos", 0, NULL),
+	    cdx_client_errmsg(f->c));
 	req = fakesrv_last(&f->srv);
 	assert_null(cJSON_GetObjectItem(req, "wait"));
 	cJSON_Delete(req);
 
 	int64_t removed = 0;
-	assert_int_equal(cdx_remove(f->c, "/photos/2020", &removed), 0);
+	CDX_ASSERT_OK(cdx_remove(f->c, "/photos/2020", &removed),
+	    cdx_client_errmsg(f->c));
 	assert_int_equal(removed, 7);
 
 	cdx_failures *fl = NULL;
-	assert_int_equal(cdx_get_failures(f->c, 10, &fl), 0);
+	CDX_ASSERT_OK(cdx_get_failures(f->c, 10, &fl), cdx_client_errmsg(f->c));
 	assert_int_equal(fl->n, 2);
 	assert_int_equal(fl->total, 5);
 	assert_string_equal(fl->items[0].path, "/a/bad.jpg");
@@ -448,7 +581,8 @@ test_raw_request_call_and_token(void **state)
 	char *reply = NULL;
 
 	/* Raw bytes go out as they are; the daemon's error is just a reply. */
-	assert_int_equal(cdx_request(f->c, "not json", &reply), 0);
+	CDX_ASSERT_OK(cdx_request(f->c, "not json", &reply),
+	    cdx_client_errmsg(f->c));
 	assert_non_null(strstr(reply, "\"bad_json\""));
 	free(reply);
 	reply = NULL;
@@ -457,8 +591,8 @@ test_raw_request_call_and_token(void **state)
 	assert_string_equal(cdx_client_errmsg(f->c),
 	    "the request is not a JSON object");
 	assert_int_equal(cdx_call(f->c, "{\"op\":\"nope\"}", &reply), CDX_EPROTO);
-	assert_int_equal(cdx_call(f->c, "{\"op\":\"status\",\"tag\":[1]}", &reply),
-	    0);
+	CDX_ASSERT_OK(cdx_call(f->c, "{\"op\":\"status\",\"tag\":[1]}", &reply),
+	    cdx_client_errmsg(f->c));
 	cJSON *j = cJSON_Parse(reply);
 	assert_int_equal(cJSON_GetObjectItem(j, "images")->valueint, 1234);
 	assert_non_null(cJSON_GetObjectItem(j, "tag"));
@@ -466,28 +600,31 @@ test_raw_request_call_and_token(void **state)
 	free(reply);
 
 	/* The token goes into every request that has none. */
-	assert_int_equal(cdx_client_set_token(f->c, "s3cret"), 0);
+	CDX_ASSERT_OK(cdx_client_set_token(f->c, "s3cret"),
+	    cdx_client_errmsg(f->c));
 	cdx_status st;
-	assert_int_equal(cdx_get_status(f->c, &st), 0);
+	CDX_ASSERT_OK(cdx_get_status(f->c, &st), cdx_client_errmsg(f->c));
 	cJSON *req = fakesrv_last(&f->srv);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(req,
 	    "token")), "s3cret");
 	cJSON_Delete(req);
-	assert_int_equal(cdx_request(f->c, "{\"op\":\"status\"}", &reply), 0);
+	CDX_ASSERT_OK(cdx_request(f->c, "{\"op\":\"status\"}", &reply),
+	    cdx_client_errmsg(f->c));
 	free(reply);
 	req = fakesrv_last(&f->srv);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(req,
 	    "token")), "s3cret");
 	cJSON_Delete(req);
-	assert_int_equal(cdx_request(f->c, "{\"op\":\"status\",\"token\":\"x\"}",
-	    &reply), 0);
+	CDX_ASSERT_OK(cdx_request(f->c, "{\"op\":\"status\",\"token\":\"x\"}",
+	    &reply), cdx_client_errmsg(f->c));
 	free(reply);
 	req = fakesrv_last(&f->srv);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(req,
 	    "token")), "x");
 	cJSON_Delete(req);
-	assert_int_equal(cdx_client_set_token(f->c, NULL), 0);
-	assert_int_equal(cdx_get_status(f->c, &st), 0);
+	CDX_ASSERT_OK(cdx_client_set_token(f->c, NULL),
+	    cdx_client_errmsg(f->c));
+	CDX_ASSERT_OK(cdx_get_status(f->c, &st), cdx_client_errmsg(f->c));
 	req = fakesrv_last(&f->srv);
 	assert_null(cJSON_GetObjectItem(req, "token"));
 	cJSON_Delete(req);
@@ -530,7 +667,7 @@ test_malformed_replies(void **state)
 	fakesrv_set_canned(&f->srv, "{\"ok\":true,\"results\":[{\"id\":\"7\","
 	    "\"path\":7,\"score\":-1e300,\"width\":1e300,\"height\":-5,"
 	    "\"size\":1e300,\"mtime\":-1e300,\"capture_time\":\"x\"}]}");
-	assert_int_equal(cdx_search(f->c, &q, &r), 0);
+	CDX_ASSERT_OK(cdx_search(f->c, &q, &r), cdx_client_errmsg(f->c));
 	assert_int_equal(r->n, 1);
 	assert_int_equal(r->results[0].id, 0);
 	assert_string_equal(r->results[0].path, "");
@@ -557,7 +694,7 @@ test_malformed_replies(void **state)
 	assert_int_equal(cdx_get_failures(f->c, 0, &fl), CDX_EPROTO);
 	assert_null(fl);
 	fakesrv_set_canned(&f->srv, "{\"ok\":true,\"failures\":[5,{\"path\":1}]}");
-	assert_int_equal(cdx_get_failures(f->c, 0, &fl), 0);
+	CDX_ASSERT_OK(cdx_get_failures(f->c, 0, &fl), cdx_client_errmsg(f->c));
 	assert_int_equal(fl->n, 2);
 	assert_int_equal(fl->total, 2);
 	assert_string_equal(fl->items[0].path, "");
@@ -569,7 +706,7 @@ test_malformed_replies(void **state)
 	snprintf(big, sizeof(big), "{\"ok\":true,\"model\":5,\"index\":{\"kind\":"
 	    "\"%0300d\"},\"images\":\"many\",\"version\":\"9\"}", 0);
 	fakesrv_set_canned(&f->srv, big);
-	assert_int_equal(cdx_get_status(f->c, &st), 0);
+	CDX_ASSERT_OK(cdx_get_status(f->c, &st), cdx_client_errmsg(f->c));
 	assert_string_equal(st.version, "9");
 	assert_string_equal(st.model_id, "");
 	assert_int_equal(st.images, 0);
@@ -595,7 +732,7 @@ test_request_timeout(void **state)
 	/* The late reply is dropped, and the next request gets its own. */
 	cdx_client_set_timeout(f->c, 5000);
 	cdx_status st;
-	assert_int_equal(cdx_get_status(f->c, &st), 0);
+	CDX_ASSERT_OK(cdx_get_status(f->c, &st), cdx_client_errmsg(f->c));
 	assert_int_equal(st.images, 1234);
 }
 
@@ -609,12 +746,12 @@ test_daemon_started_later(void **state)
 	cdx_status st;
 	(void)state;
 	fakesrv_address(50, url, sizeof(url));
-	assert_int_equal(cdx_client_open(url, &c), 0);
+	CDX_ASSERT_OK(cdx_client_open(url, &c), cdx_client_errmsg(NULL));
 	cdx_client_set_connect_timeout(c, 0);
 	assert_int_equal(cdx_get_status(c, &st), CDX_ECLOSED);
 	assert_int_equal(fakesrv_start(&srv, 50), 0);
 	cdx_client_set_connect_timeout(c, 3000);
-	assert_int_equal(cdx_get_status(c, &st), 0);
+	CDX_ASSERT_OK(cdx_get_status(c, &st), cdx_client_errmsg(c));
 	assert_int_equal(st.dim, 4);
 	/* Restarted: reconnects. */
 	fakesrv_stop(&srv);
@@ -679,7 +816,7 @@ test_reconnects_after_handshake_failures(void **state)
 	memcpy(sl.path, url + 6, strlen(url + 6) + 1);  /* after "ipc://" */
 	assert_int_equal(pthread_create(&th, NULL, slammer_main, &sl), 0);
 	usleep(50000);
-	assert_int_equal(cdx_client_open(url, &c), 0);
+	CDX_ASSERT_OK(cdx_client_open(url, &c), cdx_client_errmsg(NULL));
 	cdx_client_set_connect_timeout(c, 100);
 	assert_int_equal(cdx_get_status(c, &st), CDX_ECLOSED);
 	pthread_join(th, NULL);
@@ -756,7 +893,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_headers_define_identical_error_codes),
-		cmocka_unit_test(test_protocol_error_mapping),
+		cmocka_unit_test_setup_teardown(test_protocol_error_mapping, setup,
+		    teardown),
 		cmocka_unit_test(test_default_url),
 		cmocka_unit_test(test_open_bad_url_and_nulls),
 		cmocka_unit_test(test_no_daemon_fails_after_connect_timeout),
@@ -767,6 +905,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_daemon_errors_are_mapped_with_message, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_curation_requests, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_other_operations, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_raw_request_call_and_token,
@@ -780,5 +920,5 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_threads_share_one_client, setup,
 		    teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return CLIENT_RUN_TESTS(tests, NULL, NULL);
 }

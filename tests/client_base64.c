@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/client_run.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,5 +114,5 @@ main(void)
 		cmocka_unit_test(test_every_byte_value_and_big_input),
 		cmocka_unit_test(test_length_overflow),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return CLIENT_RUN_TESTS(tests, NULL, NULL);
 }

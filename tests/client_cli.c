@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/client_run.h"
+
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
@@ -442,5 +444,5 @@ main(int argc, char **argv)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_exit_codes, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return CLIENT_RUN_TESTS(tests, NULL, NULL);
 }

@@ -5,12 +5,19 @@
  * are checked against the encoder and the store used directly: for the
  * exact index the daemon must return exactly the brute-force top-k over
  * the stored embeddings.
+ *
+ * The suite's fixture (setup) starts the daemon and indexes the photos;
+ * every test starts from that state and leaves it so (test_remove puts back
+ * what it removes, the brute-force test restarts the daemon it stops), so
+ * each runs alone: CDX_TEST=test_remove build/tests/client_daemon.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "tests/client_run.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -123,6 +130,8 @@ __lsan_default_suppressions(void)
 	return "leak:libnng.so\n";
 }
 
+static cdx_add_result first_add;    /* the suite's add of photos/ */
+
 static int
 setup(void **state)
 {
@@ -146,6 +155,10 @@ setup(void **state)
 		return -1;
 	cdx_client_set_timeout(cli, 20000);
 	start_daemon(NULL);
+	/* The photos indexed once for the whole suite: what the tests read
+	 * (a test that changes the collection puts it back). */
+	if (cdx_add(cli, photos, 1, &first_add) != 0)
+		return -1;
 	return 0;
 }
 
@@ -203,33 +216,34 @@ test_add_folder(void **state)
 	cdx_status st;
 	(void)state;
 
-	assert_int_equal(cdx_add(cli, photos, 1, &ar), 0);
-	assert_int_equal(ar.added, N_PHOTOS);
-	assert_int_equal(ar.failed, 1);         /* broken.jpg; notes.txt skipped */
-	assert_int_equal(cdx_get_status(cli, &st), 0);
+	/* The suite's setup added photos/ to the empty store. */
+	assert_int_equal(first_add.added, N_PHOTOS);
+	assert_int_equal(first_add.failed, 1);  /* broken.jpg; notes.txt skipped */
+	CDX_ASSERT_OK(cdx_get_status(cli, &st), cdx_client_errmsg(cli));
 	assert_int_equal(st.images, N_PHOTOS);
 	assert_int_equal(st.failures, 1);
 	assert_int_equal(st.index_vectors, N_PHOTOS);
 
 	/* Adding again changes nothing. */
-	assert_int_equal(cdx_add(cli, photos, 1, &ar), 0);
+	CDX_ASSERT_OK(cdx_add(cli, photos, 1, &ar), cdx_client_errmsg(cli));
 	assert_int_equal(ar.added, 0);
 	assert_int_equal(ar.unchanged, N_PHOTOS + 1);
 
 	cdx_failures *f = NULL;
-	assert_int_equal(cdx_get_failures(cli, 10, &f), 0);
+	CDX_ASSERT_OK(cdx_get_failures(cli, 10, &f), cdx_client_errmsg(cli));
 	assert_int_equal(f->n, 1);
 	assert_non_null(strstr(f->items[0].path, "broken.jpg"));
 	cdx_failures_free(f);
 }
 
+/* Runs the recorded queries into rec[] (for the brute-force check), with
+ * what each result must satisfy. */
 static void
-test_text_searches_recorded(void **state)
+record_searches(void)
 {
-	(void)state;
 	for (size_t i = 0; i < N_REC; i++) {
 		cdx_results *r = NULL;
-		assert_int_equal(run_recorded(&rec[i], &r), 0);
+		CDX_ASSERT_OK(run_recorded(&rec[i], &r), cdx_client_errmsg(cli));
 		assert_int_equal(r->n, K);
 		rec[i].n = r->n;
 		for (size_t j = 0; j < r->n; j++) {
@@ -243,10 +257,17 @@ test_text_searches_recorded(void **state)
 		}
 		cdx_results_free(r);
 	}
+}
+
+static void
+test_text_searches_recorded(void **state)
+{
+	(void)state;
+	record_searches();
 	/* The negative term changes the ranking. */
 	struct recorded pos = { "stripes", NULL, NULL, { 0 }, { 0 }, 0 };
 	cdx_results *r = NULL;
-	assert_int_equal(run_recorded(&pos, &r), 0);
+	CDX_ASSERT_OK(run_recorded(&pos, &r), cdx_client_errmsg(cli));
 	assert_true(fabsf(r->results[0].score - rec[1].scores[0]) > 1e-4f ||
 	    r->results[0].id != rec[1].ids[0]);
 	cdx_results_free(r);
@@ -266,7 +287,7 @@ test_image_search_bytes_path_id(void **state)
 	assert_non_null(data);
 	cdx_term t = { .kind = CDX_TERM_IMAGE, .data = data, .len = len };
 	cdx_query q = { .terms = &t, .n_terms = 1, .k = 3 };
-	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	CDX_ASSERT_OK(cdx_search(cli, &q, &r), cdx_client_errmsg(cli));
 	assert_string_equal(r->results[0].path, p);
 	assert_true(r->results[0].score > 0.9999f);
 	uint64_t id7 = r->results[0].id;
@@ -275,20 +296,20 @@ test_image_search_bytes_path_id(void **state)
 
 	cdx_term tp = { .kind = CDX_TERM_PATH, .text = p };
 	q.terms = &tp;
-	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	CDX_ASSERT_OK(cdx_search(cli, &q, &r), cdx_client_errmsg(cli));
 	assert_int_equal(r->results[0].id, id7);
 	assert_true(r->results[0].score > 0.9999f);
 	cdx_results_free(r);
 
 	cdx_term ti = { .kind = CDX_TERM_ID, .id = id7 };
 	q.terms = &ti;
-	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	CDX_ASSERT_OK(cdx_search(cli, &q, &r), cdx_client_errmsg(cli));
 	assert_int_equal(r->results[0].id, id7);
 	cdx_results_free(r);
 
 	/* similar never returns the image itself */
 	cdx_query opts = { .k = 4 };
-	assert_int_equal(cdx_similar(cli, id7, &opts, &r), 0);
+	CDX_ASSERT_OK(cdx_similar(cli, id7, &opts, &r), cdx_client_errmsg(cli));
 	assert_int_equal(r->n, 4);
 	for (size_t i = 0; i < r->n; i++)
 		assert_true(r->results[i].id != id7);
@@ -308,12 +329,12 @@ test_filters_and_paging(void **state)
 	cdx_results *all = NULL, *r = NULL;
 	(void)state;
 
-	assert_int_equal(cdx_search(cli, &q, &all), 0);
+	CDX_ASSERT_OK(cdx_search(cli, &q, &all), cdx_client_errmsg(cli));
 	assert_int_equal(all->n, 20);
 	/* offset pages through the same ranking */
 	q.k = 5;
 	q.offset = 5;
-	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	CDX_ASSERT_OK(cdx_search(cli, &q, &r), cdx_client_errmsg(cli));
 	for (size_t i = 0; i < 5; i++)
 		assert_int_equal(r->results[i].id, all->results[5 + i].id);
 	cdx_results_free(r);
@@ -323,7 +344,7 @@ test_filters_and_paging(void **state)
 	q.time_field = CDX_TIME_MTIME;
 	q.time_from = 999999999;
 	q.time_to = 1100000000;
-	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	CDX_ASSERT_OK(cdx_search(cli, &q, &r), cdx_client_errmsg(cli));
 	assert_int_equal(r->n, N_PHOTOS / 2);
 	for (size_t i = 0; i < r->n; i++)
 		assert_non_null(strstr(r->results[i].path, "/photos/a/"));
@@ -335,7 +356,7 @@ test_filters_and_paging(void **state)
 	q.has_min_score = 1;
 	for (size_t m = 0; m < all->n; m++) {
 		q.min_score = all->results[m].score;
-		assert_int_equal(cdx_search(cli, &q, &r), 0);
+		CDX_ASSERT_OK(cdx_search(cli, &q, &r), cdx_client_errmsg(cli));
 		if (r->n < m + 1)
 			fail_msg("min_score %.9g (rank %zu) kept %zu", q.min_score, m,
 			    r->n);
@@ -351,7 +372,7 @@ test_filters_and_paging(void **state)
 	snprintf(req, sizeof(req), "{\"op\":\"search\",\"text\":\"a photo\","
 	    "\"k\":50,\"min_score\":%.17g}",
 	    nextafter((double)all->results[3].score, 2.0));
-	assert_int_equal(cdx_request(cli, req, &reply), 0);
+	CDX_ASSERT_OK(cdx_request(cli, req, &reply), cdx_client_errmsg(cli));
 	cJSON *rj = cJSON_Parse(reply);
 	assert_non_null(rj);
 	int kept = cJSON_GetArraySize(cJSON_GetObjectItem(rj, "results"));
@@ -362,7 +383,7 @@ test_filters_and_paging(void **state)
 	q.has_min_score = 0;
 	q.collapse = 0.0001f;
 	q.k = 10;
-	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	CDX_ASSERT_OK(cdx_search(cli, &q, &r), cdx_client_errmsg(cli));
 	assert_true(r->n >= 1 && r->n < 10);
 	cdx_results_free(r);
 	cdx_results_free(all);
@@ -388,7 +409,7 @@ static void
 expect_error(const char *req, const char *code)
 {
 	char *reply = NULL;
-	assert_int_equal(cdx_request(cli, req, &reply), 0);
+	CDX_ASSERT_OK(cdx_request(cli, req, &reply), cdx_client_errmsg(cli));
 	cJSON *j = cJSON_Parse(reply);
 	assert_non_null(j);
 	assert_true(cJSON_IsFalse(cJSON_GetObjectItem(j, "ok")));
@@ -474,12 +495,12 @@ test_bad_input_keeps_daemon_up(void **state)
 	close(fd);
 
 	/* ... and still answers normal queries. */
-	assert_int_equal(cdx_get_status(cli, &st), 0);
+	CDX_ASSERT_OK(cdx_get_status(cli, &st), cdx_client_errmsg(cli));
 	assert_int_equal(st.images, N_PHOTOS);
 	cdx_term t = { .kind = CDX_TERM_TEXT, .text = "still here", .weight = 1 };
 	cdx_query q = { .terms = &t, .n_terms = 1, .k = 2 };
 	cdx_results *r = NULL;
-	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	CDX_ASSERT_OK(cdx_search(cli, &q, &r), cdx_client_errmsg(cli));
 	assert_int_equal(r->n, 2);
 	cdx_results_free(r);
 }
@@ -527,7 +548,8 @@ test_handshake_dropouts(void **state)
 		 * the timeout is ten). */
 		cdx_client *c = NULL;
 		cdx_status st;
-		assert_int_equal(cdx_client_open(url, &c), 0);
+		CDX_ASSERT_OK(cdx_client_open(url, &c),
+		    cdx_client_errmsg(NULL));
 		cdx_client_set_timeout(c, 10000);
 		int rc = cdx_get_status(c, &st);
 		if (rc != 0)
@@ -537,7 +559,7 @@ test_handshake_dropouts(void **state)
 	}
 	/* ... and so is the client that was connected all along. */
 	cdx_status st;
-	assert_int_equal(cdx_get_status(cli, &st), 0);
+	CDX_ASSERT_OK(cdx_get_status(cli, &st), cdx_client_errmsg(cli));
 }
 
 static void
@@ -546,6 +568,7 @@ test_concurrent_clients(void **state)
 	pthread_t th[8];
 	struct conc c[8];
 	(void)state;
+	record_searches();      /* what every thread must get: rec[0] */
 	memset(c, 0, sizeof(c));
 	for (int i = 0; i < 8; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, conc_main, &c[i]), 0);
@@ -568,6 +591,7 @@ test_cli(void **state)
 	char out[16384];
 	(void)state;
 
+	record_searches();      /* the library's rankings: rec[] */
 	/* --json: one object per result, same ranking as the library */
 	assert_int_equal(run_cli("search 'a red photo' -k 5 --json", out,
 	    sizeof(out)), 0);
@@ -618,13 +642,13 @@ test_remove(void **state)
 	(void)state;
 
 	photo_path(p, sizeof(p), 0);
-	assert_int_equal(cdx_remove(cli, p, &removed), 0);
+	CDX_ASSERT_OK(cdx_remove(cli, p, &removed), cdx_client_errmsg(cli));
 	assert_int_equal(removed, 1);
-	assert_int_equal(cdx_get_status(cli, &st), 0);
+	CDX_ASSERT_OK(cdx_get_status(cli, &st), cdx_client_errmsg(cli));
 	assert_int_equal(st.images, N_PHOTOS - 1);
 	/* put it back so the recorded queries still hold */
 	cdx_add_result ar;
-	assert_int_equal(cdx_add(cli, p, 1, &ar), 0);
+	CDX_ASSERT_OK(cdx_add(cli, p, 1, &ar), cdx_client_errmsg(cli));
 	assert_int_equal(ar.added, 1);
 	/* removing outside the roots is refused */
 	assert_int_equal(cdx_remove(cli, "/etc", &removed), CDX_EPERM);
@@ -675,18 +699,19 @@ test_restart_and_brute_force(void **state)
 	cdx_error err;
 	(void)state;
 
+	record_searches();
 	int status = stop_daemon();
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
 
-	assert_int_equal(clip_model_load(model_dir, NULL, &m, &err), 0);
-	assert_int_equal(clip_ctx_new(m, 2, &ctx, &err), 0);
+	CDX_ASSERT_OK(clip_model_load(model_dir, NULL, &m, &err), err.msg);
+	CDX_ASSERT_OK(clip_ctx_new(m, 2, &ctx, &err), err.msg);
 	const clip_model_info *info = clip_model_get_info(m);
 	store_params sp = store_default_params();
 	sp.dim = info->embed_dim;
 	sp.model_id = info->id;
 	sp.n_threads = 1;
-	assert_int_equal(store_open(store_dir, &sp, &st, &err), 0);
+	CDX_ASSERT_OK(store_open(store_dir, &sp, &st, &err), err.msg);
 	assert_int_equal(store_image_count(st), N_PHOTOS);
 
 	for (size_t i = 0; i < N_REC; i++) {
@@ -695,13 +720,13 @@ test_restart_and_brute_force(void **state)
 		int dim = info->embed_dim, n = rec[i].neg ? 2 : 1;
 		char prefix[400];
 		assert_true(dim <= 64);
-		assert_int_equal(clip_tokenize(clip_model_tokenizer(m), rec[i].text,
-		    strlen(rec[i].text), ids, NULL, &err), 0);
+		CDX_ASSERT_OK(clip_tokenize(clip_model_tokenizer(m), rec[i].text,
+		    strlen(rec[i].text), ids, NULL, &err), err.msg);
 		if (rec[i].neg)
-			assert_int_equal(clip_tokenize(clip_model_tokenizer(m),
+			CDX_ASSERT_OK(clip_tokenize(clip_model_tokenizer(m),
 			    rec[i].neg, strlen(rec[i].neg), ids + CLIP_CONTEXT_LEN,
-			    NULL, &err), 0);
-		assert_int_equal(clip_encode_text(ctx, ids, n, e, &err), 0);
+			    NULL, &err), err.msg);
+		CDX_ASSERT_OK(clip_encode_text(ctx, ids, n, e, &err), err.msg);
 		double norm = 0;
 		for (int d = 0; d < dim; d++) {
 			q[d] = e[d] - (n == 2 ? 0.7f * e[dim + d] : 0);
@@ -714,7 +739,8 @@ test_restart_and_brute_force(void **state)
 			snprintf(prefix, sizeof(prefix), "%s/%s", photos, rec[i].prefix);
 			b.prefix = prefix;
 		}
-		assert_int_equal(store_image_foreach(st, brute_visit, &b, &err), 0);
+		CDX_ASSERT_OK(store_image_foreach(st, brute_visit, &b, &err),
+		    err.msg);
 		assert_int_equal(b.n, rec[i].n);
 		for (size_t j = 0; j < b.n; j++) {
 			assert_int_equal(b.ids[j], rec[i].ids[j]);
@@ -729,7 +755,7 @@ test_restart_and_brute_force(void **state)
 	start_daemon(NULL);
 	for (size_t i = 0; i < N_REC; i++) {
 		cdx_results *r = NULL;
-		assert_int_equal(run_recorded(&rec[i], &r), 0);
+		CDX_ASSERT_OK(run_recorded(&rec[i], &r), cdx_client_errmsg(cli));
 		assert_int_equal(r->n, rec[i].n);
 		for (size_t j = 0; j < r->n; j++)
 			assert_int_equal(r->results[j].id, rec[i].ids[j]);
@@ -742,6 +768,7 @@ test_http_same_dispatch(void **state)
 {
 	char cmd[512], out[4096];
 	(void)state;
+	record_searches();      /* the same search over nng: rec[0] */
 	snprintf(cmd, sizeof(cmd), "curl -s -w ' %%{http_code}' -d "
 	    "'{\"op\":\"search\",\"text\":\"a red photo\",\"k\":1}' "
 	    "http://127.0.0.1:%d/api", http_port);
@@ -791,5 +818,5 @@ main(void)
 		cmocka_unit_test(test_http_same_dispatch),
 		cmocka_unit_test(test_remove),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return CLIENT_RUN_TESTS(tests, setup, teardown);
 }

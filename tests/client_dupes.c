@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/client_run.h"
+
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
@@ -418,6 +420,202 @@ test_paging_is_stable(void **state)
 	    "[\"x\"],\"k\":100001}", &reply), CDX_ETOOBIG);
 }
 
+/* ---- the same operations through libclipdex's calls ---- */
+
+/* cdx_dupes pages through the groups the raw protocol returns, field for
+ * field. */
+static void
+test_api_dupes_matches_protocol(void **state)
+{
+	(void)state;
+	cJSON *want = all_groups("near", NEAR_T, 1000);
+	cdx_dupes_opts o = { .kind = CDX_DUPES_NEAR, .threshold = (float)NEAR_T,
+		.near_threshold = (float)NEAR_T, .limit = 1 };
+	size_t gi = 0;
+	do {
+		cdx_dupes_page *p = NULL;
+		CDX_ASSERT_OK(cdx_dupes(cli, &o, &p), cdx_client_errmsg(cli));
+		assert_true(p->n <= 1);
+		assert_int_equal(p->kind, CDX_DUPES_NEAR);
+		assert_float_equal(p->threshold, (float)NEAR_T, 1e-6);
+		assert_int_equal(p->total_groups, cJSON_GetArraySize(want));
+		assert_true(p->seq > 0);
+		for (size_t i = 0; i < p->n; i++, gi++) {
+			const cdx_dupes_group *g = &p->groups[i];
+			const cJSON *wg = cJSON_GetArrayItem(want, (int)gi);
+			const cJSON *wm = cJSON_GetObjectItemCaseSensitive(wg, "members");
+			assert_non_null(wg);
+			assert_int_equal(g->kind, CDX_DUPES_NEAR);
+			assert_int_equal(g->keep, num(wg, "keep"));
+			assert_string_equal(g->reason, str(wg, "reason"));
+			assert_int_equal(g->n, cJSON_GetArraySize(wm));
+			assert_int_equal(g->members[0].id, g->keep);
+			for (size_t j = 0; j < g->n; j++) {
+				const cJSON *m = cJSON_GetArrayItem(wm, (int)j);
+				assert_int_equal(g->members[j].id, num(m, "id"));
+				assert_string_equal(g->members[j].path, str(m, "path"));
+				assert_float_equal(g->members[j].score, num(m, "score"),
+				    1e-6);
+				assert_int_equal(g->members[j].width, num(m, "width"));
+				assert_int_equal(g->members[j].size, num(m, "size"));
+			}
+		}
+		o.offset = p->next_offset;
+		cdx_dupes_page_free(p);
+	} while (o.offset >= 0);
+	assert_int_equal(gi, cJSON_GetArraySize(want));
+	assert_int_equal(gi, N_ORIG);
+	cJSON_Delete(want);
+
+	/* Exact groups: each an original and its byte copy. */
+	cdx_dupes_opts ex = { .kind = CDX_DUPES_EXACT };
+	cdx_dupes_page *p = NULL;
+	CDX_ASSERT_OK(cdx_dupes(cli, &ex, &p), cdx_client_errmsg(cli));
+	assert_int_equal(p->n, N_ORIG);
+	assert_int_equal(p->next_offset, -1);
+	for (size_t i = 0; i < p->n; i++) {
+		assert_int_equal(p->groups[i].kind, CDX_DUPES_EXACT);
+		assert_int_equal(p->groups[i].n, 2);
+		assert_non_null(strstr(p->groups[i].members[0].path, "/orig/"));
+	}
+	cdx_dupes_page_free(p);
+	/* Errors are mapped; the out-parameter stays untouched. */
+	ex.kind = 7;
+	p = (cdx_dupes_page *)(uintptr_t)1;
+	assert_int_equal(cdx_dupes(cli, &ex, &p), CDX_EINVAL);
+	ex.kind = CDX_DUPES_NEAR;
+	ex.threshold = 1.5f;
+	assert_int_equal(cdx_dupes(cli, &ex, &p), CDX_EINVAL);
+	assert_ptr_equal(p, (cdx_dupes_page *)(uintptr_t)1);
+}
+
+/* cdx_check finds a planted original's byte copy (exact) and its
+ * transformed copies (near), by upload and by path. */
+static void
+test_api_check(void **state)
+{
+	(void)state;
+	int orig = file_index(files[1].path);   /* copies/p0.jpg: exact_of 0 */
+	assert_true(files[orig].exact_of == 0);
+	cdx_term by_file = { .kind = CDX_TERM_FILE, .text = files[0].path };
+	cdx_term by_path = { .kind = CDX_TERM_PATH, .text = files[0].path };
+	cdx_check_opts o = { .threshold = (float)NEAR_T, .k = 20 };
+	for (int pass = 0; pass < 2; pass++) {
+		cdx_check_result *r = NULL;
+		CDX_ASSERT_OK(cdx_check(cli, pass ? &by_path : &by_file, &o, &r),
+		    cdx_client_errmsg(cli));
+		assert_true(r->duplicate);
+		/* Both byte-identical files are exact matches. */
+		assert_int_equal(r->n_exact, 2);
+		for (size_t i = 0; i < r->n_exact; i++) {
+			int fi = file_index(r->exact[i].path);
+			assert_true(fi == 0 || fi == orig);
+			assert_float_equal(r->exact[i].score, 1.0, 1e-6);
+		}
+		/* Near: every file of the picture but the other shot. */
+		assert_true(r->n_near >= 4);
+		for (size_t i = 0; i < r->n_near; i++) {
+			int fi = file_index(r->near[i].path);
+			assert_true(fi >= 0);
+			assert_int_equal(files[fi].picture, 0);
+			assert_true(r->near[i].score >= (float)NEAR_T - 1e-5f);
+			if (i > 0)
+				assert_true(r->near[i].score <= r->near[i - 1].score + 1e-6f);
+		}
+		cdx_check_result_free(r);
+	}
+	/* Not an image term; a file that does not exist. */
+	cdx_term id = { .kind = CDX_TERM_ID, .id = 1 };
+	cdx_check_result *r = NULL;
+	assert_int_equal(cdx_check(cli, &id, NULL, &r), CDX_EINVAL);
+	cdx_term missing = { .kind = CDX_TERM_FILE, .text = "/nonexistent.jpg" };
+	assert_int_equal(cdx_check(cli, &missing, NULL, &r), CDX_ENOTFOUND);
+	assert_null(r);
+	cdx_check_result_free(NULL);
+}
+
+/* cdx_retrieve: texts, an example image and a combined prompt; paging
+ * returns the whole stream once, prompt by prompt. */
+static void
+test_api_retrieve(void **state)
+{
+	(void)state;
+	cdx_term t0 = { .kind = CDX_TERM_TEXT, .text = "a red photo" };
+	cdx_term t1 = { .kind = CDX_TERM_FILE, .text = files[2].path };
+	cdx_term t2[2] = { { .kind = CDX_TERM_TEXT, .text = "stripes" },
+		{ .kind = CDX_TERM_TEXT, .text = "a house", .weight = 0.5f } };
+	cdx_term neg = { .kind = CDX_TERM_TEXT, .text = "blurry" };
+	cdx_prompt prompts[3] = { { &t0, 1 }, { &t1, 1 }, { t2, 2 } };
+	cdx_retrieve_req q = { .prompts = prompts, .n_prompts = 3,
+		.negatives = &neg, .n_negatives = 1, .has_negative_weight = 1,
+		.negative_weight = 0.25f, .k = 5, .limit = 4 };
+	uint64_t seen[64];
+	size_t n_seen = 0, last_prompt = 0;
+	int64_t total = -1;
+	do {
+		cdx_retrieve_page *p = NULL;
+		CDX_ASSERT_OK(cdx_retrieve(cli, &q, &p), cdx_client_errmsg(cli));
+		assert_true(p->n <= 4);
+		if (total < 0)
+			total = p->total;
+		assert_int_equal(p->total, total);
+		for (size_t i = 0; i < p->n; i++) {
+			const cdx_retrieve_hit *h = &p->hits[i];
+			assert_true(h->prompt < 3 && h->prompt >= last_prompt);
+			last_prompt = h->prompt;
+			assert_true(file_index(h->result.path) >= 0);
+			/* unique (the default): no image twice. */
+			for (size_t j = 0; j < n_seen; j++)
+				assert_true(seen[j] != h->result.id);
+			assert_true(n_seen < 64);
+			seen[n_seen++] = h->result.id;
+		}
+		q.offset = p->next_offset;
+		cdx_retrieve_page_free(p);
+	} while (q.offset >= 0);
+	assert_int_equal(n_seen, total);
+	assert_true(total > 5 && total <= 15);
+
+	/* Errors: no prompts; a prompt the daemon cannot find. */
+	cdx_retrieve_page *p = NULL;
+	q.n_prompts = 0;
+	q.offset = 0;
+	assert_int_equal(cdx_retrieve(cli, &q, &p), CDX_EINVAL);
+	cdx_term bad = { .kind = CDX_TERM_ID, .id = 999999 };
+	cdx_prompt bp = { &bad, 1 };
+	q.prompts = &bp;
+	q.n_prompts = 1;
+	assert_int_equal(cdx_retrieve(cli, &q, &p), CDX_ENOTFOUND);
+	assert_null(p);
+}
+
+/* The one-call search: with a client, and with NULL (the default address,
+ * here pointed at the test daemon by $CLIPDEX_URL). */
+static void
+test_api_search_text(void **state)
+{
+	cdx_results *r = NULL;
+	(void)state;
+	CDX_ASSERT_OK(cdx_search_text(cli, "a red photo", 3, &r),
+	    cdx_client_errmsg(cli));
+	assert_int_equal(r->n, 3);
+	uint64_t first = r->results[0].id;
+	cdx_results_free(r);
+	setenv("CLIPDEX_URL", url, 1);
+	CDX_ASSERT_OK(cdx_search_text(NULL, "a red photo", 0, &r),
+	    cdx_client_errmsg(NULL));
+	assert_int_equal(r->n, 10);
+	assert_int_equal(r->results[0].id, first);
+	cdx_results_free(r);
+	/* Nobody at the default address: the message is for NULL. */
+	setenv("CLIPDEX_URL", "ipc:///nonexistent/cdx-search-text.sock", 1);
+	r = NULL;
+	assert_int_equal(cdx_search_text(NULL, "x", 1, &r), CDX_ECLOSED);
+	assert_non_null(strstr(cdx_client_errmsg(NULL), "cannot connect"));
+	assert_null(r);
+	unsetenv("CLIPDEX_URL");
+}
+
 /* Runs clipdex with args; returns its exit status, output in out. */
 static int
 run_cli(const char *args, char *out, size_t cap)
@@ -499,45 +697,59 @@ test_cli_dupes_and_check(void **state)
 	assert_int_equal(run_cli(args, out, sizeof(out)), 1);
 }
 
-/* The retrieve requests, replayed by brute force at the end. */
+/* The retrieve requests that test_brute_force replays. */
 static const char *prompts_txt[] = { "a red photo", "stripes", "a house" };
 #define N_PROMPTS 4             /* the texts and one example image */
 #define RK 6
-static char example_path[400];
-static char jsonl_plain[400], jsonl_dedupe[400], copy_dir[400];
+#define EXAMPLE 2               /* files[EXAMPLE] is the example image */
+
+/* Writes the prompts file <tmp>/<name>-prompts.txt (path in pf) and runs
+ * `clipdex retrieve` twice into <tmp>/<name>-plain.jsonl and
+ * <tmp>/<name>-dedupe.jsonl (the second with --dedupe and, if copy_dir is
+ * not NULL, --copy-to). */
+static void
+retrieve_jsonl(const char *name, char pf[400], char plain[400],
+    char dedupe[400], const char *copy_dir)
+{
+	static char out[65536];
+	char args[2048];
+
+	snprintf(pf, 400, "%s/%s-prompts.txt", tmp, name);
+	FILE *f = fopen(pf, "w");
+	assert_non_null(f);
+	fprintf(f, "# prompts\n%s\n\n%s\n%s\n@%s\n", prompts_txt[0],
+	    prompts_txt[1], prompts_txt[2], files[EXAMPLE].path);
+	fclose(f);
+	snprintf(plain, 400, "%s/%s-plain.jsonl", tmp, name);
+	snprintf(dedupe, 400, "%s/%s-dedupe.jsonl", tmp, name);
+	snprintf(args, sizeof(args), "retrieve --prompts '%s' -k %d --negative "
+	    "blue --out '%s'", pf, RK, plain);
+	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
+	snprintf(args, sizeof(args), "retrieve --prompts '%s' -k %d --negative "
+	    "blue --dedupe %.2f --out '%s'%s%s%s", pf, RK, NEAR_T, dedupe,
+	    copy_dir ? " --copy-to '" : "", copy_dir ? copy_dir : "",
+	    copy_dir ? "'" : "");
+	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
+}
 
 static void
 test_cli_retrieve_and_copy(void **state)
 {
 	static char out[65536];
-	char args[2048], pf[400], pre[500];
+	char args[2048], pf[400], pre[500], jsonl_plain[400], jsonl_dedupe[400];
+	char copy_dir[400];
+	FILE *f;
 	(void)state;
 
-	snprintf(pf, sizeof(pf), "%s/prompts.txt", tmp);
-	FILE *f = fopen(pf, "w");
-	assert_non_null(f);
-	fprintf(f, "# prompts\n%s\n\n%s\n%s\n@%s\n", prompts_txt[0],
-	    prompts_txt[1], prompts_txt[2], files[2].path);
-	fclose(f);
-	snprintf(example_path, sizeof(example_path), "%s", files[2].path);
-	snprintf(jsonl_plain, sizeof(jsonl_plain), "%s/plain.jsonl", tmp);
-	snprintf(jsonl_dedupe, sizeof(jsonl_dedupe), "%s/dedupe.jsonl", tmp);
-	snprintf(copy_dir, sizeof(copy_dir), "%s/picked", tmp);
-
 	/* A file already in the target folder under a result's name. */
+	snprintf(copy_dir, sizeof(copy_dir), "%s/picked", tmp);
 	assert_int_equal(mkdir(copy_dir, 0755), 0);
 	snprintf(pre, sizeof(pre), "%s/p0.jpg", copy_dir);
 	f = fopen(pre, "w");
 	fputs("mine", f);
 	fclose(f);
 
-	snprintf(args, sizeof(args), "retrieve --prompts '%s' -k %d --negative "
-	    "blue --out '%s'", pf, RK, jsonl_plain);
-	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
-	snprintf(args, sizeof(args), "retrieve --prompts '%s' -k %d --negative "
-	    "blue --dedupe %.2f --out '%s' --copy-to '%s'", pf, RK, NEAR_T,
-	    jsonl_dedupe, copy_dir);
-	assert_int_equal(run_cli(args, out, sizeof(out)), 0);
+	retrieve_jsonl("cli", pf, jsonl_plain, jsonl_dedupe, copy_dir);
 
 	/* Every copied file has its source's bytes; nothing overwritten. */
 	f = fopen(jsonl_dedupe, "r");
@@ -686,16 +898,6 @@ brute_groups(float t, int *uf)
 			}
 }
 
-static cJSON *recorded_near, *recorded_similar;
-
-static void
-test_record_for_brute_force(void **state)
-{
-	(void)state;
-	recorded_near = all_groups("near", NEAR_T, 1000);
-	recorded_similar = all_groups("similar", SIM_T, 1000);
-}
-
 static void
 test_brute_force(void **state)
 {
@@ -703,11 +905,19 @@ test_brute_force(void **state)
 	clip_model *m = NULL;
 	clip_ctx *ctx = NULL;
 	cdx_error err;
+	char pf[400], jsonl_plain[400], jsonl_dedupe[400];
 	(void)state;
 
+	/* What the daemon answers ... */
+	cJSON *recorded_near = all_groups("near", NEAR_T, 1000);
+	cJSON *recorded_similar = all_groups("similar", SIM_T, 1000);
+	retrieve_jsonl("brute", pf, jsonl_plain, jsonl_dedupe, NULL);
+	/* ... against the store, read directly while the daemon is stopped
+	 * (and started again for the tests that follow). */
 	stop_daemon();
-	assert_int_equal(clip_model_load(model_dir, NULL, &m, &err), 0);
-	assert_int_equal(clip_ctx_new(m, 1, &ctx, &err), 0);
+	n_stored = 0;
+	CDX_ASSERT_OK(clip_model_load(model_dir, NULL, &m, &err), err.msg);
+	CDX_ASSERT_OK(clip_ctx_new(m, 1, &ctx, &err), err.msg);
 	const clip_model_info *info = clip_model_get_info(m);
 	dim = info->embed_dim;
 	assert_true(dim <= 64);
@@ -715,8 +925,8 @@ test_brute_force(void **state)
 	sp.dim = dim;
 	sp.model_id = info->id;
 	sp.n_threads = 1;
-	assert_int_equal(store_open(store_dir, &sp, &st, &err), 0);
-	assert_int_equal(store_image_foreach(st, load_visit, NULL, &err), 0);
+	CDX_ASSERT_OK(store_open(store_dir, &sp, &st, &err), err.msg);
+	CDX_ASSERT_OK(store_image_foreach(st, load_visit, NULL, &err), err.msg);
 	store_close(st);
 	assert_int_equal(n_stored, n_files);
 
@@ -794,12 +1004,12 @@ test_brute_force(void **state)
 	int32_t ids[4 * CLIP_CONTEXT_LEN];
 	float e[4 * 64];
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(clip_tokenize(clip_model_tokenizer(m),
+		CDX_ASSERT_OK(clip_tokenize(clip_model_tokenizer(m),
 		    prompts_txt[i], strlen(prompts_txt[i]), ids + i *
-		    CLIP_CONTEXT_LEN, NULL, &err), 0);
-	assert_int_equal(clip_tokenize(clip_model_tokenizer(m), "blue", 4, ids +
-	    3 * CLIP_CONTEXT_LEN, NULL, &err), 0);
-	assert_int_equal(clip_encode_text(ctx, ids, 4, e, &err), 0);
+		    CLIP_CONTEXT_LEN, NULL, &err), err.msg);
+	CDX_ASSERT_OK(clip_tokenize(clip_model_tokenizer(m), "blue", 4, ids +
+	    3 * CLIP_CONTEXT_LEN, NULL, &err), err.msg);
+	CDX_ASSERT_OK(clip_encode_text(ctx, ids, 4, e, &err), err.msg);
 	memcpy(neg, e + 3 * dim, sizeof(float) * (size_t)dim);
 	for (int i = 0; i < 3; i++)
 		memcpy(q[i], e + i * dim, sizeof(float) * (size_t)dim);
@@ -810,11 +1020,13 @@ test_brute_force(void **state)
 		size_t plane = 3 * (size_t)info->preprocess.crop_width *
 		    info->preprocess.crop_height;
 		float *px = malloc(sizeof(float) * plane);
-		assert_int_equal(clip_image_load(example_path, &dopt, &img, &err), 0);
-		assert_int_equal(clip_image_preprocess(&img, &info->preprocess, px,
-		    &err), 0);
+		CDX_ASSERT_OK(clip_image_load(files[EXAMPLE].path, &dopt, &img,
+		    &err), err.msg);
+		CDX_ASSERT_OK(clip_image_preprocess(&img, &info->preprocess, px,
+		    &err), err.msg);
 		clip_image_free(&img);
-		assert_int_equal(clip_encode_images(ctx, px, 1, q[3], &err), 0);
+		CDX_ASSERT_OK(clip_encode_images(ctx, px, 1, q[3], &err),
+		    err.msg);
 		free(px);
 	}
 	for (int i = 0; i < N_PROMPTS; i++) {
@@ -897,6 +1109,7 @@ test_brute_force(void **state)
 	cJSON_Delete(recorded_similar);
 	clip_ctx_free(ctx);
 	clip_model_free(m);
+	start_daemon();
 }
 
 int
@@ -906,11 +1119,14 @@ main(void)
 		cmocka_unit_test(test_exact_groups),
 		cmocka_unit_test(test_near_groups_planted),
 		cmocka_unit_test(test_paging_is_stable),
+		cmocka_unit_test(test_api_dupes_matches_protocol),
+		cmocka_unit_test(test_api_check),
+		cmocka_unit_test(test_api_retrieve),
+		cmocka_unit_test(test_api_search_text),
 		cmocka_unit_test(test_cli_dupes_and_check),
 		cmocka_unit_test(test_cli_retrieve_and_copy),
 		cmocka_unit_test(test_retrieve_paging),
-		cmocka_unit_test(test_record_for_brute_force),
 		cmocka_unit_test(test_brute_force),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return CLIENT_RUN_TESTS(tests, setup, teardown);
 }

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/client_run.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -64,8 +66,8 @@ library_embedding_at(const char *image, const char *text, int exact,
 	cdx_error err;
 	clip_model_default_params(&mp);
 	mp.precision = precision;
-	assert_int_equal(clip_model_load(dir, &mp, &m, &err), 0);
-	assert_int_equal(clip_ctx_new(m, 1, &ctx, &err), 0);
+	CDX_ASSERT_OK(clip_model_load(dir, &mp, &m, &err), err.msg);
+	CDX_ASSERT_OK(clip_ctx_new(m, 1, &ctx, &err), err.msg);
 	const clip_model_info *info = clip_model_get_info(m);
 	if (image != NULL) {
 		const clip_preprocess_cfg *pp = &info->preprocess;
@@ -73,16 +75,17 @@ library_embedding_at(const char *image, const char *text, int exact,
 		clip_image img;
 		float *px = malloc(sizeof(float) * 3 * (size_t)pp->crop_width *
 		    pp->crop_height);
-		assert_int_equal(clip_image_load(image, &o, &img, &err), 0);
-		assert_int_equal(clip_image_preprocess(&img, pp, px, &err), 0);
+		CDX_ASSERT_OK(clip_image_load(image, &o, &img, &err), err.msg);
+		CDX_ASSERT_OK(clip_image_preprocess(&img, pp, px, &err),
+		    err.msg);
 		clip_image_free(&img);
-		assert_int_equal(clip_encode_images(ctx, px, 1, e, &err), 0);
+		CDX_ASSERT_OK(clip_encode_images(ctx, px, 1, e, &err), err.msg);
 		free(px);
 	} else {
 		int32_t ids[CLIP_CONTEXT_LEN];
-		assert_int_equal(clip_tokenize(clip_model_tokenizer(m), text,
-		    strlen(text), ids, NULL, &err), 0);
-		assert_int_equal(clip_encode_text(ctx, ids, 1, e, &err), 0);
+		CDX_ASSERT_OK(clip_tokenize(clip_model_tokenizer(m), text,
+		    strlen(text), ids, NULL, &err), err.msg);
+		CDX_ASSERT_OK(clip_encode_text(ctx, ids, 1, e, &err), err.msg);
 	}
 	clip_ctx_free(ctx);
 	clip_model_free(m);
@@ -239,5 +242,5 @@ main(void)
 		cmocka_unit_test(test_embed_precision),
 		cmocka_unit_test(test_tokenize_known_ids),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return CLIENT_RUN_TESTS(tests, setup, teardown);
 }

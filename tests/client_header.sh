@@ -39,6 +39,19 @@ check "header and common/cdx.h together as C++" \
 	sh -c "printf '#include \"client/clipdex.h\"\n#include \"common/cdx.h\"\n' |
 	    $CXX -std=c++17 -Wall -Wextra -Werror -fsyntax-only -I. -x c++ -"
 
+# The query types are written in clipdex.h (installed, self-contained) and in
+# common/query.h (the parser's own header) under one guard: the two copies
+# must be the same text.
+same_terms() {
+	sed -n '/^#ifndef CDX_TERMS_DEFINED/,/^#endif/p' client/clipdex.h >"$tmp/t1"
+	sed -n '/^#ifndef CDX_TERMS_DEFINED/,/^#endif/p' common/query.h >"$tmp/t2"
+	[ -s "$tmp/t1" ] && diff "$tmp/t1" "$tmp/t2"
+}
+check "clipdex.h and common/query.h define the same query types" same_terms
+check "header and common/query.h together as C" \
+	sh -c "printf '#include \"client/clipdex.h\"\n#include \"common/query.h\"\n' |
+	    $CC -std=c11 -Wall -Wextra -Werror -fsyntax-only -I. -x c -"
+
 cat >"$tmp/use.cpp" <<'CPP'
 #include <clipdex.h>
 #include <cstdio>

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/client_run.h"
+
 #include <string.h>
 
 #include "client/clipdex.h"
@@ -161,5 +163,5 @@ main(void)
 		cmocka_unit_test(test_weights_only_when_numeric),
 		cmocka_unit_test(test_errors),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return CLIENT_RUN_TESTS(tests, NULL, NULL);
 }

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/client_run.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -259,7 +261,7 @@ test_min_prob_needs_text(void **state)
 	    .weight = 1 };
 	cdx_query q = { .terms = &t, .n_terms = 1, .k = 3 };
 	cdx_results *r = NULL;
-	assert_int_equal(cdx_search(cli, &q, &r), 0);
+	CDX_ASSERT_OK(cdx_search(cli, &q, &r), cdx_client_errmsg(cli));
 	assert_true(r->n > 0);
 	for (size_t i = 0; i < r->n; i++)
 		assert_true(isnan(r->results[i].prob));
@@ -372,18 +374,18 @@ test_clip_has_no_prob(void **state)
 	d.url = clip_url;
 	d.http_port = 0;
 	cdx_client *c2 = NULL;
-	assert_int_equal(cdx_client_open(clip_url, &c2), 0);
+	CDX_ASSERT_OK(cdx_client_open(clip_url, &c2), cdx_client_errmsg(NULL));
 	cdx_client_set_timeout(c2, 20000);
 	pid_t pid = tu_daemon_start(&d, NULL);
 	tu_wait_ready("clipdexd (CLIP)", pid, status_answers, c2, logpath);
 	char path[400];
 	snprintf(path, sizeof(path), "%s/p01.jpg", photos);
 	cdx_add_result ar;
-	assert_int_equal(cdx_add(c2, path, 1, &ar), 0);
+	CDX_ASSERT_OK(cdx_add(c2, path, 1, &ar), cdx_client_errmsg(c2));
 	cdx_term t = { .kind = CDX_TERM_TEXT, .text = "stripes", .weight = 1 };
 	cdx_query q = { .terms = &t, .n_terms = 1, .k = 1 };
 	cdx_results *res = NULL;
-	assert_int_equal(cdx_search(c2, &q, &res), 0);
+	CDX_ASSERT_OK(cdx_search(c2, &q, &res), cdx_client_errmsg(c2));
 	assert_int_equal(res->n, 1);
 	assert_true(isnan(res->results[0].prob));
 	cdx_results_free(res);
@@ -407,5 +409,5 @@ main(void)
 		cmocka_unit_test(test_other_operations),
 		cmocka_unit_test(test_clip_has_no_prob),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return CLIENT_RUN_TESTS(tests, setup, teardown);
 }
