@@ -34,9 +34,9 @@ fuzz_safetensors(const uint8_t *data, size_t size)
 		abort();
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	st_file f;
+	sft_file f;
 	cdx_error err = {0};
-	int rc = st_open(&f, path, &err);
+	int rc = sft_open(&f, path, &err);
 	if (rc != 0) {
 		if (rc != CDX_EFORMAT && rc != CDX_ENOMEM)
 			abort();
@@ -46,7 +46,7 @@ fuzz_safetensors(const uint8_t *data, size_t size)
 		return;
 	}
 	for (size_t i = 0; i < f.n_tensors; i++) {
-		const st_tensor *t = &f.tensors[i];
+		const sft_tensor *t = &f.tensors[i];
 		if (t->data < f.map || t->data + t->nbytes > f.map + f.size)
 			abort();
 		if (t->numel > (1u << 20))
@@ -54,12 +54,12 @@ fuzz_safetensors(const uint8_t *data, size_t size)
 		float *dst = malloc((t->numel ? t->numel : 1) * sizeof(float));
 		if (dst == NULL)
 			abort();
-		rc = st_load_f32(&f, t->name, t->ndim, t->shape, dst, &err);
+		rc = sft_load_f32(&f, t->name, t->ndim, t->shape, dst, &err);
 		if (rc != 0 && rc != CDX_EFORMAT)
 			abort();
 		free(dst);
 	}
-	st_close(&f);
+	sft_close(&f);
 	close(fd);
 }
 

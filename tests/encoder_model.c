@@ -57,12 +57,12 @@ check_recipe(const char *recipe_name)
 	const cJSON *pp = tu_jget(fx, "preprocessor_config");
 	if (!cJSON_IsNull(pp))
 		tu_write_json(dir, "preprocessor_config.json", pp);
-	char st_path[700];
-	snprintf(st_path, sizeof(st_path), "%s/model.safetensors", dir);
-	assert_int_equal(tm_write_safetensors(&r, st_path), 0);
+	char sft_path[700];
+	snprintf(sft_path, sizeof(sft_path), "%s/model.safetensors", dir);
+	assert_int_equal(tm_write_safetensors(&r, sft_path), 0);
 
 	/* Same bytes as the Python writer. */
-	uint64_t want_hash = tu_check_weights(st_path, fx);
+	uint64_t want_hash = tu_check_weights(sft_path, fx);
 
 	/* Load through a symlink with a trailing slash: the name is the
 	 * real folder's. */
