@@ -26,6 +26,7 @@
 #include "encoder/clip.h"
 #include "encoder/image_internal.h"
 #include "encoder/model_internal.h"
+#include "tests/cdx_assert.h"
 
 #define FIX "tests/fixtures/images/"
 
@@ -175,8 +176,8 @@ check_crop(char **f, int n, void *ctx)
 	uint8_t *got = malloc((size_t)cw * ch * 3);
 	assert_non_null(got);
 	cdx_error err;
-	assert_int_equal(resize_crop(run, img.rgb, img.width, img.height, nw,
-	    nh, cw, ch, CLIP_RESAMPLE_BICUBIC, got, &err), 0);
+	CDX_ASSERT_OK(resize_crop(run, img.rgb, img.width, img.height, nw, nh,
+	    cw, ch, CLIP_RESAMPLE_BICUBIC, got, &err), err.msg);
 	uint8_t *want;
 	if (strstr(f[5], ".png") != NULL) {
 		load_ok(f[5], NULL, &ref);
@@ -232,7 +233,7 @@ check_norm(char **f, int n, void *ctx)
 	uint8_t *want = read_all(f[5], &len);
 	assert_int_equal(len, count * sizeof(float));
 	cdx_error err;
-	assert_int_equal(clip_image_preprocess(&img, &cfg, got, &err), 0);
+	CDX_ASSERT_OK(clip_image_preprocess(&img, &cfg, got, &err), err.msg);
 	double maxd = 0;
 	for (size_t i = 0; i < count; i++) {
 		float w;
@@ -577,12 +578,12 @@ test_squash_layout_and_bad_cfg(void **state)
 	    CDX_EINVAL);
 	cfg.std[2] = 0.5f;
 	/* shortest_edge is unused by a squash, required by a crop */
-	assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err), 0);
+	CDX_ASSERT_OK(clip_image_preprocess(&img, &cfg, out, &err), err.msg);
 	cfg.mode = CLIP_RESIZE_SHORTEST_CROP;
 	assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err),
 	    CDX_EINVAL);
 	cfg.shortest_edge = 3;
-	assert_int_equal(clip_image_preprocess(&img, &cfg, out, &err), 0);
+	CDX_ASSERT_OK(clip_image_preprocess(&img, &cfg, out, &err), err.msg);
 }
 
 static void
@@ -931,7 +932,7 @@ test_limits(void **state)
 	assert_int_equal(clip_image_decode(data, len, &o, &img, &err),
 	    CDX_ETOOBIG);
 	o.max_pixels = 1536;
-	assert_int_equal(clip_image_decode(data, len, &o, &img, &err), 0);
+	CDX_ASSERT_OK(clip_image_decode(data, len, &o, &img, &err), err.msg);
 	clip_image_free(&img);
 	free(data);
 	data = read_all("p_rgb.png", &len); /* 33 x 21 = 693 */

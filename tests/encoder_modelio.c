@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "encoder/clip.h"
+#include "tests/cdx_assert.h"
 #include "tests/testmodel.h"
 
 typedef struct fixture {
@@ -325,7 +326,7 @@ test_preprocessor_config(void **state)
 	clip_model_free(m);
 
 	put(f, "preprocessor_config.json", "{\"size\": {\"shortest_edge\": 80}}");
-	assert_int_equal(clip_model_load(f->dir, NULL, &m, &err), 0);
+	CDX_ASSERT_OK(clip_model_load(f->dir, NULL, &m, &err), err.msg);
 	assert_int_equal(clip_model_get_info(m)->preprocess.shortest_edge, 80);
 	assert_int_equal(clip_model_get_info(m)->preprocess.crop_height, 64);
 	clip_model_free(m);
@@ -499,7 +500,7 @@ test_tokenizer_files(void **state)
 	fixture *f = *state;
 	clip_model *m = NULL;
 	cdx_error err = {0};
-	assert_int_equal(clip_model_load(f->dir, NULL, &m, &err), 0);
+	CDX_ASSERT_OK(clip_model_load(f->dir, NULL, &m, &err), err.msg);
 	assert_non_null(clip_model_tokenizer(m));
 	clip_model_free(m);
 	put(f, "vocab.json", "this is not json");
