@@ -7,9 +7,12 @@
  *   clang -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined \
  *     fuzz/safetensors_fuzz.c encoder/safetensors.c encoder/config.c \
  *     common/cdx.c -lcjson -lm -o build/safetensors_fuzz
- *   build/safetensors_fuzz -max_len=65536
+ *   build/safetensors_fuzz -max_len=65536 fuzz/safetensors_seeds
  *
- * The first input byte picks the parser.  Inputs are capped at 1 MB.
+ * The first input byte picks the parser (0 safetensors, 1 config.json,
+ * 2 preprocessor_config.json, modulo 3).  The seeds (fuzz/make_seeds.py
+ * writes them) are valid files and near misses for each parser.  Inputs
+ * are capped at 1 MB.
  * Invariants: every failure is CDX_EFORMAT (or CDX_ENOMEM) with a message;
  * an accepted tensor's bytes lie inside the input.
  */

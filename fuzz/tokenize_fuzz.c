@@ -6,7 +6,8 @@
  *     fuzz/tokenize_fuzz.c encoder/tokenizer.c encoder/tokenizer_vocab.c \
  *     encoder/unicode_tables.c common/cdx.c common/file.c -lcjson -lz \
  *     -o build/tokenize_fuzz
- *   build/tokenize_fuzz -max_len=4096 -dict=fuzz/tokenize.dict
+ *   build/tokenize_fuzz -max_len=4096 -dict=fuzz/tokenize.dict \
+ *     fuzz/tokenize_seeds
  *
  * (Compile from the repository root: the vocabulary is embedded with a
  * path relative to it.)  Checks the output's invariants: the only error is
