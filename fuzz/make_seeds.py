@@ -121,6 +121,9 @@ def config_seeds():
             "num_channels": 3, "image_size": 32, "patch_size": 16,
             "hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6}}
     s["config_siglip"] = CONFIG + json.dumps(siglip).encode()
+    # an image size that is no multiple of the patch (so400m-patch14-384)
+    siglip["vision_config"].update(image_size=38, patch_size=14)
+    s["config_siglip_remainder"] = CONFIG + json.dumps(siglip).encode()
     with open(os.path.join(ROOT, "models/demo/preprocessor_config.json"),
               "rb") as f:
         s["preprocessor_clip"] = PREPROCESSOR + f.read()
