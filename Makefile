@@ -144,7 +144,9 @@ fuzz:
 	        build-fuzz/libcdx_common.a $(LDLIBS); \
 	    seeds=""; case $$n in \
 	        image_*) seeds=tests/fixtures/images ;; \
-	        tokenize_*) seeds="-dict=fuzz/tokenize.dict" ;; \
+	        safetensors_*) seeds=fuzz/safetensors_seeds ;; \
+	        query_*) seeds=fuzz/query_seeds ;; \
+	        tokenize_*) seeds="fuzz/tokenize_seeds -dict=fuzz/tokenize.dict" ;; \
 	        sptok_*) seeds="fuzz/sptok_seeds -dict=fuzz/sptok.dict" ;; esac; \
 	    mkdir -p build-fuzz/corpus-$$n; \
 	    echo "== $$n ($(FUZZ_SECONDS) s)"; \

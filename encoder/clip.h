@@ -213,10 +213,11 @@ typedef struct clip_image {
 int clip_image_decode(const void *data, size_t len,
     const clip_decode_opts *opts, clip_image *out, cdx_error *err);
 
-/* Reads and decodes a file (with read(2), so a file that shrinks meanwhile
- * is an error, never a signal); err->msg starts with the path.  Errors as
- * clip_image_decode, plus CDX_ENOTFOUND, CDX_EPERM, CDX_EIO (also: not a
- * regular file) for the file itself, CDX_ETOOBIG for files over 1 GiB. */
+/* Reads and decodes a file (with cdx_read_file: read(2), so a file that
+ * shrinks meanwhile is CDX_EIO, never a signal); err->msg starts with the
+ * path.  Errors as clip_image_decode, plus CDX_ENOTFOUND, CDX_EPERM, CDX_EIO
+ * (also: not a regular file, a short read) for the file itself,
+ * CDX_ETOOBIG for files over 1 GiB. */
 int clip_image_load(const char *path, const clip_decode_opts *opts,
     clip_image *out, cdx_error *err);
 

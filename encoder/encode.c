@@ -297,7 +297,7 @@ clip_encode_text(clip_ctx *c, const int32_t *ids, int n, float *out,
 	int d = tw->cfg.width, embed = m->info.embed_dim;
 	int ctx = m->info.context_len, clip = m->info.family == CLIP_FAMILY_CLIP;
 	int maxlen = tw->cfg.max_positions < ctx ? tw->cfg.max_positions : ctx;
-	size_t esz = st_dtype_size(tw->tok_dtype);
+	size_t esz = sft_dtype_size(tw->tok_dtype);
 	/* Check every sequence before computing anything. */
 	for (int i = 0; i < n; i++) {
 		const int32_t *s = ids + (size_t)i * ctx;
@@ -332,7 +332,7 @@ clip_encode_text(clip_ctx *c, const int32_t *ids, int n, float *out,
 			c->seg_pool[ns] = len - 1;
 			for (int j = 0; j < len; j++) {
 				float *r = c->x + (size_t)(t + j) * d;
-				st_widen(tw->tok_dtype, tw->tok_emb +
+				sft_widen(tw->tok_dtype, tw->tok_emb +
 				    (size_t)s[j] * d * esz, (size_t)d, r);
 				ops_bias(r, tw->pos_emb + (size_t)j * d, 1, d);
 			}

@@ -20,16 +20,13 @@
  */
 #include "encoder/clip.h"
 #include "encoder/image_internal.h"
+#include "common/file.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <jpeglib.h>
 #include <spng.h>
@@ -964,64 +961,22 @@ int
 clip_image_load(const char *path, const clip_decode_opts *opts,
     clip_image *out, cdx_error *err)
 {
-	struct stat st;
-	int rc;
+	char *buf;
+	size_t len;
 
 	if (path == NULL || out == NULL)
 		return cdx_error_set(err, CDX_EINVAL, "load: no path or output");
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		return cdx_error_set(err, cdx_from_errno(e), "%s: %s", path,
-		    strerror(e));
-	}
-	if (fstat(fd, &st) != 0) {
-		int e = errno;
-		rc = cdx_error_set(err, cdx_from_errno(e), "%s: %s", path,
-		    strerror(e));
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = cdx_error_set(err, CDX_EIO, "%s: not a regular file", path);
-		goto out_close;
-	}
-	if ((uint64_t)st.st_size > CLIP_MAX_FILE_BYTES) {
-		rc = cdx_error_set(err, CDX_ETOOBIG,
-		    "%s: %lld bytes, over the %zu-byte file limit", path,
-		    (long long)st.st_size, CLIP_MAX_FILE_BYTES);
-		goto out_close;
-	}
 	/* read(), not mmap(): a file shrinking under us must not SIGBUS. */
-	size_t cap = (size_t)st.st_size, len = 0;
-	uint8_t *buf = malloc(cap + 1);
-	if (buf == NULL) {
-		rc = cdx_error_set(err, CDX_ENOMEM, "%s: no memory for %zu bytes",
-		    path, cap);
-		goto out_close;
-	}
-	for (;;) {
-		ssize_t r = read(fd, buf + len, cap - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			int e = errno;
-			rc = cdx_error_set(err, cdx_from_errno(e), "%s: %s",
-			    path, strerror(e));
-			goto out_free_buf;
-		}
-		if (r == 0 || (len += (size_t)r) == cap)
-			break;
-	}
+	int rc = cdx_read_file(path, CLIP_MAX_FILE_BYTES, &buf, &len, err);
+	if (rc != 0)
+		return rc;
 	rc = clip_image_decode(buf, len, opts, out, err);
 	if (rc != 0 && err != NULL) {
 		char msg[CDX_ERRMSG_MAX];
 		memcpy(msg, err->msg, sizeof(msg));
 		cdx_error_set(err, rc, "%s: %s", path, msg);
 	}
-out_free_buf:
 	free(buf);
-out_close:
-	close(fd);
 	return rc;
 }
 

@@ -39,7 +39,9 @@ int clip_resize_dims(int w, int h, int shortest_edge, int *new_w, int *new_h);
  * crop_w x crop_h (zero padding where the crop is larger; with the crop
  * equal to the new size, a plain resize: the squash).  Only the pixels
  * inside the crop are computed.  Writes crop_h * crop_w * 3 bytes to `out`
- * (HWC).  Errors: CDX_EINVAL (also an unknown filter), CDX_ENOMEM. */
+ * (HWC).  Uses the SIMD horizontal pass where built.  Thread-safe: no
+ * state outside its arguments.  Errors: CDX_EINVAL (also an unknown
+ * filter), CDX_ENOMEM. */
 int clip_resize_crop(const uint8_t *src, int w, int h, int new_w, int new_h,
     int crop_w, int crop_h, int resample, uint8_t *out, cdx_error *err);
 
@@ -54,8 +56,12 @@ void clip_jpeg_skip_scans(int on);
  * failed before its scans were walked. */
 void clip_jpeg_last_scans(int *total, int *decoded);
 
-/* Selects the SIMD horizontal pass (default, where built) or the portable
- * one; both give the same bytes.  For tests: not thread-safe. */
-void clip_resize_use_simd(int on);
+/* clip_resize_crop with the portable horizontal pass instead of the SIMD
+ * one (SSE2, chosen at build time where the target has it): the same bytes,
+ * slower.  For tests that check both passes; thread-safe like
+ * clip_resize_crop. */
+int clip_resize_crop_portable(const uint8_t *src, int w, int h, int new_w,
+    int new_h, int crop_w, int crop_h, int resample, uint8_t *out,
+    cdx_error *err);
 
 #endif

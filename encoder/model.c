@@ -57,7 +57,7 @@ file_exists(const char *path)
 enum { PAR = 0, LIN = 1 };
 
 typedef struct loader {
-	const st_file *st;
+	const sft_file *st;
 	float *arena[2];   /* NULL in the checking pass */
 	size_t used[2];    /* floats reserved so far */
 	cdx_error *err;
@@ -79,9 +79,9 @@ ld_take(loader *ld, int a, const char *name, int ndim, const int64_t *shape)
 	if (ld->rc != 0)
 		return slot;
 	if (ld->arena[a] == NULL)
-		ld->rc = st_check(ld->st, name, ndim, shape, ld->err);
+		ld->rc = sft_check(ld->st, name, ndim, shape, ld->err);
 	else
-		ld->rc = st_load_f32(ld->st, name, ndim, shape, slot, ld->err);
+		ld->rc = sft_load_f32(ld->st, name, ndim, shape, slot, ld->err);
 	return slot;
 }
 
@@ -237,19 +237,19 @@ static const char tok_table_name[] =
     "text_model.embeddings.token_embedding.weight";
 
 static int
-check_token_table(const clip_model *m, const st_file *st, cdx_error *err)
+check_token_table(const clip_model *m, const sft_file *st, cdx_error *err)
 {
-	return st_check(st, tok_table_name, 2, SHAPE(m->text.cfg.vocab_size,
+	return sft_check(st, tok_table_name, 2, SHAPE(m->text.cfg.vocab_size,
 	    m->text.cfg.width), err);
 }
 
 /* The token table stays in its stored dtype: a copy of its bytes (checked
  * by check_token_table). */
 static int
-load_token_table(clip_model *m, const st_file *st, cdx_error *err)
+load_token_table(clip_model *m, const sft_file *st, cdx_error *err)
 {
 	clip_tower *tw = &m->text;
-	const st_tensor *t = st_find(st, tok_table_name);
+	const sft_tensor *t = sft_find(st, tok_table_name);
 	m->tok_table = malloc(t->nbytes);
 	if (m->tok_table == NULL)
 		return cdx_error_set(err, CDX_ENOMEM, "out of memory for the "
@@ -265,7 +265,7 @@ load_token_table(clip_model *m, const st_file *st, cdx_error *err)
 /* logit_scale and logit_bias: one value each (shape [1], or [] as CLIP
  * stores logit_scale).  SigLIP needs both; CLIP's are optional. */
 static int
-load_logits(clip_model *m, const st_file *st, cdx_error *err)
+load_logits(clip_model *m, const sft_file *st, cdx_error *err)
 {
 	static const char *const names[2] = {"logit_scale", "logit_bias"};
 	float *dst[2] = {&m->info.logit_scale, &m->info.logit_bias};
@@ -273,16 +273,16 @@ load_logits(clip_model *m, const st_file *st, cdx_error *err)
 	m->info.logit_scale = logf(100.0f);   /* CLIP's trained clamp */
 	m->info.logit_bias = 0.0f;
 	for (int i = 0; i < 2; i++) {
-		const st_tensor *t = st_find(st, names[i]);
+		const sft_tensor *t = sft_find(st, names[i]);
 		if (t == NULL && !siglip)
 			continue;
 		if (t == NULL || t->numel != 1 || t->ndim > 1 ||
-		    st_dtype_size(t->dtype) == 0)
+		    sft_dtype_size(t->dtype) == 0)
 			return cdx_error_set(err, CDX_EFORMAT,
 			    "%s: tensor '%s' %s (a SigLIP model needs one "
 			    "F32, F16 or BF16 value)", st->path, names[i],
 			    t == NULL ? "is missing" : "is not one value");
-		st_widen(t->dtype, t->data, 1, dst[i]);
+		sft_widen(t->dtype, t->data, 1, dst[i]);
 		if (!isfinite(*dst[i]))
 			return cdx_error_set(err, CDX_EFORMAT,
 			    "%s: tensor '%s' is not finite", st->path,
@@ -394,7 +394,7 @@ pack_linears(clip_model *m, cdx_error *err)
 }
 
 static int
-load_weights(clip_model *m, const st_file *st, cdx_error *err)
+load_weights(clip_model *m, const sft_file *st, cdx_error *err)
 {
 	loader ld = {.st = st, .err = err};
 	int embed = m->info.embed_dim, fam = m->info.family;
@@ -652,15 +652,15 @@ clip_model_load(const char *dir, const clip_model_params *params,
 
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/model.safetensors", real);
-	st_file st;
-	rc = st_open(&st, path, err);
+	sft_file st;
+	rc = sft_open(&st, path, err);
 	if (rc != 0)
 		goto out_free_model;
 	m->info.weights_hash = XXH3_64bits(st.map, st.size);
 	snprintf(m->info.id, sizeof(m->info.id), "%s@%016llx", m->info.name,
 	    (unsigned long long)m->info.weights_hash);
 	rc = load_weights(m, &st, err);
-	st_close(&st);
+	sft_close(&st);
 	if (rc != 0)
 		goto out_free_model;
 

@@ -13,58 +13,59 @@
 #include "encoder/clip.h"
 #include "encoder/gemm.h"
 
-/* ---- safetensors (safetensors.c) -------------------------------------- */
+/* ---- safetensors (safetensors.c; prefix sft_) ------------------------- */
 
-enum st_dtype {
-	ST_F32, ST_F16, ST_BF16, ST_F64,
-	ST_I64, ST_I32, ST_I16, ST_I8, ST_U64, ST_U32, ST_U16, ST_U8, ST_BOOL,
-	ST_F8_E4M3, ST_F8_E5M2,
+enum sft_dtype {
+	SFT_F32, SFT_F16, SFT_BF16, SFT_F64,
+	SFT_I64, SFT_I32, SFT_I16, SFT_I8,
+	SFT_U64, SFT_U32, SFT_U16, SFT_U8, SFT_BOOL,
+	SFT_F8_E4M3, SFT_F8_E5M2,
 };
 
-#define ST_MAX_DIMS 8
+#define SFT_MAX_DIMS 8
 
-typedef struct st_tensor {
-	char *name;            /* owned by the st_file */
-	int dtype;             /* enum st_dtype */
+typedef struct sft_tensor {
+	char *name;            /* owned by the sft_file */
+	int dtype;             /* enum sft_dtype */
 	int ndim;
-	int64_t shape[ST_MAX_DIMS];
+	int64_t shape[SFT_MAX_DIMS];
 	uint64_t numel;
 	const uint8_t *data;   /* inside the mapping */
 	uint64_t nbytes;
-} st_tensor;
+} sft_tensor;
 
-typedef struct st_file {
+typedef struct sft_file {
 	const char *path;      /* for messages; borrowed */
 	const uint8_t *map;
 	size_t size;
-	st_tensor *tensors;
+	sft_tensor *tensors;
 	size_t n_tensors;
-} st_file;
+} sft_file;
 
 /* Maps `path` read-only and checks its header completely (length, JSON,
  * dtypes, shapes against byte ranges, ranges inside the data region).
  * Errors: CDX_ENOTFOUND, CDX_EPERM, CDX_EIO, CDX_EFORMAT, CDX_ENOMEM.  On
- * failure *f is left closed (st_close is a no-op on it). */
-int st_open(st_file *f, const char *path, cdx_error *err);
-void st_close(st_file *f);
-const st_tensor *st_find(const st_file *f, const char *name);
+ * failure *f is left closed (sft_close is a no-op on it). */
+int sft_open(sft_file *f, const char *path, cdx_error *err);
+void sft_close(sft_file *f);
+const sft_tensor *sft_find(const sft_file *f, const char *name);
 
 /* Checks that tensor `name` exists, is F32/F16/BF16 and has exactly the
  * given shape (ndim dims).  Errors: CDX_EFORMAT naming the tensor. */
-int st_check(const st_file *f, const char *name, int ndim,
+int sft_check(const sft_file *f, const char *name, int ndim,
     const int64_t *shape, cdx_error *err);
 
-/* st_check, then converts the tensor to float32 into dst (numel floats). */
-int st_load_f32(const st_file *f, const char *name, int ndim,
+/* sft_check, then converts the tensor to float32 into dst (numel floats). */
+int sft_load_f32(const sft_file *f, const char *name, int ndim,
     const int64_t *shape, float *dst, cdx_error *err);
 
-/* Widens n little-endian elements of dtype ST_F32, ST_F16 or ST_BF16 at
- * src to float32 (the one conversion rule, used by st_load_f32 and by
+/* Widens n little-endian elements of dtype SFT_F32, SFT_F16 or SFT_BF16 at
+ * src to float32 (the one conversion rule, used by sft_load_f32 and by
  * token tables kept in their stored dtype). */
-void st_widen(int dtype, const uint8_t *src, size_t n, float *dst);
+void sft_widen(int dtype, const uint8_t *src, size_t n, float *dst);
 
-/* Bytes per element of ST_F32 / ST_F16 / ST_BF16 (0 for other dtypes). */
-size_t st_dtype_size(int dtype);
+/* Bytes per element of SFT_F32 / SFT_F16 / SFT_BF16 (0 for other dtypes). */
+size_t sft_dtype_size(int dtype);
 
 /* ---- config.json (config.c) ------------------------------------------- */
 
@@ -140,7 +141,7 @@ typedef struct clip_tower {
 	/* text: the token table, kept in its stored dtype (a Gemma table is
 	 * 256k rows) and widened a row at a time */
 	const uint8_t *tok_emb;      /* [vocab][D] elements of tok_dtype */
-	int tok_dtype;               /* ST_F32, ST_F16 or ST_BF16 */
+	int tok_dtype;               /* SFT_F32, SFT_F16 or SFT_BF16 */
 	/* vision */
 	const float *class_emb;      /* CLIP: [D] */
 	gemm_weight patch;           /* [D][3 * p * p] */

@@ -180,15 +180,6 @@ hpass_row(const uint8_t *restrict in, uint8_t *restrict out,
 	}
 }
 
-/* Tests switch the SIMD pass off to check the portable one. */
-static int resize_simd = 1;
-
-void
-clip_resize_use_simd(int on)
-{
-	resize_simd = on;
-}
-
 #ifdef HAVE_SSE2_HPASS
 /*
  * The horizontal pass with SSE2 pmaddwd, bit-exact with hpass_row: each
@@ -324,9 +315,12 @@ floor_half(int v)
 	return v >= 0 ? v / 2 : -((-v + 1) / 2);
 }
 
-int
-clip_resize_crop(const uint8_t *src, int w, int h, int new_w, int new_h,
-    int crop_w, int crop_h, int resample, uint8_t *out, cdx_error *err)
+/* clip_resize_crop with the horizontal pass picked by `simd` (SSE2 where
+ * built, else the portable pass; both give the same bytes). */
+static int
+resize_crop(const uint8_t *src, int w, int h, int new_w, int new_h,
+    int crop_w, int crop_h, int resample, int simd, uint8_t *out,
+    cdx_error *err)
 {
 	const struct filter *f = filter_of(resample);
 	if (src == NULL || out == NULL || w <= 0 || h <= 0 || new_w <= 0 ||
@@ -372,7 +366,7 @@ clip_resize_crop(const uint8_t *src, int w, int h, int new_w, int new_h,
 		goto out_free_buffers;
 	}
 #ifdef HAVE_SSE2_HPASS
-	if (resize_simd) {
+	if (simd) {
 		/* Source columns the horizontal pass reads. */
 		int x0 = th.start[0], x1 = th.start[nx - 1] + th.n[nx - 1];
 		for (int i = 0; i < nx; i++) {
@@ -425,6 +419,23 @@ out_free_buffers:
 out_free_th:
 	taps_free(&th);
 	return rc;
+}
+
+int
+clip_resize_crop(const uint8_t *src, int w, int h, int new_w, int new_h,
+    int crop_w, int crop_h, int resample, uint8_t *out, cdx_error *err)
+{
+	return resize_crop(src, w, h, new_w, new_h, crop_w, crop_h, resample,
+	    1, out, err);
+}
+
+int
+clip_resize_crop_portable(const uint8_t *src, int w, int h, int new_w,
+    int new_h, int crop_w, int crop_h, int resample, uint8_t *out,
+    cdx_error *err)
+{
+	return resize_crop(src, w, h, new_w, new_h, crop_w, crop_h, resample,
+	    0, out, err);
 }
 
 int

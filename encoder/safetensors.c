@@ -18,28 +18,28 @@
 #include <unistd.h>
 
 /* A header larger than this is refused (real CLIP headers are < 100 KiB). */
-#define ST_HEADER_MAX (100u * 1024u * 1024u)
+#define SFT_HEADER_MAX (100u * 1024u * 1024u)
 
 static const struct {
 	const char *name;
 	int dtype;
 	int size;
-} st_dtypes[] = {
-	{"F32", ST_F32, 4}, {"F16", ST_F16, 2}, {"BF16", ST_BF16, 2},
-	{"F64", ST_F64, 8}, {"I64", ST_I64, 8}, {"I32", ST_I32, 4},
-	{"I16", ST_I16, 2}, {"I8", ST_I8, 1}, {"U64", ST_U64, 8},
-	{"U32", ST_U32, 4}, {"U16", ST_U16, 2}, {"U8", ST_U8, 1},
-	{"BOOL", ST_BOOL, 1}, {"F8_E4M3", ST_F8_E4M3, 1},
-	{"F8_E5M2", ST_F8_E5M2, 1},
+} sft_dtypes[] = {
+	{"F32", SFT_F32, 4}, {"F16", SFT_F16, 2}, {"BF16", SFT_BF16, 2},
+	{"F64", SFT_F64, 8}, {"I64", SFT_I64, 8}, {"I32", SFT_I32, 4},
+	{"I16", SFT_I16, 2}, {"I8", SFT_I8, 1}, {"U64", SFT_U64, 8},
+	{"U32", SFT_U32, 4}, {"U16", SFT_U16, 2}, {"U8", SFT_U8, 1},
+	{"BOOL", SFT_BOOL, 1}, {"F8_E4M3", SFT_F8_E4M3, 1},
+	{"F8_E5M2", SFT_F8_E5M2, 1},
 };
 
 static int
-st_dtype_lookup(const char *s, int *dtype, int *size)
+sft_dtype_lookup(const char *s, int *dtype, int *size)
 {
-	for (size_t i = 0; i < sizeof(st_dtypes) / sizeof(st_dtypes[0]); i++) {
-		if (strcmp(s, st_dtypes[i].name) == 0) {
-			*dtype = st_dtypes[i].dtype;
-			*size = st_dtypes[i].size;
+	for (size_t i = 0; i < sizeof(sft_dtypes) / sizeof(sft_dtypes[0]); i++) {
+		if (strcmp(s, sft_dtypes[i].name) == 0) {
+			*dtype = sft_dtypes[i].dtype;
+			*size = sft_dtypes[i].size;
 			return 1;
 		}
 	}
@@ -47,17 +47,17 @@ st_dtype_lookup(const char *s, int *dtype, int *size)
 }
 
 static const char *
-st_dtype_name(int dtype)
+sft_dtype_name(int dtype)
 {
-	for (size_t i = 0; i < sizeof(st_dtypes) / sizeof(st_dtypes[0]); i++)
-		if (st_dtypes[i].dtype == dtype)
-			return st_dtypes[i].name;
+	for (size_t i = 0; i < sizeof(sft_dtypes) / sizeof(sft_dtypes[0]); i++)
+		if (sft_dtypes[i].dtype == dtype)
+			return sft_dtypes[i].name;
 	return "?";
 }
 
 /* A JSON number that is a non-negative integer below 2^53. */
 static int
-st_json_uint(const cJSON *j, uint64_t *out)
+sft_json_uint(const cJSON *j, uint64_t *out)
 {
 	if (!cJSON_IsNumber(j))
 		return 0;
@@ -69,8 +69,8 @@ st_json_uint(const cJSON *j, uint64_t *out)
 }
 
 static int
-st_parse_tensor(st_file *f, const cJSON *item, uint64_t data_size,
-    const uint8_t *data, st_tensor *t, cdx_error *err)
+sft_parse_tensor(sft_file *f, const cJSON *item, uint64_t data_size,
+    const uint8_t *data, sft_tensor *t, cdx_error *err)
 {
 	const char *name = item->string;
 	if (!cJSON_IsObject(item))
@@ -84,21 +84,21 @@ st_parse_tensor(st_file *f, const cJSON *item, uint64_t data_size,
 		    "%s: tensor '%s' lacks dtype, shape or data_offsets",
 		    f->path, name);
 	int esize;
-	if (!st_dtype_lookup(jd->valuestring, &t->dtype, &esize))
+	if (!sft_dtype_lookup(jd->valuestring, &t->dtype, &esize))
 		return cdx_error_set(err, CDX_EFORMAT,
 		    "%s: tensor '%s' has unknown dtype '%.32s'", f->path, name,
 		    jd->valuestring);
 	int nd = cJSON_GetArraySize(js);
-	if (nd > ST_MAX_DIMS)
+	if (nd > SFT_MAX_DIMS)
 		return cdx_error_set(err, CDX_EFORMAT,
 		    "%s: tensor '%s' has %d dimensions (at most %d)", f->path,
-		    name, nd, ST_MAX_DIMS);
+		    name, nd, SFT_MAX_DIMS);
 	t->ndim = nd;
 	uint64_t numel = 1;
 	int overflow = 0;
 	for (int i = 0; i < nd; i++) {
 		uint64_t dim;
-		if (!st_json_uint(cJSON_GetArrayItem(js, i), &dim))
+		if (!sft_json_uint(cJSON_GetArrayItem(js, i), &dim))
 			return cdx_error_set(err, CDX_EFORMAT,
 			    "%s: tensor '%s' has an invalid shape", f->path, name);
 		t->shape[i] = (int64_t)dim;
@@ -109,8 +109,8 @@ st_parse_tensor(st_file *f, const cJSON *item, uint64_t data_size,
 	}
 	uint64_t begin, end;
 	if (cJSON_GetArraySize(jo) != 2 ||
-	    !st_json_uint(cJSON_GetArrayItem(jo, 0), &begin) ||
-	    !st_json_uint(cJSON_GetArrayItem(jo, 1), &end) || begin > end)
+	    !sft_json_uint(cJSON_GetArrayItem(jo, 0), &begin) ||
+	    !sft_json_uint(cJSON_GetArrayItem(jo, 1), &end) || begin > end)
 		return cdx_error_set(err, CDX_EFORMAT,
 		    "%s: tensor '%s' has invalid data_offsets", f->path, name);
 	if (end > data_size)
@@ -135,7 +135,7 @@ st_parse_tensor(st_file *f, const cJSON *item, uint64_t data_size,
 }
 
 static int
-st_parse_header(st_file *f, const char *hdr, size_t hlen, uint64_t data_size,
+sft_parse_header(sft_file *f, const char *hdr, size_t hlen, uint64_t data_size,
     const uint8_t *data, cdx_error *err)
 {
 	cJSON *root = cJSON_ParseWithLength(hdr, hlen);
@@ -163,7 +163,7 @@ st_parse_header(st_file *f, const char *hdr, size_t hlen, uint64_t data_size,
 		}
 		if (strcmp(item->string, "__metadata__") == 0)
 			continue;
-		rc = st_parse_tensor(f, item, data_size, data,
+		rc = sft_parse_tensor(f, item, data_size, data,
 		    &f->tensors[f->n_tensors], err);
 		if (rc != 0)
 			goto out_free_json;
@@ -175,7 +175,7 @@ out_free_json:
 }
 
 int
-st_open(st_file *f, const char *path, cdx_error *err)
+sft_open(sft_file *f, const char *path, cdx_error *err)
 {
 	memset(f, 0, sizeof(*f));
 	f->path = path;
@@ -225,20 +225,20 @@ st_open(st_file *f, const char *path, cdx_error *err)
 		    (unsigned long long)hlen, size);
 		goto out_unmap;
 	}
-	if (hlen > ST_HEADER_MAX) {
+	if (hlen > SFT_HEADER_MAX) {
 		rc = cdx_error_set(err, CDX_EFORMAT,
 		    "%s: header length %llu is over the limit", path,
 		    (unsigned long long)hlen);
 		goto out_unmap;
 	}
-	rc = st_parse_header(f, (const char *)p + 8, (size_t)hlen,
+	rc = sft_parse_header(f, (const char *)p + 8, (size_t)hlen,
 	    size - 8 - hlen, p + 8 + hlen, err);
 	if (rc != 0)
 		goto out_unmap;
 	return 0;
 
 out_unmap:
-	st_close(f);
+	sft_close(f);
 	f->path = path;
 	return rc;
 out_close_fd:
@@ -247,7 +247,7 @@ out_close_fd:
 }
 
 void
-st_close(st_file *f)
+sft_close(sft_file *f)
 {
 	if (f == NULL)
 		return;
@@ -259,8 +259,8 @@ st_close(st_file *f)
 	memset(f, 0, sizeof(*f));
 }
 
-const st_tensor *
-st_find(const st_file *f, const char *name)
+const sft_tensor *
+sft_find(const sft_file *f, const char *name)
 {
 	for (size_t i = 0; i < f->n_tensors; i++)
 		if (strcmp(f->tensors[i].name, name) == 0)
@@ -269,7 +269,7 @@ st_find(const st_file *f, const char *name)
 }
 
 static float
-st_half_to_float(uint16_t h)
+sft_half_to_float(uint16_t h)
 {
 	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
 	uint32_t exp = (h >> 10) & 0x1fu;
@@ -296,7 +296,7 @@ st_half_to_float(uint16_t h)
 }
 
 static void
-st_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
+sft_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
 {
 	size_t used = 0;
 	buf[0] = '\0';
@@ -309,10 +309,10 @@ st_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
 }
 
 int
-st_check(const st_file *f, const char *name, int ndim, const int64_t *shape,
+sft_check(const sft_file *f, const char *name, int ndim, const int64_t *shape,
     cdx_error *err)
 {
-	const st_tensor *t = st_find(f, name);
+	const sft_tensor *t = sft_find(f, name);
 	if (t == NULL)
 		return cdx_error_set(err, CDX_EFORMAT,
 		    "%s: tensor '%s' is missing", f->path, name);
@@ -321,27 +321,27 @@ st_check(const st_file *f, const char *name, int ndim, const int64_t *shape,
 		same = t->shape[i] == shape[i];
 	if (!same) {
 		char want[96], got[96];
-		st_shape_str(want, sizeof(want), ndim, shape);
-		st_shape_str(got, sizeof(got), t->ndim, t->shape);
+		sft_shape_str(want, sizeof(want), ndim, shape);
+		sft_shape_str(got, sizeof(got), t->ndim, t->shape);
 		return cdx_error_set(err, CDX_EFORMAT,
 		    "%s: tensor '%s' has shape %s, config.json implies %s",
 		    f->path, name, got, want);
 	}
-	if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
+	if (t->dtype != SFT_F32 && t->dtype != SFT_F16 && t->dtype != SFT_BF16)
 		return cdx_error_set(err, CDX_EFORMAT,
 		    "%s: tensor '%s' has dtype %s (F32, F16 or BF16 needed)",
-		    f->path, name, st_dtype_name(t->dtype));
+		    f->path, name, sft_dtype_name(t->dtype));
 	return 0;
 }
 
 size_t
-st_dtype_size(int dtype)
+sft_dtype_size(int dtype)
 {
 	switch (dtype) {
-	case ST_F32:
+	case SFT_F32:
 		return 4;
-	case ST_F16:
-	case ST_BF16:
+	case SFT_F16:
+	case SFT_BF16:
 		return 2;
 	default:
 		return 0;
@@ -349,19 +349,19 @@ st_dtype_size(int dtype)
 }
 
 void
-st_widen(int dtype, const uint8_t *p, size_t n, float *dst)
+sft_widen(int dtype, const uint8_t *p, size_t n, float *dst)
 {
 	switch (dtype) {
-	case ST_F32:
+	case SFT_F32:
 		/* little-endian host (x86-64, arm64) */
 		memcpy(dst, p, n * 4);
 		break;
-	case ST_F16:
+	case SFT_F16:
 		for (size_t i = 0; i < n; i++)
-			dst[i] = st_half_to_float(
+			dst[i] = sft_half_to_float(
 			    (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
 		break;
-	case ST_BF16:
+	case SFT_BF16:
 		for (size_t i = 0; i < n; i++) {
 			uint32_t bits = (uint32_t)(p[2 * i] | (p[2 * i + 1] << 8))
 			    << 16;
@@ -369,20 +369,20 @@ st_widen(int dtype, const uint8_t *p, size_t n, float *dst)
 		}
 		break;
 	default:
-		/* st_check admits only the three above */
+		/* sft_check admits only the three above */
 		memset(dst, 0, n * sizeof(float));
 		break;
 	}
 }
 
 int
-st_load_f32(const st_file *f, const char *name, int ndim,
+sft_load_f32(const sft_file *f, const char *name, int ndim,
     const int64_t *shape, float *dst, cdx_error *err)
 {
-	int rc = st_check(f, name, ndim, shape, err);
+	int rc = sft_check(f, name, ndim, shape, err);
 	if (rc != 0)
 		return rc;
-	const st_tensor *t = st_find(f, name);
-	st_widen(t->dtype, t->data, t->numel, dst);
+	const sft_tensor *t = sft_find(f, name);
+	sft_widen(t->dtype, t->data, t->numel, dst);
 	return 0;
 }

@@ -7,7 +7,8 @@
  *
  *   clang -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined \
  *     fuzz/image_fuzz.c encoder/image.c encoder/resize.c encoder/exif.c \
- *     common/cdx.c -lturbojpeg -ljpeg -lspng -lexif -lm -o build/image_fuzz
+ *     common/cdx.c common/file.c -lturbojpeg -ljpeg -lspng -lexif -lm \
+ *     -o build/image_fuzz
  *   build/image_fuzz -max_len=65536 tests/fixtures/images/
  *
  * Inputs are capped at 1 MB and images at 4 MP so that the fuzzer explores

@@ -5,7 +5,7 @@
  *
  *   clang -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined \
  *     fuzz/query_fuzz.c -o build/query_fuzz
- *   build/query_fuzz -max_len=4096
+ *   build/query_fuzz -max_len=4096 fuzz/query_seeds
  *
  * Checks the result's invariants: the only errors are CDX_EINVAL (with a
  * message) and CDX_ENOMEM; a result has 1.. terms, each of a known kind,

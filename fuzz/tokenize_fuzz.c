@@ -4,8 +4,10 @@
  *
  *   clang -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined \
  *     fuzz/tokenize_fuzz.c encoder/tokenizer.c encoder/tokenizer_vocab.c \
- *     encoder/unicode_tables.c common/cdx.c -lcjson -lz -o build/tokenize_fuzz
- *   build/tokenize_fuzz -max_len=4096 -dict=fuzz/tokenize.dict
+ *     encoder/unicode_tables.c common/cdx.c common/file.c -lcjson -lz \
+ *     -o build/tokenize_fuzz
+ *   build/tokenize_fuzz -max_len=4096 -dict=fuzz/tokenize.dict \
+ *     fuzz/tokenize_seeds
  *
  * (Compile from the repository root: the vocabulary is embedded with a
  * path relative to it.)  Checks the output's invariants: the only error is

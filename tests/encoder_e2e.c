@@ -97,9 +97,9 @@ embed_file(const clip_model *m, clip_ctx *c, const char *path, int fast,
 	assert_non_null(px);
 	if (clip_image_load(path, &o, &img, &err) != 0)
 		fail_msg("%s: %s", path, err.msg);
-	assert_int_equal(clip_image_preprocess(&img, pp, px, &err), 0);
+	CDX_ASSERT_OK(clip_image_preprocess(&img, pp, px, &err), err.msg);
 	clip_image_free(&img);
-	assert_int_equal(clip_encode_images(c, px, 1, e, &err), 0);
+	CDX_ASSERT_OK(clip_encode_images(c, px, 1, e, &err), err.msg);
 	free(px);
 }
 
@@ -171,13 +171,13 @@ test_texts(void **state)
 		int32_t ids[CLIP_CONTEXT_LEN];
 		float e[64];
 		cdx_error err;
-		assert_int_equal(clip_tokenize(clip_model_tokenizer(model), s,
-		    strlen(s), ids, NULL, &err), 0);
+		CDX_ASSERT_OK(clip_tokenize(clip_model_tokenizer(model), s,
+		    strlen(s), ids, NULL, &err), err.msg);
 		const cJSON *ref_ids = cJSON_GetObjectItem(t, "ids");
 		for (int i = 0; i < CLIP_CONTEXT_LEN; i++)
 			assert_int_equal(ids[i],
 			    cJSON_GetArrayItem(ref_ids, i)->valueint);
-		assert_int_equal(clip_encode_text(ctx, ids, 1, e, &err), 0);
+		CDX_ASSERT_OK(clip_encode_text(ctx, ids, 1, e, &err), err.msg);
 		double c = tu_cosine_json(e, cJSON_GetObjectItem(t, "embedding"),
 		    info->embed_dim);
 		if (c < 0.99999)
@@ -209,7 +209,7 @@ test_siglip_fast_mode(void **state)
 		assert_int_equal(tm_write_model(&r, sdir), 0);
 		if (clip_model_load(sdir, NULL, &m, &err) != 0)
 			fail_msg("clip_model_load: %s", err.msg);
-		assert_int_equal(clip_ctx_new(m, 1, &c, &err), 0);
+		CDX_ASSERT_OK(clip_ctx_new(m, 1, &c, &err), err.msg);
 		const clip_model_info *info = clip_model_get_info(m);
 		assert_int_equal(info->preprocess.mode, CLIP_RESIZE_SQUASH);
 		double worst = 1;

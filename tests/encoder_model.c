@@ -57,12 +57,12 @@ check_recipe(const char *recipe_name)
 	const cJSON *pp = tu_jget(fx, "preprocessor_config");
 	if (!cJSON_IsNull(pp))
 		tu_write_json(dir, "preprocessor_config.json", pp);
-	char st_path[700];
-	snprintf(st_path, sizeof(st_path), "%s/model.safetensors", dir);
-	assert_int_equal(tm_write_safetensors(&r, st_path), 0);
+	char sft_path[700];
+	snprintf(sft_path, sizeof(sft_path), "%s/model.safetensors", dir);
+	assert_int_equal(tm_write_safetensors(&r, sft_path), 0);
 
 	/* Same bytes as the Python writer. */
-	uint64_t want_hash = tu_check_weights(st_path, fx);
+	uint64_t want_hash = tu_check_weights(sft_path, fx);
 
 	/* Load through a symlink with a trailing slash: the name is the
 	 * real folder's. */
@@ -205,7 +205,7 @@ test_tiny_model(void **state)
 	assert_int_equal(in->patch_size, 16);
 	assert_non_null(strstr(in->id, "@"));
 	clip_ctx *ctx;
-	assert_int_equal(clip_ctx_new(m, 2, &ctx, &err), 0);
+	CDX_ASSERT_OK(clip_ctx_new(m, 2, &ctx, &err), err.msg);
 	int32_t ids[2 * CLIP_CONTEXT_LEN];
 	for (int j = 0; j < 2 * CLIP_CONTEXT_LEN; j++)
 		ids[j] = CLIP_TOKEN_EOT;
@@ -292,14 +292,15 @@ shared_model(int precision, float tol)
 	assert_int_equal(clip_model_get_info(s->m)->precision, precision);
 	shared_inputs(s);
 	clip_ctx *ctx;
-	assert_int_equal(clip_ctx_new(s->m, 3, &ctx, &err), 0);
+	CDX_ASSERT_OK(clip_ctx_new(s->m, 3, &ctx, &err), err.msg);
 	for (int i = 0; i < 40; i++)
-		assert_int_equal(clip_encode_text(ctx, s->ids + i *
-		    CLIP_CONTEXT_LEN, 1, s->want_text + i * 16, &err), 0);
-	assert_int_equal(clip_encode_images(ctx, s->px, 3, s->want_img, &err),
-	    0);
+		CDX_ASSERT_OK(clip_encode_text(ctx,
+		    s->ids + i * CLIP_CONTEXT_LEN, 1, s->want_text + i * 16,
+		    &err), err.msg);
+	CDX_ASSERT_OK(clip_encode_images(ctx, s->px, 3, s->want_img, &err),
+	    err.msg);
 	float all[40 * 16];
-	assert_int_equal(clip_encode_text(ctx, s->ids, 40, all, &err), 0);
+	CDX_ASSERT_OK(clip_encode_text(ctx, s->ids, 40, all, &err), err.msg);
 	double d = tu_max_abs_diff(all, s->want_text, 40 * 16);
 	if (!(d < tol))
 		fail_msg("%s: batch and one by one differ by %g", 

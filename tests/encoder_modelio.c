@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "encoder/clip.h"
+#include "tests/cdx_assert.h"
 #include "tests/testmodel.h"
 
 typedef struct fixture {
@@ -88,7 +89,7 @@ put(const fixture *f, const char *name, const char *text)
 }
 
 static char *
-st_path(const fixture *f)
+sft_path(const fixture *f)
 {
 	static char p[128];
 	snprintf(p, sizeof(p), "%s/model.safetensors", f->dir);
@@ -129,7 +130,7 @@ write_st(const fixture *f, const char *header, size_t data)
 	for (int k = 0; k < 8; k++)
 		b[k] = (uint8_t)((uint64_t)hl >> (8 * k));
 	memcpy(b + 8, header, hl);
-	write_all(st_path(f), b, 8 + hl + data);
+	write_all(sft_path(f), b, 8 + hl + data);
 	free(b);
 }
 
@@ -139,13 +140,13 @@ static void
 patch_header(const fixture *f, const char *from, const char *to)
 {
 	size_t len;
-	uint8_t *b = read_all(st_path(f), &len);
+	uint8_t *b = read_all(sft_path(f), &len);
 	assert_int_equal(strlen(from), strlen(to));
 	b[len] = 0;
 	char *p = memmem(b, len, from, strlen(from));
 	assert_non_null(p);
 	memcpy(p, to, strlen(to));
-	write_all(st_path(f), b, len);
+	write_all(sft_path(f), b, len);
 	free(b);
 }
 
@@ -189,7 +190,7 @@ static void
 test_missing_safetensors(void **state)
 {
 	fixture *f = *state;
-	unlink(st_path(f));
+	unlink(sft_path(f));
 	expect_fail(f->dir, CDX_ENOTFOUND, "model.safetensors", (char *)NULL);
 }
 
@@ -325,7 +326,7 @@ test_preprocessor_config(void **state)
 	clip_model_free(m);
 
 	put(f, "preprocessor_config.json", "{\"size\": {\"shortest_edge\": 80}}");
-	assert_int_equal(clip_model_load(f->dir, NULL, &m, &err), 0);
+	CDX_ASSERT_OK(clip_model_load(f->dir, NULL, &m, &err), err.msg);
 	assert_int_equal(clip_model_get_info(m)->preprocess.shortest_edge, 80);
 	assert_int_equal(clip_model_get_info(m)->preprocess.crop_height, 64);
 	clip_model_free(m);
@@ -349,16 +350,16 @@ test_truncated(void **state)
 {
 	fixture *f = *state;
 	size_t len;
-	uint8_t *b = read_all(st_path(f), &len);
-	write_all(st_path(f), b, len - 1);
+	uint8_t *b = read_all(sft_path(f), &len);
+	write_all(sft_path(f), b, len - 1);
 	expect_fail(f->dir, CDX_EFORMAT, "model.safetensors",
 	    "outside the data region", (char *)NULL);
-	write_all(st_path(f), b, len / 2);
+	write_all(sft_path(f), b, len / 2);
 	expect_fail(f->dir, CDX_EFORMAT, "outside the data region",
 	    (char *)NULL);
-	write_all(st_path(f), b, 5);
+	write_all(sft_path(f), b, 5);
 	expect_fail(f->dir, CDX_EFORMAT, "too short", (char *)NULL);
-	write_all(st_path(f), b, 0);
+	write_all(sft_path(f), b, 0);
 	expect_fail(f->dir, CDX_EFORMAT, "too short", (char *)NULL);
 	free(b);
 }
@@ -368,15 +369,15 @@ test_header_length_beyond_file(void **state)
 {
 	fixture *f = *state;
 	size_t len;
-	uint8_t *b = read_all(st_path(f), &len);
+	uint8_t *b = read_all(sft_path(f), &len);
 	uint64_t big = (uint64_t)len;
 	for (int k = 0; k < 8; k++)
 		b[k] = (uint8_t)(big >> (8 * k));
-	write_all(st_path(f), b, len);
+	write_all(sft_path(f), b, len);
 	expect_fail(f->dir, CDX_EFORMAT, "header length", "exceeds",
 	    (char *)NULL);
 	memset(b, 0xff, 8);
-	write_all(st_path(f), b, len);
+	write_all(sft_path(f), b, len);
 	expect_fail(f->dir, CDX_EFORMAT, "header length", (char *)NULL);
 	free(b);
 }
@@ -453,7 +454,7 @@ static void
 insert_header(const fixture *f, const char *entries)
 {
 	size_t len;
-	uint8_t *b = read_all(st_path(f), &len);
+	uint8_t *b = read_all(sft_path(f), &len);
 	uint64_t hl = 0;
 	for (int k = 7; k >= 0; k--)
 		hl = hl << 8 | b[k];
@@ -469,7 +470,7 @@ insert_header(const fixture *f, const char *entries)
 	memcpy(o + 9 + el, b + 9, hl - 1);
 	memset(o + 8 + hl + el, ' ', nhl - hl - el);
 	memcpy(o + 8 + nhl, b + 8 + hl, len - 8 - hl);
-	write_all(st_path(f), o, 8 + nhl + (len - 8 - hl));
+	write_all(sft_path(f), o, 8 + nhl + (len - 8 - hl));
 	free(o);
 	free(b);
 }
@@ -499,7 +500,7 @@ test_tokenizer_files(void **state)
 	fixture *f = *state;
 	clip_model *m = NULL;
 	cdx_error err = {0};
-	assert_int_equal(clip_model_load(f->dir, NULL, &m, &err), 0);
+	CDX_ASSERT_OK(clip_model_load(f->dir, NULL, &m, &err), err.msg);
 	assert_non_null(clip_model_tokenizer(m));
 	clip_model_free(m);
 	put(f, "vocab.json", "this is not json");

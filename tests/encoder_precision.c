@@ -114,7 +114,7 @@ embed_demo(int precision, embs *e)
 	size_t plane = 3 * (size_t)pp->crop_width * pp->crop_height;
 	float *px = malloc(sizeof(float) * plane);
 	assert_non_null(px);
-	assert_int_equal(clip_ctx_new(m, 1, &ctx, &err), 0);
+	CDX_ASSERT_OK(clip_ctx_new(m, 1, &ctx, &err), err.msg);
 	assert_true(in->embed_dim <= MAX_DIM);
 	e->dim = in->embed_dim;
 	e->n_img = e->n_txt = 0;
@@ -126,17 +126,18 @@ embed_demo(int precision, embs *e)
 		    cJSON_GetObjectItem(sc, "file")->valuestring);
 		if (clip_image_load(path, NULL, &img, &err) != 0)
 			fail_msg("%s: %s", path, err.msg);
-		assert_int_equal(clip_image_preprocess(&img, pp, px, &err), 0);
+		CDX_ASSERT_OK(clip_image_preprocess(&img, pp, px, &err),
+		    err.msg);
 		clip_image_free(&img);
-		assert_int_equal(clip_encode_images(ctx, px, 1, e->img +
-		    (size_t)e->n_img++ * e->dim, &err), 0);
+		CDX_ASSERT_OK(clip_encode_images(ctx, px, 1,
+		    e->img + (size_t)e->n_img++ * e->dim, &err), err.msg);
 
 		const char *cap = cJSON_GetObjectItem(sc, "caption")->valuestring;
 		int32_t ids[CLIP_CONTEXT_LEN];
-		assert_int_equal(clip_tokenize(clip_model_tokenizer(m), cap,
-		    strlen(cap), ids, NULL, &err), 0);
-		assert_int_equal(clip_encode_text(ctx, ids, 1, e->txt +
-		    (size_t)e->n_txt++ * e->dim, &err), 0);
+		CDX_ASSERT_OK(clip_tokenize(clip_model_tokenizer(m), cap,
+		    strlen(cap), ids, NULL, &err), err.msg);
+		CDX_ASSERT_OK(clip_encode_text(ctx, ids, 1,
+		    e->txt + (size_t)e->n_txt++ * e->dim, &err), err.msg);
 		assert_true(e->n_img < MAX_INPUTS);
 	}
 	free(px);
@@ -217,22 +218,22 @@ random_model_fidelity(tm_recipe *r, const char *what)
 		int32_t *ids = malloc(sizeof(int32_t) * 8 * (size_t)ctxl);
 		assert_non_null(px);
 		assert_non_null(ids);
-		assert_int_equal(clip_ctx_new(m, 1, &ctx, &err), 0);
+		CDX_ASSERT_OK(clip_ctx_new(m, 1, &ctx, &err), err.msg);
 		e[k].dim = in->embed_dim;
 		e[k].n_img = e[k].n_txt = 8;
 		for (int j = 0; j < 8; j++) {
 			assert_int_equal(tm_pixels(11, j, size, 4, 1.5f, 0.5f,
 			    px), 0);
-			assert_int_equal(clip_encode_images(ctx, px, 1,
-			    e[k].img + (size_t)j * e[k].dim, &err), 0);
+			CDX_ASSERT_OK(clip_encode_images(ctx, px, 1,
+			    e[k].img + (size_t)j * e[k].dim, &err), err.msg);
 			char text[64];
 			snprintf(text, sizeof(text), "photo %d of a thing", j);
-			assert_int_equal(clip_tokenize(clip_model_tokenizer(m),
+			CDX_ASSERT_OK(clip_tokenize(clip_model_tokenizer(m),
 			    text, strlen(text), ids + (size_t)j * ctxl, NULL,
-			    &err), 0);
+			    &err), err.msg);
 		}
-		assert_int_equal(clip_encode_text(ctx, ids, 8, e[k].txt, &err),
-		    0);
+		CDX_ASSERT_OK(clip_encode_text(ctx, ids, 8, e[k].txt, &err),
+		    err.msg);
 		free(px);
 		free(ids);
 		clip_ctx_free(ctx);
@@ -315,7 +316,7 @@ test_precision_in_effect(void **state)
 	clip_model_default_params(&p);
 	assert_int_equal(p.precision, CLIP_PRECISION_AUTO);
 	cdx_error err;
-	assert_int_equal(clip_model_load(DEMO_MODEL, &p, &m, &err), 0);
+	CDX_ASSERT_OK(clip_model_load(DEMO_MODEL, &p, &m, &err), err.msg);
 	const char *isa = getenv("DNNL_MAX_CPU_ISA");
 	int want = __builtin_cpu_supports("avx512bf16") && (isa == NULL ||
 	    strstr(isa, "BF16") != NULL || strstr(isa, "AMX") != NULL) ?

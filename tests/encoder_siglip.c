@@ -266,7 +266,7 @@ check_recipe(const char *recipe_name)
 	assert_non_null(alt);
 	memcpy(alt, tb.ids + 1 * ctx_len, (size_t)ctx_len * sizeof(int32_t));
 	alt[ctx_len - 2] = 5;
-	assert_int_equal(clip_encode_text(ctx, alt, 1, one, &err), 0);
+	CDX_ASSERT_OK(clip_encode_text(ctx, alt, 1, one, &err), err.msg);
 	double d = 0;
 	for (int k = 0; k < e; k++)
 		d += (double)one[k] * tb.emb[1 * e + k];
@@ -276,7 +276,7 @@ check_recipe(const char *recipe_name)
 	/* No end token is required (SigLIP computes every position). */
 	for (int j = 0; j < ctx_len; j++)
 		alt[j] = 7;
-	assert_int_equal(clip_encode_text(ctx, alt, 1, one, &err), 0);
+	CDX_ASSERT_OK(clip_encode_text(ctx, alt, 1, one, &err), err.msg);
 
 	/* Misuse is refused with a message. */
 	assert_int_equal(clip_encode_images(ctx, ib.px, 4, ib.emb, &err),
@@ -409,16 +409,16 @@ check_tiny(int family)
 	assert_int_equal(in->context_len, 64);
 	assert_int_equal(in->preprocess.resample, r.resample);
 	clip_ctx *ctx;
-	assert_int_equal(clip_ctx_new(m, 2, &ctx, &err), 0);
+	CDX_ASSERT_OK(clip_ctx_new(m, 2, &ctx, &err), err.msg);
 	/* Real texts through the model's own tokenizer. */
 	const clip_tokenizer *tok = clip_model_tokenizer(m);
 	int32_t ids[64 + CLIP_CONTEXT_LEN];  /* room for any tokenizer */
 	int n = 0;
-	assert_int_equal(clip_tokenize(tok, "a red circle", 12, ids, &n, &err),
-	    0);
+	CDX_ASSERT_OK(clip_tokenize(tok, "a red circle", 12, ids, &n, &err),
+	    err.msg);
 	assert_true(n >= 2 && n <= 64);
-	assert_int_equal(clip_tokenize(tok, "two blue stars", 14, ids + 64, &n,
-	    &err), 0);
+	CDX_ASSERT_OK(clip_tokenize(tok, "two blue stars", 14, ids + 64, &n,
+	    &err), err.msg);
 	tu_check_tiny(ctx, ids, 32);
 	clip_ctx_free(ctx);
 	clip_model_free(m);
@@ -460,7 +460,7 @@ test_patch_remainder(void **state)
 	if (clip_model_load(dir, NULL, &m, &err) != 0)
 		fail_msg("clip_model_load: %s", err.msg);
 	assert_int_equal(clip_model_get_info(m)->image_size, 72);
-	assert_int_equal(clip_ctx_new(m, 2, &ctx, &err), 0);
+	CDX_ASSERT_OK(clip_ctx_new(m, 2, &ctx, &err), err.msg);
 	static float px[2][3 * 72 * 72];
 	assert_int_equal(tm_pixels(5, 0, 72, 4, 1.5f, 0.5f, px[0]), 0);
 	memcpy(px[1], px[0], sizeof(px[0]));
@@ -471,8 +471,8 @@ test_patch_remainder(void **state)
 					px[1][(c * 72 + y) * 72 + x] = 3.0f;
 	float e[2][64];
 	/* one at a time: the same rows through the same kernels */
-	assert_int_equal(clip_encode_images(ctx, px[0], 1, e[0], &err), 0);
-	assert_int_equal(clip_encode_images(ctx, px[1], 1, e[1], &err), 0);
+	CDX_ASSERT_OK(clip_encode_images(ctx, px[0], 1, e[0], &err), err.msg);
+	CDX_ASSERT_OK(clip_encode_images(ctx, px[1], 1, e[1], &err), err.msg);
 	int dim = clip_model_get_info(m)->embed_dim;
 	for (int i = 0; i < dim; i++)
 		assert_true(e[0][i] == e[1][i]);

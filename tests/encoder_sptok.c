@@ -291,7 +291,7 @@ test_getters(void **state)
 	assert_int_equal(clip_tokenizer_context_len(g), 64);
 	assert_int_equal(clip_tokenizer_vocab_size(g), 1200);
 	assert_int_equal(clip_tokenizer_context_len(g8), 8);
-	assert_int_equal(clip_tokenizer_load_builtin(&b, &err), 0);
+	CDX_ASSERT_OK(clip_tokenizer_load_builtin(&b, &err), err.msg);
 	assert_int_equal(clip_tokenizer_kind(b), CLIP_TOKENIZER_BPE);
 	assert_int_equal(clip_tokenizer_context_len(b), CLIP_CONTEXT_LEN);
 	assert_int_equal(clip_tokenizer_vocab_size(b), 49408);
@@ -463,8 +463,8 @@ test_corrupt_models(void **state)
 			assert_non_null(strstr(err.msg, "spiece.model"));
 			continue;
 		}
-		rc = clip_tokenize(tok, "a photo of a dog", 16, ids, NULL, &err);
-		assert_int_equal(rc, 0);
+		CDX_ASSERT_OK(clip_tokenize(tok, "a photo of a dog", 16, ids,
+		    NULL, &err), err.msg);
 		for (int k = 0; k < 64; k++)
 			assert_true(ids[k] >= 0 &&
 			    ids[k] < clip_tokenizer_vocab_size(tok));
@@ -625,8 +625,8 @@ test_long_texts(void **state)
 		int32_t ids[CLIP_CONTEXT_LEN];
 		cdx_error err = { 0 };
 		int n = 0;
-		assert_int_equal(clip_tokenize(toks[t], big, len, ids, &n, &err),
-		    0);
+		CDX_ASSERT_OK(clip_tokenize(toks[t], big, len, ids, &n, &err),
+		    err.msg);
 		assert_int_equal(n, clip_tokenizer_context_len(toks[t]));
 	}
 	/* The slowest kind of text: a run of characters the unigram model
@@ -636,8 +636,8 @@ test_long_texts(void **state)
 		int32_t ids[CLIP_CONTEXT_LEN];
 		cdx_error err = { 0 };
 		int n = 0;
-		assert_int_equal(clip_tokenize(toks[0], big, SPTOK_MAX_TEXT,
-		    ids, &n, &err), 0);
+		CDX_ASSERT_OK(clip_tokenize(toks[0], big, SPTOK_MAX_TEXT, ids,
+		    &n, &err), err.msg);
 		assert_int_equal(n, 3); /* "\u2581", <unk>, </s> */
 		assert_int_equal(clip_tokenize(toks[0], big, SPTOK_MAX_TEXT + 1,
 		    ids, NULL, &err), CDX_ETOOBIG);

@@ -597,7 +597,7 @@ test_hf_files_small_and_malformed(void **state)
 	/* The small files work: "ab" is one token, "abab" two. */
 	write_files(good, "#version: 0.2\na b\na b</w>\n\n\n");
 	tok = load_hf(&err, &rc);
-	assert_int_equal(rc, 0);
+	CDX_ASSERT_OK(rc, err.msg);
 	assert_int_equal(tu_tokenize(tok, "ab ab", ids), 4);
 	assert_int_equal(ids[0], 514);
 	assert_int_equal(ids[1], 513);
