@@ -75,7 +75,7 @@ parse_term(const char *s, size_t len, float sign, cdx_term *t, char **pool,
 		memcpy(buf, s, wl);
 		buf[wl] = '\0';
 		w = strtod(buf, NULL);
-		if (w == 0.0)
+		if ((float)w == 0.0f)   /* 1e-47 too: the term keeps a float */
 			return cdx_error_set(err, CDX_EINVAL, "term '%.*s': a weight of 0 "
 			    "has no effect", (int)len, s);
 		if (!(w >= -1e6 && w <= 1e6))

@@ -138,6 +138,9 @@ test_errors(void **state)
 	parse_fails("a +  + b", "empty term");
 	parse_fails("0:x", "weight of 0");
 	parse_fails("a - 0.0:b", "weight of 0");
+	/* found by query_fuzz: not 0 as a double, 0 as the term's float */
+	parse_fails("a + .0000000000000000000000000000000000000000000000001:b",
+	    "weight of 0");
 	parse_fails("2:", "");
 	parse_fails("5555555555555555555555555555555555555555555555555550.7:x",
 	    "out of range");
