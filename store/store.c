@@ -51,7 +51,7 @@ store_default_params(void)
 }
 
 int
-st_mdb_err(cdx_error *err, int rc, const char *what)
+sto_mdb_err(cdx_error *err, int rc, const char *what)
 {
 	int code = CDX_ESTORE;
 	if (rc == MDB_MAP_FULL)
@@ -68,7 +68,7 @@ st_mdb_err(cdx_error *err, int rc, const char *what)
 }
 
 int
-st_faiss_err(cdx_error *err, int rc, const char *what)
+sto_faiss_err(cdx_error *err, int rc, const char *what)
 {
 	const char *m = faiss_get_last_error();
 	return cdx_error_set(err, CDX_EINDEX, "%s: FAISS error %d: %s", what,
@@ -91,8 +91,8 @@ floor_div_1e9(int64_t ns)
 }
 
 int
-st_rec_parse(const store *s, const MDB_val *v, rec_hdr *h, const char **path,
-	     const unsigned char **emb, cdx_error *err)
+sto_rec_parse(const store *s, const MDB_val *v, rec_hdr *h,
+	      const char **path, const unsigned char **emb, cdx_error *err)
 {
 	if (v->mv_size < sizeof(*h))
 		return cdx_error_set(err, CDX_ECORRUPT,
@@ -223,11 +223,11 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 		    (rc = put_family(s, txn, p)) ||
 		    (rc = meta_put_u64(txn, s->db_meta, "seq", 0)) ||
 		    (rc = meta_put_u64(txn, s->db_meta, "next_id", 1)))
-			return st_mdb_err(err, rc, "initialising store");
+			return sto_mdb_err(err, rc, "initialising store");
 		return 0;
 	}
 	if (rc)
-		return st_mdb_err(err, rc, "reading store metadata");
+		return sto_mdb_err(err, rc, "reading store metadata");
 	uint32_t schema, dim;
 	if (v.mv_size != sizeof(schema))
 		return cdx_error_set(err, CDX_EFORMAT,
@@ -249,7 +249,7 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 	if (dim == (uint32_t)p->dim && strcmp(model, p->model_id) == 0) {
 		/* stores made before families were recorded gain it */
 		if ((rc = put_family(s, txn, p)) != 0)
-			return st_mdb_err(err, rc, "recording the model family");
+			return sto_mdb_err(err, rc, "recording the model family");
 		return 0;
 	}
 	if (!p->reembed)
@@ -268,7 +268,7 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 	    (rc = meta_put(txn, s->db_meta, "model", p->model_id,
 			   strlen(p->model_id))) ||
 	    (rc = put_family(s, txn, p)))
-		return st_mdb_err(err, rc, "re-embedding store");
+		return sto_mdb_err(err, rc, "re-embedding store");
 	return 0;
 }
 
@@ -294,7 +294,7 @@ open_dbs(store *s, MDB_txn *txn, cdx_error *err)
 		int rc = mdb_dbi_open(txn, t[i].name, t[i].flags | MDB_CREATE,
 				      t[i].dbi);
 		if (rc)
-			return st_mdb_err(err, rc, t[i].name);
+			return sto_mdb_err(err, rc, t[i].name);
 	}
 	return 0;
 }
@@ -387,7 +387,7 @@ store_open(const char *dir, const store_params *p, store **out,
 	pthread_mutex_init(&s->save_lock, NULL);
 
 	if ((rc = mdb_env_create(&s->env))) {
-		rc = st_mdb_err(err, rc, "mdb_env_create");
+		rc = sto_mdb_err(err, rc, "mdb_env_create");
 		goto out_destroy_locks;
 	}
 	s->map_size = p->map_size ? p->map_size : DEFAULT_MAP_SIZE;
@@ -397,7 +397,7 @@ store_open(const char *dir, const store_params *p, store **out,
 	mdb_env_set_maxreaders(s->env, 256);
 	rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0644);
 	if (rc) {
-		rc = st_mdb_err(err, rc, dir);
+		rc = sto_mdb_err(err, rc, dir);
 		goto out_close_env;
 	}
 	MDB_envinfo info;
@@ -406,7 +406,7 @@ store_open(const char *dir, const store_params *p, store **out,
 
 	MDB_txn *txn;
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
-		rc = st_mdb_err(err, rc, "opening store");
+		rc = sto_mdb_err(err, rc, "opening store");
 		goto out_close_env;
 	}
 	if ((rc = open_dbs(s, txn, err)) || (rc = check_meta(s, txn, p, err)))
@@ -419,24 +419,24 @@ store_open(const char *dir, const store_params *p, store **out,
 	}
 	if ((rc = meta_get_u64(txn, s->db_meta, "seq", &s->seq)) ||
 	    (rc = meta_get_u64(txn, s->db_meta, "next_id", &s->next_id))) {
-		rc = st_mdb_err(err, rc, "reading store metadata");
+		rc = sto_mdb_err(err, rc, "reading store metadata");
 		goto out_abort_txn;
 	}
 	MDB_stat st;
 	if ((rc = mdb_stat(txn, s->db_rec, &st))) {
-		rc = st_mdb_err(err, rc, "mdb_stat");
+		rc = sto_mdb_err(err, rc, "mdb_stat");
 		goto out_abort_txn;
 	}
 	s->count = st.ms_entries;
 	if ((rc = mdb_stat(txn, s->db_fail, &st))) {
-		rc = st_mdb_err(err, rc, "mdb_stat");
+		rc = sto_mdb_err(err, rc, "mdb_stat");
 		goto out_abort_txn;
 	}
 	s->fail_count = st.ms_entries;
 	if ((rc = idx_open(s, txn, err)))
 		goto out_abort_txn;
 	if ((rc = mdb_txn_commit(txn))) {
-		rc = st_mdb_err(err, rc, "opening store");
+		rc = sto_mdb_err(err, rc, "opening store");
 		goto out_close_index;
 	}
 	*out = s;
@@ -534,7 +534,7 @@ grow_map(store *s, cdx_error *err)
 	size_t want = s->map_size * 2;
 	int rc = mdb_env_set_mapsize(s->env, want);
 	if (rc)
-		return st_mdb_err(err, rc, "growing the LMDB map");
+		return sto_mdb_err(err, rc, "growing the LMDB map");
 	s->map_size = want;
 	cdx_log(CDX_LOG_INFO, "store %s: LMDB map grown to %zu MiB", s->dir,
 		want >> 20);
@@ -575,7 +575,7 @@ normalise(const float *in, int dim, float *out)
 }
 
 int
-st_normalise_query(const float *in, int dim, float *out)
+sto_normalise_query(const float *in, int dim, float *out)
 {
 	return normalise(in, dim, out);
 }
@@ -648,10 +648,10 @@ del_one(store *s, MDB_txn *txn, batch *b, uint64_t id, cdx_error *err)
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc)
-		return st_mdb_err(err, rc, "reading record");
+		return sto_mdb_err(err, rc, "reading record");
 	rec_hdr h;
 	const char *path;
-	if ((rc = st_rec_parse(s, &v, &h, &path, NULL, err)))
+	if ((rc = sto_rec_parse(s, &v, &h, &path, NULL, err)))
 		return rc;
 	MDB_val pk = { h.path_len, (void *)path };
 	/* path points into the map: delete the path entry before rec. */
@@ -659,16 +659,16 @@ del_one(store *s, MDB_txn *txn, batch *b, uint64_t id, cdx_error *err)
 	memcpy(pbuf, path, h.path_len);
 	pk.mv_data = pbuf;
 	if ((rc = mdb_del(txn, s->db_path, &pk, NULL)) && rc != MDB_NOTFOUND)
-		return st_mdb_err(err, rc, "deleting path");
+		return sto_mdb_err(err, rc, "deleting path");
 	if ((rc = hash_del(txn, s->db_hash, h.hash, id)))
-		return st_mdb_err(err, rc, "deleting hash");
+		return sto_mdb_err(err, rc, "deleting hash");
 	if ((rc = mdb_del(txn, s->db_attr, &k, NULL)) && rc != MDB_NOTFOUND)
-		return st_mdb_err(err, rc, "deleting attr");
+		return sto_mdb_err(err, rc, "deleting attr");
 	if ((rc = mdb_del(txn, s->db_rec, &k, NULL)))
-		return st_mdb_err(err, rc, "deleting record");
+		return sto_mdb_err(err, rc, "deleting record");
 	b->seq++;
 	if ((rc = log_put(s, txn, b->seq, id, h.label, LOG_DEL)))
-		return st_mdb_err(err, rc, "writing change log");
+		return sto_mdb_err(err, rc, "writing change log");
 	b->rm[b->nrm++] = h.label;
 	b->count_delta--;
 	return 0;
@@ -692,13 +692,13 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 		MDB_val k = { sizeof(id), &id }, v;
 		rec_hdr h;
 		if ((rc = mdb_get(txn, s->db_rec, &k, &v)))
-			return st_mdb_err(err, rc, "reading replaced record");
-		if ((rc = st_rec_parse(s, &v, &h, NULL, NULL, err)))
+			return sto_mdb_err(err, rc, "reading replaced record");
+		if ((rc = sto_rec_parse(s, &v, &h, NULL, NULL, err)))
 			return rc;
 		old_label = h.label;
 		added = h.added;
 		if ((rc = hash_del(txn, s->db_hash, h.hash, id)))
-			return st_mdb_err(err, rc, "deleting hash");
+			return sto_mdb_err(err, rc, "deleting hash");
 		if (old_label > (int64_t)s->seq) {
 			/* Written earlier in this batch: it never reaches the
 			 * live map or the index. */
@@ -712,10 +712,10 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 		id = b->next_id++;
 		if ((rc = mdb_put(txn, s->db_path, &pk,
 				  &(MDB_val){ sizeof(id), &id }, 0)))
-			return st_mdb_err(err, rc, "writing path");
+			return sto_mdb_err(err, rc, "writing path");
 		b->count_delta++;
 	} else {
-		return st_mdb_err(err, rc, "looking up path");
+		return sto_mdb_err(err, rc, "looking up path");
 	}
 	b->seq++;
 	int64_t label = (int64_t)b->seq;
@@ -740,23 +740,23 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 	MDB_val k = { sizeof(id), &id };
 	MDB_val v = { sizeof(h) + vsz + plen, buf };
 	if ((rc = mdb_put(txn, s->db_rec, &k, &v, 0)))
-		return st_mdb_err(err, rc, "writing record");
+		return sto_mdb_err(err, rc, "writing record");
 	rec_attr a = { label, img->capture_time, floor_div_1e9(img->mtime_ns) };
 	if ((rc = mdb_put(txn, s->db_attr, &k,
 			  &(MDB_val){ sizeof(a), &a }, 0)))
-		return st_mdb_err(err, rc, "writing attr");
+		return sto_mdb_err(err, rc, "writing attr");
 	MDB_val hk = { STORE_HASH_LEN, img->hash };
 	if ((rc = mdb_put(txn, s->db_hash, &hk,
 			  &(MDB_val){ sizeof(id), &id }, 0)) &&
 	    rc != MDB_KEYEXIST)
-		return st_mdb_err(err, rc, "writing hash");
+		return sto_mdb_err(err, rc, "writing hash");
 	if ((rc = log_put(s, txn, b->seq, id, old_label, LOG_PUT)))
-		return st_mdb_err(err, rc, "writing change log");
+		return sto_mdb_err(err, rc, "writing change log");
 	rc = mdb_del(txn, s->db_fail, &pk, NULL);
 	if (rc == 0)
 		b->fail_delta--;
 	else if (rc != MDB_NOTFOUND)
-		return st_mdb_err(err, rc, "deleting failure record");
+		return sto_mdb_err(err, rc, "deleting failure record");
 	b->add[b->nadd] = label;
 	memcpy(b->vecs + b->nadd * (size_t)s->dim, vec, vsz);
 	b->nadd++;
@@ -848,7 +848,7 @@ write_txn(store *s, const write_op *op, cdx_error *err)
 			b->count_delta = b->fail_delta = 0;
 		}
 		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
-			rc = st_mdb_err(err, rc, op->begin_what);
+			rc = sto_mdb_err(err, rc, op->begin_what);
 			break;
 		}
 		rc = 0;
@@ -860,14 +860,14 @@ write_txn(store *s, const write_op *op, cdx_error *err)
 				r = meta_put_u64(txn, s->db_meta, "next_id",
 						 b->next_id);
 			if (r)
-				rc = st_mdb_err(err, r, op->commit_what);
+				rc = sto_mdb_err(err, r, op->commit_what);
 		}
 		if (rc) {
 			mdb_txn_abort(txn);
 		} else {
 			int r = mdb_txn_commit(txn);
 			if (r)
-				rc = st_mdb_err(err, r, op->commit_what);
+				rc = sto_mdb_err(err, r, op->commit_what);
 		}
 		if (rc == CDX_EFULL) {
 			if ((rc = grow_map(s, err)))
@@ -979,7 +979,7 @@ del_item(store *s, MDB_txn *txn, void *arg, size_t i, cdx_error *err)
 		if (rc) /* no record: nothing to delete */
 			return rc == MDB_NOTFOUND
 				       ? 0
-				       : st_mdb_err(err, rc, "looking up path");
+				       : sto_mdb_err(err, rc, "looking up path");
 		if (pv.mv_size != sizeof(id))
 			return cdx_error_set(err, CDX_ECORRUPT,
 					     "bad path entry");
@@ -1049,12 +1049,12 @@ rename_one(store *s, MDB_txn *txn, batch *b, const char *from, const char *to,
 				     "store_image_rename: %s already has a "
 				     "record", to);
 	if (rc != MDB_NOTFOUND)
-		return st_mdb_err(err, rc, "looking up path");
+		return sto_mdb_err(err, rc, "looking up path");
 	rc = mdb_get(txn, s->db_path, &fk, &pv);
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc)
-		return st_mdb_err(err, rc, "looking up path");
+		return sto_mdb_err(err, rc, "looking up path");
 	if (pv.mv_size != sizeof(id))
 		return cdx_error_set(err, CDX_ECORRUPT,
 				     "path entry of %s is malformed", from);
@@ -1063,18 +1063,18 @@ rename_one(store *s, MDB_txn *txn, batch *b, const char *from, const char *to,
 	rec_hdr h;
 	const unsigned char *emb;
 	if ((rc = mdb_get(txn, s->db_rec, &k, &v)))
-		return st_mdb_err(err, rc, "reading renamed record");
-	if ((rc = st_rec_parse(s, &v, &h, NULL, &emb, err)))
+		return sto_mdb_err(err, rc, "reading renamed record");
+	if ((rc = sto_rec_parse(s, &v, &h, NULL, &emb, err)))
 		return rc;
 	size_t vsz = (size_t)s->dim * sizeof(float);
 	int64_t old_label = h.label;
 	/* Copy out of the map before writing to it. */
 	memcpy(b->vecs + b->nadd * (size_t)s->dim, emb, vsz);
 	if ((rc = mdb_del(txn, s->db_path, &fk, NULL)))
-		return st_mdb_err(err, rc, "deleting path");
+		return sto_mdb_err(err, rc, "deleting path");
 	if ((rc = mdb_put(txn, s->db_path, &tk,
 			  &(MDB_val){ sizeof(id), &id }, 0)))
-		return st_mdb_err(err, rc, "writing path");
+		return sto_mdb_err(err, rc, "writing path");
 	if (old_label > (int64_t)s->seq) {
 		for (size_t j = 0; j < b->nadd; j++)
 			if (b->add[j] == old_label)
@@ -1090,18 +1090,18 @@ rename_one(store *s, MDB_txn *txn, batch *b, const char *from, const char *to,
 	memcpy(buf + sizeof(h) + vsz, to, tlen);
 	v = (MDB_val){ sizeof(h) + vsz + tlen, buf };
 	if ((rc = mdb_put(txn, s->db_rec, &k, &v, 0)))
-		return st_mdb_err(err, rc, "writing record");
+		return sto_mdb_err(err, rc, "writing record");
 	rec_attr a = { h.label, h.capture_time, floor_div_1e9(h.mtime_ns) };
 	if ((rc = mdb_put(txn, s->db_attr, &k,
 			  &(MDB_val){ sizeof(a), &a }, 0)))
-		return st_mdb_err(err, rc, "writing attr");
+		return sto_mdb_err(err, rc, "writing attr");
 	if ((rc = log_put(s, txn, b->seq, id, old_label, LOG_PUT)))
-		return st_mdb_err(err, rc, "writing change log");
+		return sto_mdb_err(err, rc, "writing change log");
 	rc = mdb_del(txn, s->db_fail, &tk, NULL);
 	if (rc == 0)
 		b->fail_delta--;
 	else if (rc != MDB_NOTFOUND)
-		return st_mdb_err(err, rc, "deleting failure record");
+		return sto_mdb_err(err, rc, "deleting failure record");
 	b->ctime[b->nadd] = h.capture_time;
 	b->mtime[b->nadd] = floor_div_1e9(h.mtime_ns);
 	b->ids[b->nadd] = id;
@@ -1171,7 +1171,7 @@ read_begin(store *s, MDB_txn **txn, cdx_error *err)
 	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
 	if (rc) {
 		pthread_rwlock_unlock(&s->lock);
-		return st_mdb_err(err, rc, "read transaction");
+		return sto_mdb_err(err, rc, "read transaction");
 	}
 	return 0;
 }
@@ -1206,7 +1206,7 @@ image_copy_out(store *s, const MDB_val *v, store_image **out, cdx_error *err)
 	rec_hdr h;
 	const char *path;
 	const unsigned char *emb;
-	int rc = st_rec_parse(s, v, &h, &path, &emb, err);
+	int rc = sto_rec_parse(s, v, &h, &path, &emb, err);
 	if (rc)
 		return rc;
 	size_t vsz = (size_t)s->dim * sizeof(float);
@@ -1236,7 +1236,7 @@ store_image_get(store *s, uint64_t id, store_image **out, cdx_error *err)
 		rc = cdx_error_set(err, CDX_ENOTFOUND, "no image with id %llu",
 				   (unsigned long long)id);
 	else if (rc)
-		rc = st_mdb_err(err, rc, "store_image_get");
+		rc = sto_mdb_err(err, rc, "store_image_get");
 	else
 		rc = image_copy_out(s, &v, out, err);
 	read_end(s, txn);
@@ -1258,7 +1258,7 @@ store_image_get_by_path(store *s, const char *path, store_image **out,
 	if (rc == MDB_NOTFOUND) {
 		rc = cdx_error_set(err, CDX_ENOTFOUND, "no image at %s", path);
 	} else if (rc) {
-		rc = st_mdb_err(err, rc, "store_image_get_by_path");
+		rc = sto_mdb_err(err, rc, "store_image_get_by_path");
 	} else if (pv.mv_size != sizeof(uint64_t)) {
 		rc = cdx_error_set(err, CDX_ECORRUPT, "bad path entry for %s",
 				   path);
@@ -1266,7 +1266,7 @@ store_image_get_by_path(store *s, const char *path, store_image **out,
 		MDB_val k = pv;
 		rc = mdb_get(txn, s->db_rec, &k, &v);
 		if (rc)
-			rc = st_mdb_err(err, rc, "store_image_get_by_path");
+			rc = sto_mdb_err(err, rc, "store_image_get_by_path");
 		else
 			rc = image_copy_out(s, &v, out, err);
 	}
@@ -1290,7 +1290,7 @@ store_image_find_hash(store *s, const uint8_t hash[STORE_HASH_LEN],
 	if (rc)
 		return rc;
 	if ((rc = mdb_cursor_open(txn, s->db_hash, &c))) {
-		rc = st_mdb_err(err, rc, "store_image_find_hash");
+		rc = sto_mdb_err(err, rc, "store_image_find_hash");
 		goto out_end;
 	}
 	MDB_val k = { STORE_HASH_LEN, (void *)hash }, v;
@@ -1306,7 +1306,7 @@ store_image_find_hash(store *s, const uint8_t hash[STORE_HASH_LEN],
 		rc = 0;
 		*n = found;
 	} else {
-		rc = st_mdb_err(err, rc, "store_image_find_hash");
+		rc = sto_mdb_err(err, rc, "store_image_find_hash");
 	}
 	mdb_cursor_close(c);
 out_end:
@@ -1327,7 +1327,7 @@ store_image_foreach(store *s, store_image_fn fn, void *user, cdx_error *err)
 	if (rc)
 		goto out_free;
 	if ((rc = mdb_cursor_open(txn, s->db_rec, &c))) {
-		rc = st_mdb_err(err, rc, "store_image_foreach");
+		rc = sto_mdb_err(err, rc, "store_image_foreach");
 		goto out_end;
 	}
 	MDB_val k, v;
@@ -1336,7 +1336,7 @@ store_image_foreach(store *s, store_image_fn fn, void *user, cdx_error *err)
 		rec_hdr h;
 		const char *p;
 		const unsigned char *e;
-		if ((rc = st_rec_parse(s, &v, &h, &p, &e, err)))
+		if ((rc = sto_rec_parse(s, &v, &h, &p, &e, err)))
 			break;
 		memcpy(emb, e, (size_t)s->dim * sizeof(float));
 		memcpy(path, p, h.path_len);
@@ -1348,7 +1348,7 @@ store_image_foreach(store *s, store_image_fn fn, void *user, cdx_error *err)
 		r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
 	if (!rc && r != MDB_NOTFOUND)
-		rc = st_mdb_err(err, r, "store_image_foreach");
+		rc = sto_mdb_err(err, r, "store_image_foreach");
 	mdb_cursor_close(c);
 out_end:
 	read_end(s, txn);
@@ -1414,7 +1414,7 @@ fail_put_fn(store *s, MDB_txn *txn, void *arg, cdx_error *err)
 	v.mv_size = sizeof(h) + rlen;
 	v.mv_data = buf;
 	if ((rc = mdb_put(txn, s->db_fail, &k, &v, 0)))
-		return st_mdb_err(err, rc, "store_failure_put");
+		return sto_mdb_err(err, rc, "store_failure_put");
 	return 0;
 }
 
@@ -1478,7 +1478,7 @@ store_failure_get(store *s, const char *path, store_failure **out,
 		rc = cdx_error_set(err, CDX_ENOTFOUND,
 				   "no failure record for %s", path);
 	else if (rc)
-		rc = st_mdb_err(err, rc, "store_failure_get");
+		rc = sto_mdb_err(err, rc, "store_failure_get");
 	else
 		rc = fail_copy_out(&k, &v, out, err);
 	read_end(s, txn);
@@ -1501,7 +1501,7 @@ fail_del_fn(store *s, MDB_txn *txn, void *arg, cdx_error *err)
 		return cdx_error_set(err, CDX_ENOTFOUND,
 				     "no failure record for %s", path);
 	if (rc)
-		return st_mdb_err(err, rc, "store_failure_delete");
+		return sto_mdb_err(err, rc, "store_failure_delete");
 	return 0;
 }
 
@@ -1529,7 +1529,7 @@ store_failure_foreach(store *s, store_failure_fn fn, void *user,
 	if (rc)
 		return rc;
 	if ((rc = mdb_cursor_open(txn, s->db_fail, &c))) {
-		rc = st_mdb_err(err, rc, "store_failure_foreach");
+		rc = sto_mdb_err(err, rc, "store_failure_foreach");
 		goto out_end;
 	}
 	MDB_val k, v;
@@ -1545,7 +1545,7 @@ store_failure_foreach(store *s, store_failure_fn fn, void *user,
 		r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
 	if (!rc && r != MDB_NOTFOUND)
-		rc = st_mdb_err(err, r, "store_failure_foreach");
+		rc = sto_mdb_err(err, r, "store_failure_foreach");
 	mdb_cursor_close(c);
 out_end:
 	read_end(s, txn);
@@ -1576,7 +1576,7 @@ kv_put_fn(store *s, MDB_txn *txn, void *arg, cdx_error *err)
 	MDB_val k = { strlen(a->key), (void *)a->key },
 		v = { a->len, (void *)a->val };
 	int rc = mdb_put(txn, s->db_kv, &k, &v, 0);
-	return rc ? st_mdb_err(err, rc, "store_kv_put") : 0;
+	return rc ? sto_mdb_err(err, rc, "store_kv_put") : 0;
 }
 
 int
@@ -1612,7 +1612,7 @@ store_kv_get(store *s, const char *key, void **val, size_t *len,
 	if (rc == MDB_NOTFOUND) {
 		rc = cdx_error_set(err, CDX_ENOTFOUND, "no setting '%s'", key);
 	} else if (rc) {
-		rc = st_mdb_err(err, rc, "store_kv_get");
+		rc = sto_mdb_err(err, rc, "store_kv_get");
 	} else {
 		char *copy = malloc(v.mv_size + 1);
 		if (!copy) {
@@ -1637,7 +1637,7 @@ kv_del_fn(store *s, MDB_txn *txn, void *arg, cdx_error *err)
 	int rc = mdb_del(txn, s->db_kv, &k, NULL);
 	if (rc == MDB_NOTFOUND)
 		return cdx_error_set(err, CDX_ENOTFOUND, "no setting '%s'", key);
-	return rc ? st_mdb_err(err, rc, "store_kv_delete") : 0;
+	return rc ? sto_mdb_err(err, rc, "store_kv_delete") : 0;
 }
 
 int
