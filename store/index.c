@@ -25,7 +25,6 @@
 
 #include "store/internal.h"
 
-extern void omp_set_num_threads(int n);
 extern float cblas_sdot(const int n, const float *x, const int incx,
 			const float *y, const int incy);
 /* OpenBLAS's cblas_sgemv, row-major (101), no transpose (111). */
@@ -256,7 +255,6 @@ idx_rebuild(store *s, MDB_txn *txn, cdx_error *err)
 	size_t n = 0, d = (size_t)s->dim;
 	char kind[128];
 	FaissIndex *idx;
-	omp_set_num_threads(s->n_threads);
 	int rc = read_all(s, txn, &labels, &vecs, &n, err);
 	if (rc)
 		return rc;
@@ -312,7 +310,6 @@ idx_apply(store *s, const int64_t *rm, size_t nrm, const int64_t *add,
 	  const float *vecs, size_t nadd, cdx_error *err)
 {
 	int r;
-	omp_set_num_threads(s->n_threads);
 	if (nrm && !s->tombstones) {
 		FaissIDSelectorBatch *sel;
 		if ((r = faiss_IDSelectorBatch_new(&sel, nrm, rm)))
@@ -1469,9 +1466,6 @@ store_search(store *s, const float *query, size_t k, const store_filter *f,
 	c.plen = f && f->path_prefix ? strlen(f->path_prefix) : 0;
 	c.has_time = f && f->time_field != STORE_TIME_NONE;
 	topk t = { heap, 0, k };
-	/* FAISS parallelises over queries: one query needs one thread, and
-	 * idle spinning OpenMP workers would steal OpenBLAS's cores. */
-	omp_set_num_threads(1);
 	for (;;) {
 		t.n = 0;
 		if (c.exclusive)
@@ -1596,7 +1590,6 @@ store_range_search(store *s, const float *queries, size_t nq,
 					   i);
 			goto out_free;
 		}
-	omp_set_num_threads(s->n_threads);
 	/* HNSW grows top-k searches past efSearch: exclusive lock. */
 	pthread_rwlock_rdlock(&s->lock);
 	if (s->tombstones) {

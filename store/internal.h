@@ -95,7 +95,7 @@ struct store {
 	char model_family[32];  /* as recorded in the store ("" if not) */
 	char kind_req[128];     /* as requested */
 	size_t auto_flat_max;
-	int hnsw_ef_search, ivf_nprobe, n_threads;
+	int hnsw_ef_search, ivf_nprobe;
 	size_t exact_max;       /* see store_params.exact_filter_max */
 
 	/* Under lock: */

@@ -33,9 +33,6 @@
 #define REASON_MAX 1023
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
 
-extern void openblas_set_num_threads(int n);
-extern void omp_set_num_threads(int n);
-
 store_params
 store_default_params(void)
 {
@@ -351,14 +348,7 @@ store_open(const char *dir, const store_params *p, store **out,
 					    : STORE_AUTO_FLAT_MAX;
 	s->hnsw_ef_search = p->hnsw_ef_search ? p->hnsw_ef_search : 128;
 	s->ivf_nprobe = p->ivf_nprobe; /* 0: chosen from nlist */
-	s->n_threads = p->n_threads;
 	s->exact_max = p->exact_filter_max ? p->exact_filter_max : 20000;
-	if (s->n_threads == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		s->n_threads = n > 0 ? (int)n : 1;
-	}
-	openblas_set_num_threads(s->n_threads);
-	omp_set_num_threads(s->n_threads);
 	/* Exact searches of even one query go through BLAS (sgemm), which
 	 * picks AVX2 at run time: ~4x faster than Debian FAISS's own
 	 * baseline-x86-64 kernel (see docs/STORE.md). */

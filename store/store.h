@@ -37,6 +37,15 @@
  * with that shared lock held and must not call write functions of the same
  * store (that would deadlock); they may call read functions.
  *
+ * Thread counts: the store starts no threads and sets no thread counts,
+ * neither process-wide nor for the calling thread.  FAISS's OpenMP work
+ * (index builds, training, batch adds, searches) runs with the OpenMP
+ * setting of the thread that calls the store, and exact searches use
+ * OpenBLAS with the process's setting.  The program decides both: main()
+ * calls cdx_threads_set() (common/threads.h), and a thread that wants
+ * another count for its own work (e.g. one OpenMP thread for single-query
+ * searches) calls cdx_threads_this() on itself.
+ *
  * Processes: one process at a time may open a store directory; a second
  * store_open() of the same directory (from another process or the same one)
  * fails with CDX_EBUSY.
@@ -95,8 +104,9 @@ typedef struct store_params {
 	 * image record and failure record (ids are still never reused; the
 	 * key/value table is kept), so the caller re-embeds every file. */
 	int reembed;
-	/* Threads for FAISS (OpenMP) and OpenBLAS.  0 (default): the number of
-	 * online CPUs.  Set process-wide when the store is opened. */
+	/* Ignored (kept for source compatibility): the store sets no thread
+	 * counts; see "Thread counts" at the top of this header.  Must not be
+	 * negative. */
 	int n_threads;
 	/* Initial LMDB map size in bytes (default 1 GiB).  The map grows
 	 * automatically (doubling) when a write does not fit. */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <turbojpeg.h>
 
+#include "common/threads.h"
 #include "indexer/indexer.h"
 #include "tests/testmodel.h"
 #include "tests/testutil.h"
@@ -800,6 +801,8 @@ test_ten_thousand(void **state)
 int
 main(void)
 {
+	/* One thread, as the programs' main() would set it. */
+	cdx_threads_set(1);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_scan_then_live),
 		cmocka_unit_test(test_overflow),
