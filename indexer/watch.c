@@ -21,8 +21,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/file.h"
+#include "common/path.h"
 #include "common/threads.h"
 #include "indexer/indexer.h"
+#include "indexer/indexer_test.h"
 #include "indexer/queue.h"
 
 #define EVENT_BUF (64 * 1024)
@@ -198,16 +201,6 @@ join(const char *dir, const char *name)
 	    name) < 0)
 		return NULL;
 	return p;
-}
-
-static int
-under(const char *path, const char *prefix)
-{
-	size_t n = strlen(prefix);
-	if (strcmp(prefix, "/") == 0)
-		return path[0] == '/';
-	return strncmp(path, prefix, n) == 0 &&
-	    (path[n] == '\0' || path[n] == '/');
 }
 
 static void
@@ -489,7 +482,7 @@ static void
 drop_watches_under(watch *w, const char *path)
 {
 	for (int i = 0; i < w->wdcap; i++) {
-		if (w->wdpath[i] != NULL && under(w->wdpath[i], path)) {
+		if (w->wdpath[i] != NULL && cdx_path_under(w->wdpath[i], path)) {
 			inotify_rm_watch(w->ifd, i);
 			free(w->wdpath[i]);
 			w->wdpath[i] = NULL;
@@ -505,7 +498,7 @@ rename_watches(watch *w, const char *from, const char *to)
 	size_t n = strlen(from);
 	for (int i = 0; i < w->wdcap; i++) {
 		char *p = w->wdpath[i], *q;
-		if (p == NULL || !under(p, from))
+		if (p == NULL || !cdx_path_under(p, from))
 			continue;
 		if (asprintf(&q, "%s%s", to, p + n) < 0)
 			continue;
@@ -522,7 +515,7 @@ live_under_root(watch *w, const char *path)
 		return 0;
 	pthread_mutex_lock(&w->mu);
 	for (size_t i = 0; i < w->n_roots && !ok; i++)
-		ok = under(path, w->roots[i]);
+		ok = cdx_path_under(path, w->roots[i]);
 	pthread_mutex_unlock(&w->mu);
 	return ok;
 }
@@ -671,7 +664,7 @@ collect_prefix(void *user, const store_image *img)
 {
 	struct prefix_ids *p = user;
 	struct stat st;
-	if (!under(img->path, p->prefix))
+	if (!cdx_path_under(img->path, p->prefix))
 		return 0;
 	if (p->gone_only && (lstat(img->path, &st) == 0 || errno != ENOENT))
 		return 0;
@@ -693,7 +686,7 @@ collect_fails(void *user, const store_failure *f)
 {
 	struct prefix_fails *p = user;
 	struct stat st;
-	if (!under(f->path, p->prefix))
+	if (!cdx_path_under(f->path, p->prefix))
 		return 0;
 	if (p->gone_only && (lstat(f->path, &st) == 0 || errno != ENOENT))
 		return 0;
@@ -787,7 +780,7 @@ static int
 collect_paths(void *user, const store_image *img)
 {
 	struct prefix_paths *p = user;
-	if (!under(img->path, p->prefix))
+	if (!cdx_path_under(img->path, p->prefix))
 		return 0;
 	if (grow((void **)&p->paths, &p->cap, p->n + 1, sizeof(*p->paths)) != 0)
 		return CDX_ENOMEM;
@@ -926,7 +919,7 @@ static void
 timers_cancel_under(watch *w, const char *prefix)
 {
 	for (size_t i = 0; i < w->n_timers;) {
-		if (under(w->timers[i].path, prefix))
+		if (cdx_path_under(w->timers[i].path, prefix))
 			timer_drop(w, i);
 		else
 			i++;
@@ -1261,51 +1254,40 @@ control_main(void *arg)
 
 /* ---- decode workers ---- */
 
+/* Has the file at path changed since st (size or mtime), or gone? */
 static int
-read_file(const char *path, size_t max, uint8_t **data, size_t *len,
+changed_since(const watch *w, const char *path, const struct stat *st)
+{
+	struct stat now;
+	return (w->p.follow_symlinks ? stat(path, &now) : lstat(path, &now)) !=
+	    0 || now.st_size != st->st_size || mtime_ns(&now) != mtime_ns(st);
+}
+
+/* Reads the whole file at path (common/file.h); *st is its state when it
+ * was opened (st_mode stays 0 if it could not be).  Messages name the file
+ * by its base name: they become failure records, which hold the path. */
+static int
+read_image(const char *path, size_t max, uint8_t **data, size_t *len,
     struct stat *st, cdx_error *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	size_t got = 0;
-	uint8_t *buf;
+	const char *slash = strrchr(path, '/'), *name = slash ? slash + 1 : path;
+	int fd, rc;
 
-	if (fd < 0 && errno == ELOOP)
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cdx_error_set(err, cdx_from_errno(errno), "%s",
-		    strerror(errno));
-	if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
-		close(fd);
-		return cdx_error_set(err, CDX_EIO, "not a regular file");
+	memset(st, 0, sizeof(*st));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		int e = errno;
+		return cdx_error_set(err, cdx_from_errno(e), "%s: %s", name,
+		    strerror(e));
 	}
-	if ((uint64_t)st->st_size > max) {
-		close(fd);
-		return cdx_error_set(err, CDX_ETOOBIG, "%lld bytes, over the "
-		    "limit of %zu", (long long)st->st_size, max);
-	}
-	if ((buf = malloc((size_t)st->st_size + 1)) == NULL) {
-		close(fd);
-		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
-	}
-	while (got < (size_t)st->st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st->st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int e = errno;
-			close(fd);
-			free(buf);
-			return cdx_error_set(err, cdx_from_errno(e), "%s",
-			    strerror(e));
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
+	if (fstat(fd, st) != 0) {
+		int e = errno;
+		rc = cdx_error_set(err, cdx_from_errno(e), "%s: %s", name,
+		    strerror(e));
+	} else {
+		rc = cdx_read_fd(fd, name, max, (char **)data, len, err);
 	}
 	close(fd);
-	*data = buf;
-	*len = got;
-	return 0;
+	return rc;
 }
 
 /* Hands the item's path back to the control thread for a look after a
@@ -1401,24 +1383,27 @@ decode_item(watch *w, item *it)
 	store_image *old = NULL;
 	uint8_t *data = NULL;
 	size_t len = 0;
-	struct stat st, st2;
+	struct stat st;
 	clip_image_info info;
 	clip_image img;
 	cdx_error err;
 
-	if (read_file(it->path, w->p.max_file_bytes, &data, &len, &st,
+	if (read_image(it->path, w->p.max_file_bytes, &data, &len, &st,
 	    &err) != 0) {
-		if (err.code == CDX_ENOTFOUND)
+		if (err.code == CDX_ENOTFOUND) {
 			it->kind = K_DROP;
-		else
+		} else if (st.st_mode != 0 && changed_since(w, it->path, &st)) {
+			/* A short read of a file being written. */
+			retry_later(w, it);
+			it->kind = K_DROP;
+		} else {
 			fail_or_retry(w, it, err.msg, it->mtime_ns);
+		}
 		return;
 	}
 	it->size = st.st_size;
 	it->mtime_ns = mtime_ns(&st);
-	if (len != (size_t)st.st_size || (w->p.follow_symlinks ?
-	    stat(it->path, &st2) : lstat(it->path, &st2)) != 0 ||
-	    st2.st_size != st.st_size || mtime_ns(&st2) != it->mtime_ns) {
+	if (changed_since(w, it->path, &st)) {
 		/* Being written: look again once it is quiet. */
 		retry_later(w, it);
 		it->kind = K_DROP;
@@ -1904,7 +1889,7 @@ watch_remove(watch *w, const char *path)
 		return CDX_EINVAL;
 	pthread_mutex_lock(&w->mu);
 	for (size_t i = 0; i < w->n_roots;) {
-		if (under(w->roots[i], path)) {
+		if (cdx_path_under(w->roots[i], path)) {
 			free(w->roots[i]);
 			w->roots[i] = w->roots[--w->n_roots];
 			found = 1;

@@ -24,7 +24,7 @@
 #include <turbojpeg.h>
 
 #include "common/threads.h"
-#include "indexer/indexer.h"
+#include "indexer/indexer_test.h"
 #include "tests/testmodel.h"
 #include "tests/testutil.h"
 
