@@ -109,6 +109,7 @@ struct store {
 	live_map live;
 	int rebuilt_on_open;
 	uint64_t caught_up;
+	uint64_t commits;       /* write transactions committed since open */
 };
 
 /* Names shared by store.c and index.c carry the prefix sto_ (the
