@@ -13,11 +13,16 @@
  *           and min(encoder rate, decode rate x cores), decode rate being
  *           1 / decode CPU s (stage ideal);
  *   index   the indexer (watch_add on the folder, fresh store): images/s.
- * and finally the resident memory at the start and end of a scan of many
- * small files (tiny model), which should not grow with the number of files.
+ * then the resident memory at the start and end of a scan of many small
+ * files (tiny model), which should not grow with the number of files, and
+ * finally batching (tiny model): NBATCH small files, every fifth broken
+ * (a failure record), indexed, then their folder renamed and indexed again
+ * (each record moved, each failure recorded again): files per second and
+ * store commits per 1,000 files (store_stats.commits; LMDB syncs each
+ * commit to disk).
  *
- * usage: indexer_bench [N12 N2 NSMALL [PRECISION]]
- *        (default 12 32 20000 auto; PRECISION: auto, fp32, bf16, int8)
+ * usage: indexer_bench [N12 N2 NSMALL [PRECISION [NBATCH]]]
+ *        (default 12 32 20000 auto 5000; PRECISION: auto, fp32, bf16, int8)
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -222,6 +227,86 @@ index_folder(const char *folder, const char *store_dir, const clip_model *m,
 	store_close(st);
 	tm_rmtree(store_dir);
 	return t;
+}
+
+/* Adds folder to a running indexer and waits for it. */
+static watch_result
+add_wait(watch *w, const char *folder)
+{
+	struct done d = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+	    0, { 0 } };
+	watch_add(w, folder, 0, on_done, &d);
+	pthread_mutex_lock(&d.mu);
+	while (!d.n)
+		pthread_cond_wait(&d.cv, &d.mu);
+	pthread_mutex_unlock(&d.mu);
+	return d.r;
+}
+
+static uint64_t
+commits(store *st)
+{
+	store_stats ss;
+	store_get_stats(st, &ss);
+	return ss.commits;
+}
+
+/* Batching: see the top of the file. */
+static void
+run_batching(const char *tmp, const clip_model *tiny, int n)
+{
+	char a[700], b[700], path[800], store_dir[700];
+	static const char broken[] = "\xff\xd8\xff\xe0 not a JPEG after all";
+	watch_params p;
+	watch *w;
+	cdx_error err;
+
+	snprintf(a, sizeof(a), "%s/batch-a", tmp);
+	snprintf(b, sizeof(b), "%s/batch-b", tmp);
+	snprintf(store_dir, sizeof(store_dir), "%s/store-batch", tmp);
+	mkdir(a, 0755);
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/f%06d.jpg", a, i);
+		if (i % 5 == 4) {
+			FILE *f = fopen(path, "wb");
+			if (f == NULL || fwrite(broken, 1, sizeof(broken), f) !=
+			    sizeof(broken))
+				exit(1);
+			fclose(f);
+		} else if (write_photo(path, 64 + i % 7, 64, (unsigned)i + 9000,
+		    0) != 0) {
+			exit(1);
+		}
+	}
+	store *st = open_store(store_dir, tiny);
+	watch_default_params(&p);
+	p.live = 0;
+	p.nice = 0;
+	p.quiet_ms = 0;         /* the broken files fail at once */
+	if (watch_start(st, tiny, &p, &w, &err) != 0) {
+		fprintf(stderr, "watch_start: %s\n", err.msg);
+		exit(1);
+	}
+	uint64_t c0 = commits(st);
+	double t0 = now_s();
+	watch_result r1 = add_wait(w, a);
+	double t1 = now_s();
+	uint64_t c1 = commits(st);
+	if (rename(a, b) != 0)
+		exit(1);
+	watch_result r2 = add_wait(w, b);
+	double t2 = now_s();
+	uint64_t c2 = commits(st);
+	printf("batching: %d files (%lld stored, %lld failed): %.0f files/s, "
+	    "%.1f commits per 1000 files\n", n, (long long)r1.added,
+	    (long long)r1.failed, n / (t1 - t0), 1000.0 * (double)(c1 - c0) / n);
+	printf("  moved folder (%lld records moved, %lld failed again): "
+	    "%.0f files/s, %.1f commits per 1000 files\n", (long long)r2.moved,
+	    (long long)r2.failed, n / (t2 - t1), 1000.0 * (double)(c2 - c1) / n);
+	watch_stop(w);
+	store_close(st);
+	tm_rmtree(store_dir);
+	tm_rmtree(b);
 }
 
 static int
@@ -456,6 +541,7 @@ main(int argc, char **argv)
 	int n12 = argc > 1 ? atoi(argv[1]) : 12;
 	int n2 = argc > 2 ? atoi(argv[2]) : 32;
 	int nsmall = argc > 3 ? atoi(argv[3]) : 20000;
+	int nbatch = argc > 5 ? atoi(argv[5]) : 5000;
 	int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	char tmp[] = "/tmp/cdx-indexer-bench-XXXXXX";
 	char path[700], mdir[600], tdir[600], d12[600], d12p[600], d2[600];
@@ -480,7 +566,7 @@ main(int argc, char **argv)
 	mkdir(dsmall, 0755);
 	tm_recipe_vit_b32(&r);
 	double t0 = now_s();
-	if (tm_write_model(&r, mdir) != 0)
+	if ((n12 > 0 || n2 > 0) && tm_write_model(&r, mdir) != 0)
 		return 1;
 	for (int i = 0; i < n12; i++) {
 		snprintf(path, sizeof(path), "%s/p%03d.jpg", d12, i);
@@ -505,22 +591,27 @@ main(int argc, char **argv)
 		return 2;
 	}
 	cdx_threads_set(cores);
-	if (clip_model_load(mdir, &mp, &m, NULL) != 0)
-		return 1;
-	printf("encoder: %s (%s)\n", clip_precision_name(
-	    clip_model_get_info(m)->precision), clip_model_get_info(m)->kernels);
-	if (n2 > 0)
-		run_size("2 MP", d2, tmp, m, cores, 0);
-	if (n12 > 0) {
-		run_size("12 MP", d12, tmp, m, cores, 0);
-		run_size("12 MP progressive", d12p, tmp, m, cores, 1);
+	if (n12 > 0 || n2 > 0) {
+		if (clip_model_load(mdir, &mp, &m, NULL) != 0)
+			return 1;
+		printf("encoder: %s (%s)\n", clip_precision_name(
+		    clip_model_get_info(m)->precision),
+		    clip_model_get_info(m)->kernels);
+		if (n2 > 0)
+			run_size("2 MP", d2, tmp, m, cores, 0);
+		if (n12 > 0) {
+			run_size("12 MP", d12, tmp, m, cores, 0);
+			run_size("12 MP progressive", d12p, tmp, m, cores, 1);
+		}
+		clip_model_free(m);
 	}
-	clip_model_free(m);
 
 	/* Memory: a scan of many small files with the tiny model. */
 	tm_recipe_tiny(&r);
-	if (nsmall > 0 && tm_write_model(&r, tdir) == 0 &&
-	    clip_model_load(tdir, &mp, &tiny, NULL) == 0) {
+	if ((nsmall > 0 || nbatch > 0) && (tm_write_model(&r, tdir) != 0 ||
+	    clip_model_load(tdir, &mp, &tiny, NULL) != 0))
+		return 1;
+	if (nsmall > 0) {
 		for (int i = 0; i < nsmall; i++) {
 			if (i % 1000 == 0) {
 				snprintf(path, sizeof(path), "%s/d%03d", dsmall, i / 1000);
@@ -545,8 +636,11 @@ main(int argc, char **argv)
 		printf("memory: %lld small files in %.1f s (%.0f/s); anonymous RSS "
 		    "after 1000 files %ld KiB, at the end %ld KiB\n", (long long)got, t,
 		    got / t, rss0, rss1);
-		clip_model_free(tiny);
 	}
+	if (nbatch > 0)
+		run_batching(tmp, tiny, nbatch);
+	if (nsmall > 0 || nbatch > 0)
+		clip_model_free(tiny);
 	tm_rmtree(tmp);
 	return 0;
 }

@@ -118,10 +118,6 @@ int watch_remove(watch *w, const char *path);
 /* Queues a rescan of every watched root (as after a queue overflow). */
 void watch_rescan(watch *w);
 
-/* Test hook: 1 stops reading inotify events (they queue in the kernel),
- * 0 resumes. */
-void watch_pause_events(watch *w, int paused);
-
 typedef struct watch_progress {
 	int64_t queued;         /* files sent into the pipeline */
 	int64_t done;           /* of those, finished (any outcome) */

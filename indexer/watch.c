@@ -21,14 +21,18 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/file.h"
+#include "common/path.h"
 #include "common/threads.h"
 #include "indexer/indexer.h"
+#include "indexer/indexer_test.h"
 #include "indexer/queue.h"
 
 #define EVENT_BUF (64 * 1024)
 #define MOVE_PAIR_S 0.5         /* an unpaired IN_MOVED_FROM is a delete */
 #define WALK_STEP 256           /* entries per walk step between events */
 #define WRITE_MAX 512           /* records per store transaction */
+#define MOVE_CHUNK 512          /* records moved per transaction */
 #define MAX_DEPTH 256
 #define WATCH_MASK (IN_CREATE | IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | \
     IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE | IN_DELETE_SELF | IN_ONLYDIR | \
@@ -58,11 +62,25 @@ typedef struct task {
 	_Atomic int64_t outstanding; /* items in flight + 1 for the walk */
 	_Atomic int64_t added, updated, unchanged, failed, moved;
 	_Atomic int interrupted;
+	int forgotten;          /* 1: the forget after the scan is done */
 } task;
+
+/* Store changes the control thread asks of the writer (item.op). */
+enum op {
+	OP_NONE = 0,            /* a file through the pipeline */
+	OP_FORGET_PATH,         /* forget the records of path */
+	OP_FORGET_UNDER,        /* ... under folder path (gone_only: whose
+				   files are gone) */
+	OP_MOVE_FILE,           /* a file renamed from path to `to` */
+	OP_MOVE_DIR,            /* a folder renamed from path to `to` */
+};
 
 typedef struct item {
 	task *t;
 	char *path;
+	int op;                 /* enum op */
+	char *to;               /* OP_MOVE_* */
+	int gone_only;          /* OP_FORGET_UNDER */
 	int origin;
 	int kind;
 	int is_update;
@@ -126,7 +144,8 @@ struct watch {
 	pthread_mutex_t mu;     /* guards the fields down to `warning` */
 	task *tasks_head, *tasks_tail;
 	task *finished;
-	struct timer *retry;    /* due unused: the control thread sets it */
+	struct timer *retry;    /* due: a delay (s) from when the control
+				   thread takes it */
 	size_t n_retry, cap_retry;
 	char **roots;
 	size_t n_roots, cap_roots;
@@ -198,16 +217,6 @@ join(const char *dir, const char *name)
 	    name) < 0)
 		return NULL;
 	return p;
-}
-
-static int
-under(const char *path, const char *prefix)
-{
-	size_t n = strlen(prefix);
-	if (strcmp(prefix, "/") == 0)
-		return path[0] == '/';
-	return strncmp(path, prefix, n) == 0 &&
-	    (path[n] == '\0' || path[n] == '/');
 }
 
 static void
@@ -291,6 +300,7 @@ item_free(item *it)
 	if (it == NULL)
 		return;
 	free(it->path);
+	free(it->to);
 	free(it->moved_from);
 	free(it->pixels);
 	free(it->emb);
@@ -309,8 +319,10 @@ flight_slot(const char *path)
 static void
 item_finish(watch *w, item *it, int interrupted)
 {
-	w->flight[it->slot]--;
-	w->done++;
+	if (it->op == OP_NONE) {
+		w->flight[it->slot]--;
+		w->done++;
+	}
 	if (it->t != NULL) {
 		if (interrupted)
 			it->t->interrupted = 1;
@@ -489,7 +501,7 @@ static void
 drop_watches_under(watch *w, const char *path)
 {
 	for (int i = 0; i < w->wdcap; i++) {
-		if (w->wdpath[i] != NULL && under(w->wdpath[i], path)) {
+		if (w->wdpath[i] != NULL && cdx_path_under(w->wdpath[i], path)) {
 			inotify_rm_watch(w->ifd, i);
 			free(w->wdpath[i]);
 			w->wdpath[i] = NULL;
@@ -505,7 +517,7 @@ rename_watches(watch *w, const char *from, const char *to)
 	size_t n = strlen(from);
 	for (int i = 0; i < w->wdcap; i++) {
 		char *p = w->wdpath[i], *q;
-		if (p == NULL || !under(p, from))
+		if (p == NULL || !cdx_path_under(p, from))
 			continue;
 		if (asprintf(&q, "%s%s", to, p + n) < 0)
 			continue;
@@ -522,7 +534,7 @@ live_under_root(watch *w, const char *path)
 		return 0;
 	pthread_mutex_lock(&w->mu);
 	for (size_t i = 0; i < w->n_roots && !ok; i++)
-		ok = under(path, w->roots[i]);
+		ok = cdx_path_under(path, w->roots[i]);
 	pthread_mutex_unlock(&w->mu);
 	return ok;
 }
@@ -657,184 +669,32 @@ walk_step(watch *w)
 		walk_finish(w);
 }
 
-/* ---- store changes made by the control thread ---- */
+/* ---- store changes asked of the writer (control thread) ---- */
 
-struct prefix_ids {
-	const char *prefix;
-	uint64_t *ids;
-	size_t n, cap;
-	int gone_only;
-};
-
-static int
-collect_prefix(void *user, const store_image *img)
-{
-	struct prefix_ids *p = user;
-	struct stat st;
-	if (!under(img->path, p->prefix))
-		return 0;
-	if (p->gone_only && (lstat(img->path, &st) == 0 || errno != ENOENT))
-		return 0;
-	if (grow((void **)&p->ids, &p->cap, p->n + 1, sizeof(*p->ids)) != 0)
-		return CDX_ENOMEM;
-	p->ids[p->n++] = img->id;
-	return 0;
-}
-
-struct prefix_fails {
-	const char *prefix;
-	char **paths;
-	size_t n, cap;
-	int gone_only;
-};
-
-static int
-collect_fails(void *user, const store_failure *f)
-{
-	struct prefix_fails *p = user;
-	struct stat st;
-	if (!under(f->path, p->prefix))
-		return 0;
-	if (p->gone_only && (lstat(f->path, &st) == 0 || errno != ENOENT))
-		return 0;
-	if (grow((void **)&p->paths, &p->cap, p->n + 1, sizeof(*p->paths)) != 0)
-		return CDX_ENOMEM;
-	if ((p->paths[p->n] = strdup(f->path)) == NULL)
-		return CDX_ENOMEM;
-	p->n++;
-	return 0;
-}
-
-/* Forgets the records under prefix (all, or those whose file is gone),
- * failure records included. */
+/* Sends a store change to the writer thread, the indexer's one store
+ * writer, behind the records already on their way.  t (may be NULL) holds
+ * a reference that is released once the change is committed. */
 static void
-forget_under(watch *w, const char *prefix, int gone_only)
+send_op(watch *w, int op, const char *path, const char *to, int gone_only,
+    task *t)
 {
-	struct prefix_ids p = { prefix, NULL, 0, 0, gone_only };
-	struct prefix_fails pf = { prefix, NULL, 0, 0, gone_only };
-	size_t n = 0;
-	cdx_error err;
-
-	if (store_failure_foreach(w->st, collect_fails, &pf, NULL) == 0)
-		for (size_t i = 0; i < pf.n; i++)
-			store_failure_delete(w->st, pf.paths[i], NULL);
-	for (size_t i = 0; i < pf.n; i++)
-		free(pf.paths[i]);
-	free(pf.paths);
-
-	if (store_image_foreach(w->st, collect_prefix, &p, &err) != 0)
-		cdx_log(CDX_LOG_WARN, "indexer: cannot list %s: %s", prefix,
-		    err.msg);
-	else if (p.n > 0 && store_image_delete(w->st, p.ids, p.n, &n, &err) != 0)
-		cdx_log(CDX_LOG_WARN, "indexer: cannot forget %s: %s", prefix,
-		    err.msg);
-	if (n > 0) {
-		w->deleted += (int64_t)n;
-		cdx_log(CDX_LOG_INFO, "indexer: forgot %zu images under %s", n,
-		    prefix);
-	}
-	free(p.ids);
-}
-
-static void
-forget_path(watch *w, const char *path)
-{
-	size_t n = 0;
-	if (store_image_delete_paths(w->st, &path, 1, &n, NULL) == 0 && n > 0)
-		w->deleted += (int64_t)n;
-	store_failure_delete(w->st, path, NULL);
-}
-
-/* Gives the record of from the path to (same embedding), or queues to. */
-static void
-move_file(watch *w, const char *from, const char *to)
-{
-	store_image *old = NULL;
-	struct stat st;
-	cdx_error err;
-
-	store_failure_delete(w->st, from, NULL);
-	if (lstat(to, &st) != 0 || !S_ISREG(st.st_mode)) {
-		forget_path(w, from);
-		return;
-	}
-	if (store_image_get_by_path(w->st, from, &old, NULL) != 0 ||
-	    old->size != st.st_size || old->mtime_ns != mtime_ns(&st)) {
-		/* Not known, or changed meanwhile: read it (equal bytes still
-		 * reuse the embedding). */
-		store_image_free(old);
-		consider_file(w, NULL, to, &st, ORIG_DONE);
-		return;
-	}
-	/* rename(2) replaced whatever was at to. */
-	size_t n = 0;
-	store_image_delete_paths(w->st, &to, 1, NULL, NULL);
-	if (store_image_rename(w->st, &from, &to, 1, &n, &err) != 0)
-		cdx_log(CDX_LOG_WARN, "indexer: cannot move %s to %s: %s", from, to,
-		    err.msg);
-	else
-		w->renamed += (int64_t)n;
-	store_image_free(old);
-}
-
-struct prefix_paths {
-	const char *prefix;
-	char **paths;
-	size_t n, cap;
-};
-
-static int
-collect_paths(void *user, const store_image *img)
-{
-	struct prefix_paths *p = user;
-	if (!under(img->path, p->prefix))
-		return 0;
-	if (grow((void **)&p->paths, &p->cap, p->n + 1, sizeof(*p->paths)) != 0)
-		return CDX_ENOMEM;
-	if ((p->paths[p->n] = strdup(img->path)) == NULL)
-		return CDX_ENOMEM;
-	p->n++;
-	return 0;
-}
-
-/* Moves every record under from to the same place under to (same ids). */
-static void
-move_dir(watch *w, const char *from, const char *to)
-{
-	struct prefix_paths p = { from, NULL, 0, 0 };
-	size_t flen = strlen(from);
-	cdx_error err;
-
-	if (store_image_foreach(w->st, collect_paths, &p, &err) != 0)
-		cdx_log(CDX_LOG_WARN, "indexer: cannot list %s: %s", from, err.msg);
-	for (size_t i = 0; i < p.n; i += 256) {
-		char *dst[256];
-		size_t m = p.n - i < 256 ? p.n - i : 256, n = 0, made = 0;
-		for (; made < m; made++)
-			if (asprintf(&dst[made], "%s%s", to, p.paths[i + made] +
-			    flen) < 0)
-				break;
-		int rc = store_image_rename(w->st, (const char *const *)p.paths + i,
-		    (const char *const *)dst, made, &n, &err);
-		if (rc == CDX_EEXIST) {
-			/* Stale records at the new place: the files moved win. */
-			store_image_delete_paths(w->st, (const char *const *)dst, made,
-			    NULL, NULL);
-			rc = store_image_rename(w->st,
-			    (const char *const *)p.paths + i,
-			    (const char *const *)dst, made, &n, &err);
+	item *it = calloc(1, sizeof(*it));
+	if (it == NULL || (it->path = strdup(path)) == NULL ||
+	    (to != NULL && (it->to = strdup(to)) == NULL)) {
+		item_free(it);
+		cdx_log(CDX_LOG_WARN, "indexer: out of memory: the records of %s "
+		    "are not updated", path);
+		if (t != NULL) {
+			t->interrupted = 1;
+			task_release(w, t);
 		}
-		if (rc != 0)
-			cdx_log(CDX_LOG_WARN, "indexer: moving %s to %s: %s", from, to,
-			    err.msg);
-		else
-			w->renamed += (int64_t)n;
-		for (size_t j = 0; j < made; j++)
-			free(dst[j]);
+		return;
 	}
-	for (size_t i = 0; i < p.n; i++)
-		free(p.paths[i]);
-	free(p.paths);
+	it->op = op;
+	it->gone_only = gone_only;
+	it->t = t;
+	if (wq_push(&w->wrq, it, 1) != 0)
+		item_finish(w, it, 1);
 }
 
 /* ---- tasks (control thread) ---- */
@@ -863,10 +723,16 @@ queue_task(watch *w, const char *path, int live, watch_done_fn fn,
 static void
 complete(watch *w, task *t, int stopping)
 {
+	if (!t->interrupted && !stopping && !t->forgotten) {
+		/* Records of files gone from under it are forgotten first; the
+		 * task completes again once the writer has committed that. */
+		t->forgotten = 1;
+		t->outstanding = 1;
+		send_op(w, OP_FORGET_UNDER, t->path, NULL, 1, t);
+		return;
+	}
 	watch_result r = { t->added, t->updated, t->unchanged, t->failed,
 	    t->moved, t->interrupted || stopping };
-	if (!r.interrupted)
-		forget_under(w, t->path, 1);
 	if (t->fn != NULL)
 		t->fn(t->user, t->path, &r);
 	task_free(t);
@@ -926,7 +792,7 @@ static void
 timers_cancel_under(watch *w, const char *prefix)
 {
 	for (size_t i = 0; i < w->n_timers;) {
-		if (under(w->timers[i].path, prefix))
+		if (cdx_path_under(w->timers[i].path, prefix))
 			timer_drop(w, i);
 		else
 			i++;
@@ -938,7 +804,7 @@ dir_gone(watch *w, const char *path)
 {
 	drop_watches_under(w, path);
 	timers_cancel_under(w, path);
-	forget_under(w, path, 0);
+	send_op(w, OP_FORGET_UNDER, path, NULL, 0, NULL);
 }
 
 static void
@@ -970,7 +836,7 @@ timers_run(watch *w, double now)
 		if (m->isdir)
 			dir_gone(w, m->path);
 		else
-			forget_path(w, m->path);
+			send_op(w, OP_FORGET_PATH, m->path, NULL, 0, NULL);
 		free(m->path);
 		w->moves[i] = w->moves[--w->n_moves];
 	}
@@ -1025,15 +891,13 @@ on_moved_to(watch *w, const struct inotify_event *e, const char *path)
 		if (isdir) {
 			rename_watches(w, from, path);
 			timers_cancel_under(w, from);
-			move_dir(w, from, path);
-			/* Files in flight under the old name are dropped by the
-			 * writer: a scan of the new place catches them. */
-			pthread_mutex_lock(&w->mu);
-			queue_task(w, path, 1, NULL, NULL);
-			pthread_mutex_unlock(&w->mu);
+			/* The writer moves the records, then queues a scan of the
+			 * new place: files in flight under the old name are
+			 * dropped by the writer, and the scan catches them. */
+			send_op(w, OP_MOVE_DIR, from, path, 0, NULL);
 		} else {
 			timer_cancel(w, from);
-			move_file(w, from, path);
+			send_op(w, OP_MOVE_FILE, from, path, 0, NULL);
 		}
 		free(from);
 		return;
@@ -1068,7 +932,7 @@ on_event(watch *w, const struct inotify_event *e, double now)
 			char *p = strdup(w->wdpath[e->wd]);
 			if (p != NULL) {
 				timers_cancel_under(w, p);
-				forget_under(w, p, 1);
+				send_op(w, OP_FORGET_UNDER, p, NULL, 1, NULL);
 				free(p);
 			}
 		}
@@ -1101,7 +965,7 @@ on_event(watch *w, const struct inotify_event *e, double now)
 			dir_gone(w, path);
 		} else {
 			timer_cancel(w, path);
-			forget_path(w, path);
+			send_op(w, OP_FORGET_PATH, path, NULL, 0, NULL);
 		}
 	} else if ((e->mask & IN_CREATE) && (e->mask & IN_ISDIR)) {
 		pthread_mutex_lock(&w->mu);
@@ -1199,8 +1063,7 @@ control_main(void *arg)
 			w->busy_ns += (int64_t)((now - last) * 1e9);
 		last = now;
 		for (size_t i = 0; i < n_retry; i++) {
-			timer_set(w, retry[i].path, now + w->p.quiet_ms * 1e-3,
-			    retry[i].t);
+			timer_set(w, retry[i].path, now + retry[i].due, retry[i].t);
 			free(retry[i].path);
 		}
 		free(retry);
@@ -1261,72 +1124,69 @@ control_main(void *arg)
 
 /* ---- decode workers ---- */
 
+/* Has the file at path changed since st (size or mtime), or gone? */
 static int
-read_file(const char *path, size_t max, uint8_t **data, size_t *len,
-    struct stat *st, cdx_error *err)
+changed_since(const watch *w, const char *path, const struct stat *st)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	size_t got = 0;
-	uint8_t *buf;
-
-	if (fd < 0 && errno == ELOOP)
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cdx_error_set(err, cdx_from_errno(errno), "%s",
-		    strerror(errno));
-	if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
-		close(fd);
-		return cdx_error_set(err, CDX_EIO, "not a regular file");
-	}
-	if ((uint64_t)st->st_size > max) {
-		close(fd);
-		return cdx_error_set(err, CDX_ETOOBIG, "%lld bytes, over the "
-		    "limit of %zu", (long long)st->st_size, max);
-	}
-	if ((buf = malloc((size_t)st->st_size + 1)) == NULL) {
-		close(fd);
-		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
-	}
-	while (got < (size_t)st->st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st->st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int e = errno;
-			close(fd);
-			free(buf);
-			return cdx_error_set(err, cdx_from_errno(e), "%s",
-			    strerror(e));
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	*data = buf;
-	*len = got;
-	return 0;
+	struct stat now;
+	return (w->p.follow_symlinks ? stat(path, &now) : lstat(path, &now)) !=
+	    0 || now.st_size != st->st_size || mtime_ns(&now) != mtime_ns(st);
 }
 
-/* Hands the item's path back to the control thread for a look after a
- * quiet period; its task keeps waiting for it. */
-static void
-retry_later(watch *w, item *it)
+/* Reads the whole file at path (common/file.h); *st is its state when it
+ * was opened (st_mode stays 0 if it could not be).  Messages name the file
+ * by its base name: they become failure records, which hold the path. */
+static int
+read_image(const char *path, size_t max, uint8_t **data, size_t *len,
+    struct stat *st, cdx_error *err)
 {
-	char *copy = strdup(it->path);
+	const char *slash = strrchr(path, '/'), *name = slash ? slash + 1 : path;
+	int fd, rc;
+
+	memset(st, 0, sizeof(*st));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		int e = errno;
+		return cdx_error_set(err, cdx_from_errno(e), "%s: %s", name,
+		    strerror(e));
+	}
+	if (fstat(fd, st) != 0) {
+		int e = errno;
+		rc = cdx_error_set(err, cdx_from_errno(e), "%s: %s", name,
+		    strerror(e));
+	} else {
+		rc = cdx_read_fd(fd, name, max, (char **)data, len, err);
+	}
+	close(fd);
+	return rc;
+}
+
+/* Hands path back to the control thread for a look after delay seconds;
+ * t (may be NULL) keeps waiting for it. */
+static void
+look_again(watch *w, const char *path, task *t, double delay)
+{
+	char *copy = strdup(path);
 	pthread_mutex_lock(&w->mu);
 	if (copy != NULL && !w->stop && grow((void **)&w->retry, &w->cap_retry,
 	    w->n_retry + 1, sizeof(*w->retry)) == 0) {
-		w->retry[w->n_retry++] = (struct timer){ copy, 0, it->t };
-		if (it->t != NULL)
-			it->t->outstanding++;
+		w->retry[w->n_retry++] = (struct timer){ copy, delay, t };
+		if (t != NULL)
+			t->outstanding++;
 		copy = NULL;
-	} else if (it->t != NULL) {
-		it->t->interrupted = 1;
+	} else if (t != NULL) {
+		t->interrupted = 1;
 	}
 	pthread_mutex_unlock(&w->mu);
 	free(copy);
 	wake(w);
+}
+
+/* The item's file is looked at again after a quiet period; its task keeps
+ * waiting for it. */
+static void
+retry_later(watch *w, item *it)
+{
+	look_again(w, it->path, it->t, w->p.quiet_ms * 1e-3);
 }
 
 /* A failure of a file that may still be being written is not recorded:
@@ -1401,24 +1261,27 @@ decode_item(watch *w, item *it)
 	store_image *old = NULL;
 	uint8_t *data = NULL;
 	size_t len = 0;
-	struct stat st, st2;
+	struct stat st;
 	clip_image_info info;
 	clip_image img;
 	cdx_error err;
 
-	if (read_file(it->path, w->p.max_file_bytes, &data, &len, &st,
+	if (read_image(it->path, w->p.max_file_bytes, &data, &len, &st,
 	    &err) != 0) {
-		if (err.code == CDX_ENOTFOUND)
+		if (err.code == CDX_ENOTFOUND) {
 			it->kind = K_DROP;
-		else
+		} else if (st.st_mode != 0 && changed_since(w, it->path, &st)) {
+			/* A short read of a file being written. */
+			retry_later(w, it);
+			it->kind = K_DROP;
+		} else {
 			fail_or_retry(w, it, err.msg, it->mtime_ns);
+		}
 		return;
 	}
 	it->size = st.st_size;
 	it->mtime_ns = mtime_ns(&st);
-	if (len != (size_t)st.st_size || (w->p.follow_symlinks ?
-	    stat(it->path, &st2) : lstat(it->path, &st2)) != 0 ||
-	    st2.st_size != st.st_size || mtime_ns(&st2) != it->mtime_ns) {
+	if (changed_since(w, it->path, &st)) {
 		/* Being written: look again once it is quiet. */
 		retry_later(w, it);
 		it->kind = K_DROP;
@@ -1572,103 +1435,361 @@ encode_main(void *arg)
 
 /* ---- the writer ---- */
 
+/* The writer's open store batch: the changes of the items in wait, which
+ * are finished once it is committed. */
+typedef struct wbatch {
+	store_batch *b;
+	item **wait;
+	size_t n;
+	int64_t forgotten;      /* records the changes forget */
+} wbatch;
+
+/* The open batch, begun if need be; NULL when out of memory. */
+static store_batch *
+wb_get(watch *w, wbatch *c)
+{
+	cdx_error err;
+	if (c->b == NULL && store_batch_begin(w->st, &c->b, &err) != 0)
+		cdx_log(CDX_LOG_WARN, "indexer: %s", err.msg);
+	return c->b;
+}
+
+/* Commits the open batch in one transaction and finishes its items. */
+static void
+wb_commit(watch *w, wbatch *c)
+{
+	store_batch_counts cnt = { 0 };
+	cdx_error err;
+	int rc = 0;
+
+	if (c->b != NULL) {
+		size_t len = store_batch_len(c->b);
+		rc = store_batch_commit(c->b, &cnt, &err);
+		c->b = NULL;
+		if (rc != 0 && rc != CDX_EINDEX)
+			cdx_log(CDX_LOG_ERROR, "indexer: storing %zu changes "
+			    "failed: %s", len, err.msg);
+	}
+	int ok = rc == 0 || rc == CDX_EINDEX;
+	if (ok) {
+		w->renamed += (int64_t)cnt.renamed;
+		w->deleted += c->forgotten;
+	}
+	for (size_t i = 0; i < c->n; i++) {
+		item *it = c->wait[i];
+		if (it->op == OP_NONE && ok) {
+			if (it->kind == K_FAIL) {
+				cdx_log(CDX_LOG_INFO, "cannot index %s: %s", it->path,
+				    it->reason);
+				w->failed++;
+				if (it->t != NULL)
+					it->t->failed++;
+			} else if (it->kind == K_SKIP) {
+				w->skipped++;
+			} else {
+				if (it->t != NULL) {
+					if (it->kind == K_REUSE && !it->is_update)
+						it->t->moved++;
+					if (it->is_update)
+						it->t->updated++;
+					else
+						it->t->added++;
+				}
+				if (it->kind == K_REUSE)
+					w->reused++;
+			}
+		}
+		if (it->op == OP_MOVE_DIR) {
+			pthread_mutex_lock(&w->mu);
+			if (!w->stop)
+				queue_task(w, it->to, 1, NULL, NULL);
+			pthread_mutex_unlock(&w->mu);
+			wake(w);
+		}
+		item_finish(w, it, !ok);
+	}
+	c->n = 0;
+	c->forgotten = 0;
+}
+
+static int
+file_gone(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) != 0 && errno == ENOENT;
+}
+
+/* Forgets the record and failure record of path. */
+static void
+forget_path(watch *w, wbatch *c, const char *path)
+{
+	store_batch *b = wb_get(w, c);
+	store_image *old = NULL;
+	cdx_error err;
+
+	if (b == NULL)
+		return;
+	if (store_image_get_by_path(w->st, path, &old, NULL) == 0) {
+		c->forgotten++;
+		store_image_free(old);
+	}
+	if (store_batch_delete_path(b, path, &err) != 0 ||
+	    store_batch_unfail(b, path, &err) != 0)
+		cdx_log(CDX_LOG_WARN, "indexer: cannot forget %s: %s", path,
+		    err.msg);
+}
+
+/* Ids and paths of the records under a folder. */
+struct recs {
+	uint64_t *ids;
+	char **paths;
+	size_t n, cap, cap_ids;
+};
+
+static int
+recs_add(struct recs *r, uint64_t id, const char *path)
+{
+	if (grow((void **)&r->paths, &r->cap, r->n + 1, sizeof(*r->paths)) != 0 ||
+	    grow((void **)&r->ids, &r->cap_ids, r->n + 1, sizeof(*r->ids)) != 0 ||
+	    (r->paths[r->n] = strdup(path)) == NULL)
+		return CDX_ENOMEM;
+	r->ids[r->n++] = id;
+	return 0;
+}
+
+static int
+collect_image(void *user, const store_image *img)
+{
+	return recs_add(user, img->id, img->path);
+}
+
+static int
+collect_failure(void *user, const store_failure *f)
+{
+	return recs_add(user, 0, f->path);
+}
+
+static void
+recs_free(struct recs *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		free(r->paths[i]);
+	free(r->paths);
+	free(r->ids);
+}
+
+/* Forgets the records under prefix (all, or those whose file is gone),
+ * failure records included.  Reads the store: the open batch is committed
+ * first. */
+static void
+forget_under(watch *w, wbatch *c, const char *prefix, int gone_only)
+{
+	struct recs imgs = { 0 }, fails = { 0 };
+	store_batch *b;
+	size_t n = 0;
+	cdx_error err;
+
+	wb_commit(w, c);
+	if ((b = wb_get(w, c)) == NULL)
+		return;
+	if (store_failure_foreach_prefix(w->st, prefix, collect_failure, &fails,
+	    &err) != 0)
+		cdx_log(CDX_LOG_WARN, "indexer: cannot list the failures under %s: "
+		    "%s", prefix, err.msg);
+	if (store_image_foreach_prefix(w->st, prefix, collect_image, &imgs,
+	    &err) != 0) {
+		cdx_log(CDX_LOG_WARN, "indexer: cannot list %s: %s", prefix,
+		    err.msg);
+		imgs.n = 0;     /* forget none rather than a part */
+	}
+	/* The files are looked at outside the store's lock. */
+	for (size_t i = 0; i < fails.n; i++)
+		if (!gone_only || file_gone(fails.paths[i]))
+			store_batch_unfail(b, fails.paths[i], NULL);
+	for (size_t i = 0; i < imgs.n; i++) {
+		if (gone_only && !file_gone(imgs.paths[i]))
+			continue;
+		if (store_batch_delete(b, imgs.ids[i], &err) != 0)
+			break;
+		n++;
+	}
+	c->forgotten += (int64_t)n;
+	if (n > 0)
+		cdx_log(CDX_LOG_INFO, "indexer: forgetting %zu images under %s", n,
+		    prefix);
+	recs_free(&fails);
+	recs_free(&imgs);
+}
+
+/* Gives the record of from the path to (same embedding), or has the
+ * control thread read to. */
+static void
+move_file(watch *w, wbatch *c, const char *from, const char *to)
+{
+	store_image *old = NULL;
+	store_batch *b;
+	struct stat st;
+	cdx_error err;
+
+	wb_commit(w, c);
+	if ((b = wb_get(w, c)) == NULL)
+		return;
+	store_batch_unfail(b, from, NULL);
+	if (lstat(to, &st) != 0 || !S_ISREG(st.st_mode)) {
+		forget_path(w, c, from);
+		return;
+	}
+	if (store_image_get_by_path(w->st, from, &old, NULL) != 0 ||
+	    old->size != st.st_size || old->mtime_ns != mtime_ns(&st)) {
+		/* Not known, or changed meanwhile: read it (equal bytes still
+		 * reuse the embedding). */
+		store_image_free(old);
+		look_again(w, to, NULL, 0);
+		return;
+	}
+	store_image_free(old);
+	/* rename(2) replaced whatever was at to. */
+	if (store_batch_rename(b, from, to, 1, &err) != 0)
+		cdx_log(CDX_LOG_WARN, "indexer: cannot move %s to %s: %s", from, to,
+		    err.msg);
+}
+
+/* Moves every record under from to the same place under to (same ids);
+ * stale records at the new place give way to the files moved. */
+static void
+move_dir(watch *w, wbatch *c, const char *from, const char *to)
+{
+	struct recs imgs = { 0 };
+	size_t flen = strlen(from);
+	store_batch *b;
+	cdx_error err;
+
+	wb_commit(w, c);
+	if ((b = wb_get(w, c)) == NULL)
+		return;
+	if (store_image_foreach_prefix(w->st, from, collect_image, &imgs,
+	    &err) != 0)
+		cdx_log(CDX_LOG_WARN, "indexer: cannot list %s: %s", from, err.msg);
+	for (size_t i = 0; i < imgs.n; i++) {
+		char *dst;
+		if (store_batch_len(b) >= MOVE_CHUNK) {
+			/* Bounds a transaction's size (LMDB's dirty pages). */
+			wb_commit(w, c);
+			if ((b = wb_get(w, c)) == NULL)
+				break;
+		}
+		if (asprintf(&dst, "%s%s", to, imgs.paths[i] + flen) < 0)
+			break;
+		int rc = store_batch_rename(b, imgs.paths[i], dst, 1, &err);
+		free(dst);
+		if (rc != 0) {
+			cdx_log(CDX_LOG_WARN, "indexer: moving %s to %s: %s", from,
+			    to, err.msg);
+			break;
+		}
+	}
+	recs_free(&imgs);
+}
+
+/* Adds an item's changes to the open batch; it waits there for the
+ * commit. */
+static void
+write_item(watch *w, wbatch *c, item *it)
+{
+	struct stat st;
+	store_batch *b;
+	cdx_error err;
+	int rc = 0;
+
+	switch (it->op) {
+	case OP_FORGET_PATH:
+		forget_path(w, c, it->path);
+		break;
+	case OP_FORGET_UNDER:
+		forget_under(w, c, it->path, it->gone_only);
+		break;
+	case OP_MOVE_FILE:
+		move_file(w, c, it->path, it->to);
+		break;
+	case OP_MOVE_DIR:
+		move_dir(w, c, it->path, it->to);
+		/* Then a scan of the new place, which sees the moved records:
+		 * queued by the commit (wb_commit). */
+		c->wait[c->n++] = it;
+		wb_commit(w, c);
+		return;
+	}
+	if (it->op != OP_NONE) {
+		c->wait[c->n++] = it;
+		return;
+	}
+	/* Changed or gone since it was read: a newer event or scan takes
+	 * care of it. */
+	if (it->kind == K_DROP || (w->p.follow_symlinks ? stat(it->path, &st) :
+	    lstat(it->path, &st)) != 0 || st.st_size != it->size ||
+	    mtime_ns(&st) != it->mtime_ns) {
+		item_finish(w, it, 0);
+		return;
+	}
+	if ((b = wb_get(w, c)) == NULL) {
+		item_finish(w, it, 1);
+		return;
+	}
+	if (it->kind == K_FAIL) {
+		store_failure f = { it->path, it->reason, it->size, it->mtime_ns,
+		    0 };
+		rc = store_batch_fail(b, &f, &err);
+		if (rc == 0 && it->is_update)
+			rc = store_batch_delete_path(b, it->path, &err);
+	} else if (it->kind == K_SKIP) {
+		/* No longer an image (del_path): its record goes. */
+		forget_path(w, c, it->path);
+	} else {
+		store_image r = { 0 };
+		r.path = it->path;
+		r.size = it->size;
+		r.mtime_ns = it->mtime_ns;
+		memcpy(r.hash, it->hash, STORE_HASH_LEN);
+		r.width = it->width;
+		r.height = it->height;
+		r.capture_time = it->capture_time;
+		r.embedding = it->emb;
+		/* A record whose bytes were found at a new path moves there
+		 * first, so that the put keeps its id. */
+		if (it->moved_from != NULL)
+			rc = store_batch_rename(b, it->moved_from, it->path, 0,
+			    &err);
+		if (rc == 0)
+			rc = store_batch_put(b, &r, &err);
+		if (rc == 0 && it->del_id != 0)
+			rc = store_batch_delete(b, it->del_id, &err);
+	}
+	if (rc != 0) {
+		cdx_log(CDX_LOG_WARN, "indexer: cannot store %s: %s", it->path,
+		    err.msg);
+		item_finish(w, it, 1);
+		return;
+	}
+	c->wait[c->n++] = it;
+}
+
+/* Writes what the queue held, in order, in as few transactions as the
+ * changes allow: one, unless a change must read the store (forgetting a
+ * folder, a move), which commits what came before it first. */
 static void
 write_batch(watch *w, item **v, size_t n)
 {
-	store_image *recs = calloc(n, sizeof(*recs));
-	item **put = calloc(n, sizeof(*put));
-	uint64_t *del = calloc(n, sizeof(*del));
-	size_t np = 0, nd = 0;
-	cdx_error err;
+	wbatch c = { 0 };
 
-	if (recs == NULL || put == NULL || del == NULL) {
+	if ((c.wait = calloc(n, sizeof(*c.wait))) == NULL) {
 		for (size_t i = 0; i < n; i++)
 			item_finish(w, v[i], 1);
-		goto out;
+		return;
 	}
-	for (size_t i = 0; i < n; i++) {
-		item *it = v[i];
-		struct stat st;
-		/* Changed or gone since it was read: a newer event or scan
-		 * takes care of it. */
-		if (it->kind == K_DROP || (w->p.follow_symlinks ?
-		    stat(it->path, &st) : lstat(it->path, &st)) != 0 ||
-		    st.st_size != it->size || mtime_ns(&st) != it->mtime_ns) {
-			item_finish(w, it, 0);
-			continue;
-		}
-		if (it->kind == K_FAIL) {
-			store_failure f = { it->path, it->reason, it->size,
-			    it->mtime_ns, 0 };
-			if (store_failure_put(w->st, &f, &err) != 0)
-				cdx_log(CDX_LOG_WARN, "indexer: %s: cannot record the "
-				    "failure: %s", it->path, err.msg);
-			if (it->is_update)
-				store_image_delete_paths(w->st,
-				    (const char *const *)&it->path, 1, NULL, NULL);
-			cdx_log(CDX_LOG_INFO, "cannot index %s: %s", it->path,
-			    it->reason);
-			w->failed++;
-			if (it->t != NULL)
-				it->t->failed++;
-			item_finish(w, it, 0);
-			continue;
-		}
-		if (it->kind == K_SKIP) {
-			forget_path(w, it->path);
-			w->skipped++;
-			item_finish(w, it, 0);
-			continue;
-		}
-		store_image *r = &recs[np];
-		r->path = it->path;
-		r->size = it->size;
-		r->mtime_ns = it->mtime_ns;
-		memcpy(r->hash, it->hash, STORE_HASH_LEN);
-		r->width = it->width;
-		r->height = it->height;
-		r->capture_time = it->capture_time;
-		r->embedding = it->emb;
-		if (it->del_id != 0)
-			del[nd++] = it->del_id;
-		put[np++] = it;
-	}
-	for (size_t i = 0; i < np; i++) {
-		/* A record whose bytes were found at a new path moves there
-		 * first, so the put below keeps its id. */
-		item *it = put[i];
-		size_t nr = 0;
-		if (it->moved_from != NULL && store_image_rename(w->st,
-		    (const char *const *)&it->moved_from,
-		    (const char *const *)&it->path, 1, &nr, NULL) == 0 && nr == 1)
-			w->renamed++;
-	}
-	if (np > 0) {
-		int rc = store_image_put(w->st, recs, np, &err);
-		if (rc != 0 && rc != CDX_EINDEX)
-			cdx_log(CDX_LOG_ERROR, "indexer: storing %zu images failed: "
-			    "%s", np, err.msg);
-		if (rc == 0 && nd > 0)
-			store_image_delete(w->st, del, nd, NULL, NULL);
-		for (size_t i = 0; i < np; i++) {
-			item *it = put[i];
-			if ((rc == 0 || rc == CDX_EINDEX) && it->t != NULL) {
-				if (it->kind == K_REUSE && !it->is_update)
-					it->t->moved++;
-				if (it->is_update)
-					it->t->updated++;
-				else
-					it->t->added++;
-			}
-			if (it->kind == K_REUSE)
-				w->reused++;
-			item_finish(w, it, rc != 0 && rc != CDX_EINDEX);
-		}
-	}
-out:
-	free(recs);
-	free(put);
-	free(del);
+	for (size_t i = 0; i < n; i++)
+		write_item(w, &c, v[i]);
+	wb_commit(w, &c);
+	free(c.wait);
 }
 
 static void *
@@ -1904,7 +2025,7 @@ watch_remove(watch *w, const char *path)
 		return CDX_EINVAL;
 	pthread_mutex_lock(&w->mu);
 	for (size_t i = 0; i < w->n_roots;) {
-		if (under(w->roots[i], path)) {
+		if (cdx_path_under(w->roots[i], path)) {
 			free(w->roots[i]);
 			w->roots[i] = w->roots[--w->n_roots];
 			found = 1;

@@ -25,7 +25,6 @@
 
 #include "store/internal.h"
 
-extern void omp_set_num_threads(int n);
 extern float cblas_sdot(const int n, const float *x, const int incx,
 			const float *y, const int incy);
 /* OpenBLAS's cblas_sgemv, row-major (101), no transpose (111). */
@@ -49,7 +48,7 @@ typedef struct idx_file_hdr {
 /* ---- kinds ---- */
 
 int
-st_parse_kind_nlist(const char *kind, long *nlist)
+sto_parse_kind_nlist(const char *kind, long *nlist)
 {
 	const char *p = strstr(kind, "IVF");
 	if (!p)
@@ -100,7 +99,7 @@ resolve_kind(const store *s, size_t n, char *out, size_t cap)
 			snprintf(out, cap, "Flat");
 		else
 			ivf_kind(n, out, cap);
-	} else if (st_parse_kind_nlist(r, &nl) == 0 && n < (size_t)(39 * nl))
+	} else if (sto_parse_kind_nlist(r, &nl) == 0 && n < (size_t)(39 * nl))
 		snprintf(out, cap, "Flat");
 	else
 		snprintf(out, cap, "%s", r);
@@ -119,7 +118,7 @@ kind_acceptable(const store *s, const char *have, size_t n)
 	long nl, ideal = ivf_nlist_for(n);
 	if (is_auto && strcmp(have, "Flat") == 0)
 		return n < 2 * s->auto_flat_max;
-	if ((is_auto || is_ivf) && st_parse_kind_nlist(have, &nl) == 0 &&
+	if ((is_auto || is_ivf) && sto_parse_kind_nlist(have, &nl) == 0 &&
 	    strstr(want, "IVF")) {
 		if (is_auto && n < s->auto_flat_max / 2)
 			return 0;
@@ -138,7 +137,7 @@ set_search_params(store *s)
 		faiss_ParameterSpace_set_index_parameter(ps, s->index, "efSearch",
 							 s->hnsw_ef_search);
 	long nl;
-	if (strstr(s->kind, "IVF") && st_parse_kind_nlist(s->kind, &nl) == 0) {
+	if (strstr(s->kind, "IVF") && sto_parse_kind_nlist(s->kind, &nl) == 0) {
 		/* Default: 1/256 of the lists, at least 8 (see STORE.md). */
 		long np = s->ivf_nprobe ? s->ivf_nprobe : nl / 256;
 		if (np < 8)
@@ -184,7 +183,7 @@ read_all(store *s, MDB_txn *txn, int64_t **labels_out, float **vecs_out,
 	MDB_cursor *c;
 	int rc = mdb_stat(txn, s->db_rec, &st);
 	if (rc)
-		return st_mdb_err(err, rc, "reading records");
+		return sto_mdb_err(err, rc, "reading records");
 	size_t cap = st.ms_entries, n = 0, d = (size_t)s->dim;
 	int64_t *labels = malloc((cap ? cap : 1) * sizeof(*labels));
 	float *vecs = malloc((cap ? cap : 1) * d * sizeof(float));
@@ -195,7 +194,7 @@ read_all(store *s, MDB_txn *txn, int64_t **labels_out, float **vecs_out,
 	}
 	live_clear(&s->live);
 	if ((rc = mdb_cursor_open(txn, s->db_rec, &c))) {
-		rc = st_mdb_err(err, rc, "reading records");
+		rc = sto_mdb_err(err, rc, "reading records");
 		goto out_free;
 	}
 	MDB_val k, v;
@@ -203,7 +202,7 @@ read_all(store *s, MDB_txn *txn, int64_t **labels_out, float **vecs_out,
 	while (r == 0 && n < cap) {
 		rec_hdr h;
 		const unsigned char *e;
-		if ((rc = st_rec_parse(s, &v, &h, NULL, &e, err)))
+		if ((rc = sto_rec_parse(s, &v, &h, NULL, &e, err)))
 			break;
 		memcpy(vecs + n * d, e, d * sizeof(float));
 		labels[n] = h.label;
@@ -219,7 +218,7 @@ read_all(store *s, MDB_txn *txn, int64_t **labels_out, float **vecs_out,
 	}
 	mdb_cursor_close(c);
 	if (!rc && r != 0 && r != MDB_NOTFOUND)
-		rc = st_mdb_err(err, r, "reading records");
+		rc = sto_mdb_err(err, r, "reading records");
 	if (rc)
 		goto out_free;
 	*labels_out = labels;
@@ -244,7 +243,7 @@ new_index(store *s, const char *kind, FaissIndex **out, cdx_error *err)
 		snprintf(desc, sizeof(desc), "IDMap2,%s", kind);
 	int rc = faiss_index_factory(out, s->dim, desc, METRIC_INNER_PRODUCT);
 	if (rc)
-		return st_faiss_err(err, rc, desc);
+		return sto_faiss_err(err, rc, desc);
 	return 0;
 }
 
@@ -256,7 +255,6 @@ idx_rebuild(store *s, MDB_txn *txn, cdx_error *err)
 	size_t n = 0, d = (size_t)s->dim;
 	char kind[128];
 	FaissIndex *idx;
-	omp_set_num_threads(s->n_threads);
 	int rc = read_all(s, txn, &labels, &vecs, &n, err);
 	if (rc)
 		return rc;
@@ -266,7 +264,7 @@ idx_rebuild(store *s, MDB_txn *txn, cdx_error *err)
 	if (!faiss_Index_is_trained(idx)) {
 		/* Train on an evenly spread sample of at most 64 per list. */
 		long nl = 256;
-		st_parse_kind_nlist(kind, &nl);
+		sto_parse_kind_nlist(kind, &nl);
 		size_t nt = (size_t)nl * 64;
 		if (nt > n)
 			nt = n;
@@ -281,14 +279,14 @@ idx_rebuild(store *s, MDB_txn *txn, cdx_error *err)
 		int r = faiss_Index_train(idx, (idx_t)nt, tr);
 		free(tr);
 		if (r) {
-			rc = st_faiss_err(err, r, "training index");
+			rc = sto_faiss_err(err, r, "training index");
 			goto out_free_index;
 		}
 	}
 	if (n) {
 		int r = faiss_Index_add_with_ids(idx, (idx_t)n, vecs, labels);
 		if (r) {
-			rc = st_faiss_err(err, r, "building index");
+			rc = sto_faiss_err(err, r, "building index");
 			goto out_free_index;
 		}
 	}
@@ -312,11 +310,10 @@ idx_apply(store *s, const int64_t *rm, size_t nrm, const int64_t *add,
 	  const float *vecs, size_t nadd, cdx_error *err)
 {
 	int r;
-	omp_set_num_threads(s->n_threads);
 	if (nrm && !s->tombstones) {
 		FaissIDSelectorBatch *sel;
 		if ((r = faiss_IDSelectorBatch_new(&sel, nrm, rm)))
-			return st_faiss_err(err, r, "removing from index");
+			return sto_faiss_err(err, r, "removing from index");
 		size_t removed;
 		r = faiss_Index_remove_ids(s->index, (FaissIDSelector *)sel,
 					   &removed);
@@ -332,14 +329,14 @@ idx_apply(store *s, const int64_t *rm, size_t nrm, const int64_t *add,
 	}
 	if (nadd && (r = faiss_Index_add_with_ids(s->index, (idx_t)nadd, vecs,
 						  add)))
-		return st_faiss_err(err, r, "adding to index");
+		return sto_faiss_err(err, r, "adding to index");
 	int64_t nt = faiss_Index_ntotal(s->index);
 	s->dead = nt > (int64_t)s->live.n ? (uint64_t)nt - s->live.n : 0;
 	if (s->tombstones && s->dead > 1000 && s->dead > s->live.n / 2) {
 		MDB_txn *txn;
 		int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
 		if (rc)
-			return st_mdb_err(err, rc, "rebuilding index");
+			return sto_mdb_err(err, rc, "rebuilding index");
 		rc = idx_rebuild(s, txn, err);
 		mdb_txn_abort(txn);
 		return rc;
@@ -406,7 +403,7 @@ idx_save(store *s, cdx_error *err)
 	}
 	if (r) {
 		free(payload);
-		return st_faiss_err(err, r, "serialising index");
+		return sto_faiss_err(err, r, "serialising index");
 	}
 	idx_file_hdr h;
 	memset(&h, 0, sizeof(h));
@@ -545,7 +542,7 @@ live_load(store *s, MDB_txn *txn, cdx_error *err)
 	MDB_cursor *c;
 	int rc = mdb_cursor_open(txn, s->db_attr, &c);
 	if (rc)
-		return st_mdb_err(err, rc, "reading attributes");
+		return sto_mdb_err(err, rc, "reading attributes");
 	live_clear(&s->live);
 	MDB_val k, v;
 	int r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
@@ -566,7 +563,7 @@ live_load(store *s, MDB_txn *txn, cdx_error *err)
 	}
 	mdb_cursor_close(c);
 	if (!rc && r != MDB_NOTFOUND)
-		rc = st_mdb_err(err, r, "reading attributes");
+		rc = sto_mdb_err(err, r, "reading attributes");
 	return rc;
 }
 
@@ -582,13 +579,13 @@ catch_up(store *s, MDB_txn *txn, uint64_t from, cdx_error *err)
 	MDB_cursor *c;
 	int rc = mdb_cursor_open(txn, s->db_log, &c);
 	if (rc)
-		return st_mdb_err(err, rc, "reading change log");
+		return sto_mdb_err(err, rc, "reading change log");
 	uint64_t key = from + 1;
 	MDB_val k = { sizeof(key), &key }, v;
 	int r = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
 	if (r) {
 		mdb_cursor_close(c);
-		return r == MDB_NOTFOUND ? 1 : st_mdb_err(err, r, "change log");
+		return r == MDB_NOTFOUND ? 1 : sto_mdb_err(err, r, "change log");
 	}
 	size_t d = (size_t)s->dim, cap = 1024, nrm = 0, nadd = 0;
 	int64_t *rm = malloc(cap * sizeof(*rm)), *add = NULL;
@@ -634,7 +631,7 @@ catch_up(store *s, MDB_txn *txn, uint64_t from, cdx_error *err)
 				rc = 1;
 				break;
 			}
-			if (st_rec_parse(s, &rv, &h, NULL, &emb, NULL) ||
+			if (sto_rec_parse(s, &rv, &h, NULL, &emb, NULL) ||
 			    h.label != label) {
 				rc = 1;
 				break;
@@ -660,7 +657,7 @@ catch_up(store *s, MDB_txn *txn, uint64_t from, cdx_error *err)
 	}
 	mdb_cursor_close(c);
 	if (!rc && r != MDB_NOTFOUND)
-		rc = st_mdb_err(err, r, "change log");
+		rc = sto_mdb_err(err, r, "change log");
 	if (!rc && expect != s->seq + 1)
 		rc = 1;
 	if (!rc)
@@ -825,7 +822,7 @@ store_index_rebuild(store *s, cdx_error *err)
 	pthread_rwlock_wrlock(&s->lock);
 	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
 	if (rc) {
-		rc = st_mdb_err(err, rc, "store_index_rebuild");
+		rc = sto_mdb_err(err, rc, "store_index_rebuild");
 	} else {
 		rc = idx_rebuild(s, txn, err);
 		mdb_txn_abort(txn);
@@ -849,11 +846,11 @@ store_verify(store *s, cdx_error *err)
 	}
 	pthread_rwlock_rdlock(&s->lock);
 	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))) {
-		rc = st_mdb_err(err, rc, "store_verify");
+		rc = sto_mdb_err(err, rc, "store_verify");
 		goto out_unlock;
 	}
 	if ((rc = mdb_cursor_open(txn, s->db_rec, &c))) {
-		rc = st_mdb_err(err, rc, "store_verify");
+		rc = sto_mdb_err(err, rc, "store_verify");
 		goto out_abort;
 	}
 	int check_vec = strstr(s->kind, "IVF") == NULL;
@@ -862,7 +859,7 @@ store_verify(store *s, cdx_error *err)
 	while (r == 0) {
 		rec_hdr h;
 		const unsigned char *e;
-		if ((rc = st_rec_parse(s, &v, &h, NULL, &e, err)))
+		if ((rc = sto_rec_parse(s, &v, &h, NULL, &e, err)))
 			break;
 		long slot = live_find(&s->live, h.label);
 		if (slot < 0 || s->live.id[slot] != h.id) {
@@ -876,7 +873,7 @@ store_verify(store *s, cdx_error *err)
 			memcpy(a, e, d * sizeof(float));
 			int fr = faiss_Index_reconstruct(s->index, h.label, b);
 			if (fr) {
-				rc = st_faiss_err(err, fr, "store_verify");
+				rc = sto_faiss_err(err, fr, "store_verify");
 				break;
 			}
 			if (memcmp(a, b, d * sizeof(float)) != 0) {
@@ -891,7 +888,7 @@ store_verify(store *s, cdx_error *err)
 	}
 	mdb_cursor_close(c);
 	if (!rc && r != MDB_NOTFOUND)
-		rc = st_mdb_err(err, r, "store_verify");
+		rc = sto_mdb_err(err, r, "store_verify");
 	if (!rc && (n != s->live.n || n != s->count))
 		rc = cdx_error_set(err, CDX_ECORRUPT,
 				   "%zu records, %zu live labels, count %llu", n,
@@ -1000,12 +997,12 @@ rec_match(search_ctx *c, uint64_t id, const unsigned char **emb,
 	if (r == MDB_NOTFOUND)
 		return 0;
 	if (r) {
-		*rc = st_mdb_err(err, r, "search");
+		*rc = sto_mdb_err(err, r, "search");
 		return 0;
 	}
 	rec_hdr h;
 	const char *path;
-	if ((*rc = st_rec_parse(c->s, &v, &h, &path, emb, err)))
+	if ((*rc = sto_rec_parse(c->s, &v, &h, &path, emb, err)))
 		return 0;
 	if (c->plen && (h.path_len < c->plen ||
 			memcmp(path, c->f->path_prefix, c->plen) != 0))
@@ -1032,7 +1029,7 @@ exact_filtered(search_ctx *c, topk *t, int from_prefix, cdx_error *err)
 		MDB_cursor *cur;
 		int r = mdb_cursor_open(c->txn, c->s->db_path, &cur);
 		if (r)
-			return st_mdb_err(err, r, "search");
+			return sto_mdb_err(err, r, "search");
 		MDB_val k = { c->plen, (void *)c->f->path_prefix }, v;
 		r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 		while (r == 0 && k.mv_size >= c->plen &&
@@ -1056,7 +1053,7 @@ exact_filtered(search_ctx *c, topk *t, int from_prefix, cdx_error *err)
 		}
 		mdb_cursor_close(cur);
 		if (!rc && r && r != MDB_NOTFOUND)
-			rc = st_mdb_err(err, r, "search");
+			rc = sto_mdb_err(err, r, "search");
 		return rc;
 	}
 	for (size_t i = 0; i < lm->n && !rc; i++) {
@@ -1114,7 +1111,7 @@ index_search(store *s, const float *q, size_t k, size_t kk, int exclusive,
 {
 	long nl = 0;
 	int hnsw = strstr(s->kind, "HNSW") != NULL;
-	int ivf = !hnsw && st_parse_kind_nlist(s->kind, &nl) == 0;
+	int ivf = !hnsw && sto_parse_kind_nlist(s->kind, &nl) == 0;
 	int deep = (hnsw && kk > (size_t)s->hnsw_ef_search) ||
 		   (ivf && kk > 2 * k);
 	if (deep && !exclusive)
@@ -1132,7 +1129,7 @@ index_search(store *s, const float *q, size_t k, size_t kk, int exclusive,
 	if (deep)
 		set_search_params(s);
 	if (r)
-		return st_faiss_err(err, r, "search");
+		return sto_faiss_err(err, r, "search");
 	return 0;
 }
 
@@ -1330,10 +1327,10 @@ build_results(search_ctx *c, cand *hits, size_t n, store_results **out,
 		MDB_val k = { sizeof(hits[i].id), &hits[i].id }, v;
 		int r = mdb_get(c->txn, c->s->db_rec, &k, &v);
 		if (r) {
-			rc = st_mdb_err(err, r, "search: reading a hit");
+			rc = sto_mdb_err(err, r, "search: reading a hit");
 			goto out_free;
 		}
-		if ((rc = st_rec_parse(c->s, &v, &hs[i], &paths[i], NULL, err)))
+		if ((rc = sto_rec_parse(c->s, &v, &hs[i], &paths[i], NULL, err)))
 			goto out_free;
 		total += hs[i].path_len + 1;
 	}
@@ -1375,7 +1372,7 @@ search_locked(search_ctx *c, topk *t, size_t k, store_results **out,
 	store *s = c->s;
 	int rc;
 	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &c->txn))) {
-		return st_mdb_err(err, rc, "store_search");
+		return sto_mdb_err(err, rc, "store_search");
 	}
 	size_t n = s->live.n;
 	if (k > 0 && n > 0) {
@@ -1460,7 +1457,7 @@ store_search(store *s, const float *query, size_t k, const store_filter *f,
 		rc = cdx_error_set(err, CDX_ENOMEM, "store_search");
 		goto out_free;
 	}
-	if (st_normalise_query(query, s->dim, q)) {
+	if (sto_normalise_query(query, s->dim, q)) {
 		rc = cdx_error_set(err, CDX_EINVAL,
 				   "store_search: query is not finite or is zero");
 		goto out_free;
@@ -1469,9 +1466,6 @@ store_search(store *s, const float *query, size_t k, const store_filter *f,
 	c.plen = f && f->path_prefix ? strlen(f->path_prefix) : 0;
 	c.has_time = f && f->time_field != STORE_TIME_NONE;
 	topk t = { heap, 0, k };
-	/* FAISS parallelises over queries: one query needs one thread, and
-	 * idle spinning OpenMP workers would steal OpenBLAS's cores. */
-	omp_set_num_threads(1);
 	for (;;) {
 		t.n = 0;
 		if (c.exclusive)
@@ -1589,14 +1583,13 @@ store_range_search(store *s, const float *queries, size_t nq,
 		goto out_free;
 	}
 	for (size_t i = 0; i < nq; i++)
-		if (st_normalise_query(queries + i * d, s->dim, q + i * d)) {
+		if (sto_normalise_query(queries + i * d, s->dim, q + i * d)) {
 			rc = cdx_error_set(err, CDX_EINVAL,
 					   "store_range_search: query %zu is "
 					   "not finite or is zero",
 					   i);
 			goto out_free;
 		}
-	omp_set_num_threads(s->n_threads);
 	/* HNSW grows top-k searches past efSearch: exclusive lock. */
 	pthread_rwlock_rdlock(&s->lock);
 	if (s->tombstones) {
@@ -1607,7 +1600,7 @@ store_range_search(store *s, const float *queries, size_t nq,
 	FaissRangeSearchResult *rsr = NULL;
 	if (!use_knn && nq) {
 		if ((rc = faiss_RangeSearchResult_new(&rsr, (idx_t)nq))) {
-			rc = st_faiss_err(err, rc, "range search");
+			rc = sto_faiss_err(err, rc, "range search");
 			goto out_unlock;
 		}
 		/* FAISS keeps inner products strictly above the radius. */

@@ -95,7 +95,7 @@ struct store {
 	char model_family[32];  /* as recorded in the store ("" if not) */
 	char kind_req[128];     /* as requested */
 	size_t auto_flat_max;
-	int hnsw_ef_search, ivf_nprobe, n_threads;
+	int hnsw_ef_search, ivf_nprobe;
 	size_t exact_max;       /* see store_params.exact_filter_max */
 
 	/* Under lock: */
@@ -109,21 +109,25 @@ struct store {
 	live_map live;
 	int rebuilt_on_open;
 	uint64_t caught_up;
+	uint64_t commits;       /* write transactions committed since open */
 };
 
+/* Names shared by store.c and index.c carry the prefix sto_ (the
+ * store's internals), idx_ (the index) or live_ (the live map). */
+
 /* Translates an LMDB return code, with what failed. */
-int st_mdb_err(cdx_error *err, int rc, const char *what);
+int sto_mdb_err(cdx_error *err, int rc, const char *what);
 /* Translates a failed FAISS C API call: CDX_EINDEX with its message. */
-int st_faiss_err(cdx_error *err, int rc, const char *what);
+int sto_faiss_err(cdx_error *err, int rc, const char *what);
 
 /* Reads and checks a rec value; *emb points into a copy only if copy_emb
  * is given (LMDB values are not float-aligned). */
-int st_rec_parse(const store *s, const MDB_val *v, rec_hdr *h,
-		 const char **path, const unsigned char **emb,
-		 cdx_error *err);
+int sto_rec_parse(const store *s, const MDB_val *v, rec_hdr *h,
+		  const char **path, const unsigned char **emb,
+		  cdx_error *err);
 
 /* Checks and L2-normalises a vector: 0, or -1 if not finite or zero. */
-int st_normalise_query(const float *in, int dim, float *out);
+int sto_normalise_query(const float *in, int dim, float *out);
 
 /* index.c: under the exclusive lock unless said otherwise. */
 int idx_open(store *s, MDB_txn *txn, cdx_error *err);
@@ -136,6 +140,6 @@ int idx_save(store *s, cdx_error *err);
 void idx_close(store *s);
 
 /* 0 or -1 */
-int st_parse_kind_nlist(const char *kind, long *nlist);
+int sto_parse_kind_nlist(const char *kind, long *nlist);
 
 #endif

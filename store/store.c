@@ -33,9 +33,6 @@
 #define REASON_MAX 1023
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
 
-extern void openblas_set_num_threads(int n);
-extern void omp_set_num_threads(int n);
-
 store_params
 store_default_params(void)
 {
@@ -51,7 +48,7 @@ store_default_params(void)
 }
 
 int
-st_mdb_err(cdx_error *err, int rc, const char *what)
+sto_mdb_err(cdx_error *err, int rc, const char *what)
 {
 	int code = CDX_ESTORE;
 	if (rc == MDB_MAP_FULL)
@@ -68,7 +65,7 @@ st_mdb_err(cdx_error *err, int rc, const char *what)
 }
 
 int
-st_faiss_err(cdx_error *err, int rc, const char *what)
+sto_faiss_err(cdx_error *err, int rc, const char *what)
 {
 	const char *m = faiss_get_last_error();
 	return cdx_error_set(err, CDX_EINDEX, "%s: FAISS error %d: %s", what,
@@ -91,8 +88,8 @@ floor_div_1e9(int64_t ns)
 }
 
 int
-st_rec_parse(const store *s, const MDB_val *v, rec_hdr *h, const char **path,
-	     const unsigned char **emb, cdx_error *err)
+sto_rec_parse(const store *s, const MDB_val *v, rec_hdr *h,
+	      const char **path, const unsigned char **emb, cdx_error *err)
 {
 	if (v->mv_size < sizeof(*h))
 		return cdx_error_set(err, CDX_ECORRUPT,
@@ -223,11 +220,11 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 		    (rc = put_family(s, txn, p)) ||
 		    (rc = meta_put_u64(txn, s->db_meta, "seq", 0)) ||
 		    (rc = meta_put_u64(txn, s->db_meta, "next_id", 1)))
-			return st_mdb_err(err, rc, "initialising store");
+			return sto_mdb_err(err, rc, "initialising store");
 		return 0;
 	}
 	if (rc)
-		return st_mdb_err(err, rc, "reading store metadata");
+		return sto_mdb_err(err, rc, "reading store metadata");
 	uint32_t schema, dim;
 	if (v.mv_size != sizeof(schema))
 		return cdx_error_set(err, CDX_EFORMAT,
@@ -249,7 +246,7 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 	if (dim == (uint32_t)p->dim && strcmp(model, p->model_id) == 0) {
 		/* stores made before families were recorded gain it */
 		if ((rc = put_family(s, txn, p)) != 0)
-			return st_mdb_err(err, rc, "recording the model family");
+			return sto_mdb_err(err, rc, "recording the model family");
 		return 0;
 	}
 	if (!p->reembed)
@@ -268,7 +265,7 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 	    (rc = meta_put(txn, s->db_meta, "model", p->model_id,
 			   strlen(p->model_id))) ||
 	    (rc = put_family(s, txn, p)))
-		return st_mdb_err(err, rc, "re-embedding store");
+		return sto_mdb_err(err, rc, "re-embedding store");
 	return 0;
 }
 
@@ -294,7 +291,7 @@ open_dbs(store *s, MDB_txn *txn, cdx_error *err)
 		int rc = mdb_dbi_open(txn, t[i].name, t[i].flags | MDB_CREATE,
 				      t[i].dbi);
 		if (rc)
-			return st_mdb_err(err, rc, t[i].name);
+			return sto_mdb_err(err, rc, t[i].name);
 	}
 	return 0;
 }
@@ -351,14 +348,7 @@ store_open(const char *dir, const store_params *p, store **out,
 					    : STORE_AUTO_FLAT_MAX;
 	s->hnsw_ef_search = p->hnsw_ef_search ? p->hnsw_ef_search : 128;
 	s->ivf_nprobe = p->ivf_nprobe; /* 0: chosen from nlist */
-	s->n_threads = p->n_threads;
 	s->exact_max = p->exact_filter_max ? p->exact_filter_max : 20000;
-	if (s->n_threads == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		s->n_threads = n > 0 ? (int)n : 1;
-	}
-	openblas_set_num_threads(s->n_threads);
-	omp_set_num_threads(s->n_threads);
 	/* Exact searches of even one query go through BLAS (sgemm), which
 	 * picks AVX2 at run time: ~4x faster than Debian FAISS's own
 	 * baseline-x86-64 kernel (see docs/STORE.md). */
@@ -387,7 +377,7 @@ store_open(const char *dir, const store_params *p, store **out,
 	pthread_mutex_init(&s->save_lock, NULL);
 
 	if ((rc = mdb_env_create(&s->env))) {
-		rc = st_mdb_err(err, rc, "mdb_env_create");
+		rc = sto_mdb_err(err, rc, "mdb_env_create");
 		goto out_destroy_locks;
 	}
 	s->map_size = p->map_size ? p->map_size : DEFAULT_MAP_SIZE;
@@ -397,7 +387,7 @@ store_open(const char *dir, const store_params *p, store **out,
 	mdb_env_set_maxreaders(s->env, 256);
 	rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0644);
 	if (rc) {
-		rc = st_mdb_err(err, rc, dir);
+		rc = sto_mdb_err(err, rc, dir);
 		goto out_close_env;
 	}
 	MDB_envinfo info;
@@ -406,7 +396,7 @@ store_open(const char *dir, const store_params *p, store **out,
 
 	MDB_txn *txn;
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
-		rc = st_mdb_err(err, rc, "opening store");
+		rc = sto_mdb_err(err, rc, "opening store");
 		goto out_close_env;
 	}
 	if ((rc = open_dbs(s, txn, err)) || (rc = check_meta(s, txn, p, err)))
@@ -419,24 +409,24 @@ store_open(const char *dir, const store_params *p, store **out,
 	}
 	if ((rc = meta_get_u64(txn, s->db_meta, "seq", &s->seq)) ||
 	    (rc = meta_get_u64(txn, s->db_meta, "next_id", &s->next_id))) {
-		rc = st_mdb_err(err, rc, "reading store metadata");
+		rc = sto_mdb_err(err, rc, "reading store metadata");
 		goto out_abort_txn;
 	}
 	MDB_stat st;
 	if ((rc = mdb_stat(txn, s->db_rec, &st))) {
-		rc = st_mdb_err(err, rc, "mdb_stat");
+		rc = sto_mdb_err(err, rc, "mdb_stat");
 		goto out_abort_txn;
 	}
 	s->count = st.ms_entries;
 	if ((rc = mdb_stat(txn, s->db_fail, &st))) {
-		rc = st_mdb_err(err, rc, "mdb_stat");
+		rc = sto_mdb_err(err, rc, "mdb_stat");
 		goto out_abort_txn;
 	}
 	s->fail_count = st.ms_entries;
 	if ((rc = idx_open(s, txn, err)))
 		goto out_abort_txn;
 	if ((rc = mdb_txn_commit(txn))) {
-		rc = st_mdb_err(err, rc, "opening store");
+		rc = sto_mdb_err(err, rc, "opening store");
 		goto out_close_index;
 	}
 	*out = s;
@@ -522,6 +512,7 @@ store_get_stats(store *s, store_stats *st)
 	    s->model_family);
 	st->rebuilt_on_open = s->rebuilt_on_open;
 	st->caught_up = s->caught_up;
+	st->commits = s->commits;
 	pthread_rwlock_unlock(&s->lock);
 }
 
@@ -534,7 +525,7 @@ grow_map(store *s, cdx_error *err)
 	size_t want = s->map_size * 2;
 	int rc = mdb_env_set_mapsize(s->env, want);
 	if (rc)
-		return st_mdb_err(err, rc, "growing the LMDB map");
+		return sto_mdb_err(err, rc, "growing the LMDB map");
 	s->map_size = want;
 	cdx_log(CDX_LOG_INFO, "store %s: LMDB map grown to %zu MiB", s->dir,
 		want >> 20);
@@ -575,7 +566,7 @@ normalise(const float *in, int dim, float *out)
 }
 
 int
-st_normalise_query(const float *in, int dim, float *out)
+sto_normalise_query(const float *in, int dim, float *out)
 {
 	return normalise(in, dim, out);
 }
@@ -593,6 +584,7 @@ typedef struct batch {
 	uint64_t *ids;
 	uint64_t seq, next_id;
 	int64_t count_delta, fail_delta;
+	size_t n_put, n_renamed, n_deleted, n_failed; /* for the caller */
 } batch;
 
 static void
@@ -606,11 +598,12 @@ batch_free(batch *b)
 	free(b->ids);
 }
 
-/* Allocates the arrays of a batch of n images (puts and renames). */
+/* Allocates the arrays of a batch of n images (puts and renames) that
+ * remove up to nrm labels. */
 static int
-batch_alloc(batch *b, size_t n, size_t dim)
+batch_alloc(batch *b, size_t n, size_t nrm, size_t dim)
 {
-	b->rm = malloc(n * sizeof(*b->rm));
+	b->rm = malloc(nrm * sizeof(*b->rm));
 	b->add = malloc(n * sizeof(*b->add));
 	b->vecs = malloc(n * dim * sizeof(float));
 	b->ctime = malloc(n * sizeof(*b->ctime));
@@ -638,6 +631,21 @@ log_put(store *s, MDB_txn *txn, uint64_t seq, uint64_t id, int64_t old,
 	return mdb_put(txn, s->db_log, &k, &v, MDB_APPEND);
 }
 
+/* A record's label leaves the index: a label written earlier in this
+ * batch never reaches the live map or the index, an older one is removed
+ * from them after the commit. */
+static void
+forget_label(store *s, batch *b, int64_t label)
+{
+	if (label > (int64_t)s->seq) {
+		for (size_t j = 0; j < b->nadd; j++)
+			if (b->add[j] == label)
+				b->add[j] = -1;
+	} else {
+		b->rm[b->nrm++] = label;
+	}
+}
+
 /* Deletes image id inside txn, adding its label to b->rm; nothing if it
  * does not exist. */
 static int
@@ -648,10 +656,10 @@ del_one(store *s, MDB_txn *txn, batch *b, uint64_t id, cdx_error *err)
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc)
-		return st_mdb_err(err, rc, "reading record");
+		return sto_mdb_err(err, rc, "reading record");
 	rec_hdr h;
 	const char *path;
-	if ((rc = st_rec_parse(s, &v, &h, &path, NULL, err)))
+	if ((rc = sto_rec_parse(s, &v, &h, &path, NULL, err)))
 		return rc;
 	MDB_val pk = { h.path_len, (void *)path };
 	/* path points into the map: delete the path entry before rec. */
@@ -659,18 +667,19 @@ del_one(store *s, MDB_txn *txn, batch *b, uint64_t id, cdx_error *err)
 	memcpy(pbuf, path, h.path_len);
 	pk.mv_data = pbuf;
 	if ((rc = mdb_del(txn, s->db_path, &pk, NULL)) && rc != MDB_NOTFOUND)
-		return st_mdb_err(err, rc, "deleting path");
+		return sto_mdb_err(err, rc, "deleting path");
 	if ((rc = hash_del(txn, s->db_hash, h.hash, id)))
-		return st_mdb_err(err, rc, "deleting hash");
+		return sto_mdb_err(err, rc, "deleting hash");
 	if ((rc = mdb_del(txn, s->db_attr, &k, NULL)) && rc != MDB_NOTFOUND)
-		return st_mdb_err(err, rc, "deleting attr");
+		return sto_mdb_err(err, rc, "deleting attr");
 	if ((rc = mdb_del(txn, s->db_rec, &k, NULL)))
-		return st_mdb_err(err, rc, "deleting record");
+		return sto_mdb_err(err, rc, "deleting record");
 	b->seq++;
 	if ((rc = log_put(s, txn, b->seq, id, h.label, LOG_DEL)))
-		return st_mdb_err(err, rc, "writing change log");
-	b->rm[b->nrm++] = h.label;
+		return sto_mdb_err(err, rc, "writing change log");
+	forget_label(s, b, h.label);
 	b->count_delta--;
+	b->n_deleted++;
 	return 0;
 }
 
@@ -692,30 +701,22 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 		MDB_val k = { sizeof(id), &id }, v;
 		rec_hdr h;
 		if ((rc = mdb_get(txn, s->db_rec, &k, &v)))
-			return st_mdb_err(err, rc, "reading replaced record");
-		if ((rc = st_rec_parse(s, &v, &h, NULL, NULL, err)))
+			return sto_mdb_err(err, rc, "reading replaced record");
+		if ((rc = sto_rec_parse(s, &v, &h, NULL, NULL, err)))
 			return rc;
 		old_label = h.label;
 		added = h.added;
 		if ((rc = hash_del(txn, s->db_hash, h.hash, id)))
-			return st_mdb_err(err, rc, "deleting hash");
-		if (old_label > (int64_t)s->seq) {
-			/* Written earlier in this batch: it never reaches the
-			 * live map or the index. */
-			for (size_t j = 0; j < b->nadd; j++)
-				if (b->add[j] == old_label)
-					b->add[j] = -1;
-		} else {
-			b->rm[b->nrm++] = old_label;
-		}
+			return sto_mdb_err(err, rc, "deleting hash");
+		forget_label(s, b, old_label);
 	} else if (rc == MDB_NOTFOUND) {
 		id = b->next_id++;
 		if ((rc = mdb_put(txn, s->db_path, &pk,
 				  &(MDB_val){ sizeof(id), &id }, 0)))
-			return st_mdb_err(err, rc, "writing path");
+			return sto_mdb_err(err, rc, "writing path");
 		b->count_delta++;
 	} else {
-		return st_mdb_err(err, rc, "looking up path");
+		return sto_mdb_err(err, rc, "looking up path");
 	}
 	b->seq++;
 	int64_t label = (int64_t)b->seq;
@@ -740,26 +741,30 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 	MDB_val k = { sizeof(id), &id };
 	MDB_val v = { sizeof(h) + vsz + plen, buf };
 	if ((rc = mdb_put(txn, s->db_rec, &k, &v, 0)))
-		return st_mdb_err(err, rc, "writing record");
+		return sto_mdb_err(err, rc, "writing record");
 	rec_attr a = { label, img->capture_time, floor_div_1e9(img->mtime_ns) };
 	if ((rc = mdb_put(txn, s->db_attr, &k,
 			  &(MDB_val){ sizeof(a), &a }, 0)))
-		return st_mdb_err(err, rc, "writing attr");
+		return sto_mdb_err(err, rc, "writing attr");
 	MDB_val hk = { STORE_HASH_LEN, img->hash };
 	if ((rc = mdb_put(txn, s->db_hash, &hk,
 			  &(MDB_val){ sizeof(id), &id }, 0)) &&
 	    rc != MDB_KEYEXIST)
-		return st_mdb_err(err, rc, "writing hash");
+		return sto_mdb_err(err, rc, "writing hash");
 	if ((rc = log_put(s, txn, b->seq, id, old_label, LOG_PUT)))
-		return st_mdb_err(err, rc, "writing change log");
+		return sto_mdb_err(err, rc, "writing change log");
 	rc = mdb_del(txn, s->db_fail, &pk, NULL);
 	if (rc == 0)
 		b->fail_delta--;
 	else if (rc != MDB_NOTFOUND)
-		return st_mdb_err(err, rc, "deleting failure record");
+		return sto_mdb_err(err, rc, "deleting failure record");
 	b->add[b->nadd] = label;
 	memcpy(b->vecs + b->nadd * (size_t)s->dim, vec, vsz);
+	b->ctime[b->nadd] = img->capture_time;
+	b->mtime[b->nadd] = floor_div_1e9(img->mtime_ns);
+	b->ids[b->nadd] = id;
 	b->nadd++;
+	b->n_put++;
 	img->id = id;
 	img->added = added;
 	return 0;
@@ -846,9 +851,11 @@ write_txn(store *s, const write_op *op, cdx_error *err)
 			b->seq = s->seq;
 			b->next_id = s->next_id;
 			b->count_delta = b->fail_delta = 0;
+			b->n_put = b->n_renamed = b->n_deleted = 0;
+			b->n_failed = 0;
 		}
 		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
-			rc = st_mdb_err(err, rc, op->begin_what);
+			rc = sto_mdb_err(err, rc, op->begin_what);
 			break;
 		}
 		rc = 0;
@@ -860,14 +867,16 @@ write_txn(store *s, const write_op *op, cdx_error *err)
 				r = meta_put_u64(txn, s->db_meta, "next_id",
 						 b->next_id);
 			if (r)
-				rc = st_mdb_err(err, r, op->commit_what);
+				rc = sto_mdb_err(err, r, op->commit_what);
 		}
 		if (rc) {
 			mdb_txn_abort(txn);
 		} else {
 			int r = mdb_txn_commit(txn);
 			if (r)
-				rc = st_mdb_err(err, r, op->commit_what);
+				rc = sto_mdb_err(err, r, op->commit_what);
+			else
+				s->commits++;
 		}
 		if (rc == CDX_EFULL) {
 			if ((rc = grow_map(s, err)))
@@ -894,11 +903,8 @@ static int
 put_item(store *s, MDB_txn *txn, void *arg, size_t i, cdx_error *err)
 {
 	struct put_arg *a = arg;
-	int rc = put_one(s, txn, &a->b, &a->imgs[i],
-			 a->vecs + i * (size_t)s->dim, a->now, a->buf, err);
-	if (!rc)
-		a->b.ids[i] = a->imgs[i].id;
-	return rc;
+	return put_one(s, txn, &a->b, &a->imgs[i],
+		       a->vecs + i * (size_t)s->dim, a->now, a->buf, err);
 }
 
 int
@@ -913,7 +919,7 @@ store_image_put(store *s, store_image *imgs, size_t n, cdx_error *err)
 	struct put_arg a = { .imgs = imgs };
 	float *vecs = NULL;
 	a.buf = malloc(sizeof(rec_hdr) + d * 4 + STORE_PATH_MAX);
-	if (batch_alloc(&a.b, n, d) || !a.buf) {
+	if (batch_alloc(&a.b, n, n, d) || !a.buf) {
 		rc = cdx_error_set(err, CDX_ENOMEM, "store_image_put: out of memory");
 		goto out_free;
 	}
@@ -940,8 +946,6 @@ store_image_put(store *s, store_image *imgs, size_t n, cdx_error *err)
 					   imgs[i].path);
 			goto out_free;
 		}
-		a.b.ctime[i] = imgs[i].capture_time;
-		a.b.mtime[i] = floor_div_1e9(imgs[i].mtime_ns);
 	}
 	a.vecs = vecs;
 	a.now = now_s();
@@ -979,7 +983,7 @@ del_item(store *s, MDB_txn *txn, void *arg, size_t i, cdx_error *err)
 		if (rc) /* no record: nothing to delete */
 			return rc == MDB_NOTFOUND
 				       ? 0
-				       : st_mdb_err(err, rc, "looking up path");
+				       : sto_mdb_err(err, rc, "looking up path");
 		if (pv.mv_size != sizeof(id))
 			return cdx_error_set(err, CDX_ECORRUPT,
 					     "bad path entry");
@@ -1009,9 +1013,8 @@ delete_batch(store *s, const uint64_t *ids, const char *const *paths,
 			.commit_what = "store_image_delete" };
 	int rc = write_txn(s, &op, err);
 	batch_free(&a.b);
-	/* Each image deleted put its label in rm. */
 	if (!rc && n_deleted)
-		*n_deleted = a.b.nrm;
+		*n_deleted = a.b.n_deleted;
 	return rc;
 }
 
@@ -1049,12 +1052,12 @@ rename_one(store *s, MDB_txn *txn, batch *b, const char *from, const char *to,
 				     "store_image_rename: %s already has a "
 				     "record", to);
 	if (rc != MDB_NOTFOUND)
-		return st_mdb_err(err, rc, "looking up path");
+		return sto_mdb_err(err, rc, "looking up path");
 	rc = mdb_get(txn, s->db_path, &fk, &pv);
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc)
-		return st_mdb_err(err, rc, "looking up path");
+		return sto_mdb_err(err, rc, "looking up path");
 	if (pv.mv_size != sizeof(id))
 		return cdx_error_set(err, CDX_ECORRUPT,
 				     "path entry of %s is malformed", from);
@@ -1063,25 +1066,19 @@ rename_one(store *s, MDB_txn *txn, batch *b, const char *from, const char *to,
 	rec_hdr h;
 	const unsigned char *emb;
 	if ((rc = mdb_get(txn, s->db_rec, &k, &v)))
-		return st_mdb_err(err, rc, "reading renamed record");
-	if ((rc = st_rec_parse(s, &v, &h, NULL, &emb, err)))
+		return sto_mdb_err(err, rc, "reading renamed record");
+	if ((rc = sto_rec_parse(s, &v, &h, NULL, &emb, err)))
 		return rc;
 	size_t vsz = (size_t)s->dim * sizeof(float);
 	int64_t old_label = h.label;
 	/* Copy out of the map before writing to it. */
 	memcpy(b->vecs + b->nadd * (size_t)s->dim, emb, vsz);
 	if ((rc = mdb_del(txn, s->db_path, &fk, NULL)))
-		return st_mdb_err(err, rc, "deleting path");
+		return sto_mdb_err(err, rc, "deleting path");
 	if ((rc = mdb_put(txn, s->db_path, &tk,
 			  &(MDB_val){ sizeof(id), &id }, 0)))
-		return st_mdb_err(err, rc, "writing path");
-	if (old_label > (int64_t)s->seq) {
-		for (size_t j = 0; j < b->nadd; j++)
-			if (b->add[j] == old_label)
-				b->add[j] = -1;
-	} else {
-		b->rm[b->nrm++] = old_label;
-	}
+		return sto_mdb_err(err, rc, "writing path");
+	forget_label(s, b, old_label);
 	b->seq++;
 	h.label = (int64_t)b->seq;
 	h.path_len = (uint32_t)tlen;
@@ -1090,22 +1087,23 @@ rename_one(store *s, MDB_txn *txn, batch *b, const char *from, const char *to,
 	memcpy(buf + sizeof(h) + vsz, to, tlen);
 	v = (MDB_val){ sizeof(h) + vsz + tlen, buf };
 	if ((rc = mdb_put(txn, s->db_rec, &k, &v, 0)))
-		return st_mdb_err(err, rc, "writing record");
+		return sto_mdb_err(err, rc, "writing record");
 	rec_attr a = { h.label, h.capture_time, floor_div_1e9(h.mtime_ns) };
 	if ((rc = mdb_put(txn, s->db_attr, &k,
 			  &(MDB_val){ sizeof(a), &a }, 0)))
-		return st_mdb_err(err, rc, "writing attr");
+		return sto_mdb_err(err, rc, "writing attr");
 	if ((rc = log_put(s, txn, b->seq, id, old_label, LOG_PUT)))
-		return st_mdb_err(err, rc, "writing change log");
+		return sto_mdb_err(err, rc, "writing change log");
 	rc = mdb_del(txn, s->db_fail, &tk, NULL);
 	if (rc == 0)
 		b->fail_delta--;
 	else if (rc != MDB_NOTFOUND)
-		return st_mdb_err(err, rc, "deleting failure record");
+		return sto_mdb_err(err, rc, "deleting failure record");
 	b->ctime[b->nadd] = h.capture_time;
 	b->mtime[b->nadd] = floor_div_1e9(h.mtime_ns);
 	b->ids[b->nadd] = id;
 	b->add[b->nadd++] = h.label;
+	b->n_renamed++;
 	return 0;
 }
 
@@ -1143,7 +1141,7 @@ store_image_rename(store *s, const char *const *from, const char *const *to,
 	size_t d = (size_t)s->dim;
 	struct rename_arg a = { .from = from, .to = to };
 	a.buf = malloc(sizeof(rec_hdr) + d * 4 + STORE_PATH_MAX);
-	if (batch_alloc(&a.b, n, d) || !a.buf) {
+	if (batch_alloc(&a.b, n, n, d) || !a.buf) {
 		rc = cdx_error_set(err, CDX_ENOMEM,
 				   "store_image_rename: out of memory");
 		goto out_free;
@@ -1155,7 +1153,7 @@ store_image_rename(store *s, const char *const *from, const char *const *to,
 	/* Each record moved was added once (its entry in add may be -1 if
 	 * renamed again later in the batch). */
 	if ((rc == 0 || rc == CDX_EINDEX) && n_renamed)
-		*n_renamed = a.b.nadd;
+		*n_renamed = a.b.n_renamed;
 out_free:
 	batch_free(&a.b);
 	free(a.buf);
@@ -1171,7 +1169,7 @@ read_begin(store *s, MDB_txn **txn, cdx_error *err)
 	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
 	if (rc) {
 		pthread_rwlock_unlock(&s->lock);
-		return st_mdb_err(err, rc, "read transaction");
+		return sto_mdb_err(err, rc, "read transaction");
 	}
 	return 0;
 }
@@ -1206,7 +1204,7 @@ image_copy_out(store *s, const MDB_val *v, store_image **out, cdx_error *err)
 	rec_hdr h;
 	const char *path;
 	const unsigned char *emb;
-	int rc = st_rec_parse(s, v, &h, &path, &emb, err);
+	int rc = sto_rec_parse(s, v, &h, &path, &emb, err);
 	if (rc)
 		return rc;
 	size_t vsz = (size_t)s->dim * sizeof(float);
@@ -1236,7 +1234,7 @@ store_image_get(store *s, uint64_t id, store_image **out, cdx_error *err)
 		rc = cdx_error_set(err, CDX_ENOTFOUND, "no image with id %llu",
 				   (unsigned long long)id);
 	else if (rc)
-		rc = st_mdb_err(err, rc, "store_image_get");
+		rc = sto_mdb_err(err, rc, "store_image_get");
 	else
 		rc = image_copy_out(s, &v, out, err);
 	read_end(s, txn);
@@ -1258,7 +1256,7 @@ store_image_get_by_path(store *s, const char *path, store_image **out,
 	if (rc == MDB_NOTFOUND) {
 		rc = cdx_error_set(err, CDX_ENOTFOUND, "no image at %s", path);
 	} else if (rc) {
-		rc = st_mdb_err(err, rc, "store_image_get_by_path");
+		rc = sto_mdb_err(err, rc, "store_image_get_by_path");
 	} else if (pv.mv_size != sizeof(uint64_t)) {
 		rc = cdx_error_set(err, CDX_ECORRUPT, "bad path entry for %s",
 				   path);
@@ -1266,7 +1264,7 @@ store_image_get_by_path(store *s, const char *path, store_image **out,
 		MDB_val k = pv;
 		rc = mdb_get(txn, s->db_rec, &k, &v);
 		if (rc)
-			rc = st_mdb_err(err, rc, "store_image_get_by_path");
+			rc = sto_mdb_err(err, rc, "store_image_get_by_path");
 		else
 			rc = image_copy_out(s, &v, out, err);
 	}
@@ -1290,7 +1288,7 @@ store_image_find_hash(store *s, const uint8_t hash[STORE_HASH_LEN],
 	if (rc)
 		return rc;
 	if ((rc = mdb_cursor_open(txn, s->db_hash, &c))) {
-		rc = st_mdb_err(err, rc, "store_image_find_hash");
+		rc = sto_mdb_err(err, rc, "store_image_find_hash");
 		goto out_end;
 	}
 	MDB_val k = { STORE_HASH_LEN, (void *)hash }, v;
@@ -1306,7 +1304,7 @@ store_image_find_hash(store *s, const uint8_t hash[STORE_HASH_LEN],
 		rc = 0;
 		*n = found;
 	} else {
-		rc = st_mdb_err(err, rc, "store_image_find_hash");
+		rc = sto_mdb_err(err, rc, "store_image_find_hash");
 	}
 	mdb_cursor_close(c);
 out_end:
@@ -1327,7 +1325,7 @@ store_image_foreach(store *s, store_image_fn fn, void *user, cdx_error *err)
 	if (rc)
 		goto out_free;
 	if ((rc = mdb_cursor_open(txn, s->db_rec, &c))) {
-		rc = st_mdb_err(err, rc, "store_image_foreach");
+		rc = sto_mdb_err(err, rc, "store_image_foreach");
 		goto out_end;
 	}
 	MDB_val k, v;
@@ -1336,7 +1334,7 @@ store_image_foreach(store *s, store_image_fn fn, void *user, cdx_error *err)
 		rec_hdr h;
 		const char *p;
 		const unsigned char *e;
-		if ((rc = st_rec_parse(s, &v, &h, &p, &e, err)))
+		if ((rc = sto_rec_parse(s, &v, &h, &p, &e, err)))
 			break;
 		memcpy(emb, e, (size_t)s->dim * sizeof(float));
 		memcpy(path, p, h.path_len);
@@ -1348,7 +1346,7 @@ store_image_foreach(store *s, store_image_fn fn, void *user, cdx_error *err)
 		r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
 	if (!rc && r != MDB_NOTFOUND)
-		rc = st_mdb_err(err, r, "store_image_foreach");
+		rc = sto_mdb_err(err, r, "store_image_foreach");
 	mdb_cursor_close(c);
 out_end:
 	read_end(s, txn);
@@ -1414,7 +1412,7 @@ fail_put_fn(store *s, MDB_txn *txn, void *arg, cdx_error *err)
 	v.mv_size = sizeof(h) + rlen;
 	v.mv_data = buf;
 	if ((rc = mdb_put(txn, s->db_fail, &k, &v, 0)))
-		return st_mdb_err(err, rc, "store_failure_put");
+		return sto_mdb_err(err, rc, "store_failure_put");
 	return 0;
 }
 
@@ -1478,7 +1476,7 @@ store_failure_get(store *s, const char *path, store_failure **out,
 		rc = cdx_error_set(err, CDX_ENOTFOUND,
 				   "no failure record for %s", path);
 	else if (rc)
-		rc = st_mdb_err(err, rc, "store_failure_get");
+		rc = sto_mdb_err(err, rc, "store_failure_get");
 	else
 		rc = fail_copy_out(&k, &v, out, err);
 	read_end(s, txn);
@@ -1501,7 +1499,7 @@ fail_del_fn(store *s, MDB_txn *txn, void *arg, cdx_error *err)
 		return cdx_error_set(err, CDX_ENOTFOUND,
 				     "no failure record for %s", path);
 	if (rc)
-		return st_mdb_err(err, rc, "store_failure_delete");
+		return sto_mdb_err(err, rc, "store_failure_delete");
 	return 0;
 }
 
@@ -1529,7 +1527,7 @@ store_failure_foreach(store *s, store_failure_fn fn, void *user,
 	if (rc)
 		return rc;
 	if ((rc = mdb_cursor_open(txn, s->db_fail, &c))) {
-		rc = st_mdb_err(err, rc, "store_failure_foreach");
+		rc = sto_mdb_err(err, rc, "store_failure_foreach");
 		goto out_end;
 	}
 	MDB_val k, v;
@@ -1545,7 +1543,7 @@ store_failure_foreach(store *s, store_failure_fn fn, void *user,
 		r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
 	if (!rc && r != MDB_NOTFOUND)
-		rc = st_mdb_err(err, r, "store_failure_foreach");
+		rc = sto_mdb_err(err, r, "store_failure_foreach");
 	mdb_cursor_close(c);
 out_end:
 	read_end(s, txn);
@@ -1576,7 +1574,7 @@ kv_put_fn(store *s, MDB_txn *txn, void *arg, cdx_error *err)
 	MDB_val k = { strlen(a->key), (void *)a->key },
 		v = { a->len, (void *)a->val };
 	int rc = mdb_put(txn, s->db_kv, &k, &v, 0);
-	return rc ? st_mdb_err(err, rc, "store_kv_put") : 0;
+	return rc ? sto_mdb_err(err, rc, "store_kv_put") : 0;
 }
 
 int
@@ -1612,7 +1610,7 @@ store_kv_get(store *s, const char *key, void **val, size_t *len,
 	if (rc == MDB_NOTFOUND) {
 		rc = cdx_error_set(err, CDX_ENOTFOUND, "no setting '%s'", key);
 	} else if (rc) {
-		rc = st_mdb_err(err, rc, "store_kv_get");
+		rc = sto_mdb_err(err, rc, "store_kv_get");
 	} else {
 		char *copy = malloc(v.mv_size + 1);
 		if (!copy) {
@@ -1637,7 +1635,7 @@ kv_del_fn(store *s, MDB_txn *txn, void *arg, cdx_error *err)
 	int rc = mdb_del(txn, s->db_kv, &k, NULL);
 	if (rc == MDB_NOTFOUND)
 		return cdx_error_set(err, CDX_ENOTFOUND, "no setting '%s'", key);
-	return rc ? st_mdb_err(err, rc, "store_kv_delete") : 0;
+	return rc ? sto_mdb_err(err, rc, "store_kv_delete") : 0;
 }
 
 int
@@ -1647,4 +1645,485 @@ store_kv_delete(store *s, const char *key, cdx_error *err)
 	if (rc)
 		return rc;
 	return write_small(s, kv_del_fn, (void *)key, err);
+}
+
+/* ---- reads by folder (the path and fail tables are in path order) ---- */
+
+typedef int (*prefix_fn)(store *s, MDB_txn *txn, const MDB_val *k,
+			 const MDB_val *v, void *arg, cdx_error *err);
+
+/* Calls fn for each key of db under dir (cdx_path_under's rule: dir
+ * itself, then the keys starting with dir + '/'), in key order.  Keys
+ * such as "/a-b" or "/a2" sort between "/a" and "/a/" and are never
+ * visited for "/a". */
+static int
+prefix_walk(store *s, MDB_txn *txn, MDB_dbi db, const char *dir,
+	    prefix_fn fn, void *arg, const char *what, cdx_error *err)
+{
+	char key[STORE_PATH_MAX + 2];
+	size_t n = strlen(dir);
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc, r;
+
+	while (n > 1 && dir[n - 1] == '/')
+		n--;            /* a trailing '/' is ignored; "/" stays */
+	if (n > STORE_PATH_MAX)
+		return 0;       /* no key is that long */
+	memcpy(key, dir, n);
+	if ((rc = mdb_cursor_open(txn, db, &c)))
+		return sto_mdb_err(err, rc, what);
+	if (n > 1) {
+		k = (MDB_val){ n, key };
+		r = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+		if (r == 0)
+			rc = fn(s, txn, &k, &v, arg, err);
+		else if (r != MDB_NOTFOUND)
+			rc = sto_mdb_err(err, r, what);
+		key[n++] = '/';
+	}
+	k = (MDB_val){ n, key };
+	r = rc ? 0 : mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	while (!rc && r == 0 && k.mv_size >= n &&
+	       memcmp(k.mv_data, key, n) == 0) {
+		if ((rc = fn(s, txn, &k, &v, arg, err)) == 0)
+			r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	if (!rc && r != 0 && r != MDB_NOTFOUND)
+		rc = sto_mdb_err(err, r, what);
+	mdb_cursor_close(c);
+	return rc;
+}
+
+static int
+check_dir(const char *dir, const char *what, cdx_error *err)
+{
+	if (!dir || dir[0] != '/')
+		return cdx_error_set(err, CDX_EINVAL,
+				     "%s: folder '%s' is not absolute", what,
+				     dir ? dir : "(null)");
+	return 0;
+}
+
+struct image_prefix_arg {
+	store_image_fn fn;
+	void *user;
+	float *emb;
+	char path[STORE_PATH_MAX + 1];
+};
+
+static int
+image_prefix_item(store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
+		  void *arg, cdx_error *err)
+{
+	struct image_prefix_arg *a = arg;
+	MDB_val rk = *v, rv;
+	rec_hdr h;
+	const char *p;
+	const unsigned char *e;
+	int rc;
+
+	(void)k;
+	if (v->mv_size != sizeof(uint64_t))
+		return cdx_error_set(err, CDX_ECORRUPT, "bad path entry");
+	if ((rc = mdb_get(txn, s->db_rec, &rk, &rv)))
+		return sto_mdb_err(err, rc, "store_image_foreach_prefix");
+	if ((rc = sto_rec_parse(s, &rv, &h, &p, &e, err)))
+		return rc;
+	memcpy(a->emb, e, (size_t)s->dim * sizeof(float));
+	memcpy(a->path, p, h.path_len);
+	a->path[h.path_len] = '\0';
+	store_image img;
+	image_from_rec(&h, a->path, a->emb, &img);
+	return a->fn(a->user, &img);
+}
+
+int
+store_image_foreach_prefix(store *s, const char *dir, store_image_fn fn,
+			   void *user, cdx_error *err)
+{
+	struct image_prefix_arg a = { .fn = fn, .user = user };
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = check_dir(dir, "store_image_foreach_prefix", err)))
+		return rc;
+	if (!(a.emb = malloc((size_t)s->dim * sizeof(float))))
+		return cdx_error_set(err, CDX_ENOMEM,
+				     "store_image_foreach_prefix");
+	if ((rc = read_begin(s, &txn, err)) == 0) {
+		rc = prefix_walk(s, txn, s->db_path, dir, image_prefix_item, &a,
+				 "store_image_foreach_prefix", err);
+		read_end(s, txn);
+	}
+	free(a.emb);
+	return rc;
+}
+
+struct fail_prefix_arg {
+	store_failure_fn fn;
+	void *user;
+};
+
+static int
+fail_prefix_item(store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
+		 void *arg, cdx_error *err)
+{
+	struct fail_prefix_arg *a = arg;
+	store_failure *f;
+	int rc;
+
+	(void)s;
+	(void)txn;
+	if ((rc = fail_copy_out(k, v, &f, err)))
+		return rc;
+	rc = a->fn(a->user, f);
+	free(f);
+	return rc;
+}
+
+int
+store_failure_foreach_prefix(store *s, const char *dir, store_failure_fn fn,
+			     void *user, cdx_error *err)
+{
+	struct fail_prefix_arg a = { fn, user };
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = check_dir(dir, "store_failure_foreach_prefix", err)))
+		return rc;
+	if ((rc = read_begin(s, &txn, err)))
+		return rc;
+	rc = prefix_walk(s, txn, s->db_fail, dir, fail_prefix_item, &a,
+			 "store_failure_foreach_prefix", err);
+	read_end(s, txn);
+	return rc;
+}
+
+/* ---- batches: many kinds of change, one transaction ---- */
+
+enum bop_kind { BOP_PUT, BOP_RENAME, BOP_DELETE, BOP_DELETE_PATH, BOP_FAIL,
+		BOP_UNFAIL };
+
+/* One change of a batch.  Strings are the batch's own copies. */
+struct bop {
+	int kind;
+	int replace;            /* BOP_RENAME */
+	size_t img;             /* BOP_PUT: index into imgs and vecs */
+	char *a, *b;            /* paths (BOP_FAIL: path, reason) */
+	uint64_t id;            /* BOP_DELETE */
+	int64_t size, mtime_ns; /* BOP_FAIL */
+};
+
+struct store_batch {
+	store *s;
+	struct bop *ops;
+	size_t n, cap;
+	store_image *imgs;      /* the puts' records, paths owned by ops */
+	float *vecs;            /* normalised embeddings, dim each */
+	size_t nimg, cap_img;
+	batch b;                /* write_txn's state, allocated at commit */
+	unsigned char *buf;     /* room for one record */
+	int64_t now;
+};
+
+int
+store_batch_begin(store *s, store_batch **out, cdx_error *err)
+{
+	store_batch *b;
+	if (!s || !out)
+		return cdx_error_set(err, CDX_EINVAL, "store_batch_begin: NULL");
+	if (!(b = calloc(1, sizeof(*b))))
+		return cdx_error_set(err, CDX_ENOMEM, "store_batch_begin");
+	b->s = s;
+	*out = b;
+	return 0;
+}
+
+void
+store_batch_abort(store_batch *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->ops[i].a);
+		free(b->ops[i].b);
+	}
+	free(b->ops);
+	free(b->imgs);
+	free(b->vecs);
+	batch_free(&b->b);
+	free(b->buf);
+	free(b);
+}
+
+size_t
+store_batch_len(const store_batch *b)
+{
+	return b ? b->n : 0;
+}
+
+/* Appends op (its strings, if any, already copied: freed on failure). */
+static int
+bop_add(store_batch *b, struct bop op, const char *what, cdx_error *err)
+{
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 16;
+		struct bop *v = realloc(b->ops, cap * sizeof(*v));
+		if (!v) {
+			free(op.a);
+			free(op.b);
+			return cdx_error_set(err, CDX_ENOMEM, "%s", what);
+		}
+		b->ops = v;
+		b->cap = cap;
+	}
+	b->ops[b->n++] = op;
+	return 0;
+}
+
+/* A copy of path for an op; NULL only when out of memory. */
+static int
+bop_str(const char *in, char **out, const char *what, cdx_error *err)
+{
+	if (!(*out = strdup(in)))
+		return cdx_error_set(err, CDX_ENOMEM, "%s", what);
+	return 0;
+}
+
+int
+store_batch_put(store_batch *b, const store_image *img, cdx_error *err)
+{
+	static const char what[] = "store_batch_put";
+	size_t d;
+	int rc;
+
+	if (!b || !img)
+		return cdx_error_set(err, CDX_EINVAL, "%s: NULL", what);
+	d = (size_t)b->s->dim;
+	if ((rc = check_path(img->path, what, err)))
+		return rc;
+	if (img->size < 0 || !img->embedding)
+		return cdx_error_set(err, CDX_EINVAL,
+				     "%s: %s: negative size or no embedding",
+				     what, img->path);
+	if (b->nimg == b->cap_img) {
+		size_t cap = b->cap_img ? b->cap_img * 2 : 16;
+		store_image *vi = realloc(b->imgs, cap * sizeof(*vi));
+		if (vi)
+			b->imgs = vi;
+		float *vv = vi ? realloc(b->vecs, cap * d * sizeof(float)) : NULL;
+		if (!vv)
+			return cdx_error_set(err, CDX_ENOMEM, "%s", what);
+		b->vecs = vv;
+		b->cap_img = cap;
+	}
+	if (normalise(img->embedding, b->s->dim, b->vecs + b->nimg * d))
+		return cdx_error_set(err, CDX_EINVAL,
+				     "%s: %s: embedding is not finite or is "
+				     "zero", what, img->path);
+	struct bop op = { .kind = BOP_PUT, .img = b->nimg };
+	if ((rc = bop_str(img->path, &op.a, what, err)) ||
+	    (rc = bop_add(b, op, what, err)))
+		return rc;
+	b->imgs[b->nimg] = *img;
+	b->imgs[b->nimg].path = op.a;
+	b->imgs[b->nimg].embedding = NULL;
+	b->nimg++;
+	return 0;
+}
+
+int
+store_batch_rename(store_batch *b, const char *from, const char *to,
+		   int replace, cdx_error *err)
+{
+	static const char what[] = "store_batch_rename";
+	struct bop op = { .kind = BOP_RENAME, .replace = replace != 0 };
+	int rc;
+
+	if (!b)
+		return cdx_error_set(err, CDX_EINVAL, "%s: NULL", what);
+	if ((rc = check_path(from, what, err)) ||
+	    (rc = check_path(to, what, err)))
+		return rc;
+	if ((rc = bop_str(from, &op.a, what, err)))
+		return rc;
+	if ((rc = bop_str(to, &op.b, what, err))) {
+		free(op.a);
+		return rc;
+	}
+	return bop_add(b, op, what, err);
+}
+
+int
+store_batch_delete(store_batch *b, uint64_t id, cdx_error *err)
+{
+	if (!b)
+		return cdx_error_set(err, CDX_EINVAL, "store_batch_delete: NULL");
+	struct bop op = { .kind = BOP_DELETE, .id = id };
+	return bop_add(b, op, "store_batch_delete", err);
+}
+
+int
+store_batch_delete_path(store_batch *b, const char *path, cdx_error *err)
+{
+	static const char what[] = "store_batch_delete_path";
+	struct bop op = { .kind = BOP_DELETE_PATH };
+	int rc;
+
+	if (!b)
+		return cdx_error_set(err, CDX_EINVAL, "%s: NULL", what);
+	if ((rc = check_path(path, what, err)) ||
+	    (rc = bop_str(path, &op.a, what, err)))
+		return rc;
+	return bop_add(b, op, what, err);
+}
+
+int
+store_batch_fail(store_batch *b, const store_failure *f, cdx_error *err)
+{
+	static const char what[] = "store_batch_fail";
+	struct bop op = { .kind = BOP_FAIL };
+	int rc;
+
+	if (!b || !f)
+		return cdx_error_set(err, CDX_EINVAL, "%s: NULL", what);
+	if ((rc = check_path(f->path, what, err)))
+		return rc;
+	op.size = f->size;
+	op.mtime_ns = f->mtime_ns;
+	if ((rc = bop_str(f->path, &op.a, what, err)))
+		return rc;
+	if ((rc = bop_str(f->reason ? f->reason : "", &op.b, what, err))) {
+		free(op.a);
+		return rc;
+	}
+	return bop_add(b, op, what, err);
+}
+
+int
+store_batch_unfail(store_batch *b, const char *path, cdx_error *err)
+{
+	static const char what[] = "store_batch_unfail";
+	struct bop op = { .kind = BOP_UNFAIL };
+	int rc;
+
+	if (!b)
+		return cdx_error_set(err, CDX_EINVAL, "%s: NULL", what);
+	if ((rc = check_path(path, what, err)) ||
+	    (rc = bop_str(path, &op.a, what, err)))
+		return rc;
+	return bop_add(b, op, what, err);
+}
+
+/* Deletes the record at path inside txn, if there is one. */
+static int
+del_path_one(store *s, MDB_txn *txn, batch *b, const char *path,
+	     cdx_error *err)
+{
+	MDB_val pk = { strlen(path), (void *)path }, pv;
+	uint64_t id;
+	int rc = mdb_get(txn, s->db_path, &pk, &pv);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return sto_mdb_err(err, rc, "looking up path");
+	if (pv.mv_size != sizeof(id))
+		return cdx_error_set(err, CDX_ECORRUPT, "bad path entry");
+	memcpy(&id, pv.mv_data, sizeof(id));
+	return del_one(s, txn, b, id, err);
+}
+
+static int
+batch_item(store *s, MDB_txn *txn, void *arg, size_t i, cdx_error *err)
+{
+	store_batch *sb = arg;
+	batch *b = &sb->b;
+	const struct bop *op = &sb->ops[i];
+	int rc;
+
+	switch (op->kind) {
+	case BOP_PUT:
+		return put_one(s, txn, b, &sb->imgs[op->img],
+			       sb->vecs + op->img * (size_t)s->dim, sb->now,
+			       sb->buf, err);
+	case BOP_RENAME: {
+		MDB_val fk = { strlen(op->a), op->a };
+		MDB_val tk = { strlen(op->b), op->b }, pv;
+		if (strcmp(op->a, op->b) == 0)
+			return 0;
+		rc = mdb_get(txn, s->db_path, &fk, &pv);
+		if (rc == MDB_NOTFOUND)
+			return 0;       /* from has no record */
+		if (rc == 0)
+			rc = mdb_get(txn, s->db_path, &tk, &pv);
+		if (rc == 0 && !op->replace)
+			return 0;       /* to is taken: the pair is skipped */
+		if (rc == 0 && (rc = del_path_one(s, txn, b, op->b, err)))
+			return rc;
+		if (rc && rc != MDB_NOTFOUND)
+			return sto_mdb_err(err, rc, "looking up path");
+		return rename_one(s, txn, b, op->a, op->b, sb->buf, err);
+	}
+	case BOP_DELETE:
+		return del_one(s, txn, b, op->id, err);
+	case BOP_DELETE_PATH:
+		return del_path_one(s, txn, b, op->a, err);
+	case BOP_FAIL: {
+		store_failure f = { op->a, op->b, op->size, op->mtime_ns, 0 };
+		struct fail_put_arg a = { &f, 0 };
+		if ((rc = fail_put_fn(s, txn, &a, err)))
+			return rc;
+		b->fail_delta += a.created;
+		b->n_failed++;
+		return 0;
+	}
+	case BOP_UNFAIL: {
+		MDB_val k = { strlen(op->a), op->a };
+		rc = mdb_del(txn, s->db_fail, &k, NULL);
+		if (rc == 0)
+			b->fail_delta--;
+		else if (rc != MDB_NOTFOUND)
+			return sto_mdb_err(err, rc, "deleting failure record");
+		return 0;
+	}
+	}
+	return cdx_error_set(err, CDX_EINVAL, "store_batch: bad change");
+}
+
+int
+store_batch_commit(store_batch *sb, store_batch_counts *counts,
+		   cdx_error *err)
+{
+	int rc = 0;
+
+	if (!sb)
+		return cdx_error_set(err, CDX_EINVAL, "store_batch_commit: NULL");
+	store *s = sb->s;
+	size_t d = (size_t)s->dim;
+	if (sb->n == 0)
+		goto out_counts;
+	/* A rename that replaces removes two labels, other changes one. */
+	sb->buf = malloc(sizeof(rec_hdr) + d * 4 + STORE_PATH_MAX);
+	if (!sb->buf || batch_alloc(&sb->b, sb->n, 2 * sb->n, d)) {
+		rc = cdx_error_set(err, CDX_ENOMEM,
+				   "store_batch_commit: out of memory");
+		goto out_free;
+	}
+	sb->now = now_s();
+	write_op op = { .fn = batch_item, .arg = sb, .n = sb->n, .b = &sb->b,
+			.put_next_id = 1,
+			.begin_what = "store_batch_commit",
+			.commit_what = "store_batch_commit" };
+	rc = write_txn(s, &op, err);
+out_counts:
+	if (counts && (rc == 0 || rc == CDX_EINDEX)) {
+		counts->put = sb->b.n_put;
+		counts->renamed = sb->b.n_renamed;
+		counts->deleted = sb->b.n_deleted;
+		counts->failed = sb->b.n_failed;
+	}
+out_free:
+	store_batch_abort(sb);
+	return rc;
 }

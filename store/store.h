@@ -37,6 +37,15 @@
  * with that shared lock held and must not call write functions of the same
  * store (that would deadlock); they may call read functions.
  *
+ * Thread counts: the store starts no threads and sets no thread counts,
+ * neither process-wide nor for the calling thread.  FAISS's OpenMP work
+ * (index builds, training, batch adds, searches) runs with the OpenMP
+ * setting of the thread that calls the store, and exact searches use
+ * OpenBLAS with the process's setting.  The program decides both: main()
+ * calls cdx_threads_set() (common/threads.h), and a thread that wants
+ * another count for its own work (e.g. one OpenMP thread for single-query
+ * searches) calls cdx_threads_this() on itself.
+ *
  * Processes: one process at a time may open a store directory; a second
  * store_open() of the same directory (from another process or the same one)
  * fails with CDX_EBUSY.
@@ -95,8 +104,9 @@ typedef struct store_params {
 	 * image record and failure record (ids are still never reused; the
 	 * key/value table is kept), so the caller re-embeds every file. */
 	int reembed;
-	/* Threads for FAISS (OpenMP) and OpenBLAS.  0 (default): the number of
-	 * online CPUs.  Set process-wide when the store is opened. */
+	/* Ignored (kept for source compatibility): the store sets no thread
+	 * counts; see "Thread counts" at the top of this header.  Must not be
+	 * negative. */
 	int n_threads;
 	/* Initial LMDB map size in bytes (default 1 GiB).  The map grows
 	 * automatically (doubling) when a write does not fit. */
@@ -213,6 +223,17 @@ typedef int (*store_image_fn)(void *user, const store_image *img);
 int store_image_foreach(store *s, store_image_fn fn, void *user,
 			cdx_error *err);
 
+/* As store_image_foreach, for the images whose path is under folder dir
+ * (common/path.h's rule, component by component: dir itself, and every
+ * path below dir + '/'; "/photos" holds "/photos/a.jpg" but not
+ * "/photos2/a.jpg"; "/" holds every path; a trailing '/' on dir is
+ * ignored), in path order.  A cursor over the path index: the cost grows
+ * with the number of images under dir, not with the store.
+ * Errors: CDX_EINVAL (dir NULL or not absolute), CDX_ESTORE, CDX_ENOMEM,
+ * or fn's non-zero return. */
+int store_image_foreach_prefix(store *s, const char *dir, store_image_fn fn,
+			       void *user, cdx_error *err);
+
 /* Number of images; the change sequence (grows by one per image put or
  * delete, survives reopen, 0 for a new store). */
 uint64_t store_image_count(store *s);
@@ -241,7 +262,72 @@ int store_failure_delete(store *s, const char *path, cdx_error *err);
 typedef int (*store_failure_fn)(void *user, const store_failure *f);
 int store_failure_foreach(store *s, store_failure_fn fn, void *user,
 			  cdx_error *err);
+/* As store_image_foreach_prefix, for failure records (path order). */
+int store_failure_foreach_prefix(store *s, const char *dir,
+				 store_failure_fn fn, void *user,
+				 cdx_error *err);
 uint64_t store_failure_count(store *s);
+
+/* ---- batches: many changes, one transaction ---- */
+
+/* A batch collects changes of any kind in memory, in order; nothing
+ * touches LMDB or the store's lock before store_batch_commit(), which
+ * applies them all in one write transaction (one commit, synced to disk
+ * once) and then to the index: all or nothing, as store_image_put.  Each
+ * change has the meaning of the single call named below, applied in the
+ * order added; a change may see what an earlier one in the same batch did
+ * (a path deleted, then put; a record renamed, then renamed again).
+ *
+ * Ownership: store_batch_begin() makes a batch that the caller owns until
+ * it passes it to store_batch_commit() or store_batch_abort(), which free
+ * it whatever their outcome.  The add functions copy what they are given
+ * (paths, reasons, embeddings): the caller's memory is only read during
+ * the call.
+ * Thread-safety: a batch belongs to one thread at a time; different
+ * batches (and every other store call) may be used by other threads.
+ * Errors of the add functions (the batch is unchanged and still usable):
+ * CDX_EINVAL/CDX_ETOOBIG (bad path, embedding or size, as the single
+ * calls check them), CDX_ENOMEM. */
+typedef struct store_batch store_batch;
+
+int store_batch_begin(store *s, store_batch **out, cdx_error *err);
+/* As store_image_put of one image (its embedding is normalised now). */
+int store_batch_put(store_batch *b, const store_image *img, cdx_error *err);
+/* As store_image_rename of one pair, except when to already has a
+ * record: replace = 1 deletes that record first, replace = 0 skips the
+ * pair (never CDX_EEXIST).  A from without a record, or from == to, is
+ * skipped (and to's record is kept). */
+int store_batch_rename(store_batch *b, const char *from, const char *to,
+		       int replace, cdx_error *err);
+/* As store_image_delete / store_image_delete_paths of one id or path
+ * (skipped if there is no such record). */
+int store_batch_delete(store_batch *b, uint64_t id, cdx_error *err);
+int store_batch_delete_path(store_batch *b, const char *path,
+			    cdx_error *err);
+/* As store_failure_put; store_batch_unfail deletes the failure record of
+ * path if there is one (never CDX_ENOTFOUND). */
+int store_batch_fail(store_batch *b, const store_failure *f, cdx_error *err);
+int store_batch_unfail(store_batch *b, const char *path, cdx_error *err);
+/* Changes added so far. */
+size_t store_batch_len(const store_batch *b);
+
+/* What a committed batch did. */
+typedef struct store_batch_counts {
+	size_t put;             /* images put */
+	size_t renamed;         /* records moved to a new path */
+	size_t deleted;         /* image records deleted (replace included) */
+	size_t failed;          /* failure records put */
+} store_batch_counts;
+
+/* Applies b's changes in one transaction and frees b.  An empty batch
+ * writes nothing.  *counts (may be NULL) is filled on success and on
+ * CDX_EINDEX.  Errors: as store_image_put (CDX_ESTORE/CDX_EFULL/CDX_EIO:
+ * nothing written; CDX_EINDEX: committed, index behind), CDX_ENOMEM, and
+ * CDX_ECORRUPT for a damaged record met on the way (nothing written). */
+int store_batch_commit(store_batch *b, store_batch_counts *counts,
+		       cdx_error *err);
+/* Frees b without writing anything; NULL is a no-op. */
+void store_batch_abort(store_batch *b);
 
 /* ---- key/value settings (persistent, small) ---- */
 
@@ -344,6 +430,8 @@ typedef struct store_stats {
 				   for stores that have none */
 	int rebuilt_on_open;    /* 1 if open rebuilt the index from LMDB */
 	uint64_t caught_up;     /* log entries applied at open */
+	uint64_t commits;       /* LMDB write transactions committed since
+				   open, each one synced to disk (fsync) */
 } store_stats;
 void store_get_stats(store *s, store_stats *st);
 

@@ -23,7 +23,8 @@
 #include <unistd.h>
 #include <turbojpeg.h>
 
-#include "indexer/indexer.h"
+#include "common/threads.h"
+#include "indexer/indexer_test.h"
 #include "tests/testmodel.h"
 #include "tests/testutil.h"
 
@@ -96,19 +97,14 @@ env_open_store(env *e)
 	cdx_error err;
 	sp.dim = info->embed_dim;
 	sp.model_id = info->id;
-	sp.n_threads = 1;
-	int rc = store_open(e->store_dir, &sp, &e->st, &err);
-	if (rc != 0)
-		fail_msg("store_open: %s", err.msg);
+	CDX_ASSERT_OK(store_open(e->store_dir, &sp, &e->st, &err), err.msg);
 }
 
 static void
 env_start(env *e, const watch_params *p)
 {
 	cdx_error err;
-	int rc = watch_start(e->st, model, p, &e->w, &err);
-	if (rc != 0)
-		fail_msg("watch_start: %s", err.msg);
+	CDX_ASSERT_OK(watch_start(e->st, model, p, &e->w, &err), err.msg);
 }
 
 static void
@@ -256,8 +252,10 @@ static int
 in_sync(env *e, char *why, size_t whylen)
 {
 	struct sync_state s = { e->root, 0, 0, "" };
+	cdx_error err;
 	walk_expected(e->root, &s, e->st);
-	assert_int_equal(store_image_foreach(e->st, count_under, &s, NULL), 0);
+	CDX_ASSERT_OK(store_image_foreach(e->st, count_under, &s, &err),
+	    err.msg);
 	if (s.bad > 0 && why != NULL)
 		snprintf(why, whylen, "%s", s.why);
 	return s.bad == 0;
@@ -800,6 +798,8 @@ test_ten_thousand(void **state)
 int
 main(void)
 {
+	/* One thread, as the programs' main() would set it. */
+	cdx_threads_set(1);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_scan_then_live),
 		cmocka_unit_test(test_overflow),

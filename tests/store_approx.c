@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 
+#include "common/threads.h"
 #include "store/store.h"
 #include "tests/store_testutil.h"
 
@@ -435,6 +436,8 @@ teardown(void **state)
 int
 main(void)
 {
+	/* One thread, as the programs' main() would set it. */
+	cdx_threads_set(1);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_hnsw_recall_filters_tombstones, reset),
 		cmocka_unit_test_setup(test_ivf_recall_filters_deletes, reset),

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "common/threads.h"
 #include "store/store.h"
 #include "tests/store_testutil.h"
 
@@ -921,6 +922,8 @@ test_searches_run_beside_a_writer(void **state)
 int
 main(void)
 {
+	/* One thread, as the programs' main() would set it. */
+	cdx_threads_set(1);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_put_get_replace_delete),
 		cmocka_unit_test(test_put_rejects_bad_input_atomically),

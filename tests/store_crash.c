@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "common/threads.h"
 #include "store/store.h"
 #include "tests/store_testutil.h"
 
@@ -314,6 +315,8 @@ log_to_stderr(int level, const char *line, void *user)
 int
 main(void)
 {
+	/* One thread, as the programs' main() would set it. */
+	cdx_threads_set(1);
 	cdx_log_set(log_to_stderr, NULL, CDX_LOG_INFO);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sigkilled_writer_loses_nothing_acknowledged),

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "common/threads.h"
 #include "tests/store_testutil.h"
 
 enum { DIM = 8, N = 40 };
@@ -169,6 +170,8 @@ test_rename_hnsw(void **state)
 int
 main(void)
 {
+	/* One thread, as the programs' main() would set it. */
+	cdx_threads_set(1);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rename_flat),
 		cmocka_unit_test(test_rename_hnsw),
