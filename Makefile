@@ -6,8 +6,8 @@
 #   make SANITIZER=address            or undefined, or address,undefined
 #   make PREFIX=/opt/clipdex install  (DESTDIR is honoured)
 #
-# Layout: each module directory (common store encoder indexer daemon client)
-# builds into one static archive $(BUILD)/libcdx_<module>.a from all of its
+# Layout: each module directory (common store encoder dupes indexer daemon
+# client) builds into one static archive $(BUILD)/libcdx_<module>.a from all of its
 # .c/.cpp files except *_main.c.  A test tests/<module>_<name>.c links the
 # archives of <module> and of what it depends on (DEPS_<module> below).
 # Programs are the *_main.c files.
@@ -37,14 +37,15 @@ LDFLAGS  += $(SANFLAGS) -pthread
 LDLIBS   += -lfaiss -llmdb -lturbojpeg -ljpeg -lspng -lexif -lcjson -lnng -lxxhash \
             -lsentencepiece -ldnnl -lopenblas -lgomp -lstdc++ -lz -lm
 
-MODULES  := common store encoder indexer daemon client
+MODULES  := common store encoder dupes indexer daemon client
 # Module -> archives it links, most dependent first.
 DEPS_common  := common
 DEPS_store   := store common
 DEPS_encoder := encoder common
+DEPS_dupes   := dupes store common
 DEPS_indexer := indexer encoder store common
-DEPS_daemon  := daemon indexer encoder store common
-DEPS_client  := client daemon indexer encoder store common
+DEPS_daemon  := daemon indexer dupes encoder store common
+DEPS_client  := client daemon indexer dupes encoder store common
 DEPS_bench   := $(DEPS_client)
 libs_for = $(foreach m,$(DEPS_$(1)),$(BUILD)/libcdx_$(m).a)
 

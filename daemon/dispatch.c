@@ -10,7 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/dupes.h"
 #include "daemon/srv_internal.h"
 
 /* ---- replies ---- */

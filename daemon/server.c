@@ -22,6 +22,7 @@
 
 #include "common/threads.h"
 #include "daemon/srv_internal.h"
+#include "dupes/dupes.h"
 
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/util/platform.h>
@@ -862,6 +863,12 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 		    st.rebuilt_on_open ? " (rebuilt from the records)" : "");
 	}
 	roots_load(s);
+	if ((rc = dupes_cache_new(s->st, &s->dupes, err)) != 0)
+		goto fail;
+	if ((s->retrieve = retrieve_cache_new()) == NULL) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "out of memory");
+		goto fail;
+	}
 
 	s->n_workers = c->workers > 0 ? c->workers : 2;
 	s->workers = calloc((size_t)s->n_workers, sizeof(*s->workers));
@@ -938,6 +945,8 @@ srv_stop(srv *s)
 		nng_http_server_release(s->http);
 	}
 	/* 4. The store saves its index on close. */
+	dupes_cache_free(s->dupes);
+	retrieve_cache_free(s->retrieve);
 	store_close(s->st);
 	for (int i = 0; i < s->n_workers; i++)
 		clip_ctx_free(s->workers[i].ctx);

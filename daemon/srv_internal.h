@@ -73,6 +73,9 @@ struct srv {
 	nng_http_server *http;
 	nng_http_handler *http_handler;
 	struct web *web;        /* web.c: the page, thumbnails, images */
+	/* Results kept for the following pages (each has its own lock). */
+	struct dupes_cache *dupes;      /* dupes_op.c (dupes/dupes.h) */
+	struct retrieve_cache *retrieve;        /* retrieve.c */
 };
 
 double srv_now(void);
@@ -134,6 +137,17 @@ typedef struct srv_search_opts {
 	store_filter filter;
 } srv_search_opts;
 int srv_parse_search_opts(srv_call *c, srv_search_opts *o);
+
+/* The operations of dupes_op.c (dupes, check) and retrieve.c
+ * (docs/PROTOCOL.md). */
+int dupes_op(srv_call *c);
+int dupes_op_check(srv_call *c);
+int retrieve_op(srv_call *c);
+/* retrieve.c: the last few result streams of the daemon's store, for
+ * paging (thread-safe: it has its own lock).  new returns NULL when out of
+ * memory; free accepts NULL and runs once no worker is left. */
+struct retrieve_cache *retrieve_cache_new(void);
+void retrieve_cache_free(struct retrieve_cache *rc);
 
 /* dispatch.c: handles one job on a worker; answers it through job->fn, or
  * hands it to the indexing thread. Frees the job when answered. */

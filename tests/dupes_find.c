@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/dupes.h"
+#include "dupes/dupes.h"
 #include "store/store.h"
 #include "tests/testmodel.h"
 
