@@ -34,8 +34,7 @@ typedef struct collect {
 	float *x;               /* n x dim embeddings, when wanted */
 	int dim;
 	size_t n, cap;
-	const char *prefix;
-	size_t plen;
+	const char *prefix;     /* as store_path_has_prefix() */
 } collect;
 
 static double
@@ -128,7 +127,7 @@ static int
 collect_fn(void *user, const store_image *img)
 {
 	collect *c = user;
-	if (c->plen > 0 && strncmp(img->path, c->prefix, c->plen) != 0)
+	if (!store_path_has_prefix(img->path, strlen(img->path), c->prefix))
 		return 0;
 	if (c->n == c->cap) {
 		size_t cap = c->cap ? c->cap * 2 : 1024;
@@ -655,7 +654,6 @@ dupes_find(store *s, const dupes_params *p, dupes_result **out,
 		    "in (0, 1]");
 	c.prefix = p->path_prefix;
 	c.dim = p->kind == DUPES_EXACT ? 0 : p->dim;
-	c.plen = p->path_prefix ? strlen(p->path_prefix) : 0;
 	if ((rc = store_image_foreach(s, collect_fn, &c, err)) != 0) {
 		if (rc == CDX_ENOMEM)
 			cdx_error_set(err, rc, "dupes: out of memory");

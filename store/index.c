@@ -989,6 +989,13 @@ time_match(const search_ctx *c, long slot)
 	return t >= c->f->time_min && t <= c->f->time_max;
 }
 
+int
+store_path_has_prefix(const char *path, size_t len, const char *prefix)
+{
+	size_t plen = prefix ? strlen(prefix) : 0;
+	return plen == 0 || (len >= plen && memcmp(path, prefix, plen) == 0);
+}
+
 /* Reads record id: 1 if it exists and its path matches, with *emb. */
 static int
 rec_match(search_ctx *c, uint64_t id, const unsigned char **emb,
@@ -1007,8 +1014,8 @@ rec_match(search_ctx *c, uint64_t id, const unsigned char **emb,
 	const char *path;
 	if ((*rc = st_rec_parse(c->s, &v, &h, &path, emb, err)))
 		return 0;
-	if (c->plen && (h.path_len < c->plen ||
-			memcmp(path, c->f->path_prefix, c->plen) != 0))
+	if (c->plen && !store_path_has_prefix(path, h.path_len,
+					      c->f->path_prefix))
 		return 0;
 	return 1;
 }
@@ -1035,8 +1042,8 @@ exact_filtered(search_ctx *c, topk *t, int from_prefix, cdx_error *err)
 			return st_mdb_err(err, r, "search");
 		MDB_val k = { c->plen, (void *)c->f->path_prefix }, v;
 		r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-		while (r == 0 && k.mv_size >= c->plen &&
-		       memcmp(k.mv_data, c->f->path_prefix, c->plen) == 0) {
+		while (r == 0 && store_path_has_prefix(k.mv_data, k.mv_size,
+						       c->f->path_prefix)) {
 			uint64_t id;
 			const unsigned char *emb;
 			memcpy(&id, v.mv_data, sizeof(id));
@@ -1079,8 +1086,8 @@ count_prefix(search_ctx *c, size_t limit)
 		return limit + 1;
 	MDB_val k = { c->plen, (void *)c->f->path_prefix }, v;
 	int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	while (r == 0 && n <= limit && k.mv_size >= c->plen &&
-	       memcmp(k.mv_data, c->f->path_prefix, c->plen) == 0) {
+	while (r == 0 && n <= limit &&
+	       store_path_has_prefix(k.mv_data, k.mv_size, c->f->path_prefix)) {
 		n++;
 		r = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}

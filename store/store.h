@@ -266,11 +266,18 @@ enum store_time_field {
 
 typedef struct store_filter {
 	const char *path_prefix; /* NULL or "": any path; a plain byte prefix
-				    (use a trailing '/' for a directory) */
+				    (use a trailing '/' for a directory), as
+				    store_path_has_prefix() */
 	int time_field;          /* enum store_time_field */
 	int64_t time_min;        /* s since the epoch, inclusive */
 	int64_t time_max;        /* s since the epoch, inclusive */
 } store_filter;
+
+/* The path_prefix rule (of store_filter, and of the dupes module): 1 when
+ * path (len bytes; it need not end in NUL) starts with the bytes of
+ * prefix, a plain string prefix, so "/a/b" matches "/a/bc.jpg"; a NULL or
+ * empty prefix matches every path.  Else 0.  Thread-safe. */
+int store_path_has_prefix(const char *path, size_t len, const char *prefix);
 
 typedef struct store_hit {
 	uint64_t id;
