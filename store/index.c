@@ -974,6 +974,7 @@ typedef struct search_ctx {
 	const float *q;
 	float *buf; /* dim floats */
 	int exclusive; /* the store's lock is held exclusively */
+	int with_vec; /* the hits carry their embeddings */
 } search_ctx;
 
 static int
@@ -1325,11 +1326,13 @@ static int
 build_results(search_ctx *c, cand *hits, size_t n, store_results **out,
 	      cdx_error *err)
 {
-	size_t total = sizeof(store_results) + n * sizeof(store_hit);
+	size_t vec = c->with_vec ? (size_t)c->s->dim * sizeof(float) : 0;
+	size_t total = sizeof(store_results) + n * (sizeof(store_hit) + vec);
 	rec_hdr *hs = malloc((n ? n : 1) * sizeof(*hs));
 	const char **paths = malloc((n ? n : 1) * sizeof(*paths));
+	const unsigned char **embs = malloc((n ? n : 1) * sizeof(*embs));
 	int rc = 0;
-	if (!hs || !paths) {
+	if (!hs || !paths || !embs) {
 		rc = cdx_error_set(err, CDX_ENOMEM, "search");
 		goto out_free;
 	}
@@ -1340,7 +1343,8 @@ build_results(search_ctx *c, cand *hits, size_t n, store_results **out,
 			rc = st_mdb_err(err, r, "search: reading a hit");
 			goto out_free;
 		}
-		if ((rc = st_rec_parse(c->s, &v, &hs[i], &paths[i], NULL, err)))
+		if ((rc = st_rec_parse(c->s, &v, &hs[i], &paths[i],
+				       vec ? &embs[i] : NULL, err)))
 			goto out_free;
 		total += hs[i].path_len + 1;
 	}
@@ -1351,7 +1355,8 @@ build_results(search_ctx *c, cand *hits, size_t n, store_results **out,
 	}
 	res->n = n;
 	res->hits = (store_hit *)(res + 1);
-	char *p = (char *)(res->hits + n);
+	float *e = (float *)(res->hits + n);
+	char *p = (char *)(res->hits + n) + n * vec;
 	for (size_t i = 0; i < n; i++) {
 		store_hit *h = &res->hits[i];
 		memcpy(p, paths[i], hs[i].path_len);
@@ -1365,10 +1370,17 @@ build_results(search_ctx *c, cand *hits, size_t n, store_results **out,
 		h->added = hs[i].added;
 		h->width = hs[i].width;
 		h->height = hs[i].height;
+		h->embedding = NULL;
+		if (vec) {
+			memcpy(e, embs[i], vec);
+			h->embedding = e;
+			e += c->s->dim;
+		}
 		p += hs[i].path_len + 1;
 	}
 	*out = res;
 out_free:
+	free(embs);
 	free(paths);
 	free(hs);
 	return rc;
@@ -1444,9 +1456,9 @@ search_locked(search_ctx *c, topk *t, size_t k, store_results **out,
 	return rc;
 }
 
-int
-store_search(store *s, const float *query, size_t k, const store_filter *f,
-	     store_results **out, cdx_error *err)
+static int
+search(store *s, const float *query, size_t k, const store_filter *f,
+       int with_vec, store_results **out, cdx_error *err)
 {
 	size_t d = (size_t)s->dim;
 	int rc;
@@ -1472,7 +1484,8 @@ store_search(store *s, const float *query, size_t k, const store_filter *f,
 				   "store_search: query is not finite or is zero");
 		goto out_free;
 	}
-	search_ctx c = { .s = s, .f = f, .q = q, .buf = q + d };
+	search_ctx c = { .s = s, .f = f, .q = q, .buf = q + d,
+			 .with_vec = with_vec };
 	c.plen = f && f->path_prefix ? strlen(f->path_prefix) : 0;
 	c.has_time = f && f->time_field != STORE_TIME_NONE;
 	topk t = { heap, 0, k };
@@ -1499,6 +1512,20 @@ out_free:
 	free(heap);
 	free(q);
 	return rc;
+}
+
+int
+store_search(store *s, const float *query, size_t k, const store_filter *f,
+	     store_results **out, cdx_error *err)
+{
+	return search(s, query, k, f, 0, out, err);
+}
+
+int
+store_search_vectors(store *s, const float *query, size_t k,
+		     const store_filter *f, store_results **out, cdx_error *err)
+{
+	return search(s, query, k, f, 1, out, err);
 }
 
 void

@@ -288,6 +288,8 @@ typedef struct store_hit {
 	int64_t capture_time;
 	int64_t added;
 	uint32_t width, height;
+	const float *embedding; /* dim floats from store_search_vectors(),
+				   in the same block; NULL otherwise */
 } store_hit;
 
 typedef struct store_results {
@@ -307,6 +309,13 @@ typedef struct store_results {
 int store_search(store *s, const float *query, size_t k,
 		 const store_filter *filter, store_results **out,
 		 cdx_error *err);
+/* As store_search, and each hit carries its stored embedding (dim floats,
+ * read with the hit's record, no extra lookup): for callers that compare
+ * the hits with each other (collapsing near-identical results).  The
+ * block grows by dim * 4 bytes per hit. */
+int store_search_vectors(store *s, const float *query, size_t k,
+			 const store_filter *filter, store_results **out,
+			 cdx_error *err);
 void store_results_free(store_results *r);
 
 /* All images with similarity >= min_score to each of nq queries (for
