@@ -2,6 +2,7 @@
  * dispatch.c - one JSON request in, one JSON reply out (docs/PROTOCOL.md).
  * Runs on a worker thread; the same code serves nng and HTTP.
  */
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <math.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/vec.h"
 #include "daemon/srv_internal.h"
 
 /* ---- replies ---- */
@@ -331,7 +333,8 @@ term_pixels(srv_call *c, const term *t, int exact, float *pixels)
 	return 0;
 }
 
-/* Builds the normalised query vector of the request's terms into q. */
+/* Builds the query vector of the request's terms into q: the weighted
+ * sum of their (unit) embeddings, normalised once. */
 int
 srv_query_vector(srv_call *c, float *q, int *text_only)
 {
@@ -431,20 +434,18 @@ srv_query_vector(srv_call *c, float *q, int *text_only)
 		} else {
 			e = iemb + (size_t)ii++ * dim;
 		}
+		assert(cdx_vec_is_unit(e, dim));        /* encoder/clip.h */
 		for (int d = 0; d < dim; d++)
 			q[d] += t[i].weight * e[d];
 		store_image_free(img);
 	}
-	double norm = 0;
-	for (int d = 0; d < dim; d++)
-		norm += (double)q[d] * q[d];
-	if (!(norm > 1e-12)) {
+	/* The terms' sum is not unit length: it is normalised here, once
+	 * (encoder/clip.h). */
+	if (cdx_vec_normalise(q, dim) != 0) {
 		srv_fail(c, "bad_request", "the query's terms cancel out");
 		rc = -1;
 		goto out;
 	}
-	for (int d = 0; d < dim; d++)
-		q[d] = (float)(q[d] / sqrt(norm));
 	rc = 0;
 out:
 	free(ids);

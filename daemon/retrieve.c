@@ -17,6 +17,7 @@
 
 #include <cblas.h>
 
+#include "common/vec.h"
 #include "daemon/srv_internal.h"
 
 #define RETRIEVE_PROMPTS_MAX 1000
@@ -502,19 +503,16 @@ compute_stream(srv_call *c, const ropts *o, stream *st)
 		goto out_free;
 	for (int i = 0; i < np; i++) {
 		float *q = pe + (size_t)i * dim;
-		double norm = 0;
 		for (int j = 0; j < nn; j++)
 			for (int d = 0; d < dim; d++)
 				q[d] -= (float)o->neg_weight * ne[(size_t)j * dim + d];
-		for (int d = 0; d < dim; d++)
-			norm += (double)q[d] * q[d];
-		if (!(norm > 1e-12)) {
+		/* The prompt minus its negatives: normalised here, once
+		 * (encoder/clip.h). */
+		if (cdx_vec_normalise(q, dim) != 0) {
 			srv_fail(c, "bad_request", "prompt %d is cancelled out by the "
 			    "negatives", i);
 			goto out_free;
 		}
-		for (int d = 0; d < dim; d++)
-			q[d] = (float)(q[d] / sqrt(norm));
 		if ((rc = run_prompt(c, o, (uint32_t)i, q, &kept, &kv, st, &err))
 		    != 0) {
 			rc = srv_fail_cdx(c, rc, &err);

@@ -110,8 +110,9 @@ int srv_get_num(srv_call *c, const cJSON *obj, const char *name, double lo,
 int srv_get_bool(const cJSON *obj, const char *name);
 /* Answers the call with the success object r (adds v, ok, tag; takes r). */
 void srv_reply_ok(srv_call *c, cJSON *r);
-/* The normalised query vector (embed_dim floats) of the request's terms
- * ("terms", or one text/image/path/id at the top level).  *text_only (may
+/* The query vector (embed_dim floats) of the request's terms ("terms",
+ * or one text/image/path/id at the top level): the weighted sum of their
+ * embeddings, normalised once here (it is the combiner: encoder/clip.h).  *text_only (may
  * be NULL) is set to 1 when every term is a text. */
 int srv_query_vector(srv_call *c, float *q, int *text_only);
 /* The bytes of an image given as base64 (image, a JSON string) or as a

@@ -23,6 +23,7 @@
 #include <faiss/c_api/utils/distances_c.h>
 #include <xxhash.h>
 
+#include "common/vec.h"
 #include "store/internal.h"
 
 extern void omp_set_num_threads(int n);
@@ -1479,11 +1480,13 @@ search(store *s, const float *query, size_t k, const store_filter *f,
 		rc = cdx_error_set(err, CDX_ENOMEM, "store_search");
 		goto out_free;
 	}
-	if (st_normalise_query(query, s->dim, q)) {
+	if (!cdx_vec_is_unit(query, s->dim)) {
 		rc = cdx_error_set(err, CDX_EINVAL,
-				   "store_search: query is not finite or is zero");
+				   "store_search: the query is not a finite "
+				   "unit-length vector");
 		goto out_free;
 	}
+	memcpy(q, query, d * sizeof(float));
 	search_ctx c = { .s = s, .f = f, .q = q, .buf = q + d,
 			 .with_vec = with_vec };
 	c.plen = f && f->path_prefix ? strlen(f->path_prefix) : 0;
@@ -1623,13 +1626,15 @@ store_range_search(store *s, const float *queries, size_t nq,
 		goto out_free;
 	}
 	for (size_t i = 0; i < nq; i++)
-		if (st_normalise_query(queries + i * d, s->dim, q + i * d)) {
+		if (!cdx_vec_is_unit(queries + i * d, s->dim)) {
 			rc = cdx_error_set(err, CDX_EINVAL,
 					   "store_range_search: query %zu is "
-					   "not finite or is zero",
+					   "not a finite unit-length vector",
 					   i);
 			goto out_free;
 		}
+	if (nq > 0)
+		memcpy(q, queries, nq * d * sizeof(float));
 	omp_set_num_threads(s->n_threads);
 	/* HNSW grows top-k searches past efSearch: exclusive lock. */
 	pthread_rwlock_rdlock(&s->lock);

@@ -10,7 +10,9 @@
  * What is kept:
  *   - image records (store_image): a stable 64-bit id that is never reused,
  *     the canonical absolute path, size, mtime, a 16-byte content hash,
- *     pixel size, capture time, time added and the L2-normalised embedding;
+ *     pixel size, capture time, time added and the embedding, kept unit
+ *     length (store_image_put normalises what it is given, so that every
+ *     stored vector meets the rule of common/vec.h);
  *     secondary lookups path -> id and content hash -> ids;
  *   - failure records (store_failure): files that could not be indexed;
  *   - a small key/value table for other modules' settings;
@@ -297,8 +299,11 @@ typedef struct store_results {
 	store_hit *hits;
 } store_results;
 
-/* The k images most similar to query (dim floats; normalised here, must be
- * finite and non-zero) among those matching filter (NULL: all).  Exact for
+/* The k images most similar to query among those matching filter (NULL:
+ * all).  query is dim floats of unit length, as the encoder makes them
+ * (common/vec.h: cdx_vec_is_unit; a combined query is normalised once by
+ * whoever combines it), else CDX_EINVAL: the store does not normalise
+ * queries.  Exact for
  * the flat kind; for approximate kinds the index is searched with the
  * configured efSearch/nprobe.  With a filter, fewer than k hits are
  * returned only when fewer than k images match it: selective filters are
@@ -319,7 +324,7 @@ int store_search_vectors(store *s, const float *query, size_t k,
 void store_results_free(store_results *r);
 
 /* All images with similarity >= min_score to each of nq queries (for
- * near-duplicate detection).  Result of query i: ids[lims[i] .. lims[i+1]),
+ * near-duplicate detection; unit length each, as store_search).  Result of query i: ids[lims[i] .. lims[i+1]),
  * scores alike, best first.  Exact for flat and IVF kinds' own
  * range search (IVF: within the probed lists); HNSW (no range search in
  * FAISS) grows a top-k search until the k-th score falls below min_score.
