@@ -613,7 +613,9 @@ same_prefix(const store_results *a, const store_results *b, size_t n)
  * candidates as it needs, and when fewer survive (and the collection has
  * more) the index is searched deeper (k doubled: FAISS cannot resume a
  * search) and the picking goes on where it stopped, as long as the deeper
- * search ranks the candidates already seen the same way. */
+ * search ranks the candidates already seen the same way.  The candidates
+ * carry their vectors (dim * 4 bytes each; at most 8 * SRV_WINDOW_MAX of
+ * them, reached only when nearly every candidate is a copy). */
 static int
 search_and_reply(srv_call *c, const float *q, const srv_search_opts *o,
     uint64_t exclude, double t0)
