@@ -6,9 +6,9 @@
 #   make SANITIZER=address            or undefined, or address,undefined
 #   make PREFIX=/opt/clipdex install  (DESTDIR is honoured)
 #
-# Layout: each module directory (common store encoder indexer daemon client
-# cli) builds into one static archive $(BUILD)/libcdx_<module>.a from all of
-# its .c/.cpp files except *_main.c.  A test tests/<module>_<name>.c links
+# Layout: each module directory (common store encoder dupes indexer daemon
+# client cli) builds into one static archive $(BUILD)/libcdx_<module>.a from
+# all of its .c/.cpp files except *_main.c.  A test tests/<module>_<name>.c links
 # the archives of <module> and of what it depends on (DEPS_<module> below,
 # or DEPS_test_<module>_<name> where a test needs more).  Programs are the
 # *_main.c files; <module>/<name>_main.c links DEPS_<module>.
@@ -38,18 +38,19 @@ LDFLAGS  += $(SANFLAGS) -pthread
 LDLIBS   += -lfaiss -llmdb -lturbojpeg -ljpeg -lspng -lexif -lcjson -lnng -lxxhash \
             -lsentencepiece -ldnnl -lopenblas -lgomp -lstdc++ -lz -lm
 
-MODULES  := common store encoder indexer daemon client cli
+MODULES  := common store encoder dupes indexer daemon client cli
 # Module -> archives it links, most dependent first.
 DEPS_common  := common
 DEPS_store   := store common
 DEPS_encoder := encoder common
+DEPS_dupes   := dupes store common
 DEPS_indexer := indexer encoder store common
-DEPS_daemon  := daemon indexer encoder store common
+DEPS_daemon  := daemon indexer dupes encoder store common
 # client: libclipdex's code (nng and cJSON only); cli: the clipdex program,
 # which embeds and tokenizes offline with the encoder.
 DEPS_client  := client common
 DEPS_cli     := cli client encoder common
-DEPS_bench   := client daemon indexer encoder store common
+DEPS_bench   := client daemon indexer dupes encoder store common
 libs_for = $(foreach m,$(DEPS_$(1)),$(BUILD)/libcdx_$(m).a)
 # Tests that build fixtures (models, stores) for the clipdexd they run.
 DEPS_test_client_daemon := client encoder store common

@@ -4,8 +4,8 @@
  *
  * Scale: n clustered synthetic unit vectors (a mixture as in
  * bench/store_bench.c) with planted near-duplicate pairs and groups go
- * into a store with an IVF index; dupes_find() (the daemon's dupes
- * operation) finds every group; prints the time and the recall of the
+ * into a store with an IVF index; dupes_find() (dupes/dupes.h, behind the
+ * daemon's dupes operation) finds every group; prints the time and the recall of the
  * planted pairs (both ends in one group) and how many reported groups mix
  * unrelated vectors.
  *
@@ -30,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/dupes.h"
+#include "dupes/dupes.h"
 #include "encoder/clip.h"
 #include "store/store.h"
 #include "tests/client_dupes_fixtures.h"

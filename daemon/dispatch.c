@@ -2,6 +2,7 @@
  * dispatch.c - one JSON request in, one JSON reply out (docs/PROTOCOL.md).
  * Runs on a worker thread; the same code serves nng and HTTP.
  */
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <math.h>
@@ -11,8 +12,8 @@
 #include <unistd.h>
 
 #include "common/path.h"
+#include "common/vec.h"
 #include "daemon/dispatch.h"
-#include "daemon/dupes.h"
 #include "daemon/ingest.h"
 #include "daemon/request.h"
 #include "daemon/roots.h"
@@ -173,7 +174,8 @@ term_pixels(srv_call *c, const term *t, int exact, float *pixels)
 	return 0;
 }
 
-/* Builds the normalised query vector of the request's terms into q. */
+/* Builds the query vector of the request's terms into q: the weighted
+ * sum of their (unit) embeddings, normalised once. */
 int
 srv_query_vector(srv_call *c, float *q, int *text_only)
 {
@@ -275,20 +277,18 @@ srv_query_vector(srv_call *c, float *q, int *text_only)
 		} else {
 			e = iemb + (size_t)ii++ * dim;
 		}
+		assert(cdx_vec_is_unit(e, dim));        /* encoder/clip.h */
 		for (int d = 0; d < dim; d++)
 			q[d] += t[i].weight * e[d];
 		store_image_free(img);
 	}
-	double norm = 0;
-	for (int d = 0; d < dim; d++)
-		norm += (double)q[d] * q[d];
-	if (!(norm > 1e-12)) {
+	/* The terms' sum is not unit length: it is normalised here, once
+	 * (encoder/clip.h). */
+	if (cdx_vec_normalise(q, dim) != 0) {
 		srv_fail(c, CDX_PROTO_BAD_REQUEST, "the query's terms cancel out");
 		rc = -1;
 		goto out;
 	}
-	for (int d = 0; d < dim; d++)
-		q[d] = (float)(q[d] / sqrt(norm));
 	rc = 0;
 out:
 	free(ids);
@@ -388,62 +388,79 @@ srv_hit_json(const store_hit *h, double prob)
 	return o;
 }
 
-/* Keeps the hits of res that survive the exclusion, min_score and
- * collapsing, up to `want`, appending results [offset, offset + k) to arr.
- * Returns how many were kept. */
-static size_t
-select_hits(srv_call *c, const store_results *res, const srv_search_opts *o,
-    uint64_t exclude, size_t want, cJSON *arr)
+/* Picking the results out of the candidates, best first: sel[0..n) are
+ * the indices in the candidates of the hits kept so far (prob[] their
+ * match probabilities), next the first candidate not yet looked at, stop
+ * set once min_score or min_prob cut the list. */
+typedef struct picker {
+	size_t *sel;
+	double *prob;
+	size_t n, want, next;
+	int stop;
+} picker;
+
+/* Goes on through res->hits[p->next ..) until p->want hits are kept,
+ * skipping `exclude`, and with collapse a hit at least that similar to one
+ * kept before it (the embeddings come with the hits: store_search_vectors).
+ * Each candidate is looked at once. */
+static void
+pick_hits(srv_call *c, const store_results *res, const srv_search_opts *o,
+    uint64_t exclude, picker *p)
 {
 	int dim = c->s->info->embed_dim;
-	float *kept = NULL;
-	size_t n_kept = 0;
 
-	if (o->collapse > 0 && (kept = malloc(sizeof(float) * want *
-	    (size_t)dim)) == NULL)
-		return 0;
-	for (size_t i = 0; i < res->n && n_kept < want; i++) {
-		const store_hit *h = &res->hits[i];
+	for (; p->next < res->n && p->n < p->want; p->next++) {
+		const store_hit *h = &res->hits[p->next];
 		if (h->id == exclude)
 			continue;
 		/* Scores are float32: the bound compares as one, so a score this
 		 * daemon printed, passed back as min_score, keeps its hit (the
 		 * JSON double may be a hair above the float). */
-		if (o->has_min && h->score < (float)o->min_score)
-			break;          /* best first: the rest are lower */
+		if (o->has_min && h->score < (float)o->min_score) {
+			p->stop = 1;    /* best first: the rest are lower */
+			break;
+		}
 		double prob = NAN;
 		if (o->with_prob)
 			clip_match_prob(c->s->info, h->score, &prob);
 		/* prob rises with the score: the first one under the bound
 		 * ends the list too */
-		if (o->has_min_prob && !(prob >= o->min_prob))
+		if (o->has_min_prob && !(prob >= o->min_prob)) {
+			p->stop = 1;
 			break;
-		if (kept != NULL) {
-			store_image *img = NULL;
+		}
+		if (o->collapse > 0) {
 			int dup = 0;
-			if (store_image_get(c->s->st, h->id, &img, NULL) != 0)
-				continue;
-			for (size_t j = 0; j < n_kept && !dup; j++)
-				dup = dot(kept + j * dim, img->embedding, dim) >=
-				    (float)o->collapse;
-			if (!dup)
-				memcpy(kept + n_kept * dim, img->embedding,
-				    sizeof(float) * (size_t)dim);
-			store_image_free(img);
+			for (size_t j = 0; j < p->n && !dup; j++)
+				dup = dot(res->hits[p->sel[j]].embedding, h->embedding,
+				    dim) >= (float)o->collapse;
 			if (dup)
 				continue;
 		}
-		if (n_kept++ >= (size_t)o->offset && arr != NULL)
-			cJSON_AddItemToArray(arr, srv_hit_json(h, prob));
+		p->sel[p->n] = p->next;
+		p->prob[p->n++] = prob;
 	}
-	free(kept);
-	return n_kept;
+}
+
+/* 1 when the first n hits of a and b are the same images. */
+static int
+same_prefix(const store_results *a, const store_results *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (i >= a->n || i >= b->n || a->hits[i].id != b->hits[i].id)
+			return 0;
+	return 1;
 }
 
 /* Runs the search for q and answers with results [offset, offset + k),
  * skipping `exclude` (0: none), near-identical results (collapse) and
- * those under min_score.  Collapsing drops hits, so it searches deeper
- * (doubling) until enough survive or the collection is exhausted. */
+ * those under min_score.  Collapsing drops hits: it looks at twice as many
+ * candidates as it needs, and when fewer survive (and the collection has
+ * more) the index is searched deeper (k doubled: FAISS cannot resume a
+ * search) and the picking goes on where it stopped, as long as the deeper
+ * search ranks the candidates already seen the same way.  The candidates
+ * carry their vectors (dim * 4 bytes each; at most 8 * SRV_WINDOW_MAX of
+ * them, reached only when nearly every candidate is a copy). */
 static int
 search_and_reply(srv_call *c, const float *q, const srv_search_opts *o,
     uint64_t exclude, double t0)
@@ -453,29 +470,53 @@ search_and_reply(srv_call *c, const float *q, const srv_search_opts *o,
 	size_t fetch = want + (exclude != 0);
 	const store_filter *f = o->filter.path_prefix || o->filter.time_field ?
 	    &o->filter : NULL;
-	store_results *res = NULL;
+	store_results *res = NULL, *deeper = NULL;
+	picker p = { .want = want };
 	cdx_error err;
-	int rc;
+	int rc = -1;
 
+	p.sel = malloc(sizeof(*p.sel) * (want ? want : 1));
+	p.prob = malloc(sizeof(*p.prob) * (want ? want : 1));
+	if (p.sel == NULL || p.prob == NULL) {
+		srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
+		goto out_free;
+	}
 	if (o->collapse > 0)
 		fetch *= 2;
 	for (;;) {
-		if ((rc = store_search(s->st, q, fetch, f, &res, &err)) != 0)
-			return srv_fail_cdx(c, rc, &err);
-		if (o->collapse <= 0 || res->n < fetch ||
-		    fetch >= 8 * (size_t)SRV_WINDOW_MAX ||
-		    select_hits(c, res, o, exclude, want, NULL) >= want)
-			break;
+		rc = o->collapse > 0 ?
+		    store_search_vectors(s->st, q, fetch, f, &deeper, &err) :
+		    store_search(s->st, q, fetch, f, &deeper, &err);
+		if (rc != 0) {
+			rc = srv_fail_cdx(c, rc, &err);
+			goto out_free;
+		}
+		if (res != NULL && !same_prefix(res, deeper, p.next)) {
+			p.n = p.next = 0;       /* ties ranked anew: start over */
+			p.stop = 0;
+		}
 		store_results_free(res);
+		res = deeper;
+		deeper = NULL;
+		pick_hits(c, res, o, exclude, &p);
+		if (o->collapse <= 0 || p.n >= want || p.stop || res->n < fetch ||
+		    fetch >= 8 * (size_t)SRV_WINDOW_MAX)
+			break;
 		fetch *= 2;
 	}
 	cJSON *r = cJSON_CreateObject();
-	select_hits(c, res, o, exclude, want,
-	    cJSON_AddArrayToObject(r, "results"));
-	store_results_free(res);
+	cJSON *arr = cJSON_AddArrayToObject(r, "results");
+	for (size_t i = (size_t)o->offset; i < p.n; i++)
+		cJSON_AddItemToArray(arr, srv_hit_json(&res->hits[p.sel[i]],
+		    p.prob[i]));
 	cJSON_AddNumberToObject(r, "took_ms", (srv_now() - t0) * 1000.0);
 	srv_reply_ok(c, r);
-	return 0;
+	rc = 0;
+out_free:
+	store_results_free(res);
+	free(p.sel);
+	free(p.prob);
+	return rc;
 }
 
 static int

@@ -2,7 +2,7 @@
  * dispatch.h - the operation table: one parsed request in, one reply out
  * (docs/PROTOCOL.md), on a worker thread, for every transport; and the
  * helpers the operations share (query vectors, image bytes, hits).
- * Operations live in dispatch.c, dupes.c and retrieve.c; each takes a
+ * Operations live in dispatch.c, dupes_op.c and retrieve.c; each takes a
  * srv_call (request.h) and follows its contract.
  */
 #ifndef CDX_SRV_DISPATCH_H
@@ -23,9 +23,10 @@ struct srv_worker;
  * encode nothing. */
 void srv_dispatch(struct srv *s, struct srv_worker *w, srv_job *job);
 
-/* The normalised query vector (embed_dim floats) of the request's terms
- * ("terms", or one text/image/path/id at the top level).  *text_only (may
- * be NULL) is set to 1 when every term is a text. */
+/* The query vector (embed_dim floats) of the request's terms ("terms", or
+ * one text/image/path/id at the top level): the weighted sum of their unit
+ * embeddings, normalised once here (it is a combiner: encoder/clip.h).
+ * *text_only (may be NULL) is set to 1 when every term is a text. */
 int srv_query_vector(srv_call *c, float *q, int *text_only);
 /* The bytes of an image given as base64 (image, a JSON string) or as a
  * path inside the roots (path); exactly one is not NULL.  *data is
@@ -50,5 +51,16 @@ typedef struct srv_search_opts {
 	store_filter filter;
 } srv_search_opts;
 int srv_parse_search_opts(srv_call *c, srv_search_opts *o);
+
+/* The operations of dupes_op.c (dupes, check) and retrieve.c
+ * (docs/PROTOCOL.md). */
+int dupes_op(srv_call *c);
+int dupes_op_check(srv_call *c);
+int retrieve_op(srv_call *c);
+/* retrieve.c: the last few result streams of the daemon's store, for
+ * paging (thread-safe: it has its own lock).  new returns NULL when out of
+ * memory; free accepts NULL and runs once no worker is left. */
+struct retrieve_cache *retrieve_cache_new(void);
+void retrieve_cache_free(struct retrieve_cache *rc);
 
 #endif

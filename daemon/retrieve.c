@@ -5,7 +5,8 @@
  *
  * The stream (prompt, rank, id, score per result: 24 bytes each) is
  * computed once per distinct request and collection state and kept for the
- * following pages; the pages carry the image records.
+ * following pages in the daemon's retrieve_cache (srv.retrieve); the pages
+ * carry the image records.
  */
 #include <limits.h>
 #include <math.h>
@@ -16,7 +17,7 @@
 
 #include <cblas.h>
 
-#include "daemon/dupes.h"
+#include "common/vec.h"
 #include "daemon/srv_internal.h"
 
 #define RETRIEVE_PROMPTS_MAX 1000
@@ -31,7 +32,6 @@ typedef struct entry {
 
 typedef struct stream {
 	char *key;              /* the request without paging fields */
-	store *st;
 	uint64_t seq;
 	size_t n, cap;
 	entry *e;
@@ -50,38 +50,60 @@ stream_free(stream *s)
 /* The last few streams, so that clients paging through different
  * requests at the same time do not evict each other at every page. */
 #define RETRIEVE_CACHED 4
-static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static stream *cached[RETRIEVE_CACHED];     /* [0]: most recent */
+struct retrieve_cache {
+	pthread_mutex_t mu;
+	stream *v[RETRIEVE_CACHED];     /* [0]: most recent */
+};
+
+struct retrieve_cache *
+retrieve_cache_new(void)
+{
+	struct retrieve_cache *rc = calloc(1, sizeof(*rc));
+	if (rc == NULL)
+		return NULL;
+	pthread_mutex_init(&rc->mu, NULL);
+	return rc;
+}
+
+void
+retrieve_cache_free(struct retrieve_cache *rc)
+{
+	if (rc == NULL)
+		return;
+	for (int i = 0; i < RETRIEVE_CACHED; i++)
+		stream_free(rc->v[i]);
+	pthread_mutex_destroy(&rc->mu);
+	free(rc);
+}
 
 /* Takes the matching stream out of the cache, or NULL. */
 static stream *
-cache_take(store *st, uint64_t seq, const char *key)
+cache_take(struct retrieve_cache *rc, uint64_t seq, const char *key)
 {
 	stream *r = NULL;
-	pthread_mutex_lock(&cache_mu);
+	pthread_mutex_lock(&rc->mu);
 	for (int i = 0; i < RETRIEVE_CACHED && r == NULL; i++) {
-		stream *c = cached[i];
-		if (c != NULL && c->st == st && c->seq == seq &&
-		    strcmp(c->key, key) == 0) {
+		stream *c = rc->v[i];
+		if (c != NULL && c->seq == seq && strcmp(c->key, key) == 0) {
 			r = c;
-			memmove(cached + i, cached + i + 1, sizeof(*cached) *
+			memmove(rc->v + i, rc->v + i + 1, sizeof(*rc->v) *
 			    (size_t)(RETRIEVE_CACHED - 1 - i));
-			cached[RETRIEVE_CACHED - 1] = NULL;
+			rc->v[RETRIEVE_CACHED - 1] = NULL;
 		}
 	}
-	pthread_mutex_unlock(&cache_mu);
+	pthread_mutex_unlock(&rc->mu);
 	return r;
 }
 
 /* Puts s first, dropping the least recently used. */
 static void
-cache_put(stream *s)
+cache_put(struct retrieve_cache *rc, stream *s)
 {
-	pthread_mutex_lock(&cache_mu);
-	stream_free(cached[RETRIEVE_CACHED - 1]);
-	memmove(cached + 1, cached, sizeof(*cached) * (RETRIEVE_CACHED - 1));
-	cached[0] = s;
-	pthread_mutex_unlock(&cache_mu);
+	pthread_mutex_lock(&rc->mu);
+	stream_free(rc->v[RETRIEVE_CACHED - 1]);
+	memmove(rc->v + 1, rc->v, sizeof(*rc->v) * (RETRIEVE_CACHED - 1));
+	rc->v[0] = s;
+	pthread_mutex_unlock(&rc->mu);
 }
 
 /* ---- a set of ids (open addressing, 0 is the empty slot) ---- */
@@ -481,19 +503,16 @@ compute_stream(srv_call *c, const ropts *o, stream *st)
 		goto out_free;
 	for (int i = 0; i < np; i++) {
 		float *q = pe + (size_t)i * dim;
-		double norm = 0;
 		for (int j = 0; j < nn; j++)
 			for (int d = 0; d < dim; d++)
 				q[d] -= (float)o->neg_weight * ne[(size_t)j * dim + d];
-		for (int d = 0; d < dim; d++)
-			norm += (double)q[d] * q[d];
-		if (!(norm > 1e-12)) {
+		/* The prompt minus its negatives: normalised here, once
+		 * (encoder/clip.h). */
+		if (cdx_vec_normalise(q, dim) != 0) {
 			srv_fail(c, CDX_PROTO_BAD_REQUEST, "prompt %d is cancelled out by the "
 			    "negatives", i);
 			goto out_free;
 		}
-		for (int d = 0; d < dim; d++)
-			q[d] = (float)(q[d] / sqrt(norm));
 		if ((rc = run_prompt(c, o, (uint32_t)i, q, &kept, &kv, st, &err))
 		    != 0) {
 			rc = srv_fail_cdx(c, rc, &err);
@@ -540,7 +559,7 @@ retrieve_op(srv_call *c)
 	if ((key = request_key(c->req)) == NULL)
 		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 	uint64_t seq = store_seq(c->s->st);
-	st = cache_take(c->s->st, seq, key);    /* ours while we read it */
+	st = cache_take(c->s->retrieve, seq, key);    /* ours while we read it */
 	if (st == NULL) {
 		if ((st = calloc(1, sizeof(*st))) == NULL) {
 			free(key);
@@ -548,7 +567,6 @@ retrieve_op(srv_call *c)
 		}
 		st->key = key;
 		key = NULL;
-		st->st = c->s->st;
 		st->seq = seq;
 		if (compute_stream(c, &o, st) != 0) {
 			stream_free(st);
@@ -585,7 +603,7 @@ retrieve_op(srv_call *c)
 		cJSON_AddNullToObject(r, "next_offset");
 	cJSON_AddNumberToObject(r, "took_ms", (srv_now() - t0) * 1000.0);
 out_cache:
-	cache_put(st);
+	cache_put(c->s->retrieve, st);
 	if (rc != 0) {
 		cJSON_Delete(r);
 		return -1;

@@ -29,6 +29,7 @@
 #include "daemon/roots.h"
 #include "daemon/srv_internal.h"
 #include "daemon/web.h"
+#include "dupes/dupes.h"
 
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -692,6 +693,12 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 		    st.rebuilt_on_open ? " (rebuilt from the records)" : "");
 	}
 	roots_init(&s->roots, s->st, c);
+	if ((rc = dupes_cache_new(s->st, &s->dupes, err)) != 0)
+		goto fail;
+	if ((s->retrieve = retrieve_cache_new()) == NULL) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "out of memory");
+		goto fail;
+	}
 
 	s->n_workers = c->workers > 0 ? c->workers : 2;
 	s->workers = calloc((size_t)s->n_workers, sizeof(*s->workers));
@@ -768,6 +775,8 @@ srv_stop(srv *s)
 		nng_http_server_release(s->http);
 	}
 	/* 4. The store saves its index on close. */
+	dupes_cache_free(s->dupes);
+	retrieve_cache_free(s->retrieve);
 	store_close(s->st);
 	for (int i = 0; i < s->n_workers; i++)
 		clip_ctx_free(s->workers[i].ctx);

@@ -66,6 +66,9 @@ struct srv {
 	nng_http_server *http;
 	nng_http_handler *http_handler;
 	struct web *web;        /* web.c: the page, thumbnails, images */
+	/* Results kept for the following pages (each has its own lock). */
+	struct dupes_cache *dupes;      /* dupes_op.c (dupes/dupes.h) */
+	struct retrieve_cache *retrieve;        /* retrieve.c */
 };
 
 /* Monotonic seconds. */

@@ -17,6 +17,18 @@
  *  - Threads: the encoder starts none of its own and sets no thread count;
  *    OpenBLAS (fp32) and oneDNN on OpenMP (bf16, int8) run with the
  *    counts the program's main() set (common/threads.h).
+
+ *
+ * Embeddings are unit length.  This is the one owner of that invariant:
+ * every embedding clip_encode_text() and clip_encode_images() write has
+ * L2 length 1 (within float32 rounding; common/vec.h states the
+ * tolerance), in every precision.  The store, dupes and the daemon rely
+ * on it and check it (cdx_vec_is_unit) rather than normalise again.  A
+ * vector combined from embeddings (a weighted sum of query terms, a prompt
+ * minus negatives) is not unit length: the code that combines normalises
+ * the sum once with cdx_vec_normalise() - in clipdexd, srv_query_vector()
+ * (daemon/dispatch.c) for the terms of a query and compute_stream()
+ * (daemon/retrieve.c) for retrieve's negatives.
  */
 #ifndef CLIP_H
 #define CLIP_H

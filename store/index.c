@@ -23,6 +23,7 @@
 #include <faiss/c_api/utils/distances_c.h>
 #include <xxhash.h>
 
+#include "common/vec.h"
 #include "store/internal.h"
 
 extern float cblas_sdot(const int n, const float *x, const int incx,
@@ -971,6 +972,7 @@ typedef struct search_ctx {
 	const float *q;
 	float *buf; /* dim floats */
 	int exclusive; /* the store's lock is held exclusively */
+	int with_vec; /* the hits carry their embeddings */
 } search_ctx;
 
 static int
@@ -984,6 +986,13 @@ time_match(const search_ctx *c, long slot)
 	if (c->f->time_field == STORE_TIME_CAPTURE && t == STORE_TIME_UNKNOWN)
 		return 0;
 	return t >= c->f->time_min && t <= c->f->time_max;
+}
+
+int
+store_path_has_prefix(const char *path, size_t len, const char *prefix)
+{
+	size_t plen = prefix ? strlen(prefix) : 0;
+	return plen == 0 || (len >= plen && memcmp(path, prefix, plen) == 0);
 }
 
 /* Reads record id: 1 if it exists and its path matches, with *emb. */
@@ -1004,8 +1013,8 @@ rec_match(search_ctx *c, uint64_t id, const unsigned char **emb,
 	const char *path;
 	if ((*rc = sto_rec_parse(c->s, &v, &h, &path, emb, err)))
 		return 0;
-	if (c->plen && (h.path_len < c->plen ||
-			memcmp(path, c->f->path_prefix, c->plen) != 0))
+	if (c->plen && !store_path_has_prefix(path, h.path_len,
+					      c->f->path_prefix))
 		return 0;
 	return 1;
 }
@@ -1032,8 +1041,8 @@ exact_filtered(search_ctx *c, topk *t, int from_prefix, cdx_error *err)
 			return sto_mdb_err(err, r, "search");
 		MDB_val k = { c->plen, (void *)c->f->path_prefix }, v;
 		r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-		while (r == 0 && k.mv_size >= c->plen &&
-		       memcmp(k.mv_data, c->f->path_prefix, c->plen) == 0) {
+		while (r == 0 && store_path_has_prefix(k.mv_data, k.mv_size,
+						       c->f->path_prefix)) {
 			uint64_t id;
 			const unsigned char *emb;
 			memcpy(&id, v.mv_data, sizeof(id));
@@ -1076,8 +1085,8 @@ count_prefix(search_ctx *c, size_t limit)
 		return limit + 1;
 	MDB_val k = { c->plen, (void *)c->f->path_prefix }, v;
 	int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	while (r == 0 && n <= limit && k.mv_size >= c->plen &&
-	       memcmp(k.mv_data, c->f->path_prefix, c->plen) == 0) {
+	while (r == 0 && n <= limit &&
+	       store_path_has_prefix(k.mv_data, k.mv_size, c->f->path_prefix)) {
 		n++;
 		r = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
@@ -1315,11 +1324,13 @@ static int
 build_results(search_ctx *c, cand *hits, size_t n, store_results **out,
 	      cdx_error *err)
 {
-	size_t total = sizeof(store_results) + n * sizeof(store_hit);
+	size_t vec = c->with_vec ? (size_t)c->s->dim * sizeof(float) : 0;
+	size_t total = sizeof(store_results) + n * (sizeof(store_hit) + vec);
 	rec_hdr *hs = malloc((n ? n : 1) * sizeof(*hs));
 	const char **paths = malloc((n ? n : 1) * sizeof(*paths));
+	const unsigned char **embs = malloc((n ? n : 1) * sizeof(*embs));
 	int rc = 0;
-	if (!hs || !paths) {
+	if (!hs || !paths || !embs) {
 		rc = cdx_error_set(err, CDX_ENOMEM, "search");
 		goto out_free;
 	}
@@ -1330,7 +1341,8 @@ build_results(search_ctx *c, cand *hits, size_t n, store_results **out,
 			rc = sto_mdb_err(err, r, "search: reading a hit");
 			goto out_free;
 		}
-		if ((rc = sto_rec_parse(c->s, &v, &hs[i], &paths[i], NULL, err)))
+		if ((rc = sto_rec_parse(c->s, &v, &hs[i], &paths[i],
+				        vec ? &embs[i] : NULL, err)))
 			goto out_free;
 		total += hs[i].path_len + 1;
 	}
@@ -1341,7 +1353,8 @@ build_results(search_ctx *c, cand *hits, size_t n, store_results **out,
 	}
 	res->n = n;
 	res->hits = (store_hit *)(res + 1);
-	char *p = (char *)(res->hits + n);
+	float *e = (float *)(res->hits + n);
+	char *p = (char *)(res->hits + n) + n * vec;
 	for (size_t i = 0; i < n; i++) {
 		store_hit *h = &res->hits[i];
 		memcpy(p, paths[i], hs[i].path_len);
@@ -1355,10 +1368,17 @@ build_results(search_ctx *c, cand *hits, size_t n, store_results **out,
 		h->added = hs[i].added;
 		h->width = hs[i].width;
 		h->height = hs[i].height;
+		h->embedding = NULL;
+		if (vec) {
+			memcpy(e, embs[i], vec);
+			h->embedding = e;
+			e += c->s->dim;
+		}
 		p += hs[i].path_len + 1;
 	}
 	*out = res;
 out_free:
+	free(embs);
 	free(paths);
 	free(hs);
 	return rc;
@@ -1434,9 +1454,9 @@ search_locked(search_ctx *c, topk *t, size_t k, store_results **out,
 	return rc;
 }
 
-int
-store_search(store *s, const float *query, size_t k, const store_filter *f,
-	     store_results **out, cdx_error *err)
+static int
+search(store *s, const float *query, size_t k, const store_filter *f,
+       int with_vec, store_results **out, cdx_error *err)
 {
 	size_t d = (size_t)s->dim;
 	int rc;
@@ -1457,12 +1477,15 @@ store_search(store *s, const float *query, size_t k, const store_filter *f,
 		rc = cdx_error_set(err, CDX_ENOMEM, "store_search");
 		goto out_free;
 	}
-	if (sto_normalise_query(query, s->dim, q)) {
+	if (!cdx_vec_is_unit(query, s->dim)) {
 		rc = cdx_error_set(err, CDX_EINVAL,
-				   "store_search: query is not finite or is zero");
+				   "store_search: the query is not a finite "
+				   "unit-length vector");
 		goto out_free;
 	}
-	search_ctx c = { .s = s, .f = f, .q = q, .buf = q + d };
+	memcpy(q, query, d * sizeof(float));
+	search_ctx c = { .s = s, .f = f, .q = q, .buf = q + d,
+			 .with_vec = with_vec };
 	c.plen = f && f->path_prefix ? strlen(f->path_prefix) : 0;
 	c.has_time = f && f->time_field != STORE_TIME_NONE;
 	topk t = { heap, 0, k };
@@ -1486,6 +1509,20 @@ out_free:
 	free(heap);
 	free(q);
 	return rc;
+}
+
+int
+store_search(store *s, const float *query, size_t k, const store_filter *f,
+	     store_results **out, cdx_error *err)
+{
+	return search(s, query, k, f, 0, out, err);
+}
+
+int
+store_search_vectors(store *s, const float *query, size_t k,
+		     const store_filter *f, store_results **out, cdx_error *err)
+{
+	return search(s, query, k, f, 1, out, err);
 }
 
 void
@@ -1583,13 +1620,15 @@ store_range_search(store *s, const float *queries, size_t nq,
 		goto out_free;
 	}
 	for (size_t i = 0; i < nq; i++)
-		if (sto_normalise_query(queries + i * d, s->dim, q + i * d)) {
+		if (!cdx_vec_is_unit(queries + i * d, s->dim)) {
 			rc = cdx_error_set(err, CDX_EINVAL,
 					   "store_range_search: query %zu is "
-					   "not finite or is zero",
+					   "not a finite unit-length vector",
 					   i);
 			goto out_free;
 		}
+	if (nq > 0)
+		memcpy(q, queries, nq * d * sizeof(float));
 	/* HNSW grows top-k searches past efSearch: exclusive lock. */
 	pthread_rwlock_rdlock(&s->lock);
 	if (s->tombstones) {

@@ -126,8 +126,6 @@ int sto_rec_parse(const store *s, const MDB_val *v, rec_hdr *h,
 		  const char **path, const unsigned char **emb,
 		  cdx_error *err);
 
-/* Checks and L2-normalises a vector: 0, or -1 if not finite or zero. */
-int sto_normalise_query(const float *in, int dim, float *out);
 
 /* index.c: under the exclusive lock unless said otherwise. */
 int idx_open(store *s, MDB_txn *txn, cdx_error *err);

@@ -565,12 +565,6 @@ normalise(const float *in, int dim, float *out)
 	return 0;
 }
 
-int
-sto_normalise_query(const float *in, int dim, float *out)
-{
-	return normalise(in, dim, out);
-}
-
 /* The state of one write batch, for idx_apply after commit.  Owns its
  * arrays; ctime, mtime and ids are indexed like add (image puts and
  * renames only). */

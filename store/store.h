@@ -10,7 +10,9 @@
  * What is kept:
  *   - image records (store_image): a stable 64-bit id that is never reused,
  *     the canonical absolute path, size, mtime, a 16-byte content hash,
- *     pixel size, capture time, time added and the L2-normalised embedding;
+ *     pixel size, capture time, time added and the embedding, kept unit
+ *     length (store_image_put normalises what it is given, so that every
+ *     stored vector meets the rule of common/vec.h);
  *     secondary lookups path -> id and content hash -> ids;
  *   - failure records (store_failure): files that could not be indexed;
  *   - a small key/value table for other modules' settings;
@@ -352,11 +354,18 @@ enum store_time_field {
 
 typedef struct store_filter {
 	const char *path_prefix; /* NULL or "": any path; a plain byte prefix
-				    (use a trailing '/' for a directory) */
+				    (use a trailing '/' for a directory), as
+				    store_path_has_prefix() */
 	int time_field;          /* enum store_time_field */
 	int64_t time_min;        /* s since the epoch, inclusive */
 	int64_t time_max;        /* s since the epoch, inclusive */
 } store_filter;
+
+/* The path_prefix rule (of store_filter, and of the dupes module): 1 when
+ * path (len bytes; it need not end in NUL) starts with the bytes of
+ * prefix, a plain string prefix, so "/a/b" matches "/a/bc.jpg"; a NULL or
+ * empty prefix matches every path.  Else 0.  Thread-safe. */
+int store_path_has_prefix(const char *path, size_t len, const char *prefix);
 
 typedef struct store_hit {
 	uint64_t id;
@@ -367,6 +376,8 @@ typedef struct store_hit {
 	int64_t capture_time;
 	int64_t added;
 	uint32_t width, height;
+	const float *embedding; /* dim floats from store_search_vectors(),
+				   in the same block; NULL otherwise */
 } store_hit;
 
 typedef struct store_results {
@@ -374,8 +385,11 @@ typedef struct store_results {
 	store_hit *hits;
 } store_results;
 
-/* The k images most similar to query (dim floats; normalised here, must be
- * finite and non-zero) among those matching filter (NULL: all).  Exact for
+/* The k images most similar to query among those matching filter (NULL:
+ * all).  query is dim floats of unit length, as the encoder makes them
+ * (common/vec.h: cdx_vec_is_unit; a combined query is normalised once by
+ * whoever combines it), else CDX_EINVAL: the store does not normalise
+ * queries.  Exact for
  * the flat kind; for approximate kinds the index is searched with the
  * configured efSearch/nprobe.  With a filter, fewer than k hits are
  * returned only when fewer than k images match it: selective filters are
@@ -386,10 +400,17 @@ typedef struct store_results {
 int store_search(store *s, const float *query, size_t k,
 		 const store_filter *filter, store_results **out,
 		 cdx_error *err);
+/* As store_search, and each hit carries its stored embedding (dim floats,
+ * read with the hit's record, no extra lookup): for callers that compare
+ * the hits with each other (collapsing near-identical results).  The
+ * block grows by dim * 4 bytes per hit. */
+int store_search_vectors(store *s, const float *query, size_t k,
+			 const store_filter *filter, store_results **out,
+			 cdx_error *err);
 void store_results_free(store_results *r);
 
 /* All images with similarity >= min_score to each of nq queries (for
- * near-duplicate detection).  Result of query i: ids[lims[i] .. lims[i+1]),
+ * near-duplicate detection; unit length each, as store_search).  Result of query i: ids[lims[i] .. lims[i+1]),
  * scores alike, best first.  Exact for flat and IVF kinds' own
  * range search (IVF: within the probed lists); HNSW (no range search in
  * FAISS) grows a top-k search until the k-th score falls below min_score.

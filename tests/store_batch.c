@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "common/threads.h"
+#include "common/vec.h"
 #include "store/store.h"
 #include "tests/store_testutil.h"
 
@@ -49,6 +50,7 @@ image(store_image *img, const char *path, float *emb, uint64_t seed)
 		img->hash[i] = (uint8_t)(seed + (uint64_t)i);
 	for (int i = 0; i < D; i++)
 		emb[i] = (float)tu_gauss(&st);
+	cdx_vec_normalise(emb, D);      /* embeddings are unit length */
 	img->embedding = emb;
 }
 

@@ -1,6 +1,6 @@
 /*
  * dupes.c - exact, near-duplicate and similar-shot groups (dupes.h), and
- * the daemon's dupes and check operations (docs/PROTOCOL.md).
+ * the cache of the last grouping.
  *
  * Near groups: the pairs of stored embeddings at least T similar (scored
  * in SGEMM tiles, all pairs or within k-means clusters) join their images
@@ -17,8 +17,7 @@
 #include <cblas.h>
 #include <xxhash.h>
 
-#include "daemon/dupes.h"
-#include "daemon/srv_internal.h"
+#include "dupes/dupes.h"
 
 /* What the keeper rule and the grouping need of one image. */
 typedef struct img_info {
@@ -35,8 +34,7 @@ typedef struct collect {
 	float *x;               /* n x dim embeddings, when wanted */
 	int dim;
 	size_t n, cap;
-	const char *prefix;
-	size_t plen;
+	const char *prefix;     /* as store_path_has_prefix() */
 } collect;
 
 static double
@@ -129,7 +127,7 @@ static int
 collect_fn(void *user, const store_image *img)
 {
 	collect *c = user;
-	if (c->plen > 0 && strncmp(img->path, c->prefix, c->plen) != 0)
+	if (!store_path_has_prefix(img->path, strlen(img->path), c->prefix))
 		return 0;
 	if (c->n == c->cap) {
 		size_t cap = c->cap ? c->cap * 2 : 1024;
@@ -656,7 +654,6 @@ dupes_find(store *s, const dupes_params *p, dupes_result **out,
 		    "in (0, 1]");
 	c.prefix = p->path_prefix;
 	c.dim = p->kind == DUPES_EXACT ? 0 : p->dim;
-	c.plen = p->path_prefix ? strlen(p->path_prefix) : 0;
 	if ((rc = store_image_foreach(s, collect_fn, &c, err)) != 0) {
 		if (rc == CDX_ENOMEM)
 			cdx_error_set(err, rc, "dupes: out of memory");
@@ -781,262 +778,132 @@ dupes_result_free(dupes_result *r)
 	free(r);
 }
 
-/* ---- the dupes operation ---- */
+/* ---- the cache ---- */
 
-/* The last grouping, kept for the following pages. */
-static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-	store *st;
+/* One grouping and the request it answers.  refs: results handed out and
+ * not yet released. */
+typedef struct centry {
+	struct centry *next;
 	int kind;
 	float thr, near_thr;
 	char *prefix;
 	dupes_result *r;
-} cache;
+	int refs;
+} centry;
 
-static cJSON *
-image_json(const store_image *img, float score)
+struct dupes_cache {
+	store *st;
+	pthread_mutex_t mu;
+	centry *cur;            /* the most recent grouping, or NULL */
+	centry *old;            /* replaced ones still in use */
+};
+
+static void
+centry_free(centry *e)
 {
-	store_hit h = {
-		.id = img->id, .score = score, .path = img->path,
-		.size = img->size, .mtime_ns = img->mtime_ns,
-		.capture_time = img->capture_time, .added = img->added,
-		.width = img->width, .height = img->height,
-	};
-	return srv_hit_json(&h, NAN);
+	if (e == NULL)
+		return;
+	dupes_result_free(e->r);
+	free(e->prefix);
+	free(e);
 }
 
-static int
-parse_kind(srv_call *c, int *kind)
+int
+dupes_cache_new(store *s, dupes_cache **out, cdx_error *err)
 {
-	const cJSON *k = cJSON_GetObjectItemCaseSensitive(c->req, "kind");
-	*kind = DUPES_NEAR;
-	if (k == NULL || cJSON_IsNull(k))
+	dupes_cache *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return cdx_error_set(err, CDX_ENOMEM, "dupes: out of memory");
+	c->st = s;
+	pthread_mutex_init(&c->mu, NULL);
+	*out = c;
+	return 0;
+}
+
+void
+dupes_cache_free(dupes_cache *c)
+{
+	if (c == NULL)
+		return;
+	centry_free(c->cur);
+	while (c->old != NULL) {
+		centry *e = c->old;
+		c->old = e->next;
+		centry_free(e);
+	}
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+int
+dupes_cache_find(dupes_cache *c, const dupes_params *p,
+    const dupes_result **out, int *computed, cdx_error *err)
+{
+	const char *prefix = p->path_prefix ? p->path_prefix : "";
+	centry *e = NULL;
+	int rc;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->cur != NULL && c->cur->kind == p->kind &&
+	    c->cur->thr == p->threshold && c->cur->near_thr ==
+	    p->near_threshold && strcmp(c->cur->prefix, prefix) == 0 &&
+	    c->cur->r->seq == store_seq(c->st)) {
+		c->cur->refs++;
+		*out = c->cur->r;
+		pthread_mutex_unlock(&c->mu);
+		if (computed != NULL)
+			*computed = 0;
 		return 0;
-	for (int i = DUPES_EXACT; i <= DUPES_SIMILAR; i++)
-		if (cJSON_IsString(k) && strcmp(k->valuestring,
-		    dupes_kind_name(i)) == 0) {
-			*kind = i;
-			return 0;
-		}
-	return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'kind' must be \"exact\", \"near\" "
-	    "or \"similar\"");
+	}
+	pthread_mutex_unlock(&c->mu);
+
+	if ((e = calloc(1, sizeof(*e))) == NULL ||
+	    (e->prefix = strdup(prefix)) == NULL) {
+		centry_free(e);
+		return cdx_error_set(err, CDX_ENOMEM, "dupes: out of memory");
+	}
+	if ((rc = dupes_find(c->st, p, &e->r, err)) != 0) {
+		centry_free(e);
+		return rc;
+	}
+	e->kind = p->kind;
+	e->thr = p->threshold;
+	e->near_thr = p->near_threshold;
+	e->refs = 1;
+	pthread_mutex_lock(&c->mu);
+	if (c->cur != NULL && c->cur->refs > 0) {
+		c->cur->next = c->old;
+		c->old = c->cur;
+	} else {
+		centry_free(c->cur);
+	}
+	c->cur = e;
+	pthread_mutex_unlock(&c->mu);
+	*out = e->r;
+	if (computed != NULL)
+		*computed = 1;
+	return 0;
 }
 
-/* Appends groups [offset, offset + limit) of r to arr. */
-static int
-page_json(srv_call *c, const dupes_result *r, size_t offset, size_t limit,
-    cJSON *arr)
+void
+dupes_cache_release(dupes_cache *c, const dupes_result *r)
 {
-	for (size_t g = offset; g < r->n_groups && g < offset + limit; g++) {
-		cJSON *o = cJSON_CreateObject(), *m;
-		char reason[96];
-		if (o == NULL)
-			return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
-		cJSON_AddItemToArray(arr, o);
-		cJSON_AddStringToObject(o, "kind", dupes_kind_name(r->kind));
-		cJSON_AddNumberToObject(o, "size", (double)(r->lims[g + 1] -
-		    r->lims[g]));
-		cJSON_AddNumberToObject(o, "keep", (double)r->ids[r->lims[g]]);
-		m = cJSON_AddArrayToObject(o, "members");
-		for (size_t k = r->lims[g]; k < r->lims[g + 1]; k++) {
-			store_image *img = NULL;
-			cdx_error err;
-			int rc = store_image_get(c->s->st, r->ids[k], &img, &err);
-			if (rc == CDX_ENOTFOUND)
-				continue;       /* removed since the grouping */
-			if (rc != 0)
-				return srv_fail_cdx(c, rc, &err);
-			cJSON *h = image_json(img, r->scores[k]);
-			if (k == r->lims[g]) {
-				cJSON_AddTrueToObject(h, "keep");
-				if (r->reasons[g] == DUPES_BY_RESOLUTION)
-					snprintf(reason, sizeof(reason), "%s (%ux%u)",
-					    dupes_reason_name(r->reasons[g]),
-					    img->width, img->height);
-				else
-					snprintf(reason, sizeof(reason), "%s",
-					    dupes_reason_name(r->reasons[g]));
-				cJSON_AddStringToObject(o, "reason", reason);
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	if (c->cur != NULL && c->cur->r == r) {
+		c->cur->refs--;
+	} else {
+		for (centry **pe = &c->old; *pe != NULL; pe = &(*pe)->next) {
+			centry *e = *pe;
+			if (e->r != r)
+				continue;
+			if (--e->refs == 0) {
+				*pe = e->next;
+				centry_free(e);
 			}
-			cJSON_AddItemToArray(m, h);
-			store_image_free(img);
+			break;
 		}
 	}
-	return 0;
-}
-
-int
-dupes_op(srv_call *c)
-{
-	double t0 = srv_now();
-	dupes_params p = { .dim = c->s->info->embed_dim };
-	double thr = 0, near_thr = 0;
-	long offset = 0, limit = 100;
-	const cJSON *pre = cJSON_GetObjectItemCaseSensitive(c->req,
-	    "path_prefix");
-	dupes_result *r = NULL;
-	cdx_error err;
-	int rc;
-
-	if (parse_kind(c, &p.kind) != 0 ||
-	    srv_get_num(c, c->req, "threshold", 1e-6, 1, NULL, &thr) != 0 ||
-	    srv_get_num(c, c->req, "near_threshold", 1e-6, 1, NULL, &near_thr)
-	    != 0 ||
-	    srv_get_int(c, c->req, "offset", 0, LONG_MAX, NULL, &offset) != 0 ||
-	    srv_get_int(c, c->req, "limit", 1, 1000, "the maximum is 1000",
-	    &limit) != 0)
-		return -1;
-	if (pre != NULL && !cJSON_IsNull(pre)) {
-		if (!cJSON_IsString(pre))
-			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'path_prefix' must be a "
-			    "string");
-		p.path_prefix = pre->valuestring;
-	}
-	p.family = c->s->info->family;
-	p.threshold = p.kind == DUPES_EXACT ? 0 : (float)thr;
-	if (p.threshold == 0 && p.kind != DUPES_EXACT)
-		p.threshold = dupes_default_threshold(p.family, p.kind);
-	p.near_threshold = near_thr != 0 ? (float)near_thr :
-	    dupes_default_threshold(p.family, DUPES_NEAR);
-	const char *prefix = p.path_prefix ? p.path_prefix : "";
-
-	pthread_mutex_lock(&cache_mu);
-	if (cache.r != NULL && cache.st == c->s->st && cache.kind == p.kind &&
-	    cache.thr == p.threshold && cache.near_thr == p.near_threshold &&
-	    strcmp(cache.prefix, prefix) == 0 &&
-	    cache.r->seq == store_seq(c->s->st)) {
-		r = cache.r;
-	}
-	pthread_mutex_unlock(&cache_mu);
-	if (r == NULL) {
-		char *pc = strdup(prefix);
-		if (pc == NULL)
-			return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
-		if ((rc = dupes_find(c->s->st, &p, &r, &err)) != 0) {
-			free(pc);
-			return srv_fail_cdx(c, rc, &err);
-		}
-		cdx_log(CDX_LOG_INFO, "dupes: %zu %s groups among %zu images in "
-		    "%.2f s", r->n_groups, dupes_kind_name(p.kind), r->n_images,
-		    r->seconds);
-		pthread_mutex_lock(&cache_mu);
-		dupes_result_free(cache.r);
-		free(cache.prefix);
-		cache.st = c->s->st;
-		cache.kind = p.kind;
-		cache.thr = p.threshold;
-		cache.near_thr = p.near_threshold;
-		cache.prefix = pc;
-		cache.r = r;
-		pthread_mutex_unlock(&cache_mu);
-	}
-
-	/* The page is built under the lock: the cached result stays alive. */
-	cJSON *o = cJSON_CreateObject();
-	if (o == NULL)
-		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
-	pthread_mutex_lock(&cache_mu);
-	if (cache.r != r) {
-		/* Replaced by another request meanwhile: it is as good. */
-		r = cache.r;
-	}
-	cJSON_AddStringToObject(o, "kind", dupes_kind_name(r->kind));
-	cJSON_AddNumberToObject(o, "threshold", r->threshold);
-	cJSON_AddNumberToObject(o, "seq", (double)r->seq);
-	cJSON_AddNumberToObject(o, "total_groups", (double)r->n_groups);
-	cJSON_AddNumberToObject(o, "total_images",
-	    (double)r->lims[r->n_groups]);
-	if ((size_t)offset + (size_t)limit < r->n_groups)
-		cJSON_AddNumberToObject(o, "next_offset", (double)(offset + limit));
-	else
-		cJSON_AddNullToObject(o, "next_offset");
-	rc = page_json(c, r, (size_t)offset, (size_t)limit,
-	    cJSON_AddArrayToObject(o, "groups"));
-	pthread_mutex_unlock(&cache_mu);
-	if (rc != 0) {
-		cJSON_Delete(o);
-		return -1;
-	}
-	cJSON_AddNumberToObject(o, "took_ms", (srv_now() - t0) * 1000.0);
-	srv_reply_ok(c, o);
-	return 0;
-}
-
-/* ---- the check operation ---- */
-
-/* The bytes of the request's image or path. */
-static int
-check_bytes(srv_call *c, uint8_t **data, size_t *len)
-{
-	const cJSON *im = cJSON_GetObjectItemCaseSensitive(c->req, "image");
-	const cJSON *pa = cJSON_GetObjectItemCaseSensitive(c->req, "path");
-
-	if (cJSON_IsString(im) == cJSON_IsString(pa) || (im != NULL &&
-	    !cJSON_IsString(im)) || (pa != NULL && !cJSON_IsString(pa)))
-		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "check needs one of 'image' "
-		    "(base64) or 'path'");
-	return srv_image_bytes(c, im, pa, data, len);
-}
-
-int
-dupes_op_check(srv_call *c)
-{
-	double t0 = srv_now();
-	double thr = dupes_default_threshold(c->s->info->family, DUPES_NEAR);
-	long k = 10;
-	uint8_t *data = NULL;
-	size_t len = 0, n_exact = 0;
-	uint64_t ids[64];
-	float *q = NULL;
-	store_results *res = NULL;
-	cJSON *o = NULL, *ex, *nr;
-	cdx_error err;
-	int rc;
-
-	if (srv_get_num(c, c->req, "threshold", 1e-6, 1, NULL, &thr) != 0 ||
-	    srv_get_int(c, c->req, "k", 1, SRV_K_MAX, "the maximum is 1000", &k)
-	    != 0 || check_bytes(c, &data, &len) != 0)
-		return -1;
-	rc = -1;
-	XXH128_canonical_t hc;
-	XXH128_canonicalFromHash(&hc, XXH3_128bits(data, len));
-	free(data);
-	if ((q = malloc(sizeof(float) * (size_t)c->s->info->embed_dim)) == NULL) {
-		srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
-		goto out_free;
-	}
-	/* The embedding: the request's image/path is its one query term. */
-	if (srv_query_vector(c, q, NULL) != 0)
-		goto out_free;
-	if ((rc = store_image_find_hash(c->s->st, hc.digest, ids, 64, &n_exact,
-	    &err)) != 0 || (rc = store_search(c->s->st, q, (size_t)k, NULL, &res,
-	    &err)) != 0) {
-		rc = srv_fail_cdx(c, rc, &err);
-		goto out_free;
-	}
-	o = cJSON_CreateObject();
-	ex = cJSON_AddArrayToObject(o, "exact");
-	nr = cJSON_AddArrayToObject(o, "near");
-	size_t n_found = 0;
-	for (size_t i = 0; i < n_exact && i < 64; i++) {
-		store_image *img = NULL;
-		if (store_image_get(c->s->st, ids[i], &img, NULL) != 0)
-			continue;
-		cJSON_AddItemToArray(ex, image_json(img, 1.0f));
-		store_image_free(img);
-		n_found++;
-	}
-	for (size_t i = 0; i < res->n && res->hits[i].score >= thr; i++) {
-		cJSON_AddItemToArray(nr, srv_hit_json(&res->hits[i], NAN));
-		n_found++;
-	}
-	cJSON_AddBoolToObject(o, "duplicate", n_found > 0);
-	cJSON_AddNumberToObject(o, "threshold", thr);
-	cJSON_AddNumberToObject(o, "took_ms", (srv_now() - t0) * 1000.0);
-	srv_reply_ok(c, o);
-	rc = 0;
-out_free:
-	store_results_free(res);
-	free(q);
-	return rc;
+	pthread_mutex_unlock(&c->mu);
 }

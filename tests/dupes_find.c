@@ -2,7 +2,8 @@
  * dupes_find() on a store opened directly: transitive grouping, the keeper
  * rule and its reasons, exact groups by hash, the prefix filter, the
  * similar kind, and random collections checked against brute-force
- * union-find over the stored vectors (flat and HNSW indexes).
+ * union-find over the stored vectors (flat and HNSW indexes); the cache
+ * of the last grouping (dupes_cache).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,8 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/dupes.h"
+#include "dupes/dupes.h"
 #include "store/store.h"
+#include "tests/cdx_assert.h"
 #include "tests/testmodel.h"
 
 #define D 8
@@ -36,8 +38,7 @@ open_store(const char *kind)
 	p.model_id = "test@0";
 	p.index_kind = kind;
 	p.n_threads = 1;
-	if (store_open(dir, &p, &s, &e) != 0)
-		fail_msg("store_open: %s", e.msg);
+	CDX_ASSERT_OK(store_open(dir, &p, &s, &e), e.msg);
 	return s;
 }
 
@@ -62,8 +63,7 @@ put(store *s, const char *path, const float *v, uint32_t w, uint32_t h,
 	img.size = size;
 	img.capture_time = capture;
 	memcpy(img.hash, &hash, sizeof(hash));
-	if (store_image_put(s, &img, 1, &e) != 0)
-		fail_msg("put %s: %s", path, e.msg);
+	CDX_ASSERT_OK(store_image_put(s, &img, 1, &e), e.msg);
 	return img.id;
 }
 
@@ -83,8 +83,7 @@ find_m(store *s, int kind, float thr, const char *prefix, int method)
 		.path_prefix = prefix, .method = method };
 	dupes_result *r = NULL;
 	cdx_error e;
-	if (dupes_find(s, &p, &r, &e) != 0)
-		fail_msg("dupes_find: %s", e.msg);
+	CDX_ASSERT_OK(dupes_find(s, &p, &r, &e), e.msg);
 	return r;
 }
 
@@ -141,12 +140,12 @@ test_transitive_chain(void **state)
 	dupes_params p = { .dim = D, .kind = DUPES_SIMILAR, .threshold = 0.9f,
 		.near_threshold = 0.99f };
 	cdx_error e;
-	assert_int_equal(dupes_find(s, &p, &r, &e), 0);
+	CDX_ASSERT_OK(dupes_find(s, &p, &r, &e), e.msg);
 	assert_int_equal(r->n_groups, 1);
 	assert_int_equal(r->lims[1], 3);
 	dupes_result_free(r);
 	p.near_threshold = 0.97f;
-	assert_int_equal(dupes_find(s, &p, &r, &e), 0);
+	CDX_ASSERT_OK(dupes_find(s, &p, &r, &e), e.msg);
 	assert_int_equal(r->n_groups, 0);
 	dupes_result_free(r);
 
@@ -442,6 +441,54 @@ test_empty_store(void **state)
 	close_store(s);
 }
 
+/* The cache hands out the grouping it keeps while the request and the
+ * store are the same, groups again when either changes, and a result in
+ * use outlives its replacement. */
+static void
+test_cache(void **state)
+{
+	(void)state;
+	store *s = open_store("flat");
+	float v[D];
+	angle_vec(v, 0);
+	put(s, "/p/a.jpg", v, 10, 10, 100, STORE_TIME_UNKNOWN, 1);
+	angle_vec(v, 0.1);
+	put(s, "/p/b.jpg", v, 10, 10, 100, STORE_TIME_UNKNOWN, 2);
+	dupes_cache *c = NULL;
+	cdx_error e;
+	CDX_ASSERT_OK(dupes_cache_new(s, &c, &e), e.msg);
+	dupes_params p = { .dim = D, .kind = DUPES_NEAR, .threshold = 0.99f,
+		.near_threshold = 0.99f };
+	const dupes_result *r1 = NULL, *r2 = NULL, *r3 = NULL;
+	int computed = -1;
+	CDX_ASSERT_OK(dupes_cache_find(c, &p, &r1, &computed, &e), e.msg);
+	assert_int_equal(computed, 1);
+	assert_int_equal(r1->n_groups, 1);
+	CDX_ASSERT_OK(dupes_cache_find(c, &p, &r2, &computed, &e), e.msg);
+	assert_int_equal(computed, 0);
+	assert_ptr_equal(r1, r2);
+	dupes_cache_release(c, r2);
+	/* Another threshold: grouped again; r1 stays valid meanwhile. */
+	p.threshold = p.near_threshold = 0.999f;
+	CDX_ASSERT_OK(dupes_cache_find(c, &p, &r2, &computed, &e), e.msg);
+	assert_int_equal(computed, 1);
+	assert_int_equal(r2->n_groups, 0);
+	assert_int_equal(r1->n_groups, 1);
+	assert_int_equal(r1->lims[1], 2);
+	dupes_cache_release(c, r1);
+	/* A put changes store_seq(): grouped again. */
+	angle_vec(v, 0.01);
+	put(s, "/p/c.jpg", v, 10, 10, 100, STORE_TIME_UNKNOWN, 3);
+	CDX_ASSERT_OK(dupes_cache_find(c, &p, &r3, &computed, &e), e.msg);
+	assert_int_equal(computed, 1);
+	assert_int_equal(r3->n_groups, 1);
+	assert_true(r3->seq > r2->seq);
+	dupes_cache_release(c, r2);
+	dupes_cache_release(c, r3);
+	dupes_cache_free(c);
+	close_store(s);
+}
+
 int
 main(void)
 {
@@ -452,6 +499,7 @@ main(void)
 		cmocka_unit_test(test_random_flat),
 		cmocka_unit_test(test_random_hnsw),
 		cmocka_unit_test(test_empty_store),
+		cmocka_unit_test(test_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

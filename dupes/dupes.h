@@ -1,13 +1,17 @@
 /*
- * dupes.h - duplicate finding over a store (docs/DUPES.md), and the
- * daemon operations built on it: dupes, check (dupes.c) and retrieve
- * (retrieve.c).  Not installed; used by the daemon and bench/dupes_bench.c.
+ * dupes.h - duplicate finding over a store (docs/DUPES.md): exact copies,
+ * near duplicates and similar shots, each group with the copy to keep.
+ * Depends on store/ and common/ only.  Not installed; used by the daemon
+ * (its dupes operation, daemon/dupes_op.c) and bench/dupes_bench.c.
  *
  * Errors: 0 or a negative CDX_E* code with err filled (common/cdx.h);
  * out-parameters are untouched on failure.
  * Thread-safety: dupes_find() only reads the store (any number of calls
  * may run at once, with searches and writes of other threads); a
- * dupes_result is immutable once returned.
+ * dupes_result is immutable once returned.  A dupes_cache may be shared by
+ * any number of threads (it has its own lock); see below.
+ * The stored embeddings are unit length (encoder/clip.h): similarities are
+ * their dot products.
  */
 #ifndef CDX_DUPES_H
 #define CDX_DUPES_H
@@ -61,7 +65,9 @@ typedef struct dupes_params {
 	float near_threshold;   /* similar only: groups that are one near
 				   group are left out (0: the family's near
 				   default) */
-	const char *path_prefix;/* NULL or "": every image */
+	const char *path_prefix;/* NULL or "": every image; else the images
+				   whose path starts with these bytes (the
+				   rule of store_path_has_prefix) */
 	int method;             /* enum dupes_method (0: auto) */
 } dupes_params;
 
@@ -107,10 +113,35 @@ const char *dupes_kind_name(int kind);
  * the rule that decided. */
 int dupes_keeper_cmp(const store_image *a, const store_image *b, int *reason);
 
-/* The daemon's operations (docs/PROTOCOL.md). */
-struct srv_call;
-int dupes_op(struct srv_call *c);
-int dupes_op_check(struct srv_call *c);
-int retrieve_op(struct srv_call *c);
+/* ---- the last grouping of a store, kept for paging ----
+ *
+ * A client pages through the groups with repeated requests; the cache
+ * keeps the most recent result so that the next page of the same request
+ * (same kind, thresholds and prefix, and the store unchanged: store_seq())
+ * reuses it instead of grouping again.  Owned by whoever made it (the
+ * daemon, one per open store); freed with dupes_cache_free() once every
+ * result it handed out has been released.
+ * Thread-safety: any number of threads may call dupes_cache_find() and
+ * dupes_cache_release() at once; a result handed out stays valid (and
+ * unchanged) until its caller releases it, even when a newer grouping
+ * replaces it in the cache meanwhile. */
+typedef struct dupes_cache dupes_cache;
+
+/* A cache of groupings of store s (which must outlive it).
+ * Errors: CDX_ENOMEM. */
+int dupes_cache_new(store *s, dupes_cache **out, cdx_error *err);
+/* NULL is a no-op.  Not thread-safe: no other call on c may be running
+ * or follow, and every result must have been released. */
+void dupes_cache_free(dupes_cache *c);
+/* As dupes_find() on the cache's store, reusing the cached result when p
+ * (kind, threshold, near_threshold, path_prefix: compared as given, so
+ * resolve defaults first) and store_seq() match it.  On success *out is
+ * shared and read-only: hand it back with dupes_cache_release().
+ * *computed (may be NULL) is 1 when this call grouped, 0 when it reused.
+ * Errors: as dupes_find(). */
+int dupes_cache_find(dupes_cache *c, const dupes_params *p,
+    const dupes_result **out, int *computed, cdx_error *err);
+/* Ends the use of a result from dupes_cache_find(); NULL is a no-op. */
+void dupes_cache_release(dupes_cache *c, const dupes_result *r);
 
 #endif
