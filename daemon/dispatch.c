@@ -11,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/path.h"
 #include "common/vec.h"
 #include "daemon/dispatch.h"
 #include "daemon/ingest.h"
@@ -640,19 +639,15 @@ op_add(srv_call *c)
 	return 0;
 }
 
-struct prefix_ids {
-	const char *prefix;
-	size_t plen;
+struct id_list {
 	uint64_t *ids;
 	size_t n, cap;
 };
 
 static int
-collect_prefix(void *user, const store_image *img)
+collect_id(void *user, const store_image *img)
 {
-	struct prefix_ids *p = user;
-	if (!cdx_path_under(img->path, p->prefix))
-		return 0;
+	struct id_list *p = user;
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 64;
 		uint64_t *v = realloc(p->ids, cap * sizeof(*v));
@@ -669,7 +664,7 @@ static int
 op_remove(srv_call *c)
 {
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(c->req, "path");
-	struct prefix_ids pi = { 0 };
+	struct id_list pi = { 0 };
 	size_t removed = 0;
 	cdx_error err;
 	int rc;
@@ -689,9 +684,9 @@ op_remove(srv_call *c)
 		return srv_fail(c, CDX_PROTO_FORBIDDEN, "%s is outside the daemon's "
 		    "roots", path);
 	ingest_unwatch(c->s, path);  /* a watched folder stops being watched */
-	pi.prefix = path;
-	pi.plen = strlen(path);
-	if ((rc = store_image_foreach(c->s->st, collect_prefix, &pi, &err)) != 0) {
+	/* a cursor over the folder's paths, not a scan of the store */
+	if ((rc = store_image_foreach_prefix(c->s->st, path, collect_id, &pi,
+	    &err)) != 0) {
 		free(pi.ids);
 		return srv_fail_cdx(c, rc, &err);
 	}
