@@ -298,7 +298,6 @@ main(int argc, char **argv)
 	sp.dim = info->embed_dim;
 	sp.model_id = info->id;
 	sp.index_kind = "flat";
-	sp.n_threads = threads;
 	store *st = NULL;
 	if (store_open(store_dir, &sp, &st, &err) != 0) {
 		fprintf(stderr, "store: %s\n", err.msg);

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/threads.h"
 #include "dupes/dupes.h"
 #include "encoder/clip.h"
 #include "store/store.h"
@@ -167,7 +168,6 @@ run_scale(const opts *o)
 	p.dim = d;
 	p.model_id = "dupes-bench@0";
 	p.index_kind = "flat";
-	p.n_threads = o->threads;
 	p.map_size = (size_t)4 << 30;
 	int rc = store_open(dir, &p, &st, &e);
 	if (rc)
@@ -489,6 +489,7 @@ main(int argc, char **argv)
 	}
 	o.pairs = set_pairs ? pairs : o.n / 200;
 	o.groups = set_groups ? groups : o.n / 1000;
+	cdx_threads_set(o.threads);     /* OpenBLAS and OpenMP (FAISS) */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!o.skip_cal) {
 		run_calibration(&o);

@@ -170,7 +170,6 @@ open_store(const char *dir, const clip_model *m)
 	cdx_error err;
 	sp.dim = info->embed_dim;
 	sp.model_id = info->id;
-	sp.n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (store_open(dir, &sp, &st, &err) != 0) {
 		fprintf(stderr, "store_open: %s\n", err.msg);
 		exit(1);

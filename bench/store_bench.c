@@ -306,7 +306,6 @@ open_kind_p(const opts *o, const char *dir, const char *kind, int nprobe,
 	p.dim = o->dim;
 	p.model_id = "bench@0";
 	p.index_kind = kind;
-	p.n_threads = o->threads;
 	p.map_size = (size_t)4 << 30;
 	double t0 = now();
 	int rc = store_open(dir, &p, &s, &e);

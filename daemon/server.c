@@ -682,7 +682,6 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 	sp.model_family = clip_family_name(s->info->family);
 	sp.index_kind = c->index_kind ? c->index_kind : "auto";
 	sp.reembed = c->reembed;
-	sp.n_threads = c->threads;
 	if ((rc = store_open(c->store_dir, &sp, &s->st, err)) != 0)
 		goto fail;
 	{

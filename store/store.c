@@ -314,7 +314,7 @@ validate_params(const store_params *p, cdx_error *err)
 	if (p->index_kind && strlen(p->index_kind) > 100)
 		return cdx_error_set(err, CDX_EINVAL,
 				     "store_open: index_kind too long");
-	if (p->n_threads < 0 || p->hnsw_ef_search < 0 || p->ivf_nprobe < 0)
+	if (p->hnsw_ef_search < 0 || p->ivf_nprobe < 0)
 		return cdx_error_set(err, CDX_EINVAL,
 				     "store_open: negative parameter");
 	return 0;

@@ -106,10 +106,6 @@ typedef struct store_params {
 	 * image record and failure record (ids are still never reused; the
 	 * key/value table is kept), so the caller re-embeds every file. */
 	int reembed;
-	/* Ignored (kept for source compatibility): the store sets no thread
-	 * counts; see "Thread counts" at the top of this header.  Must not be
-	 * negative. */
-	int n_threads;
 	/* Initial LMDB map size in bytes (default 1 GiB).  The map grows
 	 * automatically (doubling) when a write does not fit. */
 	size_t map_size;

@@ -710,7 +710,6 @@ test_restart_and_brute_force(void **state)
 	store_params sp = store_default_params();
 	sp.dim = info->embed_dim;
 	sp.model_id = info->id;
-	sp.n_threads = 1;
 	CDX_ASSERT_OK(store_open(store_dir, &sp, &st, &err), err.msg);
 	assert_int_equal(store_image_count(st), N_PHOTOS);
 

@@ -924,7 +924,6 @@ test_brute_force(void **state)
 	store_params sp = store_default_params();
 	sp.dim = dim;
 	sp.model_id = info->id;
-	sp.n_threads = 1;
 	CDX_ASSERT_OK(store_open(store_dir, &sp, &st, &err), err.msg);
 	CDX_ASSERT_OK(store_image_foreach(st, load_visit, NULL, &err), err.msg);
 	store_close(st);

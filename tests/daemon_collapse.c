@@ -75,7 +75,6 @@ fill_store(void)
 	sp.model_id = info->id;
 	sp.model_family = clip_family_name(info->family);
 	sp.index_kind = "flat";
-	sp.n_threads = 1;
 	float *v = malloc(sizeof(float) * (size_t)dim);
 	if (v == NULL || dim < G + 4 || store_open(store_dir, &sp, &st, &err)
 	    != 0)

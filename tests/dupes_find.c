@@ -37,7 +37,6 @@ open_store(const char *kind)
 	p.dim = D;
 	p.model_id = "test@0";
 	p.index_kind = kind;
-	p.n_threads = 1;
 	CDX_ASSERT_OK(store_open(dir, &p, &s, &e), e.msg);
 	return s;
 }

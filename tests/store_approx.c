@@ -33,7 +33,6 @@ open_kind(const char *dir, const char *kind, size_t exact_max)
 	p.model_id = MODEL;
 	p.index_kind = kind;
 	p.exact_filter_max = exact_max;
-	p.n_threads = 1;
 	ASSERT_OK(store_open(dir, &p, &s, &e), e);
 	return s;
 }

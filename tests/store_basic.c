@@ -26,7 +26,6 @@ open_store(const char *dir, int dim, const char *kind)
 	p.dim = dim;
 	p.model_id = MODEL;
 	p.index_kind = kind;
-	p.n_threads = 1;
 	ASSERT_OK(store_open(dir, &p, &s, &e), e);
 	return s;
 }

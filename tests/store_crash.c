@@ -75,7 +75,6 @@ writer(const char *dir, int fd, int round)
 	p.dim = D;
 	p.model_id = MODEL;
 	p.index_kind = "flat";
-	p.n_threads = 1;
 	if (store_open(dir, &p, &s, &e) != 0)
 		_exit(2);
 	uint64_t rng = (uint64_t)round * 7777 + 1, counter = 0;
@@ -200,7 +199,6 @@ check_store(const char *dir, path_state *ps, int round)
 	p.dim = D;
 	p.model_id = MODEL;
 	p.index_kind = "flat";
-	p.n_threads = 1;
 	ASSERT_OK(store_open(dir, &p, &s, &e), e);
 	ASSERT_OK(store_verify(s, &e), e);
 	/* A crash never costs a rebuild: the saved index plus the change log

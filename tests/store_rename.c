@@ -22,7 +22,6 @@ open_store(const char *dir, const char *kind)
 	p.dim = DIM;
 	p.model_id = "test@rename";
 	p.index_kind = kind;
-	p.n_threads = 1;
 	ASSERT_OK(store_open(dir, &p, &s, &e), e);
 	return s;
 }
