@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/query.h"
 #include "common/vec.h"
 #include "daemon/dispatch.h"
 #include "daemon/ingest.h"
@@ -795,6 +796,53 @@ op_failures(srv_call *c)
 	return 0;
 }
 
+/* ---- parse: the query syntax, for the web page ---- */
+
+/* {"op":"parse","query":Q} -> {"terms":[{"kind","value","weight"}]}: the
+ * page's query box is parsed here, by the one parser (common/query.h),
+ * and the page then builds its search from the terms (uploading "file"
+ * terms itself).  An id is a decimal string (a JSON number would lose
+ * 64-bit ids); the weight is printed at float precision. */
+static int
+op_parse(srv_call *c)
+{
+	static const char *const kinds[] = {
+		[CDX_TERM_TEXT] = "text", [CDX_TERM_PATH] = "path",
+		[CDX_TERM_ID] = "id", [CDX_TERM_FILE] = "file",
+	};
+	const cJSON *q = cJSON_GetObjectItemCaseSensitive(c->req, "query");
+	cdx_terms *t = NULL;
+	cdx_error err;
+	char buf[32];
+	int rc;
+
+	if (!cJSON_IsString(q))
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "parse needs a 'query' "
+		    "string");
+	if ((rc = cdx_query_syntax_parse(q->valuestring, &t, &err)) != 0)
+		return srv_fail_cdx(c, rc, &err);
+	cJSON *r = cJSON_CreateObject();
+	cJSON *arr = cJSON_AddArrayToObject(r, "terms");
+	for (size_t i = 0; i < t->n; i++) {
+		const cdx_term *term = &t->terms[i];
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddItemToArray(arr, o);
+		cJSON_AddStringToObject(o, "kind", kinds[term->kind]);
+		if (term->kind == CDX_TERM_ID) {
+			snprintf(buf, sizeof(buf), "%llu",
+			    (unsigned long long)term->id);
+			cJSON_AddStringToObject(o, "value", buf);
+		} else {
+			cJSON_AddStringToObject(o, "value", term->text);
+		}
+		snprintf(buf, sizeof(buf), "%.7g", (double)term->weight);
+		cJSON_AddNumberToObject(o, "weight", strtod(buf, NULL));
+	}
+	cdx_terms_free(t);
+	srv_reply_ok(c, r);
+	return 0;
+}
+
 /* ---- the dispatch ---- */
 
 static const struct {
@@ -811,6 +859,7 @@ static const struct {
 	{ "dupes", dupes_op },
 	{ "check", dupes_op_check },
 	{ "retrieve", retrieve_op },
+	{ "parse", op_parse },
 };
 
 void

@@ -267,11 +267,44 @@ test_add_wait_keeps_tag(void **state)
 	rmdir(dir);
 }
 
+/* parse: the web page's query box goes through the one C parser; the
+ * terms come back as the page uses them, errors as bad_request with the
+ * parser's message. */
+static void
+test_parse(void **state)
+{
+	fixture *f = *state;
+	int status;
+	cJSON *r = call(f, "{\"op\":\"parse\",\"tag\":3,\"query\":"
+	    "\"beach - 0.7:people + 0.5:@ex.jpg + 2:id:18446744073709551615"
+	    " + path:/p/a.jpg\"}", SRV_ORIGIN_LOCAL, NULL, &status);
+	char *got;
+	assert_int_equal(status, 200);
+	got = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(r,
+	    "terms"));
+	assert_string_equal(got, "[{\"kind\":\"text\",\"value\":\"beach\","
+	    "\"weight\":1},{\"kind\":\"text\",\"value\":\"people\","
+	    "\"weight\":-0.7},{\"kind\":\"file\",\"value\":\"ex.jpg\","
+	    "\"weight\":0.5},{\"kind\":\"id\",\"value\":"
+	    "\"18446744073709551615\",\"weight\":2},{\"kind\":\"path\","
+	    "\"value\":\"/p/a.jpg\",\"weight\":1}]");
+	free(got);
+	assert_int_equal(cJSON_GetObjectItemCaseSensitive(r, "tag")->valueint, 3);
+	cJSON_Delete(r);
+	expect_error(f, "{\"op\":\"parse\",\"query\":\"a - - b\"}",
+	    SRV_ORIGIN_LOCAL, NULL, CDX_PROTO_BAD_REQUEST, NULL);
+	expect_error(f, "{\"op\":\"parse\",\"query\":\"0:cat\"}",
+	    SRV_ORIGIN_LOCAL, NULL, CDX_PROTO_BAD_REQUEST, NULL);
+	expect_error(f, "{\"op\":\"parse\",\"query\":7}", SRV_ORIGIN_LOCAL,
+	    NULL, CDX_PROTO_BAD_REQUEST, NULL);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_envelope, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fields, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_wait_keeps_tag, setup,

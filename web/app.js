@@ -12,64 +12,11 @@ let token = sessionStorage.getItem('clipdex.token') || '';
 /* ---- the query syntax of docs/CLI.md ---- */
 
 /* Parses a query into [{kind, value, weight}], kind one of text, file
- * (an "@name"/"img:name" example image), path, id.  Throws Error with a
- * message for bad syntax, as cdx_query_parse() refuses it. */
-function parseQuery(query) {
-  let s = query.trim();
-  if (s === '') throw new Error('the query is empty');
-  let sign = 1;
-  if (s.length >= 2 && (s[0] === '+' || s[0] === '-') && s[1] === ' ') {
-    sign = s[0] === '-' ? -1 : 1;
-    s = s.slice(2);
-  }
-  const isSep = (i) => i >= 1 && i + 1 < s.length && s[i - 1] === ' ' &&
-    s[i + 1] === ' ' && (s[i] === '+' || s[i] === '-');
-  const terms = [];
-  let start = 0;
-  for (let i = 0; i <= s.length; i++) {
-    if (i < s.length && !isSep(i)) continue;
-    const end = i < s.length ? i - 1 : s.length;
-    const t = s.slice(start, Math.max(start, end)).trim();
-    if (t === '')
-      throw new Error(`empty term in '${query}' (a term is missing next to a ' + ' or ' - ')`);
-    terms.push(parseTerm(t, sign));
-    if (i < s.length) {
-      sign = s[i] === '-' ? -1 : 1;
-      start = i + 2;
-      i++;
-    }
-  }
-  return terms;
-}
-
-function parseTerm(t, sign) {
-  let w = 1;
-  const m = /^([+-]?(?:\d+\.?\d*|\.\d+)):/.exec(t);
-  if (m) {
-    w = parseFloat(m[1]);
-    if (w === 0) throw new Error(`term '${t}': a weight of 0 has no effect`);
-    if (!(w >= -1e6 && w <= 1e6)) throw new Error(`weight ${m[1]} is out of range (at most 1e6)`);
-    const rest = t.slice(m[0].length).trim();
-    if (rest === '') throw new Error(`weight ${m[1]}: nothing after the ':'`);
-    t = rest;
-  }
-  const weight = sign * w;
-  if (t.startsWith('@') || t.startsWith('img:')) {
-    const name = t.slice(t[0] === '@' ? 1 : 4);
-    if (name === '') throw new Error(`'${t}' names no file`);
-    return { kind: 'file', value: name, weight };
-  }
-  if (t.startsWith('path:')) {
-    if (t.length === 5) throw new Error(`'${t}' names no file`);
-    return { kind: 'path', value: t.slice(5), weight };
-  }
-  if (t.startsWith('id:')) {
-    const d = t.slice(3);
-    if (!/^\d{1,20}$/.test(d) || BigInt(d) > 18446744073709551615n)
-      throw new Error(`'${t}' is not an image id`);
-    return { kind: 'id', value: d, weight };
-  }
-  return { kind: 'text', value: t, weight };
+ * (an "@name"/"img:name" example image), path, id.  The daemon parses it
+ * (op "parse", the C parser of common/query.c): the syntax has one
+ * definition.  Rejects with an Error whose message says what is wrong. */
+async function parseQuery(query) {
+  return (await api({ op: 'parse', query })).terms;
 }
 
 /* ---- talking to the daemon ---- */
@@ -264,12 +211,12 @@ function formToURL(st) {
   return s ? '/?' + s : '/';
 }
 
-/* The request for the form's state, or throws Error. */
-function buildRequest(st) {
+/* The request for the form's state, or rejects with an Error. */
+async function buildRequest(st) {
   const terms = [];
   const used = new Set();
   if (st.q) {
-    for (const t of parseQuery(st.q)) {
+    for (const t of await parseQuery(st.q)) {
       if (t.kind === 'text') terms.push({ text: t.value, weight: t.weight });
       else if (t.kind === 'id') terms.push({ id: Number(t.value), weight: t.weight });
       else if (t.kind === 'path') terms.push({ path: t.value, weight: t.weight });
@@ -315,7 +262,7 @@ async function search({ push }) {
   document.title = st.q ? `${st.q} – clipdex` : 'clipdex';
   let req;
   try {
-    req = buildRequest(st);
+    req = await buildRequest(st);
   } catch (e) {
     showMsg($('msg'), e.message, true);
     return;

@@ -97,10 +97,10 @@ async function search(page, q) {
 
   await check('query_syntax', async () => {
     /* the examples of docs/CLI.md */
-    const got = await page.evaluate(() => [
+    const got = await page.evaluate(() => Promise.all([
       'a dog on the beach', 'beach - people', 'beach - 0.7:people + 0.5:@example.jpg',
       '2:id:42 - snow', 'spider-man', '- 2:cat', '1:10:30 meeting',
-    ].map((q) => window.clipdex.parseQuery(q)));
+    ].map((q) => window.clipdex.parseQuery(q))));
     const want = [
       [{ kind: 'text', value: 'a dog on the beach', weight: 1 }],
       [{ kind: 'text', value: 'beach', weight: 1 }, { kind: 'text', value: 'people', weight: -1 }],
@@ -112,9 +112,15 @@ async function search(page, q) {
       [{ kind: 'text', value: '10:30 meeting', weight: 1 }],
     ];
     expect(JSON.stringify(got) === JSON.stringify(want), 'parsed ' + JSON.stringify(got));
-    const errs = await page.evaluate(() => ['a - - b', 'a +  + b', '0:cat', '', 'id:x', '@']
-      .map((q) => { try { window.clipdex.parseQuery(q); return null; } catch (e) { return e.message; } }));
+    const bad = ['a - - b', 'a +  + b', '0:cat', '', 'id:x', '@'];
+    const before = problems.length;
+    const errs = await page.evaluate((qs) => Promise.all(qs
+      .map((q) => window.clipdex.parseQuery(q).then(() => null, (e) => e.message))), bad);
     expect(errs.every((e) => e), 'accepted a bad query: ' + JSON.stringify(errs));
+    /* each refusal is a 400 from /api, which the browser logs: expected here */
+    const logged = problems.splice(before);
+    expect(logged.length === bad.length && logged.every((p) => p.includes('400')),
+      'unexpected: ' + logged.join('\n'));
   });
 
   await check('search_shows_thumbnails', async () => {
