@@ -273,7 +273,8 @@ static int
 embed_file(clip_ctx *ctx, const clip_model_info *info, const char *path,
     float *out)
 {
-	clip_decode_opts dopt = { 0, clip_preprocess_min_short(&info->preprocess) };
+	clip_decode_opts dopt = {
+	    .min_short = clip_preprocess_min_short(&info->preprocess) };
 	const clip_preprocess_cfg *pp = &info->preprocess;
 	float *px = malloc(sizeof(float) * 3 * (size_t)pp->crop_width *
 	    (size_t)pp->crop_height);

@@ -8,7 +8,7 @@
  * the fast/exact ratio against the target (fast >= 5x faster than exact for
  * the 12 MP photo), and how far fast-mode pixels are from exact mode.
  * Then the same 12 MP photo saved baseline and progressive: exact mode,
- * fast mode decoding every scan ("before": clip_jpeg_skip_scans(0)) and
+ * fast mode decoding every scan ("before": clip_decode_opts.all_scans) and
  * fast mode decoding only the scans the scaled IDCT needs ("after").
  * Single-threaded, like one indexing worker.
  */
@@ -75,13 +75,17 @@ make_jpeg(int w, int h, int flags, unsigned long *size)
 	return jpeg;
 }
 
+/* 1: decode every scan (the full decode, "before"). */
+static int all_scans;
+
 /* Median ms over `runs` of decode (+ preprocess when out != NULL). */
 static double
 time_it(const unsigned char *jpeg, unsigned long size, int min_short,
     const clip_preprocess_cfg *cfg, float *out, int runs)
 {
 	double t[32];
-	clip_decode_opts o = { .max_pixels = 0, .min_short = min_short };
+	clip_decode_opts o = { .max_pixels = 0, .min_short = min_short,
+	    .all_scans = all_scans };
 	for (int r = 0; r < runs; r++) {
 		clip_image img;
 		cdx_error err;
@@ -194,7 +198,8 @@ static void
 decode_once(const unsigned char *jpeg, unsigned long size, int min_short,
     clip_image *out, int *used, int *total)
 {
-	clip_decode_opts o = { .max_pixels = 0, .min_short = min_short };
+	clip_decode_opts o = { .max_pixels = 0, .min_short = min_short,
+	    .all_scans = all_scans };
 	cdx_error err;
 	if (clip_image_decode(jpeg, size, &o, out, &err) != 0) {
 		fprintf(stderr, "image_bench: %s\n", err.msg);
@@ -220,11 +225,11 @@ bench_progressive(const unsigned char *const jpeg[2],
 	for (int k = 0; k < 2; k++) {
 		clip_image before, after;
 		int used_b, used_a, total;
-		clip_jpeg_skip_scans(0);
+		all_scans = 1;
 		double exact = time_it(jpeg[k], size[k], 0, cfg, out, runs);
 		double fb = time_it(jpeg[k], size[k], ms, cfg, out, runs);
 		decode_once(jpeg[k], size[k], ms, &before, &used_b, &total);
-		clip_jpeg_skip_scans(1);
+		all_scans = 0;
 		double fa = time_it(jpeg[k], size[k], ms, cfg, out, runs);
 		decode_once(jpeg[k], size[k], ms, &after, &used_a, &total);
 		int same = before.width == after.width &&

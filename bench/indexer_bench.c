@@ -341,7 +341,8 @@ static void *
 dec_thread(void *arg)
 {
 	struct dec_arg *a = arg;
-	clip_decode_opts dopt = { 0, clip_preprocess_min_short(a->pp) };
+	clip_decode_opts dopt = {
+	    .min_short = clip_preprocess_min_short(a->pp) };
 	for (int i = a->from; i < a->to; i++) {
 		clip_image img;
 		if (clip_image_load(a->files[i], &dopt, &img, NULL) == 0) {
@@ -415,7 +416,7 @@ run_size(const char *label, const char *folder, const char *tmp,
 	const clip_model_info *info = clip_model_get_info(m);
 	const clip_preprocess_cfg *pp = &info->preprocess;
 	size_t plane = (size_t)pp->crop_width * pp->crop_height * 3;
-	clip_decode_opts dopt = { 0, clip_preprocess_min_short(pp) };
+	clip_decode_opts dopt = { .min_short = clip_preprocess_min_short(pp) };
 	char **files;
 	int n = list_files(folder, &files);
 	int batch = 16;
@@ -427,9 +428,9 @@ run_size(const char *label, const char *folder, const char *tmp,
 	 * every scan decoded, as before scan skipping) */
 	double dec_all = 0;
 	if (progressive) {
-		clip_jpeg_skip_scans(0);
-		dec_all = decode_cpu(files, n, &dopt, pp, px, plane);
-		clip_jpeg_skip_scans(1);
+		clip_decode_opts all = dopt;
+		all.all_scans = 1;
+		dec_all = decode_cpu(files, n, &all, pp, px, plane);
 	}
 	double dec = decode_cpu(files, n, &dopt, pp, px, plane);
 	int scans_total = 0, scans_used = 0;

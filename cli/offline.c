@@ -201,7 +201,8 @@ embed_images(clip_ctx *ctx, const clip_model *m, struct strlist *images,
 	float *pix = malloc(sizeof(float) * 3 * plane * IMAGE_BATCH);
 	float *emb = malloc(sizeof(float) * (size_t)dim * IMAGE_BATCH);
 	size_t which[IMAGE_BATCH];
-	clip_decode_opts dopt = { 0, exact ? 0 : clip_preprocess_min_short(pp) };
+	clip_decode_opts dopt = {
+	    .min_short = exact ? 0 : clip_preprocess_min_short(pp) };
 	int status = 0;
 	cdx_error err;
 

@@ -152,8 +152,8 @@ static int
 term_pixels(srv_call *c, const term *t, int exact, float *pixels)
 {
 	const clip_preprocess_cfg *pp = &c->s->info->preprocess;
-	clip_decode_opts dopt = { c->s->cfg->max_pixels,
-	    exact ? 0 : clip_preprocess_min_short(pp) };
+	clip_decode_opts dopt = { .max_pixels = c->s->cfg->max_pixels,
+	    .min_short = exact ? 0 : clip_preprocess_min_short(pp) };
 	clip_image img;
 	cdx_error err;
 	uint8_t *data = NULL;

@@ -198,6 +198,10 @@ typedef struct clip_decode_opts {
 	 * decoded at the smallest DCT scale (1/8 .. 1) that keeps the shorter
 	 * side at or above min_short.  PNGs are always decoded at full size. */
 	int min_short;
+	/* Fast mode, progressive JPEGs: 0 (the default) decodes only the scans
+	 * that the DCT-scaled inverse DCT needs; 1 decodes every scan (the
+	 * full decode, for benchmarks and tests).  Pixels are the same. */
+	int all_scans;
 } clip_decode_opts;
 
 /* A decoded image: interleaved 8-bit RGB, rows top to bottom, EXIF

@@ -313,17 +313,8 @@ cmyk_to_rgb(uint8_t *buf, size_t npix)
 
 /* ---- fast mode: decoding only the scans a scaled IDCT needs ------------- */
 
-/* Tests and benchmarks switch scan skipping off to time the full decode. */
-static int skip_scans_enabled = 1;
-
 /* The scans of the last JPEG decoded on this thread. */
 static _Thread_local int last_scans_total, last_scans_decoded;
-
-void
-clip_jpeg_skip_scans(int on)
-{
-	skip_scans_enabled = on;
-}
 
 void
 clip_jpeg_last_scans(int *total, int *decoded)
@@ -629,7 +620,7 @@ jpeg_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 	/* Room for the scan list only where a fast-mode decode may use it. */
 	struct jpeg_scan *scans = NULL;
 	if (!probe_only && opts != NULL && opts->min_short > 0 &&
-	    skip_scans_enabled)
+	    !opts->all_scans)
 		scans = malloc(JPEG_MAX_SCANS * sizeof(*scans));
 	jpeg_walk(d, n, probe_only, scans, &L);
 	if (!probe_only)

@@ -45,11 +45,6 @@ int clip_resize_dims(int w, int h, int shortest_edge, int *new_w, int *new_h);
 int clip_resize_crop(const uint8_t *src, int w, int h, int new_w, int new_h,
     int crop_w, int crop_h, int resample, uint8_t *out, cdx_error *err);
 
-/* Fast mode, progressive JPEGs: with 1 (the default) only the scans that
- * the DCT-scaled inverse DCT needs are decoded; with 0 every scan, as
- * before (for benchmarks and tests).  Process-wide: not thread-safe. */
-void clip_jpeg_skip_scans(int on);
-
 /* The scans of the last JPEG that clip_image_decode() (or _load) decoded
  * on this thread: how many the file has, and how many were decoded (fewer
  * only where scans were skipped).  Both 0 after a PNG or a file that

@@ -1256,8 +1256,8 @@ static void
 decode_item(watch *w, item *it)
 {
 	const clip_preprocess_cfg *pp = &w->info->preprocess;
-	clip_decode_opts dopt = { w->p.max_pixels,
-	    w->p.fast_decode ? clip_preprocess_min_short(pp) : 0 };
+	clip_decode_opts dopt = { .max_pixels = w->p.max_pixels,
+	    .min_short = w->p.fast_decode ? clip_preprocess_min_short(pp) : 0 };
 	store_image *old = NULL;
 	uint8_t *data = NULL;
 	size_t len = 0;

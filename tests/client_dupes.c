@@ -1014,7 +1014,8 @@ test_brute_force(void **state)
 		memcpy(q[i], e + i * dim, sizeof(float) * (size_t)dim);
 	{
 		/* The example image, as the daemon embeds an upload (fast). */
-		clip_decode_opts dopt = { 0, clip_preprocess_min_short(&info->preprocess) };
+		clip_decode_opts dopt = {
+		    .min_short = clip_preprocess_min_short(&info->preprocess) };
 		clip_image img;
 		size_t plane = 3 * (size_t)info->preprocess.crop_width *
 		    info->preprocess.crop_height;

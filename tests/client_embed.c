@@ -71,7 +71,8 @@ library_embedding_at(const char *image, const char *text, int exact,
 	const clip_model_info *info = clip_model_get_info(m);
 	if (image != NULL) {
 		const clip_preprocess_cfg *pp = &info->preprocess;
-		clip_decode_opts o = { 0, exact ? 0 : clip_preprocess_min_short(pp) };
+		clip_decode_opts o = {
+		    .min_short = exact ? 0 : clip_preprocess_min_short(pp) };
 		clip_image img;
 		float *px = malloc(sizeof(float) * 3 * (size_t)pp->crop_width *
 		    pp->crop_height);

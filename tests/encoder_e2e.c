@@ -89,7 +89,8 @@ embed_file(const clip_model *m, clip_ctx *c, const char *path, int fast,
     float *e)
 {
 	const clip_preprocess_cfg *pp = &clip_model_get_info(m)->preprocess;
-	clip_decode_opts o = { 0, fast ? clip_preprocess_min_short(pp) : 0 };
+	clip_decode_opts o = {
+	    .min_short = fast ? clip_preprocess_min_short(pp) : 0 };
 	float *px = malloc(sizeof(float) * 3 * (size_t)pp->crop_width *
 	    pp->crop_height);
 	clip_image img;
@@ -148,7 +149,7 @@ test_images_fast_mode(void **state)
 static void
 test_fast_mode_really_scales(void **state)
 {
-	clip_decode_opts o = { 0, 224 };
+	clip_decode_opts o = { .min_short = 224 };
 	clip_image img;
 	(void)state;
 	/* 1200x900 with a 224 short side: 3/8 scale gives 450x338 >= 224. */

@@ -1164,10 +1164,10 @@ skip_vs_full(const uint8_t *data, size_t len, int min_short, int *total)
 	clip_image a, b;
 	cdx_error ea = { 0, "" }, eb = { 0, "" };
 	int tf, df, ts, ds;
-	clip_jpeg_skip_scans(0);
-	int ra = clip_image_decode(data, len, &o, &a, &ea);
+	clip_decode_opts all = o;
+	all.all_scans = 1;
+	int ra = clip_image_decode(data, len, &all, &a, &ea);
 	clip_jpeg_last_scans(&tf, &df);
-	clip_jpeg_skip_scans(1);
 	int rb = clip_image_decode(data, len, &o, &b, &eb);
 	clip_jpeg_last_scans(&ts, &ds);
 	assert_int_equal(ra, rb);
@@ -1507,11 +1507,9 @@ test_progressive_skip_threads(void **state)
 	(void)state;
 	size_t len;
 	uint8_t *jpeg = tj_progressive(1000, 750, TJPF_RGB, TJSAMP_420, &len);
-	clip_decode_opts o = { .min_short = 94 };
 	clip_image want;
-	clip_jpeg_skip_scans(0);
-	assert_int_equal(clip_image_decode(jpeg, len, &o, &want, NULL), 0);
-	clip_jpeg_skip_scans(1);
+	clip_decode_opts all = { .min_short = 94, .all_scans = 1 };
+	assert_int_equal(clip_image_decode(jpeg, len, &all, &want, NULL), 0);
 	struct skip_worker w[4];
 	pthread_t t[4];
 	for (int i = 0; i < 4; i++) {
