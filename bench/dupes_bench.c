@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/threads.h"
+#include "common/vec.h"
 #include "dupes/dupes.h"
 #include "encoder/clip.h"
 #include "store/store.h"
@@ -296,15 +297,6 @@ embed_file(clip_ctx *ctx, const clip_model_info *info, const char *path,
 	return rc;
 }
 
-static double
-dotd(const float *a, const float *b, int d)
-{
-	double s = 0;
-	for (int i = 0; i < d; i++)
-		s += (double)a[i] * b[i];
-	return s;
-}
-
 static void
 run_calibration(const opts *o)
 {
@@ -377,7 +369,7 @@ run_calibration(const opts *o)
 	double min_pos = 2, max_neg = -2;
 	for (int a = 0; a < k; a++)
 		for (int b = a + 1; b < k; b++) {
-			double sim = dotd(emb + (size_t)a * d, emb + (size_t)b * d, d);
+			double sim = cdx_vec_dot(emb + (size_t)a * d, emb + (size_t)b * d, d);
 			int p = owner[a] >= 0 && owner[a] == owner[b];
 			pos += p;
 			if (p && sim < min_pos)

@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "common/cdx.h"
 #include "common/threads.h"
+#include "common/vec.h"
 #include "encoder/clip.h"
 
 #define IMAGE_BATCH 8
@@ -274,15 +275,6 @@ load_at(const char *dir, int precision, clip_model **m, clip_ctx **ctx)
 	return 0;
 }
 
-static double
-dotf(const float *a, const float *b, int n)
-{
-	double s = 0;
-	for (int i = 0; i < n; i++)
-		s += (double)a[i] * b[i];
-	return s;
-}
-
 /* The top-k images (indices into the kept images) of text t. */
 static int
 top_images(const struct kept *img, size_t n_img, const float *t, int dim,
@@ -293,7 +285,7 @@ top_images(const struct kept *img, size_t n_img, const float *t, int dim,
 	for (size_t i = 0; i < n_img; i++) {
 		if (!img->ok[i])
 			continue;
-		double v = dotf(img->v + i * (size_t)dim, t, dim);
+		double v = cdx_vec_dot(img->v + i * (size_t)dim, t, dim);
 		int j = n < k ? n++ : k;
 		if (j == k && v <= sc[k - 1])
 			continue;
@@ -354,7 +346,7 @@ compare_precision(struct opts *o)
 	for (size_t i = 0; i < ni; i++) {
 		if (!img[0].ok[i] || !img[1].ok[i])
 			continue;
-		double c = dotf(img[0].v + i * dim, img[1].v + i * dim, dim);
+		double c = cdx_vec_dot(img[0].v + i * dim, img[1].v + i * dim, dim);
 		printf("image  %.6f         %s\n", c, o->images.v[i]);
 		worst = c < worst ? c : worst;
 		sum += c;
@@ -363,7 +355,7 @@ compare_precision(struct opts *o)
 	for (size_t i = 0; i < nt; i++) {
 		if (!txt[0].ok[i] || !txt[1].ok[i])
 			continue;
-		double c = dotf(txt[0].v + i * dim, txt[1].v + i * dim, dim);
+		double c = cdx_vec_dot(txt[0].v + i * dim, txt[1].v + i * dim, dim);
 		char ov[32] = "";
 		size_t a[10], b[10];
 		int na = top_images(&img[0], ni, txt[0].v + i * dim, dim, a, 10);

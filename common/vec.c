@@ -37,3 +37,12 @@ cdx_vec_normalise(float *v, int dim)
 		v[i] = (float)(v[i] * inv);
 	return 0;
 }
+
+double
+cdx_vec_dot(const float *a, const float *b, int dim)
+{
+	double s = 0;
+	for (int i = 0; i < dim; i++)
+		s += (double)a[i] * b[i];
+	return s;
+}

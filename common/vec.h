@@ -1,5 +1,6 @@
 /*
- * vec.h - the unit-length rule of embeddings, in one place.
+ * vec.h - the unit-length rule of embeddings, and their dot product, in
+ * one place.
  *
  * The encoder makes every embedding unit length (encoder/clip.h), and the
  * store keeps them so; whatever consumes one (the store's searches, dupes,
@@ -24,5 +25,9 @@ int cdx_vec_is_unit(const float *v, int dim);
  * unchanged) when v is not finite or its length is (nearly) zero: a
  * combination that cancels out. */
 int cdx_vec_normalise(float *v, int dim);
+
+/* The dot product of a and b (dim floats each), summed in double: the
+ * cosine of two unit vectors. */
+double cdx_vec_dot(const float *a, const float *b, int dim);
 
 #endif

@@ -354,15 +354,6 @@ srv_parse_search_opts(srv_call *c, srv_search_opts *o)
 	return 0;
 }
 
-static double
-dot(const float *a, const float *b, int n)
-{
-	double s = 0;
-	for (int i = 0; i < n; i++)
-		s += (double)a[i] * b[i];
-	return s;
-}
-
 cJSON *
 srv_hit_json(const store_hit *h, double prob)
 {
@@ -432,7 +423,7 @@ pick_hits(srv_call *c, const store_results *res, const srv_search_opts *o,
 		if (o->collapse > 0) {
 			int dup = 0;
 			for (size_t j = 0; j < p->n && !dup; j++)
-				dup = dot(res->hits[p->sel[j]].embedding, h->embedding,
+				dup = cdx_vec_dot(res->hits[p->sel[j]].embedding, h->embedding,
 				    dim) >= (float)o->collapse;
 			if (dup)
 				continue;

@@ -17,6 +17,7 @@
 #include <cblas.h>
 #include <xxhash.h>
 
+#include "common/vec.h"
 #include "dupes/dupes.h"
 
 /* What the keeper rule and the grouping need of one image. */
@@ -490,15 +491,6 @@ member_cmp(const void *pa, const void *pb)
 	return a->id < b->id ? -1 : a->id > b->id;
 }
 
-static double
-dotf(const float *a, const float *b, int n)
-{
-	double s = 0;
-	for (int i = 0; i < n; i++)
-		s += (double)a[i] * b[i];
-	return s;
-}
-
 /* Growable output: members and group descriptors. */
 typedef struct builder {
 	member *m;
@@ -571,7 +563,7 @@ add_group(store *s, const img_info *v, const uint32_t *idx, size_t cnt,
 				store_image_free(keep);
 				return r;
 			}
-			double d = dotf(keep->embedding, img->embedding, dim);
+			double d = cdx_vec_dot(keep->embedding, img->embedding, dim);
 			out[k].score = (float)(d > 1 ? 1 : d);
 			store_image_free(img);
 		}

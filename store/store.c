@@ -1958,11 +1958,12 @@ store_batch_delete(store_batch *b, uint64_t id, cdx_error *err)
 	return bop_add(b, op, "store_batch_delete", err);
 }
 
-int
-store_batch_delete_path(store_batch *b, const char *path, cdx_error *err)
+/* A change that names one path (delete_path, unfail). */
+static int
+bop_path(store_batch *b, int kind, const char *path, const char *what,
+	 cdx_error *err)
 {
-	static const char what[] = "store_batch_delete_path";
-	struct bop op = { .kind = BOP_DELETE_PATH };
+	struct bop op = { .kind = kind };
 	int rc;
 
 	if (!b)
@@ -1971,6 +1972,13 @@ store_batch_delete_path(store_batch *b, const char *path, cdx_error *err)
 	    (rc = bop_str(path, &op.a, what, err)))
 		return rc;
 	return bop_add(b, op, what, err);
+}
+
+int
+store_batch_delete_path(store_batch *b, const char *path, cdx_error *err)
+{
+	return bop_path(b, BOP_DELETE_PATH, path, "store_batch_delete_path",
+			err);
 }
 
 int
@@ -1998,16 +2006,7 @@ store_batch_fail(store_batch *b, const store_failure *f, cdx_error *err)
 int
 store_batch_unfail(store_batch *b, const char *path, cdx_error *err)
 {
-	static const char what[] = "store_batch_unfail";
-	struct bop op = { .kind = BOP_UNFAIL };
-	int rc;
-
-	if (!b)
-		return cdx_error_set(err, CDX_EINVAL, "%s: NULL", what);
-	if ((rc = check_path(path, what, err)) ||
-	    (rc = bop_str(path, &op.a, what, err)))
-		return rc;
-	return bop_add(b, op, what, err);
+	return bop_path(b, BOP_UNFAIL, path, "store_batch_unfail", err);
 }
 
 /* Deletes the record at path inside txn, if there is one. */

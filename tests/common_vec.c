@@ -49,12 +49,26 @@ test_normalise(void **state)
 	assert_true(isinf(inf[0]));
 }
 
+/* Summed in double: 1e8 + 1 - 1e8 in float order would lose the 1. */
+static void
+test_dot(void **state)
+{
+	const float a[3] = { 1e8f, 1.0f, -1e8f }, b[3] = { 1.0f, 1.0f, 1.0f };
+	const float u[2] = { 0.6f, 0.8f }, v[2] = { 0.8f, -0.6f };
+	(void)state;
+	assert_true(cdx_vec_dot(a, b, 3) == 1.0);
+	assert_true(fabs(cdx_vec_dot(u, u, 2) - 1.0) < 1e-7);
+	assert_true(fabs(cdx_vec_dot(u, v, 2)) < 1e-7);
+	assert_true(cdx_vec_dot(u, v, 0) == 0.0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_is_unit),
 		cmocka_unit_test(test_normalise),
+		cmocka_unit_test(test_dot),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/vec.h"
 #include "encoder/clip.h"
 #include "tests/testmodel.h"
 #include "tests/testutil.h"
@@ -52,22 +53,13 @@ load(const char *dir, int precision)
 	return m;
 }
 
-static double
-dot(const float *a, const float *b, int n)
-{
-	double s = 0;
-	for (int i = 0; i < n; i++)
-		s += (double)a[i] * b[i];
-	return s;
-}
-
 /* The worst cosine between a and b's rows; also the mean in *mean. */
 static double
 worst_cos(const float *a, const float *b, int rows, int dim, double *mean)
 {
 	double worst = 1, sum = 0;
 	for (int i = 0; i < rows; i++) {
-		double c = dot(a + (size_t)i * dim, b + (size_t)i * dim, dim);
+		double c = cdx_vec_dot(a + (size_t)i * dim, b + (size_t)i * dim, dim);
 		sum += c;
 		worst = c < worst ? c : worst;
 	}
@@ -154,7 +146,7 @@ top1_hits(const embs *e)
 		int best = 0;
 		double bs = -2;
 		for (int i = 0; i < e->n_img; i++) {
-			double s = dot(e->txt + (size_t)t * e->dim, e->img +
+			double s = cdx_vec_dot(e->txt + (size_t)t * e->dim, e->img +
 			    (size_t)i * e->dim, e->dim);
 			if (s > bs) {
 				bs = s;
