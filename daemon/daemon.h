@@ -49,6 +49,10 @@ typedef struct srv_config {
 	char *listen[SRV_MAX_LISTEN]; /* nng URLs; none: srv_default_url() */
 	int n_listen;
 	char *http;                 /* "HOST:PORT" or NULL (no HTTP) */
+	int http_timeout;           /* idle seconds before an HTTP connection
+	                               is closed (0: 30) */
+	int http_connections;       /* HTTP connections at once, half of
+	                               them per client address (0: 128) */
 	char *roots[SRV_MAX_ROOTS]; /* canonical folders path requests may use */
 	int n_roots;
 	char *token;                /* required from non-loopback TCP/HTTP */
