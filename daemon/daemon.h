@@ -5,7 +5,9 @@
  * Structure (each file with its header; none calls back into server.c):
  *   srv_config   flags and config file (config.c)
  *   srv          the running daemon's lifecycle and transports: model,
- *                store, workers, nng listeners, HTTP (server.c)
+ *                store, workers, nng listeners (server.c)
+ *   http.c       the HTTP transport (libmicrohttpd): /api and web.c's
+ *                routes, access decided from the headers
  *   dispatch.c   the operation table, one for every transport
  *   request.c    parsing and checking a request's envelope and fields
  *   reply.c      the reply envelope (v, ok, error, tag)

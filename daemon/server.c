@@ -1,6 +1,6 @@
 /*
- * server.c - the running daemon: model, store, worker pool, nng REQ/REP
- * listeners and the HTTP server, all feeding one dispatch (dispatch.c).
+ * server.c - the running daemon: model, store, worker pool and nng REQ/REP
+ * listeners; with http.c's HTTP server, all feed one dispatch (dispatch.c).
  *
  * Each nng listener is a rep0 socket with a fixed set of work items, each a
  * small state machine driven by its aio callback (RECV -> WAIT -> SEND).
