@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

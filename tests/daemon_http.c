@@ -489,8 +489,8 @@ test_idle_timeout(void **state)
 	static const char *const partial[] = {
 		"",                                     /* nothing at all */
 		"POST /api HTTP/1.1\r\nHo",             /* half a header */
-		"POST /api HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 15"
-		    "\r\n\r\n{\"op\"",                  /* half a body */
+		("POST /api HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 15"
+		    "\r\n\r\n{\"op\""),                /* half a body */
 	};
 	reply r;
 
