@@ -35,7 +35,7 @@ CFLAGS   += -std=c11 $(WARN) $(OPT) $(SANFLAGS) -fPIC -pthread
 CXXFLAGS += -std=c++17 $(WARN) $(OPT) $(SANFLAGS) -fPIC -pthread
 LDFLAGS  += $(SANFLAGS) -pthread
 # libfaiss.a is static and C++: it needs OpenBLAS, libgomp and libstdc++.
-LDLIBS   += -lfaiss -llmdb -lturbojpeg -ljpeg -lspng -lexif -lcjson -lnng -lxxhash \
+LDLIBS   += -lfaiss -llmdb -lturbojpeg -ljpeg -lspng -lexif -lcjson -lnng -lmicrohttpd -lxxhash \
             -lsentencepiece -ldnnl -lopenblas -lgomp -lstdc++ -lz -lm
 
 MODULES  := common store encoder dupes indexer daemon client cli

@@ -27,6 +27,9 @@ static const char help_text[] =
 "                         ipc:///tmp/clipdex-UID.sock (owner-only), or\n"
 "                         $CLIPDEX_URL. tcp://HOST:PORT for TCP.\n"
 "  --http HOST:PORT       also serve the JSON API on http://HOST:PORT/api\n"
+"  --http-timeout S       close an HTTP connection idle for S seconds (30)\n"
+"  --http-connections N   HTTP connections at once (128; half of them\n"
+"                         from one address)\n"
 "  --root DIR             folder that path requests may name; repeatable.\n"
 "                         Folders added over the local socket become roots.\n"
 "  --token TOKEN          required from non-loopback TCP/HTTP clients\n"
@@ -220,6 +223,12 @@ apply(srv_config *c, const char *key, const char *v, cdx_error *err)
 	} else if (strcmp(key, "batch") == 0) {
 		if ((rc = parse_u64(key, v, 1, 256, &n, err)) == 0)
 			c->batch = (int)n;
+	} else if (strcmp(key, "http-timeout") == 0) {
+		if ((rc = parse_u64(key, v, 1, 3600, &n, err)) == 0)
+			c->http_timeout = (int)n;
+	} else if (strcmp(key, "http-connections") == 0) {
+		if ((rc = parse_u64(key, v, 2, 4096, &n, err)) == 0)
+			c->http_connections = (int)n;
 	} else if (strcmp(key, "max-request-bytes") == 0) {
 		if ((rc = parse_u64(key, v, 1024, (uint64_t)1 << 32, &n, err)) == 0)
 			c->max_request_bytes = (size_t)n;

@@ -5,7 +5,9 @@
  * Structure (each file with its header; none calls back into server.c):
  *   srv_config   flags and config file (config.c)
  *   srv          the running daemon's lifecycle and transports: model,
- *                store, workers, nng listeners, HTTP (server.c)
+ *                store, workers, nng listeners (server.c)
+ *   http.c       the HTTP transport (libmicrohttpd): /api and web.c's
+ *                routes, access decided from the headers
  *   dispatch.c   the operation table, one for every transport
  *   request.c    parsing and checking a request's envelope and fields
  *   reply.c      the reply envelope (v, ok, error, tag)
@@ -49,6 +51,10 @@ typedef struct srv_config {
 	char *listen[SRV_MAX_LISTEN]; /* nng URLs; none: srv_default_url() */
 	int n_listen;
 	char *http;                 /* "HOST:PORT" or NULL (no HTTP) */
+	int http_timeout;           /* idle seconds before an HTTP connection
+	                               is closed (0: 30) */
+	int http_connections;       /* HTTP connections at once, half of
+	                               them per client address (0: 128) */
 	char *roots[SRV_MAX_ROOTS]; /* canonical folders path requests may use */
 	int n_roots;
 	char *token;                /* required from non-loopback TCP/HTTP */

@@ -1,11 +1,12 @@
 /*
- * server.c - the running daemon: model, store, worker pool, nng REQ/REP
- * listeners and the HTTP server, all feeding one dispatch (dispatch.c).
+ * server.c - the running daemon: model, store, worker pool and nng REQ/REP
+ * listeners; with http.c's HTTP server, all feed one dispatch (dispatch.c).
  *
  * Each nng listener is a rep0 socket with a fixed set of work items, each a
  * small state machine driven by its aio callback (RECV -> WAIT -> SEND).
  * Callbacks never block: a received request is copied into a job and
- * queued; a worker thread dispatches it and starts the send.  A guard
+ * queued; a worker thread dispatches it and starts the send.  HTTP is
+ * http.c's (libmicrohttpd), into the same queue (srv_submit_http).  A guard
  * thread replaces IPC listeners that nng 1.5.2 leaves stuck (see "the IPC
  * listener guard" below).
  */
@@ -24,6 +25,7 @@
 #include "common/threads.h"
 #include "daemon/access.h"
 #include "daemon/dispatch.h"
+#include "daemon/http.h"
 #include "daemon/ingest.h"
 #include "daemon/reply.h"
 #include "daemon/roots.h"
@@ -132,6 +134,13 @@ srv_submit(srv *s, char *req, size_t len, int origin, srv_reply_fn fn,
     void *user)
 {
 	submit_auth(s, req, len, origin, NULL, fn, user);
+}
+
+void
+srv_submit_http(srv *s, char *req, size_t len, int origin, const char *auth,
+    srv_reply_fn fn, void *user)
+{
+	submit_auth(s, req, len, origin, auth, fn, user);
 }
 
 struct sync_reply {
@@ -522,121 +531,6 @@ guard_main(void *arg)
 	return NULL;
 }
 
-/* ---- HTTP ---- */
-
-struct http_call {
-	nng_aio *aio;
-};
-
-static void
-http_reply(void *user, char *reply, size_t len, int status)
-{
-	struct http_call *c = user;
-	nng_http_res *res;
-
-	if (nng_http_res_alloc(&res) != 0) {
-		free(reply);
-		nng_aio_finish(c->aio, NNG_ENOMEM);
-		free(c);
-		return;
-	}
-	nng_http_res_set_status(res, (uint16_t)status);
-	nng_http_res_set_header(res, "Content-Type", "application/json");
-	nng_http_res_set_header(res, "Cache-Control", "no-store");
-	nng_http_res_set_header(res, "X-Content-Type-Options", "nosniff");
-	nng_http_res_copy_data(res, reply, len);
-	free(reply);
-	nng_aio_set_output(c->aio, 0, res);
-	nng_aio_finish(c->aio, 0);
-	free(c);
-}
-
-static void
-http_api(nng_aio *aio)
-{
-	nng_http_handler *h = nng_aio_get_input(aio, 1);
-	nng_http_req *req = nng_aio_get_input(aio, 0);
-	srv *s = nng_http_handler_get_data(h);
-	struct http_call *c = malloc(sizeof(*c));
-	const char *auth = nng_http_req_get_header(req, "Authorization");
-	void *body;
-	size_t len;
-
-	if (!access_http_allowed(s->cfg->http,
-	    nng_http_req_get_header(req, "Host"),
-	    nng_http_req_get_header(req, "Origin"))) {
-		/* a browser on another site, or DNS rebinding */
-		char *r = reply_error_json(CDX_PROTO_FORBIDDEN, "requests from "
-		    "other web sites are refused", NULL);
-		if (c == NULL || r == NULL) {
-			free(r);
-			free(c);
-			nng_aio_finish(aio, NNG_ENOMEM);
-			return;
-		}
-		c->aio = aio;
-		http_reply(c, r, strlen(r),
-		    cdx_proto_err_get(CDX_PROTO_FORBIDDEN)->http_status);
-		return;
-	}
-	if (c == NULL) {
-		nng_aio_finish(aio, NNG_ENOMEM);
-		return;
-	}
-	c->aio = aio;
-	nng_http_req_get_data(req, &body, &len);
-	char *copy = malloc(len + 1);
-	if (copy != NULL) {
-		if (len > 0)    /* an empty body may come as NULL */
-			memcpy(copy, body, len);
-		copy[len] = '\0';
-	}
-	submit_auth(s, copy, copy ? len : 0,
-	    access_origin_of_url(s->cfg->http), access_bearer(auth), http_reply,
-	    c);
-}
-
-static int
-http_start(srv *s, cdx_error *err)
-{
-	char urlbuf[512];
-	nng_url *url;
-	int rv;
-
-	snprintf(urlbuf, sizeof(urlbuf), "http://%s", s->cfg->http);
-	if ((rv = nng_url_parse(&url, urlbuf)) != 0)
-		return cdx_error_set(err, CDX_EINVAL, "bad --http address '%s'",
-		    s->cfg->http);
-	rv = nng_http_server_hold(&s->http, url);
-	nng_url_free(url);
-	if (rv != 0)
-		goto fail;
-	if ((rv = nng_http_handler_alloc(&s->http_handler, "/api", http_api)) != 0)
-		goto fail_release;
-	nng_http_handler_set_method(s->http_handler, "POST");
-	nng_http_handler_collect_body(s->http_handler, true,
-	    transport_max(s->cfg->max_request_bytes));
-	nng_http_handler_set_data(s->http_handler, s, NULL);
-	if ((rv = nng_http_server_add_handler(s->http, s->http_handler)) != 0) {
-		nng_http_handler_free(s->http_handler);
-		s->http_handler = NULL;
-		goto fail_release;
-	}
-	if ((rv = web_add_handlers(s)) != 0)
-		goto fail_release;
-	if ((rv = nng_http_server_start(s->http)) != 0)
-		goto fail_release;
-	cdx_log(CDX_LOG_INFO, "HTTP API on http://%s/api", s->cfg->http);
-	return 0;
-
-fail_release:
-	nng_http_server_release(s->http);
-	s->http = NULL;
-fail:
-	return cdx_error_set(err, CDX_EIO, "cannot serve HTTP on %s: %s",
-	    s->cfg->http, nng_strerror(rv));
-}
-
 /* ---- start and stop ---- */
 
 int
@@ -730,8 +624,8 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 		rc = listener_start(s, srv_default_url(), err);
 	for (int i = 0; rc == 0 && i < c->n_listen; i++)
 		rc = listener_start(s, c->listen[i], err);
-	if (rc == 0 && c->http != NULL)
-		rc = http_start(s, err);
+	if (rc == 0 && c->http != NULL && (rc = web_start(s, err)) == 0)
+		rc = http_start(s, &s->http, err);
 	if (rc != 0)
 		goto fail;
 	if (pthread_create(&s->guard, NULL, guard_main, s) != 0) {
@@ -767,12 +661,9 @@ srv_stop(srv *s)
 	/* 3. Transports (their last replies are out). */
 	for (int i = 0; i < s->n_listeners; i++)
 		listener_stop(s->listeners[i]);
-	if (s->http != NULL) {
-		/* The server owns its handlers and frees them with itself. */
-		web_stop(s);    /* its queued requests answered first */
-		nng_http_server_stop(s->http);
-		nng_http_server_release(s->http);
-	}
+	web_stop(s);            /* its queued requests answered first */
+	http_stop(s->http);     /* every call answered by now */
+	web_free(s);
 	/* 4. The store saves its index on close. */
 	dupes_cache_free(s->dupes);
 	retrieve_cache_free(s->retrieve);

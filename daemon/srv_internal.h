@@ -14,7 +14,6 @@
 #include <time.h>
 
 #include <nng/nng.h>
-#include <nng/supplemental/http/http.h>
 
 #include "daemon/daemon.h"
 #include "daemon/reply.h"
@@ -63,13 +62,17 @@ struct srv {
 	pthread_t guard;        /* server.c: revives stuck IPC listeners */
 	pthread_cond_t guard_cv;        /* CLOCK_MONOTONIC; under mu */
 	int guard_started;
-	nng_http_server *http;
-	nng_http_handler *http_handler;
+	struct http_server *http;       /* http.c: --http, or NULL */
 	struct web *web;        /* web.c: the page, thumbnails, images */
 	/* Results kept for the following pages (each has its own lock). */
 	struct dupes_cache *dupes;      /* dupes_op.c (dupes/dupes.h) */
 	struct retrieve_cache *retrieve;        /* retrieve.c */
 };
+
+/* srv_submit() for the HTTP transport, with the bearer token of the
+ * request's Authorization header (copied; NULL when none). */
+void srv_submit_http(struct srv *s, char *req, size_t len, int origin,
+    const char *auth, srv_reply_fn fn, void *user);
 
 /* Monotonic seconds. */
 static inline double

@@ -12,26 +12,27 @@
  * store is asked.  The file is served only while its stored (canonical)
  * path still resolves to itself: no symlink on the way, final or not.
  *
- * Access: when the HTTP address is not loopback the daemon has a token
- * (config.c insists) and thumbnails and images need it as
- * "Authorization: Bearer TOKEN", as /api does; the page's own files are
- * public (they hold no data and must load to ask for the token).  Every
- * request passes the browser guard first: a foreign Origin is refused, and
- * on a loopback address so is a Host that is not a loopback name, so a web
- * site cannot read photos through DNS rebinding.  These rules are
- * access.h's, the same for /api (server.c).
+ * Access is decided before these handlers run, by http.c from the
+ * request's headers, the same way for every route: the browser guard
+ * (a foreign Origin, or on a loopback address a Host that is not a
+ * loopback name, is refused, so a web site cannot read photos through DNS
+ * rebinding), and when the HTTP address is not loopback the token
+ * ("Authorization: Bearer TOKEN") for thumbnails and images as for /api;
+ * the page's own files are public (they hold no data and must load to ask
+ * for the token).
  *
- * Threads: nng's HTTP callbacks never decode.  Thumbnail and image requests
+ * Threads: the handlers run on the HTTP thread and never decode or read
+ * files.  Thumbnail and image requests
  * are queued to a pool of threads owned by this file (one per core, 2 to
  * WEB_THREADS_MAX), so the daemon's workers stay free for searches; a full
  * queue answers 503.  Thumbnails are kept in an LRU cache bounded by
  * the config's web_cache_bytes (64 MiB), keyed by id, file size and mtime, so a changed
  * file gets a new thumbnail.
  *
- * Lifetime: web_add_handlers() starts the pool and registers the handlers;
- * web_stop() (before the HTTP server stops) answers what is queued with
- * 503 and joins the pool.  The shared state is freed when the last of its
- * users (the handlers, freed with the server, and web_stop) lets go.
+ * Lifetime: web_start() starts the pool (before the HTTP server);
+ * web_stop() (before the HTTP server stops) joins the pool and answers
+ * what is queued with 503, and later requests at once with 503;
+ * web_free(), after the HTTP server has stopped, frees the rest.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,7 +48,7 @@
 #include <xxhash.h>
 
 #include "common/file.h"
-#include "daemon/access.h"
+#include "daemon/http.h"
 #include "daemon/srv_internal.h"
 #include "daemon/web.h"
 
@@ -95,7 +96,7 @@ enum web_kind { WEB_THUMB = 0, WEB_IMAGE = 1 };
 
 typedef struct web_job {
 	struct web_job *next;
-	nng_aio *aio;
+	http_call *call;
 	int kind;               /* enum web_kind */
 	uint64_t id;
 	int64_t v;              /* ?v= (the mtime the page saw), or -1 */
@@ -114,10 +115,8 @@ typedef struct web_thumb {
 
 typedef struct web {
 	srv *s;
-	int refs;               /* handlers + web_stop; guarded by mu */
-	int remote;             /* the HTTP address is not loopback */
 
-	pthread_mutex_t mu;     /* queue, closing, refs */
+	pthread_mutex_t mu;     /* queue, closing */
 	pthread_cond_t cv;
 	web_job *head, *tail;
 	size_t n_queued;
@@ -134,105 +133,51 @@ typedef struct web {
 
 /* ---- responses ---- */
 
+/* Answers c (http.c adds the security headers); body is copied (may be
+ * NULL). */
 static void
-set_security_headers(nng_http_res *res)
-{
-	nng_http_res_set_header(res, "Content-Security-Policy",
-	    "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
-	    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'");
-	nng_http_res_set_header(res, "X-Content-Type-Options", "nosniff");
-	nng_http_res_set_header(res, "Referrer-Policy", "no-referrer");
-	nng_http_res_set_header(res, "X-Frame-Options", "DENY");
-	nng_http_res_set_header(res, "Cross-Origin-Resource-Policy",
-	    "same-origin");
-}
-
-/* Finishes aio with a response; body is copied (may be NULL). */
-static void
-respond(nng_aio *aio, int status, const char *type, const void *body,
+respond(http_call *c, int status, const char *type, const void *body,
     size_t len, const char *etag, const char *cache)
 {
-	nng_http_res *res;
+	http_header h[2];
+	size_t n = 0;
 
-	if (nng_http_res_alloc(&res) != 0) {
-		nng_aio_finish(aio, NNG_ENOMEM);
-		return;
-	}
-	nng_http_res_set_status(res, (uint16_t)status);
-	set_security_headers(res);
-	if (type != NULL)
-		nng_http_res_set_header(res, "Content-Type", type);
 	if (etag != NULL)
-		nng_http_res_set_header(res, "ETag", etag);
-	nng_http_res_set_header(res, "Cache-Control", cache ? cache : "no-store");
-	if (body != NULL && len > 0 && nng_http_res_copy_data(res, body, len) != 0) {
-		nng_http_res_free(res);
-		nng_aio_finish(aio, NNG_ENOMEM);
-		return;
-	}
-	nng_aio_set_output(aio, 0, res);
-	nng_aio_finish(aio, 0);
+		h[n++] = (http_header){ "ETag", etag };
+	h[n++] = (http_header){ "Cache-Control", cache ? cache : "no-store" };
+	http_respond(c, status, type, body, len, h, n);
 }
 
 static void
-respond_text(nng_aio *aio, int status, const char *msg)
+respond_text(http_call *c, int status, const char *msg)
 {
 	char buf[256];
 	int n = snprintf(buf, sizeof(buf), "%d %s\n", status, msg);
-	respond(aio, status, "text/plain; charset=utf-8", buf,
+	respond(c, status, "text/plain; charset=utf-8", buf,
 	    n < (int)sizeof(buf) ? (size_t)n : sizeof(buf) - 1, NULL, NULL);
-}
-
-/* ---- access ---- */
-
-/* 0 when the request may go on; else it has been answered.  The rules are
- * access.h's: the browser guard for every request, and on a non-loopback
- * address the token for thumbnails and images. */
-static int
-check_access(web *w, nng_aio *aio, nng_http_req *req, int need_token)
-{
-	if (!access_http_allowed(w->s->cfg->http,
-	    nng_http_req_get_header(req, "Host"),
-	    nng_http_req_get_header(req, "Origin"))) {
-		respond_text(aio, 403, "this daemon answers its own pages on "
-		    "loopback host names only");
-		return -1;
-	}
-	if (w->remote && need_token && !access_token_ok(w->s->cfg->token,
-	    access_bearer(nng_http_req_get_header(req, "Authorization")))) {
-		respond_text(aio, 401, "a valid token is required "
-		    "(Authorization: Bearer TOKEN)");
-		return -1;
-	}
-	return 0;
 }
 
 /* ---- the page's files ---- */
 
-static void
-handle_asset(nng_aio *aio)
+void
+web_route_page(http_call *c)
 {
-	nng_http_req *req = nng_aio_get_input(aio, 0);
-	nng_http_handler *h = nng_aio_get_input(aio, 1);
-	web *w = nng_http_handler_get_data(h);
-	const char *uri = nng_http_req_get_uri(req);
+	const char *uri = http_call_uri(c);
 	size_t ulen = strcspn(uri, "?#");
 
-	if (check_access(w, aio, req, 0) != 0)
-		return;
 	for (size_t i = 0; i < N_ASSETS; i++) {
 		const web_asset *a = &assets[i];
 		if (strlen(a->uri) != ulen || strncmp(a->uri, uri, ulen) != 0)
 			continue;
-		const char *inm = nng_http_req_get_header(req, "If-None-Match");
+		const char *inm = http_call_header(c, "If-None-Match");
 		if (inm != NULL && strstr(inm, a->etag) != NULL)
-			respond(aio, 304, NULL, NULL, 0, a->etag, "no-cache");
+			respond(c, 304, NULL, NULL, 0, a->etag, "no-cache");
 		else
-			respond(aio, 200, a->type, a->begin,
+			respond(c, 200, a->type, a->begin,
 			    (size_t)(a->end - a->begin), a->etag, "no-cache");
 		return;
 	}
-	respond_text(aio, 404, "not found");
+	respond_text(c, 404, "not found");
 }
 
 /* ---- request parsing ---- */
@@ -276,29 +221,25 @@ web_parse_id(const char *uri, const char *prefix, uint64_t *id, int64_t *v)
 }
 
 static void
-handle_file(nng_aio *aio, int kind)
+handle_file(http_call *c, int kind)
 {
-	nng_http_req *req = nng_aio_get_input(aio, 0);
-	nng_http_handler *h = nng_aio_get_input(aio, 1);
-	web *w = nng_http_handler_get_data(h);
+	web *w = http_call_srv(c)->web;
 	web_job *j;
 
-	if (check_access(w, aio, req, 1) != 0)
-		return;
 	if ((j = calloc(1, sizeof(*j))) == NULL) {
-		nng_aio_finish(aio, NNG_ENOMEM);
+		respond_text(c, 503, "out of memory");
 		return;
 	}
-	j->aio = aio;
+	j->call = c;
 	j->kind = kind;
-	if (web_parse_id(nng_http_req_get_uri(req), kind == WEB_THUMB ?
+	if (web_parse_id(http_call_uri(c), kind == WEB_THUMB ?
 	    "/thumb" : "/image", &j->id, &j->v) != 0) {
 		free(j);
-		respond_text(aio, 400, "an image is named by its id: a decimal "
+		respond_text(c, 400, "an image is named by its id: a decimal "
 		    "number");
 		return;
 	}
-	const char *inm = nng_http_req_get_header(req, "If-None-Match");
+	const char *inm = http_call_header(c, "If-None-Match");
 	if (inm != NULL)
 		snprintf(j->inm, sizeof(j->inm), "%s", inm);
 
@@ -307,7 +248,7 @@ handle_file(nng_aio *aio, int kind)
 		int closing = w->closing;
 		pthread_mutex_unlock(&w->mu);
 		free(j);
-		respond_text(aio, 503, closing ? "the daemon is shutting down" :
+		respond_text(c, 503, closing ? "the daemon is shutting down" :
 		    "too many image requests; try again");
 		return;
 	}
@@ -321,16 +262,16 @@ handle_file(nng_aio *aio, int kind)
 	pthread_mutex_unlock(&w->mu);
 }
 
-static void
-handle_thumb(nng_aio *aio)
+void
+web_route_thumb(http_call *c)
 {
-	handle_file(aio, WEB_THUMB);
+	handle_file(c, WEB_THUMB);
 }
 
-static void
-handle_image(nng_aio *aio)
+void
+web_route_image(http_call *c)
 {
-	handle_file(aio, WEB_IMAGE);
+	handle_file(c, WEB_IMAGE);
 }
 
 /* ---- the thumbnail cache ---- */
@@ -575,11 +516,11 @@ serve(web *w, web_job *j)
 
 	rc = store_image_get(w->s->st, j->id, &img, &err);
 	if (rc == CDX_ENOTFOUND) {
-		respond_text(j->aio, 404, "no indexed image has this id");
+		respond_text(j->call, 404, "no indexed image has this id");
 		return;
 	}
 	if (rc != 0) {
-		respond_text(j->aio, 500, err.msg);
+		respond_text(j->call, 500, err.msg);
 		return;
 	}
 	/* The stored path is canonical: if it no longer is (a folder on the
@@ -590,15 +531,15 @@ serve(web *w, web_job *j)
 		fd = open(img->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	store_image_free(img);
 	if (fd < 0) {
-		respond_text(j->aio, 404, "the image's file is gone");
+		respond_text(j->call, 404, "the image's file is gone");
 		return;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		respond_text(j->aio, 404, "the image's file is gone");
+		respond_text(j->call, 404, "the image's file is gone");
 		goto out_close;
 	}
 	if ((uint64_t)st.st_size > WEB_FILE_MAX) {
-		respond_text(j->aio, 413, "the file is too large to serve");
+		respond_text(j->call, 413, "the file is too large to serve");
 		goto out_close;
 	}
 	int64_t mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 +
@@ -611,17 +552,17 @@ serve(web *w, web_job *j)
 	const char *cache = j->v == (int64_t)st.st_mtim.tv_sec ?
 	    "private, max-age=31536000, immutable" : "private, no-cache";
 	if (j->inm[0] != '\0' && strstr(j->inm, etag) != NULL) {
-		respond(j->aio, 304, NULL, NULL, 0, etag, cache);
+		respond(j->call, 304, NULL, NULL, 0, etag, cache);
 		goto out_close;
 	}
 	if (j->kind == WEB_THUMB &&
 	    (out = cache_get(w, j->id, mtime_ns, st.st_size, &out_len)) != NULL) {
-		respond(j->aio, 200, "image/jpeg", out, out_len, etag, cache);
+		respond(j->call, 200, "image/jpeg", out, out_len, etag, cache);
 		goto out_free;
 	}
 	if ((rc = cdx_read_fd(fd, "the image", WEB_FILE_MAX, &buf, &len, &err))
 	    != 0) {
-		respond_text(j->aio, rc == CDX_ENOMEM ? 503 : 500,
+		respond_text(j->call, rc == CDX_ENOMEM ? 503 : 500,
 		    rc == CDX_ENOMEM ? "out of memory" : "cannot read the file");
 		goto out_close;
 	}
@@ -629,21 +570,21 @@ serve(web *w, web_job *j)
 	if (j->kind == WEB_IMAGE) {
 		const char *type = image_type(data, len);
 		if (type == NULL)
-			respond_text(j->aio, 415, "the file is no longer a JPEG or "
+			respond_text(j->call, 415, "the file is no longer a JPEG or "
 			    "PNG");
 		else
-			respond(j->aio, 200, type, data, len, etag,
+			respond(j->call, 200, type, data, len, etag,
 			    cache);
 		goto out_free;
 	}
 	rc = web_thumbnail(data, len, w->s->cfg->max_pixels, &out,
 	    &out_len, &err);
 	if (rc != 0) {
-		respond_text(j->aio, rc == CDX_ENOMEM ? 503 : 422, err.msg);
+		respond_text(j->call, rc == CDX_ENOMEM ? 503 : 422, err.msg);
 		goto out_free;
 	}
 	cache_put(w, j->id, mtime_ns, st.st_size, out, out_len);
-	respond(j->aio, 200, "image/jpeg", out, out_len, etag, cache);
+	respond(j->call, 200, "image/jpeg", out, out_len, etag, cache);
 out_free:
 	free(out);
 	free(data);
@@ -677,23 +618,6 @@ pool_main(void *arg)
 
 /* ---- lifetime ---- */
 
-static void
-web_unref(void *arg)
-{
-	web *w = arg;
-	pthread_mutex_lock(&w->mu);
-	int last = --w->refs == 0;
-	pthread_mutex_unlock(&w->mu);
-	if (!last)
-		return;
-	while (w->lru_head != NULL)
-		cache_drop_locked(w, w->lru_head);
-	pthread_mutex_destroy(&w->cache_mu);
-	pthread_cond_destroy(&w->cv);
-	pthread_mutex_destroy(&w->mu);
-	free(w);
-}
-
 /* The page's ETags: a hash of each file, once per process. */
 static pthread_once_t assets_once = PTHREAD_ONCE_INIT;
 
@@ -707,27 +631,13 @@ assets_init(void)
 }
 
 int
-web_add_handlers(srv *s)
+web_start(srv *s, cdx_error *err)
 {
-	static const struct {
-		const char *uri;
-		void (*fn)(nng_aio *);
-		int tree;
-	} routes[] = {
-		{ "/", handle_asset, 0 },
-		{ "/app.js", handle_asset, 0 },
-		{ "/app.css", handle_asset, 0 },
-		{ "/thumb", handle_thumb, 1 },
-		{ "/image", handle_image, 1 },
-	};
 	web *w = calloc(1, sizeof(*w));
-	int rv = 0;
 
 	if (w == NULL)
-		return NNG_ENOMEM;
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
 	w->s = s;
-	w->refs = 1;            /* web_stop's */
-	w->remote = access_token_needed(access_origin_of_url(s->cfg->http));
 	w->cache_max = s->cfg->web_cache_bytes > 0 ? s->cfg->web_cache_bytes :
 	    WEB_CACHE_DEFAULT;
 	pthread_mutex_init(&w->mu, NULL);
@@ -739,37 +649,13 @@ web_add_handlers(srv *s)
 	int nthreads = ncpu < 2 ? 2 : ncpu > WEB_THREADS_MAX ? WEB_THREADS_MAX :
 	    (int)ncpu;
 	for (int i = 0; i < nthreads; i++) {
-		if (pthread_create(&w->threads[i], NULL, pool_main, w) != 0) {
-			rv = NNG_ENOMEM;
-			goto out_stop;
-		}
+		if (pthread_create(&w->threads[i], NULL, pool_main, w) != 0)
+			return cdx_error_set(err, CDX_ENOMEM, "cannot start a "
+			    "thread");  /* srv_stop() stops the others */
 		w->n_threads++;
-	}
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		nng_http_handler *h;
-		if ((rv = nng_http_handler_alloc(&h, routes[i].uri,
-		    routes[i].fn)) != 0)
-			goto out_stop;
-		nng_http_handler_set_method(h, "GET");
-		if (routes[i].tree)
-			nng_http_handler_set_tree(h);
-		pthread_mutex_lock(&w->mu);
-		w->refs++;
-		pthread_mutex_unlock(&w->mu);
-		nng_http_handler_set_data(h, w, web_unref);
-		if ((rv = nng_http_server_add_handler(s->http, h)) != 0) {
-			nng_http_handler_free(h);       /* drops its reference */
-			goto out_stop;
-		}
 	}
 	cdx_log(CDX_LOG_INFO, "web page on http://%s/", s->cfg->http);
 	return 0;
-
-out_stop:
-	/* Handlers already added keep their references until the server,
-	 * released by the caller, frees them. */
-	web_stop(s);
-	return rv;
 }
 
 void
@@ -785,15 +671,35 @@ web_stop(srv *s)
 	pthread_mutex_unlock(&w->mu);
 	for (int i = 0; i < w->n_threads; i++)
 		pthread_join(w->threads[i], NULL);
-	/* The pool is gone: answer what it left, then let go. */
-	while (w->head != NULL) {
-		web_job *j = w->head;
-		w->head = j->next;
-		respond_text(j->aio, 503, "the daemon is shutting down");
-		free(j);
-	}
-	w->tail = NULL;
+	w->n_threads = 0;
+	/* The pool is gone: answer what it left.  Requests from now on are
+	 * answered 503 by handle_file(). */
+	pthread_mutex_lock(&w->mu);
+	web_job *j = w->head;
+	w->head = w->tail = NULL;
 	w->n_queued = 0;
+	pthread_mutex_unlock(&w->mu);
+	while (j != NULL) {
+		web_job *next = j->next;
+		respond_text(j->call, 503, "the daemon is shutting down");
+		free(j);
+		j = next;
+	}
+}
+
+void
+web_free(srv *s)
+{
+	web *w = s->web;
+
+	if (w == NULL)
+		return;
+	web_stop(s);
+	while (w->lru_head != NULL)
+		cache_drop_locked(w, w->lru_head);
+	pthread_mutex_destroy(&w->cache_mu);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
 	s->web = NULL;
-	web_unref(w);
+	free(w);
 }

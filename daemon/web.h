@@ -1,8 +1,11 @@
 /*
- * web.h - the web page, thumbnails and images on the HTTP server (see the
- * top of web.c).  web_add_handlers() returns 0 or an nng error; web_stop()
- * runs before the HTTP server stops and accepts a daemon without it.
- * Access (loopback, Host/Origin, token) is decided by access.h.
+ * web.h - the web page, thumbnails and images, served by http.c's server
+ * (see the top of web.c).  web_start() runs before the HTTP server starts
+ * and returns 0 or a CDX_E* code; web_stop() before it stops (queued
+ * requests are answered 503, later ones at once); web_free() after it has
+ * stopped.  All three accept a daemon without HTTP (s->web NULL).
+ * Access (loopback, Host/Origin, token) is decided by http.c, with
+ * access.h's rules, before a handler runs.
  */
 #ifndef CDX_SRV_WEB_H
 #define CDX_SRV_WEB_H
@@ -11,11 +14,18 @@
 #include <stdint.h>
 
 #include "common/cdx.h"
+#include "daemon/http.h"
 
 struct srv;
 
-int web_add_handlers(struct srv *s);
+int web_start(struct srv *s, cdx_error *err);
 void web_stop(struct srv *s);
+void web_free(struct srv *s);
+/* http.c's routes (handlers: see http.h): GET /, /app.js, /app.css;
+ * GET /thumb/<id>; GET /image/<id>. */
+void web_route_page(http_call *c);
+void web_route_thumb(http_call *c);
+void web_route_image(http_call *c);
 /* What the thumbnail cache holds now (for tests); its bound is the
  * config's web_cache_bytes. */
 void web_cache_stats(struct srv *s, size_t *n, size_t *bytes);

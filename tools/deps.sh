@@ -13,7 +13,7 @@ set -eu
 
 pkgs="build-essential clang pkg-config libfaiss-dev liblmdb-dev libturbojpeg0-dev
 libopenblas-dev libnng-dev libcjson-dev libspng-dev libexif-dev libxxhash-dev
-libcmocka-dev zlib1g-dev curl libsentencepiece-dev libdnnl-dev
+libcmocka-dev zlib1g-dev curl libsentencepiece-dev libdnnl-dev libmicrohttpd-dev
 libjpeg62-turbo-dev"
 for a in "$@"; do
 	case "$a" in
