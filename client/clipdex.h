@@ -394,7 +394,7 @@ typedef struct cdx_retrieve_req {
 typedef struct cdx_retrieve_hit {
 	size_t prompt;          /* index in prompts */
 	int64_t rank;           /* position within the prompt's kept results,
-	                           as the daemon numbers it */
+	                           from 1 (as search's ranks) */
 	cdx_result result;
 } cdx_retrieve_hit;
 

@@ -1088,7 +1088,7 @@ test_brute_force(void **state)
 				assert_true(at < nrows);
 				cJSON *r = rows[at++];
 				assert_int_equal(num(r, "prompt_index"), p);
-				assert_int_equal(num(r, "rank"), rank);
+				assert_int_equal(num(r, "rank"), rank + 1);
 				assert_true(num(r, "id") == (double)st_img[j].id);
 				assert_string_equal(str(r, "path"), st_img[j].path);
 				assert_true(fabs(num(r, "score") - sc[j]) < 1e-4);
