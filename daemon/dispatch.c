@@ -748,6 +748,8 @@ op_status(srv_call *c)
 		cJSON_AddItemToObject(r, "queue", q);
 	if ((roots = roots_json(&s->roots)) != NULL)
 		cJSON_AddItemToObject(r, "roots", roots);
+	if ((roots = ingest_folders_json(s)) != NULL)
+		cJSON_AddItemToObject(r, "folders", roots);
 	cJSON_AddNumberToObject(r, "rss_bytes", (double)rss_bytes());
 	srv_reply_ok(c, r);
 	return 0;

@@ -553,6 +553,42 @@ test_retrieve_copy_to_twice(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* status: the daemon's windowed rate and estimate when busy; no rate when
+ * idle or when the daemon has none (it sends 0). */
+static void
+test_status_rate(void **state)
+{
+	static const struct { const char *queue, *want, *not; } cases[] = {
+		{ "{\"pending\":44,\"remaining\":44,\"done\":100,\"rate\":10,"
+		  "\"eta_s\":4.4,\"scanning\":false}", "indexing  100 done, 44 "
+		  "remaining, 10.0 images/s, about 4 s left\n", NULL },
+		{ "{\"pending\":0,\"remaining\":0,\"done\":100,\"rate\":0,"
+		  "\"eta_s\":-1,\"scanning\":false}", "indexing  idle, 100 done\n",
+		  "images/s" },
+		{ "{\"pending\":5,\"remaining\":5,\"done\":0,\"rate\":0,"
+		  "\"eta_s\":-1,\"scanning\":true}", "indexing  0 done, 5 remaining "
+		  "(scanning)\n", "images/s" },
+	};
+	char reply[512];
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(reply, sizeof(reply), "{\"v\":1,\"ok\":true,\"version\":"
+		    "\"0\",\"images\":100,\"model\":{\"id\":\"m\",\"dim\":4},"
+		    "\"index\":{\"kind\":\"Flat\",\"vectors\":100},\"queue\":%s}",
+		    cases[i].queue);
+		fakesrv_set_canned(&srv, reply);
+		struct run r = run_cli("status", NULL);
+		EXPECT_STATUS(r, 0);
+		if (strstr(r.out, cases[i].want) == NULL)
+			fail_msg("case %zu: wanted \"%s\" in:\n%s", i, cases[i].want,
+			    r.out);
+		if (cases[i].not != NULL && strstr(r.out, cases[i].not) != NULL)
+			fail_msg("case %zu: \"%s\" in:\n%s", i, cases[i].not, r.out);
+		run_free(&r);
+	}
+	fakesrv_set_canned(&srv, NULL);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -576,6 +612,7 @@ main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_status_and_failures, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_exit_codes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_rate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_exit_codes, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_retrieve_copy_to_twice, setup,
