@@ -195,6 +195,9 @@ typedef struct cdx_results {
 	size_t n;
 	cdx_result *results;
 	double took_ms;
+	int64_t no_capture_time; /* a capture time filter left the page short:
+				    the images it could not match (no
+				    capture time); -1 when not reported */
 } cdx_results;
 
 /* search: the query's terms combined; similar: the images most like the

@@ -589,6 +589,28 @@ test_status_rate(void **state)
 	fakesrv_set_canned(&srv, NULL);
 }
 
+/* A capture time filter that found too little: the daemon's count of
+ * images without a capture time becomes a hint to use --time mtime. */
+static void
+test_capture_time_hint(void **state)
+{
+	(void)state;
+	fakesrv_set_canned(&srv, "{\"v\":1,\"ok\":true,\"results\":[],"
+	    "\"no_capture_time\":7,\"took_ms\":1}");
+	struct run r = run_cli("search", "beach", "--after", "2019-01-01", NULL);
+	EXPECT_STATUS(r, 0);
+	assert_non_null(strstr(r.err, "7 images without a capture time"));
+	assert_non_null(strstr(r.err, "--time mtime"));
+	run_free(&r);
+	fakesrv_set_canned(&srv, "{\"v\":1,\"ok\":true,\"results\":[],"
+	    "\"took_ms\":1}");
+	r = run_cli("search", "beach", NULL);
+	EXPECT_STATUS(r, 0);
+	assert_null(strstr(r.err, "capture time"));
+	run_free(&r);
+	fakesrv_set_canned(&srv, NULL);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -613,6 +635,8 @@ main(int argc, char **argv)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_exit_codes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_rate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_capture_time_hint, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_check_exit_codes, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_retrieve_copy_to_twice, setup,

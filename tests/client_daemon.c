@@ -348,7 +348,25 @@ test_filters_and_paging(void **state)
 	assert_int_equal(r->n, N_PHOTOS / 2);
 	for (size_t i = 0; i < r->n; i++)
 		assert_non_null(strstr(r->results[i].path, "/photos/a/"));
+	assert_int_equal(r->no_capture_time, -1);     /* not a capture filter */
 	cdx_results_free(r);
+	/* a capture time filter: the generated photos have no EXIF time, so
+	 * it finds nothing and says how many it could not match, under the
+	 * prefix when there is one */
+	q.time_field = CDX_TIME_CAPTURE;
+	q.time_from = 0;
+	q.time_to = 4000000000;
+	CDX_ASSERT_OK(cdx_search(cli, &q, &r), cdx_client_errmsg(cli));
+	assert_int_equal(r->n, 0);
+	assert_int_equal(r->no_capture_time, N_PHOTOS);
+	cdx_results_free(r);
+	char pre[400];
+	snprintf(pre, sizeof(pre), "%s/a/", photos);
+	q.path_prefix = pre;
+	CDX_ASSERT_OK(cdx_search(cli, &q, &r), cdx_client_errmsg(cli));
+	assert_int_equal(r->no_capture_time, N_PHOTOS / 2);
+	cdx_results_free(r);
+	q.path_prefix = NULL;
 	/* min_score cuts below the hits it keeps; a score the daemon printed,
 	 * passed back, keeps its own hit (scores are float32, the JSON
 	 * numbers doubles) */
