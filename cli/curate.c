@@ -242,17 +242,18 @@ materialise(const char *src, const char *dir, int link, char *out,
 		if (link) {
 			if (symlink(src, out) == 0)
 				return 0;
-			if (errno == EEXIST && links_to(out, src))
+			if (errno != EEXIST)
+				return -1;
+			if (links_to(out, src))
 				return 1;
-			if (errno == EEXIST)
-				continue;
-			return -1;
+			continue;
 		}
 		int fd = open(out, O_WRONLY | O_CREAT | O_EXCL, 0644);
-		if (fd < 0 && errno == EEXIST && same_file_bytes(src, out))
-			return 1;
-		if (fd < 0 && errno == EEXIST)
+		if (fd < 0 && errno == EEXIST) {
+			if (same_file_bytes(src, out))
+				return 1;
 			continue;
+		}
 		if (fd < 0)
 			return -1;
 		int in = open(src, O_RDONLY);

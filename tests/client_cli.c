@@ -539,6 +539,12 @@ test_retrieve_copy_to_twice(void **state)
 	EXPECT_STATUS(r, 0);
 	assert_int_equal(count_entries(dst), 2);
 	run_free(&r);
+	/* --link-to into a folder of copies: a link beside them. */
+	r = run_cli("retrieve", "--prompts", prompts, "--out", out, "--link-to",
+	    dst, NULL);
+	EXPECT_STATUS(r, 0);
+	assert_int_equal(count_entries(dst), 3);
+	run_free(&r);
 	/* --link-to: the link is made once. */
 	for (int run = 0; run < 2; run++) {
 		r = run_cli("retrieve", "--prompts", prompts, "--out", out,
