@@ -28,6 +28,8 @@
 #define EXIT_USAGE 2
 #define EXIT_MODEL 3        /* the model or vocabulary did not load */
 #define EXIT_UNREACHABLE 4  /* no connection or no reply in time */
+#define EXIT_CHECK_EXACT 5  /* check: a file with the same bytes is indexed */
+#define EXIT_CHECK_NEAR 6   /* check: no same bytes, but a near duplicate */
 
 #define CLI_CONNECT_TIMEOUT_MS 3000
 

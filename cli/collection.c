@@ -78,9 +78,10 @@ progress_main(void *arg)
 			for (int i = 0; i < width; i++)
 				bar[i] = i < fill ? '#' : '.';
 			bar[width] = '\0';
-			fprintf(stderr, "\r[%s] %lld/%lld%s %.1f img/s", bar,
-			    (long long)done, (long long)total,
-			    s.scanning ? "+" : "", s.rate);
+			fprintf(stderr, "\r[%s] %lld/%lld%s", bar, (long long)done,
+			    (long long)total, s.scanning ? "+" : "");
+			if (s.rate > 0)
+				fprintf(stderr, " %.1f img/s", s.rate);
 			if (s.eta_s >= 0 && left > 0)
 				fprintf(stderr, ", %s left  ", eta_text(s.eta_s));
 			else
@@ -251,12 +252,19 @@ cmd_status(int argc, char **argv)
 		printf("model     %s (dim %d)\n", s.model_id, s.dim);
 		printf("index     %s, %lld vectors\n", s.index_kind,
 		    (long long)s.index_vectors);
-		printf("indexing  %lld done, %lld remaining%s, %.1f images/s",
-		    (long long)s.queue_done, (long long)s.queue_remaining,
-		    s.scanning ? " (scanning)" : "", s.rate);
-		if (s.eta_s >= 0 && s.queue_remaining > 0)
-			printf(", about %s left", eta_text(s.eta_s));
-		printf("\n");
+		/* the daemon's rate is over its last seconds; 0 when idle */
+		if (s.queue_remaining == 0 && !s.scanning)
+			printf("indexing  idle, %lld done\n", (long long)s.queue_done);
+		else {
+			printf("indexing  %lld done, %lld remaining%s",
+			    (long long)s.queue_done, (long long)s.queue_remaining,
+			    s.scanning ? " (scanning)" : "");
+			if (s.rate > 0)
+				printf(", %.1f images/s", s.rate);
+			if (s.eta_s >= 0 && s.queue_remaining > 0)
+				printf(", about %s left", eta_text(s.eta_s));
+			printf("\n");
+		}
 		if (s.warning[0] != '\0')
 			printf("warning   %s\n", s.warning);
 		printf("memory    ");

@@ -169,9 +169,61 @@ print_csv_field(const char *s)
 	putchar('"');
 }
 
+/* Are the regular files a and b the same bytes? 1 yes, 0 no or unreadable. */
+static int
+same_file_bytes(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	char ba[65536], bb[65536];
+	int fa = -1, fb = -1, same = 0;
+	ssize_t ra, rb;
+
+	if (stat(a, &sa) != 0 || stat(b, &sb) != 0 || !S_ISREG(sa.st_mode) ||
+	    !S_ISREG(sb.st_mode) || sa.st_size != sb.st_size)
+		return 0;
+	if ((fa = open(a, O_RDONLY)) < 0 || (fb = open(b, O_RDONLY)) < 0)
+		goto out_close;
+	for (;;) {
+		ra = read(fa, ba, sizeof(ba));
+		if (ra < 0)
+			break;
+		size_t got = 0;
+		while (got < (size_t)ra && (rb = read(fb, bb + got,
+		    (size_t)ra - got)) > 0)
+			got += (size_t)rb;
+		if (got != (size_t)ra || memcmp(ba, bb, got) != 0)
+			break;
+		if (ra == 0) {
+			same = 1;
+			break;
+		}
+	}
+out_close:
+	if (fa >= 0)
+		close(fa);
+	if (fb >= 0)
+		close(fb);
+	return same;
+}
+
+/* Is the link at path a symbolic link to src? */
+static int
+links_to(const char *path, const char *src)
+{
+	char buf[4096];
+	ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+	if (n < 0)
+		return 0;
+	buf[n] = '\0';
+	return strcmp(buf, src) == 0;
+}
+
 /* Copies (or symlinks) src into dir under its own name, or name-1.ext,
- * name-2.ext, ... when taken: nothing is overwritten.  The name used is
- * written to out.  Returns 0 or -1 (errno set). */
+ * name-2.ext, ... when taken: nothing is overwritten, and a name that
+ * already holds the same bytes (a link to src, with link) is reused, so a
+ * rerun into the same dir adds no copies.  The name used is written to
+ * out.  Returns 0 (copied or linked), 1 (already there) or -1 (errno
+ * set). */
 static int
 materialise(const char *src, const char *dir, int link, char *out,
     size_t outlen)
@@ -190,13 +242,18 @@ materialise(const char *src, const char *dir, int link, char *out,
 		if (link) {
 			if (symlink(src, out) == 0)
 				return 0;
-			if (errno == EEXIST)
-				continue;
-			return -1;
+			if (errno != EEXIST)
+				return -1;
+			if (links_to(out, src))
+				return 1;
+			continue;
 		}
 		int fd = open(out, O_WRONLY | O_CREAT | O_EXCL, 0644);
-		if (fd < 0 && errno == EEXIST)
+		if (fd < 0 && errno == EEXIST) {
+			if (same_file_bytes(src, out))
+				return 1;
 			continue;
+		}
 		if (fd < 0)
 			return -1;
 		int in = open(src, O_RDONLY);
@@ -428,10 +485,14 @@ cmd_check(int argc, char **argv)
 			printf("near   %.4f  %s\n", (double)r->near[i].score,
 			    r->near[i].path);
 		fprintf(stderr, "%s: %s: %s\n", cli_prog, o.words.v[0],
-		    r->duplicate ? "already in the collection" :
+		    r->n_exact > 0 ? "already in the collection" : r->duplicate ?
+		    "a near duplicate is in the collection" :
 		    "not in the collection");
 	}
-	status = cli_finish_output();
+	/* The answer is the exit code (docs/CLI.md), once the output is out. */
+	if ((status = cli_finish_output()) == 0)
+		status = r->n_exact > 0 ? EXIT_CHECK_EXACT : r->duplicate ?
+		    EXIT_CHECK_NEAR : 0;
 out:
 	cdx_check_result_free(r);
 	cdx_client_close(c);
@@ -448,7 +509,7 @@ cmd_retrieve(int argc, char **argv)
 	cdx_term *terms = NULL, *negs = NULL;
 	cdx_prompt *prompts = NULL;
 	FILE *out = NULL;
-	long n_written = 0, n_failed = 0;
+	long n_written = 0, n_failed = 0, n_there = 0;
 	int status, rc;
 
 	if ((status = parse_curate(argc, argv, &o)) != 0 || o.help) {
@@ -542,9 +603,11 @@ cmd_retrieve(int argc, char **argv)
 			cJSON_AddNumberToObject(line, "height", h->result.height);
 			if (dir != NULL) {
 				char dst[4096];
-				if (materialise(h->result.path, dir, o.link_to != NULL,
-				    dst, sizeof(dst)) == 0) {
+				int m = materialise(h->result.path, dir,
+				    o.link_to != NULL, dst, sizeof(dst));
+				if (m >= 0) {
 					cJSON_AddStringToObject(line, "file", dst);
+					n_there += m;
 				} else {
 					fprintf(stderr, "%s: %s: %s\n", cli_prog,
 					    h->result.path, strerror(errno));
@@ -570,6 +633,9 @@ cmd_retrieve(int argc, char **argv)
 	out = NULL;
 	fprintf(stderr, "%s: %ld results for %zu prompts written to %s\n",
 	    cli_prog, n_written, labels.n, o.out);
+	if (n_there > 0)
+		fprintf(stderr, "%s: %ld files were already in %s\n", cli_prog,
+		    n_there, dir);
 	status = n_failed > 0 ? EXIT_INPUT : 0;
 out:
 	if (out != NULL && out != stdout)

@@ -218,7 +218,8 @@ embed_images(clip_ctx *ctx, const clip_model *m, struct strlist *images,
 			clip_image img;
 			const char *path = images->v[i];
 			if (clip_image_load(path, &dopt, &img, &err) != 0) {
-				fprintf(stderr, "%s: %s: %s\n", cli_prog, path, err.msg);
+				/* err.msg starts with the path (encoder/clip.h) */
+				fprintf(stderr, "%s: %s\n", cli_prog, err.msg);
 				status = EXIT_INPUT;
 				continue;
 			}
@@ -413,7 +414,9 @@ cmd_embed(int argc, char **argv)
 		goto out;
 	}
 	/* every available core unless --threads says otherwise */
-	cdx_threads_set(o.threads);
+	int threads = cdx_threads_set(o.threads);
+	fprintf(stderr, "%s: %d thread%s\n", cli_prog, threads,
+	    threads == 1 ? "" : "s");
 	if (o.compare >= 0) {
 		status = compare_precision(&o);
 		goto out;

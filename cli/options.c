@@ -209,7 +209,10 @@ const char *const cli_online_usage[] = {
 	"\n"
 	"Is this image already in the collection? FILE is uploaded; the daemon\n"
 	"lists the indexed files with the same bytes (exact) and the near\n"
-	"duplicates (similarity >= T, default 0.97) with their similarity.\n",
+	"duplicates (similarity >= T, default 0.97) with their similarity.\n"
+	"Its exit code answers: 0 not in the collection, 5 already indexed (a\n"
+	"file with the same bytes), 6 a near duplicate is indexed (not the same\n"
+	"bytes); 1, 2 and 4 as below.\n",
 	"retrieve",
 	"usage: clipdex retrieve --prompts FILE [options] --out FILE.jsonl\n"
 	"\n"

@@ -188,6 +188,12 @@ cmd_query(int argc, char **argv, int cmd)
 		goto out;
 	}
 	print_results(r, &o);
+	if (r->no_capture_time > 0)
+		fprintf(stderr, "%s: %lld image%s without a capture time (no EXIF "
+		    "date) cannot match --after/--before; --time mtime filters by "
+		    "the file's modification time\n", cli_prog,
+		    (long long)r->no_capture_time, r->no_capture_time == 1 ? "" :
+		    "s");
 	status = cli_finish_output();
 out:
 	cdx_results_free(r);

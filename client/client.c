@@ -800,6 +800,7 @@ parse_results(cdx_client *c, const cJSON *rep, cdx_results **out)
 	r->n = n;
 	r->results = (cdx_result *)(r + 1);
 	r->took_ms = cdxi_get_f64(rep, "took_ms", 0.0);
+	r->no_capture_time = cdxi_get_i64(rep, "no_capture_time", -1);
 	char *pool = (char *)(r->results + n);
 	size_t i = 0;
 	cJSON_ArrayForEach(it, arr)

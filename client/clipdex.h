@@ -195,6 +195,9 @@ typedef struct cdx_results {
 	size_t n;
 	cdx_result *results;
 	double took_ms;
+	int64_t no_capture_time; /* a capture time filter left the page short:
+				    the images it could not match (no
+				    capture time); -1 when not reported */
 } cdx_results;
 
 /* search: the query's terms combined; similar: the images most like the
@@ -394,7 +397,7 @@ typedef struct cdx_retrieve_req {
 typedef struct cdx_retrieve_hit {
 	size_t prompt;          /* index in prompts */
 	int64_t rank;           /* position within the prompt's kept results,
-	                           as the daemon numbers it */
+	                           from 1 (as search's ranks) */
 	cdx_result result;
 } cdx_retrieve_hit;
 

@@ -452,6 +452,39 @@ same_prefix(const store_results *a, const store_results *b, size_t n)
  * search ranks the candidates already seen the same way.  The candidates
  * carry their vectors (dim * 4 bytes each; at most 8 * SRV_WINDOW_MAX of
  * them, reached only when nearly every candidate is a copy). */
+struct no_time_count {
+	const char *prefix;
+	int64_t n;
+};
+
+static int
+count_no_time(void *user, const store_image *img)
+{
+	struct no_time_count *t = user;
+	t->n += img->capture_time == STORE_TIME_UNKNOWN &&
+	    store_path_has_prefix(img->path, strlen(img->path), t->prefix);
+	return 0;
+}
+
+/* The images under the filter's path_prefix (a byte prefix: the folder
+ * cursor starts at its last '/') with no capture time, which a capture
+ * time filter never matches; -1 when they cannot be counted. */
+static int64_t
+images_without_capture_time(srv *s, const char *prefix)
+{
+	struct no_time_count t = { prefix, 0 };
+	char dir[STORE_PATH_MAX + 1] = "/";
+	const char *slash = prefix ? strrchr(prefix, '/') : NULL;
+
+	if (prefix != NULL && prefix[0] == '/' && slash != NULL &&
+	    (size_t)(slash - prefix) < sizeof(dir))
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - prefix + 1),
+		    prefix);
+	if (store_image_foreach_prefix(s->st, dir, count_no_time, &t, NULL) != 0)
+		return -1;
+	return t.n;
+}
+
 static int
 search_and_reply(srv_call *c, const float *q, const srv_search_opts *o,
     uint64_t exclude, double t0)
@@ -500,6 +533,13 @@ search_and_reply(srv_call *c, const float *q, const srv_search_opts *o,
 	for (size_t i = (size_t)o->offset; i < p.n; i++)
 		cJSON_AddItemToArray(arr, srv_hit_json(&res->hits[p.sel[i]],
 		    p.prob[i]));
+	/* A capture time filter that left the page short: say how many
+	 * candidates it could never match (no EXIF time; --time mtime). */
+	if (o->filter.time_field == STORE_TIME_CAPTURE && p.n < want) {
+		int64_t n = images_without_capture_time(s, o->filter.path_prefix);
+		if (n >= 0)
+			cJSON_AddNumberToObject(r, "no_capture_time", (double)n);
+	}
 	cJSON_AddNumberToObject(r, "took_ms", (srv_now() - t0) * 1000.0);
 	srv_reply_ok(c, r);
 	rc = 0;
@@ -739,6 +779,8 @@ op_status(srv_call *c)
 		cJSON_AddItemToObject(r, "queue", q);
 	if ((roots = roots_json(&s->roots)) != NULL)
 		cJSON_AddItemToObject(r, "roots", roots);
+	if ((roots = ingest_folders_json(s)) != NULL)
+		cJSON_AddItemToObject(r, "folders", roots);
 	cJSON_AddNumberToObject(r, "rss_bytes", (double)rss_bytes());
 	srv_reply_ok(c, r);
 	return 0;

@@ -5,6 +5,7 @@
  * wait, and reports progress in "status".
  */
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,117 @@ answer(void *user, const char *path, const watch_result *res)
 	reply_ok(job, r);
 }
 
+/* The indexer's done count, sampled once a second for a windowed rate: a
+ * rate over the whole run stays high after a burst of unchanged files and
+ * is stale once idle. */
+#define RATE_SAMPLES (INGEST_RATE_WINDOW_S + 1)
+
+struct ingest_rate {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;      /* CLOCK_MONOTONIC; wakes the sampler to stop */
+	pthread_t thread;
+	int stop;
+	watch *w;
+	double t[RATE_SAMPLES];         /* monotonic seconds, a ring */
+	int64_t done[RATE_SAMPLES];
+	int head, n;                    /* next slot, samples held */
+};
+
+static void
+rate_sample_locked(struct ingest_rate *r, double t, int64_t done)
+{
+	r->t[r->head] = t;
+	r->done[r->head] = done;
+	r->head = (r->head + 1) % RATE_SAMPLES;
+	if (r->n < RATE_SAMPLES)
+		r->n++;
+}
+
+static void *
+rate_main(void *arg)
+{
+	struct ingest_rate *r = arg;
+	watch_progress p;
+
+	pthread_mutex_lock(&r->mu);
+	while (!r->stop) {
+		pthread_mutex_unlock(&r->mu);
+		watch_get_progress(r->w, &p);
+		pthread_mutex_lock(&r->mu);
+		rate_sample_locked(r, srv_now(), p.done);
+		struct timespec dl;
+		clock_gettime(CLOCK_MONOTONIC, &dl);
+		dl.tv_sec += 1;
+		while (!r->stop && pthread_cond_timedwait(&r->cv, &r->mu, &dl) == 0)
+			;
+	}
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
+/* Starts the sampler of w; NULL (no rate is shown) when it cannot. */
+static struct ingest_rate *
+rate_start(watch *w)
+{
+	struct ingest_rate *r = calloc(1, sizeof(*r));
+	pthread_condattr_t ca;
+
+	if (r == NULL)
+		return NULL;
+	r->w = w;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&r->thread, NULL, rate_main, r) != 0) {
+		cdx_log(CDX_LOG_WARN, "no indexing rate: cannot start its thread");
+		pthread_cond_destroy(&r->cv);
+		pthread_mutex_destroy(&r->mu);
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+static void
+rate_stop(struct ingest_rate *r)
+{
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->stop = 1;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	pthread_join(r->thread, NULL);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+/* Files finished per second from the oldest sample in the window (at
+ * least a second old) to now (done at now); 0 when there is none. */
+static double
+rate_get(struct ingest_rate *r, double now, int64_t done)
+{
+	double rate = 0;
+
+	if (r == NULL)
+		return 0;
+	pthread_mutex_lock(&r->mu);
+	for (int i = 0; i < r->n; i++) {
+		int k = (r->head - r->n + i + RATE_SAMPLES) % RATE_SAMPLES;
+		double dt = now - r->t[k];
+		if (dt > INGEST_RATE_WINDOW_S + 0.5 || dt < 1.0)
+			continue;
+		if (done > r->done[k])
+			rate = (double)(done - r->done[k]) / dt;
+		break;
+	}
+	pthread_mutex_unlock(&r->mu);
+	return rate;
+}
+
 int
 ingest_start(srv *s, cdx_error *err)
 {
@@ -125,6 +237,7 @@ ingest_start(srv *s, cdx_error *err)
 		p.exclude[p.n_exclude++] = c->exclude[i];
 	if ((rc = watch_start(s->st, s->model, &p, &s->watch, err)) != 0)
 		return rc;
+	s->rate = rate_start(s->watch);
 
 	/* Resume: every watched folder is scanned again (unchanged files
 	 * cost a stat and a lookup) and watched. */
@@ -156,6 +269,8 @@ ingest_start(srv *s, cdx_error *err)
 void
 ingest_stop(srv *s)
 {
+	rate_stop(s->rate);
+	s->rate = NULL;
 	watch_stop(s->watch);
 	s->watch = NULL;
 }
@@ -202,11 +317,14 @@ ingest_status_json(srv *s)
 	if (q == NULL || s->watch == NULL)
 		return q;
 	watch_get_progress(s->watch, &p);
+	double rate = p.idle ? 0 : rate_get(s->rate, srv_now(), p.done);
 	cJSON_AddNumberToObject(q, "pending", (double)p.remaining);
 	cJSON_AddNumberToObject(q, "done", (double)p.done);
 	cJSON_AddNumberToObject(q, "remaining", (double)p.remaining);
-	cJSON_AddNumberToObject(q, "rate", p.rate);
-	cJSON_AddNumberToObject(q, "eta_s", p.eta_s);
+	cJSON_AddNumberToObject(q, "rate", rate);
+	cJSON_AddNumberToObject(q, "eta_s", rate > 0 && p.remaining > 0 ?
+	    (double)p.remaining / rate : -1.0);
+	cJSON_AddBoolToObject(q, "idle", p.idle);
 	cJSON_AddBoolToObject(q, "scanning", p.scanning);
 	cJSON_AddNumberToObject(q, "encoded", (double)p.encoded);
 	cJSON_AddNumberToObject(q, "reused", (double)p.reused);
@@ -219,4 +337,23 @@ ingest_status_json(srv *s)
 	if (p.warning[0] != '\0')
 		cJSON_AddStringToObject(q, "warning", p.warning);
 	return q;
+}
+
+cJSON *
+ingest_folders_json(srv *s)
+{
+	cJSON *a = cJSON_CreateArray();
+	char *list, *save;
+
+	if (a == NULL)
+		return NULL;
+	pthread_mutex_lock(&s->mu);
+	list = watched_load(s);
+	pthread_mutex_unlock(&s->mu);
+	for (char *line = list ? strtok_r(list, "\n", &save) : NULL;
+	    line != NULL; line = strtok_r(NULL, "\n", &save))
+		if (line[0] == '/')
+			cJSON_AddItemToArray(a, cJSON_CreateString(line));
+	free(list);
+	return a;
 }

@@ -23,7 +23,16 @@ void ingest_stop(struct srv *s);
 void ingest_enqueue(struct srv *s, const char *canon, srv_job *waiter);
 /* Stops watching the watched roots at or under path (remove op). */
 void ingest_unwatch(struct srv *s, const char *path);
-/* The "queue" object of the status reply. */
+/* The "queue" object of the status reply.  Its rate is the files finished
+ * per second over the last INGEST_RATE_WINDOW_S seconds (sampled once a
+ * second by a thread of ingest_start's), 0 while idle or when nothing
+ * finished in the window; eta_s is remaining / that rate, -1 when
+ * unknown. */
 cJSON *ingest_status_json(struct srv *s);
+/* The watched folders (the indexed ones: "add"ed or --watch, minus those
+ * removed) as a JSON array of strings; NULL when out of memory. */
+cJSON *ingest_folders_json(struct srv *s);
+
+#define INGEST_RATE_WINDOW_S 10
 
 #endif

@@ -540,7 +540,8 @@ entry_json(const store_image *img, const entry *e)
 	cJSON *o = srv_hit_json(&h, NAN);
 	if (o != NULL) {
 		cJSON_AddNumberToObject(o, "prompt", e->prompt);
-		cJSON_AddNumberToObject(o, "rank", e->rank);
+		/* ranks start at 1, as search's */
+		cJSON_AddNumberToObject(o, "rank", (double)e->rank + 1);
 	}
 	return o;
 }

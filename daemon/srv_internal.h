@@ -56,6 +56,7 @@ struct srv {
 
 	/* indexing (ingest.c, on indexer/indexer.h) */
 	struct watch *watch;            /* NULL until ingest_start() */
+	struct ingest_rate *rate;       /* ingest.c: the rate's samples */
 
 	srv_listener *listeners[SRV_MAX_LISTEN];
 	int n_listeners;

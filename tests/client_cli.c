@@ -10,6 +10,7 @@
 
 #include "tests/client_run.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
@@ -420,6 +421,202 @@ test_exit_codes(void **state)
 	run_free(&r);
 }
 
+/* check answers with its exit code: 0 not in the collection, 5 the same
+ * bytes are indexed, 6 only a near duplicate is. */
+static void
+test_check_exit_codes(void **state)
+{
+	char img[] = "/tmp/cdx-cli-chk-XXXXXX";
+	int fd = mkstemp(img);
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "\xff\xd8\xff\xe0 jpeg", 9), 9);
+	close(fd);
+	static const struct { const char *reply; int status; const char *say; }
+	cases[] = {
+		{ "{\"v\":1,\"ok\":true,\"exact\":[],\"near\":[],"
+		  "\"duplicate\":false}", 0, "not in the collection" },
+		{ "{\"v\":1,\"ok\":true,\"exact\":[{\"id\":7,\"path\":\"/p/x.jpg\","
+		  "\"score\":1}],\"near\":[{\"id\":7,\"path\":\"/p/x.jpg\","
+		  "\"score\":1}],\"duplicate\":true}", 5,
+		  "already in the collection" },
+		{ "{\"v\":1,\"ok\":true,\"exact\":[],\"near\":[{\"id\":9,"
+		  "\"path\":\"/p/y.jpg\",\"score\":0.98}],\"duplicate\":true}", 6,
+		  "a near duplicate" },
+		{ "{\"v\":1,\"ok\":false,\"error\":{\"code\":\"bad_image\","
+		  "\"message\":\"fake bad_image\"}}", 1, "fake bad_image" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fakesrv_set_canned(&srv, cases[i].reply);
+		struct run r = run_cli("check", img, NULL);
+		if (r.status != cases[i].status)
+			fail_msg("case %zu: exit %d, wanted %d; stderr: %s", i,
+			    r.status, cases[i].status, r.err);
+		assert_non_null(strstr(r.err, cases[i].say));
+		run_free(&r);
+		r = run_cli("check", img, "--json", NULL);
+		EXPECT_STATUS(r, cases[i].status);
+		run_free(&r);
+	}
+	fakesrv_set_canned(&srv, NULL);
+	struct run r = run_cli("check", NULL);
+	EXPECT_STATUS(r, 2);
+	run_free(&r);
+	r = run_cli("check", "--help", NULL);
+	EXPECT_STATUS(r, 0);
+	assert_non_null(strstr(r.out, "5 already indexed"));
+	run_free(&r);
+	unlink(img);
+}
+
+/* Counts the entries of dir other than . and .. */
+static int
+count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL)
+		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(d);
+	return n;
+}
+
+/* retrieve: ranks as the daemon sends them (from 1); rerunning with the
+ * same --copy-to reuses the identical files already there, while a
+ * different file of the same name still gets name-1. */
+static void
+test_retrieve_copy_to_twice(void **state)
+{
+	char tmp[] = "/tmp/cdx-cli-ret-XXXXXX", src[PATH_MAX], other[PATH_MAX + 8];
+	char dst[PATH_MAX], prompts[PATH_MAX], out[PATH_MAX], reply[2 * PATH_MAX];
+	char links[PATH_MAX];
+	(void)state;
+	assert_non_null(mkdtemp(tmp));
+	snprintf(src, sizeof(src), "%s/a.jpg", tmp);
+	snprintf(dst, sizeof(dst), "%s/set", tmp);
+	snprintf(links, sizeof(links), "%s/links", tmp);
+	snprintf(prompts, sizeof(prompts), "%s/prompts.txt", tmp);
+	snprintf(out, sizeof(out), "%s/out.jsonl", tmp);
+	FILE *f = fopen(src, "w");
+	fputs("the bytes of a.jpg", f);
+	fclose(f);
+	f = fopen(prompts, "w");
+	fputs("a red car\n", f);
+	fclose(f);
+	snprintf(reply, sizeof(reply), "{\"v\":1,\"ok\":true,\"results\":["
+	    "{\"prompt\":0,\"rank\":1,\"id\":3,\"path\":\"%s\",\"score\":0.5,"
+	    "\"width\":4,\"height\":4}],\"total\":1,\"next_offset\":null}", src);
+	fakesrv_set_canned(&srv, reply);
+	for (int run = 0; run < 2; run++) {
+		struct run r = run_cli("retrieve", "--prompts", prompts, "--out",
+		    out, "--copy-to", dst, NULL);
+		EXPECT_STATUS(r, 0);
+		assert_int_equal(count_entries(dst), 1);
+		if (run == 1)
+			assert_non_null(strstr(r.err, "1 files were already in"));
+		run_free(&r);
+		char line[2 * PATH_MAX];
+		f = fopen(out, "r");
+		assert_non_null(f);
+		assert_non_null(fgets(line, sizeof(line), f));
+		fclose(f);
+		cJSON *o = cJSON_Parse(line);
+		assert_int_equal(jnum(o, "rank"), 1);
+		char want[PATH_MAX + 8];
+		snprintf(want, sizeof(want), "%s/a.jpg", dst);
+		assert_string_equal(jstr(o, "file"), want);
+		cJSON_Delete(o);
+	}
+	/* Same name, other bytes: a second copy, nothing overwritten. */
+	snprintf(other, sizeof(other), "%s/a.jpg", dst);
+	f = fopen(other, "w");
+	fputs("other bytes, same size!", f);
+	fclose(f);
+	struct run r = run_cli("retrieve", "--prompts", prompts, "--out", out,
+	    "--copy-to", dst, NULL);
+	EXPECT_STATUS(r, 0);
+	assert_int_equal(count_entries(dst), 2);
+	run_free(&r);
+	/* --link-to into a folder of copies: a link beside them. */
+	r = run_cli("retrieve", "--prompts", prompts, "--out", out, "--link-to",
+	    dst, NULL);
+	EXPECT_STATUS(r, 0);
+	assert_int_equal(count_entries(dst), 3);
+	run_free(&r);
+	/* --link-to: the link is made once. */
+	for (int run = 0; run < 2; run++) {
+		r = run_cli("retrieve", "--prompts", prompts, "--out", out,
+		    "--link-to", links, NULL);
+		EXPECT_STATUS(r, 0);
+		assert_int_equal(count_entries(links), 1);
+		run_free(&r);
+	}
+	fakesrv_set_canned(&srv, NULL);
+	char cmd[PATH_MAX + 16];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* status: the daemon's windowed rate and estimate when busy; no rate when
+ * idle or when the daemon has none (it sends 0). */
+static void
+test_status_rate(void **state)
+{
+	static const struct { const char *queue, *want, *not; } cases[] = {
+		{ "{\"pending\":44,\"remaining\":44,\"done\":100,\"rate\":10,"
+		  "\"eta_s\":4.4,\"scanning\":false}", "indexing  100 done, 44 "
+		  "remaining, 10.0 images/s, about 4 s left\n", NULL },
+		{ "{\"pending\":0,\"remaining\":0,\"done\":100,\"rate\":0,"
+		  "\"eta_s\":-1,\"scanning\":false}", "indexing  idle, 100 done\n",
+		  "images/s" },
+		{ "{\"pending\":5,\"remaining\":5,\"done\":0,\"rate\":0,"
+		  "\"eta_s\":-1,\"scanning\":true}", "indexing  0 done, 5 remaining "
+		  "(scanning)\n", "images/s" },
+	};
+	char reply[512];
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(reply, sizeof(reply), "{\"v\":1,\"ok\":true,\"version\":"
+		    "\"0\",\"images\":100,\"model\":{\"id\":\"m\",\"dim\":4},"
+		    "\"index\":{\"kind\":\"Flat\",\"vectors\":100},\"queue\":%s}",
+		    cases[i].queue);
+		fakesrv_set_canned(&srv, reply);
+		struct run r = run_cli("status", NULL);
+		EXPECT_STATUS(r, 0);
+		if (strstr(r.out, cases[i].want) == NULL)
+			fail_msg("case %zu: wanted \"%s\" in:\n%s", i, cases[i].want,
+			    r.out);
+		if (cases[i].not != NULL && strstr(r.out, cases[i].not) != NULL)
+			fail_msg("case %zu: \"%s\" in:\n%s", i, cases[i].not, r.out);
+		run_free(&r);
+	}
+	fakesrv_set_canned(&srv, NULL);
+}
+
+/* A capture time filter that found too little: the daemon's count of
+ * images without a capture time becomes a hint to use --time mtime. */
+static void
+test_capture_time_hint(void **state)
+{
+	(void)state;
+	fakesrv_set_canned(&srv, "{\"v\":1,\"ok\":true,\"results\":[],"
+	    "\"no_capture_time\":7,\"took_ms\":1}");
+	struct run r = run_cli("search", "beach", "--after", "2019-01-01", NULL);
+	EXPECT_STATUS(r, 0);
+	assert_non_null(strstr(r.err, "7 images without a capture time"));
+	assert_non_null(strstr(r.err, "--time mtime"));
+	run_free(&r);
+	fakesrv_set_canned(&srv, "{\"v\":1,\"ok\":true,\"results\":[],"
+	    "\"took_ms\":1}");
+	r = run_cli("search", "beach", NULL);
+	EXPECT_STATUS(r, 0);
+	assert_null(strstr(r.err, "capture time"));
+	run_free(&r);
+	fakesrv_set_canned(&srv, NULL);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -443,6 +640,13 @@ main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_status_and_failures, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_exit_codes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_rate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_capture_time_hint, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_check_exit_codes, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_retrieve_copy_to_twice, setup,
+		    teardown),
 	};
 	return CLIENT_RUN_TESTS(tests, NULL, NULL);
 }

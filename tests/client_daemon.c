@@ -348,7 +348,25 @@ test_filters_and_paging(void **state)
 	assert_int_equal(r->n, N_PHOTOS / 2);
 	for (size_t i = 0; i < r->n; i++)
 		assert_non_null(strstr(r->results[i].path, "/photos/a/"));
+	assert_int_equal(r->no_capture_time, -1);     /* not a capture filter */
 	cdx_results_free(r);
+	/* a capture time filter: the generated photos have no EXIF time, so
+	 * it finds nothing and says how many it could not match, under the
+	 * prefix when there is one */
+	q.time_field = CDX_TIME_CAPTURE;
+	q.time_from = 0;
+	q.time_to = 4000000000;
+	CDX_ASSERT_OK(cdx_search(cli, &q, &r), cdx_client_errmsg(cli));
+	assert_int_equal(r->n, 0);
+	assert_int_equal(r->no_capture_time, N_PHOTOS);
+	cdx_results_free(r);
+	char pre[400];
+	snprintf(pre, sizeof(pre), "%s/a/", photos);
+	q.path_prefix = pre;
+	CDX_ASSERT_OK(cdx_search(cli, &q, &r), cdx_client_errmsg(cli));
+	assert_int_equal(r->no_capture_time, N_PHOTOS / 2);
+	cdx_results_free(r);
+	q.path_prefix = NULL;
 	/* min_score cuts below the hits it keeps; a score the daemon printed,
 	 * passed back, keeps its own hit (scores are float32, the JSON
 	 * numbers doubles) */
@@ -654,6 +672,71 @@ test_remove(void **state)
 	assert_int_equal(cdx_remove(cli, "/etc", &removed), CDX_EPERM);
 }
 
+/* The status reply: no rate and no time left once idle (a rate over the
+ * whole run went stale), and "folders" lists the indexed folders, without
+ * one that was removed. */
+static cJSON *
+status_json(void)
+{
+	char *reply = NULL;
+	CDX_ASSERT_OK(cdx_call(cli, "{\"op\":\"status\"}", &reply),
+	    cdx_client_errmsg(cli));
+	cJSON *j = cJSON_Parse(reply);
+	free(reply);
+	assert_non_null(j);
+	return j;
+}
+
+static int
+folders_has(const cJSON *st, const char *dir)
+{
+	const cJSON *it;
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(st, "folders"))
+		if (strcmp(cJSON_GetStringValue(it), dir) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+test_status_rate_and_folders(void **state)
+{
+	char extra[400];
+	cdx_add_result ar;
+	int64_t removed = -1;
+	cJSON *st = NULL, *q;
+	(void)state;
+
+	/* idle after the suite's add: no rate, no estimate */
+	for (int i = 0; i < 100; i++) {
+		cJSON_Delete(st);
+		st = status_json();
+		q = cJSON_GetObjectItem(st, "queue");
+		if (cJSON_IsTrue(cJSON_GetObjectItem(q, "idle")))
+			break;
+		usleep(50000);
+	}
+	q = cJSON_GetObjectItem(st, "queue");
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(q, "idle")));
+	assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(q, "done")) > 0);
+	assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(q, "rate")) == 0);
+	assert_true(cJSON_GetNumberValue(cJSON_GetObjectItem(q, "eta_s")) == -1);
+	assert_true(folders_has(st, photos));
+	cJSON_Delete(st);
+
+	snprintf(extra, sizeof(extra), "%s/extra", tmp);
+	assert_int_equal(mkdir(extra, 0755), 0);
+	CDX_ASSERT_OK(cdx_add(cli, extra, 1, &ar), cdx_client_errmsg(cli));
+	st = status_json();
+	assert_true(folders_has(st, extra));
+	cJSON_Delete(st);
+	CDX_ASSERT_OK(cdx_remove(cli, extra, &removed), cdx_client_errmsg(cli));
+	st = status_json();
+	assert_false(folders_has(st, extra));
+	assert_true(folders_has(st, photos));
+	cJSON_Delete(st);
+	rmdir(extra);
+}
+
 /* Brute force over the store's embeddings with the encoder used
  * directly: the daemon's exact top-k must be the same. */
 struct brute {
@@ -816,6 +899,7 @@ main(void)
 		cmocka_unit_test(test_restart_and_brute_force),
 		cmocka_unit_test(test_http_same_dispatch),
 		cmocka_unit_test(test_remove),
+		cmocka_unit_test(test_status_rate_and_folders),
 	};
 	return CLIENT_RUN_TESTS(tests, setup, teardown);
 }

@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,7 +156,49 @@ test_embed_errors(void **state)
 	assert_non_null(f);
 	if (fread(err, 1, sizeof(err) - 1, f)) {}
 	fclose(f);
-	assert_non_null(strstr(err, "trunc.jpg"));
+	/* the path is named once: "clipdex: PATH: reason" */
+	const char *at = strstr(err, "trunc.jpg");
+	assert_non_null(at);
+	if (strstr(at + 1, "trunc.jpg") != NULL)
+		fail_msg("the path is named twice: %s", err);
+	/* a missing file too */
+	snprintf(args, sizeof(args), "embed --model %s --image "
+	    "/nonexistent/missing.jpg", dir);
+	assert_int_equal(run(args, out, sizeof(out)), 1);
+	f = fopen("/tmp/cdx-embed-stderr", "r");
+	assert_non_null(f);
+	memset(err, 0, sizeof(err));
+	if (fread(err, 1, sizeof(err) - 1, f)) {}
+	fclose(f);
+	at = strstr(err, "missing.jpg");
+	assert_non_null(at);
+	if (strstr(at + 1, "missing.jpg") != NULL)
+		fail_msg("the path is named twice: %s", err);
+	/* threads: every available core by default, --threads N when given */
+	cpu_set_t cpus;
+	char want[64];
+	assert_int_equal(sched_getaffinity(0, sizeof(cpus), &cpus), 0);
+	int n = CPU_COUNT(&cpus);
+	snprintf(want, sizeof(want), "clipdex: %d thread%s\n", n,
+	    n == 1 ? "" : "s");
+	snprintf(args, sizeof(args), "embed --model %s --text x", dir);
+	assert_int_equal(run(args, out, sizeof(out)), 0);
+	f = fopen("/tmp/cdx-embed-stderr", "r");
+	assert_non_null(f);
+	memset(err, 0, sizeof(err));
+	if (fread(err, 1, sizeof(err) - 1, f)) {}
+	fclose(f);
+	if (strstr(err, want) == NULL)
+		fail_msg("wanted \"%s\" in: %s", want, err);
+	snprintf(args, sizeof(args), "embed --model %s --threads 1 --text x",
+	    dir);
+	assert_int_equal(run(args, out, sizeof(out)), 0);
+	f = fopen("/tmp/cdx-embed-stderr", "r");
+	assert_non_null(f);
+	memset(err, 0, sizeof(err));
+	if (fread(err, 1, sizeof(err) - 1, f)) {}
+	fclose(f);
+	assert_non_null(strstr(err, "clipdex: 1 thread\n"));
 	/* no model: exit 3 with the reason */
 	assert_int_equal(run("embed --model /nonexistent --text x", out,
 	    sizeof(out)), 3);

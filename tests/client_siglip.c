@@ -305,7 +305,7 @@ test_other_operations(void **state)
 	    sizeof(out)), 0);
 	assert_non_null(strstr(out, "p00 copy.jpg"));
 	snprintf(args, sizeof(args), "check '%s/p00.jpg'", photos);
-	assert_int_equal(tu_cli(&d, args, out, sizeof(out)), 0);
+	assert_int_equal(tu_cli(&d, args, out, sizeof(out)), 5);  /* indexed */
 	assert_non_null(strstr(out, "p00"));
 	char prompts[400];
 	snprintf(prompts, sizeof(prompts), "%s/prompts.txt", tmp);

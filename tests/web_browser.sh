@@ -7,6 +7,10 @@
 # here (npm ci) when tests/web/node_modules is missing or stale.
 #
 #   WEB_SCREENSHOT=docs/web.png tests/web_browser.sh   also saves a screenshot
+#   WEB_DEMO=DIR   with WEB_SCREENSHOT: the screenshot is of the demo model
+#                  (models/demo) on DIR, the photos of `make demo` (or
+#                  tools/train_demo.py render --dir DIR), searched for
+#                  "two red circles"
 BUILD=${BUILD:-build}
 cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
@@ -33,8 +37,9 @@ tmp=$(cd "$(mktemp -d /tmp/cdx-webtest-XXXXXX)" && pwd -P)
 tok=webtest-token
 pid1=""
 pid2=""
+pid3=""
 cleanup() {
-	for p in $pid1 $pid2; do
+	for p in $pid1 $pid2 $pid3; do
 		kill "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
@@ -46,16 +51,19 @@ trap 'exit 1' INT TERM
 "$BUILD/tests/daemon_web" --fixture "$tmp" || fail "cannot write the fixtures"
 
 # start_daemon N HOST [FLAG...]: clipdexd number N (its own store) on HOST
-# and a free port, answering; sets pidN and portN.
+# and a free port, answering, with $d_model on $d_photos; sets pidN and
+# portN.
+d_model=$tmp/model
+d_photos=$tmp/photos
 start_daemon() {
 	n=$1
 	host=$2
 	shift 2
 	for attempt in 1 2 3 4 5 6 7 8; do
 		p=$(( 20000 + ($$ * 13 + n * 7919 + attempt * 977) % 40000 ))
-		"$BUILD/clipdexd" --model "$tmp/model" --store "$tmp/store$n" \
+		"$BUILD/clipdexd" --model "$d_model" --store "$tmp/store$n" \
 		    --listen "ipc://$tmp/d$n.sock" --http "$host:$p" \
-		    --root "$tmp/photos" --threads 1 "$@" \
+		    --root "$d_photos" --threads 1 "$@" \
 		    >"$tmp/clipdexd$n.log" 2>&1 &
 		pid=$!
 		eval "pid$n=$pid"
@@ -65,7 +73,7 @@ start_daemon() {
 			    >/dev/null 2>&1; then
 				eval "port$n=$p"
 				curl -sf -H "Authorization: Bearer $tok" -d \
-				    "{\"op\":\"add\",\"path\":\"$tmp/photos\",\"wait\":true}" \
+				    "{\"op\":\"add\",\"path\":\"$d_photos\",\"wait\":true}" \
 				    "http://127.0.0.1:$p/api" >/dev/null ||
 				    fail "indexing failed (clipdexd $n)"
 				return 0
@@ -88,9 +96,18 @@ start_daemon 2 0.0.0.0 --token "$tok"
 
 shot=""
 [ -n "$WEB_SCREENSHOT" ] && shot="$root/$WEB_SCREENSHOT"
+demo_url=""
+if [ -n "$shot" ] && [ -n "$WEB_DEMO" ]; then
+	[ -d "$WEB_DEMO" ] || fail "WEB_DEMO=$WEB_DEMO is not a folder"
+	d_model=$root/models/demo
+	d_photos=$(cd "$WEB_DEMO" && pwd -P)
+	start_daemon 3 127.0.0.1
+	demo_url="http://127.0.0.1:$port3"
+fi
+WEB_DEMO_URL="$demo_url" \
 WEB_TOKEN_URL="http://127.0.0.1:$port2" WEB_TOKEN="$tok" \
     timeout 120 node tests/web/browser.js "http://127.0.0.1:$port1" "$tmp/photos" \
     ${shot:+"$shot"}
 rc=$?
-[ $rc -eq 0 ] || tail -n 20 "$tmp/clipdexd1.log" "$tmp/clipdexd2.log"
+[ $rc -eq 0 ] || tail -n 20 "$tmp"/clipdexd*.log
 exit $rc

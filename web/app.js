@@ -45,17 +45,22 @@ async function api(req) {
   throw new ApiError(err.code, err.message);
 }
 
+/* One dialog at a time: calls that need the token meanwhile wait for it. */
+let asking = null;
 function askToken() {
-  return new Promise((resolve) => {
+  if (asking) return asking;
+  asking = new Promise((resolve) => {
     const d = $('token-dialog');
     $('token').value = '';
     d.addEventListener('close', () => {
       token = $('token').value.trim();
       sessionStorage.setItem('clipdex.token', token);
+      asking = null;
       resolve();
     }, { once: true });
     d.showModal();
   });
+  return asking;
 }
 
 /* An <img> of a thumbnail or image.  With a token the bytes are fetched
@@ -107,6 +112,32 @@ function fmtBytes(n) {
 
 function fmtTime(t) {
   return t === null || t === undefined ? '' : new Date(t * 1000).toISOString().slice(0, 10);
+}
+
+/* "3.2 ms", "41 ms", "1.3 s" */
+function fmtMs(ms) {
+  if (ms < 10) return `${ms.toFixed(1)} ms`;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+/* Copies text to the clipboard; says so on the button. */
+async function copyText(text, btn) {
+  const label = btn.textContent;
+  let ok = false;
+  try {
+    await navigator.clipboard.writeText(text);
+    ok = true;
+  } catch (e) {
+    const t = el('textarea');
+    t.value = text;
+    document.body.append(t);
+    t.select();
+    try { ok = document.execCommand('copy'); } catch (e2) { ok = false; }
+    t.remove();
+  }
+  btn.textContent = ok ? 'copied' : 'cannot copy';
+  setTimeout(() => { btn.textContent = label; }, 1500);
 }
 
 function shortPath(p) {
@@ -172,6 +203,33 @@ function renderExamples() {
     });
     chip.append(img, name, w, x);
     box.append(chip);
+  }
+}
+
+/* ---- the start page: example queries for the loaded model ---- */
+
+/* The demo model (models/demo, docs/DEMO.md) knows only its rendered
+ * shapes; other models get everyday photo queries. */
+const DEMO_QUERIES = ['two red circles', 'a blue star in the top left',
+  'a square on a striped background', 'yellow triangles - 0.5:checkered background'];
+const PHOTO_QUERIES = ['a dog on the beach', 'sunset over the sea',
+  'a birthday cake with candles', 'snow in the mountains', 'a city street at night'];
+
+async function showSuggestions() {
+  const box = $('suggest');
+  if (box.dataset.model) return;
+  let st;
+  try { st = await api({ op: 'status' }); } catch (e) { return; }
+  const name = String((st.model && st.model.id) || '').split('@')[0];
+  box.dataset.model = name || '?';
+  const qs = /^demo/i.test(name) ? DEMO_QUERIES : PHOTO_QUERIES;
+  box.replaceChildren(el('span', 'muted',
+    `${st.images.toLocaleString()} images, model ${name}. Try: `));
+  for (const q of qs) {
+    const b = el('button', 'suggestion', q);
+    b.type = 'button';
+    b.addEventListener('click', () => { $('q').value = q; search({ push: true }); });
+    box.append(b);
   }
 }
 
@@ -269,10 +327,40 @@ async function search({ push }) {
   }
   $('results').replaceChildren();
   $('more').hidden = true;
+  $('date-hint').hidden = true;
   $('hint').hidden = req !== null;
-  if (req === null) { showMsg($('msg'), ''); return; }
+  $('suggest').hidden = req !== null;
+  renderQueryImages(req);
+  if (req === null) { showMsg($('msg'), ''); showSuggestions(); return; }
   page = { req, offset: 0, seq: page.seq + 1 };
   await loadPage();
+}
+
+/* The indexed images the query names (id:N, "More like this"), above the
+ * results, so the page shows what it is looking for. */
+function renderQueryImages(req) {
+  const box = $('query-images');
+  box.replaceChildren();
+  for (const t of req ? req.terms : []) {
+    if (t.id === undefined) continue;
+    const fig = el('figure', 'qimg');
+    fig.dataset.id = String(t.id);
+    const img = el('img');
+    img.alt = 'id:' + t.id;
+    img.width = 96;
+    img.height = 96;
+    setImage(img, `/thumb/${t.id}`);
+    const a = el('a', 'thumb');
+    a.href = `/image/${t.id}`;
+    a.target = '_blank';
+    a.rel = 'noopener';
+    a.title = 'Open the full image';
+    a.addEventListener('click', (ev) => { if (token) { ev.preventDefault(); openImage(t.id); } });
+    a.append(img);
+    fig.append(a, el('figcaption', '', (t.weight < 0 ? 'less like ' : 'more like ') + 'id:' + t.id));
+    box.append(fig);
+  }
+  box.hidden = box.children.length === 0;
 }
 
 async function loadPage() {
@@ -281,6 +369,7 @@ async function loadPage() {
   showMsg($('msg'), 'Searching…');
   $('more').hidden = true;
   let r;
+  const t0 = performance.now();
   try {
     r = await api(req);
   } catch (e) {
@@ -288,13 +377,35 @@ async function loadPage() {
     return;
   }
   if (mine !== page.seq) return;   /* a newer search started */
+  const ms = performance.now() - t0;
   const grid = $('results');
-  for (const h of r.results) grid.append(tile(h, page.offset + grid.children.length + 1));
+  for (const h of r.results) {
+    grid.append(tile(h, page.offset + grid.children.length + 1));
+    for (const q of document.querySelectorAll(`#query-images .qimg[data-id="${h.id}"]`))
+      q.querySelector('img').title = h.path;
+  }
   const n = grid.children.length;
-  showMsg($('msg'), n === 0 ? 'No results.' :
-    `${n} result${n === 1 ? '' : 's'} in ${r.took_ms.toFixed(0)} ms`);
+  /* a short page is the end: then n is every match; else more may follow */
+  const all = r.results.length < req.k;
+  showMsg($('msg'), n === 0 ? `No results (${fmtMs(ms)}).` : all ?
+    `${n} result${n === 1 ? '' : 's'} in ${fmtMs(ms)}` :
+    `first ${n} results in ${fmtMs(ms)} (more below)`);
+  dateHint(r.no_capture_time);
   page.offset += r.results.length;
-  $('more').hidden = r.results.length < req.k || page.offset + req.k > 10000;
+  $('more').hidden = all || page.offset + req.k > 10000;
+}
+
+/* A date filter on the capture time skips images without one (no EXIF
+ * date): say how many, and offer the files' dates instead. */
+function dateHint(n) {
+  const p = $('date-hint');
+  p.hidden = !(n > 0) || $('time').value !== 'capture';
+  if (p.hidden) return;
+  const b = el('button', '', 'Use file dates');
+  b.type = 'button';
+  b.addEventListener('click', () => { $('time').value = 'mtime'; search({ push: true }); });
+  p.replaceChildren(el('span', '', `${n.toLocaleString()} image${n === 1 ? ' has' : 's have'} ` +
+    'no capture date (EXIF) and cannot match the dates. '), b);
 }
 
 function tile(h, rank) {
@@ -425,7 +536,7 @@ function group(g) {
       el('span', 'dim', `${m.width}×${m.height} · ${fmtBytes(m.size)}`));
     const path = el('div', 'path', shortPath(m.path));
     path.title = m.path;
-    cap.append(line, path);
+    cap.append(line, path, memberActions(m));
     fig.append(a, cap);
     row.append(fig);
   }
@@ -433,7 +544,44 @@ function group(g) {
   return box;
 }
 
+/* open, copy path, search similar: what the daemon offers (deleting is
+ * the user's own, in the file manager). */
+function memberActions(m) {
+  const box = el('div', 'actions');
+  const open = el('a', 'act-open', 'open');
+  open.href = `/image/${m.id}`;
+  open.target = '_blank';
+  open.rel = 'noopener';
+  open.addEventListener('click', (ev) => { if (token) { ev.preventDefault(); openImage(m.id); } });
+  const copy = el('button', 'act-copy', 'copy path');
+  copy.type = 'button';
+  copy.title = m.path;
+  copy.addEventListener('click', () => copyText(m.path, copy));
+  const sim = el('a', 'act-similar', 'similar');
+  sim.href = '/?q=' + encodeURIComponent('id:' + m.id);
+  sim.title = 'Search for images like this one';
+  sim.addEventListener('click', (ev) => {
+    if (ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
+    ev.preventDefault();
+    history.pushState(null, '', sim.getAttribute('href'));
+    route();
+  });
+  box.append(open, copy, sim);
+  return box;
+}
+
 /* ---- the status view ---- */
+
+/* The queue fields the page shows, with their labels (docs/PROTOCOL.md);
+ * the others are on the cards or internal. */
+const QUEUE_LABELS = [
+  ['scanning', 'Scanning folders'], ['done', 'Files done since start'],
+  ['encoded', 'Images embedded'], ['reused', 'Embeddings reused (same bytes)'],
+  ['skipped', 'Skipped (not images, too small, excluded)'], ['failed', 'Failed since start'],
+  ['renamed', 'Moves followed'], ['deleted', 'Deletions followed'],
+  ['overflows', 'Event overflows (rescans)'], ['watches', 'Folders watched'],
+  ['warning', 'Warning'],
+];
 
 let statusTimer = null;
 
@@ -449,10 +597,9 @@ async function refreshStatus() {
   const pending = q.pending || 0, done = q.done || 0, rate = q.rate || 0;
   $('s-images').textContent = st.images.toLocaleString();
   $('s-pending').textContent = pending.toLocaleString();
+  /* the daemon's rate over its last seconds (0: idle or nothing finished) */
   $('s-rate').textContent = rate ? rate.toFixed(1) : '–';
-  /* the indexer's estimate when it has one, else pending / rate */
-  const eta = q.eta_s > 0 ? q.eta_s : rate > 0 ? pending / rate : NaN;
-  $('s-eta').textContent = pending ? fmtDuration(eta) : q.scanning ? 'scanning…' : 'done';
+  $('s-eta').textContent = pending ? fmtDuration(q.eta_s) : q.scanning ? 'scanning…' : 'done';
   $('s-failures').textContent = st.failures.toLocaleString();
   const prog = $('s-progress');
   prog.max = Math.max(1, done + pending);
@@ -462,11 +609,13 @@ async function refreshStatus() {
   const row = (k, v) => dl.append(el('dt', '', k), el('dd', '', v));
   row('Model', `${st.model.id} (${st.model.dim}-d)`);
   row('Index', `${st.index.kind}, ${st.index.vectors.toLocaleString()} vectors`);
-  row('Folders', (st.roots || []).join('\n') || '–');
-  /* whatever else the indexer reports about its queue */
-  for (const [k, v] of Object.entries(q))
-    if (!['pending', 'done', 'rate', 'eta_s'].includes(k) && typeof v !== 'object')
-      row('Queue ' + k.replace(/_/g, ' '), String(v));
+  row('Folders', (st.folders || st.roots || []).join('\n') || '–');
+  for (const [k, label] of QUEUE_LABELS) {
+    const v = q[k];
+    if (v === undefined || v === '') continue;
+    row(label, typeof v === 'boolean' ? (v ? 'yes' : 'no') :
+      typeof v === 'number' ? v.toLocaleString() : String(v));
+  }
   row('Memory', fmtBytes(st.rss_bytes || 0));
   row('Up', fmtDuration(st.uptime_s) + ` (version ${st.version})`);
   const tb = $('failures').tBodies[0];

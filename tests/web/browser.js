@@ -123,6 +123,22 @@ async function search(page, q) {
       'unexpected: ' + logged.join('\n'));
   });
 
+  await check('start_page_example_queries', async () => {
+    await page.goto(url + '/');
+    const ph = await page.getAttribute('#q', 'placeholder');
+    expect(!/beach/i.test(ph), 'placeholder ' + ph);
+    await page.waitForSelector('#suggest .suggestion');
+    const qs = await page.$$eval('#suggest .suggestion', (bs) => bs.map((b) => b.textContent));
+    /* the fixture model is not the demo: everyday photo queries */
+    expect(qs.length >= 3 && qs[0] === 'a dog on the beach', 'examples: ' + qs);
+    expect((await page.textContent('#suggest')).includes(`${N_IMAGES} images`), 'no image count');
+    await page.click('#suggest .suggestion');
+    const r = await results(page, N_IMAGES);
+    expect(r.length === N_IMAGES, `${r.length} tiles`);
+    expect(new URL(page.url()).searchParams.get('q') === qs[0], 'the URL: ' + page.url());
+    expect(await page.isHidden('#suggest'), 'the examples stay over the results');
+  });
+
   await check('search_shows_thumbnails', async () => {
     await search(page, 'a photo');
     all = await results(page, N_IMAGES);
@@ -131,7 +147,11 @@ async function search(page, q) {
     for (let i = 1; i < all.length; i++) expect(all[i - 1].score >= all[i].score, 'not ranked');
     const u = new URL(page.url());
     expect(u.searchParams.get('q') === 'a photo', 'the URL has no query: ' + page.url());
-    if (shot) await page.screenshot({ path: shot });
+    /* the number of matches (a short page: all of them) and a real time */
+    const msg = await page.textContent('#msg');
+    expect(/^13 results in (\d+\.\d ms|\d+ ms|\d+\.\d s)$/.test(msg) && !/ 0 ms/.test(msg),
+      'message: ' + msg);
+    if (shot && !process.env.WEB_DEMO_URL) await page.screenshot({ path: shot });
   });
 
   await check('bookmark_reopens_search', async () => {
@@ -158,6 +178,19 @@ async function search(page, q) {
     r = await results(page, 5);
     expect(r.length === 5, `min score ${min}: ${r.length} tiles`);
     expect(await page.inputValue('#min') === min, 'the filter is not shown');
+    /* capture dates: the photos have none, so nothing matches; the page
+     * says why and offers the files' dates */
+    await page.goto(url + '/?q=a+photo&from=2011-01-01&to=2011-12-31');
+    r = await results(page, 0);
+    expect(r.length === 0, `capture dates: ${r.length} tiles`);
+    await page.waitForSelector('#date-hint:not([hidden])');
+    const hint = await page.textContent('#date-hint');
+    expect(hint.includes(`${N_IMAGES} images have no capture date`), 'hint: ' + hint);
+    await page.click('#date-hint button');
+    r = await results(page, 6);
+    expect(r.length === 6, `file dates: ${r.length} tiles`);
+    expect(new URL(page.url()).searchParams.get('time') === 'mtime', 'URL ' + page.url());
+    expect(await page.isHidden('#date-hint'), 'the hint stays');
   });
 
   await check('more_like_this', async () => {
@@ -169,6 +202,12 @@ async function search(page, q) {
     const r = await results(page, N_IMAGES);
     expect(r[0].id === id && r[0].score > 0.999, `first is ${r[0].id} (${r[0].score}), want ${id}`);
     expect(r.every((x) => x.loaded), 'a thumbnail did not load');
+    /* the picture it is like, above the results */
+    await page.waitForFunction((want) => {
+      const i = document.querySelector(`#query-images .qimg[data-id="${want}"] img`);
+      return i && i.complete && i.naturalWidth > 0;
+    }, id, { timeout: 5000 });
+    expect(await page.isVisible('#query-images'), 'no query image');
     await page.goBack();
     await page.waitForFunction(() => new URL(location.href).searchParams.get('q') === 'a photo');
   });
@@ -211,6 +250,28 @@ async function search(page, q) {
     expect(g[0][0].path === photos + '/beach/photo 00.jpg', 'keeper ' + g[0][0].path);
     expect(g[0].every((m) => m.loaded), 'a thumbnail did not load');
     expect(new URL(page.url()).searchParams.get('kind') === 'exact', 'the URL has no kind');
+    /* groups share the width (a grid of groups, not one row each) */
+    const [gw, all] = await page.evaluate(() => [
+      document.querySelector('#groups .group').getBoundingClientRect().width,
+      document.getElementById('groups').getBoundingClientRect().width]);
+    expect(gw < all / 2, `a group takes ${gw} of ${all} px`);
+    /* actions: open, copy path, similar */
+    const acts = await page.$$eval('#groups .tile:nth-child(2) .actions > *', (as) => as.map((a) => a.textContent));
+    expect(JSON.stringify(acts) === JSON.stringify(['open', 'copy path', 'similar']), 'actions ' + acts);
+    const href = await page.$eval('#groups .tile:nth-child(2) .act-open', (a) => a.href);
+    const res = await page.request.get(href);
+    expect(res.status() === 200, `open: ${res.status()}`);
+    await browser.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: url });
+    await page.click('#groups .tile:nth-child(2) .act-copy');
+    await page.waitForFunction(() => document.querySelector('#groups .tile:nth-child(2) .act-copy')
+      .textContent === 'copied', null, { timeout: 5000 });
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    expect(copied === g[0][1].path, `copied ${copied}`);
+    const id = await page.$eval('#groups .tile:nth-child(2)', (t) => t.dataset.id);
+    await page.click('#groups .tile:nth-child(2) .act-similar');
+    await page.waitForFunction((want) => new URL(location.href).searchParams.get('q') === 'id:' + want, id);
+    const r = await results(page, N_IMAGES);
+    expect(r[0].id === id || r[0].score > 0.999, `similar: first is ${r[0].id}`);
   });
 
   await check('status_view', async () => {
@@ -221,7 +282,32 @@ async function search(page, q) {
     const rows = await page.$$eval('#failures tbody tr', (trs) => trs.map((tr) => tr.innerText));
     expect(rows.length === 1 && rows[0].includes('broken.jpg'), 'failures: ' + rows);
     expect(await page.textContent('#s-eta') === 'done', 'time left');
-    expect((await page.textContent('#s-details')).includes('Model'), 'no details');
+    expect(await page.textContent('#s-rate') === '–', 'a rate while idle');
+    const details = await page.textContent('#s-details');
+    expect(details.includes('Model'), 'no details');
+    /* readable labels, not the protocol's keys */
+    expect(!/Queue |\btrue\b|\bfalse\b|_/.test(details), 'raw labels: ' + details);
+    expect(details.includes('Scanning folders') && details.includes('Folders watched'),
+      'labels: ' + details);
+    expect(details.includes(photos), 'folders: ' + details);
+  });
+
+  await check('phone_width_grid', async () => {
+    const p3 = await browser.newPage();
+    await p3.setViewportSize({ width: 390, height: 844 });
+    await p3.goto(url + '/?q=a+photo');
+    const r = await results(p3, N_IMAGES);
+    expect(r.length === N_IMAGES, `${r.length} tiles`);
+    const boxes = await p3.$$eval('#results .tile', (ts) => ts.map((t) => {
+      const b = t.getBoundingClientRect();
+      return { w: b.width, top: Math.round(b.top) };
+    }));
+    const perRow = boxes.filter((b) => b.top === boxes[0].top).length;
+    expect(perRow >= 2 && perRow <= 4, `${perRow} thumbnails in the first row`);
+    expect(boxes[0].w < 390 / 2, `a thumbnail is ${boxes[0].w} px wide`);
+    const scroll = await p3.evaluate(() => document.documentElement.scrollWidth);
+    expect(scroll <= 390, `the page scrolls sideways (${scroll} px)`);
+    await p3.close();
   });
 
   await check('token_asked_and_sent', async () => {
@@ -243,6 +329,20 @@ async function search(page, q) {
     expect(srcs.every((s) => s.startsWith('blob:')), 'thumbnails not fetched with the token');
     await p2.close();
   });
+
+  if (shot && process.env.WEB_DEMO_URL) {
+    await check('demo_screenshot', async () => {
+      /* the README's picture: the demo model on its rendered photos */
+      const p4 = await browser.newPage();
+      await p4.setViewportSize({ width: 1280, height: 860 });
+      await p4.goto(process.env.WEB_DEMO_URL + '/?q=' + encodeURIComponent('two red circles') + '&k=24');
+      const r = await results(p4, 24);
+      expect(r.length === 24, `${r.length} tiles`);
+      expect(r.every((x) => x.loaded && x.score > 0), 'scores: ' + r.map((x) => x.score));
+      await p4.screenshot({ path: shot });
+      await p4.close();
+    });
+  }
 
   await check('no_errors_or_external_requests', async () => {
     expect(problems.length === 0, problems.join('\n'));
