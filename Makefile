@@ -129,30 +129,38 @@ bench: deps
 	BUILD=$(BUILD) bench/run.sh $(B)
 
 # Fuzz targets (fuzz/<name>_fuzz.c, libFuzzer): built with clang, ASan and
-# UBSan into build-fuzz/, each run for FUZZ_SECONDS on its seed corpus.
+# UBSan into build-fuzz/, each run for FUZZ_SECONDS on its seed corpus
+# (fuzz/<name>_seeds, else what the case below names).  Every target links
+# the daemon's archives and what they need (request_fuzz reaches
+# request.c, dispatch.c, access.c and web.c); the others use only encoder
+# and common, which the linker alone takes.  Each run's log is kept in
+# build-fuzz/<name>.log; its last status line (executions, coverage)
+# is printed, or the log's tail when the target fails.
 FUZZ_SECONDS ?= 30
 FUZZ_SRCS := $(wildcard fuzz/*_fuzz.c)
+FUZZ_LIBS := $(foreach m,$(DEPS_daemon),build-fuzz/libcdx_$(m).a)
 fuzz:
 	tools/deps.sh --fuzz
 	$(MAKE) CC=clang CXX=clang++ BUILD=build-fuzz OPT="-O1 -g" \
 	    SANFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" \
-	    build-fuzz/libcdx_encoder.a build-fuzz/libcdx_common.a
+	    $(FUZZ_LIBS)
 	@set -e; for f in $(FUZZ_SRCS); do \
 	    n=$$(basename $$f .c); \
 	    clang -std=c11 -D_GNU_SOURCE -I. -g -O1 \
 	        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	        -o build-fuzz/$$n $$f build-fuzz/libcdx_encoder.a \
-	        build-fuzz/libcdx_common.a $(LDLIBS); \
+	        -fsanitize-link-c++-runtime \
+	        -o build-fuzz/$$n $$f $(FUZZ_LIBS) $(LDLIBS); \
 	    seeds=""; case $$n in \
 	        image_*) seeds=tests/fixtures/images ;; \
-	        safetensors_*) seeds=fuzz/safetensors_seeds ;; \
-	        query_*) seeds=fuzz/query_seeds ;; \
 	        tokenize_*) seeds="fuzz/tokenize_seeds -dict=fuzz/tokenize.dict" ;; \
-	        sptok_*) seeds="fuzz/sptok_seeds -dict=fuzz/sptok.dict" ;; esac; \
+	        sptok_*) seeds="fuzz/sptok_seeds -dict=fuzz/sptok.dict" ;; \
+	        *) seeds=fuzz/$${n%_fuzz}_seeds ;; esac; \
 	    mkdir -p build-fuzz/corpus-$$n; \
 	    echo "== $$n ($(FUZZ_SECONDS) s)"; \
-	    build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-	        build-fuzz/corpus-$$n $$seeds 2>&1 | tail -3; \
+	    if ! build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	        build-fuzz/corpus-$$n $$seeds >build-fuzz/$$n.log 2>&1; then \
+	        tail -40 build-fuzz/$$n.log; exit 1; fi; \
+	    grep -E "^#[0-9]+[[:space:]]+DONE|^Done [0-9]+ runs" build-fuzz/$$n.log; \
 	done
 
 # The main job: make run MODEL=<CLIP folder> PHOTOS=<folder> [STORE=<dir>]

@@ -3,13 +3,22 @@
  * rule and the browser guard (Host/Origin), each written once here and
  * called by every transport and by the configuration check.
  *
- * Where the daemon's earlier copies of these rules disagreed, the
- * strictest one was kept:
- *   - loopback host names: "127." followed by anything (as before; the
- *     hardening issue narrows it here), "localhost" in lower case only,
- *     "[::1]"; the last two are followed by ":PORT" or nothing.
- *     ("LOCALHOST" used to be loopback for the web page's files and images
- *     but not for /api; it is now refused, or needs the token, on both.)
+ * The loopback rule (access_is_loopback, which every other decision here
+ * calls): the host is parsed, not matched by prefix, and is loopback only
+ * when it is
+ *   - a numeric IPv4 address in 127.0.0.0/8, all four octets in decimal
+ *     ("127.0.0.1", "127.1.2.3"; not "127.1", "127.0.0.1.evil.example",
+ *     "127.attacker.test", "127.0.0.1@evil"),
+ *   - a bracketed IPv6 loopback address ("[::1]"), or
+ *   - "localhost", in any case ("LOCALHOST"),
+ * followed by nothing or ":PORT", PORT 1 to 5 digits up to 65535 (so
+ * "127.0.0.1:80, evil" and "localhost:" are not).  Anything else, the
+ * empty string included, is not loopback: it needs the token.
+ * It decides, identically: config.c's --listen and --http checks, the
+ * origin of nng tcp/ws listeners, and for HTTP the Host/Origin guard and
+ * the token on /api, /image and /thumb.
+ *
+ * Further rules:
  *   - a listening URL other than ipc:// and inproc:// that is not loopback
  *     needs --token, whatever its transport (tcp://, ws://, ...).
  *   - the browser guard (an Origin header must name this server, and on a
@@ -26,14 +35,15 @@
 
 #include "daemon/daemon.h"
 
-/* 1 when hostport ("HOST", "HOST:PORT", "[V6]:PORT") names a loopback
- * address by the rule above, else 0 (NULL gives 0). */
+/* 1 when hostport ("HOST", "HOST:PORT", "[V6]", "[V6]:PORT") names a
+ * loopback address by the rule above, else 0 (NULL gives 0). */
 int access_is_loopback(const char *hostport);
 
 /* The origin (enum srv_origin) of requests arriving at a listening
  * address: SRV_ORIGIN_LOCAL for ipc:// and inproc://, SRV_ORIGIN_LOOPBACK
- * for a loopback host (with or without a "scheme://"), else
- * SRV_ORIGIN_REMOTE. */
+ * when the host is loopback (after "scheme://" the authority, up to any
+ * "/path"; without a scheme, as --http, the whole string), else
+ * SRV_ORIGIN_REMOTE (NULL too). */
 int access_origin_of_url(const char *url);
 
 /* 1 when requests of this origin must carry the token. */

@@ -381,8 +381,8 @@ srv_config_finish(srv_config *c, cdx_error *err)
 			return cdx_error_set(err, CDX_EINVAL, "--listen %s is not a "
 			    "loopback address: set --token (or CLIPDEX_TOKEN)", u);
 	}
-	if (c->http != NULL && !access_is_loopback(c->http) &&
-	    c->token == NULL)
+	if (c->http != NULL && access_token_needed(access_origin_of_url(c->http))
+	    && c->token == NULL)
 		return cdx_error_set(err, CDX_EINVAL, "--http %s is not a loopback "
 		    "address: set --token (or CLIPDEX_TOKEN)", c->http);
 	return 0;

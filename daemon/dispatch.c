@@ -19,50 +19,6 @@
 #include "daemon/roots.h"
 #include "daemon/srv_internal.h"
 
-/* ---- base64 ---- */
-
-static int
-b64_value(unsigned char ch)
-{
-	if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-	if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-	if (ch == '+' || ch == '-') return 62;
-	if (ch == '/' || ch == '_') return 63;
-	return -1;
-}
-
-/* Decodes standard (or URL-safe) base64, padding optional, whitespace
- * ignored.  Returns the decoded length or -1 if malformed. */
-static long
-b64_decode(const char *in, size_t len, uint8_t *out)
-{
-	uint32_t acc = 0;
-	int bits = 0, pad = 0;
-	long n = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)in[i];
-		if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t')
-			continue;
-		if (ch == '=') {
-			pad++;
-			continue;
-		}
-		int v = b64_value(ch);
-		if (v < 0 || pad > 0)
-			return -1;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[n++] = (uint8_t)(acc >> bits);
-		}
-	}
-	if (pad > 2 || bits >= 6)
-		return -1;
-	return n;
-}
-
 /* ---- query vectors ---- */
 
 enum { TERM_TEXT, TERM_IMAGE, TERM_PATH, TERM_ID };
@@ -121,7 +77,7 @@ srv_image_bytes(srv_call *c, const cJSON *image, const cJSON *path,
 		uint8_t *d = malloc(blen / 4 * 3 + 3);
 		if (d == NULL)
 			return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
-		long n = b64_decode(b, blen, d);
+		long n = srv_base64_decode(b, blen, d);
 		if (n < 0) {
 			free(d);
 			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'image' is not valid "

@@ -11,6 +11,9 @@
 #ifndef CDX_SRV_REQUEST_H
 #define CDX_SRV_REQUEST_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include <cjson/cJSON.h>
 
 #include "common/proto.h"
@@ -34,12 +37,23 @@ typedef struct srv_call {
 	char emsg[CDX_ERRMSG_MAX + 64];
 } srv_call;
 
-/* Parses c->job's bytes into c->req and checks the envelope, in this
- * order: a JSON object (bad_json), the tag (kept in the job, so every
- * reply carries it), the token when `token` is not NULL and the job's
- * origin needs one (unauthorized; a bearer token from HTTP wins over the
- * "token" field), "v" absent or 1 (unsupported_version), an "op" string
- * (bad_request).  Returns 0 with c->op set, or -1 (srv_fail). */
+/* Parses c->job's bytes (job->len of them; no terminating NUL needed)
+ * into c->req and checks the envelope, in this order:
+ *   - one JSON object and nothing after it but whitespace, parsed
+ *     strictly by RFC 8259 where cJSON is lenient (numbers such as "01",
+ *     "1.", "+1", ".5"; control characters in strings; whitespace other
+ *     than space, tab, CR, LF): bad_json;
+ *   - the tag (kept in the job, so every later reply carries it);
+ *   - no string, key or value, anywhere in the request, holding a NUL
+ *     (raw or "\u0000"), since the daemon reads strings up to their first
+ *     NUL: bad_request;
+ *   - no object anywhere holding the same key twice: bad_request;
+ *   - the token when `token` is not NULL and the job's origin needs one
+ *     (unauthorized; a bearer token from HTTP wins over the "token"
+ *     field);
+ *   - "v" absent or 1 (unsupported_version), an "op" string (bad_request).
+ * So every string an operation reads from c->req is the whole string that
+ * was sent.  Returns 0 with c->op set, or -1 (srv_fail). */
 int request_parse(srv_call *c, const char *token);
 
 /* Records a protocol error and its message; returns -1. */
@@ -57,6 +71,11 @@ int srv_get_num(srv_call *c, const cJSON *obj, const char *name, double lo,
     double hi, int *present, double *out);
 /* 1 when the field is true, else 0. */
 int srv_get_bool(const cJSON *obj, const char *name);
+
+/* Decodes in[0..len), standard or URL-safe base64 (padding optional,
+ * whitespace ignored), into out, which holds at least len / 4 * 3 + 3
+ * bytes.  Returns the decoded length, or -1 when malformed. */
+long srv_base64_decode(const char *in, size_t len, uint8_t *out);
 
 /* Answers the call with the success object r (adds v, ok, tag; takes r)
  * and clears c->job. */

@@ -6,6 +6,9 @@
                            2 preprocessor_config.json)
   fuzz/tokenize_seeds/     tokenize_fuzz (CLIP BPE text)
   fuzz/query_seeds/        query_fuzz (the query syntax, docs/CLI.md)
+  fuzz/request_seeds/      request_fuzz (the first byte picks the part:
+                           0 a request body, 1 base64, 2 a /thumb or /image
+                           URI, 3 "ADDR\nHOST\nORIGIN\nAUTH" for access.c)
 
 Each seed is small (the whole set is under 16 KB) and either valid or one
 edge away from valid, so that the fuzzer starts inside each parser instead
@@ -168,6 +171,80 @@ def query_seeds():
     return {"query%02d" % i: q.encode() for i, q in enumerate(queries)}
 
 
+REQUEST, BASE64, URI, ACCESS = b"\x00", b"\x01", b"\x02", b"\x03"
+
+
+def request_seeds():
+    """Valid requests of every operation (docs/PROTOCOL.md), then the
+    edges the strict parser refuses."""
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgAB"
+    ops = [
+        {"op": "status", "v": 1, "tag": 1},
+        {"op": "search", "text": "a red circle", "k": 10, "offset": 0,
+         "min_score": 0.1, "collapse": 0.95, "tag": "t",
+         "filter": {"path_prefix": "/tmp/", "time": "exif",
+                    "after": "2020-01-01", "before": "2024-12-31"}},
+        {"op": "search", "terms": [{"text": "beach", "weight": 1},
+                                   {"id": 42, "weight": -0.5},
+                                   {"path": "/tmp/a.jpg"},
+                                   {"image": png, "weight": 0.25}],
+         "min_prob": 0.5},
+        {"op": "search", "image": png, "k": 1},
+        {"op": "similar", "id": 7, "k": 5},
+        {"op": "embed", "text": "hello"},
+        {"op": "embed", "image": png},
+        {"op": "add", "path": "/tmp", "wait": True},
+        {"op": "remove", "path": "/tmp/photos"},
+        {"op": "failures", "limit": 10},
+        {"op": "dupes", "threshold": 0.95, "limit": 10},
+        {"op": "check", "image": png},
+        {"op": "retrieve", "text": "cat", "k": 3},
+        {"op": "parse", "query": "beach - 0.7:people + 2:id:18 + path:/p/a.jpg"},
+        {"op": "nope", "token": "s3cret", "tag": {"a": [1, None, True]}},
+    ]
+    seeds = {}
+    for i, r in enumerate(ops):
+        seeds["op%02d" % i] = REQUEST + json.dumps(r).encode()
+    edges = [
+        b'{"op":"status"}xyz', b'{"op":"status"} \r\n\t',
+        b'{"op":"nope","k":01}', b'{"op":"nope","k":1.}',
+        b'{"op":"nope","k":-0.5e+10}', b'{"op":"nope","k":.5}',
+        b'{"op":"remove","path":"/tmp\\u0000/x.jpg"}',
+        b'{"op":"nope","token":"s3cret\\u0000junk"}',
+        b'{"op":"nope","a":"\\\\u0000 \\ud83d\\ude00 \\u00e9"}',
+        b'{"op":"status","op":"nope"}', b'{"op":"nope","a":[{"x":1,"x":2}]}',
+        b'{"op":"nope","x\x00y":1}', b'\x01{"op":"nope"}', b"{",
+        b'{"op":"search","image":"////","k":1}',
+    ]
+    for i, e in enumerate(edges):
+        seeds["edge%02d" % i] = REQUEST + e
+    for i, b in enumerate([b"aGVsbG8=", b"aGVsbG8", b"a G\nVs bG8=",
+                           b"-_-_", b"aGVsbG8===", b"a=b", b"a"]):
+        seeds["base64_%02d" % i] = BASE64 + b
+    for i, u in enumerate([b"/thumb/42", b"/thumb/42?v=1700000000",
+                           b"/image/18446744073709551615",
+                           b"/image/18446744073709551616", b"/thumb/-1",
+                           b"/image/../../etc/passwd", b"/thumb/1?v=x",
+                           b"/thumb/%34%32", b"/image/"]):
+        seeds["uri%02d" % i] = URI + u
+    for i, a in enumerate([
+            b"127.0.0.1:8080\n127.0.0.1:8080\nhttp://127.0.0.1:8080\n"
+            b"Bearer s3cret",
+            b"127.0.0.1:8080\nlocalhost:8080\n\nBearer x",
+            b"localhost:8080\nLOCALHOST:8080\nhttp://LOCALHOST:8080",
+            b"[::1]:8080\n[::1]:8080",
+            b"127.0.0.1:8080\n127.0.0.1.evil.example:8080",
+            b"127.0.0.1:8080\n127.0.0.1:8080, evil",
+            b"127.0.0.1:8080\n127.0.0.1@evil:8080",
+            b"tcp://127.0.0.1:5555",
+            b"ws://[::1]:80/x\nx",
+            b"0.0.0.0:8080\nphotos.example\nhttp://photos.example\n"
+            b"Bearer s3cret",
+            b"127.1:80", b"127.0.0.1:65536", b"ipc:///tmp/x.sock"]):
+        seeds["access%02d" % i] = ACCESS + a
+    return seeds
+
+
 def write(folder, seeds):
     path = os.path.join(ROOT, "fuzz", folder)
     shutil.rmtree(path, ignore_errors=True)
@@ -181,6 +258,7 @@ def main():
     write("safetensors_seeds", {**safetensors_seeds(), **config_seeds()})
     write("tokenize_seeds", tokenize_seeds())
     write("query_seeds", query_seeds())
+    write("request_seeds", request_seeds())
 
 
 if __name__ == "__main__":

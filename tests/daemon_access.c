@@ -23,20 +23,50 @@ test_loopback(void **state)
 		{ "localhost", 1 },
 		{ "[::1]:8080", 1 },
 		{ "[::1]", 1 },
-		/* the copies disagreed: now refused everywhere */
-		{ "LOCALHOST:8080", 0 },
-		{ "Localhost", 0 },
+		{ "127.255.255.255:65535", 1 },
+		{ "[0:0:0:0:0:0:0:1]:80", 1 },
+		/* "localhost" in any case (issue 14) */
+		{ "LOCALHOST:8080", 1 },
+		{ "Localhost", 1 },
 		{ "[::1]x:80", 0 },
 		/* never loopback */
 		{ "localhost.evil.example:80", 0 },
 		{ "localhostx:80", 0 },
+		{ "localhost.:80", 0 },
 		{ "0.0.0.0:8080", 0 },
 		{ "192.168.1.2:8080", 0 },
+		{ "128.0.0.1:8080", 0 },
 		{ "evil.example:8080", 0 },
 		{ "[::]:8080", 0 },
 		{ "[::12]:8080", 0 },
+		{ "[::ffff:127.0.0.1]:80", 0 },
+		{ "[::1", 0 },
 		{ "::1", 0 },
 		{ "", 0 },
+		/* DNS rebinding: names that only start like a loopback address
+		 * (issue 14; the "127." prefix rule took them all) */
+		{ "127.0.0.1.evil.example", 0 },
+		{ "127.0.0.1.evil.example:8080", 0 },
+		{ "127.attacker.test:8080", 0 },
+		{ "127.foo.lan", 0 },
+		{ "127.0.0.1@evil:80", 0 },
+		{ "127.0.0.1:8080, evil", 0 },
+		{ "127.1", 0 },
+		{ "127.0.0.256:80", 0 },
+		{ " 127.0.0.1:80", 0 },
+		{ "127.0.0.1 :80", 0 },
+		/* garbage ports */
+		{ "127.0.0.1:", 0 },
+		{ "127.0.0.1:abc", 0 },
+		{ "127.0.0.1:+80", 0 },
+		{ "127.0.0.1:-1", 0 },
+		{ "127.0.0.1:80 ", 0 },
+		{ "127.0.0.1:80:80", 0 },
+		{ "127.0.0.1:65536", 0 },
+		{ "127.0.0.1:123456", 0 },
+		{ "localhost:8080x", 0 },
+		{ "[::1]:", 0 },
+		{ "[::1]:8o", 0 },
 		{ NULL, 0 },
 	};
 	(void)state;
@@ -59,7 +89,14 @@ test_origin_of_url(void **state)
 		{ "ws://127.0.0.1:5555/x", SRV_ORIGIN_LOOPBACK },
 		{ "127.0.0.1:8080", SRV_ORIGIN_LOOPBACK },      /* --http */
 		{ "tcp://0.0.0.0:5555", SRV_ORIGIN_REMOTE },
-		{ "tcp://LOCALHOST:5555", SRV_ORIGIN_REMOTE },
+		{ "tcp://LOCALHOST:5555", SRV_ORIGIN_LOOPBACK },
+		{ "tcp://127.foo.lan:5555", SRV_ORIGIN_REMOTE },
+		{ "tcp://127.0.0.1.evil.example:5555", SRV_ORIGIN_REMOTE },
+		{ "ws://127.0.0.1@evil:80/x", SRV_ORIGIN_REMOTE },
+		{ "127.foo.lan:8080", SRV_ORIGIN_REMOTE },      /* --http */
+		{ "127.0.0.1:8080/x", SRV_ORIGIN_REMOTE },      /* --http */
+		{ "tcp://:5555", SRV_ORIGIN_REMOTE },
+		{ "", SRV_ORIGIN_REMOTE },
 		{ "ws://example.org:80/x", SRV_ORIGIN_REMOTE },
 		{ "0.0.0.0:8080", SRV_ORIGIN_REMOTE },
 	};
@@ -69,6 +106,7 @@ test_origin_of_url(void **state)
 			fail_msg("access_origin_of_url(\"%s\") is %d, not %d",
 			    cases[i].url, access_origin_of_url(cases[i].url),
 			    cases[i].want);
+	assert_int_equal(access_origin_of_url(NULL), SRV_ORIGIN_REMOTE);
 	assert_false(access_token_needed(SRV_ORIGIN_LOCAL));
 	assert_false(access_token_needed(SRV_ORIGIN_LOOPBACK));
 	assert_true(access_token_needed(SRV_ORIGIN_REMOTE));
@@ -116,7 +154,16 @@ test_http_guard(void **state)
 		{ "127.0.0.1:8080", "evil.example:8080", NULL, 0 },
 		{ "127.0.0.1:8080", "evil.example:8080", "http://evil.example:8080",
 		    0 },
-		{ "127.0.0.1:8080", "LOCALHOST:8080", NULL, 0 },
+		{ "127.0.0.1:8080", "LOCALHOST:8080", NULL, 1 },
+		{ "127.0.0.1:8080", "127.0.0.1.evil.example:8080", NULL, 0 },
+		{ "127.0.0.1:8080", "127.0.0.1.evil.example:8080",
+		    "http://127.0.0.1.evil.example:8080", 0 },
+		{ "127.0.0.1:8080", "127.attacker.test:8080",
+		    "http://127.attacker.test:8080", 0 },
+		{ "127.0.0.1:8080", "127.0.0.1@evil:8080", NULL, 0 },
+		{ "127.0.0.1:8080", "127.0.0.1:8080, evil", NULL, 0 },
+		{ "localhost:8080", "127.0.0.1.evil.example", NULL, 0 },
+		{ "[::1]:8080", "127.foo.lan:8080", NULL, 0 },
 		{ "127.0.0.1:8080", NULL, NULL, 0 },
 		{ "127.0.0.1:8080", "", NULL, 0 },
 		/* another site (CSRF): Origin is not this server */
@@ -132,7 +179,8 @@ test_http_guard(void **state)
 		    "http://photos.example:8080", 1 },
 		{ "0.0.0.0:8080", "photos.example:8080", "http://evil.example",
 		    0 },
-		{ "LOCALHOST:8080", "evil.example:8080", NULL, 1 },
+		{ "127.foo.lan:8080", "evil.example:8080", NULL, 1 },
+		{ "LOCALHOST:8080", "evil.example:8080", NULL, 0 },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)

@@ -76,16 +76,18 @@ teardown(void **state)
 /* Dispatches json (from origin, with an HTTP bearer token auth or NULL)
  * and returns the parsed reply; *status gets its HTTP status. */
 static cJSON *
-call(fixture *f, const char *json, int origin, const char *auth,
-    int *status)
+call_len(fixture *f, const char *json, size_t len, int origin,
+    const char *auth, int *status)
 {
 	struct reply r = { 0 };
 	srv_job *job = calloc(1, sizeof(*job));
 	cJSON *out;
 
 	assert_non_null(job);
-	job->req = strdup(json);
-	job->len = strlen(json);
+	/* exactly len bytes, no NUL after them: the parser reads no further */
+	assert_non_null(job->req = malloc(len > 0 ? len : 1));
+	memcpy(job->req, json, len);
+	job->len = len;
 	job->origin = origin;
 	job->auth = auth ? strdup(auth) : NULL;
 	job->fn = on_reply;
@@ -100,15 +102,22 @@ call(fixture *f, const char *json, int origin, const char *auth,
 	return out;
 }
 
+static cJSON *
+call(fixture *f, const char *json, int origin, const char *auth,
+    int *status)
+{
+	return call_len(f, json, strlen(json), origin, auth, status);
+}
+
 /* Checks an error reply: its code, its HTTP status (the table's), a
  * message, and the tag (tag: the expected tag as JSON text, or NULL for
  * none). */
 static void
-expect_error(fixture *f, const char *json, int origin, const char *auth,
-    enum cdx_proto_code code, const char *tag)
+expect_error_len(fixture *f, const char *json, size_t len, int origin,
+    const char *auth, enum cdx_proto_code code, const char *tag)
 {
 	int status;
-	cJSON *r = call(f, json, origin, auth, &status);
+	cJSON *r = call_len(f, json, len, origin, auth, &status);
 	const cJSON *e = cJSON_GetObjectItemCaseSensitive(r, "error");
 	const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "code");
 	const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
@@ -134,6 +143,13 @@ expect_error(fixture *f, const char *json, int origin, const char *auth,
 	cJSON_Delete(r);
 }
 
+static void
+expect_error(fixture *f, const char *json, int origin, const char *auth,
+    enum cdx_proto_code code, const char *tag)
+{
+	expect_error_len(f, json, strlen(json), origin, auth, code, tag);
+}
+
 /* The envelope: JSON, v, op; the tag comes back with every error once the
  * request parsed, whatever its type. */
 static void
@@ -155,6 +171,112 @@ test_envelope(void **state)
 	    CDX_PROTO_BAD_REQUEST, "{\"a\":[1,null]}");
 	expect_error(f, "{\"op\":5,\"tag\":null}", L, NULL,
 	    CDX_PROTO_BAD_REQUEST, "null");
+}
+
+/* Strict JSON (issue 14): what cJSON accepts and RFC 8259 does not is
+ * bad_json, with no tag (the request never parsed). */
+static void
+test_strict_json(void **state)
+{
+	fixture *f = *state;
+	static const char *const bad[] = {
+		/* trailing bytes after the value */
+		"{\"op\":\"status\"}xyz",
+		"{\"op\":\"status\"} x",
+		"{\"op\":\"status\"}{}",
+		"{\"op\":\"status\"},",
+		/* numbers outside the grammar */
+		"{\"op\":\"nope\",\"k\":01}",
+		"{\"op\":\"nope\",\"k\":-01}",
+		"{\"op\":\"nope\",\"k\":1.}",
+		"{\"op\":\"nope\",\"k\":+1}",
+		"{\"op\":\"nope\",\"k\":.5}",
+		"{\"op\":\"nope\",\"k\":1e}",
+		"{\"op\":\"nope\",\"k\":1e+}",
+		"{\"op\":\"nope\",\"k\":0x10}",
+		"{\"op\":\"nope\",\"k\":-}",
+		"{\"op\":\"nope\",\"k\":1.5.2}",
+		"{\"op\":\"nope\",\"k\":[1,-.5]}",
+		"{\"op\":\"nope\",\"k\":NaN}",
+		"{\"op\":\"nope\",\"k\":Infinity}",
+		"{\"op\":\"nope\",\"k\":tru}",
+		/* control characters: raw in a string, or as whitespace */
+		"{\"op\":\"no\x01pe\"}",
+		"{\"op\":\"no\npe\"}",
+		"\x01{\"op\":\"nope\"}",
+		"{\"op\":\x0b\"nope\"}",
+		"{\"op\":\"nope\"}\x0c",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_error(f, bad[i], SRV_ORIGIN_LOCAL, NULL, CDX_PROTO_BAD_JSON,
+		    NULL);
+	/* a NUL byte after the object is not its end */
+	static const char nul_after[] = "{\"op\":\"nope\"}\0xyz";
+	expect_error_len(f, nul_after, sizeof(nul_after) - 1, SRV_ORIGIN_LOCAL,
+	    NULL, CDX_PROTO_BAD_JSON, NULL);
+	/* what JSON allows goes on to the op (unknown here) */
+	static const char *const good[] = {
+		"{\"op\":\"nope\",\"tag\":1} \t\r\n",
+		" \n{\"op\":\"nope\",\"tag\":1}",
+		"{\"op\":\"nope\",\"tag\":1,\"a\":[-0,0,1.5e-3,1E+2,0.0,-12,"
+		    "10,3e7,true,false,null]}",
+		"{\"op\":\"nope\",\"tag\":1,\"a\":\"\\\\u0000 \\u0001 "
+		    "\\\" \u00e9\"}",
+		"{\"op\":\"nope\",\"tag\":1,\"a\":{\"x\":1,\"y\":{\"x\":1}},"
+		    "\"b\":[{\"x\":1},{\"x\":2}]}",
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		expect_error(f, good[i], SRV_ORIGIN_LOCAL, NULL,
+		    CDX_PROTO_UNKNOWN_OP, "1");
+}
+
+/* A NUL in any string, key or value, at any depth, and a key twice in one
+ * object are bad_request (issue 14): the daemon reads strings up to their
+ * first NUL, and a duplicate's second value would be ignored. */
+static void
+test_nul_and_duplicates(void **state)
+{
+	fixture *f = *state;
+	const int L = SRV_ORIGIN_LOCAL;
+	static const char *const bad[] = {
+		"{\"op\":\"status\\u0000x\",\"tag\":1}",
+		"{\"op\":\"status\",\"tag\":1,\"x\\u0000y\":1}",
+		"{\"op\":\"status\",\"tag\":1,\"a\":{\"b\":[\"\\u0000\"]}}",
+		"{\"op\":\"add\",\"tag\":1,\"path\":\"/tmp\\u0000/x.jpg\"}",
+		"{\"op\":\"search\",\"tag\":1,\"text\":\"cat\\u0000dog\"}",
+		"{\"op\":\"status\",\"op\":\"nope\",\"tag\":1}",
+		"{\"op\":\"status\",\"tag\":1,\"a\":[{\"x\":1,\"x\":2}]}",
+		"{\"op\":\"status\",\"tag\":1,\"k\":1,\"a\":2,\"b\":3,"
+		    "\"c\":4,\"k\":5}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_error(f, bad[i], L, NULL, CDX_PROTO_BAD_REQUEST, "1");
+	/* a raw NUL byte inside a string */
+	static const char raw[] = "{\"op\":\"status\",\"tag\":1,\"a\":\"x\0y\"}";
+	expect_error_len(f, raw, sizeof(raw) - 1, L, NULL,
+	    CDX_PROTO_BAD_REQUEST, "1");
+
+	/* remove: "<root>\u0000/x.jpg" read as "<root>" removed the whole
+	 * root; it is refused before the operation runs */
+	char dir[] = "/tmp/daemon_dispatch_XXXXXX", json[PATH_MAX + 96];
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(roots_add(&f->s.roots, dir), 0);
+	snprintf(json, sizeof(json), "{\"op\":\"remove\",\"path\":"
+	    "\"%s\\u0000/x.jpg\",\"tag\":5}", dir);
+	expect_error(f, json, L, NULL, CDX_PROTO_BAD_REQUEST, "5");
+	assert_true(roots_contains(&f->s.roots, dir));
+	rmdir(dir);
+
+	/* the token: "TOKEN\u0000junk" is not TOKEN */
+	f->cfg.token = strdup("s3cret");
+	expect_error(f, "{\"op\":\"nope\",\"tag\":1,\"token\":"
+	    "\"s3cret\\u0000junk\"}", SRV_ORIGIN_REMOTE, NULL,
+	    CDX_PROTO_BAD_REQUEST, "1");
+	expect_error(f, "{\"op\":\"nope\",\"tag\":1,\"token\":\"s3cret\","
+	    "\"token\":\"x\"}", SRV_ORIGIN_REMOTE, NULL,
+	    CDX_PROTO_BAD_REQUEST, "1");
+	expect_error(f, "{\"op\":\"nope\",\"tag\":1,\"token\":\"s3cret\"}",
+	    SRV_ORIGIN_REMOTE, NULL, CDX_PROTO_UNKNOWN_OP, "1");
 }
 
 /* The token: needed from a remote origin only; an HTTP bearer token wins
@@ -306,6 +428,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_envelope, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_strict_json, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nul_and_duplicates, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_fields, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_wait_keeps_tag, setup,
 		    teardown),

@@ -939,9 +939,10 @@ test_token(void **state)
 }
 
 /* One guard for every request (daemon/access.c): a foreign Origin or a
- * non-loopback Host is refused on the images as on /api; and a daemon on
- * "LOCALHOST" (not loopback by the strictest rule) needs its token on
- * /image as on /api. */
+ * non-loopback Host is refused on the images as on /api; and the token
+ * rule is the same on /image as on /api: "LOCALHOST" is loopback (no
+ * token on either), "127.1" (not a four-octet address) is not (the token
+ * on both). */
 static void
 test_one_guard(void **state)
 {
@@ -952,9 +953,12 @@ test_one_guard(void **state)
 		{ "127.0.0.1:%d", "", 200 },
 		{ "localhost:%d", "Origin: http://localhost:%d\r\n", 200 },
 		{ "127.0.0.1:%d", "Origin: http://evil.example\r\n", 403 },
-		{ "LOCALHOST:%d", "", 403 },
-		/* today's "127." prefix rule; the hardening issue makes it 403 */
-		{ "127.0.0.1.evil.example:%d", "", 200 },
+		{ "LOCALHOST:%d", "", 200 },
+		/* DNS rebinding (issue 14): the "127." prefix rule let these in */
+		{ "127.0.0.1.evil.example:%d", "", 403 },
+		{ "127.attacker.test:%d", "Origin: http://127.attacker.test:%d\r\n",
+		    403 },
+		{ "127.0.0.1:%d, evil", "", 403 },
 	};
 
 	stop();
@@ -972,22 +976,35 @@ test_one_guard(void **state)
 		http_res_free(&r);
 	}
 
-	stop();
-	assert_int_equal(start("LOCALHOST", "s3cret", &daemon_srv), 0);
-	snprintf(path, sizeof(path), "/image/%llu", (unsigned long long)ids[0]);
-	assert_int_equal(http_get(path, NULL, &r), 0);
-	assert_int_equal(r.status, 401);
-	http_res_free(&r);
-	assert_int_equal(http_get(path, "Authorization: Bearer s3cret\r\n", &r),
-	    0);
-	assert_int_equal(r.status, 200);
-	http_res_free(&r);
-	snprintf(req, sizeof(req), "POST /api HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-	    "Connection: close\r\nContent-Length: 15\r\n\r\n{\"op\":\"status\"}",
-	    port);
-	assert_int_equal(http_raw(port, req, &r), 0);
-	assert_int_equal(r.status, 401);
-	http_res_free(&r);
+	static const struct { const char *addr; int status; } daemons[] = {
+		{ "LOCALHOST", 200 },
+		{ "127.1", 401 },
+	};
+	for (size_t i = 0; i < sizeof(daemons) / sizeof(daemons[0]); i++) {
+		stop();
+		assert_int_equal(start(daemons[i].addr, "s3cret", &daemon_srv), 0);
+		for (int k = 0; k < 2; k++) {
+			snprintf(path, sizeof(path), k ? "/image/%llu" : "/thumb/%llu",
+			    (unsigned long long)ids[0]);
+			assert_int_equal(http_get(path, NULL, &r), 0);
+			if (r.status != daemons[i].status)
+				fail_msg("--http %s: %s without a token: %d",
+				    daemons[i].addr, path, r.status);
+			http_res_free(&r);
+			assert_int_equal(http_get(path, "Authorization: Bearer "
+			    "s3cret\r\n", &r), 0);
+			assert_int_equal(r.status, 200);
+			http_res_free(&r);
+		}
+		snprintf(req, sizeof(req), "POST /api HTTP/1.1\r\nHost: "
+		    "127.0.0.1:%d\r\nConnection: close\r\nContent-Length: 15"
+		    "\r\n\r\n{\"op\":\"status\"}", port);
+		assert_int_equal(http_raw(port, req, &r), 0);
+		if (r.status != daemons[i].status)
+			fail_msg("--http %s: /api without a token: %d",
+			    daemons[i].addr, r.status);
+		http_res_free(&r);
+	}
 }
 
 /* Stopping the daemon with thumbnail requests in flight answers them all
