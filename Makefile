@@ -251,6 +251,8 @@ $(BUILD)/tests/client_errors: | $(BUILD)/clipdexd
 $(BUILD)/tests/client_dupes: | $(BUILD)/clipdex $(BUILD)/clipdexd
 # tests/web_browser.sh runs clipdexd with daemon_web's fixtures.
 $(BUILD)/tests/daemon_web: | $(BUILD)/clipdexd
+# tests/daemon_lifecycle.c runs clipdexd, clipdex and tools/run.sh.
+$(BUILD)/tests/daemon_lifecycle: | $(BUILD)/clipdex $(BUILD)/clipdexd
 # tests/demo_e2e.c runs clipdexd and clipdex on the demo model.
 $(BUILD)/tests/demo_e2e: | $(BUILD)/clipdex $(BUILD)/clipdexd
 # ---- end libclipdex ----------------------------------------------------------
