@@ -83,10 +83,10 @@ dump_log(void)
 }
 
 /* Starts clipdexd on the suite's socket watching the photos, with extra
- * flags and, when nofile > 0, at most nofile open files (soft and hard
- * limit); its output is appended to the log. */
+ * flags and, when nofile > 0, a soft limit of nofile open files and a
+ * hard limit of hard (0: nofile); its output is appended to the log. */
 static pid_t
-daemon_start(const char *extra, int nofile)
+daemon_start_limited(const char *extra, int nofile, int hard)
 {
 	char cmd[4096];
 	snprintf(cmd, sizeof(cmd), "exec %s/clipdexd --model '%s' --store '%s' "
@@ -96,7 +96,8 @@ daemon_start(const char *extra, int nofile)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		if (nofile > 0) {
-			struct rlimit rl = { (rlim_t)nofile, (rlim_t)nofile };
+			struct rlimit rl = { (rlim_t)nofile,
+			    (rlim_t)(hard > 0 ? hard : nofile) };
 			if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
 				_exit(126);
 		}
@@ -106,14 +107,26 @@ daemon_start(const char *extra, int nofile)
 	return pid;
 }
 
-/* Whether `clipdex status` answers on the suite's socket. */
+static pid_t
+daemon_start(const char *extra)
+{
+	return daemon_start_limited(extra, 0, 0);
+}
+
+/* Whether `clipdex status` answers on the suite's socket within ms. */
+static int
+status_answers_within(int ms)
+{
+	char cmd[1024], out[4096];
+	snprintf(cmd, sizeof(cmd), "%s/clipdex --url '%s' --timeout %d "
+	    "--connect-timeout %d status 2>&1", bindir, url, ms, ms);
+	return tu_popen_read(cmd, out, sizeof(out)) == 0;
+}
+
 static int
 status_answers(void)
 {
-	char cmd[1024], out[4096];
-	snprintf(cmd, sizeof(cmd), "%s/clipdex --url '%s' --timeout 2000 "
-	    "status 2>&1", bindir, url);
-	return tu_popen_read(cmd, out, sizeof(out)) == 0;
+	return status_answers_within(2000);
 }
 
 static int
@@ -238,7 +251,7 @@ test_second_signal(void **state)
 
 	log_reset();
 	for (int run = 0; run < 20; run++) {
-		pid_t pid = daemon_start(NULL, 0);
+		pid_t pid = daemon_start(NULL);
 		tu_wait_ready("clipdexd", pid, status_answers_cb, NULL, logpath);
 		if (run > 0 && log_count("rebuilding the index") != 0) {
 			dump_log();
@@ -360,6 +373,105 @@ test_run_sh_killed(void **state)
 	assert_false(status_answers());
 }
 
+/* ---- running out of file descriptors ---- */
+
+/* A listening TCP port that is free now. */
+static int
+free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* Under a limit of 64 open files, idle TCP connections take every
+ * descriptor the daemon has, and clients of the IPC socket are turned
+ * away meanwhile; once the connections close, the IPC socket answers
+ * again (the listener guard listens again, however often that fails on
+ * the way). */
+static void
+test_fd_exhaustion(void **state)
+{
+	(void)state;
+	enum { NOFILE = 64, CONNS = 150 };
+	int fds[CONNS], n = 0, port = free_port();
+	char extra[128];
+
+	log_reset();
+	snprintf(extra, sizeof(extra), "--listen tcp://127.0.0.1:%d", port);
+	pid_t pid = daemon_start_limited(extra, NOFILE, 0);
+	tu_wait_ready("clipdexd", pid, status_answers_cb, NULL, logpath);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+	    .sin_port = htons((uint16_t)port),
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	for (int i = 0; i < CONNS; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		assert_true(fd >= 0);
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 &&
+		    errno != EINPROGRESS) {
+			close(fd);
+			continue;
+		}
+		fds[n++] = fd;
+	}
+	assert_true(n > NOFILE);
+	/* Clients of the IPC socket while no descriptor is left (what made
+	 * nng 1.5.2's IPC listener look stuck to the guard). */
+	for (int i = 0; i < 20; i++)
+		status_answers_within(200);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	/* Within 10 s (the guard backs off up to 2 s between tries). */
+	int back = 0;
+	for (int t = 0; t < 20 && !back; t++) {
+		back = status_answers_within(400);
+		if (!back)
+			usleep(100000);
+	}
+	if (!back) {
+		dump_log();
+		fail_msg("the IPC socket did not answer again");
+	}
+	int status = tu_stop_child(pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* The soft limit on open files is raised to the hard one at start. */
+static void
+test_nofile_raised(void **state)
+{
+	(void)state;
+	struct rlimit rl;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_max <= 64 || rl.rlim_max == RLIM_INFINITY)
+		skip();
+	log_reset();
+	pid_t pid = daemon_start_limited(NULL, 64, (int)rl.rlim_max);
+	tu_wait_ready("clipdexd", pid, status_answers_cb, NULL, logpath);
+	char path[64];
+	unsigned long long soft = 0, hard = 0;
+	snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+	FILE *f = fopen(path, "r");
+	char line[256];
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, "Max open files", 14) == 0)
+			assert_int_equal(sscanf(line + 14, "%llu %llu", &soft,
+			    &hard), 2);
+	fclose(f);
+	assert_int_equal(hard, (unsigned long long)rl.rlim_max);
+	assert_int_equal(soft, hard);
+	int status = tu_stop_child(pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int
 main(void)
 {
@@ -368,6 +480,8 @@ main(void)
 		cmocka_unit_test_teardown(test_run_sh_ctrl_c, test_teardown),
 		cmocka_unit_test_teardown(test_run_sh_hangup, test_teardown),
 		cmocka_unit_test_teardown(test_run_sh_killed, test_teardown),
+		cmocka_unit_test_teardown(test_fd_exhaustion, test_teardown),
+		cmocka_unit_test_teardown(test_nofile_raised, test_teardown),
 	};
 	return CLIENT_RUN_TESTS(tests, setup, teardown);
 }
