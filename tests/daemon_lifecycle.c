@@ -275,6 +275,61 @@ test_second_signal(void **state)
 	assert_true(already > 0);
 }
 
+/* A /proc/PID/task/TID/status mask line ("SigBlk:", "SigCgt:") as bits. */
+static unsigned long long
+task_mask(const char *status_path, const char *key)
+{
+	char line[256];
+	unsigned long long m = 0;
+	FILE *f = fopen(status_path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, key, strlen(key)) == 0)
+			assert_int_equal(sscanf(line + strlen(key), "%llx", &m), 1);
+	fclose(f);
+	return m;
+}
+
+/* Where a stop signal can land: every thread has the handler (so none
+ * ends the process by the default action), and the only threads that
+ * leave the stop signals unblocked are the signal thread and OpenBLAS's
+ * workers, started before main() (one per extra core). */
+static void
+test_signal_masks(void **state)
+{
+	(void)state;
+	unsigned long long stop = 1ULL << (SIGINT - 1) | 1ULL << (SIGTERM - 1) |
+	    1ULL << (SIGHUP - 1);
+	int threads = 0, open_to_stop = 0;
+	char dir[64];
+
+	log_reset();
+	pid_t pid = daemon_start(NULL);
+	tu_wait_ready("clipdexd", pid, status_answers_cb, NULL, logpath);
+	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		char p[400];
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s/status", dir, e->d_name);
+		threads++;
+		assert_int_equal(task_mask(p, "SigCgt:") & stop, stop);
+		if ((task_mask(p, "SigBlk:") & stop) != stop)
+			open_to_stop++;
+	}
+	closedir(d);
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	assert_true(open_to_stop >= 1);
+	if (open_to_stop > cores || open_to_stop >= threads)
+		fail_msg("%d of %d threads leave the stop signals unblocked "
+		    "(at most %ld expected)", open_to_stop, threads, cores);
+	int status = tu_stop_child(pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* ---- tools/run.sh ---- */
 
 /* Starts tools/run.sh in a process group of its own (as a terminal's
@@ -477,6 +532,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_second_signal, test_teardown),
+		cmocka_unit_test_teardown(test_signal_masks, test_teardown),
 		cmocka_unit_test_teardown(test_run_sh_ctrl_c, test_teardown),
 		cmocka_unit_test_teardown(test_run_sh_hangup, test_teardown),
 		cmocka_unit_test_teardown(test_run_sh_killed, test_teardown),
