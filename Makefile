@@ -187,9 +187,15 @@ demo: deps
 	    HTTP="$(HTTP)" $(if $(PHOTOS),,QUERY1="two red circles" \
 	    QUERY2="a blue star - 0.5:striped background") tools/run.sh
 
+# The systemd user unit goes with the programs, its ExecStart= pointing at
+# where clipdexd is installed (systemctl --user enable --now clipdexd).
+SYSTEMD_USER_DIR ?= $(PREFIX)/lib/systemd/user
 install: $(PROGS)
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSTEMD_USER_DIR)
 	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	sed 's|/usr/local/bin/clipdexd|$(PREFIX)/bin/clipdexd|' \
+	    daemon/clipdexd.service >$(DESTDIR)$(SYSTEMD_USER_DIR)/clipdexd.service
+	chmod 644 $(DESTDIR)$(SYSTEMD_USER_DIR)/clipdexd.service
 
 clean:
 	rm -rf build build-*
@@ -259,6 +265,8 @@ $(BUILD)/tests/client_errors: | $(BUILD)/clipdexd
 $(BUILD)/tests/client_dupes: | $(BUILD)/clipdex $(BUILD)/clipdexd
 # tests/web_browser.sh runs clipdexd with daemon_web's fixtures.
 $(BUILD)/tests/daemon_web: | $(BUILD)/clipdexd
+# tests/daemon_lifecycle.c runs clipdexd, clipdex and tools/run.sh.
+$(BUILD)/tests/daemon_lifecycle: | $(BUILD)/clipdex $(BUILD)/clipdexd
 # tests/demo_e2e.c runs clipdexd and clipdex on the demo model.
 $(BUILD)/tests/demo_e2e: | $(BUILD)/clipdex $(BUILD)/clipdexd
 # ---- end libclipdex ----------------------------------------------------------

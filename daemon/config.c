@@ -17,7 +17,8 @@ static const char help_text[] =
 "usage: clipdexd --model DIR --store DIR [options]\n"
 "\n"
 "The clipdex daemon: loads one CLIP model folder, opens one store, and\n"
-"answers search requests (docs/PROTOCOL.md) until SIGTERM or SIGINT.\n"
+"answers search requests (docs/PROTOCOL.md) until SIGTERM, SIGINT or\n"
+"SIGHUP.\n"
 "\n"
 "  --model DIR            Hugging Face CLIP folder (config.json,\n"
 "                         model.safetensors, vocab.json, merges.txt)\n"
@@ -69,7 +70,17 @@ static const char help_text[] =
 "Config file: one setting per line, the long flag name without '--',\n"
 "'=' and the value (\"model = /srv/models/clip-vit-base-patch32\");\n"
 "'root', 'listen', 'watch' and 'exclude' may repeat; reembed = 1,\n"
-"hidden = 1, follow-symlinks = 1; '#' starts a comment.\n";
+"hidden = 1, follow-symlinks = 1; '#' starts a comment.\n"
+"\n"
+"Signals: SIGTERM, SIGINT and SIGHUP (a closed terminal) all stop the\n"
+"daemon cleanly: requests in flight are answered, the batch being\n"
+"indexed is committed and the index is saved; a second signal is only\n"
+"logged.  Exit status 0 then, 1 when it cannot start, 2 for bad usage.\n"
+"\n"
+"Environment: CLIPDEX_URL, CLIPDEX_TOKEN (above); CLIPDEXD_PARENT_DEATH=1\n"
+"stops the daemon (as SIGTERM) when the process that started it ends\n"
+"(tools/run.sh sets it).  The soft limit on open files is raised to the\n"
+"hard one at start.\n";
 
 const char *
 srv_config_help(void)

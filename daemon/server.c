@@ -241,7 +241,11 @@ struct srv_listener {
 	char *url;
 	int origin;
 	atomic_uint pipes_added;        /* NNG_PIPE_EV_ADD_POST on sock */
-	uint64_t errors_seen;           /* the guard's last "other" count */
+	/* The guard's (guard_main's thread only): */
+	uint64_t errors_seen;           /* the last "other" count */
+	int down;                       /* nl is closed: listening again failed */
+	int down_tries;                 /* failed tries since */
+	struct timespec down_next;      /* the next try, CLOCK_MONOTONIC */
 	srv_work work[WORK_ITEMS];
 	int n_work;
 };
@@ -420,10 +424,17 @@ listener_stop(srv_listener *l)
  * "other" statistic; when the count moves, the guard dials the listener
  * and, if no pipe reaches the socket, replaces the listener.  Connections
  * made through the dead listener are closed with it; their clients
- * reconnect and send their request again. */
+ * reconnect and send their request again.
+ *
+ * Listening again can fail, typically with EMFILE while idle clients hold
+ * every descriptor (the dialled probe then fails too, so a starved
+ * listener looks dead).  A closed listener counts no errors, so the guard
+ * keeps its own "down" state and tries again, backing off from 200 ms to
+ * 2 s, until it listens; the failure is logged once, the recovery once. */
 
 #define GUARD_PERIOD_MS 200
 #define GUARD_PROBE_MS 1000
+#define GUARD_RETRY_MAX_MS 2000
 
 /* The scope of listener id under st.  (nng 1.5.2's own
  * nng_stat_find_listener() returns the first listener of any id.) */
@@ -482,12 +493,55 @@ listener_alive(srv_listener *l)
 	return alive;
 }
 
+static int
+time_reached(const struct timespec *t)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec &&
+	    now.tv_nsec >= t->tv_nsec);
+}
+
+/* Listens on l again (its listener is closed): on failure, l is down and
+ * the next try is scheduled, backing off. */
+static void
+listener_relisten(srv_listener *l)
+{
+	int rv = listener_listen(l);
+
+	if (rv == 0) {
+		if (l->down)
+			cdx_log(CDX_LOG_INFO, "listening on %s again (after %d "
+			    "failed tries)", l->url, l->down_tries);
+		l->down = 0;
+		l->down_tries = 0;
+		l->errors_seen = listener_other_errors(l->nl);
+		return;
+	}
+	if (!l->down)
+		cdx_log(CDX_LOG_ERROR, "cannot listen on %s again: %s; trying "
+		    "again until it can", l->url, nng_strerror(rv));
+	l->down = 1;
+	l->down_tries++;
+	long ms = (long)GUARD_PERIOD_MS << (l->down_tries < 4 ? l->down_tries -
+	    1 : 3);
+	if (ms > GUARD_RETRY_MAX_MS)
+		ms = GUARD_RETRY_MAX_MS;
+	clock_gettime(CLOCK_MONOTONIC, &l->down_next);
+	l->down_next.tv_nsec += (ms % 1000) * 1000000L;
+	l->down_next.tv_sec += ms / 1000 + l->down_next.tv_nsec / 1000000000L;
+	l->down_next.tv_nsec %= 1000000000L;
+}
+
 static void
 listener_check(srv_listener *l)
 {
+	if (l->down) {
+		if (time_reached(&l->down_next))
+			listener_relisten(l);
+		return;
+	}
 	uint64_t n = listener_other_errors(l->nl);
-	int rv;
-
 	if (n == l->errors_seen)
 		return;
 	if (listener_alive(l)) {
@@ -495,15 +549,10 @@ listener_check(srv_listener *l)
 		return;
 	}
 	cdx_log(CDX_LOG_WARN, "%s stopped accepting connections (nng IPC bug "
-	    "after a client left during its handshake); listening again",
-	    l->url);
+	    "after a client left during its handshake, or no file descriptor "
+	    "left); listening again", l->url);
 	nng_listener_close(l->nl);
-	if ((rv = listener_listen(l)) != 0) {
-		cdx_log(CDX_LOG_ERROR, "cannot listen on %s again: %s (retrying)",
-		    l->url, nng_strerror(rv));
-		return;         /* errors_seen unchanged: try again next time */
-	}
-	l->errors_seen = listener_other_errors(l->nl);
+	listener_relisten(l);
 }
 
 static void *

@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Upper bounds that keep every size computation far from overflow. */
@@ -496,4 +497,23 @@ clip_preprocess_parse(const char *json, size_t len, const char *path,
 out_free_json:
 	cJSON_Delete(root);
 	return rc;
+}
+
+void
+clip_preprocess_log_defaults(const char *path, const clip_preprocess_cfg *c)
+{
+	char resize[96];
+
+	if (c->mode == CLIP_RESIZE_SQUASH)
+		snprintf(resize, sizeof(resize), "resize to %dx%d",
+		    c->crop_width, c->crop_height);
+	else
+		snprintf(resize, sizeof(resize), "shortest edge %d, centre crop "
+		    "%dx%d", c->shortest_edge, c->crop_width, c->crop_height);
+	cdx_log(CDX_LOG_INFO, "%s not found; assuming the %s defaults: %s, "
+	    "%s, mean %.4g %.4g %.4g, std %.4g %.4g %.4g", path,
+	    c->mode == CLIP_RESIZE_SQUASH ? "SigLIP" : "CLIP", resize,
+	    c->resample == CLIP_RESAMPLE_BILINEAR ? "bilinear" : "bicubic",
+	    c->mean[0], c->mean[1], c->mean[2], c->std[0], c->std[1],
+	    c->std[2]);
 }

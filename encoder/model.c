@@ -578,8 +578,10 @@ load_json_configs(clip_model *m, const char *dir, clip_config *cfg,
 	info_fill(&m->info, cfg);
 
 	snprintf(path, sizeof(path), "%s/preprocessor_config.json", dir);
-	if (!file_exists(path))
+	if (!file_exists(path)) {
+		clip_preprocess_log_defaults(path, &m->info.preprocess);
 		return 0;
+	}
 	rc = read_small_file(path, &json, &len, err);
 	if (rc != 0)
 		return rc;

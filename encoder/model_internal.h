@@ -97,6 +97,12 @@ int clip_config_parse(const char *json, size_t len, const char *path,
 int clip_preprocess_parse(const char *json, size_t len, const char *path,
     clip_preprocess_cfg *out, cdx_error *err);
 
+/* Logs (cdx_log, info) the one line that says a model folder has no
+ * preprocessor_config.json (path: where it was looked for) and what c,
+ * the defaults that stand in for it, assumes. */
+void clip_preprocess_log_defaults(const char *path,
+    const clip_preprocess_cfg *c);
+
 /* ---- the model (model.c) ---------------------------------------------- */
 
 /* The linear layers' weights (gemm_weight) are in the model's precision;

@@ -17,10 +17,30 @@ PHOTOS=$(cd "$PHOTOS" && pwd)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 # clipdexd and clipdex agree on the default address (CLIPDEX_URL, else a
 # socket in $XDG_RUNTIME_DIR or /tmp).
-"$BUILD/clipdexd" --model "$MODEL" --store "$STORE" --root "$PHOTOS" \
-	--http "$HTTP" &
+#
+# Stopping: the daemon runs in a session of its own (setsid), so the
+# terminal's Ctrl-C and hang-up reach this script only; its trap sends the
+# daemon one SIGTERM (the index is saved) and waits for it.  A second
+# Ctrl-C while the daemon stops sends nothing more.  Should this script be
+# killed outright, CLIPDEXD_PARENT_DEATH=1 has the kernel send the daemon
+# SIGTERM (clipdexd --help).
+pid=
+stopping=0
+stop() {
+	[ -n "$pid" ] || exit 130
+	if [ $stopping -eq 0 ]; then
+		stopping=1
+		kill -TERM $pid 2>/dev/null || true
+	fi
+	rc=0
+	wait $pid || rc=$?
+	# A signal that interrupts this wait runs stop again.
+	exit $rc
+}
+trap stop INT TERM HUP
+CLIPDEXD_PARENT_DEATH=1 setsid "$BUILD/clipdexd" --model "$MODEL" \
+	--store "$STORE" --root "$PHOTOS" --http "$HTTP" &
 pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
 i=0
 until "$BUILD/clipdex" status >/dev/null 2>&1; do
 	kill -0 $pid 2>/dev/null || { echo "run: clipdexd did not start" >&2; exit 1; }
@@ -37,6 +57,8 @@ Search from another terminal, or open http://$HTTP/ in a browser:
   $BUILD/clipdex search "$Q2" -k 20
   $BUILD/clipdex dupes
   curl -s -d '{"op":"search","text":"$Q1","k":5}' http://$HTTP/api
-Ctrl-C stops the daemon (the index is saved).
+Ctrl-C (or closing this terminal) stops the daemon; the index is saved.
 MSG
-wait $pid
+rc=0
+wait $pid || rc=$?
+exit $rc
