@@ -37,7 +37,7 @@ LDFLAGS  += $(SANFLAGS) -pthread
 LDLIBS   += -lfaiss -llmdb -lturbojpeg -ljpeg -lspng -lexif -lcjson -lnng -lxxhash \
             -lsentencepiece -ldnnl -lopenblas -lgomp -lstdc++ -lz -lm
 
-# The encoder's elementwise passes and attention share the calling
+# The encoder's work between its oneDNN GEMMs shares the calling
 # thread's OpenMP team (libgomp, linked above).  clang 14 emits only
 # libomp's ABI, so a clang build runs them on one thread (same results).
 ENCODER_OMP := $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-fopenmp)
@@ -83,7 +83,7 @@ $(BUILD)/libcdx_$(1).a: $(call mod_objs,$(1))
 	$$(if $$^,ar rcs $$@ $$^,ar rcs $$@)
 endef
 $(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
-$(BUILD)/encoder/encode.o $(BUILD)/encoder/ops.o $(BUILD)/encoder/gemm.o: \
+$(BUILD)/encoder/encode.o $(BUILD)/encoder/gemm.o: \
     CFLAGS += $(ENCODER_OMP)
 
 define prog_rules

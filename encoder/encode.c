@@ -4,9 +4,14 @@
  * Both towers of both families share one transformer (tower_run).  Every
  * linear layer is one GEMM over all rows of the batch; attention runs per
  * sequence and head as two GEMMs on strided views of the fused q|k|v
- * buffer (no copies), the (sequence, head) pairs shared among the calling
- * thread's OpenMP team; the row passes in ops.c and the conversions in
- * gemm.c share it too.  Residual additions ride on the GEMM (beta = 1) and
+ * buffer (no copies).  Where the linear layers run on oneDNN (bf16, int8),
+ * the work between them is shared among the calling thread's OpenMP team,
+ * as oneDNN's is: the (sequence, head) pairs of attention, the rows of the
+ * layer norms and activations, the images of im2col (and, in gemm.c, the
+ * rows of the conversions).  Where OpenBLAS' own threads run them (fp32),
+ * that work stays on the calling thread: an OpenMP team spinning beside
+ * OpenBLAS' threads measured slower than none.  Residual additions ride
+ * on the GEMM (beta = 1) and
  * each pending bias is added inside the next layer norm's pass.  Where one
  * row is pooled (CLIP's class token or first end-of-text, SigLIP's last
  * text position) the last block only computes that row, since nothing
@@ -44,6 +49,7 @@ struct clip_ctx {
 	float *col;                /* im2col: vis_rows x 3 p p */
 	float *pooled;             /* max(max_batch, TEXT_CHUNK) x max width */
 	int *seg_off, *seg_len, *seg_pool;
+	int par;                   /* share the work between GEMMs (above) */
 };
 
 static size_t
@@ -155,6 +161,56 @@ lin_status(clip_ctx *c, cdx_error *err)
 	return rc;
 }
 
+/* A row pass below this many floats stays on one thread: a fork costs
+ * more than it saves. */
+#define PAR_MIN 16384
+
+/* Rows [*r0, *r1) of t for the calling member of the current team. */
+static void
+team_rows(int t, int *r0, int *r1)
+{
+	int nt = omp_get_num_threads(), id = omp_get_thread_num();
+	*r0 = (int)((long long)t * id / nt);
+	*r1 = (int)((long long)t * (id + 1) / nt);
+}
+
+/* ops_layernorm, ops_bias_act and ops_bias with their rows shared among
+ * the team when c->par (rows are independent: the same results). */
+static void
+layernorm(clip_ctx *c, float *x, const float *bias, const float *w,
+    const float *b, float *y, int t, int d, float eps)
+{
+	#pragma omp parallel if (c->par && (size_t)t * d >= PAR_MIN)
+	{
+		int r0, r1;
+		team_rows(t, &r0, &r1);
+		ops_layernorm(x + (size_t)r0 * d, bias, w, b,
+		    y + (size_t)r0 * d, r1 - r0, d, eps);
+	}
+}
+
+static void
+bias_act(clip_ctx *c, float *x, const float *bias, int t, int n, int act)
+{
+	#pragma omp parallel if (c->par && (size_t)t * n >= PAR_MIN)
+	{
+		int r0, r1;
+		team_rows(t, &r0, &r1);
+		ops_bias_act(x + (size_t)r0 * n, bias, r1 - r0, n, act);
+	}
+}
+
+static void
+bias_rows(clip_ctx *c, float *x, const float *bias, int t, int n)
+{
+	#pragma omp parallel if (c->par && (size_t)t * n >= PAR_MIN)
+	{
+		int r0, r1;
+		team_rows(t, &r0, &r1);
+		ops_bias(x + (size_t)r0 * n, bias, r1 - r0, n);
+	}
+}
+
 /* OpenBLAS' pthread build threads an SGEMM once m n k exceeds 65536 x
  * GEMM_MULTITHREAD_THRESHOLD (4 unless built otherwise), and its thread
  * count is process-wide: attention's SGEMMs, already spread over the
@@ -230,7 +286,7 @@ attend_run(clip_ctx *c, int n, int d, int heads, int ldq, int ldkv,
 		c->scores_cap = per * (size_t)nthr;
 	}
 	int pairs = n * heads;
-	#pragma omp parallel for schedule(dynamic) if (pairs > 1)
+	#pragma omp parallel for schedule(dynamic) if (c->par && pairs > 1)
 	for (int i = 0; i < pairs; i++) {
 		int s = i / heads, o = i % heads * hd;
 		float *sc = c->scores + per * (size_t)omp_get_thread_num();
@@ -256,11 +312,11 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 	for (int l = 0; l < cfg->layers; l++) {
 		const clip_layer *L = &tw->layers[l];
 		int last = l == cfg->layers - 1 && !pool_all;
-		ops_layernorm(x, pending, L->ln1_w, L->ln1_b, c->h, t, d,
+		layernorm(c, x, pending, L->ln1_w, L->ln1_b, c->h, t, d,
 		    cfg->eps);
 		lin(c, c->h, &L->qkv, c->big, t, 0.0f);
 		/* q's head_dim^-0.5 is folded into its weights at load */
-		ops_bias(c->big, L->qkv_b, t, 3 * d);
+		bias_rows(c, c->big, L->qkv_b, t, 3 * d);
 		float *xs = x, *hs = c->h, *act = c->big;
 		int rows = t;
 		if (!last) {
@@ -292,15 +348,15 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 			rows = n_seg;
 		}
 		lin(c, c->attn, &L->out, xs, rows, 1.0f);
-		ops_layernorm(xs, L->out_b, L->ln2_w, L->ln2_b, hs, rows, d,
+		layernorm(c, xs, L->out_b, L->ln2_w, L->ln2_b, hs, rows, d,
 		    cfg->eps);
 		lin(c, hs, &L->fc1, act, rows, 0.0f);
-		ops_bias_act(act, L->fc1_b, rows, m, cfg->act);
+		bias_act(c, act, L->fc1_b, rows, m, cfg->act);
 		lin(c, act, &L->fc2, xs, rows, 1.0f);
 		pending = L->fc2_b;
 	}
 	if (pool_all)
-		ops_layernorm(x, pending, tw->ln_post_w, tw->ln_post_b, x, t, d,
+		layernorm(c, x, pending, tw->ln_post_w, tw->ln_post_b, x, t, d,
 		    cfg->eps);
 	else
 		ops_layernorm(c->pooled, pending, tw->ln_post_w, tw->ln_post_b,
@@ -321,7 +377,7 @@ map_head(clip_ctx *c, const clip_tower *tw, const float *x, int n, int seq)
 	size_t t = (size_t)n * seq;
 	float *kv = c->big;
 	lin(c, x, &h->kv, kv, (int)t, 0.0f);
-	ops_bias(kv, h->kv_b, (int)t, 2 * d);
+	bias_rows(c, kv, h->kv_b, (int)t, 2 * d);
 	for (int b = 0; b < n; b++) {
 		c->aq[b] = h->probe_q;
 		c->akv[b] = kv + (size_t)b * seq * 2 * d;
@@ -357,6 +413,13 @@ project(clip_ctx *c, const clip_tower *tw, const float *pooled, int n,
 	}
 	for (int i = 0; i < n; i++)
 		ops_l2_normalize(out + (size_t)i * embed, embed);
+}
+
+/* Whether tower tw's work between GEMMs is shared on OpenMP (c->par). */
+static int
+tower_par(const clip_tower *tw)
+{
+	return tw->cfg.layers > 0 && gemm_weight_on_openmp(&tw->layers[0].qkv);
 }
 
 /* The length of text sequence s (context_len ids): CLIP's ends at its
@@ -409,6 +472,7 @@ clip_encode_text(clip_ctx *c, const int32_t *ids, int n, float *out,
 			    "text %d: %d tokens exceed the model's %d "
 			    "positions", i, eot + 1, maxlen);
 	}
+	c->par = tower_par(tw);
 	for (int i0 = 0; i0 < n;) {
 		int ns = 0, t = 0;
 		while (i0 + ns < n && ns < TEXT_CHUNK) {
@@ -453,9 +517,10 @@ clip_encode_images(clip_ctx *c, const float *pixels, int n, float *out,
 	int cls = m->info.family == CLIP_FAMILY_CLIP;  /* a class token row */
 	int seq = g * g + cls, t = n * seq;
 	int pp = 3 * p * p;
+	c->par = tower_par(tw);
 	/* im2col: one row per patch in the conv weight's (c, y, x) order; the
 	 * class token's row is zero so one GEMM covers the batch. */
-	#pragma omp parallel for schedule(static) if (n > 1)
+	#pragma omp parallel for schedule(static) if (c->par && n > 1)
 	for (int b = 0; b < n; b++) {
 		const float *px = pixels + (size_t)b * 3 * img * img;
 		float *row = c->col + (size_t)b * seq * pp;
@@ -499,7 +564,7 @@ clip_encode_images(clip_ctx *c, const float *pixels, int n, float *out,
 			x[k] = tw->class_emb[k] + tw->pos_emb[k];
 		ops_bias(x + d, tw->pos_emb + d, 1, (seq - 1) * d);
 	}
-	ops_layernorm(c->x, NULL, tw->ln_pre_w, tw->ln_pre_b, c->x, t, d,
+	layernorm(c, c->x, NULL, tw->ln_pre_w, tw->ln_pre_b, c->x, t, d,
 	    tw->cfg.eps);
 	tower_run(c, tw, c->x, t, n, 0, 0);
 	project(c, tw, c->pooled, n, m->info.embed_dim, out);

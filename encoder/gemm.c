@@ -497,6 +497,12 @@ out:
 	return rc;
 }
 
+int
+gemm_weight_on_openmp(const gemm_weight *w)
+{
+	return w->packed != NULL;
+}
+
 void
 gemm_weight_release(gemm_weight *w)
 {

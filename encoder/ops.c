@@ -2,9 +2,7 @@
  * ops.c - the float32 kernels of the encoders: GEMM (OpenBLAS), layer
  * norm, bias + activation, softmax, L2 normalisation.  The elementwise
  * kernels have AVX2/FMA versions chosen at run time; the portable versions
- * use libm and are the reference for them.  Layer norm, bias and bias +
- * activation split their rows over the calling thread's OpenMP team
- * (never setting its size); softmax runs on the caller's thread.
+ * use libm and are the reference for them.
  */
 #include "encoder/model_internal.h"
 
@@ -128,91 +126,101 @@ hsum256(__m256 v)
 }
 
 AVX2 static void
-ln_row_avx2(float *xr, const float *bias, const float *w, const float *b,
-    float *yr, int d, float eps)
+ln_rows_avx2(float *x, const float *bias, const float *w, const float *b,
+    float *y, int t, int d, float eps)
 {
-	__m256 acc = _mm256_setzero_ps();
-	int j = 0;
-	if (bias != NULL) {
-		for (; j + 8 <= d; j += 8) {
-			__m256 v = _mm256_add_ps(_mm256_loadu_ps(xr + j),
-			    _mm256_loadu_ps(bias + j));
-			_mm256_storeu_ps(xr + j, v);
-			acc = _mm256_add_ps(acc, v);
+	for (int i = 0; i < t; i++) {
+		float *xr = x + (size_t)i * d;
+		float *yr = y + (size_t)i * d;
+		__m256 acc = _mm256_setzero_ps();
+		int j = 0;
+		if (bias != NULL) {
+			for (; j + 8 <= d; j += 8) {
+				__m256 v = _mm256_add_ps(_mm256_loadu_ps(xr + j),
+				    _mm256_loadu_ps(bias + j));
+				_mm256_storeu_ps(xr + j, v);
+				acc = _mm256_add_ps(acc, v);
+			}
+		} else {
+			for (; j + 8 <= d; j += 8)
+				acc = _mm256_add_ps(acc, _mm256_loadu_ps(xr + j));
 		}
-	} else {
-		for (; j + 8 <= d; j += 8)
-			acc = _mm256_add_ps(acc, _mm256_loadu_ps(xr + j));
+		float sum = hsum256(acc);
+		for (; j < d; j++) {
+			if (bias != NULL)
+				xr[j] += bias[j];
+			sum += xr[j];
+		}
+		float mean = sum / (float)d;
+		__m256 vm = _mm256_set1_ps(mean);
+		acc = _mm256_setzero_ps();
+		for (j = 0; j + 8 <= d; j += 8) {
+			__m256 c = _mm256_sub_ps(_mm256_loadu_ps(xr + j), vm);
+			acc = _mm256_fmadd_ps(c, c, acc);
+		}
+		float var = hsum256(acc);
+		for (; j < d; j++)
+			var += (xr[j] - mean) * (xr[j] - mean);
+		var /= (float)d;
+		float inv = 1.0f / sqrtf(var + eps);
+		__m256 vi = _mm256_set1_ps(inv);
+		for (j = 0; j + 8 <= d; j += 8) {
+			__m256 c = _mm256_mul_ps(_mm256_sub_ps(
+			    _mm256_loadu_ps(xr + j), vm), vi);
+			_mm256_storeu_ps(yr + j, _mm256_fmadd_ps(c,
+			    _mm256_loadu_ps(w + j), _mm256_loadu_ps(b + j)));
+		}
+		for (; j < d; j++)
+			yr[j] = (xr[j] - mean) * inv * w[j] + b[j];
 	}
-	float sum = hsum256(acc);
-	for (; j < d; j++) {
-		if (bias != NULL)
-			xr[j] += bias[j];
-		sum += xr[j];
-	}
-	float mean = sum / (float)d;
-	__m256 vm = _mm256_set1_ps(mean);
-	acc = _mm256_setzero_ps();
-	for (j = 0; j + 8 <= d; j += 8) {
-		__m256 c = _mm256_sub_ps(_mm256_loadu_ps(xr + j), vm);
-		acc = _mm256_fmadd_ps(c, c, acc);
-	}
-	float var = hsum256(acc);
-	for (; j < d; j++)
-		var += (xr[j] - mean) * (xr[j] - mean);
-	var /= (float)d;
-	float inv = 1.0f / sqrtf(var + eps);
-	__m256 vi = _mm256_set1_ps(inv);
-	for (j = 0; j + 8 <= d; j += 8) {
-		__m256 c = _mm256_mul_ps(_mm256_sub_ps(
-		    _mm256_loadu_ps(xr + j), vm), vi);
-		_mm256_storeu_ps(yr + j, _mm256_fmadd_ps(c,
-		    _mm256_loadu_ps(w + j), _mm256_loadu_ps(b + j)));
-	}
-	for (; j < d; j++)
-		yr[j] = (xr[j] - mean) * inv * w[j] + b[j];
 }
 
 AVX2 static void
-bias_act_row_avx2(float *r, const float *bias, int n, int act)
+bias_act_avx2(float *x, const float *bias, int t, int n, int act)
 {
 	const __m256 k = _mm256_set1_ps(act == CLIP_ACT_QUICK_GELU ? -1.702f :
 	    act == CLIP_ACT_GELU_TANH ? -GELU_TANH_K : 0.70710678118654752f);
 	const __m256 c = _mm256_set1_ps(GELU_TANH_C);
 	const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
-	int j = 0;
-	for (; j + 8 <= n; j += 8) {
-		__m256 v = _mm256_add_ps(_mm256_loadu_ps(r + j),
-		    _mm256_loadu_ps(bias + j));
-		__m256 o;
-		if (act == CLIP_ACT_QUICK_GELU) {
-			__m256 e = exp256(_mm256_mul_ps(v, k));
-			o = _mm256_div_ps(v, _mm256_add_ps(one, e));
-		} else if (act == CLIP_ACT_GELU_TANH) {
-			__m256 v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
-			__m256 u = _mm256_fmadd_ps(c, v3, v);
-			__m256 e = exp256(_mm256_mul_ps(u, k));
-			o = _mm256_div_ps(v, _mm256_add_ps(one, e));
-		} else {
-			__m256 e = erf256(_mm256_mul_ps(v, k));
-			o = _mm256_mul_ps(_mm256_mul_ps(half, v),
-			    _mm256_add_ps(one, e));
+	for (int i = 0; i < t; i++) {
+		float *r = x + (size_t)i * n;
+		int j = 0;
+		for (; j + 8 <= n; j += 8) {
+			__m256 v = _mm256_add_ps(_mm256_loadu_ps(r + j),
+			    _mm256_loadu_ps(bias + j));
+			__m256 o;
+			if (act == CLIP_ACT_QUICK_GELU) {
+				__m256 e = exp256(_mm256_mul_ps(v, k));
+				o = _mm256_div_ps(v, _mm256_add_ps(one, e));
+			} else if (act == CLIP_ACT_GELU_TANH) {
+				__m256 v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+				__m256 u = _mm256_fmadd_ps(c, v3, v);
+				__m256 e = exp256(_mm256_mul_ps(u, k));
+				o = _mm256_div_ps(v, _mm256_add_ps(one, e));
+			} else {
+				__m256 e = erf256(_mm256_mul_ps(v, k));
+				o = _mm256_mul_ps(_mm256_mul_ps(half, v),
+				    _mm256_add_ps(one, e));
+			}
+			_mm256_storeu_ps(r + j, o);
 		}
-		_mm256_storeu_ps(r + j, o);
+		for (; j < n; j++)
+			r[j] = act_scalar(r[j] + bias[j], act);
 	}
-	for (; j < n; j++)
-		r[j] = act_scalar(r[j] + bias[j], act);
 }
 
 AVX2 static void
-bias_row_avx2(float *r, const float *bias, int n)
+bias_avx2(float *x, const float *bias, int t, int n)
 {
-	int j = 0;
-	for (; j + 8 <= n; j += 8)
-		_mm256_storeu_ps(r + j, _mm256_add_ps(_mm256_loadu_ps(r + j),
-		    _mm256_loadu_ps(bias + j)));
-	for (; j < n; j++)
-		r[j] += bias[j];
+	for (int i = 0; i < t; i++) {
+		float *r = x + (size_t)i * n;
+		int j = 0;
+		for (; j + 8 <= n; j += 8)
+			_mm256_storeu_ps(r + j, _mm256_add_ps(_mm256_loadu_ps(r + j),
+			    _mm256_loadu_ps(bias + j)));
+		for (; j < n; j++)
+			r[j] += bias[j];
+	}
 }
 
 AVX2 static void
@@ -261,71 +269,51 @@ ops_have_avx2(void)
 
 /* ---- dispatch ---------------------------------------------------------- */
 
-/* The row loops below run on the calling thread's OpenMP team (its
- * omp_get_max_threads(), which only a program's main sets) once a pass
- * has this many floats to touch; below that a fork costs more than it
- * saves.  Rows are independent, so the thread count cannot change a
- * result. */
-#define OPS_PAR_MIN 16384
-
 void
 ops_layernorm(float *x, const float *bias, const float *w, const float *b,
     float *y, int t, int d, float eps)
 {
-	int avx2 = ops_have_avx2();
-	#pragma omp parallel for schedule(static) \
-	    if ((size_t)t * d >= OPS_PAR_MIN)
-	for (int i = 0; i < t; i++) {
-		float *xr = x + (size_t)i * d, *yr = y + (size_t)i * d;
 #if OPS_X86
-		if (avx2) {
-			ln_row_avx2(xr, bias, w, b, yr, d, eps);
-			continue;
-		}
-#endif
-		ln_row_scalar(xr, bias, w, b, yr, d, eps);
+	if (ops_have_avx2()) {
+		ln_rows_avx2(x, bias, w, b, y, t, d, eps);
+		return;
 	}
-	(void)avx2;
+#endif
+	for (int i = 0; i < t; i++)
+		ln_row_scalar(x + (size_t)i * d, bias, w, b, y + (size_t)i * d,
+		    d, eps);
 }
 
 void
 ops_bias_act(float *x, const float *bias, int t, int n, int act)
 {
-	int avx2 = ops_have_avx2();
-	#pragma omp parallel for schedule(static) \
-	    if ((size_t)t * n >= OPS_PAR_MIN)
+#if OPS_X86
+	if (ops_have_avx2()) {
+		bias_act_avx2(x, bias, t, n, act);
+		return;
+	}
+#endif
 	for (int i = 0; i < t; i++) {
 		float *r = x + (size_t)i * n;
-#if OPS_X86
-		if (avx2) {
-			bias_act_row_avx2(r, bias, n, act);
-			continue;
-		}
-#endif
 		for (int j = 0; j < n; j++)
 			r[j] = act_scalar(r[j] + bias[j], act);
 	}
-	(void)avx2;
 }
 
 void
 ops_bias(float *x, const float *bias, int t, int n)
 {
-	int avx2 = ops_have_avx2();
-	#pragma omp parallel for schedule(static) \
-	    if ((size_t)t * n >= OPS_PAR_MIN)
+#if OPS_X86
+	if (ops_have_avx2()) {
+		bias_avx2(x, bias, t, n);
+		return;
+	}
+#endif
 	for (int i = 0; i < t; i++) {
 		float *r = x + (size_t)i * n;
-#if OPS_X86
-		if (avx2) {
-			bias_row_avx2(r, bias, n);
-			continue;
-		}
-#endif
 		for (int j = 0; j < n; j++)
 			r[j] += bias[j];
 	}
-	(void)avx2;
 }
 
 static void

@@ -3,9 +3,10 @@
  * images and texts encoded with 1 and with 2 OpenMP threads (attention
  * spread over (sequence, head) pairs, layer norms, activations and the
  * conversions around oneDNN over rows) reach cosine > 0.99999 on every
- * input, in fp32, bf16 and int8, for CLIP (causal text, class token) and
- * SigLIP (attention-pooling head).  The models are wide enough that every
- * row pass is above the size where the encoder goes parallel.
+ * input, in fp32 (where OpenBLAS' threads vary), bf16 and int8, for CLIP
+ * (causal text, class token) and SigLIP (attention-pooling head).  The
+ * models are wide enough that every row pass is above the size where the
+ * encoder goes parallel.
  */
 #include <setjmp.h>
 #include <stdarg.h>
