@@ -161,9 +161,12 @@ lin_status(clip_ctx *c, cdx_error *err)
 	return rc;
 }
 
-/* A row pass below this many floats stays on one thread: a fork costs
- * more than it saves. */
-#define PAR_MIN 16384
+/* A row pass below this many floats, or attention below this many
+ * multiply-adds, stays on one thread: waking a sleeping team (as with
+ * OMP_WAIT_POLICY=PASSIVE) costs more than it saves, as for a short text
+ * query. */
+#define PAR_MIN 65536
+#define ATTN_PAR_MIN 262144
 
 /* Rows [*r0, *r1) of t for the calling member of the current team. */
 static void
@@ -286,7 +289,12 @@ attend_run(clip_ctx *c, int n, int d, int heads, int ldq, int ldkv,
 		c->scores_cap = per * (size_t)nthr;
 	}
 	int pairs = n * heads;
-	#pragma omp parallel for schedule(dynamic) if (c->par && pairs > 1)
+	size_t work = 0;
+	for (int s = 0; s < n; s++)
+		work += (size_t)c->anq[s] * c->ank[s];
+	work *= (size_t)d;
+	#pragma omp parallel for schedule(dynamic) \
+	    if (c->par && pairs > 1 && work >= ATTN_PAR_MIN)
 	for (int i = 0; i < pairs; i++) {
 		int s = i / heads, o = i % heads * hd;
 		float *sc = c->scores + per * (size_t)omp_get_thread_num();

@@ -35,7 +35,7 @@
 #define GEMM_CACHE 64
 /* The conversions around oneDNN run over rows on the calling thread's
  * OpenMP team (like oneDNN itself) once they touch this many values. */
-#define GEMM_PAR_MIN 16384
+#define GEMM_PAR_MIN 65536
 
 struct gemm_engine {
 	dnnl_engine_t eng;
