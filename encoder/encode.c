@@ -183,7 +183,11 @@ static void
 layernorm(clip_ctx *c, float *x, const float *bias, const float *w,
     const float *b, float *y, int t, int d, float eps)
 {
-	#pragma omp parallel if (c->par && (size_t)t * d >= PAR_MIN)
+	if (!c->par || (size_t)t * d < PAR_MIN) {
+		ops_layernorm(x, bias, w, b, y, t, d, eps);
+		return;
+	}
+	#pragma omp parallel
 	{
 		int r0, r1;
 		team_rows(t, &r0, &r1);
@@ -195,7 +199,11 @@ layernorm(clip_ctx *c, float *x, const float *bias, const float *w,
 static void
 bias_act(clip_ctx *c, float *x, const float *bias, int t, int n, int act)
 {
-	#pragma omp parallel if (c->par && (size_t)t * n >= PAR_MIN)
+	if (!c->par || (size_t)t * n < PAR_MIN) {
+		ops_bias_act(x, bias, t, n, act);
+		return;
+	}
+	#pragma omp parallel
 	{
 		int r0, r1;
 		team_rows(t, &r0, &r1);
@@ -206,7 +214,11 @@ bias_act(clip_ctx *c, float *x, const float *bias, int t, int n, int act)
 static void
 bias_rows(clip_ctx *c, float *x, const float *bias, int t, int n)
 {
-	#pragma omp parallel if (c->par && (size_t)t * n >= PAR_MIN)
+	if (!c->par || (size_t)t * n < PAR_MIN) {
+		ops_bias(x, bias, t, n);
+		return;
+	}
+	#pragma omp parallel
 	{
 		int r0, r1;
 		team_rows(t, &r0, &r1);
@@ -275,7 +287,13 @@ attend_run(clip_ctx *c, int n, int d, int heads, int ldq, int ldkv,
 {
 	if (c->grc != 0 || n == 0)
 		return;
-	int hd = d / heads, nthr = omp_get_max_threads();
+	int pairs = n * heads;
+	size_t work = 0;
+	for (int s = 0; s < n; s++)
+		work += (size_t)c->anq[s] * c->ank[s];
+	work *= (size_t)d;
+	int team = c->par && pairs > 1 && work >= ATTN_PAR_MIN;
+	int hd = d / heads, nthr = team ? omp_get_max_threads() : 1;
 	size_t per = c->smax * c->smax;
 	if (per * (size_t)nthr > c->scores_cap) {
 		free(c->scores);
@@ -288,13 +306,7 @@ attend_run(clip_ctx *c, int n, int d, int heads, int ldq, int ldkv,
 		}
 		c->scores_cap = per * (size_t)nthr;
 	}
-	int pairs = n * heads;
-	size_t work = 0;
-	for (int s = 0; s < n; s++)
-		work += (size_t)c->anq[s] * c->ank[s];
-	work *= (size_t)d;
-	#pragma omp parallel for schedule(dynamic) \
-	    if (c->par && pairs > 1 && work >= ATTN_PAR_MIN)
+	#pragma omp parallel for schedule(dynamic) if (team)
 	for (int i = 0; i < pairs; i++) {
 		int s = i / heads, o = i % heads * hd;
 		float *sc = c->scores + per * (size_t)omp_get_thread_num();
