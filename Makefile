@@ -38,6 +38,11 @@ LDFLAGS  += $(SANFLAGS) -pthread
 LDLIBS   += -lfaiss -llmdb -lturbojpeg -ljpeg -lspng -lexif -lcjson -lnng -lmicrohttpd -lxxhash \
             -lsentencepiece -ldnnl -lopenblas -lgomp -lstdc++ -lz -lm
 
+# The encoder's work between its oneDNN GEMMs shares the calling
+# thread's OpenMP team (libgomp, linked above).  clang 14 emits only
+# libomp's ABI, so a clang build runs them on one thread (same results).
+ENCODER_OMP := $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-fopenmp)
+
 MODULES  := common store encoder dupes indexer daemon client cli
 # Module -> archives it links, most dependent first.
 DEPS_common  := common
@@ -90,6 +95,8 @@ $(BUILD)/libcdx_$(1).a: $(call mod_objs,$(1))
 	$$(if $$^,ar rcs $$@ $$^,ar rcs $$@)
 endef
 $(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
+$(BUILD)/encoder/encode.o $(BUILD)/encoder/gemm.o: \
+    CFLAGS += $(ENCODER_OMP)
 
 define prog_rules
 $(BUILD)/$(patsubst %_main.c,%,$(notdir $(1))): $(BUILD)/$(basename $(1)).o $(call libs_for,$(patsubst %/,%,$(dir $(1))))

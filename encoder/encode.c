@@ -4,7 +4,14 @@
  * Both towers of both families share one transformer (tower_run).  Every
  * linear layer is one GEMM over all rows of the batch; attention runs per
  * sequence and head as two GEMMs on strided views of the fused q|k|v
- * buffer (no copies).  Residual additions ride on the GEMM (beta = 1) and
+ * buffer (no copies).  Where the linear layers run on oneDNN (bf16, int8),
+ * the work between them is shared among the calling thread's OpenMP team,
+ * as oneDNN's is: the (sequence, head) pairs of attention, the rows of the
+ * layer norms and activations, the images of im2col (and, in gemm.c, the
+ * rows of the conversions).  Where OpenBLAS' own threads run them (fp32),
+ * that work stays on the calling thread: an OpenMP team spinning beside
+ * OpenBLAS' threads measured slower than none.  Residual additions ride
+ * on the GEMM (beta = 1) and
  * each pending bias is added inside the next layer norm's pass.  Where one
  * row is pooled (CLIP's class token or first end-of-text, SigLIP's last
  * text position) the last block only computes that row, since nothing
@@ -15,6 +22,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,10 +38,18 @@ struct clip_ctx {
 	int text_rows, vis_rows;   /* row capacity of the big buffers */
 	float *x, *h, *attn;       /* rows x max width */
 	float *big;                /* rows x max(3 width, mlp) */
-	float *scores;             /* max seq x max seq */
+	float *scores;             /* max seq x max seq per thread */
+	size_t scores_cap;         /* floats */
+	size_t smax;               /* max seq */
+	/* attention's sequences for attend_run: query rows, keys (values
+	 * follow at +d), output rows, counts */
+	const float **aq, **akv;
+	float **aout;
+	int *anq, *ank;
 	float *col;                /* im2col: vis_rows x 3 p p */
 	float *pooled;             /* max(max_batch, TEXT_CHUNK) x max width */
 	int *seg_off, *seg_len, *seg_pool;
+	int par;                   /* share the work between GEMMs (above) */
 };
 
 static size_t
@@ -75,12 +91,16 @@ clip_ctx_new(const clip_model *m, int max_batch, clip_ctx **out,
 	c->h = malloc(rows * dmax * sizeof(float));
 	c->attn = malloc(rows * dmax * sizeof(float));
 	c->big = malloc(big * sizeof(float));
-	c->scores = malloc(smax * smax * sizeof(float));
+	c->smax = smax;
+	c->aq = malloc(npool * sizeof(*c->aq));
+	c->akv = malloc(npool * sizeof(*c->akv));
+	c->aout = malloc(npool * sizeof(*c->aout));
+	c->anq = malloc(npool * 2 * sizeof(int));
 	c->col = malloc(vis_rows * pp * sizeof(float));
 	c->pooled = malloc(npool * dmax * sizeof(float));
 	c->seg_off = malloc(npool * 3 * sizeof(int));
-	if (!c->x || !c->h || !c->attn || !c->big || !c->scores || !c->col ||
-	    !c->pooled || !c->seg_off) {
+	if (!c->x || !c->h || !c->attn || !c->big || !c->col || !c->pooled ||
+	    !c->seg_off || !c->aq || !c->akv || !c->aout || !c->anq) {
 		clip_ctx_free(c);
 		return cdx_error_set(err, CDX_ENOMEM,
 		    "out of memory for a batch of %d images", max_batch);
@@ -92,6 +112,7 @@ clip_ctx_new(const clip_model *m, int max_batch, clip_ctx **out,
 	}
 	c->seg_len = c->seg_off + npool;
 	c->seg_pool = c->seg_len + npool;
+	c->ank = c->anq + npool;
 	*out = c;
 	return 0;
 }
@@ -106,6 +127,10 @@ clip_ctx_free(clip_ctx *c)
 	free(c->attn);
 	free(c->big);
 	free(c->scores);
+	free(c->aq);
+	free(c->akv);
+	free(c->aout);
+	free(c->anq);
 	free(c->col);
 	free(c->pooled);
 	free(c->seg_off);
@@ -136,25 +161,158 @@ lin_status(clip_ctx *c, cdx_error *err)
 	return rc;
 }
 
+/* A row pass below this many floats, or attention below this many
+ * multiply-adds, stays on one thread: waking a sleeping team (as with
+ * OMP_WAIT_POLICY=PASSIVE) costs more than it saves, as for a short text
+ * query. */
+#define PAR_MIN 65536
+#define ATTN_PAR_MIN 262144
+
+/* Rows [*r0, *r1) of t for the calling member of the current team. */
+static void
+team_rows(int t, int *r0, int *r1)
+{
+	int nt = omp_get_num_threads(), id = omp_get_thread_num();
+	*r0 = (int)((long long)t * id / nt);
+	*r1 = (int)((long long)t * (id + 1) / nt);
+}
+
+/* ops_layernorm, ops_bias_act and ops_bias with their rows shared among
+ * the team when c->par (rows are independent: the same results). */
+static void
+layernorm(clip_ctx *c, float *x, const float *bias, const float *w,
+    const float *b, float *y, int t, int d, float eps)
+{
+	if (!c->par || (size_t)t * d < PAR_MIN) {
+		ops_layernorm(x, bias, w, b, y, t, d, eps);
+		return;
+	}
+	#pragma omp parallel
+	{
+		int r0, r1;
+		team_rows(t, &r0, &r1);
+		ops_layernorm(x + (size_t)r0 * d, bias, w, b,
+		    y + (size_t)r0 * d, r1 - r0, d, eps);
+	}
+}
+
+static void
+bias_act(clip_ctx *c, float *x, const float *bias, int t, int n, int act)
+{
+	if (!c->par || (size_t)t * n < PAR_MIN) {
+		ops_bias_act(x, bias, t, n, act);
+		return;
+	}
+	#pragma omp parallel
+	{
+		int r0, r1;
+		team_rows(t, &r0, &r1);
+		ops_bias_act(x + (size_t)r0 * n, bias, r1 - r0, n, act);
+	}
+}
+
+static void
+bias_rows(clip_ctx *c, float *x, const float *bias, int t, int n)
+{
+	if (!c->par || (size_t)t * n < PAR_MIN) {
+		ops_bias(x, bias, t, n);
+		return;
+	}
+	#pragma omp parallel
+	{
+		int r0, r1;
+		team_rows(t, &r0, &r1);
+		ops_bias(x + (size_t)r0 * n, bias, r1 - r0, n);
+	}
+}
+
+/* OpenBLAS' pthread build threads an SGEMM once m n k exceeds 65536 x
+ * GEMM_MULTITHREAD_THRESHOLD (4 unless built otherwise), and its thread
+ * count is process-wide: attention's SGEMMs, already spread over the
+ * OpenMP team, take their query rows in blocks under that size so that
+ * each stays on the thread that calls it. */
+#define ATTN_SGEMM_MAX 262144
+
 /*
- * Attention of the nq query rows at q (stride ldq; q already scaled by
- * head_dim^-0.5) against nk keys and values at k and v (stride ldkv), for
- * each of `heads` heads of hd = d / heads columns.  causal: query i sees
- * keys 0..i (only asked for with nq == nk).  Writes nq x d into out
- * (stride d), each head's hd columns in place.
+ * One head's attention: the nq query rows at q (stride ldq; q already
+ * scaled by head_dim^-0.5) against nk keys and values at k and v (stride
+ * ldkv), hd columns each; causal: query i sees keys 0..i (only asked for
+ * with nq == nk).  Writes nq x hd at out (stride ldo).  scores: nq x nk
+ * floats of the calling thread's own.
  */
 static void
-attend(clip_ctx *c, const float *q, int ldq, const float *k, const float *v,
-    int ldkv, int d, int heads, int nq, int nk, int causal, float *out)
+attend_head(const float *q, int ldq, const float *k, const float *v,
+    int ldkv, int hd, int nq, int nk, int causal, float *out, int ldo,
+    float *scores)
 {
-	int hd = d / heads;
-	for (int hh = 0; hh < heads; hh++) {
-		int o = hh * hd;
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd,
-		    1.0f, q + o, ldq, k + o, ldkv, 0.0f, c->scores, nk);
-		ops_softmax_rows(c->scores, nq, nk, nk, causal);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd,
-		    nk, 1.0f, c->scores, nk, v + o, ldkv, 0.0f, out + o, d);
+	int blk = ATTN_SGEMM_MAX / (nk * hd);
+	blk = blk < 1 ? 1 : blk;
+	for (int i0 = 0; i0 < nq; i0 += blk) {
+		int m = nq - i0 < blk ? nq - i0 : blk;
+		/* causal: these rows see no key past their last */
+		int nkb = causal ? i0 + m : nk;
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nkb, hd,
+		    1.0f, q + (size_t)i0 * ldq, ldq, k, ldkv, 0.0f, scores,
+		    nkb);
+		if (causal) {
+			for (int r = 0; r < m; r++) {
+				float *row = scores + (size_t)r * nkb;
+				int len = i0 + r + 1;
+				ops_softmax_rows(row, 1, len, nkb, 0);
+				memset(row + len, 0, (size_t)(nkb - len) *
+				    sizeof(float));
+			}
+		} else {
+			ops_softmax_rows(scores, m, nkb, nkb, 0);
+		}
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd,
+		    nkb, 1.0f, scores, nkb, v, ldkv, 0.0f,
+		    out + (size_t)i0 * ldo, ldo);
+	}
+}
+
+/*
+ * Attention for the n sequences set up in c->aq/akv/aout/anq/ank: sequence
+ * s's anq[s] query rows at aq[s] (stride ldq) against its ank[s] keys at
+ * akv[s] and values at akv[s] + d (stride ldkv), every head of hd = d /
+ * heads columns, into anq[s] rows at aout[s] (stride d).  The (sequence,
+ * head) pairs are shared among the calling thread's OpenMP team, each
+ * thread with its own scores; each pair is computed the same way whatever
+ * the thread count.  The small SGEMMs inside stay on one thread each
+ * (OpenBLAS below its threading threshold at these shapes).
+ */
+static void
+attend_run(clip_ctx *c, int n, int d, int heads, int ldq, int ldkv,
+    int causal)
+{
+	if (c->grc != 0 || n == 0)
+		return;
+	int pairs = n * heads;
+	size_t work = 0;
+	for (int s = 0; s < n; s++)
+		work += (size_t)c->anq[s] * c->ank[s];
+	work *= (size_t)d;
+	int team = c->par && pairs > 1 && work >= ATTN_PAR_MIN;
+	int hd = d / heads, nthr = team ? omp_get_max_threads() : 1;
+	size_t per = c->smax * c->smax;
+	if (per * (size_t)nthr > c->scores_cap) {
+		free(c->scores);
+		c->scores_cap = 0;
+		c->scores = malloc(per * (size_t)nthr * sizeof(float));
+		if (c->scores == NULL) {
+			c->grc = cdx_error_set(&c->gerr, CDX_ENOMEM,
+			    "out of memory for attention scores");
+			return;
+		}
+		c->scores_cap = per * (size_t)nthr;
+	}
+	#pragma omp parallel for schedule(dynamic) if (team)
+	for (int i = 0; i < pairs; i++) {
+		int s = i / heads, o = i % heads * hd;
+		float *sc = c->scores + per * (size_t)omp_get_thread_num();
+		attend_head(c->aq[s] + o, ldq, c->akv[s] + o, c->akv[s] + d + o,
+		    ldkv, hd, c->anq[s], c->ank[s], causal, c->aout[s] + o, d,
+		    sc);
 	}
 }
 
@@ -174,49 +332,51 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 	for (int l = 0; l < cfg->layers; l++) {
 		const clip_layer *L = &tw->layers[l];
 		int last = l == cfg->layers - 1 && !pool_all;
-		ops_layernorm(x, pending, L->ln1_w, L->ln1_b, c->h, t, d,
+		layernorm(c, x, pending, L->ln1_w, L->ln1_b, c->h, t, d,
 		    cfg->eps);
 		lin(c, c->h, &L->qkv, c->big, t, 0.0f);
 		/* q's head_dim^-0.5 is folded into its weights at load */
-		ops_bias(c->big, L->qkv_b, t, 3 * d);
+		bias_rows(c, c->big, L->qkv_b, t, 3 * d);
 		float *xs = x, *hs = c->h, *act = c->big;
 		int rows = t;
 		if (!last) {
 			for (int s = 0; s < n_seg; s++) {
-				const float *qkv = c->big +
-				    (size_t)c->seg_off[s] * 3 * d;
-				attend(c, qkv, 3 * d, qkv + d, qkv + 2 * d,
-				    3 * d, d, heads, c->seg_len[s],
-				    c->seg_len[s], causal,
-				    c->attn + (size_t)c->seg_off[s] * d);
+				size_t r0 = (size_t)c->seg_off[s];
+				c->aq[s] = c->big + r0 * 3 * d;
+				c->akv[s] = c->aq[s] + d;
+				c->aout[s] = c->attn + r0 * d;
+				c->anq[s] = c->ank[s] = c->seg_len[s];
 			}
+			attend_run(c, n_seg, d, heads, 3 * d, 3 * d, causal);
 		} else {
 			/* Only the pooled rows matter from here on. */
 			for (int s = 0; s < n_seg; s++) {
 				const float *qkv = c->big +
 				    (size_t)c->seg_off[s] * 3 * d;
 				int r = c->seg_pool[s];
-				int nk = causal ? r + 1 : c->seg_len[s];
-				attend(c, qkv + (size_t)r * 3 * d, 3 * d,
-				    qkv + d, qkv + 2 * d, 3 * d, d, heads, 1,
-				    nk, 0, c->attn + (size_t)s * d);
+				c->aq[s] = qkv + (size_t)r * 3 * d;
+				c->akv[s] = qkv + d;
+				c->aout[s] = c->attn + (size_t)s * d;
+				c->anq[s] = 1;
+				c->ank[s] = causal ? r + 1 : c->seg_len[s];
 				memcpy(c->pooled + (size_t)s * d,
 				    x + (size_t)(c->seg_off[s] + r) * d,
 				    (size_t)d * sizeof(float));
 			}
+			attend_run(c, n_seg, d, heads, 3 * d, 3 * d, 0);
 			xs = c->pooled;
 			rows = n_seg;
 		}
 		lin(c, c->attn, &L->out, xs, rows, 1.0f);
-		ops_layernorm(xs, L->out_b, L->ln2_w, L->ln2_b, hs, rows, d,
+		layernorm(c, xs, L->out_b, L->ln2_w, L->ln2_b, hs, rows, d,
 		    cfg->eps);
 		lin(c, hs, &L->fc1, act, rows, 0.0f);
-		ops_bias_act(act, L->fc1_b, rows, m, cfg->act);
+		bias_act(c, act, L->fc1_b, rows, m, cfg->act);
 		lin(c, act, &L->fc2, xs, rows, 1.0f);
 		pending = L->fc2_b;
 	}
 	if (pool_all)
-		ops_layernorm(x, pending, tw->ln_post_w, tw->ln_post_b, x, t, d,
+		layernorm(c, x, pending, tw->ln_post_w, tw->ln_post_b, x, t, d,
 		    cfg->eps);
 	else
 		ops_layernorm(c->pooled, pending, tw->ln_post_w, tw->ln_post_b,
@@ -237,12 +397,15 @@ map_head(clip_ctx *c, const clip_tower *tw, const float *x, int n, int seq)
 	size_t t = (size_t)n * seq;
 	float *kv = c->big;
 	lin(c, x, &h->kv, kv, (int)t, 0.0f);
-	ops_bias(kv, h->kv_b, (int)t, 2 * d);
+	bias_rows(c, kv, h->kv_b, (int)t, 2 * d);
 	for (int b = 0; b < n; b++) {
-		const float *kvb = kv + (size_t)b * seq * 2 * d;
-		attend(c, h->probe_q, d, kvb, kvb + d, 2 * d, d,
-		    tw->cfg.heads, 1, seq, 0, c->attn + (size_t)b * d);
+		c->aq[b] = h->probe_q;
+		c->akv[b] = kv + (size_t)b * seq * 2 * d;
+		c->aout[b] = c->attn + (size_t)b * d;
+		c->anq[b] = 1;
+		c->ank[b] = seq;
 	}
+	attend_run(c, n, d, tw->cfg.heads, d, 2 * d, 0);
 	float *o = c->pooled;
 	lin(c, c->attn, &h->out, o, n, 0.0f);
 	/* out_proj's bias is added inside the layer norm's pass, as in
@@ -270,6 +433,13 @@ project(clip_ctx *c, const clip_tower *tw, const float *pooled, int n,
 	}
 	for (int i = 0; i < n; i++)
 		ops_l2_normalize(out + (size_t)i * embed, embed);
+}
+
+/* Whether tower tw's work between GEMMs is shared on OpenMP (c->par). */
+static int
+tower_par(const clip_tower *tw)
+{
+	return tw->cfg.layers > 0 && gemm_weight_on_openmp(&tw->layers[0].qkv);
 }
 
 /* The length of text sequence s (context_len ids): CLIP's ends at its
@@ -322,6 +492,7 @@ clip_encode_text(clip_ctx *c, const int32_t *ids, int n, float *out,
 			    "text %d: %d tokens exceed the model's %d "
 			    "positions", i, eot + 1, maxlen);
 	}
+	c->par = tower_par(tw);
 	for (int i0 = 0; i0 < n;) {
 		int ns = 0, t = 0;
 		while (i0 + ns < n && ns < TEXT_CHUNK) {
@@ -366,8 +537,10 @@ clip_encode_images(clip_ctx *c, const float *pixels, int n, float *out,
 	int cls = m->info.family == CLIP_FAMILY_CLIP;  /* a class token row */
 	int seq = g * g + cls, t = n * seq;
 	int pp = 3 * p * p;
+	c->par = tower_par(tw);
 	/* im2col: one row per patch in the conv weight's (c, y, x) order; the
 	 * class token's row is zero so one GEMM covers the batch. */
+	#pragma omp parallel for schedule(static) if (c->par && n > 1)
 	for (int b = 0; b < n; b++) {
 		const float *px = pixels + (size_t)b * 3 * img * img;
 		float *row = c->col + (size_t)b * seq * pp;
@@ -411,10 +584,9 @@ clip_encode_images(clip_ctx *c, const float *pixels, int n, float *out,
 			x[k] = tw->class_emb[k] + tw->pos_emb[k];
 		ops_bias(x + d, tw->pos_emb + d, 1, (seq - 1) * d);
 	}
-	ops_layernorm(c->x, NULL, tw->ln_pre_w, tw->ln_pre_b, c->x, t, d,
+	layernorm(c, c->x, NULL, tw->ln_pre_w, tw->ln_pre_b, c->x, t, d,
 	    tw->cfg.eps);
 	tower_run(c, tw, c->x, t, n, 0, 0);
 	project(c, tw, c->pooled, n, m->info.embed_dim, out);
 	return lin_status(c, err);
-	return 0;
 }

@@ -33,6 +33,9 @@
 #define GEMM_PACK_ROWS 256
 /* Primitives a gemm_ctx keeps (a full cache starts over). */
 #define GEMM_CACHE 64
+/* The conversions around oneDNN run over rows on the calling thread's
+ * OpenMP team (like oneDNN itself) once they touch this many values. */
+#define GEMM_PAR_MIN 65536
 
 struct gemm_engine {
 	dnnl_engine_t eng;
@@ -494,6 +497,12 @@ out:
 	return rc;
 }
 
+int
+gemm_weight_on_openmp(const gemm_weight *w)
+{
+	return w->packed != NULL;
+}
+
 void
 gemm_weight_release(gemm_weight *w)
 {
@@ -706,7 +715,10 @@ gemm_run(gemm_ctx *c, const float *x, const gemm_weight *w, float *y, int t,
 		if ((rc = grow(&c->xq, &c->xq_cap, tk * 2, err)) != 0 ||
 		    (rc = get_prim(c, w, t, beta != 0.0f, &p, err)) != 0)
 			return rc;
-		to_bf16(x, c->xq, tk);
+		uint16_t *xb = c->xq;
+		#pragma omp parallel for schedule(static) if (tk >= GEMM_PAR_MIN)
+		for (int i = 0; i < t; i++)
+			to_bf16(x + (size_t)i * k, xb + (size_t)i * k, (size_t)k);
 		return run_prim(c, p, c->xq, w->packed, y, err);
 	}
 	/* int8: rows quantised on the fly, s32 results dequantised with the
@@ -718,11 +730,13 @@ gemm_run(gemm_ctx *c, const float *x, const gemm_weight *w, float *y, int t,
 	    sizeof(float), err)) != 0 ||
 	    (rc = get_prim(c, w, t, 0, &p, err)) != 0)
 		return rc;
+	#pragma omp parallel for schedule(static) if (tk >= GEMM_PAR_MIN)
 	for (int i = 0; i < t; i++)
 		c->rscale[i] = to_s8(x + (size_t)i * k, (int8_t *)c->xq +
 		    (size_t)i * k, k, 127.0f);
 	if ((rc = run_prim(c, p, c->xq, w->packed, c->acc, err)) != 0)
 		return rc;
+	#pragma omp parallel for schedule(static) if (tn >= GEMM_PAR_MIN)
 	for (int i = 0; i < t; i++)
 		dequant(c->acc + (size_t)i * n, c->rscale[i], w->scale,
 		    y + (size_t)i * n, n, beta != 0.0f);

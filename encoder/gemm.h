@@ -70,6 +70,9 @@ typedef struct gemm_weight {
  * memory).  Errors: CDX_ENOMEM, CDX_EINTERNAL. */
 int gemm_weight_init(gemm_weight *w, const gemm_engine *e, const float *src,
     int n, int k, int prec, cdx_error *err);
+/* 1 when w's GEMM runs on oneDNN, that is on the calling thread's OpenMP
+ * team; 0 when on OpenBLAS' own threads (GEMM_F32, emulated GEMM_BF16). */
+int gemm_weight_on_openmp(const gemm_weight *w);
 /* Frees what the weight owns; a zeroed weight is a no-op. */
 void gemm_weight_release(gemm_weight *w);
 
