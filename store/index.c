@@ -421,9 +421,14 @@ idx_save(store *s, cdx_error *err)
 
 	idx_path(s, tmp, sizeof(tmp), ".tmp");
 	idx_path(s, dst, sizeof(dst), "");
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		  STORE_FILE_MODE);
+	if (fd < 0 || fchmod(fd, STORE_FILE_MODE) != 0) {
 		int e = errno;
+		if (fd >= 0) {
+			close(fd);
+			unlink(tmp);
+		}
 		free(payload);
 		return cdx_error_set(err, cdx_from_errno(e),
 				     "cannot create %s: %s", tmp, strerror(e));

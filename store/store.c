@@ -141,12 +141,32 @@ meta_put_u64(MDB_txn *txn, MDB_dbi db, const char *key, uint64_t val)
 
 /* ---- open / close ---- */
 
+/* The store's files hold photo paths: only the owner reads them, whatever
+ * the umask was when they were created (older stores are tightened too). */
+static int
+own_files(store *s, cdx_error *err)
+{
+	static const char *const names[] = { "data.mdb", "lock.mdb",
+					     "store.lock", "index.faiss" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", s->dir, names[i]);
+		if (chmod(path, STORE_FILE_MODE) != 0 && errno != ENOENT) {
+			int e = errno;
+			return cdx_error_set(err, cdx_from_errno(e),
+					     "cannot chmod %s: %s", path,
+					     strerror(e));
+		}
+	}
+	return 0;
+}
+
 static int
 lock_dir(store *s, cdx_error *err)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/store.lock", s->dir);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, STORE_FILE_MODE);
 	if (fd < 0) {
 		int e = errno;
 		return cdx_error_set(err, cdx_from_errno(e),
@@ -354,7 +374,7 @@ store_open(const char *dir, const store_params *p, store **out,
 	 * baseline-x86-64 kernel (see docs/STORE.md). */
 	faiss_set_distance_compute_blas_threshold(1);
 
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		int e = errno;
 		rc = cdx_error_set(err, cdx_from_errno(e),
 				   "cannot create store directory %s: %s", dir,
@@ -385,11 +405,13 @@ store_open(const char *dir, const store_params *p, store **out,
 	mdb_env_set_mapsize(s->env, s->map_size);
 	mdb_env_set_maxdbs(s->env, 16);
 	mdb_env_set_maxreaders(s->env, 256);
-	rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0644);
+	rc = mdb_env_open(s->env, dir, MDB_NOTLS, STORE_FILE_MODE);
 	if (rc) {
 		rc = sto_mdb_err(err, rc, dir);
 		goto out_close_env;
 	}
+	if ((rc = own_files(s, err)))
+		goto out_close_env;
 	MDB_envinfo info;
 	if (mdb_env_info(s->env, &info) == 0 && info.me_mapsize > s->map_size)
 		s->map_size = info.me_mapsize;

@@ -389,6 +389,57 @@ test_faiss_errors_become_cdx_eindex(void **state)
 	free(dir);
 }
 
+/* Fails unless path exists with exactly the permission bits want. */
+static void
+assert_mode(const char *dir, const char *name, mode_t want)
+{
+	char path[512];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (stat(path, &st) != 0)
+		fail_msg("%s: %s", path, strerror(errno));
+	if ((st.st_mode & 07777) != want)
+		fail_msg("%s has mode %04o, want %04o", path,
+			 (unsigned)(st.st_mode & 07777), (unsigned)want);
+}
+
+static void
+test_files_are_private_whatever_the_umask(void **state)
+{
+	(void)state;
+	static const char *const files[] = { "data.mdb", "lock.mdb",
+					     "store.lock", "index.faiss" };
+	char *dir = tu_tmpdir();
+	char sub[512];
+	snprintf(sub, sizeof(sub), "%s/store", dir);
+	mode_t old = umask(022);
+	store *s = open_store(sub, 4, "flat");
+	store_image img;
+	char path[64];
+	float emb[4];
+	cdx_error e;
+	make_image(&img, path, "/photos/private.jpg", emb, 4, 1);
+	ASSERT_OK(store_image_put(s, &img, 1, &e), e);
+	ASSERT_OK(store_save(s, &e), e);
+	store_close(s);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		assert_mode(sub, files[i], 0600);
+	assert_mode(dir, "store", 0700);
+	/* A store made before (world-readable files) is tightened on open. */
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char p2[600];
+		snprintf(p2, sizeof(p2), "%s/%s", sub, files[i]);
+		assert_int_equal(chmod(p2, 0644), 0);
+	}
+	s = open_store(sub, 4, "flat");
+	store_close(s);
+	umask(old);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		assert_mode(sub, files[i], 0600);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 static void
 test_open_twice_is_busy(void **state)
 {
@@ -931,6 +982,7 @@ main(void)
 		cmocka_unit_test(test_model_family_recorded),
 		cmocka_unit_test(test_faiss_errors_become_cdx_eindex),
 		cmocka_unit_test(test_open_twice_is_busy),
+		cmocka_unit_test(test_files_are_private_whatever_the_umask),
 		cmocka_unit_test(test_unwritable_directory),
 		cmocka_unit_test(test_reopen_uses_saved_index_and_catches_up),
 		cmocka_unit_test(test_damaged_index_file_is_rebuilt),
