@@ -96,6 +96,7 @@ struct store {
 	int dim;
 	char model_id[256];
 	char model_family[32];  /* as recorded in the store ("" if not) */
+	char model_label[256];
 	char kind_req[128];     /* as requested */
 	size_t auto_flat_max;
 	int hnsw_ef_search, ivf_nprobe;

@@ -215,14 +215,28 @@ wipe_images(store *s, MDB_txn *txn)
 	return 0;
 }
 
-/* Records the model's family (optional param) beside its identity. */
+/* Records the model's family and label (optional params) beside its
+ * identity; a label that changed (a renamed folder) is replaced. */
 static int
 put_family(store *s, MDB_txn *txn, const store_params *p)
 {
-	if (p->model_family == NULL)
-		return 0;
-	return meta_put(txn, s->db_meta, "family", p->model_family,
-	    strlen(p->model_family));
+	int rc = 0;
+	if (p->model_family != NULL)
+		rc = meta_put(txn, s->db_meta, "family", p->model_family,
+		    strlen(p->model_family));
+	if (rc == 0 && p->model_label != NULL)
+		rc = meta_put(txn, s->db_meta, "label", p->model_label,
+		    strlen(p->model_label));
+	return rc;
+}
+
+/* Whether two model ids name the same weights: the same text after their
+ * last '@' (the weights hash, store_params.model_id). */
+static int
+same_weights(const char *a, const char *b)
+{
+	const char *ha = strrchr(a, '@'), *hb = strrchr(b, '@');
+	return ha && hb && ha[1] && strcmp(ha, hb) == 0;
 }
 
 static int
@@ -264,9 +278,26 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 	memcpy(model, vm.mv_data, vm.mv_size);
 	model[vm.mv_size] = '\0';
 	if (dim == (uint32_t)p->dim && strcmp(model, p->model_id) == 0) {
-		/* stores made before families were recorded gain it */
+		/* stores made before families were recorded gain it; the
+		 * label follows the folder's name silently */
 		if ((rc = put_family(s, txn, p)) != 0)
 			return sto_mdb_err(err, rc, "recording the model family");
+		return 0;
+	}
+	MDB_val kl = { 5, "label" }, vl;
+	if (dim == (uint32_t)p->dim &&
+	    mdb_get(txn, s->db_meta, &kl, &vl) == MDB_NOTFOUND &&
+	    same_weights(model, p->model_id)) {
+		/* A store made before identities left out the folder's name
+		 * ("<name>@<hash>", no label): the same weights and dim are
+		 * the same model; its identity is rewritten once. */
+		cdx_log(CDX_LOG_INFO,
+			"store %s: model identity '%s' -> '%s' (same weights)",
+			s->dir, model, p->model_id);
+		if ((rc = meta_put(txn, s->db_meta, "model", p->model_id,
+				   strlen(p->model_id))) ||
+		    (rc = put_family(s, txn, p)))
+			return sto_mdb_err(err, rc, "recording the model");
 		return 0;
 	}
 	if (!p->reembed)
@@ -331,6 +362,9 @@ validate_params(const store_params *p, cdx_error *err)
 	if (!p->model_id || !p->model_id[0] || strlen(p->model_id) > 255)
 		return cdx_error_set(err, CDX_EINVAL,
 				     "store_open: model_id must be 1..255 bytes");
+	if (p->model_label && strlen(p->model_label) > 255)
+		return cdx_error_set(err, CDX_EINVAL,
+				     "store_open: model_label over 255 bytes");
 	if (p->index_kind && strlen(p->index_kind) > 100)
 		return cdx_error_set(err, CDX_EINVAL,
 				     "store_open: index_kind too long");
@@ -423,11 +457,16 @@ store_open(const char *dir, const store_params *p, store **out,
 	}
 	if ((rc = open_dbs(s, txn, err)) || (rc = check_meta(s, txn, p, err)))
 		goto out_abort_txn;
-	MDB_val kf = { 6, "family" }, vf;
+	MDB_val kf = { 6, "family" }, vf, kl = { 5, "label" }, vl;
 	if (mdb_get(txn, s->db_meta, &kf, &vf) == 0 &&
 	    vf.mv_size < sizeof(s->model_family)) {
 		memcpy(s->model_family, vf.mv_data, vf.mv_size);
 		s->model_family[vf.mv_size] = '\0';
+	}
+	if (mdb_get(txn, s->db_meta, &kl, &vl) == 0 &&
+	    vl.mv_size < sizeof(s->model_label)) {
+		memcpy(s->model_label, vl.mv_data, vl.mv_size);
+		s->model_label[vl.mv_size] = '\0';
 	}
 	if ((rc = meta_get_u64(txn, s->db_meta, "seq", &s->seq)) ||
 	    (rc = meta_get_u64(txn, s->db_meta, "next_id", &s->next_id))) {
@@ -532,6 +571,8 @@ store_get_stats(store *s, store_stats *st)
 	snprintf(st->index_kind, sizeof(st->index_kind), "%s", s->kind);
 	snprintf(st->model_family, sizeof(st->model_family), "%s",
 	    s->model_family);
+	snprintf(st->model_label, sizeof(st->model_label), "%s",
+	    s->model_label);
 	st->rebuilt_on_open = s->rebuilt_on_open;
 	st->caught_up = s->caught_up;
 	st->commits = s->commits;
