@@ -96,7 +96,7 @@ env_open_store(env *e)
 	const clip_model_info *info = clip_model_get_info(model);
 	cdx_error err;
 	sp.dim = info->embed_dim;
-	sp.model_id = info->id;
+	sp.model_id = info->key;
 	CDX_ASSERT_OK(store_open(e->store_dir, &sp, &e->st, &err), err.msg);
 }
 
