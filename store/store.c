@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,7 +56,9 @@ sto_mdb_err(cdx_error *err, int rc, const char *what)
 		code = CDX_EFULL;
 	else if (rc == ENOMEM)
 		code = CDX_ENOMEM;
-	else if (rc == EIO || rc == ENOSPC)
+	else if (rc == ENOSPC || rc == EDQUOT)
+		code = CDX_EFULL; /* the disk: grow_map cannot help */
+	else if (rc == EIO)
 		code = CDX_EIO;
 	else if (rc == EACCES || rc == EROFS || rc == EPERM)
 		code = CDX_EPERM;
@@ -581,6 +584,17 @@ store_get_stats(store *s, store_stats *st)
 
 /* ---- writes ---- */
 
+/* Whether the disk under the store has less than STORE_DISK_MIN bytes
+ * free: a CDX_EFULL then is the disk's, not the map's. */
+#define STORE_DISK_MIN (16u << 20)
+static int
+disk_full(const store *s)
+{
+	struct statvfs v;
+	return statvfs(s->dir, &v) == 0 &&
+	       (uint64_t)v.f_bavail * v.f_frsize < STORE_DISK_MIN;
+}
+
 /* Doubles the map after MDB_MAP_FULL.  Exclusive lock held, no txn. */
 static int
 grow_map(store *s, cdx_error *err)
@@ -899,7 +913,7 @@ static int
 write_txn(store *s, const write_op *op, cdx_error *err)
 {
 	batch *b = op->b;
-	int rc;
+	int rc, grows = 0;
 	pthread_rwlock_wrlock(&s->lock);
 	for (;;) {
 		MDB_txn *txn;
@@ -936,6 +950,15 @@ write_txn(store *s, const write_op *op, cdx_error *err)
 				s->commits++;
 		}
 		if (rc == CDX_EFULL) {
+			/* The map, unless the disk is full (ENOSPC; a map
+			 * that grew 8 times in one write is not the cause). */
+			if (disk_full(s) || ++grows > 8) {
+				rc = cdx_error_set(err, CDX_EFULL,
+						   "store %s is full: the disk "
+						   "has no space left",
+						   s->dir);
+				break;
+			}
 			if ((rc = grow_map(s, err)))
 				break;
 			continue;
