@@ -968,6 +968,70 @@ test_store_full_is_retried(void **state)
 	rmtree(e.store_dir);
 }
 
+/* ---- ghost records: a rename racing an explicit add (issue 14) ---- */
+
+struct ghost_arg {
+	env *e;
+	int thread;
+	int n;
+};
+
+static void *
+ghost_thread(void *arg)
+{
+	struct ghost_arg *g = arg;
+	for (int j = 0; j < g->n; j++) {
+		char part[PATH_MAX + 64], final[PATH_MAX + 48];
+		snprintf(final, sizeof(final), "%s/t%d_%03d.jpg", g->e->root,
+		    g->thread, j);
+		snprintf(part, sizeof(part), "%s.part", final);
+		/* Copies of a few images: equal bytes reuse embeddings. */
+		write_jpeg(part, 4000 + (unsigned)(j % 7));
+		if (rename(part, final) != 0)
+			return (void *)1;
+		watch_result r = add_wait(g->e, final, 1);
+		if (r.interrupted || r.added + r.updated + r.unchanged != 1)
+			return (void *)2;
+	}
+	return NULL;
+}
+
+/* Copy to X.part, rename to X, add X and wait, from 4 threads at once:
+ * no record of a vanished X.part may stay beside X. */
+static void
+test_rename_then_add_leaves_no_ghost(void **state)
+{
+	env e;
+	watch_params p = test_params();
+	(void)state;
+
+	env_init(&e, "ghost");
+	env_start(&e, &p);
+	add_wait(&e, e.root, 1);
+	enum { THREADS = 4, EACH = 75 };
+	pthread_t th[THREADS];
+	struct ghost_arg ga[THREADS];
+	for (int i = 0; i < THREADS; i++) {
+		ga[i] = (struct ghost_arg){ &e, i, EACH };
+		assert_int_equal(pthread_create(&th[i], NULL, ghost_thread,
+		    &ga[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		void *rv;
+		pthread_join(th[i], &rv);
+		assert_null(rv);
+	}
+	/* Every X has its record at once (the add waited for it) ... */
+	for (int i = 0; i < THREADS; i++)
+		for (int j = 0; j < EACH; j++)
+			assert_true(has_record(&e, pathf("%s/t%d_%03d.jpg",
+			    e.root, i, j)));
+	/* ... and no X.part keeps one, once the events are handled. */
+	converge(&e, "renames");
+	assert_int_equal(store_image_count(e.st), THREADS * EACH);
+	env_free(&e);
+}
+
 int
 main(void)
 {
@@ -985,6 +1049,7 @@ main(void)
 		cmocka_unit_test(test_out_of_descriptors_is_retried),
 		cmocka_unit_test(test_unreadable_is_retried),
 		cmocka_unit_test(test_store_full_is_retried),
+		cmocka_unit_test(test_rename_then_add_leaves_no_ghost),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
