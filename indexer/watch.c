@@ -904,9 +904,10 @@ timers_run(watch *w, double now)
 		int tries = tm->tries;
 		w->timers[i] = w->timers[--w->n_timers];
 		struct stat st;
-		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+		int here = lstat(path, &st) == 0;   /* else gone: nothing */
+		if (here && S_ISREG(st.st_mode))
 			consider_file(w, t, path, &st, ORIG_QUIET, tries);
-		else if (tries > 0 && S_ISDIR(st.st_mode))
+		else if (here && tries > 0 && S_ISDIR(st.st_mode))
 			retry_folder(w, path, &st, tries);
 		free(path);
 		if (t != NULL)
