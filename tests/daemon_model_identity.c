@@ -24,11 +24,12 @@
 
 static char tmp[256], store_dir[300];
 
+static srv_config cfg;   /* borrowed by the daemon until srv_stop */
+
 /* Starts a daemon on model folder dir: 0 and *out, or its error. */
 static int
 start(const char *dir, srv **out, cdx_error *err)
 {
-	srv_config cfg;
 	int rc;
 	srv_config_init(&cfg);
 	cfg.model_dir = strdup(dir);
@@ -38,8 +39,16 @@ start(const char *dir, srv **out, cdx_error *err)
 	rc = srv_config_finish(&cfg, err);
 	if (rc == 0)
 		rc = srv_start(&cfg, out, err);
-	srv_config_free(&cfg);
+	if (rc != 0)
+		srv_config_free(&cfg);
 	return rc;
+}
+
+static void
+stop(srv *s)
+{
+	srv_stop(s);
+	srv_config_free(&cfg);
 }
 
 static void
@@ -71,14 +80,14 @@ test_renamed_folder_opens_other_weights_refuse(void **state)
 	CDX_ASSERT_OK(start(a, &s, &err), err.msg);
 	store_get_stats(s->st, &st);
 	assert_string_equal(st.model_label, "my-model");
-	srv_stop(s);
+	stop(s);
 
 	/* The same weights in a renamed folder: the label follows. */
 	assert_int_equal(rename(a, b), 0);
 	CDX_ASSERT_OK(start(b, &s, &err), err.msg);
 	store_get_stats(s->st, &st);
 	assert_string_equal(st.model_label, "renamed-model");
-	srv_stop(s);
+	stop(s);
 
 	/* Other weights: refused, --reembed offered. */
 	write_model(c, 8);
@@ -126,7 +135,7 @@ test_store_of_a_name_based_id_opens(void **state)
 
 	CDX_ASSERT_OK(start(a, &s, &err), err.msg);
 	assert_int_equal(store_image_count(s->st), 1);
-	srv_stop(s);
+	stop(s);
 	tm_rmtree(tmp);
 }
 
