@@ -296,7 +296,7 @@ main(int argc, char **argv)
 	const clip_model_info *info = clip_model_get_info(m);
 	store_params sp = store_default_params();
 	sp.dim = info->embed_dim;
-	sp.model_id = info->id;
+	sp.model_id = info->key;
 	sp.index_kind = "flat";
 	store *st = NULL;
 	if (store_open(store_dir, &sp, &st, &err) != 0) {

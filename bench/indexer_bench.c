@@ -169,7 +169,7 @@ open_store(const char *dir, const clip_model *m)
 	store *st = NULL;
 	cdx_error err;
 	sp.dim = info->embed_dim;
-	sp.model_id = info->id;
+	sp.model_id = info->key;
 	if (store_open(dir, &sp, &st, &err) != 0) {
 		fprintf(stderr, "store_open: %s\n", err.msg);
 		exit(1);

@@ -91,6 +91,12 @@ answer(void *user, const char *path, const watch_result *res)
 
 	if (job == NULL)
 		return;
+	if (res->store_full && !res->interrupted) {
+		reply_error(job, CDX_PROTO_BUSY, "store full: indexing of %s "
+		    "stored %lld files; the others wait for space and are "
+		    "retried", path, (long long)(res->added + res->updated));
+		return;
+	}
 	if (res->interrupted) {
 		reply_error(job, CDX_PROTO_BUSY, "indexing of %s was interrupted "
 		    "by a shutdown after %lld files", path, (long long)(res->added
@@ -334,7 +340,11 @@ ingest_status_json(srv *s)
 	cJSON_AddNumberToObject(q, "deleted", (double)p.deleted);
 	cJSON_AddNumberToObject(q, "overflows", (double)p.overflows);
 	cJSON_AddNumberToObject(q, "watches", (double)p.watches);
-	if (p.warning[0] != '\0')
+	cJSON_AddBoolToObject(q, "store_full", p.store_full);
+	if (p.store_full)
+		cJSON_AddStringToObject(q, "warning", "store full: files wait "
+		    "for space and are retried");
+	else if (p.warning[0] != '\0')
 		cJSON_AddStringToObject(q, "warning", p.warning);
 	return q;
 }

@@ -621,7 +621,8 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 
 	sp = store_default_params();
 	sp.dim = s->info->embed_dim;
-	sp.model_id = s->info->id;
+	sp.model_id = s->info->key;     /* weights + architecture */
+	sp.model_label = s->info->name; /* the folder's name: a label */
 	sp.model_family = clip_family_name(s->info->family);
 	sp.index_kind = c->index_kind ? c->index_kind : "auto";
 	sp.reembed = c->reembed;

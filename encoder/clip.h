@@ -347,7 +347,14 @@ enum clip_act {
 /* Dimensions and identity of a loaded model. */
 typedef struct clip_model_info {
 	char name[128];        /* the folder's name */
-	char id[160];          /* "<name>@<16 hex digits of the weights hash>" */
+	char id[160];          /* "<name>@<16 hex digits of the weights hash>":
+	                          what the daemon shows */
+	/* The model's identity, what a store's embeddings must match: the
+	 * architecture and the weights, never the folder's name, e.g.
+	 * "clip-512-224/32-v768x12-t512x12@0123456789abcdef"
+	 * (family-embed_dim-image/patch-vision width x layers-text width x
+	 * layers @ weights hash).  A renamed folder keeps it. */
+	char key[160];
 	uint64_t weights_hash; /* XXH3-64 of model.safetensors */
 	int family;            /* enum clip_family */
 	int embed_dim;         /* length of every embedding: projection_dim

@@ -669,6 +669,12 @@ clip_model_load(const char *dir, const clip_model_params *params,
 	rc = load_tokenizer(m, real, &cfg, err);
 	if (rc != 0)
 		goto out_free_model;
+	snprintf(m->info.key, sizeof(m->info.key),
+	    "%s-%d-%d/%d-v%dx%d-t%dx%d@%016llx",
+	    clip_family_name(m->info.family), m->info.embed_dim,
+	    m->info.image_size, m->info.patch_size, m->info.vision_width,
+	    m->info.vision_layers, m->info.text_width, m->info.text_layers,
+	    (unsigned long long)m->info.weights_hash);
 	size_t bytes = (m->arena_floats + m->lin_floats) * sizeof(float) +
 	    m->tok_table_bytes;
 	model_linears(m, add_bytes, &bytes);

@@ -71,7 +71,23 @@ typedef struct watch_params {
 				   0 (default): only the kernel's overflow */
 	int max_watches;        /* 0 (default): the kernel's limit; else a
 				   smaller limit (for tests) */
+	int retry_ms;           /* a temporary failure (see below) is looked
+				   at again after this long, doubling with
+				   each failure of the same file up to 64
+				   times as long (default 30000) */
 } watch_params;
+
+/* Temporary failures.  An error that may go away by itself (no file
+ * descriptors or memory left, permission denied, an I/O error, a busy
+ * resource: CDX_ENOMEM, CDX_EIO, CDX_EPERM, CDX_EBUSY, CDX_ETIMEDOUT) is a
+ * failure record whose reason starts with WATCH_TEMPORARY; the file, or
+ * the folder that could not be read, is retried after retry_ms (backing
+ * off), by every scan (watch_add, whatever its mtime), and on restart.
+ * Any other failure (bytes that do not decode) stands until the file
+ * changes.  A full store (CDX_EFULL at commit) writes nothing: the files
+ * wait (watch_progress.store_full, watch_result.store_full) and are
+ * retried, backing off, until the store has room again. */
+#define WATCH_TEMPORARY "temporary: "
 
 /* Defaults as documented above. */
 void watch_default_params(watch_params *p);
@@ -96,6 +112,8 @@ typedef struct watch_result {
 	int64_t added, updated, unchanged, failed;
 	int64_t moved;          /* embeddings reused for moved or copied bytes */
 	int interrupted;        /* 1: cut short by watch_stop() */
+	int store_full;         /* 1: some files were not stored, the store
+				   being full; they are retried (above) */
 } watch_result;
 
 typedef void (*watch_done_fn)(void *user, const char *path,
@@ -136,6 +154,8 @@ typedef struct watch_progress {
 	int scanning;           /* 1 while a folder walk is in progress */
 	int idle;               /* 1 when nothing is queued or in flight */
 	char warning[256];      /* e.g. the inotify watch limit; "" if none */
+	int store_full;         /* 1 while the last commit found the store
+				   full (files wait for space) */
 } watch_progress;
 
 /* A consistent-enough snapshot of the counters (each read atomically). */

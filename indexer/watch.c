@@ -62,6 +62,7 @@ typedef struct task {
 	_Atomic int64_t outstanding; /* items in flight + 1 for the walk */
 	_Atomic int64_t added, updated, unchanged, failed, moved;
 	_Atomic int interrupted;
+	_Atomic int store_full;  /* some files wait for space in the store */
 	int forgotten;          /* 1: the forget after the scan is done */
 } task;
 
@@ -94,6 +95,8 @@ typedef struct item {
 	uint32_t width, height;
 	int64_t capture_time;
 	uint32_t slot;          /* its path's slot in watch.flight */
+	int temporary;          /* K_FAIL of a temporary error: retried */
+	int tries;              /* temporary failures of this path so far */
 	char reason[CDX_ERRMSG_MAX + 32];
 } item;
 
@@ -110,6 +113,7 @@ struct timer {
 	char *path;
 	double due;
 	task *t;
+	int tries;              /* a retry after this many temporary failures */
 };
 
 struct pmove {
@@ -169,6 +173,8 @@ struct watch {
 	size_t n_seen, cap_seen;
 	double last_tick;
 
+	_Atomic int store_full;  /* the last commit found the store full */
+	_Atomic int full_tries;  /* commits failed in a row for a full store */
 	_Atomic int64_t queued, done, encoded, reused, failed, skipped, renamed,
 	    deleted, overflows, watches, busy_ns, decoding;
 
@@ -307,7 +313,32 @@ item_free(item *it)
 	free(it);
 }
 
-static void timer_set(watch *w, const char *path, double due, task *t);
+static void timer_set(watch *w, const char *path, double due, task *t,
+    int tries);
+static void send_op(watch *w, int op, const char *path, const char *to,
+    int gone_only, task *t);
+static int queue_task(watch *w, const char *path, int live, watch_done_fn fn,
+    void *user);
+
+/* Whether an error may go away by itself (no file descriptors or memory
+ * left, permission denied, an I/O error, a full disk, a busy resource):
+ * the file is looked at again later (retry_delay).  Any other error (the
+ * bytes are not a decodable image) is a failure until the file changes. */
+static int
+temporary(int code)
+{
+	return code == CDX_ENOMEM || code == CDX_EIO || code == CDX_EPERM ||
+	    code == CDX_EFULL || code == CDX_EBUSY || code == CDX_ETIMEDOUT;
+}
+
+/* Seconds before the retry after `tries` temporary failures: retry_ms,
+ * doubling with each try, at most 64 times as long. */
+static double
+retry_delay(const watch *w, int tries)
+{
+	int sh = tries < 1 ? 0 : tries > 7 ? 6 : tries - 1;
+	return (double)w->p.retry_ms * 1e-3 * (double)(1 << sh);
+}
 
 static uint32_t
 flight_slot(const char *path)
@@ -382,7 +413,7 @@ ready_flush(watch *w)
 /* Decides whether a file needs the pipeline; counts it for t otherwise. */
 static void
 consider_file(watch *w, task *t, const char *path, const struct stat *st,
-    int origin)
+    int origin, int tries)
 {
 	store_image *old = NULL;
 	store_failure *f = NULL;
@@ -401,7 +432,12 @@ consider_file(watch *w, task *t, const char *path, const struct stat *st,
 			return;
 		}
 	} else if (store_failure_get(w->st, path, &f, NULL) == 0) {
-		int same = f->size == st->st_size && f->mtime_ns == mtime_ns(st);
+		/* A failure stands until the file changes, unless it was
+		 * temporary: every look (a scan, an event, a retry) tries a
+		 * temporary failure again. */
+		int same = f->size == st->st_size && f->mtime_ns == mtime_ns(st) &&
+		    strncmp(f->reason, WATCH_TEMPORARY,
+		    strlen(WATCH_TEMPORARY)) != 0;
 		store_failure_free(f);
 		if (same) {
 			if (t != NULL)
@@ -415,7 +451,7 @@ consider_file(watch *w, task *t, const char *path, const struct stat *st,
 		 * look again shortly, once its record is written. */
 		if (t != NULL)
 			t->outstanding++;       /* the timer's reference */
-		timer_set(w, path, now_s() + FLIGHT_RETRY_S, t);
+		timer_set(w, path, now_s() + FLIGHT_RETRY_S, t, tries);
 		return;
 	}
 	item *it = item_new(t, path, st, origin);
@@ -424,6 +460,7 @@ consider_file(watch *w, task *t, const char *path, const struct stat *st,
 			t->interrupted = 1;
 		return;
 	}
+	it->tries = tries;
 	ready_push(w, it);
 }
 
@@ -558,6 +595,28 @@ seen_dir(watch *w, const struct stat *st)
 	return 0;
 }
 
+/* A folder that cannot be read becomes a failure record (listed by
+ * `failures`); a temporary one (permission denied, no descriptors left) is
+ * looked at again after retry_delay (retry_folder).  t may be NULL. */
+static void
+folder_failed(watch *w, task *t, const char *path, const struct stat *st,
+    int e, int tries)
+{
+	cdx_log(CDX_LOG_WARN, "indexer: cannot read folder %s: %s", path,
+	    strerror(e));
+	if (e == ENOENT || e == ENOTDIR)
+		return;
+	item *it = item_new(t, path, st, ORIG_DONE);
+	if (it == NULL)
+		return;
+	it->kind = K_FAIL;
+	it->temporary = temporary(cdx_from_errno(e));
+	it->tries = tries;
+	snprintf(it->reason, sizeof(it->reason), "%sfolder: %s",
+	    it->temporary ? WATCH_TEMPORARY : "", strerror(e));
+	ready_push(w, it);
+}
+
 static void
 walk_push(watch *w, const char *path, const struct stat *st)
 {
@@ -575,9 +634,14 @@ walk_push(watch *w, const char *path, const struct stat *st)
 		add_inotify(w, path);
 	DIR *d = opendir(path);
 	if (d == NULL) {
-		cdx_log(CDX_LOG_WARN, "indexer: cannot read folder %s: %s", path,
-		    strerror(errno));
+		folder_failed(w, w->cur, path, st, errno, 0);
 		return;
+	}
+	store_failure *f = NULL;
+	if (store_failure_get(w->st, path, &f, NULL) == 0) {
+		/* Readable again: its failure record goes. */
+		store_failure_free(f);
+		send_op(w, OP_FORGET_PATH, path, NULL, 0, NULL);
 	}
 	char *copy = strdup(path);
 	if (copy == NULL) {
@@ -622,7 +686,7 @@ walk_begin(watch *w, task *t)
 		return;
 	}
 	if (S_ISREG(st.st_mode))
-		consider_file(w, t, t->path, &st, ORIG_SCAN);
+		consider_file(w, t, t->path, &st, ORIG_SCAN, 0);
 	else if (S_ISDIR(st.st_mode))
 		walk_push(w, t->path, &st);
 	if (w->depth == 0)
@@ -662,7 +726,7 @@ walk_step(watch *w)
 		if (S_ISDIR(st.st_mode))
 			walk_push(w, child, &st);
 		else if (S_ISREG(st.st_mode))
-			consider_file(w, w->cur, child, &st, ORIG_SCAN);
+			consider_file(w, w->cur, child, &st, ORIG_SCAN, 0);
 		free(child);
 	}
 	if (w->depth == 0)
@@ -732,7 +796,7 @@ complete(watch *w, task *t, int stopping)
 		return;
 	}
 	watch_result r = { t->added, t->updated, t->unchanged, t->failed,
-	    t->moved, t->interrupted || stopping };
+	    t->moved, t->interrupted || stopping, t->store_full };
 	if (t->fn != NULL)
 		t->fn(t->user, t->path, &r);
 	task_free(t);
@@ -742,12 +806,14 @@ complete(watch *w, task *t, int stopping)
 
 /* Sets (or pushes back) the timer of path; takes the reference t. */
 static void
-timer_set(watch *w, const char *path, double due, task *t)
+timer_set(watch *w, const char *path, double due, task *t, int tries)
 {
 	for (size_t i = 0; i < w->n_timers; i++) {
 		struct timer *tm = &w->timers[i];
 		if (strcmp(tm->path, path) == 0) {
 			tm->due = due;
+			if (tries > tm->tries)
+				tm->tries = tries;
 			if (tm->t == NULL)
 				tm->t = t;
 			else if (t != NULL)
@@ -765,7 +831,7 @@ timer_set(watch *w, const char *path, double due, task *t)
 		}
 		return;
 	}
-	w->timers[w->n_timers++] = (struct timer){ copy, due, t };
+	w->timers[w->n_timers++] = (struct timer){ copy, due, t, tries };
 }
 
 static void
@@ -807,6 +873,23 @@ dir_gone(watch *w, const char *path)
 	send_op(w, OP_FORGET_UNDER, path, NULL, 0, NULL);
 }
 
+/* A folder that could not be read is tried again: walked (and watched,
+ * under a live root) once it can be read, else failed again. */
+static void
+retry_folder(watch *w, const char *path, const struct stat *st, int tries)
+{
+	DIR *d = opendir(path);
+	if (d == NULL) {
+		folder_failed(w, NULL, path, st, errno, tries);
+		return;
+	}
+	closedir(d);
+	pthread_mutex_lock(&w->mu);
+	if (!w->stop)
+		queue_task(w, path, 0, NULL, NULL);
+	pthread_mutex_unlock(&w->mu);
+}
+
 static void
 timers_run(watch *w, double now)
 {
@@ -818,10 +901,14 @@ timers_run(watch *w, double now)
 		}
 		char *path = tm->path;
 		task *t = tm->t;
+		int tries = tm->tries;
 		w->timers[i] = w->timers[--w->n_timers];
 		struct stat st;
-		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
-			consider_file(w, t, path, &st, ORIG_QUIET);
+		int here = lstat(path, &st) == 0;   /* else gone: nothing */
+		if (here && S_ISREG(st.st_mode))
+			consider_file(w, t, path, &st, ORIG_QUIET, tries);
+		else if (here && tries > 0 && S_ISDIR(st.st_mode))
+			retry_folder(w, path, &st, tries);
 		free(path);
 		if (t != NULL)
 			task_release(w, t);
@@ -911,7 +998,7 @@ on_moved_to(watch *w, const struct inotify_event *e, const char *path)
 		queue_task(w, path, 1, NULL, NULL);
 		pthread_mutex_unlock(&w->mu);
 	} else if (S_ISREG(st.st_mode)) {
-		consider_file(w, NULL, path, &st, ORIG_DONE);
+		consider_file(w, NULL, path, &st, ORIG_DONE, 0);
 	}
 }
 
@@ -974,10 +1061,10 @@ on_event(watch *w, const struct inotify_event *e, double now)
 	} else if (e->mask & IN_CLOSE_WRITE) {
 		timer_cancel(w, path);
 		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
-			consider_file(w, NULL, path, &st, ORIG_DONE);
+			consider_file(w, NULL, path, &st, ORIG_DONE, 0);
 	} else if (e->mask & (IN_CREATE | IN_MODIFY | IN_ATTRIB)) {
 		if (!(e->mask & IN_ISDIR))
-			timer_set(w, path, now + w->p.quiet_ms * 1e-3, NULL);
+			timer_set(w, path, now + w->p.quiet_ms * 1e-3, NULL, 0);
 	}
 	free(path);
 }
@@ -1063,7 +1150,8 @@ control_main(void *arg)
 			w->busy_ns += (int64_t)((now - last) * 1e9);
 		last = now;
 		for (size_t i = 0; i < n_retry; i++) {
-			timer_set(w, retry[i].path, now + retry[i].due, retry[i].t);
+			timer_set(w, retry[i].path, now + retry[i].due, retry[i].t,
+			    retry[i].tries);
 			free(retry[i].path);
 		}
 		free(retry);
@@ -1163,13 +1251,13 @@ read_image(const char *path, size_t max, uint8_t **data, size_t *len,
 /* Hands path back to the control thread for a look after delay seconds;
  * t (may be NULL) keeps waiting for it. */
 static void
-look_again(watch *w, const char *path, task *t, double delay)
+look_again(watch *w, const char *path, task *t, double delay, int tries)
 {
 	char *copy = strdup(path);
 	pthread_mutex_lock(&w->mu);
 	if (copy != NULL && !w->stop && grow((void **)&w->retry, &w->cap_retry,
 	    w->n_retry + 1, sizeof(*w->retry)) == 0) {
-		w->retry[w->n_retry++] = (struct timer){ copy, delay, t };
+		w->retry[w->n_retry++] = (struct timer){ copy, delay, t, tries };
 		if (t != NULL)
 			t->outstanding++;
 		copy = NULL;
@@ -1186,14 +1274,16 @@ look_again(watch *w, const char *path, task *t, double delay)
 static void
 retry_later(watch *w, item *it)
 {
-	look_again(w, it->path, it->t, w->p.quiet_ms * 1e-3);
+	look_again(w, it->path, it->t, w->p.quiet_ms * 1e-3, it->tries);
 }
 
 /* A failure of a file that may still be being written is not recorded:
- * it is looked at again after a quiet period. */
+ * it is looked at again after a quiet period.  A temporary one (see
+ * temporary()) is recorded as such and retried after retry_delay. */
 static void
-fail_or_retry(watch *w, item *it, const char *reason, int64_t mtime)
+fail_or_retry(watch *w, item *it, const cdx_error *err, int64_t mtime)
 {
+	const char *reason = err->msg;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	int64_t age_ms = ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - mtime) /
@@ -1204,7 +1294,9 @@ fail_or_retry(watch *w, item *it, const char *reason, int64_t mtime)
 		return;
 	}
 	it->kind = K_FAIL;
-	snprintf(it->reason, sizeof(it->reason), "%s", reason);
+	it->temporary = temporary(err->code);
+	snprintf(it->reason, sizeof(it->reason), "%s%s",
+	    it->temporary ? WATCH_TEMPORARY : "", reason);
 }
 
 /* Reuses the embedding of a record with the same bytes, if there is one. */
@@ -1266,6 +1358,8 @@ decode_item(watch *w, item *it)
 	clip_image img;
 	cdx_error err;
 
+	if (it->kind == K_FAIL)
+		return;         /* decided already (a folder that cannot be read) */
 	if (read_image(it->path, w->p.max_file_bytes, &data, &len, &st,
 	    &err) != 0) {
 		if (err.code == CDX_ENOTFOUND) {
@@ -1275,7 +1369,7 @@ decode_item(watch *w, item *it)
 			retry_later(w, it);
 			it->kind = K_DROP;
 		} else {
-			fail_or_retry(w, it, err.msg, it->mtime_ns);
+			fail_or_retry(w, it, &err, it->mtime_ns);
 		}
 		return;
 	}
@@ -1297,7 +1391,7 @@ decode_item(watch *w, item *it)
 	if (clip_image_probe(data, len, &info, &err) != 0) {
 		if (len >= 4 && (memcmp(data, "\xff\xd8\xff", 3) == 0 ||
 		    memcmp(data, "\x89PNG", 4) == 0))
-			fail_or_retry(w, it, err.msg, it->mtime_ns);
+			fail_or_retry(w, it, &err, it->mtime_ns);
 		else {
 			it->kind = K_SKIP;      /* not an image */
 			it->del_path = it->is_update;
@@ -1311,7 +1405,7 @@ decode_item(watch *w, item *it)
 		goto out;
 	}
 	if (clip_image_decode(data, len, &dopt, &img, &err) != 0) {
-		fail_or_retry(w, it, err.msg, it->mtime_ns);
+		fail_or_retry(w, it, &err, it->mtime_ns);
 		goto out;
 	}
 	free(data);
@@ -1324,7 +1418,7 @@ decode_item(watch *w, item *it)
 	}
 	if (clip_image_preprocess(&img, pp, it->pixels, &err) != 0) {
 		clip_image_free(&img);
-		fail_or_retry(w, it, err.msg, it->mtime_ns);
+		fail_or_retry(w, it, &err, it->mtime_ns);
 		goto out;
 	}
 	it->width = (uint32_t)img.info.width;
@@ -1471,12 +1565,39 @@ wb_commit(watch *w, wbatch *c)
 			    "failed: %s", len, err.msg);
 	}
 	int ok = rc == 0 || rc == CDX_EINDEX;
+	int full_tries = 0, files = 0;
+	for (size_t i = 0; i < c->n; i++)
+		files += c->wait[i]->op == OP_NONE;
 	if (ok) {
 		w->renamed += (int64_t)cnt.renamed;
 		w->deleted += c->forgotten;
+		if (files > 0) {
+			/* Room for files again (a small change may fit
+			 * where files did not). */
+			w->store_full = 0;
+			w->full_tries = 0;
+		}
+	} else if (rc == CDX_EFULL) {
+		/* Nothing of the batch was stored: its files wait for space
+		 * and are looked at again (with a growing delay) until they
+		 * fit, without a restart. */
+		if (!w->store_full)
+			cdx_log(CDX_LOG_WARN, "indexer: %s; files wait for space",
+			    err.msg);
+		w->store_full = 1;
+		full_tries = ++w->full_tries;
 	}
 	for (size_t i = 0; i < c->n; i++) {
 		item *it = c->wait[i];
+		if (it->op == OP_NONE && !ok && temporary(rc)) {
+			look_again(w, it->path, NULL, retry_delay(w, full_tries),
+			    full_tries);
+			if (rc == CDX_EFULL && it->t != NULL) {
+				it->t->store_full = 1;
+				item_finish(w, it, 0);
+				continue;
+			}
+		}
 		if (it->op == OP_NONE && ok) {
 			if (it->kind == K_FAIL) {
 				cdx_log(CDX_LOG_INFO, "cannot index %s: %s", it->path,
@@ -1484,6 +1605,10 @@ wb_commit(watch *w, wbatch *c)
 				w->failed++;
 				if (it->t != NULL)
 					it->t->failed++;
+				if (it->temporary)
+					look_again(w, it->path, NULL,
+					    retry_delay(w, it->tries + 1),
+					    it->tries + 1);
 			} else if (it->kind == K_SKIP) {
 				w->skipped++;
 			} else {
@@ -1644,7 +1769,7 @@ move_file(watch *w, wbatch *c, const char *from, const char *to)
 		/* Not known, or changed meanwhile: read it (equal bytes still
 		 * reuse the embedding). */
 		store_image_free(old);
-		look_again(w, to, NULL, 0);
+		look_again(w, to, NULL, 0, 0);
 		return;
 	}
 	store_image_free(old);
@@ -1824,6 +1949,7 @@ watch_default_params(watch_params *p)
 	p->quiet_ms = 1000;
 	p->nice = 10;
 	p->encode_threads = 1;
+	p->retry_ms = 30000;
 }
 
 int
@@ -1837,7 +1963,8 @@ watch_start(store *st, const clip_model *m, const watch_params *p,
 		return cdx_error_set(err, CDX_EINVAL, "watch_start: NULL argument");
 	if (p->batch < 1 || p->batch > 4096 || p->n_exclude < 0 ||
 	    p->n_exclude > WATCH_MAX_EXCLUDE || p->decode_threads < 0 ||
-	    p->decode_threads > 256 || p->quiet_ms < 0 || p->min_side < 0)
+	    p->decode_threads > 256 || p->quiet_ms < 0 || p->min_side < 0 ||
+	    p->retry_ms < 1)
 		return cdx_error_set(err, CDX_EINVAL, "watch_start: a parameter is "
 		    "out of range");
 	if ((w = calloc(1, sizeof(*w))) == NULL)
@@ -2083,5 +2210,6 @@ watch_get_progress(watch *w, watch_progress *out)
 	out->idle = !out->scanning && out->remaining == 0 &&
 	    w->finished == NULL && w->n_retry == 0;
 	snprintf(out->warning, sizeof(out->warning), "%s", w->warning);
+	out->store_full = w->store_full;
 	pthread_mutex_unlock(&w->mu);
 }

@@ -421,9 +421,14 @@ idx_save(store *s, cdx_error *err)
 
 	idx_path(s, tmp, sizeof(tmp), ".tmp");
 	idx_path(s, dst, sizeof(dst), "");
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		  STORE_FILE_MODE);
+	if (fd < 0 || fchmod(fd, STORE_FILE_MODE) != 0) {
 		int e = errno;
+		if (fd >= 0) {
+			close(fd);
+			unlink(tmp);
+		}
 		free(payload);
 		return cdx_error_set(err, cdx_from_errno(e),
 				     "cannot create %s: %s", tmp, strerror(e));
@@ -913,47 +918,9 @@ typedef struct cand {
 	uint64_t id;
 } cand;
 
-/* Min-heap of the best k candidates (root = worst kept). */
-typedef struct topk {
-	cand *h;
-	size_t n, k;
-} topk;
-
-static void
-topk_push(topk *t, float score, uint64_t id)
-{
-	if (t->n < t->k) {
-		size_t i = t->n++;
-		while (i > 0) {
-			size_t p = (i - 1) / 2;
-			if (t->h[p].score <= score)
-				break;
-			t->h[i] = t->h[p];
-			i = p;
-		}
-		t->h[i] = (cand){ score, id };
-		return;
-	}
-	if (score <= t->h[0].score)
-		return;
-	size_t i = 0;
-	for (;;) {
-		size_t l = 2 * i + 1, r = l + 1, m = i;
-		float ms = score;
-		if (l < t->n && t->h[l].score < ms) {
-			m = l;
-			ms = t->h[l].score;
-		}
-		if (r < t->n && t->h[r].score < ms)
-			m = r;
-		if (m == i)
-			break;
-		t->h[i] = t->h[m];
-		i = m;
-	}
-	t->h[i] = (cand){ score, id };
-}
-
+/* The ranking order, everywhere results are ranked: score, best first,
+ * and ties by id, smallest first, so that pages of one query (offset + k)
+ * agree whatever k is. */
 static int
 cand_cmp_desc(const void *a, const void *b)
 {
@@ -961,6 +928,55 @@ cand_cmp_desc(const void *a, const void *b)
 	if (x->score != y->score)
 		return x->score < y->score ? 1 : -1;
 	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Min-heap of the best k candidates by cand_cmp_desc (root = worst kept). */
+typedef struct topk {
+	cand *h;
+	size_t n, k;
+} topk;
+
+/* Whether a ranks below b. */
+static int
+cand_worse(const cand *a, const cand *b)
+{
+	return cand_cmp_desc(a, b) > 0;
+}
+
+static void
+topk_push(topk *t, float score, uint64_t id)
+{
+	cand c = { score, id };
+	if (t->n < t->k) {
+		size_t i = t->n++;
+		while (i > 0) {
+			size_t p = (i - 1) / 2;
+			if (!cand_worse(&c, &t->h[p]))
+				break;
+			t->h[i] = t->h[p];
+			i = p;
+		}
+		t->h[i] = c;
+		return;
+	}
+	if (t->n == 0 || !cand_worse(&t->h[0], &c))
+		return;
+	size_t i = 0;
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		const cand *mc = &c;
+		if (l < t->n && cand_worse(&t->h[l], mc)) {
+			m = l;
+			mc = &t->h[l];
+		}
+		if (r < t->n && cand_worse(&t->h[r], mc))
+			m = r;
+		if (m == i)
+			break;
+		t->h[i] = t->h[m];
+		i = m;
+	}
+	t->h[i] = c;
 }
 
 typedef struct search_ctx {
@@ -1268,9 +1284,18 @@ index_filtered_scan(search_ctx *c, topk *t, size_t k, size_t kk,
 		}
 		t->n = 0;
 		size_t got = 0;
-		for (size_t i = 0; i < kk && got < k && !rc; i++) {
-			if (lab[i] < 0)
+		int past = 0; /* a candidate ranked below the k kept was seen */
+		for (size_t i = 0; i < kk && !rc; i++) {
+			if (lab[i] < 0) {
+				past = 1;
 				break;
+			}
+			/* Past the k-th, only candidates tied with the worst
+			 * kept can still enter (a smaller id wins a tie). */
+			if (got >= k && dis[i] < t->h[0].score) {
+				past = 1;
+				break;
+			}
 			long slot = live_find(&s->live, lab[i]);
 			if (slot < 0 || !time_match(c, slot))
 				continue;
@@ -1285,6 +1310,11 @@ index_filtered_scan(search_ctx *c, topk *t, size_t k, size_t kk,
 		free(lab);
 		if (rc)
 			return rc;
+		if (got >= k && !past && kk < nt) {
+			/* The tie at the k-th score may go on past kk. */
+			kk *= 2;
+			continue;
+		}
 		if (got >= k) {
 			/* If the estimate fell short, look once more as deep:
 			 * an approximate index's deep ranks miss some. */
@@ -1417,7 +1447,9 @@ search_locked(search_ctx *c, topk *t, size_t k, store_results **out,
 			rc = exact_filtered(c, t, 0, err);
 			complete = 1;
 		} else {
-			size_t kk = k + (s->dead ? k : 0);
+			/* One more than k: the first rank below the k-th
+			 * shows that no tie at the cut was left out. */
+			size_t kk = k + 1 + (s->dead ? k : 0);
 			if (filtered) {
 				double sel = ((double)mt / (double)n) *
 					     ((double)(mp < plim ? mp : plim) /

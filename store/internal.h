@@ -43,6 +43,9 @@ void live_remove(live_map *m, int64_t label);
 
 /* ---- LMDB layout ---- */
 
+/* Every file of a store: the owner's alone (they hold photo paths). */
+#define STORE_FILE_MODE 0600
+
 #define REC_MAGIC 0x52584443u /* "CDXR" */
 
 /* Value of the rec table (key: id, native u64), followed by the embedding
@@ -93,6 +96,7 @@ struct store {
 	int dim;
 	char model_id[256];
 	char model_family[32];  /* as recorded in the store ("" if not) */
+	char model_label[256];
 	char kind_req[128];     /* as requested */
 	size_t auto_flat_max;
 	int hnsw_ef_search, ivf_nprobe;

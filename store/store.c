@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,7 +56,9 @@ sto_mdb_err(cdx_error *err, int rc, const char *what)
 		code = CDX_EFULL;
 	else if (rc == ENOMEM)
 		code = CDX_ENOMEM;
-	else if (rc == EIO || rc == ENOSPC)
+	else if (rc == ENOSPC || rc == EDQUOT)
+		code = CDX_EFULL; /* the disk: grow_map cannot help */
+	else if (rc == EIO)
 		code = CDX_EIO;
 	else if (rc == EACCES || rc == EROFS || rc == EPERM)
 		code = CDX_EPERM;
@@ -141,12 +144,32 @@ meta_put_u64(MDB_txn *txn, MDB_dbi db, const char *key, uint64_t val)
 
 /* ---- open / close ---- */
 
+/* The store's files hold photo paths: only the owner reads them, whatever
+ * the umask was when they were created (older stores are tightened too). */
+static int
+own_files(store *s, cdx_error *err)
+{
+	static const char *const names[] = { "data.mdb", "lock.mdb",
+					     "store.lock", "index.faiss" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", s->dir, names[i]);
+		if (chmod(path, STORE_FILE_MODE) != 0 && errno != ENOENT) {
+			int e = errno;
+			return cdx_error_set(err, cdx_from_errno(e),
+					     "cannot chmod %s: %s", path,
+					     strerror(e));
+		}
+	}
+	return 0;
+}
+
 static int
 lock_dir(store *s, cdx_error *err)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/store.lock", s->dir);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, STORE_FILE_MODE);
 	if (fd < 0) {
 		int e = errno;
 		return cdx_error_set(err, cdx_from_errno(e),
@@ -195,14 +218,28 @@ wipe_images(store *s, MDB_txn *txn)
 	return 0;
 }
 
-/* Records the model's family (optional param) beside its identity. */
+/* Records the model's family and label (optional params) beside its
+ * identity; a label that changed (a renamed folder) is replaced. */
 static int
 put_family(store *s, MDB_txn *txn, const store_params *p)
 {
-	if (p->model_family == NULL)
-		return 0;
-	return meta_put(txn, s->db_meta, "family", p->model_family,
-	    strlen(p->model_family));
+	int rc = 0;
+	if (p->model_family != NULL)
+		rc = meta_put(txn, s->db_meta, "family", p->model_family,
+		    strlen(p->model_family));
+	if (rc == 0 && p->model_label != NULL)
+		rc = meta_put(txn, s->db_meta, "label", p->model_label,
+		    strlen(p->model_label));
+	return rc;
+}
+
+/* Whether two model ids name the same weights: the same text after their
+ * last '@' (the weights hash, store_params.model_id). */
+static int
+same_weights(const char *a, const char *b)
+{
+	const char *ha = strrchr(a, '@'), *hb = strrchr(b, '@');
+	return ha && hb && ha[1] && strcmp(ha, hb) == 0;
 }
 
 static int
@@ -244,9 +281,26 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 	memcpy(model, vm.mv_data, vm.mv_size);
 	model[vm.mv_size] = '\0';
 	if (dim == (uint32_t)p->dim && strcmp(model, p->model_id) == 0) {
-		/* stores made before families were recorded gain it */
+		/* stores made before families were recorded gain it; the
+		 * label follows the folder's name silently */
 		if ((rc = put_family(s, txn, p)) != 0)
 			return sto_mdb_err(err, rc, "recording the model family");
+		return 0;
+	}
+	MDB_val kl = { 5, "label" }, vl;
+	if (dim == (uint32_t)p->dim &&
+	    mdb_get(txn, s->db_meta, &kl, &vl) == MDB_NOTFOUND &&
+	    same_weights(model, p->model_id)) {
+		/* A store made before identities left out the folder's name
+		 * ("<name>@<hash>", no label): the same weights and dim are
+		 * the same model; its identity is rewritten once. */
+		cdx_log(CDX_LOG_INFO,
+			"store %s: model identity '%s' -> '%s' (same weights)",
+			s->dir, model, p->model_id);
+		if ((rc = meta_put(txn, s->db_meta, "model", p->model_id,
+				   strlen(p->model_id))) ||
+		    (rc = put_family(s, txn, p)))
+			return sto_mdb_err(err, rc, "recording the model");
 		return 0;
 	}
 	if (!p->reembed)
@@ -311,6 +365,9 @@ validate_params(const store_params *p, cdx_error *err)
 	if (!p->model_id || !p->model_id[0] || strlen(p->model_id) > 255)
 		return cdx_error_set(err, CDX_EINVAL,
 				     "store_open: model_id must be 1..255 bytes");
+	if (p->model_label && strlen(p->model_label) > 255)
+		return cdx_error_set(err, CDX_EINVAL,
+				     "store_open: model_label over 255 bytes");
 	if (p->index_kind && strlen(p->index_kind) > 100)
 		return cdx_error_set(err, CDX_EINVAL,
 				     "store_open: index_kind too long");
@@ -354,7 +411,7 @@ store_open(const char *dir, const store_params *p, store **out,
 	 * baseline-x86-64 kernel (see docs/STORE.md). */
 	faiss_set_distance_compute_blas_threshold(1);
 
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		int e = errno;
 		rc = cdx_error_set(err, cdx_from_errno(e),
 				   "cannot create store directory %s: %s", dir,
@@ -385,11 +442,13 @@ store_open(const char *dir, const store_params *p, store **out,
 	mdb_env_set_mapsize(s->env, s->map_size);
 	mdb_env_set_maxdbs(s->env, 16);
 	mdb_env_set_maxreaders(s->env, 256);
-	rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0644);
+	rc = mdb_env_open(s->env, dir, MDB_NOTLS, STORE_FILE_MODE);
 	if (rc) {
 		rc = sto_mdb_err(err, rc, dir);
 		goto out_close_env;
 	}
+	if ((rc = own_files(s, err)))
+		goto out_close_env;
 	MDB_envinfo info;
 	if (mdb_env_info(s->env, &info) == 0 && info.me_mapsize > s->map_size)
 		s->map_size = info.me_mapsize;
@@ -401,11 +460,16 @@ store_open(const char *dir, const store_params *p, store **out,
 	}
 	if ((rc = open_dbs(s, txn, err)) || (rc = check_meta(s, txn, p, err)))
 		goto out_abort_txn;
-	MDB_val kf = { 6, "family" }, vf;
+	MDB_val kf = { 6, "family" }, vf, kl = { 5, "label" }, vl;
 	if (mdb_get(txn, s->db_meta, &kf, &vf) == 0 &&
 	    vf.mv_size < sizeof(s->model_family)) {
 		memcpy(s->model_family, vf.mv_data, vf.mv_size);
 		s->model_family[vf.mv_size] = '\0';
+	}
+	if (mdb_get(txn, s->db_meta, &kl, &vl) == 0 &&
+	    vl.mv_size < sizeof(s->model_label)) {
+		memcpy(s->model_label, vl.mv_data, vl.mv_size);
+		s->model_label[vl.mv_size] = '\0';
 	}
 	if ((rc = meta_get_u64(txn, s->db_meta, "seq", &s->seq)) ||
 	    (rc = meta_get_u64(txn, s->db_meta, "next_id", &s->next_id))) {
@@ -510,6 +574,8 @@ store_get_stats(store *s, store_stats *st)
 	snprintf(st->index_kind, sizeof(st->index_kind), "%s", s->kind);
 	snprintf(st->model_family, sizeof(st->model_family), "%s",
 	    s->model_family);
+	snprintf(st->model_label, sizeof(st->model_label), "%s",
+	    s->model_label);
 	st->rebuilt_on_open = s->rebuilt_on_open;
 	st->caught_up = s->caught_up;
 	st->commits = s->commits;
@@ -517,6 +583,17 @@ store_get_stats(store *s, store_stats *st)
 }
 
 /* ---- writes ---- */
+
+/* Whether the disk under the store has less than STORE_DISK_MIN bytes
+ * free: a CDX_EFULL then is the disk's, not the map's. */
+#define STORE_DISK_MIN (16u << 20)
+static int
+disk_full(const store *s)
+{
+	struct statvfs v;
+	return statvfs(s->dir, &v) == 0 &&
+	       (uint64_t)v.f_bavail * v.f_frsize < STORE_DISK_MIN;
+}
 
 /* Doubles the map after MDB_MAP_FULL.  Exclusive lock held, no txn. */
 static int
@@ -836,7 +913,7 @@ static int
 write_txn(store *s, const write_op *op, cdx_error *err)
 {
 	batch *b = op->b;
-	int rc;
+	int rc, grows = 0;
 	pthread_rwlock_wrlock(&s->lock);
 	for (;;) {
 		MDB_txn *txn;
@@ -873,6 +950,15 @@ write_txn(store *s, const write_op *op, cdx_error *err)
 				s->commits++;
 		}
 		if (rc == CDX_EFULL) {
+			/* The map, unless the disk is full (ENOSPC; a map
+			 * that grew 8 times in one write is not the cause). */
+			if (disk_full(s) || ++grows > 8) {
+				rc = cdx_error_set(err, CDX_EFULL,
+						   "store %s is full: the disk "
+						   "has no space left",
+						   s->dir);
+				break;
+			}
 			if ((rc = grow_map(s, err)))
 				break;
 			continue;

@@ -79,11 +79,20 @@ typedef struct store store;
 typedef struct store_params {
 	/* Embedding dimension.  Required (1..STORE_DIM_MAX). */
 	int dim;
-	/* Identity of the model that makes the embeddings, e.g.
-	 * "clip-vit-base-patch32@0123456789abcdef" (name @ weights hash).
-	 * Required, at most 255 bytes.  Opening a store made with another
-	 * model_id or dim fails with CDX_EMODEL, unless reembed is set. */
+	/* Identity of the model that makes the embeddings: its architecture
+	 * and weights, "<architecture>@<weights hash>" (clip_model_info.key,
+	 * e.g. "clip-512-224/32-v768x12-t512x12@0123456789abcdef"), never a
+	 * folder's name.  Required, at most 255 bytes.  Opening a store made
+	 * with another model_id or dim fails with CDX_EMODEL, unless reembed
+	 * is set.  One exception keeps older stores opening: a store that
+	 * recorded no label (made when the id was "<folder name>@<hash>")
+	 * opens when the text after the last '@' (the weights hash) and dim
+	 * match, and model_id is rewritten (logged). */
 	const char *model_id;
+	/* The model's name as shown (its folder's name).  Optional (NULL: not
+	 * recorded), at most 255 bytes; recorded at every open, so a renamed
+	 * folder with the same weights updates it silently. */
+	const char *model_label;
 	/* The model's family ("clip", "siglip", "siglip2"; clip_family_name),
 	 * recorded beside model_id so that a store says what made it.
 	 * Optional (NULL: not recorded), at most 31 bytes. */
@@ -445,6 +454,8 @@ typedef struct store_stats {
 	char index_kind[128];   /* FAISS factory string actually in use */
 	char model_family[32];  /* recorded by store_params.model_family; ""
 				   for stores that have none */
+	char model_label[256];  /* store_params.model_label of the last open
+				   that gave one; "" if none did */
 	int rebuilt_on_open;    /* 1 if open rebuilt the index from LMDB */
 	uint64_t caught_up;     /* log entries applied at open */
 	uint64_t commits;       /* LMDB write transactions committed since

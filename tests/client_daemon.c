@@ -792,7 +792,7 @@ test_restart_and_brute_force(void **state)
 	const clip_model_info *info = clip_model_get_info(m);
 	store_params sp = store_default_params();
 	sp.dim = info->embed_dim;
-	sp.model_id = info->id;
+	sp.model_id = info->key;
 	CDX_ASSERT_OK(store_open(store_dir, &sp, &st, &err), err.msg);
 	assert_int_equal(store_image_count(st), N_PHOTOS);
 

@@ -923,7 +923,7 @@ test_brute_force(void **state)
 	assert_true(dim <= 64);
 	store_params sp = store_default_params();
 	sp.dim = dim;
-	sp.model_id = info->id;
+	sp.model_id = info->key;
 	CDX_ASSERT_OK(store_open(store_dir, &sp, &st, &err), err.msg);
 	CDX_ASSERT_OK(store_image_foreach(st, load_visit, NULL, &err), err.msg);
 	store_close(st);

@@ -72,7 +72,7 @@ fill_store(void)
 	int dim = info->embed_dim;
 	store_params sp = store_default_params();
 	sp.dim = dim;
-	sp.model_id = info->id;
+	sp.model_id = info->key;
 	sp.model_family = clip_family_name(info->family);
 	sp.index_kind = "flat";
 	float *v = malloc(sizeof(float) * (size_t)dim);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,7 +97,7 @@ env_open_store(env *e)
 	const clip_model_info *info = clip_model_get_info(model);
 	cdx_error err;
 	sp.dim = info->embed_dim;
-	sp.model_id = info->id;
+	sp.model_id = info->key;
 	CDX_ASSERT_OK(store_open(e->store_dir, &sp, &e->st, &err), err.msg);
 }
 
@@ -387,6 +388,12 @@ group_teardown(void **state)
 {
 	(void)state;
 	clip_model_free(model);
+	/* test_store_full_is_retried's tmpfs, if a failure left it */
+	char cmd[PATH_MAX + 64];
+	snprintf(cmd, sizeof(cmd), "umount %s/full-store 2>/dev/null", tmp);
+	if (geteuid() == 0 && system(cmd) != 0) {
+		/* not mounted */
+	}
 	rmtree(tmp);
 	return 0;
 }
@@ -795,6 +802,236 @@ test_ten_thousand(void **state)
 	env_free(&e);
 }
 
+/* ---- temporary failures: retried, not permanent (issue 14) ---- */
+
+/* Whether path has a failure record marked temporary. */
+static int
+has_temporary_failure(env *e, const char *path)
+{
+	store_failure *f;
+	int yes;
+	if (store_failure_get(e->st, path, &f, NULL) != 0)
+		return 0;
+	yes = strncmp(f->reason, WATCH_TEMPORARY, strlen(WATCH_TEMPORARY)) == 0;
+	store_failure_free(f);
+	return yes;
+}
+
+/* File descriptors run out (EMFILE) while a folder is indexed: the files
+ * and the sub-folder that could not be opened become temporary failures,
+ * and once descriptors are back they are indexed, without a touch, an
+ * add or a restart (retry_ms is short here). */
+static void
+test_out_of_descriptors_is_retried(void **state)
+{
+	env e;
+	watch_params p = test_params();
+	(void)state;
+
+	env_init(&e, "emfile");
+	assert_int_equal(mkdir(pathf("%s/sub", e.root), 0755), 0);
+	for (int i = 0; i < 4; i++)
+		write_jpeg(pathf("%s/f%d.jpg", e.root, i), 3000 + i);
+	for (int i = 0; i < 2; i++)
+		write_jpeg(pathf("%s/sub/g%d.jpg", e.root, i), 3100 + i);
+	p.retry_ms = 300;
+	env_start(&e, &p);
+
+	/* Take every descriptor but one (the walk's folder). */
+	struct rlimit old, low;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = 256;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	int hog[256], n = 0;
+	while (n < 256 && (hog[n] = open("/dev/null", O_RDONLY)) >= 0)
+		n++;
+	assert_int_equal(errno, EMFILE);
+	close(hog[--n]);
+	watch_result r = add_wait(&e, e.root, 1);
+	assert_true(r.failed >= 1);
+	assert_true(has_temporary_failure(&e, pathf("%s/sub", e.root)));
+	for (int i = 0; i < n; i++)
+		close(hog[i]);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+
+	/* Back: every image is indexed, every failure gone. */
+	for (int i = 0; i < 4; i++)
+		wait_for(has_record, &e, pathf("%s/f%d.jpg", e.root, i), 1,
+		    "not retried");
+	for (int i = 0; i < 2; i++)
+		wait_for(has_record, &e, pathf("%s/sub/g%d.jpg", e.root, i), 1,
+		    "sub-folder not retried");
+	wait_for(has_failure, &e, pathf("%s/sub", e.root), 0,
+	    "folder failure kept");
+	for (int i = 0; i < 4; i++)
+		assert_false(has_failure(&e, pathf("%s/f%d.jpg", e.root, i)));
+	/* ... and the sub-folder is watched again. */
+	write_jpeg(pathf("%s/sub/h.jpg", e.root), 3200);
+	wait_for(has_record, &e, pathf("%s/sub/h.jpg", e.root), 1,
+	    "sub-folder not watched");
+	converge(&e, "after descriptors came back");
+	env_free(&e);
+}
+
+/* A file and a folder that cannot be read (mode 000) are temporary
+ * failures, indexed once readable, without a touch.  Root reads anything:
+ * the test runs as an ordinary user only (the EMFILE test above covers
+ * the same path as root). */
+static void
+test_unreadable_is_retried(void **state)
+{
+	env e;
+	watch_params p = test_params();
+	(void)state;
+
+	if (geteuid() == 0) {
+		skip();
+		return;
+	}
+	env_init(&e, "mode000");
+	assert_int_equal(mkdir(pathf("%s/locked", e.root), 0755), 0);
+	write_jpeg(pathf("%s/a.jpg", e.root), 3300);
+	write_jpeg(pathf("%s/locked/b.jpg", e.root), 3301);
+	assert_int_equal(chmod(pathf("%s/a.jpg", e.root), 0), 0);
+	assert_int_equal(chmod(pathf("%s/locked", e.root), 0), 0);
+	p.retry_ms = 300;
+	env_start(&e, &p);
+	watch_result r = add_wait(&e, e.root, 1);
+	assert_int_equal(r.failed, 2);
+	assert_true(has_temporary_failure(&e, pathf("%s/a.jpg", e.root)));
+	assert_true(has_temporary_failure(&e, pathf("%s/locked", e.root)));
+	assert_int_equal(chmod(pathf("%s/a.jpg", e.root), 0644), 0);
+	assert_int_equal(chmod(pathf("%s/locked", e.root), 0755), 0);
+	wait_for(has_record, &e, pathf("%s/a.jpg", e.root), 1, "file");
+	wait_for(has_record, &e, pathf("%s/locked/b.jpg", e.root), 1, "folder");
+	wait_for(has_failure, &e, pathf("%s/locked", e.root), 0, "failure");
+	converge(&e, "after chmod");
+	env_free(&e);
+}
+
+/* The store's disk fills up (a 2 MiB tmpfs; needs root to mount, skipped
+ * otherwise): the add says store full (not interrupted), progress says so,
+ * and once space is freed the files are stored without a restart. */
+static void
+test_store_full_is_retried(void **state)
+{
+	env e;
+	watch_params p = test_params();
+	watch_progress pr;
+	(void)state;
+
+	memset(&e, 0, sizeof(e));
+	snprintf(e.root, sizeof(e.root), "%s/full", tmp);
+	snprintf(e.store_dir, sizeof(e.store_dir), "%s/full-store", tmp);
+	assert_int_equal(mkdir(e.root, 0755), 0);
+	assert_int_equal(mkdir(e.store_dir, 0700), 0);
+	char cmd[PATH_MAX + 64];
+	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=2m tmpfs %s "
+	    "2>/dev/null", e.store_dir);
+	if (geteuid() != 0 || system(cmd) != 0) {
+		rmdir(e.store_dir);
+		rmdir(e.root);
+		skip();
+		return;
+	}
+	env_open_store(&e);
+	/* Fill the disk but for a few KiB. */
+	char *filler = pathf("%s/filler", e.store_dir);
+	int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	static char block[4096];
+	while (write(fd, block, sizeof(block)) == (ssize_t)sizeof(block))
+		;
+	close(fd);
+	for (int i = 0; i < 6; i++)
+		write_jpeg(pathf("%s/s%d.jpg", e.root, i), 3400 + i);
+	p.retry_ms = 200;
+	env_start(&e, &p);
+	watch_result r = add_wait(&e, e.root, 1);
+	assert_int_equal(r.interrupted, 0);
+	assert_int_equal(r.store_full, 1);
+	watch_get_progress(e.w, &pr);
+	assert_int_equal(pr.store_full, 1);
+	assert_int_equal(unlink(filler), 0);
+	for (int i = 0; i < 6; i++)
+		wait_for(has_record, &e, pathf("%s/s%d.jpg", e.root, i), 1,
+		    "not stored once space came back");
+	watch_get_progress(e.w, &pr);
+	assert_int_equal(pr.store_full, 0);
+	watch_stop(e.w);
+	e.w = NULL;
+	store_close(e.st);
+	snprintf(cmd, sizeof(cmd), "umount %s", e.store_dir);
+	assert_int_equal(system(cmd), 0);
+	rmtree(e.root);
+	rmtree(e.store_dir);
+}
+
+/* ---- ghost records: a rename racing an explicit add (issue 14) ---- */
+
+struct ghost_arg {
+	env *e;
+	int thread;
+	int n;
+};
+
+static void *
+ghost_thread(void *arg)
+{
+	struct ghost_arg *g = arg;
+	for (int j = 0; j < g->n; j++) {
+		char part[PATH_MAX + 64], final[PATH_MAX + 48];
+		snprintf(final, sizeof(final), "%s/t%d_%03d.jpg", g->e->root,
+		    g->thread, j);
+		snprintf(part, sizeof(part), "%s.part", final);
+		/* Copies of a few images: equal bytes reuse embeddings. */
+		write_jpeg(part, 4000 + (unsigned)(j % 7));
+		if (rename(part, final) != 0)
+			return (void *)1;
+		watch_result r = add_wait(g->e, final, 1);
+		if (r.interrupted || r.added + r.updated + r.unchanged != 1)
+			return (void *)2;
+	}
+	return NULL;
+}
+
+/* Copy to X.part, rename to X, add X and wait, from 4 threads at once:
+ * no record of a vanished X.part may stay beside X. */
+static void
+test_rename_then_add_leaves_no_ghost(void **state)
+{
+	env e;
+	watch_params p = test_params();
+	(void)state;
+
+	env_init(&e, "ghost");
+	env_start(&e, &p);
+	add_wait(&e, e.root, 1);
+	enum { THREADS = 4, EACH = 75 };
+	pthread_t th[THREADS];
+	struct ghost_arg ga[THREADS];
+	for (int i = 0; i < THREADS; i++) {
+		ga[i] = (struct ghost_arg){ &e, i, EACH };
+		assert_int_equal(pthread_create(&th[i], NULL, ghost_thread,
+		    &ga[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		void *rv;
+		pthread_join(th[i], &rv);
+		assert_null(rv);
+	}
+	/* Every X has its record at once (the add waited for it) ... */
+	for (int i = 0; i < THREADS; i++)
+		for (int j = 0; j < EACH; j++)
+			assert_true(has_record(&e, pathf("%s/t%d_%03d.jpg",
+			    e.root, i, j)));
+	/* ... and no X.part keeps one, once the events are handled. */
+	converge(&e, "renames");
+	assert_int_equal(store_image_count(e.st), THREADS * EACH);
+	env_free(&e);
+}
+
 int
 main(void)
 {
@@ -809,6 +1046,10 @@ main(void)
 		cmocka_unit_test(test_exif_capture_time),
 		cmocka_unit_test(test_watch_limit),
 		cmocka_unit_test(test_ten_thousand),
+		cmocka_unit_test(test_out_of_descriptors_is_retried),
+		cmocka_unit_test(test_unreadable_is_retried),
+		cmocka_unit_test(test_store_full_is_retried),
+		cmocka_unit_test(test_rename_then_add_leaves_no_ghost),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -323,6 +323,61 @@ test_model_mismatch_and_reembed(void **state)
 	free(dir);
 }
 
+/* The identity that must match is model_id (architecture @ weights); the
+ * label (a folder's name) follows silently.  A store made when ids were
+ * "<folder name>@<hash>" (no label) opens with the same weights and dim
+ * and gets the new id; other weights still refuse. */
+static void
+test_model_identity_not_its_name(void **state)
+{
+	(void)state;
+	char *dir = tu_tmpdir();
+	store_params pp = store_default_params();
+	store *s = NULL;
+	cdx_error e;
+	pp.dim = 4;
+	/* An old store: its id carries the folder's name, no label. */
+	pp.model_id = "my-clip@00000000000000aa";
+	ASSERT_OK(store_open(dir, &pp, &s, &e), e);
+	store_image img;
+	char p[64];
+	float emb[4];
+	make_image(&img, p, "/x.jpg", emb, 4, 1);
+	ASSERT_OK(store_image_put(s, &img, 1, &e), e);
+	store_close(s);
+	/* Renamed folder, same weights: opens, records kept. */
+	pp.model_id = "clip-4-8/4-v8x1-t8x1@00000000000000aa";
+	pp.model_label = "renamed-clip";
+	ASSERT_OK(store_open(dir, &pp, &s, &e), e);
+	assert_int_equal(store_image_count(s), 1);
+	store_close(s);
+	/* Renamed again: the label changes, the identity matches. */
+	pp.model_label = "third-name";
+	ASSERT_OK(store_open(dir, &pp, &s, &e), e);
+	assert_int_equal(store_image_count(s), 1);
+	store_stats st;
+	store_get_stats(s, &st);
+	assert_string_equal(st.model_label, "third-name");
+	store_close(s);
+	/* Other weights refuse, naming both; the migration was once. */
+	pp.model_id = "clip-4-8/4-v8x1-t8x1@00000000000000bb";
+	assert_int_equal(store_open(dir, &pp, &s, &e), CDX_EMODEL);
+	assert_non_null(strstr(e.msg, "@00000000000000aa"));
+	assert_non_null(strstr(e.msg, "reembed"));
+	/* Same hash, another architecture, once labelled: refused. */
+	pp.model_id = "siglip-4-8/4-v8x1-t8x1@00000000000000aa";
+	assert_int_equal(store_open(dir, &pp, &s, &e), CDX_EMODEL);
+	/* The old name-based id no longer matches either. */
+	pp.model_id = "my-clip@00000000000000aa";
+	assert_int_equal(store_open(dir, &pp, &s, &e), CDX_EMODEL);
+	/* Same weights, other dim: refused. */
+	pp.model_id = "clip-4-8/4-v8x1-t8x1@00000000000000aa";
+	pp.dim = 5;
+	assert_int_equal(store_open(dir, &pp, &s, &e), CDX_EMODEL);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 /* The model's family is recorded beside its identity: a store made
  * before families existed gains it at the next open, a re-embed replaces
  * it, and it survives reopening without one. */
@@ -385,6 +440,57 @@ test_faiss_errors_become_cdx_eindex(void **state)
 	p.index_kind = "flat";
 	ASSERT_OK(store_open(dir, &p, &s, &e), e);
 	store_close(s);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+/* Fails unless path exists with exactly the permission bits want. */
+static void
+assert_mode(const char *dir, const char *name, mode_t want)
+{
+	char path[512];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (stat(path, &st) != 0)
+		fail_msg("%s: %s", path, strerror(errno));
+	if ((st.st_mode & 07777) != want)
+		fail_msg("%s has mode %04o, want %04o", path,
+			 (unsigned)(st.st_mode & 07777), (unsigned)want);
+}
+
+static void
+test_files_are_private_whatever_the_umask(void **state)
+{
+	(void)state;
+	static const char *const files[] = { "data.mdb", "lock.mdb",
+					     "store.lock", "index.faiss" };
+	char *dir = tu_tmpdir();
+	char sub[512];
+	snprintf(sub, sizeof(sub), "%s/store", dir);
+	mode_t old = umask(022);
+	store *s = open_store(sub, 4, "flat");
+	store_image img;
+	char path[64];
+	float emb[4];
+	cdx_error e;
+	make_image(&img, path, "/photos/private.jpg", emb, 4, 1);
+	ASSERT_OK(store_image_put(s, &img, 1, &e), e);
+	ASSERT_OK(store_save(s, &e), e);
+	store_close(s);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		assert_mode(sub, files[i], 0600);
+	assert_mode(dir, "store", 0700);
+	/* A store made before (world-readable files) is tightened on open. */
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char p2[600];
+		snprintf(p2, sizeof(p2), "%s/%s", sub, files[i]);
+		assert_int_equal(chmod(p2, 0644), 0);
+	}
+	s = open_store(sub, 4, "flat");
+	store_close(s);
+	umask(old);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		assert_mode(sub, files[i], 0600);
 	tu_rmrf(dir);
 	free(dir);
 }
@@ -929,8 +1035,10 @@ main(void)
 		cmocka_unit_test(test_failures_and_settings),
 		cmocka_unit_test(test_model_mismatch_and_reembed),
 		cmocka_unit_test(test_model_family_recorded),
+		cmocka_unit_test(test_model_identity_not_its_name),
 		cmocka_unit_test(test_faiss_errors_become_cdx_eindex),
 		cmocka_unit_test(test_open_twice_is_busy),
+		cmocka_unit_test(test_files_are_private_whatever_the_umask),
 		cmocka_unit_test(test_unwritable_directory),
 		cmocka_unit_test(test_reopen_uses_saved_index_and_catches_up),
 		cmocka_unit_test(test_damaged_index_file_is_rebuilt),
