@@ -834,7 +834,9 @@ test_out_of_descriptors_is_retried(void **state)
 		write_jpeg(pathf("%s/f%d.jpg", e.root, i), 3000 + i);
 	for (int i = 0; i < 2; i++)
 		write_jpeg(pathf("%s/sub/g%d.jpg", e.root, i), 3100 + i);
-	p.retry_ms = 300;
+	/* the first retry comes after the checks below, even on a loaded
+	 * machine (a retry that fails again rewrites the record meanwhile) */
+	p.retry_ms = 1500;
 	env_start(&e, &p);
 
 	/* Take every descriptor but one (the walk's folder). */
@@ -849,11 +851,19 @@ test_out_of_descriptors_is_retried(void **state)
 	assert_int_equal(errno, EMFILE);
 	close(hog[--n]);
 	watch_result r = add_wait(&e, e.root, 1);
-	assert_true(r.failed >= 1);
-	assert_true(has_temporary_failure(&e, pathf("%s/sub", e.root)));
+	/* Which open failed depends on what else took the free descriptor
+	 * (a thread of a library, the folder walk): at least one file or
+	 * folder must have failed, and only temporarily. */
+	int temporary = has_temporary_failure(&e, pathf("%s/sub", e.root));
+	for (int i = 0; i < 4; i++)
+		temporary |= has_temporary_failure(&e, pathf("%s/f%d.jpg",
+		    e.root, i));
+	/* Descriptors back before any assertion can end the test. */
 	for (int i = 0; i < n; i++)
 		close(hog[i]);
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_true(r.failed >= 1);
+	assert_true(temporary);
 
 	/* Back: every image is indexed, every failure gone. */
 	for (int i = 0; i < 4; i++)
