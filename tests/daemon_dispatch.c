@@ -246,8 +246,8 @@ test_nul_and_duplicates(void **state)
 		"{\"op\":\"search\",\"tag\":1,\"text\":\"cat\\u0000dog\"}",
 		"{\"op\":\"status\",\"op\":\"nope\",\"tag\":1}",
 		"{\"op\":\"status\",\"tag\":1,\"a\":[{\"x\":1,\"x\":2}]}",
-		"{\"op\":\"status\",\"tag\":1,\"k\":1,\"a\":2,\"b\":3,"
-		    "\"c\":4,\"k\":5}",
+		("{\"op\":\"status\",\"tag\":1,\"k\":1,\"a\":2,\"b\":3,"
+		    "\"c\":4,\"k\":5}"),
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		expect_error(f, bad[i], L, NULL, CDX_PROTO_BAD_REQUEST, "1");
