@@ -442,6 +442,14 @@ int clip_encode_text(clip_ctx *ctx, const int32_t *ids, int n, float *out,
 int clip_encode_images(clip_ctx *ctx, const float *pixels, int n, float *out,
     cdx_error *err);
 
+/* The same for n images whose planes (3 * image_size * image_size floats
+ * each) lie anywhere: planes[i] is image i's, so a pipeline can decode
+ * each image into a buffer of its own and encode them without copying
+ * them together.  Not thread-safe for one ctx (as every encode).  Errors
+ * as clip_encode_images, and CDX_EINVAL for a NULL plane. */
+int clip_encode_image_planes(clip_ctx *ctx, const float *const *planes,
+    int n, float *out, cdx_error *err);
+
 #ifdef __cplusplus
 }
 #endif

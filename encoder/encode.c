@@ -44,6 +44,7 @@ struct clip_ctx {
 	/* attention's sequences for attend_run: query rows, keys (values
 	 * follow at +d), output rows, counts */
 	const float **aq, **akv;
+	const float **planes;   /* clip_encode_images: max_batch image planes */
 	float **aout;
 	int *anq, *ank;
 	float *col;                /* im2col: vis_rows x 3 p p */
@@ -97,10 +98,12 @@ clip_ctx_new(const clip_model *m, int max_batch, clip_ctx **out,
 	c->aout = malloc(npool * sizeof(*c->aout));
 	c->anq = malloc(npool * 2 * sizeof(int));
 	c->col = malloc(vis_rows * pp * sizeof(float));
+	c->planes = malloc((size_t)max_batch * sizeof(*c->planes));
 	c->pooled = malloc(npool * dmax * sizeof(float));
 	c->seg_off = malloc(npool * 3 * sizeof(int));
 	if (!c->x || !c->h || !c->attn || !c->big || !c->col || !c->pooled ||
-	    !c->seg_off || !c->aq || !c->akv || !c->aout || !c->anq) {
+	    !c->seg_off || !c->aq || !c->akv || !c->aout || !c->anq ||
+	    !c->planes) {
 		clip_ctx_free(c);
 		return cdx_error_set(err, CDX_ENOMEM,
 		    "out of memory for a batch of %d images", max_batch);
@@ -132,6 +135,7 @@ clip_ctx_free(clip_ctx *c)
 	free(c->aout);
 	free(c->anq);
 	free(c->col);
+	free(c->planes);
 	free(c->pooled);
 	free(c->seg_off);
 	gemm_ctx_free(c->g);
@@ -521,13 +525,31 @@ int
 clip_encode_images(clip_ctx *c, const float *pixels, int n, float *out,
     cdx_error *err)
 {
-	if (c == NULL || (n > 0 && (pixels == NULL || out == NULL)) || n < 0)
+	if (c == NULL || (n > 0 && pixels == NULL) || n < 0)
+		return cdx_error_set(err, CDX_EINVAL,
+		    "clip_encode_images: invalid arguments");
+	size_t plane = 3 * (size_t)c->m->vision.cfg.image_size *
+	    (size_t)c->m->vision.cfg.image_size;
+	for (int b = 0; b < n && b < c->max_batch; b++)
+		c->planes[b] = pixels + (size_t)b * plane;
+	return clip_encode_image_planes(c, c->planes, n, out, err);
+}
+
+int
+clip_encode_image_planes(clip_ctx *c, const float *const *planes, int n,
+    float *out, cdx_error *err)
+{
+	if (c == NULL || (n > 0 && (planes == NULL || out == NULL)) || n < 0)
 		return cdx_error_set(err, CDX_EINVAL,
 		    "clip_encode_images: invalid arguments");
 	if (n > c->max_batch)
 		return cdx_error_set(err, CDX_EINVAL,
 		    "clip_encode_images: %d images exceed the context's batch "
 		    "of %d", n, c->max_batch);
+	for (int b = 0; b < n; b++)
+		if (planes[b] == NULL)
+			return cdx_error_set(err, CDX_EINVAL,
+			    "clip_encode_images: image %d has no pixels", b);
 	if (n == 0)
 		return 0;
 	const clip_model *m = c->m;
@@ -542,7 +564,7 @@ clip_encode_images(clip_ctx *c, const float *pixels, int n, float *out,
 	 * class token's row is zero so one GEMM covers the batch. */
 	#pragma omp parallel for schedule(static) if (c->par && n > 1)
 	for (int b = 0; b < n; b++) {
-		const float *px = pixels + (size_t)b * 3 * img * img;
+		const float *px = planes[b];
 		float *row = c->col + (size_t)b * seq * pp;
 		if (cls) {
 			memset(row, 0, (size_t)pp * sizeof(float));

@@ -138,6 +138,12 @@ struct watch {
 	watch_params p;
 	size_t plane;
 	int dim;
+	/* Pixel planes (plane floats each) for decoders to preprocess into
+	 * and the encoder to read in place: taken with plane_get, given back
+	 * with plane_put; only as many are ever allocated as are in flight. */
+	pthread_mutex_t pool_mu;
+	float **pool;
+	size_t npool, pool_cap;
 
 	int ifd;
 	int wake[2];
@@ -298,6 +304,39 @@ task_free(task *t)
 		return;
 	free(t->path);
 	free(t);
+}
+
+static float *
+plane_get(watch *w)
+{
+	float *p = NULL;
+	pthread_mutex_lock(&w->pool_mu);
+	if (w->npool > 0)
+		p = w->pool[--w->npool];
+	pthread_mutex_unlock(&w->pool_mu);
+	return p != NULL ? p : malloc(sizeof(float) * w->plane);
+}
+
+static void
+plane_put(watch *w, float *p)
+{
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&w->pool_mu);
+	if (w->npool == w->pool_cap) {
+		size_t cap = w->pool_cap ? 2 * w->pool_cap : 64;
+		float **v = realloc(w->pool, cap * sizeof(*v));
+		if (v != NULL) {
+			w->pool = v;
+			w->pool_cap = cap;
+		}
+	}
+	if (w->npool < w->pool_cap) {
+		w->pool[w->npool++] = p;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&w->pool_mu);
+	free(p);
 }
 
 static void
@@ -1410,7 +1449,7 @@ decode_item(watch *w, item *it)
 	}
 	free(data);
 	data = NULL;
-	it->pixels = malloc(sizeof(float) * w->plane);
+	it->pixels = plane_get(w);
 	if (it->pixels == NULL) {
 		clip_image_free(&img);
 		it->kind = K_DROP;
@@ -1464,7 +1503,7 @@ encode_main(void *arg)
 	watch *w = arg;
 	int cap = w->p.batch;
 	item **b = calloc((size_t)cap, sizeof(*b));
-	float *pixels = malloc(sizeof(float) * w->plane * (size_t)cap);
+	const float **planes = calloc((size_t)cap, sizeof(*planes));
 	float *emb = malloc(sizeof(float) * (size_t)w->dim * (size_t)cap);
 	clip_ctx *ctx = NULL;
 	cdx_error err;
@@ -1472,7 +1511,7 @@ encode_main(void *arg)
 
 	lower_priority(w, 0);
 	cdx_threads_this(w->p.encode_threads);
-	if (b == NULL || pixels == NULL || emb == NULL ||
+	if (b == NULL || planes == NULL || emb == NULL ||
 	    clip_ctx_new(w->m, cap, &ctx, &err) != 0)
 		cdx_log(CDX_LOG_ERROR, "indexer: cannot start the encoder");
 	while ((it = wq_pop(&w->encq, -1)) != NULL) {
@@ -1483,10 +1522,7 @@ encode_main(void *arg)
 					if (wq_push(&w->wrq, it, 1) != 0)
 						item_finish(w, it, 1);
 				} else {
-					memcpy(pixels + w->plane * (size_t)n, it->pixels,
-					    sizeof(float) * w->plane);
-					free(it->pixels);
-					it->pixels = NULL;
+					planes[n] = it->pixels;  /* read in place */
 					b[n++] = it;
 				}
 			}
@@ -1499,10 +1535,12 @@ encode_main(void *arg)
 		}
 		if (n == 0)
 			continue;
-		int rc = ctx ? clip_encode_images(ctx, pixels, n, emb, &err) :
+		int rc = ctx ? clip_encode_image_planes(ctx, planes, n, emb, &err) :
 		    CDX_ENOMEM;
 		for (int i = 0; i < n; i++) {
 			item *x = b[i];
+			plane_put(w, x->pixels);
+			x->pixels = NULL;
 			if (rc != 0) {
 				x->kind = K_FAIL;
 				snprintf(x->reason, sizeof(x->reason), "encoding failed: %s",
@@ -1522,7 +1560,7 @@ encode_main(void *arg)
 	}
 	clip_ctx_free(ctx);
 	free(b);
-	free(pixels);
+	free(planes);
 	free(emb);
 	return NULL;
 }
@@ -1981,6 +2019,7 @@ watch_start(store *st, const clip_model *m, const watch_params *p,
 	w->ifd = -1;
 	w->wake[0] = w->wake[1] = -1;
 	pthread_mutex_init(&w->mu, NULL);
+	pthread_mutex_init(&w->pool_mu, NULL);
 	w->n_dec = p->decode_threads > 0 ? p->decode_threads :
 	    (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (w->n_dec < 1)
@@ -2104,6 +2143,10 @@ watch_stop(watch *w)
 	if (w->wake[1] >= 0)
 		close(w->wake[1]);
 	pthread_mutex_destroy(&w->mu);
+	for (size_t i = 0; i < w->npool; i++)
+		free(w->pool[i]);
+	free(w->pool);
+	pthread_mutex_destroy(&w->pool_mu);
 	free(w);
 }
 

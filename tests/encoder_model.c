@@ -299,6 +299,24 @@ shared_model(int precision, float tol)
 		    &err), err.msg);
 	CDX_ASSERT_OK(clip_encode_images(ctx, s->px, 3, s->want_img, &err),
 	    err.msg);
+	/* the same images from planes that lie apart, in another order:
+	 * the same embeddings, bit for bit */
+	{
+		enum { PL = 3 * 64 * 64 };
+		float *apart = malloc(sizeof(float) * 5 * PL), got[3 * 16];
+		assert_non_null(apart);
+		memcpy(apart + 4 * PL, s->px, sizeof(float) * PL);
+		memcpy(apart, s->px + PL, sizeof(float) * PL);
+		memcpy(apart + 2 * PL, s->px + 2 * PL, sizeof(float) * PL);
+		const float *pl[3] = { apart + 4 * PL, apart, apart + 2 * PL };
+		CDX_ASSERT_OK(clip_encode_image_planes(ctx, pl, 3, got, &err),
+		    err.msg);
+		assert_memory_equal(got, s->want_img, sizeof(got));
+		pl[1] = NULL;
+		assert_int_equal(clip_encode_image_planes(ctx, pl, 3, got,
+		    &err), CDX_EINVAL);
+		free(apart);
+	}
 	float all[40 * 16];
 	CDX_ASSERT_OK(clip_encode_text(ctx, s->ids, 40, all, &err), err.msg);
 	double d = tu_max_abs_diff(all, s->want_text, 40 * 16);
