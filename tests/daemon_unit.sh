@@ -72,13 +72,13 @@ flags_known() {
 	done
 }
 
-# systemd's rating, where systemd-analyze can judge a unit offline (it
-# rated the unit before issue 14 at 9.6 UNSAFE).
+# systemd's rating of the unit, offline (tools/deps.sh installs systemd
+# for systemd-analyze; it rated the unit before issue 14 at 9.6 UNSAFE).
 exposure_ok() {
-	command -v systemd-analyze >/dev/null || { echo "(no systemd-analyze)"; return 0; }
+	command -v systemd-analyze >/dev/null || { echo "no systemd-analyze (tools/deps.sh installs it)"; return 1; }
 	cp "$unit" "$tmp/clipdexd.service"
 	(cd "$tmp" && systemd-analyze security --offline=yes clipdexd.service) \
-	    >"$tmp/rating" 2>&1 || { echo "(systemd-analyze cannot rate offline)"; return 0; }
+	    >"$tmp/rating" 2>&1 || { cat "$tmp/rating"; return 1; }
 	level=$(sed -n 's/.*exposure level for clipdexd.service: \([0-9.]*\).*/\1/p' "$tmp/rating")
 	echo "exposure $level"
 	[ -n "$level" ] && awk -v l="$level" 'BEGIN { exit !(l <= 3.0) }'

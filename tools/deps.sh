@@ -14,7 +14,7 @@ set -eu
 pkgs="build-essential clang pkg-config libfaiss-dev liblmdb-dev libturbojpeg0-dev
 libopenblas-dev libnng-dev libcjson-dev libspng-dev libexif-dev libxxhash-dev
 libcmocka-dev zlib1g-dev curl libsentencepiece-dev libdnnl-dev libmicrohttpd-dev
-libjpeg62-turbo-dev"
+libjpeg62-turbo-dev systemd"
 for a in "$@"; do
 	case "$a" in
 	--bench) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-regex" ;;
