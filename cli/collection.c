@@ -313,6 +313,9 @@ cmd_failures(int argc, char **argv)
 	if (!o.json)
 		fprintf(stderr, "%s: %zu of %lld failures shown\n", cli_prog, f->n,
 		    (long long)f->total);
+	if (f->store_full)
+		fprintf(stderr, "%s: the store is full: files wait for disk space "
+		    "and are stored when it returns\n", cli_prog);
 	status = cli_finish_output();
 out:
 	cdx_failures_free(f);

@@ -1059,6 +1059,8 @@ cdx_get_failures(cdx_client *c, int limit, cdx_failures **out)
 	}
 	f->n = n;
 	f->total = cdxi_get_i64(rep, "total", (int64_t)n);
+	f->store_full = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep,
+	    "store_full"));
 	f->items = (cdx_failure *)(f + 1);
 	char *pool = (char *)(f->items + n);
 	size_t i = 0;

@@ -277,6 +277,8 @@ typedef struct cdx_failures {
 	size_t n;
 	int64_t total;
 	cdx_failure *items;
+	int store_full;      /* 1: the store's disk is full; files not yet
+	                        stored wait for space (no records for them) */
 } cdx_failures;
 
 /* Up to limit (<= 0: the daemon's default) recorded failures, newest

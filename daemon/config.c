@@ -31,6 +31,8 @@ static const char help_text[] =
 "  --http-timeout S       close an HTTP connection idle for S seconds (30)\n"
 "  --http-connections N   HTTP connections at once (128; half of them\n"
 "                         from one address)\n"
+"  --connections N        nng connections at once on each --listen address\n"
+"                         (128); more are closed as they connect\n"
 "  --root DIR             folder that path requests may name; repeatable.\n"
 "                         Folders added over the local socket become roots.\n"
 "  --token TOKEN          required from non-loopback TCP/HTTP clients\n"
@@ -240,6 +242,9 @@ apply(srv_config *c, const char *key, const char *v, cdx_error *err)
 	} else if (strcmp(key, "http-connections") == 0) {
 		if ((rc = parse_u64(key, v, 2, 4096, &n, err)) == 0)
 			c->http_connections = (int)n;
+	} else if (strcmp(key, "connections") == 0) {
+		if ((rc = parse_u64(key, v, 1, 4096, &n, err)) == 0)
+			c->connections = (int)n;
 	} else if (strcmp(key, "max-request-bytes") == 0) {
 		if ((rc = parse_u64(key, v, 1024, (uint64_t)1 << 32, &n, err)) == 0)
 			c->max_request_bytes = (size_t)n;

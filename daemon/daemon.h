@@ -55,6 +55,9 @@ typedef struct srv_config {
 	                               is closed (0: 30) */
 	int http_connections;       /* HTTP connections at once, half of
 	                               them per client address (0: 128) */
+	int connections;            /* nng connections at once on each
+	                               listening address (0: 128); more are
+	                               closed as they connect */
 	char *roots[SRV_MAX_ROOTS]; /* canonical folders path requests may use */
 	int n_roots;
 	char *token;                /* required from non-loopback TCP/HTTP */

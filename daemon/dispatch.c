@@ -781,6 +781,8 @@ op_failures(srv_call *c)
 		return srv_fail_cdx(c, rc, &err);
 	}
 	cJSON_AddNumberToObject(r, "total", (double)store_failure_count(c->s->st));
+	/* files waiting for disk space have no record (none could be written) */
+	cJSON_AddBoolToObject(r, "store_full", ingest_store_full(c->s));
 	srv_reply_ok(c, r);
 	return 0;
 }

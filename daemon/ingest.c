@@ -367,3 +367,13 @@ ingest_folders_json(srv *s)
 	free(list);
 	return a;
 }
+
+int
+ingest_store_full(srv *s)
+{
+	watch_progress p;
+	if (s->watch == NULL)
+		return 0;
+	watch_get_progress(s->watch, &p);
+	return p.store_full;
+}

@@ -29,6 +29,8 @@ void ingest_unwatch(struct srv *s, const char *path);
  * finished in the window; eta_s is remaining / that rate, -1 when
  * unknown. */
 cJSON *ingest_status_json(struct srv *s);
+/* 1 while the store's disk is full and files wait for space. */
+int ingest_store_full(struct srv *s);
 /* The watched folders (the indexed ones: "add"ed or --watch, minus those
  * removed) as a JSON array of strings; NULL when out of memory. */
 cJSON *ingest_folders_json(struct srv *s);

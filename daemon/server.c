@@ -240,7 +240,16 @@ struct srv_listener {
 	nng_listener nl;
 	char *url;
 	int origin;
-	atomic_uint pipes_added;        /* NNG_PIPE_EV_ADD_POST on sock */
+	atomic_uint pipes_added;        /* connections that reached sock
+	                                   (NNG_PIPE_EV_ADD_PRE), capped
+	                                   or not: the guard's sign of life */
+	atomic_int pipes_open;          /* added and not yet removed */
+	int max_pipes;                  /* more are closed at ADD_PRE */
+	/* Pipes closed at ADD_PRE: nng 1.5.2 still reports their removal,
+	 * which must not count (a ring of the latest ids). */
+	pthread_mutex_t rej_mu;
+	uint32_t rejected[64];
+	unsigned n_rejected;
 	/* The guard's (guard_main's thread only): */
 	uint64_t errors_seen;           /* the last "other" count */
 	int down;                       /* nl is closed: listening again failed */
@@ -324,7 +333,42 @@ pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
 	srv_listener *l = arg;
 	(void)p;
 	(void)ev;
+	l->pipes_open++;
+}
+
+/* Connections are capped so that idle clients cannot take the process's
+ * last descriptors (a closed pipe at ADD_PRE is never added, and no
+ * further event comes for it). */
+static void
+pipe_pre(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	srv_listener *l = arg;
+	(void)ev;
 	l->pipes_added++;
+	if (l->pipes_open < l->max_pipes)
+		return;
+	pthread_mutex_lock(&l->rej_mu);
+	l->rejected[l->n_rejected++ % 64] = (uint32_t)nng_pipe_id(p);
+	pthread_mutex_unlock(&l->rej_mu);
+	nng_pipe_close(p);
+}
+
+static void
+pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	srv_listener *l = arg;
+	uint32_t id = (uint32_t)nng_pipe_id(p);
+	int counted = 1;
+	(void)ev;
+	pthread_mutex_lock(&l->rej_mu);
+	for (unsigned i = 0; i < 64 && i < l->n_rejected && counted; i++)
+		if (l->rejected[i] == id) {
+			l->rejected[i] = 0;     /* pipe ids are never 0 */
+			counted = 0;
+		}
+	pthread_mutex_unlock(&l->rej_mu);
+	if (counted)
+		l->pipes_open--;
 }
 
 /* Creates and starts l's nng listener on l->url (ipc: owner-only). */
@@ -353,6 +397,7 @@ listener_start(srv *s, const char *url, cdx_error *err)
 		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
 	}
 	l->s = s;
+	pthread_mutex_init(&l->rej_mu, NULL);
 	l->origin = access_origin_of_url(url);
 	if ((rv = nng_rep0_open(&l->sock)) != 0)
 		goto out_free;
@@ -361,8 +406,12 @@ listener_start(srv *s, const char *url, cdx_error *err)
 	 * whose send is cut short that way can hang in nng 1.5.2). */
 	nng_socket_set_size(l->sock, NNG_OPT_RECVMAXSZ,
 	    transport_max(s->cfg->max_request_bytes));
-	if ((rv = nng_pipe_notify(l->sock, NNG_PIPE_EV_ADD_POST, pipe_added,
-	    l)) != 0 || (rv = listener_listen(l)) != 0)
+	l->max_pipes = s->cfg->connections > 0 ? s->cfg->connections : 128;
+	if ((rv = nng_pipe_notify(l->sock, NNG_PIPE_EV_ADD_PRE, pipe_pre,
+	    l)) != 0 || (rv = nng_pipe_notify(l->sock, NNG_PIPE_EV_ADD_POST,
+	    pipe_added, l)) != 0 || (rv = nng_pipe_notify(l->sock,
+	    NNG_PIPE_EV_REM_POST, pipe_removed, l)) != 0 ||
+	    (rv = listener_listen(l)) != 0)
 		goto out_close;
 	for (int i = 0; i < WORK_ITEMS; i++) {
 		srv_work *w = &l->work[i];
@@ -390,6 +439,7 @@ out_close:
 	}
 	nng_close(l->sock);
 out_free:
+	pthread_mutex_destroy(&l->rej_mu);
 	free(l->url);
 	free(l);
 	return cdx_error_set(err, rv == NNG_EADDRINUSE ? CDX_EBUSY : CDX_EIO,
@@ -408,6 +458,7 @@ listener_stop(srv_listener *l)
 		nng_aio_stop(l->work[i].aio);
 	for (int i = 0; i < l->n_work; i++)
 		nng_aio_free(l->work[i].aio);
+	pthread_mutex_destroy(&l->rej_mu);
 	free(l->url);
 	free(l);
 }

@@ -564,6 +564,7 @@ test_other_operations(void **state)
 	CDX_ASSERT_OK(cdx_get_failures(f->c, 10, &fl), cdx_client_errmsg(f->c));
 	assert_int_equal(fl->n, 2);
 	assert_int_equal(fl->total, 5);
+	assert_int_equal(fl->store_full, 1);
 	assert_string_equal(fl->items[0].path, "/a/bad.jpg");
 	assert_string_equal(fl->items[1].reason, "CRC error");
 	assert_int_equal(fl->items[1].size, 20);

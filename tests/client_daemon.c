@@ -233,6 +233,7 @@ test_add_folder(void **state)
 	CDX_ASSERT_OK(cdx_get_failures(cli, 10, &f), cdx_client_errmsg(cli));
 	assert_int_equal(f->n, 1);
 	assert_non_null(strstr(f->items[0].path, "broken.jpg"));
+	assert_int_equal(f->store_full, 0);     /* the disk has room */
 	cdx_failures_free(f);
 }
 

@@ -153,7 +153,8 @@ fakesrv_answer(struct fakesrv *s, const char *body, size_t len)
 		r = fakesrv_ok();
 		cJSON_AddNumberToObject(r, "removed", 7);
 	} else if (strcmp(op, "failures") == 0) {
-		r = cJSON_Parse("{\"v\":1,\"ok\":true,\"total\":5,\"failures\":["
+		r = cJSON_Parse("{\"v\":1,\"ok\":true,\"total\":5,"
+		    "\"store_full\":true,\"failures\":["
 		    "{\"path\":\"/a/bad.jpg\",\"reason\":\"not a JPEG\",\"size\":10,"
 		    "\"mtime\":1600000000,\"when\":1700000000},"
 		    "{\"path\":\"/a/worse.png\",\"reason\":\"CRC error\",\"size\":20,"

@@ -172,6 +172,43 @@ test_listeners(void **state)
 	srv_stop(NULL);         /* a no-op */
 }
 
+/* connections: two clients hold connections to an address capped at 2;
+ * a third cannot get an answer until one of them leaves. */
+static void
+test_connection_cap(void **state)
+{
+	fixture *f = *state;
+	nng_socket held[2];
+
+	f->cfg.listen[f->cfg.n_listen++] = strdup(f->sock);
+	f->cfg.connections = 2;
+	start(f);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(nng_req0_open(&held[i]), 0);
+		assert_int_equal(nng_dial(held[i], f->sock, NULL, 0), 0);
+	}
+	usleep(200000);         /* both pipes added */
+	nng_socket third;
+	char *buf = NULL;
+	size_t len = 0;
+	assert_int_equal(nng_req0_open(&third), 0);
+	nng_socket_set_ms(third, NNG_OPT_RECVTIMEO, 1000);
+	nng_socket_set_ms(third, NNG_OPT_SENDTIMEO, 1000);
+	nng_dial(third, f->sock, NULL, NNG_FLAG_NONBLOCK);
+	int rv = nng_send(third, "{\"op\":\"status\"}", 15, 0);
+	if (rv == 0)
+		rv = nng_recv(third, &buf, &len, NNG_FLAG_ALLOC);
+	if (rv == 0) {
+		nng_free(buf, len);
+		fail_msg("a third connection was served past the cap of 2");
+	}
+	nng_close(third);
+	nng_close(held[0]);
+	usleep(200000);
+	expect_status_ok(f->sock);      /* a slot is free again */
+	nng_close(held[1]);
+}
+
 /* With no --listen the daemon takes the default address, the one
  * libclipdex dials ($CLIPDEX_URL here). */
 static void
@@ -284,6 +321,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_listeners, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connection_cap, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_default_url, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_address_in_use, setup,
 		    teardown),
