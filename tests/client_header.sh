@@ -13,23 +13,7 @@ case "$BUILD" in
 *address*|*undefined*|*thread*|*leak*)
 	san="-fsanitize=$(echo "${BUILD#build-}" | tr - ,)" ;;
 esac
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-
-check() {
-	name=$1
-	shift
-	if "$@" >"$tmp/log" 2>&1; then
-		passed=$((passed + 1))
-		echo "[       OK ] $name"
-	else
-		failed=$((failed + 1))
-		echo "[  FAILED  ] $name"
-		sed 's/^/    /' "$tmp/log"
-	fi
-}
+. tests/check.sh
 
 check "header compiles as C99" \
 	"$CC" -std=c99 -pedantic -Wall -Wextra -Werror -fsyntax-only -x c client/clipdex.h
@@ -87,7 +71,4 @@ check "libclipdex.so exports only cdx_ names" \
 	sh -c "! nm -D --defined-only $BUILD/libclipdex.so | awk '\$2 ~ /^[TDB]\$/ {print \$3}' |
 	    grep -v '^cdx_' | grep -v '^_init\$' | grep -v '^_fini\$' | grep ."
 
-echo "[==========] $((passed + failed)) test(s) run."
-[ "$passed" -gt 0 ] && echo "[  PASSED  ] $passed test(s)."
-[ "$failed" -gt 0 ] && echo "[  FAILED  ] $failed test(s)."
-[ "$failed" -eq 0 ]
+check_done

@@ -6,23 +6,7 @@
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 so=$BUILD/libclipdex.so
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-
-check() {
-	name=$1
-	shift
-	if "$@" >"$tmp/log" 2>&1; then
-		passed=$((passed + 1))
-		echo "[       OK ] $name"
-	else
-		failed=$((failed + 1))
-		echo "[  FAILED  ] $name"
-		sed 's/^/    /' "$tmp/log"
-	fi
-}
+. tests/check.sh
 
 # Direct dependencies: nng, cJSON, the C runtime (and a sanitizer's).
 needed_ok() {
@@ -55,7 +39,4 @@ check "libclipdex.so needs only nng, cJSON and libc" needed_ok
 check "ldd libclipdex.so names no module dependency" ldd_ok
 check "libclipdex.so exports exactly the functions of clipdex.h" exports_ok
 
-echo "[==========] $((passed + failed)) test(s) run."
-[ "$passed" -gt 0 ] && echo "[  PASSED  ] $passed test(s)."
-[ "$failed" -gt 0 ] && echo "[  FAILED  ] $failed test(s)."
-[ "$failed" -eq 0 ]
+check_done

@@ -8,23 +8,7 @@
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 unit=daemon/clipdexd.service
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-
-check() {
-	name=$1
-	shift
-	if "$@" >"$tmp/log" 2>&1; then
-		passed=$((passed + 1))
-		echo "[       OK ] $name"
-	else
-		failed=$((failed + 1))
-		echo "[  FAILED  ] $name"
-		sed 's/^/    /' "$tmp/log"
-	fi
-}
+. tests/check.sh
 
 # The unit's settings, continuation lines joined, comments dropped.
 sed -e 's/#.*//' "$unit" | sed -e ':a' -e '/\\$/N; s/\\\n//; ta' >"$tmp/unit"
@@ -107,7 +91,4 @@ check "the unit watches the photos with flags clipdexd knows" flags_known
 check "systemd-analyze security rates the unit 3.0 or less" exposure_ok
 check "make install installs the unit" installed
 
-echo "[==========] $((passed + failed)) test(s) run."
-[ "$passed" -gt 0 ] && echo "[  PASSED  ] $passed test(s)."
-[ "$failed" -gt 0 ] && echo "[  FAILED  ] $failed test(s)."
-[ "$failed" -eq 0 ]
+check_done
