@@ -40,6 +40,7 @@
 
 #include "common/threads.h"
 #include "encoder/clip.h"
+#include "tests/testutil.h"
 
 #define N_K 3
 static const int KS[N_K] = { 1, 5, 10 };
@@ -337,22 +338,6 @@ top10(const float *q, const float *db, int n_db, int d, int *top)
 	}
 }
 
-static void
-cos_stats(const float *a, const float *b, int rows, int d, double *worst,
-    double *mean)
-{
-	double w = 1, sum = 0;
-	for (int i = 0; i < rows; i++) {
-		double c = 0;
-		for (int j = 0; j < d; j++)
-			c += (double)a[(size_t)i * d + j] * b[(size_t)i * d + j];
-		sum += c;
-		w = c < w ? c : w;
-	}
-	*worst = w;
-	*mean = rows ? sum / rows : 1;
-}
-
 /* Every precision beside fp32 (runs[0]). */
 static void
 print_precisions(const eval_set *es, const run *runs, int n)
@@ -421,8 +406,8 @@ print_precisions(const eval_set *es, const run *runs, int n)
 		double tgt = !strcmp(nm, "bf16") ? 0.98 : !strncmp(nm, "int8", 4) ?
 		    0.9 : NAN;
 		double iw, im, tw, tm;
-		cos_stats(runs[p].ie, runs[0].ie, es->n_img + es->n_cp, d, &iw, &im);
-		cos_stats(runs[p].te, runs[0].te, es->n_q, d, &tw, &tm);
+		tu_cos_rows(runs[p].ie, runs[0].ie, es->n_img + es->n_cp, d, &iw, &im);
+		tu_cos_rows(runs[p].te, runs[0].te, es->n_q, d, &tw, &tm);
 		/* issue 12's bounds on every input of the demo model */
 		double cb = !strcmp(nm, "bf16") ? 0.999 : !strncmp(nm, "int8", 4) ?
 		    0.99 : NAN;

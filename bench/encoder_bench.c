@@ -60,6 +60,7 @@
 #include "encoder/clip.h"
 #include "encoder/gemm.h"
 #include "tests/testmodel.h"
+#include "tests/testutil.h"
 
 static double
 now(void)
@@ -761,22 +762,6 @@ make_ids(int32_t *ids, int n, int ctxlen, int siglip, int32_t eos,
 	ids[n - 1] = eos;
 }
 
-static void
-cos_stats(const float *a, const float *b, int rows, int dim, double *worst,
-    double *mean)
-{
-	double w = 1, s = 0;
-	for (int i = 0; i < rows; i++) {
-		double d = 0;
-		for (int j = 0; j < dim; j++)
-			d += (double)a[(size_t)i * dim + j] * b[(size_t)i * dim + j];
-		s += d;
-		w = d < w ? d : w;
-	}
-	*worst = w;
-	*mean = s / rows;
-}
-
 /* The image tower's GEMMs at batch 32: the layers, the patch embedding
  * (im2col), and CLIP's projection or SigLIP's attention-pooling head (k|v
  * of every token; q, out, fc1, fc2 of the probe).  Returns the count. */
@@ -955,13 +940,13 @@ fidelity:;
 			px[i] = round_bf16(px[i]);
 		ok = clip_encode_images(ctx, px, N_CONTROL, img, &err) == 0;
 		if (ok)
-			cos_stats(img, ref_img, N_CONTROL, E, &res->ctl_worst,
+			tu_cos_rows(img, ref_img, N_CONTROL, E, &res->ctl_worst,
 			    &res->ctl_mean);
 	}
 	if (ok && *have_ref) {
 		res->have_fid = 1;
-		cos_stats(img, ref_img, 32, E, &res->img_worst, &res->img_mean);
-		cos_stats(txt, ref_txt, N_FID_TEXTS, E, &res->txt_worst,
+		tu_cos_rows(img, ref_img, 32, E, &res->img_worst, &res->img_mean);
+		tu_cos_rows(txt, ref_txt, N_FID_TEXTS, E, &res->txt_worst,
 		    &res->txt_mean);
 	}
 	free(txt);

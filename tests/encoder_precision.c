@@ -53,20 +53,6 @@ load(const char *dir, int precision)
 	return m;
 }
 
-/* The worst cosine between a and b's rows; also the mean in *mean. */
-static double
-worst_cos(const float *a, const float *b, int rows, int dim, double *mean)
-{
-	double worst = 1, sum = 0;
-	for (int i = 0; i < rows; i++) {
-		double c = cdx_vec_dot(a + (size_t)i * dim, b + (size_t)i * dim, dim);
-		sum += c;
-		worst = c < worst ? c : worst;
-	}
-	*mean = rows > 0 ? sum / rows : 1;
-	return worst;
-}
-
 /* ---- the demo model ---- */
 
 static cJSON *scenes;
@@ -172,9 +158,9 @@ test_demo_model_fidelity(void **state)
 	};
 	for (size_t k = 0; k < sizeof(modes) / sizeof(modes[0]); k++) {
 		embed_demo(modes[k].prec, &got);
-		double mi, mt;
-		double wi = worst_cos(ref.img, got.img, ref.n_img, ref.dim, &mi);
-		double wt = worst_cos(ref.txt, got.txt, ref.n_txt, ref.dim, &mt);
+		double wi, wt, mi, mt;
+		tu_cos_rows(ref.img, got.img, ref.n_img, ref.dim, &wi, &mi);
+		tu_cos_rows(ref.txt, got.txt, ref.n_txt, ref.dim, &wt, &mt);
 		int hits = top1_hits(&got);
 		printf("demo model, %s vs fp32: images worst %.5f mean %.5f; "
 		    "texts worst %.5f mean %.5f; caption top-1 %d/%d (fp32 "
@@ -232,9 +218,9 @@ random_model_fidelity(tm_recipe *r, const char *what)
 		clip_model_free(m);
 	}
 	for (int k = 1; k < 3; k++) {
-		double mi, mt;
-		double wi = worst_cos(e[0].img, e[k].img, 8, e[0].dim, &mi);
-		double wt = worst_cos(e[0].txt, e[k].txt, 8, e[0].dim, &mt);
+		double wi, wt, mi, mt;
+		tu_cos_rows(e[0].img, e[k].img, 8, e[0].dim, &wi, &mi);
+		tu_cos_rows(e[0].txt, e[k].txt, 8, e[0].dim, &wt, &mt);
 		printf("%s, %s vs fp32: images worst %.5f, texts worst %.5f\n",
 		    what, clip_precision_name(precs[k]), wi, wt);
 		if (precs[k] == CLIP_PRECISION_BF16 && (wi < 0.999 ||

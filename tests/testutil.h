@@ -40,6 +40,10 @@
  *   tu_cosine_json(a, ref, n)    the cosine of the n floats a and the JSON
  *                                array of numbers ref (in double); asserts
  *                                ref has n items.
+ *   tu_cos_rows(a, b, rows, dim, &worst, &mean)
+ *                                the worst and mean cosine of the rows of a
+ *                                and b (unit-length embeddings, rows x dim
+ *                                floats each; 1 and 1 for no rows).
  *   tu_bin_dir(out, n)           "$PWD/$BUILD" (BUILD defaults to "build"):
  *                                where the built programs are.
  *   tu_wait_ready(name, pid, ready, arg, log)
@@ -145,6 +149,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/vec.h"
 #include "encoder/clip.h"
 #include "tests/cdx_assert.h"
 #include "tests/testmodel.h"
@@ -287,6 +292,21 @@ tu_cosine_json(const float *a, const cJSON *ref, int n)
 		bb += b * b;
 	}
 	return ab / sqrt(aa * bb);
+}
+
+static inline void
+tu_cos_rows(const float *a, const float *b, int rows, int dim, double *worst,
+    double *mean)
+{
+	double w = 1, sum = 0;
+	for (int i = 0; i < rows; i++) {
+		double c = cdx_vec_dot(a + (size_t)i * dim, b + (size_t)i * dim,
+		    dim);
+		sum += c;
+		w = c < w ? c : w;
+	}
+	*worst = w;
+	*mean = rows > 0 ? sum / rows : 1;
 }
 
 static inline void
