@@ -43,24 +43,27 @@ LDLIBS   += -lfaiss -llmdb -lturbojpeg -ljpeg -lspng -lexif -lcjson -lnng -lmicr
 # libomp's ABI, so a clang build runs them on one thread (same results).
 ENCODER_OMP := $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-fopenmp)
 
-MODULES  := common store encoder dupes indexer daemon client cli
+MODULES  := common classify store encoder dupes indexer daemon client cli
 # Module -> archives it links, most dependent first.
-DEPS_common  := common
-DEPS_store   := store common
-DEPS_encoder := encoder common
-DEPS_dupes   := dupes store common
-DEPS_indexer := indexer encoder store common
-DEPS_daemon  := daemon indexer dupes encoder store common
+# classify's zero-shot builder calls the encoder (only programs that use
+# it pull that object in); the store tags images with classify.
+DEPS_common   := common
+DEPS_classify := classify encoder common
+DEPS_store    := store classify common
+DEPS_encoder  := encoder common
+DEPS_dupes    := dupes store classify common
+DEPS_indexer  := indexer store classify encoder common
+DEPS_daemon   := daemon indexer dupes store classify encoder common
 # client: libclipdex's code (nng and cJSON only); cli: the clipdex program,
 # which embeds and tokenizes offline with the encoder.
 DEPS_client  := client common
-DEPS_cli     := cli client encoder common
-DEPS_bench   := client daemon indexer dupes encoder store common
+DEPS_cli     := cli client classify encoder common
+DEPS_bench   := client daemon indexer dupes store classify encoder common
 libs_for = $(foreach m,$(DEPS_$(1)),$(BUILD)/libcdx_$(m).a)
 # Tests that build fixtures (models, stores) for the clipdexd they run.
-DEPS_test_client_daemon := client encoder store common
-DEPS_test_client_dupes  := client encoder store common
-DEPS_test_client_siglip := client encoder store common
+DEPS_test_client_daemon := client store classify encoder common
+DEPS_test_client_dupes  := client store classify encoder common
+DEPS_test_client_siglip := client store classify encoder common
 DEPS_test_client_embed  := client encoder common
 DEPS_test_client_errors := client encoder common
 test_libs = $(if $(DEPS_test_$(1)),$(foreach m,$(DEPS_test_$(1)),$(BUILD)/libcdx_$(m).a),$(call libs_for,$(firstword $(subst _, ,$(1)))))
