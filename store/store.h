@@ -58,6 +58,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "classify/classify.h"
 #include "common/cdx.h"
 
 #ifdef __cplusplus
@@ -349,6 +350,69 @@ int store_kv_get(store *s, const char *key, void **val, size_t *len,
 		 cdx_error *err);
 int store_kv_delete(store *s, const char *key, cdx_error *err);
 
+/* ---- tag sets and tags ----
+ *
+ * A tag set is a classify/classify.h cls_set kept in LMDB under its name.
+ * Every image is scored against every tag set from its stored embedding,
+ * and the labels that apply (cls_applied) are stored as its tags, with
+ * their probabilities.  An image's tags are written in the same write
+ * transaction as its record (store_image_put, store_batch_put), and
+ * removed with it; a rename keeps them (the id stays).  A set whose
+ * model_key differs from the store's model_id is kept but applies to
+ * nothing (its tags are dropped) until it is put again for this model.
+ * Tag sets survive store_params.reembed; their tags do not. */
+
+/* Defines or replaces the set c->name and re-tags every image with it,
+ * all in one write transaction.  c->dim must be the store's dim.  *tagged
+ * (if not NULL) receives the number of images it tagged.
+ * Errors: CDX_EINVAL (dim, name), CDX_ENOMEM, CDX_ESTORE/CDX_EFULL/
+ * CDX_EIO (nothing written). */
+int store_tagset_put(store *s, const cls_set *c, uint64_t *tagged,
+		     cdx_error *err);
+/* *out is a decoded copy the caller frees with cls_set_free().
+ * Errors: CDX_ENOTFOUND, CDX_ECORRUPT, CDX_ENOMEM, CDX_ESTORE. */
+int store_tagset_get(store *s, const char *name, cls_set **out,
+		     cdx_error *err);
+/* Deletes the set and every tag it gave, in one transaction.
+ * Errors: CDX_ENOTFOUND, CDX_ESTORE. */
+int store_tagset_delete(store *s, const char *name, cdx_error *err);
+/* Calls fn for every set in name order; fn returning non-zero stops the
+ * walk and that value is returned.  The set is valid during the call. */
+typedef int (*store_tagset_fn)(void *user, const cls_set *c);
+int store_tagset_foreach(store *s, store_tagset_fn fn, void *user,
+			 cdx_error *err);
+
+typedef struct store_tag {
+	const char *set;        /* both point into the same block */
+	const char *label;
+	float prob;
+} store_tag;
+typedef struct store_tags {
+	size_t n;               /* by set name, then highest prob first */
+	store_tag *tags;
+} store_tags;
+/* The tags of image id; *out is one block freed with store_tags_free().
+ * An image without tags gives n = 0.  Errors: CDX_ENOTFOUND (no such
+ * image), CDX_ENOMEM, CDX_ESTORE. */
+int store_image_tags(store *s, uint64_t id, store_tags **out,
+		     cdx_error *err);
+void store_tags_free(store_tags *t);
+
+typedef struct store_tag_count {
+	const char *set, *label; /* into the same block */
+	uint64_t images;
+} store_tag_count;
+typedef struct store_tag_counts {
+	size_t n;               /* every label of the sets asked, zero counts
+	                           included, in set then label order */
+	store_tag_count *counts;
+} store_tag_counts;
+/* Images per label of set (NULL: of every set).  Errors: CDX_ENOTFOUND
+ * (no such set), CDX_ENOMEM, CDX_ESTORE. */
+int store_tag_counts_get(store *s, const char *set, store_tag_counts **out,
+			 cdx_error *err);
+void store_tag_counts_free(store_tag_counts *c);
+
 /* ---- search ---- */
 
 enum store_time_field {
@@ -364,6 +428,15 @@ typedef struct store_filter {
 	int time_field;          /* enum store_time_field */
 	int64_t time_min;        /* s since the epoch, inclusive */
 	int64_t time_max;        /* s since the epoch, inclusive */
+	/* Tags: an image matches when it has every tag of `tags` and none of
+	 * `not_tags`.  A tag is "LABEL" (that label in any set) or
+	 * "SET/LABEL" (when the text before the first '/' names a set).
+	 * An unknown tag matches nothing (so as a not_tag, it excludes
+	 * nothing). */
+	const char *const *tags;
+	size_t n_tags;
+	const char *const *not_tags;
+	size_t n_not_tags;
 } store_filter;
 
 /* The path_prefix rule (of store_filter, and of the dupes module): 1 when
