@@ -392,9 +392,8 @@ run_size(const opts *o, const mixture *m, size_t n)
 	       p50 * 1e3, p99 * 1e3, 1.3 * floor_ms,
 	       p50 * 1e3 <= 1.3 * floor_ms ? "met" : "NOT met");
 	{
-		store_filter f = { "/bench/07/", STORE_TIME_NONE, 0, 0 };
-		store_filter ft = { NULL, STORE_TIME_CAPTURE, 0,
-				    (int64_t)n / 2 };
+		store_filter f = { .path_prefix = "/bench/07/" };
+		store_filter ft = { .time_field = STORE_TIME_CAPTURE, .time_min = 0, .time_max = (int64_t)n / 2 };
 		double *t = malloc((size_t)nq * sizeof(double));
 		for (int pass = 0; pass < 2; pass++) {
 			for (int i = 0; i < nq; i++) {

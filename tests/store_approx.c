@@ -205,9 +205,9 @@ check_kind(const char *kind, const char *expect_prefix, double min_recall)
 	assert_true(r >= min_recall);
 
 	/* Filters: broad (over-fetch), selective, and time. */
-	store_filter few = { "/few/", STORE_TIME_NONE, 0, 0 };
-	store_filter tm = { NULL, STORE_TIME_CAPTURE, 1000, 1800 };
-	store_filter both = { "/few/", STORE_TIME_CAPTURE, 0, 6000 };
+	store_filter few = { .path_prefix = "/few/" };
+	store_filter tm = { .time_field = STORE_TIME_CAPTURE, .time_min = 1000, .time_max = 1800 };
+	store_filter both = { .path_prefix = "/few/", .time_field = STORE_TIME_CAPTURE, .time_min = 0, .time_max = 6000 };
 	double rf = recall(s, 10, &few, 10), rt = recall(s, 10, &tm, 10),
 	       rb = recall(s, 10, &both, 10), r100 = recall(s, 100, &few, 3);
 	print_message("%s filtered recall@10: prefix %.3f, time %.3f, both "
@@ -346,9 +346,9 @@ searcher(void *arg)
 	uint64_t seed = 9000 + (uint64_t)__atomic_fetch_add(&c->searches, 1,
 							  __ATOMIC_RELAXED);
 	store_filter fs[3] = {
-		{ "/few/", STORE_TIME_NONE, 0, 0 },
-		{ NULL, STORE_TIME_CAPTURE, 100, 4000 },
-		{ NULL, STORE_TIME_NONE, 0, 0 },
+		{ .path_prefix = "/few/" },
+		{ .time_field = STORE_TIME_CAPTURE, .time_min = 100, .time_max = 4000 },
+		{  },
 	};
 	float q[D];
 	for (int i = 0; !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE); i++) {

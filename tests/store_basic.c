@@ -866,13 +866,13 @@ run_search_checks(store *s)
 	assert_int_equal(b.n, store_image_count(s));
 	float q[SD];
 	store_filter fs[] = {
-		{ "/rare/", STORE_TIME_NONE, 0, 0 },
-		{ "/odd/", STORE_TIME_NONE, 0, 0 },
-		{ NULL, STORE_TIME_CAPTURE, 100, 900 },
-		{ NULL, STORE_TIME_MTIME, 10, 2500 },
-		{ "/even/", STORE_TIME_CAPTURE, 0, 2000 },
-		{ "/nothing/", STORE_TIME_NONE, 0, 0 },
-		{ NULL, STORE_TIME_CAPTURE, 5, 5 },
+		{ .path_prefix = "/rare/" },
+		{ .path_prefix = "/odd/" },
+		{ .time_field = STORE_TIME_CAPTURE, .time_min = 100, .time_max = 900 },
+		{ .time_field = STORE_TIME_MTIME, .time_min = 10, .time_max = 2500 },
+		{ .path_prefix = "/even/", .time_field = STORE_TIME_CAPTURE, .time_min = 0, .time_max = 2000 },
+		{ .path_prefix = "/nothing/" },
+		{ .time_field = STORE_TIME_CAPTURE, .time_min = 5, .time_max = 5 },
 	};
 	for (int t = 0; t < 10; t++) {
 		tu_clustered(q, 1, SD, 30, 7, 1000 + (uint64_t)t);

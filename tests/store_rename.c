@@ -118,7 +118,7 @@ run(const char *kind)
 	    &gone, NULL), CDX_ENOTFOUND);
 
 	/* A path-prefix filter sees the new path. */
-	store_filter f = { "/photos/c/", STORE_TIME_NONE, 0, 0 };
+	store_filter f = { .path_prefix = "/photos/c/" };
 	store_results *res;
 	ASSERT_OK(store_search(s, was[1]->embedding, 10, &f, &res, &e), e);
 	assert_int_equal(res->n, 3);
