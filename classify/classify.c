@@ -203,98 +203,86 @@ static int is_space(char ch)
 	       ch == '\v' || ch == '\f';
 }
 
+int cls_labels_check(const char *const *labels, size_t n, cdx_error *err)
+{
+	if (!labels || n == 0)
+		return cdx_error_set(err, CDX_EINVAL, "no labels");
+	if (n > CLS_MAX_LABELS)
+		return cdx_error_set(err, CDX_EINVAL,
+				     "%zu labels: more than %d labels", n,
+				     CLS_MAX_LABELS);
+	for (size_t i = 0; i < n; i++) {
+		const char *s = labels[i];
+		size_t len = s ? strlen(s) : 0;
+
+		if (len == 0)
+			return cdx_error_set(err, CDX_EINVAL,
+					     "label %zu is empty", i + 1);
+		if (len > CLS_LABEL_MAX)
+			return cdx_error_set(err, CDX_EINVAL,
+					     "label '%.32s...' is %zu bytes: "
+					     "at most %d", s, len,
+					     CLS_LABEL_MAX);
+		if (!utf8_valid((const unsigned char *)s, len))
+			return cdx_error_set(err, CDX_EINVAL,
+					     "label %zu is not UTF-8", i + 1);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(labels[j], s) == 0)
+				return cdx_error_set(err, CDX_EINVAL,
+						     "label '%s' is given "
+						     "twice", s);
+	}
+	return 0;
+}
+
 int cls_labels_parse(const char *text, int lines, char ***out, size_t *n,
 		     cdx_error *err)
 {
 	char sep = lines ? '\n' : ',';
-	size_t len, pieces = 1, count = 0, number = 0;
-	char **labels, *buf, *p;
+	size_t len, pieces = 1, count = 0;
+	char **labels, *p;
 	int rc;
 
 	if (!text || !out || !n)
 		return cdx_error_set(err, CDX_EINVAL, "no labels");
-	len = strlen(text);
-	for (size_t i = 0; i < len; i++)
-		pieces += text[i] == sep;
 	while (*text && is_space(*text))
 		text++;
 	if (!*text)
 		return cdx_error_set(err, CDX_EINVAL, "no labels");
 	len = strlen(text);
+	for (size_t i = 0; i < len; i++)
+		pieces += text[i] == sep;
 	labels = malloc(pieces * sizeof(char *) + len + 1);
 	if (!labels)
 		return cdx_error_set(err, CDX_ENOMEM, "labels");
-	buf = (char *)(labels + pieces);
-	memcpy(buf, text, len + 1);
+	p = (char *)(labels + pieces);
+	memcpy(p, text, len + 1);
 
-	p = buf;
-	for (;;) {
-		char *end = strchr(p, sep), *next, *s = p, *e;
-		size_t llen;
+	/* split in place and trim; a file's blank and '#' lines go */
+	while (p) {
+		char *end = strchr(p, sep), *s = p, *e;
 
-		if (end) {
+		p = end ? end + 1 : NULL;
+		if (end)
 			*end = '\0';
-			next = end + 1;
-		} else {
-			next = NULL;
-		}
 		e = s + strlen(s);
 		while (s < e && is_space(*s))
 			s++;
 		while (e > s && is_space(e[-1]))
 			e--;
 		*e = '\0';
-		number++;
 		if (lines && (*s == '\0' || *s == '#'))
-			goto next_piece;
-		if (*s == '\0') {
-			rc = cdx_error_set(err, CDX_EINVAL,
-					   "label %zu is empty", number);
-			goto out_free;
-		}
-		llen = (size_t)(e - s);
-		if (llen > CLS_LABEL_MAX) {
-			rc = cdx_error_set(err, CDX_EINVAL,
-					   "label '%.32s...' is %zu bytes: at "
-					   "most %d", s, llen, CLS_LABEL_MAX);
-			goto out_free;
-		}
-		if (!utf8_valid((const unsigned char *)s, llen)) {
-			rc = cdx_error_set(err, CDX_EINVAL,
-					   "label %zu is not UTF-8", number);
-			goto out_free;
-		}
-		if (count == CLS_MAX_LABELS) {
-			rc = cdx_error_set(err, CDX_EINVAL,
-					   "more than %d labels",
-					   CLS_MAX_LABELS);
-			goto out_free;
-		}
-		for (size_t j = 0; j < count; j++) {
-			if (strcmp(labels[j], s) == 0) {
-				rc = cdx_error_set(err, CDX_EINVAL,
-						   "label '%s' is given twice",
-						   s);
-				goto out_free;
-			}
-		}
+			continue;
 		labels[count++] = s;
-next_piece:
-		if (!next)
-			break;
-		p = next;
 	}
-	if (count == 0) {
-		rc = cdx_error_set(err, CDX_EINVAL, "no labels");
-		goto out_free;
+	rc = cls_labels_check((const char *const *)labels, count, err);
+	if (rc) {
+		free(labels);
+		return rc;
 	}
 	*out = labels;
 	*n = count;
 	return 0;
-
-out_free:
-	free(labels);
-	return rc;
 }
 
 int cls_template_check(const char *tmpl, cdx_error *err)

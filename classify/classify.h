@@ -112,6 +112,12 @@ int cls_name_check(const char *name, cdx_error *err);
 int cls_labels_parse(const char *text, int lines, char ***out, size_t *n,
 		     cdx_error *err);
 
+/* Checks n labels as cls_labels_parse does (after its splitting and
+ * trimming): 1..CLS_MAX_LABELS labels, none empty, over CLS_LABEL_MAX
+ * bytes, not UTF-8, or given twice.  Errors: CDX_EINVAL, naming the
+ * label. */
+int cls_labels_check(const char *const *labels, size_t n, cdx_error *err);
+
 /* Checks a template: at most CLS_TEMPLATE_MAX bytes and at least one "{}".
  * Errors: CDX_EINVAL. */
 int cls_template_check(const char *tmpl, cdx_error *err);
