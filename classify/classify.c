@@ -3,6 +3,7 @@
  * (one SGEMM), the labels that apply, and its bytes (classify.h).
  */
 #include <cblas.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -375,8 +376,12 @@ int cls_score(const cls_set *c, const float *x, size_t m, size_t dim,
 	for (size_t r = 0; r < m; r++) {
 		float *row = prob + r * n;
 
+		/* a logit that overflowed (absurd weights; never a set
+		 * made here) counts as +-FLT_MAX, NaN as -FLT_MAX: the
+		 * probabilities stay in [0, 1] */
 		for (size_t i = 0; i < n; i++)
-			row[i] += c->bias[i];
+			row[i] = fminf(fmaxf(row[i] + c->bias[i], -FLT_MAX),
+				       FLT_MAX);
 		if (c->kind == CLS_SIGMOID) {
 			for (size_t i = 0; i < n; i++)
 				row[i] = sigmoid(row[i]);
