@@ -369,9 +369,9 @@ int store_kv_delete(store *s, const char *key, cdx_error *err);
  * store_tag_counts_get and store_tagset_foreach read it under the same
  * lock, so they see either the old sets and tags or the new ones.
  * store_tagset_put holds that lock (as a writer) while it re-tags the
- * whole store, so searches wait for it: about 0.3 s per 100 000 images
- * with 100 labels (docs/STORE.md).  Tagging at put costs one cls_score
- * per set per image, inside the put's write transaction. */
+ * whole store, so searches wait for it: about 0.5 s per 100 000 images of
+ * 512 dims with 100 labels (docs/STORE.md).  Tagging at put costs one
+ * cls_score per set per image, inside the put's write transaction. */
 
 /* Defines or replaces the set c->name and re-tags every image with it,
  * all in one write transaction.  c->dim must be the store's dim.  *tagged
