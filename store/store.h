@@ -389,7 +389,9 @@ int store_tagset_get(store *s, const char *name, cls_set **out,
  * Errors: CDX_ENOTFOUND, CDX_ESTORE. */
 int store_tagset_delete(store *s, const char *name, cdx_error *err);
 /* Calls fn for every set in name order; fn returning non-zero stops the
- * walk and that value is returned.  The set is valid during the call. */
+ * walk and that value is returned.  The set is valid during the call,
+ * which runs with the store's lock held shared (as store_image_foreach's
+ * callbacks): fn may read the store but must not write to it. */
 typedef int (*store_tagset_fn)(void *user, const cls_set *c);
 int store_tagset_foreach(store *s, store_tagset_fn fn, void *user,
 			 cdx_error *err);
