@@ -9,6 +9,7 @@
  *   collection.c    add, remove, status, failures
  *   curate.c        dupes, check, retrieve
  *   offline.c       embed, tokenize (the encoder, no daemon)
+ *   learn.c         learn (a few-shot classifier)
  *
  * The online commands use only libclipdex's public header,
  * client/clipdex.h.  Everything here reports to stderr and returns an exit
@@ -121,6 +122,7 @@ int cmd_failures(int argc, char **argv);
 int cmd_dupes(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_retrieve(int argc, char **argv);
+int cmd_learn(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 
