@@ -49,6 +49,9 @@ typedef struct srv_search_opts {
 	int with_prob;
 	double collapse;
 	store_filter filter;
+	/* a learned probe's ranking (learn_op.h): prob is its probability */
+	int has_probe;
+	double probe_norm, probe_bias;
 } srv_search_opts;
 int srv_parse_search_opts(srv_call *c, srv_search_opts *o);
 
@@ -57,6 +60,10 @@ int srv_parse_search_opts(srv_call *c, srv_search_opts *o);
 int dupes_op(srv_call *c);
 int dupes_op_check(srv_call *c);
 int retrieve_op(srv_call *c);
+/* search_and_reply for the operations of other files (learn_op.c): answers
+ * with results [offset, offset + k) for the unit query q, as search. */
+int srv_search_reply(srv_call *c, const float *q, const srv_search_opts *o,
+    double t0);
 /* retrieve.c: the last few result streams of the daemon's store, for
  * paging (thread-safe: it has its own lock).  new returns NULL when out of
  * memory; free accepts NULL and runs once no worker is left. */
