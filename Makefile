@@ -269,6 +269,8 @@ install-libclipdex: $(LIBCLIPDEX)
 
 # tests/client_cli.c runs the clipdex program.
 $(BUILD)/tests/client_cli: | $(BUILD)/clipdex
+# tests/classify_cli.c runs the clipdex program.
+$(BUILD)/tests/classify_cli: | $(BUILD)/clipdex
 # tests/client_errors.c runs clipdexd.
 $(BUILD)/tests/client_errors: | $(BUILD)/clipdexd
 # tests/client_dupes.c runs clipdexd and clipdex.
