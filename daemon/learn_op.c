@@ -519,6 +519,28 @@ keep_spec(srv_call *c, const char *name, cJSON *spec)
 
 /* ---- learn ---- */
 
+/* Fails when name is a tag set of labels (learn replaces only learned
+ * ones: a label set is deleted with tags_delete first). */
+static int
+labels_set_named(srv_call *c, const char *name)
+{
+	cls_set *old = NULL;
+	cdx_error err;
+	int rc = store_tagset_get(c->s->st, name, &old, &err);
+
+	if (rc == CDX_ENOTFOUND)
+		return 0;
+	if (rc != 0)
+		return srv_fail_cdx(c, rc, &err);
+	rc = old->origin != CLS_LEARNED;
+	cls_set_free(old);
+	if (rc)
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "%s is a tag set of labels, "
+		    "not a learned classifier: delete it first (tags delete) or "
+		    "choose another name", name);
+	return 0;
+}
+
 int
 learn_op(srv_call *c)
 {
@@ -548,6 +570,8 @@ learn_op(srv_call *c)
 		goto out_free;
 	}
 	rc = -1;
+	if (labels_set_named(c, nm->valuestring) != 0)
+		goto out_free;
 	if (srv_get_num(c, c->req, "threshold", 0, 1, &has_thr, &threshold) != 0 ||
 	    srv_get_num(c, c->req, "l2", 0, 1e6, NULL, &l2) != 0 ||
 	    add_items(c, &e, "positive", 1, 0, sp, &uploaded) != 0 ||

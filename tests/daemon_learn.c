@@ -510,6 +510,41 @@ test_errors(void **state)
 	    "\"a\"}]}", "bad_request", "learned");
 }
 
+/* A tag set of labels is not a classifier to search by, and learn does
+ * not replace it. */
+static void
+test_label_set_is_not_learned(void **state)
+{
+	cls_set *set = NULL;
+	cdx_error err;
+	float *w = calloc((size_t)dim * 2, sizeof(float));
+
+	(void)state;
+	assert_non_null(w);
+	w[1] = 1.0f;
+	w[dim + 2] = 1.0f;
+	CDX_ASSERT_OK(cls_set_new("colours", 2, (size_t)dim, 0, 0, 0, &set, &err),
+	    err.msg);
+	CDX_ASSERT_OK(cls_set_label(set, 0, "red", &err), err.msg);
+	CDX_ASSERT_OK(cls_set_label(set, 1, "blue", &err), err.msg);
+	memcpy(set->w, w, sizeof(float) * (size_t)dim * 2);
+	set->kind = CLS_SOFTMAX;
+	set->origin = CLS_ZERO_SHOT;
+	set->scale = 100;
+	set->threshold = 0.5f;
+	snprintf(set->model_key, sizeof(set->model_key), "%s",
+	    daemon_srv->info->key);
+	CDX_ASSERT_OK(store_tagset_put(daemon_srv->st, set, NULL, &err), err.msg);
+	cls_set_free(set);
+	free(w);
+	call_fails("{\"op\":\"search\",\"learned\":\"colours\"}",
+	    "bad_request", "not a learned classifier");
+	call_fails("{\"op\":\"learn\",\"name\":\"colours\",\"positive\":["
+	    "{\"path\":\"/learn/red\"}]}", "bad_request", "delete it first");
+	CDX_ASSERT_OK(store_tagset_delete(daemon_srv->st, "colours", &err),
+	    err.msg);
+}
+
 int
 main(void)
 {
@@ -520,6 +555,7 @@ main(void)
 		cmocka_unit_test(test_rerank),
 		cmocka_unit_test(test_refit_for_another_model),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_label_set_is_not_learned),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
