@@ -176,8 +176,8 @@ typedef struct cls_probe_report {
  * (1 positive, 0 negative), and cross-validates it.  w receives dim floats,
  * *b the intercept.  Deterministic: the same input gives the same folds
  * and result.  Time: each Newton step is about n (dim+1)^2 + (dim+1)^3/3
- * flops (docs/CLASSIFY.md has figures); memory 3 n (dim+1) + 2 (dim+1)^2
- * doubles.  Errors: CDX_EINVAL (fewer than 2 examples of either class:
+ * flops (docs/CLASSIFY.md has figures); memory (n + 256) (dim+1) +
+ * (dim+1)^2 doubles.  Errors: CDX_EINVAL (fewer than 2 examples of either class:
  * "learning needs at least 2 positive examples", a label not 0 or 1, a
  * non-finite x, folds 1), CDX_ENOMEM. */
 int cls_probe_fit(const float *x, const uint8_t *y, size_t n, size_t dim,

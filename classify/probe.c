@@ -8,12 +8,12 @@
  *   f(t) = sum_i [softplus(z_i) - y_i z_i] + l2/2 |w|^2,  z_i = w.x_i + b
  * has gradient X^T (p - y) + l2 (w, 0) and Hessian X^T S X + diag(l2..l2,
  * 0) with S = diag(p_i (1 - p_i)).  Each Newton step builds the Hessian
- * with one DSYRK (rows scaled by sqrt(s_i)), factors it with the blocked
+ * with DSYRKs (blocks of rows scaled by sqrt(s_i)), factors it with the blocked
  * Cholesky below (DTRSM and DSYRK per block) and solves with two DTRSVs;
  * a backtracking line search keeps f decreasing.  It stops when |grad|
  * falls below PROBE_GTOL * n.  The cross-validation folds start from the
- * fit on every example (a few steps each).  Memory: three n x D and two D x D
- * matrices of doubles.
+ * fit on every example (a few steps each).  Memory: the n x D examples
+ * in double, a D x D Hessian and PROBE_ROW_BLOCK x D scratch.
  */
 #include <cblas.h>
 #include <math.h>
@@ -27,6 +27,7 @@
 #define PROBE_MAX_ITER 50
 #define PROBE_FOLDS 5
 #define PROBE_L2_PER_EXAMPLE 1e-2
+#define PROBE_ROW_BLOCK 256    /* rows scaled at once for the Hessian */
 /* The intercept's own ridge: keeps the Hessian positive definite when
  * every example is fitted with certainty (p (1 - p) underflows). */
 #define PROBE_B_RIDGE 1e-9
@@ -36,11 +37,11 @@ struct fit {
 	size_t n, D;
 	double *x;        /* n x D rows (x_i, 1) */
 	double *y;        /* n */
-	double *z;        /* n: rows scaled by sqrt(s_i), then scratch */
-	double *zs;       /* n x D */
+	double *z;        /* n: the logits X t */
+	double *zs;       /* PROBE_ROW_BLOCK x D: rows scaled by sqrt(s_i) */
 	double *h;        /* D x D */
 	double *g, *d, *t_new; /* D */
-	double *p;        /* n */
+	double *p;        /* n: the residuals p - y */
 };
 
 static void fit_free(struct fit *f)
@@ -63,7 +64,7 @@ static int fit_alloc(struct fit *f, size_t n, size_t D)
 	    D > SIZE_MAX / sizeof(double) / D)
 		return CDX_ENOMEM;
 	f->x = malloc(n * D * sizeof(double));
-	f->zs = malloc(n * D * sizeof(double));
+	f->zs = malloc(PROBE_ROW_BLOCK * D * sizeof(double));
 	f->h = malloc(D * D * sizeof(double));
 	f->y = malloc(n * sizeof(double));
 	f->z = malloc(n * sizeof(double));
@@ -174,13 +175,9 @@ static int newton(struct fit *f, double l2, int max_iter, double *t)
 		double gn = 0, slope = 0, step = 1, obj_new = obj;
 		int tries;
 
-		/* p, the gradient, and the rows scaled by sqrt(s_i) */
-		for (size_t i = 0; i < n; i++) {
-			double p = sigmoid(f->z[i]), s = sqrt(p * (1 - p));
-			f->p[i] = p - f->y[i];
-			for (size_t k = 0; k < D; k++)
-				f->zs[i * D + k] = s * f->x[i * D + k];
-		}
+		/* the residuals p - y and the gradient */
+		for (size_t i = 0; i < n; i++)
+			f->p[i] = sigmoid(f->z[i]) - f->y[i];
 		cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)D, 1.0,
 			    f->x, (int)D, f->p, 1, 0.0, f->g, 1);
 		for (size_t k = 0; k + 1 < D; k++)
@@ -190,9 +187,22 @@ static int newton(struct fit *f, double l2, int max_iter, double *t)
 		if (sqrt(gn) <= PROBE_GTOL * (double)n)
 			break;
 
-		/* H = Zs^T Zs + diag(l2, .., l2, ridge); solve H d = g */
-		cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)D,
-			    (int)n, 1.0, f->zs, (int)D, 0.0, f->h, (int)D);
+		/* H = sum over blocks of rows scaled by sqrt(s_i) of
+		 * Zs^T Zs, + diag(l2, .., l2, ridge); solve H d = g */
+		for (size_t r0 = 0; r0 < n; r0 += PROBE_ROW_BLOCK) {
+			size_t rb = n - r0 < PROBE_ROW_BLOCK ? n - r0
+							     : PROBE_ROW_BLOCK;
+			for (size_t r = 0; r < rb; r++) {
+				double p = sigmoid(f->z[r0 + r]);
+				double s = sqrt(p * (1 - p));
+				const double *xr = f->x + (r0 + r) * D;
+				for (size_t k = 0; k < D; k++)
+					f->zs[r * D + k] = s * xr[k];
+			}
+			cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans,
+				    (int)D, (int)rb, 1.0, f->zs, (int)D,
+				    r0 ? 1.0 : 0.0, f->h, (int)D);
+		}
 		for (size_t k = 0; k + 1 < D; k++)
 			f->h[k * D + k] += l2;
 		f->h[(D - 1) * D + D - 1] += PROBE_B_RIDGE;

@@ -188,6 +188,8 @@ struct scorer {
 	int json;
 	float *prob;             /* set->n */
 	uint32_t *order;         /* set->n */
+	const char **shown;      /* set->n: labels, highest first */
+	float *sorted;           /* set->n: their probabilities */
 	int status;
 };
 
@@ -209,6 +211,41 @@ sort_labels(const float *prob, size_t n, uint32_t *order)
 	}
 }
 
+/* Prints one image's result: k labels in the order given (highest
+ * first), as a --json line or a block of the table.  Both paths (offline,
+ * daemon) print through it. */
+static void
+print_result(const char *image, const char *mode, const char *const *labels,
+    const float *prob, size_t k, int json)
+{
+	if (json) {
+		fputs("{\"image\":", stdout);
+		cli_print_json_string(image);
+		printf(",\"mode\":\"%s\",\"labels\":[", mode);
+		for (size_t i = 0; i < k; i++) {
+			fputs(i ? ",{\"label\":" : "{\"label\":", stdout);
+			cli_print_json_string(labels[i]);
+			printf(",\"prob\":%.6g}", (double)prob[i]);
+		}
+		fputs("]}\n", stdout);
+		return;
+	}
+	printf("%s\n", image);
+	for (size_t i = 0; i < k; i++)
+		printf("  %.4f  %s\n", (double)prob[i], labels[i]);
+}
+
+/* The table's first line: the mode and what it means. */
+static void
+print_header(const char *mode, size_t n_labels, size_t n_templates)
+{
+	printf("%s over %zu labels (%s), %zu template%s\n", mode, n_labels,
+	    strcmp(mode, "sigmoid") == 0 ?
+	    "SigLIP, multi-label: each label's own probability" :
+	    "CLIP, single-label: the probabilities sum to 1",
+	    n_templates, n_templates == 1 ? "" : "s");
+}
+
 static void
 emit_classified(void *arg, const char *kind, const char *input,
     size_t index, const float *e, int dim)
@@ -225,22 +262,12 @@ emit_classified(void *arg, const char *kind, const char *input,
 		return;
 	}
 	sort_labels(s->prob, c->n, s->order);
-	if (s->json) {
-		fputs("{\"image\":", stdout);
-		cli_print_json_string(input);
-		printf(",\"mode\":\"%s\",\"labels\":[", mode_name(c));
-		for (size_t k = 0; k < s->top; k++) {
-			printf(k ? ",{\"label\":" : "{\"label\":");
-			cli_print_json_string(c->labels[s->order[k]]);
-			printf(",\"prob\":%.6g}", (double)s->prob[s->order[k]]);
-		}
-		fputs("]}\n", stdout);
-		return;
+	for (size_t k = 0; k < s->top; k++) {
+		s->shown[k] = c->labels[s->order[k]];
+		s->sorted[k] = s->prob[s->order[k]];
 	}
-	printf("%s\n", input);
-	for (size_t k = 0; k < s->top; k++)
-		printf("  %.4f  %s\n", (double)s->prob[s->order[k]],
-		    c->labels[s->order[k]]);
+	print_result(input, mode_name(c), s->shown, s->sorted, s->top,
+	    s->json);
 }
 
 /* classify --model DIR: everything in this process. */
@@ -255,6 +282,11 @@ classify_offline(struct copts *o, char **labels, size_t n,
 	cdx_error err;
 	int status;
 
+	if (o->images.n == 0) {
+		fprintf(stderr, "%s classify: --model needs at least one IMAGE\n",
+		    cli_prog);
+		return EXIT_USAGE;
+	}
 	/* every available core unless --threads says otherwise */
 	int threads = cdx_threads_set(o->threads);
 	fprintf(stderr, "%s: %d thread%s\n", cli_prog, threads,
@@ -274,17 +306,16 @@ classify_offline(struct copts *o, char **labels, size_t n,
 	s.top = o->top > 0 && (size_t)o->top < n ? (size_t)o->top : n;
 	s.prob = malloc(sizeof(float) * n);
 	s.order = malloc(sizeof(uint32_t) * n);
-	if (s.prob == NULL || s.order == NULL) {
+	s.shown = malloc(sizeof(char *) * n);
+	s.sorted = malloc(sizeof(float) * n);
+	if (s.prob == NULL || s.order == NULL || s.shown == NULL ||
+	    s.sorted == NULL) {
 		fprintf(stderr, "%s: out of memory\n", cli_prog);
 		status = EXIT_INPUT;
 		goto out;
 	}
 	if (!o->json)
-		printf("%s over %zu labels (%s), %zu template%s\n",
-		    mode_name(set), n, set->kind == CLS_SIGMOID ?
-		    "SigLIP, multi-label: each label's own probability" :
-		    "CLIP, single-label: the probabilities sum to 1",
-		    set->n_templates, set->n_templates == 1 ? "" : "s");
+		print_header(mode_name(set), n, set->n_templates);
 	status = cli_embed_images(ctx, m, &o->images, o->exact,
 	    emit_classified, &s);
 	if (status == 0)
@@ -295,6 +326,8 @@ classify_offline(struct copts *o, char **labels, size_t n,
 out:
 	free(s.prob);
 	free(s.order);
+	free(s.shown);
+	free(s.sorted);
 	cls_set_free(set);
 	clip_ctx_free(ctx);
 	clip_model_free(m);
@@ -313,15 +346,10 @@ cmd_classify(int argc, char **argv)
 	status = parse_copts(argc, argv, &o);
 	if (status != 0)
 		goto out;
-	if (o.images.n == 0) {
-		fprintf(stderr, "%s classify: needs --labels or --labels-file "
-		    "and at least one IMAGE\n", cli_prog);
-		status = EXIT_USAGE;
-		goto out;
-	}
 	if ((status = read_labels(&o, &labels, &n)) != 0 ||
 	    (status = collect_templates(&o, &tmpl, &nt)) != 0)
 		goto out;
+	/* the labels and templates are the same for both paths */
 	if (o.model != NULL) {
 		status = classify_offline(&o, labels, n, tmpl, nt);
 	} else {
