@@ -4,6 +4,7 @@
  *
  *   clipdex learn NAME --positive id:12,id:40,@a.jpg,photos/good/
  *                      [--negative id:7,photos/bad/] [--threshold P]
+ *   clipdex learn NAME --refit     (again, from the examples kept)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -119,10 +120,14 @@ print_json(const char *name, const cdx_learn_result *r)
 }
 
 static void
-print_text(const char *name, const cdx_learn_result *r)
+print_text(const char *name, const cdx_learn_result *r, int refit)
 {
-	printf("learned %s from %lld positive and %lld negative images\n", name,
-	    (long long)r->n_pos, (long long)r->n_neg);
+	printf("%s %s from %lld positive and %lld negative images\n", refit ?
+	    "refitted" : "learned", name, (long long)r->n_pos,
+	    (long long)r->n_neg);
+	if (r->missing > 0)
+		printf("  %lld of its example paths have no indexed image now\n",
+		    (long long)r->missing);
 	if (r->unlabeled_negatives)
 		printf("  no negatives were given: the negatives are random unlabeled "
 		    "images of the collection\n  (some may be positives; --negative "
@@ -161,6 +166,10 @@ cmd_learn(int argc, char **argv)
 			json = 1;
 			continue;
 		}
+		if (strcmp(a, "--refit") == 0) {
+			req.refit = 1;
+			continue;
+		}
 		if (a[0] != '-') {
 			if (name != NULL) {
 				fprintf(stderr, "%s: learn takes one NAME ('%s' is a "
@@ -189,9 +198,14 @@ cmd_learn(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (name == NULL || pos.n == 0) {
-		fprintf(stderr, "%s: learn needs a NAME and --positive examples (see "
-		    "%s learn --help)\n", cli_prog, cli_prog);
+	if (name == NULL || (pos.n == 0) != req.refit) {
+		fprintf(stderr, "%s: learn needs a NAME and either --positive "
+		    "examples or --refit (see %s learn --help)\n", cli_prog,
+		    cli_prog);
+		goto out;
+	}
+	if (req.refit && neg.n > 0) {
+		fprintf(stderr, "%s: --refit takes no examples\n", cli_prog);
 		goto out;
 	}
 	req.name = name;
@@ -208,7 +222,7 @@ cmd_learn(int argc, char **argv)
 	if (json)
 		print_json(name, &res);
 	else
-		print_text(name, &res);
+		print_text(name, &res, req.refit);
 	status = cli_finish_output();
 out:
 	cdx_client_close(c);

@@ -255,6 +255,7 @@ const char *const cli_online_usage[] = {
 	"learn",
 	"usage: clipdex learn NAME --positive LIST [--negative LIST]\n"
 	"                     [--threshold P] [--json]\n"
+	"       clipdex learn NAME --refit [--threshold P] [--json]\n"
 	"\n"
 	"Learns a classifier (an L2-regularised logistic regression on the\n"
 	"stored embeddings) from example images, keeps it under NAME (replacing\n"
@@ -268,6 +269,9 @@ const char *const cli_online_usage[] = {
 	"cross-validated accuracy. Then: clipdex search --learned NAME, or the\n"
 	"term learned:NAME in any query.\n"
 	"  --threshold P     tags images whose probability is at least P (0.5)\n"
+	"  --refit           fit NAME again from the examples it was learned\n"
+	"                    from (kept by the daemon as paths: a folder's images\n"
+	"                    as they are now; after a model change)\n"
 	"  --json            the result as one JSON object\n"
 	"The default --timeout of learn is 600000.\n",
 	NULL,

@@ -445,6 +445,10 @@ typedef struct cdx_learn_req {
 	int has_threshold;
 	float threshold;        /* tags an image at this probability; 0.5 */
 	double l2;              /* L2 penalty; 0: the daemon's default */
+	/* 1: fit the classifier `name` again from the examples it was learned
+	 * from (kept by the daemon as paths: a folder's images as they are
+	 * now, for the daemon's model); no examples then. */
+	int refit;
 } cdx_learn_req;
 
 typedef struct cdx_learn_result {
@@ -454,6 +458,7 @@ typedef struct cdx_learn_result {
 	double cv_accuracy;     /* mean held-out accuracy, 0..1 */
 	int64_t tagged;         /* images of the collection it applies to */
 	double threshold;
+	int64_t missing;        /* refit: example paths with no image now */
 } cdx_learn_result;
 
 /* Fits a linear probe (L2-regularised logistic regression) on the

@@ -55,12 +55,14 @@ cdx_learn(cdx_client *c, const cdx_learn_req *r, cdx_learn_result *out)
 		    (double)r->threshold) != NULL;
 	if (ok && r->l2 > 0)
 		ok = cJSON_AddNumberToObject(req, "l2", r->l2) != NULL;
+	if (ok && r->refit)
+		ok = cJSON_AddTrueToObject(req, "refit") != NULL;
 	if (!ok) {
 		cJSON_Delete(req);
 		return cdxi_fail(c, CDX_ENOMEM, "out of memory");
 	}
-	if ((rc = add_examples(c, req, "positive", r->positive, r->n_positive))
-	    != 0 || (r->n_negative > 0 && (rc = add_examples(c, req, "negative",
+	if ((!r->refit && (rc = add_examples(c, req, "positive", r->positive,
+	    r->n_positive)) != 0) || (r->n_negative > 0 && (rc = add_examples(c, req, "negative",
 	    r->negative, r->n_negative)) != 0)) {
 		cJSON_Delete(req);
 		return rc;
@@ -75,6 +77,7 @@ cdx_learn(cdx_client *c, const cdx_learn_req *r, cdx_learn_result *out)
 	out->cv_accuracy = cdxi_get_f64(rep, "cv_accuracy", 0.0);
 	out->tagged = cdxi_get_i64(rep, "tagged", 0);
 	out->threshold = cdxi_get_f64(rep, "threshold", 0.5);
+	out->missing = cdxi_get_i64(rep, "missing", 0);
 	cJSON_Delete(rep);
 	return 0;
 }

@@ -519,6 +519,27 @@ keep_spec(srv_call *c, const char *name, cJSON *spec)
 
 /* ---- learn ---- */
 
+static int learn_refit(srv_call *c, const char *name, double threshold);
+
+static void
+learn_reply(srv_call *c, const char *name, const cls_probe_report *rep,
+    int unlabeled, int uploaded, double threshold, uint64_t tagged,
+    cJSON *r)
+{
+	cJSON_AddStringToObject(r, "name", name);
+	cJSON_AddNumberToObject(r, "n_pos", (double)rep->n_pos);
+	cJSON_AddNumberToObject(r, "n_neg", (double)rep->n_neg);
+	cJSON_AddBoolToObject(r, "unlabeled_negatives", unlabeled);
+	cJSON_AddNumberToObject(r, "uploaded", uploaded);
+	cJSON_AddNumberToObject(r, "folds", rep->folds);
+	cJSON_AddNumberToObject(r, "cv_accuracy", rep->cv_accuracy);
+	cJSON_AddNumberToObject(r, "iterations", rep->iterations);
+	cJSON_AddNumberToObject(r, "threshold", threshold);
+	cJSON_AddNumberToObject(r, "tagged", (double)tagged);
+	cJSON_AddStringToObject(r, "model", c->s->info->key);
+	srv_reply_ok(c, r);
+}
+
 /* Fails when name is a tag set of labels (learn replaces only learned
  * ones: a label set is deleted with tags_delete first). */
 static int
@@ -572,8 +593,13 @@ learn_op(srv_call *c)
 	rc = -1;
 	if (labels_set_named(c, nm->valuestring) != 0)
 		goto out_free;
-	if (srv_get_num(c, c->req, "threshold", 0, 1, &has_thr, &threshold) != 0 ||
-	    srv_get_num(c, c->req, "l2", 0, 1e6, NULL, &l2) != 0 ||
+	if (srv_get_num(c, c->req, "threshold", 0, 1, &has_thr, &threshold) != 0)
+		goto out_free;
+	if (srv_get_bool(c->req, "refit")) {
+		rc = learn_refit(c, nm->valuestring, has_thr ? threshold : -1);
+		goto out_free;
+	}
+	if (srv_get_num(c, c->req, "l2", 0, 1e6, NULL, &l2) != 0 ||
 	    add_items(c, &e, "positive", 1, 0, sp, &uploaded) != 0 ||
 	    add_items(c, &e, "negative", 0, 1, sn, &uploaded) != 0 ||
 	    ex_dedupe(c, &e) != 0)
@@ -611,19 +637,8 @@ learn_op(srv_call *c)
 	    "accuracy %.3f (%d folds), %llu images tagged", nm->valuestring,
 	    rep.n_pos, rep.n_neg, unlabeled ? " (unlabeled)" : "",
 	    rep.cv_accuracy, rep.folds, (unsigned long long)tagged);
-	cJSON *r = cJSON_CreateObject();
-	cJSON_AddStringToObject(r, "name", nm->valuestring);
-	cJSON_AddNumberToObject(r, "n_pos", (double)rep.n_pos);
-	cJSON_AddNumberToObject(r, "n_neg", (double)rep.n_neg);
-	cJSON_AddBoolToObject(r, "unlabeled_negatives", unlabeled);
-	cJSON_AddNumberToObject(r, "uploaded", uploaded);
-	cJSON_AddNumberToObject(r, "folds", rep.folds);
-	cJSON_AddNumberToObject(r, "cv_accuracy", rep.cv_accuracy);
-	cJSON_AddNumberToObject(r, "iterations", rep.iterations);
-	cJSON_AddNumberToObject(r, "threshold", has_thr ? threshold : 0.5);
-	cJSON_AddNumberToObject(r, "tagged", (double)tagged);
-	cJSON_AddStringToObject(r, "model", c->s->info->key);
-	srv_reply_ok(c, r);
+	learn_reply(c, nm->valuestring, &rep, unlabeled, uploaded,
+	    has_thr ? threshold : 0.5, tagged, cJSON_CreateObject());
 	rc = 0;
 out_free:
 	free(w);
@@ -646,30 +661,42 @@ indexer_busy(srv *s)
 	return busy;
 }
 
-/* Refits the learned set `name` for the daemon's model from the example
- * paths kept by learn (their images re-embedded by the indexer); *out is
- * the new set.  While the indexer is still at work and some example is
- * not re-embedded yet, it waits (bad_request saying so). */
+/* What a refit did. */
+typedef struct refit_result {
+	cls_probe_report rep;
+	uint64_t tagged;
+	int unlabeled;          /* random unlabeled negatives were drawn */
+	size_t missing, given;  /* example paths without images now; all */
+	double threshold;
+} refit_result;
+
+/* Fits the learned set `name` again, for the daemon's model and the
+ * collection as it is, from the example paths kept by learn (a folder's
+ * images as they are now; those of another model re-embedded by the
+ * indexer), and puts it; *out (may be NULL) receives the set.  threshold
+ * < 0: the one kept.  While the indexer is still at work and some example
+ * is not re-embedded yet, it waits (bad_request saying so). */
 static int
-refit(srv_call *c, const cls_set *old, cls_set **out)
+refit(srv_call *c, const char *name, double threshold, cls_set **out,
+    refit_result *res)
 {
 	char key[CLS_NAME_MAX + 16];
 	examples e = { .dim = c->s->info->embed_dim };
-	cls_probe_report rep;
 	cJSON *spec = NULL;
 	void *text = NULL;
-	size_t len, missing = 0, given = 0, drawn;
+	size_t len, drawn;
 	float *w = NULL, b = 0;
 	cdx_error err;
 	int rc = -1;
 
-	if (spec_key(c, old->name, key, sizeof(key)) != 0)
+	memset(res, 0, sizeof(*res));
+	if (spec_key(c, name, key, sizeof(key)) != 0)
 		return -1;
 	if (store_kv_get(c->s->st, key, &text, &len, &err) != 0 ||
 	    (spec = cJSON_Parse(text)) == NULL) {
-		srv_fail(c, CDX_PROTO_BAD_REQUEST, "the learned classifier %s was "
-		    "made with another model (%s) and its examples are not known: "
-		    "learn it again", old->name, old->model_key);
+		srv_fail(c, CDX_PROTO_BAD_REQUEST, "the examples of the learned "
+		    "classifier %s are not known: learn it again with examples",
+		    name);
 		goto out_free;
 	}
 	for (int y = 1; y >= 0; y--) {
@@ -679,47 +706,55 @@ refit(srv_call *c, const cls_set *old, cls_set **out)
 			size_t found = 0;
 			if (!cJSON_IsString(p))
 				continue;
-			given++;
+			res->given++;
 			if (add_path(c, &e, p->valuestring, y, &found) != 0)
 				goto out_free;
-			missing += found == 0;
+			res->missing += found == 0;
 		}
 	}
-	if (given == 0) {
+	if (res->given == 0) {
 		srv_fail(c, CDX_PROTO_BAD_REQUEST, "the learned classifier %s was "
-		    "made with another model from uploaded images only: learn it "
-		    "again", old->name);
+		    "made from uploaded images only, which are not kept: learn it "
+		    "again with examples", name);
 		goto out_free;
 	}
-	if (missing > 0 && indexer_busy(c->s)) {
-		srv_fail(c, CDX_PROTO_BAD_REQUEST, "the learned classifier %s was "
-		    "made with another model; %zu of its %zu examples are not "
-		    "re-embedded yet: it is refitted once they are (try again when "
-		    "indexing is done)", old->name, missing, given);
+	if (res->missing > 0 && indexer_busy(c->s)) {
+		srv_fail(c, CDX_PROTO_BAD_REQUEST, "%zu of the %zu examples of the "
+		    "learned classifier %s are not indexed (yet): it is refitted "
+		    "once the indexer has re-embedded them (try again when indexing "
+		    "is done)", res->missing, res->given, name);
 		goto out_free;
 	}
 	if (ex_dedupe(c, &e) != 0)
 		goto out_free;
 	e.n_labeled = e.n;
-	if (cJSON_IsTrue(cJSON_GetObjectItem(spec, "unlabeled_negatives")) &&
-	    add_unlabeled(c, &e, unlabeled_want(ex_count(&e, 1)), old->name,
-	    &drawn) != 0)
+	res->unlabeled = cJSON_IsTrue(cJSON_GetObjectItem(spec,
+	    "unlabeled_negatives"));
+	if (res->unlabeled && add_unlabeled(c, &e, unlabeled_want(ex_count(&e,
+	    1)), name, &drawn) != 0)
 		goto out_free;
 	if ((w = malloc(sizeof(float) * (size_t)e.dim)) == NULL) {
 		srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 		goto out_free;
 	}
 	if (fit(c, &e, cJSON_GetNumberValue(cJSON_GetObjectItem(spec, "l2")), w,
-	    &b, &rep) != 0) {
-		snprintf(c->emsg + strlen(c->emsg), sizeof(c->emsg) -
-		    strlen(c->emsg), " (refitting %s for this model)", old->name);
+	    &b, &res->rep) != 0) {
+		size_t at = strlen(c->emsg);
+		snprintf(c->emsg + at, sizeof(c->emsg) - at, " (refitting %s from "
+		    "its examples)", name);
 		goto out_free;
 	}
-	if (keep_probe(c, old->name, &e, w, b, old->threshold, NULL, out) != 0)
+	if (threshold < 0)
+		threshold = cJSON_GetNumberValue(cJSON_GetObjectItem(spec,
+		    "threshold"));
+	if (!(threshold >= 0 && threshold <= 1))
+		threshold = 0.5;
+	res->threshold = threshold;
+	if (keep_probe(c, name, &e, w, b, threshold, &res->tagged, out) != 0)
 		goto out_free;
 	cdx_log(CDX_LOG_INFO, "refitted the learned classifier %s for %s: %zu "
-	    "positive, %zu negative, cv accuracy %.3f", old->name,
-	    c->s->info->key, rep.n_pos, rep.n_neg, rep.cv_accuracy);
+	    "positive, %zu negative, cv accuracy %.3f", name, c->s->info->key,
+	    res->rep.n_pos, res->rep.n_neg, res->rep.cv_accuracy);
 	rc = 0;
 out_free:
 	free(w);
@@ -727,6 +762,27 @@ out_free:
 	cJSON_Delete(spec);
 	free(text);
 	return rc;
+}
+
+/* learn {"refit": true}: again from the examples kept. */
+static int
+learn_refit(srv_call *c, const char *name, double threshold)
+{
+	refit_result res;
+
+	if (cJSON_GetObjectItemCaseSensitive(c->req, "positive") != NULL ||
+	    cJSON_GetObjectItemCaseSensitive(c->req, "negative") != NULL ||
+	    cJSON_GetObjectItemCaseSensitive(c->req, "l2") != NULL)
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "a refit takes no examples "
+		    "(nor l2): it uses those %s was learned from", name);
+	if (refit(c, name, threshold, NULL, &res) != 0)
+		return -1;
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddTrueToObject(r, "refit");
+	cJSON_AddNumberToObject(r, "missing", (double)res.missing);
+	learn_reply(c, name, &res.rep, res.unlabeled, 0, res.threshold,
+	    res.tagged, r);
+	return 0;
 }
 
 /* The learned set `name` of the daemon's model (refitted if it was of
@@ -755,7 +811,8 @@ load_probe(srv_call *c, const char *name, cls_set **out)
 	if (strcmp(set->model_key, c->s->info->key) != 0 ||
 	    set->dim != (size_t)c->s->info->embed_dim) {
 		cls_set *fresh = NULL;
-		rc = refit(c, set, &fresh);
+		refit_result res;
+		rc = refit(c, name, set->threshold, &fresh, &res);
 		cls_set_free(set);
 		if (rc != 0)
 			return -1;

@@ -228,6 +228,12 @@ test_learn_and_search(void **state)
 		line = nl + 1;
 	}
 
+	/* --refit: again from the kept examples (the folders), same figures */
+	assert_int_equal(run("learn reds --refit", out, sizeof(out)), 0);
+	if (strstr(out, "refitted reds") == NULL || strstr(out, want) == NULL ||
+	    strstr(out, "cross-validated accuracy 1.000") == NULL)
+		fail_msg("learn --refit: %s", out);
+
 	/* the term beside a text, in the query syntax */
 	assert_int_equal(run("search 'a picture + 2:learned:reds' -k 3 --paths",
 	    out, sizeof(out)), 0);
@@ -346,6 +352,8 @@ test_errors(void **state)
 	    sizeof(out)), 1);
 	assert_non_null(strstr(out, "/no/such/folder"));
 	assert_int_equal(run("learn x", out, sizeof(out)), 2);
+	assert_int_equal(run("learn x --refit --positive id:1", out,
+	    sizeof(out)), 2);
 	assert_int_equal(run("learn x --positive id:x", out, sizeof(out)), 2);
 	assert_int_equal(run("search --learned nosuch", out, sizeof(out)), 1);
 	assert_non_null(strstr(out, "no learned classifier named nosuch"));

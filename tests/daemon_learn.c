@@ -472,6 +472,40 @@ test_refit_for_another_model(void **state)
 	cls_set_free(set);
 }
 
+/* learn "refit": again from the kept example paths, so a folder's new
+ * image counts; without kept examples, or with examples, it is refused. */
+static void
+test_refit_on_request(void **state)
+{
+	float *v = malloc(sizeof(float) * (size_t)dim);
+	cdx_error err;
+
+	(void)state;
+	assert_non_null(v);
+	cJSON_Delete(learn_red());
+	vector_of(v, 0, N_RED);
+	store_image img = { .path = "/learn/red/new.jpg", .size = 1,
+	    .width = 64, .height = 48, .capture_time = STORE_TIME_UNKNOWN,
+	    .embedding = v };
+	img.hash[0] = 9;
+	CDX_ASSERT_OK(store_image_put(daemon_srv->st, &img, 1, &err), err.msg);
+	cJSON *r = call_ok("{\"op\":\"learn\",\"name\":\"red\","
+	    "\"refit\":true}");
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "refit")));
+	assert_int_equal((int)num(r, "n_pos"), N_RED + 1);
+	assert_int_equal((int)num(r, "n_neg"), N_BLUE);
+	assert_int_equal((int)num(r, "missing"), 0);
+	assert_true(num(r, "cv_accuracy") == 1.0);
+	cJSON_Delete(r);
+	CDX_ASSERT_OK(store_image_delete(daemon_srv->st, &img.id, 1, NULL, &err),
+	    err.msg);
+	free(v);
+	call_fails("{\"op\":\"learn\",\"name\":\"never\",\"refit\":true}",
+	    "bad_request", "not known");
+	call_fails("{\"op\":\"learn\",\"name\":\"red\",\"refit\":true,"
+	    "\"positive\":[{\"id\":1}]}", "bad_request", "no examples");
+}
+
 static void
 test_errors(void **state)
 {
@@ -554,6 +588,7 @@ main(void)
 		cmocka_unit_test(test_learned_term_combines),
 		cmocka_unit_test(test_rerank),
 		cmocka_unit_test(test_refit_for_another_model),
+		cmocka_unit_test(test_refit_on_request),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_label_set_is_not_learned),
 	};
