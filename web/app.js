@@ -12,7 +12,8 @@ let token = sessionStorage.getItem('clipdex.token') || '';
 /* ---- the query syntax of docs/CLI.md ---- */
 
 /* Parses a query into [{kind, value, weight}], kind one of text, file
- * (an "@name"/"img:name" example image), path, id.  The daemon parses it
+ * (an "@name"/"img:name" example image), path, id, learned (a classifier
+ * made by learn).  The daemon parses it
  * (op "parse", the C parser of common/query.c): the syntax has one
  * definition.  Rejects with an Error whose message says what is wrong. */
 async function parseQuery(query) {
