@@ -284,7 +284,7 @@ srv_parse_search_opts(srv_call *c, srv_search_opts *o)
 		return -1;
 	/* (a learned ranking has its probe's probability: learn_op.h) */
 	if (o->has_min_prob && !c->s->info->has_sigmoid &&
-	    !cJSON_GetObjectItemCaseSensitive(c->req, "learned"))
+	    learn_probe_query(c->req) == NULL)
 		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "min_prob needs a model "
 		    "trained with the sigmoid loss (SigLIP); %s is %s, whose scores "
 		    "have no probability scale", c->s->info->name,

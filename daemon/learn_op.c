@@ -838,27 +838,35 @@ learn_term_vector(srv_call *c, const char *name, float *v)
 	return 0;
 }
 
+const char *
+learn_probe_query(const cJSON *req)
+{
+	const cJSON *terms = cJSON_GetObjectItemCaseSensitive(req, "terms");
+	const cJSON *t = terms == NULL ? req : cJSON_GetArraySize(terms) == 1 ?
+	    cJSON_GetArrayItem(terms, 0) : NULL;
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "learned");
+	const cJSON *wt = cJSON_GetObjectItemCaseSensitive(t, "weight");
+
+	if (!cJSON_IsString(name) || (wt != NULL && !(cJSON_IsNumber(wt) &&
+	    wt->valuedouble > 0)))
+		return NULL;
+	return name->valuestring;
+}
+
 int
 learn_search_probe(srv_call *c, srv_search_opts *o)
 {
-	const cJSON *top = cJSON_GetObjectItemCaseSensitive(c->req, "learned");
-	const cJSON *terms = cJSON_GetObjectItemCaseSensitive(c->req, "terms");
-	const cJSON *t = NULL;
+	const char *name = learn_probe_query(c->req);
 	cls_set *set = NULL;
 
-	if (top != NULL && terms != NULL)
+	if (cJSON_GetObjectItemCaseSensitive(c->req, "learned") != NULL &&
+	    cJSON_GetObjectItemCaseSensitive(c->req, "terms") != NULL)
 		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'learned' ranks by a "
 		    "classifier alone; beside other terms use a {\"learned\": NAME} "
 		    "term");
-	if (top != NULL)
-		t = c->req;
-	else if (cJSON_GetArraySize(terms) == 1)
-		t = cJSON_GetArrayItem(terms, 0);
-	const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "learned");
-	const cJSON *wt = cJSON_GetObjectItemCaseSensitive(t, "weight");
-	if (!cJSON_IsString(name) || (cJSON_IsNumber(wt) && !(wt->valuedouble > 0)))
+	if (name == NULL)
 		return 0;
-	if (load_probe(c, name->valuestring, &set) != 0)
+	if (load_probe(c, name, &set) != 0)
 		return -1;
 	o->has_probe = 1;
 	o->probe_norm = sqrt(cdx_vec_dot(set->w, set->w, (int)set->dim));

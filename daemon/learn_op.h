@@ -32,8 +32,12 @@ int rerank_op(srv_call *c);
  * stale and not refittable) or not_found. */
 int learn_term_vector(srv_call *c, const char *name, float *v);
 
-/* When the request's query is one learned term of positive weight (the
- * top-level "learned", or a single {"learned"} term), sets o->has_probe,
+/* The classifier's name when the request's query is one learned term of
+ * positive weight (the top-level "learned", or a single {"learned"}
+ * term): its results carry the probe's probability.  NULL otherwise. */
+const char *learn_probe_query(const cJSON *req);
+
+/* When learn_probe_query() names a classifier, sets o->has_probe,
  * o->probe_norm (|w|) and o->probe_bias (b), so that each hit's prob is
  * learn_prob(o, score); leaves o alone otherwise.  Refuses "learned"
  * beside "terms" (bad_request). */

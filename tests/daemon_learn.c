@@ -286,6 +286,30 @@ test_learn_folders_and_search(void **state)
 		assert_true(num(h, "prob") < 0.5);
 	}
 	cJSON_Delete(all);
+	/* min_prob cuts on the probe's probability, on any model (the tiny
+	 * model is a CLIP one), in both forms */
+	static const char *const cut[] = {
+		"{\"op\":\"search\",\"learned\":\"red\",\"min_prob\":0.5,"
+		"\"k\":100}",
+		"{\"op\":\"search\",\"terms\":[{\"learned\":\"red\"}],"
+		"\"min_prob\":0.5,\"k\":100}",
+	};
+	for (int f = 0; f < 2; f++) {
+		cJSON *m = call_ok(cut[f]);
+		const cJSON *mr = cJSON_GetObjectItem(m, "results");
+		int reds = 0;
+		for (int i = 0; i < cJSON_GetArraySize(mr); i++) {
+			const cJSON *h = cJSON_GetArrayItem(mr, i);
+			int k = kind_of((uint64_t)num(h, "id"));
+			assert_true(num(h, "prob") >= 0.5);
+			assert_int_not_equal(k, 1);
+			reds += k == 0;
+		}
+		assert_int_equal(reds, N_RED);
+		cJSON_Delete(m);
+	}
+	call_fails("{\"op\":\"search\",\"text\":\"x\",\"min_prob\":0.5}",
+	    "bad_request", "min_prob");
 	/* the same ranking as the one term learned:red */
 	snprintf(req, sizeof(req), "{\"op\":\"search\",\"terms\":[{\"learned\":"
 	    "\"red\"}],\"k\":%d}", N_RED + 5);
