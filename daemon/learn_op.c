@@ -875,6 +875,19 @@ learn_search_probe(srv_call *c, srv_search_opts *o)
 	return 0;
 }
 
+int
+learn_forget(srv *s, const char *name, cdx_error *err)
+{
+	char key[CLS_NAME_MAX + 16];
+	int rc;
+
+	if ((size_t)snprintf(key, sizeof(key), SPEC_PREFIX "%s", name) >=
+	    sizeof(key))
+		return 0;       /* no such name was ever kept */
+	rc = store_kv_delete(s->st, key, err);
+	return rc == CDX_ENOTFOUND ? 0 : rc;
+}
+
 double
 learn_prob(const srv_search_opts *o, float score)
 {

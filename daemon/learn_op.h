@@ -43,6 +43,11 @@ const char *learn_probe_query(const cJSON *req);
  * beside "terms" (bad_request). */
 int learn_search_probe(srv_call *c, srv_search_opts *o);
 
+/* Forgets the examples kept for the learned set `name` (its "learned/NAME"
+ * entry), for tags_delete: a deleted classifier is not refitted.  Unknown
+ * names are ignored; returns 0 or a CDX error (err filled). */
+int learn_forget(struct srv *s, const char *name, cdx_error *err);
+
 /* sigmoid(probe_norm * score + probe_bias): the probe's probability of a
  * hit whose cosine with w/|w| is score. */
 double learn_prob(const srv_search_opts *o, float score);

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "daemon/learn_op.h"
 #include "daemon/srv_internal.h"
 #include "tests/testmodel.h"
 #include "tests/testutil.h"
@@ -526,6 +527,16 @@ test_refit_on_request(void **state)
 	free(v);
 	call_fails("{\"op\":\"learn\",\"name\":\"never\",\"refit\":true}",
 	    "bad_request", "not known");
+	/* forgotten (as tags_delete does), it cannot be refitted */
+	cJSON_Delete(call_ok("{\"op\":\"learn\",\"name\":\"gone\","
+	    "\"positive\":[{\"path\":\"/learn/red\"}],\"negative\":"
+	    "[{\"path\":\"/learn/blue\"}]}"));
+	CDX_ASSERT_OK(learn_forget(daemon_srv, "gone", &err), err.msg);
+	CDX_ASSERT_OK(learn_forget(daemon_srv, "gone", &err), err.msg);
+	call_fails("{\"op\":\"learn\",\"name\":\"gone\",\"refit\":true}",
+	    "bad_request", "not known");
+	CDX_ASSERT_OK(store_tagset_delete(daemon_srv->st, "gone", &err),
+	    err.msg);
 	call_fails("{\"op\":\"learn\",\"name\":\"red\",\"refit\":true,"
 	    "\"positive\":[{\"id\":1}]}", "bad_request", "no examples");
 }
