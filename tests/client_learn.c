@@ -6,7 +6,9 @@
  * classifier from the folders (`clipdex learn`), searches by it (`search
  * --learned`, the term learned:NAME), exports with `retrieve` (a prompt
  * line learned:NAME), and libclipdex re-ranks by marks (cdx_rerank).
- * Errors: one example, an unknown id.
+ * Errors: one example, an unknown id.  A model change: the daemon is
+ * restarted on a tiny generated model with --reembed, and the classifier
+ * is refitted from its examples' paths on its next use.
  *
  * One daemon serves the suite; each test learns what it uses, so each can
  * run alone.
@@ -36,7 +38,7 @@
 #define SIDE 96
 
 static char tmp[256], model_dir[PATH_MAX], photos[300], store_dir[300];
-static char url[320], logpath[300], bindir[256];
+static char url[320], logpath[300], bindir[256], tiny_dir[300];
 static pid_t daemon_pid;
 static cdx_client *cli;
 static const char *const kinds[] = { "red", "blue", "green" };
@@ -56,11 +58,37 @@ status_answers(void *c)
 	return cdx_get_status(c, &st) == 0;
 }
 
+static const char *model_now = model_dir;      /* the daemon's model */
+
 static tu_daemon
 daemon_paths(void)
 {
-	tu_daemon d = { bindir, model_dir, store_dir, url, photos, logpath, 0 };
+	tu_daemon d = { bindir, model_now, store_dir, url, photos, logpath, 0 };
 	return d;
+}
+
+/* Restarts the daemon on model (with --reembed when it changes) and waits
+ * until it has indexed the photos again. */
+static void
+restart_on(const char *model)
+{
+	const char *extra = model == model_now ? NULL : "--reembed";
+	cdx_status st;
+
+	tu_stop_child(daemon_pid);
+	model_now = model;
+	tu_daemon d = daemon_paths();
+	daemon_pid = tu_daemon_start(&d, extra);
+	tu_wait_ready("clipdexd", daemon_pid, status_answers, cli, logpath);
+	for (int i = 0; i < 600; i++) {
+		assert_int_equal(cdx_get_status(cli, &st), 0);
+		if (st.images == 3 * PER_KIND && st.queue_remaining == 0 &&
+		    !st.scanning)
+			return;
+		usleep(50000);
+	}
+	fail_msg("the photos were not indexed again (%lld images)",
+	    (long long)st.images);
 }
 
 /* A fill of kind k (a shade of it) with a grey square at a place of its
@@ -107,6 +135,13 @@ setup(void **state)
 	tu_bin_dir(bindir, sizeof(bindir));
 	if (tu_suite_dirs("cdx-learn", model_name, tmp, model_dir, photos,
 	    store_dir, url, logpath) != 0)
+		return -1;
+	/* a second model for the model change: the tiny generated one */
+	tm_recipe r;
+	tm_recipe_tiny(&r);
+	snprintf(tiny_dir, sizeof(tiny_dir), "%s/tiny", tmp);
+	mkdir(tiny_dir, 0755);
+	if (tm_write_model(&r, tiny_dir) != 0)
 		return -1;
 	if (realpath("models/demo", model_dir) == NULL) {
 		fprintf(stderr, "run from the repository root (models/demo)\n");
@@ -332,6 +367,45 @@ test_rerank(void **state)
 	assert_non_null(strstr(cdx_client_errmsg(cli), "at least 2 positive"));
 }
 
+/* A model change (--reembed: the images get new ids, the tag sets stay):
+ * the classifier is refitted from its examples' paths on its next use,
+ * for the new model, on the re-embedded images. */
+static void
+test_model_change(void **state)
+{
+	char out[16384], want[64];
+
+	(void)state;
+	learn_reds(out, sizeof(out));
+	struct stat before;
+	assert_int_equal(stat(logpath, &before), 0);
+	restart_on(tiny_dir);
+	assert_int_equal(run("search --learned reds -k 8 --json", out,
+	    sizeof(out)), 0);
+	int lines = 0;
+	for (char *p = out; (p = strchr(p, '\n')) != NULL; p++)
+		lines++;
+	assert_int_equal(lines, 8);
+	assert_non_null(strstr(out, "\"prob\":"));
+	/* the daemon's log since the restart says it refitted */
+	FILE *f = fopen(logpath, "r");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, before.st_size, SEEK_SET), 0);
+	int refitted = 0;
+	while (fgets(out, sizeof(out), f) != NULL)
+		refitted |= strstr(out, "refitted the learned classifier reds") !=
+		    NULL;
+	fclose(f);
+	assert_true(refitted);
+	/* on the new ids: every example found again */
+	assert_int_equal(run("learn reds --refit --json", out, sizeof(out)), 0);
+	snprintf(want, sizeof(want), "\"n_pos\":%d,\"n_neg\":%d", PER_KIND,
+	    PER_KIND);
+	if (strstr(out, want) == NULL)
+		fail_msg("refit: %s", out);
+	restart_on(model_dir);
+}
+
 static void
 test_errors(void **state)
 {
@@ -369,6 +443,7 @@ main(void)
 		cmocka_unit_test(test_unlabeled_negatives),
 		cmocka_unit_test(test_rerank),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_model_change),
 	};
 	return CLIENT_RUN_TESTS(tests, setup, teardown);
 }
