@@ -2,7 +2,8 @@
  * dispatch.h - the operation table: one parsed request in, one reply out
  * (docs/PROTOCOL.md), on a worker thread, for every transport; and the
  * helpers the operations share (query vectors, image bytes, hits).
- * Operations live in dispatch.c, dupes_op.c and retrieve.c; each takes a
+ * Operations live in dispatch.c, dupes_op.c, retrieve.c and learn_op.c
+ * (learn_op.h); each takes a
  * srv_call (request.h) and follows its contract.
  */
 #ifndef CDX_SRV_DISPATCH_H
@@ -24,7 +25,8 @@ struct srv_worker;
 void srv_dispatch(struct srv *s, struct srv_worker *w, srv_job *job);
 
 /* The query vector (embed_dim floats) of the request's terms ("terms", or
- * one text/image/path/id at the top level): the weighted sum of their unit
+ * one text/image/path/id/learned at the top level; a learned term is its
+ * classifier's unit direction, learn_op.h): the weighted sum of their unit
  * embeddings, normalised once here (it is a combiner: encoder/clip.h).
  * *text_only (may be NULL) is set to 1 when every term is a text. */
 int srv_query_vector(srv_call *c, float *q, int *text_only);
