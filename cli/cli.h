@@ -12,6 +12,7 @@
  *                   model loading and image embedding offline commands
  *                   share
  *   classify.c      classify (offline with --model)
+ *   learn.c         learn (a few-shot classifier)
  *
  * The online commands use only libclipdex's public header,
  * client/clipdex.h.  Everything here reports to stderr and returns an exit
@@ -150,6 +151,7 @@ int cmd_failures(int argc, char **argv);
 int cmd_dupes(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_retrieve(int argc, char **argv);
+int cmd_learn(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_classify(int argc, char **argv);

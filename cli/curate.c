@@ -537,8 +537,9 @@ cmd_retrieve(int argc, char **argv)
 		status = EXIT_INPUT;
 		goto out;
 	}
-	/* Prompt lines: text, or @FILE for an example image (uploaded by
-	 * libclipdex); blank lines and lines starting with '#' are skipped. */
+	/* Prompt lines: text, @FILE for an example image (uploaded by
+	 * libclipdex) or learned:NAME for a learned classifier; blank lines
+	 * and lines starting with '#' are skipped. */
 	for (size_t i = 0; i < lines.n + o.examples.n; i++) {
 		int ex = i >= lines.n;
 		char *l = ex ? o.examples.v[i - lines.n] : lines.v[i];
@@ -547,6 +548,10 @@ cmd_retrieve(int argc, char **argv)
 		cdx_term *t = &terms[labels.n];
 		t->kind = ex || l[0] == '@' ? CDX_TERM_FILE : CDX_TERM_TEXT;
 		t->text = !ex && l[0] == '@' ? l + 1 : l;
+		if (!ex && strncmp(l, "learned:", 8) == 0 && l[8] != '\0') {
+			t->kind = CDX_TERM_LEARNED;     /* a classifier (learn) */
+			t->text = l + 8;
+		}
 		prompts[labels.n].terms = t;
 		prompts[labels.n].n_terms = 1;
 		if (cli_strlist_push(&labels, l) != 0) {

@@ -25,9 +25,10 @@ cli_usage(FILE *f)
 	    "  search QUERY... [-k N] [--offset N] [--min-score S] [--prefix PATH]\n"
 	    "         [--after T] [--before T] [--time capture|mtime]\n"
 	    "         [--collapse S] [--exact] [--not TEXT] [--image FILE]\n"
-	    "         [--json | --paths]\n"
+	    "         [--learned NAME] [--json | --paths]\n"
 	    "      QUERY: terms joined by ' + ' or ' - ', each [WEIGHT:]SOURCE with\n"
-	    "      SOURCE text, @FILE, img:FILE, path:PATH or id:N, e.g.\n"
+	    "      SOURCE text, @FILE, img:FILE, path:PATH, id:N or learned:NAME,\n"
+	    "      e.g.\n"
 	    "      \"beach - 0.7:people + 0.5:@example.jpg\"\n"
 	    "  similar FILE|id:N|@FILE [search options]\n"
 	    "  add PATH... [--wait]      index files or folders\n"
@@ -40,6 +41,8 @@ cli_usage(FILE *f)
 	    "  retrieve --prompts FILE [--example IMG] [-k N] [--min-score S]\n"
 	    "        [--negative TEXT] [--dedupe T] --out FILE.jsonl\n"
 	    "        [--copy-to DIR | --link-to DIR]   dataset retrieval\n"
+	    "  learn NAME --positive id:N,@FILE,PATH,... [--negative ...]\n"
+	    "        [--threshold P]   a classifier from a few example images\n"
 	    "  Options of all of them: --url URL, --timeout MS, --connect-timeout MS,\n"
 	    "  --token T (defaults: $CLIPDEX_URL, 30000, 3000, $CLIPDEX_TOKEN).\n"
 	    "\n"
@@ -146,7 +149,8 @@ const char *const cli_online_usage[] = {
 	"joined by spaces and split into terms at ' + ' and ' - ' (a space on\n"
 	"each side; ' - ' subtracts the next term). Each term is [WEIGHT:]SOURCE,\n"
 	"SOURCE being text, @FILE or img:FILE (a local image, uploaded),\n"
-	"path:PATH (an image on the daemon's machine) or id:N (an indexed image).\n"
+	"path:PATH (an image on the daemon's machine), id:N (an indexed image) or\n"
+	"learned:NAME (a classifier made by clipdex learn).\n"
 	"  clipdex search \"a dog on the beach\"\n"
 	"  clipdex search \"beach - 0.7:people + 0.5:@example.jpg\"\n"
 	"\n"
@@ -165,6 +169,9 @@ const char *const cli_online_usage[] = {
 	"  --exact           exact preprocessing of uploaded images\n"
 	"  --not TEXT        subtract a text term (weight -1); repeatable\n"
 	"  --image FILE      add a local image term (weight 1); repeatable\n"
+	"  --learned NAME    alone: rank by the learned classifier NAME, its\n"
+	"                    probability beside the score; with a QUERY: add\n"
+	"                    learned:NAME as a term (weight 1)\n"
 	"  --json            one JSON object per result per line\n"
 	"  --paths           only the paths, one per line\n",
 	"similar",
@@ -227,8 +234,9 @@ const char *const cli_online_usage[] = {
 	"usage: clipdex retrieve --prompts FILE [options] --out FILE.jsonl\n"
 	"\n"
 	"Retrieves images for many prompts at once (dataset curation). Each line\n"
-	"of the prompts file is a text prompt, or @IMAGE for an example image\n"
-	"(uploaded); blank lines and lines starting with # are skipped. Writes\n"
+	"of the prompts file is a text prompt, @IMAGE for an example image\n"
+	"(uploaded) or learned:NAME for a classifier made by clipdex learn;\n"
+	"blank lines and lines starting with # are skipped. Writes\n"
 	"one JSON line per result: prompt, prompt_index, rank, id, path, score,\n"
 	"width, height (and file with --copy-to/--link-to). Results are fetched\n"
 	"page by page, so any k runs in bounded memory.\n"
@@ -244,6 +252,28 @@ const char *const cli_online_usage[] = {
 	"                    name is taken; nothing is overwritten)\n"
 	"  --link-to DIR     the same with symbolic links\n"
 	"The default --timeout of retrieve is 600000.\n",
+	"learn",
+	"usage: clipdex learn NAME --positive LIST [--negative LIST]\n"
+	"                     [--threshold P] [--json]\n"
+	"       clipdex learn NAME --refit [--threshold P] [--json]\n"
+	"\n"
+	"Learns a classifier (an L2-regularised logistic regression on the\n"
+	"stored embeddings) from example images, keeps it under NAME (replacing\n"
+	"one of that name) and tags the collection with it (clipdex tags list).\n"
+	"LIST is comma-separated (the options repeat): id:N an indexed image,\n"
+	"@FILE a local image (uploaded), anything else a path on the daemon's\n"
+	"machine, made absolute here: an indexed image, or a folder (every\n"
+	"indexed image under it). At least 2 positive images. Without\n"
+	"--negative, random images of the collection serve as unlabeled\n"
+	"negatives (said in the output). Prints the examples used and the\n"
+	"cross-validated accuracy. Then: clipdex search --learned NAME, or the\n"
+	"term learned:NAME in any query.\n"
+	"  --threshold P     tags images whose probability is at least P (0.5)\n"
+	"  --refit           fit NAME again from the examples it was learned\n"
+	"                    from (kept by the daemon as paths: a folder's images\n"
+	"                    as they are now; after a model change)\n"
+	"  --json            the result as one JSON object\n"
+	"The default --timeout of learn is 600000.\n",
 	NULL,
 };
 
@@ -488,6 +518,7 @@ cli_parse_online(int argc, char **argv, int start, int cmd, struct sopts *o)
 			{ "--exact", OPT_SEARCH | OPT_SIMILAR, 0 },
 			{ "--not", OPT_SEARCH, 1 },
 			{ "--image", OPT_SEARCH, 1 },
+			{ "--learned", OPT_SEARCH, 1 },
 			{ "--wait", OPT_ADD, 0 },
 			{ "--limit", OPT_FAILURES, 1 },
 		};
@@ -555,6 +586,8 @@ cli_parse_online(int argc, char **argv, int start, int cmd, struct sopts *o)
 			bad = cli_strlist_push(&o->nots, (char *)val) != 0;
 		} else if (strcmp(name, "--image") == 0) {
 			bad = cli_strlist_push(&o->images, (char *)val) != 0;
+		} else if (strcmp(name, "--learned") == 0) {
+			o->q.learned = val;
 		} else if (strcmp(name, "--wait") == 0) {
 			o->wait = 1;
 		} else if (strcmp(name, "--limit") == 0) {

@@ -106,13 +106,22 @@ build_terms(struct sopts *o, cdx_terms **parsed, cdx_term **terms, size_t *n)
 	}
 	size_t base = *parsed ? (*parsed)->n : 0;
 	*n = base + o->nots.n + o->images.n;
+	if (*n == 0 && o->q.learned != NULL)
+		return 0;       /* ranked by the classifier alone */
 	if (*n == 0) {
-		fprintf(stderr, "%s search: needs a QUERY, --image or --not (see "
-		    "%s search --help)\n", cli_prog, cli_prog);
+		fprintf(stderr, "%s search: needs a QUERY, --image, --not or "
+		    "--learned (see %s search --help)\n", cli_prog, cli_prog);
 		return EXIT_USAGE;
 	}
-	if ((*terms = calloc(*n, sizeof(cdx_term))) == NULL)
+	/* --learned beside other terms is one more term */
+	int learned = o->q.learned != NULL;
+	if ((*terms = calloc(*n + (size_t)learned, sizeof(cdx_term))) == NULL)
 		return EXIT_INPUT;
+	if (learned) {
+		(*terms)[(*n)++] = (cdx_term){ .kind = CDX_TERM_LEARNED,
+			.text = o->q.learned, .weight = 1.0f };
+		o->q.learned = NULL;
+	}
 	for (size_t i = 0; i < base; i++)
 		(*terms)[i] = (*parsed)->terms[i];
 	for (size_t i = 0; i < o->nots.n; i++)

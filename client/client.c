@@ -595,10 +595,11 @@ cdxi_add_term(cdx_client *c, cJSON *terms, const cdx_term *t, size_t i)
 	switch (t->kind) {
 	case CDX_TERM_TEXT:
 	case CDX_TERM_PATH:
+	case CDX_TERM_LEARNED:
 		if (t->text == NULL)
 			return cdxi_fail(c, CDX_EINVAL, "term %zu has no text", i);
 		if (cJSON_AddStringToObject(o, t->kind == CDX_TERM_TEXT ? "text" :
-		    "path", t->text) == NULL)
+		    t->kind == CDX_TERM_PATH ? "path" : "learned", t->text) == NULL)
 			return cdxi_fail(c, CDX_ENOMEM, "out of memory");
 		break;
 	case CDX_TERM_IMAGE:
@@ -824,6 +825,36 @@ run_results(cdx_client *c, cJSON *req, cdx_results **out)
 }
 
 int
+cdxi_query_request(cdx_client *c, const char *op, const cdx_query *q,
+    int terms_optional, cJSON **out)
+{
+	cJSON *req;
+	int rc;
+
+	if ((req = cdxi_new_request(op)) == NULL)
+		return cdxi_fail(c, CDX_ENOMEM, "out of memory");
+	/* a learned ranking needs no terms (with terms, the daemon refuses) */
+	rc = q != NULL && q->learned != NULL ?
+	    cdxi_add_learned(c, req, q->learned) : 0;
+	if (q != NULL && q->learned != NULL)
+		terms_optional = 1;
+	if (rc == 0 && (!terms_optional || (q != NULL && q->n_terms > 0)))
+		rc = add_terms(c, req, q);
+	if (rc != 0 || (rc = add_options(c, req, q)) != 0) {
+		cJSON_Delete(req);
+		return rc;
+	}
+	*out = req;
+	return 0;
+}
+
+int
+cdxi_run_results(cdx_client *c, cJSON *req, cdx_results **out)
+{
+	return run_results(c, req, out);
+}
+
+int
 cdx_search(cdx_client *c, const cdx_query *q, cdx_results **out)
 {
 	cJSON *req;
@@ -832,12 +863,8 @@ cdx_search(cdx_client *c, const cdx_query *q, cdx_results **out)
 	if (c == NULL || out == NULL)
 		return c ? cdxi_fail(c, CDX_EINVAL, "no place for results") :
 		    CDX_EINVAL;
-	if ((req = cdxi_new_request("search")) == NULL)
-		return cdxi_fail(c, CDX_ENOMEM, "out of memory");
-	if ((rc = add_terms(c, req, q)) != 0 || (rc = add_options(c, req, q)) != 0) {
-		cJSON_Delete(req);
+	if ((rc = cdxi_query_request(c, "search", q, 0, &req)) != 0)
 		return rc;
-	}
 	return run_results(c, req, out);
 }
 

@@ -42,6 +42,17 @@ int cdxi_call_json(cdx_client *c, cJSON *req, cJSON **out);
  * CDX_TERM_FILE is read and uploaded. */
 int cdxi_add_term(cdx_client *c, cJSON *terms, const cdx_term *t, size_t i);
 
+/* learn.c: adds "learned": name to a search request (cdx_query.learned). */
+int cdxi_add_learned(cdx_client *c, cJSON *req, const char *name);
+
+/* A new request {"op": op, ...} carrying q's terms (required unless
+ * terms_optional or q->learned is set) and search options; *out is the
+ * caller's.  cdxi_run_results() sends a request (consumed) and reads its
+ * "results" as cdx_search() does. */
+int cdxi_query_request(cdx_client *c, const char *op, const cdx_query *q,
+    int terms_optional, cJSON **out);
+int cdxi_run_results(cdx_client *c, cJSON *req, cdx_results **out);
+
 /* Fields of a reply object: the value, or def (cdxi_get_str: "") when
  * absent or of another type. */
 int64_t cdxi_get_i64(const cJSON *o, const char *name, int64_t def);

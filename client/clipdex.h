@@ -136,6 +136,8 @@ enum cdx_term_kind {
 	CDX_TERM_ID = 3,     /* id: an indexed image */
 	CDX_TERM_FILE = 4,   /* text: a local file, read by the library when
 	                        the request is made and uploaded as IMAGE */
+	CDX_TERM_LEARNED = 5, /* text: the name of a learned classifier; its
+	                        direction w/|w| (docs/PROTOCOL.md, learn) */
 };
 
 typedef struct cdx_term {
@@ -172,6 +174,11 @@ typedef struct cdx_query {
 	 * (SigLIP); others get CDX_EINVAL (bad_request). */
 	int has_min_prob;
 	float min_prob;
+	/* Rank by the learned classifier of this name (cdx_learn()), highest
+	 * probability first; results then carry its probability in `prob`.
+	 * The query has no terms then (n_terms 0); for a classifier combined
+	 * with other terms use a CDX_TERM_LEARNED term.  NULL: none. */
+	const char *learned;
 } cdx_query;
 
 typedef struct cdx_result {
@@ -217,7 +224,8 @@ void cdx_results_free(cdx_results *r);
  * "beach - 0.7:people + 0.5:@example.jpg": terms separated by " + " or
  * " - " (a space on each side; " - " negates the next term), each
  * [WEIGHT:]SOURCE with SOURCE `img:FILE` or `@FILE` (CDX_TERM_FILE),
- * `path:PATH` (CDX_TERM_PATH), `id:N` (CDX_TERM_ID) or text.  Leading and
+ * `path:PATH` (CDX_TERM_PATH), `id:N` (CDX_TERM_ID), `learned:NAME`
+ * (CDX_TERM_LEARNED, a classifier made by cdx_learn()) or text.  Leading and
  * trailing spaces of a term are dropped.  The types cdx_term and cdx_terms
  * are above.  (The parser is common/query.c, also linked by the daemon.) */
 
@@ -419,6 +427,65 @@ int cdx_retrieve(cdx_client *c, const cdx_retrieve_req *req,
     cdx_retrieve_page **out);
 /* Frees a page (one allocation); NULL is a no-op. */
 void cdx_retrieve_page_free(cdx_retrieve_page *p);
+
+/* ---- learned classifiers and relevance feedback (docs/PROTOCOL.md) ----
+ *
+ * An example is a cdx_term: CDX_TERM_ID (an indexed image), CDX_TERM_PATH
+ * (on the daemon's machine: an indexed image, or a folder: every indexed
+ * image under it), CDX_TERM_IMAGE (bytes) or CDX_TERM_FILE (a local file,
+ * uploaded); weights are ignored. */
+
+typedef struct cdx_learn_req {
+	const char *name;       /* the classifier's name: [A-Za-z0-9_.-]{1,64} */
+	const cdx_term *positive;       /* at least 2 images in all */
+	size_t n_positive;
+	const cdx_term *negative;       /* 0: random images of the collection
+	                                   serve as unlabeled negatives */
+	size_t n_negative;
+	int has_threshold;
+	float threshold;        /* tags an image at this probability; 0.5 */
+	double l2;              /* L2 penalty; 0: the daemon's default */
+	/* 1: fit the classifier `name` again from the examples it was learned
+	 * from (kept by the daemon as paths: a folder's images as they are
+	 * now, for the daemon's model); no examples then. */
+	int refit;
+} cdx_learn_req;
+
+typedef struct cdx_learn_result {
+	int64_t n_pos, n_neg;   /* images the probe was fitted on */
+	int unlabeled_negatives;        /* 1: the negatives were random images */
+	int folds;              /* cross-validation folds */
+	double cv_accuracy;     /* mean held-out accuracy, 0..1 */
+	int64_t tagged;         /* images of the collection it applies to */
+	double threshold;
+	int64_t missing;        /* refit: example paths with no image now */
+} cdx_learn_result;
+
+/* Fits a linear probe (L2-regularised logistic regression) on the
+ * examples' embeddings, stores it as a tag set named req->name (replacing
+ * one of that name; `tags list` shows it, origin "learned") and tags the
+ * collection with it.  Search with cdx_query.learned or a
+ * CDX_TERM_LEARNED term.  Errors: CDX_EINVAL (fewer than 2 positive
+ * images, a bad name, an empty folder), CDX_ENOTFOUND (an unknown id or
+ * path), and as cdx_search. */
+int cdx_learn(cdx_client *c, const cdx_learn_req *req, cdx_learn_result *out);
+
+typedef struct cdx_rerank_req {
+	/* The query (terms and/or learned) and the search options (k,
+	 * filter, ...); its terms may be empty when 2 positives are marked. */
+	const cdx_query *query;
+	const uint64_t *positive;       /* ids marked right: at least 1 */
+	size_t n_positive;
+	const uint64_t *negative;       /* ids marked wrong: at least 1 */
+	size_t n_negative;
+} cdx_rerank_req;
+
+/* Relevance feedback: fits a probe on the marked ids (nothing stored)
+ * and returns the best images by its probability, as cdx_search (prob is
+ * the probe's).  With one positive the query's own vector is a second
+ * positive; with one negative, random images of the collection are added
+ * as negatives (docs/PROTOCOL.md).  Errors as cdx_learn. */
+int cdx_rerank(cdx_client *c, const cdx_rerank_req *req, cdx_results **out);
 
 #ifdef __cplusplus
 }

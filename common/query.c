@@ -2,7 +2,8 @@
  * The query syntax of the command line and the web page (docs/CLI.md):
  *   QUERY := TERM { (" + " | " - ") TERM }
  *   TERM  := [WEIGHT ":"] SOURCE
- *   SOURCE:= "img:" FILE | "@" FILE | "path:" PATH | "id:" DIGITS | TEXT
+ *   SOURCE:= "img:" FILE | "@" FILE | "path:" PATH | "id:" DIGITS |
+ *            "learned:" NAME | TEXT
  */
 #include <ctype.h>
 #include <errno.h>
@@ -98,6 +99,14 @@ parse_term(const char *s, size_t len, float sign, cdx_term *t, char **pool,
 		t->kind = CDX_TERM_PATH;
 		src = s + 5;
 		srclen = len - 5;
+	} else if (has_prefix(s, len, "learned:")) {
+		/* the name's rule is the daemon's (classify/classify.h) */
+		t->kind = CDX_TERM_LEARNED;
+		src = s + 8;
+		srclen = len - 8;
+		if (srclen == 0)
+			return cdx_error_set(err, CDX_EINVAL, "'%.*s' names no "
+			    "classifier", (int)len, s);
 	} else if (has_prefix(s, len, "id:")) {
 		char buf[32];
 		size_t n = len - 3;

@@ -4,14 +4,16 @@
  *
  *   QUERY := TERM { (" + " | " - ") TERM }
  *   TERM  := [WEIGHT ":"] SOURCE
- *   SOURCE:= "img:" FILE | "@" FILE | "path:" PATH | "id:" DIGITS | TEXT
+ *   SOURCE:= "img:" FILE | "@" FILE | "path:" PATH | "id:" DIGITS |
+ *            "learned:" NAME | TEXT
  *
  * "beach - 0.7:people + 0.5:@example.jpg": terms are separated by " + " or
  * " - " (a space on each side; " - " negates the next term); leading and
  * trailing spaces of a term are dropped.  `img:FILE` and `@FILE` name a
  * local file (CDX_TERM_FILE), `path:PATH` a file on the daemon's machine
- * (CDX_TERM_PATH), `id:N` an indexed image (CDX_TERM_ID); anything else is
- * text.
+ * (CDX_TERM_PATH), `id:N` an indexed image (CDX_TERM_ID), `learned:NAME` a
+ * classifier made by the `learn` operation (CDX_TERM_LEARNED: the daemon
+ * checks the name); anything else is text.
  *
  * libclipdex exports the parser as cdx_query_parse() (client/clipdex.h),
  * which keeps its message for cdx_client_errmsg(NULL); the daemon can link
@@ -38,6 +40,8 @@ enum cdx_term_kind {
 	CDX_TERM_ID = 3,     /* id: an indexed image */
 	CDX_TERM_FILE = 4,   /* text: a local file, read by the library when
 	                        the request is made and uploaded as IMAGE */
+	CDX_TERM_LEARNED = 5, /* text: the name of a learned classifier; its
+	                        direction w/|w| (docs/PROTOCOL.md, learn) */
 };
 
 typedef struct cdx_term {
@@ -57,7 +61,8 @@ typedef struct cdx_terms {
 
 /* Parses query into *out: one allocation, owned by the caller, freed with
  * cdx_terms_free().  On failure *out is untouched.  Errors: CDX_EINVAL
- * (syntax: an empty term, a weight of 0 or out of +-1e6, a bad id; err->msg
+ * (syntax: an empty term, a weight of 0 or out of +-1e6, a bad id, a
+ * `learned:` without a name; err->msg
  * says what, for people), CDX_ENOMEM. */
 int cdx_query_syntax_parse(const char *query, cdx_terms **out,
     cdx_error *err);

@@ -15,13 +15,14 @@
 #include "common/vec.h"
 #include "daemon/dispatch.h"
 #include "daemon/ingest.h"
+#include "daemon/learn_op.h"
 #include "daemon/request.h"
 #include "daemon/roots.h"
 #include "daemon/srv_internal.h"
 
 /* ---- query vectors ---- */
 
-enum { TERM_TEXT, TERM_IMAGE, TERM_PATH, TERM_ID };
+enum { TERM_TEXT, TERM_IMAGE, TERM_PATH, TERM_ID, TERM_LEARNED };
 
 typedef struct term {
 	int kind;
@@ -32,19 +33,20 @@ typedef struct term {
 static int
 parse_term(srv_call *c, const cJSON *t, term *out)
 {
-	static const char *const keys[] = { "text", "image", "path", "id" };
+	static const char *const keys[] = { "text", "image", "path", "id",
+	    "learned" };
 	int found = 0;
 	double w = 1.0;
 
 	if (!cJSON_IsObject(t))
 		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "a term must be an object");
-	for (int k = 0; k < 4; k++) {
+	for (int k = 0; k < 5; k++) {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(t, keys[k]);
 		if (v == NULL)
 			continue;
 		if (found++)
 			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "a term has exactly one "
-			    "of text, image, path, id");
+			    "of text, image, path, id, learned");
 		out->kind = k;
 		out->src = v;
 		if (k == TERM_ID ? !cJSON_IsNumber(v) : !cJSON_IsString(v))
@@ -53,7 +55,7 @@ parse_term(srv_call *c, const cJSON *t, term *out)
 	}
 	if (!found)
 		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "a query needs text, image, "
-		    "path or id (or terms)");
+		    "path, id or learned (or terms)");
 	if (srv_get_num(c, t, "weight", -1e6, 1e6, NULL, &w) != 0)
 		return -1;
 	out->weight = (float)w;
@@ -170,7 +172,7 @@ srv_query_vector(srv_call *c, float *q, int *text_only)
 	size_t ctx = (size_t)s->info->context_len;
 	ids = malloc(sizeof(*ids) * ctx * (size_t)(n_text + 1));
 	pixels = malloc(sizeof(*pixels) * plane * (size_t)(n_img + 1));
-	emb = malloc(sizeof(*emb) * (size_t)dim * (size_t)n);
+	emb = malloc(sizeof(*emb) * (size_t)dim * (size_t)(n + 1));
 	if (ids == NULL || pixels == NULL || emb == NULL) {
 		srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 		goto out;
@@ -187,7 +189,7 @@ srv_query_vector(srv_call *c, float *q, int *text_only)
 				rc = -1;
 				goto out;
 			}
-		} else if (t[i].kind != TERM_ID) {
+		} else if (t[i].kind != TERM_ID && t[i].kind != TERM_LEARNED) {
 			if ((rc = term_pixels(c, &t[i], exact, pixels + plane * ii++)) != 0)
 				goto out;
 		}
@@ -212,6 +214,14 @@ srv_query_vector(srv_call *c, float *q, int *text_only)
 		store_image *img = NULL;
 		if (t[i].kind == TERM_TEXT) {
 			e = temb + (size_t)ti++ * dim;
+		} else if (t[i].kind == TERM_LEARNED) {
+			/* its direction: w/|w| (learn_op.h) */
+			float *u = iemb + (size_t)n_img * dim;
+			if (learn_term_vector(c, t[i].src->valuestring, u) != 0) {
+				rc = -1;
+				goto out;
+			}
+			e = u;
 		} else if (t[i].kind == TERM_ID) {
 			double idv = t[i].src->valuedouble;
 			if (idv < 1 || idv != floor(idv) || idv > 9007199254740992.0) {
@@ -272,7 +282,9 @@ srv_parse_search_opts(srv_call *c, srv_search_opts *o)
 	    &o->min_prob) != 0
 	    || srv_get_num(c, c->req, "collapse", 0, 1, NULL, &o->collapse) != 0)
 		return -1;
-	if (o->has_min_prob && !c->s->info->has_sigmoid)
+	/* (a learned ranking has its probe's probability: learn_op.h) */
+	if (o->has_min_prob && !c->s->info->has_sigmoid &&
+	    learn_probe_query(c->req) == NULL)
 		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "min_prob needs a model "
 		    "trained with the sigmoid loss (SigLIP); %s is %s, whose scores "
 		    "have no probability scale", c->s->info->name,
@@ -368,7 +380,9 @@ pick_hits(srv_call *c, const store_results *res, const srv_search_opts *o,
 			break;
 		}
 		double prob = NAN;
-		if (o->with_prob)
+		if (o->has_probe)
+			prob = learn_prob(o, h->score);
+		else if (o->with_prob)
 			clip_match_prob(c->s->info, h->score, &prob);
 		/* prob rises with the score: the first one under the bound
 		 * ends the list too */
@@ -518,12 +532,13 @@ op_search(srv_call *c)
 		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 	int text_only = 0;
 	if (srv_parse_search_opts(c, &o) != 0 ||
-	    srv_query_vector(c, q, &text_only) != 0)
+	    srv_query_vector(c, q, &text_only) != 0 ||
+	    learn_search_probe(c, &o) != 0)
 		goto out_free;
 	/* The sigmoid was trained on text-image pairs: an image's cosine to
 	 * another image has no such scale. */
 	o.with_prob = c->s->info->has_sigmoid && text_only;
-	if (o.has_min_prob && !o.with_prob) {
+	if (o.has_min_prob && !o.with_prob && !o.has_probe) {
 		rc = srv_fail(c, CDX_PROTO_BAD_REQUEST, "min_prob applies to text "
 		    "queries (a probability that an image matches a text); this query "
 		    "has image terms");
@@ -533,6 +548,13 @@ op_search(srv_call *c)
 out_free:
 	free(q);
 	return rc;
+}
+
+int
+srv_search_reply(srv_call *c, const float *q, const srv_search_opts *o,
+    double t0)
+{
+	return search_and_reply(c, q, o, 0, t0);
 }
 
 static int
@@ -800,6 +822,7 @@ op_parse(srv_call *c)
 	static const char *const kinds[] = {
 		[CDX_TERM_TEXT] = "text", [CDX_TERM_PATH] = "path",
 		[CDX_TERM_ID] = "id", [CDX_TERM_FILE] = "file",
+		[CDX_TERM_LEARNED] = "learned",
 	};
 	const cJSON *q = cJSON_GetObjectItemCaseSensitive(c->req, "query");
 	cdx_terms *t = NULL;
@@ -851,6 +874,8 @@ static const struct {
 	{ "check", dupes_op_check },
 	{ "retrieve", retrieve_op },
 	{ "parse", op_parse },
+	{ "learn", learn_op },
+	{ "rerank", rerank_op },
 };
 
 void

@@ -2,7 +2,8 @@
  * dispatch.h - the operation table: one parsed request in, one reply out
  * (docs/PROTOCOL.md), on a worker thread, for every transport; and the
  * helpers the operations share (query vectors, image bytes, hits).
- * Operations live in dispatch.c, dupes_op.c and retrieve.c; each takes a
+ * Operations live in dispatch.c, dupes_op.c, retrieve.c and learn_op.c
+ * (learn_op.h); each takes a
  * srv_call (request.h) and follows its contract.
  */
 #ifndef CDX_SRV_DISPATCH_H
@@ -24,7 +25,8 @@ struct srv_worker;
 void srv_dispatch(struct srv *s, struct srv_worker *w, srv_job *job);
 
 /* The query vector (embed_dim floats) of the request's terms ("terms", or
- * one text/image/path/id at the top level): the weighted sum of their unit
+ * one text/image/path/id/learned at the top level; a learned term is its
+ * classifier's unit direction, learn_op.h): the weighted sum of their unit
  * embeddings, normalised once here (it is a combiner: encoder/clip.h).
  * *text_only (may be NULL) is set to 1 when every term is a text. */
 int srv_query_vector(srv_call *c, float *q, int *text_only);
@@ -49,6 +51,9 @@ typedef struct srv_search_opts {
 	int with_prob;
 	double collapse;
 	store_filter filter;
+	/* a learned probe's ranking (learn_op.h): prob is its probability */
+	int has_probe;
+	double probe_norm, probe_bias;
 } srv_search_opts;
 int srv_parse_search_opts(srv_call *c, srv_search_opts *o);
 
@@ -57,6 +62,10 @@ int srv_parse_search_opts(srv_call *c, srv_search_opts *o);
 int dupes_op(srv_call *c);
 int dupes_op_check(srv_call *c);
 int retrieve_op(srv_call *c);
+/* search_and_reply for the operations of other files (learn_op.c): answers
+ * with results [offset, offset + k) for the unit query q, as search. */
+int srv_search_reply(srv_call *c, const float *q, const srv_search_opts *o,
+    double t0);
 /* retrieve.c: the last few result streams of the daemon's store, for
  * paging (thread-safe: it has its own lock).  new returns NULL when out of
  * memory; free accepts NULL and runs once no worker is left. */

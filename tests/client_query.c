@@ -128,6 +128,30 @@ test_weights_only_when_numeric(void **state)
 	cdx_terms_free(t);
 }
 
+/* learned:NAME (a classifier made by learn) combines with text, takes a
+ * weight and a sign; the name's own rule is the daemon's. */
+static void
+test_learned(void **state)
+{
+	(void)state;
+	cdx_terms *t = parse_ok("beach + learned:red_things", 2);
+	assert_term(&t->terms[0], CDX_TERM_TEXT, "beach", 1.0f);
+	assert_term(&t->terms[1], CDX_TERM_LEARNED, "red_things", 1.0f);
+	cdx_terms_free(t);
+	t = parse_ok("learned:a.b - 0.5:learned:c-d + 2:learned:e", 3);
+	assert_term(&t->terms[0], CDX_TERM_LEARNED, "a.b", 1.0f);
+	assert_term(&t->terms[1], CDX_TERM_LEARNED, "c-d", -0.5f);
+	assert_term(&t->terms[2], CDX_TERM_LEARNED, "e", 2.0f);
+	cdx_terms_free(t);
+	/* only as a term's start: inside a text it is text */
+	t = parse_ok("what I learned:x", 1);
+	assert_term(&t->terms[0], CDX_TERM_TEXT, "what I learned:x", 1.0f);
+	cdx_terms_free(t);
+	parse_fails("learned:", "names no classifier");
+	parse_fails("beach - learned:", "names no classifier");
+	parse_fails("0:learned:x", "weight of 0");
+}
+
 static void
 test_errors(void **state)
 {
@@ -164,6 +188,7 @@ main(void)
 		cmocka_unit_test(test_sources),
 		cmocka_unit_test(test_signs_need_spaces),
 		cmocka_unit_test(test_weights_only_when_numeric),
+		cmocka_unit_test(test_learned),
 		cmocka_unit_test(test_errors),
 	};
 	return CLIENT_RUN_TESTS(tests, NULL, NULL);

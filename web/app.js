@@ -12,7 +12,8 @@ let token = sessionStorage.getItem('clipdex.token') || '';
 /* ---- the query syntax of docs/CLI.md ---- */
 
 /* Parses a query into [{kind, value, weight}], kind one of text, file
- * (an "@name"/"img:name" example image), path, id.  The daemon parses it
+ * (an "@name"/"img:name" example image), path, id, learned (a classifier
+ * made by learn).  The daemon parses it
  * (op "parse", the C parser of common/query.c): the syntax has one
  * definition.  Rejects with an Error whose message says what is wrong. */
 async function parseQuery(query) {
@@ -278,6 +279,7 @@ async function buildRequest(st) {
       if (t.kind === 'text') terms.push({ text: t.value, weight: t.weight });
       else if (t.kind === 'id') terms.push({ id: Number(t.value), weight: t.weight });
       else if (t.kind === 'path') terms.push({ path: t.value, weight: t.weight });
+      else if (t.kind === 'learned') terms.push({ learned: t.value, weight: t.weight });
       else {
         const ex = examples.find((e) => e.name === t.value);
         if (!ex) throw new Error(`@${t.value}: add that image first (drop it on the page or use "Image…")`);
@@ -442,12 +444,13 @@ function tile(h, rank) {
   open.rel = 'noopener';
   open.title = `Open the full image (${h.width}×${h.height}, ${fmtBytes(h.size)})`;
   open.addEventListener('click', (ev) => { if (token) { ev.preventDefault(); openImage(h.id); } });
-  line.append(score, open);
+  line.append(score, markButtons(h.id), open);
   const path = el('div', 'path', shortPath(h.path));
   path.title = h.path + (h.capture_time ? `\ntaken ${fmtTime(h.capture_time)}` : '') +
     `\nmodified ${fmtTime(h.mtime)}`;
   cap.append(line, path);
   fig.append(a, cap);
+  paintTile(fig);
   return fig;
 }
 
@@ -455,6 +458,85 @@ function moreLikeThis(id) {
   $('q').value = 'id:' + id;
   window.scrollTo(0, 0);
   search({ push: true });
+}
+
+/* ---- relevance feedback: mark results right or wrong, re-rank by a
+ * probe fitted on the marks (op rerank, nothing stored), or keep it as a
+ * classifier (op learn) that tags the collection and is the query term
+ * learned:NAME.  Marks outlive searches until cleared. ---- */
+
+const marks = new Map();   /* id -> 1 (right) or 0 (wrong) */
+
+function markedIds(v) {
+  return [...marks].filter(([, m]) => m === v).map(([id]) => id);
+}
+
+function markButtons(id) {
+  const box = el('span', 'marks');
+  for (const [v, text, title] of [[1, '\u2713', 'Right: more like this'],
+    [0, '\u2717', 'Wrong: not this']]) {
+    const b = el('button', 'mark', text);
+    b.type = 'button';
+    b.title = title;
+    b.dataset.mark = v ? 'right' : 'wrong';
+    b.addEventListener('click', () => {
+      if (marks.get(id) === v) marks.delete(id); else marks.set(id, v);
+      paintMarks();
+    });
+    box.append(b);
+  }
+  return box;
+}
+
+function paintTile(fig) {
+  const m = marks.get(Number(fig.dataset.id));
+  fig.classList.toggle('right', m === 1);
+  fig.classList.toggle('wrong', m === 0);
+  for (const b of fig.querySelectorAll('button.mark'))
+    b.setAttribute('aria-pressed', String(m === (b.dataset.mark === 'right' ? 1 : 0)));
+}
+
+function paintMarks() {
+  for (const fig of document.querySelectorAll('#results .tile')) paintTile(fig);
+  const pos = markedIds(1).length, neg = markedIds(0).length;
+  $('feedback').hidden = marks.size === 0;
+  $('fb-count').textContent = `${pos} right, ${neg} wrong`;
+  /* the daemon's rules (docs/PROTOCOL.md): rerank needs one of each (one
+   * right is paired with the query), learn two right */
+  $('fb-rerank').disabled = !(pos >= 1 && neg >= 1);
+  $('fb-save').disabled = pos < 2;
+}
+
+async function rerank() {
+  const req = Object.assign({}, page.req || {}, { op: 'rerank',
+    positive: markedIds(1), negative: markedIds(0) });
+  if (!req.k) req.k = parseInt($('k').value, 10) || 48;
+  delete req.min_score;   /* a cosine bound: not the probe's scale */
+  delete req.min_prob;
+  showMsg($('fb-msg'), '');
+  $('results').replaceChildren();
+  page = { req, offset: 0, seq: page.seq + 1 };
+  await loadPage();
+}
+
+async function saveClassifier() {
+  const name = $('fb-name').value.trim();
+  if (!name) { showMsg($('fb-msg'), 'Name the classifier first.', true); return; }
+  const req = { op: 'learn', name, positive: markedIds(1).map((id) => ({ id })) };
+  const neg = markedIds(0);
+  if (neg.length) req.negative = neg.map((id) => ({ id }));
+  showMsg($('fb-msg'), 'Learning…');
+  let r;
+  try { r = await api(req); } catch (e) { showMsg($('fb-msg'), e.message, true); return; }
+  const b = el('button', '', `Search learned:${name}`);
+  b.type = 'button';
+  b.addEventListener('click', () => { $('q').value = 'learned:' + name; search({ push: true }); });
+  $('fb-msg').classList.remove('error');
+  $('fb-msg').replaceChildren(el('span', '', `Saved "${name}" from ${r.n_pos} right and ` +
+    `${r.n_neg} wrong images${r.unlabeled_negatives ? ' (random images of the collection as wrong ones)' : ''}: ` +
+    `cross-validated accuracy ${(100 * r.cv_accuracy).toFixed(0)}% (${r.folds} folds); it tags ` +
+    `${r.tagged} images. Export them with clipdex retrieve (a prompt line learned:${name}) ` +
+    '--copy-to DIR. '), b);
 }
 
 /* ---- the duplicates view ---- */
@@ -679,6 +761,9 @@ $('search-form').addEventListener('submit', (ev) => { ev.preventDefault(); searc
 for (const id of ['folder', 'from', 'to', 'time', 'min', 'k'])
   $(id).addEventListener('change', () => search({ push: true }));
 $('more').addEventListener('click', () => loadPage());
+$('fb-rerank').addEventListener('click', () => rerank());
+$('fb-save').addEventListener('click', () => saveClassifier());
+$('fb-clear').addEventListener('click', () => { marks.clear(); showMsg($('fb-msg'), ''); paintMarks(); });
 $('file').addEventListener('change', (ev) => { addExamples([...ev.target.files]); ev.target.value = ''; });
 $('dupes-form').addEventListener('submit', (ev) => { ev.preventDefault(); findDupes(true); });
 $('dmore').addEventListener('click', () => loadDupes());

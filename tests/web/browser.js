@@ -212,6 +212,41 @@ async function search(page, q) {
     await page.waitForFunction(() => new URL(location.href).searchParams.get('q') === 'a photo');
   });
 
+  await check('relevance_feedback', async () => {
+    /* mark two right and two wrong, re-rank (rerank: a probe on the
+     * marks), save as a classifier (learn), search learned:NAME */
+    await page.goto(url + '/?q=a+photo');
+    const r = await results(page, N_IMAGES);
+    expect(await page.isHidden('#feedback'), 'the marks bar shows without marks');
+    const right = [r[1].id, r[4].id], wrong = [r[0].id, r[2].id];
+    for (const id of right) await page.click(`#results .tile[data-id="${id}"] button[data-mark="right"]`);
+    for (const id of wrong) await page.click(`#results .tile[data-id="${id}"] button[data-mark="wrong"]`);
+    expect(await page.textContent('#fb-count') === '2 right, 2 wrong', 'count: ' + await page.textContent('#fb-count'));
+    expect(await page.$eval(`#results .tile[data-id="${right[0]}"]`, (t) => t.classList.contains('right')),
+      'a right tile is not marked');
+    await page.click('#fb-rerank');
+    const rr = await results(page, N_IMAGES);
+    const at = (id) => rr.findIndex((x) => x.id === id);
+    expect(right.every((p) => wrong.every((n) => at(p) < at(n))),
+      'the right images do not rank above the wrong ones: ' + rr.map((x) => x.id));
+    /* the probe's probability is shown, and the marks survive the re-rank */
+    expect((await page.textContent('#results .tile .score')).endsWith('%'), 'no probability');
+    expect(await page.$eval(`#results .tile[data-id="${wrong[0]}"]`, (t) => t.classList.contains('wrong')),
+      'the marks are lost');
+    await page.fill('#fb-name', 'my_pick');
+    await page.click('#fb-save');
+    await page.waitForFunction(() => document.getElementById('fb-msg').textContent.startsWith('Saved'),
+      null, { timeout: 10000 });
+    const msg = await page.textContent('#fb-msg');
+    expect(msg.includes('2 right and 2 wrong') && msg.includes('learned:my_pick'), 'message: ' + msg);
+    await page.click('#fb-msg button');
+    await page.waitForFunction(() => new URL(location.href).searchParams.get('q') === 'learned:my_pick');
+    const rl = await results(page, N_IMAGES);
+    expect(rl.length === N_IMAGES, `learned:my_pick: ${rl.length} tiles`);
+    await page.click('#fb-clear');
+    expect(await page.isHidden('#feedback'), 'the marks bar stays after clearing');
+  });
+
   await check('open_full_image', async () => {
     await page.goto(url + '/?q=a+photo');
     await results(page, N_IMAGES);
