@@ -81,12 +81,22 @@ typedef struct cls_set {
 } cls_set;
 
 /* A set with room for n labels, n_templates templates and the examples,
- * all zeroed, in one allocation (strings are copied in by the caller with
- * cls_set_label/cls_set_template).  Errors: CDX_EINVAL (n 0 or over
- * CLS_MAX_LABELS, dim 0, bad name), CDX_ENOMEM. */
+ * in one allocation: all zeroed (CLS_SOFTMAX, CLS_ZERO_SHOT, empty
+ * strings) but scale, 1.  Strings are copied in by the caller with
+ * cls_set_label/cls_set_template.  Errors: CDX_EINVAL (n 0 or over
+ * CLS_MAX_LABELS, dim 0, n_templates over CLS_MAX_TEMPLATES, bad name),
+ * CDX_ENOMEM. */
 int cls_set_new(const char *name, size_t n, size_t dim, size_t n_templates,
 		size_t n_pos, size_t n_neg, cls_set **out, cdx_error *err);
+/* Frees a set; NULL is a no-op. */
 void cls_set_free(cls_set *c);
+
+/* Copies label i (i < c->n, at most CLS_LABEL_MAX bytes) / template i
+ * (i < c->n_templates, as cls_template_check) into the set's own room.
+ * Errors: CDX_EINVAL. */
+int cls_set_label(cls_set *c, size_t i, const char *label, cdx_error *err);
+int cls_set_template(cls_set *c, size_t i, const char *tmpl,
+		     cdx_error *err);
 
 /* Checks a set's name: 1..CLS_NAME_MAX bytes of [A-Za-z0-9_.-].
  * Errors: CDX_EINVAL, saying why. */
@@ -101,6 +111,12 @@ int cls_name_check(const char *name, cdx_error *err);
  * bytes or not UTF-8; CDX_ENOMEM. */
 int cls_labels_parse(const char *text, int lines, char ***out, size_t *n,
 		     cdx_error *err);
+
+/* Checks n labels as cls_labels_parse does (after its splitting and
+ * trimming): 1..CLS_MAX_LABELS labels, none empty, over CLS_LABEL_MAX
+ * bytes, not UTF-8, or given twice.  Errors: CDX_EINVAL, naming the
+ * label. */
+int cls_labels_check(const char *const *labels, size_t n, cdx_error *err);
 
 /* Checks a template: at most CLS_TEMPLATE_MAX bytes and at least one "{}".
  * Errors: CDX_EINVAL. */

@@ -1,0 +1,116 @@
+/*
+ * templates.c - the named template sets (classify.h, cls_templates_named).
+ *
+ * "imagenet" is OpenAI's ensemble of 80 prompts for ImageNet zero-shot
+ * classification, from the CLIP repository's
+ * notebooks/Prompt_Engineering_for_ImageNet.ipynb (the same list as
+ * open_clip's zero_shot_metadata.py, OPENAI_IMAGENET_TEMPLATES), in its
+ * order, with "{}" where the notebook formats in the class name.
+ */
+#include <string.h>
+
+#include "classify/classify.h"
+
+static const char *const default_templates[] = {
+	"a photo of a {}.",
+};
+
+static const char *const imagenet_templates[] = {
+	"a bad photo of a {}.",
+	"a photo of many {}.",
+	"a sculpture of a {}.",
+	"a photo of the hard to see {}.",
+	"a low resolution photo of the {}.",
+	"a rendering of a {}.",
+	"graffiti of a {}.",
+	"a bad photo of the {}.",
+	"a cropped photo of the {}.",
+	"a tattoo of a {}.",
+	"the embroidered {}.",
+	"a photo of a hard to see {}.",
+	"a bright photo of a {}.",
+	"a photo of a clean {}.",
+	"a photo of a dirty {}.",
+	"a dark photo of the {}.",
+	"a drawing of a {}.",
+	"a photo of my {}.",
+	"the plastic {}.",
+	"a photo of the cool {}.",
+	"a close-up photo of a {}.",
+	"a black and white photo of the {}.",
+	"a painting of the {}.",
+	"a painting of a {}.",
+	"a pixelated photo of the {}.",
+	"a sculpture of the {}.",
+	"a bright photo of the {}.",
+	"a cropped photo of a {}.",
+	"a plastic {}.",
+	"a photo of the dirty {}.",
+	"a jpeg corrupted photo of a {}.",
+	"a blurry photo of the {}.",
+	"a photo of the {}.",
+	"a good photo of the {}.",
+	"a rendering of the {}.",
+	"a {} in a video game.",
+	"a photo of one {}.",
+	"a doodle of a {}.",
+	"a close-up photo of the {}.",
+	"a photo of a {}.",
+	"the origami {}.",
+	"the {} in a video game.",
+	"a sketch of a {}.",
+	"a doodle of the {}.",
+	"a origami {}.",
+	"a low resolution photo of a {}.",
+	"the toy {}.",
+	"a rendition of the {}.",
+	"a photo of the clean {}.",
+	"a photo of a large {}.",
+	"a rendition of a {}.",
+	"a photo of a nice {}.",
+	"a photo of a weird {}.",
+	"a blurry photo of a {}.",
+	"a cartoon {}.",
+	"art of a {}.",
+	"a sketch of the {}.",
+	"a embroidered {}.",
+	"a pixelated photo of a {}.",
+	"itap of the {}.",
+	"a jpeg corrupted photo of the {}.",
+	"a good photo of a {}.",
+	"a plushie {}.",
+	"a photo of the nice {}.",
+	"a photo of the small {}.",
+	"a photo of the weird {}.",
+	"the cartoon {}.",
+	"art of the {}.",
+	"a drawing of the {}.",
+	"a photo of the large {}.",
+	"a black and white photo of a {}.",
+	"the plushie {}.",
+	"a dark photo of a {}.",
+	"itap of a {}.",
+	"graffiti of the {}.",
+	"a toy {}.",
+	"itap of my {}.",
+	"a photo of a cool {}.",
+	"a photo of a small {}.",
+	"a tattoo of the {}.",
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+size_t cls_templates_named(const char *name, const char *const **out)
+{
+	if (!name || !out)
+		return 0;
+	if (strcmp(name, "default") == 0) {
+		*out = default_templates;
+		return COUNT(default_templates);
+	}
+	if (strcmp(name, "imagenet") == 0) {
+		*out = imagenet_templates;
+		return COUNT(imagenet_templates);
+	}
+	return 0;
+}
