@@ -9,6 +9,7 @@
  *   collection.c    add, remove, status, failures
  *   curate.c        dupes, check, retrieve
  *   offline.c       embed, tokenize (the encoder, no daemon)
+ *   tags.c          tags, and classify against the daemon
  *
  * The online commands use only libclipdex's public header,
  * client/clipdex.h.  Everything here reports to stderr and returns an exit
@@ -59,6 +60,8 @@ struct sopts {
 	struct strlist words;    /* positional arguments */
 	struct strlist nots;     /* --not TEXT */
 	struct strlist images;   /* --image FILE */
+	struct strlist tags;     /* --tag TAG */
+	struct strlist not_tags; /* --not-tag TAG */
 };
 
 /* Which command cli_parse_online() parses for. */
@@ -122,6 +125,9 @@ int cmd_dupes(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_retrieve(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+int cmd_tags(int argc, char **argv);             /* tags.c */
+/* tags.c: classify against the daemon (--id, --path, --image) */
+int cmd_classify_daemon(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 
 #endif
