@@ -45,6 +45,8 @@ dispatch(int argc, char **argv)
 		return cmd_check(argc, argv);
 	if (strcmp(argv[1], "retrieve") == 0)
 		return cmd_retrieve(argc, argv);
+	if (strcmp(argv[1], "classify") == 0)
+		return cmd_classify_daemon(argc, argv);
 	if (strcmp(argv[1], "tags") == 0)
 		return cmd_tags(argc, argv);
 	if (strcmp(argv[1], "embed") == 0)

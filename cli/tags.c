@@ -361,11 +361,24 @@ int
 cmd_tags(int argc, char **argv)
 {
 	struct topts o = { .g = { NULL, NULL, 600000, CLI_CONNECT_TIMEOUT_MS } };
-	const char *sub = argc > 2 ? argv[2] : "";
+	const char *sub = "";
 	cdx_client *c = NULL;
 	cdx_tagsets *sets = NULL;
 	cdx_tag_counts *counts = NULL;
 	int status, rc;
+
+	/* the subcommand: the first word (global options may come first,
+	 * moved after the command by main) */
+	for (int i = 2; i < argc && sub[0] == '\0'; i++) {
+		struct gopts g = { 0 };
+		int k = i;
+		if (argv[i][0] != '-')
+			sub = argv[i];
+		else if (cli_global_opt(argc, argv, &k, &g) > 0)
+			i = k;
+		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			sub = argv[i];
+	}
 	const char *allowed = strcmp(sub, "define") == 0 ? "--json --labels "
 	    "--labels-file --template --templates --threshold --multi" :
 	    "--json";
@@ -380,12 +393,14 @@ cmd_tags(int argc, char **argv)
 		    "(see %s tags --help)\n", cli_prog, cli_prog);
 		return EXIT_USAGE;
 	}
-	if ((status = parse(argc, argv, 3, "tags", allowed, &o)) != 0 ||
+	if ((status = parse(argc, argv, 2, "tags", allowed, &o)) != 0 ||
 	    o.help) {
 		if (o.help)
 			cli_command_usage(stdout, "tags");
 		goto out;
 	}
+	/* words[0] is the subcommand */
+	memmove(o.words.v, o.words.v + 1, --o.words.n * sizeof(*o.words.v));
 	size_t want = strcmp(sub, "list") == 0 ? 0 : strcmp(sub, "counts") == 0 ?
 	    o.words.n : 1;
 	if (o.words.n != want || want > 1) {
