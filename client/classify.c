@@ -174,7 +174,7 @@ cdx_tags_define(cdx_client *c, const cdx_tagset_def *def, int64_t *tagged)
 	if (cJSON_AddStringToObject(req, "name", def->name) == NULL ||
 	    (def->has_threshold && cJSON_AddNumberToObject(req, "threshold",
 	    (double)def->threshold) == NULL) ||
-	    cJSON_AddBoolToObject(req, "multi", def->multi) == NULL) {
+	    (def->multi && cJSON_AddTrueToObject(req, "multi") == NULL)) {
 		cJSON_Delete(req);
 		return cdxi_fail(c, CDX_ENOMEM, "out of memory");
 	}

@@ -502,7 +502,9 @@ typedef struct cdx_tagset_def {
 	int has_threshold;
 	float threshold;        /* 0..1; without it 0.5 */
 	int multi;              /* 1: every label at or over the threshold
-	                           applies; 0: the top one (CLIP's default) */
+	                           applies; 0: the model's default (CLIP: the
+	                           top label when it reaches the threshold;
+	                           SigLIP: multi-label) */
 } cdx_tagset_def;
 
 /* Defines (or replaces) a tag set and re-tags the collection; *tagged
