@@ -44,8 +44,8 @@ string_array(srv_call *c, const cJSON *a, const char *name, size_t max,
 	size_t i = 0, len = (size_t)cJSON_GetArraySize(a);
 
 	if (len > max)
-		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'%s': at most %zu, not %zu",
-		    name, max, len);
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "%zu %s: at most %zu", len,
+		    name, max);
 	if ((*out = malloc(sizeof(**out) * (len ? len : 1))) == NULL)
 		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 	cJSON_ArrayForEach(e, a) {
@@ -90,9 +90,7 @@ tags_zero_shot(srv_call *c, const cJSON *obj, const char *name,
 		labels = (const char **)parsed;
 		parsed = NULL;
 	} else if (cJSON_IsArray(lab)) {
-		/* one more than the limit is kept, for cls's own message */
-		if (string_array(c, lab, "labels", CLS_MAX_LABELS + 1, &labels, &n)
-		    != 0)
+		if (string_array(c, lab, "labels", CLS_MAX_LABELS, &labels, &n) != 0)
 			return -1;
 	} else {
 		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'labels' must be an array "

@@ -342,6 +342,24 @@ test_classify_upload(void **state)
 		    r->items[1].labels[k].prob) < 1e-3);
 	}
 	cdx_classify_result_free(r);
+
+	/* labels as one comma-separated string (the page sends them so):
+	 * parsed by cls's rules, the same answer */
+	char req[256];
+	snprintf(req, sizeof(req), "{\"op\":\"classify\",\"labels\":\" red , "
+	    "striped,dark\",\"items\":[{\"id\":%llu}]}",
+	    (unsigned long long)ids[0]);
+	cJSON *a = call("%s", req);
+	snprintf(req, sizeof(req), "{\"op\":\"classify\",\"labels\":[\"red\","
+	    "\"striped\",\"dark\"],\"items\":[{\"id\":%llu}]}",
+	    (unsigned long long)ids[0]);
+	cJSON *b = call("%s", req);
+	assert_true(cJSON_Compare(cJSON_GetObjectItem(a, "results"),
+	    cJSON_GetObjectItem(b, "results"), 1));
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(a, "mode")),
+	    "softmax");
+	cJSON_Delete(a);
+	cJSON_Delete(b);
 }
 
 static void
@@ -382,7 +400,7 @@ test_classify_errors(void **state)
 	for (int i = 0; i < 1001; i++)
 		p += sprintf(p, "%s\"l%d\"", i ? "," : "", i);
 	sprintf(p, "]}");
-	call_fails(CDX_EINVAL, "1000", "%s", req);
+	call_fails(CDX_EINVAL, "1001 labels: at most 1000", "%s", req);
 	/* through the library: the same rule */
 	const char *one[1] = { "cat" };
 	cdx_term it = { .kind = CDX_TERM_ID, .id = 987654321 };
