@@ -3,7 +3,8 @@
  * failure records, the key/value table, the change log.
  *
  * LMDB tables (named databases in one environment):
- *   meta  text key -> value: "schema", "dim", "model", "seq", "next_id"
+ *   meta  text key -> value: "schema", "dim", "model", "seq", "next_id",
+ *         "next_set" (tags.c)
  *   rec   id (u64)  -> rec_hdr, embedding, path
  *   attr  id (u64)  -> rec_attr (label, capture time, mtime)
  *   path  path      -> id

@@ -369,9 +369,9 @@ int store_kv_delete(store *s, const char *key, cdx_error *err);
  * store_tag_counts_get and store_tagset_foreach read it under the same
  * lock, so they see either the old sets and tags or the new ones.
  * store_tagset_put holds that lock (as a writer) while it re-tags the
- * whole store, so searches wait for it: about 0.3 s per 100 000 images
- * with 100 labels (docs/STORE.md).  Tagging at put costs one cls_score
- * per set per image, inside the put's write transaction. */
+ * whole store, so searches wait for it: about 0.5 s per 100 000 images of
+ * 512 dims with 100 labels (docs/STORE.md).  Tagging at put costs one
+ * cls_score per set per image, inside the put's write transaction. */
 
 /* Defines or replaces the set c->name and re-tags every image with it,
  * all in one write transaction.  c->dim must be the store's dim.  *tagged
@@ -389,7 +389,9 @@ int store_tagset_get(store *s, const char *name, cls_set **out,
  * Errors: CDX_ENOTFOUND, CDX_ESTORE. */
 int store_tagset_delete(store *s, const char *name, cdx_error *err);
 /* Calls fn for every set in name order; fn returning non-zero stops the
- * walk and that value is returned.  The set is valid during the call. */
+ * walk and that value is returned.  The set is valid during the call,
+ * which runs with the store's lock held shared (as store_image_foreach's
+ * callbacks): fn may read the store but must not write to it. */
 typedef int (*store_tagset_fn)(void *user, const cls_set *c);
 int store_tagset_foreach(store *s, store_tagset_fn fn, void *user,
 			 cdx_error *err);

@@ -134,7 +134,8 @@ tag_load(store *s, MDB_txn *txn, cdx_error *err)
 	if (!rc && r != MDB_NOTFOUND)
 		rc = sto_mdb_err(err, r, "reading tag sets");
 	mdb_cursor_close(cur);
-	qsort(s->sets, s->nsets, sizeof(*s->sets), set_cmp);
+	if (s->nsets)
+		qsort(s->sets, s->nsets, sizeof(*s->sets), set_cmp);
 	return rc;
 }
 
@@ -305,6 +306,8 @@ static void
 idvec_unique(idvec *a)
 {
 	size_t m = 0;
+	if (a->n == 0)
+		return;
 	qsort(a->v, a->n, sizeof(*a->v), u64_cmp);
 	for (size_t i = 0; i < a->n; i++)
 		if (m == 0 || a->v[m - 1] != a->v[i])

@@ -1033,6 +1033,86 @@ test_schema_1_migrates(void **state)
 	assert_non_null(strstr(e.msg, "schema 3"));
 }
 
+/* ---- store_verify sees tags that disagree with the records ---- */
+
+enum { BREAK_PROB, BREAK_DROP, BREAK_INDEX };
+
+/* Damages the first image's tags with raw LMDB (the store closed). */
+static void
+break_tags(const char *dir, int how)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi tags, bylabel;
+	MDB_cursor *c;
+	MDB_val k, v;
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+	assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "tags", MDB_INTEGERKEY, &tags), 0);
+	assert_int_equal(mdb_dbi_open(txn, "bylabel",
+				      MDB_INTEGERKEY | MDB_DUPSORT |
+					      MDB_DUPFIXED | MDB_INTEGERDUP,
+				      &bylabel), 0);
+	assert_int_equal(mdb_cursor_open(txn, tags, &c), 0);
+	assert_int_equal(mdb_cursor_get(c, &k, &v, MDB_FIRST), 0);
+	uint64_t id;
+	unsigned char val[256];
+	memcpy(&id, k.mv_data, sizeof(id));
+	assert_true(v.mv_size >= 12 && v.mv_size <= sizeof(val));
+	memcpy(val, v.mv_data, v.mv_size);
+	size_t len = v.mv_size;
+	mdb_cursor_close(c);
+	k = (MDB_val){ sizeof(id), &id };
+	if (how == BREAK_PROB) {
+		float p;
+		memcpy(&p, val + 8, sizeof(p));
+		p = p > 0.5f ? p - 0.25f : p + 0.25f;
+		memcpy(val + 8, &p, sizeof(p));
+		v = (MDB_val){ len, val };
+		assert_int_equal(mdb_put(txn, tags, &k, &v, 0), 0);
+	} else if (how == BREAK_DROP) {
+		assert_int_equal(mdb_del(txn, tags, &k, NULL), 0);
+	} else {
+		uint32_t set, label;
+		memcpy(&set, val, 4);
+		memcpy(&label, val + 4, 4);
+		uint64_t key = (uint64_t)set << 32 | label;
+		MDB_val bk = { sizeof(key), &key }, bv = { sizeof(id), &id };
+		assert_int_equal(mdb_del(txn, bylabel, &bk, &bv), 0);
+	}
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+static void
+test_verify_sees_bad_tags(void **state)
+{
+	(void)state;
+	static const char *const want[] = { "has p", "missing tag",
+					     "by-label index" };
+	for (int how = BREAK_PROB; how <= BREAK_INDEX; how++) {
+		char *dir = tu_tmpdir();
+		store *s = open_store(dir);
+		cls_set *shp = shape_set(2);
+		cdx_error e;
+		put_images(s, 0, 50, 10);
+		put_set(s, shp, NULL);
+		ASSERT_OK(store_verify(s, &e), e);
+		store_close(s);
+		break_tags(dir, how);
+		s = open_store(dir);
+		assert_int_equal(store_verify(s, &e), CDX_ECORRUPT);
+		if (!strstr(e.msg, want[how]))
+			fail_msg("damage %d: '%s'", how, e.msg);
+		store_close(s);
+		cls_set_free(shp);
+		tu_rmrf(dir);
+		free(dir);
+	}
+}
+
 /* ---- threads: sets change while images are put and searched ---- */
 
 typedef struct race {
@@ -1141,6 +1221,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_1_migrates, setup,
 						teardown),
+		cmocka_unit_test(test_verify_sees_bad_tags),
 		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
