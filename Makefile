@@ -143,10 +143,11 @@ bench: deps
 # UBSan into build-fuzz/, each run for FUZZ_SECONDS on its seed corpus
 # (fuzz/<name>_seeds, else what the case below names).  Every target links
 # the daemon's archives and what they need (request_fuzz reaches
-# request.c, dispatch.c, access.c and web.c); the others use only encoder
-# and common, which the linker alone takes.  Each run's log is kept in
-# build-fuzz/<name>.log; its last status line (executions, coverage)
-# is printed, or the log's tail when the target fails.
+# request.c, dispatch.c, access.c and web.c); the others use only encoder,
+# classify (clsset_fuzz) and common, which the linker alone takes.  Each
+# run's log is kept in build-fuzz/<name>.log; its last status line
+# (executions, coverage) is printed, or the log's tail when the target
+# fails.
 FUZZ_SECONDS ?= 30
 FUZZ_SRCS := $(wildcard fuzz/*_fuzz.c)
 FUZZ_LIBS := $(foreach m,$(DEPS_daemon),build-fuzz/libcdx_$(m).a)
@@ -270,6 +271,8 @@ install-libclipdex: $(LIBCLIPDEX)
 
 # tests/client_cli.c runs the clipdex program.
 $(BUILD)/tests/client_cli: | $(BUILD)/clipdex
+# tests/classify_cli.c runs the clipdex program.
+$(BUILD)/tests/classify_cli: | $(BUILD)/clipdex
 # tests/client_errors.c runs clipdexd.
 $(BUILD)/tests/client_errors: | $(BUILD)/clipdexd
 # tests/client_dupes.c runs clipdexd and clipdex.

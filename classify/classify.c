@@ -3,6 +3,7 @@
  * (one SGEMM), the labels that apply, and its bytes (classify.h).
  */
 #include <cblas.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -375,8 +376,12 @@ int cls_score(const cls_set *c, const float *x, size_t m, size_t dim,
 	for (size_t r = 0; r < m; r++) {
 		float *row = prob + r * n;
 
+		/* a logit that overflowed (absurd weights; never a set
+		 * made here) counts as +-FLT_MAX, NaN as -FLT_MAX: the
+		 * probabilities stay in [0, 1] */
 		for (size_t i = 0; i < n; i++)
-			row[i] += c->bias[i];
+			row[i] = fminf(fmaxf(row[i] + c->bias[i], -FLT_MAX),
+				       FLT_MAX);
 		if (c->kind == CLS_SIGMOID) {
 			for (size_t i = 0; i < n; i++)
 				row[i] = sigmoid(row[i]);
@@ -642,12 +647,12 @@ int cls_set_decode(const void *buf, size_t len, cls_set **out,
 	for (uint32_t i = 0; i < n_templates; i++)
 		if (skip_str(&b, CLS_TEMPLATE_MAX))
 			return CORRUPT("bad template");
-	/* n <= 1000, dim < 2^31: no overflow in 64 bits; ids bounded by
-	 * the bytes left before the product is formed */
-	if (n_pos > len / 8 || n_neg > len / 8)
+	/* every count is bounded by the bytes before the sizes are
+	 * formed (n <= 1000): no overflow */
+	if (n_pos > len / 8 || n_neg > len / 8 || (uint64_t)dim > len / 4)
 		return CORRUPT("truncated");
 	need = ((size_t)n * dim + n) * 4 + (size_t)(n_pos + n_neg) * 8;
-	if ((uint64_t)dim > len / 4 || b.len - b.off != need)
+	if (b.len - b.off != need)
 		return CORRUPT("truncated or trailing bytes");
 
 	rc = cls_set_new(name, n, dim, n_templates, (size_t)n_pos,

@@ -158,8 +158,10 @@ typedef struct cls_probe_opts {
 	double l2;           /* L2 penalty on the weights (not the
 	                        intercept); 0: the default, 1e-2 * n */
 	int max_iter;        /* Newton steps; 0: 50 */
-	int folds;           /* cross-validation folds; 0: min(5, examples of
-	                        the smaller class), leave-one-out below 5 */
+	int folds;           /* stratified cross-validation folds (2 or
+	                        more); 0: 5.  Never more than the examples of
+	                        the smaller class: below 5 of them, each fold
+	                        holds out one (leave-one-out on that class) */
 } cls_probe_opts;
 
 typedef struct cls_probe_report {
@@ -172,8 +174,12 @@ typedef struct cls_probe_report {
 /* Fits L2-regularised logistic regression, p = sigmoid(w . x + b), by
  * Newton's method on n examples x (n * dim, unit rows) with labels y
  * (1 positive, 0 negative), and cross-validates it.  w receives dim floats,
- * *b the intercept.  Errors: CDX_EINVAL (fewer than 2 examples of either
- * class: "learning needs at least 2 positive examples"), CDX_ENOMEM. */
+ * *b the intercept.  Deterministic: the same input gives the same folds
+ * and result.  Time: each Newton step is about n (dim+1)^2 + (dim+1)^3/3
+ * flops (docs/CLASSIFY.md has figures); memory (n + 256) (dim+1) +
+ * (dim+1)^2 doubles.  Errors: CDX_EINVAL (fewer than 2 examples of either class:
+ * "learning needs at least 2 positive examples", a label not 0 or 1, a
+ * non-finite x, folds 1), CDX_ENOMEM. */
 int cls_probe_fit(const float *x, const uint8_t *y, size_t n, size_t dim,
 		  const cls_probe_opts *opts, float *w, float *b,
 		  cls_probe_report *rep, cdx_error *err);

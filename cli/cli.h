@@ -8,8 +8,11 @@
  *   search.c        search, similar
  *   collection.c    add, remove, status, failures
  *   curate.c        dupes, check, retrieve
- *   offline.c       embed, tokenize (the encoder, no daemon)
- *   tags.c          tags, and classify against the daemon
+ *   offline.c       embed, tokenize (the encoder, no daemon), and the
+ *                   model loading and image embedding offline commands
+ *                   share
+ *   classify.c      classify (offline with --model, or through the daemon)
+ *   tags.c          tags
  *
  * The online commands use only libclipdex's public header,
  * client/clipdex.h.  Everything here reports to stderr and returns an exit
@@ -115,6 +118,32 @@ void cli_print_json_string(const char *s);
  * written. */
 int cli_finish_output(void);
 
+/* ---- offline.c: what the offline commands share ---- */
+
+struct clip_model;
+struct clip_ctx;
+
+/* Images encoded at once. */
+#define CLI_IMAGE_BATCH 8
+
+/* Loads the model folder dir at a precision (enum clip_precision) with a
+ * context for CLI_IMAGE_BATCH images; says what runs on stderr.  Returns
+ * 0 or EXIT_MODEL (printed). */
+int cli_load_model(const char *dir, int precision, struct clip_model **m,
+    struct clip_ctx **ctx);
+
+/* Where each embedding goes: input is the text or path, index its place
+ * in the list. */
+typedef void (*cli_emit_fn)(void *arg, const char *kind, const char *input,
+    size_t index, const float *e, int dim);
+
+/* Decodes, preprocesses (fast mode unless exact) and encodes the images in
+ * batches, calling emit for each embedding in input order ("image"); an
+ * image that cannot be read or decoded is reported on stderr and skipped.
+ * Returns 0, or EXIT_INPUT when any image failed. */
+int cli_embed_images(struct clip_ctx *ctx, const struct clip_model *m,
+    struct strlist *images, int exact, cli_emit_fn emit, void *arg);
+
 /* ---- the commands: argv[1] is the command; each returns an exit code ---- */
 
 int cmd_query(int argc, char **argv, int cmd);    /* search, similar */
@@ -126,8 +155,17 @@ int cmd_check(int argc, char **argv);
 int cmd_retrieve(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_tags(int argc, char **argv);             /* tags.c */
-/* tags.c: classify against the daemon (--id, --path, --image) */
-int cmd_classify_daemon(int argc, char **argv);
+
+/* classify.c, for classify and tags define: the labels of --labels or
+ * --labels-file (classify.h's rules; *labels is one allocation), and the
+ * templates of --templates NAME and each --template (checked; *t is
+ * malloc'd, its strings static or argv's).  Each returns 0 or an exit
+ * code (printed). */
+int cli_read_labels(const char *labels_text, const char *labels_file,
+    char ***labels, size_t *n);
+int cli_collect_templates(const char *named_set, const struct strlist *tmpl,
+    const char ***t, size_t *n);
 int cmd_tokenize(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 
 #endif

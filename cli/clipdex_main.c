@@ -7,7 +7,7 @@
  *   clipdex similar FILE|id:N|@FILE, add PATH..., remove PATH..., status,
  *   failures, dupes, check FILE, retrieve
  *
- * Offline commands (no daemon needed): embed, tokenize.
+ * Offline commands (no daemon needed): embed, tokenize, classify --model.
  *
  * Exit codes: 0 success, 1 some input failed or the daemon returned an
  * error, 2 usage error, 3 could not load the model or vocabulary, 4 cannot
@@ -45,14 +45,14 @@ dispatch(int argc, char **argv)
 		return cmd_check(argc, argv);
 	if (strcmp(argv[1], "retrieve") == 0)
 		return cmd_retrieve(argc, argv);
-	if (strcmp(argv[1], "classify") == 0)
-		return cmd_classify_daemon(argc, argv);
 	if (strcmp(argv[1], "tags") == 0)
 		return cmd_tags(argc, argv);
 	if (strcmp(argv[1], "embed") == 0)
 		return cmd_embed(argc, argv);
 	if (strcmp(argv[1], "tokenize") == 0)
 		return cmd_tokenize(argc, argv);
+	if (strcmp(argv[1], "classify") == 0)
+		return cmd_classify(argc, argv);
 	if (strcmp(argv[1], "help") == 0 && argc > 2 &&
 	    strcmp(argv[2], "embed") != 0 && strcmp(argv[2], "tokenize") != 0) {
 		for (int i = 0; cli_online_usage[i] != NULL; i += 2)

@@ -4,6 +4,7 @@
  *       --image PATH ... | --text STRING ... | --text-file FILE
  *   clipdex embed --model DIR --compare-precision P --image PATH ...
  *   clipdex tokenize [--model DIR] --text STRING ... | --text-file FILE
+ * Its model loading and image embedding serve classify too (cli.h).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,7 +17,6 @@
 #include "common/vec.h"
 #include "encoder/clip.h"
 
-#define IMAGE_BATCH 8
 #define TEXT_BATCH 16
 
 
@@ -114,10 +114,6 @@ free_opts(struct opts *o)
 	free(o->texts.v);
 }
 
-/* Where each embedding goes: printed as a JSON line, or kept. */
-typedef void (*emit_fn)(void *arg, const char *kind, const char *input,
-    size_t index, const float *e, int dim);
-
 static void
 emit_print(void *arg, const char *kind, const char *input, size_t index,
     const float *e, int dim)
@@ -145,7 +141,7 @@ emit_keep(void *arg, const char *kind, const char *input, size_t index,
 
 static int
 embed_texts(clip_ctx *ctx, const clip_model *m, struct strlist *texts,
-    emit_fn emit, void *arg)
+    cli_emit_fn emit, void *arg)
 {
 	const clip_model_info *info = clip_model_get_info(m);
 	const clip_tokenizer *tok = clip_model_tokenizer(m);
@@ -191,17 +187,17 @@ out_free:
 	return status;
 }
 
-static int
-embed_images(clip_ctx *ctx, const clip_model *m, struct strlist *images,
-    int exact, emit_fn emit, void *arg)
+int
+cli_embed_images(clip_ctx *ctx, const clip_model *m, struct strlist *images,
+    int exact, cli_emit_fn emit, void *arg)
 {
 	const clip_model_info *info = clip_model_get_info(m);
 	const clip_preprocess_cfg *pp = &info->preprocess;
 	int dim = info->embed_dim;
 	size_t plane = (size_t)pp->crop_width * pp->crop_height;
-	float *pix = malloc(sizeof(float) * 3 * plane * IMAGE_BATCH);
-	float *emb = malloc(sizeof(float) * (size_t)dim * IMAGE_BATCH);
-	size_t which[IMAGE_BATCH];
+	float *pix = malloc(sizeof(float) * 3 * plane * CLI_IMAGE_BATCH);
+	float *emb = malloc(sizeof(float) * (size_t)dim * CLI_IMAGE_BATCH);
+	size_t which[CLI_IMAGE_BATCH];
 	clip_decode_opts dopt = {
 	    .min_short = exact ? 0 : clip_preprocess_min_short(pp) };
 	int status = 0;
@@ -214,7 +210,7 @@ embed_images(clip_ctx *ctx, const clip_model *m, struct strlist *images,
 	}
 	for (size_t i = 0; i < images->n;) {
 		int n = 0;
-		for (; i < images->n && n < IMAGE_BATCH; i++) {
+		for (; i < images->n && n < CLI_IMAGE_BATCH; i++) {
 			clip_image img;
 			const char *path = images->v[i];
 			if (clip_image_load(path, &dopt, &img, &err) != 0) {
@@ -250,10 +246,8 @@ out_free:
 	return status;
 }
 
-/* Loads the model at a precision with a context for IMAGE_BATCH images;
- * says what runs on stderr. */
-static int
-load_at(const char *dir, int precision, clip_model **m, clip_ctx **ctx)
+int
+cli_load_model(const char *dir, int precision, clip_model **m, clip_ctx **ctx)
 {
 	clip_model_params mp;
 	cdx_error err;
@@ -263,7 +257,7 @@ load_at(const char *dir, int precision, clip_model **m, clip_ctx **ctx)
 		fprintf(stderr, "%s: cannot load model: %s\n", cli_prog, err.msg);
 		return EXIT_MODEL;
 	}
-	if (clip_ctx_new(*m, IMAGE_BATCH, ctx, &err) != 0) {
+	if (clip_ctx_new(*m, CLI_IMAGE_BATCH, ctx, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", cli_prog, err.msg);
 		clip_model_free(*m);
 		*m = NULL;
@@ -316,7 +310,7 @@ compare_precision(struct opts *o)
 	size_t ni = o->images.n, nt = o->texts.n;
 
 	for (int k = 0; k < 2 && status == 0; k++)
-		status = load_at(o->model, precs[k], &m[k], &ctx[k]);
+		status = cli_load_model(o->model, precs[k], &m[k], &ctx[k]);
 	if (status != 0)
 		goto out;
 	int dim = clip_model_get_info(m[0])->embed_dim;
@@ -331,7 +325,7 @@ compare_precision(struct opts *o)
 			goto out;
 		}
 		/* the same inputs fail the same way: report them once */
-		int s1 = embed_images(ctx[k], m[k], &o->images, o->exact,
+		int s1 = cli_embed_images(ctx[k], m[k], &o->images, o->exact,
 		    emit_keep, &img[k]);
 		int s2 = embed_texts(ctx[k], m[k], &o->texts, emit_keep,
 		    &txt[k]);
@@ -421,9 +415,9 @@ cmd_embed(int argc, char **argv)
 		status = compare_precision(&o);
 		goto out;
 	}
-	if ((status = load_at(o.model, o.precision, &m, &ctx)) != 0)
+	if ((status = cli_load_model(o.model, o.precision, &m, &ctx)) != 0)
 		goto out;
-	status = embed_images(ctx, m, &o.images, o.exact, emit_print, NULL);
+	status = cli_embed_images(ctx, m, &o.images, o.exact, emit_print, NULL);
 	int st2 = embed_texts(ctx, m, &o.texts, emit_print, NULL);
 	if (status == 0)
 		status = st2;

@@ -1,30 +1,27 @@
 /*
- * clipdex tags (define, list, show, delete, counts) and clipdex classify
- * against the daemon (--id, --path, --image; the offline --model form is
- * in classify.c).  Labels are parsed here with the classify module's
- * parser, as offline (cls_labels_parse), and sent as a list.
+ * clipdex tags (define, list, show, delete, counts): the daemon's tag sets
+ * (docs/CLI.md).  Labels and templates are read as classify reads them
+ * (cli_read_labels, cli_collect_templates) and sent as lists.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "classify/classify.h"
 #include "cli/cli.h"
-#include "common/file.h"
 
-/* The options of tags and classify. */
+/* The options of tags. */
 struct topts {
 	struct gopts g;
-	int json, help, multi, has_threshold, top, exact;
+	int json, help, multi, has_threshold;
 	float threshold;
-	const char *labels, *labels_file, *template_set, *set;
-	struct strlist templates;
+	const char *labels, *labels_file, *template_set;
+	struct strlist templates;       /* --template (borrowed) */
 	struct strlist words;           /* positional */
-	cdx_term *items;                /* classify: --id, --path, --image */
-	size_t n_items;
 	char **label_v;                 /* parsed (one allocation) */
 	size_t n_labels;
+	const char **tmpl_v;            /* --templates NAME's, then --template */
+	size_t n_tmpl;
 };
 
 static void
@@ -32,29 +29,14 @@ free_topts(struct topts *o)
 {
 	free(o->templates.v);
 	free(o->words.v);
-	for (size_t i = 0; i < o->n_items; i++)
-		if (o->items[i].kind == CDX_TERM_PATH)
-			free((char *)o->items[i].text);
-	free(o->items);
 	free(o->label_v);
+	free(o->tmpl_v);
 }
 
+/* Parses argv[start..] for `tags`; `allowed` lists the options it takes,
+ * separated by spaces. */
 static int
-push_item(struct topts *o, cdx_term t)
-{
-	cdx_term *v = realloc(o->items, (o->n_items + 1) * sizeof(*v));
-	if (v == NULL)
-		return -1;
-	o->items = v;
-	o->items[o->n_items++] = t;
-	return 0;
-}
-
-/* Parses argv[start..] for command `cmd` ("classify", "tags define", ...);
- * `allowed` lists the options it takes, separated by spaces. */
-static int
-parse(int argc, char **argv, int start, const char *cmd, const char *allowed,
-    struct topts *o)
+parse(int argc, char **argv, int start, const char *allowed, struct topts *o)
 {
 	for (int i = start; i < argc; i++) {
 		char *a = argv[i], name[64];
@@ -69,25 +51,22 @@ parse(int argc, char **argv, int start, const char *cmd, const char *allowed,
 			return EXIT_USAGE;
 		if (g > 0)
 			continue;
-		if (eq != NULL && a[1] == '-')
+		if (eq != NULL && a[1] == '-') {
 			snprintf(name, sizeof(name), "%.*s", (int)(eq - a), a);
-		else
-			snprintf(name, sizeof(name), "%s", a);
-		if (eq != NULL && a[1] == '-')
 			val = eq + 1;
-		char pat[72];
+		} else {
+			snprintf(name, sizeof(name), "%s", a);
+		}
+		char pat[72], all[256];
 		snprintf(pat, sizeof(pat), " %s ", name);
-		char all[512];
 		snprintf(all, sizeof(all), " -h --help %s ", allowed);
-		const char *hit = strstr(all, pat);
-		if (hit == NULL) {
-			fprintf(stderr, "%s: unknown option '%s' (see %s %s --help)\n",
-			    cli_prog, name, cli_prog, cmd);
+		if (strstr(all, pat) == NULL) {
+			fprintf(stderr, "%s: unknown option '%s' (see %s tags --help)\n",
+			    cli_prog, name, cli_prog);
 			return EXIT_USAGE;
 		}
 		int takes = strcmp(name, "--json") && strcmp(name, "--multi") &&
-		    strcmp(name, "--exact") && strcmp(name, "-h") &&
-		    strcmp(name, "--help");
+		    strcmp(name, "-h") && strcmp(name, "--help");
 		if (takes && val == NULL) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "%s: %s needs a value\n", cli_prog, name);
@@ -98,179 +77,28 @@ parse(int argc, char **argv, int start, const char *cmd, const char *allowed,
 			fprintf(stderr, "%s: %s takes no value\n", cli_prog, name);
 			return EXIT_USAGE;
 		}
-		long v;
-		int bad = 0;
-		if (!strcmp(name, "-h") || !strcmp(name, "--help")) {
+		if (!strcmp(name, "-h") || !strcmp(name, "--help"))
 			o->help = 1;
-		} else if (!strcmp(name, "--json")) {
+		else if (!strcmp(name, "--json"))
 			o->json = 1;
-		} else if (!strcmp(name, "--multi")) {
+		else if (!strcmp(name, "--multi"))
 			o->multi = 1;
-		} else if (!strcmp(name, "--exact")) {
-			o->exact = 1;
-		} else if (!strcmp(name, "--labels")) {
+		else if (!strcmp(name, "--labels"))
 			o->labels = val;
-		} else if (!strcmp(name, "--labels-file")) {
+		else if (!strcmp(name, "--labels-file"))
 			o->labels_file = val;
-		} else if (!strcmp(name, "--template")) {
-			bad = cli_strlist_push(&o->templates, (char *)val) != 0;
-		} else if (!strcmp(name, "--templates")) {
+		else if (!strcmp(name, "--template")) {
+			if (cli_strlist_push(&o->templates, (char *)val) != 0)
+				return EXIT_INPUT;
+		} else if (!strcmp(name, "--templates"))
 			o->template_set = val;
-		} else if (!strcmp(name, "--set")) {
-			o->set = val;
-		} else if (!strcmp(name, "--threshold")) {
-			bad = cli_parse_float(name, val, 0.0, 1.0, &o->threshold);
+		else if (!strcmp(name, "--threshold")) {
+			if (cli_parse_float(name, val, 0.0, 1.0, &o->threshold) != 0)
+				return EXIT_USAGE;
 			o->has_threshold = 1;
-		} else if (!strcmp(name, "--top")) {
-			bad = cli_parse_int(name, val, 1, CLS_MAX_LABELS, &v);
-			o->top = (int)v;
-		} else if (!strcmp(name, "--id")) {
-			bad = cli_parse_int(name, val, 1, INT64_MAX, &v) ||
-			    push_item(o, (cdx_term){ .kind = CDX_TERM_ID,
-			    .id = (uint64_t)v }) != 0;
-		} else if (!strcmp(name, "--path")) {
-			char *abs = cli_absolute_path(val);
-			bad = abs == NULL || push_item(o, (cdx_term){
-			    .kind = CDX_TERM_PATH, .text = abs }) != 0;
-			if (bad && abs != NULL)
-				free(abs);
-		} else if (!strcmp(name, "--image")) {
-			bad = push_item(o, (cdx_term){ .kind = CDX_TERM_FILE,
-			    .text = val }) != 0;
 		}
-		if (bad)
-			return EXIT_USAGE;
 	}
 	return 0;
-}
-
-/* --labels or --labels-file into o->label_v, by cls's parser. */
-static int
-read_labels(struct topts *o, const char *cmd)
-{
-	cdx_error err;
-	char *text = NULL;
-	int rc;
-
-	if ((o->labels != NULL) == (o->labels_file != NULL)) {
-		fprintf(stderr, "%s %s: needs --labels or --labels-file (one of "
-		    "them)\n", cli_prog, cmd);
-		return EXIT_USAGE;
-	}
-	if (o->labels_file != NULL) {
-		size_t len;
-		if ((rc = cdx_read_file(o->labels_file, 1 << 24, &text, &len, &err))
-		    != 0) {
-			fprintf(stderr, "%s: %s\n", cli_prog, err.msg);
-			return EXIT_INPUT;
-		}
-	}
-	rc = cls_labels_parse(text ? text : o->labels, text != NULL, &o->label_v,
-	    &o->n_labels, &err);
-	free(text);
-	if (rc != 0) {
-		fprintf(stderr, "%s %s: %s\n", cli_prog, cmd, err.msg);
-		return EXIT_USAGE;
-	}
-	return 0;
-}
-
-static void
-print_label_probs(const cdx_label_prob *l, size_t n)
-{
-	printf("\"labels\":[");
-	for (size_t k = 0; k < n; k++) {
-		printf("%s{\"label\":", k ? "," : "");
-		cli_print_json_string(l[k].label);
-		printf(",\"prob\":%.6g}", l[k].prob);
-	}
-	printf("]");
-}
-
-/* ---- classify against the daemon ---- */
-
-int
-cmd_classify_daemon(int argc, char **argv)
-{
-	struct topts o = { .g = { NULL, NULL, 120000, CLI_CONNECT_TIMEOUT_MS } };
-	cdx_classify_result *r = NULL;
-	cdx_client *c = NULL;
-	int status, rc;
-
-	if ((status = parse(argc, argv, 2, "classify", "--json --labels "
-	    "--labels-file --template --templates --set --top --exact --id "
-	    "--path --image", &o)) != 0 || o.help) {
-		if (o.help)
-			cli_command_usage(stdout, "classify");
-		goto out;
-	}
-	if (o.words.n > 0) {
-		fprintf(stderr, "%s classify: '%s': images are given with --id, "
-		    "--path or --image (or offline, with --model DIR)\n", cli_prog,
-		    o.words.v[0]);
-		status = EXIT_USAGE;
-		goto out;
-	}
-	if (o.n_items == 0) {
-		fprintf(stderr, "%s classify: needs --id N, --path P or --image "
-		    "FILE (see %s classify --help)\n", cli_prog, cli_prog);
-		status = EXIT_USAGE;
-		goto out;
-	}
-	if (o.set == NULL && (status = read_labels(&o, "classify")) != 0)
-		goto out;
-	if (o.set != NULL && (o.labels || o.labels_file || o.templates.n ||
-	    o.template_set)) {
-		fprintf(stderr, "%s classify: --set takes the set's labels and "
-		    "templates\n", cli_prog);
-		status = EXIT_USAGE;
-		goto out;
-	}
-	cdx_classify_req q = {
-		.items = o.items, .n_items = o.n_items,
-		.labels = (const char *const *)o.label_v, .n_labels = o.n_labels,
-		.templates = (const char *const *)o.templates.v,
-		.n_templates = o.templates.n, .template_set = o.template_set,
-		.set = o.set, .top = o.top, .exact = o.exact,
-	};
-	if ((status = cli_open_client(&o.g, &c)) != 0)
-		goto out;
-	if ((rc = cdx_classify(c, &q, &r)) != 0) {
-		status = cli_call_failed(c, "classify", rc);
-		goto out;
-	}
-	for (size_t i = 0; i < r->n; i++) {
-		const cdx_classified *x = &r->items[i];
-		/* what the image was given as, or its indexed path */
-		const char *image = x->path[0] ? x->path : o.items[i].text;
-		if (o.json) {
-			printf("{\"image\":");
-			cli_print_json_string(image ? image : "");
-			if (x->id)
-				printf(",\"id\":%llu", (unsigned long long)x->id);
-			printf(",\"mode\":\"%s\",", r->sigmoid ? "sigmoid" : "softmax");
-			print_label_probs(x->labels, x->n);
-			printf("}\n");
-			continue;
-		}
-		if (x->id)
-			printf("%s (id %llu)\n", image, (unsigned long long)x->id);
-		else
-			printf("%s\n", image ? image : "");
-		for (size_t k = 0; k < x->n; k++)
-			printf("  %6.2f%%  %s\n", 100.0 * x->labels[k].prob,
-			    x->labels[k].label);
-	}
-	if (!o.json)
-		printf("(%s: %s)\n", r->sigmoid ? "sigmoid" : "softmax",
-		    r->sigmoid ? "each label's own probability" :
-		    "probabilities over these labels, summing to 1");
-	status = cli_finish_output();
-out:
-	cdx_classify_result_free(r);
-	cdx_client_close(c);
-	free_topts(&o);
-	return status;
 }
 
 /* ---- tags ---- */
@@ -288,8 +116,7 @@ tags_define(cdx_client *c, struct topts *o)
 	cdx_tagset_def d = {
 		.name = o->words.v[0],
 		.labels = (const char *const *)o->label_v, .n_labels = o->n_labels,
-		.templates = (const char *const *)o->templates.v,
-		.n_templates = o->templates.n, .template_set = o->template_set,
+		.templates = o->tmpl_v, .n_templates = o->n_tmpl,
 		.has_threshold = o->has_threshold, .threshold = o->threshold,
 		.multi = o->multi,
 	};
@@ -393,7 +220,7 @@ cmd_tags(int argc, char **argv)
 		    "(see %s tags --help)\n", cli_prog, cli_prog);
 		return EXIT_USAGE;
 	}
-	if ((status = parse(argc, argv, 2, "tags", allowed, &o)) != 0 ||
+	if ((status = parse(argc, argv, 2, allowed, &o)) != 0 ||
 	    o.help) {
 		if (o.help)
 			cli_command_usage(stdout, "tags");
@@ -410,7 +237,9 @@ cmd_tags(int argc, char **argv)
 		goto out;
 	}
 	if (strcmp(sub, "define") == 0 &&
-	    (status = read_labels(&o, "tags define")) != 0)
+	    ((status = cli_read_labels(o.labels, o.labels_file, &o.label_v,
+	    &o.n_labels)) != 0 || (status = cli_collect_templates(o.template_set,
+	    &o.templates, &o.tmpl_v, &o.n_tmpl)) != 0))
 		goto out;
 	if ((status = cli_open_client(&o.g, &c)) != 0)
 		goto out;

@@ -9,6 +9,9 @@
   fuzz/request_seeds/      request_fuzz (the first byte picks the part:
                            0 a request body, 1 base64, 2 a /thumb or /image
                            URI, 3 "ADDR\nHOST\nORIGIN\nAUTH" for access.c)
+  fuzz/clsset_seeds/       clsset_fuzz (a stored label set, tag set or
+                           probe: cls_set_encode's bytes, classify.c);
+                           tests/classify_core.c decodes them too
 
 Each seed is small (the whole set is under 16 KB) and either valid or one
 edge away from valid, so that the fuzzer starts inside each parser instead
@@ -245,6 +248,57 @@ def request_seeds():
     return seeds
 
 
+def cls_set(name, labels, dim, w, bias, kind=0, origin=0, multi=0,
+            threshold=0.0, scale=1.0, templates=(), model_key="", pos=(),
+            neg=(), version=1):
+    """cls_set_encode's layout (classify/classify.c): "CLSS", u32 version,
+    u32 kind, origin, multi, f32 threshold, scale, u32 n, dim,
+    n_templates, u64 n_pos, n_neg, then u16-counted strings (name, model
+    key, labels, templates), the weights, biases and example ids."""
+    out = b"CLSS" + struct.pack("<IIIIffIIIQQ", version, kind, origin, multi,
+                                threshold, scale, len(labels), dim,
+                                len(templates), len(pos), len(neg))
+    for text in [name, model_key] + list(labels) + list(templates):
+        raw = text.encode()
+        out += struct.pack("<H", len(raw)) + raw
+    out += f32(w) + f32(bias)
+    out += b"".join(struct.pack("<Q", i) for i in list(pos) + list(neg))
+    return out
+
+
+def clsset_seeds():
+    """Valid sets (the names tests/classify_core.c expects to decode), then
+    near misses ("bad_*", which it expects refused)."""
+    ramp = [((i * 37) % 11 - 5) / 8.0 for i in range(64)]
+    s = {}
+    s["zero_shot"] = cls_set(
+        "pets", ["cat", "dog", "remote control"], 8, ramp[:24], [0, 0, 0],
+        scale=100.0, templates=["a photo of a {}.", "a {} in a video game."],
+        model_key="clip-512-224/32-v768x12-t512x12@0123456789abcdef")
+    s["siglip"] = cls_set(
+        "food", ["caf\u00e9", "pizza"], 4, ramp[:8], [-12.9, -12.9], kind=1,
+        multi=1, threshold=0.3, scale=117.33, templates=["{}"],
+        model_key="siglip-768-224/16@fedcba9876543210")
+    s["learned"] = cls_set("good-photos", ["good-photos"], 16, ramp[:16],
+                           [-0.25], kind=1, origin=1, multi=1, threshold=0.5,
+                           pos=[12, 40], neg=[7])
+    s["minimal"] = cls_set("x", ["a"], 1, [1.0], [0.0])
+    good = s["zero_shot"]
+    s["bad_version"] = cls_set("x", ["a"], 1, [1.0], [0.0], version=2)
+    s["bad_trailing"] = good + b"\x00"
+    s["bad_truncated"] = good[:-1]
+    # n = 1001 in a one-label set's header (refused before anything else)
+    s["bad_labels"] = s["minimal"][:28] + struct.pack("<I", 1001) + \
+        s["minimal"][32:]
+    s["bad_label_long"] = cls_set("x", ["a" * 129], 1, [1.0], [0.0])
+    s["bad_template"] = cls_set("x", ["a"], 1, [1.0], [0.0],
+                                templates=["no hole"])
+    s["bad_nan"] = cls_set("x", ["a"], 1, [float("nan")], [0.0])
+    s["bad_threshold"] = cls_set("x", ["a"], 1, [1.0], [0.0], threshold=1.5)
+    s["bad_name"] = cls_set("a b", ["a"], 1, [1.0], [0.0])
+    return s
+
+
 def write(folder, seeds):
     path = os.path.join(ROOT, "fuzz", folder)
     shutil.rmtree(path, ignore_errors=True)
@@ -259,6 +313,7 @@ def main():
     write("tokenize_seeds", tokenize_seeds())
     write("query_seeds", query_seeds())
     write("request_seeds", request_seeds())
+    write("clsset_seeds", clsset_seeds())
 
 
 if __name__ == "__main__":

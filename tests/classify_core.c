@@ -137,6 +137,27 @@ static void test_score_extreme(void **state)
 	CDX_ASSERT_OK(cls_score(c, x, 1, 4, prob, &err), err.msg);
 	assert_float_equal(prob[0], 1.0, 1e-7);
 	assert_float_equal(prob[1], 0.0, 1e-7);
+	/* logits that overflow (inf) or cancel out (NaN) still give
+	 * probabilities: +inf wins, NaN loses */
+	float big[4] = { 10, 10, 0, 0 };
+	c->kind = CLS_SOFTMAX;
+	c->scale = 1;
+	c->w[0] = 0;     /* label 0: NaN through its bias */
+	c->w[4] = 0;     /* label 1: 0 */
+	c->bias[0] = NAN;
+	CDX_ASSERT_OK(cls_score(c, big, 1, 4, prob, &err), err.msg);
+	assert_float_equal(prob[0], 0.0, 1e-7);
+	assert_float_equal(prob[1], 1.0, 1e-7);
+	c->bias[0] = 0;
+	c->w[0] = 3e38f; /* label 0: 3e39 + 3e39, +inf */
+	c->w[1] = 3e38f;
+	CDX_ASSERT_OK(cls_score(c, big, 1, 4, prob, &err), err.msg);
+	assert_float_equal(prob[0], 1.0, 1e-7);
+	assert_float_equal(prob[1], 0.0, 1e-7);
+	c->kind = CLS_SIGMOID;
+	CDX_ASSERT_OK(cls_score(c, big, 1, 4, prob, &err), err.msg);
+	assert_float_equal(prob[0], 1.0, 1e-7);
+	assert_float_equal(prob[1], 0.5, 1e-7);
 	/* a dimension mismatch is refused; no rows is nothing to do */
 	assert_int_equal(cls_score(c, x, 1, 3, prob, &err), CDX_EINVAL);
 	assert_non_null(strstr(err.msg, "3"));
@@ -468,6 +489,53 @@ static void test_encode_decode(void **state)
 	cls_set_free(c);
 }
 
+/* fuzz/make_seeds.py writes the format from its own description (in
+ * Python): its valid sets decode, its near misses do not. */
+static void test_python_seeds(void **state)
+{
+	(void)state;
+	static const char *const good[] = { "zero_shot", "siglip", "learned",
+					    "minimal" };
+	static const char *const bad[] = {
+		"bad_version", "bad_trailing", "bad_truncated", "bad_labels",
+		"bad_label_long", "bad_template", "bad_nan", "bad_threshold",
+		"bad_name" };
+	char path[128];
+	cdx_error err = { 0 };
+
+	for (size_t i = 0; i < 4 + 9; i++) {
+		const char *name = i < 4 ? good[i] : bad[i - 4];
+		cls_set *c = NULL;
+		size_t len = 0;
+		char *buf;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "fuzz/clsset_seeds/%s", name);
+		f = fopen(path, "rb");
+		if (!f)
+			fail_msg("%s: cannot open (run from the repository "
+				 "root)", path);
+		buf = malloc(1 << 16);
+		assert_non_null(buf);
+		len = fread(buf, 1, 1 << 16, f);
+		fclose(f);
+		int rc = cls_set_decode(buf, len, &c, &err);
+		if (i < 4 && rc != 0)
+			fail_msg("%s: %s", name, err.msg);
+		if (i >= 4 && rc != CDX_ECORRUPT)
+			fail_msg("%s: decoded (%d)", name, rc);
+		if (i == 1) {
+			assert_string_equal(c->labels[0], "caf\xc3\xa9");
+			assert_int_equal(c->kind, CLS_SIGMOID);
+			assert_float_equal(c->bias[1], -12.9, 1e-6);
+		}
+		if (i == 2)
+			assert_true(c->origin == CLS_LEARNED && c->pos[1] == 40);
+		cls_set_free(c);
+		free(buf);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -480,6 +548,7 @@ int main(void)
 		cmocka_unit_test(test_templates),
 		cmocka_unit_test(test_set_new),
 		cmocka_unit_test(test_encode_decode),
+		cmocka_unit_test(test_python_seeds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
