@@ -134,8 +134,10 @@ int cls_template_apply(const char *tmpl, const char *label, char **out,
 size_t cls_templates_named(const char *name, const char *const **out);
 
 /* Scores m embeddings x (m * dim, row-major, unit length) against c:
- * prob (m * c->n, row-major) receives the probabilities.  One SGEMM.
- * Errors: CDX_EINVAL (dim mismatch), CDX_ENOMEM. */
+ * prob (m * c->n, row-major) receives the probabilities, always in
+ * [0, 1] (a logit that overflows counts as +-FLT_MAX, NaN as -FLT_MAX).
+ * One SGEMM (OpenBLAS's threads), no allocation.  Errors: CDX_EINVAL (dim
+ * mismatch, m over INT_MAX). */
 int cls_score(const cls_set *c, const float *x, size_t m, size_t dim,
 	      float *prob, cdx_error *err);
 
@@ -177,9 +179,10 @@ typedef struct cls_probe_report {
  * *b the intercept.  Deterministic: the same input gives the same folds
  * and result.  Time: each Newton step is about n (dim+1)^2 + (dim+1)^3/3
  * flops (docs/CLASSIFY.md has figures); memory (n + 256) (dim+1) +
- * (dim+1)^2 doubles.  Errors: CDX_EINVAL (fewer than 2 examples of either class:
- * "learning needs at least 2 positive examples", a label not 0 or 1, a
- * non-finite x, folds 1), CDX_ENOMEM. */
+ * (dim+1)^2 doubles.  Errors: CDX_EINVAL (fewer than 2 examples of
+ * either class: "learning needs at least 2 positive examples", a label
+ * not 0 or 1, a non-finite x, folds 1), CDX_ENOMEM, CDX_EINTERNAL (a
+ * Hessian that is not positive definite: a bug). */
 int cls_probe_fit(const float *x, const uint8_t *y, size_t n, size_t dim,
 		  const cls_probe_opts *opts, float *w, float *b,
 		  cls_probe_report *rep, cdx_error *err);

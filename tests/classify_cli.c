@@ -2,8 +2,8 @@
  * the --json contract (one object per image per line, input order, labels
  * highest first, the mode), probabilities equal to a recomputation from
  * the encoder here, a broken image among good ones, the table, and usage
- * errors.  Runs $BUILD/clipdex on the demo model (models/demo) with
- * generated images. */
+ * errors.  Runs $BUILD/clipdex on the demo model (models/demo) and a tiny
+ * SigLIP (tests/testmodel.h) with generated images. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "encoder/clip.h"
@@ -262,6 +263,81 @@ test_table_templates_and_file(void **state)
 	run_free(&r);
 }
 
+/* A SigLIP model says "sigmoid", and each label's probability is the
+ * model's match probability of the image and "a photo of a {label}.". */
+static void
+test_siglip_sigmoid(void **state)
+{
+	(void)state;
+	char model[160];
+	tm_recipe rc;
+	clip_model *m = NULL;
+	clip_ctx *ctx = NULL;
+	clip_image img;
+	cdx_error err = { 0 };
+	const char *const labels[] = { "cat", "dog" };
+
+	snprintf(model, sizeof(model), "%s/siglip", dir);
+	tm_recipe_siglip_tiny(&rc, TM_FAMILY_SIGLIP);
+	assert_int_equal(mkdir(model, 0700), 0);
+	assert_int_equal(tm_write_model(&rc, model), 0);
+	struct run r = run_cli("classify", "--model", model, "--labels",
+	    "cat,dog", "--json", "--exact", "--precision", "fp32", red_png,
+	    NULL);
+	EXPECT_STATUS(r, 0);
+	cJSON *j = cJSON_Parse(r.out);
+	assert_non_null(j);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(j,
+	    "mode")), "sigmoid");
+
+	clip_model_params mp;
+	clip_model_default_params(&mp);
+	mp.precision = CLIP_PRECISION_FP32;
+	CDX_ASSERT_OK(clip_model_load(model, &mp, &m, &err), err.msg);
+	CDX_ASSERT_OK(clip_ctx_new(m, 1, &ctx, &err), err.msg);
+	const clip_model_info *in = clip_model_get_info(m);
+	int dim = in->embed_dim;
+	float *px = malloc(sizeof(float) * 3 * (size_t)in->image_size *
+	    (size_t)in->image_size);
+	float *ie = malloc(sizeof(float) * (size_t)dim);
+	float *te = malloc(sizeof(float) * (size_t)dim);
+	assert_non_null(px);
+	assert_non_null(ie);
+	assert_non_null(te);
+	CDX_ASSERT_OK(clip_image_load(red_png, NULL, &img, &err), err.msg);
+	CDX_ASSERT_OK(clip_image_preprocess(&img, &in->preprocess, px, &err),
+	    err.msg);
+	clip_image_free(&img);
+	CDX_ASSERT_OK(clip_encode_images(ctx, px, 1, ie, &err), err.msg);
+	const cJSON *ls = cJSON_GetObjectItem(j, "labels");
+	assert_int_equal(cJSON_GetArraySize(ls), 2);
+	for (int k = 0; k < 2; k++) {
+		const cJSON *e = cJSON_GetArrayItem(ls, k);
+		const char *label = cJSON_GetStringValue(cJSON_GetObjectItem(e,
+		    "label"));
+		char text[64];
+		int32_t ids[CLIP_CONTEXT_LEN];
+		double want;
+		assert_true(strcmp(label, labels[0]) == 0 ||
+		    strcmp(label, labels[1]) == 0);
+		snprintf(text, sizeof(text), "a photo of a %s.", label);
+		CDX_ASSERT_OK(clip_tokenize(clip_model_tokenizer(m), text,
+		    strlen(text), ids, NULL, &err), err.msg);
+		CDX_ASSERT_OK(clip_encode_text(ctx, ids, 1, te, &err), err.msg);
+		CDX_ASSERT_OK(clip_match_prob(in, cdx_vec_dot(ie, te, dim),
+		    &want), "no sigmoid head");
+		assert_float_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(e,
+		    "prob")), want, 1e-4);
+	}
+	free(px);
+	free(ie);
+	free(te);
+	clip_ctx_free(ctx);
+	clip_model_free(m);
+	cJSON_Delete(j);
+	run_free(&r);
+}
+
 static void
 test_usage_errors(void **state)
 {
@@ -346,6 +422,7 @@ main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_json_contract),
 		cmocka_unit_test(test_table_templates_and_file),
+		cmocka_unit_test(test_siglip_sigmoid),
 		cmocka_unit_test(test_usage_errors),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
