@@ -64,6 +64,7 @@ libs_for = $(foreach m,$(DEPS_$(1)),$(BUILD)/libcdx_$(m).a)
 DEPS_test_client_daemon := client store classify encoder common
 DEPS_test_client_dupes  := client store classify encoder common
 DEPS_test_client_siglip := client store classify encoder common
+DEPS_test_client_tags   := client encoder common
 DEPS_test_client_embed  := client encoder common
 DEPS_test_client_errors := client encoder common
 test_libs = $(if $(DEPS_test_$(1)),$(foreach m,$(DEPS_test_$(1)),$(BUILD)/libcdx_$(m).a),$(call libs_for,$(firstword $(subst _, ,$(1)))))

@@ -8,6 +8,11 @@
  * cls_zero_shot), each image is encoded as `clipdex embed` does, and the
  * probabilities come from cls_score: CLIP's softmax over the labels or
  * SigLIP's per-label sigmoid.
+ *   clipdex classify --labels ... | --set NAME [options]
+ *       (--id N | --path P | --image FILE | FILE)...
+ * Without --model the daemon classifies (cdx_classify): indexed images by
+ * id or path from their stored embeddings, files uploaded; the same
+ * labels, templates and output.
  *
  * Output, in input order: with --json one object per image per line,
  *   {"image": PATH, "mode": "softmax"|"sigmoid",
@@ -39,8 +44,35 @@ struct copts {
 	struct strlist tmpl;     /* --template T (borrowed) */
 	long top;                /* --top K; 0: every label */
 	int json, exact, threads, precision;
-	struct strlist images;   /* positional: image files (borrowed) */
+	struct strlist images;   /* positional and --image: files (borrowed) */
+	/* the daemon: --url ..., --set NAME, every image in order (--id,
+	 * --path made absolute and owned, --image and positional files) */
+	struct gopts g;
+	const char *set;
+	cdx_term *items;
+	size_t n_items;
+	int indexed;             /* an --id or --path was given */
 };
+
+static int
+push_item(struct copts *o, cdx_term t)
+{
+	cdx_term *v = realloc(o->items, (o->n_items + 1) * sizeof(*v));
+	if (v == NULL)
+		return EXIT_INPUT;
+	o->items = v;
+	o->items[o->n_items++] = t;
+	return 0;
+}
+
+/* A file to classify: offline it is encoded here, else uploaded. */
+static int
+push_file(struct copts *o, char *path)
+{
+	if (cli_strlist_push(&o->images, path) != 0)
+		return EXIT_INPUT;
+	return push_item(o, (cdx_term){ .kind = CDX_TERM_FILE, .text = path });
+}
 
 static int
 parse_copts(int argc, char **argv, struct copts *o)
@@ -48,7 +80,14 @@ parse_copts(int argc, char **argv, struct copts *o)
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i];
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+		int g = cli_global_opt(argc, argv, &i, &o->g);
+		if (g < 0)
+			return EXIT_USAGE;
+		if (g > 0)
+			continue;
 		int takes = strcmp(a, "--model") == 0 ||
+		    strcmp(a, "--id") == 0 || strcmp(a, "--path") == 0 ||
+		    strcmp(a, "--image") == 0 || strcmp(a, "--set") == 0 ||
 		    strcmp(a, "--labels") == 0 ||
 		    strcmp(a, "--labels-file") == 0 ||
 		    strcmp(a, "--template") == 0 ||
@@ -67,13 +106,13 @@ parse_copts(int argc, char **argv, struct copts *o)
 				o->exact = 1;
 			} else if (strcmp(a, "-h") == 0 ||
 			    strcmp(a, "--help") == 0) {
-				cli_usage(stdout);
+				cli_command_usage(stdout, "classify");
 				exit(0);
 			} else if (a[0] == '-' && a[1] != '\0') {
 				fprintf(stderr, "%s: unknown option '%s'\n",
 				    cli_prog, a);
 				return EXIT_USAGE;
-			} else if (cli_strlist_push(&o->images, argv[i]) != 0) {
+			} else if (push_file(o, argv[i]) != 0) {
 				return EXIT_INPUT;
 			}
 			continue;
@@ -81,6 +120,26 @@ parse_copts(int argc, char **argv, struct copts *o)
 		long v;
 		if (strcmp(a, "--model") == 0) {
 			o->model = val;
+		} else if (strcmp(a, "--id") == 0) {
+			if (cli_parse_int(a, val, 1, INT64_MAX, &v) != 0)
+				return EXIT_USAGE;
+			o->indexed = 1;
+			if (push_item(o, (cdx_term){ .kind = CDX_TERM_ID,
+			    .id = (uint64_t)v }) != 0)
+				return EXIT_INPUT;
+		} else if (strcmp(a, "--path") == 0) {
+			char *abs = cli_absolute_path(val);
+			o->indexed = 1;
+			if (abs == NULL || push_item(o, (cdx_term){
+			    .kind = CDX_TERM_PATH, .text = abs }) != 0) {
+				free(abs);
+				return EXIT_INPUT;
+			}
+		} else if (strcmp(a, "--image") == 0) {
+			if (push_file(o, argv[i + 1]) != 0)
+				return EXIT_INPUT;
+		} else if (strcmp(a, "--set") == 0) {
+			o->set = val;
 		} else if (strcmp(a, "--labels") == 0) {
 			o->labels = val;
 		} else if (strcmp(a, "--labels-file") == 0) {
@@ -109,23 +168,24 @@ parse_copts(int argc, char **argv, struct copts *o)
 
 /* The labels of --labels or --labels-file, checked (classify.h's rules);
  * *labels is one allocation.  Returns 0 or an exit code (printed). */
-static int
-read_labels(const struct copts *o, char ***labels, size_t *n)
+int
+cli_read_labels(const char *labels_text, const char *labels_file,
+    char ***labels, size_t *n)
 {
 	char *text = NULL;
 	size_t len;
 	cdx_error err;
 	int rc;
 
-	if ((o->labels == NULL) == (o->labels_file == NULL)) {
-		fprintf(stderr, "%s classify: give either --labels or "
-		    "--labels-file\n", cli_prog);
+	if ((labels_text == NULL) == (labels_file == NULL)) {
+		fprintf(stderr, "%s: give either --labels or --labels-file\n",
+		    cli_prog);
 		return EXIT_USAGE;
 	}
-	if (o->labels != NULL) {
-		rc = cls_labels_parse(o->labels, 0, labels, n, &err);
+	if (labels_text != NULL) {
+		rc = cls_labels_parse(labels_text, 0, labels, n, &err);
 	} else {
-		if (cdx_read_file(o->labels_file, LABELS_FILE_MAX, &text, &len,
+		if (cdx_read_file(labels_file, LABELS_FILE_MAX, &text, &len,
 		    &err) != 0) {
 			fprintf(stderr, "%s: %s\n", cli_prog, err.msg);
 			return EXIT_INPUT;
@@ -134,7 +194,7 @@ read_labels(const struct copts *o, char ***labels, size_t *n)
 		free(text);
 	}
 	if (rc != 0) {
-		fprintf(stderr, "%s classify: %s\n", cli_prog, err.msg);
+		fprintf(stderr, "%s: %s\n", cli_prog, err.msg);
 		return rc == CDX_ENOMEM ? EXIT_INPUT : EXIT_USAGE;
 	}
 	return 0;
@@ -142,42 +202,43 @@ read_labels(const struct copts *o, char ***labels, size_t *n)
 
 /* The templates: --templates NAME's, then each --template; none: the
  * default.  *t is malloc'd (the strings are static or argv's). */
-static int
-collect_templates(const struct copts *o, const char ***t, size_t *n)
+int
+cli_collect_templates(const char *named_set, const struct strlist *tmpl,
+    const char ***t, size_t *n)
 {
 	const char *const *named = NULL;
 	size_t nn = 0;
 	cdx_error err;
 
-	if (o->templates != NULL) {
-		nn = cls_templates_named(o->templates, &named);
+	if (named_set != NULL) {
+		nn = cls_templates_named(named_set, &named);
 		if (nn == 0) {
-			fprintf(stderr, "%s classify: unknown template set '%s' "
-			    "(default, imagenet)\n", cli_prog, o->templates);
+			fprintf(stderr, "%s: unknown template set '%s' (default, "
+			    "imagenet)\n", cli_prog, named_set);
 			return EXIT_USAGE;
 		}
 	}
-	if (nn + o->tmpl.n > CLS_MAX_TEMPLATES) {
-		fprintf(stderr, "%s classify: %zu templates: at most %d\n",
-		    cli_prog, nn + o->tmpl.n, CLS_MAX_TEMPLATES);
+	if (nn + tmpl->n > CLS_MAX_TEMPLATES) {
+		fprintf(stderr, "%s: %zu templates: at most %d\n", cli_prog,
+		    nn + tmpl->n, CLS_MAX_TEMPLATES);
 		return EXIT_USAGE;
 	}
-	for (size_t i = 0; i < o->tmpl.n; i++) {
-		if (cls_template_check(o->tmpl.v[i], &err) != 0) {
-			fprintf(stderr, "%s classify: %s\n", cli_prog, err.msg);
+	for (size_t i = 0; i < tmpl->n; i++) {
+		if (cls_template_check(tmpl->v[i], &err) != 0) {
+			fprintf(stderr, "%s: %s\n", cli_prog, err.msg);
 			return EXIT_USAGE;
 		}
 	}
-	*t = malloc(sizeof(char *) * (nn + o->tmpl.n + 1));
+	*t = malloc(sizeof(char *) * (nn + tmpl->n + 1));
 	if (*t == NULL) {
 		fprintf(stderr, "%s: out of memory\n", cli_prog);
 		return EXIT_INPUT;
 	}
 	for (size_t i = 0; i < nn; i++)
 		(*t)[i] = named[i];
-	for (size_t i = 0; i < o->tmpl.n; i++)
-		(*t)[nn + i] = o->tmpl.v[i];
-	*n = nn + o->tmpl.n;
+	for (size_t i = 0; i < tmpl->n; i++)
+		(*t)[nn + i] = tmpl->v[i];
+	*n = nn + tmpl->n;
 	return 0;
 }
 
@@ -215,12 +276,14 @@ sort_labels(const float *prob, size_t n, uint32_t *order)
  * first), as a --json line or a block of the table.  Both paths (offline,
  * daemon) print through it. */
 static void
-print_result(const char *image, const char *mode, const char *const *labels,
-    const float *prob, size_t k, int json)
+print_result(const char *image, uint64_t id, const char *mode,
+    const char *const *labels, const float *prob, size_t k, int json)
 {
 	if (json) {
 		fputs("{\"image\":", stdout);
 		cli_print_json_string(image);
+		if (id != 0)    /* an indexed image (the daemon's path) */
+			printf(",\"id\":%llu", (unsigned long long)id);
 		printf(",\"mode\":\"%s\",\"labels\":[", mode);
 		for (size_t i = 0; i < k; i++) {
 			fputs(i ? ",{\"label\":" : "{\"label\":", stdout);
@@ -230,7 +293,10 @@ print_result(const char *image, const char *mode, const char *const *labels,
 		fputs("]}\n", stdout);
 		return;
 	}
-	printf("%s\n", image);
+	if (id != 0)
+		printf("%s (id %llu)\n", image, (unsigned long long)id);
+	else
+		printf("%s\n", image);
 	for (size_t i = 0; i < k; i++)
 		printf("  %.4f  %s\n", (double)prob[i], labels[i]);
 }
@@ -266,7 +332,7 @@ emit_classified(void *arg, const char *kind, const char *input,
 		s->shown[k] = c->labels[s->order[k]];
 		s->sorted[k] = s->prob[s->order[k]];
 	}
-	print_result(input, mode_name(c), s->shown, s->sorted, s->top,
+	print_result(input, 0, mode_name(c), s->shown, s->sorted, s->top,
 	    s->json);
 }
 
@@ -334,10 +400,72 @@ out:
 	return status;
 }
 
+/* classify without --model: the daemon, on its model (cdx_classify). */
+static int
+classify_daemon(struct copts *o, char **labels, size_t n, const char **tmpl,
+    size_t nt)
+{
+	cdx_classify_result *r = NULL;
+	cdx_client *c = NULL;
+	const char **shown = NULL;
+	float *prob = NULL;
+	int status, rc;
+
+	if (o->n_items == 0) {
+		fprintf(stderr, "%s classify: needs --id N, --path P or --image "
+		    "FILE (or --model DIR for offline)\n", cli_prog);
+		return EXIT_USAGE;
+	}
+	cdx_classify_req q = {
+		.items = o->items, .n_items = o->n_items,
+		.labels = (const char *const *)labels, .n_labels = n,
+		.templates = tmpl, .n_templates = nt, .set = o->set,
+		.top = (int)o->top, .exact = o->exact,
+	};
+	if ((status = cli_open_client(&o->g, &c)) != 0)
+		goto out;
+	if ((rc = cdx_classify(c, &q, &r)) != 0) {
+		status = cli_call_failed(c, "classify", rc);
+		goto out;
+	}
+	size_t most = 0;
+	for (size_t i = 0; i < r->n; i++)
+		most = r->items[i].n > most ? r->items[i].n : most;
+	shown = malloc(sizeof(*shown) * (most + 1));
+	prob = malloc(sizeof(*prob) * (most + 1));
+	if (shown == NULL || prob == NULL) {
+		fprintf(stderr, "%s: out of memory\n", cli_prog);
+		status = EXIT_INPUT;
+		goto out;
+	}
+	const char *mode = r->sigmoid ? "sigmoid" : "softmax";
+	if (!o->json && o->set != NULL)
+		printf("%s, tag set %s\n", mode, o->set);
+	else if (!o->json)
+		print_header(mode, n, nt ? nt : 1);
+	for (size_t i = 0; i < r->n; i++) {
+		const cdx_classified *x = &r->items[i];
+		for (size_t k = 0; k < x->n; k++) {
+			shown[k] = x->labels[k].label;
+			prob[k] = (float)x->labels[k].prob;
+		}
+		/* the indexed image's path, or the file as given */
+		print_result(x->path[0] ? x->path : o->items[i].text, x->id, mode,
+		    shown, prob, x->n, o->json);
+	}
+	status = cli_finish_output();
+out:
+	free(shown);
+	free(prob);
+	cdx_classify_result_free(r);
+	cdx_client_close(c);
+	return status;
+}
+
 int
 cmd_classify(int argc, char **argv)
 {
-	struct copts o = { 0 };
+	struct copts o = { .g = { NULL, NULL, 120000, CLI_CONNECT_TIMEOUT_MS } };
 	char **labels = NULL;
 	const char **tmpl = NULL;
 	size_t n = 0, nt = 0;
@@ -346,20 +474,40 @@ cmd_classify(int argc, char **argv)
 	status = parse_copts(argc, argv, &o);
 	if (status != 0)
 		goto out;
-	if ((status = read_labels(&o, &labels, &n)) != 0 ||
-	    (status = collect_templates(&o, &tmpl, &nt)) != 0)
+	if (o.set != NULL) {
+		/* a tag set brings its labels and templates (the daemon's) */
+		if (o.model || o.labels || o.labels_file || o.templates ||
+		    o.tmpl.n) {
+			fprintf(stderr, "%s classify: --set takes the set's labels "
+			    "and templates, through the daemon\n", cli_prog);
+			status = EXIT_USAGE;
+			goto out;
+		}
+		status = classify_daemon(&o, NULL, 0, NULL, 0);
+		goto out;
+	}
+	if ((status = cli_read_labels(o.labels, o.labels_file, &labels, &n))
+	    != 0 || (status = cli_collect_templates(o.templates, &o.tmpl, &tmpl,
+	    &nt)) != 0)
 		goto out;
 	/* the labels and templates are the same for both paths */
-	if (o.model != NULL) {
+	if (o.model != NULL && o.indexed) {
+		fprintf(stderr, "%s classify: --id and --path name the daemon's "
+		    "images; with --model give image files\n", cli_prog);
+		status = EXIT_USAGE;
+	} else if (o.model != NULL) {
 		status = classify_offline(&o, labels, n, tmpl, nt);
 	} else {
-		fprintf(stderr, "%s classify: needs --model DIR\n", cli_prog);
-		status = EXIT_USAGE;
+		status = classify_daemon(&o, labels, n, tmpl, nt);
 	}
 out:
 	free(labels);
 	free(tmpl);
 	free(o.tmpl.v);
 	free(o.images.v);
+	for (size_t i = 0; i < o.n_items; i++)
+		if (o.items[i].kind == CDX_TERM_PATH)
+			free((char *)o.items[i].text);
+	free(o.items);
 	return status;
 }

@@ -11,8 +11,9 @@
  *   offline.c       embed, tokenize (the encoder, no daemon), and the
  *                   model loading and image embedding offline commands
  *                   share
- *   classify.c      classify (offline with --model)
+ *   classify.c      classify (offline with --model, or through the daemon)
  *   learn.c         learn (a few-shot classifier)
+ *   tags.c          tags
  *
  * The online commands use only libclipdex's public header,
  * client/clipdex.h.  Everything here reports to stderr and returns an exit
@@ -63,6 +64,8 @@ struct sopts {
 	struct strlist words;    /* positional arguments */
 	struct strlist nots;     /* --not TEXT */
 	struct strlist images;   /* --image FILE */
+	struct strlist tags;     /* --tag TAG */
+	struct strlist not_tags; /* --not-tag TAG */
 };
 
 /* Which command cli_parse_online() parses for. */
@@ -153,6 +156,17 @@ int cmd_check(int argc, char **argv);
 int cmd_retrieve(int argc, char **argv);
 int cmd_learn(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+int cmd_tags(int argc, char **argv);             /* tags.c */
+
+/* classify.c, for classify and tags define: the labels of --labels or
+ * --labels-file (classify.h's rules; *labels is one allocation), and the
+ * templates of --templates NAME and each --template (checked; *t is
+ * malloc'd, its strings static or argv's).  Each returns 0 or an exit
+ * code (printed). */
+int cli_read_labels(const char *labels_text, const char *labels_file,
+    char ***labels, size_t *n);
+int cli_collect_templates(const char *named_set, const struct strlist *tmpl,
+    const char ***t, size_t *n);
 int cmd_tokenize(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 

@@ -47,6 +47,8 @@ dispatch(int argc, char **argv)
 		return cmd_retrieve(argc, argv);
 	if (strcmp(argv[1], "learn") == 0)
 		return cmd_learn(argc, argv);
+	if (strcmp(argv[1], "tags") == 0)
+		return cmd_tags(argc, argv);
 	if (strcmp(argv[1], "embed") == 0)
 		return cmd_embed(argc, argv);
 	if (strcmp(argv[1], "tokenize") == 0)
@@ -54,8 +56,7 @@ dispatch(int argc, char **argv)
 	if (strcmp(argv[1], "classify") == 0)
 		return cmd_classify(argc, argv);
 	if (strcmp(argv[1], "help") == 0 && argc > 2 &&
-	    strcmp(argv[2], "embed") != 0 && strcmp(argv[2], "tokenize") != 0 &&
-	    strcmp(argv[2], "classify") != 0) {
+	    strcmp(argv[2], "embed") != 0 && strcmp(argv[2], "tokenize") != 0) {
 		for (int i = 0; cli_online_usage[i] != NULL; i += 2)
 			if (strcmp(cli_online_usage[i], argv[2]) == 0) {
 				cli_command_usage(stdout, argv[2]);

@@ -25,7 +25,8 @@ cli_usage(FILE *f)
 	    "  search QUERY... [-k N] [--offset N] [--min-score S] [--prefix PATH]\n"
 	    "         [--after T] [--before T] [--time capture|mtime]\n"
 	    "         [--collapse S] [--exact] [--not TEXT] [--image FILE]\n"
-	    "         [--learned NAME] [--json | --paths]\n"
+	    "         [--learned NAME] [--tag TAG] [--not-tag TAG]\n"
+	    "         [--json | --paths]\n"
 	    "      QUERY: terms joined by ' + ' or ' - ', each [WEIGHT:]SOURCE with\n"
 	    "      SOURCE text, @FILE, img:FILE, path:PATH, id:N or learned:NAME,\n"
 	    "      e.g.\n"
@@ -38,6 +39,9 @@ cli_usage(FILE *f)
 	    "  dupes [--kind exact|near|similar] [--threshold T] [--prefix PATH]\n"
 	    "        [--json | --csv]     duplicate groups with the copy to keep\n"
 	    "  check FILE [--threshold T] [--json]   is FILE already indexed?\n"
+	    "  classify --labels L (--id N | --path P | --image FILE)... [--json]\n"
+	    "  tags define NAME --labels L [--threshold P] [--multi]\n"
+	    "  tags list | show NAME | delete NAME | counts [NAME]\n"
 	    "  retrieve --prompts FILE [--example IMG] [-k N] [--min-score S]\n"
 	    "        [--negative TEXT] [--dedupe T] --out FILE.jsonl\n"
 	    "        [--copy-to DIR | --link-to DIR]   dataset retrieval\n"
@@ -172,8 +176,12 @@ const char *const cli_online_usage[] = {
 	"  --learned NAME    alone: rank by the learned classifier NAME, its\n"
 	"                    probability beside the score; with a QUERY: add\n"
 	"                    learned:NAME as a term (weight 1)\n"
+	"  --tag TAG         only images with this tag (LABEL or SET/LABEL;\n"
+	"                    clipdex tags); repeatable: every one\n"
+	"  --not-tag TAG     only images without this tag; repeatable\n"
 	"  --json            one JSON object per result per line\n"
-	"  --paths           only the paths, one per line\n",
+	"  --paths           only the paths, one per line\n"
+	"Results show each image's tags.\n",
 	"similar",
 	"usage: clipdex similar FILE|id:N|@FILE [options]\n"
 	"\n"
@@ -230,6 +238,53 @@ const char *const cli_online_usage[] = {
 	"Its exit code answers: 0 not in the collection, 5 already indexed (a\n"
 	"file with the same bytes), 6 a near duplicate is indexed (not the same\n"
 	"bytes); 1, 2 and 4 as below.\n",
+	"classify",
+	"usage: clipdex classify --labels \"cat,dog,...\" [options]\n"
+	"                        (--id N | --path P | --image FILE | FILE)...\n"
+	"       clipdex classify --set NAME (--id N | --path P | --image FILE)...\n"
+	"       clipdex classify --model DIR --labels ... [options] FILE...\n"
+	"\n"
+	"Zero-shot classification: each image's probability for each label,\n"
+	"highest first. Without --model the daemon classifies with its model:\n"
+	"--id and --path name indexed images (scored from their stored\n"
+	"embeddings), --image or FILE uploads a local file. With --model DIR it\n"
+	"all runs here (no daemon; --threads N, --precision P as for embed).\n"
+	"  --labels L        comma-separated labels\n"
+	"  --labels-file F   one label per line (# comments, blank lines skipped)\n"
+	"  --template T      a prompt holding {} (default \"a photo of a {}.\");\n"
+	"                    repeatable: a label's text embedding is the mean\n"
+	"  --templates NAME  a named template set: default or imagenet (OpenAI's\n"
+	"                    80); --template adds to it\n"
+	"  --set NAME        the labels and rows of a tag set (clipdex tags)\n"
+	"  --top N           only the N most probable labels\n"
+	"  --exact           exact preprocessing of the image files\n"
+	"  --json            one JSON object per image per line, in input order:\n"
+	"                    {\"image\", \"id\" (indexed), \"mode\", \"labels\":\n"
+	"                    [{\"label\", \"prob\"}]}\n"
+	"CLIP models give a softmax over the labels (they sum to 1); SigLIP\n"
+	"models each label's own sigmoid probability. The default --timeout\n"
+	"of classify is 120000.\n",
+	"tags",
+	"usage: clipdex tags define NAME --labels \"food,screenshot,...\"\n"
+	"                   [--template T]... [--templates NAME]\n"
+	"                   [--threshold P] [--multi]\n"
+	"       clipdex tags list | show NAME | delete NAME | counts [NAME]\n"
+	"\n"
+	"Tag sets label the whole collection: every indexed image is scored\n"
+	"against the set from its stored embedding, and every image indexed\n"
+	"later is tagged as it is stored. Search with --tag and --not-tag.\n"
+	"  define            store (or replace) a set and tag every image\n"
+	"  --threshold P     a label applies from probability P (default 0.5)\n"
+	"  --multi           every label at or over P applies (default: the\n"
+	"                    most probable one, when it reaches P)\n"
+	"  --labels-file, --template, --templates   as for classify\n"
+	"  list              the sets; show NAME: its labels with their image\n"
+	"                    counts, and templates\n"
+	"  counts [NAME]     images per label (of every set, or of NAME)\n"
+	"  --json            one JSON object per line\n"
+	"Sets made by another model are rebuilt from their labels when the\n"
+	"daemon starts with a new model. The default --timeout of tags is\n"
+	"600000 (define tags the whole collection).\n",
 	"retrieve",
 	"usage: clipdex retrieve --prompts FILE [options] --out FILE.jsonl\n"
 	"\n"
@@ -519,6 +574,8 @@ cli_parse_online(int argc, char **argv, int start, int cmd, struct sopts *o)
 			{ "--not", OPT_SEARCH, 1 },
 			{ "--image", OPT_SEARCH, 1 },
 			{ "--learned", OPT_SEARCH, 1 },
+			{ "--tag", OPT_SEARCH | OPT_SIMILAR, 1 },
+			{ "--not-tag", OPT_SEARCH | OPT_SIMILAR, 1 },
 			{ "--wait", OPT_ADD, 0 },
 			{ "--limit", OPT_FAILURES, 1 },
 		};
@@ -588,6 +645,10 @@ cli_parse_online(int argc, char **argv, int start, int cmd, struct sopts *o)
 			bad = cli_strlist_push(&o->images, (char *)val) != 0;
 		} else if (strcmp(name, "--learned") == 0) {
 			o->q.learned = val;
+		} else if (strcmp(name, "--tag") == 0) {
+			bad = cli_strlist_push(&o->tags, (char *)val) != 0;
+		} else if (strcmp(name, "--not-tag") == 0) {
+			bad = cli_strlist_push(&o->not_tags, (char *)val) != 0;
 		} else if (strcmp(name, "--wait") == 0) {
 			o->wait = 1;
 		} else if (strcmp(name, "--limit") == 0) {
@@ -600,6 +661,10 @@ cli_parse_online(int argc, char **argv, int start, int cmd, struct sopts *o)
 	if (o->help)
 		return 0;
 	if (query_cmd) {
+		o->q.tags = (const char *const *)o->tags.v;
+		o->q.n_tags = o->tags.n;
+		o->q.not_tags = (const char *const *)o->not_tags.v;
+		o->q.n_not_tags = o->not_tags.n;
 		if (o->json && o->paths) {
 			fprintf(stderr, "%s: --json and --paths exclude each other\n",
 			    cli_prog);
@@ -628,6 +693,8 @@ cli_free_sopts(struct sopts *o)
 	free(o->words.v);
 	free(o->nots.v);
 	free(o->images.v);
+	free(o->tags.v);
+	free(o->not_tags.v);
 }
 
 /* Opens the client with the global options; prints why it could not. */

@@ -44,7 +44,15 @@ print_results(const cdx_results *r, const struct sopts *o)
 			print_time_field("mtime", x->mtime);
 			print_time_field("capture_time", x->capture_time);
 			print_time_field("added", x->added);
-			fputs("}\n", stdout);
+			fputs(",\"tags\":[", stdout);
+			for (size_t t = 0; t < x->n_tags; t++) {
+				printf("%s{\"set\":", t ? "," : "");
+				cli_print_json_string(x->tags[t].set);
+				fputs(",\"label\":", stdout);
+				cli_print_json_string(x->tags[t].label);
+				printf(",\"prob\":%.6g}", x->tags[t].prob);
+			}
+			fputs("]}\n", stdout);
 		}
 		return;
 	}
@@ -71,9 +79,14 @@ print_results(const cdx_results *r, const struct sopts *o)
 		char prob[16] = "";
 		if (!isnan(x->prob))   /* the match probability, SigLIP */
 			snprintf(prob, sizeof(prob), "  %5.1f%%", 100.0 * x->prob);
-		printf("%*zu  %6.3f%s  %-*s  %s\n", rank_w,
+		printf("%*zu  %6.3f%s  %-*s  %s", rank_w,
 		    (size_t)o->q.offset + i + 1, (double)x->score, prob, size_w,
 		    size, x->path);
+		/* its tags: "  [food 93%, beach 61%]" */
+		for (size_t t = 0; t < x->n_tags; t++)
+			printf("%s%s %.0f%%", t ? ", " : "  [", x->tags[t].label,
+			    100.0 * x->tags[t].prob);
+		fputs(x->n_tags ? "]\n" : "\n", stdout);
 	}
 }
 

@@ -547,6 +547,23 @@ cdxi_call_json(cdx_client *c, cJSON *req, cJSON **out)
 
 /* ---- building requests ---- */
 
+int
+cdxi_add_strings(cJSON *obj, const char *name, const char *const *v,
+    size_t n)
+{
+	cJSON *a = cJSON_AddArrayToObject(obj, name);
+	if (a == NULL || (n > 0 && v == NULL))
+		return CDX_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		cJSON *e = v[i] ? cJSON_CreateString(v[i]) : NULL;
+		if (e == NULL || !cJSON_AddItemToArray(a, e)) {
+			cJSON_Delete(e);
+			return CDX_EINVAL;
+		}
+	}
+	return 0;
+}
+
 cJSON *
 cdxi_new_request(const char *op)
 {
@@ -676,6 +693,11 @@ add_options(cdx_client *c, cJSON *req, const cdx_query *q)
 		    (double)q->collapse) != NULL;
 	if (q->exact)
 		ok &= cJSON_AddTrueToObject(req, "exact") != NULL;
+	if (q->n_tags > 0)
+		ok &= cdxi_add_strings(req, "tags", q->tags, q->n_tags) == 0;
+	if (q->n_not_tags > 0)
+		ok &= cdxi_add_strings(req, "not_tags", q->not_tags,
+		    q->n_not_tags) == 0;
 	if (q->path_prefix != NULL || q->time_field != CDX_TIME_NONE) {
 		cJSON *f = cJSON_AddObjectToObject(req, "filter");
 		ok &= f != NULL;
@@ -754,10 +776,42 @@ get_u32(const cJSON *o, const char *name)
 	return v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
+/* The hit's "tags" entries that are objects (the others are skipped). */
+static size_t
+tag_entries(const cJSON *it, size_t *strbytes)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(it, "tags"), *t;
+	size_t n = 0;
+
+	if (!cJSON_IsArray(arr))
+		return 0;
+	cJSON_ArrayForEach(t, arr) {
+		if (!cJSON_IsObject(t))
+			continue;
+		n++;
+		*strbytes += strlen(cdxi_get_str(t, "set")) + 1 +
+		    strlen(cdxi_get_str(t, "label")) + 1;
+	}
+	return n;
+}
+
+const char *
+cdxi_pool_str(char **pool, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = memcpy(*pool, s, n);
+	*pool += n;
+	return p;
+}
+
 size_t
 cdxi_result_strbytes(const cJSON *it)
 {
-	return strlen(cdxi_get_str(it, "path")) + 1;
+	size_t bytes = strlen(cdxi_get_str(it, "path")) + 1;
+	size_t n = tag_entries(it, &bytes);
+	if (n > 0)      /* the tags' array, aligned in the pool */
+		bytes += _Alignof(cdx_tag) - 1 + n * sizeof(cdx_tag);
+	return bytes;
 }
 
 void
@@ -777,6 +831,25 @@ cdxi_result_fill(const cJSON *it, cdx_result *x, char **pool)
 	x->capture_time = cdxi_get_i64(it, "capture_time", INT64_MIN);
 	x->added = cdxi_get_i64(it, "added", 0);
 	x->prob = cdxi_get_f64(it, "prob", NAN);
+	size_t sb = 0, n = tag_entries(it, &sb);
+	x->n_tags = n;
+	x->tags = NULL;
+	if (n == 0)
+		return;
+	uintptr_t a = ((uintptr_t)*pool + _Alignof(cdx_tag) - 1) &
+	    ~(uintptr_t)(_Alignof(cdx_tag) - 1);
+	cdx_tag *tags = (cdx_tag *)a;
+	*pool = (char *)(tags + n);
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(it, "tags"), *t;
+	size_t i = 0;
+	cJSON_ArrayForEach(t, arr) {
+		if (!cJSON_IsObject(t))
+			continue;
+		tags[i].set = cdxi_pool_str(pool, cdxi_get_str(t, "set"));
+		tags[i].label = cdxi_pool_str(pool, cdxi_get_str(t, "label"));
+		tags[i++].prob = cdxi_get_f64(t, "prob", NAN);
+	}
+	x->tags = tags;
 }
 
 /* Turns the reply's "results" into one allocation. */

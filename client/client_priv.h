@@ -52,6 +52,10 @@ int cdxi_add_learned(cdx_client *c, cJSON *req, const char *name);
 int cdxi_query_request(cdx_client *c, const char *op, const cdx_query *q,
     int terms_optional, cJSON **out);
 int cdxi_run_results(cdx_client *c, cJSON *req, cdx_results **out);
+/* Adds name: [v[0], ..., v[n-1]] (strings) to obj.  CDX_EINVAL for a
+ * NULL string or when out of memory (the caller says which). */
+int cdxi_add_strings(cJSON *obj, const char *name, const char *const *v,
+    size_t n);
 
 /* Fields of a reply object: the value, or def (cdxi_get_str: "") when
  * absent or of another type. */
@@ -59,9 +63,12 @@ int64_t cdxi_get_i64(const cJSON *o, const char *name, int64_t def);
 double cdxi_get_f64(const cJSON *o, const char *name, double def);
 const char *cdxi_get_str(const cJSON *o, const char *name);
 
+/* Copies s (with its NUL) to *pool, advances it, returns the copy. */
+const char *cdxi_pool_str(char **pool, const char *s);
+
 /* A result object of the protocol as a cdx_result: cdxi_result_strbytes()
- * is the room its strings need; cdxi_result_fill() copies them to *pool and
- * advances it. */
+ * is the room its strings and tags need (the tags' array aligned in it);
+ * cdxi_result_fill() copies them to *pool and advances it. */
 size_t cdxi_result_strbytes(const cJSON *it);
 void cdxi_result_fill(const cJSON *it, cdx_result *x, char **pool);
 

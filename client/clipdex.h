@@ -157,6 +157,14 @@ typedef struct cdx_terms {
 
 enum cdx_time_field { CDX_TIME_NONE = 0, CDX_TIME_CAPTURE = 1, CDX_TIME_MTIME = 2 };
 
+/* One tag of an image: a label of a tag set that applies to it, with its
+ * probability (docs/CLASSIFY.md). */
+typedef struct cdx_tag {
+	const char *set;
+	const char *label;
+	double prob;
+} cdx_tag;
+
 typedef struct cdx_query {
 	const cdx_term *terms;
 	size_t n_terms;
@@ -179,6 +187,13 @@ typedef struct cdx_query {
 	 * The query has no terms then (n_terms 0); for a classifier combined
 	 * with other terms use a CDX_TERM_LEARNED term.  NULL: none. */
 	const char *learned;
+	/* Tag filters: only images with every tag of tags and none of
+	 * not_tags.  A tag is "LABEL" (that label of any set) or "SET/LABEL".
+	 * At most 32 of each. */
+	const char *const *tags;
+	size_t n_tags;
+	const char *const *not_tags;
+	size_t n_not_tags;
 } cdx_query;
 
 typedef struct cdx_result {
@@ -196,6 +211,10 @@ typedef struct cdx_result {
 	 * with a softmax over a batch, their scores have no absolute scale)
 	 * and for queries with image terms. */
 	double prob;
+	/* The image's tags (search and similar), by set, then highest
+	 * probability first; n_tags 0 when it has none. */
+	size_t n_tags;
+	const cdx_tag *tags;
 } cdx_result;
 
 typedef struct cdx_results {
@@ -486,6 +505,123 @@ typedef struct cdx_rerank_req {
  * positive; with one negative, random images of the collection are added
  * as negatives (docs/PROTOCOL.md).  Errors as cdx_learn. */
 int cdx_rerank(cdx_client *c, const cdx_rerank_req *req, cdx_results **out);
+/* ---- classification and tags (docs/CLASSIFY.md) ----
+ *
+ * Results are single allocations like cdx_results. */
+
+/* Zero-shot labels, or a stored tag set (set != NULL, labels unused). */
+typedef struct cdx_classify_req {
+	/* The images, in order: CDX_TERM_ID or CDX_TERM_PATH (an indexed
+	 * image, scored from its stored embedding), CDX_TERM_IMAGE (bytes)
+	 * or CDX_TERM_FILE (a local file, uploaded).  1..1000. */
+	const cdx_term *items;
+	size_t n_items;
+	const char *const *labels;   /* 1..1000 labels */
+	size_t n_labels;
+	const char *const *templates;  /* each holds "{}"; 0: the default
+	                                  "a photo of a {}." */
+	size_t n_templates;
+	const char *template_set;    /* "imagenet", "default"; NULL: none */
+	const char *set;             /* a tag set's name instead of labels */
+	int top;                     /* labels kept per image; 0: all */
+	int exact;                   /* exact preprocessing of uploads */
+} cdx_classify_req;
+
+typedef struct cdx_label_prob {
+	const char *label;
+	double prob;
+} cdx_label_prob;
+
+typedef struct cdx_classified {
+	uint64_t id;            /* indexed images; 0 for an upload */
+	const char *path;       /* indexed images; "" for an upload */
+	size_t n;
+	cdx_label_prob *labels; /* highest probability first */
+} cdx_classified;
+
+typedef struct cdx_classify_result {
+	int sigmoid;            /* 1: per-label sigmoid (multi-label, SigLIP,
+	                           a learned set); 0: softmax over the labels */
+	double took_ms;
+	size_t n;
+	cdx_classified *items;  /* in the order of req->items */
+} cdx_classify_result;
+
+/* Classifies images.  Errors as for cdx_search: CDX_EINVAL (bad labels or
+ * templates: empty, duplicate, too many, a template without "{}"; the
+ * daemon's message says which), CDX_ENOTFOUND (an unknown id, path or
+ * set, named in the message). */
+int cdx_classify(cdx_client *c, const cdx_classify_req *req,
+    cdx_classify_result **out);
+/* Frees a result (one allocation); NULL is a no-op. */
+void cdx_classify_result_free(cdx_classify_result *r);
+
+/* A zero-shot tag set: every indexed image is tagged with it, and every
+ * image indexed later. */
+typedef struct cdx_tagset_def {
+	const char *name;       /* [A-Za-z0-9_.-], 1..64 bytes */
+	const char *const *labels;
+	size_t n_labels;
+	const char *const *templates;
+	size_t n_templates;
+	const char *template_set;
+	int has_threshold;
+	float threshold;        /* 0..1; without it 0.5 */
+	int multi;              /* 1: every label at or over the threshold
+	                           applies; 0: the model's default (CLIP: the
+	                           top label when it reaches the threshold;
+	                           SigLIP: multi-label) */
+} cdx_tagset_def;
+
+/* Defines (or replaces) a tag set and re-tags the collection; *tagged
+ * (may be NULL) receives the number of images tagged.  Errors as for
+ * cdx_classify. */
+int cdx_tags_define(cdx_client *c, const cdx_tagset_def *def,
+    int64_t *tagged);
+
+typedef struct cdx_tag_count {
+	const char *set;
+	const char *label;
+	int64_t images;         /* images with this tag; -1: not reported */
+} cdx_tag_count;
+
+typedef struct cdx_tagset {
+	const char *name;
+	const char *origin;     /* "zero-shot" or "learned" */
+	int sigmoid;            /* as cdx_classify_result */
+	int multi;
+	double threshold;
+	const char *model;      /* the model that made it */
+	int current;            /* 0: made by another model, tags nothing */
+	size_t n_labels;
+	cdx_tag_count *labels;  /* cdx_tags_show: with their counts */
+	size_t n_templates;
+	const char **templates; /* cdx_tags_show only */
+} cdx_tagset;
+
+typedef struct cdx_tagsets {
+	size_t n;
+	cdx_tagset *sets;
+} cdx_tagsets;
+
+/* Every tag set, by name (no counts, no templates). */
+int cdx_tags_list(cdx_client *c, cdx_tagsets **out);
+/* One set with its templates and images per label; CDX_ENOTFOUND. */
+int cdx_tags_show(cdx_client *c, const char *name, cdx_tagsets **out);
+/* Frees a list (one allocation); NULL is a no-op. */
+void cdx_tagsets_free(cdx_tagsets *t);
+/* Deletes a set and its tags; CDX_ENOTFOUND. */
+int cdx_tags_delete(cdx_client *c, const char *name);
+
+typedef struct cdx_tag_counts {
+	size_t n;
+	cdx_tag_count *counts;  /* by set, then label */
+} cdx_tag_counts;
+
+/* Images per label of set name (NULL: of every set). */
+int cdx_tags_counts(cdx_client *c, const char *name, cdx_tag_counts **out);
+/* Frees counts (one allocation); NULL is a no-op. */
+void cdx_tag_counts_free(cdx_tag_counts *t);
 
 #ifdef __cplusplus
 }

@@ -105,9 +105,9 @@ srv_image_bytes(srv_call *c, const cJSON *image, const cJSON *path,
 	return 0;
 }
 
-/* Decodes one image term into pixels for the encoder. */
-static int
-term_pixels(srv_call *c, const term *t, int exact, float *pixels)
+int
+srv_image_pixels(srv_call *c, const cJSON *image, const cJSON *path,
+    int exact, float *pixels)
 {
 	const clip_preprocess_cfg *pp = &c->s->info->preprocess;
 	clip_decode_opts dopt = { .max_pixels = c->s->cfg->max_pixels,
@@ -118,8 +118,7 @@ term_pixels(srv_call *c, const term *t, int exact, float *pixels)
 	size_t len = 0;
 	int rc;
 
-	if (srv_image_bytes(c, t->kind == TERM_IMAGE ? t->src : NULL,
-	    t->kind == TERM_PATH ? t->src : NULL, &data, &len) != 0)
+	if (srv_image_bytes(c, image, path, &data, &len) != 0)
 		return -1;
 	rc = clip_image_decode(data, len, &dopt, &img, &err);
 	free(data);
@@ -130,6 +129,43 @@ term_pixels(srv_call *c, const term *t, int exact, float *pixels)
 	if (rc != 0)
 		return srv_fail_cdx(c, rc, &err);
 	return 0;
+}
+
+/* Decodes one image term into pixels for the encoder. */
+static int
+term_pixels(srv_call *c, const term *t, int exact, float *pixels)
+{
+	return srv_image_pixels(c, t->kind == TERM_IMAGE ? t->src : NULL,
+	    t->kind == TERM_PATH ? t->src : NULL, exact, pixels);
+}
+
+int
+srv_image_lookup(srv_call *c, const cJSON *id, const cJSON *path,
+    store_image **img)
+{
+	cdx_error err;
+	int rc;
+
+	if (id != NULL) {
+		double idv = cJSON_IsNumber(id) ? id->valuedouble : 0;
+		if (idv < 1 || idv != floor(idv) || idv > 9007199254740992.0)
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'id' must be a "
+			    "positive integer");
+		rc = store_image_get(c->s->st, (uint64_t)idv, img, &err);
+		if (rc == CDX_ENOTFOUND)
+			return srv_fail(c, CDX_PROTO_NOT_FOUND, "no image with id %.0f",
+			    idv);
+	} else {
+		if (!cJSON_IsString(path))
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'path' must be a "
+			    "string");
+		rc = store_image_get_by_path(c->s->st, path->valuestring, img,
+		    &err);
+		if (rc == CDX_ENOTFOUND)
+			return srv_fail(c, CDX_PROTO_NOT_FOUND, "no indexed image at "
+			    "%.400s", path->valuestring);
+	}
+	return rc == 0 ? 0 : srv_fail_cdx(c, rc, &err);
 }
 
 /* Builds the query vector of the request's terms into q: the weighted
@@ -223,22 +259,8 @@ srv_query_vector(srv_call *c, float *q, int *text_only)
 			}
 			e = u;
 		} else if (t[i].kind == TERM_ID) {
-			double idv = t[i].src->valuedouble;
-			if (idv < 1 || idv != floor(idv) || idv > 9007199254740992.0) {
-				srv_fail(c, CDX_PROTO_BAD_REQUEST, "'id' must be a positive "
-				    "integer");
-				rc = -1;
+			if ((rc = srv_image_lookup(c, t[i].src, NULL, &img)) != 0)
 				goto out;
-			}
-			if ((rc = store_image_get(s->st, (uint64_t)idv, &img, &err)) != 0) {
-				if (rc == CDX_ENOTFOUND)
-					srv_fail(c, CDX_PROTO_NOT_FOUND, "no image with id %.0f",
-					    idv);
-				else
-					srv_fail_cdx(c, rc, &err);
-				rc = -1;
-				goto out;
-			}
 			e = img->embedding;
 		} else {
 			e = iemb + (size_t)ii++ * dim;
@@ -292,6 +314,8 @@ srv_parse_search_opts(srv_call *c, srv_search_opts *o)
 	if (o->k + o->offset > SRV_WINDOW_MAX)
 		return srv_fail(c, CDX_PROTO_TOO_LARGE, "offset + k is over %d",
 		    SRV_WINDOW_MAX);
+	if (tags_parse_filter(c, o) != 0)
+		return -1;
 	if (f == NULL || cJSON_IsNull(f))
 		return 0;
 	if (!cJSON_IsObject(f))
@@ -462,8 +486,8 @@ search_and_reply(srv_call *c, const float *q, const srv_search_opts *o,
 	srv *s = c->s;
 	size_t want = (size_t)(o->k + o->offset);
 	size_t fetch = want + (exclude != 0);
-	const store_filter *f = o->filter.path_prefix || o->filter.time_field ?
-	    &o->filter : NULL;
+	const store_filter *f = o->filter.path_prefix || o->filter.time_field ||
+	    o->filter.n_tags || o->filter.n_not_tags ? &o->filter : NULL;
 	store_results *res = NULL, *deeper = NULL;
 	picker p = { .want = want };
 	cdx_error err;
@@ -500,9 +524,15 @@ search_and_reply(srv_call *c, const float *q, const srv_search_opts *o,
 	}
 	cJSON *r = cJSON_CreateObject();
 	cJSON *arr = cJSON_AddArrayToObject(r, "results");
-	for (size_t i = (size_t)o->offset; i < p.n; i++)
-		cJSON_AddItemToArray(arr, srv_hit_json(&res->hits[p.sel[i]],
-		    p.prob[i]));
+	for (size_t i = (size_t)o->offset; i < p.n; i++) {
+		cJSON *h = srv_hit_json(&res->hits[p.sel[i]], p.prob[i]);
+		cJSON_AddItemToArray(arr, h);
+		if (tags_hit_json(c, h, res->hits[p.sel[i]].id) != 0) {
+			cJSON_Delete(r);
+			rc = -1;
+			goto out_free;
+		}
+	}
 	/* A capture time filter that left the page short: say how many
 	 * candidates it could never match (no EXIF time; --time mtime). */
 	if (o->filter.time_field == STORE_TIME_CAPTURE && p.n < want) {
@@ -876,6 +906,12 @@ static const struct {
 	{ "parse", op_parse },
 	{ "learn", learn_op },
 	{ "rerank", rerank_op },
+	{ "classify", classify_op },
+	{ "tags_define", tags_op_define },
+	{ "tags_list", tags_op_list },
+	{ "tags_show", tags_op_show },
+	{ "tags_delete", tags_op_delete },
+	{ "tags_counts", tags_op_counts },
 };
 
 void

@@ -710,6 +710,9 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 		if ((rc = clip_ctx_new(s->model, SRV_TERMS_MAX, &w->ctx, err)) != 0)
 			goto fail;
 	}
+	/* Zero-shot tag sets of another model are made again for this one
+	 * before anything is indexed or asked (tags_op.c). */
+	tags_rebuild_stale(s, s->workers[0].ctx);
 	for (int i = 0; i < s->n_workers; i++) {
 		if (pthread_create(&s->workers[i].thread, NULL, worker_main,
 		    &s->workers[i]) != 0) {

@@ -247,6 +247,7 @@ function readForm() {
   return {
     q: $('q').value.trim(), folder: $('folder').value.trim(), from: $('from').value,
     to: $('to').value, time: $('time').value, min: $('min').value.trim(), k: $('k').value,
+    tags: $('tags').value.trim(), nottags: $('nottags').value.trim(),
   };
 }
 
@@ -258,12 +259,14 @@ function writeForm(st) {
   $('time').value = st.time === 'mtime' ? 'mtime' : 'capture';
   $('min').value = st.min || '';
   $('k').value = ['24', '48', '96', '200'].includes(st.k) ? st.k : '48';
-  if (st.folder || st.from || st.to || st.min) $('filters').open = true;
+  $('tags').value = st.tags || '';
+  $('nottags').value = st.nottags || '';
+  if (st.folder || st.from || st.to || st.min || st.tags || st.nottags) $('filters').open = true;
 }
 
 function formToURL(st) {
   const u = new URLSearchParams();
-  for (const key of ['q', 'folder', 'from', 'to', 'min']) if (st[key]) u.set(key, st[key]);
+  for (const key of ['q', 'folder', 'from', 'to', 'min', 'tags', 'nottags']) if (st[key]) u.set(key, st[key]);
   if ((st.from || st.to) && st.time === 'mtime') u.set('time', 'mtime');
   if (st.k && st.k !== '48') u.set('k', st.k);
   const s = u.toString();
@@ -301,6 +304,9 @@ async function buildRequest(st) {
     if (to !== null) filter.to = to;
   }
   if (Object.keys(filter).length) req.filter = filter;
+  const tags = splitTags(st.tags), notTags = splitTags(st.nottags);
+  if (tags.length) req.tags = tags;
+  if (notTags.length) req.not_tags = notTags;
   if (st.min !== '' && st.min.endsWith('%')) {
     // a match probability: SigLIP models, text queries
     const p = parseFloat(st.min.slice(0, -1));
@@ -444,11 +450,11 @@ function tile(h, rank) {
   open.rel = 'noopener';
   open.title = `Open the full image (${h.width}×${h.height}, ${fmtBytes(h.size)})`;
   open.addEventListener('click', (ev) => { if (token) { ev.preventDefault(); openImage(h.id); } });
-  line.append(score, markButtons(h.id), open);
+  line.append(score, markButtons(h.id), classifyButton(h), open);
   const path = el('div', 'path', shortPath(h.path));
   path.title = h.path + (h.capture_time ? `\ntaken ${fmtTime(h.capture_time)}` : '') +
     `\nmodified ${fmtTime(h.mtime)}`;
-  cap.append(line, path);
+  cap.append(line, path, tagChips(h));
   fig.append(a, cap);
   paintTile(fig);
   return fig;
@@ -537,6 +543,122 @@ async function saveClassifier() {
     `cross-validated accuracy ${(100 * r.cv_accuracy).toFixed(0)}% (${r.folds} folds); it tags ` +
     `${r.tagged} images. Export them with clipdex retrieve (a prompt line learned:${name}) ` +
     '--copy-to DIR. '), b);
+}
+
+/* ---- tags and the classify panel ---- */
+
+/* "food, beach" -> ['food', 'beach'] */
+function splitTags(text) {
+  return (text || '').split(',').map((t) => t.trim()).filter((t) => t);
+}
+
+/* The image's tags (search results carry them): one small button each,
+ * which adds the tag to the filter. */
+function tagChips(h) {
+  const box = el('div', 'tags');
+  for (const t of h.tags || []) {
+    const b = el('button', 'tag', t.label);
+    b.type = 'button';
+    b.title = `${t.set}/${t.label}: ${(100 * t.prob).toFixed(1)}% (only images with this tag)`;
+    b.addEventListener('click', () => {
+      const have = splitTags($('tags').value);
+      if (!have.includes(t.label)) $('tags').value = have.concat([t.label]).join(', ');
+      search({ push: true });
+    });
+    box.append(b);
+  }
+  return box;
+}
+
+/* The labels of the daemon's tag sets, offered in the tag filters. */
+let tagListLoaded = false;
+async function loadTagList() {
+  if (tagListLoaded) return;
+  tagListLoaded = true;
+  let r;
+  try { r = await api({ op: 'tags_list' }); } catch (e) { tagListLoaded = false; return; }
+  const seen = new Set();
+  const list = $('tag-list');
+  list.replaceChildren();
+  for (const s of r.sets || []) {
+    for (const l of s.labels || []) {
+      for (const v of [l, `${s.name}/${l}`]) {
+        if (seen.has(v)) continue;
+        seen.add(v);
+        const o = el('option');
+        o.value = v;
+        list.append(o);
+      }
+    }
+  }
+}
+
+function classifyButton(h) {
+  const b = el('button', 'act-classify', 'classify');
+  b.type = 'button';
+  b.title = 'Classify this image by labels you type';
+  b.addEventListener('click', () => openClassify(h));
+  return b;
+}
+
+let classifying = null;   /* the image in the panel */
+
+function openClassify(h) {
+  classifying = h;
+  $('cls-img').alt = shortPath(h.path);
+  setImage($('cls-img'), `/thumb/${h.id}?v=${h.mtime}`);
+  $('cls-path').textContent = h.path;
+  $('cls-path').title = h.path;
+  $('cls-labels').value = sessionStorage.getItem('clipdex.labels') || '';
+  $('cls-bars').replaceChildren();
+  showMsg($('cls-msg'), 'Type labels separated by commas.');
+  $('classify-dialog').showModal();
+  $('cls-labels').focus();
+  if ($('cls-labels').value) runClassify();
+}
+
+/* Classifies the image in the panel; the daemon parses the labels (the
+ * rules of docs/CLASSIFY.md) and answers with every label's probability,
+ * highest first. */
+async function classifyImage(id, labels, templateSet) {
+  const req = { op: 'classify', items: [{ id: Number(id) }], labels };
+  if (templateSet) req.template_set = templateSet;
+  return api(req);
+}
+
+async function runClassify() {
+  const h = classifying;
+  const labels = $('cls-labels').value.trim();
+  if (!h) return;
+  if (!labels) { showMsg($('cls-msg'), 'Type labels separated by commas.', true); return; }
+  sessionStorage.setItem('clipdex.labels', labels);
+  showMsg($('cls-msg'), 'Classifying…');
+  let r;
+  try {
+    r = await classifyImage(h.id, labels, $('cls-templates').value);
+  } catch (e) {
+    showMsg($('cls-msg'), e.message, true);
+    return;
+  }
+  if (classifying !== h) return;
+  const bars = $('cls-bars');
+  bars.replaceChildren();
+  for (const l of r.results[0].labels) {
+    const li = el('li');
+    li.dataset.label = l.label;
+    const name = el('span', 'name', l.label);
+    name.title = l.label;
+    const track = el('span', 'track');
+    const fill = el('span', 'fill');
+    fill.style.display = 'block';
+    fill.style.width = `${(100 * l.prob).toFixed(1)}%`;
+    track.append(fill);
+    li.append(name, track, el('span', 'pct', `${(100 * l.prob).toFixed(1)}%`));
+    bars.append(li);
+  }
+  showMsg($('cls-msg'), r.mode === 'sigmoid' ?
+    'Each label\'s own probability (SigLIP: they need not sum to 100%).' :
+    'Probabilities over these labels (they sum to 100%).');
 }
 
 /* ---- the duplicates view ---- */
@@ -745,6 +867,7 @@ function route() {
     show('search');
     writeForm(Object.fromEntries(u.entries()));
     search({ push: false });
+    loadTagList();
   }
 }
 
@@ -758,7 +881,7 @@ document.addEventListener('click', (ev) => {
 window.addEventListener('popstate', route);
 
 $('search-form').addEventListener('submit', (ev) => { ev.preventDefault(); search({ push: true }); });
-for (const id of ['folder', 'from', 'to', 'time', 'min', 'k'])
+for (const id of ['folder', 'from', 'to', 'time', 'min', 'k', 'tags', 'nottags'])
   $(id).addEventListener('change', () => search({ push: true }));
 $('more').addEventListener('click', () => loadPage());
 $('fb-rerank').addEventListener('click', () => rerank());
@@ -766,6 +889,9 @@ $('fb-save').addEventListener('click', () => saveClassifier());
 $('fb-clear').addEventListener('click', () => { marks.clear(); showMsg($('fb-msg'), ''); paintMarks(); });
 $('file').addEventListener('change', (ev) => { addExamples([...ev.target.files]); ev.target.value = ''; });
 $('dupes-form').addEventListener('submit', (ev) => { ev.preventDefault(); findDupes(true); });
+$('classify-form').addEventListener('submit', (ev) => { ev.preventDefault(); runClassify(); });
+$('cls-close').addEventListener('click', () => { classifying = null; $('classify-dialog').close(); });
+$('cls-templates').addEventListener('change', () => runClassify());
 $('dmore').addEventListener('click', () => loadDupes());
 
 /* drop an image anywhere */
@@ -789,6 +915,6 @@ window.addEventListener('drop', (ev) => {
 });
 
 /* for tests and the console */
-window.clipdex = { parseQuery, buildRequest };
+window.clipdex = { parseQuery, buildRequest, classifyImage };
 
 route();

@@ -309,6 +309,65 @@ async function search(page, q) {
     expect(r[0].id === id || r[0].score > 0.999, `similar: first is ${r[0].id}`);
   });
 
+  await check('tags_and_classify_panel', async () => {
+    /* a tag set (threshold 0: every image gets its most probable label) */
+    await page.goto(url + '/');
+    const call = (req) => page.evaluate((r) => fetch('/api', { method: 'POST',
+      headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(r) })
+      .then((x) => x.json()), req);
+    const def = await call({ op: 'tags_define', name: 'look', labels: ['bright', 'dark'], threshold: 0 });
+    expect(def.ok && def.tagged === N_IMAGES, 'tags_define: ' + JSON.stringify(def));
+    const counts = (await call({ op: 'tags_counts', name: 'look' })).counts;
+    const bright = counts.find((c) => c.label === 'bright').images;
+    /* results show their tags */
+    await page.goto(url + '/?q=a+photo');
+    await results(page, N_IMAGES);
+    const tags = await page.$$eval('#results .tile', (ts) => ts.map((t) =>
+      [...t.querySelectorAll('.tags .tag')].map((b) => b.textContent)));
+    expect(tags.every((t) => t.length === 1 && ['bright', 'dark'].includes(t[0])), 'tags ' + JSON.stringify(tags));
+    expect(tags.filter((t) => t[0] === 'bright').length === bright, 'tags disagree with the counts');
+    /* the tag filters, from the URL and from a click on a tag */
+    await page.goto(url + '/?q=a+photo&tags=look%2Fbright');
+    let r = await results(page, bright);
+    expect(r.length === bright, `tags=look/bright: ${r.length} tiles, want ${bright}`);
+    expect(await page.inputValue('#tags') === 'look/bright', 'the filter is not shown');
+    await page.goto(url + '/?q=a+photo&nottags=bright');
+    r = await results(page, N_IMAGES - bright);
+    expect(r.length === N_IMAGES - bright, `nottags=bright: ${r.length} tiles`);
+    await page.goto(url + '/?q=a+photo');
+    await results(page, N_IMAGES);
+    const first = await page.$eval('#results .tile .tag', (b) => b.textContent);
+    await page.click('#results .tile .tag');
+    await page.waitForFunction((t) => new URL(location.href).searchParams.get('tags') === t, first);
+    r = await results(page, first === 'bright' ? bright : N_IMAGES - bright);
+    expect(r.length === (first === 'bright' ? bright : N_IMAGES - bright), `a click on ${first}: ${r.length} tiles`);
+    /* the classify panel: bars highest first, summing to 100% (CLIP) */
+    await page.goto(url + '/?q=a+photo');
+    await results(page, N_IMAGES);
+    await page.click('#results .tile:nth-child(2) .act-classify');
+    await page.waitForSelector('#classify-dialog[open]');
+    await page.fill('#cls-labels', 'a beach, a city, a cat');
+    await page.click('#cls-go');
+    await page.waitForFunction(() => document.querySelectorAll('#cls-bars li').length === 3);
+    const bars = await page.$$eval('#cls-bars li', (ls) => ls.map((l) =>
+      ({ label: l.dataset.label, pct: parseFloat(l.querySelector('.pct').textContent),
+        w: l.querySelector('.fill').getBoundingClientRect().width })));
+    const sum = bars.reduce((a, b) => a + b.pct, 0);
+    expect(Math.abs(sum - 100) < 0.5, 'percentages sum to ' + sum);
+    for (let i = 1; i < bars.length; i++) expect(bars[i - 1].pct >= bars[i].pct && bars[i - 1].w >= bars[i].w, 'not highest first');
+    expect(bars.map((b) => b.label).sort().join() === 'a beach,a cat,a city', 'labels ' + JSON.stringify(bars));
+    /* a bad label list: the daemon's reason */
+    const before = problems.length;
+    await page.fill('#cls-labels', 'cat, cat');
+    await page.click('#cls-go');
+    await page.waitForFunction(() => document.getElementById('cls-msg').classList.contains('error'));
+    expect((await page.textContent('#cls-msg')).includes('cat'), 'message: ' + await page.textContent('#cls-msg'));
+    problems.splice(before);   /* the 400 the browser logs */
+    await page.click('#cls-close');
+    expect(await page.isHidden('#classify-dialog'), 'the panel stays open');
+    await call({ op: 'tags_delete', name: 'look' });
+  });
+
   await check('status_view', async () => {
     await page.click('#nav-status');
     await page.waitForFunction((n) => document.getElementById('s-images').textContent === String(n),
