@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "classify/classify.h"
+#include "daemon/learn_op.h"
 #include "daemon/srv_internal.h"
 
 /* Default threshold of a tag set defined without one. */
@@ -372,6 +373,11 @@ tags_op_delete(srv_call *c)
 		return -1;
 	if ((rc = store_tagset_delete(c->s->st, name, &err)) != 0)
 		return store_failed(c, rc, &err, name);
+	/* a learned set's kept examples go with it (not needed for the
+	 * delete itself: a failure is only logged) */
+	if (learn_forget(c->s, name, &err) != 0)
+		cdx_log(CDX_LOG_WARN, "tag set %s: its examples were not "
+		    "forgotten: %s", name, err.msg);
 	cdx_log(CDX_LOG_INFO, "tag set %s deleted", name);
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddStringToObject(r, "deleted", name);

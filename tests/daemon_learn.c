@@ -539,6 +539,20 @@ test_refit_on_request(void **state)
 	    err.msg);
 	call_fails("{\"op\":\"learn\",\"name\":\"red\",\"refit\":true,"
 	    "\"positive\":[{\"id\":1}]}", "bad_request", "no examples");
+	/* tags_delete forgets a learned set's examples with the set */
+	cJSON_Delete(call_ok("{\"op\":\"learn\",\"name\":\"gone\","
+	    "\"positive\":[{\"path\":\"/learn/red\"}],\"negative\":"
+	    "[{\"path\":\"/learn/blue\"}]}"));
+	void *kept = NULL;
+	size_t kept_len;
+	CDX_ASSERT_OK(store_kv_get(daemon_srv->st, "learned/gone", &kept,
+	    &kept_len, &err), err.msg);
+	free(kept);
+	cJSON_Delete(call_ok("{\"op\":\"tags_delete\",\"name\":\"gone\"}"));
+	assert_int_equal(store_kv_get(daemon_srv->st, "learned/gone", &kept,
+	    &kept_len, &err), CDX_ENOTFOUND);
+	call_fails("{\"op\":\"learn\",\"name\":\"gone\",\"refit\":true}",
+	    "bad_request", "not known");
 }
 
 static void
