@@ -245,6 +245,11 @@ async function search(page, q) {
     expect(rl.length === N_IMAGES, `learned:my_pick: ${rl.length} tiles`);
     await page.click('#fb-clear');
     expect(await page.isHidden('#feedback'), 'the marks bar stays after clearing');
+    /* the saved classifier tags every image: later checks must not see it */
+    const del = await page.evaluate(() => fetch('/api', { method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ op: 'tags_delete', name: 'my_pick' }) }).then((x) => x.json()));
+    expect(del.ok, 'tags_delete my_pick: ' + JSON.stringify(del));
   });
 
   await check('open_full_image', async () => {
