@@ -1,0 +1,152 @@
+/*
+ * image_heif.c - HEIC/HEIF and AVIF through libheif (its libde265 and AV1
+ * decoders as Debian builds them).
+ *
+ * Rules (docs/IMAGES.md):
+ *  - The primary image, with the transformations libheif applies by
+ *    default (irot, imir, clap).  EXIF orientation is then NOT applied
+ *    again, as Pillow with pillow-heif does: info.orientation stays 1.
+ *  - The capture time comes from the EXIF block.
+ *  - 8-bit interleaved RGB as libheif converts it (also from 10/12-bit
+ *    images); alpha is dropped.
+ *  - The pixel limit applies to the coded size (ispe) and the displayed
+ *    size, before libheif decodes anything.
+ *  - libheif decodes on the calling thread (no threads of its own).
+ */
+#include "encoder/clip.h"
+#include "encoder/image_internal.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libheif/heif.h>
+
+static int
+heif_fail(struct heif_error e, const char *what, cdx_error *err)
+{
+	if (e.subcode == heif_suberror_Security_limit_exceeded)
+		return cdx_error_set(err, CDX_ETOOBIG, "HEIF/AVIF (%s) over "
+		    "libheif's size limits: %s", what,
+		    e.message != NULL ? e.message : "?");
+	if (e.code == heif_error_Memory_allocation_error)
+		return cdx_error_set(err, CDX_ENOMEM, "HEIF: out of memory");
+	return cdx_error_set(err, CDX_EFORMAT, "corrupt HEIF/AVIF (%s): %s",
+	    what, e.message != NULL ? e.message : "?");
+}
+
+/* EXIF capture time of the handle's first Exif block (a 4-byte offset to
+ * the TIFF header, then the TIFF data). */
+static void
+heif_exif(const struct heif_image_handle *h, clip_image_info *info)
+{
+	heif_item_id id;
+	if (heif_image_handle_get_list_of_metadata_block_IDs(h, "Exif", &id,
+	    1) != 1)
+		return;
+	size_t len = heif_image_handle_get_metadata_size(h, id);
+	if (len < 4 || len > (size_t)1 << 26)
+		return;
+	uint8_t *buf = malloc(len);
+	if (buf == NULL)
+		return;
+	struct heif_error e = heif_image_handle_get_metadata(h, id, buf);
+	if (e.code == heif_error_Ok) {
+		uint32_t off = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 |
+		    (uint32_t)buf[2] << 8 | buf[3];
+		int orientation;  /* the HEIF transform wins: not applied */
+		if (off <= len - 4)
+			clip_exif_read(buf + 4 + off, len - 4 - off,
+			    &orientation, &info->capture_time);
+	}
+	free(buf);
+}
+
+int
+clip_heif_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
+    int probe_only, clip_image_info *info, int *ow, int *oh, uint8_t **orgb,
+    cdx_error *err)
+{
+	struct heif_image_handle *h = NULL;
+	struct heif_image *img = NULL;
+	struct heif_error e;
+	int rc;
+
+	struct heif_context *ctx = heif_context_alloc();
+	if (ctx == NULL)
+		return cdx_error_set(err, CDX_ENOMEM,
+		    "cannot create a HEIF decoder");
+	heif_context_set_max_decoding_threads(ctx, 0);
+	e = heif_context_read_from_memory_without_copy(ctx, d, n, NULL);
+	if (e.code != heif_error_Ok) {
+		rc = heif_fail(e, "container", err);
+		goto out_free_ctx;
+	}
+	e = heif_context_get_primary_image_handle(ctx, &h);
+	if (e.code != heif_error_Ok) {
+		rc = heif_fail(e, "primary image", err);
+		goto out_free_ctx;
+	}
+	int w = heif_image_handle_get_width(h);
+	int ht = heif_image_handle_get_height(h);
+	int iw = heif_image_handle_get_ispe_width(h);
+	int ih = heif_image_handle_get_ispe_height(h);
+	if (w <= 0 || ht <= 0) {
+		rc = cdx_error_set(err, CDX_EFORMAT,
+		    "corrupt HEIF/AVIF header: size %d x %d", w, ht);
+		goto out_free_handle;
+	}
+	info->width = w;
+	info->height = ht;
+	heif_exif(h, info);
+	if ((rc = clip_check_limit(opts, info->format, (uint64_t)w,
+	    (uint64_t)ht, err)) != 0 || (iw > 0 && ih > 0 &&
+	    (rc = clip_check_limit(opts, info->format, (uint64_t)iw,
+	    (uint64_t)ih, err)) != 0) || probe_only)
+		goto out_free_handle;
+
+	e = heif_decode_image(h, &img, heif_colorspace_RGB,
+	    heif_chroma_interleaved_RGB, NULL);
+	if (e.code != heif_error_Ok) {
+		rc = heif_fail(e, "image data", err);
+		goto out_free_handle;
+	}
+	int stride = 0;
+	const uint8_t *p = heif_image_get_plane_readonly(img,
+	    heif_channel_interleaved, &stride);
+	int pw = heif_image_get_width(img, heif_channel_interleaved);
+	int ph = heif_image_get_height(img, heif_channel_interleaved);
+	if (p == NULL || pw <= 0 || ph <= 0 || stride < pw * 3 ||
+	    heif_image_get_bits_per_pixel_range(img,
+	    heif_channel_interleaved) != 8 ||
+	    (rc = clip_check_limit(opts, info->format, (uint64_t)pw,
+	    (uint64_t)ph, err)) != 0) {
+		if (rc == 0)
+			rc = cdx_error_set(err, CDX_EFORMAT,
+			    "HEIF/AVIF: libheif gave no 8-bit RGB image");
+		goto out_free_image;
+	}
+	uint8_t *buf = malloc((size_t)pw * (size_t)ph * 3);
+	if (buf == NULL) {
+		rc = cdx_error_set(err, CDX_ENOMEM,
+		    "no memory for a %d x %d image", pw, ph);
+		goto out_free_image;
+	}
+	for (int y = 0; y < ph; y++)
+		memcpy(buf + (size_t)y * pw * 3, p + (size_t)y * stride,
+		    (size_t)pw * 3);
+	/* What was decoded is what is displayed. */
+	info->width = pw;
+	info->height = ph;
+	*ow = pw;
+	*oh = ph;
+	*orgb = buf;
+	rc = 0;
+out_free_image:
+	heif_image_release(img);
+out_free_handle:
+	heif_image_handle_release(h);
+out_free_ctx:
+	heif_context_free(ctx);
+	return rc;
+}
