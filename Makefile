@@ -169,6 +169,8 @@ fuzz:
 	        -o build-fuzz/$$n $$f $(FUZZ_LIBS) $(LDLIBS); \
 	    seeds=""; case $$n in \
 	        image_*) seeds=tests/fixtures/images ;; \
+	        heif_*|webp_*|tiff_*|gif_*|bmp_*|raw_*) \
+	            seeds=tests/fixtures/images/formats ;; \
 	        tokenize_*) seeds="fuzz/tokenize_seeds -dict=fuzz/tokenize.dict" ;; \
 	        sptok_*) seeds="fuzz/sptok_seeds -dict=fuzz/sptok.dict" ;; \
 	        *) seeds=fuzz/$${n%_fuzz}_seeds ;; esac; \

@@ -311,8 +311,12 @@ clip_tiff_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 		    PHOTOMETRIC_MINISBLACK;
 	TIFFGetFieldDefaulted(tif, TIFFTAG_ORIENTATION, &o);
 	info->orientation = o >= 1 && o <= 8 ? o : 1;
+	/* DateTimeOriginal: the file is itself the EXIF blob libexif reads,
+	 * worth parsing only where it has an EXIF IFD */
+	toff_t exif_ifd = 0;
 	int orientation_unused;
-	clip_exif_read(d, n, &orientation_unused, &info->capture_time);
+	if (TIFFGetField(tif, TIFFTAG_EXIFIFD, &exif_ifd) && exif_ifd != 0)
+		clip_exif_read(d, n, &orientation_unused, &info->capture_time);
 	int swap = info->orientation >= 5;
 	info->width = (int)(swap ? p.h : p.w);
 	info->height = (int)(swap ? p.w : p.h);

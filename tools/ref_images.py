@@ -673,6 +673,8 @@ def tiff_write(name, pages, big_endian=False, tile=None):
         blob = b""
         for tag in sorted(tags):
             typ, vals = tags[tag]
+            if tag == 34665:
+                vals = [0]  # patched below
             data = b"".join(struct.pack(e + tfmt[typ], *(v if isinstance(v, tuple) else (v,)))
                             for v in vals) if typ != 2 else bytes(vals)
             cnt = len(vals)
@@ -684,6 +686,17 @@ def tiff_write(name, pages, big_endian=False, tile=None):
         out += ifd
         ifd_ptr = len(out)
         out += b"\0\0\0\0" + blob
+        if 34665 in tags:
+            # an Exif IFD with DateTimeOriginal (tags[34665] = (4, [text]))
+            # at the end, its offset patched into the entry
+            text = tags[34665][1][0].encode() + b"\0"
+            if len(out) % 2:
+                out += b"\0"
+            at = len(out)
+            entry = ifd_off + 2 + 12 * sorted(tags).index(34665) + 8
+            struct.pack_into(e + "I", out, entry, at)
+            out += struct.pack(e + "HHHII", 1, 0x9003, 2, len(text), at + 18)
+            out += b"\0\0\0\0" + text
     with open(fpath(name), "wb") as f:
         f.write(bytes(out))
 
@@ -736,9 +749,13 @@ def tiff_fixtures():
                  "t_tiled.tif", "t_multipage.tif"):
         fpillow_ref(name)
     for o in range(1, 9):
-        tiff_write(f"t_orient{o}.tif", [(photo(30, 18, 60 + o), 2, {274: (3, [o])})])
+        extra = {274: (3, [o])}
+        if o == 6:
+            extra[34665] = (4, ["2018:05:06 07:08:09"])
+        tiff_write(f"t_orient{o}.tif", [(photo(30, 18, 60 + o), 2, extra)])
         fpillow_ref(f"t_orient{o}.tif")
-    fmanifest.append("info t_orient6.tif 6 18 30 6 none")
+    fmanifest.append("info t_orient6.tif 6 18 30 6 %d" %
+                     calendar.timegm((2018, 5, 6, 7, 8, 9)))
     fmanifest.append("info t_rgb8.tif 6 45 29 1 none")
 
 
