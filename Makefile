@@ -176,7 +176,9 @@ fuzz:
 	        *) seeds=fuzz/$${n%_fuzz}_seeds ;; esac; \
 	    mkdir -p build-fuzz/corpus-$$n; \
 	    echo "== $$n ($(FUZZ_SECONDS) s)"; \
-	    if ! build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    if ! LSAN_OPTIONS=suppressions=fuzz/lsan-dav1d.supp \
+	        build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	        -artifact_prefix=build-fuzz/ \
 	        build-fuzz/corpus-$$n $$seeds >build-fuzz/$$n.log 2>&1; then \
 	        tail -40 build-fuzz/$$n.log; exit 1; fi; \
 	    grep -E "^#[0-9]+[[:space:]]+DONE|^Done [0-9]+ runs" build-fuzz/$$n.log; \

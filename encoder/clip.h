@@ -194,7 +194,8 @@ enum clip_content {
  * `ftyp` brands, the IFD0 of TIFF-based RAW files), never by name.
  * Returns an enum clip_image_format (CLIP_FORMAT_UNKNOWN when none);
  * *content (may be NULL) receives an enum clip_content.  Reads at most the
- * first 64 KiB; never fails; reentrant. */
+ * first 64 KiB, and of a TIFF its IFD0 and first SubIFD wherever they lie;
+ * never fails; reentrant. */
 int clip_image_sniff(const void *data, size_t len, int *content);
 
 /* A format's short name ("JPEG", "HEIF", ..., "unknown"); static storage. */

@@ -91,15 +91,13 @@ raw_preview(libraw_data_t *lr, const clip_decode_opts *opts, int *ow,
 }
 
 /* Exact mode's path: half-size demosaic, camera white balance, libraw's
- * default sRGB output, in stored orientation. */
+ * default sRGB output, in stored orientation (the parameters are set before
+ * the file is opened). */
 static int
 raw_demosaic(libraw_data_t *lr, const int *data_error, int *ow, int *oh,
     uint8_t **orgb, cdx_error *err)
 {
 	int e;
-	lr->params.half_size = 1;
-	lr->params.use_camera_wb = 1;
-	lr->params.user_flip = 0;
 	if ((e = libraw_unpack(lr)) != LIBRAW_SUCCESS)
 		return raw_fail(e, "sensor data", err);
 	if (*data_error)
@@ -148,6 +146,10 @@ clip_raw_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 	libraw_set_dataerror_handler(lr, raw_quiet_data, &data_error);
 	libraw_set_memerror_handler(lr, raw_quiet_mem, NULL);
 	lr->params.max_raw_memory_mb = 1024;
+	/* Before opening: libraw decides the half-size "shrink" there. */
+	lr->params.half_size = 1;
+	lr->params.use_camera_wb = 1;
+	lr->params.user_flip = 0;      /* stored order: image.c turns it */
 	/* libraw reads the buffer only */
 	if ((e = libraw_open_buffer(lr, (void *)(uintptr_t)d, n)) !=
 	    LIBRAW_SUCCESS) {

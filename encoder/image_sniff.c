@@ -7,7 +7,8 @@
 
 #include <string.h>
 
-/* Only this much of a file is looked at. */
+/* Only this much of a file is scanned (a TIFF's IFD0 and first SubIFD
+ * are read wherever they lie: a few hundred bytes each). */
 #define SNIFF_MAX ((size_t)64 << 10)
 
 static uint32_t
@@ -152,7 +153,7 @@ clip_image_sniff(const void *data, size_t len, int *content)
 		fmt = CLIP_FORMAT_GIF;
 	else if (n >= 8 && (memcmp(d, "II*\0", 4) == 0 ||
 	    memcmp(d, "MM\0*", 4) == 0))
-		fmt = sniff_tiff(d, n);
+		fmt = sniff_tiff(d, len);  /* IFDs may lie anywhere */
 	else if (n >= 8 && (memcmp(d, "IIRO", 4) == 0 ||
 	    memcmp(d, "IIRS", 4) == 0 || memcmp(d, "MMOR", 4) == 0 ||
 	    memcmp(d, "IIU\0", 4) == 0))

@@ -248,6 +248,24 @@ test_sniff_by_content(void **state)
 		assert_int_equal(content, cases[i].content);
 	}
 	assert_int_equal(clip_image_sniff(NULL, 0, NULL), 0);
+	/* a TIFF-based RAW whose IFD0 lies after megabytes of sensor data
+	 * (as the bench's DNG, and some writers', do) */
+	size_t big = (size_t)3 << 20;
+	uint8_t *raw = calloc(1, big + 32);
+	assert_non_null(raw);
+	memcpy(raw, "II*\0", 4);
+	raw[4] = (uint8_t)big;
+	raw[5] = (uint8_t)(big >> 8);
+	raw[6] = (uint8_t)(big >> 16);
+	static const uint8_t ifd[] = { 1, 0, 0x12, 0xC6, 1, 0, 4, 0, 0, 0, 1,
+		4, 0, 0, 0, 0, 0, 0 };
+	memcpy(raw + big, ifd, sizeof(ifd));
+	assert_int_equal(clip_image_sniff(raw, big + 32, &content),
+	    CLIP_FORMAT_RAW);
+	raw[big + 2] = 0x13;    /* not DNGVersion: a plain TIFF */
+	assert_int_equal(clip_image_sniff(raw, big + 32, &content),
+	    CLIP_FORMAT_TIFF);
+	free(raw);
 	assert_string_equal(clip_image_format_name(CLIP_FORMAT_HEIF), "HEIF");
 	assert_string_equal(clip_image_format_name(99), "unknown");
 	/* a video's decode error says what it is */
