@@ -884,6 +884,8 @@ def bmp_fixtures():
 
 
 def tool_ref(name, cmd, out):
+    """The reference made by a library's command-line tool: its output
+    image read with Pillow as RGB."""
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rgb = np.array(Image.open(out).convert("RGB"))
     os.unlink(out)
@@ -982,7 +984,17 @@ def heif_fixtures():
     ex_src = os.path.join(tmp, "ex.jpg")
     Image.fromarray(photo(64, 40, 93)).save(
         ex_src, quality=95, exif=b"Exif\0\0" + tiff_exif(6, "2021:07:04 12:34:56"))
+    # 16-bit input: heif-enc writes a 10-bit HEIC (its AVIF encoder, aom
+    # 3.6, aborts on 10-bit input: no 10-bit AVIF fixture)
+    src16 = os.path.join(tmp, "src16.png")
+    a16 = photo(64, 40, 95).astype(np.uint16) * 257
+    raw = b"".join(b"\0" + row.astype(">u2").tobytes() for row in a16)
+    with open(src16, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" +
+                png_chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 40, 16, 2, 0, 0, 0)) +
+                png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b""))
     runs = [("h_basic.heic", src, []), ("h_alpha.heic", srca, []),
+            ("h_10bit.heic", src16, ["-b", "10"]),
             ("h_exif6.heic", ex_src, []), ("a_basic.avif", src, []),
             ("a_alpha.avif", srca, [])]
     for name, s, extra in runs:
@@ -1003,9 +1015,12 @@ def heif_fixtures():
     with open(fpath("a_irot.avif"), "wb") as f:
         f.write(heif_add_property(abase, struct.pack(">I4sB", 9, b"irot", 2)))
     for name in ("h_basic.heic", "h_alpha.heic", "h_exif6.heic", "h_irot.heic", "h_imir.heic",
-                 "h_irot_exif6.heic", "a_basic.avif", "a_alpha.avif", "a_irot.avif"):
+                 "h_irot_exif6.heic", "a_basic.avif", "a_alpha.avif", "a_irot.avif",
+                 "h_10bit.heic"):
         out = os.path.join(tmp, "out.png")
         tool_ref(name, ["heif-convert", fpath(name), out], out)
+    # 10 bits: heif-convert writes a 16-bit PNG, read by Pillow as its high
+    # bytes, which equal libheif's own conversion to 8 bits
     t = calendar.timegm((2021, 7, 4, 12, 34, 56))
     fmanifest.append("info h_basic.heic 3 64 40 1 none")
     fmanifest.append(f"info h_exif6.heic 3 64 40 1 {t}")
