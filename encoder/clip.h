@@ -230,8 +230,10 @@ typedef struct clip_decode_opts {
 	/* 0: decode at full size ("exact" mode).  >0 ("fast" mode): JPEGs are
 	 * decoded at the smallest DCT scale (1/8 .. 1) that keeps the shorter
 	 * side at or above min_short; a camera RAW's embedded JPEG preview is
-	 * used instead of the demosaic when its shorter side is at least
-	 * min_short.  Other formats are always decoded at full size. */
+	 * used instead of the demosaic, and a HEIF's thumbnail item instead of
+	 * the primary image, when its shorter side is at least min_short (a
+	 * thumbnail also of the same shape).  Other formats are always
+	 * decoded at full size. */
 	int min_short;
 	/* Fast mode, progressive JPEGs: 0 (the default) decodes only the scans
 	 * that the DCT-scaled inverse DCT needs; 1 decodes every scan (the

@@ -11,6 +11,11 @@
  *    images); alpha is dropped.
  *  - The pixel limit applies to the coded size (ispe) and the displayed
  *    size, before libheif decodes anything.
+ *  - Fast mode (min_short > 0): the smallest thumbnail item of the
+ *    primary image (iPhones store a 320 x 240 one) whose shorter side is at
+ *    least min_short and whose shape is the primary image's (its aspect
+ *    within one pixel, transformations applied as libheif applies them),
+ *    else the primary image.
  *  - libheif decodes on the calling thread (no threads of its own).
  */
 #include "encoder/clip.h"
@@ -62,6 +67,38 @@ heif_exif(const struct heif_image_handle *h, clip_image_info *info)
 	free(buf);
 }
 
+/* Fast mode: the thumbnail of h to decode instead (a new handle, the
+ * caller's), or NULL.  w x ht: the primary image's displayed size. */
+static struct heif_image_handle *
+heif_pick_thumbnail(const struct heif_image_handle *h, int w, int ht,
+    int min_short)
+{
+	heif_item_id ids[8];
+	struct heif_image_handle *best = NULL;
+	int n = heif_image_handle_get_list_of_thumbnail_IDs(h, ids, 8);
+	for (int i = 0; i < n; i++) {
+		struct heif_image_handle *t = NULL;
+		if (heif_image_handle_get_thumbnail(h, ids[i], &t).code !=
+		    heif_error_Ok || t == NULL)
+			continue;
+		int tw = heif_image_handle_get_width(t);
+		int th = heif_image_handle_get_height(t);
+		/* the same shape: |tw / th - w / ht| within a pixel */
+		int64_t skew = (int64_t)tw * ht - (int64_t)th * w;
+		int64_t longer = w > ht ? w : ht;
+		if (tw <= 0 || th <= 0 || (tw < th ? tw : th) < min_short ||
+		    skew > longer || skew < -longer || (best != NULL &&
+		    (int64_t)tw * th >= (int64_t)heif_image_handle_get_width(
+		    best) * heif_image_handle_get_height(best))) {
+			heif_image_handle_release(t);
+			continue;
+		}
+		heif_image_handle_release(best);
+		best = t;
+	}
+	return best;
+}
+
 int
 clip_heif_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
     int probe_only, clip_image_info *info, int *ow, int *oh, uint8_t **orgb,
@@ -105,8 +142,12 @@ clip_heif_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 	    (uint64_t)ih, err)) != 0) || probe_only)
 		goto out_free_handle;
 
-	e = heif_decode_image(h, &img, heif_colorspace_RGB,
-	    heif_chroma_interleaved_RGB, NULL);
+	struct heif_image_handle *thumb = opts != NULL && opts->min_short > 0 ?
+	    heif_pick_thumbnail(h, w, ht, opts->min_short) : NULL;
+	e = heif_decode_image(thumb != NULL ? thumb : h, &img,
+	    heif_colorspace_RGB, heif_chroma_interleaved_RGB, NULL);
+	int from_thumb = thumb != NULL;
+	heif_image_handle_release(thumb);
 	if (e.code != heif_error_Ok) {
 		rc = heif_fail(e, "image data", err);
 		goto out_free_handle;
@@ -135,9 +176,12 @@ clip_heif_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 	for (int y = 0; y < ph; y++)
 		memcpy(buf + (size_t)y * pw * 3, p + (size_t)y * stride,
 		    (size_t)pw * 3);
-	/* What was decoded is what is displayed. */
-	info->width = pw;
-	info->height = ph;
+	/* What was decoded is what is displayed (a thumbnail: the primary
+	 * image's size stays) */
+	if (!from_thumb) {
+		info->width = pw;
+		info->height = ph;
+	}
 	*ow = pw;
 	*oh = ph;
 	*orgb = buf;

@@ -445,6 +445,36 @@ test_raw_fast_uses_the_preview(void **state)
 	clip_image_free(&img);
 }
 
+/* ---- HEIF: fast mode's thumbnail -------------------------------------- */
+
+static void
+test_heif_fast_uses_a_thumbnail(void **state)
+{
+	clip_image exact, fast;
+	cdx_error err;
+	(void)state;
+	clip_decode_opts o = { .min_short = 64 };
+	CDX_ASSERT_OK(decode_file("h_thumb.heic", &o, &fast, &err), err.msg);
+	CDX_ASSERT_OK(decode_file("h_thumb.heic", NULL, &exact, &err),
+	    err.msg);
+	/* heif-enc -t 104: a 104 x 64 thumbnail (even sizes) of the 192 x 120
+	 * image */
+	assert_int_equal(fast.width, 104);
+	assert_int_equal(fast.height, 64);
+	assert_int_equal(exact.width, 192);
+	assert_int_equal(exact.height, 120);
+	assert_int_equal(fast.info.width, 192);
+	assert_int_equal(fast.info.height, 120);
+	clip_image_free(&fast);
+	/* too small for min_short 65: the primary image */
+	o.min_short = 65;
+	CDX_ASSERT_OK(decode_file("h_thumb.heic", &o, &fast, &err), err.msg);
+	assert_int_equal(fast.width, 192);
+	assert_memory_equal(fast.rgb, exact.rgb, 192 * 120 * 3);
+	clip_image_free(&fast);
+	clip_image_free(&exact);
+}
+
 /* ---- fast mode against exact mode on the demo model ---------------------- */
 
 static void
@@ -593,6 +623,7 @@ main(void)
 		cmocka_unit_test(test_bombs_and_bad_files),
 		cmocka_unit_test(test_truncated_and_corrupt),
 		cmocka_unit_test(test_raw_fast_uses_the_preview),
+		cmocka_unit_test(test_heif_fast_uses_a_thumbnail),
 		cmocka_unit_test(test_fast_mode_cosine),
 		cmocka_unit_test(test_threads),
 	};

@@ -993,7 +993,12 @@ def heif_fixtures():
         f.write(b"\x89PNG\r\n\x1a\n" +
                 png_chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 40, 16, 2, 0, 0, 0)) +
                 png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b""))
+    # with a thumbnail item (heif-enc -t: 104 x 64), as iPhones store one:
+    # what fast mode decodes for the demo model (min_short 64)
+    srct = os.path.join(tmp, "srct.png")
+    Image.fromarray(photo(192, 120, 96, noise=3)).save(srct)
     runs = [("h_basic.heic", src, []), ("h_alpha.heic", srca, []),
+            ("h_thumb.heic", srct, ["-t", "104"]),
             ("h_10bit.heic", src16, ["-b", "10"]),
             ("h_exif6.heic", ex_src, []), ("a_basic.avif", src, []),
             ("a_alpha.avif", srca, [])]
@@ -1016,7 +1021,7 @@ def heif_fixtures():
         f.write(heif_add_property(abase, struct.pack(">I4sB", 9, b"irot", 2)))
     for name in ("h_basic.heic", "h_alpha.heic", "h_exif6.heic", "h_irot.heic", "h_imir.heic",
                  "h_irot_exif6.heic", "a_basic.avif", "a_alpha.avif", "a_irot.avif",
-                 "h_10bit.heic"):
+                 "h_thumb.heic", "h_10bit.heic"):
         out = os.path.join(tmp, "out.png")
         tool_ref(name, ["heif-convert", fpath(name), out], out)
     # 10 bits: heif-convert writes a 16-bit PNG, read by Pillow as its high
