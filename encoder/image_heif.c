@@ -15,7 +15,9 @@
  *    primary image (iPhones store a 320 x 240 one) whose shorter side is at
  *    least min_short and whose shape is the primary image's (its aspect
  *    within one pixel, transformations applied as libheif applies them),
- *    else the primary image.
+ *    else the primary image.  Not where EXIF orientation says a half turn
+ *    or a flip (2, 3, 4): a thumbnail without the primary's transform
+ *    would have the same shape.
  *  - libheif decodes on the calling thread (no threads of its own).
  */
 #include "encoder/clip.h"
@@ -41,11 +43,14 @@ heif_fail(struct heif_error e, const char *what, cdx_error *err)
 }
 
 /* EXIF capture time of the handle's first Exif block (a 4-byte offset to
- * the TIFF header, then the TIFF data). */
+ * the TIFF header, then the TIFF data); its orientation in *orientation
+ * (1 when absent), which is not applied. */
 static void
-heif_exif(const struct heif_image_handle *h, clip_image_info *info)
+heif_exif(const struct heif_image_handle *h, clip_image_info *info,
+    int *orientation)
 {
 	heif_item_id id;
+	*orientation = 1;
 	if (heif_image_handle_get_list_of_metadata_block_IDs(h, "Exif", &id,
 	    1) != 1)
 		return;
@@ -59,10 +64,10 @@ heif_exif(const struct heif_image_handle *h, clip_image_info *info)
 	if (e.code == heif_error_Ok) {
 		uint32_t off = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 |
 		    (uint32_t)buf[2] << 8 | buf[3];
-		int orientation;  /* the HEIF transform wins: not applied */
+		/* the HEIF transform wins: not applied */
 		if (off <= len - 4)
 			clip_exif_read(buf + 4 + off, len - 4 - off,
-			    &orientation, &info->capture_time);
+			    orientation, &info->capture_time);
 	}
 	free(buf);
 }
@@ -135,14 +140,20 @@ clip_heif_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 	}
 	info->width = w;
 	info->height = ht;
-	heif_exif(h, info);
+	int exif_orientation;
+	heif_exif(h, info, &exif_orientation);
 	if ((rc = clip_check_limit(opts, info->format, (uint64_t)w,
 	    (uint64_t)ht, err)) != 0 || (iw > 0 && ih > 0 &&
 	    (rc = clip_check_limit(opts, info->format, (uint64_t)iw,
 	    (uint64_t)ih, err)) != 0) || probe_only)
 		goto out_free_handle;
 
-	struct heif_image_handle *thumb = opts != NULL && opts->min_short > 0 ?
+	/* A thumbnail's own transformations are not visible through libheif
+	 * 1.15's API: its shape tells a missing quarter turn, but not a
+	 * missing half turn or flip, so files whose EXIF says one (2, 3, 4)
+	 * decode the primary image. */
+	struct heif_image_handle *thumb = opts != NULL && opts->min_short > 0 &&
+	    (exif_orientation == 1 || exif_orientation >= 5) ?
 	    heif_pick_thumbnail(h, w, ht, opts->min_short) : NULL;
 	e = heif_decode_image(thumb != NULL ? thumb : h, &img,
 	    heif_colorspace_RGB, heif_chroma_interleaved_RGB, NULL);

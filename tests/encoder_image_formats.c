@@ -473,6 +473,14 @@ test_heif_fast_uses_a_thumbnail(void **state)
 	assert_memory_equal(fast.rgb, exact.rgb, 192 * 120 * 3);
 	clip_image_free(&fast);
 	clip_image_free(&exact);
+	/* EXIF orientation 3: a thumbnail missing a half turn would have the
+	 * same shape, so the primary image is decoded */
+	o.min_short = 64;
+	CDX_ASSERT_OK(decode_file("h_thumb_exif3.heic", &o, &fast, &err),
+	    err.msg);
+	assert_int_equal(fast.width, 192);
+	assert_int_equal(fast.height, 120);
+	clip_image_free(&fast);
 }
 
 /* ---- fast mode against exact mode on the demo model ---------------------- */

@@ -997,8 +997,14 @@ def heif_fixtures():
     # what fast mode decodes for the demo model (min_short 64)
     srct = os.path.join(tmp, "srct.png")
     Image.fromarray(photo(192, 120, 96, noise=3)).save(srct)
+    # ... and with EXIF orientation 3, where fast mode must not trust the
+    # thumbnail (no reference: tests/encoder_image_formats.c checks sizes)
+    srct3 = os.path.join(tmp, "srct3.jpg")
+    Image.fromarray(photo(192, 120, 96, noise=3)).save(
+        srct3, quality=90, exif=b"Exif\0\0" + tiff_exif(3))
     runs = [("h_basic.heic", src, []), ("h_alpha.heic", srca, []),
             ("h_thumb.heic", srct, ["-t", "104"]),
+            ("h_thumb_exif3.heic", srct3, ["-t", "104"]),
             ("h_10bit.heic", src16, ["-b", "10"]),
             ("h_exif6.heic", ex_src, []), ("a_basic.avif", src, []),
             ("a_alpha.avif", srca, [])]
