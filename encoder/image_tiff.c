@@ -2,7 +2,8 @@
  * image_tiff.c - TIFF through libtiff: the first page.
  *
  * Rules (docs/IMAGES.md):
- *  - Interleaved (contiguous) strips or tiles of 8 or 16-bit samples,
+ *  - Interleaved (contiguous) strips or tiles of 8 or 16-bit unsigned
+ *    samples,
  *    grey (MinIsBlack, MinIsWhite), RGB, palette (8-bit) and CMYK
  *    (Separated, 4 inks) are read sample by sample as Pillow 9.4 reads
  *    them: 16-bit samples keep their high byte (for 16-bit grey Pillow
@@ -114,7 +115,7 @@ tiff_fail(const struct tiff_mem *m, const char *what, cdx_error *err)
 /* The first page's layout. */
 struct tiff_page {
 	uint32_t w, h;
-	uint16_t bps, spp, photometric, planar, inkset;
+	uint16_t bps, spp, photometric, planar, inkset, sampleformat;
 	uint16_t *cmap[3];     /* palette, 1 << bps entries */
 };
 
@@ -122,7 +123,8 @@ struct tiff_page {
 static int
 tiff_simple(TIFF *tif, struct tiff_page *p)
 {
-	if (p->planar != PLANARCONFIG_CONTIG || (p->bps != 8 && p->bps != 16))
+	if (p->planar != PLANARCONFIG_CONTIG || (p->bps != 8 && p->bps != 16) ||
+	    p->sampleformat != SAMPLEFORMAT_UINT)
 		return 0;
 	switch (p->photometric) {
 	case PHOTOMETRIC_MINISBLACK:
@@ -306,6 +308,7 @@ clip_tiff_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 	TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &p.spp);
 	TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &p.planar);
 	TIFFGetFieldDefaulted(tif, TIFFTAG_INKSET, &p.inkset);
+	TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLEFORMAT, &p.sampleformat);
 	if (!TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &p.photometric))
 		p.photometric = p.spp >= 3 ? PHOTOMETRIC_RGB :
 		    PHOTOMETRIC_MINISBLACK;
