@@ -91,7 +91,10 @@ heif_pick_thumbnail(const struct heif_image_handle *h, int w, int ht,
 		/* the same shape: |tw / th - w / ht| within a pixel */
 		int64_t skew = (int64_t)tw * ht - (int64_t)th * w;
 		int64_t longer = w > ht ? w : ht;
-		if (tw <= 0 || th <= 0 || (tw < th ? tw : th) < min_short ||
+		/* never larger than the primary image (whose size passed the
+		 * pixel limit) */
+		if (tw <= 0 || th <= 0 || tw > w || th > ht ||
+		    (tw < th ? tw : th) < min_short ||
 		    skew > longer || skew < -longer || (best != NULL &&
 		    (int64_t)tw * th >= (int64_t)heif_image_handle_get_width(
 		    best) * heif_image_handle_get_height(best))) {
