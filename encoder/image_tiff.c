@@ -15,7 +15,8 @@
  *  - The Orientation tag is applied (as Pillow's exif_transpose does);
  *    DateTimeOriginal comes from the EXIF IFD.
  *  - The pixel limit is checked on the first page's size before anything
- *    is read; libtiff reports to this decode's own handlers (nothing is
+ *    is read, and tiles may not be larger than the image (beyond 1024
+ *    pixels a side); libtiff reports to this decode's own handlers (nothing is
  *    printed, no process-wide handler is set) and allocates at most 1 GiB
  *    at once.
  */
@@ -326,6 +327,17 @@ clip_tiff_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 	if ((rc = clip_check_limit(opts, CLIP_FORMAT_TIFF, p.w, p.h, err)) !=
 	    0 || probe_only)
 		goto out_close;
+	/* Tiles are buffers too (both read paths allocate one): no larger
+	 * than the image, rounded up to the 16-pixel grid, beyond 1024. */
+	uint32_t tw = 0, th = 0;
+	if (TIFFIsTiled(tif) && (!TIFFGetField(tif, TIFFTAG_TILEWIDTH, &tw) ||
+	    !TIFFGetField(tif, TIFFTAG_TILELENGTH, &th) || tw == 0 ||
+	    th == 0 || (tw > 1024 && tw > p.w + 16) ||
+	    (th > 1024 && th > p.h + 16))) {
+		rc = cdx_error_set(err, CDX_EFORMAT, "corrupt TIFF: tiles of "
+		    "%u x %u for a %u x %u image", tw, th, p.w, p.h);
+		goto out_close;
+	}
 
 	uint8_t *buf = malloc((size_t)p.w * p.h * 3);
 	if (buf == NULL) {

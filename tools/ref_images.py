@@ -1171,6 +1171,11 @@ def bomb_fixtures():
     tiff_write("t_bomb.tif", [(np.zeros((1, 1, 3), np.uint8), 2, {256: (4, [100000]),
                                                                  257: (4, [100000])})])
     fmanifest.append("bad t_bomb.tif ETOOBIG")
+    # a small image whose tile is 2^26 pixels wide (found by tiff_fuzz:
+    # the tile buffer is an allocation the image's size does not bound)
+    tiff_write("t_tilebomb.tif", [(photo(20, 12, 121), 2, {322: (4, [1 << 26])})],
+               tile=(16, 16))
+    fmanifest.append("bad t_tilebomb.tif EFORMAT")
     # a lossless bitstream whose header says 16384 x 16384
     buf = io.BytesIO()
     Image.fromarray(photo(16, 16, 120)).save(buf, "WEBP", lossless=True)
