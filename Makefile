@@ -35,8 +35,15 @@ CFLAGS   += -std=c11 $(WARN) $(OPT) $(SANFLAGS) -fPIC -pthread
 CXXFLAGS += -std=c++17 $(WARN) $(OPT) $(SANFLAGS) -fPIC -pthread
 LDFLAGS  += $(SANFLAGS) -pthread
 # libfaiss.a is static and C++: it needs OpenBLAS, libgomp and libstdc++.
-LDLIBS   += -lfaiss -llmdb -lturbojpeg -ljpeg -lspng -lexif -lcjson -lnng -lmicrohttpd -lxxhash \
-            -lsentencepiece -ldnnl -lopenblas -lgomp -lstdc++ -lz -lm
+# The image formats beyond JPEG and PNG (encoder/image_*.c): libheif,
+# libwebp(+demux), libtiff, giflib, libraw_r; stb_image is a header.
+IMAGE_PKGS := libheif libwebpdemux libwebp libtiff-4 libraw_r
+# (libraw_r's -fopenmp is left out: libgomp is linked below, and clang's
+# -fopenmp would mean libomp.)
+IMAGE_LIBS := $(filter-out -fopenmp,$(shell pkg-config --libs $(IMAGE_PKGS) 2>/dev/null || \
+              echo -lheif -lwebpdemux -lwebp -ltiff -lraw_r -llcms2)) -lgif
+LDLIBS   += -lfaiss -llmdb -lturbojpeg -ljpeg -lspng -lexif $(IMAGE_LIBS) -lcjson -lnng \
+            -lmicrohttpd -lxxhash -lsentencepiece -ldnnl -lopenblas -lgomp -lstdc++ -lz -lm
 
 # The encoder's work between its oneDNN GEMMs shares the calling
 # thread's OpenMP team (libgomp, linked above).  clang 14 emits only
@@ -164,12 +171,16 @@ fuzz:
 	        -o build-fuzz/$$n $$f $(FUZZ_LIBS) $(LDLIBS); \
 	    seeds=""; case $$n in \
 	        image_*) seeds=tests/fixtures/images ;; \
+	        heif_*|webp_*|tiff_*|gif_*|bmp_*|raw_*) \
+	            seeds=tests/fixtures/images/formats ;; \
 	        tokenize_*) seeds="fuzz/tokenize_seeds -dict=fuzz/tokenize.dict" ;; \
 	        sptok_*) seeds="fuzz/sptok_seeds -dict=fuzz/sptok.dict" ;; \
 	        *) seeds=fuzz/$${n%_fuzz}_seeds ;; esac; \
 	    mkdir -p build-fuzz/corpus-$$n; \
 	    echo "== $$n ($(FUZZ_SECONDS) s)"; \
-	    if ! build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    if ! LSAN_OPTIONS=suppressions=fuzz/lsan-dav1d.supp \
+	        build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	        -artifact_prefix=build-fuzz/ \
 	        build-fuzz/corpus-$$n $$seeds >build-fuzz/$$n.log 2>&1; then \
 	        tail -40 build-fuzz/$$n.log; exit 1; fi; \
 	    grep -E "^#[0-9]+[[:space:]]+DONE|^Done [0-9]+ runs" build-fuzz/$$n.log; \

@@ -13,6 +13,8 @@
 
 #include "cli/cli.h"
 
+#include <cjson/cJSON.h>
+
 /* "1 h 05 min", "3 min 20 s", "12 s" (static buffer). */
 static const char *
 eta_text(double s)
@@ -214,6 +216,34 @@ print_bytes(int64_t b)
 		printf("%.1f MiB\n", (double)b / (1 << 20));
 }
 
+/* "skipped   N (video 2, other 5)": the indexer's skipped files by why,
+ * from the status reply's queue.skipped_by (absent from older daemons:
+ * nothing is printed). */
+static void
+print_skipped(cdx_client *c)
+{
+	char *reply = NULL;
+	if (cdx_call(c, "{\"op\":\"status\"}", &reply) != 0)
+		return;
+	cJSON *r = cJSON_Parse(reply);
+	cJSON *q = cJSON_GetObjectItemCaseSensitive(r, "queue");
+	cJSON *by = cJSON_GetObjectItemCaseSensitive(q, "skipped_by");
+	cJSON *n = cJSON_GetObjectItemCaseSensitive(q, "skipped");
+	if (cJSON_IsObject(by) && cJSON_IsNumber(n)) {
+		const char *sep = " (";
+		printf("skipped   %.0f", n->valuedouble);
+		for (cJSON *k = by->child; k != NULL; k = k->next)
+			if (cJSON_IsNumber(k) && k->valuedouble > 0) {
+				printf("%s%s %.0f", sep, k->string,
+				    k->valuedouble);
+				sep = ", ";
+			}
+		printf("%s\n", sep[0] == ',' ? ")" : "");
+	}
+	cJSON_Delete(r);
+	free(reply);
+}
+
 int
 cmd_status(int argc, char **argv)
 {
@@ -265,6 +295,7 @@ cmd_status(int argc, char **argv)
 				printf(", about %s left", eta_text(s.eta_s));
 			printf("\n");
 		}
+		print_skipped(c);
 		if (s.warning[0] != '\0')
 			printf("warning   %s\n", s.warning);
 		printf("memory    ");

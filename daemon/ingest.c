@@ -336,6 +336,10 @@ ingest_status_json(srv *s)
 	cJSON_AddNumberToObject(q, "reused", (double)p.reused);
 	cJSON_AddNumberToObject(q, "failed", (double)p.failed);
 	cJSON_AddNumberToObject(q, "skipped", (double)p.skipped);
+	cJSON *by = cJSON_AddObjectToObject(q, "skipped_by");
+	for (int i = 0; by != NULL && i < WATCH_SKIP_KINDS; i++)
+		cJSON_AddNumberToObject(by, watch_skip_name(i),
+		    (double)p.skipped_by[i]);
 	cJSON_AddNumberToObject(q, "renamed", (double)p.renamed);
 	cJSON_AddNumberToObject(q, "deleted", (double)p.deleted);
 	cJSON_AddNumberToObject(q, "overflows", (double)p.overflows);

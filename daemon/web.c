@@ -4,7 +4,11 @@
  *
  *   GET /, /app.js, /app.css   the page (built in; ETag, revalidated)
  *   GET /thumb/<id>[?v=MTIME]  a JPEG thumbnail of indexed image <id>
- *   GET /image/<id>            the indexed file itself (JPEG or PNG)
+ *   GET /image/<id>            the indexed file itself where browsers
+ *                              show its format (JPEG, PNG, WebP, AVIF,
+ *                              GIF, BMP); for HEIC/HEIF, TIFF and camera
+ *                              RAW a JPEG rendition (orientation applied)
+ *   GET /image/<id>?original=1 the file itself, whatever its format
  *
  * Only images in the store are served, by id: no request names a path.  The
  * id is decimal digits and nothing else (no sign, no dots, no slashes), so
@@ -58,6 +62,9 @@
 #define WEB_THUMB_QUALITY 80
 #define WEB_CACHE_BUCKETS 4096          /* power of two */
 #define WEB_FILE_MAX ((size_t)256 << 20) /* largest file served or decoded */
+#define WEB_RENDITION_MAX 4096          /* longer side of a JPEG rendition */
+#define WEB_RENDITION_MIN_SHORT 1080    /* a RAW preview this large will do */
+#define WEB_RENDITION_QUALITY 90
 #define WEB_CACHE_DEFAULT ((size_t)64 << 20) /* cfg->web_cache_bytes 0 */
 
 /* The page's files, embedded by the assembler from web/ (the Makefile makes
@@ -100,6 +107,8 @@ typedef struct web_job {
 	int kind;               /* enum web_kind */
 	uint64_t id;
 	int64_t v;              /* ?v= (the mtime the page saw), or -1 */
+	int original;           /* /image ?original=1: the file, never a
+	                           rendition */
 	char inm[160];          /* If-None-Match, possibly truncated */
 } web_job;
 
@@ -238,6 +247,12 @@ handle_file(http_call *c, int kind)
 		respond_text(c, 400, "an image is named by its id: a decimal "
 		    "number");
 		return;
+	}
+	const char *q = strchr(http_call_uri(c), '?');
+	if (kind == WEB_IMAGE && q != NULL) {
+		const char *o = strstr(q, "original=1");
+		j->original = o != NULL && (o[-1] == '?' || o[-1] == '&') &&
+		    (o[10] == '\0' || o[10] == '&');
 	}
 	const char *inm = http_call_header(c, "If-None-Match");
 	if (inm != NULL)
@@ -427,15 +442,17 @@ downscale(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh)
 	}
 }
 
-/* Decodes data (JPEG at a reduced DCT scale, or PNG), applies EXIF
- * orientation, fits it in WEB_THUMB_MAX squared and encodes a JPEG.  *out is
- * malloc'd. */
-int
-web_thumbnail(const uint8_t *data, size_t len, uint64_t max_pixels,
-    uint8_t **out, size_t *out_len, cdx_error *err)
+/* Decodes data in fast mode with min_short (a JPEG at a reduced DCT scale,
+ * a RAW's preview; every format clip_image_decode reads), orientation
+ * applied, fits it in max_side squared and encodes a JPEG of `quality`.
+ * *out is malloc'd. */
+static int
+render_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels,
+    int min_short, int max_side, int quality, uint8_t **out, size_t *out_len,
+    cdx_error *err)
 {
 	clip_decode_opts o = { .max_pixels = max_pixels,
-	    .min_short = WEB_THUMB_MAX };
+	    .min_short = min_short };
 	clip_image img;
 	uint8_t *small = NULL, *jpeg = NULL;
 	unsigned long jlen = 0;
@@ -446,9 +463,9 @@ web_thumbnail(const uint8_t *data, size_t len, uint64_t max_pixels,
 		return rc;
 	int longer = img.width > img.height ? img.width : img.height;
 	int dw = img.width, dh = img.height;
-	if (longer > WEB_THUMB_MAX) {
-		dw = (int)((int64_t)img.width * WEB_THUMB_MAX / longer);
-		dh = (int)((int64_t)img.height * WEB_THUMB_MAX / longer);
+	if (longer > max_side) {
+		dw = (int)((int64_t)img.width * max_side / longer);
+		dh = (int)((int64_t)img.height * max_side / longer);
 		dw = dw < 1 ? 1 : dw;
 		dh = dh < 1 ? 1 : dh;
 	}
@@ -467,7 +484,7 @@ web_thumbnail(const uint8_t *data, size_t len, uint64_t max_pixels,
 		goto out_free_small;
 	}
 	if (tjCompress2(tj, px, dw, 0, dh, TJPF_RGB, &jpeg, &jlen, TJSAMP_420,
-	    WEB_THUMB_QUALITY, TJFLAG_FASTDCT) != 0) {
+	    quality, TJFLAG_FASTDCT) != 0) {
 		rc = cdx_error_set(err, CDX_EINTERNAL, "JPEG encoding: %s",
 		    tjGetErrorStr2(tj));
 		goto out_destroy;
@@ -490,16 +507,45 @@ out_free_image:
 	return rc;
 }
 
+int
+web_thumbnail(const uint8_t *data, size_t len, uint64_t max_pixels,
+    uint8_t **out, size_t *out_len, cdx_error *err)
+{
+	return render_jpeg(data, len, max_pixels, WEB_THUMB_MAX,
+	    WEB_THUMB_MAX, WEB_THUMB_QUALITY, out, out_len, err);
+}
+
+int
+web_rendition(const uint8_t *data, size_t len, uint64_t max_pixels,
+    uint8_t **out, size_t *out_len, cdx_error *err)
+{
+	return render_jpeg(data, len, max_pixels, WEB_RENDITION_MIN_SHORT,
+	    WEB_RENDITION_MAX, WEB_RENDITION_QUALITY, out, out_len, err);
+}
+
 /* ---- the pool ---- */
 
+/* The file's media type by content (clip_image_sniff), or NULL; *show: 1
+ * where browsers show the format, 0 where /image serves a rendition. */
 static const char *
-image_type(const uint8_t *d, size_t len)
+image_type(const uint8_t *d, size_t len, int *show)
 {
-	if (len >= 3 && d[0] == 0xff && d[1] == 0xd8 && d[2] == 0xff)
-		return "image/jpeg";
-	if (len >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0)
-		return "image/png";
-	return NULL;
+	static const char *const types[] = {
+		[CLIP_FORMAT_JPEG] = "image/jpeg",
+		[CLIP_FORMAT_PNG] = "image/png",
+		[CLIP_FORMAT_HEIF] = "image/heic",
+		[CLIP_FORMAT_AVIF] = "image/avif",
+		[CLIP_FORMAT_WEBP] = "image/webp",
+		[CLIP_FORMAT_TIFF] = "image/tiff",
+		[CLIP_FORMAT_GIF] = "image/gif",
+		[CLIP_FORMAT_BMP] = "image/bmp",
+		[CLIP_FORMAT_RAW] = "application/octet-stream",
+	};
+	int f = clip_image_sniff(d, len, NULL);
+	*show = f != CLIP_FORMAT_HEIF && f != CLIP_FORMAT_TIFF &&
+	    f != CLIP_FORMAT_RAW;
+	return f > 0 && f < (int)(sizeof(types) / sizeof(types[0])) ?
+	    types[f] : NULL;
 }
 
 static void
@@ -545,7 +591,8 @@ serve(web *w, web_job *j)
 	int64_t mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 +
 	    st.st_mtim.tv_nsec;
 	snprintf(etag, sizeof(etag), "\"%c%llu-%llx-%llx\"",
-	    j->kind == WEB_THUMB ? 't' : 'i', (unsigned long long)j->id,
+	    j->kind == WEB_THUMB ? 't' : j->original ? 'o' : 'i',
+	    (unsigned long long)j->id,
 	    (unsigned long long)mtime_ns, (unsigned long long)st.st_size);
 	/* The page asks for ?v=<mtime in seconds>: while that is the file's,
 	 * the URL names these exact bytes and may be cached for good. */
@@ -568,12 +615,25 @@ serve(web *w, web_job *j)
 	}
 	data = (uint8_t *)buf;
 	if (j->kind == WEB_IMAGE) {
-		const char *type = image_type(data, len);
-		if (type == NULL)
-			respond_text(j->call, 415, "the file is no longer a JPEG or "
-			    "PNG");
+		int show;
+		const char *type = image_type(data, len, &show);
+		if (type == NULL) {
+			respond_text(j->call, 415, "the file is no longer an "
+			    "image clipdex reads");
+			goto out_free;
+		}
+		if (show || j->original) {
+			respond(j->call, 200, type, data, len, etag, cache);
+			goto out_free;
+		}
+		/* browsers cannot show it: a JPEG rendition */
+		rc = web_rendition(data, len, w->s->cfg->max_pixels, &out,
+		    &out_len, &err);
+		if (rc != 0)
+			respond_text(j->call, rc == CDX_ENOMEM ? 503 : 422,
+			    err.msg);
 		else
-			respond(j->call, 200, type, data, len, etag,
+			respond(j->call, 200, "image/jpeg", out, out_len, etag,
 			    cache);
 		goto out_free;
 	}

@@ -22,7 +22,7 @@ int web_start(struct srv *s, cdx_error *err);
 void web_stop(struct srv *s);
 void web_free(struct srv *s);
 /* http.c's routes (handlers: see http.h): GET /, /app.js, /app.css;
- * GET /thumb/<id>; GET /image/<id>. */
+ * GET /thumb/<id>; GET /image/<id>[?original=1]. */
 void web_route_page(http_call *c);
 void web_route_thumb(http_call *c);
 void web_route_image(http_call *c);
@@ -33,6 +33,11 @@ void web_cache_stats(struct srv *s, size_t *n, size_t *bytes);
 int web_parse_id(const char *uri, const char *prefix, uint64_t *id,
     int64_t *v);
 int web_thumbnail(const uint8_t *data, size_t len, uint64_t max_pixels,
+    uint8_t **out, size_t *out_len, cdx_error *err);
+/* The JPEG /image/<id> serves for HEIC, TIFF and RAW (browsers show none):
+ * fast-mode decode (a RAW's preview when its shorter side is at least
+ * 1080), orientation applied, the longer side at most 4096, quality 90. */
+int web_rendition(const uint8_t *data, size_t len, uint64_t max_pixels,
     uint8_t **out, size_t *out_len, cdx_error *err);
 
 #endif

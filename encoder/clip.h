@@ -169,7 +169,37 @@ enum clip_image_format {
 	CLIP_FORMAT_UNKNOWN = 0,
 	CLIP_FORMAT_JPEG = 1,
 	CLIP_FORMAT_PNG = 2,
+	CLIP_FORMAT_HEIF = 3,  /* HEIC/HEIF (libheif) */
+	CLIP_FORMAT_AVIF = 4,  /* AVIF (libheif) */
+	CLIP_FORMAT_WEBP = 5,  /* libwebp, animated: the first frame */
+	CLIP_FORMAT_TIFF = 6,  /* libtiff, the first page */
+	CLIP_FORMAT_GIF = 7,   /* giflib, the first frame */
+	CLIP_FORMAT_BMP = 8,   /* stb_image */
+	CLIP_FORMAT_RAW = 9,   /* camera RAW (libraw): CR2, CR3, NEF, ARW,
+	                          DNG, RAF, ORF, RW2 */
 };
+
+/* What a file's first bytes say it is, for those who count what they skip
+ * (clip_image_sniff()). */
+enum clip_content {
+	CLIP_CONTENT_OTHER = 0,      /* nothing recognised */
+	CLIP_CONTENT_IMAGE = 1,      /* an image format clip_image_decode reads */
+	CLIP_CONTENT_VIDEO = 2,      /* a video container (MP4/MOV, MKV/WebM,
+	                                AVI): not decoded here */
+	CLIP_CONTENT_IMAGE_OTHER = 3,  /* an image format not read (JPEG XL,
+	                                  PSD, ICO, ...) */
+};
+
+/* The one place formats are told apart: by content (magic bytes, ISO BMFF
+ * `ftyp` brands, the IFD0 of TIFF-based RAW files), never by name.
+ * Returns an enum clip_image_format (CLIP_FORMAT_UNKNOWN when none);
+ * *content (may be NULL) receives an enum clip_content.  Reads at most the
+ * first 64 KiB, and of a TIFF its IFD0 and first SubIFD wherever they lie;
+ * never fails; reentrant. */
+int clip_image_sniff(const void *data, size_t len, int *content);
+
+/* A format's short name ("JPEG", "HEIF", ..., "unknown"); static storage. */
+const char *clip_image_format_name(int format);
 
 /* What a file's header says, without decoding the pixels. */
 typedef struct clip_image_info {
@@ -183,8 +213,11 @@ typedef struct clip_image_info {
 /* Detects the format by content (not by name) and reads the header and
  * EXIF; reads no pixel data, so a file truncated after its header probes
  * fine (clip_image_decode() rejects it).  No size limit applies.  Malformed
- * EXIF counts as absent.
- * Errors: CDX_EFORMAT (not a JPEG or PNG, or a corrupt header). */
+ * EXIF counts as absent.  HEIF/AVIF report orientation 1 (libheif's
+ * transformations are the orientation; see clip_image_decode); RAW
+ * reports libraw's orientation and TIFF its Orientation tag.
+ * Errors: CDX_EFORMAT (not an image format clipdex reads, or a corrupt
+ * header). */
 int clip_image_probe(const void *data, size_t len, clip_image_info *out,
     cdx_error *err);
 
@@ -196,7 +229,11 @@ typedef struct clip_decode_opts {
 	uint64_t max_pixels;
 	/* 0: decode at full size ("exact" mode).  >0 ("fast" mode): JPEGs are
 	 * decoded at the smallest DCT scale (1/8 .. 1) that keeps the shorter
-	 * side at or above min_short.  PNGs are always decoded at full size. */
+	 * side at or above min_short; a camera RAW's embedded JPEG preview is
+	 * used instead of the demosaic, and a HEIF's thumbnail item instead of
+	 * the primary image, when its shorter side is at least min_short (a
+	 * thumbnail also of the same shape).  Other formats are always
+	 * decoded at full size. */
 	int min_short;
 	/* Fast mode, progressive JPEGs: 0 (the default) decodes only the scans
 	 * that the DCT-scaled inverse DCT needs; 1 decodes every scan (the
@@ -213,7 +250,9 @@ typedef struct clip_image {
 	clip_image_info info;  /* header facts of the source (full size) */
 } clip_image;
 
-/* Decodes a JPEG or PNG from memory.  opts may be NULL (exact mode).
+/* Decodes an image from memory: JPEG, PNG, HEIC/HEIF, AVIF, WebP, TIFF,
+ * GIF, BMP or camera RAW, told apart by clip_image_sniff().  opts may be
+ * NULL (exact mode).
  * The caller owns out->rgb on success (clip_image_free()); *out is untouched
  * on failure.  Pixels equal Pillow's exif_transpose + convert("RGB"):
  * grayscale is replicated, palettes looked up, alpha dropped without
@@ -223,7 +262,12 @@ typedef struct clip_image {
  * in both modes, before any pixel buffer is allocated.  A JPEG without an
  * end-of-image marker after its scans is truncated (CDX_EFORMAT); libjpeg
  * warnings in a complete file (extraneous bytes, corrupt entropy data) are
- * accepted, as Pillow accepts them.  See docs/IMAGES.md.
+ * accepted, as Pillow accepts them.  WebP, TIFF, GIF and BMP equal Pillow
+ * 9.4 too (the first frame or page; the exceptions are listed in
+ * docs/IMAGES.md); HEIC/AVIF equal libheif's decode (heif-convert), with
+ * its irot/imir/clap applied and EXIF orientation not applied again; RAW
+ * (exact mode) equals libraw's half-size demosaic with the camera's white
+ * balance (dcraw_emu -h -w).  See docs/IMAGES.md.
  * Errors: CDX_EFORMAT (unknown format, corrupt or truncated data),
  * CDX_ETOOBIG (over max_pixels), CDX_ENOMEM. */
 int clip_image_decode(const void *data, size_t len,

@@ -1,6 +1,9 @@
 /*
- * image.c - JPEG (libjpeg-turbo's TurboJPEG API) and PNG (libspng)
- * decoding into 8-bit RGB with the EXIF orientation applied.
+ * image.c - the public decode path (clip_image_probe/decode/load): the
+ * format named by clip_image_sniff() (image_sniff.c) picks its decoder,
+ * whose pixels are then turned upright here.  JPEG (libjpeg-turbo's
+ * TurboJPEG API) and PNG (libspng) are decoded in this file; the other
+ * formats each in image_<format>.c (image_internal.h).
  *
  * Rules (docs/IMAGES.md):
  *  - The format is detected from the first bytes, never from a name.
@@ -32,37 +35,33 @@
 #include <spng.h>
 #include <turbojpeg.h>
 
-static const uint8_t png_sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n' };
-
 static int
-detect_format(const uint8_t *d, size_t n)
-{
-	if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
-		return CLIP_FORMAT_JPEG;
-	if (n >= 8 && memcmp(d, png_sig, 8) == 0)
-		return CLIP_FORMAT_PNG;
-	return CLIP_FORMAT_UNKNOWN;
-}
-
-static int
-unknown_format(size_t n, cdx_error *err)
+unknown_format(size_t n, int content, cdx_error *err)
 {
 	if (n == 0)
 		return cdx_error_set(err, CDX_EFORMAT, "empty file (0 bytes)");
+	if (content == CLIP_CONTENT_VIDEO)
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "a video, not an image (%zu bytes)", n);
+	if (content == CLIP_CONTENT_IMAGE_OTHER)
+		return cdx_error_set(err, CDX_EFORMAT,
+		    "an image format clipdex does not read (%zu bytes)", n);
 	return cdx_error_set(err, CDX_EFORMAT,
-	    "not a JPEG or PNG image (unrecognised signature, %zu bytes)", n);
+	    "not an image clipdex reads (unrecognised signature, %zu bytes)",
+	    n);
 }
 
-static int
-check_limit(const clip_decode_opts *opts, int fmt, uint64_t w, uint64_t h,
-    cdx_error *err)
+int
+clip_check_limit(const clip_decode_opts *opts, int fmt, uint64_t w,
+    uint64_t h, cdx_error *err)
 {
 	uint64_t max = opts != NULL && opts->max_pixels != 0 ?
 	    opts->max_pixels : CLIP_DEFAULT_MAX_PIXELS;
-	if (w * h > max)
+	/* w, h < 2^32 each: the product cannot wrap */
+	if (w > UINT32_MAX || h > UINT32_MAX || w * h > max)
 		return cdx_error_set(err, CDX_ETOOBIG,
 		    "%s image is %llu x %llu (%llu pixels), over the limit of "
-		    "%llu pixels", fmt == CLIP_FORMAT_JPEG ? "JPEG" : "PNG",
+		    "%llu pixels", clip_image_format_name(fmt),
 		    (unsigned long long)w, (unsigned long long)h,
 		    (unsigned long long)(w * h), (unsigned long long)max);
 	return 0;
@@ -295,8 +294,8 @@ jpeg_header(tjhandle tj, const uint8_t *d, size_t n,
 /* Adobe (inverted) CMYK to RGB as Pillow: C = 255 - c etc., then
  * R = 255 - K - C * (255 - K) / 255 with its rounding.  In place: each
  * 4-byte input becomes a 3-byte output at a lower address. */
-static void
-cmyk_to_rgb(uint8_t *buf, size_t npix)
+void
+clip_cmyk_to_rgb(uint8_t *buf, size_t npix)
 {
 	for (size_t i = 0; i < npix; i++) {
 		const uint8_t *in = buf + 4 * i;
@@ -609,8 +608,8 @@ jpeg_decode_skipping(const uint8_t *d, size_t n, const struct jpeg_layout *L,
 	return rc;
 }
 
-static int
-jpeg_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
+int
+clip_jpeg_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
     int probe_only, clip_image_info *info, int *ow, int *oh, uint8_t **orgb,
     cdx_error *err)
 {
@@ -646,7 +645,7 @@ jpeg_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 	int swap = info->orientation >= 5;
 	info->width = swap ? h : w;
 	info->height = swap ? w : h;
-	if ((rc = check_limit(opts, CLIP_FORMAT_JPEG, (uint64_t)w,
+	if ((rc = clip_check_limit(opts, CLIP_FORMAT_JPEG, (uint64_t)w,
 	    (uint64_t)h, err)) != 0)
 		goto out_destroy;
 	if (probe_only)
@@ -680,7 +679,7 @@ jpeg_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 		goto out_destroy;
 	}
 	if (cmyk) {
-		cmyk_to_rgb(buf, (size_t)sw * sh);
+		clip_cmyk_to_rgb(buf, (size_t)sw * sh);
 		uint8_t *shrunk = realloc(buf, (size_t)sw * sh * 3);
 		if (shrunk != NULL)
 			buf = shrunk;
@@ -740,8 +739,8 @@ png_xmp_orientation(spng_ctx *ctx)
 	return o >= 1 && o <= 8 ? o : 1;
 }
 
-static int
-png_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
+int
+clip_png_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
     int probe_only, clip_image_info *info, int *ow, int *oh, uint8_t **orgb,
     cdx_error *err)
 {
@@ -777,7 +776,7 @@ png_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 	int swap = info->orientation >= 5;
 	info->width = swap ? h : w;
 	info->height = swap ? w : h;
-	if ((rc = check_limit(opts, CLIP_FORMAT_PNG, ihdr.width, ihdr.height,
+	if ((rc = clip_check_limit(opts, CLIP_FORMAT_PNG, ihdr.width, ihdr.height,
 	    err)) != 0 || probe_only)
 		goto out_free_ctx;
 
@@ -826,8 +825,8 @@ out_free_ctx:
 
 /* Returns a new w x h (as displayed) buffer holding `src` (sw x sh, as
  * stored) turned upright for EXIF orientation o (2..8), or NULL. */
-static uint8_t *
-orient(const uint8_t *src, int sw, int sh, int o, int *ow, int *oh)
+uint8_t *
+clip_orient(const uint8_t *src, int sw, int sh, int o, int *ow, int *oh)
 {
 	int swap = o >= 5;
 	int w = swap ? sh : sw, h = swap ? sw : sh;
@@ -885,15 +884,30 @@ decode_any(const void *data, size_t len, const clip_decode_opts *opts,
 	memset(info, 0, sizeof(*info));
 	info->orientation = 1;
 	info->capture_time = INT64_MIN;
-	switch (detect_format(d, len)) {
-	case CLIP_FORMAT_JPEG:
-		return jpeg_decode(d, len, opts, probe_only, info, w, h, rgb,
-		    err);
-	case CLIP_FORMAT_PNG:
-		return png_decode(d, len, opts, probe_only, info, w, h, rgb,
-		    err);
+	int content, rc, fmt = clip_image_sniff(d, len, &content);
+	if (fmt == CLIP_FORMAT_UNKNOWN)
+		return unknown_format(len, content, err);
+	static const clip_format_decoder dec[] = {
+		[CLIP_FORMAT_JPEG] = clip_jpeg_decode,
+		[CLIP_FORMAT_PNG] = clip_png_decode,
+		[CLIP_FORMAT_HEIF] = clip_heif_decode,
+		[CLIP_FORMAT_AVIF] = clip_heif_decode,
+		[CLIP_FORMAT_WEBP] = clip_webp_decode,
+		[CLIP_FORMAT_TIFF] = clip_tiff_decode,
+		[CLIP_FORMAT_GIF] = clip_gif_decode,
+		[CLIP_FORMAT_BMP] = clip_bmp_decode,
+		[CLIP_FORMAT_RAW] = clip_raw_decode,
+	};
+	info->format = fmt;
+	rc = dec[fmt](d, len, opts, probe_only, info, w, h, rgb, err);
+	/* No decoder leaves a size a caller could trip over. */
+	if (rc == 0 && !probe_only && (*w <= 0 || *h <= 0 || *rgb == NULL)) {
+		free(*rgb);
+		*rgb = NULL;
+		rc = cdx_error_set(err, CDX_EINTERNAL, "%s decoder gave no "
+		    "pixels", clip_image_format_name(fmt));
 	}
-	return unknown_format(len, err);
+	return rc;
 }
 
 int
@@ -928,7 +942,7 @@ clip_image_decode(const void *data, size_t len, const clip_decode_opts *opts,
 		return rc;
 	if (info.orientation != 1) {
 		int ow, oh;
-		uint8_t *up = orient(rgb, w, h, info.orientation, &ow, &oh);
+		uint8_t *up = clip_orient(rgb, w, h, info.orientation, &ow, &oh);
 		free(rgb);
 		if (up == NULL)
 			return cdx_error_set(err, CDX_ENOMEM,
@@ -944,8 +958,8 @@ clip_image_decode(const void *data, size_t len, const clip_decode_opts *opts,
 	return 0;
 }
 
-/* Files larger than this are refused before reading (no JPEG or PNG within
- * the default pixel limit needs it). */
+/* Files larger than this are refused before reading (no image within the
+ * default pixel limit needs it). */
 #define CLIP_MAX_FILE_BYTES ((size_t)1 << 30)
 
 int

@@ -136,6 +136,21 @@ int watch_remove(watch *w, const char *path);
 /* Queues a rescan of every watched root (as after a queue overflow). */
 void watch_rescan(watch *w);
 
+/* Why a file was skipped: no record, no failure (watch_progress). */
+enum watch_skip {
+	WATCH_SKIP_EMPTY = 0,   /* 0 bytes (nothing written yet) */
+	WATCH_SKIP_EXCLUDED,    /* matched an exclude pattern */
+	WATCH_SKIP_SMALL,       /* an image under min_side (an icon) */
+	WATCH_SKIP_VIDEO,       /* a video container (not indexed) */
+	WATCH_SKIP_IMAGE_OTHER, /* an image format the encoder does not read */
+	WATCH_SKIP_OTHER,       /* anything else: not an image */
+	WATCH_SKIP_KINDS
+};
+
+/* The name of a watch_skip in status replies ("empty", "excluded",
+ * "small", "video", "image_other", "other"); static storage. */
+const char *watch_skip_name(int why);
+
 typedef struct watch_progress {
 	int64_t queued;         /* files sent into the pipeline */
 	int64_t done;           /* of those, finished (any outcome) */
@@ -145,6 +160,8 @@ typedef struct watch_progress {
 	int64_t reused;         /* embeddings reused (same bytes) */
 	int64_t failed;         /* failure records written */
 	int64_t skipped;        /* not images, too small, excluded */
+	int64_t skipped_by[WATCH_SKIP_KINDS]; /* the same by why (sums to
+				   skipped) */
 	int64_t renamed;        /* records moved by inotify rename pairs */
 	int64_t deleted;        /* records forgotten */
 	int64_t overflows;      /* event queue overflows (each a rescan) */

@@ -95,6 +95,7 @@ typedef struct item {
 	uint32_t width, height;
 	int64_t capture_time;
 	uint32_t slot;          /* its path's slot in watch.flight */
+	int skip;               /* K_SKIP: why (enum watch_skip) */
 	int temporary;          /* K_FAIL of a temporary error: retried */
 	int tries;              /* temporary failures of this path so far */
 	char reason[CDX_ERRMSG_MAX + 32];
@@ -183,6 +184,7 @@ struct watch {
 	_Atomic int full_tries;  /* commits failed in a row for a full store */
 	_Atomic int64_t queued, done, encoded, reused, failed, skipped, renamed,
 	    deleted, overflows, watches, busy_ns, decoding;
+	_Atomic int64_t skipped_by[WATCH_SKIP_KINDS];  /* sums to skipped */
 
 	/* Items in the pipeline, counted per slot of their path's hash: a
 	 * file that is already on its way is not queued a second time. */
@@ -190,6 +192,23 @@ struct watch {
 };
 
 /* ---- small helpers ---- */
+
+/* Counts a skipped file, by why. */
+static void
+count_skip(watch *w, int why)
+{
+	w->skipped++;
+	w->skipped_by[why >= 0 && why < WATCH_SKIP_KINDS ? why :
+	    WATCH_SKIP_OTHER]++;
+}
+
+const char *
+watch_skip_name(int why)
+{
+	static const char *const names[WATCH_SKIP_KINDS] = { "empty",
+		"excluded", "small", "video", "image_other", "other" };
+	return why >= 0 && why < WATCH_SKIP_KINDS ? names[why] : "other";
+}
 
 static double
 now_s(void)
@@ -458,7 +477,7 @@ consider_file(watch *w, task *t, const char *path, const struct stat *st,
 	store_failure *f = NULL;
 
 	if (st->st_size == 0) {
-		w->skipped++;
+		count_skip(w, WATCH_SKIP_EMPTY);
 		return;         /* nothing written yet: not an image (yet) */
 	}
 	if (store_image_get_by_path(w->st, path, &old, NULL) == 0) {
@@ -753,7 +772,7 @@ walk_step(watch *w)
 		struct stat st;
 		if (excluded(w, child, e->d_name) || lstat(child, &st) != 0) {
 			if (excluded(w, child, e->d_name))
-				w->skipped++;
+				count_skip(w, WATCH_SKIP_EXCLUDED);
 			free(child);
 			continue;
 		}
@@ -1428,11 +1447,17 @@ decode_item(watch *w, item *it)
 	if (try_reuse(w, it, old))
 		goto out;
 	if (clip_image_probe(data, len, &info, &err) != 0) {
-		if (len >= 4 && (memcmp(data, "\xff\xd8\xff", 3) == 0 ||
-		    memcmp(data, "\x89PNG", 4) == 0))
+		int content;
+		/* A file of a format the encoder reads has a failure record;
+		 * anything else is skipped, counted by what it is. */
+		if (clip_image_sniff(data, len, &content) != CLIP_FORMAT_UNKNOWN)
 			fail_or_retry(w, it, &err, it->mtime_ns);
 		else {
 			it->kind = K_SKIP;      /* not an image */
+			it->skip = content == CLIP_CONTENT_VIDEO ?
+			    WATCH_SKIP_VIDEO : content ==
+			    CLIP_CONTENT_IMAGE_OTHER ? WATCH_SKIP_IMAGE_OTHER :
+			    WATCH_SKIP_OTHER;
 			it->del_path = it->is_update;
 		}
 		goto out;
@@ -1440,6 +1465,7 @@ decode_item(watch *w, item *it)
 	if (w->p.min_side > 0 && (info.width < w->p.min_side ||
 	    info.height < w->p.min_side)) {
 		it->kind = K_SKIP;              /* an icon */
+		it->skip = WATCH_SKIP_SMALL;
 		it->del_path = it->is_update;
 		goto out;
 	}
@@ -1482,7 +1508,7 @@ decode_main(void *arg)
 		w->decoding++;
 		decode_item(w, it);
 		if (it->kind == K_SKIP && !it->del_path)
-			w->skipped++;
+			count_skip(w, it->skip);
 		if ((it->kind == K_DROP || (it->kind == K_SKIP && !it->del_path))) {
 			w->decoding--;
 			item_finish(w, it, 0);
@@ -1648,7 +1674,7 @@ wb_commit(watch *w, wbatch *c)
 					    retry_delay(w, it->tries + 1),
 					    it->tries + 1);
 			} else if (it->kind == K_SKIP) {
-				w->skipped++;
+				count_skip(w, it->skip);
 			} else {
 				if (it->t != NULL) {
 					if (it->kind == K_REUSE && !it->is_update)
@@ -2240,6 +2266,8 @@ watch_get_progress(watch *w, watch_progress *out)
 	out->reused = w->reused;
 	out->failed = w->failed;
 	out->skipped = w->skipped;
+	for (int i = 0; i < WATCH_SKIP_KINDS; i++)
+		out->skipped_by[i] = w->skipped_by[i];
 	out->renamed = w->renamed;
 	out->deleted = w->deleted;
 	out->overflows = w->overflows;

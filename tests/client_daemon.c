@@ -223,6 +223,20 @@ test_add_folder(void **state)
 	assert_int_equal(st.images, N_PHOTOS);
 	assert_int_equal(st.failures, 1);
 	assert_int_equal(st.index_vectors, N_PHOTOS);
+	/* notes.txt is counted as skipped, by why */
+	char *reply = NULL;
+	CDX_ASSERT_OK(cdx_call(cli, "{\"op\":\"status\"}", &reply),
+	    cdx_client_errmsg(cli));
+	cJSON *r = cJSON_Parse(reply);
+	cJSON *by = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(r, "queue"), "skipped_by");
+	assert_true(cJSON_IsObject(by));
+	assert_true(cJSON_GetNumberValue(
+	    cJSON_GetObjectItemCaseSensitive(by, "other")) >= 1);
+	assert_true(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(by,
+	    "video")));
+	cJSON_Delete(r);
+	free(reply);
 
 	/* Adding again changes nothing. */
 	CDX_ASSERT_OK(cdx_add(cli, photos, 1, &ar), cdx_client_errmsg(cli));
@@ -642,6 +656,13 @@ test_cli(void **state)
 	assert_null(strstr(out, "score"));
 	assert_int_equal(run_cli("status", out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "24"));
+	/* skipped files by why: notes.txt is not an image (counted at each
+	 * look: the suite adds the folder more than once) */
+	char *sk = strstr(out, "\nskipped   ");
+	assert_non_null(sk);
+	sk = strstr(sk, "(other ");
+	assert_non_null(sk);
+	assert_true(atoi(sk + 7) >= 1);
 	/* a daemon error is exit 1; usage 2; unreachable 4 */
 	assert_int_equal(run_cli("search 'x' -k 100000", out, sizeof(out)), 1);
 	assert_int_equal(run_cli("search", out, sizeof(out)), 2);

@@ -45,6 +45,7 @@ static uint64_t ids[N_SMALL + N_BIG + 1];
 static char paths[N_SMALL + N_BIG + 1][400];
 static int n_ids;
 static size_t cfg_cache_bytes;  /* the next start()'s web_cache_bytes */
+static int cfg_min_side = -1;   /* and its min_side, where >= 0 */
 
 /* ---- fixtures ---- */
 
@@ -249,6 +250,8 @@ start(const char *host, const char *token, srv **out)
 	cfg.listen[cfg.n_listen++] = strdup("inproc://daemon-web-test");
 	cfg.threads = 1;
 	cfg.web_cache_bytes = cfg_cache_bytes;
+	if (cfg_min_side >= 0)
+		cfg.min_side = cfg_min_side;
 	if (token != NULL)
 		cfg.token = strdup(token);
 	for (int attempt = 0; attempt < 20; attempt++) {
@@ -1032,6 +1035,127 @@ test_stop_in_flight(void **state)
 	}
 }
 
+/* Every format the encoder reads has a thumbnail; /image serves the
+ * originals browsers show, a JPEG rendition of HEIC, TIFF and RAW, and
+ * every original with ?original=1. */
+static void
+test_other_formats(void **state)
+{
+	static const struct {
+		const char *name, *type;
+		int rendition;
+	} files[] = {
+		{ "h_irot.heic", "image/heic", 1 },
+		{ "t_orient6.tif", "image/tiff", 1 },
+		{ "r_large16.dng", "application/octet-stream", 1 },
+		{ "a_basic.avif", "image/avif", 0 },
+		{ "w_orient6.webp", "image/webp", 0 },
+		{ "g_basic.gif", "image/gif", 0 },
+		{ "b_24.bmp", "image/bmp", 0 },
+	};
+	enum { N = sizeof(files) / sizeof(files[0]) };
+	char dir[400], paths_f[N][600], req[700], path[96], v[128];
+	uint64_t fid[N] = { 0 };
+	http_res r;
+	cJSON *rep;
+	(void)state;
+
+	if (daemon_srv != NULL)
+		stop();
+	cfg_min_side = 16;      /* the fixtures are small */
+	assert_int_equal(start("127.0.0.1", NULL, &daemon_srv), 0);
+	cfg_min_side = -1;
+	snprintf(dir, sizeof(dir), "%s/formats", photos);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	for (int i = 0; i < N; i++) {
+		uint8_t *d;
+		size_t n;
+		char src[300];
+		snprintf(src, sizeof(src), "tests/fixtures/images/formats/%s",
+		    files[i].name);
+		assert_int_equal(read_all(src, &d, &n), 0);
+		/* no extension: the content decides */
+		snprintf(paths_f[i], sizeof(paths_f[i]), "%s/file%d", dir, i);
+		assert_int_equal(tu_write_file(paths_f[i], d, n), 0);
+		free(d);
+	}
+	snprintf(req, sizeof(req), "{\"op\":\"add\",\"path\":\"%s\","
+	    "\"wait\":true}", dir);
+	api(req, &rep);
+	cJSON_Delete(rep);
+	api("{\"op\":\"search\",\"text\":\"a photo\",\"k\":200}", &rep);
+	cJSON *h;
+	cJSON_ArrayForEach(h, cJSON_GetObjectItem(rep, "results"))
+		for (int i = 0; i < N; i++)
+			if (strcmp(cJSON_GetObjectItem(h, "path")->valuestring,
+			    paths_f[i]) == 0)
+				fid[i] = (uint64_t)cJSON_GetObjectItem(h,
+				    "id")->valuedouble;
+	cJSON_Delete(rep);
+	for (int i = 0; i < N; i++) {
+		int w, hh;
+		if (fid[i] == 0)
+			fail_msg("%s was not indexed", files[i].name);
+		snprintf(path, sizeof(path), "/thumb/%llu",
+		    (unsigned long long)fid[i]);
+		assert_int_equal(http_get(path, NULL, &r), 0);
+		assert_int_equal(r.status, 200);
+		uint8_t *px = decode_jpeg(r.body, r.len, &w, &hh);
+		assert_non_null(px);
+		free(px);
+		http_res_free(&r);
+
+		/* what the decoder gives in the rendition's mode */
+		uint8_t *d;
+		size_t n;
+		assert_int_equal(read_all(paths_f[i], &d, &n), 0);
+		clip_image img;
+		clip_decode_opts o = { .min_short = 1080 };
+		cdx_error err;
+		CDX_ASSERT_OK(clip_image_decode(d, n, &o, &img, &err), err.msg);
+
+		snprintf(path, sizeof(path), "/image/%llu",
+		    (unsigned long long)fid[i]);
+		assert_int_equal(http_get(path, NULL, &r), 0);
+		assert_int_equal(r.status, 200);
+		assert_non_null(header(&r, "Content-Type", v, sizeof(v)));
+		if (files[i].rendition) {
+			assert_string_equal(v, "image/jpeg");
+			px = decode_jpeg(r.body, r.len, &w, &hh);
+			assert_non_null(px);
+			free(px);
+			/* upright: the size as displayed */
+			assert_int_equal(w, img.width);
+			assert_int_equal(hh, img.height);
+		} else {
+			assert_string_equal(v, files[i].type);
+			assert_int_equal(r.len, n);
+			assert_memory_equal(r.body, d, n);
+		}
+		http_res_free(&r);
+		clip_image_free(&img);
+
+		/* the original, downloadable */
+		snprintf(path, sizeof(path), "/image/%llu?original=1",
+		    (unsigned long long)fid[i]);
+		assert_int_equal(http_get(path, NULL, &r), 0);
+		assert_int_equal(r.status, 200);
+		assert_non_null(header(&r, "Content-Type", v, sizeof(v)));
+		assert_string_equal(v, files[i].type);
+		assert_int_equal(r.len, n);
+		assert_memory_equal(r.body, d, n);
+		http_res_free(&r);
+		free(d);
+	}
+	uint8_t *out = NULL;
+	size_t out_len = 0;
+	assert_int_equal(web_rendition((const uint8_t *)"nope", 4, 0, &out,
+	    &out_len, NULL), CDX_EFORMAT);
+	for (int i = 0; i < N; i++)
+		unlink(paths_f[i]);
+	rmdir(dir);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1057,6 +1181,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_token),
 		cmocka_unit_test(test_stop_in_flight),
 		cmocka_unit_test(test_symlink_not_followed),
+		cmocka_unit_test(test_other_formats),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

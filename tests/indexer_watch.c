@@ -747,6 +747,70 @@ test_exif_capture_time(void **state)
 	env_free(&e);
 }
 
+/* A mixed folder: a file of every format the encoder reads is indexed,
+ * whatever its name; everything else is skipped and counted by why. */
+static void
+test_mixed_folder_formats(void **state)
+{
+	static const char *const images[] = { "h_basic.heic", "a_basic.avif",
+		"w_lossy.webp", "w_anim.webp", "t_rgb8.tif", "g_basic.gif",
+		"b_24.bmp", "r_basic.dng" };
+	enum { N_IMAGES = sizeof(images) / sizeof(images[0]) };
+	env e;
+	watch_params p = test_params();
+	(void)state;
+
+	p.min_side = 20;
+	env_init(&e, "formats");
+	for (int i = 0; i < N_IMAGES; i++)
+		/* names say nothing: content decides */
+		copy_file(pathf("tests/fixtures/images/formats/%s", images[i]),
+		    pathf("%s/file%d%s", e.root, i, i % 2 ? ".jpg" : ""));
+	write_jpeg(pathf("%s/photo.jpg", e.root), 9100);
+	unsigned long len;
+	unsigned char *icon = jpeg_bytes(16, 16, 9101, &len);
+	write_bytes(pathf("%s/icon.jpg", e.root), icon, len);
+	tjFree(icon);
+	write_bytes(pathf("%s/clip.mp4", e.root),
+	    "\0\0\0\x18" "ftypisom\0\0\0\0isomavc1\0\0\0\x08free", 32);
+	write_bytes(pathf("%s/clip.webm", e.root),
+	    "\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01", 9);
+	write_bytes(pathf("%s/image.jxl", e.root),
+	    "\0\0\0\x0cJXL \r\n\x87\n\0\0", 14);
+	write_bytes(pathf("%s/notes.txt", e.root), "a shopping list\n", 16);
+	write_bytes(pathf("%s/empty.jpg", e.root), "", 0);
+	write_jpeg(pathf("%s/partial.tmp", e.root), 9102);
+	env_start(&e, &p);
+	watch_result res = add_wait(&e, e.root, 0);
+	assert_int_equal(res.added, N_IMAGES + 1);
+	assert_int_equal(res.failed, 0);
+	for (int i = 0; i < N_IMAGES; i++)
+		assert_true(has_record(&e, pathf("%s/file%d%s", e.root, i,
+		    i % 2 ? ".jpg" : "")));
+	watch_progress pr;
+	watch_get_progress(e.w, &pr);
+	static const struct {
+		int why;
+		int64_t n;
+	} want[] = {
+		{ WATCH_SKIP_EMPTY, 1 }, { WATCH_SKIP_EXCLUDED, 1 },
+		{ WATCH_SKIP_SMALL, 1 }, { WATCH_SKIP_VIDEO, 2 },
+		{ WATCH_SKIP_IMAGE_OTHER, 1 }, { WATCH_SKIP_OTHER, 1 },
+	};
+	int64_t sum = 0;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		if (pr.skipped_by[want[i].why] != want[i].n)
+			fail_msg("skipped %s: %lld, want %lld",
+			    watch_skip_name(want[i].why),
+			    (long long)pr.skipped_by[want[i].why],
+			    (long long)want[i].n);
+		sum += want[i].n;
+	}
+	assert_int_equal(pr.skipped, sum);
+	assert_string_equal(watch_skip_name(WATCH_SKIP_VIDEO), "video");
+	env_free(&e);
+}
+
 static void
 test_watch_limit(void **state)
 {
@@ -1079,6 +1143,7 @@ main(void)
 		cmocka_unit_test(test_symlinks),
 		cmocka_unit_test(test_moved_while_stopped),
 		cmocka_unit_test(test_exif_capture_time),
+		cmocka_unit_test(test_mixed_folder_formats),
 		cmocka_unit_test(test_watch_limit),
 		cmocka_unit_test(test_ten_thousand),
 		cmocka_unit_test(test_out_of_descriptors_is_retried),

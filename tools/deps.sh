@@ -14,7 +14,8 @@ set -eu
 pkgs="build-essential clang pkg-config libfaiss-dev liblmdb-dev libturbojpeg0-dev
 libopenblas-dev libnng-dev libcjson-dev libspng-dev libexif-dev libxxhash-dev
 libcmocka-dev zlib1g-dev curl libsentencepiece-dev libdnnl-dev libmicrohttpd-dev
-libjpeg62-turbo-dev systemd"
+libjpeg62-turbo-dev libheif-dev libwebp-dev libtiff-dev libgif-dev libstb-dev
+libraw-dev systemd"
 for a in "$@"; do
 	case "$a" in
 	--bench) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-regex" ;;
@@ -23,7 +24,9 @@ for a in "$@"; do
 		# Node from elsewhere (e.g. NodeSource) ships its own npm.
 		command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
 		command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm" ;;
-	--tools) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-regex python3-sentencepiece sentencepiece" ;;
+	# libheif-examples (heif-enc, heif-convert) and libraw-bin (dcraw_emu)
+	# make and check tools/ref_images.py --formats' references
+	--tools) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-regex python3-sentencepiece sentencepiece libheif-examples libraw-bin" ;;
 	--demo) pkgs="$pkgs python3-numpy python3-pil" ;;
 	*) echo "deps.sh: unknown option $a" >&2; exit 2 ;;
 	esac

@@ -569,5 +569,652 @@ def main():
     print(f"{len(os.listdir(OUT))} files, {total} bytes", file=sys.stderr)
 
 
+# ---- the other formats (tests/encoder_image_formats.c) ----------------------
+#
+# /usr/bin/python3 tools/ref_images.py --formats writes tests/fixtures/images/
+# formats/ and its manifest.txt, lines of:
+#   decode NAME W H REF.png [TOL]  exact-mode pixels must equal REF (RGB
+#                              PNG), or differ by at most TOL where given
+#   info NAME FORMAT W H ORIENTATION TIME   clip_image_probe's facts
+#   bad NAME CODE              decoding fails with CDX_<CODE>
+# The reference is Pillow's exif_transpose + convert("RGB") for what Pillow
+# 9.4 reads (WebP, TIFF, GIF, BMP; 16-bit grey keeps its high byte, as for
+# PNG), and for HEIC/AVIF and RAW the libraries' own command-line tools:
+# heif-convert (libheif-examples) and dcraw_emu -h -w (libraw-bin), their
+# output read with Pillow.  HEIC/AVIF files are written by heif-enc
+# (x265/aom, libheif-examples); irot/imir transformations are patched into
+# them here.  The RAW fixtures are DNGs written here (dng_write): a
+# linear-RGB Bayer mosaic (RGGB, 16-bit) of a photo, an identity-like
+# colour matrix, and an embedded JPEG preview in IFD0 with the raw data in
+# a SubIFD, as cameras' DNGs are laid out.
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+
+FOUT = os.path.join(OUT, "formats")
+fmanifest = []
+
+
+def fpath(name):
+    return os.path.join(FOUT, name)
+
+
+def fref(name, rgb):
+    """Writes the reference pixels as an RGB PNG and a decode line."""
+    ref = name.replace(".", "_") + ".png"
+    Image.fromarray(np.ascontiguousarray(rgb)).save(fpath(ref), optimize=True)
+    fmanifest.append(f"decode {name} {rgb.shape[1]} {rgb.shape[0]} {ref}")
+
+
+def fpil(name):
+    """Pillow's reading: exif_transpose, then RGB (16-bit grey: high byte).
+    TIFF: Pillow 9.4's TiffImagePlugin.load() already applies the
+    Orientation tag (load_end), and exif_transpose would apply it a second
+    time (a Pillow bug: orientation 6 would come out turned by 180 degrees
+    in the stored size); the reference is the loaded image, turned once."""
+    im = Image.open(fpath(name))
+    im.getexif()  # before load(), which closes a TIFF's file
+    im.load()
+    if im.format != "TIFF":
+        im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = (np.array(im).astype(np.int64) >> 8).astype(np.uint8)
+        return np.stack([a, a, a], axis=-1)
+    return np.array(im.convert("RGB"))
+
+
+def fpillow_ref(name, tolerance=0):
+    fref(name, fpil(name))
+    if tolerance:
+        fmanifest[-1] += f" {tolerance}"
+
+
+def tiff_write(name, pages, big_endian=False, tile=None):
+    """A minimal uncompressed TIFF writer for what Pillow cannot save
+    (16-bit RGB, MinIsWhite, tiles).  pages: list of (samples (h, w, c),
+    photometric, extra tags {tag: (type, [values])})."""
+    e = ">" if big_endian else "<"
+    out = bytearray((b"MM\x00\x2a" if big_endian else b"II\x2a\x00") + b"\0\0\0\0")
+    ifd_ptr = 4
+    tsize = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8}
+    tfmt = {1: "B", 2: "B", 3: "H", 4: "I", 5: "II"}
+    for samples, photometric, extra in pages:
+        h, w, c = samples.shape
+        bps = samples.dtype.itemsize * 8
+        if tile:
+            tw, th = tile
+            chunks = []
+            for ty in range(0, h, th):
+                for tx in range(0, w, tw):
+                    t = np.zeros((th, tw, c), samples.dtype)
+                    part = samples[ty:ty + th, tx:tx + tw]
+                    t[:part.shape[0], :part.shape[1]] = part
+                    chunks.append(t.astype(samples.dtype.newbyteorder(e)).tobytes())
+        else:
+            chunks = [samples.astype(samples.dtype.newbyteorder(e)).tobytes()]
+        offsets = []
+        for ch in chunks:
+            offsets.append(len(out))
+            out += ch
+        tags = {256: (4, [w]), 257: (4, [h]), 258: (3, [bps] * c), 259: (3, [1]),
+                262: (3, [photometric]), 277: (3, [c]), 284: (3, [1])}
+        if tile:
+            tags.update({322: (4, [tile[0]]), 323: (4, [tile[1]]),
+                         324: (4, offsets), 325: (4, [len(x) for x in chunks])})
+        else:
+            tags.update({273: (4, offsets), 278: (4, [h]), 279: (4, [len(chunks[0])])})
+        tags.update(extra)
+        if len(out) % 2:
+            out += b"\0"
+        ifd_off = len(out)
+        struct.pack_into(e + "I", out, ifd_ptr, ifd_off)
+        n = len(tags)
+        blob_off = ifd_off + 2 + 12 * n + 4
+        ifd = struct.pack(e + "H", n)
+        blob = b""
+        for tag in sorted(tags):
+            typ, vals = tags[tag]
+            if tag == 34665:
+                vals = [0]  # patched below
+            data = b"".join(struct.pack(e + tfmt[typ], *(v if isinstance(v, tuple) else (v,)))
+                            for v in vals) if typ != 2 else bytes(vals)
+            cnt = len(vals)
+            if len(data) <= 4:
+                ifd += struct.pack(e + "HHI", tag, typ, cnt) + data.ljust(4, b"\0")
+            else:
+                ifd += struct.pack(e + "HHII", tag, typ, cnt, blob_off + len(blob))
+                blob += data + (b"\0" if len(data) % 2 else b"")
+        out += ifd
+        ifd_ptr = len(out)
+        out += b"\0\0\0\0" + blob
+        if 34665 in tags:
+            # an Exif IFD with DateTimeOriginal (tags[34665] = (4, [text]))
+            # at the end, its offset patched into the entry
+            text = tags[34665][1][0].encode() + b"\0"
+            if len(out) % 2:
+                out += b"\0"
+            at = len(out)
+            entry = ifd_off + 2 + 12 * sorted(tags).index(34665) + 8
+            struct.pack_into(e + "I", out, entry, at)
+            out += struct.pack(e + "HHHII", 1, 0x9003, 2, len(text), at + 18)
+            out += b"\0\0\0\0" + text
+    with open(fpath(name), "wb") as f:
+        f.write(bytes(out))
+
+
+def webp_fixtures():
+    a = photo(64, 40, 31)
+    Image.fromarray(a).save(fpath("w_lossy.webp"), quality=80, method=4)
+    Image.fromarray(a).save(fpath("w_lossless.webp"), lossless=True)
+    rgba = np.dstack([photo(48, 36, 32), np.tile(np.arange(48, dtype=np.uint8) * 5, (36, 1))])
+    Image.fromarray(rgba, "RGBA").save(fpath("w_alpha.webp"), quality=90)
+    Image.fromarray(rgba, "RGBA").save(fpath("w_alpha_lossless.webp"), lossless=True)
+    frames = [Image.fromarray(photo(56, 40, 33 + i)) for i in range(3)]
+    frames[0].save(fpath("w_anim.webp"), save_all=True, append_images=frames[1:],
+                   duration=100, loop=0, quality=85)
+    for name in ("w_lossy.webp", "w_lossless.webp", "w_alpha.webp",
+                 "w_alpha_lossless.webp", "w_anim.webp"):
+        fpillow_ref(name)
+    fmanifest.append("info w_lossy.webp 5 64 40 1 none")
+    for o in (3, 6, 8):
+        im = Image.fromarray(photo(52, 34, 40 + o))
+        ex = im.getexif()
+        ex[0x0112] = o
+        im.save(fpath(f"w_orient{o}.webp"), quality=85, exif=ex.tobytes())
+        fpillow_ref(f"w_orient{o}.webp")
+    fmanifest.append("info w_orient6.webp 5 34 52 6 none")
+
+
+def tiff_fixtures():
+    a = photo(45, 29, 51)
+    Image.fromarray(a).save(fpath("t_rgb8.tif"))
+    Image.fromarray(a).save(fpath("t_rgb8_lzw.tif"), compression="tiff_lzw")
+    Image.fromarray(a).save(fpath("t_rgb8_deflate.tif"), compression="tiff_adobe_deflate")
+    Image.fromarray(a).convert("L").save(fpath("t_gray8.tif"))
+    Image.fromarray(a).convert("1").save(fpath("t_bilevel.tif"))
+    Image.fromarray(a).convert("P", palette=Image.ADAPTIVE, colors=40).save(fpath("t_palette.tif"))
+    Image.fromarray(a).convert("CMYK").save(fpath("t_cmyk.tif"))
+    rgba = np.dstack([a, np.tile(np.arange(45, dtype=np.uint8) * 5, (29, 1))])
+    Image.fromarray(rgba, "RGBA").save(fpath("t_rgba.tif"))
+    rng = np.random.default_rng(52)
+    a16 = (a.astype(np.uint16) * 257 + rng.integers(0, 256, a.shape)).astype(np.uint16)
+    tiff_write("t_rgb16.tif", [(a16, 2, {})])
+    tiff_write("t_rgb16_be.tif", [(a16, 2, {})], big_endian=True)
+    tiff_write("t_gray16.tif", [(a16[:, :, :1], 1, {})])
+    tiff_write("t_miniswhite.tif", [(a[:, :, 1:2], 0, {})])
+    tiff_write("t_tiled.tif", [(a, 2, {})], tile=(16, 16))
+    tiff_write("t_multipage.tif", [(a, 2, {}), (photo(20, 10, 53), 2, {})])
+    for name in ("t_rgb8.tif", "t_rgb8_lzw.tif", "t_rgb8_deflate.tif", "t_gray8.tif",
+                 "t_bilevel.tif", "t_palette.tif", "t_cmyk.tif", "t_rgba.tif",
+                 "t_rgb16.tif", "t_rgb16_be.tif", "t_gray16.tif", "t_miniswhite.tif",
+                 "t_tiled.tif", "t_multipage.tif"):
+        fpillow_ref(name)
+    for o in range(1, 9):
+        extra = {274: (3, [o])}
+        if o == 6:
+            extra[34665] = (4, ["2018:05:06 07:08:09"])
+        tiff_write(f"t_orient{o}.tif", [(photo(30, 18, 60 + o), 2, extra)])
+        fpillow_ref(f"t_orient{o}.tif")
+    fmanifest.append("info t_orient6.tif 6 18 30 6 %d" %
+                     calendar.timegm((2018, 5, 6, 7, 8, 9)))
+    fmanifest.append("info t_rgb8.tif 6 45 29 1 none")
+
+
+def lzw_raw(indices, min_code=8):
+    """GIF LZW data without compression: every pixel a literal code, a
+    clear code often enough that the code size never grows."""
+    clear, stop = 1 << min_code, (1 << min_code) + 1
+    size = min_code + 1
+    codes, n = [clear], 0
+    for v in indices:
+        codes.append(int(v))
+        n += 1
+        if n == (1 << min_code) - 4:
+            codes.append(clear)
+            n = 0
+    codes.append(stop)
+    bits, nbits, out = 0, 0, bytearray()
+    for c in codes:
+        bits |= c << nbits
+        nbits += size
+        while nbits >= 8:
+            out.append(bits & 255)
+            bits >>= 8
+            nbits -= 8
+    if nbits:
+        out.append(bits & 255)
+    blocks = bytearray([min_code])
+    for i in range(0, len(out), 255):
+        blocks += bytes([len(out[i:i + 255])]) + out[i:i + 255]
+    return bytes(blocks + b"\0")
+
+
+def gif_write(name, screen, gpal, frame_box, idx, lpal=None, transparent=None,
+              interlace=False):
+    """A GIF with one frame at frame_box (x, y, w, h) on a screen of size
+    `screen`; idx: (h, w) indices in display order."""
+    sw, sh = screen
+    data = bytearray(b"GIF89a" + struct.pack("<HH", sw, sh))
+    if gpal is not None:
+        data += bytes([0xF7, 0, 0]) + bytes(gpal)
+    else:
+        data += bytes([0x00, 0, 0])
+    if transparent is not None:
+        data += bytes([0x21, 0xF9, 4, 1, 0, 0, transparent, 0])
+    x, y, w, h = frame_box
+    flags = (0x87 if lpal is not None else 0) | (0x40 if interlace else 0)
+    data += b"\x2c" + struct.pack("<HHHH", x, y, w, h) + bytes([flags])
+    if lpal is not None:
+        data += bytes(lpal)
+    rows = list(range(h))
+    if interlace:
+        rows = list(range(0, h, 8)) + list(range(4, h, 8)) + list(range(2, h, 4)) + list(range(1, h, 2))
+    data += lzw_raw(np.concatenate([idx[r] for r in rows]))
+    data += b"\x3b"
+    with open(fpath(name), "wb") as f:
+        f.write(bytes(data))
+
+
+def gif_fixtures():
+    a = photo(64, 40, 71)
+    p = Image.fromarray(a).quantize(colors=64, method=Image.MEDIANCUT)
+    p.save(fpath("g_basic.gif"))
+    p.save(fpath("g_interlaced.gif"), interlace=True)
+    frames = [Image.fromarray(photo(48, 32, 72 + i)).quantize(colors=32) for i in range(3)]
+    frames[0].save(fpath("g_anim.gif"), save_all=True, append_images=frames[1:],
+                   duration=80, loop=0)
+    Image.fromarray(a).convert("L").save(fpath("g_gray.gif"))
+    rng = np.random.default_rng(73)
+    gpal = rng.integers(0, 256, 768).astype(np.uint8)
+    lpal = rng.integers(0, 256, 768).astype(np.uint8)
+    idx = rng.integers(0, 256, (20, 30)).astype(np.uint8)
+    gif_write("g_offset.gif", (50, 40), gpal, (7, 5, 30, 20), idx, transparent=9)
+    gif_write("g_local.gif", (30, 20), gpal, (0, 0, 30, 20), idx, lpal=lpal)
+    gif_write("g_beyond.gif", (20, 12), gpal, (4, 3, 30, 20), idx)
+    gif_write("g_ilace.gif", (30, 20), gpal, (0, 0, 30, 20), idx, interlace=True)
+    gif_write("g_nopal.gif", (30, 20), None, (0, 0, 30, 20), idx)
+    for name in ("g_basic.gif", "g_interlaced.gif", "g_anim.gif", "g_gray.gif",
+                 "g_offset.gif", "g_local.gif", "g_beyond.gif", "g_ilace.gif", "g_nopal.gif"):
+        fpillow_ref(name)
+    fmanifest.append("info g_beyond.gif 7 34 23 1 none")
+
+
+def bmp_write(name, w, h, bpp, rows, palette=b"", top_down=False, masks=None):
+    """A BMP (BITMAPINFOHEADER, or V4 with masks): rows are the packed
+    pixel rows in display order, unpadded."""
+    stride = (w * bpp + 31) // 32 * 4
+    pix = b"".join(r.ljust(stride, b"\0") for r in (rows if top_down else rows[::-1]))
+    hsz = 108 if masks else 40
+    off = 14 + hsz + len(palette)
+    hdr = struct.pack("<2sIHHI", b"BM", off + len(pix), 0, 0, off)
+    info = struct.pack("<IiiHHIIiiII", hsz, w, -h if top_down else h, 1, bpp,
+                       3 if masks else 0, len(pix), 2835, 2835,
+                       len(palette) // 4, 0)
+    if masks:
+        info += struct.pack("<IIII", *masks) + b"\0" * (108 - 40 - 16)
+    with open(fpath(name), "wb") as f:
+        f.write(hdr + info + palette + pix)
+
+
+def bmp_fixtures():
+    a = photo(37, 23, 81)
+    Image.fromarray(a).save(fpath("b_24.bmp"))
+    Image.fromarray(a).convert("P", palette=Image.ADAPTIVE, colors=100).save(fpath("b_8.bmp"))
+    Image.fromarray(a).convert("1").save(fpath("b_1.bmp"))
+    Image.fromarray(a).convert("L").save(fpath("b_gray.bmp"))
+    rows = [bytes(a[y, :, ::-1].tobytes()) for y in range(23)]
+    bmp_write("b_topdown.bmp", 37, 23, 24, rows, top_down=True)
+    rows32 = [b"".join(bytes([p[2], p[1], p[0], 0]) for p in a[y]) for y in range(23)]
+    bmp_write("b_32.bmp", 37, 23, 32, rows32)
+    rng = np.random.default_rng(82)
+    pal = bytes(rng.integers(0, 256, 64).astype(np.uint8))
+    idx = rng.integers(0, 16, (23, 37))
+    rows4 = [bytes((int(r[i]) << 4) | (int(r[i + 1]) if i + 1 < 37 else 0)
+                   for i in range(0, 37, 2)) for r in idx]
+    bmp_write("b_4.bmp", 37, 23, 4, rows4, palette=pal)
+    v = rng.integers(0, 1 << 16, (23, 37)).astype("<u2")
+    bmp_write("b_565.bmp", 37, 23, 16, [r.tobytes() for r in v],
+              masks=(0xF800, 0x07E0, 0x001F, 0))
+    for name in ("b_24.bmp", "b_8.bmp", "b_1.bmp", "b_gray.bmp", "b_topdown.bmp", "b_32.bmp",
+                 "b_4.bmp"):
+        fpillow_ref(name)
+    # 16-bit BMPs: stb_image widens a 5/6-bit sample by replicating its
+    # bits, Pillow by v * 255 / 31 (truncated): they differ by at most 1
+    fpillow_ref("b_565.bmp", tolerance=1)
+    fmanifest.append("info b_24.bmp 8 37 23 1 none")
+
+
+def tool_ref(name, cmd, out):
+    """The reference made by a library's command-line tool: its output
+    image read with Pillow as RGB."""
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rgb = np.array(Image.open(out).convert("RGB"))
+    os.unlink(out)
+    fref(name, rgb)
+
+
+def bmff_boxes(data, start, end):
+    p = start
+    while p + 8 <= end:
+        size, typ = struct.unpack(">I4s", data[p:p + 8])
+        yield p, size, typ
+        p += size
+
+
+def heif_add_property(data, prop):
+    """Adds property box `prop` to ipco and associates it (essential) with
+    the primary item; fixes the sizes of the boxes around and the iloc
+    offsets behind."""
+    data = bytearray(data)
+    meta = next(p for p, s, t in bmff_boxes(data, 0, len(data)) if t == b"meta")
+    msize = struct.unpack(">I", data[meta:meta + 4])[0]
+    inner = {t: (p, s) for p, s, t in bmff_boxes(data, meta + 12, meta + msize)}
+    pitm = inner[b"pitm"][0]
+    primary = struct.unpack(">H", data[pitm + 12:pitm + 14])[0]
+    iprp, iprp_size = inner[b"iprp"]
+    sub = {t: (p, s) for p, s, t in bmff_boxes(data, iprp + 8, iprp + iprp_size)}
+    ipco, ipco_size = sub[b"ipco"]
+    ipma, ipma_size = sub[b"ipma"]
+    nprops = sum(1 for _ in bmff_boxes(data, ipco + 8, ipco + ipco_size))
+    assert data[ipma + 8] == 0 and data[ipma + 11] & 1 == 0  # version 0, 8-bit indices
+    # find the primary item's entry in ipma
+    q = ipma + 12
+    count = struct.unpack(">I", data[q:q + 4])[0]
+    q += 4
+    for _ in range(count):
+        item, n = struct.unpack(">HB", data[q:q + 3])
+        if item == primary:
+            data[q + 2] = n + 1
+            data.insert(q + 3 + n, 0x80 | (nprops + 1))
+            break
+        q += 3 + n
+    else:
+        raise RuntimeError("primary item not in ipma")
+    data[ipco + ipco_size:ipco + ipco_size] = prop
+    delta = len(prop) + 1
+    # ipco before ipma: insert first moved ipma by len(prop)
+    for off, grow in ((meta, delta), (iprp, delta), (ipco, len(prop)), (ipma + len(prop), 1)):
+        size = struct.unpack(">I", data[off:off + 4])[0]
+        struct.pack_into(">I", data, off, size + grow)
+    # iloc (after iprp or before it)
+    iloc, _ = inner[b"iloc"]
+    if iloc > iprp:
+        iloc += delta
+    ver = data[iloc + 8]
+    q = iloc + 12
+    osz, lsz = data[q] >> 4, data[q] & 15
+    bsz, isz = data[q + 1] >> 4, (data[q + 1] & 15 if ver in (1, 2) else 0)
+    q += 2
+    n = struct.unpack(">H" if ver < 2 else ">I", data[q:q + (2 if ver < 2 else 4)])[0]
+    q += 2 if ver < 2 else 4
+
+    def rd(sz):
+        return int.from_bytes(data[q:q + sz], "big") if sz else 0
+
+    for _ in range(n):
+        q += 2 if ver < 2 else 4
+        method = 0
+        if ver in (1, 2):
+            method = struct.unpack(">H", data[q:q + 2])[0] & 15
+            q += 2
+        q += 2  # data reference index
+        if method == 0 and bsz:
+            data[q:q + bsz] = (rd(bsz) + delta).to_bytes(bsz, "big")
+        base = rd(bsz)
+        q += bsz
+        ext = struct.unpack(">H", data[q:q + 2])[0]
+        q += 2
+        for _ in range(ext):
+            q += isz
+            if method == 0 and not bsz:
+                data[q:q + osz] = (rd(osz) + delta).to_bytes(osz, "big")
+            q += osz + lsz
+        del base
+    return bytes(data)
+
+
+def heif_fixtures():
+    tmp = tempfile.mkdtemp()
+    src = os.path.join(tmp, "src.png")
+    Image.fromarray(photo(64, 40, 91)).save(src)
+    rgba = np.dstack([photo(48, 32, 92), np.tile(np.arange(48, dtype=np.uint8) * 5, (32, 1))])
+    srca = os.path.join(tmp, "srca.png")
+    Image.fromarray(rgba, "RGBA").save(srca)
+    # EXIF orientation 6 and a capture time in a JPEG: heif-enc copies its
+    # EXIF block (the pixels stay as stored)
+    ex_src = os.path.join(tmp, "ex.jpg")
+    Image.fromarray(photo(64, 40, 93)).save(
+        ex_src, quality=95, exif=b"Exif\0\0" + tiff_exif(6, "2021:07:04 12:34:56"))
+    # 16-bit input: heif-enc writes a 10-bit HEIC (its AVIF encoder, aom
+    # 3.6, aborts on 10-bit input: no 10-bit AVIF fixture)
+    src16 = os.path.join(tmp, "src16.png")
+    a16 = photo(64, 40, 95).astype(np.uint16) * 257
+    raw = b"".join(b"\0" + row.astype(">u2").tobytes() for row in a16)
+    with open(src16, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" +
+                png_chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 40, 16, 2, 0, 0, 0)) +
+                png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b""))
+    # with a thumbnail item (heif-enc -t: 104 x 64), as iPhones store one:
+    # what fast mode decodes for the demo model (min_short 64)
+    srct = os.path.join(tmp, "srct.png")
+    Image.fromarray(photo(192, 120, 96, noise=3)).save(srct)
+    # ... and with EXIF orientation 3, where fast mode must not trust the
+    # thumbnail (no reference: tests/encoder_image_formats.c checks sizes)
+    srct3 = os.path.join(tmp, "srct3.jpg")
+    Image.fromarray(photo(192, 120, 96, noise=3)).save(
+        srct3, quality=90, exif=b"Exif\0\0" + tiff_exif(3))
+    runs = [("h_basic.heic", src, []), ("h_alpha.heic", srca, []),
+            ("h_thumb.heic", srct, ["-t", "104"]),
+            ("h_thumb_exif3.heic", srct3, ["-t", "104"]),
+            ("h_10bit.heic", src16, ["-b", "10"]),
+            ("h_exif6.heic", ex_src, []), ("a_basic.avif", src, []),
+            ("a_alpha.avif", srca, [])]
+    for name, s, extra in runs:
+        subprocess.run(["heif-enc", "-q", "80", "-o", fpath(name)] + extra + [s], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # transformations: rotation by 90 degrees anticlockwise (irot 1), a
+    # mirror about the vertical axis (imir 1), and irot on the file with
+    # EXIF orientation 6 (the transform wins, EXIF is not applied again)
+    base = open(fpath("h_basic.heic"), "rb").read()
+    with open(fpath("h_irot.heic"), "wb") as f:
+        f.write(heif_add_property(base, struct.pack(">I4sB", 9, b"irot", 1)))
+    with open(fpath("h_imir.heic"), "wb") as f:
+        f.write(heif_add_property(base, struct.pack(">I4sB", 9, b"imir", 1)))
+    exif6 = open(fpath("h_exif6.heic"), "rb").read()
+    with open(fpath("h_irot_exif6.heic"), "wb") as f:
+        f.write(heif_add_property(exif6, struct.pack(">I4sB", 9, b"irot", 3)))
+    abase = open(fpath("a_basic.avif"), "rb").read()
+    with open(fpath("a_irot.avif"), "wb") as f:
+        f.write(heif_add_property(abase, struct.pack(">I4sB", 9, b"irot", 2)))
+    for name in ("h_basic.heic", "h_alpha.heic", "h_exif6.heic", "h_irot.heic", "h_imir.heic",
+                 "h_irot_exif6.heic", "a_basic.avif", "a_alpha.avif", "a_irot.avif",
+                 "h_thumb.heic", "h_10bit.heic"):
+        out = os.path.join(tmp, "out.png")
+        tool_ref(name, ["heif-convert", fpath(name), out], out)
+    # 10 bits: heif-convert writes a 16-bit PNG, read by Pillow as its high
+    # bytes, which equal libheif's own conversion to 8 bits
+    t = calendar.timegm((2021, 7, 4, 12, 34, 56))
+    fmanifest.append("info h_basic.heic 3 64 40 1 none")
+    fmanifest.append(f"info h_exif6.heic 3 64 40 1 {t}")
+    fmanifest.append("info h_irot.heic 3 40 64 1 none")
+    fmanifest.append(f"info h_irot_exif6.heic 3 40 64 1 {t}")
+    fmanifest.append("info a_irot.avif 4 64 40 1 none")
+    # a bomb: the primary image's ispe says 60000 x 60000
+    d = bytearray(base)
+    i = d.index(b"ispe")
+    struct.pack_into(">II", d, i + 8, 60000, 60000)
+    with open(fpath("h_bomb.heic"), "wb") as f:
+        f.write(bytes(d))
+    fmanifest.append("bad h_bomb.heic ETOOBIG")
+    os.rmdir(tmp) if not os.listdir(tmp) else None
+
+
+def srgb_to_linear(a):
+    x = a.astype(np.float64) / 255
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def dng_write(name, rgb, orientation=1, preview=True, dto=None, size=None, bits=16):
+    """A DNG: IFD0 a JPEG preview (NewSubFileType 1) of the photo, SubIFD
+    the CFA data (RGGB, 16 or 8-bit) of its linear light."""
+    h, w = rgb.shape[:2]
+    lin = srgb_to_linear(rgb)
+    cfa = np.empty((h, w))
+    cfa[0::2, 0::2] = lin[0::2, 0::2, 0]
+    cfa[0::2, 1::2] = lin[0::2, 1::2, 1]
+    cfa[1::2, 0::2] = lin[1::2, 0::2, 1]
+    cfa[1::2, 1::2] = lin[1::2, 1::2, 2]
+    black, white = (256, 60256) if bits == 16 else (0, 255)
+    raw = np.clip(np.rint(cfa * (white - black) + black), 0, white).astype(
+        "<u2" if bits == 16 else np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=92)
+    jpg = buf.getvalue()
+    # XYZ (D65) to linear sRGB: the camera "is" linear sRGB
+    cm = [(3.2406, -1.5372, -0.4986), (-0.9689, 1.8758, 0.0415), (0.0557, -0.2040, 1.0570)]
+    srat = [(int(round(v * 10000)), 10000) for row in cm for v in row]
+    rw, rh = size if size else (w, h)
+    sub = {254: (4, [0]), 256: (4, [rw]), 257: (4, [rh]), 258: (3, [bits]), 259: (3, [1]),
+           262: (3, [32803]), 277: (3, [1]), 284: (3, [1]),
+           33421: (3, [2, 2]), 33422: (1, [0, 1, 1, 2]),
+           50714: (4, [black]), 50717: (4, [white])}
+    tags0 = {254: (4, [1]), 271: (2, list(b"clipdex\0")), 272: (2, list(b"test DNG\0")),
+             274: (3, [orientation]), 50706: (1, [1, 4, 0, 0]), 50707: (1, [1, 1, 0, 0]),
+             50708: (2, list(b"clipdex test DNG\0")), 50778: (3, [21]),
+             50721: (10, srat), 50728: (5, [(1, 1), (1, 1), (1, 1)])}
+    if dto:
+        tags0[36867] = (2, list(dto.encode() + b"\0"))
+        tags0[306] = (2, list(dto.encode() + b"\0"))
+    e = "<"
+    tfmt = {1: "B", 2: "B", 3: "H", 4: "I", 5: "II", 10: "ii"}
+    out = bytearray(b"II\x2a\x00\0\0\0\0")
+    raw_off = len(out)
+    out += raw.tobytes()
+    jpg_off = len(out)
+    out += jpg + (b"\0" if len(jpg) % 2 else b"")
+    sub.update({273: (4, [raw_off]), 278: (4, [rh]), 279: (4, [raw.nbytes])})
+    if preview:
+        tags0.update({256: (4, [w]), 257: (4, [h]), 258: (3, [8, 8, 8]), 259: (3, [7]),
+                      262: (3, [6]), 277: (3, [3]), 273: (4, [jpg_off]), 278: (4, [h]),
+                      279: (4, [len(jpg)]), 284: (3, [1])})
+    else:
+        tags0.update({256: (4, [1]), 257: (4, [1]), 258: (3, [8]), 259: (3, [1]),
+                      262: (3, [1]), 277: (3, [1]), 273: (4, [jpg_off]), 278: (4, [1]),
+                      279: (4, [1])})
+
+    def ifd(tags, at, extra_ptr=None):
+        n = len(tags)
+        blob_off = at + 2 + 12 * n + 4
+        body, blob = struct.pack(e + "H", n), b""
+        for tag in sorted(tags):
+            typ, vals = tags[tag]
+            data = bytes(vals) if typ in (1, 2) and not isinstance(vals[0], tuple) else \
+                b"".join(struct.pack(e + tfmt[typ], *(v if isinstance(v, tuple) else (v,)))
+                         for v in vals)
+            if len(data) <= 4:
+                body += struct.pack(e + "HHI", tag, typ, len(vals)) + data.ljust(4, b"\0")
+            else:
+                body += struct.pack(e + "HHII", tag, typ, len(vals), blob_off + len(blob))
+                blob += data + (b"\0" if len(data) % 2 else b"")
+        return body + b"\0\0\0\0" + blob
+
+    sub_off = len(out)
+    out += ifd(sub, sub_off)
+    if len(out) % 2:
+        out += b"\0"
+    ifd0_off = len(out)
+    tags0[330] = (4, [sub_off])
+    out += ifd(tags0, ifd0_off)
+    struct.pack_into("<I", out, 4, ifd0_off)
+    with open(fpath(name), "wb") as f:
+        f.write(bytes(out))
+
+
+def raw_fixtures():
+    tmp = tempfile.mkdtemp()
+    for name, o in (("r_basic.dng", 1), ("r_orient6.dng", 6), ("r_orient3.dng", 3),
+                    ("r_orient8.dng", 8)):
+        dng_write(name, photo(96, 64, 100 + o), orientation=o, bits=8,
+                  dto="2019:02:03 04:05:06" if o == 1 else None)
+    # large enough that the half-size demosaic is not smaller than the
+    # demo model's input (64): fast mode's preview against it
+    dng_write("r_large8.dng", photo(144, 128, 113), bits=8)
+    dng_write("r_large16.dng", photo(144, 128, 114), orientation=6)
+    dng_write("r_nopreview.dng", photo(96, 64, 111), preview=False, bits=8)
+    for name in ("r_basic.dng", "r_orient6.dng", "r_orient3.dng", "r_orient8.dng",
+                 "r_nopreview.dng", "r_large8.dng", "r_large16.dng"):
+        # dcraw_emu writes <input>.ppm beside its input
+        src = os.path.join(tmp, name)
+        with open(src, "wb") as f:
+            f.write(open(fpath(name), "rb").read())
+        tool_ref(name, ["dcraw_emu", "-h", "-w", src], src + ".ppm")
+        os.unlink(src)
+    os.rmdir(tmp)
+    t = calendar.timegm((2019, 2, 3, 4, 5, 6))
+    fmanifest.append(f"info r_basic.dng 9 96 64 1 {t}")
+    fmanifest.append("info r_orient6.dng 9 64 96 6 none")
+    # a bomb: the sensor is 60000 x 60000, the file a few KB
+    dng_write("r_bomb.dng", photo(32, 16, 112), size=(60000, 60000))
+    fmanifest.append("bad r_bomb.dng ETOOBIG")
+
+
+def bomb_fixtures():
+    # headers that promise far more pixels than the default limit
+    with open(fpath("g_bomb.gif"), "wb") as f:
+        f.write(b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\0\0\0" + b"\x2c" +
+                struct.pack("<HHHH", 0, 0, 65535, 65535) + b"\0\x08\x02\x00\x01\0\x3b")
+    fmanifest.append("bad g_bomb.gif ETOOBIG")
+    hdr = struct.pack("<2sIHHI", b"BM", 1000, 0, 0, 54) + struct.pack(
+        "<IiiHHIIiiII", 40, 30000, 30000, 1, 24, 0, 0, 0, 0, 0, 0)
+    with open(fpath("b_bomb.bmp"), "wb") as f:
+        f.write(hdr + b"\0" * 64)
+    fmanifest.append("bad b_bomb.bmp ETOOBIG")
+    tiff_write("t_bomb.tif", [(np.zeros((1, 1, 3), np.uint8), 2, {256: (4, [100000]),
+                                                                 257: (4, [100000])})])
+    fmanifest.append("bad t_bomb.tif ETOOBIG")
+    # a small image whose tile is 2^26 pixels wide (found by tiff_fuzz:
+    # the tile buffer is an allocation the image's size does not bound)
+    tiff_write("t_tilebomb.tif", [(photo(20, 12, 121), 2, {322: (4, [1 << 26])})],
+               tile=(16, 16))
+    fmanifest.append("bad t_tilebomb.tif EFORMAT")
+    # a lossless bitstream whose header says 16384 x 16384
+    buf = io.BytesIO()
+    Image.fromarray(photo(16, 16, 120)).save(buf, "WEBP", lossless=True)
+    d = bytearray(buf.getvalue())
+    assert d[12:16] == b"VP8L" and d[20] == 0x2F
+    bits = int.from_bytes(d[21:25], "little")
+    bits = (bits & ~((1 << 28) - 1)) | 16383 | (16383 << 14)
+    d[21:25] = bits.to_bytes(4, "little")
+    with open(fpath("w_bomb.webp"), "wb") as f:
+        f.write(bytes(d))
+    fmanifest.append("bad w_bomb.webp ETOOBIG")
+    # unsupported and corrupt files
+    with open(fpath("x_rle8.bmp"), "wb") as f:
+        f.write(struct.pack("<2sIHHI", b"BM", 14 + 40 + 1024 + 8, 0, 0, 14 + 40 + 1024) +
+                struct.pack("<IiiHHIIiiII", 40, 4, 2, 1, 8, 1, 8, 0, 0, 256, 0) +
+                b"\0" * 1024 + b"\x04\x01\0\0\x04\x02\0\x01")
+    fmanifest.append("bad x_rle8.bmp EFORMAT")
+
+
+def formats_main():
+    os.makedirs(FOUT, exist_ok=True)
+    for f in os.listdir(FOUT):
+        os.unlink(fpath(f))
+    webp_fixtures()
+    tiff_fixtures()
+    gif_fixtures()
+    bmp_fixtures()
+    heif_fixtures()
+    raw_fixtures()
+    bomb_fixtures()
+    with open(fpath("manifest.txt"), "w") as f:
+        f.write("# generated by tools/ref_images.py --formats; see that file\n")
+        f.write("\n".join(fmanifest) + "\n")
+    total = sum(os.path.getsize(fpath(f)) for f in os.listdir(FOUT))
+    print(f"formats: {len(os.listdir(FOUT))} files, {total} bytes", file=sys.stderr)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--formats"]:
+        formats_main()
+    else:
+        main()
