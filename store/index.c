@@ -901,6 +901,8 @@ store_verify(store *s, cdx_error *err)
 				   s->live.n, (unsigned long long)s->count);
 	if (!rc && !labels_agree(s, why, sizeof(why)))
 		rc = cdx_error_set(err, CDX_ECORRUPT, "%s", why);
+	if (!rc)
+		rc = tag_verify(s, txn, err);
 out_abort:
 	mdb_txn_abort(txn);
 out_unlock:
@@ -985,6 +987,7 @@ typedef struct search_ctx {
 	const store_filter *f;
 	size_t plen;
 	int has_time;
+	tag_filter tags;        /* the filter's tags/not_tags, resolved */
 	const float *q;
 	float *buf; /* dim floats */
 	int exclusive; /* the store's lock is held exclusively */
@@ -1042,15 +1045,42 @@ dot_unaligned(search_ctx *c, const unsigned char *emb)
 	return cblas_sdot(c->s->dim, c->buf, 1, c->q, 1);
 }
 
-/* Exact scoring of the images matching the filter.  Candidates come from
- * the path table when a prefix is given and few match (prefix_ok), else
- * from the live map. */
+/* Where exact_filtered takes its candidates from. */
+enum { FROM_LIVE, FROM_PREFIX, FROM_TAGS };
+
+/* Scores image id if it is live and matches the time filter and the path
+ * prefix (the tag filter is the caller's). */
 static int
-exact_filtered(search_ctx *c, topk *t, int from_prefix, cdx_error *err)
+exact_one(search_ctx *c, topk *t, uint64_t id, cdx_error *err)
+{
+	MDB_val ak = { sizeof(id), &id }, av;
+	const unsigned char *emb;
+	rec_attr a;
+	int rc = 0;
+	if (mdb_get(c->txn, c->s->db_attr, &ak, &av) != 0 ||
+	    av.mv_size != sizeof(a))
+		return 0;
+	memcpy(&a, av.mv_data, sizeof(a));
+	long slot = live_find(&c->s->live, a.label);
+	if (slot >= 0 && time_match(c, slot) && rec_match(c, id, &emb, err, &rc))
+		topk_push(t, dot_unaligned(c, emb), id);
+	return rc;
+}
+
+/* Exact scoring of the images matching the filter.  Candidates come from
+ * the path table when a prefix is given and few match, from the tag
+ * index when tags are given and few have them, else from the live map. */
+static int
+exact_filtered(search_ctx *c, topk *t, int from, cdx_error *err)
 {
 	int rc = 0;
 	const live_map *lm = &c->s->live;
-	if (from_prefix) {
+	if (from == FROM_TAGS) {
+		for (size_t i = 0; i < c->tags.n && !rc; i++)
+			rc = exact_one(c, t, c->tags.ids[i], err);
+		return rc;
+	}
+	if (from == FROM_PREFIX) {
 		MDB_cursor *cur;
 		int r = mdb_cursor_open(c->txn, c->s->db_path, &cur);
 		if (r)
@@ -1060,20 +1090,10 @@ exact_filtered(search_ctx *c, topk *t, int from_prefix, cdx_error *err)
 		while (r == 0 && store_path_has_prefix(k.mv_data, k.mv_size,
 						       c->f->path_prefix)) {
 			uint64_t id;
-			const unsigned char *emb;
 			memcpy(&id, v.mv_data, sizeof(id));
-			MDB_val ak = { sizeof(id), &id }, av;
-			rec_attr a;
-			if (mdb_get(c->txn, c->s->db_attr, &ak, &av) == 0 &&
-			    av.mv_size == sizeof(a)) {
-				memcpy(&a, av.mv_data, sizeof(a));
-				long slot = live_find(lm, a.label);
-				if (slot >= 0 && time_match(c, slot) &&
-				    rec_match(c, id, &emb, err, &rc))
-					topk_push(t, dot_unaligned(c, emb), id);
-				if (rc)
-					break;
-			}
+			if (tag_filter_match(&c->tags, id) &&
+			    (rc = exact_one(c, t, id, err)))
+				break;
 			r = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 		}
 		mdb_cursor_close(cur);
@@ -1083,7 +1103,8 @@ exact_filtered(search_ctx *c, topk *t, int from_prefix, cdx_error *err)
 	}
 	for (size_t i = 0; i < lm->n && !rc; i++) {
 		const unsigned char *emb;
-		if (!time_match(c, (long)i))
+		if (!time_match(c, (long)i) ||
+		    !tag_filter_match(&c->tags, lm->id[i]))
 			continue;
 		if (rec_match(c, lm->id[i], &emb, err, &rc))
 			topk_push(t, dot_unaligned(c, emb), lm->id[i]);
@@ -1250,7 +1271,7 @@ index_filtered_scan(search_ctx *c, topk *t, size_t k, size_t kk,
 {
 	store *s = c->s;
 	size_t nt = (size_t)faiss_Index_ntotal(s->index);
-	int filtered = c->has_time || c->plen;
+	int filtered = c->has_time || c->plen || c->tags.active;
 	int rc = 0, grown = 0, extra = 0;
 	*complete = 0;
 	if (nt == 0) {
@@ -1300,6 +1321,8 @@ index_filtered_scan(search_ctx *c, topk *t, size_t k, size_t kk,
 			if (slot < 0 || !time_match(c, slot))
 				continue;
 			uint64_t id = s->live.id[slot];
+			if (!tag_filter_match(&c->tags, id))
+				continue;
 			const unsigned char *emb;
 			if (c->plen && !rec_match(c, id, &emb, err, &rc))
 				continue;
@@ -1425,13 +1448,19 @@ search_locked(search_ctx *c, topk *t, size_t k, store_results **out,
 		return sto_mdb_err(err, rc, "store_search");
 	}
 	size_t n = s->live.n;
+	if (k > 0 && n > 0 &&
+	    (rc = tag_filter_build(s, c->txn, c->f, &c->tags, err)) != 0) {
+		mdb_txn_abort(c->txn);
+		return rc;
+	}
 	if (k > 0 && n > 0) {
 		/* How many images match: exactly for the time range (a scan
-		 * of the live map), by counting path entries for a prefix
-		 * (up to a limit), and assuming independence for both. */
-		size_t mt = n, mp = n, plim = s->exact_max > 50000
-						      ? s->exact_max
-						      : 50000;
+		 * of the live map) and for tags (the by-label index), by
+		 * counting path entries for a prefix (up to a limit), and
+		 * assuming independence between them. */
+		size_t mt = n, mp = n, mg = n, plim = s->exact_max > 50000
+							      ? s->exact_max
+							      : 50000;
 		if (c->has_time) {
 			mt = 0;
 			for (size_t i = 0; i < n; i++)
@@ -1439,12 +1468,22 @@ search_locked(search_ctx *c, topk *t, size_t k, store_results **out,
 		}
 		if (c->plen)
 			mp = count_prefix(c, plim);
-		int filtered = c->has_time || c->plen, complete = 0;
-		if (filtered && c->plen && mp <= s->exact_max && mp <= mt) {
-			rc = exact_filtered(c, t, 1, err);
+		if (c->tags.active)
+			mg = c->tags.has_tags ? c->tags.n
+			     : c->tags.n < n  ? n - c->tags.n
+					      : 0;
+		int filtered = c->has_time || c->plen || c->tags.active;
+		int complete = 0;
+		if (c->tags.has_tags && mg <= s->exact_max && mg <= mt &&
+		    mg <= mp) {
+			rc = exact_filtered(c, t, FROM_TAGS, err);
+			complete = 1;
+		} else if (filtered && c->plen && mp <= s->exact_max &&
+			   mp <= mt) {
+			rc = exact_filtered(c, t, FROM_PREFIX, err);
 			complete = 1;
 		} else if (filtered && c->has_time && mt <= s->exact_max) {
-			rc = exact_filtered(c, t, 0, err);
+			rc = exact_filtered(c, t, FROM_LIVE, err);
 			complete = 1;
 		} else {
 			/* One more than k: the first rank below the k-th
@@ -1453,7 +1492,8 @@ search_locked(search_ctx *c, topk *t, size_t k, store_results **out,
 			if (filtered) {
 				double sel = ((double)mt / (double)n) *
 					     ((double)(mp < plim ? mp : plim) /
-					      (double)n);
+					      (double)n) *
+					     ((double)mg / (double)n);
 				double m = sel * (double)n;
 				kk = (size_t)((double)k * (double)n /
 					      (m >= 1 ? m : 1) * 3.0) + k;
@@ -1463,10 +1503,13 @@ search_locked(search_ctx *c, topk *t, size_t k, store_results **out,
 				/* An approximate index asked for a large part
 				 * of itself is no faster and less exact than
 				 * scoring the matches. */
-				rc = exact_filtered(c, t,
-						    c->plen && mp < plim &&
-							    mp <= mt,
-						    err);
+				int from = FROM_LIVE;
+				if (c->tags.has_tags && mg <= mt &&
+				    (mg <= mp || !c->plen || mp >= plim))
+					from = FROM_TAGS;
+				else if (c->plen && mp < plim && mp <= mt)
+					from = FROM_PREFIX;
+				rc = exact_filtered(c, t, from, err);
 				complete = 1;
 			} else {
 				rc = index_filtered(c, t, k, kk, &complete,
@@ -1475,13 +1518,14 @@ search_locked(search_ctx *c, topk *t, size_t k, store_results **out,
 		}
 		if (!rc && !complete) {
 			t->n = 0;
-			rc = exact_filtered(c, t, 0, err);
+			rc = exact_filtered(c, t, FROM_LIVE, err);
 		}
 	}
 	if (!rc) {
 		qsort(t->h, t->n, sizeof(cand), cand_cmp_desc);
 		rc = build_results(c, t->h, t->n, out, err);
 	}
+	tag_filter_free(&c->tags);
 	mdb_txn_abort(c->txn);
 	return rc;
 }

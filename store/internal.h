@@ -86,7 +86,7 @@ struct store {
 	int lock_fd;
 	MDB_env *env;
 	MDB_dbi db_meta, db_rec, db_attr, db_path, db_hash, db_log, db_fail,
-		db_kv;
+		db_kv, db_tagset, db_tags, db_bylabel;
 	size_t map_size;
 
 	/* Writers hold it exclusively, readers shared. */
@@ -114,6 +114,10 @@ struct store {
 	int rebuilt_on_open;
 	uint64_t caught_up;
 	uint64_t commits;       /* write transactions committed since open */
+	/* The tag sets, by name (tags.c); written only after a commit with
+	 * the lock held exclusively, read with it held either way. */
+	struct tag_set *sets;
+	size_t nsets, sets_cap;
 };
 
 /* Names shared by store.c and index.c carry the prefix sto_ (the
@@ -130,6 +134,60 @@ int sto_rec_parse(const store *s, const MDB_val *v, rec_hdr *h,
 		  const char **path, const unsigned char **emb,
 		  cdx_error *err);
 
+
+/* One write transaction of fn (store.c's write_txn): under the exclusive
+ * lock, retried after growing the map.  after (may be NULL) runs after a
+ * successful commit with the lock still held exclusively. */
+typedef int (*sto_txn_fn)(store *s, MDB_txn *txn, void *arg, cdx_error *err);
+int sto_write(store *s, sto_txn_fn fn, void *arg,
+	      void (*after)(store *s, void *arg), cdx_error *err);
+/* A read transaction with the lock held shared, and its end. */
+int sto_read_begin(store *s, MDB_txn **txn, cdx_error *err);
+void sto_read_end(store *s, MDB_txn *txn);
+
+/* ---- tags (tags.c) ---- */
+
+/* One tag set in memory.  num: its stable number in the tags and bylabel
+ * tables; applies: made by the store's model (model_key, dim), so it tags
+ * images. */
+typedef struct tag_set {
+	uint32_t num;
+	int applies;
+	cls_set *c;
+} tag_set;
+
+/* One tag in the tags table's value (an array of them, per image). */
+typedef struct tag_entry {
+	uint32_t set, label;
+	float prob;
+} tag_entry;
+
+/* Loads the sets at open; frees them at close. */
+int tag_load(store *s, MDB_txn *txn, cdx_error *err);
+void tag_free(store *s);
+/* Inside a write txn (exclusive lock): scores vec (dim floats, unit) with
+ * every applying set and writes image id's tags, replacing any; drops
+ * them. */
+int tag_image(store *s, MDB_txn *txn, uint64_t id, const float *vec,
+	      cdx_error *err);
+int tag_drop(store *s, MDB_txn *txn, uint64_t id, cdx_error *err);
+
+/* A search's tag filter, resolved in its read txn: with tags, the sorted
+ * ids having every tag and no not_tag (allow); with only not_tags, the
+ * sorted ids having one of them (deny). */
+typedef struct tag_filter {
+	int active;             /* it restricts anything */
+	int has_tags;           /* allow (else deny) decides */
+	uint64_t *ids;
+	size_t n;
+} tag_filter;
+int tag_filter_build(store *s, MDB_txn *txn, const store_filter *f,
+		     tag_filter *tf, cdx_error *err);
+int tag_filter_match(const tag_filter *tf, uint64_t id);
+void tag_filter_free(tag_filter *tf);
+/* store_verify's part (shared lock, txn): tags agree with the records
+ * and the sets, and the by-label index with the tags. */
+int tag_verify(store *s, MDB_txn *txn, cdx_error *err);
 
 /* index.c: under the exclusive lock unless said otherwise. */
 int idx_open(store *s, MDB_txn *txn, cdx_error *err);

@@ -3,7 +3,8 @@
  * failure records, the key/value table, the change log.
  *
  * LMDB tables (named databases in one environment):
- *   meta  text key -> value: "schema", "dim", "model", "seq", "next_id"
+ *   meta  text key -> value: "schema", "dim", "model", "seq", "next_id",
+ *         "next_set" (tags.c)
  *   rec   id (u64)  -> rec_hdr, embedding, path
  *   attr  id (u64)  -> rec_attr (label, capture time, mtime)
  *   path  path      -> id
@@ -11,6 +12,10 @@
  *   log   seq (u64) -> log_entry: the change log the index catches up from
  *   fail  path      -> size, mtime, when, reason
  *   kv    key       -> value
+ *   tagset, tags, bylabel: tag sets and every image's tags (tags.c)
+ *
+ * Schema 2 added the three tag tables; a schema-1 store gains them (empty)
+ * when it is opened.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +34,7 @@
 
 #include "store/internal.h"
 
-#define SCHEMA_VERSION 1u
+#define SCHEMA_VERSION 2u
 #define KV_VALUE_MAX (1u << 20)
 #define REASON_MAX 1023
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
@@ -213,7 +218,9 @@ wipe_images(store *s, MDB_txn *txn)
 	    (rc = mdb_drop(txn, s->db_path, 0)) ||
 	    (rc = mdb_drop(txn, s->db_hash, 0)) ||
 	    (rc = mdb_drop(txn, s->db_log, 0)) ||
-	    (rc = mdb_drop(txn, s->db_fail, 0)))
+	    (rc = mdb_drop(txn, s->db_fail, 0)) ||
+	    (rc = mdb_drop(txn, s->db_tags, 0)) ||
+	    (rc = mdb_drop(txn, s->db_bylabel, 0)))
 		return rc;
 	return 0;
 }
@@ -267,9 +274,20 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 		return cdx_error_set(err, CDX_EFORMAT,
 				     "%s: not a clipdex store", s->dir);
 	memcpy(&schema, v.mv_data, sizeof(schema));
+	if (schema == 1) {
+		/* open_dbs created the tag tables (empty: no sets yet). */
+		schema = SCHEMA_VERSION;
+		if ((rc = meta_put(txn, s->db_meta, "schema", &schema,
+				   sizeof(schema))))
+			return sto_mdb_err(err, rc, "migrating the store");
+		cdx_log(CDX_LOG_INFO,
+			"store %s: schema 1 -> %u (tag tables added)", s->dir,
+			SCHEMA_VERSION);
+	}
 	if (schema != SCHEMA_VERSION)
 		return cdx_error_set(err, CDX_EFORMAT,
-				     "%s: store schema %u, this build reads %u",
+				     "%s: store schema %u, this build reads "
+				     "1 to %u (made by a newer clipdex?)",
 				     s->dir, schema, SCHEMA_VERSION);
 	MDB_val kd = { 3, "dim" }, vd, km = { 5, "model" }, vm;
 	if (mdb_get(txn, s->db_meta, &kd, &vd) || vd.mv_size != sizeof(dim) ||
@@ -340,6 +358,11 @@ open_dbs(store *s, MDB_txn *txn, cdx_error *err)
 		{ "log", MDB_INTEGERKEY, &s->db_log },
 		{ "fail", 0, &s->db_fail },
 		{ "kv", 0, &s->db_kv },
+		{ "tagset", 0, &s->db_tagset },
+		{ "tags", MDB_INTEGERKEY, &s->db_tags },
+		{ "bylabel",
+		  MDB_INTEGERKEY | MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
+		  &s->db_bylabel },
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		int rc = mdb_dbi_open(txn, t[i].name, t[i].flags | MDB_CREATE,
@@ -487,7 +510,7 @@ store_open(const char *dir, const store_params *p, store **out,
 		goto out_abort_txn;
 	}
 	s->fail_count = st.ms_entries;
-	if ((rc = idx_open(s, txn, err)))
+	if ((rc = tag_load(s, txn, err)) || (rc = idx_open(s, txn, err)))
 		goto out_abort_txn;
 	if ((rc = mdb_txn_commit(txn))) {
 		rc = sto_mdb_err(err, rc, "opening store");
@@ -500,6 +523,7 @@ out_abort_txn:
 	mdb_txn_abort(txn);
 out_close_index:
 	idx_close(s);
+	tag_free(s);
 out_close_env:
 	mdb_env_close(s->env);
 out_destroy_locks:
@@ -525,6 +549,7 @@ store_close(store *s)
 		cdx_log(CDX_LOG_WARN, "store %s: index not saved: %s", s->dir,
 			e.msg);
 	idx_close(s);
+	tag_free(s);
 	mdb_env_close(s->env);
 	pthread_mutex_destroy(&s->save_lock);
 	pthread_rwlock_destroy(&s->lock);
@@ -745,6 +770,8 @@ del_one(store *s, MDB_txn *txn, batch *b, uint64_t id, cdx_error *err)
 		return sto_mdb_err(err, rc, "deleting attr");
 	if ((rc = mdb_del(txn, s->db_rec, &k, NULL)))
 		return sto_mdb_err(err, rc, "deleting record");
+	if ((rc = tag_drop(s, txn, id, err)))
+		return rc;
 	b->seq++;
 	if ((rc = log_put(s, txn, b->seq, id, h.label, LOG_DEL)))
 		return sto_mdb_err(err, rc, "writing change log");
@@ -813,6 +840,8 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 	MDB_val v = { sizeof(h) + vsz + plen, buf };
 	if ((rc = mdb_put(txn, s->db_rec, &k, &v, 0)))
 		return sto_mdb_err(err, rc, "writing record");
+	if ((rc = tag_image(s, txn, id, vec, err)))
+		return rc;
 	rec_attr a = { label, img->capture_time, floor_div_1e9(img->mtime_ns) };
 	if ((rc = mdb_put(txn, s->db_attr, &k,
 			  &(MDB_val){ sizeof(a), &a }, 0)))
@@ -904,6 +933,8 @@ typedef struct write_op {
 	batch *b;
 	int put_next_id;
 	const char *begin_what, *commit_what;
+	/* Runs after a successful commit, the lock still held (or NULL). */
+	void (*after)(store *s, void *arg);
 } write_op;
 
 /* Runs op in a write transaction under the exclusive lock, held across
@@ -948,6 +979,8 @@ write_txn(store *s, const write_op *op, cdx_error *err)
 				rc = sto_mdb_err(err, r, op->commit_what);
 			else
 				s->commits++;
+			if (!r && op->after)
+				op->after(s, op->arg);
 		}
 		if (rc == CDX_EFULL) {
 			/* The map, unless the disk is full (ENOSPC; a map
@@ -1242,8 +1275,8 @@ out_free:
 
 /* ---- reads ---- */
 
-static int
-read_begin(store *s, MDB_txn **txn, cdx_error *err)
+int
+sto_read_begin(store *s, MDB_txn **txn, cdx_error *err)
 {
 	pthread_rwlock_rdlock(&s->lock);
 	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
@@ -1254,8 +1287,8 @@ read_begin(store *s, MDB_txn **txn, cdx_error *err)
 	return 0;
 }
 
-static void
-read_end(store *s, MDB_txn *txn)
+void
+sto_read_end(store *s, MDB_txn *txn)
 {
 	mdb_txn_abort(txn);
 	pthread_rwlock_unlock(&s->lock);
@@ -1305,7 +1338,7 @@ int
 store_image_get(store *s, uint64_t id, store_image **out, cdx_error *err)
 {
 	MDB_txn *txn;
-	int rc = read_begin(s, &txn, err);
+	int rc = sto_read_begin(s, &txn, err);
 	if (rc)
 		return rc;
 	MDB_val k = { sizeof(id), &id }, v;
@@ -1317,7 +1350,7 @@ store_image_get(store *s, uint64_t id, store_image **out, cdx_error *err)
 		rc = sto_mdb_err(err, rc, "store_image_get");
 	else
 		rc = image_copy_out(s, &v, out, err);
-	read_end(s, txn);
+	sto_read_end(s, txn);
 	return rc;
 }
 
@@ -1328,7 +1361,7 @@ store_image_get_by_path(store *s, const char *path, store_image **out,
 	if (!path || !path[0] || strlen(path) > STORE_PATH_MAX)
 		return cdx_error_set(err, CDX_ENOTFOUND, "no image at that path");
 	MDB_txn *txn;
-	int rc = read_begin(s, &txn, err);
+	int rc = sto_read_begin(s, &txn, err);
 	if (rc)
 		return rc;
 	MDB_val pk = { strlen(path), (void *)path }, pv, v;
@@ -1348,7 +1381,7 @@ store_image_get_by_path(store *s, const char *path, store_image **out,
 		else
 			rc = image_copy_out(s, &v, out, err);
 	}
-	read_end(s, txn);
+	sto_read_end(s, txn);
 	return rc;
 }
 
@@ -1364,7 +1397,7 @@ store_image_find_hash(store *s, const uint8_t hash[STORE_HASH_LEN],
 {
 	MDB_txn *txn;
 	MDB_cursor *c;
-	int rc = read_begin(s, &txn, err);
+	int rc = sto_read_begin(s, &txn, err);
 	if (rc)
 		return rc;
 	if ((rc = mdb_cursor_open(txn, s->db_hash, &c))) {
@@ -1388,7 +1421,7 @@ store_image_find_hash(store *s, const uint8_t hash[STORE_HASH_LEN],
 	}
 	mdb_cursor_close(c);
 out_end:
-	read_end(s, txn);
+	sto_read_end(s, txn);
 	return rc;
 }
 
@@ -1401,7 +1434,7 @@ store_image_foreach(store *s, store_image_fn fn, void *user, cdx_error *err)
 	char path[STORE_PATH_MAX + 1];
 	if (!emb)
 		return cdx_error_set(err, CDX_ENOMEM, "store_image_foreach");
-	int rc = read_begin(s, &txn, err);
+	int rc = sto_read_begin(s, &txn, err);
 	if (rc)
 		goto out_free;
 	if ((rc = mdb_cursor_open(txn, s->db_rec, &c))) {
@@ -1429,7 +1462,7 @@ store_image_foreach(store *s, store_image_fn fn, void *user, cdx_error *err)
 		rc = sto_mdb_err(err, r, "store_image_foreach");
 	mdb_cursor_close(c);
 out_end:
-	read_end(s, txn);
+	sto_read_end(s, txn);
 out_free:
 	free(emb);
 	return rc;
@@ -1441,11 +1474,10 @@ typedef struct fail_hdr {
 	int64_t size, mtime_ns, when;
 } fail_hdr;
 
-typedef int (*small_fn)(store *s, MDB_txn *txn, void *arg, cdx_error *err);
-
 struct small_arg {
-	small_fn fn;
+	sto_txn_fn fn;
 	void *arg;
+	void (*after)(store *s, void *arg);
 };
 
 static int
@@ -1456,15 +1488,24 @@ small_item(store *s, MDB_txn *txn, void *arg, size_t i, cdx_error *err)
 	return a->fn(s, txn, a->arg, err);
 }
 
-/* One write of records outside the change log (failures, kv): fn does
- * the work. */
-static int
-write_small(store *s, small_fn fn, void *arg, cdx_error *err)
+static void
+small_after(store *s, void *arg)
 {
-	struct small_arg a = { fn, arg };
+	struct small_arg *a = arg;
+	if (a->after)
+		a->after(s, a->arg);
+}
+
+/* One write of records outside the change log (failures, kv, tag sets):
+ * fn does the work. */
+int
+sto_write(store *s, sto_txn_fn fn, void *arg,
+	  void (*after)(store *s, void *arg), cdx_error *err)
+{
+	struct small_arg a = { fn, arg, after };
 	write_op op = { .fn = small_item, .arg = &a, .n = 1,
 			.begin_what = "write transaction",
-			.commit_what = "commit" };
+			.commit_what = "commit", .after = small_after };
 	return write_txn(s, &op, err);
 }
 
@@ -1505,7 +1546,7 @@ store_failure_put(store *s, const store_failure *f, cdx_error *err)
 	if ((rc = check_path(f->path, "store_failure_put", err)))
 		return rc;
 	struct fail_put_arg a = { f, 0 };
-	rc = write_small(s, fail_put_fn, &a, err);
+	rc = sto_write(s, fail_put_fn, &a, NULL, err);
 	if (!rc && a.created) {
 		pthread_rwlock_wrlock(&s->lock);
 		s->fail_count++;
@@ -1547,7 +1588,7 @@ store_failure_get(store *s, const char *path, store_failure **out,
 	if (!path || !path[0] || strlen(path) > STORE_PATH_MAX)
 		return cdx_error_set(err, CDX_ENOTFOUND, "no failure record");
 	MDB_txn *txn;
-	int rc = read_begin(s, &txn, err);
+	int rc = sto_read_begin(s, &txn, err);
 	if (rc)
 		return rc;
 	MDB_val k = { strlen(path), (void *)path }, v;
@@ -1559,7 +1600,7 @@ store_failure_get(store *s, const char *path, store_failure **out,
 		rc = sto_mdb_err(err, rc, "store_failure_get");
 	else
 		rc = fail_copy_out(&k, &v, out, err);
-	read_end(s, txn);
+	sto_read_end(s, txn);
 	return rc;
 }
 
@@ -1588,7 +1629,7 @@ store_failure_delete(store *s, const char *path, cdx_error *err)
 {
 	if (!path || !path[0] || strlen(path) > STORE_PATH_MAX)
 		return cdx_error_set(err, CDX_ENOTFOUND, "no failure record");
-	int rc = write_small(s, fail_del_fn, (void *)path, err);
+	int rc = sto_write(s, fail_del_fn, (void *)path, NULL, err);
 	if (!rc) {
 		pthread_rwlock_wrlock(&s->lock);
 		s->fail_count--;
@@ -1603,7 +1644,7 @@ store_failure_foreach(store *s, store_failure_fn fn, void *user,
 {
 	MDB_txn *txn;
 	MDB_cursor *c;
-	int rc = read_begin(s, &txn, err);
+	int rc = sto_read_begin(s, &txn, err);
 	if (rc)
 		return rc;
 	if ((rc = mdb_cursor_open(txn, s->db_fail, &c))) {
@@ -1626,7 +1667,7 @@ store_failure_foreach(store *s, store_failure_fn fn, void *user,
 		rc = sto_mdb_err(err, r, "store_failure_foreach");
 	mdb_cursor_close(c);
 out_end:
-	read_end(s, txn);
+	sto_read_end(s, txn);
 	return rc;
 }
 
@@ -1670,7 +1711,7 @@ store_kv_put(store *s, const char *key, const void *val, size_t len,
 	if (len && !val)
 		return cdx_error_set(err, CDX_EINVAL, "store_kv_put: NULL value");
 	struct kv_arg a = { key, len ? val : "", len };
-	return write_small(s, kv_put_fn, &a, err);
+	return sto_write(s, kv_put_fn, &a, NULL, err);
 }
 
 int
@@ -1683,7 +1724,7 @@ store_kv_get(store *s, const char *key, void **val, size_t *len,
 	if (!val)
 		return cdx_error_set(err, CDX_EINVAL, "store_kv_get: NULL val");
 	MDB_txn *txn;
-	if ((rc = read_begin(s, &txn, err)))
+	if ((rc = sto_read_begin(s, &txn, err)))
 		return rc;
 	MDB_val k = { strlen(key), (void *)key }, v;
 	rc = mdb_get(txn, s->db_kv, &k, &v);
@@ -1703,7 +1744,7 @@ store_kv_get(store *s, const char *key, void **val, size_t *len,
 				*len = v.mv_size;
 		}
 	}
-	read_end(s, txn);
+	sto_read_end(s, txn);
 	return rc;
 }
 
@@ -1724,7 +1765,7 @@ store_kv_delete(store *s, const char *key, cdx_error *err)
 	int rc = check_key(key, err);
 	if (rc)
 		return rc;
-	return write_small(s, kv_del_fn, (void *)key, err);
+	return sto_write(s, kv_del_fn, (void *)key, NULL, err);
 }
 
 /* ---- reads by folder (the path and fail tables are in path order) ---- */
@@ -1831,10 +1872,10 @@ store_image_foreach_prefix(store *s, const char *dir, store_image_fn fn,
 	if (!(a.emb = malloc((size_t)s->dim * sizeof(float))))
 		return cdx_error_set(err, CDX_ENOMEM,
 				     "store_image_foreach_prefix");
-	if ((rc = read_begin(s, &txn, err)) == 0) {
+	if ((rc = sto_read_begin(s, &txn, err)) == 0) {
 		rc = prefix_walk(s, txn, s->db_path, dir, image_prefix_item, &a,
 				 "store_image_foreach_prefix", err);
-		read_end(s, txn);
+		sto_read_end(s, txn);
 	}
 	free(a.emb);
 	return rc;
@@ -1872,11 +1913,11 @@ store_failure_foreach_prefix(store *s, const char *dir, store_failure_fn fn,
 
 	if ((rc = check_dir(dir, "store_failure_foreach_prefix", err)))
 		return rc;
-	if ((rc = read_begin(s, &txn, err)))
+	if ((rc = sto_read_begin(s, &txn, err)))
 		return rc;
 	rc = prefix_walk(s, txn, s->db_fail, dir, fail_prefix_item, &a,
 			 "store_failure_foreach_prefix", err);
-	read_end(s, txn);
+	sto_read_end(s, txn);
 	return rc;
 }
 
