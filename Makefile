@@ -74,6 +74,8 @@ DEPS_test_client_siglip := client store classify encoder common
 DEPS_test_client_tags   := client encoder common
 DEPS_test_client_embed  := client encoder common
 DEPS_test_client_errors := client encoder common
+# The demo model's zero-shot test classifies with the classify module.
+DEPS_test_demo_zeroshot := classify encoder common
 test_libs = $(if $(DEPS_test_$(1)),$(foreach m,$(DEPS_test_$(1)),$(BUILD)/libcdx_$(m).a),$(call libs_for,$(firstword $(subst _, ,$(1)))))
 
 mod_srcs = $(filter-out %_main.c,$(wildcard $(1)/*.c)) $(wildcard $(1)/*.cpp)
@@ -132,7 +134,7 @@ tests: $(SEL_TESTS)
 
 # Installs what is missing, builds, runs every test.  T=pattern runs a subset.
 test: deps
-	tools/deps.sh --web
+	tools/deps.sh --web --demo
 	$(MAKE) tests
 	BUILD=$(BUILD) tests/run.sh $(T)
 
@@ -200,9 +202,9 @@ demo: deps
 	$(MAKE) $(PROGS)
 	$(if $(PHOTOS),,[ -f "$(DEMO_DIR)/photos/scenes.json" ] || \
 	    /usr/bin/python3 tools/train_demo.py render --dir "$(DEMO_DIR)/photos" \
-	    --n 400 --dupes 20 --seed 2024)
+	    --n 400 --dupes 20 --seed 2130)
 	@echo "Demo queries once indexed: $(BUILD)/clipdex search \"two red circles\"," \
-	    "\"a blue star in the top left\", \"a square on a striped background\";" \
+	    "\"a blue star in the top left\", \"a diamond on a dotted background\";" \
 	    "duplicates: $(BUILD)/clipdex dupes.  Web page: http://$(or $(HTTP),127.0.0.1:7847)/"
 	BUILD=$(BUILD) MODEL="$(or $(MODEL),models/demo)" \
 	    PHOTOS="$(or $(PHOTOS),$(DEMO_DIR)/photos)" \
@@ -294,6 +296,8 @@ $(BUILD)/tests/daemon_web: | $(BUILD)/clipdexd
 $(BUILD)/tests/daemon_lifecycle: | $(BUILD)/clipdex $(BUILD)/clipdexd
 # tests/demo_e2e.c runs clipdexd and clipdex on the demo model.
 $(BUILD)/tests/demo_e2e: | $(BUILD)/clipdex $(BUILD)/clipdexd
+# tests/demo_docs.c runs them on make demo's folder.
+$(BUILD)/tests/demo_docs: | $(BUILD)/clipdex $(BUILD)/clipdexd
 # ---- end libclipdex ----------------------------------------------------------
 
 # The tokenizer embeds the vocabulary with .incbin, which -MMD cannot see.
