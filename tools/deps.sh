@@ -15,7 +15,8 @@ pkgs="build-essential clang pkg-config libfaiss-dev liblmdb-dev libturbojpeg0-de
 libopenblas-dev libnng-dev libcjson-dev libspng-dev libexif-dev libxxhash-dev
 libcmocka-dev zlib1g-dev curl libsentencepiece-dev libdnnl-dev libmicrohttpd-dev
 libjpeg62-turbo-dev libheif-dev libwebp-dev libtiff-dev libgif-dev libstb-dev
-libraw-dev systemd"
+libraw-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+ffmpeg systemd"
 for a in "$@"; do
 	case "$a" in
 	--bench) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-regex" ;;
