@@ -404,3 +404,66 @@ out:
 	avformat_close_input(&v.fmt);
 	return rc;
 }
+
+int
+clip_video_frame(const char *path, int64_t time_ms, uint64_t max_pixels,
+    clip_image *out, cdx_error *err)
+{
+	clip_video_opts o;
+	clip_video_info inf;
+	clip_image img;
+	vs v;
+	int rc, have = 0;
+
+	memset(&v, 0, sizeof(v));
+	memset(&inf, 0, sizeof(inf));
+	memset(&img, 0, sizeof(img));
+	if (path == NULL || out == NULL || time_ms < 0)
+		return cdx_error_set(err, CDX_EINVAL, "clip_video_frame: bad "
+		    "argument");
+	clip_video_default_opts(&o);
+	o.max_pixels = max_pixels;
+	const char *slash = strrchr(path, '/');
+	v.name = slash ? slash + 1 : path;
+	if ((rc = open_clip(&v, path, &o, &inf, err)) != 0)
+		goto out;
+	if (time_ms > 0 && seek_to(&v, time_ms) < 0) {
+		/* No index: decoded from the start, where it stands. */
+	}
+	for (;;) {
+		rc = next_frame(&v);
+		if (rc == AVERROR_EOF && have)
+			break;          /* the last frame before the end */
+		if (rc != 0) {
+			rc = rc == AVERROR_EOF ? cdx_error_set(err, CDX_EFORMAT,
+			    "%s: no frame could be decoded", v.name) :
+			    av_fail(err, &v, rc, "corrupt or truncated data");
+			goto out;
+		}
+		if ((rc = to_rgb(&v, &img, err)) != 0)
+			goto out;
+		have = 1;
+		int64_t ms = frame_ms(&v);
+		if (ms < 0 || ms + 1 >= time_ms)
+			break;
+	}
+	size_t n = (size_t)img.width * (size_t)img.height * 3;
+	if ((out->rgb = malloc(n)) == NULL) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(out->rgb, img.rgb, n);
+	out->width = img.width;
+	out->height = img.height;
+	out->info = img.info;
+	rc = 0;
+out:
+	sws_freeContext(v.sws);
+	free(v.rgb);
+	free(v.rot);
+	av_frame_free(&v.frame);
+	av_packet_free(&v.pkt);
+	avcodec_free_context(&v.dec);
+	avformat_close_input(&v.fmt);
+	return rc;
+}

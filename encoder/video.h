@@ -86,6 +86,14 @@ int clip_video_sample(const char *path, const clip_video_opts *opts,
     clip_video_frame_fn fn, void *user, clip_video_info *info,
     cdx_error *err);
 
+/* The frame at time_ms (a time clip_video_sample gave, or any time: the
+ * first frame at or after it, else the clip's last), for thumbnails:
+ * seeks to the keyframe before it and decodes on.  max_pixels as
+ * clip_video_opts (0: the default).  out->rgb is the caller's
+ * (clip_image_free).  Errors as clip_video_sample. */
+int clip_video_frame(const char *path, int64_t time_ms, uint64_t max_pixels,
+    clip_image *out, cdx_error *err);
+
 /* Process-wide: FFmpeg prints only errors (av_log_set_level).  For
  * main() only; the library never calls it. */
 void clip_video_log_quiet(void);

@@ -202,6 +202,22 @@ test_scene_and_colour(void **state)
 	assert_true(g.px[0][0] > 200 && g.px[0][2] < 50);
 	assert_true(g.px[1][2] > 200 && g.px[1][0] < 50);
 	assert_true(llabs(g.ms[1] - 4000) <= 100);
+	/* One frame by its time, as thumbnails are made. */
+	clip_image img;
+	CDX_ASSERT_OK(clip_video_frame(at("cut.mp4"), g.ms[1], 0, &img, &err),
+	    err.msg);
+	assert_int_equal(img.width, 128);
+	assert_true(img.rgb[2] > 200 && img.rgb[0] < 50);
+	clip_image_free(&img);
+	CDX_ASSERT_OK(clip_video_frame(at("cut.mp4"), 1000, 0, &img, &err),
+	    err.msg);
+	assert_true(img.rgb[0] > 200 && img.rgb[2] < 50);
+	clip_image_free(&img);
+	/* Past the end: the last frame. */
+	CDX_ASSERT_OK(clip_video_frame(at("cut.mp4"), 60000, 0, &img, &err),
+	    err.msg);
+	assert_true(img.rgb[2] > 200);
+	clip_image_free(&img);
 }
 
 /* A portrait clip stored rotated comes out upright. */
