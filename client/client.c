@@ -831,6 +831,7 @@ cdxi_result_fill(const cJSON *it, cdx_result *x, char **pool)
 	x->capture_time = cdxi_get_i64(it, "capture_time", INT64_MIN);
 	x->added = cdxi_get_i64(it, "added", 0);
 	x->prob = cdxi_get_f64(it, "prob", NAN);
+	x->time = cdxi_get_f64(it, "time", -1.0);
 	size_t sb = 0, n = tag_entries(it, &sb);
 	x->n_tags = n;
 	x->tags = NULL;

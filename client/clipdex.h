@@ -215,6 +215,9 @@ typedef struct cdx_result {
 	 * probability first; n_tags 0 when it has none. */
 	size_t n_tags;
 	const cdx_tag *tags;
+	/* A frame of a video clip (path is the clip's): its time in the
+	 * clip in seconds; -1 for an image. */
+	double time;
 } cdx_result;
 
 typedef struct cdx_results {
