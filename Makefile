@@ -73,6 +73,7 @@ libs_for = $(foreach m,$(DEPS_$(1)),$(BUILD)/libcdx_$(m).a)
 # Tests that build fixtures (models, stores) for the clipdexd they run.
 DEPS_test_client_daemon := client store classify encoder common
 DEPS_test_client_dupes  := client store classify encoder common
+DEPS_test_dupes_clips   := dupes store classify encoder common
 DEPS_test_client_siglip := client store classify encoder common
 DEPS_test_client_tags   := client encoder common
 DEPS_test_client_embed  := client encoder common

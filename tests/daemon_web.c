@@ -1274,6 +1274,24 @@ test_video(void **state)
 	assert_int_equal(http_get(path, NULL, &r), 0);
 	assert_int_equal(r.status, 404);
 	http_res_free(&r);
+
+	/* dupes of kind "clips": a re-encoded copy is near. */
+	char copy[700];
+	snprintf(copy, sizeof(copy), "%s/copy.mkv", dir);
+	snprintf(cmd, sizeof(cmd), "ffmpeg -nostdin -loglevel error -y -i '%s' "
+	    "-c:v libx264 -crf 35 '%s'", clip, copy);
+	assert_int_equal(system(cmd), 0);
+	api(req, &rep);
+	cJSON_Delete(rep);
+	api("{\"op\":\"dupes\",\"kind\":\"clips\"}", &rep);
+	assert_int_equal(cJSON_GetObjectItem(rep, "total_clips")->valueint, 2);
+	cJSON *pr = cJSON_GetArrayItem(cJSON_GetObjectItem(rep, "pairs"), 0);
+	assert_non_null(pr);
+	assert_string_equal(cJSON_GetObjectItem(pr, "relation")->valuestring,
+	    "near");
+	assert_int_equal(cJSON_GetObjectItem(pr, "matched")->valueint, 2);
+	cJSON_Delete(rep);
+	unlink(copy);
 	unlink(clip);
 	rmdir(dir);
 }
