@@ -53,6 +53,8 @@ typedef struct vs {
 	int have_last;
 	int64_t last_pts;
 	int64_t decoded;
+	int64_t cur_pts;        /* of the last frame decoded, or NOPTS */
+	int seeked;             /* a seek happened (the index is read) */
 	int eof;
 } vs;
 
@@ -84,6 +86,7 @@ next_frame(vs *v)
 		rc = avcodec_receive_frame(v->dec, v->frame);
 		if (rc == 0) {
 			v->decoded++;
+			v->cur_pts = v->frame->best_effort_timestamp;
 			return 0;
 		}
 		if (rc != AVERROR(EAGAIN))
@@ -119,6 +122,31 @@ frame_ms(const vs *v)
 	return ms < 0 ? 0 : ms;
 }
 
+/* 1 when the keyframe at or before target_ms is one the decoder has
+ * passed already (a long GOP): decoding on is cheaper than seeking back
+ * to it and decoding the same frames again. */
+static int
+keyframe_behind(vs *v, int64_t target_ms)
+{
+	AVStream *st = v->fmt->streams[v->stream];
+	int64_t ts = v->start + av_rescale_q(target_ms, (AVRational){ 1, 1000 },
+	    v->tb);
+	if (v->cur_pts == AV_NOPTS_VALUE || v->cur_pts >= ts || v->eof)
+		return 0;
+	int idx = av_index_search_timestamp(st, ts, AVSEEK_FLAG_BACKWARD);
+	const AVIndexEntry *e = idx >= 0 ? avformat_index_get_entry(st, idx) :
+	    NULL;
+	/* Trusted where the index is whole (MP4/MOV read it at open;
+	 * Matroska reads its cues at the first seek) or goes on past the
+	 * target: before that, Matroska's has only the keyframes seen. */
+	const AVIndexEntry *next = idx >= 0 && idx + 1 <
+	    avformat_index_get_entries_count(st) ?
+	    avformat_index_get_entry(st, idx + 1) : NULL;
+	int whole = v->seeked || strstr(v->fmt->iformat->name, "mov") != NULL;
+	return e != NULL && (whole || (next != NULL && next->timestamp > ts)) &&
+	    e->timestamp <= v->cur_pts;
+}
+
 /* Seeks to the keyframe at or before target_ms; 0 or an AVERROR. */
 static int
 seek_to(vs *v, int64_t target_ms)
@@ -130,6 +158,7 @@ seek_to(vs *v, int64_t target_ms)
 		return rc;
 	avcodec_flush_buffers(v->dec);
 	v->eof = 0;
+	v->seeked = 1;
 	return 0;
 }
 
@@ -324,6 +353,7 @@ clip_video_sample(const char *path, const clip_video_opts *opts,
 	const char *slash = strrchr(path, '/');
 	v.name = slash ? slash + 1 : path;
 	v.last_pts = INT64_MIN;
+	v.cur_pts = AV_NOPTS_VALUE;
 
 	if ((rc = open_clip(&v, path, &o, &inf, err)) != 0)
 		goto out;
@@ -336,10 +366,14 @@ clip_video_sample(const char *path, const clip_video_opts *opts,
 		int64_t target = (int64_t)llround(i * step * 1000.0);
 		if (i > 0 && inf.duration_ms > 0 && target >= inf.duration_ms)
 			break;
-		if (seekable && i > 0 && seek_to(&v, target) < 0)
-			seekable = 0;   /* no index: decode forward instead */
-		int64_t ms = -1;
 		int forward = !seekable || i == 0;
+		if (seekable && i > 0 && keyframe_behind(&v, target))
+			forward = 1;    /* in the GOP decoded so far: go on */
+		else if (seekable && i > 0 && seek_to(&v, target) < 0) {
+			seekable = 0;   /* no index: decode forward instead */
+			forward = 1;
+		}
+		int64_t ms = -1;
 		for (;;) {
 			if ((rc = next_frame(&v)) != 0)
 				break;
