@@ -292,6 +292,7 @@ typedef struct cdx_status {
 	double eta_s;          /* estimated seconds left, < 0 when unknown */
 	int scanning;          /* 1 while a folder walk is in progress */
 	char warning[256];     /* e.g. the inotify watch limit; "" if none */
+	int64_t clips, frames; /* video clips and their frames (of images) */
 } cdx_status;
 
 /* The daemon's status; string fields are truncated to fit. */
