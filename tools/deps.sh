@@ -10,6 +10,8 @@
 #                           (tests/web_browser.sh; `make test` asks for it)
 #   tools/deps.sh --demo    also what renders the demo photos (make demo)
 set -eu
+# (FFmpeg's libav* libraries read video clips, encoder/video.c; the ffmpeg
+# tool makes the clips the tests and the image benchmark use.)
 
 pkgs="build-essential clang pkg-config libfaiss-dev liblmdb-dev libturbojpeg0-dev
 libopenblas-dev libnng-dev libcjson-dev libspng-dev libexif-dev libxxhash-dev
