@@ -209,7 +209,8 @@ dupes_clips(store *s, const dupes_clip_params *p, dupes_clip_result **out,
 		    DUPES_EXACT_MAX);
 		goto out;
 	}
-	qsort(g.f, g.n, sizeof(*g.f), frame_cmp);
+	if (g.n > 1)
+		qsort(g.f, g.n, sizeof(*g.f), frame_cmp);
 	/* Clips: runs of one path; the embeddings in sorted order. */
 	start = malloc(sizeof(*start) * (g.n ? g.n : 1));
 	count = malloc(sizeof(*count) * (g.n ? g.n : 1));
@@ -273,7 +274,8 @@ dupes_clips(store *s, const dupes_clip_params *p, dupes_clip_result **out,
 				}
 		}
 	}
-	qsort_r(ms, nm, sizeof(*ms), match_cmp, g.f);
+	if (nm > 1)
+		qsort_r(ms, nm, sizeof(*ms), match_cmp, g.f);
 	/* One pair of clips per run of matches. */
 	for (size_t k = 0; k < nm;) {
 		uint32_t ca = g.f[ms[k].i].clip, cb = g.f[ms[k].j].clip;
@@ -315,7 +317,8 @@ dupes_clips(store *s, const dupes_clip_params *p, dupes_clip_result **out,
 		    g.f[first->j].id, g.f[first->j].time_ms };
 		k = e;
 	}
-	qsort(r->pairs, r->n_pairs, sizeof(*r->pairs), pair_cmp);
+	if (r->n_pairs > 1)
+		qsort(r->pairs, r->n_pairs, sizeof(*r->pairs), pair_cmp);
 	*out = r;
 	r = NULL;
 	rc = 0;
