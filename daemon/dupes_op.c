@@ -23,6 +23,7 @@ image_json(const store_image *img, float score)
 		.size = img->size, .mtime_ns = img->mtime_ns,
 		.capture_time = img->capture_time, .added = img->added,
 		.width = img->width, .height = img->height,
+		.kind = img->kind, .time_ms = img->time_ms,
 	};
 	return srv_hit_json(&h, NAN);
 }
