@@ -711,7 +711,7 @@ async function runClassify() {
 let dpage = { req: null, offset: 0, seq: 0 };
 
 function dupesFromURL(u) {
-  $('dkind').value = ['exact', 'near', 'similar'].includes(u.get('kind')) ? u.get('kind') : 'near';
+  $('dkind').value = ['exact', 'near', 'similar', 'clips'].includes(u.get('kind')) ? u.get('kind') : 'near';
   $('dthr').value = u.get('threshold') || '';
   $('dfolder').value = u.get('folder') || '';
 }
@@ -748,6 +748,18 @@ async function loadDupes() {
     return;
   }
   if (mine !== dpage.seq) return;
+  if (r.kind === 'clips') {
+    // video clips compared by their frames: one pair a row
+    for (const p of r.pairs) $('groups').append(clipPair(p));
+    showMsg($('dmsg'), r.total_pairs === 0 ? 'No clips share a frame.' :
+      `${r.total_pairs} pair${r.total_pairs === 1 ? '' : 's'} among ${r.total_clips} clips ` +
+      `(${r.took_ms.toFixed(0)} ms)`);
+    if (r.next_offset !== null && r.next_offset !== undefined) {
+      dpage.offset = r.next_offset;
+      $('dmore').hidden = false;
+    }
+    return;
+  }
   for (const g of r.groups) $('groups').append(group(g));
   showMsg($('dmsg'), r.total_groups === 0 ? 'No duplicates found.' :
     `${r.total_groups} group${r.total_groups === 1 ? '' : 's'}, ` +
@@ -756,6 +768,41 @@ async function loadDupes() {
     dpage.offset = r.next_offset;
     $('dmore').hidden = false;
   }
+}
+
+/* Two clips with a frame in common: the matching frame of each; "play"
+ * opens the clip there. */
+function clipPair(p) {
+  const box = el('section', 'group');
+  const longer = Math.max(p.a.frames, p.b.frames);
+  box.append(el('p', 'ghead', p.relation === 'exact' ? 'identical files' :
+    p.relation === 'near' ? `near duplicates · ${p.matched} of ${longer} frames match in order` :
+    `share ${p.matched === 1 ? 'a scene' : p.matched + ' scenes'}`));
+  const row = el('div', 'members');
+  for (const s of [p.a, p.b]) {
+    const h = { id: s.id, path: s.path, time: s.time };
+    const fig = el('figure', 'tile');
+    fig.dataset.id = String(s.id);
+    const a = el('a', 'thumb');
+    a.href = `/video/${s.id}#t=${s.time.toFixed(3)}`;
+    a.title = 'Play the clip from this frame';
+    a.addEventListener('click', (ev) => { ev.preventDefault(); openVideo(h); });
+    const img = el('img');
+    img.loading = 'lazy';
+    img.alt = shortPath(s.path);
+    img.width = 200;
+    img.height = 200;
+    setImage(img, `/thumb/${s.id}`);
+    a.append(img, el('span', 'clip-time', `▶ ${fmtClipTime(s.time)}`));
+    const cap = el('figcaption');
+    const path = el('div', 'path', `${shortPath(s.path)}@${fmtClipTime(s.time)}`);
+    path.title = `${s.path}\n${s.frames} frame${s.frames === 1 ? '' : 's'} sampled`;
+    cap.append(path);
+    fig.append(a, cap);
+    row.append(fig);
+  }
+  box.append(row);
+  return box;
 }
 
 function group(g) {
