@@ -42,7 +42,10 @@ IMAGE_PKGS := libheif libwebpdemux libwebp libtiff-4 libraw_r
 # -fopenmp would mean libomp.)
 IMAGE_LIBS := $(filter-out -fopenmp,$(shell pkg-config --libs $(IMAGE_PKGS) 2>/dev/null || \
               echo -lheif -lwebpdemux -lwebp -ltiff -lraw_r -llcms2)) -lgif
-LDLIBS   += -lfaiss -llmdb -lturbojpeg -ljpeg -lspng -lexif $(IMAGE_LIBS) -lcjson -lnng \
+# Video clips (encoder/video.c): FFmpeg's libraries.
+VIDEO_LIBS := $(shell pkg-config --libs libavformat libavcodec libswscale libavutil 2>/dev/null || \
+              echo -lavformat -lavcodec -lswscale -lavutil)
+LDLIBS   += -lfaiss -llmdb -lturbojpeg -ljpeg -lspng -lexif $(IMAGE_LIBS) $(VIDEO_LIBS) -lcjson -lnng \
             -lmicrohttpd -lxxhash -lsentencepiece -ldnnl -lopenblas -lgomp -lstdc++ -lz -lm
 
 # The encoder's work between its oneDNN GEMMs shares the calling
@@ -70,6 +73,7 @@ libs_for = $(foreach m,$(DEPS_$(1)),$(BUILD)/libcdx_$(m).a)
 # Tests that build fixtures (models, stores) for the clipdexd they run.
 DEPS_test_client_daemon := client store classify encoder common
 DEPS_test_client_dupes  := client store classify encoder common
+DEPS_test_dupes_clips   := dupes store classify encoder common
 DEPS_test_client_siglip := client store classify encoder common
 DEPS_test_client_tags   := client encoder common
 DEPS_test_client_embed  := client encoder common

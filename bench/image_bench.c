@@ -15,6 +15,12 @@
  * (a Bayer mosaic with a full-size JPEG preview, written here), each
  * decoded and preprocessed (CLIP 224) in exact and fast mode
  * (`image_bench formats` prints only this table).
+ * Last, video (bench_video): sampled frames per second of wall time
+ * (clip_video_sample with the defaults, each frame preprocessed for CLIP
+ * 224 as the indexer does) on 1080p H.264 clips that the ffmpeg tool
+ * makes from its testsrc2 source: keyframes every 2 s, and every 10 s
+ * (a long GOP: targets between keyframes decode on to their time)
+ * (`image_bench video` prints only this).
  * Single-threaded, like one indexing worker.
  */
 #include <math.h>
@@ -34,6 +40,7 @@
 #include "common/file.h"
 #include "encoder/clip.h"
 #include "encoder/image_internal.h"
+#include "encoder/video.h"
 
 static double
 now_ms(void)
@@ -730,6 +737,75 @@ bench_formats(int runs)
 	return 0;
 }
 
+struct vsink {
+	clip_preprocess_cfg cfg;
+	float *plane;
+	int frames;
+};
+
+static int
+video_frame(void *user, int64_t time_ms, const clip_image *img, cdx_error *err)
+{
+	struct vsink *k = user;
+	(void)time_ms;
+	k->frames++;
+	return clip_image_preprocess(img, &k->cfg, k->plane, err);
+}
+
+static int
+bench_video(int runs)
+{
+	char dir[] = "/tmp/cdx-video-bench-XXXXXX", path[128], cmd[512];
+	static const int gops[] = { 60, 300 };
+	struct vsink k = { .cfg = { .mode = CLIP_RESIZE_SHORTEST_CROP,
+		.resample = CLIP_RESAMPLE_BICUBIC, .shortest_edge = 224,
+		.crop_width = 224, .crop_height = 224,
+		.mean = { 0.48145466f, 0.4578275f, 0.40821073f },
+		.std = { 0.26862954f, 0.26130258f, 0.27577711f } } };
+
+	if (mkdtemp(dir) == NULL || (k.plane = malloc(sizeof(float) * 3 * 224 *
+	    224)) == NULL)
+		return 1;
+	printf("Video: a 60 s 1080p H.264 clip (ffmpeg testsrc2, 30 fps), "
+	    "sampled with the defaults (every 2 s, at most 32 frames), each "
+	    "frame preprocessed (CLIP 224); median of %d\n", runs);
+	for (size_t g = 0; g < sizeof(gops) / sizeof(gops[0]); g++) {
+		snprintf(path, sizeof(path), "%s/clip%zu.mp4", dir, g);
+		snprintf(cmd, sizeof(cmd), "ffmpeg -nostdin -loglevel error -y "
+		    "-f lavfi -i testsrc2=size=1920x1080:rate=30:duration=60 "
+		    "-c:v libx264 -preset ultrafast -g %d -pix_fmt yuv420p '%s'",
+		    gops[g], path);
+		if (system(cmd) != 0) {
+			printf("  the clip cannot be made here (ffmpeg)\n");
+			break;
+		}
+		double t[16];
+		clip_video_info info = { 0 };
+		for (int r = 0; r < runs && r < 16; r++) {
+			cdx_error err;
+			k.frames = 0;
+			double t0 = now_ms();
+			if (clip_video_sample(path, NULL, video_frame, &k, &info,
+			    &err) != 0) {
+				fprintf(stderr, "image_bench: %s\n", err.msg);
+				return 1;
+			}
+			t[r] = now_ms() - t0;
+		}
+		qsort(t, (size_t)runs, sizeof(double), cmp_double);
+		double ms = t[runs / 2];
+		printf("  keyframes every %2d s: %2d frames (%3lld decoded of "
+		    "1800) in %7.1f ms: %6.1f sampled frames/s\n", gops[g] / 30,
+		    info.frames, (long long)info.decoded, ms,
+		    1000.0 * info.frames / ms);
+		unlink(path);
+		fflush(stdout);
+	}
+	rmdir(dir);
+	free(k.plane);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -752,7 +828,10 @@ main(int argc, char **argv)
 	/* image_bench formats: only the per-format table */
 	if (argc > 1 && strcmp(argv[1], "formats") == 0)
 		return bench_formats(3);
-	if (bench_formats(3) != 0 ||
+	clip_video_log_quiet();
+	if (argc > 1 && strcmp(argv[1], "video") == 0)
+		return bench_video(3);
+	if (bench_formats(3) != 0 || bench_video(3) != 0 ||
 	    bench("12 MP photo", 4000, 3000, 5, 1) != 0 ||
 	    bench("2 MP photo", 1920, 1080, 9, 0) != 0 ||
 	    bench_scans(4000, 3000, 7) != 0)

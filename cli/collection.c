@@ -277,7 +277,12 @@ cmd_status(int argc, char **argv)
 		printf("url       %s\n", o.g.url ? o.g.url : cdx_default_url());
 		printf("version   %s\n", s.version);
 		printf("uptime    %.0f s\n", s.uptime_s);
-		printf("images    %lld\n", (long long)s.images);
+		if (s.clips > 0)        /* frames are records too */
+			printf("images    %lld (%lld frames of %lld video clip%s)\n",
+			    (long long)s.images, (long long)s.frames,
+			    (long long)s.clips, s.clips == 1 ? "" : "s");
+		else
+			printf("images    %lld\n", (long long)s.images);
 		printf("failures  %lld\n", (long long)s.failures);
 		printf("model     %s (dim %d)\n", s.model_id, s.dim);
 		printf("index     %s, %lld vectors\n", s.index_kind,

@@ -101,9 +101,9 @@ parse_curate(int argc, char **argv, struct copts *o)
 				return EXIT_USAGE;
 		} else if (strcmp(a, "--kind") == 0) {
 			if (strcmp(v, "exact") != 0 && strcmp(v, "near") != 0 &&
-			    strcmp(v, "similar") != 0) {
-				fprintf(stderr, "%s: --kind wants exact, near or similar\n",
-				    cli_prog);
+			    strcmp(v, "similar") != 0 && strcmp(v, "clips") != 0) {
+				fprintf(stderr, "%s: --kind wants exact, near, similar "
+				    "or clips\n", cli_prog);
 				return EXIT_USAGE;
 			}
 			o->kind = v;
@@ -373,6 +373,95 @@ print_group_csv(const cdx_dupes_group *g, long group)
 	}
 }
 
+/* "PATH@HH:MM:SS" of one side of a clip pair. */
+static void
+print_side(const cJSON *s)
+{
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(s, "path");
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(s, "time");
+	long long sec = cJSON_IsNumber(t) ? (long long)t->valuedouble : 0;
+	printf("%s@%02lld:%02lld:%02lld", cJSON_IsString(p) ? p->valuestring : "",
+	    sec / 3600, sec / 60 % 60, sec % 60);
+}
+
+/* dupes --kind clips: video clips compared by their frames (the dupes
+ * operation's kind "clips", docs/VIDEO.md), one pair per line. */
+static int
+dupes_clips(cdx_client *c, const struct copts *o, const char *prefix)
+{
+	cJSON *req = cJSON_CreateObject();
+	char *body = NULL, *reply = NULL;
+	int status = 0, rc;
+	long offset = 0;
+
+	if (req == NULL)
+		return EXIT_INPUT;
+	cJSON_AddStringToObject(req, "op", "dupes");
+	cJSON_AddStringToObject(req, "kind", "clips");
+	if (o->threshold > 0)
+		cJSON_AddNumberToObject(req, "threshold", o->threshold);
+	if (prefix != NULL)
+		cJSON_AddStringToObject(req, "path_prefix", prefix);
+	cJSON_AddNumberToObject(req, "limit", (double)o->limit);
+	cJSON *off = cJSON_AddNumberToObject(req, "offset", 0);
+	for (;;) {
+		cJSON_SetNumberValue(off, (double)offset);
+		free(body);
+		body = cJSON_PrintUnformatted(req);
+		free(reply);
+		reply = NULL;
+		if (body == NULL)
+			break;
+		if ((rc = cdx_call(c, body, &reply)) != 0) {
+			status = cli_call_failed(c, "dupes", rc);
+			break;
+		}
+		cJSON *r = cJSON_Parse(reply), *q;
+		cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(r, "pairs")) {
+			if (o->json) {
+				char *line = cJSON_PrintUnformatted(q);
+				if (line != NULL)
+					puts(line);
+				free(line);
+				continue;
+			}
+			const cJSON *rel = cJSON_GetObjectItemCaseSensitive(q,
+			    "relation");
+			const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "matched");
+			const cJSON *a = cJSON_GetObjectItemCaseSensitive(q, "a");
+			const cJSON *b = cJSON_GetObjectItemCaseSensitive(q, "b");
+			const cJSON *fa = cJSON_GetObjectItemCaseSensitive(a, "frames");
+			const cJSON *fb = cJSON_GetObjectItemCaseSensitive(b, "frames");
+			printf("%-6s %d/%d frames  ", cJSON_IsString(rel) ?
+			    rel->valuestring : "", cJSON_IsNumber(m) ? m->valueint : 0,
+			    cJSON_IsNumber(fa) && cJSON_IsNumber(fb) ?
+			    (fa->valueint > fb->valueint ? fa->valueint : fb->valueint) :
+			    0);
+			print_side(a);
+			fputs("  ", stdout);
+			print_side(b);
+			putchar('\n');
+		}
+		const cJSON *next = cJSON_GetObjectItemCaseSensitive(r,
+		    "next_offset");
+		const cJSON *tp = cJSON_GetObjectItemCaseSensitive(r, "total_pairs");
+		const cJSON *tc = cJSON_GetObjectItemCaseSensitive(r, "total_clips");
+		int more = cJSON_IsNumber(next);
+		if (!more && !o->json)
+			fprintf(stderr, "%s: %lld clip pairs among %lld clips\n",
+			    cli_prog, cJSON_IsNumber(tp) ? (long long)tp->valuedouble :
+			    0, cJSON_IsNumber(tc) ? (long long)tc->valuedouble : 0);
+		offset = more ? (long)next->valuedouble : 0;
+		cJSON_Delete(r);
+		if (!more)
+			break;
+	}
+	free(body);
+	free(reply);
+	cJSON_Delete(req);
+	return status != 0 ? status : cli_finish_output();
+}
+
 int
 cmd_dupes(int argc, char **argv)
 {
@@ -406,6 +495,16 @@ cmd_dupes(int argc, char **argv)
 	}
 	if ((status = cli_open_client(&o.g, &c)) != 0)
 		goto out;
+	if (o.kind != NULL && strcmp(o.kind, "clips") == 0) {
+		if (o.csv) {
+			fprintf(stderr, "%s: --kind clips prints text or --json\n",
+			    cli_prog);
+			status = EXIT_USAGE;
+		} else {
+			status = dupes_clips(c, &o, d.path_prefix);
+		}
+		goto out;
+	}
 	if (o.csv)
 		puts("group,kind,keep,id,path,score,width,height,size,"
 		    "capture_time,reason");

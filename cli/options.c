@@ -36,7 +36,7 @@ cli_usage(FILE *f)
 	    "  remove PATH...            forget files or folders\n"
 	    "  status [--json]\n"
 	    "  failures [--limit N] [--json]\n"
-	    "  dupes [--kind exact|near|similar] [--threshold T] [--prefix PATH]\n"
+	    "  dupes [--kind exact|near|similar|clips] [--threshold T] [--prefix PATH]\n"
 	    "        [--json | --csv]     duplicate groups with the copy to keep\n"
 	    "  check FILE [--threshold T] [--json]   is FILE already indexed?\n"
 	    "  classify --labels L (--id N | --path P | --image FILE)... [--json]\n"
@@ -211,7 +211,7 @@ const char *const cli_online_usage[] = {
 	"\n"
 	"Files the daemon could not index, with the reason.\n",
 	"dupes",
-	"usage: clipdex dupes [--kind exact|near|similar] [--threshold T]\n"
+	"usage: clipdex dupes [--kind exact|near|similar|clips] [--threshold T]\n"
 	"                     [--prefix PATH] [--limit N] [--json | --csv]\n"
 	"\n"
 	"Duplicate groups in the collection, each with the copy to keep (largest\n"
@@ -221,6 +221,10 @@ const char *const cli_online_usage[] = {
 	"  --kind near       the same picture re-encoded, resized, cropped a\n"
 	"                    little, rotated or edited (default)\n"
 	"  --kind similar    similar shots (bursts) that are not near duplicates\n"
+	"  --kind clips      video clips compared by their frames, one pair a\n"
+	"                    line: near (most frames match, in order) or shares\n"
+	"                    (a scene in common), with a matching frame of each\n"
+	"                    as PATH@HH:MM:SS (docs/VIDEO.md)\n"
 	"  --threshold T     cosine similarity (near: 0.97, similar: 0.90;\n"
 	"                    see docs/DUPES.md)\n"
 	"  --prefix PATH     only images under PATH\n"

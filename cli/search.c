@@ -44,6 +44,8 @@ print_results(const cdx_results *r, const struct sopts *o)
 			print_time_field("mtime", x->mtime);
 			print_time_field("capture_time", x->capture_time);
 			print_time_field("added", x->added);
+			if (x->time >= 0)
+				printf(",\"kind\":\"frame\",\"time\":%.3f", x->time);
 			fputs(",\"tags\":[", stdout);
 			for (size_t t = 0; t < x->n_tags; t++) {
 				printf("%s{\"set\":", t ? "," : "");
@@ -82,6 +84,11 @@ print_results(const cdx_results *r, const struct sopts *o)
 		printf("%*zu  %6.3f%s  %-*s  %s", rank_w,
 		    (size_t)o->q.offset + i + 1, (double)x->score, prob, size_w,
 		    size, x->path);
+		/* a frame of a clip: "clip.mp4@00:01:42" */
+		if (x->time >= 0) {
+			long long s = (long long)x->time;
+			printf("@%02lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+		}
 		/* its tags: "  [food 93%, beach 61%]" */
 		for (size_t t = 0; t < x->n_tags; t++)
 			printf("%s%s %.0f%%", t ? ", " : "  [", x->tags[t].label,

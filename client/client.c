@@ -831,6 +831,7 @@ cdxi_result_fill(const cJSON *it, cdx_result *x, char **pool)
 	x->capture_time = cdxi_get_i64(it, "capture_time", INT64_MIN);
 	x->added = cdxi_get_i64(it, "added", 0);
 	x->prob = cdxi_get_f64(it, "prob", NAN);
+	x->time = cdxi_get_f64(it, "time", -1.0);
 	size_t sb = 0, n = tag_entries(it, &sb);
 	x->n_tags = n;
 	x->tags = NULL;
@@ -1105,6 +1106,8 @@ cdx_get_status(cdx_client *c, cdx_status *out)
 	s.uptime_s = cdxi_get_f64(rep, "uptime_s", 0.0);
 	s.images = cdxi_get_i64(rep, "images", 0);
 	s.failures = cdxi_get_i64(rep, "failures", 0);
+	s.clips = cdxi_get_i64(rep, "clips", 0);
+	s.frames = cdxi_get_i64(rep, "frames", 0);
 	s.seq = cdxi_get_i64(rep, "seq", 0);
 	snprintf(s.model_id, sizeof(s.model_id), "%s", cdxi_get_str(model, "id"));
 	s.dim = (int)cdxi_get_i64(model, "dim", 0);

@@ -215,6 +215,9 @@ typedef struct cdx_result {
 	 * probability first; n_tags 0 when it has none. */
 	size_t n_tags;
 	const cdx_tag *tags;
+	/* A frame of a video clip (path is the clip's): its time in the
+	 * clip in seconds; -1 for an image. */
+	double time;
 } cdx_result;
 
 typedef struct cdx_results {
@@ -289,6 +292,7 @@ typedef struct cdx_status {
 	double eta_s;          /* estimated seconds left, < 0 when unknown */
 	int scanning;          /* 1 while a folder walk is in progress */
 	char warning[256];     /* e.g. the inotify watch limit; "" if none */
+	int64_t clips, frames; /* video clips and their frames (of images) */
 } cdx_status;
 
 /* The daemon's status; string fields are truncated to fit. */

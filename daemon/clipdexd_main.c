@@ -40,6 +40,7 @@
 #include "common/cdx.h"
 #include "common/threads.h"
 #include "daemon/daemon.h"
+#include "encoder/video.h"
 
 static void
 log_stderr(int level, const char *line, void *user)
@@ -249,6 +250,9 @@ main(int argc, char **argv)
 	/* The libraries' thread counts, for the whole process, before any
 	 * thread starts. */
 	int threads = cdx_threads_set(cfg.threads);
+	/* FFmpeg's own messages (clips it cannot read become failure
+	 * records with the reason): errors only. */
+	clip_video_log_quiet();
 	cdx_log(CDX_LOG_INFO, "%d threads for OpenBLAS and oneDNN", threads);
 
 	if ((rc = srv_start(&cfg, &s, &err)) != 0) {

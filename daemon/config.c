@@ -60,6 +60,12 @@ static const char help_text[] =
 "  --hidden               index hidden files and folders (.name)\n"
 "  --follow-symlinks      follow symbolic links (loops are skipped)\n"
 "  --decode-threads N     indexer decode workers (default: all cores)\n"
+"  --no-video             skip video clips (MP4, MOV, MKV, WebM) instead of\n"
+"                         indexing a record per sampled frame\n"
+"  --video-interval S     a frame every S seconds of a clip (default 2)\n"
+"  --video-frames N       at most N frames per clip (default 32)\n"
+"  --video-limit S        clips longer than S seconds are spread over\n"
+"                         their N frames (default 0: N x interval)\n"
 "  --index-nice N         nice increment of the indexer's threads, so\n"
 "                         that queries go first (default 10, 0..19)\n"
 "  --max-request-bytes N  largest request (default 33554432)\n"
@@ -98,6 +104,9 @@ srv_config_init(srv_config *c)
 	c->batch = 16;
 	c->min_side = 64;
 	c->index_nice = 10;
+	c->video = 1;
+	c->video_interval_s = 2;
+	c->video_frames = 32;
 	c->log_level = CDX_LOG_INFO;
 	c->max_request_bytes = (size_t)32 << 20;
 	c->max_image_bytes = (size_t)24 << 20;
@@ -208,6 +217,18 @@ apply(srv_config *c, const char *key, const char *v, cdx_error *err)
 	} else if (strcmp(key, "min-side") == 0) {
 		if ((rc = parse_u64(key, v, 0, 65535, &n, err)) == 0)
 			c->min_side = (int)n;
+	} else if (strcmp(key, "no-video") == 0) {
+		c->video = !(v == NULL || strcmp(v, "1") == 0 ||
+		    strcmp(v, "true") == 0 || strcmp(v, "yes") == 0);
+	} else if (strcmp(key, "video-interval") == 0) {
+		if ((rc = parse_u64(key, v, 1, 3600, &n, err)) == 0)
+			c->video_interval_s = (int)n;
+	} else if (strcmp(key, "video-frames") == 0) {
+		if ((rc = parse_u64(key, v, 1, 4096, &n, err)) == 0)
+			c->video_frames = (int)n;
+	} else if (strcmp(key, "video-limit") == 0) {
+		if ((rc = parse_u64(key, v, 0, 10000000, &n, err)) == 0)
+			c->video_limit_s = (int)n;
 	} else if (strcmp(key, "decode-threads") == 0) {
 		if ((rc = parse_u64(key, v, 1, 256, &n, err)) == 0)
 			c->decode_threads = (int)n;
@@ -335,7 +356,8 @@ srv_config_parse_args(srv_config *c, int argc, char **argv, cdx_error *err)
 			continue;
 		}
 		if (strcmp(key, "hidden") == 0 ||
-		    strcmp(key, "follow-symlinks") == 0) {
+		    strcmp(key, "follow-symlinks") == 0 ||
+		    strcmp(key, "no-video") == 0) {
 			if ((rc = apply(c, key, NULL, err)) != 0)
 				return rc;
 			continue;

@@ -81,6 +81,11 @@ typedef struct srv_config {
 	int hidden;                 /* index hidden files and folders */
 	int follow_symlinks;        /* follow symbolic links (never looping) */
 	int decode_threads;         /* indexer decode workers (0: cores) */
+	int video;                  /* index video clips (1; --no-video) */
+	int video_interval_s;       /* a frame every this many s (2) */
+	int video_frames;           /* at most this many per clip (32) */
+	int video_limit_s;          /* longer clips spread (0: frames x
+	                               interval) */
 	int index_nice;             /* indexer threads' nice increment (10) */
 	size_t web_cache_bytes;     /* thumbnail cache bound (0: 64 MiB; no
 	                               flag: tests set it) */

@@ -368,6 +368,12 @@ srv_hit_json(const store_hit *h, double prob)
 	else
 		cJSON_AddNumberToObject(o, "capture_time", (double)h->capture_time);
 	cJSON_AddNumberToObject(o, "added", (double)h->added);
+	if (h->kind == STORE_KIND_FRAME) {
+		/* A frame of a video clip: path is the clip's, time the
+		 * frame's (seconds, to the millisecond). */
+		cJSON_AddStringToObject(o, "kind", "frame");
+		cJSON_AddNumberToObject(o, "time", (double)h->time_ms / 1000.0);
+	}
 	return o;
 }
 
@@ -770,6 +776,8 @@ op_status(srv_call *c)
 	cJSON_AddStringToObject(r, "version", SRV_VERSION);
 	cJSON_AddNumberToObject(r, "uptime_s", srv_now() - s->started);
 	cJSON_AddNumberToObject(r, "images", (double)st.images);
+	cJSON_AddNumberToObject(r, "clips", (double)st.clips);
+	cJSON_AddNumberToObject(r, "frames", (double)st.frames);
 	cJSON_AddNumberToObject(r, "failures", (double)st.failures);
 	cJSON_AddNumberToObject(r, "seq", (double)st.seq);
 	m = cJSON_AddObjectToObject(r, "model");

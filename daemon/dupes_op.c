@@ -23,6 +23,7 @@ image_json(const store_image *img, float score)
 		.size = img->size, .mtime_ns = img->mtime_ns,
 		.capture_time = img->capture_time, .added = img->added,
 		.width = img->width, .height = img->height,
+		.kind = img->kind, .time_ms = img->time_ms,
 	};
 	return srv_hit_json(&h, NAN);
 }
@@ -40,8 +41,8 @@ parse_kind(srv_call *c, int *kind)
 			*kind = i;
 			return 0;
 		}
-	return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'kind' must be \"exact\", \"near\" "
-	    "or \"similar\"");
+	return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'kind' must be \"exact\", \"near\", "
+	    "\"similar\" or \"clips\"");
 }
 
 /* Appends groups [offset, offset + limit) of r to arr. */
@@ -87,6 +88,88 @@ page_json(srv_call *c, const dupes_result *r, size_t offset, size_t limit,
 	return 0;
 }
 
+static cJSON *
+side_json(const dupes_clip_side *s)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL)
+		return NULL;
+	cJSON_AddStringToObject(o, "path", s->path);
+	cJSON_AddNumberToObject(o, "frames", s->frames);
+	cJSON_AddNumberToObject(o, "id", (double)s->id);
+	cJSON_AddNumberToObject(o, "time", (double)s->time_ms / 1000.0);
+	return o;
+}
+
+/* kind "clips": video clips compared by their frames (dupes_clips), a
+ * page of the pairs found. */
+static int
+clips_op(srv_call *c, double t0)
+{
+	dupes_clip_params p = { .dim = c->s->info->embed_dim,
+		.family = c->s->info->family };
+	double thr = 0, frac = 0;
+	long offset = 0, limit = 100;
+	const cJSON *pre = cJSON_GetObjectItemCaseSensitive(c->req,
+	    "path_prefix");
+	dupes_clip_result *r;
+	cdx_error err;
+	int rc;
+
+	if (srv_get_num(c, c->req, "threshold", 1e-6, 1, NULL, &thr) != 0 ||
+	    srv_get_num(c, c->req, "near_fraction", 1e-6, 1, NULL, &frac) != 0 ||
+	    srv_get_int(c, c->req, "offset", 0, LONG_MAX, NULL, &offset) != 0 ||
+	    srv_get_int(c, c->req, "limit", 1, 1000, "the maximum is 1000",
+	    &limit) != 0)
+		return -1;
+	if (pre != NULL && !cJSON_IsNull(pre)) {
+		if (!cJSON_IsString(pre))
+			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'path_prefix' must "
+			    "be a string");
+		p.path_prefix = pre->valuestring;
+	}
+	p.threshold = (float)thr;
+	p.near_fraction = (float)frac;
+	if ((rc = dupes_clips(c->s->st, &p, &r, &err)) != 0)
+		return srv_fail_cdx(c, rc, &err);
+	cJSON *o = cJSON_CreateObject(), *arr;
+	if (o == NULL || (arr = cJSON_AddArrayToObject(o, "pairs")) == NULL) {
+		cJSON_Delete(o);
+		dupes_clip_result_free(r);
+		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
+	}
+	cJSON_AddStringToObject(o, "kind", "clips");
+	cJSON_AddNumberToObject(o, "threshold", r->threshold);
+	cJSON_AddNumberToObject(o, "near_fraction", r->near_fraction);
+	cJSON_AddNumberToObject(o, "total_clips", (double)r->n_clips);
+	cJSON_AddNumberToObject(o, "total_frames", (double)r->n_frames);
+	cJSON_AddNumberToObject(o, "total_pairs", (double)r->n_pairs);
+	for (size_t i = (size_t)offset; i < r->n_pairs &&
+	    i < (size_t)offset + (size_t)limit; i++) {
+		const dupes_clip_pair *q = &r->pairs[i];
+		cJSON *x = cJSON_CreateObject();
+		if (x == NULL)
+			break;
+		cJSON_AddItemToArray(arr, x);
+		cJSON_AddStringToObject(x, "relation",
+		    dupes_clip_relation_name(q->relation));
+		cJSON_AddNumberToObject(x, "matched", q->matched);
+		cJSON_AddNumberToObject(x, "score", q->score);
+		cJSON_AddItemToObject(x, "a", side_json(&q->a));
+		cJSON_AddItemToObject(x, "b", side_json(&q->b));
+	}
+	if ((size_t)offset + (size_t)limit < r->n_pairs)
+		cJSON_AddNumberToObject(o, "next_offset", (double)(offset + limit));
+	else
+		cJSON_AddNullToObject(o, "next_offset");
+	cdx_log(CDX_LOG_INFO, "dupes: %zu clip pairs among %zu clips (%zu "
+	    "frames)", r->n_pairs, r->n_clips, r->n_frames);
+	dupes_clip_result_free(r);
+	cJSON_AddNumberToObject(o, "took_ms", (srv_now() - t0) * 1000.0);
+	srv_reply_ok(c, o);
+	return 0;
+}
+
 int
 dupes_op(srv_call *c)
 {
@@ -99,6 +182,9 @@ dupes_op(srv_call *c)
 	cdx_error err;
 	int rc;
 
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(c->req, "kind");
+	if (cJSON_IsString(k) && strcmp(k->valuestring, "clips") == 0)
+		return clips_op(c, t0);
 	if (parse_kind(c, &p.kind) != 0 ||
 	    srv_get_num(c, c->req, "threshold", 1e-6, 1, NULL, &thr) != 0 ||
 	    srv_get_num(c, c->req, "near_threshold", 1e-6, 1, NULL, &near_thr)

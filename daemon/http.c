@@ -83,6 +83,7 @@ static const route routes[] = {
 	{ "/app.css", 0, "GET", 0, 0, web_route_page },
 	{ "/thumb", 1, "GET", 1, 0, web_route_thumb },
 	{ "/image", 1, "GET", 1, 0, web_route_image },
+	{ "/video", 1, "GET", 1, 0, web_route_video },
 };
 
 enum call_state { CALL_NEW, CALL_BODY, CALL_WAIT, CALL_DONE };

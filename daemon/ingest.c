@@ -239,6 +239,12 @@ ingest_start(srv *s, cdx_error *err)
 	p.follow_symlinks = c->follow_symlinks;
 	p.max_pixels = c->max_pixels;
 	p.nice = c->index_nice;
+	p.video = c->video;
+	if (c->video_interval_s > 0)
+		p.video_interval_s = c->video_interval_s;
+	if (c->video_frames > 0)
+		p.video_max_frames = c->video_frames;
+	p.video_limit_s = c->video_limit_s;
 	for (int i = 0; i < c->n_exclude && i < WATCH_MAX_EXCLUDE; i++)
 		p.exclude[p.n_exclude++] = c->exclude[i];
 	if ((rc = watch_start(s->st, s->model, &p, &s->watch, err)) != 0)
@@ -333,6 +339,8 @@ ingest_status_json(srv *s)
 	cJSON_AddBoolToObject(q, "idle", p.idle);
 	cJSON_AddBoolToObject(q, "scanning", p.scanning);
 	cJSON_AddNumberToObject(q, "encoded", (double)p.encoded);
+	cJSON_AddNumberToObject(q, "clips", (double)p.clips);
+	cJSON_AddNumberToObject(q, "frames", (double)p.frames);
 	cJSON_AddNumberToObject(q, "reused", (double)p.reused);
 	cJSON_AddNumberToObject(q, "failed", (double)p.failed);
 	cJSON_AddNumberToObject(q, "skipped", (double)p.skipped);

@@ -536,6 +536,7 @@ entry_json(const store_image *img, const entry *e)
 		.size = img->size, .mtime_ns = img->mtime_ns,
 		.capture_time = img->capture_time, .added = img->added,
 		.width = img->width, .height = img->height,
+		.kind = img->kind, .time_ms = img->time_ms,
 	};
 	cJSON *o = srv_hit_json(&h, NAN);
 	if (o != NULL) {

@@ -9,6 +9,12 @@
  *                              GIF, BMP); for HEIC/HEIF, TIFF and camera
  *                              RAW a JPEG rendition (orientation applied)
  *   GET /image/<id>?original=1 the file itself, whatever its format
+ *   GET /video/<id>            the video clip of frame <id>, with HTTP
+ *                              range requests (206, at most
+ *                              WEB_RANGE_MAX bytes a response), so that
+ *                              <video> can seek; /thumb and /image of a
+ *                              frame give the frame as a JPEG, and
+ *                              /image/<id>?original=1 the clip
  *
  * Only images in the store are served, by id: no request names a path.  The
  * id is decimal digits and nothing else (no sign, no dots, no slashes), so
@@ -52,6 +58,7 @@
 #include <xxhash.h>
 
 #include "common/file.h"
+#include "encoder/video.h"
 #include "daemon/http.h"
 #include "daemon/srv_internal.h"
 #include "daemon/web.h"
@@ -66,6 +73,7 @@
 #define WEB_RENDITION_MIN_SHORT 1080    /* a RAW preview this large will do */
 #define WEB_RENDITION_QUALITY 90
 #define WEB_CACHE_DEFAULT ((size_t)64 << 20) /* cfg->web_cache_bytes 0 */
+#define WEB_RANGE_MAX ((int64_t)4 << 20) /* bytes of a clip per response */
 
 /* The page's files, embedded by the assembler from web/ (the Makefile makes
  * this object depend on them). */
@@ -99,7 +107,7 @@ static web_asset assets[] = {
 };
 #define N_ASSETS (sizeof(assets) / sizeof(assets[0]))
 
-enum web_kind { WEB_THUMB = 0, WEB_IMAGE = 1 };
+enum web_kind { WEB_THUMB = 0, WEB_IMAGE = 1, WEB_VIDEO = 2 };
 
 typedef struct web_job {
 	struct web_job *next;
@@ -110,6 +118,7 @@ typedef struct web_job {
 	int original;           /* /image ?original=1: the file, never a
 	                           rendition */
 	char inm[160];          /* If-None-Match, possibly truncated */
+	char range[64];         /* /video: the Range header ("" if none) */
 } web_job;
 
 /* One cached thumbnail: in a hash chain and in the LRU list. */
@@ -241,8 +250,8 @@ handle_file(http_call *c, int kind)
 	}
 	j->call = c;
 	j->kind = kind;
-	if (web_parse_id(http_call_uri(c), kind == WEB_THUMB ?
-	    "/thumb" : "/image", &j->id, &j->v) != 0) {
+	if (web_parse_id(http_call_uri(c), kind == WEB_THUMB ? "/thumb" :
+	    kind == WEB_IMAGE ? "/image" : "/video", &j->id, &j->v) != 0) {
 		free(j);
 		respond_text(c, 400, "an image is named by its id: a decimal "
 		    "number");
@@ -257,6 +266,9 @@ handle_file(http_call *c, int kind)
 	const char *inm = http_call_header(c, "If-None-Match");
 	if (inm != NULL)
 		snprintf(j->inm, sizeof(j->inm), "%s", inm);
+	const char *range = http_call_header(c, "Range");
+	if (range != NULL && strlen(range) < sizeof(j->range))
+		snprintf(j->range, sizeof(j->range), "%s", range);
 
 	pthread_mutex_lock(&w->mu);
 	if (w->closing || w->n_queued >= WEB_QUEUE_MAX) {
@@ -287,6 +299,12 @@ void
 web_route_image(http_call *c)
 {
 	handle_file(c, WEB_IMAGE);
+}
+
+void
+web_route_video(http_call *c)
+{
+	handle_file(c, WEB_VIDEO);
 }
 
 /* ---- the thumbnail cache ---- */
@@ -446,6 +464,9 @@ downscale(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh)
  * a RAW's preview; every format clip_image_decode reads), orientation
  * applied, fits it in max_side squared and encodes a JPEG of `quality`.
  * *out is malloc'd. */
+static int jpeg_of(const clip_image *img, int max_side, int quality,
+    uint8_t **out, size_t *out_len, cdx_error *err);
+
 static int
 render_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels,
     int min_short, int max_side, int quality, uint8_t **out, size_t *out_len,
@@ -454,13 +475,27 @@ render_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels,
 	clip_decode_opts o = { .max_pixels = max_pixels,
 	    .min_short = min_short };
 	clip_image img;
+	int rc;
+
+	if ((rc = clip_image_decode(data, len, &o, &img, err)) != 0)
+		return rc;
+	rc = jpeg_of(&img, max_side, quality, out, out_len, err);
+	clip_image_free(&img);
+	return rc;
+}
+
+/* Fits img in max_side squared and encodes a JPEG of `quality`; *out is
+ * malloc'd. */
+static int
+jpeg_of(const clip_image *cimg, int max_side, int quality, uint8_t **out,
+    size_t *out_len, cdx_error *err)
+{
+	const clip_image img = *cimg;
 	uint8_t *small = NULL, *jpeg = NULL;
 	unsigned long jlen = 0;
 	tjhandle tj;
 	int rc;
 
-	if ((rc = clip_image_decode(data, len, &o, &img, err)) != 0)
-		return rc;
 	int longer = img.width > img.height ? img.width : img.height;
 	int dw = img.width, dh = img.height;
 	if (longer > max_side) {
@@ -471,10 +506,8 @@ render_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels,
 	}
 	const uint8_t *px = img.rgb;
 	if (dw != img.width || dh != img.height) {
-		if ((small = malloc((size_t)dw * dh * 3)) == NULL) {
-			rc = cdx_error_set(err, CDX_ENOMEM, "out of memory");
-			goto out_free_image;
-		}
+		if ((small = malloc((size_t)dw * dh * 3)) == NULL)
+			return cdx_error_set(err, CDX_ENOMEM, "out of memory");
 		downscale(img.rgb, img.width, img.height, small, dw, dh);
 		px = small;
 	}
@@ -502,8 +535,6 @@ out_destroy:
 	tjDestroy(tj);
 out_free_small:
 	free(small);
-out_free_image:
-	clip_image_free(&img);
 	return rc;
 }
 
@@ -548,6 +579,156 @@ image_type(const uint8_t *d, size_t len, int *show)
 	    types[f] : NULL;
 }
 
+/* A clip's media type by its first bytes. */
+static const char *
+clip_type(int fd)
+{
+	uint8_t d[64];
+	ssize_t n = pread(fd, d, sizeof(d), 0);
+	if (n >= 12 && memcmp(d + 4, "ftyp", 4) == 0)
+		return memcmp(d + 8, "qt  ", 4) == 0 ? "video/quicktime" :
+		    "video/mp4";
+	if (n >= 4 && memcmp(d, "\x1a\x45\xdf\xa3", 4) == 0)
+		return memmem(d, (size_t)n, "webm", 4) != NULL ? "video/webm" :
+		    "video/x-matroska";
+	return "application/octet-stream";
+}
+
+/* Parses "bytes=A-B", "bytes=A-" or "bytes=-N" against size: 1 and the
+ * inclusive range, 0 when there is no range to honour (absent or not
+ * understood: the whole file), -1 when it cannot be satisfied. */
+static int
+parse_range(const char *r, int64_t size, int64_t *from, int64_t *to)
+{
+	long long a = -1, b = -1;
+	int n = 0;
+	if (r[0] == '\0' || strncmp(r, "bytes=", 6) != 0 || strchr(r, ',') != NULL)
+		return 0;
+	r += 6;
+	if (r[0] == '-') {
+		if (sscanf(r + 1, "%lld%n", &b, &n) != 1 || r[1 + n] != '\0' ||
+		    b <= 0)
+			return b == 0 ? -1 : 0;
+		*from = size - b < 0 ? 0 : size - b;
+		*to = size - 1;
+		return size > 0 ? 1 : -1;
+	}
+	if (sscanf(r, "%lld-%n", &a, &n) != 1 || a < 0)
+		return 0;
+	if (r[n] != '\0') {
+		int m = 0;
+		if (sscanf(r + n, "%lld%n", &b, &m) != 1 || r[n + m] != '\0' ||
+		    b < a)
+			return 0;
+	}
+	if (a >= size)
+		return -1;
+	*from = a;
+	*to = b < 0 || b >= size ? size - 1 : b;
+	return 1;
+}
+
+/* Serves the clip open at fd: the whole file (up to WEB_FILE_MAX), or
+ * the part a Range header asks for (206, at most WEB_RANGE_MAX bytes;
+ * the browser asks for the rest). */
+static void
+serve_clip(web_job *j, int fd, const struct stat *st, const char *etag,
+    const char *cache)
+{
+	int64_t size = st->st_size, from = 0, to = size - 1;
+	int part = parse_range(j->range, size, &from, &to);
+	char cr[96];
+	http_header h[4];
+	size_t nh = 0;
+
+	(void)cache;
+	if (part < 0) {
+		snprintf(cr, sizeof(cr), "bytes */%lld", (long long)size);
+		h[nh++] = (http_header){ "Content-Range", cr };
+		http_respond(j->call, 416, "text/plain; charset=utf-8",
+		    "416 range not satisfiable\n", 26, h, nh);
+		return;
+	}
+	if (part == 0 && (uint64_t)size > WEB_FILE_MAX) {
+		respond_text(j->call, 413, "the clip is too large to send "
+		    "whole: ask for a range");
+		return;
+	}
+	if (part && to - from + 1 > WEB_RANGE_MAX)
+		to = from + WEB_RANGE_MAX - 1;
+	size_t len = (size_t)(to - from + 1);
+	char *buf = malloc(len ? len : 1);
+	if (buf == NULL) {
+		respond_text(j->call, 503, "out of memory");
+		return;
+	}
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = pread(fd, buf + got, len - got, (off_t)(from +
+		    (int64_t)got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got < len) {
+		free(buf);
+		respond_text(j->call, 500, "cannot read the clip");
+		return;
+	}
+	h[nh++] = (http_header){ "ETag", etag };
+	h[nh++] = (http_header){ "Cache-Control", "private, no-cache" };
+	h[nh++] = (http_header){ "Accept-Ranges", "bytes" };
+	if (part) {
+		snprintf(cr, sizeof(cr), "bytes %lld-%lld/%lld", (long long)from,
+		    (long long)to, (long long)size);
+		h[nh++] = (http_header){ "Content-Range", cr };
+	}
+	http_respond(j->call, part ? 206 : 200, clip_type(fd), buf, len, h, nh);
+	free(buf);
+}
+
+/* The frame of a clip at time_ms (the clip open at fd) as a JPEG: a
+ * thumbnail or the full frame. */
+static void
+serve_frame(web *w, web_job *j, int fd, int64_t time_ms, int64_t mtime_ns,
+    int64_t size, const char *etag, const char *cache)
+{
+	char proc[64];
+	clip_image img;
+	uint8_t *out = NULL;
+	size_t out_len = 0;
+	cdx_error err;
+	int rc;
+
+	if (j->kind == WEB_THUMB &&
+	    (out = cache_get(w, j->id, mtime_ns, size, &out_len)) != NULL) {
+		respond(j->call, 200, "image/jpeg", out, out_len, etag, cache);
+		free(out);
+		return;
+	}
+	/* The file already opened (no symlink on the way), by its fd. */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if ((rc = clip_video_frame(proc, time_ms, w->s->cfg->max_pixels, &img,
+	    &err)) != 0) {
+		respond_text(j->call, rc == CDX_ENOMEM ? 503 : 422, err.msg);
+		return;
+	}
+	rc = j->kind == WEB_THUMB ? jpeg_of(&img, WEB_THUMB_MAX,
+	    WEB_THUMB_QUALITY, &out, &out_len, &err) : jpeg_of(&img,
+	    WEB_RENDITION_MAX, WEB_RENDITION_QUALITY, &out, &out_len, &err);
+	clip_image_free(&img);
+	if (rc != 0) {
+		respond_text(j->call, rc == CDX_ENOMEM ? 503 : 500, err.msg);
+		return;
+	}
+	if (j->kind == WEB_THUMB)
+		cache_put(w, j->id, mtime_ns, size, out, out_len);
+	respond(j->call, 200, "image/jpeg", out, out_len, etag, cache);
+	free(out);
+}
+
 static void
 serve(web *w, web_job *j)
 {
@@ -569,6 +750,13 @@ serve(web *w, web_job *j)
 		respond_text(j->call, 500, err.msg);
 		return;
 	}
+	int frame = img->kind == STORE_KIND_FRAME;
+	int64_t time_ms = img->time_ms;
+	if (j->kind == WEB_VIDEO && !frame) {
+		store_image_free(img);
+		respond_text(j->call, 404, "no video clip has this id");
+		return;
+	}
 	/* The stored path is canonical: if it no longer is (a folder on the
 	 * way was replaced by a symlink), the file is not the one indexed. */
 	char canon[PATH_MAX];
@@ -584,22 +772,33 @@ serve(web *w, web_job *j)
 		respond_text(j->call, 404, "the image's file is gone");
 		goto out_close;
 	}
-	if ((uint64_t)st.st_size > WEB_FILE_MAX) {
+	if (!frame && (uint64_t)st.st_size > WEB_FILE_MAX) {
 		respond_text(j->call, 413, "the file is too large to serve");
 		goto out_close;
 	}
 	int64_t mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 +
 	    st.st_mtim.tv_nsec;
+	int clip = j->kind == WEB_VIDEO || (frame && j->original);
 	snprintf(etag, sizeof(etag), "\"%c%llu-%llx-%llx\"",
-	    j->kind == WEB_THUMB ? 't' : j->original ? 'o' : 'i',
+	    clip ? 'v' : j->kind == WEB_THUMB ? 't' : j->original ? 'o' : 'i',
 	    (unsigned long long)j->id,
 	    (unsigned long long)mtime_ns, (unsigned long long)st.st_size);
 	/* The page asks for ?v=<mtime in seconds>: while that is the file's,
 	 * the URL names these exact bytes and may be cached for good. */
 	const char *cache = j->v == (int64_t)st.st_mtim.tv_sec ?
 	    "private, max-age=31536000, immutable" : "private, no-cache";
-	if (j->inm[0] != '\0' && strstr(j->inm, etag) != NULL) {
+	if (j->inm[0] != '\0' && strstr(j->inm, etag) != NULL && !(clip &&
+	    j->range[0] != '\0')) {
 		respond(j->call, 304, NULL, NULL, 0, etag, cache);
+		goto out_close;
+	}
+	if (clip) {
+		serve_clip(j, fd, &st, etag, cache);
+		goto out_close;
+	}
+	if (frame) {
+		serve_frame(w, j, fd, time_ms, mtime_ns, st.st_size, etag,
+		    cache);
 		goto out_close;
 	}
 	if (j->kind == WEB_THUMB &&

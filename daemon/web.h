@@ -26,6 +26,7 @@ void web_free(struct srv *s);
 void web_route_page(http_call *c);
 void web_route_thumb(http_call *c);
 void web_route_image(http_call *c);
+void web_route_video(http_call *c);
 /* What the thumbnail cache holds now (for tests); its bound is the
  * config's web_cache_bytes. */
 void web_cache_stats(struct srv *s, size_t *n, size_t *bytes);

@@ -128,8 +128,9 @@ static int
 collect_fn(void *user, const store_image *img)
 {
 	collect *c = user;
-	if (!store_path_has_prefix(img->path, strlen(img->path), c->prefix))
-		return 0;
+	if (img->kind == STORE_KIND_FRAME ||
+	    !store_path_has_prefix(img->path, strlen(img->path), c->prefix))
+		return 0;       /* frames: dupes_clips (clips.c) */
 	if (c->n == c->cap) {
 		size_t cap = c->cap ? c->cap * 2 : 1024;
 		img_info *v = realloc(c->v, cap * sizeof(*v));

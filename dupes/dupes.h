@@ -87,7 +87,9 @@ typedef struct dupes_result {
 	double seconds;         /* time taken */
 } dupes_result;
 
-/* Finds the duplicate groups of store s: exact groups by content hash;
+/* Finds the duplicate groups of the images of store s (frames of video
+ * clips are left out: dupes_clips compares clips): exact groups by
+ * content hash;
  * near and similar groups from every pair of stored embeddings at least
  * the threshold similar, joined transitively (union-find: A~B and B~C puts
  * A, B and C in one group).  Pairs are scored in SGEMM tiles: all pairs up
@@ -112,6 +114,68 @@ const char *dupes_kind_name(int kind);
  * time, then shortest path, then lowest id).  *reason (may be NULL) gets
  * the rule that decided. */
 int dupes_keeper_cmp(const store_image *a, const store_image *b, int *reason);
+
+/* ---- video clips, compared by their frames ----
+ *
+ * Two frames match when their similarity is at least the threshold (the
+ * family's near default unless given).  For two clips A and B (na, nb
+ * frames, time order) the matched count m is the longest run of matching
+ * frame pairs in order in both clips (a longest common subsequence:
+ * a_i~b_j, then a_k~b_l with k > i and l > j).  Then:
+ *   exact   the same bytes (content hash);
+ *   near    m >= near_fraction x max(na, nb): most frames of both clips
+ *           match, in order (a re-encoded or resized copy);
+ *   shares  m >= 1: the clips have a frame (a scene) in common, no more
+ *           (an excerpt, a clip cut from the other, a shared shot).
+ * Pairs with no matching frame are not reported.  Frames are compared
+ * all against all in SGEMM tiles (exact), so at most DUPES_EXACT_MAX
+ * frames (else CDX_ETOOBIG: narrow with path_prefix). */
+enum dupes_clip_relation {
+	DUPES_CLIP_EXACT = 0,
+	DUPES_CLIP_NEAR = 1,
+	DUPES_CLIP_SHARES = 2,
+};
+#define DUPES_CLIP_NEAR_FRACTION 0.75f
+
+typedef struct dupes_clip_params {
+	int dim;                /* required */
+	int family;             /* for the default threshold (0: CLIP) */
+	float threshold;        /* frame match; 0: the family's near default */
+	float near_fraction;    /* 0: DUPES_CLIP_NEAR_FRACTION */
+	const char *path_prefix;/* as dupes_params */
+} dupes_clip_params;
+
+typedef struct dupes_clip_side {
+	const char *path;       /* into the result */
+	int frames;             /* frames of the clip */
+	uint64_t id;            /* its first matching frame */
+	int64_t time_ms;        /* and that frame's time */
+} dupes_clip_side;
+
+typedef struct dupes_clip_pair {
+	int relation;           /* enum dupes_clip_relation */
+	int matched;            /* m above */
+	float score;            /* mean similarity of the m frames */
+	dupes_clip_side a, b;   /* a's path sorts first */
+} dupes_clip_pair;
+
+/* Exact first, then near, then shares; by matched (most first). */
+typedef struct dupes_clip_result {
+	size_t n_pairs;
+	dupes_clip_pair *pairs;
+	size_t n_clips, n_frames;       /* compared (after the prefix) */
+	float threshold, near_fraction; /* as used */
+	char **paths;                   /* n_clips, owned */
+} dupes_clip_result;
+
+/* Compares every clip of store s with every other as above; *out is
+ * freed with dupes_clip_result_free().  Errors: CDX_EINVAL, CDX_ETOOBIG,
+ * CDX_ENOMEM, CDX_ESTORE. */
+int dupes_clips(store *s, const dupes_clip_params *p,
+    dupes_clip_result **out, cdx_error *err);
+void dupes_clip_result_free(dupes_clip_result *r);
+/* "exact", "near", "shares". */
+const char *dupes_clip_relation_name(int relation);
 
 /* ---- the last grouping of a store, kept for paging ----
  *

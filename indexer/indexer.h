@@ -75,6 +75,17 @@ typedef struct watch_params {
 				   at again after this long, doubling with
 				   each failure of the same file up to 64
 				   times as long (default 30000) */
+	/* Video clips (MP4, MOV, MKV, WebM; encoder/video.h): one record
+	 * per sampled frame (store.h's frames).  A clip is not read into
+	 * memory, so max_file_bytes does not apply to it; max_pixels
+	 * applies to its frame size. */
+	int video;              /* 1 (default): index clips; 0: skip them
+				   (counted as WATCH_SKIP_VIDEO) */
+	double video_interval_s; /* a frame every this long (default 2) */
+	int video_max_frames;   /* at most this many per clip (default 32) */
+	double video_limit_s;   /* longer clips are spread over
+				   video_max_frames (0, the default:
+				   max_frames x interval) */
 } watch_params;
 
 /* Temporary failures.  An error that may go away by itself (no file
@@ -141,7 +152,7 @@ enum watch_skip {
 	WATCH_SKIP_EMPTY = 0,   /* 0 bytes (nothing written yet) */
 	WATCH_SKIP_EXCLUDED,    /* matched an exclude pattern */
 	WATCH_SKIP_SMALL,       /* an image under min_side (an icon) */
-	WATCH_SKIP_VIDEO,       /* a video container (not indexed) */
+	WATCH_SKIP_VIDEO,       /* a video container, with video = 0 */
 	WATCH_SKIP_IMAGE_OTHER, /* an image format the encoder does not read */
 	WATCH_SKIP_OTHER,       /* anything else: not an image */
 	WATCH_SKIP_KINDS
@@ -156,7 +167,10 @@ typedef struct watch_progress {
 	int64_t done;           /* of those, finished (any outcome) */
 	int64_t remaining;      /* queued - done, plus folders left to scan
 				   are not counted */
-	int64_t encoded;        /* images run through the encoder */
+	int64_t encoded;        /* images (and frames) run through the
+				   encoder */
+	int64_t clips;          /* video clips sampled */
+	int64_t frames;         /* frames of them stored */
 	int64_t reused;         /* embeddings reused (same bytes) */
 	int64_t failed;         /* failure records written */
 	int64_t skipped;        /* not images, too small, excluded */

@@ -24,6 +24,7 @@
 #include "common/file.h"
 #include "common/path.h"
 #include "common/threads.h"
+#include "encoder/video.h"
 #include "indexer/indexer.h"
 #include "indexer/indexer_test.h"
 #include "indexer/queue.h"
@@ -51,6 +52,7 @@ enum kind {
 	K_FAIL,                 /* record the reason */
 	K_SKIP,                 /* not an image / too small: no record */
 	K_DROP,                 /* gone or changing: nothing to do now */
+	K_CLIP,                 /* a video clip's frames for the encoder */
 };
 
 typedef struct task {
@@ -91,9 +93,15 @@ typedef struct item {
 	uint64_t del_id;        /* record whose bytes moved here: deleted */
 	char *moved_from;       /* or renamed to path (keeping its id) */
 	int del_path;           /* delete the record of path (now no image) */
+	int was_clip;           /* path's records were a clip's frames */
 	uint8_t hash[STORE_HASH_LEN];
 	uint32_t width, height;
 	int64_t capture_time;
+	int nframes;            /* K_CLIP: its frames, planes (freed once
+				   encoded) and times; emb holds nframes
+				   embeddings */
+	float **fplanes;
+	int64_t *fms;
 	uint32_t slot;          /* its path's slot in watch.flight */
 	int skip;               /* K_SKIP: why (enum watch_skip) */
 	int temporary;          /* K_FAIL of a temporary error: retried */
@@ -183,7 +191,7 @@ struct watch {
 	_Atomic int store_full;  /* the last commit found the store full */
 	_Atomic int full_tries;  /* commits failed in a row for a full store */
 	_Atomic int64_t queued, done, encoded, reused, failed, skipped, renamed,
-	    deleted, overflows, watches, busy_ns, decoding;
+	    deleted, overflows, watches, busy_ns, decoding, clips, frames;
 	_Atomic int64_t skipped_by[WATCH_SKIP_KINDS];  /* sums to skipped */
 
 	/* Items in the pipeline, counted per slot of their path's hash: a
@@ -368,6 +376,10 @@ item_free(item *it)
 	free(it->moved_from);
 	free(it->pixels);
 	free(it->emb);
+	for (int i = 0; it->fplanes != NULL && i < it->nframes; i++)
+		free(it->fplanes[i]);
+	free(it->fplanes);
+	free(it->fms);
 	free(it);
 }
 
@@ -1402,6 +1414,163 @@ try_reuse(watch *w, item *it, const store_image *old)
 	return 0;
 }
 
+/* What a file's first bytes say it is (clip_image_sniff's content), or
+ * -1 when it cannot be read (the image path reports why). */
+static int
+peek_content(const char *path)
+{
+	uint8_t buf[4096];
+	int fd = open(path, O_RDONLY | O_CLOEXEC), content = -1;
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof(buf));
+	if (n > 0)
+		clip_image_sniff(buf, (size_t)n, &content);
+	close(fd);
+	return content;
+}
+
+/* The content hash of the file at path, read in pieces (a clip is not
+ * read into memory); *st is its state when opened. */
+static int
+hash_file(const char *path, uint8_t hash[STORE_HASH_LEN], struct stat *st,
+    cdx_error *err)
+{
+	const char *slash = strrchr(path, '/'), *name = slash ? slash + 1 : path;
+	enum { CHUNK = 1 << 20 };
+	XXH3_state_t *x = XXH3_createState();
+	char *buf = malloc(CHUNK);
+	int fd = -1, rc = 0;
+
+	memset(st, 0, sizeof(*st));
+	if (x == NULL || buf == NULL) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "%s: out of memory", name);
+		goto out;
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, st) != 0) {
+		int e = errno;
+		rc = cdx_error_set(err, cdx_from_errno(e), "%s: %s", name,
+		    strerror(e));
+		goto out;
+	}
+	XXH3_128bits_reset(x);
+	for (;;) {
+		ssize_t n = read(fd, buf, CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			rc = cdx_error_set(err, cdx_from_errno(e), "%s: %s", name,
+			    strerror(e));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		XXH3_128bits_update(x, buf, (size_t)n);
+	}
+	XXH128_canonical_t hc;
+	XXH128_canonicalFromHash(&hc, XXH3_128bits_digest(x));
+	memcpy(hash, hc.digest, STORE_HASH_LEN);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	XXH3_freeState(x);
+	return rc;
+}
+
+struct clip_sink {
+	watch *w;
+	item *it;
+	int cap;
+};
+
+/* clip_video_sample's callback: each frame preprocessed into a plane. */
+static int
+clip_frame(void *user, int64_t time_ms, const clip_image *img, cdx_error *err)
+{
+	struct clip_sink *k = user;
+	item *it = k->it;
+	if (it->nframes == k->cap) {
+		int cap = k->cap ? k->cap * 2 : 8;
+		float **p = realloc(it->fplanes, sizeof(*p) * (size_t)cap);
+		if (p != NULL)
+			it->fplanes = p;
+		int64_t *ms = p ? realloc(it->fms, sizeof(*ms) * (size_t)cap) : NULL;
+		if (ms == NULL)
+			return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+		it->fms = ms;
+		k->cap = cap;
+	}
+	float *plane = malloc(sizeof(float) * k->w->plane);
+	if (plane == NULL)
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	int rc = clip_image_preprocess(img, &k->w->info->preprocess, plane, err);
+	if (rc != 0) {
+		free(plane);
+		return rc;
+	}
+	it->fplanes[it->nframes] = plane;
+	it->fms[it->nframes++] = time_ms;
+	it->width = (uint32_t)img->width;
+	it->height = (uint32_t)img->height;
+	return 0;
+}
+
+/* A video clip: hashed in pieces, then sampled (encoder/video.h) into
+ * frames for the encoder; a clip that cannot be read has a failure
+ * record with the reason.  A changed clip is sampled again in full. */
+static void
+decode_clip(watch *w, item *it)
+{
+	store_image *old = NULL;
+	struct stat st;
+	cdx_error err;
+
+	if (hash_file(it->path, it->hash, &st, &err) != 0) {
+		if (err.code == CDX_ENOTFOUND)
+			it->kind = K_DROP;
+		else
+			fail_or_retry(w, it, &err, it->mtime_ns);
+		return;
+	}
+	it->size = st.st_size;
+	it->mtime_ns = mtime_ns(&st);
+	if (changed_since(w, it->path, &st)) {
+		retry_later(w, it);
+		it->kind = K_DROP;
+		return;
+	}
+	if (store_image_get_by_path(w->st, it->path, &old, NULL) == 0)
+		it->is_update = 1;
+	store_image_free(old);
+	clip_video_opts o;
+	clip_video_default_opts(&o);
+	o.interval_s = w->p.video_interval_s;
+	o.max_frames = w->p.video_max_frames;
+	o.limit_s = w->p.video_limit_s;
+	o.max_pixels = w->p.max_pixels;
+	struct clip_sink k = { w, it, 0 };
+	if (clip_video_sample(it->path, &o, clip_frame, &k, NULL, &err) != 0) {
+		for (int i = 0; i < it->nframes; i++)
+			free(it->fplanes[i]);
+		it->nframes = 0;
+		if (err.code == CDX_ENOTFOUND) {
+			it->kind = K_DROP;
+			return;
+		}
+		if (changed_since(w, it->path, &st)) {
+			retry_later(w, it);     /* being written */
+			it->kind = K_DROP;
+			return;
+		}
+		fail_or_retry(w, it, &err, it->mtime_ns);
+		return;
+	}
+	it->capture_time = STORE_TIME_UNKNOWN;
+	it->kind = K_CLIP;
+}
+
 static void
 decode_item(watch *w, item *it)
 {
@@ -1418,6 +1587,10 @@ decode_item(watch *w, item *it)
 
 	if (it->kind == K_FAIL)
 		return;         /* decided already (a folder that cannot be read) */
+	if (w->p.video && peek_content(it->path) == CLIP_CONTENT_VIDEO) {
+		decode_clip(w, it);
+		return;
+	}
 	if (read_image(it->path, w->p.max_file_bytes, &data, &len, &st,
 	    &err) != 0) {
 		if (err.code == CDX_ENOTFOUND) {
@@ -1442,8 +1615,14 @@ decode_item(watch *w, item *it)
 	XXH128_canonical_t hc;
 	XXH128_canonicalFromHash(&hc, XXH3_128bits(data, len));
 	memcpy(it->hash, hc.digest, STORE_HASH_LEN);
-	if (store_image_get_by_path(w->st, it->path, &old, NULL) == 0)
+	if (store_image_get_by_path(w->st, it->path, &old, NULL) == 0) {
 		it->is_update = 1;
+		it->was_clip = old->kind == STORE_KIND_FRAME;
+		if (it->was_clip) {
+			store_image_free(old);  /* no embedding to reuse */
+			old = NULL;
+		}
+	}
 	if (try_reuse(w, it, old))
 		goto out;
 	if (clip_image_probe(data, len, &info, &err) != 0) {
@@ -1523,6 +1702,38 @@ decode_main(void *arg)
 
 /* ---- the encoder ---- */
 
+/* Encodes a clip's frames, cap at a time, into it->emb; frees the
+ * planes.  A failure makes it a failure record. */
+static void
+encode_clip(watch *w, clip_ctx *ctx, item *it, int cap)
+{
+	cdx_error err;
+	int rc = 0;
+
+	it->emb = malloc(sizeof(float) * (size_t)w->dim * (size_t)it->nframes);
+	if (ctx == NULL || it->emb == NULL) {
+		rc = CDX_ENOMEM;
+	} else {
+		for (int i = 0; i < it->nframes && rc == 0; i += cap) {
+			int n = it->nframes - i < cap ? it->nframes - i : cap;
+			rc = clip_encode_image_planes(ctx,
+			    (const float *const *)(it->fplanes + i), n,
+			    it->emb + (size_t)i * (size_t)w->dim, &err);
+		}
+	}
+	for (int i = 0; i < it->nframes; i++) {
+		free(it->fplanes[i]);
+		it->fplanes[i] = NULL;
+	}
+	if (rc != 0) {
+		it->kind = K_FAIL;
+		snprintf(it->reason, sizeof(it->reason), "encoding failed: %s",
+		    rc == CDX_ENOMEM ? "out of memory" : err.msg);
+		return;
+	}
+	w->encoded += it->nframes;
+}
+
 static void *
 encode_main(void *arg)
 {
@@ -1543,7 +1754,11 @@ encode_main(void *arg)
 	while ((it = wq_pop(&w->encq, -1)) != NULL) {
 		int n = 0;
 		for (;;) {
-			if (it != NULL) {
+			if (it != NULL && it->kind == K_CLIP) {
+				encode_clip(w, ctx, it, cap);
+				if (wq_push(&w->wrq, it, 1) != 0)
+					item_finish(w, it, 1);
+			} else if (it != NULL) {
 				if (it->kind != K_ENCODE) {
 					if (wq_push(&w->wrq, it, 1) != 0)
 						item_finish(w, it, 1);
@@ -1686,6 +1901,10 @@ wb_commit(watch *w, wbatch *c)
 				}
 				if (it->kind == K_REUSE)
 					w->reused++;
+				if (it->kind == K_CLIP) {
+					w->clips++;
+					w->frames += it->nframes;
+				}
 			}
 		}
 		if (it->op == OP_MOVE_DIR) {
@@ -1933,6 +2152,24 @@ write_item(watch *w, wbatch *c, item *it)
 	} else if (it->kind == K_SKIP) {
 		/* No longer an image (del_path): its record goes. */
 		forget_path(w, c, it->path);
+	} else if (it->kind == K_CLIP) {
+		/* Its old records (an image, or the frames of the clip that
+		 * was there) go, the frames come: one transaction. */
+		rc = store_batch_delete_path(b, it->path, &err);
+		for (int i = 0; i < it->nframes && rc == 0; i++) {
+			store_image r = { 0 };
+			r.path = it->path;
+			r.size = it->size;
+			r.mtime_ns = it->mtime_ns;
+			memcpy(r.hash, it->hash, STORE_HASH_LEN);
+			r.width = it->width;
+			r.height = it->height;
+			r.capture_time = STORE_TIME_UNKNOWN;
+			r.embedding = it->emb + (size_t)i * (size_t)w->dim;
+			r.kind = STORE_KIND_FRAME;
+			r.time_ms = it->fms[i];
+			rc = store_batch_put(b, &r, &err);
+		}
 	} else {
 		store_image r = { 0 };
 		r.path = it->path;
@@ -1945,7 +2182,9 @@ write_item(watch *w, wbatch *c, item *it)
 		r.embedding = it->emb;
 		/* A record whose bytes were found at a new path moves there
 		 * first, so that the put keeps its id. */
-		if (it->moved_from != NULL)
+		if (it->was_clip)       /* a clip's frames give way */
+			rc = store_batch_delete_path(b, it->path, &err);
+		if (rc == 0 && it->moved_from != NULL)
 			rc = store_batch_rename(b, it->moved_from, it->path, 0,
 			    &err);
 		if (rc == 0)
@@ -2014,6 +2253,9 @@ watch_default_params(watch_params *p)
 	p->nice = 10;
 	p->encode_threads = 1;
 	p->retry_ms = 30000;
+	p->video = 1;
+	p->video_interval_s = CLIP_VIDEO_INTERVAL_S;
+	p->video_max_frames = CLIP_VIDEO_MAX_FRAMES;
 }
 
 int
@@ -2028,7 +2270,9 @@ watch_start(store *st, const clip_model *m, const watch_params *p,
 	if (p->batch < 1 || p->batch > 4096 || p->n_exclude < 0 ||
 	    p->n_exclude > WATCH_MAX_EXCLUDE || p->decode_threads < 0 ||
 	    p->decode_threads > 256 || p->quiet_ms < 0 || p->min_side < 0 ||
-	    p->retry_ms < 1)
+	    p->retry_ms < 1 || (p->video && (!(p->video_interval_s > 0) ||
+	    p->video_max_frames < 1 || p->video_max_frames > 4096 ||
+	    !(p->video_limit_s >= 0))))
 		return cdx_error_set(err, CDX_EINVAL, "watch_start: a parameter is "
 		    "out of range");
 	if ((w = calloc(1, sizeof(*w))) == NULL)
@@ -2270,6 +2514,8 @@ watch_get_progress(watch *w, watch_progress *out)
 		out->skipped_by[i] = w->skipped_by[i];
 	out->renamed = w->renamed;
 	out->deleted = w->deleted;
+	out->clips = w->clips;
+	out->frames = w->frames;
 	out->overflows = w->overflows;
 	out->watches = w->watches;
 	double busy = (double)w->busy_ns * 1e-9;

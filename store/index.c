@@ -1421,6 +1421,8 @@ build_results(search_ctx *c, cand *hits, size_t n, store_results **out,
 		h->added = hs[i].added;
 		h->width = hs[i].width;
 		h->height = hs[i].height;
+		h->kind = hs[i].frame ? STORE_KIND_FRAME : STORE_KIND_IMAGE;
+		h->time_ms = hs[i].frame ? (int64_t)hs[i].frame - 1 : 0;
 		h->embedding = NULL;
 		if (vec) {
 			memcpy(e, embs[i], vec);

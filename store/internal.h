@@ -62,8 +62,18 @@ typedef struct rec_hdr {
 	int64_t capture_time;
 	int64_t added;
 	uint32_t path_len;
-	uint32_t reserved;
+	/* 0: an image; else a frame of the clip at path, at frame - 1 ms
+	 * (schema 3; schema 2 wrote 0 here). */
+	uint32_t frame;
 } rec_hdr;
+
+/* A frame's key in the path table: the clip's path, a NUL, and frame
+ * (rec_hdr.frame) big-endian, so the frames of a clip follow each other
+ * in time order right after the clip's path. */
+#define STO_FRAME_KEY_EXTRA 5
+/* Writes the path-table key of (path, frame) to key (room for
+ * STORE_PATH_MAX + 1 bytes) and returns its length. */
+size_t sto_path_key(char *key, const char *path, size_t plen, uint32_t frame);
 
 /* Value of the attr table (key: id): what the live map needs. */
 typedef struct rec_attr {
@@ -114,6 +124,7 @@ struct store {
 	int rebuilt_on_open;
 	uint64_t caught_up;
 	uint64_t commits;       /* write transactions committed since open */
+	uint64_t frames, clips; /* frame records; clips with any (meta) */
 	/* The tag sets, by name (tags.c); written only after a commit with
 	 * the lock held exclusively, read with it held either way. */
 	struct tag_set *sets;

@@ -7,7 +7,8 @@
  *         "next_set" (tags.c)
  *   rec   id (u64)  -> rec_hdr, embedding, path
  *   attr  id (u64)  -> rec_attr (label, capture time, mtime)
- *   path  path      -> id
+ *   path  path      -> id (an image), or path NUL frame (a frame of a
+ *         clip, sto_path_key) -> id
  *   hash  16 bytes  -> ids (DUPSORT, fixed-size u64 duplicates)
  *   log   seq (u64) -> log_entry: the change log the index catches up from
  *   fail  path      -> size, mtime, when, reason
@@ -15,7 +16,11 @@
  *   tagset, tags, bylabel: tag sets and every image's tags (tags.c)
  *
  * Schema 2 added the three tag tables; a schema-1 store gains them (empty)
- * when it is opened.
+ * when it is opened.  Schema 3 added frames of video clips: rec_hdr.frame
+ * (reserved, always 0, in schema 2: every older record reads as an image),
+ * frame keys in the path table, and the meta counters "frames" and
+ * "clips"; an older store gains the counters (0: it has no frames) when
+ * it is opened.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +39,7 @@
 
 #include "store/internal.h"
 
-#define SCHEMA_VERSION 2u
+#define SCHEMA_VERSION 3u
 #define KV_VALUE_MAX (1u << 20)
 #define REASON_MAX 1023
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
@@ -220,8 +225,11 @@ wipe_images(store *s, MDB_txn *txn)
 	    (rc = mdb_drop(txn, s->db_log, 0)) ||
 	    (rc = mdb_drop(txn, s->db_fail, 0)) ||
 	    (rc = mdb_drop(txn, s->db_tags, 0)) ||
-	    (rc = mdb_drop(txn, s->db_bylabel, 0)))
+	    (rc = mdb_drop(txn, s->db_bylabel, 0)) ||
+	    (rc = meta_put_u64(txn, s->db_meta, "frames", 0)) ||
+	    (rc = meta_put_u64(txn, s->db_meta, "clips", 0)))
 		return rc;
+	s->frames = s->clips = 0;
 	return 0;
 }
 
@@ -263,6 +271,8 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 				   strlen(p->model_id))) ||
 		    (rc = put_family(s, txn, p)) ||
 		    (rc = meta_put_u64(txn, s->db_meta, "seq", 0)) ||
+		    (rc = meta_put_u64(txn, s->db_meta, "frames", 0)) ||
+		    (rc = meta_put_u64(txn, s->db_meta, "clips", 0)) ||
 		    (rc = meta_put_u64(txn, s->db_meta, "next_id", 1)))
 			return sto_mdb_err(err, rc, "initialising store");
 		return 0;
@@ -274,15 +284,22 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 		return cdx_error_set(err, CDX_EFORMAT,
 				     "%s: not a clipdex store", s->dir);
 	memcpy(&schema, v.mv_data, sizeof(schema));
-	if (schema == 1) {
-		/* open_dbs created the tag tables (empty: no sets yet). */
+	if (schema == 1 || schema == 2) {
+		/* 1 -> 2: open_dbs created the tag tables (empty: no sets
+		 * yet).  2 -> 3: no record is a frame yet (rec_hdr.frame was
+		 * reserved and 0), so the frame counters start at 0. */
+		uint32_t from = schema;
 		schema = SCHEMA_VERSION;
-		if ((rc = meta_put(txn, s->db_meta, "schema", &schema,
+		if ((rc = meta_put_u64(txn, s->db_meta, "frames", 0)) ||
+		    (rc = meta_put_u64(txn, s->db_meta, "clips", 0)) ||
+		    (rc = meta_put(txn, s->db_meta, "schema", &schema,
 				   sizeof(schema))))
 			return sto_mdb_err(err, rc, "migrating the store");
-		cdx_log(CDX_LOG_INFO,
-			"store %s: schema 1 -> %u (tag tables added)", s->dir,
-			SCHEMA_VERSION);
+		if (from == 1)
+			cdx_log(CDX_LOG_INFO, "store %s: schema 1 -> 2 (tag "
+				"tables added)", s->dir);
+		cdx_log(CDX_LOG_INFO, "store %s: schema 2 -> %u (frames of "
+			"video clips)", s->dir, SCHEMA_VERSION);
 	}
 	if (schema != SCHEMA_VERSION)
 		return cdx_error_set(err, CDX_EFORMAT,
@@ -495,7 +512,9 @@ store_open(const char *dir, const store_params *p, store **out,
 		s->model_label[vl.mv_size] = '\0';
 	}
 	if ((rc = meta_get_u64(txn, s->db_meta, "seq", &s->seq)) ||
-	    (rc = meta_get_u64(txn, s->db_meta, "next_id", &s->next_id))) {
+	    (rc = meta_get_u64(txn, s->db_meta, "next_id", &s->next_id)) ||
+	    (rc = meta_get_u64(txn, s->db_meta, "frames", &s->frames)) ||
+	    (rc = meta_get_u64(txn, s->db_meta, "clips", &s->clips))) {
 		rc = sto_mdb_err(err, rc, "reading store metadata");
 		goto out_abort_txn;
 	}
@@ -604,6 +623,8 @@ store_get_stats(store *s, store_stats *st)
 	st->rebuilt_on_open = s->rebuilt_on_open;
 	st->caught_up = s->caught_up;
 	st->commits = s->commits;
+	st->frames = s->frames;
+	st->clips = s->clips;
 	pthread_rwlock_unlock(&s->lock);
 }
 
@@ -631,6 +652,27 @@ grow_map(store *s, cdx_error *err)
 	s->map_size = want;
 	cdx_log(CDX_LOG_INFO, "store %s: LMDB map grown to %zu MiB", s->dir,
 		want >> 20);
+	return 0;
+}
+
+static int check_path(const char *path, const char *what, cdx_error *err);
+
+/* What a put checks of a record beyond its path. */
+static int
+check_kind(const store_image *img, const char *what, cdx_error *err)
+{
+	if (img->kind == STORE_KIND_IMAGE)
+		return 0;
+	if (img->kind != STORE_KIND_FRAME || img->time_ms < 0 ||
+	    img->time_ms > STORE_FRAME_MS_MAX)
+		return cdx_error_set(err, CDX_EINVAL,
+				     "%s: %s: bad kind or frame time", what,
+				     img->path);
+	if (strlen(img->path) > STORE_CLIP_PATH_MAX)
+		return cdx_error_set(err, CDX_ETOOBIG,
+				     "%s: clip path '%.64s...' is longer than "
+				     "%d bytes", what, img->path,
+				     STORE_CLIP_PATH_MAX);
 	return 0;
 }
 
@@ -680,7 +722,10 @@ typedef struct batch {
 	uint64_t *ids;
 	uint64_t seq, next_id;
 	int64_t count_delta, fail_delta;
+	int64_t frame_delta, clip_delta;
 	size_t n_put, n_renamed, n_deleted, n_failed; /* for the caller */
+	size_t cap_add, cap_rm;  /* a clip's frames may need more room */
+	size_t dim;
 } batch;
 
 static void
@@ -699,6 +744,13 @@ batch_free(batch *b)
 static int
 batch_alloc(batch *b, size_t n, size_t nrm, size_t dim)
 {
+	if (n == 0)
+		n = 1;
+	if (nrm == 0)
+		nrm = 1;
+	b->cap_add = n;
+	b->cap_rm = nrm;
+	b->dim = dim;
 	b->rm = malloc(nrm * sizeof(*b->rm));
 	b->add = malloc(n * sizeof(*b->add));
 	b->vecs = malloc(n * dim * sizeof(float));
@@ -708,6 +760,130 @@ batch_alloc(batch *b, size_t n, size_t nrm, size_t dim)
 	return b->rm && b->add && b->vecs && b->ctime && b->mtime && b->ids
 		       ? 0
 		       : -1;
+}
+
+/* Room for one more added record and one more removed label (the
+ * frames of a clip make more than one per change). */
+static int
+batch_room(batch *b, cdx_error *err)
+{
+	if (b->nrm == b->cap_rm) {
+		size_t cap = b->cap_rm * 2;
+		int64_t *rm = realloc(b->rm, cap * sizeof(*rm));
+		if (!rm)
+			return cdx_error_set(err, CDX_ENOMEM, "store: out of memory");
+		b->rm = rm;
+		b->cap_rm = cap;
+	}
+	if (b->add && b->nadd == b->cap_add) {
+		size_t cap = b->cap_add * 2;
+		int64_t *add = realloc(b->add, cap * sizeof(*add));
+		if (add)
+			b->add = add;
+		float *vecs = add ? realloc(b->vecs, cap * b->dim *
+					    sizeof(float)) : NULL;
+		if (vecs)
+			b->vecs = vecs;
+		int64_t *ct = vecs ? realloc(b->ctime, cap * sizeof(*ct)) : NULL;
+		if (ct)
+			b->ctime = ct;
+		int64_t *mt = ct ? realloc(b->mtime, cap * sizeof(*mt)) : NULL;
+		if (mt)
+			b->mtime = mt;
+		uint64_t *ids = mt ? realloc(b->ids, cap * sizeof(*ids)) : NULL;
+		if (!ids)
+			return cdx_error_set(err, CDX_ENOMEM, "store: out of memory");
+		b->ids = ids;
+		b->cap_add = cap;
+	}
+	return 0;
+}
+
+size_t
+sto_path_key(char *key, const char *path, size_t plen, uint32_t frame)
+{
+	memcpy(key, path, plen);
+	if (frame == 0)
+		return plen;
+	key[plen] = '\0';
+	for (int i = 0; i < 4; i++)
+		key[plen + 1 + i] = (char)(frame >> (24 - 8 * i));
+	return plen + STO_FRAME_KEY_EXTRA;
+}
+
+/* The ids of the frames of the clip at path (plen bytes), in time order:
+ * *ids is malloc'd (NULL when *n is 0). */
+static int
+frame_ids(store *s, MDB_txn *txn, const char *path, size_t plen,
+	  uint64_t **ids, size_t *n, cdx_error *err)
+{
+	char key[STORE_PATH_MAX + 2];
+	size_t cap = 0;
+	MDB_cursor *c;
+	int rc, r;
+
+	*ids = NULL;
+	*n = 0;
+	if (plen > STORE_CLIP_PATH_MAX)
+		return 0;
+	memcpy(key, path, plen);
+	key[plen] = '\0';
+	if ((rc = mdb_cursor_open(txn, s->db_path, &c)))
+		return sto_mdb_err(err, rc, "listing frames");
+	MDB_val k = { plen + 1, key }, v;
+	r = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	while (r == 0 && k.mv_size == plen + STO_FRAME_KEY_EXTRA &&
+	       memcmp(k.mv_data, key, plen + 1) == 0) {
+		if (v.mv_size != sizeof(uint64_t)) {
+			rc = cdx_error_set(err, CDX_ECORRUPT, "bad path entry");
+			break;
+		}
+		if (*n == cap) {
+			size_t nc = cap ? cap * 2 : 32;
+			uint64_t *t = realloc(*ids, nc * sizeof(*t));
+			if (!t) {
+				rc = cdx_error_set(err, CDX_ENOMEM, "listing frames");
+				break;
+			}
+			*ids = t;
+			cap = nc;
+		}
+		memcpy(*ids + (*n)++, v.mv_data, sizeof(uint64_t));
+		r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	if (!rc && r && r != MDB_NOTFOUND)
+		rc = sto_mdb_err(err, r, "listing frames");
+	mdb_cursor_close(c);
+	if (rc) {
+		free(*ids);
+		*ids = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+/* 1 when the clip at path has a frame, 0 when not, or a CDX_E* code. */
+static int
+has_frames(store *s, MDB_txn *txn, const char *path, size_t plen,
+	   cdx_error *err)
+{
+	char key[STORE_PATH_MAX + 2];
+	MDB_cursor *c;
+	int rc;
+	if (plen > STORE_CLIP_PATH_MAX)
+		return 0;
+	memcpy(key, path, plen);
+	key[plen] = '\0';
+	if ((rc = mdb_cursor_open(txn, s->db_path, &c)))
+		return sto_mdb_err(err, rc, "looking up frames");
+	MDB_val k = { plen + 1, key }, v;
+	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	int found = rc == 0 && k.mv_size == plen + STO_FRAME_KEY_EXTRA &&
+		    memcmp(k.mv_data, key, plen + 1) == 0;
+	mdb_cursor_close(c);
+	if (rc && rc != MDB_NOTFOUND)
+		return sto_mdb_err(err, rc, "looking up frames");
+	return found;
 }
 
 static int
@@ -730,17 +906,24 @@ log_put(store *s, MDB_txn *txn, uint64_t seq, uint64_t id, int64_t old,
 /* A record's label leaves the index: a label written earlier in this
  * batch never reaches the live map or the index, an older one is removed
  * from them after the commit. */
-static void
-forget_label(store *s, batch *b, int64_t label)
+static int
+forget_label(store *s, batch *b, int64_t label, cdx_error *err)
 {
 	if (label > (int64_t)s->seq) {
 		for (size_t j = 0; j < b->nadd; j++)
 			if (b->add[j] == label)
 				b->add[j] = -1;
 	} else {
+		int rc = batch_room(b, err);
+		if (rc)
+			return rc;
 		b->rm[b->nrm++] = label;
 	}
+	return 0;
 }
+
+static int del_path_one(store *s, MDB_txn *txn, batch *b, const char *path,
+			cdx_error *err);
 
 /* Deletes image id inside txn, adding its label to b->rm; nothing if it
  * does not exist. */
@@ -757,13 +940,18 @@ del_one(store *s, MDB_txn *txn, batch *b, uint64_t id, cdx_error *err)
 	const char *path;
 	if ((rc = sto_rec_parse(s, &v, &h, &path, NULL, err)))
 		return rc;
-	MDB_val pk = { h.path_len, (void *)path };
-	/* path points into the map: delete the path entry before rec. */
+	/* path points into the map: copy it before deleting anything. */
 	char pbuf[STORE_PATH_MAX + 1];
-	memcpy(pbuf, path, h.path_len);
-	pk.mv_data = pbuf;
+	MDB_val pk = { sto_path_key(pbuf, path, h.path_len, h.frame), pbuf };
 	if ((rc = mdb_del(txn, s->db_path, &pk, NULL)) && rc != MDB_NOTFOUND)
 		return sto_mdb_err(err, rc, "deleting path");
+	if (h.frame) {
+		b->frame_delta--;
+		if ((rc = has_frames(s, txn, pbuf, h.path_len, err)) < 0)
+			return rc;
+		if (rc == 0)
+			b->clip_delta--;        /* its last frame */
+	}
 	if ((rc = hash_del(txn, s->db_hash, h.hash, id)))
 		return sto_mdb_err(err, rc, "deleting hash");
 	if ((rc = mdb_del(txn, s->db_attr, &k, NULL)) && rc != MDB_NOTFOUND)
@@ -775,7 +963,8 @@ del_one(store *s, MDB_txn *txn, batch *b, uint64_t id, cdx_error *err)
 	b->seq++;
 	if ((rc = log_put(s, txn, b->seq, id, h.label, LOG_DEL)))
 		return sto_mdb_err(err, rc, "writing change log");
-	forget_label(s, b, h.label);
+	if ((rc = forget_label(s, b, h.label, err)))
+		return rc;
 	b->count_delta--;
 	b->n_deleted++;
 	return 0;
@@ -786,10 +975,17 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 	int64_t now, unsigned char *buf, cdx_error *err)
 {
 	size_t plen = strlen(img->path);
-	MDB_val pk = { plen, (void *)img->path }, pv;
+	uint32_t frame = img->kind == STORE_KIND_FRAME ?
+		(uint32_t)(img->time_ms + 1) : 0;
+	char key[STORE_PATH_MAX + 1];
+	MDB_val pk = { sto_path_key(key, img->path, plen, frame), key }, pv;
+	MDB_val fk = { plen, (void *)img->path };
 	uint64_t id;
 	int64_t old_label = -1, added = now;
-	int rc = mdb_get(txn, s->db_path, &pk, &pv);
+	int rc;
+	if ((rc = batch_room(b, err)))
+		return rc;
+	rc = mdb_get(txn, s->db_path, &pk, &pv);
 	if (rc == 0) {
 		if (pv.mv_size != sizeof(id))
 			return cdx_error_set(err, CDX_ECORRUPT,
@@ -806,8 +1002,15 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 		added = h.added;
 		if ((rc = hash_del(txn, s->db_hash, h.hash, id)))
 			return sto_mdb_err(err, rc, "deleting hash");
-		forget_label(s, b, old_label);
+		if ((rc = forget_label(s, b, old_label, err)))
+			return rc;
 	} else if (rc == MDB_NOTFOUND) {
+		if (frame) {
+			if ((rc = has_frames(s, txn, img->path, plen, err)) < 0)
+				return rc;
+			b->clip_delta += rc == 0;       /* its first frame */
+			b->frame_delta++;
+		}
 		id = b->next_id++;
 		if ((rc = mdb_put(txn, s->db_path, &pk,
 				  &(MDB_val){ sizeof(id), &id }, 0)))
@@ -830,6 +1033,7 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 		.capture_time = img->capture_time,
 		.added = added,
 		.path_len = (uint32_t)plen,
+		.frame = frame,
 	};
 	memcpy(h.hash, img->hash, STORE_HASH_LEN);
 	size_t vsz = (size_t)s->dim * sizeof(float);
@@ -853,7 +1057,7 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 		return sto_mdb_err(err, rc, "writing hash");
 	if ((rc = log_put(s, txn, b->seq, id, old_label, LOG_PUT)))
 		return sto_mdb_err(err, rc, "writing change log");
-	rc = mdb_del(txn, s->db_fail, &pk, NULL);
+	rc = mdb_del(txn, s->db_fail, &fk, NULL);
 	if (rc == 0)
 		b->fail_delta--;
 	else if (rc != MDB_NOTFOUND)
@@ -878,6 +1082,8 @@ batch_apply(store *s, batch *b, cdx_error *err)
 	s->next_id = b->next_id;
 	s->count = (uint64_t)((int64_t)s->count + b->count_delta);
 	s->fail_count = (uint64_t)((int64_t)s->fail_count + b->fail_delta);
+	s->frames = (uint64_t)((int64_t)s->frames + b->frame_delta);
+	s->clips = (uint64_t)((int64_t)s->clips + b->clip_delta);
 	int rc = 0;
 	for (size_t i = 0; i < b->nrm; i++)
 		live_remove(&s->live, b->rm[i]);
@@ -953,6 +1159,7 @@ write_txn(store *s, const write_op *op, cdx_error *err)
 			b->seq = s->seq;
 			b->next_id = s->next_id;
 			b->count_delta = b->fail_delta = 0;
+			b->frame_delta = b->clip_delta = 0;
 			b->n_put = b->n_renamed = b->n_deleted = 0;
 			b->n_failed = 0;
 		}
@@ -965,6 +1172,14 @@ write_txn(store *s, const write_op *op, cdx_error *err)
 			rc = op->fn(s, txn, op->arg, i, err);
 		if (!rc && b) {
 			int r = meta_put_u64(txn, s->db_meta, "seq", b->seq);
+			if (!r && (b->frame_delta || b->clip_delta))
+				r = meta_put_u64(txn, s->db_meta, "frames",
+						 (uint64_t)((int64_t)s->frames +
+							    b->frame_delta));
+			if (!r && (b->frame_delta || b->clip_delta))
+				r = meta_put_u64(txn, s->db_meta, "clips",
+						 (uint64_t)((int64_t)s->clips +
+							    b->clip_delta));
 			if (!r && op->put_next_id)
 				r = meta_put_u64(txn, s->db_meta, "next_id",
 						 b->next_id);
@@ -1043,7 +1258,8 @@ store_image_put(store *s, store_image *imgs, size_t n, cdx_error *err)
 		goto out_free;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if ((rc = check_path(imgs[i].path, "store_image_put", err)))
+		if ((rc = check_path(imgs[i].path, "store_image_put", err)) ||
+		    (rc = check_kind(&imgs[i], "store_image_put", err)))
 			goto out_free;
 		if (imgs[i].size < 0 || !imgs[i].embedding) {
 			rc = cdx_error_set(err, CDX_EINVAL,
@@ -1084,25 +1300,12 @@ static int
 del_item(store *s, MDB_txn *txn, void *arg, size_t i, cdx_error *err)
 {
 	struct del_arg *a = arg;
-	uint64_t id;
-	if (!a->paths) {
-		id = a->ids[i];
-	} else {
-		const char *p = a->paths[i];
-		if (!p || !p[0] || strlen(p) > STORE_PATH_MAX)
-			return 0;
-		MDB_val pk = { strlen(p), (void *)p }, pv;
-		int rc = mdb_get(txn, s->db_path, &pk, &pv);
-		if (rc) /* no record: nothing to delete */
-			return rc == MDB_NOTFOUND
-				       ? 0
-				       : sto_mdb_err(err, rc, "looking up path");
-		if (pv.mv_size != sizeof(id))
-			return cdx_error_set(err, CDX_ECORRUPT,
-					     "bad path entry");
-		memcpy(&id, pv.mv_data, sizeof(id));
-	}
-	return del_one(s, txn, &a->b, id, err);
+	if (!a->paths)
+		return del_one(s, txn, &a->b, a->ids[i], err);
+	const char *p = a->paths[i];
+	if (!p || !p[0] || strlen(p) > STORE_PATH_MAX)
+		return 0;       /* no record: nothing to delete */
+	return del_path_one(s, txn, &a->b, p, err);
 }
 
 /* Deletes by ids (paths == NULL) or by paths. */
@@ -1118,6 +1321,7 @@ delete_batch(store *s, const uint64_t *ids, const char *const *paths,
 	if (!ids && !paths)
 		return cdx_error_set(err, CDX_EINVAL, "store_image_delete: none");
 	struct del_arg a = { .ids = ids, .paths = paths };
+	a.b.cap_rm = n;
 	a.b.rm = malloc(n * sizeof(*a.b.rm));
 	if (!a.b.rm)
 		return cdx_error_set(err, CDX_ENOMEM, "store_image_delete");
@@ -1147,41 +1351,73 @@ store_image_delete_paths(store *s, const char *const *paths, size_t n,
 
 /* ---- rename (indexer: a file moved on disk keeps its record) ---- */
 
-/* Moves the record of from to the path to inside txn: same id, hash,
- * embedding and times, a new label (as a put of an existing path), one
- * more entry in b->add.  Nothing if from has no record. */
+/* The ids of the records at path: its image, or the frames of its clip
+ * in time order.  *ids is malloc'd (NULL when *n is 0). */
 static int
-rename_one(store *s, MDB_txn *txn, batch *b, const char *from, const char *to,
-	   unsigned char *buf, cdx_error *err)
+path_ids(store *s, MDB_txn *txn, const char *path, uint64_t **ids, size_t *n,
+	 cdx_error *err)
 {
-	size_t flen = strlen(from), tlen = strlen(to);
-	MDB_val fk = { flen, (void *)from }, tk = { tlen, (void *)to }, pv;
-	uint64_t id;
-	int rc;
-
-	rc = mdb_get(txn, s->db_path, &tk, &pv);
-	if (rc == 0)
-		return cdx_error_set(err, CDX_EEXIST,
-				     "store_image_rename: %s already has a "
-				     "record", to);
-	if (rc != MDB_NOTFOUND)
-		return sto_mdb_err(err, rc, "looking up path");
-	rc = mdb_get(txn, s->db_path, &fk, &pv);
+	size_t plen = strlen(path);
+	MDB_val pk = { plen, (void *)path }, pv;
+	int rc = mdb_get(txn, s->db_path, &pk, &pv);
+	*ids = NULL;
+	*n = 0;
 	if (rc == MDB_NOTFOUND)
-		return 0;
+		return frame_ids(s, txn, path, plen, ids, n, err);
 	if (rc)
 		return sto_mdb_err(err, rc, "looking up path");
-	if (pv.mv_size != sizeof(id))
+	if (pv.mv_size != sizeof(uint64_t))
 		return cdx_error_set(err, CDX_ECORRUPT,
-				     "path entry of %s is malformed", from);
-	memcpy(&id, pv.mv_data, sizeof(id));
+				     "path entry of %s is malformed", path);
+	if (!(*ids = malloc(sizeof(uint64_t))))
+		return cdx_error_set(err, CDX_ENOMEM, "store: out of memory");
+	memcpy(*ids, pv.mv_data, sizeof(uint64_t));
+	*n = 1;
+	return 0;
+}
+
+/* 1 when path has a record (an image or a frame), 0 when not, or a
+ * CDX_E* code. */
+static int
+path_taken(store *s, MDB_txn *txn, const char *path, cdx_error *err)
+{
+	size_t plen = strlen(path);
+	MDB_val pk = { plen, (void *)path }, pv;
+	int rc = mdb_get(txn, s->db_path, &pk, &pv);
+	if (rc == 0)
+		return 1;
+	if (rc != MDB_NOTFOUND)
+		return sto_mdb_err(err, rc, "looking up path");
+	return has_frames(s, txn, path, plen, err);
+}
+
+/* Moves record id to the path to (tlen bytes) inside txn: same id, hash,
+ * embedding, times and frame time, a new label (as a put of an existing
+ * path), one more entry in b->add. */
+static int
+move_one(store *s, MDB_txn *txn, batch *b, uint64_t id, const char *to,
+	 size_t tlen, unsigned char *buf, cdx_error *err)
+{
 	MDB_val k = { sizeof(id), &id }, v;
 	rec_hdr h;
+	const char *path;
 	const unsigned char *emb;
+	int rc;
+
+	if ((rc = batch_room(b, err)))
+		return rc;
 	if ((rc = mdb_get(txn, s->db_rec, &k, &v)))
 		return sto_mdb_err(err, rc, "reading renamed record");
-	if ((rc = sto_rec_parse(s, &v, &h, NULL, &emb, err)))
+	if ((rc = sto_rec_parse(s, &v, &h, &path, &emb, err)))
 		return rc;
+	if (h.frame && tlen > STORE_CLIP_PATH_MAX)
+		return cdx_error_set(err, CDX_ETOOBIG,
+				     "store_image_rename: clip path '%.64s...' "
+				     "is longer than %d bytes", to,
+				     STORE_CLIP_PATH_MAX);
+	char fkey[STORE_PATH_MAX + 1], tkey[STORE_PATH_MAX + 1];
+	MDB_val fk = { sto_path_key(fkey, path, h.path_len, h.frame), fkey };
+	MDB_val tk = { sto_path_key(tkey, to, tlen, h.frame), tkey };
 	size_t vsz = (size_t)s->dim * sizeof(float);
 	int64_t old_label = h.label;
 	/* Copy out of the map before writing to it. */
@@ -1191,7 +1427,8 @@ rename_one(store *s, MDB_txn *txn, batch *b, const char *from, const char *to,
 	if ((rc = mdb_put(txn, s->db_path, &tk,
 			  &(MDB_val){ sizeof(id), &id }, 0)))
 		return sto_mdb_err(err, rc, "writing path");
-	forget_label(s, b, old_label);
+	if ((rc = forget_label(s, b, old_label, err)))
+		return rc;
 	b->seq++;
 	h.label = (int64_t)b->seq;
 	h.path_len = (uint32_t)tlen;
@@ -1207,17 +1444,60 @@ rename_one(store *s, MDB_txn *txn, batch *b, const char *from, const char *to,
 		return sto_mdb_err(err, rc, "writing attr");
 	if ((rc = log_put(s, txn, b->seq, id, old_label, LOG_PUT)))
 		return sto_mdb_err(err, rc, "writing change log");
-	rc = mdb_del(txn, s->db_fail, &tk, NULL);
-	if (rc == 0)
-		b->fail_delta--;
-	else if (rc != MDB_NOTFOUND)
-		return sto_mdb_err(err, rc, "deleting failure record");
 	b->ctime[b->nadd] = h.capture_time;
 	b->mtime[b->nadd] = floor_div_1e9(h.mtime_ns);
 	b->ids[b->nadd] = id;
 	b->add[b->nadd++] = h.label;
 	b->n_renamed++;
 	return 0;
+}
+
+/* Moves the records of from (an image, or every frame of a clip) to the
+ * path to inside txn (move_one).  Nothing if from has no record. */
+static int
+rename_one(store *s, MDB_txn *txn, batch *b, const char *from, const char *to,
+	   unsigned char *buf, cdx_error *err)
+{
+	size_t tlen = strlen(to);
+	uint64_t *ids = NULL;
+	size_t n = 0;
+	int rc = path_taken(s, txn, to, err);
+
+	if (rc < 0)
+		return rc;
+	if (rc)
+		return cdx_error_set(err, CDX_EEXIST,
+				     "store_image_rename: %s already has a "
+				     "record", to);
+	if ((rc = path_ids(s, txn, from, &ids, &n, err)))
+		return rc;
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = move_one(s, txn, b, ids[i], to, tlen, buf, err);
+	free(ids);
+	if (rc || n == 0)
+		return rc;
+	MDB_val tk = { tlen, (void *)to };
+	rc = mdb_del(txn, s->db_fail, &tk, NULL);
+	if (rc == 0)
+		b->fail_delta--;
+	else if (rc != MDB_NOTFOUND)
+		return sto_mdb_err(err, rc, "deleting failure record");
+	return 0;
+}
+
+/* Deletes the records at path (an image, or every frame of a clip)
+ * inside txn, if there are any. */
+static int
+del_path_one(store *s, MDB_txn *txn, batch *b, const char *path,
+	     cdx_error *err)
+{
+	uint64_t *ids = NULL;
+	size_t n = 0;
+	int rc = path_ids(s, txn, path, &ids, &n, err);
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = del_one(s, txn, b, ids[i], err);
+	free(ids);
+	return rc;
 }
 
 struct rename_arg {
@@ -1309,6 +1589,8 @@ image_from_rec(const rec_hdr *h, const char *path, const float *emb,
 	img->capture_time = h->capture_time;
 	img->added = h->added;
 	img->embedding = emb;
+	img->kind = h->frame ? STORE_KIND_FRAME : STORE_KIND_IMAGE;
+	img->time_ms = h->frame ? (int64_t)h->frame - 1 : 0;
 }
 
 static int
@@ -1366,6 +1648,22 @@ store_image_get_by_path(store *s, const char *path, store_image **out,
 		return rc;
 	MDB_val pk = { strlen(path), (void *)path }, pv, v;
 	rc = mdb_get(txn, s->db_path, &pk, &pv);
+	if (rc == MDB_NOTFOUND && pk.mv_size <= STORE_CLIP_PATH_MAX) {
+		/* A clip: its first frame. */
+		char key[STORE_PATH_MAX + 2];
+		MDB_cursor *c;
+		memcpy(key, path, pk.mv_size);
+		key[pk.mv_size] = '\0';
+		MDB_val k = { pk.mv_size + 1, key };
+		if ((rc = mdb_cursor_open(txn, s->db_path, &c)) == 0) {
+			rc = mdb_cursor_get(c, &k, &pv, MDB_SET_RANGE);
+			if (rc == 0 && (k.mv_size != pk.mv_size +
+					STO_FRAME_KEY_EXTRA ||
+					memcmp(k.mv_data, key, pk.mv_size + 1)))
+				rc = MDB_NOTFOUND;
+			mdb_cursor_close(c);
+		}
+	}
 	if (rc == MDB_NOTFOUND) {
 		rc = cdx_error_set(err, CDX_ENOTFOUND, "no image at %s", path);
 	} else if (rc) {
@@ -1801,6 +2099,18 @@ prefix_walk(store *s, MDB_txn *txn, MDB_dbi db, const char *dir,
 			rc = fn(s, txn, &k, &v, arg, err);
 		else if (r != MDB_NOTFOUND)
 			rc = sto_mdb_err(err, r, what);
+		/* dir itself may be a clip: its frames' keys (path NUL
+		 * time) follow. */
+		key[n] = '\0';
+		k = (MDB_val){ n + 1, key };
+		r = rc ? 0 : mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+		while (!rc && r == 0 && k.mv_size == n + STO_FRAME_KEY_EXTRA &&
+		       memcmp(k.mv_data, key, n + 1) == 0) {
+			if ((rc = fn(s, txn, &k, &v, arg, err)) == 0)
+				r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+		}
+		if (!rc && r != 0 && r != MDB_NOTFOUND)
+			rc = sto_mdb_err(err, r, what);
 		key[n++] = '/';
 	}
 	k = (MDB_val){ n, key };
@@ -2022,7 +2332,8 @@ store_batch_put(store_batch *b, const store_image *img, cdx_error *err)
 	if (!b || !img)
 		return cdx_error_set(err, CDX_EINVAL, "%s: NULL", what);
 	d = (size_t)b->s->dim;
-	if ((rc = check_path(img->path, what, err)))
+	if ((rc = check_path(img->path, what, err)) ||
+	    (rc = check_kind(img, what, err)))
 		return rc;
 	if (img->size < 0 || !img->embedding)
 		return cdx_error_set(err, CDX_EINVAL,
@@ -2136,24 +2447,6 @@ store_batch_unfail(store_batch *b, const char *path, cdx_error *err)
 	return bop_path(b, BOP_UNFAIL, path, "store_batch_unfail", err);
 }
 
-/* Deletes the record at path inside txn, if there is one. */
-static int
-del_path_one(store *s, MDB_txn *txn, batch *b, const char *path,
-	     cdx_error *err)
-{
-	MDB_val pk = { strlen(path), (void *)path }, pv;
-	uint64_t id;
-	int rc = mdb_get(txn, s->db_path, &pk, &pv);
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc)
-		return sto_mdb_err(err, rc, "looking up path");
-	if (pv.mv_size != sizeof(id))
-		return cdx_error_set(err, CDX_ECORRUPT, "bad path entry");
-	memcpy(&id, pv.mv_data, sizeof(id));
-	return del_one(s, txn, b, id, err);
-}
-
 static int
 batch_item(store *s, MDB_txn *txn, void *arg, size_t i, cdx_error *err)
 {
@@ -2167,24 +2460,18 @@ batch_item(store *s, MDB_txn *txn, void *arg, size_t i, cdx_error *err)
 		return put_one(s, txn, b, &sb->imgs[op->img],
 			       sb->vecs + op->img * (size_t)s->dim, sb->now,
 			       sb->buf, err);
-	case BOP_RENAME: {
-		MDB_val fk = { strlen(op->a), op->a };
-		MDB_val tk = { strlen(op->b), op->b }, pv;
+	case BOP_RENAME:
 		if (strcmp(op->a, op->b) == 0)
 			return 0;
-		rc = mdb_get(txn, s->db_path, &fk, &pv);
-		if (rc == MDB_NOTFOUND)
-			return 0;       /* from has no record */
-		if (rc == 0)
-			rc = mdb_get(txn, s->db_path, &tk, &pv);
-		if (rc == 0 && !op->replace)
-			return 0;       /* to is taken: the pair is skipped */
-		if (rc == 0 && (rc = del_path_one(s, txn, b, op->b, err)))
+		if ((rc = path_taken(s, txn, op->a, err)) <= 0)
+			return rc;      /* from has no record (or an error) */
+		if ((rc = path_taken(s, txn, op->b, err)) < 0)
 			return rc;
-		if (rc && rc != MDB_NOTFOUND)
-			return sto_mdb_err(err, rc, "looking up path");
+		if (rc && !op->replace)
+			return 0;       /* to is taken: the pair is skipped */
+		if (rc && (rc = del_path_one(s, txn, b, op->b, err)))
+			return rc;
 		return rename_one(s, txn, b, op->a, op->b, sb->buf, err);
-	}
 	case BOP_DELETE:
 		return del_one(s, txn, b, op->id, err);
 	case BOP_DELETE_PATH:

@@ -14,6 +14,9 @@
  *     length (store_image_put normalises what it is given, so that every
  *     stored vector meets the rule of common/vec.h);
  *     secondary lookups path -> id and content hash -> ids;
+ *     a record is an image, or a frame of a video clip (kind
+ *     STORE_KIND_FRAME): the clip's path and the frame's time; the frames
+ *     of one clip share its path, each with its own id and time;
  *   - failure records (store_failure): files that could not be indexed;
  *   - a small key/value table for other modules' settings;
  *   - metadata: schema version, embedding dimension, model identity, and a
@@ -74,6 +77,10 @@ typedef struct store store;
 #define STORE_PATH_MAX 511
 /* Largest supported embedding dimension. */
 #define STORE_DIM_MAX 4096
+/* Longest path of a video clip: its frames' keys add 5 bytes. */
+#define STORE_CLIP_PATH_MAX (STORE_PATH_MAX - 5)
+/* Latest frame time, in ms (49.7 days). */
+#define STORE_FRAME_MS_MAX ((int64_t)UINT32_MAX - 1)
 /* Default for store_params.auto_flat_max. */
 #define STORE_AUTO_FLAT_MAX 200000
 
@@ -165,7 +172,29 @@ typedef struct store_image {
 	int64_t capture_time;   /* s since the epoch, or STORE_TIME_UNKNOWN */
 	int64_t added;          /* s since the epoch; set by put */
 	const float *embedding; /* dim floats */
+	int kind;               /* enum store_kind (0, the default: an image) */
+	int64_t time_ms;        /* a frame's time in its clip, ms from its
+	                           start (0..STORE_FRAME_MS_MAX); 0 for images */
 } store_image;
+
+/* Record kinds (store_image.kind, store_hit.kind).
+ *
+ * Frames: every frame of a clip is a record of its own (embedding, id,
+ * tags), with the clip's path, size, mtime and hash, and its time_ms; a
+ * path holds either one image or the frames of one clip, at distinct
+ * times.  The path calls work on the whole clip: store_image_get_by_path
+ * gives its first frame, store_image_delete_paths and
+ * store_batch_delete_path delete every frame, store_image_rename and
+ * store_batch_rename move every frame (each keeps its id), and
+ * store_image_foreach_prefix visits each frame.  A put of a frame at a
+ * (path, time) that has one replaces it (same id), as a put of an image
+ * at its path.  Replacing a clip's frames is delete_path, then the new
+ * frames, in one batch (one transaction).  Paths of clips are at most
+ * STORE_CLIP_PATH_MAX bytes. */
+enum store_kind {
+	STORE_KIND_IMAGE = 0,
+	STORE_KIND_FRAME = 1,
+};
 
 /* Puts n images in one transaction: all or none.  A path already in the
  * store is replaced and keeps its id (and its `added` time); a new path gets
@@ -206,7 +235,8 @@ int store_image_rename(store *s, const char *const *from,
 		       const char *const *to, size_t n, size_t *n_renamed,
 		       cdx_error *err);
 
-/* Copies the image with this id (or path) out of the store.  On success
+/* Copies the image with this id (or path; a clip's path: its first
+ * frame) out of the store.  On success
  * *out is one heap block (the struct, its path and its embedding) that the
  * caller owns and frees with store_image_free().
  * Errors: CDX_ENOTFOUND, CDX_ENOMEM, CDX_ESTORE. */
@@ -468,6 +498,8 @@ typedef struct store_hit {
 	int64_t capture_time;
 	int64_t added;
 	uint32_t width, height;
+	int kind;               /* enum store_kind */
+	int64_t time_ms;        /* a frame's time in its clip (0: an image) */
 	const float *embedding; /* dim floats from store_search_vectors(),
 				   in the same block; NULL otherwise */
 } store_hit;
@@ -547,6 +579,8 @@ typedef struct store_stats {
 	uint64_t caught_up;     /* log entries applied at open */
 	uint64_t commits;       /* LMDB write transactions committed since
 				   open, each one synced to disk (fsync) */
+	uint64_t frames;        /* of the records (images), frames of clips */
+	uint64_t clips;         /* clips with at least one frame */
 } store_stats;
 void store_get_stats(store *s, store_stats *st);
 

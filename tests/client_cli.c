@@ -220,6 +220,37 @@ test_paths_and_table_output(void **state)
 	run_free(&r);
 }
 
+/* Frames of a clip print as "clip.mp4@HH:MM:SS"; JSON says kind and
+ * time; --paths gives the clip's path (a file name). */
+static void
+test_frame_hits(void **state)
+{
+	(void)state;
+	struct run r = run_cli("search", "CLIPS", "-k", "4", NULL);
+	EXPECT_STATUS(r, 0);
+	assert_non_null(strstr(r.out, "/p/0.jpg\n"));
+	assert_non_null(strstr(r.out, "/v/clip.mp4@00:01:42\n"));
+	assert_non_null(strstr(r.out, "/v/clip.mp4@01:02:05\n"));
+	assert_null(strstr(r.out, "jpg@"));
+	run_free(&r);
+	r = run_cli("search", "CLIPS", "-k", "2", "--json", NULL);
+	EXPECT_STATUS(r, 0);
+	char *nl = strchr(r.out, '\n');
+	assert_non_null(nl);
+	cJSON *a = cJSON_ParseWithLength(r.out, (size_t)(nl - r.out));
+	cJSON *b = cJSON_Parse(nl + 1);
+	assert_null(cJSON_GetObjectItem(a, "kind"));
+	assert_string_equal(jstr(b, "kind"), "frame");
+	assert_true(jnum(b, "time") == 102.5);
+	cJSON_Delete(a);
+	cJSON_Delete(b);
+	run_free(&r);
+	r = run_cli("search", "CLIPS", "-k", "2", "--paths", NULL);
+	EXPECT_STATUS(r, 0);
+	assert_string_equal(r.out, "/p/0.jpg\n/v/clip.mp4\n");
+	run_free(&r);
+}
+
 static void
 test_options_become_request_fields(void **state)
 {
@@ -631,6 +662,7 @@ main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(
 		    test_search_query_syntax_and_json_lines, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_frame_hits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paths_and_table_output, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_options_become_request_fields,

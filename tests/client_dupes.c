@@ -1116,6 +1116,54 @@ test_brute_force(void **state)
 	start_daemon();
 }
 
+/* clipdex dupes --kind clips: a clip and its re-encoded copy are near,
+ * printed as PATH@HH:MM:SS with the frames that match. */
+static void
+test_cli_dupes_clips(void **state)
+{
+	char dir[400], cmd[1500], out[8192];
+	cdx_add_result ar;
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/clips", photos);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(cmd, sizeof(cmd), "ffmpeg -nostdin -loglevel error -y -f lavfi "
+	    "-i 'color=c=red:size=128x96:rate=10:duration=4[a];color=c=blue:"
+	    "size=128x96:rate=10:duration=4[b];[a][b]concat' -c:v libx264 "
+	    "-g 10 -pix_fmt yuv420p '%s/a.mp4' && ffmpeg -nostdin -loglevel "
+	    "error -y -i '%s/a.mp4' -c:v libx264 -crf 35 '%s/copy.mkv'", dir,
+	    dir, dir);
+	assert_int_equal(system(cmd), 0);
+	CDX_ASSERT_OK(cdx_add(cli, dir, 1, &ar), cdx_client_errmsg(cli));
+	/* photos/ is watched: the clips may be in already (unchanged). */
+	if (ar.added + ar.unchanged != 2 || ar.failed != 0) {
+		char log[4096] = "";
+		snprintf(cmd, sizeof(cmd), "tail -5 '%s'", logpath);
+		tu_popen_read(cmd, log, sizeof(log));
+		fail_msg("added %lld, failed %lld, unchanged %lld:\n%s",
+		    (long long)ar.added, (long long)ar.failed,
+		    (long long)ar.unchanged, log);
+	}
+	snprintf(cmd, sizeof(cmd), "dupes --kind clips --prefix '%s'", dir);
+	assert_int_equal(run_cli(cmd, out, sizeof(out)), 0);
+	char want[1200];
+	snprintf(want, sizeof(want), "near   2/2 frames  %s/a.mp4@00:00:00  "
+	    "%s/copy.mkv@00:00:00\n", dir, dir);
+	if (strstr(out, want) == NULL)
+		fail_msg("no \"%s\" in:\n%s", want, out);
+	assert_non_null(strstr(out, "1 clip pairs among 2 clips"));
+	snprintf(cmd, sizeof(cmd), "dupes --kind clips --json --prefix '%s'",
+	    dir);
+	assert_int_equal(run_cli(cmd, out, sizeof(out)), 0);
+	cJSON *j = cJSON_Parse(out);
+	assert_non_null(j);
+	assert_string_equal(cJSON_GetObjectItem(j, "relation")->valuestring,
+	    "near");
+	assert_int_equal(cJSON_GetObjectItem(j, "matched")->valueint, 2);
+	cJSON_Delete(j);
+	assert_int_equal(run_cli("dupes --kind clips --csv", out, sizeof(out)),
+	    2);
+}
+
 int
 main(void)
 {
@@ -1131,6 +1179,7 @@ main(void)
 		cmocka_unit_test(test_cli_retrieve_and_copy),
 		cmocka_unit_test(test_retrieve_paging),
 		cmocka_unit_test(test_brute_force),
+		cmocka_unit_test(test_cli_dupes_clips),
 	};
 	return CLIENT_RUN_TESTS(tests, setup, teardown);
 }

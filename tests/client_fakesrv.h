@@ -133,6 +133,20 @@ fakesrv_answer(struct fakesrv *s, const char *body, size_t len)
 			if (text != NULL && strcmp(text, "EMPTY") == 0)
 				n = 0;
 			r = fakesrv_results(n);
+			/* "CLIPS": the odd hits are frames of a video clip */
+			cJSON *h;
+			int i = 0;
+			if (text != NULL && strcmp(text, "CLIPS") == 0)
+				cJSON_ArrayForEach(h, cJSON_GetObjectItem(r,
+				    "results")) {
+					if (i++ % 2 == 0)
+						continue;
+					cJSON_ReplaceItemInObject(h, "path",
+					    cJSON_CreateString("/v/clip.mp4"));
+					cJSON_AddStringToObject(h, "kind", "frame");
+					cJSON_AddNumberToObject(h, "time",
+					    i == 2 ? 102.5 : 3725.0);
+				}
 		}
 	} else if (strcmp(op, "similar") == 0) {
 		r = fakesrv_results(3);

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1156,6 +1157,145 @@ test_other_formats(void **state)
 	rmdir(dir);
 }
 
+/* A video clip: its frames are hits with "kind" and "time", /thumb and
+ * /image give the frame, /video the clip with range requests. */
+static void
+test_video(void **state)
+{
+	char dir[400], clip[600], cmd[1400], req[700], path[96], v[128];
+	uint64_t fid[4] = { 0 };
+	double ftime[4];
+	int nf = 0;
+	http_res r;
+	cJSON *rep;
+	(void)state;
+
+	if (daemon_srv == NULL)
+		assert_int_equal(start("127.0.0.1", NULL, &daemon_srv), 0);
+	snprintf(dir, sizeof(dir), "%s/clips", photos);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(clip, sizeof(clip), "%s/red then blue.mp4", dir);
+	snprintf(cmd, sizeof(cmd), "ffmpeg -nostdin -loglevel error -y -f lavfi "
+	    "-i 'color=c=red:size=128x96:rate=10:duration=4[a];color=c=blue:"
+	    "size=128x96:rate=10:duration=4[b];[a][b]concat' -c:v libx264 "
+	    "-g 10 -pix_fmt yuv420p '%s'", clip);
+	assert_int_equal(system(cmd), 0);
+	snprintf(req, sizeof(req), "{\"op\":\"add\",\"path\":\"%s\","
+	    "\"wait\":true}", dir);
+	api(req, &rep);
+	cJSON_Delete(rep);
+	api("{\"op\":\"status\"}", &rep);
+	assert_int_equal(cJSON_GetObjectItem(rep, "clips")->valueint, 1);
+	assert_int_equal(cJSON_GetObjectItem(rep, "frames")->valueint, 2);
+	cJSON_Delete(rep);
+	api("{\"op\":\"search\",\"text\":\"a photo\",\"k\":200}", &rep);
+	cJSON *h;
+	cJSON_ArrayForEach(h, cJSON_GetObjectItem(rep, "results")) {
+		cJSON *k = cJSON_GetObjectItem(h, "kind");
+		if (strcmp(cJSON_GetObjectItem(h, "path")->valuestring, clip) != 0) {
+			assert_null(k);         /* images carry no kind */
+			continue;
+		}
+		assert_non_null(k);
+		assert_string_equal(k->valuestring, "frame");
+		assert_true(nf < 4);
+		fid[nf] = (uint64_t)cJSON_GetObjectItem(h, "id")->valuedouble;
+		ftime[nf++] = cJSON_GetObjectItem(h, "time")->valuedouble;
+	}
+	cJSON_Delete(rep);
+	/* The scene rule: one frame per shot, red at 0 s, blue at 4 s. */
+	assert_int_equal(nf, 2);
+	int blue = ftime[0] > ftime[1] ? 0 : 1;
+	assert_true(ftime[1 - blue] < 0.05 && fabs(ftime[blue] - 4.0) < 0.15);
+
+	int w, hh;
+	snprintf(path, sizeof(path), "/thumb/%llu", (unsigned long long)fid[blue]);
+	assert_int_equal(http_get(path, NULL, &r), 0);
+	assert_int_equal(r.status, 200);
+	uint8_t *px = decode_jpeg(r.body, r.len, &w, &hh);
+	assert_non_null(px);
+	assert_int_equal(w, 128);
+	size_t mid = ((size_t)(hh / 2) * (size_t)w + (size_t)w / 2) * 3;
+	assert_true(px[mid + 2] > 200 && px[mid] < 60);
+	free(px);
+	http_res_free(&r);
+	snprintf(path, sizeof(path), "/image/%llu", (unsigned long long)fid[1 -
+	    blue]);
+	assert_int_equal(http_get(path, NULL, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(header(&r, "Content-Type", v, sizeof(v)),
+	    "image/jpeg");
+	px = decode_jpeg(r.body, r.len, &w, &hh);
+	assert_non_null(px);
+	assert_true(px[mid] > 200 && px[mid + 2] < 60);
+	free(px);
+	http_res_free(&r);
+
+	/* The clip: whole, by ranges, as the original of a frame. */
+	uint8_t *d;
+	size_t n;
+	assert_int_equal(read_all(clip, &d, &n), 0);
+	snprintf(path, sizeof(path), "/video/%llu", (unsigned long long)fid[0]);
+	assert_int_equal(http_get(path, NULL, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(header(&r, "Content-Type", v, sizeof(v)),
+	    "video/mp4");
+	assert_string_equal(header(&r, "Accept-Ranges", v, sizeof(v)), "bytes");
+	assert_int_equal(r.len, n);
+	assert_memory_equal(r.body, d, n);
+	http_res_free(&r);
+	assert_int_equal(http_get(path, "Range: bytes=100-199\r\n", &r), 0);
+	assert_int_equal(r.status, 206);
+	char want[96];
+	snprintf(want, sizeof(want), "bytes 100-199/%zu", n);
+	assert_string_equal(header(&r, "Content-Range", v, sizeof(v)), want);
+	assert_int_equal(r.len, 100);
+	assert_memory_equal(r.body, d + 100, 100);
+	http_res_free(&r);
+	assert_int_equal(http_get(path, "Range: bytes=-10\r\n", &r), 0);
+	assert_int_equal(r.status, 206);
+	assert_int_equal(r.len, 10);
+	assert_memory_equal(r.body, d + n - 10, 10);
+	http_res_free(&r);
+	char rg[64];
+	snprintf(rg, sizeof(rg), "Range: bytes=%zu-\r\n", n);
+	assert_int_equal(http_get(path, rg, &r), 0);
+	assert_int_equal(r.status, 416);
+	http_res_free(&r);
+	snprintf(path, sizeof(path), "/image/%llu?original=1",
+	    (unsigned long long)fid[1]);
+	assert_int_equal(http_get(path, NULL, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.len, n);
+	http_res_free(&r);
+	free(d);
+	/* An image's id names no clip. */
+	snprintf(path, sizeof(path), "/video/%llu", (unsigned long long)ids[0]);
+	assert_int_equal(http_get(path, NULL, &r), 0);
+	assert_int_equal(r.status, 404);
+	http_res_free(&r);
+
+	/* dupes of kind "clips": a re-encoded copy is near. */
+	char copy[700];
+	snprintf(copy, sizeof(copy), "%s/copy.mkv", dir);
+	snprintf(cmd, sizeof(cmd), "ffmpeg -nostdin -loglevel error -y -i '%s' "
+	    "-c:v libx264 -crf 35 '%s'", clip, copy);
+	assert_int_equal(system(cmd), 0);
+	api(req, &rep);
+	cJSON_Delete(rep);
+	api("{\"op\":\"dupes\",\"kind\":\"clips\"}", &rep);
+	assert_int_equal(cJSON_GetObjectItem(rep, "total_clips")->valueint, 2);
+	cJSON *pr = cJSON_GetArrayItem(cJSON_GetObjectItem(rep, "pairs"), 0);
+	assert_non_null(pr);
+	assert_string_equal(cJSON_GetObjectItem(pr, "relation")->valuestring,
+	    "near");
+	assert_int_equal(cJSON_GetObjectItem(pr, "matched")->valueint, 2);
+	cJSON_Delete(rep);
+	unlink(copy);
+	unlink(clip);
+	rmdir(dir);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1182,6 +1322,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_stop_in_flight),
 		cmocka_unit_test(test_symlink_not_followed),
 		cmocka_unit_test(test_other_formats),
+		cmocka_unit_test(test_video),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

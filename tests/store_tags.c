@@ -1025,12 +1025,12 @@ test_schema_1_migrates(void **state)
 	assert_null(strstr(g_log, "schema"));
 	store_close(s);
 	/* A store of a newer schema fails, saying so. */
-	set_schema(g_dir, 3);
+	set_schema(g_dir, 4);
 	store_params p = store_default_params();
 	p.dim = D;
 	p.model_id = MODEL;
 	assert_int_equal(store_open(g_dir, &p, &s, &e), CDX_EFORMAT);
-	assert_non_null(strstr(e.msg, "schema 3"));
+	assert_non_null(strstr(e.msg, "schema 4"));
 }
 
 /* ---- store_verify sees tags that disagree with the records ---- */

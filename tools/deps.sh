@@ -10,12 +10,15 @@
 #                           (tests/web_browser.sh; `make test` asks for it)
 #   tools/deps.sh --demo    also what renders the demo photos (make demo)
 set -eu
+# (FFmpeg's libav* libraries read video clips, encoder/video.c; the ffmpeg
+# tool makes the clips the tests and the image benchmark use.)
 
 pkgs="build-essential clang pkg-config libfaiss-dev liblmdb-dev libturbojpeg0-dev
 libopenblas-dev libnng-dev libcjson-dev libspng-dev libexif-dev libxxhash-dev
 libcmocka-dev zlib1g-dev curl libsentencepiece-dev libdnnl-dev libmicrohttpd-dev
 libjpeg62-turbo-dev libheif-dev libwebp-dev libtiff-dev libgif-dev libstb-dev
-libraw-dev systemd"
+libraw-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+ffmpeg systemd"
 for a in "$@"; do
 	case "$a" in
 	--bench) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-regex" ;;

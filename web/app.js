@@ -74,6 +74,32 @@ function setImage(img, url) {
     .catch(() => img.classList.add('broken'));
 }
 
+/* A frame's time in its clip: "1:42" or "1:02:05". */
+function fmtClipTime(t) {
+  const s = Math.floor(t), h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60;
+  const ss = String(s % 60).padStart(2, '0');
+  return h ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+/* Plays the clip of frame hit h from the frame's time (a media fragment,
+ * #t=SECONDS; the daemon answers range requests, so the browser seeks). */
+function openVideo(h) {
+  const d = $('video-dialog'), v = $('player');
+  const frag = `#t=${h.time.toFixed(3)}`;
+  $('player-path').textContent = `${shortPath(h.path)} @ ${fmtClipTime(h.time)}`;
+  $('player-path').title = h.path;
+  $('player-original').href = `/video/${h.id}`;
+  if (!token) {
+    v.src = `/video/${h.id}${frag}`;
+  } else {
+    // <video src> cannot send the token: the clip as a blob
+    fetch(`/video/${h.id}`, { headers: { Authorization: 'Bearer ' + token } })
+      .then((r) => r.blob()).then((b) => { v.src = URL.createObjectURL(b) + frag; });
+  }
+  d.showModal();
+  v.play().catch(() => {});
+}
+
 function openImage(id) {
   const url = `/image/${id}`;
   if (!token) { window.open(url, '_blank', 'noopener'); return; }
@@ -161,8 +187,10 @@ function readAsBase64(file) {
 
 async function addExamples(files) {
   for (const f of files) {
-    if (!/^image\/(jpeg|png)$/.test(f.type)) {
-      showMsg($('msg'), `${f.name}: only JPEG and PNG images can be searched by`, true);
+    // Every format the daemon reads (HEIC, RAW, ... often come without
+    // a type): the daemon decides, and says so if it cannot.
+    if (f.type && !f.type.startsWith('image/') && f.type !== 'application/octet-stream') {
+      showMsg($('msg'), `${f.name}: not an image (${f.type})`, true);
       continue;
     }
     const b64 = await readAsBase64(f);
@@ -430,6 +458,13 @@ function tile(h, rank) {
   img.height = 200;
   setImage(img, `/thumb/${h.id}?v=${h.mtime}`);
   a.append(img);
+  const frame = h.kind === 'frame';
+  if (frame) {
+    // a frame of a video clip: its time on the thumbnail
+    const t = el('span', 'clip-time', `▶ ${fmtClipTime(h.time)}`);
+    t.title = `A frame of a video clip, at ${fmtClipTime(h.time)}`;
+    a.append(t);
+  }
   a.addEventListener('click', (ev) => {
     if (ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
     ev.preventDefault();
@@ -444,14 +479,24 @@ function tile(h, rank) {
     score.textContent = `${(100 * h.prob).toFixed(h.prob < 0.1 ? 1 : 0)}%`;
     score.title = `rank ${rank}, match probability ${(100 * h.prob).toFixed(2)}% (cosine ${h.score.toFixed(3)})`;
   }
-  const open = el('a', 'open', 'open');
-  open.href = `/image/${h.id}`;
+  const open = el('a', 'open', frame ? 'play' : 'open');
+  open.href = frame ? `/video/${h.id}#t=${h.time.toFixed(3)}` : `/image/${h.id}`;
   open.target = '_blank';
   open.rel = 'noopener';
-  open.title = `Open the full image (${h.width}×${h.height}, ${fmtBytes(h.size)})`;
-  open.addEventListener('click', (ev) => { if (token) { ev.preventDefault(); openImage(h.id); } });
-  line.append(score, markButtons(h.id), classifyButton(h), open);
-  const path = el('div', 'path', shortPath(h.path));
+  open.title = frame ? `Play the clip from ${fmtClipTime(h.time)} (${fmtBytes(h.size)})` :
+    `Open the full image (${h.width}×${h.height}, ${fmtBytes(h.size)})`;
+  open.addEventListener('click', (ev) => {
+    if (frame) { ev.preventDefault(); openVideo(h); return; }
+    if (token) { ev.preventDefault(); openImage(h.id); }
+  });
+  // the file itself, whatever its format (/image serves a JPEG
+  // rendition of HEIC, TIFF and RAW; a frame's original is its clip)
+  const orig = el('a', 'open', '⤓');
+  orig.href = frame ? `/video/${h.id}` : `/image/${h.id}?original=1`;
+  orig.download = h.path.slice(h.path.lastIndexOf('/') + 1);
+  orig.title = `Download the original (${fmtBytes(h.size)})`;
+  line.append(score, markButtons(h.id), classifyButton(h), open, orig);
+  const path = el('div', 'path', shortPath(h.path) + (frame ? `@${fmtClipTime(h.time)}` : ''));
   path.title = h.path + (h.capture_time ? `\ntaken ${fmtTime(h.capture_time)}` : '') +
     `\nmodified ${fmtTime(h.mtime)}`;
   cap.append(line, path, tagChips(h));
@@ -666,7 +711,7 @@ async function runClassify() {
 let dpage = { req: null, offset: 0, seq: 0 };
 
 function dupesFromURL(u) {
-  $('dkind').value = ['exact', 'near', 'similar'].includes(u.get('kind')) ? u.get('kind') : 'near';
+  $('dkind').value = ['exact', 'near', 'similar', 'clips'].includes(u.get('kind')) ? u.get('kind') : 'near';
   $('dthr').value = u.get('threshold') || '';
   $('dfolder').value = u.get('folder') || '';
 }
@@ -703,6 +748,18 @@ async function loadDupes() {
     return;
   }
   if (mine !== dpage.seq) return;
+  if (r.kind === 'clips') {
+    // video clips compared by their frames: one pair a row
+    for (const p of r.pairs) $('groups').append(clipPair(p));
+    showMsg($('dmsg'), r.total_pairs === 0 ? 'No clips share a frame.' :
+      `${r.total_pairs} pair${r.total_pairs === 1 ? '' : 's'} among ${r.total_clips} clips ` +
+      `(${r.took_ms.toFixed(0)} ms)`);
+    if (r.next_offset !== null && r.next_offset !== undefined) {
+      dpage.offset = r.next_offset;
+      $('dmore').hidden = false;
+    }
+    return;
+  }
   for (const g of r.groups) $('groups').append(group(g));
   showMsg($('dmsg'), r.total_groups === 0 ? 'No duplicates found.' :
     `${r.total_groups} group${r.total_groups === 1 ? '' : 's'}, ` +
@@ -711,6 +768,41 @@ async function loadDupes() {
     dpage.offset = r.next_offset;
     $('dmore').hidden = false;
   }
+}
+
+/* Two clips with a frame in common: the matching frame of each; "play"
+ * opens the clip there. */
+function clipPair(p) {
+  const box = el('section', 'group');
+  const longer = Math.max(p.a.frames, p.b.frames);
+  box.append(el('p', 'ghead', p.relation === 'exact' ? 'identical files' :
+    p.relation === 'near' ? `near duplicates · ${p.matched} of ${longer} frames match in order` :
+    `share ${p.matched === 1 ? 'a scene' : p.matched + ' scenes'}`));
+  const row = el('div', 'members');
+  for (const s of [p.a, p.b]) {
+    const h = { id: s.id, path: s.path, time: s.time };
+    const fig = el('figure', 'tile');
+    fig.dataset.id = String(s.id);
+    const a = el('a', 'thumb');
+    a.href = `/video/${s.id}#t=${s.time.toFixed(3)}`;
+    a.title = 'Play the clip from this frame';
+    a.addEventListener('click', (ev) => { ev.preventDefault(); openVideo(h); });
+    const img = el('img');
+    img.loading = 'lazy';
+    img.alt = shortPath(s.path);
+    img.width = 200;
+    img.height = 200;
+    setImage(img, `/thumb/${s.id}`);
+    a.append(img, el('span', 'clip-time', `▶ ${fmtClipTime(s.time)}`));
+    const cap = el('figcaption');
+    const path = el('div', 'path', `${shortPath(s.path)}@${fmtClipTime(s.time)}`);
+    path.title = `${s.path}\n${s.frames} frame${s.frames === 1 ? '' : 's'} sampled`;
+    cap.append(path);
+    fig.append(a, cap);
+    row.append(fig);
+  }
+  box.append(row);
+  return box;
 }
 
 function group(g) {
@@ -891,6 +983,7 @@ $('file').addEventListener('change', (ev) => { addExamples([...ev.target.files])
 $('dupes-form').addEventListener('submit', (ev) => { ev.preventDefault(); findDupes(true); });
 $('classify-form').addEventListener('submit', (ev) => { ev.preventDefault(); runClassify(); });
 $('cls-close').addEventListener('click', () => { classifying = null; $('classify-dialog').close(); });
+$('video-dialog').addEventListener('close', () => { const v = $('player'); v.pause(); v.removeAttribute('src'); v.load(); });
 $('cls-templates').addEventListener('change', () => runClassify());
 $('dmore').addEventListener('click', () => loadDupes());
 
