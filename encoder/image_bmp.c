@@ -9,6 +9,10 @@
  *  - 1, 4, 8, 16, 24 and 32-bit BMPs, bottom-up or top-down, with
  *    BI_BITFIELDS masks; alpha is dropped.  RLE-compressed BMPs are not
  *    read by stb_image: CDX_EFORMAT.
+ *  - 16-bit BMPs: stb_image widens an n-bit sample by repeating its bits,
+ *    Pillow (unpack.c, BGR;15 and BGR;16) by v * 255 / (2^n - 1),
+ *    truncated; the bits repeated are recovered and widened as Pillow
+ *    does (bmp_widen_16), so the pixels equal Pillow's.
  *  - stb_image reads past the end of a truncated file as zeros: a file
  *    shorter than its pixel array (offset + rows as the header sizes
  *    them) is refused as truncated first.
@@ -40,6 +44,44 @@ bmp_complete(const uint8_t *d, size_t n, int w, int h)
 	    (unsigned)(d[28] | d[29] << 8);
 	uint64_t row = ((uint64_t)w * bpp + 31) / 32 * 4;
 	return (uint64_t)le32(d + 10) + row * (uint64_t)h <= n;
+}
+
+/* Bits set in a 16-bit BMP's channel mask (contiguous, as stb_image
+ * requires of the masks it reads). */
+static unsigned
+mask_bits(uint32_t m)
+{
+	unsigned n = 0;
+	for (; m != 0; m >>= 1)
+		n += m & 1;
+	return n;
+}
+
+/* Pillow's widening of a 16-bit BMP's samples (see the file comment):
+ * each channel of stb_image's output, whose top n bits are the sample,
+ * becomes sample * 255 / (2^n - 1).  Masks: BI_BITFIELDS' three after the
+ * 40-byte header (V4/V5 headers hold them at the same place), else 5-5-5. */
+static void
+bmp_widen_16(const uint8_t *d, size_t n, uint8_t *px, size_t npix)
+{
+	uint32_t hsz = le32(d + 14);
+	if (hsz == 12 || (d[28] | d[29] << 8) != 16)
+		return;
+	unsigned bits[3] = { 5, 5, 5 };
+	if (le32(d + 30) == 3 && n >= 66)
+		for (int c = 0; c < 3; c++)
+			bits[c] = mask_bits(le32(d + 54 + 4 * c));
+	uint8_t lut[3][256];
+	for (int c = 0; c < 3; c++) {
+		if (bits[c] == 0 || bits[c] >= 8)
+			return;         /* stb_image refused or kept it exact */
+		unsigned max = (1u << bits[c]) - 1;
+		for (unsigned v = 0; v < 256; v++)
+			lut[c][v] = (uint8_t)((v >> (8 - bits[c])) * 255 / max);
+	}
+	for (size_t i = 0; i < npix; i++)
+		for (int c = 0; c < 3; c++)
+			px[3 * i + c] = lut[c][px[3 * i + c]];
 }
 
 int
@@ -83,6 +125,7 @@ clip_bmp_decode(const uint8_t *d, size_t n, const clip_decode_opts *opts,
 		    "corrupt BMP: header says %d x %d, data %d x %d", w, h,
 		    dw, dh);
 	}
+	bmp_widen_16(d, n, px, (size_t)w * (size_t)h);
 	/* stb_image allocates with malloc (STBI_MALLOC): free()'d. */
 	*ow = w;
 	*oh = h;
