@@ -900,27 +900,48 @@ op_parse(srv_call *c)
 static const struct {
 	const char *name;
 	int (*fn)(srv_call *c);
+	int slow;       /* encodes many texts or fits: the slow queue */
 } ops[] = {
-	{ "search", op_search },
-	{ "similar", op_similar },
-	{ "embed", op_embed },
-	{ "add", op_add },
-	{ "remove", op_remove },
-	{ "status", op_status },
-	{ "failures", op_failures },
-	{ "dupes", dupes_op },
-	{ "check", dupes_op_check },
-	{ "retrieve", retrieve_op },
-	{ "parse", op_parse },
-	{ "learn", learn_op },
-	{ "rerank", rerank_op },
-	{ "classify", classify_op },
-	{ "tags_define", tags_op_define },
-	{ "tags_list", tags_op_list },
-	{ "tags_show", tags_op_show },
-	{ "tags_delete", tags_op_delete },
-	{ "tags_counts", tags_op_counts },
+	{ "search", op_search, 0 },
+	{ "similar", op_similar, 0 },
+	{ "embed", op_embed, 0 },
+	{ "add", op_add, 0 },
+	{ "remove", op_remove, 0 },
+	{ "status", op_status, 0 },
+	{ "failures", op_failures, 0 },
+	{ "dupes", dupes_op, 0 },
+	{ "check", dupes_op_check, 0 },
+	{ "retrieve", retrieve_op, 0 },
+	{ "parse", op_parse, 0 },
+	{ "learn", learn_op, 1 },
+	{ "rerank", rerank_op, 1 },
+	{ "classify", classify_op, 1 },
+	{ "tags_define", tags_op_define, 1 },
+	{ "tags_list", tags_op_list, 0 },
+	{ "tags_show", tags_op_show, 0 },
+	{ "tags_delete", tags_op_delete, 0 },
+	{ "tags_counts", tags_op_counts, 0 },
 };
+
+int
+srv_job_slow(const char *req, size_t len)
+{
+	cJSON *r, *op;
+	int slow = 0;
+
+	if (memmem(req, len, "\"image\"", 7) != NULL ||
+	    memmem(req, len, "\"path\"", 6) != NULL)
+		return 1;
+	if ((r = cJSON_ParseWithLength(req, len)) == NULL)
+		return 0;       /* bad_json: answered at once */
+	op = cJSON_GetObjectItemCaseSensitive(r, "op");
+	for (size_t i = 0; cJSON_IsString(op) &&
+	    i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (strcmp(ops[i].name, op->valuestring) == 0)
+			slow = ops[i].slow;
+	cJSON_Delete(r);
+	return slow;
+}
 
 void
 srv_dispatch(srv *s, srv_worker *w, srv_job *job)

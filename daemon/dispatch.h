@@ -25,6 +25,13 @@ struct clip_ctx;
  * encode nothing. */
 void srv_dispatch(struct srv *s, struct srv_worker *w, srv_job *job);
 
+/* Whether the request req (len bytes, not yet parsed) goes to the slow
+ * queue: its "op" is one that encodes many texts or fits a probe
+ * (classify, tags_define, learn, rerank), or it carries an image or a
+ * path term to decode.  search, status and the like stay on the fast
+ * queue (docs/PROTOCOL.md "Queues"). */
+int srv_job_slow(const char *req, size_t len);
+
 /* The query vector (embed_dim floats) of the request's terms ("terms", or
  * one text/image/path/id/learned at the top level; a learned term is its
  * classifier's unit direction, learn_op.h): the weighted sum of their unit

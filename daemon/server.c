@@ -75,24 +75,21 @@ queue_push(srv_queue *q, srv_job *j)
 	q->n++;
 }
 
-/* Requests that decode images go to the slow queue.  A cheap look at the
- * raw bytes, not a parse: a wrong guess only changes which worker runs it. */
-static int
-is_slow(const char *req, size_t len)
-{
-	return memmem(req, len, "\"image\"", 7) != NULL ||
-	    memmem(req, len, "\"path\"", 6) != NULL;
-}
-
+/* Requests that decode images, encode many texts or fit go to the slow
+ * queue (srv_job_slow, dispatch.c): a wrong guess only changes which
+ * worker runs it. */
 static void
 submit(srv *s, srv_job *job)
 {
+	int slow;
+
 	if (job->len > s->cfg->max_request_bytes) {
 		reply_error(job, CDX_PROTO_TOO_LARGE, "the request is %zu bytes; the "
 		    "limit is %zu (--max-request-bytes)", job->len,
 		    s->cfg->max_request_bytes);
 		return;
 	}
+	slow = srv_job_slow(job->req, job->len);
 	pthread_mutex_lock(&s->mu);
 	if (s->closing || s->fast.n + s->slow.n >= QUEUE_MAX) {
 		int closing = s->closing;
@@ -101,7 +98,7 @@ submit(srv *s, srv_job *job)
 		    "shutting down" : "too many queued requests; try again");
 		return;
 	}
-	queue_push(is_slow(job->req, job->len) ? &s->slow : &s->fast, job);
+	queue_push(slow ? &s->slow : &s->fast, job);
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 }

@@ -21,6 +21,10 @@
 /* Default threshold of a tag set defined without one. */
 #define TAGS_DEFAULT_THRESHOLD 0.5
 
+/* Prompts (labels x templates) one zero-shot request may encode: each is a
+ * text-tower pass on the request's worker (docs/PROTOCOL.md "classify"). */
+#define TAGS_MAX_PROMPTS 4096
+
 static const char *
 kind_name(const cls_set *cs)
 {
@@ -45,7 +49,7 @@ string_array(srv_call *c, const cJSON *a, const char *name, size_t max,
 	size_t i = 0, len = (size_t)cJSON_GetArraySize(a);
 
 	if (len > max)
-		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "%zu %s: at most %zu", len,
+		return srv_fail(c, CDX_PROTO_TOO_LARGE, "%zu %s: at most %zu", len,
 		    name, max);
 	if ((*out = malloc(sizeof(**out) * (len ? len : 1))) == NULL)
 		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
@@ -119,6 +123,16 @@ tags_zero_shot(srv_call *c, const cJSON *obj, const char *name,
 		    != 0)
 			goto out;
 		named = tmpl;
+	}
+	{
+		const char *const *dflt;
+		size_t per = nt ? nt : cls_templates_named("default", &dflt);
+		if (n * per > TAGS_MAX_PROMPTS) {
+			srv_fail(c, CDX_PROTO_TOO_LARGE, "%zu labels x %zu templates is "
+			    "%zu prompts to encode; the limit is %d", n, per, n * per,
+			    TAGS_MAX_PROMPTS);
+			goto out;
+		}
 	}
 	rc = cls_zero_shot(c->w->ctx, clip_model_tokenizer(c->s->model),
 	    c->s->info, name, labels, n, named, nt, (float)thr, out, &err);

@@ -408,7 +408,27 @@ test_classify_errors(void **state)
 	for (int i = 0; i < 1001; i++)
 		p += sprintf(p, "%s\"l%d\"", i ? "," : "", i);
 	sprintf(p, "]}");
-	call_fails(CDX_EINVAL, "1001 labels: at most 1000", "%s", req);
+	call_fails(CDX_ETOOBIG, "1001 labels: at most 1000", "%s", req);
+	/* 60 labels x 80 ImageNet prompts: 4,800 text encodes, over the
+	 * 4,096 one request may cost (refused before any is encoded) */
+	p = req;
+	p += sprintf(p, "{\"op\":\"classify\",\"items\":[{\"id\":%llu}],"
+	    "\"template_set\":\"imagenet\",\"labels\":[", id);
+	for (int i = 0; i < 60; i++)
+		p += sprintf(p, "%s\"l%d\"", i ? "," : "", i);
+	sprintf(p, "]}");
+	call_fails(CDX_ETOOBIG, "4800 prompts", "%s", req);
+	/* the same cap for tags_define, with templates given */
+	p = req;
+	p += sprintf(p, "{\"op\":\"tags_define\",\"name\":\"huge\","
+	    "\"templates\":[");
+	for (int i = 0; i < 100; i++)
+		p += sprintf(p, "%s\"t%d {}\"", i ? "," : "", i);
+	p += sprintf(p, "],\"labels\":[");
+	for (int i = 0; i < 41; i++)
+		p += sprintf(p, "%s\"l%d\"", i ? "," : "", i);
+	sprintf(p, "]}");
+	call_fails(CDX_ETOOBIG, "4100 prompts", "%s", req);
 	/* through the library: the same rule */
 	const char *one[1] = { "cat" };
 	cdx_term it = { .kind = CDX_TERM_ID, .id = 987654321 };

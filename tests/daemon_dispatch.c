@@ -392,6 +392,34 @@ test_add_wait_keeps_tag(void **state)
 /* parse: the web page's query box goes through the one C parser; the
  * terms come back as the page uses them, errors as bad_request with the
  * parser's message. */
+/* Which queue a request goes to: by its op, not by sniffing for
+ * "image" or "path" alone. */
+static void
+test_slow_queue(void **state)
+{
+	(void)state;
+	static const char *const slow[] = {
+		"{\"op\":\"classify\",\"labels\":[\"a\"],\"items\":[{\"id\":1}]}",
+		"{\"op\":\"tags_define\",\"name\":\"x\",\"labels\":[\"a\"]}",
+		"{\"op\":\"learn\",\"name\":\"x\",\"examples\":{}}",
+		"{\"op\":\"rerank\",\"text\":\"a\",\"positive\":[1]}",
+		"{\"op\":\"search\",\"image\":\"AAAA\"}",
+		"{\"op\":\"search\",\"path\":\"/p/x.jpg\"}",
+	};
+	static const char *const fast[] = {
+		"{\"op\":\"search\",\"text\":\"a cat\"}",
+		"{\"op\":\"status\"}",
+		"{\"op\":\"search\",\"text\":\"classify\"}",
+		"not json",
+	};
+	for (size_t i = 0; i < sizeof(slow) / sizeof(slow[0]); i++)
+		if (!srv_job_slow(slow[i], strlen(slow[i])))
+			fail_msg("%s: not on the slow queue", slow[i]);
+	for (size_t i = 0; i < sizeof(fast) / sizeof(fast[0]); i++)
+		if (srv_job_slow(fast[i], strlen(fast[i])))
+			fail_msg("%s: on the slow queue", fast[i]);
+}
+
 static void
 test_parse(void **state)
 {
@@ -427,6 +455,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_envelope, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parse, setup, teardown),
+		cmocka_unit_test(test_slow_queue),
 		cmocka_unit_test_setup_teardown(test_token, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_strict_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nul_and_duplicates, setup,
