@@ -304,9 +304,10 @@ srv_parse_search_opts(srv_call *c, srv_search_opts *o)
 	    &o->min_prob) != 0
 	    || srv_get_num(c, c->req, "collapse", 0, 1, NULL, &o->collapse) != 0)
 		return -1;
-	/* (a learned ranking has its probe's probability: learn_op.h) */
+	/* (a learned ranking, and rerank's, has its probe's probability:
+	 * learn_op.h) */
 	if (o->has_min_prob && !c->s->info->has_sigmoid &&
-	    learn_probe_query(c->req) == NULL)
+	    learn_probe_query(c->req) == NULL && strcmp(c->op, "rerank") != 0)
 		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "min_prob needs a model "
 		    "trained with the sigmoid loss (SigLIP); %s is %s, whose scores "
 		    "have no probability scale", c->s->info->name,

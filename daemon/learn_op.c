@@ -16,8 +16,14 @@
 #include "daemon/learn_op.h"
 #include "daemon/srv_internal.h"
 
-/* Examples of one fit, in one class or both; at most this many. */
+/* Examples gathered for one fit, in one class or both; at most this many
+ * (a memory bound: folders are sampled as they are read, below). */
 #define LEARN_MAX_EXAMPLES 100000
+/* Labelled examples of one class a fit uses, and images one folder gives:
+ * at most this many, the rest dropped by a seeded draw (the same request
+ * keeps the same images).  A Newton step of cls_probe_fit costs
+ * n (d + 1)^2, so n stays bounded whatever the request names. */
+#define LEARN_MAX_PER_CLASS 2000
 /* Marked ids of one rerank, per class. */
 #define RERANK_MAX_MARKS 1000
 /* Unlabeled negatives drawn when none are given: max(4 x positives, 64),
@@ -39,6 +45,8 @@ typedef struct examples {
 	size_t n, cap;
 	size_t n_labeled;       /* the first n_labeled were given; the rest
 	                           are unlabeled negatives */
+	size_t dropped;         /* labelled images found but not used (over
+	                           LEARN_MAX_PER_CLASS) */
 } examples;
 
 static void
@@ -78,6 +86,25 @@ ex_add(examples *e, const float *emb, int y, uint64_t id)
 	return 0;
 }
 
+static uint64_t
+splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* A seed made from a string (FNV-1a). */
+static uint64_t
+seed_of(const char *str)
+{
+	uint64_t seed = 1469598103934665603ULL;
+	for (const char *p = str; *p; p++)
+		seed = (seed ^ (unsigned char)*p) * 1099511628211ULL;
+	return seed;
+}
+
 static size_t
 ex_count(const examples *e, int y)
 {
@@ -94,13 +121,6 @@ ex_fail(srv_call *c, int rc)
 		return srv_fail(c, CDX_PROTO_TOO_LARGE, "at most %d example images",
 		    LEARN_MAX_EXAMPLES);
 	return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
-}
-
-static int
-cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
 }
 
 struct dkey {
@@ -165,38 +185,108 @@ out:
 	return rc;
 }
 
+/* Keeps at most LEARN_MAX_PER_CLASS examples of each class, drawn with
+ * a seed made from name (a partial Fisher-Yates shuffle of the class's
+ * rows; the kept rows stay in their order); e->dropped counts the rest. */
+static int
+ex_cap(srv_call *c, examples *e, const char *name)
+{
+	size_t *at = malloc(sizeof(*at) * (e->n ? e->n : 1));
+	uint8_t *drop = calloc(e->n ? e->n : 1, 1);
+	uint64_t seed = seed_of(name);
+	size_t w = 0;
+
+	if (at == NULL || drop == NULL) {
+		free(at);
+		free(drop);
+		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
+	}
+	for (int y = 0; y <= 1; y++) {
+		size_t n = 0;
+		for (size_t i = 0; i < e->n; i++)
+			if (e->y[i] == y)
+				at[n++] = i;
+		if (n <= LEARN_MAX_PER_CLASS)
+			continue;
+		for (size_t i = 0; i < LEARN_MAX_PER_CLASS; i++) {
+			size_t j = i + (size_t)(splitmix(&seed) % (n - i));
+			size_t t = at[j];
+			at[j] = at[i];
+			at[i] = t;
+		}
+		for (size_t i = LEARN_MAX_PER_CLASS; i < n; i++)
+			drop[at[i]] = 1;
+		e->dropped += n - LEARN_MAX_PER_CLASS;
+	}
+	for (size_t i = 0; i < e->n; i++) {
+		if (drop[i])
+			continue;
+		if (w != i) {
+			memmove(e->x + w * (size_t)e->dim, e->x + i * (size_t)e->dim,
+			    sizeof(float) * (size_t)e->dim);
+			e->y[w] = e->y[i];
+			e->id[w] = e->id[i];
+		}
+		w++;
+	}
+	e->n = w;
+	free(at);
+	free(drop);
+	return 0;
+}
+
 /* ---- examples from the request ---- */
 
-/* An example path as the store spells it: resolved when it exists,
- * else as given without trailing slashes. */
+/* An example path as a store key, by the rule classify's and search's
+ * path items follow (srv_image_lookup): the path as given (absolute;
+ * trailing slashes dropped for a folder), looked up in the store, never
+ * resolved on the daemon's disk, so nothing outside the indexed roots is
+ * probed or named back. */
 static int
 canon_path(srv_call *c, const char *p, char *out, size_t cap)
 {
 	if (p[0] != '/')
-		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "%s: an example path must "
-		    "be absolute", p);
-	if (realpath(p, out) == NULL) {
-		if ((size_t)snprintf(out, cap, "%s", p) >= cap)
-			return srv_fail(c, CDX_PROTO_TOO_LARGE, "the path is too long");
-		for (size_t n = strlen(out); n > 1 && out[n - 1] == '/'; n--)
-			out[n - 1] = '\0';
-	}
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "an example path must be "
+		    "absolute");
+	if ((size_t)snprintf(out, cap, "%s", p) >= cap)
+		return srv_fail(c, CDX_PROTO_TOO_LARGE, "the path is too long");
+	for (size_t n = strlen(out); n > 1 && out[n - 1] == '/'; n--)
+		out[n - 1] = '\0';
 	return 0;
 }
 
 struct folder_add {
 	examples *e;
 	int y;
-	size_t n;
+	size_t n;               /* images under the folder */
+	size_t start;           /* its first row in e */
+	uint64_t seed;
 	int rc;
 };
 
+/* A folder's images: a reservoir sample of LEARN_MAX_PER_CLASS of them
+ * (seeded by the folder's path, in the path index's order: the same
+ * folder gives the same images), so a folder of 100,000 costs no more
+ * memory than one of 2,000. */
 static int
 add_stored(void *user, const store_image *img)
 {
 	struct folder_add *f = user;
-	if ((f->rc = ex_add(f->e, img->embedding, f->y, img->id)) != 0)
-		return 1;
+	examples *e = f->e;
+
+	if (f->n < LEARN_MAX_PER_CLASS) {
+		if ((f->rc = ex_add(e, img->embedding, f->y, img->id)) != 0)
+			return 1;
+	} else {
+		uint64_t j = splitmix(&f->seed) % (f->n + 1);
+		if (j < LEARN_MAX_PER_CLASS) {
+			size_t at = f->start + (size_t)j;
+			memcpy(e->x + at * (size_t)e->dim, img->embedding,
+			    sizeof(float) * (size_t)e->dim);
+			e->id[at] = img->id;
+		}
+		e->dropped++;
+	}
 	f->n++;
 	return 0;
 }
@@ -207,7 +297,7 @@ add_stored(void *user, const store_image *img)
 static int
 add_path(srv_call *c, examples *e, const char *path, int y, size_t *found)
 {
-	struct folder_add f = { e, y, 0, 0 };
+	struct folder_add f = { e, y, 0, e->n, seed_of(path), 0 };
 	store_image *img = NULL;
 	cdx_error err;
 	int rc;
@@ -341,6 +431,13 @@ add_items(srv_call *c, examples *e, const char *key, int y, int optional,
 
 /* ---- unlabeled negatives ---- */
 
+/* A store this small is walked for its ids (an exact draw); a bigger one
+ * is sampled by random ids, without a scan. */
+#define UNLABELED_WALK_MAX 4096
+/* Random ids tried per image wanted before giving up (ids of deleted
+ * images are gaps). */
+#define UNLABELED_TRIES 16
+
 struct id_all {
 	uint64_t *ids;
 	size_t n, cap;
@@ -362,53 +459,99 @@ collect_all(void *user, const store_image *img)
 	return 0;
 }
 
-static uint64_t
-splitmix(uint64_t *s)
+/* A set of ids: open addressing, ids are never 0. */
+typedef struct id_set {
+	uint64_t *slot;
+	size_t mask;
+} id_set;
+
+static int
+idset_init(id_set *h, size_t n)
 {
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
+	size_t cap = 64;
+	while (cap < 2 * n + 2)
+		cap *= 2;
+	h->mask = cap - 1;
+	h->slot = calloc(cap, sizeof(*h->slot));
+	return h->slot == NULL ? CDX_ENOMEM : 0;
+}
+
+/* Adds id; 1 if it was there already. */
+static int
+idset_add(id_set *h, uint64_t id)
+{
+	uint64_t k = id;
+	size_t i = (size_t)splitmix(&k) & h->mask;
+	for (; h->slot[i] != 0; i = (i + 1) & h->mask)
+		if (h->slot[i] == id)
+			return 1;
+	h->slot[i] = id;
+	return 0;
+}
+
+/* The ids to try: every id of a small store, shuffled (*n of them); or,
+ * for a bigger one, random ids in [1, store_seq]: a new id is taken with
+ * a step of the change sequence (store/store.c), so no id is above it. */
+static int
+unlabeled_candidates(srv_call *c, size_t want, uint64_t *seed,
+    struct id_all *all)
+{
+	cdx_error err;
+	int rc;
+
+	if (store_image_count(c->s->st) <= UNLABELED_WALK_MAX) {
+		if ((rc = store_image_foreach(c->s->st, collect_all, all, &err))
+		    != 0)
+			return rc == CDX_ENOMEM ? srv_fail(c, CDX_PROTO_INTERNAL,
+			    "out of memory") : srv_fail_cdx(c, rc, &err);
+		/* a Fisher-Yates shuffle */
+		for (size_t i = 0; i + 1 < all->n; i++) {
+			size_t j = i + (size_t)(splitmix(seed) % (all->n - i));
+			uint64_t id = all->ids[j];
+			all->ids[j] = all->ids[i];
+			all->ids[i] = id;
+		}
+		return 0;
+	}
+	uint64_t hi = store_seq(c->s->st);
+	all->n = all->cap = want * UNLABELED_TRIES;
+	if ((all->ids = malloc(sizeof(*all->ids) * all->cap)) == NULL)
+		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
+	for (size_t i = 0; i < all->n; i++)
+		all->ids[i] = 1 + splitmix(seed) % (hi ? hi : 1);
+	return 0;
 }
 
 /* Adds up to `want` random images of the collection that are not
- * examples already as negatives (seeded by name: the same request draws
- * the same images).  *drawn receives how many. */
+ * examples already as negatives (seeded by name: the same request on the
+ * same collection draws the same images).  *drawn receives how many. */
 static int
 add_unlabeled(srv_call *c, examples *e, size_t want, const char *name,
     size_t *drawn)
 {
 	struct id_all all = { 0 };
-	uint64_t *taken = malloc(sizeof(*taken) * (e->n ? e->n : 1));
-	uint64_t seed = 1469598103934665603ULL;
-	size_t nt = 0, got = 0;
+	id_set seen = { 0 };
+	uint64_t seed = seed_of(name);
+	size_t got = 0;
 	cdx_error err;
 	int rc;
 
-	if (taken == NULL)
-		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
-	for (size_t i = 0; i < e->n; i++)
-		if (e->id[i] != 0)
-			taken[nt++] = e->id[i];
-	qsort(taken, nt, sizeof(*taken), cmp_u64);
-	for (const char *p = name; *p; p++)
-		seed = (seed ^ (unsigned char)*p) * 1099511628211ULL;
-	if ((rc = store_image_foreach(c->s->st, collect_all, &all, &err)) != 0) {
-		rc = rc == CDX_ENOMEM ? srv_fail(c, CDX_PROTO_INTERNAL, "out of "
-		    "memory") : srv_fail_cdx(c, rc, &err);
+	if ((rc = unlabeled_candidates(c, want, &seed, &all)) != 0)
+		goto out_free;
+	if (idset_init(&seen, e->n + all.n) != 0) {
+		rc = srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 		goto out_free;
 	}
-	/* a partial Fisher-Yates shuffle: the first ones drawn are kept */
+	for (size_t i = 0; i < e->n; i++)
+		if (e->id[i] != 0)
+			idset_add(&seen, e->id[i]);
 	for (size_t i = 0; i < all.n && got < want; i++) {
-		size_t j = i + (size_t)(splitmix(&seed) % (all.n - i));
-		uint64_t id = all.ids[j];
-		all.ids[j] = all.ids[i];
-		all.ids[i] = id;
-		if (bsearch(&id, taken, nt, sizeof(*taken), cmp_u64) != NULL)
-			continue;
+		uint64_t id = all.ids[i];
+		if (idset_add(&seen, id))
+			continue;       /* an example, or drawn already */
 		store_image *img = NULL;
 		if (store_image_get(c->s->st, id, &img, &err) != 0)
-			continue;       /* deleted meanwhile */
+			continue;       /* no such id (deleted) */
 		rc = ex_add(e, img->embedding, 0, img->id);
 		store_image_free(img);
 		if (rc != 0) {
@@ -421,7 +564,7 @@ add_unlabeled(srv_call *c, examples *e, size_t want, const char *name,
 	rc = 0;
 out_free:
 	free(all.ids);
-	free(taken);
+	free(seen.slot);
 	return rc;
 }
 
@@ -429,6 +572,8 @@ static size_t
 unlabeled_want(size_t n_pos)
 {
 	size_t n = UNLABELED_PER_POSITIVE * n_pos;
+	if (n > LEARN_MAX_PER_CLASS)
+		n = LEARN_MAX_PER_CLASS;
 	return n > UNLABELED_MIN ? n : UNLABELED_MIN;
 }
 
@@ -524,9 +669,10 @@ static int learn_refit(srv_call *c, const char *name, double threshold);
 static void
 learn_reply(srv_call *c, const char *name, const cls_probe_report *rep,
     int unlabeled, int uploaded, double threshold, uint64_t tagged,
-    cJSON *r)
+    size_t dropped, cJSON *r)
 {
 	cJSON_AddStringToObject(r, "name", name);
+	cJSON_AddNumberToObject(r, "subsampled", (double)dropped);
 	cJSON_AddNumberToObject(r, "n_pos", (double)rep->n_pos);
 	cJSON_AddNumberToObject(r, "n_neg", (double)rep->n_neg);
 	cJSON_AddBoolToObject(r, "unlabeled_negatives", unlabeled);
@@ -602,7 +748,7 @@ learn_op(srv_call *c)
 	if (srv_get_num(c, c->req, "l2", 0, 1e6, NULL, &l2) != 0 ||
 	    add_items(c, &e, "positive", 1, 0, sp, &uploaded) != 0 ||
 	    add_items(c, &e, "negative", 0, 1, sn, &uploaded) != 0 ||
-	    ex_dedupe(c, &e) != 0)
+	    ex_dedupe(c, &e) != 0 || ex_cap(c, &e, nm->valuestring) != 0)
 		goto out_free;
 	e.n_labeled = e.n;
 	size_t n_pos = ex_count(&e, 1), n_neg = ex_count(&e, 0);
@@ -638,7 +784,7 @@ learn_op(srv_call *c)
 	    rep.n_pos, rep.n_neg, unlabeled ? " (unlabeled)" : "",
 	    rep.cv_accuracy, rep.folds, (unsigned long long)tagged);
 	learn_reply(c, nm->valuestring, &rep, unlabeled, uploaded,
-	    has_thr ? threshold : 0.5, tagged, cJSON_CreateObject());
+	    has_thr ? threshold : 0.5, tagged, e.dropped, cJSON_CreateObject());
 	rc = 0;
 out_free:
 	free(w);
@@ -667,18 +813,18 @@ typedef struct refit_result {
 	uint64_t tagged;
 	int unlabeled;          /* random unlabeled negatives were drawn */
 	size_t missing, given;  /* example paths without images now; all */
+	size_t dropped;         /* labelled images left out (e.dropped) */
 	double threshold;
 } refit_result;
 
 /* Fits the learned set `name` again, for the daemon's model and the
  * collection as it is, from the example paths kept by learn (a folder's
  * images as they are now; those of another model re-embedded by the
- * indexer), and puts it; *out (may be NULL) receives the set.  threshold
- * < 0: the one kept.  While the indexer is still at work and some example
- * is not re-embedded yet, it waits (bad_request saying so). */
+ * indexer), and puts it.  threshold < 0: the one kept.  While the
+ * indexer is still at work and some example is not re-embedded yet, it
+ * waits (busy: try again). */
 static int
-refit(srv_call *c, const char *name, double threshold, cls_set **out,
-    refit_result *res)
+refit(srv_call *c, const char *name, double threshold, refit_result *res)
 {
 	char key[CLS_NAME_MAX + 16];
 	examples e = { .dim = c->s->info->embed_dim };
@@ -719,15 +865,16 @@ refit(srv_call *c, const char *name, double threshold, cls_set **out,
 		goto out_free;
 	}
 	if (res->missing > 0 && indexer_busy(c->s)) {
-		srv_fail(c, CDX_PROTO_BAD_REQUEST, "%zu of the %zu examples of the "
+		srv_fail(c, CDX_PROTO_BUSY, "%zu of the %zu examples of the "
 		    "learned classifier %s are not indexed (yet): it is refitted "
 		    "once the indexer has re-embedded them (try again when indexing "
 		    "is done)", res->missing, res->given, name);
 		goto out_free;
 	}
-	if (ex_dedupe(c, &e) != 0)
+	if (ex_dedupe(c, &e) != 0 || ex_cap(c, &e, name) != 0)
 		goto out_free;
 	e.n_labeled = e.n;
+	res->dropped = e.dropped;
 	res->unlabeled = cJSON_IsTrue(cJSON_GetObjectItem(spec,
 	    "unlabeled_negatives"));
 	if (res->unlabeled && add_unlabeled(c, &e, unlabeled_want(ex_count(&e,
@@ -750,7 +897,7 @@ refit(srv_call *c, const char *name, double threshold, cls_set **out,
 	if (!(threshold >= 0 && threshold <= 1))
 		threshold = 0.5;
 	res->threshold = threshold;
-	if (keep_probe(c, name, &e, w, b, threshold, &res->tagged, out) != 0)
+	if (keep_probe(c, name, &e, w, b, threshold, &res->tagged, NULL) != 0)
 		goto out_free;
 	cdx_log(CDX_LOG_INFO, "refitted the learned classifier %s for %s: %zu "
 	    "positive, %zu negative, cv accuracy %.3f", name, c->s->info->key,
@@ -775,18 +922,19 @@ learn_refit(srv_call *c, const char *name, double threshold)
 	    cJSON_GetObjectItemCaseSensitive(c->req, "l2") != NULL)
 		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "a refit takes no examples "
 		    "(nor l2): it uses those %s was learned from", name);
-	if (refit(c, name, threshold, NULL, &res) != 0)
+	if (refit(c, name, threshold, &res) != 0)
 		return -1;
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddTrueToObject(r, "refit");
 	cJSON_AddNumberToObject(r, "missing", (double)res.missing);
 	learn_reply(c, name, &res.rep, res.unlabeled, 0, res.threshold,
-	    res.tagged, r);
+	    res.tagged, res.dropped, r);
 	return 0;
 }
 
-/* The learned set `name` of the daemon's model (refitted if it was of
- * another one); *out is the caller's. */
+/* The learned set `name` of the daemon's model; *out is the caller's.  A
+ * set of another model is refused, never refitted here: a refit reads
+ * its examples and fits, work for `learn --refit`, not for a search. */
 static int
 load_probe(srv_call *c, const char *name, cls_set **out)
 {
@@ -810,13 +958,12 @@ load_probe(srv_call *c, const char *name, cls_set **out)
 	}
 	if (strcmp(set->model_key, c->s->info->key) != 0 ||
 	    set->dim != (size_t)c->s->info->embed_dim) {
-		cls_set *fresh = NULL;
-		refit_result res;
-		rc = refit(c, name, set->threshold, &fresh, &res);
+		srv_fail(c, CDX_PROTO_BAD_REQUEST, "the learned classifier %s was "
+		    "fitted for the model %.80s, not %s: run `clipdex learn %s "
+		    "--refit` to fit it again from its examples", name,
+		    set->model_key, c->s->info->key, name);
 		cls_set_free(set);
-		if (rc != 0)
-			return -1;
-		set = fresh;
+		return -1;
 	}
 	*out = set;
 	return 0;

@@ -431,6 +431,22 @@ test_rerank(void **state)
 	    (unsigned long long)blue[3], (unsigned long long)blue[7],
 	    (unsigned long long)red[1], (unsigned long long)red[2], N_BLUE + 4);
 	expect_kind_first(req, N_BLUE, 1, 0);
+	/* min_prob cuts on the probe's probability, on this CLIP model too */
+	assert_false(daemon_srv->info->has_sigmoid);
+	snprintf(req, sizeof(req), "{\"op\":\"rerank\",\"text\":\"anything\","
+	    "\"positive\":[%llu,%llu],\"negative\":[%llu,%llu],\"k\":60,"
+	    "\"min_prob\":0.5}",
+	    (unsigned long long)blue[3], (unsigned long long)blue[7],
+	    (unsigned long long)red[1], (unsigned long long)red[2]);
+	{
+		cJSON *mr = call_ok(req);
+		const cJSON *h, *res = cJSON_GetObjectItem(mr, "results");
+		assert_true(cJSON_GetArraySize(res) >= N_BLUE);
+		assert_true(cJSON_GetArraySize(res) < 60);
+		cJSON_ArrayForEach(h, res)
+			assert_true(num(h, "prob") >= 0.5);
+		cJSON_Delete(mr);
+	}
 	/* with filters as search: only the blue folder's images */
 	snprintf(req, sizeof(req), "{\"op\":\"rerank\",\"positive\":[%llu,%llu],"
 	    "\"negative\":[%llu,%llu],\"k\":50,\"filter\":{\"path_prefix\":"
@@ -470,8 +486,9 @@ test_rerank(void **state)
 }
 
 /* A probe of another model (after --reembed the images are re-embedded
- * and the sets kept) is refitted from its examples' paths on its next
- * use, and stamped with the daemon's model. */
+ * and the sets kept) is refused by a search, which never fits, with the
+ * command that refits it; learn "refit" fits it from its examples' paths
+ * and stamps it with the daemon's model. */
 static void
 test_refit_for_another_model(void **state)
 {
@@ -489,6 +506,16 @@ test_refit_for_another_model(void **state)
 	set = NULL;
 	snprintf(req, sizeof(req), "{\"op\":\"search\",\"learned\":\"red\","
 	    "\"k\":%d}", N_RED + 3);
+	call_fails(req, "bad_request", "clipdex learn red --refit");
+	call_fails("{\"op\":\"search\",\"terms\":[{\"learned\":\"red\"},"
+	    "{\"text\":\"a\"}]}", "bad_request", "--refit");
+	CDX_ASSERT_OK(store_tagset_get(daemon_srv->st, "red", &set, &err),
+	    err.msg);
+	assert_string_equal(set->model_key, "clip-old@0000");   /* not refitted */
+	cls_set_free(set);
+	set = NULL;
+	cJSON_Delete(call_ok("{\"op\":\"learn\",\"name\":\"red\","
+	    "\"refit\":true}"));
 	expect_kind_first(req, N_RED, 0, 1);
 	CDX_ASSERT_OK(store_tagset_get(daemon_srv->st, "red", &set, &err),
 	    err.msg);
@@ -555,6 +582,76 @@ test_refit_on_request(void **state)
 	    "bad_request", "not known");
 }
 
+/* A folder of 4,200 images: a fit keeps 2,000 of them, the same ones
+ * each time, and says how many it left out; with no negatives, the
+ * unlabeled ones are drawn from a collection over the walk's size by
+ * random ids. */
+#define N_MANY 4200
+static void
+test_many_examples(void **state)
+{
+	store_image *imgs = calloc(N_MANY, sizeof(*imgs));
+	char (*paths)[64] = calloc(N_MANY, sizeof(*paths));
+	float *v = malloc(sizeof(float) * (size_t)dim * N_MANY);
+	uint64_t *ids = calloc(N_MANY, sizeof(*ids));
+	cdx_error err;
+
+	(void)state;
+	assert_true(imgs && paths && v && ids);
+	for (int j = 0; j < N_MANY; j++) {
+		snprintf(paths[j], sizeof(paths[j]), "/learn/many/m%05d.jpg", j);
+		vector_of(v + (size_t)j * dim, 0, 100 + j);
+		imgs[j] = (store_image){ .path = paths[j], .size = 1 + j,
+		    .width = 64, .height = 48, .capture_time = STORE_TIME_UNKNOWN,
+		    .embedding = v + (size_t)j * dim };
+		imgs[j].hash[0] = 0x77;
+		imgs[j].hash[1] = (uint8_t)j;
+		imgs[j].hash[2] = (uint8_t)(j >> 8);
+	}
+	CDX_ASSERT_OK(store_image_put(daemon_srv->st, imgs, N_MANY, &err),
+	    err.msg);
+	for (int j = 0; j < N_MANY; j++)
+		ids[j] = imgs[j].id;
+	const char *req = "{\"op\":\"learn\",\"name\":\"many\","
+	    "\"positive\":[{\"path\":\"/learn/many\"}],"
+	    "\"negative\":[{\"path\":\"/learn/blue\"}]}";
+	cJSON *a = call_ok(req);
+	assert_int_equal((int)num(a, "n_pos"), 2000);
+	assert_int_equal((int)num(a, "n_neg"), N_BLUE);
+	assert_int_equal((int)num(a, "subsampled"), N_MANY - 2000);
+	cls_set *s1 = NULL, *s2 = NULL;
+	CDX_ASSERT_OK(store_tagset_get(daemon_srv->st, "many", &s1, &err),
+	    err.msg);
+	cJSON *b = call_ok(req);
+	CDX_ASSERT_OK(store_tagset_get(daemon_srv->st, "many", &s2, &err),
+	    err.msg);
+	assert_int_equal(s1->n_pos, 2000);
+	assert_int_equal(s1->n_pos, s2->n_pos);
+	assert_memory_equal(s1->pos, s2->pos,
+	    sizeof(*s1->pos) * s1->n_pos);
+	assert_memory_equal(s1->w, s2->w, sizeof(float) * s1->dim);
+	cls_set_free(s1);
+	cls_set_free(s2);
+	cJSON_Delete(a);
+	cJSON_Delete(b);
+	/* unlabeled negatives, drawn by random ids: 64, none a positive */
+	a = call_ok("{\"op\":\"learn\",\"name\":\"manyu\","
+	    "\"positive\":[{\"path\":\"/learn/red\"}]}");
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a, "unlabeled_negatives")));
+	assert_int_equal((int)num(a, "n_pos"), N_RED);
+	assert_int_equal((int)num(a, "n_neg"), 64);
+	assert_int_equal((int)num(a, "subsampled"), 0);
+	cJSON_Delete(a);
+	cJSON_Delete(call_ok("{\"op\":\"tags_delete\",\"name\":\"many\"}"));
+	cJSON_Delete(call_ok("{\"op\":\"tags_delete\",\"name\":\"manyu\"}"));
+	CDX_ASSERT_OK(store_image_delete(daemon_srv->st, ids, N_MANY, NULL,
+	    &err), err.msg);
+	free(imgs);
+	free(paths);
+	free(v);
+	free(ids);
+}
+
 static void
 test_errors(void **state)
 {
@@ -573,6 +670,27 @@ test_errors(void **state)
 	    "\"/learn/nothing/here\"}]}", "not_found", "/learn/nothing/here");
 	call_fails("{\"op\":\"learn\",\"name\":\"x\",\"positive\":[{\"path\":"
 	    "\"relative/x\"}]}", "bad_request", "absolute");
+	/* a path is looked up as given, as classify's: a symlink on the
+	 * daemon's disk is not resolved, nor its target named back */
+	{
+		char target[400], link[400], big[1024];
+		snprintf(target, sizeof(target), "%s/hidden-target", tmp);
+		snprintf(link, sizeof(link), "%s/lnk", tmp);
+		assert_int_equal(mkdir(target, 0755), 0);
+		assert_int_equal(symlink(target, link), 0);
+		snprintf(big, sizeof(big), "{\"op\":\"learn\",\"name\":\"x\","
+		    "\"positive\":[{\"path\":\"%s/\"}]}", link);
+		call_fails(big, "not_found", link);
+		int st;
+		cJSON *r = call(big, &st);
+		char *t = cJSON_PrintUnformatted(r);
+		if (strstr(t, "hidden-target") != NULL)
+			fail_msg("the reply names the symlink's target: %s", t);
+		free(t);
+		cJSON_Delete(r);
+		unlink(link);
+		rmdir(target);
+	}
 	call_fails("{\"op\":\"learn\",\"name\":\"bad name\",\"positive\":["
 	    "{\"path\":\"/learn/red\"}]}", "bad_request", "name");
 	call_fails("{\"op\":\"learn\",\"positive\":[{\"path\":\"/learn/red\"}]}",
@@ -638,6 +756,7 @@ main(void)
 		cmocka_unit_test(test_rerank),
 		cmocka_unit_test(test_refit_for_another_model),
 		cmocka_unit_test(test_refit_on_request),
+		cmocka_unit_test(test_many_examples),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_label_set_is_not_learned),
 	};
