@@ -14,6 +14,21 @@
 #include "daemon/srv_internal.h"
 
 #define CLASSIFY_ITEMS_MAX 1000
+/* Label objects in one reply: items x labels kept (min(labels, top)). */
+#define CLASSIFY_REPLY_MAX 100000
+
+/* Fails (too_large) when m items of n labels, top kept, would put more
+ * than CLASSIFY_REPLY_MAX label objects in the reply. */
+static int
+reply_over(srv_call *c, size_t m, size_t n, long top)
+{
+	size_t kept = n < (size_t)top ? n : (size_t)top;
+	if (m * kept <= CLASSIFY_REPLY_MAX)
+		return 0;
+	return srv_fail(c, CDX_PROTO_TOO_LARGE, "%zu items x %zu labels is %zu "
+	    "label probabilities to answer; the limit is %d (fewer items, or "
+	    "'top')", m, kept, m * kept, CLASSIFY_REPLY_MAX);
+}
 
 enum { ITEM_ID, ITEM_PATH, ITEM_IMAGE };
 
@@ -174,6 +189,13 @@ classify_op(srv_call *c)
 	if (srv_get_int(c, c->req, "top", 1, CLS_MAX_LABELS, NULL, &top) != 0)
 		return -1;
 	m = (size_t)cJSON_GetArraySize(items);
+	{       /* labels given as an array: refused before any lookup */
+		const cJSON *lab = cJSON_GetObjectItemCaseSensitive(c->req,
+		    "labels");
+		if (cJSON_IsArray(lab) && reply_over(c, m,
+		    (size_t)cJSON_GetArraySize(lab), top) != 0)
+			return -1;
+	}
 	if ((it = calloc(m, sizeof(*it))) == NULL ||
 	    (emb = malloc(sizeof(*emb) * dim * m)) == NULL)
 		goto oom;
@@ -192,7 +214,7 @@ classify_op(srv_call *c)
 		}
 		i++;
 	}
-	if (classifier(c, &cs) != 0)
+	if (classifier(c, &cs) != 0 || reply_over(c, m, cs->n, top) != 0)
 		goto out;
 	if (n_up > 0 && encode_uploads(c, it, m, emb) != 0)
 		goto out;

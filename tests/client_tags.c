@@ -429,6 +429,33 @@ test_classify_errors(void **state)
 		p += sprintf(p, "%s\"l%d\"", i ? "," : "", i);
 	sprintf(p, "]}");
 	call_fails(CDX_ETOOBIG, "4100 prompts", "%s", req);
+	/* 101 items x 1000 labels: 101,000 label probabilities in the reply,
+	 * over the 100,000 one may hold; with "top": 5 it is answered */
+	free(req);
+	req = malloc(64000);
+	assert_non_null(req);
+	for (int top = 0; top <= 5; top += 5) {
+		p = req;
+		p += sprintf(p, "{\"op\":\"classify\",%s\"items\":[",
+		    top ? "\"top\":5," : "");
+		for (int i = 0; i < 101; i++)
+			p += sprintf(p, "%s{\"id\":%llu}", i ? "," : "", id);
+		p += sprintf(p, "],\"labels\":[");
+		for (int i = 0; i < 1000; i++)
+			p += sprintf(p, "%s\"l%d\"", i ? "," : "", i);
+		sprintf(p, "]}");
+		if (top == 0) {
+			call_fails(CDX_ETOOBIG, "101000 label probabilities", "%s",
+			    req);
+		} else {
+			cJSON *ok = call("%s", req);
+			cJSON *res = cJSON_GetObjectItem(ok, "results");
+			assert_int_equal(cJSON_GetArraySize(res), 101);
+			assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(
+			    cJSON_GetArrayItem(res, 100), "labels")), 5);
+			cJSON_Delete(ok);
+		}
+	}
 	/* through the library: the same rule */
 	const char *one[1] = { "cat" };
 	cdx_term it = { .kind = CDX_TERM_ID, .id = 987654321 };
