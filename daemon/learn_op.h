@@ -11,8 +11,10 @@
  * The model rule: a probe is of the model whose embeddings it was fitted
  * on (cls_set.model_key).  The examples' paths are kept in the store's
  * key/value table ("learned/NAME"); a probe of another model (after
- * --reembed) is refitted from them on its next use, once the indexer has
- * re-embedded them (docs/PROTOCOL.md "learn").
+ * --reembed) is refused by a search (bad_request naming `clipdex learn
+ * NAME --refit`) and refitted from them by learn "refit", once the
+ * indexer has re-embedded them (docs/PROTOCOL.md "learn").  A fit uses
+ * at most 2000 labelled images per class (seeded draws).
  *
  * Errors: as every operation (request.h): srv_fail and -1.
  * Thread-safety: on worker threads; the store serialises the writes.
@@ -27,9 +29,9 @@ int learn_op(srv_call *c);
 int rerank_op(srv_call *c);
 
 /* The unit direction w/|w| (embed_dim floats) of the learned classifier
- * `name`, for a learned:NAME term; refits a probe of another model when
- * it can.  Fails with bad_request (not a learned classifier, a bad name,
- * stale and not refittable) or not_found. */
+ * `name`, for a learned:NAME term.  Fails with bad_request (not a learned
+ * classifier, a bad name, a probe of another model: never refitted here)
+ * or not_found. */
 int learn_term_vector(srv_call *c, const char *name, float *v);
 
 /* The classifier's name when the request's query is one learned term of
