@@ -47,8 +47,10 @@ typedef struct vs {
 	AVRational tb;
 	int64_t start;          /* stream start pts (or 0) */
 	int rotation;
-	uint8_t *rgb;           /* coded size */
-	uint8_t *rot;           /* rotated copy */
+	uint64_t max_pixels;    /* every decoded frame is checked */
+	uint8_t *rgb;           /* the frame in RGB, cap bytes */
+	uint8_t *rot;           /* rotated copy, cap bytes */
+	size_t cap;
 	uint8_t thumb[THUMB * THUMB], last[THUMB * THUMB];
 	int have_last;
 	int64_t last_pts;
@@ -169,10 +171,26 @@ to_rgb(vs *v, clip_image *img, cdx_error *err)
 	AVFrame *f = v->frame;
 	int w = f->width, h = f->height;
 
-	if (w != v->dec->width || h != v->dec->height)
-		return cdx_error_set(err, CDX_EFORMAT, "%s: the frame size changes "
-		    "within the clip (%dx%d, then %dx%d)", v->name, v->dec->width,
-		    v->dec->height, w, h);
+	/* Each frame's own size: the decoder's changes within a clip (a
+	 * WebRTC WebM) or differs from the container's header. */
+	if (w <= 0 || h <= 0)
+		return cdx_error_set(err, CDX_EFORMAT, "%s: a frame without a "
+		    "size", v->name);
+	if ((uint64_t)w * (uint64_t)h > v->max_pixels)
+		return cdx_error_set(err, CDX_ETOOBIG, "%s: a %dx%d frame is over "
+		    "the pixel limit (%llu)", v->name, w, h,
+		    (unsigned long long)v->max_pixels);
+	size_t need = (size_t)w * (size_t)h * 3;
+	if (need > v->cap) {
+		free(v->rgb);
+		free(v->rot);
+		v->rot = NULL;
+		v->cap = 0;
+		if ((v->rgb = malloc(need)) == NULL ||
+		    (v->rot = malloc(need)) == NULL)
+			return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+		v->cap = need;
+	}
 	v->sws = sws_getCachedContext(v->sws, w, h, f->format, w, h,
 	    AV_PIX_FMT_RGB24, SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT,
 	    NULL, NULL, NULL);
@@ -316,13 +334,17 @@ open_clip(vs *v, const char *path, const clip_video_opts *o,
 		return av_fail(err, v, rc, "bad codec parameters");
 	v->dec->thread_count = 1;
 	v->dec->pkt_timebase = v->tb;
+	/* The decoder's own bound keeps a frame far over the limit from
+	 * being allocated at all; it counts the padded (aligned) size, so
+	 * it has slack, and to_rgb checks each frame's size exactly. */
+	v->dec->max_pixels = max < (uint64_t)INT64_MAX / 8 ?
+	    (int64_t)(max * 4 + (1u << 24)) : INT64_MAX;
+	v->max_pixels = max;
 	if ((rc = avcodec_open2(v->dec, codec, NULL)) < 0)
 		return av_fail(err, v, rc, "cannot open the decoder");
-	size_t px = (size_t)info->width * (size_t)info->height * 3;
+	/* The RGB buffers are sized by the first frame (to_rgb). */
 	if ((v->pkt = av_packet_alloc()) == NULL ||
-	    (v->frame = av_frame_alloc()) == NULL ||
-	    (v->rgb = malloc(px)) == NULL ||
-	    (v->rot = malloc(px)) == NULL)
+	    (v->frame = av_frame_alloc()) == NULL)
 		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
 	return 0;
 }

@@ -25,8 +25,9 @@
  * Errors: 0 or a negative CDX_E* code with a message naming the file's
  * base name: CDX_ENOTFOUND/CDX_EPERM/CDX_EIO (the file), CDX_EFORMAT (not
  * MP4/MOV/MKV/WebM, no video stream, no decoder for its codec, corrupt or
- * truncated data, no frame decoded), CDX_ETOOBIG (frame over max_pixels,
- * checked before decoding), CDX_ENOMEM, or fn's non-zero return.
+ * truncated data, no frame decoded), CDX_ETOOBIG (frame over max_pixels:
+ * the header's size before decoding, and each decoded frame's own size,
+ * which may change within a clip), CDX_ENOMEM, or fn's non-zero return.
  *
  * Thread-safety: reentrant; each call uses its own demuxer and decoder,
  * with one decoding thread (the caller owns parallelism).  The library

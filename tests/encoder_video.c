@@ -314,6 +314,96 @@ test_bad_files(void **state)
 	    &err), CDX_EINVAL);
 }
 
+struct sizes {
+	int n;
+	int64_t ms[16];
+	int w[16], h[16];
+	uint8_t px[16][3];
+};
+
+static int
+collect_sizes(void *user, int64_t time_ms, const clip_image *img,
+    cdx_error *err)
+{
+	(void)err;
+	struct sizes *s = user;
+	if (s->n < 16) {
+		s->ms[s->n] = time_ms;
+		s->w[s->n] = img->width;
+		s->h[s->n] = img->height;
+		memcpy(s->px[s->n], img->rgb + ((size_t)(img->height / 2) *
+		    img->width + img->width / 2) * 3, 3);
+	}
+	s->n++;
+	return 0;
+}
+
+/* A clip whose frame size changes within it (WebRTC WebM does): 2 s of
+ * red 64x48 then 2 s of blue 320x240, the header saying 64x48.  Each frame
+ * is converted at its own size (under ASan: no write past the buffers
+ * sized by the first), and the pixel limit holds for every frame, not only
+ * the header's size. */
+static void
+test_size_change(void **state)
+{
+	(void)state;
+	make_clip("sa.webm", "color=c=red:size=64x48:rate=10:duration=2",
+	    "-c:v libvpx -g 5 -b:v 200k");
+	make_clip("sb.webm", "color=c=blue:size=320x240:rate=10:duration=2",
+	    "-c:v libvpx -g 5 -b:v 200k");
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd), "cd '%s' && printf 'file sa.webm\\nfile "
+	    "sb.webm\\n' > s.txt && ffmpeg -nostdin -loglevel error -y -f "
+	    "concat -i s.txt -c copy s.webm", dir);
+	assert_int_equal(system(cmd), 0);
+
+	clip_video_opts o;
+	clip_video_default_opts(&o);
+	o.interval_s = 0.5;
+	o.scene = 0;
+	struct sizes s = { 0 };
+	clip_video_info info;
+	cdx_error err;
+	CDX_ASSERT_OK(clip_video_sample(at("s.webm"), &o, collect_sizes, &s,
+	    &info, &err), err.msg);
+	assert_int_equal(info.width, 64);
+	assert_true(s.n >= 6 && s.n <= 16);
+	int small = 0, big = 0;
+	for (int i = 0; i < s.n; i++) {
+		if (s.ms[i] < 1900) {
+			assert_int_equal(s.w[i], 64);
+			assert_int_equal(s.h[i], 48);
+			assert_true(s.px[i][0] > 200 && s.px[i][2] < 60);
+			small++;
+		} else if (s.ms[i] > 2100) {
+			assert_int_equal(s.w[i], 320);
+			assert_int_equal(s.h[i], 240);
+			assert_true(s.px[i][2] > 200 && s.px[i][0] < 60);
+			big++;
+		}
+	}
+	assert_true(small >= 3 && big >= 3);
+
+	clip_image img;
+	memset(&img, 0, sizeof(img));
+	CDX_ASSERT_OK(clip_video_frame(at("s.webm"), 3000, 0, &img, &err),
+	    err.msg);
+	assert_int_equal(img.width, 320);
+	assert_int_equal(img.height, 240);
+	clip_image_free(&img);
+
+	/* The header's size is within the limit, the later frames are not. */
+	o.max_pixels = 64 * 48;
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(clip_video_sample(at("s.webm"), &o, collect_sizes, &s,
+	    NULL, &err), CDX_ETOOBIG);
+	for (int i = 0; i < s.n && i < 16; i++)
+		assert_int_equal(s.w[i], 64);
+	assert_int_equal(clip_video_frame(at("s.webm"), 3000, 64 * 48, &img,
+	    &err), CDX_ETOOBIG);
+	assert_null(img.rgb);
+}
+
 /* Frames go through the image preprocessing as images do. */
 static int
 prep(void *user, int64_t time_ms, const clip_image *img, cdx_error *err)
@@ -350,6 +440,7 @@ main(void)
 		cmocka_unit_test(test_scene_and_colour),
 		cmocka_unit_test(test_rotation),
 		cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_size_change),
 		cmocka_unit_test(test_preprocess),
 	};
 	clip_video_log_quiet();
