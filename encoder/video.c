@@ -60,21 +60,21 @@ typedef struct vs {
 	int eof;
 } vs;
 
+/* An AVERROR as a CDX_E* code.  A system error (AVERROR(errno): the file,
+ * file descriptors, memory, a timeout) goes through the one errno
+ * translation (cdx_from_errno), so that one that may pass is not taken
+ * for bad data; FFmpeg's own codes (AVERROR_INVALIDDATA ...) and the errno
+ * values its parsers use for data they cannot take are CDX_EFORMAT. */
 static int
 av_fail(cdx_error *err, const vs *v, int av, const char *what)
 {
 	char buf[AV_ERROR_MAX_STRING_SIZE];
 	av_strerror(av, buf, sizeof(buf));
-	if (av == AVERROR(ENOMEM))
-		return cdx_error_set(err, CDX_ENOMEM, "%s: out of memory", v->name);
-	if (av == AVERROR(ENOENT))
-		return cdx_error_set(err, CDX_ENOTFOUND, "%s: no such file",
-		    v->name);
-	if (av == AVERROR(EACCES) || av == AVERROR(EPERM))
-		return cdx_error_set(err, CDX_EPERM, "%s: permission denied",
-		    v->name);
-	if (av == AVERROR(EIO))
-		return cdx_error_set(err, CDX_EIO, "%s: I/O error", v->name);
+	int e = av < 0 && av > -4096 ? -av : 0;        /* FFERRTAGs are larger */
+	if (e != 0 && e != EINVAL && e != ENOSYS && e != EOPNOTSUPP &&
+	    e != ERANGE && e != EDOM && e != EILSEQ)
+		return cdx_error_set(err, cdx_from_errno(e), "%s: %s", v->name,
+		    buf);
 	return cdx_error_set(err, CDX_EFORMAT, "%s: %s: %s", v->name, what, buf);
 }
 

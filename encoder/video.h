@@ -23,7 +23,9 @@
  * ready for clip_image_preprocess() like any image.
  *
  * Errors: 0 or a negative CDX_E* code with a message naming the file's
- * base name: CDX_ENOTFOUND/CDX_EPERM/CDX_EIO (the file), CDX_EFORMAT (not
+ * base name: a system error (the file, file descriptors, a timeout) as
+ * cdx_from_errno() translates it (CDX_ENOTFOUND, CDX_EPERM, CDX_EIO,
+ * CDX_EBUSY, CDX_ETIMEDOUT ...), CDX_EFORMAT (not
  * MP4/MOV/MKV/WebM, no video stream, no decoder for its codec, corrupt or
  * truncated data, no frame decoded), CDX_ETOOBIG (frame over max_pixels:
  * the header's size before decoding, and each decoded frame's own size,

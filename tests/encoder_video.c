@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "encoder/clip.h"
@@ -314,6 +315,34 @@ test_bad_files(void **state)
 	    &err), CDX_EINVAL);
 }
 
+/* A system error is not bad data: no file descriptor left (EMFILE) is
+ * CDX_EIO, which the indexer retries, not CDX_EFORMAT, a failure until
+ * the file changes. */
+static void
+test_system_errors(void **state)
+{
+	(void)state;
+	make_clip("fd.mp4", "testsrc=size=64x48:rate=10:duration=1",
+	    "-c:v libx264 -pix_fmt yuv420p");
+	struct rlimit old, low;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	int next = dup(0);
+	assert_true(next >= 0);
+	close(next);
+	low = old;
+	low.rlim_cur = (rlim_t)next;    /* the next open(2) is EMFILE */
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	struct got g = { 0 };
+	cdx_error err;
+	int rc = clip_video_sample(at("fd.mp4"), NULL, collect, &g, NULL, &err);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	if (rc != CDX_EIO)
+		fail_msg("%d: %s", rc, err.msg);
+	assert_non_null(strstr(err.msg, "fd.mp4"));
+	CDX_ASSERT_OK(clip_video_sample(at("fd.mp4"), NULL, collect, &g, NULL,
+	    &err), err.msg);
+}
+
 struct sizes {
 	int n;
 	int64_t ms[16];
@@ -441,6 +470,7 @@ main(void)
 		cmocka_unit_test(test_rotation),
 		cmocka_unit_test(test_bad_files),
 		cmocka_unit_test(test_size_change),
+		cmocka_unit_test(test_system_errors),
 		cmocka_unit_test(test_preprocess),
 	};
 	clip_video_log_quiet();
