@@ -280,17 +280,21 @@ open_clip(vs *v, const char *path, const clip_video_opts *o,
 	if ((rc = avformat_open_input(&v->fmt, path, NULL, NULL)) < 0)
 		return av_fail(err, v, rc, "not a video clipdex reads, or corrupt");
 	const char *fname = v->fmt->iformat->name;
-	if (strstr(fname, "mov") == NULL && strstr(fname, "matroska") == NULL)
+	if (strstr(fname, "mov") == NULL && strstr(fname, "matroska") == NULL) {
+		info->unsupported = CLIP_VIDEO_OTHER_CONTAINER;
 		return cdx_error_set(err, CDX_EFORMAT, "%s: unsupported container "
 		    "%s (MP4, MOV, MKV and WebM are read)", v->name, fname);
+	}
 	if ((rc = avformat_find_stream_info(v->fmt, NULL)) < 0)
 		return av_fail(err, v, rc, "corrupt or truncated clip");
 	const AVCodec *codec = NULL;
 	v->stream = av_find_best_stream(v->fmt, AVMEDIA_TYPE_VIDEO, -1, -1,
 	    &codec, 0);
-	if (v->stream == AVERROR_STREAM_NOT_FOUND)
+	if (v->stream == AVERROR_STREAM_NOT_FOUND) {
+		info->unsupported = CLIP_VIDEO_NO_VIDEO;
 		return cdx_error_set(err, CDX_EFORMAT, "%s: no video stream",
 		    v->name);
+	}
 	AVStream *st = v->fmt->streams[v->stream < 0 ? 0 : v->stream];
 	if (v->stream < 0 || codec == NULL)
 		return cdx_error_set(err, CDX_EFORMAT, "%s: no decoder for codec %s",

@@ -73,7 +73,13 @@ typedef struct clip_video_info {
 	int frames;            /* frames given to fn */
 	int64_t decoded;       /* frames the decoder produced in all */
 	char codec[32];        /* the codec's short name ("h264") */
+	int unsupported;       /* on CDX_EFORMAT: 0, or why the file is no
+	                          clip read here rather than a broken one:
+	                          CLIP_VIDEO_OTHER_CONTAINER (AVI ...) or
+	                          CLIP_VIDEO_NO_VIDEO (audio only: M4A) */
 } clip_video_info;
+
+enum { CLIP_VIDEO_OTHER_CONTAINER = 1, CLIP_VIDEO_NO_VIDEO = 2 };
 
 /* One sampled frame: time_ms from the start of the clip; img (borrowed,
  * valid during the call; its info.format is CLIP_FORMAT_UNKNOWN and

@@ -297,13 +297,46 @@ test_bad_files(void **state)
 	free(d);
 	expect_fail(at("junk.mp4"), CDX_EFORMAT, "junk.mp4");
 	expect_fail(at("x.avi"), CDX_EFORMAT, "unsupported container");
+	/* Not clips read here, rather than broken ones: the indexer skips
+	 * them.  Audio only: an M4A is not video by its first bytes; an MP4
+	 * (brands isom, mp41) is found to have no video stream. */
+	clip_video_info info;
+	cdx_error err;
+	struct got g = { 0 };
+	assert_int_equal(clip_video_sample(at("x.avi"), NULL, collect, &g,
+	    &info, &err), CDX_EFORMAT);
+	assert_int_equal(info.unsupported, CLIP_VIDEO_OTHER_CONTAINER);
+	assert_int_equal(clip_video_sample(at("junk.mp4"), NULL, collect, &g,
+	    &info, &err), CDX_EFORMAT);
+	assert_int_equal(info.unsupported, 0);
+	make_clip("song.m4a", "sine=duration=1", "-c:a aac");
+	make_clip("voice.mp4", "sine=duration=1", "-c:a aac");
+	int content;
+	d = tu_read_file(at("song.m4a"), &n);
+	assert_non_null(d);
+	assert_true(n > 12 && memcmp(d + 8, "M4A ", 4) == 0);
+	assert_int_equal(clip_image_sniff(d, n, &content), CLIP_FORMAT_UNKNOWN);
+	assert_int_equal(content, CLIP_CONTENT_OTHER);
+	free(d);
+	d = tu_read_file(at("voice.mp4"), &n);
+	assert_non_null(d);
+	clip_image_sniff(d, n, &content);
+	assert_int_equal(content, CLIP_CONTENT_VIDEO);
+	free(d);
+	assert_int_equal(clip_video_sample(at("voice.mp4"), NULL, collect, &g,
+	    &info, &err), CDX_EFORMAT);
+	assert_int_equal(info.unsupported, CLIP_VIDEO_NO_VIDEO);
+	d = tu_read_file(at("x.avi"), &n);
+	assert_non_null(d);
+	clip_image_sniff(d, n, &content);
+	assert_int_equal(content, CLIP_CONTENT_VIDEO);  /* a video, not read */
+	free(d);
 	expect_fail(at("none.mp4"), CDX_ENOTFOUND, "none.mp4");
 
 	clip_video_opts o;
 	clip_video_default_opts(&o);
 	o.max_pixels = 160 * 120 - 1;
-	struct got g = { 0 };
-	cdx_error err;
+	memset(&g, 0, sizeof(g));
 	assert_int_equal(clip_video_sample(at("ok.mp4"), &o, collect, &g, NULL,
 	    &err), CDX_ETOOBIG);
 	assert_int_equal(g.n, 0);
