@@ -48,6 +48,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -137,6 +138,28 @@ http_respond(http_call *c, int status, const char *type, const void *body,
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(len,
 	    (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+	if (r != NULL) {
+		add_headers(r, type);
+		for (size_t i = 0; i < n; i++)
+			MHD_add_response_header(r, hdrs[i].name, hdrs[i].value);
+	}
+	answer(c, (unsigned)status, r);
+}
+
+void
+http_respond_fd(http_call *c, int status, const char *type, int fd,
+    uint64_t off, uint64_t len, const http_header *hdrs, size_t n)
+{
+	struct MHD_Response *r = MHD_create_response_from_fd_at_offset64(len,
+	    fd, off);
+	if (r == NULL) {
+		close(fd);
+		r = MHD_create_response_from_buffer(0, NULL,
+		    MHD_RESPMEM_PERSISTENT);
+		status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		type = NULL;
+		n = 0;
+	}
 	if (r != NULL) {
 		add_headers(r, type);
 		for (size_t i = 0; i < n; i++)

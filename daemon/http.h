@@ -21,6 +21,7 @@
 #define CDX_SRV_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/cdx.h"
 
@@ -51,5 +52,12 @@ struct srv *http_call_srv(const http_call *c);
  * c must not be used afterwards. */
 void http_respond(http_call *c, int status, const char *type,
     const void *body, size_t len, const http_header *hdrs, size_t n);
+
+/* As http_respond, the body being len bytes of the file open at fd from
+ * offset off, which MHD sends from the file (nothing is read into memory;
+ * a HEAD request sends none).  fd becomes the response's: it is closed
+ * when the response is done, or here when it cannot be made. */
+void http_respond_fd(http_call *c, int status, const char *type, int fd,
+    uint64_t off, uint64_t len, const http_header *hdrs, size_t n);
 
 #endif

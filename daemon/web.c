@@ -10,9 +10,9 @@
  *                              RAW a JPEG rendition (orientation applied)
  *   GET /image/<id>?original=1 the file itself, whatever its format
  *   GET /video/<id>            the video clip of frame <id>, with HTTP
- *                              range requests (206, at most
- *                              WEB_RANGE_MAX bytes a response), so that
- *                              <video> can seek; /thumb and /image of a
+ *                              range requests (206), so that <video>
+ *                              can seek; sent from the file, never read
+ *                              into memory; /thumb and /image of a
  *                              frame give the frame as a JPEG, and
  *                              /image/<id>?original=1 the clip
  *
@@ -73,7 +73,6 @@
 #define WEB_RENDITION_MIN_SHORT 1080    /* a RAW preview this large will do */
 #define WEB_RENDITION_QUALITY 90
 #define WEB_CACHE_DEFAULT ((size_t)64 << 20) /* cfg->web_cache_bytes 0 */
-#define WEB_RANGE_MAX ((int64_t)4 << 20) /* bytes of a clip per response */
 
 /* The page's files, embedded by the assembler from web/ (the Makefile makes
  * this object depend on them). */
@@ -596,29 +595,32 @@ clip_type(int fd)
 
 /* Parses "bytes=A-B", "bytes=A-" or "bytes=-N" against size: 1 and the
  * inclusive range, 0 when there is no range to honour (absent or not
- * understood: the whole file), -1 when it cannot be satisfied. */
+ * understood, as "bytes=5", "bytes=9-3" or several ranges: the whole
+ * file, as RFC 9110 says of a Range header that is ignored), -1 when it
+ * cannot be satisfied. */
 static int
 parse_range(const char *r, int64_t size, int64_t *from, int64_t *to)
 {
 	long long a = -1, b = -1;
-	int n = 0;
+	int n = -1;
 	if (r[0] == '\0' || strncmp(r, "bytes=", 6) != 0 || strchr(r, ',') != NULL)
 		return 0;
 	r += 6;
 	if (r[0] == '-') {
-		if (sscanf(r + 1, "%lld%n", &b, &n) != 1 || r[1 + n] != '\0' ||
-		    b <= 0)
+		if (sscanf(r + 1, "%lld%n", &b, &n) != 1 || n < 0 ||
+		    r[1 + n] != '\0' || b <= 0)
 			return b == 0 ? -1 : 0;
 		*from = size - b < 0 ? 0 : size - b;
 		*to = size - 1;
 		return size > 0 ? 1 : -1;
 	}
-	if (sscanf(r, "%lld-%n", &a, &n) != 1 || a < 0)
+	/* %n is set only when the dash was there. */
+	if (sscanf(r, "%lld-%n", &a, &n) != 1 || n < 0 || a < 0)
 		return 0;
 	if (r[n] != '\0') {
-		int m = 0;
-		if (sscanf(r + n, "%lld%n", &b, &m) != 1 || r[n + m] != '\0' ||
-		    b < a)
+		int m = -1;
+		if (sscanf(r + n, "%lld%n", &b, &m) != 1 || m < 0 ||
+		    r[n + m] != '\0' || b < a)
 			return 0;
 	}
 	if (a >= size)
@@ -628,9 +630,9 @@ parse_range(const char *r, int64_t size, int64_t *from, int64_t *to)
 	return 1;
 }
 
-/* Serves the clip open at fd: the whole file (up to WEB_FILE_MAX), or
- * the part a Range header asks for (206, at most WEB_RANGE_MAX bytes;
- * the browser asks for the rest). */
+/* Serves the clip open at fd: the whole file, or the part a Range header
+ * asks for (206).  MHD sends it from a duplicate of fd: nothing is read
+ * into memory, whatever the clip's size. */
 static void
 serve_clip(web_job *j, int fd, const struct stat *st, const char *etag,
     const char *cache)
@@ -649,32 +651,11 @@ serve_clip(web_job *j, int fd, const struct stat *st, const char *etag,
 		    "416 range not satisfiable\n", 26, h, nh);
 		return;
 	}
-	if (part == 0 && (uint64_t)size > WEB_FILE_MAX) {
-		respond_text(j->call, 413, "the clip is too large to send "
-		    "whole: ask for a range");
-		return;
-	}
-	if (part && to - from + 1 > WEB_RANGE_MAX)
-		to = from + WEB_RANGE_MAX - 1;
-	size_t len = (size_t)(to - from + 1);
-	char *buf = malloc(len ? len : 1);
-	if (buf == NULL) {
-		respond_text(j->call, 503, "out of memory");
-		return;
-	}
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = pread(fd, buf + got, len - got, (off_t)(from +
-		    (int64_t)got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	if (got < len) {
-		free(buf);
-		respond_text(j->call, 500, "cannot read the clip");
+	const char *type = clip_type(fd);
+	int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (dfd < 0) {
+		respond_text(j->call, errno == EMFILE || errno == ENFILE ? 503 :
+		    500, "cannot open the clip");
 		return;
 	}
 	h[nh++] = (http_header){ "ETag", etag };
@@ -685,8 +666,8 @@ serve_clip(web_job *j, int fd, const struct stat *st, const char *etag,
 		    (long long)to, (long long)size);
 		h[nh++] = (http_header){ "Content-Range", cr };
 	}
-	http_respond(j->call, part ? 206 : 200, clip_type(fd), buf, len, h, nh);
-	free(buf);
+	http_respond_fd(j->call, part ? 206 : 200, type, dfd, (uint64_t)from,
+	    (uint64_t)(to - from + 1), h, nh);
 }
 
 /* The frame of a clip at time_ms (the clip open at fd) as a JPEG: a

@@ -39,6 +39,8 @@ sniff_ftyp(const uint8_t *d, size_t n, int *content)
 		"iso6", "mp41", "mp42", "avc1", "qt  ", "M4V ", "M4VH", "M4VP",
 		"3gp4", "3gp5", "3gp6", "3g2a", "dash", "mmp4", "MSNV", "XAVC",
 		NULL };
+	static const char *const audio[] = { "M4A ", "M4B ", "M4P ", "F4A ",
+		"F4B ", NULL };
 	uint32_t size = be32(d);
 	if (size < 16 || size % 4 != 0)
 		return CLIP_FORMAT_UNKNOWN;
@@ -58,7 +60,10 @@ sniff_ftyp(const uint8_t *d, size_t n, int *content)
 		return CLIP_FORMAT_AVIF;
 	if (is_heif)
 		return CLIP_FORMAT_HEIF;
-	*content = is_video ? CLIP_CONTENT_VIDEO : CLIP_CONTENT_OTHER;
+	/* An audio file's major brand (M4A, M4B audiobooks, M4P, F4A,
+	 * F4B) says so whatever it is compatible with (isom, mp42). */
+	*content = is_video && !brand_in(d + 8, audio) ? CLIP_CONTENT_VIDEO :
+	    CLIP_CONTENT_OTHER;
 	return CLIP_FORMAT_UNKNOWN;
 }
 

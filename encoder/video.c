@@ -47,8 +47,10 @@ typedef struct vs {
 	AVRational tb;
 	int64_t start;          /* stream start pts (or 0) */
 	int rotation;
-	uint8_t *rgb;           /* coded size */
-	uint8_t *rot;           /* rotated copy */
+	uint64_t max_pixels;    /* every decoded frame is checked */
+	uint8_t *rgb;           /* the frame in RGB, cap bytes */
+	uint8_t *rot;           /* rotated copy, cap bytes */
+	size_t cap;
 	uint8_t thumb[THUMB * THUMB], last[THUMB * THUMB];
 	int have_last;
 	int64_t last_pts;
@@ -58,21 +60,21 @@ typedef struct vs {
 	int eof;
 } vs;
 
+/* An AVERROR as a CDX_E* code.  A system error (AVERROR(errno): the file,
+ * file descriptors, memory, a timeout) goes through the one errno
+ * translation (cdx_from_errno), so that one that may pass is not taken
+ * for bad data; FFmpeg's own codes (AVERROR_INVALIDDATA ...) and the errno
+ * values its parsers use for data they cannot take are CDX_EFORMAT. */
 static int
 av_fail(cdx_error *err, const vs *v, int av, const char *what)
 {
 	char buf[AV_ERROR_MAX_STRING_SIZE];
 	av_strerror(av, buf, sizeof(buf));
-	if (av == AVERROR(ENOMEM))
-		return cdx_error_set(err, CDX_ENOMEM, "%s: out of memory", v->name);
-	if (av == AVERROR(ENOENT))
-		return cdx_error_set(err, CDX_ENOTFOUND, "%s: no such file",
-		    v->name);
-	if (av == AVERROR(EACCES) || av == AVERROR(EPERM))
-		return cdx_error_set(err, CDX_EPERM, "%s: permission denied",
-		    v->name);
-	if (av == AVERROR(EIO))
-		return cdx_error_set(err, CDX_EIO, "%s: I/O error", v->name);
+	int e = av < 0 && av > -4096 ? -av : 0;        /* FFERRTAGs are larger */
+	if (e != 0 && e != EINVAL && e != ENOSYS && e != EOPNOTSUPP &&
+	    e != ERANGE && e != EDOM && e != EILSEQ)
+		return cdx_error_set(err, cdx_from_errno(e), "%s: %s", v->name,
+		    buf);
 	return cdx_error_set(err, CDX_EFORMAT, "%s: %s: %s", v->name, what, buf);
 }
 
@@ -169,10 +171,26 @@ to_rgb(vs *v, clip_image *img, cdx_error *err)
 	AVFrame *f = v->frame;
 	int w = f->width, h = f->height;
 
-	if (w != v->dec->width || h != v->dec->height)
-		return cdx_error_set(err, CDX_EFORMAT, "%s: the frame size changes "
-		    "within the clip (%dx%d, then %dx%d)", v->name, v->dec->width,
-		    v->dec->height, w, h);
+	/* Each frame's own size: the decoder's changes within a clip (a
+	 * WebRTC WebM) or differs from the container's header. */
+	if (w <= 0 || h <= 0)
+		return cdx_error_set(err, CDX_EFORMAT, "%s: a frame without a "
+		    "size", v->name);
+	if ((uint64_t)w * (uint64_t)h > v->max_pixels)
+		return cdx_error_set(err, CDX_ETOOBIG, "%s: a %dx%d frame is over "
+		    "the pixel limit (%llu)", v->name, w, h,
+		    (unsigned long long)v->max_pixels);
+	size_t need = (size_t)w * (size_t)h * 3;
+	if (need > v->cap) {
+		free(v->rgb);
+		free(v->rot);
+		v->rot = NULL;
+		v->cap = 0;
+		if ((v->rgb = malloc(need)) == NULL ||
+		    (v->rot = malloc(need)) == NULL)
+			return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+		v->cap = need;
+	}
 	v->sws = sws_getCachedContext(v->sws, w, h, f->format, w, h,
 	    AV_PIX_FMT_RGB24, SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT,
 	    NULL, NULL, NULL);
@@ -262,17 +280,21 @@ open_clip(vs *v, const char *path, const clip_video_opts *o,
 	if ((rc = avformat_open_input(&v->fmt, path, NULL, NULL)) < 0)
 		return av_fail(err, v, rc, "not a video clipdex reads, or corrupt");
 	const char *fname = v->fmt->iformat->name;
-	if (strstr(fname, "mov") == NULL && strstr(fname, "matroska") == NULL)
+	if (strstr(fname, "mov") == NULL && strstr(fname, "matroska") == NULL) {
+		info->unsupported = CLIP_VIDEO_OTHER_CONTAINER;
 		return cdx_error_set(err, CDX_EFORMAT, "%s: unsupported container "
 		    "%s (MP4, MOV, MKV and WebM are read)", v->name, fname);
+	}
 	if ((rc = avformat_find_stream_info(v->fmt, NULL)) < 0)
 		return av_fail(err, v, rc, "corrupt or truncated clip");
 	const AVCodec *codec = NULL;
 	v->stream = av_find_best_stream(v->fmt, AVMEDIA_TYPE_VIDEO, -1, -1,
 	    &codec, 0);
-	if (v->stream == AVERROR_STREAM_NOT_FOUND)
+	if (v->stream == AVERROR_STREAM_NOT_FOUND) {
+		info->unsupported = CLIP_VIDEO_NO_VIDEO;
 		return cdx_error_set(err, CDX_EFORMAT, "%s: no video stream",
 		    v->name);
+	}
 	AVStream *st = v->fmt->streams[v->stream < 0 ? 0 : v->stream];
 	if (v->stream < 0 || codec == NULL)
 		return cdx_error_set(err, CDX_EFORMAT, "%s: no decoder for codec %s",
@@ -316,13 +338,17 @@ open_clip(vs *v, const char *path, const clip_video_opts *o,
 		return av_fail(err, v, rc, "bad codec parameters");
 	v->dec->thread_count = 1;
 	v->dec->pkt_timebase = v->tb;
+	/* The decoder's own bound keeps a frame far over the limit from
+	 * being allocated at all; it counts the padded (aligned) size, so
+	 * it has slack, and to_rgb checks each frame's size exactly. */
+	v->dec->max_pixels = max < (uint64_t)INT64_MAX / 8 ?
+	    (int64_t)(max * 4 + (1u << 24)) : INT64_MAX;
+	v->max_pixels = max;
 	if ((rc = avcodec_open2(v->dec, codec, NULL)) < 0)
 		return av_fail(err, v, rc, "cannot open the decoder");
-	size_t px = (size_t)info->width * (size_t)info->height * 3;
+	/* The RGB buffers are sized by the first frame (to_rgb). */
 	if ((v->pkt = av_packet_alloc()) == NULL ||
-	    (v->frame = av_frame_alloc()) == NULL ||
-	    (v->rgb = malloc(px)) == NULL ||
-	    (v->rot = malloc(px)) == NULL)
+	    (v->frame = av_frame_alloc()) == NULL)
 		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
 	return 0;
 }

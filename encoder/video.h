@@ -23,10 +23,13 @@
  * ready for clip_image_preprocess() like any image.
  *
  * Errors: 0 or a negative CDX_E* code with a message naming the file's
- * base name: CDX_ENOTFOUND/CDX_EPERM/CDX_EIO (the file), CDX_EFORMAT (not
+ * base name: a system error (the file, file descriptors, a timeout) as
+ * cdx_from_errno() translates it (CDX_ENOTFOUND, CDX_EPERM, CDX_EIO,
+ * CDX_EBUSY, CDX_ETIMEDOUT ...), CDX_EFORMAT (not
  * MP4/MOV/MKV/WebM, no video stream, no decoder for its codec, corrupt or
- * truncated data, no frame decoded), CDX_ETOOBIG (frame over max_pixels,
- * checked before decoding), CDX_ENOMEM, or fn's non-zero return.
+ * truncated data, no frame decoded), CDX_ETOOBIG (frame over max_pixels:
+ * the header's size before decoding, and each decoded frame's own size,
+ * which may change within a clip), CDX_ENOMEM, or fn's non-zero return.
  *
  * Thread-safety: reentrant; each call uses its own demuxer and decoder,
  * with one decoding thread (the caller owns parallelism).  The library
@@ -70,7 +73,13 @@ typedef struct clip_video_info {
 	int frames;            /* frames given to fn */
 	int64_t decoded;       /* frames the decoder produced in all */
 	char codec[32];        /* the codec's short name ("h264") */
+	int unsupported;       /* on CDX_EFORMAT: 0, or why the file is no
+	                          clip read here rather than a broken one:
+	                          CLIP_VIDEO_OTHER_CONTAINER (AVI ...) or
+	                          CLIP_VIDEO_NO_VIDEO (audio only: M4A) */
 } clip_video_info;
+
+enum { CLIP_VIDEO_OTHER_CONTAINER = 1, CLIP_VIDEO_NO_VIDEO = 2 };
 
 /* One sampled frame: time_ms from the start of the clip; img (borrowed,
  * valid during the call; its info.format is CLIP_FORMAT_UNKNOWN and

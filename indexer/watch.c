@@ -1551,7 +1551,8 @@ decode_clip(watch *w, item *it)
 	o.limit_s = w->p.video_limit_s;
 	o.max_pixels = w->p.max_pixels;
 	struct clip_sink k = { w, it, 0 };
-	if (clip_video_sample(it->path, &o, clip_frame, &k, NULL, &err) != 0) {
+	clip_video_info vi;
+	if (clip_video_sample(it->path, &o, clip_frame, &k, &vi, &err) != 0) {
 		for (int i = 0; i < it->nframes; i++)
 			free(it->fplanes[i]);
 		it->nframes = 0;
@@ -1562,6 +1563,15 @@ decode_clip(watch *w, item *it)
 		if (changed_since(w, it->path, &st)) {
 			retry_later(w, it);     /* being written */
 			it->kind = K_DROP;
+			return;
+		}
+		if (err.code == CDX_EFORMAT && vi.unsupported != 0) {
+			/* Not a clip read here (AVI; audio only): skipped, as
+			 * other files that are not images are. */
+			it->kind = K_SKIP;
+			it->skip = vi.unsupported == CLIP_VIDEO_NO_VIDEO ?
+			    WATCH_SKIP_OTHER : WATCH_SKIP_VIDEO;
+			it->del_path = it->is_update;
 			return;
 		}
 		fail_or_retry(w, it, &err, it->mtime_ns);

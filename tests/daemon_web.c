@@ -1262,6 +1262,28 @@ test_video(void **state)
 	assert_int_equal(http_get(path, rg, &r), 0);
 	assert_int_equal(r.status, 416);
 	http_res_free(&r);
+	/* A Range header that names no range is ignored: the whole file
+	 * ("bytes=5" is not byte 5), as for several ranges or B < A. */
+	static const char *const whole[] = { "bytes=5", "bytes=9-3",
+	    "bytes=0-1,5-6", "bytes=x-", "bytes=5-x" };
+	for (size_t i = 0; i < sizeof(whole) / sizeof(whole[0]); i++) {
+		snprintf(rg, sizeof(rg), "Range: %s\r\n", whole[i]);
+		assert_int_equal(http_get(path, rg, &r), 0);
+		if (r.status != 200)
+			fail_msg("%s: %d", whole[i], r.status);
+		assert_null(header(&r, "Content-Range", v, sizeof(v)));
+		assert_int_equal(r.len, n);
+		assert_memory_equal(r.body, d, n);
+		http_res_free(&r);
+	}
+	/* An end past the file is the file's end. */
+	assert_int_equal(http_get(path, "Range: bytes=10-999999999\r\n", &r), 0);
+	assert_int_equal(r.status, 206);
+	snprintf(want, sizeof(want), "bytes 10-%zu/%zu", n - 1, n);
+	assert_string_equal(header(&r, "Content-Range", v, sizeof(v)), want);
+	assert_int_equal(r.len, n - 10);
+	assert_memory_equal(r.body, d + 10, n - 10);
+	http_res_free(&r);
 	snprintf(path, sizeof(path), "/image/%llu?original=1",
 	    (unsigned long long)fid[1]);
 	assert_int_equal(http_get(path, NULL, &r), 0);
@@ -1291,6 +1313,35 @@ test_video(void **state)
 	    "near");
 	assert_int_equal(cJSON_GetObjectItem(pr, "matched")->valueint, 2);
 	cJSON_Delete(rep);
+
+	/* A clip past 256 MiB (grown sparse: no disk used) is served whole
+	 * and in ranges of any length, from the file (nothing is read into
+	 * memory: HEAD answers its length without a body). */
+	int64_t big = (int64_t)300 << 20;
+	assert_int_equal(truncate(clip, big), 0);
+	snprintf(path, sizeof(path), "/video/%llu", (unsigned long long)fid[0]);
+	snprintf(req, sizeof(req), "HEAD %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+	    "Connection: close\r\n\r\n", path, port);
+	assert_int_equal(http_raw(port, req, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(header(&r, "Content-Length", v, sizeof(v)),
+	    "314572800");
+	assert_int_equal(r.len, 0);
+	http_res_free(&r);
+	snprintf(rg, sizeof(rg), "Range: bytes=1000-%d\r\n", 1000 + (6 << 20) - 1);
+	assert_int_equal(http_get(path, rg, &r), 0);
+	assert_int_equal(r.status, 206);
+	assert_int_equal(r.len, (size_t)6 << 20);
+	http_res_free(&r);
+	assert_int_equal(http_get(path, "Range: bytes=-10\r\n", &r), 0);
+	assert_int_equal(r.status, 206);
+	snprintf(want, sizeof(want), "bytes %lld-%lld/%lld", (long long)big - 10,
+	    (long long)big - 1, (long long)big);
+	assert_string_equal(header(&r, "Content-Range", v, sizeof(v)), want);
+	assert_int_equal(r.len, 10);
+	assert_memory_equal(r.body, "\0\0\0\0\0\0\0\0\0\0", 10);
+	http_res_free(&r);
+
 	unlink(copy);
 	unlink(clip);
 	rmdir(dir);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "encoder/clip.h"
@@ -296,13 +297,46 @@ test_bad_files(void **state)
 	free(d);
 	expect_fail(at("junk.mp4"), CDX_EFORMAT, "junk.mp4");
 	expect_fail(at("x.avi"), CDX_EFORMAT, "unsupported container");
+	/* Not clips read here, rather than broken ones: the indexer skips
+	 * them.  Audio only: an M4A is not video by its first bytes; an MP4
+	 * (brands isom, mp41) is found to have no video stream. */
+	clip_video_info info;
+	cdx_error err;
+	struct got g = { 0 };
+	assert_int_equal(clip_video_sample(at("x.avi"), NULL, collect, &g,
+	    &info, &err), CDX_EFORMAT);
+	assert_int_equal(info.unsupported, CLIP_VIDEO_OTHER_CONTAINER);
+	assert_int_equal(clip_video_sample(at("junk.mp4"), NULL, collect, &g,
+	    &info, &err), CDX_EFORMAT);
+	assert_int_equal(info.unsupported, 0);
+	make_clip("song.m4a", "sine=duration=1", "-c:a aac");
+	make_clip("voice.mp4", "sine=duration=1", "-c:a aac");
+	int content;
+	d = tu_read_file(at("song.m4a"), &n);
+	assert_non_null(d);
+	assert_true(n > 12 && memcmp(d + 8, "M4A ", 4) == 0);
+	assert_int_equal(clip_image_sniff(d, n, &content), CLIP_FORMAT_UNKNOWN);
+	assert_int_equal(content, CLIP_CONTENT_OTHER);
+	free(d);
+	d = tu_read_file(at("voice.mp4"), &n);
+	assert_non_null(d);
+	clip_image_sniff(d, n, &content);
+	assert_int_equal(content, CLIP_CONTENT_VIDEO);
+	free(d);
+	assert_int_equal(clip_video_sample(at("voice.mp4"), NULL, collect, &g,
+	    &info, &err), CDX_EFORMAT);
+	assert_int_equal(info.unsupported, CLIP_VIDEO_NO_VIDEO);
+	d = tu_read_file(at("x.avi"), &n);
+	assert_non_null(d);
+	clip_image_sniff(d, n, &content);
+	assert_int_equal(content, CLIP_CONTENT_VIDEO);  /* a video, not read */
+	free(d);
 	expect_fail(at("none.mp4"), CDX_ENOTFOUND, "none.mp4");
 
 	clip_video_opts o;
 	clip_video_default_opts(&o);
 	o.max_pixels = 160 * 120 - 1;
-	struct got g = { 0 };
-	cdx_error err;
+	memset(&g, 0, sizeof(g));
 	assert_int_equal(clip_video_sample(at("ok.mp4"), &o, collect, &g, NULL,
 	    &err), CDX_ETOOBIG);
 	assert_int_equal(g.n, 0);
@@ -312,6 +346,124 @@ test_bad_files(void **state)
 	o.interval_s = 0;
 	assert_int_equal(clip_video_sample(at("ok.mp4"), &o, collect, &g, NULL,
 	    &err), CDX_EINVAL);
+}
+
+/* A system error is not bad data: no file descriptor left (EMFILE) is
+ * CDX_EIO, which the indexer retries, not CDX_EFORMAT, a failure until
+ * the file changes. */
+static void
+test_system_errors(void **state)
+{
+	(void)state;
+	make_clip("fd.mp4", "testsrc=size=64x48:rate=10:duration=1",
+	    "-c:v libx264 -pix_fmt yuv420p");
+	struct rlimit old, low;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	int next = dup(0);
+	assert_true(next >= 0);
+	close(next);
+	low = old;
+	low.rlim_cur = (rlim_t)next;    /* the next open(2) is EMFILE */
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	struct got g = { 0 };
+	cdx_error err;
+	int rc = clip_video_sample(at("fd.mp4"), NULL, collect, &g, NULL, &err);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	if (rc != CDX_EIO)
+		fail_msg("%d: %s", rc, err.msg);
+	assert_non_null(strstr(err.msg, "fd.mp4"));
+	CDX_ASSERT_OK(clip_video_sample(at("fd.mp4"), NULL, collect, &g, NULL,
+	    &err), err.msg);
+}
+
+struct sizes {
+	int n;
+	int64_t ms[16];
+	int w[16], h[16];
+	uint8_t px[16][3];
+};
+
+static int
+collect_sizes(void *user, int64_t time_ms, const clip_image *img,
+    cdx_error *err)
+{
+	(void)err;
+	struct sizes *s = user;
+	if (s->n < 16) {
+		s->ms[s->n] = time_ms;
+		s->w[s->n] = img->width;
+		s->h[s->n] = img->height;
+		memcpy(s->px[s->n], img->rgb + ((size_t)(img->height / 2) *
+		    img->width + img->width / 2) * 3, 3);
+	}
+	s->n++;
+	return 0;
+}
+
+/* A clip whose frame size changes within it (WebRTC WebM does): 2 s of
+ * red 64x48 then 2 s of blue 320x240, the header saying 64x48.  Each frame
+ * is converted at its own size (under ASan: no write past the buffers
+ * sized by the first), and the pixel limit holds for every frame, not only
+ * the header's size. */
+static void
+test_size_change(void **state)
+{
+	(void)state;
+	make_clip("sa.webm", "color=c=red:size=64x48:rate=10:duration=2",
+	    "-c:v libvpx -g 5 -b:v 200k");
+	make_clip("sb.webm", "color=c=blue:size=320x240:rate=10:duration=2",
+	    "-c:v libvpx -g 5 -b:v 200k");
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd), "cd '%s' && printf 'file sa.webm\\nfile "
+	    "sb.webm\\n' > s.txt && ffmpeg -nostdin -loglevel error -y -f "
+	    "concat -i s.txt -c copy s.webm", dir);
+	assert_int_equal(system(cmd), 0);
+
+	clip_video_opts o;
+	clip_video_default_opts(&o);
+	o.interval_s = 0.5;
+	o.scene = 0;
+	struct sizes s = { 0 };
+	clip_video_info info;
+	cdx_error err;
+	CDX_ASSERT_OK(clip_video_sample(at("s.webm"), &o, collect_sizes, &s,
+	    &info, &err), err.msg);
+	assert_int_equal(info.width, 64);
+	assert_true(s.n >= 6 && s.n <= 16);
+	int small = 0, big = 0;
+	for (int i = 0; i < s.n; i++) {
+		if (s.ms[i] < 1900) {
+			assert_int_equal(s.w[i], 64);
+			assert_int_equal(s.h[i], 48);
+			assert_true(s.px[i][0] > 200 && s.px[i][2] < 60);
+			small++;
+		} else if (s.ms[i] > 2100) {
+			assert_int_equal(s.w[i], 320);
+			assert_int_equal(s.h[i], 240);
+			assert_true(s.px[i][2] > 200 && s.px[i][0] < 60);
+			big++;
+		}
+	}
+	assert_true(small >= 3 && big >= 3);
+
+	clip_image img;
+	memset(&img, 0, sizeof(img));
+	CDX_ASSERT_OK(clip_video_frame(at("s.webm"), 3000, 0, &img, &err),
+	    err.msg);
+	assert_int_equal(img.width, 320);
+	assert_int_equal(img.height, 240);
+	clip_image_free(&img);
+
+	/* The header's size is within the limit, the later frames are not. */
+	o.max_pixels = 64 * 48;
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(clip_video_sample(at("s.webm"), &o, collect_sizes, &s,
+	    NULL, &err), CDX_ETOOBIG);
+	for (int i = 0; i < s.n && i < 16; i++)
+		assert_int_equal(s.w[i], 64);
+	assert_int_equal(clip_video_frame(at("s.webm"), 3000, 64 * 48, &img,
+	    &err), CDX_ETOOBIG);
+	assert_null(img.rgb);
 }
 
 /* Frames go through the image preprocessing as images do. */
@@ -350,6 +502,8 @@ main(void)
 		cmocka_unit_test(test_scene_and_colour),
 		cmocka_unit_test(test_rotation),
 		cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_size_change),
+		cmocka_unit_test(test_system_errors),
 		cmocka_unit_test(test_preprocess),
 	};
 	clip_video_log_quiet();
