@@ -13,9 +13,14 @@
  * another set (meta "next_set").
  *
  * Locking: the in-memory sets (s->sets, by name) change only in an
- * after-commit hook of sto_write, with the store's lock held exclusively;
- * image writes (tag_image, tag_drop) run under that exclusive lock too,
- * and readers (filters, store_image_tags, counts, foreach) hold it shared.
+ * after-commit hook of sto_write(_long), with the store's lock held
+ * exclusively and write_lock held; image writes (tag_image, tag_drop) run
+ * under both too, and readers (filters, store_image_tags, counts,
+ * foreach) hold the lock shared.  A set's put or delete (a re-tag of the
+ * whole store) writes under write_lock alone (sto_write_long): readers go
+ * on with their LMDB snapshots and the old sets until the commit, which
+ * swaps the set in under the exclusive lock; puts wait on write_lock, so
+ * a put after the re-tag scores with the new set.
  */
 #include <math.h>
 #include <stdio.h>
@@ -537,12 +542,17 @@ tagset_put_fn(store *s, MDB_txn *txn, void *arg, cdx_error *err)
 	/* Room for the set in memory now, so the after-commit hook cannot
 	 * fail. */
 	if (s->nsets == s->sets_cap) {
+		/* Readers hold the lock shared while they read s->sets. */
 		size_t cap = s->sets_cap ? 2 * s->sets_cap : 8;
+		pthread_rwlock_wrlock(&s->lock);
 		tag_set *p = realloc(s->sets, cap * sizeof(*p));
+		if (p) {
+			s->sets = p;
+			s->sets_cap = cap;
+		}
+		pthread_rwlock_unlock(&s->lock);
 		if (!p)
 			return cdx_error_set(err, CDX_ENOMEM, "store_tagset_put");
-		s->sets = p;
-		s->sets_cap = cap;
 	}
 	tagset_hdr h = { TAGSET_MAGIC, a->num };
 	if (!(buf = malloc(sizeof(h) + a->len)))
@@ -603,7 +613,7 @@ store_tagset_put(store *s, const cls_set *c, uint64_t *tagged,
 		goto out_free;
 	a.bytes = bytes;
 	a.applies = set_applies(s, c);
-	rc = sto_write(s, tagset_put_fn, &a, tagset_put_after, err);
+	rc = sto_write_long(s, tagset_put_fn, &a, tagset_put_after, err);
 	if (!rc && tagged)
 		*tagged = a.tagged;
 out_free:
@@ -657,7 +667,7 @@ store_tagset_delete(store *s, const char *name, cdx_error *err)
 		return cdx_error_set(err, CDX_EINVAL, "store_tagset_delete: NULL");
 	if (!name[0] || strlen(name) > CLS_NAME_MAX)
 		return cdx_error_set(err, CDX_ENOTFOUND, "no tag set '%s'", name);
-	return sto_write(s, tagset_del_fn, &a, tagset_del_after, err);
+	return sto_write_long(s, tagset_del_fn, &a, tagset_del_after, err);
 }
 
 int
