@@ -2329,6 +2329,26 @@ store_batch_len(const store_batch *b)
 	return b ? b->n : 0;
 }
 
+size_t
+store_batch_mark(const store_batch *b)
+{
+	return store_batch_len(b);
+}
+
+void
+store_batch_rollback(store_batch *b, size_t mark)
+{
+	if (!b || mark >= b->n)
+		return;
+	for (size_t i = mark; i < b->n; i++) {
+		if (b->ops[i].kind == BOP_PUT && b->ops[i].img < b->nimg)
+			b->nimg = b->ops[i].img;  /* puts are in order */
+		free(b->ops[i].a);
+		free(b->ops[i].b);
+	}
+	b->n = mark;
+}
+
 /* Appends op (its strings, if any, already copied: freed on failure). */
 static int
 bop_add(store_batch *b, struct bop op, const char *what, cdx_error *err)

@@ -348,6 +348,13 @@ int store_batch_fail(store_batch *b, const store_failure *f, cdx_error *err);
 int store_batch_unfail(store_batch *b, const char *path, cdx_error *err);
 /* Changes added so far. */
 size_t store_batch_len(const store_batch *b);
+/* A group of changes that must go in together or not at all (a clip's
+ * delete and frames): store_batch_mark() before the first, and on a
+ * failed add store_batch_rollback(b, mark) drops every change added since
+ * (the batch is as it was at the mark; a mark at or past the end is a
+ * no-op). */
+size_t store_batch_mark(const store_batch *b);
+void store_batch_rollback(store_batch *b, size_t mark);
 
 /* What a committed batch did. */
 typedef struct store_batch_counts {
