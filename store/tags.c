@@ -889,10 +889,14 @@ tag_keys(const store *s, const char *tag, uint64_t *keys)
 			if (strlen(c->name) != (size_t)(slash - tag) ||
 			    memcmp(c->name, tag, (size_t)(slash - tag)) != 0)
 				continue;
+			/* One key at most (a damaged set may repeat a
+			 * label: keys has room for s->nsets). */
 			for (size_t j = 0; j < c->n; j++)
-				if (strcmp(c->labels[j], slash + 1) == 0)
+				if (strcmp(c->labels[j], slash + 1) == 0) {
 					keys[n++] = tag_key(s->sets[i].num,
 							    (uint32_t)j);
+					break;
+				}
 			return n;
 		}
 	}
