@@ -1008,6 +1008,20 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 		if ((rc = forget_label(s, b, old_label, err)))
 			return rc;
 	} else if (rc == MDB_NOTFOUND) {
+		/* One image or one clip per path: the other kind is deleted
+		 * first (store_batch_delete_path), never left beside. */
+		MDB_val ik = fk, iv;
+		int other = frame ? mdb_get(txn, s->db_path, &ik, &iv) :
+				    has_frames(s, txn, img->path, plen, err);
+		if (frame && other != MDB_NOTFOUND && other != 0)
+			return sto_mdb_err(err, other, "looking up path");
+		if (!frame && other < 0)
+			return other;
+		if (frame ? other == 0 : other == 1)
+			return cdx_error_set(err, CDX_EEXIST,
+					     "%s already has %s", img->path,
+					     frame ? "an image record"
+						   : "a clip's frames");
 		if (frame) {
 			if ((rc = has_frames(s, txn, img->path, plen, err)) < 0)
 				return rc;

@@ -205,8 +205,10 @@ enum store_kind {
  * removed.
  * Errors: CDX_EINVAL (relative, empty or NUL-bearing path, non-finite or
  * zero embedding, negative size; the message names the path), CDX_ETOOBIG
- * (path longer than STORE_PATH_MAX), CDX_ESTORE/CDX_EFULL/CDX_EIO (nothing
- * written), CDX_EINDEX (the records were committed to LMDB but the index
+ * (path longer than STORE_PATH_MAX), CDX_EEXIST (a frame put at a path
+ * that has an image record, or an image at one that has a clip's frames:
+ * one kind per path, delete the other first; nothing written),
+ * CDX_ESTORE/CDX_EFULL/CDX_EIO (nothing written), CDX_EINDEX (the records were committed to LMDB but the index
  * could not be updated nor rebuilt, e.g. out of memory: searches may miss
  * them until store_index_rebuild() or the next open).  imgs[i].id/added are
  * only meaningful on success. */
