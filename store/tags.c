@@ -299,6 +299,20 @@ idvec_push(idvec *a, const uint64_t *ids, size_t n)
 	return 0;
 }
 
+/* Room for cap ids in all (n kept).  0 or CDX_ENOMEM. */
+static int
+idvec_reserve(idvec *a, size_t cap)
+{
+	if (cap <= a->cap)
+		return 0;
+	uint64_t *p = realloc(a->v, cap * sizeof(*p));
+	if (!p)
+		return CDX_ENOMEM;
+	a->v = p;
+	a->cap = cap;
+	return 0;
+}
+
 static int
 u64_cmp(const void *a, const void *b)
 {
@@ -911,23 +925,61 @@ tag_keys(const store *s, const char *tag, uint64_t *keys)
 	return n;
 }
 
-/* The sorted ids having one of tags[0..n). */
+/* The sorted ids having one of tags[0..n): merged tag by tag, so what is
+ * held at once is the union so far and one tag's ids (not every tag's,
+ * repeats included). */
 static int
 ids_of_tags(store *s, MDB_cursor *cur, const char *const *tags, size_t n,
 	    uint64_t *keys, idvec *out, cdx_error *err)
 {
+	idvec one = { NULL, 0, 0 }, sum = { NULL, 0, 0 };
 	int rc = 0;
 	out->n = 0;
 	for (size_t i = 0; i < n && !rc; i++) {
-		if (!tags[i])
-			return cdx_error_set(err, CDX_EINVAL,
-					     "store_search: NULL tag");
+		if (!tags[i]) {
+			rc = cdx_error_set(err, CDX_EINVAL,
+					   "store_search: NULL tag");
+			break;
+		}
 		size_t nk = tag_keys(s, tags[i], keys);
+		one.n = 0;
 		for (size_t j = 0; j < nk && !rc; j++)
-			rc = ids_of_key(cur, keys[j], out, err);
+			rc = ids_of_key(cur, keys[j], &one, err);
+		if (rc || one.n == 0)
+			continue;
+		idvec_unique(&one);
+		if (out->n == 0) {
+			idvec t = *out;
+			*out = one;
+			one = t;
+			continue;
+		}
+		/* sum = out | one, both sorted */
+		sum.n = 0;
+		if (idvec_reserve(&sum, out->n + one.n)) {
+			rc = cdx_error_set(err, CDX_ENOMEM, "store_search");
+			break;
+		}
+		size_t a = 0, b = 0, m = 0;
+		while (a < out->n || b < one.n) {
+			uint64_t x;
+			if (b == one.n || (a < out->n && out->v[a] < one.v[b]))
+				x = out->v[a++];
+			else if (a == out->n || one.v[b] < out->v[a])
+				x = one.v[b++];
+			else {
+				x = out->v[a++];
+				b++;
+			}
+			sum.v[m++] = x;
+		}
+		sum.n = m;
+		idvec t = *out;
+		*out = sum;
+		sum = t;
 	}
-	if (!rc)
-		idvec_unique(out);
+	free(one.v);
+	free(sum.v);
 	return rc;
 }
 

@@ -811,6 +811,9 @@ filters_vs_brute(size_t exact_max)
 	static const char *const t_two[] = { "color/green", "circle" };
 	static const char *const t_blue[] = { "blue" };
 	static const char *const t_not[] = { "star", "color/grey" };
+	/* not_tags merged tag by tag: overlapping, unknown, repeated. */
+	static const char *const t_not4[] = { "red", "no-such-tag", "circle",
+					      "shape/red", "circle" };
 	static const char *const t_unknown[] = { "no-such-tag" };
 	static const char *const t_badset[] = { "nosuchset/red" };
 	static const char *const t_label_none[] = { "color/circle" };
@@ -836,6 +839,8 @@ filters_vs_brute(size_t exact_max)
 		{ t_red, 1, t_not, 2, "/photos/a/", 0 },
 		{ NULL, 0, t_blue, 1, "/photos/b/", 1 },
 		{ t_sred, 1, NULL, 0, NULL, 1 },
+		{ NULL, 0, t_not4, 5, NULL, 0 },
+		{ t_blue, 1, t_not4, 5, NULL, 0 },
 	};
 	uint64_t st = 4242;
 	for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
