@@ -2316,7 +2316,8 @@ watch_start(store *st, const clip_model *m, const watch_params *p,
 	    p->n_exclude > WATCH_MAX_EXCLUDE || p->decode_threads < 0 ||
 	    p->decode_threads > 256 || p->quiet_ms < 0 || p->min_side < 0 ||
 	    p->retry_ms < 1 || (p->video && (!(p->video_interval_s > 0) ||
-	    p->video_max_frames < 1 || p->video_max_frames > 4096 ||
+	    p->video_max_frames < 1 ||
+	    p->video_max_frames > WATCH_VIDEO_MAX_FRAMES ||
 	    !(p->video_limit_s >= 0))))
 		return cdx_error_set(err, CDX_EINVAL, "watch_start: a parameter is "
 		    "out of range");

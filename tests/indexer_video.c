@@ -308,6 +308,24 @@ test_clip_refused_whole(void **state)
 	CDX_ASSERT_OK(store_verify(st, &err), err.msg);
 }
 
+/* video_max_frames is capped (a clip's preprocessed frames are all held
+ * in memory until it is encoded): 4096 was accepted before. */
+static void
+test_max_frames_capped(void **state)
+{
+	(void)state;
+	watch_params p;
+	watch_default_params(&p);
+	watch *w2 = NULL;
+	cdx_error err;
+	p.video_max_frames = WATCH_VIDEO_MAX_FRAMES + 1;
+	assert_int_equal(watch_start(st, model, &p, &w2, &err), CDX_EINVAL);
+	assert_null(w2);
+	p.video_max_frames = 4096;
+	assert_int_equal(watch_start(st, model, &p, &w2, &err), CDX_EINVAL);
+	assert_int_equal(WATCH_VIDEO_MAX_FRAMES, 256);
+}
+
 static int
 setup(void **state)
 {
@@ -383,6 +401,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_unchanged_and_limit, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_clip_refused_whole, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_max_frames_capped, setup,
 		    teardown),
 	};
 	clip_video_log_quiet();
