@@ -407,16 +407,18 @@ int store_kv_delete(store *s, const char *key, cdx_error *err);
  * image writes (which score with it), filters, store_image_tags,
  * store_tag_counts_get and store_tagset_foreach read it under the same
  * lock, so they see either the old sets and tags or the new ones.
- * store_tagset_put holds that lock (as a writer) while it re-tags the
- * whole store, so searches wait for it: about 0.5 s per 100 000 images of
- * 512 dims with 100 labels (docs/STORE.md).  Tagging at put costs one
+ * store_tagset_put re-tags the whole store (about 0.5 s per 100 000
+ * images of 512 dims with 100 labels, docs/STORE.md) without that lock:
+ * readers go on with the old sets and tags meanwhile and see the new ones
+ * from its commit on; other writers wait for it.  Tagging at put costs one
  * cls_score per set per image, inside the put's write transaction. */
 
 /* Defines or replaces the set c->name and re-tags every image with it,
  * all in one write transaction.  c->dim must be the store's dim.  *tagged
  * (if not NULL) receives the number of images it tagged (given at least
  * one of its labels; 0 for a set of another model).
- * Errors: CDX_EINVAL (dim, name), CDX_ENOMEM, CDX_ESTORE/CDX_EFULL/
+ * Errors: CDX_EINVAL (dim, name, an empty label or one given twice),
+ * CDX_ENOMEM, CDX_ESTORE/CDX_EFULL/
  * CDX_EIO (nothing written). */
 int store_tagset_put(store *s, const cls_set *c, uint64_t *tagged,
 		     cdx_error *err);

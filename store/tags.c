@@ -623,8 +623,19 @@ store_tagset_put(store *s, const cls_set *c, uint64_t *tagged,
 				     c->name, c->n);
 	if ((rc = cls_set_encode(c, &bytes, &a.len, err)))
 		return rc;
-	if ((rc = cls_set_decode(bytes, a.len, &a.copy, err)))
+	/* The decoder's checks (labels non-empty and distinct) refuse a
+	 * set that could not be read back: bad input here. */
+	if ((rc = cls_set_decode(bytes, a.len, &a.copy, err))) {
+		if (rc == CDX_ECORRUPT) {
+			char why[sizeof(err->msg)];
+			snprintf(why, sizeof(why), "%s",
+				 err ? err->msg : "malformed");
+			rc = cdx_error_set(err, CDX_EINVAL,
+					   "store_tagset_put: set '%s': %s",
+					   c->name, why);
+		}
 		goto out_free;
+	}
 	a.bytes = bytes;
 	a.applies = set_applies(s, c);
 	rc = sto_write_long(s, tagset_put_fn, &a, tagset_put_after, err);

@@ -912,6 +912,16 @@ test_bad_input(void **state)
 	assert_int_equal(store_tagset_put(s, c, NULL, &e), CDX_EINVAL);
 	assert_int_equal(store_tagset_put(s, NULL, NULL, &e), CDX_EINVAL);
 	cls_set_free(c);
+	/* a label twice, an empty label: a tag would be ambiguous */
+	static const char *const twice[] = { "a", "b", "a" };
+	c = mkset("dup", twice, 3, CLS_SOFTMAX, 0, 0.5f, 1.0f, MODEL, 3);
+	assert_int_equal(store_tagset_put(s, c, NULL, &e), CDX_EINVAL);
+	assert_non_null(strstr(e.msg, "twice"));
+	cls_set_free(c);
+	static const char *const empty[] = { "a", "" };
+	c = mkset("empty", empty, 2, CLS_SOFTMAX, 0, 0.5f, 1.0f, MODEL, 3);
+	assert_int_equal(store_tagset_put(s, c, NULL, &e), CDX_EINVAL);
+	cls_set_free(c);
 	/* unknown set */
 	assert_int_equal(store_tagset_get(s, "nope", &got, &e), CDX_ENOTFOUND);
 	assert_non_null(strstr(e.msg, "nope"));
