@@ -594,6 +594,28 @@ static int skip_str(struct rbuf *b, size_t max)
 #define CORRUPT(what) \
 	cdx_error_set(err, CDX_ECORRUPT, "stored classifier: %s", what)
 
+static int str_ptr_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* CDX_ECORRUPT when c names a label twice (a tag would be ambiguous). */
+static int labels_distinct(const cls_set *c, cdx_error *err)
+{
+	char **v = malloc(c->n * sizeof(*v));
+	int rc = 0;
+
+	if (!v)
+		return cdx_error_set(err, CDX_ENOMEM, "stored classifier");
+	memcpy(v, c->labels, c->n * sizeof(*v));
+	qsort(v, c->n, sizeof(*v), str_ptr_cmp);
+	for (size_t i = 1; i < c->n && !rc; i++)
+		if (strcmp(v[i - 1], v[i]) == 0)
+			rc = CORRUPT("a label is given twice");
+	free(v);
+	return rc;
+}
+
 int cls_set_decode(const void *buf, size_t len, cls_set **out,
 		   cdx_error *err)
 {
@@ -669,8 +691,11 @@ int cls_set_decode(const void *buf, size_t len, cls_set **out,
 	if (get_str(&b, c->model_key, sizeof(c->model_key) - 1))
 		goto out_corrupt;
 	for (uint32_t i = 0; i < n; i++)
-		if (get_str(&b, c->labels[i], CLS_LABEL_MAX))
+		if (get_str(&b, c->labels[i], CLS_LABEL_MAX) ||
+		    !c->labels[i][0])
 			goto out_corrupt;
+	if ((rc = labels_distinct(c, err)))
+		goto out_rc;
 	for (uint32_t i = 0; i < n_templates; i++)
 		if (get_str(&b, c->templates[i], CLS_TEMPLATE_MAX) ||
 		    !strstr(c->templates[i], "{}"))
@@ -695,4 +720,7 @@ int cls_set_decode(const void *buf, size_t len, cls_set **out,
 out_corrupt:
 	cls_set_free(c);
 	return CORRUPT("bad label, template or weight");
+out_rc:
+	cls_set_free(c);
+	return rc;
 }

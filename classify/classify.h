@@ -148,7 +148,8 @@ size_t cls_applied(const cls_set *c, const float *prob, uint32_t *idx);
 
 /* Serialisation for the store: *out is malloc'ed.  Decoding checks the
  * version and every length (CDX_ECORRUPT on any mismatch, never a read
- * past len).  Errors: CDX_ENOMEM, CDX_ECORRUPT. */
+ * past len), and refuses an empty label or one given twice (CDX_ECORRUPT:
+ * a tag would be ambiguous).  Errors: CDX_ENOMEM, CDX_ECORRUPT. */
 int cls_set_encode(const cls_set *c, void **out, size_t *len,
 		   cdx_error *err);
 int cls_set_decode(const void *buf, size_t len, cls_set **out,

@@ -82,11 +82,17 @@ typedef struct watch_params {
 	int video;              /* 1 (default): index clips; 0: skip them
 				   (counted as WATCH_SKIP_VIDEO) */
 	double video_interval_s; /* a frame every this long (default 2) */
-	int video_max_frames;   /* at most this many per clip (default 32) */
+	int video_max_frames;   /* at most this many per clip (default 32,
+				   1..WATCH_VIDEO_MAX_FRAMES: a clip's
+				   preprocessed frames, ~600 KB each, are
+				   all held until it is encoded) */
 	double video_limit_s;   /* longer clips are spread over
 				   video_max_frames (0, the default:
 				   max_frames x interval) */
 } watch_params;
+
+/* The most frames per clip watch_start accepts (video_max_frames). */
+#define WATCH_VIDEO_MAX_FRAMES 256
 
 /* Temporary failures.  An error that may go away by itself (no file
  * descriptors or memory left, permission denied, an I/O error, a busy

@@ -1712,6 +1712,18 @@ decode_main(void *arg)
 
 /* ---- the encoder ---- */
 
+/* An encoding failure: temporary (out of memory, no context) as
+ * fail_or_retry records it, retried after retry_delay. */
+static void
+encode_failed(item *it, int rc, const cdx_error *err)
+{
+	it->kind = K_FAIL;
+	it->temporary = temporary(rc);
+	snprintf(it->reason, sizeof(it->reason), "%sencoding failed: %s",
+	    it->temporary ? WATCH_TEMPORARY : "",
+	    rc == CDX_ENOMEM ? "out of memory" : err->msg);
+}
+
 /* Encodes a clip's frames, cap at a time, into it->emb; frees the
  * planes.  A failure makes it a failure record. */
 static void
@@ -1736,9 +1748,7 @@ encode_clip(watch *w, clip_ctx *ctx, item *it, int cap)
 		it->fplanes[i] = NULL;
 	}
 	if (rc != 0) {
-		it->kind = K_FAIL;
-		snprintf(it->reason, sizeof(it->reason), "encoding failed: %s",
-		    rc == CDX_ENOMEM ? "out of memory" : err.msg);
+		encode_failed(it, rc, &err);
 		return;
 	}
 	w->encoded += it->nframes;
@@ -1793,9 +1803,7 @@ encode_main(void *arg)
 			plane_put(w, x->pixels);
 			x->pixels = NULL;
 			if (rc != 0) {
-				x->kind = K_FAIL;
-				snprintf(x->reason, sizeof(x->reason), "encoding failed: %s",
-				    rc == CDX_ENOMEM ? "out of memory" : err.msg);
+				encode_failed(x, rc, &err);
 			} else if ((x->emb = malloc(sizeof(float) *
 			    (size_t)w->dim)) != NULL) {
 				memcpy(x->emb, emb + (size_t)i * w->dim,
@@ -2111,6 +2119,22 @@ move_dir(watch *w, wbatch *c, const char *from, const char *to)
 
 /* Adds an item's changes to the open batch; it waits there for the
  * commit. */
+/* What the store would refuse of a clip's frames, checked before any of
+ * its changes is queued: its path and every frame time. */
+static int
+clip_check(const item *it, cdx_error *err)
+{
+	if (strlen(it->path) > STORE_CLIP_PATH_MAX)
+		return cdx_error_set(err, CDX_ETOOBIG, "a clip's path may have "
+		    "at most %d bytes", STORE_CLIP_PATH_MAX);
+	for (int i = 0; i < it->nframes; i++)
+		if (it->fms[i] < 0 || it->fms[i] > STORE_FRAME_MS_MAX)
+			return cdx_error_set(err, CDX_EINVAL, "frame %d's time "
+			    "%lld ms is out of range", i,
+			    (long long)it->fms[i]);
+	return 0;
+}
+
 static void
 write_item(watch *w, wbatch *c, item *it)
 {
@@ -2153,7 +2177,13 @@ write_item(watch *w, wbatch *c, item *it)
 		item_finish(w, it, 1);
 		return;
 	}
-	if (it->kind == K_FAIL) {
+	/* An item's changes go in together or not at all. */
+	size_t mark = store_batch_mark(b);
+	if (it->kind == K_CLIP)
+		rc = clip_check(it, &err);
+	if (rc != 0) {
+		/* Refused before anything was queued (below). */
+	} else if (it->kind == K_FAIL) {
 		store_failure f = { it->path, it->reason, it->size, it->mtime_ns,
 		    0 };
 		rc = store_batch_fail(b, &f, &err);
@@ -2202,7 +2232,22 @@ write_item(watch *w, wbatch *c, item *it)
 		if (rc == 0 && it->del_id != 0)
 			rc = store_batch_delete(b, it->del_id, &err);
 	}
+	if (rc != 0 && it->kind != K_FAIL && it->kind != K_SKIP) {
+		/* Nothing of it is written; a failure record says why (a
+		 * temporary one is retried, as fail_or_retry's). */
+		store_batch_rollback(b, mark);
+		it->kind = K_FAIL;
+		it->temporary = temporary(rc);
+		snprintf(it->reason, sizeof(it->reason), "%scannot store: %s",
+		    it->temporary ? WATCH_TEMPORARY : "", err.msg);
+		store_failure f = { it->path, it->reason, it->size, it->mtime_ns,
+		    0 };
+		rc = store_batch_fail(b, &f, &err);
+		if (rc == 0 && it->is_update)
+			rc = store_batch_delete_path(b, it->path, &err);
+	}
 	if (rc != 0) {
+		store_batch_rollback(b, mark);
 		cdx_log(CDX_LOG_WARN, "indexer: cannot store %s: %s", it->path,
 		    err.msg);
 		item_finish(w, it, 1);
@@ -2281,7 +2326,8 @@ watch_start(store *st, const clip_model *m, const watch_params *p,
 	    p->n_exclude > WATCH_MAX_EXCLUDE || p->decode_threads < 0 ||
 	    p->decode_threads > 256 || p->quiet_ms < 0 || p->min_side < 0 ||
 	    p->retry_ms < 1 || (p->video && (!(p->video_interval_s > 0) ||
-	    p->video_max_frames < 1 || p->video_max_frames > 4096 ||
+	    p->video_max_frames < 1 ||
+	    p->video_max_frames > WATCH_VIDEO_MAX_FRAMES ||
 	    !(p->video_limit_s >= 0))))
 		return cdx_error_set(err, CDX_EINVAL, "watch_start: a parameter is "
 		    "out of range");

@@ -809,14 +809,19 @@ store_save(store *s, cdx_error *err)
 		return 0;
 	}
 	int rc = idx_save(s, err);
-	if (!rc) {
+	if (!rc)
 		__atomic_store_n(&s->saved_seq, seq, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&s->lock);
+	if (!rc) {
+		/* A write transaction: write_lock, without the lock (a long
+		 * writer holds write_lock and waits for the lock to commit). */
+		pthread_mutex_lock(&s->write_lock);
 		int r = trim_log(s, seq);
+		pthread_mutex_unlock(&s->write_lock);
 		if (r)
 			cdx_log(CDX_LOG_WARN, "store %s: change log not trimmed: %s",
 				s->dir, mdb_strerror(r));
 	}
-	pthread_rwlock_unlock(&s->lock);
 	pthread_mutex_unlock(&s->save_lock);
 	return rc;
 }

@@ -99,8 +99,15 @@ struct store {
 		db_kv, db_tagset, db_tags, db_bylabel;
 	size_t map_size;
 
-	/* Writers hold it exclusively, readers shared. */
+	/* Writers hold it exclusively, readers shared.  A long write (a
+	 * re-tag) does its work without it and takes it only for the commit
+	 * and the in-memory update after. */
 	pthread_rwlock_t lock;
+	/* Held by every write transaction, from begin to the in-memory
+	 * update after the commit, always before lock: writers take turns
+	 * and what they read of the in-memory state (seq, sets, counts)
+	 * cannot change under them. */
+	pthread_mutex_t write_lock;
 	pthread_mutex_t save_lock;
 
 	int dim;
@@ -152,6 +159,12 @@ int sto_rec_parse(const store *s, const MDB_val *v, rec_hdr *h,
 typedef int (*sto_txn_fn)(store *s, MDB_txn *txn, void *arg, cdx_error *err);
 int sto_write(store *s, sto_txn_fn fn, void *arg,
 	      void (*after)(store *s, void *arg), cdx_error *err);
+/* The same for long work (a re-tag): fn runs holding only write_lock, so
+ * readers go on with their LMDB snapshots; the lock is taken exclusively
+ * for the commit and after (and to grow the map).  fn may read the
+ * in-memory state but change it only with the lock held exclusively. */
+int sto_write_long(store *s, sto_txn_fn fn, void *arg,
+		   void (*after)(store *s, void *arg), cdx_error *err);
 /* A read transaction with the lock held shared, and its end. */
 int sto_read_begin(store *s, MDB_txn **txn, cdx_error *err);
 void sto_read_end(store *s, MDB_txn *txn);

@@ -472,6 +472,7 @@ store_open(const char *dir, const store_params *p, store **out,
 		goto out_unlock_dir;
 	}
 	pthread_mutex_init(&s->save_lock, NULL);
+	pthread_mutex_init(&s->write_lock, NULL);
 
 	if ((rc = mdb_env_create(&s->env))) {
 		rc = sto_mdb_err(err, rc, "mdb_env_create");
@@ -547,6 +548,7 @@ out_close_env:
 	mdb_env_close(s->env);
 out_destroy_locks:
 	pthread_mutex_destroy(&s->save_lock);
+	pthread_mutex_destroy(&s->write_lock);
 	pthread_rwlock_destroy(&s->lock);
 out_unlock_dir:
 	close(s->lock_fd);
@@ -571,6 +573,7 @@ store_close(store *s)
 	tag_free(s);
 	mdb_env_close(s->env);
 	pthread_mutex_destroy(&s->save_lock);
+	pthread_mutex_destroy(&s->write_lock);
 	pthread_rwlock_destroy(&s->lock);
 	close(s->lock_fd);
 	live_free(&s->live);
@@ -1005,6 +1008,20 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 		if ((rc = forget_label(s, b, old_label, err)))
 			return rc;
 	} else if (rc == MDB_NOTFOUND) {
+		/* One image or one clip per path: the other kind is deleted
+		 * first (store_batch_delete_path), never left beside. */
+		MDB_val ik = fk, iv;
+		int other = frame ? mdb_get(txn, s->db_path, &ik, &iv) :
+				    has_frames(s, txn, img->path, plen, err);
+		if (frame && other != MDB_NOTFOUND && other != 0)
+			return sto_mdb_err(err, other, "looking up path");
+		if (!frame && other < 0)
+			return other;
+		if (frame ? other == 0 : other == 1)
+			return cdx_error_set(err, CDX_EEXIST,
+					     "%s already has %s", img->path,
+					     frame ? "an image record"
+						   : "a clip's frames");
 		if (frame) {
 			if ((rc = has_frames(s, txn, img->path, plen, err)) < 0)
 				return rc;
@@ -1141,17 +1158,25 @@ typedef struct write_op {
 	const char *begin_what, *commit_what;
 	/* Runs after a successful commit, the lock still held (or NULL). */
 	void (*after)(store *s, void *arg);
+	/* 1: the work runs without the lock (write_lock only); the lock is
+	 * taken exclusively for the commit, after and the index update. */
+	int long_work;
 } write_op;
 
-/* Runs op in a write transaction under the exclusive lock, held across
- * the commit and the index update.  MDB_MAP_FULL, at commit or as
+/* Runs op in a write transaction under write_lock and the exclusive
+ * lock, held across the commit and the index update (with long_work the
+ * lock only from the commit on).  MDB_MAP_FULL, at commit or as
  * CDX_EFULL from the work, doubles the map and runs op again. */
 static int
 write_txn(store *s, const write_op *op, cdx_error *err)
 {
 	batch *b = op->b;
-	int rc, grows = 0;
-	pthread_rwlock_wrlock(&s->lock);
+	int rc, grows = 0, locked = 0;
+	pthread_mutex_lock(&s->write_lock);
+	if (!op->long_work) {
+		pthread_rwlock_wrlock(&s->lock);
+		locked = 1;
+	}
 	for (;;) {
 		MDB_txn *txn;
 		if (b) {
@@ -1189,6 +1214,10 @@ write_txn(store *s, const write_op *op, cdx_error *err)
 		if (rc) {
 			mdb_txn_abort(txn);
 		} else {
+			if (!locked) {
+				pthread_rwlock_wrlock(&s->lock);
+				locked = 1;
+			}
 			int r = mdb_txn_commit(txn);
 			if (r)
 				rc = sto_mdb_err(err, r, op->commit_what);
@@ -1207,7 +1236,13 @@ write_txn(store *s, const write_op *op, cdx_error *err)
 						   s->dir);
 				break;
 			}
-			if ((rc = grow_map(s, err)))
+			/* No transaction may be open: the lock. */
+			if (!locked)
+				pthread_rwlock_wrlock(&s->lock);
+			rc = grow_map(s, err);
+			if (!locked)
+				pthread_rwlock_unlock(&s->lock);
+			if (rc)
 				break;
 			continue;
 		}
@@ -1215,7 +1250,9 @@ write_txn(store *s, const write_op *op, cdx_error *err)
 			rc = batch_apply(s, b, err);
 		break;
 	}
-	pthread_rwlock_unlock(&s->lock);
+	if (locked)
+		pthread_rwlock_unlock(&s->lock);
+	pthread_mutex_unlock(&s->write_lock);
 	return rc;
 }
 
@@ -1807,6 +1844,18 @@ sto_write(store *s, sto_txn_fn fn, void *arg,
 	return write_txn(s, &op, err);
 }
 
+int
+sto_write_long(store *s, sto_txn_fn fn, void *arg,
+	       void (*after)(store *s, void *arg), cdx_error *err)
+{
+	struct small_arg a = { fn, arg, after };
+	write_op op = { .fn = small_item, .arg = &a, .n = 1,
+			.begin_what = "write transaction",
+			.commit_what = "commit", .after = small_after,
+			.long_work = 1 };
+	return write_txn(s, &op, err);
+}
+
 struct fail_put_arg {
 	const store_failure *f;
 	int created;
@@ -2292,6 +2341,26 @@ size_t
 store_batch_len(const store_batch *b)
 {
 	return b ? b->n : 0;
+}
+
+size_t
+store_batch_mark(const store_batch *b)
+{
+	return store_batch_len(b);
+}
+
+void
+store_batch_rollback(store_batch *b, size_t mark)
+{
+	if (!b || mark >= b->n)
+		return;
+	for (size_t i = mark; i < b->n; i++) {
+		if (b->ops[i].kind == BOP_PUT && b->ops[i].img < b->nimg)
+			b->nimg = b->ops[i].img;  /* puts are in order */
+		free(b->ops[i].a);
+		free(b->ops[i].b);
+	}
+	b->n = mark;
 }
 
 /* Appends op (its strings, if any, already copied: freed on failure). */

@@ -205,8 +205,10 @@ enum store_kind {
  * removed.
  * Errors: CDX_EINVAL (relative, empty or NUL-bearing path, non-finite or
  * zero embedding, negative size; the message names the path), CDX_ETOOBIG
- * (path longer than STORE_PATH_MAX), CDX_ESTORE/CDX_EFULL/CDX_EIO (nothing
- * written), CDX_EINDEX (the records were committed to LMDB but the index
+ * (path longer than STORE_PATH_MAX), CDX_EEXIST (a frame put at a path
+ * that has an image record, or an image at one that has a clip's frames:
+ * one kind per path, delete the other first; nothing written),
+ * CDX_ESTORE/CDX_EFULL/CDX_EIO (nothing written), CDX_EINDEX (the records were committed to LMDB but the index
  * could not be updated nor rebuilt, e.g. out of memory: searches may miss
  * them until store_index_rebuild() or the next open).  imgs[i].id/added are
  * only meaningful on success. */
@@ -348,6 +350,13 @@ int store_batch_fail(store_batch *b, const store_failure *f, cdx_error *err);
 int store_batch_unfail(store_batch *b, const char *path, cdx_error *err);
 /* Changes added so far. */
 size_t store_batch_len(const store_batch *b);
+/* A group of changes that must go in together or not at all (a clip's
+ * delete and frames): store_batch_mark() before the first, and on a
+ * failed add store_batch_rollback(b, mark) drops every change added since
+ * (the batch is as it was at the mark; a mark at or past the end is a
+ * no-op). */
+size_t store_batch_mark(const store_batch *b);
+void store_batch_rollback(store_batch *b, size_t mark);
 
 /* What a committed batch did. */
 typedef struct store_batch_counts {
@@ -398,16 +407,18 @@ int store_kv_delete(store *s, const char *key, cdx_error *err);
  * image writes (which score with it), filters, store_image_tags,
  * store_tag_counts_get and store_tagset_foreach read it under the same
  * lock, so they see either the old sets and tags or the new ones.
- * store_tagset_put holds that lock (as a writer) while it re-tags the
- * whole store, so searches wait for it: about 0.5 s per 100 000 images of
- * 512 dims with 100 labels (docs/STORE.md).  Tagging at put costs one
+ * store_tagset_put re-tags the whole store (about 0.5 s per 100 000
+ * images of 512 dims with 100 labels, docs/STORE.md) without that lock:
+ * readers go on with the old sets and tags meanwhile and see the new ones
+ * from its commit on; other writers wait for it.  Tagging at put costs one
  * cls_score per set per image, inside the put's write transaction. */
 
 /* Defines or replaces the set c->name and re-tags every image with it,
  * all in one write transaction.  c->dim must be the store's dim.  *tagged
  * (if not NULL) receives the number of images it tagged (given at least
  * one of its labels; 0 for a set of another model).
- * Errors: CDX_EINVAL (dim, name), CDX_ENOMEM, CDX_ESTORE/CDX_EFULL/
+ * Errors: CDX_EINVAL (dim, name, an empty label or one given twice),
+ * CDX_ENOMEM, CDX_ESTORE/CDX_EFULL/
  * CDX_EIO (nothing written). */
 int store_tagset_put(store *s, const cls_set *c, uint64_t *tagged,
 		     cdx_error *err);

@@ -13,9 +13,14 @@
  * another set (meta "next_set").
  *
  * Locking: the in-memory sets (s->sets, by name) change only in an
- * after-commit hook of sto_write, with the store's lock held exclusively;
- * image writes (tag_image, tag_drop) run under that exclusive lock too,
- * and readers (filters, store_image_tags, counts, foreach) hold it shared.
+ * after-commit hook of sto_write(_long), with the store's lock held
+ * exclusively and write_lock held; image writes (tag_image, tag_drop) run
+ * under both too, and readers (filters, store_image_tags, counts,
+ * foreach) hold the lock shared.  A set's put or delete (a re-tag of the
+ * whole store) writes under write_lock alone (sto_write_long): readers go
+ * on with their LMDB snapshots and the old sets until the commit, which
+ * swaps the set in under the exclusive lock; puts wait on write_lock, so
+ * a put after the re-tag scores with the new set.
  */
 #include <math.h>
 #include <stdio.h>
@@ -294,6 +299,20 @@ idvec_push(idvec *a, const uint64_t *ids, size_t n)
 	return 0;
 }
 
+/* Room for cap ids in all (n kept).  0 or CDX_ENOMEM. */
+static int
+idvec_reserve(idvec *a, size_t cap)
+{
+	if (cap <= a->cap)
+		return 0;
+	uint64_t *p = realloc(a->v, cap * sizeof(*p));
+	if (!p)
+		return CDX_ENOMEM;
+	a->v = p;
+	a->cap = cap;
+	return 0;
+}
+
 static int
 u64_cmp(const void *a, const void *b)
 {
@@ -537,12 +556,17 @@ tagset_put_fn(store *s, MDB_txn *txn, void *arg, cdx_error *err)
 	/* Room for the set in memory now, so the after-commit hook cannot
 	 * fail. */
 	if (s->nsets == s->sets_cap) {
+		/* Readers hold the lock shared while they read s->sets. */
 		size_t cap = s->sets_cap ? 2 * s->sets_cap : 8;
+		pthread_rwlock_wrlock(&s->lock);
 		tag_set *p = realloc(s->sets, cap * sizeof(*p));
+		if (p) {
+			s->sets = p;
+			s->sets_cap = cap;
+		}
+		pthread_rwlock_unlock(&s->lock);
 		if (!p)
 			return cdx_error_set(err, CDX_ENOMEM, "store_tagset_put");
-		s->sets = p;
-		s->sets_cap = cap;
 	}
 	tagset_hdr h = { TAGSET_MAGIC, a->num };
 	if (!(buf = malloc(sizeof(h) + a->len)))
@@ -599,11 +623,22 @@ store_tagset_put(store *s, const cls_set *c, uint64_t *tagged,
 				     c->name, c->n);
 	if ((rc = cls_set_encode(c, &bytes, &a.len, err)))
 		return rc;
-	if ((rc = cls_set_decode(bytes, a.len, &a.copy, err)))
+	/* The decoder's checks (labels non-empty and distinct) refuse a
+	 * set that could not be read back: bad input here. */
+	if ((rc = cls_set_decode(bytes, a.len, &a.copy, err))) {
+		if (rc == CDX_ECORRUPT) {
+			char why[sizeof(err->msg)];
+			snprintf(why, sizeof(why), "%s",
+				 err ? err->msg : "malformed");
+			rc = cdx_error_set(err, CDX_EINVAL,
+					   "store_tagset_put: set '%s': %s",
+					   c->name, why);
+		}
 		goto out_free;
+	}
 	a.bytes = bytes;
 	a.applies = set_applies(s, c);
-	rc = sto_write(s, tagset_put_fn, &a, tagset_put_after, err);
+	rc = sto_write_long(s, tagset_put_fn, &a, tagset_put_after, err);
 	if (!rc && tagged)
 		*tagged = a.tagged;
 out_free:
@@ -657,7 +692,7 @@ store_tagset_delete(store *s, const char *name, cdx_error *err)
 		return cdx_error_set(err, CDX_EINVAL, "store_tagset_delete: NULL");
 	if (!name[0] || strlen(name) > CLS_NAME_MAX)
 		return cdx_error_set(err, CDX_ENOTFOUND, "no tag set '%s'", name);
-	return sto_write(s, tagset_del_fn, &a, tagset_del_after, err);
+	return sto_write_long(s, tagset_del_fn, &a, tagset_del_after, err);
 }
 
 int
@@ -879,10 +914,14 @@ tag_keys(const store *s, const char *tag, uint64_t *keys)
 			if (strlen(c->name) != (size_t)(slash - tag) ||
 			    memcmp(c->name, tag, (size_t)(slash - tag)) != 0)
 				continue;
+			/* One key at most (a damaged set may repeat a
+			 * label: keys has room for s->nsets). */
 			for (size_t j = 0; j < c->n; j++)
-				if (strcmp(c->labels[j], slash + 1) == 0)
+				if (strcmp(c->labels[j], slash + 1) == 0) {
 					keys[n++] = tag_key(s->sets[i].num,
 							    (uint32_t)j);
+					break;
+				}
 			return n;
 		}
 	}
@@ -897,23 +936,61 @@ tag_keys(const store *s, const char *tag, uint64_t *keys)
 	return n;
 }
 
-/* The sorted ids having one of tags[0..n). */
+/* The sorted ids having one of tags[0..n): merged tag by tag, so what is
+ * held at once is the union so far and one tag's ids (not every tag's,
+ * repeats included). */
 static int
 ids_of_tags(store *s, MDB_cursor *cur, const char *const *tags, size_t n,
 	    uint64_t *keys, idvec *out, cdx_error *err)
 {
+	idvec one = { NULL, 0, 0 }, sum = { NULL, 0, 0 };
 	int rc = 0;
 	out->n = 0;
 	for (size_t i = 0; i < n && !rc; i++) {
-		if (!tags[i])
-			return cdx_error_set(err, CDX_EINVAL,
-					     "store_search: NULL tag");
+		if (!tags[i]) {
+			rc = cdx_error_set(err, CDX_EINVAL,
+					   "store_search: NULL tag");
+			break;
+		}
 		size_t nk = tag_keys(s, tags[i], keys);
+		one.n = 0;
 		for (size_t j = 0; j < nk && !rc; j++)
-			rc = ids_of_key(cur, keys[j], out, err);
+			rc = ids_of_key(cur, keys[j], &one, err);
+		if (rc || one.n == 0)
+			continue;
+		idvec_unique(&one);
+		if (out->n == 0) {
+			idvec t = *out;
+			*out = one;
+			one = t;
+			continue;
+		}
+		/* sum = out | one, both sorted */
+		sum.n = 0;
+		if (idvec_reserve(&sum, out->n + one.n)) {
+			rc = cdx_error_set(err, CDX_ENOMEM, "store_search");
+			break;
+		}
+		size_t a = 0, b = 0, m = 0;
+		while (a < out->n || b < one.n) {
+			uint64_t x;
+			if (b == one.n || (a < out->n && out->v[a] < one.v[b]))
+				x = out->v[a++];
+			else if (a == out->n || one.v[b] < out->v[a])
+				x = one.v[b++];
+			else {
+				x = out->v[a++];
+				b++;
+			}
+			sum.v[m++] = x;
+		}
+		sum.n = m;
+		idvec t = *out;
+		*out = sum;
+		sum = t;
 	}
-	if (!rc)
-		idvec_unique(out);
+	free(one.v);
+	free(sum.v);
 	return rc;
 }
 

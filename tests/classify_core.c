@@ -486,6 +486,20 @@ static void test_encode_decode(void **state)
 	cls_set_free(d);
 	free(b);
 	free(buf);
+
+	/* a label given twice, an empty label: a tag would be ambiguous */
+	CDX_ASSERT_OK(cls_set_label(c, 2, "pizza", &err), err.msg);
+	CDX_ASSERT_OK(cls_set_encode(c, &buf, &len, &err), err.msg);
+	d = NULL;
+	assert_int_equal(cls_set_decode(buf, len, &d, &err), CDX_ECORRUPT);
+	assert_null(d);
+	assert_non_null(strstr(err.msg, "twice"));
+	free(buf);
+	CDX_ASSERT_OK(cls_set_label(c, 2, "", &err), err.msg);
+	CDX_ASSERT_OK(cls_set_encode(c, &buf, &len, &err), err.msg);
+	assert_int_equal(cls_set_decode(buf, len, &d, &err), CDX_ECORRUPT);
+	assert_null(d);
+	free(buf);
 	cls_set_free(c);
 }
 

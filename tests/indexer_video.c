@@ -293,6 +293,63 @@ test_unchanged_and_limit(void **state)
 	assert_int_equal(encoded(), 0);
 }
 
+/* A clip the store cannot take (a path over STORE_CLIP_PATH_MAX, which an
+ * image could have) is refused whole, with a failure record: before, its
+ * first frame's put failed after the delete of its path was queued, and
+ * the file was left without records or a failure record. */
+static void
+test_clip_refused_whole(void **state)
+{
+	(void)state;
+	char dir[PATH_MAX], path[PATH_MAX];
+	size_t want = STORE_CLIP_PATH_MAX + 2;  /* <= STORE_PATH_MAX */
+	int len = snprintf(dir, sizeof(dir), "%s/%0150d", root, 0);
+	assert_true(len > 0 && (size_t)len < sizeof(dir));
+	assert_int_equal(mkdir(dir, 0755), 0);
+	len = snprintf(dir + len, sizeof(dir) - (size_t)len, "/%0150d", 0);
+	assert_true(len > 0 && strlen(dir) < sizeof(dir) - 1);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	size_t base = strlen(dir) + 1 + strlen(".mp4");
+	assert_true(want > base && want - base < 250);
+	len = snprintf(path, sizeof(path), "%s/%0*d.mp4", dir,
+	    (int)(want - base), 1);
+	assert_true(len > 0 && (size_t)len < sizeof(path));
+	assert_int_equal(strlen(path), want);
+	make_clip(path, "testsrc", 3);
+	watch_result r = add_wait();
+	assert_int_equal(r.added, 0);
+	assert_int_equal(r.failed, 1);
+	struct frames f = frames_of(path);
+	assert_int_equal(f.n, 0);
+	store_failure *fl;
+	cdx_error err;
+	CDX_ASSERT_OK(store_failure_get(st, path, &fl, &err), err.msg);
+	assert_non_null(strstr(fl->reason, "path"));
+	store_failure_free(fl);
+	store_stats ss;
+	store_get_stats(st, &ss);
+	assert_int_equal(ss.frames, 0);
+	CDX_ASSERT_OK(store_verify(st, &err), err.msg);
+}
+
+/* video_max_frames is capped (a clip's preprocessed frames are all held
+ * in memory until it is encoded): 4096 was accepted before. */
+static void
+test_max_frames_capped(void **state)
+{
+	(void)state;
+	watch_params p;
+	watch_default_params(&p);
+	watch *w2 = NULL;
+	cdx_error err;
+	p.video_max_frames = WATCH_VIDEO_MAX_FRAMES + 1;
+	assert_int_equal(watch_start(st, model, &p, &w2, &err), CDX_EINVAL);
+	assert_null(w2);
+	p.video_max_frames = 4096;
+	assert_int_equal(watch_start(st, model, &p, &w2, &err), CDX_EINVAL);
+	assert_int_equal(WATCH_VIDEO_MAX_FRAMES, 256);
+}
+
 static int
 setup(void **state)
 {
@@ -366,6 +423,10 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_clips, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unchanged_and_limit, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_clip_refused_whole, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_max_frames_capped, setup,
 		    teardown),
 	};
 	clip_video_log_quiet();

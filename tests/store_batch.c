@@ -298,6 +298,60 @@ test_killed_commit_is_all_or_nothing(void **state)
 	free(dir);
 }
 
+/* store_batch_mark/rollback: the changes after the mark go, those before
+ * and after stay, and the batch commits as if they were never added. */
+static void
+test_rollback_to_mark(void **state)
+{
+	(void)state;
+	char *dir = tu_tmpdir();
+	store *s = open_store(dir);
+	cdx_error e;
+	store_image img;
+	float emb[6][D];
+	image(&img, "/p/a.jpg", emb[0], 1);
+	ASSERT_OK(store_image_put(s, &img, 1, &e), e);
+	uint64_t a = img.id;
+	store_batch *bt = NULL;
+	ASSERT_OK(store_batch_begin(s, &bt, &e), e);
+	image(&img, "/p/b.jpg", emb[1], 2);
+	ASSERT_OK(store_batch_put(bt, &img, &e), e);
+	size_t mark = store_batch_mark(bt);
+	assert_int_equal(mark, 1);
+	ASSERT_OK(store_batch_delete_path(bt, "/p/a.jpg", &e), e);
+	image(&img, "/p/c.jpg", emb[2], 3);
+	ASSERT_OK(store_batch_put(bt, &img, &e), e);
+	store_failure f = { "/p/c.jpg", "nope", 1, 2, 0 };
+	ASSERT_OK(store_batch_fail(bt, &f, &e), e);
+	image(&img, "/p/d.jpg", emb[3], 4);
+	ASSERT_OK(store_batch_put(bt, &img, &e), e);
+	assert_int_equal(store_batch_len(bt), 5);
+	store_batch_rollback(bt, mark);
+	assert_int_equal(store_batch_len(bt), 1);
+	store_batch_rollback(bt, 7);    /* past the end: nothing */
+	assert_int_equal(store_batch_len(bt), 1);
+	image(&img, "/p/e.jpg", emb[4], 5);
+	ASSERT_OK(store_batch_put(bt, &img, &e), e);
+	store_batch_counts cnt;
+	ASSERT_OK(store_batch_commit(bt, &cnt, &e), e);
+	assert_int_equal(cnt.put, 2);
+	assert_int_equal(cnt.deleted, 0);
+	assert_int_equal(cnt.failed, 0);
+	assert_int_equal(id_at(s, "/p/a.jpg"), a);
+	assert_true(id_at(s, "/p/b.jpg") != 0);
+	assert_true(id_at(s, "/p/e.jpg") != 0);
+	assert_int_equal(id_at(s, "/p/c.jpg"), 0);
+	assert_int_equal(id_at(s, "/p/d.jpg"), 0);
+	assert_int_equal(store_failure_count(s), 0);
+	/* e's embedding is its own (the rolled-back ones are gone). */
+	assert_int_equal(top_hit(s, emb[4]), id_at(s, "/p/e.jpg"));
+	assert_int_equal(top_hit(s, emb[1]), id_at(s, "/p/b.jpg"));
+	ASSERT_OK(store_verify(s, &e), e);
+	store_close(s);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -307,6 +361,7 @@ main(void)
 		cmocka_unit_test(test_one_commit_for_every_kind_of_change),
 		cmocka_unit_test(test_readers_see_whole_batches),
 		cmocka_unit_test(test_killed_commit_is_all_or_nothing),
+		cmocka_unit_test(test_rollback_to_mark),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

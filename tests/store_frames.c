@@ -450,6 +450,48 @@ test_schema_2_migrates(void **state)
 	g_dir = keep;
 }
 
+/* One image or one clip per path: a frame put where an image is, or an
+ * image where frames are, is refused (CDX_EEXIST), nothing written; after
+ * a delete of the path, in the same batch, the other kind goes in. */
+static void
+test_one_kind_per_path(void **state)
+{
+	(void)state;
+	store *s = open_store();
+	cdx_error e;
+	static const int64_t t2[] = { 0, 2000 };
+	put_image(s, "/v/x.mp4", 1);
+	put_clip(s, NULL, "/v/y.mp4", t2, 2, 2, 5);
+	counts(s, 3, 2, 1);
+	float v[D];
+	vec(v, 4, 0);
+	store_image fr = { .path = "/v/x.mp4", .size = 10, .mtime_ns = 1,
+			   .capture_time = STORE_TIME_UNKNOWN, .embedding = v,
+			   .kind = STORE_KIND_FRAME, .time_ms = 500 };
+	assert_int_equal(store_image_put(s, &fr, 1, &e), CDX_EEXIST);
+	store_image im = { .path = "/v/y.mp4", .size = 10, .mtime_ns = 1,
+			   .capture_time = STORE_TIME_UNKNOWN, .embedding = v };
+	assert_int_equal(store_image_put(s, &im, 1, &e), CDX_EEXIST);
+	counts(s, 3, 2, 1);
+	struct seen w = under(s, "/v/x.mp4");
+	assert_int_equal(w.n, 1);
+	assert_int_equal(w.kind[0], STORE_KIND_IMAGE);
+	w = under(s, "/v/y.mp4");
+	assert_int_equal(w.n, 2);
+	/* Replaced in one batch: the delete first. */
+	store_batch *b;
+	ASSERT_OK(store_batch_begin(s, &b, &e), e);
+	ASSERT_OK(store_batch_delete_path(b, "/v/y.mp4", &e), e);
+	ASSERT_OK(store_batch_put(b, &im, &e), e);
+	ASSERT_OK(store_batch_commit(b, NULL, &e), e);
+	counts(s, 2, 0, 0);
+	w = under(s, "/v/y.mp4");
+	assert_int_equal(w.n, 1);
+	assert_int_equal(w.kind[0], STORE_KIND_IMAGE);
+	ASSERT_OK(store_verify(s, &e), e);
+	store_close(s);
+}
+
 int
 main(void)
 {
@@ -458,6 +500,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_frame_tags, setup,
 						teardown),
 		cmocka_unit_test(test_schema_2_migrates),
+		cmocka_unit_test_setup_teardown(test_one_kind_per_path, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <time.h>
 
 #include "classify/classify.h"
 #include "common/threads.h"
@@ -810,6 +811,9 @@ filters_vs_brute(size_t exact_max)
 	static const char *const t_two[] = { "color/green", "circle" };
 	static const char *const t_blue[] = { "blue" };
 	static const char *const t_not[] = { "star", "color/grey" };
+	/* not_tags merged tag by tag: overlapping, unknown, repeated. */
+	static const char *const t_not4[] = { "red", "no-such-tag", "circle",
+					      "shape/red", "circle" };
 	static const char *const t_unknown[] = { "no-such-tag" };
 	static const char *const t_badset[] = { "nosuchset/red" };
 	static const char *const t_label_none[] = { "color/circle" };
@@ -835,6 +839,8 @@ filters_vs_brute(size_t exact_max)
 		{ t_red, 1, t_not, 2, "/photos/a/", 0 },
 		{ NULL, 0, t_blue, 1, "/photos/b/", 1 },
 		{ t_sred, 1, NULL, 0, NULL, 1 },
+		{ NULL, 0, t_not4, 5, NULL, 0 },
+		{ t_blue, 1, t_not4, 5, NULL, 0 },
 	};
 	uint64_t st = 4242;
 	for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
@@ -905,6 +911,16 @@ test_bad_input(void **state)
 	c->name[0] = '\0';
 	assert_int_equal(store_tagset_put(s, c, NULL, &e), CDX_EINVAL);
 	assert_int_equal(store_tagset_put(s, NULL, NULL, &e), CDX_EINVAL);
+	cls_set_free(c);
+	/* a label twice, an empty label: a tag would be ambiguous */
+	static const char *const twice[] = { "a", "b", "a" };
+	c = mkset("dup", twice, 3, CLS_SOFTMAX, 0, 0.5f, 1.0f, MODEL, 3);
+	assert_int_equal(store_tagset_put(s, c, NULL, &e), CDX_EINVAL);
+	assert_non_null(strstr(e.msg, "twice"));
+	cls_set_free(c);
+	static const char *const empty[] = { "a", "" };
+	c = mkset("empty", empty, 2, CLS_SOFTMAX, 0, 0.5f, 1.0f, MODEL, 3);
+	assert_int_equal(store_tagset_put(s, c, NULL, &e), CDX_EINVAL);
 	cls_set_free(c);
 	/* unknown set */
 	assert_int_equal(store_tagset_get(s, "nope", &got, &e), CDX_ENOTFOUND);
@@ -1196,6 +1212,116 @@ test_threads(void **state)
 	store_close(r.s);
 }
 
+/* ---- a re-tag does not block readers ---- */
+
+typedef struct retag_job {
+	store *s;
+	cls_set *c;
+	volatile int started, done;
+	int rc;
+	char why[300];
+} retag_job;
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *
+retag_run(void *arg)
+{
+	retag_job *j = arg;
+	cdx_error e;
+	uint64_t tagged;
+	__atomic_store_n(&j->started, 1, __ATOMIC_SEQ_CST);
+	j->rc = store_tagset_put(j->s, j->c, &tagged, &e);
+	if (j->rc)
+		snprintf(j->why, sizeof(j->why), "%s", e.msg);
+	__atomic_store_n(&j->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+/* A thread re-tags 50k images with a 200-label set; searches, tag reads
+ * and status on the main thread finish while it runs (before, the re-tag
+ * held the store's lock exclusively and every reader waited for it). */
+static void
+test_retag_does_not_block_readers(void **state)
+{
+	(void)state;
+	enum { N = 50000, NL = 200 };
+	store *s = open_store(g_dir);
+	for (int i = 0; i < N; i += 5000)
+		put_images(s, i, i + 5000, (uint64_t)i + 1);
+	char (*names)[16] = malloc(NL * 16);
+	const char **pn = malloc(NL * sizeof(*pn));
+	for (int i = 0; i < NL; i++) {
+		snprintf(names[i], 16, "l%d", i);
+		pn[i] = names[i];
+	}
+	cls_set *color = color_set(3);
+	put_set(s, color, NULL);
+	cls_set_free(color);
+	retag_job j = { .s = s, .c = mkset("many", pn, NL, CLS_SIGMOID, 1,
+					    0.5f, 10.0f, MODEL, 77) };
+	pthread_t th;
+	double t0 = now_s(), worst = 0;
+	assert_int_equal(pthread_create(&th, NULL, retag_run, &j), 0);
+	while (!__atomic_load_n(&j.started, __ATOMIC_SEQ_CST))
+		;
+	uint64_t st = 9;
+	int during = 0;
+	static const char *const tags[] = { "red" };
+	cdx_error e;
+	while (!__atomic_load_n(&j.done, __ATOMIC_SEQ_CST)) {
+		float q[D];
+		for (int d = 0; d < D; d++)
+			q[d] = (float)tu_gauss(&st);
+		tu_normalise(q, D);
+		store_filter f = { .tags = tags, .n_tags = 1 };
+		store_results *res;
+		store_stats stt;
+		store_tag_counts *tc;
+		double t1 = now_s();
+		ASSERT_OK(store_search(s, q, 10, &f, &res, &e), e);
+		store_results_free(res);
+		store_get_stats(s, &stt);
+		ASSERT_OK(store_tag_counts_get(s, "color", &tc, &e), e);
+		store_tag_counts_free(tc);
+		if (now_s() - t1 > worst)
+			worst = now_s() - t1;
+		/* Finished with the re-tag still running. */
+		if (!__atomic_load_n(&j.done, __ATOMIC_SEQ_CST))
+			during++;
+		usleep(1000);
+	}
+	pthread_join(th, NULL);
+	double retag = now_s() - t0;
+	if (j.rc)
+		fail_msg("re-tag: %s", j.why);
+	print_message("re-tag %.3f s, %d reads during it, slowest %.4f s\n",
+		      retag, during, worst);
+	assert_true(worst < retag / 2);
+	/* Before the fix the first search waited for the whole re-tag. */
+	assert_true(during >= 3);
+	/* After the re-tag, filters see the new set. */
+	static const char *const many[] = { "many/l0" };
+	float q[D];
+	for (int d = 0; d < D; d++)
+		q[d] = (float)tu_gauss(&st);
+	tu_normalise(q, D);
+	store_filter f = { .tags = many, .n_tags = 1 };
+	store_results *res;
+	ASSERT_OK(store_search(s, q, 10, &f, &res, &e), e);
+	store_results_free(res);
+	cls_set_free(j.c);
+	free(pn);
+	free(names);
+	store_close(s);
+}
+
 int
 main(void)
 {
@@ -1223,6 +1349,8 @@ main(void)
 						teardown),
 		cmocka_unit_test(test_verify_sees_bad_tags),
 		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_retag_does_not_block_readers, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
