@@ -12,6 +12,7 @@
 #include "daemon/access.h"
 #include "daemon/daemon.h"
 #include "encoder/clip.h"
+#include "indexer/indexer.h"
 
 static const char help_text[] =
 "usage: clipdexd --model DIR --store DIR [options]\n"
@@ -63,7 +64,7 @@ static const char help_text[] =
 "  --no-video             skip video clips (MP4, MOV, MKV, WebM) instead of\n"
 "                         indexing a record per sampled frame\n"
 "  --video-interval S     a frame every S seconds of a clip (default 2)\n"
-"  --video-frames N       at most N frames per clip (default 32)\n"
+"  --video-frames N       at most N frames per clip (default 32, at most 256)\n"
 "  --video-limit S        clips longer than S seconds are spread over\n"
 "                         their N frames (default 0: N x interval)\n"
 "  --index-nice N         nice increment of the indexer's threads, so\n"
@@ -224,7 +225,8 @@ apply(srv_config *c, const char *key, const char *v, cdx_error *err)
 		if ((rc = parse_u64(key, v, 1, 3600, &n, err)) == 0)
 			c->video_interval_s = (int)n;
 	} else if (strcmp(key, "video-frames") == 0) {
-		if ((rc = parse_u64(key, v, 1, 4096, &n, err)) == 0)
+		if ((rc = parse_u64(key, v, 1, WATCH_VIDEO_MAX_FRAMES, &n,
+		    err)) == 0)
 			c->video_frames = (int)n;
 	} else if (strcmp(key, "video-limit") == 0) {
 		if ((rc = parse_u64(key, v, 0, 10000000, &n, err)) == 0)

@@ -80,6 +80,15 @@ test_errors_are_clear(void **state)
 	    "--precision", "fp16", NULL), CDX_EINVAL);
 	assert_non_null(strstr(err.msg, "precision"));
 	srv_config_free(&c);
+	/* the indexer's own bound (WATCH_VIDEO_MAX_FRAMES), refused at parse
+	 * time rather than when the indexer starts */
+	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--video-frames", "257", NULL), CDX_EINVAL);
+	assert_non_null(strstr(err.msg, "video-frames"));
+	srv_config_free(&c);
+	CDX_ASSERT_OK(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--video-frames", "256", NULL), err.msg);
+	srv_config_free(&c);
 	assert_int_equal(parse(&c, &err, "--model", "/m", "--colour", "red",
 	    NULL), CDX_EINVAL);
 	assert_non_null(strstr(err.msg, "colour"));
