@@ -21,15 +21,14 @@
 #include <unistd.h>
 
 #include "daemon/srv_internal.h"
+#include "tests/srv_fixture.h"
 #include "tests/testmodel.h"
 #include "tests/testutil.h"
 
 #define G 6             /* groups */
 #define COPIES 20       /* near-identical copies per group */
 
-static char tmp[256], model_dir[300], store_dir[300];
-static srv_config cfg;
-static srv *daemon_srv;
+static tu_srv fx;
 static uint64_t ids[G][COPIES];
 
 /* Group g's direction: group 0 is e1, the others lean towards it less and
@@ -57,27 +56,16 @@ copy_vector(float *v, int dim, int g, int j)
 static int
 fill_store(void)
 {
-	clip_model_params mp;
 	clip_model *m = NULL;
 	store *st = NULL;
 	cdx_error err;
 	int rc = -1;
 
-	clip_model_default_params(&mp);
-	if (clip_model_load(model_dir, &mp, &m, &err) != 0) {
-		fprintf(stderr, "clip_model_load: %s\n", err.msg);
+	if (tu_srv_store_open(&fx, &m, &st) != 0)
 		return -1;
-	}
-	const clip_model_info *info = clip_model_get_info(m);
-	int dim = info->embed_dim;
-	store_params sp = store_default_params();
-	sp.dim = dim;
-	sp.model_id = info->key;
-	sp.model_family = clip_family_name(info->family);
-	sp.index_kind = "flat";
+	int dim = clip_model_get_info(m)->embed_dim;
 	float *v = malloc(sizeof(float) * (size_t)dim);
-	if (v == NULL || dim < G + 4 || store_open(store_dir, &sp, &st, &err)
-	    != 0)
+	if (v == NULL || dim < G + 4)
 		goto out_free;
 	for (int g = 0; g < G; g++) {
 		for (int j = 0; j < COPIES; j++) {
@@ -109,39 +97,20 @@ out_free:
 static int
 setup(void **state)
 {
-	tm_recipe r;
 	cdx_error err;
 
 	(void)state;
-	snprintf(tmp, sizeof(tmp), "/tmp/cdx-collapse-XXXXXX");
-	if (mkdtemp(tmp) == NULL)
+	if (tu_srv_dirs(&fx, "collapse") != 0 || fill_store() != 0)
 		return -1;
-	snprintf(model_dir, sizeof(model_dir), "%s/model", tmp);
-	snprintf(store_dir, sizeof(store_dir), "%s/store", tmp);
-	mkdir(model_dir, 0755);
-	tm_recipe_tiny(&r);
-	if (tm_write_model(&r, model_dir) != 0 || fill_store() != 0)
-		return -1;
-	srv_config_init(&cfg);
-	cfg.model_dir = strdup(model_dir);
-	cfg.store_dir = strdup(store_dir);
-	cfg.listen[cfg.n_listen++] = strdup("inproc://daemon-collapse-test");
-	cfg.threads = 1;
-	if (srv_config_finish(&cfg, &err) != 0 ||
-	    srv_start(&cfg, &daemon_srv, &err) != 0) {
-		fprintf(stderr, "daemon: %s\n", err.msg);
-		return -1;
-	}
-	return 0;
+	tu_srv_config(&fx, NULL, "inproc://daemon-collapse-test");
+	return tu_srv_start(&fx, &err) != 0 ? -1 : 0;
 }
 
 static int
 teardown(void **state)
 {
 	(void)state;
-	srv_stop(daemon_srv);
-	srv_config_free(&cfg);
-	tm_rmtree(tmp);
+	tu_srv_teardown(&fx);
 	return 0;
 }
 
@@ -153,7 +122,7 @@ results(const char *json, cJSON **reply)
 	size_t len;
 	int st;
 
-	srv_handle(daemon_srv, json, strlen(json), SRV_ORIGIN_LOCAL, &out, &len,
+	srv_handle(fx.srv, json, strlen(json), SRV_ORIGIN_LOCAL, &out, &len,
 	    &st);
 	if (st != 200)
 		fail_msg("%s: HTTP %d: %s", json, st, out);

@@ -25,13 +25,12 @@
 #include <unistd.h>
 
 #include "daemon/srv_internal.h"
+#include "tests/srv_fixture.h"
 #include "tests/testmodel.h"
 #include "tests/testutil.h"
 
-static char tmp[256], model_dir[300], store_dir[300];
+static tu_srv fx;
 static int port;
-static srv_config cfg;
-static srv *daemon_srv;
 
 static const char status_json[] = "{\"op\":\"status\"}";   /* 15 bytes */
 
@@ -45,22 +44,18 @@ start(const char *host, int timeout, int conns, const char *token)
 	cdx_error err;
 	char hp[64];
 
-	srv_config_init(&cfg);
-	cfg.model_dir = strdup(model_dir);
-	cfg.store_dir = strdup(store_dir);
-	cfg.listen[cfg.n_listen++] = strdup("inproc://daemon-http-test");
-	cfg.threads = 1;
-	cfg.http_timeout = timeout;
-	cfg.http_connections = conns;
+	tu_srv_config(&fx, NULL, "inproc://daemon-http-test");
+	fx.cfg.http_timeout = timeout;
+	fx.cfg.http_connections = conns;
 	if (token != NULL)
-		cfg.token = strdup(token);
+		fx.cfg.token = strdup(token);
 	for (int attempt = 0; attempt < 20; attempt++) {
 		port = 20000 + (getpid() * 11 + attempt * 137) % 40000;
 		snprintf(hp, sizeof(hp), "%s:%d", host, port);
-		free(cfg.http);
-		cfg.http = strdup(hp);
-		CDX_ASSERT_OK(srv_config_finish(&cfg, &err), err.msg);
-		int rc = srv_start(&cfg, &daemon_srv, &err);
+		free(fx.cfg.http);
+		fx.cfg.http = strdup(hp);
+		CDX_ASSERT_OK(srv_config_finish(&fx.cfg, &err), err.msg);
+		int rc = srv_start(&fx.cfg, &fx.srv, &err);
 		if (rc == 0)
 			return;
 		if (strstr(err.msg, "HTTP") == NULL)
@@ -72,31 +67,21 @@ start(const char *host, int timeout, int conns, const char *token)
 static void
 stop(void)
 {
-	srv_stop(daemon_srv);
-	daemon_srv = NULL;
-	srv_config_free(&cfg);
+	tu_srv_stop(&fx);
 }
 
 static int
 setup(void **state)
 {
-	tm_recipe r;
 	(void)state;
-	snprintf(tmp, sizeof(tmp), "/tmp/cdx-http-XXXXXX");
-	if (mkdtemp(tmp) == NULL)
-		return -1;
-	snprintf(model_dir, sizeof(model_dir), "%s/model", tmp);
-	snprintf(store_dir, sizeof(store_dir), "%s/store", tmp);
-	mkdir(model_dir, 0755);
-	tm_recipe_tiny(&r);
-	return tm_write_model(&r, model_dir);
+	return tu_srv_dirs(&fx, "http");
 }
 
 static int
 teardown(void **state)
 {
 	(void)state;
-	tm_rmtree(tmp);
+	tu_srv_teardown(&fx);
 	return 0;
 }
 
@@ -104,7 +89,7 @@ static int
 after_each(void **state)
 {
 	(void)state;
-	if (daemon_srv != NULL)
+	if (fx.srv != NULL)
 		stop();
 	return 0;
 }

@@ -19,14 +19,14 @@
 #include <unistd.h>
 
 #include "daemon/srv_internal.h"
+#include "tests/srv_fixture.h"
 #include "tests/testmodel.h"
 #include "tests/testutil.h"
 
 enum { THREADS = 4, EACH = 75 };
 
-static char tmp[256], photos[300];
-static srv *daemon_srv;
-static srv_config cfg;  /* borrowed by the daemon until srv_stop */
+static tu_srv fx;
+static char photos[300];
 
 struct ghost_arg {
 	int thread;
@@ -60,7 +60,7 @@ ghost_thread(void *arg)
 		char *out = NULL;
 		size_t olen;
 		int st;
-		srv_handle(daemon_srv, req, strlen(req), SRV_ORIGIN_LOCAL, &out,
+		srv_handle(fx.srv, req, strlen(req), SRV_ORIGIN_LOCAL, &out,
 		    &olen, &st);
 		if (st != 200) {
 			g->bad = 1;
@@ -108,59 +108,39 @@ test_rename_then_add_from_four_threads(void **state)
 	for (int tries = 0; tries < 300; tries++) {
 		cdx_error err;
 		ghosts = 0;
-		CDX_ASSERT_OK(store_image_foreach(daemon_srv->st, check_no_ghost,
+		CDX_ASSERT_OK(store_image_foreach(fx.srv->st, check_no_ghost,
 		    &ghosts, &err), err.msg);
 		if (ghosts == 0 &&
-		    store_image_count(daemon_srv->st) == THREADS * EACH)
+		    store_image_count(fx.srv->st) == THREADS * EACH)
 			break;
 		usleep(50000);
 	}
 	assert_int_equal(ghosts, 0);
-	assert_int_equal(store_image_count(daemon_srv->st), THREADS * EACH);
+	assert_int_equal(store_image_count(fx.srv->st), THREADS * EACH);
 }
 
 static int
 setup(void **state)
 {
-	char model_dir[300], store_dir[300];
-	tm_recipe r;
 	cdx_error err;
 
 	(void)state;
-	snprintf(tmp, sizeof(tmp), "/tmp/cdx-ingest-XXXXXX");
-	if (mkdtemp(tmp) == NULL)
+	if (tu_srv_dirs(&fx, "ingest") != 0)
 		return -1;
-	snprintf(model_dir, sizeof(model_dir), "%s/model", tmp);
-	snprintf(store_dir, sizeof(store_dir), "%s/store", tmp);
-	snprintf(photos, sizeof(photos), "%s/photos", tmp);
-	mkdir(model_dir, 0755);
+	snprintf(photos, sizeof(photos), "%s/photos", fx.tmp);
 	mkdir(photos, 0755);
-	tm_recipe_tiny(&r);
-	if (tm_write_model(&r, model_dir) != 0)
-		return -1;
-	srv_config_init(&cfg);
-	cfg.model_dir = strdup(model_dir);
-	cfg.store_dir = strdup(store_dir);
-	cfg.listen[cfg.n_listen++] = strdup("inproc://daemon-ingest-test");
-	cfg.watch[cfg.n_watch++] = strdup(photos);
-	cfg.min_side = 0;
-	int rc = srv_config_finish(&cfg, &err);
-	if (rc == 0)
-		rc = srv_start(&cfg, &daemon_srv, &err);
-	if (rc != 0) {
-		fprintf(stderr, "daemon: %s\n", err.msg);
-		return -1;
-	}
-	return 0;
+	tu_srv_config(&fx, NULL, "inproc://daemon-ingest-test");
+	fx.cfg.threads = 0;   /* the default */
+	fx.cfg.watch[fx.cfg.n_watch++] = strdup(photos);
+	fx.cfg.min_side = 0;
+	return tu_srv_start(&fx, &err) != 0 ? -1 : 0;
 }
 
 static int
 teardown(void **state)
 {
 	(void)state;
-	srv_stop(daemon_srv);
-	srv_config_free(&cfg);
-	tm_rmtree(tmp);
+	tu_srv_teardown(&fx);
 	return 0;
 }
 

@@ -22,6 +22,7 @@
 
 #include "daemon/learn_op.h"
 #include "daemon/srv_internal.h"
+#include "tests/srv_fixture.h"
 #include "tests/testmodel.h"
 #include "tests/testutil.h"
 
@@ -29,9 +30,7 @@
 #define N_BLUE 12
 #define N_OTHER 36
 
-static char tmp[256], model_dir[300], store_dir[300];
-static srv_config cfg;
-static srv *daemon_srv;
+static tu_srv fx;
 static uint64_t red[N_RED], blue[N_BLUE], other[N_OTHER];
 static int dim;
 
@@ -68,27 +67,16 @@ fill_store(void)
 	static const char *const kinds[] = { "red", "blue", "other" };
 	static const int counts[] = { N_RED, N_BLUE, N_OTHER };
 	uint64_t *ids[] = { red, blue, other };
-	clip_model_params mp;
 	clip_model *m = NULL;
 	store *st = NULL;
 	cdx_error err;
 	float *v = NULL;
 	int rc = -1;
 
-	clip_model_default_params(&mp);
-	if (clip_model_load(model_dir, &mp, &m, &err) != 0) {
-		fprintf(stderr, "clip_model_load: %s\n", err.msg);
+	if (tu_srv_store_open(&fx, &m, &st) != 0)
 		return -1;
-	}
-	const clip_model_info *info = clip_model_get_info(m);
-	dim = info->embed_dim;
-	store_params sp = store_default_params();
-	sp.dim = dim;
-	sp.model_id = info->key;
-	sp.model_family = clip_family_name(info->family);
-	sp.index_kind = "flat";
-	if ((v = malloc(sizeof(float) * (size_t)dim)) == NULL ||
-	    store_open(store_dir, &sp, &st, &err) != 0)
+	dim = clip_model_get_info(m)->embed_dim;
+	if ((v = malloc(sizeof(float) * (size_t)dim)) == NULL)
 		goto out_free;
 	for (int k = 0; k < 3; k++)
 		for (int j = 0; j < counts[k]; j++) {
@@ -120,39 +108,20 @@ out_free:
 static int
 setup(void **state)
 {
-	tm_recipe r;
 	cdx_error err;
 
 	(void)state;
-	snprintf(tmp, sizeof(tmp), "/tmp/cdx-learn-XXXXXX");
-	if (mkdtemp(tmp) == NULL)
+	if (tu_srv_dirs(&fx, "learn") != 0 || fill_store() != 0)
 		return -1;
-	snprintf(model_dir, sizeof(model_dir), "%s/model", tmp);
-	snprintf(store_dir, sizeof(store_dir), "%s/store", tmp);
-	mkdir(model_dir, 0755);
-	tm_recipe_tiny(&r);
-	if (tm_write_model(&r, model_dir) != 0 || fill_store() != 0)
-		return -1;
-	srv_config_init(&cfg);
-	cfg.model_dir = strdup(model_dir);
-	cfg.store_dir = strdup(store_dir);
-	cfg.listen[cfg.n_listen++] = strdup("inproc://daemon-learn-test");
-	cfg.threads = 1;
-	if (srv_config_finish(&cfg, &err) != 0 ||
-	    srv_start(&cfg, &daemon_srv, &err) != 0) {
-		fprintf(stderr, "daemon: %s\n", err.msg);
-		return -1;
-	}
-	return 0;
+	tu_srv_config(&fx, NULL, "inproc://daemon-learn-test");
+	return tu_srv_start(&fx, &err) != 0 ? -1 : 0;
 }
 
 static int
 teardown(void **state)
 {
 	(void)state;
-	srv_stop(daemon_srv);
-	srv_config_free(&cfg);
-	tm_rmtree(tmp);
+	tu_srv_teardown(&fx);
 	return 0;
 }
 
@@ -163,7 +132,7 @@ call(const char *json, int *status)
 	char *out = NULL;
 	size_t len;
 
-	srv_handle(daemon_srv, json, strlen(json), SRV_ORIGIN_LOCAL, &out, &len,
+	srv_handle(fx.srv, json, strlen(json), SRV_ORIGIN_LOCAL, &out, &len,
 	    status);
 	cJSON *r = cJSON_Parse(out);
 	if (r == NULL)
@@ -432,7 +401,7 @@ test_rerank(void **state)
 	    (unsigned long long)red[1], (unsigned long long)red[2], N_BLUE + 4);
 	expect_kind_first(req, N_BLUE, 1, 0);
 	/* min_prob cuts on the probe's probability, on this CLIP model too */
-	assert_false(daemon_srv->info->has_sigmoid);
+	assert_false(fx.srv->info->has_sigmoid);
 	snprintf(req, sizeof(req), "{\"op\":\"rerank\",\"text\":\"anything\","
 	    "\"positive\":[%llu,%llu],\"negative\":[%llu,%llu],\"k\":60,"
 	    "\"min_prob\":0.5}",
@@ -498,10 +467,10 @@ test_refit_for_another_model(void **state)
 
 	(void)state;
 	cJSON_Delete(learn_red());
-	CDX_ASSERT_OK(store_tagset_get(daemon_srv->st, "red", &set, &err),
+	CDX_ASSERT_OK(store_tagset_get(fx.srv->st, "red", &set, &err),
 	    err.msg);
 	snprintf(set->model_key, sizeof(set->model_key), "clip-old@0000");
-	CDX_ASSERT_OK(store_tagset_put(daemon_srv->st, set, NULL, &err), err.msg);
+	CDX_ASSERT_OK(store_tagset_put(fx.srv->st, set, NULL, &err), err.msg);
 	cls_set_free(set);
 	set = NULL;
 	snprintf(req, sizeof(req), "{\"op\":\"search\",\"learned\":\"red\","
@@ -509,7 +478,7 @@ test_refit_for_another_model(void **state)
 	call_fails(req, "bad_request", "clipdex learn red --refit");
 	call_fails("{\"op\":\"search\",\"terms\":[{\"learned\":\"red\"},"
 	    "{\"text\":\"a\"}]}", "bad_request", "--refit");
-	CDX_ASSERT_OK(store_tagset_get(daemon_srv->st, "red", &set, &err),
+	CDX_ASSERT_OK(store_tagset_get(fx.srv->st, "red", &set, &err),
 	    err.msg);
 	assert_string_equal(set->model_key, "clip-old@0000");   /* not refitted */
 	cls_set_free(set);
@@ -517,9 +486,9 @@ test_refit_for_another_model(void **state)
 	cJSON_Delete(call_ok("{\"op\":\"learn\",\"name\":\"red\","
 	    "\"refit\":true}"));
 	expect_kind_first(req, N_RED, 0, 1);
-	CDX_ASSERT_OK(store_tagset_get(daemon_srv->st, "red", &set, &err),
+	CDX_ASSERT_OK(store_tagset_get(fx.srv->st, "red", &set, &err),
 	    err.msg);
-	assert_string_equal(set->model_key, daemon_srv->info->key);
+	assert_string_equal(set->model_key, fx.srv->info->key);
 	assert_int_equal(set->n_pos, N_RED);
 	cls_set_free(set);
 }
@@ -540,7 +509,7 @@ test_refit_on_request(void **state)
 	    .width = 64, .height = 48, .capture_time = STORE_TIME_UNKNOWN,
 	    .embedding = v };
 	img.hash[0] = 9;
-	CDX_ASSERT_OK(store_image_put(daemon_srv->st, &img, 1, &err), err.msg);
+	CDX_ASSERT_OK(store_image_put(fx.srv->st, &img, 1, &err), err.msg);
 	cJSON *r = call_ok("{\"op\":\"learn\",\"name\":\"red\","
 	    "\"refit\":true}");
 	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "refit")));
@@ -549,7 +518,7 @@ test_refit_on_request(void **state)
 	assert_int_equal((int)num(r, "missing"), 0);
 	assert_true(num(r, "cv_accuracy") == 1.0);
 	cJSON_Delete(r);
-	CDX_ASSERT_OK(store_image_delete(daemon_srv->st, &img.id, 1, NULL, &err),
+	CDX_ASSERT_OK(store_image_delete(fx.srv->st, &img.id, 1, NULL, &err),
 	    err.msg);
 	free(v);
 	call_fails("{\"op\":\"learn\",\"name\":\"never\",\"refit\":true}",
@@ -558,11 +527,11 @@ test_refit_on_request(void **state)
 	cJSON_Delete(call_ok("{\"op\":\"learn\",\"name\":\"gone\","
 	    "\"positive\":[{\"path\":\"/learn/red\"}],\"negative\":"
 	    "[{\"path\":\"/learn/blue\"}]}"));
-	CDX_ASSERT_OK(learn_forget(daemon_srv, "gone", &err), err.msg);
-	CDX_ASSERT_OK(learn_forget(daemon_srv, "gone", &err), err.msg);
+	CDX_ASSERT_OK(learn_forget(fx.srv, "gone", &err), err.msg);
+	CDX_ASSERT_OK(learn_forget(fx.srv, "gone", &err), err.msg);
 	call_fails("{\"op\":\"learn\",\"name\":\"gone\",\"refit\":true}",
 	    "bad_request", "not known");
-	CDX_ASSERT_OK(store_tagset_delete(daemon_srv->st, "gone", &err),
+	CDX_ASSERT_OK(store_tagset_delete(fx.srv->st, "gone", &err),
 	    err.msg);
 	call_fails("{\"op\":\"learn\",\"name\":\"red\",\"refit\":true,"
 	    "\"positive\":[{\"id\":1}]}", "bad_request", "no examples");
@@ -572,11 +541,11 @@ test_refit_on_request(void **state)
 	    "[{\"path\":\"/learn/blue\"}]}"));
 	void *kept = NULL;
 	size_t kept_len;
-	CDX_ASSERT_OK(store_kv_get(daemon_srv->st, "learned/gone", &kept,
+	CDX_ASSERT_OK(store_kv_get(fx.srv->st, "learned/gone", &kept,
 	    &kept_len, &err), err.msg);
 	free(kept);
 	cJSON_Delete(call_ok("{\"op\":\"tags_delete\",\"name\":\"gone\"}"));
-	assert_int_equal(store_kv_get(daemon_srv->st, "learned/gone", &kept,
+	assert_int_equal(store_kv_get(fx.srv->st, "learned/gone", &kept,
 	    &kept_len, &err), CDX_ENOTFOUND);
 	call_fails("{\"op\":\"learn\",\"name\":\"gone\",\"refit\":true}",
 	    "bad_request", "not known");
@@ -608,7 +577,7 @@ test_many_examples(void **state)
 		imgs[j].hash[1] = (uint8_t)j;
 		imgs[j].hash[2] = (uint8_t)(j >> 8);
 	}
-	CDX_ASSERT_OK(store_image_put(daemon_srv->st, imgs, N_MANY, &err),
+	CDX_ASSERT_OK(store_image_put(fx.srv->st, imgs, N_MANY, &err),
 	    err.msg);
 	for (int j = 0; j < N_MANY; j++)
 		ids[j] = imgs[j].id;
@@ -620,10 +589,10 @@ test_many_examples(void **state)
 	assert_int_equal((int)num(a, "n_neg"), N_BLUE);
 	assert_int_equal((int)num(a, "subsampled"), N_MANY - 2000);
 	cls_set *s1 = NULL, *s2 = NULL;
-	CDX_ASSERT_OK(store_tagset_get(daemon_srv->st, "many", &s1, &err),
+	CDX_ASSERT_OK(store_tagset_get(fx.srv->st, "many", &s1, &err),
 	    err.msg);
 	cJSON *b = call_ok(req);
-	CDX_ASSERT_OK(store_tagset_get(daemon_srv->st, "many", &s2, &err),
+	CDX_ASSERT_OK(store_tagset_get(fx.srv->st, "many", &s2, &err),
 	    err.msg);
 	assert_int_equal(s1->n_pos, 2000);
 	assert_int_equal(s1->n_pos, s2->n_pos);
@@ -644,7 +613,7 @@ test_many_examples(void **state)
 	cJSON_Delete(a);
 	cJSON_Delete(call_ok("{\"op\":\"tags_delete\",\"name\":\"many\"}"));
 	cJSON_Delete(call_ok("{\"op\":\"tags_delete\",\"name\":\"manyu\"}"));
-	CDX_ASSERT_OK(store_image_delete(daemon_srv->st, ids, N_MANY, NULL,
+	CDX_ASSERT_OK(store_image_delete(fx.srv->st, ids, N_MANY, NULL,
 	    &err), err.msg);
 	free(imgs);
 	free(paths);
@@ -674,8 +643,8 @@ test_errors(void **state)
 	 * daemon's disk is not resolved, nor its target named back */
 	{
 		char target[400], link[400], big[1024];
-		snprintf(target, sizeof(target), "%s/hidden-target", tmp);
-		snprintf(link, sizeof(link), "%s/lnk", tmp);
+		snprintf(target, sizeof(target), "%s/hidden-target", fx.tmp);
+		snprintf(link, sizeof(link), "%s/lnk", fx.tmp);
 		assert_int_equal(mkdir(target, 0755), 0);
 		assert_int_equal(symlink(target, link), 0);
 		snprintf(big, sizeof(big), "{\"op\":\"learn\",\"name\":\"x\","
@@ -734,15 +703,15 @@ test_label_set_is_not_learned(void **state)
 	set->scale = 100;
 	set->threshold = 0.5f;
 	snprintf(set->model_key, sizeof(set->model_key), "%s",
-	    daemon_srv->info->key);
-	CDX_ASSERT_OK(store_tagset_put(daemon_srv->st, set, NULL, &err), err.msg);
+	    fx.srv->info->key);
+	CDX_ASSERT_OK(store_tagset_put(fx.srv->st, set, NULL, &err), err.msg);
 	cls_set_free(set);
 	free(w);
 	call_fails("{\"op\":\"search\",\"learned\":\"colours\"}",
 	    "bad_request", "not a learned classifier");
 	call_fails("{\"op\":\"learn\",\"name\":\"colours\",\"positive\":["
 	    "{\"path\":\"/learn/red\"}]}", "bad_request", "delete it first");
-	CDX_ASSERT_OK(store_tagset_delete(daemon_srv->st, "colours", &err),
+	CDX_ASSERT_OK(store_tagset_delete(fx.srv->st, "colours", &err),
 	    err.msg);
 }
 

@@ -19,36 +19,27 @@
 #include <unistd.h>
 
 #include "daemon/srv_internal.h"
+#include "tests/srv_fixture.h"
 #include "tests/testmodel.h"
 #include "tests/testutil.h"
 
-static char tmp[256], store_dir[300];
-
-static srv_config cfg;   /* borrowed by the daemon until srv_stop */
+static tu_srv fx;   /* only its tmp, store_dir, cfg and srv */
 
 /* Starts a daemon on model folder dir: 0 and *out, or its error. */
 static int
 start(const char *dir, srv **out, cdx_error *err)
 {
-	int rc;
-	srv_config_init(&cfg);
-	cfg.model_dir = strdup(dir);
-	cfg.store_dir = strdup(store_dir);
-	cfg.listen[cfg.n_listen++] = strdup("inproc://daemon-model-identity");
-	cfg.threads = 1;
-	rc = srv_config_finish(&cfg, err);
-	if (rc == 0)
-		rc = srv_start(&cfg, out, err);
-	if (rc != 0)
-		srv_config_free(&cfg);
+	tu_srv_config(&fx, dir, "inproc://daemon-model-identity");
+	int rc = tu_srv_start(&fx, err);
+	*out = fx.srv;
 	return rc;
 }
 
 static void
 stop(srv *s)
 {
-	srv_stop(s);
-	srv_config_free(&cfg);
+	assert_ptr_equal(s, fx.srv);
+	tu_srv_stop(&fx);
 }
 
 static void
@@ -70,12 +61,12 @@ test_renamed_folder_opens_other_weights_refuse(void **state)
 	store_stats st;
 	(void)state;
 
-	snprintf(tmp, sizeof(tmp), "/tmp/cdx-modelid-XXXXXX");
-	assert_non_null(mkdtemp(tmp));
-	snprintf(store_dir, sizeof(store_dir), "%s/store", tmp);
-	snprintf(a, sizeof(a), "%s/my-model", tmp);
-	snprintf(b, sizeof(b), "%s/renamed-model", tmp);
-	snprintf(c, sizeof(c), "%s/other-weights", tmp);
+	snprintf(fx.tmp, sizeof(fx.tmp), "/tmp/cdx-modelid-XXXXXX");
+	assert_non_null(mkdtemp(fx.tmp));
+	snprintf(fx.store_dir, sizeof(fx.store_dir), "%s/store", fx.tmp);
+	snprintf(a, sizeof(a), "%s/my-model", fx.tmp);
+	snprintf(b, sizeof(b), "%s/renamed-model", fx.tmp);
+	snprintf(c, sizeof(c), "%s/other-weights", fx.tmp);
 	write_model(a, 7);
 	CDX_ASSERT_OK(start(a, &s, &err), err.msg);
 	store_get_stats(s->st, &st);
@@ -93,7 +84,7 @@ test_renamed_folder_opens_other_weights_refuse(void **state)
 	write_model(c, 8);
 	assert_int_equal(start(c, &s, &err), CDX_EMODEL);
 	assert_non_null(strstr(err.msg, "reembed"));
-	tm_rmtree(tmp);
+	tm_rmtree(fx.tmp);
 }
 
 /* A store whose id is "<folder name>@<hash>" (made before) opens with the
@@ -106,10 +97,10 @@ test_store_of_a_name_based_id_opens(void **state)
 	cdx_error err;
 	(void)state;
 
-	snprintf(tmp, sizeof(tmp), "/tmp/cdx-modelid-XXXXXX");
-	assert_non_null(mkdtemp(tmp));
-	snprintf(store_dir, sizeof(store_dir), "%s/store", tmp);
-	snprintf(a, sizeof(a), "%s/now-named-so", tmp);
+	snprintf(fx.tmp, sizeof(fx.tmp), "/tmp/cdx-modelid-XXXXXX");
+	assert_non_null(mkdtemp(fx.tmp));
+	snprintf(fx.store_dir, sizeof(fx.store_dir), "%s/store", fx.tmp);
+	snprintf(a, sizeof(a), "%s/now-named-so", fx.tmp);
 	write_model(a, 7);
 	clip_model *m = NULL;
 	CDX_ASSERT_OK(clip_model_load(a, NULL, &m, &err), err.msg);
@@ -121,7 +112,7 @@ test_store_of_a_name_based_id_opens(void **state)
 	store *st = NULL;
 	sp.dim = info->embed_dim;
 	sp.model_id = old_id;
-	CDX_ASSERT_OK(store_open(store_dir, &sp, &st, &err), err.msg);
+	CDX_ASSERT_OK(store_open(fx.store_dir, &sp, &st, &err), err.msg);
 	float *emb = calloc((size_t)info->embed_dim, sizeof(float));
 	assert_non_null(emb);
 	emb[0] = 1;
@@ -136,7 +127,7 @@ test_store_of_a_name_based_id_opens(void **state)
 	CDX_ASSERT_OK(start(a, &s, &err), err.msg);
 	assert_int_equal(store_image_count(s->st), 1);
 	stop(s);
-	tm_rmtree(tmp);
+	tm_rmtree(fx.tmp);
 }
 
 int
