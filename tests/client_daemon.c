@@ -90,13 +90,6 @@ make_photos(void)
 /* ---- the daemon process ---- */
 
 /* Ready when status answers. */
-static int
-status_answers(void *c)
-{
-	cdx_status st;
-	return cdx_get_status(c, &st) == 0;
-}
-
 static tu_daemon
 daemon_paths(void)
 {
@@ -109,8 +102,7 @@ static void
 start_daemon(const char *extra)
 {
 	tu_daemon d = daemon_paths();
-	daemon_pid = tu_daemon_start(&d, extra);
-	tu_wait_ready("clipdexd", daemon_pid, status_answers, cli, logpath);
+	daemon_pid = tu_daemon_up(&d, extra, cli);
 }
 
 static int
@@ -168,8 +160,7 @@ teardown(void **state)
 	(void)state;
 	if (daemon_pid > 0)
 		stop_daemon();
-	cdx_client_close(cli);
-	tm_rmtree(tmp);
+	tu_suite_end(&daemon_pid, cli, tmp);
 	return 0;
 }
 

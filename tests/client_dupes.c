@@ -164,13 +164,6 @@ file_index(const char *path)
 /* ---- the daemon ---- */
 
 /* Ready when status answers. */
-static int
-status_answers(void *c)
-{
-	cdx_status st;
-	return cdx_get_status(c, &st) == 0;
-}
-
 static void
 start_daemon(void)
 {
@@ -184,7 +177,7 @@ start_daemon(void)
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
-	tu_wait_ready("clipdexd", daemon_pid, status_answers, cli, NULL);
+	tu_wait_ready("clipdexd", daemon_pid, tu_status_answers, cli, NULL);
 }
 
 static void
@@ -229,8 +222,7 @@ teardown(void **state)
 	(void)state;
 	if (daemon_pid > 0)
 		stop_daemon();
-	cdx_client_close(cli);
-	tm_rmtree(tmp);
+	tu_suite_end(&daemon_pid, cli, tmp);
 	return 0;
 }
 

@@ -41,13 +41,6 @@ static char logpath[300], bindir[256], tcp_url[128], outside[400];
 static pid_t daemon_pid;
 static cdx_client *cli;
 
-static int
-status_answers(void *c)
-{
-	cdx_status st;
-	return cdx_get_status(c, &st) == 0;
-}
-
 /* A non-loopback IPv4 address of this machine ("" if none). */
 static void
 remote_address(char *out, size_t len)
@@ -97,8 +90,7 @@ setup(void **state)
 		return -1;
 	cdx_client_set_timeout(cli, 20000);
 	tu_daemon d = { bindir, model_dir, store_dir, url, photos, logpath, 0 };
-	daemon_pid = tu_daemon_start(&d, extra);
-	tu_wait_ready("clipdexd", daemon_pid, status_answers, cli, logpath);
+	daemon_pid = tu_daemon_up(&d, extra, cli);
 	return 0;
 }
 
@@ -106,10 +98,7 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	if (daemon_pid > 0)
-		tu_stop_child(daemon_pid);
-	cdx_client_close(cli);
-	tm_rmtree(tmp);
+	tu_suite_end(&daemon_pid, cli, tmp);
 	return 0;
 }
 

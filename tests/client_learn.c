@@ -51,13 +51,6 @@ __lsan_default_suppressions(void)
 	return "leak:libnng.so\n";
 }
 
-static int
-status_answers(void *c)
-{
-	cdx_status st;
-	return cdx_get_status(c, &st) == 0;
-}
-
 static const char *model_now = model_dir;      /* the daemon's model */
 
 static tu_daemon
@@ -78,8 +71,7 @@ restart_on(const char *model)
 	tu_stop_child(daemon_pid);
 	model_now = model;
 	tu_daemon d = daemon_paths();
-	daemon_pid = tu_daemon_start(&d, extra);
-	tu_wait_ready("clipdexd", daemon_pid, status_answers, cli, logpath);
+	daemon_pid = tu_daemon_up(&d, extra, cli);
 	for (int i = 0; i < 600; i++) {
 		assert_int_equal(cdx_get_status(cli, &st), 0);
 		if (st.images == 3 * PER_KIND && st.queue_remaining == 0 &&
@@ -155,8 +147,7 @@ setup(void **state)
 		return -1;
 	cdx_client_set_timeout(cli, 60000);
 	tu_daemon d = daemon_paths();
-	daemon_pid = tu_daemon_start(&d, NULL);
-	tu_wait_ready("clipdexd", daemon_pid, status_answers, cli, logpath);
+	daemon_pid = tu_daemon_up(&d, NULL, cli);
 	cdx_add_result ar;
 	if (cdx_add(cli, photos, 1, &ar) != 0 || ar.added != 3 * PER_KIND) {
 		fprintf(stderr, "add: %s (%zu added)\n", cdx_client_errmsg(cli),
@@ -170,10 +161,7 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	if (daemon_pid > 0)
-		tu_stop_child(daemon_pid);
-	cdx_client_close(cli);
-	tm_rmtree(tmp);
+	tu_suite_end(&daemon_pid, cli, tmp);
 	return 0;
 }
 

@@ -49,13 +49,6 @@ __lsan_default_suppressions(void)
 	return "leak:libnng.so\n";
 }
 
-static int
-status_answers(void *c)
-{
-	cdx_status st;
-	return cdx_get_status(c, &st) == 0;
-}
-
 static tu_daemon
 daemon_paths(const char *model, const char *store)
 {
@@ -113,8 +106,7 @@ setup(void **state)
 		return -1;
 	cdx_client_set_timeout(cli, 20000);
 	tu_daemon d = daemon_paths(model_dir, store_dir);
-	daemon_pid = tu_daemon_start(&d, NULL);
-	tu_wait_ready("clipdexd", daemon_pid, status_answers, cli, logpath);
+	daemon_pid = tu_daemon_up(&d, NULL, cli);
 	cdx_add_result ar;
 	if (cdx_add(cli, photos, 1, &ar) != 0 || ar.added != N_PHOTOS + 1) {
 		fprintf(stderr, "add: %s (%zu added)\n", cdx_client_errmsg(cli),
@@ -128,10 +120,7 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	if (daemon_pid > 0)
-		tu_stop_child(daemon_pid);
-	cdx_client_close(cli);
-	tm_rmtree(tmp);
+	tu_suite_end(&daemon_pid, cli, tmp);
 	return 0;
 }
 
@@ -377,7 +366,7 @@ test_clip_has_no_prob(void **state)
 	CDX_ASSERT_OK(cdx_client_open(clip_url, &c2), cdx_client_errmsg(NULL));
 	cdx_client_set_timeout(c2, 20000);
 	pid_t pid = tu_daemon_start(&d, NULL);
-	tu_wait_ready("clipdexd (CLIP)", pid, status_answers, c2, logpath);
+	tu_wait_ready("clipdexd (CLIP)", pid, tu_status_answers, c2, logpath);
 	char path[400];
 	snprintf(path, sizeof(path), "%s/p01.jpg", photos);
 	cdx_add_result ar;

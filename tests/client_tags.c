@@ -48,13 +48,6 @@ static cdx_client *cli;
 
 /* ---- the daemon ---- */
 
-static int
-status_answers(void *c)
-{
-	cdx_status st;
-	return cdx_get_status(c, &st) == 0;
-}
-
 static void
 start_daemon(const char *model, const char *extra)
 {
@@ -62,8 +55,7 @@ start_daemon(const char *model, const char *extra)
 	char flags[600];
 	snprintf(flags, sizeof(flags), "--watch '%s' %s", photos,
 	    extra ? extra : "");
-	daemon_pid = tu_daemon_start(&d, flags);
-	tu_wait_ready("clipdexd", daemon_pid, status_answers, cli, logpath);
+	daemon_pid = tu_daemon_up(&d, flags, cli);
 }
 
 static void
@@ -215,8 +207,7 @@ teardown(void **state)
 	(void)state;
 	if (daemon_pid > 0)
 		stop_daemon();
-	cdx_client_close(cli);
-	tm_rmtree(tmp);
+	tu_suite_end(&daemon_pid, cli, tmp);
 	return 0;
 }
 
