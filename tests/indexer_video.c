@@ -392,20 +392,10 @@ teardown(void **state)
 static int
 group_setup(void **state)
 {
-	tm_recipe r;
-	clip_model_params mp;
 	(void)state;
 	if (system("ffmpeg -version >/dev/null 2>&1") != 0)
 		return -1;      /* tools/deps.sh installs it */
-	if (mkdtemp(tmp) == NULL)
-		return -1;
-	snprintf(model_dir, sizeof(model_dir), "%s/model", tmp);
-	mkdir(model_dir, 0755);
-	tm_recipe_tiny(&r);
-	if (tm_write_model(&r, model_dir) != 0)
-		return -1;
-	clip_model_default_params(&mp);
-	return clip_model_load(model_dir, &mp, &model, NULL);
+	return tu_tmp_tiny_model(tmp, model_dir, sizeof(model_dir), &model);
 }
 
 static int

@@ -568,6 +568,27 @@ tu_model_load_fp32(const char *dir)
 	return m;
 }
 
+/* For suites that use the tiny model in process: makes the folder TMP
+ * (a mkdtemp template, changed in place), writes the tiny model into
+ * TMP/model (that path in model_dir, of size n) and loads it: 0 and *m,
+ * or -1. */
+static inline int
+tu_tmp_tiny_model(char *tmp, char *model_dir, size_t n, clip_model **m)
+{
+	tm_recipe r;
+	clip_model_params mp;
+
+	if (mkdtemp(tmp) == NULL)
+		return -1;
+	snprintf(model_dir, n, "%s/model", tmp);
+	mkdir(model_dir, 0755);
+	tm_recipe_tiny(&r);
+	if (tm_write_model(&r, model_dir) != 0)
+		return -1;
+	clip_model_default_params(&mp);
+	return clip_model_load(model_dir, &mp, m, NULL);
+}
+
 static inline void
 tu_check_model_info(const clip_model_info *in, const tm_recipe *r,
     const char *name, uint64_t hash)
