@@ -15,6 +15,7 @@
 
 #include "classify/classify.h"
 #include "tests/store_testutil.h"
+#include "tests/testutil.h"
 
 enum { D = 8 };
 #define MODEL "test@frames"
@@ -347,16 +348,7 @@ test_frame_tags(void **state)
 
 /* ---- schema 2 -> 3 ---- */
 
-static char g_log[4096];
-
-static void
-log_capture(int level, const char *line, void *user)
-{
-	(void)level;
-	(void)user;
-	size_t n = strlen(g_log);
-	snprintf(g_log + n, sizeof(g_log) - n, "%s\n", line);
-}
+static char g_log[TU_LOG_CAP];
 
 /* Rewrites the store as a schema-2 build made it: schema 2 in meta and
  * no frame counters. */
@@ -420,7 +412,7 @@ test_schema_2_migrates(void **state)
 	make_schema_2(dir);
 	assert_int_equal(schema_of(dir), 2);
 	g_log[0] = '\0';
-	cdx_log_set(log_capture, NULL, CDX_LOG_INFO);
+	cdx_log_set(tu_log_capture, g_log, CDX_LOG_INFO);
 	s = open_store();
 	cdx_log_set(NULL, NULL, CDX_LOG_INFO);
 	assert_non_null(strstr(g_log, "schema 2 -> 3"));
@@ -439,7 +431,7 @@ test_schema_2_migrates(void **state)
 	store_close(s);
 	assert_int_equal(schema_of(dir), 3);
 	g_log[0] = '\0';
-	cdx_log_set(log_capture, NULL, CDX_LOG_INFO);
+	cdx_log_set(tu_log_capture, g_log, CDX_LOG_INFO);
 	s = open_store();
 	cdx_log_set(NULL, NULL, CDX_LOG_INFO);
 	assert_null(strstr(g_log, "schema"));

@@ -18,6 +18,7 @@
 #include "classify/classify.h"
 #include "common/threads.h"
 #include "tests/store_testutil.h"
+#include "tests/testutil.h"
 
 enum { D = 16, NIMG = 400 };
 #define MODEL "test@tags"
@@ -941,16 +942,7 @@ test_bad_input(void **state)
 
 /* ---- schema 1 -> 2 ---- */
 
-static char g_log[4096];
-
-static void
-log_capture(int level, const char *line, void *user)
-{
-	(void)level;
-	(void)user;
-	size_t n = strlen(g_log);
-	snprintf(g_log + n, sizeof(g_log) - n, "%s\n", line);
-}
+static char g_log[TU_LOG_CAP];
 
 /* Rewrites the store as schema `schema`: with schema 1, without the tag
  * tables, as a schema-1 build made it. */
@@ -1015,7 +1007,7 @@ test_schema_1_migrates(void **state)
 	set_schema(g_dir, 1);
 	assert_false(table_exists(g_dir, "tags"));
 	g_log[0] = '\0';
-	cdx_log_set(log_capture, NULL, CDX_LOG_INFO);
+	cdx_log_set(tu_log_capture, g_log, CDX_LOG_INFO);
 	s = open_store(g_dir);
 	cdx_log_set(NULL, NULL, CDX_LOG_INFO);
 	assert_non_null(strstr(g_log, "schema 1 -> 2"));
@@ -1035,7 +1027,7 @@ test_schema_1_migrates(void **state)
 	assert_true(table_exists(g_dir, "tags"));
 	/* Migrated once: the next open logs nothing about it. */
 	g_log[0] = '\0';
-	cdx_log_set(log_capture, NULL, CDX_LOG_INFO);
+	cdx_log_set(tu_log_capture, g_log, CDX_LOG_INFO);
 	s = open_store(g_dir);
 	cdx_log_set(NULL, NULL, CDX_LOG_INFO);
 	assert_null(strstr(g_log, "schema"));

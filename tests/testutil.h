@@ -568,6 +568,23 @@ tu_model_load_fp32(const char *dir)
 	return m;
 }
 
+/* A cdx_log_set sink that appends each line, and a newline, to the
+ * buffer of TU_LOG_CAP bytes given as user:
+ *     static char log[TU_LOG_CAP];
+ *     log[0] = '\0';
+ *     cdx_log_set(tu_log_capture, log, CDX_LOG_INFO); */
+#define TU_LOG_CAP 4096
+
+static inline void
+tu_log_capture(int level, const char *line, void *user)
+{
+	char *log = user;
+	size_t n = strlen(log);
+
+	(void)level;
+	snprintf(log + n, TU_LOG_CAP - n, "%s\n", line);
+}
+
 /* For suites that use the tiny model in process: makes the folder TMP
  * (a mkdtemp template, changed in place), writes the tiny model into
  * TMP/model (that path in model_dir, of size n) and loads it: 0 and *m,
