@@ -358,19 +358,13 @@ make_schema_2(const char *dir)
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi meta;
-	uint32_t schema = 2;
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
-	assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS, 0600), 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	tu_lmdb_begin(dir, 0, &env, &txn);
+	tu_meta_put_schema(txn, 2);
 	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-	MDB_val k = { 6, "schema" }, v = { sizeof(schema), &schema };
-	assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
 	MDB_val kf = { 6, "frames" }, kc = { 5, "clips" };
 	assert_int_equal(mdb_del(txn, meta, &kf, NULL), 0);
 	assert_int_equal(mdb_del(txn, meta, &kc, NULL), 0);
-	assert_int_equal(mdb_txn_commit(txn), 0);
-	mdb_env_close(env);
+	tu_lmdb_end(env, txn, 1);
 }
 
 static uint32_t
@@ -380,17 +374,12 @@ schema_of(const char *dir)
 	MDB_txn *txn;
 	MDB_dbi meta;
 	uint32_t schema = 0;
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
-	assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS | MDB_RDONLY, 0600),
-			 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	tu_lmdb_begin(dir, 1, &env, &txn);
 	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
 	MDB_val k = { 6, "schema" }, v;
 	assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
 	memcpy(&schema, v.mv_data, sizeof(schema));
-	mdb_txn_abort(txn);
-	mdb_env_close(env);
+	tu_lmdb_end(env, txn, 0);
 	return schema;
 }
 

@@ -951,11 +951,8 @@ set_schema(const char *dir, uint32_t schema)
 {
 	MDB_env *env;
 	MDB_txn *txn;
-	MDB_dbi meta, dbi;
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
-	assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS, 0600), 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	MDB_dbi dbi;
+	tu_lmdb_begin(dir, 0, &env, &txn);
 	if (schema == 1) {
 		static const char *const tables[] = { "tagset", "tags",
 						      "bylabel" };
@@ -964,11 +961,8 @@ set_schema(const char *dir, uint32_t schema)
 			assert_int_equal(mdb_drop(txn, dbi, 1), 0);
 		}
 	}
-	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-	MDB_val k = { 6, "schema" }, v = { sizeof(schema), &schema };
-	assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
-	assert_int_equal(mdb_txn_commit(txn), 0);
-	mdb_env_close(env);
+	tu_meta_put_schema(txn, schema);
+	tu_lmdb_end(env, txn, 1);
 }
 
 static int
@@ -977,14 +971,9 @@ table_exists(const char *dir, const char *name)
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi dbi;
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
-	assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS | MDB_RDONLY, 0600),
-			 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	tu_lmdb_begin(dir, 1, &env, &txn);
 	int rc = mdb_dbi_open(txn, name, 0, &dbi);
-	mdb_txn_abort(txn);
-	mdb_env_close(env);
+	tu_lmdb_end(env, txn, 0);
 	return rc == 0;
 }
 
@@ -1054,10 +1043,7 @@ break_tags(const char *dir, int how)
 	MDB_dbi tags, bylabel;
 	MDB_cursor *c;
 	MDB_val k, v;
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
-	assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS, 0600), 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	tu_lmdb_begin(dir, 0, &env, &txn);
 	assert_int_equal(mdb_dbi_open(txn, "tags", MDB_INTEGERKEY, &tags), 0);
 	assert_int_equal(mdb_dbi_open(txn, "bylabel",
 				      MDB_INTEGERKEY | MDB_DUPSORT |
@@ -1090,8 +1076,7 @@ break_tags(const char *dir, int how)
 		MDB_val bk = { sizeof(key), &key }, bv = { sizeof(id), &id };
 		assert_int_equal(mdb_del(txn, bylabel, &bk, &bv), 0);
 	}
-	assert_int_equal(mdb_txn_commit(txn), 0);
-	mdb_env_close(env);
+	tu_lmdb_end(env, txn, 1);
 }
 
 static void

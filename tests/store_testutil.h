@@ -3,6 +3,7 @@
 #define STORE_TESTUTIL_H
 
 #include <ftw.h>
+#include <lmdb.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -108,6 +109,42 @@ tu_clustered(float *out, size_t n, int d, int nc, uint64_t cseed,
 	}
 	free(spread);
 	free(cent);
+}
+
+/* ---- a store as an older build left it (raw LMDB) ---- */
+
+/* Opens the LMDB environment of the store in dir, read-only when rdonly,
+ * and begins a transaction: *env and *txn, for tu_lmdb_end. */
+static inline void
+tu_lmdb_begin(const char *dir, int rdonly, MDB_env **env, MDB_txn **txn)
+{
+	assert_int_equal(mdb_env_create(env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(*env, 16), 0);
+	assert_int_equal(mdb_env_open(*env, dir,
+	    MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0600), 0);
+	assert_int_equal(mdb_txn_begin(*env, NULL, rdonly ? MDB_RDONLY : 0,
+	    txn), 0);
+}
+
+/* Commits txn (commit) or aborts it, and closes env. */
+static inline void
+tu_lmdb_end(MDB_env *env, MDB_txn *txn, int commit)
+{
+	if (commit)
+		assert_int_equal(mdb_txn_commit(txn), 0);
+	else
+		mdb_txn_abort(txn);
+	mdb_env_close(env);
+}
+
+/* Writes schema into the store's meta table in txn. */
+static inline void
+tu_meta_put_schema(MDB_txn *txn, uint32_t schema)
+{
+	MDB_dbi meta;
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	MDB_val k = { 6, "schema" }, v = { sizeof(schema), &schema };
+	assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
 }
 
 #endif
