@@ -210,10 +210,7 @@ setup(void **state)
 		return -1;
 	cdx_client_set_timeout(cli, 30000);
 	start_daemon();
-	cdx_add_result ar;
-	if (cdx_add(cli, photos, 1, &ar) != 0 || ar.added != n_files)
-		return -1;
-	return 0;
+	return tu_add_expect(cli, photos, (size_t)n_files);
 }
 
 static int

@@ -148,13 +148,7 @@ setup(void **state)
 	cdx_client_set_timeout(cli, 60000);
 	tu_daemon d = daemon_paths();
 	daemon_pid = tu_daemon_up(&d, NULL, cli);
-	cdx_add_result ar;
-	if (cdx_add(cli, photos, 1, &ar) != 0 || ar.added != 3 * PER_KIND) {
-		fprintf(stderr, "add: %s (%zu added)\n", cdx_client_errmsg(cli),
-		    (size_t)ar.added);
-		return -1;
-	}
-	return 0;
+	return tu_add_expect(cli, photos, 3 * PER_KIND);
 }
 
 static int

@@ -13,6 +13,7 @@
  *   tu_status_answers(cli)          the daemon answers status on cli
  *   tu_daemon_up(&d, extra, cli)    tu_daemon_start, then waits for it
  *   tu_suite_end(&pid, cli, tmp)    stops it, closes cli, removes tmp
+ *   tu_add_expect(cli, dir, n)      cdx_add of dir adds exactly n
  */
 #ifndef CLIENT_RUN_H
 #define CLIENT_RUN_H
@@ -56,6 +57,20 @@ tu_suite_end(pid_t *pid, cdx_client *cli, const char *tmp)
 	*pid = 0;
 	cdx_client_close(cli);
 	tm_rmtree(tmp);
+}
+
+/* A suite's setup indexing its photos: cdx_add of dir (recursive) on cli
+ * must add exactly `expect` files: 0, or -1 with the reason on stderr. */
+static inline int
+tu_add_expect(cdx_client *cli, const char *dir, size_t expect)
+{
+	cdx_add_result ar = { 0 };
+	if (cdx_add(cli, dir, 1, &ar) != 0 || (size_t)ar.added != expect) {
+		fprintf(stderr, "add: %s (%zu added, %zu expected)\n",
+		    cdx_client_errmsg(cli), (size_t)ar.added, expect);
+		return -1;
+	}
+	return 0;
 }
 
 #endif

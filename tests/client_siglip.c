@@ -107,13 +107,7 @@ setup(void **state)
 	cdx_client_set_timeout(cli, 20000);
 	tu_daemon d = daemon_paths(model_dir, store_dir);
 	daemon_pid = tu_daemon_up(&d, NULL, cli);
-	cdx_add_result ar;
-	if (cdx_add(cli, photos, 1, &ar) != 0 || ar.added != N_PHOTOS + 1) {
-		fprintf(stderr, "add: %s (%zu added)\n", cdx_client_errmsg(cli),
-		    (size_t)ar.added);
-		return -1;
-	}
-	return 0;
+	return tu_add_expect(cli, photos, N_PHOTOS + 1);
 }
 
 static int
