@@ -158,8 +158,7 @@ enum watch_skip {
 	WATCH_SKIP_EMPTY = 0,   /* 0 bytes (nothing written yet) */
 	WATCH_SKIP_EXCLUDED,    /* matched an exclude pattern */
 	WATCH_SKIP_SMALL,       /* an image under min_side (an icon) */
-	WATCH_SKIP_VIDEO,       /* a video container, with video = 0, or one that
-				   the sampler cannot read (AVI) */
+	WATCH_SKIP_VIDEO,       /* a video container, with video = 0 */
 	WATCH_SKIP_IMAGE_OTHER, /* an image format the encoder does not read */
 	WATCH_SKIP_OTHER,       /* anything else: not an image */
 	WATCH_SKIP_KINDS

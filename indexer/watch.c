@@ -1565,12 +1565,14 @@ decode_clip(watch *w, item *it)
 			it->kind = K_DROP;
 			return;
 		}
-		if (err.code == CDX_EFORMAT && vi.unsupported != 0) {
-			/* Not a clip read here (AVI; audio only): skipped, as
-			 * other files that are not images are. */
+		if (err.code == CDX_EFORMAT &&
+		    vi.unsupported == CLIP_VIDEO_NO_VIDEO) {
+			/* Audio only (M4A): not a clip, skipped as other
+			 * files that are not images are.  A video in a
+			 * container the sampler does not read (AVI) is
+			 * unsupported video: a failure record says so. */
 			it->kind = K_SKIP;
-			it->skip = vi.unsupported == CLIP_VIDEO_NO_VIDEO ?
-			    WATCH_SKIP_OTHER : WATCH_SKIP_VIDEO;
+			it->skip = WATCH_SKIP_OTHER;
 			it->del_path = it->is_update;
 			return;
 		}
