@@ -4,6 +4,7 @@
  * and docs/VIDEO.md.
  */
 #include "encoder/video.h"
+#include "encoder/image_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -49,7 +50,8 @@ typedef struct vs {
 	int rotation;
 	uint64_t max_pixels;    /* every decoded frame is checked */
 	uint8_t *rgb;           /* the frame in RGB, cap bytes */
-	uint8_t *rot;           /* rotated copy, cap bytes */
+	uint8_t *rot;           /* the last frame turned upright
+				   (clip_orient), or NULL */
 	size_t cap;
 	uint8_t thumb[THUMB * THUMB], last[THUMB * THUMB];
 	int have_last;
@@ -183,11 +185,8 @@ to_rgb(vs *v, clip_image *img, cdx_error *err)
 	size_t need = (size_t)w * (size_t)h * 3;
 	if (need > v->cap) {
 		free(v->rgb);
-		free(v->rot);
-		v->rot = NULL;
 		v->cap = 0;
-		if ((v->rgb = malloc(need)) == NULL ||
-		    (v->rot = malloc(need)) == NULL)
+		if ((v->rgb = malloc(need)) == NULL)
 			return cdx_error_set(err, CDX_ENOMEM, "out of memory");
 		v->cap = need;
 	}
@@ -215,24 +214,15 @@ to_rgb(vs *v, clip_image *img, cdx_error *err)
 	img->width = w;
 	img->height = h;
 	if (v->rotation != 0) {
-		int ow = v->rotation == 180 ? w : h, oh = v->rotation == 180 ? h : w;
-		for (int y = 0; y < h; y++) {
-			for (int x = 0; x < w; x++) {
-				int nx, ny;
-				if (v->rotation == 90) {
-					nx = h - 1 - y;
-					ny = x;
-				} else if (v->rotation == 180) {
-					nx = w - 1 - x;
-					ny = h - 1 - y;
-				} else {
-					nx = y;
-					ny = w - 1 - x;
-				}
-				memcpy(v->rot + ((size_t)ny * ow + nx) * 3,
-				    v->rgb + ((size_t)y * w + x) * 3, 3);
-			}
-		}
+		/* clockwise degrees / 90 -> the EXIF orientation that turns
+		 * the frame upright (image.c's clip_orient) */
+		static const int exif[4] = { 1, 6, 3, 8 };
+		int ow, oh;
+		free(v->rot);
+		v->rot = clip_orient(v->rgb, w, h, exif[v->rotation / 90], &ow,
+		    &oh);
+		if (v->rot == NULL)
+			return cdx_error_set(err, CDX_ENOMEM, "out of memory");
 		img->rgb = v->rot;
 		img->width = ow;
 		img->height = oh;

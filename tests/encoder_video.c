@@ -226,6 +226,25 @@ test_scene_and_colour(void **state)
 	clip_image_free(&img);
 }
 
+/* The first frame, whole (malloc'd into *user). */
+static int
+collect_first(void *user, int64_t time_ms, const clip_image *img,
+    cdx_error *err)
+{
+	(void)time_ms;
+	(void)err;
+	clip_image *first = user;
+	if (first->rgb != NULL)
+		return 0;
+	size_t n = (size_t)img->width * (size_t)img->height * 3;
+	if ((first->rgb = malloc(n)) == NULL)
+		return -1;
+	memcpy(first->rgb, img->rgb, n);
+	first->width = img->width;
+	first->height = img->height;
+	return 0;
+}
+
 /* A portrait clip stored rotated comes out upright. */
 static void
 test_rotation(void **state)
@@ -233,6 +252,11 @@ test_rotation(void **state)
 	(void)state;
 	make_clip("rot.mp4", "testsrc=size=160x96:rate=10:duration=1",
 	    "-c:v libx264 -pix_fmt yuv420p");
+	clip_image plain = { 0 };
+	cdx_error err;
+	CDX_ASSERT_OK(clip_video_sample(at("rot.mp4"), NULL, collect_first,
+	    &plain, NULL, &err), err.msg);
+	assert_non_null(plain.rgb);
 	/* FFmpeg 5.1's tool cannot set it: the track header's matrix as a
 	 * phone writes it for a portrait clip (90 degrees clockwise). */
 	size_t n;
@@ -250,12 +274,26 @@ test_rotation(void **state)
 	free(d);
 	struct got g = { 0 };
 	clip_video_info info;
-	cdx_error err;
 	CDX_ASSERT_OK(clip_video_sample(at("rot.mp4"), NULL, collect, &g, &info,
 	    &err), err.msg);
 	assert_int_equal(info.rotation, 90);
 	assert_int_equal(g.w, 96);
 	assert_int_equal(g.h, 160);
+	/* turned 90 degrees clockwise: upright (x, y) is stored
+	 * (y, h - 1 - x) */
+	clip_image up = { 0 };
+	CDX_ASSERT_OK(clip_video_sample(at("rot.mp4"), NULL, collect_first,
+	    &up, NULL, &err), err.msg);
+	assert_non_null(up.rgb);
+	assert_int_equal(up.width, plain.height);
+	assert_int_equal(up.height, plain.width);
+	for (int y = 0; y < up.height; y++)
+		for (int x = 0; x < up.width; x++)
+			assert_memory_equal(up.rgb + ((size_t)y * up.width + x) * 3,
+			    plain.rgb + ((size_t)(plain.height - 1 - x) *
+			    plain.width + y) * 3, 3);
+	free(up.rgb);
+	free(plain.rgb);
 }
 
 static void
