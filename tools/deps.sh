@@ -10,6 +10,8 @@
 #                           (tests/web_browser.sh; `make test` asks for it)
 #   tools/deps.sh --demo    also what renders the demo photos (make demo)
 set -eu
+# (liblcms2-dev: libraw_r's pkg-config --libs names -llcms2, and the
+# Makefile's fallback link line does too.)
 # (FFmpeg's libav* libraries read video clips, encoder/video.c; the ffmpeg
 # tool makes the clips the tests and the image benchmark use.)
 
@@ -17,7 +19,7 @@ pkgs="build-essential clang pkg-config libfaiss-dev liblmdb-dev libturbojpeg0-de
 libopenblas-dev libnng-dev libcjson-dev libspng-dev libexif-dev libxxhash-dev
 libcmocka-dev zlib1g-dev curl libsentencepiece-dev libdnnl-dev libmicrohttpd-dev
 libjpeg62-turbo-dev libheif-dev libwebp-dev libtiff-dev libgif-dev libstb-dev
-libraw-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+libraw-dev liblcms2-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
 ffmpeg systemd"
 for a in "$@"; do
 	case "$a" in
