@@ -123,6 +123,27 @@ ex_fail(srv_call *c, int rc)
 	return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
 }
 
+/* Removes the examples marked in drop (e->n flags), keeping the others in
+ * their order. */
+static void
+ex_compact(examples *e, const uint8_t *drop)
+{
+	size_t w = 0;
+
+	for (size_t i = 0; i < e->n; i++) {
+		if (drop[i])
+			continue;
+		if (w != i) {
+			memmove(e->x + w * (size_t)e->dim, e->x + i * (size_t)e->dim,
+			    sizeof(float) * (size_t)e->dim);
+			e->y[w] = e->y[i];
+			e->id[w] = e->id[i];
+		}
+		w++;
+	}
+	e->n = w;
+}
+
 struct dkey {
 	uint64_t id;
 	size_t at;
@@ -145,7 +166,7 @@ ex_dedupe(srv_call *c, examples *e)
 {
 	struct dkey *k = malloc(sizeof(*k) * (e->n ? e->n : 1));
 	uint8_t *drop = calloc(e->n ? e->n : 1, 1);
-	size_t n = 0, w = 0;
+	size_t n = 0;
 	int rc = 0;
 
 	if (k == NULL || drop == NULL) {
@@ -167,18 +188,7 @@ ex_dedupe(srv_call *c, examples *e)
 		}
 		drop[k[i].at] = 1;
 	}
-	for (size_t i = 0; i < e->n; i++) {
-		if (drop[i])
-			continue;
-		if (w != i) {
-			memmove(e->x + w * (size_t)e->dim, e->x + i * (size_t)e->dim,
-			    sizeof(float) * (size_t)e->dim);
-			e->y[w] = e->y[i];
-			e->id[w] = e->id[i];
-		}
-		w++;
-	}
-	e->n = w;
+	ex_compact(e, drop);
 out:
 	free(k);
 	free(drop);
@@ -194,7 +204,6 @@ ex_cap(srv_call *c, examples *e, const char *name)
 	size_t *at = malloc(sizeof(*at) * (e->n ? e->n : 1));
 	uint8_t *drop = calloc(e->n ? e->n : 1, 1);
 	uint64_t seed = seed_of(name);
-	size_t w = 0;
 
 	if (at == NULL || drop == NULL) {
 		free(at);
@@ -218,18 +227,7 @@ ex_cap(srv_call *c, examples *e, const char *name)
 			drop[at[i]] = 1;
 		e->dropped += n - LEARN_MAX_PER_CLASS;
 	}
-	for (size_t i = 0; i < e->n; i++) {
-		if (drop[i])
-			continue;
-		if (w != i) {
-			memmove(e->x + w * (size_t)e->dim, e->x + i * (size_t)e->dim,
-			    sizeof(float) * (size_t)e->dim);
-			e->y[w] = e->y[i];
-			e->id[w] = e->id[i];
-		}
-		w++;
-	}
-	e->n = w;
+	ex_compact(e, drop);
 	free(at);
 	free(drop);
 	return 0;
