@@ -166,6 +166,19 @@ seek_to(vs *v, int64_t target_ms)
 	return 0;
 }
 
+/* Frees everything open_clip and the sampling gave v. */
+static void
+vs_close(vs *v)
+{
+	sws_freeContext(v->sws);
+	free(v->rgb);
+	free(v->rot);
+	av_frame_free(&v->frame);
+	av_packet_free(&v->pkt);
+	avcodec_free_context(&v->dec);
+	avformat_close_input(&v->fmt);
+}
+
 /* Converts the decoded frame to RGB (rotated) in img. */
 static int
 to_rgb(vs *v, clip_image *img, cdx_error *err)
@@ -445,13 +458,7 @@ out:
 	inf.decoded = v.decoded;
 	if (info != NULL)
 		*info = inf;
-	sws_freeContext(v.sws);
-	free(v.rgb);
-	free(v.rot);
-	av_frame_free(&v.frame);
-	av_packet_free(&v.pkt);
-	avcodec_free_context(&v.dec);
-	avformat_close_input(&v.fmt);
+	vs_close(&v);
 	return rc;
 }
 
@@ -508,12 +515,6 @@ clip_video_frame(const char *path, int64_t time_ms, uint64_t max_pixels,
 	out->info = img.info;
 	rc = 0;
 out:
-	sws_freeContext(v.sws);
-	free(v.rgb);
-	free(v.rot);
-	av_frame_free(&v.frame);
-	av_packet_free(&v.pkt);
-	avcodec_free_context(&v.dec);
-	avformat_close_input(&v.fmt);
+	vs_close(&v);
 	return rc;
 }
