@@ -4,6 +4,7 @@
  * shape and byte range, then the data.  Nothing in the header is trusted
  * until all of it has been checked.
  */
+#include "common/vec.h"
 #include "encoder/model_internal.h"
 
 #include <cjson/cJSON.h>
@@ -268,33 +269,6 @@ sft_find(const sft_file *f, const char *name)
 	return NULL;
 }
 
-static float
-sft_half_to_float(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-	uint32_t exp = (h >> 10) & 0x1fu;
-	uint32_t man = h & 0x3ffu;
-	uint32_t bits;
-	if (exp == 0x1f) {
-		bits = sign | 0x7f800000u | (man << 13);
-	} else if (exp != 0) {
-		bits = sign | ((exp + 112u) << 23) | (man << 13);
-	} else if (man == 0) {
-		bits = sign;
-	} else {
-		/* subnormal: normalise */
-		int e = -1;
-		do {
-			e++;
-			man <<= 1;
-		} while ((man & 0x400u) == 0);
-		bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ffu) << 13);
-	}
-	float out;
-	memcpy(&out, &bits, sizeof(out));
-	return out;
-}
-
 static void
 sft_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
 {
@@ -358,7 +332,7 @@ sft_widen(int dtype, const uint8_t *p, size_t n, float *dst)
 		break;
 	case SFT_F16:
 		for (size_t i = 0; i < n; i++)
-			dst[i] = sft_half_to_float(
+			dst[i] = cdx_f32_from_f16(
 			    (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
 		break;
 	case SFT_BF16:
