@@ -10,7 +10,10 @@
  * each), exact top-10 latency p50/p99 through the store, raw FAISS
  * IndexFlatIP on the same vectors (its own kernel, and through BLAS), the
  * memory-bandwidth floor (bytes scanned / a read rate measured here), the
- * time to rebuild the exact index from LMDB, then for IVF and HNSW: build
+ * time to rebuild the exact index from LMDB, the record table's bytes per
+ * image (binary16, schema 4) beside the same records in float32 (schema
+ * 3's layout, written to a scratch LMDB) and the stored embeddings' cosine
+ * to the float32 ones, then for IVF and HNSW: build
  * time, latency and recall@10 against exact.  Targets are printed beside
  * the figures.  See docs/STORE.md.
  */
@@ -29,6 +32,10 @@
 #include <faiss/c_api/index_factory_c.h>
 #include <faiss/c_api/utils/distances_c.h>
 
+#include <lmdb.h>
+
+#include "common/vec.h"
+#include "store/internal.h"
 #include "store/store.h"
 
 extern void openblas_set_num_threads(int n);
@@ -322,6 +329,117 @@ open_kind(const opts *o, const char *dir, const char *kind, double *secs)
 	return open_kind_p(o, dir, kind, 0, 0, secs);
 }
 
+/* Bytes of LMDB pages per entry in table `name` (NULL: the main one) of
+ * the environment in dir. */
+static double
+table_bytes(const char *dir, const char *name)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_stat st;
+	if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 16) ||
+	    mdb_env_open(env, dir, MDB_NOTLS | MDB_RDONLY, 0600) ||
+	    mdb_txn_begin(env, NULL, MDB_RDONLY, &txn))
+		die("table_bytes: cannot open LMDB", CDX_ESTORE, NULL);
+	if (mdb_dbi_open(txn, name, 0, &dbi) || mdb_stat(txn, dbi, &st))
+		die("table_bytes: no such table", CDX_ESTORE, NULL);
+	double b = (double)(st.ms_branch_pages + st.ms_leaf_pages +
+			    st.ms_overflow_pages) * st.ms_psize /
+		   (double)(st.ms_entries ? st.ms_entries : 1);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return b;
+}
+
+struct cos_acc {
+	const float *x;
+	int d;
+	double min, sum;
+	size_t n;
+};
+
+/* The stored embedding's cosine with the float32 vector it came from
+ * (x, found by the path's number). */
+static int
+cos_visit(void *user, const store_image *img)
+{
+	struct cos_acc *a = user;
+	const char *slash = strrchr(img->path, '/');
+	size_t i = strtoull(slash + 1, NULL, 10);
+	const float *v = a->x + i * (size_t)a->d;
+	double dot = cdx_vec_dot(img->embedding, v, a->d);
+	double c = dot / sqrt(cdx_vec_dot(img->embedding, img->embedding,
+					  a->d) * cdx_vec_dot(v, v, a->d));
+	a->min = c < a->min ? c : a->min;
+	a->sum += c;
+	a->n++;
+	return 0;
+}
+
+/* The record table in binary16 (the store in dir) against the same
+ * records in float32, written to a scratch LMDB as schema 3 laid them
+ * out; and the stored vectors' cosine to x. */
+static void
+compact_figures(store *s, const char *dir, const float *x, size_t n, int d)
+{
+	char raw[600];
+	cdx_error e;
+	snprintf(raw, sizeof(raw), "%s.f32", dir);
+	rmrf(raw);
+	if (mkdir(raw, 0700))
+		die("mkdir", CDX_EIO, NULL);
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	size_t vsz = sizeof(rec_hdr) + (size_t)d * 4 + 64;
+	unsigned char *buf = calloc(1, vsz);
+	if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 4) ||
+	    mdb_env_set_mapsize(env, (size_t)n * 8192 + ((size_t)64 << 20)) ||
+	    mdb_env_open(env, raw, MDB_NOTLS, 0600))
+		die("scratch LMDB", CDX_ESTORE, NULL);
+	for (size_t i = 0; i < n; i += 1000) {
+		if (mdb_txn_begin(env, NULL, 0, &txn) ||
+		    mdb_dbi_open(txn, "rec", MDB_CREATE | MDB_INTEGERKEY, &dbi))
+			die("scratch LMDB", CDX_ESTORE, NULL);
+		for (size_t j = i; j < n && j < i + 1000; j++) {
+			rec_hdr h = { .magic = REC_MAGIC, .dim = (uint32_t)d,
+				      .id = j + 1 };
+			char path[40];
+			h.path_len = (uint32_t)snprintf(path, sizeof(path),
+				"/bench/%02zu/%09zu.jpg", j % 100, j);
+			memcpy(buf, &h, sizeof(h));
+			memcpy(buf + sizeof(h), x + j * (size_t)d,
+			       (size_t)d * 4);
+			memcpy(buf + sizeof(h) + (size_t)d * 4, path,
+			       h.path_len);
+			uint64_t id = j + 1;
+			MDB_val k = { sizeof(id), &id };
+			MDB_val v = { sizeof(h) + (size_t)d * 4 + h.path_len,
+				      buf };
+			if (mdb_put(txn, dbi, &k, &v, MDB_APPEND))
+				die("scratch LMDB put", CDX_ESTORE, NULL);
+		}
+		if (mdb_txn_commit(txn))
+			die("scratch LMDB commit", CDX_ESTORE, NULL);
+	}
+	mdb_env_close(env);
+	free(buf);
+	double b16 = table_bytes(dir, "rec"), b32 = table_bytes(raw, "rec");
+	rmrf(raw);
+	struct cos_acc a = { x, d, 1, 0, 0 };
+	int rc = store_image_foreach(s, cos_visit, &a, &e);
+	if (rc)
+		die("store_image_foreach", rc, &e);
+	printf("record table: %.0f bytes per image in binary16 (schema 4), "
+	       "%.0f in float32 (schema 3's layout): %.2fx smaller; stored "
+	       "vectors' cosine to float32: min %.9f, mean %.9f over %zu "
+	       "(target >= 0.99999: %s)\n",
+	       b16, b32, b32 / b16, a.min, a.sum / (double)(a.n ? a.n : 1),
+	       a.n, a.min >= 0.99999 ? "met" : "NOT met");
+	fflush(stdout);
+}
+
 static void
 run_size(const opts *o, const mixture *m, size_t n)
 {
@@ -384,6 +502,7 @@ run_size(const opts *o, const mixture *m, size_t n)
 	       (double)n / ins, n, ins);
 	free(paths);
 	free(imgs);
+	compact_figures(s, dir, x, n, d);
 
 	/* Exact through the store. */
 	time_store(s, q, nq, d, truth, &p50, &p99);

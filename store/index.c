@@ -205,7 +205,7 @@ read_all(store *s, MDB_txn *txn, int64_t **labels_out, float **vecs_out,
 		const unsigned char *e;
 		if ((rc = sto_rec_parse(s, &v, &h, NULL, &e, err)))
 			break;
-		memcpy(vecs + n * d, e, d * sizeof(float));
+		sto_rec_emb(s, &h, e, vecs + n * d);
 		labels[n] = h.label;
 		int64_t ms = h.mtime_ns / 1000000000;
 		if (h.mtime_ns % 1000000000 < 0)
@@ -656,7 +656,7 @@ catch_up(store *s, MDB_txn *txn, uint64_t from, cdx_error *err)
 				vecs = pv;
 			}
 			add[nadd] = label;
-			memcpy(vecs + nadd * d, emb, d * sizeof(float));
+			sto_rec_emb(s, &h, emb, vecs + nadd * d);
 			nadd++;
 		}
 		r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
@@ -881,7 +881,7 @@ store_verify(store *s, cdx_error *err)
 			break;
 		}
 		if (check_vec) {
-			memcpy(a, e, d * sizeof(float));
+			sto_rec_emb(s, &h, e, a);
 			int fr = faiss_Index_reconstruct(s->index, h.label, b);
 			if (fr) {
 				rc = sto_faiss_err(err, fr, "store_verify");
@@ -1019,10 +1019,10 @@ store_path_has_prefix(const char *path, size_t len, const char *prefix)
 	return plen == 0 || (len >= plen && memcmp(path, prefix, plen) == 0);
 }
 
-/* Reads record id: 1 if it exists and its path matches, with *emb. */
+/* Reads record id: 1 if it exists and its path matches, with its
+ * embedding in c->buf when want_emb. */
 static int
-rec_match(search_ctx *c, uint64_t id, const unsigned char **emb,
-	  cdx_error *err, int *rc)
+rec_match(search_ctx *c, uint64_t id, int want_emb, cdx_error *err, int *rc)
 {
 	MDB_val k = { sizeof(id), &id }, v;
 	int r = mdb_get(c->txn, c->s->db_rec, &k, &v);
@@ -1035,18 +1035,21 @@ rec_match(search_ctx *c, uint64_t id, const unsigned char **emb,
 	}
 	rec_hdr h;
 	const char *path;
-	if ((*rc = sto_rec_parse(c->s, &v, &h, &path, emb, err)))
+	const unsigned char *emb;
+	if ((*rc = sto_rec_parse(c->s, &v, &h, &path, &emb, err)))
 		return 0;
 	if (c->plen && !store_path_has_prefix(path, h.path_len,
 					      c->f->path_prefix))
 		return 0;
+	if (want_emb)
+		sto_rec_emb(c->s, &h, emb, c->buf);
 	return 1;
 }
 
+/* The query's dot product with the embedding rec_match read. */
 static float
-dot_unaligned(search_ctx *c, const unsigned char *emb)
+dot_buf(search_ctx *c)
 {
-	memcpy(c->buf, emb, (size_t)c->s->dim * sizeof(float));
 	return cblas_sdot(c->s->dim, c->buf, 1, c->q, 1);
 }
 
@@ -1059,7 +1062,6 @@ static int
 exact_one(search_ctx *c, topk *t, uint64_t id, cdx_error *err)
 {
 	MDB_val ak = { sizeof(id), &id }, av;
-	const unsigned char *emb;
 	rec_attr a;
 	int rc = 0;
 	if (mdb_get(c->txn, c->s->db_attr, &ak, &av) != 0 ||
@@ -1067,8 +1069,8 @@ exact_one(search_ctx *c, topk *t, uint64_t id, cdx_error *err)
 		return 0;
 	memcpy(&a, av.mv_data, sizeof(a));
 	long slot = live_find(&c->s->live, a.label);
-	if (slot >= 0 && time_match(c, slot) && rec_match(c, id, &emb, err, &rc))
-		topk_push(t, dot_unaligned(c, emb), id);
+	if (slot >= 0 && time_match(c, slot) && rec_match(c, id, 1, err, &rc))
+		topk_push(t, dot_buf(c), id);
 	return rc;
 }
 
@@ -1107,12 +1109,11 @@ exact_filtered(search_ctx *c, topk *t, int from, cdx_error *err)
 		return rc;
 	}
 	for (size_t i = 0; i < lm->n && !rc; i++) {
-		const unsigned char *emb;
 		if (!time_match(c, (long)i) ||
 		    !tag_filter_match(&c->tags, lm->id[i]))
 			continue;
-		if (rec_match(c, lm->id[i], &emb, err, &rc))
-			topk_push(t, dot_unaligned(c, emb), lm->id[i]);
+		if (rec_match(c, lm->id[i], 1, err, &rc))
+			topk_push(t, dot_buf(c), lm->id[i]);
 	}
 	return rc;
 }
@@ -1328,8 +1329,7 @@ index_filtered_scan(search_ctx *c, topk *t, size_t k, size_t kk,
 			uint64_t id = s->live.id[slot];
 			if (!tag_filter_match(&c->tags, id))
 				continue;
-			const unsigned char *emb;
-			if (c->plen && !rec_match(c, id, &emb, err, &rc))
+			if (c->plen && !rec_match(c, id, 0, err, &rc))
 				continue;
 			topk_push(t, dis[i], id);
 			got++;
@@ -1430,7 +1430,7 @@ build_results(search_ctx *c, cand *hits, size_t n, store_results **out,
 		h->time_ms = hs[i].frame ? (int64_t)hs[i].frame - 1 : 0;
 		h->embedding = NULL;
 		if (vec) {
-			memcpy(e, embs[i], vec);
+			sto_rec_emb(c->s, &hs[i], embs[i], e);
 			h->embedding = e;
 			e += c->s->dim;
 		}

@@ -18,6 +18,7 @@
 #include <faiss/c_api/Index_c.h>
 
 #include "common/cdx.h"
+#include "common/vec.h"
 #include "store/store.h"
 
 /* ---- live map: label -> slot in dense arrays ---- */
@@ -46,10 +47,15 @@ void live_remove(live_map *m, int64_t label);
 /* Every file of a store: the owner's alone (they hold photo paths). */
 #define STORE_FILE_MODE 0600
 
-#define REC_MAGIC 0x52584443u /* "CDXR" */
+/* A record's magic tells its embedding's format: binary16 since schema 4
+ * (store.c normalise rounds every embedding to it), float32 before.  A
+ * store being migrated (store.c migrate_f16) holds both. */
+#define REC_MAGIC 0x52584443u   /* "CDXR": dim float32 */
+#define REC_MAGIC16 0x48584443u /* "CDXH": dim binary16 */
 
 /* Value of the rec table (key: id, native u64), followed by the embedding
- * (dim floats) and the path (path_len bytes, no NUL). */
+ * (dim values, as the magic says) and the path (path_len bytes, no
+ * NUL). */
 typedef struct rec_hdr {
 	uint32_t magic;
 	uint32_t dim;
@@ -129,6 +135,7 @@ struct store {
 	uint64_t saved_seq;     /* seq of index.faiss on disk, or UINT64_MAX */
 	live_map live;
 	int rebuilt_on_open;
+	int migrate_f16;        /* schema 3 found: store_open converts */
 	uint64_t caught_up;
 	uint64_t commits;       /* write transactions committed since open */
 	uint64_t frames, clips; /* frame records; clips with any (meta) */
@@ -146,11 +153,18 @@ int sto_mdb_err(cdx_error *err, int rc, const char *what);
 /* Translates a failed FAISS C API call: CDX_EINDEX with its message. */
 int sto_faiss_err(cdx_error *err, int rc, const char *what);
 
-/* Reads and checks a rec value; *emb points into a copy only if copy_emb
- * is given (LMDB values are not float-aligned). */
+/* Reads and checks a rec value: its header into *h, and where given,
+ * *path (path_len bytes, no NUL) and *emb (the stored embedding's bytes,
+ * unaligned: read it with sto_rec_emb) pointing into v.  CDX_ECORRUPT when
+ * the value is malformed. */
 int sto_rec_parse(const store *s, const MDB_val *v, rec_hdr *h,
 		  const char **path, const unsigned char **emb,
 		  cdx_error *err);
+/* The size in bytes of record h's embedding, 0 for an unknown magic. */
+size_t sto_rec_emb_size(const store *s, const rec_hdr *h);
+/* Record h's embedding (emb from sto_rec_parse) as dim floats in out. */
+void sto_rec_emb(const store *s, const rec_hdr *h, const unsigned char *emb,
+		 float *out);
 
 
 /* One write transaction of fn (store.c's write_txn): under the exclusive

@@ -20,7 +20,12 @@
  * (reserved, always 0, in schema 2: every older record reads as an image),
  * frame keys in the path table, and the meta counters "frames" and
  * "clips"; an older store gains the counters (0: it has no frames) when
- * it is opened.
+ * it is opened.  Schema 4 keeps embeddings in binary16 (REC_MAGIC16)
+ * instead of float32: an older store's records are converted when it is
+ * opened (migrate_f16), MIGRATE_STEP a transaction, and the schema is
+ * raised only when the last is done; a crash in between leaves a store of
+ * both kinds of record, which every reader takes, and the next open goes
+ * on where it stopped.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,7 +44,8 @@
 
 #include "store/internal.h"
 
-#define SCHEMA_VERSION 3u
+#define SCHEMA_VERSION 4u
+#define MIGRATE_STEP 1024       /* records converted per transaction */
 #define KV_VALUE_MAX (1u << 20)
 #define REASON_MAX 1023
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
@@ -108,9 +114,10 @@ sto_rec_parse(const store *s, const MDB_val *v, rec_hdr *h,
 		return cdx_error_set(err, CDX_ECORRUPT,
 				     "record too short (%zu bytes)", v->mv_size);
 	memcpy(h, v->mv_data, sizeof(*h));
-	size_t want = sizeof(*h) + (size_t)s->dim * sizeof(float) + h->path_len;
-	if (h->magic != REC_MAGIC || h->dim != (uint32_t)s->dim ||
-	    h->path_len > STORE_PATH_MAX || v->mv_size != want)
+	size_t esz = sto_rec_emb_size(s, h);
+	if (esz == 0 || h->dim != (uint32_t)s->dim ||
+	    h->path_len > STORE_PATH_MAX ||
+	    v->mv_size != sizeof(*h) + esz + h->path_len)
 		return cdx_error_set(err, CDX_ECORRUPT,
 				     "record %llu is malformed",
 				     (unsigned long long)h->id);
@@ -118,9 +125,31 @@ sto_rec_parse(const store *s, const MDB_val *v, rec_hdr *h,
 	if (emb)
 		*emb = b + sizeof(*h);
 	if (path)
-		*path = (const char *)b + sizeof(*h) +
-			(size_t)s->dim * sizeof(float);
+		*path = (const char *)b + sizeof(*h) + esz;
 	return 0;
+}
+
+size_t
+sto_rec_emb_size(const store *s, const rec_hdr *h)
+{
+	return h->magic == REC_MAGIC16 ? (size_t)s->dim * sizeof(uint16_t) :
+	       h->magic == REC_MAGIC ? (size_t)s->dim * sizeof(float) : 0;
+}
+
+void
+sto_rec_emb(const store *s, const rec_hdr *h, const unsigned char *emb,
+	    float *out)
+{
+	size_t d = (size_t)s->dim;
+	if (h->magic != REC_MAGIC16) {
+		memcpy(out, emb, d * sizeof(float));
+		return;
+	}
+	for (size_t i = 0; i < d; i++) {
+		uint16_t x;
+		memcpy(&x, emb + 2 * i, sizeof(x));
+		out[i] = cdx_f32_from_f16(x);
+	}
 }
 
 /* ---- meta helpers ---- */
@@ -289,7 +318,7 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 		 * yet).  2 -> 3: no record is a frame yet (rec_hdr.frame was
 		 * reserved and 0), so the frame counters start at 0. */
 		uint32_t from = schema;
-		schema = SCHEMA_VERSION;
+		schema = 3;
 		if ((rc = meta_put_u64(txn, s->db_meta, "frames", 0)) ||
 		    (rc = meta_put_u64(txn, s->db_meta, "clips", 0)) ||
 		    (rc = meta_put(txn, s->db_meta, "schema", &schema,
@@ -298,8 +327,12 @@ check_meta(store *s, MDB_txn *txn, const store_params *p, cdx_error *err)
 		if (from == 1)
 			cdx_log(CDX_LOG_INFO, "store %s: schema 1 -> 2 (tag "
 				"tables added)", s->dir);
-		cdx_log(CDX_LOG_INFO, "store %s: schema 2 -> %u (frames of "
-			"video clips)", s->dir, SCHEMA_VERSION);
+		cdx_log(CDX_LOG_INFO, "store %s: schema 2 -> 3 (frames of "
+			"video clips)", s->dir);
+	}
+	if (schema == 3) {
+		s->migrate_f16 = 1;     /* 3 -> 4 after the open: migrate_f16 */
+		schema = SCHEMA_VERSION;
 	}
 	if (schema != SCHEMA_VERSION)
 		return cdx_error_set(err, CDX_EFORMAT,
@@ -415,6 +448,123 @@ validate_params(const store_params *p, cdx_error *err)
 		return cdx_error_set(err, CDX_EINVAL,
 				     "store_open: negative parameter");
 	return 0;
+}
+
+/* Converts up to MIGRATE_STEP float32 records after *from (the first
+ * when *first) to binary16 in one transaction: 1 when it reached the end,
+ * 0 when there is more, or a CDX_E* code. */
+static int
+migrate_step(store *s, uint64_t *from, int *first, size_t *done,
+	     cdx_error *err)
+{
+	MDB_txn *txn;
+	MDB_cursor *c;
+	unsigned char *buf = malloc(sizeof(rec_hdr) +
+				    (size_t)s->dim * sizeof(float) +
+				    STORE_PATH_MAX);
+	uint64_t ids[MIGRATE_STEP];
+	size_t n = 0;
+	int rc, r, end = 0;
+	if (!buf)
+		return cdx_error_set(err, CDX_ENOMEM, "migrating the store");
+	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
+		free(buf);
+		return sto_mdb_err(err, rc, "migrating the store");
+	}
+	if ((rc = mdb_cursor_open(txn, s->db_rec, &c))) {
+		rc = sto_mdb_err(err, rc, "migrating the store");
+		goto out_abort;
+	}
+	MDB_val k = { sizeof(*from), from }, v;
+	r = mdb_cursor_get(c, &k, &v, *first ? MDB_FIRST : MDB_SET_RANGE);
+	if (r == 0 && !*first && memcmp(k.mv_data, from, sizeof(*from)) == 0)
+		r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	for (; r == 0 && n < MIGRATE_STEP; r = mdb_cursor_get(c, &k, &v,
+							      MDB_NEXT))
+		if (k.mv_size == sizeof(uint64_t) && v.mv_size >= 4 &&
+		    memcmp(v.mv_data, &(uint32_t){ REC_MAGIC }, 4) == 0)
+			memcpy(&ids[n++], k.mv_data, sizeof(uint64_t));
+	mdb_cursor_close(c);
+	if (r && r != MDB_NOTFOUND) {
+		rc = sto_mdb_err(err, r, "migrating the store");
+		goto out_abort;
+	}
+	end = r == MDB_NOTFOUND;
+	for (size_t i = 0; i < n; i++) {
+		MDB_val ik = { sizeof(ids[i]), &ids[i] }, iv;
+		rec_hdr h;
+		const char *path;
+		const unsigned char *emb;
+		float vec[STORE_DIM_MAX];
+		uint16_t half[STORE_DIM_MAX];
+		if ((rc = mdb_get(txn, s->db_rec, &ik, &iv))) {
+			rc = sto_mdb_err(err, rc, "migrating the store");
+			goto out_abort;
+		}
+		if ((rc = sto_rec_parse(s, &iv, &h, &path, &emb, err)))
+			goto out_abort;
+		size_t hsz = (size_t)s->dim * sizeof(uint16_t);
+		sto_rec_emb(s, &h, emb, vec);
+		cdx_vec_to_f16(half, vec, (size_t)s->dim);
+		h.magic = REC_MAGIC16;
+		memcpy(buf, &h, sizeof(h));
+		memcpy(buf + sizeof(h), half, hsz);
+		memcpy(buf + sizeof(h) + hsz, path, h.path_len);
+		iv = (MDB_val){ sizeof(h) + hsz + h.path_len, buf };
+		if ((rc = mdb_put(txn, s->db_rec, &ik, &iv, 0))) {
+			rc = sto_mdb_err(err, rc, "migrating the store");
+			goto out_abort;
+		}
+	}
+	if (n)
+		*from = ids[n - 1];
+	*first = 0;
+	if (end) {
+		uint32_t schema = SCHEMA_VERSION;
+		if ((rc = meta_put(txn, s->db_meta, "schema", &schema,
+				   sizeof(schema)))) {
+			rc = sto_mdb_err(err, rc, "migrating the store");
+			goto out_abort;
+		}
+	}
+	if ((rc = mdb_txn_commit(txn))) {
+		free(buf);
+		return sto_mdb_err(err, rc, "migrating the store");
+	}
+	*done += n;
+	free(buf);
+	return end;
+
+out_abort:
+	mdb_txn_abort(txn);
+	free(buf);
+	return rc;
+}
+
+/* Schema 3 -> 4: every float32 record becomes binary16, MIGRATE_STEP a
+ * transaction (one for a million records would outgrow LMDB's dirty page
+ * list), then the schema; then the index is rebuilt from the records, so
+ * that it holds the values every later read gives. */
+static int
+migrate_f16(store *s, cdx_error *err)
+{
+	uint64_t from = 0;
+	int first = 1, rc;
+	size_t done = 0;
+	while ((rc = migrate_step(s, &from, &first, &done, err)) == 0)
+		;
+	if (rc < 0)
+		return rc;
+	cdx_log(CDX_LOG_INFO, "store %s: schema 3 -> %u (%zu embeddings now "
+		"half precision)", s->dir, SCHEMA_VERSION, done);
+	MDB_txn *txn;
+	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)))
+		return sto_mdb_err(err, rc, "migrating the store");
+	rc = idx_rebuild(s, txn, err);
+	mdb_txn_abort(txn);
+	s->rebuilt_on_open = 1;
+	s->migrate_f16 = 0;
+	return rc;
 }
 
 int
@@ -536,6 +686,8 @@ store_open(const char *dir, const store_params *p, store **out,
 		rc = sto_mdb_err(err, rc, "opening store");
 		goto out_close_index;
 	}
+	if (s->migrate_f16 && (rc = migrate_f16(s, err)))
+		goto out_close_index;
 	*out = s;
 	return 0;
 
@@ -694,10 +846,13 @@ check_path(const char *path, const char *what, cdx_error *err)
 	return 0;
 }
 
-/* Checks and L2-normalises one embedding into out. */
+/* Checks and L2-normalises one embedding into out, rounded to binary16
+ * as the record keeps it (and widened again): the index, the tags and a
+ * later read of the record all see the same numbers. */
 static int
 normalise(const float *in, int dim, float *out)
 {
+	uint16_t h[STORE_DIM_MAX];
 	double ss = 0;
 	for (int i = 0; i < dim; i++) {
 		if (!isfinite(in[i]))
@@ -709,6 +864,8 @@ normalise(const float *in, int dim, float *out)
 	double inv = 1.0 / sqrt(ss);
 	for (int i = 0; i < dim; i++)
 		out[i] = (float)(in[i] * inv);
+	cdx_vec_to_f16(h, out, (size_t)dim);
+	cdx_vec_from_f16(out, h, (size_t)dim);
 	return 0;
 }
 
@@ -973,6 +1130,18 @@ del_one(store *s, MDB_txn *txn, batch *b, uint64_t id, cdx_error *err)
 	return 0;
 }
 
+/* Puts k -> v in an id-keyed table.  A fresh id is above every id there
+ * (ids only grow), so it is appended: LMDB then fills each page instead of
+ * splitting it in half, which keeps a 512-d record table near 1.4 KB an
+ * image instead of 2 KB.  Should the table hold a larger id after all,
+ * the plain put takes over. */
+static int
+put_rec(MDB_txn *txn, MDB_dbi db, MDB_val *k, MDB_val *v, int fresh)
+{
+	int rc = fresh ? mdb_put(txn, db, k, v, MDB_APPEND) : MDB_KEYEXIST;
+	return rc == MDB_KEYEXIST ? mdb_put(txn, db, k, v, 0) : rc;
+}
+
 static int
 put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 	int64_t now, unsigned char *buf, cdx_error *err)
@@ -985,7 +1154,7 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 	MDB_val fk = { plen, (void *)img->path };
 	uint64_t id;
 	int64_t old_label = -1, added = now;
-	int rc;
+	int rc, fresh = 0;
 	if ((rc = batch_room(b, err)))
 		return rc;
 	rc = mdb_get(txn, s->db_path, &pk, &pv);
@@ -1029,6 +1198,7 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 			b->frame_delta++;
 		}
 		id = b->next_id++;
+		fresh = 1;
 		if ((rc = mdb_put(txn, s->db_path, &pk,
 				  &(MDB_val){ sizeof(id), &id }, 0)))
 			return sto_mdb_err(err, rc, "writing path");
@@ -1039,7 +1209,7 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 	b->seq++;
 	int64_t label = (int64_t)b->seq;
 	rec_hdr h = {
-		.magic = REC_MAGIC,
+		.magic = REC_MAGIC16,
 		.dim = (uint32_t)s->dim,
 		.id = id,
 		.label = label,
@@ -1054,18 +1224,21 @@ put_one(store *s, MDB_txn *txn, batch *b, store_image *img, const float *vec,
 	};
 	memcpy(h.hash, img->hash, STORE_HASH_LEN);
 	size_t vsz = (size_t)s->dim * sizeof(float);
+	size_t hsz = (size_t)s->dim * sizeof(uint16_t);
+	uint16_t half[STORE_DIM_MAX];
+	cdx_vec_to_f16(half, vec, (size_t)s->dim);      /* exact: normalise */
 	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + sizeof(h), vec, vsz);
-	memcpy(buf + sizeof(h) + vsz, img->path, plen);
+	memcpy(buf + sizeof(h), half, hsz);
+	memcpy(buf + sizeof(h) + hsz, img->path, plen);
 	MDB_val k = { sizeof(id), &id };
-	MDB_val v = { sizeof(h) + vsz + plen, buf };
-	if ((rc = mdb_put(txn, s->db_rec, &k, &v, 0)))
+	MDB_val v = { sizeof(h) + hsz + plen, buf };
+	if ((rc = put_rec(txn, s->db_rec, &k, &v, fresh)))
 		return sto_mdb_err(err, rc, "writing record");
 	if ((rc = tag_image(s, txn, id, vec, err)))
 		return rc;
 	rec_attr a = { label, img->capture_time, floor_div_1e9(img->mtime_ns) };
-	if ((rc = mdb_put(txn, s->db_attr, &k,
-			  &(MDB_val){ sizeof(a), &a }, 0)))
+	if ((rc = put_rec(txn, s->db_attr, &k,
+			  &(MDB_val){ sizeof(a), &a }, fresh)))
 		return sto_mdb_err(err, rc, "writing attr");
 	MDB_val hk = { STORE_HASH_LEN, img->hash };
 	if ((rc = mdb_put(txn, s->db_hash, &hk,
@@ -1455,10 +1628,12 @@ move_one(store *s, MDB_txn *txn, batch *b, uint64_t id, const char *to,
 	char fkey[STORE_PATH_MAX + 1], tkey[STORE_PATH_MAX + 1];
 	MDB_val fk = { sto_path_key(fkey, path, h.path_len, h.frame), fkey };
 	MDB_val tk = { sto_path_key(tkey, to, tlen, h.frame), tkey };
-	size_t vsz = (size_t)s->dim * sizeof(float);
+	size_t esz = sto_rec_emb_size(s, &h);
 	int64_t old_label = h.label;
-	/* Copy out of the map before writing to it. */
-	memcpy(b->vecs + b->nadd * (size_t)s->dim, emb, vsz);
+	/* Copy out of the map before writing to it: the record keeps its
+	 * embedding's bytes as they are. */
+	sto_rec_emb(s, &h, emb, b->vecs + b->nadd * (size_t)s->dim);
+	memcpy(buf + sizeof(h), emb, esz);
 	if ((rc = mdb_del(txn, s->db_path, &fk, NULL)))
 		return sto_mdb_err(err, rc, "deleting path");
 	if ((rc = mdb_put(txn, s->db_path, &tk,
@@ -1470,9 +1645,8 @@ move_one(store *s, MDB_txn *txn, batch *b, uint64_t id, const char *to,
 	h.label = (int64_t)b->seq;
 	h.path_len = (uint32_t)tlen;
 	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + sizeof(h), b->vecs + b->nadd * (size_t)s->dim, vsz);
-	memcpy(buf + sizeof(h) + vsz, to, tlen);
-	v = (MDB_val){ sizeof(h) + vsz + tlen, buf };
+	memcpy(buf + sizeof(h) + esz, to, tlen);
+	v = (MDB_val){ sizeof(h) + esz + tlen, buf };
 	if ((rc = mdb_put(txn, s->db_rec, &k, &v, 0)))
 		return sto_mdb_err(err, rc, "writing record");
 	rec_attr a = { h.label, h.capture_time, floor_div_1e9(h.mtime_ns) };
@@ -1645,7 +1819,7 @@ image_copy_out(store *s, const MDB_val *v, store_image **out, cdx_error *err)
 		return cdx_error_set(err, CDX_ENOMEM, "store_image_get");
 	float *e = (float *)(img + 1);
 	char *p = (char *)e + vsz;
-	memcpy(e, emb, vsz);
+	sto_rec_emb(s, &h, emb, e);
 	memcpy(p, path, h.path_len);
 	p[h.path_len] = '\0';
 	image_from_rec(&h, p, e, img);
@@ -1784,7 +1958,7 @@ store_image_foreach(store *s, store_image_fn fn, void *user, cdx_error *err)
 		const unsigned char *e;
 		if ((rc = sto_rec_parse(s, &v, &h, &p, &e, err)))
 			break;
-		memcpy(emb, e, (size_t)s->dim * sizeof(float));
+		sto_rec_emb(s, &h, e, emb);
 		memcpy(path, p, h.path_len);
 		path[h.path_len] = '\0';
 		store_image img;
@@ -2210,7 +2384,7 @@ image_prefix_item(store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
 		return sto_mdb_err(err, rc, "store_image_foreach_prefix");
 	if ((rc = sto_rec_parse(s, &rv, &h, &p, &e, err)))
 		return rc;
-	memcpy(a->emb, e, (size_t)s->dim * sizeof(float));
+	sto_rec_emb(s, &h, e, a->emb);
 	memcpy(a->path, p, h.path_len);
 	a->path[h.path_len] = '\0';
 	store_image img;

@@ -12,7 +12,15 @@
  *     the canonical absolute path, size, mtime, a 16-byte content hash,
  *     pixel size, capture time, time added and the embedding, kept unit
  *     length (store_image_put normalises what it is given, so that every
- *     stored vector meets the rule of common/vec.h);
+ *     stored vector meets the rule of common/vec.h) in half precision
+ *     (binary16, 2 bytes a dimension; each component within
+ *     STORE_EMB_ABS_ERR of the normalised float32 one, cosine above
+ *     0.9999998, so a search score is within 2^-11 of float32's dot
+ *     product with the same query): every read, search, the index and
+ *     the tags see the same widened values, so results do not change when
+ *     the index is rebuilt;
+ *     a store made before schema 4 (float32) is converted when it is
+ *     opened, in steps that a crash does not harm;
  *     secondary lookups path -> id and content hash -> ids;
  *     a record is an image, or a frame of a video clip (kind
  *     STORE_KIND_FRAME): the clip's path and the frame's time; the frames
@@ -75,6 +83,10 @@ typedef struct store store;
 #define STORE_TIME_UNKNOWN INT64_MIN
 /* Longest path a record may have, in bytes (LMDB's key limit). */
 #define STORE_PATH_MAX 511
+/* How far a stored embedding's component may be from the normalised
+ * float32 one: half of binary16's spacing just below 1. */
+#define STORE_EMB_ABS_ERR (1.0f / 4096)
+
 /* Largest supported embedding dimension. */
 #define STORE_DIM_MAX 4096
 /* Longest path of a video clip: its frames' keys add 5 bytes. */
@@ -199,7 +211,7 @@ enum store_kind {
 /* Puts n images in one transaction: all or none.  A path already in the
  * store is replaced and keeps its id (and its `added` time); a new path gets
  * a new id.  Each embedding must be finite and non-zero; it is stored
- * L2-normalised.  On success imgs[i].id and imgs[i].added are set (the
+ * L2-normalised, in half precision (see the top of this file).  On success imgs[i].id and imgs[i].added are set (the
  * caller's other fields and memory are only read).  If the same path occurs
  * twice in a batch, the later one wins.  A failure record of the same path is
  * removed.

@@ -483,7 +483,7 @@ tags_retag(store *s, MDB_txn *txn, const tag_set *t, uint64_t *tagged,
 			const unsigned char *emb;
 			if ((rc = sto_rec_parse(s, &v, &h, NULL, &emb, err)))
 				break;
-			memcpy(x + m * d, emb, d * sizeof(float));
+			sto_rec_emb(s, &h, emb, x + m * d);
 			ids[m++] = h.id;
 			r = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 			if (r == 0 && m < RETAG_CHUNK)
@@ -1175,7 +1175,7 @@ tag_verify(store *s, MDB_txn *txn, cdx_error *err)
 		size_t n;
 		if ((rc = sto_rec_parse(s, &v, &h, NULL, &emb, err)))
 			break;
-		memcpy(x, emb, d * sizeof(float));
+		sto_rec_emb(s, &h, emb, x);
 		free(e);
 		if ((rc = tags_read(s, txn, h.id, &e, &n, 0, err)))
 			break;

@@ -1084,7 +1084,10 @@ test_other_formats(void **state)
 	    "\"wait\":true}", dir);
 	api(req, &rep);
 	cJSON_Delete(rep);
-	api("{\"op\":\"search\",\"text\":\"a photo\",\"k\":200}", &rep);
+	/* every image under dir, whatever its score */
+	snprintf(req, sizeof(req), "{\"op\":\"search\",\"text\":\"a photo\","
+	    "\"k\":200,\"filter\":{\"path_prefix\":\"%s/\"}}", dir);
+	api(req, &rep);
 	cJSON *h;
 	cJSON_ArrayForEach(h, cJSON_GetObjectItem(rep, "results"))
 		for (int i = 0; i < N; i++)

@@ -85,8 +85,8 @@ test_put_get_replace_delete(void **state)
 		dot += (double)g->embedding[i] * embs[1][i];
 		n1 += (double)embs[1][i] * embs[1][i];
 	}
-	assert_true(fabs(norm - 1) < 1e-5);
-	assert_true(fabs(dot / sqrt(n1) - 1) < 1e-5); /* same direction */
+	assert_true(fabs(norm - 1) < 1e-3);     /* unit, in half precision */
+	assert_true(dot / sqrt(n1 * norm) > 0.9999998); /* same direction */
 	store_image_free(g);
 
 	ASSERT_OK(store_image_get_by_path(s, "/photos/c.jpg", &g, &e), e);

@@ -288,7 +288,7 @@ collect(void *user, const store_image *img)
 	uint64_t h;
 	memcpy(&h, img->hash, 8);
 	for (int i = 0; i < D; i++)
-		if (fabsf(v[i] - img->embedding[i]) > 1e-5f)
+		if (fabsf(v[i] - img->embedding[i]) > STORE_EMB_ABS_ERR)
 			c->bad = 1;
 	if (img->mtime_ns != img->size * 3 || h != (uint64_t)img->size ||
 	    img->width != (uint32_t)(img->size % 5000))

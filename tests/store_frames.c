@@ -367,22 +367,6 @@ make_schema_2(const char *dir)
 	tu_lmdb_end(env, txn, 1);
 }
 
-static uint32_t
-schema_of(const char *dir)
-{
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi meta;
-	uint32_t schema = 0;
-	tu_lmdb_begin(dir, 1, &env, &txn);
-	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-	MDB_val k = { 6, "schema" }, v;
-	assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
-	memcpy(&schema, v.mv_data, sizeof(schema));
-	tu_lmdb_end(env, txn, 0);
-	return schema;
-}
-
 static void
 test_schema_2_migrates(void **state)
 {
@@ -399,7 +383,7 @@ test_schema_2_migrates(void **state)
 	}
 	store_close(s);
 	make_schema_2(dir);
-	assert_int_equal(schema_of(dir), 2);
+	assert_int_equal(tu_schema_of(dir), 2);
 	g_log[0] = '\0';
 	cdx_log_set(tu_log_capture, g_log, CDX_LOG_INFO);
 	s = open_store();
@@ -418,7 +402,7 @@ test_schema_2_migrates(void **state)
 	put_clip(s, NULL, "/m/clip.mp4", t2, 2, 0, 1);
 	counts(s, 22, 2, 1);
 	store_close(s);
-	assert_int_equal(schema_of(dir), 3);
+	assert_int_equal(tu_schema_of(dir), 4);
 	g_log[0] = '\0';
 	cdx_log_set(tu_log_capture, g_log, CDX_LOG_INFO);
 	s = open_store();

@@ -1022,12 +1022,12 @@ test_schema_1_migrates(void **state)
 	assert_null(strstr(g_log, "schema"));
 	store_close(s);
 	/* A store of a newer schema fails, saying so. */
-	set_schema(g_dir, 4);
+	set_schema(g_dir, 5);
 	store_params p = store_default_params();
 	p.dim = D;
 	p.model_id = MODEL;
 	assert_int_equal(store_open(g_dir, &p, &s, &e), CDX_EFORMAT);
-	assert_non_null(strstr(e.msg, "schema 4"));
+	assert_non_null(strstr(e.msg, "schema 5"));
 }
 
 /* ---- store_verify sees tags that disagree with the records ---- */

@@ -147,4 +147,21 @@ tu_meta_put_schema(MDB_txn *txn, uint32_t schema)
 	assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
 }
 
+/* The schema the store in dir records. */
+static inline uint32_t
+tu_schema_of(const char *dir)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta;
+	uint32_t schema = 0;
+	tu_lmdb_begin(dir, 1, &env, &txn);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	MDB_val k = { 6, "schema" }, v;
+	assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
+	memcpy(&schema, v.mv_data, sizeof(schema));
+	tu_lmdb_end(env, txn, 0);
+	return schema;
+}
+
 #endif
