@@ -3,7 +3,7 @@
  *
  *   build/bench/store_bench [--sizes 100000,1000000] [--dim 512]
  *       [--clusters 3000] [--queries 200] [--hnsw-max 100000]
- *       [--kinds flat,ivf,hnsw] [--threads 2] [--dir /tmp]
+ *       [--kinds flat,ivf,hnsw,ivfpq] [--threads 2] [--dir /tmp]
  *       [--nprobe 16,64] [--ef 64,256]   (extra IVF/HNSW settings to sweep)
  *
  * For each size: insert throughput (batches of 1000, one LMDB transaction
@@ -243,7 +243,7 @@ typedef struct opts {
 	size_t sizes[8];
 	int nsizes, dim, clusters, queries, threads;
 	size_t hnsw_max;
-	int do_flat, do_ivf, do_hnsw;
+	int do_flat, do_ivf, do_hnsw, do_ivfpq;
 	const char *dir;
 	int nprobe[8], nnprobe, ef[8], nef; /* sweeps after the default */
 } opts;
@@ -589,9 +589,10 @@ run_size(const opts *o, const mixture *m, size_t n)
 	}
 
 	/* Approximate kinds. */
-	const char *kinds[2] = { "ivf", "hnsw" };
-	for (int k = 0; k < 2; k++) {
-		if ((k == 0 && !o->do_ivf) || (k == 1 && !o->do_hnsw))
+	const char *kinds[3] = { "ivf", "hnsw", "ivfpq" };
+	for (int k = 0; k < 3; k++) {
+		if ((k == 0 && !o->do_ivf) || (k == 1 && !o->do_hnsw) ||
+		    (k == 2 && !o->do_ivfpq))
 			continue;
 		if (k == 1 && n > o->hnsw_max) {
 			printf("hnsw: skipped above --hnsw-max %zu\n",
@@ -614,15 +615,15 @@ run_size(const opts *o, const mixture *m, size_t n)
 		       p50 * 1e3 < 5 && r >= 0.95 ? "met" : "NOT met");
 		fflush(stdout);
 		store_close(s);
-		int nsw = k == 0 ? o->nnprobe : o->nef;
+		int nsw = k != 1 ? o->nnprobe : o->nef;
 		for (int w = 0; w < nsw; w++) {
-			int v = k == 0 ? o->nprobe[w] : o->ef[w];
-			s = open_kind_p(o, dir, kinds[k], k == 0 ? v : 0,
+			int v = k != 1 ? o->nprobe[w] : o->ef[w];
+			s = open_kind_p(o, dir, kinds[k], k != 1 ? v : 0,
 					k == 1 ? v : 0, NULL);
 			time_store(s, q, nq, d, got, &p50, &p99);
 			printf("  %s %d: p50 %.2f ms, p99 %.2f ms, "
 			       "recall@10 %.3f\n",
-			       k == 0 ? "nprobe" : "efSearch", v, p50 * 1e3,
+			       k != 1 ? "nprobe" : "efSearch", v, p50 * 1e3,
 			       p99 * 1e3, recall10(got, truth, nq));
 			store_close(s);
 		}
@@ -641,12 +642,25 @@ run_size(const opts *o, const mixture *m, size_t n)
 	rmrf(dir);
 }
 
+/* Whether the comma-separated list has the word w. */
+static int
+has_word(const char *list, const char *w)
+{
+	size_t n = strlen(w);
+	for (const char *p = list; p; p = strchr(p, ',')) {
+		p += *p == ',';
+		if (strncmp(p, w, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+			return 1;
+	}
+	return 0;
+}
+
 static void
 usage(void)
 {
 	fprintf(stderr,
 		"usage: store_bench [--sizes N,N] [--dim D] [--clusters C] "
-		"[--queries Q] [--hnsw-max N] [--kinds flat,ivf,hnsw] "
+		"[--queries Q] [--hnsw-max N] [--kinds flat,ivf,hnsw,ivfpq] "
 		"[--threads T] [--dir DIR] [--nprobe 8,16] [--ef 64,256]\n");
 	exit(2);
 }
@@ -657,7 +671,7 @@ main(int argc, char **argv)
 	opts o = { .sizes = { 100000, 1000000 }, .nsizes = 2, .dim = 512,
 		   .clusters = 3000, .queries = 200, .threads = 2,
 		   .hnsw_max = 100000, .do_flat = 1, .do_ivf = 1,
-		   .do_hnsw = 1, .dir = "/tmp" };
+		   .do_hnsw = 1, .do_ivfpq = 1, .dir = "/tmp" };
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!v)
@@ -694,8 +708,9 @@ main(int argc, char **argv)
 		} else if (strcmp(a, "--dir") == 0) {
 			o.dir = v;
 		} else if (strcmp(a, "--kinds") == 0) {
-			o.do_ivf = strstr(v, "ivf") != NULL;
-			o.do_hnsw = strstr(v, "hnsw") != NULL;
+			o.do_ivf = has_word(v, "ivf");
+			o.do_hnsw = has_word(v, "hnsw");
+			o.do_ivfpq = has_word(v, "ivfpq");
 		} else {
 			usage();
 		}

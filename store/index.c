@@ -83,6 +83,21 @@ ivf_kind(size_t n, char *out, size_t cap)
 		snprintf(out, cap, "IVF%ld,Flat", nl);
 }
 
+/* IVF over PQ codes of dim/8 bytes (8 bits each of dim/8 sub-vectors),
+ * or Flat while n is too small to train them (PQ wants 39 x 256 training
+ * points, IVF 39 per list).  "np": no polysemous training, which only
+ * serves Hamming-filtered search (unused) and took minutes at 1M. */
+static void
+ivfpq_kind(size_t n, int dim, char *out, size_t cap)
+{
+	long nl = ivf_nlist_for(n);
+	int m = dim % 8 == 0 ? dim / 8 : dim % 4 == 0 ? dim / 4 : dim;
+	if (n < (size_t)(39 * nl) || n < 39 * 256)
+		snprintf(out, cap, "Flat");
+	else
+		snprintf(out, cap, "IVF%ld,PQ%dnp", nl, m);
+}
+
 /* The factory string the requested kind means for n images. */
 static void
 resolve_kind(const store *s, size_t n, char *out, size_t cap)
@@ -95,11 +110,15 @@ resolve_kind(const store *s, size_t n, char *out, size_t cap)
 		snprintf(out, cap, "HNSW32");
 	else if (strcmp(r, "ivf") == 0)
 		ivf_kind(n, out, cap);
+	else if (strcmp(r, "ivfpq") == 0)
+		ivfpq_kind(n, s->dim, out, cap);
 	else if (strcmp(r, "auto") == 0) {
 		if (n < s->auto_flat_max)
 			snprintf(out, cap, "Flat");
-		else
+		else if (n < STORE_AUTO_PQ_MIN)
 			ivf_kind(n, out, cap);
+		else
+			ivfpq_kind(n, s->dim, out, cap);
 	} else if (sto_parse_kind_nlist(r, &nl) == 0 && n < (size_t)(39 * nl))
 		snprintf(out, cap, "Flat");
 	else
@@ -115,10 +134,24 @@ kind_acceptable(const store *s, const char *have, size_t n)
 	if (strcmp(have, want) == 0)
 		return 1;
 	const char *r = s->kind_req;
-	int is_auto = strcmp(r, "auto") == 0, is_ivf = strcmp(r, "ivf") == 0;
+	int is_auto = strcmp(r, "auto") == 0;
+	int is_ivf = strcmp(r, "ivf") == 0 || strcmp(r, "ivfpq") == 0;
 	long nl, ideal = ivf_nlist_for(n);
 	if (is_auto && strcmp(have, "Flat") == 0)
 		return n < 2 * s->auto_flat_max;
+	if ((strstr(have, "PQ") != NULL) != (strstr(want, "PQ") != NULL)) {
+		/* a trained IVF-PQ index serves an "ivfpq" store that shrank
+		 * below the training minimum until it halved */
+		if (strcmp(r, "ivfpq") == 0 && strstr(have, "PQ"))
+			return n * 2 >= 39 * 256;
+		/* auto between IVF and IVF-PQ: the same hysteresis */
+		if (!is_auto || !strstr(have, "IVF") || !strstr(want, "IVF"))
+			return 0;
+		if (strstr(have, "PQ") ? n * 2 < STORE_AUTO_PQ_MIN
+				       : n >= 2 * (size_t)STORE_AUTO_PQ_MIN)
+			return 0;
+		snprintf(want, sizeof(want), "%s", have);
+	}
 	if ((is_auto || is_ivf) && sto_parse_kind_nlist(have, &nl) == 0 &&
 	    strstr(want, "IVF")) {
 		if (is_auto && n < s->auto_flat_max / 2)
@@ -160,6 +193,7 @@ index_set(store *s, FaissIndex *idx, const char *kind)
 	snprintf(s->kind, sizeof(s->kind), "%s", kind);
 	s->tombstones = strstr(kind, "HNSW") != NULL ||
 			strstr(kind, "NSG") != NULL;
+	s->rerank = strstr(kind, "PQ") != NULL;
 	set_search_params(s);
 	int64_t nt = faiss_Index_ntotal(idx);
 	s->dead = nt > (int64_t)s->live.n ? (uint64_t)nt - s->live.n : 0;
@@ -175,61 +209,102 @@ idx_close(store *s)
 
 /* ---- building ---- */
 
-/* Reads every record into the live map, labels[] and vecs[]. */
+/* Records are read for a rebuild this many at a time: a 10M-image store
+ * is never held in RAM as float32 (20 GB at 512-d), only its index. */
+#define REBUILD_CHUNK 65536
+
+typedef int (*chunk_fn)(store *s, void *user, const int64_t *labels,
+			const float *vecs, size_t n, cdx_error *err);
+
+/* Calls fn on the records in key order, REBUILD_CHUNK at a time (their
+ * labels and widened embeddings), taking every stride-th record; with
+ * live, every record also goes into the (cleared) live map. */
 static int
-read_all(store *s, MDB_txn *txn, int64_t **labels_out, float **vecs_out,
-	 size_t *n_out, cdx_error *err)
+scan_records(store *s, MDB_txn *txn, size_t stride, int live, chunk_fn fn,
+	     void *user, cdx_error *err)
 {
-	MDB_stat st;
-	MDB_cursor *c;
-	int rc = mdb_stat(txn, s->db_rec, &st);
-	if (rc)
-		return sto_mdb_err(err, rc, "reading records");
-	size_t cap = st.ms_entries, n = 0, d = (size_t)s->dim;
-	int64_t *labels = malloc((cap ? cap : 1) * sizeof(*labels));
-	float *vecs = malloc((cap ? cap : 1) * d * sizeof(float));
+	size_t d = (size_t)s->dim, n = 0, i = 0;
+	int64_t *labels = malloc(REBUILD_CHUNK * sizeof(*labels));
+	float *vecs = malloc(REBUILD_CHUNK * d * sizeof(float));
+	MDB_cursor *c = NULL;
+	int rc = 0, r;
 	if (!labels || !vecs) {
 		rc = cdx_error_set(err, CDX_ENOMEM,
 				   "rebuilding index: out of memory");
-		goto out_free;
+		goto out;
 	}
-	live_clear(&s->live);
-	if ((rc = mdb_cursor_open(txn, s->db_rec, &c))) {
-		rc = sto_mdb_err(err, rc, "reading records");
-		goto out_free;
+	if (live)
+		live_clear(&s->live);
+	if ((r = mdb_cursor_open(txn, s->db_rec, &c))) {
+		rc = sto_mdb_err(err, r, "reading records");
+		goto out;
 	}
 	MDB_val k, v;
-	int r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-	while (r == 0 && n < cap) {
+	for (r = mdb_cursor_get(c, &k, &v, MDB_FIRST); r == 0 && !rc;
+	     r = mdb_cursor_get(c, &k, &v, MDB_NEXT), i++) {
 		rec_hdr h;
 		const unsigned char *e;
 		if ((rc = sto_rec_parse(s, &v, &h, NULL, &e, err)))
 			break;
-		sto_rec_emb(s, &h, e, vecs + n * d);
-		labels[n] = h.label;
-		int64_t ms = h.mtime_ns / 1000000000;
-		if (h.mtime_ns % 1000000000 < 0)
-			ms--;
-		if ((rc = live_add(&s->live, h.label, h.id, h.capture_time, ms))) {
-			rc = cdx_error_set(err, rc, "rebuilding index");
-			break;
+		if (live) {
+			int64_t sec = h.mtime_ns / 1000000000;
+			if (h.mtime_ns % 1000000000 < 0)
+				sec--;
+			if ((rc = live_add(&s->live, h.label, h.id,
+					   h.capture_time, sec))) {
+				rc = cdx_error_set(err, rc, "rebuilding index");
+				break;
+			}
 		}
-		n++;
-		r = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+		if (i % stride)
+			continue;
+		sto_rec_emb(s, &h, e, vecs + n * d);
+		labels[n++] = h.label;
+		if (n == REBUILD_CHUNK) {
+			rc = fn(s, user, labels, vecs, n, err);
+			n = 0;
+		}
 	}
-	mdb_cursor_close(c);
 	if (!rc && r != 0 && r != MDB_NOTFOUND)
 		rc = sto_mdb_err(err, r, "reading records");
-	if (rc)
-		goto out_free;
-	*labels_out = labels;
-	*vecs_out = vecs;
-	*n_out = n;
-	return 0;
-out_free:
+	if (!rc && n)
+		rc = fn(s, user, labels, vecs, n, err);
+out:
+	if (c)
+		mdb_cursor_close(c);
 	free(vecs);
 	free(labels);
 	return rc;
+}
+
+/* A training sample, gathered chunk by chunk. */
+typedef struct sample {
+	float *x;
+	size_t n, cap;
+} sample;
+
+static int
+sample_chunk(store *s, void *user, const int64_t *labels, const float *vecs,
+	     size_t n, cdx_error *err)
+{
+	sample *sm = user;
+	size_t d = (size_t)s->dim;
+	(void)labels;
+	(void)err;
+	if (n > sm->cap - sm->n)
+		n = sm->cap - sm->n;
+	memcpy(sm->x + sm->n * d, vecs, n * d * sizeof(float));
+	sm->n += n;
+	return 0;
+}
+
+static int
+add_chunk(store *s, void *user, const int64_t *labels, const float *vecs,
+	  size_t n, cdx_error *err)
+{
+	(void)s;
+	int r = faiss_Index_add_with_ids(user, (idx_t)n, vecs, labels);
+	return r ? sto_faiss_err(err, r, "building index") : 0;
 }
 
 static int
@@ -251,58 +326,52 @@ new_index(store *s, const char *kind, FaissIndex **out, cdx_error *err)
 int
 idx_rebuild(store *s, MDB_txn *txn, cdx_error *err)
 {
-	int64_t *labels = NULL;
-	float *vecs = NULL;
-	size_t n = 0, d = (size_t)s->dim;
+	MDB_stat st;
+	size_t d = (size_t)s->dim;
 	char kind[128];
 	FaissIndex *idx;
-	int rc = read_all(s, txn, &labels, &vecs, &n, err);
+	int rc = mdb_stat(txn, s->db_rec, &st);
 	if (rc)
-		return rc;
+		return sto_mdb_err(err, rc, "reading records");
+	size_t n = st.ms_entries;
 	resolve_kind(s, n, kind, sizeof(kind));
 	if ((rc = new_index(s, kind, &idx, err)))
-		goto out_free;
+		return rc;
 	if (!faiss_Index_is_trained(idx)) {
-		/* Train on an evenly spread sample of at most 64 per list. */
+		/* Train on an evenly spread sample of at most 64 per list
+		 * (and 256 per code of a PQ sub-quantiser). */
 		long nl = 256;
 		sto_parse_kind_nlist(kind, &nl);
 		size_t nt = (size_t)nl * 64;
+		if (strstr(kind, "PQ") && nt < 65536)
+			nt = 65536;
 		if (nt > n)
 			nt = n;
-		float *tr = malloc((nt ? nt : 1) * d * sizeof(float));
-		if (!tr) {
+		size_t stride = nt ? n / nt : 1;
+		sample sm = { NULL, 0, nt };
+		sm.x = malloc((nt ? nt : 1) * d * sizeof(float));
+		if (!sm.x) {
 			rc = cdx_error_set(err, CDX_ENOMEM, "training index");
 			goto out_free_index;
 		}
-		for (size_t i = 0; i < nt; i++)
-			memcpy(tr + i * d, vecs + (i * n / nt) * d,
-			       d * sizeof(float));
-		int r = faiss_Index_train(idx, (idx_t)nt, tr);
-		free(tr);
-		if (r) {
+		rc = scan_records(s, txn, stride ? stride : 1, 0, sample_chunk,
+				  &sm, err);
+		int r = rc ? 0 : faiss_Index_train(idx, (idx_t)sm.n, sm.x);
+		free(sm.x);
+		if (r)
 			rc = sto_faiss_err(err, r, "training index");
+		if (rc)
 			goto out_free_index;
-		}
 	}
-	if (n) {
-		int r = faiss_Index_add_with_ids(idx, (idx_t)n, vecs, labels);
-		if (r) {
-			rc = sto_faiss_err(err, r, "building index");
-			goto out_free_index;
-		}
-	}
+	if ((rc = scan_records(s, txn, 1, 1, add_chunk, idx, err)))
+		goto out_free_index;
 	index_set(s, idx, kind);
 	s->index_seq = s->seq;
 	__atomic_store_n(&s->saved_seq, UINT64_MAX, __ATOMIC_RELAXED);
-	free(vecs);
-	free(labels);
 	return 0;
 
 out_free_index:
 	faiss_Index_free(idx);
-out_free:
-	free(vecs);
-	free(labels);
 	return rc;
 }
 
@@ -1165,7 +1234,7 @@ index_search(store *s, const float *q, size_t k, size_t kk, int exclusive,
 	int hnsw = strstr(s->kind, "HNSW") != NULL;
 	int ivf = !hnsw && sto_parse_kind_nlist(s->kind, &nl) == 0;
 	int deep = (hnsw && kk > (size_t)s->hnsw_ef_search) ||
-		   (ivf && kk > 2 * k);
+		   (ivf && kk > 2 * k * (s->rerank ? STORE_RERANK : 1));
 	if (deep && !exclusive)
 		return NEED_EXCLUSIVE;
 	if (deep && hnsw)
@@ -1286,6 +1355,8 @@ index_filtered_scan(search_ctx *c, topk *t, size_t k, size_t kk,
 	}
 	if (fs && flat_scan_scores(s, fs, c->q))
 		return cdx_error_set(err, CDX_ENOMEM, "search");
+	if (s->rerank && kk < STORE_RERANK * k)
+		kk = STORE_RERANK * k;
 	for (;;) {
 		if (kk > nt)
 			kk = nt;
@@ -1318,8 +1389,9 @@ index_filtered_scan(search_ctx *c, topk *t, size_t k, size_t kk,
 				break;
 			}
 			/* Past the k-th, only candidates tied with the worst
-			 * kept can still enter (a smaller id wins a tie). */
-			if (got >= k && dis[i] < t->h[0].score) {
+			 * kept can still enter (a smaller id wins a tie).
+			 * Re-ranked scores are not in the index's order. */
+			if (got >= k && !s->rerank && dis[i] < t->h[0].score) {
 				past = 1;
 				break;
 			}
@@ -1329,11 +1401,20 @@ index_filtered_scan(search_ctx *c, topk *t, size_t k, size_t kk,
 			uint64_t id = s->live.id[slot];
 			if (!tag_filter_match(&c->tags, id))
 				continue;
-			if (c->plen && !rec_match(c, id, 0, err, &rc))
-				continue;
-			topk_push(t, dis[i], id);
+			if (s->rerank) {        /* the exact score */
+				if (!rec_match(c, id, 1, err, &rc))
+					continue;
+				topk_push(t, dot_buf(c), id);
+			} else {
+				if (c->plen && !rec_match(c, id, 0, err, &rc))
+					continue;
+				topk_push(t, dis[i], id);
+			}
 			got++;
 		}
+		/* Re-ranking looked at all kk candidates, as deep as it
+		 * goes for these k. */
+		past |= s->rerank;
 		free(dis);
 		free(lab);
 		if (rc)
@@ -1636,11 +1717,34 @@ acc_push(range_acc *a, float score, uint64_t id)
 	return 0;
 }
 
-/* Top-k doubling, for kinds without range search. */
-/* Caller holds the exclusive lock (see index_search). */
+/* The exact score of image id (its stored embedding, read into buf)
+ * with q, in *score.  CDX_ECORRUPT or CDX_ESTORE when its record cannot be
+ * read (a live image always has one). */
 static int
-range_by_knn(store *s, const float *q, float min_score, range_acc *a,
-	     cdx_error *err)
+stored_score(store *s, MDB_txn *txn, uint64_t id, const float *q, float *buf,
+	     float *score, cdx_error *err)
+{
+	MDB_val k = { sizeof(id), &id }, v;
+	rec_hdr h;
+	const unsigned char *emb;
+	int rc = mdb_get(txn, s->db_rec, &k, &v);
+	if (rc)
+		return sto_mdb_err(err, rc, "range search: reading a record");
+	if ((rc = sto_rec_parse(s, &v, &h, NULL, &emb, err)))
+		return rc;
+	sto_rec_emb(s, &h, emb, buf);
+	*score = cblas_sdot(s->dim, buf, 1, q, 1);
+	return 0;
+}
+
+/* Top-k doubling, for kinds without range search, and for PQ kinds,
+ * whose candidates (in the codes' order) are scored exactly from their
+ * records (txn, buf: dim floats): the search grows while the worse half
+ * of the candidates still holds a match.
+ * Caller holds the exclusive lock (see index_search). */
+static int
+range_by_knn(store *s, const float *q, float min_score, MDB_txn *txn,
+	     float *buf, range_acc *a, cdx_error *err)
 {
 	size_t nt = (size_t)faiss_Index_ntotal(s->index), kk = 64;
 	if (nt == 0)
@@ -1662,22 +1766,35 @@ range_by_knn(store *s, const float *q, float min_score, range_acc *a,
 			return r;
 		}
 		size_t start = a->n, last_valid = 0;
-		int more = 0;
+		int more = 0, late = 0;
 		for (size_t i = 0; i < kk; i++) {
 			if (lab[i] < 0)
 				break;
 			last_valid = i + 1;
-			if (dis[i] < min_score)
-				break;
+			float sc = dis[i];
 			long slot = live_find(&s->live, lab[i]);
-			if (slot >= 0 && acc_push(a, dis[i], s->live.id[slot])) {
+			if (s->rerank && slot >= 0 &&
+			    (r = stored_score(s, txn, s->live.id[slot], q, buf,
+					      &sc, err))) {
+				free(dis);
+				free(lab);
+				return r;
+			}
+			if (sc < min_score) {
+				if (s->rerank)
+					continue;
+				break;
+			}
+			late |= i >= kk / 2;
+			if (slot >= 0 && acc_push(a, sc, s->live.id[slot])) {
 				free(dis);
 				free(lab);
 				return cdx_error_set(err, CDX_ENOMEM,
 						     "range search");
 			}
 		}
-		more = last_valid == kk && dis[kk - 1] >= min_score && kk < nt;
+		more = last_valid == kk && kk < nt &&
+		       (s->rerank ? late : dis[kk - 1] >= min_score);
 		free(dis);
 		free(lab);
 		if (!more)
@@ -1714,12 +1831,27 @@ store_range_search(store *s, const float *queries, size_t nq,
 		memcpy(q, queries, nq * d * sizeof(float));
 	/* HNSW grows top-k searches past efSearch: exclusive lock. */
 	pthread_rwlock_rdlock(&s->lock);
-	if (s->tombstones) {
+	if (s->tombstones || s->rerank) {
 		pthread_rwlock_unlock(&s->lock);
 		pthread_rwlock_wrlock(&s->lock);
 	}
-	int use_knn = s->tombstones;
+	/* PQ kinds: candidates by their codes, kept by their exact score */
+	int use_knn = s->tombstones || s->rerank;
 	FaissRangeSearchResult *rsr = NULL;
+	MDB_txn *txn = NULL;
+	float *buf = NULL;
+	if (s->rerank && nq) {  /* under the lock already */
+		int r = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+		if (r) {
+			txn = NULL;
+			rc = sto_mdb_err(err, r, "range search");
+			goto out_unlock;
+		}
+		if (!(buf = malloc(d * sizeof(float)))) {
+			rc = cdx_error_set(err, CDX_ENOMEM, "range search");
+			goto out_unlock;
+		}
+	}
 	if (!use_knn && nq) {
 		if ((rc = faiss_RangeSearchResult_new(&rsr, (idx_t)nq))) {
 			rc = sto_faiss_err(err, rc, "range search");
@@ -1766,7 +1898,8 @@ store_range_search(store *s, const float *queries, size_t nq,
 		a.n = 0;
 		for (size_t i = 0; i < nq && !rc; i++) {
 			size_t st = a.n;
-			rc = range_by_knn(s, q + i * d, min_score, &a, err);
+			rc = range_by_knn(s, q + i * d, min_score, txn, buf,
+					  &a, err);
 			if (!rc)
 				qsort(a.c + st, a.n - st, sizeof(cand),
 				      cand_cmp_desc);
@@ -1774,6 +1907,9 @@ store_range_search(store *s, const float *queries, size_t nq,
 		}
 	}
 out_unlock:
+	if (txn)
+		mdb_txn_abort(txn);
+	free(buf);
 	pthread_rwlock_unlock(&s->lock);
 	if (!rc) {
 		size_t tot = sizeof(store_range) + (nq + 1) * sizeof(size_t) +

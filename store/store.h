@@ -95,6 +95,11 @@ typedef struct store store;
 #define STORE_FRAME_MS_MAX ((int64_t)UINT32_MAX - 1)
 /* Default for store_params.auto_flat_max. */
 #define STORE_AUTO_FLAT_MAX 200000
+/* "auto" chooses "ivfpq" from this many images: an IVF index of float32
+ * vectors takes about 2.4 GB a million in RAM, IVF-PQ 80 MB. */
+#define STORE_AUTO_PQ_MIN 2000000
+/* PQ kinds search this many times k candidates and score them exactly. */
+#define STORE_RERANK 10
 
 typedef struct store_params {
 	/* Embedding dimension.  Required (1..STORE_DIM_MAX). */
@@ -119,11 +124,18 @@ typedef struct store_params {
 	const char *model_family;
 	/* Index kind: "auto" (default), "flat" (exact inner product),
 	 * "hnsw" (HNSW32, efSearch below), "ivf" (IVF, nlist ~ 2*sqrt(n)
-	 * rounded to a power of two, nprobe below), or any FAISS index_factory description ("HNSW16",
+	 * rounded to a power of two, nprobe below), "ivfpq" (the same lists
+	 * holding product-quantised codes, dim/8 bytes a vector: "IVF4096,
+	 * PQ64" at 512-d), or any FAISS index_factory description ("HNSW16",
 	 * "IVF1024,Flat", ...; the store wraps it in an IDMap2 itself, except
 	 * descriptions starting with "IVF", which keep the ids in their lists).
-	 * The metric is always inner product.
-	 * "auto" is exact up to auto_flat_max images and "ivf" above; it is
+	 * The metric is always inner product.  A kind with PQ codes is
+	 * re-ranked: a search takes STORE_RERANK * k candidates from the index
+	 * and scores them exactly from the stored embeddings, and a range
+	 * search takes candidates from 0.1 below min_score and keeps those
+	 * whose exact score reaches it, so scores are always exact.
+	 * "auto" is exact up to auto_flat_max images, "ivf" above and
+	 * "ivfpq" from STORE_AUTO_PQ_MIN; it is
 	 * resolved when the store is opened and on store_index_rebuild(), with
 	 * a factor-2 hysteresis so that a store near the threshold does not
 	 * rebuild on every open.  IVF kinds need training: while a store has

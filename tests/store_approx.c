@@ -276,6 +276,56 @@ test_ivf_recall_filters_deletes(void **state)
 	check_kind("ivf", "IVF", 0.9);
 }
 
+/* IVF over PQ codes, re-ranked: the recall of the others, and every
+ * score (search and range search) the exact dot product with the stored
+ * embedding, not the codes' estimate. */
+static void
+test_ivfpq_reranks_exactly(void **state)
+{
+	(void)state;
+	check_kind("ivfpq", "IVF256,PQ6np", 0.9);
+	char *dir = tu_tmpdir();
+	cdx_error e;
+	store *s = open_kind(dir, "ivfpq", 100);
+	fill(s);
+	ASSERT_OK(store_index_rebuild(s, &e), e);
+	for (size_t qi = 5; qi < N; qi += 1999) {
+		const float *q = g_vecs + qi * D;
+		store_results *r;
+		ASSERT_OK(store_search(s, q, 10, NULL, &r, &e), e);
+		assert_int_equal(r->n, 10);
+		assert_int_equal(r->hits[0].id, g_ids[qi]);
+		for (size_t i = 0; i < r->n; i++) {
+			store_image *img;
+			ASSERT_OK(store_image_get(s, r->hits[i].id, &img, &e), e);
+			double dot = 0;
+			for (int k = 0; k < D; k++)
+				dot += (double)q[k] * img->embedding[k];
+			assert_true(fabs(r->hits[i].score - dot) < 1e-5);
+			if (i > 0)
+				assert_true(r->hits[i].score <= r->hits[i - 1].score);
+			store_image_free(img);
+		}
+		store_results_free(r);
+		store_range *rr;
+		ASSERT_OK(store_range_search(s, q, 1, 0.9f, &rr, &e), e);
+		for (size_t j = rr->lims[0]; j < rr->lims[1]; j++) {
+			store_image *img;
+			ASSERT_OK(store_image_get(s, rr->ids[j], &img, &e), e);
+			double dot = 0;
+			for (int k = 0; k < D; k++)
+				dot += (double)q[k] * img->embedding[k];
+			assert_true(fabs(rr->scores[j] - dot) < 1e-5);
+			assert_true(rr->scores[j] >= 0.9f);
+			store_image_free(img);
+		}
+		store_range_free(rr);
+	}
+	store_close(s);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 static void
 test_hnsw_tombstones_trigger_rebuild(void **state)
 {
@@ -440,6 +490,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_hnsw_recall_filters_tombstones, reset),
 		cmocka_unit_test_setup(test_ivf_recall_filters_deletes, reset),
+		cmocka_unit_test_setup(test_ivfpq_reranks_exactly, reset),
 		cmocka_unit_test_setup(test_hnsw_tombstones_trigger_rebuild, reset),
 		cmocka_unit_test_setup(test_auto_and_small_ivf_use_exact, reset),
 		cmocka_unit_test_setup(test_filtered_searches_beside_a_writer,
