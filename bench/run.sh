@@ -4,7 +4,8 @@
 # figures, then this script the seconds it took; a failure is reported and
 # the others still run (exit status 1).  The benchmarks run without
 # arguments: encoder_bench then measures every model shape at every
-# precision, demo_eval every precision against fp32.
+# precision, demo_eval every precision against fp32.  store_large (10M
+# images, about half an hour) runs only when named.
 BUILD=${BUILD:-build}
 export BUILD
 status=0
@@ -16,6 +17,8 @@ for b in "$BUILD"/bench/*; do
 		match=0
 		for p in "$@"; do case "$name" in *"$p"*) match=1 ;; esac; done
 		[ $match -eq 1 ] || continue
+	elif [ "$name" = store_large ]; then
+		continue        # half an hour: only when named (B=store_large)
 	fi
 	echo "== $name"
 	t0=$(date +%s)

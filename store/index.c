@@ -161,6 +161,19 @@ kind_acceptable(const store *s, const char *have, size_t n)
 	return 0;
 }
 
+/* The lists an IVF search probes: ivf_nprobe, else 1/256 of the nl lists,
+ * at least 8; with PQ codes 1/64, at least 32: their candidates are
+ * re-ranked, and recall is what the probed lists hold (see STORE.md). */
+static long
+nprobe_of(const store *s, long nl)
+{
+	int pq = strstr(s->kind, "PQ") != NULL;
+	long np = s->ivf_nprobe ? s->ivf_nprobe : nl / (pq ? 64 : 256);
+	if (np < (pq ? 32 : 8))
+		np = pq ? 32 : 8;
+	return np;
+}
+
 static void
 set_search_params(store *s)
 {
@@ -172,10 +185,7 @@ set_search_params(store *s)
 							 s->hnsw_ef_search);
 	long nl;
 	if (strstr(s->kind, "IVF") && sto_parse_kind_nlist(s->kind, &nl) == 0) {
-		/* Default: 1/256 of the lists, at least 8 (see STORE.md). */
-		long np = s->ivf_nprobe ? s->ivf_nprobe : nl / 256;
-		if (np < 8)
-			np = 8;
+		long np = nprobe_of(s, nl);
 		if (np > nl)
 			np = nl;
 		faiss_ParameterSpace_set_index_parameter(ps, s->index, "nprobe",
@@ -1234,15 +1244,13 @@ index_search(store *s, const float *q, size_t k, size_t kk, int exclusive,
 	int hnsw = strstr(s->kind, "HNSW") != NULL;
 	int ivf = !hnsw && sto_parse_kind_nlist(s->kind, &nl) == 0;
 	int deep = (hnsw && kk > (size_t)s->hnsw_ef_search) ||
-		   (ivf && kk > 2 * k * (s->rerank ? STORE_RERANK : 1));
+		   (ivf && kk > 2 * k * (s->rerank ? s->rerank_factor : 1));
 	if (deep && !exclusive)
 		return NEED_EXCLUSIVE;
 	if (deep && hnsw)
 		set_param(s, "efSearch", kk > INT32_MAX ? INT32_MAX : (double)kk);
 	if (deep && ivf) {
-		double np = s->ivf_nprobe ? s->ivf_nprobe : nl / 256;
-		if (np < 8)
-			np = 8;
+		double np = (double)nprobe_of(s, nl);
 		np *= ceil(sqrt((double)kk / (double)(k ? k : 1)));
 		set_param(s, "nprobe", np > (double)nl ? (double)nl : np);
 	}
@@ -1355,8 +1363,8 @@ index_filtered_scan(search_ctx *c, topk *t, size_t k, size_t kk,
 	}
 	if (fs && flat_scan_scores(s, fs, c->q))
 		return cdx_error_set(err, CDX_ENOMEM, "search");
-	if (s->rerank && kk < STORE_RERANK * k)
-		kk = STORE_RERANK * k;
+	if (s->rerank && kk < (size_t)s->rerank_factor * k)
+		kk = (size_t)s->rerank_factor * k;
 	for (;;) {
 		if (kk > nt)
 			kk = nt;

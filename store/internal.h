@@ -131,6 +131,7 @@ struct store {
 	char kind[128];         /* factory string in use (without IDMap2) */
 	int tombstones;         /* 1: the index cannot remove (HNSW) */
 	int rerank;             /* 1: PQ codes: scores come from the records */
+	int rerank_factor;      /* candidates per result for those */
 	uint64_t dead;          /* dead vectors in a tombstone index */
 	uint64_t index_seq;     /* seq the index covers (== seq when sane) */
 	uint64_t saved_seq;     /* seq of index.faiss on disk, or UINT64_MAX */

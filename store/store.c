@@ -444,7 +444,7 @@ validate_params(const store_params *p, cdx_error *err)
 	if (p->index_kind && strlen(p->index_kind) > 100)
 		return cdx_error_set(err, CDX_EINVAL,
 				     "store_open: index_kind too long");
-	if (p->hnsw_ef_search < 0 || p->ivf_nprobe < 0)
+	if (p->hnsw_ef_search < 0 || p->ivf_nprobe < 0 || p->rerank < 0)
 		return cdx_error_set(err, CDX_EINVAL,
 				     "store_open: negative parameter");
 	return 0;
@@ -594,6 +594,7 @@ store_open(const char *dir, const store_params *p, store **out,
 	s->auto_flat_max = p->auto_flat_max ? p->auto_flat_max
 					    : STORE_AUTO_FLAT_MAX;
 	s->hnsw_ef_search = p->hnsw_ef_search ? p->hnsw_ef_search : 128;
+	s->rerank_factor = p->rerank ? p->rerank : STORE_RERANK;
 	s->ivf_nprobe = p->ivf_nprobe; /* 0: chosen from nlist */
 	s->exact_max = p->exact_filter_max ? p->exact_filter_max : 20000;
 	/* Exact searches of even one query go through BLAS (sgemm), which

@@ -98,7 +98,7 @@ typedef struct store store;
 /* "auto" chooses "ivfpq" from this many images: an IVF index of float32
  * vectors takes about 2.4 GB a million in RAM, IVF-PQ 80 MB. */
 #define STORE_AUTO_PQ_MIN 2000000
-/* PQ kinds search this many times k candidates and score them exactly. */
+/* Default of store_params.rerank. */
 #define STORE_RERANK 10
 
 typedef struct store_params {
@@ -130,10 +130,10 @@ typedef struct store_params {
 	 * "IVF1024,Flat", ...; the store wraps it in an IDMap2 itself, except
 	 * descriptions starting with "IVF", which keep the ids in their lists).
 	 * The metric is always inner product.  A kind with PQ codes is
-	 * re-ranked: a search takes STORE_RERANK * k candidates from the index
+	 * re-ranked: a search takes rerank (below) x k candidates from the index
 	 * and scores them exactly from the stored embeddings, and a range
-	 * search takes candidates from 0.1 below min_score and keeps those
-	 * whose exact score reaches it, so scores are always exact.
+	 * search grows top-k candidates, keeping those whose exact score
+	 * reaches min_score, so scores are always exact.
 	 * "auto" is exact up to auto_flat_max images, "ivf" above and
 	 * "ivfpq" from STORE_AUTO_PQ_MIN; it is
 	 * resolved when the store is opened and on store_index_rebuild(), with
@@ -153,9 +153,14 @@ typedef struct store_params {
 	/* Size threshold of "auto" (default STORE_AUTO_FLAT_MAX). */
 	size_t auto_flat_max;
 	/* HNSW efSearch (default 128) and IVF nprobe (default 0: nlist/256,
-	 * at least 8; e.g. 8 of 2048 lists at 1M images). */
+	 * at least 8, e.g. 8 of 2048 lists at 1M images; with PQ codes
+	 * nlist/64, at least 32). */
 	int hnsw_ef_search;
 	int ivf_nprobe;
+	/* PQ kinds: candidates taken from the index per result wanted, each
+	 * scored exactly from its stored embedding (default 0:
+	 * STORE_RERANK; 1: the codes' own top k, with exact scores). */
+	int rerank;
 	/* A filtered search scores the matching images exactly (reading
 	 * their embeddings from LMDB) when at most this many match, and
 	 * over-fetches from the index otherwise (default 20000). */
