@@ -101,20 +101,31 @@ mixture_draw(const mixture *m, float *out, size_t n, uint64_t seed)
 	}
 }
 
+/* The figure of a "Key: N kB" line of /proc/self/status, or -1. */
 static inline long
-rss_anon_kb(void)
+status_kb(const char *key)
 {
-	malloc_trim(0); /* count what is in use, not what malloc kept */
 	FILE *f = fopen("/proc/self/status", "r");
 	char line[256];
+	size_t n = strlen(key);
 	long kb = -1;
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "RssAnon: %ld kB", &kb) == 1)
+		if (strncmp(line, key, n) == 0 && line[n] == ':' &&
+		    sscanf(line + n + 1, "%ld", &kb) == 1)
 			break;
 	fclose(f);
 	return kb;
+}
+
+/* Anonymous resident memory in kB, counting what is in use, not what
+ * malloc kept. */
+static inline long
+rss_anon_kb(void)
+{
+	malloc_trim(0);
+	return status_kb("RssAnon");
 }
 
 static inline int
@@ -184,20 +195,29 @@ recall10(const uint64_t *got, const uint64_t *truth, int nq)
 	return (double)hit / (10.0 * nq);
 }
 
-/* Resident memory (VmRSS: anonymous and mapped files) in kB. */
-static inline long
-rss_kb(void)
+/* Opens (or creates) the bench store in dir; nprobe, ef, rerank 0: the
+ * store's defaults.  *secs, when given: how long the open took. */
+static inline store *
+bench_open(const char *dir, int dim, const char *model, const char *kind,
+	   int nprobe, int ef, int rerank, double *secs)
 {
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kb = -1;
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
+	store_params p = store_default_params();
+	store *s;
+	cdx_error e;
+	p.dim = dim;
+	p.model_id = model;
+	p.index_kind = kind;
+	p.ivf_nprobe = nprobe;
+	p.hnsw_ef_search = ef;
+	p.rerank = rerank;
+	p.map_size = (size_t)4 << 30;
+	double t0 = now();
+	int rc = store_open(dir, &p, &s, &e);
+	if (rc)
+		die("store_open", rc, &e);
+	if (secs)
+		*secs = now() - t0;
+	return s;
 }
 
 #endif

@@ -139,24 +139,7 @@ static store *
 open_kind_p(const opts *o, const char *dir, const char *kind, int nprobe,
 	    int ef, double *secs)
 {
-	store_params p = store_default_params();
-	if (nprobe)
-		p.ivf_nprobe = nprobe;
-	if (ef)
-		p.hnsw_ef_search = ef;
-	store *s;
-	cdx_error e;
-	p.dim = o->dim;
-	p.model_id = "bench@0";
-	p.index_kind = kind;
-	p.map_size = (size_t)4 << 30;
-	double t0 = now();
-	int rc = store_open(dir, &p, &s, &e);
-	if (rc)
-		die("store_open", rc, &e);
-	if (secs)
-		*secs = now() - t0;
-	return s;
+	return bench_open(dir, o->dim, "bench@0", kind, nprobe, ef, 0, secs);
 }
 
 static store *

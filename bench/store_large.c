@@ -49,22 +49,8 @@ typedef struct opts {
 static store *
 open_pq(const opts *o, const char *dir, int rerank, int nprobe, double *secs)
 {
-	store_params p = store_default_params();
-	store *s;
-	cdx_error e;
-	p.dim = o->dim;
-	p.model_id = "bench@large";
-	p.index_kind = "ivfpq";
-	p.rerank = rerank;
-	p.ivf_nprobe = nprobe;
-	p.map_size = (size_t)16 << 30;
-	double t0 = now();
-	int rc = store_open(dir, &p, &s, &e);
-	if (rc)
-		die("store_open", rc, &e);
-	if (secs)
-		*secs = now() - t0;
-	return s;
+	return bench_open(dir, o->dim, "bench@large", "ivfpq", nprobe, 0,
+			  rerank, secs);
 }
 
 /* Batch b's vectors (BATCH of them, from image b * BATCH). */
@@ -166,22 +152,6 @@ serve(store *s, const opts *o, const float *q, uint64_t *got, double *p50,
 	}
 	pctl(t, o->queries, p50, p99);
 	free(t);
-}
-
-/* RssAnon and RssFile of this process, kB. */
-static void
-rss_parts(long *anon, long *file)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	*anon = *file = -1;
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		sscanf(line, "RssAnon: %ld kB", anon);
-		sscanf(line, "RssFile: %ld kB", file);
-	}
-	fclose(f);
 }
 
 static double
@@ -302,13 +272,12 @@ serve_all(const opts *o)
 	for (int w = 0; w < o->nrerank * o->nnprobe; w++) {
 		int r = w / o->nnprobe, np = o->nprobe[w % o->nnprobe];
 		double ot, p50, p99;
-		long anon, file;
 		store_stats st;
 		store *s = open_pq(o, o->serve, o->rerank[r], np, &ot);
 		store_get_stats(s, &st);
 		serve(s, o, q, got, &p50, &p99);       /* warm */
 		serve(s, o, q, got, &p50, &p99);
-		rss_parts(&anon, &file);
+		long anon = status_kb("RssAnon"), file = status_kb("RssFile");
 		double rec = recall10(got, truth, nq);
 		double res = (double)(anon + file) / 1024;
 		char nps[16] = "default";

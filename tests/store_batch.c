@@ -27,14 +27,7 @@
 static store *
 open_store(const char *dir)
 {
-	store_params p = store_default_params();
-	store *s = NULL;
-	cdx_error e;
-	p.dim = D;
-	p.model_id = MODEL;
-	p.index_kind = "flat";
-	ASSERT_OK(store_open(dir, &p, &s, &e), e);
-	return s;
+	return tu_store_open(dir, D, MODEL, "flat");
 }
 
 static void

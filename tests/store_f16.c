@@ -26,14 +26,7 @@ static char g_log[TU_LOG_CAP];
 static store *
 open_store(const char *dir)
 {
-	store_params p = store_default_params();
-	store *s = NULL;
-	cdx_error e;
-	p.dim = D;
-	p.model_id = MODEL;
-	p.index_kind = "flat";
-	ASSERT_OK(store_open(dir, &p, &s, &e), e);
-	return s;
+	return tu_store_open(dir, D, MODEL, "flat");
 }
 
 /* Image i's embedding, unit length in float32 (as a schema-3 build kept

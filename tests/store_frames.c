@@ -25,14 +25,7 @@ static char *g_dir;
 static store *
 open_store(void)
 {
-	store_params p = store_default_params();
-	store *s = NULL;
-	cdx_error e;
-	p.dim = D;
-	p.model_id = MODEL;
-	p.index_kind = "flat";
-	ASSERT_OK(store_open(g_dir, &p, &s, &e), e);
-	return s;
+	return tu_store_open(g_dir, D, MODEL, "flat");
 }
 
 /* A unit vector along axis k (mod D), tilted by t. */

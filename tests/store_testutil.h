@@ -111,6 +111,21 @@ tu_clustered(float *out, size_t n, int d, int nc, uint64_t cseed,
 	free(cent);
 }
 
+/* Opens (or creates) the store in dir for a dim-d model of the given id,
+ * with the given index kind; the test fails if it cannot. */
+static inline store *
+tu_store_open(const char *dir, int dim, const char *model, const char *kind)
+{
+	store_params p = store_default_params();
+	store *s = NULL;
+	cdx_error e;
+	p.dim = dim;
+	p.model_id = model;
+	p.index_kind = kind;
+	ASSERT_OK(store_open(dir, &p, &s, &e), e);
+	return s;
+}
+
 /* ---- a store as an older build left it (raw LMDB) ---- */
 
 /* Opens the LMDB environment of the store in dir, read-only when rdonly,
