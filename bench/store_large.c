@@ -275,6 +275,10 @@ serve_all(const opts *o)
 		store_stats st;
 		store *s = open_pq(o, o->serve, o->rerank[r], np, &ot);
 		store_get_stats(s, &st);
+		if (w == 0)
+			printf("after open: %ld MB anonymous, %ld MB of mapped "
+			       "files\n", status_kb("RssAnon") / 1024,
+			       status_kb("RssFile") / 1024);
 		serve(s, o, q, got, &p50, &p99);       /* warm */
 		serve(s, o, q, got, &p50, &p99);
 		long anon = status_kb("RssAnon"), file = status_kb("RssFile");

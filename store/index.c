@@ -1363,8 +1363,13 @@ index_filtered_scan(search_ctx *c, topk *t, size_t k, size_t kk,
 	}
 	if (fs && flat_scan_scores(s, fs, c->q))
 		return cdx_error_set(err, CDX_ENOMEM, "search");
-	if (s->rerank && kk < (size_t)s->rerank_factor * k)
-		kk = (size_t)s->rerank_factor * k;
+	if (s->rerank) {
+		size_t want = (size_t)s->rerank_factor * k;
+		if (want > STORE_RERANK_MAX)
+			want = STORE_RERANK_MAX > 2 * k ? STORE_RERANK_MAX : 2 * k;
+		if (kk < want)
+			kk = want;
+	}
 	for (;;) {
 		if (kk > nt)
 			kk = nt;
