@@ -143,7 +143,9 @@ kind_acceptable(const store *s, const char *have, size_t n)
 		/* a trained IVF-PQ index serves an "ivfpq" store that shrank
 		 * below the training minimum until it halved */
 		if (strcmp(r, "ivfpq") == 0 && strstr(have, "PQ"))
-			return n * 2 >= 39 * 256;
+			return n * 2 >= 39 * 256 &&
+			       sto_parse_kind_nlist(have, &nl) == 0 &&
+			       nl * 4 >= ideal && nl <= ideal * 4;
 		/* auto between IVF and IVF-PQ: the same hysteresis */
 		if (!is_auto || !strstr(have, "IVF") || !strstr(want, "IVF"))
 			return 0;
@@ -227,11 +229,12 @@ typedef int (*chunk_fn)(store *s, void *user, const int64_t *labels,
 			const float *vecs, size_t n, cdx_error *err);
 
 /* Calls fn on the records in key order, REBUILD_CHUNK at a time (their
- * labels and widened embeddings), taking every stride-th record; with
- * live, every record also goes into the (cleared) live map. */
+ * labels and widened embeddings), taking `take` of every `of` records,
+ * evenly spread (take == of: all); with live, every record also goes into
+ * the (cleared) live map. */
 static int
-scan_records(store *s, MDB_txn *txn, size_t stride, int live, chunk_fn fn,
-	     void *user, cdx_error *err)
+scan_records(store *s, MDB_txn *txn, size_t take, size_t of, int live,
+	     chunk_fn fn, void *user, cdx_error *err)
 {
 	size_t d = (size_t)s->dim, n = 0, i = 0;
 	int64_t *labels = malloc(REBUILD_CHUNK * sizeof(*labels));
@@ -266,7 +269,8 @@ scan_records(store *s, MDB_txn *txn, size_t stride, int live, chunk_fn fn,
 				break;
 			}
 		}
-		if (i % stride)
+		if (take < of && (unsigned __int128)(i + 1) * take / of ==
+				     (unsigned __int128)i * take / of)
 			continue;
 		sto_rec_emb(s, &h, e, vecs + n * d);
 		labels[n++] = h.label;
@@ -357,15 +361,13 @@ idx_rebuild(store *s, MDB_txn *txn, cdx_error *err)
 			nt = 65536;
 		if (nt > n)
 			nt = n;
-		size_t stride = nt ? n / nt : 1;
 		sample sm = { NULL, 0, nt };
 		sm.x = malloc((nt ? nt : 1) * d * sizeof(float));
 		if (!sm.x) {
 			rc = cdx_error_set(err, CDX_ENOMEM, "training index");
 			goto out_free_index;
 		}
-		rc = scan_records(s, txn, stride ? stride : 1, 0, sample_chunk,
-				  &sm, err);
+		rc = scan_records(s, txn, nt, n, 0, sample_chunk, &sm, err);
 		int r = rc ? 0 : faiss_Index_train(idx, (idx_t)sm.n, sm.x);
 		free(sm.x);
 		if (r)
@@ -373,7 +375,7 @@ idx_rebuild(store *s, MDB_txn *txn, cdx_error *err)
 		if (rc)
 			goto out_free_index;
 	}
-	if ((rc = scan_records(s, txn, 1, 1, add_chunk, idx, err)))
+	if ((rc = scan_records(s, txn, 1, 1, 1, add_chunk, idx, err)))
 		goto out_free_index;
 	index_set(s, idx, kind);
 	s->index_seq = s->seq;
@@ -430,6 +432,14 @@ static void
 idx_path(const store *s, char *buf, size_t cap, const char *suffix)
 {
 	snprintf(buf, cap, "%s/index.faiss%s", s->dir, suffix);
+}
+
+void
+idx_forget(store *s)
+{
+	char path[4200];
+	idx_path(s, path, sizeof(path), "");
+	unlink(path);
 }
 
 static uint64_t
@@ -1232,6 +1242,17 @@ set_param(store *s, const char *name, double v)
 	faiss_ParameterSpace_free(ps);
 }
 
+/* The candidates a PQ kind re-scores for k results: rerank_factor x k,
+ * at most STORE_RERANK_MAX (or 2k). */
+static size_t
+rerank_want(const store *s, size_t k)
+{
+	size_t want = (size_t)s->rerank_factor * k;
+	if (want > STORE_RERANK_MAX)
+		want = STORE_RERANK_MAX > 2 * k ? STORE_RERANK_MAX : 2 * k;
+	return want > k ? want : k;
+}
+
 /* Searches kk results for a k-result request.  Deeper than usual (kk above
  * efSearch for HNSW; kk > 2k for IVF, i.e. a filtered over-fetch whose
  * matches lie beyond the usual lists) raises efSearch to kk, or nprobe by
@@ -1244,7 +1265,7 @@ index_search(store *s, const float *q, size_t k, size_t kk, int exclusive,
 	int hnsw = strstr(s->kind, "HNSW") != NULL;
 	int ivf = !hnsw && sto_parse_kind_nlist(s->kind, &nl) == 0;
 	int deep = (hnsw && kk > (size_t)s->hnsw_ef_search) ||
-		   (ivf && kk > 2 * k * (s->rerank ? s->rerank_factor : 1));
+		   (ivf && kk > 2 * (s->rerank ? rerank_want(s, k) : k));
 	if (deep && !exclusive)
 		return NEED_EXCLUSIVE;
 	if (deep && hnsw)
@@ -1363,13 +1384,8 @@ index_filtered_scan(search_ctx *c, topk *t, size_t k, size_t kk,
 	}
 	if (fs && flat_scan_scores(s, fs, c->q))
 		return cdx_error_set(err, CDX_ENOMEM, "search");
-	if (s->rerank) {
-		size_t want = (size_t)s->rerank_factor * k;
-		if (want > STORE_RERANK_MAX)
-			want = STORE_RERANK_MAX > 2 * k ? STORE_RERANK_MAX : 2 * k;
-		if (kk < want)
-			kk = want;
-	}
+	if (s->rerank && kk < rerank_want(s, k))
+		kk = rerank_want(s, k);
 	for (;;) {
 		if (kk > nt)
 			kk = nt;
@@ -1754,7 +1770,7 @@ stored_score(store *s, MDB_txn *txn, uint64_t id, const float *q, float *buf,
  * whose candidates (in the codes' order) are scored exactly from their
  * records (txn, buf: dim floats): the search grows while the worse half
  * of the candidates still holds a match.
- * Caller holds the exclusive lock (see index_search). */
+ * Caller holds the lock, exclusively for HNSW (see index_search). */
 static int
 range_by_knn(store *s, const float *q, float min_score, MDB_txn *txn,
 	     float *buf, range_acc *a, cdx_error *err)
@@ -1772,7 +1788,9 @@ range_by_knn(store *s, const float *q, float min_score, MDB_txn *txn,
 			free(lab);
 			return cdx_error_set(err, CDX_ENOMEM, "range search");
 		}
-		int r = index_search(s, q, kk, kk, 1, dis, lab, err);
+		/* k == kk: never deeper than usual, so never a change of the
+		 * index's parameters; HNSW callers hold the exclusive lock */
+		int r = index_search(s, q, kk, kk, s->tombstones, dis, lab, err);
 		if (r) {
 			free(dis);
 			free(lab);
@@ -1798,7 +1816,7 @@ range_by_knn(store *s, const float *q, float min_score, MDB_txn *txn,
 					continue;
 				break;
 			}
-			late |= i >= kk / 2;
+			late |= slot >= 0 && i >= kk / 2;
 			if (slot >= 0 && acc_push(a, sc, s->live.id[slot])) {
 				free(dis);
 				free(lab);
@@ -1844,7 +1862,7 @@ store_range_search(store *s, const float *queries, size_t nq,
 		memcpy(q, queries, nq * d * sizeof(float));
 	/* HNSW grows top-k searches past efSearch: exclusive lock. */
 	pthread_rwlock_rdlock(&s->lock);
-	if (s->tombstones || s->rerank) {
+	if (s->tombstones) {
 		pthread_rwlock_unlock(&s->lock);
 		pthread_rwlock_wrlock(&s->lock);
 	}

@@ -237,6 +237,8 @@ int idx_apply(store *s, const int64_t *rm, size_t nrm, const int64_t *add,
 	      const float *vecs, size_t nadd, cdx_error *err);
 /* Writes index.faiss (shared lock held by the caller). */
 int idx_save(store *s, cdx_error *err);
+/* Deletes index.faiss (derived state), so that the next open rebuilds. */
+void idx_forget(store *s);
 void idx_close(store *s);
 
 /* 0 or -1 */

@@ -450,9 +450,15 @@ validate_params(const store_params *p, cdx_error *err)
 	return 0;
 }
 
+static int grow_map(store *s, cdx_error *err);
+
+/* migrate_step's answer when the map must grow (nothing was written). */
+#define MIGRATE_GROW 2
+
 /* Converts up to MIGRATE_STEP float32 records after *from (the first
- * when *first) to binary16 in one transaction: 1 when it reached the end,
- * 0 when there is more, or a CDX_E* code. */
+ * when *first) to binary16, and their tags, in one transaction: 1 when it
+ * reached the end, 0 when there is more, MIGRATE_GROW when the map is
+ * full, or a CDX_E* code.  A malformed record is left as it is. */
 static int
 migrate_step(store *s, uint64_t *from, int *first, size_t *done,
 	     cdx_error *err)
@@ -501,20 +507,30 @@ migrate_step(store *s, uint64_t *from, int *first, size_t *done,
 			rc = sto_mdb_err(err, rc, "migrating the store");
 			goto out_abort;
 		}
-		if ((rc = sto_rec_parse(s, &iv, &h, &path, &emb, err)))
-			goto out_abort;
+		if (sto_rec_parse(s, &iv, &h, &path, &emb, NULL)) {
+			/* left as it is, for store_verify to report */
+			cdx_log(CDX_LOG_WARN, "store %s: record %llu is "
+				"malformed; not converted", s->dir,
+				(unsigned long long)ids[i]);
+			continue;
+		}
 		size_t hsz = (size_t)s->dim * sizeof(uint16_t);
 		sto_rec_emb(s, &h, emb, vec);
 		cdx_vec_to_f16(half, vec, (size_t)s->dim);
+		cdx_vec_from_f16(vec, half, (size_t)s->dim);
 		h.magic = REC_MAGIC16;
 		memcpy(buf, &h, sizeof(h));
 		memcpy(buf + sizeof(h), half, hsz);
 		memcpy(buf + sizeof(h) + hsz, path, h.path_len);
 		iv = (MDB_val){ sizeof(h) + hsz + h.path_len, buf };
 		if ((rc = mdb_put(txn, s->db_rec, &ik, &iv, 0))) {
-			rc = sto_mdb_err(err, rc, "migrating the store");
+			rc = rc == MDB_MAP_FULL ? MIGRATE_GROW :
+			     sto_mdb_err(err, rc, "migrating the store");
 			goto out_abort;
 		}
+		/* its tags, from the values it now has */
+		if ((rc = tag_image(s, txn, h.id, vec, err)))
+			goto out_abort;
 	}
 	if (n)
 		*from = ids[n - 1];
@@ -529,7 +545,8 @@ migrate_step(store *s, uint64_t *from, int *first, size_t *done,
 	}
 	if ((rc = mdb_txn_commit(txn))) {
 		free(buf);
-		return sto_mdb_err(err, rc, "migrating the store");
+		return rc == MDB_MAP_FULL ? MIGRATE_GROW :
+		       sto_mdb_err(err, rc, "migrating the store");
 	}
 	*done += n;
 	free(buf);
@@ -549,10 +566,28 @@ static int
 migrate_f16(store *s, cdx_error *err)
 {
 	uint64_t from = 0;
-	int first = 1, rc;
+	int first = 1, rc, grows = 0;
 	size_t done = 0;
-	while ((rc = migrate_step(s, &from, &first, &done, err)) == 0)
-		;
+	/* The index file holds float32 values and no record of the change:
+	 * derived state, rebuilt below (or at the next open, after a crash). */
+	idx_forget(s);
+	for (;;) {
+		uint64_t from0 = from;
+		int first0 = first;
+		rc = migrate_step(s, &from, &first, &done, err);
+		if (rc == MIGRATE_GROW && ++grows <= 8) {
+			from = from0;
+			first = first0;
+			if ((rc = grow_map(s, err)))
+				return rc;
+			continue;
+		}
+		if (rc == MIGRATE_GROW)
+			return cdx_error_set(err, CDX_EFULL, "store %s is full",
+					     s->dir);
+		if (rc)
+			break;
+	}
 	if (rc < 0)
 		return rc;
 	cdx_log(CDX_LOG_INFO, "store %s: schema 3 -> %u (%zu embeddings now "
@@ -681,7 +716,9 @@ store_open(const char *dir, const store_params *p, store **out,
 		goto out_abort_txn;
 	}
 	s->fail_count = st.ms_entries;
-	if ((rc = tag_load(s, txn, err)) || (rc = idx_open(s, txn, err)))
+	/* a store being converted gets its index after (migrate_f16) */
+	if ((rc = tag_load(s, txn, err)) ||
+	    (!s->migrate_f16 && (rc = idx_open(s, txn, err))))
 		goto out_abort_txn;
 	if ((rc = mdb_txn_commit(txn))) {
 		rc = sto_mdb_err(err, rc, "opening store");

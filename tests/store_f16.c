@@ -3,8 +3,9 @@
  * binary16 (REC_MAGIC16, 2 bytes a dimension), reads give values within
  * STORE_EMB_ABS_ERR of what was put and a cosine above 0.99999; a
  * schema-3 store (float32 records) is converted when it is opened, in
- * more than one transaction, and a store left half converted (a crash
- * during the migration) opens and finishes it.
+ * more than one transaction, with its tags scored again and its index
+ * rebuilt, and a store left half converted (a crash during the
+ * migration) opens and finishes it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,9 +14,11 @@
 
 #include <lmdb.h>
 
+#include "classify/classify.h"
 #include "common/vec.h"
 #include "store/internal.h"
 #include "tests/store_testutil.h"
+#include "tests/cls_testutil.h"
 #include "tests/testutil.h"
 
 enum { D = 64, N = 2600 }; /* N: more than two migration steps */
@@ -207,6 +210,15 @@ migrate(int every)
 {
 	char *dir = tu_tmpdir();
 	store *s = open_store(dir);
+	static const char *const labels[] = { "a", "b", "c" };
+	/* tagged before the conversion: store_verify checks the tags
+	 * against the converted values after it */
+	cls_set *set = tu_cls_set("abc", labels, 3, D, CLS_SOFTMAX, 0, 0.0f,
+				  100.0f, MODEL, 5);
+	cdx_error e;
+	uint64_t tagged;
+	ASSERT_OK(store_tagset_put(s, set, &tagged, &e), e);
+	cls_set_free(set);
 	put_all(s);
 	check_store(dir, s);
 	store_close(s);

@@ -18,6 +18,7 @@
 #include "classify/classify.h"
 #include "common/threads.h"
 #include "tests/store_testutil.h"
+#include "tests/cls_testutil.h"
 #include "tests/testutil.h"
 
 enum { D = 16, NIMG = 400 };
@@ -45,29 +46,13 @@ open_store(const char *dir)
 	return open_store_with(dir, MODEL, 0, 0);
 }
 
-/* A set of n labels (names[i]) with random unit rows from seed. */
 static cls_set *
 mkset(const char *name, const char *const *names, size_t n, int kind,
       int multi, float threshold, float scale, const char *model,
       uint64_t seed)
 {
-	cls_set *c;
-	cdx_error e;
-	uint64_t st = seed | 1;
-	ASSERT_OK(cls_set_new(name, n, D, 0, 0, 0, &c, &e), e);
-	c->kind = kind;
-	c->multi = multi;
-	c->threshold = threshold;
-	c->scale = scale;
-	snprintf(c->model_key, sizeof(c->model_key), "%s", model);
-	for (size_t i = 0; i < n; i++) {
-		ASSERT_OK(cls_set_label(c, i, names[i], &e), e);
-		for (int j = 0; j < D; j++)
-			c->w[i * D + j] = (float)tu_gauss(&st);
-		tu_normalise(c->w + i * D, D);
-		c->bias[i] = kind == CLS_SIGMOID ? -2.0f : 0.0f;
-	}
-	return c;
+	return tu_cls_set(name, names, n, D, kind, multi, threshold, scale,
+			  model, seed);
 }
 
 static const char *const COLORS[] = { "red", "green", "blue", "grey" };
