@@ -321,13 +321,8 @@ srv_parse_search_opts(srv_call *c, srv_search_opts *o)
 		return 0;
 	if (!cJSON_IsObject(f))
 		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'filter' must be an object");
-	const cJSON *p = cJSON_GetObjectItemCaseSensitive(f, "path_prefix");
-	if (p != NULL && !cJSON_IsNull(p)) {
-		if (!cJSON_IsString(p))
-			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'path_prefix' must be a "
-			    "string");
-		o->filter.path_prefix = p->valuestring;
-	}
+	if (srv_get_str(c, f, "path_prefix", &o->filter.path_prefix) != 0)
+		return -1;
 	const cJSON *tf = cJSON_GetObjectItemCaseSensitive(f, "time");
 	if (tf != NULL && !cJSON_IsNull(tf)) {
 		if (cJSON_IsString(tf) && strcmp(tf->valuestring, "capture") == 0)

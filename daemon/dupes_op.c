@@ -110,8 +110,6 @@ clips_op(srv_call *c, double t0)
 		.family = c->s->info->family };
 	double thr = 0, frac = 0;
 	long offset = 0, limit = 100;
-	const cJSON *pre = cJSON_GetObjectItemCaseSensitive(c->req,
-	    "path_prefix");
 	dupes_clip_result *r;
 	cdx_error err;
 	int rc;
@@ -120,14 +118,9 @@ clips_op(srv_call *c, double t0)
 	    srv_get_num(c, c->req, "near_fraction", 1e-6, 1, NULL, &frac) != 0 ||
 	    srv_get_int(c, c->req, "offset", 0, LONG_MAX, NULL, &offset) != 0 ||
 	    srv_get_int(c, c->req, "limit", 1, 1000, "the maximum is 1000",
-	    &limit) != 0)
+	    &limit) != 0 ||
+	    srv_get_str(c, c->req, "path_prefix", &p.path_prefix) != 0)
 		return -1;
-	if (pre != NULL && !cJSON_IsNull(pre)) {
-		if (!cJSON_IsString(pre))
-			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'path_prefix' must "
-			    "be a string");
-		p.path_prefix = pre->valuestring;
-	}
 	p.threshold = (float)thr;
 	p.near_fraction = (float)frac;
 	if ((rc = dupes_clips(c->s->st, &p, &r, &err)) != 0)
@@ -177,8 +170,6 @@ dupes_op(srv_call *c)
 	dupes_params p = { .dim = c->s->info->embed_dim };
 	double thr = 0, near_thr = 0;
 	long offset = 0, limit = 100;
-	const cJSON *pre = cJSON_GetObjectItemCaseSensitive(c->req,
-	    "path_prefix");
 	cdx_error err;
 	int rc;
 
@@ -191,14 +182,9 @@ dupes_op(srv_call *c)
 	    != 0 ||
 	    srv_get_int(c, c->req, "offset", 0, LONG_MAX, NULL, &offset) != 0 ||
 	    srv_get_int(c, c->req, "limit", 1, 1000, "the maximum is 1000",
-	    &limit) != 0)
+	    &limit) != 0 ||
+	    srv_get_str(c, c->req, "path_prefix", &p.path_prefix) != 0)
 		return -1;
-	if (pre != NULL && !cJSON_IsNull(pre)) {
-		if (!cJSON_IsString(pre))
-			return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'path_prefix' must be a "
-			    "string");
-		p.path_prefix = pre->valuestring;
-	}
 	p.family = c->s->info->family;
 	p.threshold = p.kind == DUPES_EXACT ? 0 : (float)thr;
 	if (p.threshold == 0 && p.kind != DUPES_EXACT)

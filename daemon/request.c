@@ -284,6 +284,20 @@ srv_get_num(srv_call *c, const cJSON *obj, const char *name, double lo,
 }
 
 int
+srv_get_str(srv_call *c, const cJSON *obj, const char *name,
+    const char **out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (v == NULL || cJSON_IsNull(v))
+		return 0;
+	if (!cJSON_IsString(v))
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "'%s' must be a string",
+		    name);
+	*out = v->valuestring;
+	return 0;
+}
+
+int
 srv_get_bool(const cJSON *obj, const char *name)
 {
 	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, name));

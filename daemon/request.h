@@ -69,6 +69,9 @@ int srv_get_int(srv_call *c, const cJSON *obj, const char *name, long lo,
     long hi, const char *toobig, long *out);
 int srv_get_num(srv_call *c, const cJSON *obj, const char *name, double lo,
     double hi, int *present, double *out);
+/* *out points to the string (owned by obj). */
+int srv_get_str(srv_call *c, const cJSON *obj, const char *name,
+    const char **out);
 /* 1 when the field is true, else 0. */
 int srv_get_bool(const cJSON *obj, const char *name);
 
