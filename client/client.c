@@ -817,11 +817,7 @@ cdxi_result_strbytes(const cJSON *it)
 void
 cdxi_result_fill(const cJSON *it, cdx_result *x, char **pool)
 {
-	const char *p = cdxi_get_str(it, "path");
-	size_t pl = strlen(p) + 1;
-	memcpy(*pool, p, pl);
-	x->path = *pool;
-	*pool += pl;
+	x->path = cdxi_pool_str(pool, cdxi_get_str(it, "path"));
 	x->id = (uint64_t)cdxi_get_i64(it, "id", 0);
 	x->score = to_float(cdxi_get_f64(it, "score", 0.0));
 	x->width = get_u32(it, "width");
@@ -1169,14 +1165,8 @@ cdx_get_failures(cdx_client *c, int limit, cdx_failures **out)
 	size_t i = 0;
 	cJSON_ArrayForEach(it, arr) {
 		cdx_failure *x = &f->items[i++];
-		const char *p = cdxi_get_str(it, "path"), *r = cdxi_get_str(it, "reason");
-		size_t pl = strlen(p) + 1, rl = strlen(r) + 1;
-		memcpy(pool, p, pl);
-		x->path = pool;
-		pool += pl;
-		memcpy(pool, r, rl);
-		x->reason = pool;
-		pool += rl;
+		x->path = cdxi_pool_str(&pool, cdxi_get_str(it, "path"));
+		x->reason = cdxi_pool_str(&pool, cdxi_get_str(it, "reason"));
 		x->size = cdxi_get_i64(it, "size", 0);
 		x->mtime = cdxi_get_i64(it, "mtime", 0);
 		x->when = cdxi_get_i64(it, "when", 0);

@@ -124,11 +124,7 @@ cdx_dupes(cdx_client *c, const cdx_dupes_opts *opts, cdx_dupes_page **out)
 	cJSON_ArrayForEach(g, groups) {
 		cdx_dupes_group *x = &p->groups[i++];
 		const cJSON *it;
-		const char *reason = cdxi_get_str(g, "reason");
-		size_t rl = strlen(reason) + 1;
-		memcpy(pool, reason, rl);
-		x->reason = pool;
-		pool += rl;
+		x->reason = cdxi_pool_str(&pool, cdxi_get_str(g, "reason"));
 		x->kind = dupes_kind_of(cdxi_get_str(g, "kind"));
 		x->keep = (uint64_t)cdxi_get_i64(g, "keep", 0);
 		x->members = m;
