@@ -1517,6 +1517,21 @@ clip_frame(void *user, int64_t time_ms, const clip_image *img, cdx_error *err)
 	return 0;
 }
 
+/* Takes the size and mtime of the file just read (st), or, when it
+ * changed while being read (it is being written), drops the item for a
+ * look once it is quiet: 1. */
+static int
+still_writing(watch *w, item *it, const struct stat *st)
+{
+	it->size = st->st_size;
+	it->mtime_ns = mtime_ns(st);
+	if (!changed_since(w, it->path, st))
+		return 0;
+	retry_later(w, it);
+	it->kind = K_DROP;
+	return 1;
+}
+
 /* A video clip: hashed in pieces, then sampled (encoder/video.h) into
  * frames for the encoder; a clip that cannot be read has a failure
  * record with the reason.  A changed clip is sampled again in full. */
@@ -1534,13 +1549,8 @@ decode_clip(watch *w, item *it)
 			fail_or_retry(w, it, &err, it->mtime_ns);
 		return;
 	}
-	it->size = st.st_size;
-	it->mtime_ns = mtime_ns(&st);
-	if (changed_since(w, it->path, &st)) {
-		retry_later(w, it);
-		it->kind = K_DROP;
+	if (still_writing(w, it, &st))
 		return;
-	}
 	if (store_image_get_by_path(w->st, it->path, &old, NULL) == 0)
 		it->is_update = 1;
 	store_image_free(old);
@@ -1616,14 +1626,8 @@ decode_item(watch *w, item *it)
 		}
 		return;
 	}
-	it->size = st.st_size;
-	it->mtime_ns = mtime_ns(&st);
-	if (changed_since(w, it->path, &st)) {
-		/* Being written: look again once it is quiet. */
-		retry_later(w, it);
-		it->kind = K_DROP;
+	if (still_writing(w, it, &st))
 		goto out;
-	}
 	XXH128_canonical_t hc;
 	XXH128_canonicalFromHash(&hc, XXH3_128bits(data, len));
 	memcpy(it->hash, hc.digest, STORE_HASH_LEN);
