@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "classify/classify.h"
+#include "common/utf8.h"
 
 /* ---- the set ---------------------------------------------------------- */
 
@@ -156,47 +157,6 @@ int cls_set_template(cls_set *c, size_t i, const char *tmpl, cdx_error *err)
 
 /* ---- labels and templates --------------------------------------------- */
 
-/* 1 when s (len bytes) is strict UTF-8: no overlong forms, surrogates or
- * code points over U+10FFFF. */
-static int utf8_valid(const unsigned char *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char b = s[i];
-		size_t k;
-		uint32_t cp;
-
-		if (b < 0x80) {
-			i++;
-			continue;
-		}
-		if (b >= 0xc2 && b <= 0xdf) {
-			k = 1;
-			cp = b & 0x1f;
-		} else if (b >= 0xe0 && b <= 0xef) {
-			k = 2;
-			cp = b & 0x0f;
-		} else if (b >= 0xf0 && b <= 0xf4) {
-			k = 3;
-			cp = b & 0x07;
-		} else {
-			return 0;
-		}
-		if (len - i - 1 < k)
-			return 0;
-		for (size_t j = 1; j <= k; j++) {
-			if ((s[i + j] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + j] & 0x3f);
-		}
-		if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += k + 1;
-	}
-	return 1;
-}
 
 static int is_space(char ch)
 {
@@ -224,7 +184,7 @@ int cls_labels_check(const char *const *labels, size_t n, cdx_error *err)
 					     "label '%.32s...' is %zu bytes: "
 					     "at most %d", s, len,
 					     CLS_LABEL_MAX);
-		if (!utf8_valid((const unsigned char *)s, len))
+		if (!cdx_utf8_valid((const unsigned char *)s, len))
 			return cdx_error_set(err, CDX_EINVAL,
 					     "label %zu is not UTF-8", i + 1);
 		for (size_t j = 0; j < i; j++)
@@ -301,7 +261,7 @@ int cls_template_check(const char *tmpl, cdx_error *err)
 		return cdx_error_set(err, CDX_EINVAL,
 				     "template '%s' has no {} for the label",
 				     tmpl);
-	if (!utf8_valid((const unsigned char *)tmpl, len))
+	if (!cdx_utf8_valid((const unsigned char *)tmpl, len))
 		return cdx_error_set(err, CDX_EINVAL,
 				     "a template is not UTF-8");
 	return 0;

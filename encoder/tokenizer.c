@@ -17,6 +17,7 @@
  * has an id and that ids are unique, so ids and strings are interchangeable.
  */
 #include "common/file.h"
+#include "common/utf8.h"
 #include "encoder/clip.h"
 #include "encoder/sptok.h"
 #include "encoder/tokenizer_internal.h"
@@ -683,55 +684,17 @@ int
 tkn_utf8_decode(const unsigned char *s, size_t len, uint32_t *out, size_t *nout,
     cdx_error *err)
 {
-	size_t i = 0, n = 0;
+	size_t i = 0, n = 0, k;
+	const char *why;
 
-	while (i < len) {
-		unsigned c = s[i];
-		uint32_t cp;
-		size_t need;
-		const char *why = NULL;
-
-		if (c < 0x80) {
-			out[n++] = c;
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF) {
-			need = 1;
-			cp = c & 0x1F;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			need = 2;
-			cp = c & 0x0F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			need = 3;
-			cp = c & 0x07;
-		} else {
-			why = c >= 0x80 && c <= 0xBF ? "unexpected continuation byte" :
-			    c == 0xC0 || c == 0xC1 ? "overlong encoding" :
-			    "byte that never occurs in UTF-8";
-			return cdx_error_set(err, CDX_EUTF8,
-			    "invalid UTF-8 at byte offset %zu (0x%02X): %s", i,
-			    c, why);
-		}
-		for (size_t k = 1; k <= need; k++) {
-			if (i + k >= len || (s[i + k] & 0xC0) != 0x80)
-				return cdx_error_set(err, CDX_EUTF8,
-				    "invalid UTF-8 at byte offset %zu: truncated "
-				    "%zu-byte sequence", i, need + 1);
-			cp = cp << 6 | (s[i + k] & 0x3F);
-		}
-		if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000))
-			why = "overlong encoding";
-		else if (cp >= 0xD800 && cp <= 0xDFFF)
-			why = "surrogate code point";
-		else if (cp > TKN_MAX_CP)
-			why = "code point above U+10FFFF";
-		if (why)
-			return cdx_error_set(err, CDX_EUTF8,
-			    "invalid UTF-8 at byte offset %zu: %s", i, why);
-		out[n++] = cp;
-		i += need + 1;
-	}
+	for (; i < len; i += k)
+		if ((k = cdx_utf8_next(s + i, len - i, &out[n++], &why)) == 0)
+			/* a byte that cannot start a sequence is named */
+			return s[i] < 0xC2 || s[i] > 0xF4 ?
+			    cdx_error_set(err, CDX_EUTF8, "invalid UTF-8 at byte "
+			    "offset %zu (0x%02X): %s", i, s[i], why) :
+			    cdx_error_set(err, CDX_EUTF8, "invalid UTF-8 at byte "
+			    "offset %zu: %s", i, why);
 	*nout = n;
 	return 0;
 }
