@@ -130,7 +130,7 @@ typedef struct opts {
 	size_t sizes[8];
 	int nsizes, dim, clusters, queries, threads;
 	size_t hnsw_max;
-	int do_flat, do_ivf, do_hnsw, do_ivfpq;
+	int do_ivf, do_hnsw, do_ivfpq;
 	const char *dir;
 	int nprobe[8], nnprobe, ef[8], nef; /* sweeps after the default */
 } opts;
@@ -489,7 +489,7 @@ main(int argc, char **argv)
 {
 	opts o = { .sizes = { 100000, 1000000 }, .nsizes = 2, .dim = 512,
 		   .clusters = 3000, .queries = 200, .threads = 2,
-		   .hnsw_max = 100000, .do_flat = 1, .do_ivf = 1,
+		   .hnsw_max = 100000, .do_ivf = 1,
 		   .do_hnsw = 1, .do_ivfpq = 1, .dir = "/tmp" };
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
