@@ -16,11 +16,14 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexShards.h>
+#include <faiss/clone_index.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
+#include <faiss/invlists/OnDiskInvertedLists.h>
 #include <faiss/impl/io.h>
 #include <faiss/utils/distances.h>
 
@@ -28,6 +31,7 @@
 #include <faiss/c_api/IndexFlat_c.h>
 #include <faiss/c_api/IndexIVF_c.h>
 #include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/clone_index_c.h>
 #include <faiss/c_api/MetaIndexes_c.h>
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
@@ -35,7 +39,13 @@
 #include <faiss/c_api/index_io_c.h>
 #include <faiss/c_api/utils/distances_c.h>
 
+#include "store/faiss_ext.h"
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <memory>
+#include <vector>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -418,6 +428,190 @@ int
 faiss_get_distance_compute_blas_database_bs()
 {
 	return faiss::distance_compute_blas_database_bs;
+}
+
+/* ---- clone ---- */
+
+int
+faiss_clone_index(const FaissIndex *idx, FaissIndex **p_out)
+{
+	try {
+		*p_out = reinterpret_cast<FaissIndex *>(faiss::clone_index(
+			reinterpret_cast<const faiss::Index *>(idx)));
+	}
+	CDX_FAISS_CATCH
+}
+
+} /* extern "C" */
+
+/* ---- lists on disk (faiss_ext.h) ---- */
+
+namespace {
+
+const faiss::IndexIVF *
+as_ivf(const FaissIndex *idx)
+{
+	auto ivf = dynamic_cast<const faiss::IndexIVF *>(
+		reinterpret_cast<const faiss::Index *>(idx));
+	if (!ivf)
+		FAISS_THROW_MSG("not an IVF index");
+	return ivf;
+}
+
+void
+put(FILE *f, const void *p, size_t n)
+{
+	if (n && fwrite(p, 1, n, f) != n)
+		FAISS_THROW_FMT("writing lists: %s", strerror(errno));
+}
+
+/* A base searched beside a delta: IndexShards with the ids as they are,
+ * one thread (the store's callers bring their own). */
+struct Overlay : faiss::IndexShards {
+	Overlay(faiss::Index *base, faiss::Index *delta)
+		: faiss::IndexShards((faiss::Index::idx_t)base->d, false, false)
+	{
+		metric_type = base->metric_type;
+		add_shard(base);
+		add_shard(delta);
+	}
+	void add(faiss::Index::idx_t, const float *) override
+	{
+		FAISS_THROW_MSG("an overlay takes ids");
+	}
+	void add_with_ids(faiss::Index::idx_t n, const float *x,
+			  const faiss::Index::idx_t *ids) override
+	{
+		at(1)->add_with_ids(n, x, ids);
+		syncWithSubIndexes();
+	}
+};
+
+} /* namespace */
+
+extern "C" {
+
+int
+cdx_faiss_read_mmap(FILE *f, FaissIndex **out)
+{
+	try {
+		*out = reinterpret_cast<FaissIndex *>(
+			faiss::read_index(f, faiss::IO_FLAG_MMAP));
+	}
+	CDX_FAISS_CATCH
+}
+
+int
+cdx_faiss_write_ondisk(const FaissIndex *trained,
+		       const FaissIndex *const *parts, int n, FILE *f,
+		       uint64_t data_off, uint64_t *meta_off)
+{
+	try {
+		const faiss::IndexIVF *t = as_ivf(trained);
+		size_t nl = t->nlist, cs = t->code_size, off = data_off;
+		std::vector<const faiss::IndexIVF *> ps;
+		for (int i = 0; i < n; i++) {
+			ps.push_back(as_ivf(parts[i]));
+			if (ps.back()->nlist != nl || ps.back()->code_size != cs)
+				FAISS_THROW_MSG("parts of another training");
+		}
+		std::unique_ptr<faiss::Index> copy(faiss::clone_index(t));
+		auto od = new faiss::OnDiskInvertedLists(nl, cs, "");
+		dynamic_cast<faiss::IndexIVF *>(copy.get())
+			->replace_invlists(od, true);
+		size_t total = 0;
+		for (size_t l = 0; l < nl; l++) {
+			size_t ln = 0;
+			for (auto p : ps) {
+				size_t m = p->invlists->list_size(l);
+				faiss::InvertedLists::ScopedCodes c(p->invlists,
+								    l);
+				put(f, c.get(), m * cs);
+				ln += m;
+			}
+			for (auto p : ps) {
+				size_t m = p->invlists->list_size(l);
+				faiss::InvertedLists::ScopedIds ids(
+					p->invlists, l);
+				put(f, ids.get(), m * sizeof(faiss::Index::idx_t));
+			}
+			od->lists[l].size = od->lists[l].capacity = ln;
+			od->lists[l].offset = ln ? off : 0;
+			off += ln * (cs + sizeof(faiss::Index::idx_t));
+			total += ln;
+		}
+		od->totsize = off;
+		copy->ntotal = (faiss::Index::idx_t)total;
+		*meta_off = off;
+		faiss::write_index(copy.get(), f);
+	}
+	CDX_FAISS_CATCH
+}
+
+int
+cdx_faiss_read_ondisk(FILE *f, const char *path, uint64_t file_size,
+		      FaissIndex **out)
+{
+	try {
+		std::unique_ptr<faiss::Index> idx(faiss::read_index(
+			f, faiss::IO_FLAG_SKIP_IVF_DATA |
+				   faiss::IO_FLAG_READ_ONLY));
+		auto ivf = dynamic_cast<faiss::IndexIVF *>(idx.get());
+		auto od = ivf ? dynamic_cast<faiss::OnDiskInvertedLists *>(
+					ivf->invlists)
+			      : nullptr;
+		if (!od)
+			FAISS_THROW_MSG("not an index with lists on disk");
+		size_t row = od->code_size + sizeof(faiss::Index::idx_t), total = 0;
+		if (od->totsize > file_size)
+			FAISS_THROW_MSG("list data cut short");
+		for (auto &l : od->lists) {
+			if (l.size > l.capacity ||
+			    (l.capacity && (l.offset > od->totsize ||
+					    l.capacity > (od->totsize -
+							  l.offset) / row)))
+				FAISS_THROW_MSG("a list lies outside its file");
+			total += l.size;
+		}
+		if (total != (size_t)ivf->ntotal)
+			FAISS_THROW_MSG("list sizes disagree with the count");
+		od->filename = path;
+		od->read_only = true;
+		od->prefetch_nthread = 0; /* no thread per search */
+		od->do_mmap();
+		*out = reinterpret_cast<FaissIndex *>(idx.release());
+	}
+	CDX_FAISS_CATCH
+}
+
+int
+cdx_faiss_overlay_new(FaissIndex *base, FaissIndex *delta, FaissIndex **out)
+{
+	try {
+		auto b = const_cast<faiss::IndexIVF *>(as_ivf(base));
+		auto d = const_cast<faiss::IndexIVF *>(as_ivf(delta));
+		if (b->d != d->d || b->nlist != d->nlist ||
+		    b->code_size != d->code_size ||
+		    b->metric_type != d->metric_type)
+			FAISS_THROW_MSG("base and delta of another training");
+		auto o = new Overlay(b, d);
+		o->own_fields = true;
+		*out = reinterpret_cast<FaissIndex *>(
+			static_cast<faiss::Index *>(o));
+	}
+	CDX_FAISS_CATCH
+}
+
+int
+cdx_faiss_overlay_parts(FaissIndex *idx, FaissIndex **base,
+			FaissIndex **delta)
+{
+	auto o = dynamic_cast<Overlay *>(reinterpret_cast<faiss::Index *>(idx));
+	if (!o)
+		return 0;
+	*base = reinterpret_cast<FaissIndex *>(o->at(0));
+	*delta = reinterpret_cast<FaissIndex *>(o->at(1));
+	return 1;
 }
 
 } /* extern "C" */

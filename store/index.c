@@ -17,6 +17,7 @@
 #include <faiss/c_api/IndexFlat_c.h>
 #include <faiss/c_api/IndexIVF_c.h>
 #include <faiss/c_api/MetaIndexes_c.h>
+#include <faiss/c_api/clone_index_c.h>
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
 #include <faiss/c_api/index_factory_c.h>
 #include <faiss/c_api/index_io_c.h>
@@ -24,6 +25,7 @@
 #include <xxhash.h>
 
 #include "common/vec.h"
+#include "store/faiss_ext.h"
 #include "store/internal.h"
 
 extern float cblas_sdot(const int n, const float *x, const int incx,
@@ -35,7 +37,7 @@ extern void cblas_sgemv(const int order, const int trans, const int m,
 			const float beta, float *y, const int incy);
 
 #define IDX_MAGIC "CDXIDX1\n"
-#define IDX_VERSION 1u
+#define IDX_VERSION 2u
 
 typedef struct idx_file_hdr {
 	char magic[8];
@@ -43,8 +45,25 @@ typedef struct idx_file_hdr {
 	uint64_t seq, ntotal, live, payload_len;
 	char kind[128];
 	char model_id[256];
-	uint64_t checksum; /* XXH64 of this header (checksum 0) + payload */
+	uint64_t base_hash; /* 0, or the checksum of the index.base it extends */
+	uint64_t checksum;  /* XXH64 of this header (checksum 0) + payload */
 } idx_file_hdr;
+
+/* index.base, the lists of a disk-resident kind: this header, the lists
+ * (FAISS's on-disk layout, memory-mapped read-only while serving), then the
+ * index that points at them (quantizer, codebooks, list table).  Written
+ * once per rebuild; index.faiss then holds only what was added since. */
+#define BASE_MAGIC "CDXBASE\n"
+#define BASE_VERSION 1u
+
+typedef struct base_file_hdr {
+	char magic[8];
+	uint32_t version, dim;
+	uint64_t ntotal, data_off, data_len, meta_len;
+	uint64_t data_hash, meta_hash; /* XXH64 of each part */
+	char model_id[256];
+	uint64_t checksum; /* XXH64 of this header (checksum 0) */
+} base_file_hdr;
 
 /* ---- kinds ---- */
 
@@ -83,19 +102,35 @@ ivf_kind(size_t n, char *out, size_t cap)
 		snprintf(out, cap, "IVF%ld,Flat", nl);
 }
 
-/* IVF over PQ codes of dim/8 bytes (8 bits each of dim/8 sub-vectors),
- * or Flat while n is too small to train them (PQ wants 39 x 256 training
- * points, IVF 39 per list).  "np": no polysemous training, which only
- * serves Hamming-filtered search (unused) and took minutes at 1M. */
+/* IVF over PQ codes of m bytes (8 bits each of m sub-vectors), m about
+ * dim/8 and a multiple of 8, so that each list's ids (after its codes in
+ * index.base) stay 8-byte aligned; or Flat while n is too small to train
+ * them (PQ wants 39 x 256 training points, IVF 39 per list).  "np": no
+ * polysemous training, which only serves Hamming-filtered search (unused)
+ * and took minutes at 1M. */
 static void
 ivfpq_kind(size_t n, int dim, char *out, size_t cap)
 {
 	long nl = ivf_nlist_for(n);
-	int m = dim % 8 == 0 ? dim / 8 : dim % 4 == 0 ? dim / 4 : dim;
+	int m = 8;
+	while (m <= dim && (m < dim / 8 || dim % m != 0))
+		m += 8;
+	if (m > dim)
+		m = dim % 8 == 0 ? dim / 8 : dim % 4 == 0 ? dim / 4 : dim;
 	if (n < (size_t)(39 * nl) || n < 39 * 256)
 		snprintf(out, cap, "Flat");
 	else
 		snprintf(out, cap, "IVF%ld,PQ%dnp", nl, m);
+}
+
+/* IVF-PQ kinds keep their lists on disk (index.base), memory-mapped,
+ * where their codes are a multiple of 8 bytes (see ivfpq_kind). */
+static int
+ondisk_kind(const char *kind)
+{
+	const char *pq = strstr(kind, "PQ");
+	return strncmp(kind, "IVF", 3) == 0 && pq && atoi(pq + 2) % 8 == 0 &&
+	       strchr(pq, 'x') == NULL;
 }
 
 /* The factory string the requested kind means for n images. */
@@ -203,8 +238,10 @@ index_set(store *s, FaissIndex *idx, const char *kind)
 		faiss_Index_free(s->index);
 	s->index = idx;
 	snprintf(s->kind, sizeof(s->kind), "%s", kind);
+	FaissIndex *b, *dl;
 	s->tombstones = strstr(kind, "HNSW") != NULL ||
-			strstr(kind, "NSG") != NULL;
+			strstr(kind, "NSG") != NULL ||
+			cdx_faiss_overlay_parts(idx, &b, &dl);
 	s->rerank = strstr(kind, "PQ") != NULL;
 	set_search_params(s);
 	int64_t nt = faiss_Index_ntotal(idx);
@@ -217,6 +254,140 @@ idx_close(store *s)
 	if (s->index)
 		faiss_Index_free(s->index);
 	s->index = NULL;
+}
+
+/* ---- files ---- */
+
+static void
+idx_path(const store *s, char *buf, size_t cap, const char *suffix)
+{
+	snprintf(buf, cap, "%s/index.faiss%s", s->dir, suffix);
+}
+
+void
+idx_forget(store *s)
+{
+	char path[4200];
+	idx_path(s, path, sizeof(path), "");
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/index.base", s->dir);
+	unlink(path);
+}
+
+static uint64_t
+file_checksum(const idx_file_hdr *h, const void *payload, size_t len)
+{
+	idx_file_hdr c = *h;
+	c.checksum = 0;
+	XXH64_state_t *st = XXH64_createState();
+	uint64_t r = 0;
+	if (!st)
+		return 0;
+	XXH64_reset(st, 0);
+	XXH64_update(st, &c, sizeof(c));
+	XXH64_update(st, payload, len);
+	r = XXH64_digest(st);
+	XXH64_freeState(st);
+	return r;
+}
+
+static int
+write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Creates tmp for writing, mode STORE_FILE_MODE whatever the umask. */
+static int
+file_create(const char *tmp, int *fd, cdx_error *err)
+{
+	*fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+		   STORE_FILE_MODE);
+	if (*fd < 0 || fchmod(*fd, STORE_FILE_MODE) != 0) {
+		int e = errno;
+		if (*fd >= 0) {
+			close(*fd);
+			unlink(tmp);
+		}
+		return cdx_error_set(err, cdx_from_errno(e),
+				     "cannot create %s: %s", tmp, strerror(e));
+	}
+	return 0;
+}
+
+/* Makes the written tmp durable as dst: fsync, close, rename, then the
+ * directory's fsync.  Closes fd; on failure removes tmp. */
+static int
+file_commit(const store *s, int fd, const char *tmp, const char *dst,
+	    cdx_error *err)
+{
+	if (fsync(fd) != 0) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		return cdx_error_set(err, cdx_from_errno(e),
+				     "cannot write %s: %s", tmp, strerror(e));
+	}
+	close(fd);
+	if (rename(tmp, dst) != 0) {
+		int e = errno;
+		unlink(tmp);
+		return cdx_error_set(err, cdx_from_errno(e),
+				     "cannot rename %s: %s", tmp, strerror(e));
+	}
+	int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+/* XXH64 of len bytes of fd from off; 0 and *h, or -1 (errno). */
+static int
+hash_range(int fd, uint64_t off, uint64_t len, uint64_t *h)
+{
+	enum { BLOCK = 1 << 20 };
+	char *buf = malloc(BLOCK);
+	XXH64_state_t *st = XXH64_createState();
+	int rc = -1;
+	if (!buf || !st) {
+		errno = ENOMEM;
+		goto out;
+	}
+	XXH64_reset(st, 0);
+	while (len) {
+		size_t want = len < BLOCK ? (size_t)len : BLOCK;
+		ssize_t r = pread(fd, buf, want, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;
+			goto out;
+		}
+		XXH64_update(st, buf, (size_t)r);
+		off += (uint64_t)r;
+		len -= (uint64_t)r;
+	}
+	*h = XXH64_digest(st);
+	rc = 0;
+out:
+	if (st)
+		XXH64_freeState(st);
+	free(buf);
+	return rc;
 }
 
 /* ---- building ---- */
@@ -337,6 +508,298 @@ new_index(store *s, const char *kind, FaissIndex **out, cdx_error *err)
 	return 0;
 }
 
+/* ---- lists on disk ---- */
+
+static void
+base_path(const store *s, char *buf, size_t cap, const char *suffix)
+{
+	snprintf(buf, cap, "%s/index.base%s", s->dir, suffix);
+}
+
+static uint64_t
+base_checksum(const base_file_hdr *h)
+{
+	base_file_hdr c = *h;
+	c.checksum = 0;
+	return XXH64(&c, sizeof(c), 0);
+}
+
+/* Writes index.base: the lists of parts[0..n) merged, then `trained`
+ * pointing at them.  *hash: the new file's header checksum. */
+static int
+base_write(store *s, const FaissIndex *trained, FaissIndex *const *parts,
+	   int n, uint64_t *hash, cdx_error *err)
+{
+	char tmp[4200], dst[4200];
+	base_file_hdr h;
+	uint64_t meta_off = 0;
+	int fd, rc, r = 0, e = 0;
+	base_path(s, tmp, sizeof(tmp), ".tmp");
+	base_path(s, dst, sizeof(dst), "");
+	if ((rc = file_create(tmp, &fd, err)))
+		return rc;
+	memset(&h, 0, sizeof(h));
+	int fd2 = dup(fd);
+	FILE *f = fd2 >= 0 ? fdopen(fd2, "w") : NULL;
+	if (!f || fwrite(&h, sizeof(h), 1, f) != 1)
+		e = errno ? errno : EIO;
+	else
+		r = cdx_faiss_write_ondisk(trained,
+					   (const FaissIndex *const *)parts, n,
+					   f, sizeof(h), &meta_off);
+	off_t end = f && !e && !r ? ftello(f) : 0;
+	if (f ? fclose(f) != 0 : fd2 >= 0 && close(fd2) != 0)
+		e = e ? e : errno;
+	if (!e && !r) {
+		memcpy(h.magic, BASE_MAGIC, 8);
+		h.version = BASE_VERSION;
+		h.dim = (uint32_t)s->dim;
+		h.ntotal = 0;
+		for (int i = 0; i < n; i++)
+			h.ntotal += (uint64_t)faiss_Index_ntotal(parts[i]);
+		h.data_off = sizeof(h);
+		h.data_len = meta_off - sizeof(h);
+		h.meta_len = (uint64_t)end - meta_off;
+		snprintf(h.model_id, sizeof(h.model_id), "%s", s->model_id);
+		if (hash_range(fd, h.data_off, h.data_len, &h.data_hash) ||
+		    hash_range(fd, meta_off, h.meta_len, &h.meta_hash))
+			e = errno;
+		h.checksum = base_checksum(&h);
+		if (!e && pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+			e = errno ? errno : EIO;
+	}
+	if (e || r) {
+		close(fd);
+		unlink(tmp);
+		if (r)
+			return sto_faiss_err(err, r, "writing index.base");
+		return cdx_error_set(err, cdx_from_errno(e),
+				     "cannot write %s: %s", tmp, strerror(e));
+	}
+	*hash = h.checksum;
+	return file_commit(s, fd, tmp, dst, err);
+}
+
+/* Opens index.base and checks its header: fd and *h, or -1 and *why. */
+static int
+base_open(store *s, base_file_hdr *h, uint64_t *size, char *why, size_t wcap)
+{
+	char path[4200];
+	struct stat st;
+	base_path(s, path, sizeof(path), "");
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, wcap, "no index.base (%s)", strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 ||
+	    pread(fd, h, sizeof(*h), 0) != (ssize_t)sizeof(*h) ||
+	    memcmp(h->magic, BASE_MAGIC, 8) != 0 ||
+	    h->version != BASE_VERSION || base_checksum(h) != h->checksum) {
+		snprintf(why, wcap, "index.base has a bad header");
+		goto fail;
+	}
+	if (h->dim != (uint32_t)s->dim ||
+	    strncmp(h->model_id, s->model_id, sizeof(h->model_id)) != 0) {
+		snprintf(why, wcap, "index.base is of another model");
+		goto fail;
+	}
+	if (h->data_off != sizeof(*h) || h->data_len > (uint64_t)st.st_size ||
+	    h->meta_len > (uint64_t)st.st_size ||
+	    h->data_off + h->data_len + h->meta_len != (uint64_t)st.st_size) {
+		snprintf(why, wcap, "index.base is truncated");
+		goto fail;
+	}
+	*size = (uint64_t)st.st_size;
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+/* Maps index.base, which must be the one with header checksum want. */
+static int
+base_load(store *s, uint64_t want, FaissIndex **out, char *why, size_t wcap)
+{
+	base_file_hdr h;
+	uint64_t size;
+	char path[4200];
+	int fd = base_open(s, &h, &size, why, wcap);
+	if (fd < 0)
+		return -1;
+	int ok = -1;
+	char *meta = NULL;
+	if (h.checksum != want) {
+		snprintf(why, wcap, "index.base is not the one index.faiss "
+				    "extends");
+		goto out;
+	}
+	meta = malloc(h.meta_len ? h.meta_len : 1);
+	uint64_t off = h.data_off + h.data_len, got = 0;
+	while (meta && got < h.meta_len) {
+		ssize_t r = pread(fd, meta + got, h.meta_len - got,
+				  (off_t)(off + got));
+		if (r <= 0)
+			break;
+		got += (uint64_t)r;
+	}
+	if (!meta || got != h.meta_len ||
+	    XXH64(meta, h.meta_len, 0) != h.meta_hash) {
+		snprintf(why, wcap, "index.base: %s",
+			 meta ? "cannot read its index" : "out of memory");
+		goto out;
+	}
+	FILE *mf = fmemopen(meta, h.meta_len, "rb");
+	if (!mf) {
+		snprintf(why, wcap, "fmemopen failed");
+		goto out;
+	}
+	base_path(s, path, sizeof(path), "");
+	int r = cdx_faiss_read_ondisk(mf, path, size, out);
+	fclose(mf);
+	if (r) {
+		snprintf(why, wcap, "FAISS cannot read index.base: %s",
+			 faiss_get_last_error());
+		goto out;
+	}
+	if ((uint64_t)faiss_Index_ntotal(*out) != h.ntotal) {
+		faiss_Index_free(*out);
+		snprintf(why, wcap, "index.base holds another count");
+		goto out;
+	}
+	ok = 0;
+out:
+	free(meta);
+	close(fd);
+	return ok;
+}
+
+/* store_verify's part: the lists' bytes still hash as written. */
+static int
+base_verify(store *s, cdx_error *err)
+{
+	base_file_hdr h;
+	uint64_t size, hash;
+	char why[300];
+	int fd = base_open(s, &h, &size, why, sizeof(why));
+	if (fd < 0)
+		return cdx_error_set(err, CDX_ECORRUPT, "%s", why);
+	int rc = 0;
+	if (h.checksum != s->base_hash)
+		rc = cdx_error_set(err, CDX_ECORRUPT,
+				   "index.base changed under the store");
+	else if (hash_range(fd, h.data_off, h.data_len, &hash))
+		rc = cdx_error_set(err, cdx_from_errno(errno),
+				   "reading index.base: %s", strerror(errno));
+	else if (hash != h.data_hash)
+		rc = cdx_error_set(err, CDX_ECORRUPT,
+				   "index.base: list data checksum mismatch");
+	close(fd);
+	return rc;
+}
+
+/* The parts of an on-disk build: clones of the trained index filled in
+ * turn; a full one is written out and mapped back (its file unlinked at
+ * once), so that RAM holds one part's codes at a time. */
+typedef struct parts {
+	const FaissIndex *trained;
+	FaissIndex *cur;
+	FaissIndex **done;
+	int n, cap;
+} parts;
+
+static int
+parts_push(parts *p, FaissIndex *idx, cdx_error *err)
+{
+	if (p->n == p->cap) {
+		int cap = p->cap ? 2 * p->cap : 8;
+		FaissIndex **d = realloc(p->done, (size_t)cap * sizeof(*d));
+		if (!d) {
+			faiss_Index_free(idx);
+			return cdx_error_set(err, CDX_ENOMEM, "building index");
+		}
+		p->done = d;
+		p->cap = cap;
+	}
+	p->done[p->n++] = idx;
+	return 0;
+}
+
+static int
+parts_spill(store *s, parts *p, cdx_error *err)
+{
+	char tmp[4200];
+	FaissIndex *m = NULL;
+	snprintf(tmp, sizeof(tmp), "%s/index.part.tmp", s->dir);
+	FILE *f = fopen(tmp, "w+e");
+	if (!f)
+		return cdx_error_set(err, cdx_from_errno(errno),
+				     "cannot create %s: %s", tmp,
+				     strerror(errno));
+	unlink(tmp);
+	int r = faiss_write_index(p->cur, f);
+	if (!r && (fflush(f) != 0 || fseek(f, 0, SEEK_SET) != 0))
+		r = -4;
+	if (!r)
+		r = cdx_faiss_read_mmap(f, &m);
+	fclose(f);
+	if (r)
+		return sto_faiss_err(err, r, "spilling an index part");
+	faiss_Index_free(p->cur);
+	p->cur = NULL;
+	return parts_push(p, m, err);
+}
+
+static int
+part_chunk(store *s, void *user, const int64_t *labels, const float *vecs,
+	   size_t n, cdx_error *err)
+{
+	parts *p = user;
+	int r;
+	if (!p->cur && (r = faiss_clone_index(p->trained, &p->cur)))
+		return sto_faiss_err(err, r, "building index");
+	if ((r = faiss_Index_add_with_ids(p->cur, (idx_t)n, vecs, labels)))
+		return sto_faiss_err(err, r, "building index");
+	if ((size_t)faiss_Index_ntotal(p->cur) >= s->build_part)
+		return parts_spill(s, p, err);
+	return 0;
+}
+
+/* Fills the trained, empty index's lists from the records into
+ * index.base, maps it, and returns it under an empty delta (trained,
+ * which *out then owns). */
+static int
+build_ondisk(store *s, MDB_txn *txn, FaissIndex *trained, FaissIndex **out,
+	     uint64_t *hash, cdx_error *err)
+{
+	parts p = { trained, NULL, NULL, 0, 0 };
+	FaissIndex *base;
+	char why[400];
+	int rc = scan_records(s, txn, 1, 1, 1, part_chunk, &p, err);
+	if (!rc && p.cur) {
+		rc = parts_push(&p, p.cur, err);
+		p.cur = NULL;
+	}
+	if (!rc)
+		rc = base_write(s, trained, p.done, p.n, hash, err);
+	if (p.cur)
+		faiss_Index_free(p.cur);
+	for (int i = 0; i < p.n; i++)
+		faiss_Index_free(p.done[i]);
+	free(p.done);
+	if (rc)
+		return rc;
+	if (base_load(s, *hash, &base, why, sizeof(why)))
+		return cdx_error_set(err, CDX_EINDEX,
+				     "reading back index.base: %s", why);
+	int r = cdx_faiss_overlay_new(base, trained, out);
+	if (r) {
+		faiss_Index_free(base);
+		return sto_faiss_err(err, r, "building index");
+	}
+	return 0;
+}
+
 int
 idx_rebuild(store *s, MDB_txn *txn, cdx_error *err)
 {
@@ -375,11 +838,28 @@ idx_rebuild(store *s, MDB_txn *txn, cdx_error *err)
 		if (rc)
 			goto out_free_index;
 	}
-	if ((rc = scan_records(s, txn, 1, 1, 1, add_chunk, idx, err)))
+	uint64_t base_hash = 0;
+	if (ondisk_kind(kind)) {
+		FaissIndex *ov;
+		if ((rc = build_ondisk(s, txn, idx, &ov, &base_hash, err)))
+			goto out_free_index;
+		idx = ov;
+	} else if ((rc = scan_records(s, txn, 1, 1, 1, add_chunk, idx, err)))
 		goto out_free_index;
 	index_set(s, idx, kind);
+	s->base_hash = base_hash;
 	s->index_seq = s->seq;
 	__atomic_store_n(&s->saved_seq, UINT64_MAX, __ATOMIC_RELAXED);
+	if (base_hash) {
+		/* index.faiss names the new index.base at once: a crash
+		 * before the next save must not cost another rebuild. */
+		cdx_error e;
+		if (idx_save(s, &e) == 0)
+			__atomic_store_n(&s->saved_seq, s->seq,
+					 __ATOMIC_RELAXED);
+		else
+			cdx_log(CDX_LOG_WARN, "store %s: %s", s->dir, e.msg);
+	}
 	return 0;
 
 out_free_index:
@@ -414,7 +894,14 @@ idx_apply(store *s, const int64_t *rm, size_t nrm, const int64_t *add,
 		return sto_faiss_err(err, r, "adding to index");
 	int64_t nt = faiss_Index_ntotal(s->index);
 	s->dead = nt > (int64_t)s->live.n ? (uint64_t)nt - s->live.n : 0;
-	if (s->tombstones && s->dead > 1000 && s->dead > s->live.n / 2) {
+	/* Rebuild when half the index is dead, or (lists on disk) when
+	 * the in-memory delta has grown to half the base. */
+	FaissIndex *base, *delta;
+	int64_t nd = cdx_faiss_overlay_parts(s->index, &base, &delta)
+			     ? faiss_Index_ntotal(delta)
+			     : 0;
+	if ((s->tombstones && s->dead > 1000 && s->dead > s->live.n / 2) ||
+	    (nd > 65536 && nd > faiss_Index_ntotal(base) / 2)) {
 		MDB_txn *txn;
 		int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
 		if (rc)
@@ -428,54 +915,6 @@ idx_apply(store *s, const int64_t *rm, size_t nrm, const int64_t *add,
 
 /* ---- persistence ---- */
 
-static void
-idx_path(const store *s, char *buf, size_t cap, const char *suffix)
-{
-	snprintf(buf, cap, "%s/index.faiss%s", s->dir, suffix);
-}
-
-void
-idx_forget(store *s)
-{
-	char path[4200];
-	idx_path(s, path, sizeof(path), "");
-	unlink(path);
-}
-
-static uint64_t
-file_checksum(const idx_file_hdr *h, const void *payload, size_t len)
-{
-	idx_file_hdr c = *h;
-	c.checksum = 0;
-	XXH64_state_t *st = XXH64_createState();
-	uint64_t r = 0;
-	if (!st)
-		return 0;
-	XXH64_reset(st, 0);
-	XXH64_update(st, &c, sizeof(c));
-	XXH64_update(st, payload, len);
-	r = XXH64_digest(st);
-	XXH64_freeState(st);
-	return r;
-}
-
-static int
-write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 int
 idx_save(store *s, cdx_error *err)
 {
@@ -483,10 +922,12 @@ idx_save(store *s, cdx_error *err)
 	size_t plen = 0;
 	char tmp[4200], dst[4200];
 	int rc, fd;
+	FaissIndex *base, *delta = s->index;
+	cdx_faiss_overlay_parts(s->index, &base, &delta);
 	FILE *mf = open_memstream(&payload, &plen);
 	if (!mf)
 		return cdx_error_set(err, CDX_ENOMEM, "saving index");
-	int r = faiss_write_index(s->index, mf);
+	int r = faiss_write_index(delta, mf);
 	if (fclose(mf) != 0 && !r) {
 		free(payload);
 		return cdx_error_set(err, CDX_ENOMEM, "saving index");
@@ -506,24 +947,16 @@ idx_save(store *s, cdx_error *err)
 	h.payload_len = plen;
 	snprintf(h.kind, sizeof(h.kind), "%s", s->kind);
 	snprintf(h.model_id, sizeof(h.model_id), "%s", s->model_id);
+	h.base_hash = s->base_hash;
 	h.checksum = file_checksum(&h, payload, plen);
 
 	idx_path(s, tmp, sizeof(tmp), ".tmp");
 	idx_path(s, dst, sizeof(dst), "");
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-		  STORE_FILE_MODE);
-	if (fd < 0 || fchmod(fd, STORE_FILE_MODE) != 0) {
-		int e = errno;
-		if (fd >= 0) {
-			close(fd);
-			unlink(tmp);
-		}
+	if ((rc = file_create(tmp, &fd, err))) {
 		free(payload);
-		return cdx_error_set(err, cdx_from_errno(e),
-				     "cannot create %s: %s", tmp, strerror(e));
+		return rc;
 	}
-	if (write_all(fd, &h, sizeof(h)) || write_all(fd, payload, plen) ||
-	    fsync(fd) != 0) {
+	if (write_all(fd, &h, sizeof(h)) || write_all(fd, payload, plen)) {
 		int e = errno;
 		close(fd);
 		unlink(tmp);
@@ -531,21 +964,8 @@ idx_save(store *s, cdx_error *err)
 		return cdx_error_set(err, cdx_from_errno(e),
 				     "cannot write %s: %s", tmp, strerror(e));
 	}
-	close(fd);
 	free(payload);
-	if (rename(tmp, dst) != 0) {
-		int e = errno;
-		unlink(tmp);
-		return cdx_error_set(err, cdx_from_errno(e),
-				     "cannot rename %s: %s", tmp, strerror(e));
-	}
-	int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	rc = 0;
-	return rc;
+	return file_commit(s, fd, tmp, dst, err);
 }
 
 /* Loads index.faiss: 0 and *out, or why not (a message in *why). */
@@ -616,10 +1036,27 @@ idx_load(store *s, FaissIndex **out, idx_file_hdr *h, char *why, size_t wcap)
 		goto out_free;
 	}
 	if (faiss_Index_d(idx) != s->dim ||
-	    (!faiss_IndexIDMap_cast(idx) && !faiss_IndexIVF_cast(idx))) {
+	    (!faiss_IndexIDMap_cast(idx) && !faiss_IndexIVF_cast(idx)) ||
+	    (h->base_hash && !ondisk_kind(h->kind))) {
 		faiss_Index_free(idx);
 		snprintf(why, wcap, "index file holds another kind of index");
 		goto out_free;
+	}
+	if (h->base_hash) {
+		/* index.faiss holds the delta over index.base's lists */
+		FaissIndex *base, *ov;
+		if (base_load(s, h->base_hash, &base, why, wcap)) {
+			faiss_Index_free(idx);
+			goto out_free;
+		}
+		if (cdx_faiss_overlay_new(base, idx, &ov)) {
+			snprintf(why, wcap, "index.base: %s",
+				 faiss_get_last_error());
+			faiss_Index_free(base);
+			faiss_Index_free(idx);
+			goto out_free;
+		}
+		idx = ov;
 	}
 	*out = idx;
 	ok = 0;
@@ -763,44 +1200,59 @@ catch_up(store *s, MDB_txn *txn, uint64_t from, cdx_error *err)
 	return rc;
 }
 
+/* Counts the labels in an IVF index's lists (*n) and those live (*seen). */
+static int
+ivf_labels(store *s, FaissIndexIVF *ivf, size_t *n, size_t *seen)
+{
+	size_t nl = faiss_IndexIVF_nlist(ivf), cap = 0;
+	idx_t *ids = NULL;
+	for (size_t l = 0; l < nl; l++) {
+		size_t ls = faiss_IndexIVF_get_list_size(ivf, l);
+		if (ls > cap) {
+			idx_t *p = realloc(ids, ls * sizeof(*ids));
+			if (!p) {
+				free(ids);
+				return -1;
+			}
+			ids = p;
+			cap = ls;
+		}
+		faiss_IndexIVF_invlists_get_ids(ivf, l, ids);
+		for (size_t i = 0; i < ls; i++)
+			if (live_find(&s->live, ids[i]) >= 0)
+				(*seen)++;
+		*n += ls;
+	}
+	free(ids);
+	return 0;
+}
+
 /* Checks the loaded index's labels against the live map. */
 static int
 labels_agree(store *s, char *why, size_t wcap)
 {
+	FaissIndex *parts[2] = { s->index, NULL };
 	FaissIndexIDMap *m = faiss_IndexIDMap_cast(s->index);
-	FaissIndexIVF *ivf = faiss_IndexIVF_cast(s->index);
-	idx_t *ids;
 	size_t n = 0, live_seen = 0;
+	cdx_faiss_overlay_parts(s->index, &parts[0], &parts[1]);
 	if (m) {
+		idx_t *ids;
 		faiss_IndexIDMap_id_map(m, &ids, &n);
 		for (size_t i = 0; i < n; i++)
 			if (live_find(&s->live, ids[i]) >= 0)
 				live_seen++;
-	} else if (ivf) {
-		size_t nl = faiss_IndexIVF_nlist(ivf), cap = 0;
-		ids = NULL;
-		for (size_t l = 0; l < nl; l++) {
-			size_t ls = faiss_IndexIVF_get_list_size(ivf, l);
-			if (ls > cap) {
-				idx_t *p = realloc(ids, ls * sizeof(*ids));
-				if (!p) {
-					free(ids);
-					snprintf(why, wcap, "out of memory");
-					return 0;
-				}
-				ids = p;
-				cap = ls;
-			}
-			faiss_IndexIVF_invlists_get_ids(ivf, l, ids);
-			for (size_t i = 0; i < ls; i++)
-				if (live_find(&s->live, ids[i]) >= 0)
-					live_seen++;
-			n += ls;
-		}
-		free(ids);
 	} else {
-		snprintf(why, wcap, "index is not an id map");
-		return 0;
+		for (int i = 0; i < 2 && parts[i]; i++) {
+			FaissIndexIVF *ivf = faiss_IndexIVF_cast(parts[i]);
+			if (!ivf) {
+				snprintf(why, wcap, "index is not an id map");
+				return 0;
+			}
+			if (ivf_labels(s, ivf, &n, &live_seen)) {
+				snprintf(why, wcap, "out of memory");
+				return 0;
+			}
+		}
 	}
 	if (live_seen != s->live.n || (!s->tombstones && n != s->live.n)) {
 		snprintf(why, wcap,
@@ -829,6 +1281,7 @@ idx_open(store *s, MDB_txn *txn, cdx_error *err)
 			faiss_Index_free(idx);
 		} else {
 			index_set(s, idx, h.kind);
+			s->base_hash = h.base_hash;
 			rc = catch_up(s, txn, h.seq, err);
 			if (rc < 0)
 				return rc;
@@ -848,6 +1301,23 @@ idx_open(store *s, MDB_txn *txn, cdx_error *err)
 		why);
 	s->rebuilt_on_open = 1;
 	return idx_rebuild(s, txn, err);
+}
+
+void
+idx_stats(store *s, store_stats *st)
+{
+	FaissIndex *base, *delta;
+	st->index_ntotal = s->index ? (uint64_t)faiss_Index_ntotal(s->index) : 0;
+	st->index_dead = s->dead;
+	snprintf(st->index_kind, sizeof(st->index_kind), "%s", s->kind);
+	if (s->index && cdx_faiss_overlay_parts(s->index, &base, &delta)) {
+		char path[4200];
+		struct stat sb;
+		st->index_delta = (uint64_t)faiss_Index_ntotal(delta);
+		base_path(s, path, sizeof(path), "");
+		if (stat(path, &sb) == 0)
+			st->index_base_bytes = (uint64_t)sb.st_size;
+	}
 }
 
 /* ---- public: save, rebuild, verify ---- */
@@ -995,6 +1465,8 @@ store_verify(store *s, cdx_error *err)
 				   s->live.n, (unsigned long long)s->count);
 	if (!rc && !labels_agree(s, why, sizeof(why)))
 		rc = cdx_error_set(err, CDX_ECORRUPT, "%s", why);
+	if (!rc && s->base_hash)
+		rc = base_verify(s, err);
 	if (!rc)
 		rc = tag_verify(s, txn, err);
 out_abort:

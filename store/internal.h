@@ -132,9 +132,11 @@ struct store {
 	int tombstones;         /* 1: the index cannot remove (HNSW) */
 	int rerank;             /* 1: PQ codes: scores come from the records */
 	int rerank_factor;      /* candidates per result for those */
+	size_t build_part;      /* store_params.build_part, resolved */
 	uint64_t dead;          /* dead vectors in a tombstone index */
 	uint64_t index_seq;     /* seq the index covers (== seq when sane) */
 	uint64_t saved_seq;     /* seq of index.faiss on disk, or UINT64_MAX */
+	uint64_t base_hash;     /* the index.base served (lists on disk), or 0 */
 	live_map live;
 	int rebuilt_on_open;
 	int migrate_f16;        /* schema 3 found: store_open converts */
@@ -240,6 +242,8 @@ int idx_save(store *s, cdx_error *err);
 /* Deletes index.faiss (derived state), so that the next open rebuilds. */
 void idx_forget(store *s);
 void idx_close(store *s);
+/* store_get_stats's index fields (shared lock). */
+void idx_stats(store *s, store_stats *st);
 
 /* 0 or -1 */
 int sto_parse_kind_nlist(const char *kind, long *nlist);

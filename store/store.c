@@ -630,6 +630,7 @@ store_open(const char *dir, const store_params *p, store **out,
 					    : STORE_AUTO_FLAT_MAX;
 	s->hnsw_ef_search = p->hnsw_ef_search ? p->hnsw_ef_search : 128;
 	s->rerank_factor = p->rerank ? p->rerank : STORE_RERANK;
+	s->build_part = p->build_part ? p->build_part : (size_t)1 << 21;
 	s->ivf_nprobe = p->ivf_nprobe; /* 0: chosen from nlist */
 	s->exact_max = p->exact_filter_max ? p->exact_filter_max : 20000;
 	/* Exact searches of even one query go through BLAS (sgemm), which
@@ -806,9 +807,7 @@ store_get_stats(store *s, store_stats *st)
 	st->images = s->count;
 	st->failures = s->fail_count;
 	st->seq = s->seq;
-	st->index_ntotal = s->index ? (uint64_t)faiss_Index_ntotal(s->index) : 0;
-	st->index_dead = s->dead;
-	snprintf(st->index_kind, sizeof(st->index_kind), "%s", s->kind);
+	idx_stats(s, st);
 	snprintf(st->model_family, sizeof(st->model_family), "%s",
 	    s->model_family);
 	snprintf(st->model_label, sizeof(st->model_label), "%s",

@@ -135,7 +135,12 @@ typedef struct store_params {
 	 * re-ranked: a search takes rerank (below) x k candidates from the index
 	 * and scores them exactly from the stored embeddings, and a range
 	 * search grows top-k candidates, keeping those whose exact score
-	 * reaches min_score, so scores are always exact.
+	 * reaches min_score, so scores are always exact.  Where the codes
+	 * are a multiple of 8 bytes (every dim that is a multiple of 64),
+	 * their lists live in index.base, memory-mapped read-only, and what
+	 * is added after the build in a delta in RAM (saved in index.faiss);
+	 * deletes leave tombstones; the store rebuilds when half its vectors
+	 * are dead or the delta reaches half of index.base.
 	 * "auto" is exact up to auto_flat_max images, "ivf" above and
 	 * "ivfpq" from STORE_AUTO_PQ_MIN; it is
 	 * resolved when the store is opened and on store_index_rebuild(), with
@@ -165,6 +170,10 @@ typedef struct store_params {
 	 * STORE_RERANK_MAX candidates (or 2k) a search.  At 10M clustered
 	 * images, 200 gives recall@10 0.976 in 14 ms (docs/SCALE.md). */
 	int rerank;
+	/* Lists on disk: vectors a rebuild encodes in RAM before it writes
+	 * them out as one part of index.base (default 0: 2^21, 144 MB of
+	 * 512-d codes and ids), bounding its memory whatever the size. */
+	size_t build_part;
 	/* A filtered search scores the matching images exactly (reading
 	 * their embeddings from LMDB) when at most this many match, and
 	 * over-fetches from the index otherwise (default 20000). */
@@ -613,8 +622,12 @@ typedef struct store_stats {
 	uint64_t failures;      /* failure records */
 	uint64_t seq;           /* change sequence */
 	uint64_t index_ntotal;  /* vectors in the index (live + dead) */
-	uint64_t index_dead;    /* deleted vectors still in an HNSW graph */
+	uint64_t index_dead;    /* deleted vectors still in the index
+				   (HNSW graphs, lists on disk) */
 	char index_kind[128];   /* FAISS factory string actually in use */
+	uint64_t index_delta;   /* lists on disk (IVF-PQ kinds): vectors
+				   added in memory since index.base */
+	uint64_t index_base_bytes; /* size of index.base; 0 without one */
 	char model_family[32];  /* recorded by store_params.model_family; ""
 				   for stores that have none */
 	char model_label[256];  /* store_params.model_label of the last open

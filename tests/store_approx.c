@@ -13,6 +13,7 @@
 #include "common/threads.h"
 #include "store/store.h"
 #include "tests/store_testutil.h"
+#include "tests/testutil.h"
 
 #define MODEL "clip-approx@1"
 #define D 48
@@ -23,12 +24,15 @@ static float *g_vecs;    /* N vectors as put */
 static uint64_t *g_ids;  /* their ids */
 static int *g_alive;
 
+static size_t g_build_part; /* store_params.build_part of open_kind */
+
 static store *
 open_kind(const char *dir, const char *kind, size_t exact_max)
 {
 	store_params p = store_default_params();
 	store *s;
 	cdx_error e;
+	p.build_part = g_build_part;
 	p.dim = D;
 	p.model_id = MODEL;
 	p.index_kind = kind;
@@ -283,7 +287,7 @@ static void
 test_ivfpq_reranks_exactly(void **state)
 {
 	(void)state;
-	check_kind("ivfpq", "IVF256,PQ6np", 0.9);
+	check_kind("ivfpq", "IVF256,PQ8np", 0.9);
 	char *dir = tu_tmpdir();
 	cdx_error e;
 	store *s = open_kind(dir, "ivfpq", 100);
@@ -324,6 +328,112 @@ test_ivfpq_reranks_exactly(void **state)
 	store_close(s);
 	tu_rmrf(dir);
 	free(dir);
+}
+
+/* IVF-PQ lists live in index.base, memory-mapped: writes after the build
+ * go to an in-memory delta that index.faiss saves, deletes are tombstones,
+ * a reopen maps the same file, store_verify hashes its bytes, and a
+ * damaged or truncated index.base is rebuilt rather than served. */
+static void
+test_ivfpq_lists_on_disk(void **state)
+{
+	(void)state;
+	char *dir = tu_tmpdir(), path[4200];
+	cdx_error e;
+	store_stats st;
+	g_build_part = 5000; /* three parts: two spilled, one in RAM */
+	store *s = open_kind(dir, "ivfpq", 100);
+	fill(s);
+	ASSERT_OK(store_index_rebuild(s, &e), e);
+	store_get_stats(s, &st);
+	assert_int_equal(st.index_delta, 0);
+	/* 8 code bytes and an 8-byte id per vector, then the quantizer */
+	assert_true(st.index_base_bytes >= (uint64_t)N * 16);
+	snprintf(path, sizeof(path), "%s/index.base", dir);
+	size_t blen;
+	char *orig = tu_read_file(path, &blen);
+	assert_non_null(orig);
+	assert_int_equal(blen, st.index_base_bytes);
+	/* built in one part, the file is the same byte for byte */
+	store_close(s);
+	g_build_part = 0;
+	s = open_kind(dir, "ivfpq", 100);
+	ASSERT_OK(store_index_rebuild(s, &e), e);
+	size_t len1;
+	char *one = tu_read_file(path, &len1);
+	assert_true(len1 == blen && memcmp(one, orig, blen) == 0);
+	free(one);
+
+	/* 50 new images, then a delete of 10 old ones */
+	enum { M = 50 };
+	float nv[M * D];
+	store_image imgs[M];
+	char paths[M][64];
+	tu_clustered(nv, M, D, NC, 5, 4242);
+	memset(imgs, 0, sizeof(imgs));
+	for (int i = 0; i < M; i++) {
+		snprintf(paths[i], 64, "/new/%02d.jpg", i);
+		imgs[i].path = paths[i];
+		imgs[i].embedding = nv + i * D;
+	}
+	ASSERT_OK(store_image_put(s, imgs, M, &e), e);
+	delete_every(s, N / 10, 3);
+	store_get_stats(s, &st);
+	assert_int_equal(st.index_delta, M);
+	assert_int_equal(st.index_dead, 10);
+	assert_int_equal(st.index_ntotal, N + M);
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < M; i += 7) {
+			store_results *r;
+			ASSERT_OK(store_search(s, nv + i * D, 5, NULL, &r, &e),
+				  e);
+			assert_true(r->n >= 1);
+			assert_int_equal(r->hits[0].id, imgs[i].id);
+			store_results_free(r);
+		}
+		assert_true(recall(s, 10, NULL, 10) >= 0.85);
+		ASSERT_OK(store_verify(s, &e), e);
+		ASSERT_OK(store_save(s, &e), e);
+		store_close(s);
+		/* the same index.base, untouched, and the delta from
+		 * index.faiss */
+		size_t len;
+		char *now = tu_read_file(path, &len);
+		assert_true(len == blen && memcmp(now, orig, len) == 0);
+		free(now);
+		s = open_kind(dir, "ivfpq", 100);
+		store_get_stats(s, &st);
+		assert_int_equal(st.rebuilt_on_open, 0);
+		assert_int_equal(st.index_delta, M);
+		assert_int_equal(st.index_dead, 10);
+	}
+
+	/* A flipped byte in the lists: verify finds it. */
+	char *bad = malloc(blen);
+	memcpy(bad, orig, blen);
+	bad[blen / 3] ^= 0x5a;
+	assert_int_equal(tu_write_file(path, bad, blen), 0);
+	store_close(s);
+	s = open_kind(dir, "ivfpq", 100);
+	assert_int_equal(store_verify(s, &e), CDX_ECORRUPT);
+	store_close(s);
+
+	/* Cut short: reopening rebuilds (never maps past the end). */
+	assert_int_equal(tu_write_file(path, orig, blen / 2), 0);
+	s = open_kind(dir, "ivfpq", 100);
+	store_get_stats(s, &st);
+	assert_int_equal(st.rebuilt_on_open, 1);
+	assert_int_equal(st.index_delta, 0);
+	assert_int_equal(st.index_dead, 0);
+	assert_int_equal(st.index_ntotal, N - 10 + M);
+	ASSERT_OK(store_verify(s, &e), e);
+	assert_true(recall(s, 10, NULL, 10) >= 0.85);
+	store_close(s);
+	free(bad);
+	free(orig);
+	tu_rmrf(dir);
+	free(dir);
+	g_build_part = 0;
 }
 
 static void
@@ -379,6 +489,7 @@ reset(void **state)
 {
 	(void)state;
 	tu_clustered(g_vecs, N, D, NC, 5, 6);
+	g_build_part = 0;
 	return 0;
 }
 
@@ -468,6 +579,7 @@ setup(void **state)
 	g_ids = malloc(N * sizeof(*g_ids));
 	g_alive = malloc(N * sizeof(*g_alive));
 	tu_clustered(g_vecs, N, D, NC, 5, 6);
+	g_build_part = 0;
 	return 0;
 }
 
@@ -491,6 +603,7 @@ main(void)
 		cmocka_unit_test_setup(test_hnsw_recall_filters_tombstones, reset),
 		cmocka_unit_test_setup(test_ivf_recall_filters_deletes, reset),
 		cmocka_unit_test_setup(test_ivfpq_reranks_exactly, reset),
+		cmocka_unit_test_setup(test_ivfpq_lists_on_disk, reset),
 		cmocka_unit_test_setup(test_hnsw_tombstones_trigger_rebuild, reset),
 		cmocka_unit_test_setup(test_auto_and_small_ivf_use_exact, reset),
 		cmocka_unit_test_setup(test_filtered_searches_beside_a_writer,

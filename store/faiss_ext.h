@@ -1,0 +1,54 @@
+/*
+ * faiss_ext.h - clipdex's own FAISS entry points beyond the C API, for the
+ * disk-resident IVF-PQ kind (see docs/STORE.md, "Lists on disk").
+ * Implemented in faiss_c.cpp; errors as the C API's: 0, or a negative code
+ * with the message in faiss_get_last_error().  Not thread-safe on one index
+ * except where FAISS's own search is (concurrent searches).
+ */
+#ifndef CDX_FAISS_EXT_H
+#define CDX_FAISS_EXT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <faiss/c_api/Index_c.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Reads an index whose inverted lists stay in the file, memory-mapped
+ * read-only (FAISS's IO_FLAG_MMAP); f must be a real file, positioned at
+ * the index.  The mapping outlives f and the file's name. */
+int cdx_faiss_read_mmap(FILE *f, FaissIndex **out);
+
+/* Writes the inverted lists of parts[0..n) (IVF indexes trained alike)
+ * merged list by list to f from file offset data_off, where f stands, then
+ * an empty copy of `trained` whose lists point at that data, and sets
+ * *meta_off to where the copy begins.  The data are FAISS's on-disk layout
+ * (per list, codes then ids); the copy reads back with cdx_faiss_read_ondisk. */
+int cdx_faiss_write_ondisk(const FaissIndex *trained,
+			   const FaissIndex *const *parts, int n, FILE *f,
+			   uint64_t data_off, uint64_t *meta_off);
+
+/* Reads the index cdx_faiss_write_ondisk wrote from f (positioned at its
+ * copy; any FILE, e.g. fmemopen) and maps its lists read-only from path,
+ * which must be file_size bytes long and hold every list in range. */
+int cdx_faiss_read_ondisk(FILE *f, const char *path, uint64_t file_size,
+			  FaissIndex **out);
+
+/* An index over a read-only base and an in-memory delta of the same
+ * training (both IVF): searches merge both, adds go to the delta, removals
+ * are refused (the store keeps tombstones).  Takes both on success. */
+int cdx_faiss_overlay_new(FaissIndex *base, FaissIndex *delta,
+			  FaissIndex **out);
+
+/* 1 and the parts if idx is an overlay, else 0. */
+int cdx_faiss_overlay_parts(FaissIndex *idx, FaissIndex **base,
+			    FaissIndex **delta);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
