@@ -465,6 +465,32 @@ put(FILE *f, const void *p, size_t n)
 		FAISS_THROW_FMT("writing lists: %s", strerror(errno));
 }
 
+/* An empty index of t's training, its lists in RAM: a clone where t's
+ * lists are in RAM already (and empty: a freshly trained index), else
+ * t without its lists, through FAISS's own writer and reader. */
+faiss::Index *
+empty_like(const faiss::IndexIVF *t)
+{
+	std::unique_ptr<faiss::Index> c;
+	if (dynamic_cast<const faiss::ArrayInvertedLists *>(t->invlists)) {
+		if (t->ntotal != 0)
+			FAISS_THROW_MSG("empty_like of a filled index");
+		c.reset(faiss::clone_index(t));
+	} else {
+		faiss::VectorIOWriter w;
+		faiss::write_index(t, &w);
+		faiss::VectorIOReader r;
+		r.data.swap(w.data);
+		c.reset(faiss::read_index(&r, faiss::IO_FLAG_SKIP_IVF_DATA));
+	}
+	auto ivf = dynamic_cast<faiss::IndexIVF *>(c.get());
+	ivf->replace_invlists(
+		new faiss::ArrayInvertedLists(ivf->nlist, ivf->code_size),
+		true);
+	ivf->ntotal = 0;
+	return c.release();
+}
+
 /* A base searched beside a delta: IndexShards with the ids as they are,
  * one thread (the store's callers bring their own). */
 struct Overlay : faiss::IndexShards {
@@ -502,10 +528,22 @@ cdx_faiss_read_mmap(FILE *f, FaissIndex **out)
 }
 
 int
-cdx_faiss_write_ondisk(const FaissIndex *trained,
-		       const FaissIndex *const *parts, int n, FILE *f,
-		       uint64_t data_off, uint64_t *meta_off)
+cdx_faiss_empty_like(const FaissIndex *idx, FaissIndex **out)
 {
+	try {
+		*out = reinterpret_cast<FaissIndex *>(empty_like(as_ivf(idx)));
+	}
+	CDX_FAISS_CATCH
+}
+
+int
+cdx_faiss_write_ondisk(const FaissIndex *trained,
+		       const FaissIndex *const *parts, int n,
+		       int (*keep)(void *user, int64_t id), void *user,
+		       FILE *f, uint64_t data_off, uint64_t *meta_off,
+		       uint64_t *count)
+{
+	typedef faiss::Index::idx_t id_t;
 	try {
 		const faiss::IndexIVF *t = as_ivf(trained);
 		size_t nl = t->nlist, cs = t->code_size, off = data_off;
@@ -515,34 +553,46 @@ cdx_faiss_write_ondisk(const FaissIndex *trained,
 			if (ps.back()->nlist != nl || ps.back()->code_size != cs)
 				FAISS_THROW_MSG("parts of another training");
 		}
-		std::unique_ptr<faiss::Index> copy(faiss::clone_index(t));
+		std::unique_ptr<faiss::Index> copy(empty_like(t));
 		auto od = new faiss::OnDiskInvertedLists(nl, cs, "");
 		dynamic_cast<faiss::IndexIVF *>(copy.get())
 			->replace_invlists(od, true);
 		size_t total = 0;
+		std::vector<std::vector<char>> kept(ps.size());
 		for (size_t l = 0; l < nl; l++) {
 			size_t ln = 0;
-			for (auto p : ps) {
-				size_t m = p->invlists->list_size(l);
-				faiss::InvertedLists::ScopedCodes c(p->invlists,
-								    l);
-				put(f, c.get(), m * cs);
-				ln += m;
+			for (size_t i = 0; i < ps.size(); i++) {
+				auto il = ps[i]->invlists;
+				size_t m = il->list_size(l);
+				faiss::InvertedLists::ScopedIds ids(il, l);
+				kept[i].assign(m, 1);
+				for (size_t j = 0; keep && j < m; j++)
+					kept[i][j] = (char)keep(user, ids[j]);
+				faiss::InvertedLists::ScopedCodes c(il, l);
+				for (size_t j = 0; j < m; j++)
+					if (kept[i][j]) {
+						put(f, c.get() + j * cs, cs);
+						ln++;
+					}
 			}
-			for (auto p : ps) {
-				size_t m = p->invlists->list_size(l);
-				faiss::InvertedLists::ScopedIds ids(
-					p->invlists, l);
-				put(f, ids.get(), m * sizeof(faiss::Index::idx_t));
+			for (size_t i = 0; i < ps.size(); i++) {
+				auto il = ps[i]->invlists;
+				size_t m = il->list_size(l);
+				faiss::InvertedLists::ScopedIds ids(il, l);
+				for (size_t j = 0; j < m; j++)
+					if (kept[i][j])
+						put(f, ids.get() + j,
+						    sizeof(id_t));
 			}
 			od->lists[l].size = od->lists[l].capacity = ln;
 			od->lists[l].offset = ln ? off : 0;
-			off += ln * (cs + sizeof(faiss::Index::idx_t));
+			off += ln * (cs + sizeof(id_t));
 			total += ln;
 		}
 		od->totsize = off;
-		copy->ntotal = (faiss::Index::idx_t)total;
+		copy->ntotal = (id_t)total;
 		*meta_off = off;
+		*count = total;
 		faiss::write_index(copy.get(), f);
 	}
 	CDX_FAISS_CATCH

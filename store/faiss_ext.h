@@ -22,14 +22,21 @@ extern "C" {
  * the index.  The mapping outlives f and the file's name. */
 int cdx_faiss_read_mmap(FILE *f, FaissIndex **out);
 
+/* An empty index trained as idx (an IVF index), its lists in memory. */
+int cdx_faiss_empty_like(const FaissIndex *idx, FaissIndex **out);
+
 /* Writes the inverted lists of parts[0..n) (IVF indexes trained alike)
- * merged list by list to f from file offset data_off, where f stands, then
- * an empty copy of `trained` whose lists point at that data, and sets
- * *meta_off to where the copy begins.  The data are FAISS's on-disk layout
- * (per list, codes then ids); the copy reads back with cdx_faiss_read_ondisk. */
+ * merged list by list to f from file offset data_off, where f stands,
+ * keeping the entries whose id keep(user, id) accepts (keep NULL: all),
+ * then an empty copy of `trained` (any of them, or their empty template)
+ * whose lists point at that data; sets *meta_off to where the copy begins
+ * and *count to the entries written.  The data are FAISS's on-disk layout (per list, codes then ids);
+ * the copy reads back with cdx_faiss_read_ondisk. */
 int cdx_faiss_write_ondisk(const FaissIndex *trained,
-			   const FaissIndex *const *parts, int n, FILE *f,
-			   uint64_t data_off, uint64_t *meta_off);
+			   const FaissIndex *const *parts, int n,
+			   int (*keep)(void *user, int64_t id), void *user,
+			   FILE *f, uint64_t data_off, uint64_t *meta_off,
+			   uint64_t *count);
 
 /* Reads the index cdx_faiss_write_ondisk wrote from f (positioned at its
  * copy; any FILE, e.g. fmemopen) and maps its lists read-only from path,

@@ -524,11 +524,13 @@ base_checksum(const base_file_hdr *h)
 	return XXH64(&c, sizeof(c), 0);
 }
 
-/* Writes index.base: the lists of parts[0..n) merged, then `trained`
- * pointing at them.  *hash: the new file's header checksum. */
+/* Writes index.base: the lists of parts[0..n) merged (the entries that
+ * keep(s, label) accepts, or all), then `trained` pointing at them.
+ * *hash: the new file's header checksum. */
 static int
 base_write(store *s, const FaissIndex *trained, FaissIndex *const *parts,
-	   int n, uint64_t *hash, cdx_error *err)
+	   int n, int (*keep)(void *, int64_t), uint64_t *hash,
+	   cdx_error *err)
 {
 	char tmp[4200], dst[4200];
 	base_file_hdr h;
@@ -546,7 +548,8 @@ base_write(store *s, const FaissIndex *trained, FaissIndex *const *parts,
 	else
 		r = cdx_faiss_write_ondisk(trained,
 					   (const FaissIndex *const *)parts, n,
-					   f, sizeof(h), &meta_off);
+					   keep, s, f, sizeof(h), &meta_off,
+					   &h.ntotal);
 	off_t end = f && !e && !r ? ftello(f) : 0;
 	if (f ? fclose(f) != 0 : fd2 >= 0 && close(fd2) != 0)
 		e = e ? e : errno;
@@ -554,9 +557,6 @@ base_write(store *s, const FaissIndex *trained, FaissIndex *const *parts,
 		memcpy(h.magic, BASE_MAGIC, 8);
 		h.version = BASE_VERSION;
 		h.dim = (uint32_t)s->dim;
-		h.ntotal = 0;
-		for (int i = 0; i < n; i++)
-			h.ntotal += (uint64_t)faiss_Index_ntotal(parts[i]);
 		h.data_off = sizeof(h);
 		h.data_len = meta_off - sizeof(h);
 		h.meta_len = (uint64_t)end - meta_off;
@@ -698,6 +698,71 @@ base_verify(store *s, cdx_error *err)
 	return rc;
 }
 
+/* Maps the index.base just written (header checksum hash) under delta,
+ * or under an empty delta (delta NULL): *out, which owns delta. */
+static int
+base_serve(store *s, uint64_t hash, FaissIndex *delta, FaissIndex **out,
+	   cdx_error *err)
+{
+	FaissIndex *base, *empty = NULL;
+	char why[400];
+	if (base_load(s, hash, &base, why, sizeof(why)))
+		return cdx_error_set(err, CDX_EINDEX,
+				     "reading back index.base: %s", why);
+	int r = delta ? 0 : cdx_faiss_empty_like(base, &empty);
+	if (!r)
+		r = cdx_faiss_overlay_new(base, delta ? delta : empty, out);
+	if (r) {
+		faiss_Index_free(base);
+		if (empty)
+			faiss_Index_free(empty);
+		return sto_faiss_err(err, r, "serving index.base");
+	}
+	return 0;
+}
+
+/* Saves index.faiss over a new index.base at once: a crash before the
+ * next save must not cost a rebuild. */
+static void
+base_adopted(store *s, uint64_t hash)
+{
+	cdx_error e;
+	s->base_hash = hash;
+	s->index_seq = s->seq;
+	if (idx_save(s, &e) == 0)
+		__atomic_store_n(&s->saved_seq, s->seq, __ATOMIC_RELAXED);
+	else {
+		__atomic_store_n(&s->saved_seq, UINT64_MAX, __ATOMIC_RELAXED);
+		cdx_log(CDX_LOG_WARN, "store %s: %s", s->dir, e.msg);
+	}
+}
+
+static int
+keep_live(void *user, int64_t label)
+{
+	return live_find(&((store *)user)->live, label) >= 0;
+}
+
+/* Folds the delta into a new index.base, dropping the dead: one pass
+ * over the lists, no training. */
+static int
+compact_ondisk(store *s, cdx_error *err)
+{
+	FaissIndex *parts[2], *ov;
+	uint64_t hash;
+	char kind[128];
+	cdx_faiss_overlay_parts(s->index, &parts[0], &parts[1]);
+	int rc = base_write(s, parts[0], parts, 2, keep_live, &hash, err);
+	if (!rc)
+		rc = base_serve(s, hash, NULL, &ov, err);
+	if (rc)
+		return rc;
+	snprintf(kind, sizeof(kind), "%s", s->kind);
+	index_set(s, ov, kind);
+	base_adopted(s, hash);
+	return 0;
+}
+
 /* The parts of an on-disk build: clones of the trained index filled in
  * turn; a full one is written out and mapped back (its file unlinked at
  * once), so that RAM holds one part's codes at a time. */
@@ -773,15 +838,13 @@ build_ondisk(store *s, MDB_txn *txn, FaissIndex *trained, FaissIndex **out,
 	     uint64_t *hash, cdx_error *err)
 {
 	parts p = { trained, NULL, NULL, 0, 0 };
-	FaissIndex *base;
-	char why[400];
 	int rc = scan_records(s, txn, 1, 1, 1, part_chunk, &p, err);
 	if (!rc && p.cur) {
 		rc = parts_push(&p, p.cur, err);
 		p.cur = NULL;
 	}
 	if (!rc)
-		rc = base_write(s, trained, p.done, p.n, hash, err);
+		rc = base_write(s, trained, p.done, p.n, NULL, hash, err);
 	if (p.cur)
 		faiss_Index_free(p.cur);
 	for (int i = 0; i < p.n; i++)
@@ -789,15 +852,7 @@ build_ondisk(store *s, MDB_txn *txn, FaissIndex *trained, FaissIndex **out,
 	free(p.done);
 	if (rc)
 		return rc;
-	if (base_load(s, *hash, &base, why, sizeof(why)))
-		return cdx_error_set(err, CDX_EINDEX,
-				     "reading back index.base: %s", why);
-	int r = cdx_faiss_overlay_new(base, trained, out);
-	if (r) {
-		faiss_Index_free(base);
-		return sto_faiss_err(err, r, "building index");
-	}
-	return 0;
+	return base_serve(s, *hash, trained, out, err);
 }
 
 int
@@ -847,19 +902,11 @@ idx_rebuild(store *s, MDB_txn *txn, cdx_error *err)
 	} else if ((rc = scan_records(s, txn, 1, 1, 1, add_chunk, idx, err)))
 		goto out_free_index;
 	index_set(s, idx, kind);
-	s->base_hash = base_hash;
+	s->base_hash = 0;
 	s->index_seq = s->seq;
 	__atomic_store_n(&s->saved_seq, UINT64_MAX, __ATOMIC_RELAXED);
-	if (base_hash) {
-		/* index.faiss names the new index.base at once: a crash
-		 * before the next save must not cost another rebuild. */
-		cdx_error e;
-		if (idx_save(s, &e) == 0)
-			__atomic_store_n(&s->saved_seq, s->seq,
-					 __ATOMIC_RELAXED);
-		else
-			cdx_log(CDX_LOG_WARN, "store %s: %s", s->dir, e.msg);
-	}
+	if (base_hash)
+		base_adopted(s, base_hash);
 	return 0;
 
 out_free_index:
@@ -895,13 +942,15 @@ idx_apply(store *s, const int64_t *rm, size_t nrm, const int64_t *add,
 	int64_t nt = faiss_Index_ntotal(s->index);
 	s->dead = nt > (int64_t)s->live.n ? (uint64_t)nt - s->live.n : 0;
 	/* Rebuild when half the index is dead, or (lists on disk) when
-	 * the in-memory delta has grown to half the base. */
+	 * the in-memory delta has grown to half the base: then, while the
+	 * training still suits the count, the lists are merged anew. */
 	FaissIndex *base, *delta;
-	int64_t nd = cdx_faiss_overlay_parts(s->index, &base, &delta)
-			     ? faiss_Index_ntotal(delta)
-			     : 0;
+	int ov = cdx_faiss_overlay_parts(s->index, &base, &delta);
+	int64_t nd = ov ? faiss_Index_ntotal(delta) : 0;
 	if ((s->tombstones && s->dead > 1000 && s->dead > s->live.n / 2) ||
 	    (nd > 65536 && nd > faiss_Index_ntotal(base) / 2)) {
+		if (ov && kind_acceptable(s, s->kind, s->live.n))
+			return compact_ondisk(s, err);
 		MDB_txn *txn;
 		int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
 		if (rc)

@@ -428,6 +428,37 @@ test_ivfpq_lists_on_disk(void **state)
 	assert_int_equal(st.index_ntotal, N - 10 + M);
 	ASSERT_OK(store_verify(s, &e), e);
 	assert_true(recall(s, 10, NULL, 10) >= 0.85);
+
+	/* Past half dead, the lists are merged anew without the dead, and
+	 * the delta folded in: the same training (a rebuild for 7,840
+	 * images would train nothing and serve Flat). */
+	ASSERT_OK(store_image_put(s, imgs, 5, &e), e); /* re-put: new labels */
+	delete_every(s, 3, 1);
+	delete_every(s, 40, 5);
+	store_get_stats(s, &st);
+	size_t alive = 0;
+	for (size_t i = 0; i < N; i++)
+		alive += (size_t)g_alive[i];
+	assert_int_equal(st.images, alive + M);
+	assert_int_equal(st.index_dead, 0);
+	assert_int_equal(st.index_delta, 0);
+	assert_int_equal(st.index_ntotal, alive + M);
+	assert_true(st.index_base_bytes < blen);
+	assert_true(strncmp(st.index_kind, "IVF256,PQ8", 10) == 0);
+	ASSERT_OK(store_verify(s, &e), e);
+	for (int i = 0; i < 5; i++) {
+		store_results *r;
+		ASSERT_OK(store_search(s, nv + i * D, 1, NULL, &r, &e), e);
+		assert_int_equal(r->n, 1);
+		assert_int_equal(r->hits[0].id, imgs[i].id);
+		store_results_free(r);
+	}
+	assert_true(recall(s, 10, NULL, 10) >= 0.85);
+	store_close(s);
+	s = open_kind(dir, "ivfpq", 100);
+	store_get_stats(s, &st);
+	assert_int_equal(st.rebuilt_on_open, 0);
+	assert_int_equal(st.index_ntotal, alive + M);
 	store_close(s);
 	free(bad);
 	free(orig);
