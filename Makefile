@@ -6,8 +6,8 @@
 #   make SANITIZER=address            or undefined, or address,undefined
 #   make PREFIX=/opt/clipdex install  (DESTDIR is honoured)
 #
-# Layout: each module directory (common store encoder dupes indexer daemon
-# client cli) builds into one static archive $(BUILD)/libcdx_<module>.a from
+# Layout: each module directory (common store encoder dupes indexer cluster
+# daemon client cli) builds into one static archive $(BUILD)/libcdx_<module>.a from
 # all of its .c/.cpp files except *_main.c.  A test tests/<module>_<name>.c links
 # the archives of <module> and of what it depends on (DEPS_<module> below,
 # or DEPS_test_<module>_<name> where a test needs more).  Programs are the
@@ -46,14 +46,14 @@ IMAGE_LIBS := $(filter-out -fopenmp,$(shell pkg-config --libs $(IMAGE_PKGS) 2>/d
 VIDEO_LIBS := $(shell pkg-config --libs libavformat libavcodec libswscale libavutil 2>/dev/null || \
               echo -lavformat -lavcodec -lswscale -lavutil)
 LDLIBS   += -lfaiss -llmdb -lturbojpeg -ljpeg -lspng -lexif $(IMAGE_LIBS) $(VIDEO_LIBS) -lcjson -lnng \
-            -lmicrohttpd -lxxhash -lsentencepiece -ldnnl -lopenblas -lgomp -lstdc++ -lz -lm
+            -lmicrohttpd -lnats -lxxhash -lsentencepiece -ldnnl -lopenblas -lgomp -lstdc++ -lz -lm
 
 # The encoder's work between its oneDNN GEMMs shares the calling
 # thread's OpenMP team (libgomp, linked above).  clang 14 emits only
 # libomp's ABI, so a clang build runs them on one thread (same results).
 ENCODER_OMP := $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-fopenmp)
 
-MODULES  := common classify store encoder dupes indexer daemon client cli
+MODULES  := common classify store encoder dupes indexer cluster daemon client cli
 # Module -> archives it links, most dependent first.
 # classify's zero-shot builder calls the encoder (only programs that use
 # it pull that object in); the store tags images with classify.
@@ -63,12 +63,13 @@ DEPS_store    := store classify common
 DEPS_encoder  := encoder common
 DEPS_dupes    := dupes store classify common
 DEPS_indexer  := indexer store classify encoder common
-DEPS_daemon   := daemon indexer dupes store classify encoder common
+DEPS_cluster  := cluster common
+DEPS_daemon   := daemon cluster indexer dupes store classify encoder common
 # client: libclipdex's code (nng and cJSON only); cli: the clipdex program,
 # which embeds and tokenizes offline with the encoder.
 DEPS_client  := client common
-DEPS_cli     := cli client classify encoder common
-DEPS_bench   := client daemon indexer dupes store classify encoder common
+DEPS_cli     := cli cluster client classify encoder common
+DEPS_bench   := client daemon cluster indexer dupes store classify encoder common
 libs_for = $(foreach m,$(DEPS_$(1)),$(BUILD)/libcdx_$(m).a)
 # Tests that build fixtures (models, stores) for the clipdexd they run.
 DEPS_test_client_daemon := client store classify encoder common

@@ -157,6 +157,7 @@ int cmd_retrieve(int argc, char **argv);
 int cmd_learn(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_tags(int argc, char **argv);             /* tags.c */
+int cmd_enqueue(int argc, char **argv);          /* enqueue.c */
 
 /* classify.c, for classify and tags define: the labels of --labels or
  * --labels-file (classify.h's rules; *labels is one allocation), and the

@@ -51,6 +51,8 @@ dispatch(int argc, char **argv)
 		return cmd_tags(argc, argv);
 	if (strcmp(argv[1], "embed") == 0)
 		return cmd_embed(argc, argv);
+	if (strcmp(argv[1], "enqueue") == 0)
+		return cmd_enqueue(argc, argv);
 	if (strcmp(argv[1], "tokenize") == 0)
 		return cmd_tokenize(argc, argv);
 	if (strcmp(argv[1], "classify") == 0)

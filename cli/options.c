@@ -50,6 +50,10 @@ cli_usage(FILE *f)
 	    "  Options of all of them: --url URL, --timeout MS, --connect-timeout MS,\n"
 	    "  --token T (defaults: $CLIPDEX_URL, 30000, 3000, $CLIPDEX_TOKEN).\n"
 	    "\n"
+	    "Cluster command (NATS; docs/SCALE.md):\n"
+	    "  enqueue --nats URLS PATH... [--replicas N]   put the files under\n"
+	    "        PATH on the work queue of the encoding workers\n"
+	    "\n"
 	    "Offline commands:\n"
 	    "  embed --model DIR [--exact] [--threads N] [--precision P]\n"
 	    "        --image PATH [...] | --text STRING [...] | --text-file FILE\n"
@@ -268,6 +272,16 @@ const char *const cli_online_usage[] = {
 	"CLIP models give a softmax over the labels (they sum to 1); SigLIP\n"
 	"models each label's own sigmoid probability. The default --timeout\n"
 	"of classify is 120000.\n",
+	"enqueue",
+	"usage: clipdex enqueue --nats URLS PATH... [--replicas N]\n"
+	"\n"
+	"Puts every file under each PATH (hidden names left out), as its\n"
+	"absolute path, on the work queue of a clipdex cluster: the workers\n"
+	"(clipdexd --worker) encode each one and hand it to the shard that\n"
+	"owns its content.  URLS: nats://HOST:PORT, comma-separated (default\n"
+	"$CLIPDEX_NATS).  --replicas: JetStream replicas of the queue when\n"
+	"this command makes it (default 1).  The paths must name the same\n"
+	"files on the workers' machines.  Prints how many were queued.\n",
 	"tags",
 	"usage: clipdex tags define NAME --labels \"food,screenshot,...\"\n"
 	"                   [--template T]... [--templates NAME]\n"

@@ -46,6 +46,10 @@ print_results(const cdx_results *r, const struct sopts *o)
 			print_time_field("added", x->added);
 			if (x->time >= 0)
 				printf(",\"kind\":\"frame\",\"time\":%.3f", x->time);
+			if (x->shard != NULL) {
+				fputs(",\"shard\":", stdout);
+				cli_print_json_string(x->shard);
+			}
 			fputs(",\"tags\":[", stdout);
 			for (size_t t = 0; t < x->n_tags; t++) {
 				printf("%s{\"set\":", t ? "," : "");
@@ -217,6 +221,10 @@ cmd_query(int argc, char **argv, int cmd)
 		goto out;
 	}
 	print_results(r, &o);
+	if (r->partial)
+		fprintf(stderr, "%s: a partial answer: shard%s %s of %zu did not "
+		    "answer in time\n", cli_prog, strchr(r->missing ? r->missing :
+		    "", ',') ? "s" : "", r->missing ? r->missing : "?", r->shards);
 	if (r->no_capture_time > 0)
 		fprintf(stderr, "%s: %lld image%s without a capture time (no EXIF "
 		    "date) cannot match --after/--before; --time mtime filters by "

@@ -807,7 +807,8 @@ cdxi_pool_str(char **pool, const char *s)
 size_t
 cdxi_result_strbytes(const cJSON *it)
 {
-	size_t bytes = strlen(cdxi_get_str(it, "path")) + 1;
+	size_t bytes = strlen(cdxi_get_str(it, "path")) + 1 +
+	    strlen(cdxi_get_str(it, "shard")) + 1;
 	size_t n = tag_entries(it, &bytes);
 	if (n > 0)      /* the tags' array, aligned in the pool */
 		bytes += _Alignof(cdx_tag) - 1 + n * sizeof(cdx_tag);
@@ -828,6 +829,8 @@ cdxi_result_fill(const cJSON *it, cdx_result *x, char **pool)
 	x->added = cdxi_get_i64(it, "added", 0);
 	x->prob = cdxi_get_f64(it, "prob", NAN);
 	x->time = cdxi_get_f64(it, "time", -1.0);
+	x->shard = *cdxi_get_str(it, "shard") ?
+	    cdxi_pool_str(pool, cdxi_get_str(it, "shard")) : NULL;
 	size_t sb = 0, n = tag_entries(it, &sb);
 	x->n_tags = n;
 	x->tags = NULL;
@@ -865,17 +868,36 @@ parse_results(cdx_client *c, const cJSON *rep, cdx_results **out)
 		n++;
 		strbytes += cdxi_result_strbytes(it);
 	}
-	cdx_results *r = malloc(sizeof(*r) + n * sizeof(cdx_result) + strbytes);
+	/* a cluster's missing shards, joined with ',' */
+	const cJSON *miss = cJSON_GetObjectItemCaseSensitive(rep, "missing"), *m;
+	size_t mbytes = 1;
+	cJSON_ArrayForEach(m, miss)
+		if (cJSON_IsString(m))
+			mbytes += strlen(m->valuestring) + 1;
+	cdx_results *r = malloc(sizeof(*r) + n * sizeof(cdx_result) + strbytes +
+	    mbytes);
 	if (r == NULL)
 		return cdxi_fail(c, CDX_ENOMEM, "out of memory for %zu results", n);
 	r->n = n;
 	r->results = (cdx_result *)(r + 1);
 	r->took_ms = cdxi_get_f64(rep, "took_ms", 0.0);
 	r->no_capture_time = cdxi_get_i64(rep, "no_capture_time", -1);
+	r->shards = (size_t)cdxi_get_i64(rep, "shards", 0);
+	r->partial = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rep,
+	    "partial"));
 	char *pool = (char *)(r->results + n);
 	size_t i = 0;
 	cJSON_ArrayForEach(it, arr)
 		cdxi_result_fill(it, &r->results[i++], &pool);
+	r->missing = NULL;
+	if (mbytes > 1) {
+		char *p = pool;
+		r->missing = p;
+		cJSON_ArrayForEach(m, miss)
+			if (cJSON_IsString(m))
+				p += sprintf(p, "%s%s", p == r->missing ? "" : ",",
+				    m->valuestring);
+	}
 	*out = r;
 	return 0;
 }

@@ -218,6 +218,9 @@ typedef struct cdx_result {
 	/* A frame of a video clip (path is the clip's): its time in the
 	 * clip in seconds; -1 for an image. */
 	double time;
+	/* A cluster's search (clipdexd --nats): the shard that holds it (ids
+	 * are per shard); NULL from a single daemon. */
+	const char *shard;
 } cdx_result;
 
 typedef struct cdx_results {
@@ -227,6 +230,12 @@ typedef struct cdx_results {
 	int64_t no_capture_time; /* a capture time filter left the page short:
 				    the images it could not match (no
 				    capture time); -1 when not reported */
+	/* A cluster's search: the shards asked, and whether some of them did
+	 * not answer in time (partial), named in missing ("a,b"); shards 0,
+	 * partial 0 and missing NULL from a single daemon. */
+	size_t shards;
+	int partial;
+	const char *missing;
 } cdx_results;
 
 /* search: the query's terms combined; similar: the images most like the

@@ -29,6 +29,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+
+#include <nats/nats.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,7 @@
 
 #include "common/cdx.h"
 #include "common/threads.h"
+#include "daemon/cluster_op.h"
 #include "daemon/daemon.h"
 #include "encoder/video.h"
 
@@ -255,14 +258,22 @@ main(int argc, char **argv)
 	clip_video_log_quiet();
 	cdx_log(CDX_LOG_INFO, "%d threads for OpenBLAS and oneDNN", threads);
 
-	if ((rc = srv_start(&cfg, &s, &err)) != 0) {
+	cluster_worker *w = NULL;
+	rc = cfg.worker ? cluster_worker_start(&cfg, &w, &err) :
+	    srv_start(&cfg, &s, &err);
+	if (rc != 0) {
 		cdx_log(CDX_LOG_ERROR, "cannot start: %s", err.msg);
 		srv_config_free(&cfg);
+		nats_Close();
 		return 1;
 	}
-	cdx_log(CDX_LOG_INFO, "clipdexd %s ready", SRV_VERSION);
+	cdx_log(CDX_LOG_INFO, "clipdexd %s ready%s", SRV_VERSION,
+	    cfg.worker ? " (worker)" : "");
 	wait_for_stop();
+	cluster_worker_stop(w);
 	srv_stop(s);
+	/* libnats's own threads and memory (process-wide: here) */
+	nats_Close();
 	cdx_log(CDX_LOG_INFO, "stopped cleanly");
 	srv_config_free(&cfg);
 	return 0;

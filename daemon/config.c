@@ -16,6 +16,7 @@
 
 static const char help_text[] =
 "usage: clipdexd --model DIR --store DIR [options]\n"
+"       clipdexd --model DIR --nats URLS --worker [options]\n"
 "\n"
 "The clipdex daemon: loads one CLIP model folder, opens one store, and\n"
 "answers search requests (docs/PROTOCOL.md) until SIGTERM, SIGINT or\n"
@@ -70,6 +71,23 @@ static const char help_text[] =
 "                         their N frames (default 0: N x interval)\n"
 "  --index-nice N         nice increment of the indexer's threads, so\n"
 "                         that queries go first (default 10, 0..19)\n"
+"  --nats URLS            join the cluster on these NATS servers\n"
+"                         (nats://HOST:PORT, comma-separated): search\n"
+"                         then asks every shard and merges their top k\n"
+"                         (docs/SCALE.md)\n"
+"  --shard NAME           with --nats: serve this store as shard NAME\n"
+"                         (letters, digits, '-', '_'): answer the\n"
+"                         cluster's searches, store what workers encode,\n"
+"                         and hand over records other shards own\n"
+"  --worker               with --nats: encode the images named on the\n"
+"                         work queue ('clipdex enqueue') for their shards;\n"
+"                         no store, no listener\n"
+"  --nats-replicas N      JetStream replicas of the work queue and the\n"
+"                         membership bucket, when this process makes\n"
+"                         them (default 1; 3 on a 3-node cluster)\n"
+"  --nats-timeout MS      how long a search waits for the shards (2000)\n"
+"  --nats-ack-wait MS     a job a worker took but did not finish comes\n"
+"                         again after MS (default 60000)\n"
 "  --max-request-bytes N  largest request (default 33554432)\n"
 "  --max-image-bytes N    largest uploaded or read image (default 25165824)\n"
 "  --max-pixels N         largest image in pixels (default 100000000)\n"
@@ -80,7 +98,7 @@ static const char help_text[] =
 "Config file: one setting per line, the long flag name without '--',\n"
 "'=' and the value (\"model = /srv/models/clip-vit-base-patch32\");\n"
 "'root', 'listen', 'watch' and 'exclude' may repeat; reembed = 1,\n"
-"hidden = 1, follow-symlinks = 1; '#' starts a comment.\n"
+"hidden = 1, follow-symlinks = 1, worker = 1; '#' starts a comment.\n"
 "\n"
 "Signals: SIGTERM, SIGINT and SIGHUP (a closed terminal) all stop the\n"
 "daemon cleanly: requests in flight are answered, the batch being\n"
@@ -129,6 +147,8 @@ srv_config_free(srv_config *c)
 		free(c->roots[i]);
 	free(c->token);
 	free(c->index_kind);
+	free(c->nats);
+	free(c->shard);
 	for (int i = 0; i < c->n_watch; i++)
 		free(c->watch[i]);
 	for (int i = 0; i < c->n_exclude; i++)
@@ -180,6 +200,23 @@ apply(srv_config *c, const char *key, const char *v, cdx_error *err)
 		rc = set_str(&c->token, v);
 	else if (strcmp(key, "index-kind") == 0)
 		rc = set_str(&c->index_kind, v);
+	else if (strcmp(key, "nats") == 0)
+		rc = set_str(&c->nats, v);
+	else if (strcmp(key, "shard") == 0)
+		rc = set_str(&c->shard, v);
+	else if (strcmp(key, "worker") == 0)
+		c->worker = v == NULL || strcmp(v, "1") == 0 ||
+		    strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+	else if (strcmp(key, "nats-replicas") == 0) {
+		if ((rc = parse_u64(key, v, 1, 5, &n, err)) == 0)
+			c->nats_replicas = (int)n;
+	} else if (strcmp(key, "nats-timeout") == 0) {
+		if ((rc = parse_u64(key, v, 1, 600000, &n, err)) == 0)
+			c->nats_timeout_ms = (int)n;
+	} else if (strcmp(key, "nats-ack-wait") == 0) {
+		if ((rc = parse_u64(key, v, 100, 86400000, &n, err)) == 0)
+			c->nats_ack_wait_ms = (int)n;
+	}
 	else if (strcmp(key, "listen") == 0) {
 		if (c->n_listen == SRV_MAX_LISTEN)
 			return cdx_error_set(err, CDX_EINVAL, "at most %d --listen",
@@ -360,7 +397,7 @@ srv_config_parse_args(srv_config *c, int argc, char **argv, cdx_error *err)
 		}
 		if (strcmp(key, "hidden") == 0 ||
 		    strcmp(key, "follow-symlinks") == 0 ||
-		    strcmp(key, "no-video") == 0) {
+		    strcmp(key, "no-video") == 0 || strcmp(key, "worker") == 0) {
 			if ((rc = apply(c, key, NULL, err)) != 0)
 				return rc;
 			continue;
@@ -394,6 +431,14 @@ srv_config_finish(srv_config *c, cdx_error *err)
 	if (c->model_dir == NULL)
 		return cdx_error_set(err, CDX_EINVAL, "--model DIR is required "
 		    "(a Hugging Face CLIP folder; see the README)");
+	if ((c->shard != NULL || c->worker) && c->nats == NULL)
+		return cdx_error_set(err, CDX_EINVAL, "--%s needs --nats URLS",
+		    c->worker ? "worker" : "shard");
+	if (c->worker && c->shard != NULL)
+		return cdx_error_set(err, CDX_EINVAL, "--worker and --shard are "
+		    "two processes");
+	if (c->worker)
+		return 0;       /* a worker has no store and no listener */
 	if (c->store_dir == NULL)
 		return cdx_error_set(err, CDX_EINVAL, "--store DIR is required");
 	if (c->token == NULL && env != NULL && *env != '\0' &&

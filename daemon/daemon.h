@@ -89,6 +89,13 @@ typedef struct srv_config {
 	int index_nice;             /* indexer threads' nice increment (10) */
 	size_t web_cache_bytes;     /* thumbnail cache bound (0: 64 MiB; no
 	                               flag: tests set it) */
+	/* cluster on NATS (cluster/cluster.h, docs/SCALE.md) */
+	char *nats;                 /* server URLs, comma-separated, or NULL */
+	char *shard;                /* serve as this shard (with nats) */
+	int worker;                 /* encode the work queue (with nats) */
+	int nats_replicas;          /* of the stream and bucket (1) */
+	int nats_timeout_ms;        /* scatter deadline (2000) */
+	int nats_ack_wait_ms;       /* a worker's job comes again after (60000) */
 } srv_config;
 
 /* Fills c with defaults (every pointer NULL). */

@@ -13,6 +13,7 @@
 
 #include "common/query.h"
 #include "common/vec.h"
+#include "daemon/cluster_op.h"
 #include "daemon/dispatch.h"
 #include "daemon/ingest.h"
 #include "daemon/learn_op.h"
@@ -576,7 +577,8 @@ op_search(srv_call *c)
 		    "has image terms");
 		goto out_free;
 	}
-	rc = search_and_reply(c, q, &o, 0, t0);
+	rc = c->s->cluster != NULL ? clusterd_search(c, q, &o, t0) :
+	    search_and_reply(c, q, &o, 0, t0);
 out_free:
 	free(q);
 	return rc;

@@ -24,6 +24,7 @@
 #include "common/proto.h"
 #include "common/threads.h"
 #include "daemon/access.h"
+#include "daemon/cluster_op.h"
 #include "daemon/dispatch.h"
 #include "daemon/http.h"
 #include "daemon/ingest.h"
@@ -734,6 +735,8 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 		goto fail;
 	}
 	s->guard_started = 1;
+	if ((rc = clusterd_start(s, err)) != 0)
+		goto fail;
 	*out = s;
 	return 0;
 fail:
@@ -746,6 +749,8 @@ srv_stop(srv *s)
 {
 	if (s == NULL)
 		return;
+	/* 0. Leave the cluster: no more of its searches or puts. */
+	clusterd_stop(s);
 	/* 1. Finish what the workers have; new requests are answered "busy". */
 	pthread_mutex_lock(&s->mu);
 	s->closing = 1;

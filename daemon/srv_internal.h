@@ -68,6 +68,7 @@ struct srv {
 	/* Results kept for the following pages (each has its own lock). */
 	struct dupes_cache *dupes;      /* dupes_op.c (dupes/dupes.h) */
 	struct retrieve_cache *retrieve;        /* retrieve.c */
+	struct clusterd *cluster;       /* cluster_op.c: --nats, or NULL */
 };
 
 /* srv_submit() for the HTTP transport, with the bearer token of the

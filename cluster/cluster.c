@@ -1,0 +1,703 @@
+/*
+ * cluster.c - clipdex on NATS through the C client (libnats): see
+ * cluster.h.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+#include <xxhash.h>
+
+#include "cluster/cluster.h"
+
+#define BUCKET "clipdex_shards"
+#define STREAM "CLIPDEX_WORK"
+#define WORK_SUBJ "clipdex.work"
+#define QUERY_SUBJ "clipdex.query"
+#define DURABLE "workers"
+#define NAME_MAX_LEN 64
+/* a job retried (CLU_RETRY) waits this long before it comes again */
+#define RETRY_DELAY_MS 2000
+
+struct clu {
+	clu_params p;
+	natsConnection *nc;
+	jsCtx *js;
+	kvStore *kv;
+	natsSubscription *work;         /* workers: the pull consumer */
+	natsSubscription *subs[2];      /* shards: query, put */
+	/* membership, from the watcher thread */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	char **names;
+	size_t n_names, cap_names;
+	int caught_up, stop;
+	pthread_t watcher;
+	int watching;
+	void (*on_change)(void *);
+	void *on_change_user;
+	/* serving */
+	char shard[NAME_MAX_LEN + 1];
+	clu_handler h_query, h_put;
+	void *h_user;
+};
+
+struct clu_job {
+	natsMsg *msg;
+};
+
+void
+clu_default_params(clu_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->replicas = 1;
+	p->timeout_ms = 2000;
+	p->ack_wait_ms = 60000;
+}
+
+static int
+nats_err(cdx_error *err, natsStatus s, const char *what)
+{
+	const char *last = nats_GetLastError(NULL);
+	return cdx_error_set(err, s == NATS_NO_MEMORY ? CDX_ENOMEM : CDX_EIO,
+			     "%s: %s%s%s", what, natsStatus_GetText(s),
+			     last && *last ? ": " : "", last ? last : "");
+}
+
+static int
+name_ok(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > NAME_MAX_LEN)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+			return 0;
+	}
+	return 1;
+}
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- membership ---- */
+
+static long
+name_find(const clu *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_names; i++)
+		if (strcmp(c->names[i], name) == 0)
+			return (long)i;
+	return -1;
+}
+
+/* Applies one bucket entry; 1 if the set changed. */
+static int
+member_apply(clu *c, const char *key, int present)
+{
+	long i = name_find(c, key);
+	if (present && i < 0 && name_ok(key)) {
+		if (c->n_names == c->cap_names) {
+			size_t cap = c->cap_names ? 2 * c->cap_names : 8;
+			char **p = realloc(c->names, cap * sizeof(*p));
+			if (!p)
+				return 0;
+			c->names = p;
+			c->cap_names = cap;
+		}
+		char *dup = strdup(key);
+		if (!dup)
+			return 0;
+		c->names[c->n_names++] = dup;
+		return 1;
+	}
+	if (!present && i >= 0) {
+		free(c->names[i]);
+		c->names[i] = c->names[--c->n_names];
+		return 1;
+	}
+	return 0;
+}
+
+static void *
+watch_main(void *arg)
+{
+	clu *c = arg;
+	kvWatcher *w = NULL;
+	for (;;) {
+		pthread_mutex_lock(&c->mu);
+		int stop = c->stop;
+		pthread_mutex_unlock(&c->mu);
+		if (stop)
+			break;
+		if (!w && kvStore_WatchAll(&w, c->kv, NULL) != NATS_OK) {
+			w = NULL;
+			usleep(200000);
+			continue;
+		}
+		kvEntry *e = NULL;
+		natsStatus s = kvWatcher_Next(&e, w, 250);
+		if (s == NATS_TIMEOUT)
+			continue;
+		if (s != NATS_OK) {
+			/* the watcher broke (servers lost): watch anew, and
+			 * read every key again */
+			kvWatcher_Destroy(w);
+			w = NULL;
+			continue;
+		}
+		int changed = 0;
+		pthread_mutex_lock(&c->mu);
+		if (!e) {
+			c->caught_up = 1; /* the initial values are in */
+			pthread_cond_broadcast(&c->cv);
+		} else {
+			changed = member_apply(c, kvEntry_Key(e),
+					       kvEntry_Operation(e) == kvOp_Put);
+		}
+		void (*fn)(void *) = c->on_change;
+		void *user = c->on_change_user;
+		pthread_mutex_unlock(&c->mu);
+		kvEntry_Destroy(e);
+		if (changed && fn)
+			fn(user);
+	}
+	if (w)
+		kvWatcher_Destroy(w);
+	return NULL;
+}
+
+int
+clu_members(clu *c, char ***names, size_t *n)
+{
+	pthread_mutex_lock(&c->mu);
+	char **v = calloc(c->n_names ? c->n_names : 1, sizeof(*v));
+	size_t k = 0;
+	for (size_t i = 0; v && i < c->n_names; i++)
+		if ((v[k] = strdup(c->names[i])) != NULL)
+			k++;
+	pthread_mutex_unlock(&c->mu);
+	if (!v)
+		return CDX_ENOMEM;
+	qsort(v, k, sizeof(*v), (int (*)(const void *, const void *))strcmp);
+	*names = v;
+	*n = k;
+	return 0;
+}
+
+void
+clu_names_free(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+int
+clu_owner(clu *c, const void *key, size_t len, char *name, size_t cap)
+{
+	uint64_t best = 0;
+	int found = 0;
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < c->n_names; i++) {
+		/* rendezvous: the highest hash of (member, key) wins */
+		uint64_t h = XXH3_64bits_withSeed(key, len,
+				XXH3_64bits(c->names[i], strlen(c->names[i])));
+		if (!found || h > best ||
+		    (h == best && strcmp(c->names[i], name) < 0)) {
+			best = h;
+			snprintf(name, cap, "%s", c->names[i]);
+			found = 1;
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	return found ? 0 : CDX_ENOTFOUND;
+}
+
+void
+clu_on_change(clu *c, void (*fn)(void *user), void *user)
+{
+	pthread_mutex_lock(&c->mu);
+	c->on_change = fn;
+	c->on_change_user = user;
+	pthread_mutex_unlock(&c->mu);
+}
+
+int
+clu_join(clu *c, const char *name, const char *json, cdx_error *err)
+{
+	uint64_t rev;
+	if (!name_ok(name))
+		return cdx_error_set(err, CDX_EINVAL,
+				     "shard name '%s': 1 to %d letters, digits, "
+				     "'-' or '_'", name, NAME_MAX_LEN);
+	if (strlen(json) > 4096)
+		return cdx_error_set(err, CDX_EINVAL, "shard entry too long");
+	natsStatus s = kvStore_PutString(&rev, c->kv, name, json);
+	return s == NATS_OK ? 0 : nats_err(err, s, "joining the cluster");
+}
+
+int
+clu_leave(clu *c, const char *name)
+{
+	return kvStore_Delete(c->kv, name) == NATS_OK ? 0 : CDX_EIO;
+}
+
+/* ---- open, close ---- */
+
+/* JetStream answers only once its leaders are elected: retries what
+ * fails for up to 20 s. */
+#define JS_READY_MS 20000
+
+static natsStatus
+bind_bucket(clu *c)
+{
+	natsStatus s = js_KeyValue(&c->kv, c->js, BUCKET);
+	if (s == NATS_OK)
+		return s;
+	kvConfig kc;
+	kvConfig_Init(&kc);
+	kc.Bucket = BUCKET;
+	kc.History = 1;
+	kc.Replicas = c->p.replicas;
+	s = js_CreateKeyValue(&c->kv, c->js, &kc);
+	if (s != NATS_OK) /* made meanwhile by another process? */
+		s = js_KeyValue(&c->kv, c->js, BUCKET);
+	return s;
+}
+
+static natsStatus
+bind_stream(clu *c)
+{
+	jsStreamConfig sc;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	const char *subjects[1] = { WORK_SUBJ };
+	natsStatus s = js_GetStreamInfo(&si, c->js, STREAM, NULL, &jerr);
+	if (s == NATS_OK) {
+		jsStreamInfo_Destroy(si);
+		return s;
+	}
+	jsStreamConfig_Init(&sc);
+	sc.Name = STREAM;
+	sc.Subjects = subjects;
+	sc.SubjectsLen = 1;
+	sc.Retention = js_WorkQueuePolicy;
+	sc.Storage = js_FileStorage;
+	sc.Replicas = c->p.replicas;
+	s = js_AddStream(&si, c->js, &sc, NULL, &jerr);
+	if (s == NATS_OK)
+		jsStreamInfo_Destroy(si);
+	else if (js_GetStreamInfo(&si, c->js, STREAM, NULL, &jerr) == NATS_OK) {
+		jsStreamInfo_Destroy(si);
+		s = NATS_OK;
+	}
+	return s;
+}
+
+static natsStatus
+bind_work(clu *c)
+{
+	jsSubOptions so;
+	jsErrCode jerr = 0;
+	jsSubOptions_Init(&so);
+	so.Stream = STREAM;
+	so.Config.AckPolicy = js_AckExplicit;
+	so.Config.AckWait = (int64_t)c->p.ack_wait_ms * 1000000;
+	return js_PullSubscribe(&c->work, c->js, WORK_SUBJ, DURABLE, NULL, &so,
+				&jerr);
+}
+
+int
+clu_open(const clu_params *p, clu **out, cdx_error *err)
+{
+	natsOptions *o = NULL;
+	char *urls = NULL, *save = NULL;
+	const char *servers[16];
+	int ns = 0, rc = 0;
+	natsStatus s;
+	if (!p->urls || !*p->urls)
+		return cdx_error_set(err, CDX_EINVAL, "--nats needs a URL");
+	clu *c = calloc(1, sizeof(*c));
+	if (!c || !(urls = strdup(p->urls))) {
+		free(c);
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	}
+	c->p = *p;
+	if (c->p.replicas < 1)
+		c->p.replicas = 1;
+	if (c->p.timeout_ms < 1)
+		c->p.timeout_ms = 2000;
+	if (c->p.ack_wait_ms < 1)
+		c->p.ack_wait_ms = 60000;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	for (char *t = strtok_r(urls, ",", &save); t && ns < 16;
+	     t = strtok_r(NULL, ",", &save))
+		servers[ns++] = t;
+	if ((s = natsOptions_Create(&o)) != NATS_OK ||
+	    (s = natsOptions_SetServers(o, servers, ns)) != NATS_OK ||
+	    (s = natsOptions_SetMaxReconnect(o, -1)) != NATS_OK ||
+	    (s = natsOptions_SetReconnectWait(o, 100)) != NATS_OK ||
+	    (s = natsOptions_SetTimeout(o, c->p.timeout_ms)) != NATS_OK) {
+		rc = nats_err(err, s, "NATS options");
+		goto fail;
+	}
+	if ((s = natsConnection_Connect(&c->nc, o)) != NATS_OK) {
+		rc = nats_err(err, s, p->urls);
+		goto fail;
+	}
+	if ((s = natsConnection_JetStream(&c->js, c->nc, NULL)) != NATS_OK) {
+		rc = nats_err(err, s, "JetStream");
+		goto fail;
+	}
+	double t0 = now_ms();
+	for (;;) {
+		s = c->kv ? NATS_OK : bind_bucket(c);
+		if (s == NATS_OK)
+			s = bind_stream(c);
+		if (s == NATS_OK && p->worker && !c->work)
+			s = bind_work(c);
+		if (s == NATS_OK || now_ms() - t0 > JS_READY_MS)
+			break;
+		usleep(200000);
+	}
+	if (s != NATS_OK) {
+		rc = nats_err(err, s, "JetStream (bucket " BUCKET ", stream "
+				      STREAM ")");
+		goto fail;
+	}
+	if (pthread_create(&c->watcher, NULL, watch_main, c) != 0) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "cannot start a thread");
+		goto fail;
+	}
+	c->watching = 1;
+	/* the members as they are now, before the first query */
+	pthread_mutex_lock(&c->mu);
+	while (!c->caught_up && now_ms() - t0 < JS_READY_MS) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+	}
+	pthread_mutex_unlock(&c->mu);
+	natsOptions_Destroy(o);
+	free(urls);
+	*out = c;
+	return 0;
+fail:
+	natsOptions_Destroy(o);
+	free(urls);
+	clu_close(c);
+	return rc;
+}
+
+void
+clu_close(clu *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < 2; i++)
+		if (c->subs[i]) {
+			natsSubscription_Unsubscribe(c->subs[i]);
+			natsSubscription_Destroy(c->subs[i]);
+		}
+	if (c->watching) {
+		pthread_mutex_lock(&c->mu);
+		c->stop = 1;
+		pthread_mutex_unlock(&c->mu);
+		pthread_join(c->watcher, NULL);
+	}
+	if (c->work)
+		natsSubscription_Destroy(c->work);
+	if (c->kv)
+		kvStore_Destroy(c->kv);
+	if (c->js)
+		jsCtx_Destroy(c->js);
+	if (c->nc) {
+		natsConnection_Close(c->nc);
+		natsConnection_Destroy(c->nc);
+	}
+	clu_names_free(c->names, c->n_names);
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+/* ---- serving ---- */
+
+static void
+on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
+{
+	clu *c = arg;
+	size_t rlen = 0;
+	const char *reply_to = natsMsg_GetReply(msg);
+	clu_handler h = sub == c->subs[0] ? c->h_query : c->h_put;
+	char *body = h(c->h_user, natsMsg_GetData(msg),
+		       (size_t)natsMsg_GetDataLength(msg), &rlen);
+	if (body && reply_to) {
+		size_t nl = strlen(c->shard) + 1;
+		char *framed = malloc(nl + rlen);
+		if (framed) {
+			memcpy(framed, c->shard, nl);
+			memcpy(framed + nl, body, rlen);
+			natsConnection_Publish(nc, reply_to, framed,
+					       (int)(nl + rlen));
+			free(framed);
+		}
+	}
+	free(body);
+	natsMsg_Destroy(msg);
+}
+
+int
+clu_serve(clu *c, const char *name, clu_handler query, clu_handler put,
+	  void *user, cdx_error *err)
+{
+	char subj[128];
+	natsStatus s;
+	if (!name_ok(name))
+		return cdx_error_set(err, CDX_EINVAL, "bad shard name '%s'",
+				     name);
+	snprintf(c->shard, sizeof(c->shard), "%s", name);
+	c->h_query = query;
+	c->h_put = put;
+	c->h_user = user;
+	snprintf(subj, sizeof(subj), "clipdex.shard.%s.put", name);
+	if ((s = natsConnection_Subscribe(&c->subs[0], c->nc, QUERY_SUBJ,
+					  on_msg, c)) != NATS_OK ||
+	    (s = natsConnection_Subscribe(&c->subs[1], c->nc, subj, on_msg,
+					  c)) != NATS_OK ||
+	    (s = natsConnection_Flush(c->nc)) != NATS_OK)
+		return nats_err(err, s, "subscribing");
+	return 0;
+}
+
+/* ---- asking ---- */
+
+void
+clu_gather_free(clu_gather *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		free(g->shards[i]);
+		free(g->bodies[i]);
+	}
+	free(g->shards);
+	free(g->bodies);
+	free(g->lens);
+	clu_names_free(g->missing, g->n_missing);
+	memset(g, 0, sizeof(*g));
+}
+
+/* Splits a shard's answer into its name and body (copies). */
+static int
+unframe(natsMsg *m, char **shard, char **body, size_t *len)
+{
+	const char *d = natsMsg_GetData(m);
+	size_t n = (size_t)natsMsg_GetDataLength(m);
+	const char *nul = memchr(d, 0, n);
+	if (!nul)
+		return -1;
+	size_t nl = (size_t)(nul - d);
+	*shard = strndup(d, nl);
+	*len = n - nl - 1;
+	*body = malloc(*len + 1);
+	if (!*shard || !*body) {
+		free(*shard);
+		free(*body);
+		return -1;
+	}
+	memcpy(*body, nul + 1, *len);
+	(*body)[*len] = '\0';
+	return 0;
+}
+
+int
+clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
+	    cdx_error *err)
+{
+	natsInbox *inbox = NULL;
+	natsSubscription *sub = NULL;
+	char **want = NULL;
+	size_t n_want = 0, cap;
+	int rc = 0;
+	natsStatus s;
+	memset(out, 0, sizeof(*out));
+	if (clu_members(c, &want, &n_want))
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	cap = n_want + 4;
+	out->shards = calloc(cap, sizeof(char *));
+	out->bodies = calloc(cap, sizeof(char *));
+	out->lens = calloc(cap, sizeof(size_t));
+	if (!out->shards || !out->bodies || !out->lens) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((s = natsInbox_Create(&inbox)) != NATS_OK ||
+	    (s = natsConnection_SubscribeSync(&sub, c->nc, inbox)) != NATS_OK ||
+	    (s = natsConnection_PublishRequest(c->nc, QUERY_SUBJ, inbox, req,
+					       (int)len)) != NATS_OK) {
+		rc = nats_err(err, s, "scatter");
+		goto out;
+	}
+	double end = now_ms() + c->p.timeout_ms;
+	size_t got_wanted = 0;
+	while (got_wanted < n_want) {
+		double left = end - now_ms();
+		if (left <= 0)
+			break;
+		natsMsg *m = NULL;
+		s = natsSubscription_NextMsg(&m, sub, (int64_t)left + 1);
+		if (s == NATS_TIMEOUT)
+			break;
+		if (s != NATS_OK) {
+			rc = nats_err(err, s, "gather");
+			goto out;
+		}
+		char *shard, *body;
+		size_t blen;
+		if (unframe(m, &shard, &body, &blen) == 0) {
+			int dup = 0;
+			for (size_t i = 0; i < out->n; i++)
+				dup |= strcmp(out->shards[i], shard) == 0;
+			for (size_t i = 0; !dup && i < n_want; i++)
+				if (want[i] && strcmp(want[i], shard) == 0) {
+					free(want[i]); /* answered */
+					want[i] = NULL;
+					got_wanted++;
+				}
+			if (dup || out->n == cap) {
+				free(shard);
+				free(body);
+			} else {
+				out->shards[out->n] = shard;
+				out->bodies[out->n] = body;
+				out->lens[out->n++] = blen;
+			}
+		}
+		natsMsg_Destroy(m);
+	}
+	/* what is left of want did not answer */
+	out->missing = calloc(n_want ? n_want : 1, sizeof(char *));
+	if (!out->missing) {
+		rc = cdx_error_set(err, CDX_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n_want; i++)
+		if (want[i]) {
+			out->missing[out->n_missing++] = want[i];
+			want[i] = NULL;
+		}
+out:
+	clu_names_free(want, n_want);
+	if (sub)
+		natsSubscription_Destroy(sub);
+	natsInbox_Destroy(inbox);
+	if (rc)
+		clu_gather_free(out);
+	return rc;
+}
+
+int
+clu_request(clu *c, const char *shard, const char *req, size_t len,
+	    char **reply, size_t *rlen, cdx_error *err)
+{
+	char subj[128];
+	natsMsg *m = NULL;
+	if (!name_ok(shard))
+		return cdx_error_set(err, CDX_EINVAL, "bad shard name");
+	snprintf(subj, sizeof(subj), "clipdex.shard.%s.put", shard);
+	natsStatus s = natsConnection_Request(&m, c->nc, subj, req, (int)len,
+					      c->p.timeout_ms);
+	if (s != NATS_OK)
+		return nats_err(err, s, subj);
+	char *name;
+	int r = unframe(m, &name, reply, rlen);
+	natsMsg_Destroy(m);
+	if (r)
+		return cdx_error_set(err, CDX_EIO, "%s: a malformed answer",
+				     subj);
+	free(name);
+	return 0;
+}
+
+/* ---- the work queue ---- */
+
+int
+clu_enqueue(clu *c, const char *loc, cdx_error *err)
+{
+	jsPubAck *pa = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_Publish(&pa, c->js, WORK_SUBJ, loc, (int)strlen(loc),
+				  NULL, &jerr);
+	jsPubAck_Destroy(pa);
+	return s == NATS_OK ? 0 : nats_err(err, s, "enqueueing");
+}
+
+int
+clu_fetch(clu *c, int max, int timeout_ms, clu_job ***jobs, size_t *n,
+	  cdx_error *err)
+{
+	natsMsgList list = { 0 };
+	jsErrCode jerr = 0;
+	*jobs = NULL;
+	*n = 0;
+	if (!c->work)
+		return cdx_error_set(err, CDX_EINVAL, "not a worker");
+	natsStatus s = natsSubscription_Fetch(&list, c->work, max, timeout_ms,
+					      &jerr);
+	if (s == NATS_TIMEOUT)
+		return 0;
+	if (s != NATS_OK)
+		return nats_err(err, s, "fetching work");
+	clu_job **v = calloc((size_t)list.Count + 1, sizeof(*v));
+	for (int i = 0; v && i < list.Count; i++) {
+		if (!(v[*n] = malloc(sizeof(clu_job))))
+			break;
+		v[*n]->msg = list.Msgs[i];
+		list.Msgs[i] = NULL; /* ours now */
+		(*n)++;
+	}
+	natsMsgList_Destroy(&list); /* what was not taken is delivered again */
+	if (!v)
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	*jobs = v;
+	return 0;
+}
+
+const char *
+clu_job_data(const clu_job *j, size_t *len)
+{
+	*len = (size_t)natsMsg_GetDataLength(j->msg);
+	return natsMsg_GetData(j->msg);
+}
+
+void
+clu_job_done(clu_job *j, int outcome)
+{
+	if (outcome == CLU_DONE)
+		natsMsg_AckSync(j->msg, NULL, NULL);
+	else if (outcome == CLU_DROP)
+		natsMsg_Term(j->msg, NULL);
+	else
+		natsMsg_NakWithDelay(j->msg, (int64_t)RETRY_DELAY_MS * 1000000,
+				     NULL);
+	natsMsg_Destroy(j->msg);
+	free(j);
+}

@@ -1,0 +1,119 @@
+/*
+ * cluster.h - clipdex across machines on NATS (docs/SCALE.md, "Shards on
+ * NATS"): the connection, shard membership, the scatter-gather of a query
+ * to every shard, a request to one shard, and the JetStream work queue of
+ * image locations that encoding workers consume.  Bodies are opaque bytes
+ * here; the daemon gives them meaning (daemon/cluster_op.c).
+ *
+ * On the wire:
+ *   clipdex.query            every shard answers it (scatter)
+ *   clipdex.shard.NAME.put   one shard: what a worker encoded, or a record
+ *                            moved from another shard
+ *   clipdex.work             the work queue: stream CLIPDEX_WORK (work-queue
+ *                            retention, file storage), durable pull
+ *                            consumer "workers" shared by every worker
+ *   bucket clipdex_shards    a key per shard (its name): its JSON
+ * A shard's answer is its name, a NUL, then the body.
+ *
+ * Membership is the bucket's keys, watched by a thread of the connection:
+ * a shard that joined and never left (killed) stays a member, so that its
+ * silence is reported (clu_gather.missing), never hidden.  Owners are
+ * chosen by rendezvous hashing of a record's content hash over the
+ * members: adding a shard moves only the records it now owns.
+ *
+ * Thread-safety: every function may be called from any thread once
+ * clu_open returned, except clu_close.  Handlers run on NATS's threads
+ * (one per subscription), concurrently with the caller's.
+ * Errors: 0, or CDX_EIO (the servers: unreachable, a timeout, JetStream
+ * not ready), CDX_EINVAL, CDX_ENOMEM, with a message in err.
+ */
+#ifndef CDX_CLUSTER_H
+#define CDX_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cdx.h"
+
+typedef struct clu clu;
+
+typedef struct clu_params {
+	const char *urls;   /* "nats://h:p[,nats://h:p...]" (required) */
+	int replicas;       /* of the stream and the bucket (default 1) */
+	int timeout_ms;     /* scatter deadline, request timeout (2000) */
+	int ack_wait_ms;    /* a job not acknowledged in this long is
+			       delivered again (default 60000) */
+	int worker;         /* 1: bind the work queue's consumer */
+} clu_params;
+
+void clu_default_params(clu_params *p);
+
+/* Connects (reconnecting forever afterwards, to any of urls), makes the
+ * bucket and the work stream if they are missing (retrying while
+ * JetStream elects its leaders, up to 20 s) and reads the membership. */
+int clu_open(const clu_params *p, clu **out, cdx_error *err);
+/* Leaves nothing behind but the membership entries put by clu_join
+ * (clu_leave removes one).  NULL is a no-op. */
+void clu_close(clu *c);
+
+/* Puts (or updates) name's entry in the bucket: json, at most 4 KiB. */
+int clu_join(clu *c, const char *name, const char *json, cdx_error *err);
+/* Deletes name's entry: a clean stop. */
+int clu_leave(clu *c, const char *name);
+/* A snapshot of the members' names, sorted; clu_names_free. */
+int clu_members(clu *c, char ***names, size_t *n);
+void clu_names_free(char **names, size_t n);
+/* The member that owns key (rendezvous hashing), into name; CDX_ENOTFOUND
+ * while there is no member. */
+int clu_owner(clu *c, const void *key, size_t len, char *name, size_t cap);
+/* Calls fn(user) on the watcher's thread after every membership change
+ * (set it before clu_join; NULL: none). */
+void clu_on_change(clu *c, void (*fn)(void *user), void *user);
+
+/* A handler: the reply (malloc'd, *rlen bytes), or NULL for none. */
+typedef char *(*clu_handler)(void *user, const char *req, size_t len,
+			     size_t *rlen);
+/* Serves as shard `name`: query answers clipdex.query, put its own put
+ * subject. */
+int clu_serve(clu *c, const char *name, clu_handler query, clu_handler put,
+	      void *user, cdx_error *err);
+
+typedef struct clu_gather {
+	size_t n;             /* answers */
+	char **shards;        /* who answered */
+	char **bodies;        /* their bodies (NUL-terminated) */
+	size_t *lens;
+	size_t n_missing;     /* members that did not answer in time */
+	char **missing;
+} clu_gather;
+/* Publishes req to every shard and gathers the answers until every member
+ * answered or the deadline passed. */
+int clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
+		cdx_error *err);
+void clu_gather_free(clu_gather *g);
+
+/* Asks one shard (its put subject) and waits for its answer (*reply
+ * malloc'd, NUL-terminated). */
+int clu_request(clu *c, const char *shard, const char *req, size_t len,
+		char **reply, size_t *rlen, cdx_error *err);
+
+/* Appends a job (an image's location) to the work queue; returns once
+ * JetStream stored it. */
+int clu_enqueue(clu *c, const char *loc, cdx_error *err);
+
+typedef struct clu_job clu_job;
+/* Waits up to timeout_ms for at most max jobs (workers only): *jobs
+ * (free the array; each job with clu_job_done).  0 with *n == 0 when
+ * none came. */
+int clu_fetch(clu *c, int max, int timeout_ms, clu_job ***jobs, size_t *n,
+	      cdx_error *err);
+const char *clu_job_data(const clu_job *j, size_t *len);
+enum clu_outcome {
+	CLU_DONE = 0,   /* acknowledged: never delivered again */
+	CLU_RETRY = 1,  /* delivered again after a delay */
+	CLU_DROP = 2,   /* never delivered again (a bad location) */
+};
+/* Settles the job and frees it. */
+void clu_job_done(clu_job *j, int outcome);
+
+#endif

@@ -1,0 +1,565 @@
+/*
+ * cluster_op.c - clipdexd in a cluster on NATS: see cluster_op.h.
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <xxhash.h>
+
+#include "cluster/cluster.h"
+#include "common/file.h"
+#include "daemon/cluster_op.h"
+#include "daemon/srv_internal.h"
+
+/* records handed over per round of a rebalance */
+#define MOVE_BATCH 256
+/* a shard refreshes its entry (its count) this often, in seconds */
+#define ENTRY_PERIOD_S 5
+
+struct clusterd {
+	clu *c;
+	const char *shard;      /* cfg->shard, or NULL: a front only */
+	pthread_t thread;       /* shards: entry and rebalance */
+	int started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int dirty, stop;        /* membership changed; stopping */
+	uint64_t moved;         /* records handed over so far */
+};
+
+/* ---- messages ---- */
+
+/* dim floats from a JSON array; -1 unless it is exactly that. */
+static int
+floats_of(const cJSON *a, float *out, int dim)
+{
+	if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != dim)
+		return -1;
+	int i = 0;
+	const cJSON *x;
+	cJSON_ArrayForEach(x, a) {
+		if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble))
+			return -1;
+		out[i++] = (float)x->valuedouble;
+	}
+	return 0;
+}
+
+static void
+hex_of(const uint8_t *b, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = d[b[i] >> 4];
+		out[2 * i + 1] = d[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int
+hex_to(const char *s, uint8_t *b, size_t n)
+{
+	if (strlen(s) != 2 * n)
+		return -1;
+	for (size_t i = 0; i < 2 * n; i++) {
+		int v = s[i] >= '0' && s[i] <= '9' ? s[i] - '0' :
+		    s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10 : -1;
+		if (v < 0)
+			return -1;
+		if (i % 2 == 0)
+			b[i / 2] = (uint8_t)(v << 4);
+		else
+			b[i / 2] |= (uint8_t)v;
+	}
+	return 0;
+}
+
+char *
+clusterd_put_message(const store_image *img, int dim)
+{
+	char hex[2 * STORE_HASH_LEN + 1];
+	cJSON *o = cJSON_CreateObject();
+	hex_of(img->hash, STORE_HASH_LEN, hex);
+	cJSON_AddStringToObject(o, "path", img->path);
+	cJSON_AddNumberToObject(o, "size", (double)img->size);
+	cJSON_AddNumberToObject(o, "mtime_ns", (double)img->mtime_ns);
+	cJSON_AddStringToObject(o, "hash", hex);
+	cJSON_AddNumberToObject(o, "width", img->width);
+	cJSON_AddNumberToObject(o, "height", img->height);
+	if (img->capture_time == STORE_TIME_UNKNOWN)
+		cJSON_AddNullToObject(o, "capture_time");
+	else
+		cJSON_AddNumberToObject(o, "capture_time",
+		    (double)img->capture_time);
+	if (img->kind == STORE_KIND_FRAME) {
+		cJSON_AddStringToObject(o, "kind", "frame");
+		cJSON_AddNumberToObject(o, "time_ms", (double)img->time_ms);
+	}
+	cJSON_AddItemToObject(o, "embedding",
+	    cJSON_CreateFloatArray(img->embedding, dim));
+	char *m = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return m;
+}
+
+static char *
+reply_str(cJSON *r, size_t *rlen)
+{
+	char *m = cJSON_PrintUnformatted(r);
+	cJSON_Delete(r);
+	*rlen = m ? strlen(m) : 0;
+	return m;
+}
+
+static char *
+put_error(const char *msg, size_t *rlen)
+{
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddBoolToObject(r, "ok", 0);
+	cJSON_AddStringToObject(r, "error", msg);
+	return reply_str(r, rlen);
+}
+
+static int64_t
+num_of(const cJSON *o, const char *key, int64_t dflt)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+	return cJSON_IsNumber(x) ? (int64_t)x->valuedouble : dflt;
+}
+
+/* ---- a shard: the handlers (on NATS's threads) ---- */
+
+static char *
+on_query(void *user, const char *req, size_t len, size_t *rlen)
+{
+	srv *s = user;
+	int dim = s->info->embed_dim;
+	cJSON *o = cJSON_ParseWithLength(req, len);
+	float *q = malloc(sizeof(float) * (size_t)dim);
+	store_results *res = NULL;
+	store_filter f = { 0 };
+	cdx_error err;
+	cJSON *r = NULL;
+
+	if (o == NULL || q == NULL ||
+	    floats_of(cJSON_GetObjectItemCaseSensitive(o, "q"), q, dim) != 0)
+		goto out; /* not ours to answer: the asker's deadline says so */
+	long k = (long)num_of(o, "k", 10);
+	if (k < 1 || k > SRV_K_MAX + SRV_WINDOW_MAX)
+		goto out;
+	const cJSON *pp = cJSON_GetObjectItemCaseSensitive(o, "path_prefix");
+	const cJSON *tf = cJSON_GetObjectItemCaseSensitive(o, "time_field");
+	f.path_prefix = cJSON_IsString(pp) ? pp->valuestring : NULL;
+	if (cJSON_IsString(tf)) {
+		f.time_field = strcmp(tf->valuestring, "mtime") == 0 ?
+		    STORE_TIME_MTIME : STORE_TIME_CAPTURE;
+		f.time_min = num_of(o, "time_min", INT64_MIN);
+		f.time_max = num_of(o, "time_max", INT64_MAX);
+	}
+	if (store_search(s->st, q, (size_t)k,
+	    f.path_prefix || f.time_field ? &f : NULL, &res, &err) != 0) {
+		cdx_log(CDX_LOG_WARN, "cluster: search: %s", err.msg);
+		goto out;
+	}
+	r = cJSON_CreateObject();
+	cJSON_AddNumberToObject(r, "images", (double)store_image_count(s->st));
+	cJSON *hits = cJSON_AddArrayToObject(r, "hits");
+	for (size_t i = 0; i < res->n; i++)
+		cJSON_AddItemToArray(hits, srv_hit_json(&res->hits[i], NAN));
+out:
+	store_results_free(res);
+	free(q);
+	cJSON_Delete(o);
+	return r ? reply_str(r, rlen) : NULL;
+}
+
+static char *
+on_put(void *user, const char *req, size_t len, size_t *rlen)
+{
+	srv *s = user;
+	int dim = s->info->embed_dim;
+	cJSON *o = cJSON_ParseWithLength(req, len);
+	float *emb = malloc(sizeof(float) * (size_t)dim);
+	cdx_error err;
+	char *reply = NULL;
+	const cJSON *path = cJSON_GetObjectItemCaseSensitive(o, "path");
+	const cJSON *hash = cJSON_GetObjectItemCaseSensitive(o, "hash");
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
+	const cJSON *kind = cJSON_GetObjectItemCaseSensitive(o, "kind");
+
+	if (o == NULL || emb == NULL || !cJSON_IsString(path) ||
+	    path->valuestring[0] != '/') {
+		reply = put_error("a put needs 'path' (absolute)", rlen);
+		goto out;
+	}
+	if (cJSON_IsString(e)) {
+		store_failure fr = { .path = path->valuestring,
+		    .reason = e->valuestring, .size = num_of(o, "size", 0),
+		    .mtime_ns = num_of(o, "mtime_ns", 0) };
+		if (store_failure_put(s->st, &fr, &err) != 0)
+			reply = put_error(err.msg, rlen);
+		goto out;
+	}
+	store_image img = { .path = path->valuestring,
+	    .size = num_of(o, "size", 0), .mtime_ns = num_of(o, "mtime_ns", 0),
+	    .width = (uint32_t)num_of(o, "width", 0),
+	    .height = (uint32_t)num_of(o, "height", 0),
+	    .capture_time = num_of(o, "capture_time", STORE_TIME_UNKNOWN),
+	    .embedding = emb,
+	    .kind = cJSON_IsString(kind) && strcmp(kind->valuestring,
+		"frame") == 0 ? STORE_KIND_FRAME : STORE_KIND_IMAGE,
+	    .time_ms = num_of(o, "time_ms", 0) };
+	if (!cJSON_IsString(hash) ||
+	    hex_to(hash->valuestring, img.hash, STORE_HASH_LEN) != 0 ||
+	    floats_of(cJSON_GetObjectItemCaseSensitive(o, "embedding"), emb,
+	    dim) != 0) {
+		reply = put_error("a put needs 'hash' (32 hex digits) and "
+		    "'embedding' (the model's dim of finite numbers)", rlen);
+		goto out;
+	}
+	if (store_image_put(s->st, &img, 1, &err) != 0) {
+		reply = put_error(err.msg, rlen);
+		goto out;
+	}
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddBoolToObject(r, "ok", 1);
+	cJSON_AddNumberToObject(r, "id", (double)img.id);
+	reply = reply_str(r, rlen);
+out:
+	if (reply == NULL) {    /* a failure record was put */
+		cJSON *r = cJSON_CreateObject();
+		cJSON_AddBoolToObject(r, "ok", 1);
+		reply = reply_str(r, rlen);
+	}
+	free(emb);
+	cJSON_Delete(o);
+	return reply;
+}
+
+/* ---- a shard: its entry, and handing over what others own ---- */
+
+static void
+entry_put(srv *s, struct clusterd *cd)
+{
+	char json[256];
+	cdx_error err;
+	snprintf(json, sizeof(json), "{\"name\":\"%s\",\"images\":%llu,"
+	    "\"moved\":%llu}", cd->shard,
+	    (unsigned long long)store_image_count(s->st),
+	    (unsigned long long)cd->moved);
+	if (clu_join(cd->c, cd->shard, json, &err) != 0)
+		cdx_log(CDX_LOG_WARN, "cluster: %s", err.msg);
+}
+
+static void
+on_change(void *user)
+{
+	struct clusterd *cd = user;
+	pthread_mutex_lock(&cd->mu);
+	cd->dirty = 1;
+	pthread_cond_signal(&cd->cv);
+	pthread_mutex_unlock(&cd->mu);
+}
+
+struct to_move {
+	struct clusterd *cd;
+	uint64_t ids[MOVE_BATCH];
+	char owners[MOVE_BATCH][72];
+	size_t n;
+};
+
+static int
+collect_foreign(void *user, const store_image *img)
+{
+	struct to_move *m = user;
+	char owner[72];
+	if (clu_owner(m->cd->c, img->hash, STORE_HASH_LEN, owner,
+	    sizeof(owner)) != 0 || strcmp(owner, m->cd->shard) == 0)
+		return 0;
+	m->ids[m->n] = img->id;
+	snprintf(m->owners[m->n], sizeof(m->owners[0]), "%s", owner);
+	return ++m->n == MOVE_BATCH; /* non-zero stops the walk */
+}
+
+/* Hands over up to MOVE_BATCH records that another member owns: each is
+ * put there, then deleted here.  Returns how many moved, or -1. */
+static long
+move_round(srv *s, struct clusterd *cd)
+{
+	struct to_move *m = calloc(1, sizeof(*m));
+	cdx_error err;
+	long moved = 0;
+	if (m == NULL)
+		return -1;
+	m->cd = cd;
+	store_image_foreach(s->st, collect_foreign, m, &err);
+	for (size_t i = 0; i < m->n; i++) {
+		store_image *img = NULL;
+		char *msg = NULL, *reply = NULL;
+		size_t rlen;
+		size_t nd;
+		if (store_image_get(s->st, m->ids[i], &img, &err) != 0)
+			continue;       /* deleted meanwhile */
+		msg = clusterd_put_message(img, s->info->embed_dim);
+		int ok = msg && clu_request(cd->c, m->owners[i], msg,
+		    strlen(msg), &reply, &rlen, &err) == 0;
+		cJSON *r = ok ? cJSON_Parse(reply) : NULL;
+		ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"));
+		if (ok && store_image_delete(s->st, &m->ids[i], 1, &nd, &err)
+		    == 0)
+			moved++;
+		else if (!ok)
+			cdx_log(CDX_LOG_WARN, "cluster: handing %s to %s: %s",
+			    img->path, m->owners[i], reply ? reply : err.msg);
+		cJSON_Delete(r);
+		free(reply);
+		free(msg);
+		store_image_free(img);
+	}
+	long r = m->n && moved == 0 ? -1 : moved;
+	free(m);
+	return r;
+}
+
+static void *
+shard_main(void *arg)
+{
+	srv *s = arg;
+	struct clusterd *cd = s->cluster;
+	pthread_mutex_lock(&cd->mu);
+	while (!cd->stop) {
+		int dirty = cd->dirty;
+		cd->dirty = 0;
+		pthread_mutex_unlock(&cd->mu);
+		long n = 1;
+		while (dirty && n > 0 && !cd->stop) {
+			n = move_round(s, cd);
+			if (n > 0) {
+				cd->moved += (uint64_t)n;
+				cdx_log(CDX_LOG_INFO, "cluster: handed %ld "
+				    "records to their owners", n);
+			}
+		}
+		entry_put(s, cd);
+		pthread_mutex_lock(&cd->mu);
+		if (n < 0)
+			cd->dirty = 1;  /* an owner did not answer: later */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += ENTRY_PERIOD_S;
+		if (!cd->stop && !cd->dirty)
+			pthread_cond_timedwait(&cd->cv, &cd->mu, &ts);
+		else if (!cd->stop && n < 0) {
+			ts.tv_sec -= ENTRY_PERIOD_S - 1;
+			pthread_cond_timedwait(&cd->cv, &cd->mu, &ts);
+		}
+	}
+	pthread_mutex_unlock(&cd->mu);
+	return NULL;
+}
+
+int
+clusterd_start(srv *s, cdx_error *err)
+{
+	const srv_config *cfg = s->cfg;
+	clu_params p;
+	int rc;
+	if (cfg->nats == NULL)
+		return 0;
+	struct clusterd *cd = calloc(1, sizeof(*cd));
+	if (cd == NULL)
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	pthread_mutex_init(&cd->mu, NULL);
+	pthread_cond_init(&cd->cv, NULL);
+	s->cluster = cd;
+	clu_default_params(&p);
+	p.urls = cfg->nats;
+	if (cfg->nats_replicas)
+		p.replicas = cfg->nats_replicas;
+	if (cfg->nats_timeout_ms)
+		p.timeout_ms = cfg->nats_timeout_ms;
+	if ((rc = clu_open(&p, &cd->c, err)) != 0)
+		return rc;
+	if (cfg->shard == NULL) {
+		cdx_log(CDX_LOG_INFO, "cluster: searching the shards on %s",
+		    cfg->nats);
+		return 0;
+	}
+	cd->shard = cfg->shard;
+	cd->dirty = 1;          /* a first look for records to hand over */
+	clu_on_change(cd->c, on_change, cd);
+	if ((rc = clu_serve(cd->c, cd->shard, on_query, on_put, s, err)) != 0)
+		return rc;
+	entry_put(s, cd);
+	if (pthread_create(&cd->thread, NULL, shard_main, s) != 0)
+		return cdx_error_set(err, CDX_ENOMEM, "cannot start a thread");
+	cd->started = 1;
+	cdx_log(CDX_LOG_INFO, "cluster: shard %s on %s", cd->shard, cfg->nats);
+	return 0;
+}
+
+void
+clusterd_stop(srv *s)
+{
+	struct clusterd *cd = s->cluster;
+	if (cd == NULL)
+		return;
+	if (cd->started) {
+		pthread_mutex_lock(&cd->mu);
+		cd->stop = 1;
+		pthread_cond_signal(&cd->cv);
+		pthread_mutex_unlock(&cd->mu);
+		pthread_join(cd->thread, NULL);
+	}
+	if (cd->c != NULL && cd->shard != NULL)
+		clu_leave(cd->c, cd->shard);
+	clu_close(cd->c);
+	pthread_cond_destroy(&cd->cv);
+	pthread_mutex_destroy(&cd->mu);
+	free(cd);
+	s->cluster = NULL;
+}
+
+/* ---- any member: search every shard ---- */
+
+typedef struct merged {
+	cJSON *hit;             /* borrowed from its shard's answer */
+	double score;
+	const char *shard, *path;
+	double id;
+} merged;
+
+static int
+merged_cmp(const void *a, const void *b)
+{
+	const merged *x = a, *y = b;
+	if (x->score != y->score)
+		return x->score < y->score ? 1 : -1;
+	int c = strcmp(x->shard, y->shard);
+	return c ? c : (x->id > y->id) - (x->id < y->id);
+}
+
+int
+clusterd_search(srv_call *c, const float *q, const srv_search_opts *o,
+    double t0)
+{
+	struct clusterd *cd = c->s->cluster;
+	int dim = c->s->info->embed_dim;
+	clu_gather g;
+	cdx_error err;
+	cJSON **answers = NULL;
+	merged *m = NULL;
+	size_t nm = 0, cap = 0;
+	int rc = -1;
+
+	if (o->collapse > 0 || o->filter.n_tags || o->filter.n_not_tags ||
+	    o->has_probe)
+		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "collapse, tags and "
+		    "learned classifiers belong to one store: a search across "
+		    "shards takes texts, images, ids, path_prefix, time "
+		    "filters, min_score and min_prob");
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddItemToObject(req, "q", cJSON_CreateFloatArray(q, dim));
+	cJSON_AddNumberToObject(req, "k", (double)(o->k + o->offset));
+	if (o->filter.path_prefix)
+		cJSON_AddStringToObject(req, "path_prefix",
+		    o->filter.path_prefix);
+	if (o->filter.time_field) {
+		cJSON_AddStringToObject(req, "time_field",
+		    o->filter.time_field == STORE_TIME_MTIME ? "mtime" :
+		    "capture");
+		cJSON_AddNumberToObject(req, "time_min",
+		    (double)o->filter.time_min);
+		cJSON_AddNumberToObject(req, "time_max",
+		    (double)o->filter.time_max);
+	}
+	char *msg = cJSON_PrintUnformatted(req);
+	cJSON_Delete(req);
+	if (msg == NULL)
+		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
+	rc = clu_scatter(cd->c, msg, strlen(msg), &g, &err);
+	free(msg);
+	if (rc != 0)
+		return srv_fail(c, CDX_PROTO_BUSY, "cluster: %s",
+		    err.msg);
+	answers = calloc(g.n ? g.n : 1, sizeof(*answers));
+	double images = 0;
+	for (size_t i = 0; answers && i < g.n; i++) {
+		answers[i] = cJSON_Parse(g.bodies[i]);
+		cJSON *hits = cJSON_GetObjectItemCaseSensitive(answers[i],
+		    "hits"), *h;
+		images += cJSON_GetNumberValue(
+		    cJSON_GetObjectItemCaseSensitive(answers[i], "images"));
+		cJSON_ArrayForEach(h, hits) {
+			const cJSON *sc = cJSON_GetObjectItemCaseSensitive(h,
+			    "score");
+			const cJSON *p = cJSON_GetObjectItemCaseSensitive(h,
+			    "path");
+			if (!cJSON_IsNumber(sc) || !cJSON_IsString(p))
+				continue;
+			if (nm == cap) {
+				cap = cap ? 2 * cap : 64;
+				merged *nmv = realloc(m, cap * sizeof(*m));
+				if (nmv == NULL)
+					break;
+				m = nmv;
+			}
+			m[nm++] = (merged){ h, sc->valuedouble, g.shards[i],
+			    p->valuestring, cJSON_GetNumberValue(
+				cJSON_GetObjectItemCaseSensitive(h, "id")) };
+		}
+	}
+	if (answers == NULL) {
+		rc = srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
+		goto out;
+	}
+	qsort(m, nm, sizeof(*m), merged_cmp);
+	cJSON *r = cJSON_CreateObject();
+	cJSON *arr = cJSON_AddArrayToObject(r, "results");
+	long rank = 0;
+	for (size_t i = 0; i < nm && rank < o->offset + o->k; i++) {
+		int seen = 0;   /* a record being handed over answers twice */
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = strcmp(m[j].path, m[i].path) == 0 &&
+			    cJSON_GetObjectItemCaseSensitive(m[j].hit, "time") ==
+			    NULL;
+		if (seen || (o->has_min && m[i].score < o->min_score))
+			continue;
+		double prob = NAN;
+		if (o->with_prob &&
+		    clip_match_prob(c->s->info, m[i].score, &prob) == 0 &&
+		    o->has_min_prob && prob < o->min_prob)
+			continue;
+		if (rank++ < o->offset)
+			continue;
+		cJSON *h = cJSON_Duplicate(m[i].hit, 1);
+		if (!isnan(prob))
+			cJSON_AddNumberToObject(h, "prob", prob);
+		cJSON_AddStringToObject(h, "shard", m[i].shard);
+		cJSON_AddItemToArray(arr, h);
+	}
+	cJSON_AddNumberToObject(r, "shards", (double)(g.n + g.n_missing));
+	cJSON_AddNumberToObject(r, "images", images);
+	cJSON_AddBoolToObject(r, "partial", g.n_missing > 0);
+	cJSON *miss = cJSON_AddArrayToObject(r, "missing");
+	for (size_t i = 0; i < g.n_missing; i++)
+		cJSON_AddItemToArray(miss, cJSON_CreateString(g.missing[i]));
+	cJSON_AddNumberToObject(r, "took_ms", (srv_now() - t0) * 1000.0);
+	srv_reply_ok(c, r);
+	rc = 0;
+out:
+	for (size_t i = 0; answers && i < g.n; i++)
+		cJSON_Delete(answers[i]);
+	free(answers);
+	free(m);
+	clu_gather_free(&g);
+	return rc;
+}

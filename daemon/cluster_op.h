@@ -1,0 +1,58 @@
+/*
+ * cluster_op.h - clipdexd in a cluster on NATS (cluster/cluster.h,
+ * docs/SCALE.md): a daemon started with --nats searches every shard and
+ * merges their top k; with --shard it also answers those searches from
+ * its store, stores what workers and other shards hand it, and hands over
+ * the records that another member owns (rebalancing); with --worker it is
+ * an encoding worker on the work queue and nothing else.
+ *
+ * The messages (JSON):
+ *   query  {"q": [dim floats], "k": n, "path_prefix": s, "time_field":
+ *          "capture"|"mtime", "time_min": t, "time_max": t}
+ *          -> {"images": n, "hits": [search results, as the protocol's]}
+ *   put    {"path": s, "size": n, "mtime_ns": n, "hash": 32 hex digits,
+ *          "width": n, "height": n, "capture_time": t|null, "kind":
+ *          "frame"?, "time_ms": n?, "embedding": [dim floats]} or, for a
+ *          file that could not be indexed, {"path", "size", "mtime_ns",
+ *          "error": reason} -> {"ok": true, "id": n} | {"ok": false,
+ *          "error": s}
+ *
+ * Thread-safety: clusterd_start/stop from srv_start/srv_stop; the search
+ * from any worker.
+ */
+#ifndef CDX_SRV_CLUSTER_OP_H
+#define CDX_SRV_CLUSTER_OP_H
+
+#include "daemon/daemon.h"
+#include "daemon/dispatch.h"
+
+struct srv;
+
+/* Joins the cluster when cfg->nats is set (else does nothing): s->cluster.
+ * Errors: clu_open's, clu_serve's. */
+int clusterd_start(struct srv *s, cdx_error *err);
+/* Leaves (a shard's entry is deleted: a clean stop is no absence) and
+ * disconnects.  Safe when not started. */
+void clusterd_stop(struct srv *s);
+
+/* search for a daemon in a cluster: the unit query q asked of every shard,
+ * their hits merged (best score first; a path twice, during a hand-over,
+ * once), results [offset, offset + k), each with its "shard"; the reply
+ * says "shards" (members asked), "partial" and "missing" (who did not
+ * answer in time).  Collapsing, tags and learned probes are per store:
+ * bad_request. */
+int clusterd_search(srv_call *c, const float *q, const srv_search_opts *o,
+    double t0);
+
+/* The put message of a record (img->embedding: dim floats), malloc'd;
+ * NULL when out of memory. */
+char *clusterd_put_message(const store_image *img, int dim);
+
+/* --worker: a thread that takes jobs from the work queue, encodes them
+ * and puts each on the shard that owns its content, until stopped. */
+typedef struct cluster_worker cluster_worker;
+int cluster_worker_start(const srv_config *cfg, cluster_worker **out,
+    cdx_error *err);
+void cluster_worker_stop(cluster_worker *w);
+
+#endif
