@@ -76,6 +76,7 @@ DEPS_test_client_daemon := client store classify encoder common
 DEPS_test_client_dupes  := client store classify encoder common
 DEPS_test_dupes_clips   := dupes store classify encoder common
 DEPS_test_client_siglip := client store classify encoder common
+DEPS_test_cluster_nats  := client store classify encoder common
 DEPS_test_client_tags   := client encoder common
 DEPS_test_client_embed  := client encoder common
 DEPS_test_client_errors := client encoder common

@@ -21,6 +21,8 @@
 #define QUERY_SUBJ "clipdex.query"
 #define DURABLE "workers"
 #define NAME_MAX_LEN 64
+/* a scatter asks the members that have not answered again this often */
+#define ASK_AGAIN_MS 200
 /* a job retried (CLU_RETRY) waits this long before it comes again */
 #define RETRY_DELAY_MS 2000
 
@@ -30,7 +32,7 @@ struct clu {
 	jsCtx *js;
 	kvStore *kv;
 	natsSubscription *work;         /* workers: the pull consumer */
-	natsSubscription *subs[2];      /* shards: query, put */
+	natsSubscription *subs[3];      /* shards: query, put, own query */
 	/* membership, from the watcher thread */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -413,7 +415,7 @@ clu_close(clu *c)
 {
 	if (!c)
 		return;
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (c->subs[i]) {
 			natsSubscription_Unsubscribe(c->subs[i]);
 			natsSubscription_Destroy(c->subs[i]);
@@ -448,7 +450,7 @@ on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
 	clu *c = arg;
 	size_t rlen = 0;
 	const char *reply_to = natsMsg_GetReply(msg);
-	clu_handler h = sub == c->subs[0] ? c->h_query : c->h_put;
+	clu_handler h = sub == c->subs[1] ? c->h_put : c->h_query;
 	char *body = h(c->h_user, natsMsg_GetData(msg),
 		       (size_t)natsMsg_GetDataLength(msg), &rlen);
 	if (body && reply_to) {
@@ -470,7 +472,7 @@ int
 clu_serve(clu *c, const char *name, clu_handler query, clu_handler put,
 	  void *user, cdx_error *err)
 {
-	char subj[128];
+	char subj[128], own[128];
 	natsStatus s;
 	if (!name_ok(name))
 		return cdx_error_set(err, CDX_EINVAL, "bad shard name '%s'",
@@ -480,9 +482,12 @@ clu_serve(clu *c, const char *name, clu_handler query, clu_handler put,
 	c->h_put = put;
 	c->h_user = user;
 	snprintf(subj, sizeof(subj), "clipdex.shard.%s.put", name);
+	snprintf(own, sizeof(own), "clipdex.shard.%s.query", name);
 	if ((s = natsConnection_Subscribe(&c->subs[0], c->nc, QUERY_SUBJ,
 					  on_msg, c)) != NATS_OK ||
 	    (s = natsConnection_Subscribe(&c->subs[1], c->nc, subj, on_msg,
+					  c)) != NATS_OK ||
+	    (s = natsConnection_Subscribe(&c->subs[2], c->nc, own, on_msg,
 					  c)) != NATS_OK ||
 	    (s = natsConnection_Flush(c->nc)) != NATS_OK)
 		return nats_err(err, s, "subscribing");
@@ -556,16 +561,36 @@ clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
 		rc = nats_err(err, s, "scatter");
 		goto out;
 	}
-	double end = now_ms() + c->p.timeout_ms;
+	double t0 = now_ms(), end = t0 + c->p.timeout_ms, next = t0 + ASK_AGAIN_MS;
 	size_t got_wanted = 0;
 	while (got_wanted < n_want) {
-		double left = end - now_ms();
+		double t = now_ms(), left = end - t;
 		if (left <= 0)
 			break;
+		if (t >= next) {
+			/* a shard reconnecting (a NATS node lost) missed the
+			 * scatter: ask the silent ones again, on their own
+			 * subjects */
+			for (size_t i = 0; i < n_want; i++) {
+				char subj[128];
+				if (!want[i])
+					continue;
+				snprintf(subj, sizeof(subj),
+					 "clipdex.shard.%s.query", want[i]);
+				natsConnection_PublishRequest(c->nc, subj,
+							      inbox, req,
+							      (int)len);
+			}
+			next = t + ASK_AGAIN_MS;
+		}
+		if (next - t < left)
+			left = next - t;
 		natsMsg *m = NULL;
 		s = natsSubscription_NextMsg(&m, sub, (int64_t)left + 1);
-		if (s == NATS_TIMEOUT)
-			break;
+		/* no responders: a re-ask found no subscriber (that shard
+		 * is down); wait on for the others */
+		if (s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS)
+			continue;
 		if (s != NATS_OK) {
 			rc = nats_err(err, s, "gather");
 			goto out;
@@ -642,11 +667,21 @@ clu_request(clu *c, const char *shard, const char *req, size_t len,
 int
 clu_enqueue(clu *c, const char *loc, cdx_error *err)
 {
-	jsPubAck *pa = NULL;
-	jsErrCode jerr = 0;
-	natsStatus s = js_Publish(&pa, c->js, WORK_SUBJ, loc, (int)strlen(loc),
-				  NULL, &jerr);
-	jsPubAck_Destroy(pa);
+	double t0 = now_ms();
+	natsStatus s;
+	for (;;) {
+		jsPubAck *pa = NULL;
+		jsErrCode jerr = 0;
+		s = js_Publish(&pa, c->js, WORK_SUBJ, loc, (int)strlen(loc),
+			       NULL, &jerr);
+		jsPubAck_Destroy(pa);
+		/* no responders: the stream's leader is being elected (a
+		 * new stream, a node lost); a timeout may be the same */
+		if ((s != NATS_NO_RESPONDERS && s != NATS_TIMEOUT) ||
+		    now_ms() - t0 > JS_READY_MS)
+			break;
+		usleep(100000);
+	}
 	return s == NATS_OK ? 0 : nats_err(err, s, "enqueueing");
 }
 

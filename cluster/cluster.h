@@ -7,6 +7,10 @@
  *
  * On the wire:
  *   clipdex.query            every shard answers it (scatter)
+ *   clipdex.shard.NAME.query one shard: the scatter asked again of a
+ *                            member that has not answered (every 200 ms
+ *                            until the deadline: a shard reconnecting to
+ *                            another node missed the first)
  *   clipdex.shard.NAME.put   one shard: what a worker encoded, or a record
  *                            moved from another shard
  *   clipdex.work             the work queue: stream CLIPDEX_WORK (work-queue

@@ -20,6 +20,7 @@ libopenblas-dev libnng-dev libcjson-dev libspng-dev libexif-dev libxxhash-dev
 libcmocka-dev zlib1g-dev curl libsentencepiece-dev libdnnl-dev libmicrohttpd-dev
 libjpeg62-turbo-dev libheif-dev libwebp-dev libtiff-dev libgif-dev libstb-dev
 libraw-dev liblcms2-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+libnats-dev nats-server
 ffmpeg systemd"
 for a in "$@"; do
 	case "$a" in
