@@ -4,7 +4,7 @@
  * `make bench B=store_large` (about half an hour on 2 cores).
  *
  *   build/bench/store_large [--n 10000000] [--first 1000000] [--dim 512]
- *       [--clusters 3000] [--queries 100] [--rerank 1,10,30]
+ *       [--clusters 3000] [--queries 100] [--rerank 1,10,200]
  *       [--nprobe 0,32,64] [--threads 2] [--dir /tmp] [--keep]
  *   build/bench/store_large --serve DIR [--dim --queries --rerank --nprobe]
  *
@@ -160,7 +160,7 @@ file_mb(const char *dir, const char *name)
 	char p[600];
 	struct stat sb;
 	snprintf(p, sizeof(p), "%s/%s", dir, name);
-	return stat(p, &sb) == 0 ? (double)sb.st_blocks * 512 / 1e6 : -1;
+	return stat(p, &sb) == 0 ? (double)sb.st_blocks * 512 / 1e6 : 0;
 }
 
 static void
@@ -206,11 +206,14 @@ run(const opts *o)
 	       "close %.0f s)  (target < 30 min: %s)\n", build / 60, t_rest,
 	       (double)(o->n - o->first) / t_rest, t_close,
 	       build < 1800 ? "met" : "NOT met");
-	printf("on disk: LMDB %.0f MB (%.0f bytes an image), index.faiss "
-	       "%.0f MB (%.0f bytes an image)\n", file_mb(dir, "data.mdb"),
-	       file_mb(dir, "data.mdb") * 1e6 / (double)o->n,
-	       file_mb(dir, "index.faiss"),
-	       file_mb(dir, "index.faiss") * 1e6 / (double)o->n);
+	double idx_mb = file_mb(dir, "index.faiss") + file_mb(dir, "index.base");
+	printf("on disk: LMDB %.0f MB (%.0f bytes an image), index %.0f MB "
+	       "(%.0f bytes an image: index.base %.0f MB of lists, "
+	       "memory-mapped; index.faiss %.0f MB, the delta and the "
+	       "quantizer)\n", file_mb(dir, "data.mdb"),
+	       file_mb(dir, "data.mdb") * 1e6 / (double)o->n, idx_mb,
+	       idx_mb * 1e6 / (double)o->n, file_mb(dir, "index.base"),
+	       file_mb(dir, "index.faiss"));
 	fflush(stdout);
 
 	t1 = now();
@@ -325,7 +328,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: store_large [--n N] [--first N] [--dim D] "
-		"[--clusters C] [--queries Q] [--rerank 1,10,30] "
+		"[--clusters C] [--queries Q] [--rerank 1,10,200] "
 		"[--nprobe 0,32,64] [--keep] | --serve DIR ..."
 		"[--threads T] [--dir DIR]\n");
 	exit(2);
@@ -336,7 +339,7 @@ main(int argc, char **argv)
 {
 	opts o = { .n = 10000000, .first = 1000000, .dim = 512,
 		   .clusters = 3000, .queries = 100, .threads = 2,
-		   .rerank = { 1, 10, 30 }, .nrerank = 3,
+		   .rerank = { 1, 10, 200 }, .nrerank = 3,
 		   .nprobe = { 0, 32, 64 }, .nnprobe = 3, .dir = "/tmp" };
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <nats/nats.h>
+
 #include "cli/cli.h"
 #include "cluster/cluster.h"
 
@@ -81,6 +83,7 @@ cmd_enqueue(int argc, char **argv)
 	p.replicas = (int)replicas;
 	if (clu_open(&p, &g_clu, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", cli_prog, err.msg);
+		nats_Close();
 		return EXIT_UNREACHABLE;
 	}
 	int stopped = 0;
@@ -99,6 +102,7 @@ cmd_enqueue(int argc, char **argv)
 		stopped = r == FTW_STOP;
 	}
 	clu_close(g_clu);
+	nats_Close();   /* the client library's own threads (the program's) */
 	printf("%ld queued%s\n", g_queued, stopped ? " (stopped: the servers "
 	    "failed)" : "");
 	if (g_failed)

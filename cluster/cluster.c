@@ -21,10 +21,18 @@
 #define QUERY_SUBJ "clipdex.query"
 #define DURABLE "workers"
 #define NAME_MAX_LEN 64
+/* the membership is read anew this often (see watch_main) */
+#define REWATCH_MS 5000
 /* a scatter asks the members that have not answered again this often */
 #define ASK_AGAIN_MS 200
 /* a job retried (CLU_RETRY) waits this long before it comes again */
 #define RETRY_DELAY_MS 2000
+
+/* A set of shard names. */
+typedef struct nameset {
+	char **v;
+	size_t n, cap;
+} nameset;
 
 struct clu {
 	clu_params p;
@@ -36,9 +44,8 @@ struct clu {
 	/* membership, from the watcher thread */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	char **names;
-	size_t n_names, cap_names;
-	int caught_up, stop;
+	nameset members;
+	int caught_up, stop, rewatch;
 	pthread_t watcher;
 	int watching;
 	void (*on_change)(void *);
@@ -97,65 +104,95 @@ now_ms(void)
 /* ---- membership ---- */
 
 static long
-name_find(const clu *c, const char *name)
+name_find(const nameset *m, const char *name)
 {
-	for (size_t i = 0; i < c->n_names; i++)
-		if (strcmp(c->names[i], name) == 0)
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->v[i], name) == 0)
 			return (long)i;
 	return -1;
 }
 
-/* Applies one bucket entry; 1 if the set changed. */
+/* Adds or removes one name; 1 if the set changed. */
 static int
-member_apply(clu *c, const char *key, int present)
+name_set(nameset *m, const char *key, int present)
 {
-	long i = name_find(c, key);
+	long i = name_find(m, key);
 	if (present && i < 0 && name_ok(key)) {
-		if (c->n_names == c->cap_names) {
-			size_t cap = c->cap_names ? 2 * c->cap_names : 8;
-			char **p = realloc(c->names, cap * sizeof(*p));
+		if (m->n == m->cap) {
+			size_t cap = m->cap ? 2 * m->cap : 8;
+			char **p = realloc(m->v, cap * sizeof(*p));
 			if (!p)
 				return 0;
-			c->names = p;
-			c->cap_names = cap;
+			m->v = p;
+			m->cap = cap;
 		}
 		char *dup = strdup(key);
 		if (!dup)
 			return 0;
-		c->names[c->n_names++] = dup;
+		m->v[m->n++] = dup;
 		return 1;
 	}
 	if (!present && i >= 0) {
-		free(c->names[i]);
-		c->names[i] = c->names[--c->n_names];
+		free(m->v[i]);
+		m->v[i] = m->v[--m->n];
 		return 1;
 	}
 	return 0;
 }
 
+static void
+names_clear(nameset *m)
+{
+	clu_names_free(m->v, m->n);
+	memset(m, 0, sizeof(*m));
+}
+
+static void
+on_reconnected(natsConnection *nc, void *arg)
+{
+	clu *c = arg;
+	(void)nc;
+	pthread_mutex_lock(&c->mu);
+	c->rewatch = 1;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* The membership thread: a watcher of every key, made anew after a
+ * reconnection and every REWATCH_MS (a watcher whose node died can stall
+ * without an error).  Each new one delivers every key's last operation
+ * again, a put or a delete marker, and the set follows them: a member
+ * leaves only by its delete, never because a watcher's first delivery
+ * came short. */
 static void *
 watch_main(void *arg)
 {
 	clu *c = arg;
 	kvWatcher *w = NULL;
+	double since = 0;
 	for (;;) {
 		pthread_mutex_lock(&c->mu);
-		int stop = c->stop;
+		int stop = c->stop, re = c->rewatch;
+		c->rewatch = 0;
 		pthread_mutex_unlock(&c->mu);
 		if (stop)
 			break;
-		if (!w && kvStore_WatchAll(&w, c->kv, NULL) != NATS_OK) {
+		if (w && (re || now_ms() - since > REWATCH_MS)) {
+			kvWatcher_Destroy(w);
 			w = NULL;
-			usleep(200000);
-			continue;
+		}
+		if (!w) {
+			if (kvStore_WatchAll(&w, c->kv, NULL) != NATS_OK) {
+				w = NULL;
+				usleep(200000);
+				continue;
+			}
+			since = now_ms();
 		}
 		kvEntry *e = NULL;
 		natsStatus s = kvWatcher_Next(&e, w, 250);
 		if (s == NATS_TIMEOUT)
 			continue;
 		if (s != NATS_OK) {
-			/* the watcher broke (servers lost): watch anew, and
-			 * read every key again */
 			kvWatcher_Destroy(w);
 			w = NULL;
 			continue;
@@ -163,11 +200,11 @@ watch_main(void *arg)
 		int changed = 0;
 		pthread_mutex_lock(&c->mu);
 		if (!e) {
-			c->caught_up = 1; /* the initial values are in */
+			c->caught_up = 1; /* the first delivery is in */
 			pthread_cond_broadcast(&c->cv);
 		} else {
-			changed = member_apply(c, kvEntry_Key(e),
-					       kvEntry_Operation(e) == kvOp_Put);
+			changed = name_set(&c->members, kvEntry_Key(e),
+					   kvEntry_Operation(e) == kvOp_Put);
 		}
 		void (*fn)(void *) = c->on_change;
 		void *user = c->on_change_user;
@@ -185,10 +222,10 @@ int
 clu_members(clu *c, char ***names, size_t *n)
 {
 	pthread_mutex_lock(&c->mu);
-	char **v = calloc(c->n_names ? c->n_names : 1, sizeof(*v));
+	char **v = calloc(c->members.n ? c->members.n : 1, sizeof(*v));
 	size_t k = 0;
-	for (size_t i = 0; v && i < c->n_names; i++)
-		if ((v[k] = strdup(c->names[i])) != NULL)
+	for (size_t i = 0; v && i < c->members.n; i++)
+		if ((v[k] = strdup(c->members.v[i])) != NULL)
 			k++;
 	pthread_mutex_unlock(&c->mu);
 	if (!v)
@@ -213,14 +250,14 @@ clu_owner(clu *c, const void *key, size_t len, char *name, size_t cap)
 	uint64_t best = 0;
 	int found = 0;
 	pthread_mutex_lock(&c->mu);
-	for (size_t i = 0; i < c->n_names; i++) {
+	for (size_t i = 0; i < c->members.n; i++) {
 		/* rendezvous: the highest hash of (member, key) wins */
+		const char *m = c->members.v[i];
 		uint64_t h = XXH3_64bits_withSeed(key, len,
-				XXH3_64bits(c->names[i], strlen(c->names[i])));
-		if (!found || h > best ||
-		    (h == best && strcmp(c->names[i], name) < 0)) {
+						  XXH3_64bits(m, strlen(m)));
+		if (!found || h > best || (h == best && strcmp(m, name) < 0)) {
 			best = h;
-			snprintf(name, cap, "%s", c->names[i]);
+			snprintf(name, cap, "%s", m);
 			found = 1;
 		}
 	}
@@ -353,6 +390,8 @@ clu_open(const clu_params *p, clu **out, cdx_error *err)
 	    (s = natsOptions_SetServers(o, servers, ns)) != NATS_OK ||
 	    (s = natsOptions_SetMaxReconnect(o, -1)) != NATS_OK ||
 	    (s = natsOptions_SetReconnectWait(o, 100)) != NATS_OK ||
+	    (s = natsOptions_SetReconnectedCB(o, on_reconnected, c)) !=
+		    NATS_OK ||
 	    (s = natsOptions_SetTimeout(o, c->p.timeout_ms)) != NATS_OK) {
 		rc = nats_err(err, s, "NATS options");
 		goto fail;
@@ -436,7 +475,7 @@ clu_close(clu *c)
 		natsConnection_Close(c->nc);
 		natsConnection_Destroy(c->nc);
 	}
-	clu_names_free(c->names, c->n_names);
+	names_clear(&c->members);
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
