@@ -218,7 +218,7 @@ main(int argc, char **argv)
 	}
 	double t0 = now();
 	for (long i = 0; i < n; i++) {
-		char owner[72], *reply;
+		char owner[72], *reply = NULL;
 		size_t rlen;
 		char *msg = clusterd_put_message(&imgs[i], dim);
 		if (!msg || clu_owner(c, imgs[i].hash, STORE_HASH_LEN, owner,
