@@ -366,6 +366,20 @@ shard_main(void *arg)
 	return NULL;
 }
 
+void
+clusterd_params(const srv_config *cfg, clu_params *p)
+{
+	clu_default_params(p);
+	p->urls = cfg->nats;
+	p->worker = cfg->worker;
+	if (cfg->nats_replicas)
+		p->replicas = cfg->nats_replicas;
+	if (cfg->nats_timeout_ms)
+		p->timeout_ms = cfg->nats_timeout_ms;
+	if (cfg->nats_ack_wait_ms)
+		p->ack_wait_ms = cfg->nats_ack_wait_ms;
+}
+
 int
 clusterd_start(srv *s, cdx_error *err)
 {
@@ -380,12 +394,7 @@ clusterd_start(srv *s, cdx_error *err)
 	pthread_mutex_init(&cd->mu, NULL);
 	pthread_cond_init(&cd->cv, NULL);
 	s->cluster = cd;
-	clu_default_params(&p);
-	p.urls = cfg->nats;
-	if (cfg->nats_replicas)
-		p.replicas = cfg->nats_replicas;
-	if (cfg->nats_timeout_ms)
-		p.timeout_ms = cfg->nats_timeout_ms;
+	clusterd_params(cfg, &p);
 	if ((rc = clu_open(&p, &cd->c, err)) != 0)
 		return rc;
 	if (cfg->shard == NULL) {

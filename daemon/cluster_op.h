@@ -23,10 +23,15 @@
 #ifndef CDX_SRV_CLUSTER_OP_H
 #define CDX_SRV_CLUSTER_OP_H
 
+#include "cluster/cluster.h"
 #include "daemon/daemon.h"
 #include "daemon/dispatch.h"
 
 struct srv;
+
+/* The connection's parameters from the --nats* settings (the one place
+ * that reads them; p->worker from --worker). */
+void clusterd_params(const srv_config *cfg, clu_params *p);
 
 /* Joins the cluster when cfg->nats is set (else does nothing): s->cluster.
  * Errors: clu_open's, clu_serve's. */

@@ -251,15 +251,7 @@ cluster_worker_start(const srv_config *cfg, cluster_worker **out,
 	if ((rc = clip_model_load(cfg->model_dir, &mp, &w->model, err)) != 0 ||
 	    (rc = clip_ctx_new(w->model, batch, &w->ctx, err)) != 0)
 		goto fail;
-	clu_default_params(&p);
-	p.urls = cfg->nats;
-	p.worker = 1;
-	if (cfg->nats_replicas)
-		p.replicas = cfg->nats_replicas;
-	if (cfg->nats_timeout_ms)
-		p.timeout_ms = cfg->nats_timeout_ms;
-	if (cfg->nats_ack_wait_ms)
-		p.ack_wait_ms = cfg->nats_ack_wait_ms;
+	clusterd_params(cfg, &p);
 	if ((rc = clu_open(&p, &w->c, err)) != 0)
 		goto fail;
 	if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {

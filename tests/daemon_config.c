@@ -154,6 +154,50 @@ test_errors_are_clear(void **state)
 	srv_config_free(&c);
 }
 
+/* The cluster's flags: --shard and --worker need --nats, are two
+ * processes, and a worker needs no store. */
+static void
+test_cluster_flags(void **state)
+{
+	srv_config c;
+	cdx_error err;
+	(void)state;
+
+	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--shard", "s1", NULL), CDX_EINVAL);
+	assert_non_null(strstr(err.msg, "--nats"));
+	srv_config_free(&c);
+	assert_int_equal(parse(&c, &err, "--model", "/m", "--worker", NULL),
+	    CDX_EINVAL);
+	assert_non_null(strstr(err.msg, "--nats"));
+	srv_config_free(&c);
+	assert_int_equal(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--nats", "nats://127.0.0.1:4222", "--worker", "--shard", "s1",
+	    NULL), CDX_EINVAL);
+	assert_non_null(strstr(err.msg, "two processes"));
+	srv_config_free(&c);
+	assert_int_equal(parse(&c, &err, "--model", "/m", "--nats",
+	    "nats://h:4222", "--worker", "--nats-ack-wait", "5", NULL),
+	    CDX_EINVAL);
+	assert_non_null(strstr(err.msg, "nats-ack-wait"));
+	srv_config_free(&c);
+	CDX_ASSERT_OK(parse(&c, &err, "--model", "/m", "--nats",
+	    "nats://a:4222,nats://b:4222", "--worker", "--nats-replicas", "3",
+	    "--nats-ack-wait", "1500", "--nats-timeout", "900", NULL), err.msg);
+	assert_int_equal(c.worker, 1);
+	assert_null(c.store_dir);
+	assert_string_equal(c.nats, "nats://a:4222,nats://b:4222");
+	assert_int_equal(c.nats_replicas, 3);
+	assert_int_equal(c.nats_ack_wait_ms, 1500);
+	assert_int_equal(c.nats_timeout_ms, 900);
+	srv_config_free(&c);
+	CDX_ASSERT_OK(parse(&c, &err, "--model", "/m", "--store", "/s",
+	    "--nats", "nats://a:4222", "--shard", "eu-1", NULL), err.msg);
+	assert_string_equal(c.shard, "eu-1");
+	assert_int_equal(c.worker, 0);
+	srv_config_free(&c);
+}
+
 static void
 test_config_file_then_flags(void **state)
 {
@@ -218,6 +262,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_and_flags),
 		cmocka_unit_test(test_errors_are_clear),
+		cmocka_unit_test(test_cluster_flags),
 		cmocka_unit_test(test_config_file_then_flags),
 		cmocka_unit_test(test_default_url),
 	};
