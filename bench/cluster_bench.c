@@ -221,7 +221,7 @@ main(int argc, char **argv)
 		char owner[72], *reply = NULL;
 		size_t rlen;
 		char *msg = clusterd_put_message(&imgs[i], dim);
-		if (!msg || clu_owner(c, imgs[i].hash, STORE_HASH_LEN, owner,
+		if (!msg || clu_owner(c, imgs[i].path, strlen(imgs[i].path), owner,
 		    sizeof(owner)) != 0 || clu_request(c, owner, msg,
 		    strlen(msg), &reply, &rlen, &err) != 0)
 			fail("put");

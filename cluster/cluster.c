@@ -23,7 +23,8 @@
 #define NAME_MAX_LEN 64
 /* the membership is read anew this often (see watch_main) */
 #define REWATCH_MS 5000
-/* a scatter asks the members that have not answered again this often */
+/* a scatter asks the members that have not answered again after this
+ * long, then after twice as long, and so on until the deadline */
 #define ASK_AGAIN_MS 200
 /* a job retried (CLU_RETRY) waits this long before it comes again */
 #define RETRY_DELAY_MS 2000
@@ -218,6 +219,12 @@ watch_main(void *arg)
 	return NULL;
 }
 
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 int
 clu_members(clu *c, char ***names, size_t *n)
 {
@@ -230,7 +237,7 @@ clu_members(clu *c, char ***names, size_t *n)
 	pthread_mutex_unlock(&c->mu);
 	if (!v)
 		return CDX_ENOMEM;
-	qsort(v, k, sizeof(*v), (int (*)(const void *, const void *))strcmp);
+	qsort(v, k, sizeof(*v), name_cmp);
 	*names = v;
 	*n = k;
 	return 0;
@@ -250,9 +257,12 @@ clu_owner(clu *c, const void *key, size_t len, char *name, size_t cap)
 	uint64_t best = 0;
 	int found = 0;
 	pthread_mutex_lock(&c->mu);
-	for (size_t i = 0; i < c->members.n; i++) {
+	/* a shard counts itself a member even before the watcher shows its
+	 * entry (a restart: it would hand away what it owns) */
+	int self = c->shard[0] && name_find(&c->members, c->shard) < 0;
+	for (size_t i = 0; i < c->members.n + (size_t)self; i++) {
 		/* rendezvous: the highest hash of (member, key) wins */
-		const char *m = c->members.v[i];
+		const char *m = i < c->members.n ? c->members.v[i] : c->shard;
 		uint64_t h = XXH3_64bits_withSeed(key, len,
 						  XXH3_64bits(m, strlen(m)));
 		if (!found || h > best || (h == best && strcmp(m, name) < 0)) {
@@ -450,15 +460,27 @@ fail:
 }
 
 void
+clu_unserve(clu *c)
+{
+	/* drain: no new messages, and wait for the handlers running */
+	for (int i = 0; i < 3; i++)
+		if (c->subs[i])
+			natsSubscription_Drain(c->subs[i]);
+	for (int i = 0; i < 3; i++)
+		if (c->subs[i]) {
+			natsSubscription_WaitForDrainCompletion(c->subs[i],
+								10000);
+			natsSubscription_Destroy(c->subs[i]);
+			c->subs[i] = NULL;
+		}
+}
+
+void
 clu_close(clu *c)
 {
 	if (!c)
 		return;
-	for (int i = 0; i < 3; i++)
-		if (c->subs[i]) {
-			natsSubscription_Unsubscribe(c->subs[i]);
-			natsSubscription_Destroy(c->subs[i]);
-		}
+	clu_unserve(c);
 	if (c->watching) {
 		pthread_mutex_lock(&c->mu);
 		c->stop = 1;
@@ -492,6 +514,16 @@ on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
 	clu_handler h = sub == c->subs[1] ? c->h_put : c->h_query;
 	char *body = h(c->h_user, natsMsg_GetData(msg),
 		       (size_t)natsMsg_GetDataLength(msg), &rlen);
+	if (body && reply_to &&
+	    (int64_t)(strlen(c->shard) + 1 + rlen) >
+		    natsConnection_GetMaxPayload(nc)) {
+		/* over the servers' max_payload: say so instead */
+		free(body);
+		body = strdup("{\"error\":\"the answer is larger than the "
+			      "NATS servers' max_payload: ask for fewer "
+			      "results\"}");
+		rlen = body ? strlen(body) : 0;
+	}
 	if (body && reply_to) {
 		size_t nl = strlen(c->shard) + 1;
 		char *framed = malloc(nl + rlen);
@@ -565,6 +597,7 @@ unframe(natsMsg *m, char **shard, char **body, size_t *len)
 	if (!*shard || !*body) {
 		free(*shard);
 		free(*body);
+		*shard = *body = NULL;
 		return -1;
 	}
 	memcpy(*body, nul + 1, *len);
@@ -601,6 +634,7 @@ clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
 		goto out;
 	}
 	double t0 = now_ms(), end = t0 + c->p.timeout_ms, next = t0 + ASK_AGAIN_MS;
+	double every = ASK_AGAIN_MS;
 	size_t got_wanted = 0;
 	while (got_wanted < n_want) {
 		double t = now_ms(), left = end - t;
@@ -620,7 +654,8 @@ clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
 							      inbox, req,
 							      (int)len);
 			}
-			next = t + ASK_AGAIN_MS;
+			every *= 2;     /* a slow shard is not flooded */
+			next = t + every;
 		}
 		if (next - t < left)
 			left = next - t;

@@ -8,9 +8,10 @@
  * On the wire:
  *   clipdex.query            every shard answers it (scatter)
  *   clipdex.shard.NAME.query one shard: the scatter asked again of a
- *                            member that has not answered (every 200 ms
- *                            until the deadline: a shard reconnecting to
- *                            another node missed the first)
+ *                            member that has not answered (after 200 ms,
+ *                            then 400, 800, ... until the deadline: a
+ *                            shard reconnecting to another node missed
+ *                            the first)
  *   clipdex.shard.NAME.put   one shard: what a worker encoded, or a record
  *                            moved from another shard
  *   clipdex.work             the work queue: stream CLIPDEX_WORK (work-queue
@@ -22,8 +23,9 @@
  * Membership is the bucket's keys, watched by a thread of the connection:
  * a shard that joined and never left (killed) stays a member, so that its
  * silence is reported (clu_gather.missing), never hidden.  Owners are
- * chosen by rendezvous hashing of a record's content hash over the
- * members: adding a shard moves only the records it now owns.
+ * chosen by rendezvous hashing of a key (the daemon uses the image's
+ * path) over the members, a serving shard counting itself among them:
+ * adding a shard moves only the records it now owns.
  *
  * Thread-safety: every function may be called from any thread once
  * clu_open returned, except clu_close.  Handlers run on NATS's threads
@@ -81,6 +83,10 @@ typedef char *(*clu_handler)(void *user, const char *req, size_t len,
  * subject. */
 int clu_serve(clu *c, const char *name, clu_handler query, clu_handler put,
 	      void *user, cdx_error *err);
+
+/* Stops serving: no new messages, and returns once the handlers running
+ * have returned (up to 10 s).  clu_close does it too. */
+void clu_unserve(clu *c);
 
 typedef struct clu_gather {
 	size_t n;             /* answers */

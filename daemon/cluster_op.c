@@ -25,6 +25,7 @@
 #define ENTRY_PERIOD_S 5
 
 struct clusterd {
+	srv *s;
 	clu *c;
 	const char *shard;      /* cfg->shard, or NULL: a front only */
 	pthread_t thread;       /* shards: entry and rebalance */
@@ -269,6 +270,15 @@ on_change(void *user)
 	pthread_mutex_unlock(&cd->mu);
 }
 
+static int
+stopping(struct clusterd *cd)
+{
+	pthread_mutex_lock(&cd->mu);
+	int stop = cd->stop;
+	pthread_mutex_unlock(&cd->mu);
+	return stop;
+}
+
 struct to_move {
 	struct clusterd *cd;
 	uint64_t ids[MOVE_BATCH];
@@ -281,7 +291,7 @@ collect_foreign(void *user, const store_image *img)
 {
 	struct to_move *m = user;
 	char owner[72];
-	if (clu_owner(m->cd->c, img->hash, STORE_HASH_LEN, owner,
+	if (clu_owner(m->cd->c, img->path, strlen(img->path), owner,
 	    sizeof(owner)) != 0 || strcmp(owner, m->cd->shard) == 0)
 		return 0;
 	m->ids[m->n] = img->id;
@@ -301,8 +311,8 @@ move_round(srv *s, struct clusterd *cd)
 		return -1;
 	m->cd = cd;
 	store_image_foreach(s->st, collect_foreign, m, &err);
-	for (size_t i = 0; i < m->n; i++) {
-		store_image *img = NULL;
+	for (size_t i = 0; i < m->n && !stopping(cd); i++) {
+		store_image *img = NULL, *now = NULL;
 		char *msg = NULL, *reply = NULL;
 		size_t rlen;
 		size_t nd;
@@ -313,8 +323,14 @@ move_round(srv *s, struct clusterd *cd)
 		    strlen(msg), &reply, &rlen, &err) == 0;
 		cJSON *r = ok ? cJSON_Parse(reply) : NULL;
 		ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"));
-		if (ok && store_image_delete(s->st, &m->ids[i], 1, &nd, &err)
-		    == 0)
+		/* a new version put here meanwhile stays (and moves on the
+		 * next round): delete only what was handed over */
+		int same = ok && store_image_get(s->st, m->ids[i], &now,
+		    &err) == 0 && memcmp(now->hash, img->hash,
+		    STORE_HASH_LEN) == 0 && now->mtime_ns == img->mtime_ns;
+		store_image_free(now);
+		if (same && store_image_delete(s->st, &m->ids[i], 1, &nd,
+		    &err) == 0)
 			moved++;
 		else if (!ok)
 			cdx_log(CDX_LOG_WARN, "cluster: handing %s to %s: %s",
@@ -332,8 +348,8 @@ move_round(srv *s, struct clusterd *cd)
 static void *
 shard_main(void *arg)
 {
-	srv *s = arg;
-	struct clusterd *cd = s->cluster;
+	struct clusterd *cd = arg;
+	srv *s = cd->s;
 	pthread_mutex_lock(&cd->mu);
 	while (!cd->stop) {
 		int dirty = cd->dirty;
@@ -380,6 +396,29 @@ clusterd_params(const srv_config *cfg, clu_params *p)
 		p->ack_wait_ms = cfg->nats_ack_wait_ms;
 }
 
+static void
+clusterd_free(struct clusterd *cd)
+{
+	if (cd == NULL)
+		return;
+	if (cd->started) {
+		pthread_mutex_lock(&cd->mu);
+		cd->stop = 1;
+		pthread_cond_signal(&cd->cv);
+		pthread_mutex_unlock(&cd->mu);
+		pthread_join(cd->thread, NULL);
+	}
+	if (cd->c != NULL) {
+		clu_unserve(cd->c);     /* the handlers have returned */
+		if (cd->shard != NULL)
+			clu_leave(cd->c, cd->shard);
+	}
+	clu_close(cd->c);
+	pthread_cond_destroy(&cd->cv);
+	pthread_mutex_destroy(&cd->mu);
+	free(cd);
+}
+
 int
 clusterd_start(srv *s, cdx_error *err)
 {
@@ -391,49 +430,66 @@ clusterd_start(srv *s, cdx_error *err)
 	struct clusterd *cd = calloc(1, sizeof(*cd));
 	if (cd == NULL)
 		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	cd->s = s;
 	pthread_mutex_init(&cd->mu, NULL);
 	pthread_cond_init(&cd->cv, NULL);
-	s->cluster = cd;
 	clusterd_params(cfg, &p);
 	if ((rc = clu_open(&p, &cd->c, err)) != 0)
-		return rc;
-	if (cfg->shard == NULL) {
+		goto fail;
+	if (cfg->shard != NULL) {
+		cd->shard = cfg->shard;
+		cd->dirty = 1;  /* a first look for records to hand over */
+		clu_on_change(cd->c, on_change, cd);
+		if ((rc = clu_serve(cd->c, cd->shard, on_query, on_put, s,
+		    err)) != 0)
+			goto fail;
+		entry_put(s, cd);
+		if (pthread_create(&cd->thread, NULL, shard_main, cd) != 0) {
+			rc = cdx_error_set(err, CDX_ENOMEM, "cannot start a "
+			    "thread");
+			goto fail;
+		}
+		cd->started = 1;
+		cdx_log(CDX_LOG_INFO, "cluster: shard %s on %s", cd->shard,
+		    cfg->nats);
+	} else {
 		cdx_log(CDX_LOG_INFO, "cluster: searching the shards on %s",
 		    cfg->nats);
-		return 0;
 	}
-	cd->shard = cfg->shard;
-	cd->dirty = 1;          /* a first look for records to hand over */
-	clu_on_change(cd->c, on_change, cd);
-	if ((rc = clu_serve(cd->c, cd->shard, on_query, on_put, s, err)) != 0)
-		return rc;
-	entry_put(s, cd);
-	if (pthread_create(&cd->thread, NULL, shard_main, s) != 0)
-		return cdx_error_set(err, CDX_ENOMEM, "cannot start a thread");
-	cd->started = 1;
-	cdx_log(CDX_LOG_INFO, "cluster: shard %s on %s", cd->shard, cfg->nats);
+	s->cluster = cd;        /* searches go to the shards from here on */
 	return 0;
+fail:
+	clusterd_free(cd);
+	return rc;
 }
 
 void
-clusterd_stop(srv *s)
+clusterd_quiesce(srv *s)
 {
 	struct clusterd *cd = s->cluster;
 	if (cd == NULL)
 		return;
+	/* no more hand-overs, puts or shard searches; the front's own
+	 * searches still run until the workers are joined */
 	if (cd->started) {
 		pthread_mutex_lock(&cd->mu);
 		cd->stop = 1;
 		pthread_cond_signal(&cd->cv);
 		pthread_mutex_unlock(&cd->mu);
 		pthread_join(cd->thread, NULL);
+		cd->started = 0;
 	}
-	if (cd->c != NULL && cd->shard != NULL)
+	clu_unserve(cd->c);
+	if (cd->shard != NULL) {
 		clu_leave(cd->c, cd->shard);
-	clu_close(cd->c);
-	pthread_cond_destroy(&cd->cv);
-	pthread_mutex_destroy(&cd->mu);
-	free(cd);
+		cd->shard = NULL;
+	}
+}
+
+void
+clusterd_stop(srv *s)
+{
+	clusterd_free(s->cluster);
 	s->cluster = NULL;
 }
 
@@ -443,8 +499,26 @@ typedef struct merged {
 	cJSON *hit;             /* borrowed from its shard's answer */
 	double score;
 	const char *shard, *path;
-	double id;
+	double id, time;        /* time: a frame's in its clip, else -1 */
 } merged;
+
+/* Whether h is the first of its path and time in the open-addressing set
+ * seen (cap a power of two, over twice the entries); adds it. */
+static int
+first_of_path(const merged **seen, size_t cap, const merged *h)
+{
+	uint64_t k = XXH3_64bits_withSeed(h->path, strlen(h->path),
+	    (uint64_t)(int64_t)(h->time * 1000));
+	for (size_t i = (size_t)k & (cap - 1);; i = (i + 1) & (cap - 1)) {
+		if (seen[i] == NULL) {
+			seen[i] = h;
+			return 1;
+		}
+		if (seen[i]->time == h->time &&
+		    strcmp(seen[i]->path, h->path) == 0)
+			return 0;
+	}
+}
 
 static int
 merged_cmp(const void *a, const void *b)
@@ -503,6 +577,13 @@ clusterd_search(srv_call *c, const float *q, const srv_search_opts *o,
 	double images = 0;
 	for (size_t i = 0; answers && i < g.n; i++) {
 		answers[i] = cJSON_Parse(g.bodies[i]);
+		const cJSON *e = cJSON_GetObjectItemCaseSensitive(answers[i],
+		    "error");
+		if (cJSON_IsString(e)) {
+			rc = srv_fail(c, CDX_PROTO_BAD_REQUEST, "shard %s: %s",
+			    g.shards[i], e->valuestring);
+			goto out;
+		}
 		cJSON *hits = cJSON_GetObjectItemCaseSensitive(answers[i],
 		    "hits"), *h;
 		images += cJSON_GetNumberValue(
@@ -515,15 +596,19 @@ clusterd_search(srv_call *c, const float *q, const srv_search_opts *o,
 			if (!cJSON_IsNumber(sc) || !cJSON_IsString(p))
 				continue;
 			if (nm == cap) {
-				cap = cap ? 2 * cap : 64;
-				merged *nmv = realloc(m, cap * sizeof(*m));
+				size_t nc = cap ? 2 * cap : 64;
+				merged *nmv = realloc(m, nc * sizeof(*m));
 				if (nmv == NULL)
 					break;
 				m = nmv;
+				cap = nc;
 			}
+			const cJSON *tm = cJSON_GetObjectItemCaseSensitive(h,
+			    "time");
 			m[nm++] = (merged){ h, sc->valuedouble, g.shards[i],
 			    p->valuestring, cJSON_GetNumberValue(
-				cJSON_GetObjectItemCaseSensitive(h, "id")) };
+				cJSON_GetObjectItemCaseSensitive(h, "id")),
+			    cJSON_IsNumber(tm) ? tm->valuedouble : -1.0 };
 		}
 	}
 	if (answers == NULL) {
@@ -534,13 +619,20 @@ clusterd_search(srv_call *c, const float *q, const srv_search_opts *o,
 	cJSON *r = cJSON_CreateObject();
 	cJSON *arr = cJSON_AddArrayToObject(r, "results");
 	long rank = 0;
+	/* a record being handed over answers from two shards: its path
+	 * (and frame time) counts once, the better first */
+	size_t hcap = 16;
+	while (hcap < 2 * nm)
+		hcap *= 2;
+	const merged **seen = calloc(hcap, sizeof(*seen));
+	if (seen == NULL) {
+		cJSON_Delete(r);
+		rc = srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
+		goto out;
+	}
 	for (size_t i = 0; i < nm && rank < o->offset + o->k; i++) {
-		int seen = 0;   /* a record being handed over answers twice */
-		for (size_t j = 0; j < i && !seen; j++)
-			seen = strcmp(m[j].path, m[i].path) == 0 &&
-			    cJSON_GetObjectItemCaseSensitive(m[j].hit, "time") ==
-			    NULL;
-		if (seen || (o->has_min && m[i].score < o->min_score))
+		if (!first_of_path(seen, hcap, &m[i]) ||
+		    (o->has_min && m[i].score < o->min_score))
 			continue;
 		double prob = NAN;
 		if (o->with_prob &&
@@ -555,6 +647,7 @@ clusterd_search(srv_call *c, const float *q, const srv_search_opts *o,
 		cJSON_AddStringToObject(h, "shard", m[i].shard);
 		cJSON_AddItemToArray(arr, h);
 	}
+	free(seen);
 	cJSON_AddNumberToObject(r, "shards", (double)(g.n + g.n_missing));
 	cJSON_AddNumberToObject(r, "images", images);
 	cJSON_AddBoolToObject(r, "partial", g.n_missing > 0);

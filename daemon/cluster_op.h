@@ -36,8 +36,11 @@ void clusterd_params(const srv_config *cfg, clu_params *p);
 /* Joins the cluster when cfg->nats is set (else does nothing): s->cluster.
  * Errors: clu_open's, clu_serve's. */
 int clusterd_start(struct srv *s, cdx_error *err);
-/* Leaves (a shard's entry is deleted: a clean stop is no absence) and
- * disconnects.  Safe when not started. */
+/* The first step of a stop: the shard leaves (its entry is deleted: a
+ * clean stop is no absence) and its handlers have returned; searches of
+ * the daemon's workers may still ask the shards.  Safe when not started. */
+void clusterd_quiesce(struct srv *s);
+/* The last: disconnects and frees, once no worker runs. */
 void clusterd_stop(struct srv *s);
 
 /* search for a daemon in a cluster: the unit query q asked of every shard,

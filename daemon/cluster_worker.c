@@ -1,7 +1,7 @@
 /*
  * cluster_worker.c - clipdexd --worker: encodes the images named on the
  * cluster's work queue and puts each on the shard that owns its content
- * (cluster_op.h).  A job is acknowledged only once its shard answered:
+ * (cluster_op.h), by its path.  A job is acknowledged only once its shard answered:
  * a worker killed mid-batch leaves its jobs unacknowledged, and JetStream
  * delivers them again after --nats-ack-wait.  Files that cannot be read
  * or decoded become failure records on their shard (as the indexer
@@ -45,7 +45,8 @@ typedef struct item {
 	char *msg;              /* the put message, once built */
 } item;
 
-/* Asks the owner of key to take msg; CLU_DONE when it did. */
+/* Asks the owner of key (a path: a changed file replaces its record on
+ * the same shard) to take msg; CLU_DONE when it did. */
 static int
 hand_over(struct cluster_worker *w, const void *key, size_t klen,
     const char *msg, const char *path)
@@ -75,7 +76,8 @@ hand_over(struct cluster_worker *w, const void *key, size_t klen,
 	return ok ? CLU_DONE : CLU_RETRY;
 }
 
-/* A failure record for the file, on the owner of its path. */
+/* A failure record for the file, on the owner of its path (whose next
+ * successful put removes it). */
 static int
 record_failure(struct cluster_worker *w, item *it, const char *reason)
 {
@@ -187,8 +189,8 @@ run_batch(struct cluster_worker *w, clu_job **jobs, size_t n, float *pix,
 		item *it = &items[which[j]];
 		it->img.embedding = emb + (size_t)j * dim;
 		it->msg = clusterd_put_message(&it->img, dim);
-		it->outcome = it->msg ? hand_over(w, it->img.hash,
-		    STORE_HASH_LEN, it->msg, it->path) : CLU_RETRY;
+		it->outcome = it->msg ? hand_over(w, it->path,
+		    strlen(it->path), it->msg, it->path) : CLU_RETRY;
 		free(it->msg);
 	}
 	for (size_t i = 0; i < n; i++)

@@ -721,6 +721,10 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 	}
 	if ((rc = ingest_start(s, err)) != 0)
 		goto fail;
+	/* the cluster before the listeners: a front never answers from
+	 * its own (empty) store */
+	if ((rc = clusterd_start(s, err)) != 0)
+		goto fail;
 
 	if (c->n_listen == 0)
 		rc = listener_start(s, srv_default_url(), err);
@@ -735,8 +739,6 @@ srv_start(const srv_config *c, srv **out, cdx_error *err)
 		goto fail;
 	}
 	s->guard_started = 1;
-	if ((rc = clusterd_start(s, err)) != 0)
-		goto fail;
 	*out = s;
 	return 0;
 fail:
@@ -750,7 +752,7 @@ srv_stop(srv *s)
 	if (s == NULL)
 		return;
 	/* 0. Leave the cluster: no more of its searches or puts. */
-	clusterd_stop(s);
+	clusterd_quiesce(s);
 	/* 1. Finish what the workers have; new requests are answered "busy". */
 	pthread_mutex_lock(&s->mu);
 	s->closing = 1;
@@ -762,6 +764,7 @@ srv_stop(srv *s)
 	for (int i = 0; i < s->n_workers; i++)
 		if (s->workers[i].thread)
 			pthread_join(s->workers[i].thread, NULL);
+	clusterd_stop(s);       /* no worker asks the shards any more */
 	/* 2. Indexing: the batch in progress is committed; waiters answered. */
 	ingest_stop(s);
 	/* 3. Transports (their last replies are out). */
