@@ -947,9 +947,19 @@ idx_apply(store *s, const int64_t *rm, size_t nrm, const int64_t *add,
 	FaissIndex *base, *delta;
 	int ov = cdx_faiss_overlay_parts(s->index, &base, &delta);
 	int64_t nd = ov ? faiss_Index_ntotal(delta) : 0;
-	if ((s->tombstones && s->dead > 1000 && s->dead > s->live.n / 2) ||
+	/* A store that grew (or shrank) past what its kind suits, with the
+	 * same hysteresis as at open, is rebuilt now rather than at the
+	 * next open: a daemon indexing 10M images from empty would keep
+	 * its exact index (20 GB) otherwise.  The rebuild holds the lock. */
+	int suits = kind_acceptable(s, s->kind, s->live.n);
+	if (!suits)
+		cdx_log(CDX_LOG_INFO, "store %s: %zu images: rebuilding the "
+			"index (%s asked, %s in use)", s->dir, s->live.n,
+			s->kind_req, s->kind);
+	if (!suits ||
+	    (s->tombstones && s->dead > 1000 && s->dead > s->live.n / 2) ||
 	    (nd > 65536 && nd > faiss_Index_ntotal(base) / 2)) {
-		if (ov && kind_acceptable(s, s->kind, s->live.n))
+		if (ov && suits)
 			return compact_ondisk(s, err);
 		MDB_txn *txn;
 		int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);

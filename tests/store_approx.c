@@ -25,6 +25,7 @@ static uint64_t *g_ids;  /* their ids */
 static int *g_alive;
 
 static size_t g_build_part; /* store_params.build_part of open_kind */
+static size_t g_auto_flat_max; /* store_params.auto_flat_max, 0: default */
 
 static store *
 open_kind(const char *dir, const char *kind, size_t exact_max)
@@ -33,6 +34,7 @@ open_kind(const char *dir, const char *kind, size_t exact_max)
 	store *s;
 	cdx_error e;
 	p.build_part = g_build_part;
+	p.auto_flat_max = g_auto_flat_max;
 	p.dim = D;
 	p.model_id = MODEL;
 	p.index_kind = kind;
@@ -515,12 +517,39 @@ test_auto_and_small_ivf_use_exact(void **state)
 	free(dir);
 }
 
+/* "auto" follows the count while the store stays open: a store that
+ * grows past twice auto_flat_max is served by IVF at once, not after the
+ * next open. */
+static void
+test_auto_changes_kind_while_open(void **state)
+{
+	(void)state;
+	char *dir = tu_tmpdir();
+	store_stats st;
+	g_auto_flat_max = 1000;
+	store *s = open_kind(dir, "auto", 0);
+	store_get_stats(s, &st);
+	assert_string_equal(st.index_kind, "Flat");
+	fill(s);
+	store_get_stats(s, &st);
+	assert_true(strncmp(st.index_kind, "IVF", 3) == 0);
+	assert_int_equal(st.index_ntotal, N);
+	assert_true(recall(s, 10, NULL, 10) >= 0.9);
+	cdx_error e;
+	ASSERT_OK(store_verify(s, &e), e);
+	store_close(s);
+	tu_rmrf(dir);
+	free(dir);
+	g_auto_flat_max = 0;
+}
+
 static int
 reset(void **state)
 {
 	(void)state;
 	tu_clustered(g_vecs, N, D, NC, 5, 6);
 	g_build_part = 0;
+	g_auto_flat_max = 0;
 	return 0;
 }
 
@@ -611,6 +640,7 @@ setup(void **state)
 	g_alive = malloc(N * sizeof(*g_alive));
 	tu_clustered(g_vecs, N, D, NC, 5, 6);
 	g_build_part = 0;
+	g_auto_flat_max = 0;
 	return 0;
 }
 
@@ -637,6 +667,7 @@ main(void)
 		cmocka_unit_test_setup(test_ivfpq_lists_on_disk, reset),
 		cmocka_unit_test_setup(test_hnsw_tombstones_trigger_rebuild, reset),
 		cmocka_unit_test_setup(test_auto_and_small_ivf_use_exact, reset),
+		cmocka_unit_test_setup(test_auto_changes_kind_while_open, reset),
 		cmocka_unit_test_setup(test_filtered_searches_beside_a_writer,
 				       reset),
 	};
