@@ -143,9 +143,10 @@ typedef struct store_params {
 	 * are dead or the delta reaches half of index.base.
 	 * "auto" is exact up to auto_flat_max images, "ivf" above and
 	 * "ivfpq" from STORE_AUTO_PQ_MIN; it is
-	 * resolved when the store is opened and on store_index_rebuild(), with
-	 * a factor-2 hysteresis so that a store near the threshold does not
-	 * rebuild on every open.  IVF kinds need training: while a store has
+	 * resolved when the store is opened, on store_index_rebuild(), and
+	 * after each write batch (a batch that leaves the kind unsuited
+	 * rebuilds the index within that write), with a factor-2 hysteresis
+	 * so that a store near a threshold does not rebuild back and forth.  IVF kinds need training: while a store has
 	 * fewer than 39 * nlist images an IVF request is served by an exact
 	 * index; the switch happens at the next open or rebuild. */
 	const char *index_kind;
