@@ -573,6 +573,11 @@ clusterd_search(srv_call *c, const float *q, const srv_search_opts *o,
 	if (rc != 0)
 		return srv_fail(c, CDX_PROTO_BUSY, "cluster: %s",
 		    err.msg);
+	if (g.n + g.n_missing == 0) {
+		clu_gather_free(&g);
+		return srv_fail(c, CDX_PROTO_BUSY, "cluster: no shard has "
+		    "joined (start clipdexd --shard NAME with the same --nats)");
+	}
 	answers = calloc(g.n ? g.n : 1, sizeof(*answers));
 	double images = 0;
 	for (size_t i = 0; answers && i < g.n; i++) {
