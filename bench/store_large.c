@@ -10,10 +10,13 @@
  *
  * Vectors come from bench/bench_store.h's mixture (as store_bench makes
  * them), generated batch by batch from fixed seeds and never all held in
- * RAM.  The build is what a growing store does: the first --first images
- * go in under an exact index, a reopen trains IVF-PQ on a sample of them,
- * and the rest are added as PQ codes.  Exact top-10 for the queries is
- * computed by streaming the same vectors again.  Then, for each re-rank
+ * RAM.  The build is what a growing store does: it starts exact and
+ * changes kind as it grows (IVF-PQ trained on a sample once enough images
+ * are in, rebuilt when the count outgrows its lists), all within its
+ * writes; the reopen after --first is what a restarting daemon does; the
+ * rest are added as PQ codes (into the delta, merged into index.base).
+ * Exact top-10 for the queries is computed by streaming the same vectors
+ * again.  Then, for each re-rank
  * factor (1: the codes' own top 10, with exact scores) and nprobe (0: the
  * store's default), the store is reopened and serves the queries:
  * p50/p99 and recall@10 against exact.
