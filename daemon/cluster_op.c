@@ -396,23 +396,34 @@ clusterd_params(const srv_config *cfg, clu_params *p)
 		p->ack_wait_ms = cfg->nats_ack_wait_ms;
 }
 
+/* Stops a shard's serving: its thread, its subscriptions (the handlers
+ * running have returned), its entry.  cd->c stays open. */
 static void
-clusterd_free(struct clusterd *cd)
+quiesce(struct clusterd *cd)
 {
-	if (cd == NULL)
-		return;
 	if (cd->started) {
 		pthread_mutex_lock(&cd->mu);
 		cd->stop = 1;
 		pthread_cond_signal(&cd->cv);
 		pthread_mutex_unlock(&cd->mu);
 		pthread_join(cd->thread, NULL);
+		cd->started = 0;
 	}
-	if (cd->c != NULL) {
-		clu_unserve(cd->c);     /* the handlers have returned */
-		if (cd->shard != NULL)
-			clu_leave(cd->c, cd->shard);
+	if (cd->c == NULL)
+		return;
+	clu_unserve(cd->c);
+	if (cd->shard != NULL) {
+		clu_leave(cd->c, cd->shard);
+		cd->shard = NULL;
 	}
+}
+
+static void
+clusterd_free(struct clusterd *cd)
+{
+	if (cd == NULL)
+		return;
+	quiesce(cd);
 	clu_close(cd->c);
 	pthread_cond_destroy(&cd->cv);
 	pthread_mutex_destroy(&cd->mu);
@@ -466,24 +477,10 @@ fail:
 void
 clusterd_quiesce(srv *s)
 {
-	struct clusterd *cd = s->cluster;
-	if (cd == NULL)
-		return;
 	/* no more hand-overs, puts or shard searches; the front's own
 	 * searches still run until the workers are joined */
-	if (cd->started) {
-		pthread_mutex_lock(&cd->mu);
-		cd->stop = 1;
-		pthread_cond_signal(&cd->cv);
-		pthread_mutex_unlock(&cd->mu);
-		pthread_join(cd->thread, NULL);
-		cd->started = 0;
-	}
-	clu_unserve(cd->c);
-	if (cd->shard != NULL) {
-		clu_leave(cd->c, cd->shard);
-		cd->shard = NULL;
-	}
+	if (s->cluster != NULL)
+		quiesce(s->cluster);
 }
 
 void
