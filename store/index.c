@@ -264,13 +264,19 @@ idx_path(const store *s, char *buf, size_t cap, const char *suffix)
 	snprintf(buf, cap, "%s/index.faiss%s", s->dir, suffix);
 }
 
+static void
+base_path(const store *s, char *buf, size_t cap, const char *suffix)
+{
+	snprintf(buf, cap, "%s/index.base%s", s->dir, suffix);
+}
+
 void
 idx_forget(store *s)
 {
 	char path[4200];
 	idx_path(s, path, sizeof(path), "");
 	unlink(path);
-	snprintf(path, sizeof(path), "%s/index.base", s->dir);
+	base_path(s, path, sizeof(path), "");
 	unlink(path);
 }
 
@@ -304,6 +310,25 @@ write_all(int fd, const void *buf, size_t len)
 		}
 		p += w;
 		len -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Reads len bytes of fd from off into buf: 0, or -1 (an error, or the
+ * file ends first). */
+static int
+pread_all(int fd, void *buf, uint64_t len, uint64_t off)
+{
+	char *p = buf;
+	while (len) {
+		ssize_t r = pread(fd, p, len, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		off += (uint64_t)r;
+		len -= (uint64_t)r;
 	}
 	return 0;
 }
@@ -510,12 +535,6 @@ new_index(store *s, const char *kind, FaissIndex **out, cdx_error *err)
 
 /* ---- lists on disk ---- */
 
-static void
-base_path(const store *s, char *buf, size_t cap, const char *suffix)
-{
-	snprintf(buf, cap, "%s/index.base%s", s->dir, suffix);
-}
-
 static uint64_t
 base_checksum(const base_file_hdr *h)
 {
@@ -635,15 +654,7 @@ base_load(store *s, uint64_t want, FaissIndex **out, char *why, size_t wcap)
 		goto out;
 	}
 	meta = malloc(h.meta_len ? h.meta_len : 1);
-	uint64_t off = h.data_off + h.data_len, got = 0;
-	while (meta && got < h.meta_len) {
-		ssize_t r = pread(fd, meta + got, h.meta_len - got,
-				  (off_t)(off + got));
-		if (r <= 0)
-			break;
-		got += (uint64_t)r;
-	}
-	if (!meta || got != h.meta_len ||
+	if (!meta || pread_all(fd, meta, h.meta_len, h.data_off + h.data_len) ||
 	    XXH64(meta, h.meta_len, 0) != h.meta_hash) {
 		snprintf(why, wcap, "index.base: %s",
 			 meta ? "cannot read its index" : "out of memory");
@@ -1067,15 +1078,9 @@ idx_load(store *s, FaissIndex **out, idx_file_hdr *h, char *why, size_t wcap)
 		snprintf(why, wcap, "out of memory reading the index file");
 		goto out_close;
 	}
-	size_t got = 0;
-	while (got < h->payload_len) {
-		ssize_t r = pread(fd, payload + got, h->payload_len - got,
-				  (off_t)(sizeof(*h) + got));
-		if (r <= 0) {
-			snprintf(why, wcap, "cannot read the index file");
-			goto out_free;
-		}
-		got += (size_t)r;
+	if (pread_all(fd, payload, h->payload_len, sizeof(*h))) {
+		snprintf(why, wcap, "cannot read the index file");
+		goto out_free;
 	}
 	if (file_checksum(h, payload, h->payload_len) != h->checksum) {
 		snprintf(why, wcap, "index file checksum mismatch");
