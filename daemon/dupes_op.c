@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
 #include "daemon/srv_internal.h"
 #include "dupes/dupes.h"
@@ -263,8 +262,8 @@ dupes_op_check(srv_call *c)
 	    != 0 || check_bytes(c, &data, &len) != 0)
 		return -1;
 	rc = -1;
-	XXH128_canonical_t hc;
-	XXH128_canonicalFromHash(&hc, XXH3_128bits(data, len));
+	uint8_t hash[STORE_HASH_LEN];
+	store_content_hash(data, len, hash);
 	free(data);
 	if ((q = malloc(sizeof(float) * (size_t)c->s->info->embed_dim)) == NULL) {
 		srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
@@ -273,7 +272,7 @@ dupes_op_check(srv_call *c)
 	/* The embedding: the request's image/path is its one query term. */
 	if (srv_query_vector(c, q, NULL) != 0)
 		goto out_free;
-	if ((rc = store_image_find_hash(c->s->st, hc.digest, ids, 64, &n_exact,
+	if ((rc = store_image_find_hash(c->s->st, hash, ids, 64, &n_exact,
 	    &err)) != 0 || (rc = store_search(c->s->st, q, (size_t)k, NULL, &res,
 	    &err)) != 0) {
 		rc = srv_fail_cdx(c, rc, &err);

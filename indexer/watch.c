@@ -1628,9 +1628,7 @@ decode_item(watch *w, item *it)
 	}
 	if (still_writing(w, it, &st))
 		goto out;
-	XXH128_canonical_t hc;
-	XXH128_canonicalFromHash(&hc, XXH3_128bits(data, len));
-	memcpy(it->hash, hc.digest, STORE_HASH_LEN);
+	store_content_hash(data, len, it->hash);
 	if (store_image_get_by_path(w->st, it->path, &old, NULL) == 0) {
 		it->is_update = 1;
 		it->was_clip = old->kind == STORE_KIND_FRAME;

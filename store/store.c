@@ -41,6 +41,7 @@
 
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/utils/distances_c.h>
+#include <xxhash.h>
 
 #include "store/internal.h"
 
@@ -1935,6 +1936,14 @@ void
 store_image_free(store_image *img)
 {
 	free(img);
+}
+
+void
+store_content_hash(const void *data, size_t len, uint8_t hash[STORE_HASH_LEN])
+{
+	XXH128_canonical_t hc;
+	XXH128_canonicalFromHash(&hc, XXH3_128bits(data, len));
+	memcpy(hash, hc.digest, STORE_HASH_LEN);
 }
 
 int

@@ -291,6 +291,11 @@ int store_image_get_by_path(store *s, const char *path, store_image **out,
 /* Frees what store_image_get*() returned; NULL is a no-op. */
 void store_image_free(store_image *img);
 
+/* The content hash of a file's bytes, as store_image.hash holds it: the
+ * canonical (big-endian) XXH3-128 of data[0..len). */
+void store_content_hash(const void *data, size_t len,
+			uint8_t hash[STORE_HASH_LEN]);
+
 /* Ids of the images whose content hash is `hash`, ascending.  Writes up to
  * cap ids to ids[] and the total number found to *n (which may exceed cap).
  * Errors: CDX_ESTORE. */
