@@ -218,14 +218,11 @@ main(int argc, char **argv)
 	}
 	double t0 = now();
 	for (long i = 0; i < n; i++) {
-		char owner[72], *reply = NULL;
-		size_t rlen;
+		char owner[CLU_NAME_MAX + 1];
 		char *msg = clusterd_put_message(&imgs[i], dim);
 		if (!msg || clu_owner(c, imgs[i].path, strlen(imgs[i].path), owner,
-		    sizeof(owner)) != 0 || clu_request(c, owner, msg,
-		    strlen(msg), &reply, &rlen, &err) != 0)
+		    sizeof(owner)) != 0 || clusterd_put(c, owner, msg, &err) != 0)
 			fail("put");
-		free(reply);
 		free(msg);
 	}
 	double tput = now() - t0;

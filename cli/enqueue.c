@@ -53,30 +53,36 @@ cmd_enqueue(int argc, char **argv)
 	clu_params p;
 	const char *urls = getenv("CLIPDEX_NATS");
 	long replicas = 1;
-	int first = 0;
+	int n_paths = 0;
 	cdx_error err;
+	const char **paths = calloc((size_t)argc, sizeof(*paths));
 
+	if (paths == NULL) {
+		fprintf(stderr, "%s: out of memory\n", cli_prog);
+		return EXIT_INPUT;
+	}
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--nats") == 0 && i + 1 < argc)
 			urls = argv[++i];
 		else if (strcmp(argv[i], "--replicas") == 0 && i + 1 < argc) {
 			if (cli_parse_int("--replicas", argv[++i], 1, 5,
 			    &replicas) != 0)
-				return EXIT_USAGE;
+				goto usage;
 		} else if (strcmp(argv[i], "-h") == 0 ||
 		    strcmp(argv[i], "--help") == 0) {
 			cli_command_usage(stdout, "enqueue");
+			free(paths);
 			return 0;
 		} else if (argv[i][0] == '-' && argv[i][1] == '-') {
 			fprintf(stderr, "%s: enqueue: unknown option %s\n",
 			    cli_prog, argv[i]);
-			return EXIT_USAGE;
-		} else if (first == 0)
-			first = i;
+			goto usage;
+		} else
+			paths[n_paths++] = argv[i];
 	}
-	if (urls == NULL || first == 0) {
+	if (urls == NULL || n_paths == 0) {
 		cli_command_usage(stderr, "enqueue");
-		return EXIT_USAGE;
+		goto usage;
 	}
 	clu_default_params(&p);
 	p.urls = urls;
@@ -84,23 +90,20 @@ cmd_enqueue(int argc, char **argv)
 	if (clu_open(&p, &g_clu, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", cli_prog, err.msg);
 		nats_Close();
+		free(paths);
 		return EXIT_UNREACHABLE;
 	}
 	int stopped = 0;
-	for (int i = first; i < argc && !stopped; i++) {
-		if (strcmp(argv[i], "--nats") == 0 ||
-		    strcmp(argv[i], "--replicas") == 0) {
-			i++;
-			continue;
-		}
-		int r = nftw(argv[i], visit, 32, FTW_PHYS | FTW_ACTIONRETVAL);
+	for (int i = 0; i < n_paths && !stopped; i++) {
+		int r = nftw(paths[i], visit, 32, FTW_PHYS | FTW_ACTIONRETVAL);
 		if (r == -1) {
 			fprintf(stderr, "%s: %s: not found\n", cli_prog,
-			    argv[i]);
+			    paths[i]);
 			g_failed++;
 		}
 		stopped = r == FTW_STOP;
 	}
+	free(paths);
 	clu_close(g_clu);
 	nats_Close();   /* the client library's own threads (the program's) */
 	printf("%ld queued%s\n", g_queued, stopped ? " (stopped: the servers "
@@ -109,4 +112,7 @@ cmd_enqueue(int argc, char **argv)
 		printf("%ld not found\n", g_failed);
 	return stopped ? EXIT_UNREACHABLE : g_failed ? EXIT_INPUT :
 	    cli_finish_output();
+usage:
+	free(paths);
+	return EXIT_USAGE;
 }

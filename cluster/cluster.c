@@ -20,7 +20,6 @@
 #define WORK_SUBJ "clipdex.work"
 #define QUERY_SUBJ "clipdex.query"
 #define DURABLE "workers"
-#define NAME_MAX_LEN 64
 /* the membership is read anew this often (see watch_main) */
 #define REWATCH_MS 5000
 /* a scatter asks the members that have not answered again after this
@@ -52,7 +51,7 @@ struct clu {
 	void (*on_change)(void *);
 	void *on_change_user;
 	/* serving */
-	char shard[NAME_MAX_LEN + 1];
+	char shard[CLU_NAME_MAX + 1];
 	clu_handler h_query, h_put;
 	void *h_user;
 };
@@ -83,7 +82,7 @@ static int
 name_ok(const char *name)
 {
 	size_t n = strlen(name);
-	if (n == 0 || n > NAME_MAX_LEN)
+	if (n == 0 || n > CLU_NAME_MAX)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		char ch = name[i];
@@ -92,6 +91,15 @@ name_ok(const char *name)
 			return 0;
 	}
 	return 1;
+}
+
+/* The error for a name name_ok refuses. */
+static int
+name_error(cdx_error *err, const char *name)
+{
+	return cdx_error_set(err, CDX_EINVAL,
+			     "shard name '%s': 1 to %d letters, digits, '-' or "
+			     "'_'", name, CLU_NAME_MAX);
 }
 
 static double
@@ -289,9 +297,7 @@ clu_join(clu *c, const char *name, const char *json, cdx_error *err)
 {
 	uint64_t rev;
 	if (!name_ok(name))
-		return cdx_error_set(err, CDX_EINVAL,
-				     "shard name '%s': 1 to %d letters, digits, "
-				     "'-' or '_'", name, NAME_MAX_LEN);
+		return name_error(err, name);
 	if (strlen(json) > 4096)
 		return cdx_error_set(err, CDX_EINVAL, "shard entry too long");
 	natsStatus s = kvStore_PutString(&rev, c->kv, name, json);
@@ -503,6 +509,13 @@ clu_close(clu *c)
 	free(c);
 }
 
+/* A shard's own subject: clipdex.shard.NAME.WHAT (put, query). */
+static void
+shard_subject(char *buf, size_t cap, const char *name, const char *what)
+{
+	snprintf(buf, cap, "clipdex.shard.%s.%s", name, what);
+}
+
 /* ---- serving ---- */
 
 static void
@@ -546,14 +559,13 @@ clu_serve(clu *c, const char *name, clu_handler query, clu_handler put,
 	char subj[128], own[128];
 	natsStatus s;
 	if (!name_ok(name))
-		return cdx_error_set(err, CDX_EINVAL, "bad shard name '%s'",
-				     name);
+		return name_error(err, name);
 	snprintf(c->shard, sizeof(c->shard), "%s", name);
 	c->h_query = query;
 	c->h_put = put;
 	c->h_user = user;
-	snprintf(subj, sizeof(subj), "clipdex.shard.%s.put", name);
-	snprintf(own, sizeof(own), "clipdex.shard.%s.query", name);
+	shard_subject(subj, sizeof(subj), name, "put");
+	shard_subject(own, sizeof(own), name, "query");
 	if ((s = natsConnection_Subscribe(&c->subs[0], c->nc, QUERY_SUBJ,
 					  on_msg, c)) != NATS_OK ||
 	    (s = natsConnection_Subscribe(&c->subs[1], c->nc, subj, on_msg,
@@ -576,7 +588,6 @@ clu_gather_free(clu_gather *g)
 	}
 	free(g->shards);
 	free(g->bodies);
-	free(g->lens);
 	clu_names_free(g->missing, g->n_missing);
 	memset(g, 0, sizeof(*g));
 }
@@ -621,8 +632,7 @@ clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
 	cap = n_want + 4;
 	out->shards = calloc(cap, sizeof(char *));
 	out->bodies = calloc(cap, sizeof(char *));
-	out->lens = calloc(cap, sizeof(size_t));
-	if (!out->shards || !out->bodies || !out->lens) {
+	if (!out->shards || !out->bodies) {
 		rc = cdx_error_set(err, CDX_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -648,8 +658,8 @@ clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
 				char subj[128];
 				if (!want[i])
 					continue;
-				snprintf(subj, sizeof(subj),
-					 "clipdex.shard.%s.query", want[i]);
+				shard_subject(subj, sizeof(subj), want[i],
+					      "query");
 				natsConnection_PublishRequest(c->nc, subj,
 							      inbox, req,
 							      (int)len);
@@ -686,8 +696,7 @@ clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
 				free(body);
 			} else {
 				out->shards[out->n] = shard;
-				out->bodies[out->n] = body;
-				out->lens[out->n++] = blen;
+				out->bodies[out->n++] = body;
 			}
 		}
 		natsMsg_Destroy(m);
@@ -720,8 +729,8 @@ clu_request(clu *c, const char *shard, const char *req, size_t len,
 	char subj[128];
 	natsMsg *m = NULL;
 	if (!name_ok(shard))
-		return cdx_error_set(err, CDX_EINVAL, "bad shard name");
-	snprintf(subj, sizeof(subj), "clipdex.shard.%s.put", shard);
+		return name_error(err, shard);
+	shard_subject(subj, sizeof(subj), shard, "put");
 	natsStatus s = natsConnection_Request(&m, c->nc, subj, req, (int)len,
 					      c->p.timeout_ms);
 	if (s != NATS_OK)

@@ -43,6 +43,9 @@
 
 typedef struct clu clu;
 
+/* The longest shard name: letters, digits, '-' and '_'. */
+#define CLU_NAME_MAX 64
+
 typedef struct clu_params {
 	const char *urls;   /* "nats://h:p[,nats://h:p...]" (required) */
 	int replicas;       /* of the stream and the bucket (default 1) */
@@ -92,7 +95,6 @@ typedef struct clu_gather {
 	size_t n;             /* answers */
 	char **shards;        /* who answered */
 	char **bodies;        /* their bodies (NUL-terminated) */
-	size_t *lens;
 	size_t n_missing;     /* members that did not answer in time */
 	char **missing;
 } clu_gather;

@@ -1,21 +1,17 @@
 /*
  * cluster_op.c - clipdexd in a cluster on NATS: see cluster_op.h.
  */
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <xxhash.h>
 
 #include "cluster/cluster.h"
-#include "common/file.h"
 #include "daemon/cluster_op.h"
 #include "daemon/srv_internal.h"
 
@@ -111,6 +107,36 @@ clusterd_put_message(const store_image *img, int dim)
 	return m;
 }
 
+char *
+clusterd_failure_message(const char *path, int64_t size, int64_t mtime_ns,
+    const char *reason)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "path", path);
+	cJSON_AddNumberToObject(o, "size", (double)size);
+	cJSON_AddNumberToObject(o, "mtime_ns", (double)mtime_ns);
+	cJSON_AddStringToObject(o, "error", reason);
+	char *m = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return m;
+}
+
+int
+clusterd_put(clu *c, const char *shard, const char *msg, cdx_error *err)
+{
+	char *reply = NULL;
+	size_t rlen;
+	int rc = clu_request(c, shard, msg, strlen(msg), &reply, &rlen, err);
+	if (rc != 0)
+		return rc;
+	cJSON *r = cJSON_Parse(reply);
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok")))
+		rc = cdx_error_set(err, CDX_EINVAL, "refused: %s", reply);
+	cJSON_Delete(r);
+	free(reply);
+	return rc;
+}
+
 static char *
 reply_str(cJSON *r, size_t *rlen)
 {
@@ -120,12 +146,17 @@ reply_str(cJSON *r, size_t *rlen)
 	return m;
 }
 
+/* A put's answer: {"ok": true} with the image's id (0: none, a failure
+ * record), or {"ok": false, "error": msg}. */
 static char *
-put_error(const char *msg, size_t *rlen)
+put_reply(const char *msg, uint64_t id, size_t *rlen)
 {
 	cJSON *r = cJSON_CreateObject();
-	cJSON_AddBoolToObject(r, "ok", 0);
-	cJSON_AddStringToObject(r, "error", msg);
+	cJSON_AddBoolToObject(r, "ok", msg == NULL);
+	if (msg != NULL)
+		cJSON_AddStringToObject(r, "error", msg);
+	else if (id != 0)
+		cJSON_AddNumberToObject(r, "id", (double)id);
 	return reply_str(r, rlen);
 }
 
@@ -198,15 +229,15 @@ on_put(void *user, const char *req, size_t len, size_t *rlen)
 
 	if (o == NULL || emb == NULL || !cJSON_IsString(path) ||
 	    path->valuestring[0] != '/') {
-		reply = put_error("a put needs 'path' (absolute)", rlen);
+		reply = put_reply("a put needs 'path' (absolute)", 0, rlen);
 		goto out;
 	}
 	if (cJSON_IsString(e)) {
 		store_failure fr = { .path = path->valuestring,
 		    .reason = e->valuestring, .size = num_of(o, "size", 0),
 		    .mtime_ns = num_of(o, "mtime_ns", 0) };
-		if (store_failure_put(s->st, &fr, &err) != 0)
-			reply = put_error(err.msg, rlen);
+		reply = put_reply(store_failure_put(s->st, &fr, &err) != 0 ?
+		    err.msg : NULL, 0, rlen);
 		goto out;
 	}
 	store_image img = { .path = path->valuestring,
@@ -222,24 +253,13 @@ on_put(void *user, const char *req, size_t len, size_t *rlen)
 	    hex_to(hash->valuestring, img.hash, STORE_HASH_LEN) != 0 ||
 	    floats_of(cJSON_GetObjectItemCaseSensitive(o, "embedding"), emb,
 	    dim) != 0) {
-		reply = put_error("a put needs 'hash' (32 hex digits) and "
-		    "'embedding' (the model's dim of finite numbers)", rlen);
+		reply = put_reply("a put needs 'hash' (32 hex digits) and "
+		    "'embedding' (the model's dim of finite numbers)", 0, rlen);
 		goto out;
 	}
-	if (store_image_put(s->st, &img, 1, &err) != 0) {
-		reply = put_error(err.msg, rlen);
-		goto out;
-	}
-	cJSON *r = cJSON_CreateObject();
-	cJSON_AddBoolToObject(r, "ok", 1);
-	cJSON_AddNumberToObject(r, "id", (double)img.id);
-	reply = reply_str(r, rlen);
+	reply = put_reply(store_image_put(s->st, &img, 1, &err) != 0 ?
+	    err.msg : NULL, img.id, rlen);
 out:
-	if (reply == NULL) {    /* a failure record was put */
-		cJSON *r = cJSON_CreateObject();
-		cJSON_AddBoolToObject(r, "ok", 1);
-		reply = reply_str(r, rlen);
-	}
 	free(emb);
 	cJSON_Delete(o);
 	return reply;
@@ -282,7 +302,7 @@ stopping(struct clusterd *cd)
 struct to_move {
 	struct clusterd *cd;
 	uint64_t ids[MOVE_BATCH];
-	char owners[MOVE_BATCH][72];
+	char owners[MOVE_BATCH][CLU_NAME_MAX + 1];
 	size_t n;
 };
 
@@ -290,7 +310,7 @@ static int
 collect_foreign(void *user, const store_image *img)
 {
 	struct to_move *m = user;
-	char owner[72];
+	char owner[CLU_NAME_MAX + 1];
 	if (clu_owner(m->cd->c, img->path, strlen(img->path), owner,
 	    sizeof(owner)) != 0 || strcmp(owner, m->cd->shard) == 0)
 		return 0;
@@ -313,16 +333,16 @@ move_round(srv *s, struct clusterd *cd)
 	store_image_foreach(s->st, collect_foreign, m, &err);
 	for (size_t i = 0; i < m->n && !stopping(cd); i++) {
 		store_image *img = NULL, *now = NULL;
-		char *msg = NULL, *reply = NULL;
-		size_t rlen;
 		size_t nd;
 		if (store_image_get(s->st, m->ids[i], &img, &err) != 0)
 			continue;       /* deleted meanwhile */
-		msg = clusterd_put_message(img, s->info->embed_dim);
-		int ok = msg && clu_request(cd->c, m->owners[i], msg,
-		    strlen(msg), &reply, &rlen, &err) == 0;
-		cJSON *r = ok ? cJSON_Parse(reply) : NULL;
-		ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"));
+		char *msg = clusterd_put_message(img, s->info->embed_dim);
+		int ok = msg && clusterd_put(cd->c, m->owners[i], msg,
+		    &err) == 0;
+		if (!ok)
+			cdx_log(CDX_LOG_WARN, "cluster: handing %s to %s: %s",
+			    img->path, m->owners[i], msg ? err.msg :
+			    "out of memory");
 		/* a new version put here meanwhile stays (and moves on the
 		 * next round): delete only what was handed over */
 		int same = ok && store_image_get(s->st, m->ids[i], &now,
@@ -332,11 +352,6 @@ move_round(srv *s, struct clusterd *cd)
 		if (same && store_image_delete(s->st, &m->ids[i], 1, &nd,
 		    &err) == 0)
 			moved++;
-		else if (!ok)
-			cdx_log(CDX_LOG_WARN, "cluster: handing %s to %s: %s",
-			    img->path, m->owners[i], reply ? reply : err.msg);
-		cJSON_Delete(r);
-		free(reply);
 		free(msg);
 		store_image_free(img);
 	}
@@ -356,7 +371,7 @@ shard_main(void *arg)
 		cd->dirty = 0;
 		pthread_mutex_unlock(&cd->mu);
 		long n = 1;
-		while (dirty && n > 0 && !cd->stop) {
+		while (dirty && n > 0 && !stopping(cd)) {
 			n = move_round(s, cd);
 			if (n > 0) {
 				cd->moved += (uint64_t)n;
@@ -367,16 +382,13 @@ shard_main(void *arg)
 		entry_put(s, cd);
 		pthread_mutex_lock(&cd->mu);
 		if (n < 0)
-			cd->dirty = 1;  /* an owner did not answer: later */
+			cd->dirty = 1;  /* an owner did not answer: in 1 s */
+		/* the next entry in ENTRY_PERIOD_S, unless a change comes */
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += ENTRY_PERIOD_S;
-		if (!cd->stop && !cd->dirty)
+		ts.tv_sec += n < 0 ? 1 : ENTRY_PERIOD_S;
+		if (!cd->stop && (n < 0 || !cd->dirty))
 			pthread_cond_timedwait(&cd->cv, &cd->mu, &ts);
-		else if (!cd->stop && n < 0) {
-			ts.tv_sec -= ENTRY_PERIOD_S - 1;
-			pthread_cond_timedwait(&cd->cv, &cd->mu, &ts);
-		}
 	}
 	pthread_mutex_unlock(&cd->mu);
 	return NULL;

@@ -52,9 +52,17 @@ void clusterd_stop(struct srv *s);
 int clusterd_search(srv_call *c, const float *q, const srv_search_opts *o,
     double t0);
 
-/* The put message of a record (img->embedding: dim floats), malloc'd;
- * NULL when out of memory. */
+/* The put message of a record (img->embedding: dim floats), and that of
+ * a file that could not be indexed (a failure record); malloc'd, NULL
+ * when out of memory. */
 char *clusterd_put_message(const store_image *img, int dim);
+char *clusterd_failure_message(const char *path, int64_t size,
+    int64_t mtime_ns, const char *reason);
+/* Hands a put message to shard and waits for its answer: 0 when it took
+ * it; CDX_EIO (no answer in time), or CDX_EINVAL when it refused (err
+ * quotes its answer). */
+int clusterd_put(clu *c, const char *shard, const char *msg,
+    cdx_error *err);
 
 /* --worker: a thread that takes jobs from the work queue, encodes them
  * and puts each on the shard that owns its content, until stopped. */

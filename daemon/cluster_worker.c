@@ -15,17 +15,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-#include <xxhash.h>
-
 #include "cluster/cluster.h"
 #include "common/file.h"
 #include "daemon/cluster_op.h"
 #include "encoder/clip.h"
 #include "store/store.h"
 
+/* The most jobs a worker takes at once (--batch beyond it: 16). */
+#define CLUSTER_BATCH_MAX 64
+
 struct cluster_worker {
 	const srv_config *cfg;
+	int batch;              /* jobs a fetch takes, images an encode */
 	clip_model *model;
 	clip_ctx *ctx;
 	clu *c;
@@ -35,45 +36,35 @@ struct cluster_worker {
 	int stop;
 };
 
-/* One job of a batch. */
+/* One job of a batch: img holds the file's path, size, mtime and, once
+ * read, its hash and header facts. */
 typedef struct item {
 	clu_job *job;
 	char path[STORE_PATH_MAX + 1];
-	struct stat st;
 	store_image img;
 	int outcome;            /* CLU_* once settled; -1: to encode */
-	char *msg;              /* the put message, once built */
 } item;
 
 /* Asks the owner of key (a path: a changed file replaces its record on
- * the same shard) to take msg; CLU_DONE when it did. */
+ * the same shard) to take msg: CLU_DONE when it did, else CLU_RETRY (no
+ * shard yet, no answer, or a refusal: a bad path, a full disk; the log
+ * says which, and the job comes back later). */
 static int
 hand_over(struct cluster_worker *w, const void *key, size_t klen,
     const char *msg, const char *path)
 {
-	char owner[72], *reply = NULL;
-	size_t rlen;
+	char owner[CLU_NAME_MAX + 1];
 	cdx_error err;
 	if (clu_owner(w->c, key, klen, owner, sizeof(owner)) != 0) {
 		cdx_log(CDX_LOG_WARN, "worker: no shard yet for %s", path);
 		return CLU_RETRY;
 	}
-	if (clu_request(w->c, owner, msg, strlen(msg), &reply, &rlen,
-	    &err) != 0) {
+	if (clusterd_put(w->c, owner, msg, &err) != 0) {
 		cdx_log(CDX_LOG_WARN, "worker: %s: shard %s: %s", path, owner,
 		    err.msg);
 		return CLU_RETRY;
 	}
-	cJSON *r = cJSON_Parse(reply);
-	int ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"));
-	if (!ok)
-		cdx_log(CDX_LOG_WARN, "worker: %s: shard %s refused it: %s",
-		    path, owner, reply);
-	cJSON_Delete(r);
-	free(reply);
-	/* a refusal is about the message (a bad path, a full disk): the
-	 * shard's log says which; the job comes back later */
-	return ok ? CLU_DONE : CLU_RETRY;
+	return CLU_DONE;
 }
 
 /* A failure record for the file, on the owner of its path (whose next
@@ -81,14 +72,8 @@ hand_over(struct cluster_worker *w, const void *key, size_t klen,
 static int
 record_failure(struct cluster_worker *w, item *it, const char *reason)
 {
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "path", it->path);
-	cJSON_AddNumberToObject(o, "size", (double)it->st.st_size);
-	cJSON_AddNumberToObject(o, "mtime_ns", (double)it->st.st_mtim.tv_sec *
-	    1e9 + (double)it->st.st_mtim.tv_nsec);
-	cJSON_AddStringToObject(o, "error", reason);
-	char *msg = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
+	char *msg = clusterd_failure_message(it->path, it->img.size,
+	    it->img.mtime_ns, reason);
 	int out = msg ? hand_over(w, it->path, strlen(it->path), msg,
 	    it->path) : CLU_RETRY;
 	free(msg);
@@ -121,8 +106,13 @@ prepare(struct cluster_worker *w, item *it, float *pixels)
 	}
 	memcpy(it->path, d, dlen);
 	it->path[dlen] = '\0';
-	if (stat(it->path, &it->st) != 0)
-		memset(&it->st, 0, sizeof(it->st));
+	it->img.path = it->path;
+	struct stat st;
+	if (stat(it->path, &st) == 0) {
+		it->img.size = (int64_t)st.st_size;
+		it->img.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 +
+		    st.st_mtim.tv_nsec;
+	}
 	int rc = cdx_read_file(it->path, w->cfg->max_image_bytes, &data, &len,
 	    &err);
 	if (rc == CDX_EIO || rc == CDX_ENOMEM) {
@@ -134,9 +124,7 @@ prepare(struct cluster_worker *w, item *it, float *pixels)
 		it->outcome = record_failure(w, it, err.msg);
 		return;
 	}
-	XXH128_canonical_t hc;
-	XXH128_canonicalFromHash(&hc, XXH3_128bits(data, len));
-	memcpy(it->img.hash, hc.digest, STORE_HASH_LEN);
+	store_content_hash(data, len, it->img.hash);
 	rc = clip_image_decode(data, len, &dopt, &img, &err);
 	free(data);
 	if (rc == 0) {
@@ -151,14 +139,8 @@ prepare(struct cluster_worker *w, item *it, float *pixels)
 		it->outcome = CLU_RETRY;
 		return;
 	}
-	if (rc != 0) {
+	if (rc != 0)
 		it->outcome = record_failure(w, it, err.msg);
-		return;
-	}
-	it->img.path = it->path;
-	it->img.size = (int64_t)it->st.st_size;
-	it->img.mtime_ns = (int64_t)it->st.st_mtim.tv_sec * 1000000000 +
-	    it->st.st_mtim.tv_nsec;
 }
 
 static void
@@ -169,7 +151,7 @@ run_batch(struct cluster_worker *w, clu_job **jobs, size_t n, float *pix,
 	size_t plane = (size_t)3 * info->preprocess.crop_width *
 	    info->preprocess.crop_height;
 	int dim = info->embed_dim, m = 0;
-	int which[64];
+	int which[CLUSTER_BATCH_MAX];
 	cdx_error err;
 
 	for (size_t i = 0; i < n; i++) {
@@ -188,10 +170,10 @@ run_batch(struct cluster_worker *w, clu_job **jobs, size_t n, float *pix,
 	for (int j = 0; j < m; j++) {
 		item *it = &items[which[j]];
 		it->img.embedding = emb + (size_t)j * dim;
-		it->msg = clusterd_put_message(&it->img, dim);
-		it->outcome = it->msg ? hand_over(w, it->path,
-		    strlen(it->path), it->msg, it->path) : CLU_RETRY;
-		free(it->msg);
+		char *msg = clusterd_put_message(&it->img, dim);
+		it->outcome = msg ? hand_over(w, it->path, strlen(it->path),
+		    msg, it->path) : CLU_RETRY;
+		free(msg);
 	}
 	for (size_t i = 0; i < n; i++)
 		clu_job_done(items[i].job, items[i].outcome);
@@ -202,8 +184,7 @@ worker_main(void *arg)
 {
 	struct cluster_worker *w = arg;
 	const clip_model_info *info = clip_model_get_info(w->model);
-	int batch = w->cfg->batch > 0 && w->cfg->batch <= 64 ? w->cfg->batch :
-	    16;
+	int batch = w->batch;
 	size_t plane = (size_t)3 * info->preprocess.crop_width *
 	    info->preprocess.crop_height;
 	float *pix = malloc(sizeof(float) * plane * (size_t)batch);
@@ -249,9 +230,10 @@ cluster_worker_start(const srv_config *cfg, cluster_worker **out,
 	pthread_mutex_init(&w->mu, NULL);
 	clip_model_default_params(&mp);
 	mp.precision = cfg->precision;
-	int batch = cfg->batch > 0 && cfg->batch <= 64 ? cfg->batch : 16;
+	w->batch = cfg->batch > 0 && cfg->batch <= CLUSTER_BATCH_MAX ?
+	    cfg->batch : 16;
 	if ((rc = clip_model_load(cfg->model_dir, &mp, &w->model, err)) != 0 ||
-	    (rc = clip_ctx_new(w->model, batch, &w->ctx, err)) != 0)
+	    (rc = clip_ctx_new(w->model, w->batch, &w->ctx, err)) != 0)
 		goto fail;
 	clusterd_params(cfg, &p);
 	if ((rc = clu_open(&p, &w->c, err)) != 0)
