@@ -60,14 +60,6 @@ static pid_t worker;
 
 /* ---- processes ---- */
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static pid_t
 spawn(const char *cmd)
 {
@@ -186,8 +178,8 @@ static void
 wait_counts(uint64_t images, uint64_t failures)
 {
 	uint64_t im = 0, fa = 0, per[N_SHARDS];
-	double t0 = now_s();
-	while (now_s() - t0 < 60) {
+	double t0 = tu_now_s();
+	while (tu_now_s() - t0 < 60) {
 		shard_counts(&im, &fa, per);
 		if (im == images && fa == failures)
 			return;
@@ -277,8 +269,8 @@ all_same(void)
 static void
 wait_whole(void)
 {
-	double t0 = now_s();
-	while (now_s() - t0 < 30) {
+	double t0 = tu_now_s();
+	while (tu_now_s() - t0 < 30) {
 		cdx_results *r = NULL;
 		int rc = search(&front, queries[0], NULL, K, &r);
 		int whole = rc == 0 && !r->partial &&
@@ -396,9 +388,9 @@ test_killed_shard_is_reported(void **state)
 	kill9(&shards[1].pid);
 	cdx_results *a = NULL, *b = NULL;
 	assert_int_equal(search(&ref, queries[1], NULL, 40, &a), 0);
-	double t0 = now_s();
+	double t0 = tu_now_s();
 	assert_int_equal(search(&front, queries[1], NULL, 40, &b), 0);
-	double took = now_s() - t0;
+	double took = tu_now_s() - t0;
 	assert_true(b->partial);
 	assert_non_null(b->missing);
 	assert_string_equal(b->missing, "s2");
@@ -477,12 +469,12 @@ test_new_shard_takes_its_records(void **state)
 	n_shards = 4;
 	shard_start(3);
 	/* it joins empty and the others hand over what it owns */
-	double t0 = now_s();
+	double t0 = tu_now_s();
 	for (;;) {
 		shard_counts(&im, &fa, per);
 		if (per[3] > 0 && im == im0)
 			break;
-		assert_true(now_s() - t0 < 30);
+		assert_true(tu_now_s() - t0 < 30);
 		usleep(100000);
 	}
 	/* new work goes to all four, and nothing is lost or doubled */

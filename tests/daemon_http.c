@@ -96,14 +96,6 @@ after_each(void **state)
 
 /* ---- raw connections ---- */
 
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* A connection to the daemon from 127.0.0.<src> (0: any), or -1. */
 static int
 conn_open(int src)
@@ -146,7 +138,7 @@ static void
 conn_read(int fd, double wait_s, reply *r)
 {
 	struct timeval tv = { .tv_sec = 0, .tv_usec = 100000 };
-	double t0 = now(), last = t0;
+	double t0 = tu_now_s(), last = t0;
 
 	memset(r, 0, sizeof(*r));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -155,7 +147,7 @@ conn_read(int fd, double wait_s, reply *r)
 		    0);
 		if (n > 0) {
 			r->len += (size_t)n;
-			last = now();
+			last = tu_now_s();
 			continue;
 		}
 		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
@@ -163,10 +155,10 @@ conn_read(int fd, double wait_s, reply *r)
 			r->closed = 1;
 			break;
 		}
-		if (now() - last > wait_s)
+		if (tu_now_s() - last > wait_s)
 			break;
 	}
-	r->secs = now() - t0;
+	r->secs = tu_now_s() - t0;
 	r->buf[r->len] = '\0';
 	sscanf(r->buf, "HTTP/1.%*d %d", &r->status);
 	for (const char *p = r->buf; (p = strstr(p, "HTTP/1.")) != NULL; p++) {

@@ -57,14 +57,6 @@ make_clip(const char *path, const char *src, int seconds)
 	assert_int_equal(system(cmd), 0);
 }
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 struct frames {
 	int n;
 	uint64_t id[64];
@@ -101,13 +93,13 @@ frames_of(const char *path)
 static struct frames
 wait_frames(const char *path, int n)
 {
-	double end = now_s() + 30;
+	double end = tu_now_s() + 30;
 	struct frames f;
 	for (;;) {
 		f = frames_of(path);
 		if (f.n == n)
 			return f;
-		if (now_s() > end)
+		if (tu_now_s() > end)
 			fail_msg("%s: %d records, want %d", path, f.n, n);
 		usleep(20000);
 	}
@@ -131,9 +123,9 @@ static watch_result
 add_wait(void)
 {
 	struct done d = { 0, { 0 } };
-	double end = now_s() + 120;
+	double end = tu_now_s() + 120;
 	assert_int_equal(watch_add(w, root, 1, on_done, &d), 0);
-	while (!__atomic_load_n(&d.n, __ATOMIC_ACQUIRE) && now_s() < end)
+	while (!__atomic_load_n(&d.n, __ATOMIC_ACQUIRE) && tu_now_s() < end)
 		usleep(10000);
 	assert_int_equal(d.n, 1);
 	return d.r;
@@ -258,13 +250,13 @@ test_clips(void **state)
 	/* Deleted: every frame goes. */
 	assert_int_equal(unlink(pathf("%s/moved.mp4", root)), 0);
 	wait_frames(pathf("%s/moved.mp4", root), 0);
-	double end = now_s() + 10;
+	double end = tu_now_s() + 10;
 	do {
 		store_get_stats(st, &ss);
 		if (ss.frames == 0)
 			break;
 		usleep(20000);
-	} while (now_s() < end);
+	} while (tu_now_s() < end);
 	assert_int_equal(ss.frames, 0);
 	assert_int_equal(ss.clips, 0);
 	CDX_ASSERT_OK(store_verify(st, &err), err.msg);

@@ -167,14 +167,6 @@ add_wait(env *e, const char *path, int live)
 	return d.r;
 }
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Files the indexer must have a record of: *.jpg and *.png not named
  * broken*, not hidden, not under a hidden folder, not *.tmp. */
 static int
@@ -268,12 +260,12 @@ in_sync(env *e, char *why, size_t whylen)
 static void
 converge_(env *e, double seconds, const char *step)
 {
-	double end = now_s() + seconds;
+	double end = tu_now_s() + seconds;
 	char why[PATH_MAX + 64] = "";
 	for (;;) {
 		if (in_sync(e, why, sizeof(why)))
 			return;
-		if (now_s() > end)
+		if (tu_now_s() > end)
 			fail_msg("%s: not in step after %.0f s: %s", step, seconds, why);
 		usleep(20000);
 	}
@@ -345,9 +337,9 @@ static void
 wait_for(int (*pred)(env *, const char *), env *e, const char *path,
     int want, const char *what)
 {
-	double end = now_s() + 15.0;
+	double end = tu_now_s() + 15.0;
 	while (pred(e, path) != want) {
-		if (now_s() > end)
+		if (tu_now_s() > end)
 			fail_msg("%s: %s", what, path);
 		usleep(20000);
 	}
@@ -602,8 +594,8 @@ test_restart_resumes(void **state)
 	p.batch = 2;
 	env_start(&e, &p);
 	assert_int_equal(watch_add(e.w, e.root, 1, NULL, NULL), 0);
-	double end = now_s() + 30;
-	while (encoded(&e) < 10 && now_s() < end)
+	double end = tu_now_s() + 30;
+	while (encoded(&e) < 10 && tu_now_s() < end)
 		usleep(1000);
 	watch_get_progress(e.w, &pr);
 	assert_true(pr.encoded >= 10);
@@ -833,7 +825,7 @@ test_ten_thousand(void **state)
 
 	enum { N = 10000 };
 	env_init(&e, "many");
-	double t0 = now_s();
+	double t0 = tu_now_s();
 	for (int d = 0; d < 10; d++)
 		mkdir(pathf("%s/d%d", e.root, d), 0755);
 	for (int i = 0; i < N; i++) {
@@ -842,11 +834,11 @@ test_ten_thousand(void **state)
 		write_bytes(pathf("%s/d%d/f%05d.jpg", e.root, i % 10, i), j, len);
 		tjFree(j);
 	}
-	double t1 = now_s();
+	double t1 = tu_now_s();
 	p.batch = 32;
 	env_start(&e, &p);
 	watch_result r = add_wait(&e, e.root, 1);
-	double t2 = now_s();
+	double t2 = tu_now_s();
 	watch_get_progress(e.w, &pr);
 	print_message("10000 files: generated in %.1f s, indexed in %.1f s "
 	    "(%.0f files/s), %lld encoded, %lld reused\n", t1 - t0, t2 - t1,

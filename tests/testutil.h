@@ -93,6 +93,7 @@
  *                                a '\0' after them (caller frees).
  *   tu_write_json(dir, name, j)  j, unformatted, into the file dir/name.
  *   tu_max_abs_diff(a, b, n)     the largest |a[i] - b[i]|.
+ *   tu_now_s()                   monotonic seconds (CLOCK_MONOTONIC).
  *   tu_check_weights(path, fx)   the file at path has fixture fx's
  *                                "safetensors_size" and
  *                                "safetensors_sha256"; returns its
@@ -145,6 +146,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <turbojpeg.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -153,6 +155,14 @@
 #include "encoder/clip.h"
 #include "tests/cdx_assert.h"
 #include "tests/testmodel.h"
+
+static inline double
+tu_now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static inline char *
 tu_read_file(const char *path, size_t *len)
