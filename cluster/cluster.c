@@ -167,8 +167,9 @@ on_reconnected(natsConnection *nc, void *arg)
 }
 
 /* The membership thread: a watcher of every key, made anew after a
- * reconnection and every REWATCH_MS (a watcher whose node died can stall
- * without an error).  Each new one delivers every key's last operation
+ * reconnection, when a scatter hears from a shard it does not know, and
+ * every REWATCH_MS (a watcher whose node died can stall without an
+ * error).  Each new one delivers every key's last operation
  * again, a put or a delete marker, and the set follows them: a member
  * leaves only by its delete, never because a watcher's first delivery
  * came short. */
@@ -682,7 +683,7 @@ clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
 		char *shard, *body;
 		size_t blen;
 		if (unframe(m, &shard, &body, &blen) == 0) {
-			int dup = 0;
+			int dup = 0, member = 0;
 			for (size_t i = 0; i < out->n; i++)
 				dup |= strcmp(out->shards[i], shard) == 0;
 			for (size_t i = 0; !dup && i < n_want; i++)
@@ -690,7 +691,15 @@ clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
 					free(want[i]); /* answered */
 					want[i] = NULL;
 					got_wanted++;
+					member = 1;
 				}
+			if (!dup && !member) {
+				/* a shard the watcher has not shown: it is
+				 * behind (stalled on a lost node); anew now */
+				pthread_mutex_lock(&c->mu);
+				c->rewatch = 1;
+				pthread_mutex_unlock(&c->mu);
+			}
 			if (dup || out->n == cap) {
 				free(shard);
 				free(body);

@@ -264,19 +264,22 @@ all_same(void)
 	}
 }
 
-/* Searches until the front's answer is whole (a restarted shard rejoins,
- * a new one is known to the front), up to 30 s. */
+/* Searches until the front's answers are whole (a restarted shard
+ * rejoins, a new one is known to the front: membership is eventually
+ * consistent), ten in a row, up to 30 s. */
 static void
 wait_whole(void)
 {
 	double t0 = tu_now_s();
+	int in_a_row = 0;
 	while (tu_now_s() - t0 < 30) {
 		cdx_results *r = NULL;
 		int rc = search(&front, queries[0], NULL, K, &r);
 		int whole = rc == 0 && !r->partial &&
 		    r->shards == (size_t)n_shards;
 		cdx_results_free(r);
-		if (whole)
+		in_a_row = whole ? in_a_row + 1 : 0;
+		if (in_a_row == 10)
 			return;
 		usleep(100000);
 	}
