@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <nats/nats.h>
+/* header-only: libclipdex links this module and needs no libxxhash */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "cluster/cluster.h"
@@ -19,6 +21,8 @@
 #define STREAM "CLIPDEX_WORK"
 #define WORK_SUBJ "clipdex.work"
 #define QUERY_SUBJ "clipdex.query"
+#define API_SUBJ "clipdex.api"
+#define API_QUEUE "api"
 #define DURABLE "workers"
 /* the membership is read anew this often (see watch_main) */
 #define REWATCH_MS 5000
@@ -40,7 +44,8 @@ struct clu {
 	jsCtx *js;
 	kvStore *kv;
 	natsSubscription *work;         /* workers: the pull consumer */
-	natsSubscription *subs[3];      /* shards: query, put, own query */
+	natsSubscription *subs[4];      /* shards: query, put, own query;
+					   members: the api */
 	/* membership, from the watcher thread */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -54,6 +59,14 @@ struct clu {
 	char shard[CLU_NAME_MAX + 1];
 	clu_handler h_query, h_put;
 	void *h_user;
+	clu_api_handler h_api;
+	void *h_api_user;
+};
+
+struct clu_api_req {
+	natsConnection *nc;
+	int64_t room;           /* the servers' max_payload */
+	char reply_to[];
 };
 
 struct clu_job {
@@ -423,14 +436,18 @@ clu_open(const clu_params *p, clu **out, cdx_error *err)
 	}
 	double t0 = now_ms();
 	for (;;) {
-		s = c->kv ? NATS_OK : bind_bucket(c);
-		if (s == NATS_OK)
+		if (p->asker)
+			s = js_KeyValue(&c->kv, c->js, BUCKET);
+		else
+			s = c->kv ? NATS_OK : bind_bucket(c);
+		if (s == NATS_OK && !p->asker)
 			s = bind_stream(c);
 		if (s == NATS_OK && p->worker && !c->work)
 			s = bind_work(c);
-		if (s == NATS_OK || now_ms() - t0 > JS_READY_MS)
+		if (s == NATS_OK || now_ms() - t0 > (p->asker ?
+		    c->p.timeout_ms : JS_READY_MS))
 			break;
-		usleep(200000);
+		usleep(p->asker ? 50000 : 200000);
 	}
 	if (s != NATS_OK) {
 		rc = nats_err(err, s, "JetStream (bucket " BUCKET ", stream "
@@ -470,10 +487,10 @@ void
 clu_unserve(clu *c)
 {
 	/* drain: no new messages, and wait for the handlers running */
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		if (c->subs[i])
 			natsSubscription_Drain(c->subs[i]);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		if (c->subs[i]) {
 			natsSubscription_WaitForDrainCompletion(c->subs[i],
 								10000);
@@ -578,7 +595,86 @@ clu_serve(clu *c, const char *name, clu_handler query, clu_handler put,
 	return 0;
 }
 
+static void
+on_api(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
+{
+	clu *c = arg;
+	const char *to = natsMsg_GetReply(msg);
+	(void)sub;
+	size_t tl = to ? strlen(to) : 0;
+	clu_api_req *r = malloc(sizeof(*r) + tl + 1);
+	if (r != NULL) {
+		r->nc = nc;
+		r->room = natsConnection_GetMaxPayload(nc);
+		memcpy(r->reply_to, to ? to : "", tl + 1);
+		c->h_api(c->h_api_user, natsMsg_GetData(msg),
+			 (size_t)natsMsg_GetDataLength(msg), r);
+	}
+	natsMsg_Destroy(msg);
+}
+
+int
+clu_serve_api(clu *c, clu_api_handler h, void *user, cdx_error *err)
+{
+	natsStatus s;
+	c->h_api = h;
+	c->h_api_user = user;
+	if ((s = natsConnection_QueueSubscribe(&c->subs[3], c->nc, API_SUBJ,
+					       API_QUEUE, on_api, c)) !=
+		    NATS_OK ||
+	    (s = natsConnection_Flush(c->nc)) != NATS_OK)
+		return nats_err(err, s, "subscribing to " API_SUBJ);
+	return 0;
+}
+
+size_t
+clu_api_room(const clu_api_req *r)
+{
+	return r->room > 0 ? (size_t)r->room : 0;
+}
+
+void
+clu_api_reply(clu_api_req *r, const char *reply, size_t len)
+{
+	if (r->reply_to[0] && len <= clu_api_room(r))
+		natsConnection_Publish(r->nc, r->reply_to, reply, (int)len);
+	free(r);
+}
+
 /* ---- asking ---- */
+
+int
+clu_api_request(clu *c, const char *req, size_t len, int timeout_ms,
+		char **reply, size_t *rlen, cdx_error *err)
+{
+	natsMsg *m = NULL;
+	if ((int64_t)len > natsConnection_GetMaxPayload(c->nc))
+		return cdx_error_set(err, CDX_ETOOBIG, "the request (%zu "
+				     "bytes) is larger than the NATS "
+				     "servers' max_payload", len);
+	natsStatus s = natsConnection_Request(&m, c->nc, API_SUBJ, req,
+					      (int)len, timeout_ms > 0 ?
+					      timeout_ms : INT32_MAX);
+	if (s == NATS_TIMEOUT)
+		return cdx_error_set(err, CDX_ETIMEDOUT, "no reply on " API_SUBJ
+				     " within %d ms", timeout_ms);
+	if (s == NATS_NO_RESPONDERS)
+		return cdx_error_set(err, CDX_ECLOSED, "no clipdexd --nats "
+				     "answers on " API_SUBJ);
+	if (s != NATS_OK)
+		return nats_err(err, s, API_SUBJ);
+	size_t n = (size_t)natsMsg_GetDataLength(m);
+	*reply = malloc(n + 1);
+	if (*reply == NULL) {
+		natsMsg_Destroy(m);
+		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	}
+	memcpy(*reply, natsMsg_GetData(m), n);
+	(*reply)[n] = '\0';
+	*rlen = n;
+	natsMsg_Destroy(m);
+	return 0;
+}
 
 void
 clu_gather_free(clu_gather *g)

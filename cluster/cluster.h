@@ -17,6 +17,9 @@
  *   clipdex.work             the work queue: stream CLIPDEX_WORK (work-queue
  *                            retention, file storage), durable pull
  *                            consumer "workers" shared by every worker
+ *   clipdex.api              the protocol (docs/PROTOCOL.md) for clients
+ *                            on NATS: one member of queue group "api"
+ *                            answers each request
  *   bucket clipdex_shards    a key per shard (its name): its JSON
  * A shard's answer is its name, a NUL, then the body.
  *
@@ -53,13 +56,18 @@ typedef struct clu_params {
 	int ack_wait_ms;    /* a job not acknowledged in this long is
 			       delivered again (default 60000) */
 	int worker;         /* 1: bind the work queue's consumer */
+	int asker;          /* 1: a client: binds to the bucket (waiting up
+			       to timeout_ms for it), never makes the bucket
+			       or the stream */
 } clu_params;
 
 void clu_default_params(clu_params *p);
 
 /* Connects (reconnecting forever afterwards, to any of urls), makes the
  * bucket and the work stream if they are missing (retrying while
- * JetStream elects its leaders, up to 20 s) and reads the membership. */
+ * JetStream elects its leaders, up to 20 s) and reads the membership.
+ * An asker (p->asker) only binds to the bucket; CDX_EIO when there is
+ * none within p->timeout_ms (no clipdexd has joined these servers). */
 int clu_open(const clu_params *p, clu **out, cdx_error *err);
 /* Leaves nothing behind but the membership entries put by clu_join
  * (clu_leave removes one).  NULL is a no-op. */
@@ -108,6 +116,47 @@ void clu_gather_free(clu_gather *g);
  * malloc'd, NUL-terminated). */
 int clu_request(clu *c, const char *shard, const char *req, size_t len,
 		char **reply, size_t *rlen, cdx_error *err);
+
+/* The protocol on clipdex.api.  A member serves it with clu_serve_api: h
+ * runs on NATS's thread for each request (req is valid during the call)
+ * and must answer it exactly once, from any thread, with clu_api_reply
+ * (which frees r), before clu_close.  clu_unserve stops new requests. */
+typedef struct clu_api_req clu_api_req;
+typedef void (*clu_api_handler)(void *user, const char *req, size_t len,
+				clu_api_req *r);
+int clu_serve_api(clu *c, clu_api_handler h, void *user, cdx_error *err);
+/* The longest reply the servers carry (their max_payload): a longer one
+ * is never sent, and its asker times out; answer with an error instead. */
+size_t clu_api_room(const clu_api_req *r);
+void clu_api_reply(clu_api_req *r, const char *reply, size_t len);
+/* A client's request: the reply of the member that answered (*reply
+ * malloc'd, NUL-terminated).  Errors: CDX_ETIMEDOUT (no reply within
+ * timeout_ms), CDX_ECLOSED (no member serves clipdex.api), CDX_ETOOBIG
+ * (req over the servers' max_payload), CDX_EIO, CDX_ENOMEM. */
+int clu_api_request(clu *c, const char *req, size_t len, int timeout_ms,
+		    char **reply, size_t *rlen, cdx_error *err);
+
+/* ---- merging a scatter's answers (cluster/merge.c) ----
+ * The query and its answers, for every asker (a daemon, libclipdex):
+ *   {"q": [dim floats], "k": n, "path_prefix": s, "time_field":
+ *    "capture"|"mtime", "time_min": t, "time_max": t, "with_prob": b}
+ *   -> {"images": n, "hits": [search results, as the protocol's, with
+ *      "prob" when with_prob and the model has a sigmoid]} or
+ *      {"error": message} */
+typedef struct clu_merge_opts {
+	long k, offset;         /* results [offset, offset + k) */
+	int has_min_score, has_min_prob;
+	double min_score, min_prob;
+} clu_merge_opts;
+/* The answers of g merged into *out (the caller's): {"results": [best
+ * score first, ties by shard and id; a path (and frame time) answered by
+ * two shards during a hand-over counted once; each with its "shard"],
+ * "shards": members asked, "images": their sum, "partial": bool,
+ * "missing": [names]}.  Errors: CDX_EBUSY (no member: no shard has
+ * joined), CDX_EINVAL (a shard's error, quoted), CDX_ENOMEM. */
+struct cJSON;
+int clu_merge(const clu_gather *g, const clu_merge_opts *o,
+	      struct cJSON **out, cdx_error *err);
 
 /* Appends a job (an image's location) to the work queue; returns once
  * JetStream stored it. */

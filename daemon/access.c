@@ -83,9 +83,10 @@ access_origin_of_url(const char *url)
 }
 
 int
-access_token_needed(int origin)
+access_token_needed(int origin, const char *token)
 {
-	return origin == SRV_ORIGIN_REMOTE;
+	return origin == SRV_ORIGIN_REMOTE ||
+	    (origin == SRV_ORIGIN_CLUSTER && token != NULL);
 }
 
 int

@@ -46,8 +46,12 @@ int access_is_loopback(const char *hostport);
  * SRV_ORIGIN_REMOTE (NULL too). */
 int access_origin_of_url(const char *url);
 
-/* 1 when requests of this origin must carry the token. */
-int access_token_needed(int origin);
+/* 1 when requests of this origin must carry the daemon's token (NULL:
+ * it has none): remote ones always (a remote listener is refused without
+ * one), the cluster's (clipdex.api) when it has one - without, whoever
+ * may publish on the NATS servers is trusted, as with the shards'
+ * subjects, and the servers' own accounts are the boundary. */
+int access_token_needed(int origin, const char *token);
 
 /* 1 when got equals want (compared in constant time for a given length);
  * 0 when either is NULL or they differ. */

@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
-#include <xxhash.h>
 
 #include "cluster/cluster.h"
 #include "daemon/cluster_op.h"
@@ -201,11 +200,18 @@ on_query(void *user, const char *req, size_t len, size_t *rlen)
 		cdx_log(CDX_LOG_WARN, "cluster: search: %s", err.msg);
 		goto out;
 	}
+	int with_prob = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o,
+	    "with_prob"));
 	r = cJSON_CreateObject();
 	cJSON_AddNumberToObject(r, "images", (double)store_image_count(s->st));
 	cJSON *hits = cJSON_AddArrayToObject(r, "hits");
-	for (size_t i = 0; i < res->n; i++)
-		cJSON_AddItemToArray(hits, srv_hit_json(&res->hits[i], NAN));
+	for (size_t i = 0; i < res->n; i++) {
+		double prob = NAN;
+		if (with_prob && clip_match_prob(s->info, res->hits[i].score,
+		    &prob) != 0)
+			prob = NAN;
+		cJSON_AddItemToArray(hits, srv_hit_json(&res->hits[i], prob));
+	}
 out:
 	store_results_free(res);
 	free(q);
@@ -394,6 +400,41 @@ shard_main(void *arg)
 	return NULL;
 }
 
+/* ---- any member: the protocol for clients on NATS ---- */
+
+/* A reply of the daemon to a request from clipdex.api. */
+static void
+api_answer(void *user, char *reply, size_t len, int http_status)
+{
+	clu_api_req *r = user;
+	(void)http_status;
+	if (reply != NULL && len > clu_api_room(r)) {
+		free(reply);
+		reply = reply_error_json(CDX_PROTO_TOO_LARGE, "the reply is "
+		    "larger than the NATS servers' max_payload: ask for less",
+		    NULL);
+		len = reply ? strlen(reply) : 0;
+	}
+	clu_api_reply(r, reply ? reply : "", len);
+	free(reply);
+}
+
+/* A request on clipdex.api, queued as the cluster's (access.h): a token
+ * is needed when the daemon has one, and paths only inside its roots. */
+static void
+on_api(void *user, const char *req, size_t len, clu_api_req *r)
+{
+	srv *s = user;
+	char *copy = malloc(len + 1);
+	if (copy == NULL) {
+		clu_api_reply(r, "", 0);
+		return;
+	}
+	memcpy(copy, req, len);
+	copy[len] = '\0';
+	srv_submit(s, copy, len, SRV_ORIGIN_CLUSTER, api_answer, r);
+}
+
 void
 clusterd_params(const srv_config *cfg, clu_params *p)
 {
@@ -457,7 +498,8 @@ clusterd_start(srv *s, cdx_error *err)
 	pthread_mutex_init(&cd->mu, NULL);
 	pthread_cond_init(&cd->cv, NULL);
 	clusterd_params(cfg, &p);
-	if ((rc = clu_open(&p, &cd->c, err)) != 0)
+	if ((rc = clu_open(&p, &cd->c, err)) != 0 ||
+	    (rc = clu_serve_api(cd->c, on_api, s, err)) != 0)
 		goto fail;
 	if (cfg->shard != NULL) {
 		cd->shard = cfg->shard;
@@ -504,62 +546,27 @@ clusterd_stop(srv *s)
 
 /* ---- any member: search every shard ---- */
 
-typedef struct merged {
-	cJSON *hit;             /* borrowed from its shard's answer */
-	double score;
-	const char *shard, *path;
-	double id, time;        /* time: a frame's in its clip, else -1 */
-} merged;
-
-/* Whether h is the first of its path and time in the open-addressing set
- * seen (cap a power of two, over twice the entries); adds it. */
-static int
-first_of_path(const merged **seen, size_t cap, const merged *h)
+/* The query every shard answers (cluster.h) and how its answers merge,
+ * from a parsed search: NULL when out of memory or when the search asks
+ * for what belongs to one store (c has failed then). */
+static cJSON *
+plan_query(srv_call *c, const float *q, const srv_search_opts *o,
+    clu_merge_opts *mo)
 {
-	uint64_t k = XXH3_64bits_withSeed(h->path, strlen(h->path),
-	    (uint64_t)(int64_t)(h->time * 1000));
-	for (size_t i = (size_t)k & (cap - 1);; i = (i + 1) & (cap - 1)) {
-		if (seen[i] == NULL) {
-			seen[i] = h;
-			return 1;
-		}
-		if (seen[i]->time == h->time &&
-		    strcmp(seen[i]->path, h->path) == 0)
-			return 0;
-	}
-}
-
-static int
-merged_cmp(const void *a, const void *b)
-{
-	const merged *x = a, *y = b;
-	if (x->score != y->score)
-		return x->score < y->score ? 1 : -1;
-	int c = strcmp(x->shard, y->shard);
-	return c ? c : (x->id > y->id) - (x->id < y->id);
-}
-
-int
-clusterd_search(srv_call *c, const float *q, const srv_search_opts *o,
-    double t0)
-{
-	struct clusterd *cd = c->s->cluster;
-	int dim = c->s->info->embed_dim;
-	clu_gather g;
-	cdx_error err;
-	cJSON **answers = NULL;
-	merged *m = NULL;
-	size_t nm = 0, cap = 0;
-	int rc = -1;
-
 	if (o->collapse > 0 || o->filter.n_tags || o->filter.n_not_tags ||
-	    o->has_probe)
-		return srv_fail(c, CDX_PROTO_BAD_REQUEST, "collapse, tags and "
-		    "learned classifiers belong to one store: a search across "
-		    "shards takes texts, images, ids, path_prefix, time "
-		    "filters, min_score and min_prob");
+	    o->has_probe) {
+		srv_fail(c, CDX_PROTO_BAD_REQUEST, "collapse, tags and learned "
+		    "classifiers belong to one store: a search across shards "
+		    "takes texts, images, ids, path_prefix, time filters, "
+		    "min_score and min_prob");
+		return NULL;
+	}
+	*mo = (clu_merge_opts){ .k = o->k, .offset = o->offset,
+	    .has_min_score = o->has_min, .min_score = o->min_score,
+	    .has_min_prob = o->has_min_prob, .min_prob = o->min_prob };
 	cJSON *req = cJSON_CreateObject();
-	cJSON_AddItemToObject(req, "q", cJSON_CreateFloatArray(q, dim));
+	cJSON_AddItemToObject(req, "q", cJSON_CreateFloatArray(q,
+	    c->s->info->embed_dim));
 	cJSON_AddNumberToObject(req, "k", (double)(o->k + o->offset));
 	if (o->filter.path_prefix)
 		cJSON_AddStringToObject(req, "path_prefix",
@@ -573,109 +580,69 @@ clusterd_search(srv_call *c, const float *q, const srv_search_opts *o,
 		cJSON_AddNumberToObject(req, "time_max",
 		    (double)o->filter.time_max);
 	}
+	if (o->with_prob)
+		cJSON_AddTrueToObject(req, "with_prob");
+	if (cJSON_GetObjectItemCaseSensitive(req, "k") == NULL) {
+		cJSON_Delete(req);
+		srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
+		return NULL;
+	}
+	return req;
+}
+
+int
+clusterd_search(srv_call *c, const float *q, const srv_search_opts *o,
+    double t0)
+{
+	clu_merge_opts mo;
+	clu_gather g;
+	cdx_error err;
+	cJSON *r = NULL;
+	cJSON *req = plan_query(c, q, o, &mo);
+	if (req == NULL)
+		return -1;
 	char *msg = cJSON_PrintUnformatted(req);
 	cJSON_Delete(req);
 	if (msg == NULL)
 		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
-	rc = clu_scatter(cd->c, msg, strlen(msg), &g, &err);
+	int rc = clu_scatter(c->s->cluster->c, msg, strlen(msg), &g, &err);
 	free(msg);
 	if (rc != 0)
-		return srv_fail(c, CDX_PROTO_BUSY, "cluster: %s",
-		    err.msg);
-	if (g.n + g.n_missing == 0) {
-		clu_gather_free(&g);
-		return srv_fail(c, CDX_PROTO_BUSY, "cluster: no shard has "
-		    "joined (start clipdexd --shard NAME with the same --nats)");
-	}
-	answers = calloc(g.n ? g.n : 1, sizeof(*answers));
-	double images = 0;
-	for (size_t i = 0; answers && i < g.n; i++) {
-		answers[i] = cJSON_Parse(g.bodies[i]);
-		const cJSON *e = cJSON_GetObjectItemCaseSensitive(answers[i],
-		    "error");
-		if (cJSON_IsString(e)) {
-			rc = srv_fail(c, CDX_PROTO_BAD_REQUEST, "shard %s: %s",
-			    g.shards[i], e->valuestring);
-			goto out;
-		}
-		cJSON *hits = cJSON_GetObjectItemCaseSensitive(answers[i],
-		    "hits"), *h;
-		images += cJSON_GetNumberValue(
-		    cJSON_GetObjectItemCaseSensitive(answers[i], "images"));
-		cJSON_ArrayForEach(h, hits) {
-			const cJSON *sc = cJSON_GetObjectItemCaseSensitive(h,
-			    "score");
-			const cJSON *p = cJSON_GetObjectItemCaseSensitive(h,
-			    "path");
-			if (!cJSON_IsNumber(sc) || !cJSON_IsString(p))
-				continue;
-			if (nm == cap) {
-				size_t nc = cap ? 2 * cap : 64;
-				merged *nmv = realloc(m, nc * sizeof(*m));
-				if (nmv == NULL)
-					break;
-				m = nmv;
-				cap = nc;
-			}
-			const cJSON *tm = cJSON_GetObjectItemCaseSensitive(h,
-			    "time");
-			m[nm++] = (merged){ h, sc->valuedouble, g.shards[i],
-			    p->valuestring, cJSON_GetNumberValue(
-				cJSON_GetObjectItemCaseSensitive(h, "id")),
-			    cJSON_IsNumber(tm) ? tm->valuedouble : -1.0 };
-		}
-	}
-	if (answers == NULL) {
-		rc = srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
-		goto out;
-	}
-	qsort(m, nm, sizeof(*m), merged_cmp);
-	cJSON *r = cJSON_CreateObject();
-	cJSON *arr = cJSON_AddArrayToObject(r, "results");
-	long rank = 0;
-	/* a record being handed over answers from two shards: its path
-	 * (and frame time) counts once, the better first */
-	size_t hcap = 16;
-	while (hcap < 2 * nm)
-		hcap *= 2;
-	const merged **seen = calloc(hcap, sizeof(*seen));
-	if (seen == NULL) {
-		cJSON_Delete(r);
-		rc = srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < nm && rank < o->offset + o->k; i++) {
-		if (!first_of_path(seen, hcap, &m[i]) ||
-		    (o->has_min && m[i].score < o->min_score))
-			continue;
-		double prob = NAN;
-		if (o->with_prob &&
-		    clip_match_prob(c->s->info, m[i].score, &prob) == 0 &&
-		    o->has_min_prob && prob < o->min_prob)
-			continue;
-		if (rank++ < o->offset)
-			continue;
-		cJSON *h = cJSON_Duplicate(m[i].hit, 1);
-		if (!isnan(prob))
-			cJSON_AddNumberToObject(h, "prob", prob);
-		cJSON_AddStringToObject(h, "shard", m[i].shard);
-		cJSON_AddItemToArray(arr, h);
-	}
-	free(seen);
-	cJSON_AddNumberToObject(r, "shards", (double)(g.n + g.n_missing));
-	cJSON_AddNumberToObject(r, "images", images);
-	cJSON_AddBoolToObject(r, "partial", g.n_missing > 0);
-	cJSON *miss = cJSON_AddArrayToObject(r, "missing");
-	for (size_t i = 0; i < g.n_missing; i++)
-		cJSON_AddItemToArray(miss, cJSON_CreateString(g.missing[i]));
+		return srv_fail(c, CDX_PROTO_BUSY, "cluster: %s", err.msg);
+	rc = clu_merge(&g, &mo, &r, &err);
+	clu_gather_free(&g);
+	if (rc != 0)
+		return srv_fail_cdx(c, rc, &err);
 	cJSON_AddNumberToObject(r, "took_ms", (srv_now() - t0) * 1000.0);
 	srv_reply_ok(c, r);
-	rc = 0;
-out:
-	for (size_t i = 0; answers && i < g.n; i++)
-		cJSON_Delete(answers[i]);
-	free(answers);
-	free(m);
-	clu_gather_free(&g);
-	return rc;
+	return 0;
+}
+
+int
+clusterd_plan(srv_call *c, const float *q, const srv_search_opts *o)
+{
+	clu_merge_opts mo;
+	cJSON *req = plan_query(c, q, o, &mo);
+	if (req == NULL)
+		return -1;
+	cJSON *r = cJSON_CreateObject(), *plan = cJSON_CreateObject();
+	cJSON *m = cJSON_CreateObject();
+	if (r == NULL || plan == NULL || m == NULL) {
+		cJSON_Delete(r);
+		cJSON_Delete(plan);
+		cJSON_Delete(m);
+		cJSON_Delete(req);
+		return srv_fail(c, CDX_PROTO_INTERNAL, "out of memory");
+	}
+	cJSON_AddItemToObject(r, "plan", plan);
+	cJSON_AddItemToObject(plan, "query", req);
+	cJSON_AddItemToObject(plan, "merge", m);
+	cJSON_AddNumberToObject(m, "k", (double)mo.k);
+	cJSON_AddNumberToObject(m, "offset", (double)mo.offset);
+	if (mo.has_min_score)
+		cJSON_AddNumberToObject(m, "min_score", mo.min_score);
+	if (mo.has_min_prob)
+		cJSON_AddNumberToObject(m, "min_prob", mo.min_prob);
+	srv_reply_ok(c, r);
+	return 0;
 }

@@ -1,15 +1,16 @@
 /*
  * cluster_op.h - clipdexd in a cluster on NATS (cluster/cluster.h,
  * docs/SCALE.md): a daemon started with --nats searches every shard and
- * merges their top k; with --shard it also answers those searches from
+ * merges their top k, and answers the protocol on clipdex.api for clients
+ * on NATS (libclipdex with a nats:// URL); with --shard it also answers
+ * those searches from
  * its store, stores what workers and other shards hand it, and hands over
  * the records that another member owns (rebalancing); with --worker it is
  * an encoding worker on the work queue and nothing else.
  *
  * The messages (JSON):
- *   query  {"q": [dim floats], "k": n, "path_prefix": s, "time_field":
- *          "capture"|"mtime", "time_min": t, "time_max": t}
- *          -> {"images": n, "hits": [search results, as the protocol's]}
+ *   query  as cluster.h gives it (clu_merge_opts above it); "prob" is
+ *          added to each hit when with_prob and the model has a sigmoid
  *   put    {"path": s, "size": n, "mtime_ns": n, "hash": 32 hex digits,
  *          "width": n, "height": n, "capture_time": t|null, "kind":
  *          "frame"?, "time_ms": n?, "embedding": [dim floats]} or, for a
@@ -51,6 +52,11 @@ void clusterd_stop(struct srv *s);
  * bad_request. */
 int clusterd_search(srv_call *c, const float *q, const srv_search_opts *o,
     double t0);
+/* search with "plan": true: answers, instead of searching, with what a
+ * client on NATS needs to ask the shards itself: {"plan": {"query": the
+ * query message, "merge": {"k", "offset", "min_score"?, "min_prob"?}}}
+ * (clu_merge_opts).  Fails as clusterd_search does. */
+int clusterd_plan(srv_call *c, const float *q, const srv_search_opts *o);
 
 /* The put message of a record (img->embedding: dim floats), and that of
  * a file that could not be indexed (a failure record); malloc'd, NULL

@@ -462,12 +462,12 @@ srv_config_finish(srv_config *c, cdx_error *err)
 	}
 	for (int i = 0; i < c->n_listen; i++) {
 		const char *u = c->listen[i];
-		if (access_token_needed(access_origin_of_url(u)) &&
+		if (access_token_needed(access_origin_of_url(u), NULL) &&
 		    c->token == NULL)
 			return cdx_error_set(err, CDX_EINVAL, "--listen %s is not a "
 			    "loopback address: set --token (or CLIPDEX_TOKEN)", u);
 	}
-	if (c->http != NULL && access_token_needed(access_origin_of_url(c->http))
+	if (c->http != NULL && access_token_needed(access_origin_of_url(c->http), NULL)
 	    && c->token == NULL)
 		return cdx_error_set(err, CDX_EINVAL, "--http %s is not a loopback "
 		    "address: set --token (or CLIPDEX_TOKEN)", c->http);

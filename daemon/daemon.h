@@ -139,6 +139,8 @@ enum srv_origin {
 	SRV_ORIGIN_LOCAL = 0,   /* owner-only ipc socket, or in-process */
 	SRV_ORIGIN_LOOPBACK = 1,/* TCP/HTTP on a loopback address */
 	SRV_ORIGIN_REMOTE = 2,  /* TCP/HTTP on another address: token needed */
+	SRV_ORIGIN_CLUSTER = 3, /* clipdex.api on NATS: the token when the
+	                           daemon has one (docs/SCALE.md) */
 };
 
 /* Called exactly once per submitted request, from a worker or the indexing

@@ -577,8 +577,14 @@ op_search(srv_call *c)
 		    "has image terms");
 		goto out_free;
 	}
-	rc = c->s->cluster != NULL ? clusterd_search(c, q, &o, t0) :
-	    search_and_reply(c, q, &o, 0, t0);
+	if (srv_get_bool(c->req, "plan") && c->s->cluster == NULL)
+		rc = srv_fail(c, CDX_PROTO_BAD_REQUEST, "plan is for the clients "
+		    "of a cluster: this daemon was not started with --nats");
+	else if (srv_get_bool(c->req, "plan"))
+		rc = clusterd_plan(c, q, &o);
+	else
+		rc = c->s->cluster != NULL ? clusterd_search(c, q, &o, t0) :
+		    search_and_reply(c, q, &o, 0, t0);
 out_free:
 	free(q);
 	return rc;

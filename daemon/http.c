@@ -323,7 +323,7 @@ admit(http_server *h, http_call *c, const char *method)
 		return refuse(c, MHD_HTTP_METHOD_NOT_ALLOWED,
 		    CDX_PROTO_BAD_REQUEST, "method not allowed",
 		    c->route->method);
-	if (c->route->token && access_token_needed(h->origin) &&
+	if (c->route->token && access_token_needed(h->origin, cfg->token) &&
 	    !access_token_ok(cfg->token,
 	    access_bearer(http_call_header(c, "Authorization"))))
 		return refuse(c, MHD_HTTP_UNAUTHORIZED, CDX_PROTO_UNAUTHORIZED,

@@ -197,7 +197,7 @@ check_token(srv_call *c, const char *want)
 	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(c->req, "token");
 	const char *got = c->job->auth;
 
-	if (!access_token_needed(c->job->origin))
+	if (!access_token_needed(c->job->origin, want))
 		return 0;
 	if (got == NULL && cJSON_IsString(tok))
 		got = tok->valuestring;

@@ -764,9 +764,10 @@ srv_stop(srv *s)
 	for (int i = 0; i < s->n_workers; i++)
 		if (s->workers[i].thread)
 			pthread_join(s->workers[i].thread, NULL);
-	clusterd_stop(s);       /* no worker asks the shards any more */
-	/* 2. Indexing: the batch in progress is committed; waiters answered. */
+	/* 2. Indexing: the batch in progress is committed; waiters answered
+	 * (those on clipdex.api too: the cluster's connection is still up). */
 	ingest_stop(s);
+	clusterd_stop(s);       /* no worker asks the shards any more */
 	/* 3. Transports (their last replies are out). */
 	for (int i = 0; i < s->n_listeners; i++)
 		listener_stop(s->listeners[i]);

@@ -107,9 +107,13 @@ test_origin_of_url(void **state)
 			    cases[i].url, access_origin_of_url(cases[i].url),
 			    cases[i].want);
 	assert_int_equal(access_origin_of_url(NULL), SRV_ORIGIN_REMOTE);
-	assert_false(access_token_needed(SRV_ORIGIN_LOCAL));
-	assert_false(access_token_needed(SRV_ORIGIN_LOOPBACK));
-	assert_true(access_token_needed(SRV_ORIGIN_REMOTE));
+	assert_false(access_token_needed(SRV_ORIGIN_LOCAL, "t"));
+	assert_false(access_token_needed(SRV_ORIGIN_LOOPBACK, "t"));
+	assert_true(access_token_needed(SRV_ORIGIN_REMOTE, "t"));
+	assert_true(access_token_needed(SRV_ORIGIN_REMOTE, NULL));
+	/* clipdex.api: the token when the daemon has one */
+	assert_true(access_token_needed(SRV_ORIGIN_CLUSTER, "t"));
+	assert_false(access_token_needed(SRV_ORIGIN_CLUSTER, NULL));
 }
 
 static void
