@@ -65,21 +65,21 @@ DEPS_dupes    := dupes store classify common
 DEPS_indexer  := indexer store classify encoder common
 DEPS_cluster  := cluster common
 DEPS_daemon   := daemon cluster indexer dupes store classify encoder common
-# client: libclipdex's code (nng and cJSON only); cli: the clipdex program,
-# which embeds and tokenizes offline with the encoder.
-DEPS_client  := client common
-DEPS_cli     := cli cluster client classify encoder common
+# client: libclipdex's code (nng, cJSON and libnats only); cli: the clipdex
+# program, which embeds and tokenizes offline with the encoder.
+DEPS_client  := client cluster common
+DEPS_cli     := cli client cluster classify encoder common
 DEPS_bench   := client daemon cluster indexer dupes store classify encoder common
 libs_for = $(foreach m,$(DEPS_$(1)),$(BUILD)/libcdx_$(m).a)
 # Tests that build fixtures (models, stores) for the clipdexd they run.
-DEPS_test_client_daemon := client store classify encoder common
-DEPS_test_client_dupes  := client store classify encoder common
+DEPS_test_client_daemon := client cluster store classify encoder common
+DEPS_test_client_dupes  := client cluster store classify encoder common
 DEPS_test_dupes_clips   := dupes store classify encoder common
-DEPS_test_client_siglip := client store classify encoder common
-DEPS_test_cluster_nats  := client store classify encoder common
-DEPS_test_client_tags   := client encoder common
-DEPS_test_client_embed  := client encoder common
-DEPS_test_client_errors := client encoder common
+DEPS_test_client_siglip := client cluster store classify encoder common
+DEPS_test_cluster_nats  := client cluster store classify encoder common
+DEPS_test_client_tags   := client cluster encoder common
+DEPS_test_client_embed  := client cluster encoder common
+DEPS_test_client_errors := client cluster encoder common
 # The demo model's zero-shot test classifies with the classify module.
 DEPS_test_demo_zeroshot := classify encoder common
 test_libs = $(if $(DEPS_test_$(1)),$(foreach m,$(DEPS_test_$(1)),$(BUILD)/libcdx_$(m).a),$(call libs_for,$(firstword $(subst _, ,$(1)))))
@@ -232,17 +232,18 @@ clean:
 	rm -rf build build-*
 
 # ---- libclipdex: the installed client library ------------------------------
-# libclipdex.{a,so} hold only client/*.c and common/{cdx,proto,path,file,
-# query}.c: a program using it needs nng and cJSON, never the encoder,
-# store or FAISS.  The shared library exports exactly the functions
+# libclipdex.{a,so} hold only client/*.c, cluster/*.c (a nats:// client
+# asks the shards itself) and common/{cdx,proto,path,file,query}.c: a
+# program using it needs nng, cJSON and libnats, never the encoder, store
+# or FAISS.  The shared library exports exactly the functions
 # client/clipdex.h declares (a version script made from the header);
 # tests/client_lib.sh checks both.
 # Installed with client/clipdex.h and clipdex.pc (pkg-config).
 LIBCLIPDEX_VERSION := 0.1.0
 LIBCLIPDEX_SOMAJOR := 0
-LIBCLIPDEX_OBJS := $(call mod_objs,client) $(BUILD)/common/cdx.o $(BUILD)/common/proto.o \
+LIBCLIPDEX_OBJS := $(call mod_objs,client) $(call mod_objs,cluster) $(BUILD)/common/cdx.o $(BUILD)/common/proto.o \
                    $(BUILD)/common/path.o $(BUILD)/common/file.o $(BUILD)/common/query.o
-LIBCLIPDEX_LIBS := -lnng -lcjson
+LIBCLIPDEX_LIBS := -lnng -lcjson -lnats
 LIBCLIPDEX_SO   := $(BUILD)/libclipdex.so.$(LIBCLIPDEX_VERSION)
 LIBCLIPDEX      := $(BUILD)/libclipdex.a $(LIBCLIPDEX_SO) $(BUILD)/libclipdex.so \
                    $(BUILD)/libclipdex.so.$(LIBCLIPDEX_SOMAJOR) $(BUILD)/clipdex.pc

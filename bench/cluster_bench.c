@@ -9,8 +9,10 @@
  * the demo model (models/demo) and one thread each.  The n clustered
  * vectors go into the single store directly and to the shards as puts
  * over NATS, each to the shard that owns it (the put rate is printed).
- * Then the same text queries (top 10) to both: p50/p99 latency, and the
- * front's overhead.  Needs nats-server (tools/deps.sh).
+ * Then the same text queries (top 10) to the single daemon, to the front
+ * and to libclipdex opened on the nats:// URL (it asks the shards
+ * itself): p50/p99 latency, and the overhead of each.  Needs nats-server
+ * (tools/deps.sh).
  */
 #include <math.h>
 #include <signal.h>
@@ -233,17 +235,25 @@ main(int argc, char **argv)
 	printf("puts over NATS, one image each: %.0f images/s (each one LMDB "
 	    "transaction on its shard)\n", (double)n / tput);
 
-	double a50, a99, b50, b99;
-	latency(one, nq / 4, &a50, &a99);       /* warm both */
+	cdx_client *direct;
+	if (cdx_client_open(urls, &direct) != 0)
+		fail(cdx_client_errmsg(NULL));
+	double a50, a99, b50, b99, c50, c99;
+	latency(one, nq / 4, &a50, &a99);       /* warm them */
 	latency(front, nq / 4, &b50, &b99);
+	latency(direct, nq / 4, &c50, &c99);
 	latency(one, (int)nq, &a50, &a99);
 	latency(front, (int)nq, &b50, &b99);
+	latency(direct, (int)nq, &c50, &c99);
 	printf("one daemon:             top-10 p50 %.2f ms, p99 %.2f ms\n", a50,
 	    a99);
 	printf("front over %ld shards:   top-10 p50 %.2f ms, p99 %.2f ms\n",
 	    shards, b50, b99);
 	printf("scatter-gather overhead: p50 +%.2f ms, p99 +%.2f ms\n",
 	    b50 - a50, b99 - a99);
+	printf("libclipdex on nats://:   top-10 p50 %.2f ms, p99 %.2f ms "
+	    "(p50 +%.2f ms, p99 +%.2f ms)\n", c50, c99, c50 - a50, c99 - a99);
+	cdx_client_close(direct);
 	cdx_client_close(one);
 	cdx_client_close(front);
 	stop_all();

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "client/client_priv.h"
+#include "cluster/cluster.h"
 #include "common/cdx.h"
 #include "common/file.h"
 #include "common/proto.h"
@@ -52,6 +53,7 @@ struct cdx_client {
 	_Atomic int connect_ms;
 	uint64_t serial;        /* unique per process: tells clients apart in
 	                           thread-local error messages after a free */
+	clu *clu;               /* a nats:// URL: the cluster, and no socket */
 };
 
 static _Atomic uint64_t next_serial = 1;
@@ -184,6 +186,23 @@ cdx_client_open(const char *url, cdx_client **out)
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_mutex_init(&c->dial_mu, NULL);
 
+	if (strncmp(url, "nats://", 7) == 0) {
+		/* a cluster: requests go to any member on clipdex.api, and
+		 * searches to the shards themselves (cdx_search) */
+		clu_params p;
+		cdx_error err;
+		clu_default_params(&p);
+		p.urls = url;
+		p.asker = 1;
+		if ((rc = clu_open(&p, &c->clu, &err)) == 0) {
+			*out = c;
+			return 0;
+		}
+		cdxi_fail(NULL, rc == CDX_ENOMEM ? CDX_ENOMEM : CDX_EIO, "%s",
+		    err.msg);
+		rc = rc == CDX_ENOMEM ? CDX_ENOMEM : CDX_EIO;
+		goto out_free_sync;
+	}
 	if ((rv = nng_req0_open(&c->sock)) != 0) {
 		rc = cdxi_fail(NULL, err_from_nng(rv) == CDX_ENOMEM ? CDX_ENOMEM :
 		    CDX_EIO, "cannot open a req0 socket: %s", nng_strerror(rv));
@@ -227,7 +246,10 @@ cdx_client_close(cdx_client *c)
 {
 	if (c == NULL)
 		return;
-	nng_close(c->sock);
+	if (c->clu != NULL)
+		clu_close(c->clu);
+	else
+		nng_close(c->sock);
 	pthread_mutex_destroy(&c->dial_mu);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
@@ -380,6 +402,16 @@ transact(cdx_client *c, const char *body, size_t len, char **reply,
 	int64_t conn_deadline = deadline;
 	int rv, rc, n = 1;
 
+	if (c->clu != NULL) {
+		cdx_error err;
+		size_t rl = 0;
+		if ((rc = clu_api_request(c->clu, body, len, timeout, reply, &rl,
+		    &err)) != 0)
+			return cdxi_fail(c, rc, "%s", err.msg);
+		if (reply_len != NULL)
+			*reply_len = rl;
+		return 0;
+	}
 	if (connect_ms >= 0 && (deadline < 0 || start + connect_ms < deadline))
 		conn_deadline = start + connect_ms;
 	if (!wait_connected(c, conn_deadline))
@@ -853,8 +885,8 @@ cdxi_result_fill(const cJSON *it, cdx_result *x, char **pool)
 }
 
 /* Turns the reply's "results" into one allocation. */
-static int
-parse_results(cdx_client *c, const cJSON *rep, cdx_results **out)
+int
+cdxi_parse_results(cdx_client *c, const cJSON *rep, cdx_results **out)
 {
 	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(rep, "results");
 	const cJSON *it;
@@ -911,7 +943,7 @@ run_results(cdx_client *c, cJSON *req, cdx_results **out)
 	int rc = cdxi_call_json(c, req, &rep);
 	if (rc != 0)
 		return rc;
-	rc = parse_results(c, rep, out);
+	rc = cdxi_parse_results(c, rep, out);
 	cJSON_Delete(rep);
 	return rc;
 }
@@ -955,6 +987,8 @@ cdx_search(cdx_client *c, const cdx_query *q, cdx_results **out)
 	if (c == NULL || out == NULL)
 		return c ? cdxi_fail(c, CDX_EINVAL, "no place for results") :
 		    CDX_EINVAL;
+	if (c->clu != NULL)
+		return cdxi_cluster_search(c, c->clu, q, out);
 	if ((rc = cdxi_query_request(c, "search", q, 0, &req)) != 0)
 		return rc;
 	return run_results(c, req, out);

@@ -57,6 +57,17 @@ int cdxi_run_results(cdx_client *c, cJSON *req, cdx_results **out);
 int cdxi_add_strings(cJSON *obj, const char *name, const char *const *v,
     size_t n);
 
+/* A reply's "results" (and a cluster's "shards", "partial", "missing")
+ * as cdx_results, in one allocation. */
+int cdxi_parse_results(cdx_client *c, const cJSON *rep, cdx_results **out);
+
+/* cluster.c: cdx_search on a nats:// client: a member plans the search
+ * (the query vector, from the terms: search with "plan": true), and the
+ * library asks every shard itself and merges their answers (clu_merge). */
+struct clu;
+int cdxi_cluster_search(cdx_client *c, struct clu *clu, const cdx_query *q,
+    cdx_results **out);
+
 /* Fields of a reply object: the value, or def (cdxi_get_str: "") when
  * absent or of another type. */
 int64_t cdxi_get_i64(const cJSON *o, const char *name, int64_t def);

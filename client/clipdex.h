@@ -82,7 +82,19 @@ typedef struct cdx_client cdx_client;
  * the background (a daemon started later is picked up, and a restarted one
  * is reconnected to); requests wait for it up to the connect timeout.
  * Errors: CDX_EINVAL (bad url), CDX_ENOMEM, CDX_EIO; the message is then
- * available from cdx_client_errmsg(NULL) on the calling thread. */
+ * available from cdx_client_errmsg(NULL) on the calling thread.
+ *
+ * A cluster (docs/SCALE.md): url "nats://HOST:PORT[,nats://HOST:PORT...]",
+ * the NATS servers of clipdexd --nats.  The client connects at once
+ * (CDX_EIO when no server answers, or no clipdexd has joined them within
+ * 2 s) and reconnects by itself.  cdx_search asks the shards itself: a
+ * member embeds the query, then every shard is asked and the answers are
+ * merged here, with a 2 s deadline; results carry their `shard`, and
+ * `partial` and `missing` name the shards that did not answer.  Every
+ * other call is answered by whichever clipdexd --nats takes it
+ * (clipdex.api); with a token set, members started with one check it.
+ * Collapsing, tags and learned classifiers search one store: CDX_EINVAL
+ * on a cluster. */
 int cdx_client_open(const char *url, cdx_client **out);
 /* Closes the connection; NULL is a no-op.  In-flight calls on other
  * threads must have returned. */

@@ -1,7 +1,7 @@
 #!/bin/sh
 # client/clipdex.h compiles on its own as C and as C++ (warnings as errors),
 # and libclipdex (static and shared) links and runs without the encoder,
-# store or FAISS: only nng and cJSON.  Prints a cmocka-style summary for
+# store or FAISS: only nng, cJSON and libnats.  Prints a cmocka-style summary for
 # tests/run.sh.
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
@@ -60,9 +60,9 @@ int main()
 	return rc == CDX_ECLOSED ? 0 : 4;
 }
 CPP
-check "C++ program links libclipdex.a (nng and cJSON only) and runs" \
+check "C++ program links libclipdex.a (nng, cJSON and libnats only) and runs" \
 	sh -c "$CXX $san -std=c++11 -Wall -Wextra -Werror -Iclient -o $tmp/use_static \
-	    $tmp/use.cpp $BUILD/libclipdex.a -lnng -lcjson -pthread && $tmp/use_static"
+	    $tmp/use.cpp $BUILD/libclipdex.a -lnng -lcjson -lnats -pthread && $tmp/use_static"
 check "C++ program links libclipdex.so and runs" \
 	sh -c "$CXX $san -std=c++11 -Wall -Wextra -Werror -Iclient -o $tmp/use_shared \
 	    $tmp/use.cpp -L$BUILD -lclipdex -pthread &&

@@ -1,19 +1,21 @@
 #!/bin/sh
 # What libclipdex.so depends on and exports (issue 14 item 19): it needs
-# only nng, cJSON and the C runtime (never the encoder, store, FAISS or the
-# daemon), and it exports exactly the functions client/clipdex.h declares.
+# only nng, cJSON, libnats (a nats:// client) and the C runtime (never the
+# encoder, store, FAISS or the daemon), and it exports exactly the
+# functions client/clipdex.h declares.
 # Prints a cmocka-style summary for tests/run.sh.
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 so=$BUILD/libclipdex.so
 . tests/check.sh
 
-# Direct dependencies: nng, cJSON, the C runtime (and a sanitizer's).
+# Direct dependencies: nng, cJSON, libnats, the C runtime (and a
+# sanitizer's).
 needed_ok() {
 	readelf -d "$so" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' >"$tmp/needed"
 	cat "$tmp/needed"
 	grep -q '^libnng\.' "$tmp/needed" && grep -q '^libcjson\.' "$tmp/needed" &&
-	    ! grep -v -E '^(libnng|libcjson|libc|libm|libpthread|libdl|librt|ld-linux[-a-z0-9_]*|libasan|libubsan|libgcc_s|libstdc\+\+)\.so' \
+	    ! grep -v -E '^(libnng|libcjson|libnats|libc|libm|libpthread|libdl|librt|ld-linux[-a-z0-9_]*|libasan|libubsan|libgcc_s|libstdc\+\+)\.so' \
 	    "$tmp/needed"
 }
 
@@ -35,7 +37,7 @@ exports_ok() {
 	[ -s "$tmp/declared" ] && diff "$tmp/declared" "$tmp/exported"
 }
 
-check "libclipdex.so needs only nng, cJSON and libc" needed_ok
+check "libclipdex.so needs only nng, cJSON, libnats and libc" needed_ok
 check "ldd libclipdex.so names no module dependency" ldd_ok
 check "libclipdex.so exports exactly the functions of clipdex.h" exports_ok
 

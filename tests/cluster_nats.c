@@ -3,11 +3,15 @@
  * daemon/cluster_op.h), as separate processes on loopback: a 3-node
  * nats-server cluster with JetStream, 3 shards (clipdexd --shard), a
  * front (clipdexd --nats), encoding workers (clipdexd --worker) fed by
- * `clipdex enqueue`, and a single clipdexd holding every photo as the
+ * `clipdex enqueue`, a libclipdex client on the nats:// URLs that asks
+ * the shards itself, and a single clipdexd holding every photo as the
  * reference.
  *
- *   - the front's top k equals the single daemon's (paths and scores);
- *   - a killed shard gives a partial answer that names it;
+ *   - the front's top k, and the nats:// client's, equal the single
+ *     daemon's (paths and scores);
+ *   - a killed shard gives a partial answer that names it, to both;
+ *   - the nats:// client's other requests are answered by a member, and
+ *     its errors are the protocol's;
  *   - a killed NATS node changes nothing a client sees;
  *   - a worker killed mid-batch loses nothing (JetStream redelivers);
  *   - a fourth shard takes over the records it owns, losing none.
@@ -55,6 +59,7 @@ typedef struct proc {
 } proc;
 
 static proc ref, front, shards[N_SHARDS];
+static proc direct = { .name = "direct" };      /* libclipdex on nats:// */
 static int n_shards = 3;
 static pid_t worker;
 
@@ -219,14 +224,16 @@ same_score(float a, float b)
 	return fabsf(a - b) < 1e-6f;
 }
 
-/* The front's answer holds exactly the reference's hits: same paths, same
- * scores, in score order (ties in any order). */
+/* The asker's answer (the front's, or the nats:// client's) holds exactly
+ * the reference's hits: same paths, same scores, in score order (ties in
+ * any order). */
 static void
-same_as_reference(const char *text, const char *prefix, size_t k)
+same_as_reference(proc *asker, const char *text, const char *prefix,
+    size_t k)
 {
 	cdx_results *a = NULL, *b = NULL;
 	assert_int_equal(search(&ref, text, prefix, k, &a), 0);
-	assert_int_equal(search(&front, text, prefix, k, &b), 0);
+	assert_int_equal(search(asker, text, prefix, k, &b), 0);
 	int ok = !b->partial && b->shards == (size_t)n_shards && a->n == b->n;
 	for (size_t i = 0; ok && i < b->n; i++) {
 		int found = 0;
@@ -238,9 +245,9 @@ same_as_reference(const char *text, const char *prefix, size_t k)
 		    same_score(a->results[i].score, b->results[i].score);
 	}
 	if (!ok || getenv("CDX_VERBOSE")) {
-		fprintf(stderr, "%s: partial %d, shards %zu of %d, %zu and "
-		    "%zu results\n", text, b->partial, b->shards, n_shards,
-		    a->n, b->n);
+		fprintf(stderr, "%s (%s): partial %d, shards %zu of %d, %zu "
+		    "and %zu results\n", text, asker->name, b->partial,
+		    b->shards, n_shards, a->n, b->n);
 		for (size_t i = 0; i < a->n || i < b->n; i++)
 			fprintf(stderr, "  %.9g %s | %.9g %s %s\n",
 			    i < a->n ? a->results[i].score : 0.f,
@@ -258,15 +265,17 @@ same_as_reference(const char *text, const char *prefix, size_t k)
 static void
 all_same(void)
 {
-	for (size_t i = 0; i < N_QUERIES; i++) {
-		same_as_reference(queries[i], NULL, K);
-		same_as_reference(queries[i], photos, 3);
-	}
+	for (size_t i = 0; i < N_QUERIES; i++)
+		for (int d = 0; d < 2; d++) {
+			proc *asker = d ? &direct : &front;
+			same_as_reference(asker, queries[i], NULL, K);
+			same_as_reference(asker, queries[i], photos, 3);
+		}
 }
 
-/* Searches until the front's answers are whole (a restarted shard
- * rejoins, a new one is known to the front: membership is eventually
- * consistent), ten in a row, up to 30 s. */
+/* Searches until the answers of the front and of the nats:// client are
+ * whole (a restarted shard rejoins, a new one is known to them:
+ * membership is eventually consistent), ten in a row, up to 30 s. */
 static void
 wait_whole(void)
 {
@@ -274,7 +283,8 @@ wait_whole(void)
 	int in_a_row = 0;
 	while (tu_now_s() - t0 < 30) {
 		cdx_results *r = NULL;
-		int rc = search(&front, queries[0], NULL, K, &r);
+		int rc = search(in_a_row % 2 ? &direct : &front, queries[0],
+		    NULL, K, &r);
 		int whole = rc == 0 && !r->partial &&
 		    r->shards == (size_t)n_shards;
 		cdx_results_free(r);
@@ -342,6 +352,10 @@ setup(void **state)
 		shard_start(i);
 	snprintf(extra, sizeof(extra), "--nats %s --nats-timeout 1500", urls);
 	proc_start(&front, extra);
+	if (cdx_client_open(urls, &direct.cli) != 0) {
+		fprintf(stderr, "%s: %s\n", urls, cdx_client_errmsg(NULL));
+		return -1;
+	}
 	worker_start();
 	enqueue(photos);
 	wait_counts(N_PHOTOS, 1);   /* broken.jpg: a failure record */
@@ -360,6 +374,7 @@ teardown(void **state)
 		p->pid = 0;
 		cdx_client_close(p->cli);
 	}
+	cdx_client_close(direct.cli);
 	for (int i = 0; i < N_NODES; i++)
 		kill9(&nodes[i]);
 	tm_rmtree(tmp);
@@ -384,15 +399,15 @@ test_same_topk_as_one_daemon(void **state)
 		assert_true(per[i] > 0);
 }
 
+/* The asker's answer with s2 killed: partial, naming it, within the
+ * deadline, and otherwise the reference's. */
 static void
-test_killed_shard_is_reported(void **state)
+partial_without_s2(proc *asker)
 {
-	(void)state;
-	kill9(&shards[1].pid);
 	cdx_results *a = NULL, *b = NULL;
 	assert_int_equal(search(&ref, queries[1], NULL, 40, &a), 0);
 	double t0 = tu_now_s();
-	assert_int_equal(search(&front, queries[1], NULL, 40, &b), 0);
+	assert_int_equal(search(asker, queries[1], NULL, 40, &b), 0);
 	double took = tu_now_s() - t0;
 	assert_true(b->partial);
 	assert_non_null(b->missing);
@@ -412,6 +427,15 @@ test_killed_shard_is_reported(void **state)
 	}
 	cdx_results_free(a);
 	cdx_results_free(b);
+}
+
+static void
+test_killed_shard_is_reported(void **state)
+{
+	(void)state;
+	kill9(&shards[1].pid);
+	for (int d = 0; d < 2; d++)
+		partial_without_s2(d ? &direct : &front);
 	/* back, from its own store: whole again */
 	shard_start(1);
 	wait_whole();
@@ -489,12 +513,74 @@ test_new_shard_takes_its_records(void **state)
 	all_same();
 }
 
+/* The nats:// client's other requests go to a member (clipdex.api), with
+ * the protocol's errors; "plan" is refused outside a cluster; a NATS
+ * server that is not there fails the open. */
+static void
+test_nats_client_requests(void **state)
+{
+	cdx_status st;
+	cdx_client *none = NULL;
+	char *reply = NULL;
+	char url[64];
+	(void)state;
+	assert_int_equal(cdx_get_status(direct.cli, &st), 0);
+	assert_int_equal(st.dim, 16);
+	/* tags belong to one store: the member that plans says so */
+	const char *tag = "food";
+	cdx_term t = { .kind = CDX_TERM_TEXT, .text = "stripes", .weight = 1 };
+	cdx_query q = { .terms = &t, .n_terms = 1, .k = 5, .tags = &tag,
+	    .n_tags = 1 };
+	cdx_results *r = NULL;
+	assert_int_equal(cdx_search(direct.cli, &q, &r), CDX_EINVAL);
+	assert_non_null(strstr(cdx_client_errmsg(direct.cli), "one store"));
+	assert_int_equal(cdx_call(direct.cli, "{\"op\":\"nonesuch\"}",
+	    &reply), CDX_EPROTO);
+	/* paging and a score cut-off, merged by the library */
+	cdx_results *a = NULL, *b = NULL;
+	cdx_query all = { .terms = &t, .n_terms = 1, .k = 6 };
+	cdx_query page = { .terms = &t, .n_terms = 1, .k = 3, .offset = 2,
+	    .has_min_score = 1 };
+	assert_int_equal(cdx_search(ref.cli, &all, &a), 0);
+	assert_true(a->n == 6);
+	page.min_score = a->results[3].score;
+	assert_int_equal(cdx_search(direct.cli, &page, &b), 0);
+	assert_int_equal(b->n, 2);      /* ranks 2 and 3 of the reference */
+	for (size_t i = 0; i < b->n; i++)
+		assert_true(same_score(b->results[i].score,
+		    a->results[2 + i].score));
+	cdx_results_free(a);
+	cdx_results_free(b);
+	/* the command line on the same URLs */
+	char cmd[1200], line[600];
+	snprintf(cmd, sizeof(cmd), "'%s/clipdex' --url '%s' search stripes "
+	    "-k 3", bindir, urls);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(f);
+	int lines = 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		lines += strstr(line, photos) != NULL;
+	assert_int_equal(pclose(f), 0);
+	assert_int_equal(lines, 3);
+	/* outside a cluster */
+	assert_int_equal(cdx_call(ref.cli, "{\"op\":\"search\",\"text\":"
+	    "\"stripes\",\"plan\":true}", &reply), CDX_EINVAL);
+	assert_non_null(strstr(cdx_client_errmsg(ref.cli), "--nats"));
+	/* no NATS server there */
+	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port0 + 7);
+	double t0 = tu_now_s();
+	assert_int_equal(cdx_client_open(url, &none), CDX_EIO);
+	assert_true(tu_now_s() - t0 < 10);
+	assert_non_null(strstr(cdx_client_errmsg(NULL), "127.0.0.1"));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_same_topk_as_one_daemon),
 		cmocka_unit_test(test_killed_shard_is_reported),
+		cmocka_unit_test(test_nats_client_requests),
 		cmocka_unit_test(test_killed_nats_node_changes_nothing),
 		cmocka_unit_test(test_killed_worker_loses_nothing),
 		cmocka_unit_test(test_new_shard_takes_its_records),

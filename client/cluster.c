@@ -1,0 +1,93 @@
+/*
+ * libclipdex: cdx_search on a cluster (a nats:// URL), asked of the shards
+ * by the library itself: a member turns the query into the shards' query
+ * message (its model embeds the terms: search with "plan": true), then
+ * the library publishes it to every shard, gathers their answers until
+ * the deadline and merges them (cluster/cluster.h), as a front daemon
+ * would.  One hop less than asking a front, and no front to run.
+ */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client/client_priv.h"
+#include "cluster/cluster.h"
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* The merge options of a plan; -1 unless k and offset are there. */
+static int
+merge_opts(const cJSON *m, clu_merge_opts *o)
+{
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(m, "k");
+	const cJSON *off = cJSON_GetObjectItemCaseSensitive(m, "offset");
+	const cJSON *ms = cJSON_GetObjectItemCaseSensitive(m, "min_score");
+	const cJSON *mp = cJSON_GetObjectItemCaseSensitive(m, "min_prob");
+	if (!cJSON_IsNumber(k) || !cJSON_IsNumber(off) || k->valuedouble < 1 ||
+	    off->valuedouble < 0)
+		return -1;
+	*o = (clu_merge_opts){ .k = (long)k->valuedouble,
+	    .offset = (long)off->valuedouble,
+	    .has_min_score = cJSON_IsNumber(ms),
+	    .min_score = cJSON_IsNumber(ms) ? ms->valuedouble : 0,
+	    .has_min_prob = cJSON_IsNumber(mp),
+	    .min_prob = cJSON_IsNumber(mp) ? mp->valuedouble : 0 };
+	return 0;
+}
+
+int
+cdxi_cluster_search(cdx_client *c, struct clu *clu, const cdx_query *q,
+    cdx_results **out)
+{
+	double t0 = now_ms();
+	cJSON *req, *rep = NULL, *res = NULL;
+	clu_merge_opts mo;
+	clu_gather g;
+	cdx_error err;
+	char *msg = NULL;
+	int rc;
+
+	if ((rc = cdxi_query_request(c, "search", q, 0, &req)) != 0)
+		return rc;
+	if (cJSON_AddTrueToObject(req, "plan") == NULL) {
+		cJSON_Delete(req);
+		return cdxi_fail(c, CDX_ENOMEM, "out of memory");
+	}
+	if ((rc = cdxi_call_json(c, req, &rep)) != 0)
+		return rc;
+	const cJSON *plan = cJSON_GetObjectItemCaseSensitive(rep, "plan");
+	const cJSON *query = cJSON_GetObjectItemCaseSensitive(plan, "query");
+	if (!cJSON_IsObject(query) || merge_opts(
+	    cJSON_GetObjectItemCaseSensitive(plan, "merge"), &mo) != 0) {
+		rc = cdxi_fail(c, CDX_EPROTO, "clipdexd sent no search plan");
+		goto out;
+	}
+	if ((msg = cJSON_PrintUnformatted(query)) == NULL) {
+		rc = cdxi_fail(c, CDX_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = clu_scatter(clu, msg, strlen(msg), &g, &err)) != 0) {
+		rc = cdxi_fail(c, rc, "cluster: %s", err.msg);
+		goto out;
+	}
+	rc = clu_merge(&g, &mo, &res, &err);
+	clu_gather_free(&g);
+	if (rc != 0) {
+		rc = cdxi_fail(c, rc, "%s", err.msg);
+		goto out;
+	}
+	cJSON_AddNumberToObject(res, "took_ms", now_ms() - t0);
+	rc = cdxi_parse_results(c, res, out);
+out:
+	cJSON_Delete(res);
+	free(msg);
+	cJSON_Delete(rep);
+	return rc;
+}
