@@ -16,6 +16,7 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexShards.h>
 #include <faiss/clone_index.h>
 #include <faiss/impl/AuxIndexStructures.h>
@@ -41,9 +42,11 @@
 
 #include "store/faiss_ext.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <vector>
 #include <exception>
@@ -662,6 +665,67 @@ cdx_faiss_overlay_parts(FaissIndex *idx, FaissIndex **base,
 	*base = reinterpret_cast<FaissIndex *>(o->at(0));
 	*delta = reinterpret_cast<FaissIndex *>(o->at(1));
 	return 1;
+}
+
+
+/* OpenBLAS's row-major (101), no-transpose (111) sgemv, as the store
+ * declares it (store/index.c). */
+extern "C" void cblas_sgemv(const int order, const int trans, const int m,
+			    const int n, const float alpha, const float *a,
+			    const int lda, const float *x, const int incx,
+			    const float beta, float *y, const int incy);
+
+int
+cdx_faiss_ivf_flat_search(const FaissIndex *idx, const float *q, int64_t k,
+			  float *dis, int64_t *lab)
+{
+	try {
+		auto *ivf = dynamic_cast<const faiss::IndexIVFFlat *>(
+			reinterpret_cast<const faiss::Index *>(idx));
+		if (ivf == nullptr ||
+		    ivf->metric_type != faiss::METRIC_INNER_PRODUCT ||
+		    dynamic_cast<const faiss::ArrayInvertedLists *>(
+			    ivf->invlists) == nullptr || k < 1)
+			return 1;
+		size_t np = std::min(ivf->nprobe, ivf->nlist);
+		std::vector<float> cd(np);
+		std::vector<faiss::Index::idx_t> cl(np);
+		ivf->quantizer->search(1, q, (faiss::Index::idx_t)np, cd.data(),
+				       cl.data());
+		/* (score, label) of every probed vector, then the k best:
+		 * a few thousand at the default nprobe */
+		std::vector<std::pair<float, faiss::Index::idx_t>> all;
+		std::vector<float> sc;
+		for (faiss::Index::idx_t l : cl) {
+			if (l < 0)
+				continue;
+			size_t n = ivf->invlists->list_size(l);
+			if (n == 0)
+				continue;
+			faiss::InvertedLists::ScopedCodes codes(ivf->invlists, l);
+			faiss::InvertedLists::ScopedIds ids(ivf->invlists, l);
+			sc.resize(n);
+			cblas_sgemv(101, 111, (int)n, ivf->d, 1.0f,
+				    reinterpret_cast<const float *>(codes.get()),
+				    ivf->d, q, 1, 0.0f, sc.data(), 1);
+			for (size_t i = 0; i < n; i++)
+				all.emplace_back(sc[i], ids[i]);
+		}
+		size_t m = std::min(all.size(), (size_t)k);
+		std::partial_sort(all.begin(), all.begin() + (long)m, all.end(),
+				  [](const std::pair<float, faiss::Index::idx_t> &a,
+				     const std::pair<float, faiss::Index::idx_t> &b) {
+					  return a.first > b.first ||
+						 (a.first == b.first &&
+						  a.second < b.second);
+				  });
+		for (size_t i = 0; i < (size_t)k; i++) {
+			dis[i] = i < m ? all[i].first
+				       : -std::numeric_limits<float>::max();
+			lab[i] = i < m ? all[i].second : -1;
+		}
+	}
+	CDX_FAISS_CATCH
 }
 
 } /* extern "C" */

@@ -50,6 +50,15 @@ int cdx_faiss_read_ondisk(FILE *f, const char *path, uint64_t file_size,
 int cdx_faiss_overlay_new(FaissIndex *base, FaissIndex *delta,
 			  FaissIndex **out);
 
+/* The k best (inner product) of an IVF-Flat index for one query, as its
+ * own search would answer (nprobe lists; missing ranks: label -1), with
+ * each list's scores computed by one OpenBLAS sgemv over its vectors:
+ * Debian's FAISS scans them with its baseline-x86-64 kernel at a quarter
+ * of the memory's rate.  1 (nothing written) when idx is not an
+ * inner-product IndexIVFFlat with its lists in memory. */
+int cdx_faiss_ivf_flat_search(const FaissIndex *idx, const float *q,
+			      int64_t k, float *dis, int64_t *lab);
+
 /* 1 and the parts if idx is an overlay, else 0. */
 int cdx_faiss_overlay_parts(FaissIndex *idx, FaissIndex **base,
 			    FaissIndex **delta);

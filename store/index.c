@@ -1811,7 +1811,11 @@ index_search(store *s, const float *q, size_t k, size_t kk, int exclusive,
 		np *= ceil(sqrt((double)kk / (double)(k ? k : 1)));
 		set_param(s, "nprobe", np > (double)nl ? (double)nl : np);
 	}
-	int r = faiss_Index_search(s->index, 1, q, (idx_t)kk, dis, lab);
+	/* IVF-Flat: each probed list scored by OpenBLAS (faiss_ext.h) */
+	int r = ivf ? cdx_faiss_ivf_flat_search(s->index, q, (int64_t)kk, dis,
+						(int64_t *)lab) : 1;
+	if (r == 1)
+		r = faiss_Index_search(s->index, 1, q, (idx_t)kk, dis, lab);
 	if (deep)
 		set_search_params(s);
 	if (r)
