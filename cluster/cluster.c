@@ -449,6 +449,12 @@ clu_open(const clu_params *p, clu **out, cdx_error *err)
 			break;
 		usleep(p->asker ? 50000 : 200000);
 	}
+	if (s != NATS_OK && p->asker) {
+		rc = cdx_error_set(err, CDX_EIO, "%s: no clipdexd has joined "
+				   "these NATS servers (no bucket " BUCKET
+				   ")", p->urls);
+		goto fail;
+	}
 	if (s != NATS_OK) {
 		rc = nats_err(err, s, "JetStream (bucket " BUCKET ", stream "
 				      STREAM ")");

@@ -572,6 +572,20 @@ test_nats_client_requests(void **state)
 	assert_int_equal(cdx_client_open(url, &none), CDX_EIO);
 	assert_true(tu_now_s() - t0 < 10);
 	assert_non_null(strstr(cdx_client_errmsg(NULL), "127.0.0.1"));
+	/* a NATS server no clipdexd has joined */
+	snprintf(cmd, sizeof(cmd), "exec nats-server -js -a 127.0.0.1 -p %d "
+	    "-sd '%s/bare' >>'%s/bare.log' 2>&1", port0 + 7, tmp, tmp);
+	pid_t bare = spawn(cmd);
+	int rc = CDX_EIO;
+	for (int i = 0; i < 50 && rc == CDX_EIO && !strstr(
+	    cdx_client_errmsg(NULL), "no clipdexd"); i++) {
+		usleep(100000);
+		rc = cdx_client_open(url, &none);
+	}
+	kill9(&bare);
+	assert_int_equal(rc, CDX_EIO);
+	assert_non_null(strstr(cdx_client_errmsg(NULL), "no clipdexd has "
+	    "joined"));
 }
 
 int
