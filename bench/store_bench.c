@@ -487,6 +487,11 @@ ivf_scans(FaissIndex *idx, const float *q, int nq, int d)
 				  : faiss_Index_search(idx, 1, qi, 10, dis[w],
 				lab[w]);
 			t[w][i] = now() - a;
+			if (r == 1) {   /* too few images: a Flat index */
+				free(t[0]);
+				free(t[1]);
+				return;
+			}
 			if (r != 0)
 				die("ivf scan", CDX_EINDEX, NULL);
 		}

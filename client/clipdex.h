@@ -92,9 +92,15 @@ typedef struct cdx_client cdx_client;
  * merged here, with a 2 s deadline; results carry their `shard`, and
  * `partial` and `missing` name the shards that did not answer.  Every
  * other call is answered by whichever clipdexd --nats takes it
- * (clipdex.api); with a token set, members started with one check it.
- * Collapsing, tags and learned classifiers search one store: CDX_EINVAL
- * on a cluster. */
+ * (clipdex.api): calls about one store (status, similar, remove, ...)
+ * answer for that member's.  With a token set, members started with one
+ * check it.  Collapsing, tags and learned classifiers search one store:
+ * CDX_EINVAL on a cluster.  On nats:// the connect timeout is not used
+ * (a request waits up to the request timeout: CDX_ETIMEDOUT), CDX_ECLOSED
+ * means no member answers, a request over the servers' max_payload (1 MB
+ * by default: mind uploaded images) is CDX_ETOOBIG and a reply over it
+ * too_large (CDX_ETOOBIG), and the shards' deadline is the 2 s after the
+ * plan, whatever the request timeout. */
 int cdx_client_open(const char *url, cdx_client **out);
 /* Closes the connection; NULL is a no-op.  In-flight calls on other
  * threads must have returned. */

@@ -65,7 +65,6 @@ struct clu {
 
 struct clu_api_req {
 	natsConnection *nc;
-	int64_t room;           /* the servers' max_payload */
 	char reply_to[];
 };
 
@@ -449,7 +448,7 @@ clu_open(const clu_params *p, clu **out, cdx_error *err)
 			break;
 		usleep(p->asker ? 50000 : 200000);
 	}
-	if (s != NATS_OK && p->asker) {
+	if (s == NATS_NOT_FOUND && p->asker) {
 		rc = cdx_error_set(err, CDX_EIO, "%s: no clipdexd has joined "
 				   "these NATS servers (no bucket " BUCKET
 				   ")", p->urls);
@@ -467,7 +466,8 @@ clu_open(const clu_params *p, clu **out, cdx_error *err)
 	c->watching = 1;
 	/* the members as they are now, before the first query */
 	pthread_mutex_lock(&c->mu);
-	while (!c->caught_up && now_ms() - t0 < JS_READY_MS) {
+	double wait = p->asker ? c->p.timeout_ms : JS_READY_MS;
+	while (!c->caught_up && now_ms() - t0 < wait) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 50000000;
@@ -611,7 +611,6 @@ on_api(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
 	clu_api_req *r = malloc(sizeof(*r) + tl + 1);
 	if (r != NULL) {
 		r->nc = nc;
-		r->room = natsConnection_GetMaxPayload(nc);
 		memcpy(r->reply_to, to ? to : "", tl + 1);
 		c->h_api(c->h_api_user, natsMsg_GetData(msg),
 			 (size_t)natsMsg_GetDataLength(msg), r);
@@ -628,15 +627,21 @@ clu_serve_api(clu *c, clu_api_handler h, void *user, cdx_error *err)
 	if ((s = natsConnection_QueueSubscribe(&c->subs[3], c->nc, API_SUBJ,
 					       API_QUEUE, on_api, c)) !=
 		    NATS_OK ||
-	    (s = natsConnection_Flush(c->nc)) != NATS_OK)
-		return nats_err(err, s, "subscribing to " API_SUBJ);
+	    (s = natsConnection_Flush(c->nc)) != NATS_OK) {
+		int rc = nats_err(err, s, "subscribing to " API_SUBJ);
+		natsSubscription_Destroy(c->subs[3]);   /* NULL: a no-op */
+		c->subs[3] = NULL;
+		return rc;
+	}
 	return 0;
 }
 
 size_t
 clu_api_room(const clu_api_req *r)
 {
-	return r->room > 0 ? (size_t)r->room : 0;
+	/* the server connected to now (a reconnection may have changed it) */
+	int64_t room = natsConnection_GetMaxPayload(r->nc);
+	return room > 0 ? (size_t)room : 0;
 }
 
 void

@@ -34,7 +34,8 @@
  * clu_open returned, except clu_close.  Handlers run on NATS's threads
  * (one per subscription), concurrently with the caller's.
  * Errors: 0, or CDX_EIO (the servers: unreachable, a timeout, JetStream
- * not ready), CDX_EINVAL, CDX_ENOMEM, with a message in err.
+ * not ready), CDX_EINVAL, CDX_ENOMEM, with a message in err; the api
+ * request and the merge name theirs.
  */
 #ifndef CDX_CLUSTER_H
 #define CDX_CLUSTER_H
@@ -52,7 +53,8 @@ typedef struct clu clu;
 typedef struct clu_params {
 	const char *urls;   /* "nats://h:p[,nats://h:p...]" (required) */
 	int replicas;       /* of the stream and the bucket (default 1) */
-	int timeout_ms;     /* scatter deadline, request timeout (2000) */
+	int timeout_ms;     /* scatter deadline, request timeout, an
+			       asker's wait for the bucket (2000) */
 	int ack_wait_ms;    /* a job not acknowledged in this long is
 			       delivered again (default 60000) */
 	int worker;         /* 1: bind the work queue's consumer */
@@ -117,7 +119,8 @@ void clu_gather_free(clu_gather *g);
 int clu_request(clu *c, const char *shard, const char *req, size_t len,
 		char **reply, size_t *rlen, cdx_error *err);
 
-/* The protocol on clipdex.api.  A member serves it with clu_serve_api: h
+/* The protocol on clipdex.api.  A member serves it (once) with
+ * clu_serve_api: h
  * runs on NATS's thread for each request (req is valid during the call)
  * and must answer it exactly once, from any thread, with clu_api_reply
  * (which frees r), before clu_close.  clu_unserve stops new requests. */

@@ -3,6 +3,7 @@
  * merged into one ranking (cluster.h, clu_merge), for a daemon and for
  * libclipdex alike.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,8 +26,10 @@ typedef struct merged {
 static int
 first_of_path(const merged **seen, size_t cap, const merged *h)
 {
+	/* the answers come from the network: a wild time hashes as 0 */
+	double ms = h->time * 1000;
 	uint64_t k = XXH3_64bits_withSeed(h->path, strlen(h->path),
-	    (uint64_t)(int64_t)(h->time * 1000));
+	    isfinite(ms) && fabs(ms) < 9e15 ? (uint64_t)(int64_t)ms : 0);
 	for (size_t i = (size_t)k & (cap - 1);; i = (i + 1) & (cap - 1)) {
 		if (seen[i] == NULL) {
 			seen[i] = h;

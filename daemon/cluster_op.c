@@ -409,10 +409,13 @@ api_answer(void *user, char *reply, size_t len, int http_status)
 	clu_api_req *r = user;
 	(void)http_status;
 	if (reply != NULL && len > clu_api_room(r)) {
+		/* the error carries the request's tag, as every reply does */
+		cJSON *o = cJSON_ParseWithLength(reply, len);
 		free(reply);
 		reply = reply_error_json(CDX_PROTO_TOO_LARGE, "the reply is "
 		    "larger than the NATS servers' max_payload: ask for less",
-		    NULL);
+		    cJSON_GetObjectItemCaseSensitive(o, "tag"));
+		cJSON_Delete(o);
 		len = reply ? strlen(reply) : 0;
 	}
 	clu_api_reply(r, reply ? reply : "", len);
@@ -498,8 +501,7 @@ clusterd_start(srv *s, cdx_error *err)
 	pthread_mutex_init(&cd->mu, NULL);
 	pthread_cond_init(&cd->cv, NULL);
 	clusterd_params(cfg, &p);
-	if ((rc = clu_open(&p, &cd->c, err)) != 0 ||
-	    (rc = clu_serve_api(cd->c, on_api, s, err)) != 0)
+	if ((rc = clu_open(&p, &cd->c, err)) != 0)
 		goto fail;
 	if (cfg->shard != NULL) {
 		cd->shard = cfg->shard;
@@ -522,6 +524,12 @@ clusterd_start(srv *s, cdx_error *err)
 		    cfg->nats);
 	}
 	s->cluster = cd;        /* searches go to the shards from here on */
+	/* last, so that its requests find s->cluster and nothing after it
+	 * fails (a failure frees the connection its replies would use) */
+	if ((rc = clu_serve_api(cd->c, on_api, s, err)) != 0) {
+		s->cluster = NULL;
+		goto fail;
+	}
 	return 0;
 fail:
 	clusterd_free(cd);

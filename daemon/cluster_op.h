@@ -19,7 +19,8 @@
  *          "error": s}
  *
  * Thread-safety: clusterd_start/stop from srv_start/srv_stop; the search
- * from any worker.
+ * and the plan from any worker; the handlers (queries, puts, api requests,
+ * which only queue a job) on NATS's threads.
  */
 #ifndef CDX_SRV_CLUSTER_OP_H
 #define CDX_SRV_CLUSTER_OP_H
@@ -34,14 +35,19 @@ struct srv;
  * that reads them; p->worker from --worker). */
 void clusterd_params(const srv_config *cfg, clu_params *p);
 
-/* Joins the cluster when cfg->nats is set (else does nothing): s->cluster.
- * Errors: clu_open's, clu_serve's. */
+/* Joins the cluster when cfg->nats is set (else does nothing): s->cluster,
+ * and then serves clipdex.api.  Errors: clu_open's, clu_serve's,
+ * clu_serve_api's. */
 int clusterd_start(struct srv *s, cdx_error *err);
-/* The first step of a stop: the shard leaves (its entry is deleted: a
- * clean stop is no absence) and its handlers have returned; searches of
- * the daemon's workers may still ask the shards.  Safe when not started. */
+/* The first step of a stop: no more requests on clipdex.api, the shard
+ * leaves (its entry is deleted: a clean stop is no absence) and its
+ * handlers have returned; searches of the daemon's workers may still ask
+ * the shards, and queued api requests are still answered.  Safe when not
+ * started. */
 void clusterd_quiesce(struct srv *s);
-/* The last: disconnects and frees, once no worker runs. */
+/* The last: disconnects and frees, once no worker runs and the indexer
+ * has answered its waiters (their replies to clipdex.api use the
+ * connection). */
 void clusterd_stop(struct srv *s);
 
 /* search for a daemon in a cluster: the unit query q asked of every shard,

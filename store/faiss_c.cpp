@@ -48,6 +48,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <typeinfo>
 #include <vector>
 #include <exception>
 #include <stdexcept>
@@ -680,10 +681,14 @@ cdx_faiss_ivf_flat_search(const FaissIndex *idx, const float *q, int64_t k,
 			  float *dis, int64_t *lab)
 {
 	try {
-		auto *ivf = dynamic_cast<const faiss::IndexIVFFlat *>(
-			reinterpret_cast<const faiss::Index *>(idx));
-		if (ivf == nullptr ||
-		    ivf->metric_type != faiss::METRIC_INNER_PRODUCT ||
+		const faiss::Index *base =
+			reinterpret_cast<const faiss::Index *>(idx);
+		/* exactly IndexIVFFlat: a subclass (FlatDedup) keeps vectors
+		 * outside its lists */
+		if (typeid(*base) != typeid(faiss::IndexIVFFlat))
+			return 1;
+		auto *ivf = static_cast<const faiss::IndexIVFFlat *>(base);
+		if (ivf->metric_type != faiss::METRIC_INNER_PRODUCT ||
 		    dynamic_cast<const faiss::ArrayInvertedLists *>(
 			    ivf->invlists) == nullptr || k < 1)
 			return 1;

@@ -51,7 +51,8 @@ int cdx_faiss_overlay_new(FaissIndex *base, FaissIndex *delta,
 			  FaissIndex **out);
 
 /* The k best (inner product) of an IVF-Flat index for one query, as its
- * own search would answer (nprobe lists; missing ranks: label -1), with
+ * own search answers up to float rounding (nprobe lists; equal scores
+ * smaller label first; missing ranks: label -1, score -FLT_MAX), with
  * each list's scores computed by one OpenBLAS sgemv over its vectors:
  * Debian's FAISS scans them with its baseline-x86-64 kernel at a quarter
  * of the memory's rate.  1 (nothing written) when idx is not an
