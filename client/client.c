@@ -107,8 +107,8 @@ cdx_default_url(void)
 	return cdx_proto_default_url(buf, sizeof(buf));
 }
 
-static int64_t
-now_ms(void)
+int64_t
+cdxi_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -125,7 +125,7 @@ pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 		c->npipes++;
 	else if (ev == NNG_PIPE_EV_REM_POST && c->npipes > 0)
 		c->npipes--;
-	c->dialed_ms = now_ms();        /* the redial clock starts again */
+	c->dialed_ms = cdxi_now_ms();   /* the redial clock starts again */
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
 }
@@ -218,7 +218,7 @@ cdx_client_open(const char *url, cdx_client **out)
 		rc = cdxi_fail(NULL, CDX_EIO, "nng_pipe_notify: %s", nng_strerror(rv));
 		goto out_close_socket;
 	}
-	c->dialed_ms = now_ms();
+	c->dialed_ms = cdxi_now_ms();
 	if ((rv = dial(c, &c->dialer)) != 0) {
 		rc = err_from_nng(rv);
 		if (rc != CDX_ENOMEM)
@@ -298,7 +298,7 @@ wait_connected(cdx_client *c, int64_t deadline)
 	int up;
 	pthread_mutex_lock(&c->mu);
 	while (c->npipes == 0) {
-		int64_t now = now_ms(), until = c->dialed_ms + REDIAL_MS;
+		int64_t now = cdxi_now_ms(), until = c->dialed_ms + REDIAL_MS;
 		if (deadline >= 0 && now >= deadline)
 			break;
 		if (now >= until) {
@@ -325,7 +325,7 @@ remaining(int64_t deadline)
 {
 	if (deadline < 0)
 		return NNG_DURATION_INFINITE;
-	int64_t left = deadline - now_ms();
+	int64_t left = deadline - cdxi_now_ms();
 	if (left < 1)
 		left = 1;
 	return left > INT32_MAX ? INT32_MAX : (nng_duration)left;
@@ -397,7 +397,7 @@ transact(cdx_client *c, const char *body, size_t len, char **reply,
     size_t *reply_len)
 {
 	int timeout = c->timeout_ms, connect_ms = c->connect_ms;
-	int64_t start = now_ms();
+	int64_t start = cdxi_now_ms();
 	int64_t deadline = timeout > 0 ? start + timeout : -1;
 	int64_t conn_deadline = deadline;
 	int rv, rc, n = 1;
@@ -419,8 +419,8 @@ transact(cdx_client *c, const char *body, size_t len, char **reply,
 		    "(is it running?)", c->url);
 	rv = attempt(c, body, len, deadline, reply, reply_len);
 	for (; (rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT) && n < ATTEMPTS &&
-	    (deadline < 0 || now_ms() < deadline); n++) {
-		int64_t again = now_ms() + (connect_ms >= 0 ? connect_ms : timeout);
+	    (deadline < 0 || cdxi_now_ms() < deadline); n++) {
+		int64_t again = cdxi_now_ms() + (connect_ms >= 0 ? connect_ms : timeout);
 		if (deadline >= 0 && (connect_ms < 0 || again > deadline))
 			again = deadline;
 		if (!wait_connected(c, timeout > 0 || connect_ms >= 0 ? again : -1))

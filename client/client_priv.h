@@ -22,6 +22,9 @@ size_t cdxi_base64_len(size_t n);
  * hold cdxi_base64_len(n) + 1 bytes.  Returns the length written. */
 size_t cdxi_base64_encode(const void *src, size_t n, char *dst);
 
+/* The monotonic clock in milliseconds. */
+int64_t cdxi_now_ms(void);
+
 /* Sets the calling thread's message for client c (NULL: for open/parse),
  * returns code. */
 int cdxi_fail(const cdx_client *c, int code, const char *fmt, ...)

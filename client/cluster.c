@@ -9,18 +9,9 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "client/client_priv.h"
 #include "cluster/cluster.h"
-
-static double
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* The merge options of a plan; -1 unless k and offset are there. */
 static int
@@ -46,7 +37,7 @@ int
 cdxi_cluster_search(cdx_client *c, struct clu *clu, const cdx_query *q,
     cdx_results **out)
 {
-	double t0 = now_ms();
+	int64_t t0 = cdxi_now_ms();
 	cJSON *req, *rep = NULL, *res = NULL;
 	clu_merge_opts mo;
 	clu_gather g;
@@ -83,7 +74,7 @@ cdxi_cluster_search(cdx_client *c, struct clu *clu, const cdx_query *q,
 		rc = cdxi_fail(c, rc, "%s", err.msg);
 		goto out;
 	}
-	cJSON_AddNumberToObject(res, "took_ms", now_ms() - t0);
+	cJSON_AddNumberToObject(res, "took_ms", (double)(cdxi_now_ms() - t0));
 	rc = cdxi_parse_results(c, res, out);
 out:
 	cJSON_Delete(res);
