@@ -211,7 +211,7 @@ demo: deps
 	    --n 400 --dupes 20 --seed 2130)
 	@echo "Demo queries once indexed: $(BUILD)/clipdex search \"two red circles\"," \
 	    "\"a blue star in the top left\", \"a diamond on a dotted background\";" \
-	    "duplicates: $(BUILD)/clipdex dupes.  Web page: http://$(or $(HTTP),127.0.0.1:7847)/"
+	    "duplicates: $(BUILD)/clipdex dupes --threshold 0.95.  Web page: http://$(or $(HTTP),127.0.0.1:7847)/"
 	BUILD=$(BUILD) MODEL="$(or $(MODEL),models/demo)" \
 	    PHOTOS="$(or $(PHOTOS),$(DEMO_DIR)/photos)" \
 	    STORE="$(or $(STORE),$(if $(PHOTOS),,$(DEMO_DIR)/store))" \

@@ -25,22 +25,21 @@ python3-regex); CPU only.
         (a demo photo folder: N scenes, D near-duplicate copies planted,
          DIR/scenes.json lists each file's scene and caption)
 
-How the shipped weights (models/demo/) were made, in three runs, each
-from the previous one's weights (--init), on this 2-core VM shared with
-other work (models/demo/TRAINING.txt records the last run; docs/DEMO.md
-the others):
-  the first demo model: this script as it was before issue 15 (git log
-      tools/train_demo.py), train --steps 3000 --threads 1 (926 s; no
-      varied scenes, siblings or attribute term then)
+How the shipped weights (models/demo/) were made, in two runs on this
+2-core VM shared with other work (models/demo/TRAINING.txt has the
+figures; docs/DEMO.md why):
   OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 tools/train_demo.py train \
-      --out /tmp/ft16 --init /tmp/first --patch 16 --steps 2500 --lr 0.001 \
-      --seed 1236 --threads 2 --shape-weight 2                  (724 s)
+      --out /tmp/r1 --patch 8 --pretrain-steps 3000 --steps 1500 \
+      --lr 0.001 --vision-lr 0.5 --sup-weight 1 --shape-weight 3 \
+      --threads 2 --seed 2001                                   (2213 s)
+      (supervised pretraining of the vision tower with attribute heads,
+      then CLIP training with the heads as a term)
   OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 tools/train_demo.py train \
-      --init /tmp/ft16 --patch 16 --steps 600 --lr 0.0003 --seed 1237 \
-      --out /tmp/ft16b --threads 2 --shape-weight 2 --pos-groups  (222 s)
-  /usr/bin/python3 tools/train_demo.py average --out models/demo \
-      /tmp/ft16b /tmp/ft16          (the mean of the last two: the best
-      balance of the three on tests/demo_e2e.c and demo_zeroshot.c)
+      --out models/demo --init /tmp/r1 --patch 8 --pretrain-steps 2000 \
+      --pretrain-text --steps 800 --lr 0.0005 --vision-lr 0.5 \
+      --shape-weight 3 --threads 2 --seed 2002                  (1342 s)
+      (the vision tower again, now against the frozen text tower's
+      attribute texts, then CLIP training)
   (seeds: held-out set 777, test fixtures 4242, make demo's folder 2130;
   OMP_WAIT_POLICY=PASSIVE: spinning OpenMP threads lost more than half of
   the time to the other work.)
@@ -1333,9 +1332,6 @@ def zero_shot_figures(torch, W, n=600, seed=31337):
 def zero_shot(args):
     import torch
     torch.set_num_threads(args.threads)
-    with open(os.path.join(args.model, "config.json")) as f:
-        CONFIG["vision"]["patch_size"] = \
-            json.load(f)["vision_config"]["patch_size"]
     W = {k: torch.from_numpy(v) for k, v in
          read_safetensors(os.path.join(args.model,
                                        "model.safetensors")).items()}
@@ -1393,9 +1389,6 @@ def average(args):
           for m in args.models]
     W = {k: torch.from_numpy(np.asarray(sum(w[k] for w in ws) / len(ws),
                                         dtype=np.float32)) for k in ws[0]}
-    with open(os.path.join(args.models[0], "config.json")) as f:
-        CONFIG["vision"]["patch_size"] = \
-            json.load(f)["vision_config"]["patch_size"]
     os.makedirs(args.out, exist_ok=True)
     write_safetensors(os.path.join(args.out, "model.safetensors"), W,
                       all_tokens())
@@ -1444,6 +1437,13 @@ def main():
                     help="the vision tower's share of the rate (CLIP phase)")
     args = ap.parse_intermixed_args()
     CONFIG["vision"]["patch_size"] = args.patch
+    # a model read (eval, zeroshot, average) has its own patch size
+    read = {"eval": args.model, "zeroshot": args.model,
+            "average": args.models[0] if args.models else None}
+    if read.get(args.cmd):
+        with open(os.path.join(read[args.cmd], "config.json")) as f:
+            CONFIG["vision"]["patch_size"] = \
+                json.load(f)["vision_config"]["patch_size"]
     if args.cmd == "train":
         train(args)
     elif args.cmd == "eval":
