@@ -33,7 +33,7 @@ unit_rows(int n, unsigned seed)
 		double s = 0;
 		for (int j = 0; j < D; j++) {
 			/* a few clusters, so lists differ in size */
-			float v = (float)rand() / RAND_MAX - 0.5f +
+			float v = (float)((double)rand() / RAND_MAX) - 0.5f +
 			    (j == i % 7 ? 2.0f : 0.0f);
 			x[(size_t)i * D + j] = v;
 			s += (double)v * v;
