@@ -55,7 +55,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (x->kind == CDX_TERM_ID)
 			continue;
 		if (x->kind != CDX_TERM_TEXT && x->kind != CDX_TERM_FILE &&
-		    x->kind != CDX_TERM_PATH)
+		    x->kind != CDX_TERM_PATH && x->kind != CDX_TERM_LEARNED)
 			abort();
 		size_t n = strlen(x->text);
 		if (n == 0 || strstr(q, x->text) == NULL)
