@@ -4,7 +4,8 @@
  * message (its model embeds the terms: search with "plan": true), then
  * the library publishes it to every shard, gathers their answers until
  * the deadline and merges them (cluster/cluster.h), as a front daemon
- * would.  One hop less than asking a front, and no front to run.
+ * would.  No front to run, for one round trip more than asking one (the
+ * plan, then the scatter: docs/SCALE.md).
  */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -12,26 +13,6 @@
 
 #include "client/client_priv.h"
 #include "cluster/cluster.h"
-
-/* The merge options of a plan; -1 unless k and offset are there. */
-static int
-merge_opts(const cJSON *m, clu_merge_opts *o)
-{
-	const cJSON *k = cJSON_GetObjectItemCaseSensitive(m, "k");
-	const cJSON *off = cJSON_GetObjectItemCaseSensitive(m, "offset");
-	const cJSON *ms = cJSON_GetObjectItemCaseSensitive(m, "min_score");
-	const cJSON *mp = cJSON_GetObjectItemCaseSensitive(m, "min_prob");
-	if (!cJSON_IsNumber(k) || !cJSON_IsNumber(off) || k->valuedouble < 1 ||
-	    off->valuedouble < 0)
-		return -1;
-	*o = (clu_merge_opts){ .k = (long)k->valuedouble,
-	    .offset = (long)off->valuedouble,
-	    .has_min_score = cJSON_IsNumber(ms),
-	    .min_score = cJSON_IsNumber(ms) ? ms->valuedouble : 0,
-	    .has_min_prob = cJSON_IsNumber(mp),
-	    .min_prob = cJSON_IsNumber(mp) ? mp->valuedouble : 0 };
-	return 0;
-}
 
 int
 cdxi_cluster_search(cdx_client *c, struct clu *clu, const cdx_query *q,
@@ -55,7 +36,7 @@ cdxi_cluster_search(cdx_client *c, struct clu *clu, const cdx_query *q,
 		return rc;
 	const cJSON *plan = cJSON_GetObjectItemCaseSensitive(rep, "plan");
 	const cJSON *query = cJSON_GetObjectItemCaseSensitive(plan, "query");
-	if (!cJSON_IsObject(query) || merge_opts(
+	if (!cJSON_IsObject(query) || clu_merge_opts_parse(
 	    cJSON_GetObjectItemCaseSensitive(plan, "merge"), &mo) != 0) {
 		rc = cdxi_fail(c, CDX_EPROTO, "clipdexd sent no search plan");
 		goto out;

@@ -120,10 +120,10 @@ int clu_request(clu *c, const char *shard, const char *req, size_t len,
 		char **reply, size_t *rlen, cdx_error *err);
 
 /* The protocol on clipdex.api.  A member serves it (once) with
- * clu_serve_api: h
- * runs on NATS's thread for each request (req is valid during the call)
- * and must answer it exactly once, from any thread, with clu_api_reply
- * (which frees r), before clu_close.  clu_unserve stops new requests. */
+ * clu_serve_api: h runs on NATS's thread for each request (req is valid
+ * during the call) and must answer it exactly once, from any thread, with
+ * clu_api_reply (which frees r), before clu_close.  clu_unserve stops new
+ * requests. */
 typedef struct clu_api_req clu_api_req;
 typedef void (*clu_api_handler)(void *user, const char *req, size_t len,
 				clu_api_req *r);
@@ -160,6 +160,12 @@ typedef struct clu_merge_opts {
 struct cJSON;
 int clu_merge(const clu_gather *g, const clu_merge_opts *o,
 	      struct cJSON **out, cdx_error *err);
+/* The options as a plan carries them from a daemon to a client on NATS
+ * (docs/PROTOCOL.md): {"k", "offset", "min_score"?, "min_prob"?}.  _json
+ * returns a new object (NULL when out of memory); _parse returns -1
+ * unless k >= 1 and offset >= 0 are there. */
+struct cJSON *clu_merge_opts_json(const clu_merge_opts *o);
+int clu_merge_opts_parse(const struct cJSON *j, clu_merge_opts *o);
 
 /* Appends a job (an image's location) to the work queue; returns once
  * JetStream stored it. */

@@ -91,6 +91,41 @@ passes(const merged *h, const clu_merge_opts *o)
 	    pr->valuedouble < o->min_prob);
 }
 
+cJSON *
+clu_merge_opts_json(const clu_merge_opts *o)
+{
+	cJSON *m = cJSON_CreateObject();
+	if (m == NULL || !cJSON_AddNumberToObject(m, "k", (double)o->k) ||
+	    !cJSON_AddNumberToObject(m, "offset", (double)o->offset) ||
+	    (o->has_min_score && !cJSON_AddNumberToObject(m, "min_score",
+	    o->min_score)) ||
+	    (o->has_min_prob && !cJSON_AddNumberToObject(m, "min_prob",
+	    o->min_prob))) {
+		cJSON_Delete(m);
+		return NULL;
+	}
+	return m;
+}
+
+int
+clu_merge_opts_parse(const cJSON *j, clu_merge_opts *o)
+{
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(j, "k");
+	const cJSON *off = cJSON_GetObjectItemCaseSensitive(j, "offset");
+	const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "min_score");
+	const cJSON *mp = cJSON_GetObjectItemCaseSensitive(j, "min_prob");
+	if (!cJSON_IsNumber(k) || !cJSON_IsNumber(off) || k->valuedouble < 1 ||
+	    off->valuedouble < 0)
+		return -1;
+	*o = (clu_merge_opts){ .k = (long)k->valuedouble,
+	    .offset = (long)off->valuedouble,
+	    .has_min_score = cJSON_IsNumber(ms),
+	    .min_score = cJSON_IsNumber(ms) ? ms->valuedouble : 0,
+	    .has_min_prob = cJSON_IsNumber(mp),
+	    .min_prob = cJSON_IsNumber(mp) ? mp->valuedouble : 0 };
+	return 0;
+}
+
 int
 clu_merge(const clu_gather *g, const clu_merge_opts *o, cJSON **out,
     cdx_error *err)

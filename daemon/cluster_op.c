@@ -634,7 +634,7 @@ clusterd_plan(srv_call *c, const float *q, const srv_search_opts *o)
 	if (req == NULL)
 		return -1;
 	cJSON *r = cJSON_CreateObject(), *plan = cJSON_CreateObject();
-	cJSON *m = cJSON_CreateObject();
+	cJSON *m = clu_merge_opts_json(&mo);
 	if (r == NULL || plan == NULL || m == NULL) {
 		cJSON_Delete(r);
 		cJSON_Delete(plan);
@@ -645,12 +645,6 @@ clusterd_plan(srv_call *c, const float *q, const srv_search_opts *o)
 	cJSON_AddItemToObject(r, "plan", plan);
 	cJSON_AddItemToObject(plan, "query", req);
 	cJSON_AddItemToObject(plan, "merge", m);
-	cJSON_AddNumberToObject(m, "k", (double)mo.k);
-	cJSON_AddNumberToObject(m, "offset", (double)mo.offset);
-	if (mo.has_min_score)
-		cJSON_AddNumberToObject(m, "min_score", mo.min_score);
-	if (mo.has_min_prob)
-		cJSON_AddNumberToObject(m, "min_prob", mo.min_prob);
 	srv_reply_ok(c, r);
 	return 0;
 }

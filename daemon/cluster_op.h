@@ -3,10 +3,10 @@
  * docs/SCALE.md): a daemon started with --nats searches every shard and
  * merges their top k, and answers the protocol on clipdex.api for clients
  * on NATS (libclipdex with a nats:// URL); with --shard it also answers
- * those searches from
- * its store, stores what workers and other shards hand it, and hands over
- * the records that another member owns (rebalancing); with --worker it is
- * an encoding worker on the work queue and nothing else.
+ * those searches from its store, stores what workers and other shards
+ * hand it, and hands over the records that another member owns
+ * (rebalancing); with --worker it is an encoding worker on the work queue
+ * and nothing else.
  *
  * The messages (JSON):
  *   query  as cluster.h gives it (clu_merge_opts above it); "prob" is
@@ -60,8 +60,8 @@ int clusterd_search(srv_call *c, const float *q, const srv_search_opts *o,
     double t0);
 /* search with "plan": true: answers, instead of searching, with what a
  * client on NATS needs to ask the shards itself: {"plan": {"query": the
- * query message, "merge": {"k", "offset", "min_score"?, "min_prob"?}}}
- * (clu_merge_opts).  Fails as clusterd_search does. */
+ * query message, "merge": clu_merge_opts_json's}}.  Fails as
+ * clusterd_search does. */
 int clusterd_plan(srv_call *c, const float *q, const srv_search_opts *o);
 
 /* The put message of a record (img->embedding: dim floats), and that of
