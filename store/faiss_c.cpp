@@ -42,6 +42,8 @@
 
 #include "store/faiss_ext.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -669,13 +671,6 @@ cdx_faiss_overlay_parts(FaissIndex *idx, FaissIndex **base,
 }
 
 
-/* OpenBLAS's row-major (101), no-transpose (111) sgemv, as the store
- * declares it (store/index.c). */
-extern "C" void cblas_sgemv(const int order, const int trans, const int m,
-			    const int n, const float alpha, const float *a,
-			    const int lda, const float *x, const int incx,
-			    const float beta, float *y, const int incy);
-
 int
 cdx_faiss_ivf_flat_search(const FaissIndex *idx, const float *q, int64_t k,
 			  float *dis, int64_t *lab)
@@ -710,7 +705,8 @@ cdx_faiss_ivf_flat_search(const FaissIndex *idx, const float *q, int64_t k,
 			faiss::InvertedLists::ScopedCodes codes(ivf->invlists, l);
 			faiss::InvertedLists::ScopedIds ids(ivf->invlists, l);
 			sc.resize(n);
-			cblas_sgemv(101, 111, (int)n, ivf->d, 1.0f,
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, ivf->d,
+				    1.0f,
 				    reinterpret_cast<const float *>(codes.get()),
 				    ivf->d, q, 1, 0.0f, sc.data(), 1);
 			for (size_t i = 0; i < n; i++)

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cblas.h>
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/IndexFlat_c.h>
@@ -27,14 +28,6 @@
 #include "common/vec.h"
 #include "store/faiss_ext.h"
 #include "store/internal.h"
-
-extern float cblas_sdot(const int n, const float *x, const int incx,
-			const float *y, const int incy);
-/* OpenBLAS's cblas_sgemv, row-major (101), no transpose (111). */
-extern void cblas_sgemv(const int order, const int trans, const int m,
-			const int n, const float alpha, const float *a,
-			const int lda, const float *x, const int incx,
-			const float beta, float *y, const int incy);
 
 #define IDX_MAGIC "CDXIDX1\n"
 #define IDX_VERSION 2u
@@ -1870,7 +1863,7 @@ flat_scan_scores(store *s, flat_scan *f, const float *q)
 	size_t step = ((size_t)1 << 30) / (size_t)s->dim;
 	for (size_t i = 0; i < f->n; i += step) {
 		size_t m = f->n - i < step ? f->n - i : step;
-		cblas_sgemv(101, 111, (int)m, s->dim, 1.0f,
+		cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, s->dim, 1.0f,
 			    f->xb + i * (size_t)s->dim, s->dim, q, 1, 0.0f,
 			    f->scores + i, 1);
 	}
