@@ -478,7 +478,7 @@ ivf_scans(FaissIndex *idx, const float *q, int nq, int d)
 	int same = 0;
 	t[0] = malloc((size_t)nq * sizeof(double));
 	t[1] = malloc((size_t)nq * sizeof(double));
-	for (int i = 0; i < nq; i++)
+	for (int i = 0; i < nq; i++) {
 		for (int w = 0; w < 2; w++) {
 			const float *qi = q + (size_t)i * d;
 			double a = now();
@@ -495,12 +495,6 @@ ivf_scans(FaissIndex *idx, const float *q, int nq, int d)
 			if (r != 0)
 				die("ivf scan", CDX_EINDEX, NULL);
 		}
-	for (int i = 0; i < nq; i++) {
-		/* the last query's labels were kept: count agreement anew */
-		const float *qi = q + (size_t)i * d;
-		faiss_Index_search(idx, 1, qi, 10, dis[0], lab[0]);
-		cdx_faiss_ivf_flat_search(idx, qi, 10, dis[1],
-		    (int64_t *)lab[1]);
 		same += memcmp(lab[0], lab[1], sizeof(lab[0])) == 0;
 	}
 	for (int w = 0; w < 2; w++)

@@ -198,9 +198,8 @@ cdx_client_open(const char *url, cdx_client **out)
 			*out = c;
 			return 0;
 		}
-		cdxi_fail(NULL, rc == CDX_ENOMEM ? CDX_ENOMEM : CDX_EIO, "%s",
-		    err.msg);
-		rc = rc == CDX_ENOMEM ? CDX_ENOMEM : CDX_EIO;
+		rc = cdxi_fail(NULL, rc == CDX_ENOMEM ? CDX_ENOMEM : CDX_EIO,
+		    "%s", err.msg);
 		goto out_free_sync;
 	}
 	if ((rv = nng_req0_open(&c->sock)) != 0) {

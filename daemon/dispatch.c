@@ -577,10 +577,11 @@ op_search(srv_call *c)
 		    "has image terms");
 		goto out_free;
 	}
-	if (srv_get_bool(c->req, "plan") && c->s->cluster == NULL)
+	int plan = srv_get_bool(c->req, "plan");
+	if (plan && c->s->cluster == NULL)
 		rc = srv_fail(c, CDX_PROTO_BAD_REQUEST, "plan is for the clients "
 		    "of a cluster: this daemon was not started with --nats");
-	else if (srv_get_bool(c->req, "plan"))
+	else if (plan)
 		rc = clusterd_plan(c, q, &o);
 	else
 		rc = c->s->cluster != NULL ? clusterd_search(c, q, &o, t0) :
