@@ -315,7 +315,7 @@ run_lib(void *p)
 	for (int s = 0; s < g->n; s++)
 		for (int r = 0; r < g->sh[s].count; r++)
 			if (gemm_run(g->ctx, g->x, &g->w[s], g->y, g->sh[s].m, 0.0f,
-			    NULL) != 0)
+			    NULL, GEMM_ACT_NONE, NULL) != 0)
 				return -1;
 	return 0;
 }
@@ -437,7 +437,8 @@ run_text_gemms(void *p)
 	text_gemms *tg = p;
 	for (int i = 0; i < tg->n; i++)
 		if (gemm_run(tg->ctx, tg->x, &tg->w[i], tg->y,
-		    tg->one_row[i] ? 1 : tg->t, 0.0f, NULL) != 0)
+		    tg->one_row[i] ? 1 : tg->t, 0.0f, NULL, GEMM_ACT_NONE,
+		    NULL) != 0)
 			return -1;
 	return 0;
 }
@@ -658,7 +659,8 @@ probe_impl(const gemm_engine *e, int gp, int n, int k, int t, char *buf,
 		fill(x, (size_t)t * k, 2654435761u);
 		if (gemm_weight_init(&w, e, src, n, k, gp, &err) == 0) {
 			if (gemm_ctx_new(e, &c, &err) == 0 &&
-			    gemm_run(c, x, &w, y, t, 0.0f, &err) == 0)
+			    gemm_run(c, x, &w, y, t, 0.0f, NULL,
+			    GEMM_ACT_NONE, &err) == 0)
 				snprintf(buf, len, "%s", gemm_ctx_impl(c));
 			gemm_ctx_free(c);
 			gemm_weight_release(&w);

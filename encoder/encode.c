@@ -142,14 +142,26 @@ clip_ctx_free(clip_ctx *c)
 	free(c);
 }
 
-/* Y[t][w.n] = X W^T + beta Y in the weight's precision; the first failure
- * is kept for the encode call to return. */
+/* Y[t][w.n] = act(X W^T + bias) + beta Y in the weight's precision
+ * (gemm_run); the first failure is kept for the encode call to return. */
 static void
 lin(clip_ctx *c, const float *x, const gemm_weight *w, float *y, int t,
-    float beta)
+    float beta, const float *bias, int act)
 {
 	if (c->grc == 0)
-		c->grc = gemm_run(c->g, x, w, y, t, beta, &c->gerr);
+		c->grc = gemm_run(c->g, x, w, y, t, beta, bias, act, &c->gerr);
+}
+
+/* Y += act(X W1^T + b1) W2^T + b2 (gemm_mlp; h: t x w1.n floats of
+ * scratch); the first failure is kept as in lin(). */
+static void
+mlp(clip_ctx *c, const float *x, const float *b1, int act,
+    const gemm_weight *w1, const gemm_weight *w2, const float *b2, float *y,
+    float *h, int t)
+{
+	if (c->grc == 0)
+		c->grc = gemm_mlp(c->g, x, w1, b1, act, w2, b2, y, h, t,
+		    &c->gerr);
 }
 
 /* Returns the call's GEMM failure, if any, and clears it. */
@@ -181,8 +193,8 @@ team_rows(int t, int *r0, int *r1)
 	*r1 = (int)((long long)t * (id + 1) / nt);
 }
 
-/* ops_layernorm, ops_bias_act and ops_bias with their rows shared among
- * the team when c->par (rows are independent: the same results). */
+/* ops_layernorm with its rows shared among the team when c->par (rows are
+ * independent: the same results). */
 static void
 layernorm(clip_ctx *c, float *x, const float *bias, const float *w,
     const float *b, float *y, int t, int d, float eps)
@@ -197,36 +209,6 @@ layernorm(clip_ctx *c, float *x, const float *bias, const float *w,
 		team_rows(t, &r0, &r1);
 		ops_layernorm(x + (size_t)r0 * d, bias, w, b,
 		    y + (size_t)r0 * d, r1 - r0, d, eps);
-	}
-}
-
-static void
-bias_act(clip_ctx *c, float *x, const float *bias, int t, int n, int act)
-{
-	if (!c->par || (size_t)t * n < PAR_MIN) {
-		ops_bias_act(x, bias, t, n, act);
-		return;
-	}
-	#pragma omp parallel
-	{
-		int r0, r1;
-		team_rows(t, &r0, &r1);
-		ops_bias_act(x + (size_t)r0 * n, bias, r1 - r0, n, act);
-	}
-}
-
-static void
-bias_rows(clip_ctx *c, float *x, const float *bias, int t, int n)
-{
-	if (!c->par || (size_t)t * n < PAR_MIN) {
-		ops_bias(x, bias, t, n);
-		return;
-	}
-	#pragma omp parallel
-	{
-		int r0, r1;
-		team_rows(t, &r0, &r1);
-		ops_bias(x + (size_t)r0 * n, bias, r1 - r0, n);
 	}
 }
 
@@ -331,16 +313,15 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
     int causal, int pool_all)
 {
 	const clip_tower_cfg *cfg = &tw->cfg;
-	int d = cfg->width, m = cfg->mlp, heads = cfg->heads;
+	int d = cfg->width, heads = cfg->heads;
 	const float *pending = NULL;
 	for (int l = 0; l < cfg->layers; l++) {
 		const clip_layer *L = &tw->layers[l];
 		int last = l == cfg->layers - 1 && !pool_all;
 		layernorm(c, x, pending, L->ln1_w, L->ln1_b, c->h, t, d,
 		    cfg->eps);
-		lin(c, c->h, &L->qkv, c->big, t, 0.0f);
 		/* q's head_dim^-0.5 is folded into its weights at load */
-		bias_rows(c, c->big, L->qkv_b, t, 3 * d);
+		lin(c, c->h, &L->qkv, c->big, t, 0.0f, L->qkv_b, GEMM_ACT_NONE);
 		float *xs = x, *hs = c->h, *act = c->big;
 		int rows = t;
 		if (!last) {
@@ -371,12 +352,13 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 			xs = c->pooled;
 			rows = n_seg;
 		}
-		lin(c, c->attn, &L->out, xs, rows, 1.0f);
+		/* the residuals' biases are added in the next layer norm's
+		 * pass */
+		lin(c, c->attn, &L->out, xs, rows, 1.0f, NULL, GEMM_ACT_NONE);
 		layernorm(c, xs, L->out_b, L->ln2_w, L->ln2_b, hs, rows, d,
 		    cfg->eps);
-		lin(c, hs, &L->fc1, act, rows, 0.0f);
-		bias_act(c, act, L->fc1_b, rows, m, cfg->act);
-		lin(c, act, &L->fc2, xs, rows, 1.0f);
+		mlp(c, hs, L->fc1_b, cfg->act, &L->fc1, &L->fc2, NULL, xs, act,
+		    rows);
 		pending = L->fc2_b;
 	}
 	if (pool_all)
@@ -397,11 +379,10 @@ static void
 map_head(clip_ctx *c, const clip_tower *tw, const float *x, int n, int seq)
 {
 	const clip_map_head *h = &tw->map;
-	int d = tw->cfg.width, m = tw->cfg.mlp;
+	int d = tw->cfg.width;
 	size_t t = (size_t)n * seq;
 	float *kv = c->big;
-	lin(c, x, &h->kv, kv, (int)t, 0.0f);
-	bias_rows(c, kv, h->kv_b, (int)t, 2 * d);
+	lin(c, x, &h->kv, kv, (int)t, 0.0f, h->kv_b, GEMM_ACT_NONE);
 	for (int b = 0; b < n; b++) {
 		c->aq[b] = h->probe_q;
 		c->akv[b] = kv + (size_t)b * seq * 2 * d;
@@ -411,15 +392,13 @@ map_head(clip_ctx *c, const clip_tower *tw, const float *x, int n, int seq)
 	}
 	attend_run(c, n, d, tw->cfg.heads, d, 2 * d, 0);
 	float *o = c->pooled;
-	lin(c, c->attn, &h->out, o, n, 0.0f);
+	lin(c, c->attn, &h->out, o, n, 0.0f, NULL, GEMM_ACT_NONE);
 	/* out_proj's bias is added inside the layer norm's pass, as in
 	 * tower_run */
 	ops_layernorm(o, h->out_b, h->ln_w, h->ln_b, c->h, n, d, tw->cfg.eps);
 	float *act = c->big;
-	lin(c, c->h, &h->fc1, act, n, 0.0f);
-	ops_bias_act(act, h->fc1_b, n, m, tw->cfg.act);
-	lin(c, act, &h->fc2, o, n, 1.0f);
-	ops_bias(o, h->fc2_b, n, d);
+	mlp(c, c->h, h->fc1_b, tw->cfg.act, &h->fc1, &h->fc2, h->fc2_b, o, act,
+	    n);
 }
 
 /* CLIP's projection, SigLIP's text head (with bias), or SigLIP's image
@@ -429,9 +408,8 @@ project(clip_ctx *c, const clip_tower *tw, const float *pooled, int n,
     int embed, float *out)
 {
 	if (tw->proj.n > 0) {
-		lin(c, pooled, &tw->proj, out, n, 0.0f);
-		if (tw->proj_b != NULL)
-			ops_bias(out, tw->proj_b, n, embed);
+		lin(c, pooled, &tw->proj, out, n, 0.0f, tw->proj_b,
+		    GEMM_ACT_NONE);
 	} else {
 		memcpy(out, pooled, (size_t)n * embed * sizeof(float));
 	}
@@ -586,13 +564,13 @@ clip_encode_image_planes(clip_ctx *c, const float *const *planes, int n,
 		c->seg_len[b] = seq;
 		c->seg_pool[b] = 0;
 	}
-	lin(c, c->col, &tw->patch, c->x, t, 0.0f);
+	/* SigLIP's patch embedding has a bias, CLIP's none */
+	lin(c, c->col, &tw->patch, c->x, t, 0.0f, tw->patch_b, GEMM_ACT_NONE);
 	if (!cls) {
-		/* SigLIP: conv bias and position embeddings, no class token,
-		 * no pre-layernorm; the head pools over every token. */
+		/* SigLIP: position embeddings, no class token, no
+		 * pre-layernorm; the head pools over every token. */
 		for (int b = 0; b < n; b++) {
 			float *x = c->x + (size_t)b * seq * d;
-			ops_bias(x, tw->patch_b, seq, d);
 			ops_bias(x, tw->pos_emb, 1, seq * d);
 		}
 		tower_run(c, tw, c->x, t, n, 0, 1);

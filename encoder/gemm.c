@@ -24,6 +24,7 @@
 #define GEMM_X86 0
 #endif
 #include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,10 +42,18 @@ struct gemm_engine {
 	dnnl_engine_t eng;
 };
 
+/* A primitive's epilogue: the previous dst added (beta), a bias, an
+ * activation (GEMM_ACT_NONE for none), the result in bf16 (else float32,
+ * or s32 for int8). */
+typedef struct prim_epi {
+	int beta, bias, act, bf16_out;
+} prim_epi;
+
 typedef struct prim_entry {
-	int prec, n, k, t, beta;
+	int prec, n, k, t;
+	prim_epi epi;
 	dnnl_primitive_t prim;
-	dnnl_memory_t src, wei, dst, pad;
+	dnnl_memory_t src, wei, bia, dst, pad;
 } prim_entry;
 
 struct gemm_ctx {
@@ -58,6 +67,12 @@ struct gemm_ctx {
 	size_t acc_cap;
 	float *rscale;          /* per-row activation scales */
 	size_t rscale_cap;
+	void *hq;               /* gemm_mlp: the hidden activations, converted */
+	size_t hq_cap;
+	float *hscale;          /* gemm_mlp: their row scales (int8) */
+	size_t hscale_cap;
+	float *rows;            /* gemm_mlp: a float row per thread (int8) */
+	size_t rows_cap;
 	void *pad;              /* oneDNN's scratchpad */
 	size_t pad_cap;
 	char impl[64];
@@ -225,13 +240,14 @@ to_s8_scalar(const float *x, int8_t *q, int n, float qmax)
 	return scale;
 }
 
-/* y[j] = (beta ? y[j] : 0) + a[j] * s * ws[j] */
+/* y[j] = (beta ? y[j] : 0) + a[j] * s * ws[j] (+ b[j] unless b is NULL) */
 static void
-dequant_scalar(const int32_t *a, float s, const float *ws, float *y, int n,
-    int beta)
+dequant_scalar(const int32_t *a, float s, const float *ws, const float *b,
+    float *y, int n, int beta)
 {
 	for (int j = 0; j < n; j++)
-		y[j] = (beta ? y[j] : 0.0f) + (float)a[j] * s * ws[j];
+		y[j] = (beta ? y[j] : 0.0f) + (float)a[j] * s * ws[j] +
+		    (b != NULL ? b[j] : 0.0f);
 }
 
 #if GEMM_X86
@@ -295,8 +311,8 @@ to_s8_avx2(const float *x, int8_t *q, int n, float qmax)
 }
 
 AVX2 static void
-dequant_avx2(const int32_t *a, float s, const float *ws, float *y, int n,
-    int beta)
+dequant_avx2(const int32_t *a, float s, const float *ws, const float *b,
+    float *y, int n, int beta)
 {
 	const __m256 vs = _mm256_set1_ps(s);
 	int j = 0;
@@ -304,11 +320,14 @@ dequant_avx2(const int32_t *a, float s, const float *ws, float *y, int n,
 		__m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(
 		    _mm256_loadu_si256((const __m256i *)(a + j))), vs),
 		    _mm256_loadu_ps(ws + j));
+		if (b != NULL)
+			v = _mm256_add_ps(v, _mm256_loadu_ps(b + j));
 		if (beta)
 			v = _mm256_add_ps(v, _mm256_loadu_ps(y + j));
 		_mm256_storeu_ps(y + j, v);
 	}
-	dequant_scalar(a + j, s, ws + j, y + j, n - j, beta);
+	dequant_scalar(a + j, s, ws + j, b != NULL ? b + j : NULL, y + j,
+	    n - j, beta);
 }
 #endif
 
@@ -335,16 +354,16 @@ to_s8(const float *x, int8_t *q, int n, float qmax)
 }
 
 static void
-dequant(const int32_t *a, float s, const float *ws, float *y, int n,
-    int beta)
+dequant(const int32_t *a, float s, const float *ws, const float *b, float *y,
+    int n, int beta)
 {
 #if GEMM_X86
 	if (ops_have_avx2()) {
-		dequant_avx2(a, s, ws, y, n, beta);
+		dequant_avx2(a, s, ws, b, y, n, beta);
 		return;
 	}
 #endif
-	dequant_scalar(a, s, ws, y, n, beta);
+	dequant_scalar(a, s, ws, b, y, n, beta);
 }
 
 /* Without VNNI, oneDNN multiplies int8 with vpmaddubsw, which adds pairs
@@ -366,23 +385,25 @@ src_type(int prec)
 }
 
 static dnnl_data_type_t
-dst_type(int prec)
+dst_type(int prec, int bf16_out)
 {
-	return prec == GEMM_S8 ? dnnl_s32 : dnnl_f32;
+	return bf16_out ? dnnl_bf16 : prec == GEMM_S8 ? dnnl_s32 : dnnl_f32;
 }
 
 /* The matmul descriptor for t rows; wmd NULL asks for the layout oneDNN
  * prefers.  Weights are K x N: the row-major [n][k] W is "ba". */
 static dnnl_status_t
 matmul_desc(dnnl_matmul_desc_t *md, int prec, int n, int k, int t,
-    const dnnl_memory_desc_t *wmd)
+    const dnnl_memory_desc_t *wmd, int bias, int bf16_out)
 {
-	dnnl_memory_desc_t a, b, c;
-	dnnl_dims_t ad = {t, k}, bd = {k, n}, cd = {t, n};
+	dnnl_memory_desc_t a, b, c, bm;
+	dnnl_dims_t ad = {t, k}, bd = {k, n}, cd = {t, n}, bmd = {1, n};
 	dnnl_status_t s;
 	if ((s = dnnl_memory_desc_init_by_tag(&a, 2, ad, src_type(prec),
 	    dnnl_ab)) != dnnl_success ||
-	    (s = dnnl_memory_desc_init_by_tag(&c, 2, cd, dst_type(prec),
+	    (s = dnnl_memory_desc_init_by_tag(&c, 2, cd, dst_type(prec,
+	    bf16_out), dnnl_ab)) != dnnl_success ||
+	    (s = dnnl_memory_desc_init_by_tag(&bm, 2, bmd, dnnl_f32,
 	    dnnl_ab)) != dnnl_success)
 		return s;
 	if (wmd == NULL) {
@@ -391,7 +412,7 @@ matmul_desc(dnnl_matmul_desc_t *md, int prec, int n, int k, int t,
 			return s;
 		wmd = &b;
 	}
-	return dnnl_matmul_desc_init(md, &a, wmd, NULL, &c);
+	return dnnl_matmul_desc_init(md, &a, wmd, bias ? &bm : NULL, &c);
 }
 
 /* ---- weights ----------------------------------------------------------- */
@@ -434,7 +455,7 @@ gemm_weight_init(gemm_weight *w, const gemm_engine *e, const float *src,
 		to_bf16(src, plain, numel);
 	}
 	dnnl_matmul_desc_t md;
-	DNNL_TRY(matmul_desc(&md, prec, n, k, GEMM_PACK_ROWS, NULL),
+	DNNL_TRY(matmul_desc(&md, prec, n, k, GEMM_PACK_ROWS, NULL, 0, 0),
 	    "matmul_desc_init");
 	dnnl_status_t st = dnnl_primitive_desc_create(&pd, &md, NULL, e->eng,
 	    NULL);
@@ -542,6 +563,7 @@ entry_clear(prim_entry *p)
 	dnnl_primitive_destroy(p->prim);
 	dnnl_memory_destroy(p->src);
 	dnnl_memory_destroy(p->wei);
+	dnnl_memory_destroy(p->bia);
 	dnnl_memory_destroy(p->dst);
 	dnnl_memory_destroy(p->pad);
 	memset(p, 0, sizeof(*p));
@@ -558,6 +580,9 @@ gemm_ctx_free(gemm_ctx *c)
 	free(c->xq);
 	free(c->acc);
 	free(c->rscale);
+	free(c->hq);
+	free(c->hscale);
+	free(c->rows);
 	free(c->pad);
 	free(c);
 }
@@ -584,17 +609,37 @@ grow(void **buf, size_t *cap, size_t need, cdx_error *err)
 	return 0;
 }
 
-/* The primitive for (w's precision and shape, t rows, beta), made on
- * first use; its memory objects get the call's pointers. */
+/* oneDNN's eltwise algorithm (and its alpha) for a CLIP_ACT_*. */
+static dnnl_alg_kind_t
+act_alg(int act, float *alpha)
+{
+	*alpha = 0.0f;
+	switch (act) {
+	case CLIP_ACT_QUICK_GELU:
+		*alpha = 1.702f;        /* x sigmoid(alpha x) */
+		return dnnl_eltwise_swish;
+	case CLIP_ACT_GELU_TANH:
+		return dnnl_eltwise_gelu_tanh;
+	default:
+		return dnnl_eltwise_gelu_erf;
+	}
+}
+
+/* The primitive for (w's precision and shape, t rows, epilogue), made on
+ * first use; its memory objects get the call's pointers.  The epilogue is
+ * the matmul's bias, an eltwise post-op and a sum post-op, in that order,
+ * and its destination type. */
 static int
-get_prim(gemm_ctx *c, const gemm_weight *w, int t, int beta,
+get_prim(gemm_ctx *c, const gemm_weight *w, int t, prim_epi epi,
     prim_entry **out, cdx_error *err)
 {
 	int rc = 0;
 	for (int i = 0; i < c->n_cache; i++) {
 		prim_entry *p = &c->cache[i];
 		if (p->prec == w->prec && p->n == w->n && p->k == w->k &&
-		    p->t == t && p->beta == beta) {
+		    p->t == t && p->epi.beta == epi.beta &&
+		    p->epi.bias == epi.bias && p->epi.act == epi.act &&
+		    p->epi.bf16_out == epi.bf16_out) {
 			*out = p;
 			return 0;
 		}
@@ -614,15 +659,18 @@ get_prim(gemm_ctx *c, const gemm_weight *w, int t, int beta,
 	DNNL_TRY(dnnl_primitive_attr_create(&attr), "primitive_attr_create");
 	DNNL_TRY(dnnl_primitive_attr_set_scratchpad_mode(attr,
 	    dnnl_scratchpad_mode_user), "set_scratchpad_mode");
-	if (beta && w->prec == GEMM_BF16) {
-		/* the residual: y += x W^T */
-		DNNL_TRY(dnnl_post_ops_create(&ops), "post_ops_create");
-		DNNL_TRY(dnnl_post_ops_append_sum(ops, 1.0f), "append_sum");
-		DNNL_TRY(dnnl_primitive_attr_set_post_ops(attr, ops),
-		    "set_post_ops");
+	DNNL_TRY(dnnl_post_ops_create(&ops), "post_ops_create");
+	if (epi.act != GEMM_ACT_NONE) {
+		float alpha;
+		dnnl_alg_kind_t alg = act_alg(epi.act, &alpha);
+		DNNL_TRY(dnnl_post_ops_append_eltwise(ops, 1.0f, alg, alpha,
+		    0.0f), "append_eltwise");
 	}
-	DNNL_TRY(matmul_desc(&md, w->prec, w->n, w->k, t, w->md),
-	    "matmul_desc_init");
+	if (epi.beta)   /* the residual: y += x W^T */
+		DNNL_TRY(dnnl_post_ops_append_sum(ops, 1.0f), "append_sum");
+	DNNL_TRY(dnnl_primitive_attr_set_post_ops(attr, ops), "set_post_ops");
+	DNNL_TRY(matmul_desc(&md, w->prec, w->n, w->k, t, w->md, epi.bias,
+	    epi.bf16_out), "matmul_desc_init");
 	DNNL_TRY(dnnl_primitive_desc_create(&pd, &md, attr, e->eng, NULL),
 	    "matmul primitive_desc_create");
 	const char *impl = "";
@@ -638,6 +686,10 @@ get_prim(gemm_ctx *c, const gemm_weight *w, int t, int beta,
 	    dnnl_query_src_md, 0), e->eng, DNNL_MEMORY_NONE), "memory_create");
 	DNNL_TRY(dnnl_memory_create(&p->wei, w->md, e->eng, DNNL_MEMORY_NONE),
 	    "memory_create");
+	if (epi.bias)
+		DNNL_TRY(dnnl_memory_create(&p->bia,
+		    dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1),
+		    e->eng, DNNL_MEMORY_NONE), "memory_create");
 	DNNL_TRY(dnnl_memory_create(&p->dst, dnnl_primitive_desc_query_md(pd,
 	    dnnl_query_dst_md, 0), e->eng, DNNL_MEMORY_NONE), "memory_create");
 	if (pad_bytes > 0)
@@ -647,7 +699,7 @@ get_prim(gemm_ctx *c, const gemm_weight *w, int t, int beta,
 	p->n = w->n;
 	p->k = w->k;
 	p->t = t;
-	p->beta = beta;
+	p->epi = epi;
 	c->n_cache++;
 	*out = p;
 out:
@@ -660,11 +712,11 @@ out:
 }
 
 static int
-run_prim(gemm_ctx *c, prim_entry *p, void *src, const void *wei, void *dst,
-    cdx_error *err)
+run_prim(gemm_ctx *c, prim_entry *p, void *src, const void *wei,
+    const float *bias, void *dst, cdx_error *err)
 {
 	int rc = 0;
-	dnnl_exec_arg_t args[4];
+	dnnl_exec_arg_t args[5];
 	int n = 0;
 	DNNL_TRY(dnnl_memory_set_data_handle(p->src, src), "set_data_handle");
 	DNNL_TRY(dnnl_memory_set_data_handle(p->wei, (void *)wei),
@@ -673,6 +725,11 @@ run_prim(gemm_ctx *c, prim_entry *p, void *src, const void *wei, void *dst,
 	args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, p->src};
 	args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, p->wei};
 	args[n++] = (dnnl_exec_arg_t){DNNL_ARG_DST, p->dst};
+	if (p->bia != NULL) {
+		DNNL_TRY(dnnl_memory_set_data_handle(p->bia, (void *)bias),
+		    "set_data_handle");
+		args[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->bia};
+	}
 	if (p->pad != NULL) {
 		DNNL_TRY(dnnl_memory_set_data_handle(p->pad, c->pad),
 		    "set_data_handle");
@@ -685,60 +742,179 @@ out:
 	return rc;
 }
 
-int
-gemm_run(gemm_ctx *c, const float *x, const gemm_weight *w, float *y, int t,
-    float beta, cdx_error *err)
+/* x's t rows of w->k in the form w multiplies: bf16, or s8 with a scale
+ * per row in *scale (grown like buf). */
+static int
+convert_rows(const gemm_weight *w, const float *x, int t, void **buf,
+    size_t *cap, float **scale, size_t *scale_cap, cdx_error *err)
 {
-	int rc, n = w->n, k = w->k;
-	size_t tk = (size_t)t * k, tn = (size_t)t * n;
-	prim_entry *p;
-
-	if (t <= 0)
-		return 0;
-	if (w->prec == GEMM_F32) {
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, n, k,
-		    1.0f, x, k, w->f32, k, beta, y, n);
-		return 0;
-	}
-	if (w->prec == GEMM_BF16 && w->md == NULL) {
-		/* emulated: the activations rounded to bf16 like the weights */
-		if ((rc = grow(&c->xq, &c->xq_cap, tk * sizeof(float), err)) != 0)
-			return rc;
-		memcpy(c->xq, x, tk * sizeof(float));
-		round_bf16(c->xq, tk);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, n, k,
-		    1.0f, c->xq, k, w->f32, k, beta, y, n);
-		snprintf(c->impl, sizeof(c->impl), "bf16 emulated on OpenBLAS");
-		return 0;
-	}
+	int rc, k = w->k;
+	size_t tk = (size_t)t * k;
 	if (w->prec == GEMM_BF16) {
-		if ((rc = grow(&c->xq, &c->xq_cap, tk * 2, err)) != 0 ||
-		    (rc = get_prim(c, w, t, beta != 0.0f, &p, err)) != 0)
+		if ((rc = grow(buf, cap, tk * 2, err)) != 0)
 			return rc;
-		uint16_t *xb = c->xq;
+		uint16_t *xb = *buf;
 		#pragma omp parallel for schedule(static) if (tk >= GEMM_PAR_MIN)
 		for (int i = 0; i < t; i++)
 			to_bf16(x + (size_t)i * k, xb + (size_t)i * k, (size_t)k);
-		return run_prim(c, p, c->xq, w->packed, y, err);
+		return 0;
 	}
-	/* int8: rows quantised on the fly, s32 results dequantised with the
-	 * row's and the output channel's scales */
-	if ((rc = grow(&c->xq, &c->xq_cap, tk, err)) != 0 ||
-	    (rc = grow((void **)&c->acc, &c->acc_cap, tn * sizeof(int32_t),
-	    err)) != 0 ||
-	    (rc = grow((void **)&c->rscale, &c->rscale_cap, (size_t)t *
-	    sizeof(float), err)) != 0 ||
-	    (rc = get_prim(c, w, t, 0, &p, err)) != 0)
+	if ((rc = grow(buf, cap, tk, err)) != 0 ||
+	    (rc = grow((void **)scale, scale_cap, (size_t)t * sizeof(float),
+	    err)) != 0)
 		return rc;
+	int8_t *q = *buf;
+	float *sc = *scale;
 	#pragma omp parallel for schedule(static) if (tk >= GEMM_PAR_MIN)
 	for (int i = 0; i < t; i++)
-		c->rscale[i] = to_s8(x + (size_t)i * k, (int8_t *)c->xq +
-		    (size_t)i * k, k, 127.0f);
-	if ((rc = run_prim(c, p, c->xq, w->packed, c->acc, err)) != 0)
+		sc[i] = to_s8(x + (size_t)i * k, q + (size_t)i * k, k, 127.0f);
+	return 0;
+}
+
+/* Row i of an int8 product: y = (beta ? y : 0) + act(a s ws + bias). */
+static void
+finish_row(const int32_t *a, float s, const gemm_weight *w, const float *bias,
+    int act, float *y, int beta)
+{
+	dequant(a, s, w->scale, act == GEMM_ACT_NONE ? bias : NULL, y, w->n,
+	    beta);
+	if (act != GEMM_ACT_NONE)
+		ops_bias_act(y, bias, 1, w->n, act);
+}
+
+/* The int8 product of t rows already quantised (q, scale) into c->acc,
+ * then y from it (finish_row). */
+static int
+run_s8(gemm_ctx *c, const gemm_weight *w, const int8_t *q,
+    const float *scale, int t, float *y, float beta, const float *bias,
+    int act, cdx_error *err)
+{
+	int rc, n = w->n;
+	size_t tn = (size_t)t * n;
+	prim_entry *p;
+	if ((rc = grow((void **)&c->acc, &c->acc_cap, tn * sizeof(int32_t),
+	    err)) != 0 ||
+	    (rc = get_prim(c, w, t, (prim_epi){0, 0, GEMM_ACT_NONE, 0}, &p,
+	    err)) != 0 ||
+	    (rc = run_prim(c, p, (void *)q, w->packed, NULL, c->acc,
+	    err)) != 0)
 		return rc;
 	#pragma omp parallel for schedule(static) if (tn >= GEMM_PAR_MIN)
 	for (int i = 0; i < t; i++)
-		dequant(c->acc + (size_t)i * n, c->rscale[i], w->scale,
-		    y + (size_t)i * n, n, beta != 0.0f);
+		finish_row(c->acc + (size_t)i * n, scale[i], w, bias, act,
+		    y + (size_t)i * n, beta != 0.0f);
 	return 0;
+}
+
+int
+gemm_run(gemm_ctx *c, const float *x, const gemm_weight *w, float *y, int t,
+    float beta, const float *bias, int act, cdx_error *err)
+{
+	int rc, n = w->n, k = w->k;
+	size_t tk = (size_t)t * k;
+	prim_entry *p;
+
+	if (act != GEMM_ACT_NONE && (bias == NULL || beta != 0.0f))
+		return cdx_error_set(err, CDX_EINVAL, "gemm_run: an activation "
+		    "needs a bias and beta 0");
+	if (t <= 0)
+		return 0;
+	if (w->prec == GEMM_F32 || w->md == NULL) {
+		const float *a = x;
+		if (w->prec == GEMM_BF16) {
+			/* emulated: the activations rounded to bf16 like the
+			 * weights */
+			if ((rc = grow(&c->xq, &c->xq_cap, tk * sizeof(float),
+			    err)) != 0)
+				return rc;
+			memcpy(c->xq, x, tk * sizeof(float));
+			round_bf16(c->xq, tk);
+			a = c->xq;
+			snprintf(c->impl, sizeof(c->impl), "bf16 emulated on "
+			    "OpenBLAS");
+		}
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, n, k,
+		    1.0f, a, k, w->f32, k, beta, y, n);
+		if (act != GEMM_ACT_NONE)
+			ops_bias_act(y, bias, t, n, act);
+		else if (bias != NULL)
+			ops_bias(y, bias, t, n);
+		return 0;
+	}
+	if ((rc = convert_rows(w, x, t, &c->xq, &c->xq_cap, &c->rscale,
+	    &c->rscale_cap, err)) != 0)
+		return rc;
+	if (w->prec == GEMM_S8)
+		/* the row's and the output channel's scales, the bias and
+		 * the activation applied to each row while it is in cache */
+		return run_s8(c, w, c->xq, c->rscale, t, y, beta, bias, act,
+		    err);
+	if ((rc = get_prim(c, w, t, (prim_epi){beta != 0.0f, bias != NULL,
+	    act, 0}, &p, err)) != 0)
+		return rc;
+	return run_prim(c, p, c->xq, w->packed, bias, y, err);
+}
+
+int
+gemm_mlp(gemm_ctx *c, const float *x, const gemm_weight *w1,
+    const float *b1, int act, const gemm_weight *w2, const float *b2,
+    float *y, float *h, int t, cdx_error *err)
+{
+	int rc, m = w1->n;
+	prim_entry *p;
+
+	if (b1 == NULL || act == GEMM_ACT_NONE || w2->k != m)
+		return cdx_error_set(err, CDX_EINVAL, "gemm_mlp: invalid "
+		    "arguments");
+	if (w1->md == NULL || w2->md == NULL || w1->prec != w2->prec) {
+		/* not both on oneDNN at one precision: through float32 */
+		if ((rc = gemm_run(c, x, w1, h, t, 0.0f, b1, act, err)) != 0)
+			return rc;
+		return gemm_run(c, h, w2, y, t, 1.0f, b2, GEMM_ACT_NONE, err);
+	}
+	if (t <= 0)
+		return 0;
+	if ((rc = convert_rows(w1, x, t, &c->xq, &c->xq_cap, &c->rscale,
+	    &c->rscale_cap, err)) != 0)
+		return rc;
+	size_t tm = (size_t)t * m;
+	if (w1->prec == GEMM_BF16) {
+		/* fc1 writes its bf16 result (bias and activation in its
+		 * epilogue) for fc2 to read */
+		if ((rc = grow(&c->hq, &c->hq_cap, tm * 2, err)) != 0 ||
+		    (rc = get_prim(c, w1, t, (prim_epi){0, 1, act, 1}, &p,
+		    err)) != 0 ||
+		    (rc = run_prim(c, p, c->xq, w1->packed, b1, c->hq,
+		    err)) != 0 ||
+		    (rc = get_prim(c, w2, t, (prim_epi){1, b2 != NULL,
+		    GEMM_ACT_NONE, 0}, &p, err)) != 0)
+			return rc;
+		return run_prim(c, p, c->hq, w2->packed, b2, y, err);
+	}
+	/* int8: each row of fc1's s32 result dequantised with its bias and
+	 * activation into a float row of the thread's own, then quantised
+	 * for fc2 at once, while it is in cache */
+	int nthr = tm >= GEMM_PAR_MIN ? omp_get_max_threads() : 1;
+	prim_entry *p1;
+	if ((rc = grow(&c->hq, &c->hq_cap, tm, err)) != 0 ||
+	    (rc = grow((void **)&c->hscale, &c->hscale_cap, (size_t)t *
+	    sizeof(float), err)) != 0 ||
+	    (rc = grow((void **)&c->rows, &c->rows_cap, (size_t)nthr * m *
+	    sizeof(float), err)) != 0 ||
+	    (rc = grow((void **)&c->acc, &c->acc_cap, tm * sizeof(int32_t),
+	    err)) != 0 ||
+	    (rc = get_prim(c, w1, t, (prim_epi){0, 0, GEMM_ACT_NONE, 0}, &p1,
+	    err)) != 0 ||
+	    (rc = run_prim(c, p1, c->xq, w1->packed, NULL, c->acc, err)) != 0)
+		return rc;
+	int8_t *hq = c->hq;
+	#pragma omp parallel for schedule(static) num_threads(nthr)
+	for (int i = 0; i < t; i++) {
+		float *row = c->rows + (size_t)omp_get_thread_num() * m;
+		finish_row(c->acc + (size_t)i * m, c->rscale[i], w1, b1, act,
+		    row, 0);
+		c->hscale[i] = to_s8(row, hq + (size_t)i * m, m, 127.0f);
+	}
+	return run_s8(c, w2, hq, c->hscale, t, y, 1.0f, b2, GEMM_ACT_NONE,
+	    err);
 }

@@ -81,10 +81,32 @@ typedef struct gemm_ctx gemm_ctx;
 int gemm_ctx_new(const gemm_engine *e, gemm_ctx **out, cdx_error *err);
 void gemm_ctx_free(gemm_ctx *c);
 
-/* Y[t][n] = X[t][k] W^T + beta Y (beta 0 or 1).  A failure of oneDNN
- * (out of memory) is returned; the contents of y are then undefined. */
+/* No activation, for gemm_run's act. */
+#define GEMM_ACT_NONE (-1)
+
+/* Y[t][n] = act(X[t][k] W^T + bias) + beta Y (beta 0 or 1): bias is n
+ * floats or NULL, act a CLIP_ACT_* or GEMM_ACT_NONE; an activation needs a
+ * bias and beta 0 (CDX_EINVAL).  The epilogue costs no pass of its own
+ * where oneDNN multiplies: bf16 applies it as the matmul's bias and post-
+ * ops, int8 in the dequantisation of each row.  fp32 (and emulated bf16)
+ * applies bias and act in a pass after the SGEMM, on the calling thread.
+ * A failure of oneDNN (out of memory) is returned; the contents of y are
+ * then undefined. */
 int gemm_run(gemm_ctx *c, const float *x, const gemm_weight *w, float *y,
-    int t, float beta, cdx_error *err);
+    int t, float beta, const float *bias, int act, cdx_error *err);
+
+/* An MLP block's two layers: Y += act(X W1^T + b1) W2^T + b2 (b2 may be
+ * NULL; b1 and act are required).  When both weights are on oneDNN at one
+ * precision the hidden activations (t x w1->n) never exist in float32:
+ * bf16's first matmul writes them in bf16 (bias and activation in its
+ * epilogue) for the second to read; int8 dequantises each row of the
+ * first product, applies bias and activation and quantises it for the
+ * second while it is in cache.  Otherwise it is two gemm_run calls through
+ * h (t x w1->n floats, the caller's scratch; unused when fused).  Errors
+ * as gemm_run; CDX_EINVAL when w2->k != w1->n or b1/act is missing. */
+int gemm_mlp(gemm_ctx *c, const float *x, const gemm_weight *w1,
+    const float *b1, int act, const gemm_weight *w2, const float *b2,
+    float *y, float *h, int t, cdx_error *err);
 
 /* The name of the oneDNN implementation gemm_run used last for a bf16 or
  * s8 weight ("brg:avx512_core_amx_bf16"), or "" before any. */

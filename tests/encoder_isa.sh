@@ -1,6 +1,6 @@
 #!/bin/sh
-# The precision suite (tests/encoder_precision.c) on the kernels of older
-# CPUs: oneDNN is told to use at most AVX2 (no VNNI, no native bf16: bf16
+# The precision suite (tests/encoder_precision.c) and the GEMM epilogue's
+# (tests/encoder_gemm.c) on the kernels of older CPUs: oneDNN is told to use at most AVX2 (no VNNI, no native bf16: bf16
 # is emulated on OpenBLAS, int8 runs oneDNN's AVX2 kernels, auto picks
 # fp32), then at most AVX-512 without VNNI or bf16.  Each run's cmocka
 # summary is counted by tests/run.sh.
@@ -9,5 +9,6 @@ status=0
 for isa in AVX2 AVX512_CORE; do
 	echo "== DNNL_MAX_CPU_ISA=$isa"
 	DNNL_MAX_CPU_ISA=$isa "$BUILD/tests/encoder_precision" || status=1
+	DNNL_MAX_CPU_ISA=$isa "$BUILD/tests/encoder_gemm" || status=1
 done
 exit $status

@@ -1,0 +1,241 @@
+/*
+ * encoder/gemm.c's epilogue: gemm_run's bias, activation and accumulation
+ * (oneDNN's matmul bias and post-ops for bf16, the dequantisation pass for
+ * int8, a pass after the SGEMM for fp32) give what the plain product of the
+ * same precision gives with the bias, the activation (computed here in
+ * double) and the previous Y added afterwards.  Every precision, every
+ * activation, row counts on both sides of the size where the passes go
+ * parallel.  And gemm_mlp, whose fused paths never write the MLP's hidden
+ * activations in float32, against the same two layers through float32.
+ * tests/encoder_isa.sh runs it again on older CPUs' kernels.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "encoder/clip.h"
+#include "encoder/gemm.h"
+#include "tests/testutil.h"
+
+#define K 96
+
+static void
+fill(float *v, size_t n, uint32_t seed, float amp)
+{
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1664525u + 1013904223u;
+		v[i] = amp * ((float)(seed >> 8) / 16777216.0f * 2.0f - 1.0f);
+	}
+}
+
+static double
+act_ref(double v, int act)
+{
+	switch (act) {
+	case GEMM_ACT_NONE:
+		return v;
+	case CLIP_ACT_QUICK_GELU:
+		return v / (1.0 + exp(-1.702 * v));
+	case CLIP_ACT_GELU_TANH:
+		return 0.5 * v * (1.0 + tanh(0.7978845608028654 *
+		    (v + 0.044715 * v * v * v)));
+	default:
+		return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+	}
+}
+
+/* gemm_run with the epilogue against the plain product of the same
+ * weight finished here: max |difference| / max |expected|. */
+static double
+epilogue_error(gemm_ctx *c, const gemm_weight *w, const float *x,
+    const float *bias, int act, int beta, int t)
+{
+	int n = w->n;
+	size_t tn = (size_t)t * n;
+	float *plain = malloc(tn * sizeof(float));
+	float *y = malloc(tn * sizeof(float));
+	float *prev = malloc(tn * sizeof(float));
+	cdx_error err;
+	assert_non_null(plain);
+	assert_non_null(y);
+	assert_non_null(prev);
+	fill(prev, tn, 99u, 2.0f);
+	memcpy(y, prev, tn * sizeof(float));
+	CDX_ASSERT_OK(gemm_run(c, x, w, plain, t, 0.0f, NULL, GEMM_ACT_NONE,
+	    &err), err.msg);
+	CDX_ASSERT_OK(gemm_run(c, x, w, y, t, beta ? 1.0f : 0.0f, bias, act,
+	    &err), err.msg);
+	double emax = 0.0, vmax = 0.0;
+	for (int i = 0; i < t; i++) {
+		for (int j = 0; j < n; j++) {
+			size_t at = (size_t)i * n + j;
+			double v = act_ref((double)plain[at] +
+			    (bias != NULL ? bias[j] : 0.0), act) +
+			    (beta ? prev[at] : 0.0);
+			double e = fabs(v - y[at]);
+			emax = e > emax ? e : emax;
+			vmax = fabs(v) > vmax ? fabs(v) : vmax;
+		}
+	}
+	free(plain);
+	free(y);
+	free(prev);
+	return emax / vmax;
+}
+
+static void
+test_epilogue(void **state)
+{
+	(void)state;
+	static const int precs[] = { GEMM_F32, GEMM_BF16, GEMM_S8 };
+	static const int acts[] = { GEMM_ACT_NONE, CLIP_ACT_QUICK_GELU,
+	    CLIP_ACT_GELU, CLIP_ACT_GELU_TANH };
+	/* 300 x 256 outputs reach the passes' parallel size */
+	static const int rows[] = { 1, 37, 300 };
+	const int n = 256;
+	float *wsrc = malloc(sizeof(float) * n * K);
+	float *x = malloc(sizeof(float) * 300 * K);
+	float bias[256];
+	gemm_engine *e = NULL;
+	cdx_error err;
+	assert_non_null(wsrc);
+	assert_non_null(x);
+	fill(wsrc, (size_t)n * K, 7u, 0.3f);
+	fill(x, 300 * K, 11u, 1.0f);
+	fill(bias, n, 13u, 1.0f);
+	CDX_ASSERT_OK(gemm_engine_new(&e, &err), err.msg);
+	for (size_t p = 0; p < sizeof(precs) / sizeof(precs[0]); p++) {
+		gemm_weight w;
+		gemm_ctx *c = NULL;
+		CDX_ASSERT_OK(gemm_weight_init(&w, e, wsrc, n, K, precs[p],
+		    &err), err.msg);
+		CDX_ASSERT_OK(gemm_ctx_new(e, &c, &err), err.msg);
+		for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+			int t = rows[r];
+			double eb = epilogue_error(c, &w, x, bias,
+			    GEMM_ACT_NONE, 0, t);
+			double er = epilogue_error(c, &w, x, bias,
+			    GEMM_ACT_NONE, 1, t);
+			if (eb > 1e-5 || er > 1e-5)
+				fail_msg("prec %d, %d rows: bias %.3g, bias + "
+				    "residual %.3g (> 1e-5)", precs[p], t, eb,
+				    er);
+			for (size_t a = 1; a < sizeof(acts) / sizeof(acts[0]);
+			    a++) {
+				double ea = epilogue_error(c, &w, x, bias,
+				    acts[a], 0, t);
+				if (ea > 1e-5)
+					fail_msg("prec %d, %d rows, act %d: "
+					    "%.3g (> 1e-5)", precs[p], t,
+					    acts[a], ea);
+			}
+		}
+		/* an activation needs a bias, and no accumulation */
+		float y[256 * 2];
+		assert_int_equal(gemm_run(c, x, &w, y, 2, 1.0f, bias,
+		    CLIP_ACT_GELU, &err), CDX_EINVAL);
+		assert_int_equal(gemm_run(c, x, &w, y, 2, 0.0f, NULL,
+		    CLIP_ACT_GELU, &err), CDX_EINVAL);
+		gemm_ctx_free(c);
+		gemm_weight_release(&w);
+	}
+	gemm_engine_free(e);
+	free(wsrc);
+	free(x);
+}
+
+/* gemm_mlp against the same two layers through float32 (two gemm_run
+ * calls): the fused paths keep the hidden activations in the second
+ * weight's form, which gemm_run's conversion gives too, so the results
+ * agree to rounding.  Every pair of precisions, with and without b2. */
+static void
+test_mlp(void **state)
+{
+	(void)state;
+	static const int precs[] = { GEMM_F32, GEMM_BF16, GEMM_S8 };
+	const int d = 96, m = 384, t = 200;   /* 200 x 384: parallel passes */
+	float *w1s = malloc(sizeof(float) * m * d);
+	float *w2s = malloc(sizeof(float) * d * m);
+	float *x = malloc(sizeof(float) * t * d);
+	float *h = malloc(sizeof(float) * t * m);
+	float *y = malloc(sizeof(float) * t * d);
+	float *ref = malloc(sizeof(float) * t * d);
+	float b1[384], b2[96];
+	gemm_engine *e = NULL;
+	cdx_error err;
+	assert_non_null(w1s);
+	assert_non_null(w2s);
+	assert_non_null(x);
+	assert_non_null(h);
+	assert_non_null(y);
+	assert_non_null(ref);
+	fill(w1s, (size_t)m * d, 17u, 0.3f);
+	fill(w2s, (size_t)d * m, 19u, 0.15f);
+	fill(x, (size_t)t * d, 23u, 1.0f);
+	fill(b1, m, 29u, 0.5f);
+	fill(b2, d, 31u, 0.5f);
+	CDX_ASSERT_OK(gemm_engine_new(&e, &err), err.msg);
+	for (size_t p1 = 0; p1 < 3; p1++) {
+		for (size_t p2 = 0; p2 < 3; p2++) {
+			gemm_weight w1, w2;
+			gemm_ctx *c = NULL;
+			CDX_ASSERT_OK(gemm_weight_init(&w1, e, w1s, m, d,
+			    precs[p1], &err), err.msg);
+			CDX_ASSERT_OK(gemm_weight_init(&w2, e, w2s, d, m,
+			    precs[p2], &err), err.msg);
+			CDX_ASSERT_OK(gemm_ctx_new(e, &c, &err), err.msg);
+			for (int with_b2 = 0; with_b2 < 2; with_b2++) {
+				const float *bb = with_b2 ? b2 : NULL;
+				fill(ref, (size_t)t * d, 37u, 2.0f);
+				memcpy(y, ref, sizeof(float) * t * d);
+				CDX_ASSERT_OK(gemm_run(c, x, &w1, h, t, 0.0f, b1,
+				    CLIP_ACT_QUICK_GELU, &err), err.msg);
+				CDX_ASSERT_OK(gemm_run(c, h, &w2, ref, t, 1.0f,
+				    bb, GEMM_ACT_NONE, &err), err.msg);
+				CDX_ASSERT_OK(gemm_mlp(c, x, &w1, b1,
+				    CLIP_ACT_QUICK_GELU, &w2, bb, y, h, t, &err),
+				    err.msg);
+				double emax = 0.0, vmax = 0.0;
+				for (int i = 0; i < t * d; i++) {
+					double df = fabs((double)y[i] - ref[i]);
+					emax = df > emax ? df : emax;
+					vmax = fabs(ref[i]) > vmax ?
+					    fabs(ref[i]) : vmax;
+				}
+				if (emax / vmax > 1e-4)
+					fail_msg("mlp %d/%d, b2 %d: %.3g (> 1e-4)",
+					    precs[p1], precs[p2], with_b2,
+					    emax / vmax);
+			}
+			assert_int_equal(gemm_mlp(c, x, &w1, NULL,
+			    CLIP_ACT_QUICK_GELU, &w2, NULL, y, h, t, &err),
+			    CDX_EINVAL);
+			gemm_ctx_free(c);
+			gemm_weight_release(&w1);
+			gemm_weight_release(&w2);
+		}
+	}
+	gemm_engine_free(e);
+	free(w1s);
+	free(w2s);
+	free(x);
+	free(h);
+	free(y);
+	free(ref);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_epilogue),
+		cmocka_unit_test(test_mlp),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
