@@ -26,18 +26,20 @@ python3-regex); CPU only.
          DIR/scenes.json lists each file's scene and caption)
 
 How the shipped weights (models/demo/) were made, in two runs on this
-2-core VM shared with other work (models/demo/TRAINING.txt has the
-figures; docs/DEMO.md why):
+2-core VM, 42 minutes in all with the transformer blocks under bf16
+autocast (--precision auto, the default, where the CPU has native bf16;
+about an hour in float32; models/demo/TRAINING.txt has the figures,
+docs/DEMO.md why):
   OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 tools/train_demo.py train \
       --out /tmp/r1 --patch 8 --pretrain-steps 3000 --steps 1500 \
       --lr 0.001 --vision-lr 0.5 --sup-weight 1 --shape-weight 3 \
-      --threads 2 --seed 2001                                   (2213 s)
+      --threads 2 --seed 2001                                   (1452 s)
       (supervised pretraining of the vision tower with attribute heads,
       then CLIP training with the heads as a term)
   OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 tools/train_demo.py train \
       --out models/demo --init /tmp/r1 --patch 8 --pretrain-steps 2000 \
       --pretrain-text --steps 800 --lr 0.0005 --vision-lr 0.5 \
-      --shape-weight 3 --threads 2 --seed 2002                  (1342 s)
+      --shape-weight 3 --threads 2 --seed 2002                  (1076 s)
       (the vision tower again, now against the frozen text tower's
       attribute texts, then CLIP training)
   (seeds: held-out set 777, test fixtures 4242, make demo's folder 2130;
@@ -74,6 +76,10 @@ CONFIG = dict(
                 eps=1e-5, image_size=IMAGE, patch_size=PATCH),
 )
 VOCAB, MAXPOS = 49408, 77
+# Training runs the transformer blocks under bf16 autocast where the CPU
+# multiplies bf16 natively (train --precision; weights, optimiser state,
+# embeddings and losses stay float32); everything else runs in float32.
+BF16 = False
 
 # ---- scenes ----------------------------------------------------------------
 
@@ -558,24 +564,25 @@ def forward_layers(torch, W, pfx, c, x, causal):
     mask = None
     if causal:
         mask = torch.full((S, S), float("-inf")).triu(1)
-    for i in range(c["layers"]):
-        p = "%s.encoder.layers.%d." % (pfx, i)
-        y = ln(p + "layer_norm1", x)
-        q = lin(p + "self_attn.q_proj", y) * hd ** -0.5
-        k = lin(p + "self_attn.k_proj", y)
-        v = lin(p + "self_attn.v_proj", y)
-        q, k, v = (z.view(B, S, h, hd).transpose(1, 2) for z in (q, k, v))
-        a = q @ k.transpose(-1, -2)
-        if mask is not None:
-            a = a + mask
-        a = torch.softmax(a, dim=-1)
-        o = (a @ v).transpose(1, 2).reshape(B, S, d)
-        x = x + lin(p + "self_attn.out_proj", o)
-        y = ln(p + "layer_norm2", x)
-        y = lin(p + "mlp.fc1", y)
-        y = y * torch.sigmoid(1.702 * y)
-        x = x + lin(p + "mlp.fc2", y)
-    return x
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=BF16):
+        for i in range(c["layers"]):
+            p = "%s.encoder.layers.%d." % (pfx, i)
+            y = ln(p + "layer_norm1", x)
+            q = lin(p + "self_attn.q_proj", y) * hd ** -0.5
+            k = lin(p + "self_attn.k_proj", y)
+            v = lin(p + "self_attn.v_proj", y)
+            q, k, v = (z.view(B, S, h, hd).transpose(1, 2) for z in (q, k, v))
+            a = q @ k.transpose(-1, -2)
+            if mask is not None:
+                a = a + mask
+            a = torch.softmax(a, dim=-1)
+            o = (a @ v).transpose(1, 2).reshape(B, S, d)
+            x = x + lin(p + "self_attn.out_proj", o)
+            y = ln(p + "layer_norm2", x)
+            y = lin(p + "mlp.fc1", y)
+            y = y * torch.sigmoid(1.702 * y)
+            x = x + lin(p + "mlp.fc2", y)
+    return x.float()
 
 
 def encode_text(torch, W, ids):
@@ -937,11 +944,28 @@ def batch_ids(torch, texts):
     return ids
 
 
+def native_bf16():
+    """Whether the CPU multiplies bf16 natively (AVX512_BF16 or AMX): there
+    bf16 autocast roughly halves a step; elsewhere it is emulated, slower
+    than float32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def train(args):
     import torch
     F = torch.nn.functional
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    global BF16
+    BF16 = args.precision == "bf16" or \
+        args.precision == "auto" and native_bf16()
+    print("training precision: %s" % ("bf16 autocast in the blocks"
+                                      if BF16 else "float32"), flush=True)
     t_start = time.time()
     scenes, imgs = make_dataset(args.n_train, args.seed)
     print("rendered %d scenes in %.0f s" % (len(scenes), time.time() - t_start),
@@ -1103,8 +1127,10 @@ def export(W, out, args, secs, steps, loss):
                                       (" --vision-lr %g" % args.vision_lr
                                        if args.vision_lr != 1.0 else "")))
         f.write("Steps done: %d; final batch loss %.3f; %.0f s on %d CPU "
-                "thread(s), torch %s.\n" % (steps, loss, secs, args.threads,
-                                            __import__("torch").__version__))
+                "thread(s), %s, torch %s.\n" % (
+                    steps, loss, secs, args.threads,
+                    "bf16 autocast" if BF16 else "float32",
+                    __import__("torch").__version__))
         f.write("Text tokens outside the demo vocabulary have zero "
                 "embeddings.\n")
 
@@ -1412,6 +1438,9 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--n-train", type=int, default=30000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                    default="auto", help="train: the transformer blocks' "
+                    "precision (auto: bf16 where the CPU has it natively)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--dupes", type=int, default=15)
