@@ -291,13 +291,16 @@ test_everything_indexed(void **state)
 /* Minimum recall@1 and recall@5 per family on this folder (54 images; one
  * query per scene where the family applies, usually with a single relevant
  * scene).  Measured with the shipped model (docs/DEMO.md): colour
- * 0.646/0.938, count 0.896/0.938, position 0.842/1.000, background
- * 0.625/0.979; the minimums are about 0.1 lower.  (The model before it:
- * 0.500/0.729, 0.604/0.958, 0.158/0.947, 0.396/0.812; the first demo
- * model: 0.438/0.750, 0.458/0.958, 0.316/0.737, 0.312/0.688.)  Chance is
- * about 0.03 at R@1 and 0.1 at R@5. */
-static const double min_r1[N_FAMILIES] = { 0.55, 0.80, 0.70, 0.50 };
-static const double min_r5[N_FAMILIES] = { 0.85, 0.85, 0.90, 0.88 };
+ * 0.542/0.938, count 0.833/1.000, position 0.789/1.000, background
+ * 0.583/0.979; the minimums are about 0.1 lower.  (The float32-trained
+ * model before it, of the same recipe: 0.646/0.938, 0.896/0.938,
+ * 0.842/1.000, 0.625/0.979; 48 queries a family, so one query is 0.02;
+ * on the 1000 held-out scenes of bench/demo_eval.c the two are level.
+ * Earlier models: 0.500/0.729, 0.604/0.958, 0.158/0.947, 0.396/0.812; the
+ * first demo model: 0.438/0.750, 0.458/0.958, 0.316/0.737, 0.312/0.688.)
+ * Chance is about 0.03 at R@1 and 0.1 at R@5. */
+static const double min_r1[N_FAMILIES] = { 0.45, 0.73, 0.68, 0.48 };
+static const double min_r5[N_FAMILIES] = { 0.85, 0.90, 0.90, 0.88 };
 
 static void
 test_attribute_queries(void **state)
@@ -350,9 +353,9 @@ group_of(cJSON **groups, int n, const char *file)
 }
 
 /* The near-duplicate threshold for this folder: measured with the shipped
- * demo model, 0.92 groups exactly the 6 planted pairs (0.90: two groups of
- * look-alikes too; 0.94: a cropped copy missed; docs/DEMO.md). */
-#define DUPES_THRESHOLD "0.92"
+ * demo model, 0.91 groups the 6 planted pairs and one pair of look-alikes
+ * (0.90: two; 0.92: a cropped copy missed; docs/DEMO.md). */
+#define DUPES_THRESHOLD "0.91"
 
 static void
 test_planted_duplicates(void **state)
@@ -387,7 +390,7 @@ test_planted_duplicates(void **state)
 	printf("dupes: %d groups, %d images; %d of %d planted pairs found\n", n,
 	    members, found, planted);
 	/* every planted copy found with its original; at most one pair of
-	 * look-alike scenes more (measured: 6 groups, 12 images) */
+	 * look-alike scenes more (measured: 7 groups, 14 images) */
 	assert_int_equal(found, planted);
 	assert_true(members >= 2 * planted && members <= 2 * planted + 2);
 	for (int g = 0; g < n; g++)
