@@ -874,23 +874,35 @@ complete(watch *w, task *t, int stopping)
 
 /* ---- timers: quiet periods and unpaired moves (control thread) ---- */
 
-/* Sets (or pushes back) the timer of path; takes the reference t. */
+/* Sets (or pushes back) a timer of path; takes the reference t.  A path
+ * has a timer for each task waiting on it (and at most one of no task), so
+ * that every task waits for the file: a task's reference joins only a
+ * timer of its own or of no task.  An event's timer (t NULL) pushes back
+ * every timer of the path: the file is still being written. */
 static void
 timer_set(watch *w, const char *path, double due, task *t, int tries)
 {
+	int found = 0;
 	for (size_t i = 0; i < w->n_timers; i++) {
 		struct timer *tm = &w->timers[i];
-		if (strcmp(tm->path, path) == 0) {
-			tm->due = due;
-			if (tries > tm->tries)
-				tm->tries = tries;
-			if (tm->t == NULL)
-				tm->t = t;
-			else if (t != NULL)
-				task_release(w, t);
-			return;
+		if (strcmp(tm->path, path) != 0 ||
+		    (t != NULL && tm->t != NULL && tm->t != t))
+			continue;
+		tm->due = due;
+		if (tries > tm->tries)
+			tm->tries = tries;
+		if (t == NULL) {
+			found = 1;
+			continue;
 		}
+		if (tm->t == NULL)
+			tm->t = t;
+		else
+			task_release(w, t);     /* the same task again */
+		return;
 	}
+	if (found)
+		return;
 	char *copy = strdup(path);
 	if (copy == NULL || grow((void **)&w->timers, &w->cap_timers,
 	    w->n_timers + 1, sizeof(*w->timers)) != 0) {
@@ -913,15 +925,30 @@ timer_drop(watch *w, size_t i)
 	w->timers[i] = w->timers[--w->n_timers];
 }
 
+/* Drops every timer of path. */
 static void
 timer_cancel(watch *w, const char *path)
 {
+	for (size_t i = 0; i < w->n_timers;) {
+		if (strcmp(w->timers[i].path, path) == 0)
+			timer_drop(w, i);
+		else
+			i++;
+	}
+}
+
+/* Makes every timer of path due at now; 0 when it has none. */
+static int
+timer_due_now(watch *w, const char *path, double now)
+{
+	int n = 0;
 	for (size_t i = 0; i < w->n_timers; i++) {
 		if (strcmp(w->timers[i].path, path) == 0) {
-			timer_drop(w, i);
-			return;
+			w->timers[i].due = now;
+			n++;
 		}
 	}
+	return n;
 }
 
 static void
@@ -1129,8 +1156,11 @@ on_event(watch *w, const struct inotify_event *e, double now)
 		queue_task(w, path, 1, NULL, NULL);
 		pthread_mutex_unlock(&w->mu);
 	} else if (e->mask & IN_CLOSE_WRITE) {
-		timer_cancel(w, path);
-		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+		/* Written: look at it now.  Its timers (tasks waiting on the
+		 * file) fire at once, each with its task; without one, no
+		 * task waits. */
+		if (timer_due_now(w, path, now) == 0 && lstat(path, &st) == 0 &&
+		    S_ISREG(st.st_mode))
 			consider_file(w, NULL, path, &st, ORIG_DONE, 0);
 	} else if (e->mask & (IN_CREATE | IN_MODIFY | IN_ATTRIB)) {
 		if (!(e->mask & IN_ISDIR))

@@ -555,6 +555,68 @@ test_scan_then_live(void **state)
 	env_free(&e);
 }
 
+/* What an add's callback saw: whether the file's record was there. */
+struct seen {
+	struct done d;
+	store *st;
+	const char *file;
+	int had_record;
+};
+
+static void
+on_done_seen(void *user, const char *path, const watch_result *r)
+{
+	struct seen *s = user;
+	store_image *img = NULL;
+	cdx_error err;
+	s->had_record = store_image_get_by_path(s->st, s->file, &img,
+	    &err) == 0;
+	store_image_free(img);
+	on_done(&s->d, path, r);
+}
+
+/* Every add waits for every file it saw: three adds of a folder in a row,
+ * the second and third finding its one large photo still on its way
+ * through the pipeline (each then waits on a timer of its own: a timer is
+ * per path and task).  Each add's callback finds the record written. */
+static void
+test_adds_wait_for_files_in_flight(void **state)
+{
+	(void)state;
+	env e;
+	env_init(&e, "inflight");
+	watch_params p = test_params();
+	env_start(&e, &p);
+	unsigned long len;
+	unsigned char *j = jpeg_bytes(6000, 4000, 77, &len);
+	char *file = pathf("%s/big.jpg", e.root);
+	write_bytes(file, j, len);
+	tjFree(j);
+	struct seen s[3];
+	for (int i = 0; i < 3; i++) {
+		s[i] = (struct seen){ { PTHREAD_MUTEX_INITIALIZER,
+		    PTHREAD_COND_INITIALIZER, 0, { 0 } }, e.st, file, 0 };
+		assert_int_equal(watch_add(e.w, e.root, 0, on_done_seen, &s[i]),
+		    0);
+	}
+	for (int i = 0; i < 3; i++) {
+		struct timespec dl;
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_sec += 180;
+		pthread_mutex_lock(&s[i].d.mu);
+		while (s[i].d.n == 0)
+			if (pthread_cond_timedwait(&s[i].d.cv, &s[i].d.mu,
+			    &dl) != 0)
+				break;
+		pthread_mutex_unlock(&s[i].d.mu);
+		assert_int_equal(s[i].d.n, 1);
+		if (!s[i].had_record)
+			fail_msg("add %d finished before the file it found was "
+			    "indexed", i + 1);
+	}
+	env_free(&e);
+}
+
 static void
 test_overflow(void **state)
 {
@@ -1121,6 +1183,7 @@ main(void)
 	cdx_threads_set(1);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_scan_then_live),
+		cmocka_unit_test(test_adds_wait_for_files_in_flight),
 		cmocka_unit_test(test_overflow),
 		cmocka_unit_test(test_restart_resumes),
 		cmocka_unit_test(test_symlinks),
