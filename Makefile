@@ -199,16 +199,16 @@ run: deps
 	$(MAKE) $(PROGS)
 	BUILD=$(BUILD) MODEL="$(MODEL)" PHOTOS="$(PHOTOS)" STORE="$(STORE)" tools/run.sh
 
-# The offline demo: make demo renders a folder of scenes (once) and serves it
+# The offline demo: make demo renders a folder of scenes (again only when the
+# renderer or its arguments changed: render --if-stale) and serves it
 # with the small CLIP trained by tools/train_demo.py (models/demo); docs/DEMO.md.
 # make demo MODEL=<CLIP folder> PHOTOS=<folder> serves your own photos instead.
 DEMO_DIR ?= $(HOME)/.local/share/clipdex/demo
 demo: deps
 	$(if $(PHOTOS),,tools/deps.sh --demo)
 	$(MAKE) $(PROGS)
-	$(if $(PHOTOS),,[ -f "$(DEMO_DIR)/photos/scenes.json" ] || \
-	    /usr/bin/python3 tools/train_demo.py render --dir "$(DEMO_DIR)/photos" \
-	    --n 400 --dupes 20 --seed 2130)
+	$(if $(PHOTOS),,/usr/bin/python3 tools/train_demo.py render --if-stale \
+	    --dir "$(DEMO_DIR)/photos" --n 400 --dupes 20 --seed 2130)
 	@echo "Demo queries once indexed: $(BUILD)/clipdex search \"two red circles\"," \
 	    "\"a blue star in the top left\", \"a diamond on a dotted background\";" \
 	    "duplicates: $(BUILD)/clipdex dupes --threshold 0.95.  Web page: http://$(or $(HTTP),127.0.0.1:7847)/"

@@ -22,6 +22,7 @@ python3-regex); CPU only.
   tools/train_demo.py zeroshot --model DIR   (zero-shot top-1, varied scenes)
   tools/train_demo.py average --out DIR MODEL_DIR...   (mean weights)
   tools/train_demo.py render --dir DIR [--n N] [--seed S] [--dupes D]
+        [--if-stale]
         (a demo photo folder: N scenes, D near-duplicate copies planted,
          DIR/scenes.json lists each file's scene and caption)
 
@@ -1368,8 +1369,25 @@ def zero_shot(args):
 
 # ---- demo photo folders ----------------------------------------------------
 
+# What a render folder's seed gives changes with the renderer: bump this
+# when render(), sample_scene() or the captions change, so that
+# `render --if-stale` (make demo) renders an old folder again.
+RENDERER = 2
+
+
 def render_folder(args):
-    """N scenes as JPEG photos, D of them with a near-duplicate copy."""
+    """N scenes as JPEG photos, D of them with a near-duplicate copy;
+    with --if-stale nothing when DIR/scenes.json says it was made by this
+    renderer with these arguments."""
+    made = dict(renderer=RENDERER, n=args.n, dupes=args.dupes,
+                seed=args.seed, size=args.size)
+    if args.if_stale:
+        try:
+            with open(os.path.join(args.dir, "scenes.json")) as f:
+                if json.load(f).get("made_by") == made:
+                    return
+        except (OSError, ValueError, AttributeError):
+            pass
     rng = random.Random(args.seed)
     os.makedirs(args.dir, exist_ok=True)
     listing = []
@@ -1401,7 +1419,8 @@ def render_folder(args):
             name += ".jpg"
         dupes.append(dict(file=name, of=listing[i]["file"], kind=kind))
     with open(os.path.join(args.dir, "scenes.json"), "w") as f:
-        json.dump(dict(scenes=listing, duplicates=dupes), f, indent=0)
+        json.dump(dict(made_by=made, scenes=listing, duplicates=dupes), f,
+                  indent=0)
         f.write("\n")
 
 
@@ -1444,6 +1463,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--dupes", type=int, default=15)
+    ap.add_argument("--if-stale", action="store_true",
+                    help="render: only when DIR was not rendered by this "
+                    "renderer with these arguments")
     ap.add_argument("--size", type=int, default=RENDER)
     ap.add_argument("--checkpoint", action="store_true")
     ap.add_argument("--pos-groups", action="store_true")
