@@ -155,9 +155,9 @@ lin(clip_ctx *c, const float *x, const gemm_weight *w, float *y, int t,
 /* Y += act(X W1^T + b1) W2^T + b2 (gemm_mlp; h: t x w1.n floats of
  * scratch); the first failure is kept as in lin(). */
 static void
-mlp(clip_ctx *c, const float *x, const float *b1, int act,
-    const gemm_weight *w1, const gemm_weight *w2, const float *b2, float *y,
-    float *h, int t)
+mlp(clip_ctx *c, const float *x, const gemm_weight *w1, const float *b1,
+    int act, const gemm_weight *w2, const float *b2, float *y, float *h,
+    int t)
 {
 	if (c->grc == 0)
 		c->grc = gemm_mlp(c->g, x, w1, b1, act, w2, b2, y, h, t,
@@ -357,7 +357,7 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 		lin(c, c->attn, &L->out, xs, rows, 1.0f, NULL, GEMM_ACT_NONE);
 		layernorm(c, xs, L->out_b, L->ln2_w, L->ln2_b, hs, rows, d,
 		    cfg->eps);
-		mlp(c, hs, L->fc1_b, cfg->act, &L->fc1, &L->fc2, NULL, xs, act,
+		mlp(c, hs, &L->fc1, L->fc1_b, cfg->act, &L->fc2, NULL, xs, act,
 		    rows);
 		pending = L->fc2_b;
 	}
@@ -397,7 +397,7 @@ map_head(clip_ctx *c, const clip_tower *tw, const float *x, int n, int seq)
 	 * tower_run */
 	ops_layernorm(o, h->out_b, h->ln_w, h->ln_b, c->h, n, d, tw->cfg.eps);
 	float *act = c->big;
-	mlp(c, c->h, h->fc1_b, tw->cfg.act, &h->fc1, &h->fc2, h->fc2_b, o, act,
+	mlp(c, c->h, &h->fc1, h->fc1_b, tw->cfg.act, &h->fc2, h->fc2_b, o, act,
 	    n);
 }
 

@@ -782,24 +782,33 @@ finish_row(const int32_t *a, float s, const gemm_weight *w, const float *bias,
 		ops_bias_act(y, bias, 1, w->n, act);
 }
 
-/* The int8 product of t rows already quantised (q, scale) into c->acc,
- * then y from it (finish_row). */
+/* The s32 product of t rows already quantised (q) with w, into c->acc. */
+static int
+s8_product(gemm_ctx *c, const gemm_weight *w, const int8_t *q, int t,
+    cdx_error *err)
+{
+	int rc;
+	prim_entry *p;
+	if ((rc = grow((void **)&c->acc, &c->acc_cap, (size_t)t * w->n *
+	    sizeof(int32_t), err)) != 0 ||
+	    (rc = get_prim(c, w, t, (prim_epi){0, 0, GEMM_ACT_NONE, 0}, &p,
+	    err)) != 0)
+		return rc;
+	return run_prim(c, p, (void *)q, w->packed, NULL, c->acc, err);
+}
+
+/* The int8 product of t rows already quantised (q, scale), then y from
+ * it (finish_row). */
 static int
 run_s8(gemm_ctx *c, const gemm_weight *w, const int8_t *q,
     const float *scale, int t, float *y, float beta, const float *bias,
     int act, cdx_error *err)
 {
 	int rc, n = w->n;
-	size_t tn = (size_t)t * n;
-	prim_entry *p;
-	if ((rc = grow((void **)&c->acc, &c->acc_cap, tn * sizeof(int32_t),
-	    err)) != 0 ||
-	    (rc = get_prim(c, w, t, (prim_epi){0, 0, GEMM_ACT_NONE, 0}, &p,
-	    err)) != 0 ||
-	    (rc = run_prim(c, p, (void *)q, w->packed, NULL, c->acc,
-	    err)) != 0)
+	if ((rc = s8_product(c, w, q, t, err)) != 0)
 		return rc;
-	#pragma omp parallel for schedule(static) if (tn >= GEMM_PAR_MIN)
+	#pragma omp parallel for schedule(static) \
+	    if ((size_t)t * n >= GEMM_PAR_MIN)
 	for (int i = 0; i < t; i++)
 		finish_row(c->acc + (size_t)i * n, scale[i], w, bias, act,
 		    y + (size_t)i * n, beta != 0.0f);
@@ -895,17 +904,12 @@ gemm_mlp(gemm_ctx *c, const float *x, const gemm_weight *w1,
 	 * activation into a float row of the thread's own, then quantised
 	 * for fc2 at once, while it is in cache */
 	int nthr = tm >= GEMM_PAR_MIN ? omp_get_max_threads() : 1;
-	prim_entry *p1;
 	if ((rc = grow(&c->hq, &c->hq_cap, tm, err)) != 0 ||
 	    (rc = grow((void **)&c->hscale, &c->hscale_cap, (size_t)t *
 	    sizeof(float), err)) != 0 ||
 	    (rc = grow((void **)&c->rows, &c->rows_cap, (size_t)nthr * m *
 	    sizeof(float), err)) != 0 ||
-	    (rc = grow((void **)&c->acc, &c->acc_cap, tm * sizeof(int32_t),
-	    err)) != 0 ||
-	    (rc = get_prim(c, w1, t, (prim_epi){0, 0, GEMM_ACT_NONE, 0}, &p1,
-	    err)) != 0 ||
-	    (rc = run_prim(c, p1, c->xq, w1->packed, NULL, c->acc, err)) != 0)
+	    (rc = s8_product(c, w1, c->xq, t, err)) != 0)
 		return rc;
 	int8_t *hq = c->hq;
 	#pragma omp parallel for schedule(static) num_threads(nthr)

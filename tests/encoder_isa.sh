@@ -1,8 +1,9 @@
 #!/bin/sh
 # The precision suite (tests/encoder_precision.c) and the GEMM epilogue's
-# (tests/encoder_gemm.c) on the kernels of older CPUs: oneDNN is told to use at most AVX2 (no VNNI, no native bf16: bf16
-# is emulated on OpenBLAS, int8 runs oneDNN's AVX2 kernels, auto picks
-# fp32), then at most AVX-512 without VNNI or bf16.  Each run's cmocka
+# (tests/encoder_gemm.c) on the kernels of older CPUs: oneDNN is told to
+# use at most AVX2 (no VNNI, no native bf16: bf16 is emulated on OpenBLAS,
+# int8 runs oneDNN's AVX2 kernels, auto picks fp32), then at most AVX-512
+# without VNNI or bf16.  Each run's cmocka
 # summary is counted by tests/run.sh.
 BUILD=${BUILD:-build}
 status=0
