@@ -148,22 +148,29 @@ on_done(void *user, const char *path, const watch_result *r)
 	pthread_mutex_unlock(&d->mu);
 }
 
-/* Adds root and waits for its scan (at most 60 s). */
+/* Waits for d's callback (at most 180 s: sanitizers are slow). */
+static void
+done_wait(struct done *d)
+{
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += 180;
+	pthread_mutex_lock(&d->mu);
+	while (d->n == 0)
+		if (pthread_cond_timedwait(&d->cv, &d->mu, &dl) != 0)
+			break;
+	pthread_mutex_unlock(&d->mu);
+	assert_int_equal(d->n, 1);
+}
+
+/* Adds root and waits for its scan. */
 static watch_result
 add_wait(env *e, const char *path, int live)
 {
 	struct done d = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
 	    0, { 0 } };
-	struct timespec dl;
 	assert_int_equal(watch_add(e->w, path, live, on_done, &d), 0);
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += 180;         /* sanitizers are slow */
-	pthread_mutex_lock(&d.mu);
-	while (d.n == 0)
-		if (pthread_cond_timedwait(&d.cv, &d.mu, &dl) != 0)
-			break;
-	pthread_mutex_unlock(&d.mu);
-	assert_int_equal(d.n, 1);
+	done_wait(&d);
 	return d.r;
 }
 
@@ -600,16 +607,7 @@ test_adds_wait_for_files_in_flight(void **state)
 		    0);
 	}
 	for (int i = 0; i < 3; i++) {
-		struct timespec dl;
-		clock_gettime(CLOCK_REALTIME, &dl);
-		dl.tv_sec += 180;
-		pthread_mutex_lock(&s[i].d.mu);
-		while (s[i].d.n == 0)
-			if (pthread_cond_timedwait(&s[i].d.cv, &s[i].d.mu,
-			    &dl) != 0)
-				break;
-		pthread_mutex_unlock(&s[i].d.mu);
-		assert_int_equal(s[i].d.n, 1);
+		done_wait(&s[i].d);
 		if (!s[i].had_record)
 			fail_msg("add %d finished before the file it found was "
 			    "indexed", i + 1);
