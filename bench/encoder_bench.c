@@ -180,7 +180,8 @@ typedef struct gemm_set {
 	dnnl_stream_t stream;
 	dnnl_primitive_t prim[MAX_SHAPES];
 	dnnl_memory_t msrc[MAX_SHAPES], mwei[MAX_SHAPES], mdst[MAX_SHAPES];
-	void *xq, *acc;
+	dnnl_memory_t mpad[MAX_SHAPES];
+	void *xq, *acc, *pad[MAX_SHAPES];
 	int any_onednn;
 } gemm_set;
 
@@ -201,6 +202,8 @@ gemm_set_free(gemm_set *g)
 		dnnl_memory_destroy(g->msrc[i]);
 		dnnl_memory_destroy(g->mwei[i]);
 		dnnl_memory_destroy(g->mdst[i]);
+		dnnl_memory_destroy(g->mpad[i]);
+		free(g->pad[i]);
 	}
 	gemm_ctx_free(g->ctx);
 	if (g->stream)
@@ -214,8 +217,10 @@ gemm_set_free(gemm_set *g)
 	memset(g, 0, sizeof(*g));
 }
 
-/* The matmul primitive of shape i on its packed weight (as gemm.c makes
- * it: src t x k bf16 / s8, dst f32 / s32, no post-ops). */
+/* The matmul primitive of shape i on its packed weight as gemm.c makes
+ * it (src t x k bf16 / s8, dst f32 / s32, a scratchpad of its own, no
+ * post-ops).  The scratchpad is the caller's, as in gemm.c: in oneDNN's
+ * default mode the library may allocate it on each call. */
 static int
 make_prim(gemm_set *g, int i)
 {
@@ -226,12 +231,16 @@ make_prim(gemm_set *g, int i)
 	dnnl_dims_t ad = {s->m, s->k}, cd = {s->m, s->n};
 	dnnl_matmul_desc_t md;
 	dnnl_primitive_desc_t pd = NULL;
-	int ok = dnnl_memory_desc_init_by_tag(&a, 2, ad, s8 ? dnnl_s8 :
+	dnnl_primitive_attr_t attr = NULL;
+	int ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
+	    dnnl_primitive_attr_set_scratchpad_mode(attr,
+	    dnnl_scratchpad_mode_user) == dnnl_success &&
+	    dnnl_memory_desc_init_by_tag(&a, 2, ad, s8 ? dnnl_s8 :
 	    dnnl_bf16, dnnl_ab) == dnnl_success &&
 	    dnnl_memory_desc_init_by_tag(&c, 2, cd, s8 ? dnnl_s32 : dnnl_f32,
 	    dnnl_ab) == dnnl_success &&
 	    dnnl_matmul_desc_init(&md, &a, wmd, NULL, &c) == dnnl_success &&
-	    dnnl_primitive_desc_create(&pd, &md, NULL, g->eng, NULL) ==
+	    dnnl_primitive_desc_create(&pd, &md, attr, g->eng, NULL) ==
 	    dnnl_success &&
 	    dnnl_primitive_create(&g->prim[i], pd) == dnnl_success &&
 	    dnnl_memory_create(&g->msrc[i], &a, g->eng, g->xq) ==
@@ -240,8 +249,17 @@ make_prim(gemm_set *g, int i)
 	    dnnl_success &&
 	    dnnl_memory_create(&g->mdst[i], &c, g->eng, g->acc) ==
 	    dnnl_success;
+	const dnnl_memory_desc_t *pmd = ok ? dnnl_primitive_desc_query_md(pd,
+	    dnnl_query_scratchpad_md, 0) : NULL;
+	size_t pb = pmd != NULL ? dnnl_memory_desc_get_size(pmd) : 0;
+	if (ok && pb > 0)
+		ok = (g->pad[i] = gemm_alloc(pb)) !=
+		    NULL && dnnl_memory_create(&g->mpad[i], pmd, g->eng,
+		    g->pad[i]) == dnnl_success;
 	if (pd != NULL)
 		dnnl_primitive_desc_destroy(pd);
+	if (attr != NULL)
+		dnnl_primitive_attr_destroy(attr);
 	return ok ? 0 : -1;
 }
 
@@ -264,10 +282,10 @@ gemm_set_init(gemm_set *g, const gemm_engine *e, const gemm_shape *sh,
 		cmax = m * nn > cmax ? m * nn : cmax;
 		g->any_onednn |= g->gp[i] != GEMM_F32;
 	}
-	g->x = malloc(amax * 4);
-	g->y = malloc(cmax * 4);
-	g->xq = malloc(amax * 2);
-	g->acc = malloc(cmax * 4);
+	g->x = gemm_alloc(amax * 4);
+	g->y = gemm_alloc(cmax * 4);
+	g->xq = gemm_alloc(amax * 2);
+	g->acc = gemm_alloc(cmax * 4);
 	if (g->x == NULL || g->y == NULL || g->xq == NULL || g->acc == NULL)
 		goto fail;
 	fill(g->x, amax, 2654435761u);
@@ -335,10 +353,12 @@ run_alone(void *p)
 				    g->w[s].f32, sh->k, 0.0f, g->y, sh->n);
 				continue;
 			}
-			dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, g->msrc[s]},
+			dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, g->msrc[s]},
 			    {DNNL_ARG_WEIGHTS, g->mwei[s]},
-			    {DNNL_ARG_DST, g->mdst[s]}};
-			if (dnnl_primitive_execute(g->prim[s], g->stream, 3, args) !=
+			    {DNNL_ARG_DST, g->mdst[s]},
+			    {DNNL_ARG_SCRATCHPAD, g->mpad[s]}};
+			if (dnnl_primitive_execute(g->prim[s], g->stream,
+			    g->mpad[s] != NULL ? 4 : 3, args) !=
 			    dnnl_success || dnnl_stream_wait(g->stream) !=
 			    dnnl_success)
 				return -1;

@@ -88,18 +88,18 @@ clip_ctx_new(const clip_model *m, int max_batch, clip_ctx **out,
 	c->max_batch = max_batch;
 	c->text_rows = (int)text_rows;
 	c->vis_rows = (int)vis_rows;
-	c->x = malloc(rows * dmax * sizeof(float));
-	c->h = malloc(rows * dmax * sizeof(float));
-	c->attn = malloc(rows * dmax * sizeof(float));
-	c->big = malloc(big * sizeof(float));
+	c->x = gemm_alloc(rows * dmax * sizeof(float));
+	c->h = gemm_alloc(rows * dmax * sizeof(float));
+	c->attn = gemm_alloc(rows * dmax * sizeof(float));
+	c->big = gemm_alloc(big * sizeof(float));
 	c->smax = smax;
 	c->aq = malloc(npool * sizeof(*c->aq));
 	c->akv = malloc(npool * sizeof(*c->akv));
 	c->aout = malloc(npool * sizeof(*c->aout));
 	c->anq = malloc(npool * 2 * sizeof(int));
-	c->col = malloc(vis_rows * pp * sizeof(float));
+	c->col = gemm_alloc(vis_rows * pp * sizeof(float));
 	c->planes = malloc((size_t)max_batch * sizeof(*c->planes));
-	c->pooled = malloc(npool * dmax * sizeof(float));
+	c->pooled = gemm_alloc(npool * dmax * sizeof(float));
 	c->seg_off = malloc(npool * 3 * sizeof(int));
 	if (!c->x || !c->h || !c->attn || !c->big || !c->col || !c->pooled ||
 	    !c->seg_off || !c->aq || !c->akv || !c->aout || !c->anq ||
@@ -284,7 +284,7 @@ attend_run(clip_ctx *c, int n, int d, int heads, int ldq, int ldkv,
 	if (per * (size_t)nthr > c->scores_cap) {
 		free(c->scores);
 		c->scores_cap = 0;
-		c->scores = malloc(per * (size_t)nthr * sizeof(float));
+		c->scores = gemm_alloc(per * (size_t)nthr * sizeof(float));
 		if (c->scores == NULL) {
 			c->grc = cdx_error_set(&c->gerr, CDX_ENOMEM,
 			    "out of memory for attention scores");

@@ -594,12 +594,19 @@ gemm_ctx_impl(const gemm_ctx *c)
 }
 
 /* Grows *buf to at least need bytes (contents not kept). */
+void *
+gemm_alloc(size_t bytes)
+{
+	return bytes > SIZE_MAX - 63 ? NULL :
+	    aligned_alloc(64, (bytes + 63) / 64 * 64);
+}
+
 static int
 grow(void **buf, size_t *cap, size_t need, cdx_error *err)
 {
 	if (need <= *cap)
 		return 0;
-	void *p = malloc(need);
+	void *p = gemm_alloc(need);
 	if (p == NULL)
 		return cdx_error_set(err, CDX_ENOMEM, "out of memory for a "
 		    "%zu-byte GEMM buffer", need);

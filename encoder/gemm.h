@@ -76,6 +76,12 @@ int gemm_weight_on_openmp(const gemm_weight *w);
 /* Frees what the weight owns; a zeroed weight is a no-op. */
 void gemm_weight_release(gemm_weight *w);
 
+/* bytes for activations, aligned to a cache line (64 bytes) so that no
+ * row a kernel loads whole straddles two (glibc's malloc puts a large
+ * block 16 bytes into a page); freed with free(), NULL when out of
+ * memory. */
+void *gemm_alloc(size_t bytes);
+
 typedef struct gemm_ctx gemm_ctx;
 
 int gemm_ctx_new(const gemm_engine *e, gemm_ctx **out, cdx_error *err);
