@@ -37,6 +37,12 @@
 /* The conversions around oneDNN run over rows on the calling thread's
  * OpenMP team (like oneDNN itself) once they touch this many values. */
 #define GEMM_PAR_MIN 65536
+/* prim_entry.prec of attention's two products (beside enum gemm_prec) */
+#define GEMM_ATTN_QK 10
+#define GEMM_ATTN_PV 11
+/* gemm_attention takes sequences in chunks whose scores (float32 and
+ * bf16) stay about this size, in cache between the three steps. */
+#define ATTN_CHUNK_BYTES (4u << 20)
 
 struct gemm_engine {
 	dnnl_engine_t eng;
@@ -49,8 +55,11 @@ typedef struct prim_epi {
 	int beta, bias, act, bf16_out;
 } prim_epi;
 
+/* A cached primitive: a linear layer's (heads 0) for w's prec, n and k
+ * at t rows; or one of attention's two products (prec GEMM_ATTN_QK or
+ * GEMM_ATTN_PV) for t sequences of n tokens, heads heads of k columns. */
 typedef struct prim_entry {
-	int prec, n, k, t;
+	int prec, n, k, t, heads;
 	prim_epi epi;
 	dnnl_primitive_t prim;
 	dnnl_memory_t src, wei, bia, dst, pad;
@@ -73,6 +82,12 @@ struct gemm_ctx {
 	size_t hscale_cap;
 	float *rows;            /* gemm_mlp: a float row per thread (int8) */
 	size_t rows_cap;
+	void *aqkv;             /* gemm_attention: q, k, v in bf16 */
+	size_t aqkv_cap;
+	float *ascore;          /* gemm_attention: scores */
+	size_t ascore_cap;
+	void *aprob;            /* gemm_attention: probabilities in bf16 */
+	size_t aprob_cap;
 	void *pad;              /* oneDNN's scratchpad */
 	size_t pad_cap;
 	char impl[64];
@@ -583,6 +598,9 @@ gemm_ctx_free(gemm_ctx *c)
 	free(c->hq);
 	free(c->hscale);
 	free(c->rows);
+	free(c->aqkv);
+	free(c->ascore);
+	free(c->aprob);
 	free(c->pad);
 	free(c);
 }
@@ -593,7 +611,6 @@ gemm_ctx_impl(const gemm_ctx *c)
 	return c != NULL ? c->impl : "";
 }
 
-/* Grows *buf to at least need bytes (contents not kept). */
 void *
 gemm_alloc(size_t bytes)
 {
@@ -601,6 +618,7 @@ gemm_alloc(size_t bytes)
 	    aligned_alloc(64, (bytes + 63) / 64 * 64);
 }
 
+/* Grows *buf to at least need bytes (contents not kept). */
 static int
 grow(void **buf, size_t *cap, size_t need, cdx_error *err)
 {
@@ -632,53 +650,38 @@ act_alg(int act, float *alpha)
 	}
 }
 
-/* The primitive for (w's precision and shape, t rows, epilogue), made on
- * first use; its memory objects get the call's pointers.  The epilogue is
- * the matmul's bias, an eltwise post-op and a sum post-op, in that order,
- * and its destination type. */
-static int
-get_prim(gemm_ctx *c, const gemm_weight *w, int t, prim_epi epi,
-    prim_entry **out, cdx_error *err)
+/* A free cache entry (a full cache starts over). */
+static prim_entry *
+entry_new(gemm_ctx *c)
 {
-	int rc = 0;
-	for (int i = 0; i < c->n_cache; i++) {
-		prim_entry *p = &c->cache[i];
-		if (p->prec == w->prec && p->n == w->n && p->k == w->k &&
-		    p->t == t && p->epi.beta == epi.beta &&
-		    p->epi.bias == epi.bias && p->epi.act == epi.act &&
-		    p->epi.bf16_out == epi.bf16_out) {
-			*out = p;
-			return 0;
-		}
-	}
 	if (c->n_cache == GEMM_CACHE) {
 		for (int i = 0; i < c->n_cache; i++)
 			entry_clear(&c->cache[i]);
 		c->n_cache = 0;
 	}
-	prim_entry *p = &c->cache[c->n_cache];
+	return &c->cache[c->n_cache];
+}
+
+/* Makes p's primitive for md with the post-ops ops (or none) and a
+ * scratchpad of the ctx's, and its memory objects (the call's pointers
+ * come at run_prim); the entry is then counted in the cache.  c->impl
+ * names the implementation oneDNN chose. */
+static int
+entry_init(gemm_ctx *c, prim_entry *p, const dnnl_matmul_desc_t *md,
+    const_dnnl_post_ops_t ops, int bias, cdx_error *err)
+{
+	int rc = 0;
 	dnnl_primitive_desc_t pd = NULL;
 	dnnl_primitive_attr_t attr = NULL;
-	dnnl_post_ops_t ops = NULL;
-	dnnl_matmul_desc_t md;
 	const gemm_engine *e = c->e;
 
 	DNNL_TRY(dnnl_primitive_attr_create(&attr), "primitive_attr_create");
 	DNNL_TRY(dnnl_primitive_attr_set_scratchpad_mode(attr,
 	    dnnl_scratchpad_mode_user), "set_scratchpad_mode");
-	DNNL_TRY(dnnl_post_ops_create(&ops), "post_ops_create");
-	if (epi.act != GEMM_ACT_NONE) {
-		float alpha;
-		dnnl_alg_kind_t alg = act_alg(epi.act, &alpha);
-		DNNL_TRY(dnnl_post_ops_append_eltwise(ops, 1.0f, alg, alpha,
-		    0.0f), "append_eltwise");
-	}
-	if (epi.beta)   /* the residual: y += x W^T */
-		DNNL_TRY(dnnl_post_ops_append_sum(ops, 1.0f), "append_sum");
-	DNNL_TRY(dnnl_primitive_attr_set_post_ops(attr, ops), "set_post_ops");
-	DNNL_TRY(matmul_desc(&md, w->prec, w->n, w->k, t, w->md, epi.bias,
-	    epi.bf16_out), "matmul_desc_init");
-	DNNL_TRY(dnnl_primitive_desc_create(&pd, &md, attr, e->eng, NULL),
+	if (ops != NULL)
+		DNNL_TRY(dnnl_primitive_attr_set_post_ops(attr, ops),
+		    "set_post_ops");
+	DNNL_TRY(dnnl_primitive_desc_create(&pd, md, attr, e->eng, NULL),
 	    "matmul primitive_desc_create");
 	const char *impl = "";
 	dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
@@ -691,9 +694,10 @@ get_prim(gemm_ctx *c, const gemm_weight *w, int t, prim_epi epi,
 	DNNL_TRY(dnnl_primitive_create(&p->prim, pd), "matmul create");
 	DNNL_TRY(dnnl_memory_create(&p->src, dnnl_primitive_desc_query_md(pd,
 	    dnnl_query_src_md, 0), e->eng, DNNL_MEMORY_NONE), "memory_create");
-	DNNL_TRY(dnnl_memory_create(&p->wei, w->md, e->eng, DNNL_MEMORY_NONE),
+	DNNL_TRY(dnnl_memory_create(&p->wei, dnnl_primitive_desc_query_md(pd,
+	    dnnl_query_weights_md, 0), e->eng, DNNL_MEMORY_NONE),
 	    "memory_create");
-	if (epi.bias)
+	if (bias)
 		DNNL_TRY(dnnl_memory_create(&p->bia,
 		    dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1),
 		    e->eng, DNNL_MEMORY_NONE), "memory_create");
@@ -702,19 +706,58 @@ get_prim(gemm_ctx *c, const gemm_weight *w, int t, prim_epi epi,
 	if (pad_bytes > 0)
 		DNNL_TRY(dnnl_memory_create(&p->pad, pad, e->eng,
 		    DNNL_MEMORY_NONE), "memory_create");
+	c->n_cache++;
+out:
+	if (rc != 0)
+		entry_clear(p);
+	dnnl_primitive_desc_destroy(pd);
+	dnnl_primitive_attr_destroy(attr);
+	return rc;
+}
+
+/* The primitive for (w's precision and shape, t rows, epilogue), made on
+ * first use.  The epilogue is the matmul's bias, an eltwise post-op and a
+ * sum post-op, in that order, and its destination type. */
+static int
+get_prim(gemm_ctx *c, const gemm_weight *w, int t, prim_epi epi,
+    prim_entry **out, cdx_error *err)
+{
+	int rc = 0;
+	for (int i = 0; i < c->n_cache; i++) {
+		prim_entry *p = &c->cache[i];
+		if (p->prec == w->prec && p->n == w->n && p->k == w->k &&
+		    p->t == t && p->heads == 0 && p->epi.beta == epi.beta &&
+		    p->epi.bias == epi.bias && p->epi.act == epi.act &&
+		    p->epi.bf16_out == epi.bf16_out) {
+			*out = p;
+			return 0;
+		}
+	}
+	prim_entry *p = entry_new(c);
+	dnnl_post_ops_t ops = NULL;
+	dnnl_matmul_desc_t md;
+
+	DNNL_TRY(dnnl_post_ops_create(&ops), "post_ops_create");
+	if (epi.act != GEMM_ACT_NONE) {
+		float alpha;
+		dnnl_alg_kind_t alg = act_alg(epi.act, &alpha);
+		DNNL_TRY(dnnl_post_ops_append_eltwise(ops, 1.0f, alg, alpha,
+		    0.0f), "append_eltwise");
+	}
+	if (epi.beta)   /* the residual: y += x W^T */
+		DNNL_TRY(dnnl_post_ops_append_sum(ops, 1.0f), "append_sum");
+	DNNL_TRY(matmul_desc(&md, w->prec, w->n, w->k, t, w->md, epi.bias,
+	    epi.bf16_out), "matmul_desc_init");
+	if ((rc = entry_init(c, p, &md, ops, epi.bias, err)) != 0)
+		goto out;
 	p->prec = w->prec;
 	p->n = w->n;
 	p->k = w->k;
 	p->t = t;
 	p->epi = epi;
-	c->n_cache++;
 	*out = p;
 out:
-	if (rc != 0 && p->prim != NULL)
-		entry_clear(p);
-	dnnl_primitive_desc_destroy(pd);
 	dnnl_post_ops_destroy(ops);
-	dnnl_primitive_attr_destroy(attr);
 	return rc;
 }
 
@@ -928,4 +971,122 @@ gemm_mlp(gemm_ctx *c, const float *x, const gemm_weight *w1,
 	}
 	return run_s8(c, w2, hq, c->hscale, t, y, 1.0f, b2, GEMM_ACT_NONE,
 	    err);
+}
+
+/* ---- attention --------------------------------------------------------- */
+
+/* Attention's product which (GEMM_ATTN_QK or GEMM_ATTN_PV) for nc
+ * sequences of s tokens, heads heads of hd columns, made on first use:
+ *   QK: scores [nc][heads][s][s] f32 = Q [nc][heads][s][hd] times K^T,
+ *       K stored [nc][heads][s][hd] (K^T's "abdc"), both bf16;
+ *   PV: out = P [nc][heads][s][s] bf16 times V [nc][heads][s][hd] bf16,
+ *       written as float32 rows [nc s][heads hd] (the strides of the
+ *       tower's layout), so no pass puts the heads back together. */
+static int
+get_attn_prim(gemm_ctx *c, int which, int nc, int s, int heads, int hd,
+    prim_entry **out, cdx_error *err)
+{
+	int rc = 0;
+	for (int i = 0; i < c->n_cache; i++) {
+		prim_entry *p = &c->cache[i];
+		if (p->prec == which && p->t == nc && p->n == s &&
+		    p->heads == heads && p->k == hd) {
+			*out = p;
+			return 0;
+		}
+	}
+	prim_entry *p = entry_new(c);
+	dnnl_memory_desc_t a, b, d;
+	dnnl_matmul_desc_t md;
+	dnnl_dims_t qd = {nc, heads, s, hd}, kd = {nc, heads, hd, s};
+	dnnl_dims_t sd = {nc, heads, s, s};
+	dnnl_dims_t os = {(dnnl_dim_t)s * heads * hd, hd, (dnnl_dim_t)heads *
+	    hd, 1};
+	if (which == GEMM_ATTN_QK) {
+		DNNL_TRY(dnnl_memory_desc_init_by_tag(&a, 4, qd, dnnl_bf16,
+		    dnnl_abcd), "memory_desc_init");
+		DNNL_TRY(dnnl_memory_desc_init_by_tag(&b, 4, kd, dnnl_bf16,
+		    dnnl_abdc), "memory_desc_init");
+		DNNL_TRY(dnnl_memory_desc_init_by_tag(&d, 4, sd, dnnl_f32,
+		    dnnl_abcd), "memory_desc_init");
+	} else {
+		DNNL_TRY(dnnl_memory_desc_init_by_tag(&a, 4, sd, dnnl_bf16,
+		    dnnl_abcd), "memory_desc_init");
+		DNNL_TRY(dnnl_memory_desc_init_by_tag(&b, 4, qd, dnnl_bf16,
+		    dnnl_abcd), "memory_desc_init");
+		DNNL_TRY(dnnl_memory_desc_init_by_strides(&d, 4, qd, dnnl_f32,
+		    os), "memory_desc_init");
+	}
+	DNNL_TRY(dnnl_matmul_desc_init(&md, &a, &b, NULL, &d),
+	    "matmul_desc_init");
+	if ((rc = entry_init(c, p, &md, NULL, 0, err)) != 0)
+		goto out;
+	p->prec = which;
+	p->t = nc;
+	p->n = s;
+	p->heads = heads;
+	p->k = hd;
+	*out = p;
+out:
+	return rc;
+}
+
+int
+gemm_attention(gemm_ctx *c, const float *qkv, int n, int s, int heads,
+    int hd, float *out, cdx_error *err)
+{
+	int rc, d = heads * hd;
+	if (c->e == NULL || !gemm_cpu_has_bf16())
+		return cdx_error_set(err, CDX_EINVAL, "gemm_attention: this "
+		    "CPU has no native bf16");
+	if (n <= 0)
+		return 0;
+	size_t per_seq = (size_t)heads * s * s;
+	int nc = (int)(ATTN_CHUNK_BYTES / (per_seq * 6));
+	nc = nc < 1 ? 1 : nc > n ? n : nc;
+	size_t plane = (size_t)nc * s * d;      /* q, k or v of a chunk */
+	if ((rc = grow(&c->aqkv, &c->aqkv_cap, 3 * plane * 2, err)) != 0 ||
+	    (rc = grow((void **)&c->ascore, &c->ascore_cap, (size_t)nc *
+	    per_seq * sizeof(float), err)) != 0 ||
+	    (rc = grow(&c->aprob, &c->aprob_cap, (size_t)nc * per_seq * 2,
+	    err)) != 0)
+		return rc;
+	uint16_t *qb = c->aqkv, *prob = c->aprob;
+	float *score = c->ascore;
+	for (int s0 = 0; s0 < n; s0 += nc) {
+		int m = n - s0 < nc ? n - s0 : nc, rows = m * s;
+		prim_entry *qk, *pv;
+		if ((rc = get_attn_prim(c, GEMM_ATTN_QK, m, s, heads, hd, &qk,
+		    err)) != 0 ||
+		    (rc = get_attn_prim(c, GEMM_ATTN_PV, m, s, heads, hd, &pv,
+		    err)) != 0)
+			return rc;
+		const float *src = qkv + (size_t)s0 * s * 3 * d;
+		/* q, k and v of each head, each [m][heads][s][hd] */
+		#pragma omp parallel for schedule(static) \
+		    if ((size_t)rows * 3 * d >= GEMM_PAR_MIN)
+		for (int r = 0; r < rows; r++) {
+			size_t to = (size_t)(r / s) * heads * s + r % s;
+			for (int j = 0; j < 3; j++)
+				for (int h = 0; h < heads; h++)
+					to_bf16(src + (size_t)r * 3 * d + j * d +
+					    h * hd, qb + j * plane + (to + (size_t)h *
+					    s) * hd, (size_t)hd);
+		}
+		if ((rc = run_prim(c, qk, qb, qb + plane, NULL, score,
+		    err)) != 0)
+			return rc;
+		int nrow = m * heads * s;
+		#pragma omp parallel for schedule(static) \
+		    if ((size_t)nrow * s >= GEMM_PAR_MIN)
+		for (int i = 0; i < nrow; i++) {
+			float *row = score + (size_t)i * s;
+			ops_softmax_rows(row, 1, s, s, 0);
+			to_bf16(row, prob + (size_t)i * s, (size_t)s);
+		}
+		if ((rc = run_prim(c, pv, prob, qb + 2 * plane, NULL, out +
+		    (size_t)s0 * s * d, err)) != 0)
+			return rc;
+	}
+	return 0;
 }

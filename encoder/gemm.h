@@ -114,6 +114,18 @@ int gemm_mlp(gemm_ctx *c, const float *x, const gemm_weight *w1,
     const float *b1, int act, const gemm_weight *w2, const float *b2,
     float *y, float *h, int t, cdx_error *err);
 
+/* Self-attention of n sequences of s tokens each, every head at once:
+ * per sequence and head, out = softmax(Q K^T) V, Q, K and V read from
+ * qkv rows [n s][3][heads][hd] (q already scaled by hd^-0.5), out written
+ * as rows [n s][heads hd].  The two products run on oneDNN in bf16 (Q, K,
+ * V and the probabilities rounded to bf16, float32 accumulation), the
+ * softmax in float32, in chunks of sequences whose scores stay in cache.
+ * Only where the CPU multiplies bf16 natively (gemm_cpu_has_bf16):
+ * CDX_EINVAL elsewhere, and for a ctx made without an engine.  Errors
+ * otherwise as gemm_run. */
+int gemm_attention(gemm_ctx *c, const float *qkv, int n, int s, int heads,
+    int hd, float *out, cdx_error *err);
+
 /* The name of the oneDNN implementation gemm_run used last for a bf16 or
  * s8 weight ("brg:avx512_core_amx_bf16"), or "" before any. */
 const char *gemm_ctx_impl(const gemm_ctx *c);

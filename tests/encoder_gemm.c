@@ -7,6 +7,8 @@
  * activation, row counts on both sides of the size where the passes go
  * parallel.  And gemm_mlp, whose fused paths never write the MLP's hidden
  * activations in float32, against the same two layers through float32.
+ * gemm_attention (bf16 products on oneDNN) against attention computed
+ * here in double, over one chunk of sequences and over several.
  * tests/encoder_isa.sh runs it again on older CPUs' kernels.
  */
 #include <setjmp.h>
@@ -230,12 +232,96 @@ test_mlp(void **state)
 	free(ref);
 }
 
+/* Attention of n sequences of s tokens, heads x hd, computed in double
+ * from the same qkv rows: max |gemm_attention - it| / max |it|. */
+static double
+attention_error(gemm_ctx *c, int n, int s, int heads, int hd)
+{
+	int d = heads * hd;
+	size_t rows = (size_t)n * s;
+	float *qkv = malloc(sizeof(float) * rows * 3 * d);
+	float *out = malloc(sizeof(float) * rows * d);
+	double *sc = malloc(sizeof(double) * s);
+	cdx_error err;
+	assert_non_null(qkv);
+	assert_non_null(out);
+	assert_non_null(sc);
+	fill(qkv, rows * 3 * d, 41u + (uint32_t)s, 1.0f);
+	CDX_ASSERT_OK(gemm_attention(c, qkv, n, s, heads, hd, out, &err),
+	    err.msg);
+	double emax = 0.0, vmax = 0.0;
+	for (int q = 0; q < n; q++)
+		for (int h = 0; h < heads; h++)
+			for (int i = 0; i < s; i++) {
+				const float *qi = qkv + ((size_t)q * s + i) * 3 *
+				    d + h * hd;
+				double mx = -INFINITY, sum = 0.0;
+				for (int j = 0; j < s; j++) {
+					const float *kj = qkv + ((size_t)q * s + j) *
+					    3 * d + d + h * hd;
+					double v = 0.0;
+					for (int e = 0; e < hd; e++)
+						v += (double)qi[e] * kj[e];
+					sc[j] = v;
+					mx = v > mx ? v : mx;
+				}
+				for (int j = 0; j < s; j++)
+					sum += sc[j] = exp(sc[j] - mx);
+				for (int e = 0; e < hd; e++) {
+					double v = 0.0;
+					for (int j = 0; j < s; j++)
+						v += sc[j] / sum * qkv[((size_t)q *
+						    s + j) * 3 * d + 2 * d + h * hd +
+						    e];
+					double got = out[((size_t)q * s + i) * d +
+					    h * hd + e];
+					emax = fmax(emax, fabs(got - v));
+					vmax = fmax(vmax, fabs(v));
+				}
+			}
+	free(qkv);
+	free(out);
+	free(sc);
+	return emax / vmax;
+}
+
+/* gemm_attention agrees with attention in double to bf16's rounding: 7
+ * short sequences (one chunk, every head), and 3 long ones (a chunk each:
+ * the chunk boundaries and the output rows of each).  On a CPU without
+ * native bf16 it refuses (the encoder then runs attention in float32). */
+static void
+test_attention(void **state)
+{
+	(void)state;
+	gemm_engine *e = NULL;
+	gemm_ctx *c = NULL;
+	cdx_error err;
+	CDX_ASSERT_OK(gemm_engine_new(&e, &err), err.msg);
+	CDX_ASSERT_OK(gemm_ctx_new(e, &c, &err), err.msg);
+	if (!gemm_cpu_has_bf16()) {
+		float qkv[3 * 8 * 8], out[8 * 8];
+		fill(qkv, 3 * 8 * 8, 3u, 1.0f);
+		assert_int_equal(gemm_attention(c, qkv, 1, 8, 2, 4, out, &err),
+		    CDX_EINVAL);
+	} else {
+		double e1 = attention_error(c, 7, 20, 3, 16);
+		double e2 = attention_error(c, 3, 300, 4, 16);
+		print_message("attention vs double: %.3g (7 x 20), %.3g "
+		    "(3 x 300)\n", e1, e2);
+		if (e1 > 2e-2 || e2 > 2e-2)
+			fail_msg("attention error %.3g / %.3g (> 2e-2)", e1, e2);
+	}
+	gemm_ctx_free(c);
+	gemm_engine_free(e);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_epilogue),
 		cmocka_unit_test(test_mlp),
+		cmocka_unit_test(test_attention),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
