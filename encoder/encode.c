@@ -169,6 +169,44 @@ mlp(clip_ctx *c, const float *x, const gemm_weight *w1, const float *b1,
 		    &c->gerr);
 }
 
+/* A layer norm feeding a GEMM (gemm_run_rows): row i of x gets bias
+ * (when set) added in place, then its layer norm goes to the GEMM. */
+typedef struct ln_rows {
+	float *x;
+	const float *bias, *w, *b;
+	int d;
+	float eps;
+} ln_rows;
+
+static void
+ln_row(void *arg, int i, float *row)
+{
+	const ln_rows *a = arg;
+	ops_layernorm(a->x + (size_t)i * a->d, a->bias, a->w, a->b, row, 1,
+	    a->d, a->eps);
+}
+
+/* lin() on the layer norm of x's rows (ln_rows): the normalised rows
+ * are never written out. */
+static void
+lin_ln(clip_ctx *c, ln_rows *ln, const gemm_weight *w, float *y, int t,
+    const float *bias)
+{
+	if (c->grc == 0)
+		c->grc = gemm_run_rows(c->g, ln_row, ln, w, y, t, 0.0f, bias,
+		    GEMM_ACT_NONE, &c->gerr);
+}
+
+/* mlp() on the layer norm of x's rows, the result added to them. */
+static void
+mlp_ln(clip_ctx *c, ln_rows *ln, const gemm_weight *w1, const float *b1,
+    int act, const gemm_weight *w2, const float *b2, float *h, int t)
+{
+	if (c->grc == 0)
+		c->grc = gemm_mlp_rows(c->g, ln_row, ln, w1, b1, act, w2, b2,
+		    ln->x, h, t, &c->gerr);
+}
+
 /* Returns the call's GEMM failure, if any, and clears it. */
 static int
 lin_status(clip_ctx *c, cdx_error *err)
@@ -330,11 +368,10 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 	for (int l = 0; l < cfg->layers; l++) {
 		const clip_layer *L = &tw->layers[l];
 		int last = l == cfg->layers - 1 && !pool_all;
-		layernorm(c, x, pending, L->ln1_w, L->ln1_b, c->h, t, d,
-		    cfg->eps);
 		/* q's head_dim^-0.5 is folded into its weights at load */
-		lin(c, c->h, &L->qkv, c->big, t, 0.0f, L->qkv_b, GEMM_ACT_NONE);
-		float *xs = x, *hs = c->h, *act = c->big;
+		ln_rows ln1 = {x, pending, L->ln1_w, L->ln1_b, d, cfg->eps};
+		lin_ln(c, &ln1, &L->qkv, c->big, t, L->qkv_b);
+		float *xs = x, *act = c->big;
 		int rows = t;
 		if (!last && bf16_attn) {
 			if (c->grc == 0)
@@ -372,9 +409,8 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 		/* the residuals' biases are added in the next layer norm's
 		 * pass */
 		lin(c, c->attn, &L->out, xs, rows, 1.0f, NULL, GEMM_ACT_NONE);
-		layernorm(c, xs, L->out_b, L->ln2_w, L->ln2_b, hs, rows, d,
-		    cfg->eps);
-		mlp(c, hs, &L->fc1, L->fc1_b, cfg->act, &L->fc2, NULL, xs, act,
+		ln_rows ln2 = {xs, L->out_b, L->ln2_w, L->ln2_b, d, cfg->eps};
+		mlp_ln(c, &ln2, &L->fc1, L->fc1_b, cfg->act, &L->fc2, NULL, act,
 		    rows);
 		pending = L->fc2_b;
 	}

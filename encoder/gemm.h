@@ -9,8 +9,10 @@
  *  - A gemm_engine (the oneDNN CPU engine) and the gemm_weights packed
  *    for it are immutable after creation: any number of threads may use
  *    them at once.  Weights must be released before their engine.
- *  - A gemm_ctx (a stream, the primitives it has created, scratch
+ *  - A gemm_ctx (streams, the primitives it has created, scratch
  *    buffers) belongs to one thread at a time; each clip_ctx owns one.
+ *    Its calls run on the calling thread's OpenMP team (a batch's rows in
+ *    tiles, one tile per thread at a time).
  *  - Nothing here sets a thread count: oneDNN runs on OpenMP with the
  *    calling program's settings, OpenBLAS with its own.
  *
@@ -101,6 +103,20 @@ void gemm_ctx_free(gemm_ctx *c);
 int gemm_run(gemm_ctx *c, const float *x, const gemm_weight *w, float *y,
     int t, float beta, const float *bias, int act, cdx_error *err);
 
+/* A GEMM's input rows made on demand: fn(arg, i, row) writes row i (the
+ * weight's k floats) at row.  It is called once per row, rows in any
+ * order, from any thread of the calling thread's team at once (rows in
+ * tiles), so that what makes a row (a layer norm) runs while the row is
+ * in cache and no pass of its own writes the rows out.  fn may change
+ * what row i is made from (the layer norm's input) but nothing another
+ * row reads. */
+typedef void (*gemm_row_fn)(void *arg, int i, float *row);
+
+/* gemm_run with its input rows from fn (above) instead of X. */
+int gemm_run_rows(gemm_ctx *c, gemm_row_fn fn, void *arg,
+    const gemm_weight *w, float *y, int t, float beta, const float *bias,
+    int act, cdx_error *err);
+
 /* An MLP block's two layers: Y += act(X W1^T + b1) W2^T + b2 (b2 may be
  * NULL; b1 and act are required).  When both weights are on oneDNN at one
  * precision the hidden activations (t x w1->n) never exist in float32:
@@ -113,6 +129,11 @@ int gemm_run(gemm_ctx *c, const float *x, const gemm_weight *w, float *y,
 int gemm_mlp(gemm_ctx *c, const float *x, const gemm_weight *w1,
     const float *b1, int act, const gemm_weight *w2, const float *b2,
     float *y, float *h, int t, cdx_error *err);
+/* gemm_mlp with its input rows from fn (gemm_run_rows).  Row i of Y is
+ * written only after row i's input is made. */
+int gemm_mlp_rows(gemm_ctx *c, gemm_row_fn fn, void *arg,
+    const gemm_weight *w1, const float *b1, int act, const gemm_weight *w2,
+    const float *b2, float *y, float *h, int t, cdx_error *err);
 
 /* Self-attention of n sequences of s tokens each, every head at once:
  * per sequence and head, out = softmax(Q K^T) V, Q, K and V read from

@@ -3,8 +3,10 @@
 # (tests/encoder_gemm.c) on the kernels of older CPUs: oneDNN is told to
 # use at most AVX2 (no VNNI, no native bf16: bf16 is emulated on OpenBLAS,
 # int8 runs oneDNN's AVX2 kernels, auto picks fp32), then at most AVX-512
-# without VNNI or bf16.  Each run's cmocka
-# summary is counted by tests/run.sh.
+# without VNNI or bf16.  Then the GEMM tests again on a team of 3 OpenMP
+# threads, whatever the cores: the row tiles taken in turn by more than
+# two threads, and by more threads than cores.  Each run's cmocka summary
+# is counted by tests/run.sh.
 BUILD=${BUILD:-build}
 status=0
 for isa in AVX2 AVX512_CORE; do
@@ -12,4 +14,6 @@ for isa in AVX2 AVX512_CORE; do
 	DNNL_MAX_CPU_ISA=$isa "$BUILD/tests/encoder_precision" || status=1
 	DNNL_MAX_CPU_ISA=$isa "$BUILD/tests/encoder_gemm" || status=1
 done
+echo "== OMP_NUM_THREADS=3"
+OMP_NUM_THREADS=3 "$BUILD/tests/encoder_gemm" || status=1
 exit $status
