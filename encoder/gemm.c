@@ -54,10 +54,12 @@
  * them while they are in its cache, with no barrier between the steps.
  * oneDNN 2.6.3's AMX kernels run a single thread's product at full speed
  * only for whole blocks of 16 rows: 62 rows measured at a third of 64's
- * rate.  Below GEMM_TILE_MIN rows a thread, the whole team multiplies
- * one tile. */
+ * rate.  Below GEMM_TILE_MIN rows a thread (a text query), the whole
+ * team multiplies one tile: tiles each read all of the weights, which a
+ * short query's time is bound by (77 tokens in 64- and 13-row tiles:
+ * 11.7 ms of GEMMs against 8.8). */
 #define GEMM_TILE 64
-#define GEMM_TILE_MIN 32
+#define GEMM_TILE_MIN 128
 /* prim_entry.prec of attention's two products (beside enum gemm_prec) */
 #define GEMM_ATTN_QK 10
 #define GEMM_ATTN_PV 11
