@@ -31,6 +31,21 @@
 #define ASK_AGAIN_MS 200
 /* a job retried (CLU_RETRY) waits this long before it comes again */
 #define RETRY_DELAY_MS 2000
+/* a shard heard from but not shown by the watcher is waited for this
+ * long after it last answered (see struct heard) */
+#define HEARD_MS (2 * REWATCH_MS)
+#define HEARD_MAX 16
+
+/* A shard that answered a scatter but that the watcher has not shown:
+ * the watcher is behind (a new shard while JetStream recovers from a lost
+ * node).  Scatters wait for it as for a member until the watcher shows
+ * its entry or its delete, or it has been silent HEARD_MS: else an answer
+ * could leave out its hits, not partial, whenever it answered after the
+ * known members. */
+typedef struct heard {
+	char name[CLU_NAME_MAX + 1];
+	double at;                      /* when it last answered */
+} heard;
 
 /* A set of shard names. */
 typedef struct nameset {
@@ -50,6 +65,8 @@ struct clu {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	nameset members;
+	heard heard[HEARD_MAX];
+	int n_heard;
 	int caught_up, stop, rewatch;
 	pthread_t watcher;
 	int watching;
@@ -161,6 +178,38 @@ name_set(nameset *m, const char *key, int present)
 	return 0;
 }
 
+/* Forgets name as heard (the watcher showed it); c->mu held. */
+static void
+heard_drop(clu *c, const char *name)
+{
+	for (int i = 0; i < c->n_heard; i++)
+		if (strcmp(c->heard[i].name, name) == 0) {
+			c->heard[i] = c->heard[--c->n_heard];
+			return;
+		}
+}
+
+/* name answered a scatter: if the watcher has not shown it, it is heard
+ * now (and the watcher made anew); c->mu held. */
+static void
+heard_note(clu *c, const char *name)
+{
+	if (name_find(&c->members, name) >= 0 || !name_ok(name))
+		return;
+	c->rewatch = 1;
+	int i = 0;
+	while (i < c->n_heard && strcmp(c->heard[i].name, name) != 0)
+		i++;
+	if (i == HEARD_MAX)
+		return;
+	if (i == c->n_heard) {
+		snprintf(c->heard[i].name, sizeof(c->heard[i].name), "%s",
+			 name);
+		c->n_heard++;
+	}
+	c->heard[i].at = now_ms();
+}
+
 static void
 names_clear(nameset *m)
 {
@@ -227,6 +276,7 @@ watch_main(void *arg)
 		} else {
 			changed = name_set(&c->members, kvEntry_Key(e),
 					   kvEntry_Operation(e) == kvOp_Put);
+			heard_drop(c, kvEntry_Key(e));
 		}
 		void (*fn)(void *) = c->on_change;
 		void *user = c->on_change_user;
@@ -724,6 +774,39 @@ unframe(natsMsg *m, char **shard, char **body, size_t *len)
 	return 0;
 }
 
+/* Whom a scatter waits for: the members and the shards heard from in
+ * the last HEARD_MS (struct heard); the older heard are forgotten. */
+static int
+scatter_targets(clu *c, char ***names, size_t *n)
+{
+	char **v;
+	size_t k;
+	if (clu_members(c, &v, &k))
+		return CDX_ENOMEM;
+	pthread_mutex_lock(&c->mu);
+	double t = now_ms();
+	for (int i = 0; i < c->n_heard; i++)
+		if (t - c->heard[i].at > HEARD_MS)
+			c->heard[i--] = c->heard[--c->n_heard];
+	char **w = realloc(v, (k + (size_t)c->n_heard + 1) * sizeof(*w));
+	if (w != NULL) {
+		v = w;
+		size_t nm = k;
+		for (int i = 0; i < c->n_heard; i++) {
+			size_t j = 0;
+			/* shown since the members were read */
+			while (j < nm && strcmp(v[j], c->heard[i].name) != 0)
+				j++;
+			if (j == nm && (v[k] = strdup(c->heard[i].name)) != NULL)
+				k++;
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	*names = v;
+	*n = k;
+	return w != NULL ? 0 : CDX_ENOMEM;
+}
+
 int
 clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
 	    cdx_error *err)
@@ -735,8 +818,10 @@ clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
 	int rc = 0;
 	natsStatus s;
 	memset(out, 0, sizeof(*out));
-	if (clu_members(c, &want, &n_want))
+	if (scatter_targets(c, &want, &n_want)) {
+		clu_names_free(want, n_want);
 		return cdx_error_set(err, CDX_ENOMEM, "out of memory");
+	}
 	cap = n_want + 4;
 	out->shards = calloc(cap, sizeof(char *));
 	out->bodies = calloc(cap, sizeof(char *));
@@ -790,7 +875,7 @@ clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
 		char *shard, *body;
 		size_t blen;
 		if (unframe(m, &shard, &body, &blen) == 0) {
-			int dup = 0, member = 0;
+			int dup = 0;
 			for (size_t i = 0; i < out->n; i++)
 				dup |= strcmp(out->shards[i], shard) == 0;
 			for (size_t i = 0; !dup && i < n_want; i++)
@@ -798,13 +883,10 @@ clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
 					free(want[i]); /* answered */
 					want[i] = NULL;
 					got_wanted++;
-					member = 1;
 				}
-			if (!dup && !member) {
-				/* a shard the watcher has not shown: it is
-				 * behind (stalled on a lost node); anew now */
+			if (!dup) {
 				pthread_mutex_lock(&c->mu);
-				c->rewatch = 1;
+				heard_note(c, shard);
 				pthread_mutex_unlock(&c->mu);
 			}
 			if (dup || out->n == cap) {

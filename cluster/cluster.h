@@ -109,7 +109,10 @@ typedef struct clu_gather {
 	char **missing;
 } clu_gather;
 /* Publishes req to every shard and gathers the answers until every member
- * answered or the deadline passed. */
+ * answered or the deadline passed.  A shard that answered a scatter in
+ * the last 10 s but that the membership watcher has not shown yet (it is
+ * behind: JetStream recovering from a lost node) is waited for as a
+ * member, and is listed in missing if it does not answer. */
 int clu_scatter(clu *c, const char *req, size_t len, clu_gather *out,
 		cdx_error *err);
 void clu_gather_free(clu_gather *g);
