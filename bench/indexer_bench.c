@@ -12,7 +12,10 @@
  *   ideal   cores / (encode CPU s + decode CPU s) per image (CPU ideal),
  *           and min(encoder rate, decode rate x cores), decode rate being
  *           1 / decode CPU s (stage ideal);
- *   index   the indexer (watch_add on the folder, fresh store): images/s.
+ *   index   the indexer (watch_add on the folder, fresh store): images/s,
+ *           with the decode and encoder thread counts of the defaults and
+ *           of the alternatives, and once more with text queries running
+ *           meanwhile (their latency printed).
  * then the resident memory at the start and end of a scan of many small
  * files (tiny model), which should not grow with the number of files, and
  * finally batching (tiny model): NBATCH small files, every fifth broken
@@ -22,7 +25,7 @@
  * commit to disk).
  *
  * usage: indexer_bench [N12 N2 NSMALL [PRECISION [NBATCH]]]
- *        (default 12 32 20000 auto 5000; PRECISION: auto, fp32, bf16, int8)
+ *        (default 48 128 20000 auto 5000; PRECISION: auto, fp32, bf16, int8)
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -492,8 +495,14 @@ run_size(const char *label, const char *folder, const char *tmp,
 	    ideal_min);
 
 	/* the indexer, a few settings */
-	static const struct { int dec, blas; } cfgs[] = {
-		{ 0, 0 }, { 1, 0 }, { 2, 1 },
+	/* decode threads (0: auto), OpenBLAS threads (0: every core; fp32's
+	 * GEMMs), the encoder's OpenMP threads (bf16 / int8; 0, the
+	 * indexer's default: every core; 1 was the default until
+	 * 2026-12-06), and whether text queries run meanwhile (their CPU
+	 * is not in the ideals) */
+	static const struct { int dec, blas, enc, queries; } cfgs[] = {
+		{ 0, 0, 0, 0 }, { 1, 0, 0, 0 }, { 0, 0, 1, 0 }, { 2, 1, 1, 0 },
+		{ 0, 0, 0, 1 },
 	};
 	for (size_t i = 0; i < sizeof(cfgs) / sizeof(cfgs[0]); i++) {
 		watch_params p;
@@ -503,26 +512,29 @@ run_size(const char *label, const char *folder, const char *tmp,
 		p.live = 0;
 		p.nice = 0;
 		p.decode_threads = cfgs[i].dec;
+		p.encode_threads = cfgs[i].enc;
 		openblas_set_num_threads(cfgs[i].blas ? cfgs[i].blas : cores);
 		snprintf(store_dir, sizeof(store_dir), "%s/store-%s-%zu", tmp, label,
 		    i);
 		struct query_arg qa = { m, 0, 0, 0, 0 };
 		pthread_t qt;
-		if (i == 0)
+		if (cfgs[i].queries)
 			pthread_create(&qt, NULL, query_thread, &qa);
 		double t = index_folder(folder, store_dir, m, &p, NULL, NULL, &got);
-		if (i == 0) {
+		if (cfgs[i].queries) {
 			qa.stop = 1;
 			pthread_join(qt, NULL);
 		}
-		printf("  index (decode threads %s, OpenBLAS threads %d): "
-		    "%.2f images/s = %.0f%% of the CPU ideal, %.0f%% of the wall "
-		    "ideal, %.0f%% of the stage ideal%s\n", cfgs[i].dec ?
-		    (cfgs[i].dec == 1 ? "1" : "2") : "auto", cfgs[i].blas ?
-		    cfgs[i].blas : cores, got / t, 100.0 * got / t / ideal,
+		printf("  index (decode threads %s, OpenBLAS threads %d, "
+		    "encoder OpenMP threads %d): %.2f images/s = %.0f%% of the "
+		    "CPU ideal, %.0f%% of the wall ideal, %.0f%% of the stage "
+		    "ideal%s%s\n", cfgs[i].dec ? (cfgs[i].dec == 1 ? "1" : "2") :
+		    "auto", cfgs[i].blas ? cfgs[i].blas : cores, cfgs[i].enc ?
+		    cfgs[i].enc : cores, got / t, 100.0 * got / t / ideal,
 		    100.0 * got / t / ideal_wall, 100.0 * got / t / ideal_min,
-		    got == n ? "" : " (MISSING FILES)");
-		if (i == 0)
+		    got == n ? "" : " (MISSING FILES)", cfgs[i].queries ?
+		    "; text queries meanwhile" : "");
+		if (cfgs[i].queries)
 			printf("  text queries meanwhile (normal priority): %d, mean "
 			    "%.1f ms, max %.1f ms\n", qa.n, qa.n ? qa.sum / qa.n * 1e3 :
 			    0.0, qa.max * 1e3);
@@ -538,8 +550,11 @@ run_size(const char *label, const char *folder, const char *tmp,
 int
 main(int argc, char **argv)
 {
-	int n12 = argc > 1 ? atoi(argv[1]) : 12;
-	int n2 = argc > 2 ? atoi(argv[2]) : 32;
+	/* three batches of 16 and more: decoding and encoding overlap, as in
+	 * a real scan (12 photos, the default until 2026-12-06, made no
+	 * batch at all) */
+	int n12 = argc > 1 ? atoi(argv[1]) : 48;
+	int n2 = argc > 2 ? atoi(argv[2]) : 128;
 	int nsmall = argc > 3 ? atoi(argv[3]) : 20000;
 	int nbatch = argc > 5 ? atoi(argv[5]) : 5000;
 	int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);

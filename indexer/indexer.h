@@ -61,9 +61,10 @@ typedef struct watch_params {
 				   indexed after this long without change
 				   (default 1000) */
 	int encode_threads;     /* OpenMP threads of the encoder's bf16/int8
-				   GEMMs (default 1: the decoders fill the
-				   other cores; docs/INDEXER.md); 0: the
-				   process default */
+				   GEMMs; 0 (default): the process default
+				   (every core, or --threads): the encoder's
+				   row tiles leave room for the decoders
+				   (docs/INDEXER.md) */
 	int nice;               /* added to the indexer threads' nice value
 				   (default 10; 0: same priority as queries) */
 	int event_limit;        /* more than this many events in one read is

@@ -2340,7 +2340,7 @@ watch_default_params(watch_params *p)
 	p->live = 1;
 	p->quiet_ms = 1000;
 	p->nice = 10;
-	p->encode_threads = 1;
+	p->encode_threads = 0;
 	p->retry_ms = 30000;
 	p->video = 1;
 	p->video_interval_s = CLIP_VIDEO_INTERVAL_S;
