@@ -23,34 +23,10 @@
 
 #include "encoder/clip.h"
 #include "encoder/gemm.h"
+#include "tests/encoder_ref.h"
 #include "tests/testutil.h"
 
 #define K 96
-
-static void
-fill(float *v, size_t n, uint32_t seed, float amp)
-{
-	for (size_t i = 0; i < n; i++) {
-		seed = seed * 1664525u + 1013904223u;
-		v[i] = amp * ((float)(seed >> 8) / 16777216.0f * 2.0f - 1.0f);
-	}
-}
-
-static double
-act_ref(double v, int act)
-{
-	switch (act) {
-	case GEMM_ACT_NONE:
-		return v;
-	case CLIP_ACT_QUICK_GELU:
-		return v / (1.0 + exp(-1.702 * v));
-	case CLIP_ACT_GELU_TANH:
-		return 0.5 * v * (1.0 + tanh(0.7978845608028654 *
-		    (v + 0.044715 * v * v * v)));
-	default:
-		return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
-	}
-}
 
 /* gemm_run with the epilogue against the plain product of the same
  * weight finished here: max |difference| / max |expected|. */
@@ -67,7 +43,7 @@ epilogue_error(gemm_ctx *c, const gemm_weight *w, const float *x,
 	assert_non_null(plain);
 	assert_non_null(y);
 	assert_non_null(prev);
-	fill(prev, tn, 99u, 2.0f);
+	ref_fill(prev, tn, 99u, 2.0f);
 	memcpy(y, prev, tn * sizeof(float));
 	CDX_ASSERT_OK(gemm_run(c, x, w, plain, t, 0.0f, NULL, GEMM_ACT_NONE,
 	    &err), err.msg);
@@ -77,7 +53,7 @@ epilogue_error(gemm_ctx *c, const gemm_weight *w, const float *x,
 	for (int i = 0; i < t; i++) {
 		for (int j = 0; j < n; j++) {
 			size_t at = (size_t)i * n + j;
-			double v = act_ref((double)plain[at] +
+			double v = ref_act((double)plain[at] +
 			    (bias != NULL ? bias[j] : 0.0), act) +
 			    (beta ? prev[at] : 0.0);
 			double e = fabs(v - y[at]);
@@ -108,9 +84,9 @@ test_epilogue(void **state)
 	cdx_error err;
 	assert_non_null(wsrc);
 	assert_non_null(x);
-	fill(wsrc, (size_t)n * K, 7u, 0.3f);
-	fill(x, 300 * K, 11u, 1.0f);
-	fill(bias, n, 13u, 1.0f);
+	ref_fill(wsrc, (size_t)n * K, 7u, 0.3f);
+	ref_fill(x, 300 * K, 11u, 1.0f);
+	ref_fill(bias, n, 13u, 1.0f);
 	CDX_ASSERT_OK(gemm_engine_new(&e, &err), err.msg);
 	for (size_t p = 0; p < sizeof(precs) / sizeof(precs[0]); p++) {
 		gemm_weight w;
@@ -177,11 +153,11 @@ test_mlp(void **state)
 	assert_non_null(h);
 	assert_non_null(y);
 	assert_non_null(ref);
-	fill(w1s, (size_t)m * d, 17u, 0.3f);
-	fill(w2s, (size_t)d * m, 19u, 0.15f);
-	fill(x, (size_t)t * d, 23u, 1.0f);
-	fill(b1, m, 29u, 0.5f);
-	fill(b2, d, 31u, 0.5f);
+	ref_fill(w1s, (size_t)m * d, 17u, 0.3f);
+	ref_fill(w2s, (size_t)d * m, 19u, 0.15f);
+	ref_fill(x, (size_t)t * d, 23u, 1.0f);
+	ref_fill(b1, m, 29u, 0.5f);
+	ref_fill(b2, d, 31u, 0.5f);
 	CDX_ASSERT_OK(gemm_engine_new(&e, &err), err.msg);
 	for (size_t p1 = 0; p1 < 3; p1++) {
 		for (size_t p2 = 0; p2 < 3; p2++) {
@@ -194,7 +170,7 @@ test_mlp(void **state)
 			CDX_ASSERT_OK(gemm_ctx_new(e, &c, &err), err.msg);
 			for (int with_b2 = 0; with_b2 < 2; with_b2++) {
 				const float *bb = with_b2 ? b2 : NULL;
-				fill(ref, (size_t)t * d, 37u, 2.0f);
+				ref_fill(ref, (size_t)t * d, 37u, 2.0f);
 				memcpy(y, ref, sizeof(float) * t * d);
 				CDX_ASSERT_OK(gemm_run(c, x, &w1, h, t, 0.0f, b1,
 				    CLIP_ACT_QUICK_GELU, &err), err.msg);
@@ -246,7 +222,7 @@ attention_error(gemm_ctx *c, int n, int s, int heads, int hd)
 	assert_non_null(qkv);
 	assert_non_null(out);
 	assert_non_null(sc);
-	fill(qkv, rows * 3 * d, 41u + (uint32_t)s, 1.0f);
+	ref_fill(qkv, rows * 3 * d, 41u + (uint32_t)s, 1.0f);
 	CDX_ASSERT_OK(gemm_attention(c, qkv, n, s, heads, hd, out, &err),
 	    err.msg);
 	double emax = 0.0, vmax = 0.0;
@@ -300,7 +276,7 @@ test_attention(void **state)
 	CDX_ASSERT_OK(gemm_ctx_new(e, &c, &err), err.msg);
 	if (!gemm_cpu_has_bf16()) {
 		float qkv[3 * 8 * 8], out[8 * 8];
-		fill(qkv, 3 * 8 * 8, 3u, 1.0f);
+		ref_fill(qkv, 3 * 8 * 8, 3u, 1.0f);
 		assert_int_equal(gemm_attention(c, qkv, 1, 8, 2, 4, out, &err),
 		    CDX_EINVAL);
 	} else {

@@ -15,15 +15,7 @@
 #include <string.h>
 
 #include "encoder/model_internal.h"
-
-static void
-fill(float *v, size_t n, uint32_t seed, float amp)
-{
-	for (size_t i = 0; i < n; i++) {
-		seed = seed * 1664525u + 1013904223u;
-		v[i] = amp * ((float)(seed >> 8) / 16777216.0f * 2.0f - 1.0f);
-	}
-}
+#include "tests/encoder_ref.h"
 
 /* Every row of a t x n softmax (stride ld) against double; causal rows
  * use i + 1 entries and must zero the rest. */
@@ -35,7 +27,7 @@ softmax_error(int t, int n, int causal)
 	float *in = malloc(sizeof(float) * (size_t)t * ld);
 	assert_non_null(p);
 	assert_non_null(in);
-	fill(in, (size_t)t * ld, 7u + (uint32_t)n, 12.0f);
+	ref_fill(in, (size_t)t * ld, 7u + (uint32_t)n, 12.0f);
 	memcpy(p, in, sizeof(float) * (size_t)t * ld);
 	ops_softmax_rows(p, t, n, ld, causal);
 	double emax = 0.0;
@@ -77,20 +69,6 @@ test_softmax(void **state)
 		fail_msg("causal softmax: error %.3g", e);
 }
 
-static double
-act_ref(double v, int act)
-{
-	switch (act) {
-	case CLIP_ACT_QUICK_GELU:
-		return v / (1.0 + exp(-1.702 * v));
-	case CLIP_ACT_GELU_TANH:
-		return 0.5 * v * (1.0 + tanh(0.7978845608028654 *
-		    (v + 0.044715 * v * v * v)));
-	default:
-		return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
-	}
-}
-
 /* ops_bias_act for each activation, rows of 37 (a tail) and 64. */
 static void
 test_bias_act(void **state)
@@ -103,12 +81,12 @@ test_bias_act(void **state)
 		for (size_t k = 0; k < 2; k++) {
 			int t = 4, n = ns[k];
 			float x[4 * 64], in[4 * 64], bias[64];
-			fill(in, (size_t)t * n, 11u, 6.0f);
-			fill(bias, (size_t)n, 13u, 1.0f);
+			ref_fill(in, (size_t)t * n, 11u, 6.0f);
+			ref_fill(bias, (size_t)n, 13u, 1.0f);
 			memcpy(x, in, sizeof(float) * (size_t)t * n);
 			ops_bias_act(x, bias, t, n, acts[a]);
 			for (int i = 0; i < t * n; i++) {
-				double want = act_ref((double)in[i] +
+				double want = ref_act((double)in[i] +
 				    bias[i % n], acts[a]);
 				if (fabs(x[i] - want) > 2e-6 * (1.0 +
 				    fabs(want)))
