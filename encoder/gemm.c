@@ -54,10 +54,11 @@
  * them while they are in its cache, with no barrier between the steps.
  * oneDNN 2.6.3's AMX kernels run a single thread's product at full speed
  * only for whole blocks of 16 rows: 62 rows measured at a third of 64's
- * rate.  Below GEMM_TILE_MIN rows a thread (a text query), the whole
- * team multiplies one tile: tiles each read all of the weights, which a
- * short query's time is bound by (77 tokens in 64- and 13-row tiles:
- * 11.7 ms of GEMMs against 8.8). */
+ * rate.  The tiles go to at most one thread for each GEMM_TILE_MIN rows,
+ * and below two such threads (a text query) the whole team multiplies
+ * one tile: tiles each read all of the weights, which a short query's
+ * time is bound by (77 tokens in 64- and 13-row tiles: 11.7 ms of GEMMs
+ * against 8.8). */
 #define GEMM_TILE 64
 #define GEMM_TILE_MIN 128
 /* prim_entry.prec of attention's two products (beside enum gemm_prec) */
@@ -635,16 +636,22 @@ gemm_ctx_new(const gemm_engine *e, gemm_ctx **out, cdx_error *err)
 }
 
 static void
+mem_clear(prim_mem *m)
+{
+	dnnl_memory_destroy(m->src);
+	dnnl_memory_destroy(m->wei);
+	dnnl_memory_destroy(m->bia);
+	dnnl_memory_destroy(m->dst);
+	dnnl_memory_destroy(m->pad);
+	memset(m, 0, sizeof(*m));
+}
+
+static void
 entry_clear(prim_entry *p)
 {
 	dnnl_primitive_destroy(p->prim);
-	for (int i = 0; i < p->n_mem; i++) {
-		dnnl_memory_destroy(p->mem[i].src);
-		dnnl_memory_destroy(p->mem[i].wei);
-		dnnl_memory_destroy(p->mem[i].bia);
-		dnnl_memory_destroy(p->mem[i].dst);
-		dnnl_memory_destroy(p->mem[i].pad);
-	}
+	for (int i = 0; i < p->n_mem; i++)
+		mem_clear(&p->mem[i]);
 	free(p->mem);
 	memset(p, 0, sizeof(*p));
 }
@@ -741,7 +748,8 @@ entry_new(gemm_ctx *c)
 	return &c->cache[c->n_cache];
 }
 
-/* Makes set i of p's memory objects, from its primitive's descriptor. */
+/* Makes a set of p's memory objects, from its primitive's descriptor;
+ * on failure none is left. */
 static int
 mem_init(gemm_ctx *c, prim_entry *p, prim_mem *m, cdx_error *err)
 {
@@ -768,6 +776,8 @@ mem_init(gemm_ctx *c, prim_entry *p, prim_mem *m, cdx_error *err)
 		    dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0),
 		    eng, DNNL_MEMORY_NONE), "memory_create");
 out:
+	if (rc != 0)
+		mem_clear(m);
 	return rc;
 }
 
@@ -1082,7 +1092,14 @@ static int
 job_run(gemm_ctx *c, tile_job *j, cdx_error *err)
 {
 	int rc, t = j->t, nthr = omp_get_max_threads();
-	if (nthr < 1 || t < nthr * GEMM_TILE_MIN)
+	/* a thread for each GEMM_TILE_MIN rows at most: on many cores a
+	 * batch still runs in tiles, on fewer threads */
+	if (nthr > t / GEMM_TILE_MIN)
+		nthr = t / GEMM_TILE_MIN;
+#ifndef _OPENMP
+	nthr = 1;       /* the pragmas below are ignored: no team to share */
+#endif
+	if (nthr < 2)
 		nthr = 1;
 	j->q = nthr == 1 ? t : GEMM_TILE;
 	j->ntile = (t + j->q - 1) / j->q;

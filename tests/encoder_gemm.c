@@ -137,7 +137,8 @@ test_mlp(void **state)
 {
 	(void)state;
 	static const int precs[] = { GEMM_F32, GEMM_BF16, GEMM_S8 };
-	const int d = 96, m = 384, t = 200;   /* 200 x 384: parallel passes */
+	/* 600 rows: 64-row tiles on 2 or 3 threads and a 24-row tail */
+	const int d = 96, m = 384, t = 600;
 	float *w1s = malloc(sizeof(float) * m * d);
 	float *w2s = malloc(sizeof(float) * d * m);
 	float *x = malloc(sizeof(float) * t * d);
