@@ -215,7 +215,7 @@ demo: deps
 	BUILD=$(BUILD) MODEL="$(or $(MODEL),models/demo)" \
 	    PHOTOS="$(or $(PHOTOS),$(DEMO_DIR)/photos)" \
 	    STORE="$(or $(STORE),$(if $(PHOTOS),,$(DEMO_DIR)/store))" \
-	    HTTP="$(HTTP)" $(if $(PHOTOS),,QUERY1="two red circles" \
+	    HTTP="$(HTTP)" $(if $(PHOTOS),,REEMBED=1 QUERY1="two red circles" \
 	    QUERY2="a blue star - 0.5:striped background") tools/run.sh
 
 # The systemd user unit goes with the programs, its ExecStart= pointing at

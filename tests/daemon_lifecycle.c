@@ -332,10 +332,10 @@ test_signal_masks(void **state)
 
 /* ---- tools/run.sh ---- */
 
-/* Starts tools/run.sh in a process group of its own (as a terminal's
- * foreground job), its output in the log; waits until it serves. */
+/* Starts tools/run.sh on model in a process group of its own (as a
+ * terminal's foreground job), its output in the log, REEMBED=reembed. */
 static pid_t
-run_sh_start(void)
+run_sh_spawn(const char *model, const char *reembed)
 {
 	char http[64];
 	snprintf(http, sizeof(http), "127.0.0.1:%d", 20000 + getpid() % 20000);
@@ -348,7 +348,8 @@ run_sh_start(void)
 		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
 			_exit(126);
 		setenv("BUILD", bindir, 1);
-		setenv("MODEL", model_dir, 1);
+		setenv("MODEL", model, 1);
+		setenv("REEMBED", reembed, 1);
 		setenv("PHOTOS", photos, 1);
 		setenv("STORE", store_dir, 1);
 		setenv("HTTP", http, 1);
@@ -357,6 +358,14 @@ run_sh_start(void)
 		_exit(127);
 	}
 	setpgid(pid, pid);
+	return pid;
+}
+
+/* run_sh_spawn on the suite's model; waits until it serves. */
+static pid_t
+run_sh_start(void)
+{
+	pid_t pid = run_sh_spawn(model_dir, "0");
 	log_wait("clipdexd is serving", 1);
 	return pid;
 }
@@ -527,6 +536,59 @@ test_nofile_raised(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* A store made by another model (a newer demo model, for a store that
+ * `make demo` made before): run.sh refuses it with clipdexd's reason, and
+ * with REEMBED=1 (as `make demo` sets for its own store) serves it, its
+ * photos embedded again by the new model. */
+static char suite_store[300];
+
+/* test_run_sh_reembed's store is its own: the others' stays the suite
+ * model's. */
+static int
+reembed_teardown(void **state)
+{
+	snprintf(store_dir, sizeof(store_dir), "%s", suite_store);
+	return test_teardown(state);
+}
+
+static void
+test_run_sh_reembed(void **state)
+{
+	(void)state;
+	char other[400];
+	snprintf(suite_store, sizeof(suite_store), "%s", store_dir);
+	snprintf(store_dir, sizeof(store_dir), "%s/store-reembed", tmp);
+	snprintf(other, sizeof(other), "%s/other-model", tmp);
+	tm_recipe r;
+	tm_recipe_tiny(&r);
+	r.seed += 7;            /* other weights: another model */
+	if (access(other, F_OK) != 0)
+		assert_true(mkdir(other, 0755) == 0 &&
+		    tm_write_model(&r, other) == 0);
+	/* the store, made by the suite's model */
+	run_sh_group_signal(SIGINT);
+	pid_t pid = run_sh_spawn(other, "0");
+	int status = wait_exit(pid, 20000);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) == 0 ||
+	    log_count("open with reembed") != 1) {
+		dump_log();
+		fail_msg("run.sh started on another model's store (status %d)",
+		    status);
+	}
+	pid = run_sh_spawn(other, "1");
+	log_wait("clipdexd is serving", 1);
+	/* run.sh prints the status once it has added the photos */
+	if (log_count("re-embedding") != 1 ||
+	    log_count("model     other-model@") != 1 ||
+	    log_count("images    6\n") != 1) {
+		dump_log();
+		fail_msg("REEMBED=1 did not re-embed the store");
+	}
+	assert_int_equal(kill(-pid, SIGINT), 0);
+	status = wait_exit(pid, 20000);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int
 main(void)
 {
@@ -536,6 +598,7 @@ main(void)
 		cmocka_unit_test_teardown(test_run_sh_ctrl_c, test_teardown),
 		cmocka_unit_test_teardown(test_run_sh_hangup, test_teardown),
 		cmocka_unit_test_teardown(test_run_sh_killed, test_teardown),
+		cmocka_unit_test_teardown(test_run_sh_reembed, reembed_teardown),
 		cmocka_unit_test_teardown(test_fd_exhaustion, test_teardown),
 		cmocka_unit_test_teardown(test_nofile_raised, test_teardown),
 	};

@@ -10,6 +10,10 @@ HTTP=${HTTP:-127.0.0.1:7847}
 Q1=${QUERY1:-a dog on a beach}
 Q2=${QUERY2:-beach - people}
 BUILD=${BUILD:-build}
+# REEMBED=1: a store made by another model is opened and its photos
+# embedded again (clipdexd --reembed); `make demo` sets it for its own
+# store, which a newer demo model would otherwise refuse.
+REEMBED=${REEMBED:-0}
 
 mkdir -p "$(dirname "$STORE")"
 PHOTOS=$(cd "$PHOTOS" && pwd)
@@ -38,8 +42,9 @@ stop() {
 	exit $rc
 }
 trap stop INT TERM HUP
-CLIPDEXD_PARENT_DEATH=1 setsid "$BUILD/clipdexd" --model "$MODEL" \
-	--store "$STORE" --root "$PHOTOS" --http "$HTTP" &
+set -- --model "$MODEL" --store "$STORE" --root "$PHOTOS" --http "$HTTP"
+[ "$REEMBED" = 1 ] && set -- "$@" --reembed
+CLIPDEXD_PARENT_DEATH=1 setsid "$BUILD/clipdexd" "$@" &
 pid=$!
 i=0
 until "$BUILD/clipdex" status >/dev/null 2>&1; do
