@@ -41,7 +41,7 @@ struct clip_ctx {
 	cdx_error gerr;
 	int max_batch;
 	int text_rows, vis_rows;   /* row capacity of the big buffers */
-	float *x, *h, *attn;       /* rows x max width */
+	float *x, *attn;           /* rows x max width */
 	float *big;                /* rows x max(3 width, mlp) */
 	float *scores;             /* max seq x max seq per thread */
 	size_t scores_cap;         /* floats */
@@ -94,7 +94,6 @@ clip_ctx_new(const clip_model *m, int max_batch, clip_ctx **out,
 	c->text_rows = (int)text_rows;
 	c->vis_rows = (int)vis_rows;
 	c->x = gemm_alloc(rows * dmax * sizeof(float));
-	c->h = gemm_alloc(rows * dmax * sizeof(float));
 	c->attn = gemm_alloc(rows * dmax * sizeof(float));
 	c->big = gemm_alloc(big * sizeof(float));
 	c->smax = smax;
@@ -106,7 +105,7 @@ clip_ctx_new(const clip_model *m, int max_batch, clip_ctx **out,
 	c->planes = malloc((size_t)max_batch * sizeof(*c->planes));
 	c->pooled = gemm_alloc(npool * dmax * sizeof(float));
 	c->seg_off = malloc(npool * 3 * sizeof(int));
-	if (!c->x || !c->h || !c->attn || !c->big || !c->col || !c->pooled ||
+	if (!c->x || !c->attn || !c->big || !c->col || !c->pooled ||
 	    !c->seg_off || !c->aq || !c->akv || !c->aout || !c->anq ||
 	    !c->planes) {
 		clip_ctx_free(c);
@@ -131,7 +130,6 @@ clip_ctx_free(clip_ctx *c)
 	if (c == NULL)
 		return;
 	free(c->x);
-	free(c->h);
 	free(c->attn);
 	free(c->big);
 	free(c->scores);
@@ -155,18 +153,6 @@ lin(clip_ctx *c, const float *x, const gemm_weight *w, float *y, int t,
 {
 	if (c->grc == 0)
 		c->grc = gemm_run(c->g, x, w, y, t, beta, bias, act, &c->gerr);
-}
-
-/* Y += act(X W1^T + b1) W2^T + b2 (gemm_mlp; h: t x w1.n floats of
- * scratch); the first failure is kept as in lin(). */
-static void
-mlp(clip_ctx *c, const float *x, const gemm_weight *w1, const float *b1,
-    int act, const gemm_weight *w2, const float *b2, float *y, float *h,
-    int t)
-{
-	if (c->grc == 0)
-		c->grc = gemm_mlp(c->g, x, w1, b1, act, w2, b2, y, h, t,
-		    &c->gerr);
 }
 
 /* A layer norm feeding a GEMM (gemm_run_rows): row i of x gets bias
@@ -197,7 +183,10 @@ lin_ln(clip_ctx *c, ln_rows *ln, const gemm_weight *w, float *y, int t,
 		    GEMM_ACT_NONE, &c->gerr);
 }
 
-/* mlp() on the layer norm of x's rows, the result added to them. */
+/* An MLP block on the layer norm of x's rows, the result added to them:
+ * x += act(LN(x) W1^T + b1) W2^T + b2 (gemm_mlp_rows; h: t x w1.n floats
+ * of scratch where the two layers go through float32); the first failure
+ * is kept as in lin(). */
 static void
 mlp_ln(clip_ctx *c, ln_rows *ln, const gemm_weight *w1, const float *b1,
     int act, const gemm_weight *w2, const float *b2, float *h, int t)
@@ -448,10 +437,9 @@ map_head(clip_ctx *c, const clip_tower *tw, const float *x, int n, int seq)
 	lin(c, c->attn, &h->out, o, n, 0.0f, NULL, GEMM_ACT_NONE);
 	/* out_proj's bias is added inside the layer norm's pass, as in
 	 * tower_run */
-	ops_layernorm(o, h->out_b, h->ln_w, h->ln_b, c->h, n, d, tw->cfg.eps);
-	float *act = c->big;
-	mlp(c, c->h, &h->fc1, h->fc1_b, tw->cfg.act, &h->fc2, h->fc2_b, o, act,
-	    n);
+	ln_rows ln = {o, h->out_b, h->ln_w, h->ln_b, d, tw->cfg.eps};
+	mlp_ln(c, &ln, &h->fc1, h->fc1_b, tw->cfg.act, &h->fc2, h->fc2_b,
+	    c->big, n);
 }
 
 /* CLIP's projection, SigLIP's text head (with bias), or SigLIP's image
