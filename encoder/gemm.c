@@ -45,8 +45,9 @@
 #define GEMM_PACK_ROWS 256
 /* Primitives a gemm_ctx keeps (a full cache starts over). */
 #define GEMM_CACHE 64
-/* The conversions around oneDNN run over rows on the calling thread's
- * OpenMP team (like oneDNN itself) once they touch this many values. */
+/* gemm_attention's conversions and softmax run over rows on the calling
+ * thread's OpenMP team (like oneDNN itself) once they touch this many
+ * values; the linear layers' share the team in tiles (below). */
 #define GEMM_PAR_MIN 65536
 /* A linear layer on oneDNN runs in tiles of this many rows (the last
  * one what is left), each thread of the team taking tiles in turn and
