@@ -335,6 +335,71 @@ attend_run(clip_ctx *c, int n, int d, int heads, int ldq, int ldkv,
 }
 
 /*
+ * Layer L's attention block in float32 (attend_run): q, k, v of the rows
+ * of x (t, n sequences at c->seg_off / seg_len) from the layer norm ln,
+ * then the out-projection added to x, or in the last layer (last) to the
+ * pooled rows alone, copied to c->pooled: *xs and *rows then name them.
+ */
+static void
+attend_f32(clip_ctx *c, const clip_layer *L, ln_rows *ln, float *x, int t,
+    int n, int heads, int causal, int last, float **xs, int *rows)
+{
+	int d = L->out.n;
+	lin_ln(c, ln, &L->qkv, c->big, t, L->qkv_b);
+	if (!last) {
+		for (int s = 0; s < n; s++) {
+			size_t r0 = (size_t)c->seg_off[s];
+			c->aq[s] = c->big + r0 * 3 * d;
+			c->akv[s] = c->aq[s] + d;
+			c->aout[s] = c->attn + r0 * d;
+			c->anq[s] = c->ank[s] = c->seg_len[s];
+		}
+		attend_run(c, n, d, heads, 3 * d, 3 * d, causal);
+	} else {
+		/* Only the pooled rows matter from here on. */
+		for (int s = 0; s < n; s++) {
+			const float *qkv = c->big + (size_t)c->seg_off[s] * 3 * d;
+			int r = c->seg_pool[s];
+			c->aq[s] = qkv + (size_t)r * 3 * d;
+			c->akv[s] = qkv + d;
+			c->aout[s] = c->attn + (size_t)s * d;
+			c->anq[s] = 1;
+			c->ank[s] = causal ? r + 1 : c->seg_len[s];
+			memcpy(c->pooled + (size_t)s * d, x + (size_t)(c->seg_off[s]
+			    + r) * d, (size_t)d * sizeof(float));
+		}
+		attend_run(c, n, d, heads, 3 * d, 3 * d, 0);
+		*xs = c->pooled;
+		*rows = n;
+	}
+	/* the residuals' biases are added in the next layer norm's pass */
+	lin(c, c->attn, &L->out, *xs, *rows, 1.0f, NULL, GEMM_ACT_NONE);
+}
+
+/*
+ * Layer L's attention block over the rows of x (t: n sequences of t / n
+ * tokens) in bf16 on oneDNN: q, k and v as bf16 planes (gemm_run_planes)
+ * from the layer norm ln, gemm_attention on them, and the out-projection
+ * of its bf16 rows added to x (its bias left to the next layer norm).
+ */
+static void
+attend_bf16(clip_ctx *c, const clip_layer *L, ln_rows *ln, float *x, int t,
+    int n, int heads)
+{
+	int d = L->out.n;
+	uint16_t *qkv = (uint16_t *)c->big, *o = (uint16_t *)c->attn;
+	if (c->grc == 0)
+		c->grc = gemm_run_planes(c->g, ln_row, ln, &L->qkv, qkv, 3, t,
+		    L->qkv_b, &c->gerr);
+	if (c->grc == 0)
+		c->grc = gemm_attention(c->g, qkv, n, t / n, heads, d / heads,
+		    o, &c->gerr);
+	if (c->grc == 0)
+		c->grc = gemm_run_bf16(c->g, o, &L->out, x, t, 1.0f, NULL,
+		    &c->gerr);
+}
+
+/*
  * Runs the blocks of tower tw over x (t rows: n_seg sequences at
  * seg_off/seg_len) and leaves the final layer norm of each sequence's row
  * seg_pool[s] in c->pooled (n_seg rows), or, with pool_all, of every row
@@ -359,45 +424,13 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 		int last = l == cfg->layers - 1 && !pool_all;
 		/* q's head_dim^-0.5 is folded into its weights at load */
 		ln_rows ln1 = {x, pending, L->ln1_w, L->ln1_b, d, cfg->eps};
-		lin_ln(c, &ln1, &L->qkv, c->big, t, L->qkv_b);
 		float *xs = x, *act = c->big;
 		int rows = t;
-		if (!last && bf16_attn) {
-			if (c->grc == 0)
-				c->grc = gemm_attention(c->g, c->big, n_seg,
-				    c->seg_len[0], heads, d / heads, c->attn,
-				    &c->gerr);
-		} else if (!last) {
-			for (int s = 0; s < n_seg; s++) {
-				size_t r0 = (size_t)c->seg_off[s];
-				c->aq[s] = c->big + r0 * 3 * d;
-				c->akv[s] = c->aq[s] + d;
-				c->aout[s] = c->attn + r0 * d;
-				c->anq[s] = c->ank[s] = c->seg_len[s];
-			}
-			attend_run(c, n_seg, d, heads, 3 * d, 3 * d, causal);
-		} else {
-			/* Only the pooled rows matter from here on. */
-			for (int s = 0; s < n_seg; s++) {
-				const float *qkv = c->big +
-				    (size_t)c->seg_off[s] * 3 * d;
-				int r = c->seg_pool[s];
-				c->aq[s] = qkv + (size_t)r * 3 * d;
-				c->akv[s] = qkv + d;
-				c->aout[s] = c->attn + (size_t)s * d;
-				c->anq[s] = 1;
-				c->ank[s] = causal ? r + 1 : c->seg_len[s];
-				memcpy(c->pooled + (size_t)s * d,
-				    x + (size_t)(c->seg_off[s] + r) * d,
-				    (size_t)d * sizeof(float));
-			}
-			attend_run(c, n_seg, d, heads, 3 * d, 3 * d, 0);
-			xs = c->pooled;
-			rows = n_seg;
-		}
-		/* the residuals' biases are added in the next layer norm's
-		 * pass */
-		lin(c, c->attn, &L->out, xs, rows, 1.0f, NULL, GEMM_ACT_NONE);
+		if (!last && bf16_attn)
+			attend_bf16(c, L, &ln1, x, t, n_seg, heads);
+		else
+			attend_f32(c, L, &ln1, x, t, n_seg, heads, causal, last,
+			    &xs, &rows);
 		ln_rows ln2 = {xs, L->out_b, L->ln2_w, L->ln2_b, d, cfg->eps};
 		mlp_ln(c, &ln2, &L->fc1, L->fc1_b, cfg->act, &L->fc2, NULL, act,
 		    rows);

@@ -130,8 +130,6 @@ struct gemm_ctx {
 	int n_thr;
 	float *xq;              /* emulated bf16: the activations, rounded */
 	size_t xq_cap;
-	void *aqkv;             /* gemm_attention: q, k, v in bf16 */
-	size_t aqkv_cap;
 	float *ascore;          /* gemm_attention: scores */
 	size_t ascore_cap;
 	void *aprob;            /* gemm_attention: probabilities in bf16 */
@@ -677,7 +675,6 @@ gemm_ctx_free(gemm_ctx *c)
 	}
 	free(c->thr);
 	free(c->xq);
-	free(c->aqkv);
 	free(c->ascore);
 	free(c->aprob);
 	free(c);
@@ -940,33 +937,44 @@ finish_row(const int32_t *a, float s, const gemm_weight *w, const float *bias,
  * first failure of any thread. */
 typedef struct tile_job {
 	const float *x;         /* the input rows, or NULL: */
+	const uint16_t *xb;     /* the input rows in bf16, or NULL: */
 	gemm_row_fn fn;         /* fn(arg, i, row) makes row i */
 	void *arg;
 	const gemm_weight *w, *w2;
 	const float *bias, *b2;
 	int act, beta;
 	float *y;
+	uint16_t *yb;           /* instead of y: bf16 planes [np][t][n / np] */
+	int np;
 	int t, ntile, q;
 	prim_entry *p[2], *p2[2];
 	int rc;
 	cdx_error err;
 } tile_job;
 
-/* Rows r0 .. r0 + m of j's input (k floats each) in w's form into h->in
- * (s8: a scale per row in h->scale). */
+/* Rows r0 .. r0 + m of j's input (k values each) in w's form, into h->in
+ * (s8: a scale per row in h->scale) or, bf16 rows for a bf16 weight, where
+ * they are; *src is set to them. */
 static int
-tile_in(gemm_thr *h, const tile_job *j, int r0, int m, cdx_error *err)
+tile_in(gemm_thr *h, const tile_job *j, int r0, int m, void **src,
+    cdx_error *err)
 {
 	const gemm_weight *w = j->w;
 	int rc, k = w->k, s8 = w->prec == GEMM_S8;
+	if (j->xb != NULL && !s8) {
+		*src = (void *)(j->xb + (size_t)r0 * k);
+		return 0;
+	}
+	*src = NULL;
 	if ((rc = grow(&h->in, &h->in_cap, (size_t)m * k * (s8 ? 1 : 2),
 	    err)) != 0 ||
 	    (s8 && (rc = grow((void **)&h->scale, &h->scale_cap, (size_t)m *
 	    sizeof(float), err)) != 0) ||
-	    (j->fn != NULL && (rc = grow((void **)&h->row, &h->row_cap,
+	    (j->x == NULL && (rc = grow((void **)&h->row, &h->row_cap,
 	    (size_t)k * sizeof(float), err)) != 0))
 		return rc;
-	if (j->fn == NULL && !s8) {
+	*src = h->in;
+	if (j->x != NULL && !s8) {
 		to_bf16(j->x + (size_t)r0 * k, h->in, (size_t)m * k);
 		return 0;
 	}
@@ -974,6 +982,9 @@ tile_in(gemm_thr *h, const tile_job *j, int r0, int m, cdx_error *err)
 		const float *xr = h->row;
 		if (j->fn != NULL)
 			j->fn(j->arg, r0 + i, h->row);
+		else if (j->xb != NULL)
+			from_bf16(j->xb + (size_t)(r0 + i) * k, h->row,
+			    (size_t)k);
 		else
 			xr = j->x + (size_t)(r0 + i) * k;
 		if (s8)
@@ -986,6 +997,18 @@ tile_in(gemm_thr *h, const tile_job *j, int r0, int m, cdx_error *err)
 	return 0;
 }
 
+/* Rows r0 .. r0 + m of a product in bf16 (n values each) into j's planes:
+ * the p-th n / np values of row r go to row r of plane p. */
+static void
+to_planes(const tile_job *j, const uint16_t *rows, int r0, int m, int n)
+{
+	size_t pw = (size_t)(n / j->np);
+	for (int i = 0; i < m; i++)
+		for (int p = 0; p < j->np; p++)
+			memcpy(j->yb + ((size_t)p * j->t + r0 + i) * pw,
+			    rows + (size_t)i * n + p * pw, pw * 2);
+}
+
 /* Tile [r0, r0 + m) of job j on thread id (p / p2: its primitives). */
 static int
 tile_run(gemm_ctx *c, tile_job *j, int id, int r0, int m, prim_entry *p,
@@ -995,16 +1018,24 @@ tile_run(gemm_ctx *c, tile_job *j, int id, int r0, int m, prim_entry *p,
 	const gemm_weight *w = j->w, *w2 = j->w2;
 	int rc, n = w->n, s8 = w->prec == GEMM_S8;
 	int nout = w2 != NULL ? w2->n : n;
-	float *y = j->y + (size_t)r0 * nout;
-	if ((rc = tile_in(h, j, r0, m, err)) != 0)
+	float *y = j->y != NULL ? j->y + (size_t)r0 * nout : NULL;
+	void *in;
+	if ((rc = tile_in(h, j, r0, m, &in, err)) != 0 ||
+	    ((j->yb != NULL || w2 != NULL) && (rc = grow(&h->mid,
+	    &h->mid_cap, (size_t)m * n * 2, err)) != 0))
 		return rc;
+	if (!s8 && j->yb != NULL) {     /* in bf16, then into the planes */
+		if ((rc = run_prim(c, p, id, in, w->packed, j->bias, h->mid,
+		    err)) != 0)
+			return rc;
+		to_planes(j, h->mid, r0, m, n);
+		return 0;
+	}
 	if (!s8 && w2 == NULL)  /* the epilogue is the primitive's */
-		return run_prim(c, p, id, h->in, w->packed, j->bias, y, err);
+		return run_prim(c, p, id, in, w->packed, j->bias, y, err);
 	if (!s8) {
 		/* fc1 writes its bf16 result (bias, activation) for fc2 */
-		if ((rc = grow(&h->mid, &h->mid_cap, (size_t)m * n * 2,
-		    err)) != 0 ||
-		    (rc = run_prim(c, p, id, h->in, w->packed, j->bias, h->mid,
+		if ((rc = run_prim(c, p, id, in, w->packed, j->bias, h->mid,
 		    err)) != 0)
 			return rc;
 		return run_prim(c, p2, id, h->mid, w2->packed, j->b2, y, err);
@@ -1012,9 +1043,21 @@ tile_run(gemm_ctx *c, tile_job *j, int id, int r0, int m, prim_entry *p,
 	size_t accn = (size_t)(n > nout ? n : nout);
 	if ((rc = grow((void **)&h->acc, &h->acc_cap, (size_t)m * accn *
 	    sizeof(int32_t), err)) != 0 ||
-	    (rc = run_prim(c, p, id, h->in, w->packed, NULL, h->acc,
+	    (rc = grow((void **)&h->row, &h->row_cap, accn * sizeof(float),
+	    err)) != 0 ||
+	    (rc = run_prim(c, p, id, in, w->packed, NULL, h->acc,
 	    err)) != 0)
 		return rc;
+	if (j->yb != NULL) {
+		uint16_t *mid = h->mid;
+		for (int i = 0; i < m; i++) {
+			finish_row(h->acc + (size_t)i * n, h->scale[i], w,
+			    j->bias, j->act, h->row, 0);
+			to_bf16(h->row, mid + (size_t)i * n, (size_t)n);
+		}
+		to_planes(j, mid, r0, m, n);
+		return 0;
+	}
 	if (w2 == NULL) {
 		for (int i = 0; i < m; i++)
 			finish_row(h->acc + (size_t)i * n, h->scale[i], w,
@@ -1023,10 +1066,7 @@ tile_run(gemm_ctx *c, tile_job *j, int id, int r0, int m, prim_entry *p,
 	}
 	/* each row of fc1's product dequantised with its bias and
 	 * activation, then quantised for fc2 while it is in cache */
-	if ((rc = grow(&h->mid, &h->mid_cap, (size_t)m * n, err)) != 0 ||
-	    (rc = grow((void **)&h->mscale, &h->mscale_cap, (size_t)m *
-	    sizeof(float), err)) != 0 ||
-	    (rc = grow((void **)&h->row, &h->row_cap, (size_t)n *
+	if ((rc = grow((void **)&h->mscale, &h->mscale_cap, (size_t)m *
 	    sizeof(float), err)) != 0)
 		return rc;
 	int8_t *mid = h->mid;
@@ -1074,7 +1114,7 @@ tile_prims(gemm_ctx *c, tile_job *j, int q, int nthr, prim_entry **p,
 	else if (j->w2 != NULL)
 		e1 = (prim_epi){0, 1, j->act, 1};
 	else
-		e1 = (prim_epi){j->beta, j->bias != NULL, j->act, 0};
+		e1 = (prim_epi){j->beta, j->bias != NULL, j->act, j->yb != NULL};
 	*p2 = NULL;
 	if ((rc = get_prim(c, j->w, q, e1, p, err)) != 0)
 		return rc;
@@ -1199,6 +1239,34 @@ gemm_run_rows(gemm_ctx *c, gemm_row_fn fn, void *arg, const gemm_weight *w,
 	return run_any(c, NULL, fn, arg, w, y, t, beta, bias, act, err);
 }
 
+int
+gemm_run_planes(gemm_ctx *c, gemm_row_fn fn, void *arg, const gemm_weight *w,
+    uint16_t *y, int np, int t, const float *bias, cdx_error *err)
+{
+	if (w->md == NULL || np < 1 || w->n % np != 0)
+		return cdx_error_set(err, CDX_EINVAL, "gemm_run_planes: needs "
+		    "a weight on oneDNN and n a multiple of np");
+	if (t <= 0)
+		return 0;
+	tile_job j = {.fn = fn, .arg = arg, .w = w, .bias = bias,
+	    .act = GEMM_ACT_NONE, .yb = y, .np = np, .t = t};
+	return job_run(c, &j, err);
+}
+
+int
+gemm_run_bf16(gemm_ctx *c, const uint16_t *x, const gemm_weight *w,
+    float *y, int t, float beta, const float *bias, cdx_error *err)
+{
+	if (w->md == NULL)
+		return cdx_error_set(err, CDX_EINVAL, "gemm_run_bf16: needs a "
+		    "weight on oneDNN");
+	if (t <= 0)
+		return 0;
+	tile_job j = {.xb = x, .w = w, .bias = bias, .act = GEMM_ACT_NONE,
+	    .beta = beta != 0.0f, .y = y, .t = t};
+	return job_run(c, &j, err);
+}
+
 static int
 mlp_any(gemm_ctx *c, const float *x, gemm_row_fn fn, void *arg,
     const gemm_weight *w1, const float *b1, int act, const gemm_weight *w2,
@@ -1241,12 +1309,12 @@ gemm_mlp_rows(gemm_ctx *c, gemm_row_fn fn, void *arg,
 /* ---- attention --------------------------------------------------------- */
 
 /* Attention's product which (GEMM_ATTN_QK or GEMM_ATTN_PV) for nc
- * sequences of s tokens, heads heads of hd columns, made on first use:
- *   QK: scores [nc][heads][s][s] f32 = Q [nc][heads][s][hd] times K^T,
- *       K stored [nc][heads][s][hd] (K^T's "abdc"), both bf16;
- *   PV: out = P [nc][heads][s][s] bf16 times V [nc][heads][s][hd] bf16,
- *       written as float32 rows [nc s][heads hd] (the strides of the
- *       tower's layout), so no pass puts the heads back together. */
+ * sequences of s tokens, heads heads of hd columns, made on first use;
+ * Q, K, V and the output are bf16 rows [nc s][heads hd] (planes of
+ * gemm_run_planes), each head a strided view of them, so no pass gathers
+ * or scatters the heads:
+ *   QK: scores [nc][heads][s][s] f32 = Q times K^T;
+ *   PV: out = P [nc][heads][s][s] bf16 times V. */
 static int
 get_attn_prim(gemm_ctx *c, int which, int nc, int s, int heads, int hd,
     prim_entry **out, cdx_error *err)
@@ -1265,22 +1333,22 @@ get_attn_prim(gemm_ctx *c, int which, int nc, int s, int heads, int hd,
 	dnnl_matmul_desc_t md;
 	dnnl_dims_t qd = {nc, heads, s, hd}, kd = {nc, heads, hd, s};
 	dnnl_dims_t sd = {nc, heads, s, s};
-	dnnl_dims_t os = {(dnnl_dim_t)s * heads * hd, hd, (dnnl_dim_t)heads *
-	    hd, 1};
+	dnnl_dim_t w = (dnnl_dim_t)heads * hd;
+	dnnl_dims_t rs = {s * w, hd, w, 1}, ks = {s * w, hd, 1, w};
 	if (which == GEMM_ATTN_QK) {
-		DNNL_TRY(dnnl_memory_desc_init_by_tag(&a, 4, qd, dnnl_bf16,
-		    dnnl_abcd), "memory_desc_init");
-		DNNL_TRY(dnnl_memory_desc_init_by_tag(&b, 4, kd, dnnl_bf16,
-		    dnnl_abdc), "memory_desc_init");
+		DNNL_TRY(dnnl_memory_desc_init_by_strides(&a, 4, qd, dnnl_bf16,
+		    rs), "memory_desc_init");
+		DNNL_TRY(dnnl_memory_desc_init_by_strides(&b, 4, kd, dnnl_bf16,
+		    ks), "memory_desc_init");
 		DNNL_TRY(dnnl_memory_desc_init_by_tag(&d, 4, sd, dnnl_f32,
 		    dnnl_abcd), "memory_desc_init");
 	} else {
 		DNNL_TRY(dnnl_memory_desc_init_by_tag(&a, 4, sd, dnnl_bf16,
 		    dnnl_abcd), "memory_desc_init");
-		DNNL_TRY(dnnl_memory_desc_init_by_tag(&b, 4, qd, dnnl_bf16,
-		    dnnl_abcd), "memory_desc_init");
-		DNNL_TRY(dnnl_memory_desc_init_by_strides(&d, 4, qd, dnnl_f32,
-		    os), "memory_desc_init");
+		DNNL_TRY(dnnl_memory_desc_init_by_strides(&b, 4, qd, dnnl_bf16,
+		    rs), "memory_desc_init");
+		DNNL_TRY(dnnl_memory_desc_init_by_strides(&d, 4, qd, dnnl_bf16,
+		    rs), "memory_desc_init");
 	}
 	DNNL_TRY(dnnl_matmul_desc_init(&md, &a, &b, NULL, &d),
 	    "matmul_desc_init");
@@ -1297,8 +1365,8 @@ out:
 }
 
 int
-gemm_attention(gemm_ctx *c, const float *qkv, int n, int s, int heads,
-    int hd, float *out, cdx_error *err)
+gemm_attention(gemm_ctx *c, const uint16_t *qkv, int n, int s, int heads,
+    int hd, uint16_t *out, cdx_error *err)
 {
 	int rc, d = heads * hd;
 	if (c->e == NULL || !gemm_cpu_has_bf16())
@@ -1309,17 +1377,17 @@ gemm_attention(gemm_ctx *c, const float *qkv, int n, int s, int heads,
 	size_t per_seq = (size_t)heads * s * s;
 	int nc = (int)(ATTN_CHUNK_BYTES / (per_seq * 6));
 	nc = nc < 1 ? 1 : nc > n ? n : nc;
-	size_t plane = (size_t)nc * s * d;      /* q, k or v of a chunk */
-	if ((rc = grow(&c->aqkv, &c->aqkv_cap, 3 * plane * 2, err)) != 0 ||
-	    (rc = grow((void **)&c->ascore, &c->ascore_cap, (size_t)nc *
+	size_t plane = (size_t)n * s * d;       /* q, k or v */
+	if ((rc = grow((void **)&c->ascore, &c->ascore_cap, (size_t)nc *
 	    per_seq * sizeof(float), err)) != 0 ||
 	    (rc = grow(&c->aprob, &c->aprob_cap, (size_t)nc * per_seq * 2,
 	    err)) != 0)
 		return rc;
-	uint16_t *qb = c->aqkv, *prob = c->aprob;
+	uint16_t *prob = c->aprob;
 	float *score = c->ascore;
 	for (int s0 = 0; s0 < n; s0 += nc) {
-		int m = n - s0 < nc ? n - s0 : nc, rows = m * s;
+		int m = n - s0 < nc ? n - s0 : nc;
+		size_t at = (size_t)s0 * s * d;
 		prim_entry *qk, *pv;
 		cache_room(c, 2);
 		if ((rc = get_attn_prim(c, GEMM_ATTN_QK, m, s, heads, hd, &qk,
@@ -1327,20 +1395,8 @@ gemm_attention(gemm_ctx *c, const float *qkv, int n, int s, int heads,
 		    (rc = get_attn_prim(c, GEMM_ATTN_PV, m, s, heads, hd, &pv,
 		    err)) != 0)
 			return rc;
-		const float *src = qkv + (size_t)s0 * s * 3 * d;
-		/* q, k and v of each head, each [m][heads][s][hd] */
-		#pragma omp parallel for schedule(static) \
-		    if ((size_t)rows * 3 * d >= GEMM_PAR_MIN)
-		for (int r = 0; r < rows; r++) {
-			size_t to = (size_t)(r / s) * heads * s + r % s;
-			for (int j = 0; j < 3; j++)
-				for (int h = 0; h < heads; h++)
-					to_bf16(src + (size_t)r * 3 * d + j * d +
-					    h * hd, qb + j * plane + (to + (size_t)h *
-					    s) * hd, (size_t)hd);
-		}
-		if ((rc = run_prim(c, qk, 0, qb, qb + plane, NULL, score,
-		    err)) != 0)
+		if ((rc = run_prim(c, qk, 0, (void *)(qkv + at), qkv + plane +
+		    at, NULL, score, err)) != 0)
 			return rc;
 		int nrow = m * heads * s;
 		#pragma omp parallel for schedule(static) \
@@ -1350,8 +1406,8 @@ gemm_attention(gemm_ctx *c, const float *qkv, int n, int s, int heads,
 			ops_softmax_rows(row, 1, s, s, 0);
 			to_bf16(row, prob + (size_t)i * s, (size_t)s);
 		}
-		if ((rc = run_prim(c, pv, 0, prob, qb + 2 * plane, NULL, out +
-		    (size_t)s0 * s * d, err)) != 0)
+		if ((rc = run_prim(c, pv, 0, prob, qkv + 2 * plane + at, NULL,
+		    out + at, err)) != 0)
 			return rc;
 	}
 	return 0;

@@ -135,17 +135,35 @@ int gemm_mlp_rows(gemm_ctx *c, gemm_row_fn fn, void *arg,
     const gemm_weight *w1, const float *b1, int act, const gemm_weight *w2,
     const float *b2, float *y, float *h, int t, cdx_error *err);
 
+/* gemm_run_rows for the q|k|v projection before gemm_attention: Y = X
+ * W^T + bias, written in bf16 as np planes [np][t][w->n / np] (plane p
+ * holds columns p n / np .. (p + 1) n / np - 1 of every row).  bf16
+ * weights round their product once (oneDNN's dst), int8 dequantise each
+ * row and round it.  Only for a weight on oneDNN and n a multiple of np:
+ * CDX_EINVAL otherwise.  Errors otherwise as gemm_run. */
+int gemm_run_planes(gemm_ctx *c, gemm_row_fn fn, void *arg,
+    const gemm_weight *w, uint16_t *y, int np, int t, const float *bias,
+    cdx_error *err);
+
+/* gemm_run without an activation on input rows already in bf16 (t x
+ * w->k), as gemm_attention writes them: a bf16 weight multiplies them
+ * where they are, an int8 one quantises each row.  Only for a weight on
+ * oneDNN (CDX_EINVAL otherwise).  Errors otherwise as gemm_run. */
+int gemm_run_bf16(gemm_ctx *c, const uint16_t *x, const gemm_weight *w,
+    float *y, int t, float beta, const float *bias, cdx_error *err);
+
 /* Self-attention of n sequences of s tokens each, every head at once:
- * per sequence and head, out = softmax(Q K^T) V, Q, K and V read from
- * qkv rows [n s][3][heads][hd] (q already scaled by hd^-0.5), out written
- * as rows [n s][heads hd].  The two products run on oneDNN in bf16 (Q, K,
- * V and the probabilities rounded to bf16, float32 accumulation), the
- * softmax in float32, in chunks of sequences whose scores stay in cache.
- * Only where the CPU multiplies bf16 natively (gemm_cpu_has_bf16):
- * CDX_EINVAL elsewhere, and for a ctx made without an engine.  Errors
- * otherwise as gemm_run. */
-int gemm_attention(gemm_ctx *c, const float *qkv, int n, int s, int heads,
-    int hd, float *out, cdx_error *err);
+ * per sequence and head, out = softmax(Q K^T) V.  qkv is three bf16
+ * planes, Q, K and V, each rows [n s][heads hd] (gemm_run_planes with np
+ * 3; q already scaled by hd^-0.5); out is bf16 rows [n s][heads hd] (for
+ * gemm_run_bf16).  The two products run on oneDNN in bf16 with float32
+ * accumulation, on each head as a strided view of the rows; the softmax
+ * runs in float32 and its probabilities are rounded to bf16.  Sequences
+ * go in chunks whose scores stay in cache.  Only where the CPU multiplies
+ * bf16 natively (gemm_cpu_has_bf16): CDX_EINVAL elsewhere, and for a ctx
+ * made without an engine.  Errors otherwise as gemm_run. */
+int gemm_attention(gemm_ctx *c, const uint16_t *qkv, int n, int s,
+    int heads, int hd, uint16_t *out, cdx_error *err);
 
 /* The name of the oneDNN implementation gemm_run used last for a bf16 or
  * s8 weight ("brg:avx512_core_amx_bf16"), or "" before any. */

@@ -8,7 +8,8 @@
  * parallel.  And gemm_mlp, whose fused paths never write the MLP's hidden
  * activations in float32, against the same two layers through float32.
  * gemm_attention (bf16 products on oneDNN) against attention computed
- * here in double, over one chunk of sequences and over several.
+ * here in double, over one chunk of sequences and over several, and the
+ * bf16 hand-offs around it (gemm_run_planes, gemm_run_bf16).
  * tests/encoder_isa.sh runs it again on older CPUs' kernels.
  */
 #include <setjmp.h>
@@ -209,53 +210,76 @@ test_mlp(void **state)
 	free(ref);
 }
 
+/* bf16 by truncation (the tests' values are made bf16 first, so the
+ * conversion itself is not under test) and back. */
+static uint16_t
+bf16_of(float v)
+{
+	uint32_t u;
+	memcpy(&u, &v, sizeof(u));
+	return (uint16_t)(u >> 16);
+}
+
+static float
+f32_of(uint16_t b)
+{
+	uint32_t u = (uint32_t)b << 16;
+	float v;
+	memcpy(&v, &u, sizeof(v));
+	return v;
+}
+
 /* Attention of n sequences of s tokens, heads x hd, computed in double
- * from the same qkv rows: max |gemm_attention - it| / max |it|. */
+ * from the same bf16 q, k, v planes: max |gemm_attention - it| / max
+ * |it|. */
 static double
 attention_error(gemm_ctx *c, int n, int s, int heads, int hd)
 {
 	int d = heads * hd;
-	size_t rows = (size_t)n * s;
-	float *qkv = malloc(sizeof(float) * rows * 3 * d);
-	float *out = malloc(sizeof(float) * rows * d);
+	size_t rows = (size_t)n * s, plane = rows * d;
+	float *f = malloc(sizeof(float) * 3 * plane);
+	uint16_t *qkv = malloc(sizeof(uint16_t) * 3 * plane);
+	uint16_t *out = malloc(sizeof(uint16_t) * plane);
 	double *sc = malloc(sizeof(double) * s);
 	cdx_error err;
+	assert_non_null(f);
 	assert_non_null(qkv);
 	assert_non_null(out);
 	assert_non_null(sc);
-	ref_fill(qkv, rows * 3 * d, 41u + (uint32_t)s, 1.0f);
+	ref_fill(f, 3 * plane, 41u + (uint32_t)s, 1.0f);
+	for (size_t i = 0; i < 3 * plane; i++)
+		f[i] = f32_of(qkv[i] = bf16_of(f[i]));
 	CDX_ASSERT_OK(gemm_attention(c, qkv, n, s, heads, hd, out, &err),
 	    err.msg);
+	const float *q = f, *k = f + plane, *v = f + 2 * plane;
 	double emax = 0.0, vmax = 0.0;
-	for (int q = 0; q < n; q++)
+	for (int b = 0; b < n; b++)
 		for (int h = 0; h < heads; h++)
 			for (int i = 0; i < s; i++) {
-				const float *qi = qkv + ((size_t)q * s + i) * 3 *
-				    d + h * hd;
+				size_t ri = ((size_t)b * s + i) * d + h * hd;
 				double mx = -INFINITY, sum = 0.0;
 				for (int j = 0; j < s; j++) {
-					const float *kj = qkv + ((size_t)q * s + j) *
-					    3 * d + d + h * hd;
-					double v = 0.0;
+					size_t rj = ((size_t)b * s + j) * d + h *
+					    hd;
+					double dot = 0.0;
 					for (int e = 0; e < hd; e++)
-						v += (double)qi[e] * kj[e];
-					sc[j] = v;
-					mx = v > mx ? v : mx;
+						dot += (double)q[ri + e] * k[rj + e];
+					sc[j] = dot;
+					mx = dot > mx ? dot : mx;
 				}
 				for (int j = 0; j < s; j++)
 					sum += sc[j] = exp(sc[j] - mx);
 				for (int e = 0; e < hd; e++) {
-					double v = 0.0;
+					double o = 0.0;
 					for (int j = 0; j < s; j++)
-						v += sc[j] / sum * qkv[((size_t)q *
-						    s + j) * 3 * d + 2 * d + h * hd +
-						    e];
-					double got = out[((size_t)q * s + i) * d +
-					    h * hd + e];
-					emax = fmax(emax, fabs(got - v));
-					vmax = fmax(vmax, fabs(v));
+						o += sc[j] / sum * v[((size_t)b * s +
+						    j) * d + h * hd + e];
+					double got = f32_of(out[ri + e]);
+					emax = fmax(emax, fabs(got - o));
+					vmax = fmax(vmax, fabs(o));
 				}
 			}
+	free(f);
 	free(qkv);
 	free(out);
 	free(sc);
@@ -276,8 +300,7 @@ test_attention(void **state)
 	CDX_ASSERT_OK(gemm_engine_new(&e, &err), err.msg);
 	CDX_ASSERT_OK(gemm_ctx_new(e, &c, &err), err.msg);
 	if (!gemm_cpu_has_bf16()) {
-		float qkv[3 * 8 * 8], out[8 * 8];
-		ref_fill(qkv, 3 * 8 * 8, 3u, 1.0f);
+		uint16_t qkv[3 * 8 * 8] = {0}, out[8 * 8];
 		assert_int_equal(gemm_attention(c, qkv, 1, 8, 2, 4, out, &err),
 		    CDX_EINVAL);
 	} else {
@@ -292,6 +315,113 @@ test_attention(void **state)
 	gemm_engine_free(e);
 }
 
+/* gemm_run_rows' row source for the tests: row i of a float matrix. */
+static void
+copy_row(void *arg, int i, float *row)
+{
+	const float *x = arg;
+	memcpy(row, x + (size_t)i * K, K * sizeof(float));
+}
+
+/* gemm_run_planes writes what gemm_run_rows gives, rounded to bf16, as
+ * planes of columns; gemm_run_bf16 on bf16 rows gives what gemm_run gives
+ * on the same values in float32, residual included.  bf16 and int8
+ * weights, at row counts of one tile, several and a ragged last; an fp32
+ * weight is refused. */
+static void
+test_planes(void **state)
+{
+	(void)state;
+	static const int precs[] = { GEMM_BF16, GEMM_S8 };
+	static const int rows[] = { 5, 300 };
+	const int n = 96, np = 3, pw = n / np;
+	float *wsrc = malloc(sizeof(float) * n * K);
+	float *x = malloc(sizeof(float) * 300 * K);
+	float *y = malloc(sizeof(float) * 300 * n);
+	float *y2 = malloc(sizeof(float) * 300 * n);
+	uint16_t *xb = malloc(sizeof(uint16_t) * 300 * K);
+	uint16_t *pl = malloc(sizeof(uint16_t) * 300 * n);
+	float bias[96];
+	gemm_engine *e = NULL;
+	cdx_error err;
+	assert_true(wsrc && x && y && y2 && xb && pl);
+	ref_fill(wsrc, (size_t)n * K, 17u, 0.3f);
+	ref_fill(x, 300 * K, 19u, 1.0f);
+	ref_fill(bias, n, 23u, 1.0f);
+	for (size_t i = 0; i < 300 * K; i++)
+		x[i] = f32_of(xb[i] = bf16_of(x[i]));
+	CDX_ASSERT_OK(gemm_engine_new(&e, &err), err.msg);
+	for (size_t p = 0; p < sizeof(precs) / sizeof(precs[0]); p++) {
+		gemm_weight w;
+		gemm_ctx *c = NULL;
+		CDX_ASSERT_OK(gemm_weight_init(&w, e, wsrc, n, K, precs[p],
+		    &err), err.msg);
+		CDX_ASSERT_OK(gemm_ctx_new(e, &c, &err), err.msg);
+		if (w.md == NULL) {     /* bf16 emulated: not on oneDNN */
+			assert_int_equal(gemm_run_planes(c, copy_row, x, &w,
+			    pl, np, 5, bias, &err), CDX_EINVAL);
+			goto next;
+		}
+		for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+			int t = rows[r];
+			double emax = 0.0, vmax = 0.0;
+			CDX_ASSERT_OK(gemm_run_rows(c, copy_row, x, &w, y, t,
+			    0.0f, bias, GEMM_ACT_NONE, &err), err.msg);
+			CDX_ASSERT_OK(gemm_run_planes(c, copy_row, x, &w, pl,
+			    np, t, bias, &err), err.msg);
+			for (int i = 0; i < t; i++)
+				for (int j = 0; j < n; j++) {
+					double v = y[(size_t)i * n + j];
+					double got = f32_of(pl[((size_t)(j / pw) *
+					    t + i) * pw + j % pw]);
+					emax = fmax(emax, fabs(got - v) /
+					    fmax(fabs(v), 1e-3));
+				}
+			/* one rounding to bf16: 2^-8 relative at most */
+			if (emax > 1.0 / 256)
+				fail_msg("prec %d, %d rows: planes off by %.3g",
+				    precs[p], t, emax);
+			ref_fill(y, (size_t)t * n, 29u, 1.0f);
+			memcpy(y2, y, (size_t)t * n * sizeof(float));
+			CDX_ASSERT_OK(gemm_run(c, x, &w, y, t, 1.0f, bias,
+			    GEMM_ACT_NONE, &err), err.msg);
+			CDX_ASSERT_OK(gemm_run_bf16(c, xb, &w, y2, t, 1.0f,
+			    bias, &err), err.msg);
+			emax = 0.0;
+			for (size_t i = 0; i < (size_t)t * n; i++) {
+				emax = fmax(emax, fabs(y[i] - y2[i]));
+				vmax = fmax(vmax, fabs(y[i]));
+			}
+			if (emax / vmax > 1e-5)
+				fail_msg("prec %d, %d rows: bf16 rows off by "
+				    "%.3g", precs[p], t, emax / vmax);
+		}
+		assert_int_equal(gemm_run_planes(c, copy_row, x, &w, pl, 5,
+		    5, bias, &err), CDX_EINVAL);    /* 96 % 5 */
+next:
+		gemm_ctx_free(c);
+		gemm_weight_release(&w);
+	}
+	gemm_weight w;
+	gemm_ctx *c = NULL;
+	CDX_ASSERT_OK(gemm_weight_init(&w, e, wsrc, n, K, GEMM_F32, &err),
+	    err.msg);
+	CDX_ASSERT_OK(gemm_ctx_new(e, &c, &err), err.msg);
+	assert_int_equal(gemm_run_planes(c, copy_row, x, &w, pl, np, 5, bias,
+	    &err), CDX_EINVAL);
+	assert_int_equal(gemm_run_bf16(c, xb, &w, y, 5, 0.0f, bias, &err),
+	    CDX_EINVAL);
+	gemm_ctx_free(c);
+	gemm_weight_release(&w);
+	gemm_engine_free(e);
+	free(wsrc);
+	free(x);
+	free(y);
+	free(y2);
+	free(xb);
+	free(pl);
+}
+
 int
 main(void)
 {
@@ -299,6 +429,7 @@ main(void)
 		cmocka_unit_test(test_epilogue),
 		cmocka_unit_test(test_mlp),
 		cmocka_unit_test(test_attention),
+		cmocka_unit_test(test_planes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
