@@ -223,10 +223,10 @@ gemm_engine_free(gemm_engine *e)
 
 /* ---- conversions ------------------------------------------------------- */
 
-/* The per-call conversions around oneDNN (activations to bf16 or s8, s32
- * results to float32) are memory-bound passes over every activation: an
- * AVX2 version of each, picked at run time (the build targets baseline
- * x86-64), with the portable loop as the reference. */
+/* The per-call conversions around oneDNN are memory-bound passes over
+ * every activation: to bf16 here (an AVX2 version picked at run time, the
+ * build targeting baseline x86-64, with the portable loop as the
+ * reference); to s8 and from s32 in ops.c (ops_to_s8, ops_dequant). */
 
 /* The bits of x rounded to the nearest bfloat16 (ties to even) in the
  * upper half; the lower half is garbage. */
@@ -265,50 +265,6 @@ round_bf16(float *x, size_t n)
 	}
 }
 
-/* q[i] = round(x[i] * inv) (to nearest even) clamped to [-qmax, qmax]. */
-static void
-quantize_s8(const float *x, int8_t *q, int n, float inv, float qmax)
-{
-	for (int i = 0; i < n; i++) {
-		float v = rintf(x[i] * inv);
-		v = v > qmax ? qmax : v < -qmax ? -qmax : v;
-		q[i] = (int8_t)v;
-	}
-}
-
-/* The scale of a symmetric int8 row whose largest magnitude is amax: amax
- * / qmax (1 for a zero row). */
-static float
-s8_scale(float amax, float qmax)
-{
-	return amax > 0.0f ? amax / qmax : 1.0f;
-}
-
-/* Symmetric int8 of n values: q = round(x / scale) in [-qmax, qmax].
- * Returns the scale. */
-static float
-to_s8_scalar(const float *x, int8_t *q, int n, float qmax)
-{
-	float amax = 0.0f;
-	for (int i = 0; i < n; i++) {
-		float a = fabsf(x[i]);
-		amax = a > amax ? a : amax;
-	}
-	float scale = s8_scale(amax, qmax);
-	quantize_s8(x, q, n, 1.0f / scale, qmax);
-	return scale;
-}
-
-/* y[j] = (beta ? y[j] : 0) + a[j] * s * ws[j] (+ b[j] unless b is NULL) */
-static void
-dequant_scalar(const int32_t *a, float s, const float *ws, const float *b,
-    float *y, int n, int beta)
-{
-	for (int j = 0; j < n; j++)
-		y[j] = (beta ? y[j] : 0.0f) + (float)a[j] * s * ws[j] +
-		    (b != NULL ? b[j] : 0.0f);
-}
-
 #if GEMM_X86
 AVX2 static void
 to_bf16_avx2(const float *x, uint16_t *y, size_t n)
@@ -331,98 +287,18 @@ to_bf16_avx2(const float *x, uint16_t *y, size_t n)
 	}
 	to_bf16_scalar(x + i, y + i, n - i);
 }
-
-AVX2 static float
-to_s8_avx2(const float *x, int8_t *q, int n, float qmax)
-{
-	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-	__m256 m = _mm256_setzero_ps();
-	int i = 0;
-	for (; i + 8 <= n; i += 8)
-		m = _mm256_max_ps(m, _mm256_and_ps(absmask, _mm256_loadu_ps(x + i)));
-	float buf[8], amax = 0.0f;
-	_mm256_storeu_ps(buf, m);
-	for (int k = 0; k < 8; k++)
-		amax = buf[k] > amax ? buf[k] : amax;
-	for (; i < n; i++)
-		amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-	float scale = s8_scale(amax, qmax);
-	float inv = 1.0f / scale;
-	const __m256 vinv = _mm256_set1_ps(inv), hi = _mm256_set1_ps(qmax),
-	    lo = _mm256_set1_ps(-qmax);
-	const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-	for (i = 0; i + 32 <= n; i += 32) {
-		__m256i v[4];
-		for (int k = 0; k < 4; k++) {
-			__m256 f = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k),
-			    vinv);
-			f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
-			v[k] = _mm256_cvtps_epi32(f);   /* nearest even */
-		}
-		__m256i ab = _mm256_packs_epi32(v[0], v[1]);
-		__m256i cd = _mm256_packs_epi32(v[2], v[3]);
-		__m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab,
-		    cd), order);
-		_mm256_storeu_si256((__m256i *)(q + i), p);
-	}
-	quantize_s8(x + i, q + i, n - i, inv, qmax);
-	return scale;
-}
-
-AVX2 static void
-dequant_avx2(const int32_t *a, float s, const float *ws, const float *b,
-    float *y, int n, int beta)
-{
-	const __m256 vs = _mm256_set1_ps(s);
-	int j = 0;
-	for (; j + 8 <= n; j += 8) {
-		__m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(
-		    _mm256_loadu_si256((const __m256i *)(a + j))), vs),
-		    _mm256_loadu_ps(ws + j));
-		if (b != NULL)
-			v = _mm256_add_ps(v, _mm256_loadu_ps(b + j));
-		if (beta)
-			v = _mm256_add_ps(v, _mm256_loadu_ps(y + j));
-		_mm256_storeu_ps(y + j, v);
-	}
-	dequant_scalar(a + j, s, ws + j, b != NULL ? b + j : NULL, y + j,
-	    n - j, beta);
-}
 #endif
 
 static void
 to_bf16(const float *x, uint16_t *y, size_t n)
 {
 #if GEMM_X86
-	if (ops_have_avx2()) {
+	if (ops_simd() >= OPS_AVX2) {
 		to_bf16_avx2(x, y, n);
 		return;
 	}
 #endif
 	to_bf16_scalar(x, y, n);
-}
-
-static float
-to_s8(const float *x, int8_t *q, int n, float qmax)
-{
-#if GEMM_X86
-	if (ops_have_avx2())
-		return to_s8_avx2(x, q, n, qmax);
-#endif
-	return to_s8_scalar(x, q, n, qmax);
-}
-
-static void
-dequant(const int32_t *a, float s, const float *ws, const float *b, float *y,
-    int n, int beta)
-{
-#if GEMM_X86
-	if (ops_have_avx2()) {
-		dequant_avx2(a, s, ws, b, y, n, beta);
-		return;
-	}
-#endif
-	dequant_scalar(a, s, ws, b, y, n, beta);
 }
 
 /* Without VNNI, oneDNN multiplies int8 with vpmaddubsw, which adds pairs
@@ -508,7 +384,7 @@ gemm_weight_init(gemm_weight *w, const gemm_engine *e, const float *src,
 		/* per output channel: row j of W */
 		float qmax = weight_qmax();
 		for (int j = 0; j < n; j++)
-			w->scale[j] = to_s8(src + (size_t)j * k,
+			w->scale[j] = ops_to_s8(src + (size_t)j * k,
 			    (int8_t *)plain + (size_t)j * k, k, qmax);
 	} else {
 		to_bf16(src, plain, numel);
@@ -923,7 +799,7 @@ static void
 finish_row(const int32_t *a, float s, const gemm_weight *w, const float *bias,
     int act, float *y, int beta)
 {
-	dequant(a, s, w->scale, act == GEMM_ACT_NONE ? bias : NULL, y, w->n,
+	ops_dequant(a, s, w->scale, act == GEMM_ACT_NONE ? bias : NULL, y, w->n,
 	    beta);
 	if (act != GEMM_ACT_NONE)
 		ops_bias_act(y, bias, 1, w->n, act);
@@ -988,7 +864,7 @@ tile_in(gemm_thr *h, const tile_job *j, int r0, int m, void **src,
 		else
 			xr = j->x + (size_t)(r0 + i) * k;
 		if (s8)
-			h->scale[i] = to_s8(xr, (int8_t *)h->in + (size_t)i * k,
+			h->scale[i] = ops_to_s8(xr, (int8_t *)h->in + (size_t)i * k,
 			    k, 127.0f);
 		else
 			to_bf16(xr, (uint16_t *)h->in + (size_t)i * k,
@@ -1073,7 +949,7 @@ tile_run(gemm_ctx *c, tile_job *j, int id, int r0, int m, prim_entry *p,
 	for (int i = 0; i < m; i++) {
 		finish_row(h->acc + (size_t)i * n, h->scale[i], w, j->bias,
 		    j->act, h->row, 0);
-		h->mscale[i] = to_s8(h->row, mid + (size_t)i * n, n, 127.0f);
+		h->mscale[i] = ops_to_s8(h->row, mid + (size_t)i * n, n, 127.0f);
 	}
 	if ((rc = run_prim(c, p2, id, h->mid, w2->packed, NULL, h->acc,
 	    err)) != 0)

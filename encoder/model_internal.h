@@ -172,10 +172,12 @@ struct clip_model {
 
 /* ---- kernels (ops.c) -------------------------------------------------- */
 
-/* 1 when this CPU runs the AVX2 + FMA versions of the kernels (ops.c,
- * gemm.c): reads flags the runtime fills in before main(), thread-safe,
- * cheap. */
-int ops_have_avx2(void);
+/* The widest vector kernels this CPU runs (ops.c, gemm.c): OPS_AVX512
+ * (AVX-512F), OPS_AVX2 (AVX2 + FMA) or OPS_SCALAR, capped by the
+ * environment's CDX_MAX_SIMD ("avx2" or "scalar": tests run the narrower
+ * kernels on a wider CPU with it).  Read once; thread-safe, cheap. */
+enum { OPS_SCALAR, OPS_AVX2, OPS_AVX512 };
+int ops_simd(void);
 
 /* For each of t rows of x (stride d): if bias, x += bias; then
  * y = layernorm(x) * w + b.  y may equal x. */
@@ -191,6 +193,16 @@ void ops_bias(float *x, const float *bias, int t, int n);
 /* In place softmax of each of t rows of length n (stride ld), the first
  * `valid(i)` entries: causal rows use i + 1 entries and zero the rest. */
 void ops_softmax_rows(float *p, int t, int n, int ld, int causal);
+
+/* Symmetric int8 of n values: q = round(x / scale) to nearest even in
+ * [-qmax, qmax], scale = max |x| / qmax (1 for a zero row).  Returns the
+ * scale. */
+float ops_to_s8(const float *x, int8_t *q, int n, float qmax);
+
+/* y[j] = (beta ? y[j] : 0) + a[j] s ws[j] (+ b[j] unless b is NULL): an
+ * int8 product's row in float32. */
+void ops_dequant(const int32_t *a, float s, const float *ws, const float *b,
+    float *y, int n, int beta);
 
 /* Scales v (n floats) to unit L2 norm (leaves a zero vector alone). */
 void ops_l2_normalize(float *v, int n);

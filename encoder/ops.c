@@ -1,13 +1,17 @@
 /*
  * ops.c - the float32 kernels of the encoders: GEMM (OpenBLAS), layer
- * norm, bias + activation, softmax, L2 normalisation.  The elementwise
- * kernels have AVX2/FMA versions chosen at run time; the portable versions
- * use libm and are the reference for them.
+ * norm, bias + activation, softmax, int8 quantisation and dequantisation,
+ * L2 normalisation.  The elementwise kernels have vector versions for AVX2
+ * + FMA and for AVX-512 (written once, in ops_simd.h), chosen at run time
+ * (ops_simd); the portable versions use libm and are the reference for
+ * them.
  */
 #include "encoder/model_internal.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Build with -DCLIP_NO_SIMD (e.g. make OPT="-O2 -DCLIP_NO_SIMD") to run
@@ -63,257 +67,45 @@ act_scalar(float v, int act)
 	}
 }
 
-/* ---- AVX2 + FMA versions ---------------------------------------------- */
-#if OPS_X86
-#define AVX2 __attribute__((target("avx2,fma")))
-
-/* exp(x), Cephes' single-precision polynomial: relative error ~1e-7. */
-AVX2 static inline __m256
-exp256(__m256 x)
+/* The scale of a symmetric int8 row whose largest magnitude is amax: amax
+ * / qmax (1 for a zero row). */
+static float
+s8_scale(float amax, float qmax)
 {
-	x = _mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f));
-	x = _mm256_max_ps(x, _mm256_set1_ps(-87.3365447504f));
-	__m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f),
-	    _mm256_set1_ps(0.5f));
-	fx = _mm256_floor_ps(fx);
-	x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-	x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
-	__m256 z = _mm256_mul_ps(x, x);
-	__m256 y = _mm256_set1_ps(1.9875691500e-4f);
-	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
-	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
-	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
-	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
-	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
-	y = _mm256_fmadd_ps(y, z, x);
-	y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
-	__m256i e = _mm256_cvttps_epi32(fx);
-	e = _mm256_add_epi32(e, _mm256_set1_epi32(127));
-	e = _mm256_slli_epi32(e, 23);
-	return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+	return amax > 0.0f ? amax / qmax : 1.0f;
 }
 
-/* erf(x), Abramowitz & Stegun 7.1.26: absolute error < 1.5e-7. */
-AVX2 static inline __m256
-erf256(__m256 x)
+/* q[i] = round(x[i] * inv) (to nearest even) clamped to [-qmax, qmax]. */
+static void
+quantize_s8(const float *x, int8_t *q, int n, float inv, float qmax)
 {
-	const __m256 sign_mask = _mm256_set1_ps(-0.0f);
-	__m256 sign = _mm256_and_ps(x, sign_mask);
-	__m256 a = _mm256_andnot_ps(sign_mask, x);
-	__m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
-	    _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), a,
-	    _mm256_set1_ps(1.0f)));
-	__m256 p = _mm256_set1_ps(1.061405429f);
-	p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
-	p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
-	p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
-	p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
-	p = _mm256_mul_ps(p, t);
-	__m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(),
-	    _mm256_mul_ps(a, a)));
-	__m256 r = _mm256_fnmadd_ps(p, e, _mm256_set1_ps(1.0f));
-	return _mm256_or_ps(r, sign);
-}
-
-AVX2 static inline float
-hsum256(__m256 v)
-{
-	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v),
-	    _mm256_extractf128_ps(v, 1));
-	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-	s = _mm_add_ss(s, _mm_movehdup_ps(s));
-	return _mm_cvtss_f32(s);
-}
-
-AVX2 static void
-ln_rows_avx2(float *x, const float *bias, const float *w, const float *b,
-    float *y, int t, int d, float eps)
-{
-	for (int i = 0; i < t; i++) {
-		float *xr = x + (size_t)i * d;
-		float *yr = y + (size_t)i * d;
-		__m256 acc = _mm256_setzero_ps();
-		int j = 0;
-		if (bias != NULL) {
-			for (; j + 8 <= d; j += 8) {
-				__m256 v = _mm256_add_ps(_mm256_loadu_ps(xr + j),
-				    _mm256_loadu_ps(bias + j));
-				_mm256_storeu_ps(xr + j, v);
-				acc = _mm256_add_ps(acc, v);
-			}
-		} else {
-			for (; j + 8 <= d; j += 8)
-				acc = _mm256_add_ps(acc, _mm256_loadu_ps(xr + j));
-		}
-		float sum = hsum256(acc);
-		for (; j < d; j++) {
-			if (bias != NULL)
-				xr[j] += bias[j];
-			sum += xr[j];
-		}
-		float mean = sum / (float)d;
-		__m256 vm = _mm256_set1_ps(mean);
-		acc = _mm256_setzero_ps();
-		for (j = 0; j + 8 <= d; j += 8) {
-			__m256 c = _mm256_sub_ps(_mm256_loadu_ps(xr + j), vm);
-			acc = _mm256_fmadd_ps(c, c, acc);
-		}
-		float var = hsum256(acc);
-		for (; j < d; j++)
-			var += (xr[j] - mean) * (xr[j] - mean);
-		var /= (float)d;
-		float inv = 1.0f / sqrtf(var + eps);
-		__m256 vi = _mm256_set1_ps(inv);
-		for (j = 0; j + 8 <= d; j += 8) {
-			__m256 c = _mm256_mul_ps(_mm256_sub_ps(
-			    _mm256_loadu_ps(xr + j), vm), vi);
-			_mm256_storeu_ps(yr + j, _mm256_fmadd_ps(c,
-			    _mm256_loadu_ps(w + j), _mm256_loadu_ps(b + j)));
-		}
-		for (; j < d; j++)
-			yr[j] = (xr[j] - mean) * inv * w[j] + b[j];
+	for (int i = 0; i < n; i++) {
+		float v = rintf(x[i] * inv);
+		v = v > qmax ? qmax : v < -qmax ? -qmax : v;
+		q[i] = (int8_t)v;
 	}
 }
 
-AVX2 static void
-bias_act_avx2(float *x, const float *bias, int t, int n, int act)
+static float
+to_s8_scalar(const float *x, int8_t *q, int n, float qmax)
 {
-	const __m256 k = _mm256_set1_ps(act == CLIP_ACT_QUICK_GELU ? -1.702f :
-	    act == CLIP_ACT_GELU_TANH ? -GELU_TANH_K : 0.70710678118654752f);
-	const __m256 c = _mm256_set1_ps(GELU_TANH_C);
-	const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
-	for (int i = 0; i < t; i++) {
-		float *r = x + (size_t)i * n;
-		int j = 0;
-		for (; j + 8 <= n; j += 8) {
-			__m256 v = _mm256_add_ps(_mm256_loadu_ps(r + j),
-			    _mm256_loadu_ps(bias + j));
-			__m256 o;
-			if (act == CLIP_ACT_QUICK_GELU) {
-				__m256 e = exp256(_mm256_mul_ps(v, k));
-				o = _mm256_div_ps(v, _mm256_add_ps(one, e));
-			} else if (act == CLIP_ACT_GELU_TANH) {
-				__m256 v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
-				__m256 u = _mm256_fmadd_ps(c, v3, v);
-				__m256 e = exp256(_mm256_mul_ps(u, k));
-				o = _mm256_div_ps(v, _mm256_add_ps(one, e));
-			} else {
-				__m256 e = erf256(_mm256_mul_ps(v, k));
-				o = _mm256_mul_ps(_mm256_mul_ps(half, v),
-				    _mm256_add_ps(one, e));
-			}
-			_mm256_storeu_ps(r + j, o);
-		}
-		for (; j < n; j++)
-			r[j] = act_scalar(r[j] + bias[j], act);
+	float amax = 0.0f;
+	for (int i = 0; i < n; i++) {
+		float a = fabsf(x[i]);
+		amax = a > amax ? a : amax;
 	}
+	float scale = s8_scale(amax, qmax);
+	quantize_s8(x, q, n, 1.0f / scale, qmax);
+	return scale;
 }
 
-AVX2 static void
-bias_avx2(float *x, const float *bias, int t, int n)
+static void
+dequant_scalar(const int32_t *a, float s, const float *ws, const float *b,
+    float *y, int n, int beta)
 {
-	for (int i = 0; i < t; i++) {
-		float *r = x + (size_t)i * n;
-		int j = 0;
-		for (; j + 8 <= n; j += 8)
-			_mm256_storeu_ps(r + j, _mm256_add_ps(_mm256_loadu_ps(r + j),
-			    _mm256_loadu_ps(bias + j)));
-		for (; j < n; j++)
-			r[j] += bias[j];
-	}
-}
-
-AVX2 static void
-softmax_row_avx2(float *p, int n)
-{
-	__m256 vmax = _mm256_set1_ps(-INFINITY);
-	int j = 0;
-	for (; j + 8 <= n; j += 8)
-		vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(p + j));
-	float buf[8];
-	_mm256_storeu_ps(buf, vmax);
-	float mx = buf[0];
-	for (int q = 1; q < 8; q++)
-		mx = buf[q] > mx ? buf[q] : mx;
-	for (; j < n; j++)
-		mx = p[j] > mx ? p[j] : mx;
-	__m256 vm = _mm256_set1_ps(mx), acc = _mm256_setzero_ps();
-	for (j = 0; j + 8 <= n; j += 8) {
-		__m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(p + j), vm));
-		_mm256_storeu_ps(p + j, e);
-		acc = _mm256_add_ps(acc, e);
-	}
-	float sum = hsum256(acc);
-	for (; j < n; j++) {
-		p[j] = expf(p[j] - mx);
-		sum += p[j];
-	}
-	__m256 inv = _mm256_set1_ps(1.0f / sum);
-	for (j = 0; j + 8 <= n; j += 8)
-		_mm256_storeu_ps(p + j, _mm256_mul_ps(_mm256_loadu_ps(p + j),
-		    inv));
-	for (; j < n; j++)
-		p[j] *= 1.0f / sum;
-}
-#endif
-
-int
-ops_have_avx2(void)
-{
-#if OPS_X86
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-	return 0;
-#endif
-}
-
-/* ---- dispatch ---------------------------------------------------------- */
-
-void
-ops_layernorm(float *x, const float *bias, const float *w, const float *b,
-    float *y, int t, int d, float eps)
-{
-#if OPS_X86
-	if (ops_have_avx2()) {
-		ln_rows_avx2(x, bias, w, b, y, t, d, eps);
-		return;
-	}
-#endif
-	for (int i = 0; i < t; i++)
-		ln_row_scalar(x + (size_t)i * d, bias, w, b, y + (size_t)i * d,
-		    d, eps);
-}
-
-void
-ops_bias_act(float *x, const float *bias, int t, int n, int act)
-{
-#if OPS_X86
-	if (ops_have_avx2()) {
-		bias_act_avx2(x, bias, t, n, act);
-		return;
-	}
-#endif
-	for (int i = 0; i < t; i++) {
-		float *r = x + (size_t)i * n;
-		for (int j = 0; j < n; j++)
-			r[j] = act_scalar(r[j] + bias[j], act);
-	}
-}
-
-void
-ops_bias(float *x, const float *bias, int t, int n)
-{
-#if OPS_X86
-	if (ops_have_avx2()) {
-		bias_avx2(x, bias, t, n);
-		return;
-	}
-#endif
-	for (int i = 0; i < t; i++) {
-		float *r = x + (size_t)i * n;
-		for (int j = 0; j < n; j++)
-			r[j] += bias[j];
-	}
+	for (int j = 0; j < n; j++)
+		y[j] = (beta ? y[j] : 0.0f) + (float)a[j] * s * ws[j] +
+		    (b != NULL ? b[j] : 0.0f);
 }
 
 static void
@@ -332,21 +124,246 @@ softmax_row_scalar(float *p, int n)
 		p[j] *= inv;
 }
 
+#if OPS_X86
+/* ---- AVX2 + FMA: ops_simd.h over 8 floats ------------------------------ */
+#define ATTR __attribute__((target("avx2,fma")))
+
+ATTR static inline __m256
+pow2i_avx2(__m256 fx)           /* 2^fx for whole fx in float's range */
+{
+	__m256i e = _mm256_add_epi32(_mm256_cvttps_epi32(fx),
+	    _mm256_set1_epi32(127));
+	return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+}
+
+ATTR static inline float
+hsum_avx2(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v),
+	    _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+ATTR static inline float
+hmax_avx2(__m256 v)
+{
+	__m128 s = _mm_max_ps(_mm256_castps256_ps128(v),
+	    _mm256_extractf128_ps(v, 1));
+	s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_max_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/* 8 floats already within int8's range, rounded to nearest even */
+ATTR static inline void
+store_s8_avx2(int8_t *q, __m256 f)
+{
+	__m256i v = _mm256_cvtps_epi32(f);
+	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v),
+	    _mm256_extracti128_si256(v, 1));
+	_mm_storel_epi64((__m128i *)q, _mm_packs_epi16(w, w));
+}
+
+#define VN 8
+#define vf __m256
+#define K(name) name##_avx2
+#define v_load _mm256_loadu_ps
+#define v_load_i32(p) _mm256_cvtepi32_ps(_mm256_loadu_si256( \
+	(const __m256i *)(p)))
+#define v_store _mm256_storeu_ps
+#define v_store_s8 store_s8_avx2
+#define v_set1 _mm256_set1_ps
+#define v_zero _mm256_setzero_ps
+#define v_add _mm256_add_ps
+#define v_sub _mm256_sub_ps
+#define v_mul _mm256_mul_ps
+#define v_div _mm256_div_ps
+#define v_fmadd _mm256_fmadd_ps
+#define v_fnmadd _mm256_fnmadd_ps
+#define v_max _mm256_max_ps
+#define v_min _mm256_min_ps
+#define v_floor _mm256_floor_ps
+#define v_and _mm256_and_ps
+#define v_andnot _mm256_andnot_ps
+#define v_or _mm256_or_ps
+#define v_pow2i pow2i_avx2
+#define v_hsum hsum_avx2
+#define v_hmax hmax_avx2
+#include "encoder/ops_simd.h"
+#include "encoder/ops_simd_undef.h"
+
+/* ---- AVX-512F: ops_simd.h over 16 floats ------------------------------- */
+#define ATTR __attribute__((target("avx512f,avx2,fma")))
+
+ATTR static inline __m512
+pow2i_avx512(__m512 fx)
+{
+	__m512i e = _mm512_add_epi32(_mm512_cvttps_epi32(fx),
+	    _mm512_set1_epi32(127));
+	return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+}
+
+/* AVX-512F has no float and / or (AVX512DQ does): through the integers */
+ATTR static inline __m512
+and_avx512(__m512 a, __m512 b)
+{
+	return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a),
+	    _mm512_castps_si512(b)));
+}
+
+ATTR static inline __m512
+andnot_avx512(__m512 a, __m512 b)       /* ~a & b */
+{
+	return _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_castps_si512(a),
+	    _mm512_castps_si512(b)));
+}
+
+ATTR static inline __m512
+or_avx512(__m512 a, __m512 b)
+{
+	return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a),
+	    _mm512_castps_si512(b)));
+}
+
+ATTR static inline void
+store_s8_avx512(int8_t *q, __m512 f)
+{
+	_mm_storeu_si128((__m128i *)q, _mm512_cvtsepi32_epi8(
+	    _mm512_cvtps_epi32(f)));
+}
+
+#define VN 16
+#define vf __m512
+#define K(name) name##_avx512
+#define v_load _mm512_loadu_ps
+#define v_load_i32(p) _mm512_cvtepi32_ps(_mm512_loadu_si512(p))
+#define v_store _mm512_storeu_ps
+#define v_store_s8 store_s8_avx512
+#define v_set1 _mm512_set1_ps
+#define v_zero _mm512_setzero_ps
+#define v_add _mm512_add_ps
+#define v_sub _mm512_sub_ps
+#define v_mul _mm512_mul_ps
+#define v_div _mm512_div_ps
+#define v_fmadd _mm512_fmadd_ps
+#define v_fnmadd _mm512_fnmadd_ps
+#define v_max _mm512_max_ps
+#define v_min _mm512_min_ps
+#define v_floor(x) _mm512_roundscale_ps((x), _MM_FROUND_TO_NEG_INF | \
+	_MM_FROUND_NO_EXC)
+#define v_and and_avx512
+#define v_andnot andnot_avx512
+#define v_or or_avx512
+#define v_pow2i pow2i_avx512
+#define v_hsum _mm512_reduce_add_ps
+#define v_hmax _mm512_reduce_max_ps
+#include "encoder/ops_simd.h"
+#include "encoder/ops_simd_undef.h"
+#endif
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+int
+ops_simd(void)
+{
+	static atomic_int level = -1;
+	int l = atomic_load_explicit(&level, memory_order_relaxed);
+	if (l >= 0)
+		return l;
+	l = OPS_SCALAR;
+#if OPS_X86
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		l = __builtin_cpu_supports("avx512f") ? OPS_AVX512 : OPS_AVX2;
+#endif
+	const char *cap = getenv("CDX_MAX_SIMD");
+	if (cap != NULL && strcmp(cap, "scalar") == 0)
+		l = OPS_SCALAR;
+	else if (cap != NULL && strcmp(cap, "avx2") == 0 && l > OPS_AVX2)
+		l = OPS_AVX2;
+	atomic_store_explicit(&level, l, memory_order_relaxed);
+	return l;
+}
+
+#if OPS_X86
+/* Returns name##_avx512(args) or name##_avx2(args) where this CPU runs
+ * them; falls through to the portable code after it otherwise. */
+#define DISPATCH(name, ...) do { \
+	int l_ = ops_simd(); \
+	if (l_ == OPS_AVX512) \
+		return name##_avx512(__VA_ARGS__); \
+	if (l_ == OPS_AVX2) \
+		return name##_avx2(__VA_ARGS__); \
+} while (0)
+#else
+#define DISPATCH(name, ...) do { } while (0)
+#endif
+
+void
+ops_layernorm(float *x, const float *bias, const float *w, const float *b,
+    float *y, int t, int d, float eps)
+{
+	DISPATCH(ln_rows, x, bias, w, b, y, t, d, eps);
+	for (int i = 0; i < t; i++)
+		ln_row_scalar(x + (size_t)i * d, bias, w, b, y + (size_t)i * d,
+		    d, eps);
+}
+
+void
+ops_bias_act(float *x, const float *bias, int t, int n, int act)
+{
+	DISPATCH(bias_act, x, bias, t, n, act);
+	for (int i = 0; i < t; i++) {
+		float *r = x + (size_t)i * n;
+		for (int j = 0; j < n; j++)
+			r[j] = act_scalar(r[j] + bias[j], act);
+	}
+}
+
+void
+ops_bias(float *x, const float *bias, int t, int n)
+{
+	DISPATCH(bias, x, bias, t, n);
+	for (int i = 0; i < t; i++) {
+		float *r = x + (size_t)i * n;
+		for (int j = 0; j < n; j++)
+			r[j] += bias[j];
+	}
+}
+
+static void
+softmax_row(float *p, int n)
+{
+	DISPATCH(softmax_row, p, n);
+	softmax_row_scalar(p, n);
+}
+
 void
 ops_softmax_rows(float *p, int t, int n, int ld, int causal)
 {
 	for (int i = 0; i < t; i++) {
 		float *r = p + (size_t)i * ld;
 		int m = causal ? i + 1 : n;
-#if OPS_X86
-		if (ops_have_avx2())
-			softmax_row_avx2(r, m);
-		else
-#endif
-			softmax_row_scalar(r, m);
+		softmax_row(r, m);
 		if (m < n)
 			memset(r + m, 0, (size_t)(n - m) * sizeof(float));
 	}
+}
+
+float
+ops_to_s8(const float *x, int8_t *q, int n, float qmax)
+{
+	DISPATCH(to_s8, x, q, n, qmax);
+	return to_s8_scalar(x, q, n, qmax);
+}
+
+void
+ops_dequant(const int32_t *a, float s, const float *ws, const float *b,
+    float *y, int n, int beta)
+{
+	DISPATCH(dequant, a, s, ws, b, y, n, beta);
+	dequant_scalar(a, s, ws, b, y, n, beta);
 }
 
 void

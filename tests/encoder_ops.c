@@ -1,8 +1,10 @@
 /*
- * encoder/ops.c's elementwise kernels (AVX2 versions where the CPU has
- * AVX2, else the portable ones) against the same functions computed here
- * in double: softmax rows of every length from 1 to 40 and ViT-B/16's 197
- * (the vector code's tails), causal rows, and bias + each activation.
+ * encoder/ops.c's elementwise kernels (the widest vector versions the CPU
+ * runs, else the portable ones; tests/encoder_isa.sh runs this again
+ * with CDX_MAX_SIMD avx2 and scalar) against the same functions computed
+ * here in double: softmax rows of every length from 1 to 40 and
+ * ViT-B/16's 197 (the vector code's tails), causal rows, bias + each
+ * activation, layer norm, int8 quantisation and dequantisation.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -96,12 +98,103 @@ test_bias_act(void **state)
 		}
 }
 
+/* ops_layernorm (bias added first) against double, at widths around the
+ * vector lengths and CLIP's 768; the input gets the bias in place. */
+static void
+test_layernorm(void **state)
+{
+	(void)state;
+	static const int ds[] = { 5, 16, 37, 768 };
+	for (size_t k = 0; k < sizeof(ds) / sizeof(ds[0]); k++) {
+		int t = 3, d = ds[k];
+		float *x = malloc(sizeof(float) * 4 * 768);
+		float *in = x + 768, *y = x + 2 * 768, *wb = x + 3 * 768;
+		float bias[768];
+		assert_non_null(x);
+		ref_fill(wb, 768, 3u, 1.0f);
+		ref_fill(bias, 768, 5u, 1.0f);
+		for (int i = 0; i < t; i++) {
+			ref_fill(in, (size_t)d, 17u + (uint32_t)i, 4.0f);
+			memcpy(x, in, sizeof(float) * (size_t)d);
+			ops_layernorm(x, bias, wb, bias, y, 1, d, 1e-5f);
+			double mean = 0.0, var = 0.0;
+			for (int j = 0; j < d; j++)
+				mean += (double)in[j] + bias[j];
+			mean /= d;
+			for (int j = 0; j < d; j++)
+				var += pow(in[j] + (double)bias[j] - mean, 2);
+			var /= d;
+			for (int j = 0; j < d; j++) {
+				double want = (in[j] + (double)bias[j] - mean) /
+				    sqrt(var + 1e-5) * wb[j] + bias[j];
+				assert_true(x[j] == in[j] + bias[j]);
+				if (fabs(y[j] - want) > 1e-5 * (1.0 +
+				    fabs(want)))
+					fail_msg("layernorm d %d [%d]: %.9g, "
+					    "want %.9g", d, j, y[j], want);
+			}
+		}
+		free(x);
+	}
+}
+
+/* ops_to_s8: the scale is max |x| / 127 and each value the nearest
+ * integer to x / scale (ties to even), at lengths around the vector
+ * lengths; a zero row has scale 1.  ops_dequant against double, with and
+ * without bias and accumulation. */
+static void
+test_int8(void **state)
+{
+	(void)state;
+	for (int n = 1; n <= 70; n += n < 40 ? 1 : 29) {
+		float x[70];
+		int8_t q[70];
+		ref_fill(x, (size_t)n, 29u + (uint32_t)n, 3.0f);
+		x[n / 2] = 2.5f * (float)n;     /* the largest: q 127 */
+		float s = ops_to_s8(x, q, n, 127.0f);
+		assert_true(s == x[n / 2] / 127.0f);
+		for (int i = 0; i < n; i++) {
+			float want = rintf(x[i] * (1.0f / s));
+			if (q[i] != (int8_t)want)
+				fail_msg("to_s8 n %d [%d]: %d, want %.0f", n,
+				    i, q[i], want);
+		}
+	}
+	float z[20] = {0};
+	int8_t qz[20];
+	assert_true(ops_to_s8(z, qz, 20, 127.0f) == 1.0f);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(qz[i], 0);
+
+	int32_t a[37];
+	float ws[37], b[37], y[37], prev[37];
+	for (int i = 0; i < 37; i++)
+		a[i] = (i * 7919) % 2001 - 1000;
+	ref_fill(ws, 37, 31u, 0.01f);
+	ref_fill(b, 37, 37u, 1.0f);
+	ref_fill(prev, 37, 41u, 1.0f);
+	for (int mode = 0; mode < 4; mode++) {
+		int beta = mode & 1, with_b = mode >> 1;
+		memcpy(y, prev, sizeof(y));
+		ops_dequant(a, 0.5f, ws, with_b ? b : NULL, y, 37, beta);
+		for (int i = 0; i < 37; i++) {
+			double want = (beta ? prev[i] : 0.0) + a[i] * 0.5 *
+			    ws[i] + (with_b ? b[i] : 0.0);
+			if (fabs(y[i] - want) > 1e-5 * (1.0 + fabs(want)))
+				fail_msg("dequant mode %d [%d]: %.9g, want "
+				    "%.9g", mode, i, y[i], want);
+		}
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_softmax),
 		cmocka_unit_test(test_bias_act),
+		cmocka_unit_test(test_layernorm),
+		cmocka_unit_test(test_int8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
