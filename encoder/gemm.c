@@ -27,13 +27,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define GEMM_X86 1
-#include <immintrin.h>
-#define AVX2 __attribute__((target("avx2,fma")))
-#else
-#define GEMM_X86 0
-#endif
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <stdio.h>
@@ -221,86 +214,6 @@ gemm_engine_free(gemm_engine *e)
 	free(e);
 }
 
-/* ---- conversions ------------------------------------------------------- */
-
-/* The per-call conversions around oneDNN are memory-bound passes over
- * every activation: to bf16 here (an AVX2 version picked at run time, the
- * build targeting baseline x86-64, with the portable loop as the
- * reference); to s8 and from s32 in ops.c (ops_to_s8, ops_dequant). */
-
-/* The bits of x rounded to the nearest bfloat16 (ties to even) in the
- * upper half; the lower half is garbage. */
-static inline uint32_t
-bf16_round_bits(float x)
-{
-	uint32_t u;
-	memcpy(&u, &x, sizeof(u));
-	return u + 0x7fffu + ((u >> 16) & 1u);
-}
-
-/* float32 to bfloat16. */
-static void
-to_bf16_scalar(const float *x, uint16_t *y, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		y[i] = (uint16_t)(bf16_round_bits(x[i]) >> 16);
-}
-
-static void
-from_bf16(const uint16_t *x, float *y, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		uint32_t u = (uint32_t)x[i] << 16;
-		memcpy(&y[i], &u, sizeof(u));
-	}
-}
-
-/* Rounds n floats to the nearest bf16 values, in place. */
-static void
-round_bf16(float *x, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		uint32_t u = bf16_round_bits(x[i]) & 0xffff0000u;
-		memcpy(&x[i], &u, sizeof(u));
-	}
-}
-
-#if GEMM_X86
-AVX2 static void
-to_bf16_avx2(const float *x, uint16_t *y, size_t n)
-{
-	const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
-	size_t i = 0;
-	for (; i + 16 <= n; i += 16) {
-		__m256i a = _mm256_castps_si256(_mm256_loadu_ps(x + i));
-		__m256i b = _mm256_castps_si256(_mm256_loadu_ps(x + i + 8));
-		a = _mm256_add_epi32(a, _mm256_add_epi32(bias, _mm256_and_si256(
-		    _mm256_srli_epi32(a, 16), one)));
-		b = _mm256_add_epi32(b, _mm256_add_epi32(bias, _mm256_and_si256(
-		    _mm256_srli_epi32(b, 16), one)));
-		a = _mm256_srli_epi32(a, 16);
-		b = _mm256_srli_epi32(b, 16);
-		/* packus works per 128-bit lane: put the halves back */
-		__m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b),
-		    0xd8);
-		_mm256_storeu_si256((__m256i *)(y + i), p);
-	}
-	to_bf16_scalar(x + i, y + i, n - i);
-}
-#endif
-
-static void
-to_bf16(const float *x, uint16_t *y, size_t n)
-{
-#if GEMM_X86
-	if (ops_simd() >= OPS_AVX2) {
-		to_bf16_avx2(x, y, n);
-		return;
-	}
-#endif
-	to_bf16_scalar(x, y, n);
-}
-
 /* Without VNNI, oneDNN multiplies int8 with vpmaddubsw, which adds pairs
  * of u8 x s8 products in a saturating 16-bit sum: weights must keep to 7
  * bits (oneDNN's "int8 computations" guide), or the sums clip. */
@@ -387,7 +300,7 @@ gemm_weight_init(gemm_weight *w, const gemm_engine *e, const float *src,
 			w->scale[j] = ops_to_s8(src + (size_t)j * k,
 			    (int8_t *)plain + (size_t)j * k, k, qmax);
 	} else {
-		to_bf16(src, plain, numel);
+		ops_to_bf16(src, plain, numel);
 	}
 	dnnl_matmul_desc_t md;
 	DNNL_TRY(matmul_desc(&md, prec, n, k, GEMM_PACK_ROWS, NULL, 0, 0),
@@ -402,7 +315,7 @@ gemm_weight_init(gemm_weight *w, const gemm_engine *e, const float *src,
 			    "packing a %dx%d weight", n, k);
 			goto out;
 		}
-		from_bf16(plain, w->owned, numel);
+		ops_from_bf16(plain, w->owned, numel);
 		w->f32 = w->owned;
 		snprintf(w->impl, sizeof(w->impl), "bf16 emulated on OpenBLAS");
 		w->packed_bytes = numel * sizeof(float);
@@ -851,7 +764,7 @@ tile_in(gemm_thr *h, const tile_job *j, int r0, int m, void **src,
 		return rc;
 	*src = h->in;
 	if (j->x != NULL && !s8) {
-		to_bf16(j->x + (size_t)r0 * k, h->in, (size_t)m * k);
+		ops_to_bf16(j->x + (size_t)r0 * k, h->in, (size_t)m * k);
 		return 0;
 	}
 	for (int i = 0; i < m; i++) {
@@ -859,7 +772,7 @@ tile_in(gemm_thr *h, const tile_job *j, int r0, int m, void **src,
 		if (j->fn != NULL)
 			j->fn(j->arg, r0 + i, h->row);
 		else if (j->xb != NULL)
-			from_bf16(j->xb + (size_t)(r0 + i) * k, h->row,
+			ops_from_bf16(j->xb + (size_t)(r0 + i) * k, h->row,
 			    (size_t)k);
 		else
 			xr = j->x + (size_t)(r0 + i) * k;
@@ -867,7 +780,7 @@ tile_in(gemm_thr *h, const tile_job *j, int r0, int m, void **src,
 			h->scale[i] = ops_to_s8(xr, (int8_t *)h->in + (size_t)i * k,
 			    k, 127.0f);
 		else
-			to_bf16(xr, (uint16_t *)h->in + (size_t)i * k,
+			ops_to_bf16(xr, (uint16_t *)h->in + (size_t)i * k,
 			    (size_t)k);
 	}
 	return 0;
@@ -929,7 +842,7 @@ tile_run(gemm_ctx *c, tile_job *j, int id, int r0, int m, prim_entry *p,
 		for (int i = 0; i < m; i++) {
 			finish_row(h->acc + (size_t)i * n, h->scale[i], w,
 			    j->bias, j->act, h->row, 0);
-			to_bf16(h->row, mid + (size_t)i * n, (size_t)n);
+			ops_to_bf16(h->row, mid + (size_t)i * n, (size_t)n);
 		}
 		to_planes(j, mid, r0, m, n);
 		return 0;
@@ -1065,7 +978,7 @@ f32_rows(gemm_ctx *c, const float *x, gemm_row_fn fn, void *arg,
 	else
 		memcpy(c->xq, x, tk * sizeof(float));
 	if (w->prec == GEMM_BF16) {
-		round_bf16(c->xq, tk);
+		ops_round_bf16(c->xq, tk);
 		snprintf(c->impl, sizeof(c->impl), "bf16 emulated on OpenBLAS");
 	}
 	*out = c->xq;
@@ -1278,9 +1191,8 @@ gemm_attention(gemm_ctx *c, const uint16_t *qkv, int n, int s, int heads,
 		#pragma omp parallel for schedule(static) \
 		    if ((size_t)nrow * s >= GEMM_PAR_MIN)
 		for (int i = 0; i < nrow; i++) {
-			float *row = score + (size_t)i * s;
-			ops_softmax_rows(row, 1, s, s, 0);
-			to_bf16(row, prob + (size_t)i * s, (size_t)s);
+			ops_softmax_bf16(score + (size_t)i * s, prob +
+			    (size_t)i * s, s);
 		}
 		if ((rc = run_prim(c, pv, 0, prob, qkv + 2 * plane + at, NULL,
 		    out + at, err)) != 0)

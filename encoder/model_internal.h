@@ -194,6 +194,16 @@ void ops_bias(float *x, const float *bias, int t, int n);
  * `valid(i)` entries: causal rows use i + 1 entries and zero the rest. */
 void ops_softmax_rows(float *p, int t, int n, int ld, int causal);
 
+/* The softmax of p's n values, rounded to bf16 (nearest even) at out; p
+ * is clobbered. */
+void ops_softmax_bf16(float *p, uint16_t *out, int n);
+
+/* float32 to bf16 (nearest even), bf16 to float32, and float32 rounded to
+ * bf16's values in place. */
+void ops_to_bf16(const float *x, uint16_t *y, size_t n);
+void ops_from_bf16(const uint16_t *x, float *y, size_t n);
+void ops_round_bf16(float *x, size_t n);
+
 /* Symmetric int8 of n values: q = round(x / scale) to nearest even in
  * [-qmax, qmax], scale = max |x| / qmax (1 for a zero row).  Returns the
  * scale. */

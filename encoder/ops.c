@@ -1,7 +1,7 @@
 /*
  * ops.c - the float32 kernels of the encoders: GEMM (OpenBLAS), layer
- * norm, bias + activation, softmax, int8 quantisation and dequantisation,
- * L2 normalisation.  The elementwise kernels have vector versions for AVX2
+ * norm, bias + activation, softmax, bf16 and int8 conversions, L2
+ * normalisation.  The elementwise kernels have vector versions for AVX2
  * + FMA and for AVX-512 (written once, in ops_simd.h), chosen at run time
  * (ops_simd); the portable versions use libm and are the reference for
  * them.
@@ -108,6 +108,24 @@ dequant_scalar(const int32_t *a, float s, const float *ws, const float *b,
 		    (b != NULL ? b[j] : 0.0f);
 }
 
+/* x rounded to the nearest bfloat16 (ties to even). */
+static inline uint16_t
+bf16_of(float x)
+{
+	uint32_t u;
+	memcpy(&u, &x, sizeof(u));
+	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static void
+from_bf16_scalar(const uint16_t *x, float *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u = (uint32_t)x[i] << 16;
+		memcpy(&y[i], &u, sizeof(u));
+	}
+}
+
 static void
 softmax_row_scalar(float *p, int n)
 {
@@ -166,6 +184,26 @@ store_s8_avx2(int8_t *q, __m256 f)
 	_mm_storel_epi64((__m128i *)q, _mm_packs_epi16(w, w));
 }
 
+/* 8 floats to bf16, rounded to nearest even */
+ATTR static inline void
+store_bf16_avx2(uint16_t *y, __m256 f)
+{
+	__m256i a = _mm256_castps_si256(f);
+	a = _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0x7fff),
+	    _mm256_and_si256(_mm256_srli_epi32(a, 16), _mm256_set1_epi32(1))));
+	a = _mm256_srli_epi32(a, 16);
+	/* packus works per 128-bit lane: gather the halves in the low one */
+	a = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, a), 0xd8);
+	_mm_storeu_si128((__m128i *)y, _mm256_castsi256_si128(a));
+}
+
+ATTR static inline __m256
+load_bf16_avx2(const uint16_t *x)
+{
+	__m256i a = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)x));
+	return _mm256_castsi256_ps(_mm256_slli_epi32(a, 16));
+}
+
 #define VN 8
 #define vf __m256
 #define K(name) name##_avx2
@@ -174,6 +212,8 @@ store_s8_avx2(int8_t *q, __m256 f)
 	(const __m256i *)(p)))
 #define v_store _mm256_storeu_ps
 #define v_store_s8 store_s8_avx2
+#define v_store_bf16 store_bf16_avx2
+#define v_load_bf16 load_bf16_avx2
 #define v_set1 _mm256_set1_ps
 #define v_zero _mm256_setzero_ps
 #define v_add _mm256_add_ps
@@ -234,6 +274,24 @@ store_s8_avx512(int8_t *q, __m512 f)
 	    _mm512_cvtps_epi32(f)));
 }
 
+ATTR static inline void
+store_bf16_avx512(uint16_t *y, __m512 f)
+{
+	__m512i a = _mm512_castps_si512(f);
+	a = _mm512_add_epi32(a, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+	    _mm512_and_si512(_mm512_srli_epi32(a, 16), _mm512_set1_epi32(1))));
+	_mm256_storeu_si256((__m256i *)y, _mm512_cvtepi32_epi16(
+	    _mm512_srli_epi32(a, 16)));
+}
+
+ATTR static inline __m512
+load_bf16_avx512(const uint16_t *x)
+{
+	__m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256(
+	    (const __m256i *)x));
+	return _mm512_castsi512_ps(_mm512_slli_epi32(a, 16));
+}
+
 #define VN 16
 #define vf __m512
 #define K(name) name##_avx512
@@ -241,6 +299,8 @@ store_s8_avx512(int8_t *q, __m512 f)
 #define v_load_i32(p) _mm512_cvtepi32_ps(_mm512_loadu_si512(p))
 #define v_store _mm512_storeu_ps
 #define v_store_s8 store_s8_avx512
+#define v_store_bf16 store_bf16_avx512
+#define v_load_bf16 load_bf16_avx512
 #define v_set1 _mm512_set1_ps
 #define v_zero _mm512_setzero_ps
 #define v_add _mm512_add_ps
@@ -348,6 +408,39 @@ ops_softmax_rows(float *p, int t, int n, int ld, int causal)
 		softmax_row(r, m);
 		if (m < n)
 			memset(r + m, 0, (size_t)(n - m) * sizeof(float));
+	}
+}
+
+void
+ops_softmax_bf16(float *p, uint16_t *out, int n)
+{
+	DISPATCH(softmax_bf16, p, out, n);
+	softmax_row_scalar(p, n);
+	for (int j = 0; j < n; j++)
+		out[j] = bf16_of(p[j]);
+}
+
+void
+ops_to_bf16(const float *x, uint16_t *y, size_t n)
+{
+	DISPATCH(to_bf16, x, y, n);
+	for (size_t i = 0; i < n; i++)
+		y[i] = bf16_of(x[i]);
+}
+
+void
+ops_from_bf16(const uint16_t *x, float *y, size_t n)
+{
+	DISPATCH(from_bf16, x, y, n);
+	from_bf16_scalar(x, y, n);
+}
+
+void
+ops_round_bf16(float *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u = (uint32_t)bf16_of(x[i]) << 16;
+		memcpy(&x[i], &u, sizeof(u));
 	}
 }
 

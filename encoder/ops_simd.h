@@ -4,13 +4,14 @@
  * defining the names below for AVX2 + FMA (8 lanes) and for AVX-512 (16),
  * and dispatches at run time.  No include guard: that is the point.
  *
- *   vf, vi          float and int32 vectors; VN their lanes
+ *   vf              a vector of floats; VN its lanes
  *   K(name)         the kernel's name for this width (name_avx2, ...)
  *   ATTR            the target attribute of every function here
  *   v_*             the operations below, one instruction or a few
  *
  * Each kernel's tail (n % VN values) runs the portable code of ops.c, so
- * the vector and portable versions agree wherever a row is short.
+ * the vector and portable versions agree wherever a row is short.  bf16
+ * is rounded to nearest even, as ops.c's bf16_of.
  */
 
 /* exp(x), Cephes' single-precision polynomial: relative error ~1e-7. */
@@ -143,8 +144,9 @@ K(bias)(float *x, const float *bias, int t, int n)
 	}
 }
 
-ATTR static void
-K(softmax_row)(float *p, int n)
+/* p[j] = exp(p[j] - max p) for n values; returns their sum. */
+ATTR static float
+K(softmax_exp)(float *p, int n)
 {
 	vf vmax = v_set1(-INFINITY);
 	int j = 0;
@@ -164,11 +166,51 @@ K(softmax_row)(float *p, int n)
 		p[j] = expf(p[j] - mx);
 		sum += p[j];
 	}
-	vf inv = v_set1(1.0f / sum);
-	for (j = 0; j + VN <= n; j += VN)
-		v_store(p + j, v_mul(v_load(p + j), inv));
+	return sum;
+}
+
+ATTR static void
+K(softmax_row)(float *p, int n)
+{
+	float inv = 1.0f / K(softmax_exp)(p, n);
+	vf vinv = v_set1(inv);
+	int j = 0;
+	for (; j + VN <= n; j += VN)
+		v_store(p + j, v_mul(v_load(p + j), vinv));
 	for (; j < n; j++)
-		p[j] *= 1.0f / sum;
+		p[j] *= inv;
+}
+
+/* The softmax of p's n values in bf16 at out (p is clobbered). */
+ATTR static void
+K(softmax_bf16)(float *p, uint16_t *out, int n)
+{
+	float inv = 1.0f / K(softmax_exp)(p, n);
+	vf vinv = v_set1(inv);
+	int j = 0;
+	for (; j + VN <= n; j += VN)
+		v_store_bf16(out + j, v_mul(v_load(p + j), vinv));
+	for (; j < n; j++)
+		out[j] = bf16_of(p[j] * inv);
+}
+
+ATTR static void
+K(to_bf16)(const float *x, uint16_t *y, size_t n)
+{
+	size_t i = 0;
+	for (; i + VN <= n; i += VN)
+		v_store_bf16(y + i, v_load(x + i));
+	for (; i < n; i++)
+		y[i] = bf16_of(x[i]);
+}
+
+ATTR static void
+K(from_bf16)(const uint16_t *x, float *y, size_t n)
+{
+	size_t i = 0;
+	for (; i + VN <= n; i += VN)
+		v_store(y + i, v_load_bf16(x + i));
+	from_bf16_scalar(x + i, y + i, n - i);
 }
 
 ATTR static float

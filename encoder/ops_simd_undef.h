@@ -8,6 +8,8 @@
 #undef v_load_i32
 #undef v_store
 #undef v_store_s8
+#undef v_store_bf16
+#undef v_load_bf16
 #undef v_set1
 #undef v_zero
 #undef v_add

@@ -4,7 +4,7 @@
  * with CDX_MAX_SIMD avx2 and scalar) against the same functions computed
  * here in double: softmax rows of every length from 1 to 40 and
  * ViT-B/16's 197 (the vector code's tails), causal rows, bias + each
- * activation, layer norm, int8 quantisation and dequantisation.
+ * activation, layer norm, bf16 and int8 conversions.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -187,6 +187,46 @@ test_int8(void **state)
 	}
 }
 
+/* ops_to_bf16 rounds to the nearest bf16, ties to even (two ties placed
+ * in the vector part and in the tail), within 2^-8 of x; ops_from_bf16
+ * gives the values back exactly; ops_softmax_bf16 is the float softmax
+ * rounded to bf16, at lengths around the vector lengths. */
+static void
+test_bf16(void **state)
+{
+	(void)state;
+	float x[37], back[37];
+	uint16_t b[37];
+	ref_fill(x, 37, 43u, 5.0f);
+	x[3] = x[35] = 1.0f + 0x1p-8f;          /* a tie: down to 1 */
+	x[4] = x[36] = 1.0f + 3 * 0x1p-8f;      /* a tie: up to 1 + 2^-6 */
+	ops_to_bf16(x, b, 37);
+	ops_from_bf16(b, back, 37);
+	for (int i = 0; i < 37; i++)
+		if (fabs(back[i] - x[i]) > fabs(x[i]) * 0x1p-8)
+			fail_msg("bf16 [%d]: %.9g from %.9g", i, back[i], x[i]);
+	assert_true(back[3] == 1.0f && back[35] == 1.0f);
+	assert_true(back[4] == 1.0f + 0x1p-6f && back[36] == 1.0f + 0x1p-6f);
+	float again[37];
+	memcpy(again, back, sizeof(again));
+	ops_round_bf16(again, 37);
+	assert_memory_equal(again, back, sizeof(again));
+
+	for (int n = 1; n <= 40; n++) {
+		float p[40], q[40], got[40];
+		uint16_t pb[40];
+		ref_fill(p, (size_t)n, 47u + (uint32_t)n, 8.0f);
+		memcpy(q, p, sizeof(float) * (size_t)n);
+		ops_softmax_rows(q, 1, n, n, 0);
+		ops_softmax_bf16(p, pb, n);
+		ops_from_bf16(pb, got, (size_t)n);
+		for (int j = 0; j < n; j++)
+			if (fabs(got[j] - q[j]) > q[j] * 0x1p-8)
+				fail_msg("softmax_bf16 n %d [%d]: %.9g, want "
+				    "%.9g", n, j, got[j], q[j]);
+	}
+}
+
 int
 main(void)
 {
@@ -195,6 +235,7 @@ main(void)
 		cmocka_unit_test(test_bias_act),
 		cmocka_unit_test(test_layernorm),
 		cmocka_unit_test(test_int8),
+		cmocka_unit_test(test_bf16),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
