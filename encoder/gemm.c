@@ -298,7 +298,7 @@ gemm_weight_init(gemm_weight *w, const gemm_engine *e, const float *src,
 		float qmax = weight_qmax();
 		for (int j = 0; j < n; j++)
 			w->scale[j] = ops_to_s8(src + (size_t)j * k,
-			    (int8_t *)plain + (size_t)j * k, k, qmax);
+			    (int8_t *)plain + (size_t)j * k, k, -1.0f, qmax);
 	} else {
 		ops_to_bf16(src, plain, numel);
 	}
@@ -707,15 +707,13 @@ out:
 	return rc;
 }
 
-/* Row i of an int8 product: y = (beta ? y : 0) + act(a s ws + bias). */
-static void
+/* Row i of an int8 product: y = (beta ? y : 0) + act(a s ws + bias);
+ * returns max |y|. */
+static float
 finish_row(const int32_t *a, float s, const gemm_weight *w, const float *bias,
     int act, float *y, int beta)
 {
-	ops_dequant(a, s, w->scale, act == GEMM_ACT_NONE ? bias : NULL, y, w->n,
-	    beta);
-	if (act != GEMM_ACT_NONE)
-		ops_bias_act(y, bias, 1, w->n, act);
+	return ops_dequant(a, s, w->scale, bias, act, y, w->n, beta);
 }
 
 /* ---- row tiles ---------------------------------------------------------- */
@@ -778,7 +776,7 @@ tile_in(gemm_thr *h, const tile_job *j, int r0, int m, void **src,
 			xr = j->x + (size_t)(r0 + i) * k;
 		if (s8)
 			h->scale[i] = ops_to_s8(xr, (int8_t *)h->in + (size_t)i * k,
-			    k, 127.0f);
+			    k, -1.0f, 127.0f);
 		else
 			ops_to_bf16(xr, (uint16_t *)h->in + (size_t)i * k,
 			    (size_t)k);
@@ -860,9 +858,10 @@ tile_run(gemm_ctx *c, tile_job *j, int id, int r0, int m, prim_entry *p,
 		return rc;
 	int8_t *mid = h->mid;
 	for (int i = 0; i < m; i++) {
-		finish_row(h->acc + (size_t)i * n, h->scale[i], w, j->bias,
-		    j->act, h->row, 0);
-		h->mscale[i] = ops_to_s8(h->row, mid + (size_t)i * n, n, 127.0f);
+		float amax = finish_row(h->acc + (size_t)i * n, h->scale[i], w,
+		    j->bias, j->act, h->row, 0);
+		h->mscale[i] = ops_to_s8(h->row, mid + (size_t)i * n, n, amax,
+		    127.0f);
 	}
 	if ((rc = run_prim(c, p2, id, h->mid, w2->packed, NULL, h->acc,
 	    err)) != 0)

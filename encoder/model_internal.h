@@ -205,14 +205,16 @@ void ops_from_bf16(const uint16_t *x, float *y, size_t n);
 void ops_round_bf16(float *x, size_t n);
 
 /* Symmetric int8 of n values: q = round(x / scale) to nearest even in
- * [-qmax, qmax], scale = max |x| / qmax (1 for a zero row).  Returns the
- * scale. */
-float ops_to_s8(const float *x, int8_t *q, int n, float qmax);
+ * [-qmax, qmax], scale = amax / qmax (1 for a zero row), amax being max
+ * |x|: pass it when known (ops_dequant's), or a negative value to have it
+ * found.  Returns the scale. */
+float ops_to_s8(const float *x, int8_t *q, int n, float amax, float qmax);
 
-/* y[j] = (beta ? y[j] : 0) + a[j] s ws[j] (+ b[j] unless b is NULL): an
- * int8 product's row in float32. */
-void ops_dequant(const int32_t *a, float s, const float *ws, const float *b,
-    float *y, int n, int beta);
+/* An int8 product's row in float32: y[j] = (beta ? y[j] : 0) + act(a[j] s
+ * ws[j] (+ b[j] unless b is NULL)), act a CLIP_ACT_* or negative for none.
+ * Returns max |y[j]| (for ops_to_s8). */
+float ops_dequant(const int32_t *a, float s, const float *ws, const float *b,
+    int act, float *y, int n, int beta);
 
 /* Scales v (n floats) to unit L2 norm (leaves a zero vector alone). */
 void ops_l2_normalize(float *v, int n);

@@ -87,25 +87,32 @@ quantize_s8(const float *x, int8_t *q, int n, float inv, float qmax)
 }
 
 static float
-to_s8_scalar(const float *x, int8_t *q, int n, float qmax)
+to_s8_scalar(const float *x, int8_t *q, int n, float amax, float qmax)
 {
-	float amax = 0.0f;
-	for (int i = 0; i < n; i++) {
-		float a = fabsf(x[i]);
-		amax = a > amax ? a : amax;
+	if (amax < 0.0f) {
+		amax = 0.0f;
+		for (int i = 0; i < n; i++)
+			amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
 	}
 	float scale = s8_scale(amax, qmax);
 	quantize_s8(x, q, n, 1.0f / scale, qmax);
 	return scale;
 }
 
-static void
+/* ops_dequant's portable version; returns max |y| (0 for n 0). */
+static float
 dequant_scalar(const int32_t *a, float s, const float *ws, const float *b,
-    float *y, int n, int beta)
+    int act, float *y, int n, int beta)
 {
-	for (int j = 0; j < n; j++)
-		y[j] = (beta ? y[j] : 0.0f) + (float)a[j] * s * ws[j] +
-		    (b != NULL ? b[j] : 0.0f);
+	float amax = 0.0f;
+	for (int j = 0; j < n; j++) {
+		float v = (float)a[j] * s * ws[j] + (b != NULL ? b[j] : 0.0f);
+		if (act >= 0)
+			v = act_scalar(v, act);
+		y[j] = v = (beta ? y[j] : 0.0f) + v;
+		amax = fabsf(v) > amax ? fabsf(v) : amax;
+	}
+	return amax;
 }
 
 /* x rounded to the nearest bfloat16 (ties to even). */
@@ -445,18 +452,18 @@ ops_round_bf16(float *x, size_t n)
 }
 
 float
-ops_to_s8(const float *x, int8_t *q, int n, float qmax)
+ops_to_s8(const float *x, int8_t *q, int n, float amax, float qmax)
 {
-	DISPATCH(to_s8, x, q, n, qmax);
-	return to_s8_scalar(x, q, n, qmax);
+	DISPATCH(to_s8, x, q, n, amax, qmax);
+	return to_s8_scalar(x, q, n, amax, qmax);
 }
 
-void
+float
 ops_dequant(const int32_t *a, float s, const float *ws, const float *b,
-    float *y, int n, int beta)
+    int act, float *y, int n, int beta)
 {
-	DISPATCH(dequant, a, s, ws, b, y, n, beta);
-	dequant_scalar(a, s, ws, b, y, n, beta);
+	DISPATCH(dequant, a, s, ws, b, act, y, n, beta);
+	return dequant_scalar(a, s, ws, b, act, y, n, beta);
 }
 
 void

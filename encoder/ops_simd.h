@@ -214,15 +214,17 @@ K(from_bf16)(const uint16_t *x, float *y, size_t n)
 }
 
 ATTR static float
-K(to_s8)(const float *x, int8_t *q, int n, float qmax)
+K(to_s8)(const float *x, int8_t *q, int n, float amax, float qmax)
 {
-	vf m = v_zero();
 	int i = 0;
-	for (; i + VN <= n; i += VN)
-		m = v_max(m, v_andnot(v_set1(-0.0f), v_load(x + i)));
-	float amax = v_hmax(m);
-	for (; i < n; i++)
-		amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+	if (amax < 0.0f) {
+		vf m = v_zero();
+		for (; i + VN <= n; i += VN)
+			m = v_max(m, v_andnot(v_set1(-0.0f), v_load(x + i)));
+		amax = v_hmax(m);
+		for (; i < n; i++)
+			amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+	}
 	float scale = s8_scale(amax, qmax), inv = 1.0f / scale;
 	vf vinv = v_set1(inv), hi = v_set1(qmax), lo = v_set1(-qmax);
 	for (i = 0; i + VN <= n; i += VN)
@@ -232,20 +234,24 @@ K(to_s8)(const float *x, int8_t *q, int n, float qmax)
 	return scale;
 }
 
-ATTR static void
+ATTR static float
 K(dequant)(const int32_t *a, float s, const float *ws, const float *b,
-    float *y, int n, int beta)
+    int act, float *y, int n, int beta)
 {
-	vf vs = v_set1(s);
+	vf vs = v_set1(s), m = v_zero();
 	int j = 0;
 	for (; j + VN <= n; j += VN) {
 		vf v = v_mul(v_mul(v_load_i32(a + j), vs), v_load(ws + j));
 		if (b != NULL)
 			v = v_add(v, v_load(b + j));
+		if (act >= 0)
+			v = K(v_act)(v, act);
 		if (beta)
 			v = v_add(v, v_load(y + j));
 		v_store(y + j, v);
+		m = v_max(m, v_andnot(v_set1(-0.0f), v));
 	}
-	dequant_scalar(a + j, s, ws + j, b != NULL ? b + j : NULL, y + j,
-	    n - j, beta);
+	float amax = v_hmax(m), tail = dequant_scalar(a + j, s, ws + j,
+	    b != NULL ? b + j : NULL, act, y + j, n - j, beta);
+	return tail > amax ? tail : amax;
 }

@@ -141,7 +141,8 @@ test_layernorm(void **state)
 /* ops_to_s8: the scale is max |x| / 127 and each value the nearest
  * integer to x / scale (ties to even), at lengths around the vector
  * lengths; a zero row has scale 1.  ops_dequant against double, with and
- * without bias and accumulation. */
+ * without bias and accumulation, and with each activation; the largest
+ * magnitude it returns is its output's. */
 static void
 test_int8(void **state)
 {
@@ -151,7 +152,7 @@ test_int8(void **state)
 		int8_t q[70];
 		ref_fill(x, (size_t)n, 29u + (uint32_t)n, 3.0f);
 		x[n / 2] = 2.5f * (float)n;     /* the largest: q 127 */
-		float s = ops_to_s8(x, q, n, 127.0f);
+		float s = ops_to_s8(x, q, n, -1.0f, 127.0f);
 		assert_true(s == x[n / 2] / 127.0f);
 		for (int i = 0; i < n; i++) {
 			float want = rintf(x[i] * (1.0f / s));
@@ -162,7 +163,7 @@ test_int8(void **state)
 	}
 	float z[20] = {0};
 	int8_t qz[20];
-	assert_true(ops_to_s8(z, qz, 20, 127.0f) == 1.0f);
+	assert_true(ops_to_s8(z, qz, 20, -1.0f, 127.0f) == 1.0f);
 	for (int i = 0; i < 20; i++)
 		assert_int_equal(qz[i], 0);
 
@@ -173,17 +174,22 @@ test_int8(void **state)
 	ref_fill(ws, 37, 31u, 0.01f);
 	ref_fill(b, 37, 37u, 1.0f);
 	ref_fill(prev, 37, 41u, 1.0f);
-	for (int mode = 0; mode < 4; mode++) {
-		int beta = mode & 1, with_b = mode >> 1;
+	/* modes 0-3: bias, accumulation; 4-6: bias and each activation */
+	for (int mode = 0; mode < 7; mode++) {
+		int beta = mode < 4 && (mode & 1), with_b = mode >= 2;
+		int act = mode < 4 ? -1 : mode - 4;
 		memcpy(y, prev, sizeof(y));
-		ops_dequant(a, 0.5f, ws, with_b ? b : NULL, y, 37, beta);
+		float amax = ops_dequant(a, 0.5f, ws, with_b ? b : NULL, act,
+		    y, 37, beta), want_max = 0.0f;
 		for (int i = 0; i < 37; i++) {
-			double want = (beta ? prev[i] : 0.0) + a[i] * 0.5 *
-			    ws[i] + (with_b ? b[i] : 0.0);
+			double want = (beta ? prev[i] : 0.0) + ref_act(a[i] *
+			    0.5 * ws[i] + (with_b ? b[i] : 0.0), act);
 			if (fabs(y[i] - want) > 1e-5 * (1.0 + fabs(want)))
 				fail_msg("dequant mode %d [%d]: %.9g, want "
 				    "%.9g", mode, i, y[i], want);
+			want_max = fmaxf(want_max, fabsf(y[i]));
 		}
+		assert_true(amax == want_max);
 	}
 }
 
