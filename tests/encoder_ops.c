@@ -71,7 +71,8 @@ test_softmax(void **state)
 		fail_msg("causal softmax: error %.3g", e);
 }
 
-/* ops_bias_act for each activation, rows of 37 (a tail) and 64. */
+/* ops_bias_act for each activation, rows of 37 (a tail) and 64, inputs
+ * up to where the exponentials are clamped. */
 static void
 test_bias_act(void **state)
 {
@@ -85,6 +86,10 @@ test_bias_act(void **state)
 			float x[4 * 64], in[4 * 64], bias[64];
 			ref_fill(in, (size_t)t * n, 11u, 6.0f);
 			ref_fill(bias, (size_t)n, 13u, 1.0f);
+			/* the exponentials' clamps, in a vector and a tail */
+			in[0] = in[n - 1] = -120.0f;
+			in[1] = in[n - 2] = -40.0f;
+			in[2] = in[n - 3] = 95.0f;
 			memcpy(x, in, sizeof(float) * (size_t)t * n);
 			ops_bias_act(x, bias, t, n, acts[a]);
 			for (int i = 0; i < t * n; i++) {
