@@ -61,6 +61,8 @@
 /* gemm_attention takes sequences in chunks whose scores (float32 and
  * bf16) stay about this size, in cache between the three steps. */
 #define ATTN_CHUNK_BYTES (4u << 20)
+/* or, where each thread of the team takes chunks in turn, this size */
+#define ATTN_THR_BYTES (1u << 20)
 
 struct gemm_engine {
 	dnnl_engine_t eng;
@@ -113,6 +115,10 @@ typedef struct gemm_thr {
 	size_t mscale_cap;
 	float *row;             /* one float row */
 	size_t row_cap;
+	float *score;           /* gemm_attention's scores */
+	size_t score_cap;
+	void *prob;             /* and its probabilities in bf16 */
+	size_t prob_cap;
 } gemm_thr;
 
 struct gemm_ctx {
@@ -123,10 +129,6 @@ struct gemm_ctx {
 	int n_thr;
 	float *xq;              /* emulated bf16: the activations, rounded */
 	size_t xq_cap;
-	float *ascore;          /* gemm_attention: scores */
-	size_t ascore_cap;
-	void *aprob;            /* gemm_attention: probabilities in bf16 */
-	size_t aprob_cap;
 	char impl[64];
 };
 
@@ -461,11 +463,11 @@ gemm_ctx_free(gemm_ctx *c)
 		free(h->mid);
 		free(h->mscale);
 		free(h->row);
+		free(h->score);
+		free(h->prob);
 	}
 	free(c->thr);
 	free(c->xq);
-	free(c->ascore);
-	free(c->aprob);
 	free(c);
 }
 
@@ -1152,6 +1154,32 @@ out:
 	return rc;
 }
 
+/* Attention over m sequences at row at (of s tokens: rows m s) on thread
+ * id's stream and buffers; qk and pv are the products for m sequences.
+ * The softmax runs on the calling thread's team when par. */
+static int
+attn_chunk(gemm_ctx *c, int id, prim_entry *qk, prim_entry *pv,
+    const uint16_t *qkv, size_t plane, size_t at, int m, int s, int heads,
+    uint16_t *out, int par, cdx_error *err)
+{
+	gemm_thr *h = &c->thr[id];
+	size_t nrow = (size_t)m * heads * s;
+	int rc;
+	if ((rc = grow((void **)&h->score, &h->score_cap, nrow * s *
+	    sizeof(float), err)) != 0 ||
+	    (rc = grow(&h->prob, &h->prob_cap, nrow * s * 2, err)) != 0 ||
+	    (rc = run_prim(c, qk, id, (void *)(qkv + at), qkv + plane + at,
+	    NULL, h->score, err)) != 0)
+		return rc;
+	float *score = h->score;
+	uint16_t *prob = h->prob;
+	#pragma omp parallel for schedule(static) if (par)
+	for (size_t i = 0; i < nrow; i++)
+		ops_softmax_bf16(score + i * s, prob + i * s, s);
+	return run_prim(c, pv, id, prob, qkv + 2 * plane + at, NULL,
+	    out + at, err);
+}
+
 int
 gemm_attention(gemm_ctx *c, const uint16_t *qkv, int n, int s, int heads,
     int hd, uint16_t *out, cdx_error *err)
@@ -1162,40 +1190,63 @@ gemm_attention(gemm_ctx *c, const uint16_t *qkv, int n, int s, int heads,
 		    "CPU has no native bf16");
 	if (n <= 0)
 		return 0;
-	size_t per_seq = (size_t)heads * s * s;
-	int nc = (int)(ATTN_CHUNK_BYTES / (per_seq * 6));
-	nc = nc < 1 ? 1 : nc > n ? n : nc;
+	size_t per_seq = (size_t)heads * s * s * 6;     /* f32 + bf16 */
 	size_t plane = (size_t)n * s * d;       /* q, k or v */
-	if ((rc = grow((void **)&c->ascore, &c->ascore_cap, (size_t)nc *
-	    per_seq * sizeof(float), err)) != 0 ||
-	    (rc = grow(&c->aprob, &c->aprob_cap, (size_t)nc * per_seq * 2,
+	int nthr = omp_get_max_threads();
+#ifndef _OPENMP
+	nthr = 1;
+#endif
+	/* chunks of sequences whose scores stay in a cache: a core's own
+	 * when each thread takes chunks in turn (two chunks a thread at
+	 * least), else the team shares each chunk */
+	int team = nthr >= 2 && n >= 2 * nthr;
+	int nc = (int)((team ? ATTN_THR_BYTES : ATTN_CHUNK_BYTES) / per_seq);
+	nc = nc < 1 ? 1 : nc > n / (team ? 2 * nthr : 1) ?
+	    n / (team ? 2 * nthr : 1) : nc;
+	int nchunk = (n + nc - 1) / nc, tail = n - (nchunk - 1) * nc;
+	prim_entry *qk[2], *pv[2];
+	cache_room(c, 4);
+	if ((rc = thr_ensure(c, team ? nthr : 1, err)) != 0 ||
+	    (rc = get_attn_prim(c, GEMM_ATTN_QK, nc, s, heads, hd, &qk[0],
+	    err)) != 0 ||
+	    (rc = get_attn_prim(c, GEMM_ATTN_PV, nc, s, heads, hd, &pv[0],
+	    err)) != 0 ||
+	    (rc = get_attn_prim(c, GEMM_ATTN_QK, tail, s, heads, hd, &qk[1],
+	    err)) != 0 ||
+	    (rc = get_attn_prim(c, GEMM_ATTN_PV, tail, s, heads, hd, &pv[1],
 	    err)) != 0)
 		return rc;
-	uint16_t *prob = c->aprob;
-	float *score = c->ascore;
-	for (int s0 = 0; s0 < n; s0 += nc) {
-		int m = n - s0 < nc ? n - s0 : nc;
-		size_t at = (size_t)s0 * s * d;
-		prim_entry *qk, *pv;
-		cache_room(c, 2);
-		if ((rc = get_attn_prim(c, GEMM_ATTN_QK, m, s, heads, hd, &qk,
-		    err)) != 0 ||
-		    (rc = get_attn_prim(c, GEMM_ATTN_PV, m, s, heads, hd, &pv,
-		    err)) != 0)
-			return rc;
-		if ((rc = run_prim(c, qk, 0, (void *)(qkv + at), qkv + plane +
-		    at, NULL, score, err)) != 0)
-			return rc;
-		int nrow = m * heads * s;
-		#pragma omp parallel for schedule(static) \
-		    if ((size_t)nrow * s >= GEMM_PAR_MIN)
-		for (int i = 0; i < nrow; i++) {
-			ops_softmax_bf16(score + (size_t)i * s, prob +
-			    (size_t)i * s, s);
+	if (!team) {
+		for (int i = 0; rc == 0 && i < nchunk; i++) {
+			int last = i == nchunk - 1;
+			rc = attn_chunk(c, 0, qk[last], pv[last], qkv, plane,
+			    (size_t)i * nc * s * d, last ? tail : nc, s, heads,
+			    out, 1, err);
 		}
-		if ((rc = run_prim(c, pv, 0, prob, qkv + 2 * plane + at, NULL,
-		    out + at, err)) != 0)
-			return rc;
+		return rc;
 	}
-	return 0;
+	for (int i = 0; i < 2; i++)
+		if ((rc = mem_ensure(c, qk[i], nthr, err)) != 0 ||
+		    (rc = mem_ensure(c, pv[i], nthr, err)) != 0)
+			return rc;
+	int first = 0;
+	cdx_error e1 = {0};
+	#pragma omp parallel for schedule(dynamic) num_threads(nthr)
+	for (int i = 0; i < nchunk; i++) {
+		cdx_error e = {0};
+		int last = i == nchunk - 1;
+		int r = attn_chunk(c, omp_get_thread_num(), qk[last], pv[last],
+		    qkv, plane, (size_t)i * nc * s * d, last ? tail : nc, s,
+		    heads, out, 0, &e);
+		if (r != 0) {
+			#pragma omp critical(gemm_attn_err)
+			if (first == 0) {
+				first = r;
+				e1 = e;
+			}
+		}
+	}
+	if (first != 0 && err != NULL)
+		*err = e1;
+	return first;
 }

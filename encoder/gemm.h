@@ -159,9 +159,12 @@ int gemm_run_bf16(gemm_ctx *c, const uint16_t *x, const gemm_weight *w,
  * gemm_run_bf16).  The two products run on oneDNN in bf16 with float32
  * accumulation, on each head as a strided view of the rows; the softmax
  * runs in float32 and its probabilities are rounded to bf16.  Sequences
- * go in chunks whose scores stay in cache.  Only where the CPU multiplies
- * bf16 natively (gemm_cpu_has_bf16): CDX_EINVAL elsewhere, and for a ctx
- * made without an engine.  Errors otherwise as gemm_run. */
+ * go in chunks whose scores stay in cache: with two chunks or more for
+ * each thread of the calling thread's team, each thread takes chunks in
+ * turn (its own oneDNN stream); otherwise the team shares each chunk.
+ * Only where the CPU multiplies bf16 natively (gemm_cpu_has_bf16):
+ * CDX_EINVAL elsewhere, and for a ctx made without an engine.  Errors
+ * otherwise as gemm_run. */
 int gemm_attention(gemm_ctx *c, const uint16_t *qkv, int n, int s,
     int heads, int hd, uint16_t *out, cdx_error *err);
 
