@@ -11,7 +11,7 @@
  * made, keyed by (precision, n, k, rows, epilogue): layers of one shape
  * share them, and oneDNN's own primitive cache makes a re-creation cheap.
  *
- * A batch's rows run in tiles of GEMM_TILE rows, taken in turn by the
+ * A batch's rows run in tiles (tile_rows), taken in turn by the
  * threads of the calling thread's OpenMP team.  Each thread converts its
  * tile's float32 rows (bf16, or s8 with a scale per row), multiplies them
  * (a primitive executed inside a parallel region runs on the calling
@@ -42,18 +42,23 @@
  * thread's OpenMP team (like oneDNN itself) once they touch this many
  * values; the linear layers' share the team in tiles (below). */
 #define GEMM_PAR_MIN 65536
-/* A linear layer on oneDNN runs in tiles of this many rows (the last
- * one what is left), each thread of the team taking tiles in turn and
- * converting, multiplying (oneDNN on that thread alone) and finishing
- * them while they are in its cache, with no barrier between the steps.
- * oneDNN 2.6.3's AMX kernels run a single thread's product at full speed
- * only for whole blocks of 16 rows: 62 rows measured at a third of 64's
- * rate.  The tiles go to at most one thread for each GEMM_TILE_MIN rows,
- * and below two such threads (a text query) the whole team multiplies
- * one tile: tiles each read all of the weights, which a short query's
- * time is bound by (77 tokens in 64- and 13-row tiles: 11.7 ms of GEMMs
- * against 8.8). */
-#define GEMM_TILE 64
+/* A linear layer on oneDNN runs in tiles of rows (the last one what is
+ * left), each thread of the team taking tiles in turn and converting,
+ * multiplying (oneDNN on that thread alone) and finishing them while they
+ * are in its cache, with no barrier between the steps.  A tile is a
+ * multiple of GEMM_TILE_STEP rows: oneDNN 2.6.3's AMX kernels run a single
+ * thread's product at full speed only for whole blocks of 64 rows (62
+ * rows measured at a third of 64's rate; ViT-B/32's MLP at batch 32 took
+ * 15.3, 18.9, 15.1, 20.7, 14.3, 17.0 and 14.8 ms in tiles of 64, 96, 128,
+ * 160, 192, 224 and 256 rows).  tile_rows takes the largest size up to
+ * GEMM_TILE_MAX that shares the rows evenly among the threads: each tile
+ * reads all of the weights, so larger tiles are faster.  The tiles go to
+ * at most one thread for each GEMM_TILE_MIN rows, and below two such
+ * threads (a text query) the whole team multiplies one tile: tiles each
+ * read all of the weights, which a short query's time is bound by (77
+ * tokens in 64- and 13-row tiles: 11.7 ms of GEMMs against 8.8). */
+#define GEMM_TILE_STEP 64
+#define GEMM_TILE_MAX 256
 #define GEMM_TILE_MIN 128
 /* prim_entry.prec of attention's two products (beside enum gemm_prec) */
 #define GEMM_ATTN_QK 10
@@ -916,6 +921,33 @@ tile_prims(gemm_ctx *c, tile_job *j, int q, int nthr, prim_entry **p,
 	return *p2 != NULL ? mem_ensure(c, *p2, nthr, err) : 0;
 }
 
+/* The rows of a tile for t rows on nthr threads taking tiles in turn:
+ * the largest multiple of GEMM_TILE_STEP up to GEMM_TILE_MAX whose tiles
+ * load no thread more than 2% above an even share (the last, short tile
+ * going to a thread with fewer whole ones where there is one), else the
+ * most even of them. */
+static int
+tile_rows(int t, int nthr)
+{
+	int best = GEMM_TILE_STEP;
+	double best_even = 0.0;
+	for (int q = GEMM_TILE_MAX; q >= GEMM_TILE_STEP; q -= GEMM_TILE_STEP) {
+		int whole = t / q, rest = t % q;
+		int most = (whole + nthr - 1) / nthr, least = whole / nthr;
+		int span = most * q;            /* rows, the busiest thread */
+		if (rest > 0 && least * q + rest > span)
+			span = least * q + rest;
+		double even = (double)t / ((double)span * nthr);
+		if (even >= 0.98)
+			return q;
+		if (even > best_even) {
+			best_even = even;
+			best = q;
+		}
+	}
+	return best;
+}
+
 /* Runs job j: its tiles shared among the calling thread's team, taken in
  * turn, or with too few rows one tile on the calling thread (oneDNN then
  * spreads it over the team itself). */
@@ -932,7 +964,7 @@ job_run(gemm_ctx *c, tile_job *j, cdx_error *err)
 #endif
 	if (nthr < 2)
 		nthr = 1;
-	j->q = nthr == 1 ? t : GEMM_TILE;
+	j->q = nthr == 1 ? t : tile_rows(t, nthr);
 	j->ntile = (t + j->q - 1) / j->q;
 	j->rc = 0;
 	int tail = t - (j->ntile - 1) * j->q;
