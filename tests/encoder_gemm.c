@@ -138,7 +138,8 @@ test_mlp(void **state)
 {
 	(void)state;
 	static const int precs[] = { GEMM_F32, GEMM_BF16, GEMM_S8 };
-	/* 600 rows: 64-row tiles on 2 or 3 threads and a 24-row tail */
+	/* 600 rows: tiles of 64 rows on 2 threads, 192 on 3, and a 24-row
+	 * tail */
 	const int d = 96, m = 384, t = 600;
 	float *w1s = malloc(sizeof(float) * m * d);
 	float *w2s = malloc(sizeof(float) * d * m);
