@@ -1205,6 +1205,7 @@ attn_chunk(gemm_ctx *c, int id, prim_entry *qk, prim_entry *pv,
 		return rc;
 	float *score = h->score;
 	uint16_t *prob = h->prob;
+	(void)par;      /* read by the pragma alone, gone without OpenMP */
 	#pragma omp parallel for schedule(static) if (par)
 	for (size_t i = 0; i < nrow; i++)
 		ops_softmax_bf16(score + i * s, prob + i * s, s);

@@ -29,6 +29,16 @@
 
 #define K 96
 
+/* An n x K weight from src at prec, and a ctx to run it on. */
+static void
+weight_and_ctx(gemm_engine *e, const float *src, int n, int prec,
+    gemm_weight *w, gemm_ctx **c)
+{
+	cdx_error err;
+	CDX_ASSERT_OK(gemm_weight_init(w, e, src, n, K, prec, &err), err.msg);
+	CDX_ASSERT_OK(gemm_ctx_new(e, c, &err), err.msg);
+}
+
 /* gemm_run with the epilogue against the plain product of the same
  * weight finished here: max |difference| / max |expected|. */
 static double
@@ -92,9 +102,7 @@ test_epilogue(void **state)
 	for (size_t p = 0; p < sizeof(precs) / sizeof(precs[0]); p++) {
 		gemm_weight w;
 		gemm_ctx *c = NULL;
-		CDX_ASSERT_OK(gemm_weight_init(&w, e, wsrc, n, K, precs[p],
-		    &err), err.msg);
-		CDX_ASSERT_OK(gemm_ctx_new(e, &c, &err), err.msg);
+		weight_and_ctx(e, wsrc, n, precs[p], &w, &c);
 		for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
 			int t = rows[r];
 			double eb = epilogue_error(c, &w, x, bias,
@@ -359,9 +367,7 @@ test_planes(void **state)
 	for (size_t p = 0; p < sizeof(precs) / sizeof(precs[0]); p++) {
 		gemm_weight w;
 		gemm_ctx *c = NULL;
-		CDX_ASSERT_OK(gemm_weight_init(&w, e, wsrc, n, K, precs[p],
-		    &err), err.msg);
-		CDX_ASSERT_OK(gemm_ctx_new(e, &c, &err), err.msg);
+		weight_and_ctx(e, wsrc, n, precs[p], &w, &c);
 		if (w.md == NULL) {     /* bf16 emulated: not on oneDNN */
 			assert_int_equal(gemm_run_planes(c, copy_row, x, &w,
 			    pl, np, 5, bias, &err), CDX_EINVAL);
@@ -409,9 +415,7 @@ next:
 	}
 	gemm_weight w;
 	gemm_ctx *c = NULL;
-	CDX_ASSERT_OK(gemm_weight_init(&w, e, wsrc, n, K, GEMM_F32, &err),
-	    err.msg);
-	CDX_ASSERT_OK(gemm_ctx_new(e, &c, &err), err.msg);
+	weight_and_ctx(e, wsrc, n, GEMM_F32, &w, &c);
 	assert_int_equal(gemm_run_planes(c, copy_row, x, &w, pl, np, 5, bias,
 	    &err), CDX_EINVAL);
 	assert_int_equal(gemm_run_bf16(c, xb, &w, y, 5, 0.0f, bias, &err),
