@@ -172,13 +172,6 @@ struct clip_model {
 
 /* ---- kernels (ops.c) -------------------------------------------------- */
 
-/* The widest vector kernels this CPU runs (ops.c, gemm.c): OPS_AVX512
- * (AVX-512F), OPS_AVX2 (AVX2 + FMA) or OPS_SCALAR, capped by the
- * environment's CDX_MAX_SIMD ("avx2" or "scalar": tests run the narrower
- * kernels on a wider CPU with it).  Read once; thread-safe, cheap. */
-enum { OPS_SCALAR, OPS_AVX2, OPS_AVX512 };
-int ops_simd(void);
-
 /* For each of t rows of x (stride d): if bias, x += bias; then
  * y = layernorm(x) * w + b.  y may equal x. */
 void ops_layernorm(float *x, const float *bias, const float *w,

@@ -332,7 +332,14 @@ load_bf16_avx512(const uint16_t *x)
 
 /* ---- dispatch ---------------------------------------------------------- */
 
-int
+#if OPS_X86
+/* The widest kernels this CPU runs: OPS_AVX512 (AVX-512F), OPS_AVX2 (AVX2
+ * + FMA) or OPS_SCALAR, capped by the environment's CDX_MAX_SIMD ("avx2"
+ * or "scalar": tests run the narrower kernels on a wider CPU with it).
+ * Read once; thread-safe, cheap. */
+enum { OPS_SCALAR, OPS_AVX2, OPS_AVX512 };
+
+static int
 ops_simd(void)
 {
 	static atomic_int level = -1;
@@ -340,10 +347,8 @@ ops_simd(void)
 	if (l >= 0)
 		return l;
 	l = OPS_SCALAR;
-#if OPS_X86
 	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
 		l = __builtin_cpu_supports("avx512f") ? OPS_AVX512 : OPS_AVX2;
-#endif
 	const char *cap = getenv("CDX_MAX_SIMD");
 	if (cap != NULL && strcmp(cap, "scalar") == 0)
 		l = OPS_SCALAR;
@@ -353,17 +358,29 @@ ops_simd(void)
 	return l;
 }
 
-#if OPS_X86
 /* Returns name##_avx512(args) or name##_avx2(args) where this CPU runs
- * them; falls through to the portable code after it otherwise. */
-#define DISPATCH(name, ...) do { \
+ * them (RET_DISPATCH), or calls it and returns (DISPATCH, for the void
+ * kernels); falls through to the portable code after it otherwise. */
+#define RET_DISPATCH(name, ...) do { \
 	int l_ = ops_simd(); \
 	if (l_ == OPS_AVX512) \
 		return name##_avx512(__VA_ARGS__); \
 	if (l_ == OPS_AVX2) \
 		return name##_avx2(__VA_ARGS__); \
 } while (0)
+#define DISPATCH(name, ...) do { \
+	int l_ = ops_simd(); \
+	if (l_ == OPS_AVX512) { \
+		name##_avx512(__VA_ARGS__); \
+		return; \
+	} \
+	if (l_ == OPS_AVX2) { \
+		name##_avx2(__VA_ARGS__); \
+		return; \
+	} \
+} while (0)
 #else
+#define RET_DISPATCH(name, ...) do { } while (0)
 #define DISPATCH(name, ...) do { } while (0)
 #endif
 
@@ -454,7 +471,7 @@ ops_round_bf16(float *x, size_t n)
 float
 ops_to_s8(const float *x, int8_t *q, int n, float amax, float qmax)
 {
-	DISPATCH(to_s8, x, q, n, amax, qmax);
+	RET_DISPATCH(to_s8, x, q, n, amax, qmax);
 	return to_s8_scalar(x, q, n, amax, qmax);
 }
 
@@ -462,7 +479,7 @@ float
 ops_dequant(const int32_t *a, float s, const float *ws, const float *b,
     int act, float *y, int n, int beta)
 {
-	DISPATCH(dequant, a, s, ws, b, act, y, n, beta);
+	RET_DISPATCH(dequant, a, s, ws, b, act, y, n, beta);
 	return dequant_scalar(a, s, ws, b, act, y, n, beta);
 }
 

@@ -145,7 +145,8 @@ test_layernorm(void **state)
 
 /* ops_to_s8: the scale is max |x| / 127 and each value the nearest
  * integer to x / scale (ties to even), at lengths around the vector
- * lengths; a zero row has scale 1.  ops_dequant against double, with and
+ * lengths, whether it finds max |x| or is given it; a zero row has scale
+ * 1.  ops_dequant against double, with and
  * without bias and accumulation, and with each activation; the largest
  * magnitude it returns is its output's. */
 static void
@@ -159,6 +160,10 @@ test_int8(void **state)
 		x[n / 2] = 2.5f * (float)n;     /* the largest: q 127 */
 		float s = ops_to_s8(x, q, n, -1.0f, 127.0f);
 		assert_true(s == x[n / 2] / 127.0f);
+		/* the largest magnitude given gives the same, bit for bit */
+		int8_t q2[70];
+		assert_true(ops_to_s8(x, q2, n, x[n / 2], 127.0f) == s);
+		assert_memory_equal(q, q2, (size_t)n);
 		for (int i = 0; i < n; i++) {
 			float want = rintf(x[i] * (1.0f / s));
 			if (q[i] != (int8_t)want)
