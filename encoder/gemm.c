@@ -38,9 +38,10 @@
 #define GEMM_PACK_ROWS 256
 /* Primitives a gemm_ctx keeps (a full cache starts over). */
 #define GEMM_CACHE 64
-/* gemm_attention's conversions and softmax run over rows on the calling
- * thread's OpenMP team (like oneDNN itself) once they touch this many
- * values; the linear layers' share the team in tiles (below). */
+/* gemm_attention's softmax, where the team shares a chunk, runs over rows
+ * on the team (like oneDNN itself) once it touches this many values: a
+ * short text query's stays on the calling thread.  The linear layers
+ * share the team in tiles (below). */
 #define GEMM_PAR_MIN 65536
 /* A linear layer on oneDNN runs in tiles of rows (the last one what is
  * left), each thread of the team taking tiles in turn and converting,
@@ -1188,7 +1189,8 @@ out:
 
 /* Attention over m sequences at row at (of s tokens: rows m s) on thread
  * id's stream and buffers; qk and pv are the products for m sequences.
- * The softmax runs on the calling thread's team when par. */
+ * With par the softmax may run on the calling thread's team
+ * (GEMM_PAR_MIN). */
 static int
 attn_chunk(gemm_ctx *c, int id, prim_entry *qk, prim_entry *pv,
     const uint16_t *qkv, size_t plane, size_t at, int m, int s, int heads,
@@ -1206,7 +1208,8 @@ attn_chunk(gemm_ctx *c, int id, prim_entry *qk, prim_entry *pv,
 	float *score = h->score;
 	uint16_t *prob = h->prob;
 	(void)par;      /* read by the pragma alone, gone without OpenMP */
-	#pragma omp parallel for schedule(static) if (par)
+	#pragma omp parallel for schedule(static) \
+	    if (par && nrow * s >= GEMM_PAR_MIN)
 	for (size_t i = 0; i < nrow; i++)
 		ops_softmax_bf16(score + i * s, prob + i * s, s);
 	return run_prim(c, pv, id, prob, qkv + 2 * plane + at, NULL,
