@@ -880,6 +880,20 @@ tile_run(gemm_ctx *c, tile_job *j, int id, int r0, int m, prim_entry *p,
 	return 0;
 }
 
+/* Keeps the first failure (rc, err) of the threads of a team in *first
+ * and *kept; called by any of them. */
+static void
+keep_first(int *first, cdx_error *kept, int rc, const cdx_error *err)
+{
+	if (rc == 0)
+		return;
+	#pragma omp critical(gemm_team_err)
+	if (*first == 0) {
+		*first = rc;
+		*kept = *err;
+	}
+}
+
 /* Tile i of job j on thread id; a failure is kept in j. */
 static void
 tile_one(gemm_ctx *c, tile_job *j, int id, int i)
@@ -888,13 +902,7 @@ tile_one(gemm_ctx *c, tile_job *j, int id, int i)
 	int r0 = i * j->q, last = i == j->ntile - 1;
 	int m = last ? j->t - r0 : j->q;
 	int rc = tile_run(c, j, id, r0, m, j->p[last], j->p2[last], &err);
-	if (rc != 0) {
-		#pragma omp critical(gemm_tile_err)
-		if (j->rc == 0) {
-			j->rc = rc;
-			j->err = err;
-		}
-	}
+	keep_first(&j->rc, &j->err, rc, &err);
 }
 
 /* The primitives of one tile size (q rows) for job j: w's, and for an MLP
@@ -1274,13 +1282,7 @@ gemm_attention(gemm_ctx *c, const uint16_t *qkv, int n, int s, int heads,
 		int r = attn_chunk(c, omp_get_thread_num(), qk[last], pv[last],
 		    qkv, plane, (size_t)i * nc * s * d, last ? tail : nc, s,
 		    heads, out, 0, &e);
-		if (r != 0) {
-			#pragma omp critical(gemm_attn_err)
-			if (first == 0) {
-				first = r;
-				e1 = e;
-			}
-		}
+		keep_first(&first, &e1, r, &e);
 	}
 	if (first != 0 && err != NULL)
 		*err = e1;
