@@ -7,13 +7,13 @@
  * buffer (no copies); where the linear layers run on oneDNN and the CPU
  * multiplies bf16 natively, attention over sequences of one length, none
  * causal (the vision towers, SigLIP's padded text), runs instead as two
- * batched bf16 products over every sequence and head (gemm_attention): at
- * ViT-B/16's 197 tokens and batch 32, 8.6 ms a layer against the SGEMMs'
- * 28 ms.  Where the linear layers run on oneDNN (bf16, int8), the work
- * between them is shared among the calling thread's OpenMP team, as
- * oneDNN's is: the (sequence, head) pairs of attention, the rows of the
- * layer norms and activations, the images of im2col (and, in gemm.c, the
- * rows of the conversions).  Where OpenBLAS' own threads run them (fp32),
+ * batched bf16 products over every sequence and head (gemm_attention), q,
+ * k, v and its output kept in bf16 from the projection before it to the
+ * one after (attend_bf16).  Where the linear layers run on oneDNN (bf16,
+ * int8), the work between them is shared among the calling thread's
+ * OpenMP team, as oneDNN's is: the (sequence, head) pairs of attention,
+ * the rows of the layer norms and activations, the images of im2col (and,
+ * in gemm.c, the row tiles, each with its layer norm and conversions).  Where OpenBLAS' own threads run them (fp32),
  * that work stays on the calling thread: an OpenMP team spinning beside
  * OpenBLAS' threads measured slower than none.  Residual additions ride
  * on the GEMM (beta = 1) and each pending bias is added inside the next
@@ -414,7 +414,8 @@ tower_run(clip_ctx *c, const clip_tower *tw, float *x, int t, int n_seg,
 	const float *pending = NULL;
 	/* Where the linear layers run on oneDNN and the CPU has native bf16,
 	 * attention over sequences of one length, none causal (the vision
-	 * towers), multiplies in bf16 too (gemm_attention). */
+	 * towers, SigLIP's padded text), multiplies in bf16 too
+	 * (attend_bf16). */
 	int bf16_attn = c->par && !causal && gemm_cpu_has_bf16();
 	for (int s = 0; bf16_attn && s < n_seg; s++)
 		bf16_attn = c->seg_len[s] == c->seg_len[0] &&
